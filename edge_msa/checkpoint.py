@@ -1,0 +1,77 @@
+"""Checkpoints are config + FeatureSpec + state_dict + meta, saved atomically and loaded with
+`torch.load(weights_only=True)` and a rebuild from config. Never a pickled model object."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from .atomic import atomic_path
+from .errors import ArtifactError, InputError
+from .spec import FeatureSpec, ModelConfig
+
+FORMAT_VERSION = 1
+
+
+def save_checkpoint(path: str | os.PathLike, model, meta: dict[str, Any] | None = None) -> Path:
+    """Write model (config, spec, weights) + plain-type meta atomically to `path`."""
+    import torch
+
+    from .models import model_config
+
+    payload = {
+        "format_version": FORMAT_VERSION,
+        "config": model_config(model).to_dict(),
+        "feature_spec": model.spec.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "meta": meta or {},
+    }
+    with atomic_path(path, suffix=".pt") as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load the raw checkpoint dict safely (weights_only), with one-line errors for bad files."""
+    import pickle
+    import zipfile
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"checkpoint '{path}' does not exist; expected a .pt file written by edge-msa")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsupported content"
+        raise ArtifactError(f"'{path}' holds pickled Python objects that weights_only loading refuses "
+                            f"({first[:160]}); expected an edge-msa checkpoint (config + state_dict)") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise ArtifactError(f"'{path}' is not a readable torch checkpoint ({str(exc).splitlines()[0][:160]}); "
+                            "expected a .pt file written by edge-msa") from None
+    if not isinstance(payload, dict) or not {"config", "feature_spec", "state_dict"} <= set(payload):
+        raise ArtifactError(f"'{path}' is a torch file but not an edge-msa checkpoint; expected keys "
+                            "format_version, config, feature_spec, state_dict, meta")
+    version = payload.get("format_version", 0)
+    if version > FORMAT_VERSION:
+        raise ArtifactError(f"'{path}' has checkpoint format {version}, newer than this edge-msa reads "
+                            f"({FORMAT_VERSION}); upgrade edge-msa")
+    return payload
+
+
+def load_checkpoint(path: str | os.PathLike):
+    """Rebuild the model from a checkpoint. Returns (model in eval mode, meta dict)."""
+    from .models import create_model
+
+    payload = read_checkpoint(path)
+    config = ModelConfig.from_dict(payload["config"])
+    spec = FeatureSpec.from_dict(payload["feature_spec"])
+    model = create_model(config.name, spec, **config.params)
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as exc:
+        raise ArtifactError(f"'{path}': weights do not fit the '{config.name}' config "
+                            f"({str(exc).splitlines()[0][:200]})") from None
+    model.eval()
+    return model, dict(payload.get("meta", {}))

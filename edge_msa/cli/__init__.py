@@ -1,0 +1,50 @@
+"""`edge-msa` command line: each subcommand module parses its flags and makes one library call.
+
+Heavy imports happen inside handlers so `edge-msa --help` is instant and works without torch.
+Every EdgeMSAError becomes one line `error: ...` and exit code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ..errors import EdgeMSAError
+from ..version import __version__
+
+# One module per subcommand in edge_msa/cli/; each defines register(subparsers).
+SUBCOMMANDS: tuple[str, ...] = ()
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors follow our one-line `error:` + exit 2 rule."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"error: {message}; see '{self.prog} --help'\n")
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="edge-msa", description="Compress multimodal sentiment models and run them on "
+                     "small devices: train -> compress -> export -> predict / eval / bench.")
+    parser.add_argument("--version", action="version", version=f"edge-msa {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in SUBCOMMANDS:
+        importlib.import_module(f"{__name__}.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.handler(args) or 0)
+    except EdgeMSAError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("error: interrupted; nothing half-written was kept\n")
+        return 130

@@ -1,0 +1,73 @@
+"""In-memory dataset containers shared by every reader, the trainer and the evaluators (numpy only)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import InputError
+from ..spec import MODALITIES, FeatureSpec
+
+
+@dataclass
+class FeatureSet:
+    """One split: padded per-modality arrays, true lengths (0 = modality missing), labels, ids.
+
+    features[m]: float32 (N, L_m, d_m), zero-padded after lengths[m][i] valid steps.
+    """
+
+    features: dict[str, np.ndarray]
+    lengths: dict[str, np.ndarray]
+    labels: np.ndarray
+    ids: np.ndarray
+    texts: np.ndarray | None = None  # raw transcripts where the format has them
+
+    def __post_init__(self) -> None:
+        n = len(self.labels)
+        for m in MODALITIES:
+            x, ln = self.features[m], self.lengths[m]
+            if x.ndim != 3 or x.shape[0] != n or ln.shape != (n,):
+                raise InputError(f"{m}: features {x.shape} / lengths {ln.shape} do not match {n} labels; "
+                                 "expected (N, L, d) and (N,)")
+            if not np.isfinite(x).all():
+                bad = int((~np.isfinite(x)).any(axis=(1, 2)).sum())
+                raise InputError(f"{m} features contain NaN/Inf in {bad} samples; expected finite values "
+                                 "(clean or drop those rows before training)")
+        if not np.isfinite(self.labels).all():
+            raise InputError("labels contain NaN/Inf; expected finite sentiment scores in [-3, 3]")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, index: np.ndarray) -> "FeatureSet":
+        return FeatureSet(
+            features={m: self.features[m][index] for m in MODALITIES},
+            lengths={m: self.lengths[m][index] for m in MODALITIES},
+            labels=self.labels[index],
+            ids=self.ids[index],
+            texts=None if self.texts is None else self.texts[index],
+        )
+
+    def check_spec(self, spec: FeatureSpec) -> None:
+        """Raise InputError when these arrays cannot feed a model built for `spec`."""
+        for m in MODALITIES:
+            if self.features[m].shape[-1] != spec.dim(m):
+                raise InputError(f"{m} feature dim is {self.features[m].shape[-1]} in the data but the model "
+                                 f"expects {spec.dim(m)} (front end '{spec.front_end(m)}')")
+
+
+@dataclass
+class DatasetSplits:
+    """train / valid / test FeatureSets with the FeatureSpec that describes them."""
+
+    spec: FeatureSpec
+    train: FeatureSet
+    valid: FeatureSet
+    test: FeatureSet
+    name: str = "dataset"
+    info: dict = field(default_factory=dict)
+
+    def split(self, name: str) -> FeatureSet:
+        if name not in ("train", "valid", "test"):
+            raise InputError(f"unknown split '{name}'; expected train, valid or test")
+        return getattr(self, name)

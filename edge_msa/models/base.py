@@ -1,0 +1,44 @@
+"""The method split every model implements: encode(m) -> fuse -> head. Pruning, sharing, skipping and
+per-part export all rely on it."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..spec import MODALITIES, FeatureSpec
+
+Batch = dict[str, torch.Tensor]  # text/audio/video (B, L, d) float, *_mask (B, L) bool, label (B,)
+
+
+class MSAModel(nn.Module):
+    """Base class. Subclasses set `self.spec` and implement encode/fuse/head.
+
+    forward() returns a dict with at least "score" (B,) plus whatever tensors the model's own loss
+    needs (e.g. modality representations for CMD / contrastive terms).
+    """
+
+    spec: FeatureSpec
+    config_params: dict[str, Any]
+
+    def encode(self, modality: str, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def fuse(self, h: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def head(self, z: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        masks = {m: batch[f"{m}_mask"] for m in MODALITIES}
+        h = {m: self.encode(m, batch[m], masks[m]) for m in MODALITIES}
+        z = self.fuse(h, masks)
+        return {"score": self.head(z), "z": z, **{f"h_{m}": h[m] for m in MODALITIES}}
+
+    def loss(self, out: dict[str, torch.Tensor], batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        """Task loss (MAE, as all reference papers) plus the model's auxiliary terms."""
+        task = F.l1_loss(out["score"], batch["label"])
+        return task, {"mae": float(task.detach())}

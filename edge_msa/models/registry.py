@@ -1,0 +1,45 @@
+"""Model registry: `create_model(name, spec, **params)`, `list_models()`. One file per architecture
+registers itself with @register; tiny variants for tests are registered the same way."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from ..errors import InputError
+from ..spec import FeatureSpec, ModelConfig, suggest
+
+_REGISTRY: dict[str, Callable[..., Any]] = {}
+
+
+def register(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def deco(factory: Callable[..., Any]) -> Callable[..., Any]:
+        _REGISTRY[name] = factory
+        return factory
+    return deco
+
+
+def list_models() -> list[str]:
+    _load_all()
+    return sorted(_REGISTRY)
+
+
+def create_model(name: str, spec: FeatureSpec, **params: Any):
+    """Build a model; its constructor arguments are kept in `model.config_params` for checkpoints."""
+    _load_all()
+    if name not in _REGISTRY:
+        raise InputError(f"unknown model '{name}'{suggest(name, sorted(_REGISTRY))}")
+    try:
+        model = _REGISTRY[name](spec, **params)
+    except TypeError as exc:
+        raise InputError(f"bad options for model '{name}': {exc}") from None
+    model.spec = spec
+    model.model_name = name
+    return model
+
+
+def model_config(model) -> ModelConfig:
+    return ModelConfig(name=model.model_name, params=dict(model.config_params))
+
+
+def _load_all() -> None:
+    """Import the architecture modules so their @register decorators run."""
+    from . import zoo  # noqa: F401

@@ -1,0 +1,97 @@
+"""Data contracts: the one place that owns modality order, feature dims and model configs.
+
+Both are frozen, JSON round-trippable, and stored in every checkpoint and bundle manifest.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Mapping
+
+import numpy as np
+
+from .errors import InputError
+
+MODALITIES: tuple[str, str, str] = ("text", "audio", "video")
+
+
+def suggest(name: str, choices: list[str] | tuple[str, ...]) -> str:
+    """'; did you mean X?' for a close match, else the list of choices."""
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return f"; did you mean '{close[0]}'?" if close else f"; expected one of {', '.join(choices)}"
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Per-modality feature dims, max sequence lengths and the front end that makes them.
+
+    `front_ends[m]` names who produces modality m's features: an edge_msa front end such as
+    "minilm-l6-int8" (text) / "logmel-v1" (audio) / "face-hist-v1" (video), or "external:<what>"
+    for features the user brings (e.g. "external:declare-opensmile-73").
+    """
+
+    dims: tuple[int, int, int]
+    max_lens: tuple[int, int, int]
+    front_ends: tuple[str, str, str] = ("external", "external", "external")
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        for name in ("dims", "max_lens", "front_ends"):
+            value = tuple(getattr(self, name))
+            if len(value) != 3:
+                raise InputError(f"FeatureSpec.{name} must have 3 entries ({', '.join(MODALITIES)}); got {value}")
+            object.__setattr__(self, name, value)
+        if any(int(d) < 1 for d in self.dims) or any(int(n) < 1 for n in self.max_lens):
+            raise InputError(f"FeatureSpec dims and max_lens must be >= 1; got {self.dims}, {self.max_lens}")
+
+    def dim(self, modality: str) -> int:
+        return int(self.dims[modality_index(modality)])
+
+    def max_len(self, modality: str) -> int:
+        return int(self.max_lens[modality_index(modality)])
+
+    def front_end(self, modality: str) -> str:
+        return self.front_ends[modality_index(modality)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "FeatureSpec":
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise InputError(f"unknown FeatureSpec keys {sorted(unknown)}; expected {sorted(known)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+    def check(self, modality: str, x: np.ndarray) -> None:
+        """Raise InputError unless `x` is a finite (L, dim) or (B, L, dim) array of this modality."""
+        d = self.dim(modality)
+        if not isinstance(x, np.ndarray) or x.ndim not in (2, 3) or x.shape[-1] != d:
+            shape = getattr(x, "shape", type(x).__name__)
+            raise InputError(f"{modality} features have shape {shape}; expected (L, {d}) or (B, L, {d})")
+        if not np.issubdtype(x.dtype, np.floating):
+            raise InputError(f"{modality} features have dtype {x.dtype}; expected a float array")
+        if not np.isfinite(x).all():
+            raise InputError(f"{modality} features contain NaN or Inf; expected finite values")
+
+
+def modality_index(modality: str) -> int:
+    if modality not in MODALITIES:
+        raise InputError(f"unknown modality '{modality}'{suggest(modality, MODALITIES)}")
+    return MODALITIES.index(modality)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture name + every constructor argument needed to rebuild it (post-pruning widths too)."""
+
+    name: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "params": dict(self.params)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "ModelConfig":
+        return cls(name=str(data["name"]), params=dict(data.get("params", {})))

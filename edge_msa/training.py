@@ -1,0 +1,126 @@
+"""The one training loop for every model (teachers, students, distillation): the loss is a parameter.
+
+Early stopping on validation MAE, AdamW, deterministic with a seed, a progress bar.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .data.base import FeatureSet
+from .errors import InputError
+from .models.base import Batch
+from .spec import MODALITIES
+
+LossFn = Callable[[torch.nn.Module, dict, Batch], "tuple[torch.Tensor, dict[str, float]]"]
+
+
+def to_batch(fs: FeatureSet, index: np.ndarray) -> Batch:
+    """Tensors for samples `index`, trimmed to the longest valid sequence per modality in the batch."""
+    batch: Batch = {}
+    for m in MODALITIES:
+        lengths = fs.lengths[m][index]
+        width = max(int(lengths.max()), 1)
+        x = fs.features[m][index, :width]
+        batch[m] = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))  # (B, L, d)
+        batch[f"{m}_mask"] = torch.arange(width)[None, :] < torch.from_numpy(lengths)[:, None]  # (B, L)
+    batch["label"] = torch.from_numpy(fs.labels[index].astype(np.float32))  # (B,)
+    return batch
+
+
+def iterate(fs: FeatureSet, batch_size: int, shuffle: bool = False, rng: np.random.Generator | None = None):
+    order = rng.permutation(len(fs)) if shuffle else np.arange(len(fs))
+    for start in range(0, len(fs), batch_size):
+        yield to_batch(fs, order[start:start + batch_size])
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, fs: FeatureSet, batch_size: int = 256) -> np.ndarray:
+    """Scores for every sample of `fs` (model in eval mode)."""
+    model.eval()
+    return np.concatenate([model(b)["score"].float().numpy() for b in iterate(fs, batch_size)])
+
+
+def default_loss(model: torch.nn.Module, out: dict, batch: Batch):
+    return model.loss(out, batch)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 40
+    batch_size: int = 32
+    lr: float = 1e-4
+    weight_decay: float = 1e-2
+    patience: int = 8
+    seed: int = 0
+    grad_clip: float = 1.0
+    max_minutes: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.patience < 1:
+            raise InputError(f"training options out of range: epochs={self.epochs}, batch_size={self.batch_size}, "
+                             f"lr={self.lr}, patience={self.patience}; expected positive values")
+
+
+@dataclass
+class TrainResult:
+    best_epoch: int
+    best_valid_mae: float
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+
+
+def fit(model: torch.nn.Module, train: FeatureSet, valid: FeatureSet, config: TrainConfig,
+        loss_fn: LossFn = default_loss, progress: bool = True, desc: str = "train") -> TrainResult:
+    """Train in place; on return the model holds the weights of the best validation epoch."""
+    from tqdm.auto import tqdm
+
+    seed_everything(config.seed)
+    rng = np.random.default_rng(config.seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    best_state, best_mae, best_epoch, bad = None, float("inf"), -1, 0
+    history: list[dict] = []
+    start = time.perf_counter()
+    bar = tqdm(range(config.epochs), desc=desc, disable=not progress, leave=False)
+    for epoch in bar:
+        model.train()
+        totals: dict[str, float] = {}
+        steps = 0
+        for batch in iterate(train, config.batch_size, shuffle=True, rng=rng):
+            out = model(batch)
+            loss, parts = loss_fn(model, out, batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip:
+                torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+            opt.step()
+            steps += 1
+            for k, v in parts.items():
+                totals[k] = totals.get(k, 0.0) + v
+        valid_mae = float(np.mean(np.abs(predict(model, valid) - valid.labels)))
+        row = {"epoch": epoch, "valid_mae": valid_mae, **{k: v / max(steps, 1) for k, v in totals.items()}}
+        history.append(row)
+        bar.set_postfix(valid_mae=f"{valid_mae:.3f}", best=f"{min(best_mae, valid_mae):.3f}")
+        if valid_mae < best_mae - 1e-4:
+            best_mae, best_epoch, bad = valid_mae, epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            bad += 1
+        minutes = (time.perf_counter() - start) / 60
+        if bad >= config.patience or (config.max_minutes and minutes > config.max_minutes):
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return TrainResult(best_epoch, best_mae, history, time.perf_counter() - start)

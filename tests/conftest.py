@@ -1,0 +1,40 @@
+"""Shared fixtures: tiny specs and synthetic FeatureSets for fast tests, and the real data root."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_msa.data.base import DatasetSplits, FeatureSet
+from edge_msa.spec import MODALITIES, FeatureSpec
+
+DATA_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+MOSI_NPZ = DATA_ROOT / "mosi" / "mosi_utterance_std.npz"
+needs_data = pytest.mark.skipif(not MOSI_NPZ.is_file(), reason=f"real data not found at {DATA_ROOT}")
+
+
+@pytest.fixture
+def tiny_spec() -> FeatureSpec:
+    return FeatureSpec(dims=(12, 5, 7), max_lens=(9, 3, 4))
+
+
+def make_featureset(spec: FeatureSpec, n: int, seed: int = 0) -> FeatureSet:
+    """Random features whose label depends on text and audio, so a model can learn it."""
+    rng = np.random.default_rng(seed)
+    feats, lens = {}, {}
+    for m in MODALITIES:
+        L, d = spec.max_len(m), spec.dim(m)
+        lens[m] = rng.integers(1, L + 1, size=n)
+        x = rng.normal(size=(n, L, d)).astype(np.float32)
+        x[np.arange(L)[None, :] >= lens[m][:, None]] = 0.0
+        feats[m] = x
+    signal = feats["text"][:, 0, 0] + 0.5 * feats["audio"][:, 0, 0]
+    labels = np.clip(1.5 * signal, -3, 3).astype(np.float32)
+    return FeatureSet(feats, lens, labels, np.array([f"s{i}" for i in range(n)]))
+
+
+@pytest.fixture
+def tiny_splits(tiny_spec) -> DatasetSplits:
+    return DatasetSplits(tiny_spec, make_featureset(tiny_spec, 64, 0), make_featureset(tiny_spec, 32, 1),
+                         make_featureset(tiny_spec, 32, 2), name="tiny")
