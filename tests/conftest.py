@@ -38,3 +38,8 @@ def make_featureset(spec: FeatureSpec, n: int, seed: int = 0) -> FeatureSet:
 def tiny_splits(tiny_spec) -> DatasetSplits:
     return DatasetSplits(tiny_spec, make_featureset(tiny_spec, 64, 0), make_featureset(tiny_spec, 32, 1),
                          make_featureset(tiny_spec, 32, 2), name="tiny")
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "slow: a real (small) training or export on real data; seconds to a minute")
+    config.addinivalue_line("markers", "e2e: end-to-end run of several CLI stages on real data")
