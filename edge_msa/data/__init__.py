@@ -1,4 +1,5 @@
 """Dataset readers for the public MSA formats; all return DatasetSplits of numpy arrays."""
 from .base import DatasetSplits, FeatureSet
+from .loader import FORMATS, detect_format, load_dataset
 
-__all__ = ["DatasetSplits", "FeatureSet"]
+__all__ = ["DatasetSplits", "FeatureSet", "FORMATS", "detect_format", "load_dataset"]

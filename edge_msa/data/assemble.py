@@ -1,0 +1,72 @@
+"""Shared steps of every reader: text through the one text front end, padding ragged sequences,
+cleaning non-finite values, and building FeatureSets."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import InputError
+from ..features.text import TextEncoder, encode_cached
+from .base import FeatureSet
+
+
+def encode_texts(texts: Sequence[str], ids: Sequence[str], encoder: TextEncoder | None,
+                 progress: bool) -> tuple[np.ndarray, np.ndarray, TextEncoder]:
+    """MiniLM features (N, L, 384) + lengths for every text (disk-cached); empty text names its sample."""
+    for text, sample in zip(texts, ids):
+        if not str(text).strip():
+            raise InputError(f"sample '{sample}' has an empty transcript; expected at least one word")
+    encoder = encoder or TextEncoder()
+    feats, lengths = encode_cached(encoder, list(texts), progress=progress)
+    return feats, lengths, encoder
+
+
+def pad_sequences(seqs: Sequence[np.ndarray], dim: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """List of (L_i, d) arrays -> (N, max L_i, d) float32 zero-padded and lengths (N,) int64."""
+    lengths = np.array([len(s) for s in seqs], dtype=np.int64)
+    d = dim if dim is not None else int(seqs[0].shape[-1])
+    out = np.zeros((len(seqs), max(int(lengths.max(initial=0)), 1), d), dtype=np.float32)  # (N, L_max, d)
+    for i, s in enumerate(seqs):
+        if len(s):
+            out[i, :len(s)] = s
+    return out, lengths
+
+
+def zero_padding(x: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Zero every step at or after lengths[i] (some public files pad with non-zero values)."""
+    valid = np.arange(x.shape[1])[None, :] < lengths[:, None]  # (N, L)
+    return np.where(valid[:, :, None], x, 0.0).astype(np.float32)
+
+
+def replace_nonfinite(x: np.ndarray) -> tuple[np.ndarray, int]:
+    """(x with NaN/±Inf replaced by 0, number of replaced values) — for COVAREP's -inf log energies."""
+    bad = ~np.isfinite(x)
+    n = int(bad.sum())
+    if n:
+        x = np.where(bad, 0.0, x)
+    return x.astype(np.float32, copy=False), n
+
+
+def check_finite(name: str, x: np.ndarray) -> None:
+    """InputError naming how many samples hold NaN/Inf (for formats where we do not clean silently)."""
+    bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+    if bad.any():
+        raise InputError(f"{name} contains NaN/Inf in {int(bad.sum())} of {len(x)} samples; expected finite features")
+
+
+def missing_modality(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Features (N, 1, 1) zeros and lengths 0: the modality is absent for every sample."""
+    return np.zeros((n, 1, 1), dtype=np.float32), np.zeros(n, dtype=np.int64)
+
+
+def feature_set(features: dict[str, np.ndarray], lengths: dict[str, np.ndarray], labels: np.ndarray,
+                ids: Sequence[str], texts: Sequence[str] | None, index: np.ndarray) -> FeatureSet:
+    """The rows `index` of full-dataset arrays as a FeatureSet."""
+    return FeatureSet(
+        features={m: np.ascontiguousarray(x[index], dtype=np.float32) for m, x in features.items()},
+        lengths={m: np.asarray(ln[index], dtype=np.int64) for m, ln in lengths.items()},
+        labels=np.asarray(labels, dtype=np.float32)[index],
+        ids=np.asarray([str(i) for i in ids])[index],
+        texts=None if texts is None else np.asarray([str(t) for t in texts])[index],
+    )

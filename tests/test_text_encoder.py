@@ -1,0 +1,100 @@
+"""The MiniLM text front end: shapes, padding invariance, truncation, errors, disk cache, no torch."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from edge_msa.errors import InputError
+from edge_msa.features import front_end
+from edge_msa.features.text import TextEncoder, encode_cached
+
+
+@pytest.fixture(scope="module")
+def encoder() -> TextEncoder:
+    return TextEncoder()
+
+
+def test_call_gives_one_row_per_token(encoder):
+    x = encoder("anyhow it was really good")
+    assert x.dtype == np.float32 and x.shape == (8, 384)  # [CLS] + 6 word pieces + [SEP], no padding to 128
+    assert np.isfinite(x).all() and np.abs(x).max() > 0.1
+
+
+def test_batched_encoding_matches_single_and_pads_with_zeros(encoder):
+    texts = ["there is sad part", "i loved every minute of this wonderful film , truly great", "ok"]
+    feats, lengths = encoder.encode(texts)
+    assert feats.shape == (3, int(lengths.max()), 384) and lengths.tolist() == [6, 13, 3]
+    for i, text in enumerate(texts):
+        np.testing.assert_allclose(feats[i, :lengths[i]], encoder(text), atol=2e-3)
+        assert not feats[i, lengths[i]:].any()
+
+
+def test_truncates_to_max_len():
+    enc = TextEncoder(max_len=12)
+    feats, lengths = enc.encode(["word " * 100, "short one"])
+    assert lengths.tolist() == [12, 4] and feats.shape == (2, 12, 384)
+
+
+def test_mean_pooled_embeddings_are_semantic(encoder):
+    feats, lengths = encoder.encode(["i love this movie", "i really like this film", "the bus leaves at nine"])
+    pooled = feats.sum(1) / lengths[:, None]
+    pooled /= np.linalg.norm(pooled, axis=1, keepdims=True)
+    assert pooled[0] @ pooled[1] > pooled[0] @ pooled[2] + 0.2
+
+
+@pytest.mark.parametrize("text", ["", "   \n"])
+def test_empty_text_is_an_input_error(encoder, text):
+    with pytest.raises(InputError, match="empty text; expected at least one word"):
+        encoder(text)
+
+
+def test_missing_files_are_input_errors(tmp_path):
+    with pytest.raises(InputError, match="tokenizer file not found"):
+        TextEncoder(tokenizer_path=tmp_path / "nope.json")
+    with pytest.raises(InputError, match="ONNX file not found"):
+        TextEncoder(onnx_path=tmp_path / "nope.onnx")
+
+
+def test_front_end_registry_builds_it():
+    enc = front_end("minilm-l6-int8")
+    assert isinstance(enc, TextEncoder) and enc.name == "minilm-l6-int8" and enc.dim == 384
+
+
+def test_disk_cache_round_trip_and_key(encoder, tmp_path, monkeypatch):
+    texts = ["what a great movie", "boring"]
+    feats, lengths = encode_cached(encoder, texts, progress=False, cache=tmp_path)
+    files = list((tmp_path / "text").glob("*.npz"))
+    assert len(files) == 1
+    with np.load(files[0], allow_pickle=False) as z:  # plain arrays, no pickle
+        assert z["tokens"].shape == (int(lengths.sum()), 384)
+
+    def boom(*args, **kwargs):
+        raise AssertionError("cache miss")
+
+    monkeypatch.setattr(encoder, "encode", boom)
+    again, again_len = encode_cached(encoder, texts, progress=False, cache=tmp_path)
+    np.testing.assert_array_equal(again, feats)
+    np.testing.assert_array_equal(again_len, lengths)
+    with pytest.raises(AssertionError, match="cache miss"):  # other texts -> other key
+        encode_cached(encoder, texts[::-1], progress=False, cache=tmp_path)
+
+
+def test_corrupt_cache_entry_is_recomputed(encoder, tmp_path):
+    encode_cached(encoder, ["fine"], progress=False, cache=tmp_path)
+    (entry,) = (tmp_path / "text").glob("*.npz")
+    entry.write_bytes(b"garbage")
+    with pytest.warns(UserWarning, match="unreadable text feature cache"):
+        feats, lengths = encode_cached(encoder, ["fine"], progress=False, cache=tmp_path)
+    assert lengths.tolist() == [3] and np.load(entry, allow_pickle=False)["lengths"].tolist() == [3]
+
+
+def test_runs_without_torch():
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from edge_msa.features.text import TextEncoder\n"
+            "print(TextEncoder()('hello there').shape)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "(4, 384)"
