@@ -78,9 +78,10 @@ class FeedForward(nn.Module):
 class TransformerLayer(nn.Module):
     """Post-LN Transformer layer: (cross-)attention + FFN, each with residual and LayerNorm."""
 
-    def __init__(self, dim: int, num_heads: int, ffn: int, dropout: float = 0.1) -> None:
+    def __init__(self, dim: int, num_heads: int, ffn: int, dropout: float = 0.1,
+                 head_dim: int | None = None) -> None:
         super().__init__()
-        self.attn = Attention(dim, num_heads, dropout)
+        self.attn = Attention(dim, num_heads, dropout, head_dim=head_dim)
         self.ffn = FeedForward(dim, ffn, dropout)
         self.norm1 = nn.LayerNorm(dim)
         self.norm2 = nn.LayerNorm(dim)

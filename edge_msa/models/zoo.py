@@ -1,1 +1,2 @@
 """Imports every architecture module so each registers itself."""
+from . import student  # noqa: F401

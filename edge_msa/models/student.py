@@ -1,0 +1,266 @@
+"""The compressed student: narrow per-modality encoders, ONE Transformer block reused across depth
+(ALBERT-style, optionally also across the text and fusion streams) and a tiny skip gate.
+
+It exports as parts (gate, encode_text, encode_audio, encode_video, fuse) so the runtime can skip the
+audio/video encoders per input; `run_with_skipping` is the torch reference of that rule. Every width
+(after pruning), the sharing map and the skip thresholds live in `config_params`, so a pruned student
+rebuilds from its checkpoint without pickle.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import InputError
+from ..spec import MODALITIES, FeatureSpec
+from .base import Batch, MSAModel
+from .layers import TransformerLayer, masked_mean, presence
+from .registry import register
+
+PARTS = ("gate", "encode_text", "encode_audio", "encode_video", "fuse")
+PART_IO: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "gate": (("h_text", "audio", "audio_mask", "video", "video_mask"), ("keep",)),
+    "encode_text": (("x", "mask"), ("h",)),
+    "encode_audio": (("x", "mask"), ("h",)),
+    "encode_video": (("x", "mask"), ("h",)),
+    "fuse": (("h_text", "h_audio", "h_video", "present"), ("score",)),
+}
+SKIPPABLE = ("audio", "video")  # order of the gate's keep columns and of skip_thresholds
+SHARE_MODES = {"depth": {"text": "text", "fuse": "fuse"}, "depth+modality": {"text": "shared", "fuse": "shared"}}
+
+
+class FeatureNorm(nn.Module):
+    """Per-feature standardisation with buffers set from training data (raw openSMILE/3D-CNN scales differ
+    by orders of magnitude); identity until compress fills it."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("shift", torch.zeros(dim))
+        self.register_buffer("scale", torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.shift) / self.scale  # (B, L, d)
+
+
+class TextEncoder(nn.Module):
+    """Linear down-projection + the (shared) block applied `depth` times + masked mean pooling."""
+
+    def __init__(self, in_dim: int, dim: int, block: TransformerLayer, depth: int) -> None:
+        super().__init__()
+        self.norm = FeatureNorm(in_dim)
+        self.proj = nn.Linear(in_dim, dim)
+        self.block = block
+        self.depth = depth
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        h = self.proj(self.norm(x))  # (B, L, D)
+        for _ in range(self.depth):
+            h = self.block(h, mask)  # same weights every step
+        return masked_mean(h, mask)  # (B, D)
+
+
+class FrameEncoder(nn.Module):
+    """Audio/video: a per-step GELU MLP then masked mean, so any length >= 1 (e.g. one utterance vector) works."""
+
+    def __init__(self, in_dim: int, hidden: int, dim: int, dropout: float) -> None:
+        super().__init__()
+        self.norm = FeatureNorm(in_dim)
+        self.fc1 = nn.Linear(in_dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        h = self.fc2(self.drop(F.gelu(self.fc1(self.norm(x)))))  # (B, L, D)
+        return masked_mean(h, mask)  # (B, D)
+
+
+class SkipGate(nn.Module):
+    """keep (B, 2) in [0, 1]: how much running the audio / video encoder is worth it, from the text
+    encoding plus cheap statistics of the raw audio/video (mean, log energy, presence)."""
+
+    def __init__(self, dim: int, audio: FeatureNorm, video: FeatureNorm, hidden: int) -> None:
+        super().__init__()
+        self.norms = nn.ModuleDict({"audio": audio, "video": video})  # shared with the encoders
+        stats = sum(n.shift.numel() + 2 for n in (audio, video))
+        self.fc1 = nn.Linear(dim + stats, hidden)
+        self.fc2 = nn.Linear(hidden, len(SKIPPABLE))
+
+    def stats(self, modality: str, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        xn = self.norms[modality](x)  # (B, L, d)
+        energy = masked_mean(xn.pow(2).mean(dim=-1, keepdim=True), mask)  # (B, 1)
+        return torch.cat([masked_mean(xn, mask), torch.log1p(energy), presence(mask)], dim=-1)  # (B, d + 2)
+
+    def forward(self, h_text: torch.Tensor, audio: torch.Tensor, audio_mask: torch.Tensor,
+                video: torch.Tensor, video_mask: torch.Tensor) -> torch.Tensor:
+        feats = torch.cat([h_text, self.stats("audio", audio, audio_mask),
+                           self.stats("video", video, video_mask)], dim=-1)  # (B, D + stats)
+        return torch.sigmoid(self.fc2(F.gelu(self.fc1(feats))))  # (B, 2)
+
+
+class Student(MSAModel):
+    """See the module docstring. `blocks[name]` = {heads, head_dim, ffn}; `sharing` maps the text and fusion
+    streams to block names."""
+
+    def __init__(self, spec: FeatureSpec, dim: int, depth: int, fuse_depth: int, share: str,
+                 blocks: dict[str, dict[str, int]], enc_hidden: dict[str, int], head_hidden: int,
+                 gate_hidden: int, dropout: float, modality_dropout: list[float],
+                 skip_thresholds: list[float]) -> None:
+        super().__init__()
+        self.spec = spec
+        self.sharing = dict(SHARE_MODES[share])
+        self.blocks = nn.ModuleDict({name: TransformerLayer(dim, b["heads"], b["ffn"], dropout, head_dim=b["head_dim"])
+                                     for name, b in blocks.items()})
+        self.encoders = nn.ModuleDict({
+            "text": TextEncoder(spec.dim("text"), dim, self.blocks[self.sharing["text"]], depth),
+            **{m: FrameEncoder(spec.dim(m), enc_hidden[m], dim, dropout) for m in SKIPPABLE}})
+        self.modality_embed = nn.Parameter(torch.zeros(len(MODALITIES), dim))
+        nn.init.normal_(self.modality_embed, std=0.02)
+        self.fuse_depth = fuse_depth
+        self.head_fc1 = nn.Linear(dim, head_hidden)
+        self.head_fc2 = nn.Linear(head_hidden, 1)
+        self.gate = SkipGate(dim, self.encoders["audio"].norm, self.encoders["video"].norm, gate_hidden)
+        self.modality_dropout = list(modality_dropout)
+        self.skip_thresholds = list(skip_thresholds)
+
+    # --- the method split ---------------------------------------------------------------------------
+    def encode(self, modality: str, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.encoders[modality](x, mask)  # (B, D)
+
+    def fuse_present(self, h_text: torch.Tensor, h_audio: torch.Tensor, h_video: torch.Tensor,
+                     present: torch.Tensor) -> torch.Tensor:
+        """Fusion over the 3 modality tokens; absent ones (present 0) are zeroed and masked out as keys."""
+        tokens = torch.stack([h_text, h_audio, h_video], dim=1) * present.unsqueeze(-1)  # (B, 3, D)
+        tokens = tokens + self.modality_embed.unsqueeze(0)  # (B, 3, D)
+        key_mask = present > 0.5  # (B, 3)
+        for _ in range(self.fuse_depth):
+            tokens = self.blocks[self.sharing["fuse"]](tokens, key_mask)  # same weights every step
+        return masked_mean(tokens, key_mask)  # (B, D)
+
+    def fuse(self, h: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> torch.Tensor:
+        present = torch.cat([presence(masks[m]) for m in MODALITIES], dim=-1)  # (B, 3)
+        return self.fuse_present(h["text"], h["audio"], h["video"], present)
+
+    def head(self, z: torch.Tensor) -> torch.Tensor:
+        return self.head_fc2(F.gelu(self.head_fc1(z))).squeeze(-1)  # (B,)
+
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """All present modalities run (no skipping). In training, modality dropout hides whole modalities so
+        fusion learns to work with any subset (the skip gate relies on that)."""
+        masks = {m: batch[f"{m}_mask"] for m in MODALITIES}
+        if self.training and any(p > 0 for p in self.modality_dropout):
+            b = masks["text"].shape[0]
+            for m, p in zip(MODALITIES, self.modality_dropout):
+                keep = torch.rand(b, 1) >= p  # (B, 1)
+                masks[m] = masks[m] & keep
+        h = {m: self.encode(m, batch[m], masks[m]) for m in MODALITIES}
+        z = self.fuse(h, masks)
+        return {"score": self.head(z), "z": z, **{f"h_{m}": h[m] for m in MODALITIES}}
+
+    def keep(self, h_text: torch.Tensor, batch: Batch) -> torch.Tensor:
+        return self.gate(h_text, batch["audio"], batch["audio_mask"], batch["video"], batch["video_mask"])  # (B, 2)
+
+    # --- export parts -------------------------------------------------------------------------------
+    def part(self, name: str) -> nn.Module:
+        """A module for one exported graph; positional tensor inputs/outputs named by PART_IO[name]."""
+        if name not in PARTS:
+            raise InputError(f"unknown student part '{name}'; expected one of {', '.join(PARTS)}")
+        if name == "gate":
+            return self.gate
+        if name == "fuse":
+            return _FusePart(self).train(self.training)  # a fresh wrapper must not flip the model's mode
+        return self.encoders[name.split("_", 1)[1]]
+
+
+class _FusePart(nn.Module):
+    """fuse + head as one graph: (h_text, h_audio, h_video, present (B, 3)) -> score (B,)."""
+
+    def __init__(self, model: Student) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, h_text: torch.Tensor, h_audio: torch.Tensor, h_video: torch.Tensor,
+                present: torch.Tensor) -> torch.Tensor:
+        return self.model.head(self.model.fuse_present(h_text, h_audio, h_video, present))
+
+
+@torch.no_grad()
+def run_with_skipping(model: Student, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reference skip rule (the runtime does the same): audio/video run iff present and
+    keep[:, i] >= skip_thresholds[i]; skipped encoders are really not called for the rows they skip.
+
+    Returns (score (B,), ran (B, 3) bool).
+    """
+    model.eval()
+    h_text = model.encode("text", batch["text"], batch["text_mask"])  # (B, D)
+    keep = model.keep(h_text, batch)  # (B, 2)
+    ran = [presence(batch["text_mask"]).squeeze(-1) > 0]
+    hs = [h_text]
+    for i, m in enumerate(SKIPPABLE):
+        run = (presence(batch[f"{m}_mask"]).squeeze(-1) > 0) & (keep[:, i] >= model.skip_thresholds[i])  # (B,)
+        h = torch.zeros_like(h_text)  # (B, D)
+        if bool(run.any()):
+            h[run] = model.encode(m, batch[m][run], batch[f"{m}_mask"][run])
+        ran.append(run)
+        hs.append(h)
+    ran_t = torch.stack(ran, dim=1)  # (B, 3)
+    score = model.head(model.fuse_present(*hs, ran_t.to(torch.float32)))  # (B,)
+    return score, ran_t
+
+
+def _block(dim: int, heads: int, ffn: int) -> dict[str, int]:
+    return {"heads": heads, "head_dim": dim // heads, "ffn": ffn}
+
+
+def _build(spec: FeatureSpec, defaults: dict[str, Any], params: dict[str, Any]) -> Student:
+    unknown = set(params) - set(defaults) - {"blocks", "sharing"}
+    if unknown:
+        raise TypeError(f"unknown student options {sorted(unknown)}; expected {sorted(defaults)}")
+    cfg = {**defaults, **params}
+    share = cfg["share"]
+    if share not in SHARE_MODES:
+        raise InputError(f"unknown share mode '{share}'; expected one of {', '.join(SHARE_MODES)}")
+    names = sorted(set(SHARE_MODES[share].values()))
+    blocks = cfg.get("blocks") or {n: _block(cfg["dim"], cfg["heads"], cfg["ffn"]) for n in names}
+    if sorted(blocks) != names:
+        raise InputError(f"student blocks {sorted(blocks)} do not match share='{share}'; expected {names}")
+    if "sharing" in params and params["sharing"] != SHARE_MODES[share]:
+        raise InputError(f"student sharing map {params['sharing']} contradicts share='{share}'")
+    thresholds = [float(t) for t in cfg["skip_thresholds"]]
+    if len(thresholds) != len(SKIPPABLE):
+        raise InputError(f"skip_thresholds needs {len(SKIPPABLE)} values (audio, video); got {thresholds}")
+    blocks = {n: {k: int(v) for k, v in b.items()} for n, b in blocks.items()}
+    enc_hidden = {m: int(cfg["enc_hidden"][m]) for m in SKIPPABLE}
+    model = Student(spec, int(cfg["dim"]), int(cfg["depth"]), int(cfg["fuse_depth"]), share, blocks, enc_hidden,
+                    int(cfg["head_hidden"]), int(cfg["gate_hidden"]), float(cfg["dropout"]),
+                    [float(p) for p in cfg["modality_dropout"]], thresholds)
+    model.config_params = {
+        "dim": int(cfg["dim"]), "depth": int(cfg["depth"]), "fuse_depth": int(cfg["fuse_depth"]), "share": share,
+        "sharing": dict(SHARE_MODES[share]), "blocks": copy.deepcopy(blocks), "enc_hidden": enc_hidden,
+        "head_hidden": int(cfg["head_hidden"]), "gate_hidden": int(cfg["gate_hidden"]),
+        "dropout": float(cfg["dropout"]), "modality_dropout": [float(p) for p in cfg["modality_dropout"]],
+        "skip_thresholds": thresholds, "heads": int(cfg["heads"]), "ffn": int(cfg["ffn"]),
+    }
+    return model
+
+
+_DEFAULTS: dict[str, Any] = {
+    "dim": 64, "heads": 4, "ffn": 128, "depth": 2, "fuse_depth": 1, "share": "depth",
+    "enc_hidden": {"audio": 64, "video": 64}, "head_hidden": 64, "gate_hidden": 16, "dropout": 0.1,
+    "modality_dropout": [0.05, 0.25, 0.25], "skip_thresholds": [0.0, 0.0],
+}
+
+
+@register("student")
+def student(spec: FeatureSpec, **params: Any) -> Student:
+    return _build(spec, _DEFAULTS, params)
+
+
+@register("student_tiny")
+def student_tiny(spec: FeatureSpec, **params: Any) -> Student:
+    tiny = {**_DEFAULTS, "dim": 16, "heads": 2, "ffn": 32, "enc_hidden": {"audio": 16, "video": 16},
+            "head_hidden": 16, "gate_hidden": 8}
+    return _build(spec, tiny, params)

@@ -1,0 +1,98 @@
+"""Student: parts agree with forward, skipping really skips, config rebuilds, sharing is real."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from edge_msa.checkpoint import load_checkpoint, save_checkpoint
+from edge_msa.errors import InputError
+from edge_msa.models import create_model
+from edge_msa.models.student import PART_IO, PARTS, SKIPPABLE, run_with_skipping
+from edge_msa.training import to_batch
+
+from conftest import make_featureset
+
+
+def _batch(spec, n=8, seed=0, drop=None):
+    fs = make_featureset(spec, n, seed)
+    if drop:
+        fs.lengths[drop][: n // 2] = 0
+        fs.features[drop][: n // 2] = 0.0
+    return to_batch(fs, np.arange(n))
+
+
+def _present(batch):
+    return torch.stack([batch[f"{m}_mask"].any(-1) for m in ("text", "audio", "video")], 1).float()
+
+
+@pytest.mark.parametrize("share", ["depth", "depth+modality"])
+def test_parts_match_forward(tiny_spec, share):
+    torch.manual_seed(0)
+    model = create_model("student_tiny", tiny_spec, share=share).eval()
+    batch = _batch(tiny_spec, drop="video")
+    with torch.no_grad():
+        ref = model(batch)["score"]
+        h = {m: model.part(f"encode_{m}")(batch[m], batch[f"{m}_mask"]) for m in ("text", "audio", "video")}
+        score = model.part("fuse")(h["text"], h["audio"], h["video"], _present(batch))
+        keep = model.part("gate")(h["text"], batch["audio"], batch["audio_mask"], batch["video"], batch["video_mask"])
+    assert torch.allclose(ref, score, atol=1e-6)
+    assert keep.shape == (8, 2) and bool(((keep >= 0) & (keep <= 1)).all())
+    assert set(PART_IO) == set(PARTS)
+
+
+def test_sharing_reduces_params(tiny_spec):
+    n_depth = sum(p.numel() for p in create_model("student_tiny", tiny_spec, share="depth").parameters())
+    n_both = sum(p.numel() for p in create_model("student_tiny", tiny_spec, share="depth+modality").parameters())
+    deeper = create_model("student_tiny", tiny_spec, depth=6)
+    assert n_both < n_depth
+    assert sum(p.numel() for p in deeper.parameters()) == n_depth  # depth repeats one block
+
+
+def test_threshold_zero_never_skips_and_matches_forward(tiny_spec):
+    model = create_model("student_tiny", tiny_spec).eval()
+    batch = _batch(tiny_spec, drop="audio")
+    score, ran = run_with_skipping(model, batch)
+    assert torch.allclose(score, model(batch)["score"], atol=1e-6)
+    assert ran[:, 1].tolist() == batch["audio_mask"].any(-1).tolist()
+
+
+def test_skipped_encoders_are_not_called(tiny_spec):
+    model = create_model("student_tiny", tiny_spec, skip_thresholds=[1.01, 0.0]).eval()
+    calls = {m: 0 for m in SKIPPABLE}
+    for m in SKIPPABLE:
+        model.encoders[m].register_forward_hook(lambda *_, m=m: calls.__setitem__(m, calls[m] + 1))
+    score, ran = run_with_skipping(model, _batch(tiny_spec))
+    assert calls == {"audio": 0, "video": 1}
+    assert not ran[:, 1].any() and ran[:, 2].all()
+    # a skipped modality is the same as a missing one for fusion
+    batch = _batch(tiny_spec)
+    batch["audio_mask"] = torch.zeros_like(batch["audio_mask"])
+    assert torch.allclose(score, model(batch)["score"], atol=1e-6)
+
+
+def test_checkpoint_round_trip(tiny_spec, tmp_path):
+    model = create_model("student_tiny", tiny_spec, share="depth+modality", skip_thresholds=[0.3, 0.6],
+                         blocks={"shared": {"heads": 1, "head_dim": 8, "ffn": 12}}, enc_hidden={"audio": 5, "video": 3})
+    model.eval()
+    save_checkpoint(tmp_path / "s.pt", model)
+    again, _ = load_checkpoint(tmp_path / "s.pt")
+    batch = _batch(tiny_spec)
+    assert again.config_params["skip_thresholds"] == [0.3, 0.6]
+    assert torch.allclose(again(batch)["score"], model(batch)["score"])
+
+
+def test_bad_options(tiny_spec):
+    with pytest.raises(InputError, match="share"):
+        create_model("student_tiny", tiny_spec, share="everything")
+    with pytest.raises(InputError, match="unknown student options"):
+        create_model("student_tiny", tiny_spec, width=3)
+    with pytest.raises(InputError, match="part"):
+        create_model("student_tiny", tiny_spec).part("encode_smell")
+
+
+def test_fuse_part_keeps_model_mode(tiny_spec):
+    model = create_model("student_tiny", tiny_spec).eval()
+    part = model.part("fuse")
+    part.train(part.training)  # what torch.onnx.export does to restore the part's mode afterwards
+    assert not part.training and not model.training
