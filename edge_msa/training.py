@@ -30,6 +30,7 @@ def to_batch(fs: FeatureSet, index: np.ndarray) -> Batch:
         batch[m] = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))  # (B, L, d)
         batch[f"{m}_mask"] = torch.arange(width)[None, :] < torch.from_numpy(lengths)[:, None]  # (B, L)
     batch["label"] = torch.from_numpy(fs.labels[index].astype(np.float32))  # (B,)
+    batch["index"] = torch.from_numpy(np.asarray(index, dtype=np.int64))  # (B,) rows of fs, for per-sample targets
     return batch
 
 

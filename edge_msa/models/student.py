@@ -18,7 +18,7 @@ from torch import nn
 from ..errors import InputError
 from ..spec import MODALITIES, FeatureSpec
 from .base import Batch, MSAModel
-from .layers import TransformerLayer, masked_mean, presence
+from .layers import SinusoidalPosition, TransformerLayer, masked_mean, presence
 from .registry import register
 
 PARTS = ("gate", "encode_text", "encode_audio", "encode_video", "fuse")
@@ -34,30 +34,33 @@ SHARE_MODES = {"depth": {"text": "text", "fuse": "fuse"}, "depth+modality": {"te
 
 
 class FeatureNorm(nn.Module):
-    """Per-feature standardisation with buffers set from training data (raw openSMILE/3D-CNN scales differ
-    by orders of magnitude); identity until compress fills it."""
+    """Per-feature standardisation, clamped to +-clip, with buffers set from training data (raw openSMILE
+    values reach ~400 while other dims are ~0.1); identity until compress fills it."""
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, clip: float = 10.0) -> None:
         super().__init__()
-        self.register_buffer("shift", torch.zeros(dim))
-        self.register_buffer("scale", torch.ones(dim))
+        self.clip = clip
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.shift) / self.scale  # (B, L, d)
+        return ((x - self.mean) / self.std).clamp(-self.clip, self.clip)  # (B, L, d)
 
 
 class TextEncoder(nn.Module):
-    """Linear down-projection + the (shared) block applied `depth` times + masked mean pooling."""
+    """Linear down-projection + positions + the (shared) block applied `depth` times + masked mean pooling
+    (the teachers' text encoder layout, so its weights can initialise this one)."""
 
     def __init__(self, in_dim: int, dim: int, block: TransformerLayer, depth: int) -> None:
         super().__init__()
         self.norm = FeatureNorm(in_dim)
         self.proj = nn.Linear(in_dim, dim)
+        self.pos = SinusoidalPosition(dim)
         self.block = block
         self.depth = depth
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        h = self.proj(self.norm(x))  # (B, L, D)
+        h = self.pos(self.proj(self.norm(x)))  # (B, L, D)
         for _ in range(self.depth):
             h = self.block(h, mask)  # same weights every step
         return masked_mean(h, mask)  # (B, D)
@@ -85,7 +88,7 @@ class SkipGate(nn.Module):
     def __init__(self, dim: int, audio: FeatureNorm, video: FeatureNorm, hidden: int) -> None:
         super().__init__()
         self.norms = nn.ModuleDict({"audio": audio, "video": video})  # shared with the encoders
-        stats = sum(n.shift.numel() + 2 for n in (audio, video))
+        stats = sum(n.mean.numel() + 2 for n in (audio, video))
         self.fc1 = nn.Linear(dim + stats, hidden)
         self.fc2 = nn.Linear(hidden, len(SKIPPABLE))
 
