@@ -1,0 +1,195 @@
+"""Audio front end "logmel-v1": an audio file -> (L <= max_frames, 56) float32 frame features, numpy only.
+
+Pipeline: soundfile -> float32 -> mono (mean of channels) -> 16 kHz (numpy polyphase resampler, the
+same windowed-sinc design as scipy.signal.resample_poly, so scipy is not needed on the device) ->
+25 ms Hamming frames every 10 ms -> per frame: 40 log-mel bands, MFCC 1..13 (DCT-II of the log-mels),
+log energy, pitch in units of 100 Hz (autocorrelation; 0 when unvoiced) and voicing strength in [0, 1]
+-> frames mean-pooled into at most `max_frames` consecutive segments so clip length does not blow up
+the sequence length. Column order: [log-mel 0:40 | MFCC 40:53 | log energy, pitch, voicing 53:56].
+"""
+from __future__ import annotations
+
+import os
+import time
+from math import gcd
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError, require
+
+NAME = "logmel-v1"
+SAMPLE_RATE = 16000
+WIN = 400  # 25 ms at 16 kHz
+HOP = 160  # 10 ms
+N_FFT = 512
+N_MELS = 40
+N_MFCC = 13
+F0_RANGE = (60.0, 400.0)  # Hz searched by the pitch tracker (speech)
+VOICING_MIN = 0.3  # normalised autocorrelation below this = unvoiced (pitch 0)
+OCTAVE_TOLERANCE = 0.85  # a shorter-lag peak this close to the best one wins (sub-octave guard)
+DIM = N_MELS + N_MFCC + 3
+DEFAULT_MAX_FRAMES = 50
+EPS = 1e-10
+
+
+def resample(x: np.ndarray, src_rate: int, dst_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Polyphase resampling of a 1-D signal by up/down = dst/src (reduced): the Kaiser(5.0) windowed-sinc
+    low-pass with 10 zero crossings per side that scipy.signal.resample_poly uses (outputs agree to
+    ~1e-7), output length ceil(len(x) * up / down).
+
+    Output samples n = r, r + up, r + 2 up, ... share one set of filter taps (phase r) and read input
+    windows `down` samples apart, so each phase is one strided matrix-vector product.
+    """
+    if src_rate == dst_rate:
+        return x.astype(np.float32, copy=False)
+    g = gcd(int(src_rate), int(dst_rate))
+    up, down = int(dst_rate) // g, int(src_rate) // g
+    max_rate = max(up, down)
+    half = 10 * max_rate
+    t = np.arange(-half, half + 1, dtype=np.float64)
+    taps = np.sinc(t / max_rate) * np.kaiser(2 * half + 1, 5.0)  # (2*half+1,) low-pass at the lower Nyquist
+    taps *= up / taps.sum()  # unit DC gain after zero-stuffing by `up`
+    n_out = -(-len(x) * up // down)
+    k = (2 * half) // up + 2  # input samples under the filter, upper bound
+    pad = k + 1
+    xp = np.concatenate([np.zeros(pad), x.astype(np.float64), np.zeros(pad + k + down)])
+    windows = np.lib.stride_tricks.sliding_window_view(xp, k)  # (len(xp) - k + 1, k), a view
+    out = np.empty(n_out, dtype=np.float64)
+    for r in range(min(up, n_out)):
+        pos = r * down  # upsampled-domain time of output r
+        first = -((half - pos) // up)  # ceil((pos - half) / up): first input sample under the filter
+        tap = pos - (first + np.arange(k)) * up + half  # (k,) filter tap per input sample
+        weights = np.where((tap >= 0) & (tap <= 2 * half), taps[np.clip(tap, 0, 2 * half)], 0.0)  # (k,)
+        count = len(range(r, n_out, up))
+        out[r::up] = windows[first + pad::down][:count] @ weights  # (count,)
+    return out.astype(np.float32)
+
+
+def mel_filterbank(n_mels: int = N_MELS, n_fft: int = N_FFT, rate: int = SAMPLE_RATE) -> np.ndarray:
+    """(n_mels, n_fft // 2 + 1) triangular HTK-mel filters spanning 0 Hz .. rate / 2."""
+    def hz_to_mel(f):
+        return 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)
+
+    def mel_to_hz(m):
+        return 700.0 * (10.0 ** (np.asarray(m) / 2595.0) - 1.0)
+
+    edges = mel_to_hz(np.linspace(hz_to_mel(0.0), hz_to_mel(rate / 2), n_mels + 2))  # (n_mels + 2,) Hz
+    freqs = np.linspace(0.0, rate / 2, n_fft // 2 + 1)  # (F,)
+    lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    rising = (freqs[None, :] - lower) / (centre - lower)
+    falling = (upper - freqs[None, :]) / (upper - centre)
+    return np.maximum(0.0, np.minimum(rising, falling))  # (n_mels, F)
+
+
+def dct_matrix(n_out: int = N_MFCC, n_in: int = N_MELS) -> np.ndarray:
+    """(n_out, n_in) orthonormal DCT-II rows 1..n_out (MFCC from log-mel; c0 is left out because it
+    only rescales the mean log-mel, which the log-energy column already carries, and dwarfs the rest)."""
+    k = np.arange(1, n_out + 1)[:, None]
+    n = np.arange(n_in)[None, :]
+    return np.cos(np.pi / n_in * (n + 0.5) * k) * np.sqrt(2.0 / n_in)
+
+
+def pool_frames(frames: np.ndarray, max_frames: int) -> np.ndarray:
+    """(T, d) -> (min(T, max_frames), d): means over consecutive, near-equal windows of frames."""
+    if len(frames) <= max_frames:
+        return frames
+    bounds = np.linspace(0, len(frames), max_frames + 1).round().astype(np.int64)  # (max_frames + 1,)
+    sums = np.add.reduceat(frames, bounds[:-1], axis=0)  # (max_frames, d); windows are never empty
+    return sums / np.diff(bounds)[:, None]
+
+
+class AudioFrontEnd:
+    """`__call__(path) -> (L <= max_frames, 56) float32`; see the module docstring for the columns.
+
+    `timings` holds the seconds each stage took in the latest call: read, resample, features.
+    Any readable rate/channel layout is accepted; bad input raises a one-line InputError.
+    """
+
+    name = NAME
+    dim = DIM
+
+    def __init__(self, max_frames: int = DEFAULT_MAX_FRAMES) -> None:
+        if max_frames < 1:
+            raise InputError(f"audio max_frames must be >= 1; got {max_frames}")
+        self.max_frames = int(max_frames)
+        self.timings: dict[str, float] = {}
+        self._mel = mel_filterbank().T.astype(np.float32)  # (F, n_mels)
+        self._dct = dct_matrix().T.astype(np.float32)  # (n_mels, n_mfcc)
+        self._window = np.hamming(WIN).astype(np.float32)  # (WIN,)
+
+    def __call__(self, path: str | os.PathLike) -> np.ndarray:
+        t0 = time.perf_counter()
+        samples, rate = read_audio(path)
+        self.timings = {"read": time.perf_counter() - t0}
+        return self.extract(samples, rate, source=str(path))
+
+    def extract(self, samples: np.ndarray, rate: int, source: str = "audio") -> np.ndarray:
+        """Features of an in-memory signal: (T,) mono or (T, channels) samples at `rate` Hz."""
+        x = np.asarray(samples, dtype=np.float32)
+        if x.ndim == 2:
+            x = x.mean(axis=1)  # (T,) mono
+        if x.ndim != 1:
+            raise InputError(f"{source}: samples have shape {x.shape}; expected (T,) or (T, channels)")
+        if not np.isfinite(x).all():
+            raise InputError(f"{source}: audio contains NaN or Inf samples; expected finite samples")
+        if rate < 1:
+            raise InputError(f"{source}: sample rate {rate}; expected a positive rate in Hz")
+        t0 = time.perf_counter()
+        x = resample(x, int(rate))
+        t1 = time.perf_counter()
+        if len(x) < WIN:
+            raise InputError(f"{source}: audio is {len(x) / SAMPLE_RATE * 1000:.1f} ms long; expected at least "
+                             f"{WIN * 1000 // SAMPLE_RATE} ms (one frame)")
+        feats = pool_frames(self.frame_features(x), self.max_frames).astype(np.float32)  # (L, DIM)
+        self.timings.update(resample=t1 - t0, features=time.perf_counter() - t1)
+        return feats
+
+    def frame_features(self, x: np.ndarray) -> np.ndarray:
+        """(T,) 16 kHz samples -> (frames, DIM) per-frame features (no pooling)."""
+        n = 1 + (len(x) - WIN) // HOP
+        frames = np.lib.stride_tricks.sliding_window_view(x, WIN)[::HOP][:n]  # (n, WIN)
+        frames = frames - frames.mean(axis=1, keepdims=True)  # remove DC per frame
+        energy = np.log((frames ** 2).sum(axis=1) + EPS)  # (n,)
+        spec = np.abs(np.fft.rfft(frames * self._window, n=N_FFT, axis=1)) ** 2  # (n, F) power
+        logmel = np.log(spec.astype(np.float32) @ self._mel + EPS)  # (n, n_mels)
+        mfcc = logmel @ self._dct  # (n, n_mfcc)
+        pitch, voicing = autocorr_pitch(frames)  # (n,), (n,)
+        return np.concatenate([logmel, mfcc, energy[:, None], pitch[:, None] / 100.0, voicing[:, None]], axis=1)
+
+
+def autocorr_pitch(frames: np.ndarray, rate: int = SAMPLE_RATE) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame f0 (Hz, 0 = unvoiced) and voicing strength = peak normalised autocorrelation in F0_RANGE.
+
+    The autocorrelation is unbiased-corrected (divided by the overlap) so long lags are not penalised;
+    the shortest-lag peak within OCTAVE_TOLERANCE of the best is taken, which avoids picking f0 / 2.
+    """
+    n_fft = 1 << int(np.ceil(np.log2(2 * frames.shape[1])))
+    spec = np.fft.rfft(frames, n=n_fft, axis=1)  # (n, n_fft/2+1)
+    ac = np.fft.irfft(np.abs(spec) ** 2, n=n_fft, axis=1)[:, :frames.shape[1]]  # (n, WIN) lags 0..WIN-1
+    lo, hi = int(rate / F0_RANGE[1]), min(int(rate / F0_RANGE[0]), frames.shape[1] - 1)
+    overlap = frames.shape[1] - np.arange(lo, hi + 1)  # (lags,)
+    norm = ac[:, lo:hi + 1] / overlap * frames.shape[1] / np.maximum(ac[:, :1], EPS)  # (n, lags)
+    peak = np.zeros_like(norm, dtype=bool)  # (n, lags) local maxima
+    peak[:, 1:-1] = (norm[:, 1:-1] >= norm[:, :-2]) & (norm[:, 1:-1] >= norm[:, 2:])
+    strong = peak & (norm >= OCTAVE_TOLERANCE * norm.max(axis=1, keepdims=True))
+    best = np.where(strong.any(axis=1), strong.argmax(axis=1), norm.argmax(axis=1))  # (n,) shortest strong lag
+    voicing = np.clip(norm[np.arange(len(best)), best], 0.0, 1.0)  # (n,)
+    pitch = np.where(voicing >= VOICING_MIN, rate / (lo + best), 0.0)  # (n,) Hz
+    return pitch, voicing
+
+
+def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """(samples (T,) or (T, channels) float32, sample rate) via soundfile; bad files -> InputError."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"audio file not found: {p}")
+    sf = require("soundfile", "reading audio files", "pip install soundfile")
+    try:
+        samples, rate = sf.read(str(p), dtype="float32", always_2d=False)
+    except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError / TypeError by format
+        detail = " ".join(str(exc).split())
+        raise InputError(f"cannot read audio {p}: {detail}; expected a WAV/FLAC/OGG/MP3 file") from None
+    if samples.size == 0:
+        raise InputError(f"audio file {p} has no samples; expected at least 25 ms of audio")
+    return samples, int(rate)

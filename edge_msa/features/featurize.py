@@ -1,0 +1,273 @@
+"""Raw clips + a labels CSV -> one "edge-msa-features-v1" .npz (the featurized dataset format).
+
+Keys (no pickle; written atomically):
+  format "edge-msa-features-v1" · feature_spec (FeatureSpec JSON) · id (N,) str · label (N,) float32 ·
+  split (N,) str in {train, valid, test} · transcript (N,) str · audio_feat (N, La, 56) float32 ·
+  audio_len (N,) int64 · video_feat (N, Lv, 105) float32 · video_len (N,) int64.
+Features are zero-padded after *_len steps; length 0 = that modality is missing for the utterance.
+Text features are not stored: the data reader computes them from `transcript` ("minilm-l6-int8").
+
+Per utterance id (the labels CSV's id/name column) the clips directory is searched recursively for
+files whose stem is the id: a video (VIDEO_EXTS) and an audio file (AUDIO_EXTS; when an id has several,
+the earlier extension in AUDIO_EXTS wins, then the shallower path). Audio is never taken from the video
+container. Rows with no media at all are skipped with a warning; a file a front end cannot read is
+treated as a missing modality, with a warning; so is an utterance without a transcript (empty text).
+
+Splits are by speaker (a `speaker` column, or a speaker.csv beside the labels CSV) when there are at
+least 3 speakers, so no speaker is in two splits; otherwise by utterance (with a warning when speakers
+were given). Seeded and deterministic (edge_msa.data.splits.split_three_by_group).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from ..atomic import atomic_path
+from ..data.splits import split_three_by_group
+from ..errors import InputError, require
+from ..spec import FeatureSpec
+from . import audio as audio_fe
+from . import text as text_fe
+from . import video as video_fe
+
+FORMAT = "edge-msa-features-v1"
+VIDEO_EXTS = (".mp4", ".avi", ".flv", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+AUDIO_EXTS = (".wav", ".flac", ".ogg", ".mp3")  # preference order when an id has several audio files
+ID_COLUMNS = ("id", "name", "utterance_id", "utterance", "file", "filename")
+TEXT_COLUMNS = ("text", "transcript")
+SPEAKER_COLUMNS = ("speaker", "speaker_id")
+LABEL_COLUMN = "label"
+MIN_SPEAKERS = 3  # fewer speakers cannot give speaker-disjoint train / valid / test
+
+_CREMAD_EMOTIONS = {("happiness", "hap"): 1.0, ("neutral", "neu"): 0.0,
+                    ("anger", "ang", "disgust", "dis", "fear", "fea", "sadness", "sad"): -1.0}
+# CREMA-D has emotions, not sentiment scores: happy -> positive, neutral -> 0, the rest -> negative
+# (the full names of its label.csv and the 3-letter codes of its file names).
+LABEL_PRESETS: dict[str, dict[str, float]] = {
+    "cremad": {name: score for names, score in _CREMAD_EMOTIONS.items() for name in names},
+}
+
+
+def parse_label_map(spec: str | Mapping[str, float]) -> dict[str, float]:
+    """A preset name (LABEL_PRESETS) or "HAP=1,NEU=0,ANG=-1" -> {lower-cased category: score}."""
+    if isinstance(spec, Mapping):
+        return {str(k).strip().lower(): float(v) for k, v in spec.items()}
+    if spec.strip().lower() in LABEL_PRESETS:
+        return dict(LABEL_PRESETS[spec.strip().lower()])
+    mapping = {}
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        key, _, value = item.partition("=")
+        try:
+            if not key.strip():
+                raise ValueError(item)
+            mapping[key.strip().lower()] = float(value)
+        except ValueError:
+            raise InputError(f"bad label map entry '{item}'; expected CATEGORY=SCORE pairs like 'HAP=1,NEU=0,"
+                             f"ANG=-1' or a preset ({', '.join(LABEL_PRESETS)})") from None
+    if not mapping:
+        raise InputError(f"empty label map '{spec}'; expected 'HAP=1,NEU=0,...' or a preset "
+                         f"({', '.join(LABEL_PRESETS)})")
+    return mapping
+
+
+def featurize(clips_dir: str | os.PathLike, labels_csv: str | os.PathLike, out: str | os.PathLike,
+              text: str | None = None, label_map: str | Mapping[str, float] | None = None,
+              valid_frac: float = 0.15, test_frac: float = 0.15, seed: int = 0, progress: bool = True,
+              audio_max_frames: int = audio_fe.DEFAULT_MAX_FRAMES, video_frames: int = video_fe.DEFAULT_NUM_FRAMES,
+              timings: dict[str, list[dict[str, float]]] | None = None) -> Path:
+    """Extract audio/video features for every labelled utterance with media and write the dataset npz.
+
+    `text`: one transcript for every utterance (else a text/transcript column or a transcript.csv beside
+    the labels CSV). `label_map`: categorical labels -> scores (preset name, "A=1,B=0" or a dict); without
+    it the label column must be numeric. `timings`, if given, receives per-clip front-end stage seconds
+    under "audio" and "video" (lists of the front ends' `timings` dicts).
+    """
+    clips_dir, labels_csv, out = Path(clips_dir), Path(labels_csv), Path(out)
+    if not clips_dir.is_dir():
+        raise InputError(f"clips directory not found: {clips_dir}")
+    if not (0 < valid_frac < 1 and 0 < test_frac < 1 and valid_frac + test_frac < 1):
+        raise InputError(f"valid_frac={valid_frac} and test_frac={test_frac}; expected each in (0, 1) with a sum < 1")
+    rows = read_table(labels_csv, required=(LABEL_COLUMN,))
+    media = index_media(clips_dir)
+    ids = [i for i in rows if i in media]
+    no_media = [i for i in rows if i not in media]
+    if no_media:
+        warnings.warn(f"skipping {len(no_media)} labelled id(s) with no audio/video file under {clips_dir}: "
+                      f"{', '.join(no_media[:5])}{' ...' if len(no_media) > 5 else ''}", stacklevel=2)
+    if len(ids) < 3:
+        raise InputError(f"{len(ids)} labelled utterance(s) have media under {clips_dir}; expected at least 3 "
+                         "(one each for train / valid / test)")
+    mapping = None if label_map is None else parse_label_map(label_map)
+    labels = np.array([parse_label(i, rows[i][LABEL_COLUMN], mapping) for i in ids], dtype=np.float32)
+    transcripts = find_transcripts(ids, rows, labels_csv, text)
+    split = assign_splits(ids, rows, labels_csv, valid_frac, test_frac, seed)
+
+    spec = FeatureSpec(dims=(text_fe.DIM, audio_fe.DIM, video_fe.DIM),
+                       max_lens=(text_fe.DEFAULT_MAX_LEN, audio_max_frames, video_frames),
+                       front_ends=(text_fe.NAME, audio_fe.NAME, video_fe.NAME))
+    arrays = {m: np.zeros((len(ids), spec.max_len(m), spec.dim(m)), dtype=np.float32) for m in ("audio", "video")}
+    lengths = {m: np.zeros(len(ids), dtype=np.int64) for m in ("audio", "video")}
+    stage_times: dict[str, list[dict[str, float]]] = {"audio": [], "video": []}
+    front_ends: dict[str, object] = {}
+    make = {"audio": lambda: audio_fe.AudioFrontEnd(max_frames=audio_max_frames),
+            "video": lambda: video_fe.VideoFrontEnd(num_frames=video_frames)}
+    bar = ids
+    if progress:
+        bar = require("tqdm.auto", "progress bars", "pip install tqdm or pass --quiet").tqdm(ids, desc="featurize",
+                                                                                              unit="clip")
+    for n, utt in enumerate(bar):
+        for m, path in media[utt].items():
+            if m not in front_ends:
+                front_ends[m] = make[m]()
+            fe = front_ends[m]
+            try:
+                x = fe(path)  # (L, d_m)
+            except InputError as exc:
+                warnings.warn(f"{utt}: {m} left out: {exc}", stacklevel=2)
+                continue
+            arrays[m][n, :len(x)] = x
+            lengths[m][n] = len(x)
+            stage_times[m].append(dict(fe.timings))
+    if timings is not None:
+        timings.update(stage_times)
+    if progress:
+        sys.stderr.write(timing_summary(stage_times) + "\n")
+
+    payload = {"format": np.array(FORMAT), "feature_spec": np.array(json.dumps(spec.to_dict())),
+               "id": np.array(ids, dtype=str), "label": labels, "split": split,
+               "transcript": np.array(transcripts, dtype=str),
+               "audio_feat": arrays["audio"], "audio_len": lengths["audio"],
+               "video_feat": arrays["video"], "video_len": lengths["video"]}
+    with atomic_path(out, suffix=".npz") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **payload)
+    return out
+
+
+def timing_summary(stage_times: Mapping[str, list[dict[str, float]]]) -> str:
+    """One line: per modality, clips done and mean milliseconds per clip, total and per stage."""
+    parts = []
+    for m, clips in stage_times.items():
+        if not clips:
+            continue
+        stages = {s: 1000 * float(np.mean([c.get(s, 0.0) for c in clips])) for s in clips[0]}
+        detail = ", ".join(f"{s} {v:.1f}" for s, v in stages.items())
+        parts.append(f"{m} {len(clips)} clips, {sum(stages.values()):.1f} ms/clip ({detail})")
+    return "front-end time: " + ("; ".join(parts) if parts else "no clips")
+
+
+def read_table(path: Path, required: tuple[str, ...] = ()) -> dict[str, dict[str, str]]:
+    """CSV with a header -> {id: row}; the id column is the first of ID_COLUMNS present (case-insensitive)."""
+    if not path.is_file():
+        raise InputError(f"CSV file not found: {path}")
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            header = [h.strip().lower() for h in reader.fieldnames or []]
+            records = [{k.strip().lower(): (v or "").strip() for k, v in r.items() if k} for r in reader]
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"cannot read CSV {path}: {exc}; expected a UTF-8 CSV with a header row") from None
+    id_col = next((c for c in ID_COLUMNS if c in header), None)
+    missing = [c for c in required if c not in header]
+    if id_col is None or missing:
+        need = [f"an id column ({'/'.join(ID_COLUMNS)})"] if id_col is None else []
+        raise InputError(f"{path} has columns {header}; expected {', '.join(need + missing)}")
+    table: dict[str, dict[str, str]] = {}
+    for r in records:
+        key = r.get(id_col, "")
+        if not key:
+            continue
+        if key in table:
+            raise InputError(f"{path}: id '{key}' appears twice; expected one row per utterance")
+        table[key] = r
+    return table
+
+
+def index_media(clips_dir: Path) -> dict[str, dict[str, Path]]:
+    """{file stem: {"audio": path, "video": path}} for every media file under clips_dir (recursive)."""
+    found: dict[str, dict[str, list[Path]]] = {}
+    for p in sorted(clips_dir.rglob("*")):
+        ext = p.suffix.lower()
+        kind = "audio" if ext in AUDIO_EXTS else "video" if ext in VIDEO_EXTS else None
+        if kind and p.is_file():
+            found.setdefault(p.stem, {}).setdefault(kind, []).append(p)
+    order = {"audio": AUDIO_EXTS, "video": VIDEO_EXTS}
+    return {stem: {k: min(paths, key=lambda q: (order[k].index(q.suffix.lower()), len(q.parts), str(q)))
+                   for k, paths in kinds.items()} for stem, kinds in found.items()}
+
+
+def parse_label(utt: str, value: str, mapping: Mapping[str, float] | None) -> float:
+    """A label cell -> score: the mapped category (case-insensitive) if a map is given, else a number."""
+    if mapping is not None and value.lower() in mapping:
+        return mapping[value.lower()]
+    try:
+        score = float(value)
+    except ValueError:
+        fix = (f"add '{value}' to the label map" if mapping is not None
+               else f"pass --label-map (e.g. '{value.upper()}=1,...' or a preset: {', '.join(LABEL_PRESETS)})")
+        raise InputError(f"label '{value}' of '{utt}' is not a number; {fix}") from None
+    if not np.isfinite(score):
+        raise InputError(f"label of '{utt}' is {value}; expected a finite sentiment score")
+    return score
+
+
+def side_table(labels_csv: Path, name: str, columns: tuple[str, ...]) -> tuple[dict[str, dict[str, str]], str | None]:
+    """(`name` CSV beside the labels CSV as {id: row}, its value column) or ({}, None) when absent."""
+    path = labels_csv.parent / name
+    if not path.is_file():
+        return {}, None
+    table = read_table(path)
+    header = next(iter(table.values()), {})
+    column = next((c for c in columns if c in header), None)
+    return (table, column) if column else ({}, None)
+
+
+def find_transcripts(ids: list[str], rows: dict[str, dict[str, str]], labels_csv: Path,
+                     text: str | None) -> list[str]:
+    """Constant `text`, else the labels CSV's text column, else transcript.csv; '' (text missing) otherwise."""
+    if text is not None:
+        if not text.strip():
+            raise InputError("--text is empty; expected the transcript to use for every utterance")
+        return [text] * len(ids)
+    column = next((c for c in TEXT_COLUMNS if c in next(iter(rows.values()))), None)
+    table, side_col = side_table(labels_csv, "transcript.csv", TEXT_COLUMNS)
+    found = []
+    for i in ids:
+        value = rows[i].get(column, "") if column else ""
+        found.append(value or table.get(i, {}).get(side_col or "", ""))
+    missing = [i for i, t in zip(ids, found) if not t]
+    if missing:
+        warnings.warn(f"no transcript for {len(missing)} of {len(ids)} utterance(s) (e.g. '{missing[0]}'): their text "
+                      f"is missing (length 0); add a text/transcript column to {labels_csv.name}, a transcript.csv "
+                      "beside it, or pass --text", stacklevel=3)
+    return found
+
+
+def assign_splits(ids: list[str], rows: dict[str, dict[str, str]], labels_csv: Path,
+                  valid_frac: float, test_frac: float, seed: int) -> np.ndarray:
+    """(N,) 'train'/'valid'/'test': speaker-disjoint when >= MIN_SPEAKERS speakers are known, else per utterance."""
+    column = next((c for c in SPEAKER_COLUMNS if c in next(iter(rows.values()))), None)
+    table, side_col = side_table(labels_csv, "speaker.csv", SPEAKER_COLUMNS)
+    speakers = [rows[i].get(column, "") if column else "" for i in ids]
+    speakers = [s or table.get(i, {}).get(side_col or "", "") for s, i in zip(speakers, ids)]
+    groups = np.array(ids)
+    if all(speakers):
+        if len(set(speakers)) >= MIN_SPEAKERS:
+            groups = np.array(speakers)
+        else:
+            warnings.warn(f"only {len(set(speakers))} speaker(s); splitting by utterance, so a speaker appears in "
+                          f"more than one split (need >= {MIN_SPEAKERS} speakers for speaker-disjoint splits)",
+                          stacklevel=3)
+    index = split_three_by_group(groups, seed, valid=valid_frac, test=test_frac)
+    split = np.empty(len(ids), dtype="<U5")
+    for name, rows_idx in index.items():
+        split[rows_idx] = name
+    return split
