@@ -1,0 +1,147 @@
+"""Audio front end "logmel-v1": real CREMA-D clips, the numpy resampler, and every bad-input path."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import DATA_ROOT
+from edge_msa.errors import InputError
+from edge_msa.features import front_end
+from edge_msa.features.audio import DIM, SAMPLE_RATE, AudioFrontEnd, pool_frames, resample
+
+sf = pytest.importorskip("soundfile", reason="soundfile is a core dependency of the audio front end")
+CREMAD = DATA_ROOT / "raw_av" / "cremad"
+needs_cremad = pytest.mark.skipif(not (CREMAD / "resampled").is_dir(), reason=f"CREMA-D clips not found at {CREMAD}")
+
+
+def tone(freq: float, rate: int, seconds: float = 1.0) -> np.ndarray:
+    t = np.arange(int(rate * seconds)) / rate
+    return (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def dominant_freq(x: np.ndarray, rate: int) -> float:
+    spec = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    return float(np.fft.rfftfreq(len(x), 1 / rate)[spec.argmax()])
+
+
+def test_registry_builds_audio_front_end():
+    fe = front_end("logmel-v1", max_frames=7)
+    assert isinstance(fe, AudioFrontEnd) and fe.dim == DIM == 56 and fe.max_frames == 7
+
+
+@pytest.mark.parametrize("rate", [8000, 22050, 44100, 48000])
+def test_resample_keeps_frequency_and_duration(rate):
+    y = resample(tone(440.0, rate), rate)
+    assert y.dtype == np.float32 and len(y) == SAMPLE_RATE
+    assert abs(dominant_freq(y, SAMPLE_RATE) - 440.0) < 2.0
+    assert abs(np.sqrt(np.mean(y[1000:-1000] ** 2)) - 0.3 / np.sqrt(2)) < 0.01  # unit gain
+
+
+def test_resample_removes_content_above_new_nyquist():
+    y = resample(tone(12000.0, 44100), 44100)  # 12 kHz cannot exist at 16 kHz
+    assert np.sqrt(np.mean(y ** 2)) < 0.01
+
+
+def test_resample_matches_scipy_resample_poly():
+    signal = pytest.importorskip("scipy.signal", reason="scipy is only the reference here, not a dependency")
+    x = np.random.default_rng(0).normal(size=9001).astype(np.float32)
+    for rate, up, down in ((44100, 160, 441), (8000, 2, 1), (11025, 640, 441)):
+        ref = signal.resample_poly(x.astype(np.float64), up, down)
+        ours = resample(x, rate)
+        assert ours.shape == ref.shape
+        np.testing.assert_allclose(ours, ref, atol=1e-5)
+
+
+def test_pool_frames_means_consecutive_windows():
+    frames = np.arange(10, dtype=np.float64)[:, None].repeat(2, axis=1)  # (10, 2)
+    pooled = pool_frames(frames, 4)
+    assert pooled.shape == (4, 2)
+    assert pooled[:, 0].tolist() == [0.5, 3.0, 6.0, 8.5]  # windows [0:2] [2:5] [5:8] [8:10]
+    assert pool_frames(frames, 20) is frames
+
+
+def test_pitch_column_tracks_a_voiced_tone():
+    fe = AudioFrontEnd()
+    t = np.arange(SAMPLE_RATE) / SAMPLE_RATE
+    buzz = (0.3 * np.sign(np.sin(2 * np.pi * 150.0 * t))).astype(np.float32)  # harmonic-rich, f0 150 Hz
+    frames = fe.frame_features(buzz)
+    assert frames.shape == (1 + (SAMPLE_RATE - 400) // 160, DIM)
+    assert abs(np.median(frames[:, 54]) * 100 - 150.0) < 3.0  # pitch / 100 Hz
+    assert np.median(frames[:, 55]) > 0.9  # voicing
+    noise = np.random.default_rng(0).normal(scale=0.1, size=SAMPLE_RATE).astype(np.float32)
+    assert np.median(fe.frame_features(noise)[:, 55]) < 0.3  # noise is unvoiced
+
+
+def test_other_rates_and_stereo_files_are_resampled_and_downmixed(tmp_path):
+    fe = AudioFrontEnd()
+    for rate in (8000, 44100):
+        path = tmp_path / f"tone_{rate}.wav"
+        sf.write(path, tone(300.0, rate, 1.0), rate)
+        feats = fe(path)
+        assert feats.shape == (50, DIM) and feats.dtype == np.float32 and np.isfinite(feats).all()
+        assert fe.timings["resample"] > 0.0 and set(fe.timings) == {"read", "resample", "features"}
+    mono, stereo = tmp_path / "mono.wav", tmp_path / "stereo.wav"
+    x = tone(200.0, SAMPLE_RATE, 0.3)
+    sf.write(mono, x, SAMPLE_RATE, subtype="FLOAT")
+    sf.write(stereo, np.stack([x, x], axis=1), SAMPLE_RATE, subtype="FLOAT")
+    np.testing.assert_allclose(fe(stereo), fe(mono), atol=1e-5)
+
+
+def test_short_clip_keeps_every_frame():
+    feats = AudioFrontEnd(max_frames=50).extract(tone(200.0, SAMPLE_RATE, 0.1), SAMPLE_RATE)  # 100 ms
+    assert feats.shape == (1 + (1600 - 400) // 160, DIM)
+
+
+@needs_cremad
+@pytest.mark.slow
+def test_real_cremad_wavs_give_finite_distinct_features():
+    fe = AudioFrontEnd()
+    feats = {emo: fe(CREMAD / "resampled" / f"1001_DFA_{emo}_XX.wav") for emo in ("HAP", "SAD", "NEU")}
+    for x in feats.values():
+        assert x.shape == (50, DIM) and x.dtype == np.float32 and np.isfinite(x).all()
+    assert fe.timings["resample"] < 1e-3  # already 16 kHz: nothing to do
+    assert np.abs(feats["HAP"] - feats["SAD"]).mean() > 0.5
+    voiced = feats["HAP"][:, 55] > 0.5
+    assert voiced.sum() > 10 and 0.7 < np.median(feats["HAP"][voiced, 54]) < 3.0  # f0 70..300 Hz
+
+
+@needs_cremad
+@pytest.mark.slow
+def test_real_44k_mp3_matches_its_16k_wav():
+    """The 44.1 kHz MP3 through our resampler vs the upstream 16 kHz WAV of the same clip."""
+    fe = AudioFrontEnd()
+    try:
+        from_mp3 = fe(CREMAD / "data" / "1002_DFA_HAP_XX.mp3")
+    except InputError as exc:
+        pytest.skip(f"this libsndfile cannot decode MP3: {exc}")
+    from_wav = fe(CREMAD / "resampled" / "1002_DFA_HAP_XX.wav")
+    spectrum_mp3, spectrum_wav = from_mp3[:, :40].mean(axis=0), from_wav[:, :40].mean(axis=0)  # mean log-mel
+    assert np.corrcoef(spectrum_mp3, spectrum_wav)[0, 1] > 0.99
+    assert np.abs(spectrum_mp3 - spectrum_wav).max() < 1.0
+
+
+def one_line_error(call) -> str:
+    with pytest.raises(InputError) as info:
+        call()
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def test_bad_audio_inputs_raise_one_line_input_errors(tmp_path):
+    fe = AudioFrontEnd()
+    assert "not found" in one_line_error(lambda: fe(tmp_path / "nope.wav"))
+    (tmp_path / "empty.wav").write_bytes(b"")
+    assert "cannot read audio" in one_line_error(lambda: fe(tmp_path / "empty.wav"))
+    (tmp_path / "corrupt.wav").write_bytes(b"RIFF" + np.random.default_rng(0).bytes(2000))
+    assert "cannot read audio" in one_line_error(lambda: fe(tmp_path / "corrupt.wav"))
+    sf.write(tmp_path / "zero.wav", np.zeros(0, dtype=np.float32), SAMPLE_RATE)
+    assert "no samples" in one_line_error(lambda: fe(tmp_path / "zero.wav"))
+    sf.write(tmp_path / "short.wav", tone(200.0, SAMPLE_RATE, 0.01), SAMPLE_RATE)  # 10 ms < one 25 ms frame
+    assert "at least 25 ms" in one_line_error(lambda: fe(tmp_path / "short.wav"))
+    bad = tone(200.0, SAMPLE_RATE, 0.2)
+    bad[100] = np.nan
+    sf.write(tmp_path / "nan.wav", bad, SAMPLE_RATE, subtype="FLOAT")
+    assert "NaN or Inf" in one_line_error(lambda: fe(tmp_path / "nan.wav"))
+    with pytest.raises(InputError, match="max_frames"):
+        AudioFrontEnd(max_frames=0)

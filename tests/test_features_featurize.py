@@ -1,0 +1,180 @@
+"""`featurize` / `edge-msa featurize`: raw clips + labels CSV -> the edge-msa-features-v1 npz."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import DATA_ROOT
+from edge_msa.cli import main
+from edge_msa.errors import InputError
+from edge_msa.features.featurize import FORMAT, featurize, parse_label_map
+from edge_msa.spec import FeatureSpec
+
+sf = pytest.importorskip("soundfile", reason="soundfile is a core dependency of the audio front end")
+CREMAD = DATA_ROOT / "raw_av" / "cremad"
+needs_cremad = pytest.mark.skipif(not (CREMAD / "label.csv").is_file(), reason=f"CREMA-D clips not found at {CREMAD}")
+KEYS = {"format", "feature_spec", "id", "label", "split", "transcript", "audio_feat", "audio_len", "video_feat",
+        "video_len"}
+
+
+def make_clips(root, n: int, speakers: int | None = None, extra_cols: str = "") -> tuple:
+    """n short WAVs under root/clips/sub/ and a labels CSV with numeric labels (and speakers)."""
+    sub = root / "clips" / "sub"
+    sub.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    lines = ["id,label" + (",speaker" if speakers else "") + extra_cols]
+    for i in range(n):
+        sf.write(sub / f"u{i}.wav", (0.1 * rng.normal(size=8000)).astype(np.float32), 8000)  # 1 s
+        lines.append(f"u{i},{i / n - 0.5:.3f}" + (f",s{i % speakers}" if speakers else ""))
+    (root / "labels.csv").write_text("\n".join(lines) + "\n")
+    return root / "clips", root / "labels.csv"
+
+
+def load(path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+@pytest.fixture(scope="module")
+def cremad_npz(tmp_path_factory):
+    if not (CREMAD / "label.csv").is_file():
+        pytest.skip(f"CREMA-D clips not found at {CREMAD}")
+    timings: dict = {}
+    out = tmp_path_factory.mktemp("cremad") / "cremad.npz"
+    with pytest.warns(UserWarning) as caught:
+        featurize(CREMAD, CREMAD / "label.csv", out, label_map="cremad", progress=False, timings=timings)
+    messages = " | ".join(str(w.message) for w in caught)
+    assert "extra1, extra2" in messages and "only 2 speaker(s)" in messages  # no media; 2 speakers -> by utterance
+    return load(out), timings
+
+
+@needs_cremad
+@pytest.mark.slow
+def test_real_cremad_npz_has_12_clips_6_videos_and_mapped_labels(cremad_npz):
+    z, timings = cremad_npz
+    assert set(z) == KEYS and str(z["format"]) == FORMAT
+    spec = FeatureSpec.from_dict(json.loads(str(z["feature_spec"])))
+    assert spec.front_ends == ("minilm-l6-int8", "logmel-v1", "face-v1") and spec.dims == (384, 56, 105)
+    ids = z["id"].tolist()
+    assert len(ids) == 12 and "extra1" not in ids and "extra2" not in ids
+    assert z["audio_feat"].shape == (12, spec.max_len("audio"), 56) and z["video_feat"].shape == (12, 16, 105)
+    assert (z["audio_len"] > 0).all()
+    has_video = {i for i, n in zip(ids, z["video_len"]) if n > 0}
+    assert has_video == {i for i in ids if i.startswith("1001_")}  # only speaker 1001 has FLVs
+    expected = {"HAP": 1.0, "NEU": 0.0, "ANG": -1.0, "DIS": -1.0, "FEA": -1.0, "SAD": -1.0}
+    assert z["label"].tolist() == [expected[i.split("_")[2]] for i in ids]
+    assert set(z["transcript"].tolist()) == {"Don't forget a jacket"}
+    assert {s: int((z["split"] == s).sum()) > 0 for s in ("train", "valid", "test")} == dict.fromkeys(
+        ("train", "valid", "test"), True)
+    for m in ("audio", "video"):
+        x, n = z[f"{m}_feat"], z[f"{m}_len"]
+        assert np.isfinite(x).all() and not x[np.arange(x.shape[1])[None, :] >= n[:, None]].any()  # zero padding
+    assert len(timings["audio"]) == 12 and len(timings["video"]) == 6
+    assert all(t["detect"] > 0 for t in timings["video"])
+
+
+@needs_cremad
+@pytest.mark.slow
+def test_real_cremad_npz_loads_through_the_dataset_reader(cremad_npz, tmp_path, monkeypatch):
+    loader = pytest.importorskip("edge_msa.data.loader", reason="the dataset reader is another area's module")
+    monkeypatch.setenv("EDGE_MSA_CACHE", str(tmp_path / "cache"))
+    z, _ = cremad_npz
+    path = tmp_path / "c.npz"
+    np.savez(path, **z)
+    splits = loader.load_dataset(path, progress=False)
+    assert len(splits.train) + len(splits.valid) + len(splits.test) == 12
+    assert (splits.train.lengths["text"] > 0).all()
+
+
+def test_speaker_disjoint_splits_and_determinism(tmp_path):
+    clips, labels = make_clips(tmp_path, 12, speakers=4)
+    a = featurize(clips, labels, tmp_path / "a.npz", text="hello there", progress=False, seed=3)
+    b = featurize(clips, labels, tmp_path / "b.npz", text="hello there", progress=False, seed=3)
+    za, zb = load(a), load(b)
+    assert za["split"].tolist() == zb["split"].tolist()
+    speaker = {f"u{i}": f"s{i % 4}" for i in range(12)}
+    per_split = {s: {speaker[i] for i in za["id"][za["split"] == s]} for s in ("train", "valid", "test")}
+    assert all(per_split.values())
+    assert not (per_split["train"] & per_split["valid"] or per_split["train"] & per_split["test"]
+                or per_split["valid"] & per_split["test"])
+    np.testing.assert_allclose(za["label"], [i / 12 - 0.5 for i in range(12)], atol=1e-3)
+    assert (za["video_len"] == 0).all() and (za["audio_len"] > 0).all()  # no video files -> length 0
+
+
+def test_text_column_and_missing_transcripts(tmp_path):
+    clips, labels = make_clips(tmp_path, 4)
+    labels.write_text("name,label,text\nu0,1,good\nu1,0,\nu2,-1,bad\nu3,0.5,fine\n")
+    with pytest.warns(UserWarning, match="no transcript for 1 of 4"):
+        out = featurize(clips, labels, tmp_path / "t.npz", progress=False)
+    assert load(out)["transcript"].tolist() == ["good", "", "bad", "fine"]
+
+
+def test_transcript_csv_beside_labels(tmp_path):
+    clips, labels = make_clips(tmp_path, 3)
+    (tmp_path / "transcript.csv").write_text("id,transcript\nu0,a\nu1,b\nu2,c\n")
+    assert load(featurize(clips, labels, tmp_path / "t.npz", progress=False))["transcript"].tolist() == ["a", "b", "c"]
+
+
+def test_unreadable_media_becomes_a_missing_modality(tmp_path):
+    clips, labels = make_clips(tmp_path, 4)
+    (clips / "sub" / "u1.wav").write_bytes(b"not audio")
+    (clips / "u2.mp4").write_bytes(b"not video")
+    with pytest.warns(UserWarning) as caught:
+        out = featurize(clips, labels, tmp_path / "m.npz", text="x", progress=False)
+    messages = " | ".join(str(w.message) for w in caught)
+    assert "u1: audio left out: cannot read audio" in messages and "u2: video left out: cannot open video" in messages
+    z = load(out)
+    assert z["audio_len"].tolist() == [50, 0, 50, 50] and z["video_len"].tolist() == [0, 0, 0, 0]
+
+
+def test_label_maps():
+    assert parse_label_map("HAP=1, neu=0,ANG=-1.5") == {"hap": 1.0, "neu": 0.0, "ang": -1.5}
+    cremad = parse_label_map("cremad")
+    assert cremad["happiness"] == 1.0 and cremad["neu"] == 0.0 and cremad["sadness"] == -1.0
+    for bad in ("HAP", "HAP=x", "=1", " , "):
+        with pytest.raises(InputError):
+            parse_label_map(bad)
+
+
+def test_categorical_labels_need_a_map(tmp_path):
+    clips, labels = make_clips(tmp_path, 3)
+    labels.write_text("id,label\nu0,POS\nu1,NEG\nu2,NEU\n")
+    with pytest.raises(InputError, match="--label-map"):
+        featurize(clips, labels, tmp_path / "x.npz", text="x", progress=False)
+    with pytest.raises(InputError, match="add 'NEU' to the label map"):
+        featurize(clips, labels, tmp_path / "x.npz", text="x", label_map="POS=1,NEG=-1", progress=False)
+    assert not (tmp_path / "x.npz").exists()
+    out = featurize(clips, labels, tmp_path / "x.npz", text="x", label_map="POS=1,NEG=-1,NEU=0", progress=False)
+    assert load(out)["label"].tolist() == [1.0, -1.0, 0.0]
+
+
+def test_bad_featurize_inputs(tmp_path):
+    clips, labels = make_clips(tmp_path, 2)
+    with pytest.raises(InputError, match="at least 3"):
+        featurize(clips, labels, tmp_path / "x.npz", text="x", progress=False)
+    with pytest.raises(InputError, match="clips directory not found"):
+        featurize(tmp_path / "nope", labels, tmp_path / "x.npz", progress=False)
+    with pytest.raises(InputError, match="CSV file not found"):
+        featurize(clips, tmp_path / "nope.csv", tmp_path / "x.npz", progress=False)
+    (tmp_path / "nolabel.csv").write_text("id,score\nu0,1\n")
+    with pytest.raises(InputError, match="expected label"):
+        featurize(clips, tmp_path / "nolabel.csv", tmp_path / "x.npz", progress=False)
+    (tmp_path / "dup.csv").write_text("id,label\nu0,1\nu0,2\n")
+    with pytest.raises(InputError, match="appears twice"):
+        featurize(clips, tmp_path / "dup.csv", tmp_path / "x.npz", progress=False)
+    with pytest.raises(InputError, match="valid_frac"):
+        featurize(clips, labels, tmp_path / "x.npz", valid_frac=0.6, test_frac=0.5, progress=False)
+    assert not (tmp_path / "x.npz").exists()
+
+
+def test_cli_featurize_writes_npz_and_reports_errors(tmp_path, capsys):
+    clips, labels = make_clips(tmp_path, 3)
+    out = tmp_path / "cli.npz"
+    assert main(["featurize", str(clips), "--labels", str(labels), "--out", str(out), "--text", "hi",
+                 "--quiet"]) == 0
+    assert load(out)["id"].tolist() == ["u0", "u1", "u2"]
+    assert main(["featurize", str(tmp_path / "nope"), "--labels", str(labels), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: clips directory not found")
