@@ -8,7 +8,8 @@ import numpy as np
 
 from ..errors import InputError
 from ..features.text import TextEncoder, encode_cached
-from .base import FeatureSet
+from ..spec import FeatureSpec
+from .base import DatasetSplits, FeatureSet
 
 
 def encode_texts(texts: Sequence[str], ids: Sequence[str], encoder: TextEncoder | None,
@@ -70,3 +71,20 @@ def feature_set(features: dict[str, np.ndarray], lengths: dict[str, np.ndarray],
         ids=np.asarray([str(i) for i in ids])[index],
         texts=None if texts is None else np.asarray([str(t) for t in texts])[index],
     )
+
+
+def build_splits(name: str, spec: FeatureSpec, features: dict[str, np.ndarray], lengths: dict[str, np.ndarray],
+                 labels: np.ndarray, ids: Sequence[str], texts: Sequence[str] | None,
+                 parts: dict[str, np.ndarray], info: dict) -> DatasetSplits:
+    """DatasetSplits from full-dataset arrays and train/valid/test row indices (sizes recorded in info)."""
+    sets = {k: feature_set(features, lengths, labels, ids, texts, parts[k]) for k in ("train", "valid", "test")}
+    info = {**info, "sizes": {k: len(v) for k, v in sets.items()}}
+    return DatasetSplits(spec, sets["train"], sets["valid"], sets["test"], name=name, info=info)
+
+
+def labels_1d(raw: np.ndarray, where: str) -> np.ndarray:
+    """(N,), (N, 1) or (N, 1, 1) sentiment scores -> (N,) float32."""
+    y = np.asarray(raw, dtype=np.float32)
+    if y.ndim == 0 or int(np.prod(y.shape[1:])) != 1:
+        raise InputError(f"{where}: labels have shape {y.shape}; expected (N,), (N, 1) or (N, 1, 1)")
+    return y.reshape(len(y))

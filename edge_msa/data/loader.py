@@ -19,24 +19,75 @@ from .base import DatasetSplits
 class Format:
     reader: str  # "module:function" under edge_msa.data, imported when used
     what: str  # one line for messages and --help
+    names: tuple[str, ...] = ()  # file names that identify the format
 
 
 FORMATS: dict[str, Format] = {
-    "mosi-u": Format("mosi_u:read", "utterance-level CMU-MOSI npz (mosi_utterance_std.npz)"),
+    "mosi-u": Format("mosi_u:read", "utterance-level CMU-MOSI npz (mosi_utterance_std.npz)",
+                     ("mosi_utterance_std.npz",)),
+    "misa": Format("misa:read", "MISA/CMU-SDK word-aligned pickles (dir with train/dev/test.pkl, or one .pkl)",
+                   ("train.pkl", "dev.pkl", "test.pkl")),
+    "mmsa": Format("mmsa:read", "MMSA dataset pickle (aligned_50.pkl / unaligned_50.pkl)",
+                   ("aligned_50.pkl", "unaligned_50.pkl")),
+    "multibench": Format("multibench:read", "MultiBench/MulT pickle (mosi_data.pkl / mosei_senti_data.pkl)",
+                         ("mosi_data.pkl", "mosei_senti_data.pkl")),
+    "mmsa-label-csv": Format("label_csv:read", "MMSA label.csv, text only (video_id,clip_id,text,label,mode)"),
+    "edge-msa-features": Format("features_npz:read", "edge-msa featurized npz (format edge-msa-features-v1)"),
 }
 
 
-def detect_format(path: Path) -> str:
+def sniff_npz(path: Path) -> str | None:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            keys = set(z.files)
+            tag = str(z["format"]) if "format" in keys and z["format"].ndim == 0 else None
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise InputError(f"{path} is not a readable .npz ({type(exc).__name__}: {exc})") from None
+    if tag is not None and tag.startswith("edge-msa-features"):
+        return "edge-msa-features"
+    if {"split_declare", "audio_feat", "video_feat", "label_reg"} <= keys:
+        return "mosi-u"
+    return None
+
+
+def sniff_pickle(path: Path) -> str | None:
+    """Load with the restricted unpickler and look at the structure (for renamed pickles)."""
+    from .pickle_safe import load_pickle
+
+    data = load_pickle(path)
+    if isinstance(data, list):
+        return "misa"
+    train = data.get("train") if isinstance(data, dict) else None
+    if isinstance(train, dict):
+        if "raw_text" in train:
+            return "mmsa"
+        if "labels" in train and "text" in train:
+            return "multibench"
+    return None
+
+
+def detect_format(path: str | os.PathLike) -> str:
     """Guess the format from the file name, then from the content; InputError when it cannot tell."""
+    path = Path(path)
+    if path.is_dir():
+        if any((path / name).is_file() for name in FORMATS["misa"].names):
+            return "misa"
+        raise InputError(f"cannot tell the dataset format of directory {path}; a MISA directory holds "
+                         "train.pkl, dev.pkl and test.pkl, other formats are single files")
+    for fmt, spec in FORMATS.items():
+        if path.name in spec.names:
+            return fmt
+    found = None
     if path.suffix == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                keys = set(z.files)
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
-            raise InputError(f"{path} is not a readable .npz ({type(exc).__name__}: {exc})") from None
-        if {"split_declare", "audio_feat", "video_feat", "label_reg"} <= keys:
-            return "mosi-u"
-    raise InputError(f"cannot tell the dataset format of {path}; pass fmt= one of {', '.join(FORMATS)}")
+        found = sniff_npz(path)
+    elif path.suffix == ".csv":
+        found = "mmsa-label-csv"
+    elif path.suffix in (".pkl", ".pickle"):
+        found = sniff_pickle(path)
+    if found is None:
+        choices = "; ".join(f"{k}: {v.what}" for k, v in FORMATS.items())
+        raise InputError(f"cannot tell the dataset format of {path}; pass fmt= one of {choices}")
+    return found
 
 
 def load_dataset(path: str | os.PathLike, fmt: str | None = None, seed: int = 0, progress: bool = True,
@@ -45,7 +96,7 @@ def load_dataset(path: str | os.PathLike, fmt: str | None = None, seed: int = 0,
 
     `fmt` is one of FORMATS (None = detect from the name/content). Text goes through the one text
     front end (MiniLM, cached on disk) wherever the format has raw text; `text_encoder` overrides
-    its files (e.g. the copies inside a bundle). `seed` fixes any split this reader has to make.
+    its files (e.g. the copies inside a bundle). `seed` fixes any split the reader has to make.
     """
     path = Path(path)
     if not path.exists():

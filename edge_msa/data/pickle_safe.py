@@ -11,6 +11,8 @@ import pickle
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..errors import ArtifactError, InputError
 
 # (module, name) pairs a numpy-only pickle needs; numpy 2 writes numpy._core, numpy 1 numpy.core.
@@ -23,12 +25,16 @@ _BUILTINS = {"list", "dict", "tuple", "set", "frozenset", "bytearray", "bytes", 
 
 class SafeUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
+        if module.startswith("numpy.core.") and hasattr(np, "_core"):
+            module = "numpy._core." + module[len("numpy.core."):]  # numpy 1 pickles under numpy 2, no warning
         if module in _NUMPY_MODULES and name in _NUMPY_NAMES:
             return super().find_class(module, name)
         if (module == "numpy" and name.endswith("DType")) or module == "numpy.dtypes":
             return super().find_class(module, name)  # numpy >= 1.25 dtype classes (e.g. Float32DType)
         if module in ("builtins", "__builtin__") and name in _BUILTINS:
             return super().find_class(module, name)
+        if (module, name) == ("_codecs", "encode"):
+            return super().find_class(module, name)  # how protocol <= 2 pickles spell bytes
         if module == "collections" and name == "OrderedDict":
             return super().find_class(module, name)
         raise ArtifactError(f"refusing to unpickle {module}.{name}: dataset pickles may hold only numpy "

@@ -1,0 +1,66 @@
+"""Format "mmsa-label-csv": MMSA's `label.csv` as a text-only dataset (audio and video missing).
+
+Columns `video_id,clip_id,text,label,...,mode` (MMSA) or `id,text,label,mode` (the CMU-SDK / mmcpanda
+export); `mode` is train / valid (or dev) / test. Text is MiniLM of `text`; audio and video are
+(N, 1, 1) zeros with length 0, i.e. missing for every sample. Rows without a label are dropped.
+"""
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..features.text import TextEncoder
+from ..spec import FeatureSpec
+from .assemble import build_splits, encode_texts, missing_modality
+from .base import DatasetSplits
+
+MODES = {"train": "train", "valid": "valid", "dev": "valid", "val": "valid", "test": "test"}
+
+
+def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
+         text_encoder: TextEncoder | None = None) -> DatasetSplits:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"file not found: {path}")
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"{path} is not a readable label CSV ({exc})") from None
+    header = set(rows[0]) if rows else set()
+    has_id = "id" in header or {"video_id", "clip_id"} <= header
+    if not rows or not has_id or not {"text", "label", "mode"} <= header:
+        raise InputError(f"{path} is not an MMSA label CSV: columns {sorted(header)}; expected "
+                         "video_id,clip_id,text,label,mode or id,text,label,mode")
+    ids, texts, labels, modes, dropped = [], [], [], [], 0
+    for line, row in enumerate(rows, start=2):
+        mode = MODES.get(row["mode"].strip().lower())
+        if mode is None:
+            raise InputError(f"{path} line {line}: mode '{row['mode']}'; expected train, valid (dev) or test")
+        try:
+            label = float(row["label"])
+        except ValueError:
+            raise InputError(f"{path} line {line}: label '{row['label']}' is not a number") from None
+        if not np.isfinite(label):
+            dropped += 1
+            continue
+        ids.append(row["id"] if "id" in row else f"{row['video_id']}_{row['clip_id']}")
+        texts.append(row["text"])
+        labels.append(label)
+        modes.append(mode)
+    text, text_len, encoder = encode_texts(texts, ids, text_encoder, progress)
+    audio, audio_len = missing_modality(len(ids))
+    video, video_len = missing_modality(len(ids))
+    modes_arr = np.array(modes)
+    parts = {s: np.flatnonzero(modes_arr == s) for s in ("train", "valid", "test")}
+    spec = FeatureSpec(dims=(encoder.dim, 1, 1), max_lens=(encoder.max_len, 1, 1),
+                       front_ends=(encoder.name, "external:none", "external:none"))
+    info = {"format": "mmsa-label-csv", "path": str(path), "split": "mode column",
+            "dropped_missing_labels": dropped, "missing": ["audio", "video"]}
+    return build_splits("mmsa-label-csv", spec, {"text": text, "audio": audio, "video": video},
+                        {"text": text_len, "audio": audio_len, "video": video_len},
+                        np.array(labels, np.float32), ids, texts, parts, info)
