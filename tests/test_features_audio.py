@@ -145,3 +145,12 @@ def test_bad_audio_inputs_raise_one_line_input_errors(tmp_path):
     assert "NaN or Inf" in one_line_error(lambda: fe(tmp_path / "nan.wav"))
     with pytest.raises(InputError, match="max_frames"):
         AudioFrontEnd(max_frames=0)
+
+
+def test_chunked_analysis_matches_one_pass(monkeypatch):
+    import edge_msa.features.audio as audio
+
+    x = np.random.default_rng(1).normal(scale=0.1, size=3 * SAMPLE_RATE).astype(np.float32)
+    whole = AudioFrontEnd(max_frames=500).extract(x, SAMPLE_RATE)
+    monkeypatch.setattr(audio, "CHUNK_FRAMES", 37)
+    np.testing.assert_allclose(AudioFrontEnd(max_frames=500).extract(x, SAMPLE_RATE), whole, atol=1e-5)

@@ -30,6 +30,7 @@ VOICING_MIN = 0.3  # normalised autocorrelation below this = unvoiced (pitch 0)
 OCTAVE_TOLERANCE = 0.85  # a shorter-lag peak this close to the best one wins (sub-octave guard)
 DIM = N_MELS + N_MFCC + 3
 DEFAULT_MAX_FRAMES = 50
+CHUNK_FRAMES = 6000  # frames (60 s) analysed at once, so long recordings need tens of MB, not GB
 EPS = 1e-10
 
 
@@ -141,7 +142,10 @@ class AudioFrontEnd:
         if len(x) < WIN:
             raise InputError(f"{source}: audio is {len(x) / SAMPLE_RATE * 1000:.1f} ms long; expected at least "
                              f"{WIN * 1000 // SAMPLE_RATE} ms (one frame)")
-        feats = pool_frames(self.frame_features(x), self.max_frames).astype(np.float32)  # (L, DIM)
+        n = 1 + (len(x) - WIN) // HOP
+        frames = np.concatenate([self.frame_features(x[i * HOP:(min(i + CHUNK_FRAMES, n) - 1) * HOP + WIN])
+                                 for i in range(0, n, CHUNK_FRAMES)])  # (n, DIM), bounded memory per chunk
+        feats = pool_frames(frames, self.max_frames).astype(np.float32)  # (L, DIM)
         self.timings.update(resample=t1 - t0, features=time.perf_counter() - t1)
         return feats
 

@@ -113,29 +113,7 @@ def featurize(clips_dir: str | os.PathLike, labels_csv: str | os.PathLike, out: 
     spec = FeatureSpec(dims=(text_fe.DIM, audio_fe.DIM, video_fe.DIM),
                        max_lens=(text_fe.DEFAULT_MAX_LEN, audio_max_frames, video_frames),
                        front_ends=(text_fe.NAME, audio_fe.NAME, video_fe.NAME))
-    arrays = {m: np.zeros((len(ids), spec.max_len(m), spec.dim(m)), dtype=np.float32) for m in ("audio", "video")}
-    lengths = {m: np.zeros(len(ids), dtype=np.int64) for m in ("audio", "video")}
-    stage_times: dict[str, list[dict[str, float]]] = {"audio": [], "video": []}
-    front_ends: dict[str, object] = {}
-    make = {"audio": lambda: audio_fe.AudioFrontEnd(max_frames=audio_max_frames),
-            "video": lambda: video_fe.VideoFrontEnd(num_frames=video_frames)}
-    bar = ids
-    if progress:
-        bar = require("tqdm.auto", "progress bars", "pip install tqdm or pass --quiet").tqdm(ids, desc="featurize",
-                                                                                              unit="clip")
-    for n, utt in enumerate(bar):
-        for m, path in media[utt].items():
-            if m not in front_ends:
-                front_ends[m] = make[m]()
-            fe = front_ends[m]
-            try:
-                x = fe(path)  # (L, d_m)
-            except InputError as exc:
-                warnings.warn(f"{utt}: {m} left out: {exc}", stacklevel=2)
-                continue
-            arrays[m][n, :len(x)] = x
-            lengths[m][n] = len(x)
-            stage_times[m].append(dict(fe.timings))
+    arrays, lengths, stage_times = extract_all(ids, media, spec, progress)
     if timings is not None:
         timings.update(stage_times)
     if progress:
@@ -150,6 +128,36 @@ def featurize(clips_dir: str | os.PathLike, labels_csv: str | os.PathLike, out: 
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **payload)
     return out
+
+
+def extract_all(ids: list[str], media: Mapping[str, Mapping[str, Path]], spec: FeatureSpec, progress: bool
+                ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, list[dict[str, float]]]]:
+    """Run the audio/video front ends over every id: zero-padded (N, L, d) arrays, lengths (N,) and the
+    per-clip stage timings; a file a front end rejects leaves that modality missing, with a warning."""
+    arrays = {m: np.zeros((len(ids), spec.max_len(m), spec.dim(m)), dtype=np.float32) for m in ("audio", "video")}
+    lengths = {m: np.zeros(len(ids), dtype=np.int64) for m in ("audio", "video")}
+    stage_times: dict[str, list[dict[str, float]]] = {"audio": [], "video": []}
+    make = {"audio": lambda: audio_fe.AudioFrontEnd(max_frames=spec.max_len("audio")),
+            "video": lambda: video_fe.VideoFrontEnd(num_frames=spec.max_len("video"))}
+    front_ends: dict[str, object] = {}  # built on first use, so audio-only data never needs OpenCV
+    bar = ids
+    if progress:
+        tqdm = require("tqdm.auto", "progress bars", "pip install tqdm or pass --quiet").tqdm
+        bar = tqdm(ids, desc="featurize", unit="clip")
+    for n, utt in enumerate(bar):
+        for m, path in media[utt].items():
+            if m not in front_ends:
+                front_ends[m] = make[m]()
+            fe = front_ends[m]
+            try:
+                x = fe(path)  # (L, d_m)
+            except InputError as exc:
+                warnings.warn(f"{utt}: {m} left out: {exc}", stacklevel=3)
+                continue
+            arrays[m][n, :len(x)] = x
+            lengths[m][n] = len(x)
+            stage_times[m].append(dict(fe.timings))
+    return arrays, lengths, stage_times
 
 
 def timing_summary(stage_times: Mapping[str, list[dict[str, float]]]) -> str:

@@ -37,6 +37,9 @@ OPENCV_FIX = "pip install 'opencv-python-headless<5'"
 
 
 def _cv2():
+    # FFmpeg's own stderr chatter ("moov atom not found") would duplicate our one-line InputError; OpenCV
+    # reads this variable when it opens its first capture. A value the user set wins.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
     return require("cv2", "the video front end", OPENCV_FIX)
 
 
