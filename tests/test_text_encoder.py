@@ -1,6 +1,7 @@
 """The MiniLM text front end: shapes, padding invariance, truncation, errors, disk cache, no torch."""
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 
@@ -98,3 +99,14 @@ def test_runs_without_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "(4, 384)"
+
+
+def test_copied_files_give_the_same_features_and_cache_key(encoder, tmp_path):
+    """A bundle carries its own tokenizer.json / text_encoder.onnx; the cache key follows content, not path."""
+    tok = shutil.copy(encoder.tokenizer_path, tmp_path / "tokenizer.json")
+    onnx = shutil.copy(encoder.onnx_path, tmp_path / "text_encoder.onnx")
+    copy = TextEncoder(tokenizer_path=tok, onnx_path=onnx, threads=1)
+    assert copy.tokenizer_path == tmp_path / "tokenizer.json" and copy.onnx_path == tmp_path / "text_encoder.onnx"
+    np.testing.assert_allclose(copy("so much fun"), encoder("so much fun"), atol=1e-5)
+    assert copy.fingerprint() == encoder.fingerprint()
+    assert TextEncoder(max_len=20).fingerprint() != encoder.fingerprint()

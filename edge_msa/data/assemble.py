@@ -8,7 +8,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..features.text import TextEncoder, encode_cached
-from ..spec import FeatureSpec
+from ..spec import MODALITIES, FeatureSpec
 from .base import DatasetSplits, FeatureSet
 
 
@@ -65,8 +65,8 @@ def feature_set(features: dict[str, np.ndarray], lengths: dict[str, np.ndarray],
                 ids: Sequence[str], texts: Sequence[str] | None, index: np.ndarray) -> FeatureSet:
     """The rows `index` of full-dataset arrays as a FeatureSet."""
     return FeatureSet(
-        features={m: np.ascontiguousarray(x[index], dtype=np.float32) for m, x in features.items()},
-        lengths={m: np.asarray(ln[index], dtype=np.int64) for m, ln in lengths.items()},
+        features={m: np.ascontiguousarray(features[m][index], dtype=np.float32) for m in MODALITIES},
+        lengths={m: np.asarray(lengths[m][index], dtype=np.int64) for m in MODALITIES},
         labels=np.asarray(labels, dtype=np.float32)[index],
         ids=np.asarray([str(i) for i in ids])[index],
         texts=None if texts is None else np.asarray([str(t) for t in texts])[index],
