@@ -13,7 +13,7 @@ from ..errors import EdgeMSAError
 from ..version import __version__
 
 # One module per subcommand in edge_msa/cli/; each defines register(subparsers).
-SUBCOMMANDS: tuple[str, ...] = ("featurize",)
+SUBCOMMANDS: tuple[str, ...] = ("featurize", "bench")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,0 +1,83 @@
+"""`edge-msa bench --compare a.json b.json`: ratios between two reports (two devices, two builds)."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from edge_msa.errors import InputError
+
+from .report import HEADLINE
+
+KEY_FIELDS = ("bundle", "backend", "precision", "batch", "modalities")
+
+
+def load_report(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InputError(f"cannot read report '{path}' ({exc.strerror}); expected a report.json from edge-msa bench")
+    except json.JSONDecodeError as exc:
+        raise InputError(f"'{path}' is not JSON ({exc.msg}); expected a report.json from edge-msa bench") from None
+    if not isinstance(report, dict) or not isinstance(report.get("rows"), list):
+        raise InputError(f"'{path}' has no 'rows' list; expected a report.json from edge-msa bench")
+    return report
+
+
+def _key(row: dict, fields: tuple[str, ...]) -> tuple:
+    return tuple(Path(row[f]).name if f == "bundle" else row.get(f) for f in fields)
+
+
+def compare_reports(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
+    """One entry per row present and ok in both, matched by bundle name, backend, precision, batch and
+    modalities; when the two reports share no bundle (teacher run vs student run) by batch and modalities.
+    Ratios are b/a: latency < 1 and throughput > 1 mean b is faster."""
+    ok_a = [r for r in a["rows"] if r.get("status") == "ok"]
+    ok_b = [r for r in b["rows"] if r.get("status") == "ok"]
+    fields = KEY_FIELDS
+    if not {_key(r, fields) for r in ok_a} & {_key(r, fields) for r in ok_b}:
+        fields = ("batch", "modalities")
+    first_a: dict[tuple, dict] = {}
+    for r in ok_a:
+        first_a.setdefault(_key(r, fields), r)
+    out = []
+    for rb in ok_b:
+        ra = first_a.get(_key(rb, fields))
+        if ra is None:
+            continue
+        entry = {"a": Path(ra["bundle"]).name, "b": Path(rb["bundle"]).name, "batch": rb["batch"],
+                 "modalities": rb["modalities"]}
+        for k in ("p50", "p90", "p99"):
+            entry[f"{k}_ratio"] = _ratio(rb["latency_ms"][k], ra["latency_ms"][k])
+        entry["throughput_ratio"] = _ratio(rb.get("throughput"), ra.get("throughput"))
+        entry["energy_ratio"] = _ratio(rb.get("energy_mj_per_item"), ra.get("energy_mj_per_item"))
+        acc_a, acc_b = (r.get("metrics", {}).get(HEADLINE) if isinstance(r.get("metrics"), dict) else None
+                        for r in (ra, rb))
+        entry[f"{HEADLINE}_delta"] = acc_b - acc_a if acc_a is not None and acc_b is not None else None
+        out.append(entry)
+    if not out:
+        raise InputError("the two reports have no successful rows with the same batch size and modalities")
+    return out
+
+
+def _ratio(b: Any, a: Any) -> float | None:
+    ok = isinstance(a, (int, float)) and isinstance(b, (int, float)) and a > 0
+    return float(b) / float(a) if ok else None
+
+
+def render_comparison(entries: list[dict[str, Any]], a_name: str, b_name: str) -> str:
+    def cell(v: Any, fmt: str) -> str:
+        return fmt.format(v) if isinstance(v, (int, float)) else "–"
+
+    lines = [f"# edge-msa bench comparison: B = {b_name} vs A = {a_name}", "",
+             "Ratios are B/A: latency < 1 and throughput > 1 mean B is faster; energy < 1 means B is cheaper.", "",
+             "| A bundle | B bundle | batch | modalities | p50 B/A | p90 B/A | p99 B/A | throughput B/A | "
+             "energy B/A | Δ Acc-2 non0 |", "|" + "---|" * 10]
+    for e in entries:
+        lines.append(f"| {e['a']} | {e['b']} | {e['batch']} | {e['modalities']} | {cell(e['p50_ratio'], '{:.2f}')} "
+                     f"| {cell(e['p90_ratio'], '{:.2f}')} | {cell(e['p99_ratio'], '{:.2f}')} | "
+                     f"{cell(e['throughput_ratio'], '{:.2f}')} | {cell(e['energy_ratio'], '{:.2f}')} | "
+                     f"{cell(e[f'{HEADLINE}_delta'], '{:+.3f}')} |")
+    return "\n".join(lines) + "\n"

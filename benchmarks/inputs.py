@@ -1,0 +1,84 @@
+"""Benchmark inputs: modality subsets and the batches fed to `predict_features`.
+
+A subset such as "text+audio" is simulated the way a device sees it: the left-out modalities have
+length 0 (missing) and zero features, so the runtime's missing-modality path and skip gate run for real.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge_msa.data.base import FeatureSet
+from edge_msa.errors import InputError
+from edge_msa.spec import MODALITIES, FeatureSpec, suggest
+
+SUBSET_EXAMPLES = ("all", "text", "text+audio", "text+video", "audio+video")
+
+
+def parse_subset(name: str) -> tuple[str, ...]:
+    """'all' -> every modality; 'text+audio' -> ('text', 'audio') in canonical order."""
+    if name == "all":
+        return MODALITIES
+    parts = [p.strip() for p in name.split("+") if p.strip()]
+    for p in parts:
+        if p not in MODALITIES:
+            raise InputError(f"unknown modality '{p}' in subset '{name}'{suggest(p, MODALITIES)}; "
+                             f"examples: {', '.join(SUBSET_EXAMPLES)}")
+    if not parts:
+        raise InputError(f"empty modality subset '{name}'; examples: {', '.join(SUBSET_EXAMPLES)}")
+    return tuple(m for m in MODALITIES if m in parts)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One predict_features call: features[m] (B, L_m, d_m) float32, lengths[m] (B,) int64."""
+
+    features: dict[str, np.ndarray]
+    lengths: dict[str, np.ndarray]
+
+    @property
+    def size(self) -> int:
+        return len(self.lengths[MODALITIES[0]])
+
+
+def restrict(features: dict[str, np.ndarray], lengths: dict[str, np.ndarray], keep: tuple[str, ...]) -> Batch:
+    """The same samples with every modality outside `keep` marked missing (length 0), each array trimmed
+    to its longest valid sequence as a device would pad a batch (a missing modality keeps one zero step)."""
+    feats, lens = {}, {}
+    for m in MODALITIES:
+        ln = np.asarray(lengths[m], dtype=np.int64) if m in keep else np.zeros(len(lengths[m]), np.int64)  # (B,)
+        steps = max(int(ln.max()), 1)
+        feats[m] = np.ascontiguousarray(features[m][:, :steps]) if m in keep else \
+            np.zeros((len(ln), steps, features[m].shape[-1]), np.float32)  # (B, L, d)
+        lens[m] = ln
+    return Batch(feats, lens)
+
+
+def restrict_set(fs: FeatureSet, keep: tuple[str, ...]) -> FeatureSet:
+    """A whole split with the modalities outside `keep` missing, for accuracy under that subset."""
+    b = restrict(fs.features, fs.lengths, keep)
+    return FeatureSet(b.features, b.lengths, fs.labels, fs.ids, fs.texts)
+
+
+def synthetic_set(spec: FeatureSpec, n: int, seed: int = 0) -> FeatureSet:
+    """Random full-length features of the bundle's spec, for latency when no dataset is given."""
+    rng = np.random.default_rng(seed)
+    feats = {m: rng.normal(size=(n, spec.max_len(m), spec.dim(m))).astype(np.float32) for m in MODALITIES}
+    lens = {m: np.full(n, spec.max_len(m), dtype=np.int64) for m in MODALITIES}
+    return FeatureSet(feats, lens, np.zeros(n, np.float32), np.array([f"synthetic{i}" for i in range(n)]))
+
+
+def batches(fs: FeatureSet, batch: int, keep: tuple[str, ...], count: int = 32) -> list[Batch]:
+    """Up to `count` consecutive batches of `batch` samples (wrapping around small sets), cycled in timing
+    so latency reflects the data's mix of skipped and kept modalities rather than one sample."""
+    n = len(fs)
+    if n == 0:
+        raise InputError("the chosen split is empty; expected samples to time")
+    out = []
+    for b in range(max(1, min(count, -(-n // batch)))):
+        idx = np.arange(b * batch, (b + 1) * batch) % n
+        out.append(restrict({m: fs.features[m][idx] for m in MODALITIES},
+                            {m: fs.lengths[m][idx] for m in MODALITIES}, keep))
+    return out
+

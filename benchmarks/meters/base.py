@@ -1,0 +1,88 @@
+"""Energy meters as cumulative counters, and energy per inference from two measured windows.
+
+Every meter exposes `energy_j()`: joules since it was opened. Hardware counters (NVML, RAPL) are read
+directly; sampled power (tegrastats INA rails) is integrated in the background. Meters refresh every
+20-100 ms, so a window must be long (>= 10 s by default) for the edge error to stay around 1 %.
+Energy per item = (active energy - idle power x active time) / items, with the idle power measured
+in the same run: the report gives that number and names the method, never an estimate.
+"""
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Callable
+
+
+class MeterUnavailable(Exception):
+    """This meter cannot measure on this machine; the message says why (it lands in the report)."""
+
+
+class Meter(ABC):
+    """A cumulative energy counter; use as a context manager so subprocesses and handles are released."""
+
+    name: str = "meter"
+    scope: str = ""  # what the reading covers, e.g. "GPU board" or "module input rail VDD_IN"
+
+    @abstractmethod
+    def energy_j(self) -> float:
+        """Joules consumed since the meter was opened."""
+
+    def close(self) -> None:
+        """Release the device handle or subprocess."""
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.scope})" if self.scope else self.name
+
+    def __enter__(self) -> "Meter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass(frozen=True)
+class Window:
+    """Energy measured over one window of wall time, with how many items were processed in it."""
+
+    joules: float
+    seconds: float
+    items: int
+
+    @property
+    def watts(self) -> float:
+        return self.joules / self.seconds if self.seconds > 0 else 0.0
+
+
+def idle_window(meter: Meter, seconds: float, sleep: Callable[[float], None] = time.sleep,
+                clock: Callable[[], float] = time.perf_counter) -> Window:
+    """Energy while the process sleeps: the baseline subtracted from every active window."""
+    e0, t0 = meter.energy_j(), clock()
+    sleep(seconds)
+    return Window(meter.energy_j() - e0, clock() - t0, 0)
+
+
+def active_window(meter: Meter, work: Callable[[int], int], seconds: float,
+                  clock: Callable[[], float] = time.perf_counter) -> Window:
+    """Energy while `work(i)` runs back to back for `seconds`; `work` returns the items it processed."""
+    items, i = 0, 0
+    e0, t0 = meter.energy_j(), clock()
+    while clock() - t0 < seconds:
+        items += work(i)
+        i += 1
+    return Window(meter.energy_j() - e0, clock() - t0, items)
+
+
+def energy_per_item(active: Window, idle: Window) -> dict:
+    """mJ per item above idle (the headline) and including idle, with the powers behind them."""
+    if active.items < 1:
+        raise MeterUnavailable("no inference finished inside the energy window; lengthen --energy-window")
+    dynamic_j = active.joules - idle.watts * active.seconds
+    return {
+        "energy_mj_per_item": 1e3 * dynamic_j / active.items,
+        "energy_total_mj_per_item": 1e3 * active.joules / active.items,
+        "active_w": active.watts,
+        "idle_w": idle.watts,
+        "energy_window_s": active.seconds,
+        "energy_items": active.items,
+    }

@@ -1,0 +1,104 @@
+"""Jetson power from the INA3221 rails that `tegrastats` prints, integrated over time.
+
+Line formats seen on real boards (fixtures in tests/fixtures/tegrastats/):
+- JetPack 5/6 (Orin): `VDD_IN 4824mW/4824mW VDD_CPU_GPU_CV 518mW/518mW VDD_SOC 1475mW/1475mW`
+- JetPack 4 (Nano, TX2, Xavier): `POM_5V_IN 1057/1057 POM_5V_GPU 0/0` or `VDD_IN 3140/3208` (mW, no unit),
+  early AGX Xavier: `GPU 463/463 CPU 618/618 SOC 2936/2936 CV 0/0 VDDRQ 309/309 SYS5V 3306/3306`.
+Each pair is instantaneous/average mW. The input rail (VDD_IN, POM_5V_IN) is the whole module; boards
+without one (AGX Orin, AGX Xavier) are measured as the sum of their rails, and the scope says so.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import threading
+import time
+from typing import Callable
+
+from .base import Meter, MeterUnavailable
+
+# NAME cur/avg with optional mW units, followed by whitespace or end (so RAM 1/2MB never matches).
+_RAIL = re.compile(r"(?<![\w@])([A-Za-z][A-Za-z0-9_]*) (\d+)(?:mW)?/(\d+)(?:mW)?(?=\s|$)")
+INPUT_RAILS = ("VDD_IN", "POM_5V_IN")
+_SKIP = {"RAM", "SWAP", "IRAM"}
+
+
+def parse_rails(line: str) -> dict[str, tuple[int, int]]:
+    """{rail: (instant mW, average mW)} for every power rail on one tegrastats line."""
+    return {name: (int(cur), int(avg)) for name, cur, avg in _RAIL.findall(line) if name not in _SKIP}
+
+
+def module_power_mw(rails: dict[str, tuple[int, int]]) -> tuple[float, str]:
+    """Instant module power in mW and which rails it came from."""
+    for name in INPUT_RAILS:
+        if name in rails:
+            return float(rails[name][0]), f"input rail {name}"
+    if not rails:
+        raise MeterUnavailable("tegrastats printed no power rails (INA3221 not exposed on this board)")
+    return float(sum(cur for cur, _ in rails.values())), "sum of rails " + "+".join(rails)
+
+
+class TegrastatsMeter(Meter):
+    """Runs `tegrastats --interval N` and integrates instant module power (held until the next line)."""
+
+    name = "tegrastats"
+
+    def __init__(self, interval_ms: int = 20, command: list[str] | None = None,
+                 clock: Callable[[], float] = time.perf_counter, first_line_timeout_s: float = 5.0) -> None:
+        if command is None:
+            exe = shutil.which("tegrastats") or "/usr/bin/tegrastats"
+            if not shutil.which(exe):
+                raise MeterUnavailable("tegrastats not found (not a Jetson, or not on PATH)")
+            # tegrastats writes through stdio: force line buffering so arrival time = sample time.
+            command = ([shutil.which("stdbuf"), "-oL"] if shutil.which("stdbuf") else []) + [exe, "--interval",
+                                                                                           str(interval_ms)]
+        self.interval_s = interval_ms / 1e3
+        self.clock = clock
+        self.lock = threading.Lock()
+        self.joules, self.last_t, self.last_w, self.samples = 0.0, None, 0.0, 0
+        self.scope, self.error = "", None
+        self.ready = threading.Event()
+        try:
+            self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                         bufsize=1)
+        except OSError as exc:
+            raise MeterUnavailable(f"cannot start {command[0]}: {exc}") from None
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+        if not self.ready.wait(first_line_timeout_s) or self.error:
+            self.close()
+            raise MeterUnavailable(self.error or f"tegrastats printed no power line within {first_line_timeout_s} s")
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            now = self.clock()
+            try:
+                mw, scope = module_power_mw(parse_rails(line))
+            except MeterUnavailable as exc:
+                self.error = str(exc)
+                self.ready.set()
+                return
+            with self.lock:
+                if self.last_t is not None:
+                    self.joules += self.last_w * (now - self.last_t)
+                self.last_t, self.last_w, self.scope = now, mw / 1e3, f"Jetson INA3221 {scope}"
+                self.samples += 1
+            self.ready.set()
+
+    def energy_j(self) -> float:
+        with self.lock:
+            if self.error:
+                raise MeterUnavailable(self.error)
+            held = self.last_w * (self.clock() - self.last_t) if self.last_t is not None else 0.0
+            return self.joules + held
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()

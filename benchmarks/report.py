@@ -1,0 +1,183 @@
+"""report.json is the data; report.md and report.png are rendered from it (and can be re-rendered)."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from edge_msa.atomic import atomic_dir
+from edge_msa.errors import InputError
+
+HEADLINE = "acc2_non0"  # the accuracy axis of the Pareto plot and the ratio table
+FILES = ("report.json", "report.md", "report.png")
+
+
+def write_report(report: dict[str, Any], out: str | os.PathLike) -> Path:
+    """Write report.json + report.md (+ report.png) into `out`, replacing it as a whole.
+
+    Refuses to replace a non-empty folder that is not an earlier report, so `--out .` cannot wipe a checkout.
+    """
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "report.json").is_file())):
+        raise InputError(f"--out '{out}' exists and is not an earlier bench report; expected a new or report folder")
+    with atomic_dir(out) as tmp:
+        png_note = render_png(report, tmp / "report.png")
+        (tmp / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+        (tmp / "report.md").write_text(render_markdown(report, png_note), encoding="utf-8")
+    return out
+
+
+def _num(value: Any, fmt: str = "{:.2f}") -> str:
+    return fmt.format(value) if isinstance(value, (int, float)) and value is not None else "–"
+
+
+def _name(row: dict) -> str:
+    return Path(row["bundle"]).name or row["bundle"]
+
+
+def _ok(row: dict) -> bool:
+    return row.get("status") == "ok"
+
+
+def _metric(row: dict, key: str) -> float | None:
+    metrics = row.get("metrics")
+    return metrics.get(key) if isinstance(metrics, dict) else None
+
+
+def _energy_cell(row: dict) -> str:
+    if isinstance(row.get("energy_mj_per_item"), (int, float)):
+        return _num(row["energy_mj_per_item"], "{:.3g}")
+    return "n/a" if row.get("energy") else "–"
+
+
+def render_markdown(report: dict[str, Any], png_note: str | None = None) -> str:
+    """Tables for people: system, one line per row, ratios vs the first bundle, stages, methods, warnings."""
+    system, rows, settings = report.get("system", {}), report.get("rows", []), report.get("settings", {})
+    lines = ["# edge-msa benchmark", "",
+             f"- device: {system.get('device')} (power mode: {system.get('power_mode') or 'n/a'})",
+             f"- cpu: {system.get('cpu')} x{system.get('cpu_count')}; gpu: {system.get('gpu')}",
+             f"- os: {system.get('os')}",
+             "- versions: " + ", ".join(f"{k} {v}" for k, v in system.get("versions", {}).items()),
+             f"- command: `{system.get('command')}`",
+             "- settings: " + ", ".join(f"{k}={'bundle default' if v is None and k == 'backend' else v}"
+                                        for k, v in settings.items()), "",
+             "Latency is per call (a batch), p90 is the headline (MLPerf SingleStream style); throughput in "
+             "items/s; energy in mJ per item above idle.", "",
+             "## Results", "",
+             "| bundle | model | precision | batch | modalities | status | p50 ms | p90 ms | p99 ms | items/s | "
+             "mJ/item | Acc-2 non0 | F1 non0 | MAE | skip rate | load ms | peak RSS MB | CV |",
+             "|" + "---|" * 18]
+    for r in rows:
+        lines.append("| " + " | ".join([
+            _name(r), str(r.get("model", "–")), str(r.get("precision", "–")), str(r["batch"]), r["modalities"],
+            r["status"], *(_num(r.get("latency_ms", {}).get(k)) for k in ("p50", "p90", "p99")),
+            _num(r.get("throughput"), "{:.1f}"), _energy_cell(r), _num(_metric(r, "acc2_non0"), "{:.3f}"),
+            _num(_metric(r, "f1_non0"), "{:.3f}"), _num(_metric(r, "mae"), "{:.3f}"),
+            _num(r.get("skip_rate"), "{:.0%}"), _num(r.get("load_ms"), "{:.0f}"), _num(r.get("peak_rss_mb"), "{:.0f}"),
+            _num(r.get("cv"), "{:.0%}")]) + " |")
+    lines += _ratio_section(rows) + _stage_section(rows) + _notes_section(rows)
+    lines += ["", "## Accuracy vs p90 latency", "",
+              png_note if png_note else "![accuracy vs p90 latency](report.png)", ""]
+    return "\n".join(lines)
+
+
+def _ratio_section(rows: list[dict]) -> list[str]:
+    """Each bundle against the first one at the same batch and modalities (e.g. teacher / student)."""
+    if not rows:
+        return []
+    first = rows[0]["bundle"]
+    ref = {(r["batch"], r["modalities"]): r for r in rows if r["bundle"] == first and _ok(r)}
+    out = []
+    for r in rows:
+        base = ref.get((r["batch"], r["modalities"]))
+        if r["bundle"] == first or base is None or not _ok(r):
+            continue
+        p90 = base["latency_ms"]["p90"] / r["latency_ms"]["p90"] if r["latency_ms"]["p90"] > 0 else None
+        both_e = all(isinstance(x.get("energy_mj_per_item"), (int, float)) for x in (base, r))
+        energy = base["energy_mj_per_item"] / r["energy_mj_per_item"] if both_e and r["energy_mj_per_item"] else None
+        acc = (_metric(r, HEADLINE) - _metric(base, HEADLINE)
+               if _metric(r, HEADLINE) is not None and _metric(base, HEADLINE) is not None else None)
+        out.append(f"| {_name(r)} | {r['batch']} | {r['modalities']} | {_num(p90, '{:.2f}x')} | "
+                   f"{_num(r['throughput'] / base['throughput'], '{:.2f}x')} | {_num(energy, '{:.2f}x')} | "
+                   f"{_num(acc, '{:+.3f}')} |")
+    if not out:
+        return []
+    return ["", f"## Ratios vs the first bundle ({Path(first).name})", "",
+            "p90 and energy as first/this (> 1: this bundle is faster / cheaper); throughput as this/first.", "",
+            "| bundle | batch | modalities | p90 speed-up | throughput | energy saving | Δ Acc-2 non0 |",
+            "|---|---|---|---|---|---|---|", *out]
+
+
+def _stage_section(rows: list[dict]) -> list[str]:
+    staged = [r for r in rows if _ok(r) and r.get("stages_ms")]
+    if not staged:
+        return []
+    out = ["", "## Per-stage ms (median over extra calls)", "", "| bundle | batch | modalities | stages |",
+           "|---|---|---|---|"]
+    for r in staged:
+        stages = ", ".join(f"{k} {v:.2f}" for k, v in r["stages_ms"].items())
+        out.append(f"| {_name(r)} | {r['batch']} | {r['modalities']} | {stages} |")
+    return out
+
+
+def _notes_section(rows: list[dict]) -> list[str]:
+    methods = sorted({r["energy_method"] for r in rows if r.get("energy_method")})
+    missing = sorted({r["energy"] for r in rows if isinstance(r.get("energy"), str)})
+    accuracy = sorted({r["metrics"] for r in rows if isinstance(r.get("metrics"), str)})
+    warnings = [f"{_name(r)} batch {r['batch']} {r['modalities']}: {w}" for r in rows for w in r.get("warnings", [])]
+    out = ["", "## Energy method", ""] + [f"- {m}" for m in methods] + [f"- energy {m}" for m in missing]
+    if accuracy:
+        out += ["", "## Accuracy notes", ""] + [f"- accuracy {a}" for a in accuracy]
+    if warnings:
+        out += ["", "## Warnings", ""] + [f"- {w}" for w in warnings]
+    return out
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """(latency, accuracy) points no other point beats on both (lower latency, higher accuracy)."""
+    front, best = [], float("-inf")
+    for lat, acc in sorted(points, key=lambda p: (p[0], -p[1])):
+        if acc > best:
+            front.append((lat, acc))
+            best = acc
+    return front
+
+
+def render_png(report: dict[str, Any], path: Path) -> str | None:
+    """Accuracy vs p90 latency with the Pareto front; returns a note instead when no PNG is drawn."""
+    rows = [r for r in report.get("rows", []) if _ok(r) and _metric(r, HEADLINE) is not None]
+    if not rows:
+        return "No report.png: no successful row has accuracy (pass --data to measure it)."
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        import matplotlib.ticker
+    except ImportError:
+        return "No report.png: matplotlib is not installed (pip install matplotlib to get the plot)."
+    smallest = min(r["batch"] for r in rows)
+    rows = [r for r in rows if r["batch"] == smallest]
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    points = []
+    for r in rows:
+        x, y = r["latency_ms"]["p90"], _metric(r, HEADLINE)
+        points.append((x, y))
+        ax.scatter([x], [y], s=30)
+        ax.annotate(f"{_name(r)} [{r['modalities']}] {r.get('precision', '')}", (x, y), fontsize=7,
+                    xytext=(4, 4), textcoords="offset points")
+    front = pareto_front(points)
+    ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="grey", linestyle="--",
+            label="Pareto front")
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax.margins(x=0.25, y=0.1)
+    ax.set_xlabel(f"p90 latency per call, ms (batch {smallest}, log scale)")
+    ax.set_ylabel("Acc-2 (non-0)")
+    ax.set_title("accuracy vs latency")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return None

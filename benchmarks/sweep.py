@@ -1,0 +1,256 @@
+"""The sweep: bundles x modality subsets x batch sizes -> one row each -> report.json/.md/.png.
+
+Every row carries a status; a row that fails (bad bundle, runtime error, meter error) says
+`failed: <reason>` and the sweep goes on, so one broken bundle never costs the other measurements.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from edge_msa.data.base import DatasetSplits, FeatureSet
+from edge_msa.errors import EdgeMSAError, InputError
+from edge_msa.metrics import METRIC_KEYS
+
+from .inputs import batches as make_batches
+from .inputs import parse_subset, restrict_set, synthetic_set
+from .memory import peak_rss_mb, reset_peak
+from .meters import Meter, MeterUnavailable, Window, active_window, energy_per_item, idle_window, open_meter
+from .meters.nvml import gpu_memory_mb
+from .report import write_report
+from .sysinfo import system_info
+from .target import Loader, Target, load_target
+from .timing import CV_WARN, measure
+
+LONG_MIN_TIME_S = 600.0  # --long: a sustained figure (thermal throttling shows up after minutes)
+SYNTHETIC_N = 64
+SKIPPABLE = ("audio", "video")
+
+
+def run_bench(bundles: Sequence[str | os.PathLike], data: str | os.PathLike | DatasetSplits | None = None,
+              out: str | os.PathLike = "report/", batches: Sequence[int] = (1,),
+              modalities: Sequence[str] = ("all", "text"), *, backend: str | None = None, split: str = "test",
+              min_time: float = 2.0, min_runs: int = 20, warmup: int = 10, threads: int | None = None,
+              energy_window: float = 10.0, meter: str | Meter = "auto", long: bool = False,
+              progress: bool = True, loader: Loader | None = None, argv: list[str] | None = None) -> Path:
+    """Benchmark every bundle and write `out/report.{json,md,png}`; returns the report directory.
+
+    `data`: a dataset path (any format `load_dataset` reads) or DatasetSplits for accuracy on `split`;
+    None uses the MOSI-U default where the bundle's FeatureSpec is MOSI-U's, else accuracy is
+    "unavailable: no --data". `backend`: None = the runtime each bundle was exported for.
+    `loader(bundle, backend, threads) -> predictor` replaces `edge_msa.runtime.load` (tests use fakes). `meter`: "auto" | "nvml" | "tegrastats" | "rapl" | "none" or a Meter.
+    """
+    if not bundles:
+        raise InputError("no bundle given; expected one or more bundle directories from `edge-msa export`")
+    if any(int(b) < 1 for b in batches) or not batches:
+        raise InputError(f"batch sizes must be >= 1; got {list(batches)}")
+    if energy_window <= 0 or min_time < 0 or min_runs < 1 or warmup < 0:
+        raise InputError("need --energy-window > 0, --min-time >= 0, min runs >= 1 and --warmup >= 0")
+    if threads is not None and threads < 1:
+        raise InputError(f"--threads must be >= 1; got {threads}")
+    subsets = {name: parse_subset(name) for name in modalities}
+    min_time = max(min_time, LONG_MIN_TIME_S) if long else min_time
+    settings = {"backend": backend, "split": split, "batches": [int(b) for b in batches],
+                "modalities": list(modalities), "min_time_s": min_time, "min_runs": min_runs, "warmup": warmup,
+                "threads": threads, "energy_window_s": energy_window, "long": long,
+                "meter": meter if isinstance(meter, str) else meter.name}
+    datasets = _Datasets(data, split, progress)
+    energy = _Energy(meter, energy_window)
+    bar = _Progress(len(bundles) * len(subsets) * len(batches), progress)
+    rows: list[dict[str, Any]] = []
+    try:
+        for bundle in bundles:
+            rows.extend(_bench_bundle(Path(bundle), subsets, [int(b) for b in batches], settings, datasets,
+                                      energy, bar, loader))
+    finally:
+        energy.close()
+        bar.close()
+    report = {"schema": 1, "system": system_info(argv), "settings": settings, "rows": rows}
+    return write_report(report, out)
+
+
+def _bench_bundle(bundle: Path, subsets: dict[str, tuple[str, ...]], batch_sizes: list[int], settings: dict,
+                  datasets: "_Datasets", energy: "_Energy", bar: "_Progress", loader: Loader | None) -> list[dict]:
+    base: dict[str, Any] = {"bundle": str(bundle), "backend": settings["backend"] or "bundle default"}
+    bar.describe(bundle.name)
+    reset_peak()
+    try:
+        target = load_target(bundle, settings["backend"], settings["threads"], loader)
+    except Exception as exc:  # any load failure becomes failed rows; the sweep continues
+        bar.update(len(subsets) * len(batch_sizes))
+        return [{**base, "batch": b, "modalities": name, "status": f"failed: load: {_one_line(exc)}"}
+                for name in subsets for b in batch_sizes]
+    manifest = target.manifest
+    base.update(backend=target.backend_name, model=manifest.get("model"), precision=target.precision,
+                load_ms=target.load_ms, threads=settings["threads"] or os.cpu_count(), providers=target.providers)
+    eval_set, accuracy_note = datasets.for_target(target)
+    timing_set = eval_set if eval_set is not None else synthetic_set(target.spec, SYNTHETIC_N)
+    base["inputs"] = f"{settings['split']} split" if eval_set is not None else "synthetic (random, full length)"
+    rows = []
+    for name, keep in subsets.items():
+        metrics, skip = _accuracy(target, eval_set, keep) if eval_set is not None else (accuracy_note, None)
+        for b in batch_sizes:
+            row = {**base, "batch": b, "modalities": name}
+            try:
+                row.update(_measure(target, timing_set, keep, b, settings, energy))
+                row["status"] = "ok"
+            except Exception as exc:  # a runtime or meter error fails this row only
+                row["status"] = f"failed: {_one_line(exc)}"
+            row.update(metrics=metrics, skip_rate=skip["audio_video"] if skip else None,
+                       skip_rates=skip, peak_rss_mb=peak_rss_mb())
+            rows.append(row)
+            bar.update(1)
+    close = getattr(target.predictor, "close", None)
+    if callable(close):
+        close()
+    return rows
+
+
+def _measure(target: Target, fs: FeatureSet, keep: tuple[str, ...], batch: int, settings: dict,
+             energy: "_Energy") -> dict[str, Any]:
+    feed = make_batches(fs, batch, keep)
+    stats = measure(lambda i: target.run_once(feed[i % len(feed)]), batch, warmup=settings["warmup"],
+                    min_time_s=settings["min_time_s"], min_runs=settings["min_runs"])
+    result: dict[str, Any] = {"latency_ms": stats.latency_ms(), "throughput": stats.throughput, "cv": stats.cv,
+                              "runs": stats.runs, "warmup": stats.warmup, "stages_ms": _stages(target, feed)}
+    warnings = []
+    if stats.cv > CV_WARN:
+        warnings.append(f"noisy: CV {stats.cv:.0%} > {CV_WARN:.0%} (background load, throttling or too few "
+                        "runs); rerun with a longer --min-time")
+
+    def work(i: int) -> int:
+        target.run_once(feed[i % len(feed)])
+        return batch
+
+    result.update(energy.measure(target.on_gpu, work))
+    if isinstance(result.get("active_w"), float) and result["active_w"] - result["idle_w"] < 0.02 * result["idle_w"]:
+        warnings.append("energy above idle is within 2% of idle power: the per-item figure is at the meter's "
+                        "noise floor; use a longer --energy-window or a larger batch")
+    result["gpu_mem_mb"] = gpu_memory_mb() if target.on_gpu else "unavailable: model runs on the CPU"
+    result["warnings"] = warnings
+    return result
+
+
+def _stages(target: Target, feed: list, calls: int = 10) -> dict[str, float] | None:
+    """Median per-stage ms over a few extra `predict_batch` calls (the runtime times each graph)."""
+    seen: dict[str, list[float]] = {}
+    for i in range(calls):
+        ms = target.stages_ms(feed[i % len(feed)])
+        if ms is None:
+            return None
+        for stage, value in ms.items():
+            seen.setdefault(stage, []).append(float(value))
+    return {stage: float(np.median(v)) for stage, v in seen.items()}
+
+
+def _accuracy(target: Target, fs: FeatureSet, keep: tuple[str, ...]) -> tuple[dict | str, dict | None]:
+    """METRIC_KEYS on the split under this subset, and how often the gate skipped present audio / video."""
+    from edge_msa.runtime.evaluate import evaluate
+
+    restricted = restrict_set(fs, keep)
+    try:
+        result = evaluate(target.predictor, restricted)
+    except Exception as exc:  # reported beside the row; the timing may still work
+        return f"unavailable: accuracy run failed ({_one_line(exc)})", None
+    metrics = {k: result[k] for k in METRIC_KEYS}
+    present = {m: int((restricted.lengths[m] > 0).sum()) for m in SKIPPABLE}
+    skipped = sum(result[f"skip_rate_{m}"] * present[m] for m in SKIPPABLE)
+    skip = {"audio_video": skipped / sum(present.values()) if sum(present.values()) else None,
+            **{m: result[f"skip_rate_{m}"] if present[m] else None for m in SKIPPABLE}}
+    return metrics, skip
+
+
+class _Datasets:
+    """Loads each dataset once; decides per bundle which split gives accuracy (or why none does)."""
+
+    def __init__(self, data: str | os.PathLike | DatasetSplits | None, split: str, progress: bool) -> None:
+        self.split, self.progress, self.cache = split, progress, {}
+        self.given = data if data is None or isinstance(data, DatasetSplits) else self._load(Path(data))
+        if self.given is not None:
+            self.given.split(split)  # unknown split names fail before any timing
+
+    def _load(self, path: Path) -> DatasetSplits:
+        if path not in self.cache:
+            from edge_msa.data.loader import load_dataset
+            self.cache[path] = load_dataset(path, progress=self.progress)
+        return self.cache[path]
+
+    def for_target(self, target: Target) -> tuple[FeatureSet | None, str]:
+        splits = self.given
+        if splits is None:
+            from edge_msa.data.mosi_u import FRONT_ENDS
+            from edge_msa.paths import default_mosi_path
+            if tuple(target.spec.front_ends) != FRONT_ENDS:
+                return None, "unavailable: no --data (the bundle's features are not MOSI-U's)"
+            try:
+                splits = self._load(default_mosi_path())
+            except EdgeMSAError as exc:
+                return None, f"unavailable: no --data ({exc})"
+        if tuple(splits.spec.dims) != tuple(target.spec.dims):
+            return None, (f"unavailable: --data feature dims {list(splits.spec.dims)} do not match the bundle's "
+                          f"{list(target.spec.dims)}")
+        return splits.split(self.split), ""
+
+
+class _Energy:
+    """One meter per device kind (CPU / GPU work), idle power measured once per meter in this run."""
+
+    def __init__(self, choice: str | Meter, window_s: float) -> None:
+        self.choice, self.window_s = choice, window_s
+        self.meters: dict[bool, Meter | str] = {}
+        self.idle: dict[bool, Window] = {}
+
+    def measure(self, on_gpu: bool, work: Callable[[int], int]) -> dict[str, Any]:
+        if on_gpu not in self.meters:
+            self.meters[on_gpu] = self.choice if isinstance(self.choice, Meter) else open_meter(self.choice, on_gpu)
+        meter = self.meters[on_gpu]
+        if isinstance(meter, str):
+            return {"energy": meter}
+        try:
+            if on_gpu not in self.idle:
+                self.idle[on_gpu] = idle_window(meter, self.window_s)
+            result = energy_per_item(active_window(meter, work, self.window_s), self.idle[on_gpu])
+        except MeterUnavailable as exc:
+            return {"energy": f"unavailable: {exc}"}
+        result["energy_method"] = (f"{meter.describe()}; (active energy - idle power x active time) / items "
+                                   f"over a {self.window_s:g} s window, idle power from a {self.window_s:g} s "
+                                   "sleep window in this run")
+        return result
+
+    def close(self) -> None:
+        for meter in self.meters.values():
+            if isinstance(meter, Meter) and meter is not self.choice:
+                meter.close()
+
+
+class _Progress:
+    """tqdm when installed and wanted, else silent (the device may not have tqdm)."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.bar = None
+        if enabled:
+            try:
+                from tqdm import tqdm
+                self.bar = tqdm(total=total, unit="row", desc="bench")
+            except ImportError:
+                pass
+
+    def update(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def describe(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.set_description(text)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}"[:300] if not isinstance(exc, EdgeMSAError) else text[:300]

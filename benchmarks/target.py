@@ -1,0 +1,95 @@
+"""What the harness times: a loaded bundle behind a small protocol, so the sweep runs the same against
+the real runtime (`edge_msa.runtime.load`) and against fakes with known latencies in tests."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from edge_msa.spec import FeatureSpec
+
+from .inputs import Batch
+
+GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+
+
+class FeaturePredictor(Protocol):
+    """The slice of `edge_msa.runtime.Predictor` the harness needs."""
+
+    manifest: Any
+
+    def predict_features(self, features: dict[str, np.ndarray],
+                         lengths: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+Loader = Callable[[Path, "str | None", "int | None"], FeaturePredictor]
+
+
+def runtime_loader(bundle: Path, backend: str | None, threads: int | None) -> FeaturePredictor:
+    """The device runtime (numpy + onnxruntime); backend None = the one the bundle was exported for."""
+    from edge_msa.runtime import load
+
+    return load(bundle, backend=backend, threads=threads)
+
+
+@dataclass
+class Target:
+    """A loaded bundle: cold-start time, manifest facts, and one timed call per batch."""
+
+    bundle: Path
+    backend: str | None
+    predictor: FeaturePredictor
+    load_ms: float
+    threads: int | None
+
+    @property
+    def manifest(self) -> dict:
+        m = self.predictor.manifest
+        return m.to_dict() if hasattr(m, "to_dict") else dict(m)
+
+    @property
+    def spec(self) -> FeatureSpec:
+        spec = self.manifest["feature_spec"]
+        return spec if isinstance(spec, FeatureSpec) else FeatureSpec.from_dict(spec)
+
+    @property
+    def backend_name(self) -> str:
+        return self.backend or str(self.manifest.get("backend", "onnxruntime"))
+
+    @property
+    def precision(self) -> str:
+        return str(self.manifest.get("precision", "unknown"))
+
+    @property
+    def providers(self) -> list[str]:
+        """Execution providers the graphs actually got (ORT falls back to CPU silently otherwise)."""
+        backends = getattr(self.predictor, "backends", {}) or {}
+        return sorted({p for b in backends.values() for p in getattr(b, "providers", [])})
+
+    @property
+    def on_gpu(self) -> bool:
+        return self.backend_name == "tensorrt" or any(p in GPU_PROVIDERS for p in self.providers)
+
+    def run_once(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
+        """scores (B,), ran (B, 3) bool for one batch."""
+        return self.predictor.predict_features(batch.features, batch.lengths)
+
+    def stages_ms(self, batch: Batch) -> dict[str, float] | None:
+        """Per-stage ms of one `predict_batch` call on the same samples (the runtime times each graph),
+        or None for predictors without it."""
+        predict_batch = getattr(self.predictor, "predict_batch", None)
+        if predict_batch is None:
+            return None
+        items = [{m: batch.features[m][i, :n] for m in batch.features if (n := int(batch.lengths[m][i])) > 0}
+                 for i in range(batch.size)]
+        return dict(predict_batch(items)[0].ms)
+
+
+def load_target(bundle: Path, backend: str | None, threads: int | None, loader: Loader | None = None) -> Target:
+    """Load a bundle and time it: the cold start a device pays before its first prediction."""
+    start = time.perf_counter()
+    predictor = (loader or runtime_loader)(bundle, backend, threads)
+    return Target(bundle, backend, predictor, (time.perf_counter() - start) * 1e3, threads)

@@ -1,0 +1,84 @@
+"""`edge-msa bench`: latency / energy / accuracy of one or more bundles on this device, as a report."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+EPILOG = """examples:
+  edge-msa bench student_bundle/ --out report/
+  edge-msa bench teacher_bundle/ student_bundle/ --batch 1 8 --modalities all text text+audio --out report/
+  edge-msa bench student_bundle/ --data ../shared/data/mosi/mosi_utterance_std.npz --threads 4 --out report/
+  edge-msa bench student_bundle/ --long --energy-window 60 --out sustained/      # >= 600 s per row
+  edge-msa bench --compare jetson/report.json laptop/report.json --out compare/
+
+writes report/report.json (the data), report/report.md (tables, ratios vs the first bundle) and
+report/report.png (accuracy vs p90 latency). Energy comes from a real meter (NVML, Jetson INA rails via
+tegrastats, RAPL) or is reported as "unavailable: <why>".
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("bench", help="benchmark bundles: latency, energy, accuracy -> report",
+                              description="Time bundles on this device (warm-up, p50/p90/p99, throughput, "
+                              "cold start, peak memory), measure energy per inference with a real meter, and "
+                              "put accuracy beside every row.", epilog=EPILOG,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("bundles", nargs="*", metavar="BUNDLE", help="bundle directories from `edge-msa export`")
+    p.add_argument("--data", help="dataset for accuracy (default: MOSI-U from ../shared/data when the bundle "
+                   "was trained on MOSI-U features)")
+    p.add_argument("--split", default="test", choices=("train", "valid", "test"), help="split for accuracy")
+    p.add_argument("--out", help="report directory, replaced as a whole (default: report); with --compare, "
+                   "where compare.md/.json go (default: print only)")
+    p.add_argument("--batch", type=int, nargs="+", default=[1], help="batch sizes (default: 1)")
+    p.add_argument("--modalities", nargs="+", default=["all", "text"],
+                   help="modality subsets: all, text, text+audio, ... (default: all text)")
+    p.add_argument("--min-time", type=float, default=2.0, help="minimum timed seconds per row (default: 2)")
+    p.add_argument("--min-runs", type=int, default=20, help="minimum timed calls per row (default: 20)")
+    p.add_argument("--warmup", type=int, default=10, help="untimed warm-up calls per row (default: 10)")
+    p.add_argument("--threads", type=int, help="onnxruntime intra-op threads (default: runtime's choice)")
+    p.add_argument("--energy-window", type=float, default=10.0,
+                   help="seconds of the idle and of each active energy window (default: 10)")
+    p.add_argument("--meter", default="auto", choices=("auto", "nvml", "tegrastats", "rapl", "none"),
+                   help="energy meter (default: auto = NVML for GPU work, Jetson INA rails, RAPL)")
+    p.add_argument("--long", action="store_true", help="sustained run: at least 600 s of timed calls per row")
+    p.add_argument("--backend", choices=("onnxruntime", "tensorrt"),
+                   help="runtime backend (default: the one each bundle was exported for)")
+    p.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"), help="print ratios B/A of two reports")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from edge_msa.errors import InputError
+
+    if args.compare:
+        return _compare(args)
+    if not args.bundles:
+        raise InputError("no bundle given; expected `edge-msa bench BUNDLE [BUNDLE ...]` or --compare A.json B.json")
+    from benchmarks import run_bench
+
+    out = run_bench(args.bundles, data=args.data, out=args.out or "report", batches=args.batch, modalities=args.modalities,
+                    backend=args.backend, split=args.split, min_time=args.min_time, min_runs=args.min_runs,
+                    warmup=args.warmup, threads=args.threads, energy_window=args.energy_window, meter=args.meter,
+                    long=args.long, progress=not args.quiet)
+    if not args.quiet:
+        print(f"wrote {out / 'report.json'}, {out / 'report.md'}" +
+              (f", {out / 'report.png'}" if (out / "report.png").exists() else ""))
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from benchmarks import compare_reports, load_report, render_comparison
+    from edge_msa.atomic import write_text
+
+    a_path, b_path = args.compare
+    entries = compare_reports(load_report(a_path), load_report(b_path))
+    text = render_comparison(entries, a_path, b_path)
+    sys.stdout.write(text)
+    if args.out:
+        write_text(Path(args.out) / "compare.md", text)
+        write_text(Path(args.out) / "compare.json", json.dumps(entries, indent=2) + "\n")
+    return 0

@@ -1,0 +1,152 @@
+"""Energy meters: integration with idle subtraction, RAPL sysfs incl. wraparound, tegrastats on real lines."""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from benchmarks.meters import Meter, MeterUnavailable, Window, active_window, energy_per_item, idle_window, open_meter
+from benchmarks.meters.rapl import RaplMeter
+from benchmarks.meters.tegrastats import TegrastatsMeter, module_power_mw, parse_rails
+
+FIXTURES = Path(__file__).parent / "fixtures" / "tegrastats"
+
+
+class StepMeter(Meter):
+    """Power that is constant between set_power calls; energy integrates exactly over perf_counter time."""
+
+    name = "fake"
+
+    def __init__(self, watts: float) -> None:
+        self.watts, self.joules, self.t = watts, 0.0, time.perf_counter()
+
+    def set_power(self, watts: float) -> None:
+        self.energy_j()
+        self.watts = watts
+
+    def energy_j(self) -> float:
+        now = time.perf_counter()
+        self.joules += self.watts * (now - self.t)
+        self.t = now
+        return self.joules
+
+
+def test_constant_power_over_a_window_is_power_times_time():
+    meter = StepMeter(3.0)
+    w = idle_window(meter, 0.2)
+    assert w.joules == pytest.approx(3.0 * w.seconds, rel=1e-3)
+    assert w.seconds == pytest.approx(0.2, abs=0.05) and w.watts == pytest.approx(3.0, rel=1e-3)
+
+
+def test_energy_per_item_subtracts_idle_power():
+    meter = StepMeter(2.0)  # idle 2 W
+    idle = idle_window(meter, 0.15)
+
+    def work(i):
+        meter.set_power(5.0)  # busy 5 W while inferring, 4 items per call
+        time.sleep(0.01)
+        return 4
+
+    active = active_window(meter, work, 0.3)
+    result = energy_per_item(active, idle)
+    expected_mj = 1e3 * (5.0 - 2.0) * active.seconds / active.items
+    assert result["energy_mj_per_item"] == pytest.approx(expected_mj, rel=0.02)
+    assert result["energy_total_mj_per_item"] == pytest.approx(1e3 * 5.0 * active.seconds / active.items, rel=0.02)
+    assert result["idle_w"] == pytest.approx(2.0, rel=1e-3) and result["active_w"] == pytest.approx(5.0, rel=0.02)
+
+
+def test_energy_per_item_needs_items():
+    with pytest.raises(MeterUnavailable, match="no inference"):
+        energy_per_item(Window(1.0, 1.0, 0), Window(0.5, 1.0, 0))
+
+
+def _rapl_tree(root: Path, energy: dict[str, int], max_range: int = 1000) -> None:
+    names = {"intel-rapl:0": "package-0", "intel-rapl:1": "package-1", "intel-rapl:0:0": "core",
+             "intel-rapl:2": "psys"}
+    for dom, name in names.items():
+        d = root / dom
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "name").write_text(name + "\n")
+        (d / "max_energy_range_uj").write_text(f"{max_range}\n")
+        (d / "energy_uj").write_text(f"{energy.get(dom, 0)}\n")
+
+
+def test_rapl_sums_packages_only_and_handles_wraparound(tmp_path):
+    _rapl_tree(tmp_path, {"intel-rapl:0": 900, "intel-rapl:1": 100, "intel-rapl:0:0": 5})
+    meter = RaplMeter(tmp_path)
+    assert meter.scope == "CPU package-0+package-1"
+    _rapl_tree(tmp_path, {"intel-rapl:0": 50, "intel-rapl:1": 400, "intel-rapl:0:0": 999, "intel-rapl:2": 777})
+    # package-0 wrapped: 900 -> 1000 (range) -> 50 = 150 uJ; package-1 +300 uJ; core and psys ignored
+    assert meter.energy_j() == pytest.approx(450e-6)
+    _rapl_tree(tmp_path, {"intel-rapl:0": 60, "intel-rapl:1": 400})
+    assert meter.energy_j() == pytest.approx(460e-6)
+
+
+def test_rapl_unavailable_reasons(tmp_path):
+    with pytest.raises(MeterUnavailable, match="no RAPL package domains"):
+        RaplMeter(tmp_path / "nothing")
+    _rapl_tree(tmp_path, {})
+    (tmp_path / "intel-rapl:0" / "energy_uj").chmod(0)
+    if _readable(tmp_path / "intel-rapl:0" / "energy_uj"):
+        pytest.skip("running as root: permission bits do not block reads")
+    with pytest.raises(MeterUnavailable, match="not readable"):
+        RaplMeter(tmp_path)
+
+
+def _readable(path: Path) -> bool:
+    try:
+        path.read_text()
+        return True
+    except PermissionError:
+        return False
+
+
+@pytest.mark.parametrize("fixture, expected_mw, scope", [
+    ("orin_nano_jp6.txt", [12479, 4824], "input rail VDD_IN"),
+    ("nano_jp4.txt", [1057, 1015, 1057], "input rail POM_5V_IN"),
+    ("tx2_jp4.txt", [3140, 5297], "input rail VDD_IN"),
+    ("agx_orin_jp6.txt", [2340 + 390 + 4025 + 0 + 301], "sum of rails VDD_GPU_SOC+VDD_CPU_CV+VIN_SYS_5V0+NC+VDDQ_VDD2_1V8AO"),
+    ("agx_xavier_jp42.txt", [463 + 618 + 2936 + 0 + 309 + 3306], "sum of rails GPU+CPU+SOC+CV+VDDRQ+SYS5V"),
+])
+def test_tegrastats_module_power_on_real_lines(fixture, expected_mw, scope):
+    lines = (FIXTURES / fixture).read_text().splitlines()
+    got = [module_power_mw(parse_rails(line)) for line in lines]
+    assert [mw for mw, _ in got] == expected_mw
+    assert {s for _, s in got} == {scope}
+
+
+def test_tegrastats_rails_keep_instant_and_average_and_skip_memory():
+    line = (FIXTURES / "tx2_jp4.txt").read_text().splitlines()[0]
+    rails = parse_rails(line)
+    assert rails["VDD_4V0_WIFI"] == (633, 527) and rails["VDD_SYS_DDR"] == (557, 601)
+    assert "RAM" not in rails and len(rails) == 6
+    nano = parse_rails((FIXTURES / "nano_jp4.txt").read_text().splitlines()[1])
+    assert nano == {"POM_5V_IN": (1015, 1036), "POM_5V_GPU": (0, 0), "POM_5V_CPU": (126, 126)}
+
+
+def test_tegrastats_without_rails_is_unavailable():
+    with pytest.raises(MeterUnavailable, match="no power rails"):
+        module_power_mw(parse_rails("RAM 717/3964MB (lfb 140x4MB) CPU [18%@102] GR3D_FREQ 0%@76"))
+
+
+def test_tegrastats_meter_integrates_a_streaming_subprocess(tmp_path):
+    """A stand-in `tegrastats` that replays a real Orin Nano line every 20 ms at 4824 mW on VDD_IN."""
+    line = (FIXTURES / "orin_nano_jp6.txt").read_text().splitlines()[1]
+    script = tmp_path / "fake_tegrastats.py"
+    script.write_text("import sys, time\nwhile True:\n    print(%r, flush=True)\n    time.sleep(0.02)\n" % line)
+    with TegrastatsMeter(command=[sys.executable, str(script)]) as meter:
+        assert meter.scope == "Jetson INA3221 input rail VDD_IN"
+        w = idle_window(meter, 0.4)
+    assert w.watts == pytest.approx(4.824, rel=0.1)
+    assert meter.proc.poll() is not None  # the subprocess is gone after close
+
+
+def test_open_meter_reports_every_reason_and_none():
+    assert open_meter("none") == "unavailable: energy metering turned off (--meter none)"
+    result = open_meter("auto", on_gpu=False)
+    if isinstance(result, Meter):
+        result.close()
+        pytest.skip("this machine has a readable energy meter")
+    assert result.startswith("unavailable: tegrastats: ") and "; rapl: " in result

@@ -1,0 +1,268 @@
+"""The sweep against fake predictors with known latencies: report schema, Markdown, PNG, failed rows,
+accuracy and skip rate, energy with a fake meter, --compare, the CLI, and no torch on the device path."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from benchmarks import compare_reports, load_report, run_bench
+from benchmarks.meters import Meter
+from benchmarks.report import pareto_front
+from edge_msa.cli import main
+from edge_msa.errors import ArtifactError, InputError
+from edge_msa.metrics import METRIC_KEYS
+from edge_msa.spec import MODALITIES
+
+ROW_KEYS = {"bundle", "backend", "precision", "batch", "modalities", "status", "latency_ms", "throughput",
+            "peak_rss_mb", "metrics", "skip_rate", "load_ms", "cv", "stages_ms"}
+
+
+class FakePredictor:
+    """Sleeps `delay_s` per call; scores follow the synthetic label rule so accuracy is real; the 'gate'
+    skips video always (so the skip rate is known: half of the present audio/video encoders)."""
+
+    def __init__(self, spec, delay_s: float, fail_batch: int | None = None) -> None:
+        self.manifest = {"feature_spec": spec.to_dict(), "precision": "fp32", "model": "fake", "backend": "onnxruntime"}
+        self.delay_s, self.fail_batch, self.closed = delay_s, fail_batch, False
+
+    def predict_features(self, features, lengths):
+        b = len(lengths["text"])
+        if b == self.fail_batch:
+            raise RuntimeError("fake runtime crash at this batch size")
+        time.sleep(self.delay_s)
+        scores = np.clip(1.5 * (features["text"][:, 0, 0] + 0.5 * features["audio"][:, 0, 0]), -3, 3)  # (B,)
+        present = np.stack([lengths[m] > 0 for m in MODALITIES], axis=1)  # (B, 3)
+        present[:, 2] = False  # the gate skips video
+        return scores, present
+
+    def predict_batch(self, items):
+        time.sleep(self.delay_s)
+        return [SimpleNamespace(ms={"encode_text": 1e3 * self.delay_s / 2, "fuse": 1e3 * self.delay_s / 2})] * len(items)
+
+    def close(self):
+        self.closed = True
+
+
+class ConstantMeter(Meter):
+    """2 W idle, 6 W while a prediction runs (the loader's wrapper flips `busy` around each call)."""
+
+    name, scope = "fake", "test meter"
+
+    def __init__(self):
+        self.t, self.j, self.busy = time.perf_counter(), 0.0, False
+
+    def energy_j(self):
+        now = time.perf_counter()
+        self.j += (6.0 if self.busy else 2.0) * (now - self.t)
+        self.t = now
+        return self.j
+
+
+def make_loader(spec, meter=None):
+    made = {}
+
+    def loader(bundle: Path, backend, threads):
+        name = bundle.name
+        if name == "broken":
+            raise ArtifactError(f"'{bundle}' has no manifest.json; expected a bundle written by `edge-msa export`")
+        pred = FakePredictor(spec, {"teacher": 0.004, "student": 0.001}.get(name, 0.002),
+                             fail_batch=4 if name == "crashy" else None)
+        if meter is not None:
+            original = pred.predict_features
+
+            def busy(features, lengths):
+                meter.energy_j()
+                meter.busy = True
+                try:
+                    return original(features, lengths)
+                finally:
+                    meter.energy_j()
+                    meter.busy = False
+            pred.predict_features = busy
+        made[name] = pred
+        return pred
+
+    loader.made = made
+    return loader
+
+
+def _bundles(tmp_path, *names):
+    for n in names:
+        (tmp_path / n).mkdir()
+    return [tmp_path / n for n in names]
+
+
+FAST = dict(min_time=0.05, min_runs=5, warmup=2, energy_window=0.1, progress=False)
+
+
+@pytest.fixture
+def report_dir(tmp_path, tiny_splits):
+    meter = ConstantMeter()
+    loader = make_loader(tiny_splits.spec, meter)
+    bundles = _bundles(tmp_path, "teacher", "broken", "crashy", "student")
+    out = run_bench(bundles, data=tiny_splits, out=tmp_path / "report", batches=(1, 4),
+                    modalities=("all", "text+audio"), meter=meter, loader=loader, argv=["edge-msa", "bench", "x"], **FAST)
+    assert all(p.closed for p in loader.made.values())
+    return out
+
+
+def test_report_json_schema_and_rows(report_dir):
+    report = json.loads((report_dir / "report.json").read_text())
+    assert set(report["system"]) >= {"device", "cpu", "gpu", "os", "versions", "command"}
+    assert report["system"]["command"] == "edge-msa bench x" and "numpy" in report["system"]["versions"]
+    rows = report["rows"]
+    assert len(rows) == 4 * 2 * 2
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert {(Path(r["bundle"]).name, r["batch"]) for r in ok} == {("teacher", 1), ("teacher", 4), ("student", 1),
+                                                                  ("student", 4), ("crashy", 1)}
+    for r in ok:
+        assert ROW_KEYS <= set(r)
+        assert set(r["latency_ms"]) == {"p50", "p90", "p99", "mean"}
+        assert set(r["metrics"]) == set(METRIC_KEYS)
+        assert isinstance(r["energy_mj_per_item"], float) and "energy" not in r
+        assert r["throughput"] == pytest.approx(r["batch"] * 1e3 / r["latency_ms"]["mean"], rel=1e-6)
+        assert r["skip_rate"] == pytest.approx(0.5 if r["modalities"] == "all" else 0.0)
+        assert set(r["stages_ms"]) == {"encode_text", "fuse"}
+
+
+def test_latency_follows_the_fake_sleeps_and_energy_subtracts_idle(report_dir):
+    rows = {(Path(r["bundle"]).name, r["batch"], r["modalities"]): r
+            for r in json.loads((report_dir / "report.json").read_text())["rows"]}
+    teacher, student = rows[("teacher", 1, "all")], rows[("student", 1, "all")]
+    assert 4.0 <= teacher["latency_ms"]["p50"] < 9.0
+    assert 1.0 <= student["latency_ms"]["p50"] < 5.0
+    assert teacher["latency_ms"]["p50"] > student["latency_ms"]["p50"]
+    # 6 W busy - 2 W idle = 4 W above idle, so mJ/item ~= 4 W x seconds per item (latency per item)
+    per_item_s = 1.0 / teacher["throughput"]
+    assert teacher["energy_mj_per_item"] == pytest.approx(4.0 * 1e3 * per_item_s, rel=0.35)
+    assert teacher["idle_w"] == pytest.approx(2.0, rel=1e-3)
+    assert "fake (test meter)" in teacher["energy_method"] and "idle power" in teacher["energy_method"]
+
+
+def test_failed_rows_say_why_and_the_sweep_continues(report_dir):
+    rows = json.loads((report_dir / "report.json").read_text())["rows"]
+    broken = [r for r in rows if Path(r["bundle"]).name == "broken"]
+    assert len(broken) == 4 and all(r["status"].startswith("failed: load: ") and "manifest.json" in r["status"]
+                                    for r in broken)
+    crashy4 = [r for r in rows if Path(r["bundle"]).name == "crashy" and r["batch"] == 4]
+    assert crashy4 and all(r["status"] == "failed: RuntimeError: fake runtime crash at this batch size"
+                           for r in crashy4)
+    assert any(Path(r["bundle"]).name == "student" and r["status"] == "ok" for r in rows)  # after the failures
+
+
+def test_markdown_and_png(report_dir):
+    md = (report_dir / "report.md").read_text()
+    assert "| bundle | model | precision | batch | modalities | status |" in md
+    assert "## Ratios vs the first bundle (teacher)" in md
+    ratio_line = next(l for l in md.splitlines() if l.startswith("| student | 1 | all |"))
+    speedup = float(ratio_line.split("|")[4].strip().rstrip("x"))
+    assert speedup > 1.2  # the student (1 ms) is faster than the teacher (4 ms)
+    assert "failed: load:" in md and "## Energy method" in md
+    png = (report_dir / "report.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+
+def test_no_matplotlib_skips_png_with_a_note(tmp_path, tiny_splits, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    out = run_bench(_bundles(tmp_path, "student"), data=tiny_splits, out=tmp_path / "r", meter="none",
+                    loader=make_loader(tiny_splits.spec), **FAST)
+    assert not (out / "report.png").exists()
+    assert "matplotlib is not installed" in (out / "report.md").read_text()
+    row = json.loads((out / "report.json").read_text())["rows"][0]
+    assert row["energy"] == "unavailable: energy metering turned off (--meter none)"
+    assert "energy_mj_per_item" not in row
+
+
+def test_without_data_accuracy_is_unavailable_and_inputs_synthetic(tmp_path, tiny_spec):
+    out = run_bench(_bundles(tmp_path, "student"), out=tmp_path / "r", modalities=("text",), meter="none",
+                    loader=make_loader(tiny_spec), **FAST)
+    row = json.loads((out / "report.json").read_text())["rows"][0]
+    assert row["status"] == "ok" and row["inputs"].startswith("synthetic")
+    assert row["metrics"] == "unavailable: no --data (the bundle's features are not MOSI-U's)"
+    assert "no successful row has accuracy" in (out / "report.md").read_text()
+
+
+def test_bad_arguments_fail_before_timing(tmp_path, tiny_splits):
+    with pytest.raises(InputError, match="did you mean 'audio'"):
+        run_bench(["x"], modalities=("text+audoi",), out=tmp_path / "r")
+    with pytest.raises(InputError, match="batch sizes"):
+        run_bench(["x"], batches=(0,), out=tmp_path / "r")
+    keep = tmp_path / "precious"
+    keep.mkdir()
+    (keep / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="not an earlier bench report"):
+        run_bench(_bundles(tmp_path, "student"), data=tiny_splits, out=keep, meter="none",
+                  loader=make_loader(tiny_splits.spec), **FAST)
+    assert (keep / "notes.txt").read_text() == "mine"
+
+
+def test_pareto_front():
+    assert pareto_front([(1, 0.7), (2, 0.8), (3, 0.75), (4, 0.9), (1.5, 0.6)]) == [(1, 0.7), (2, 0.8), (4, 0.9)]
+
+
+def test_compare_ratios_and_cli(tmp_path, tiny_splits, capsys):
+    a = run_bench(_bundles(tmp_path, "teacher"), data=tiny_splits, out=tmp_path / "a", meter="none",
+                  loader=make_loader(tiny_splits.spec), **FAST)
+    (tmp_path / "b").mkdir()
+    b = run_bench(_bundles(tmp_path / "b", "student"), data=tiny_splits, out=tmp_path / "b" / "rep", meter="none",
+                  loader=make_loader(tiny_splits.spec), **FAST)
+    entries = compare_reports(load_report(a / "report.json"), load_report(b / "report.json"))
+    assert {(e["batch"], e["modalities"]) for e in entries} == {(1, "all"), (1, "text")}
+    ra, rb = (json.loads((d / "report.json").read_text())["rows"][0] for d in (a, b))
+    assert entries[0]["p90_ratio"] == pytest.approx(rb["latency_ms"]["p90"] / ra["latency_ms"]["p90"])
+    assert entries[0]["p90_ratio"] < 0.8  # student (1 ms) vs teacher (4 ms)
+    assert main(["bench", "--compare", str(a / "report.json"), str(b / "report.json"), "--out",
+                 str(tmp_path / "cmp")]) == 0
+    printed = capsys.readouterr().out
+    assert "p90 B/A" in printed and (tmp_path / "cmp" / "compare.md").read_text() == printed
+    assert main(["bench", "--compare", str(a / "report.json"), str(tmp_path / "nope.json")]) == 2
+    assert "cannot read report" in capsys.readouterr().err
+
+
+def test_cli_sweep_with_a_missing_bundle_writes_failed_rows(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["bench", str(tmp_path / "missing"), "--out", str(out), "--meter", "none", "--quiet",
+                 "--min-time", "0", "--warmup", "0"]) == 0
+    row = json.loads((out / "report.json").read_text())["rows"][0]
+    assert row["status"].startswith("failed: load: ") and "is not a directory" in row["status"]
+    assert main(["bench", "--out", str(out)]) == 2 and "no bundle given" in capsys.readouterr().err
+
+
+NO_TORCH = r'''
+import sys, importlib.abc
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("torch is blocked in this test")
+sys.meta_path.insert(0, Block())
+import numpy as np
+from pathlib import Path
+import benchmarks, benchmarks.meters.nvml, benchmarks.meters.rapl, benchmarks.meters.tegrastats
+import edge_msa.cli.bench, edge_msa.runtime.predictor, edge_msa.runtime.evaluate
+from benchmarks import run_bench
+from edge_msa.spec import FeatureSpec
+spec = FeatureSpec(dims=(4, 3, 2), max_lens=(5, 1, 1))
+class P:
+    manifest = {"feature_spec": spec.to_dict(), "precision": "fp32", "model": "p"}
+    def predict_features(self, f, l):
+        return np.zeros(len(l["text"])), np.ones((len(l["text"]), 3), bool)
+tmp = Path(sys.argv[1]); (tmp / "b").mkdir()
+run_bench([tmp / "b"], out=tmp / "r", meter="none", min_time=0, min_runs=2, warmup=0, progress=False,
+          loader=lambda b, backend, threads: P())
+assert (tmp / "r" / "report.json").is_file()
+assert "torch" not in sys.modules, "torch was imported"
+print("ok")
+'''
+
+
+def test_benchmarks_never_import_torch(tmp_path):
+    proc = subprocess.run([sys.executable, "-c", NO_TORCH, str(tmp_path)], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
