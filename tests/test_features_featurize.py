@@ -111,10 +111,13 @@ def test_text_column_and_missing_transcripts(tmp_path):
     assert load(out)["transcript"].tolist() == ["good", "", "bad", "fine"]
 
 
-def test_transcript_csv_beside_labels(tmp_path):
+def test_transcript_csv_beside_labels_and_ids_with_extensions(tmp_path):
     clips, labels = make_clips(tmp_path, 3)
-    (tmp_path / "transcript.csv").write_text("id,transcript\nu0,a\nu1,b\nu2,c\n")
-    assert load(featurize(clips, labels, tmp_path / "t.npz", progress=False))["transcript"].tolist() == ["a", "b", "c"]
+    labels.write_text("file,label\nu0.wav,1\nu1.WAV,0\nu2,-1\n")
+    (tmp_path / "transcript.csv").write_text("id,transcript\nu0.wav,a\nu1.WAV,b\nu2,c\n")
+    z = load(featurize(clips, labels, tmp_path / "t.npz", progress=False))
+    assert z["transcript"].tolist() == ["a", "b", "c"] and z["id"].tolist() == ["u0.wav", "u1.WAV", "u2"]
+    assert (z["audio_len"] > 0).all()
 
 
 def test_unreadable_media_becomes_a_missing_modality(tmp_path):

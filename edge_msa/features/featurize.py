@@ -7,8 +7,8 @@ Keys (no pickle; written atomically):
 Features are zero-padded after *_len steps; length 0 = that modality is missing for the utterance.
 Text features are not stored: the data reader computes them from `transcript` ("minilm-l6-int8").
 
-Per utterance id (the labels CSV's id/name column) the clips directory is searched recursively for
-files whose stem is the id: a video (VIDEO_EXTS) and an audio file (AUDIO_EXTS; when an id has several,
+Per utterance id (the labels CSV's id/name column; a media extension on it is ignored) the clips
+directory is searched recursively for files whose stem is the id: a video (VIDEO_EXTS) and an audio file (AUDIO_EXTS; when an id has several,
 the earlier extension in AUDIO_EXTS wins, then the shallower path). Audio is never taken from the video
 container. Rows with no media at all are skipped with a warning; a file a front end cannot read is
 treated as a missing modality, with a warning; so is an utterance without a transcript (empty text).
@@ -96,7 +96,8 @@ def featurize(clips_dir: str | os.PathLike, labels_csv: str | os.PathLike, out: 
     if not (0 < valid_frac < 1 and 0 < test_frac < 1 and valid_frac + test_frac < 1):
         raise InputError(f"valid_frac={valid_frac} and test_frac={test_frac}; expected each in (0, 1) with a sum < 1")
     rows = read_table(labels_csv, required=(LABEL_COLUMN,))
-    media = index_media(clips_dir)
+    stems = index_media(clips_dir)
+    media = {i: stems[stem_of(i)] for i in rows if stem_of(i) in stems}  # id -> {modality: path}
     ids = [i for i in rows if i in media]
     no_media = [i for i in rows if i not in media]
     if no_media:
@@ -210,6 +211,12 @@ def index_media(clips_dir: Path) -> dict[str, dict[str, Path]]:
     order = {"audio": AUDIO_EXTS, "video": VIDEO_EXTS}
     return {stem: {k: min(paths, key=lambda q: (order[k].index(q.suffix.lower()), len(q.parts), str(q)))
                    for k, paths in kinds.items()} for stem, kinds in found.items()}
+
+
+def stem_of(utt: str) -> str:
+    """The media file stem an id refers to: the id itself, or without a media extension ('a.wav' -> 'a')."""
+    path = Path(utt)
+    return path.stem if path.suffix.lower() in AUDIO_EXTS + VIDEO_EXTS else utt
 
 
 def parse_label(utt: str, value: str, mapping: Mapping[str, float] | None) -> float:
