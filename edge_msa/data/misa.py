@@ -72,7 +72,8 @@ def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
                       f"({', '.join(f'{k} {len(v)}' for k, v in parts.items())}, seed {seed})", stacklevel=3)
     dims = {(r[0].shape[1], r[1].shape[1]) for r in rows}
     if len(dims) != 1:
-        raise InputError(f"{path}: visual/acoustic dims differ between utterances {sorted(dims)}; expected one (dv, da)")
+        raise InputError(f"{path}: visual/acoustic dims differ between utterances {sorted(dims)}; "
+                         "expected one (dv, da)")
     ids = [r[4] for r in rows]
     texts = [" ".join(r[2]) for r in rows]
     text, text_len, encoder = encode_texts(texts, ids, text_encoder, progress)
@@ -82,7 +83,8 @@ def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
     video, bad_v = replace_nonfinite(video)
     spec = FeatureSpec(dims=(encoder.dim, audio.shape[-1], video.shape[-1]),
                        max_lens=(encoder.max_len, audio.shape[1], video.shape[1]),
-                       front_ends=(encoder.name, f"external:covarep-{audio.shape[-1]}", f"external:facet-{video.shape[-1]}"))
+                       front_ends=(encoder.name, f"external:covarep-{audio.shape[-1]}",
+                                   f"external:facet-{video.shape[-1]}"))
     info = {"format": "misa", "path": str(path), "seed": seed, "split": how,
             "nonfinite_replaced": {"audio": bad_a, "video": bad_v}}
     return build_splits("misa", spec, {"text": text, "audio": audio, "video": video},

@@ -70,7 +70,8 @@ def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
     texts = [str(t) for s in SPLITS for t in np.asarray(parts[s]["raw_text"]).reshape(-1)]
     labels = np.concatenate([labels_1d(parts[s]["regression_labels"], f"{path} [{s}]") for s in SPLITS])
     if not len(ids) == len(texts) == len(labels):
-        raise InputError(f"{path}: {len(ids)} ids, {len(texts)} raw_text and {len(labels)} labels; expected equal counts")
+        raise InputError(f"{path}: {len(ids)} ids, {len(texts)} raw_text and {len(labels)} labels; "
+                         "expected equal counts")
     audio, audio_len = concat_modality(parts, "audio", path)
     video, video_len = concat_modality(parts, "vision", path)
     audio, bad_a = replace_nonfinite(audio)

@@ -66,7 +66,8 @@ def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
     ids = [i for s in SPLITS for i in sample_ids(parts[s]["id"])]
     sizes = [len(parts[s]["labels"]) for s in SPLITS]
     if len(ids) != len(labels) or len(labels) != len(features["text"]):
-        raise InputError(f"{path}: {len(ids)} ids, {len(labels)} labels, {len(features['text'])} samples; expected equal")
+        raise InputError(f"{path}: {len(ids)} ids, {len(labels)} labels, {len(features['text'])} samples; "
+                         "expected equal counts")
     bounds = np.cumsum([0] + sizes)
     index = {s: np.arange(bounds[i], bounds[i + 1]) for i, s in enumerate(SPLITS)}
     d = {m: features[m].shape[-1] for m in features}

@@ -51,5 +51,5 @@ def load_pickle(path: str | os.PathLike) -> Any:
             return SafeUnpickler(f, encoding="latin1").load()
     except ArtifactError:
         raise
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as exc:
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:
         raise ArtifactError(f"{path} is not a readable pickle ({type(exc).__name__}: {exc})") from None
