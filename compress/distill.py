@@ -1,0 +1,115 @@
+"""Knowledge distillation pieces: teacher outputs computed once, the student initialised from the
+teacher where shapes allow, and the KD loss that `edge_msa.training.fit` optimises."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edge_msa.data.base import FeatureSet
+from edge_msa.spec import MODALITIES
+from edge_msa.training import iterate
+
+from .options import CompressOptions
+
+
+@dataclass
+class TeacherTargets:
+    """Teacher score (N,) and standardised fused representation (N, Zt) for every training row."""
+
+    score: torch.Tensor
+    z: torch.Tensor
+
+
+@torch.no_grad()
+def teacher_targets(teacher: nn.Module, fs: FeatureSet, batch_size: int = 128) -> TeacherTargets:
+    teacher.eval()
+    scores, zs = [], []
+    for batch in iterate(fs, batch_size):
+        out = teacher(batch)
+        scores.append(out["score"].float())
+        zs.append(out["z"].float().reshape(len(out["score"]), -1))
+    z = torch.cat(zs)  # (N, Zt)
+    z = (z - z.mean(0)) / z.std(0).clamp_min(1e-4)
+    return TeacherTargets(torch.cat(scores), z)
+
+
+class Distiller(nn.Module):
+    """Student + the learned projection of its fused representation onto the teacher's (hint KD).
+
+    fit() trains this wrapper; only `.student` is kept afterwards.
+    """
+
+    def __init__(self, student: nn.Module, teacher_dim: int) -> None:
+        super().__init__()
+        self.student = student
+        self.proj = nn.Linear(student.config_params["dim"], teacher_dim)
+
+    def forward(self, batch: dict) -> dict:
+        out = self.student(batch)
+        return {**out, "hint": self.proj(out["z"])}  # hint (B, Zt)
+
+
+def kd_loss(targets: TeacherTargets, options: CompressOptions):
+    """loss_fn for fit: label MAE + response KD (L1 to the teacher score + temperature-softened polarity)
+    + hint KD (MSE between projected student and teacher fused representations)."""
+    t = options.temperature
+
+    def loss_fn(model: Distiller, out: dict, batch: dict):
+        idx = batch["index"]  # (B,) rows of the training FeatureSet
+        s, ts = out["score"], targets.score[idx]  # (B,)
+        task = F.l1_loss(s, batch["label"])
+        response = F.l1_loss(s, ts) + t * t * F.binary_cross_entropy_with_logits(s / t, torch.sigmoid(ts / t))
+        hint = F.mse_loss(out["hint"], targets.z[idx])
+        total = options.label_weight * task + options.kd_weight * response + options.hint_weight * hint
+        return total, {"mae": float(task.detach()), "kd": float(response.detach()), "hint": float(hint.detach())}
+
+    return loss_fn
+
+
+@torch.no_grad()
+def fit_input_norms(student: nn.Module, train: FeatureSet) -> None:
+    """Per-feature mean/std of the valid training steps into the student's input norms."""
+    for m in MODALITIES:
+        n = student.encoders[m].norm
+        x = train.features[m]  # (N, L, d)
+        steps = x[np.arange(x.shape[1])[None, :] < train.lengths[m][:, None]]  # (S, d)
+        if len(steps) > 1:
+            n.mean.copy_(torch.from_numpy(steps.mean(0)))
+            n.std.copy_(torch.from_numpy(steps.std(0)).clamp_min(1e-4))
+
+
+# student name -> teacher name candidates; a tensor is copied when a candidate exists with the same shape
+_INIT_MAP = (
+    ("encoders.text.proj.", ("encoders.text.proj.",)),
+    ("blocks.{text_block}.", ("encoders.text.layers.0.",)),
+    *((f"encoders.{m}.norm.", (f"encoders.{m}.norm.",)) for m in MODALITIES),
+)
+
+
+@torch.no_grad()
+def init_from_teacher(student: nn.Module, teacher: nn.Module) -> list[str]:
+    """Copy teacher tensors into the student where the layouts match (text projection, the teacher's first
+    text Transformer layer into the student's text block, input normalisation statistics).
+    Returns the student tensor names copied."""
+    t_state = teacher.state_dict()
+    s_state = student.state_dict()
+    text_block = student.config_params["sharing"]["text"]
+    copied = []
+    for s_prefix, t_prefixes in _INIT_MAP:
+        s_prefix = s_prefix.format(text_block=text_block)
+        for name, tensor in s_state.items():
+            if not name.startswith(s_prefix):
+                continue
+            rest = name[len(s_prefix):]
+            for t_prefix in t_prefixes:
+                src = t_state.get(t_prefix + rest)
+                if src is not None and src.shape == tensor.shape:
+                    tensor.copy_(src)
+                    copied.append(name)
+                    break
+    return sorted(copied)
+

@@ -1,0 +1,142 @@
+"""Measurements for the compress report: params/MACs (torch-pruning's counter), side-by-side CPU latency,
+paired bootstrap confidence intervals."""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from edge_msa.data.base import FeatureSet
+from edge_msa.errors import require
+from edge_msa.metrics import msa_metrics
+from edge_msa.models.student import SKIPPABLE, Student
+from edge_msa.spec import MODALITIES
+from edge_msa.training import to_batch
+
+
+class _Score(nn.Module):
+    """model(batch)["score"] with the batch passed as keyword tensors (what the op counter calls)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, **batch: torch.Tensor) -> torch.Tensor:
+        return self.model(batch)["score"]
+
+
+class _Encode(nn.Module):
+    def __init__(self, model: nn.Module, modality: str) -> None:
+        super().__init__()
+        self.model, self.modality = model, modality
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.model.encode(self.modality, x, mask)
+
+
+def _ops(module: nn.Module, inputs: Any) -> tuple[float, int]:
+    tp = require("torch_pruning", "counting MACs and params", "pip install torch-pruning")
+    macs, params = tp.utils.count_ops_and_params(module, inputs)
+    return float(macs), int(params)
+
+
+def _params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def one_step_batch(fs: FeatureSet, i: int = 0) -> dict[str, torch.Tensor]:
+    """Sample i with every modality cut to ONE valid step: MACs per step of the per-step encoders."""
+    batch = to_batch(fs, np.array([i]))
+    for m in MODALITIES:
+        batch[m] = batch[m][:, :1]
+        batch[f"{m}_mask"] = torch.ones(1, 1, dtype=torch.bool)
+    return batch
+
+
+def count_model(model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """Total params (unique) and MACs for one input, plus per modality encoder and the rest ('fusion')."""
+    batch = {k: v for k, v in batch.items() if k != "index"}
+    model.eval()
+    macs, _ = _ops(_Score(model), batch)
+    parts: dict[str, dict[str, float]] = {}
+    enc_params = 0
+    for m in MODALITIES:
+        mac_m, _ = _ops(_Encode(model, m), (batch[m], batch[f"{m}_mask"]))
+        p_m = _params(model.encoders[m])
+        enc_params += p_m
+        parts[f"encode_{m}"] = {"params": p_m, "macs": mac_m}
+    total = _params(model)
+    parts["fusion"] = {"params": total - enc_params, "macs": macs - sum(parts[f"encode_{m}"]["macs"] for m in MODALITIES)}
+    return {"params": total, "macs": macs, "parts": parts}
+
+
+def count_student_parts(model: Student, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """Params/MACs per exported part (a shared block counts in every part that uses it)."""
+    h = torch.zeros(1, model.config_params["dim"])
+    present = torch.ones(1, 3)
+    inputs = {"encode_text": (batch["text"], batch["text_mask"]),
+              **{f"encode_{m}": (batch[m], batch[f"{m}_mask"]) for m in SKIPPABLE},
+              "gate": (h, batch["audio"], batch["audio_mask"], batch["video"], batch["video_mask"]),
+              "fuse": (h, h, h, present)}
+    out = {}
+    for name, args in inputs.items():
+        macs, params = _ops(model.part(name), args)
+        out[name] = {"params": params, "macs": macs}
+    return out
+
+
+def text_front_end_params(spec) -> dict[str, Any]:
+    """Parameter count of the frozen text front end both models share (from its ONNX initialisers)."""
+    name = spec.front_end("text")
+    if name != "minilm-l6-int8":
+        return {"name": name, "params": None, "note": "external text features; no front end in this pipeline"}
+    try:
+        onnx = require("onnx", "counting the text front end's parameters")
+        from edge_msa.features.text import default_onnx_path
+
+        graph = onnx.load(str(default_onnx_path()), load_external_data=False).graph
+        count = int(sum(int(np.prod(t.dims)) for t in graph.initializer if t.data_type in (1, 3, 6, 7, 10, 16)
+                        and len(t.dims) > 0 and int(np.prod(t.dims)) > 1))
+        return {"name": name, "params": count, "note": "int8 ONNX initialisers (weights + biases, scalars excluded)"}
+    except Exception as exc:  # the count is informational; the report says why it is missing
+        return {"name": name, "params": None, "note": f"could not count: {type(exc).__name__}: {exc}"}
+
+
+def latency(models: dict[str, Callable[[dict], Any]], fs: FeatureSet, calls: int, threads: int) -> dict[str, Any]:
+    """Batch-1 latency of each callable on real inputs of `fs`, interleaved call by call (same input, same
+    moment for every model), after a warm-up; median / p90 in ms."""
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        batches = [to_batch(fs, np.array([i % len(fs)])) for i in range(calls)]
+        times: dict[str, list[float]] = {k: [] for k in models}
+        with torch.inference_mode():
+            for batch in batches[: min(20, calls)]:
+                for fn in models.values():
+                    fn(batch)
+            for batch in batches:
+                for name, fn in models.items():
+                    start = time.perf_counter()
+                    fn(batch)
+                    times[name].append((time.perf_counter() - start) * 1e3)
+    finally:
+        torch.set_num_threads(old_threads)
+    return {name: {"p50": float(np.median(t)), "p90": float(np.percentile(t, 90)), "mean": float(np.mean(t)),
+                   "calls": len(t)} for name, t in times.items()}
+
+
+def paired_bootstrap(pred_a: np.ndarray, pred_b: np.ndarray, truth: np.ndarray, n: int, seed: int = 0) -> dict:
+    """95% CI of metric(a) - metric(b) for Acc-2 non-0 and MAE, resampling test items jointly."""
+    rng = np.random.default_rng(seed)
+    point = {k: msa_metrics(pred_a, truth)[k] - msa_metrics(pred_b, truth)[k] for k in ("acc2_non0", "mae")}
+    draws = {k: [] for k in point}
+    for _ in range(n):
+        idx = rng.integers(0, len(truth), len(truth))
+        ma, mb = msa_metrics(pred_a[idx], truth[idx]), msa_metrics(pred_b[idx], truth[idx])
+        for k in draws:
+            draws[k].append(ma[k] - mb[k])
+    return {k: {"diff": point[k], "ci95": [float(np.percentile(draws[k], 2.5)), float(np.percentile(draws[k], 97.5))],
+                "resamples": n} for k in point}

@@ -1,0 +1,83 @@
+"""Every knob of `compress` in one frozen dataclass, validated once (the CLI and the library share it)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from edge_msa.errors import InputError
+from edge_msa.spec import suggest
+
+SHARE_CHOICES = ("depth", "depth+modality")
+
+
+@dataclass(frozen=True)
+class CompressOptions:
+    """Defaults are tuned on MOSI-U with the fd_cmdie teacher (see the report for what they reach)."""
+
+    student: str = "student"  # registry name ("student_tiny" for tests)
+    student_params: dict[str, Any] = field(default_factory=dict)  # overrides of the student's default widths
+    share: str = "depth"
+    prune_ratio: float = 0.5  # fraction of heads / FFN / encoder hidden channels removed
+    kd_weight: float = 1.0  # response KD on the score (L1 to the teacher + soft polarity)
+    hint_weight: float = 0.5  # feature KD on the fused representation through a learned projection
+    label_weight: float = 1.0  # MAE on the labels
+    temperature: float = 2.0  # of the soft-polarity KD term
+    epochs: int = 40  # distillation
+    finetune_epochs: int = 20  # distillation again after pruning
+    gate_epochs: int = 30
+    lr: float = 1e-3
+    batch_size: int = 32
+    patience: int = 8
+    skip_budget: float | None = None  # target fraction of audio+video encoder MACs saved by skipping
+    max_drop: float | None = None  # or: Acc-2 non-0 allowed to be lost to skipping (validation)
+    skip_eps: float = 0.1  # |score_all - score_without_m| above which running m "matters" (gate target)
+    seeds: tuple[int, ...] = (0,)
+    latency_calls: int = 300  # per model, interleaved, batch 1
+    latency_threads: int = 1
+    bootstrap: int = 1000
+    max_minutes: float | None = None  # per training stage
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.prune_ratio < 1.0:
+            raise InputError(f"--prune-ratio {self.prune_ratio} is out of range; expected 0 <= ratio < 1")
+        if self.share not in SHARE_CHOICES:
+            raise InputError(f"--share '{self.share}' is unknown{suggest(self.share, SHARE_CHOICES)}")
+        if self.skip_budget is not None and self.max_drop is not None:
+            raise InputError("--skip-budget and --max-drop both given; expected at most one way to pick skip thresholds")
+        if self.skip_budget is not None and not 0.0 <= self.skip_budget <= 1.0:
+            raise InputError(f"--skip-budget {self.skip_budget} is out of range; expected a fraction in [0, 1]")
+        if self.max_drop is not None and not 0.0 <= self.max_drop <= 1.0:
+            raise InputError(f"--max-drop {self.max_drop} is out of range; expected a fraction of Acc-2 in [0, 1] "
+                             "(e.g. 0.005 = half a point)")
+        for name in ("kd_weight", "hint_weight", "label_weight", "skip_eps"):
+            if getattr(self, name) < 0:
+                raise InputError(f"{name} = {getattr(self, name)} is negative; expected >= 0")
+        if self.temperature <= 0:
+            raise InputError(f"temperature = {self.temperature}; expected > 0")
+        for name in ("epochs", "finetune_epochs", "gate_epochs", "batch_size", "patience", "latency_calls"):
+            if int(getattr(self, name)) < 1:
+                raise InputError(f"{name} = {getattr(self, name)}; expected >= 1")
+        if self.bootstrap < 1 or self.latency_threads < 1:
+            raise InputError("bootstrap and latency_threads must be >= 1")
+        if not self.seeds:
+            raise InputError("--seeds is empty; expected at least one seed")
+        object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
+
+    @property
+    def skip_mode(self) -> tuple[str, float]:
+        """('budget', fraction) or ('max_drop', fraction); a budget of 0.5 when neither is given."""
+        if self.max_drop is not None:
+            return "max_drop", float(self.max_drop)
+        return "budget", 0.5 if self.skip_budget is None else float(self.skip_budget)
+
+    @classmethod
+    def build(cls, **overrides: Any) -> "CompressOptions":
+        """Defaults < overrides; unknown keys are rejected with a close match."""
+        known = [f.name for f in fields(cls)]
+        for key in overrides:
+            if key not in known:
+                raise InputError(f"unknown compress option '{key}'{suggest(key, known)}")
+        return cls(**overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}

@@ -1,0 +1,315 @@
+"""`compress(teacher.pt) -> student.pt + report`: load -> init -> distill -> prune -> finetune -> gate -> evaluate.
+
+Each model-producing stage saves `<out stem>.stage-<name>.pt` beside `out` (a failed later stage loses
+nothing); the final checkpoint and reports are written atomically. Multi-seed runs repeat stages 2-6
+per seed, keep the seed with the lowest validation MAE and report mean +- std over seeds.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from edge_msa.atomic import write_text
+from edge_msa.checkpoint import load_checkpoint, save_checkpoint
+from edge_msa.data.base import DatasetSplits
+from edge_msa.errors import ArtifactError, InputError
+from edge_msa.metrics import METRIC_KEYS, msa_metrics
+from edge_msa.models import create_model
+from edge_msa.models.student import SKIPPABLE, Student, run_with_skipping
+from edge_msa.spec import MODALITIES, FeatureSpec
+from edge_msa.training import TrainConfig, fit, predict, to_batch
+
+from . import measure
+from .distill import Distiller, TeacherTargets, fit_input_norms, init_from_teacher, kd_loss, teacher_targets
+from .options import CompressOptions
+from .prune import prune_student
+from .report import render_markdown, target_table
+from .skip import calibrate, predict_with_skipping, skip_cache, skip_stats, train_gate
+
+
+def report_paths(out: str | os.PathLike) -> tuple[Path, Path]:
+    """`student.pt` -> (`student.report.json`, `student.report.md`) beside it."""
+    out = Path(out)
+    return out.with_name(out.stem + ".report.json"), out.with_name(out.stem + ".report.md")
+
+
+def stage_path(out: Path, stage: str, seed: int | None = None) -> Path:
+    tag = f".seed{seed}" if seed is not None else ""
+    return out.with_name(f"{out.stem}.stage-{stage}{tag}.pt")
+
+
+def resolve_data(data: str | os.PathLike | None, meta: dict[str, Any]) -> Path:
+    """--data, else the dataset recorded in the teacher's meta when that file exists, else MOSI-U."""
+    from edge_msa.paths import default_mosi_path
+
+    if data is not None:
+        path = Path(data)
+    elif meta.get("data") and Path(meta["data"]).exists():
+        path = Path(meta["data"])
+    else:
+        path = default_mosi_path()
+    if not path.exists():
+        raise InputError(f"dataset '{path}' does not exist; expected a MOSI-U .npz or another supported format")
+    return path
+
+
+def check_specs(teacher: FeatureSpec, data: FeatureSpec) -> None:
+    """The student learns from the teacher on this data: both must describe the same features."""
+    for m in MODALITIES:
+        if teacher.dim(m) != data.dim(m):
+            raise InputError(f"{m} features are {data.dim(m)}-dim in the data but the teacher was trained on "
+                             f"{teacher.dim(m)}-dim {m} features (front end '{teacher.front_end(m)}'); pass the "
+                             "dataset the teacher was trained on")
+        if teacher.front_end(m) != data.front_end(m):
+            raise InputError(f"{m} features come from '{data.front_end(m)}' in the data but the teacher expects "
+                             f"'{teacher.front_end(m)}'; pass the dataset the teacher was trained on")
+
+
+class _Progress:
+    """One bar over the stages plus a one-line summary per stage (silent with progress=False)."""
+
+    def __init__(self, enabled: bool, total: int) -> None:
+        from tqdm.auto import tqdm
+
+        self.enabled = enabled
+        self.bar = tqdm(total=total, desc="compress", unit="stage", disable=not enabled, file=sys.stderr)
+        self.t0 = time.perf_counter()
+        self.times: dict[str, float] = {}
+
+    def start(self, name: str) -> None:
+        self.name, self.t_stage = name, time.perf_counter()
+        self.bar.set_description(f"compress: {name}")
+
+    def done(self, summary: str) -> None:
+        seconds = time.perf_counter() - self.t_stage
+        self.times[self.name] = self.times.get(self.name, 0.0) + seconds
+        if self.enabled:
+            self.bar.write(f"[compress] {self.name} ({seconds:.1f}s): {summary}", file=sys.stderr)
+        self.bar.update(1)
+
+    def close(self) -> float:
+        self.bar.close()
+        return time.perf_counter() - self.t0
+
+
+def _train_config(options: CompressOptions, epochs: int, seed: int) -> TrainConfig:
+    return TrainConfig(epochs=epochs, batch_size=options.batch_size, lr=options.lr, patience=options.patience,
+                       seed=seed, max_minutes=options.max_minutes)
+
+
+def _check_rebuild(path: Path, model: Student, batch: dict) -> None:
+    """A pruned checkpoint must rebuild from config + weights alone and give the same scores."""
+    again, _ = load_checkpoint(path)
+    model.eval()
+    with torch.no_grad():
+        diff = float((again(batch)["score"] - model(batch)["score"]).abs().max())
+    if diff > 1e-5:
+        raise ArtifactError(f"'{path}' does not rebuild to the pruned student (max |Δscore| = {diff:.2e}); "
+                            "the pruned widths were not written back into the config")
+
+
+def _one_seed(seed: int, teacher, splits: DatasetSplits, targets: TeacherTargets, options: CompressOptions,
+              out: Path, stage_seed: int | None, bar: _Progress, progress: bool) -> dict[str, Any]:
+    """Stages init..gate for one seed; returns the student and what each stage did."""
+    torch.manual_seed(seed)
+    bar.start("init")
+    student = create_model(options.student, splits.spec, share=options.share, **options.student_params)
+    fit_input_norms(student, splits.train)
+    copied = init_from_teacher(student, teacher)
+    save_checkpoint(stage_path(out, "init", stage_seed), student, {"stage": "init", "seed": seed})
+    groups = sorted({name.rsplit(".", 2)[0] for name in copied if not name.endswith((".mean", ".std"))})
+    groups += ["input normalisation statistics"] if any(n.endswith((".mean", ".std")) for n in copied) else []
+    bar.done(f"student '{options.student}' share={options.share}, {sum(p.numel() for p in student.parameters()):,} "
+             f"params; copied from teacher: {', '.join(groups) or 'nothing (no matching shapes)'}")
+
+    bar.start("distill")
+    distiller = Distiller(student, int(targets.z.shape[1]))
+    loss_fn = kd_loss(targets, options)
+    res = fit(distiller, splits.train, splits.valid, _train_config(options, options.epochs, seed), loss_fn=loss_fn,
+              progress=progress, desc=f"distill seed {seed}")
+    save_checkpoint(stage_path(out, "distill", stage_seed), student, {"stage": "distill", "seed": seed})
+    bar.done(f"best valid MAE {res.best_valid_mae:.4f} at epoch {res.best_epoch} ({len(res.history)} epochs)")
+
+    bar.start("prune")
+    example = {k: v for k, v in to_batch(splits.train, np.arange(min(8, len(splits.train)))).items() if k != "index"}
+    n_before = sum(p.numel() for p in student.parameters())
+    pruning = prune_student(student, example, options.prune_ratio)
+    path = save_checkpoint(stage_path(out, "prune", stage_seed), student, {"stage": "prune", "seed": seed})
+    _check_rebuild(path, student, example)
+    n_after = sum(p.numel() for p in student.parameters())
+    bar.done(f"ratio {options.prune_ratio}: {n_before:,} -> {n_after:,} params; {pruning['after']}")
+
+    bar.start("finetune")
+    res_ft = fit(distiller, splits.train, splits.valid, _train_config(options, options.finetune_epochs, seed + 1),
+                 loss_fn=loss_fn, progress=progress, desc=f"finetune seed {seed}")
+    save_checkpoint(stage_path(out, "finetune", stage_seed), student, {"stage": "finetune", "seed": seed})
+    bar.done(f"best valid MAE {res_ft.best_valid_mae:.4f} at epoch {res_ft.best_epoch}")
+
+    bar.start("gate")
+    gate = train_gate(student, splits.train, splits.valid, options.gate_epochs, options.skip_eps, seed, progress,
+                      options.max_minutes)
+    macs_step = _macs_per_step(student, splits)
+    mode, value = options.skip_mode
+    calib = calibrate(skip_cache(student, splits.valid, macs_step), mode, value)
+    student.skip_thresholds = list(calib["thresholds"])
+    student.config_params["skip_thresholds"] = list(calib["thresholds"])
+    save_checkpoint(stage_path(out, "gate", stage_seed), student, {"stage": "gate", "seed": seed})
+    bar.done(f"thresholds {[round(t, 4) for t in calib['thresholds']]} ({mode} {value}): valid saving "
+             f"{calib['valid_saved_fraction']:.3f}, valid Acc-2 non-0 loss {calib['valid_acc2_non0_drop']:+.4f}")
+    valid_mae = float(np.mean(np.abs(predict(student, splits.valid) - splits.valid.labels)))
+    return {"seed": seed, "student": student, "valid_mae": valid_mae, "copied": copied, "copied_groups": groups,
+            "pruning": pruning, "gate": gate, "calibration": calib, "macs_per_step": macs_step,
+            "history": {"distill_epochs": len(res.history), "finetune_epochs": len(res_ft.history)}}
+
+
+def _macs_per_step(student: Student, splits: DatasetSplits) -> dict[str, float]:
+    batch = measure.one_step_batch(splits.valid)
+    parts = measure.count_student_parts(student, batch)
+    return {m: parts[f"encode_{m}"]["macs"] for m in SKIPPABLE}
+
+
+def _mean_std(rows: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+    return {k: {"mean": float(np.mean([r[k] for r in rows])), "std": float(np.std([r[k] for r in rows]))}
+            for k in METRIC_KEYS}
+
+
+def compress(teacher_path: str | os.PathLike, data: str | os.PathLike | None = None,
+             out: str | os.PathLike = "student.pt", options: CompressOptions | None = None, progress: bool = True,
+             splits: DatasetSplits | None = None, **overrides: Any) -> dict[str, Any]:
+    """Compress a teacher checkpoint into a student; returns the report dict (also written as JSON + Markdown).
+
+    `options` (or keyword overrides of CompressOptions) set every knob; `splits` may replace `data` (tests).
+    """
+    from edge_msa.data import load_dataset
+
+    options = options or CompressOptions.build(**overrides)
+    out = Path(out)
+    if out.suffix != ".pt":
+        raise InputError(f"--out '{out}' should end in .pt (the student checkpoint)")
+    bar = _Progress(progress, 2 + 5 * len(options.seeds))  # load, 5 stages per seed, evaluate
+
+    bar.start("load")
+    teacher, meta = load_checkpoint(teacher_path)
+    if splits is None:
+        data_path = resolve_data(data, meta)
+        data_seed = int((meta.get("seeds") or [0])[0])  # the teacher's validation carve
+        splits = load_dataset(data_path, seed=data_seed, progress=progress)
+    else:
+        data_path, data_seed = Path(str(data or splits.name)), 0
+    check_specs(teacher.spec, splits.spec)
+    splits.train.check_spec(teacher.spec)
+    teacher.eval()
+    targets = teacher_targets(teacher, splits.train)
+    bar.done(f"teacher '{teacher.model_name}' ({sum(p.numel() for p in teacher.parameters()):,} params), data "
+             f"{data_path} ({len(splits.train)}/{len(splits.valid)}/{len(splits.test)} train/valid/test)")
+
+    runs = []
+    multi = len(options.seeds) > 1
+    for seed in options.seeds:
+        runs.append(_one_seed(seed, teacher, splits, targets, options, out, seed if multi else None, bar, progress))
+    best = min(runs, key=lambda r: r["valid_mae"])
+    student: Student = best["student"]
+
+    bar.start("evaluate")
+    test = splits.test
+    truth = test.labels
+    pred_t = predict(teacher, test)
+    per_seed = []
+    for run in runs:
+        p_s = predict(run["student"], test)
+        p_k, ran = predict_with_skipping(run["student"], test)
+        per_seed.append({"seed": run["seed"], "valid_mae": run["valid_mae"], "pred": p_s, "pred_skip": p_k, "ran": ran,
+                         "student": msa_metrics(p_s, truth), "student_skip": msa_metrics(p_k, truth),
+                         "skip": skip_stats(ran, test, run["macs_per_step"]),
+                         "thresholds": run["calibration"]["thresholds"]})
+    chosen = next(r for r in per_seed if r["seed"] == best["seed"])
+    m_t = msa_metrics(pred_t, truth)
+
+    batch1 = {k: v for k, v in to_batch(test, np.array([0])).items() if k != "index"}
+    count_t = measure.count_model(teacher, batch1)
+    count_s = measure.count_model(student, batch1)
+    parts_s = measure.count_student_parts(student, batch1)
+    front = measure.text_front_end_params(splits.spec)
+    lat = measure.latency({"teacher": teacher, "student": student,
+                           "student_skip": lambda b: run_with_skipping(student, b)},
+                          test, options.latency_calls, options.latency_threads)
+    boot = measure.paired_bootstrap(pred_t, chosen["pred"], truth, options.bootstrap)
+    boot_skip = measure.paired_bootstrap(chosen["pred"], chosen["pred_skip"], truth, options.bootstrap, seed=1)
+    total_s = bar.close()
+
+    def size(count: dict) -> dict:
+        with_front = count["params"] + front["params"] if front["params"] else None
+        return {"params": count["params"], "params_with_text_front_end": with_front, "macs": count["macs"],
+                "parts": count["parts"]}
+
+    values = {
+        "param_reduction": count_t["params"] / count_s["params"],
+        "latency_speedup": lat["teacher"]["p50"] / lat["student"]["p50"],
+        "acc2_non0_drop": m_t["acc2_non0"] - chosen["student"]["acc2_non0"],
+        "mae_rise": chosen["student"]["mae"] - m_t["mae"],
+        "skip_saved_fraction": chosen["skip"]["saved_fraction"],
+        "skip_extra_acc2_drop": chosen["student"]["acc2_non0"] - chosen["student_skip"]["acc2_non0"],
+        "runtime_minutes": total_s / 60,
+    }
+    report: dict[str, Any] = {
+        "format": "edge-msa-compress-report-v1",
+        "out": str(out),
+        "options": options.to_dict(),
+        "data": {"path": str(data_path), "name": splits.name, "seed": data_seed,
+                 "sizes": {"train": len(splits.train), "valid": len(splits.valid), "test": len(test)}},
+        "teacher": {"path": str(teacher_path), "name": teacher.model_name, **size(count_t),
+                    "latency_ms_p50": lat["teacher"]["p50"], "latency_ms_p90": lat["teacher"]["p90"], "metrics": m_t},
+        "student": {"name": student.model_name, "seed": best["seed"], **size(count_s), "export_parts": parts_s,
+                    "config": dict(student.config_params),
+                    "latency_ms_p50": lat["student"]["p50"], "latency_ms_p90": lat["student"]["p90"],
+                    "metrics": chosen["student"]},
+        "student_skip": {"latency_ms_p50": lat["student_skip"]["p50"], "latency_ms_p90": lat["student_skip"]["p90"],
+                         "metrics": chosen["student_skip"]},
+        "skip": {"thresholds": chosen["thresholds"], "rate": chosen["skip"]["rate"],
+                 "saved_fraction": chosen["skip"]["saved_fraction"], "calibration": best["calibration"],
+                 "gate": best["gate"], "macs_per_step": best["macs_per_step"],
+                 "saved_counts": "encoder MACs actually skipped / encoder MACs if every present audio/video ran "
+                                 "(test); the gate's own MACs are in student.export_parts.gate"},
+        "text_front_end": {**front, "included_in_params": False,
+                           "note": "frozen, shared by teacher and student; params_with_text_front_end adds it"},
+        "latency": {"backend": "torch CPU (eager)", "threads": options.latency_threads, "batch": 1,
+                    "calls": options.latency_calls, "inputs": "test split, one utterance per call, interleaved",
+                    "text_front_end": "text features precomputed: the shared MiniLM front end is not timed",
+                    "torch": torch.__version__, "results": lat},
+        "compare": {"teacher_minus_student": boot, "student_minus_student_skip": boot_skip},
+        "seeds": {"values": list(options.seeds), "selected": best["seed"], "selection": "lowest validation MAE",
+                  "per_seed": [{"seed": r["seed"], "valid_mae": r["valid_mae"], "student": r["student"],
+                                "student_skip": r["student_skip"], "skip": r["skip"]} for r in per_seed],
+                  "mean_std": {"student": _mean_std([r["student"] for r in per_seed]),
+                               "student_skip": _mean_std([r["student_skip"] for r in per_seed])}},
+        "init": {"copied": best["copied"], "copied_groups": best["copied_groups"]},
+        "pruning": {"ratio": options.prune_ratio, "tool": "torch-pruning MetaPruner, GroupMagnitudeImportance(p=2)",
+                    **best["pruning"]},
+        "stages": {"checkpoints": [str(stage_path(out, s, r["seed"] if multi else None))
+                                   for r in runs for s in ("init", "distill", "prune", "finetune", "gate")],
+                   "history": {str(r["seed"]): r["history"] for r in runs}},
+        "timing": {"stages_s": bar.times, "total_s": total_s},
+        "targets": target_table(values),
+    }
+    report_json, report_md = report_paths(out)
+    save_checkpoint(out, student, {"teacher": str(teacher_path), "data": str(data_path), "data_seed": data_seed,
+                                   "seed": best["seed"], "metrics": chosen["student"],
+                                   "metrics_skip": chosen["student_skip"], "skip_thresholds": chosen["thresholds"]})
+    write_text(report_json, json.dumps(report, indent=2, default=_json_default) + "\n")
+    write_text(report_md, render_markdown(report))
+    return report
+
+
+def _json_default(x: Any) -> Any:
+    if isinstance(x, (np.floating, np.integer)):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    raise TypeError(f"not JSON serialisable: {type(x).__name__}")

@@ -1,0 +1,55 @@
+"""Structural pruning of the student with torch-pruning: whole attention heads (q/k/v grouped, o follows)
+and FFN / encoder / head hidden widths. The model width D (the residual stream, shared by every part
+interface) is kept, so exported part signatures do not change.
+
+After pruning, the new widths are written back into `config_params`, so the checkpoint rebuilds from
+config + state_dict alone.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from edge_msa.errors import require
+from edge_msa.models.student import SKIPPABLE, Student
+
+
+def widths(model: Student) -> dict[str, Any]:
+    """The prunable widths as they are in the modules now."""
+    return {
+        "blocks": {name: {"heads": b.attn.num_heads, "head_dim": b.attn.head_dim, "ffn": b.ffn.fc1.out_features}
+                   for name, b in model.blocks.items()},
+        "enc_hidden": {m: model.encoders[m].fc1.out_features for m in SKIPPABLE},
+        "head_hidden": model.head_fc1.out_features,
+    }
+
+
+def prune_student(model: Student, example: dict[str, torch.Tensor], ratio: float) -> dict[str, Any]:
+    """Prune `ratio` of heads and hidden channels in place (magnitude importance, grouped by dependency);
+    return {"before": widths, "after": widths}."""
+    tp = require("torch_pruning", "structural pruning in compress", "pip install torch-pruning")
+    before = widths(model)
+    if ratio <= 0:
+        return {"before": before, "after": before}
+    model.eval()
+    # Outputs of width D feed the residual stream / part interfaces: keep them (and the gate, trained later).
+    ignored: list[nn.Module] = [model.gate, model.encoders["text"].proj, model.head_fc2,
+                                *(model.encoders[m].fc2 for m in SKIPPABLE)]
+    num_heads: dict[nn.Module, int] = {}
+    for block in model.blocks.values():
+        ignored += [block.attn.o, block.ffn.fc2]
+        num_heads.update({lin: block.attn.num_heads for lin in (block.attn.q, block.attn.k, block.attn.v)})
+    pruner = tp.pruner.MetaPruner(
+        model, example, importance=tp.importance.GroupMagnitudeImportance(p=2), pruning_ratio=ratio,
+        ignored_layers=ignored, num_heads=num_heads, prune_num_heads=True, prune_head_dims=False,
+        head_pruning_ratio=ratio, forward_fn=lambda m, batch: m(batch)["score"],
+        unwrapped_parameters=[(model.modality_embed, 1)])
+    pruner.step()
+    for block in model.blocks.values():
+        block.attn.num_heads = block.attn.q.out_features // block.attn.head_dim  # whole heads were removed
+    after = widths(model)
+    model.config_params.update({"blocks": after["blocks"], "enc_hidden": after["enc_hidden"],
+                                "head_hidden": after["head_hidden"]})
+    return {"before": before, "after": after}

@@ -1,0 +1,171 @@
+"""Skip gate: learn which inputs need the audio / video encoders, then pick thresholds for a compute budget.
+
+Gate target for modality m (audio, video) of one input: running m changes the student's prediction
+meaningfully, |score(all) - score(without m)| > eps. The gate is trained on the training split (the rest
+of the student frozen, early stopping on validation) and its thresholds are calibrated on the
+validation split; `run_with_skipping` applies them exactly as the runtime does.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import product
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edge_msa.data.base import FeatureSet
+from edge_msa.metrics import msa_metrics
+from edge_msa.models.layers import presence
+from edge_msa.models.student import SKIPPABLE, Student, run_with_skipping
+from edge_msa.training import TrainConfig, fit, iterate
+
+# subsets of (audio, video) that run, in the order of _combos' last axis
+_SUBSETS = ((1, 1), (0, 1), (1, 0), (0, 0))
+
+
+def _combos(model: Student, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Scores for the 4 audio/video subsets (B, 4), modality presence (B, 3) and h_text (B, D)."""
+    h = {m: model.encode(m, batch[m], batch[f"{m}_mask"]) for m in ("text", *SKIPPABLE)}
+    present = torch.cat([presence(batch[f"{m}_mask"]) for m in ("text", *SKIPPABLE)], dim=-1)  # (B, 3)
+    scores = []
+    for run_a, run_v in _SUBSETS:
+        p = present * torch.tensor([1.0, run_a, run_v])  # (B, 3)
+        scores.append(model.head(model.fuse_present(h["text"], h["audio"], h["video"], p)))
+    return torch.stack(scores, dim=1), present, h["text"]
+
+
+def _select(scores: torch.Tensor, run: torch.Tensor) -> torch.Tensor:
+    """Pick per row the score of the subset that runs: scores (B, 4), run (B, 2) bool -> (B,)."""
+    col = torch.where(run[:, 0], torch.where(run[:, 1], 0, 2), torch.where(run[:, 1], 1, 3))  # (B,)
+    return scores.gather(1, col[:, None]).squeeze(1)
+
+
+class GateTrainer(nn.Module):
+    """fit() wrapper: BCE of the gate against 'running m matters' targets; the score it reports is the
+    prediction under hard skipping at keep >= 0.5, so early stopping watches what skipping costs."""
+
+    def __init__(self, student: Student, eps: float) -> None:
+        super().__init__()
+        self.student = student
+        self.eps = eps
+
+    def forward(self, batch: dict) -> dict:
+        with torch.no_grad():
+            self.student.eval()
+            scores, present, h_text = _combos(self.student, batch)
+            full = scores[:, :1]  # (B, 1)
+            delta = torch.stack([(full[:, 0] - scores[:, 1]).abs(), (full[:, 0] - scores[:, 2]).abs()], 1)  # (B, 2)
+            target = (delta > self.eps).float()  # (B, 2)
+        keep = self.student.keep(h_text, batch)  # (B, 2)
+        run = (keep >= 0.5) & (present[:, 1:] > 0)  # (B, 2)
+        return {"score": _select(scores, run), "keep": keep, "target": target, "present": present[:, 1:]}
+
+
+def gate_loss(model: GateTrainer, out: dict, batch: dict):
+    weight = out["present"]  # only where the modality exists
+    bce = F.binary_cross_entropy(out["keep"].clamp(1e-6, 1 - 1e-6), out["target"], weight=weight,
+                                 reduction="sum") / weight.sum().clamp_min(1.0)
+    return bce, {"gate_bce": float(bce.detach())}
+
+
+def train_gate(student: Student, train: FeatureSet, valid: FeatureSet, epochs: int, eps: float, seed: int,
+               progress: bool, max_minutes: float | None = None) -> dict:
+    """Train only the gate's weights; returns the positive-target rates (how often m matters)."""
+    frozen = {name: p.requires_grad for name, p in student.named_parameters()}
+    for name, p in student.named_parameters():
+        p.requires_grad = name.startswith("gate.")
+    trainer = GateTrainer(student, eps)
+    try:
+        result = fit(trainer, train, valid, TrainConfig(epochs=epochs, lr=3e-3, patience=epochs, seed=seed,
+                                                        max_minutes=max_minutes),
+                     loss_fn=gate_loss, progress=progress, desc="gate")
+    finally:
+        for name, p in student.named_parameters():
+            p.requires_grad = frozen[name]
+    with torch.no_grad():
+        targets = torch.cat([trainer(b)["target"] for b in iterate(train, 256)])  # (N, 2)
+    return {"epochs_run": len(result.history), "best_epoch": result.best_epoch,
+            "target_rate": {m: float(targets[:, i].mean()) for i, m in enumerate(SKIPPABLE)}}
+
+
+@dataclass
+class SkipCache:
+    """Everything threshold search needs for one split, computed once."""
+
+    scores: np.ndarray  # (N, 4) per audio/video subset
+    keep: np.ndarray  # (N, 2)
+    present: np.ndarray  # (N, 2) bool
+    labels: np.ndarray  # (N,)
+    macs: np.ndarray  # (N, 2) encoder MACs each input would spend on audio / video
+
+
+@torch.no_grad()
+def skip_cache(model: Student, fs: FeatureSet, macs_per_step: dict[str, float]) -> SkipCache:
+    model.eval()
+    scores, keeps, present = [], [], []
+    for batch in iterate(fs, 256):
+        s, p, h_text = _combos(model, batch)
+        scores.append(s)
+        keeps.append(model.keep(h_text, batch))
+        present.append(p[:, 1:] > 0)
+    macs = np.stack([fs.lengths[m] * macs_per_step[m] for m in SKIPPABLE], axis=1).astype(np.float64)  # (N, 2)
+    return SkipCache(torch.cat(scores).numpy(), torch.cat(keeps).numpy(), torch.cat(present).numpy(),
+                     fs.labels, macs)
+
+
+def evaluate_thresholds(cache: SkipCache, thresholds: tuple[float, float]) -> dict:
+    run = cache.present & (cache.keep >= np.asarray(thresholds)[None, :])  # (N, 2)
+    pred = _select(torch.from_numpy(cache.scores), torch.from_numpy(run)).numpy()
+    possible = (cache.macs * cache.present).sum()
+    saved = float((cache.macs * (cache.present & ~run)).sum() / possible) if possible > 0 else 0.0
+    return {"pred": pred, "run": run, "saved_fraction": saved}
+
+
+def calibrate(cache: SkipCache, mode: str, value: float, grid: int = 26) -> dict:
+    """Pick (t_audio, t_video) on this split: 'budget' = save >= value of audio+video encoder MACs with the
+    smallest Acc-2 non-0 loss; 'max_drop' = the largest saving whose Acc-2 non-0 loss is <= value.
+    Candidates are quantiles of the gate's own outputs (+ 0 = never skip, > 1 = always skip)."""
+    full = msa_metrics(cache.scores[:, 0], cache.labels)
+    cands = [np.unique(np.concatenate([[0.0, 1.01], np.quantile(cache.keep[:, i], np.linspace(0, 1, grid))]))
+             for i in range(len(SKIPPABLE))]
+    rows = []
+    for ta, tv in product(*cands):
+        ev = evaluate_thresholds(cache, (float(ta), float(tv)))
+        met = msa_metrics(ev["pred"], cache.labels)
+        rows.append((float(ta), float(tv), ev["saved_fraction"], full["acc2_non0"] - met["acc2_non0"], met["mae"]))
+    if mode == "budget":
+        ok = [r for r in rows if r[2] >= value - 1e-9]
+        best = min(ok, key=lambda r: (r[3], r[4], -r[2])) if ok else max(rows, key=lambda r: (r[2], -r[3]))
+        reached = bool(ok)
+    else:
+        ok = [r for r in rows if r[3] <= value + 1e-9]
+        best = max(ok, key=lambda r: (r[2], -r[3], -r[4]))  # thresholds (0, 0) always qualify
+        reached = True
+    return {"thresholds": [best[0], best[1]], "mode": mode, "value": value, "reached": reached,
+            "valid_saved_fraction": best[2], "valid_acc2_non0_drop": best[3], "valid_mae": best[4],
+            "valid_full_acc2_non0": full["acc2_non0"], "candidates": len(rows)}
+
+
+@torch.no_grad()
+def predict_with_skipping(model: Student, fs: FeatureSet, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Scores (N,) and ran (N, 3) through the reference skip rule."""
+    scores, ran = [], []
+    for batch in iterate(fs, batch_size):
+        s, r = run_with_skipping(model, batch)
+        scores.append(s)
+        ran.append(r)
+    return torch.cat(scores).numpy(), torch.cat(ran).numpy()
+
+
+def skip_stats(ran: np.ndarray, fs: FeatureSet, macs_per_step: dict[str, float]) -> dict:
+    """Skip rate per modality (over inputs where it is present) and encoder MACs saved (audio+video)."""
+    rate, saved, possible = {}, 0.0, 0.0
+    for i, m in enumerate(SKIPPABLE, start=1):
+        present = fs.lengths[m] > 0
+        macs = fs.lengths[m] * macs_per_step[m]
+        rate[m] = float((present & ~ran[:, i]).sum() / max(int(present.sum()), 1))
+        saved += float((macs * (present & ~ran[:, i])).sum())
+        possible += float((macs * present).sum())
+    return {"rate": rate, "saved_fraction": saved / possible if possible else 0.0}

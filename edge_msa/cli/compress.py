@@ -1,0 +1,69 @@
+"""`edge-msa compress`: teacher.pt -> student.pt + student.report.json/.md (distill, prune, share, skip)."""
+from __future__ import annotations
+
+import argparse
+
+EPILOG = """examples:
+  edge-msa compress runs/teachers/fd_cmdie.pt --out runs/student.pt
+  edge-msa compress teacher.pt --prune-ratio 0.6 --share depth+modality --skip-budget 0.5
+  edge-msa compress teacher.pt --max-drop 0.005 --seeds 0 1 2 --quiet
+
+Stages: load -> init (from teacher weights where shapes allow) -> distill -> prune (torch-pruning:
+heads + hidden widths) -> finetune -> gate (train + calibrate skip thresholds on validation) ->
+evaluate (test metrics, params/MACs, side-by-side CPU latency, paired bootstrap CIs, targets).
+Each stage keeps <out stem>.stage-<name>.pt; the report is <out stem>.report.json and .md.
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("compress", help="distill + prune + share + skip-calibrate a teacher into a student",
+                              description="Compress a teacher checkpoint into the parameter-shared, modality-skipping "
+                              "student and write a report comparing both on the test split.",
+                              epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("teacher", help="teacher checkpoint (.pt written by edge-msa train)")
+    p.add_argument("--data", default=None, help="dataset (default: the one recorded in the teacher checkpoint, "
+                   "else ../shared/data/mosi/mosi_utterance_std.npz)")
+    p.add_argument("--out", default="student.pt", help="student checkpoint to write (default: student.pt)")
+    p.add_argument("--prune-ratio", type=float, default=0.5, help="fraction of heads/hidden channels to remove, "
+                   "0 <= r < 1 (default: 0.5)")
+    p.add_argument("--share", default="depth", choices=("depth", "depth+modality"),
+                   help="one block reused across depth, or also across the text and fusion streams (default: depth)")
+    p.add_argument("--kd-weight", type=float, default=1.0, help="response distillation weight (default: 1.0)")
+    p.add_argument("--hint-weight", type=float, default=0.5, help="feature (hint) distillation weight (default: 0.5)")
+    p.add_argument("--temperature", type=float, default=2.0, help="soft-polarity KD temperature (default: 2.0)")
+    p.add_argument("--epochs", type=int, default=40, help="distillation epochs before pruning (default: 40)")
+    p.add_argument("--finetune-epochs", type=int, default=20, help="distillation epochs after pruning (default: 20)")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--skip-budget", type=float, default=None,
+                        help="fraction of audio+video encoder compute to save by skipping (default: 0.5)")
+    budget.add_argument("--max-drop", type=float, default=None,
+                        help="or: Acc-2 non-0 (fraction) allowed to be lost to skipping, e.g. 0.005")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="student seeds; the best on validation is "
+                   "saved, mean +- std reported (default: 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or stage lines")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from compress import CompressOptions, compress, report_paths
+
+    options = CompressOptions.build(prune_ratio=args.prune_ratio, share=args.share, kd_weight=args.kd_weight,
+                                    hint_weight=args.hint_weight, temperature=args.temperature, epochs=args.epochs,
+                                    finetune_epochs=args.finetune_epochs, skip_budget=args.skip_budget,
+                                    max_drop=args.max_drop, seeds=tuple(args.seeds))
+    report = compress(args.teacher, data=args.data, out=args.out, options=options, progress=not args.quiet)
+    t, s, k = report["teacher"], report["student"], report["student_skip"]
+    print(f"params   teacher {t['params']:,}  student {s['params']:,}  ({t['params'] / s['params']:.1f}x fewer)")
+    print(f"latency  teacher {t['latency_ms_p50']:.3f} ms  student {s['latency_ms_p50']:.3f} ms  "
+          f"({t['latency_ms_p50'] / s['latency_ms_p50']:.1f}x, p50, batch 1, torch CPU)")
+    for name, row in (("teacher", t), ("student", s), ("student+skip", k)):
+        print(f"{name:<13} acc2_non0 {row['metrics']['acc2_non0']:.4f}  mae {row['metrics']['mae']:.4f}  "
+              f"corr {row['metrics']['corr']:.4f}")
+    skip = report["skip"]
+    print(f"skipping saves {skip['saved_fraction']:.1%} of audio+video encoder MACs (skip rate audio "
+          f"{skip['rate']['audio']:.1%}, video {skip['rate']['video']:.1%})")
+    missed = [name for name, row in report["targets"].items() if not row["met"]]
+    print("targets: all met" if not missed else f"targets missed: {', '.join(missed)}")
+    json_path, md_path = report_paths(args.out)
+    print(f"wrote {args.out}, {json_path}, {md_path}")
+    return 0

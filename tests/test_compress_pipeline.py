@@ -1,0 +1,102 @@
+"""compress() end to end on a tiny teacher: report keys, a smaller student that rebuilds, skip calibration,
+and one-line errors for bad teachers / mismatched data (with nothing written)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from compress import CompressOptions, compress, report_paths
+from edge_msa.checkpoint import load_checkpoint, save_checkpoint
+from edge_msa.data.base import DatasetSplits
+from edge_msa.errors import ArtifactError, InputError
+from edge_msa.metrics import METRIC_KEYS, msa_metrics
+from edge_msa.models import create_model
+from edge_msa.spec import FeatureSpec
+from edge_msa.training import TrainConfig, fit, predict
+
+from conftest import make_featureset
+
+FAST = dict(student="student_tiny", epochs=2, finetune_epochs=2, gate_epochs=3, latency_calls=20, bootstrap=50)
+REQUIRED = ("teacher.params", "student.params", "teacher.latency_ms_p50", "student.latency_ms_p50", "teacher.metrics",
+            "student.metrics", "student_skip.metrics", "skip.saved_fraction", "skip.rate", "targets")
+
+
+@pytest.fixture
+def teacher(tiny_splits, tmp_path):
+    torch.manual_seed(0)
+    model = create_model("student_tiny", tiny_splits.spec)
+    fit(model, tiny_splits.train, tiny_splits.valid, TrainConfig(epochs=2), progress=False)
+    return save_checkpoint(tmp_path / "teacher.pt", model, {"dataset": "tiny"})
+
+
+def _get(report, dotted):
+    node = report
+    for key in dotted.split("."):
+        node = node[key]
+    return node
+
+
+def test_end_to_end(teacher, tiny_splits, tmp_path):
+    out = tmp_path / "run" / "student.pt"
+    report = compress(teacher, out=out, splits=tiny_splits, progress=False, **FAST)
+    for key in REQUIRED:
+        assert _get(report, key) is not None, key
+    for key in ("teacher.metrics", "student.metrics", "student_skip.metrics"):
+        assert set(_get(report, key)) == set(METRIC_KEYS)
+    assert set(report["skip"]["rate"]) == {"audio", "video"}
+    assert all(isinstance(row["met"], bool) for row in report["targets"].values())
+    # written: student, both reports, one checkpoint per stage
+    json_path, md_path = report_paths(out)
+    assert json.loads(json_path.read_text())["student"]["params"] == report["student"]["params"]
+    assert "## Targets" in md_path.read_text()
+    for stage in ("init", "distill", "prune", "finetune", "gate"):
+        assert (out.parent / f"student.stage-{stage}.pt").is_file()
+    # the pruned student is smaller than an unpruned one and rebuilds from its checkpoint alone
+    unpruned = sum(p.numel() for p in create_model("student_tiny", tiny_splits.spec).parameters())
+    student, meta = load_checkpoint(out)
+    assert sum(p.numel() for p in student.parameters()) == report["student"]["params"] < unpruned
+    assert student.config_params["skip_thresholds"] == report["skip"]["thresholds"] == meta["skip_thresholds"]
+    again = msa_metrics(predict(student, tiny_splits.test), tiny_splits.test.labels)
+    assert again["mae"] == pytest.approx(report["student"]["metrics"]["mae"], abs=1e-6)
+    calib = report["skip"]["calibration"]
+    assert calib["reached"] and calib["valid_saved_fraction"] >= 0.5  # default budget, on validation
+
+
+def test_max_drop_keeps_validation_accuracy(teacher, tiny_splits, tmp_path):
+    report = compress(teacher, out=tmp_path / "s.pt", splits=tiny_splits, progress=False, max_drop=0.0,
+                      seeds=(0, 1), **FAST)
+    assert report["skip"]["calibration"]["valid_acc2_non0_drop"] <= 0.0
+    assert report["seeds"]["values"] == [0, 1] and set(report["seeds"]["mean_std"]["student"]) == set(METRIC_KEYS)
+    assert (tmp_path / "s.stage-gate.seed1.pt").is_file()
+
+
+def test_feature_spec_mismatch_names_modality(teacher, tiny_splits, tmp_path):
+    spec = FeatureSpec(dims=(12, 6, 7), max_lens=(9, 3, 4))
+    other = DatasetSplits(spec, make_featureset(spec, 16), make_featureset(spec, 8, 1), make_featureset(spec, 8, 2))
+    with pytest.raises(InputError, match=r"audio features are 6-dim .* teacher .* 5-dim"):
+        compress(teacher, out=tmp_path / "out" / "s.pt", splits=other, progress=False, **FAST)
+    assert not (tmp_path / "out").exists()
+
+
+class Evil:
+    pass
+
+
+def test_pickled_teacher_is_refused(tiny_splits, tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"config": Evil(), "feature_spec": {}, "state_dict": {}}, path)
+    with pytest.raises(ArtifactError, match="weights_only"):
+        compress(path, out=tmp_path / "out" / "s.pt", splits=tiny_splits, progress=False, **FAST)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("bad, match", [({"prune_ratio": 1.0}, "prune-ratio"), ({"prune_ratio": -0.1}, "prune-ratio"),
+                                        ({"skip_budget": -0.2}, "skip-budget"),
+                                        ({"skip_budget": 0.5, "max_drop": 0.01}, "both"),
+                                        ({"share": "everywhere"}, "share"), ({"prune": 0.5}, "did you mean")])
+def test_bad_options(bad, match):
+    with pytest.raises(InputError, match=match):
+        CompressOptions.build(**bad)
