@@ -1,0 +1,43 @@
+"""`edge-msa train`: fit a teacher on a dataset and write teacher.pt + teacher.metrics.json."""
+from __future__ import annotations
+
+import argparse
+
+EPILOG = """examples:
+  edge-msa train --model fd_cmdie --out runs/teachers/fd_cmdie.pt
+  edge-msa train --model gtf --data ../shared/data/mosi/mosi_utterance_std.npz --seeds 0 1 2 --out gtf.pt
+  edge-msa train --model mult --epochs 5 --batch-size 64 --lr 1e-3 --quiet --out mult.pt
+
+With several seeds each is trained; the seed with the lowest validation MAE is saved, and
+<out stem>.metrics.json holds its test metrics plus per-seed metrics and mean/std over seeds.
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("train", help="train a teacher model (fd_cmdie, gtf, mult)",
+                              description="Train a multimodal sentiment teacher with the papers' losses; "
+                              "early stopping on validation MAE; test metrics of the saved model.",
+                              epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="fd_cmdie", help="architecture name (default: fd_cmdie; see list_models())")
+    p.add_argument("--data", default=None, help="dataset path (default: ../shared/data/mosi/mosi_utterance_std.npz)")
+    p.add_argument("--format", dest="fmt", default=None, help="dataset format (default: guessed from the file)")
+    p.add_argument("--out", default="teacher.pt", help="checkpoint to write (default: teacher.pt)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds to train (default: 0)")
+    p.add_argument("--epochs", type=int, default=None, help="max epochs (default: per model)")
+    p.add_argument("--batch-size", type=int, default=None, help="batch size (default: per model)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: per model)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..teacher import metrics_path, train_teacher
+
+    m = train_teacher(model=args.model, data=args.data, out=args.out, fmt=args.fmt, seeds=tuple(args.seeds),
+                      epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, progress=not args.quiet)
+    keys = ("acc2_non0", "f1_non0", "acc7", "mae", "corr")
+    print(f"{args.model}: test " + "  ".join(f"{k} {m[k]:.3f}" for k in keys) + f"  (seed {m['selected_seed']})")
+    if len(args.seeds) > 1:
+        print("mean +- std over seeds: " + "  ".join(f"{k} {m['mean'][k]:.3f}+-{m['std'][k]:.3f}" for k in keys))
+    print(f"wrote {args.out} and {metrics_path(args.out)}")
+    return 0

@@ -1,0 +1,123 @@
+"""GTF (seed 002): gated Transformer fusion with modality representation learning.
+
+encode: text = projection of the frozen MiniLM token features (the stand-in for BERT) with h_t from
+attention pooling over tokens (the first-token role); audio/video = BiLSTM, h_a/h_v = masked mean; each
+utterance vector goes through Linear + Tanh.
+Representation learning: L_DI = mean CMD_K over (t,a), (t,v), (v,a); L_SI = -(I_tv + I_ta) with the MI
+lower bound E[log q(y|x)] + H(Y) (H from a per-batch 2-class Gaussian mixture; both terms per dimension,
+so alpha = 0.1 keeps the paper's balance whatever the width). fuse: two stacked gated Transformer layers per
+stream (text queries attending to audio, and to video): g_r = LN(W_r[Z; A]), g_f = LN(W_f[Z; A]),
+Z~ = LN(g_f * A + g_r * Z) with A = MHA(Z, C, C), Z = LN(Z~ + FFN(Z~)). head: FFN(Z_TA ; Z_TV ; h_t).
+loss: MAE + alpha L_SI + beta L_DI (alpha 0.1, beta 1).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..spec import MODALITIES, FeatureSpec
+from .base import Batch, MSAModel
+from .encoders import AttentionPool, SequenceEncoder, drop_modalities
+from .layers import Attention, FeedForward, masked_mean, presence
+from .losses import MIBound, cmd
+from .registry import register
+
+
+class GatedLayer(nn.Module):
+    """Transformer layer whose attention residual is mixed by a retain gate and a fusion gate."""
+
+    def __init__(self, hidden: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.attn = Attention(hidden, heads, dropout)
+        self.retain = nn.Linear(2 * hidden, hidden)
+        self.fusion = nn.Linear(2 * hidden, hidden)
+        self.norm_r, self.norm_f = nn.LayerNorm(hidden), nn.LayerNorm(hidden)
+        self.norm1, self.norm2 = nn.LayerNorm(hidden), nn.LayerNorm(hidden)
+        self.ffn = FeedForward(hidden, 2 * hidden, dropout)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, z: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor) -> torch.Tensor:
+        a = self.drop(self.attn(z, context, context, context_mask)) * presence(context_mask).unsqueeze(-1)  # (B, L, H)
+        pair = torch.cat([z, a], dim=-1)  # (B, L, 2H)
+        g_r, g_f = self.norm_r(self.retain(pair)), self.norm_f(self.fusion(pair))
+        z = self.norm1(g_f * a + g_r * z)
+        return self.norm2(z + self.drop(self.ffn(z)))  # (B, L, H)
+
+
+class GTF(MSAModel):
+    def __init__(self, spec: FeatureSpec, hidden: int = 128, heads: int = 4, fusion_layers: int = 2,
+                 dropout: float = 0.2, modality_dropout: float = 0.1, cmd_moments: int = 5,
+                 alpha: float = 0.1, beta: float = 1.0) -> None:
+        super().__init__()
+        self.config_params: dict[str, Any] = dict(hidden=hidden, heads=heads, fusion_layers=fusion_layers,
+                                                  dropout=dropout, modality_dropout=modality_dropout,
+                                                  cmd_moments=cmd_moments, alpha=alpha, beta=beta)
+        self.spec = spec
+        self.encoders = nn.ModuleDict({
+            "text": SequenceEncoder("text", spec.dim("text"), hidden, "linear", dropout=dropout),
+            "audio": SequenceEncoder("audio", spec.dim("audio"), hidden, "lstm", dropout=dropout),
+            "video": SequenceEncoder("video", spec.dim("video"), hidden, "lstm", dropout=dropout),
+        })
+        self.text_pool = AttentionPool(hidden)
+        self.represent = nn.ModuleDict({m: nn.Sequential(nn.Linear(hidden, hidden), nn.Tanh()) for m in MODALITIES})
+        self.streams = nn.ModuleDict({m: nn.ModuleList(GatedLayer(hidden, heads, dropout) for _ in range(fusion_layers))
+                                      for m in ("audio", "video")})
+        self.mi = nn.ModuleDict({m: MIBound(hidden, hidden, hidden) for m in ("audio", "video")})
+        self.mlp = nn.Sequential(nn.Linear(3 * hidden, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, 1))
+
+    def encode(self, modality: str, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.encoders[modality](x, mask)  # (B, L, H)
+
+    def pooled(self, h: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Utterance vectors h_t, h_a, h_v (B, H) in [-1, 1] (CMD assumes bounded support) for fusion and the
+        representation losses."""
+        pooled = {"text": self.text_pool(h["text"], masks["text"]),
+                  **{m: masked_mean(h[m], masks[m]) for m in ("audio", "video")}}
+        return {m: self.represent[m](pooled[m]) * presence(masks[m]) for m in MODALITIES}
+
+    def fuse(self, h: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> torch.Tensor:
+        streams = []
+        for m in ("audio", "video"):
+            z = h["text"]  # (B, Lt, H)
+            for layer in self.streams[m]:
+                z = layer(z, h[m], masks[m])
+            streams.append(masked_mean(z, masks["text"]))  # (B, H)
+        return torch.cat(streams + [self.pooled(h, masks)["text"]], dim=-1)  # (B, 3H) = Z_TA ; Z_TV ; h_t
+
+    def head(self, z: torch.Tensor) -> torch.Tensor:
+        return self.mlp(z).squeeze(-1)  # (B,)
+
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        masks = drop_modalities({m: batch[f"{m}_mask"] for m in MODALITIES}, self.config_params["modality_dropout"],
+                                self.training)
+        h = {m: self.encode(m, batch[m], masks[m]) for m in MODALITIES}
+        z = self.fuse(h, masks)
+        vec = self.pooled(h, masks)
+        present = {m: presence(masks[m]).squeeze(-1) for m in MODALITIES}  # (B,) each
+        return {"score": self.head(z), "z": z, **{f"v_{m}": vec[m] for m in MODALITIES},
+                **{f"p_{m}": present[m] for m in MODALITIES}}
+
+    def loss(self, out: dict[str, torch.Tensor], batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        p = self.config_params
+        task = F.l1_loss(out["score"], batch["label"])
+        v, pr = {m: out[f"v_{m}"] for m in MODALITIES}, {m: out[f"p_{m}"] for m in MODALITIES}
+        pairs = (("text", "audio"), ("text", "video"), ("video", "audio"))
+        l_di = torch.stack([cmd(v[a], v[b], p["cmd_moments"], pr[a] * pr[b]) for a, b in pairs]).mean()
+        dim = v["text"].shape[-1]
+        l_si = -sum(self.mi[m](v["text"], v[m], batch["label"], pr["text"] * pr[m]) for m in ("video", "audio")) / dim
+        total = task + p["alpha"] * l_si + p["beta"] * l_di
+        return total, {"mae": float(task.detach()), "l_si": float(l_si.detach()), "l_di": float(l_di.detach()),
+                       "loss": float(total.detach())}
+
+
+@register("gtf")
+def gtf(spec: FeatureSpec, **params: Any) -> GTF:
+    return GTF(spec, **params)
+
+
+@register("gtf_tiny")
+def gtf_tiny(spec: FeatureSpec, **params: Any) -> GTF:
+    return GTF(spec, **{"hidden": 16, "heads": 2, "fusion_layers": 1, **params})

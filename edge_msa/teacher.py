@@ -1,0 +1,110 @@
+"""Train a teacher: load a dataset, fit one model per seed with the one training loop, keep the best.
+
+`train_teacher` writes the checkpoint (`out`) and `<out stem>.metrics.json` (test metrics of the saved
+model, per-seed metrics, mean/std over seeds). Host only (torch).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .atomic import write_text
+from .errors import InputError
+from .metrics import METRIC_KEYS, msa_metrics
+
+# Per-model training defaults: the papers' optimiser settings, shortened so one seed trains in a few
+# minutes on 2 CPU cores (fit() uses AdamW; weight_decay 0 gives plain Adam for gtf as in its paper).
+TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
+    "fd_cmdie": {"epochs": 20, "batch_size": 32, "lr": 5e-4, "weight_decay": 1e-2, "patience": 6},
+    "gtf": {"epochs": 20, "batch_size": 64, "lr": 5e-4, "weight_decay": 0.0, "patience": 6},
+    "mult": {"epochs": 20, "batch_size": 32, "lr": 5e-4, "weight_decay": 1e-2, "patience": 6},
+}
+FALLBACK_DEFAULTS: dict[str, Any] = {"epochs": 20, "batch_size": 32, "lr": 5e-4, "weight_decay": 1e-2, "patience": 6}
+
+
+def metrics_path(out: str | os.PathLike) -> Path:
+    """`teacher.pt` -> `teacher.metrics.json` beside it."""
+    out = Path(out)
+    return out.with_name(out.stem + ".metrics.json")
+
+
+def train_teacher(model: str = "fd_cmdie", data: str | os.PathLike | None = None, out: str | os.PathLike = "teacher.pt",
+                  fmt: str | None = None, seeds: Sequence[int] = (0,), epochs: int | None = None,
+                  batch_size: int | None = None, lr: float | None = None, progress: bool = True,
+                  splits=None, **model_params: Any) -> dict[str, Any]:
+    """Train `model` once per seed; save the seed with the best validation MAE to `out`.
+
+    `data` is a dataset path for `edge_msa.data.load_dataset` (default: the MOSI-U file beside the
+    checkout); `splits` (a DatasetSplits) may be passed instead, e.g. by tests. Returns the metrics dict
+    that is also written to `<out stem>.metrics.json`.
+    """
+    import torch
+
+    from .checkpoint import save_checkpoint
+    from .models import create_model
+    from .models.encoders import fit_input_norms
+    from .training import TrainConfig, fit, predict
+
+    if not seeds:
+        raise InputError("no seeds given; expected at least one seed, e.g. --seeds 0")
+    if splits is None:
+        splits = _load(data, fmt, seed=int(seeds[0]), progress=progress)
+    defaults = {**TRAIN_DEFAULTS.get(model.removesuffix("_tiny"), FALLBACK_DEFAULTS)}
+    overrides = {"epochs": epochs, "batch_size": batch_size, "lr": lr}
+    settings = {**defaults, **{k: v for k, v in overrides.items() if v is not None}}
+
+    runs: list[dict[str, Any]] = []
+    best = None
+    for seed in seeds:
+        torch.manual_seed(int(seed))
+        net = create_model(model, splits.spec, **model_params)
+        splits.train.check_spec(splits.spec)
+        fit_input_norms(net, splits.train.features, splits.train.lengths)
+        config = TrainConfig(seed=int(seed), **settings)
+        result = fit(net, splits.train, splits.valid, config, progress=progress, desc=f"{model} seed {seed}")
+        test = msa_metrics(predict(net, splits.test), splits.test.labels)
+        run = {"seed": int(seed), "best_epoch": result.best_epoch, "valid_mae": result.best_valid_mae,
+               "train_seconds": round(result.seconds, 1), "test": {k: float(test[k]) for k in METRIC_KEYS}}
+        runs.append(run)
+        if best is None or run["valid_mae"] < best[0]["valid_mae"]:
+            best = (run, {k: v.detach().clone() for k, v in net.state_dict().items()}, net)
+    run, state, net = best
+    net.load_state_dict(state)
+    n_params = sum(p.numel() for p in net.parameters())
+    metrics: dict[str, Any] = {
+        **run["test"],
+        "selected_seed": run["seed"],
+        "selection": "lowest validation MAE over seeds",
+        "params": n_params,
+        "model": model,
+        "dataset": splits.name,
+        "train_settings": settings,
+        "model_params": dict(net.config_params),
+        "seeds": {str(r["seed"]): {**r["test"], "valid_mae": r["valid_mae"], "best_epoch": r["best_epoch"],
+                                   "train_seconds": r["train_seconds"]} for r in runs},
+        "mean": {k: float(np.mean([r["test"][k] for r in runs])) for k in METRIC_KEYS},
+        "std": {k: float(np.std([r["test"][k] for r in runs])) for k in METRIC_KEYS},
+        "train_seconds": {str(r["seed"]): r["train_seconds"] for r in runs},
+    }
+    meta = {"dataset": splits.name, "seeds": [int(s) for s in seeds], "selected_seed": run["seed"],
+            "per_seed_test": {str(r["seed"]): r["test"] for r in runs},
+            "train_seconds": {str(r["seed"]): r["train_seconds"] for r in runs}, "params": n_params,
+            "train_settings": settings, "data": str(data) if data is not None else None, "created": time.time()}
+    save_checkpoint(out, net, meta)
+    write_text(metrics_path(out), json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+def _load(data, fmt, seed: int, progress: bool):
+    from .data import load_dataset  # written by the data engineer
+    from .paths import default_mosi_path
+
+    path = Path(data) if data is not None else default_mosi_path()
+    if not path.exists():
+        raise InputError(f"dataset '{path}' does not exist; expected a MOSI-U .npz or another supported format")
+    return load_dataset(path, fmt=fmt, seed=seed, progress=progress)
