@@ -1,7 +1,7 @@
 """MSA regression metrics exactly as MMSA's `eval_mosei_senti` computes them (numpy only).
 
 Acc-2 "has-0": negative (<0) vs non-negative (>=0) over all samples; "non-0": negative vs positive over
-samples whose label != 0. F1 is weighted F1 for the same two variants. Acc-7/Acc-5 round the clipped
+samples whose label != 0 (None when every label is 0: undefined, not zero). F1 is weighted F1 for the same two variants. Acc-7/Acc-5 round the clipped
 score (numpy's round-half-to-even, as MMSA does) and compare classes.
 """
 from __future__ import annotations
@@ -32,7 +32,7 @@ def _multiclass_acc(pred: np.ndarray, truth: np.ndarray) -> float:
     return float(np.sum(np.round(pred) == np.round(truth)) / float(len(truth)))
 
 
-def msa_metrics(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+def msa_metrics(pred: np.ndarray, truth: np.ndarray) -> dict[str, float | None]:
     """All metric keys of `teacher.metrics.json` for predicted and true sentiment scores."""
     pred = np.asarray(pred, dtype=np.float64).reshape(-1)
     truth = np.asarray(truth, dtype=np.float64).reshape(-1)
@@ -41,12 +41,13 @@ def msa_metrics(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     if not (np.isfinite(pred).all() and np.isfinite(truth).all()):
         raise InputError("metrics got NaN/Inf scores; expected finite predictions and labels")
     non_zero = truth != 0
+    has_non_zero = bool(non_zero.any())
     corr = float(np.corrcoef(pred, truth)[0, 1]) if pred.std() > 0 and truth.std() > 0 else 0.0
     return {
         "acc2_has0": float(np.mean((pred >= 0) == (truth >= 0))),
-        "acc2_non0": float(np.mean((pred[non_zero] > 0) == (truth[non_zero] > 0))),
+        "acc2_non0": float(np.mean((pred[non_zero] > 0) == (truth[non_zero] > 0))) if has_non_zero else None,
         "f1_has0": weighted_f1(truth >= 0, pred >= 0),
-        "f1_non0": weighted_f1(truth[non_zero] > 0, pred[non_zero] > 0),
+        "f1_non0": weighted_f1(truth[non_zero] > 0, pred[non_zero] > 0) if has_non_zero else None,
         "acc5": _multiclass_acc(np.clip(pred, -2.0, 2.0), np.clip(truth, -2.0, 2.0)),
         "acc7": _multiclass_acc(np.clip(pred, -3.0, 3.0), np.clip(truth, -3.0, 3.0)),
         "mae": float(np.mean(np.abs(pred - truth))),

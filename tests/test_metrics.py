@@ -67,3 +67,13 @@ def test_bad_inputs_are_input_errors():
         msa_metrics(np.zeros(3), np.zeros(4))
     with pytest.raises(InputError, match="NaN/Inf"):
         msa_metrics(np.array([0.0, np.nan]), np.array([0.0, 1.0]))
+
+
+def test_non_zero_metrics_are_none_when_every_label_is_zero():
+    import numpy as np
+
+    from edge_msa.metrics import msa_metrics
+
+    m = msa_metrics(np.array([0.5, -0.5, 0.2]), np.zeros(3))
+    assert m["acc2_non0"] is None and m["f1_non0"] is None
+    assert m["acc2_has0"] == 2 / 3
