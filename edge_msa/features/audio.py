@@ -122,8 +122,10 @@ class AudioFrontEnd:
     def __call__(self, path: str | os.PathLike) -> np.ndarray:
         t0 = time.perf_counter()
         samples, rate = read_audio(path)
-        self.timings = {"read": time.perf_counter() - t0}
-        return self.extract(samples, rate, source=str(path))
+        read_s = time.perf_counter() - t0
+        feats = self.extract(samples, rate, source=str(path))
+        self.timings["read"] = read_s
+        return feats
 
     def extract(self, samples: np.ndarray, rate: int, source: str = "audio") -> np.ndarray:
         """Features of an in-memory signal: (T,) mono or (T, channels) samples at `rate` Hz."""
@@ -146,7 +148,7 @@ class AudioFrontEnd:
         frames = np.concatenate([self.frame_features(x[i * HOP:(min(i + CHUNK_FRAMES, n) - 1) * HOP + WIN])
                                  for i in range(0, n, CHUNK_FRAMES)])  # (n, DIM), bounded memory per chunk
         feats = pool_frames(frames, self.max_frames).astype(np.float32)  # (L, DIM)
-        self.timings.update(resample=t1 - t0, features=time.perf_counter() - t1)
+        self.timings = {"read": 0.0, "resample": t1 - t0, "features": time.perf_counter() - t1}
         return feats
 
     def frame_features(self, x: np.ndarray) -> np.ndarray:
