@@ -26,7 +26,7 @@ class FeatureSpec:
     """Per-modality feature dims, max sequence lengths and the front end that makes them.
 
     `front_ends[m]` names who produces modality m's features: an edge_msa front end such as
-    "minilm-l6-int8" (text) / "logmel-v1" (audio) / "face-hist-v1" (video), or "external:<what>"
+    "minilm-l6-int8" (text) / "logmel-v1" (audio) / "face-v1" (video), or "external:<what>"
     for features the user brings (e.g. "external:declare-opensmile-73").
     """
 
