@@ -1,0 +1,42 @@
+"""Packaging guards: the four packages resolve inside the project, `import edge_msa` needs no torch,
+and the CLI answers --help and bad flags the documented way."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("name", ["edge_msa", "compress", "export", "benchmarks"])
+def test_packages_resolve_inside_the_project(name):
+    module = __import__(name)
+    assert Path(module.__file__).resolve().is_relative_to(ROOT)
+
+
+def _run_without_torch(code: str) -> subprocess.CompletedProcess:
+    blocker = "import sys; sys.modules['torch'] = None\n"
+    return subprocess.run([sys.executable, "-c", blocker + code], capture_output=True, text=True, timeout=120)
+
+
+def test_import_edge_msa_works_without_torch():
+    proc = _run_without_torch("import edge_msa, edge_msa.metrics, edge_msa.spec, edge_msa.data; "
+                              "print(edge_msa.__version__)")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip()
+
+
+def test_cli_help_works_without_torch():
+    proc = _run_without_torch("from edge_msa.cli import main; main(['--help'])")
+    assert "usage: edge-msa" in proc.stdout
+
+
+def test_unknown_flag_is_one_line_error_exit_2():
+    proc = subprocess.run([sys.executable, "-m", "edge_msa", "--no-such-flag"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:")
