@@ -1,4 +1,5 @@
-"""Peak resident memory per bundle (Linux: VmHWM, reset through /proc/self/clear_refs)."""
+"""Resident memory: the process peak per bundle (Linux VmHWM, reset through /proc/self/clear_refs) and
+what loading a bundle added (VmRSS after minus before), which excludes the harness and evaluation data."""
 from __future__ import annotations
 
 import sys
@@ -17,14 +18,26 @@ def reset_peak() -> bool:
         return False
 
 
-def peak_rss_mb() -> float | None:
-    """Peak RSS in MB since the last reset (VmHWM), else the process peak from getrusage; None if unknown."""
+def _status_mb(field: str) -> float | None:
     try:
         for line in STATUS.read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
+    return None
+
+
+def current_rss_mb() -> float | None:
+    """Resident memory now (VmRSS); None where /proc is missing."""
+    return _status_mb("VmRSS")
+
+
+def peak_rss_mb() -> float | None:
+    """Peak RSS in MB since the last reset (VmHWM), else the process peak from getrusage; None if unknown."""
+    peak = _status_mb("VmHWM")
+    if peak is not None:
+        return peak
     try:
         import resource
     except ImportError:  # Windows

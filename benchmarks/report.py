@@ -63,18 +63,20 @@ def render_markdown(report: dict[str, Any], png_note: str | None = None) -> str:
              "- settings: " + ", ".join(f"{k}={'bundle default' if v is None and k == 'backend' else v}"
                                         for k, v in settings.items()), "",
              "Latency is per call (a batch), p90 is the headline (MLPerf SingleStream style); throughput in "
-             "items/s; energy in mJ per item above idle.", "",
+             "items/s; energy in mJ per item above idle; load MB = resident memory the bundle's load added; peak RSS = "
+             "the whole benchmark process (harness and evaluation data included) since that bundle's load.", "",
              "## Results", "",
              "| bundle | model | precision | batch | modalities | status | p50 ms | p90 ms | p99 ms | items/s | "
-             "mJ/item | Acc-2 non0 | F1 non0 | MAE | skip rate | load ms | peak RSS MB | CV |",
-             "|" + "---|" * 18]
+             "mJ/item | Acc-2 non0 | F1 non0 | MAE | skip rate | load ms | load MB | peak RSS MB | CV |",
+             "|" + "---|" * 19]
     for r in rows:
         lines.append("| " + " | ".join([
             _name(r), str(r.get("model", "–")), str(r.get("precision", "–")), str(r["batch"]), r["modalities"],
             r["status"], *(_num(r.get("latency_ms", {}).get(k)) for k in ("p50", "p90", "p99")),
             _num(r.get("throughput"), "{:.1f}"), _energy_cell(r), _num(_metric(r, "acc2_non0"), "{:.3f}"),
             _num(_metric(r, "f1_non0"), "{:.3f}"), _num(_metric(r, "mae"), "{:.3f}"),
-            _num(r.get("skip_rate"), "{:.0%}"), _num(r.get("load_ms"), "{:.0f}"), _num(r.get("peak_rss_mb"), "{:.0f}"),
+            _num(r.get("skip_rate"), "{:.0%}"), _num(r.get("load_ms"), "{:.0f}"), _num(r.get("load_rss_mb"), "{:.0f}"),
+            _num(r.get("peak_rss_mb"), "{:.0f}"),
             _num(r.get("cv"), "{:.0%}")]) + " |")
     lines += _ratio_section(rows) + _stage_section(rows) + _notes_section(rows)
     lines += ["", "## Accuracy vs p90 latency", "",

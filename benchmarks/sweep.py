@@ -17,7 +17,7 @@ from edge_msa.metrics import METRIC_KEYS
 
 from .inputs import batches as make_batches
 from .inputs import parse_subset, restrict_set, synthetic_set
-from .memory import peak_rss_mb, reset_peak
+from .memory import current_rss_mb, peak_rss_mb, reset_peak
 from .meters import Meter, MeterUnavailable, Window, active_window, energy_per_item, idle_window, open_meter
 from .meters.nvml import gpu_memory_mb
 from .report import write_report
@@ -77,15 +77,19 @@ def _bench_bundle(bundle: Path, subsets: dict[str, tuple[str, ...]], batch_sizes
     base: dict[str, Any] = {"bundle": str(bundle), "backend": settings["backend"] or "bundle default"}
     bar.describe(bundle.name)
     reset_peak()
+    rss_before = current_rss_mb()
     try:
         target = load_target(bundle, settings["backend"], settings["threads"], loader)
     except Exception as exc:  # any load failure becomes failed rows; the sweep continues
         bar.update(len(subsets) * len(batch_sizes))
         return [{**base, "batch": b, "modalities": name, "status": f"failed: load: {_one_line(exc)}"}
                 for name in subsets for b in batch_sizes]
+    rss_after = current_rss_mb()
     manifest = target.manifest
     base.update(backend=target.backend_name, model=manifest.get("model"), precision=target.precision,
-                load_ms=target.load_ms, threads=settings["threads"] or os.cpu_count(), providers=target.providers)
+                load_ms=target.load_ms,
+                load_rss_mb=rss_after - rss_before if rss_before is not None and rss_after is not None else None,
+                threads=settings["threads"] or os.cpu_count(), providers=target.providers)
     eval_set, accuracy_note = datasets.for_target(target)
     timing_set = eval_set if eval_set is not None else synthetic_set(target.spec, SYNTHETIC_N)
     base["inputs"] = f"{settings['split']} split" if eval_set is not None else "synthetic (random, full length)"

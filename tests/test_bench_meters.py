@@ -1,9 +1,11 @@
 """Energy meters: integration with idle subtraction, RAPL sysfs incl. wraparound, tegrastats on real lines."""
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -150,3 +152,60 @@ def test_open_meter_reports_every_reason_and_none():
         result.close()
         pytest.skip("this machine has a readable energy meter")
     assert result.startswith("unavailable: tegrastats: ") and "; rapl: " in result
+
+
+class FakeNVMLError(Exception):
+    pass
+
+
+def _fake_pynvml(energy_mj: list[int] | None, name: bytes = b"NVIDIA H100 80GB HBM3"):
+    """A stand-in for nvidia-ml-py: energy_mj is the counter sequence, None = NOT_SUPPORTED (Jetson iGPU)."""
+    calls = {"shutdown": 0}
+
+    def energy(handle):
+        if energy_mj is None:
+            raise FakeNVMLError("Not Supported")
+        return energy_mj.pop(0)
+
+    module = SimpleNamespace(
+        NVMLError=FakeNVMLError, nvmlInit=lambda: None, nvmlDeviceGetHandleByIndex=lambda i: "h0",
+        nvmlDeviceGetName=lambda h: name, nvmlDeviceGetTotalEnergyConsumption=energy,
+        nvmlShutdown=lambda: calls.__setitem__("shutdown", calls["shutdown"] + 1))
+    return module, calls
+
+
+def test_nvml_counter_is_read_as_joules_since_open(monkeypatch):
+    module, calls = _fake_pynvml([1_000_000, 1_002_500, 1_010_000])
+    monkeypatch.setitem(sys.modules, "pynvml", module)
+    from benchmarks.meters.nvml import NvmlMeter
+    with NvmlMeter() as meter:
+        assert meter.scope == "GPU board energy counter, NVIDIA H100 80GB HBM3"
+        assert meter.energy_j() == pytest.approx(2.5)
+        assert meter.energy_j() == pytest.approx(10.0)
+    assert calls["shutdown"] == 1
+
+
+def test_nvml_not_supported_falls_through_to_jetson_rails(monkeypatch, tmp_path):
+    """Jetson: NVML initialises, energy is NOT_SUPPORTED, so GPU work is metered by the INA input rail."""
+    module, calls = _fake_pynvml(None, name=b"Orin (nvgpu)")
+    monkeypatch.setitem(sys.modules, "pynvml", module)
+    line = (FIXTURES / "orin_nano_jp6.txt").read_text().splitlines()[1]
+    fake = tmp_path / "tegrastats"
+    fake.write_text(f"#!{sys.executable}\nimport time\nwhile True:\n    print({line!r}, flush=True)\n"
+                    "    time.sleep(0.02)\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ.get('PATH', '')}")
+    meter = open_meter("auto", on_gpu=True)
+    try:
+        assert isinstance(meter, TegrastatsMeter) and meter.scope == "Jetson INA3221 input rail VDD_IN"
+    finally:
+        meter.close()
+    assert calls["shutdown"] == 1
+    reason = open_meter("nvml", on_gpu=True)
+    assert reason.startswith("unavailable: nvml: NVML total-energy counter not readable") and "Not Supported" in reason
+
+
+def test_nvml_missing_package_is_an_unavailable_reason(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    reason = open_meter("nvml", on_gpu=True)
+    assert reason.startswith("unavailable: nvml: pynvml is required") and "pip install nvidia-ml-py" in reason

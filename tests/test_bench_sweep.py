@@ -15,10 +15,12 @@ import pytest
 from benchmarks import compare_reports, load_report, run_bench
 from benchmarks.meters import Meter
 from benchmarks.report import pareto_front
+from conftest import make_featureset
 from edge_msa.cli import main
+from edge_msa.data.base import DatasetSplits
 from edge_msa.errors import ArtifactError, InputError
 from edge_msa.metrics import METRIC_KEYS
-from edge_msa.spec import MODALITIES
+from edge_msa.spec import MODALITIES, FeatureSpec
 
 ROW_KEYS = {"bundle", "backend", "precision", "batch", "modalities", "status", "latency_ms", "throughput",
             "peak_rss_mb", "metrics", "skip_rate", "load_ms", "cv", "stages_ms"}
@@ -102,12 +104,16 @@ def _bundles(tmp_path, *names):
 FAST = dict(min_time=0.05, min_runs=5, warmup=2, energy_window=0.1, progress=False)
 
 
-@pytest.fixture
-def report_dir(tmp_path, tiny_splits):
+@pytest.fixture(scope="module")
+def report_dir(tmp_path_factory):
+    """One sweep shared by the tests that read its report (it takes a few seconds)."""
+    spec = FeatureSpec(dims=(12, 5, 7), max_lens=(9, 3, 4))
+    splits = DatasetSplits(spec, *(make_featureset(spec, n, seed) for n, seed in ((64, 0), (32, 1), (32, 2))))
+    tmp_path = tmp_path_factory.mktemp("sweep")
     meter = ConstantMeter()
-    loader = make_loader(tiny_splits.spec, meter)
+    loader = make_loader(spec, meter)
     bundles = _bundles(tmp_path, "teacher", "broken", "crashy", "student")
-    out = run_bench(bundles, data=tiny_splits, out=tmp_path / "report", batches=(1, 4),
+    out = run_bench(bundles, data=splits, out=tmp_path / "report", batches=(1, 4),
                     modalities=("all", "text+audio"), meter=meter, loader=loader, argv=["edge-msa", "bench", "x"], **FAST)
     assert all(p.closed for p in loader.made.values())
     return out
@@ -130,6 +136,7 @@ def test_report_json_schema_and_rows(report_dir):
         assert r["throughput"] == pytest.approx(r["batch"] * 1e3 / r["latency_ms"]["mean"], rel=1e-6)
         assert r["skip_rate"] == pytest.approx(0.5 if r["modalities"] == "all" else 0.0)
         assert set(r["stages_ms"]) == {"encode_text", "fuse"}
+        assert r["peak_rss_mb"] > 10 and isinstance(r["load_rss_mb"], float)
 
 
 def test_latency_follows_the_fake_sleeps_and_energy_subtracts_idle(report_dir):
