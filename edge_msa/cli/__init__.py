@@ -13,7 +13,7 @@ from ..errors import EdgeMSAError
 from ..version import __version__
 
 # One module per subcommand in edge_msa/cli/; each defines register(subparsers).
-SUBCOMMANDS: tuple[str, ...] = ("featurize", "bench")
+SUBCOMMANDS: tuple[str, ...] = ("pipeline", "train", "featurize", "bench", "compress")
 
 
 class _Parser(argparse.ArgumentParser):
