@@ -49,8 +49,10 @@ def restrict(features: dict[str, np.ndarray], lengths: dict[str, np.ndarray], ke
     for m in MODALITIES:
         ln = np.asarray(lengths[m], dtype=np.int64) if m in keep else np.zeros(len(lengths[m]), np.int64)  # (B,)
         steps = max(int(ln.max()), 1)
-        feats[m] = np.ascontiguousarray(features[m][:, :steps]) if m in keep else \
-            np.zeros((len(ln), steps, features[m].shape[-1]), np.float32)  # (B, L, d)
+        if m in keep:
+            feats[m] = np.ascontiguousarray(features[m][:, :steps])  # (B, L, d)
+        else:
+            feats[m] = np.zeros((len(ln), steps, features[m].shape[-1]), np.float32)  # (B, 1, d)
         lens[m] = ln
     return Batch(feats, lens)
 

@@ -41,7 +41,8 @@ def run_bench(bundles: Sequence[str | os.PathLike], data: str | os.PathLike | Da
     `data`: a dataset path (any format `load_dataset` reads) or DatasetSplits for accuracy on `split`;
     None uses the MOSI-U default where the bundle's FeatureSpec is MOSI-U's, else accuracy is
     "unavailable: no --data". `backend`: None = the runtime each bundle was exported for.
-    `loader(bundle, backend, threads) -> predictor` replaces `edge_msa.runtime.load` (tests use fakes). `meter`: "auto" | "nvml" | "tegrastats" | "rapl" | "none" or a Meter.
+    `meter`: "auto" | "nvml" | "tegrastats" | "rapl" | "none" or a Meter instance.
+    `loader(bundle, backend, threads) -> predictor` replaces `edge_msa.runtime.load` (tests use fakes).
     """
     if not bundles:
         raise InputError("no bundle given; expected one or more bundle directories from `edge-msa export`")
@@ -89,7 +90,8 @@ def _bench_bundle(bundle: Path, subsets: dict[str, tuple[str, ...]], batch_sizes
     base.update(backend=target.backend_name, model=manifest.get("model"), precision=target.precision,
                 load_ms=target.load_ms,
                 load_rss_mb=rss_after - rss_before if rss_before is not None and rss_after is not None else None,
-                threads=settings["threads"] or os.cpu_count(), providers=target.providers)
+                threads=settings["threads"] or f"runtime default ({os.cpu_count()} logical CPUs)",
+                providers=target.providers)
     eval_set, accuracy_note = datasets.for_target(target)
     timing_set = eval_set if eval_set is not None else synthetic_set(target.spec, SYNTHETIC_N)
     base["inputs"] = f"{settings['split']} split" if eval_set is not None else "synthetic (random, full length)"

@@ -86,10 +86,10 @@ def system_info(argv: list[str] | None = None) -> dict:
     gpu = gpu_name()
     cpu = cpu_model()
     return {
-        "device": jetson or (f"{cpu} + {gpu}" if gpu else cpu),
+        "device": jetson or (cpu if gpu.startswith("unavailable") else f"{cpu} + {gpu}"),
         "cpu": cpu,
         "cpu_count": os.cpu_count(),
-        "gpu": gpu or "none (no NVML device)",
+        "gpu": gpu,
         "jetson_model": jetson,
         "power_mode": nvpmodel_mode(),
         "os": platform.platform(),

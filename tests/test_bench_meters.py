@@ -109,7 +109,8 @@ def _readable(path: Path) -> bool:
     ("orin_nano_jp6.txt", [12479, 4824], "input rail VDD_IN"),
     ("nano_jp4.txt", [1057, 1015, 1057], "input rail POM_5V_IN"),
     ("tx2_jp4.txt", [3140, 5297], "input rail VDD_IN"),
-    ("agx_orin_jp6.txt", [2340 + 390 + 4025 + 0 + 301], "sum of rails VDD_GPU_SOC+VDD_CPU_CV+VIN_SYS_5V0+NC+VDDQ_VDD2_1V8AO"),
+    ("agx_orin_jp6.txt", [2340 + 390 + 4025 + 0 + 301],
+     "sum of rails VDD_GPU_SOC+VDD_CPU_CV+VIN_SYS_5V0+NC+VDDQ_VDD2_1V8AO"),
     ("agx_xavier_jp42.txt", [463 + 618 + 2936 + 0 + 309 + 3306], "sum of rails GPU+CPU+SOC+CV+VDDRQ+SYS5V"),
 ])
 def test_tegrastats_module_power_on_real_lines(fixture, expected_mw, scope):

@@ -46,7 +46,8 @@ class FakePredictor:
 
     def predict_batch(self, items):
         time.sleep(self.delay_s)
-        return [SimpleNamespace(ms={"encode_text": 1e3 * self.delay_s / 2, "fuse": 1e3 * self.delay_s / 2})] * len(items)
+        half_ms = 1e3 * self.delay_s / 2
+        return [SimpleNamespace(ms={"encode_text": half_ms, "fuse": half_ms})] * len(items)
 
     def close(self):
         self.closed = True
@@ -114,7 +115,8 @@ def report_dir(tmp_path_factory):
     loader = make_loader(spec, meter)
     bundles = _bundles(tmp_path, "teacher", "broken", "crashy", "student")
     out = run_bench(bundles, data=splits, out=tmp_path / "report", batches=(1, 4),
-                    modalities=("all", "text+audio"), meter=meter, loader=loader, argv=["edge-msa", "bench", "x"], **FAST)
+                    modalities=("all", "text+audio"), meter=meter, loader=loader, argv=["edge-msa", "bench", "x"],
+                    **FAST)
     assert all(p.closed for p in loader.made.values())
     return out
 

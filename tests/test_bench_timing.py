@@ -38,7 +38,8 @@ def test_summarize_rejects_empty_or_negative():
 
 def test_warmup_excluded_and_run_count_from_min_time():
     clock = FakeClock()
-    durations = {i: (0.5 if i < 3 else 1 / 64) for i in range(1000)}  # 3 slow warm-up calls (500 ms); 1/64 s is exact in binary
+    # 3 slow warm-up calls (500 ms), then 1/64 s calls (exact in binary, so 64 of them sum to exactly 1 s)
+    durations = {i: (0.5 if i < 3 else 1 / 64) for i in range(1000)}
     seen = []
 
     def call(i):

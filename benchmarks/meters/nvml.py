@@ -48,16 +48,16 @@ class NvmlMeter(Meter):
         self.nvml.nvmlShutdown()
 
 
-def gpu_name(index: int = 0) -> str | None:
-    """The NVML device name, or None where there is no NVML GPU."""
+def gpu_name(index: int = 0) -> str:
+    """The NVML device name, or `unavailable: <why>` (no nvidia-ml-py, no driver, no GPU)."""
     try:
         nvml = _nvml()
-    except MeterUnavailable:
-        return None
+    except MeterUnavailable as exc:
+        return f"unavailable: {exc}"
     try:
         return _text(nvml.nvmlDeviceGetName(nvml.nvmlDeviceGetHandleByIndex(index)))
-    except Exception:
-        return None
+    except Exception as exc:
+        return f"unavailable: NVML has no GPU {index} ({exc})"
     finally:
         nvml.nvmlShutdown()
 

@@ -58,8 +58,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("no bundle given; expected `edge-msa bench BUNDLE [BUNDLE ...]` or --compare A.json B.json")
     from benchmarks import run_bench
 
-    out = run_bench(args.bundles, data=args.data, out=args.out or "report", batches=args.batch, modalities=args.modalities,
-                    backend=args.backend, split=args.split, min_time=args.min_time, min_runs=args.min_runs,
+    out = run_bench(args.bundles, data=args.data, out=args.out or "report", batches=args.batch,
+                    modalities=args.modalities, backend=args.backend, split=args.split, min_time=args.min_time, min_runs=args.min_runs,
                     warmup=args.warmup, threads=args.threads, energy_window=args.energy_window, meter=args.meter,
                     long=args.long, progress=not args.quiet)
     if not args.quiet:
