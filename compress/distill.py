@@ -91,14 +91,14 @@ _INIT_MAP = (
 
 
 @torch.no_grad()
-def init_from_teacher(student: nn.Module, teacher: nn.Module) -> list[str]:
+def init_from_teacher(student: nn.Module, teacher: nn.Module) -> dict[str, int]:
     """Copy teacher tensors into the student where the layouts match (text projection, the teacher's first
     text Transformer layer into the student's text block, input normalisation statistics).
-    Returns the student tensor names copied."""
+    Returns {student prefix <- teacher prefix: number of tensors copied}."""
     t_state = teacher.state_dict()
     s_state = student.state_dict()
     text_block = student.config_params["sharing"]["text"]
-    copied = []
+    copied: dict[str, int] = {}
     for s_prefix, t_prefixes in _INIT_MAP:
         s_prefix = s_prefix.format(text_block=text_block)
         for name, tensor in s_state.items():
@@ -109,7 +109,7 @@ def init_from_teacher(student: nn.Module, teacher: nn.Module) -> list[str]:
                 src = t_state.get(t_prefix + rest)
                 if src is not None and src.shape == tensor.shape:
                     tensor.copy_(src)
-                    copied.append(name)
+                    key = f"{s_prefix.rstrip('.')} <- {t_prefix.rstrip('.')}"
+                    copied[key] = copied.get(key, 0) + 1
                     break
-    return sorted(copied)
-
+    return copied

@@ -2,6 +2,8 @@
 paired bootstrap confidence intervals."""
 from __future__ import annotations
 
+import contextlib
+import io
 import time
 from typing import Any, Callable
 
@@ -39,7 +41,8 @@ class _Encode(nn.Module):
 
 def _ops(module: nn.Module, inputs: Any) -> tuple[float, int]:
     tp = require("torch_pruning", "counting MACs and params", "pip install torch-pruning")
-    macs, params = tp.utils.count_ops_and_params(module, inputs)
+    with contextlib.redirect_stdout(io.StringIO()):  # the counter prints a warning per reused module
+        macs, params = tp.utils.count_ops_and_params(module, inputs)
     return float(macs), int(params)
 
 

@@ -34,6 +34,7 @@ class CompressOptions:
     seeds: tuple[int, ...] = (0,)
     latency_calls: int = 300  # per model, interleaved, batch 1
     latency_threads: int = 1
+    threads: int = 1  # torch threads for training: on a small shared CPU, more threads thrash (25 s vs 2 s/epoch)
     bootstrap: int = 1000
     max_minutes: float | None = None  # per training stage
 
@@ -57,8 +58,8 @@ class CompressOptions:
         for name in ("epochs", "finetune_epochs", "gate_epochs", "batch_size", "patience", "latency_calls"):
             if int(getattr(self, name)) < 1:
                 raise InputError(f"{name} = {getattr(self, name)}; expected >= 1")
-        if self.bootstrap < 1 or self.latency_threads < 1:
-            raise InputError("bootstrap and latency_threads must be >= 1")
+        if self.bootstrap < 1 or self.latency_threads < 1 or self.threads < 1:
+            raise InputError("bootstrap, threads and latency_threads must be >= 1")
         if not self.seeds:
             raise InputError("--seeds is empty; expected at least one seed")
         object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))

@@ -124,10 +124,8 @@ def _one_seed(seed: int, teacher, splits: DatasetSplits, targets: TeacherTargets
     fit_input_norms(student, splits.train)
     copied = init_from_teacher(student, teacher)
     save_checkpoint(stage_path(out, "init", stage_seed), student, {"stage": "init", "seed": seed})
-    groups = sorted({name.rsplit(".", 2)[0] for name in copied if not name.endswith((".mean", ".std"))})
-    groups += ["input normalisation statistics"] if any(n.endswith((".mean", ".std")) for n in copied) else []
     bar.done(f"student '{options.student}' share={options.share}, {sum(p.numel() for p in student.parameters()):,} "
-             f"params; copied from teacher: {', '.join(groups) or 'nothing (no matching shapes)'}")
+             f"params; copied from teacher: {', '.join(copied) or 'nothing (no matching shapes)'}")
 
     bar.start("distill")
     distiller = Distiller(student, int(targets.z.shape[1]))
@@ -162,9 +160,9 @@ def _one_seed(seed: int, teacher, splits: DatasetSplits, targets: TeacherTargets
     student.config_params["skip_thresholds"] = list(calib["thresholds"])
     save_checkpoint(stage_path(out, "gate", stage_seed), student, {"stage": "gate", "seed": seed})
     bar.done(f"thresholds {[round(t, 4) for t in calib['thresholds']]} ({mode} {value}): valid saving "
-             f"{calib['valid_saved_fraction']:.3f}, valid Acc-2 non-0 loss {calib['valid_acc2_non0_drop']:+.4f}")
+             f"{calib['valid_saved_fraction']:.3f}, valid decisions flipped {calib['valid_flip_rate']:.4f}")
     valid_mae = float(np.mean(np.abs(predict(student, splits.valid) - splits.valid.labels)))
-    return {"seed": seed, "student": student, "valid_mae": valid_mae, "copied": copied, "copied_groups": groups,
+    return {"seed": seed, "student": student, "valid_mae": valid_mae, "copied": copied,
             "pruning": pruning, "gate": gate, "calibration": calib, "macs_per_step": macs_step,
             "history": {"distill_epochs": len(res.history), "finetune_epochs": len(res_ft.history)}}
 
@@ -187,12 +185,22 @@ def compress(teacher_path: str | os.PathLike, data: str | os.PathLike | None = N
 
     `options` (or keyword overrides of CompressOptions) set every knob; `splits` may replace `data` (tests).
     """
-    from edge_msa.data import load_dataset
-
     options = options or CompressOptions.build(**overrides)
     out = Path(out)
     if out.suffix != ".pt":
         raise InputError(f"--out '{out}' should end in .pt (the student checkpoint)")
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(options.threads)
+    try:
+        return _compress(Path(teacher_path), data, out, options, progress, splits)
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def _compress(teacher_path: Path, data: str | os.PathLike | None, out: Path, options: CompressOptions, progress: bool,
+              splits: DatasetSplits | None) -> dict[str, Any]:
+    from edge_msa.data import load_dataset
+
     bar = _Progress(progress, 2 + 5 * len(options.seeds))  # load, 5 stages per seed, evaluate
 
     bar.start("load")
@@ -280,6 +288,7 @@ def compress(teacher_path: str | os.PathLike, data: str | os.PathLike | None = N
         "text_front_end": {**front, "included_in_params": False,
                            "note": "frozen, shared by teacher and student; params_with_text_front_end adds it"},
         "latency": {"backend": "torch CPU (eager)", "threads": options.latency_threads, "batch": 1,
+                    "train_threads": options.threads,
                     "calls": options.latency_calls, "inputs": "test split, one utterance per call, interleaved",
                     "text_front_end": "text features precomputed: the shared MiniLM front end is not timed",
                     "torch": torch.__version__, "results": lat},
@@ -289,7 +298,8 @@ def compress(teacher_path: str | os.PathLike, data: str | os.PathLike | None = N
                                 "student_skip": r["student_skip"], "skip": r["skip"]} for r in per_seed],
                   "mean_std": {"student": _mean_std([r["student"] for r in per_seed]),
                                "student_skip": _mean_std([r["student_skip"] for r in per_seed])}},
-        "init": {"copied": best["copied"], "copied_groups": best["copied_groups"]},
+        "init": {"copied_tensors": best["copied"],
+                 "note": "student <- teacher tensors copied where names and shapes match; the rest from scratch"},
         "pruning": {"ratio": options.prune_ratio, "tool": "torch-pruning MetaPruner, GroupMagnitudeImportance(p=2)",
                     **best["pruning"]},
         "stages": {"checkpoints": [str(stage_path(out, s, r["seed"] if multi else None))

@@ -77,7 +77,9 @@ def render_markdown(report: dict[str, Any]) -> str:
               "## Compression", "",
               f"Sharing `{s['config']['share']}` ({s['config']['sharing']}); pruning ratio {report['pruning']['ratio']}: "
               f"{report['pruning']['before']} → {report['pruning']['after']}.",
-              f"Initialised from the teacher: {', '.join(report['init']['copied_groups']) or 'nothing (shapes differ)'}.",
+              "Initialised from the teacher: " + (", ".join(f"{k} ({n} tensors)" for k, n in
+                                                       report["init"]["copied_tensors"].items())
+                                             or "nothing (no matching names and shapes)") + ".",
               "", "## Targets", "", "| target | value | limit | met | missed by |", "|---|---|---|---|---|"]
     for name, row in report["targets"].items():
         lines.append(f"| {name}: {row['what']} | {_fmt(row['value'])} | {'≥' if row['direction'] == 'min' else '≤'} "

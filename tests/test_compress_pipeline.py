@@ -68,6 +68,7 @@ def test_end_to_end(teacher, tiny_splits, tmp_path):
 def test_max_drop_keeps_validation_accuracy(teacher, tiny_splits, tmp_path):
     report = compress(teacher, out=tmp_path / "s.pt", splits=tiny_splits, progress=False, max_drop=0.0,
                       seeds=(0, 1), **FAST)
+    assert report["skip"]["calibration"]["valid_flip_rate"] <= 0.0
     assert report["skip"]["calibration"]["valid_acc2_non0_drop"] <= 0.0
     assert report["seeds"]["values"] == [0, 1] and set(report["seeds"]["mean_std"]["student"]) == set(METRIC_KEYS)
     assert (tmp_path / "s.stage-gate.seed1.pt").is_file()

@@ -1,0 +1,88 @@
+"""`edge-msa compress`: bad options exit 2 with one line and nothing written; a tiny run end to end through the
+real MOSI-U reader and MiniLM text front end (synthetic file, a few dozen utterances)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from edge_msa.checkpoint import save_checkpoint
+from edge_msa.cli import main
+from edge_msa.data import load_dataset
+from edge_msa.models import create_model
+from edge_msa.training import TrainConfig, fit
+
+WORDS = ("good great fine bad awful boring fun movie plot acting really not very quite the was and it").split()
+
+
+def _mini_mosi(path, n=48, seed=0):
+    """A file in the MOSI-U layout (split_declare, declare audio 73 / video 100) with random content."""
+    rng = np.random.default_rng(seed)
+    videos = np.array([f"vid{i // 4:02d}" for i in range(n)])
+    text = np.array([" ".join(rng.choice(WORDS, size=rng.integers(3, 9))) for _ in range(n)])
+    np.savez(path, id=np.array([f"{v}_{i}" for i, v in enumerate(videos)]), video_id=videos, clip=np.arange(n),
+             transcript=np.char.upper(text), transcript_lower_mmcpanda=text,
+             audio_feat=rng.normal(size=(n, 73)).astype(np.float32),
+             video_feat=rng.normal(size=(n, 100)).astype(np.float32),
+             label_reg=np.clip(rng.normal(size=n) * 1.5, -3, 3).astype(np.float32),
+             split_declare=np.where(np.arange(n) < 32, "train", "test"))
+    return path
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGE_MSA_CACHE", str(tmp_path / "cache"))
+
+
+def _files(root):
+    return sorted(p.name for p in root.rglob("*") if "cache" not in p.parts)
+
+
+@pytest.mark.parametrize("flags, match", [
+    (["--prune-ratio", "1.0"], "prune-ratio"), (["--prune-ratio", "-0.5"], "prune-ratio"),
+    (["--skip-budget", "-0.1"], "skip-budget"), (["--skip-budget", "0.5", "--max-drop", "0.01"], "not allowed"),
+    (["--share", "all"], "share"), (["--max-drop", "2"], "max-drop")])
+def test_bad_options_exit_2_and_write_nothing(tmp_path, capsys, flags, match):
+    teacher = tmp_path / "teacher.pt"
+    teacher.write_bytes(b"not read before options are checked")
+    before = _files(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        code = main(["compress", str(teacher), "--out", str(tmp_path / "s" / "student.pt"), *flags])
+        raise SystemExit(code)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and match in err and "\n" not in err
+    assert _files(tmp_path) == before
+
+
+def test_pickled_or_missing_teacher_one_line(tmp_path, capsys):
+    path = tmp_path / "evil.pt"
+    torch.save({"model": torch.nn.Linear(2, 2)}, path)  # a pickled module: weights_only refuses it
+    assert main(["compress", str(path), "--out", str(tmp_path / "s.pt"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "weights_only" in err and "\n" not in err
+    assert main(["compress", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "s.pt"), "--quiet"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "s.pt").exists()
+
+
+def test_cli_end_to_end(tmp_path, cache, capsys):
+    data = _mini_mosi(tmp_path / "mini_mosi.npz")
+    splits = load_dataset(data, progress=False)
+    torch.manual_seed(0)
+    teacher = create_model("student_tiny", splits.spec)
+    fit(teacher, splits.train, splits.valid, TrainConfig(epochs=2), progress=False)
+    save_checkpoint(tmp_path / "teacher.pt", teacher, {"data": str(data), "seeds": [0]})
+    out = tmp_path / "out" / "student.pt"
+    code = main(["compress", str(tmp_path / "teacher.pt"), "--out", str(out), "--epochs", "1",
+                 "--finetune-epochs", "1", "--prune-ratio", "0.5", "--quiet"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "skipping saves" in printed and "wrote" in printed
+    report = json.loads((out.parent / "student.report.json").read_text())
+    assert report["data"]["path"] == str(data)  # --data defaulted to the dataset recorded in the teacher
+    assert report["student"]["params"] < report["teacher"]["params"] * 10
+    assert report["latency"]["calls"] >= 200 and report["compare"]["teacher_minus_student"]["mae"]["resamples"] >= 1000
+    assert (out.parent / "student.report.md").is_file() and out.is_file()
