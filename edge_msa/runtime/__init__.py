@@ -1,0 +1,23 @@
+"""On-device runtime (numpy + onnxruntime): `load(bundle_dir) -> Predictor`.
+
+Attributes are resolved lazily so `import edge_msa.runtime` costs nothing and never imports torch.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "load": "predictor", "Predictor": "predictor", "Prediction": "predictor",
+    "Backend": "backend", "BACKENDS": "backend",
+    "Manifest": "manifest", "read_manifest": "manifest", "write_manifest": "manifest",
+    "evaluate": "evaluate",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,86 @@
+"""`Backend`: one compiled graph behind `run(feed) -> {output: array}`, with the input checks every
+runtime shares. One subclass per runtime (onnxruntime, tensorrt, torch), chosen by name from BACKENDS."""
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InputError
+from ..spec import suggest
+
+# name -> "module:Class"; modules import their runtime lazily (torch and tensorrt are optional).
+BACKENDS = {
+    "onnxruntime": "edge_msa.runtime.onnxruntime_backend:OnnxRuntimeBackend",
+    "tensorrt": "edge_msa.runtime.tensorrt_backend:TensorRTBackend",
+    "torch": "edge_msa.runtime.torch_backend:TorchBackend",
+}
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One graph input: name, numpy dtype, shape with None for dynamic axes."""
+
+    name: str
+    dtype: np.dtype
+    shape: tuple[int | None, ...]
+
+
+class Backend(ABC):
+    """A loaded graph. Subclasses set `inputs`/`outputs` and implement `_run`; `run` checks the feed
+    first so every runtime fails the same one-line way. `calls` counts runs (tests, benchmarks)."""
+
+    name: str = "backend"
+    inputs: tuple[TensorInfo, ...]
+    outputs: tuple[str, ...]
+    label: str  # what to call this graph in errors (part name or file)
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.check(feed)
+        self.calls += 1
+        return self._run(feed)
+
+    @abstractmethod
+    def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the graph on a checked feed."""
+
+    def close(self) -> None:
+        """Release runtime resources (sessions, device buffers)."""
+
+    def __enter__(self) -> "Backend":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def check(self, feed: dict[str, np.ndarray]) -> None:
+        """Raise InputError for missing/unknown names, wrong dtype or rank or fixed dims, NaN/Inf."""
+        names = [i.name for i in self.inputs]
+        for key in feed:
+            if key not in names:
+                raise InputError(f"{self.label}: unknown input '{key}'{suggest(key, names)}")
+        for info in self.inputs:
+            if info.name not in feed:
+                raise InputError(f"{self.label}: missing input '{info.name}'; expected {', '.join(names)}")
+            x = feed[info.name]
+            if not isinstance(x, np.ndarray) or x.dtype != info.dtype:
+                got = x.dtype if isinstance(x, np.ndarray) else type(x).__name__
+                raise InputError(f"{self.label}: input '{info.name}' has dtype {got}; expected {info.dtype}")
+            fixed_ok = all(d is None or d == s for d, s in zip(info.shape, x.shape))
+            if x.ndim != len(info.shape) or not fixed_ok:
+                want = "(" + ", ".join("?" if d is None else str(d) for d in info.shape) + ")"
+                raise InputError(f"{self.label}: input '{info.name}' has shape {x.shape}; expected {want}")
+            if x.dtype.kind == "f" and not np.isfinite(x).all():
+                raise InputError(f"{self.label}: input '{info.name}' contains NaN or Inf; expected finite values")
+
+
+def backend_class(name: str) -> type[Backend]:
+    if name not in BACKENDS:
+        raise InputError(f"unknown backend '{name}'{suggest(name, sorted(BACKENDS))}")
+    module, cls = BACKENDS[name].split(":")
+    return getattr(importlib.import_module(module), cls)

@@ -1,0 +1,34 @@
+"""Score a FeatureSet with a Predictor: the METRIC_KEYS plus how often each modality was skipped."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..data.base import FeatureSet
+from ..metrics import msa_metrics
+from ..spec import MODALITIES
+
+
+def predict_featureset(predictor, fs: FeatureSet, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """(scores (N,), ran (N, 3) bool) in batches, each trimmed to its longest valid sequence."""
+    scores, ran = [], []
+    for start in range(0, len(fs), batch_size):
+        idx = np.arange(start, min(start + batch_size, len(fs)))
+        lengths = {m: fs.lengths[m][idx] for m in MODALITIES}
+        feats = {m: fs.features[m][idx, :max(int(lengths[m].max()), 1)] for m in MODALITIES}  # (b, L, d)
+        s, r = predictor.predict_features(feats, lengths)
+        scores.append(s)
+        ran.append(r)
+    return np.concatenate(scores), np.concatenate(ran)
+
+
+def evaluate(predictor, fs: FeatureSet, batch_size: int = 256) -> dict[str, Any]:
+    """METRIC_KEYS + `skip_rate_<m>` (share of samples having m whose encoder did not run) + `n`."""
+    scores, ran = predict_featureset(predictor, fs, batch_size)
+    out: dict[str, Any] = msa_metrics(scores, fs.labels)
+    for j, m in enumerate(MODALITIES):
+        present = fs.lengths[m] > 0
+        out[f"skip_rate_{m}"] = float((present & ~ran[:, j]).sum() / max(int(present.sum()), 1))
+    out["n"] = len(fs)
+    return out

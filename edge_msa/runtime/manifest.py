@@ -1,0 +1,102 @@
+"""Bundle manifest (interface 5): what a bundle holds and how to run it. Written by `export`, read here.
+
+Lives in the runtime (numpy-only) because the device reads it; `export` depends on it, never the reverse.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from ..atomic import write_text
+from ..errors import ArtifactError, InputError
+from ..spec import FeatureSpec
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+PARTS = ("gate", "encode_text", "encode_audio", "encode_video", "fuse")
+SINGLE = "model"  # the one graph of a single-graph bundle
+SINGLE_INPUTS = ("text", "text_mask", "audio", "audio_mask", "video", "video_mask")
+SINGLE_OUTPUTS = ("score",)
+
+
+@dataclass
+class Manifest:
+    """manifest.json of a bundle; `graphs` maps part name (or "model") to a file inside the bundle."""
+
+    feature_spec: FeatureSpec
+    graphs: dict[str, str]
+    layout: str  # "parts" (gate + encoders + fuse, modality skipping) | "single" (one graph, no skipping)
+    precision: str  # fp32 | fp16 | int8 | engine-fp16 | engine-int8 | engine-fp32
+    model: str
+    io: dict[str, list[list[str]]] = field(default_factory=dict)  # graph -> [input names, output names]
+    skip_thresholds: list[float] | None = None
+    front_ends: dict[str, str] = field(default_factory=dict)  # modality -> front end name
+    text_encoder: dict[str, str] | None = None  # {"onnx": file, "tokenizer": file} when bundled
+    export_options: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    parity: dict[str, Any] = field(default_factory=dict)
+    tensorrt_check: dict[str, Any] = field(default_factory=dict)
+    backend: str = "onnxruntime"  # the runtime these graphs are for (onnxruntime | tensorrt)
+    format_version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        if self.layout not in ("parts", "single"):
+            raise ArtifactError(f"manifest layout '{self.layout}' is unknown; expected 'parts' or 'single'")
+        needed = PARTS if self.layout == "parts" else (SINGLE,)
+        missing = [p for p in needed if p not in self.graphs]
+        if missing:
+            raise ArtifactError(f"manifest lists no graph for {missing}; a '{self.layout}' bundle needs {list(needed)}")
+
+    @property
+    def skipping(self) -> bool:
+        return self.layout == "parts"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["feature_spec"] = self.feature_spec.to_dict()
+        data["skipping"] = self.skipping
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "manifest") -> "Manifest":
+        version = data.get("format_version")
+        if not isinstance(version, int):
+            raise ArtifactError(f"{where} has no integer format_version; expected an edge-msa bundle manifest")
+        if version > FORMAT_VERSION:
+            raise ArtifactError(f"{where} has bundle format_version {version}, newer than this edge-msa reads "
+                                f"({FORMAT_VERSION}); upgrade edge-msa")
+        known = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        try:
+            kwargs["feature_spec"] = FeatureSpec.from_dict(data["feature_spec"])
+            return cls(**kwargs)
+        except (KeyError, TypeError, InputError) as exc:
+            raise ArtifactError(f"{where} is malformed ({exc}); expected the fields of edge-msa bundle "
+                                f"format {FORMAT_VERSION}") from None
+
+
+def write_manifest(bundle: str | os.PathLike, manifest: Manifest) -> Path:
+    path = Path(bundle) / MANIFEST
+    write_text(path, json.dumps(manifest.to_dict(), indent=2, sort_keys=False) + "\n")
+    return path
+
+
+def read_manifest(bundle: str | os.PathLike) -> Manifest:
+    """Read `bundle/manifest.json`; one-line ArtifactError/InputError for anything wrong."""
+    bundle = Path(bundle)
+    if not bundle.is_dir():
+        raise InputError(f"bundle '{bundle}' is not a directory; expected the folder written by `edge-msa export`")
+    path = bundle / MANIFEST
+    if not path.is_file():
+        raise ArtifactError(f"'{bundle}' has no {MANIFEST}; expected a bundle written by `edge-msa export`")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{path} is not valid JSON ({exc}); re-export the bundle") from None
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{path} holds a {type(data).__name__}; expected a JSON object")
+    return Manifest.from_dict(data, where=str(path))

@@ -1,0 +1,79 @@
+"""ONNX Runtime backend: providers TensorRT EP -> CUDA -> CPU, with a warning when ORT falls back."""
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import ArtifactError, InputError, require
+from .backend import Backend, TensorInfo
+
+PREFERRED = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+ORT_TYPES = {"tensor(float)": np.dtype(np.float32), "tensor(bool)": np.dtype(np.bool_),
+             "tensor(float16)": np.dtype(np.float16), "tensor(int64)": np.dtype(np.int64),
+             "tensor(int32)": np.dtype(np.int32)}
+
+
+def default_providers(available: Sequence[str]) -> list[str]:
+    """The best providers this onnxruntime build has, in preference order (CPU always last)."""
+    return [p for p in PREFERRED if p in available] or ["CPUExecutionProvider"]
+
+
+class OnnxRuntimeBackend(Backend):
+    """One `onnxruntime.InferenceSession` over one .onnx file."""
+
+    name = "onnxruntime"
+
+    def __init__(self, path: str | os.PathLike, providers: Sequence[str] | None = None,
+                 threads: int | None = None, label: str | None = None) -> None:
+        super().__init__()
+        ort = require("onnxruntime", "running ONNX bundles", "pip install onnxruntime (or onnxruntime-gpu)")
+        path = Path(path)
+        self.label = label or path.name
+        if not path.is_file():
+            raise ArtifactError(f"graph file '{path}' is missing; re-export the bundle")
+        available = ort.get_available_providers()
+        asked = list(providers) if providers else default_providers(available)
+        unknown = [p for p in asked if p not in available]
+        if unknown and providers:
+            warnings.warn(f"onnxruntime has no {', '.join(unknown)} in this build (available: "
+                          f"{', '.join(available)}); using the rest", stacklevel=2)
+        usable = [p for p in asked if p in available] or ["CPUExecutionProvider"]
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = int(threads)
+            options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # our own fallback warning replaces ORT's log lines
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=usable)
+        except Exception as exc:  # ORT raises InvalidProtobuf/Fail/InvalidGraph from its own module
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise ArtifactError(f"cannot load graph '{path}' ({first}); the file is corrupt or truncated, "
+                                "re-export the bundle") from None
+        self.providers = self.session.get_providers()
+        dropped = [p for p in usable if p not in self.providers]
+        if dropped:
+            warnings.warn(f"onnxruntime fell back from {', '.join(dropped)} to {', '.join(self.providers)} "
+                          f"for {self.label}", stacklevel=2)
+        self.inputs = tuple(self._info(i) for i in self.session.get_inputs())
+        self.outputs = tuple(o.name for o in self.session.get_outputs())
+
+    def _info(self, node) -> TensorInfo:
+        if node.type not in ORT_TYPES:
+            raise ArtifactError(f"{self.label}: input '{node.name}' has unsupported type {node.type}")
+        shape = tuple(d if isinstance(d, int) else None for d in node.shape)
+        return TensorInfo(node.name, ORT_TYPES[node.type], shape)
+
+    def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        try:
+            values = self.session.run(list(self.outputs), feed)
+        except Exception as exc:  # shape mismatches inside the graph surface here
+            first = str(exc).strip().splitlines()[0][:200]
+            raise InputError(f"{self.label}: onnxruntime rejected the inputs ({first})") from None
+        return dict(zip(self.outputs, values))
+
+    def close(self) -> None:
+        self.session = None

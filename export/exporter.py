@@ -1,0 +1,154 @@
+"""`export(checkpoint, format, out)`: checkpoint -> bundle directory (graphs + manifest.json + trtexec.txt),
+validated by a parity run of the on-device Predictor against the torch model. Written atomically: a
+failed export (parity, missing tensorrt, bad data) leaves no bundle behind."""
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from edge_msa.atomic import atomic_dir, write_text
+from edge_msa.errors import InputError, require
+from edge_msa.runtime.manifest import Manifest, write_manifest
+from edge_msa.spec import MODALITIES
+from edge_msa.version import __version__
+
+from .formats import get_format, resolve_options
+
+TEXT_FRONT_END = "minilm-l6-int8"
+
+
+@dataclass
+class ExportContext:
+    """What a format's build function gets: the model, the bundle being written, the fp32 ONNX graphs."""
+
+    model: Any
+    spec: Any
+    layout: str
+    out: Path
+    onnx_graphs: dict[str, Path]
+    options: dict[str, Any]
+    feeds: dict[str, list] = field(default_factory=dict)  # recorded real inputs per graph (calibration)
+    versions: dict[str, str] = field(default_factory=dict)
+    export_notes: dict[str, Any] = field(default_factory=dict)
+
+
+def export(checkpoint: str | os.PathLike, format: str = "onnx", out: str | os.PathLike = "bundle",  # noqa: A002
+           data: str | os.PathLike | None = None, single_graph: bool = False, opset: int = 17,
+           log: Callable[[str], None] | None = print, **options: Any) -> Path:
+    """Export `checkpoint` to a bundle at `out` in `format` (see export.formats.FORMATS).
+
+    The student exports as parts (gate, encoders, fuse) for run-time modality skipping; any other
+    MSAModel (or the student with single_graph=True) as one graph without skipping. `data` (a dataset
+    path for edge_msa.data.load_dataset) supplies real validation inputs for the parity and accuracy checks.
+    """
+    fmt = get_format(format)
+    opts = resolve_options(fmt, {"single_graph": single_graph, "opset": opset, **options})
+    if fmt.requires:  # fail before any work, and before anything is written
+        require(fmt.requires, f"--format {fmt.name}", fmt.fix)
+    import onnx
+    import onnxruntime
+    import torch
+
+    from edge_msa.checkpoint import load_checkpoint
+    from edge_msa.runtime.predictor import load
+
+    from . import onnx as onnx_export
+    from .parity import check_graphs, check_metrics, parity_batches
+    from .trt_support import check_ops, trtexec_lines
+
+    say = log or (lambda _msg: None)
+    model, meta = load_checkpoint(checkpoint)
+    spec = model.spec
+    layout = "parts" if hasattr(model, "part") and not opts["single_graph"] else "single"
+    valid = _validation_split(data, spec) if data else None
+    inputs = f"{len(valid)} validation samples of {data}" if valid is not None else "random inputs of the spec's shapes"
+    versions = {"edge_msa": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
+                "onnxruntime": onnxruntime.__version__, "opset": str(opts["opset"])}
+    out = Path(out)
+    with atomic_dir(out) as tmp:
+        exported = onnx_export.export_graphs(model, spec, layout, tmp, int(opts["opset"]), bool(opts["dedupe"]))
+        io = {name: [list(i), list(o)] for name, (i, o) in onnx_export.graph_io(model, layout).items()}
+        manifest = Manifest(
+            feature_spec=spec, graphs={n: e["file"] for n, e in exported.items()}, layout=layout, precision="fp32",
+            model=model.model_name, io=io,
+            skip_thresholds=list(model.config_params["skip_thresholds"]) if layout == "parts" else None,
+            front_ends={m: spec.front_end(m) for m in MODALITIES},
+            export_options={"format": fmt.name, **opts, "checkpoint": str(checkpoint), "data": str(data) if data else None,
+                            "graph_bytes": {n: {k: e[k] for k in ("bytes_before_dedupe", "bytes")}
+                                            for n, e in exported.items()}},
+            versions=versions, metrics={"checkpoint_meta": meta.get("metrics", {})})
+        write_manifest(tmp, manifest)
+        batches = parity_batches(spec, valid)
+        with load(tmp, providers=["CPUExecutionProvider"]) as predictor:
+            fp32, feeds = check_graphs(model, layout, predictor, batches, float(opts["atol"]), inputs)
+        say(_parity_line(fp32))
+        manifest.parity = {"fp32": fp32.to_dict()}
+        ctx = ExportContext(model, spec, layout, tmp, {n: tmp / e["file"] for n, e in exported.items()}, opts,
+                            feeds, versions)
+        manifest.graphs = fmt.build_fn()(ctx)
+        manifest.precision = fmt.precision if fmt.name != "engine" else f"engine-{opts['trt_precision']}"
+        manifest.backend = fmt.backend
+        manifest.export_options.update(ctx.export_notes)
+        if fmt.backend == "tensorrt":
+            manifest.export_options["onnx_graphs"] = {n: p.name for n, p in ctx.onnx_graphs.items()}
+        write_manifest(tmp, manifest)
+        if manifest.precision != "fp32":
+            with load(tmp) as predictor:
+                measured, _ = check_graphs(model, layout, predictor, batches, None, inputs)
+                manifest.parity[manifest.precision] = measured.to_dict()
+                if valid is not None:
+                    manifest.metrics["valid"] = check_metrics(model, layout, predictor, valid, float(opts["max_drop"]))
+                    say(_metric_line(manifest.precision, manifest.metrics["valid"]))
+                else:
+                    manifest.metrics["valid"] = {"unavailable": "no --data given; accuracy drop not measured"}
+                    say(f"{manifest.precision}: max|Δ| vs torch = {measured.max_abs_diff['score']:.1e} on random "
+                        "inputs (pass --data to judge it by the Acc-2 drop)")
+        elif valid is not None:
+            with load(tmp, providers=["CPUExecutionProvider"]) as predictor:
+                manifest.metrics["valid"] = check_metrics(model, layout, predictor, valid, None)
+        manifest.parity["ok"] = True
+        write_text(tmp / "trtexec.txt", trtexec_lines(ctx.onnx_graphs, spec, int(opts["max_batch"]),
+                                                      opts.get("trt_precision", "fp16")))
+        manifest.tensorrt_check = check_ops({n: tmp / f for n, f in manifest.graphs.items() if f.endswith(".onnx")}
+                                            or ctx.onnx_graphs)
+        if spec.front_end("text") == TEXT_FRONT_END:
+            manifest.text_encoder = _copy_text_encoder(tmp)
+        write_manifest(tmp, manifest)
+    say(f"bundle written to {out} ({layout} layout, {manifest.precision}, {len(manifest.graphs)} graphs)")
+    return out
+
+
+def _validation_split(data, spec):
+    from edge_msa.data import load_dataset
+
+    splits = load_dataset(data, progress=False)
+    if tuple(splits.spec.dims) != tuple(spec.dims):
+        raise InputError(f"--data {data} has feature dims {splits.spec.dims}; the model expects {spec.dims}")
+    splits.valid.check_spec(spec)
+    return splits.valid
+
+
+def _copy_text_encoder(bundle: Path) -> dict[str, str]:
+    """The MiniLM front end travels with the bundle so the device needs no extra packages."""
+    from edge_msa.features.text import TextEncoder
+
+    encoder = TextEncoder()
+    shutil.copyfile(encoder.onnx_path, bundle / "text_encoder.onnx")
+    shutil.copyfile(encoder.tokenizer_path, bundle / "tokenizer.json")
+    return {"onnx": "text_encoder.onnx", "tokenizer": "tokenizer.json"}
+
+
+def _parity_line(result) -> str:
+    graphs = {k: v for k, v in result.max_abs_diff.items() if k != "score"}
+    worst = max(result.max_abs_diff.values())
+    detail = ", ".join(f"{k} {v:.0e}" for k, v in graphs.items())
+    return (f"ONNX parity: max|Δ| = {worst:.0e} <= {result.atol:.0e} ✓ "
+            f"({'parts' if len(graphs) > 1 else 'graph'}: {detail}; 7 modality subsets, {result.inputs})")
+
+
+def _metric_line(precision: str, m: dict[str, Any]) -> str:
+    return (f"{precision} accuracy: Acc-2 (non-0) {m['torch']['acc2_non0']:.4f} -> {m['bundle']['acc2_non0']:.4f} "
+            f"(drop {m['acc2_non0_drop_points']:.2f} <= {m['max_drop_points']} points) ✓")

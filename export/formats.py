@@ -1,0 +1,76 @@
+"""The ONE format table: it drives the CLI choices and help, option validation, the exporter and tests."""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from edge_msa.errors import InputError
+from edge_msa.spec import suggest
+
+TRT_FIX = ("install it from JetPack (Jetson) or `pip install tensorrt` from NVIDIA's index on x86")
+COMMON_OPTIONS = frozenset({"single_graph", "opset", "atol", "max_batch", "dedupe"})
+
+
+@dataclass(frozen=True)
+class Format:
+    """name · suffix · build function ("module:function") · required extra (module, fix) · device · options."""
+
+    name: str
+    suffix: str
+    build: str
+    requires: str | None
+    fix: str | None
+    device: str  # where the graphs run: "cpu+gpu" (onnxruntime) or "gpu" (TensorRT engines)
+    precision: str
+    backend: str
+    extra_options: frozenset[str] = frozenset()
+
+    @property
+    def options(self) -> frozenset[str]:
+        return COMMON_OPTIONS | self.extra_options
+
+    def build_fn(self) -> Callable[..., dict[str, str]]:
+        module, fn = self.build.split(":")
+        return getattr(importlib.import_module(module), fn)
+
+
+FORMATS: dict[str, Format] = {f.name: f for f in (
+    Format("onnx", ".onnx", "export.onnx:build", None, None, "cpu+gpu", "fp32", "onnxruntime"),
+    Format("onnx-fp16", ".onnx", "export.fp16:build", "onnxconverter_common", "pip install edge-msa[fp16]",
+           "cpu+gpu", "fp16", "onnxruntime", frozenset({"max_drop"})),
+    Format("onnx-int8", ".onnx", "export.int8:build", "onnxruntime.quantization", "pip install onnxruntime",
+           "cpu+gpu", "int8", "onnxruntime", frozenset({"max_drop", "per_channel"})),
+    Format("engine", ".engine", "export.tensorrt:build", "tensorrt", TRT_FIX, "gpu", "engine", "tensorrt",
+           frozenset({"max_drop", "trt_precision", "workspace_mb"})),
+)}
+
+DEFAULTS: dict[str, Any] = {"single_graph": False, "opset": 17, "atol": 1e-4, "max_batch": 32, "dedupe": True,
+                            "max_drop": 0.5, "per_channel": False, "trt_precision": "fp16", "workspace_mb": 1024}
+
+
+def get_format(name: str) -> Format:
+    if name not in FORMATS:
+        raise InputError(f"unknown format '{name}'{suggest(name, list(FORMATS))}")
+    return FORMATS[name]
+
+
+def resolve_options(fmt: Format, options: dict[str, Any]) -> dict[str, Any]:
+    """Defaults for `fmt` overridden by `options`; unknown or inapplicable options are rejected."""
+    for key in options:
+        if key not in fmt.options:
+            every = sorted(set().union(*(f.options for f in FORMATS.values())))
+            if key in every:
+                raise InputError(f"option '{key}' does not apply to format '{fmt.name}'; it takes "
+                                 f"{', '.join(sorted(fmt.options))}")
+            raise InputError(f"unknown export option '{key}'{suggest(key, every)}")
+    resolved = {k: DEFAULTS[k] for k in fmt.options}
+    resolved.update(options)
+    if not 11 <= int(resolved["opset"]) <= 20:
+        raise InputError(f"opset {resolved['opset']} is out of range; expected 11..20 (17 suits TensorRT 8.5+)")
+    if resolved["atol"] <= 0 or resolved["max_batch"] < 1:
+        raise InputError(f"atol must be > 0 and max_batch >= 1; got {resolved['atol']}, {resolved['max_batch']}")
+    if resolved.get("trt_precision", "fp16") not in ("fp32", "fp16", "int8"):
+        raise InputError(f"trt_precision '{resolved['trt_precision']}'"
+                         f"{suggest(str(resolved['trt_precision']), ['fp32', 'fp16', 'int8'])}")
+    return resolved

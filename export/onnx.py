@@ -1,0 +1,174 @@
+"""fp32 ONNX: each graph exported with the legacy TorchScript exporter (opset 17: fast, and what older
+TensorRT parses), dynamic batch and sequence axes, identical initializers deduplicated. Host only (torch)."""
+from __future__ import annotations
+
+import hashlib
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from edge_msa.errors import ArtifactError
+from edge_msa.runtime.manifest import PARTS, SINGLE, SINGLE_INPUTS, SINGLE_OUTPUTS
+from edge_msa.spec import MODALITIES, FeatureSpec
+
+
+def graph_io(model, layout: str) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+    """Input/output names of every graph: the student's PART_IO, or the single-graph wrapper's."""
+    if layout == "single":
+        return {SINGLE: (SINGLE_INPUTS, SINGLE_OUTPUTS)}
+    import importlib
+    part_io = importlib.import_module(type(model).__module__).PART_IO
+    return {p: tuple(tuple(x) for x in part_io[p]) for p in PARTS}
+
+
+def graph_module(model, layout: str, name: str):
+    """The torch module behind one graph (positional inputs in graph_io order)."""
+    return SingleGraph(model).eval() if layout == "single" else model.part(name)
+
+
+class SingleGraph(nn.Module):
+    """Any MSAModel as one graph: (text, text_mask, audio, audio_mask, video, video_mask) -> score (B,)."""
+
+    def __init__(self, model) -> None:
+        super().__init__()
+        self.inner = model
+
+    def forward(self, text, text_mask, audio, audio_mask, video, video_mask):
+        batch = {"text": text, "text_mask": text_mask, "audio": audio, "audio_mask": audio_mask,
+                 "video": video, "video_mask": video_mask}
+        return self.inner(batch)["score"]  # (B,)
+
+
+def example_inputs(model, spec: FeatureSpec, layout: str, name: str, io) -> tuple:
+    """Dummy tensors to trace one graph: batch 2, full max lengths, the second row half-masked."""
+    def seq(m: str):
+        L = spec.max_len(m)
+        x = torch.randn(2, L, spec.dim(m))  # (2, L, d)
+        mask = torch.arange(L)[None, :] < torch.tensor([L, max(L // 2, 1)])[:, None]  # (2, L)
+        return x, mask
+
+    if layout == "single":
+        return tuple(t for m in MODALITIES for t in seq(m))
+    if name.startswith("encode_"):
+        return seq(name.split("_", 1)[1])
+    with torch.no_grad():
+        h = model.part("encode_text")(*seq("text"))  # (2, D)
+    if name == "gate":
+        return (h, *seq("audio"), *seq("video"))
+    return (h, h.clone(), h.clone(), torch.ones(2, len(MODALITIES)))  # fuse
+
+
+def dynamic_axes(inputs: tuple[str, ...], outputs: tuple[str, ...], example: tuple) -> dict[str, dict[int, str]]:
+    """Axis 0 of everything is the batch; axis 1 of sequences and masks is that input's length."""
+    axes: dict[str, dict[int, str]] = {}
+    for name, t in zip(inputs, example):
+        axes[name] = {0: "batch"}
+        if t.dim() >= 2 and name not in ("present",) and not name.startswith("h_"):
+            axes[name][1] = f"len_{name.replace('_mask', '')}" if name not in ("x", "mask") else "len"
+    for name in outputs:
+        axes[name] = {0: "batch"}
+    return axes
+
+
+def export_graphs(model, spec: FeatureSpec, layout: str, out: Path, opset: int, dedupe: bool) -> dict[str, Any]:
+    """Write one .onnx per graph into `out`. Returns {graph: {"file", "bytes_before_dedupe", "bytes"}}."""
+    model.eval()
+    info = {}
+    for name, (inputs, outputs) in graph_io(model, layout).items():
+        module = graph_module(model, layout, name)
+        example = example_inputs(model, spec, layout, name, inputs)
+        path = out / f"{name}.onnx"
+        try:
+            with warnings.catch_warnings(), torch.no_grad():
+                warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer warnings
+                torch.onnx.export(module, example, str(path), dynamo=False, opset_version=opset,
+                                  input_names=list(inputs), output_names=list(outputs),
+                                  dynamic_axes=dynamic_axes(inputs, outputs, example), do_constant_folding=True)
+        except Exception as exc:  # tracer/exporter errors are long; keep the first line
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise ArtifactError(f"cannot export graph '{name}' of {model.model_name} to ONNX ({first})") from None
+        before = path.stat().st_size
+        if dedupe:
+            dedupe_file(path)
+        info[name] = {"file": path.name, "bytes_before_dedupe": before, "bytes": path.stat().st_size}
+    return info
+
+
+def dedupe_initializers(graph) -> int:
+    """Make nodes share one copy of byte-identical initializers (shared blocks, folded transposes).
+    Returns how many initializers were removed."""
+    from onnx import numpy_helper
+
+    keep: dict[str, str] = {}
+    rename: dict[str, str] = {}
+    for init in graph.initializer:
+        arr = numpy_helper.to_array(init)
+        key = hashlib.sha1(arr.dtype.str.encode() + str(arr.shape).encode() + np.ascontiguousarray(arr).tobytes())
+        digest = key.hexdigest()
+        if digest in keep:
+            rename[init.name] = keep[digest]
+        else:
+            keep[digest] = init.name
+    if not rename:
+        return 0
+    outputs = {o.name for o in graph.output}
+    rename = {k: v for k, v in rename.items() if k not in outputs}
+    for node in _all_nodes(graph):
+        for i, name in enumerate(node.input):
+            if name in rename:
+                node.input[i] = rename[name]
+    kept = [init for init in graph.initializer if init.name not in rename]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    graph_inputs = [i for i in graph.input if i.name not in rename]
+    del graph.input[:]
+    graph.input.extend(graph_inputs)
+    return len(rename)
+
+
+def fold_identities(graph) -> int:
+    """Drop Identity nodes that alias an initializer (the legacy exporter emits them for reused
+    parameters); consumers read the initializer directly. Keeps fp16 conversion and dedupe simple."""
+    inits = {i.name for i in graph.initializer}
+    outputs = {o.name for o in graph.output}
+    alias = {n.output[0]: n.input[0] for n in graph.node
+             if n.op_type == "Identity" and n.input[0] in inits and n.output[0] not in outputs}
+    if not alias:
+        return 0
+    kept = [n for n in graph.node if not (n.op_type == "Identity" and n.output[0] in alias)]
+    del graph.node[:]
+    graph.node.extend(kept)
+    for node in _all_nodes(graph):
+        for i, name in enumerate(node.input):
+            if name in alias:
+                node.input[i] = alias[name]
+    return len(alias)
+
+
+def _all_nodes(graph):
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                yield from _all_nodes(sub)
+
+
+def dedupe_file(path: Path) -> int:
+    """Fold initializer aliases and share identical initializers in one .onnx file, in place."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    removed = fold_identities(proto.graph) + dedupe_initializers(proto.graph)
+    if removed:
+        onnx.checker.check_model(proto)
+        onnx.save(proto, str(path))
+    return removed
+
+
+def build(ctx) -> dict[str, str]:
+    """fp32: the exported graphs are the bundle's graphs."""
+    return {name: path.name for name, path in ctx.onnx_graphs.items()}

@@ -1,0 +1,172 @@
+"""Validation as a pipeline step: the exported bundle, run by the on-device Predictor, against the torch
+model, on real-shaped inputs with every modality subset. fp32 is judged by max|Δ| per graph; fp16/int8
+(and engines) by the metric drop on the validation split."""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from edge_msa.data.base import FeatureSet
+from edge_msa.errors import ParityError
+from edge_msa.metrics import msa_metrics
+from edge_msa.runtime.backend import Backend
+from edge_msa.runtime.evaluate import evaluate
+from edge_msa.runtime.torch_backend import TorchBackend
+from edge_msa.spec import MODALITIES, FeatureSpec
+
+from .onnx import graph_module
+
+SUBSETS = [s for n in range(1, 4) for s in itertools.combinations(MODALITIES, n)]  # the 7 non-empty subsets
+
+
+class Recorder(Backend):
+    """Passes runs through to another backend and keeps every (feed, outputs) pair."""
+
+    def __init__(self, inner: Backend) -> None:
+        super().__init__()
+        self.inner, self.inputs, self.outputs, self.label = inner, inner.inputs, inner.outputs, inner.label
+        self.records: list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] = []
+
+    def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = self.inner._run(feed)
+        self.records.append((feed, out))
+        return out
+
+
+@dataclass
+class ParityBatch:
+    subset: tuple[str, ...]
+    features: dict[str, np.ndarray]  # (B, L, d); zeros for modalities outside the subset
+    lengths: dict[str, np.ndarray]  # (B,); 0 outside the subset
+
+
+@dataclass
+class ParityResult:
+    max_abs_diff: dict[str, float]
+    atol: float | None
+    ok: bool
+    ran_mismatches: int
+    inputs: str
+    subsets: list[str] = field(default_factory=lambda: ["+".join(s) for s in SUBSETS])
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def parity_batches(spec: FeatureSpec, valid: FeatureSet | None, n: int = 32, seed: int = 0) -> list[ParityBatch]:
+    """Every modality subset of the first `n` validation samples (or of random inputs of the spec's
+    shapes, lengths 1..max_len), so skipped, missing and present paths are all exercised."""
+    rng = np.random.default_rng(seed)
+    if valid is not None:
+        rows = np.arange(min(n, len(valid)))
+        lengths = {m: valid.lengths[m][rows].astype(np.int64) for m in MODALITIES}
+        feats = {m: valid.features[m][rows, :max(int(lengths[m].max()), 1)] for m in MODALITIES}
+    else:
+        b = 8
+        lengths = {m: rng.integers(1, spec.max_len(m) + 1, size=b) for m in MODALITIES}
+        for m in MODALITIES:
+            lengths[m][0] = spec.max_len(m)
+        feats = {}
+        for m in MODALITIES:
+            x = rng.normal(size=(b, spec.max_len(m), spec.dim(m))).astype(np.float32)  # (B, L, d)
+            x[np.arange(spec.max_len(m))[None, :] >= lengths[m][:, None]] = 0.0
+            feats[m] = x
+    batches = []
+    for subset in SUBSETS:
+        f = {m: feats[m] if m in subset else np.zeros_like(feats[m]) for m in MODALITIES}
+        ln = {m: lengths[m] if m in subset else np.zeros_like(lengths[m]) for m in MODALITIES}
+        batches.append(ParityBatch(subset, f, ln))
+    return batches
+
+
+def to_torch_batch(features: dict[str, np.ndarray], lengths: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    batch = {}
+    for m in MODALITIES:
+        x = torch.from_numpy(np.ascontiguousarray(features[m], dtype=np.float32))  # (B, L, d)
+        batch[m] = x
+        batch[f"{m}_mask"] = torch.arange(x.shape[1])[None, :] < torch.from_numpy(lengths[m])[:, None]  # (B, L)
+    return batch
+
+
+@torch.no_grad()
+def reference(model, layout: str, features, lengths) -> tuple[np.ndarray, np.ndarray]:
+    """The torch answer the bundle must match: the skip rule for parts, plain forward for one graph."""
+    model.eval()
+    batch = to_torch_batch(features, lengths)
+    if layout == "parts":
+        import importlib
+        score, ran = importlib.import_module(type(model).__module__).run_with_skipping(model, batch)
+        return score.numpy(), ran.numpy()
+    ran = np.stack([lengths[m] > 0 for m in MODALITIES], axis=1)  # (B, 3)
+    return model(batch)["score"].numpy(), ran
+
+
+def check_graphs(model, layout: str, predictor, batches: list[ParityBatch], atol: float | None,
+                 inputs: str) -> tuple[ParityResult, dict[str, list[dict[str, np.ndarray]]]]:
+    """Run every batch through `predictor` (recording each graph's feeds), replay the feeds on the torch
+    module of that graph, and compare end-to-end scores with `reference`. Raises ParityError when a
+    graph (or the end-to-end score) exceeds `atol`; atol None only measures. Returns the result and the
+    recorded feeds per graph (real-shaped calibration data for TensorRT INT8)."""
+    recorders = {p: Recorder(b) for p, b in predictor.backends.items()}
+    predictor.backends = recorders
+    diffs = {p: 0.0 for p in recorders}
+    diffs["score"] = 0.0
+    mismatches = 0
+    for b in batches:
+        scores, ran = predictor.predict_features(b.features, b.lengths)
+        ref_scores, ref_ran = reference(model, layout, b.features, b.lengths)
+        diffs["score"] = max(diffs["score"], float(np.abs(scores - ref_scores).max()))
+        mismatches += int((ran != ref_ran).any(axis=1).sum())
+    full = batches[-1]  # every modality present
+    for part, rec in recorders.items():
+        if not rec.records and part.startswith("encode_"):  # the gate skipped it everywhere: run it directly
+            m = part.split("_", 1)[1]
+            x = full.features[m]  # (B, L, d)
+            rec.run({"x": x, "mask": np.arange(x.shape[1])[None, :] < full.lengths[m][:, None]})
+    for part, rec in recorders.items():
+        torch_graph = TorchBackend(graph_module(model, layout, part), rec.inputs, rec.outputs, part)
+        for feed, out in rec.records:
+            ref = torch_graph.run(feed)
+            for name in rec.outputs:
+                diffs[part] = max(diffs[part], float(np.abs(out[name].astype(np.float32) - ref[name]).max()))
+    predictor.backends = {p: r.inner for p, r in recorders.items()}
+    ok = atol is None or (all(d <= atol for d in diffs.values()) and mismatches == 0)
+    result = ParityResult({k: float(f"{v:.3g}") for k, v in diffs.items()}, atol, ok, mismatches, inputs)
+    if not ok:
+        bad = [f"{p} {d:.2e}" for p, d in diffs.items() if d > atol]
+        if mismatches:
+            bad.append(f"skip decisions differ on {mismatches} samples")
+        raise ParityError(f"ONNX parity failed: max|Δ| > {atol:.0e} for {', '.join(bad)}")
+    feeds = {p: [feed for feed, _ in r.records] for p, r in recorders.items()}
+    return result, feeds
+
+
+@torch.no_grad()
+def torch_metrics(model, layout: str, fs: FeatureSet, batch_size: int = 256) -> dict[str, float]:
+    """The reference metrics on `fs` (skip rule included for parts)."""
+    scores = []
+    for start in range(0, len(fs), batch_size):
+        idx = np.arange(start, min(start + batch_size, len(fs)))
+        lengths = {m: fs.lengths[m][idx].astype(np.int64) for m in MODALITIES}
+        feats = {m: fs.features[m][idx, :max(int(lengths[m].max()), 1)] for m in MODALITIES}
+        scores.append(reference(model, layout, feats, lengths)[0])
+    return msa_metrics(np.concatenate(scores), fs.labels)
+
+
+def check_metrics(model, layout: str, predictor, valid: FeatureSet, max_drop: float | None) -> dict[str, Any]:
+    """Metrics of torch and of the bundle on the validation split, and the Acc-2 (non-0) drop in points.
+    Raises ParityError when the drop exceeds `max_drop` (None: only measure)."""
+    ref = torch_metrics(model, layout, valid)
+    got = evaluate(predictor, valid)
+    drop = 100.0 * (ref["acc2_non0"] - got["acc2_non0"])
+    ok = max_drop is None or drop <= max_drop
+    result = {"split": "valid", "n": len(valid), "torch": ref, "bundle": got,
+              "acc2_non0_drop_points": round(drop, 3), "max_drop_points": max_drop, "ok": ok}
+    if not ok:
+        raise ParityError(f"accuracy check failed: Acc-2 (non-0) {ref['acc2_non0']:.4f} -> {got['acc2_non0']:.4f} "
+                          f"on the validation split, a drop of {drop:.2f} > {max_drop} points")
+    return result

@@ -1,0 +1,95 @@
+"""engine: TensorRT engines built from the fp32 ONNX graphs with the TensorRT Python API (one
+optimisation profile per graph: batch 1..max_batch, sequence 1..max_len; fp16 or int8 with an entropy
+calibrator fed real feature batches recorded during the parity run). Engines are device-specific and
+stamped with the TensorRT version in the manifest. Untested here (no GPU on the build host)."""
+from __future__ import annotations
+
+import numpy as np
+
+from edge_msa.errors import ArtifactError, require
+
+from .formats import TRT_FIX
+from .trt_support import profile_shapes
+
+
+def _calibration_rows(feeds: list[dict[str, np.ndarray]], opt: dict[str, tuple[int, ...]]):
+    """Split recorded feeds into single samples padded/cut to the calibration (opt) shapes."""
+    for feed in feeds:
+        for i in range(len(next(iter(feed.values())))):
+            row = {}
+            for name, x in feed.items():
+                out = np.zeros(opt[name], dtype=x.dtype)
+                sl = tuple(slice(0, min(a, b)) for a, b in zip(out.shape[1:], x.shape[1:]))
+                out[(0, *sl)] = x[(i, *sl)]
+                row[name] = out
+            yield row
+
+
+def _calibrator(trt, feeds, opt, cache_path):
+    torch = require("torch", "INT8 calibration buffers on the GPU", "pip install torch (CUDA build)")
+    rows = list(_calibration_rows(feeds, opt))
+
+    class Calibrator(trt.IInt8EntropyCalibrator2):
+        def __init__(self) -> None:
+            super().__init__()
+            self.index = 0
+            self.buffers: dict[str, object] = {}
+
+        def get_batch_size(self) -> int:
+            return 1
+
+        def get_batch(self, names):
+            if self.index >= len(rows):
+                return None
+            row = rows[self.index]
+            self.index += 1
+            self.buffers = {n: torch.from_numpy(row[n]).cuda() for n in names}
+            return [int(self.buffers[n].data_ptr()) for n in names]
+
+        def read_calibration_cache(self):
+            return cache_path.read_bytes() if cache_path.is_file() else None
+
+        def write_calibration_cache(self, cache) -> None:
+            cache_path.write_bytes(bytes(cache))
+
+    return Calibrator()
+
+
+def build(ctx) -> dict[str, str]:
+    trt = require("tensorrt", "--format engine", TRT_FIX)
+    ctx.versions["tensorrt"] = trt.__version__
+    precision = ctx.options["trt_precision"]
+    logger = trt.Logger(trt.Logger.WARNING)
+    graphs = {}
+    for name, path in ctx.onnx_graphs.items():
+        builder = trt.Builder(logger)
+        flags = 0 if int(trt.__version__.split(".")[0]) >= 10 else \
+            1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+        network = builder.create_network(flags)
+        parser = trt.OnnxParser(network, logger)
+        if not parser.parse(path.read_bytes()):
+            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+            raise ArtifactError(f"TensorRT cannot parse {path.name}: {errors[:300]}")
+        config = builder.create_builder_config()
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(ctx.options["workspace_mb"]) << 20)
+        profile = builder.create_optimization_profile()
+        shapes = profile_shapes(path, ctx.spec, name, int(ctx.options["max_batch"]))
+        for inp, (lo, opt, hi) in shapes.items():
+            profile.set_shape(inp, lo, opt, hi)
+        config.add_optimization_profile(profile)
+        if precision in ("fp16", "int8"):
+            config.set_flag(trt.BuilderFlag.FP16)
+        if precision == "int8":
+            config.set_flag(trt.BuilderFlag.INT8)
+            config.set_calibration_profile(profile)
+            opt_shapes = {k: v[1] for k, v in shapes.items()}
+            config.int8_calibrator = _calibrator(trt, ctx.feeds.get(name, []), opt_shapes,
+                                                 ctx.out / f".{name}.calib")
+        engine = builder.build_serialized_network(network, config)
+        if engine is None:
+            raise ArtifactError(f"TensorRT failed to build an engine for {path.name} (see the TensorRT log above)")
+        target = ctx.out / f"{name}.engine"
+        target.write_bytes(bytes(engine))
+        (ctx.out / f".{name}.calib").unlink(missing_ok=True)
+        graphs[name] = target.name
+    return graphs
