@@ -8,7 +8,7 @@ from typing import Any, Callable
 from edge_msa.errors import InputError
 from edge_msa.spec import suggest
 
-TRT_FIX = ("install it from JetPack (Jetson) or `pip install tensorrt` from NVIDIA's index on x86")
+from edge_msa.runtime.tensorrt_backend import TRT_FIX
 COMMON_OPTIONS = frozenset({"single_graph", "opset", "atol", "max_batch", "dedupe"})
 
 

@@ -1,0 +1,67 @@
+"""`edge-msa info`: what a bundle or checkpoint holds (model, params, graphs, precision, parity)."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+EPILOG = """examples:
+  edge-msa info bundles/student          # manifest summary
+  edge-msa info student.pt               # checkpoint config summary (needs torch)
+  edge-msa info bundles/student --json   # the whole manifest
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("info", help="summarise a bundle or a checkpoint",
+                              description="Print a bundle's manifest summary (graphs, sizes, precision, parity, "
+                              "metrics) or a checkpoint's config (model, parameters, FeatureSpec).",
+                              epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("path", help="a bundle directory or a .pt checkpoint")
+    p.add_argument("--json", action="store_true", help="print the full manifest / config as JSON")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    path = Path(args.path)
+    if path.is_dir():
+        from ..runtime.manifest import read_manifest
+
+        m = read_manifest(path)
+        if args.json:
+            print(json.dumps(m.to_dict(), indent=2))
+            return 0
+        sizes = {g: (path / f).stat().st_size if (path / f).is_file() else None for g, f in m.graphs.items()}
+        fp32 = m.parity.get("fp32", {})
+        lines = [f"bundle     {path}  (format {m.format_version}, edge-msa {m.versions.get('edge_msa', '?')})",
+                 f"model      {m.model}  layout {m.layout} ({'modality skipping' if m.skipping else 'no skipping'})",
+                 f"precision  {m.precision}  backend {m.backend}",
+                 f"graphs     " + ", ".join(f"{g} {f} ({_kb(sizes[g])})" for g, f in m.graphs.items()),
+                 f"spec       dims {list(m.feature_spec.dims)} max_lens {list(m.feature_spec.max_lens)} "
+                 f"front ends {list(m.feature_spec.front_ends)}",
+                 f"skip       thresholds {m.skip_thresholds}" if m.skipping else "skip       none",
+                 f"parity     fp32 max|Δ| {fp32.get('max_abs_diff')} atol {fp32.get('atol')} ok {fp32.get('ok')}",
+                 f"tensorrt   ops ok {m.tensorrt_check.get('ok')} {m.tensorrt_check.get('unsupported') or ''}".rstrip()]
+        valid = m.metrics.get("valid")
+        if isinstance(valid, dict) and "bundle" in valid:
+            lines.append(f"accuracy   valid Acc-2 non-0 torch {valid['torch']['acc2_non0']:.4f} bundle "
+                         f"{valid['bundle']['acc2_non0']:.4f} (drop {valid['acc2_non0_drop_points']} points)")
+        print("\n".join(lines))
+        return 0
+    from ..checkpoint import read_checkpoint
+
+    payload = read_checkpoint(path)
+    if args.json:
+        print(json.dumps({k: payload[k] for k in ("format_version", "config", "feature_spec", "meta")
+                          if k in payload}, indent=2, default=str))
+        return 0
+    params = sum(int(v.numel()) for v in payload["state_dict"].values() if hasattr(v, "numel"))
+    print(f"checkpoint {path}  (format {payload.get('format_version')})\n"
+          f"model      {payload['config']['name']}  {params:,} parameters + buffers\n"
+          f"config     {json.dumps(payload['config'].get('params', {}))}\n"
+          f"spec       {json.dumps(payload['feature_spec'])}")
+    return 0
+
+
+def _kb(size: int | None) -> str:
+    return "missing" if size is None else f"{size / 1024:.1f} KiB"

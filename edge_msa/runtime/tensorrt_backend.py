@@ -1,0 +1,94 @@
+"""TensorRT backend: runs one serialized engine (TensorRT >= 8.5 tensor API) with cuda-python for device
+memory, so the device path needs no torch. Imported only when a bundle of engines is loaded.
+Untested on the build host (no GPU); the engines come from `edge-msa export --format engine`."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ArtifactError, InputError, require
+from .backend import Backend, TensorInfo
+
+TRT_FIX = "install it from JetPack (Jetson) or `pip install tensorrt` from NVIDIA's index on x86"
+
+
+def _cudart():
+    try:
+        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
+    except ImportError:
+        cudart = require("cuda.cudart", "the TensorRT backend (device memory)", "pip install cuda-python")
+    return cudart
+
+
+class TensorRTBackend(Backend):
+    """One engine, one execution context, one CUDA stream; buffers are allocated per call."""
+
+    name = "tensorrt"
+
+    def __init__(self, path: str | os.PathLike, label: str | None = None) -> None:
+        super().__init__()
+        trt = require("tensorrt", "running TensorRT engines", TRT_FIX)
+        self.trt, self.cudart = trt, _cudart()
+        path = Path(path)
+        self.label = label or path.name
+        if not path.is_file():
+            raise ArtifactError(f"engine file '{path}' is missing; re-export the bundle")
+        self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self.engine = self.runtime.deserialize_cuda_engine(path.read_bytes())
+        if self.engine is None:
+            raise ArtifactError(f"cannot deserialize engine '{path}': corrupt, or built by another TensorRT "
+                                f"version/GPU (this is TensorRT {trt.__version__}); rebuild it on this device")
+        self.context = self.engine.create_execution_context()
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        is_input = {n: self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names}
+        self.inputs = tuple(TensorInfo(n, np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))),
+                                       tuple(None if d < 0 else int(d) for d in self.engine.get_tensor_shape(n)))
+                            for n in names if is_input[n])
+        self.outputs = tuple(n for n in names if not is_input[n])
+        self.stream = self._check(self.cudart.cudaStreamCreate())
+
+    def _check(self, result):
+        err, *value = result if isinstance(result, tuple) else (result,)
+        if int(err) != 0:
+            raise ArtifactError(f"{self.label}: CUDA error {err}")
+        return value[0] if value else None
+
+    def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        cudart, kinds = self.cudart, self.cudart.cudaMemcpyKind
+        buffers = []
+        try:
+            for info in self.inputs:
+                x = np.ascontiguousarray(feed[info.name])
+                if not self.context.set_input_shape(info.name, x.shape):
+                    raise InputError(f"{self.label}: input '{info.name}' shape {x.shape} is outside the engine's "
+                                     "optimisation profile (see trtexec.txt for min/max shapes)")
+                ptr = self._check(cudart.cudaMalloc(max(x.nbytes, 1)))
+                buffers.append(ptr)
+                self._check(cudart.cudaMemcpyAsync(ptr, x.ctypes.data, x.nbytes, kinds.cudaMemcpyHostToDevice,
+                                                   self.stream))
+                self.context.set_tensor_address(info.name, ptr)
+            host = {}
+            for name in self.outputs:
+                shape = tuple(self.context.get_tensor_shape(name))
+                host[name] = np.empty(shape, dtype=self.trt.nptype(self.engine.get_tensor_dtype(name)))
+                ptr = self._check(cudart.cudaMalloc(max(host[name].nbytes, 1)))
+                buffers.append(ptr)
+                self.context.set_tensor_address(name, ptr)
+            if not self.context.execute_async_v3(self.stream):
+                raise ArtifactError(f"{self.label}: TensorRT execution failed")
+            for name, ptr in zip(self.outputs, buffers[len(self.inputs):]):
+                self._check(cudart.cudaMemcpyAsync(host[name].ctypes.data, ptr, host[name].nbytes,
+                                                   kinds.cudaMemcpyDeviceToHost, self.stream))
+            self._check(cudart.cudaStreamSynchronize(self.stream))
+            return host
+        finally:
+            for ptr in buffers:
+                cudart.cudaFree(ptr)
+
+    def close(self) -> None:
+        if getattr(self, "stream", None) is not None:
+            self.cudart.cudaStreamDestroy(self.stream)
+            self.stream = None
+        self.context = self.engine = None

@@ -1,0 +1,234 @@
+"""Export round trips on tiny random-weight models: torch -> ONNX -> the on-device runtime, for every graph
+and every modality subset; single graph; fp16 / int8; format table; nothing half-written on failure."""
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from edge_msa.checkpoint import save_checkpoint
+from edge_msa.errors import InputError, MissingDependencyError
+from edge_msa.models import create_model
+from edge_msa.models.student import run_with_skipping
+from edge_msa.runtime import load, read_manifest
+from edge_msa.runtime.manifest import PARTS
+from edge_msa.spec import MODALITIES, FeatureSpec
+from export import FORMATS, export
+from export.formats import get_format, resolve_options
+from export.onnx import dedupe_file
+from export.parity import parity_batches, to_torch_batch
+
+SPEC = FeatureSpec(dims=(12, 5, 7), max_lens=(9, 3, 4))
+SUBSETS = [s for n in range(1, 4) for s in itertools.combinations(MODALITIES, n)]
+
+
+def student_checkpoint(path, **params):
+    """student_tiny with skip thresholds at the median keep of random inputs, so the gate skips about half."""
+    torch.manual_seed(0)
+    model = create_model("student_tiny", SPEC, **params).eval()
+    b = parity_batches(SPEC, None)[-1]
+    batch = to_torch_batch(b.features, b.lengths)
+    with torch.no_grad():
+        keep = model.keep(model.encode("text", batch["text"], batch["text_mask"]), batch)  # (B, 2)
+    thresholds = [float(v) for v in keep.median(dim=0).values]
+    model.skip_thresholds = thresholds
+    model.config_params["skip_thresholds"] = thresholds
+    return save_checkpoint(path, model, {"note": "test"}), model
+
+
+@pytest.fixture(scope="module")
+def student(tmp_path_factory):
+    return student_checkpoint(tmp_path_factory.mktemp("ckpt") / "student.pt")
+
+
+@pytest.fixture(scope="module")
+def bundle(student, tmp_path_factory):
+    return export(student[0], out=tmp_path_factory.mktemp("b") / "bundle", log=None)
+
+
+def test_parts_bundle_manifest_and_parity(bundle):
+    m = read_manifest(bundle)
+    assert m.layout == "parts" and m.skipping and m.precision == "fp32" and m.model == "student_tiny"
+    assert set(m.graphs) == set(PARTS) and all((bundle / f).is_file() for f in m.graphs.values())
+    fp32 = m.parity["fp32"]
+    assert fp32["ok"] and fp32["ran_mismatches"] == 0 and set(fp32["max_abs_diff"]) == {*PARTS, "score"}
+    assert max(fp32["max_abs_diff"].values()) <= 1e-4
+    assert m.feature_spec == SPEC and m.skip_thresholds and len(m.skip_thresholds) == 2
+    assert m.tensorrt_check == {"ok": True, "unsupported": {}}
+    lines = (bundle / "trtexec.txt").read_text().splitlines()
+    assert sum(line.startswith("trtexec --onnx=") for line in lines) == len(PARTS)
+    assert "--minShapes=x:1x1x12,mask:1x1" in (bundle / "trtexec.txt").read_text()
+
+
+def test_runtime_matches_torch_skip_rule_on_every_subset(student, bundle):
+    """Independent of the exporter's own check: new random lengths, every subset, skip decisions equal."""
+    _, model = student
+    rng = np.random.default_rng(7)
+    skipped_somewhere = ran_somewhere = False
+    with load(bundle) as predictor:
+        for subset in SUBSETS:
+            lengths = {m: rng.integers(1, SPEC.max_len(m) + 1, 6) if m in subset else np.zeros(6, np.int64)
+                       for m in MODALITIES}
+            feats = {m: rng.normal(size=(6, SPEC.max_len(m), SPEC.dim(m))).astype(np.float32) for m in MODALITIES}
+            for m in MODALITIES:
+                feats[m][np.arange(SPEC.max_len(m))[None, :] >= lengths[m][:, None]] = 0
+            scores, ran = predictor.predict_features(feats, lengths)
+            ref, ref_ran = run_with_skipping(model, to_torch_batch(feats, lengths))
+            assert np.abs(scores - ref.numpy()).max() <= 1e-4, subset
+            assert (ran == ref_ran.numpy()).all(), subset
+            if "audio" in subset:
+                skipped_somewhere |= bool((~ran[:, 1]).any())
+                ran_somewhere |= bool(ran[:, 1].any())
+    assert skipped_somewhere and ran_somewhere  # both branches of the gate were exercised
+
+
+def test_parity_line_printed(student, tmp_path):
+    lines = []
+    export(student[0], out=tmp_path / "b", log=lines.append)
+    assert re.fullmatch(r"ONNX parity: max\|Δ\| = \de[-+]\d\d <= 1e-04 ✓ \(parts: gate .*", lines[0])
+
+
+def test_single_graph_student(student, tmp_path):
+    out = export(student[0], out=tmp_path / "single", single_graph=True, log=None)
+    m = read_manifest(out)
+    assert m.layout == "single" and not m.skipping and list(m.graphs) == ["model"]
+    assert json.loads((out / "manifest.json").read_text())["skipping"] is False
+    assert m.parity["fp32"]["max_abs_diff"]["model"] <= 1e-4
+    _, model = student
+    b = parity_batches(SPEC, None, seed=3)
+    with load(out) as predictor:
+        for pb in b:
+            scores, ran = predictor.predict_features(pb.features, pb.lengths)
+            with torch.no_grad():
+                ref = model(to_torch_batch(pb.features, pb.lengths))["score"].numpy()
+            assert np.abs(scores - ref).max() <= 1e-4
+            assert (ran == np.stack([pb.lengths[m] > 0 for m in MODALITIES], 1)).all()  # no skipping
+
+
+@pytest.mark.parametrize("name", ["fd_cmdie_tiny", "gtf_tiny", "mult_tiny"])
+def test_teachers_export_as_one_graph(name, tmp_path):
+    model = create_model(name, SPEC)
+    ckpt = save_checkpoint(tmp_path / "t.pt", model, {})
+    m = read_manifest(export(ckpt, out=tmp_path / "b", log=None))
+    assert m.layout == "single" and m.parity["fp32"]["max_abs_diff"]["model"] <= 1e-4
+
+
+def test_dedupe_drops_identical_initializers(tmp_path):
+    """Two byte-identical weight copies (what per-call-site exporters emit for a shared block) become one."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.random.default_rng(0).normal(size=(32, 32)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w1"], ["h"]), helper.make_node("MatMul", ["h", "w2"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 32])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 32])],
+        [numpy_helper.from_array(w, "w1"), numpy_helper.from_array(w.copy(), "w2")])
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    before = path.stat().st_size
+    x = np.random.default_rng(1).normal(size=(2, 32)).astype(np.float32)
+    import onnxruntime as ort
+    y0 = ort.InferenceSession(str(path)).run(None, {"x": x})[0]
+    assert dedupe_file(path) == 1
+    assert path.stat().st_size < before - w.nbytes + 100
+    assert [i.name for i in onnx.load(str(path)).graph.initializer] == ["w1"]
+    assert np.array_equal(ort.InferenceSession(str(path)).run(None, {"x": x})[0], y0)
+
+
+def test_bundle_has_no_duplicate_initializers(bundle):
+    for f in read_manifest(bundle).graphs.values():
+        inits = onnx.load(str(bundle / f)).graph.initializer
+        blobs = [(i.data_type, tuple(i.dims), onnx.numpy_helper.to_array(i).tobytes()) for i in inits]
+        assert len(blobs) == len(set(blobs)), f
+
+
+@pytest.fixture(scope="module")
+def wide_student(tmp_path_factory):
+    """Wide enough that weights dominate the graph files (int8 then shrinks them)."""
+    return student_checkpoint(tmp_path_factory.mktemp("wide") / "wide.pt", dim=128, heads=4, ffn=256)[0]
+
+
+def test_int8_bundle_smaller_and_flagged_for_tensorrt(wide_student, tmp_path):
+    fp32 = export(wide_student, out=tmp_path / "fp32", log=None)
+    int8 = export(wide_student, format="onnx-int8", out=tmp_path / "int8", log=None)
+    size = {b: sum((b / f).stat().st_size for f in read_manifest(b).graphs.values()) for b in (fp32, int8)}
+    assert size[int8] < 0.6 * size[fp32]
+    m = read_manifest(int8)
+    assert m.precision == "int8" and m.parity["int8"]["max_abs_diff"]["score"] < 0.5  # random weights; judged by --data
+    assert "unavailable" in m.metrics["valid"]  # no --data: the accuracy drop is not claimed
+    assert not m.tensorrt_check["ok"] and "MatMulInteger" in sum(m.tensorrt_check["unsupported"].values(), [])
+
+
+def test_fp16_keeps_layernorm_and_residuals_fp32(student, tmp_path):
+    out = export(student[0], format="onnx-fp16", out=tmp_path / "fp16", log=None)
+    m = read_manifest(out)
+    assert m.precision == "fp16" and m.parity["fp16"]["max_abs_diff"]["score"] < 0.05
+    graph = onnx.shape_inference.infer_shapes(onnx.load(str(out / "encode_text.onnx"))).graph
+    types = {v.name: v.type.tensor_type.elem_type for v in [*graph.value_info, *graph.input, *graph.output]}
+    types.update({i.name: i.data_type for i in graph.initializer})
+    producers = {o: n for n in graph.node for o in n.output}
+    norms = [n for n in graph.node if n.op_type == "LayerNormalization"]
+    assert norms and all(types[i] == onnx.TensorProto.FLOAT for n in norms for i in n.input)
+    residual = [producers[n.input[0]] for n in norms]
+    residual = [producers[r.input[0]] if r.op_type == "Cast" else r for r in residual]  # cast inserted after Add?
+    assert all(r.op_type == "Add" and types[r.output[0]] == onnx.TensorProto.FLOAT for r in residual)
+    assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in graph.initializer)  # the rest is fp16
+    assert all(types[i.name] == onnx.TensorProto.FLOAT for i in [*graph.input, *graph.output]
+               if i.type.tensor_type.elem_type != onnx.TensorProto.BOOL)
+
+
+def test_fp16_without_converter_names_the_extra(student, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxconverter_common", None)
+    with pytest.raises(MissingDependencyError, match=r"pip install edge-msa\[fp16\]"):
+        export(student[0], format="onnx-fp16", out=tmp_path / "b", log=None)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_format_table_validation():
+    assert set(FORMATS) == {"onnx", "onnx-fp16", "onnx-int8", "engine"}
+    with pytest.raises(InputError, match="did you mean 'onnx'"):
+        get_format("onx")
+    with pytest.raises(InputError, match="did you mean 'atol'"):
+        resolve_options(FORMATS["onnx"], {"atoll": 1e-3})
+    with pytest.raises(InputError, match="does not apply to format 'onnx'"):
+        resolve_options(FORMATS["onnx"], {"max_drop": 1.0})
+    assert resolve_options(FORMATS["onnx-int8"], {})["max_drop"] == 0.5
+
+
+def _cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "edge_msa", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=120)
+
+
+@pytest.mark.skipif(__import__("importlib.util").util.find_spec("tensorrt") is not None,
+                    reason="tensorrt is installed here; this checks the message shown where it is missing")
+def test_engine_without_tensorrt_exits_2_and_writes_nothing(student, tmp_path):
+    r = _cli("export", student[0], "--format", "engine", "--out", tmp_path / "trt")
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: tensorrt is required for --format engine")
+    assert "JetPack" in r.stderr and "pip install tensorrt" in r.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_unknown_format_suggests(student, tmp_path):
+    r = _cli("export", student[0], "--format", "onx", "--out", tmp_path / "b")
+    assert r.returncode == 2 and r.stderr.strip() == "error: unknown format 'onx'; did you mean 'onnx'?"
+
+
+@pytest.mark.slow  # three CLI subprocesses that each import torch: ~10 s on 2 cores
+def test_cli_export_then_info(student, tmp_path):
+    r = _cli("export", student[0], "--out", tmp_path / "b")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("ONNX parity: max|Δ| = ")
+    info = _cli("info", tmp_path / "b")
+    assert info.returncode == 0 and "layout parts (modality skipping)" in info.stdout
+    assert "parity     fp32 max|Δ|" in info.stdout
+    ckpt = _cli("info", student[0])
+    assert ckpt.returncode == 0 and "model      student_tiny" in ckpt.stdout
