@@ -9,5 +9,16 @@ from .version import __version__
 
 __all__ = [
     "ArtifactError", "EdgeMSAError", "FeatureSpec", "InputError", "METRIC_KEYS", "MODALITIES",
-    "MissingDependencyError", "ModelConfig", "ParityError", "__version__", "msa_metrics",
+    "MissingDependencyError", "ModelConfig", "ParityError", "Predictor", "__version__", "load", "msa_metrics",
 ]
+
+
+def __getattr__(name: str):
+    """`edge_msa.load` / `edge_msa.Predictor` / `edge_msa.runtime`, imported on first use (onnxruntime)."""
+    if name in ("load", "Predictor"):
+        from .runtime import predictor
+        return getattr(predictor, name)
+    if name == "runtime":
+        import importlib
+        return importlib.import_module(".runtime", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -13,7 +13,8 @@ from ..errors import EdgeMSAError
 from ..version import __version__
 
 # One module per subcommand in edge_msa/cli/; each defines register(subparsers).
-SUBCOMMANDS: tuple[str, ...] = ("pipeline", "train", "featurize", "bench", "compress")
+SUBCOMMANDS: tuple[str, ...] = ("pipeline", "train", "featurize", "bench", "compress", "export", "predict",
+                                 "eval", "info")
 
 
 class _Parser(argparse.ArgumentParser):
