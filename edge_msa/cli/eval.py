@@ -32,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
     from ..data import load_dataset
     from ..errors import InputError
     from ..paths import default_mosi_path
-    from ..runtime import evaluate, load
+    from ..runtime import load
+    from ..runtime.evaluate import evaluate
 
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be >= 1; got {args.batch_size}")

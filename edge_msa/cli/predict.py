@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 EPILOG = """inputs (any modality may be left out):
-  --text "..."          a transcript (bundles with the MiniLM text front end) 
+  --text "..."          a transcript (bundles with the MiniLM text front end) or a .npy (L, d) feature array
   --audio / --video     a media file (bundles trained on logmel-v1 / face-v1) or a .npy (L, d) feature array
   --features f.npz      arrays `text`, `audio`, `video` of shape (L, d) for one input or (N, L, d) for N inputs,
                         optional `text_len` / `audio_len` / `video_len` (N,) (0 = missing for that input)
@@ -73,13 +73,18 @@ def _value(text: str | None, base: Path = Path(".")):
     return path
 
 
+def _text(text: str | None, base: Path = Path(".")):
+    """A transcript, or (ending in .npy) a file of text features (L, d)."""
+    return _value(text, base) if text and text.endswith(".npy") else (text or None)
+
+
 def _flag_items(args) -> list[dict]:
     import numpy as np
 
     from ..errors import InputError
     from ..spec import MODALITIES
 
-    base = {"text": args.text, "audio": _value(args.audio), "video": _value(args.video)}
+    base = {"text": _text(args.text), "audio": _value(args.audio), "video": _value(args.video)}
     if not args.features:
         if all(v is None for v in base.values()):
             raise InputError("no input given; pass --text, --audio, --video, --features or --batch")
@@ -126,5 +131,5 @@ def _csv_items(path: Path) -> list[dict]:
     unknown = set(rows[0]) - set(MODALITIES)
     if unknown:
         raise InputError(f"{path} has unknown columns {sorted(unknown)}; expected any of text, audio, video")
-    return [{"text": r.get("text") or None, "audio": _value(r.get("audio"), path.parent),
+    return [{"text": _text(r.get("text"), path.parent), "audio": _value(r.get("audio"), path.parent),
              "video": _value(r.get("video"), path.parent)} for r in rows]

@@ -11,8 +11,7 @@ _EXPORTS = {
     "load": "predictor", "Predictor": "predictor", "Prediction": "predictor",
     "Backend": "backend", "BACKENDS": "backend",
     "Manifest": "manifest", "read_manifest": "manifest", "write_manifest": "manifest",
-    "evaluate": "evaluate",
-}
+}  # evaluate lives in edge_msa.runtime.evaluate (a same-named attribute would shadow the submodule)
 
 __all__ = sorted(_EXPORTS)
 

@@ -1,0 +1,226 @@
+"""The on-device runtime: torch-free loading and prediction, real skipping, media/text inputs, bad
+inputs as one-line errors (CLI exit 2), eval on a featurized dataset."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+from edge_msa.checkpoint import save_checkpoint
+from edge_msa.errors import ArtifactError, InputError
+from edge_msa.metrics import METRIC_KEYS
+from edge_msa.models import create_model
+from edge_msa.runtime import load
+from edge_msa.runtime.onnxruntime_backend import OnnxRuntimeBackend
+from edge_msa.spec import MODALITIES, FeatureSpec
+from export import export
+
+SPEC = FeatureSpec(dims=(12, 5, 7), max_lens=(9, 3, 4),
+                   front_ends=("external:text-12", "external:declare-opensmile-73", "external:declare-3dcnn-100"))
+MINILM_SPEC = FeatureSpec(dims=(384, 5, 7), max_lens=(16, 1, 1),
+                          front_ends=("minilm-l6-int8", "external:declare-opensmile-73", "external:declare-3dcnn-100"))
+
+
+def _export(tmp_path_factory, spec, name):
+    model = create_model("student_tiny", spec)
+    ckpt = save_checkpoint(tmp_path_factory.mktemp(name) / "s.pt", model, {})
+    return export(ckpt, out=tmp_path_factory.mktemp(name) / "bundle", log=None)
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    return _export(tmp_path_factory, SPEC, "ext")
+
+
+@pytest.fixture(scope="module")
+def minilm_bundle(tmp_path_factory):
+    return _export(tmp_path_factory, MINILM_SPEC, "minilm")
+
+
+def _arrays(seed=0):
+    rng = np.random.default_rng(seed)
+    return {m: rng.normal(size=(SPEC.max_len(m), SPEC.dim(m))).astype(np.float32) for m in MODALITIES}
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "edge_msa", *map(str, args)], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_load_and_predict_without_torch(bundle, tmp_path):
+    np.save(tmp_path / "a.npy", _arrays()["audio"])
+    code = f"""
+import json, sys
+sys.modules['torch'] = None  # any torch import now fails
+import numpy as np, edge_msa
+from edge_msa.cli import main
+p = edge_msa.runtime.load({str(bundle)!r})
+r = p.predict(text=np.ones((4, 12), np.float32), audio=np.ones((2, 5), np.float32))
+print(json.dumps(r.to_dict()))
+assert isinstance(edge_msa.load({str(bundle)!r}), edge_msa.Predictor)
+sys.exit(main(['predict', {str(bundle)!r}, '--audio', {str(tmp_path / 'a.npy')!r}]))
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    first, cli = [json.loads(line) for line in r.stdout.splitlines()]
+    assert first["ran"][0] == "text" and first["skipped"]["video"] == "missing"
+    assert {"score", "polarity", "ran", "skipped", "ms"} <= set(cli) and cli["skipped"]["text"] == "missing"
+
+
+def test_skipped_encoders_are_not_run(bundle):
+    a = _arrays()
+    with load(bundle) as p:
+        p.predict(text=a["text"])
+        assert {k: b.calls for k, b in p.backends.items()} == \
+            {"encode_text": 1, "gate": 0, "encode_audio": 0, "encode_video": 0, "fuse": 1}
+        p.thresholds = [2.0, 0.0]  # keep is in [0, 1]: audio never worth it, video always
+        r = p.predict(text=a["text"], audio=a["audio"], video=a["video"])
+        assert r.ran == ["text", "video"] and r.skipped["audio"].startswith("gate: keep")
+        assert p.backends["encode_audio"].calls == 0 and p.backends["encode_video"].calls == 1
+        assert set(r.ms) == {"encode_text", "gate", "encode_video", "fuse", "total"}
+        p.thresholds = [0.0, 0.0]
+        scores, ran = p.predict_features({m: a[m][None] for m in MODALITIES})
+        assert ran.all() and p.backends["encode_audio"].calls == 1
+
+
+def test_predict_batch_matches_single_predictions(bundle):
+    a, b = _arrays(0), _arrays(1)
+    with load(bundle) as p:
+        batch = p.predict_batch([{"text": a["text"], "video": a["video"]}, {"audio": b["audio"][:2]}])
+        single = [p.predict(text=a["text"], video=a["video"]), p.predict(audio=b["audio"][:2])]
+    for got, want in zip(batch, single):
+        assert abs(got.score - want.score) < 1e-5 and got.ran == want.ran and got.skipped == want.skipped
+
+
+def test_media_file_for_external_features_is_skipped_with_a_warning(bundle, tmp_path):
+    clip = tmp_path / "clip.wav"
+    clip.write_bytes(b"RIFF")
+    with load(bundle) as p, pytest.warns(UserWarning, match="expects external:declare-opensmile-73 features"):
+        r = p.predict(text=_arrays()["text"], audio=clip)
+    assert r.skipped["audio"] == "expects external:declare-opensmile-73 features, got a media file"
+    assert "audio" not in r.ran
+
+
+def test_bad_arrays_raise_one_line_input_errors(bundle):
+    a = _arrays()
+    bad_nan = a["audio"].copy()
+    bad_nan[0, 0] = np.nan
+    with load(bundle) as p:
+        with pytest.raises(InputError, match=r"audio features have shape \(3, 6\); expected \(L, 5\)"):
+            p.predict(audio=np.zeros((3, 6), np.float32))
+        with pytest.raises(InputError, match="audio features contain NaN or Inf"):
+            p.predict(audio=bad_nan)
+        with pytest.raises(InputError, match="has no text encoder"):
+            p.predict(text="a lovely film")
+        with pytest.raises(InputError, match="unknown modalities"):
+            p.predict_features({"txt": a["text"][None]})
+        with pytest.raises(InputError, match="input 'x' contains NaN"):  # the Backend check itself
+            p.backends["encode_text"].run({"x": np.full((1, 2, 12), np.inf, np.float32),
+                                           "mask": np.ones((1, 2), bool)})
+
+
+def _broken_copy(bundle, tmp_path, how):
+    target = tmp_path / how
+    shutil.copytree(bundle, target)
+    if how == "truncated":
+        data = (target / "encode_audio.onnx").read_bytes()
+        (target / "encode_audio.onnx").write_bytes(data[: len(data) // 2])
+    elif how == "missing":
+        (target / "fuse.onnx").unlink()
+    elif how == "future":
+        m = json.loads((target / "manifest.json").read_text())
+        m["format_version"] = 999
+        (target / "manifest.json").write_text(json.dumps(m))
+    return target
+
+
+@pytest.mark.parametrize("how, message", [
+    ("truncated", "cannot load graph .*encode_audio.onnx.*corrupt or truncated"),
+    ("missing", "graph file .*fuse.onnx' is missing"),
+    ("future", "format_version 999, newer than this edge-msa reads"),
+])
+def test_broken_bundles(bundle, tmp_path, how, message):
+    broken = _broken_copy(bundle, tmp_path, how)
+    with pytest.raises(ArtifactError, match=message):
+        load(broken)
+
+
+@pytest.mark.slow  # four CLI subprocesses (~2 s each)
+def test_cli_bad_inputs_exit_2_with_one_line(bundle, tmp_path):
+    a = _arrays()
+    np.savez(tmp_path / "wrong.npz", audio=np.zeros((3, 6), np.float32))
+    nan = a["video"].copy()
+    nan[1, 1] = np.nan
+    np.savez(tmp_path / "nan.npz", video=nan)
+    cases = [
+        (_broken_copy(bundle, tmp_path, "truncated"), ["--features", tmp_path / "wrong.npz"], "cannot load graph"),
+        (_broken_copy(bundle, tmp_path, "future"), [], "format_version 999"),
+        (bundle, ["--features", tmp_path / "wrong.npz"], "audio features have shape (3, 6); expected"),
+        (bundle, ["--features", tmp_path / "nan.npz"], "video features contain NaN or Inf"),
+    ]
+    for target, extra, message in cases:
+        r = _cli("predict", target, *(extra or ["--features", tmp_path / "nan.npz"]))
+        assert r.returncode == 2 and r.stdout == "", (target, r.stderr)
+        assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: ") and message in r.stderr
+
+
+def test_cli_predict_batch_csv(bundle, tmp_path):
+    a = _arrays()
+    for m in MODALITIES:
+        np.save(tmp_path / f"{m}.npy", a[m])
+    (tmp_path / "in.csv").write_text("text,audio,video\ntext.npy,audio.npy,\n,,video.npy\n")
+    r = _cli("predict", bundle, "--batch", tmp_path / "in.csv")
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(rows) == 2 and rows[0]["skipped"]["video"] == "missing" and rows[1]["skipped"]["text"] == "missing"
+
+
+def test_provider_fallback_warns(bundle):
+    with pytest.warns(UserWarning, match="no CUDAExecutionProvider in this build"):
+        backend = OnnxRuntimeBackend(bundle / "fuse.onnx", providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert backend.providers == ["CPUExecutionProvider"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the default choice warns about nothing
+        OnnxRuntimeBackend(bundle / "fuse.onnx")
+
+
+def test_text_string_through_the_bundled_minilm_encoder(minilm_bundle):
+    assert (minilm_bundle / "text_encoder.onnx").is_file() and (minilm_bundle / "tokenizer.json").is_file()
+    with load(minilm_bundle) as p:
+        assert p.manifest.text_encoder == {"onnx": "text_encoder.onnx", "tokenizer": "tokenizer.json"}
+        r = p.predict(text="what a wonderful film")
+        assert r.ran == ["text"] and "text_encoder" in r.ms and np.isfinite(r.score)
+        feats, lengths = p.text_encoder.encode(["what a wonderful film"])
+        same = p.predict(text=feats[0, :lengths[0]])
+        assert abs(same.score - r.score) < 1e-6
+        with pytest.raises(InputError, match="empty text"):
+            p.predict(text="   ")
+
+
+def _features_npz(path, n=24, seed=0):
+    rng = np.random.default_rng(seed)
+    words = ["good", "bad", "film", "really", "not", "great", "boring", "fun"]
+    spec = json.dumps(MINILM_SPEC.to_dict())
+    np.savez(path, format="edge-msa-features-v1", feature_spec=spec, id=np.array([f"c{i}" for i in range(n)]),
+             label=rng.uniform(-3, 3, n).astype(np.float32),
+             split=np.array(["train", "valid", "test"] * (n // 3)),
+             transcript=np.array([" ".join(rng.choice(words, 4)) for _ in range(n)]),
+             audio_feat=rng.normal(size=(n, 1, 5)).astype(np.float32), audio_len=np.ones(n, np.int64),
+             video_feat=rng.normal(size=(n, 1, 7)).astype(np.float32), video_len=np.ones(n, np.int64))
+    return path
+
+
+@pytest.mark.slow  # CLI subprocess + MiniLM features for 24 transcripts
+def test_cli_eval_writes_metrics(minilm_bundle, tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGE_MSA_CACHE", str(tmp_path / "cache"))
+    data = _features_npz(tmp_path / "feats.npz")
+    r = _cli("eval", minilm_bundle, "--data", data, "--split", "test", "--out", tmp_path / "m.json")
+    assert r.returncode == 0, r.stderr
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert set(METRIC_KEYS) <= set(m) and m["n"] == 8 and m["split"] == "test"
+    assert all(0.0 <= m[f"skip_rate_{x}"] <= 1.0 for x in MODALITIES)
