@@ -2,6 +2,7 @@
 time); measured accurate on these models, unlike static QDQ on CPU."""
 from __future__ import annotations
 
+import logging
 import os
 
 from edge_msa.errors import require
@@ -9,9 +10,13 @@ from edge_msa.errors import require
 
 def build(ctx) -> dict[str, str]:
     quant = require("onnxruntime.quantization", "--format onnx-int8", "pip install onnxruntime")
-    for path in ctx.onnx_graphs.values():
-        tmp = path.with_suffix(".int8.onnx")
-        quant.quantize_dynamic(str(path), str(tmp), weight_type=quant.QuantType.QInt8,
-                               per_channel=bool(ctx.options["per_channel"]))
-        os.replace(tmp, path)
+    logging.disable(logging.WARNING)  # ORT logs "consider pre-processing" on the root logger per graph
+    try:
+        for path in ctx.onnx_graphs.values():
+            tmp = path.with_suffix(".int8.onnx")
+            quant.quantize_dynamic(str(path), str(tmp), weight_type=quant.QuantType.QInt8,
+                                   per_channel=bool(ctx.options["per_channel"]))
+            os.replace(tmp, path)
+    finally:
+        logging.disable(logging.NOTSET)
     return {name: path.name for name, path in ctx.onnx_graphs.items()}
