@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from edge_msa.checkpoint import save_checkpoint
-from edge_msa.errors import InputError, MissingDependencyError
+from edge_msa.errors import InputError, MissingDependencyError, ParityError
 from edge_msa.models import create_model
 from edge_msa.models.student import run_with_skipping
 from edge_msa.runtime import load, read_manifest
@@ -24,6 +24,8 @@ from export import FORMATS, export
 from export.formats import get_format, resolve_options
 from export.onnx import dedupe_file
 from export.parity import parity_batches, to_torch_batch
+
+from conftest import MOSI_NPZ, needs_data
 
 SPEC = FeatureSpec(dims=(12, 5, 7), max_lens=(9, 3, 4))
 SUBSETS = [s for n in range(1, 4) for s in itertools.combinations(MODALITIES, n)]
@@ -118,6 +120,12 @@ def test_teachers_export_as_one_graph(name, tmp_path):
     ckpt = save_checkpoint(tmp_path / "t.pt", model, {})
     m = read_manifest(export(ckpt, out=tmp_path / "b", log=None))
     assert m.layout == "single" and m.parity["fp32"]["max_abs_diff"]["model"] <= 1e-4
+
+
+def test_parity_failure_names_parts_and_writes_nothing(student, tmp_path):
+    with pytest.raises(ParityError, match=r"ONNX parity failed: max\|Δ\| > 1e-12 for .*encode_text \d"):
+        export(student[0], out=tmp_path / "b", atol=1e-12, log=None)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_dedupe_drops_identical_initializers(tmp_path):
@@ -232,3 +240,19 @@ def test_cli_export_then_info(student, tmp_path):
     assert "parity     fp32 max|Δ|" in info.stdout
     ckpt = _cli("info", student[0])
     assert ckpt.returncode == 0 and "model      student_tiny" in ckpt.stdout
+
+
+@pytest.mark.slow  # real MOSI-U validation inputs (MiniLM features, cached after the first run)
+@needs_data
+def test_real_data_parity_and_int8_accuracy_recorded(tmp_path):
+    from edge_msa.data import load_dataset
+
+    spec = load_dataset(MOSI_NPZ, progress=False).spec
+    ckpt = save_checkpoint(tmp_path / "s.pt", create_model("student_tiny", spec), {})
+    out = export(ckpt, format="onnx-int8", out=tmp_path / "b", data=MOSI_NPZ, log=None, max_drop=100.0)
+    m = read_manifest(out)
+    assert "validation samples" in m.parity["fp32"]["inputs"] and m.parity["fp32"]["max_abs_diff"]["score"] <= 1e-4
+    valid = m.metrics["valid"]
+    assert valid["n"] > 100 and set(valid["torch"]) >= {"acc2_non0", "mae"}
+    assert isinstance(valid["acc2_non0_drop_points"], float)
+    assert (out / "text_encoder.onnx").is_file() and m.text_encoder["tokenizer"] == "tokenizer.json"

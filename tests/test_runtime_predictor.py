@@ -20,6 +20,8 @@ from edge_msa.runtime.onnxruntime_backend import OnnxRuntimeBackend
 from edge_msa.spec import MODALITIES, FeatureSpec
 from export import export
 
+from conftest import DATA_ROOT
+
 SPEC = FeatureSpec(dims=(12, 5, 7), max_lens=(9, 3, 4),
                    front_ends=("external:text-12", "external:declare-opensmile-73", "external:declare-3dcnn-100"))
 MINILM_SPEC = FeatureSpec(dims=(384, 5, 7), max_lens=(16, 1, 1),
@@ -117,6 +119,8 @@ def test_bad_arrays_raise_one_line_input_errors(bundle):
             p.predict(audio=bad_nan)
         with pytest.raises(InputError, match="has no text encoder"):
             p.predict(text="a lovely film")
+        with pytest.raises(InputError, match=r"no usable modality \(nothing given\)"):
+            p.predict()
         with pytest.raises(InputError, match="unknown modalities"):
             p.predict_features({"txt": a["text"][None]})
         with pytest.raises(InputError, match="input 'x' contains NaN"):  # the Backend check itself
@@ -150,7 +154,7 @@ def test_broken_bundles(bundle, tmp_path, how, message):
         load(broken)
 
 
-@pytest.mark.slow  # four CLI subprocesses (~2 s each)
+@pytest.mark.slow  # five CLI subprocesses (~2 s each)
 def test_cli_bad_inputs_exit_2_with_one_line(bundle, tmp_path):
     a = _arrays()
     np.savez(tmp_path / "wrong.npz", audio=np.zeros((3, 6), np.float32))
@@ -160,6 +164,7 @@ def test_cli_bad_inputs_exit_2_with_one_line(bundle, tmp_path):
     cases = [
         (_broken_copy(bundle, tmp_path, "truncated"), ["--features", tmp_path / "wrong.npz"], "cannot load graph"),
         (_broken_copy(bundle, tmp_path, "future"), [], "format_version 999"),
+        (_broken_copy(bundle, tmp_path, "missing"), [], "fuse.onnx' is missing"),
         (bundle, ["--features", tmp_path / "wrong.npz"], "audio features have shape (3, 6); expected"),
         (bundle, ["--features", tmp_path / "nan.npz"], "video features contain NaN or Inf"),
     ]
@@ -224,3 +229,16 @@ def test_cli_eval_writes_metrics(minilm_bundle, tmp_path, monkeypatch):
     m = json.loads((tmp_path / "m.json").read_text())
     assert set(METRIC_KEYS) <= set(m) and m["n"] == 8 and m["split"] == "test"
     assert all(0.0 <= m[f"skip_rate_{x}"] <= 1.0 for x in MODALITIES)
+
+
+CLIP = DATA_ROOT / "raw_av" / "cremad" / "data" / "1001_DFA_ANG_XX.flv"
+
+
+@pytest.mark.slow  # MiniLM + face detection on a real 2 s clip
+@pytest.mark.skipif(not CLIP.is_file(), reason=f"real clip not found at {CLIP}")
+def test_raw_text_and_video_file_through_the_front_ends(tmp_path_factory):
+    spec = FeatureSpec(dims=(384, 56, 105), max_lens=(50, 200, 60), front_ends=("minilm-l6-int8", "logmel-v1", "face-v1"))
+    with load(_export(tmp_path_factory, spec, "media")) as p:
+        r = p.predict(text="I am so angry right now", video=CLIP)
+    assert r.ran == ["text", "video"] and r.skipped == {"audio": "missing"}
+    assert r.ms["front_end_video"] > 0 and r.ms["text_encoder"] > 0 and np.isfinite(r.score)

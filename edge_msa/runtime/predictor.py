@@ -73,6 +73,11 @@ class Predictor:
                 raise InputError(f"unknown input keys {sorted(unknown)}; expected {', '.join(MODALITIES)}")
         ms: dict[str, float] = {}
         rows, skipped = self._prepare(inputs, ms)
+        for i, (row, reasons) in enumerate(zip(rows, skipped)):
+            if not row:
+                why = "; ".join(f"{m}: {r}" for m, r in reasons.items()) or "nothing given"
+                where = "" if len(rows) == 1 else f" #{i}"
+                raise InputError(f"input{where} has no usable modality ({why}); expected text, audio or video")
         feats, lengths = _pad(rows, self.spec)
         scores, ran, keep, stage_ms = self._forward(feats, lengths)
         ms.update(stage_ms)
@@ -168,6 +173,8 @@ class Predictor:
                 continue
             x = np.asarray(features[m])
             self.spec.check(m, x)
+            if x.shape[1] == 0:  # (B, 0, d): missing everywhere; graphs need L >= 1
+                x = np.zeros((b, 1, x.shape[2]), np.float32)
             feats[m] = np.ascontiguousarray(x, dtype=np.float32)
             ln = np.asarray(lengths.get(m, np.full(b, x.shape[1])))
             if ln.shape != (b,) or not np.issubdtype(ln.dtype, np.integer) or (ln < 0).any() or (ln > x.shape[1]).any():
