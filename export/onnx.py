@@ -43,7 +43,7 @@ class SingleGraph(nn.Module):
         return self.inner(batch)["score"]  # (B,)
 
 
-def example_inputs(model, spec: FeatureSpec, layout: str, name: str, io) -> tuple:
+def example_inputs(model, spec: FeatureSpec, layout: str, name: str) -> tuple:
     """Dummy tensors to trace one graph: batch 2, full max lengths, the second row half-masked."""
     def seq(m: str):
         L = spec.max_len(m)
@@ -63,14 +63,12 @@ def example_inputs(model, spec: FeatureSpec, layout: str, name: str, io) -> tupl
 
 
 def dynamic_axes(inputs: tuple[str, ...], outputs: tuple[str, ...], example: tuple) -> dict[str, dict[int, str]]:
-    """Axis 0 of everything is the batch; axis 1 of sequences and masks is that input's length."""
-    axes: dict[str, dict[int, str]] = {}
+    """Axis 0 of everything is the batch; axis 1 of a sequence (3-D) or mask (bool) is its length:
+    "len" inside an encoder graph, "len_<modality>" where several sequences meet."""
+    axes: dict[str, dict[int, str]] = {name: {0: "batch"} for name in (*inputs, *outputs)}
     for name, t in zip(inputs, example):
-        axes[name] = {0: "batch"}
-        if t.dim() >= 2 and name not in ("present",) and not name.startswith("h_"):
-            axes[name][1] = f"len_{name.replace('_mask', '')}" if name not in ("x", "mask") else "len"
-    for name in outputs:
-        axes[name] = {0: "batch"}
+        if t.dim() == 3 or t.dtype == torch.bool:
+            axes[name][1] = "len" if name in ("x", "mask") else f"len_{name.removesuffix('_mask')}"
     return axes
 
 
@@ -80,7 +78,7 @@ def export_graphs(model, spec: FeatureSpec, layout: str, out: Path, opset: int, 
     info = {}
     for name, (inputs, outputs) in graph_io(model, layout).items():
         module = graph_module(model, layout, name)
-        example = example_inputs(model, spec, layout, name, inputs)
+        example = example_inputs(model, spec, layout, name)
         path = out / f"{name}.onnx"
         try:
             with warnings.catch_warnings(), torch.no_grad():

@@ -59,7 +59,7 @@ def test_parts_bundle_manifest_and_parity(bundle):
     m = read_manifest(bundle)
     assert m.layout == "parts" and m.skipping and m.precision == "fp32" and m.model == "student_tiny"
     assert set(m.graphs) == set(PARTS) and all((bundle / f).is_file() for f in m.graphs.values())
-    fp32 = m.parity["fp32"]
+    fp32 = m.parity
     assert fp32["ok"] and fp32["ran_mismatches"] == 0 and set(fp32["max_abs_diff"]) == {*PARTS, "score"}
     assert max(fp32["max_abs_diff"].values()) <= 1e-4
     assert m.feature_spec == SPEC and m.skip_thresholds and len(m.skip_thresholds) == 2
@@ -102,7 +102,7 @@ def test_single_graph_student(student, tmp_path):
     m = read_manifest(out)
     assert m.layout == "single" and not m.skipping and list(m.graphs) == ["model"]
     assert json.loads((out / "manifest.json").read_text())["skipping"] is False
-    assert m.parity["fp32"]["max_abs_diff"]["model"] <= 1e-4
+    assert m.parity["max_abs_diff"]["model"] <= 1e-4
     _, model = student
     b = parity_batches(SPEC, None, seed=3)
     with load(out) as predictor:
@@ -119,7 +119,7 @@ def test_teachers_export_as_one_graph(name, tmp_path):
     model = create_model(name, SPEC)
     ckpt = save_checkpoint(tmp_path / "t.pt", model, {})
     m = read_manifest(export(ckpt, out=tmp_path / "b", log=None))
-    assert m.layout == "single" and m.parity["fp32"]["max_abs_diff"]["model"] <= 1e-4
+    assert m.layout == "single" and m.parity["max_abs_diff"]["model"] <= 1e-4
 
 
 def test_parity_failure_names_parts_and_writes_nothing(student, tmp_path):
@@ -251,7 +251,7 @@ def test_real_data_parity_and_int8_accuracy_recorded(tmp_path):
     ckpt = save_checkpoint(tmp_path / "s.pt", create_model("student_tiny", spec), {})
     out = export(ckpt, format="onnx-int8", out=tmp_path / "b", data=MOSI_NPZ, log=None, max_drop=100.0)
     m = read_manifest(out)
-    assert "validation samples" in m.parity["fp32"]["inputs"] and m.parity["fp32"]["max_abs_diff"]["score"] <= 1e-4
+    assert "validation samples" in m.parity["inputs"] and m.parity["max_abs_diff"]["score"] <= 1e-4
     valid = m.metrics["valid"]
     assert valid["n"] > 100 and set(valid["torch"]) >= {"acc2_non0", "mae"}
     assert isinstance(valid["acc2_non0_drop_points"], float)

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps(m.to_dict(), indent=2))
             return 0
         sizes = {g: (path / f).stat().st_size if (path / f).is_file() else None for g, f in m.graphs.items()}
-        fp32 = m.parity.get("fp32", {})
+        fp32 = m.parity
         lines = [f"bundle     {path}  (format {m.format_version}, edge-msa {m.versions.get('edge_msa', '?')})",
                  f"model      {m.model}  layout {m.layout} ({'modality skipping' if m.skipping else 'no skipping'})",
                  f"precision  {m.precision}  backend {m.backend}",
