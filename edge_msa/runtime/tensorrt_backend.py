@@ -76,7 +76,7 @@ class TensorRTBackend(Backend):
                 ptr = self._check(cudart.cudaMalloc(max(host[name].nbytes, 1)))
                 buffers.append(ptr)
                 self.context.set_tensor_address(name, ptr)
-            if not self.context.execute_async_v3(self.stream):
+            if not self.context.execute_async_v3(int(self.stream)):
                 raise ArtifactError(f"{self.label}: TensorRT execution failed")
             for name, ptr in zip(self.outputs, buffers[len(self.inputs):]):
                 self._check(cudart.cudaMemcpyAsync(host[name].ctypes.data, ptr, host[name].nbytes,
