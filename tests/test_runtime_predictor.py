@@ -242,3 +242,12 @@ def test_raw_text_and_video_file_through_the_front_ends(tmp_path_factory):
         r = p.predict(text="I am so angry right now", video=CLIP)
     assert r.ran == ["text", "video"] and r.skipped == {"audio": "missing"}
     assert r.ms["front_end_video"] > 0 and r.ms["text_encoder"] > 0 and np.isfinite(r.score)
+
+
+def test_cli_media_skip_is_one_warning_line(bundle, tmp_path):
+    np.save(tmp_path / "t.npy", _arrays()["text"])
+    r = _cli("predict", bundle, "--text", tmp_path / "t.npy", "--audio", tmp_path / "clip.wav")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.splitlines() == [r.stderr.strip()] and r.stderr.startswith("warning: audio: skipped clip.wav")
+    out = json.loads(r.stdout)
+    assert out["skipped"]["audio"].startswith("expects external:declare-opensmile-73") and out["ran"] == ["text"]
