@@ -20,8 +20,8 @@ from .metrics import METRIC_KEYS, msa_metrics
 # Per-model training defaults: the papers' optimiser settings, shortened so one seed trains in a few
 # minutes on 2 CPU cores (fit() uses AdamW; weight_decay 0 gives plain Adam for gtf as in its paper).
 TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
-    "fd_cmdie": {"epochs": 20, "batch_size": 32, "lr": 5e-4, "weight_decay": 1e-2, "patience": 6},
-    "gtf": {"epochs": 20, "batch_size": 64, "lr": 5e-4, "weight_decay": 0.0, "patience": 6},
+    "fd_cmdie": {"epochs": 15, "batch_size": 64, "lr": 4e-4, "weight_decay": 1e-2, "patience": 5},
+    "gtf": {"epochs": 15, "batch_size": 64, "lr": 3e-4, "weight_decay": 0.0, "patience": 6},
     "mult": {"epochs": 20, "batch_size": 32, "lr": 5e-4, "weight_decay": 1e-2, "patience": 6},
 }
 FALLBACK_DEFAULTS: dict[str, Any] = {"epochs": 20, "batch_size": 32, "lr": 5e-4, "weight_decay": 1e-2, "patience": 6}
@@ -46,10 +46,13 @@ def train_teacher(model: str = "fd_cmdie", data: str | os.PathLike | None = None
     import torch
 
     from .checkpoint import save_checkpoint
-    from .models import create_model
+    from .models import create_model, list_models
     from .models.encoders import fit_input_norms
+    from .spec import suggest
     from .training import TrainConfig, fit, predict
 
+    if model not in list_models():  # before the (slow) data load
+        raise InputError(f"unknown model '{model}'{suggest(model, list_models())}")
     if not seeds:
         raise InputError("no seeds given; expected at least one seed, e.g. --seeds 0")
     if splits is None:

@@ -49,13 +49,15 @@ def fit_input_norms(model: nn.Module, features: dict, lengths: dict) -> None:
 
 
 class SequenceEncoder(nn.Module):
-    """InputNorm -> {BiLSTM | Linear + positions + Transformer layers | Linear} -> (B, L, hidden).
+    """InputNorm -> input dropout -> {BiLSTM | Linear + positions + Transformer layers | Linear} -> (B, L, hidden).
 
-    Steps outside the mask are zero in the output.
+    Steps outside the mask are zero in the output. `in_dropout` (default: dropout) regularises the input
+    features; the teachers set it high for audio/video, whose declare-lab features are optimistic on the
+    declare train split (their extractors were trained on it) and weak on test.
     """
 
     def __init__(self, modality: str, in_dim: int, hidden: int, kind: str = "lstm", layers: int = 1,
-                 heads: int = 4, dropout: float = 0.1) -> None:
+                 heads: int = 4, dropout: float = 0.1, in_dropout: float | None = None) -> None:
         super().__init__()
         if kind not in ENCODER_KINDS:
             raise ValueError(f"encoder kind '{kind}'; expected one of {ENCODER_KINDS}")
@@ -63,7 +65,7 @@ class SequenceEncoder(nn.Module):
             raise ValueError(f"a BiLSTM encoder needs an even hidden size; got {hidden}")
         self.kind = kind
         self.norm = InputNorm(in_dim, modality)
-        self.drop = nn.Dropout(dropout)
+        self.drop = nn.Dropout(dropout if in_dropout is None else in_dropout)  # on the input features
         if kind == "lstm":
             self.rnn = nn.LSTM(in_dim, hidden // 2, num_layers=layers, batch_first=True, bidirectional=True,
                                dropout=dropout if layers > 1 else 0.0)

@@ -1,7 +1,8 @@
 """FD-CMDIE (seed 001): feature decoupling + cross-modal deep interaction enhancement.
 
-encode: per-modality sequence encoders (text: Transformer over the frozen MiniLM token features, the
-stand-in for fine-tuned NeoBERT; audio/video: stacked BiLSTM). fuse: one shared similarity encoder and
+encode: per-modality sequence encoders (text: a projection of the frozen, already contextual MiniLM token
+features, the stand-in for fine-tuned NeoBERT; `text_encoder="transformer"` adds Transformer layers, which
+overfit MOSI-U; audio/video: stacked BiLSTM). fuse: one shared similarity encoder and
 three private encoders (LN -> Linear -> Tanh -> Dropout) give T_s, V_s, A_s / T_d, V_d, A_d; the global
 similar feature G_s is the masked concatenation (along time) of T_s, V_s, A_s; k layers of CMDIE run a
 DIPU between G_s and each private feature and merge the three enhanced G_s with GAP. head:
@@ -92,19 +93,23 @@ class GAP(nn.Module):
 
 
 class FDCMDIE(MSAModel):
-    def __init__(self, spec: FeatureSpec, hidden: int = 64, heads: int = 4, layers: int = 3, text_layers: int = 1,
-                 av_layers: int = 2, dropout: float = 0.2, modality_dropout: float = 0.1, k_cl: int = 10,
-                 tau: float = 0.5, margin: float = 0.5, lambda_cl: float = 0.1, lambda_tri: float = 0.1) -> None:
+    """Defaults are the chosen MOSI-U settings. `modality_dropout` / `av_input_dropout` are high because the
+    declare-lab audio/video features are optimistic on the declare train split (see encoders.SequenceEncoder)."""
+
+    def __init__(self, spec: FeatureSpec, hidden: int = 64, heads: int = 4, layers: int = 3,
+                 text_encoder: str = "linear", text_layers: int = 1, av_layers: int = 2, dropout: float = 0.3,
+                 modality_dropout: float = 0.7, av_input_dropout: float = 0.7, k_cl: int = 10, tau: float = 0.5,
+                 margin: float = 0.5, lambda_cl: float = 0.1, lambda_tri: float = 0.1) -> None:
         super().__init__()
         self.config_params: dict[str, Any] = dict(
-            hidden=hidden, heads=heads, layers=layers, text_layers=text_layers, av_layers=av_layers, dropout=dropout,
-            modality_dropout=modality_dropout, k_cl=k_cl, tau=tau, margin=margin, lambda_cl=lambda_cl,
-            lambda_tri=lambda_tri)
+            hidden=hidden, heads=heads, layers=layers, text_encoder=text_encoder, text_layers=text_layers,
+            av_layers=av_layers, dropout=dropout, modality_dropout=modality_dropout, av_input_dropout=av_input_dropout,
+            k_cl=k_cl, tau=tau, margin=margin, lambda_cl=lambda_cl, lambda_tri=lambda_tri)
         self.spec = spec
         self.encoders = nn.ModuleDict({
-            "text": SequenceEncoder("text", spec.dim("text"), hidden, "transformer", text_layers, heads, dropout),
-            "audio": SequenceEncoder("audio", spec.dim("audio"), hidden, "lstm", av_layers, heads, dropout),
-            "video": SequenceEncoder("video", spec.dim("video"), hidden, "lstm", av_layers, heads, dropout),
+            "text": SequenceEncoder("text", spec.dim("text"), hidden, text_encoder, text_layers, heads, dropout),
+            **{m: SequenceEncoder(m, spec.dim(m), hidden, "lstm", av_layers, heads, dropout, av_input_dropout)
+               for m in ("audio", "video")},
         })
         self.shared = _projector(hidden, dropout)
         self.private = nn.ModuleDict({m: _projector(hidden, dropout) for m in MODALITIES})
@@ -153,7 +158,8 @@ class FDCMDIE(MSAModel):
         task = F.l1_loss(out["score"], batch["label"])
         pt, pa, pv = out["present"][:, 0], out["present"][:, 1], out["present"][:, 2]  # (B,) each
         s_t, s_a, s_v = out["s_text"], out["s_audio"], out["s_video"]
-        s_all = (s_t * pt[:, None] + s_a * pa[:, None] + s_v * pv[:, None]) / out["present"].sum(1, keepdim=True).clamp_min(1)
+        count = out["present"].sum(1, keepdim=True).clamp_min(1)  # (B, 1)
+        s_all = (s_t * pt[:, None] + s_a * pa[:, None] + s_v * pv[:, None]) / count  # mean similar vector
         ntx = torch.stack([nt_xent(s_t, s_v, p["tau"], pt * pv), nt_xent(s_t, s_a, p["tau"], pt * pa),
                            nt_xent_mined(s_all, batch["label"], p["k_cl"], p["tau"])]).mean()
         tri = cosine_triplet(s_t, [s_v, s_a], [out["d_text"], out["d_video"], out["d_audio"]], p["margin"],

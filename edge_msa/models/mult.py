@@ -21,29 +21,36 @@ from .registry import register
 
 
 class _Embed(nn.Module):
-    def __init__(self, modality: str, in_dim: int, dim: int, dropout: float) -> None:
+    def __init__(self, modality: str, in_dim: int, dim: int, dropout: float, in_dropout: float) -> None:
         super().__init__()
         self.norm = InputNorm(in_dim, modality)
+        self.in_drop = nn.Dropout(in_dropout)
         self.proj = nn.Linear(in_dim, dim)
         self.pos = SinusoidalPosition(dim)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        h = self.drop(self.pos(self.proj(self.norm(x))))  # (B, L, D)
+        h = self.drop(self.pos(self.proj(self.in_drop(self.norm(x)))))  # (B, L, D)
         return h * mask.unsqueeze(-1).to(h.dtype)
 
 
 class MulT(MSAModel):
-    def __init__(self, spec: FeatureSpec, dim: int = 32, heads: int = 4, cross_layers: int = 2, memory_layers: int = 1,
-                 dropout: float = 0.2, modality_dropout: float = 0.1) -> None:
+    """`modality_dropout` / `av_input_dropout` are high because the declare-lab audio/video features are
+    optimistic on the declare train split (see encoders.SequenceEncoder)."""
+
+    def __init__(self, spec: FeatureSpec, dim: int = 32, heads: int = 4, cross_layers: int = 2,
+                 memory_layers: int = 1, dropout: float = 0.2, modality_dropout: float = 0.7,
+                 av_input_dropout: float = 0.7) -> None:
         super().__init__()
         self.config_params: dict[str, Any] = dict(dim=dim, heads=heads, cross_layers=cross_layers,
                                                   memory_layers=memory_layers, dropout=dropout,
-                                                  modality_dropout=modality_dropout)
+                                                  modality_dropout=modality_dropout, av_input_dropout=av_input_dropout)
         self.spec = spec
-        self.embed = nn.ModuleDict({m: _Embed(m, spec.dim(m), dim, dropout) for m in MODALITIES})
+        in_drop = {"text": dropout, "audio": av_input_dropout, "video": av_input_dropout}
+        self.embed = nn.ModuleDict({m: _Embed(m, spec.dim(m), dim, dropout, in_drop[m]) for m in MODALITIES})
         self.cross = nn.ModuleDict({
-            f"{src}_to_{tgt}": nn.ModuleList(TransformerLayer(dim, heads, 4 * dim, dropout) for _ in range(cross_layers))
+            f"{src}_to_{tgt}": nn.ModuleList(TransformerLayer(dim, heads, 4 * dim, dropout)
+                                             for _ in range(cross_layers))
             for tgt in MODALITIES for src in MODALITIES if src != tgt})
         self.memory = nn.ModuleDict({m: nn.ModuleList(TransformerLayer(2 * dim, heads, 8 * dim, dropout)
                                                       for _ in range(memory_layers)) for m in MODALITIES})

@@ -1,0 +1,101 @@
+"""`edge-msa train` / train_teacher: writes the checkpoint and the metrics JSON; bad input exits 2."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edge_msa.checkpoint import load_checkpoint
+from edge_msa.cli import main
+from edge_msa.metrics import METRIC_KEYS
+from edge_msa.spec import FeatureSpec
+from edge_msa.teacher import metrics_path, train_teacher
+
+from conftest import MOSI_NPZ, needs_data
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run faster on one thread than on 2 busy shared cores."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+WORDS = ["good", "bad", "great", "awful", "movie", "plot", "boring", "fun", "really", "not"]
+
+
+def _features_npz(path, n: int = 48) -> None:
+    """A small dataset in the edge-msa-features-v1 format (text goes through the real MiniLM front end)."""
+    rng = np.random.default_rng(0)
+    spec = FeatureSpec(dims=(384, 5, 7), max_lens=(16, 3, 2), front_ends=("minilm-l6-int8", "external:a", "external:v"))
+    audio_len, video_len = rng.integers(0, 4, n), rng.integers(1, 3, n)
+    np.savez(path, format=np.array("edge-msa-features-v1"), feature_spec=np.array(json.dumps(spec.to_dict())),
+             id=np.array([f"u{i}" for i in range(n)]), label=rng.uniform(-3, 3, n).astype(np.float32),
+             split=np.array(["train"] * (n // 2) + ["valid"] * (n // 4) + ["test"] * (n - n // 2 - n // 4)),
+             transcript=np.array([" ".join(rng.choice(WORDS, 4)) for _ in range(n)]),
+             audio_feat=rng.normal(size=(n, 3, 5)).astype(np.float32), audio_len=audio_len,
+             video_feat=rng.normal(size=(n, 2, 7)).astype(np.float32), video_len=video_len)
+
+
+def test_train_teacher_api_seeds(tiny_splits, tmp_path):
+    out = tmp_path / "t.pt"
+    m = train_teacher("gtf_tiny", out=out, splits=tiny_splits, seeds=(0, 1), epochs=2, progress=False)
+    assert set(METRIC_KEYS) <= set(m) and set(m["seeds"]) == {"0", "1"}
+    assert m["selected_seed"] in (0, 1)
+    assert m[METRIC_KEYS[0]] == m["seeds"][str(m["selected_seed"])][METRIC_KEYS[0]]
+    assert all(m["std"][k] >= 0 for k in METRIC_KEYS)
+    on_disk = json.loads(metrics_path(out).read_text())
+    assert on_disk["mean"] == pytest.approx(m["mean"])
+    model, meta = load_checkpoint(out)
+    assert meta["seeds"] == [0, 1] and meta["dataset"] == "tiny" and set(meta["per_seed_test"]) == {"0", "1"}
+    assert model.model_name == "gtf_tiny"
+
+
+def test_cli_train_writes_checkpoint_and_metrics(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("EDGE_MSA_CACHE", str(tmp_path / "cache"))
+    data = tmp_path / "tiny_features.npz"
+    _features_npz(data)
+    out = tmp_path / "teachers" / "fd.pt"
+    rc = main(["train", "--model", "fd_cmdie_tiny", "--data", str(data), "--out", str(out), "--epochs", "2",
+               "--batch-size", "8", "--quiet"])
+    assert rc == 0
+    assert out.is_file() and metrics_path(out).is_file()
+    metrics = json.loads(metrics_path(out).read_text())
+    assert set(METRIC_KEYS) <= set(metrics) and metrics["params"] > 0
+    assert "acc2_non0" in capsys.readouterr().out
+    model, meta = load_checkpoint(out)
+    assert model.spec.dims == (384, 5, 7) and meta["seeds"] == [0]
+
+
+def test_cli_unknown_model_exit_2(tmp_path, capsys):
+    data = tmp_path / "tiny_features.npz"
+    _features_npz(data, n=12)
+    rc = main(["train", "--model", "fd_cmdei", "--data", str(data), "--out", str(tmp_path / "x.pt"), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error:") and "did you mean 'fd_cmdie'" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_cli_missing_data_file_exit_2(tmp_path, capsys):
+    rc = main(["train", "--data", str(tmp_path / "nope.npz"), "--out", str(tmp_path / "x.pt"), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "nope.npz" in err and len(err.splitlines()) == 1
+
+
+def test_cli_bad_option_exit_2(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--epochs", "many"])
+    assert exc.value.code == 2
+
+
+@pytest.mark.slow
+@needs_data
+def test_train_real_mosi_one_epoch(tmp_path):
+    """One short epoch of the real default teacher on MOSI-U: the pipeline runs and beats a constant guess."""
+    m = train_teacher("fd_cmdie", data=MOSI_NPZ, out=tmp_path / "fd.pt", epochs=1, progress=False,
+                      hidden=32, layers=1)
+    assert m["dataset"] and np.isfinite(m["mae"]) and m["mae"] < 1.6
