@@ -40,14 +40,36 @@ class _Encode(nn.Module):
 
 
 def _ops(module: nn.Module, inputs: Any) -> tuple[float, int]:
+    """MACs and unique params for ONE input (batch 1) with torch-pruning's counter.
+
+    Its total sums child counts per parent, so a module reachable from two parents (the student's shared
+    block) would count twice; summing the per-layer counts of each counted module once avoids that.
+    """
     tp = require("torch_pruning", "counting MACs and params", "pip install torch-pruning")
+    from torch_pruning.utils.op_counter import is_supported_instance
+
     with contextlib.redirect_stdout(io.StringIO()):  # the counter prints a warning per reused module
-        macs, params = tp.utils.count_ops_and_params(module, inputs)
-    return float(macs), int(params)
+        _, params, layer_macs, _ = tp.utils.count_ops_and_params(module, inputs, layer_wise=True)
+    macs = sum(float(layer_macs.get(m) or 0.0) for m in module.modules() if is_supported_instance(m))
+    return macs, int(params)
 
 
 def _params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+@torch.no_grad()
+def _encoder_params(model: nn.Module, modality: str, x: torch.Tensor, mask: torch.Tensor) -> int:
+    """Parameters of the modules that model.encode(modality) actually calls (any architecture)."""
+    called: list[nn.Module] = []
+    hooks = [mod.register_forward_hook(lambda mod, *_: called.append(mod)) for mod in model.modules()]
+    try:
+        model.encode(modality, x, mask)
+    finally:
+        for h in hooks:
+            h.remove()
+    params = {id(p): p.numel() for mod in called for p in mod.parameters(recurse=False)}
+    return sum(params.values())
 
 
 def one_step_batch(fs: FeatureSet, i: int = 0) -> dict[str, torch.Tensor]:
@@ -60,7 +82,11 @@ def one_step_batch(fs: FeatureSet, i: int = 0) -> dict[str, torch.Tensor]:
 
 
 def count_model(model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """Total params (unique) and MACs for one input, plus per modality encoder and the rest ('fusion')."""
+    """Total params (unique) and MACs for one input, plus per modality encoder and the rest ('fusion').
+
+    MACs are torch-pruning's module-level count (Linear, LayerNorm, LSTM, ...); the attention score
+    matmuls inside scaled_dot_product_attention are functional calls it does not count.
+    """
     batch = {k: v for k, v in batch.items() if k != "index"}
     model.eval()
     macs, _ = _ops(_Score(model), batch)
@@ -68,7 +94,7 @@ def count_model(model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, A
     enc_params = 0
     for m in MODALITIES:
         mac_m, _ = _ops(_Encode(model, m), (batch[m], batch[f"{m}_mask"]))
-        p_m = _params(model.encoders[m])
+        p_m = _encoder_params(model, m, batch[m], batch[f"{m}_mask"])
         enc_params += p_m
         parts[f"encode_{m}"] = {"params": p_m, "macs": mac_m}
     total = _params(model)
@@ -84,10 +110,12 @@ def count_student_parts(model: Student, batch: dict[str, torch.Tensor]) -> dict[
               **{f"encode_{m}": (batch[m], batch[f"{m}_mask"]) for m in SKIPPABLE},
               "gate": (h, batch["audio"], batch["audio_mask"], batch["video"], batch["video_mask"]),
               "fuse": (h, h, h, present)}
+    fuse_modules = (model.blocks[model.config_params["sharing"]["fuse"]], model.head_fc1, model.head_fc2)
+    fuse_params = _params(nn.ModuleList(fuse_modules)) + model.modality_embed.numel()
     out = {}
     for name, args in inputs.items():
         macs, params = _ops(model.part(name), args)
-        out[name] = {"params": params, "macs": macs}
+        out[name] = {"params": fuse_params if name == "fuse" else params, "macs": macs}
     return out
 
 

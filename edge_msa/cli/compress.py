@@ -26,8 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="student.pt", help="student checkpoint to write (default: student.pt)")
     p.add_argument("--prune-ratio", type=float, default=0.5, help="fraction of heads/hidden channels to remove, "
                    "0 <= r < 1 (default: 0.5)")
-    p.add_argument("--share", default="depth", choices=("depth", "depth+modality"),
-                   help="one block reused across depth, or also across the text and fusion streams (default: depth)")
+    p.add_argument("--share", default="depth+modality", choices=("depth", "depth+modality"),
+                   help="one block reused across depth, and also across the text and fusion streams "
+                   "(default: depth+modality)")
     p.add_argument("--kd-weight", type=float, default=1.0, help="response distillation weight (default: 1.0)")
     p.add_argument("--hint-weight", type=float, default=0.5, help="feature (hint) distillation weight (default: 0.5)")
     p.add_argument("--temperature", type=float, default=2.0, help="soft-polarity KD temperature (default: 2.0)")

@@ -253,7 +253,7 @@ def _build(spec: FeatureSpec, defaults: dict[str, Any], params: dict[str, Any]) 
 _DEFAULTS: dict[str, Any] = {
     "dim": 64, "heads": 4, "ffn": 128, "depth": 2, "fuse_depth": 1, "share": "depth",
     "enc_hidden": {"audio": 64, "video": 64}, "head_hidden": 64, "gate_hidden": 16, "dropout": 0.1,
-    "modality_dropout": [0.05, 0.25, 0.25], "skip_thresholds": [0.0, 0.0],
+    "modality_dropout": [0.05, 0.5, 0.5], "skip_thresholds": [0.0, 0.0],
 }
 
 
