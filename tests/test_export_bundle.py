@@ -64,6 +64,7 @@ def test_parts_bundle_manifest_and_parity(bundle):
     assert max(fp32["max_abs_diff"].values()) <= 1e-4
     assert m.feature_spec == SPEC and m.skip_thresholds and len(m.skip_thresholds) == 2
     assert m.tensorrt_check == {"ok": True, "unsupported": {}}
+    assert (bundle / "manifest.json").stat().st_mode & 0o044 == 0o044  # readable by others
     lines = (bundle / "trtexec.txt").read_text().splitlines()
     assert sum(line.startswith("trtexec --onnx=") for line in lines) == len(PARTS)
     assert "--minShapes=x:1x1x12,mask:1x1" in (bundle / "trtexec.txt").read_text()
@@ -163,6 +164,7 @@ def wide_student(tmp_path_factory):
     return student_checkpoint(tmp_path_factory.mktemp("wide") / "wide.pt", dim=128, heads=4, ffn=256)[0]
 
 
+@pytest.mark.slow  # two exports of a 128-wide student: ~8-11 s on the shared 2 cores
 def test_int8_bundle_smaller_and_flagged_for_tensorrt(wide_student, tmp_path):
     fp32 = export(wide_student, out=tmp_path / "fp32", log=None)
     int8 = export(wide_student, format="onnx-int8", out=tmp_path / "int8", log=None)
