@@ -115,6 +115,13 @@ def test_single_graph_student(student, tmp_path):
             assert (ran == np.stack([pb.lengths[m] > 0 for m in MODALITIES], 1)).all()  # no skipping
 
 
+def test_block_shared_by_text_and_fusion_exports(tmp_path):
+    """share="depth+modality": one block in both encode_text and fuse (each graph carries its copy)."""
+    ckpt, _ = student_checkpoint(tmp_path / "s.pt", share="depth+modality")
+    m = read_manifest(export(ckpt, out=tmp_path / "b", log=None))
+    assert m.parity["ok"] and m.parity["max_abs_diff"]["fuse"] <= 1e-4
+
+
 @pytest.mark.parametrize("name", ["fd_cmdie_tiny", "gtf_tiny", "mult_tiny"])
 def test_teachers_export_as_one_graph(name, tmp_path):
     model = create_model(name, SPEC)
