@@ -116,16 +116,8 @@ def export(checkpoint: str | os.PathLike, format: str = "onnx", out: str | os.Pa
         if spec.front_end("text") == TEXT_FRONT_END:
             manifest.text_encoder = _copy_text_encoder(tmp)
         write_manifest(tmp, manifest)
-        _readable(tmp)
     say(f"bundle written to {out} ({layout} layout, {manifest.precision}, {len(manifest.graphs)} graphs)")
     return out
-
-
-def _readable(bundle: Path) -> None:
-    """Temp files/dirs are created owner-only; a bundle is meant to be copied and read by others."""
-    bundle.chmod(0o755)
-    for path in bundle.iterdir():
-        path.chmod(0o644)
 
 
 def _validation_split(data, spec):
