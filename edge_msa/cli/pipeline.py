@@ -37,24 +37,26 @@ def run(args: argparse.Namespace) -> int:
     import compress
     import export
 
+    from ..paths import default_mosi_path
     from ..teacher import train_teacher
 
+    data = args.data or default_mosi_path()  # every stage (parity and accuracy checks too) sees real data
     out = Path(args.out)
     progress = not args.quiet
     teacher_pt, student_pt = out / "teacher.pt", out / "student.pt"
     _stage("1/4 train", f"{args.model} teacher -> {teacher_pt}")
-    train_teacher(args.model, data=args.data, out=teacher_pt, seeds=args.seeds, epochs=args.epochs, progress=progress)
+    train_teacher(args.model, data=data, out=teacher_pt, seeds=args.seeds, epochs=args.epochs, progress=progress)
     _stage("2/4 compress", f"-> {student_pt}")
     overrides = {"epochs": args.epochs} if args.epochs else {}
-    compress.compress(teacher_pt, data=args.data, out=student_pt, progress=progress, seeds=args.seeds, **overrides)
+    compress.compress(teacher_pt, data=data, out=student_pt, progress=progress, seeds=args.seeds, **overrides)
     bundles = out / "bundles"
     plan = [(teacher_pt, "onnx", bundles / "teacher"), (student_pt, "onnx", bundles / "student"),
             (student_pt, "onnx-int8", bundles / "student-int8")]
     for ckpt, fmt, target in plan:
         _stage("3/4 export", f"{ckpt.name} as {fmt} -> {target}")
-        export.export(ckpt, format=fmt, out=target, data=args.data)
+        export.export(ckpt, format=fmt, out=target, data=data)
     _stage("4/4 bench", f"-> {out / 'bench'}")
-    report = benchmarks.run_bench([target for _, _, target in plan], data=args.data, out=out / "bench",
+    report = benchmarks.run_bench([target for _, _, target in plan], data=data, out=out / "bench",
                                   min_time=args.min_time, progress=progress)
     print((Path(report) / "report.md").read_text(encoding="utf-8"))
     return 0
