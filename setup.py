@@ -35,7 +35,7 @@ setup(
         "psutil>=5.9",
     ],
     extras_require={
-        "test": ["pytest>=7"],
+        "test": ["pytest>=7", "onnxconverter-common>=1.14"],  # fp16 export is tested too
         "gpu": ["nvidia-ml-py>=12", "onnxruntime-gpu>=1.16"],
         "fp16": ["onnxconverter-common>=1.14"],
     },
