@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -68,18 +67,6 @@ def kd_loss(targets: TeacherTargets, options: CompressOptions):
         return total, {"mae": float(task.detach()), "kd": float(response.detach()), "hint": float(hint.detach())}
 
     return loss_fn
-
-
-@torch.no_grad()
-def fit_input_norms(student: nn.Module, train: FeatureSet) -> None:
-    """Per-feature mean/std of the valid training steps into the student's input norms."""
-    for m in MODALITIES:
-        n = student.encoders[m].norm
-        x = train.features[m]  # (N, L, d)
-        steps = x[np.arange(x.shape[1])[None, :] < train.lengths[m][:, None]]  # (S, d)
-        if len(steps) > 1:
-            n.mean.copy_(torch.from_numpy(steps.mean(0)))
-            n.std.copy_(torch.from_numpy(steps.std(0)).clamp_min(1e-4))
 
 
 # student name -> teacher name candidates; a tensor is copied when a candidate exists with the same shape

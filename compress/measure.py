@@ -108,7 +108,7 @@ def count_student_parts(model: Student, batch: dict[str, torch.Tensor]) -> dict[
     present = torch.ones(1, 3)
     inputs = {"encode_text": (batch["text"], batch["text_mask"]),
               **{f"encode_{m}": (batch[m], batch[f"{m}_mask"]) for m in SKIPPABLE},
-              "gate": (h, batch["audio"], batch["audio_mask"], batch["video"], batch["video_mask"]),
+              "gate": (h, present),
               "fuse": (h, h, h, present)}
     fuse_modules = (model.blocks[model.config_params["sharing"]["fuse"]], model.head_fc1, model.head_fc2)
     fuse_params = _params(nn.ModuleList(fuse_modules)) + model.modality_embed.numel()

@@ -22,12 +22,13 @@ from edge_msa.data.base import DatasetSplits
 from edge_msa.errors import ArtifactError, InputError
 from edge_msa.metrics import METRIC_KEYS, msa_metrics
 from edge_msa.models import create_model
+from edge_msa.models.encoders import fit_input_norms
 from edge_msa.models.student import SKIPPABLE, Student, run_with_skipping
 from edge_msa.spec import MODALITIES, FeatureSpec
 from edge_msa.training import TrainConfig, fit, predict, to_batch
 
 from . import measure
-from .distill import Distiller, TeacherTargets, fit_input_norms, init_from_teacher, kd_loss, teacher_targets
+from .distill import Distiller, TeacherTargets, init_from_teacher, kd_loss, teacher_targets
 from .options import CompressOptions
 from .prune import prune_student
 from .report import render_markdown, target_table
@@ -121,7 +122,7 @@ def _one_seed(seed: int, teacher, splits: DatasetSplits, targets: TeacherTargets
     torch.manual_seed(seed)
     bar.start("init")
     student = create_model(options.student, splits.spec, share=options.share, **options.student_params)
-    fit_input_norms(student, splits.train)
+    fit_input_norms(student, splits.train.features, splits.train.lengths)
     copied = init_from_teacher(student, teacher)
     save_checkpoint(stage_path(out, "init", stage_seed), student, {"stage": "init", "seed": seed})
     bar.done(f"student '{options.student}' share={options.share}, {sum(p.numel() for p in student.parameters()):,} "
@@ -168,9 +169,10 @@ def _one_seed(seed: int, teacher, splits: DatasetSplits, targets: TeacherTargets
 
 
 def _macs_per_step(student: Student, splits: DatasetSplits) -> dict[str, float]:
+    """Encoder MACs per audio/video step, and the gate's MACs per input ("gate")."""
     batch = measure.one_step_batch(splits.valid)
     parts = measure.count_student_parts(student, batch)
-    return {m: parts[f"encode_{m}"]["macs"] for m in SKIPPABLE}
+    return {**{m: parts[f"encode_{m}"]["macs"] for m in SKIPPABLE}, "gate": parts["gate"]["macs"]}
 
 
 def _mean_std(rows: list[dict[str, float]]) -> dict[str, dict[str, float]]:
@@ -281,10 +283,16 @@ def _compress(teacher_path: Path, data: str | os.PathLike | None, out: Path, opt
         "student_skip": {"latency_ms_p50": lat["student_skip"]["p50"], "latency_ms_p90": lat["student_skip"]["p90"],
                          "metrics": chosen["student_skip"]},
         "skip": {"thresholds": chosen["thresholds"], "rate": chosen["skip"]["rate"],
-                 "saved_fraction": chosen["skip"]["saved_fraction"], "calibration": best["calibration"],
+                 "saved_fraction": chosen["skip"]["saved_fraction"],
+                 "saved_fraction_gross": chosen["skip"]["saved_fraction_gross"],
+                 "encoder_macs_skipped": chosen["skip"]["encoder_macs_skipped"],
+                 "gate_macs": chosen["skip"]["gate_macs"], "encoder_macs_possible": chosen["skip"]["encoder_macs_possible"],
+                 "calibration": best["calibration"],
                  "gate": best["gate"], "macs_per_step": best["macs_per_step"],
-                 "saved_counts": "encoder MACs actually skipped / encoder MACs if every present audio/video ran "
-                                 "(test); the gate's own MACs are in student.export_parts.gate"},
+                 "saved_counts": "saved_fraction (net) = (encoder MACs skipped - gate MACs) / encoder MACs if every "
+                                 "present audio/video ran (test); saved_fraction_gross leaves the gate out. The "
+                                 "gate sees only h_text + presence, so on raw media a skip also saves the "
+                                 "audio/video front end (not counted here)"},
         "text_front_end": {**front, "included_in_params": False,
                            "note": "frozen, shared by teacher and student; params_with_text_front_end adds it"},
         "latency": {"backend": "torch CPU (eager)", "threads": options.latency_threads, "batch": 1,

@@ -99,6 +99,7 @@ class SkipCache:
     present: np.ndarray  # (N, 2) bool
     labels: np.ndarray  # (N,)
     macs: np.ndarray  # (N, 2) encoder MACs each input would spend on audio / video
+    gate_macs: np.ndarray  # (N,) the gate's MACs for each input (it runs wherever audio or video is present)
 
 
 @torch.no_grad()
@@ -111,22 +112,25 @@ def skip_cache(model: Student, fs: FeatureSet, macs_per_step: dict[str, float]) 
         keeps.append(model.keep(h_text, batch))
         present.append(p[:, 1:] > 0)
     macs = np.stack([fs.lengths[m] * macs_per_step[m] for m in SKIPPABLE], axis=1).astype(np.float64)  # (N, 2)
-    return SkipCache(torch.cat(scores).numpy(), torch.cat(keeps).numpy(), torch.cat(present).numpy(),
-                     fs.labels, macs)
+    present_np = torch.cat(present).numpy()  # (N, 2)
+    return SkipCache(torch.cat(scores).numpy(), torch.cat(keeps).numpy(), present_np, fs.labels, macs,
+                     present_np.any(axis=1) * float(macs_per_step["gate"]))
 
 
 def evaluate_thresholds(cache: SkipCache, thresholds: tuple[float, float]) -> dict:
     run = cache.present & (cache.keep >= np.asarray(thresholds)[None, :])  # (N, 2)
     pred = _select(torch.from_numpy(cache.scores), torch.from_numpy(run)).numpy()
     possible = (cache.macs * cache.present).sum()
-    saved = float((cache.macs * (cache.present & ~run)).sum() / possible) if possible > 0 else 0.0
-    return {"pred": pred, "run": run, "saved_fraction": saved}
+    skipped = (cache.macs * (cache.present & ~run)).sum()
+    gross = float(skipped / possible) if possible > 0 else 0.0
+    net = float((skipped - cache.gate_macs.sum()) / possible) if possible > 0 else 0.0
+    return {"pred": pred, "run": run, "saved_fraction": net, "saved_fraction_gross": gross}
 
 
 def calibrate(cache: SkipCache, mode: str, value: float, grid: int = 26) -> dict:
     """Pick (t_audio, t_video) on this split.
 
-    'budget': save >= value of the audio+video encoder MACs while flipping the fewest Acc-2 non-0 decisions
+    'budget': save >= value of the audio+video encoder MACs (net: minus the gate's own MACs) while flipping the fewest Acc-2 non-0 decisions
     of the full student; 'max_drop': the largest saving whose flip rate is <= value. The flip rate bounds
     the Acc-2 non-0 lost to skipping from above and needs no labels: on MOSI-U the validation labels are
     not a safe guide (its video features come from an extractor trained on the declare-train part that
@@ -143,7 +147,8 @@ def calibrate(cache: SkipCache, mode: str, value: float, grid: int = 26) -> dict
         ev = evaluate_thresholds(cache, (float(ta), float(tv)))
         flips = float(np.mean((ev["pred"][non0] > 0) != (full[non0] > 0)))
         change = float(np.mean(np.abs(ev["pred"] - full)))
-        rows.append({"thresholds": [float(ta), float(tv)], "saved": ev["saved_fraction"], "flips": flips,
+        rows.append({"thresholds": [float(ta), float(tv)], "saved": ev["saved_fraction"],
+                     "gross": ev["saved_fraction_gross"], "flips": flips,
                      "change": change, "pred": ev["pred"]})
     if mode == "budget":
         ok = [r for r in rows if r["saved"] >= value - 1e-9]
@@ -156,7 +161,8 @@ def calibrate(cache: SkipCache, mode: str, value: float, grid: int = 26) -> dict
     return {"thresholds": best["thresholds"], "mode": mode, "value": value, "reached": bool(ok),
             "criterion": "polarity flips vs the full student on label != 0 (label-free upper bound of the "
                          "Acc-2 non-0 loss)",
-            "valid_saved_fraction": best["saved"], "valid_flip_rate": best["flips"],
+            "valid_saved_fraction": best["saved"], "valid_saved_fraction_gross": best["gross"],
+            "valid_flip_rate": best["flips"],
             "valid_mean_abs_score_change": best["change"],
             "valid_acc2_non0_drop": full_acc - skip_metrics["acc2_non0"], "valid_mae": skip_metrics["mae"],
             "candidates": len(rows)}
@@ -174,12 +180,19 @@ def predict_with_skipping(model: Student, fs: FeatureSet, batch_size: int = 256)
 
 
 def skip_stats(ran: np.ndarray, fs: FeatureSet, macs_per_step: dict[str, float]) -> dict:
-    """Skip rate per modality (over inputs where it is present) and encoder MACs saved (audio+video)."""
+    """Skip rate per modality (over inputs where it is present) and the audio+video encoder MACs saved:
+    gross (skipped encoder MACs / encoder MACs if every present audio/video ran) and net (minus the
+    gate's MACs, spent on every input with audio or video present)."""
     rate, saved, possible = {}, 0.0, 0.0
+    any_av = np.zeros(len(ran), bool)
     for i, m in enumerate(SKIPPABLE, start=1):
         present = fs.lengths[m] > 0
+        any_av |= present
         macs = fs.lengths[m] * macs_per_step[m]
         rate[m] = float((present & ~ran[:, i]).sum() / max(int(present.sum()), 1))
         saved += float((macs * (present & ~ran[:, i])).sum())
         possible += float((macs * present).sum())
-    return {"rate": rate, "saved_fraction": saved / possible if possible else 0.0}
+    gate = float(any_av.sum()) * float(macs_per_step["gate"])
+    return {"rate": rate, "saved_fraction": (saved - gate) / possible if possible else 0.0,
+            "saved_fraction_gross": saved / possible if possible else 0.0,
+            "encoder_macs_skipped": saved, "gate_macs": gate, "encoder_macs_possible": possible}

@@ -58,7 +58,7 @@ def example_inputs(model, spec: FeatureSpec, layout: str, name: str) -> tuple:
     with torch.no_grad():
         h = model.part("encode_text")(*seq("text"))  # (2, D)
     if name == "gate":
-        return (h, *seq("audio"), *seq("video"))
+        return (h, torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 1.0]]))  # present (2, 3)
     return (h, h.clone(), h.clone(), torch.ones(2, len(MODALITIES)))  # fuse
 
 

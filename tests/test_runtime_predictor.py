@@ -3,6 +3,7 @@ inputs as one-line errors (CLI exit 2), eval on a featurized dataset."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -88,6 +89,36 @@ def test_skipped_encoders_are_not_run(bundle):
         p.thresholds = [0.0, 0.0]
         scores, ran = p.predict_features({m: a[m][None] for m in MODALITIES})
         assert ran.all() and p.backends["encode_audio"].calls == 1
+
+
+def test_gate_skip_means_the_media_front_end_never_runs(tmp_path_factory, tmp_path):
+    """Raw media: the gate decides from h_text + presence BEFORE any audio/video front end, so a skipped
+    modality's front end is not called and has no front-end time."""
+    spec = FeatureSpec(dims=(12, 5, 7), max_lens=(9, 3, 4), front_ends=("external:text-12", "logmel-v1", "face-v1"))
+    bundle = _export(tmp_path_factory, spec, "media")
+    clips = {m: tmp_path / f"clip.{m}" for m in ("audio", "video")}
+    calls = {"audio": 0, "video": 0}
+
+    def fake(m):
+        def run(path):
+            calls[m] += 1
+            return np.ones((2, spec.dim(m)), np.float32)
+        return run
+
+    for path in clips.values():
+        path.write_bytes(b"x")
+    text = np.ones((4, 12), np.float32)
+    with load(bundle) as p:
+        p._front_ends = {"logmel-v1": fake("audio"), "face-v1": fake("video")}
+        p.thresholds = [2.0, 0.0]  # audio never worth it, video always
+        r = p.predict(text=text, audio=clips["audio"], video=clips["video"])
+        assert calls == {"audio": 0, "video": 1} and r.ran == ["text", "video"]
+        assert re.fullmatch(r"gate: keep 0\.\d{3} < threshold 2\.000", r.skipped["audio"])
+        assert "front_end_video" in r.ms and "front_end_audio" not in r.ms
+        assert p.backends["encode_audio"].calls == 0
+        p.thresholds = [0.0, 0.0]
+        r = p.predict(text=text, audio=clips["audio"], video=clips["video"])
+        assert calls == {"audio": 1, "video": 2} and r.ran == list(MODALITIES) and not r.skipped
 
 
 def test_predict_batch_matches_single_predictions(bundle):

@@ -35,7 +35,7 @@ def test_parts_match_forward(tiny_spec, share):
         ref = model(batch)["score"]
         h = {m: model.part(f"encode_{m}")(batch[m], batch[f"{m}_mask"]) for m in ("text", "audio", "video")}
         score = model.part("fuse")(h["text"], h["audio"], h["video"], _present(batch))
-        keep = model.part("gate")(h["text"], batch["audio"], batch["audio_mask"], batch["video"], batch["video_mask"])
+        keep = model.part("gate")(h["text"], _present(batch))
     assert torch.allclose(ref, score, atol=1e-6)
     assert keep.shape == (8, 2) and bool(((keep >= 0) & (keep <= 1)).all())
     assert set(PART_IO) == set(PARTS)

@@ -18,12 +18,13 @@ from torch import nn
 from ..errors import InputError
 from ..spec import MODALITIES, FeatureSpec
 from .base import Batch, MSAModel
+from .encoders import InputNorm
 from .layers import SinusoidalPosition, TransformerLayer, masked_mean, presence
 from .registry import register
 
 PARTS = ("gate", "encode_text", "encode_audio", "encode_video", "fuse")
 PART_IO: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "gate": (("h_text", "audio", "audio_mask", "video", "video_mask"), ("keep",)),
+    "gate": (("h_text", "present"), ("keep",)),
     "encode_text": (("x", "mask"), ("h",)),
     "encode_audio": (("x", "mask"), ("h",)),
     "encode_video": (("x", "mask"), ("h",)),
@@ -33,27 +34,13 @@ SKIPPABLE = ("audio", "video")  # order of the gate's keep columns and of skip_t
 SHARE_MODES = {"depth": {"text": "text", "fuse": "fuse"}, "depth+modality": {"text": "shared", "fuse": "shared"}}
 
 
-class FeatureNorm(nn.Module):
-    """Per-feature standardisation, clamped to +-clip, with buffers set from training data (raw openSMILE
-    values reach ~400 while other dims are ~0.1); identity until compress fills it."""
-
-    def __init__(self, dim: int, clip: float = 10.0) -> None:
-        super().__init__()
-        self.clip = clip
-        self.register_buffer("mean", torch.zeros(dim))
-        self.register_buffer("std", torch.ones(dim))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return ((x - self.mean) / self.std).clamp(-self.clip, self.clip)  # (B, L, d)
-
-
 class TextEncoder(nn.Module):
     """Linear down-projection + positions + the (shared) block applied `depth` times + masked mean pooling
     (the teachers' text encoder layout, so its weights can initialise this one)."""
 
     def __init__(self, in_dim: int, dim: int, block: TransformerLayer, depth: int) -> None:
         super().__init__()
-        self.norm = FeatureNorm(in_dim)
+        self.norm = InputNorm(in_dim, "text")
         self.proj = nn.Linear(in_dim, dim)
         self.pos = SinusoidalPosition(dim)
         self.block = block
@@ -67,41 +54,36 @@ class TextEncoder(nn.Module):
 
 
 class FrameEncoder(nn.Module):
-    """Audio/video: a per-step GELU MLP then masked mean, so any length >= 1 (e.g. one utterance vector) works."""
+    """Audio/video: a per-step GELU MLP then masked mean, so any length >= 1 (e.g. one utterance vector) works.
+    `in_dropout` drops input features in training (as the teachers do: declare-lab a/v features are
+    optimistic on declare-train, so leaning on them hurts on test)."""
 
-    def __init__(self, in_dim: int, hidden: int, dim: int, dropout: float) -> None:
+    def __init__(self, modality: str, in_dim: int, hidden: int, dim: int, dropout: float, in_dropout: float) -> None:
         super().__init__()
-        self.norm = FeatureNorm(in_dim)
+        self.norm = InputNorm(in_dim, modality)
+        self.in_drop = nn.Dropout(in_dropout)
         self.fc1 = nn.Linear(in_dim, hidden)
         self.fc2 = nn.Linear(hidden, dim)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        h = self.fc2(self.drop(F.gelu(self.fc1(self.norm(x)))))  # (B, L, D)
+        h = self.fc2(self.drop(F.gelu(self.fc1(self.in_drop(self.norm(x))))))  # (B, L, D)
         return masked_mean(h, mask)  # (B, D)
 
 
 class SkipGate(nn.Module):
-    """keep (B, 2) in [0, 1]: how much running the audio / video encoder is worth it, from the text
-    encoding plus cheap statistics of the raw audio/video (mean, log energy, presence)."""
+    """keep (B, 2) in [0, 1]: how much running audio / video is worth it, from signals known BEFORE any
+    audio/video front end runs (the text encoding and which modalities were supplied), so a skip saves
+    the raw-media front end too. One hidden layer of `hidden` units (0 = a single Linear)."""
 
-    def __init__(self, dim: int, audio: FeatureNorm, video: FeatureNorm, hidden: int) -> None:
+    def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
-        self.norms = nn.ModuleDict({"audio": audio, "video": video})  # shared with the encoders
-        stats = sum(n.mean.numel() + 2 for n in (audio, video))
-        self.fc1 = nn.Linear(dim + stats, hidden)
-        self.fc2 = nn.Linear(hidden, len(SKIPPABLE))
+        n_in = dim + len(MODALITIES)
+        self.net = (nn.Sequential(nn.Linear(n_in, hidden), nn.GELU(), nn.Linear(hidden, len(SKIPPABLE))) if hidden
+                    else nn.Linear(n_in, len(SKIPPABLE)))
 
-    def stats(self, modality: str, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        xn = self.norms[modality](x)  # (B, L, d)
-        energy = masked_mean(xn.pow(2).mean(dim=-1, keepdim=True), mask)  # (B, 1)
-        return torch.cat([masked_mean(xn, mask), torch.log1p(energy), presence(mask)], dim=-1)  # (B, d + 2)
-
-    def forward(self, h_text: torch.Tensor, audio: torch.Tensor, audio_mask: torch.Tensor,
-                video: torch.Tensor, video_mask: torch.Tensor) -> torch.Tensor:
-        feats = torch.cat([h_text, self.stats("audio", audio, audio_mask),
-                           self.stats("video", video, video_mask)], dim=-1)  # (B, D + stats)
-        return torch.sigmoid(self.fc2(F.gelu(self.fc1(feats))))  # (B, 2)
+    def forward(self, h_text: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.net(torch.cat([h_text, present], dim=-1)))  # (B, 2)
 
 
 class Student(MSAModel):
@@ -110,7 +92,7 @@ class Student(MSAModel):
 
     def __init__(self, spec: FeatureSpec, dim: int, depth: int, fuse_depth: int, share: str,
                  blocks: dict[str, dict[str, int]], enc_hidden: dict[str, int], head_hidden: int,
-                 gate_hidden: int, dropout: float, modality_dropout: list[float],
+                 gate_hidden: int, dropout: float, modality_dropout: list[float], av_input_dropout: float,
                  skip_thresholds: list[float]) -> None:
         super().__init__()
         self.spec = spec
@@ -119,13 +101,13 @@ class Student(MSAModel):
                                      for name, b in blocks.items()})
         self.encoders = nn.ModuleDict({
             "text": TextEncoder(spec.dim("text"), dim, self.blocks[self.sharing["text"]], depth),
-            **{m: FrameEncoder(spec.dim(m), enc_hidden[m], dim, dropout) for m in SKIPPABLE}})
+            **{m: FrameEncoder(m, spec.dim(m), enc_hidden[m], dim, dropout, av_input_dropout) for m in SKIPPABLE}})
         self.modality_embed = nn.Parameter(torch.zeros(len(MODALITIES), dim))
         nn.init.normal_(self.modality_embed, std=0.02)
         self.fuse_depth = fuse_depth
         self.head_fc1 = nn.Linear(dim, head_hidden)
         self.head_fc2 = nn.Linear(head_hidden, 1)
-        self.gate = SkipGate(dim, self.encoders["audio"].norm, self.encoders["video"].norm, gate_hidden)
+        self.gate = SkipGate(dim, gate_hidden)
         self.modality_dropout = list(modality_dropout)
         self.skip_thresholds = list(skip_thresholds)
 
@@ -164,7 +146,8 @@ class Student(MSAModel):
         return {"score": self.head(z), "z": z, **{f"h_{m}": h[m] for m in MODALITIES}}
 
     def keep(self, h_text: torch.Tensor, batch: Batch) -> torch.Tensor:
-        return self.gate(h_text, batch["audio"], batch["audio_mask"], batch["video"], batch["video_mask"])  # (B, 2)
+        present = torch.cat([presence(batch[f"{m}_mask"]) for m in MODALITIES], dim=-1)  # (B, 3)
+        return self.gate(h_text, present)  # (B, 2)
 
     # --- export parts -------------------------------------------------------------------------------
     def part(self, name: str) -> nn.Module:
@@ -239,12 +222,13 @@ def _build(spec: FeatureSpec, defaults: dict[str, Any], params: dict[str, Any]) 
     enc_hidden = {m: int(cfg["enc_hidden"][m]) for m in SKIPPABLE}
     model = Student(spec, int(cfg["dim"]), int(cfg["depth"]), int(cfg["fuse_depth"]), share, blocks, enc_hidden,
                     int(cfg["head_hidden"]), int(cfg["gate_hidden"]), float(cfg["dropout"]),
-                    [float(p) for p in cfg["modality_dropout"]], thresholds)
+                    [float(p) for p in cfg["modality_dropout"]], float(cfg["av_input_dropout"]), thresholds)
     model.config_params = {
         "dim": int(cfg["dim"]), "depth": int(cfg["depth"]), "fuse_depth": int(cfg["fuse_depth"]), "share": share,
         "sharing": dict(SHARE_MODES[share]), "blocks": copy.deepcopy(blocks), "enc_hidden": enc_hidden,
         "head_hidden": int(cfg["head_hidden"]), "gate_hidden": int(cfg["gate_hidden"]),
         "dropout": float(cfg["dropout"]), "modality_dropout": [float(p) for p in cfg["modality_dropout"]],
+        "av_input_dropout": float(cfg["av_input_dropout"]),
         "skip_thresholds": thresholds, "heads": int(cfg["heads"]), "ffn": int(cfg["ffn"]),
     }
     return model
@@ -252,8 +236,8 @@ def _build(spec: FeatureSpec, defaults: dict[str, Any], params: dict[str, Any]) 
 
 _DEFAULTS: dict[str, Any] = {
     "dim": 64, "heads": 4, "ffn": 128, "depth": 2, "fuse_depth": 1, "share": "depth",
-    "enc_hidden": {"audio": 64, "video": 64}, "head_hidden": 64, "gate_hidden": 16, "dropout": 0.1,
-    "modality_dropout": [0.05, 0.5, 0.5], "skip_thresholds": [0.0, 0.0],
+    "enc_hidden": {"audio": 64, "video": 64}, "head_hidden": 64, "gate_hidden": 0, "dropout": 0.1,
+    "modality_dropout": [0.05, 0.7, 0.7], "av_input_dropout": 0.7, "skip_thresholds": [0.0, 0.0],
 }
 
 

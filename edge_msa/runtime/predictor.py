@@ -1,6 +1,7 @@
 """Predictor: run a bundle on device (numpy + onnxruntime; torch is never imported here).
 
-Parts layout: encode_text -> gate -> only the audio/video encoders the gate keeps -> fuse, with the
+Parts layout: text (front end) -> encode_text -> gate(h_text, present) -> only for the audio/video the
+gate keeps: their front end (raw media) and encoder -> fuse, with the
 skip rule of `edge_msa.models.student.run_with_skipping`: modality m runs iff present and
 keep[:, i] >= skip_thresholds[i]; a skipped or missing modality feeds zeros and present=0 to fuse.
 Single layout: one graph, every present modality runs.
@@ -12,7 +13,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -72,24 +73,32 @@ class Predictor:
             if unknown:
                 raise InputError(f"unknown input keys {sorted(unknown)}; expected {', '.join(MODALITIES)}")
         ms: dict[str, float] = {}
-        rows, skipped = self._prepare(inputs, ms)
-        for i, (row, reasons) in enumerate(zip(rows, skipped)):
-            if not row:
+        rows, media, skipped = self._prepare(inputs, ms)
+        for i, (row, pending, reasons) in enumerate(zip(rows, media, skipped)):
+            if not row and not pending:
                 why = "; ".join(f"{m}: {r}" for m, r in reasons.items()) or "nothing given"
                 where = "" if len(rows) == 1 else f" #{i}"
                 raise InputError(f"input{where} has no usable modality ({why}); expected text, audio or video")
-        feats, lengths = _pad(rows, self.spec)
-        scores, ran, keep, stage_ms = self._forward(feats, lengths)
+        present = {m: np.array([m in r or m in p for r, p in zip(rows, media)]) for m in MODALITIES}  # (B,)
+
+        def fetch(m: str, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            """Features of m for rows idx, running its media front end only now (after the gate)."""
+            for i in idx:
+                if m in media[i]:
+                    rows[i][m] = self._checked(m, self._media(m, media[i].pop(m), ms))
+            return _pad([rows[i] for i in idx], self.spec, m)
+
+        scores, ran, keep, stage_ms = self._forward(present, fetch)
         ms.update(stage_ms)
         ms["total"] = sum(ms.values())
         out = []
         for i in range(len(inputs)):
             reasons = dict(skipped[i])
             for j, m in enumerate(SKIPPABLE):
-                if lengths[m][i] > 0 and not ran[i, j + 1]:
+                if present[m][i] and not ran[i, j + 1]:
                     reasons[m] = f"gate: keep {keep[i, j]:.3f} < threshold {self.thresholds[j]:.3f}"
             for m in MODALITIES:
-                if lengths[m][i] == 0 and m not in reasons:
+                if not present[m][i] and m not in reasons:
                     reasons[m] = "missing"
             ran_names = [m for j, m in enumerate(MODALITIES) if ran[i, j]]
             out.append(Prediction(float(scores[i]), polarity(float(scores[i])), ran_names, reasons,
@@ -101,7 +110,8 @@ class Predictor:
         """Batched scores for padded arrays features[m] (B, L, d) with lengths[m] (B,) (0 = missing; a
         modality absent from `features` is missing for every row). Returns (scores (B,), ran (B, 3) bool)."""
         feats, lens = self._check_features(features, lengths or {})
-        scores, ran, _, _ = self._forward(feats, lens)
+        scores, ran, _, _ = self._forward({m: lens[m] > 0 for m in MODALITIES},
+                                          lambda m, idx: (feats[m][idx], lens[m][idx]))
         return scores, ran
 
     def close(self) -> None:
@@ -115,31 +125,35 @@ class Predictor:
         self.close()
 
     # --- graph execution ------------------------------------------------------------------------
-    def _forward(self, feats: dict[str, np.ndarray], lengths: dict[str, np.ndarray]):
-        """(scores (B,), ran (B, 3) bool, keep (B, 2), ms per stage) for padded, checked arrays."""
-        masks = {m: np.arange(feats[m].shape[1])[None, :] < lengths[m][:, None] for m in MODALITIES}  # (B, L)
-        present = {m: lengths[m] > 0 for m in MODALITIES}  # (B,)
+    def _forward(self, present: dict[str, np.ndarray], fetch: Callable[[str, np.ndarray], tuple]):
+        """(scores (B,), ran (B, 3) bool, keep (B, 2), ms per stage). present[m] (B,) bool says which rows
+        have m; fetch(m, rows) -> (x (R, L, d), lengths (R,)) is called only for the rows that run m, so a
+        modality the gate skips never reaches its (raw-media) front end."""
         ms: dict[str, float] = {}
+        batch = len(present["text"])
+        everyone = np.arange(batch)
         if self.manifest.layout == "single":
             feed = {}
             for m in MODALITIES:
-                feed[m], feed[f"{m}_mask"] = feats[m], masks[m]
+                x, n = fetch(m, everyone)
+                feed[m], feed[f"{m}_mask"] = x, _mask(x, n)
             score = self._call(SINGLE, feed, ms)["score"]
             ran = np.stack([present[m] for m in MODALITIES], axis=1)  # (B, 3)
-            return score, ran, np.ones((len(score), 2), np.float32), ms
-        h_text = self._call("encode_text", {"x": feats["text"], "mask": masks["text"]}, ms)["h"]  # (B, D)
-        batch = len(h_text)
+            return score, ran, np.ones((batch, 2), np.float32), ms
+        x, n = fetch("text", everyone)
+        h_text = self._call("encode_text", {"x": x, "mask": _mask(x, n)}, ms)["h"]  # (B, D)
         keep = np.zeros((batch, len(SKIPPABLE)), np.float32)  # (B, 2); unused when nothing is present
+        present_f = np.stack([present[m] for m in MODALITIES], axis=1).astype(np.float32)  # (B, 3)
         if any(present[m].any() for m in SKIPPABLE):
-            keep = self._call("gate", {"h_text": h_text, "audio": feats["audio"], "audio_mask": masks["audio"],
-                                       "video": feats["video"], "video_mask": masks["video"]}, ms)["keep"]
+            keep = self._call("gate", {"h_text": h_text, "present": present_f}, ms)["keep"]
         hs, ran = [h_text], [present["text"]]
         for i, m in enumerate(SKIPPABLE):
             run = present[m] & (keep[:, i] >= self.thresholds[i])  # (B,)
             h = np.zeros_like(h_text)  # (B, D)
             if run.any():
                 rows = np.flatnonzero(run)
-                h[rows] = self._call(f"encode_{m}", {"x": feats[m][rows], "mask": masks[m][rows]}, ms)["h"]
+                x, n = fetch(m, rows)
+                h[rows] = self._call(f"encode_{m}", {"x": x, "mask": _mask(x, n)}, ms)["h"]
             hs.append(h)
             ran.append(run)
         ran_arr = np.stack(ran, axis=1)  # (B, 3)
@@ -183,8 +197,10 @@ class Predictor:
         return feats, lens
 
     def _prepare(self, inputs: Sequence[Mapping[str, Any]], ms: dict[str, float]):
-        """Per row: {m: (L, d) float32 array} for present modalities, and {m: reason} for skipped ones."""
+        """Per row: {m: (L, d) float32 array} for text and feature arrays, {m: Path} for media files whose
+        front end runs later (only if the gate keeps m), and {m: reason} for inputs that cannot be used."""
         rows: list[dict[str, np.ndarray]] = [{} for _ in inputs]
+        media: list[dict[str, Path]] = [{} for _ in inputs]
         skipped: list[dict[str, str]] = [{} for _ in inputs]
         texts = [(i, item["text"]) for i, item in enumerate(inputs) if isinstance(item.get("text"), str)]
         if texts:
@@ -199,32 +215,41 @@ class Predictor:
                 if value is None or (m == "text" and isinstance(value, str)):
                     continue
                 if isinstance(value, (str, os.PathLike)):
-                    array = self._media(m, Path(value), ms)
-                    if array is None:
-                        skipped[i][m] = f"expects {self.spec.front_end(m)} features, got a media file"
-                        continue
-                else:
-                    array = np.asarray(value)
-                    if array.ndim == 3 and array.shape[0] == 1:
-                        array = array[0]
-                    if array.ndim != 2:
-                        raise InputError(f"{m} features have shape {array.shape}; expected (L, {self.spec.dim(m)})")
-                self.spec.check(m, array)
-                if array.shape[0] == 0:
-                    raise InputError(f"{m} features have no steps (shape {array.shape}); expected L >= 1")
-                rows[i][m] = array.astype(np.float32)
-        return rows, skipped
+                    reason = self._media_check(m, Path(value))
+                    if reason:
+                        skipped[i][m] = reason
+                    else:
+                        media[i][m] = Path(value)
+                    continue
+                array = np.asarray(value)
+                if array.ndim == 3 and array.shape[0] == 1:
+                    array = array[0]
+                if array.ndim != 2:
+                    raise InputError(f"{m} features have shape {array.shape}; expected (L, {self.spec.dim(m)})")
+                rows[i][m] = self._checked(m, array)
+        return rows, media, skipped
 
-    def _media(self, modality: str, path: Path, ms: dict[str, float]) -> np.ndarray | None:
-        """Features of a media file via the bundle's front end, or None (with a warning) when the model
-        was trained on external features that edge-msa cannot compute."""
+    def _checked(self, m: str, array: np.ndarray) -> np.ndarray:
+        self.spec.check(m, array)
+        if array.shape[0] == 0:
+            raise InputError(f"{m} features have no steps (shape {array.shape}); expected L >= 1")
+        return array.astype(np.float32)
+
+    def _media_check(self, modality: str, path: Path) -> str | None:
+        """Why a media file cannot be used (None if it can): the model was trained on external features
+        that edge-msa cannot compute (warned), or the file does not exist (an error)."""
         name = self.spec.front_end(modality)
         if name.startswith("external"):
             warnings.warn(f"{modality}: skipped {path.name}; this model expects {name} features (an array of "
                           f"shape (L, {self.spec.dim(modality)})), not a media file", stacklevel=3)
-            return None
+            return f"expects {name} features, got a media file"
         if not path.is_file():
             raise InputError(f"{modality} file '{path}' does not exist")
+        return None
+
+    def _media(self, modality: str, path: Path, ms: dict[str, float]) -> np.ndarray:
+        """Features of a media file via the bundle's built-in front end (timed as front_end_<modality>)."""
+        name = self.spec.front_end(modality)
         if name not in self._front_ends:
             from ..features import front_end
             self._front_ends[name] = front_end(name)
@@ -249,17 +274,18 @@ class Predictor:
         return self._text_encoder
 
 
-def _pad(rows: list[dict[str, np.ndarray]], spec) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Zero-pad per-row (L, d) arrays into (B, L_max, d) plus lengths (B,) (0 where a row lacks m)."""
-    feats, lengths = {}, {}
-    for m in MODALITIES:
-        lens = np.array([len(r[m]) if m in r else 0 for r in rows], dtype=np.int64)  # (B,)
-        x = np.zeros((len(rows), max(int(lens.max()), 1), spec.dim(m)), np.float32)  # (B, L, d)
-        for i, r in enumerate(rows):
-            if m in r:
-                x[i, :lens[i]] = r[m]
-        feats[m], lengths[m] = x, lens
-    return feats, lengths
+def _pad(rows: list[dict[str, np.ndarray]], spec, m: str) -> tuple[np.ndarray, np.ndarray]:
+    """Zero-pad the rows' (L, d) arrays of modality m into (B, L_max, d) plus lengths (B,) (0 where a row lacks m)."""
+    lens = np.array([len(r[m]) if m in r else 0 for r in rows], dtype=np.int64)  # (B,)
+    x = np.zeros((len(rows), max(int(lens.max(initial=0)), 1), spec.dim(m)), np.float32)  # (B, L, d)
+    for i, r in enumerate(rows):
+        if m in r:
+            x[i, :lens[i]] = r[m]
+    return x, lens
+
+
+def _mask(x: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    return np.arange(x.shape[1])[None, :] < lengths[:, None]  # (B, L) bool
 
 
 def load(bundle_dir: str | os.PathLike, backend: str | None = None, providers: Sequence[str] | None = None,
