@@ -40,6 +40,17 @@ def tiny_splits(tiny_spec) -> DatasetSplits:
                          make_featureset(tiny_spec, 32, 2), name="tiny")
 
 
+def one_line_error(call) -> str:
+    """Run `call`, expect an InputError, and return its message after checking it is one line."""
+    from edge_msa.errors import InputError
+
+    with pytest.raises(InputError) as info:
+        call()
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
 def pytest_configure(config) -> None:
     config.addinivalue_line("markers", "slow: a real (small) training or export on real data; seconds to a minute")
     config.addinivalue_line("markers", "e2e: end-to-end run of several CLI stages on real data")

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from edge_msa.cli import main
-from tests.conftest import DATA_ROOT
+from conftest import DATA_ROOT
 
 CREMAD = DATA_ROOT / "raw_av" / "cremad"
 pytestmark = [pytest.mark.slow, pytest.mark.e2e,

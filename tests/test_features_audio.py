@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import DATA_ROOT
+from conftest import DATA_ROOT, one_line_error
 from edge_msa.errors import InputError
 from edge_msa.features import front_end
 from edge_msa.features.audio import DIM, SAMPLE_RATE, AudioFrontEnd, pool_frames, resample
@@ -118,14 +118,6 @@ def test_real_44k_mp3_matches_its_16k_wav():
     spectrum_mp3, spectrum_wav = from_mp3[:, :40].mean(axis=0), from_wav[:, :40].mean(axis=0)  # mean log-mel
     assert np.corrcoef(spectrum_mp3, spectrum_wav)[0, 1] > 0.99
     assert np.abs(spectrum_mp3 - spectrum_wav).max() < 1.0
-
-
-def one_line_error(call) -> str:
-    with pytest.raises(InputError) as info:
-        call()
-    message = str(info.value)
-    assert "\n" not in message
-    return message
 
 
 def test_bad_audio_inputs_raise_one_line_input_errors(tmp_path):

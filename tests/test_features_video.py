@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import DATA_ROOT
+from conftest import DATA_ROOT, one_line_error
 from edge_msa.errors import InputError
 from edge_msa.features import front_end
 from edge_msa.features.video import DIM, VideoFrontEnd, frame_features, gradient_histograms
@@ -70,14 +70,6 @@ def test_real_cremad_flvs_find_faces_and_differ_by_emotion():
         assert 0.15 < x[:, 102].mean() < 0.5  # face width is a plausible fraction of the 480 px frame
     assert np.abs(feats["HAP"] - feats["SAD"]).mean() > 0.05
     assert fe.timings["decode"] > 0 and fe.timings["detect"] > 0
-
-
-def one_line_error(call) -> str:
-    with pytest.raises(InputError) as info:
-        call()
-    message = str(info.value)
-    assert "\n" not in message
-    return message
 
 
 def test_bad_video_inputs_raise_one_line_input_errors(tmp_path):
