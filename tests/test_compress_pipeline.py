@@ -63,6 +63,15 @@ def test_end_to_end(teacher, tiny_splits, tmp_path):
     assert again["mae"] == pytest.approx(report["student"]["metrics"]["mae"], abs=1e-6)
     calib = report["skip"]["calibration"]
     assert calib["reached"] and calib["valid_saved_fraction"] >= 0.5  # default budget, on validation
+    # the saving is reported net of the gate's own MACs (gate runs on every input with audio or video)
+    sk = report["skip"]
+    n_av = int(((tiny_splits.test.lengths["audio"] > 0) | (tiny_splits.test.lengths["video"] > 0)).sum())
+    assert sk["gate_macs"] > 0
+    assert sk["gate_macs"] == pytest.approx(n_av * report["student"]["export_parts"]["gate"]["macs"])
+    assert sk["saved_fraction"] == pytest.approx(
+        (sk["encoder_macs_skipped"] - sk["gate_macs"]) / sk["encoder_macs_possible"])
+    assert sk["saved_fraction"] < sk["saved_fraction_gross"]
+    assert sk["saved_fraction_gross"] == pytest.approx(sk["encoder_macs_skipped"] / sk["encoder_macs_possible"])
 
 
 def test_max_drop_keeps_validation_accuracy(teacher, tiny_splits, tmp_path):

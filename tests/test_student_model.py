@@ -96,3 +96,21 @@ def test_fuse_part_keeps_model_mode(tiny_spec):
     part = model.part("fuse")
     part.train(part.training)  # what torch.onnx.export does to restore the part's mode afterwards
     assert not part.training and not model.training
+
+
+@pytest.mark.parametrize("hidden", [0, 8])
+def test_gate_sees_only_text_and_presence(tiny_spec, hidden):
+    """The gate decides before any audio/video features exist: changing them cannot change keep."""
+    torch.manual_seed(0)
+    model = create_model("student_tiny", tiny_spec, gate_hidden=hidden).eval()
+    batch = _batch(tiny_spec)
+    with torch.no_grad():
+        h_text = model.encode("text", batch["text"], batch["text_mask"])
+        keep = model.keep(h_text, batch)
+        noisy = {**batch, "audio": batch["audio"] + 5.0, "video": -batch["video"]}
+        assert torch.equal(keep, model.keep(h_text, noisy))
+        assert keep.shape == (8, 2) and bool(((keep >= 0) & (keep <= 1)).all())
+    if hidden == 0:  # one Linear(D + 3 -> 2): 2 (D + 3) MACs per input
+        assert model.gate.net.weight.shape == (2, model.config_params["dim"] + 3)
+    else:
+        assert model.gate.net[0].weight.shape == (hidden, model.config_params["dim"] + 3)

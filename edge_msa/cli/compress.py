@@ -61,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{name:<13} acc2_non0 {row['metrics']['acc2_non0']:.4f}  mae {row['metrics']['mae']:.4f}  "
               f"corr {row['metrics']['corr']:.4f}")
     skip = report["skip"]
-    print(f"skipping saves {skip['saved_fraction']:.1%} of audio+video encoder MACs (skip rate audio "
+    print(f"skipping saves {skip['saved_fraction']:.1%} of audio+video encoder MACs net of the gate "
+          f"({skip['saved_fraction_gross']:.1%} gross; skip rate audio "
           f"{skip['rate']['audio']:.1%}, video {skip['rate']['video']:.1%})")
     missed = [name for name, row in report["targets"].items() if not row["met"]]
     print("targets: all met" if not missed else f"targets missed: {', '.join(missed)}")
