@@ -113,6 +113,22 @@ def test_checkpoint_round_trip(name, tiny_spec, tiny_splits, tmp_path):
         assert torch.equal(model(batch)["score"], loaded(batch)["score"])
 
 
+@pytest.mark.parametrize("name", ("fd_cmdie_tiny", "gtf_tiny"))
+def test_score_clip_bounds_the_score_and_zero_keeps_it_linear(name, tiny_spec):
+    """score_clip c gives c * tanh(linear score / c); the default 0 is the plain linear head (old checkpoints)."""
+    torch.manual_seed(0)
+    linear = create_model(name, tiny_spec).eval()
+    clipped = create_model(name, tiny_spec, score_clip=3.0).eval()
+    clipped.load_state_dict(linear.state_dict())
+    with torch.no_grad():
+        linear.mlp[-1].bias.fill_(6.0)  # push the raw score far outside the label range
+        clipped.mlp[-1].bias.fill_(6.0)
+        batch = _batch(tiny_spec, 4, {"text": [3, 1, 2, 4], "audio": [1, 0, 1, 1], "video": [1, 1, 0, 1]})
+        raw, bounded = linear(batch)["score"], clipped(batch)["score"]
+    assert linear.config_params["score_clip"] == 0.0 and (raw > 3).all()
+    assert torch.allclose(bounded, 3.0 * torch.tanh(raw / 3.0), atol=1e-5) and (bounded.abs() <= 3).all()
+
+
 @pytest.mark.parametrize("name", ("fd_cmdie", "gtf", "mult"))
 def test_full_size_teachers_build_and_use_shared_attention(name):
     spec = FeatureSpec(dims=(384, 73, 100), max_lens=(50, 1, 1))

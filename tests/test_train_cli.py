@@ -53,6 +53,25 @@ def test_train_teacher_api_seeds(tiny_splits, tmp_path):
     model, meta = load_checkpoint(out)
     assert meta["seeds"] == [0, 1] and meta["dataset"] == "tiny" and set(meta["per_seed_test"]) == {"0", "1"}
     assert model.model_name == "gtf_tiny"
+    assert model.config_params["score_clip"] == 3.0  # teacher.MODEL_DEFAULTS applies to the tiny variant too
+    assert 0.5 <= model.config_params["score_scale"] <= 1.5 and m["model_params"] == model.config_params
+
+
+def test_calibrate_scale_picks_the_validation_mae_minimum(tiny_splits):
+    import torch
+
+    from edge_msa.models import create_model
+    from edge_msa.teacher import calibrate_scale
+    from edge_msa.training import predict
+
+    torch.manual_seed(0)
+    net = create_model("gtf_tiny", tiny_splits.spec)
+    raw = predict(net, tiny_splits.valid)
+    mae = calibrate_scale(net, tiny_splits.valid, grid=(0.5, 1.0, 2.0))
+    scale = net.config_params["score_scale"]
+    expected = min((float(np.mean(np.abs(a * raw - tiny_splits.valid.labels))), a) for a in (0.5, 1.0, 2.0))
+    assert (mae, scale) == pytest.approx(expected)
+    assert np.allclose(predict(net, tiny_splits.valid), scale * raw, atol=1e-5)
 
 
 def test_cli_train_writes_checkpoint_and_metrics(tmp_path, monkeypatch, capsys):

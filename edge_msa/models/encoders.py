@@ -110,7 +110,10 @@ def last_valid(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return h[torch.arange(h.shape[0]), idx]
 
 
-
+def bound_score(score: torch.Tensor, clip: float) -> torch.Tensor:
+    """clip * tanh(score / clip): keeps the score inside the label range [-clip, clip] (near-identity for small
+    scores) so the L1 loss stops pushing extreme predictions; clip <= 0 leaves the score linear."""
+    return clip * torch.tanh(score / clip) if clip > 0 else score  # (B,)
 
 
 def drop_modalities(masks: dict[str, torch.Tensor], p: float, training: bool,

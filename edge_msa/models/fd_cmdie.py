@@ -20,7 +20,7 @@ from torch import nn
 
 from ..spec import MODALITIES, FeatureSpec
 from .base import Batch, MSAModel
-from .encoders import SequenceEncoder, drop_modalities
+from .encoders import SequenceEncoder, bound_score, drop_modalities
 from .layers import Attention, FeedForward, SinusoidalPosition, masked_mean, presence
 from .losses import cosine_triplet, nt_xent, nt_xent_mined
 from .registry import register
@@ -94,17 +94,18 @@ class GAP(nn.Module):
 
 class FDCMDIE(MSAModel):
     """Defaults are the chosen MOSI-U settings. `modality_dropout` / `av_input_dropout` are high because the
-    declare-lab audio/video features are optimistic on the declare train split (see encoders.SequenceEncoder)."""
+    declare-lab audio/video features are optimistic on the declare train split (see encoders.SequenceEncoder).
+    `score_clip` as in GTF (teacher.MODEL_DEFAULTS sets 3; constructor default 0 = linear, as older checkpoints)."""
 
     def __init__(self, spec: FeatureSpec, hidden: int = 64, heads: int = 4, layers: int = 3,
                  text_encoder: str = "linear", text_layers: int = 1, av_layers: int = 2, dropout: float = 0.3,
                  modality_dropout: float = 0.7, av_input_dropout: float = 0.7, k_cl: int = 10, tau: float = 0.5,
-                 margin: float = 0.5, lambda_cl: float = 0.1, lambda_tri: float = 0.1) -> None:
+                 margin: float = 0.5, lambda_cl: float = 0.1, lambda_tri: float = 0.1, score_clip: float = 0.0) -> None:
         super().__init__()
         self.config_params: dict[str, Any] = dict(
             hidden=hidden, heads=heads, layers=layers, text_encoder=text_encoder, text_layers=text_layers,
             av_layers=av_layers, dropout=dropout, modality_dropout=modality_dropout, av_input_dropout=av_input_dropout,
-            k_cl=k_cl, tau=tau, margin=margin, lambda_cl=lambda_cl, lambda_tri=lambda_tri)
+            k_cl=k_cl, tau=tau, margin=margin, lambda_cl=lambda_cl, lambda_tri=lambda_tri, score_clip=score_clip)
         self.spec = spec
         self.encoders = nn.ModuleDict({
             "text": SequenceEncoder("text", spec.dim("text"), hidden, text_encoder, text_layers, heads, dropout),
@@ -144,7 +145,7 @@ class FDCMDIE(MSAModel):
         return torch.cat(pooled, dim=-1), aux  # (B, 4H)
 
     def head(self, z: torch.Tensor) -> torch.Tensor:
-        return self.mlp(z).squeeze(-1)  # (B,)
+        return bound_score(self.mlp(z).squeeze(-1), self.config_params["score_clip"])  # (B,)
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         masks = drop_modalities({m: batch[f"{m}_mask"] for m in MODALITIES}, self.config_params["modality_dropout"],

@@ -21,7 +21,7 @@ from torch import nn
 
 from ..spec import MODALITIES, FeatureSpec
 from .base import Batch, MSAModel
-from .encoders import AttentionPool, SequenceEncoder, drop_modalities
+from .encoders import AttentionPool, SequenceEncoder, bound_score, drop_modalities
 from .layers import Attention, FeedForward, masked_mean, presence
 from .losses import MIBound, cmd
 from .registry import register
@@ -50,16 +50,21 @@ class GatedLayer(nn.Module):
 
 class GTF(MSAModel):
     """`modality_dropout` / `av_input_dropout` are high because the declare-lab audio/video features are
-    optimistic on the declare train split (see encoders.SequenceEncoder)."""
+    optimistic on the declare train split (see encoders.SequenceEncoder). `score_clip` > 0 bounds the score
+    with clip * tanh(. / clip) (teacher.MODEL_DEFAULTS sets 3; the constructor default 0 = linear keeps
+    checkpoints saved before the option loading as they were trained). `score_scale` multiplies the score;
+    train_teacher fits it on validation (see teacher.calibrate_scale)."""
 
     def __init__(self, spec: FeatureSpec, hidden: int = 128, heads: int = 4, fusion_layers: int = 2,
                  dropout: float = 0.4, modality_dropout: float = 0.7, av_input_dropout: float = 0.7,
-                 cmd_moments: int = 5, alpha: float = 0.1, beta: float = 1.0) -> None:
+                 cmd_moments: int = 5, alpha: float = 0.1, beta: float = 1.0, score_clip: float = 0.0,
+                 score_scale: float = 1.0) -> None:
         super().__init__()
         self.config_params: dict[str, Any] = dict(hidden=hidden, heads=heads, fusion_layers=fusion_layers,
                                                   dropout=dropout, modality_dropout=modality_dropout,
                                                   av_input_dropout=av_input_dropout,
-                                                  cmd_moments=cmd_moments, alpha=alpha, beta=beta)
+                                                  cmd_moments=cmd_moments, alpha=alpha, beta=beta,
+                                                  score_clip=score_clip, score_scale=score_scale)
         self.spec = spec
         self.encoders = nn.ModuleDict({
             "text": SequenceEncoder("text", spec.dim("text"), hidden, "linear", dropout=dropout),
@@ -93,7 +98,8 @@ class GTF(MSAModel):
         return torch.cat(streams + [self.pooled(h, masks)["text"]], dim=-1)  # (B, 3H) = Z_TA ; Z_TV ; h_t
 
     def head(self, z: torch.Tensor) -> torch.Tensor:
-        return self.mlp(z).squeeze(-1)  # (B,)
+        p = self.config_params
+        return p["score_scale"] * bound_score(self.mlp(z).squeeze(-1), p["score_clip"])  # (B,)
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         masks = drop_modalities({m: batch[f"{m}_mask"] for m in MODALITIES}, self.config_params["modality_dropout"],
