@@ -24,16 +24,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default=None, help="dataset (default: the one recorded in the teacher checkpoint, "
                    "else ../shared/data/mosi/mosi_utterance_std.npz)")
     p.add_argument("--out", default="student.pt", help="student checkpoint to write (default: student.pt)")
-    p.add_argument("--prune-ratio", type=float, default=0.5, help="fraction of heads/hidden channels to remove, "
-                   "0 <= r < 1 (default: 0.5)")
-    p.add_argument("--share", default="depth+modality", choices=("depth", "depth+modality"),
+    # knob defaults live in compress.CompressOptions only (None here = not given); help repeats them
+    p.add_argument("--prune-ratio", type=float, default=None, help="fraction of heads/hidden channels to remove, "
+                   "0 <= r < 1 (default: 0.3)")
+    p.add_argument("--share", default=None, choices=("depth", "depth+modality"),
                    help="one block reused across depth, and also across the text and fusion streams "
                    "(default: depth+modality)")
-    p.add_argument("--kd-weight", type=float, default=1.0, help="response distillation weight (default: 1.0)")
-    p.add_argument("--hint-weight", type=float, default=0.5, help="feature (hint) distillation weight (default: 0.5)")
-    p.add_argument("--temperature", type=float, default=2.0, help="soft-polarity KD temperature (default: 2.0)")
-    p.add_argument("--epochs", type=int, default=40, help="distillation epochs before pruning (default: 40)")
-    p.add_argument("--finetune-epochs", type=int, default=20, help="distillation epochs after pruning (default: 20)")
+    p.add_argument("--kd-weight", type=float, default=None, help="response distillation weight (default: 1.0)")
+    p.add_argument("--hint-weight", type=float, default=None, help="feature (hint) distillation weight (default: 0.5)")
+    p.add_argument("--temperature", type=float, default=None, help="soft-polarity KD temperature (default: 2.0)")
+    p.add_argument("--epochs", type=int, default=None, help="distillation epochs before pruning (default: 40)")
+    p.add_argument("--finetune-epochs", type=int, default=None, help="distillation epochs after pruning (default: 20)")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--skip-budget", type=float, default=None,
                         help="fraction of audio+video encoder compute to save by skipping (default: 0.5)")
@@ -48,10 +49,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from compress import CompressOptions, compress, report_paths
 
-    options = CompressOptions.build(prune_ratio=args.prune_ratio, share=args.share, kd_weight=args.kd_weight,
-                                    hint_weight=args.hint_weight, temperature=args.temperature, epochs=args.epochs,
-                                    finetune_epochs=args.finetune_epochs, skip_budget=args.skip_budget,
-                                    max_drop=args.max_drop, seeds=tuple(args.seeds))
+    given = {k: getattr(args, k) for k in ("prune_ratio", "share", "kd_weight", "hint_weight", "temperature", "epochs",
+                                           "finetune_epochs") if getattr(args, k) is not None}
+    options = CompressOptions.build(**given, skip_budget=args.skip_budget, max_drop=args.max_drop,
+                                    seeds=tuple(args.seeds))
     report = compress(args.teacher, data=args.data, out=args.out, options=options, progress=not args.quiet)
     t, s, k = report["teacher"], report["student"], report["student_skip"]
     print(f"params   teacher {t['params']:,}  student {s['params']:,}  ({t['params'] / s['params']:.1f}x fewer)")
