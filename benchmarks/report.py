@@ -172,8 +172,9 @@ def render_png(report: dict[str, Any], path: Path) -> str | None:
     ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="grey", linestyle="--",
             label="Pareto front")
     ax.set_xscale("log")
+    ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels collide on a log axis
     ax.margins(x=0.25, y=0.1)
     ax.set_xlabel(f"p90 latency per call, ms (batch {smallest}, log scale)")
     ax.set_ylabel("Acc-2 (non-0)")
