@@ -5,6 +5,7 @@ Accuracy on 12 clips means nothing; the point is that every stage really runs on
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -40,3 +41,16 @@ def test_featurize_train_compress_export_predict_on_real_clips(tmp_path, monkeyp
     assert "text" in line["ran"]
     assert set(line["ran"]) | set(line["skipped"]) == {"text", "audio", "video"}
     assert line["ms"]["total"] > 0
+
+
+def test_pipeline_runs_every_stage_and_writes_the_bench_report(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("EDGE_MSA_CACHE", str(tmp_path / "cache"))
+    ds, out = tmp_path / "ds.npz", tmp_path / "run"
+    assert main(["featurize", str(CREMAD), "--labels", str(CREMAD / "label.csv"), "--label-map", "cremad",
+                 "--out", str(ds), "--quiet"]) == 0
+    assert main(["pipeline", "--model", "fd_cmdie_tiny", "--data", str(ds), "--out", str(out), "--epochs", "1",
+                 "--min-time", "0.05", "--quiet"]) == 0
+    report = json.loads((out / "bench" / "report.json").read_text())
+    assert {Path(r["bundle"]).name for r in report["rows"]} == {"teacher", "student", "student-int8"}
+    assert all(r["status"] == "ok" for r in report["rows"]), [r["status"] for r in report["rows"]]
+    assert (out / "student.report.json").is_file() and (out / "teacher.metrics.json").is_file()
