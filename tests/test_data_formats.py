@@ -283,7 +283,7 @@ def test_missing_and_undetectable_files(tmp_path):
     with pytest.raises(InputError, match="cannot tell the dataset format"):
         load_dataset(tmp_path / "other.npz")
     (tmp_path / "fake.npz").write_bytes(b"not a zip")
-    with pytest.raises(InputError, match="not a readable .npz"):
+    with pytest.raises(InputError, match="not a .npz archive"):
         load_dataset(tmp_path / "fake.npz")
     (tmp_path / "empty_dir").mkdir()
     with pytest.raises(InputError, match="cannot tell the dataset format of directory"):

@@ -37,6 +37,10 @@ FORMATS: dict[str, Format] = {
 
 
 def sniff_npz(path: Path) -> str | None:
+    with open(path, "rb") as fh:
+        if fh.read(4) != b"PK\x03\x04":  # numpy would otherwise try (and refuse) to unpickle it
+            raise InputError(f"{path} is not a .npz archive (no zip header); expected a numpy .npz such as "
+                             "mosi_utterance_std.npz or an `edge-msa featurize` output")
     try:
         with np.load(path, allow_pickle=False) as z:
             keys = set(z.files)
