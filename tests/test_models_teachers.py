@@ -17,13 +17,7 @@ from edge_msa.training import to_batch
 TINY = ("fd_cmdie_tiny", "gtf_tiny", "mult_tiny")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread than on 2 busy shared cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _batch(spec: FeatureSpec, b: int, lens: dict[str, list[int]], seed: int = 0) -> dict[str, torch.Tensor]:

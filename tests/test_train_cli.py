@@ -14,15 +14,7 @@ from edge_msa.teacher import metrics_path, train_teacher
 
 from conftest import MOSI_NPZ, needs_data
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread than on 2 busy shared cores."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 WORDS = ["good", "bad", "great", "awful", "movie", "plot", "boring", "fun", "really", "not"]
