@@ -20,7 +20,7 @@ from edge_msa.atomic import write_text
 from edge_msa.checkpoint import load_checkpoint, save_checkpoint
 from edge_msa.data.base import DatasetSplits
 from edge_msa.errors import ArtifactError, InputError
-from edge_msa.metrics import METRIC_KEYS, msa_metrics
+from edge_msa.metrics import mean_std, msa_metrics
 from edge_msa.models import create_model
 from edge_msa.models.encoders import fit_input_norms
 from edge_msa.models.student import SKIPPABLE, Student, run_with_skipping
@@ -175,11 +175,6 @@ def _macs_per_step(student: Student, splits: DatasetSplits) -> dict[str, float]:
     return {**{m: parts[f"encode_{m}"]["macs"] for m in SKIPPABLE}, "gate": parts["gate"]["macs"]}
 
 
-def _mean_std(rows: list[dict[str, float]]) -> dict[str, dict[str, float]]:
-    return {k: {"mean": float(np.mean([r[k] for r in rows])), "std": float(np.std([r[k] for r in rows]))}
-            for k in METRIC_KEYS}
-
-
 def compress(teacher_path: str | os.PathLike, data: str | os.PathLike | None = None,
              out: str | os.PathLike = "student.pt", options: CompressOptions | None = None, progress: bool = True,
              splits: DatasetSplits | None = None, **overrides: Any) -> dict[str, Any]:
@@ -304,8 +299,8 @@ def _compress(teacher_path: Path, data: str | os.PathLike | None, out: Path, opt
         "seeds": {"values": list(options.seeds), "selected": best["seed"], "selection": "lowest validation MAE",
                   "per_seed": [{"seed": r["seed"], "valid_mae": r["valid_mae"], "student": r["student"],
                                 "student_skip": r["student_skip"], "skip": r["skip"]} for r in per_seed],
-                  "mean_std": {"student": _mean_std([r["student"] for r in per_seed]),
-                               "student_skip": _mean_std([r["student_skip"] for r in per_seed])}},
+                  "mean_std": {"student": mean_std([r["student"] for r in per_seed]),
+                               "student_skip": mean_std([r["student_skip"] for r in per_seed])}},
         "init": {"copied_tensors": best["copied"],
                  "note": "student <- teacher tensors copied where names and shapes match; the rest from scratch"},
         "pruning": {"ratio": options.prune_ratio, "tool": "torch-pruning MetaPruner, GroupMagnitudeImportance(p=2)",

@@ -6,6 +6,8 @@ score (numpy's round-half-to-even, as MMSA does) and compare classes.
 """
 from __future__ import annotations
 
+from typing import Mapping, Sequence
+
 import numpy as np
 
 from .errors import InputError
@@ -53,3 +55,9 @@ def msa_metrics(pred: np.ndarray, truth: np.ndarray) -> dict[str, float | None]:
         "mae": float(np.mean(np.abs(pred - truth))),
         "corr": corr,
     }
+
+
+def mean_std(runs: Sequence[Mapping[str, float]]) -> dict[str, dict[str, float]]:
+    """Mean and (population) std of every METRIC_KEYS entry over runs, e.g. one metrics dict per seed."""
+    return {k: {"mean": float(np.mean([r[k] for r in runs])), "std": float(np.std([r[k] for r in runs]))}
+            for k in METRIC_KEYS}

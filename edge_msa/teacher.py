@@ -15,7 +15,7 @@ import numpy as np
 
 from .atomic import write_text
 from .errors import InputError
-from .metrics import METRIC_KEYS, msa_metrics
+from .metrics import METRIC_KEYS, mean_std, msa_metrics
 
 # Per-model training defaults: the papers' optimiser settings, shortened so one seed trains in a few
 # minutes on 2 CPU cores (fit() uses AdamW; weight_decay 0 gives plain Adam for gtf as in its paper).
@@ -89,6 +89,7 @@ def train_teacher(model: str = "fd_cmdie", data: str | os.PathLike | None = None
     run, state, net = best
     net.load_state_dict(state)
     n_params = sum(p.numel() for p in net.parameters())
+    spread = mean_std([r["test"] for r in runs])
     metrics: dict[str, Any] = {
         **run["test"],
         "selected_seed": run["seed"],
@@ -100,8 +101,8 @@ def train_teacher(model: str = "fd_cmdie", data: str | os.PathLike | None = None
         "model_params": dict(net.config_params),
         "seeds": {str(r["seed"]): {**r["test"], "valid_mae": r["valid_mae"], "best_epoch": r["best_epoch"],
                                    "train_seconds": r["train_seconds"]} for r in runs},
-        "mean": {k: float(np.mean([r["test"][k] for r in runs])) for k in METRIC_KEYS},
-        "std": {k: float(np.std([r["test"][k] for r in runs])) for k in METRIC_KEYS},
+        "mean": {k: v["mean"] for k, v in spread.items()},
+        "std": {k: v["std"] for k, v in spread.items()},
         "train_seconds": {str(r["seed"]): r["train_seconds"] for r in runs},
     }
     meta = {"dataset": splits.name, "seeds": [int(s) for s in seeds], "selected_seed": run["seed"],
