@@ -13,8 +13,9 @@ import torch
 from edge_msa.data.base import FeatureSet
 from edge_msa.errors import ParityError
 from edge_msa.metrics import msa_metrics
+from edge_msa.models.student import run_with_skipping
 from edge_msa.runtime.backend import Backend
-from edge_msa.runtime.evaluate import evaluate
+from edge_msa.runtime.evaluate import evaluate, predict_featureset
 from edge_msa.runtime.torch_backend import TorchBackend
 from edge_msa.spec import MODALITIES, FeatureSpec
 
@@ -98,8 +99,7 @@ def reference(model, layout: str, features, lengths) -> tuple[np.ndarray, np.nda
     model.eval()
     batch = to_torch_batch(features, lengths)
     if layout == "parts":
-        import importlib
-        score, ran = importlib.import_module(type(model).__module__).run_with_skipping(model, batch)
+        score, ran = run_with_skipping(model, batch)
         return score.numpy(), ran.numpy()
     ran = np.stack([lengths[m] > 0 for m in MODALITIES], axis=1)  # (B, 3)
     return model(batch)["score"].numpy(), ran
@@ -145,16 +145,21 @@ def check_graphs(model, layout: str, predictor, batches: list[ParityBatch], atol
     return result, feeds
 
 
-@torch.no_grad()
+@dataclass
+class TorchReference:
+    """The torch model behind the Predictor's `predict_features`, so the runtime's batching drives both."""
+
+    model: Any
+    layout: str
+
+    def predict_features(self, features, lengths) -> tuple[np.ndarray, np.ndarray]:
+        return reference(self.model, self.layout, features, lengths)
+
+
 def torch_metrics(model, layout: str, fs: FeatureSet, batch_size: int = 256) -> dict[str, float]:
     """The reference metrics on `fs` (skip rule included for parts)."""
-    scores = []
-    for start in range(0, len(fs), batch_size):
-        idx = np.arange(start, min(start + batch_size, len(fs)))
-        lengths = {m: fs.lengths[m][idx].astype(np.int64) for m in MODALITIES}
-        feats = {m: fs.features[m][idx, :max(int(lengths[m].max()), 1)] for m in MODALITIES}
-        scores.append(reference(model, layout, feats, lengths)[0])
-    return msa_metrics(np.concatenate(scores), fs.labels)
+    scores, _ = predict_featureset(TorchReference(model, layout), fs, batch_size)
+    return msa_metrics(scores, fs.labels)
 
 
 def check_metrics(model, layout: str, predictor, valid: FeatureSet, max_drop: float | None) -> dict[str, Any]:
