@@ -8,6 +8,7 @@ from edge_msa.errors import InputError
 from edge_msa.spec import suggest
 
 SHARE_CHOICES = ("depth", "depth+modality")
+CALIBRATION_SPLITS = ("train+valid", "valid")
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class CompressOptions:
     patience: int = 8
     skip_budget: float | None = None  # target fraction of audio+video encoder MACs saved by skipping
     max_drop: float | None = None  # or: Acc-2 non-0 allowed to be lost to skipping (validation)
+    calibrate_on: str = "train+valid"  # split(s) the label-free skip thresholds are chosen on (see skip.calibrate)
     skip_eps: float = 0.1  # |score_all - score_without_m| above which running m "matters" (gate target)
     seeds: tuple[int, ...] = (0,)
     latency_calls: int = 300  # per model, interleaved, batch 1
@@ -43,6 +45,10 @@ class CompressOptions:
             raise InputError(f"--prune-ratio {self.prune_ratio} is out of range; expected 0 <= ratio < 1")
         if self.share not in SHARE_CHOICES:
             raise InputError(f"--share '{self.share}' is unknown{suggest(self.share, SHARE_CHOICES)}")
+        if self.calibrate_on not in CALIBRATION_SPLITS:
+            raise InputError(f"--calibrate-on '{self.calibrate_on}' is unknown"
+                             f"{suggest(self.calibrate_on, CALIBRATION_SPLITS)}; expected one of "
+                             f"{', '.join(CALIBRATION_SPLITS)}")
         if self.skip_budget is not None and self.max_drop is not None:
             raise InputError("--skip-budget and --max-drop both given; expected at most one way to pick skip thresholds")
         if self.skip_budget is not None and not 0.0 <= self.skip_budget <= 1.0:

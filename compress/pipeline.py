@@ -32,7 +32,7 @@ from .distill import Distiller, TeacherTargets, init_from_teacher, kd_loss, teac
 from .options import CompressOptions
 from .prune import prune_student
 from .report import render_markdown, target_table
-from .skip import calibrate, predict_with_skipping, skip_cache, skip_stats, train_gate
+from .skip import SkipCache, calibrate, predict_with_skipping, skip_cache, skip_stats, train_gate
 
 
 def report_paths(out: str | os.PathLike) -> tuple[Path, Path]:
@@ -156,12 +156,14 @@ def _one_seed(seed: int, teacher, splits: DatasetSplits, targets: TeacherTargets
                       options.max_minutes)
     macs_step = _macs_per_step(student, splits)
     mode, value = options.skip_mode
-    calib = calibrate(skip_cache(student, splits.valid, macs_step), mode, value)
+    calib_sets = [splits.valid] if options.calibrate_on == "valid" else [splits.train, splits.valid]
+    cache = SkipCache.concat([skip_cache(student, fs, macs_step) for fs in calib_sets])
+    calib = calibrate(cache, mode, value, split=options.calibrate_on)
     student.skip_thresholds = list(calib["thresholds"])
     student.config_params["skip_thresholds"] = list(calib["thresholds"])
     save_checkpoint(stage_path(out, "gate", stage_seed), student, {"stage": "gate", "seed": seed})
-    bar.done(f"thresholds {[round(t, 4) for t in calib['thresholds']]} ({mode} {value}): valid saving "
-             f"{calib['valid_saved_fraction']:.3f}, valid decisions flipped {calib['valid_flip_rate']:.4f}")
+    bar.done(f"thresholds {[round(t, 4) for t in calib['thresholds']]} ({mode} {value}) on {calib['split']} "
+             f"(n={calib['n']}): saving {calib['saved_fraction']:.3f}, decisions flipped {calib['flip_rate']:.4f}")
     valid_mae = float(np.mean(np.abs(predict(student, splits.valid) - splits.valid.labels)))
     return {"seed": seed, "student": student, "valid_mae": valid_mae, "copied": copied,
             "pruning": pruning, "gate": gate, "calibration": calib, "macs_per_step": macs_step,

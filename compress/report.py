@@ -71,8 +71,9 @@ def render_markdown(report: dict[str, Any]) -> str:
             for m, v in rows.items() if m in ("acc2_non0", "mae"))]
     sk = report["skip"]
     lines += ["", "## Modality skipping", "",
-              f"Thresholds (audio, video) = {sk['thresholds']} chosen on validation for {sk['calibration']['mode']} = "
-              f"{sk['calibration']['value']}; test skip rate audio {sk['rate']['audio']:.3f}, video "
+              f"Thresholds (audio, video) = {sk['thresholds']} chosen on {sk['calibration']['split']} "
+              f"(n={sk['calibration']['n']}, label-free: polarity flips vs the full student) for "
+              f"{sk['calibration']['mode']} = {sk['calibration']['value']}; test skip rate audio {sk['rate']['audio']:.3f}, video "
               f"{sk['rate']['video']:.3f}; audio+video encoder MACs saved {sk['saved_fraction_gross']:.3f} gross, "
               f"{sk['saved_fraction']:.3f} net of the gate ({sk['gate_macs']:,.0f} gate MACs vs "
               f"{sk['encoder_macs_skipped']:,.0f} encoder MACs skipped of {sk['encoder_macs_possible']:,.0f}).", "",

@@ -62,7 +62,8 @@ def test_end_to_end(teacher, tiny_splits, tmp_path):
     again = msa_metrics(predict(student, tiny_splits.test), tiny_splits.test.labels)
     assert again["mae"] == pytest.approx(report["student"]["metrics"]["mae"], abs=1e-6)
     calib = report["skip"]["calibration"]
-    assert calib["reached"] and calib["valid_saved_fraction"] >= 0.5  # default budget, on validation
+    assert calib["reached"] and calib["saved_fraction"] >= 0.5  # default budget, on the calibration split
+    assert calib["split"] == "train+valid" and calib["n"] == len(tiny_splits.train) + len(tiny_splits.valid)
     # the saving is reported net of the gate's own MACs (gate runs on every input with audio or video)
     sk = report["skip"]
     n_av = int(((tiny_splits.test.lengths["audio"] > 0) | (tiny_splits.test.lengths["video"] > 0)).sum())
@@ -74,11 +75,12 @@ def test_end_to_end(teacher, tiny_splits, tmp_path):
     assert sk["saved_fraction_gross"] == pytest.approx(sk["encoder_macs_skipped"] / sk["encoder_macs_possible"])
 
 
-def test_max_drop_keeps_validation_accuracy(teacher, tiny_splits, tmp_path):
+def test_max_drop_on_validation_flips_nothing(teacher, tiny_splits, tmp_path):
     report = compress(teacher, out=tmp_path / "s.pt", splits=tiny_splits, progress=False, max_drop=0.0,
-                      seeds=(0, 1), **FAST)
-    assert report["skip"]["calibration"]["valid_flip_rate"] <= 0.0
-    assert report["skip"]["calibration"]["valid_acc2_non0_drop"] <= 0.0
+                      calibrate_on="valid", seeds=(0, 1), **FAST)
+    calib = report["skip"]["calibration"]
+    assert calib["split"] == "valid" and calib["n"] == len(tiny_splits.valid)
+    assert calib["flip_rate"] <= 0.0 and calib["acc2_non0_drop"] <= 0.0
     assert report["seeds"]["values"] == [0, 1] and set(report["seeds"]["mean_std"]["student"]) == set(METRIC_KEYS)
     assert (tmp_path / "s.stage-gate.seed1.pt").is_file()
 
