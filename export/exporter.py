@@ -16,6 +16,7 @@ from edge_msa.spec import MODALITIES
 from edge_msa.version import __version__
 
 from .formats import get_format, resolve_options
+from .slim import slim_file
 
 TEXT_FRONT_END = "minilm-l6-int8"
 
@@ -69,7 +70,8 @@ def export(checkpoint: str | os.PathLike, format: str = "onnx", out: str | os.Pa
                 "onnxruntime": onnxruntime.__version__, "opset": str(opts["opset"])}
     out = Path(out)
     with atomic_dir(out) as tmp:
-        exported = onnx_export.export_graphs(model, spec, layout, tmp, int(opts["opset"]), bool(opts["dedupe"]))
+        exported = onnx_export.export_graphs(model, spec, layout, tmp, int(opts["opset"]), bool(opts["dedupe"]),
+                                             bool(opts["short_names"]))
         io = {name: [list(i), list(o)] for name, (i, o) in onnx_export.graph_io(model, layout).items()}
         manifest = Manifest(
             feature_spec=spec, graphs={n: e["file"] for n, e in exported.items()}, layout=layout, precision="fp32",
@@ -77,7 +79,7 @@ def export(checkpoint: str | os.PathLike, format: str = "onnx", out: str | os.Pa
             skip_thresholds=list(model.config_params["skip_thresholds"]) if layout == "parts" else None,
             front_ends={m: spec.front_end(m) for m in MODALITIES},
             export_options={"format": fmt.name, **opts, "checkpoint": str(checkpoint), "data": str(data) if data else None,
-                            "graph_bytes": {n: {k: e[k] for k in ("bytes_before_dedupe", "bytes")}
+                            "graph_bytes": {n: {k: e[k] for k in ("bytes_exported", "bytes")}
                                             for n, e in exported.items()}},
             versions=versions, metrics={"checkpoint_meta": meta.get("metrics", {})})
         write_manifest(tmp, manifest)
@@ -89,6 +91,10 @@ def export(checkpoint: str | os.PathLike, format: str = "onnx", out: str | os.Pa
         ctx = ExportContext(model, spec, layout, tmp, {n: tmp / e["file"] for n, e in exported.items()}, opts,
                             feeds, versions)
         manifest.graphs = fmt.build_fn()(ctx)
+        for name, file in manifest.graphs.items():  # fp16/int8 converters add long names and value_info
+            if file.endswith(".onnx") and fmt.precision != "fp32":
+                manifest.export_options["graph_bytes"][name]["bytes"] = slim_file(
+                    tmp / file, constants=bool(opts["dedupe"]), short_names=bool(opts["short_names"]))
         manifest.precision = fmt.precision if fmt.name != "engine" else f"engine-{opts['trt_precision']}"
         manifest.backend = fmt.backend
         manifest.export_options.update(ctx.export_notes)

@@ -9,7 +9,7 @@ from edge_msa.errors import InputError
 from edge_msa.spec import suggest
 
 from edge_msa.runtime.tensorrt_backend import TRT_FIX
-COMMON_OPTIONS = frozenset({"single_graph", "opset", "atol", "max_batch", "dedupe"})
+COMMON_OPTIONS = frozenset({"single_graph", "opset", "atol", "max_batch", "dedupe", "short_names"})
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
 )}
 
 DEFAULTS: dict[str, Any] = {"single_graph": False, "opset": 17, "atol": 1e-4, "max_batch": 32, "dedupe": True,
+                            "short_names": True,
                             "max_drop": 0.5, "per_channel": False, "trt_precision": "fp16", "workspace_mb": 1024}
 
 

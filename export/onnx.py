@@ -1,5 +1,5 @@
 """fp32 ONNX: each graph exported with the legacy TorchScript exporter (opset 17: fast, and what older
-TensorRT parses), dynamic batch and sequence axes, identical initializers deduplicated. Host only (torch)."""
+TensorRT parses), dynamic batch and sequence axes, identical initializers deduplicated, then slimmed (slim.py). Host only (torch)."""
 from __future__ import annotations
 
 import hashlib
@@ -14,6 +14,8 @@ from torch import nn
 from edge_msa.errors import ArtifactError
 from edge_msa.runtime.manifest import PARTS, SINGLE, SINGLE_INPUTS, SINGLE_OUTPUTS
 from edge_msa.spec import MODALITIES, FeatureSpec
+
+from .slim import slim_file
 
 
 def graph_io(model, layout: str) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
@@ -72,8 +74,10 @@ def dynamic_axes(inputs: tuple[str, ...], outputs: tuple[str, ...], example: tup
     return axes
 
 
-def export_graphs(model, spec: FeatureSpec, layout: str, out: Path, opset: int, dedupe: bool) -> dict[str, Any]:
-    """Write one .onnx per graph into `out`. Returns {graph: {"file", "bytes_before_dedupe", "bytes"}}."""
+def export_graphs(model, spec: FeatureSpec, layout: str, out: Path, opset: int, dedupe: bool,
+                  short_names: bool) -> dict[str, Any]:
+    """Write one .onnx per graph into `out`, deduplicated and slimmed (export/slim.py) as asked.
+    Returns {graph: {"file", "bytes_exported" (as torch wrote it), "bytes"}}."""
     model.eval()
     info = {}
     for name, (inputs, outputs) in graph_io(model, layout).items():
@@ -92,7 +96,8 @@ def export_graphs(model, spec: FeatureSpec, layout: str, out: Path, opset: int, 
         before = path.stat().st_size
         if dedupe:
             dedupe_file(path)
-        info[name] = {"file": path.name, "bytes_before_dedupe": before, "bytes": path.stat().st_size}
+        info[name] = {"file": path.name, "bytes_exported": before,
+                      "bytes": slim_file(path, constants=dedupe, short_names=short_names)}
     return info
 
 
