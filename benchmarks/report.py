@@ -63,15 +63,18 @@ def render_markdown(report: dict[str, Any], png_note: str | None = None) -> str:
              "- settings: " + ", ".join(f"{k}={'bundle default' if v is None and k == 'backend' else v}"
                                         for k, v in settings.items()), "",
              "Latency is per call (a batch), p90 is the headline (MLPerf SingleStream style); throughput in "
-             "items/s; energy in mJ per item above idle; load MB = resident memory the bundle's load added; peak RSS = "
+             "items/s; energy in mJ per item above idle; model KB = the model's graph files, bundle MB = everything the "
+             "device stores (text encoder and tokenizer included); load MB = resident memory the bundle's load added; peak RSS = "
              "the whole benchmark process (harness and evaluation data included) since that bundle's load.", "",
              "## Results", "",
-             "| bundle | model | precision | batch | modalities | status | p50 ms | p90 ms | p99 ms | items/s | "
-             "mJ/item | Acc-2 non0 | F1 non0 | MAE | skip rate | load ms | load MB | peak RSS MB | CV |",
-             "|" + "---|" * 19]
+             "| bundle | model | precision | model KB | bundle MB | batch | modalities | status | p50 ms | p90 ms | "
+             "p99 ms | items/s | mJ/item | Acc-2 non0 | F1 non0 | MAE | skip rate | load ms | load MB | peak RSS MB | CV |",
+             "|" + "---|" * 21]
     for r in rows:
         lines.append("| " + " | ".join([
-            _name(r), str(r.get("model", "–")), str(r.get("precision", "–")), str(r["batch"]), r["modalities"],
+            _name(r), str(r.get("model", "–")), str(r.get("precision", "–")),
+            _num(r["model_bytes"] / 1e3 if r.get("model_bytes") else None, "{:.0f}"),
+            _num(r["bundle_bytes"] / 1e6 if r.get("bundle_bytes") else None, "{:.1f}"), str(r["batch"]), r["modalities"],
             r["status"], *(_num(r.get("latency_ms", {}).get(k)) for k in ("p50", "p90", "p99")),
             _num(r.get("throughput"), "{:.1f}"), _energy_cell(r), _num(_metric(r, "acc2_non0"), "{:.3f}"),
             _num(_metric(r, "f1_non0"), "{:.3f}"), _num(_metric(r, "mae"), "{:.3f}"),
@@ -100,15 +103,18 @@ def _ratio_section(rows: list[dict]) -> list[str]:
         energy = base["energy_mj_per_item"] / r["energy_mj_per_item"] if both_e and r["energy_mj_per_item"] else None
         acc = (_metric(r, HEADLINE) - _metric(base, HEADLINE)
                if _metric(r, HEADLINE) is not None and _metric(base, HEADLINE) is not None else None)
-        out.append(f"| {_name(r)} | {r['batch']} | {r['modalities']} | {_num(p90, '{:.2f}x')} | "
+        both_s = all(isinstance(x.get("model_bytes"), int) and x["model_bytes"] > 0 for x in (base, r))
+        size = base["model_bytes"] / r["model_bytes"] if both_s else None
+        out.append(f"| {_name(r)} | {r['batch']} | {r['modalities']} | {_num(p90, '{:.2f}x')} | {_num(size, '{:.2f}x')} | "
                    f"{_num(r['throughput'] / base['throughput'], '{:.2f}x')} | {_num(energy, '{:.2f}x')} | "
                    f"{_num(acc, '{:+.3f}')} |")
     if not out:
         return []
     return ["", f"## Ratios vs the first bundle ({Path(first).name})", "",
-            "p90 and energy as first/this (> 1: this bundle is faster / cheaper); throughput as this/first.", "",
-            "| bundle | batch | modalities | p90 speed-up | throughput | energy saving | Δ Acc-2 non0 |",
-            "|---|---|---|---|---|---|---|", *out]
+            "p90, model size and energy as first/this (> 1: this bundle is faster / smaller / cheaper); throughput "
+            "as this/first.", "",
+            "| bundle | batch | modalities | p90 speed-up | model size | throughput | energy saving | Δ Acc-2 non0 |",
+            "|---|---|---|---|---|---|---|---|", *out]
 
 
 def _stage_section(rows: list[dict]) -> list[str]:

@@ -88,7 +88,7 @@ def _bench_bundle(bundle: Path, subsets: dict[str, tuple[str, ...]], batch_sizes
     rss_after = current_rss_mb()
     manifest = target.manifest
     base.update(backend=target.backend_name, model=manifest.get("model"), precision=target.precision,
-                load_ms=target.load_ms,
+                **bundle_bytes(bundle, manifest), load_ms=target.load_ms,
                 load_rss_mb=rss_after - rss_before if rss_before is not None and rss_after is not None else None,
                 threads=settings["threads"] or f"runtime default ({os.cpu_count()} logical CPUs)",
                 providers=target.providers)
@@ -113,6 +113,15 @@ def _bench_bundle(bundle: Path, subsets: dict[str, tuple[str, ...]], batch_sizes
     if callable(close):
         close()
     return rows
+
+
+def bundle_bytes(bundle: Path, manifest: dict) -> dict[str, int]:
+    """Bytes on disk: the model's graphs (manifest `graphs`) and the whole bundle (text encoder,
+    tokenizer and manifest included) — what a device has to store."""
+    files = [p for p in bundle.iterdir() if p.is_file()]
+    graphs = set(manifest.get("graphs", {}).values())
+    return {"model_bytes": sum(p.stat().st_size for p in files if p.name in graphs),
+            "bundle_bytes": sum(p.stat().st_size for p in files)}
 
 
 def _measure(target: Target, fs: FeatureSet, keep: tuple[str, ...], batch: int, settings: dict,

@@ -31,7 +31,8 @@ class FakePredictor:
     skips video always (so the skip rate is known: half of the present audio/video encoders)."""
 
     def __init__(self, spec, delay_s: float, fail_batch: int | None = None) -> None:
-        self.manifest = {"feature_spec": spec.to_dict(), "precision": "fp32", "model": "fake", "backend": "onnxruntime"}
+        self.manifest = {"feature_spec": spec.to_dict(), "precision": "fp32", "model": "fake", "backend": "onnxruntime",
+                         "graphs": {"model": "model.onnx"}}
         self.delay_s, self.fail_batch, self.closed = delay_s, fail_batch, False
 
     def predict_features(self, features, lengths):
@@ -97,8 +98,11 @@ def make_loader(spec, meter=None):
 
 
 def _bundles(tmp_path, *names):
+    """Bundle folders holding a graph file (teacher 4x the student's bytes) and a front-end file."""
     for n in names:
         (tmp_path / n).mkdir()
+        (tmp_path / n / "model.onnx").write_bytes(b"x" * (4000 if n == "teacher" else 1000))
+        (tmp_path / n / "text_encoder.onnx").write_bytes(b"x" * 500)
     return [tmp_path / n for n in names]
 
 
@@ -168,11 +172,15 @@ def test_failed_rows_say_why_and_the_sweep_continues(report_dir):
 
 def test_markdown_and_png(report_dir):
     md = (report_dir / "report.md").read_text()
-    assert "| bundle | model | precision | batch | modalities | status |" in md
+    assert "| bundle | model | precision | model KB | bundle MB | batch | modalities | status |" in md
     assert "## Ratios vs the first bundle (teacher)" in md
     ratio_line = next(l for l in md.splitlines() if l.startswith("| student | 1 | all |"))
     speedup = float(ratio_line.split("|")[4].strip().rstrip("x"))
     assert speedup > 1.2  # the student (1 ms) is faster than the teacher (4 ms)
+    assert ratio_line.split("|")[5].strip() == "4.00x"  # model graph bytes: 4000 / 1000
+    rows = json.loads((report_dir / "report.json").read_text())["rows"]
+    student = next(r for r in rows if Path(r["bundle"]).name == "student" and r["status"] == "ok")
+    assert (student["model_bytes"], student["bundle_bytes"]) == (1000, 1500)
     assert "failed: load:" in md and "## Energy method" in md
     png = (report_dir / "report.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
