@@ -35,7 +35,8 @@ setup(
         "psutil>=5.9",
     ],
     extras_require={
-        "test": ["pytest>=7", "onnxconverter-common>=1.14"],  # fp16 export is tested too
+        "test": ["pytest>=7", "onnxconverter-common>=1.14", "av>=12"],  # fp16 export and video-audio are tested too
+        "media": ["av>=12"],  # PyAV: audio tracks inside video containers (featurize, predict --video)
         "gpu": ["nvidia-ml-py>=12", "onnxruntime-gpu>=1.16"],
         "fp16": ["onnxconverter-common>=1.14"],
     },

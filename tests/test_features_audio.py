@@ -1,13 +1,16 @@
 """Audio front end "logmel-v1": real CREMA-D clips, the numpy resampler, and every bad-input path."""
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
 from conftest import DATA_ROOT, one_line_error
-from edge_msa.errors import InputError
+from edge_msa.errors import InputError, MissingDependencyError
 from edge_msa.features import front_end
-from edge_msa.features.audio import DIM, SAMPLE_RATE, AudioFrontEnd, pool_frames, resample
+from edge_msa.features.audio import (DIM, SAMPLE_RATE, AudioFrontEnd, has_audio_track, pool_frames, read_audio,
+                                    resample)
 
 sf = pytest.importorskip("soundfile", reason="soundfile is a core dependency of the audio front end")
 CREMAD = DATA_ROOT / "raw_av" / "cremad"
@@ -146,3 +149,53 @@ def test_chunked_analysis_matches_one_pass(monkeypatch):
     whole = AudioFrontEnd(max_frames=500).extract(x, SAMPLE_RATE)
     monkeypatch.setattr(audio, "CHUNK_FRAMES", 37)
     np.testing.assert_allclose(AudioFrontEnd(max_frames=500).extract(x, SAMPLE_RATE), whole, atol=1e-5)
+
+
+def silent_avi(path):
+    """A 5-frame MJPG .avi written by OpenCV: a video container with no audio track."""
+    from test_features_video import write_video  # skips the calling test when OpenCV is missing
+
+    write_video(path, [np.full((48, 64, 3), 40 * i, np.uint8) for i in range(5)])
+    return path
+
+
+@needs_cremad
+def test_real_flv_audio_track_matches_the_resampled_wav_of_the_same_clip():
+    """The MP3 track inside a CREMA-D FLV (44.1 kHz, via PyAV) vs the upstream 16 kHz WAV of that clip:
+    same duration, and its log-mel features match that WAV better than any other clip's."""
+    pytest.importorskip("av", reason="PyAV decodes the FLV's audio track (pip install 'edge-msa[media]')")
+    flv = CREMAD / "data" / "1001_DFA_SAD_XX.flv"
+    samples, rate = read_audio(flv)
+    wav, wav_rate = sf.read(CREMAD / "resampled" / flv.with_suffix(".wav").name, dtype="float32")
+    assert has_audio_track(flv) and samples.dtype == np.float32 and samples.ndim == 1 and rate == 44100
+    assert abs(len(samples) / rate - 2.0) < 0.25 and abs(len(samples) / rate - len(wav) / wav_rate) < 0.03
+    rms, wav_rms = np.sqrt(np.mean(samples ** 2)), np.sqrt(np.mean(wav ** 2))
+    assert np.abs(samples).max() > 0.05 and 0.9 < rms / wav_rms < 1.1  # speech at the WAV's level, not silence
+    fe = AudioFrontEnd()
+    ours = fe(flv)[:, :40]  # (50, 40) log-mel
+    corr = {emo: np.corrcoef(ours.ravel(), fe(CREMAD / "resampled" / f"1001_DFA_{emo}_XX.wav")[:, :40].ravel())[0, 1]
+            for emo in ("ANG", "DIS", "FEA", "HAP", "NEU", "SAD")}
+    assert corr["SAD"] > 0.99 and corr["SAD"] - max(c for e, c in corr.items() if e != "SAD") > 0.05
+
+
+def test_video_without_audio_track_and_corrupt_containers_are_one_line_input_errors(tmp_path):
+    pytest.importorskip("av", reason="PyAV reads video containers (pip install 'edge-msa[media]')")
+    silent = silent_avi(tmp_path / "silent.avi")
+    message = one_line_error(lambda: AudioFrontEnd()(silent))
+    assert str(silent) in message and "has no audio track" in message and "--audio" in message
+    assert has_audio_track(silent) is False
+    (tmp_path / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + np.random.default_rng(0).bytes(3000))
+    assert "cannot read audio" in one_line_error(lambda: AudioFrontEnd()(tmp_path / "corrupt.mp4"))
+    assert "cannot read audio" in one_line_error(lambda: has_audio_track(tmp_path / "corrupt.mp4"))
+
+
+def test_missing_pyav_is_one_line_with_the_fix(tmp_path, monkeypatch):
+    (tmp_path / "clip.flv").write_bytes(b"FLV")
+    (tmp_path / "corrupt.wav").write_bytes(b"RIFF" + np.random.default_rng(0).bytes(2000))
+    monkeypatch.setitem(sys.modules, "av", None)  # any `import av` now fails
+    with pytest.raises(MissingDependencyError) as info:
+        AudioFrontEnd()(tmp_path / "clip.flv")
+    assert "\n" not in str(info.value) and "reading audio from video containers" in str(info.value)
+    assert "pip install av" in str(info.value)
+    # a plain audio file soundfile rejects keeps soundfile's error (no PyAV fallback to try)
+    assert "expected a WAV/FLAC/OGG/MP3 file" in one_line_error(lambda: AudioFrontEnd()(tmp_path / "corrupt.wav"))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -9,8 +10,10 @@ import pytest
 from conftest import DATA_ROOT
 from edge_msa.cli import main
 from edge_msa.errors import InputError
+from edge_msa.features.audio import AudioFrontEnd
 from edge_msa.features.featurize import FORMAT, featurize, parse_label_map
 from edge_msa.spec import FeatureSpec
+from test_features_audio import silent_avi
 
 sf = pytest.importorskip("soundfile", reason="soundfile is a core dependency of the audio front end")
 CREMAD = DATA_ROOT / "raw_av" / "cremad"
@@ -181,3 +184,44 @@ def test_cli_featurize_writes_npz_and_reports_errors(tmp_path, capsys):
     assert main(["featurize", str(tmp_path / "nope"), "--labels", str(labels), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: clips directory not found")
+
+
+@needs_cremad
+def test_video_only_clips_take_audio_from_the_container(tmp_path, capsys):
+    pytest.importorskip("av", reason="PyAV decodes the FLVs' audio tracks (pip install 'edge-msa[media]')")
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    names = ["1001_DFA_HAP_XX", "1001_DFA_NEU_XX", "1001_DFA_SAD_XX"]
+    for name in names:
+        (clips / f"{name}.flv").write_bytes((CREMAD / "data" / f"{name}.flv").read_bytes())
+    (tmp_path / "labels.csv").write_text("id,label\n" + "".join(f"{n},{s}\n" for n, s in zip(names, (1, 0, -1))))
+    z = load(featurize(clips, tmp_path / "labels.csv", tmp_path / "f.npz", text="Don't forget a jacket"))
+    assert "audio from video container for 3 clips" in capsys.readouterr().err
+    assert (z["audio_len"] == 50).all() and (z["video_len"] > 0).all()
+    np.testing.assert_allclose(z["audio_feat"][2], AudioFrontEnd()(clips / f"{names[2]}.flv"), atol=1e-5)
+
+
+def test_separate_audio_file_wins_and_a_silent_video_has_no_audio(tmp_path):
+    pytest.importorskip("av", reason="PyAV reads the video containers (pip install 'edge-msa[media]')")
+    clips, labels = make_clips(tmp_path, 3)
+    silent_avi(clips / "u0.avi")  # u0 also has u0.wav: the WAV is the audio
+    silent_avi(clips / "u3.avi")  # u3 has only a video, and it has no audio track
+    labels.write_text(labels.read_text() + "u3,0.5\n")
+    with pytest.warns(UserWarning, match="u3: audio left out: .*u3.avi has no audio track"):
+        z = load(featurize(clips, labels, tmp_path / "s.npz", text="x", progress=False))
+    assert z["audio_len"].tolist() == [50, 50, 50, 0] and z["video_len"][0] > 0 and z["video_len"][3] > 0
+    np.testing.assert_allclose(z["audio_feat"][0], AudioFrontEnd()(clips / "sub" / "u0.wav"), atol=1e-6)
+
+
+def test_without_pyav_video_only_clips_keep_audio_missing_with_one_warning(tmp_path, monkeypatch):
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for i in range(3):
+        silent_avi(clips / f"v{i}.avi")
+    (tmp_path / "labels.csv").write_text("id,label\nv0,1\nv1,0\nv2,-1\n")
+    monkeypatch.setitem(sys.modules, "av", None)  # any `import av` now fails
+    with pytest.warns(UserWarning) as caught:
+        z = load(featurize(clips, tmp_path / "labels.csv", tmp_path / "n.npz", text="x", progress=False))
+    pyav = [str(w.message) for w in caught if "pip install av" in str(w.message)]
+    assert len(pyav) == 1 and pyav[0].startswith("3 clip(s) have only a video file, so their audio is missing")
+    assert (z["audio_len"] == 0).all() and (z["video_len"] > 0).all()

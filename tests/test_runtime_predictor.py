@@ -231,6 +231,8 @@ def test_text_string_through_the_bundled_minilm_encoder(minilm_bundle):
         assert p.manifest.text_encoder == {"onnx": "text_encoder.onnx", "tokenizer": "tokenizer.json"}
         r = p.predict(text="what a wonderful film")
         assert r.ran == ["text"] and "text_encoder" in r.ms and np.isfinite(r.score)
+        assert r.ms["text_encoder_load"] > 0  # the one-off session build is reported apart from the call
+        assert "text_encoder_load" not in p.predict(text="what a wonderful film").ms
         feats, lengths = p.text_encoder.encode(["what a wonderful film"])
         same = p.predict(text=feats[0, :lengths[0]])
         assert abs(same.score - r.score) < 1e-6
@@ -269,10 +271,13 @@ CLIP = DATA_ROOT / "raw_av" / "cremad" / "data" / "1001_DFA_ANG_XX.flv"
 @pytest.mark.skipif(not CLIP.is_file(), reason=f"real clip not found at {CLIP}")
 def test_raw_text_and_video_file_through_the_front_ends(tmp_path_factory):
     spec = FeatureSpec(dims=(384, 56, 105), max_lens=(50, 200, 60), front_ends=("minilm-l6-int8", "logmel-v1", "face-v1"))
+    pytest.importorskip("av", reason="PyAV decodes the FLV's audio track (pip install 'edge-msa[media]')")
     with load(_export(tmp_path_factory, spec, "media")) as p:
-        r = p.predict(text="I am so angry right now", video=CLIP)
-    assert r.ran == ["text", "video"] and r.skipped == {"audio": "missing"}
-    assert r.ms["front_end_video"] > 0 and r.ms["text_encoder"] > 0 and np.isfinite(r.score)
+        p.thresholds = [0.0, 0.0]  # run everything present
+        r = p.predict(text="I am so angry right now", video=CLIP)  # audio: the FLV's own track
+    assert r.ran == list(MODALITIES) and not r.skipped
+    assert r.ms["front_end_video"] > 0 and r.ms["front_end_audio"] > 0 and r.ms["text_encoder"] > 0
+    assert np.isfinite(r.score)
 
 
 def test_cli_media_skip_is_one_warning_line(bundle, tmp_path):
@@ -282,3 +287,75 @@ def test_cli_media_skip_is_one_warning_line(bundle, tmp_path):
     assert r.stderr.splitlines() == [r.stderr.strip()] and r.stderr.startswith("warning: audio: skipped clip.wav")
     out = json.loads(r.stdout)
     assert out["skipped"]["audio"].startswith("expects external:declare-opensmile-73") and out["ran"] == ["text"]
+
+
+AV_SPEC = FeatureSpec(dims=(12, 56, 105), max_lens=(9, 50, 16),
+                      front_ends=("external:text-12", "logmel-v1", "face-v1"))
+needs_clip = pytest.mark.skipif(not CLIP.is_file(), reason=f"real clip not found at {CLIP}")
+
+
+@pytest.fixture(scope="module")
+def av_bundle(tmp_path_factory):
+    return _export(tmp_path_factory, AV_SPEC, "av")
+
+
+def _fake_face(path):
+    return np.ones((2, AV_SPEC.dim("video")), np.float32)  # face detection is not under test here
+
+
+@needs_clip
+def test_video_audio_track_stands_in_for_audio_and_is_decoded_only_after_the_gate(av_bundle, monkeypatch):
+    pytest.importorskip("av", reason="PyAV decodes the FLV's audio track (pip install 'edge-msa[media]')")
+    import edge_msa.features.audio as audio
+
+    decoded, real = [], audio.decode_audio_track
+    monkeypatch.setattr(audio, "decode_audio_track", lambda path: decoded.append(path) or real(path))
+    text = np.ones((4, 12), np.float32)
+    with load(av_bundle) as p:
+        p._front_ends = {"face-v1": _fake_face}
+        p.thresholds = [0.0, 0.0]
+        r = p.predict(text=text, video=CLIP)
+        assert r.ran == list(MODALITIES) and not r.skipped and r.ms["front_end_audio"] > 0 and decoded == [CLIP]
+        explicit = p.predict(text=text, audio=audio.AudioFrontEnd()(CLIP), video=CLIP)  # same features, given
+        assert abs(explicit.score - r.score) < 1e-5 and len(decoded) == 2
+        p.thresholds = [2.0, 0.0]  # the gate never keeps audio: the track is never decoded
+        r = p.predict(text=text, video=CLIP)
+        assert len(decoded) == 2 and r.ran == ["text", "video"] and "front_end_audio" not in r.ms
+        assert r.skipped["audio"].startswith("gate: keep")
+
+
+def test_video_without_audio_track_or_without_pyav_leaves_audio_missing(av_bundle, tmp_path, monkeypatch):
+    pytest.importorskip("av", reason="PyAV reads the video container (pip install 'edge-msa[media]')")
+    from test_features_audio import silent_avi
+
+    silent = silent_avi(tmp_path / "silent.avi")
+    text = np.ones((4, 12), np.float32)
+    with load(av_bundle) as p:
+        p._front_ends = {"face-v1": _fake_face}
+        p.thresholds = [0.0, 0.0]
+        r = p.predict(text=text, video=silent)
+        assert r.ran == ["text", "video"] and r.skipped == {"audio": "silent.avi has no audio track"}
+        monkeypatch.setitem(sys.modules, "av", None)  # any `import av` now fails
+        with pytest.warns(UserWarning, match=r"audio: not taken from silent.avi: av is required .*pip install av"):
+            r = p.predict(text=text, video=silent)
+        assert r.ran == ["text", "video"] and r.skipped == {"audio": "cannot read the audio track of silent.avi"}
+
+
+@needs_clip
+def test_external_audio_bundle_never_opens_the_video_for_audio(bundle, monkeypatch):
+    import edge_msa.runtime.predictor as predictor
+
+    monkeypatch.setattr(predictor, "has_audio_track", lambda path: pytest.fail("probed the video for audio"))
+    with load(bundle) as p, pytest.warns(UserWarning, match="video: skipped 1001_DFA_ANG_XX.flv"):
+        r = p.predict(text=_arrays()["text"], video=CLIP)
+    assert r.ran == ["text"] and r.skipped["audio"] == "missing" and r.skipped["video"].startswith("expects external")
+
+
+@needs_clip
+def test_cli_video_only_uses_its_audio_track(av_bundle, tmp_path):
+    pytest.importorskip("av", reason="PyAV decodes the FLV's audio track (pip install 'edge-msa[media]')")
+    np.save(tmp_path / "t.npy", np.ones((4, 12), np.float32))
+    r = _cli("predict", av_bundle, "--text", tmp_path / "t.npy", "--video", CLIP)
+    assert r.returncode == 0 and not r.stderr, r.stderr
+    out = json.loads(r.stdout)
+    assert "audio" in out["ran"] or out["skipped"]["audio"].startswith("gate: keep")  # present, never "missing"

@@ -10,7 +10,9 @@ from pathlib import Path
 
 EPILOG = """inputs (any modality may be left out):
   --text "..."          a transcript (bundles with the MiniLM text front end) or a .npy (L, d) feature array
-  --audio / --video     a media file (bundles trained on logmel-v1 / face-v1) or a .npy (L, d) feature array
+  --audio / --video     a media file (bundles trained on logmel-v1 / face-v1) or a .npy (L, d) feature array;
+                        a video file without --audio gives logmel-v1 bundles its audio track (needs PyAV:
+                        pip install "edge-msa[media]"), decoded only if the gate keeps audio
   --features f.npz      arrays `text`, `audio`, `video` of shape (L, d) for one input or (N, L, d) for N inputs,
                         optional `text_len` / `audio_len` / `video_len` (N,) (0 = missing for that input)
   --batch list.csv      many inputs: a CSV with a header and any of the columns text, audio, video
@@ -19,6 +21,7 @@ EPILOG = """inputs (any modality may be left out):
 examples:
   edge-msa predict bundles/student --text "what a wonderful film" --features clip_av.npz
   edge-msa predict bundles/student --text "not my thing" --audio a.npy --video v.npy
+  edge-msa predict bundles/cremad --text "don't forget a jacket" --video clip.flv
   edge-msa predict bundles/student --batch inputs.csv --threads 1
 
 Each output line has score (sentiment in [-3, 3]), polarity, ran (modalities whose encoder ran),
@@ -32,7 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bundle", help="bundle directory from `edge-msa export`")
     p.add_argument("--text", default=None, help="transcript text")
-    p.add_argument("--audio", default=None, help="audio file or .npy feature array (L, d)")
+    p.add_argument("--audio", default=None, help="audio file or .npy feature array (L, d) "
+                   "(default for logmel-v1 bundles: the --video file's audio track)")
     p.add_argument("--video", default=None, help="video file or .npy feature array (L, d)")
     p.add_argument("--features", default=None, help=".npz with text/audio/video arrays (see below)")
     p.add_argument("--batch", default=None, help="CSV of inputs (columns text, audio, video)")

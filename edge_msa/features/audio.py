@@ -1,6 +1,7 @@
 """Audio front end "logmel-v1": an audio file -> (L <= max_frames, 56) float32 frame features, numpy only.
 
-Pipeline: soundfile -> float32 -> mono (mean of channels) -> 16 kHz (numpy polyphase resampler, the
+Pipeline: soundfile (or, for a video container / a file soundfile cannot read, its first audio track
+decoded with PyAV) -> float32 -> mono (mean of channels) -> 16 kHz (numpy polyphase resampler, the
 same windowed-sinc design as scipy.signal.resample_poly, so scipy is not needed on the device) ->
 25 ms Hamming frames every 10 ms -> per frame: 40 log-mel bands, MFCC 1..13 (DCT-II of the log-mels),
 log energy, pitch in units of 100 Hz (autocorrelation; 0 when unvoiced) and voicing strength in [0, 1]
@@ -9,10 +10,14 @@ the sequence length. Column order: [log-mel 0:40 | MFCC 40:53 | log energy, pitc
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import time
+from contextlib import contextmanager
 from math import gcd
 from pathlib import Path
+from types import ModuleType
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -32,6 +37,9 @@ DIM = N_MELS + N_MFCC + 3
 DEFAULT_MAX_FRAMES = 50
 CHUNK_FRAMES = 6000  # frames (60 s) analysed at once, so long recordings need tens of MB, not GB
 EPS = 1e-10
+VIDEO_EXTS = (".mp4", ".avi", ".flv", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")  # read_audio decodes
+# these with PyAV (their audio track); featurize and the runtime use the same tuple to recognise video files
+AV_FIX = "pip install av (or pip install 'edge-msa[media]')"
 
 
 def resample(x: np.ndarray, src_rate: int, dst_rate: int = SAMPLE_RATE) -> np.ndarray:
@@ -186,16 +194,58 @@ def autocorr_pitch(frames: np.ndarray, rate: int = SAMPLE_RATE) -> tuple[np.ndar
 
 
 def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
-    """(samples (T,) or (T, channels) float32, sample rate) via soundfile; bad files -> InputError."""
+    """(samples (T,) or (T, channels) float32, sample rate): soundfile for audio files; the first audio track
+    via PyAV for video containers (VIDEO_EXTS) and for files soundfile cannot read. Bad files -> InputError."""
     p = Path(path)
     if not p.is_file():
         raise InputError(f"audio file not found: {p}")
-    sf = require("soundfile", "reading audio files", "pip install soundfile")
-    try:
-        samples, rate = sf.read(str(p), dtype="float32", always_2d=False)
-    except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError / TypeError by format
-        detail = " ".join(str(exc).split())
-        raise InputError(f"cannot read audio {p}: {detail}; expected a WAV/FLAC/OGG/MP3 file") from None
+    if p.suffix.lower() in VIDEO_EXTS:
+        samples, rate = decode_audio_track(p)
+    else:
+        sf = require("soundfile", "reading audio files", "pip install soundfile")
+        try:
+            samples, rate = sf.read(str(p), dtype="float32", always_2d=False)
+        except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError / TypeError by format
+            if importlib.util.find_spec("av") is None:
+                detail = " ".join(str(exc).split())
+                raise InputError(f"cannot read audio {p}: {detail}; expected a WAV/FLAC/OGG/MP3 file") from None
+            samples, rate = decode_audio_track(p)  # e.g. .m4a / .aac / .opus, which libsndfile lacks
     if samples.size == 0:
         raise InputError(f"audio file {p} has no samples; expected at least 25 ms of audio")
     return samples, int(rate)
+
+
+@contextmanager
+def open_container(path: str | os.PathLike) -> Iterator[tuple[ModuleType, Any]]:
+    """(the av module, a PyAV container opened on a media file); FFmpeg errors inside the block -> InputError."""
+    av = require("av", "reading audio from video containers", AV_FIX)
+    try:
+        with av.open(str(path)) as container:
+            yield av, container
+    except (av.error.FFmpegError, OSError, ValueError) as exc:  # raised by open, demux or decode
+        detail = " ".join(str(exc).split())
+        raise InputError(f"cannot read audio {path}: {detail}; expected a media file with an audio track") from None
+
+
+def decode_audio_track(path: Path) -> tuple[np.ndarray, int]:
+    """(samples (T,) or (T, channels) float32, the track's sample rate) of the first audio stream of a media
+    file, decoded with PyAV; no audio track or an undecodable file -> InputError."""
+    chunks = []
+    with open_container(path) as (av, container):
+        if not container.streams.audio:
+            raise InputError(f"{path} has no audio track; pass the audio as a separate file (--audio)")
+        stream = container.streams.audio[0]
+        to_float = av.AudioResampler(format="fltp")  # any sample format -> planar float32
+        for frame in container.decode(stream):
+            chunks += [f.to_ndarray() for f in to_float.resample(frame)]  # each (channels, n)
+        chunks += [f.to_ndarray() for f in to_float.resample(None)]  # flush
+        rate = stream.codec_context.sample_rate
+    samples = np.concatenate(chunks, axis=1).T if chunks else np.zeros((0, 1), np.float32)  # (T, channels)
+    return (samples[:, 0] if samples.shape[1] == 1 else samples).astype(np.float32, copy=False), int(rate)
+
+
+def has_audio_track(path: str | os.PathLike) -> bool:
+    """Whether a media file has an audio stream: reads the container header only, decodes nothing (the
+    runtime asks before its gate, so a skipped audio track costs no decoding). Unreadable -> InputError."""
+    with open_container(path) as (_, container):
+        return bool(container.streams.audio)

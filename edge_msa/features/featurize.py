@@ -8,10 +8,12 @@ Features are zero-padded after *_len steps; length 0 = that modality is missing 
 Text features are not stored: the data reader computes them from `transcript` ("minilm-l6-int8").
 
 Per utterance id (the labels CSV's id/name column; a media extension on it is ignored) the clips
-directory is searched recursively for files whose stem is the id: a video (VIDEO_EXTS) and an audio file (AUDIO_EXTS; when an id has several,
-the earlier extension in AUDIO_EXTS wins, then the shallower path). Audio is never taken from the video
-container. Rows with no media at all are skipped with a warning; a file a front end cannot read is
-treated as a missing modality, with a warning; so is an utterance without a transcript (empty text).
+directory is searched recursively for files whose stem is the id: a video (VIDEO_EXTS) and an audio file
+(AUDIO_EXTS; when an id has several, the earlier extension in AUDIO_EXTS wins, then the shallower path). An id
+with a video but no audio file takes its audio from the video container's audio track (PyAV,
+`pip install "edge-msa[media]"`); when both exist the separate audio file wins (usually the cleaner
+recording, and no PyAV needed). Rows with no media at all are skipped with a warning; a file a front end
+cannot read is treated as a missing modality, with a warning; so is an utterance without a transcript.
 
 Splits are by speaker (a `speaker` column, or a speaker.csv beside the labels CSV) when there are at
 least 3 speakers, so no speaker is in two splits; otherwise by utterance (with a warning when speakers
@@ -32,14 +34,14 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..data.splits import split_three_by_group
-from ..errors import InputError, require
+from ..errors import InputError, MissingDependencyError, require
 from ..spec import FeatureSpec
 from . import audio as audio_fe
 from . import text as text_fe
 from . import video as video_fe
+from .audio import VIDEO_EXTS
 
 FORMAT = "edge-msa-features-v1"
-VIDEO_EXTS = (".mp4", ".avi", ".flv", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 AUDIO_EXTS = (".wav", ".flac", ".ogg", ".mp3")  # preference order when an id has several audio files
 ID_COLUMNS = ("id", "name", "utterance_id", "utterance", "file", "filename")
 TEXT_COLUMNS = ("text", "transcript")
@@ -97,7 +99,7 @@ def featurize(clips_dir: str | os.PathLike, labels_csv: str | os.PathLike, out: 
         raise InputError(f"valid_frac={valid_frac} and test_frac={test_frac}; expected each in (0, 1) with a sum < 1")
     rows = read_table(labels_csv, required=(LABEL_COLUMN,))
     stems = index_media(clips_dir)
-    media = {i: stems[stem_of(i)] for i in rows if stem_of(i) in stems}  # id -> {modality: path}
+    media = {i: dict(stems[stem_of(i)]) for i in rows if stem_of(i) in stems}  # id -> {modality: path}
     ids = [i for i in rows if i in media]
     no_media = [i for i in rows if i not in media]
     if no_media:
@@ -114,6 +116,9 @@ def featurize(clips_dir: str | os.PathLike, labels_csv: str | os.PathLike, out: 
     spec = FeatureSpec(dims=(text_fe.DIM, audio_fe.DIM, video_fe.DIM),
                        max_lens=(text_fe.DEFAULT_MAX_LEN, audio_max_frames, video_frames),
                        front_ends=(text_fe.NAME, audio_fe.NAME, video_fe.NAME))
+    from_video = audio_from_containers(media)
+    if progress and from_video:
+        sys.stderr.write(f"audio from video container for {from_video} clips (no separate audio file)\n")
     arrays, lengths, stage_times = extract_all(ids, media, spec, progress)
     if timings is not None:
         timings.update(stage_times)
@@ -159,6 +164,22 @@ def extract_all(ids: list[str], media: Mapping[str, Mapping[str, Path]], spec: F
             lengths[m][n] = len(x)
             stage_times[m].append(dict(fe.timings))
     return arrays, lengths, stage_times
+
+
+def audio_from_containers(media: Mapping[str, dict[str, Path]]) -> int:
+    """Point "audio" at the video file for every id with a video but no audio file (read_audio decodes the
+    container's audio track); returns how many. Without PyAV they keep no audio, with one warning."""
+    ids = [i for i, m in media.items() if "video" in m and "audio" not in m]
+    if not ids:
+        return 0
+    try:
+        require("av", "reading audio from video containers", audio_fe.AV_FIX)
+    except MissingDependencyError as exc:
+        warnings.warn(f"{len(ids)} clip(s) have only a video file, so their audio is missing: {exc}", stacklevel=3)
+        return 0
+    for i in ids:
+        media[i]["audio"] = media[i]["video"]
+    return len(ids)
 
 
 def timing_summary(stage_times: Mapping[str, list[dict[str, float]]]) -> str:

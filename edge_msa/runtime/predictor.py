@@ -17,7 +17,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import EdgeMSAError, InputError
+from ..features.audio import NAME as LOGMEL, VIDEO_EXTS, has_audio_track
 from ..spec import MODALITIES
 from .backend import Backend, backend_class
 from .manifest import SINGLE, Manifest, read_manifest
@@ -61,7 +62,8 @@ class Predictor:
     # --- public API -----------------------------------------------------------------------------
     def predict(self, text: Any = None, audio: Any = None, video: Any = None) -> Prediction:
         """One input: text is a str (run through the bundled text encoder) or an (L, d) array; audio/video
-        are (L, d) arrays or media file paths (if the bundle's front end for them is a built-in one)."""
+        are (L, d) arrays or media file paths (if the bundle's front end for them is a built-in one). With a
+        video file and no audio, a logmel-v1 bundle takes the audio from the video's audio track (PyAV)."""
         return self.predict_batch([{"text": text, "audio": audio, "video": video}])[0]
 
     def predict_batch(self, inputs: Sequence[Mapping[str, Any]]) -> list[Prediction]:
@@ -204,6 +206,10 @@ class Predictor:
         skipped: list[dict[str, str]] = [{} for _ in inputs]
         texts = [(i, item["text"]) for i, item in enumerate(inputs) if isinstance(item.get("text"), str)]
         if texts:
+            if self._text_encoder is None:  # first use: session creation is a one-off, not per-call cost
+                start = time.perf_counter()
+                self.text_encoder.tokenizer, self.text_encoder.session  # noqa: B018 (load both once)
+                ms["text_encoder_load"] = (time.perf_counter() - start) * 1e3
             start = time.perf_counter()
             encoded, lens = self.text_encoder.encode([t for _, t in texts])
             ms["text_encoder"] = (time.perf_counter() - start) * 1e3
@@ -227,6 +233,14 @@ class Predictor:
                 if array.ndim != 2:
                     raise InputError(f"{m} features have shape {array.shape}; expected (L, {self.spec.dim(m)})")
                 rows[i][m] = self._checked(m, array)
+            video = media[i].get("video")
+            if (item.get("audio") is None and video is not None and video.suffix.lower() in VIDEO_EXTS
+                    and self.spec.front_end("audio") == LOGMEL):
+                reason = self._audio_track_check(video)
+                if reason:
+                    skipped[i]["audio"] = reason
+                else:
+                    media[i]["audio"] = video  # decoded by the audio front end only if the gate keeps audio
         return rows, media, skipped
 
     def _checked(self, m: str, array: np.ndarray) -> np.ndarray:
@@ -246,6 +260,15 @@ class Predictor:
         if not path.is_file():
             raise InputError(f"{modality} file '{path}' does not exist")
         return None
+
+    def _audio_track_check(self, video: Path) -> str | None:
+        """Why a video file's audio track cannot stand in for a missing audio input (None if it can). Reads
+        the container header only, so the gate still decides before any audio is decoded."""
+        try:
+            return None if has_audio_track(video) else f"{video.name} has no audio track"
+        except EdgeMSAError as exc:  # no PyAV, or an unreadable container (the video front end reports that)
+            warnings.warn(f"audio: not taken from {video.name}: {exc}", stacklevel=4)
+            return f"cannot read the audio track of {video.name}"
 
     def _media(self, modality: str, path: Path, ms: dict[str, float]) -> np.ndarray:
         """Features of a media file via the bundle's built-in front end (timed as front_end_<modality>)."""
