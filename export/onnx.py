@@ -2,7 +2,12 @@
 TensorRT parses), dynamic batch and sequence axes, identical initializers deduplicated, then slimmed (slim.py). Host only (torch)."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
+import re
+import sys
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -74,6 +79,31 @@ def dynamic_axes(inputs: tuple[str, ...], outputs: tuple[str, ...], example: tup
     return axes
 
 
+# The legacy exporter prints this from C++ for every pack_padded_sequence (the teachers' LSTMs). The
+# shapes it warns about are checked for real: every export ends with a parity run on all modality subsets.
+_KNOWN_CPP_NOTE = re.compile(rb"shape inference of prim::(PackPadded|PadPacked) type is missing")
+
+
+@contextlib.contextmanager
+def _without_packpadded_notes():
+    """Capture the process's stderr (fd 2, where C++ writes) and replay all but the known note."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [line for line in captured.read().splitlines(keepends=True) if not _KNOWN_CPP_NOTE.search(line)]
+            if kept:
+                sys.stderr.write(b"".join(kept).decode(errors="replace"))
+                sys.stderr.flush()
+
+
 def export_graphs(model, spec: FeatureSpec, layout: str, out: Path, opset: int, dedupe: bool,
                   short_names: bool) -> dict[str, Any]:
     """Write one .onnx per graph into `out`, deduplicated and slimmed (export/slim.py) as asked.
@@ -85,7 +115,7 @@ def export_graphs(model, spec: FeatureSpec, layout: str, out: Path, opset: int, 
         example = example_inputs(model, spec, layout, name)
         path = out / f"{name}.onnx"
         try:
-            with warnings.catch_warnings(), torch.no_grad():
+            with warnings.catch_warnings(), torch.no_grad(), _without_packpadded_notes():
                 warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer warnings
                 torch.onnx.export(module, example, str(path), dynamo=False, opset_version=opset,
                                   input_names=list(inputs), output_names=list(outputs),

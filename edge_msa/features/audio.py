@@ -233,7 +233,8 @@ def decode_audio_track(path: Path) -> tuple[np.ndarray, int]:
     chunks = []
     with open_container(path) as (av, container):
         if not container.streams.audio:
-            raise InputError(f"{path} has no audio track; pass the audio as a separate file (--audio)")
+            raise InputError(f"{path} has no audio track; give the audio as a separate file (predict: --audio; "
+                             "featurize: a .wav/.flac/.mp3 with the same stem)")
         stream = container.streams.audio[0]
         to_float = av.AudioResampler(format="fltp")  # any sample format -> planar float32
         for frame in container.decode(stream):
