@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from benchmarks.timing import summarize
 from edge_msa.data.base import FeatureSet
 from edge_msa.errors import require
 from edge_msa.metrics import msa_metrics
@@ -138,7 +139,7 @@ def text_front_end_params(spec) -> dict[str, Any]:
 
 def latency(models: dict[str, Callable[[dict], Any]], fs: FeatureSet, calls: int, threads: int) -> dict[str, Any]:
     """Batch-1 latency of each callable on real inputs of `fs`, interleaved call by call (same input, same
-    moment for every model), after a warm-up; median / p90 in ms."""
+    moment for every model), after a warm-up; percentiles in ms as the bench harness computes them."""
     old_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -155,8 +156,8 @@ def latency(models: dict[str, Callable[[dict], Any]], fs: FeatureSet, calls: int
                     times[name].append((time.perf_counter() - start) * 1e3)
     finally:
         torch.set_num_threads(old_threads)
-    return {name: {"p50": float(np.median(t)), "p90": float(np.percentile(t, 90)), "mean": float(np.mean(t)),
-                   "calls": len(t)} for name, t in times.items()}
+    stats = {name: summarize(np.asarray(t), items_per_call=1, warmup=min(20, calls)) for name, t in times.items()}
+    return {name: {**s.latency_ms(), "cv": s.cv, "calls": s.runs} for name, s in stats.items()}
 
 
 def paired_bootstrap(pred_a: np.ndarray, pred_b: np.ndarray, truth: np.ndarray, n: int, seed: int = 0) -> dict:
