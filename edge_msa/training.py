@@ -20,15 +20,19 @@ from .spec import MODALITIES
 LossFn = Callable[[torch.nn.Module, dict, Batch], "tuple[torch.Tensor, dict[str, float]]"]
 
 
+def modality_tensors(x: np.ndarray, lengths: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, L, d) features and (B,) valid lengths -> the float tensor and its (B, L) bool mask (True = valid)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))  # (B, L, d)
+    return tensor, torch.arange(tensor.shape[1])[None, :] < torch.from_numpy(np.asarray(lengths))[:, None]
+
+
 def to_batch(fs: FeatureSet, index: np.ndarray) -> Batch:
     """Tensors for samples `index`, trimmed to the longest valid sequence per modality in the batch."""
     batch: Batch = {}
     for m in MODALITIES:
         lengths = fs.lengths[m][index]
         width = max(int(lengths.max()), 1)
-        x = fs.features[m][index, :width]
-        batch[m] = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))  # (B, L, d)
-        batch[f"{m}_mask"] = torch.arange(width)[None, :] < torch.from_numpy(lengths)[:, None]  # (B, L)
+        batch[m], batch[f"{m}_mask"] = modality_tensors(fs.features[m][index, :width], lengths)
     batch["label"] = torch.from_numpy(fs.labels[index].astype(np.float32))  # (B,)
     batch["index"] = torch.from_numpy(np.asarray(index, dtype=np.int64))  # (B,) rows of fs, for per-sample targets
     return batch

@@ -14,6 +14,7 @@ from edge_msa.data.base import FeatureSet
 from edge_msa.errors import ParityError
 from edge_msa.metrics import msa_metrics
 from edge_msa.models.student import run_with_skipping
+from edge_msa.training import modality_tensors
 from edge_msa.runtime.backend import Backend
 from edge_msa.runtime.evaluate import evaluate, predict_featureset
 from edge_msa.runtime.torch_backend import TorchBackend
@@ -87,9 +88,7 @@ def parity_batches(spec: FeatureSpec, valid: FeatureSet | None, n: int = 32, see
 def to_torch_batch(features: dict[str, np.ndarray], lengths: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     batch = {}
     for m in MODALITIES:
-        x = torch.from_numpy(np.ascontiguousarray(features[m], dtype=np.float32))  # (B, L, d)
-        batch[m] = x
-        batch[f"{m}_mask"] = torch.arange(x.shape[1])[None, :] < torch.from_numpy(lengths[m])[:, None]  # (B, L)
+        batch[m], batch[f"{m}_mask"] = modality_tensors(features[m], lengths[m])  # (B, L, d), (B, L)
     return batch
 
 
