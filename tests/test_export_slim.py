@@ -5,10 +5,14 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import onnxruntime as ort
+import torch
 from onnx import TensorProto, helper, numpy_helper
 
+from edge_msa.checkpoint import save_checkpoint
 from edge_msa.cli import main
+from edge_msa.models import create_model
 from edge_msa.runtime import read_manifest
+from edge_msa.spec import FeatureSpec
 from export import export
 from export.slim import share_constants, shorten_names, slim_file
 
@@ -77,3 +81,23 @@ def test_bundle_graphs_slimmed_and_sizes_recorded(tmp_path):
     assert names and not any(names)
     assert any(n.name for n in onnx.load(str(named / "fuse.onnx")).graph.node)
     assert read_manifest(slim).parity["int8"]["max_abs_diff"]["score"] < 0.5
+
+
+# The MOSI-U student as compress ships it (prune ratio 0.3): widths from its checkpoint config.
+SHIPPED_STUDENT = {"dim": 64, "depth": 2, "fuse_depth": 1, "share": "depth+modality",
+                   "blocks": {"shared": {"heads": 2, "head_dim": 16, "ffn": 89}},
+                   "enc_hidden": {"audio": 44, "video": 44}, "head_hidden": 44, "gate_hidden": 0}
+
+
+def test_int8_graphs_three_times_smaller_at_shipped_size(tmp_path):
+    """At 61 k parameters the graph structure would otherwise cap INT8 at ~1.9x (the issue asks >= 3x)."""
+    spec = FeatureSpec(dims=(384, 73, 100), max_lens=(50, 1, 1))
+    torch.manual_seed(0)
+    model = create_model("student", spec, **SHIPPED_STUDENT)
+    assert 55_000 < sum(p.numel() for p in model.parameters()) < 70_000
+    checkpoint = save_checkpoint(tmp_path / "s.pt", model, {})
+    sizes = {}
+    for fmt in ("onnx", "onnx-int8"):
+        bundle = export(checkpoint, format=fmt, out=tmp_path / fmt, log=None)
+        sizes[fmt] = sum((bundle / f).stat().st_size for f in read_manifest(bundle).graphs.values())
+    assert sizes["onnx"] / sizes["onnx-int8"] >= 3.0, sizes
