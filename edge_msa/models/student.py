@@ -187,9 +187,12 @@ def run_with_skipping(model: Student, batch: Batch) -> tuple[torch.Tensor, torch
     hs = [h_text]
     for i, m in enumerate(SKIPPABLE):
         run = (presence(batch[f"{m}_mask"]).squeeze(-1) > 0) & (keep[:, i] >= model.skip_thresholds[i])  # (B,)
-        h = torch.zeros_like(h_text)  # (B, D)
-        if bool(run.any()):
-            h[run] = model.encode(m, batch[m][run], batch[f"{m}_mask"][run])
+        if bool(run.all()):  # every row runs (always so at batch 1 when it runs): no gather/scatter
+            h = model.encode(m, batch[m], batch[f"{m}_mask"])  # (B, D)
+        else:
+            h = torch.zeros_like(h_text)  # (B, D)
+            if bool(run.any()):
+                h[run] = model.encode(m, batch[m][run], batch[f"{m}_mask"][run])
         ran.append(run)
         hs.append(h)
     ran_t = torch.stack(ran, dim=1)  # (B, 3)
