@@ -1,12 +1,14 @@
 """engine: TensorRT engines built from the fp32 ONNX graphs with the TensorRT Python API (one
 optimisation profile per graph: batch 1..max_batch, sequence 1..max_len; fp16 or int8 with an entropy
-calibrator fed real feature batches recorded during the parity run). Engines are device-specific and
-stamped with the TensorRT version in the manifest. Untested here (no GPU on the build host)."""
+calibrator fed real feature batches recorded during the parity run, copied to the GPU with cuda-python).
+Engines are device-specific and stamped with the TensorRT version in the manifest. Never run on a GPU by our
+tests: tests/test_tensorrt_fake_api.py exercises this control flow against a fake tensorrt + cuda-python API."""
 from __future__ import annotations
 
 import numpy as np
 
-from edge_msa.errors import ArtifactError, require
+from edge_msa.errors import ArtifactError, MissingDependencyError, require
+from edge_msa.runtime.tensorrt_backend import cuda_call, cuda_runtime
 
 from .formats import TRT_FIX
 from .trt_support import profile_shapes
@@ -26,14 +28,16 @@ def _calibration_rows(feeds: list[dict[str, np.ndarray]], opt: dict[str, tuple[i
 
 
 def _calibrator(trt, feeds, opt, cache_path):
-    torch = require("torch", "INT8 calibration buffers on the GPU", "pip install torch (CUDA build)")
+    """An entropy calibrator over the recorded feeds: one sample per batch, in one device buffer per input
+    (batch 1 at the calibration profile's opt shapes). Call `free()` once the engine is built."""
+    cudart = cuda_runtime()
     rows = list(_calibration_rows(feeds, opt))
 
     class Calibrator(trt.IInt8EntropyCalibrator2):
         def __init__(self) -> None:
             super().__init__()
             self.index = 0
-            self.buffers: dict[str, object] = {}
+            self.device: dict[str, int] = {}  # input name -> device pointer
 
         def get_batch_size(self) -> int:
             return 1
@@ -43,8 +47,13 @@ def _calibrator(trt, feeds, opt, cache_path):
                 return None
             row = rows[self.index]
             self.index += 1
-            self.buffers = {n: torch.from_numpy(row[n]).cuda() for n in names}
-            return [int(self.buffers[n].data_ptr()) for n in names]
+            for n in names:
+                x = row[n]
+                if n not in self.device:
+                    self.device[n] = cuda_call(cudart.cudaMalloc(max(x.nbytes, 1)), "INT8 calibration")
+                cuda_call(cudart.cudaMemcpy(self.device[n], x.ctypes.data, x.nbytes,
+                                            cudart.cudaMemcpyKind.cudaMemcpyHostToDevice), "INT8 calibration")
+            return [int(self.device[n]) for n in names]
 
         def read_calibration_cache(self):
             return cache_path.read_bytes() if cache_path.is_file() else None
@@ -52,19 +61,27 @@ def _calibrator(trt, feeds, opt, cache_path):
         def write_calibration_cache(self, cache) -> None:
             cache_path.write_bytes(bytes(cache))
 
+        def free(self) -> None:
+            for ptr in self.device.values():
+                cudart.cudaFree(ptr)
+            self.device.clear()
+
     return Calibrator()
 
 
 def build(ctx) -> dict[str, str]:
     trt = require("tensorrt", "--format engine", TRT_FIX)
+    major = int(trt.__version__.split(".")[0])
+    if major >= 11:  # 11.x removed BuilderFlag.FP16/INT8 and the INT8 calibrators (strong typing only)
+        raise MissingDependencyError(f"--format engine builds with TensorRT 8.6-10.x; this is TensorRT "
+                                     f"{trt.__version__}, which has no FP16/INT8 builder flags or calibrators")
     ctx.versions["tensorrt"] = trt.__version__
     precision = ctx.options["trt_precision"]
     logger = trt.Logger(trt.Logger.WARNING)
     graphs = {}
     for name, path in ctx.onnx_graphs.items():
         builder = trt.Builder(logger)
-        flags = 0 if int(trt.__version__.split(".")[0]) >= 10 else \
-            1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+        flags = 0 if major >= 10 else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
         network = builder.create_network(flags)
         parser = trt.OnnxParser(network, logger)
         if not parser.parse(path.read_bytes()):
@@ -79,13 +96,18 @@ def build(ctx) -> dict[str, str]:
         config.add_optimization_profile(profile)
         if precision in ("fp16", "int8"):
             config.set_flag(trt.BuilderFlag.FP16)
+        calibrator = None
         if precision == "int8":
             config.set_flag(trt.BuilderFlag.INT8)
             config.set_calibration_profile(profile)
             opt_shapes = {k: v[1] for k, v in shapes.items()}
-            config.int8_calibrator = _calibrator(trt, ctx.feeds.get(name, []), opt_shapes,
-                                                 ctx.out / f".{name}.calib")
-        engine = builder.build_serialized_network(network, config)
+            calibrator = _calibrator(trt, ctx.feeds.get(name, []), opt_shapes, ctx.out / f".{name}.calib")
+            config.int8_calibrator = calibrator
+        try:
+            engine = builder.build_serialized_network(network, config)
+        finally:
+            if calibrator is not None:
+                calibrator.free()
         if engine is None:
             raise ArtifactError(f"TensorRT failed to build an engine for {path.name} (see the TensorRT log above)")
         target = ctx.out / f"{name}.engine"

@@ -1,6 +1,7 @@
 """TensorRT backend: runs one serialized engine (TensorRT >= 8.5 tensor API) with cuda-python for device
 memory, so the device path needs no torch. Imported only when a bundle of engines is loaded.
-Untested on the build host (no GPU); the engines come from `edge-msa export --format engine`."""
+Never run on a GPU by our tests: tests/test_tensorrt_fake_api.py exercises this control flow against a fake
+tensorrt + cuda-python API; the engines come from `edge-msa export --format engine`."""
 from __future__ import annotations
 
 import os
@@ -14,12 +15,22 @@ from .backend import Backend, TensorInfo
 TRT_FIX = "install it from JetPack (Jetson) or `pip install tensorrt` from NVIDIA's index on x86"
 
 
-def _cudart():
+def cuda_runtime():
+    """cuda-python's runtime API (cuda.bindings.runtime; cuda.cudart before 12.6): device memory for engines
+    and for INT8 calibration batches."""
     try:
         from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
     except ImportError:
-        cudart = require("cuda.cudart", "the TensorRT backend (device memory)", "pip install cuda-python")
+        cudart = require("cuda.cudart", "TensorRT device memory", "pip install cuda-python")
     return cudart
+
+
+def cuda_call(result, what: str):
+    """cuda-python returns (err, *values): the value (None if there is none), ArtifactError when err != 0."""
+    err, *value = result if isinstance(result, tuple) else (result,)
+    if int(err) != 0:
+        raise ArtifactError(f"{what}: CUDA error {err}")
+    return value[0] if value else None
 
 
 class TensorRTBackend(Backend):
@@ -30,7 +41,7 @@ class TensorRTBackend(Backend):
     def __init__(self, path: str | os.PathLike, label: str | None = None) -> None:
         super().__init__()
         trt = require("tensorrt", "running TensorRT engines", TRT_FIX)
-        self.trt, self.cudart = trt, _cudart()
+        self.trt, self.cudart = trt, cuda_runtime()
         path = Path(path)
         self.label = label or path.name
         if not path.is_file():
@@ -47,13 +58,7 @@ class TensorRTBackend(Backend):
                                        tuple(None if d < 0 else int(d) for d in self.engine.get_tensor_shape(n)))
                             for n in names if is_input[n])
         self.outputs = tuple(n for n in names if not is_input[n])
-        self.stream = self._check(self.cudart.cudaStreamCreate())
-
-    def _check(self, result):
-        err, *value = result if isinstance(result, tuple) else (result,)
-        if int(err) != 0:
-            raise ArtifactError(f"{self.label}: CUDA error {err}")
-        return value[0] if value else None
+        self.stream = cuda_call(self.cudart.cudaStreamCreate(), self.label)
 
     def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         cudart, kinds = self.cudart, self.cudart.cudaMemcpyKind
@@ -64,24 +69,24 @@ class TensorRTBackend(Backend):
                 if not self.context.set_input_shape(info.name, x.shape):
                     raise InputError(f"{self.label}: input '{info.name}' shape {x.shape} is outside the engine's "
                                      "optimisation profile (see trtexec.txt for min/max shapes)")
-                ptr = self._check(cudart.cudaMalloc(max(x.nbytes, 1)))
+                ptr = cuda_call(cudart.cudaMalloc(max(x.nbytes, 1)), self.label)
                 buffers.append(ptr)
-                self._check(cudart.cudaMemcpyAsync(ptr, x.ctypes.data, x.nbytes, kinds.cudaMemcpyHostToDevice,
-                                                   self.stream))
+                cuda_call(cudart.cudaMemcpyAsync(ptr, x.ctypes.data, x.nbytes, kinds.cudaMemcpyHostToDevice,
+                                                 self.stream), self.label)
                 self.context.set_tensor_address(info.name, ptr)
             host = {}
             for name in self.outputs:
                 shape = tuple(self.context.get_tensor_shape(name))
                 host[name] = np.empty(shape, dtype=self.trt.nptype(self.engine.get_tensor_dtype(name)))
-                ptr = self._check(cudart.cudaMalloc(max(host[name].nbytes, 1)))
+                ptr = cuda_call(cudart.cudaMalloc(max(host[name].nbytes, 1)), self.label)
                 buffers.append(ptr)
                 self.context.set_tensor_address(name, ptr)
             if not self.context.execute_async_v3(int(self.stream)):
                 raise ArtifactError(f"{self.label}: TensorRT execution failed")
             for name, ptr in zip(self.outputs, buffers[len(self.inputs):]):
-                self._check(cudart.cudaMemcpyAsync(host[name].ctypes.data, ptr, host[name].nbytes,
-                                                   kinds.cudaMemcpyDeviceToHost, self.stream))
-            self._check(cudart.cudaStreamSynchronize(self.stream))
+                cuda_call(cudart.cudaMemcpyAsync(host[name].ctypes.data, ptr, host[name].nbytes,
+                                                 kinds.cudaMemcpyDeviceToHost, self.stream), self.label)
+            cuda_call(cudart.cudaStreamSynchronize(self.stream), self.label)
             return host
         finally:
             for ptr in buffers:
