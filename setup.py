@@ -39,6 +39,8 @@ setup(
         "media": ["av>=12"],  # PyAV: audio tracks inside video containers (featurize, predict --video)
         "gpu": ["nvidia-ml-py>=12", "onnxruntime-gpu>=1.16"],
         "fp16": ["onnxconverter-common>=1.14"],
+        # TensorRT itself comes from JetPack or NVIDIA's index; cuda-python moves engine buffers (export + run)
+        "tensorrt": ["cuda-python>=12"],
     },
     entry_points={"console_scripts": ["edge-msa=edge_msa.cli:main"]},
 )

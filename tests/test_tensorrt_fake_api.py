@@ -380,6 +380,14 @@ class Engine:
     def get_tensor_shape(self, name: str) -> tuple[int, ...]:
         return self.io[name][2]
 
+    def get_tensor_profile_shape(self, name: str, profile_index: int) -> list[tuple[int, ...]]:
+        assert profile_index == 0 and self.io[name][0] == TensorIOMode.INPUT, "fake TensorRT: one profile, inputs"
+        return [tuple(s) for s in self.engine_profile(name)]
+
+    def engine_profile(self, name: str):
+        dims = self.io[name][2]
+        return self.header["profile"].get(name, (dims, dims, dims))
+
     def create_execution_context(self) -> Context:
         return Context(self)
 
@@ -549,14 +557,27 @@ def test_engine_bundle_predicts_like_the_onnx_bundle(engines, trt_api, onnx_bund
     assert len(ran_sets) >= 4  # several paths through the gate were taken
 
 
-def test_shape_outside_the_profile_is_a_one_line_input_error(engines, trt_api):
+def test_batches_above_the_profile_run_in_chunks(engines, trt_api, onnx_bundle):
+    """Evaluation batches (256 rows) exceed an engine's max batch (32): the backend splits them."""
     b = parity_batches(SPEC, None)[-1]
-    features = {m: np.repeat(b.features[m], 5, axis=0)[:33] for m in MODALITIES}  # 33 rows > max_batch 32
-    lengths = {m: np.repeat(b.lengths[m], 5)[:33] for m in MODALITIES}
+    features = {m: np.repeat(b.features[m], 9, axis=0)[:70] for m in MODALITIES}  # 70 rows > max_batch 32
+    lengths = {m: np.repeat(b.lengths[m], 9)[:70] for m in MODALITIES}
+    with load(engines["fp16"]) as engine, load(onnx_bundle) as reference:
+        assert engine.backends["encode_text"].max_batch == 32
+        before = engine.backends["encode_text"].calls
+        (s1, r1), (s2, r2) = (p.predict_features(features, lengths) for p in (engine, reference))
+        assert engine.backends["encode_text"].calls - before == 3  # 32 + 32 + 6
+    assert s1.shape == (70,) and np.abs(s1 - s2).max() <= 1e-5 and (r1 == r2).all()
+    assert len(trt_api.device.buffers) == 0
+
+
+def test_shape_outside_the_profile_is_a_one_line_input_error(engines, trt_api):
+    """A sequence longer than the profile's max (the spec's max_len) cannot be chunked away."""
+    x = np.ones((1, SPEC.max_len("text") + 1, SPEC.dim("text")), np.float32)
     with load(engines["fp16"]) as predictor:
-        with pytest.raises(InputError, match=r"^encode_text: input 'x' shape \(33, 9, 12\) is outside the engine's "
+        with pytest.raises(InputError, match=r"^encode_text: input 'x' shape \(1, 10, 12\) is outside the engine's "
                                              r"optimisation profile") as err:
-            predictor.predict_features(features, lengths)
+            predictor.backends["encode_text"].run({"x": x, "mask": np.ones(x.shape[:2], bool)})
         assert "\n" not in str(err.value)
         assert len(trt_api.device.buffers) == 0  # the failed call freed what it had allocated
 

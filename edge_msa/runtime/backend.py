@@ -36,14 +36,24 @@ class Backend(ABC):
     inputs: tuple[TensorInfo, ...]
     outputs: tuple[str, ...]
     label: str  # what to call this graph in errors (part name or file)
+    max_batch: int | None = None  # largest batch one call takes (TensorRT profiles); None = any
 
     def __init__(self) -> None:
         self.calls = 0
 
     def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Outputs for a checked feed; a batch above `max_batch` runs in chunks (every input and output
+        has the batch first), so evaluation and benchmarks need not know the engine's profile."""
         self.check(feed)
-        self.calls += 1
-        return self._run(feed)
+        batch = len(next(iter(feed.values()))) if feed else 0
+        if not self.max_batch or batch <= self.max_batch:
+            self.calls += 1
+            return self._run(feed)
+        parts = []
+        for start in range(0, batch, self.max_batch):
+            self.calls += 1
+            parts.append(self._run({k: v[start:start + self.max_batch] for k, v in feed.items()}))
+        return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
     @abstractmethod
     def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -21,7 +21,7 @@ def cuda_runtime():
     try:
         from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
     except ImportError:
-        cudart = require("cuda.cudart", "TensorRT device memory", "pip install cuda-python")
+        cudart = require("cuda.cudart", "TensorRT device memory", "pip install \"edge-msa[tensorrt]\" (cuda-python)")
     return cudart
 
 
@@ -58,6 +58,9 @@ class TensorRTBackend(Backend):
                                        tuple(None if d < 0 else int(d) for d in self.engine.get_tensor_shape(n)))
                             for n in names if is_input[n])
         self.outputs = tuple(n for n in names if not is_input[n])
+        dynamic = [i.name for i in self.inputs if i.shape and i.shape[0] is None]
+        if dynamic:  # profile 0's max batch (export builds one profile per engine)
+            self.max_batch = min(int(self.engine.get_tensor_profile_shape(n, 0)[2][0]) for n in dynamic)
         self.stream = cuda_call(self.cudart.cudaStreamCreate(), self.label)
 
     def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
