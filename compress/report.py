@@ -68,7 +68,10 @@ def render_markdown(report: dict[str, Any]) -> str:
     if len(report["seeds"]["values"]) > 1:
         lines += ["", "Across seeds (mean ± std): " + "; ".join(
             f"{name} {m} {v['mean']:.4f} ± {v['std']:.4f}" for name, rows in report["seeds"]["mean_std"].items()
-            for m, v in rows.items() if m in ("acc2_non0", "mae"))]
+            for m, v in rows.items() if m in ("acc2_non0", "mae")) + ".",
+            "Per seed, Acc-2 non-0 lost to skipping / encoder MACs saved (net): " + "; ".join(
+                f"seed {r['seed']} {100 * (r['student']['acc2_non0'] - r['student_skip']['acc2_non0']):.2f} pt / "
+                f"{r['skip']['saved_fraction']:.1%}" for r in report["seeds"]["per_seed"]) + "."]
     sk = report["skip"]
     lines += ["", "## Modality skipping", "",
               f"Thresholds (audio, video) = {sk['thresholds']} chosen on {sk['calibration']['split']} "

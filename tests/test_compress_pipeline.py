@@ -83,6 +83,9 @@ def test_max_drop_on_validation_flips_nothing(teacher, tiny_splits, tmp_path):
     assert calib["flip_rate"] <= 0.0 and calib["acc2_non0_drop"] <= 0.0
     assert report["seeds"]["values"] == [0, 1] and set(report["seeds"]["mean_std"]["student"]) == set(METRIC_KEYS)
     assert (tmp_path / "s.stage-gate.seed1.pt").is_file()
+    md = (tmp_path / "s.report.md").read_text()
+    per_seed = next(line for line in md.splitlines() if line.startswith("Per seed, Acc-2 non-0 lost to skipping"))
+    assert "seed 0 " in per_seed and "seed 1 " in per_seed
 
 
 def test_feature_spec_mismatch_names_modality(teacher, tiny_splits, tmp_path):
