@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from edge_msa.atomic import atomic_dir
-from edge_msa.errors import InputError
 
 HEADLINE = "acc2_non0"  # the accuracy axis of the Pareto plot and the ratio table
 FILES = ("report.json", "report.md", "report.png")
+REPLACES = ("report.json", "bench report")  # what an --out folder must hold to be replaced
 
 
 def write_report(report: dict[str, Any], out: str | os.PathLike) -> Path:
@@ -19,9 +19,7 @@ def write_report(report: dict[str, Any], out: str | os.PathLike) -> Path:
     Refuses to replace a non-empty folder that is not an earlier report, so `--out .` cannot wipe a checkout.
     """
     out = Path(out)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "report.json").is_file())):
-        raise InputError(f"--out '{out}' exists and is not an earlier bench report; expected a new or report folder")
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, *REPLACES) as tmp:
         png_note = render_png(report, tmp / "report.png")
         (tmp / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
         (tmp / "report.md").write_text(render_markdown(report, png_note), encoding="utf-8")

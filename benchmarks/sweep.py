@@ -12,6 +12,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from edge_msa.data.base import DatasetSplits, FeatureSet
+from edge_msa.atomic import check_replaceable
 from edge_msa.errors import EdgeMSAError, InputError
 from edge_msa.metrics import METRIC_KEYS
 
@@ -20,7 +21,7 @@ from .inputs import parse_subset, restrict_set, synthetic_set
 from .memory import current_rss_mb, peak_rss_mb, reset_peak
 from .meters import Meter, MeterUnavailable, Window, active_window, energy_per_item, idle_window, open_meter
 from .meters.nvml import gpu_memory_mb
-from .report import write_report
+from .report import REPLACES, write_report
 from .sysinfo import system_info
 from .target import Loader, Target, load_target
 from .timing import CV_WARN, measure
@@ -52,6 +53,7 @@ def run_bench(bundles: Sequence[str | os.PathLike], data: str | os.PathLike | Da
         raise InputError("need --energy-window > 0, --min-time >= 0, min runs >= 1 and --warmup >= 0")
     if threads is not None and threads < 1:
         raise InputError(f"--threads must be >= 1; got {threads}")
+    check_replaceable(out, *REPLACES)  # before any timing, not after it
     subsets = {name: parse_subset(name) for name in modalities}
     min_time = max(min_time, LONG_MIN_TIME_S) if long else min_time
     settings = {"backend": backend, "split": split, "batches": [int(b) for b in batches],

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from edge_msa.atomic import write_text
-from edge_msa.checkpoint import load_checkpoint, save_checkpoint
+from edge_msa.checkpoint import data_seed, load_checkpoint, save_checkpoint
 from edge_msa.data.base import DatasetSplits
 from edge_msa.errors import ArtifactError, InputError
 from edge_msa.metrics import mean_std, msa_metrics
@@ -56,9 +56,7 @@ def resolve_data(data: str | os.PathLike | None, meta: dict[str, Any]) -> Path:
         path = Path(meta["data"])
     else:
         path = default_mosi_path()
-    if not path.exists():
-        raise InputError(f"dataset '{path}' does not exist; expected a MOSI-U .npz or another supported format")
-    return path
+    return path  # load_dataset says so when it does not exist
 
 
 def check_specs(teacher: FeatureSpec, data: FeatureSpec) -> None:
@@ -159,7 +157,6 @@ def _one_seed(seed: int, teacher, splits: DatasetSplits, targets: TeacherTargets
     calib_sets = [splits.valid] if options.calibrate_on == "valid" else [splits.train, splits.valid]
     cache = SkipCache.concat([skip_cache(student, fs, macs_step) for fs in calib_sets])
     calib = calibrate(cache, mode, value, split=options.calibrate_on)
-    student.skip_thresholds = list(calib["thresholds"])
     student.config_params["skip_thresholds"] = list(calib["thresholds"])
     save_checkpoint(stage_path(out, "gate", stage_seed), student, {"stage": "gate", "seed": seed})
     bar.done(f"thresholds {[round(t, 4) for t in calib['thresholds']]} ({mode} {value}) on {calib['split']} "
@@ -204,12 +201,12 @@ def _compress(teacher_path: Path, data: str | os.PathLike | None, out: Path, opt
 
     bar.start("load")
     teacher, meta = load_checkpoint(teacher_path)
+    splits_seed = data_seed(meta) if splits is None else 0  # the teacher's validation carve; given splits: 0
     if splits is None:
         data_path = resolve_data(data, meta)
-        data_seed = int((meta.get("seeds") or [0])[0])  # the teacher's validation carve
-        splits = load_dataset(data_path, seed=data_seed, progress=progress)
+        splits = load_dataset(data_path, seed=splits_seed, progress=progress)
     else:
-        data_path, data_seed = Path(str(data or splits.name)), 0
+        data_path = Path(str(data or splits.name))
     check_specs(teacher.spec, splits.spec)
     splits.train.check_spec(teacher.spec)
     teacher.eval()
@@ -269,7 +266,7 @@ def _compress(teacher_path: Path, data: str | os.PathLike | None, out: Path, opt
         "format": "edge-msa-compress-report-v1",
         "out": str(out),
         "options": options.to_dict(),
-        "data": {"path": str(data_path), "name": splits.name, "seed": data_seed,
+        "data": {"path": str(data_path), "name": splits.name, "seed": splits_seed,
                  "sizes": {"train": len(splits.train), "valid": len(splits.valid), "test": len(test)}},
         "teacher": {"path": str(teacher_path), "name": teacher.model_name, **size(count_t),
                     "latency_ms_p50": lat["teacher"]["p50"], "latency_ms_p90": lat["teacher"]["p90"], "metrics": m_t},
@@ -314,7 +311,7 @@ def _compress(teacher_path: Path, data: str | os.PathLike | None, out: Path, opt
         "targets": target_table(values),
     }
     report_json, report_md = report_paths(out)
-    save_checkpoint(out, student, {"teacher": str(teacher_path), "data": str(data_path), "data_seed": data_seed,
+    save_checkpoint(out, student, {"teacher": str(teacher_path), "data": str(data_path), "data_seed": splits_seed,
                                    "seed": best["seed"], "metrics": chosen["student"],
                                    "metrics_skip": chosen["student_skip"], "skip_thresholds": chosen["thresholds"]})
     write_text(report_json, json.dumps(report, indent=2, default=_json_default) + "\n")

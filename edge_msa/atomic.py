@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from .errors import InputError
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -32,10 +34,21 @@ def atomic_path(final: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
             tmp_path.unlink()
 
 
-@contextlib.contextmanager
-def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temp directory beside `final`; it replaces `final` only if the block succeeds."""
+def check_replaceable(final: str | os.PathLike, marker: str, what: str) -> None:
+    """An existing `final` may be replaced only if it is empty or an earlier output of the same kind (it
+    holds `marker`), so `--out .` or `--out runs` cannot wipe a user's folder."""
     final = Path(final)
+    if final.exists() and (not final.is_dir() or (any(final.iterdir()) and not (final / marker).is_file())):
+        raise InputError(f"--out '{final}' exists and is not an earlier {what} (no {marker}); expected a new "
+                         f"or empty folder, or an earlier {what} to replace")
+
+
+@contextlib.contextmanager
+def atomic_dir(final: str | os.PathLike, marker: str, what: str) -> Iterator[Path]:
+    """Yield a temp directory beside `final`; it replaces `final` only if the block succeeds, and an existing
+    `final` only if `check_replaceable(final, marker, what)` allows it (checked before the block runs)."""
+    final = Path(final)
+    check_replaceable(final, marker, what)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:

@@ -60,6 +60,12 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return payload
 
 
+def data_seed(meta: dict[str, Any]) -> int:
+    """The seed of the validation carve a checkpoint's model was trained with (readers that carve validation
+    out of train use it): students record `data_seed`, teachers loaded their data with their first seed."""
+    return int(meta.get("data_seed", (meta.get("seeds") or [0])[0]))
+
+
 def load_checkpoint(path: str | os.PathLike):
     """Rebuild the model from a checkpoint. Returns (model in eval mode, meta dict)."""
     from .models import create_model

@@ -53,7 +53,7 @@ def export(checkpoint: str | os.PathLike, format: str = "onnx", out: str | os.Pa
     import onnxruntime
     import torch
 
-    from edge_msa.checkpoint import load_checkpoint
+    from edge_msa.checkpoint import data_seed, load_checkpoint
     from edge_msa.runtime.predictor import load
 
     from . import onnx as onnx_export
@@ -64,12 +64,12 @@ def export(checkpoint: str | os.PathLike, format: str = "onnx", out: str | os.Pa
     model, meta = load_checkpoint(checkpoint)
     spec = model.spec
     layout = "parts" if hasattr(model, "part") and not opts["single_graph"] else "single"
-    valid = _validation_split(data, spec) if data else None
+    valid = _validation_split(data, spec, data_seed(meta)) if data else None
     inputs = f"{len(valid)} validation samples of {data}" if valid is not None else "random inputs of the spec's shapes"
     versions = {"edge_msa": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
                 "onnxruntime": onnxruntime.__version__, "opset": str(opts["opset"])}
     out = Path(out)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, "manifest.json", "bundle") as tmp:
         exported = onnx_export.export_graphs(model, spec, layout, tmp, int(opts["opset"]), bool(opts["dedupe"]),
                                              bool(opts["short_names"]))
         io = {name: [list(i), list(o)] for name, (i, o) in onnx_export.graph_io(model, layout).items()}
@@ -126,10 +126,11 @@ def export(checkpoint: str | os.PathLike, format: str = "onnx", out: str | os.Pa
     return out
 
 
-def _validation_split(data, spec):
+def _validation_split(data, spec, seed: int):
+    """The validation split the model was selected on (`seed`: its carve from train, see data_seed)."""
     from edge_msa.data import load_dataset
 
-    splits = load_dataset(data, progress=False)
+    splits = load_dataset(data, seed=seed, progress=False)
     if tuple(splits.spec.dims) != tuple(spec.dims):
         raise InputError(f"--data {data} has feature dims {splits.spec.dims}; the model expects {spec.dims}")
     splits.valid.check_spec(spec)

@@ -40,7 +40,6 @@ def student_checkpoint(path, **params):
     with torch.no_grad():
         keep = model.keep(model.encode("text", batch["text"], batch["text_mask"]), batch)  # (B, 2)
     thresholds = [float(v) for v in keep.median(dim=0).values]
-    model.skip_thresholds = thresholds
     model.config_params["skip_thresholds"] = thresholds
     return save_checkpoint(path, model, {"note": "test"}), model
 
@@ -147,6 +146,18 @@ def test_parity_failure_names_parts_and_writes_nothing(student, tmp_path):
     with pytest.raises(ParityError, match=r"ONNX parity failed: max\|Δ\| > 1e-12 for .*encode_text \d"):
         export(student[0], out=tmp_path / "b", atol=1e-12, log=None)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_out_replaces_an_earlier_bundle_but_never_another_folder(student, tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "teacher.pt").write_bytes(b"precious")
+    with pytest.raises(InputError, match=r"--out '.*runs' exists and is not an earlier bundle \(no manifest.json\)"):
+        export(student[0], out=runs, log=None)
+    assert [p.name for p in runs.iterdir()] == ["teacher.pt"] and (runs / "teacher.pt").read_bytes() == b"precious"
+    bundle = export(student[0], out=tmp_path / "b", log=None)
+    (bundle / "stale.txt").write_text("from the earlier export")
+    assert not (export(student[0], out=bundle, log=None) / "stale.txt").exists()  # replaced as a whole
 
 
 def test_dedupe_drops_identical_initializers(tmp_path):
