@@ -9,9 +9,10 @@ import pytest
 
 from conftest import DATA_ROOT
 from edge_msa.cli import main
+from edge_msa.data.features_npz import FORMAT_TAG
 from edge_msa.errors import InputError
 from edge_msa.features.audio import AudioFrontEnd
-from edge_msa.features.featurize import FORMAT, featurize, parse_label_map
+from edge_msa.features.featurize import featurize, parse_label_map
 from edge_msa.spec import FeatureSpec
 from test_features_audio import silent_avi
 
@@ -57,7 +58,7 @@ def cremad_npz(tmp_path_factory):
 @pytest.mark.slow
 def test_real_cremad_npz_has_12_clips_6_videos_and_mapped_labels(cremad_npz):
     z, timings = cremad_npz
-    assert set(z) == KEYS and str(z["format"]) == FORMAT
+    assert set(z) == KEYS and str(z["format"]) == FORMAT_TAG
     spec = FeatureSpec.from_dict(json.loads(str(z["feature_spec"])))
     assert spec.front_ends == ("minilm-l6-int8", "logmel-v1", "face-v1") and spec.dims == (384, 56, 105)
     ids = z["id"].tolist()

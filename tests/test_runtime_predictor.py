@@ -109,7 +109,7 @@ def test_gate_skip_means_the_media_front_end_never_runs(tmp_path_factory, tmp_pa
         path.write_bytes(b"x")
     text = np.ones((4, 12), np.float32)
     with load(bundle) as p:
-        p._front_ends = {"logmel-v1": fake("audio"), "face-v1": fake("video")}
+        p._front_ends = {"audio": fake("audio"), "video": fake("video")}
         p.thresholds = [2.0, 0.0]  # audio never worth it, video always
         r = p.predict(text=text, audio=clips["audio"], video=clips["video"])
         assert calls == {"audio": 0, "video": 1} and r.ran == ["text", "video"]
@@ -119,6 +119,29 @@ def test_gate_skip_means_the_media_front_end_never_runs(tmp_path_factory, tmp_pa
         p.thresholds = [0.0, 0.0]
         r = p.predict(text=text, audio=clips["audio"], video=clips["video"])
         assert calls == {"audio": 1, "video": 2} and r.ran == list(MODALITIES) and not r.skipped
+
+
+def test_backend_must_match_the_bundle(bundle, tmp_path):
+    with pytest.raises(InputError, match=r"holds onnxruntime graphs .* cannot run on backend 'tensorrt'"):
+        load(bundle, backend="tensorrt")
+    engines = shutil.copytree(bundle, tmp_path / "engines")
+    m = json.loads((engines / "manifest.json").read_text())
+    (engines / "manifest.json").write_text(json.dumps({**m, "backend": "tensorrt"}))
+    with pytest.raises(InputError, match=r"holds tensorrt graphs .*use backend='tensorrt'"):
+        load(engines, backend="onnxruntime")
+    with pytest.raises(InputError, match="did you mean 'onnxruntime'"):
+        load(bundle, backend="onnxruntim")
+
+
+def test_empty_modality_array_counts_as_missing(bundle):
+    """A (B, 0, d) array without lengths is missing in every row: its encoder never runs."""
+    rng = np.random.default_rng(3)
+    text = rng.normal(size=(2, 4, 12)).astype(np.float32)
+    with load(bundle) as p:
+        p.thresholds = [0.0, 0.0]  # the gate keeps whatever is present
+        scores, ran = p.predict_features({"text": text, "audio": np.zeros((2, 0, 5), np.float32)})
+        same, _ = p.predict_features({"text": text})
+    assert not ran[:, 1].any() and np.allclose(scores, same)
 
 
 def test_predict_batch_matches_single_predictions(bundle):
@@ -275,6 +298,8 @@ def test_raw_text_and_video_file_through_the_front_ends(tmp_path_factory):
     with load(_export(tmp_path_factory, spec, "media")) as p:
         p.thresholds = [0.0, 0.0]  # run everything present
         r = p.predict(text="I am so angry right now", video=CLIP)  # audio: the FLV's own track
+        # the front ends produce the sequence lengths the model was trained on, not their own defaults
+        assert (p._front_ends["audio"].max_frames, p._front_ends["video"].num_frames) == (200, 60)
     assert r.ran == list(MODALITIES) and not r.skipped
     assert r.ms["front_end_video"] > 0 and r.ms["front_end_audio"] > 0 and r.ms["text_encoder"] > 0
     assert np.isfinite(r.score)
@@ -312,7 +337,7 @@ def test_video_audio_track_stands_in_for_audio_and_is_decoded_only_after_the_gat
     monkeypatch.setattr(audio, "decode_audio_track", lambda path: decoded.append(path) or real(path))
     text = np.ones((4, 12), np.float32)
     with load(av_bundle) as p:
-        p._front_ends = {"face-v1": _fake_face}
+        p._front_ends = {"video": _fake_face}
         p.thresholds = [0.0, 0.0]
         r = p.predict(text=text, video=CLIP)
         assert r.ran == list(MODALITIES) and not r.skipped and r.ms["front_end_audio"] > 0 and decoded == [CLIP]
@@ -331,7 +356,7 @@ def test_video_without_audio_track_or_without_pyav_leaves_audio_missing(av_bundl
     silent = silent_avi(tmp_path / "silent.avi")
     text = np.ones((4, 12), np.float32)
     with load(av_bundle) as p:
-        p._front_ends = {"face-v1": _fake_face}
+        p._front_ends = {"video": _fake_face}
         p.thresholds = [0.0, 0.0]
         r = p.predict(text=text, video=silent)
         assert r.ran == ["text", "video"] and r.skipped == {"audio": "silent.avi has no audio track"}

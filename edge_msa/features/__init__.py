@@ -10,11 +10,12 @@ import importlib
 from ..errors import InputError
 from ..spec import suggest
 
-# name -> "module:Class"; the modules import onnxruntime / soundfile / OpenCV only when used.
+# name -> ("module:Class", the constructor argument that sets its sequence length); the modules import
+# onnxruntime / soundfile / OpenCV only when used.
 FRONT_ENDS = {
-    "minilm-l6-int8": "edge_msa.features.text:TextEncoder",
-    "logmel-v1": "edge_msa.features.audio:AudioFrontEnd",
-    "face-v1": "edge_msa.features.video:VideoFrontEnd",
+    "minilm-l6-int8": ("edge_msa.features.text:TextEncoder", "max_len"),
+    "logmel-v1": ("edge_msa.features.audio:AudioFrontEnd", "max_frames"),
+    "face-v1": ("edge_msa.features.video:VideoFrontEnd", "num_frames"),
 }
 
 
@@ -22,5 +23,13 @@ def front_end(name: str, **kwargs):
     """Instantiate the front end called `name` (see FRONT_ENDS)."""
     if name not in FRONT_ENDS:
         raise InputError(f"unknown front end '{name}'{suggest(name, sorted(FRONT_ENDS))}")
-    module, cls = FRONT_ENDS[name].split(":")
+    module, cls = FRONT_ENDS[name][0].split(":")
     return getattr(importlib.import_module(module), cls)(**kwargs)
+
+
+def front_end_for(spec, modality: str, **kwargs):
+    """The front end `spec` names for `modality`, producing at most the spec's sequence length (what the
+    model was trained on), so featurize and the runtime build it the same way."""
+    name = spec.front_end(modality)
+    length = {FRONT_ENDS[name][1]: spec.max_len(modality)} if name in FRONT_ENDS else {}  # unknown: front_end says so
+    return front_end(name, **{**length, **kwargs})

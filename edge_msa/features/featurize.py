@@ -25,7 +25,6 @@ import csv
 import json
 import os
 import sys
-import time
 import warnings
 from pathlib import Path
 from typing import Mapping
@@ -33,15 +32,16 @@ from typing import Mapping
 import numpy as np
 
 from ..atomic import atomic_path
+from ..data.features_npz import FORMAT_TAG
 from ..data.splits import split_three_by_group
 from ..errors import InputError, MissingDependencyError, require
 from ..spec import FeatureSpec
 from . import audio as audio_fe
+from . import front_end_for
 from . import text as text_fe
 from . import video as video_fe
 from .audio import VIDEO_EXTS
 
-FORMAT = "edge-msa-features-v1"
 AUDIO_EXTS = (".wav", ".flac", ".ogg", ".mp3")  # preference order when an id has several audio files
 ID_COLUMNS = ("id", "name", "utterance_id", "utterance", "file", "filename")
 TEXT_COLUMNS = ("text", "transcript")
@@ -125,7 +125,7 @@ def featurize(clips_dir: str | os.PathLike, labels_csv: str | os.PathLike, out: 
     if progress:
         sys.stderr.write(timing_summary(stage_times) + "\n")
 
-    payload = {"format": np.array(FORMAT), "feature_spec": np.array(json.dumps(spec.to_dict())),
+    payload = {"format": np.array(FORMAT_TAG), "feature_spec": np.array(json.dumps(spec.to_dict())),
                "id": np.array(ids, dtype=str), "label": labels, "split": split,
                "transcript": np.array(transcripts, dtype=str),
                "audio_feat": arrays["audio"], "audio_len": lengths["audio"],
@@ -143,8 +143,6 @@ def extract_all(ids: list[str], media: Mapping[str, Mapping[str, Path]], spec: F
     arrays = {m: np.zeros((len(ids), spec.max_len(m), spec.dim(m)), dtype=np.float32) for m in ("audio", "video")}
     lengths = {m: np.zeros(len(ids), dtype=np.int64) for m in ("audio", "video")}
     stage_times: dict[str, list[dict[str, float]]] = {"audio": [], "video": []}
-    make = {"audio": lambda: audio_fe.AudioFrontEnd(max_frames=spec.max_len("audio")),
-            "video": lambda: video_fe.VideoFrontEnd(num_frames=spec.max_len("video"))}
     front_ends: dict[str, object] = {}  # built on first use, so audio-only data never needs OpenCV
     bar = ids
     if progress:
@@ -153,7 +151,7 @@ def extract_all(ids: list[str], media: Mapping[str, Mapping[str, Path]], spec: F
     for n, utt in enumerate(bar):
         for m, path in media[utt].items():
             if m not in front_ends:
-                front_ends[m] = make[m]()
+                front_ends[m] = front_end_for(spec, m)
             fe = front_ends[m]
             try:
                 x = fe(path)  # (L, d_m)

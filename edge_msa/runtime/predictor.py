@@ -24,7 +24,6 @@ from .backend import Backend, backend_class
 from .manifest import SINGLE, Manifest, read_manifest
 
 SKIPPABLE = ("audio", "video")  # gate keep columns, in skip_thresholds order
-MEDIA_FRONT_ENDS = ("logmel-v1", "face-v1")
 
 
 @dataclass
@@ -189,10 +188,11 @@ class Predictor:
                 continue
             x = np.asarray(features[m])
             self.spec.check(m, x)
+            default = np.full(b, x.shape[1])  # every row fully valid; 0 for (B, 0, d)
             if x.shape[1] == 0:  # (B, 0, d): missing everywhere; graphs need L >= 1
                 x = np.zeros((b, 1, x.shape[2]), np.float32)
             feats[m] = np.ascontiguousarray(x, dtype=np.float32)
-            ln = np.asarray(lengths.get(m, np.full(b, x.shape[1])))
+            ln = np.asarray(lengths.get(m, default))
             if ln.shape != (b,) or not np.issubdtype(ln.dtype, np.integer) or (ln < 0).any() or (ln > x.shape[1]).any():
                 raise InputError(f"{m} lengths must be {b} integers in [0, {x.shape[1]}]; got shape {ln.shape}")
             lens[m] = ln.astype(np.int64)
@@ -272,12 +272,11 @@ class Predictor:
 
     def _media(self, modality: str, path: Path, ms: dict[str, float]) -> np.ndarray:
         """Features of a media file via the bundle's built-in front end (timed as front_end_<modality>)."""
-        name = self.spec.front_end(modality)
-        if name not in self._front_ends:
-            from ..features import front_end
-            self._front_ends[name] = front_end(name)
+        if modality not in self._front_ends:
+            from ..features import front_end_for
+            self._front_ends[modality] = front_end_for(self.spec, modality)
         start = time.perf_counter()
-        array = np.asarray(self._front_ends[name](str(path)), dtype=np.float32)
+        array = np.asarray(self._front_ends[modality](str(path)), dtype=np.float32)
         ms[f"front_end_{modality}"] = ms.get(f"front_end_{modality}", 0.0) + (time.perf_counter() - start) * 1e3
         return array
 
@@ -321,9 +320,10 @@ def load(bundle_dir: str | os.PathLike, backend: str | None = None, providers: S
     if name == "torch":
         raise InputError("the torch backend wraps a model in memory (export's parity check), not a bundle; "
                          "use backend='onnxruntime' or 'tensorrt'")
-    if name == "onnxruntime" and manifest.backend == "tensorrt":
-        raise InputError(f"bundle '{bundle}' holds TensorRT engines; use backend='tensorrt'")
-    cls = backend_class(name)
+    cls = backend_class(name)  # unknown names fail here, with a suggestion
+    if name != manifest.backend:
+        raise InputError(f"bundle '{bundle}' holds {manifest.backend} graphs ({manifest.precision}); it cannot run "
+                         f"on backend '{name}'; use backend='{manifest.backend}' or export for '{name}'")
     options = {"providers": providers, "threads": threads} if name == "onnxruntime" else {}
     backends = {}
     try:
