@@ -89,6 +89,10 @@ def test_bad_options(tiny_spec):
         create_model("student_tiny", tiny_spec, width=3)
     with pytest.raises(InputError, match="part"):
         create_model("student_tiny", tiny_spec).part("encode_smell")
+    with pytest.raises(InputError, match=r"skip_thresholds needs 2 values"):
+        create_model("student_tiny", tiny_spec, skip_thresholds=[0.5])
+    with pytest.raises(InputError, match=r"modality_dropout needs 3 values \(text, audio, video\)"):
+        create_model("student_tiny", tiny_spec, modality_dropout=[0.1, 0.7])  # would silently never drop video
 
 
 def test_fuse_part_keeps_model_mode(tiny_spec):

@@ -8,6 +8,8 @@ very different scales (|x| up to ~400).
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
@@ -116,14 +118,16 @@ def bound_score(score: torch.Tensor, clip: float) -> torch.Tensor:
     return clip * torch.tanh(score / clip) if clip > 0 else score  # (B,)
 
 
-def drop_modalities(masks: dict[str, torch.Tensor], p: float, training: bool,
-                    droppable: tuple[str, ...] = ("audio", "video")) -> dict[str, torch.Tensor]:
-    """Modality dropout: in training, hide each droppable modality of a sample with probability p, so
-    the model learns to predict with it missing (masks all False, as for truly missing data)."""
-    if not training or p <= 0:
+def drop_modalities(masks: dict[str, torch.Tensor], p: float | Mapping[str, float],
+                    training: bool) -> dict[str, torch.Tensor]:
+    """Modality dropout: in training, hide a modality of a sample with probability p (one p for audio and
+    video, or a {modality: p} mapping), so the model learns to predict with it missing (masks all False,
+    as for truly missing data)."""
+    probs = dict(p) if isinstance(p, Mapping) else {"audio": p, "video": p}
+    if not training or all(q <= 0 for q in probs.values()):
         return masks
     out = dict(masks)
-    for m in droppable:
-        keep = torch.rand(masks[m].shape[0], 1, device=masks[m].device) >= p  # (B, 1)
+    for m, q in probs.items():
+        keep = torch.rand(masks[m].shape[0], 1, device=masks[m].device) >= q  # (B, 1)
         out[m] = masks[m] & keep
     return out

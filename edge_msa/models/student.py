@@ -18,7 +18,7 @@ from torch import nn
 from ..errors import InputError
 from ..spec import MODALITIES, FeatureSpec
 from .base import Batch, MSAModel
-from .encoders import InputNorm
+from .encoders import InputNorm, drop_modalities
 from .layers import SinusoidalPosition, TransformerLayer, masked_mean, presence
 from .registry import register
 
@@ -92,8 +92,7 @@ class Student(MSAModel):
 
     def __init__(self, spec: FeatureSpec, dim: int, depth: int, fuse_depth: int, share: str,
                  blocks: dict[str, dict[str, int]], enc_hidden: dict[str, int], head_hidden: int,
-                 gate_hidden: int, dropout: float, modality_dropout: list[float], av_input_dropout: float,
-                 skip_thresholds: list[float]) -> None:
+                 gate_hidden: int, dropout: float, av_input_dropout: float) -> None:
         super().__init__()
         self.spec = spec
         self.sharing = dict(SHARE_MODES[share])
@@ -108,8 +107,6 @@ class Student(MSAModel):
         self.head_fc1 = nn.Linear(dim, head_hidden)
         self.head_fc2 = nn.Linear(head_hidden, 1)
         self.gate = SkipGate(dim, gate_hidden)
-        self.modality_dropout = list(modality_dropout)
-        self.skip_thresholds = list(skip_thresholds)
 
     # --- the method split ---------------------------------------------------------------------------
     def encode(self, modality: str, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -135,12 +132,8 @@ class Student(MSAModel):
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         """All present modalities run (no skipping). In training, modality dropout hides whole modalities so
         fusion learns to work with any subset (the skip gate relies on that)."""
-        masks = {m: batch[f"{m}_mask"] for m in MODALITIES}
-        if self.training and any(p > 0 for p in self.modality_dropout):
-            b = masks["text"].shape[0]
-            for m, p in zip(MODALITIES, self.modality_dropout):
-                keep = torch.rand(b, 1) >= p  # (B, 1)
-                masks[m] = masks[m] & keep
+        masks = drop_modalities({m: batch[f"{m}_mask"] for m in MODALITIES},
+                                dict(zip(MODALITIES, self.config_params["modality_dropout"])), self.training)
         h = {m: self.encode(m, batch[m], masks[m]) for m in MODALITIES}
         z = self.fuse(h, masks)
         return {"score": self.head(z), "z": z, **{f"h_{m}": h[m] for m in MODALITIES}}
@@ -183,10 +176,11 @@ def run_with_skipping(model: Student, batch: Batch) -> tuple[torch.Tensor, torch
     model.eval()
     h_text = model.encode("text", batch["text"], batch["text_mask"])  # (B, D)
     keep = model.keep(h_text, batch)  # (B, 2)
+    thresholds = model.config_params["skip_thresholds"]
     ran = [presence(batch["text_mask"]).squeeze(-1) > 0]
     hs = [h_text]
     for i, m in enumerate(SKIPPABLE):
-        run = (presence(batch[f"{m}_mask"]).squeeze(-1) > 0) & (keep[:, i] >= model.skip_thresholds[i])  # (B,)
+        run = (presence(batch[f"{m}_mask"]).squeeze(-1) > 0) & (keep[:, i] >= thresholds[i])  # (B,)
         if bool(run.all()):  # every row runs (always so at batch 1 when it runs): no gather/scatter
             h = model.encode(m, batch[m], batch[f"{m}_mask"])  # (B, D)
         else:
@@ -221,16 +215,19 @@ def _build(spec: FeatureSpec, defaults: dict[str, Any], params: dict[str, Any]) 
     thresholds = [float(t) for t in cfg["skip_thresholds"]]
     if len(thresholds) != len(SKIPPABLE):
         raise InputError(f"skip_thresholds needs {len(SKIPPABLE)} values (audio, video); got {thresholds}")
+    modality_dropout = [float(p) for p in cfg["modality_dropout"]]
+    if len(modality_dropout) != len(MODALITIES):
+        raise InputError(f"modality_dropout needs {len(MODALITIES)} values (text, audio, video); got {modality_dropout}")
     blocks = {n: {k: int(v) for k, v in b.items()} for n, b in blocks.items()}
     enc_hidden = {m: int(cfg["enc_hidden"][m]) for m in SKIPPABLE}
     model = Student(spec, int(cfg["dim"]), int(cfg["depth"]), int(cfg["fuse_depth"]), share, blocks, enc_hidden,
                     int(cfg["head_hidden"]), int(cfg["gate_hidden"]), float(cfg["dropout"]),
-                    [float(p) for p in cfg["modality_dropout"]], float(cfg["av_input_dropout"]), thresholds)
+                    float(cfg["av_input_dropout"]))
     model.config_params = {
         "dim": int(cfg["dim"]), "depth": int(cfg["depth"]), "fuse_depth": int(cfg["fuse_depth"]), "share": share,
         "sharing": dict(SHARE_MODES[share]), "blocks": copy.deepcopy(blocks), "enc_hidden": enc_hidden,
         "head_hidden": int(cfg["head_hidden"]), "gate_hidden": int(cfg["gate_hidden"]),
-        "dropout": float(cfg["dropout"]), "modality_dropout": [float(p) for p in cfg["modality_dropout"]],
+        "dropout": float(cfg["dropout"]), "modality_dropout": modality_dropout,
         "av_input_dropout": float(cfg["av_input_dropout"]),
         "skip_thresholds": thresholds, "heads": int(cfg["heads"]), "ffn": int(cfg["ffn"]),
     }
