@@ -43,7 +43,7 @@ def _fmt(x: Any, digits: int = 4) -> str:
 
 def render_markdown(report: dict[str, Any]) -> str:
     t, s, k = report["teacher"], report["student"], report["student_skip"]
-    lines = [f"# edge-msa compress report", "",
+    lines = ["# edge-msa compress report", "",
              f"Teacher `{t['path']}` ({t['name']}) → student `{report['out']}`; data `{report['data']['path']}` "
              f"(test n={report['data']['sizes']['test']}); seeds {report['seeds']['values']}; "
              f"wall time {report['timing']['total_s'] / 60:.1f} min.", "",

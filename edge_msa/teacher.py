@@ -72,10 +72,10 @@ def train_teacher(model: str = "fd_cmdie", data: str | os.PathLike | None = None
 
     runs: list[dict[str, Any]] = []
     best = None
+    splits.train.check_spec(splits.spec)
     for seed in seeds:
         torch.manual_seed(int(seed))
         net = create_model(model, splits.spec, **model_params)
-        splits.train.check_spec(splits.spec)
         fit_input_norms(net, splits.train.features, splits.train.lengths)
         config = TrainConfig(seed=int(seed), **settings)
         result = fit(net, splits.train, splits.valid, config, progress=progress, desc=f"{model} seed {seed}")
@@ -132,10 +132,7 @@ def calibrate_scale(net, valid, grid: Sequence[float] = tuple(np.arange(0.5, 1.5
 
 
 def _load(data, fmt, seed: int, progress: bool):
-    from .data import load_dataset  # written by the data engineer
+    from .data import load_dataset
     from .paths import default_mosi_path
 
-    path = Path(data) if data is not None else default_mosi_path()
-    if not path.exists():
-        raise InputError(f"dataset '{path}' does not exist; expected a MOSI-U .npz or another supported format")
-    return load_dataset(path, fmt=fmt, seed=seed, progress=progress)
+    return load_dataset(Path(data) if data is not None else default_mosi_path(), fmt=fmt, seed=seed, progress=progress)

@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         lines = [f"bundle     {path}  (format {m.format_version}, edge-msa {m.versions.get('edge_msa', '?')})",
                  f"model      {m.model}  layout {m.layout} ({'modality skipping' if m.skipping else 'no skipping'})",
                  f"precision  {m.precision}  backend {m.backend}",
-                 f"graphs     " + ", ".join(f"{g} {f} ({_kb(sizes[g])})" for g, f in m.graphs.items()),
+                 "graphs     " + ", ".join(f"{g} {f} ({_kb(sizes[g])})" for g, f in m.graphs.items()),
                  f"spec       dims {list(m.feature_spec.dims)} max_lens {list(m.feature_spec.max_lens)} "
                  f"front ends {list(m.feature_spec.front_ends)}",
                  f"skip       thresholds {m.skip_thresholds}" if m.skipping else "skip       none",

@@ -39,15 +39,6 @@ class FeatureSet:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def subset(self, index: np.ndarray) -> "FeatureSet":
-        return FeatureSet(
-            features={m: self.features[m][index] for m in MODALITIES},
-            lengths={m: self.lengths[m][index] for m in MODALITIES},
-            labels=self.labels[index],
-            ids=self.ids[index],
-            texts=None if self.texts is None else self.texts[index],
-        )
-
     def check_spec(self, spec: FeatureSpec) -> None:
         """Raise InputError when these arrays cannot feed a model built for `spec`."""
         for m in MODALITIES:

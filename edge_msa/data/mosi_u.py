@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import InputError
 from ..features.text import TextEncoder
 from ..spec import FeatureSpec
-from .assemble import encode_texts, feature_set
+from .assemble import build_splits, encode_texts
 from .base import DatasetSplits
 from .npz import load_npz
 from .splits import carve_by_group
@@ -47,11 +47,9 @@ def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
     lengths = {"text": text_len, "audio": np.ones(len(keep), np.int64), "video": np.ones(len(keep), np.int64)}
     train_idx, valid_idx = carve_by_group(np.flatnonzero(split == "train"), videos, VALID_FRACTION, seed)
     parts = {"train": train_idx, "valid": valid_idx, "test": np.flatnonzero(split == "test")}
-    sets = {k: feature_set(features, lengths, z["label_reg"][keep], ids, texts, idx) for k, idx in parts.items()}
     spec = FeatureSpec(dims=(encoder.dim, features["audio"].shape[-1], features["video"].shape[-1]),
                        max_lens=(encoder.max_len, 1, 1), front_ends=FRONT_ENDS)
     info = {"format": "mosi-u", "path": str(Path(path)), "seed": seed, "split": "split_declare",
             "valid": f"{VALID_FRACTION:.0%} of declare-train carved by video id",
-            "valid_videos": sorted(set(videos[valid_idx].tolist())),
-            "dropped_nan_labels": int(n - len(keep)), "sizes": {k: len(v) for k, v in parts.items()}}
-    return DatasetSplits(spec, sets["train"], sets["valid"], sets["test"], name="mosi-u", info=info)
+            "valid_videos": sorted(set(videos[valid_idx].tolist())), "dropped_nan_labels": int(n - len(keep))}
+    return build_splits("mosi-u", spec, features, lengths, z["label_reg"][keep], ids, texts, parts, info)
