@@ -94,7 +94,7 @@ def export(checkpoint: str | os.PathLike, format: str = "onnx", out: str | os.Pa
         for name, file in manifest.graphs.items():  # fp16/int8 converters add long names and value_info
             if file.endswith(".onnx") and fmt.precision != "fp32":
                 manifest.export_options["graph_bytes"][name]["bytes"] = slim_file(
-                    tmp / file, constants=bool(opts["dedupe"]), short_names=bool(opts["short_names"]))
+                    tmp / file, dedupe=bool(opts["dedupe"]), short_names=bool(opts["short_names"]))
         manifest.precision = fmt.precision if fmt.name != "engine" else f"engine-{opts['trt_precision']}"
         manifest.backend = fmt.backend
         manifest.export_options.update(ctx.export_notes)

@@ -1,9 +1,8 @@
 """fp32 ONNX: each graph exported with the legacy TorchScript exporter (opset 17: fast, and what older
-TensorRT parses), dynamic batch and sequence axes, identical initializers deduplicated, then slimmed (slim.py). Host only (torch)."""
+TensorRT parses), dynamic batch and sequence axes, then deduplicated and slimmed (slim.py). Host only (torch)."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
 import sys
@@ -12,7 +11,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -123,83 +121,9 @@ def export_graphs(model, spec: FeatureSpec, layout: str, out: Path, opset: int, 
         except Exception as exc:  # tracer/exporter errors are long; keep the first line
             first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
             raise ArtifactError(f"cannot export graph '{name}' of {model.model_name} to ONNX ({first})") from None
-        before = path.stat().st_size
-        if dedupe:
-            dedupe_file(path)
-        info[name] = {"file": path.name, "bytes_exported": before,
-                      "bytes": slim_file(path, constants=dedupe, short_names=short_names)}
+        info[name] = {"file": path.name, "bytes_exported": path.stat().st_size,
+                      "bytes": slim_file(path, dedupe=dedupe, short_names=short_names)}
     return info
-
-
-def dedupe_initializers(graph) -> int:
-    """Make nodes share one copy of byte-identical initializers (shared blocks, folded transposes).
-    Returns how many initializers were removed."""
-    from onnx import numpy_helper
-
-    keep: dict[str, str] = {}
-    rename: dict[str, str] = {}
-    for init in graph.initializer:
-        arr = numpy_helper.to_array(init)
-        key = hashlib.sha1(arr.dtype.str.encode() + str(arr.shape).encode() + np.ascontiguousarray(arr).tobytes())
-        digest = key.hexdigest()
-        if digest in keep:
-            rename[init.name] = keep[digest]
-        else:
-            keep[digest] = init.name
-    if not rename:
-        return 0
-    outputs = {o.name for o in graph.output}
-    rename = {k: v for k, v in rename.items() if k not in outputs}
-    for node in _all_nodes(graph):
-        for i, name in enumerate(node.input):
-            if name in rename:
-                node.input[i] = rename[name]
-    kept = [init for init in graph.initializer if init.name not in rename]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
-    graph_inputs = [i for i in graph.input if i.name not in rename]
-    del graph.input[:]
-    graph.input.extend(graph_inputs)
-    return len(rename)
-
-
-def fold_identities(graph) -> int:
-    """Drop Identity nodes that alias an initializer (the legacy exporter emits them for reused
-    parameters); consumers read the initializer directly. Keeps fp16 conversion and dedupe simple."""
-    inits = {i.name for i in graph.initializer}
-    outputs = {o.name for o in graph.output}
-    alias = {n.output[0]: n.input[0] for n in graph.node
-             if n.op_type == "Identity" and n.input[0] in inits and n.output[0] not in outputs}
-    if not alias:
-        return 0
-    kept = [n for n in graph.node if not (n.op_type == "Identity" and n.output[0] in alias)]
-    del graph.node[:]
-    graph.node.extend(kept)
-    for node in _all_nodes(graph):
-        for i, name in enumerate(node.input):
-            if name in alias:
-                node.input[i] = alias[name]
-    return len(alias)
-
-
-def _all_nodes(graph):
-    for node in graph.node:
-        yield node
-        for attr in node.attribute:
-            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
-                yield from _all_nodes(sub)
-
-
-def dedupe_file(path: Path) -> int:
-    """Fold initializer aliases and share identical initializers in one .onnx file, in place."""
-    import onnx
-
-    proto = onnx.load(str(path))
-    removed = fold_identities(proto.graph) + dedupe_initializers(proto.graph)
-    if removed:
-        onnx.checker.check_model(proto)
-        onnx.save(proto, str(path))
-    return removed
 
 
 def build(ctx) -> dict[str, str]:

@@ -1,14 +1,28 @@
-"""Make ONNX files smaller without changing what they compute.
+"""Make ONNX files smaller without changing what they compute, in one load and one save per file.
 
-At a student's size (~60 k parameters) the graph's structure, not its weights, is most of each file: the
-legacy exporter names every tensor after its module path ("/fusion/block/attn/q/MatMul_output_0"),
-repeats the same scalar Constant node dozens of times, and the quantizer adds shape annotations
-(value_info) for every tensor. Left in, they cap what INT8 can save (int8 weights are 3.6x smaller than
-fp32, the files only 1.9x). Graph inputs and outputs keep their names: they are the runtime's contract.
+Dedupe: the legacy exporter writes a parameter reused across call sites (shared blocks) as Identity aliases
+or byte-identical copies, and repeats the same scalar Constant node dozens of times; each is kept once.
+Short names: at a student's size (~60 k parameters) the graph's structure, not its weights, is most of each
+file: tensors named after their module path ("/fusion/block/attn/q/MatMul_output_0") and the quantizer's
+shape annotations (value_info) for every tensor. Left in, they cap what INT8 can save (int8 weights are
+3.6x smaller than fp32, the files only 1.9x). Graph inputs and outputs keep their names: they are the
+runtime's contract.
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+
+def _all_nodes(graph):
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                yield from _all_nodes(sub)
 
 
 def _has_subgraphs(graph) -> bool:
@@ -16,10 +30,54 @@ def _has_subgraphs(graph) -> bool:
 
 
 def _rename_inputs(graph, rename: dict[str, str]) -> None:
-    for node in graph.node:
+    """Point every node input (subgraphs included) named in `rename` at its new name."""
+    for node in _all_nodes(graph):
         for i, name in enumerate(node.input):
             if name in rename:
                 node.input[i] = rename[name]
+
+
+def _remove(items, drop: Callable) -> None:
+    """Delete the entries of a protobuf repeated field for which drop(entry) is true."""
+    kept = [x for x in items if not drop(x)]
+    del items[:]
+    items.extend(kept)
+
+
+def fold_identities(graph) -> int:
+    """Drop Identity nodes that alias an initializer (the legacy exporter emits them for reused
+    parameters); consumers read the initializer directly. Keeps fp16 conversion and dedupe simple."""
+    inits = {i.name for i in graph.initializer}
+    outputs = {o.name for o in graph.output}
+    alias = {n.output[0]: n.input[0] for n in graph.node
+             if n.op_type == "Identity" and n.input[0] in inits and n.output[0] not in outputs}
+    if alias:
+        _remove(graph.node, lambda n: n.op_type == "Identity" and n.output[0] in alias)
+        _rename_inputs(graph, alias)
+    return len(alias)
+
+
+def dedupe_initializers(graph) -> int:
+    """Make nodes share one copy of byte-identical initializers (shared blocks, folded transposes).
+    Returns how many initializers were removed."""
+    from onnx import numpy_helper
+
+    keep: dict[str, str] = {}
+    rename: dict[str, str] = {}
+    outputs = {o.name for o in graph.output}
+    for init in graph.initializer:
+        arr = numpy_helper.to_array(init)
+        digest = hashlib.sha1(arr.dtype.str.encode() + str(arr.shape).encode()
+                              + np.ascontiguousarray(arr).tobytes()).hexdigest()
+        if digest not in keep:
+            keep[digest] = init.name
+        elif init.name not in outputs:
+            rename[init.name] = keep[digest]
+    if rename:
+        _rename_inputs(graph, rename)
+        _remove(graph.initializer, lambda i: i.name in rename)
+        _remove(graph.input, lambda i: i.name in rename)
+    return len(rename)
 
 
 def share_constants(graph) -> int:
@@ -39,9 +97,7 @@ def share_constants(graph) -> int:
         else:
             first[key] = node.output[0]
     if rename:
-        kept = [n for n in graph.node if not (n.op_type == "Constant" and n.output[0] in rename)]
-        del graph.node[:]
-        graph.node.extend(kept)
+        _remove(graph.node, lambda n: n.op_type == "Constant" and n.output[0] in rename)
         _rename_inputs(graph, rename)
     return len(rename)
 
@@ -76,19 +132,19 @@ def shorten_names(model) -> int:
     return len(rename)
 
 
-def slim_file(path: Path, constants: bool = True, short_names: bool = True) -> int:
-    """Share identical Constant nodes and/or shorten names, in place; the ONNX checker passes the result
-    before it replaces the file. Returns the file's size afterwards."""
+def slim_file(path: Path, dedupe: bool = True, short_names: bool = True) -> int:
+    """Dedupe (identity aliases, identical initializers and Constant nodes) and/or shorten names, in place;
+    the ONNX checker passes the result before it is saved. Returns the file's size afterwards. The exporter
+    calls it inside its temporary bundle folder, which is renamed into place only when the export succeeds."""
     import onnx
 
-    from edge_msa.atomic import atomic_path
-
     model = onnx.load(str(path))
-    changed = share_constants(model.graph) if constants else 0
+    changed = 0
+    if dedupe:
+        changed += fold_identities(model.graph) + dedupe_initializers(model.graph) + share_constants(model.graph)
     if short_names:
         changed += shorten_names(model)
     if changed:
         onnx.checker.check_model(model)
-        with atomic_path(path) as tmp:
-            onnx.save(model, str(tmp))
+        onnx.save(model, str(path))
     return path.stat().st_size
