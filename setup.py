@@ -32,7 +32,6 @@ setup(
         "opencv-python-headless<5",  # 5.x ships no Haar cascades
         "soundfile>=0.12",
         "matplotlib>=3.5",
-        "psutil>=5.9",
     ],
     extras_require={
         "test": ["pytest>=7", "onnxconverter-common>=1.14", "av>=12"],  # fp16 export and video-audio are tested too

@@ -129,19 +129,19 @@ def bundle_bytes(bundle: Path, manifest: dict) -> dict[str, int]:
 def _measure(target: Target, fs: FeatureSet, keep: tuple[str, ...], batch: int, settings: dict,
              energy: "_Energy") -> dict[str, Any]:
     feed = make_batches(fs, batch, keep)
-    stats = measure(lambda i: target.run_once(feed[i % len(feed)]), batch, warmup=settings["warmup"],
-                    min_time_s=settings["min_time_s"], min_runs=settings["min_runs"])
+
+    def work(i: int) -> int:  # one call: timed by measure, repeated over the energy window
+        target.run_once(feed[i % len(feed)])
+        return batch
+
+    stats = measure(work, batch, warmup=settings["warmup"], min_time_s=settings["min_time_s"],
+                    min_runs=settings["min_runs"])
     result: dict[str, Any] = {"latency_ms": stats.latency_ms(), "throughput": stats.throughput, "cv": stats.cv,
                               "runs": stats.runs, "warmup": stats.warmup, "stages_ms": _stages(target, feed)}
     warnings = []
     if stats.cv > CV_WARN:
         warnings.append(f"noisy: CV {stats.cv:.0%} > {CV_WARN:.0%} (background load, throttling or too few "
                         "runs); rerun with a longer --min-time")
-
-    def work(i: int) -> int:
-        target.run_once(feed[i % len(feed)])
-        return batch
-
     result.update(energy.measure(target.on_gpu, work))
     if isinstance(result.get("active_w"), float) and result["active_w"] - result["idle_w"] < 0.02 * result["idle_w"]:
         warnings.append("energy above idle is within 2% of idle power: the per-item figure is at the meter's "

@@ -14,7 +14,7 @@ from importlib import metadata
 from pathlib import Path
 
 DEVICE_TREE_MODEL = Path("/proc/device-tree/model")
-PACKAGES = ("edge-msa", "numpy", "onnxruntime", "onnxruntime-gpu", "tensorrt", "nvidia-ml-py", "psutil")
+PACKAGES = ("edge-msa", "numpy", "onnxruntime", "onnxruntime-gpu", "tensorrt", "nvidia-ml-py")
 
 
 def cpu_model() -> str:

@@ -11,14 +11,13 @@ from typing import Any, Callable
 
 from edge_msa.atomic import atomic_dir, write_text
 from edge_msa.errors import InputError, require
+from edge_msa.features.text import NAME as MINILM, default_onnx_path, default_tokenizer_path
 from edge_msa.runtime.manifest import Manifest, write_manifest
 from edge_msa.spec import MODALITIES
 from edge_msa.version import __version__
 
 from .formats import get_format, resolve_options
 from .slim import slim_file
-
-TEXT_FRONT_END = "minilm-l6-int8"
 
 
 @dataclass
@@ -86,6 +85,8 @@ def export(checkpoint: str | os.PathLike, format: str = "onnx", out: str | os.Pa
         batches = parity_batches(spec, valid)
         with load(tmp, providers=["CPUExecutionProvider"]) as predictor:
             fp32, feeds = check_graphs(model, layout, predictor, batches, float(opts["atol"]), inputs)
+            if fmt.precision == "fp32" and valid is not None:  # these graphs are the bundle's: measure them here
+                manifest.metrics["valid"] = check_metrics(model, layout, predictor, valid, None)
         say(_parity_line(fp32))
         manifest.parity = fp32.to_dict()  # {max_abs_diff per graph + "score", atol, ok, ...}
         ctx = ExportContext(model, spec, layout, tmp, {n: tmp / e["file"] for n, e in exported.items()}, opts,
@@ -112,14 +113,11 @@ def export(checkpoint: str | os.PathLike, format: str = "onnx", out: str | os.Pa
                     manifest.metrics["valid"] = {"unavailable": "no --data given; accuracy drop not measured"}
                     say(f"{manifest.precision}: max|Δ| vs torch = {measured.max_abs_diff['score']:.1e} on random "
                         "inputs (pass --data to judge it by the Acc-2 drop)")
-        elif valid is not None:
-            with load(tmp, providers=["CPUExecutionProvider"]) as predictor:
-                manifest.metrics["valid"] = check_metrics(model, layout, predictor, valid, None)
         write_text(tmp / "trtexec.txt", trtexec_lines(ctx.onnx_graphs, spec, int(opts["max_batch"]),
                                                       opts.get("trt_precision", "fp16")))
         manifest.tensorrt_check = check_ops({n: tmp / f for n, f in manifest.graphs.items() if f.endswith(".onnx")}
                                             or ctx.onnx_graphs)
-        if spec.front_end("text") == TEXT_FRONT_END:
+        if spec.front_end("text") == MINILM:
             manifest.text_encoder = _copy_text_encoder(tmp)
         write_manifest(tmp, manifest)
     say(f"bundle written to {out} ({layout} layout, {manifest.precision}, {len(manifest.graphs)} graphs)")
@@ -139,11 +137,8 @@ def _validation_split(data, spec, seed: int):
 
 def _copy_text_encoder(bundle: Path) -> dict[str, str]:
     """The MiniLM front end travels with the bundle so the device needs no extra packages."""
-    from edge_msa.features.text import TextEncoder
-
-    encoder = TextEncoder()
-    shutil.copyfile(encoder.onnx_path, bundle / "text_encoder.onnx")
-    shutil.copyfile(encoder.tokenizer_path, bundle / "tokenizer.json")
+    shutil.copyfile(default_onnx_path(), bundle / "text_encoder.onnx")
+    shutil.copyfile(default_tokenizer_path(), bundle / "tokenizer.json")
     return {"onnx": "text_encoder.onnx", "tokenizer": "tokenizer.json"}
 
 
