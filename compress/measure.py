@@ -163,7 +163,8 @@ def latency(models: dict[str, Callable[[dict], Any]], fs: FeatureSet, calls: int
 def paired_bootstrap(pred_a: np.ndarray, pred_b: np.ndarray, truth: np.ndarray, n: int, seed: int = 0) -> dict:
     """95% CI of metric(a) - metric(b) for Acc-2 non-0 and MAE, resampling test items jointly."""
     rng = np.random.default_rng(seed)
-    point = {k: msa_metrics(pred_a, truth)[k] - msa_metrics(pred_b, truth)[k] for k in ("acc2_non0", "mae")}
+    ma, mb = msa_metrics(pred_a, truth), msa_metrics(pred_b, truth)
+    point = {k: ma[k] - mb[k] for k in ("acc2_non0", "mae")}
     draws = {k: [] for k in point}
     for _ in range(n):
         idx = rng.integers(0, len(truth), len(truth))

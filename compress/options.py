@@ -5,9 +5,10 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from edge_msa.errors import InputError
+from edge_msa.models.student import SHARE_MODES
 from edge_msa.spec import suggest
 
-SHARE_CHOICES = ("depth", "depth+modality")
+SHARE_CHOICES = tuple(SHARE_MODES)
 CALIBRATION_SPLITS = ("train+valid", "valid")
 
 

@@ -85,9 +85,8 @@ def train_teacher(model: str = "fd_cmdie", data: str | os.PathLike | None = None
                "train_seconds": round(result.seconds, 1), "test": {k: float(test[k]) for k in METRIC_KEYS}}
         runs.append(run)
         if best is None or run["valid_mae"] < best[0]["valid_mae"]:
-            best = (run, {k: v.detach().clone() for k, v in net.state_dict().items()}, net)
-    run, state, net = best
-    net.load_state_dict(state)
+            best = (run, net)  # each seed builds its own net, so the best one is kept as it is
+    run, net = best
     n_params = sum(p.numel() for p in net.parameters())
     spread = mean_std([r["test"] for r in runs])
     metrics: dict[str, Any] = {
