@@ -108,29 +108,41 @@ class SkipCache:
         return cls(*(np.concatenate([getattr(c, f.name) for c in caches]) for f in fields(cls)))
 
 
+def mac_table(fs: FeatureSet, macs_per_step: dict[str, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per input: audio/video encoder MACs if they ran (N, 2), which are present (N, 2) bool, and the gate's
+    MACs (N,) (it runs wherever audio or video is present)."""
+    macs = np.stack([fs.lengths[m] * macs_per_step[m] for m in SKIPPABLE], axis=1).astype(np.float64)  # (N, 2)
+    present = np.stack([fs.lengths[m] > 0 for m in SKIPPABLE], axis=1)  # (N, 2)
+    return macs, present, present.any(axis=1) * float(macs_per_step["gate"])
+
+
+def mac_saving(macs: np.ndarray, present: np.ndarray, run: np.ndarray, gate_macs: np.ndarray) -> dict[str, float]:
+    """Audio+video encoder MACs saved when only `run` (N, 2) of the present encoders run: gross (skipped /
+    every present encoder) and net (minus the gate's MACs)."""
+    possible = float((macs * present).sum())
+    skipped = float((macs * (present & ~run)).sum())
+    gate = float(gate_macs.sum())
+    return {"saved_fraction": (skipped - gate) / possible if possible > 0 else 0.0,
+            "saved_fraction_gross": skipped / possible if possible > 0 else 0.0,
+            "encoder_macs_skipped": skipped, "gate_macs": gate, "encoder_macs_possible": possible}
+
+
 @torch.no_grad()
 def skip_cache(model: Student, fs: FeatureSet, macs_per_step: dict[str, float]) -> SkipCache:
     model.eval()
-    scores, keeps, present = [], [], []
+    scores, keeps = [], []
     for batch in iterate(fs, 256):
-        s, p, h_text = _combos(model, batch)
+        s, _, h_text = _combos(model, batch)
         scores.append(s)
         keeps.append(model.keep(h_text, batch))
-        present.append(p[:, 1:] > 0)
-    macs = np.stack([fs.lengths[m] * macs_per_step[m] for m in SKIPPABLE], axis=1).astype(np.float64)  # (N, 2)
-    present_np = torch.cat(present).numpy()  # (N, 2)
-    return SkipCache(torch.cat(scores).numpy(), torch.cat(keeps).numpy(), present_np, fs.labels, macs,
-                     present_np.any(axis=1) * float(macs_per_step["gate"]))
+    macs, present, gate = mac_table(fs, macs_per_step)
+    return SkipCache(torch.cat(scores).numpy(), torch.cat(keeps).numpy(), present, fs.labels, macs, gate)
 
 
 def evaluate_thresholds(cache: SkipCache, thresholds: tuple[float, float]) -> dict:
     run = cache.present & (cache.keep >= np.asarray(thresholds)[None, :])  # (N, 2)
     pred = _select(torch.from_numpy(cache.scores), torch.from_numpy(run)).numpy()
-    possible = (cache.macs * cache.present).sum()
-    skipped = (cache.macs * (cache.present & ~run)).sum()
-    gross = float(skipped / possible) if possible > 0 else 0.0
-    net = float((skipped - cache.gate_macs.sum()) / possible) if possible > 0 else 0.0
-    return {"pred": pred, "run": run, "saved_fraction": net, "saved_fraction_gross": gross}
+    return {"pred": pred, "run": run, **mac_saving(cache.macs, cache.present, run, cache.gate_macs)}
 
 
 def calibrate(cache: SkipCache, mode: str, value: float, split: str = "valid", grid: int = 26) -> dict:
@@ -189,19 +201,10 @@ def predict_with_skipping(model: Student, fs: FeatureSet, batch_size: int = 256)
 
 
 def skip_stats(ran: np.ndarray, fs: FeatureSet, macs_per_step: dict[str, float]) -> dict:
-    """Skip rate per modality (over inputs where it is present) and the audio+video encoder MACs saved:
-    gross (skipped encoder MACs / encoder MACs if every present audio/video ran) and net (minus the
-    gate's MACs, spent on every input with audio or video present)."""
-    rate, saved, possible = {}, 0.0, 0.0
-    any_av = np.zeros(len(ran), bool)
-    for i, m in enumerate(SKIPPABLE, start=1):
-        present = fs.lengths[m] > 0
-        any_av |= present
-        macs = fs.lengths[m] * macs_per_step[m]
-        rate[m] = float((present & ~ran[:, i]).sum() / max(int(present.sum()), 1))
-        saved += float((macs * (present & ~ran[:, i])).sum())
-        possible += float((macs * present).sum())
-    gate = float(any_av.sum()) * float(macs_per_step["gate"])
-    return {"rate": rate, "saved_fraction": (saved - gate) / possible if possible else 0.0,
-            "saved_fraction_gross": saved / possible if possible else 0.0,
-            "encoder_macs_skipped": saved, "gate_macs": gate, "encoder_macs_possible": possible}
+    """Skip rate per modality (over inputs where it is present) and the audio+video encoder MACs saved
+    (see mac_saving) for the `ran` (N, 3) decisions of the reference skip rule."""
+    macs, present, gate = mac_table(fs, macs_per_step)
+    run = ran[:, 1:]  # (N, 2) audio, video
+    rate = {m: float((present[:, i] & ~run[:, i]).sum() / max(int(present[:, i].sum()), 1))
+            for i, m in enumerate(SKIPPABLE)}
+    return {"rate": rate, **mac_saving(macs, present, run, gate)}
