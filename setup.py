@@ -5,7 +5,14 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 VERSION = re.search(r'__version__ = "([^"]+)"', Path("edge_msa/version.py").read_text()).group(1)
-PACKAGES = ["edge_msa", "compress", "export", "benchmarks"]
+# compress/, export/ and benchmarks/ sit at the top of the repository (fixed layout) but install under the one
+# edge_msa namespace, so they never collide with a user's own `export` or `benchmarks` module.
+SUBPACKAGES = ("compress", "export", "benchmarks")
+PACKAGES = find_packages(include=["edge_msa", "edge_msa.*"])
+PACKAGE_DIR = {"edge_msa": "edge_msa"}
+for sub in SUBPACKAGES:
+    PACKAGE_DIR[f"edge_msa.{sub}"] = sub
+    PACKAGES += [f"edge_msa.{sub}", *[f"edge_msa.{sub}.{p}" for p in find_packages(where=sub)]]
 
 setup(
     name="edge-msa",
@@ -15,7 +22,8 @@ setup(
     long_description=Path("README.md").read_text(encoding="utf-8") if Path("README.md").exists() else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
-    packages=[p for p in find_packages(include=[f"{pkg}*" for pkg in PACKAGES])],
+    packages=PACKAGES,
+    package_dir=PACKAGE_DIR,
     package_data={"edge_msa": ["py.typed"]},
     install_requires=[
         "numpy>=1.23",

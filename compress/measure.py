@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchmarks.timing import summarize
+from edge_msa.benchmarks.timing import summarize
 from edge_msa.data.base import FeatureSet
 from edge_msa.errors import require
 from edge_msa.metrics import msa_metrics

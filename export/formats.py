@@ -36,12 +36,12 @@ class Format:
 
 
 FORMATS: dict[str, Format] = {f.name: f for f in (
-    Format("onnx", ".onnx", "export.onnx:build", None, None, "cpu+gpu", "fp32", "onnxruntime"),
-    Format("onnx-fp16", ".onnx", "export.fp16:build", "onnxconverter_common", "pip install edge-msa[fp16]",
+    Format("onnx", ".onnx", "edge_msa.export.onnx:build", None, None, "cpu+gpu", "fp32", "onnxruntime"),
+    Format("onnx-fp16", ".onnx", "edge_msa.export.fp16:build", "onnxconverter_common", "pip install edge-msa[fp16]",
            "cpu+gpu", "fp16", "onnxruntime", frozenset({"max_drop"})),
-    Format("onnx-int8", ".onnx", "export.int8:build", "onnxruntime.quantization", "pip install onnxruntime",
+    Format("onnx-int8", ".onnx", "edge_msa.export.int8:build", "onnxruntime.quantization", "pip install onnxruntime",
            "cpu+gpu", "int8", "onnxruntime", frozenset({"max_drop", "per_channel"})),
-    Format("engine", ".engine", "export.tensorrt:build", "tensorrt", TRT_FIX, "gpu", "engine", "tensorrt",
+    Format("engine", ".engine", "edge_msa.export.tensorrt:build", "tensorrt", TRT_FIX, "gpu", "engine", "tensorrt",
            frozenset({"max_drop", "trt_precision", "workspace_mb"})),
 )}
 

@@ -9,9 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from benchmarks.meters import Meter, MeterUnavailable, Window, active_window, energy_per_item, idle_window, open_meter
-from benchmarks.meters.rapl import RaplMeter
-from benchmarks.meters.tegrastats import TegrastatsMeter, module_power_mw, parse_rails
+from edge_msa.benchmarks.meters import Meter, MeterUnavailable, Window, active_window, energy_per_item, idle_window, open_meter
+from edge_msa.benchmarks.meters.rapl import RaplMeter
+from edge_msa.benchmarks.meters.tegrastats import TegrastatsMeter, module_power_mw, parse_rails
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tegrastats"
 
@@ -178,7 +178,7 @@ def _fake_pynvml(energy_mj: list[int] | None, name: bytes = b"NVIDIA H100 80GB H
 def test_nvml_counter_is_read_as_joules_since_open(monkeypatch):
     module, calls = _fake_pynvml([1_000_000, 1_002_500, 1_010_000])
     monkeypatch.setitem(sys.modules, "pynvml", module)
-    from benchmarks.meters.nvml import NvmlMeter
+    from edge_msa.benchmarks.meters.nvml import NvmlMeter
     with NvmlMeter() as meter:
         assert meter.scope == "GPU board energy counter, NVIDIA H100 80GB HBM3"
         assert meter.energy_j() == pytest.approx(2.5)

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from benchmarks import run_bench
+from edge_msa.benchmarks import run_bench
 from edge_msa.metrics import METRIC_KEYS
 
 
@@ -15,7 +15,7 @@ def test_bench_real_student_bundle(tmp_path, tiny_splits):
     import edge_msa.models.zoo  # noqa: F401  (registers the student)
     from edge_msa.checkpoint import save_checkpoint
     from edge_msa.models import create_model
-    from export.exporter import export
+    from edge_msa.export.exporter import export
 
     save_checkpoint(tmp_path / "s.pt", create_model("student_tiny", tiny_splits.spec), {})
     bundle = export(tmp_path / "s.pt", "onnx", tmp_path / "bundle", log=None)

@@ -12,9 +12,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from benchmarks import compare_reports, load_report, run_bench
-from benchmarks.meters import Meter
-from benchmarks.report import pareto_front
+from edge_msa.benchmarks import compare_reports, load_report, run_bench
+from edge_msa.benchmarks.meters import Meter
+from edge_msa.benchmarks.report import pareto_front
 from conftest import make_featureset
 from edge_msa.cli import main
 from edge_msa.data.base import DatasetSplits
@@ -261,9 +261,9 @@ class Block(importlib.abc.MetaPathFinder):
 sys.meta_path.insert(0, Block())
 import numpy as np
 from pathlib import Path
-import benchmarks, benchmarks.meters.nvml, benchmarks.meters.rapl, benchmarks.meters.tegrastats
+import edge_msa.benchmarks, edge_msa.benchmarks.meters.nvml, edge_msa.benchmarks.meters.rapl, edge_msa.benchmarks.meters.tegrastats
 import edge_msa.cli.bench, edge_msa.runtime.predictor, edge_msa.runtime.evaluate
-from benchmarks import run_bench
+from edge_msa.benchmarks import run_bench
 from edge_msa.spec import FeatureSpec
 spec = FeatureSpec(dims=(4, 3, 2), max_lens=(5, 1, 1))
 class P:

@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from benchmarks.timing import measure, summarize
+from edge_msa.benchmarks.timing import measure, summarize
 from edge_msa.errors import InputError
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from compress import CompressOptions, compress, report_paths
+from edge_msa.compress import CompressOptions, compress, report_paths
 from edge_msa.checkpoint import load_checkpoint, save_checkpoint
 from edge_msa.data.base import DatasetSplits
 from edge_msa.errors import ArtifactError, InputError

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from compress.prune import prune_student, widths
+from edge_msa.compress.prune import prune_student, widths
 from edge_msa.checkpoint import load_checkpoint, save_checkpoint
 from edge_msa.models import create_model
 from edge_msa.training import to_batch

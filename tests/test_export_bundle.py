@@ -20,10 +20,10 @@ from edge_msa.models.student import run_with_skipping
 from edge_msa.runtime import load, read_manifest
 from edge_msa.runtime.manifest import PARTS
 from edge_msa.spec import MODALITIES, FeatureSpec
-from export import FORMATS, export
-from export.formats import get_format, resolve_options
-from export.parity import parity_batches, to_torch_batch
-from export.slim import slim_file
+from edge_msa.export import FORMATS, export
+from edge_msa.export.formats import get_format, resolve_options
+from edge_msa.export.parity import parity_batches, to_torch_batch
+from edge_msa.export.slim import slim_file
 
 from conftest import MOSI_NPZ, needs_data
 
@@ -134,7 +134,7 @@ def test_export_replays_other_cpp_stderr(capfd):
     """Only the known PackPadded note is dropped; anything else written to fd 2 during export gets through."""
     import os
 
-    from export.onnx import _without_packpadded_notes
+    from edge_msa.export.onnx import _without_packpadded_notes
 
     with _without_packpadded_notes():
         os.write(2, b"[W] The shape inference of prim::PackPadded type is missing, so ...\n")

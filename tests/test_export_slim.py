@@ -13,8 +13,8 @@ from edge_msa.cli import main
 from edge_msa.models import create_model
 from edge_msa.runtime import read_manifest
 from edge_msa.spec import FeatureSpec
-from export import export
-from export.slim import share_constants, shorten_names, slim_file
+from edge_msa.export import export
+from edge_msa.export.slim import share_constants, shorten_names, slim_file
 
 from test_export_bundle import student_checkpoint
 

@@ -2,6 +2,7 @@
 and the CLI answers --help and bad flags the documented way."""
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -11,10 +12,27 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("name", ["edge_msa", "compress", "export", "benchmarks"])
+@pytest.mark.parametrize("name", ["edge_msa", "edge_msa.compress", "edge_msa.export", "edge_msa.benchmarks"])
 def test_packages_resolve_inside_the_project(name):
-    module = __import__(name)
+    module = importlib.import_module(name)
     assert Path(module.__file__).resolve().is_relative_to(ROOT)
+
+
+@pytest.mark.slow
+def test_installed_package_has_one_namespace(tmp_path):
+    """A non-editable install puts compress/export/benchmarks under edge_msa, never at the top level."""
+    target = tmp_path / "site"
+    proc = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                           "--target", str(target), str(ROOT)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert {"compress", "export", "benchmarks"}.isdisjoint(p.name for p in target.iterdir())
+    for sub in ("compress", "export", "benchmarks"):
+        assert (target / "edge_msa" / sub / "__init__.py").is_file()
+    code = ("import importlib.util, sys; sys.path[:0] = [sys.argv[1]]; "
+            "print(importlib.util.find_spec('compress') is None, importlib.util.find_spec('edge_msa.export').origin)")
+    out = subprocess.run([sys.executable, "-c", code, str(target)], capture_output=True, text=True, timeout=120,
+                         cwd=tmp_path).stdout.split()
+    assert out[0] == "True" and out[1].startswith(str(target))
 
 
 def _run_without_torch(code: str) -> subprocess.CompletedProcess:

@@ -19,7 +19,7 @@ from edge_msa.models import create_model
 from edge_msa.runtime import load
 from edge_msa.runtime.onnxruntime_backend import OnnxRuntimeBackend
 from edge_msa.spec import MODALITIES, FeatureSpec
-from export import export
+from edge_msa.export import export
 
 from conftest import DATA_ROOT
 

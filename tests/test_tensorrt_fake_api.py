@@ -31,9 +31,9 @@ from edge_msa.models import create_model
 from edge_msa.runtime import load, read_manifest
 from edge_msa.runtime.manifest import PARTS
 from edge_msa.spec import MODALITIES
-from export import export
-from export.parity import parity_batches
-from export.trt_support import profile_shapes
+from edge_msa.export import export
+from edge_msa.export.parity import parity_batches
+from edge_msa.export.trt_support import profile_shapes
 
 from test_export_bundle import SPEC, student_checkpoint
 

@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         return _compare(args)
     if not args.bundles:
         raise InputError("no bundle given; expected `edge-msa bench BUNDLE [BUNDLE ...]` or --compare A.json B.json")
-    from benchmarks import run_bench
+    from edge_msa.benchmarks import run_bench
 
     out = run_bench(args.bundles, data=args.data, out=args.out or "report", batches=args.batch,
                     modalities=args.modalities, backend=args.backend, split=args.split, min_time=args.min_time, min_runs=args.min_runs,
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from benchmarks import compare_reports, load_report, render_comparison
+    from edge_msa.benchmarks import compare_reports, load_report, render_comparison
     from edge_msa.atomic import write_text
 
     a_path, b_path = args.compare

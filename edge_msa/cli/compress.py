@@ -50,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from compress import CompressOptions, compress, report_paths
+    from edge_msa.compress import CompressOptions, compress, report_paths
 
     given = {k: getattr(args, k) for k in ("prune_ratio", "share", "kd_weight", "hint_weight", "temperature", "epochs",
                                            "finetune_epochs", "calibrate_on") if getattr(args, k) is not None}

@@ -22,7 +22,7 @@ equivalent trtexec commands.
 
 
 def _format_table() -> str:
-    from export.formats import FORMATS
+    from edge_msa.export.formats import FORMATS
 
     return "\n".join(f"  {f.name:<10} {f.precision:<7} {f.device:<8} needs {f.requires or '-'}"
                      for f in FORMATS.values())
@@ -53,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from export import export
+    from edge_msa.export import export
 
     options = {k: v for k, v in {"atol": args.atol, "max_drop": args.max_drop, "max_batch": args.max_batch,
                                  "trt_precision": args.trt_precision}.items() if v is not None}

@@ -33,10 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import benchmarks
-    import compress
-    import export
-
+    from .. import benchmarks, compress, export
     from ..paths import default_mosi_path
     from ..teacher import train_teacher
 
