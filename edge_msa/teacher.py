@@ -54,6 +54,7 @@ def train_teacher(model: str = "fd_cmdie", data: str | os.PathLike | None = None
     import torch
 
     from .checkpoint import save_checkpoint
+    from .data.lineage import lineage
     from .models import create_model, list_models
     from .models.encoders import fit_input_norms
     from .spec import suggest
@@ -107,7 +108,7 @@ def train_teacher(model: str = "fd_cmdie", data: str | os.PathLike | None = None
     meta = {"dataset": splits.name, "seeds": [int(s) for s in seeds], "selected_seed": run["seed"],
             "per_seed_test": {str(r["seed"]): r["test"] for r in runs},
             "train_seconds": {str(r["seed"]): r["train_seconds"] for r in runs}, "params": n_params,
-            "train_settings": settings, "data": str(data) if data is not None else None, "created": time.time()}
+            "train_settings": settings, "data": lineage(splits), "created": time.time()}
     save_checkpoint(out, net, meta)
     write_text(metrics_path(out), json.dumps(metrics, indent=2) + "\n")
     return metrics

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edge_msa.atomic import atomic_dir, write_text
-from edge_msa.errors import InputError, require
+from edge_msa.errors import require
 from edge_msa.features.text import NAME as MINILM, default_onnx_path, default_tokenizer_path
 from edge_msa.runtime.manifest import Manifest, write_manifest
 from edge_msa.spec import MODALITIES
@@ -52,7 +52,7 @@ def export(checkpoint: str | os.PathLike, format: str = "onnx", out: str | os.Pa
     import onnxruntime
     import torch
 
-    from edge_msa.checkpoint import data_seed, load_checkpoint
+    from edge_msa.checkpoint import data_record, load_checkpoint
     from edge_msa.runtime.predictor import load
 
     from . import onnx as onnx_export
@@ -63,7 +63,7 @@ def export(checkpoint: str | os.PathLike, format: str = "onnx", out: str | os.Pa
     model, meta = load_checkpoint(checkpoint)
     spec = model.spec
     layout = "parts" if hasattr(model, "part") and not opts["single_graph"] else "single"
-    valid = _validation_split(data, spec, data_seed(meta)) if data else None
+    valid = _validation_split(data, spec, data_record(meta)) if data else None
     inputs = f"{len(valid)} validation samples of {data}" if valid is not None else "random inputs of the spec's shapes"
     versions = {"edge_msa": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
                 "onnxruntime": onnxruntime.__version__, "opset": str(opts["opset"])}
@@ -80,7 +80,7 @@ def export(checkpoint: str | os.PathLike, format: str = "onnx", out: str | os.Pa
             export_options={"format": fmt.name, **opts, "checkpoint": str(checkpoint), "data": str(data) if data else None,
                             "graph_bytes": {n: {k: e[k] for k in ("bytes_exported", "bytes")}
                                             for n, e in exported.items()}},
-            versions=versions, metrics={"checkpoint_meta": meta.get("metrics", {})})
+            versions=versions, metrics={"checkpoint_meta": meta.get("metrics", {})}, data=data_record(meta))
         write_manifest(tmp, manifest)
         batches = parity_batches(spec, valid)
         with load(tmp, providers=["CPUExecutionProvider"]) as predictor:
@@ -124,15 +124,12 @@ def export(checkpoint: str | os.PathLike, format: str = "onnx", out: str | os.Pa
     return out
 
 
-def _validation_split(data, spec, seed: int):
-    """The validation split the model was selected on (`seed`: its carve from train, see data_seed)."""
-    from edge_msa.data import load_dataset
+def _validation_split(data, spec, record):
+    """The validation split the model was selected on: `data` read as its lineage `record` says (same
+    format and carve; a warning when the file differs), in the model's shapes (see DatasetSplits.for_model)."""
+    from edge_msa.data import rebuild_splits
 
-    splits = load_dataset(data, seed=seed, progress=False)
-    if tuple(splits.spec.dims) != tuple(spec.dims):
-        raise InputError(f"--data {data} has feature dims {splits.spec.dims}; the model expects {spec.dims}")
-    splits.valid.check_spec(spec)
-    return splits.valid
+    return rebuild_splits(record, data).for_model(spec).valid
 
 
 def _copy_text_encoder(bundle: Path) -> dict[str, str]:

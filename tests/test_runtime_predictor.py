@@ -14,6 +14,7 @@ import pytest
 
 from edge_msa.checkpoint import save_checkpoint
 from edge_msa.errors import ArtifactError, InputError
+from edge_msa.data.lineage import file_sha256
 from edge_msa.metrics import METRIC_KEYS
 from edge_msa.models import create_model
 from edge_msa.runtime import load
@@ -283,7 +284,8 @@ def test_cli_eval_writes_metrics(minilm_bundle, tmp_path, monkeypatch):
     r = _cli("eval", minilm_bundle, "--data", data, "--split", "test", "--out", tmp_path / "m.json")
     assert r.returncode == 0, r.stderr
     m = json.loads((tmp_path / "m.json").read_text())
-    assert set(METRIC_KEYS) <= set(m) and m["n"] == 8 and m["split"] == "test"
+    assert set(METRIC_KEYS) <= set(m) and m["n"] == 8 and m["split"]["name"] == "test" and m["split"]["n"] == 8
+    assert len(m["split"]["ids_sha256"]) == 64 and m["data"]["sha256"] == file_sha256(data)
     assert all(0.0 <= m[f"skip_rate_{x}"] <= 1.0 for x in MODALITIES)
 
 

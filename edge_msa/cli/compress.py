@@ -11,7 +11,7 @@ EPILOG = """examples:
 Stages: load -> init (from teacher weights where shapes allow) -> distill -> prune (torch-pruning:
 heads + hidden widths) -> finetune -> gate (train + calibrate skip thresholds on train+validation) ->
 evaluate (test metrics, params/MACs, side-by-side CPU latency, paired bootstrap CIs, targets).
-Each stage keeps <out stem>.stage-<name>.pt; the report is <out stem>.report.json and .md.
+Each stage keeps <out stem>.stages/<name>[.seedN].pt; the report is <out stem>.report.json and .md.
 """
 
 
