@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import EdgeMSAError, InputError
 from ..features.audio import NAME as LOGMEL, VIDEO_EXTS, has_audio_track
-from ..spec import MODALITIES
+from ..spec import ABSENT, MODALITIES
 from .backend import Backend, backend_class
 from .manifest import SINGLE, Manifest, read_manifest
 
@@ -219,6 +219,9 @@ class Predictor:
             for m in MODALITIES:
                 value = item.get(m)
                 if value is None or (m == "text" and isinstance(value, str)):
+                    continue
+                if self.spec.front_end(m) == ABSENT:  # trained on data without m (e.g. a text-only corpus)
+                    skipped[i][m] = "missing: the model was trained without this modality"
                     continue
                 if isinstance(value, (str, os.PathLike)):
                     reason = self._media_check(m, Path(value))
