@@ -85,7 +85,8 @@ class Target:
             return None
         items = [{m: batch.features[m][i, :n] for m in batch.features if (n := int(batch.lengths[m][i])) > 0}
                  for i in range(batch.size)]
-        return dict(predict_batch(items)[0].ms)
+        predictions = predict_batch(items)  # each item carries its share of the call: add them up
+        return {stage: sum(p.ms[stage] for p in predictions) for stage in predictions[0].ms}
 
 
 def load_target(bundle: Path, backend: str | None, threads: int | None, loader: Loader | None = None) -> Target:

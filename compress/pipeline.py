@@ -205,10 +205,9 @@ def _compress(teacher_path: Path, data: str | os.PathLike | None, out: Path, opt
     chosen = next(r for r in per_seed if r["seed"] == best["seed"])
     m_t = msa_metrics(pred_t, truth)
 
-    batch1 = {k: v for k, v in to_batch(test, np.array([0])).items() if k != "index"}
-    count_t = measure.count_model(teacher, batch1)
-    count_s = measure.count_model(student, batch1)
-    parts_s = measure.count_student_parts(student, batch1)
+    count_t = measure.mean_over_inputs(measure.count_model, teacher, test)  # MACs per input: mean over test
+    count_s = measure.mean_over_inputs(measure.count_model, student, test)
+    parts_s = measure.mean_over_inputs(measure.count_student_parts, student, test)
     front = measure.text_front_end_params(splits.spec)
     lat = measure.latency({"teacher": teacher, "student": student,
                            "student_skip": lambda b: run_with_skipping(student, b)},

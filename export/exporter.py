@@ -56,7 +56,7 @@ def export(checkpoint: str | os.PathLike, format: str = "onnx", out: str | os.Pa
     from edge_msa.runtime.predictor import load
 
     from . import onnx as onnx_export
-    from .parity import check_graphs, check_metrics, parity_batches
+    from .parity import RANDOM_INPUTS, check_graphs, check_metrics, parity_batches
     from .trt_support import check_ops, trtexec_lines
 
     say = log or (lambda _msg: None)
@@ -64,7 +64,8 @@ def export(checkpoint: str | os.PathLike, format: str = "onnx", out: str | os.Pa
     spec = model.spec
     layout = "parts" if hasattr(model, "part") and not opts["single_graph"] else "single"
     valid = _validation_split(data, spec, data_record(meta)) if data else None
-    inputs = f"{len(valid)} validation samples of {data}" if valid is not None else "random inputs of the spec's shapes"
+    inputs = (f"all {len(valid)} validation samples of {data}" if valid is not None
+              else f"{RANDOM_INPUTS} random inputs of the spec's shapes")
     versions = {"edge_msa": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
                 "onnxruntime": onnxruntime.__version__, "opset": str(opts["opset"])}
     out = Path(out)
@@ -82,7 +83,7 @@ def export(checkpoint: str | os.PathLike, format: str = "onnx", out: str | os.Pa
                                             for n, e in exported.items()}},
             versions=versions, metrics={"checkpoint_meta": meta.get("metrics", {})}, data=data_record(meta))
         write_manifest(tmp, manifest)
-        batches = parity_batches(spec, valid)
+        batches = parity_batches(spec, valid, max_batch=int(opts["max_batch"]))
         with load(tmp, providers=["CPUExecutionProvider"]) as predictor:
             fp32, feeds = check_graphs(model, layout, predictor, batches, float(opts["atol"]), inputs)
             if fmt.precision == "fp32" and valid is not None:  # these graphs are the bundle's: measure them here
