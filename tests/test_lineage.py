@@ -64,7 +64,7 @@ def test_bundle_and_eval_carry_the_split_the_model_was_carved_with(tmp_path, cap
         assert code == 0 and m["split"] == {"name": name, **record["splits"][name]}
     seed0 = lineage(load_dataset(MISA_DEV, seed=0, progress=False))  # what eval used before lineage
     assert seed0["splits"]["test"] != record["splits"]["test"]
-    assert f"data       {MISA_DEV} [misa] sha256 {record['sha256'][:12]}" in _info(capsys, bundle)
+    assert f"data       {MISA_DEV.resolve()} [misa] sha256 {record['sha256'][:12]}" in _info(capsys, bundle)
 
 
 def _info(capsys, path) -> str:
