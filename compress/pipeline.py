@@ -1,8 +1,9 @@
 """`compress(teacher.pt) -> student.pt + report`: load -> init -> distill -> prune -> finetune -> gate -> evaluate.
 
 Each model-producing stage saves `<out stem>.stages/<name>[.seedN].pt` beside `out` (a failed later stage
-loses nothing; one folder per output, so repeated runs replace their stage files instead of piling up); the final checkpoint and reports are written atomically. Multi-seed runs repeat stages 2-6
-per seed, keep the seed with the lowest validation MAE and report mean +- std over seeds.
+loses nothing; one folder per output, so repeated runs replace their stage files instead of piling up); the
+final checkpoint and reports are written atomically. Multi-seed runs repeat stages 2-6 per seed, keep the
+seed with the lowest validation MAE and report mean +- std over seeds.
 """
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ def _cache(labels: np.ndarray, seed: int = 0) -> SkipCache:
     rng = np.random.default_rng(seed)
     n = len(labels)
     full = rng.normal(size=n)
-    scores = np.stack([full, full + rng.normal(0, 0.6, n), full + rng.normal(0, 0.3, n), full + rng.normal(0, 0.8, n)], 1)
+    scores = np.stack([full, *(full + rng.normal(0, s, n) for s in (0.6, 0.3, 0.8))], 1)  # (N, 4) subsets
     present = np.ones((n, 2), bool)
     return SkipCache(scores, rng.uniform(size=(n, 2)), present, labels.astype(np.float32),
                      np.full((n, 2), 100.0), np.full(n, 1.0))

@@ -118,7 +118,8 @@ def test_train_and_predict_on_text_only_data(tmp_path):
 
 
 def test_one_compatibility_check_compares_front_ends_not_only_dims(mosi_like_bundle, tmp_path, capsys):
-    other = FeatureSpec(MOSI_LIKE.dims, MOSI_LIKE.max_lens, ("minilm-l6-int8", "external:librosa-5", MOSI_LIKE.front_ends[2]))
+    other = FeatureSpec(MOSI_LIKE.dims, MOSI_LIKE.max_lens,
+                        ("minilm-l6-int8", "external:librosa-5", MOSI_LIKE.front_ends[2]))
     with pytest.raises(InputError, match=r"audio features .* 'external:librosa-5' .* expects 5-dim from "
                                          r"'external:declare-opensmile-73'"):
         check_compatible(MOSI_LIKE, other)

@@ -114,5 +114,6 @@ def load_dataset(path: str | os.PathLike, fmt: str | None = None, seed: int = 0,
     module, func = FORMATS[fmt].reader.split(":")
     read = getattr(importlib.import_module(f"{__package__}.{module}"), func)
     splits = read(path, seed=seed, progress=progress, text_encoder=text_encoder)
-    splits.info = {**splits.info, "path": str(path.resolve()), "format": fmt, "seed": int(seed), "sha256": file_sha256(path)}
+    splits.info = {**splits.info, "path": str(path.resolve()), "format": fmt, "seed": int(seed),
+                   "sha256": file_sha256(path)}
     return splits
