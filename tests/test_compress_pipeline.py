@@ -63,7 +63,7 @@ def test_end_to_end(teacher, tiny_splits, tmp_path):
     assert again["mae"] == pytest.approx(report["student"]["metrics"]["mae"], abs=1e-6)
     calib = report["skip"]["calibration"]
     assert calib["reached"] and calib["saved_fraction"] >= 0.5  # default budget, on the calibration split
-    assert calib["split"] == "train+valid" and calib["n"] == len(tiny_splits.train) + len(tiny_splits.valid)
+    assert calib["split"] == "valid" and calib["n"] == len(tiny_splits.valid)  # the default, chosen on validation
     # the saving is reported net of the gate's own MACs (gate runs on every input with audio or video)
     sk = report["skip"]
     n_av = int(((tiny_splits.test.lengths["audio"] > 0) | (tiny_splits.test.lengths["video"] > 0)).sum())
@@ -77,9 +77,9 @@ def test_end_to_end(teacher, tiny_splits, tmp_path):
 
 def test_max_drop_on_validation_flips_nothing(teacher, tiny_splits, tmp_path):
     report = compress(teacher, out=tmp_path / "s.pt", splits=tiny_splits, progress=False, max_drop=0.0,
-                      calibrate_on="valid", seeds=(0, 1), **FAST)
+                      calibrate_on="train+valid", seeds=(0, 1), **FAST)
     calib = report["skip"]["calibration"]
-    assert calib["split"] == "valid" and calib["n"] == len(tiny_splits.valid)
+    assert calib["split"] == "train+valid" and calib["n"] == len(tiny_splits.train) + len(tiny_splits.valid)
     assert calib["flip_rate"] <= 0.0 and calib["acc2_non0_drop"] <= 0.0
     assert report["seeds"]["values"] == [0, 1] and set(report["seeds"]["mean_std"]["student"]) == set(METRIC_KEYS)
     assert (tmp_path / "s.stages" / "gate.seed1.pt").is_file()

@@ -9,7 +9,7 @@ EPILOG = """examples:
   edge-msa compress teacher.pt --max-drop 0.005 --seeds 0 1 2 --quiet
 
 Stages: load -> init (from teacher weights where shapes allow) -> distill -> prune (torch-pruning:
-heads + hidden widths) -> finetune -> gate (train + calibrate skip thresholds on train+validation) ->
+heads + hidden widths) -> finetune -> gate (train + calibrate skip thresholds on validation) ->
 evaluate (test metrics, params/MACs, side-by-side CPU latency, paired bootstrap CIs, targets).
 Each stage keeps <out stem>.stages/<name>[.seedN].pt; the report is <out stem>.report.json and .md.
 """
@@ -40,9 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="fraction of audio+video encoder compute to save by skipping (default: 0.5)")
     budget.add_argument("--max-drop", type=float, default=None,
                         help="or: Acc-2 non-0 (fraction) allowed to be lost to skipping, e.g. 0.005")
-    p.add_argument("--calibrate-on", default=None, choices=("train+valid", "valid"),
-                   help="split(s) the skip thresholds are chosen on; the criterion is label-free, so pooling "
-                   "train and validation gives finer resolution (default: train+valid)")
+    p.add_argument("--calibrate-on", default=None, choices=("valid", "train+valid"),
+                   help="split(s) the label-free skip thresholds are chosen on (default: valid, chosen on "
+                   "validation: see the README)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="student seeds; the best on validation is "
                    "saved, mean +- std reported (default: 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or stage lines")

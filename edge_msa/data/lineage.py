@@ -50,9 +50,10 @@ def lineage(splits: DatasetSplits) -> dict[str, Any]:
 
 
 def rebuild_splits(record: dict[str, Any] | None, data: str | os.PathLike | None = None,
-                   progress: bool = False) -> DatasetSplits:
+                   progress: bool = False, text_encoder: Any = None) -> DatasetSplits:
     """The splits of `record` (a `lineage` dict; None = unknown: seed 0), read from `data` or else the
-    recorded path or else MOSI-U. Warns when the file's sha256 or a split's rows differ from the record."""
+    recorded path or else MOSI-U (`text_encoder` as in load_dataset). Warns when the file's sha256 or a
+    split's rows differ from the record."""
     from ..paths import default_mosi_path
     from .loader import load_dataset
 
@@ -62,7 +63,7 @@ def rebuild_splits(record: dict[str, Any] | None, data: str | os.PathLike | None
         else default_mosi_path()
     same_file = recorded is not None and Path(recorded).resolve() == path.resolve()
     splits = load_dataset(path, fmt=record.get("format") if same_file else None, seed=int(record.get("seed", 0)),
-                          progress=progress)
+                          progress=progress, text_encoder=text_encoder)
     if not record:
         warnings.warn(f"no data lineage recorded with the model; reading {path} with seed 0, which may not be "
                       "the carve the model was trained on", stacklevel=2)
