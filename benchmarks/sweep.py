@@ -198,9 +198,9 @@ class _Datasets:
     def for_target(self, target: Target) -> tuple[FeatureSet | None, str]:
         splits = self.given
         if splits is None:
-            from edge_msa.data.mosi_u import FRONT_ENDS
+            from edge_msa.data.mosi_u import AV_FRONT_ENDS
             from edge_msa.paths import default_mosi_path
-            if tuple(target.spec.front_ends) != FRONT_ENDS:
+            if tuple(target.spec.front_ends[1:]) != AV_FRONT_ENDS:
                 return None, "unavailable: no --data (the bundle's features are not MOSI-U's)"
             try:
                 splits = self._load(default_mosi_path())
