@@ -14,6 +14,7 @@ import numpy as np
 from edge_msa.data.base import DatasetSplits, FeatureSet
 from edge_msa.atomic import check_replaceable
 from edge_msa.errors import EdgeMSAError, InputError
+from edge_msa.features.text import TOKENS_PREFIX
 from edge_msa.metrics import METRIC_KEYS
 
 from .inputs import batches as make_batches
@@ -36,7 +37,8 @@ def run_bench(bundles: Sequence[str | os.PathLike], data: str | os.PathLike | Da
               modalities: Sequence[str] = ("all", "text"), *, backend: str | None = None, split: str = "test",
               min_time: float = 2.0, min_runs: int = 20, warmup: int = 10, threads: int | None = None,
               energy_window: float = 10.0, meter: str | Meter = "auto", long: bool = False,
-              progress: bool = True, loader: Loader | None = None, argv: list[str] | None = None) -> Path:
+              progress: bool = True, loader: Loader | None = None, argv: list[str] | None = None,
+              precomputed_text: bool = False) -> Path:
     """Benchmark every bundle and write `out/report.{json,md,png}`; returns the report directory.
 
     `data`: a dataset path (any format `load_dataset` reads) or DatasetSplits for accuracy on `split`;
@@ -44,6 +46,8 @@ def run_bench(bundles: Sequence[str | os.PathLike], data: str | os.PathLike | Da
     "unavailable: no --data". `backend`: None = the runtime each bundle was exported for.
     `meter`: "auto" | "nvml" | "tegrastats" | "rapl" | "none" or a Meter instance.
     `loader(bundle, backend, threads) -> predictor` replaces `edge_msa.runtime.load` (tests use fakes).
+    Timing starts from the raw transcript (tokenizer and text encoder included; rows say "input": "raw-text")
+    wherever the data has transcripts; `precomputed_text` times from text features instead ("precomputed-text").
     """
     if not bundles:
         raise InputError("no bundle given; expected one or more bundle directories from `edge-msa export`")
@@ -59,7 +63,8 @@ def run_bench(bundles: Sequence[str | os.PathLike], data: str | os.PathLike | Da
     settings = {"backend": backend, "split": split, "batches": [int(b) for b in batches],
                 "modalities": list(modalities), "min_time_s": min_time, "min_runs": min_runs, "warmup": warmup,
                 "threads": threads, "energy_window_s": energy_window, "long": long,
-                "meter": meter if isinstance(meter, str) else meter.name}
+                "meter": meter if isinstance(meter, str) else meter.name,
+                "input": "precomputed-text" if precomputed_text else "raw-text"}
     datasets = _Datasets(data, split, progress)
     energy = _Energy(meter, energy_window)
     bar = _Progress(len(bundles) * len(subsets) * len(batches), progress)
@@ -128,7 +133,7 @@ def bundle_bytes(bundle: Path, manifest: dict) -> dict[str, int]:
 
 def _measure(target: Target, fs: FeatureSet, keep: tuple[str, ...], batch: int, settings: dict,
              energy: "_Energy") -> dict[str, Any]:
-    feed = make_batches(fs, batch, keep)
+    feed = make_batches(fs, batch, keep, raw_text=settings["input"] == "raw-text")
 
     def work(i: int) -> int:  # one call: timed by measure, repeated over the energy window
         target.run_once(feed[i % len(feed)])
@@ -136,7 +141,8 @@ def _measure(target: Target, fs: FeatureSet, keep: tuple[str, ...], batch: int, 
 
     stats = measure(work, batch, warmup=settings["warmup"], min_time_s=settings["min_time_s"],
                     min_runs=settings["min_runs"])
-    result: dict[str, Any] = {"latency_ms": stats.latency_ms(), "throughput": stats.throughput, "cv": stats.cv,
+    result: dict[str, Any] = {"input": "raw-text" if feed[0].texts is not None else "precomputed-text",
+                              "latency_ms": stats.latency_ms(), "throughput": stats.throughput, "cv": stats.cv,
                               "runs": stats.runs, "warmup": stats.warmup, "stages_ms": _stages(target, feed)}
     warnings = []
     if stats.cv > CV_WARN:
@@ -181,31 +187,44 @@ def _accuracy(target: Target, fs: FeatureSet, keep: tuple[str, ...]) -> tuple[di
 
 
 class _Datasets:
-    """Loads each dataset once; decides per bundle which split gives accuracy (or why none does)."""
+    """Loads each dataset once per text front end (a bundle that encodes token ids itself reads the transcripts
+    with its own tokenizer); decides per bundle which split gives accuracy (or why none does)."""
 
     def __init__(self, data: str | os.PathLike | DatasetSplits | None, split: str, progress: bool) -> None:
         self.split, self.progress, self.cache = split, progress, {}
-        self.given = data if data is None or isinstance(data, DatasetSplits) else self._load(Path(data))
+        self.path = None if data is None or isinstance(data, DatasetSplits) else Path(data)
+        self.given = data if data is None or isinstance(data, DatasetSplits) else self._load(self.path)
         if self.given is not None:
             self.given.split(split)  # unknown split names fail before any timing
 
-    def _load(self, path: Path) -> DatasetSplits:
-        if path not in self.cache:
+    def _load(self, path: Path, tokenizer: Path | None = None, max_len: int = 0) -> DatasetSplits:
+        key = (path, tokenizer)
+        if key not in self.cache:
             from edge_msa.data.loader import load_dataset
-            self.cache[path] = load_dataset(path, progress=self.progress)
-        return self.cache[path]
+            from edge_msa.features.text import TokenIds
+            front = TokenIds(tokenizer, max_len=max_len) if tokenizer else None
+            self.cache[key] = load_dataset(path, progress=self.progress, text_encoder=front)
+        return self.cache[key]
+
+    def _tokenizer(self, target: Target) -> Path | None:
+        files = target.manifest.get("text_encoder") or {}
+        tokens = target.spec.front_end("text").startswith(TOKENS_PREFIX)
+        return target.bundle / files["tokenizer"] if tokens and "tokenizer" in files else None
 
     def for_target(self, target: Target) -> tuple[FeatureSet | None, str]:
-        splits = self.given
+        splits, path = self.given, self.path
         if splits is None:
             from edge_msa.data.mosi_u import AV_FRONT_ENDS
             from edge_msa.paths import default_mosi_path
             if tuple(target.spec.front_ends[1:]) != AV_FRONT_ENDS:
                 return None, "unavailable: no --data (the bundle's features are not MOSI-U's)"
             try:
-                splits = self._load(default_mosi_path())
+                path = default_mosi_path()
             except EdgeMSAError as exc:
                 return None, f"unavailable: no --data ({exc})"
+        tokenizer = self._tokenizer(target)
+        if path is not None and (splits is None or tokenizer is not None):
+            splits = self._load(path, tokenizer, target.spec.max_len("text"))
         if tuple(splits.spec.dims) != tuple(target.spec.dims):
             return None, (f"unavailable: --data feature dims {list(splits.spec.dims)} do not match the bundle's "
                           f"{list(target.spec.dims)}")

@@ -126,7 +126,7 @@ def _text_stage(teacher, splits: DatasetSplits, options: CompressOptions, progre
 
 def _new_student(options: CompressOptions, splits: DatasetSplits, teacher, text_encoder):
     """The student (fusion part from the registry); with the distilled text encoder inside when there is one."""
-    extra = {"text_encoder": dict(text_encoder.config)} if text_encoder is not None else {}
+    extra = {"text_bert": dict(text_encoder.config)} if text_encoder is not None else {}
     student = create_model(options.student, splits.spec, share=options.share, **options.student_params, **extra)
     if text_encoder is not None:
         student.bert.load_state_dict(text_encoder.state_dict())

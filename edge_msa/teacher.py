@@ -174,7 +174,7 @@ def _build(model: str, spec, model_params: dict[str, Any], pretrained):
     if pretrained is None:
         return create_model(model, spec, **model_params)
     encoder, front = pretrained
-    net = create_model(model, spec, text_encoder=dict(encoder.config), **model_params)
+    net = create_model(model, spec, text_bert=dict(encoder.config), **model_params)
     net.bert.load_state_dict(encoder.state_dict())
     net.tokenizer_path = front.tokenizer_path
     return net

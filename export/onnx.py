@@ -57,7 +57,7 @@ def example_inputs(model, spec: FeatureSpec, layout: str, name: str) -> tuple:
         L = spec.max_len(m)
         x = torch.randn(2, L, spec.dim(m))  # (2, L, d)
         if m == "text" and spec.front_end("text").startswith(TOKENS_PREFIX):  # a model with its own text encoder
-            x = torch.randint(1, model.config_params["text_encoder"]["vocab_size"], (2, L))  # (2, L) token ids
+            x = torch.randint(1, model.config_params["text_bert"]["vocab_size"], (2, L))  # (2, L) token ids
         mask = torch.arange(L)[None, :] < torch.tensor([L, max(L // 2, 1)])[:, None]  # (2, L)
         return x, mask
 

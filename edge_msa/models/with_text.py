@@ -3,7 +3,7 @@
 Both reference papers fine-tune their BERT-class text encoder inside the fusion model; this wrapper does that for
 every registered architecture (teachers and the student) without touching them: the fusion model is built for
 a spec whose text features are the encoder's token states, and the wrapper's own spec says the text input is
-token ids ("wordpiece:<tokenizer sha>", dim 1). `create_model(name, spec, text_encoder={...})` builds it, so a
+token ids ("wordpiece:<tokenizer sha>", dim 1). `create_model(name, spec, text_bert={...})` builds it, so a
 checkpoint (config + state_dict) rebuilds it like any other model.
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ class WithTextEncoder(MSAModel):
     """`bert` turns token ids into (B, L, H) states; `fusion` is any MSAModel built for H-dim text features.
 
     `config_params` is the fusion model's own dict (so options such as score_scale or skip_thresholds written
-    here reach the fusion model) plus "text_encoder": the BertEncoder config.
+    here reach the fusion model) plus "text_bert": the BertEncoder config.
     """
 
     def __init__(self, bert: BertEncoder, fusion: MSAModel) -> None:
@@ -37,7 +37,7 @@ class WithTextEncoder(MSAModel):
         self.bert = bert
         self.fusion = fusion
         self.config_params = fusion.config_params
-        self.config_params["text_encoder"] = bert.config
+        self.config_params["text_bert"] = bert.config
 
     def states(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.bert(token_ids(x), mask)  # (B, L, H)
@@ -93,8 +93,8 @@ def states_spec(spec: FeatureSpec, hidden: int) -> FeatureSpec:
                        front_ends=(STATES_FRONT_END, spec.front_ends[1], spec.front_ends[2]), dtype=spec.dtype)
 
 
-def with_text_encoder(factory, spec: FeatureSpec, text_encoder: dict[str, Any], params: dict[str, Any]) -> WithTextEncoder:
-    bert = build(dict(text_encoder))
+def with_text_encoder(factory, spec: FeatureSpec, text_bert: dict[str, Any], params: dict[str, Any]) -> WithTextEncoder:
+    bert = build(dict(text_bert))
     fusion = factory(states_spec(spec, bert.hidden), **params)
     fusion.spec = states_spec(spec, bert.hidden)
     return WithTextEncoder(bert, fusion)
