@@ -207,7 +207,8 @@ def _pretrained_text(text_model: str | os.PathLike | None):
 
     folder = Path(text_model) if text_model else default_model_dir()
     encoder = load_pretrained(folder, max_positions=DEFAULT_MAX_LEN)
-    front = TokenIds(folder / "tokenizer.json", max_len=DEFAULT_MAX_LEN)
+    # texts are cut to the encoder's positions (with a warning), never past them
+    front = TokenIds(folder / "tokenizer.json", max_len=encoder.config["max_positions"])
     if front.vocab_size != encoder.config["vocab_size"]:
         raise InputError(f"{folder}: tokenizer.json has {front.vocab_size} tokens but the encoder's vocabulary is "
                          f"{encoder.config['vocab_size']}; expected the tokenizer the encoder was trained with")
