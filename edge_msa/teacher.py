@@ -52,15 +52,16 @@ def metrics_path(out: str | os.PathLike) -> Path:
 def train_teacher(model: str = "fd_cmdie", data: str | os.PathLike | None = None, out: str | os.PathLike = "teacher.pt",
                   fmt: str | None = None, seeds: Sequence[int] = (0,), epochs: int | None = None,
                   batch_size: int | None = None, lr: float | None = None, progress: bool = True,
-                  splits=None, text_encoder: str = "finetune", text_model: str | os.PathLike | None = None,
+                  splits=None, text_encoder: str | None = None, text_model: str | os.PathLike | None = None,
                   **model_params: Any) -> dict[str, Any]:
     """Train `model` once per seed; save the seed with the best validation MAE to `out`.
 
     `data` is a dataset path for `edge_msa.data.load_dataset` (default: the MOSI-U file beside the
     checkout); `splits` (a DatasetSplits) may be passed instead, e.g. by tests. `text_encoder="finetune"` fine-tunes
     a BERT-family encoder (`text_model`: a Hugging Face folder; default all-MiniLM-L6-v2) inside the model on token
-    ids; "frozen" trains on cached frozen-MiniLM token features (the ablation). Returns the metrics dict that is
-    also written to `<out stem>.metrics.json`.
+    ids; "frozen" trains on cached frozen-MiniLM token features (the ablation); None: "finetune", unless `splits`
+    carry text features rather than token ids. Returns the metrics dict that is also written to
+    `<out stem>.metrics.json`.
     """
     import torch
 
@@ -74,12 +75,18 @@ def train_teacher(model: str = "fd_cmdie", data: str | os.PathLike | None = None
         raise InputError(f"unknown model '{model}'{suggest(model, list_models())}")
     if not seeds:
         raise InputError("no seeds given; expected at least one seed, e.g. --seeds 0")
+    if text_encoder is None:
+        text_encoder = "frozen" if splits is not None and not _token_spec(splits.spec) else "finetune"
     if text_encoder not in TEXT_ENCODERS:
         raise InputError(f"--text-encoder '{text_encoder}'{suggest(text_encoder, TEXT_ENCODERS)}")
     pretrained = _pretrained_text(text_model) if text_encoder == "finetune" else None
     if splits is None:
         splits = _load(data, fmt, seed=int(seeds[0]), progress=progress,
                        text_encoder=pretrained[1] if pretrained else None)
+    elif _token_spec(splits.spec) != bool(pretrained):
+        raise InputError(f"text_encoder='{text_encoder}' needs {'token ids' if pretrained else 'text features'} but "
+                         f"the given splits carry {'token ids' if _token_spec(splits.spec) else 'text features'} "
+                         f"(text front end '{splits.spec.front_end('text')}')")
     defaults = {**TRAIN_DEFAULTS.get(model.removesuffix("_tiny"), FALLBACK_DEFAULTS)}
     overrides = {"epochs": epochs, "batch_size": batch_size, "lr": lr}
     settings = {**defaults, **{k: v for k, v in overrides.items() if v is not None}}
@@ -159,6 +166,12 @@ def _load(data, fmt, seed: int, progress: bool, text_encoder=None):
 
     return load_dataset(Path(data) if data is not None else default_mosi_path(), fmt=fmt, seed=seed, progress=progress,
                         text_encoder=text_encoder)
+
+
+def _token_spec(spec) -> bool:
+    from .features.text import TOKENS_PREFIX
+
+    return spec.front_end("text").startswith(TOKENS_PREFIX)
 
 
 def _fit_two_phases(net, splits, head_config, joint_config, progress: bool, desc: str):

@@ -12,7 +12,6 @@ from typing import Any, Callable
 from edge_msa.atomic import atomic_dir, write_text
 from edge_msa.errors import InputError, require
 from edge_msa.features.text import NAME as MINILM, default_onnx_path, default_tokenizer_path
-from edge_msa.models.with_text import fusion_of
 from edge_msa.runtime.manifest import Manifest, write_manifest
 from edge_msa.spec import MODALITIES
 from edge_msa.version import __version__
@@ -63,6 +62,8 @@ def export(checkpoint: str | os.PathLike, format: str = "onnx", out: str | os.Pa
     say = log or (lambda _msg: None)
     model, meta = load_checkpoint(checkpoint)
     spec = model.spec
+    from edge_msa.models.with_text import fusion_of
+
     layout = "parts" if hasattr(fusion_of(model), "part") and not opts["single_graph"] else "single"
     valid = _validation_split(data, model, data_seed(meta)) if data else None
     inputs = f"{len(valid)} validation samples of {data}" if valid is not None else "random inputs of the spec's shapes"
