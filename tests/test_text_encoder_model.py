@@ -88,8 +88,9 @@ def test_teacher_fine_tunes_its_encoder_and_keeps_its_tokenizer(teacher_and_stud
     assert model.tokenizer_path.read_bytes() == (tiny_bert_dir / "tokenizer.json").read_bytes()
     pretrained = load_pretrained(tiny_bert_dir, max_positions=model.bert.config["max_positions"]).state_dict()
     moved = max(float((model.bert.state_dict()[k] - v).abs().max()) for k, v in pretrained.items())
-    phase = metrics["seeds"]["0"]["kept_phase"]
-    assert phase in ("fusion", "joint") and (moved > 0) == (phase == "joint")  # joint fine-tuning moves the encoder
+    assert moved > 0  # fine-tuned (phase "text"), not frozen
+    assert metrics["seeds"]["0"]["kept_phase"] in ("fusion", "joint")
+    assert "text alone" in metrics["train_settings"]["selection"]
 
 
 def test_student_text_encoder_is_pruned_factorised_and_counted_end_to_end(teacher_and_student):

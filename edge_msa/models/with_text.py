@@ -11,10 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..spec import FeatureSpec
 from .base import Batch, MSAModel
+from .layers import masked_mean
 from .text_bert import BertEncoder, build
 
 STATES_FRONT_END = "text-encoder-states"
@@ -69,6 +71,23 @@ class WithTextEncoder(MSAModel):
         if name == "encode_text":
             return _TextPart(self).train(self.training)
         return self.fusion.part(name)
+
+
+class TextProbe(nn.Module):
+    """The text encoder + a linear head on its mean-pooled states, trained on text alone (L1): the teacher's first
+    phase (edge_msa.teacher.fit_with_encoder), so the fusion model later starts from sentiment-tuned states."""
+
+    def __init__(self, bert: BertEncoder) -> None:
+        super().__init__()
+        self.bert, self.out = bert, nn.Linear(bert.hidden, 1)
+
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        states = self.bert(token_ids(batch["text"]), batch["text_mask"])  # (B, L, H)
+        return {"score": self.out(masked_mean(states, batch["text_mask"])).squeeze(-1)}  # (B,)
+
+    def loss(self, out: dict[str, torch.Tensor], batch: Batch):
+        task = F.l1_loss(out["score"], batch["label"])
+        return task, {"mae": float(task.detach())}
 
 
 class _TextPart(nn.Module):
