@@ -197,19 +197,12 @@ class _Datasets:
         if self.given is not None:
             self.given.split(split)  # unknown split names fail before any timing
 
-    def _load(self, path: Path, tokenizer: Path | None = None, max_len: int = 0) -> DatasetSplits:
-        key = (path, tokenizer)
+    def _load(self, path: Path, front=None) -> DatasetSplits:
+        key = (path, getattr(front, "name", None), getattr(front, "tokenizer_path", None))
         if key not in self.cache:
             from edge_msa.data.loader import load_dataset
-            from edge_msa.features.text import TokenIds
-            front = TokenIds(tokenizer, max_len=max_len) if tokenizer else None
             self.cache[key] = load_dataset(path, progress=self.progress, text_encoder=front)
         return self.cache[key]
-
-    def _tokenizer(self, target: Target) -> Path | None:
-        files = target.manifest.get("text_encoder") or {}
-        tokens = target.spec.front_end("text").startswith(TOKENS_PREFIX)
-        return target.bundle / files["tokenizer"] if tokens and "tokenizer" in files else None
 
     def for_target(self, target: Target) -> tuple[FeatureSet | None, str]:
         splits, path = self.given, self.path
@@ -222,9 +215,9 @@ class _Datasets:
                 path = default_mosi_path()
             except EdgeMSAError as exc:
                 return None, f"unavailable: no --data ({exc})"
-        tokenizer = self._tokenizer(target)
-        if path is not None and (splits is None or tokenizer is not None):
-            splits = self._load(path, tokenizer, target.spec.max_len("text"))
+        tokens = target.spec.front_end("text").startswith(TOKENS_PREFIX)  # the bundle's tokenizer reads the texts
+        if path is not None and (splits is None or tokens):
+            splits = self._load(path, getattr(target.predictor, "dataset_text_front_end", None) if tokens else None)
         if tuple(splits.spec.dims) != tuple(target.spec.dims):
             return None, (f"unavailable: --data feature dims {list(splits.spec.dims)} do not match the bundle's "
                           f"{list(target.spec.dims)}")

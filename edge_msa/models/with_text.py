@@ -101,6 +101,14 @@ class _TextPart(nn.Module):
         return self.model.fusion.encode("text", self.model.bert(ids, mask), mask)
 
 
+def text_front_end(model: nn.Module):
+    """How `model` reads text from a dataset: TokenIds with its own tokenizer, or None (the default front end)."""
+    from ..features.text import TokenIds
+
+    path = getattr(model, "tokenizer_path", None)
+    return TokenIds(path, max_len=model.spec.max_len("text")) if path else None
+
+
 def fusion_of(model: nn.Module) -> nn.Module:
     """The fusion model inside a model with its own text encoder (the model itself otherwise)."""
     return model.fusion if isinstance(model, WithTextEncoder) else model
