@@ -85,6 +85,9 @@ def train_teacher(model: str = "fd_cmdie", data: str | os.PathLike | None = None
     if splits is None:
         splits = _load(data, fmt, seed=int(seeds[0]), progress=progress,
                        text_encoder=pretrained[1] if pretrained else None)
+    elif pretrained and splits.spec.front_end("text") != pretrained[1].name:
+        raise InputError(f"the given splits were tokenized by {splits.spec.front_end('text')} but the text encoder's "
+                         f"tokenizer is {pretrained[1].name}; tokenize them with the encoder's tokenizer.json")
     elif _token_spec(splits.spec) != bool(pretrained):
         raise InputError(f"text_encoder='{text_encoder}' needs {'token ids' if pretrained else 'text features'} but "
                          f"the given splits carry {'token ids' if _token_spec(splits.spec) else 'text features'} "
