@@ -35,6 +35,7 @@ from .metrics import ServiceMetrics
 
 ROUTES = ("/", "/healthz", "/metrics", "/v1/info", "/v1/predict", "/v1/predict/batch", "/v1/feedback")
 OFFLOAD_BYTES = 32 * 1024  # bodies above this are parsed in a worker thread (media decoding, big arrays)
+DRAIN_FACTOR = 16  # an oversized body is read and dropped up to this many times the limit (see read_body)
 
 
 @dataclass
@@ -131,16 +132,20 @@ class Scratch:
 
 
 async def read_body(request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it (or its Content-Length) exceeds `limit` bytes."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise RequestError(413, f"body has {declared} bytes; expected at most {limit}")
+    """The request body, or 413 if it exceeds `limit` bytes. An oversized body is still read (and dropped)
+    up to DRAIN_FACTOR x limit, because closing on a client that is still sending resets its connection
+    before it can read the 413; beyond that the connection is given up."""
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > limit:
-            raise RequestError(413, f"body exceeds {limit} bytes; expected at most {limit}")
-        chunks.append(chunk)
+        if size <= limit:
+            chunks.append(chunk)
+        elif size > DRAIN_FACTOR * limit:
+            break
+    if size > limit:
+        declared = request.headers.get("content-length", "")
+        raise RequestError(413, f"body has {declared if declared.isdigit() else 'over ' + str(limit)} bytes; "
+                                f"expected at most {limit}")
     return b"".join(chunks)
 
 
