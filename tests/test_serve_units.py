@@ -76,6 +76,12 @@ def test_queue_bound_refuses_all_or_nothing_and_a_bad_input_fails_alone(predicto
         broken.result(30)
     batcher.close()
     assert run.sizes == [3, 1, 1, 1]  # the failed batch, then each input alone
+    batcher = MicroBatcher(Counting(predictor), max_batch=4, max_wait_ms=0, max_queue=4)
+    gone, kept = batcher.submit([{"text": "client left"}, {"text": "client stayed"}])
+    assert gone.cancel()  # e.g. its request task was cancelled before the worker took it
+    batcher.start()
+    assert kept.result(30).ran == ["text"] and batcher.alive
+    batcher.close()
 
 
 def test_parse_item_checks_and_digests(tmp_path):

@@ -82,6 +82,8 @@ class MicroBatcher:
             batch = self._next_batch()
             if batch is None:
                 return
+            if not batch:
+                continue
             start = time.perf_counter()
             self._execute(batch)
             seconds = time.perf_counter() - start
@@ -102,7 +104,9 @@ class MicroBatcher:
                 if left <= 0:
                     break
                 self._cv.wait(left)
-            return [self._jobs.popleft() for _ in range(min(self.max_batch, len(self._jobs)))]
+            batch = [self._jobs.popleft() for _ in range(min(self.max_batch, len(self._jobs)))]
+        # a request that was cancelled meanwhile (its client's task) is dropped; the rest cannot be cancelled now
+        return [job for job in batch if job[1].set_running_or_notify_cancel()]
 
     def _execute(self, batch: list[tuple[Any, Future]]) -> None:
         """Run one batch; if it fails on an input error, run its inputs one by one so only the bad one fails."""
