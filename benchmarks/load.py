@@ -29,7 +29,7 @@ SENTENCES = ("what a wonderful film", "not my thing at all", "the acting was fin
 EPILOG = """examples:
   python -m edge_msa.benchmarks.load --url http://127.0.0.1:8000 --concurrency 1 4 16 64 --requests 2000
   python -m edge_msa.benchmarks.load --concurrency 16 --requests 12000 --duration 600 --rss-pid 1234 --out soak.json
-  python -m edge_msa.benchmarks.load --payload input.json     # POST this JSON body instead of short sentences
+  python -m edge_msa.benchmarks.load --payload inputs.jsonl   # cycle through these JSON bodies (one per line)
 """
 
 
@@ -102,6 +102,13 @@ def post(conn: http.client.HTTPConnection, path: str, body: bytes) -> tuple[int,
         return 0, (time.perf_counter() - t0) * 1e3
 
 
+def payloads(path: Path) -> list[bytes]:
+    """Request bodies: the whole file, or one per non-empty line of a .jsonl file."""
+    if path.suffix == ".jsonl":
+        return [line.encode() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [path.read_bytes()]
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     lines = ["| concurrency | requests | p50 ms | p99 ms | req/s | errors |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['concurrency']} | {r['requests']} | {r['p50_ms']} | {r['p99_ms']} | {r['throughput_rps']} | "
@@ -116,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, nargs="+", default=[16], help="client threads; several = a sweep")
     p.add_argument("--requests", type=int, default=1000, help="requests per concurrency level (default 1000)")
     p.add_argument("--duration", type=float, default=60.0, help="at most this many seconds per level (default 60)")
-    p.add_argument("--payload", default=None, help="a JSON file to POST (default: short sentences as text)")
+    p.add_argument("--payload", default=None, help="a JSON file to POST, or a .jsonl file of bodies to cycle "
+                   "through (default: short sentences as text)")
     p.add_argument("--rss-pid", type=int, default=None, help="server pid whose RSS to sample (soak)")
     p.add_argument("--rss-every", type=int, default=500, help="sample RSS every this many requests (default 500)")
     p.add_argument("--out", default=None, help="write the results as JSON here")
@@ -124,8 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.payload and not Path(args.payload).is_file():
             raise InputError(f"--payload '{args.payload}' does not exist; expected a JSON file to POST")
-        bodies = [Path(args.payload).read_bytes()] if args.payload else [json.dumps({"text": s}).encode()
-                                                                          for s in SENTENCES]
+        bodies = payloads(Path(args.payload)) if args.payload else [json.dumps({"text": s}).encode()
+                                                                    for s in SENTENCES]
         rows = [run_load(args.url, c, args.requests, args.duration, bodies, args.rss_pid, args.rss_every)
                 for c in args.concurrency]
     except InputError as exc:

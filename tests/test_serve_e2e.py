@@ -163,7 +163,7 @@ def test_overload_beyond_the_queue_bound_is_429_with_retry_after(media_bundle):
     with serve_process(media_bundle, "--max-batch", "1", "--max-queue", "2", "--max-items", "2") as (_, url):
         body = json.dumps({"text": "a long enough sentence to keep the single worker busy for a while"}).encode()
         with ThreadPoolExecutor(48) as pool:
-            answers = list(pool.map(lambda _: call(f"{url}/v1/predict", body), range(240)))
+            answers = list(pool.map(lambda _: call(f"{url}/v1/predict", body), range(160)))
         statuses = [a[0] for a in answers]
         assert set(statuses) <= {200, 429} and statuses.count(429) > 0 and statuses.count(200) > 0
         busy = next(a for a in answers if a[0] == 429)
@@ -172,11 +172,11 @@ def test_overload_beyond_the_queue_bound_is_429_with_retry_after(media_bundle):
 
 
 def test_sigterm_drains_in_flight_requests_and_exits_0_within_10_s(media_bundle):
-    with serve_process(media_bundle) as (proc, url):
+    with serve_process(media_bundle, "--drain-s", "5") as (proc, url):
         body = json.dumps({"text": "drain me gently"}).encode()
         with ThreadPoolExecutor(8) as pool:
             started = [pool.submit(call, f"{url}/v1/predict/batch",
-                                   json.dumps({"inputs": [{"text": f"drain me {i}"}] * 32}).encode())
+                                   json.dumps({"inputs": [{"text": f"drain me {i}"}] * 4}).encode())
                        for i in range(8)]
             time.sleep(0.3)  # requests are in flight
             t0 = time.monotonic()
@@ -184,7 +184,7 @@ def test_sigterm_drains_in_flight_requests_and_exits_0_within_10_s(media_bundle)
             assert proc.wait(10) == 0
             assert time.monotonic() - t0 < 10
             answers = [f.result() for f in started]
-        assert all(a[0] == 200 and len(a[2]["results"]) == 32 for a in answers), [a[0] for a in answers]
+        assert all(a[0] == 200 and len(a[2]["results"]) == 4 for a in answers), [a[0] for a in answers]
         with pytest.raises(OSError):
             call(f"{url}/v1/predict", body)
 

@@ -86,10 +86,13 @@ class Service:
         self.predictor.predict_batch([item])
 
     def close(self) -> None:
-        self.batcher.close()
+        """After uvicorn's drain: finish the queue (inputs of cancelled requests are dropped), then release.
+        A worker still inside a runtime call after `timeout` keeps its sessions; the process exit frees them."""
+        self.batcher.close(timeout=2.0)
         if self.log:
             self.log.close()
-        self.predictor.close()
+        if not self.batcher.running:
+            self.predictor.close()
 
     async def predict(self, parsed: list[Parsed]) -> list[dict[str, Any]]:
         """Queue the inputs (all or none: QueueFull -> 429), await their batched predictions."""
@@ -107,6 +110,16 @@ class Service:
             self.recent.put(request_id, p.digest, p.text, prediction)
             out.append({**prediction, "request_id": request_id})
         return out
+
+    async def add_feedback(self, request_id: str, label: float) -> int:
+        """Append the user's label for a served prediction to the log; returns the row id once durable."""
+        if self.log is None:
+            raise RequestError(404, "feedback is off; start the service with --feedback log.sqlite")
+        served = self.recent.get(request_id)
+        if served is None:
+            raise RequestError(404, f"request_id '{request_id[:64]}' is unknown (or older than the last "
+                                    f"{self.config.remember} predictions); expected an id a prediction returned")
+        return await run_in_threadpool(self.log.add, request_id, *served, label)
 
     def info(self) -> dict[str, Any]:
         c = self.config
@@ -247,6 +260,34 @@ class MetricsMiddleware:
             self.metrics.observe_request(path, status[0], time.perf_counter() - start)
 
 
+def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+async def refused(request, exc: RequestError) -> JSONResponse:
+    return error(exc.status, exc.message, exc.headers)
+
+
+async def busy(request, exc: QueueFull) -> JSONResponse:
+    return error(429, str(exc), {"Retry-After": str(exc.retry_after)})
+
+
+async def http_error(request, exc: HTTPException) -> JSONResponse:  # 404, 405, malformed multipart
+    return error(exc.status_code, str(exc.detail), exc.headers)
+
+
+async def invalid(request, exc: RequestValidationError) -> JSONResponse:
+    return error(400, f"invalid request: {exc.errors()[:1]}")
+
+
+async def bug(request, exc: Exception) -> JSONResponse:
+    return error(500, f"internal error ({type(exc).__name__}); see the server log")
+
+
+ERROR_HANDLERS = ((RequestError, refused), (QueueFull, busy), (HTTPException, http_error),
+                  (RequestValidationError, invalid), (Exception, bug))
+
+
 def create_app(service: Service):
     """The FastAPI app around a loaded Service; the lifespan starts the batch worker and drains it at exit."""
     from .demo import PAGE
@@ -261,26 +302,7 @@ def create_app(service: Service):
                   openapi_url=None)
     app.add_middleware(MetricsMiddleware, metrics=service.metrics)
 
-    def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=status, headers=headers)
-
-    async def refused(request, exc: RequestError) -> JSONResponse:
-        return error(exc.status, exc.message, exc.headers)
-
-    async def busy(request, exc: QueueFull) -> JSONResponse:
-        return error(429, str(exc), {"Retry-After": str(exc.retry_after)})
-
-    async def http_error(request, exc: HTTPException) -> JSONResponse:  # 404, 405, malformed multipart
-        return error(exc.status_code, str(exc.detail), exc.headers)
-
-    async def invalid(request, exc: RequestValidationError) -> JSONResponse:
-        return error(400, f"invalid request: {exc.errors()[:1]}")
-
-    async def bug(request, exc: Exception) -> JSONResponse:
-        return error(500, f"internal error ({type(exc).__name__}); see the server log")
-
-    for kind, handler in ((RequestError, refused), (QueueFull, busy), (HTTPException, http_error),
-                          (RequestValidationError, invalid), (Exception, bug)):
+    for kind, handler in ERROR_HANDLERS:
         app.add_exception_handler(kind, handler)
 
     async def predict(request: Request, many: bool) -> list[dict[str, Any]]:
@@ -301,14 +323,7 @@ def create_app(service: Service):
     @app.post("/v1/feedback")
     async def feedback(request: Request):
         request_id, label = check_feedback(await json_body(request, service.config.limits.max_body_bytes))
-        if service.log is None:
-            raise RequestError(404, "feedback is off; start the service with --feedback log.sqlite")
-        served = service.recent.get(request_id)
-        if served is None:
-            raise RequestError(404, f"request_id '{request_id[:64]}' is unknown (or older than the last "
-                                    f"{service.config.remember} predictions); expected an id a prediction returned")
-        row = await run_in_threadpool(service.log.add, request_id, served[0], served[1], served[2], label)
-        return {"ok": True, "id": row}
+        return {"ok": True, "id": await service.add_feedback(request_id, label)}
 
     @app.get("/healthz")
     async def healthz():

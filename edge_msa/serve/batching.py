@@ -54,7 +54,12 @@ class MicroBatcher:
 
     @property
     def alive(self) -> bool:
+        """Taking inputs: the worker runs and close() was not called."""
         return self._thread.is_alive() and not self._closing
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
 
     def submit(self, items: Sequence[Any]) -> list[Future]:
         """Queue all `items` or none of them (QueueFull); each future resolves to its Prediction."""
