@@ -151,3 +151,18 @@ def test_recent_predictions_are_bounded_and_thread_safe():
         t.join()
     assert recent.get("0-0") is None and recent.get("3-499") is not None
     assert sum(recent.get(f"{k}-{i}") is not None for k in range(4) for i in range(500)) == 100
+
+
+def test_serve_cli_bad_options_are_one_line_errors(media_bundle, tmp_path, capsys):
+    pytest.importorskip("fastapi", reason='the serve extra is not installed (pip install "edge-msa[serve]")')
+    not_a_log = tmp_path / "notes.txt"
+    not_a_log.write_text("my notes")
+    cases = [(["--max-body", "0"], "limits must be > 0"), (["--max-batch", "0"], "max_batch >= 1"),
+             (["--max-items", "300"], "exceeds --max-queue"), (["--feedback", str(not_a_log)], "not a SQLite database"),
+             (["--port", "70000"], "expected a port")]
+    for flags, words in cases:
+        assert main(["serve", str(media_bundle), *flags]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and words in err and err.count("\n") == 1, err
+    assert not_a_log.read_text() == "my notes"
+    assert main(["serve", str(tmp_path / "nope")]) == 2 and "not a directory" in capsys.readouterr().err

@@ -62,8 +62,9 @@ def run(args: argparse.Namespace) -> int:
     from ..serve.app import ServeConfig, Service, create_app
     from ..serve.inputs import Limits
 
-    if not 0 <= args.port <= 65535:
-        raise InputError(f"--port {args.port}; expected 0..65535")
+    if not 0 <= args.port <= 65535 or args.remember < 1:
+        raise InputError(f"--port {args.port} / --remember {args.remember}; expected a port in 0..65535 and "
+                         "--remember >= 1")
     limits = Limits(args.max_body, args.max_text, args.max_media_s, args.max_steps, args.max_items)
     service = Service(ServeConfig(args.bundle, args.threads, args.max_batch, args.max_wait_ms, args.max_queue,
                                   args.feedback, args.remember, limits))

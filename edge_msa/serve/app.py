@@ -53,7 +53,8 @@ class ServeConfig:
 
 
 class Service:
-    """The loaded bundle and everything around it; `open` loads (errors are one line), `close` drains."""
+    """The loaded bundle and everything around it. Constructing it loads the bundle and opens the log, so a bad
+    bundle or log is one `error:` line before any port is bound; `close` drains and releases."""
 
     def __init__(self, config: ServeConfig) -> None:
         import edge_msa
@@ -65,12 +66,12 @@ class Service:
         if config.limits.max_items > config.max_queue:
             raise InputError(f"--max-items {config.limits.max_items} exceeds --max-queue {config.max_queue}; "
                              "a batch request must fit in the queue")
+        self.log = FeedbackLog(config.feedback) if config.feedback else None
         self.predictor = edge_msa.load(config.bundle, threads=config.threads)
         self.batcher = MicroBatcher(self.predictor.predict_batch, config.max_batch, config.max_wait_ms,
                                     config.max_queue, on_batch=self._on_batch)
         self.metrics = ServiceMetrics(lambda: self.batcher.depth)
         self.recent = RecentPredictions(config.remember)
-        self.log = FeedbackLog(config.feedback) if config.feedback else None
 
     def _on_batch(self, size: int, seconds: float) -> None:
         self.metrics.observe_batch(size, seconds)

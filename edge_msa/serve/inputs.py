@@ -11,13 +11,13 @@ import base64
 import binascii
 import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from ..errors import EdgeMSAError
+from ..errors import EdgeMSAError, InputError
 from ..spec import MODALITIES, FeatureSpec
 
 # Leading bytes -> file suffix the front ends recognise. Sniffed, never taken from a client's filename.
@@ -43,6 +43,11 @@ class Limits:
     max_media_seconds: float = 30.0
     max_steps: int = 1024  # rows L of a feature array (L, d)
     max_items: int = 64  # inputs in one /v1/predict/batch request
+
+    def __post_init__(self) -> None:
+        bad = {k: v for k, v in asdict(self).items() if not v > 0}
+        if bad:
+            raise InputError(f"service limits must be > 0; got {bad}")
 
 
 @dataclass
