@@ -3,6 +3,8 @@ log and its label.csv export (read back by the dataset reader)."""
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -166,3 +168,11 @@ def test_serve_cli_bad_options_are_one_line_errors(media_bundle, tmp_path, capsy
         assert err.startswith("error: ") and words in err and err.count("\n") == 1, err
     assert not_a_log.read_text() == "my notes"
     assert main(["serve", str(tmp_path / "nope")]) == 2 and "not a directory" in capsys.readouterr().err
+
+
+def test_serve_without_the_extra_names_the_fix(media_bundle):
+    code = ("import sys; sys.modules['fastapi'] = None; from edge_msa.cli import main; "
+            f"sys.exit(main(['serve', {str(media_bundle)!r}]))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    assert r.stderr.startswith("error: fastapi is required for edge-msa serve") and 'edge-msa[serve]' in r.stderr

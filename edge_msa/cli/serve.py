@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import InputError, require
     from ..serve import SERVE_FIX
 
-    for module in ("fastapi", "uvicorn", "prometheus_client", "multipart"):
+    for module in ("fastapi", "uvicorn", "prometheus_client", "python_multipart"):
         require(module, "edge-msa serve", SERVE_FIX)
     import uvicorn
 
