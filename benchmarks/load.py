@@ -2,14 +2,16 @@
 limit is reached (whichever comes first), so it always stops by itself.
 
 Standard library only (http.client keep-alive connections, one per client thread), so it runs on the
-board next to the service without extra installs. Optionally samples the server's RSS from /proc for soak
-runs. Usage: `python -m edge_msa.benchmarks.load --help`.
+board next to the service without extra installs. Given the server's pid it also reads /proc: the server's
+CPU time per request (user + system, all threads), which unlike wall-clock throughput stays comparable when
+other work shares the cores, and RSS samples for soak runs. Usage: `python -m edge_msa.benchmarks.load --help`.
 """
 from __future__ import annotations
 
 import argparse
 import http.client
 import json
+import os
 import sys
 import threading
 import time
@@ -28,7 +30,7 @@ SENTENCES = ("what a wonderful film", "not my thing at all", "the acting was fin
              "i loved every minute of it", "honestly it was boring", "an okay movie, nothing special")
 EPILOG = """examples:
   python -m edge_msa.benchmarks.load --url http://127.0.0.1:8000 --concurrency 1 4 16 64 --requests 2000
-  python -m edge_msa.benchmarks.load --concurrency 16 --requests 12000 --duration 600 --rss-pid 1234 --out soak.json
+  python -m edge_msa.benchmarks.load --concurrency 16 --requests 12000 --duration 600 --pid 1234 --out soak.json
   python -m edge_msa.benchmarks.load --payload inputs.jsonl   # cycle through these JSON bodies (one per line)
 """
 
@@ -41,16 +43,23 @@ def rss_mib(pid: int) -> float:
     raise InputError(f"/proc/{pid}/status has no VmRSS; expected a live Linux process")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used, all threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
 def run_load(url: str, concurrency: int, requests: int, duration: float, bodies: list[bytes],
-             rss_pid: int | None = None, rss_every: int = 500) -> dict[str, Any]:
+             pid: int | None = None, rss_every: int = 500) -> dict[str, Any]:
     """POST `requests` bodies (cycled) to url from `concurrency` threads, stopping early after `duration` s.
-    Returns latency percentiles of the 200s, throughput, counts by status, and RSS samples (every
-    `rss_every` completed requests) when rss_pid is given."""
+    Returns latency percentiles of the 200s, throughput, counts by status and, when the server's pid is
+    given, its CPU ms per request and RSS samples (every `rss_every` completed requests)."""
     if concurrency < 1 or requests < 1 or duration <= 0 or not bodies:
         raise InputError(f"need concurrency >= 1, requests >= 1, duration > 0 and a body; got {concurrency}, "
                          f"{requests}, {duration}, {len(bodies)} bodies")
     parts = urlsplit(url)
     lock, issued, codes, latencies, rss = threading.Lock(), [0], {}, [], []
+    cpu0 = cpu_seconds(pid) if pid else 0.0
     start = time.perf_counter()
     deadline = start + duration
 
@@ -71,8 +80,8 @@ def run_load(url: str, concurrency: int, requests: int, duration: float, bodies:
                 if code == 200:
                     latencies.append(ms)
                 done = sum(codes.values())
-                if rss_pid and done % rss_every == 0:
-                    rss.append((done, round(rss_mib(rss_pid), 1)))
+                if pid and done % rss_every == 0:
+                    rss.append((done, round(rss_mib(pid), 1)))
         conn.close()
 
     threads = [threading.Thread(target=client, daemon=True) for _ in range(concurrency)]
@@ -82,12 +91,13 @@ def run_load(url: str, concurrency: int, requests: int, duration: float, bodies:
         t.join()
     wall = time.perf_counter() - start
     done = sum(codes.values())
+    cpu_ms = round((cpu_seconds(pid) - cpu0) * 1e3 / max(done, 1), 2) if pid else None
     stats = summarize(np.array(latencies), 1) if latencies else None
     return {"url": url, "concurrency": concurrency, "requests": done, "ok": codes.get(200, 0),
             "errors": done - codes.get(200, 0), "codes": {str(k): v for k, v in sorted(codes.items())},
             "wall_s": round(wall, 3), "throughput_rps": round(codes.get(200, 0) / wall, 1),
             "p50_ms": round(stats.p50, 2) if stats else None, "p99_ms": round(stats.p99, 2) if stats else None,
-            "rss_mib": rss}
+            "server_cpu_ms_per_request": cpu_ms, "rss_mib": rss}
 
 
 def post(conn: http.client.HTTPConnection, path: str, body: bytes) -> tuple[int, float]:
@@ -110,9 +120,11 @@ def payloads(path: Path) -> list[bytes]:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| concurrency | requests | p50 ms | p99 ms | req/s | errors |", "|---|---|---|---|---|---|"]
+    lines = ["| concurrency | requests | p50 ms | p99 ms | req/s | server CPU ms/request | errors |",
+             "|---|---|---|---|---|---|---|"]
     lines += [f"| {r['concurrency']} | {r['requests']} | {r['p50_ms']} | {r['p99_ms']} | {r['throughput_rps']} | "
-              f"{r['errors']} {'' if not r['errors'] else r['codes']} |" for r in rows]
+              f"{r['server_cpu_ms_per_request']} | {r['errors']} {'' if not r['errors'] else r['codes']} |"
+              for r in rows]
     return "\n".join(lines)
 
 
@@ -125,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=60.0, help="at most this many seconds per level (default 60)")
     p.add_argument("--payload", default=None, help="a JSON file to POST, or a .jsonl file of bodies to cycle "
                    "through (default: short sentences as text)")
-    p.add_argument("--rss-pid", type=int, default=None, help="server pid whose RSS to sample (soak)")
+    p.add_argument("--pid", type=int, default=None, help="the server's pid: report its CPU per request and "
+                   "sample its RSS (soak)")
     p.add_argument("--rss-every", type=int, default=500, help="sample RSS every this many requests (default 500)")
     p.add_argument("--out", default=None, help="write the results as JSON here")
     args = p.parse_args(argv)
@@ -134,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             raise InputError(f"--payload '{args.payload}' does not exist; expected a JSON file to POST")
         bodies = payloads(Path(args.payload)) if args.payload else [json.dumps({"text": s}).encode()
                                                                     for s in SENTENCES]
-        rows = [run_load(args.url, c, args.requests, args.duration, bodies, args.rss_pid, args.rss_every)
+        rows = [run_load(args.url, c, args.requests, args.duration, bodies, args.pid, args.rss_every)
                 for c in args.concurrency]
     except InputError as exc:
         sys.stderr.write(f"error: {exc}\n")

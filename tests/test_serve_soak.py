@@ -19,7 +19,7 @@ def test_rss_stays_flat_after_warm_up(media_bundle):
     bodies = [json.dumps({"text": f"soak sentence {i}, {'very ' * (i % 9)}long"}).encode() for i in range(50)]
     with serve_process(media_bundle, "--remember", "500") as (proc, url):
         run_load(f"{url}/v1/predict", 8, 400, 120, bodies)  # warm-up: caches and allocator arenas fill
-        result = run_load(f"{url}/v1/predict", 8, 2000, 300, bodies, rss_pid=proc.pid, rss_every=200)
+        result = run_load(f"{url}/v1/predict", 8, 2000, 300, bodies, pid=proc.pid, rss_every=200)
     assert result["ok"] == 2000, result["codes"]
     rss = [mib for _, mib in result["rss_mib"]]
     assert len(rss) >= 10 and max(rss) - rss[0] < GROWTH_MIB, rss
