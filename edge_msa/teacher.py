@@ -65,13 +65,9 @@ def train_teacher(model: str = "fd_cmdie", data: str | os.PathLike | None = None
     carry text features rather than token ids. Returns the metrics dict that is also written to
     `<out stem>.metrics.json`.
     """
-    import torch
-
     from .checkpoint import save_checkpoint
     from .models import list_models
-    from .models.encoders import fit_input_norms
     from .spec import suggest
-    from .training import TrainConfig, fit, predict
 
     if model not in list_models():  # before the (slow) data load
         raise InputError(f"unknown model '{model}'{suggest(model, list_models())}")
@@ -85,70 +81,85 @@ def train_teacher(model: str = "fd_cmdie", data: str | os.PathLike | None = None
     if splits is None:
         splits = _load(data, fmt, seed=int(seeds[0]), progress=progress,
                        text_encoder=pretrained[1] if pretrained else None)
-    elif pretrained and splits.spec.front_end("text") != pretrained[1].name:
+    _check_splits(splits, pretrained, text_encoder)
+    settings = _settings(model, epochs, batch_size, lr, pretrained is not None)
+    model_params = {**MODEL_DEFAULTS.get(model.removesuffix("_tiny"), {}), **model_params}
+    runs = [_train_seed(model, int(seed), splits, model_params, pretrained, settings, progress) for seed in seeds]
+    best = min(runs, key=lambda r: r["valid_mae"])  # each seed built its own net, kept as it is
+    metrics = _metrics(model, text_encoder, splits, settings, runs, best)
+    meta = {"dataset": splits.name, "text_encoder": text_encoder, "seeds": [int(s) for s in seeds],
+            "selected_seed": best["seed"], "per_seed_test": {str(r["seed"]): r["test"] for r in runs},
+            "train_seconds": {str(r["seed"]): r["train_seconds"] for r in runs}, "params": metrics["params"],
+            "train_settings": settings["fusion"], "data": str(data) if data is not None else None,
+            "created": time.time()}
+    save_checkpoint(out, best["net"], meta)
+    write_text(metrics_path(out), json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+def _check_splits(splits, pretrained, text_encoder: str) -> None:
+    """Given splits must carry what the model reads: token ids of the encoder's own tokenizer, or text features."""
+    if pretrained and splits.spec.front_end("text") != pretrained[1].name:
         raise InputError(f"the given splits were tokenized by {splits.spec.front_end('text')} but the text encoder's "
                          f"tokenizer is {pretrained[1].name}; tokenize them with the encoder's tokenizer.json")
-    elif _token_spec(splits.spec) != bool(pretrained):
+    if _token_spec(splits.spec) != bool(pretrained):
         raise InputError(f"text_encoder='{text_encoder}' needs {'token ids' if pretrained else 'text features'} but "
                          f"the given splits carry {'token ids' if _token_spec(splits.spec) else 'text features'} "
                          f"(text front end '{splits.spec.front_end('text')}')")
-    defaults = {**TRAIN_DEFAULTS.get(model.removesuffix("_tiny"), FALLBACK_DEFAULTS)}
-    overrides = {"epochs": epochs, "batch_size": batch_size, "lr": lr}
-    settings = {**defaults, **{k: v for k, v in overrides.items() if v is not None}}
-    short = {k: {**v, "epochs": min(v["epochs"], epochs or v["epochs"])} for k, v in
-             (("text", TEXT_PHASE), ("joint", JOINT_PHASE))}
-    model_params = {**MODEL_DEFAULTS.get(model.removesuffix("_tiny"), {}), **model_params}
-
-    runs: list[dict[str, Any]] = []
-    best = None
     splits.train.check_spec(splits.spec)
-    for seed in seeds:
-        torch.manual_seed(int(seed))
-        net = _build(model, splits.spec, model_params, pretrained)
-        config = TrainConfig(seed=int(seed), **settings)
-        if pretrained:
-            phases = {"text": TrainConfig(seed=int(seed), **short["text"]), "fusion": config,
-                      "joint": TrainConfig(seed=int(seed), **short["joint"])}
-            result = fit_with_encoder(net, splits, phases, progress, f"{model} seed {seed}")
-        else:
-            fit_input_norms(net, splits.train.features, splits.train.lengths)
-            result = fit(net, splits.train, splits.valid, config, progress=progress, desc=f"{model} seed {seed}")
-        valid_mae = calibrate_scale(net, splits.valid) if "score_scale" in net.config_params else result.best_valid_mae
-        test = msa_metrics(predict(net, splits.test), splits.test.labels)
-        run = {"seed": int(seed), "best_epoch": result.best_epoch, "valid_mae": valid_mae,
-               "kept_phase": result.history[result.best_epoch].get("phase", "single") if result.history else None,
-               "train_seconds": round(result.seconds, 1), "test": {k: float(test[k]) for k in METRIC_KEYS}}
-        runs.append(run)
-        if best is None or run["valid_mae"] < best[0]["valid_mae"]:
-            best = (run, net)  # each seed builds its own net, so the best one is kept as it is
-    run, net = best
-    n_params = sum(p.numel() for p in net.parameters())
+
+
+def _settings(model: str, epochs: int | None, batch_size: int | None, lr: float | None,
+              with_encoder: bool) -> dict[str, dict[str, Any]]:
+    """Training settings per phase: "fusion" (the model's defaults < flags) and, with a pretrained encoder, the
+    "text" and "joint" phases (epochs capped by --epochs)."""
+    overrides = {"epochs": epochs, "batch_size": batch_size, "lr": lr}
+    fusion = {**TRAIN_DEFAULTS.get(model.removesuffix("_tiny"), FALLBACK_DEFAULTS),
+              **{k: v for k, v in overrides.items() if v is not None}}
+    if not with_encoder:
+        return {"fusion": fusion}
+    return {"fusion": fusion, **{name: {**phase, "epochs": min(phase["epochs"], epochs or phase["epochs"])}
+                                 for name, phase in (("text", TEXT_PHASE), ("joint", JOINT_PHASE))}}
+
+
+def _train_seed(model: str, seed: int, splits, model_params: dict[str, Any], pretrained, settings: dict,
+                progress: bool) -> dict[str, Any]:
+    """One seed: build, train (three phases with a pretrained encoder), calibrate, score the test split."""
+    import torch
+
+    from .models.encoders import fit_input_norms
+    from .training import TrainConfig, fit, predict
+
+    torch.manual_seed(seed)
+    net = _build(model, splits.spec, model_params, pretrained)
+    configs = {name: TrainConfig(seed=seed, **values) for name, values in settings.items()}
+    if pretrained:
+        result = fit_with_encoder(net, splits, configs, progress, f"{model} seed {seed}")
+    else:
+        fit_input_norms(net, splits.train.features, splits.train.lengths)
+        result = fit(net, splits.train, splits.valid, configs["fusion"], progress=progress, desc=f"{model} seed {seed}")
+    valid_mae = calibrate_scale(net, splits.valid) if "score_scale" in net.config_params else result.best_valid_mae
+    test = msa_metrics(predict(net, splits.test), splits.test.labels)
+    return {"seed": seed, "net": net, "best_epoch": result.best_epoch, "valid_mae": valid_mae,
+            "kept_phase": result.history[result.best_epoch].get("phase", "single") if result.history else None,
+            "train_seconds": round(result.seconds, 1), "test": {k: float(test[k]) for k in METRIC_KEYS}}
+
+
+def _metrics(model: str, text_encoder: str, splits, settings: dict, runs: list[dict], best: dict) -> dict[str, Any]:
+    """What <out stem>.metrics.json holds: the kept seed's test metrics, per-seed rows and mean/std over seeds."""
     spread = mean_std([r["test"] for r in runs])
-    metrics: dict[str, Any] = {
-        **run["test"],
-        "selected_seed": run["seed"],
-        "selection": "lowest validation MAE over seeds",
-        "params": n_params,
-        "model": model,
-        "text_encoder": text_encoder,
-        "dataset": splits.name,
-        "train_settings": {**settings, **({"text_phase": short["text"], "joint_phase": short["joint"],
-                                             "selection": SELECTION} if pretrained else {})},
-        "model_params": dict(net.config_params),
+    phases = ({"text_phase": settings["text"], "joint_phase": settings["joint"], "selection": SELECTION}
+              if "text" in settings else {})
+    return {
+        **best["test"], "selected_seed": best["seed"], "selection": "lowest validation MAE over seeds",
+        "params": sum(p.numel() for p in best["net"].parameters()), "model": model, "text_encoder": text_encoder,
+        "dataset": splits.name, "train_settings": {**settings["fusion"], **phases},
+        "model_params": dict(best["net"].config_params),
         "seeds": {str(r["seed"]): {**r["test"], "valid_mae": r["valid_mae"], "best_epoch": r["best_epoch"],
-                                   "kept_phase": r["kept_phase"],
-                                   "train_seconds": r["train_seconds"]} for r in runs},
-        "mean": {k: v["mean"] for k, v in spread.items()},
-        "std": {k: v["std"] for k, v in spread.items()},
+                                   "kept_phase": r["kept_phase"], "train_seconds": r["train_seconds"]} for r in runs},
+        "mean": {k: v["mean"] for k, v in spread.items()}, "std": {k: v["std"] for k, v in spread.items()},
         "train_seconds": {str(r["seed"]): r["train_seconds"] for r in runs},
     }
-    meta = {"dataset": splits.name, "text_encoder": text_encoder, "seeds": [int(s) for s in seeds], "selected_seed": run["seed"],
-            "per_seed_test": {str(r["seed"]): r["test"] for r in runs},
-            "train_seconds": {str(r["seed"]): r["train_seconds"] for r in runs}, "params": n_params,
-            "train_settings": settings, "data": str(data) if data is not None else None, "created": time.time()}
-    save_checkpoint(out, net, meta)
-    write_text(metrics_path(out), json.dumps(metrics, indent=2) + "\n")
-    return metrics
 
 
 def calibrate_scale(net, valid, grid: Sequence[float] = tuple(np.arange(0.5, 1.51, 0.05))) -> float:
