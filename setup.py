@@ -42,8 +42,12 @@ setup(
         "matplotlib>=3.5",
     ],
     extras_require={
-        "test": ["pytest>=7", "onnxconverter-common>=1.14", "av>=12"],  # fp16 export and video-audio are tested too
+        "test": ["pytest>=7", "onnxconverter-common>=1.14", "av>=12",  # fp16 export and video-audio are tested too
+                 "fastapi>=0.110", "uvicorn>=0.29", "prometheus-client>=0.19", "python-multipart>=0.0.13",
+                 "selenium>=4.11"],  # serve: the REST service, and its demo page driven in headless Chromium
         "media": ["av>=12"],  # PyAV: audio tracks inside video containers (featurize, predict --video)
+        # edge-msa serve: REST service (FastAPI on uvicorn), /metrics, multipart uploads
+        "serve": ["fastapi>=0.110", "uvicorn>=0.29", "prometheus-client>=0.19", "python-multipart>=0.0.13"],
         "gpu": ["nvidia-ml-py>=12", "onnxruntime-gpu>=1.16"],
         "fp16": ["onnxconverter-common>=1.14"],
         # TensorRT itself comes from JetPack or NVIDIA's index; cuda-python moves engine buffers (export + run)

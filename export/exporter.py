@@ -62,8 +62,10 @@ def export(checkpoint: str | os.PathLike, format: str = "onnx", out: str | os.Pa
     say = log or (lambda _msg: None)
     model, meta = load_checkpoint(checkpoint)
     spec = model.spec
-    layout = "parts" if hasattr(model, "part") and not opts["single_graph"] else "single"
-    valid = _validation_split(data, spec, data_record(meta)) if data else None
+    from edge_msa.models.with_text import fusion_of
+
+    layout = "parts" if hasattr(fusion_of(model), "part") and not opts["single_graph"] else "single"
+    valid = _validation_split(data, model, data_record(meta)) if data else None
     inputs = (f"all {len(valid)} validation samples of {data}" if valid is not None
               else f"{RANDOM_INPUTS} random inputs of the spec's shapes")
     versions = {"edge_msa": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
@@ -120,17 +122,22 @@ def export(checkpoint: str | os.PathLike, format: str = "onnx", out: str | os.Pa
                                             or ctx.onnx_graphs)
         if spec.front_end("text") == MINILM:
             manifest.text_encoder = _copy_text_encoder(tmp)
+        elif getattr(model, "tokenizer_path", None):  # the model encodes token ids itself: only the tokenizer travels
+            shutil.copyfile(model.tokenizer_path, tmp / "tokenizer.json")
+            manifest.text_encoder = {"tokenizer": "tokenizer.json"}
         write_manifest(tmp, manifest)
     say(f"bundle written to {out} ({layout} layout, {manifest.precision}, {len(manifest.graphs)} graphs)")
     return out
 
 
-def _validation_split(data, spec, record):
-    """The validation split the model was selected on: `data` read as its lineage `record` says (same
-    format and carve; a warning when the file differs), in the model's shapes (see DatasetSplits.for_model)."""
+def _validation_split(data, model, record):
+    """The validation split the model was selected on: `data` read as its lineage `record` says (same format
+    and carve; a warning when the file differs), its text tokenized by the model's own tokenizer when it has
+    one, in the model's shapes (see DatasetSplits.for_model)."""
     from edge_msa.data import rebuild_splits
+    from edge_msa.models.with_text import text_front_end
 
-    return rebuild_splits(record, data).for_model(spec).valid
+    return rebuild_splits(record, data, text_encoder=text_front_end(model)).for_model(model.spec).valid
 
 
 def _copy_text_encoder(bundle: Path) -> dict[str, str]:

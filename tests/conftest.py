@@ -1,7 +1,15 @@
 """Shared fixtures: tiny specs and synthetic FeatureSets for fast tests, and the real data root."""
 from __future__ import annotations
 
+import contextlib
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -65,3 +73,109 @@ def one_line_error(call) -> str:
 def pytest_configure(config) -> None:
     config.addinivalue_line("markers", "slow: a real (small) training or export on real data; seconds to a minute")
     config.addinivalue_line("markers", "e2e: end-to-end run of several CLI stages on real data")
+
+
+WORDS = ("good great fun love nice happy bad awful boring hate sad poor the movie film was is it this very not "
+         "plot acting story really").split()
+
+
+def write_tiny_bert(folder: Path, hidden: int = 32, layers: int = 2, heads: int = 4, ffn: int = 64) -> Path:
+    """A tiny Hugging Face BERT folder (random weights, saved by transformers) with a WordPiece tokenizer.json over
+    a 40-token vocabulary: what `edge-msa train --text-model` reads."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import BertConfig, BertModel
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, "##s", "##ly", "##ing", "!", ".", ","]
+    tok = Tokenizer(models.WordPiece({w: i for i, w in enumerate(vocab)}, unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    tok.save(str(folder / "tokenizer.json"))
+    config = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                        intermediate_size=ffn, max_position_embeddings=64)
+    import torch
+
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(str(folder))
+    return folder
+
+
+def token_featureset(tokenizer: Path, n: int, seed: int):
+    """Random sentences over WORDS as token ids (TokenIds), audio/video random; label = word sentiment."""
+    from edge_msa.data.assemble import feature_set
+    from edge_msa.features.text import TokenIds
+
+    rng = np.random.default_rng(seed)
+    score = {w: s for w, s in zip(WORDS[:12], [1, 1.5, 1, 2, 1, 1.5, -1, -2, -1, -2, -1.5, -1])}
+    texts = [" ".join(rng.choice(WORDS, size=rng.integers(2, 9))) for _ in range(n)]
+    labels = np.clip([sum(score.get(w, 0) for w in t.split()) for t in texts], -3, 3).astype(np.float32)
+    ids, lengths = TokenIds(tokenizer, max_len=12).encode(texts)
+    feats = {"text": ids, "audio": rng.normal(size=(n, 1, 5)).astype(np.float32),
+             "video": rng.normal(size=(n, 1, 7)).astype(np.float32)}
+    lens = {"text": lengths, "audio": np.ones(n, np.int64), "video": np.ones(n, np.int64)}
+    return feature_set(feats, lens, labels, [f"t{i}" for i in range(n)], texts, np.arange(n))
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory) -> Path:
+    return write_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))
+
+
+@pytest.fixture
+def token_splits(tiny_bert_dir) -> DatasetSplits:
+    from edge_msa.features.text import tokenizer_tag
+
+    tok = tiny_bert_dir / "tokenizer.json"
+    spec = FeatureSpec(dims=(1, 5, 7), max_lens=(12, 1, 1), front_ends=(tokenizer_tag(tok), "external", "external"))
+    return DatasetSplits(spec, token_featureset(tok, 64, 0), token_featureset(tok, 32, 1), token_featureset(tok, 32, 2),
+                         name="tiny-tokens")
+
+
+# --- edge-msa serve: a tiny bundle with our own front ends, and the service in a subprocess -------------
+SERVE_SPEC = FeatureSpec(dims=(384, 56, 105), max_lens=(16, 5, 4), front_ends=("minilm-l6-int8", "logmel-v1", "face-v1"))
+
+
+@pytest.fixture(scope="session")
+def media_bundle(tmp_path_factory) -> Path:
+    """A tiny random-weight student (MiniLM text, logmel-v1 audio, face-v1 video) exported as a bundle."""
+    from edge_msa.checkpoint import save_checkpoint
+    from edge_msa.export import export
+    from edge_msa.models import create_model
+
+    folder = tmp_path_factory.mktemp("media_bundle")
+    ckpt = save_checkpoint(folder / "s.pt", create_model("student_tiny", SERVE_SPEC), {})
+    return Path(export(ckpt, out=folder / "bundle", log=None))
+
+
+@contextlib.contextmanager
+def serve_process(bundle: Path, *flags: str) -> Iterator[tuple[subprocess.Popen, str]]:
+    """`edge-msa serve` on a free loopback port in a subprocess; yields (process, base url) once /healthz
+    answers 200, and kills it at the end if the test left it running."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tempfile.TemporaryFile("w+")  # not a pipe: a chatty server must never block on a full pipe
+    proc = subprocess.Popen([sys.executable, "-m", "edge_msa", "serve", str(bundle), "--port", str(port),
+                             "--log-level", "warning", *flags], stdout=log, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if proc.poll() is not None:
+                log.seek(0)
+                raise AssertionError(f"edge-msa serve exited {proc.returncode}: {log.read()}")
+            try:
+                with urllib.request.urlopen(f"{url}/healthz", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise AssertionError("edge-msa serve did not answer /healthz within 90 s") from None
+                time.sleep(0.2)
+        yield proc, url
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+        log.close()

@@ -109,7 +109,7 @@ def test_train_and_predict_on_text_only_data(tmp_path):
     from edge_msa.teacher import train_teacher
 
     data = _label_csv(tmp_path / "label.csv", n=30)
-    train_teacher("gtf_tiny", data=data, out=tmp_path / "t.pt", epochs=1, progress=False)
+    train_teacher("gtf_tiny", data=data, out=tmp_path / "t.pt", epochs=1, progress=False, text_encoder="frozen")
     ckpt = save_checkpoint(tmp_path / "s.pt", create_model("student_tiny", load_dataset(data, progress=False).spec), {})
     with load(export(ckpt, out=tmp_path / "bundle", log=None)) as p:
         r = p.predict(text="not fun at all", audio=np.zeros((1, 1), np.float32))

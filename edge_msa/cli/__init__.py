@@ -14,7 +14,7 @@ from ..version import __version__
 
 # One module per subcommand in edge_msa/cli/; each defines register(subparsers).
 SUBCOMMANDS: tuple[str, ...] = ("pipeline", "train", "featurize", "bench", "compress", "export", "predict",
-                                 "eval", "info")
+                                 "eval", "info", "serve", "feedback")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be >= 1; got {args.batch_size}")
     with load(args.bundle, backend=args.backend, threads=args.threads) as predictor:
-        splits = rebuild_splits(predictor.manifest.data, args.data).for_model(predictor.spec)
+        splits = rebuild_splits(predictor.manifest.data, args.data,
+                                text_encoder=predictor.dataset_text_front_end).for_model(predictor.spec)
         fs = splits.split(args.split)
         metrics = {"bundle": str(args.bundle), "split": {"name": args.split, **split_record(fs)},
                    "data": {k: splits.info.get(k) for k in ("path", "sha256", "missing")},
