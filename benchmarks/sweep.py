@@ -5,6 +5,7 @@ Every row carries a status; a row that fails (bad bundle, runtime error, meter e
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -180,48 +181,44 @@ def _accuracy(target: Target, fs: FeatureSet, keep: tuple[str, ...]) -> tuple[di
         return f"unavailable: accuracy run failed ({_one_line(exc)})", None
     metrics = {k: result[k] for k in METRIC_KEYS}
     present = {m: int((restricted.lengths[m] > 0).sum()) for m in SKIPPABLE}
-    skipped = sum(result[f"skip_rate_{m}"] * present[m] for m in SKIPPABLE)
-    skip = {"audio_video": skipped / sum(present.values()) if sum(present.values()) else None,
-            **{m: result[f"skip_rate_{m}"] if present[m] else None for m in SKIPPABLE}}
+    skipped = sum(result[f"skip_rate_{m}"] * present[m] for m in SKIPPABLE if present[m])
+    skip = {"audio_video": skipped / sum(present.values()) if sum(present.values()) else "missing",
+            **{m: result[f"skip_rate_{m}"] for m in SKIPPABLE}}  # "missing" where no sample has m
     return metrics, skip
 
 
 class _Datasets:
-    """Loads each dataset once per text front end (a bundle that encodes token ids itself reads the transcripts
-    with its own tokenizer); decides per bundle which split gives accuracy (or why none does)."""
+    """Loads each dataset once per (file, lineage, text front end); decides per bundle which split gives accuracy
+    (or why none does). A bundle's split is rebuilt from its data lineage (same file, format and validation
+    carve); a bundle that encodes token ids itself reads the transcripts with its own tokenizer."""
 
     def __init__(self, data: str | os.PathLike | DatasetSplits | None, split: str, progress: bool) -> None:
         self.split, self.progress, self.cache = split, progress, {}
-        self.path = None if data is None or isinstance(data, DatasetSplits) else Path(data)
-        self.given = data if data is None or isinstance(data, DatasetSplits) else self._load(self.path)
-        if self.given is not None:
+        self.given = data if data is None or isinstance(data, DatasetSplits) else Path(data)
+        if isinstance(self.given, DatasetSplits):
             self.given.split(split)  # unknown split names fail before any timing
 
-    def _load(self, path: Path, front=None) -> DatasetSplits:
-        key = (path, getattr(front, "name", None), getattr(front, "tokenizer_path", None))
+    def _load(self, path: Path | None, record: dict | None, front=None) -> DatasetSplits:
+        key = (path, json.dumps(record, sort_keys=True), getattr(front, "name", None),
+               getattr(front, "tokenizer_path", None))
         if key not in self.cache:
-            from edge_msa.data.loader import load_dataset
-            self.cache[key] = load_dataset(path, progress=self.progress, text_encoder=front)
+            from edge_msa.data.lineage import rebuild_splits
+            self.cache[key] = rebuild_splits(record, path, self.progress, text_encoder=front)
         return self.cache[key]
 
     def for_target(self, target: Target) -> tuple[FeatureSet | None, str]:
-        splits, path = self.given, self.path
-        if splits is None:
+        record = target.manifest.get("data")
+        if self.given is None and not record:
             from edge_msa.data.mosi_u import AV_FRONT_ENDS
-            from edge_msa.paths import default_mosi_path
             if tuple(target.spec.front_ends[1:]) != AV_FRONT_ENDS:
                 return None, "unavailable: no --data (the bundle's features are not MOSI-U's)"
-            try:
-                path = default_mosi_path()
-            except EdgeMSAError as exc:
-                return None, f"unavailable: no --data ({exc})"
         tokens = target.spec.front_end("text").startswith(TOKENS_PREFIX)  # the bundle's tokenizer reads the texts
-        if path is not None and (splits is None or tokens):
-            splits = self._load(path, getattr(target.predictor, "dataset_text_front_end", None) if tokens else None)
-        if tuple(splits.spec.dims) != tuple(target.spec.dims):
-            return None, (f"unavailable: --data feature dims {list(splits.spec.dims)} do not match the bundle's "
-                          f"{list(target.spec.dims)}")
-        return splits.split(self.split), ""
+        front = getattr(target.predictor, "dataset_text_front_end", None) if tokens else None
+        try:
+            splits = self.given if isinstance(self.given, DatasetSplits) else self._load(self.given, record, front)
+            return splits.for_model(target.spec).split(self.split), ""
+        except EdgeMSAError as exc:
+            return None, f"unavailable: {exc}"
 
 
 class _Energy:

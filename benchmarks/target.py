@@ -85,7 +85,8 @@ class Target:
         predict_batch = getattr(self.predictor, "predict_batch", None)
         if predict_batch is None:
             return None
-        return dict(predict_batch(_items(batch))[0].ms)
+        predictions = predict_batch(_items(batch))  # each item carries its share of the call: add them up
+        return {stage: sum(p.ms[stage] for p in predictions) for stage in predictions[0].ms}
 
 
 def _items(batch: Batch) -> list[dict[str, Any]]:

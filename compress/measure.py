@@ -1,5 +1,5 @@
-"""Measurements for the compress report: params/MACs (torch-pruning's counter), side-by-side CPU latency,
-paired bootstrap confidence intervals."""
+"""Measurements for the compress report: params/MACs (torch-pruning's counter + attention matmuls, averaged
+over the real inputs), side-by-side CPU latency, paired bootstrap confidence intervals."""
 from __future__ import annotations
 
 import contextlib
@@ -9,7 +9,9 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from edge_msa.benchmarks.timing import summarize
 from edge_msa.data.base import FeatureSet
@@ -42,8 +44,24 @@ class _Encode(nn.Module):
         return self.model.encode(self.modality, x, mask)
 
 
+class _AttentionMacs(TorchFunctionMode):
+    """Counts the MACs of F.scaled_dot_product_attention calls (q @ k^T and attn @ v), which torch-pruning's
+    module-level counter cannot see: B*H*L_q*L_k*(E + E_v) per call, as the kernel computes every score."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.macs = 0.0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func is F.scaled_dot_product_attention:
+            q, k, v = args[:3] if len(args) >= 3 else (kwargs["query"], kwargs["key"], kwargs["value"])
+            self.macs += float(q.numel() // q.shape[-1] * k.shape[-2] * (q.shape[-1] + v.shape[-1]))
+        return func(*args, **(kwargs or {}))
+
+
 def _ops(module: nn.Module, inputs: Any) -> tuple[float, int]:
-    """MACs and unique params for ONE input (batch 1) with torch-pruning's counter.
+    """MACs and unique params for ONE input (batch 1): torch-pruning's counter for the modules, plus the
+    attention matmuls inside scaled_dot_product_attention (a functional call it does not count).
 
     Its total sums child counts per parent, so a module reachable from two parents (the student's shared
     block) would count twice; summing the per-layer counts of each counted module once avoids that.
@@ -54,7 +72,10 @@ def _ops(module: nn.Module, inputs: Any) -> tuple[float, int]:
     with contextlib.redirect_stdout(io.StringIO()):  # the counter prints a warning per reused module
         _, params, layer_macs, _ = tp.utils.count_ops_and_params(module, inputs, layer_wise=True)
     macs = sum(float(layer_macs.get(m) or 0.0) for m in module.modules() if is_supported_instance(m))
-    return macs, int(params)
+    attention = _AttentionMacs()
+    with torch.no_grad(), attention:
+        module(**inputs) if isinstance(inputs, dict) else module(*inputs)
+    return macs + attention.macs, int(params)
 
 
 def _params(module: nn.Module) -> int:
@@ -87,8 +108,7 @@ def one_step_batch(fs: FeatureSet, i: int = 0) -> dict[str, torch.Tensor]:
 def count_model(model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
     """Total params (unique) and MACs for one input, plus per modality encoder and the rest ('fusion').
 
-    MACs are torch-pruning's module-level count (Linear, LayerNorm, LSTM, ...); the attention score
-    matmuls inside scaled_dot_product_attention are functional calls it does not count.
+    MACs: torch-pruning's module-level count (Linear, LayerNorm, LSTM, ...) + the attention matmuls.
     """
     batch = {k: v for k, v in batch.items() if k != "index"}
     model.eval()
@@ -103,6 +123,25 @@ def count_model(model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, A
     total = _params(model)
     parts["fusion"] = {"params": total - enc_params, "macs": macs - sum(parts[f"encode_{m}"]["macs"] for m in MODALITIES)}
     return {"params": total, "macs": macs, "parts": parts}
+
+
+def mean_over_inputs(count: Callable[[nn.Module, dict], dict], model: nn.Module, fs: FeatureSet) -> dict[str, Any]:
+    """`count(model, batch of one input)` averaged over EVERY input of `fs` (MACs grow with sequence length).
+    Inputs with the same per-modality lengths cost the same, so each distinct length tuple is counted once
+    and weighted by how many inputs have it; `inputs` says how many were averaged."""
+    keys = np.stack([fs.lengths[m] for m in MODALITIES], axis=1)  # (N, 3)
+    _, first, counts = np.unique(keys, axis=0, return_index=True, return_counts=True)
+    results = [count(model, {k: v for k, v in to_batch(fs, np.array([i])).items() if k != "index"}) for i in first]
+    return {**_weighted_mean(results, counts / counts.sum()), "inputs": len(fs)}
+
+
+def _weighted_mean(items: list, weights: np.ndarray):
+    """Leaf-wise weighted mean of equally shaped dicts of numbers (values equal everywhere stay as they are)."""
+    if isinstance(items[0], dict):
+        return {k: _weighted_mean([x[k] for x in items], weights) for k in items[0]}
+    if all(x == items[0] for x in items):
+        return items[0]
+    return float(np.dot(weights, np.asarray(items, dtype=np.float64)))
 
 
 def count_student_parts(model: Student, batch: dict[str, torch.Tensor]) -> dict[str, Any]:

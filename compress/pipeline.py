@@ -1,8 +1,9 @@
 """`compress(teacher.pt) -> student.pt + report`: load -> init -> distill -> prune -> finetune -> gate -> evaluate.
 
-Each model-producing stage saves `<out stem>.stage-<name>.pt` beside `out` (a failed later stage loses
-nothing); the final checkpoint and reports are written atomically. Multi-seed runs repeat stages 2-6
-per seed, keep the seed with the lowest validation MAE and report mean +- std over seeds.
+Each model-producing stage saves `<out stem>.stages/<name>[.seedN].pt` beside `out` (a failed later stage
+loses nothing; one folder per output, so repeated runs replace their stage files instead of piling up); the
+final checkpoint and reports are written atomically. Multi-seed runs repeat stages 2-6 per seed, keep the
+seed with the lowest validation MAE and report mean +- std over seeds.
 """
 from __future__ import annotations
 
@@ -17,15 +18,15 @@ import numpy as np
 import torch
 
 from edge_msa.atomic import write_text
-from edge_msa.checkpoint import data_seed, load_checkpoint, save_checkpoint
+from edge_msa.checkpoint import data_record, load_checkpoint, save_checkpoint
 from edge_msa.data.base import DatasetSplits
+from edge_msa.data.lineage import lineage, rebuild_splits
 from edge_msa.errors import ArtifactError, InputError
 from edge_msa.metrics import mean_std, msa_metrics
 from edge_msa.models import create_model
 from edge_msa.models.encoders import fit_input_norms
 from edge_msa.models.student import SKIPPABLE, Student, run_with_skipping
 from edge_msa.models.with_text import WithTextEncoder, fusion_of, text_front_end
-from edge_msa.spec import MODALITIES, FeatureSpec
 from edge_msa.training import TrainConfig, fit, predict, to_batch
 
 from . import measure
@@ -45,32 +46,7 @@ def report_paths(out: str | os.PathLike) -> tuple[Path, Path]:
 
 def stage_path(out: Path, stage: str, seed: int | None = None) -> Path:
     tag = f".seed{seed}" if seed is not None else ""
-    return out.with_name(f"{out.stem}.stage-{stage}{tag}.pt")
-
-
-def resolve_data(data: str | os.PathLike | None, meta: dict[str, Any]) -> Path:
-    """--data, else the dataset recorded in the teacher's meta when that file exists, else MOSI-U."""
-    from edge_msa.paths import default_mosi_path
-
-    if data is not None:
-        path = Path(data)
-    elif meta.get("data") and Path(meta["data"]).exists():
-        path = Path(meta["data"])
-    else:
-        path = default_mosi_path()
-    return path  # load_dataset says so when it does not exist
-
-
-def check_specs(teacher: FeatureSpec, data: FeatureSpec) -> None:
-    """The student learns from the teacher on this data: both must describe the same features."""
-    for m in MODALITIES:
-        if teacher.dim(m) != data.dim(m):
-            raise InputError(f"{m} features are {data.dim(m)}-dim in the data but the teacher was trained on "
-                             f"{teacher.dim(m)}-dim {m} features (front end '{teacher.front_end(m)}'); pass the "
-                             "dataset the teacher was trained on")
-        if teacher.front_end(m) != data.front_end(m):
-            raise InputError(f"{m} features come from '{data.front_end(m)}' in the data but the teacher expects "
-                             f"'{teacher.front_end(m)}'; pass the dataset the teacher was trained on")
+    return out.with_name(f"{out.stem}.stages") / f"{stage}{tag}.pt"
 
 
 class _Progress:
@@ -226,20 +202,14 @@ def compress(teacher_path: str | os.PathLike, data: str | os.PathLike | None = N
 
 def _compress(teacher_path: Path, data: str | os.PathLike | None, out: Path, options: CompressOptions, progress: bool,
               splits: DatasetSplits | None) -> dict[str, Any]:
-    from edge_msa.data import load_dataset
-
     bar = _Progress(progress, 3 + 5 * len(options.seeds))  # load, text, 5 stages per seed, evaluate
 
     bar.start("load")
     teacher, meta = load_checkpoint(teacher_path)
-    splits_seed = data_seed(meta) if splits is None else 0  # the teacher's validation carve; given splits: 0
-    if splits is None:
-        data_path = resolve_data(data, meta)
-        splits = load_dataset(data_path, seed=splits_seed, progress=progress, text_encoder=text_front_end(teacher))
-    else:
-        data_path = Path(str(data or splits.name))
-    check_specs(teacher.spec, splits.spec)
-    splits.train.check_spec(teacher.spec)
+    if splits is None:  # the teacher's own splits (same file, format and validation carve), or --data's
+        splits = rebuild_splits(data_record(meta), data, progress, text_encoder=text_front_end(teacher))
+    splits = splits.for_model(teacher.spec)  # the one FeatureSpec check; modalities it lacks run as missing
+    data_path = Path(splits.info.get("path") or str(data or splits.name))
     teacher.eval()
     targets = teacher_targets(teacher, splits.train)
     bar.done(f"teacher '{teacher.model_name}' ({sum(p.numel() for p in teacher.parameters()):,} params), data "
@@ -274,10 +244,9 @@ def _compress(teacher_path: Path, data: str | os.PathLike | None, out: Path, opt
     chosen = next(r for r in per_seed if r["seed"] == best["seed"])
     m_t = msa_metrics(pred_t, truth)
 
-    batch1 = {k: v for k, v in to_batch(test, np.array([0])).items() if k != "index"}
-    count_t = measure.count_model(teacher, batch1)
-    count_s = measure.count_model(student, batch1)
-    parts_s = measure.count_student_parts(student, batch1)
+    count_t = measure.mean_over_inputs(measure.count_model, teacher, test)  # MACs per input: mean over test
+    count_s = measure.mean_over_inputs(measure.count_model, student, test)
+    parts_s = measure.mean_over_inputs(measure.count_student_parts, student, test)
     front = measure.text_front_end_params(splits.spec)
     lat = measure.latency(_timed(teacher, student, test), test, options.latency_calls, options.latency_threads)
     boot = measure.paired_bootstrap(pred_t, chosen["pred"], truth, options.bootstrap)
@@ -304,7 +273,7 @@ def _compress(teacher_path: Path, data: str | os.PathLike | None, out: Path, opt
         "format": "edge-msa-compress-report-v1",
         "out": str(out),
         "options": options.to_dict(),
-        "data": {"path": str(data_path), "name": splits.name, "seed": splits_seed,
+        "data": {**lineage(splits), "name": splits.name, "missing": splits.info["missing"],
                  "sizes": {"train": len(splits.train), "valid": len(splits.valid), "test": len(test)}},
         "teacher": {"path": str(teacher_path), "name": teacher.model_name, **size(count_t),
                     "latency_ms_p50": lat["teacher"]["p50"], "latency_ms_p90": lat["teacher"]["p90"], "metrics": m_t},
@@ -353,7 +322,7 @@ def _compress(teacher_path: Path, data: str | os.PathLike | None, out: Path, opt
         "targets": target_table(values, end_to_end=bool(end_to_end)),
     }
     report_json, report_md = report_paths(out)
-    save_checkpoint(out, student, {"teacher": str(teacher_path), "data": str(data_path), "data_seed": splits_seed,
+    save_checkpoint(out, student, {"teacher": str(teacher_path), "data": lineage(splits),
                                    "seed": best["seed"], "metrics": chosen["student"],
                                    "metrics_skip": chosen["student_skip"], "skip_thresholds": chosen["thresholds"]})
     write_text(report_json, json.dumps(report, indent=2, default=_json_default) + "\n")

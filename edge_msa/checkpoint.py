@@ -65,10 +65,16 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return payload
 
 
-def data_seed(meta: dict[str, Any]) -> int:
-    """The seed of the validation carve a checkpoint's model was trained with (readers that carve validation
-    out of train use it): students record `data_seed`, teachers loaded their data with their first seed."""
-    return int(meta.get("data_seed", (meta.get("seeds") or [0])[0]))
+def data_record(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The data lineage of a checkpoint (`edge_msa.data.lineage`): meta["data"]; for checkpoints saved before
+    lineage, a partial record (path + seed of the validation carve: students recorded `data_seed`, teachers
+    loaded their data with their first seed), or None when nothing was recorded."""
+    data = meta.get("data")
+    if isinstance(data, dict):
+        return data
+    if data is None and "data_seed" not in meta and not meta.get("seeds"):
+        return None
+    return {"path": data, "seed": int(meta.get("data_seed", (meta.get("seeds") or [0])[0]))}
 
 
 def load_checkpoint(path: str | os.PathLike):

@@ -66,6 +66,7 @@ def train_teacher(model: str = "fd_cmdie", data: str | os.PathLike | None = None
     `<out stem>.metrics.json`.
     """
     from .checkpoint import save_checkpoint
+    from .data.lineage import lineage
     from .models import list_models
     from .spec import suggest
 
@@ -90,8 +91,7 @@ def train_teacher(model: str = "fd_cmdie", data: str | os.PathLike | None = None
     meta = {"dataset": splits.name, "text_encoder": text_encoder, "seeds": [int(s) for s in seeds],
             "selected_seed": best["seed"], "per_seed_test": {str(r["seed"]): r["test"] for r in runs},
             "train_seconds": {str(r["seed"]): r["train_seconds"] for r in runs}, "params": metrics["params"],
-            "train_settings": settings["fusion"], "data": str(data) if data is not None else None,
-            "created": time.time()}
+            "train_settings": settings["fusion"], "data": lineage(splits), "created": time.time()}
     save_checkpoint(out, best["net"], meta)
     write_text(metrics_path(out), json.dumps(metrics, indent=2) + "\n")
     return metrics

@@ -12,9 +12,9 @@ EPILOG = """examples:
 
 Stages: load -> text (when the teacher carries its text encoder: pick layers, torch-pruning of hidden/heads/FFN,
 vocabulary pruning + factorised embedding, layer-wise KD on the transfer texts) -> init (from teacher weights where shapes allow) -> distill -> prune (torch-pruning:
-heads + hidden widths) -> finetune -> gate (train + calibrate skip thresholds on train+validation) ->
+heads + hidden widths) -> finetune -> gate (train + calibrate skip thresholds on validation) ->
 evaluate (test metrics, params/MACs, side-by-side CPU latency, paired bootstrap CIs, targets).
-Each stage keeps <out stem>.stage-<name>.pt; the report is <out stem>.report.json and .md.
+Each stage keeps <out stem>.stages/<name>[.seedN].pt; the report is <out stem>.report.json and .md.
 """
 
 
@@ -43,9 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="fraction of audio+video encoder compute to save by skipping (default: 0.5)")
     budget.add_argument("--max-drop", type=float, default=None,
                         help="or: Acc-2 non-0 (fraction) allowed to be lost to skipping, e.g. 0.005")
-    p.add_argument("--calibrate-on", default=None, choices=("train+valid", "valid"),
-                   help="split(s) the skip thresholds are chosen on; the criterion is label-free, so pooling "
-                   "train and validation gives finer resolution (default: train+valid)")
+    p.add_argument("--calibrate-on", default=None, choices=("valid", "train+valid"),
+                   help="split(s) the label-free skip thresholds are chosen on (default: valid, chosen on "
+                   "validation: see the README)")
     text = p.add_argument_group("student text encoder (teachers that fine-tuned their own)")
     text.add_argument("--text-layers", type=int, default=None, help="teacher layers kept (default: 2)")
     text.add_argument("--text-hidden", type=int, default=None, help="hidden width after pruning (default: 256)")
