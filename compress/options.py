@@ -19,7 +19,7 @@ class CompressOptions:
     student: str = "student"  # registry name ("student_tiny" for tests)
     student_params: dict[str, Any] = field(default_factory=dict)  # overrides of the student's default widths
     share: str = "depth+modality"  # one block for text encoder and fusion (fewer params than "depth")
-    prune_ratio: float = 0.3  # fraction of heads / FFN / encoder hidden channels removed (0.5 cost ~1 pt Acc-2)
+    prune_ratio: float = 0.5  # fraction of heads / FFN / encoder hidden channels removed; chosen on validation (README)
     kd_weight: float = 1.0  # response KD on the score (L1 to the teacher + soft polarity)
     hint_weight: float = 0.5  # feature KD on the fused representation through a learned projection
     label_weight: float = 1.0  # MAE on the labels

@@ -49,7 +49,7 @@ def test_train_teacher_api_seeds(tiny_splits, tmp_path):
     assert data_record({"data_seed": 2, "seeds": [0]})["seed"] == 2  # a pre-lineage student's carve
     assert meta["data"]["splits"]["valid"] == split_record(tiny_splits.valid)  # the lineage of its data
     assert model.model_name == "gtf_tiny"
-    assert model.config_params["score_clip"] == 3.0  # teacher.MODEL_DEFAULTS applies to the tiny variant too
+    assert model.config_params["score_clip"] == 0.0  # validation picked no clip for gtf (teacher.MODEL_DEFAULTS)
     assert 0.5 <= model.config_params["score_scale"] <= 1.5 and m["model_params"] == model.config_params
 
 
