@@ -181,21 +181,31 @@ def _accuracy(target: Target, fs: FeatureSet, keep: tuple[str, ...]) -> tuple[di
 
 
 class _Datasets:
-    """Loads each dataset once; decides per bundle which split gives accuracy (or why none does)."""
+    """Loads each dataset once per text encoder; decides per bundle which split gives accuracy (or why none does).
+
+    Transcripts go through the bundle's own text encoder where it carries one (the same files give the same
+    disk-cached features), so a device install needs no training-side weights package.
+    """
 
     def __init__(self, data: str | os.PathLike | DatasetSplits | None, split: str, progress: bool) -> None:
         self.split, self.progress, self.cache = split, progress, {}
-        self.given = data if data is None or isinstance(data, DatasetSplits) else self._load(Path(data))
-        if self.given is not None:
-            self.given.split(split)  # unknown split names fail before any timing
+        self.given = data
+        if isinstance(data, DatasetSplits):
+            data.split(split)  # unknown split names fail before any timing
+        elif data is not None:
+            from edge_msa.data.loader import detect_format
+            detect_format(data)  # so does a missing or unreadable file; it is read per bundle's text encoder
 
-    def _load(self, path: Path) -> DatasetSplits:
-        if path not in self.cache:
+    def _load(self, path: Path, encoder: Any | None) -> DatasetSplits:
+        key = (path, encoder.fingerprint() if encoder is not None else None)
+        if key not in self.cache:
             from edge_msa.data.loader import load_dataset
-            self.cache[path] = load_dataset(path, progress=self.progress)
-        return self.cache[path]
+            self.cache[key] = load_dataset(path, progress=self.progress, text_encoder=encoder)
+        return self.cache[key]
 
     def for_target(self, target: Target) -> tuple[FeatureSet | None, str]:
+        from edge_msa.runtime.evaluate import bundle_text_encoder
+
         splits = self.given
         if splits is None:
             from edge_msa.data.mosi_u import FRONT_ENDS
@@ -203,9 +213,11 @@ class _Datasets:
             if tuple(target.spec.front_ends) != FRONT_ENDS:
                 return None, "unavailable: no --data (the bundle's features are not MOSI-U's)"
             try:
-                splits = self._load(default_mosi_path())
+                splits = self._load(default_mosi_path(), bundle_text_encoder(target.predictor))
             except EdgeMSAError as exc:
                 return None, f"unavailable: no --data ({exc})"
+        elif not isinstance(splits, DatasetSplits):
+            splits = self._load(Path(splits), bundle_text_encoder(target.predictor))
         if tuple(splits.spec.dims) != tuple(target.spec.dims):
             return None, (f"unavailable: --data feature dims {list(splits.spec.dims)} do not match the bundle's "
                           f"{list(target.spec.dims)}")

@@ -65,3 +65,21 @@ def one_line_error(call) -> str:
 def pytest_configure(config) -> None:
     config.addinivalue_line("markers", "slow: a real (small) training or export on real data; seconds to a minute")
     config.addinivalue_line("markers", "e2e: end-to-end run of several CLI stages on real data")
+
+
+@pytest.fixture(scope="session")
+def mosi_int8_bundle(tmp_path_factory) -> Path:
+    """A tiny random-weight student on the MOSI-U spec exported as int8 with real validation inputs (text encoder
+    and tokenizer inside; Acc-2 limit off: random weights). Written to $EDGE_MSA_CI_BUNDLE when set, where .ci/run
+    runs it again from a runtime-only venv. Use with @needs_data."""
+    import os
+
+    from edge_msa.checkpoint import save_checkpoint
+    from edge_msa.data import load_dataset
+    from edge_msa.export import export
+    from edge_msa.models import create_model
+
+    spec = load_dataset(MOSI_NPZ, progress=False).spec
+    ckpt = save_checkpoint(tmp_path_factory.mktemp("ckpt") / "student.pt", create_model("student_tiny", spec), {})
+    out = Path(os.environ.get("EDGE_MSA_CI_BUNDLE") or tmp_path_factory.mktemp("bundle") / "student-int8")
+    return export(ckpt, format="onnx-int8", out=out, data=MOSI_NPZ, log=None, max_drop=100.0)
