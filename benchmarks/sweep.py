@@ -36,7 +36,8 @@ def run_bench(bundles: Sequence[str | os.PathLike], data: str | os.PathLike | Da
               modalities: Sequence[str] = ("all", "text"), *, backend: str | None = None, split: str = "test",
               min_time: float = 2.0, min_runs: int = 20, warmup: int = 10, threads: int | None = None,
               energy_window: float = 10.0, meter: str | Meter = "auto", long: bool = False,
-              progress: bool = True, loader: Loader | None = None, argv: list[str] | None = None) -> Path:
+              progress: bool = True, loader: Loader | None = None, argv: list[str] | None = None,
+              precomputed_text: bool = False) -> Path:
     """Benchmark every bundle and write `out/report.{json,md,png}`; returns the report directory.
 
     `data`: a dataset path (any format `load_dataset` reads) or DatasetSplits for accuracy on `split`;
@@ -44,6 +45,8 @@ def run_bench(bundles: Sequence[str | os.PathLike], data: str | os.PathLike | Da
     "unavailable: no --data". `backend`: None = the runtime each bundle was exported for.
     `meter`: "auto" | "nvml" | "tegrastats" | "rapl" | "none" or a Meter instance.
     `loader(bundle, backend, threads) -> predictor` replaces `edge_msa.runtime.load` (tests use fakes).
+    Timing starts from the raw transcript (tokenizer and text encoder included; rows say "input": "raw-text")
+    wherever the data has transcripts; `precomputed_text` times from text features instead ("precomputed-text").
     """
     if not bundles:
         raise InputError("no bundle given; expected one or more bundle directories from `edge-msa export`")
@@ -59,7 +62,8 @@ def run_bench(bundles: Sequence[str | os.PathLike], data: str | os.PathLike | Da
     settings = {"backend": backend, "split": split, "batches": [int(b) for b in batches],
                 "modalities": list(modalities), "min_time_s": min_time, "min_runs": min_runs, "warmup": warmup,
                 "threads": threads, "energy_window_s": energy_window, "long": long,
-                "meter": meter if isinstance(meter, str) else meter.name}
+                "meter": meter if isinstance(meter, str) else meter.name,
+                "input": "precomputed-text" if precomputed_text else "raw-text"}
     datasets = _Datasets(data, split, progress)
     energy = _Energy(meter, energy_window)
     bar = _Progress(len(bundles) * len(subsets) * len(batches), progress)
@@ -128,7 +132,7 @@ def bundle_bytes(bundle: Path, manifest: dict) -> dict[str, int]:
 
 def _measure(target: Target, fs: FeatureSet, keep: tuple[str, ...], batch: int, settings: dict,
              energy: "_Energy") -> dict[str, Any]:
-    feed = make_batches(fs, batch, keep)
+    feed = make_batches(fs, batch, keep, raw_text=settings["input"] == "raw-text")
 
     def work(i: int) -> int:  # one call: timed by measure, repeated over the energy window
         target.run_once(feed[i % len(feed)])
@@ -136,7 +140,8 @@ def _measure(target: Target, fs: FeatureSet, keep: tuple[str, ...], batch: int, 
 
     stats = measure(work, batch, warmup=settings["warmup"], min_time_s=settings["min_time_s"],
                     min_runs=settings["min_runs"])
-    result: dict[str, Any] = {"latency_ms": stats.latency_ms(), "throughput": stats.throughput, "cv": stats.cv,
+    result: dict[str, Any] = {"input": "raw-text" if feed[0].texts is not None else "precomputed-text",
+                              "latency_ms": stats.latency_ms(), "throughput": stats.throughput, "cv": stats.cv,
                               "runs": stats.runs, "warmup": stats.warmup, "stages_ms": _stages(target, feed)}
     warnings = []
     if stats.cv > CV_WARN:
@@ -183,8 +188,9 @@ def _accuracy(target: Target, fs: FeatureSet, keep: tuple[str, ...]) -> tuple[di
 class _Datasets:
     """Loads each dataset once per text encoder; decides per bundle which split gives accuracy (or why none does).
 
-    Transcripts go through the bundle's own text encoder where it carries one (the same files give the same
-    disk-cached features), so a device install needs no training-side weights package.
+    Transcripts go through the bundle's own text front end where it carries one (the tokenizer of a model that
+    encodes token ids itself, else the frozen text encoder; the same files give the same disk-cached features),
+    so a device install needs no training-side weights package.
     """
 
     def __init__(self, data: str | os.PathLike | DatasetSplits | None, split: str, progress: bool) -> None:
@@ -208,9 +214,9 @@ class _Datasets:
 
         splits = self.given
         if splits is None:
-            from edge_msa.data.mosi_u import FRONT_ENDS
+            from edge_msa.data.mosi_u import AV_FRONT_ENDS
             from edge_msa.paths import default_mosi_path
-            if tuple(target.spec.front_ends) != FRONT_ENDS:
+            if tuple(target.spec.front_ends[1:]) != AV_FRONT_ENDS:
                 return None, "unavailable: no --data (the bundle's features are not MOSI-U's)"
             try:
                 splits = self._load(default_mosi_path(), bundle_text_encoder(target.predictor))

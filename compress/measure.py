@@ -16,8 +16,10 @@ from edge_msa.data.base import FeatureSet
 from edge_msa.errors import TRAIN_FIX, require
 from edge_msa.metrics import msa_metrics
 from edge_msa.models.student import SKIPPABLE, Student
+from edge_msa.features.text import TOKENS_PREFIX
+from edge_msa.models.with_text import fusion_of, token_ids
 from edge_msa.spec import MODALITIES
-from edge_msa.training import to_batch
+from edge_msa.training import modality_tensors, to_batch
 
 
 class _Score(nn.Module):
@@ -104,15 +106,18 @@ def count_model(model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, A
 
 
 def count_student_parts(model: Student, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """Params/MACs per exported part (a shared block counts in every part that uses it)."""
+    """Params/MACs per exported part (a shared block counts in every part that uses it); with a text encoder
+    inside the model, encode_text counts it too (from token ids)."""
+    fusion = fusion_of(model)
+    text = token_ids(batch["text"]) if fusion is not model else batch["text"]
     h = torch.zeros(1, model.config_params["dim"])
     present = torch.ones(1, 3)
-    inputs = {"encode_text": (batch["text"], batch["text_mask"]),
+    inputs = {"encode_text": (text, batch["text_mask"]),
               **{f"encode_{m}": (batch[m], batch[f"{m}_mask"]) for m in SKIPPABLE},
               "gate": (h, present),
               "fuse": (h, h, h, present)}
-    fuse_modules = (model.blocks[model.config_params["sharing"]["fuse"]], model.head_fc1, model.head_fc2)
-    fuse_params = _params(nn.ModuleList(fuse_modules)) + model.modality_embed.numel()
+    fuse_modules = (fusion.blocks[model.config_params["sharing"]["fuse"]], fusion.head_fc1, fusion.head_fc2)
+    fuse_params = _params(nn.ModuleList(fuse_modules)) + fusion.modality_embed.numel()
     out = {}
     for name, args in inputs.items():
         macs, params = _ops(model.part(name), args)
@@ -120,9 +125,21 @@ def count_student_parts(model: Student, batch: dict[str, torch.Tensor]) -> dict[
     return out
 
 
+def raw_text(model: Callable[[dict], Any], fs: FeatureSet, front) -> Callable[[dict], Any]:
+    """`model` called from the raw transcript: each call tokenizes fs.texts[batch index] (`front`: TokenIds) and
+    replaces the batch's token ids, so a timing covers string -> tokenizer -> encoder -> fusion -> score."""
+    def call(batch: dict) -> Any:
+        ids, lengths = front.encode([str(fs.texts[int(batch["index"][0])])])
+        x, mask = modality_tensors(ids, lengths)  # (1, L, 1), (1, L)
+        return model({**batch, "text": x, "text_mask": mask})
+    return call
+
+
 def text_front_end_params(spec) -> dict[str, Any]:
     """Parameter count of the frozen text front end both models share (from its ONNX initialisers)."""
     name = spec.front_end("text")
+    if name.startswith(TOKENS_PREFIX):
+        return {"name": name, "params": None, "note": "the text encoder is part of each model (counted in params)"}
     if name != "minilm-l6-int8":
         return {"name": name, "params": None, "note": "external text features; no front end in this pipeline"}
     try:

@@ -20,6 +20,7 @@ from edge_msa.data.base import FeatureSet
 from edge_msa.metrics import msa_metrics
 from edge_msa.models.layers import presence
 from edge_msa.models.student import SKIPPABLE, Student, run_with_skipping
+from edge_msa.models.with_text import fusion_of
 from edge_msa.training import TrainConfig, fit, iterate
 
 # subsets of (audio, video) that run, in the order of _combos' last axis
@@ -75,8 +76,9 @@ def train_gate(student: Student, train: FeatureSet, valid: FeatureSet, epochs: i
                progress: bool, max_minutes: float | None = None) -> dict:
     """Train only the gate's weights; returns the positive-target rates (how often m matters)."""
     frozen = {name: p.requires_grad for name, p in student.named_parameters()}
+    gate = {id(p) for p in fusion_of(student).gate.parameters()}
     for name, p in student.named_parameters():
-        p.requires_grad = name.startswith("gate.")
+        p.requires_grad = id(p) in gate
     trainer = GateTrainer(student, eps)
     try:
         result = fit(trainer, train, valid, TrainConfig(epochs=epochs, lr=3e-3, patience=epochs, seed=seed,

@@ -33,6 +33,11 @@ MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
     "gtf": {"score_clip": 3.0},
 }
 FALLBACK_DEFAULTS: dict[str, Any] = {"epochs": 20, "batch_size": 32, "lr": 5e-4, "weight_decay": 1e-2, "patience": 6}
+# With the text encoder fine-tuned inside the model (the default): BERT fine-tuning's short schedule (a few epochs,
+# encoder lr 5e-5, linear warm-up + decay), on top of each model's own settings for its fusion layers.
+FINETUNE_DEFAULTS: dict[str, Any] = {"epochs": 5, "batch_size": 32, "patience": 3, "encoder_lr": 5e-5,
+                                     "schedule": "linear", "warmup": 0.1, "max_minutes": 14.0}
+TEXT_ENCODERS = ("finetune", "frozen")
 
 
 def metrics_path(out: str | os.PathLike) -> Path:
@@ -44,17 +49,20 @@ def metrics_path(out: str | os.PathLike) -> Path:
 def train_teacher(model: str = "fd_cmdie", data: str | os.PathLike | None = None, out: str | os.PathLike = "teacher.pt",
                   fmt: str | None = None, seeds: Sequence[int] = (0,), epochs: int | None = None,
                   batch_size: int | None = None, lr: float | None = None, progress: bool = True,
-                  splits=None, **model_params: Any) -> dict[str, Any]:
+                  splits=None, text_encoder: str = "finetune", text_model: str | os.PathLike | None = None,
+                  **model_params: Any) -> dict[str, Any]:
     """Train `model` once per seed; save the seed with the best validation MAE to `out`.
 
     `data` is a dataset path for `edge_msa.data.load_dataset` (default: the MOSI-U file beside the
-    checkout); `splits` (a DatasetSplits) may be passed instead, e.g. by tests. Returns the metrics dict
-    that is also written to `<out stem>.metrics.json`.
+    checkout); `splits` (a DatasetSplits) may be passed instead, e.g. by tests. `text_encoder="finetune"` fine-tunes
+    a BERT-family encoder (`text_model`: a Hugging Face folder; default all-MiniLM-L6-v2) inside the model on token
+    ids; "frozen" trains on cached frozen-MiniLM token features (the ablation). Returns the metrics dict that is
+    also written to `<out stem>.metrics.json`.
     """
     import torch
 
     from .checkpoint import save_checkpoint
-    from .models import create_model, list_models
+    from .models import list_models
     from .models.encoders import fit_input_norms
     from .spec import suggest
     from .training import TrainConfig, fit, predict
@@ -63,9 +71,14 @@ def train_teacher(model: str = "fd_cmdie", data: str | os.PathLike | None = None
         raise InputError(f"unknown model '{model}'{suggest(model, list_models())}")
     if not seeds:
         raise InputError("no seeds given; expected at least one seed, e.g. --seeds 0")
+    if text_encoder not in TEXT_ENCODERS:
+        raise InputError(f"--text-encoder '{text_encoder}'{suggest(text_encoder, TEXT_ENCODERS)}")
+    pretrained = _pretrained_text(text_model) if text_encoder == "finetune" else None
     if splits is None:
-        splits = _load(data, fmt, seed=int(seeds[0]), progress=progress)
-    defaults = {**TRAIN_DEFAULTS.get(model.removesuffix("_tiny"), FALLBACK_DEFAULTS)}
+        splits = _load(data, fmt, seed=int(seeds[0]), progress=progress,
+                       text_encoder=pretrained[1] if pretrained else None)
+    defaults = {**TRAIN_DEFAULTS.get(model.removesuffix("_tiny"), FALLBACK_DEFAULTS),
+                **(FINETUNE_DEFAULTS if pretrained else {})}
     overrides = {"epochs": epochs, "batch_size": batch_size, "lr": lr}
     settings = {**defaults, **{k: v for k, v in overrides.items() if v is not None}}
     model_params = {**MODEL_DEFAULTS.get(model.removesuffix("_tiny"), {}), **model_params}
@@ -75,7 +88,7 @@ def train_teacher(model: str = "fd_cmdie", data: str | os.PathLike | None = None
     splits.train.check_spec(splits.spec)
     for seed in seeds:
         torch.manual_seed(int(seed))
-        net = create_model(model, splits.spec, **model_params)
+        net = _build(model, splits.spec, model_params, pretrained)
         fit_input_norms(net, splits.train.features, splits.train.lengths)
         config = TrainConfig(seed=int(seed), **settings)
         result = fit(net, splits.train, splits.valid, config, progress=progress, desc=f"{model} seed {seed}")
@@ -95,6 +108,7 @@ def train_teacher(model: str = "fd_cmdie", data: str | os.PathLike | None = None
         "selection": "lowest validation MAE over seeds",
         "params": n_params,
         "model": model,
+        "text_encoder": text_encoder,
         "dataset": splits.name,
         "train_settings": settings,
         "model_params": dict(net.config_params),
@@ -104,7 +118,7 @@ def train_teacher(model: str = "fd_cmdie", data: str | os.PathLike | None = None
         "std": {k: v["std"] for k, v in spread.items()},
         "train_seconds": {str(r["seed"]): r["train_seconds"] for r in runs},
     }
-    meta = {"dataset": splits.name, "seeds": [int(s) for s in seeds], "selected_seed": run["seed"],
+    meta = {"dataset": splits.name, "text_encoder": text_encoder, "seeds": [int(s) for s in seeds], "selected_seed": run["seed"],
             "per_seed_test": {str(r["seed"]): r["test"] for r in runs},
             "train_seconds": {str(r["seed"]): r["train_seconds"] for r in runs}, "params": n_params,
             "train_settings": settings, "data": str(data) if data is not None else None, "created": time.time()}
@@ -130,8 +144,37 @@ def calibrate_scale(net, valid, grid: Sequence[float] = tuple(np.arange(0.5, 1.5
     return maes[best]
 
 
-def _load(data, fmt, seed: int, progress: bool):
+def _load(data, fmt, seed: int, progress: bool, text_encoder=None):
     from .data import load_dataset
     from .paths import default_mosi_path
 
-    return load_dataset(Path(data) if data is not None else default_mosi_path(), fmt=fmt, seed=seed, progress=progress)
+    return load_dataset(Path(data) if data is not None else default_mosi_path(), fmt=fmt, seed=seed, progress=progress,
+                        text_encoder=text_encoder)
+
+
+def _pretrained_text(text_model: str | os.PathLike | None):
+    """(BertEncoder with pretrained weights, its tokenizer.json) from a Hugging Face folder; the tokenizer must
+    cover exactly the encoder's vocabulary."""
+    from .features.text import DEFAULT_MAX_LEN, TokenIds
+    from .models.text_bert import default_model_dir, load_pretrained
+
+    folder = Path(text_model) if text_model else default_model_dir()
+    encoder = load_pretrained(folder, max_positions=DEFAULT_MAX_LEN)
+    front = TokenIds(folder / "tokenizer.json", max_len=DEFAULT_MAX_LEN)
+    if front.vocab_size != encoder.config["vocab_size"]:
+        raise InputError(f"{folder}: tokenizer.json has {front.vocab_size} tokens but the encoder's vocabulary is "
+                         f"{encoder.config['vocab_size']}; expected the tokenizer the encoder was trained with")
+    return encoder, front
+
+
+def _build(model: str, spec, model_params: dict[str, Any], pretrained):
+    """The model; with a pretrained text encoder, wrapped around it (weights copied in, tokenizer attached)."""
+    from .models import create_model
+
+    if pretrained is None:
+        return create_model(model, spec, **model_params)
+    encoder, front = pretrained
+    net = create_model(model, spec, text_bert=dict(encoder.config), **model_params)
+    net.bert.load_state_dict(encoder.state_dict())
+    net.tokenizer_path = front.tokenizer_path
+    return net

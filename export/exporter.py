@@ -53,6 +53,7 @@ def export(checkpoint: str | os.PathLike, format: str = "onnx", out: str | os.Pa
     import torch
 
     from edge_msa.checkpoint import data_seed, load_checkpoint
+    from edge_msa.models.with_text import fusion_of  # torch: imported here so the device CLI never loads it
     from edge_msa.runtime.predictor import load
 
     from . import onnx as onnx_export
@@ -62,8 +63,8 @@ def export(checkpoint: str | os.PathLike, format: str = "onnx", out: str | os.Pa
     say = log or (lambda _msg: None)
     model, meta = load_checkpoint(checkpoint)
     spec = model.spec
-    layout = "parts" if hasattr(model, "part") and not opts["single_graph"] else "single"
-    valid = _validation_split(data, spec, data_seed(meta)) if data else None
+    layout = "parts" if hasattr(fusion_of(model), "part") and not opts["single_graph"] else "single"
+    valid = _validation_split(data, model, data_seed(meta)) if data else None
     inputs = f"{len(valid)} validation samples of {data}" if valid is not None else "random inputs of the spec's shapes"
     versions = {"edge_msa": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
                 "onnxruntime": onnxruntime.__version__, "opset": str(opts["opset"])}
@@ -119,16 +120,23 @@ def export(checkpoint: str | os.PathLike, format: str = "onnx", out: str | os.Pa
                                             or ctx.onnx_graphs)
         if spec.front_end("text") == MINILM:
             manifest.text_encoder = _copy_text_encoder(tmp)
+        elif getattr(model, "tokenizer_path", None):  # the model encodes token ids itself: only the tokenizer travels
+            shutil.copyfile(model.tokenizer_path, tmp / "tokenizer.json")
+            manifest.text_encoder = {"tokenizer": "tokenizer.json"}
         write_manifest(tmp, manifest)
     say(f"bundle written to {out} ({layout} layout, {manifest.precision}, {len(manifest.graphs)} graphs)")
     return out
 
 
-def _validation_split(data, spec, seed: int):
-    """The validation split the model was selected on (`seed`: its carve from train, see data_seed)."""
+def _validation_split(data, model, seed: int):
+    """The validation split the model was selected on (`seed`: its carve from train, see data_seed), its text
+    tokenized by the model's own tokenizer when it has one."""
     from edge_msa.data import load_dataset
+    from edge_msa.features.text import TokenIds
 
-    splits = load_dataset(data, seed=seed, progress=False)
+    spec = model.spec
+    tokens = TokenIds(model.tokenizer_path, spec.max_len("text")) if getattr(model, "tokenizer_path", None) else None
+    splits = load_dataset(data, seed=seed, progress=False, text_encoder=tokens)
     if tuple(splits.spec.dims) != tuple(spec.dims):
         raise InputError(f"--data {data} has feature dims {splits.spec.dims}; the model expects {spec.dims}")
     splits.valid.check_spec(spec)

@@ -12,6 +12,7 @@ import torch
 
 from edge_msa.data.base import FeatureSet
 from edge_msa.errors import ParityError
+from edge_msa.features.text import TOKENS_PREFIX
 from edge_msa.metrics import msa_metrics
 from edge_msa.models.student import run_with_skipping
 from edge_msa.training import modality_tensors
@@ -75,6 +76,8 @@ def parity_batches(spec: FeatureSpec, valid: FeatureSet | None, n: int = 32, see
         feats = {}
         for m in MODALITIES:
             x = rng.normal(size=(b, spec.max_len(m), spec.dim(m))).astype(np.float32)  # (B, L, d)
+            if m == "text" and spec.front_end(m).startswith(TOKENS_PREFIX):  # token ids; every BERT vocab has 999
+                x = rng.integers(1, 1000, size=x.shape).astype(np.float32)
             x[np.arange(spec.max_len(m))[None, :] >= lengths[m][:, None]] = 0.0
             feats[m] = x
     batches = []

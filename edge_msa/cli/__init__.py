@@ -17,8 +17,12 @@ SUBCOMMANDS: tuple[str, ...] = ("pipeline", "train", "featurize", "bench", "comp
                                  "eval", "info")
 # The model-building subcommands and what they import beyond the device runtime (the [train] extra): checked
 # before they start, so a runtime-only install answers in one line instead of an ImportError traceback.
-NEEDS_TRAIN: dict[str, tuple[str, ...]] = {"train": ("torch",), "compress": ("torch", "torch_pruning", "onnx"),
-                                           "export": ("torch", "onnx"), "pipeline": ("torch", "torch_pruning", "onnx")}
+NEEDS_TRAIN: dict[str, tuple[str, ...]] = {
+    "train": ("torch", "safetensors"),
+    "compress": ("torch", "torch_pruning", "onnx"),
+    "export": ("torch", "onnx"),
+    "pipeline": ("torch", "safetensors", "torch_pruning", "onnx"),
+}
 
 
 class _Parser(argparse.ArgumentParser):

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import EdgeMSAError, InputError
 from ..features.audio import NAME as LOGMEL, VIDEO_EXTS, has_audio_track
+from ..features.text import TOKENS_PREFIX
 from ..spec import MODALITIES
 from .backend import Backend, backend_class
 from .manifest import SINGLE, Manifest, read_manifest
@@ -57,6 +58,7 @@ class Predictor:
         self.thresholds = list(manifest.skip_thresholds or [0.0, 0.0])
         self._text_encoder = None
         self._front_ends: dict[str, Any] = {}
+        self.tokens = self.spec.front_end("text").startswith(TOKENS_PREFIX)  # graphs take token ids
 
     # --- public API -----------------------------------------------------------------------------
     def predict(self, text: Any = None, audio: Any = None, video: Any = None) -> Prediction:
@@ -137,12 +139,12 @@ class Predictor:
             feed = {}
             for m in MODALITIES:
                 x, n = fetch(m, everyone)
-                feed[m], feed[f"{m}_mask"] = x, _mask(x, n)
+                feed[m], feed[f"{m}_mask"] = self._graph_input(m, x), _mask(x, n)
             score = self._call(SINGLE, feed, ms)["score"]
             ran = np.stack([present[m] for m in MODALITIES], axis=1)  # (B, 3)
             return score, ran, np.ones((batch, 2), np.float32), ms
         x, n = fetch("text", everyone)
-        h_text = self._call("encode_text", {"x": x, "mask": _mask(x, n)}, ms)["h"]  # (B, D)
+        h_text = self._call("encode_text", {"x": self._graph_input("text", x), "mask": _mask(x, n)}, ms)["h"]  # (B, D)
         keep = np.zeros((batch, len(SKIPPABLE)), np.float32)  # (B, 2); unused when nothing is present
         present_f = np.stack([present[m] for m in MODALITIES], axis=1).astype(np.float32)  # (B, 3)
         if any(present[m].any() for m in SKIPPABLE):
@@ -161,6 +163,10 @@ class Predictor:
         score = self._call("fuse", {"h_text": hs[0], "h_audio": hs[1], "h_video": hs[2],
                                     "present": ran_arr.astype(np.float32)}, ms)["score"]  # (B,)
         return score, ran_arr, keep, ms
+
+    def _graph_input(self, m: str, x: np.ndarray) -> np.ndarray:
+        """Token-id text travels as (B, L, 1) float arrays (exact for ids < 2**24); its graphs take (B, L) int64."""
+        return np.rint(x[..., 0]).astype(np.int64) if m == "text" and self.tokens else x
 
     def _call(self, part: str, feed: dict[str, np.ndarray], ms: dict[str, float]) -> dict[str, np.ndarray]:
         start = time.perf_counter()
@@ -206,13 +212,13 @@ class Predictor:
         skipped: list[dict[str, str]] = [{} for _ in inputs]
         texts = [(i, item["text"]) for i, item in enumerate(inputs) if isinstance(item.get("text"), str)]
         if texts:
-            if self._text_encoder is None:  # first use: session creation is a one-off, not per-call cost
+            if self._text_encoder is None:  # first use: loading is a one-off, not per-call cost
                 start = time.perf_counter()
-                self.text_encoder.tokenizer, self.text_encoder.session  # noqa: B018 (load both once)
+                self.text_encoder.load()
                 ms["text_encoder_load"] = (time.perf_counter() - start) * 1e3
             start = time.perf_counter()
             encoded, lens = self.text_encoder.encode([t for _, t in texts])
-            ms["text_encoder"] = (time.perf_counter() - start) * 1e3
+            ms[self.text_encoder.stage] = (time.perf_counter() - start) * 1e3
             for (i, _), x, n in zip(texts, encoded, lens):
                 rows[i]["text"] = x[:n]
         for i, item in enumerate(inputs):
@@ -282,17 +288,20 @@ class Predictor:
 
     @property
     def text_encoder(self):
-        """The bundled text encoder (text_encoder.onnx + tokenizer.json), built on first use."""
+        """The bundled text front end, built on first use: the tokenizer alone when the model encodes token ids
+        itself (`encode_text` graph), else the frozen text encoder (text_encoder.onnx + tokenizer.json)."""
         if self._text_encoder is None:
             name = self.spec.front_end("text")
             files = self.manifest.text_encoder
             if not files or self.bundle is None:
                 raise InputError(f"this bundle has no text encoder (its text front end is '{name}'); pass text as "
                                  f"an (L, {self.spec.dim('text')}) feature array")
-            from ..features.text import TextEncoder
-            self._text_encoder = TextEncoder(tokenizer_path=self.bundle / files["tokenizer"],
-                                             onnx_path=self.bundle / files["onnx"],
-                                             max_len=self.spec.max_len("text"), threads=self.threads)
+            from ..features.text import TextEncoder, TokenIds
+            max_len = self.spec.max_len("text")
+            self._text_encoder = (TokenIds(self.bundle / files["tokenizer"], max_len=max_len) if self.tokens else
+                                  TextEncoder(tokenizer_path=self.bundle / files["tokenizer"],
+                                              onnx_path=self.bundle / files["onnx"], max_len=max_len,
+                                              threads=self.threads))
         return self._text_encoder
 
 
