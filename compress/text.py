@@ -142,15 +142,33 @@ class LayerwiseKD(nn.Module):
         return sum(((p(s) - t) ** 2 * valid).sum() / n for p, s, t in zip(self.proj, states, targets)) / len(states)
 
 
-def _batches(id_rows: list[list[int]], batch_size: int, rng: np.random.Generator | None):
-    order = rng.permutation(len(id_rows)) if rng is not None else np.arange(len(id_rows))
-    for start in range(0, len(order), batch_size):
-        rows = [id_rows[i] for i in order[start:start + batch_size]]
-        width = max(len(r) for r in rows)
-        ids = torch.zeros(len(rows), width, dtype=torch.int64)
-        for j, r in enumerate(rows):
-            ids[j, :len(r)] = torch.tensor(r)
-        yield ids, ids != 0
+def _padded(rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token id rows -> (B, W) int64 ids zero-padded and the (B, W) bool mask."""
+    width = max(len(r) for r in rows)
+    ids = torch.zeros(len(rows), width, dtype=torch.int64)
+    for j, r in enumerate(rows):
+        ids[j, :len(r)] = torch.tensor(r)
+    return ids, ids != 0
+
+
+@torch.no_grad()
+def teacher_layer_states(teacher: BertEncoder, id_rows: list[list[int]], layers: list[int], progress: bool,
+                         batch_size: int = 64) -> list[torch.Tensor]:
+    """Per text, the teacher's states at `layers` as one (L_i, len(layers), H) float16 tensor, computed once (the
+    teacher's forward pass is most of a KD epoch's cost; float16 halves the memory)."""
+    from tqdm.auto import tqdm
+
+    teacher.eval()
+    order = np.argsort([len(r) for r in id_rows], kind="stable")  # similar lengths per batch: little padding
+    out: list[torch.Tensor | None] = [None] * len(id_rows)
+    starts = range(0, len(order), batch_size)
+    for start in tqdm(starts, desc="teacher states for text KD", leave=False, disable=not progress):
+        rows = order[start:start + batch_size]
+        ids, mask = _padded([id_rows[i] for i in rows])
+        states = torch.stack([teacher(ids, mask, all_layers=True)[k] for k in layers], dim=2).half()  # (B, W, P, H)
+        for j, i in enumerate(rows):
+            out[i] = states[j, :len(id_rows[i])].clone()
+    return out
 
 
 def distill_layers(student: BertEncoder, teacher: BertEncoder, id_rows: list[list[int]], epochs: int, lr: float,
@@ -159,21 +177,24 @@ def distill_layers(student: BertEncoder, teacher: BertEncoder, id_rows: list[lis
     from tqdm.auto import tqdm
 
     picked = [0, *layer_map(len(teacher.layers), len(student.layers))]  # 0 = embeddings
+    start = time.perf_counter()
+    targets = teacher_layer_states(teacher, id_rows, picked, progress)
     kd = LayerwiseKD(student, teacher.hidden)
     opt = torch.optim.AdamW(kd.parameters(), lr=lr, weight_decay=0.01)
-    steps = epochs * -(-len(id_rows) // batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.1)
-    rng, start, history = np.random.default_rng(seed), time.perf_counter(), []
-    teacher.eval()
+    n_batches = -(-len(id_rows) // batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(epochs * n_batches, 1), pct_start=0.1)
+    rng, history = np.random.default_rng(seed), []
     for epoch in range(epochs):
         kd.train()
         total, count = 0.0, 0
-        bar = tqdm(_batches(id_rows, batch_size, rng), total=-(-len(id_rows) // batch_size), leave=False,
-                   desc=f"text KD epoch {epoch + 1}/{epochs}", disable=not progress)
-        for ids, mask in bar:
-            with torch.no_grad():
-                t_states = teacher(ids, mask, all_layers=True)
-            loss = kd.loss(ids, mask, [t_states[i] for i in picked])
+        order = rng.permutation(len(id_rows))
+        bar = tqdm(range(0, len(order), batch_size), leave=False, desc=f"text KD epoch {epoch + 1}/{epochs}",
+                   disable=not progress)
+        for b in bar:
+            rows = order[b:b + batch_size]
+            ids, mask = _padded([id_rows[i] for i in rows])
+            t = torch.nn.utils.rnn.pad_sequence([targets[i] for i in rows], batch_first=True).float()  # (B, W, P, H)
+            loss = kd.loss(ids, mask, [t[:, :, k] for k in range(len(picked))])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(kd.parameters(), 1.0)

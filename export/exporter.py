@@ -63,6 +63,8 @@ def export(checkpoint: str | os.PathLike, format: str = "onnx", out: str | os.Pa
     say = log or (lambda _msg: None)
     model, meta = load_checkpoint(checkpoint)
     spec = model.spec
+    from edge_msa.models.with_text import fusion_of
+
     layout = "parts" if hasattr(fusion_of(model), "part") and not opts["single_graph"] else "single"
     valid = _validation_split(data, model, data_seed(meta)) if data else None
     inputs = f"{len(valid)} validation samples of {data}" if valid is not None else "random inputs of the spec's shapes"

@@ -172,7 +172,7 @@ def test_failed_rows_say_why_and_the_sweep_continues(report_dir):
 
 def test_markdown_and_png(report_dir):
     md = (report_dir / "report.md").read_text()
-    assert "| bundle | model | precision | model KB | bundle MB | batch | modalities | status |" in md
+    assert "| bundle | model | precision | model KB | bundle MB | batch | modalities | input | status |" in md
     assert "## Ratios vs the first bundle (teacher)" in md
     ratio_line = next(l for l in md.splitlines() if l.startswith("| student | 1 | all |"))
     speedup = float(ratio_line.split("|")[4].strip().rstrip("x"))

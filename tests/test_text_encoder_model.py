@@ -88,7 +88,8 @@ def test_teacher_fine_tunes_its_encoder_and_keeps_its_tokenizer(teacher_and_stud
     assert model.tokenizer_path.read_bytes() == (tiny_bert_dir / "tokenizer.json").read_bytes()
     pretrained = load_pretrained(tiny_bert_dir, max_positions=model.bert.config["max_positions"]).state_dict()
     moved = max(float((model.bert.state_dict()[k] - v).abs().max()) for k, v in pretrained.items())
-    assert moved > 0  # the encoder was trained, not frozen
+    phase = metrics["seeds"]["0"]["kept_phase"]
+    assert phase in ("fusion", "joint") and (moved > 0) == (phase == "joint")  # joint fine-tuning moves the encoder
 
 
 def test_student_text_encoder_is_pruned_factorised_and_counted_end_to_end(teacher_and_student):
@@ -123,3 +124,19 @@ def test_bundle_runs_from_the_raw_string(teacher_and_student, tmp_path, fmt):
     assert first.ran == ["text"] and np.isfinite(first.score)
     assert "tokenizer" in again.ms and "encode_text" in again.ms and "text_encoder_load" not in again.ms
     assert one_line_error(lambda: predictor.predict(text="   ")).startswith("empty text")
+
+
+def test_bench_times_from_the_raw_transcript(teacher_and_student, token_splits, tmp_path):
+    from edge_msa.benchmarks import run_bench
+    from edge_msa.export import export
+
+    bundle = export(teacher_and_student[1], format="onnx", out=tmp_path / "bundle", log=None)
+    rows = {}
+    for precomputed in (False, True):
+        out = run_bench([bundle], data=token_splits, out=tmp_path / f"r{precomputed}", modalities=["all"],
+                        meter="none", min_time=0, min_runs=2, warmup=0, progress=False, precomputed_text=precomputed)
+        rows[precomputed] = json.loads((out / "report.json").read_text())["rows"][0]
+    assert rows[False]["status"] == "ok" and rows[False]["input"] == "raw-text"
+    assert "tokenizer" in rows[False]["stages_ms"] and "encode_text" in rows[False]["stages_ms"]
+    assert rows[True]["input"] == "precomputed-text" and "tokenizer" not in rows[True]["stages_ms"]
+    assert rows[False]["metrics"]["mae"] == pytest.approx(rows[True]["metrics"]["mae"])

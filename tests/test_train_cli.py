@@ -74,7 +74,7 @@ def test_cli_train_writes_checkpoint_and_metrics(tmp_path, monkeypatch, capsys):
     _features_npz(data)
     out = tmp_path / "teachers" / "fd.pt"
     rc = main(["train", "--model", "fd_cmdie_tiny", "--data", str(data), "--out", str(out), "--epochs", "2",
-               "--batch-size", "8", "--quiet"])
+               "--batch-size", "8", "--text-encoder", "frozen", "--quiet"])
     assert rc == 0
     assert out.is_file() and metrics_path(out).is_file()
     metrics = json.loads(metrics_path(out).read_text())
