@@ -53,7 +53,6 @@ def export(checkpoint: str | os.PathLike, format: str = "onnx", out: str | os.Pa
     import torch
 
     from edge_msa.checkpoint import data_seed, load_checkpoint
-    from edge_msa.models.with_text import fusion_of  # torch: imported here so the device CLI never loads it
     from edge_msa.runtime.predictor import load
 
     from . import onnx as onnx_export
