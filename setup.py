@@ -45,11 +45,14 @@ setup(
         # raw audio / video files: soundfile, OpenCV (5.x ships no Haar cascades), PyAV (audio inside video)
         "media": ["soundfile>=0.12", "opencv-python-headless<5", "av>=12"],
         "plot": ["matplotlib>=3.5"],  # bench's report.png
+        # edge-msa serve: REST service (FastAPI on uvicorn), /metrics, multipart uploads
+        "serve": ["fastapi>=0.110", "uvicorn>=0.29", "prometheus-client>=0.19", "python-multipart>=0.0.13"],
         "fp16": ["onnxconverter-common>=1.14"],
         "gpu": ["nvidia-ml-py>=12", "onnxruntime-gpu>=1.16"],
         # TensorRT itself comes from JetPack or NVIDIA's index; cuda-python moves engine buffers (export + run)
         "tensorrt": ["cuda-python>=12"],
-        "test": ["edge-msa[train,media,plot,fp16]", "pytest>=7", "transformers>=4.40"],  # HF BERT parity tests
+        # the suite: transformers for the HF BERT parity tests, selenium drives the demo page in headless Chromium
+        "test": ["edge-msa[train,media,plot,fp16,serve]", "pytest>=7", "transformers>=4.40", "selenium>=4.11"],
     },
     entry_points={"console_scripts": ["edge-msa=edge_msa.cli:main"]},
 )

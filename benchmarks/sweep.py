@@ -202,16 +202,15 @@ class _Datasets:
             from edge_msa.data.loader import detect_format
             detect_format(data)  # so does a missing or unreadable file; it is read per bundle's text encoder
 
-    def _load(self, path: Path, encoder: Any | None) -> DatasetSplits:
-        key = (path, encoder.fingerprint() if encoder is not None else None)
+    def _load(self, path: Path, front=None) -> DatasetSplits:
+        key = (path, getattr(front, "name", None), getattr(front, "tokenizer_path", None))
         if key not in self.cache:
             from edge_msa.data.loader import load_dataset
-            self.cache[key] = load_dataset(path, progress=self.progress, text_encoder=encoder)
+            self.cache[key] = load_dataset(path, progress=self.progress, text_encoder=front)
         return self.cache[key]
 
     def for_target(self, target: Target) -> tuple[FeatureSet | None, str]:
-        from edge_msa.runtime.evaluate import bundle_text_encoder
-
+        front = getattr(target.predictor, "dataset_text_front_end", None)  # None: the data's own text features
         splits = self.given
         if splits is None:
             from edge_msa.data.mosi_u import AV_FRONT_ENDS
@@ -219,11 +218,11 @@ class _Datasets:
             if tuple(target.spec.front_ends[1:]) != AV_FRONT_ENDS:
                 return None, "unavailable: no --data (the bundle's features are not MOSI-U's)"
             try:
-                splits = self._load(default_mosi_path(), bundle_text_encoder(target.predictor))
+                splits = self._load(default_mosi_path(), front)
             except EdgeMSAError as exc:
                 return None, f"unavailable: no --data ({exc})"
         elif not isinstance(splits, DatasetSplits):
-            splits = self._load(Path(splits), bundle_text_encoder(target.predictor))
+            splits = self._load(Path(splits), front)
         if tuple(splits.spec.dims) != tuple(target.spec.dims):
             return None, (f"unavailable: --data feature dims {list(splits.spec.dims)} do not match the bundle's "
                           f"{list(target.spec.dims)}")

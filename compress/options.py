@@ -104,7 +104,7 @@ class CompressOptions:
 
     def transfer_path(self) -> str | None:
         """The transfer label.csv: None, the MOSEI file of the data folder ("mosei", skipped if absent), or a path."""
-        if not self.transfer or self.transfer == "none":
+        if not self.transfer or self.transfer.lower() == "none":
             return None
         if self.transfer == "mosei":
             from edge_msa.paths import default_data_root

@@ -24,7 +24,7 @@ from edge_msa.metrics import mean_std, msa_metrics
 from edge_msa.models import create_model
 from edge_msa.models.encoders import fit_input_norms
 from edge_msa.models.student import SKIPPABLE, Student, run_with_skipping
-from edge_msa.models.with_text import WithTextEncoder, fusion_of
+from edge_msa.models.with_text import WithTextEncoder, fusion_of, text_front_end
 from edge_msa.spec import MODALITIES, FeatureSpec
 from edge_msa.training import TrainConfig, fit, predict, to_batch
 
@@ -235,7 +235,7 @@ def _compress(teacher_path: Path, data: str | os.PathLike | None, out: Path, opt
     splits_seed = data_seed(meta) if splits is None else 0  # the teacher's validation carve; given splits: 0
     if splits is None:
         data_path = resolve_data(data, meta)
-        splits = load_dataset(data_path, seed=splits_seed, progress=progress)
+        splits = load_dataset(data_path, seed=splits_seed, progress=progress, text_encoder=text_front_end(teacher))
     else:
         data_path = Path(str(data or splits.name))
     check_specs(teacher.spec, splits.spec)
@@ -366,9 +366,7 @@ def _timed(teacher, student, test) -> dict[str, Any]:
     models = {"teacher": teacher, "student": student, "student_skip": lambda b: run_with_skipping(student, b)}
     if not isinstance(teacher, WithTextEncoder):
         return models
-    from edge_msa.features.text import TokenIds
-
-    front = TokenIds(teacher.tokenizer_path, max_len=teacher.spec.max_len("text"))
+    front = text_front_end(teacher)
     return {name: measure.raw_text(fn, test, front) for name, fn in models.items()}
 
 

@@ -133,11 +133,10 @@ def _validation_split(data, model, seed: int):
     """The validation split the model was selected on (`seed`: its carve from train, see data_seed), its text
     tokenized by the model's own tokenizer when it has one."""
     from edge_msa.data import load_dataset
-    from edge_msa.features.text import TokenIds
+    from edge_msa.models.with_text import text_front_end
 
     spec = model.spec
-    tokens = TokenIds(model.tokenizer_path, spec.max_len("text")) if getattr(model, "tokenizer_path", None) else None
-    splits = load_dataset(data, seed=seed, progress=False, text_encoder=tokens)
+    splits = load_dataset(data, seed=seed, progress=False, text_encoder=text_front_end(model))
     if tuple(splits.spec.dims) != tuple(spec.dims):
         raise InputError(f"--data {data} has feature dims {splits.spec.dims}; the model expects {spec.dims}")
     splits.valid.check_spec(spec)

@@ -1,7 +1,15 @@
 """Shared fixtures: tiny specs and synthetic FeatureSets for fast tests, and the real data root."""
 from __future__ import annotations
 
+import contextlib
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -122,6 +130,55 @@ def token_splits(tiny_bert_dir) -> DatasetSplits:
     spec = FeatureSpec(dims=(1, 5, 7), max_lens=(12, 1, 1), front_ends=(tokenizer_tag(tok), "external", "external"))
     return DatasetSplits(spec, token_featureset(tok, 64, 0), token_featureset(tok, 32, 1), token_featureset(tok, 32, 2),
                          name="tiny-tokens")
+
+
+# --- edge-msa serve: a tiny bundle with our own front ends, and the service in a subprocess -------------
+SERVE_SPEC = FeatureSpec(dims=(384, 56, 105), max_lens=(16, 5, 4), front_ends=("minilm-l6-int8", "logmel-v1", "face-v1"))
+
+
+@pytest.fixture(scope="session")
+def media_bundle(tmp_path_factory) -> Path:
+    """A tiny random-weight student (MiniLM text, logmel-v1 audio, face-v1 video) exported as a bundle."""
+    from edge_msa.checkpoint import save_checkpoint
+    from edge_msa.export import export
+    from edge_msa.models import create_model
+
+    folder = tmp_path_factory.mktemp("media_bundle")
+    ckpt = save_checkpoint(folder / "s.pt", create_model("student_tiny", SERVE_SPEC), {})
+    return Path(export(ckpt, out=folder / "bundle", log=None))
+
+
+@contextlib.contextmanager
+def serve_process(bundle: Path, *flags: str) -> Iterator[tuple[subprocess.Popen, str]]:
+    """`edge-msa serve` on a free loopback port in a subprocess; yields (process, base url) once /healthz
+    answers 200, and kills it at the end if the test left it running."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tempfile.TemporaryFile("w+")  # not a pipe: a chatty server must never block on a full pipe
+    proc = subprocess.Popen([sys.executable, "-m", "edge_msa", "serve", str(bundle), "--port", str(port),
+                             "--log-level", "warning", *flags], stdout=log, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if proc.poll() is not None:
+                log.seek(0)
+                raise AssertionError(f"edge-msa serve exited {proc.returncode}: {log.read()}")
+            try:
+                with urllib.request.urlopen(f"{url}/healthz", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise AssertionError("edge-msa serve did not answer /healthz within 90 s") from None
+                time.sleep(0.2)
+        yield proc, url
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+        log.close()
 
 
 def ci_bundle_dir(tmp_path_factory, name: str) -> Path:

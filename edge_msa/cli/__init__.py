@@ -14,7 +14,7 @@ from ..version import __version__
 
 # One module per subcommand in edge_msa/cli/; each defines register(subparsers).
 SUBCOMMANDS: tuple[str, ...] = ("pipeline", "train", "featurize", "bench", "compress", "export", "predict",
-                                 "eval", "info")
+                                 "eval", "info", "serve", "feedback")
 # The model-building subcommands and what they import beyond the device runtime (the [train] extra): checked
 # before they start, so a runtime-only install answers in one line instead of an ImportError traceback.
 NEEDS_TRAIN: dict[str, tuple[str, ...]] = {

@@ -33,13 +33,13 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import InputError
     from ..paths import default_mosi_path
     from ..runtime import load
-    from ..runtime.evaluate import bundle_text_encoder, evaluate
+    from ..runtime.evaluate import evaluate
 
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be >= 1; got {args.batch_size}")
     with load(args.bundle, backend=args.backend, threads=args.threads) as predictor:
         splits = load_dataset(args.data or default_mosi_path(), progress=False,
-                              text_encoder=bundle_text_encoder(predictor))
+                              text_encoder=predictor.dataset_text_front_end)
         fs = splits.split(args.split)
         fs.check_spec(predictor.spec)
         metrics = {"bundle": str(args.bundle), "split": args.split, **evaluate(predictor, fs, args.batch_size)}

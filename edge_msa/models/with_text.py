@@ -11,10 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..spec import FeatureSpec
 from .base import Batch, MSAModel
+from .layers import masked_mean
 from .text_bert import BertEncoder, build
 
 STATES_FRONT_END = "text-encoder-states"
@@ -71,6 +73,23 @@ class WithTextEncoder(MSAModel):
         return self.fusion.part(name)
 
 
+class TextProbe(nn.Module):
+    """The text encoder + a linear head on its mean-pooled states, trained on text alone (L1): the teacher's first
+    phase (edge_msa.teacher.fit_with_encoder), so the fusion model later starts from sentiment-tuned states."""
+
+    def __init__(self, bert: BertEncoder) -> None:
+        super().__init__()
+        self.bert, self.out = bert, nn.Linear(bert.hidden, 1)
+
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        states = self.bert(token_ids(batch["text"]), batch["text_mask"])  # (B, L, H)
+        return {"score": self.out(masked_mean(states, batch["text_mask"])).squeeze(-1)}  # (B,)
+
+    def loss(self, out: dict[str, torch.Tensor], batch: Batch):
+        task = F.l1_loss(out["score"], batch["label"])
+        return task, {"mae": float(task.detach())}
+
+
 class _TextPart(nn.Module):
     """encode_text as one graph from token ids: (ids (B, L) int64, mask (B, L) bool) -> h (B, D)."""
 
@@ -80,6 +99,14 @@ class _TextPart(nn.Module):
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.model.fusion.encode("text", self.model.bert(ids, mask), mask)
+
+
+def text_front_end(model: nn.Module):
+    """How `model` reads text from a dataset: TokenIds with its own tokenizer, or None (the default front end)."""
+    from ..features.text import TokenIds
+
+    path = getattr(model, "tokenizer_path", None)
+    return TokenIds(path, max_len=model.spec.max_len("text")) if path else None
 
 
 def fusion_of(model: nn.Module) -> nn.Module:

@@ -10,14 +10,6 @@ from ..metrics import msa_metrics
 from ..spec import MODALITIES
 
 
-def bundle_text_encoder(predictor) -> Any | None:
-    """The text encoder a bundle carries (its tokenizer + encoder graph), for encoding a dataset's transcripts
-    exactly as the device does and without the training-side weights packages; None when the bundle has none
-    (external text features) or the predictor is not a bundle's (the benchmark tests' fakes)."""
-    manifest = getattr(predictor, "manifest", None)
-    return predictor.text_encoder if getattr(manifest, "text_encoder", None) else None
-
-
 def predict_featureset(predictor, fs: FeatureSet, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """(scores (N,), ran (N, 3) bool) in batches, each trimmed to its longest valid sequence."""
     scores, ran = [], []

@@ -287,6 +287,12 @@ class Predictor:
         return array
 
     @property
+    def dataset_text_front_end(self):
+        """What a dataset's transcripts go through for this bundle (`load_dataset(..., text_encoder=)`): the bundle's
+        own tokenizer / text encoder, or None where the bundle has none (text features come with the data)."""
+        return self.text_encoder if self.manifest.text_encoder and self.bundle is not None else None
+
+    @property
     def text_encoder(self):
         """The bundled text front end, built on first use: the tokenizer alone when the model encodes token ids
         itself (`encode_text` graph), else the frozen text encoder (text_encoder.onnx + tokenizer.json)."""

@@ -1,0 +1,80 @@
+"""`edge-msa serve BUNDLE`: a REST service around one bundle (FastAPI + uvicorn; pip install "edge-msa[serve]")."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+EPILOG = """examples:
+  edge-msa serve runs/mosi/bundles/student-int8                      # http://127.0.0.1:8000/ (demo page)
+  edge-msa serve bundle/ --port 9000 --feedback feedback.sqlite      # keep users' labels
+  edge-msa serve bundle/ --max-batch 1                               # batching off
+  curl -s localhost:8000/v1/predict -H 'content-type: application/json' -d '{"text": "what a wonderful film"}'
+  curl -s localhost:8000/v1/predict -F text="not my thing" -F video=@clip.mp4
+  curl -s localhost:8000/v1/feedback -H 'content-type: application/json' -d '{"request_id": "<id>", "label": 2}'
+
+routes: POST /v1/predict (JSON {"text", "audio", "video"}: a string, (L, d) arrays or base64 WAV/video; or a
+multipart form), POST /v1/predict/batch ({"inputs": [...]}), POST /v1/feedback, GET /healthz, GET /v1/info,
+GET /metrics (Prometheus), GET / (demo page). Errors are {"error": "..."} with a 4xx status; beyond
+--max-queue waiting inputs the answer is 429 with Retry-After. SIGTERM finishes in-flight requests, then exits 0.
+There is no authentication: it binds 127.0.0.1 unless you pass --host.
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from ..serve.inputs import Limits
+
+    d = Limits()
+    p = subparsers.add_parser("serve", help="serve a bundle over HTTP (REST + demo page + feedback log)",
+                              description="Load a bundle once and serve predictions over HTTP, micro-batched.",
+                              epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("bundle", help="bundle directory from `edge-msa export`")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 exposes the "
+                   "service, which has no authentication, to the network)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    p.add_argument("--max-batch", type=int, default=16, help="inputs per runtime call (1 = batching off; default 16)")
+    p.add_argument("--max-wait-ms", type=float, default=2.0, help="wait after a first input for more (default 2)")
+    p.add_argument("--max-queue", type=int, default=256, help="waiting inputs before 429 (default 256)")
+    p.add_argument("--feedback", default=None, help="SQLite feedback log to append to (default: feedback off)")
+    p.add_argument("--remember", type=int, default=10000, help="recent predictions feedback may name (default 10000)")
+    p.add_argument("--max-body", type=int, default=d.max_body_bytes, help=f"bytes per request (default {d.max_body_bytes})")
+    p.add_argument("--max-text", type=int, default=d.max_text_chars, help=f"characters of text (default {d.max_text_chars})")
+    p.add_argument("--max-media-s", type=float, default=d.max_media_seconds,
+                   help=f"seconds of audio / video (default {d.max_media_seconds:g})")
+    p.add_argument("--max-steps", type=int, default=d.max_steps, help=f"rows L of a feature array (default {d.max_steps})")
+    p.add_argument("--max-items", type=int, default=d.max_items, help=f"inputs per batch request (default {d.max_items})")
+    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: its own)")
+    p.add_argument("--drain-s", type=float, default=7.0, help="on SIGTERM, wait this long for in-flight requests "
+                   "(default 7; with the worker's final 2 s the exit comes within 10 s)")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import signal
+
+    from ..errors import InputError, require
+    from ..serve import SERVE_FIX
+
+    for module in ("fastapi", "uvicorn", "prometheus_client", "python_multipart"):
+        require(module, "edge-msa serve", SERVE_FIX)
+    import uvicorn
+
+    from ..serve.app import ServeConfig, Service, create_app
+    from ..serve.inputs import Limits
+
+    if not 0 <= args.port <= 65535 or args.remember < 1:
+        raise InputError(f"--port {args.port} / --remember {args.remember}; expected a port in 0..65535 and "
+                         "--remember >= 1")
+    limits = Limits(args.max_body, args.max_text, args.max_media_s, args.max_steps, args.max_items)
+    service = Service(ServeConfig(args.bundle, args.threads, args.max_batch, args.max_wait_ms, args.max_queue,
+                                  args.feedback, args.remember, limits))
+    service.warm_up()
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        sys.stderr.write(f"warning: --host {args.host} serves to the network; edge-msa serve has no authentication\n")
+    config = uvicorn.Config(create_app(service), host=args.host, port=args.port, log_level=args.log_level,
+                            access_log=False, timeout_graceful_shutdown=args.drain_s, server_header=False)
+    # uvicorn drains on SIGTERM, then re-raises the signal to the handler that was there before it; this one
+    # makes that a normal exit (0) instead of death by signal.
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    uvicorn.Server(config).run()
+    return 0

@@ -1,0 +1,348 @@
+"""The REST service (FastAPI): one bundle loaded once, inputs micro-batched, limits answered as 4xx JSON.
+
+Routes: POST /v1/predict (JSON or multipart), POST /v1/predict/batch, POST /v1/feedback, GET /healthz,
+GET /v1/info, GET /metrics, GET / (demo page). Every error is `{"error": "..."}` with a 4xx status
+(a 500 only for a bug). Imported only by `edge-msa serve`, after it checked the [serve] extra is there. Only the public runtime API is used: `edge_msa.load(bundle).predict_batch`.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import shutil
+import tempfile
+import time
+import uuid
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+
+from ..errors import EdgeMSAError, InputError
+from ..spec import MODALITIES
+from ..version import __version__
+from .batching import MicroBatcher, QueueFull
+from .feedback import FeedbackLog, RecentPredictions
+from .inputs import Limits, Parsed, RequestError, parse_item
+from .metrics import ServiceMetrics
+
+ROUTES = ("/", "/healthz", "/metrics", "/v1/info", "/v1/predict", "/v1/predict/batch", "/v1/feedback")
+OFFLOAD_BYTES = 32 * 1024  # bodies above this are parsed in a worker thread (media decoding, big arrays)
+DRAIN_FACTOR = 16  # an oversized body is read and dropped up to this many times the limit (see read_body)
+
+
+@dataclass
+class ServeConfig:
+    """Everything `edge-msa serve` takes besides host and port."""
+
+    bundle: str
+    threads: int | None = None
+    max_batch: int = 16
+    max_wait_ms: float = 2.0
+    max_queue: int = 256
+    feedback: str | None = None  # SQLite path; None = /v1/feedback is off
+    remember: int = 10000  # recent predictions kept for feedback by request id
+    limits: Limits = field(default_factory=Limits)
+
+
+class Service:
+    """The loaded bundle and everything around it. Constructing it loads the bundle and opens the log, so a bad
+    bundle or log is one `error:` line before any port is bound; `close` drains and releases."""
+
+    def __init__(self, config: ServeConfig) -> None:
+        import edge_msa
+        from ..runtime.manifest import read_manifest
+
+        self.config = config
+        self.manifest = read_manifest(config.bundle)
+        self.spec = self.manifest.feature_spec
+        if config.limits.max_items > config.max_queue:
+            raise InputError(f"--max-items {config.limits.max_items} exceeds --max-queue {config.max_queue}; "
+                             "a batch request must fit in the queue")
+        self.log = FeedbackLog(config.feedback) if config.feedback else None
+        self.predictor = edge_msa.load(config.bundle, threads=config.threads)
+        self.batcher = MicroBatcher(self.predictor.predict_batch, config.max_batch, config.max_wait_ms,
+                                    config.max_queue, on_batch=self._on_batch)
+        self.metrics = ServiceMetrics(lambda: self.batcher.depth)
+        self.recent = RecentPredictions(config.remember)
+
+    def _on_batch(self, size: int, seconds: float) -> None:
+        self.metrics.observe_batch(size, seconds)
+
+    def warm_up(self) -> None:
+        """One prediction before serving, so the first client does not pay session and encoder start-up."""
+        import numpy as np
+
+        item = {m: np.zeros((1, self.spec.dim(m)), np.float32) for m in MODALITIES
+                if self.spec.front_end(m).startswith("external")}
+        if "text" not in item:
+            item["text"] = "warm up"
+        self.predictor.predict_batch([item])
+
+    def close(self) -> None:
+        """After uvicorn's drain: finish the queue (inputs of cancelled requests are dropped), then release.
+        A worker still inside a runtime call after `timeout` keeps its sessions; the process exit frees them."""
+        self.batcher.close(timeout=2.0)
+        if self.log:
+            self.log.close()
+        if not self.batcher.running:
+            self.predictor.close()
+
+    async def predict(self, parsed: list[Parsed]) -> list[dict[str, Any]]:
+        """Queue the inputs (all or none: QueueFull -> 429), await their batched predictions."""
+        futures = self.batcher.submit([p.item for p in parsed])
+        results = await asyncio.gather(*(asyncio.wrap_future(f) for f in futures), return_exceptions=True)
+        out = []
+        for i, (p, result) in enumerate(zip(parsed, results)):
+            if isinstance(result, EdgeMSAError):
+                raise RequestError(400, f"input #{i}: {result}" if len(parsed) > 1 else str(result))
+            if isinstance(result, BaseException):
+                raise result
+            prediction = result.to_dict()
+            request_id = uuid.uuid4().hex
+            self.metrics.observe_prediction(prediction)
+            self.recent.put(request_id, p.digest, p.text, prediction)
+            out.append({**prediction, "request_id": request_id})
+        return out
+
+    async def add_feedback(self, request_id: str, label: float) -> int:
+        """Append the user's label for a served prediction to the log; returns the row id once durable."""
+        if self.log is None:
+            raise RequestError(404, "feedback is off; start the service with --feedback log.sqlite")
+        served = self.recent.get(request_id)
+        if served is None:
+            raise RequestError(404, f"request_id '{request_id[:64]}' is unknown (or older than the last "
+                                    f"{self.config.remember} predictions); expected an id a prediction returned")
+        return await run_in_threadpool(self.log.add, request_id, *served, label)
+
+    def info(self) -> dict[str, Any]:
+        c = self.config
+        return {"edge_msa": __version__, "bundle": str(Path(c.bundle).resolve()), "manifest": self.manifest.to_dict(),
+                "service": {"max_batch": c.max_batch, "max_wait_ms": c.max_wait_ms, "max_queue": c.max_queue,
+                            "feedback": bool(c.feedback), "limits": asdict(c.limits)}}
+
+
+class Scratch:
+    """A per-request temp folder for media files, made only when a request carries media."""
+
+    def __init__(self) -> None:
+        self._path: Path | None = None
+
+    def __call__(self) -> Path:
+        if self._path is None:
+            self._path = Path(tempfile.mkdtemp(prefix="edge-msa-serve-"))
+        return self._path
+
+    def cleanup(self) -> None:
+        if self._path is not None:
+            shutil.rmtree(self._path, ignore_errors=True)
+
+
+async def read_body(request, limit: int) -> bytes:
+    """The request body, or 413 if it exceeds `limit` bytes. An oversized body is still read (and dropped)
+    up to DRAIN_FACTOR x limit, because closing on a client that is still sending resets its connection
+    before it can read the 413; beyond that the connection is given up."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size <= limit:
+            chunks.append(chunk)
+        elif size > DRAIN_FACTOR * limit:
+            break
+    if size > limit:
+        declared = request.headers.get("content-length", "")
+        raise RequestError(413, f"body has {declared if declared.isdigit() else 'over ' + str(limit)} bytes; "
+                                f"expected at most {limit}")
+    return b"".join(chunks)
+
+
+def content_type(request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def parse_json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise RequestError(400, f"malformed JSON ({' '.join(str(exc).split())[:200]}); expected a JSON object") \
+            from None
+
+
+async def json_body(request, limit: int) -> Any:
+    kind = content_type(request)
+    if kind != "application/json":
+        raise RequestError(415, f"content type '{kind or 'none'}' is not supported here; expected application/json")
+    return parse_json(await read_body(request, limit))
+
+
+async def multipart_item(request, body: bytes, limits: Limits) -> dict[str, Any]:
+    """A multipart form: a `text` field and `audio` / `video` files -> the JSON-style input (media as bytes)."""
+    async def replay():
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    form = await Request(request.scope, replay).form(max_files=2, max_fields=3, max_part_size=limits.max_body_bytes)
+    try:
+        obj: dict[str, Any] = {}
+        for key, value in form.multi_items():
+            if key in obj or key not in ("text", "audio", "video"):
+                raise RequestError(400, f"form field '{key}' is unknown or repeated; expected text, audio, video")
+            if (key == "text") != isinstance(value, str):
+                raise RequestError(400, f"form field '{key}' must be {'a text field' if key == 'text' else 'a file'}")
+            obj[key] = await value.read() if isinstance(value, UploadFile) else value
+        return obj
+    finally:
+        await form.close()
+
+
+async def parse_request(request, service: Service, scratch: Scratch, many: bool) -> list[Parsed]:
+    """Body -> validated inputs: JSON {..} (or {"inputs": [..]} when many), or a multipart form."""
+    limits = service.config.limits
+    kind = content_type(request)
+    if kind not in ("application/json", "multipart/form-data") or (many and kind != "application/json"):
+        expected = "application/json" if many else "application/json or multipart/form-data"
+        raise RequestError(415, f"content type '{kind or 'none'}' is not supported here; expected {expected}")
+    body = await read_body(request, limits.max_body_bytes)
+    obj = await multipart_item(request, body, limits) if kind == "multipart/form-data" else parse_json(body)
+    if many:
+        items = obj.get("inputs") if isinstance(obj, dict) else None
+        if not isinstance(items, list) or not 1 <= len(items) <= limits.max_items:
+            raise RequestError(400, f"expected {{\"inputs\": [...]}} with 1 to {limits.max_items} inputs")
+    else:
+        items = [obj]
+
+    def parse_all() -> list[Parsed]:
+        return [parse_item(o, service.spec, limits, scratch, f" #{i}" if many else "") for i, o in enumerate(items)]
+
+    if len(body) > OFFLOAD_BYTES:
+        return await run_in_threadpool(parse_all)
+    return parse_all()
+
+
+def check_feedback(obj: Any) -> tuple[str, float]:
+    if not isinstance(obj, dict) or set(obj) != {"request_id", "label"}:
+        raise RequestError(400, "expected {\"request_id\": str, \"label\": number in [-3, 3]}")
+    request_id, label = obj["request_id"], obj["label"]
+    if not isinstance(request_id, str) or not request_id:
+        raise RequestError(400, "request_id must be the non-empty string a prediction returned")
+    if isinstance(label, bool) or not isinstance(label, (int, float)) or not math.isfinite(label) \
+            or not -3 <= label <= 3:
+        raise RequestError(400, f"label {label!r} is not a number in [-3, 3]; expected the sentiment the user meant")
+    return request_id, float(label)
+
+
+class MetricsMiddleware:
+    """Pure ASGI middleware: counts every HTTP response by path and status and times it (including the
+    4xx answers of exception handlers), without BaseHTTPMiddleware's per-request task overhead."""
+
+    def __init__(self, app, metrics: ServiceMetrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start, status = time.perf_counter(), [500]
+
+        async def record(message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, record)
+        finally:
+            path = scope["path"] if scope["path"] in ROUTES else "other"
+            self.metrics.observe_request(path, status[0], time.perf_counter() - start)
+
+
+def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+async def refused(request, exc: RequestError) -> JSONResponse:
+    return error(exc.status, exc.message, exc.headers)
+
+
+async def busy(request, exc: QueueFull) -> JSONResponse:
+    return error(429, str(exc), {"Retry-After": str(exc.retry_after)})
+
+
+async def http_error(request, exc: HTTPException) -> JSONResponse:  # 404, 405, malformed multipart
+    return error(exc.status_code, str(exc.detail), exc.headers)
+
+
+async def invalid(request, exc: RequestValidationError) -> JSONResponse:
+    return error(400, f"invalid request: {exc.errors()[:1]}")
+
+
+async def bug(request, exc: Exception) -> JSONResponse:
+    return error(500, f"internal error ({type(exc).__name__}); see the server log")
+
+
+ERROR_HANDLERS = ((RequestError, refused), (QueueFull, busy), (HTTPException, http_error),
+                  (RequestValidationError, invalid), (Exception, bug))
+
+
+def create_app(service: Service):
+    """The FastAPI app around a loaded Service; the lifespan starts the batch worker and drains it at exit."""
+    from .demo import PAGE
+
+    @asynccontextmanager
+    async def lifespan(app):
+        service.batcher.start()
+        yield
+        service.close()  # uvicorn has already let in-flight requests finish (SIGTERM drain)
+
+    app = FastAPI(title="edge-msa", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None)
+    app.add_middleware(MetricsMiddleware, metrics=service.metrics)
+
+    for kind, handler in ERROR_HANDLERS:
+        app.add_exception_handler(kind, handler)
+
+    async def predict(request: Request, many: bool) -> list[dict[str, Any]]:
+        scratch = Scratch()
+        try:
+            return await service.predict(await parse_request(request, service, scratch, many))
+        finally:
+            scratch.cleanup()
+
+    @app.post("/v1/predict")
+    async def predict_one(request: Request):
+        return (await predict(request, many=False))[0]
+
+    @app.post("/v1/predict/batch")
+    async def predict_many(request: Request):
+        return {"results": await predict(request, many=True)}
+
+    @app.post("/v1/feedback")
+    async def feedback(request: Request):
+        request_id, label = check_feedback(await json_body(request, service.config.limits.max_body_bytes))
+        return {"ok": True, "id": await service.add_feedback(request_id, label)}
+
+    @app.get("/healthz")
+    async def healthz():
+        if not service.batcher.alive:
+            return error(503, "not serving: the batch worker is stopped (shutting down)")
+        return {"status": "ok", "bundle": service.config.bundle, "queue": service.batcher.depth}
+
+    @app.get("/v1/info")
+    async def info():
+        return service.info()
+
+    @app.get("/metrics")
+    async def metrics():
+        body, kind = service.metrics.render()
+        return Response(body, media_type=kind)
+
+    @app.get("/", response_class=HTMLResponse)
+    async def demo():
+        return PAGE
+
+    return app

@@ -1,0 +1,131 @@
+"""Micro-batching: requests that arrive together run as one `predict_batch` call on one worker thread.
+
+Hand-written because the pieces the field offers do not fit: uvicorn's `--limit-concurrency` bounds
+connections, not queued model work, and batching helpers of model servers (Triton, TorchServe, Ray
+Serve) come with their own process model. This is a bounded deque, a condition variable and one thread
+that owns the predictor (ONNX Runtime already uses the cores inside each call).
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future
+from typing import Any, Callable, Sequence
+
+from ..errors import InputError
+
+BatchFn = Callable[[Sequence[Any]], list]
+
+
+class QueueFull(Exception):
+    """The queue cannot take these inputs now; retry after `retry_after` seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"server busy; retry after {retry_after} s")
+        self.retry_after = retry_after
+
+
+class MicroBatcher:
+    """Collects up to `max_batch` inputs, waiting at most `max_wait_ms` after the first, then runs them as
+    one call. `max_batch=1` turns batching off (one call per input). At most `max_queue` inputs wait."""
+
+    def __init__(self, run_batch: BatchFn, max_batch: int = 16, max_wait_ms: float = 2.0, max_queue: int = 256,
+                 on_batch: Callable[[int, float], None] | None = None) -> None:
+        if max_batch < 1 or max_queue < max_batch or max_wait_ms < 0:
+            raise InputError(f"batching needs max_batch >= 1, max_queue >= max_batch, max_wait_ms >= 0; got "
+                             f"{max_batch}, {max_queue}, {max_wait_ms}")
+        self.run_batch, self.on_batch = run_batch, on_batch
+        self.max_batch, self.max_wait, self.max_queue = max_batch, max_wait_ms / 1e3, max_queue
+        self._jobs: deque[tuple[Any, Future]] = deque()
+        self._cv = threading.Condition()
+        self._closing = False
+        self._seconds_per_batch = 0.01  # running mean, for Retry-After
+        self._thread = threading.Thread(target=self._loop, name="edge-msa-batcher", daemon=True)
+
+    def start(self) -> "MicroBatcher":
+        self._thread.start()
+        return self
+
+    @property
+    def depth(self) -> int:
+        return len(self._jobs)
+
+    @property
+    def alive(self) -> bool:
+        """Taking inputs: the worker runs and close() was not called."""
+        return self._thread.is_alive() and not self._closing
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def submit(self, items: Sequence[Any]) -> list[Future]:
+        """Queue all `items` or none of them (QueueFull); each future resolves to its Prediction."""
+        with self._cv:
+            if self._closing:
+                raise QueueFull(1)
+            if len(self._jobs) + len(items) > self.max_queue:
+                waves = math.ceil((len(self._jobs) + len(items)) / self.max_batch)
+                raise QueueFull(max(1, math.ceil(waves * self._seconds_per_batch)))
+            futures = [Future() for _ in items]
+            self._jobs.extend(zip(items, futures))
+            self._cv.notify()
+        return futures
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop taking inputs, finish the queued ones, then stop the worker."""
+        with self._cv:
+            self._closing = True
+            self._cv.notify()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            if not batch:
+                continue
+            start = time.perf_counter()
+            self._execute(batch)
+            seconds = time.perf_counter() - start
+            self._seconds_per_batch = 0.9 * self._seconds_per_batch + 0.1 * seconds
+            if self.on_batch:
+                self.on_batch(len(batch), seconds)
+
+    def _next_batch(self) -> list[tuple[Any, Future]] | None:
+        """Block for the first job, then gather more until max_batch or max_wait; None once closed and empty."""
+        with self._cv:
+            while not self._jobs:
+                if self._closing:
+                    return None
+                self._cv.wait()
+            deadline = time.monotonic() + self.max_wait
+            while len(self._jobs) < self.max_batch and not self._closing:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cv.wait(left)
+            batch = [self._jobs.popleft() for _ in range(min(self.max_batch, len(self._jobs)))]
+        # a request that was cancelled meanwhile (its client's task) is dropped; the rest cannot be cancelled now
+        return [job for job in batch if job[1].set_running_or_notify_cancel()]
+
+    def _execute(self, batch: list[tuple[Any, Future]]) -> None:
+        """Run one batch; if it fails on an input error, run its inputs one by one so only the bad one fails."""
+        try:
+            results = self.run_batch([item for item, _ in batch])
+        except InputError as exc:
+            if len(batch) > 1:
+                for job in batch:
+                    self._execute([job])
+                return
+            batch[0][1].set_exception(exc)
+        except Exception as exc:  # noqa: BLE001 - handed to the waiting request, which answers 500
+            for _, future in batch:
+                future.set_exception(exc)
+        else:
+            for (_, future), result in zip(batch, results):
+                future.set_result(result)

@@ -1,0 +1,172 @@
+"""Request payloads -> predictor inputs, with the service's limits; every violation is a RequestError (4xx).
+
+Checks run here, before a request joins a batch, so one bad request can never fail the others in its
+batch, and the client learns what was wrong in one line (`{"error": "..."}`).
+Media (base64 in JSON, or multipart files) is written to a per-request folder and handed to the predictor
+as a path, the way `edge-msa predict --audio x.wav` does; the bundle's own front end decodes it.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from ..errors import EdgeMSAError, InputError
+from ..spec import MODALITIES, FeatureSpec
+
+# Leading bytes -> file suffix the front ends recognise. Sniffed, never taken from a client's filename.
+AUDIO_MAGIC = ((b"RIFF", 8, b"WAVE", ".wav"), (b"fLaC", 0, b"", ".flac"), (b"OggS", 0, b"", ".ogg"))
+VIDEO_MAGIC = ((b"FLV", 0, b"", ".flv"), (b"\x1a\x45\xdf\xa3", 0, b"", ".mkv"), (b"RIFF", 8, b"AVI ", ".avi"),
+               (b"", 4, b"ftyp", ".mp4"))
+
+
+class RequestError(Exception):
+    """A request the service refuses: HTTP status + one line for `{"error": ...}` (+ extra headers)."""
+
+    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.headers = status, message, dict(headers or {})
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may carry; defaults suit a kiosk utterance (a sentence and a clip of seconds)."""
+
+    max_body_bytes: int = 8 * 2**20
+    max_text_chars: int = 2000
+    max_media_seconds: float = 30.0
+    max_steps: int = 1024  # rows L of a feature array (L, d)
+    max_items: int = 64  # inputs in one /v1/predict/batch request
+
+    def __post_init__(self) -> None:
+        bad = {k: v for k, v in asdict(self).items() if not v > 0}
+        if bad:
+            raise InputError(f"service limits must be > 0; got {bad}")
+
+
+@dataclass
+class Parsed:
+    """One validated input: what predict_batch takes, a digest of the raw input, and the text if any."""
+
+    item: dict[str, Any]
+    digest: str
+    text: str | None
+
+
+Workdir = Callable[[], Path]  # gives the request's scratch folder (made on first use)
+
+
+def parse_item(obj: Any, spec: FeatureSpec, limits: Limits, workdir: Workdir, where: str = "") -> Parsed:
+    """An input {"text", "audio", "video"} -> Parsed; media values are base64 strings (JSON) or bytes
+    (multipart uploads), written to workdir()."""
+    if not isinstance(obj, dict):
+        raise RequestError(400, f"input{where} is {type(obj).__name__}; expected an object with text, audio, video")
+    unknown = sorted(set(obj) - set(MODALITIES))
+    if unknown:
+        raise RequestError(400, f"input{where} has unknown fields {unknown}; expected text, audio, video")
+    fields = {m: obj[m] for m in MODALITIES if obj.get(m) is not None}
+    if not fields:
+        raise RequestError(400, f"input{where} has none of text, audio, video; expected at least one")
+    digest = hashlib.sha256()
+    item: dict[str, Any] = {}
+    for m, value in fields.items():
+        if m == "text" and isinstance(value, str):
+            item[m] = check_text(value, spec, limits)
+            data = value.encode("utf-8")
+        elif isinstance(value, list):
+            item[m] = check_array(m, value, spec, limits)
+            data = item[m].tobytes()
+        elif isinstance(value, (str, bytes)) and m != "text":
+            data = value if isinstance(value, bytes) else decode_base64(m, value)
+            item[m] = save_media(m, data, spec, limits, workdir, where)
+        else:
+            kinds = "a string or an (L, d) array" if m == "text" else "an (L, d) array or a base64 media file"
+            raise RequestError(400, f"{m}{where} is {type(value).__name__}; expected {kinds}")
+        digest.update(f"{m}:{len(data)}:".encode() + data)
+    text = fields["text"] if isinstance(fields.get("text"), str) else None
+    return Parsed(item, digest.hexdigest(), text)
+
+
+def check_text(text: str, spec: FeatureSpec, limits: Limits) -> str:
+    if spec.front_end("text").startswith("external"):
+        raise RequestError(400, f"this bundle takes text as {spec.front_end('text')} features; expected an "
+                                f"(L, {spec.dim('text')}) array, not a string")
+    if not text.strip():
+        raise RequestError(400, "text is empty; expected at least one word")
+    if len(text) > limits.max_text_chars:
+        raise RequestError(413, f"text has {len(text)} characters; expected at most {limits.max_text_chars}")
+    return text
+
+
+def check_array(m: str, value: list, spec: FeatureSpec, limits: Limits) -> np.ndarray:
+    """A JSON list -> a finite float32 (L, d) array with d the bundle's dim and 1 <= L <= max_steps."""
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (ValueError, TypeError):
+        raise RequestError(400, f"{m} is not a rectangular array of numbers; expected (L, {spec.dim(m)})") from None
+    if array.ndim != 2 or array.shape[1] != spec.dim(m) or not 1 <= array.shape[0] <= limits.max_steps:
+        raise RequestError(400, f"{m} features have shape {array.shape}; expected (L, {spec.dim(m)}) with "
+                                f"1 <= L <= {limits.max_steps}")
+    if not np.isfinite(array).all() or np.abs(array).max() > np.finfo(np.float32).max:
+        raise RequestError(400, f"{m} features contain NaN, Inf or values beyond float32; expected finite values")
+    return array.astype(np.float32)
+
+
+def decode_base64(m: str, value: str) -> bytes:
+    """Base64 (optionally a data: URL) -> bytes."""
+    payload = value.split(",", 1)[1] if value.startswith("data:") and "," in value else value
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise RequestError(400, f"{m} is a string but not base64; expected a base64 media file or an "
+                                "(L, d) array") from None
+
+
+def save_media(m: str, data: bytes, spec: FeatureSpec, limits: Limits, workdir: Workdir, where: str = "") -> Path:
+    """Media bytes -> a file in workdir the bundle's front end can read, after the format and duration checks."""
+    front = spec.front_end(m)
+    if front.startswith("external"):
+        raise RequestError(400, f"this bundle takes {m} as {front} features; expected an (L, {spec.dim(m)}) "
+                                "array, not a media file")
+    suffix = sniff(m, data)
+    path = workdir() / f"{m}{where.strip(' #')}{suffix}"
+    path.write_bytes(data)
+    seconds = media_seconds(m, path)
+    if seconds > limits.max_media_seconds:
+        raise RequestError(413, f"{m} lasts {seconds:.1f} s; expected at most {limits.max_media_seconds:g} s")
+    return path
+
+
+def sniff(m: str, data: bytes) -> str:
+    for head, offset, tag, suffix in AUDIO_MAGIC if m == "audio" else VIDEO_MAGIC:
+        if data.startswith(head) and data[offset:offset + len(tag)] == tag:
+            return suffix
+    kinds = "WAV, FLAC or OGG" if m == "audio" else "MP4/MOV, FLV, MKV/WebM or AVI"
+    raise RequestError(415, f"{m} is not a supported media file; expected {kinds}")
+
+
+def media_seconds(m: str, path: Path) -> float:
+    """Duration from the file header: soundfile for audio, OpenCV's frame count / fps for video."""
+    try:
+        if m == "audio":
+            import soundfile
+
+            return float(soundfile.info(str(path)).duration)
+        import cv2
+
+        capture = cv2.VideoCapture(str(path))
+        frames, fps = capture.get(cv2.CAP_PROP_FRAME_COUNT), capture.get(cv2.CAP_PROP_FPS)
+        capture.release()
+    except (RuntimeError, EdgeMSAError, OSError) as exc:
+        raise RequestError(400, f"cannot read {m}: {' '.join(str(exc).split())}; expected a valid media file") \
+            from None
+    if not (frames > 0 and fps > 0 and math.isfinite(frames / fps)):
+        raise RequestError(400, f"cannot tell how long the {m} lasts (no frame count / fps in its header); "
+                                "expected a valid video file")
+    return frames / fps

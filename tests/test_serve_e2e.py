@@ -1,0 +1,242 @@
+"""`edge-msa serve` end to end: the real uvicorn server in a subprocess on loopback, real HTTP clients.
+
+Load (400 requests from 16 clients, all 200), the bad-request battery (all 4xx JSON, server still
+healthy), Prometheus /metrics, overload (429 + Retry-After), SIGTERM drain (exit 0 within 10 s), and the
+feedback log surviving kill -9 with every acknowledged record.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import signal
+import sqlite3
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi", reason='the serve extra is not installed (pip install "edge-msa[serve]")')
+
+from conftest import DATA_ROOT, serve_process  # noqa: E402
+from edge_msa.benchmarks.load import run_load  # noqa: E402
+from edge_msa.cli import main  # noqa: E402
+
+
+def call(url: str, body: bytes | None = None, ctype: str = "application/json", method: str | None = None):
+    """(status, headers, parsed JSON or text) of one request; HTTP errors are answers, not exceptions."""
+    req = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": ctype} if body else {})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            status, headers, raw = r.status, r.headers, r.read()
+    except urllib.error.HTTPError as e:
+        status, headers, raw = e.code, e.headers, e.read()
+    is_json = headers.get("content-type", "").startswith("application/json")
+    return status, headers, json.loads(raw) if is_json else raw.decode()
+
+
+def post(url: str, obj) -> tuple[int, dict]:
+    status, _, body = call(url, json.dumps(obj).encode())
+    return status, body
+
+
+def wav_base64(seconds: float) -> str:
+    import soundfile
+
+    buf = io.BytesIO()
+    t = np.arange(int(16000 * seconds)) / 16000
+    soundfile.write(buf, (0.1 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 16000, format="WAV")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+@pytest.fixture(scope="module")
+def server(media_bundle):
+    with serve_process(media_bundle, "--max-body", "400000", "--max-text", "500", "--max-media-s", "5") as (p, url):
+        yield url
+
+
+def test_400_requests_from_16_clients_all_get_a_score(server):
+    result = run_load(f"{server}/v1/predict", concurrency=16, requests=400, duration=120,
+                      bodies=[json.dumps({"text": f"sentence number {i} was fine"}).encode() for i in range(7)])
+    assert result["requests"] == 400 and result["ok"] == 400, result["codes"]
+    assert result["p50_ms"] > 0 and result["throughput_rps"] > 0
+    status, _, text = call(f"{server}/metrics")
+    sizes = [line for line in text.splitlines() if line.startswith("edge_msa_batch_size_count")]
+    assert float(sizes[0].split()[-1]) < 400, "16 concurrent clients never shared a batch"
+
+
+def test_predict_forms_json_multipart_base64_batch(server):
+    status, one = post(f"{server}/v1/predict", {"text": "what a wonderful film", "audio": wav_base64(1.0)})
+    assert status == 200 and -3 <= one["score"] <= 3 and one["polarity"] in ("positive", "negative", "neutral")
+    assert set(one["ran"]) | set(one["skipped"]) == {"text", "audio", "video"} and len(one["request_id"]) == 32
+    assert one["ms"]["total"] > 0
+    status, feats = post(f"{server}/v1/predict", {"audio": np.ones((3, 56)).tolist()})
+    assert status == 200 and feats["skipped"]["text"] == "missing"
+    boundary = "b0undary"
+    form = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"text\"\r\n\r\nnot my thing\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"audio\"; filename=\"a.wav\"\r\n"
+            f"Content-Type: audio/wav\r\n\r\n").encode() + base64.b64decode(wav_base64(0.5)) + \
+        f"\r\n--{boundary}--\r\n".encode()
+    status, _, multi = call(f"{server}/v1/predict", form, f"multipart/form-data; boundary={boundary}")
+    assert status == 200 and "text" in multi["ran"], multi
+    status, many = post(f"{server}/v1/predict/batch", {"inputs": [{"text": "good"}, {"text": "bad"}]})
+    assert status == 200 and len(many["results"]) == 2
+    assert len({r["request_id"] for r in many["results"]}) == 2
+
+
+CLIP = DATA_ROOT / "raw_av" / "cremad" / "data" / "1001_DFA_HAP_XX.flv"
+
+
+@pytest.mark.skipif(not CLIP.is_file(), reason=f"CREMA-D clip not found at {CLIP}")
+def test_a_real_flv_upload_runs_the_video_front_end(server):
+    boundary = "fLvB0undary"
+    form = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"text\"\r\n\r\ndon't forget a jacket\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"video\"; filename=\"clip.flv\"\r\n"
+            f"Content-Type: video/x-flv\r\n\r\n").encode() + CLIP.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    status, _, answer = call(f"{server}/v1/predict", form, f"multipart/form-data; boundary={boundary}")
+    assert status == 200, answer
+    assert "video" in answer["ran"] or answer["skipped"]["video"].startswith("gate")
+    assert set(answer["ran"]) | set(answer["skipped"]) == {"text", "audio", "video"}
+
+
+BAD = [  # (what, path, body, content type, expected status)
+    ("malformed JSON", "/v1/predict", b'{"text": ', "application/json", 400),
+    ("not UTF-8", "/v1/predict", b'{"text": "\xff"}', "application/json", 400),
+    ("JSON list", "/v1/predict", b"[1, 2]", "application/json", 400),
+    ("no modality", "/v1/predict", b"{}", "application/json", 400),
+    ("unknown field", "/v1/predict", b'{"txt": "hi"}', "application/json", 400),
+    ("text is a number", "/v1/predict", b'{"text": 5}', "application/json", 400),
+    ("empty text", "/v1/predict", b'{"text": "  "}', "application/json", 400),
+    ("text too long", "/v1/predict", json.dumps({"text": "a" * 501}).encode(), "application/json", 413),
+    ("NaN features", "/v1/predict", json.dumps({"audio": [[float("nan")] * 56]}).encode(), "application/json", 400),
+    ("Infinity features", "/v1/predict", b'{"audio": [[Infinity]]}', "application/json", 400),
+    ("huge number", "/v1/predict", json.dumps({"audio": [[1e300] * 56]}).encode(), "application/json", 400),
+    ("wrong dim", "/v1/predict", b'{"audio": [[1, 2]]}', "application/json", 400),
+    ("ragged array", "/v1/predict", b'{"audio": [[1], [1, 2]]}', "application/json", 400),
+    ("strings in array", "/v1/predict", b'{"audio": [["a"]]}', "application/json", 400),
+    ("not base64", "/v1/predict", b'{"video": "not base64!"}', "application/json", 400),
+    ("not a media file", "/v1/predict", b'{"video": "aGVsbG8gd29ybGQ="}', "application/json", 415),
+    ("corrupt WAV", "/v1/predict", json.dumps({"audio": base64.b64encode(b"RIFF\0\0\0\0WAVEjunk").decode()}).encode(),
+     "application/json", 400),
+    ("audio too long", "/v1/predict", json.dumps({"audio": wav_base64(6.0)}).encode(), "application/json", 413),
+    ("body too big", "/v1/predict", json.dumps({"text": "a" * 450000}).encode(), "application/json", 413),
+    ("body 10x too big (drained, not reset)", "/v1/predict", b" " * 4_000_000, "application/json", 413),
+    ("text/plain", "/v1/predict", b"hello", "text/plain", 415),
+    ("no content type", "/v1/predict", b"hello", "", 415),
+    ("batch not a list", "/v1/predict/batch", b'{"inputs": 3}', "application/json", 400),
+    ("batch with a bad item", "/v1/predict/batch", b'{"inputs": [{"text": "ok"}, {"audio": [[1]]}]}',
+     "application/json", 400),
+    ("multipart batch", "/v1/predict/batch", b"x", "multipart/form-data; boundary=x", 415),
+    ("broken multipart", "/v1/predict", b"--x\r\nnonsense", "multipart/form-data; boundary=x", 400),
+    ("feedback, unknown id", "/v1/feedback", b'{"request_id": "nope", "label": 1}', "application/json", 404),
+    ("feedback, bad label", "/v1/feedback", b'{"request_id": "x", "label": "good"}', "application/json", 400),
+    ("unknown path", "/v2/predict", b"{}", "application/json", 404),
+]
+
+
+def test_every_bad_request_gets_a_4xx_json_error_and_the_server_stays_healthy(server):
+    for what, path, body, ctype, expected in BAD:
+        status, headers, answer = call(f"{server}{path}", body, ctype)
+        assert status == expected, (what, status, answer)
+        assert isinstance(answer, dict) and set(answer) == {"error"} and answer["error"], (what, answer)
+    status, _, answer = call(f"{server}/v1/predict", method="GET")
+    assert status == 405 and "error" in answer
+    assert call(f"{server}/healthz")[0] == 200
+    status, good = post(f"{server}/v1/predict", {"text": "still fine"})
+    assert status == 200 and "score" in good
+
+
+def test_metrics_are_prometheus_text_and_info_is_the_manifest(server, media_bundle):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    post(f"{server}/v1/predict", {"text": "count me", "audio": np.ones((2, 56)).tolist()})
+    call(f"{server}/v1/predict", b"{", "application/json")
+    status, headers, text = call(f"{server}/metrics")
+    assert status == 200 and headers["content-type"].startswith("text/plain")
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert {"edge_msa_http_requests", "edge_msa_http_request_seconds", "edge_msa_batch_size",
+            "edge_msa_modality_inputs", "edge_msa_skip_ratio", "edge_msa_queue_depth"} <= set(families)
+    codes = {s.labels["code"] for s in families["edge_msa_http_requests"].samples
+             if s.labels.get("path") == "/v1/predict"}
+    assert {"200", "400"} <= codes
+    ran_audio = [s.value for s in families["edge_msa_modality_inputs"].samples
+                 if s.labels == {"modality": "audio", "outcome": "ran"} and s.name.endswith("_total")]
+    assert ran_audio[0] >= 1
+    status, _, info = call(f"{server}/v1/info")
+    manifest = json.loads((media_bundle / "manifest.json").read_text())
+    assert status == 200 and info["manifest"]["graphs"] == manifest["graphs"]
+    assert info["service"]["limits"]["max_text_chars"] == 500
+    status, _, page = call(f"{server}/")
+    assert status == 200 and 'id="predict"' in page
+
+
+def test_overload_beyond_the_queue_bound_is_429_with_retry_after(media_bundle):
+    with serve_process(media_bundle, "--max-batch", "1", "--max-queue", "2", "--max-items", "2") as (_, url):
+        body = json.dumps({"text": "a long enough sentence to keep the single worker busy for a while"}).encode()
+        with ThreadPoolExecutor(48) as pool:
+            answers = list(pool.map(lambda _: call(f"{url}/v1/predict", body), range(160)))
+        statuses = [a[0] for a in answers]
+        assert set(statuses) <= {200, 429} and statuses.count(429) > 0 and statuses.count(200) > 0
+        busy = next(a for a in answers if a[0] == 429)
+        assert int(busy[1]["Retry-After"]) >= 1 and "retry after" in busy[2]["error"]
+        assert call(f"{url}/healthz")[0] == 200
+
+
+def test_sigterm_drains_in_flight_requests_and_exits_0_within_10_s(media_bundle):
+    with serve_process(media_bundle, "--drain-s", "5") as (proc, url):
+        body = json.dumps({"text": "drain me gently"}).encode()
+        with ThreadPoolExecutor(8) as pool:
+            started = [pool.submit(call, f"{url}/v1/predict/batch",
+                                   json.dumps({"inputs": [{"text": f"drain me {i}"}] * 4}).encode())
+                       for i in range(8)]
+            time.sleep(0.3)  # requests are in flight
+            t0 = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(10) == 0
+            assert time.monotonic() - t0 < 10
+            answers = [f.result() for f in started]
+        assert all(a[0] == 200 and len(a[2]["results"]) == 4 for a in answers), [a[0] for a in answers]
+        with pytest.raises(OSError):
+            call(f"{url}/v1/predict", body)
+
+
+def test_feedback_log_keeps_every_acknowledged_record_through_kill_9(media_bundle, tmp_path):
+    log = tmp_path / "feedback.sqlite"
+    acked, stop = [], threading.Event()
+
+    def user(k: int) -> None:
+        i = 0
+        while not stop.is_set():
+            try:
+                status, p = post(f"{url}/v1/predict", {"text": f"user {k} says sentence {i}"})
+                status, ack = post(f"{url}/v1/feedback", {"request_id": p["request_id"], "label": (i % 7) - 3})
+            except OSError:
+                return  # the server is gone
+            if status == 200:
+                acked.append(p["request_id"])
+            i += 1
+
+    with serve_process(media_bundle, "--feedback", str(log)) as (proc, url):
+        users = [threading.Thread(target=user, args=(k,)) for k in range(4)]
+        for t in users:
+            t.start()
+        while len(acked) < 40:
+            time.sleep(0.05)
+        proc.kill()  # SIGKILL mid-stream: no shutdown code runs
+        proc.wait(10)
+        stop.set()
+        for t in users:
+            t.join(30)
+    with sqlite3.connect(log) as db:
+        stored = {r[0] for r in db.execute("SELECT request_id FROM feedback")}
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert set(acked) <= stored and len(acked) >= 40
+    out = tmp_path / "label.csv"
+    assert main(["feedback", "export", str(log), "--out", str(out)]) == 0
+    lines = out.read_text().splitlines()
+    assert lines[0] == "video_id,clip_id,text,label,label_T,label_A,label_V,annotation,mode"
+    assert len(lines) - 1 == len(stored)

@@ -1,0 +1,178 @@
+"""The serve parts without HTTP: micro-batching on a real predictor, request checks, the SQLite feedback
+log and its label.csv export (read back by the dataset reader)."""
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import edge_msa
+from edge_msa.cli import main
+from edge_msa.errors import ArtifactError, InputError
+from edge_msa.serve.batching import MicroBatcher, QueueFull
+from edge_msa.serve.feedback import FeedbackLog, RecentPredictions, export_label_csv, split_of
+from edge_msa.serve.inputs import Limits, RequestError, parse_item
+
+from conftest import SERVE_SPEC
+
+
+class Counting:
+    """Wraps predict_batch and records each call's batch size (the predictor itself is real)."""
+
+    def __init__(self, predictor) -> None:
+        self.predictor, self.sizes = predictor, []
+
+    def __call__(self, items):
+        self.sizes.append(len(items))
+        return self.predictor.predict_batch(items)
+
+
+@pytest.fixture(scope="module")
+def predictor(media_bundle):
+    with edge_msa.load(media_bundle) as p:
+        yield p
+
+
+def feats(m: str, rows: int = 2) -> np.ndarray:
+    return np.ones((rows, SERVE_SPEC.dim(m)), np.float32)
+
+
+def test_inputs_queued_together_run_as_one_call_up_to_max_batch(predictor):
+    run = Counting(predictor)
+    batcher = MicroBatcher(run, max_batch=4, max_wait_ms=50, max_queue=16)
+    futures = batcher.submit([{"audio": feats("audio", i + 1)} for i in range(6)])  # queued before the worker starts
+    batcher.start()
+    results = [f.result(30) for f in futures]
+    batcher.close()
+    assert run.sizes == [4, 2] and all(r.ran == ["audio"] for r in results)
+    solo = Counting(predictor)
+    off = MicroBatcher(solo, max_batch=1, max_queue=8)
+    futures = off.submit([{"audio": feats("audio")}] * 3)
+    off.start()
+    [f.result(30) for f in futures]
+    off.close()
+    assert solo.sizes == [1, 1, 1]
+
+
+def test_queue_bound_refuses_all_or_nothing_and_a_bad_input_fails_alone(predictor):
+    batcher = MicroBatcher(Counting(predictor), max_batch=2, max_wait_ms=0, max_queue=3)
+    batcher.submit([{"audio": feats("audio")}] * 2)
+    with pytest.raises(QueueFull) as info:
+        batcher.submit([{"audio": feats("audio")}] * 2)  # 2 + 2 > 3: none of them is queued
+    assert info.value.retry_after >= 1 and batcher.depth == 2
+    batcher.close()
+    with pytest.raises(QueueFull):
+        batcher.submit([{"audio": feats("audio")}])
+    run = Counting(predictor)
+    batcher = MicroBatcher(run, max_batch=4, max_wait_ms=0, max_queue=4)
+    bad = {"video": Path("/nonexistent/clip.mp4")}  # the runtime raises InputError for this input
+    first, broken, last = batcher.submit([{"audio": feats("audio")}, bad, {"text": "fine"}])
+    batcher.start()
+    assert first.result(30).ran == ["audio"] and last.result(30).ran == ["text"]
+    with pytest.raises(InputError, match="does not exist"):
+        broken.result(30)
+    batcher.close()
+    assert run.sizes == [3, 1, 1, 1]  # the failed batch, then each input alone
+    batcher = MicroBatcher(Counting(predictor), max_batch=4, max_wait_ms=0, max_queue=4)
+    gone, kept = batcher.submit([{"text": "client left"}, {"text": "client stayed"}])
+    assert gone.cancel()  # e.g. its request task was cancelled before the worker took it
+    batcher.start()
+    assert kept.result(30).ran == ["text"] and batcher.alive
+    batcher.close()
+
+
+def test_parse_item_checks_and_digests(tmp_path):
+    limits = Limits(max_text_chars=10, max_steps=4)
+    workdir = lambda: tmp_path  # noqa: E731
+    a = parse_item({"text": "fine", "audio": feats("audio").tolist()}, SERVE_SPEC, limits, workdir)
+    b = parse_item({"audio": feats("audio").tolist(), "text": "fine"}, SERVE_SPEC, limits, workdir)
+    c = parse_item({"text": "fine!"}, SERVE_SPEC, limits, workdir)
+    assert a.digest == b.digest != c.digest and a.text == "fine" and a.item["audio"].dtype == np.float32
+    cases = [({"text": "x" * 11}, 413, "at most 10"), ({"audio": feats("audio", 5).tolist()}, 400, "L <= 4"),
+             ({"video": [[0.0] * 105]}, 200, None), ({"audio": "UklGRg=="}, 415, "WAV, FLAC or OGG"),
+             ({"text": None}, 400, "at least one"), ({"video": {"a": 1}}, 400, "expected an (L, d) array")]
+    for obj, status, words in cases:
+        if status == 200:
+            assert parse_item(obj, SERVE_SPEC, limits, workdir).item["video"].shape == (1, 105)
+            continue
+        with pytest.raises(RequestError) as info:
+            parse_item(obj, SERVE_SPEC, limits, workdir)
+        assert info.value.status == status and words in info.value.message and "\n" not in info.value.message
+
+
+def test_feedback_log_export_reads_back_as_an_mmsa_label_csv(tmp_path, capsys):
+    from edge_msa.data.label_csv import read
+
+    log = FeedbackLog(tmp_path / "fb.sqlite")
+    texts = ["great movie", "awful plot", "it was fine", "loved it", "so dull", "meh"] * 5
+    for i, text in enumerate(texts):
+        log.add(f"r{i}", f"digest{i}", text, '{"score": 0.1}', (i % 7) - 3)
+    log.add("r0", "digest0", "great movie", '{"score": 0.1}', 2.5)  # a correction: the latest label counts
+    log.add("r-audio", "digest-a", None, '{"score": 0.1}', 1.0)  # no text: left out of label.csv
+    log.close()
+    out = tmp_path / "label.csv"
+    assert main(["feedback", "export", str(tmp_path / "fb.sqlite"), "--out", str(out), "--valid", "0.3",
+                 "--test", "0.3"]) == 0
+    assert "wrote 30 rows" in capsys.readouterr().out
+    splits = read(out, progress=False)
+    assert len(splits.train.labels) + len(splits.valid.labels) + len(splits.test.labels) == 30
+    assert min(len(splits.valid.labels), len(splits.test.labels)) > 0
+    assert 2.5 in np.concatenate([splits.train.labels, splits.valid.labels, splits.test.labels])
+    assert split_of("digest0", 0.3, 0.3) == split_of("digest0", 0.3, 0.3)
+
+
+def test_export_refuses_what_is_not_a_feedback_log(tmp_path, capsys):
+    other = tmp_path / "other.sqlite"
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE t (x)")
+    with pytest.raises(ArtifactError, match="not an edge-msa feedback log"):
+        export_label_csv(other, tmp_path / "x.csv")
+    with pytest.raises(ArtifactError, match="not an edge-msa feedback log"):
+        FeedbackLog(other)
+    assert main(["feedback", "export", str(tmp_path / "missing.sqlite"), "--out", str(tmp_path / "x.csv")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: feedback log") and err.count("\n") == 1 and not (tmp_path / "x.csv").exists()
+
+
+def test_recent_predictions_are_bounded_and_thread_safe():
+    recent = RecentPredictions(size=100)
+
+    def fill(k: int) -> None:
+        for i in range(500):
+            recent.put(f"{k}-{i}", "d", None, {"score": i})
+
+    threads = [threading.Thread(target=fill, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert recent.get("0-0") is None and recent.get("3-499") is not None
+    assert sum(recent.get(f"{k}-{i}") is not None for k in range(4) for i in range(500)) == 100
+
+
+def test_serve_cli_bad_options_are_one_line_errors(media_bundle, tmp_path, capsys):
+    pytest.importorskip("fastapi", reason='the serve extra is not installed (pip install "edge-msa[serve]")')
+    not_a_log = tmp_path / "notes.txt"
+    not_a_log.write_text("my notes")
+    cases = [(["--max-body", "0"], "limits must be > 0"), (["--max-batch", "0"], "max_batch >= 1"),
+             (["--max-items", "300"], "exceeds --max-queue"), (["--feedback", str(not_a_log)], "not a SQLite database"),
+             (["--port", "70000"], "expected a port")]
+    for flags, words in cases:
+        assert main(["serve", str(media_bundle), *flags]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and words in err and err.count("\n") == 1, err
+    assert not_a_log.read_text() == "my notes"
+    assert main(["serve", str(tmp_path / "nope")]) == 2 and "not a directory" in capsys.readouterr().err
+
+
+def test_serve_without_the_extra_names_the_fix(media_bundle):
+    code = ("import sys; sys.modules['fastapi'] = None; from edge_msa.cli import main; "
+            f"sys.exit(main(['serve', {str(media_bundle)!r}]))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    assert r.stderr.startswith("error: fastapi is required for edge-msa serve") and 'edge-msa[serve]' in r.stderr
