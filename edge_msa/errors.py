@@ -2,7 +2,13 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from types import ModuleType
+
+# The one-line fixes for the optional groups of setup.py (`pip install edge-msa` is the device runtime alone).
+TRAIN_FIX = 'pip install "edge-msa[train]"'
+MEDIA_FIX = 'pip install "edge-msa[media]"'
+PLOT_FIX = 'pip install "edge-msa[plot]"'
 
 
 class EdgeMSAError(Exception):
@@ -35,3 +41,12 @@ def require(module: str, purpose: str, fix: str | None = None) -> ModuleType:
     except (ImportError, OSError) as exc:
         hint = fix or f"pip install {module}"
         raise MissingDependencyError(f"{module} is required for {purpose} ({exc}); fix: {hint}") from None
+
+
+def require_installed(modules: tuple[str, ...], purpose: str, fix: str) -> None:
+    """Fail in one line when any of `modules` is not installed, without importing them: an up-front check
+    (e.g. before a command reads any data) that costs nothing when they are present."""
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise MissingDependencyError(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required for "
+                                     f"{purpose} and not installed; fix: {fix}")

@@ -179,3 +179,50 @@ def serve_process(bundle: Path, *flags: str) -> Iterator[tuple[subprocess.Popen,
             proc.kill()
         proc.wait(10)
         log.close()
+
+
+def ci_bundle_dir(tmp_path_factory, name: str) -> Path:
+    """Where a real-data bundle fixture writes: $EDGE_MSA_CI_BUNDLES/<name> when set (.ci/run runs those bundles
+    again from a runtime-only venv), else a temporary folder."""
+    import os
+
+    root = os.environ.get("EDGE_MSA_CI_BUNDLES")
+    return Path(root) / name if root else tmp_path_factory.mktemp("bundle") / name
+
+
+def export_mosi_int8(model, tmp_path_factory, name: str) -> Path:
+    """`model` (random weights) saved and exported as int8 with real MOSI-U validation inputs (Acc-2 limit off)."""
+    from edge_msa.checkpoint import save_checkpoint
+    from edge_msa.export import export
+
+    ckpt = save_checkpoint(tmp_path_factory.mktemp("ckpt") / f"{name}.pt", model, {})
+    return export(ckpt, format="onnx-int8", out=ci_bundle_dir(tmp_path_factory, name), data=MOSI_NPZ, log=None,
+                  max_drop=100.0)
+
+
+@pytest.fixture(scope="session")
+def mosi_int8_bundle(tmp_path_factory) -> Path:
+    """A tiny student on the MOSI-U spec with the frozen MiniLM front end: text_encoder.onnx + tokenizer.json
+    travel in the bundle. Use with @needs_data."""
+    from edge_msa.data import load_dataset
+    from edge_msa.models import create_model
+
+    spec = load_dataset(MOSI_NPZ, progress=False).spec
+    return export_mosi_int8(create_model("student_tiny", spec), tmp_path_factory, "student-frozen-int8")
+
+
+@pytest.fixture(scope="session")
+def mosi_token_bundle(tiny_bert_dir, tmp_path_factory) -> Path:
+    """A tiny student with its own (tiny BERT) text encoder on the MOSI-U spec, as the main job's students are:
+    its graphs take token ids and only tokenizer.json travels. Use with @needs_data."""
+    from edge_msa.data import load_dataset
+    from edge_msa.features.text import DEFAULT_MAX_LEN, TokenIds
+    from edge_msa.models import create_model
+    from edge_msa.models.text_bert import load_pretrained
+
+    tokens = TokenIds(tiny_bert_dir / "tokenizer.json", max_len=DEFAULT_MAX_LEN)
+    spec = load_dataset(MOSI_NPZ, progress=False, text_encoder=tokens).spec
+    encoder = load_pretrained(tiny_bert_dir, max_positions=DEFAULT_MAX_LEN)
+    model = create_model("student_tiny", spec, text_bert=dict(encoder.config))
+    model.tokenizer_path = tokens.tokenizer_path
+    return export_mosi_int8(model, tmp_path_factory, "student-tokens-int8")

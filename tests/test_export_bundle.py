@@ -26,7 +26,7 @@ from edge_msa.export.formats import get_format, resolve_options
 from edge_msa.export.parity import TIE_BAND, check_graphs, parity_batches, to_torch_batch
 from edge_msa.export.slim import slim_file
 
-from conftest import MOSI_NPZ, needs_data
+from conftest import needs_data
 
 SPEC = FeatureSpec(dims=(12, 5, 7), max_lens=(9, 3, 4))
 SUBSETS = [s for n in range(1, 4) for s in itertools.combinations(MODALITIES, n)]
@@ -304,12 +304,8 @@ def test_cli_export_then_info(student, tmp_path):
 
 @pytest.mark.slow  # real MOSI-U validation inputs (MiniLM features, cached after the first run)
 @needs_data
-def test_real_data_parity_and_int8_accuracy_recorded(tmp_path):
-    from edge_msa.data import load_dataset
-
-    spec = load_dataset(MOSI_NPZ, progress=False).spec
-    ckpt = save_checkpoint(tmp_path / "s.pt", create_model("student_tiny", spec), {})
-    out = export(ckpt, format="onnx-int8", out=tmp_path / "b", data=MOSI_NPZ, log=None, max_drop=100.0)
+def test_real_data_parity_and_int8_accuracy_recorded(mosi_int8_bundle):
+    out = mosi_int8_bundle  # student_tiny exported as onnx-int8 with --data MOSI-U (conftest)
     m = read_manifest(out)
     assert "validation samples" in m.parity["inputs"] and m.parity["max_abs_diff"]["score"] <= 1e-4
     valid = m.metrics["valid"]

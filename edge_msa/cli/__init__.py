@@ -9,12 +9,20 @@ import argparse
 import importlib
 import sys
 
-from ..errors import EdgeMSAError
+from ..errors import TRAIN_FIX, EdgeMSAError, require_installed
 from ..version import __version__
 
 # One module per subcommand in edge_msa/cli/; each defines register(subparsers).
 SUBCOMMANDS: tuple[str, ...] = ("pipeline", "train", "featurize", "bench", "compress", "export", "predict",
                                  "eval", "info", "serve", "feedback")
+# The model-building subcommands and what they import beyond the device runtime (the [train] extra): checked
+# before they start, so a runtime-only install answers in one line instead of an ImportError traceback.
+NEEDS_TRAIN: dict[str, tuple[str, ...]] = {
+    "train": ("torch", "safetensors"),
+    "compress": ("torch", "torch_pruning", "onnx"),
+    "export": ("torch", "onnx"),
+    "pipeline": ("torch", "safetensors", "torch_pruning", "onnx"),
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -42,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        require_installed(NEEDS_TRAIN.get(args.command, ()), f"edge-msa {args.command}", TRAIN_FIX)
         return int(args.handler(args) or 0)
     except EdgeMSAError as exc:
         sys.stderr.write(f"error: {exc}\n")

@@ -69,8 +69,13 @@ def run(args: argparse.Namespace) -> int:
                     warmup=args.warmup, threads=args.threads, energy_window=args.energy_window, meter=args.meter,
                     long=args.long, progress=not args.quiet, precomputed_text=args.precomputed_text)
     if not args.quiet:
-        print(f"wrote {out / 'report.json'}, {out / 'report.md'}" +
-              (f", {out / 'report.png'}" if (out / "report.png").exists() else ""))
+        png = out / "report.png"
+        print(f"wrote {out / 'report.json'}, {out / 'report.md'}" + (f", {png}" if png.exists() else ""))
+        if not png.exists():
+            from edge_msa.benchmarks import load_report
+            from edge_msa.benchmarks.report import png_skipped
+
+            print(png_skipped(load_report(out / "report.json")) or "No report.png.")
     return 0
 
 

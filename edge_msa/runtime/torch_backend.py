@@ -6,7 +6,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import require
+from ..errors import TRAIN_FIX, require
 from .backend import Backend, TensorInfo
 
 
@@ -17,7 +17,7 @@ class TorchBackend(Backend):
 
     def __init__(self, module, inputs: Sequence[TensorInfo], outputs: Sequence[str], label: str = "torch") -> None:
         super().__init__()
-        self.torch = require("torch", "the torch reference backend (host only)", "pip install edge-msa (with torch)")
+        self.torch = require("torch", "the torch reference backend (host only)", TRAIN_FIX)
         self.module = module.eval()
         self.inputs = tuple(inputs)
         self.outputs = tuple(outputs)
