@@ -43,7 +43,7 @@ class ServeConfig:
     """Everything `edge-msa serve` takes besides host and port."""
 
     bundle: str
-    threads: int | None = None
+    threads: int | None = 1  # ONNX Runtime intra-op threads per session (None = its default); see the README
     max_batch: int = 16
     max_wait_ms: float = 2.0
     max_queue: int = 256
