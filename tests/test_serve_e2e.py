@@ -111,6 +111,7 @@ BAD = [  # (what, path, body, content type, expected status)
     ("unknown field", "/v1/predict", b'{"txt": "hi"}', "application/json", 400),
     ("text is a number", "/v1/predict", b'{"text": 5}', "application/json", 400),
     ("empty text", "/v1/predict", b'{"text": "  "}', "application/json", 400),
+    ("lone surrogate", "/v1/predict", b'{"text": "bad \\ud800 text"}', "application/json", 400),
     ("text too long", "/v1/predict", json.dumps({"text": "a" * 501}).encode(), "application/json", 413),
     ("NaN features", "/v1/predict", json.dumps({"audio": [[float("nan")] * 56]}).encode(), "application/json", 400),
     ("Infinity features", "/v1/predict", b'{"audio": [[Infinity]]}', "application/json", 400),
