@@ -32,10 +32,12 @@ def parse_subset(name: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Batch:
-    """One predict_features call: features[m] (B, L_m, d_m) float32, lengths[m] (B,) int64."""
+    """One call: features[m] (B, L_m, d_m) float32, lengths[m] (B,) int64; with `texts` (raw transcripts, text
+    in the subset) the call starts from the strings, so the tokenizer and text encoder are timed too."""
 
     features: dict[str, np.ndarray]
     lengths: dict[str, np.ndarray]
+    texts: tuple[str, ...] | None = None
 
     @property
     def size(self) -> int:
@@ -71,16 +73,18 @@ def synthetic_set(spec: FeatureSpec, n: int, seed: int = 0) -> FeatureSet:
     return FeatureSet(feats, lens, np.zeros(n, np.float32), np.array([f"synthetic{i}" for i in range(n)]))
 
 
-def batches(fs: FeatureSet, batch: int, keep: tuple[str, ...], count: int = 32) -> list[Batch]:
+def batches(fs: FeatureSet, batch: int, keep: tuple[str, ...], count: int = 32, raw_text: bool = False) -> list[Batch]:
     """Up to `count` consecutive batches of `batch` samples (wrapping around small sets), cycled in timing
-    so latency reflects the data's mix of skipped and kept modalities rather than one sample."""
+    so latency reflects the data's mix of skipped and kept modalities rather than one sample. `raw_text`: the
+    batches carry the transcripts (where the data has them and text is in `keep`)."""
     n = len(fs)
     if n == 0:
         raise InputError("the chosen split is empty; expected samples to time")
     out = []
     for b in range(max(1, min(count, -(-n // batch)))):
         idx = np.arange(b * batch, (b + 1) * batch) % n
-        out.append(restrict({m: fs.features[m][idx] for m in MODALITIES},
-                            {m: fs.lengths[m][idx] for m in MODALITIES}, keep))
+        b = restrict({m: fs.features[m][idx] for m in MODALITIES}, {m: fs.lengths[m][idx] for m in MODALITIES}, keep)
+        with_text = raw_text and fs.texts is not None and "text" in keep
+        out.append(Batch(b.features, b.lengths, tuple(str(t) for t in fs.texts[idx]) if with_text else None))
     return out
 

@@ -65,15 +65,16 @@ def render_markdown(report: dict[str, Any], png_note: str | None = None) -> str:
              "device stores (text encoder and tokenizer included); load MB = resident memory the bundle's load added; peak RSS = "
              "the whole benchmark process (harness and evaluation data included) since that bundle's load.", "",
              "## Results", "",
-             "| bundle | model | precision | model KB | bundle MB | batch | modalities | status | p50 ms | p90 ms | "
-             "p99 ms | items/s | mJ/item | Acc-2 non0 | F1 non0 | MAE | skip rate | load ms | load MB | peak RSS MB | CV |",
-             "|" + "---|" * 21]
+             "| bundle | model | precision | model KB | bundle MB | batch | modalities | input | status | p50 ms | "
+             "p90 ms | p99 ms | items/s | mJ/item | Acc-2 non0 | F1 non0 | MAE | skip rate | load ms | load MB | "
+             "peak RSS MB | CV |",
+             "|" + "---|" * 22]
     for r in rows:
         lines.append("| " + " | ".join([
             _name(r), str(r.get("model", "–")), str(r.get("precision", "–")),
             _num(r["model_bytes"] / 1e3 if r.get("model_bytes") else None, "{:.0f}"),
             _num(r["bundle_bytes"] / 1e6 if r.get("bundle_bytes") else None, "{:.1f}"), str(r["batch"]), r["modalities"],
-            r["status"], *(_num(r.get("latency_ms", {}).get(k)) for k in ("p50", "p90", "p99")),
+            str(r.get("input", "–")), r["status"], *(_num(r.get("latency_ms", {}).get(k)) for k in ("p50", "p90", "p99")),
             _num(r.get("throughput"), "{:.1f}"), _energy_cell(r), _num(_metric(r, "acc2_non0"), "{:.3f}"),
             _num(_metric(r, "f1_non0"), "{:.3f}"), _num(_metric(r, "mae"), "{:.3f}"),
             _num(r.get("skip_rate"), "{:.0%}"), _num(r.get("load_ms"), "{:.0f}"), _num(r.get("load_rss_mb"), "{:.0f}"),

@@ -5,6 +5,7 @@ Every row carries a status; a row that fails (bad bundle, runtime error, meter e
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -14,6 +15,7 @@ import numpy as np
 from edge_msa.data.base import DatasetSplits, FeatureSet
 from edge_msa.atomic import check_replaceable
 from edge_msa.errors import EdgeMSAError, InputError
+from edge_msa.features.text import TOKENS_PREFIX
 from edge_msa.metrics import METRIC_KEYS
 
 from .inputs import batches as make_batches
@@ -36,7 +38,8 @@ def run_bench(bundles: Sequence[str | os.PathLike], data: str | os.PathLike | Da
               modalities: Sequence[str] = ("all", "text"), *, backend: str | None = None, split: str = "test",
               min_time: float = 2.0, min_runs: int = 20, warmup: int = 10, threads: int | None = None,
               energy_window: float = 10.0, meter: str | Meter = "auto", long: bool = False,
-              progress: bool = True, loader: Loader | None = None, argv: list[str] | None = None) -> Path:
+              progress: bool = True, loader: Loader | None = None, argv: list[str] | None = None,
+              precomputed_text: bool = False) -> Path:
     """Benchmark every bundle and write `out/report.{json,md,png}`; returns the report directory.
 
     `data`: a dataset path (any format `load_dataset` reads) or DatasetSplits for accuracy on `split`;
@@ -44,6 +47,8 @@ def run_bench(bundles: Sequence[str | os.PathLike], data: str | os.PathLike | Da
     "unavailable: no --data". `backend`: None = the runtime each bundle was exported for.
     `meter`: "auto" | "nvml" | "tegrastats" | "rapl" | "none" or a Meter instance.
     `loader(bundle, backend, threads) -> predictor` replaces `edge_msa.runtime.load` (tests use fakes).
+    Timing starts from the raw transcript (tokenizer and text encoder included; rows say "input": "raw-text")
+    wherever the data has transcripts; `precomputed_text` times from text features instead ("precomputed-text").
     """
     if not bundles:
         raise InputError("no bundle given; expected one or more bundle directories from `edge-msa export`")
@@ -59,7 +64,8 @@ def run_bench(bundles: Sequence[str | os.PathLike], data: str | os.PathLike | Da
     settings = {"backend": backend, "split": split, "batches": [int(b) for b in batches],
                 "modalities": list(modalities), "min_time_s": min_time, "min_runs": min_runs, "warmup": warmup,
                 "threads": threads, "energy_window_s": energy_window, "long": long,
-                "meter": meter if isinstance(meter, str) else meter.name}
+                "meter": meter if isinstance(meter, str) else meter.name,
+                "input": "precomputed-text" if precomputed_text else "raw-text"}
     datasets = _Datasets(data, split, progress)
     energy = _Energy(meter, energy_window)
     bar = _Progress(len(bundles) * len(subsets) * len(batches), progress)
@@ -128,7 +134,7 @@ def bundle_bytes(bundle: Path, manifest: dict) -> dict[str, int]:
 
 def _measure(target: Target, fs: FeatureSet, keep: tuple[str, ...], batch: int, settings: dict,
              energy: "_Energy") -> dict[str, Any]:
-    feed = make_batches(fs, batch, keep)
+    feed = make_batches(fs, batch, keep, raw_text=settings["input"] == "raw-text")
 
     def work(i: int) -> int:  # one call: timed by measure, repeated over the energy window
         target.run_once(feed[i % len(feed)])
@@ -136,7 +142,8 @@ def _measure(target: Target, fs: FeatureSet, keep: tuple[str, ...], batch: int, 
 
     stats = measure(work, batch, warmup=settings["warmup"], min_time_s=settings["min_time_s"],
                     min_runs=settings["min_runs"])
-    result: dict[str, Any] = {"latency_ms": stats.latency_ms(), "throughput": stats.throughput, "cv": stats.cv,
+    result: dict[str, Any] = {"input": "raw-text" if feed[0].texts is not None else "precomputed-text",
+                              "latency_ms": stats.latency_ms(), "throughput": stats.throughput, "cv": stats.cv,
                               "runs": stats.runs, "warmup": stats.warmup, "stages_ms": _stages(target, feed)}
     warnings = []
     if stats.cv > CV_WARN:
@@ -174,42 +181,44 @@ def _accuracy(target: Target, fs: FeatureSet, keep: tuple[str, ...]) -> tuple[di
         return f"unavailable: accuracy run failed ({_one_line(exc)})", None
     metrics = {k: result[k] for k in METRIC_KEYS}
     present = {m: int((restricted.lengths[m] > 0).sum()) for m in SKIPPABLE}
-    skipped = sum(result[f"skip_rate_{m}"] * present[m] for m in SKIPPABLE)
-    skip = {"audio_video": skipped / sum(present.values()) if sum(present.values()) else None,
-            **{m: result[f"skip_rate_{m}"] if present[m] else None for m in SKIPPABLE}}
+    skipped = sum(result[f"skip_rate_{m}"] * present[m] for m in SKIPPABLE if present[m])
+    skip = {"audio_video": skipped / sum(present.values()) if sum(present.values()) else "missing",
+            **{m: result[f"skip_rate_{m}"] for m in SKIPPABLE}}  # "missing" where no sample has m
     return metrics, skip
 
 
 class _Datasets:
-    """Loads each dataset once; decides per bundle which split gives accuracy (or why none does)."""
+    """Loads each dataset once per (file, lineage, text front end); decides per bundle which split gives accuracy
+    (or why none does). A bundle's split is rebuilt from its data lineage (same file, format and validation
+    carve); a bundle that encodes token ids itself reads the transcripts with its own tokenizer."""
 
     def __init__(self, data: str | os.PathLike | DatasetSplits | None, split: str, progress: bool) -> None:
         self.split, self.progress, self.cache = split, progress, {}
-        self.given = data if data is None or isinstance(data, DatasetSplits) else self._load(Path(data))
-        if self.given is not None:
+        self.given = data if data is None or isinstance(data, DatasetSplits) else Path(data)
+        if isinstance(self.given, DatasetSplits):
             self.given.split(split)  # unknown split names fail before any timing
 
-    def _load(self, path: Path) -> DatasetSplits:
-        if path not in self.cache:
-            from edge_msa.data.loader import load_dataset
-            self.cache[path] = load_dataset(path, progress=self.progress)
-        return self.cache[path]
+    def _load(self, path: Path | None, record: dict | None, front=None) -> DatasetSplits:
+        key = (path, json.dumps(record, sort_keys=True), getattr(front, "name", None),
+               getattr(front, "tokenizer_path", None))
+        if key not in self.cache:
+            from edge_msa.data.lineage import rebuild_splits
+            self.cache[key] = rebuild_splits(record, path, self.progress, text_encoder=front)
+        return self.cache[key]
 
     def for_target(self, target: Target) -> tuple[FeatureSet | None, str]:
-        splits = self.given
-        if splits is None:
-            from edge_msa.data.mosi_u import FRONT_ENDS
-            from edge_msa.paths import default_mosi_path
-            if tuple(target.spec.front_ends) != FRONT_ENDS:
+        record = target.manifest.get("data")
+        if self.given is None and not record:
+            from edge_msa.data.mosi_u import AV_FRONT_ENDS
+            if tuple(target.spec.front_ends[1:]) != AV_FRONT_ENDS:
                 return None, "unavailable: no --data (the bundle's features are not MOSI-U's)"
-            try:
-                splits = self._load(default_mosi_path())
-            except EdgeMSAError as exc:
-                return None, f"unavailable: no --data ({exc})"
-        if tuple(splits.spec.dims) != tuple(target.spec.dims):
-            return None, (f"unavailable: --data feature dims {list(splits.spec.dims)} do not match the bundle's "
-                          f"{list(target.spec.dims)}")
-        return splits.split(self.split), ""
+        tokens = target.spec.front_end("text").startswith(TOKENS_PREFIX)  # the bundle's tokenizer reads the texts
+        front = getattr(target.predictor, "dataset_text_front_end", None) if tokens else None
+        try:
+            splits = self.given if isinstance(self.given, DatasetSplits) else self._load(self.given, record, front)
+            return splits.for_model(target.spec).split(self.split), ""
+        except EdgeMSAError as exc:
+            return None, f"unavailable: {exc}"
 
 
 class _Energy:

@@ -73,19 +73,30 @@ class Target:
     def on_gpu(self) -> bool:
         return self.backend_name == "tensorrt" or any(p in GPU_PROVIDERS for p in self.providers)
 
-    def run_once(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
-        """scores (B,), ran (B, 3) bool for one batch."""
+    def run_once(self, batch: Batch) -> Any:
+        """One timed call: from the raw transcripts when the batch has them, else from feature arrays."""
+        if batch.texts is not None:
+            return self.predictor.predict_batch(_items(batch))
         return self.predictor.predict_features(batch.features, batch.lengths)
 
     def stages_ms(self, batch: Batch) -> dict[str, float] | None:
-        """Per-stage ms of one `predict_batch` call on the same samples (the runtime times each graph),
-        or None for predictors without it."""
+        """Per-stage ms of one `predict_batch` call on the same samples (the runtime times each graph and the
+        tokenizer), or None for predictors without it."""
         predict_batch = getattr(self.predictor, "predict_batch", None)
         if predict_batch is None:
             return None
-        items = [{m: batch.features[m][i, :n] for m in batch.features if (n := int(batch.lengths[m][i])) > 0}
-                 for i in range(batch.size)]
-        return dict(predict_batch(items)[0].ms)
+        predictions = predict_batch(_items(batch))  # each item carries its share of the call: add them up
+        return {stage: sum(p.ms[stage] for p in predictions) for stage in predictions[0].ms}
+
+
+def _items(batch: Batch) -> list[dict[str, Any]]:
+    """predict_batch inputs: each sample's present modalities as (L, d) arrays, text as its transcript if given."""
+    items = [{m: batch.features[m][i, :n] for m in batch.features if (n := int(batch.lengths[m][i])) > 0}
+             for i in range(batch.size)]
+    if batch.texts is not None:
+        for item, text in zip(items, batch.texts):
+            item["text"] = text
+    return items
 
 
 def load_target(bundle: Path, backend: str | None, threads: int | None, loader: Loader | None = None) -> Target:

@@ -1,5 +1,5 @@
-"""Measurements for the compress report: params/MACs (torch-pruning's counter), side-by-side CPU latency,
-paired bootstrap confidence intervals."""
+"""Measurements for the compress report: params/MACs (torch-pruning's counter + attention matmuls, averaged
+over the real inputs), side-by-side CPU latency, paired bootstrap confidence intervals."""
 from __future__ import annotations
 
 import contextlib
@@ -9,15 +9,19 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from edge_msa.benchmarks.timing import summarize
 from edge_msa.data.base import FeatureSet
 from edge_msa.errors import require
 from edge_msa.metrics import msa_metrics
 from edge_msa.models.student import SKIPPABLE, Student
+from edge_msa.features.text import TOKENS_PREFIX
+from edge_msa.models.with_text import fusion_of, token_ids
 from edge_msa.spec import MODALITIES
-from edge_msa.training import to_batch
+from edge_msa.training import modality_tensors, to_batch
 
 
 class _Score(nn.Module):
@@ -40,8 +44,24 @@ class _Encode(nn.Module):
         return self.model.encode(self.modality, x, mask)
 
 
+class _AttentionMacs(TorchFunctionMode):
+    """Counts the MACs of F.scaled_dot_product_attention calls (q @ k^T and attn @ v), which torch-pruning's
+    module-level counter cannot see: B*H*L_q*L_k*(E + E_v) per call, as the kernel computes every score."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.macs = 0.0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func is F.scaled_dot_product_attention:
+            q, k, v = args[:3] if len(args) >= 3 else (kwargs["query"], kwargs["key"], kwargs["value"])
+            self.macs += float(q.numel() // q.shape[-1] * k.shape[-2] * (q.shape[-1] + v.shape[-1]))
+        return func(*args, **(kwargs or {}))
+
+
 def _ops(module: nn.Module, inputs: Any) -> tuple[float, int]:
-    """MACs and unique params for ONE input (batch 1) with torch-pruning's counter.
+    """MACs and unique params for ONE input (batch 1): torch-pruning's counter for the modules, plus the
+    attention matmuls inside scaled_dot_product_attention (a functional call it does not count).
 
     Its total sums child counts per parent, so a module reachable from two parents (the student's shared
     block) would count twice; summing the per-layer counts of each counted module once avoids that.
@@ -52,7 +72,10 @@ def _ops(module: nn.Module, inputs: Any) -> tuple[float, int]:
     with contextlib.redirect_stdout(io.StringIO()):  # the counter prints a warning per reused module
         _, params, layer_macs, _ = tp.utils.count_ops_and_params(module, inputs, layer_wise=True)
     macs = sum(float(layer_macs.get(m) or 0.0) for m in module.modules() if is_supported_instance(m))
-    return macs, int(params)
+    attention = _AttentionMacs()
+    with torch.no_grad(), attention:
+        module(**inputs) if isinstance(inputs, dict) else module(*inputs)
+    return macs + attention.macs, int(params)
 
 
 def _params(module: nn.Module) -> int:
@@ -85,8 +108,7 @@ def one_step_batch(fs: FeatureSet, i: int = 0) -> dict[str, torch.Tensor]:
 def count_model(model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
     """Total params (unique) and MACs for one input, plus per modality encoder and the rest ('fusion').
 
-    MACs are torch-pruning's module-level count (Linear, LayerNorm, LSTM, ...); the attention score
-    matmuls inside scaled_dot_product_attention are functional calls it does not count.
+    MACs: torch-pruning's module-level count (Linear, LayerNorm, LSTM, ...) + the attention matmuls.
     """
     batch = {k: v for k, v in batch.items() if k != "index"}
     model.eval()
@@ -103,16 +125,38 @@ def count_model(model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, A
     return {"params": total, "macs": macs, "parts": parts}
 
 
+def mean_over_inputs(count: Callable[[nn.Module, dict], dict], model: nn.Module, fs: FeatureSet) -> dict[str, Any]:
+    """`count(model, batch of one input)` averaged over EVERY input of `fs` (MACs grow with sequence length).
+    Inputs with the same per-modality lengths cost the same, so each distinct length tuple is counted once
+    and weighted by how many inputs have it; `inputs` says how many were averaged."""
+    keys = np.stack([fs.lengths[m] for m in MODALITIES], axis=1)  # (N, 3)
+    _, first, counts = np.unique(keys, axis=0, return_index=True, return_counts=True)
+    results = [count(model, {k: v for k, v in to_batch(fs, np.array([i])).items() if k != "index"}) for i in first]
+    return {**_weighted_mean(results, counts / counts.sum()), "inputs": len(fs)}
+
+
+def _weighted_mean(items: list, weights: np.ndarray):
+    """Leaf-wise weighted mean of equally shaped dicts of numbers (values equal everywhere stay as they are)."""
+    if isinstance(items[0], dict):
+        return {k: _weighted_mean([x[k] for x in items], weights) for k in items[0]}
+    if all(x == items[0] for x in items):
+        return items[0]
+    return float(np.dot(weights, np.asarray(items, dtype=np.float64)))
+
+
 def count_student_parts(model: Student, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """Params/MACs per exported part (a shared block counts in every part that uses it)."""
+    """Params/MACs per exported part (a shared block counts in every part that uses it); with a text encoder
+    inside the model, encode_text counts it too (from token ids)."""
+    fusion = fusion_of(model)
+    text = token_ids(batch["text"]) if fusion is not model else batch["text"]
     h = torch.zeros(1, model.config_params["dim"])
     present = torch.ones(1, 3)
-    inputs = {"encode_text": (batch["text"], batch["text_mask"]),
+    inputs = {"encode_text": (text, batch["text_mask"]),
               **{f"encode_{m}": (batch[m], batch[f"{m}_mask"]) for m in SKIPPABLE},
               "gate": (h, present),
               "fuse": (h, h, h, present)}
-    fuse_modules = (model.blocks[model.config_params["sharing"]["fuse"]], model.head_fc1, model.head_fc2)
-    fuse_params = _params(nn.ModuleList(fuse_modules)) + model.modality_embed.numel()
+    fuse_modules = (fusion.blocks[model.config_params["sharing"]["fuse"]], fusion.head_fc1, fusion.head_fc2)
+    fuse_params = _params(nn.ModuleList(fuse_modules)) + fusion.modality_embed.numel()
     out = {}
     for name, args in inputs.items():
         macs, params = _ops(model.part(name), args)
@@ -120,9 +164,21 @@ def count_student_parts(model: Student, batch: dict[str, torch.Tensor]) -> dict[
     return out
 
 
+def raw_text(model: Callable[[dict], Any], fs: FeatureSet, front) -> Callable[[dict], Any]:
+    """`model` called from the raw transcript: each call tokenizes fs.texts[batch index] (`front`: TokenIds) and
+    replaces the batch's token ids, so a timing covers string -> tokenizer -> encoder -> fusion -> score."""
+    def call(batch: dict) -> Any:
+        ids, lengths = front.encode([str(fs.texts[int(batch["index"][0])])])
+        x, mask = modality_tensors(ids, lengths)  # (1, L, 1), (1, L)
+        return model({**batch, "text": x, "text_mask": mask})
+    return call
+
+
 def text_front_end_params(spec) -> dict[str, Any]:
     """Parameter count of the frozen text front end both models share (from its ONNX initialisers)."""
     name = spec.front_end("text")
+    if name.startswith(TOKENS_PREFIX):
+        return {"name": name, "params": None, "note": "the text encoder is part of each model (counted in params)"}
     if name != "minilm-l6-int8":
         return {"name": name, "params": None, "note": "external text features; no front end in this pipeline"}
     try:

@@ -9,7 +9,7 @@ from edge_msa.models.student import SHARE_MODES
 from edge_msa.spec import suggest
 
 SHARE_CHOICES = tuple(SHARE_MODES)
-CALIBRATION_SPLITS = ("train+valid", "valid")
+CALIBRATION_SPLITS = ("valid", "train+valid")
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,7 @@ class CompressOptions:
     student: str = "student"  # registry name ("student_tiny" for tests)
     student_params: dict[str, Any] = field(default_factory=dict)  # overrides of the student's default widths
     share: str = "depth+modality"  # one block for text encoder and fusion (fewer params than "depth")
-    prune_ratio: float = 0.3  # fraction of heads / FFN / encoder hidden channels removed (0.5 cost ~1 pt Acc-2)
+    prune_ratio: float = 0.5  # fraction of heads / FFN / encoder hidden channels removed; chosen on validation (README)
     kd_weight: float = 1.0  # response KD on the score (L1 to the teacher + soft polarity)
     hint_weight: float = 0.5  # feature KD on the fused representation through a learned projection
     label_weight: float = 1.0  # MAE on the labels
@@ -32,7 +32,7 @@ class CompressOptions:
     patience: int = 8
     skip_budget: float | None = None  # target fraction of audio+video encoder MACs saved by skipping
     max_drop: float | None = None  # or: Acc-2 non-0 allowed to be lost to skipping (validation)
-    calibrate_on: str = "train+valid"  # split(s) the label-free skip thresholds are chosen on (see skip.calibrate)
+    calibrate_on: str = "valid"  # split(s) the label-free skip thresholds are chosen on; picked on validation (README)
     skip_eps: float = 0.1  # |score_all - score_without_m| above which running m "matters" (gate target)
     seeds: tuple[int, ...] = (0,)
     latency_calls: int = 300  # per model, interleaved, batch 1
@@ -40,6 +40,18 @@ class CompressOptions:
     threads: int = 1  # torch threads for training: on a small shared CPU, more threads thrash (25 s vs 2 s/epoch)
     bootstrap: int = 1000
     max_minutes: float | None = None  # per training stage
+    # The student's text encoder (used when the teacher fine-tuned its own; see compress/text.py). Widths are set by
+    # the size/latency budget of the targets (>= 5x fewer params and >= 5x lower latency end to end), not by test.
+    text_layers: int = 2  # teacher layers kept (evenly spaced, ending at the last)
+    text_hidden: int = 256  # residual width after torch-pruning (teacher 384)
+    text_heads: int = 8  # attention heads kept (teacher 12, head dim 32)
+    text_ffn: int = 768  # FFN width kept (teacher 1536)
+    text_rank: int = 128  # rank of the factorised embedding (0 = no factorisation)
+    text_min_count: int = 1  # vocabulary: tokens seen at least this often in the transfer texts keep their row
+    text_kd_epochs: int = 2  # layer-wise distillation epochs over the transfer texts (0 = none)
+    text_kd_lr: float = 5e-4
+    text_lr: float = 1e-4  # student text-encoder learning rate in the response-KD / finetune stages
+    transfer: str | None = "mosei"  # extra transfer texts: "mosei" (train fold of the MOSEI label.csv), a path, or None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.prune_ratio < 1.0:
@@ -62,6 +74,11 @@ class CompressOptions:
                 raise InputError(f"{name} = {getattr(self, name)} is negative; expected >= 0")
         if self.temperature <= 0:
             raise InputError(f"temperature = {self.temperature}; expected > 0")
+        for name in ("text_layers", "text_hidden", "text_heads", "text_ffn"):
+            if int(getattr(self, name)) < 1:
+                raise InputError(f"{name} = {getattr(self, name)}; expected >= 1")
+        if self.text_rank < 0 or self.text_min_count < 1 or self.text_kd_epochs < 0 or self.text_lr <= 0:
+            raise InputError("text_rank and text_kd_epochs must be >= 0, text_min_count >= 1, text_lr > 0")
         for name in ("epochs", "finetune_epochs", "gate_epochs", "batch_size", "patience", "latency_calls"):
             if int(getattr(self, name)) < 1:
                 raise InputError(f"{name} = {getattr(self, name)}; expected >= 1")
@@ -77,6 +94,25 @@ class CompressOptions:
         if self.max_drop is not None:
             return "max_drop", float(self.max_drop)
         return "budget", 0.5 if self.skip_budget is None else float(self.skip_budget)
+
+    @property
+    def text_shape(self):
+        from .text import TextShape
+
+        return TextShape(self.text_layers, self.text_hidden, self.text_heads, self.text_ffn, self.text_rank,
+                         self.text_min_count)
+
+    def transfer_path(self) -> str | None:
+        """The transfer label.csv: None, the MOSEI file of the data folder ("mosei", skipped if absent), or a path."""
+        if not self.transfer or self.transfer.lower() == "none":
+            return None
+        if self.transfer == "mosei":
+            from edge_msa.paths import default_data_root
+
+            root = default_data_root()
+            path = root / "mosei" / "label.csv" if root else None
+            return str(path) if path is not None and path.is_file() else None
+        return self.transfer
 
     @classmethod
     def build(cls, **overrides: Any) -> "CompressOptions":

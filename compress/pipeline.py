@@ -1,8 +1,9 @@
 """`compress(teacher.pt) -> student.pt + report`: load -> init -> distill -> prune -> finetune -> gate -> evaluate.
 
-Each model-producing stage saves `<out stem>.stage-<name>.pt` beside `out` (a failed later stage loses
-nothing); the final checkpoint and reports are written atomically. Multi-seed runs repeat stages 2-6
-per seed, keep the seed with the lowest validation MAE and report mean +- std over seeds.
+Each model-producing stage saves `<out stem>.stages/<name>[.seedN].pt` beside `out` (a failed later stage
+loses nothing; one folder per output, so repeated runs replace their stage files instead of piling up); the
+final checkpoint and reports are written atomically. Multi-seed runs repeat stages 2-6 per seed, keep the
+seed with the lowest validation MAE and report mean +- std over seeds.
 """
 from __future__ import annotations
 
@@ -17,14 +18,15 @@ import numpy as np
 import torch
 
 from edge_msa.atomic import write_text
-from edge_msa.checkpoint import data_seed, load_checkpoint, save_checkpoint
+from edge_msa.checkpoint import data_record, load_checkpoint, save_checkpoint
 from edge_msa.data.base import DatasetSplits
+from edge_msa.data.lineage import lineage, rebuild_splits
 from edge_msa.errors import ArtifactError, InputError
 from edge_msa.metrics import mean_std, msa_metrics
 from edge_msa.models import create_model
 from edge_msa.models.encoders import fit_input_norms
 from edge_msa.models.student import SKIPPABLE, Student, run_with_skipping
-from edge_msa.spec import MODALITIES, FeatureSpec
+from edge_msa.models.with_text import WithTextEncoder, fusion_of, text_front_end
 from edge_msa.training import TrainConfig, fit, predict, to_batch
 
 from . import measure
@@ -33,6 +35,7 @@ from .options import CompressOptions
 from .prune import prune_student
 from .report import render_markdown, target_table
 from .skip import SkipCache, calibrate, predict_with_skipping, skip_cache, skip_stats, train_gate
+from .text import student_text_encoder, transfer_texts
 
 
 def report_paths(out: str | os.PathLike) -> tuple[Path, Path]:
@@ -43,32 +46,7 @@ def report_paths(out: str | os.PathLike) -> tuple[Path, Path]:
 
 def stage_path(out: Path, stage: str, seed: int | None = None) -> Path:
     tag = f".seed{seed}" if seed is not None else ""
-    return out.with_name(f"{out.stem}.stage-{stage}{tag}.pt")
-
-
-def resolve_data(data: str | os.PathLike | None, meta: dict[str, Any]) -> Path:
-    """--data, else the dataset recorded in the teacher's meta when that file exists, else MOSI-U."""
-    from edge_msa.paths import default_mosi_path
-
-    if data is not None:
-        path = Path(data)
-    elif meta.get("data") and Path(meta["data"]).exists():
-        path = Path(meta["data"])
-    else:
-        path = default_mosi_path()
-    return path  # load_dataset says so when it does not exist
-
-
-def check_specs(teacher: FeatureSpec, data: FeatureSpec) -> None:
-    """The student learns from the teacher on this data: both must describe the same features."""
-    for m in MODALITIES:
-        if teacher.dim(m) != data.dim(m):
-            raise InputError(f"{m} features are {data.dim(m)}-dim in the data but the teacher was trained on "
-                             f"{teacher.dim(m)}-dim {m} features (front end '{teacher.front_end(m)}'); pass the "
-                             "dataset the teacher was trained on")
-        if teacher.front_end(m) != data.front_end(m):
-            raise InputError(f"{m} features come from '{data.front_end(m)}' in the data but the teacher expects "
-                             f"'{teacher.front_end(m)}'; pass the dataset the teacher was trained on")
+    return out.with_name(f"{out.stem}.stages") / f"{stage}{tag}.pt"
 
 
 class _Progress:
@@ -100,7 +78,36 @@ class _Progress:
 
 def _train_config(options: CompressOptions, epochs: int, seed: int) -> TrainConfig:
     return TrainConfig(epochs=epochs, batch_size=options.batch_size, lr=options.lr, patience=options.patience,
-                       seed=seed, max_minutes=options.max_minutes)
+                       seed=seed, max_minutes=options.max_minutes, encoder_lr=options.text_lr)
+
+
+def fusion_batch(model, batch: dict) -> dict:
+    """`batch` as the fusion model sees it: text token ids replaced by the text encoder's states."""
+    if not isinstance(model, WithTextEncoder):
+        return batch
+    with torch.no_grad():
+        return {**batch, "text": model.states(batch["text"], batch["text_mask"])}
+
+
+def _text_stage(teacher, splits: DatasetSplits, options: CompressOptions, progress: bool):
+    """The student's text encoder from the teacher's (compress/text.py), once for all seeds."""
+    texts = transfer_texts(splits, options.transfer_path(), teacher.tokenizer_path, splits.spec.max_len("text"),
+                           progress)
+    encoder, info = student_text_encoder(teacher.bert, texts["ids"], texts["specials"], options.text_shape,
+                                         splits.spec.max_len("text"),
+                                         options.text_kd_epochs, options.text_kd_lr, options.seeds[0], progress,
+                                         options.max_minutes)
+    return encoder, {**info, "transfer_sources": texts["sources"]}
+
+
+def _new_student(options: CompressOptions, splits: DatasetSplits, teacher, text_encoder):
+    """The student (fusion part from the registry); with the distilled text encoder inside when there is one."""
+    extra = {"text_bert": dict(text_encoder.config)} if text_encoder is not None else {}
+    student = create_model(options.student, splits.spec, share=options.share, **options.student_params, **extra)
+    if text_encoder is not None:
+        student.bert.load_state_dict(text_encoder.state_dict())
+        student.tokenizer_path = teacher.tokenizer_path
+    return student
 
 
 def _check_rebuild(path: Path, model: Student, batch: dict) -> None:
@@ -115,13 +122,13 @@ def _check_rebuild(path: Path, model: Student, batch: dict) -> None:
 
 
 def _one_seed(seed: int, teacher, splits: DatasetSplits, targets: TeacherTargets, options: CompressOptions,
-              out: Path, stage_seed: int | None, bar: _Progress, progress: bool) -> dict[str, Any]:
+              out: Path, stage_seed: int | None, bar: _Progress, progress: bool, text_encoder=None) -> dict[str, Any]:
     """Stages init..gate for one seed; returns the student and what each stage did."""
     torch.manual_seed(seed)
     bar.start("init")
-    student = create_model(options.student, splits.spec, share=options.share, **options.student_params)
+    student = _new_student(options, splits, teacher, text_encoder)
     fit_input_norms(student, splits.train.features, splits.train.lengths)
-    copied = init_from_teacher(student, teacher)
+    copied = init_from_teacher(fusion_of(student), fusion_of(teacher))
     save_checkpoint(stage_path(out, "init", stage_seed), student, {"stage": "init", "seed": seed})
     bar.done(f"student '{options.student}' share={options.share}, {sum(p.numel() for p in student.parameters()):,} "
              f"params; copied from teacher: {', '.join(copied) or 'nothing (no matching shapes)'}")
@@ -137,7 +144,7 @@ def _one_seed(seed: int, teacher, splits: DatasetSplits, targets: TeacherTargets
     bar.start("prune")
     example = {k: v for k, v in to_batch(splits.train, np.arange(min(8, len(splits.train)))).items() if k != "index"}
     n_before = sum(p.numel() for p in student.parameters())
-    pruning = prune_student(student, example, options.prune_ratio)
+    pruning = prune_student(fusion_of(student), fusion_batch(student, example), options.prune_ratio)
     path = save_checkpoint(stage_path(out, "prune", stage_seed), student, {"stage": "prune", "seed": seed})
     _check_rebuild(path, student, example)
     n_after = sum(p.numel() for p in student.parameters())
@@ -195,29 +202,30 @@ def compress(teacher_path: str | os.PathLike, data: str | os.PathLike | None = N
 
 def _compress(teacher_path: Path, data: str | os.PathLike | None, out: Path, options: CompressOptions, progress: bool,
               splits: DatasetSplits | None) -> dict[str, Any]:
-    from edge_msa.data import load_dataset
-
-    bar = _Progress(progress, 2 + 5 * len(options.seeds))  # load, 5 stages per seed, evaluate
+    bar = _Progress(progress, 3 + 5 * len(options.seeds))  # load, text, 5 stages per seed, evaluate
 
     bar.start("load")
     teacher, meta = load_checkpoint(teacher_path)
-    splits_seed = data_seed(meta) if splits is None else 0  # the teacher's validation carve; given splits: 0
-    if splits is None:
-        data_path = resolve_data(data, meta)
-        splits = load_dataset(data_path, seed=splits_seed, progress=progress)
-    else:
-        data_path = Path(str(data or splits.name))
-    check_specs(teacher.spec, splits.spec)
-    splits.train.check_spec(teacher.spec)
+    if splits is None:  # the teacher's own splits (same file, format and validation carve), or --data's
+        splits = rebuild_splits(data_record(meta), data, progress, text_encoder=text_front_end(teacher))
+    splits = splits.for_model(teacher.spec)  # the one FeatureSpec check; modalities it lacks run as missing
+    data_path = Path(splits.info.get("path") or str(data or splits.name))
     teacher.eval()
     targets = teacher_targets(teacher, splits.train)
     bar.done(f"teacher '{teacher.model_name}' ({sum(p.numel() for p in teacher.parameters()):,} params), data "
              f"{data_path} ({len(splits.train)}/{len(splits.valid)}/{len(splits.test)} train/valid/test)")
 
+    bar.start("text")
+    text_encoder, text_info = (_text_stage(teacher, splits, options, progress) if isinstance(teacher, WithTextEncoder)
+                               else (None, {"note": "the teacher has no text encoder of its own (frozen features)"}))
+    bar.done(f"{text_info.get('params', {})}; vocabulary {text_info.get('vocabulary', {}).get('kept', '-')} rows"
+             if text_encoder is not None else text_info["note"])
+
     runs = []
     multi = len(options.seeds) > 1
     for seed in options.seeds:
-        runs.append(_one_seed(seed, teacher, splits, targets, options, out, seed if multi else None, bar, progress))
+        runs.append(_one_seed(seed, teacher, splits, targets, options, out, seed if multi else None, bar, progress,
+                              text_encoder))
     best = min(runs, key=lambda r: r["valid_mae"])
     student: Student = best["student"]
 
@@ -236,14 +244,11 @@ def _compress(teacher_path: Path, data: str | os.PathLike | None, out: Path, opt
     chosen = next(r for r in per_seed if r["seed"] == best["seed"])
     m_t = msa_metrics(pred_t, truth)
 
-    batch1 = {k: v for k, v in to_batch(test, np.array([0])).items() if k != "index"}
-    count_t = measure.count_model(teacher, batch1)
-    count_s = measure.count_model(student, batch1)
-    parts_s = measure.count_student_parts(student, batch1)
+    count_t = measure.mean_over_inputs(measure.count_model, teacher, test)  # MACs per input: mean over test
+    count_s = measure.mean_over_inputs(measure.count_model, student, test)
+    parts_s = measure.mean_over_inputs(measure.count_student_parts, student, test)
     front = measure.text_front_end_params(splits.spec)
-    lat = measure.latency({"teacher": teacher, "student": student,
-                           "student_skip": lambda b: run_with_skipping(student, b)},
-                          test, options.latency_calls, options.latency_threads)
+    lat = measure.latency(_timed(teacher, student, test), test, options.latency_calls, options.latency_threads)
     boot = measure.paired_bootstrap(pred_t, chosen["pred"], truth, options.bootstrap)
     boot_skip = measure.paired_bootstrap(chosen["pred"], chosen["pred_skip"], truth, options.bootstrap, seed=1)
     total_s = bar.close()
@@ -253,8 +258,10 @@ def _compress(teacher_path: Path, data: str | os.PathLike | None, out: Path, opt
         return {"params": count["params"], "params_with_text_front_end": with_front, "macs": count["macs"],
                 "parts": count["parts"]}
 
+    end_to_end = _end_to_end(teacher, student, count_t, count_s, lat)
     values = {
         "param_reduction": count_t["params"] / count_s["params"],
+        "student_acc2_non0": chosen["student"]["acc2_non0"],
         "latency_speedup": lat["teacher"]["p50"] / lat["student"]["p50"],
         "acc2_non0_drop": m_t["acc2_non0"] - chosen["student"]["acc2_non0"],
         "mae_rise": chosen["student"]["mae"] - m_t["mae"],
@@ -266,7 +273,7 @@ def _compress(teacher_path: Path, data: str | os.PathLike | None, out: Path, opt
         "format": "edge-msa-compress-report-v1",
         "out": str(out),
         "options": options.to_dict(),
-        "data": {"path": str(data_path), "name": splits.name, "seed": splits_seed,
+        "data": {**lineage(splits), "name": splits.name, "missing": splits.info["missing"],
                  "sizes": {"train": len(splits.train), "valid": len(splits.valid), "test": len(test)}},
         "teacher": {"path": str(teacher_path), "name": teacher.model_name, **size(count_t),
                     "latency_ms_p50": lat["teacher"]["p50"], "latency_ms_p90": lat["teacher"]["p90"], "metrics": m_t},
@@ -292,8 +299,12 @@ def _compress(teacher_path: Path, data: str | os.PathLike | None, out: Path, opt
         "latency": {"backend": "torch CPU (eager)", "threads": options.latency_threads, "batch": 1,
                     "train_threads": options.threads,
                     "calls": options.latency_calls, "inputs": "test split, one utterance per call, interleaved",
-                    "text_front_end": "text features precomputed: the shared MiniLM front end is not timed",
+                    "text_front_end": ("from the raw transcript: tokenizer + text encoder timed in every call"
+                                       if end_to_end else
+                                       "text features precomputed: the shared MiniLM front end is not timed"),
                     "torch": torch.__version__, "results": lat},
+        "end_to_end": end_to_end,
+        "text_encoder": text_info,
         "compare": {"teacher_minus_student": boot, "student_minus_student_skip": boot_skip},
         "seeds": {"values": list(options.seeds), "selected": best["seed"], "selection": "lowest validation MAE",
                   "per_seed": [{"seed": r["seed"], "valid_mae": r["valid_mae"], "student": r["student"],
@@ -308,15 +319,39 @@ def _compress(teacher_path: Path, data: str | os.PathLike | None, out: Path, opt
                                    for r in runs for s in ("init", "distill", "prune", "finetune", "gate")],
                    "history": {str(r["seed"]): r["history"] for r in runs}},
         "timing": {"stages_s": bar.times, "total_s": total_s},
-        "targets": target_table(values),
+        "targets": target_table(values, end_to_end=bool(end_to_end)),
     }
     report_json, report_md = report_paths(out)
-    save_checkpoint(out, student, {"teacher": str(teacher_path), "data": str(data_path), "data_seed": splits_seed,
+    save_checkpoint(out, student, {"teacher": str(teacher_path), "data": lineage(splits),
                                    "seed": best["seed"], "metrics": chosen["student"],
                                    "metrics_skip": chosen["student_skip"], "skip_thresholds": chosen["thresholds"]})
     write_text(report_json, json.dumps(report, indent=2, default=_json_default) + "\n")
     write_text(report_md, render_markdown(report))
     return report
+
+
+def _timed(teacher, student, test) -> dict[str, Any]:
+    """What the latency table times: from the raw transcript when the models carry their own text encoder."""
+    models = {"teacher": teacher, "student": student, "student_skip": lambda b: run_with_skipping(student, b)}
+    if not isinstance(teacher, WithTextEncoder):
+        return models
+    front = text_front_end(teacher)
+    return {name: measure.raw_text(fn, test, front) for name, fn in models.items()}
+
+
+def _end_to_end(teacher, student, count_t: dict, count_s: dict, lat: dict) -> dict[str, Any]:
+    """Token ids -> score (embeddings included) params and raw-string latency; fusion-only numbers beside them."""
+    if not isinstance(teacher, WithTextEncoder):
+        return {}
+    fusion_t, fusion_s = (sum(p.numel() for p in fusion_of(m).parameters()) for m in (teacher, student))
+    return {"teacher_params": count_t["params"], "student_params": count_s["params"],
+            "params_ratio": count_t["params"] / count_s["params"],
+            "teacher_latency_ms_p50": lat["teacher"]["p50"], "student_latency_ms_p50": lat["student"]["p50"],
+            "latency_ratio": lat["teacher"]["p50"] / lat["student"]["p50"],
+            "latency": "torch CPU eager, 1 thread, batch 1, raw test transcript -> tokenizer -> text encoder -> "
+                       "fusion -> score (audio/video features given), interleaved calls",
+            "fusion_only": {"teacher_params": fusion_t, "student_params": fusion_s, "params_ratio": fusion_t / fusion_s,
+                            "note": "fusion part only (audio/video encoders, fusion, head, gate): no text encoder"}}
 
 
 def _json_default(x: Any) -> Any:

@@ -5,6 +5,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Iterator
 
@@ -54,9 +55,8 @@ def atomic_dir(final: str | os.PathLike, marker: str, what: str) -> Iterator[Pat
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
-        if final.exists():
-            old = final.with_name(f".{final.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
+        if final.exists():  # a unique name, so another writer's rename-aside is never ours to delete
+            old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex}")
             os.replace(final, old)
             os.replace(tmp, final)
             shutil.rmtree(old, ignore_errors=True)

@@ -14,7 +14,10 @@ FORMAT_VERSION = 1
 
 
 def save_checkpoint(path: str | os.PathLike, model, meta: dict[str, Any] | None = None) -> Path:
-    """Write model (config, spec, weights) + plain-type meta atomically to `path`."""
+    """Write model (config, spec, weights) + plain-type meta atomically to `path`.
+
+    A model with its own text encoder also stores its tokenizer (`model.tokenizer_path`, tokenizer.json text),
+    so the checkpoint alone tokenizes the way the model was trained."""
     import torch
 
     from .models import model_config
@@ -26,6 +29,8 @@ def save_checkpoint(path: str | os.PathLike, model, meta: dict[str, Any] | None 
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "meta": meta or {},
     }
+    if getattr(model, "tokenizer_path", None):
+        payload["tokenizer_json"] = Path(model.tokenizer_path).read_bytes().decode("utf-8")
     with atomic_path(path, suffix=".pt") as tmp:
         torch.save(payload, tmp)
     return Path(path)
@@ -60,10 +65,16 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return payload
 
 
-def data_seed(meta: dict[str, Any]) -> int:
-    """The seed of the validation carve a checkpoint's model was trained with (readers that carve validation
-    out of train use it): students record `data_seed`, teachers loaded their data with their first seed."""
-    return int(meta.get("data_seed", (meta.get("seeds") or [0])[0]))
+def data_record(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The data lineage of a checkpoint (`edge_msa.data.lineage`): meta["data"]; for checkpoints saved before
+    lineage, a partial record (path + seed of the validation carve: students recorded `data_seed`, teachers
+    loaded their data with their first seed), or None when nothing was recorded."""
+    data = meta.get("data")
+    if isinstance(data, dict):
+        return data
+    if data is None and "data_seed" not in meta and not meta.get("seeds"):
+        return None
+    return {"path": data, "seed": int(meta.get("data_seed", (meta.get("seeds") or [0])[0]))}
 
 
 def load_checkpoint(path: str | os.PathLike):
@@ -79,5 +90,27 @@ def load_checkpoint(path: str | os.PathLike):
     except RuntimeError as exc:
         raise ArtifactError(f"'{path}': weights do not fit the '{config.name}' config "
                             f"({str(exc).splitlines()[0][:200]})") from None
+    if "tokenizer_json" in payload:
+        model.tokenizer_path = checkpoint_tokenizer(payload, spec, path)
     model.eval()
     return model, dict(payload.get("meta", {}))
+
+
+def checkpoint_tokenizer(payload: dict[str, Any], spec: FeatureSpec, path: str | os.PathLike) -> Path:
+    """The checkpoint's tokenizer.json as a file (content-addressed in the cache); it must be the one the
+    model's spec names (`wordpiece:<sha12>`) and fit the encoder's vocabulary."""
+    import hashlib
+
+    from .features.text import tokenizer_tag
+    from .paths import cache_dir
+
+    text = payload["tokenizer_json"]
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    file = Path(cache_dir()) / "tokenizers" / f"{digest[:32]}.json"
+    if not file.is_file():
+        with atomic_path(file, suffix=".json") as tmp:
+            tmp.write_bytes(text.encode("utf-8"))
+    if tokenizer_tag(file) != spec.front_end("text"):
+        raise ArtifactError(f"'{path}': its tokenizer is {tokenizer_tag(file)} but the model was trained on "
+                            f"{spec.front_end('text')}; expected the tokenizer saved with the model")
+    return file

@@ -3,6 +3,9 @@
 Acc-2 "has-0": negative (<0) vs non-negative (>=0) over all samples; "non-0": negative vs positive over
 samples whose label != 0 (None when every label is 0: undefined, not zero). F1 is weighted F1 for the same two variants. Acc-7/Acc-5 round the clipped
 score (numpy's round-half-to-even, as MMSA does) and compare classes.
+
+Unlike MMSA, `corr` is NaN (not 0) when the predictions (or labels) are constant, and `collapsed` flags a
+model whose predictions are constant: a collapsed model must not pass for an uncorrelated one.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import numpy as np
 from .errors import InputError
 
 METRIC_KEYS = ("acc2_has0", "acc2_non0", "f1_has0", "f1_non0", "acc5", "acc7", "mae", "corr")
+COLLAPSE_SPREAD = 1e-6  # predictions whose max - min is below this are one constant: the model has collapsed
 
 
 def weighted_f1(truth: np.ndarray, pred: np.ndarray) -> float:
@@ -34,8 +38,9 @@ def _multiclass_acc(pred: np.ndarray, truth: np.ndarray) -> float:
     return float(np.sum(np.round(pred) == np.round(truth)) / float(len(truth)))
 
 
-def msa_metrics(pred: np.ndarray, truth: np.ndarray) -> dict[str, float | None]:
-    """All metric keys of `teacher.metrics.json` for predicted and true sentiment scores."""
+def msa_metrics(pred: np.ndarray, truth: np.ndarray) -> dict[str, float | bool | None]:
+    """All metric keys of `teacher.metrics.json` for predicted and true sentiment scores, plus `collapsed`
+    (True when the predictions are constant; `corr` is then NaN)."""
     pred = np.asarray(pred, dtype=np.float64).reshape(-1)
     truth = np.asarray(truth, dtype=np.float64).reshape(-1)
     if pred.shape != truth.shape or len(pred) < 2:
@@ -44,7 +49,8 @@ def msa_metrics(pred: np.ndarray, truth: np.ndarray) -> dict[str, float | None]:
         raise InputError("metrics got NaN/Inf scores; expected finite predictions and labels")
     non_zero = truth != 0
     has_non_zero = bool(non_zero.any())
-    corr = float(np.corrcoef(pred, truth)[0, 1]) if pred.std() > 0 and truth.std() > 0 else 0.0
+    collapsed = bool(np.ptp(pred) < COLLAPSE_SPREAD)
+    corr = float(np.corrcoef(pred, truth)[0, 1]) if not collapsed and truth.std() > 0 else float("nan")
     return {
         "acc2_has0": float(np.mean((pred >= 0) == (truth >= 0))),
         "acc2_non0": float(np.mean((pred[non_zero] > 0) == (truth[non_zero] > 0))) if has_non_zero else None,
@@ -54,6 +60,7 @@ def msa_metrics(pred: np.ndarray, truth: np.ndarray) -> dict[str, float | None]:
         "acc7": _multiclass_acc(np.clip(pred, -3.0, 3.0), np.clip(truth, -3.0, 3.0)),
         "mae": float(np.mean(np.abs(pred - truth))),
         "corr": corr,
+        "collapsed": collapsed,
     }
 
 

@@ -13,6 +13,7 @@ import numpy as np
 from .errors import InputError
 
 MODALITIES: tuple[str, str, str] = ("text", "audio", "video")
+ABSENT = "absent"  # front end of a modality a dataset does not have (e.g. audio/video of a text-only label.csv)
 
 
 def suggest(name: str, choices: list[str] | tuple[str, ...]) -> str:
@@ -74,6 +75,26 @@ class FeatureSpec:
             raise InputError(f"{modality} features have dtype {x.dtype}; expected a float array")
         if not np.isfinite(x).all():
             raise InputError(f"{modality} features contain NaN or Inf; expected finite values")
+
+
+def check_compatible(model: FeatureSpec, data: FeatureSpec, what: str = "the data") -> tuple[str, ...]:
+    """The one check that `data`'s features can feed a model built for `model` (compress, export, bench, eval).
+
+    Every modality both sides have must agree in dims AND front end (same widths from another extractor
+    are other features). A modality either side lacks (front end ABSENT) runs as missing; those are
+    returned so the caller can say so. Raises InputError naming the first disagreement.
+    """
+    absent = tuple(m for m in MODALITIES if ABSENT in (model.front_end(m), data.front_end(m)))
+    for m in MODALITIES:
+        if m in absent:
+            continue
+        if model.dim(m) != data.dim(m) or model.front_end(m) != data.front_end(m):
+            raise InputError(f"{m} features in {what} are {data.dim(m)}-dim from '{data.front_end(m)}' but the model "
+                             f"expects {model.dim(m)}-dim from '{model.front_end(m)}'; expected the same features "
+                             "the model was trained on (or the modality absent)")
+    if len(absent) == len(MODALITIES):
+        raise InputError(f"{what} and the model share no modality; expected at least one in common")
+    return absent
 
 
 def modality_index(modality: str) -> int:

@@ -65,11 +65,17 @@ class TrainConfig:
     seed: int = 0
     grad_clip: float = 1.0
     max_minutes: float | None = None
+    encoder_lr: float | None = None  # learning rate of text-encoder (BertEncoder) weights; None = lr
+    schedule: str = "constant"  # or "linear": warm up over `warmup` of the steps, then decay linearly to 0
+    warmup: float = 0.1
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.patience < 1:
             raise InputError(f"training options out of range: epochs={self.epochs}, batch_size={self.batch_size}, "
                              f"lr={self.lr}, patience={self.patience}; expected positive values")
+        if self.schedule not in ("constant", "linear") or not 0 <= self.warmup < 1:
+            raise InputError(f"schedule '{self.schedule}' / warmup {self.warmup}; expected constant or linear, "
+                             "warmup in [0, 1)")
 
 
 @dataclass
@@ -78,6 +84,33 @@ class TrainResult:
     best_valid_mae: float
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+
+
+def param_groups(model: torch.nn.Module, config: TrainConfig) -> list[dict]:
+    """Text-encoder weights (every BertEncoder inside the model) at `encoder_lr`, the rest at `lr`: a pretrained
+    encoder is fine-tuned gently while the fusion layers, trained from scratch, move fast."""
+    from .models.text_bert import BertEncoder
+
+    encoder = {id(p) for m in model.modules() if isinstance(m, BertEncoder) for p in m.parameters()}
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in trainable if id(p) not in encoder], "lr": config.lr},
+              {"params": [p for p in trainable if id(p) in encoder], "lr": config.encoder_lr or config.lr}]
+    return [g for g in groups if g["params"]]
+
+
+def lr_schedule(opt: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int):
+    """Constant, or linear warm-up then linear decay to 0 over the whole run (BERT fine-tuning's schedule)."""
+    total = max(config.epochs * steps_per_epoch, 1)
+    warm = int(config.warmup * total)
+
+    def factor(step: int) -> float:
+        if config.schedule == "constant":
+            return 1.0
+        if step < warm:
+            return (step + 1) / warm
+        return max(0.0, (total - step) / max(total - warm, 1))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
 def seed_everything(seed: int) -> None:
@@ -93,7 +126,8 @@ def fit(model: torch.nn.Module, train: FeatureSet, valid: FeatureSet, config: Tr
     seed_everything(config.seed)
     rng = np.random.default_rng(config.seed)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    opt = torch.optim.AdamW(param_groups(model, config), lr=config.lr, weight_decay=config.weight_decay)
+    sched = lr_schedule(opt, config, steps_per_epoch=-(-len(train) // config.batch_size))
     best_state, best_mae, best_epoch, bad = None, float("inf"), -1, 0
     history: list[dict] = []
     start = time.perf_counter()
@@ -110,6 +144,7 @@ def fit(model: torch.nn.Module, train: FeatureSet, valid: FeatureSet, config: Tr
             if config.grad_clip:
                 torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
             opt.step()
+            sched.step()
             steps += 1
             for k, v in parts.items():
                 totals[k] = totals.get(k, 0.0) + v

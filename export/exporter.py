@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edge_msa.atomic import atomic_dir, write_text
-from edge_msa.errors import InputError, require
+from edge_msa.errors import require
 from edge_msa.features.text import NAME as MINILM, default_onnx_path, default_tokenizer_path
 from edge_msa.runtime.manifest import Manifest, write_manifest
 from edge_msa.spec import MODALITIES
@@ -52,19 +52,22 @@ def export(checkpoint: str | os.PathLike, format: str = "onnx", out: str | os.Pa
     import onnxruntime
     import torch
 
-    from edge_msa.checkpoint import data_seed, load_checkpoint
+    from edge_msa.checkpoint import data_record, load_checkpoint
     from edge_msa.runtime.predictor import load
 
     from . import onnx as onnx_export
-    from .parity import check_graphs, check_metrics, parity_batches
+    from .parity import RANDOM_INPUTS, check_graphs, check_metrics, parity_batches
     from .trt_support import check_ops, trtexec_lines
 
     say = log or (lambda _msg: None)
     model, meta = load_checkpoint(checkpoint)
     spec = model.spec
-    layout = "parts" if hasattr(model, "part") and not opts["single_graph"] else "single"
-    valid = _validation_split(data, spec, data_seed(meta)) if data else None
-    inputs = f"{len(valid)} validation samples of {data}" if valid is not None else "random inputs of the spec's shapes"
+    from edge_msa.models.with_text import fusion_of
+
+    layout = "parts" if hasattr(fusion_of(model), "part") and not opts["single_graph"] else "single"
+    valid = _validation_split(data, model, data_record(meta)) if data else None
+    inputs = (f"all {len(valid)} validation samples of {data}" if valid is not None
+              else f"{RANDOM_INPUTS} random inputs of the spec's shapes")
     versions = {"edge_msa": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
                 "onnxruntime": onnxruntime.__version__, "opset": str(opts["opset"])}
     out = Path(out)
@@ -80,9 +83,9 @@ def export(checkpoint: str | os.PathLike, format: str = "onnx", out: str | os.Pa
             export_options={"format": fmt.name, **opts, "checkpoint": str(checkpoint), "data": str(data) if data else None,
                             "graph_bytes": {n: {k: e[k] for k in ("bytes_exported", "bytes")}
                                             for n, e in exported.items()}},
-            versions=versions, metrics={"checkpoint_meta": meta.get("metrics", {})})
+            versions=versions, metrics={"checkpoint_meta": meta.get("metrics", {})}, data=data_record(meta))
         write_manifest(tmp, manifest)
-        batches = parity_batches(spec, valid)
+        batches = parity_batches(spec, valid, max_batch=int(opts["max_batch"]))
         with load(tmp, providers=["CPUExecutionProvider"]) as predictor:
             fp32, feeds = check_graphs(model, layout, predictor, batches, float(opts["atol"]), inputs)
             if fmt.precision == "fp32" and valid is not None:  # these graphs are the bundle's: measure them here
@@ -119,20 +122,22 @@ def export(checkpoint: str | os.PathLike, format: str = "onnx", out: str | os.Pa
                                             or ctx.onnx_graphs)
         if spec.front_end("text") == MINILM:
             manifest.text_encoder = _copy_text_encoder(tmp)
+        elif getattr(model, "tokenizer_path", None):  # the model encodes token ids itself: only the tokenizer travels
+            shutil.copyfile(model.tokenizer_path, tmp / "tokenizer.json")
+            manifest.text_encoder = {"tokenizer": "tokenizer.json"}
         write_manifest(tmp, manifest)
     say(f"bundle written to {out} ({layout} layout, {manifest.precision}, {len(manifest.graphs)} graphs)")
     return out
 
 
-def _validation_split(data, spec, seed: int):
-    """The validation split the model was selected on (`seed`: its carve from train, see data_seed)."""
-    from edge_msa.data import load_dataset
+def _validation_split(data, model, record):
+    """The validation split the model was selected on: `data` read as its lineage `record` says (same format
+    and carve; a warning when the file differs), its text tokenized by the model's own tokenizer when it has
+    one, in the model's shapes (see DatasetSplits.for_model)."""
+    from edge_msa.data import rebuild_splits
+    from edge_msa.models.with_text import text_front_end
 
-    splits = load_dataset(data, seed=seed, progress=False)
-    if tuple(splits.spec.dims) != tuple(spec.dims):
-        raise InputError(f"--data {data} has feature dims {splits.spec.dims}; the model expects {spec.dims}")
-    splits.valid.check_spec(spec)
-    return splits.valid
+    return rebuild_splits(record, data, text_encoder=text_front_end(model)).for_model(model.spec).valid
 
 
 def _copy_text_encoder(bundle: Path) -> dict[str, str]:

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from edge_msa.errors import ArtifactError
+from edge_msa.features.text import TOKENS_PREFIX
 from edge_msa.runtime.manifest import PARTS, SINGLE, SINGLE_INPUTS, SINGLE_OUTPUTS
 from edge_msa.spec import MODALITIES, FeatureSpec
 
@@ -26,7 +27,9 @@ def graph_io(model, layout: str) -> dict[str, tuple[tuple[str, ...], tuple[str, 
     if layout == "single":
         return {SINGLE: (SINGLE_INPUTS, SINGLE_OUTPUTS)}
     import importlib
-    part_io = importlib.import_module(type(model).__module__).PART_IO
+
+    from edge_msa.models.with_text import fusion_of
+    part_io = importlib.import_module(type(fusion_of(model)).__module__).PART_IO
     return {p: tuple(tuple(x) for x in part_io[p]) for p in PARTS}
 
 
@@ -53,6 +56,8 @@ def example_inputs(model, spec: FeatureSpec, layout: str, name: str) -> tuple:
     def seq(m: str):
         L = spec.max_len(m)
         x = torch.randn(2, L, spec.dim(m))  # (2, L, d)
+        if m == "text" and spec.front_end("text").startswith(TOKENS_PREFIX):  # a model with its own text encoder
+            x = torch.randint(1, model.config_params["text_bert"]["vocab_size"], (2, L))  # (2, L) token ids
         mask = torch.arange(L)[None, :] < torch.tensor([L, max(L // 2, 1)])[:, None]  # (2, L)
         return x, mask
 
@@ -72,7 +77,7 @@ def dynamic_axes(inputs: tuple[str, ...], outputs: tuple[str, ...], example: tup
     "len" inside an encoder graph, "len_<modality>" where several sequences meet."""
     axes: dict[str, dict[int, str]] = {name: {0: "batch"} for name in (*inputs, *outputs)}
     for name, t in zip(inputs, example):
-        if t.dim() == 3 or t.dtype == torch.bool:
+        if t.dim() == 3 or t.dtype in (torch.bool, torch.int64):  # features, masks, token ids
             axes[name][1] = "len" if name in ("x", "mask") else f"len_{name.removesuffix('_mask')}"
     return axes
 

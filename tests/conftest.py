@@ -75,6 +75,63 @@ def pytest_configure(config) -> None:
     config.addinivalue_line("markers", "e2e: end-to-end run of several CLI stages on real data")
 
 
+WORDS = ("good great fun love nice happy bad awful boring hate sad poor the movie film was is it this very not "
+         "plot acting story really").split()
+
+
+def write_tiny_bert(folder: Path, hidden: int = 32, layers: int = 2, heads: int = 4, ffn: int = 64) -> Path:
+    """A tiny Hugging Face BERT folder (random weights, saved by transformers) with a WordPiece tokenizer.json over
+    a 40-token vocabulary: what `edge-msa train --text-model` reads."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import BertConfig, BertModel
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, "##s", "##ly", "##ing", "!", ".", ","]
+    tok = Tokenizer(models.WordPiece({w: i for i, w in enumerate(vocab)}, unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    tok.save(str(folder / "tokenizer.json"))
+    config = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                        intermediate_size=ffn, max_position_embeddings=64)
+    import torch
+
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(str(folder))
+    return folder
+
+
+def token_featureset(tokenizer: Path, n: int, seed: int):
+    """Random sentences over WORDS as token ids (TokenIds), audio/video random; label = word sentiment."""
+    from edge_msa.data.assemble import feature_set
+    from edge_msa.features.text import TokenIds
+
+    rng = np.random.default_rng(seed)
+    score = {w: s for w, s in zip(WORDS[:12], [1, 1.5, 1, 2, 1, 1.5, -1, -2, -1, -2, -1.5, -1])}
+    texts = [" ".join(rng.choice(WORDS, size=rng.integers(2, 9))) for _ in range(n)]
+    labels = np.clip([sum(score.get(w, 0) for w in t.split()) for t in texts], -3, 3).astype(np.float32)
+    ids, lengths = TokenIds(tokenizer, max_len=12).encode(texts)
+    feats = {"text": ids, "audio": rng.normal(size=(n, 1, 5)).astype(np.float32),
+             "video": rng.normal(size=(n, 1, 7)).astype(np.float32)}
+    lens = {"text": lengths, "audio": np.ones(n, np.int64), "video": np.ones(n, np.int64)}
+    return feature_set(feats, lens, labels, [f"t{i}" for i in range(n)], texts, np.arange(n))
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory) -> Path:
+    return write_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))
+
+
+@pytest.fixture
+def token_splits(tiny_bert_dir) -> DatasetSplits:
+    from edge_msa.features.text import tokenizer_tag
+
+    tok = tiny_bert_dir / "tokenizer.json"
+    spec = FeatureSpec(dims=(1, 5, 7), max_lens=(12, 1, 1), front_ends=(tokenizer_tag(tok), "external", "external"))
+    return DatasetSplits(spec, token_featureset(tok, 64, 0), token_featureset(tok, 32, 1), token_featureset(tok, 32, 2),
+                         name="tiny-tokens")
+
+
 # --- edge-msa serve: a tiny bundle with our own front ends, and the service in a subprocess -------------
 SERVE_SPEC = FeatureSpec(dims=(384, 56, 105), max_lens=(16, 5, 4), front_ends=("minilm-l6-int8", "logmel-v1", "face-v1"))
 

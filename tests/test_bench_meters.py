@@ -39,7 +39,7 @@ def test_constant_power_over_a_window_is_power_times_time():
     meter = StepMeter(3.0)
     w = idle_window(meter, 0.2)
     assert w.joules == pytest.approx(3.0 * w.seconds, rel=1e-3)
-    assert w.seconds == pytest.approx(0.2, abs=0.05) and w.watts == pytest.approx(3.0, rel=1e-3)
+    assert w.seconds >= 0.2 - 1e-3 and w.watts == pytest.approx(3.0, rel=1e-3)  # sleep: a lower bound only
 
 
 def test_energy_per_item_subtracts_idle_power():

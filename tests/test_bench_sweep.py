@@ -149,9 +149,8 @@ def test_latency_follows_the_fake_sleeps_and_energy_subtracts_idle(report_dir):
     rows = {(Path(r["bundle"]).name, r["batch"], r["modalities"]): r
             for r in json.loads((report_dir / "report.json").read_text())["rows"]}
     teacher, student = rows[("teacher", 1, "all")], rows[("student", 1, "all")]
-    assert 4.0 <= teacher["latency_ms"]["p50"] < 9.0
-    assert 1.0 <= student["latency_ms"]["p50"] < 5.0
-    assert teacher["latency_ms"]["p50"] > student["latency_ms"]["p50"]
+    # sleeps are lower bounds; upper bounds would depend on machine load (issue 10: no test may)
+    assert teacher["latency_ms"]["p50"] >= 4.0 and student["latency_ms"]["p50"] >= 1.0
     # 6 W busy - 2 W idle = 4 W above idle, so mJ/item ~= 4 W x seconds per item (latency per item)
     per_item_s = 1.0 / teacher["throughput"]
     assert teacher["energy_mj_per_item"] == pytest.approx(4.0 * 1e3 * per_item_s, rel=0.35)
@@ -172,11 +171,14 @@ def test_failed_rows_say_why_and_the_sweep_continues(report_dir):
 
 def test_markdown_and_png(report_dir):
     md = (report_dir / "report.md").read_text()
-    assert "| bundle | model | precision | model KB | bundle MB | batch | modalities | status |" in md
+    assert "| bundle | model | precision | model KB | bundle MB | batch | modalities | input | status |" in md
     assert "## Ratios vs the first bundle (teacher)" in md
     ratio_line = next(l for l in md.splitlines() if l.startswith("| student | 1 | all |"))
     speedup = float(ratio_line.split("|")[4].strip().rstrip("x"))
-    assert speedup > 1.2  # the student (1 ms) is faster than the teacher (4 ms)
+    rows_by = {(Path(r["bundle"]).name, r["batch"], r["modalities"]): r
+               for r in json.loads((report_dir / "report.json").read_text())["rows"]}
+    p90 = {n: rows_by[(n, 1, "all")]["latency_ms"]["p90"] for n in ("teacher", "student")}
+    assert speedup == pytest.approx(p90["teacher"] / p90["student"], abs=0.006)  # first/this, whatever the load
     assert ratio_line.split("|")[5].strip() == "4.00x"  # model graph bytes: 4000 / 1000
     rows = json.loads((report_dir / "report.json").read_text())["rows"]
     student = next(r for r in rows if Path(r["bundle"]).name == "student" and r["status"] == "ok")

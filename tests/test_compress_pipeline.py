@@ -45,7 +45,7 @@ def test_end_to_end(teacher, tiny_splits, tmp_path):
     for key in REQUIRED:
         assert _get(report, key) is not None, key
     for key in ("teacher.metrics", "student.metrics", "student_skip.metrics"):
-        assert set(_get(report, key)) == set(METRIC_KEYS)
+        assert set(_get(report, key)) == {*METRIC_KEYS, "collapsed"}
     assert set(report["skip"]["rate"]) == {"audio", "video"}
     assert all(isinstance(row["met"], bool) for row in report["targets"].values())
     # written: student, both reports, one checkpoint per stage
@@ -53,7 +53,7 @@ def test_end_to_end(teacher, tiny_splits, tmp_path):
     assert json.loads(json_path.read_text())["student"]["params"] == report["student"]["params"]
     assert "## Targets" in md_path.read_text()
     for stage in ("init", "distill", "prune", "finetune", "gate"):
-        assert (out.parent / f"student.stage-{stage}.pt").is_file()
+        assert (out.parent / "student.stages" / f"{stage}.pt").is_file()
     # the pruned student is smaller than an unpruned one and rebuilds from its checkpoint alone
     unpruned = sum(p.numel() for p in create_model("student_tiny", tiny_splits.spec).parameters())
     student, meta = load_checkpoint(out)
@@ -63,7 +63,7 @@ def test_end_to_end(teacher, tiny_splits, tmp_path):
     assert again["mae"] == pytest.approx(report["student"]["metrics"]["mae"], abs=1e-6)
     calib = report["skip"]["calibration"]
     assert calib["reached"] and calib["saved_fraction"] >= 0.5  # default budget, on the calibration split
-    assert calib["split"] == "train+valid" and calib["n"] == len(tiny_splits.train) + len(tiny_splits.valid)
+    assert calib["split"] == "valid" and calib["n"] == len(tiny_splits.valid)  # the default, chosen on validation
     # the saving is reported net of the gate's own MACs (gate runs on every input with audio or video)
     sk = report["skip"]
     n_av = int(((tiny_splits.test.lengths["audio"] > 0) | (tiny_splits.test.lengths["video"] > 0)).sum())
@@ -77,12 +77,13 @@ def test_end_to_end(teacher, tiny_splits, tmp_path):
 
 def test_max_drop_on_validation_flips_nothing(teacher, tiny_splits, tmp_path):
     report = compress(teacher, out=tmp_path / "s.pt", splits=tiny_splits, progress=False, max_drop=0.0,
-                      calibrate_on="valid", seeds=(0, 1), **FAST)
+                      calibrate_on="train+valid", seeds=(0, 1), **FAST)
     calib = report["skip"]["calibration"]
-    assert calib["split"] == "valid" and calib["n"] == len(tiny_splits.valid)
+    assert calib["split"] == "train+valid" and calib["n"] == len(tiny_splits.train) + len(tiny_splits.valid)
     assert calib["flip_rate"] <= 0.0 and calib["acc2_non0_drop"] <= 0.0
     assert report["seeds"]["values"] == [0, 1] and set(report["seeds"]["mean_std"]["student"]) == set(METRIC_KEYS)
-    assert (tmp_path / "s.stage-gate.seed1.pt").is_file()
+    assert (tmp_path / "s.stages" / "gate.seed1.pt").is_file()
+    assert not list(tmp_path.glob("s.stage-*"))  # no stage files beside the output
     md = (tmp_path / "s.report.md").read_text()
     per_seed = next(line for line in md.splitlines() if line.startswith("Per seed, Acc-2 non-0 lost to skipping"))
     assert "seed 0 " in per_seed and "seed 1 " in per_seed
@@ -91,7 +92,7 @@ def test_max_drop_on_validation_flips_nothing(teacher, tiny_splits, tmp_path):
 def test_feature_spec_mismatch_names_modality(teacher, tiny_splits, tmp_path):
     spec = FeatureSpec(dims=(12, 6, 7), max_lens=(9, 3, 4))
     other = DatasetSplits(spec, make_featureset(spec, 16), make_featureset(spec, 8, 1), make_featureset(spec, 8, 2))
-    with pytest.raises(InputError, match=r"audio features are 6-dim .* teacher .* 5-dim"):
+    with pytest.raises(InputError, match=r"audio features .* 6-dim .* model expects 5-dim"):
         compress(teacher, out=tmp_path / "out" / "s.pt", splits=other, progress=False, **FAST)
     assert not (tmp_path / "out").exists()
 

@@ -199,7 +199,7 @@ def test_multibench_renamed_file_is_detected_by_content(tmp_path):
 def test_label_csv_real_file_is_text_only():
     data = load_dataset(LABEL_CSV, progress=False)
     assert data.info["sizes"] == {"train": 1281, "valid": 229, "test": 685}
-    assert data.spec.dims == (384, 1, 1) and data.spec.front_ends[1:] == ("external:none", "external:none")
+    assert data.spec.dims == (384, 1, 1) and data.spec.front_ends[1:] == ("absent", "absent")
     assert (data.train.lengths["audio"] == 0).all() and (data.test.lengths["video"] == 0).all()
     assert data.train.ids[0] == "03bSnISJMiM_1" and data.train.texts[0] == "anyhow it was really good"
 

@@ -2,6 +2,7 @@
 and every modality subset; single graph; fp16 / int8; format table; nothing half-written on failure."""
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import re
@@ -22,7 +23,7 @@ from edge_msa.runtime.manifest import PARTS
 from edge_msa.spec import MODALITIES, FeatureSpec
 from edge_msa.export import FORMATS, export
 from edge_msa.export.formats import get_format, resolve_options
-from edge_msa.export.parity import parity_batches, to_torch_batch
+from edge_msa.export.parity import TIE_BAND, check_graphs, parity_batches, to_torch_batch
 from edge_msa.export.slim import slim_file
 
 from conftest import MOSI_NPZ, needs_data
@@ -112,6 +113,33 @@ def test_single_graph_student(student, tmp_path):
                 ref = model(to_torch_batch(pb.features, pb.lengths))["score"].numpy()
             assert np.abs(scores - ref).max() <= 1e-4
             assert (ran == np.stack([pb.lengths[m] > 0 for m in MODALITIES], 1)).all()  # no skipping
+
+
+def test_parity_counts_a_decision_at_the_threshold_as_a_tie(student, bundle):
+    """torch and ONNX Runtime may round a gate output on either side of its threshold: within TIE_BAND that
+    is a tie, and the score is compared under the bundle's decisions (was a flaky ParityError)."""
+    _, model = student
+    batches = parity_batches(SPEC, None)
+    b = to_torch_batch(batches[-1].features, batches[-1].lengths)
+    with torch.no_grad():
+        k = float(model.keep(model.encode("text", b["text"], b["text_mask"]), b)[0, 0])  # row 0, audio
+    t_video = model.config_params["skip_thresholds"][1]
+    torch_side = copy.deepcopy(model)
+    torch_side.config_params["skip_thresholds"] = [k + TIE_BAND / 2, t_video]  # torch skips row 0's audio
+    with load(bundle) as predictor:
+        predictor.thresholds = [k - TIE_BAND / 2, t_video]  # the bundle runs it
+        result, _ = check_graphs(torch_side, "parts", predictor, batches, 1e-4, "test inputs")
+    assert result.ok and result.ran_mismatches == 0 and result.ran_ties >= 1
+    assert result.max_abs_diff["score"] <= 1e-4  # same decisions on both sides, so the scores agree
+
+
+def test_parity_uses_every_validation_input_in_engine_sized_chunks():
+    from conftest import make_featureset
+
+    valid = make_featureset(SPEC, 70)
+    batches = parity_batches(SPEC, valid, max_batch=32)
+    assert len(batches) == len(SUBSETS) * 3 and max(len(x.lengths["text"]) for x in batches) == 32
+    assert sum(len(x.lengths["text"]) for x in batches if x.subset == MODALITIES) == 70
 
 
 def test_block_shared_by_text_and_fusion_exports(tmp_path):

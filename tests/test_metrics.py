@@ -15,7 +15,7 @@ TRUTH = np.array([3.0, -1.0, 0.0, -2.6, -0.2, 1.5])
 
 def test_hand_computed_values():
     m = msa_metrics(PRED, TRUTH)
-    assert tuple(m) == METRIC_KEYS
+    assert tuple(m) == (*METRIC_KEYS, "collapsed")
     assert m["acc2_has0"] == pytest.approx(5 / 6)  # only the 1.2 vs -0.2 pair disagrees on >= 0
     assert m["acc2_non0"] == pytest.approx(3 / 5)  # label 0.0 dropped; pred 0.0 counts as not positive
     assert m["f1_has0"] == pytest.approx(0.5 * 6 / 7 + 0.5 * 4 / 5)  # F1(non-neg)=6/7, F1(neg)=4/5, 3+3 support
@@ -53,7 +53,14 @@ def test_f1_with_one_predicted_class_matches_sklearn():
     pred = np.ones(5)  # every prediction positive: F1 of the negative class is 0
     expected = f1_score(truth >= 0, pred >= 0, average="weighted", zero_division=0)
     assert msa_metrics(pred, truth)["f1_has0"] == pytest.approx(expected)
-    assert msa_metrics(pred, truth)["corr"] == 0.0  # constant predictions: no correlation, not NaN
+    assert not msa_metrics(truth * 0.5, truth)["collapsed"]
+
+
+def test_constant_predictions_are_flagged_as_collapsed_with_nan_corr():
+    truth = np.array([1.0, -1.0, 2.0, -0.4, 0.6])
+    m = msa_metrics(np.full(5, 0.3), truth)
+    assert np.isnan(m["corr"])  # not 0.0: a collapsed model must not look merely uncorrelated
+    assert m["collapsed"] is True
 
 
 def test_perfect_predictions():

@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import warnings
 
 import numpy as np
@@ -14,6 +15,7 @@ import pytest
 
 from edge_msa.checkpoint import save_checkpoint
 from edge_msa.errors import ArtifactError, InputError
+from edge_msa.data.lineage import file_sha256
 from edge_msa.metrics import METRIC_KEYS
 from edge_msa.models import create_model
 from edge_msa.runtime import load
@@ -254,8 +256,15 @@ def test_text_string_through_the_bundled_minilm_encoder(minilm_bundle):
         assert p.manifest.text_encoder == {"onnx": "text_encoder.onnx", "tokenizer": "tokenizer.json"}
         r = p.predict(text="what a wonderful film")
         assert r.ran == ["text"] and "text_encoder" in r.ms and np.isfinite(r.score)
-        assert r.ms["text_encoder_load"] > 0  # the one-off session build is reported apart from the call
-        assert "text_encoder_load" not in p.predict(text="what a wonderful film").ms
+        assert r.load_ms["text_encoder_load"] > 0  # the one-off session build is reported apart from the call
+        assert "text_encoder_load" not in r.ms and not p.predict(text="what a wonderful film").load_ms
+        assert r.ms["total"] == pytest.approx(sum(v for k, v in r.ms.items() if k != "total"), abs=1e-3)
+        start = time.perf_counter()
+        many = p.predict_batch([{"text": "a fine film"}] * 16)
+        wall_ms = (time.perf_counter() - start) * 1e3
+        assert sum(x.ms["total"] for x in many) <= wall_ms + 0.02  # each item has its share, not the whole batch's
+        assert all(x.ms["total"] == pytest.approx(sum(v for k, v in x.ms.items() if k != "total"), abs=1e-3)
+                   for x in many)
         feats, lengths = p.text_encoder.encode(["what a wonderful film"])
         same = p.predict(text=feats[0, :lengths[0]])
         assert abs(same.score - r.score) < 1e-6
@@ -283,7 +292,8 @@ def test_cli_eval_writes_metrics(minilm_bundle, tmp_path, monkeypatch):
     r = _cli("eval", minilm_bundle, "--data", data, "--split", "test", "--out", tmp_path / "m.json")
     assert r.returncode == 0, r.stderr
     m = json.loads((tmp_path / "m.json").read_text())
-    assert set(METRIC_KEYS) <= set(m) and m["n"] == 8 and m["split"] == "test"
+    assert set(METRIC_KEYS) <= set(m) and m["n"] == 8 and m["split"]["name"] == "test" and m["split"]["n"] == 8
+    assert len(m["split"]["ids_sha256"]) == 64 and m["data"]["sha256"] == file_sha256(data)
     assert all(0.0 <= m[f"skip_rate_{x}"] <= 1.0 for x in MODALITIES)
 
 

@@ -69,6 +69,7 @@ class Device:
         self.buffers: dict[int, np.ndarray] = {}
         self.streams: set[int] = set()
         self.next_ptr = 1 << 20
+        self.mallocs = 0  # cudaMalloc calls so far (a backend should allocate once, not per call)
 
     def find(self, ptr, nbytes: int = 0) -> np.ndarray | None:
         """The bytes [ptr, ptr + nbytes) of one live allocation, or None."""
@@ -100,6 +101,7 @@ class Device:
                 return (bad, 0)
             ptr, self.next_ptr = self.next_ptr, self.next_ptr + (size + 511) // 256 * 256
             self.buffers[ptr] = np.zeros(size, np.uint8)
+            self.mallocs += 1
             return (ok, ptr)
 
         def cudaFree(ptr):  # noqa: N802
@@ -571,6 +573,21 @@ def test_batches_above_the_profile_run_in_chunks(engines, trt_api, onnx_bundle):
     assert len(trt_api.device.buffers) == 0
 
 
+def test_device_buffers_are_allocated_once_not_per_call(engines, trt_api):
+    """cudaMalloc/cudaFree per tensor per call would dominate a sub-ms engine: one buffer per tensor, reused."""
+    with load(engines["fp16"]) as predictor:
+        before = trt_api.device.mallocs
+        tensors = sum(len(b.inputs) + len(b.outputs) for b in predictor.backends.values())
+        counts = []
+        for seed in range(3):  # every subset, new shapes each round
+            for b in parity_batches(SPEC, None, seed=seed):
+                predictor.predict_features(b.features, b.lengths)
+            counts.append(trt_api.device.mallocs - before)
+        assert 0 < counts[0] == counts[1] == counts[2] <= tensors  # the first calls allocate; later ones reuse
+        assert len(trt_api.device.buffers) == counts[0]
+    assert len(trt_api.device.buffers) == 0
+
+
 def test_shape_outside_the_profile_is_a_one_line_input_error(engines, trt_api):
     """A sequence longer than the profile's max (the spec's max_len) cannot be chunked away."""
     x = np.ones((1, SPEC.max_len("text") + 1, SPEC.dim("text")), np.float32)
@@ -579,7 +596,7 @@ def test_shape_outside_the_profile_is_a_one_line_input_error(engines, trt_api):
                                              r"optimisation profile") as err:
             predictor.backends["encode_text"].run({"x": x, "mask": np.ones(x.shape[:2], bool)})
         assert "\n" not in str(err.value)
-        assert len(trt_api.device.buffers) == 0  # the failed call freed what it had allocated
+    assert len(trt_api.device.buffers) == 0  # close() freed the backend's buffers
 
 
 def test_corrupt_or_foreign_engine_is_an_artifact_error_naming_the_version(engines, trt_api, tmp_path):

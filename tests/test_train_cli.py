@@ -6,7 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from edge_msa.checkpoint import data_seed, load_checkpoint
+from edge_msa.checkpoint import data_record, load_checkpoint
+from edge_msa.data.lineage import split_record
 from edge_msa.cli import main
 from edge_msa.metrics import METRIC_KEYS
 from edge_msa.spec import FeatureSpec
@@ -44,10 +45,11 @@ def test_train_teacher_api_seeds(tiny_splits, tmp_path):
     assert on_disk["mean"] == pytest.approx(m["mean"])
     model, meta = load_checkpoint(out)
     assert meta["seeds"] == [0, 1] and meta["dataset"] == "tiny" and set(meta["per_seed_test"]) == {"0", "1"}
-    assert data_seed(meta) == 0 and data_seed({"seeds": [3, 1]}) == 3  # the carve its data was loaded with
-    assert data_seed({"data_seed": 2, "seeds": [0]}) == 2  # a student records the carve it was distilled on
+    assert data_record(meta)["seed"] == 0 and data_record({"seeds": [3, 1]})["seed"] == 3  # pre-lineage teachers
+    assert data_record({"data_seed": 2, "seeds": [0]})["seed"] == 2  # a pre-lineage student's carve
+    assert meta["data"]["splits"]["valid"] == split_record(tiny_splits.valid)  # the lineage of its data
     assert model.model_name == "gtf_tiny"
-    assert model.config_params["score_clip"] == 3.0  # teacher.MODEL_DEFAULTS applies to the tiny variant too
+    assert model.config_params["score_clip"] == 0.0  # validation picked no clip for gtf (teacher.MODEL_DEFAULTS)
     assert 0.5 <= model.config_params["score_scale"] <= 1.5 and m["model_params"] == model.config_params
 
 
@@ -74,7 +76,7 @@ def test_cli_train_writes_checkpoint_and_metrics(tmp_path, monkeypatch, capsys):
     _features_npz(data)
     out = tmp_path / "teachers" / "fd.pt"
     rc = main(["train", "--model", "fd_cmdie_tiny", "--data", str(data), "--out", str(out), "--epochs", "2",
-               "--batch-size", "8", "--quiet"])
+               "--batch-size", "8", "--text-encoder", "frozen", "--quiet"])
     assert rc == 0
     assert out.is_file() and metrics_path(out).is_file()
     metrics = json.loads(metrics_path(out).read_text())

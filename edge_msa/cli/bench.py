@@ -10,7 +10,11 @@ EPILOG = """examples:
   edge-msa bench teacher_bundle/ student_bundle/ --batch 1 8 --modalities all text text+audio --out report/
   edge-msa bench student_bundle/ --data ../shared/data/mosi/mosi_utterance_std.npz --threads 4 --out report/
   edge-msa bench student_bundle/ --long --energy-window 60 --out sustained/      # >= 600 s per row
+  edge-msa bench student_bundle/ --precomputed-text --out report/     # time from text features, not raw strings
   edge-msa bench --compare jetson/report.json laptop/report.json --out compare/
+
+Rows are timed from the raw transcript ("input": "raw-text": tokenizer + text encoder + the rest) wherever the
+data has transcripts; --precomputed-text times from text features ("input": "precomputed-text").
 
 writes report/report.json (the data), report/report.md (tables, ratios vs the first bundle) and
 report/report.png (accuracy vs p90 latency). Energy comes from a real meter (NVML, Jetson INA rails via
@@ -41,6 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="seconds of the idle and of each active energy window (default: 10)")
     p.add_argument("--meter", default="auto", choices=("auto", "nvml", "tegrastats", "rapl", "none"),
                    help="energy meter (default: auto = NVML for GPU work, Jetson INA rails, RAPL)")
+    p.add_argument("--precomputed-text", action="store_true",
+                   help="time from precomputed text features instead of the raw transcript (default: raw text)")
     p.add_argument("--long", action="store_true", help="sustained run: at least 600 s of timed calls per row")
     p.add_argument("--backend", choices=("onnxruntime", "tensorrt"),
                    help="runtime backend (default: the one each bundle was exported for)")
@@ -61,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     out = run_bench(args.bundles, data=args.data, out=args.out or "report", batches=args.batch,
                     modalities=args.modalities, backend=args.backend, split=args.split, min_time=args.min_time, min_runs=args.min_runs,
                     warmup=args.warmup, threads=args.threads, energy_window=args.energy_window, meter=args.meter,
-                    long=args.long, progress=not args.quiet)
+                    long=args.long, progress=not args.quiet, precomputed_text=args.precomputed_text)
     if not args.quiet:
         print(f"wrote {out / 'report.json'}, {out / 'report.md'}" +
               (f", {out / 'report.png'}" if (out / "report.png").exists() else ""))

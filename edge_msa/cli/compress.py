@@ -7,11 +7,14 @@ EPILOG = """examples:
   edge-msa compress runs/teachers/fd_cmdie.pt --out runs/student.pt
   edge-msa compress teacher.pt --prune-ratio 0.6 --share depth+modality --skip-budget 0.5
   edge-msa compress teacher.pt --max-drop 0.005 --seeds 0 1 2 --quiet
+  edge-msa compress teacher.pt --text-layers 2 --text-hidden 192 --text-rank 96 --transfer none
+  edge-msa compress teacher.pt --text-kd-epochs 0 --kd-weight 0 --hint-weight 0   # the no-KD baseline
 
-Stages: load -> init (from teacher weights where shapes allow) -> distill -> prune (torch-pruning:
-heads + hidden widths) -> finetune -> gate (train + calibrate skip thresholds on train+validation) ->
+Stages: load -> text (when the teacher carries its text encoder: pick layers, torch-pruning of hidden/heads/FFN,
+vocabulary pruning + factorised embedding, layer-wise KD on the transfer texts) -> init (from teacher weights where shapes allow) -> distill -> prune (torch-pruning:
+heads + hidden widths) -> finetune -> gate (train + calibrate skip thresholds on validation) ->
 evaluate (test metrics, params/MACs, side-by-side CPU latency, paired bootstrap CIs, targets).
-Each stage keeps <out stem>.stage-<name>.pt; the report is <out stem>.report.json and .md.
+Each stage keeps <out stem>.stages/<name>[.seedN].pt; the report is <out stem>.report.json and .md.
 """
 
 
@@ -26,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="student.pt", help="student checkpoint to write (default: student.pt)")
     # knob defaults live in compress.CompressOptions only (None here = not given); help repeats them
     p.add_argument("--prune-ratio", type=float, default=None, help="fraction of heads/hidden channels to remove, "
-                   "0 <= r < 1 (default: 0.3)")
+                   "0 <= r < 1 (default: 0.5, chosen on validation: see the README)")
     p.add_argument("--share", default=None, choices=("depth", "depth+modality"),
                    help="one block reused across depth, and also across the text and fusion streams "
                    "(default: depth+modality)")
@@ -40,9 +43,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="fraction of audio+video encoder compute to save by skipping (default: 0.5)")
     budget.add_argument("--max-drop", type=float, default=None,
                         help="or: Acc-2 non-0 (fraction) allowed to be lost to skipping, e.g. 0.005")
-    p.add_argument("--calibrate-on", default=None, choices=("train+valid", "valid"),
-                   help="split(s) the skip thresholds are chosen on; the criterion is label-free, so pooling "
-                   "train and validation gives finer resolution (default: train+valid)")
+    p.add_argument("--calibrate-on", default=None, choices=("valid", "train+valid"),
+                   help="split(s) the label-free skip thresholds are chosen on (default: valid, chosen on "
+                   "validation: see the README)")
+    text = p.add_argument_group("student text encoder (teachers that fine-tuned their own)")
+    text.add_argument("--text-layers", type=int, default=None, help="teacher layers kept (default: 2)")
+    text.add_argument("--text-hidden", type=int, default=None, help="hidden width after pruning (default: 256)")
+    text.add_argument("--text-heads", type=int, default=None, help="attention heads kept (default: 8)")
+    text.add_argument("--text-ffn", type=int, default=None, help="FFN width after pruning (default: 768)")
+    text.add_argument("--text-rank", type=int, default=None, help="rank of the factorised embedding, 0 = none "
+                      "(default: 128)")
+    text.add_argument("--text-kd-epochs", type=int, default=None, help="layer-wise KD epochs, 0 = none (default: 2)")
+    text.add_argument("--transfer", default=None, help="extra transfer texts: 'mosei' (train fold of "
+                      "../shared/data/mosei/label.csv), a label.csv path, or 'none' (default: mosei)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="student seeds; the best on validation is "
                    "saved, mean +- std reported (default: 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or stage lines")
@@ -53,14 +66,18 @@ def run(args: argparse.Namespace) -> int:
     from edge_msa.compress import CompressOptions, compress, report_paths
 
     given = {k: getattr(args, k) for k in ("prune_ratio", "share", "kd_weight", "hint_weight", "temperature", "epochs",
-                                           "finetune_epochs", "calibrate_on") if getattr(args, k) is not None}
+                                           "finetune_epochs", "calibrate_on", "text_layers", "text_hidden",
+                                           "text_heads", "text_ffn", "text_rank", "text_kd_epochs", "transfer")
+             if getattr(args, k) is not None}
     options = CompressOptions.build(**given, skip_budget=args.skip_budget, max_drop=args.max_drop,
                                     seeds=tuple(args.seeds))
     report = compress(args.teacher, data=args.data, out=args.out, options=options, progress=not args.quiet)
     t, s, k = report["teacher"], report["student"], report["student_skip"]
-    print(f"params   teacher {t['params']:,}  student {s['params']:,}  ({t['params'] / s['params']:.1f}x fewer)")
+    scope = "end to end" if report.get("end_to_end") else "fusion only; frozen text front end excluded"
+    print(f"params   teacher {t['params']:,}  student {s['params']:,}  ({t['params'] / s['params']:.1f}x fewer, {scope})")
     print(f"latency  teacher {t['latency_ms_p50']:.3f} ms  student {s['latency_ms_p50']:.3f} ms  "
-          f"({t['latency_ms_p50'] / s['latency_ms_p50']:.1f}x, p50, batch 1, torch CPU)")
+          f"({t['latency_ms_p50'] / s['latency_ms_p50']:.1f}x, p50, batch 1, torch CPU, "
+          f"{'from the raw string' if report.get('end_to_end') else 'text features precomputed'})")
     for name, row in (("teacher", t), ("student", s), ("student+skip", k)):
         print(f"{name:<13} acc2_non0 {row['metrics']['acc2_non0']:.4f}  mae {row['metrics']['mae']:.4f}  "
               f"corr {row['metrics']['corr']:.4f}")

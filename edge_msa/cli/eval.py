@@ -8,8 +8,13 @@ EPILOG = """examples:
   edge-msa eval bundles/student --out student.metrics.json
   edge-msa eval bundles/int8 --data ../shared/data/mosi/mosi_utterance_std.npz --split test --out int8.json
 
-Writes the metric keys (acc2_has0, acc2_non0, f1_has0, f1_non0, acc5, acc7, mae, corr), n, and
-skip_rate_<modality> (share of samples having that modality whose encoder the gate skipped).
+  edge-msa eval bundles/student --data ../shared/data/mosei/label.csv --split test   # text only: a/v missing
+
+The splits are rebuilt from the bundle's data lineage (manifest "data": file, format, validation carve), so
+`--split valid` is the split the model was selected on; a warning says when --data is another file.
+Writes the metric keys (acc2_has0, acc2_non0, f1_has0, f1_non0, acc5, acc7, mae, corr, collapsed), n,
+"split": {name, n, ids_sha256}, "data": {path, sha256, missing} and skip_rate_<modality> (share of
+samples having that modality whose encoder the gate skipped; "missing" when no sample has it).
 """
 
 
@@ -18,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description="Score a bundle with the on-device runtime on a dataset split.",
                               epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bundle", help="bundle directory from `edge-msa export`")
-    p.add_argument("--data", default=None, help="dataset path (default: ../shared/data/mosi/mosi_utterance_std.npz)")
+    p.add_argument("--data", default=None, help="dataset path (default: the bundle's training data, else "
+                   "../shared/data/mosi/mosi_utterance_std.npz)")
     p.add_argument("--split", default="test", help="train | valid | test (default: test)")
     p.add_argument("--out", default=None, help="metrics JSON to write (default: print only)")
     p.add_argument("--batch-size", type=int, default=256, help="samples per runtime call (default: 256)")
@@ -29,19 +35,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..atomic import write_text
-    from ..data import load_dataset
+    from ..data import rebuild_splits
+    from ..data.lineage import split_record
     from ..errors import InputError
-    from ..paths import default_mosi_path
     from ..runtime import load
     from ..runtime.evaluate import evaluate
 
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be >= 1; got {args.batch_size}")
     with load(args.bundle, backend=args.backend, threads=args.threads) as predictor:
-        splits = load_dataset(args.data or default_mosi_path(), progress=False)
+        splits = rebuild_splits(predictor.manifest.data, args.data,
+                                text_encoder=predictor.dataset_text_front_end).for_model(predictor.spec)
         fs = splits.split(args.split)
-        fs.check_spec(predictor.spec)
-        metrics = {"bundle": str(args.bundle), "split": args.split, **evaluate(predictor, fs, args.batch_size)}
+        metrics = {"bundle": str(args.bundle), "split": {"name": args.split, **split_record(fs)},
+                   "data": {k: splits.info.get(k) for k in ("path", "sha256", "missing")},
+                   **evaluate(predictor, fs, args.batch_size)}
     text = json.dumps(metrics, indent=2)
     if args.out:
         write_text(args.out, text + "\n")

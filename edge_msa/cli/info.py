@@ -1,4 +1,4 @@
-"""`edge-msa info`: what a bundle or checkpoint holds (model, params, graphs, precision, parity)."""
+"""`edge-msa info`: what a bundle or checkpoint holds (model, params, graphs, precision, parity, data lineage)."""
 from __future__ import annotations
 
 import argparse
@@ -15,7 +15,8 @@ EPILOG = """examples:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("info", help="summarise a bundle or a checkpoint",
                               description="Print a bundle's manifest summary (graphs, sizes, precision, parity, "
-                              "metrics) or a checkpoint's config (model, parameters, FeatureSpec).",
+                              "metrics, data lineage) or a checkpoint's config (model, parameters, FeatureSpec, "
+                              "data lineage).",
                               epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("path", help="a bundle directory or a .pt checkpoint")
     p.add_argument("--json", action="store_true", help="print the full manifest / config as JSON")
@@ -23,6 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..data.lineage import summary
+
     path = Path(args.path)
     if path.is_dir():
         from ..runtime.manifest import read_manifest
@@ -41,14 +44,15 @@ def run(args: argparse.Namespace) -> int:
                  f"front ends {list(m.feature_spec.front_ends)}",
                  f"skip       thresholds {m.skip_thresholds}" if m.skipping else "skip       none",
                  f"parity     fp32 max|Δ| {fp32.get('max_abs_diff')} atol {fp32.get('atol')} ok {fp32.get('ok')}",
-                 f"tensorrt   ops ok {m.tensorrt_check.get('ok')} {m.tensorrt_check.get('unsupported') or ''}".rstrip()]
+                 f"tensorrt   ops ok {m.tensorrt_check.get('ok')} {m.tensorrt_check.get('unsupported') or ''}".rstrip(),
+                 f"data       {summary(m.data)}"]
         valid = m.metrics.get("valid")
         if isinstance(valid, dict) and "bundle" in valid:
             lines.append(f"accuracy   valid Acc-2 non-0 torch {valid['torch']['acc2_non0']:.4f} bundle "
                          f"{valid['bundle']['acc2_non0']:.4f} (drop {valid['acc2_non0_drop_points']} points)")
         print("\n".join(lines))
         return 0
-    from ..checkpoint import read_checkpoint
+    from ..checkpoint import data_record, read_checkpoint
     from ..errors import require
 
     require("torch", "reading a .pt checkpoint (host only; bundles need no torch)")
@@ -62,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"checkpoint {path}  (format {payload.get('format_version')})\n"
           f"model      {payload['config']['name']}  {params:,} parameters + buffers\n"
           f"config     {json.dumps(payload['config'].get('params', {}))}\n"
-          f"spec       {json.dumps(payload['feature_spec'])}")
+          f"spec       {json.dumps(payload['feature_spec'])}\n"
+          f"data       {summary(data_record(payload.get('meta', {})))}")
     return 0
 
 

@@ -27,6 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/mosi", help="output directory (default: runs/mosi)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="teacher and student seeds (default: 0)")
     p.add_argument("--epochs", type=int, default=None, help="override training epochs (teacher and student stages)")
+    p.add_argument("--text-encoder", choices=("finetune", "frozen"), default="finetune",
+                   help="fine-tune the teacher's text encoder (default) or use frozen MiniLM features (ablation)")
     p.add_argument("--min-time", type=float, default=2.0, help="seconds of timing per benchmark row (default: 2)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=run)
@@ -42,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     progress = not args.quiet
     teacher_pt, student_pt = out / "teacher.pt", out / "student.pt"
     _stage("1/4 train", f"{args.model} teacher -> {teacher_pt}")
-    train_teacher(args.model, data=data, out=teacher_pt, seeds=args.seeds, epochs=args.epochs, progress=progress)
+    train_teacher(args.model, data=data, out=teacher_pt, seeds=args.seeds, epochs=args.epochs, progress=progress,
+                  text_encoder=args.text_encoder)
     _stage("2/4 compress", f"-> {student_pt}")
     overrides = {"epochs": args.epochs} if args.epochs else {}
     compress.compress(teacher_pt, data=data, out=student_pt, progress=progress, seeds=args.seeds, **overrides)

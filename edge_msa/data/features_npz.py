@@ -9,6 +9,7 @@ text front end the spec names (cached); an empty transcript means the text modal
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import os
 from pathlib import Path
 
@@ -68,6 +69,8 @@ def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
         text = np.zeros((n, enc.shape[1], enc.shape[2]), dtype=np.float32)
         text[has_text], text_len[has_text] = enc, enc_len
     features["text"], lengths["text"] = text, text_len
+    spec = replace(spec, dims=(encoder.dim, *spec.dims[1:]), max_lens=(encoder.max_len, *spec.max_lens[1:]),
+                   front_ends=(encoder.name, *spec.front_ends[1:]))  # e.g. token ids for a model's own encoder
     parts = {s: np.flatnonzero(split == s) for s in ("train", "valid", "test")}
     info = {"format": "edge-msa-features", "path": str(path), "split": "split column",
             "missing_text": int(n - len(has_text))}

@@ -2,7 +2,8 @@
 
 Columns `video_id,clip_id,text,label,...,mode` (MMSA) or `id,text,label,mode` (the CMU-SDK / mmcpanda
 export); `mode` is train / valid (or dev) / test. Text is MiniLM of `text`; audio and video are
-(N, 1, 1) zeros with length 0, i.e. missing for every sample. Rows without a label are dropped.
+(N, 1, 1) zeros with length 0 and front end ABSENT: missing for every sample, and
+`spec.check_compatible` lets any model score the text (audio/video run as missing). Rows without a label are dropped.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..features.text import TextEncoder
-from ..spec import FeatureSpec
+from ..spec import ABSENT, FeatureSpec
 from .assemble import build_splits, encode_texts, missing_modality
 from .base import DatasetSplits
 
@@ -58,7 +59,7 @@ def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
     modes_arr = np.array(modes)
     parts = {s: np.flatnonzero(modes_arr == s) for s in ("train", "valid", "test")}
     spec = FeatureSpec(dims=(encoder.dim, 1, 1), max_lens=(encoder.max_len, 1, 1),
-                       front_ends=(encoder.name, "external:none", "external:none"))
+                       front_ends=(encoder.name, ABSENT, ABSENT))
     info = {"format": "mmsa-label-csv", "path": str(path), "split": "mode column",
             "dropped_missing_labels": dropped, "missing": ["audio", "video"]}
     return build_splits("mmsa-label-csv", spec, {"text": text, "audio": audio, "video": video},

@@ -13,6 +13,7 @@ from ..errors import InputError
 from ..features.text import TextEncoder
 from ..spec import suggest
 from .base import DatasetSplits
+from .lineage import file_sha256
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,7 @@ def load_dataset(path: str | os.PathLike, fmt: str | None = None, seed: int = 0,
     `fmt` is one of FORMATS (None = detect from the name/content). Text goes through the one text
     front end (MiniLM, cached on disk) wherever the format has raw text; `text_encoder` overrides
     its files (e.g. the copies inside a bundle). `seed` fixes any split the reader has to make.
+    `info` records path, format, seed and the file's sha256 (see `lineage`).
     """
     path = Path(path)
     if not path.exists():
@@ -111,4 +113,7 @@ def load_dataset(path: str | os.PathLike, fmt: str | None = None, seed: int = 0,
         raise InputError(f"unknown dataset format '{fmt}'{suggest(fmt, list(FORMATS))}")
     module, func = FORMATS[fmt].reader.split(":")
     read = getattr(importlib.import_module(f"{__package__}.{module}"), func)
-    return read(path, seed=seed, progress=progress, text_encoder=text_encoder)
+    splits = read(path, seed=seed, progress=progress, text_encoder=text_encoder)
+    splits.info = {**splits.info, "path": str(path.resolve()), "format": fmt, "seed": int(seed),
+                   "sha256": file_sha256(path)}
+    return splits

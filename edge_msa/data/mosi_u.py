@@ -25,7 +25,7 @@ from .splits import carve_by_group
 KEYS = ("id", "video_id", "transcript", "transcript_lower_mmcpanda", "audio_feat", "video_feat",
         "label_reg", "split_declare")
 VALID_FRACTION = 0.15
-FRONT_ENDS = ("minilm-l6-int8", "external:declare-opensmile-73", "external:declare-3dcnn-100")
+AV_FRONT_ENDS = ("external:declare-opensmile-73", "external:declare-3dcnn-100")
 
 
 def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
@@ -48,7 +48,7 @@ def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
     train_idx, valid_idx = carve_by_group(np.flatnonzero(split == "train"), videos, VALID_FRACTION, seed)
     parts = {"train": train_idx, "valid": valid_idx, "test": np.flatnonzero(split == "test")}
     spec = FeatureSpec(dims=(encoder.dim, features["audio"].shape[-1], features["video"].shape[-1]),
-                       max_lens=(encoder.max_len, 1, 1), front_ends=FRONT_ENDS)
+                       max_lens=(encoder.max_len, 1, 1), front_ends=(encoder.name, *AV_FRONT_ENDS))
     info = {"format": "mosi-u", "path": str(Path(path)), "seed": seed, "split": "split_declare",
             "valid": f"{VALID_FRACTION:.0%} of declare-train carved by video id",
             "valid_videos": sorted(set(videos[valid_idx].tolist())), "dropped_nan_labels": int(n - len(keep))}

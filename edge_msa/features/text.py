@@ -27,6 +27,7 @@ from ..paths import cache_dir
 NAME = "minilm-l6-int8"
 DIM = 384
 DEFAULT_MAX_LEN = 50  # tokens incl. [CLS]/[SEP]; MOSI transcripts rarely exceed it
+TOKENS_PREFIX = "wordpiece:"  # text front end of models that encode token ids themselves
 CACHE_VERSION = 1  # bump when the cached layout or the encoding procedure changes
 
 
@@ -59,39 +60,25 @@ def file_digest(path: Path) -> str:
     return f"{h.hexdigest()}:{path.stat().st_size}"
 
 
-class TextEncoder:
-    """Token-level MiniLM-L6 features: `encode(texts) -> ((N, L, 384) float32 zero-padded, lengths (N,))`.
+class WordPiece:
+    """The bundled WordPiece tokenizer (tokenizer.json) with truncation to `max_len` tokens incl. [CLS]/[SEP]."""
 
-    Texts are tokenized without padding, sorted by length and run in batches padded only to the
-    batch's longest text (an attention mask hides the padding), so short utterances cost little.
-    `__call__(text) -> (L, 384)` is the front-end interface (edge_msa.features.FRONT_ENDS).
-    """
+    stage = "tokenizer"  # the name of its per-call time in Prediction.ms
 
-    name = NAME
-    dim = DIM
-
-    def __init__(self, tokenizer_path: str | os.PathLike | None = None, onnx_path: str | os.PathLike | None = None,
-                 max_len: int = DEFAULT_MAX_LEN, batch_size: int = 64, threads: int | None = None,
-                 providers: Sequence[str] | None = None) -> None:
+    def __init__(self, tokenizer_path: str | os.PathLike | None = None, max_len: int = DEFAULT_MAX_LEN) -> None:
         if max_len < 3:
             raise InputError(f"text max_len must be >= 3 ([CLS] word [SEP]); got {max_len}")
         self.tokenizer_path = Path(tokenizer_path) if tokenizer_path else default_tokenizer_path()
-        self.onnx_path = Path(onnx_path) if onnx_path else default_onnx_path()
-        for what, path in (("tokenizer", self.tokenizer_path), ("text encoder ONNX", self.onnx_path)):
-            if not path.is_file():
-                raise InputError(f"{what} file not found: {path}")
+        if not self.tokenizer_path.is_file():
+            raise InputError(f"tokenizer file not found: {self.tokenizer_path}")
         self.max_len = int(max_len)
-        self.batch_size = int(batch_size)
-        self.threads = threads
-        self.providers = list(providers) if providers else ["CPUExecutionProvider"]
         self._tokenizer = None
-        self._session = None
         self._fingerprint: str | None = None
 
     @property
     def tokenizer(self):
         if self._tokenizer is None:
-            tokenizers = require("tokenizers", "the MiniLM text front end")
+            tokenizers = require("tokenizers", "the WordPiece text front end")
             try:
                 tok = tokenizers.Tokenizer.from_file(str(self.tokenizer_path))
             except Exception as exc:  # the Rust side raises a bare Exception on malformed JSON
@@ -100,6 +87,97 @@ class TextEncoder:
             tok.enable_truncation(max_length=self.max_len)
             self._tokenizer = tok
         return self._tokenizer
+
+    def load(self) -> None:
+        """Build everything once (a one-off cost, timed apart from per-call work)."""
+        self.tokenizer  # noqa: B018
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.tokenizer.get_vocab_size())
+
+    @property
+    def special_ids(self) -> list[int]:
+        """Ids of BERT's special tokens present in this vocabulary ([PAD] [UNK] [CLS] [SEP] [MASK])."""
+        ids = (self.tokenizer.token_to_id(t) for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"))
+        return sorted(i for i in ids if i is not None)
+
+    def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids per text ([CLS] ... [SEP], at most max_len); empty text -> InputError."""
+        for i, text in enumerate(texts):
+            if not isinstance(text, str) or not text.strip():
+                where = "" if len(texts) == 1 else f" (text #{i})"
+                raise InputError(f"empty text{where}; expected at least one word")
+        encodings = self.tokenizer.encode_batch(list(texts))
+        cut = sum(bool(enc.overflowing) for enc in encodings)
+        if cut:
+            warnings.warn(f"{cut} of {len(texts)} texts are longer than {self.max_len} tokens and were truncated",
+                          stacklevel=2)
+        return [enc.ids for enc in encodings]
+
+    def fingerprint(self) -> str:
+        """Identity of the tokenizer file + max_len (part of feature cache keys)."""
+        if self._fingerprint is None:
+            self._fingerprint = f"tok={file_digest(self.tokenizer_path)}|max_len={self.max_len}"
+        return self._fingerprint
+
+
+def tokenizer_tag(tokenizer_path: Path) -> str:
+    """'wordpiece:<first 12 hex of the tokenizer file's sha256>': the text front end name of token-id models."""
+    return f"{TOKENS_PREFIX}{file_digest(tokenizer_path)[:12]}"
+
+
+class TokenIds(WordPiece):
+    """Text "features" of a model with its own text encoder: token ids, (N, L, 1) float32 (ids < 2**24 are exact
+    in float32, so token ids travel through the same padded-array containers, masks and caches as features)."""
+
+    dim = 1
+
+    @property
+    def name(self) -> str:
+        return tokenizer_tag(self.tokenizer_path)
+
+    def fingerprint(self) -> str:
+        return f"token-ids|{super().fingerprint()}"
+
+    def encode(self, texts: Sequence[str], progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        ids = self.tokenize(texts)
+        lengths = np.array([len(x) for x in ids], dtype=np.int64)  # (N,)
+        out = np.zeros((len(ids), int(lengths.max(initial=1)), 1), dtype=np.float32)  # (N, L_max, 1)
+        for i, row in enumerate(ids):
+            out[i, :len(row), 0] = row
+        return out, lengths
+
+    def __call__(self, text: str) -> np.ndarray:
+        return self.encode([text])[0][0]
+
+
+class TextEncoder(WordPiece):
+    """Token-level MiniLM-L6 features: `encode(texts) -> ((N, L, 384) float32 zero-padded, lengths (N,))`.
+
+    The frozen-encoder ablation (`--text-encoder frozen`). Texts are tokenized without padding, sorted by length
+    and run in batches padded only to the batch's longest text (an attention mask hides the padding), so short
+    utterances cost little. `__call__(text) -> (L, 384)` is the front-end interface (edge_msa.features.FRONT_ENDS).
+    """
+
+    name = NAME
+    dim = DIM
+    stage = "text_encoder"
+
+    def __init__(self, tokenizer_path: str | os.PathLike | None = None, onnx_path: str | os.PathLike | None = None,
+                 max_len: int = DEFAULT_MAX_LEN, batch_size: int = 64, threads: int | None = None,
+                 providers: Sequence[str] | None = None) -> None:
+        super().__init__(tokenizer_path, max_len)
+        self.onnx_path = Path(onnx_path) if onnx_path else default_onnx_path()
+        if not self.onnx_path.is_file():
+            raise InputError(f"text encoder ONNX file not found: {self.onnx_path}")
+        self.batch_size = int(batch_size)
+        self.threads = threads
+        self.providers = list(providers) if providers else ["CPUExecutionProvider"]
+        self._session = None
+
+    def load(self) -> None:
+        self.tokenizer, self.session  # noqa: B018
 
     @property
     def session(self):
@@ -121,18 +199,7 @@ class TextEncoder:
 
     def fingerprint(self) -> str:
         """Identity of the encoder (file hashes + max_len), used as part of feature cache keys."""
-        if self._fingerprint is None:
-            self._fingerprint = (f"{NAME}|tok={file_digest(self.tokenizer_path)}|onnx={file_digest(self.onnx_path)}"
-                                 f"|max_len={self.max_len}")
-        return self._fingerprint
-
-    def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
-        """Token ids per text ([CLS] ... [SEP], at most max_len); empty text -> InputError."""
-        for i, text in enumerate(texts):
-            if not isinstance(text, str) or not text.strip():
-                where = "" if len(texts) == 1 else f" (text #{i})"
-                raise InputError(f"empty text{where}; expected at least one word")
-        return [enc.ids for enc in self.tokenizer.encode_batch(list(texts))]
+        return f"{NAME}|{super().fingerprint()}|onnx={file_digest(self.onnx_path)}"
 
     def encode(self, texts: Sequence[str], progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(N, L_max, 384) float32 token embeddings zero-padded after lengths[i] tokens, and lengths (N,)."""
@@ -162,7 +229,7 @@ class TextEncoder:
         return feats[0, :lengths[0]]
 
 
-def encode_cached(encoder: TextEncoder, texts: Sequence[str], progress: bool = True,
+def encode_cached(encoder: TextEncoder | TokenIds, texts: Sequence[str], progress: bool = True,
                   cache: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
     """`encoder.encode(texts)` memoised on disk (npz without pickle, written atomically).
 
@@ -172,12 +239,12 @@ def encode_cached(encoder: TextEncoder, texts: Sequence[str], progress: bool = T
     """
     texts = [str(t) for t in texts]
     key = hashlib.sha256(json.dumps([CACHE_VERSION, encoder.fingerprint(), texts]).encode("utf-8")).hexdigest()
-    path = Path(cache or cache_dir()) / "text" / f"{NAME}-{key[:32]}.npz"
+    path = Path(cache or cache_dir()) / "text" / f"{'tokens' if encoder.dim == 1 else NAME}-{key[:32]}.npz"
     if path.is_file():
         try:
             with np.load(path, allow_pickle=False) as z:
                 flat, lengths = z["tokens"], z["lengths"]
-            if len(lengths) == len(texts) and flat.shape == (int(lengths.sum()), DIM):
+            if len(lengths) == len(texts) and flat.shape == (int(lengths.sum()), encoder.dim):
                 return unflatten(flat, lengths), lengths
         except Exception as exc:  # a corrupt cache entry is recomputed, never fatal
             warnings.warn(f"ignoring unreadable text feature cache {path}: {exc}", stacklevel=2)
@@ -185,7 +252,7 @@ def encode_cached(encoder: TextEncoder, texts: Sequence[str], progress: bool = T
     valid = np.arange(feats.shape[1])[None, :] < lengths[:, None]  # (N, L_max)
     with atomic_path(path, suffix=".npz") as tmp:
         with open(tmp, "wb") as f:
-            np.savez(f, tokens=feats[valid], lengths=lengths)  # tokens (sum(lengths), 384)
+            np.savez(f, tokens=feats[valid], lengths=lengths)  # tokens (sum(lengths), dim)
     return feats, lengths
 
 

@@ -42,9 +42,12 @@ class InputNorm(nn.Module):
 
 
 def fit_input_norms(model: nn.Module, features: dict, lengths: dict) -> None:
-    """Set every InputNorm of `model` from numpy training arrays features[m] (N, L, d), lengths[m] (N,)."""
+    """Set every InputNorm of `model` from numpy training arrays features[m] (N, L, d), lengths[m] (N,).
+
+    A norm whose width differs from the data's features sits behind a text encoder inside the model (the data
+    holds token ids): it stays the identity, the encoder's states are layer-normalised already."""
     for module in model.modules():
-        if isinstance(module, InputNorm):
+        if isinstance(module, InputNorm) and features[module.modality].shape[-1] == module.mean.numel():
             x = torch.from_numpy(features[module.modality])  # (N, L, d)
             n = torch.from_numpy(lengths[module.modality])  # (N,)
             module.fit(x, torch.arange(x.shape[1])[None, :] < n[:, None])

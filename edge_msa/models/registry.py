@@ -27,8 +27,13 @@ def create_model(name: str, spec: FeatureSpec, **params: Any):
     _load_all()
     if name not in _REGISTRY:
         raise InputError(f"unknown model '{name}'{suggest(name, sorted(_REGISTRY))}")
+    text_bert = params.pop("text_bert", None)
     try:
-        model = _REGISTRY[name](spec, **params)
+        if text_bert:  # the text encoder is part of the model (token-id input)
+            from .with_text import with_text_encoder
+            model = with_text_encoder(_REGISTRY[name], spec, text_bert, params)
+        else:
+            model = _REGISTRY[name](spec, **params)
     except TypeError as exc:
         raise InputError(f"bad options for model '{name}': {exc}") from None
     model.spec = spec

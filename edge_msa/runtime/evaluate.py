@@ -24,11 +24,12 @@ def predict_featureset(predictor, fs: FeatureSet, batch_size: int = 256) -> tupl
 
 
 def evaluate(predictor, fs: FeatureSet, batch_size: int = 256) -> dict[str, Any]:
-    """METRIC_KEYS + `skip_rate_<m>` (share of samples having m whose encoder did not run) + `n`."""
+    """METRIC_KEYS + `skip_rate_<m>` (share of samples having m whose encoder did not run; "missing" when no
+    sample has m, e.g. audio of a text-only dataset) + `n`."""
     scores, ran = predict_featureset(predictor, fs, batch_size)
     out: dict[str, Any] = msa_metrics(scores, fs.labels)
     for j, m in enumerate(MODALITIES):
         present = fs.lengths[m] > 0
-        out[f"skip_rate_{m}"] = float((present & ~ran[:, j]).sum() / max(int(present.sum()), 1))
+        out[f"skip_rate_{m}"] = float((present & ~ran[:, j]).sum() / present.sum()) if present.any() else "missing"
     out["n"] = len(fs)
     return out

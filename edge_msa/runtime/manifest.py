@@ -41,6 +41,7 @@ class Manifest:
     parity: dict[str, Any] = field(default_factory=dict)
     tensorrt_check: dict[str, Any] = field(default_factory=dict)
     backend: str = "onnxruntime"  # the runtime these graphs are for (onnxruntime | tensorrt)
+    data: dict[str, Any] | None = None  # lineage of the training data (edge_msa.data.lineage); None = unknown
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:

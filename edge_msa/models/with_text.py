@@ -1,0 +1,127 @@
+"""A fusion model whose text encoder is part of the model: token ids -> BertEncoder -> the fusion model.
+
+Both reference papers fine-tune their BERT-class text encoder inside the fusion model; this wrapper does that for
+every registered architecture (teachers and the student) without touching them: the fusion model is built for
+a spec whose text features are the encoder's token states, and the wrapper's own spec says the text input is
+token ids ("wordpiece:<tokenizer sha>", dim 1). `create_model(name, spec, text_bert={...})` builds it, so a
+checkpoint (config + state_dict) rebuilds it like any other model.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..spec import FeatureSpec
+from .base import Batch, MSAModel
+from .layers import masked_mean
+from .text_bert import BertEncoder, build
+
+STATES_FRONT_END = "text-encoder-states"
+
+
+def token_ids(x: torch.Tensor) -> torch.Tensor:
+    """(B, L, 1) float token ids (the container format of token-id features) -> (B, L) int64."""
+    return x.squeeze(-1).round().to(torch.int64) if x.dim() == 3 else x.to(torch.int64)
+
+
+class WithTextEncoder(MSAModel):
+    """`bert` turns token ids into (B, L, H) states; `fusion` is any MSAModel built for H-dim text features.
+
+    `config_params` is the fusion model's own dict (so options such as score_scale or skip_thresholds written
+    here reach the fusion model) plus "text_bert": the BertEncoder config.
+    """
+
+    def __init__(self, bert: BertEncoder, fusion: MSAModel) -> None:
+        super().__init__()
+        self.bert = bert
+        self.fusion = fusion
+        self.config_params = fusion.config_params
+        self.config_params["text_bert"] = bert.config
+
+    def states(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.bert(token_ids(x), mask)  # (B, L, H)
+
+    # --- the method split, delegated --------------------------------------------------------------
+    def encode(self, modality: str, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.fusion.encode(modality, self.states(x, mask) if modality == "text" else x, mask)
+
+    def fuse(self, h: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.fusion.fuse(h, masks)
+
+    def head(self, z: torch.Tensor) -> torch.Tensor:
+        return self.fusion.head(z)
+
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        return self.fusion({**batch, "text": self.states(batch["text"], batch["text_mask"])})
+
+    def loss(self, out: dict[str, torch.Tensor], batch: Batch):
+        return self.fusion.loss(out, batch)
+
+    # --- what the student's skip rule and per-part export use ------------------------------------------
+    def keep(self, h_text: torch.Tensor, batch: Batch) -> torch.Tensor:
+        return self.fusion.keep(h_text, batch)
+
+    def fuse_present(self, *hs_and_present: torch.Tensor) -> torch.Tensor:
+        return self.fusion.fuse_present(*hs_and_present)
+
+    def part(self, name: str) -> nn.Module:
+        if name == "encode_text":
+            return _TextPart(self).train(self.training)
+        return self.fusion.part(name)
+
+
+class TextProbe(nn.Module):
+    """The text encoder + a linear head on its mean-pooled states, trained on text alone (L1): the teacher's first
+    phase (edge_msa.teacher.fit_with_encoder), so the fusion model later starts from sentiment-tuned states."""
+
+    def __init__(self, bert: BertEncoder) -> None:
+        super().__init__()
+        self.bert, self.out = bert, nn.Linear(bert.hidden, 1)
+
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        states = self.bert(token_ids(batch["text"]), batch["text_mask"])  # (B, L, H)
+        return {"score": self.out(masked_mean(states, batch["text_mask"])).squeeze(-1)}  # (B,)
+
+    def loss(self, out: dict[str, torch.Tensor], batch: Batch):
+        task = F.l1_loss(out["score"], batch["label"])
+        return task, {"mae": float(task.detach())}
+
+
+class _TextPart(nn.Module):
+    """encode_text as one graph from token ids: (ids (B, L) int64, mask (B, L) bool) -> h (B, D)."""
+
+    def __init__(self, model: WithTextEncoder) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.model.fusion.encode("text", self.model.bert(ids, mask), mask)
+
+
+def text_front_end(model: nn.Module):
+    """How `model` reads text from a dataset: TokenIds with its own tokenizer, or None (the default front end)."""
+    from ..features.text import TokenIds
+
+    path = getattr(model, "tokenizer_path", None)
+    return TokenIds(path, max_len=model.spec.max_len("text")) if path else None
+
+
+def fusion_of(model: nn.Module) -> nn.Module:
+    """The fusion model inside a model with its own text encoder (the model itself otherwise)."""
+    return model.fusion if isinstance(model, WithTextEncoder) else model
+
+
+def states_spec(spec: FeatureSpec, hidden: int) -> FeatureSpec:
+    """The spec the inner fusion model sees: text = H-dim encoder states instead of token ids."""
+    return FeatureSpec(dims=(hidden, spec.dims[1], spec.dims[2]), max_lens=spec.max_lens,
+                       front_ends=(STATES_FRONT_END, spec.front_ends[1], spec.front_ends[2]), dtype=spec.dtype)
+
+
+def with_text_encoder(factory, spec: FeatureSpec, text_bert: dict[str, Any], params: dict[str, Any]) -> WithTextEncoder:
+    bert = build(dict(text_bert))
+    fusion = factory(states_spec(spec, bert.hidden), **params)
+    fusion.spec = states_spec(spec, bert.hidden)
+    return WithTextEncoder(bert, fusion)

@@ -1,0 +1,48 @@
+"""MACs per input: attention matmuls included, averaged over the real inputs (issue 10, item 5)."""
+from __future__ import annotations
+
+import contextlib
+import io
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_featureset
+from edge_msa.compress.measure import _AttentionMacs, count_model, mean_over_inputs
+from edge_msa.models import create_model
+from edge_msa.training import to_batch
+
+
+def _one(fs, i):
+    return {k: v for k, v in to_batch(fs, np.array([i])).items() if k != "index"}
+
+
+def test_macs_include_the_attention_matmuls(tiny_spec, torch_one_thread):
+    import torch_pruning as tp
+    from torch_pruning.utils.op_counter import is_supported_instance
+
+    from edge_msa.compress.measure import _Score
+
+    model = create_model("student_tiny", tiny_spec).eval()
+    batch = _one(make_featureset(tiny_spec, 4), 0)
+    with contextlib.redirect_stdout(io.StringIO()):
+        _, _, layer_macs, _ = tp.utils.count_ops_and_params(_Score(model), batch, layer_wise=True)
+    modules_only = sum(float(layer_macs.get(m) or 0.0) for m in _Score(model).modules() if is_supported_instance(m))
+    attention = _AttentionMacs()
+    with torch.no_grad(), attention:
+        model(batch)
+    assert attention.macs > 0
+    assert count_model(model, batch)["macs"] == pytest.approx(modules_only + attention.macs)
+
+
+def test_macs_per_input_are_the_mean_over_every_input(tiny_spec, torch_one_thread):
+    model = create_model("student_tiny", tiny_spec).eval()
+    fs = make_featureset(tiny_spec, 10)
+    each = [count_model(model, _one(fs, i)) for i in range(len(fs))]
+    mean = mean_over_inputs(count_model, model, fs)
+    assert len({e["macs"] for e in each}) > 1  # lengths differ, so input 0 alone is not the answer
+    assert mean["macs"] == pytest.approx(np.mean([e["macs"] for e in each]))
+    text = [e["parts"]["encode_text"]["macs"] for e in each]
+    assert mean["parts"]["encode_text"]["macs"] == pytest.approx(np.mean(text))
+    assert mean["params"] == each[0]["params"] and mean["inputs"] == 10

