@@ -35,9 +35,16 @@ EPILOG = """examples:
 """
 
 
+def proc_file(pid: int, name: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/{name}").read_text()
+    except OSError:
+        raise InputError(f"cannot read /proc/{pid}/{name}; expected --pid to be the live server's pid (Linux)") from None
+
+
 def rss_mib(pid: int) -> float:
     """Resident set size of a process in MiB (Linux /proc)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+    for line in proc_file(pid, "status").splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise InputError(f"/proc/{pid}/status has no VmRSS; expected a live Linux process")
@@ -45,7 +52,7 @@ def rss_mib(pid: int) -> float:
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds a process has used, all threads (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    fields = proc_file(pid, "stat").rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 

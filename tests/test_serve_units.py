@@ -51,7 +51,7 @@ def test_inputs_queued_together_run_as_one_call_up_to_max_batch(predictor):
     batcher.close()
     assert run.sizes == [4, 2] and all(r.ran == ["audio"] for r in results)
     solo = Counting(predictor)
-    off = MicroBatcher(solo, max_batch=1, max_queue=8)
+    off = MicroBatcher(solo, max_batch=1, max_wait_ms=0, max_queue=8)
     futures = off.submit([{"audio": feats("audio")}] * 3)
     off.start()
     [f.result(30) for f in futures]

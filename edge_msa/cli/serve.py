@@ -21,9 +21,10 @@ There is no authentication: it binds 127.0.0.1 unless you pass --host.
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from ..serve.inputs import Limits
+    from ..serve.config import ServeConfig
 
-    d = Limits()
+    c = ServeConfig(bundle="")
+    d = c.limits
     p = subparsers.add_parser("serve", help="serve a bundle over HTTP (REST + demo page + feedback log)",
                               description="Load a bundle once and serve predictions over HTTP, micro-batched.",
                               epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -31,18 +32,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 exposes the "
                    "service, which has no authentication, to the network)")
     p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
-    p.add_argument("--max-batch", type=int, default=16, help="inputs per runtime call (1 = batching off; default 16)")
-    p.add_argument("--max-wait-ms", type=float, default=2.0, help="wait after a first input for more (default 2)")
-    p.add_argument("--max-queue", type=int, default=256, help="waiting inputs before 429 (default 256)")
+    p.add_argument("--max-batch", type=int, default=c.max_batch,
+                   help=f"inputs per runtime call (1 = batching off; default {c.max_batch})")
+    p.add_argument("--max-wait-ms", type=float, default=c.max_wait_ms, help="after a first input, wait this long for "
+                   f"more (default {c.max_wait_ms:g}: run what queued while the previous call ran)")
+    p.add_argument("--max-queue", type=int, default=c.max_queue, help=f"waiting inputs before 429 (default {c.max_queue})")
     p.add_argument("--feedback", default=None, help="SQLite feedback log to append to (default: feedback off)")
-    p.add_argument("--remember", type=int, default=10000, help="recent predictions feedback may name (default 10000)")
+    p.add_argument("--remember", type=int, default=c.remember,
+                   help=f"recent predictions feedback may name (default {c.remember})")
     p.add_argument("--max-body", type=int, default=d.max_body_bytes, help=f"bytes per request (default {d.max_body_bytes})")
     p.add_argument("--max-text", type=int, default=d.max_text_chars, help=f"characters of text (default {d.max_text_chars})")
     p.add_argument("--max-media-s", type=float, default=d.max_media_seconds,
                    help=f"seconds of audio / video (default {d.max_media_seconds:g})")
     p.add_argument("--max-steps", type=int, default=d.max_steps, help=f"rows L of a feature array (default {d.max_steps})")
     p.add_argument("--max-items", type=int, default=d.max_items, help=f"inputs per batch request (default {d.max_items})")
-    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: its own)")
+    p.add_argument("--threads", type=int, default=c.threads, help="ONNX Runtime intra-op threads per session (default 1: "
+                   "the service overlaps requests itself; ORT's own pool spins and cost 2-3x the server CPU per request in "
+                   "the README's load test); 0 = ONNX Runtime's default")
     p.add_argument("--drain-s", type=float, default=7.0, help="on SIGTERM, wait this long for in-flight requests "
                    "(default 7; with the worker's final 2 s the exit comes within 10 s)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
@@ -59,14 +65,15 @@ def run(args: argparse.Namespace) -> int:
         require(module, "edge-msa serve", SERVE_FIX)
     import uvicorn
 
-    from ..serve.app import ServeConfig, Service, create_app
+    from ..serve.app import Service, create_app
+    from ..serve.config import ServeConfig
     from ..serve.inputs import Limits
 
     if not 0 <= args.port <= 65535 or args.remember < 1:
         raise InputError(f"--port {args.port} / --remember {args.remember}; expected a port in 0..65535 and "
                          "--remember >= 1")
     limits = Limits(args.max_body, args.max_text, args.max_media_s, args.max_steps, args.max_items)
-    service = Service(ServeConfig(args.bundle, args.threads, args.max_batch, args.max_wait_ms, args.max_queue,
+    service = Service(ServeConfig(args.bundle, args.threads or None, args.max_batch, args.max_wait_ms, args.max_queue,
                                   args.feedback, args.remember, limits))
     service.warm_up()
     if args.host not in ("127.0.0.1", "localhost", "::1"):

@@ -14,7 +14,7 @@ import tempfile
 import time
 import uuid
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from ..errors import EdgeMSAError, InputError
 from ..spec import MODALITIES
 from ..version import __version__
 from .batching import MicroBatcher, QueueFull
+from .config import ServeConfig
 from .feedback import FeedbackLog, RecentPredictions
 from .inputs import Limits, Parsed, RequestError, parse_item
 from .metrics import ServiceMetrics
@@ -36,20 +37,6 @@ from .metrics import ServiceMetrics
 ROUTES = ("/", "/healthz", "/metrics", "/v1/info", "/v1/predict", "/v1/predict/batch", "/v1/feedback")
 OFFLOAD_BYTES = 32 * 1024  # bodies above this are parsed in a worker thread (media decoding, big arrays)
 DRAIN_FACTOR = 16  # an oversized body is read and dropped up to this many times the limit (see read_body)
-
-
-@dataclass
-class ServeConfig:
-    """Everything `edge-msa serve` takes besides host and port."""
-
-    bundle: str
-    threads: int | None = None
-    max_batch: int = 16
-    max_wait_ms: float = 2.0
-    max_queue: int = 256
-    feedback: str | None = None  # SQLite path; None = /v1/feedback is off
-    remember: int = 10000  # recent predictions kept for feedback by request id
-    limits: Limits = field(default_factory=Limits)
 
 
 class Service:

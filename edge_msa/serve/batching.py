@@ -31,7 +31,7 @@ class MicroBatcher:
     """Collects up to `max_batch` inputs, waiting at most `max_wait_ms` after the first, then runs them as
     one call. `max_batch=1` turns batching off (one call per input). At most `max_queue` inputs wait."""
 
-    def __init__(self, run_batch: BatchFn, max_batch: int = 16, max_wait_ms: float = 2.0, max_queue: int = 256,
+    def __init__(self, run_batch: BatchFn, max_batch: int, max_wait_ms: float, max_queue: int,
                  on_batch: Callable[[int, float], None] | None = None) -> None:
         if max_batch < 1 or max_queue < max_batch or max_wait_ms < 0:
             raise InputError(f"batching needs max_batch >= 1, max_queue >= max_batch, max_wait_ms >= 0; got "

@@ -99,6 +99,10 @@ def check_text(text: str, spec: FeatureSpec, limits: Limits) -> str:
                                 f"(L, {spec.dim('text')}) array, not a string")
     if not text.strip():
         raise RequestError(400, "text is empty; expected at least one word")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800" in JSON): no tokenizer or database takes it
+        raise RequestError(400, "text holds an unpaired UTF-16 surrogate; expected valid Unicode text") from None
     if len(text) > limits.max_text_chars:
         raise RequestError(413, f"text has {len(text)} characters; expected at most {limits.max_text_chars}")
     return text
