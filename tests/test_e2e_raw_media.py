@@ -23,7 +23,7 @@ def test_featurize_train_compress_export_predict_on_real_clips(tmp_path, monkeyp
     assert main(["featurize", str(CREMAD), "--labels", str(CREMAD / "label.csv"), "--label-map", "cremad",
                  "--out", str(ds), "--quiet"]) == 0
     assert main(["train", "--model", "fd_cmdie_tiny", "--data", str(ds), "--epochs", "2", "--out", str(teacher),
-                 "--quiet"]) == 0
+                 "--text-encoder", "frozen", "--quiet"]) == 0  # the raw-media path; text fine-tuning is tested apart
     assert main(["compress", str(teacher), "--data", str(ds), "--epochs", "2", "--finetune-epochs", "1",
                  "--out", str(student), "--quiet"]) == 0
     report = json.loads(student.with_name("student.report.json").read_text())
@@ -49,7 +49,7 @@ def test_pipeline_runs_every_stage_and_writes_the_bench_report(tmp_path, monkeyp
     assert main(["featurize", str(CREMAD), "--labels", str(CREMAD / "label.csv"), "--label-map", "cremad",
                  "--out", str(ds), "--quiet"]) == 0
     assert main(["pipeline", "--model", "fd_cmdie_tiny", "--data", str(ds), "--out", str(out), "--epochs", "1",
-                 "--min-time", "0.05", "--quiet"]) == 0
+                 "--min-time", "0.05", "--text-encoder", "frozen", "--quiet"]) == 0
     report = json.loads((out / "bench" / "report.json").read_text())
     assert {Path(r["bundle"]).name for r in report["rows"]} == {"teacher", "student", "student-int8"}
     assert all(r["status"] == "ok" for r in report["rows"]), [r["status"] for r in report["rows"]]
