@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..spec import FeatureSpec
@@ -73,9 +72,10 @@ class WithTextEncoder(MSAModel):
         return self.fusion.part(name)
 
 
-class TextProbe(nn.Module):
-    """The text encoder + a linear head on its mean-pooled states, trained on text alone (L1): the teacher's first
-    phase (edge_msa.teacher.fit_with_encoder), so the fusion model later starts from sentiment-tuned states."""
+class TextProbe(MSAModel):
+    """The text encoder + a linear head on its mean-pooled states, trained on text alone (MSAModel's L1 loss): the
+    teacher's first phase (edge_msa.teacher.fit_with_encoder), so the fusion model later starts from sentiment-tuned
+    states."""
 
     def __init__(self, bert: BertEncoder) -> None:
         super().__init__()
@@ -84,10 +84,6 @@ class TextProbe(nn.Module):
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         states = self.bert(token_ids(batch["text"]), batch["text_mask"])  # (B, L, H)
         return {"score": self.out(masked_mean(states, batch["text_mask"])).squeeze(-1)}  # (B,)
-
-    def loss(self, out: dict[str, torch.Tensor], batch: Batch):
-        task = F.l1_loss(out["score"], batch["label"])
-        return task, {"mae": float(task.detach())}
 
 
 class _TextPart(nn.Module):
