@@ -50,6 +50,8 @@ class CompressOptions:
     text_min_count: int = 1  # vocabulary: tokens seen at least this often in the transfer texts keep their row
     text_kd_epochs: int = 2  # layer-wise distillation epochs over the transfer texts (0 = none)
     text_kd_lr: float = 5e-4
+    text_score_epochs: int = 2  # then KD of the teacher's text-only score over the transfer texts (0 = none); the
+    # epoch kept is the one with the lowest validation MAE of the encoder + a linear head, text alone
     text_lr: float = 1e-4  # student text-encoder learning rate in the response-KD / finetune stages
     transfer: str | None = "mosei"  # extra transfer texts: "mosei" (train fold of the MOSEI label.csv), a path, or None
 
@@ -77,8 +79,9 @@ class CompressOptions:
         for name in ("text_layers", "text_hidden", "text_heads", "text_ffn"):
             if int(getattr(self, name)) < 1:
                 raise InputError(f"{name} = {getattr(self, name)}; expected >= 1")
-        if self.text_rank < 0 or self.text_min_count < 1 or self.text_kd_epochs < 0 or self.text_lr <= 0:
-            raise InputError("text_rank and text_kd_epochs must be >= 0, text_min_count >= 1, text_lr > 0")
+        if self.text_rank < 0 or self.text_min_count < 1 or self.text_kd_epochs < 0 or self.text_score_epochs < 0 \
+                or self.text_lr <= 0:
+            raise InputError("text_rank, text_kd_epochs and text_score_epochs must be >= 0, text_min_count >= 1, text_lr > 0")
         for name in ("epochs", "finetune_epochs", "gate_epochs", "batch_size", "patience", "latency_calls"):
             if int(getattr(self, name)) < 1:
                 raise InputError(f"{name} = {getattr(self, name)}; expected >= 1")
@@ -101,6 +104,13 @@ class CompressOptions:
 
         return TextShape(self.text_layers, self.text_hidden, self.text_heads, self.text_ffn, self.text_rank,
                          self.text_min_count)
+
+    @property
+    def text_kd(self):
+        from .text import TextKD
+
+        return TextKD(self.text_kd_epochs, self.text_kd_lr, self.text_score_epochs, self.text_lr,
+                      seed=self.seeds[0], max_minutes=self.max_minutes)
 
     def transfer_path(self) -> str | None:
         """The transfer label.csv: None, the MOSEI file of the data folder ("mosei", skipped if absent), or a path."""

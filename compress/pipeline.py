@@ -93,10 +93,8 @@ def _text_stage(teacher, splits: DatasetSplits, options: CompressOptions, progre
     """The student's text encoder from the teacher's (compress/text.py), once for all seeds."""
     texts = transfer_texts(splits, options.transfer_path(), teacher.tokenizer_path, splits.spec.max_len("text"),
                            progress)
-    encoder, info = student_text_encoder(teacher.bert, texts["ids"], texts["specials"], options.text_shape,
-                                         splits.spec.max_len("text"),
-                                         options.text_kd_epochs, options.text_kd_lr, options.seeds[0], progress,
-                                         options.max_minutes)
+    encoder, info = student_text_encoder(teacher, texts, options.text_shape, splits.spec.max_len("text"),
+                                         options.text_kd, progress)
     return encoder, {**info, "transfer_sources": texts["sources"]}
 
 

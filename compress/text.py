@@ -20,8 +20,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edge_msa.data.assemble import pad_sequences
 from edge_msa.errors import InputError, require
+from edge_msa.models.layers import masked_mean
 from edge_msa.models.text_bert import BertEncoder
+from edge_msa.models.with_text import token_ids
+from edge_msa.training import modality_tensors
 
 
 @dataclass(frozen=True)
@@ -143,12 +147,9 @@ class LayerwiseKD(nn.Module):
 
 
 def _padded(rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token id rows -> (B, W) int64 ids zero-padded and the (B, W) bool mask."""
-    width = max(len(r) for r in rows)
-    ids = torch.zeros(len(rows), width, dtype=torch.int64)
-    for j, r in enumerate(rows):
-        ids[j, :len(r)] = torch.tensor(r)
-    return ids, ids != 0
+    """Token id rows -> (B, W) int64 ids zero-padded and the (B, W) bool mask (the dataset padding, ids as floats)."""
+    ids, mask = modality_tensors(*pad_sequences([np.asarray(r, dtype=np.float32)[:, None] for r in rows], dim=1))
+    return token_ids(ids), mask
 
 
 @torch.no_grad()
@@ -171,77 +172,175 @@ def teacher_layer_states(teacher: BertEncoder, id_rows: list[list[int]], layers:
     return out
 
 
-def distill_layers(student: BertEncoder, teacher: BertEncoder, id_rows: list[list[int]], epochs: int, lr: float,
-                   batch_size: int, seed: int, progress: bool, max_minutes: float | None = None) -> dict:
-    """Train `student` to reproduce the teacher's hidden states at the mapped layers (label-free)."""
+@dataclass(frozen=True)
+class TextKD:
+    """How the student's text encoder learns from the teacher's (CompressOptions fills it; epochs 0 = that step off)."""
+
+    layer_epochs: int = 2  # TinyBERT step 1: hidden states of the mapped layers (label-free)
+    layer_lr: float = 5e-4
+    score_epochs: int = 2  # TinyBERT step 2: the teacher's text-only score (prediction-layer KD)
+    score_lr: float = 1e-4  # encoder; the throw-away linear head learns 10x faster
+    batch_size: int = 32
+    seed: int = 0
+    max_minutes: float | None = None  # per step
+
+
+def _train_epochs(params: list[dict], n_rows: int, batch_loss, epochs: int, kd: TextKD, desc: str, progress: bool,
+                  after_epoch=None) -> list[dict]:
+    """The one training loop of both KD steps: AdamW over `params` groups, one-cycle schedule, gradient clipping,
+    shuffled batches of row indices fed to `batch_loss(rows) -> loss`; `after_epoch()` adds to the epoch's record."""
     from tqdm.auto import tqdm
 
-    picked = [0, *layer_map(len(teacher.layers), len(student.layers))]  # 0 = embeddings
-    start = time.perf_counter()
-    targets = teacher_layer_states(teacher, id_rows, picked, progress)
-    kd = LayerwiseKD(student, teacher.hidden)
-    opt = torch.optim.AdamW(kd.parameters(), lr=lr, weight_decay=0.01)
-    n_batches = -(-len(id_rows) // batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(epochs * n_batches, 1), pct_start=0.1)
-    rng, history = np.random.default_rng(seed), []
+    opt = torch.optim.AdamW(params, weight_decay=0.01)
+    steps = max(epochs * -(-n_rows // kd.batch_size), 1)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in params], total_steps=steps, pct_start=0.1)
+    rng, history, start = np.random.default_rng(kd.seed), [], time.perf_counter()
     for epoch in range(epochs):
-        kd.train()
         total, count = 0.0, 0
-        order = rng.permutation(len(id_rows))
-        bar = tqdm(range(0, len(order), batch_size), leave=False, desc=f"text KD epoch {epoch + 1}/{epochs}",
+        order = rng.permutation(n_rows)
+        bar = tqdm(range(0, n_rows, kd.batch_size), leave=False, desc=f"{desc} {epoch + 1}/{epochs}",
                    disable=not progress)
         for b in bar:
-            rows = order[b:b + batch_size]
-            ids, mask = _padded([id_rows[i] for i in rows])
-            t = torch.nn.utils.rnn.pad_sequence([targets[i] for i in rows], batch_first=True).float()  # (B, W, P, H)
-            loss = kd.loss(ids, mask, [t[:, :, k] for k in range(len(picked))])
+            loss = batch_loss(order[b:b + kd.batch_size])
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(kd.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_([p for g in params for p in g["params"]], 1.0)
             opt.step()
             sched.step()
             total, count = total + loss.item(), count + 1
-            bar.set_postfix(mse=f"{total / count:.4f}")
-        history.append({"epoch": epoch, "mse": total / max(count, 1)})
-        if max_minutes and (time.perf_counter() - start) / 60 > max_minutes:
+            bar.set_postfix(loss=f"{total / count:.4f}")
+        history.append({"epoch": epoch, "loss": total / max(count, 1), **(after_epoch() if after_epoch else {})})
+        if kd.max_minutes and (time.perf_counter() - start) / 60 > kd.max_minutes:
             break
+    return history
+
+
+def distill_layers(student: BertEncoder, teacher_hidden: int, id_rows: list[list[int]], targets: list[torch.Tensor],
+                   kd: TextKD, progress: bool) -> dict:
+    """Train `student` to reproduce the teacher's hidden states (`targets`: per text (L_i, P, H), embeddings then
+    each mapped layer) through one learned projection per imitated layer (label-free)."""
+    start = time.perf_counter()
+    model = LayerwiseKD(student, teacher_hidden).train()
+
+    def batch_loss(rows: np.ndarray) -> torch.Tensor:
+        ids, mask = _padded([id_rows[i] for i in rows])
+        t = torch.nn.utils.rnn.pad_sequence([targets[i] for i in rows], batch_first=True).float()  # (B, W, P, H)
+        return model.loss(ids, mask, list(t.unbind(dim=2)))
+
+    history = _train_epochs([{"params": list(model.parameters()), "lr": kd.layer_lr}], len(id_rows), batch_loss,
+                            kd.layer_epochs, kd, "text KD (hidden states) epoch", progress)
     student.eval()
-    return {"epochs_run": len(history), "history": history, "teacher_layers": picked,
-            "seconds": round(time.perf_counter() - start, 1)}
+    return {"epochs_run": len(history), "history": history, "seconds": round(time.perf_counter() - start, 1)}
+
+
+@torch.no_grad()
+def teacher_text_scores(fusion: nn.Module, last_states: list[torch.Tensor], batch_size: int = 256) -> np.ndarray:
+    """The teacher's score of each transfer text with audio and video missing, from its cached last-layer states
+    (only the fusion part runs: the encoder's pass is already paid for by the layer targets)."""
+    from edge_msa.spec import MODALITIES
+
+    fusion.eval()
+    scores = []
+    for start in range(0, len(last_states), batch_size):
+        chunk = last_states[start:start + batch_size]
+        states, mask = modality_tensors(*pad_sequences([c.float().numpy() for c in chunk]))
+        batch = {"text": states, "text_mask": mask}
+        for m, dim in zip(MODALITIES[1:], fusion.spec.dims[1:]):  # missing: one zero step, masked out
+            batch[m], batch[f"{m}_mask"] = torch.zeros(len(chunk), 1, dim), torch.zeros(len(chunk), 1, dtype=torch.bool)
+        scores.append(fusion(batch)["score"])
+    return torch.cat(scores).numpy()
+
+
+def distill_scores(student: BertEncoder, id_rows: list[list[int]], targets: np.ndarray, valid: tuple[list, np.ndarray],
+                   kd: TextKD, progress: bool) -> dict:
+    """Prediction-layer KD: the student encoder + a linear head on its mean-pooled states (TextProbe) learns
+    `targets` (L1); the head is thrown away. The epoch kept is the one with the lowest MAE on `valid` (the
+    training dataset's validation texts and labels, text alone): an early-stopping point chosen on validation."""
+    from edge_msa.models.with_text import TextProbe
+
+    start = time.perf_counter()
+    probe = TextProbe(student).train()
+    target = torch.from_numpy(np.asarray(targets, dtype=np.float32))
+    best: dict[str, Any] = {"mae": float("inf")}
+
+    def batch_loss(rows: np.ndarray) -> torch.Tensor:
+        ids, mask = _padded([id_rows[i] for i in rows])
+        return (probe({"text": ids, "text_mask": mask})["score"] - target[rows]).abs().mean()
+
+    @torch.no_grad()
+    def validate() -> dict:
+        probe.eval()
+        ids, mask = _padded(valid[0])
+        mae = float(np.mean(np.abs(probe({"text": ids, "text_mask": mask})["score"].numpy() - valid[1])))
+        if mae < best["mae"]:
+            best.update(mae=mae, state=copy.deepcopy(student.state_dict()))
+        probe.train()
+        return {"valid_mae_text_only": round(mae, 4)}
+
+    groups = [{"params": list(student.parameters()), "lr": kd.score_lr},
+              {"params": list(probe.out.parameters()), "lr": 10 * kd.score_lr}]
+    history = _train_epochs(groups, len(id_rows), batch_loss, kd.score_epochs, kd, "text KD (score) epoch", progress,
+                            after_epoch=validate)
+    student.load_state_dict(best["state"])
+    student.eval()
+    return {"epochs_run": len(history), "history": history, "kept_epoch": int(np.argmin(
+        [h["valid_mae_text_only"] for h in history])), "seconds": round(time.perf_counter() - start, 1)}
 
 
 def transfer_texts(splits, transfer: str | None, tokenizer_path, max_len: int, progress: bool) -> dict[str, Any]:
-    """Transcripts the student's text encoder learns from (label-free): the training split's own texts plus, if
-    `transfer` names an MMSA label.csv (e.g. MOSEI), that file's TRAINING fold (never its valid/test folds)."""
+    """Transcripts the student's text encoder learns from: the training split's own texts (with their labels) plus,
+    if `transfer` names an MMSA label.csv (e.g. MOSEI), that file's TRAINING fold (never its valid/test folds; its
+    labels unused: NaN, the teacher labels them). The training dataset's validation texts come along for early
+    stopping."""
     from edge_msa.data import load_dataset
     from edge_msa.features.text import TokenIds
 
     front = TokenIds(tokenizer_path, max_len=max_len)
-    texts = [str(t) for t in splits.train.texts]
+    texts, labels = [str(t) for t in splits.train.texts], [np.asarray(splits.train.labels, dtype=np.float32)]
     sources = {splits.name: len(texts)}
     if transfer:
         extra = load_dataset(transfer, fmt="mmsa-label-csv", progress=progress, text_encoder=front).train
         texts += [str(t) for t in extra.texts]
+        labels.append(np.full(len(extra), np.nan, dtype=np.float32))
         sources[f"{transfer} (train fold)"] = len(extra)
-    return {"ids": front.tokenize(texts), "sources": sources, "specials": front.special_ids}
+    return {"ids": front.tokenize(texts), "labels": np.concatenate(labels), "sources": sources,
+            "specials": front.special_ids,
+            "valid": (front.tokenize([str(t) for t in splits.valid.texts]), np.asarray(splits.valid.labels))}
 
 
-def student_text_encoder(teacher: BertEncoder, id_rows: list[list[int]], specials: Sequence[int], shape: TextShape,
-                         max_len: int,
-                         kd_epochs: int, kd_lr: float, seed: int, progress: bool,
-                         max_minutes: float | None = None) -> tuple[BertEncoder, dict[str, Any]]:
-    """pick layers -> prune widths -> prune + factorise the vocabulary -> layer-wise KD (kd_epochs 0: none)."""
-    torch.manual_seed(seed)
-    params_before = sum(p.numel() for p in teacher.parameters())
-    student = pick_layers(teacher, shape.layers)
+def score_targets(teacher_scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """What the student learns per text: the teacher's text-only score, halfway to the label where there is one."""
+    return np.where(np.isnan(labels), teacher_scores, 0.5 * (teacher_scores + np.nan_to_num(labels)))
+
+
+def student_text_encoder(teacher, texts: dict[str, Any], shape: TextShape, max_len: int, kd: TextKD,
+                         progress: bool) -> tuple[BertEncoder, dict[str, Any]]:
+    """pick layers -> prune widths -> prune + factorise the vocabulary -> layer-wise KD -> score KD, from the
+    teacher model (a WithTextEncoder) and `texts` (transfer_texts)."""
+    torch.manual_seed(kd.seed)
+    bert, id_rows = teacher.bert, texts["ids"]
+    student = pick_layers(bert, shape.layers)
     pruning = prune_widths(student, shape, max_len)
-    vocab = prune_vocabulary(student, teacher.word.weight, token_counts(id_rows, teacher.config["vocab_size"]),
-                             specials, shape)
-    kd = (distill_layers(student, teacher, id_rows, kd_epochs, kd_lr, 32, seed, progress, max_minutes)
-          if kd_epochs > 0 else {"epochs_run": 0, "note": "no layer-wise distillation"})
-    info = {"layers_from_teacher": layer_map(len(teacher.layers), shape.layers), "pruning": pruning,
-            "vocabulary": vocab, "layerwise_kd": kd, "transfer_texts": len(id_rows),
-            "params": {"teacher_encoder": params_before, "student_encoder": sum(p.numel() for p in student.parameters())},
+    vocab = prune_vocabulary(student, bert.word.weight, token_counts(id_rows, bert.config["vocab_size"]),
+                             texts["specials"], shape)
+    info = {"layers_from_teacher": layer_map(len(bert.layers), shape.layers), "pruning": pruning,
+            "vocabulary": vocab, "transfer_texts": len(id_rows),
+            "layerwise_kd": {"epochs_run": 0, "note": "no layer-wise distillation"},
+            "score_kd": {"epochs_run": 0, "note": "no score distillation"},
             "tool": "torch-pruning (DependencyGraph for hidden channels, MetaPruner for heads and FFN), "
                     "GroupMagnitudeImportance(p=2)"}
+    if kd.layer_epochs or kd.score_epochs:
+        picked = [0, *info["layers_from_teacher"]]  # 0 = embeddings; the last mapped layer is the teacher's last
+        start = time.perf_counter()
+        targets = teacher_layer_states(bert, id_rows, picked, progress)
+        info["teacher_states_seconds"] = round(time.perf_counter() - start, 1)
+        if kd.layer_epochs:
+            info["layerwise_kd"] = {**distill_layers(student, bert.hidden, id_rows, targets, kd, progress),
+                                    "teacher_layers": picked}
+        if kd.score_epochs:
+            scores = teacher_text_scores(teacher.fusion, [t[:, -1] for t in targets])
+            info["score_kd"] = distill_scores(student, id_rows, score_targets(scores, texts["labels"]),
+                                              texts["valid"], kd, progress)
+    info["params"] = {"teacher_encoder": sum(p.numel() for p in bert.parameters()),
+                      "student_encoder": sum(p.numel() for p in student.parameters())}
     return student, info

@@ -110,6 +110,18 @@ def test_student_text_encoder_is_pruned_factorised_and_counted_end_to_end(teache
     assert "raw transcript" in report["latency"]["text_front_end"]
 
 
+def test_student_text_encoder_learns_the_teachers_text_only_score(teacher_and_student):
+    """TinyBERT's second step ran after the layer-wise one, and kept its best epoch on validation."""
+    from edge_msa.compress.text import score_targets
+
+    info = teacher_and_student[3]["text_encoder"]
+    assert info["layerwise_kd"]["epochs_run"] == 1 and info["score_kd"]["epochs_run"] == 2
+    maes = [h["valid_mae_text_only"] for h in info["score_kd"]["history"]]
+    assert info["score_kd"]["kept_epoch"] == maes.index(min(maes))
+    mixed = score_targets(np.array([1.0, 2.0]), np.array([np.nan, -2.0], dtype=np.float32))
+    assert mixed.tolist() == [1.0, 0.0]  # unlabelled: the teacher; labelled: halfway to the label
+
+
 @pytest.mark.parametrize("fmt", ["onnx", "onnx-int8"])
 def test_bundle_runs_from_the_raw_string(teacher_and_student, tmp_path, fmt):
     import edge_msa

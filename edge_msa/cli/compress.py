@@ -8,10 +8,11 @@ EPILOG = """examples:
   edge-msa compress teacher.pt --prune-ratio 0.6 --share depth+modality --skip-budget 0.5
   edge-msa compress teacher.pt --max-drop 0.005 --seeds 0 1 2 --quiet
   edge-msa compress teacher.pt --text-layers 2 --text-hidden 192 --text-rank 96 --transfer none
-  edge-msa compress teacher.pt --text-kd-epochs 0 --kd-weight 0 --hint-weight 0   # the no-KD baseline
+  edge-msa compress teacher.pt --text-kd-epochs 0 --text-score-epochs 0 --kd-weight 0 --hint-weight 0   # no-KD baseline
 
 Stages: load -> text (when the teacher carries its text encoder: pick layers, torch-pruning of hidden/heads/FFN,
-vocabulary pruning + factorised embedding, layer-wise KD on the transfer texts) -> init (from teacher weights where shapes allow) -> distill -> prune (torch-pruning:
+vocabulary pruning + factorised embedding, layer-wise KD then KD of the teacher's text-only score on
+the transfer texts) -> init (from teacher weights where shapes allow) -> distill -> prune (torch-pruning:
 heads + hidden widths) -> finetune -> gate (train + calibrate skip thresholds on validation) ->
 evaluate (test metrics, params/MACs, side-by-side CPU latency, paired bootstrap CIs, targets).
 Each stage keeps <out stem>.stages/<name>[.seedN].pt; the report is <out stem>.report.json and .md.
@@ -54,6 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     text.add_argument("--text-rank", type=int, default=None, help="rank of the factorised embedding, 0 = none "
                       "(default: 128)")
     text.add_argument("--text-kd-epochs", type=int, default=None, help="layer-wise KD epochs, 0 = none (default: 2)")
+    text.add_argument("--text-score-epochs", type=int, default=None, help="epochs of KD of the teacher's text-only "
+                      "score after the layer-wise KD, 0 = none; the epoch kept is chosen on validation (default: 2)")
     text.add_argument("--transfer", default=None, help="extra transfer texts: 'mosei' (train fold of "
                       "../shared/data/mosei/label.csv), a label.csv path, or 'none' (default: mosei)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="student seeds; the best on validation is "
@@ -67,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
 
     given = {k: getattr(args, k) for k in ("prune_ratio", "share", "kd_weight", "hint_weight", "temperature", "epochs",
                                            "finetune_epochs", "calibrate_on", "text_layers", "text_hidden",
-                                           "text_heads", "text_ffn", "text_rank", "text_kd_epochs", "transfer")
+                                           "text_heads", "text_ffn", "text_rank", "text_kd_epochs", "text_score_epochs",
+                                           "transfer")
              if getattr(args, k) is not None}
     options = CompressOptions.build(**given, skip_budget=args.skip_budget, max_drop=args.max_drop,
                                     seeds=tuple(args.seeds))
