@@ -16,6 +16,7 @@ from edge_msa.data.base import DatasetSplits, FeatureSet
 from edge_msa.atomic import check_replaceable
 from edge_msa.errors import EdgeMSAError, InputError
 from edge_msa.metrics import METRIC_KEYS
+from edge_msa.spec import SKIPPABLE
 
 from .inputs import batches as make_batches
 from .inputs import parse_subset, restrict_set, synthetic_set
@@ -29,7 +30,6 @@ from .timing import CV_WARN, measure
 
 LONG_MIN_TIME_S = 600.0  # --long: a sustained figure (thermal throttling shows up after minutes)
 SYNTHETIC_N = 64
-SKIPPABLE = ("audio", "video")
 
 
 def run_bench(bundles: Sequence[str | os.PathLike], data: str | os.PathLike | DatasetSplits | None = None,

@@ -17,10 +17,10 @@ from edge_msa.benchmarks.timing import summarize
 from edge_msa.data.base import FeatureSet
 from edge_msa.errors import TRAIN_FIX, require
 from edge_msa.metrics import msa_metrics
-from edge_msa.models.student import SKIPPABLE, Student
+from edge_msa.models.student import Student
 from edge_msa.features.text import TOKENS_PREFIX
 from edge_msa.models.with_text import fusion_of, token_ids
-from edge_msa.spec import MODALITIES
+from edge_msa.spec import MODALITIES, SKIPPABLE
 from edge_msa.training import modality_tensors, to_batch
 
 

@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from edge_msa.errors import TRAIN_FIX, require
-from edge_msa.models.student import SKIPPABLE, Student
+from edge_msa.models.student import Student
+from edge_msa.spec import SKIPPABLE
 
 
 def widths(model: Student) -> dict[str, Any]:

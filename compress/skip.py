@@ -19,8 +19,9 @@ from torch import nn
 from edge_msa.data.base import FeatureSet
 from edge_msa.metrics import msa_metrics
 from edge_msa.models.layers import presence
-from edge_msa.models.student import SKIPPABLE, Student, run_with_skipping
+from edge_msa.models.student import Student, run_with_skipping
 from edge_msa.models.with_text import fusion_of
+from edge_msa.spec import SKIPPABLE, modality_runs
 from edge_msa.training import TrainConfig, fit, iterate
 
 # subsets of (audio, video) that run, in the order of _combos' last axis
@@ -61,7 +62,7 @@ class GateTrainer(nn.Module):
             delta = torch.stack([(full[:, 0] - scores[:, 1]).abs(), (full[:, 0] - scores[:, 2]).abs()], 1)  # (B, 2)
             target = (delta > self.eps).float()  # (B, 2)
         keep = self.student.keep(h_text, batch)  # (B, 2)
-        run = (keep >= 0.5) & (present[:, 1:] > 0)  # (B, 2)
+        run = modality_runs(present[:, 1:] > 0, keep, 0.5)  # (B, 2)
         return {"score": _select(scores, run), "keep": keep, "target": target, "present": present[:, 1:]}
 
 
@@ -142,7 +143,8 @@ def skip_cache(model: Student, fs: FeatureSet, macs_per_step: dict[str, float]) 
 
 
 def evaluate_thresholds(cache: SkipCache, thresholds: tuple[float, float]) -> dict:
-    run = cache.present & (cache.keep >= np.asarray(thresholds)[None, :])  # (N, 2)
+    run = np.stack([modality_runs(cache.present[:, i], cache.keep[:, i], t) for i, t in enumerate(thresholds)],
+                   axis=1)  # (N, 2)
     pred = _select(torch.from_numpy(cache.scores), torch.from_numpy(run)).numpy()
     return {"pred": pred, "run": run, **mac_saving(cache.macs, cache.present, run, cache.gate_macs)}
 

@@ -1,6 +1,8 @@
-"""Data contracts: the one place that owns modality order, feature dims and model configs.
+"""Data contracts: the one place that owns modality order, feature dims, model configs and the parts layout
+(graph names and their input/output names, the skippable modalities, the skip rule).
 
-Both are frozen, JSON round-trippable, and stored in every checkpoint and bundle manifest.
+FeatureSpec and ModelConfig are frozen, JSON round-trippable, and stored in every checkpoint and bundle manifest.
+numpy only: the on-device runtime imports this module without torch.
 """
 from __future__ import annotations
 
@@ -14,6 +16,33 @@ from .errors import InputError
 
 MODALITIES: tuple[str, str, str] = ("text", "audio", "video")
 ABSENT = "absent"  # front end of a modality a dataset does not have (e.g. audio/video of a text-only label.csv)
+
+# The two bundle layouts the runtime's Predictor runs: graph -> (input names, output names), inputs in positional order.
+# "single": any model as one graph, every present modality runs.
+SINGLE = "model"
+SINGLE_IO: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    SINGLE: (("text", "text_mask", "audio", "audio_mask", "video", "video_mask"), ("score",)),
+}
+# "parts" (the student): the gate decides from the text encoding and presence before any audio/video encoder runs.
+PART_IO: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "gate": (("h_text", "present"), ("keep",)),
+    "encode_text": (("x", "mask"), ("h",)),
+    "encode_audio": (("x", "mask"), ("h",)),
+    "encode_video": (("x", "mask"), ("h",)),
+    "fuse": (("h_text", "h_audio", "h_video", "present"), ("score",)),
+}
+PARTS: tuple[str, ...] = tuple(PART_IO)
+SKIPPABLE: tuple[str, str] = ("audio", "video")  # the gate's keep columns, in skip_thresholds order
+
+
+def modality_runs(present: Any, keep: Any, threshold: float) -> Any:
+    """The skip rule for one skippable modality: its encoder runs iff the input has it and keep >= threshold.
+
+    Elementwise on numpy arrays or torch tensors alike, so training, calibration, the torch reference and the
+    runtime cannot drift apart. The threshold is made a Python float so the comparison happens in keep's own
+    dtype (float32 from the gate graph) in numpy and torch alike, whatever type the threshold arrived as.
+    """
+    return present & (keep >= float(threshold))
 
 
 def suggest(name: str, choices: list[str] | tuple[str, ...]) -> str:

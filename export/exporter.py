@@ -62,9 +62,8 @@ def export(checkpoint: str | os.PathLike, format: str = "onnx", out: str | os.Pa
     say = log or (lambda _msg: None)
     model, meta = load_checkpoint(checkpoint)
     spec = model.spec
-    from edge_msa.models.with_text import fusion_of
-
-    layout = "parts" if hasattr(fusion_of(model), "part") and not opts["single_graph"] else "single"
+    config = model.export_config(single_graph=bool(opts["single_graph"]))  # the model says how it exports
+    layout = config.layout
     valid = _validation_split(data, model, data_record(meta)) if data else None
     inputs = (f"all {len(valid)} validation samples of {data}" if valid is not None
               else f"{RANDOM_INPUTS} random inputs of the spec's shapes")
@@ -72,9 +71,9 @@ def export(checkpoint: str | os.PathLike, format: str = "onnx", out: str | os.Pa
                 "onnxruntime": onnxruntime.__version__, "opset": str(opts["opset"])}
     out = Path(out)
     with atomic_dir(out, "manifest.json", "bundle") as tmp:
-        exported = onnx_export.export_graphs(model, spec, layout, tmp, int(opts["opset"]), bool(opts["dedupe"]),
+        exported = onnx_export.export_graphs(config, tmp, int(opts["opset"]), bool(opts["dedupe"]),
                                              bool(opts["short_names"]))
-        io = {name: [list(i), list(o)] for name, (i, o) in onnx_export.graph_io(model, layout).items()}
+        io = {name: [list(i), list(o)] for name, (i, o) in config.io.items()}
         manifest = Manifest(
             feature_spec=spec, graphs={n: e["file"] for n, e in exported.items()}, layout=layout, precision="fp32",
             model=model.model_name, io=io,

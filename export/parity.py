@@ -23,9 +23,7 @@ from edge_msa.training import modality_tensors
 from edge_msa.runtime.backend import Backend
 from edge_msa.runtime.evaluate import evaluate, predict_featureset
 from edge_msa.runtime.torch_backend import TorchBackend
-from edge_msa.spec import MODALITIES, FeatureSpec
-
-from .onnx import graph_module
+from edge_msa.spec import MODALITIES, SKIPPABLE, FeatureSpec, modality_runs
 
 SUBSETS = [s for n in range(1, 4) for s in itertools.combinations(MODALITIES, n)]  # the 7 non-empty subsets
 TIE_BAND = 1e-4  # |keep - threshold| at or below this is a tie (the gate graph itself is held to atol)
@@ -128,10 +126,12 @@ def reference_under(model, features, lengths, ran: np.ndarray) -> tuple[np.ndarr
     batch = to_torch_batch(features, lengths)
     h_text = model.encode("text", batch["text"], batch["text_mask"])  # (B, D)
     keep = model.keep(h_text, batch).numpy()  # (B, 2)
-    thresholds = np.asarray(model.config_params["skip_thresholds"], np.float32)  # (2,)
+    thresholds = model.config_params["skip_thresholds"]  # (2,) in SKIPPABLE order
     present = np.stack([lengths[m] > 0 for m in MODALITIES], axis=1)  # (B, 3)
-    own = present & np.concatenate([np.ones((len(keep), 1), bool), keep >= thresholds], axis=1)
-    tie = np.concatenate([np.zeros((len(keep), 1), bool), np.abs(keep - thresholds) <= TIE_BAND], axis=1)
+    own = np.stack([present[:, 0], *(modality_runs(lengths[m] > 0, keep[:, i], thresholds[i])
+                                     for i, m in enumerate(SKIPPABLE))], axis=1)  # (B, 3)
+    near = np.abs(keep - np.asarray(thresholds, np.float32)) <= TIE_BAND  # (B, 2)
+    tie = np.concatenate([np.zeros((len(keep), 1), bool), near], axis=1)
     hs = [h_text]
     for j, m in enumerate(MODALITIES[1:], start=1):
         h = torch.zeros_like(h_text)  # (B, D); encoders only see rows that run (no all-masked rows)
@@ -171,8 +171,9 @@ def check_graphs(model, layout: str, predictor, batches: list[ParityBatch], atol
             m = part.split("_", 1)[1]
             x = full.features[m]  # (B, L, d)
             rec.run({"x": x, "mask": np.arange(x.shape[1])[None, :] < full.lengths[m][:, None]})
+    config = model.export_config(single_graph=layout == "single")
     for part, rec in recorders.items():
-        torch_graph = TorchBackend(graph_module(model, layout, part), rec.inputs, rec.outputs, part)
+        torch_graph = TorchBackend(config.module(part), rec.inputs, rec.outputs, part)
         for feed, out in rec.records:
             ref = torch_graph.run(feed)
             for name in rec.outputs:

@@ -19,8 +19,7 @@ from edge_msa.errors import InputError, MissingDependencyError, ParityError
 from edge_msa.models import create_model
 from edge_msa.models.student import run_with_skipping
 from edge_msa.runtime import load, read_manifest
-from edge_msa.runtime.manifest import PARTS
-from edge_msa.spec import MODALITIES, FeatureSpec
+from edge_msa.spec import MODALITIES, PARTS, FeatureSpec
 from edge_msa.export import FORMATS, export
 from edge_msa.export.formats import get_format, resolve_options
 from edge_msa.export.parity import TIE_BAND, check_graphs, parity_batches, to_torch_batch

@@ -20,10 +20,10 @@ from edge_msa.metrics import METRIC_KEYS
 from edge_msa.models import create_model
 from edge_msa.runtime import load
 from edge_msa.runtime.onnxruntime_backend import OnnxRuntimeBackend
-from edge_msa.spec import MODALITIES, FeatureSpec
+from edge_msa.spec import MODALITIES, PART_IO, PARTS, FeatureSpec
 from edge_msa.export import export
 
-from conftest import DATA_ROOT
+from conftest import DATA_ROOT, make_featureset
 
 SPEC = FeatureSpec(dims=(12, 5, 7), max_lens=(9, 3, 4),
                    front_ends=("external:text-12", "external:declare-opensmile-73", "external:declare-3dcnn-100"))
@@ -75,6 +75,68 @@ sys.exit(main(['predict', {str(bundle)!r}, '--audio', {str(tmp_path / 'a.npy')!r
     first, cli = [json.loads(line) for line in r.stdout.splitlines()]
     assert first["ran"][0] == "text" and first["skipped"]["video"] == "missing"
     assert {"score", "polarity", "ran", "skipped", "ms"} <= set(cli) and cli["skipped"]["text"] == "missing"
+
+
+def _torch_parts_predictor(model, thresholds):
+    """The runtime's Predictor over the student's own torch parts (TorchBackend), so both sides see bit-identical
+    gate outputs and only the skip rules themselves can differ."""
+    import torch
+
+    from edge_msa.runtime.backend import TensorInfo
+    from edge_msa.runtime.manifest import Manifest
+    from edge_msa.runtime.predictor import Predictor
+    from edge_msa.runtime.torch_backend import TorchBackend
+
+    config = model.export_config()
+    backends = {}
+    for part in PARTS:
+        inputs, outputs = PART_IO[part]
+        with torch.no_grad():
+            example = config.example_inputs(part)
+        infos = [TensorInfo(n, t.numpy().dtype, (None,) * t.dim()) for n, t in zip(inputs, example)]
+        backends[part] = TorchBackend(config.module(part), infos, outputs, part)
+    manifest = Manifest(feature_spec=model.spec, graphs={p: f"{p}.onnx" for p in PARTS}, layout="parts",
+                        precision="fp32", model=model.model_name, skip_thresholds=list(thresholds))
+    return Predictor(manifest, backends)
+
+
+def test_torch_and_numpy_skip_rules_agree_at_and_near_the_threshold():
+    """run_with_skipping (torch, the reference export is judged by) and the Predictor (numpy, on device) take the
+    same audio/video decisions on random inputs, with each threshold exactly at a gate output, one float32 step
+    either side, a quarter step above (a float64 value that rounds onto the gate output in float32), 0, 1 and
+    uniform draws; some rows lack audio or video."""
+    import torch
+
+    from edge_msa.export.parity import to_torch_batch
+    from edge_msa.models.student import run_with_skipping
+
+    torch.manual_seed(0)
+    model = create_model("student_tiny", SPEC).eval()
+    fs = make_featureset(SPEC, 24, seed=3)
+    fs.lengths["audio"][:5] = 0
+    fs.lengths["video"][3:8] = 0
+    batch = to_torch_batch(fs.features, fs.lengths)  # the same (B, L, d) the Predictor feeds its graphs
+    with torch.no_grad():
+        keep = model.keep(model.encode("text", batch["text"], batch["text_mask"]), batch).numpy()  # (B, 2) float32
+    rng = np.random.default_rng(0)
+
+    def near(column: int) -> list[float]:
+        k = keep[rng.integers(len(keep)), column]
+        up, down = np.nextafter(k, np.float32(2)), np.nextafter(k, np.float32(-1))
+        return [float(k), float(up), float(down), float(k) + (float(up) - float(k)) / 4, 0.0, 1.0, rng.uniform()]
+
+    predictor = _torch_parts_predictor(model, [0.0, 0.0])
+    decided = 0
+    for t_audio in near(0):
+        for t_video in near(1):
+            model.config_params["skip_thresholds"] = [t_audio, t_video]
+            predictor.thresholds = [t_audio, t_video]
+            ref_scores, ref_ran = run_with_skipping(model, batch)
+            scores, ran = predictor.predict_features(fs.features, fs.lengths)
+            assert np.array_equal(ran, ref_ran.numpy()), (t_audio, t_video)
+            assert np.allclose(scores, ref_scores.numpy(), atol=1e-5)
+            decided += int((keep == np.float32([t_audio, t_video])).sum())
+    assert decided > 0  # some decisions really were taken exactly at a threshold
 
 
 def test_skipped_encoders_are_not_run(bundle):

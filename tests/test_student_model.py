@@ -8,7 +8,8 @@ import torch
 from edge_msa.checkpoint import load_checkpoint, save_checkpoint
 from edge_msa.errors import InputError
 from edge_msa.models import create_model
-from edge_msa.models.student import PART_IO, PARTS, SKIPPABLE, run_with_skipping
+from edge_msa.models.student import run_with_skipping
+from edge_msa.spec import PART_IO, PARTS, SKIPPABLE
 from edge_msa.training import to_batch
 
 from conftest import make_featureset

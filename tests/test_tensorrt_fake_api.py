@@ -29,8 +29,7 @@ from edge_msa.checkpoint import save_checkpoint
 from edge_msa.errors import ArtifactError, InputError, MissingDependencyError
 from edge_msa.models import create_model
 from edge_msa.runtime import load, read_manifest
-from edge_msa.runtime.manifest import PARTS
-from edge_msa.spec import MODALITIES
+from edge_msa.spec import MODALITIES, PARTS
 from edge_msa.export import export
 from edge_msa.export.parity import parity_batches
 from edge_msa.export.trt_support import profile_shapes

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..spec import MODALITIES, FeatureSpec
+from .export_config import ExportConfig, SingleGraphConfig
 
 Batch = dict[str, torch.Tensor]  # text/audio/video (B, L, d) float, *_mask (B, L) bool, label (B,)
 
@@ -42,3 +43,7 @@ class MSAModel(nn.Module):
         """Task loss (MAE, as all reference papers) plus the model's auxiliary terms."""
         task = F.l1_loss(out["score"], batch["label"])
         return task, {"mae": float(task.detach())}
+
+    def export_config(self, single_graph: bool = False) -> ExportConfig:
+        """How `edge_msa.export` traces this model: any model exports as one graph (no modality skipping)."""
+        return SingleGraphConfig(self)

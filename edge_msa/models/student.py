@@ -16,21 +16,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError
-from ..spec import MODALITIES, FeatureSpec
+from ..spec import MODALITIES, PARTS, SKIPPABLE, FeatureSpec, modality_runs
 from .base import Batch, MSAModel
 from .encoders import InputNorm, drop_modalities
+from .export_config import ExportConfig, PartsConfig, SingleGraphConfig
 from .layers import SinusoidalPosition, TransformerLayer, masked_mean, presence
 from .registry import register
 
-PARTS = ("gate", "encode_text", "encode_audio", "encode_video", "fuse")
-PART_IO: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "gate": (("h_text", "present"), ("keep",)),
-    "encode_text": (("x", "mask"), ("h",)),
-    "encode_audio": (("x", "mask"), ("h",)),
-    "encode_video": (("x", "mask"), ("h",)),
-    "fuse": (("h_text", "h_audio", "h_video", "present"), ("score",)),
-}
-SKIPPABLE = ("audio", "video")  # order of the gate's keep columns and of skip_thresholds
 SHARE_MODES = {"depth": {"text": "text", "fuse": "fuse"}, "depth+modality": {"text": "shared", "fuse": "shared"}}
 
 
@@ -143,8 +135,12 @@ class Student(MSAModel):
         return self.gate(h_text, present)  # (B, 2)
 
     # --- export parts -------------------------------------------------------------------------------
+    def export_config(self, single_graph: bool = False) -> ExportConfig:
+        """Parts (gate, encoders, fuse) so the runtime can skip audio/video per input; or one graph, no skipping."""
+        return SingleGraphConfig(self) if single_graph else PartsConfig(self)
+
     def part(self, name: str) -> nn.Module:
-        """A module for one exported graph; positional tensor inputs/outputs named by PART_IO[name]."""
+        """A module for one exported graph; positional tensor inputs/outputs named by edge_msa.spec.PART_IO[name]."""
         if name not in PARTS:
             raise InputError(f"unknown student part '{name}'; expected one of {', '.join(PARTS)}")
         if name == "gate":
@@ -168,8 +164,8 @@ class _FusePart(nn.Module):
 
 @torch.no_grad()
 def run_with_skipping(model: Student, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-    """Reference skip rule (the runtime does the same): audio/video run iff present and
-    keep[:, i] >= skip_thresholds[i]; skipped encoders are really not called for the rows they skip.
+    """Torch reference of the runtime's parts pipeline under the skip rule (edge_msa.spec.modality_runs): audio/video
+    run iff present and keep[:, i] >= skip_thresholds[i]; skipped encoders are really not called for the rows they skip.
 
     Returns (score (B,), ran (B, 3) bool).
     """
@@ -180,7 +176,7 @@ def run_with_skipping(model: Student, batch: Batch) -> tuple[torch.Tensor, torch
     ran = [presence(batch["text_mask"]).squeeze(-1) > 0]
     hs = [h_text]
     for i, m in enumerate(SKIPPABLE):
-        run = (presence(batch[f"{m}_mask"]).squeeze(-1) > 0) & (keep[:, i] >= thresholds[i])  # (B,)
+        run = modality_runs(presence(batch[f"{m}_mask"]).squeeze(-1) > 0, keep[:, i], thresholds[i])  # (B,)
         if bool(run.all()):  # every row runs (always so at batch 1 when it runs): no gather/scatter
             h = model.encode(m, batch[m], batch[f"{m}_mask"])  # (B, D)
         else:

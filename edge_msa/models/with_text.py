@@ -8,6 +8,7 @@ checkpoint (config + state_dict) rebuilds it like any other model.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -15,6 +16,7 @@ from torch import nn
 
 from ..spec import FeatureSpec
 from .base import Batch, MSAModel
+from .export_config import ExportConfig
 from .layers import masked_mean
 from .text_bert import BertEncoder, build
 
@@ -65,6 +67,11 @@ class WithTextEncoder(MSAModel):
 
     def fuse_present(self, *hs_and_present: torch.Tensor) -> torch.Tensor:
         return self.fusion.fuse_present(*hs_and_present)
+
+    def export_config(self, single_graph: bool = False) -> ExportConfig:
+        """The fusion model's graphs (its layout), traced through this wrapper from (B, L) int64 token ids."""
+        inner = self.fusion.export_config(single_graph)
+        return dataclasses.replace(inner, model=self, text_vocab=int(self.config_params["text_bert"]["vocab_size"]))
 
     def part(self, name: str) -> nn.Module:
         if name == "encode_text":

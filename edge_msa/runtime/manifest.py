@@ -12,14 +12,10 @@ from typing import Any
 
 from ..atomic import write_text
 from ..errors import ArtifactError, InputError
-from ..spec import FeatureSpec
+from ..spec import PARTS, SINGLE, FeatureSpec
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-PARTS = ("gate", "encode_text", "encode_audio", "encode_video", "fuse")
-SINGLE = "model"  # the one graph of a single-graph bundle
-SINGLE_INPUTS = ("text", "text_mask", "audio", "audio_mask", "video", "video_mask")
-SINGLE_OUTPUTS = ("score",)
 
 
 @dataclass

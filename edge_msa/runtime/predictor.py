@@ -2,7 +2,7 @@
 
 Parts layout: text (front end) -> encode_text -> gate(h_text, present) -> only for the audio/video the
 gate keeps: their front end (raw media) and encoder -> fuse, with the
-skip rule of `edge_msa.models.student.run_with_skipping`: modality m runs iff present and
+skip rule `edge_msa.spec.modality_runs`: modality m runs iff present and
 keep[:, i] >= skip_thresholds[i]; a skipped or missing modality feeds zeros and present=0 to fuse.
 Single layout: one graph, every present modality runs.
 """
@@ -20,11 +20,10 @@ import numpy as np
 from ..errors import EdgeMSAError, InputError
 from ..features.audio import NAME as LOGMEL, VIDEO_EXTS, has_audio_track
 from ..features.text import TOKENS_PREFIX
-from ..spec import ABSENT, MODALITIES
+from ..spec import ABSENT, MODALITIES, SINGLE, SKIPPABLE, modality_runs
 from .backend import Backend, backend_class
-from .manifest import SINGLE, Manifest, read_manifest
+from .manifest import Manifest, read_manifest
 
-SKIPPABLE = ("audio", "video")  # gate keep columns, in skip_thresholds order
 ONE_OFF = ("text_encoder_load",)  # ms keys paid once per Predictor, reported as load_ms, not in ms.total
 
 
@@ -62,7 +61,7 @@ class Predictor:
         self.backends = dict(backends)
         self.bundle = Path(bundle) if bundle else None
         self.threads = threads
-        self.thresholds = list(manifest.skip_thresholds or [0.0, 0.0])
+        self.thresholds = list(manifest.skip_thresholds or [0.0] * len(SKIPPABLE))
         self._text_encoder = None
         self._front_ends: dict[str, Any] = {}
         self.tokens = self.spec.front_end("text").startswith(TOKENS_PREFIX)  # graphs take token ids
@@ -151,7 +150,7 @@ class Predictor:
                 feed[m], feed[f"{m}_mask"] = self._graph_input(m, x), _mask(x, n)
             score = self._call(SINGLE, feed, ms)["score"]
             ran = np.stack([present[m] for m in MODALITIES], axis=1)  # (B, 3)
-            return score, ran, np.ones((batch, 2), np.float32), ms
+            return score, ran, np.ones((batch, len(SKIPPABLE)), np.float32), ms
         x, n = fetch("text", everyone)
         h_text = self._call("encode_text", {"x": self._graph_input("text", x), "mask": _mask(x, n)}, ms)["h"]  # (B, D)
         keep = np.zeros((batch, len(SKIPPABLE)), np.float32)  # (B, 2); unused when nothing is present
@@ -160,7 +159,7 @@ class Predictor:
             keep = self._call("gate", {"h_text": h_text, "present": present_f}, ms)["keep"]
         hs, ran = [h_text], [present["text"]]
         for i, m in enumerate(SKIPPABLE):
-            run = present[m] & (keep[:, i] >= self.thresholds[i])  # (B,)
+            run = modality_runs(present[m], keep[:, i], self.thresholds[i])  # (B,)
             h = np.zeros_like(h_text)  # (B, D)
             if run.any():
                 rows = np.flatnonzero(run)
