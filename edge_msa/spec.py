@@ -33,6 +33,7 @@ PART_IO: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 PARTS: tuple[str, ...] = tuple(PART_IO)
 SKIPPABLE: tuple[str, str] = ("audio", "video")  # the gate's keep columns, in skip_thresholds order
+GRAPH_IO = {**SINGLE_IO, **PART_IO}  # every graph a bundle may hold
 
 
 def modality_runs(present: Any, keep: Any, threshold: float) -> Any:

@@ -170,7 +170,7 @@ def check_graphs(model, layout: str, predictor, batches: list[ParityBatch], atol
         if not rec.records and part.startswith("encode_"):  # the gate skipped it everywhere: run it directly
             m = part.split("_", 1)[1]
             x = full.features[m]  # (B, L, d)
-            rec.run({"x": x, "mask": np.arange(x.shape[1])[None, :] < full.lengths[m][:, None]})
+            rec.run(dict(zip(rec.inputs, (x, np.arange(x.shape[1])[None, :] < full.lengths[m][:, None]))))
     config = model.export_config(single_graph=layout == "single")
     for part, rec in recorders.items():
         torch_graph = TorchBackend(config.module(part), rec.inputs, rec.outputs, part)

@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import EdgeMSAError, InputError
 from ..features.audio import NAME as LOGMEL, VIDEO_EXTS, has_audio_track
 from ..features.text import TOKENS_PREFIX
-from ..spec import ABSENT, MODALITIES, SINGLE, SKIPPABLE, modality_runs
+from ..spec import ABSENT, GRAPH_IO, MODALITIES, SINGLE, SKIPPABLE, modality_runs
 from .backend import Backend, backend_class
 from .manifest import Manifest, read_manifest
 
@@ -144,19 +144,19 @@ class Predictor:
         batch = len(present["text"])
         everyone = np.arange(batch)
         if self.manifest.layout == "single":
-            feed = {}
+            inputs = []
             for m in MODALITIES:
                 x, n = fetch(m, everyone)
-                feed[m], feed[f"{m}_mask"] = self._graph_input(m, x), _mask(x, n)
-            score = self._call(SINGLE, feed, ms)["score"]
+                inputs += [self._graph_input(m, x), _mask(x, n)]
+            (score,) = self._call(SINGLE, inputs, ms)
             ran = np.stack([present[m] for m in MODALITIES], axis=1)  # (B, 3)
             return score, ran, np.ones((batch, len(SKIPPABLE)), np.float32), ms
         x, n = fetch("text", everyone)
-        h_text = self._call("encode_text", {"x": self._graph_input("text", x), "mask": _mask(x, n)}, ms)["h"]  # (B, D)
+        (h_text,) = self._call("encode_text", (self._graph_input("text", x), _mask(x, n)), ms)  # (B, D)
         keep = np.zeros((batch, len(SKIPPABLE)), np.float32)  # (B, 2); unused when nothing is present
         present_f = np.stack([present[m] for m in MODALITIES], axis=1).astype(np.float32)  # (B, 3)
         if any(present[m].any() for m in SKIPPABLE):
-            keep = self._call("gate", {"h_text": h_text, "present": present_f}, ms)["keep"]
+            (keep,) = self._call("gate", (h_text, present_f), ms)
         hs, ran = [h_text], [present["text"]]
         for i, m in enumerate(SKIPPABLE):
             run = modality_runs(present[m], keep[:, i], self.thresholds[i])  # (B,)
@@ -164,23 +164,24 @@ class Predictor:
             if run.any():
                 rows = np.flatnonzero(run)
                 x, n = fetch(m, rows)
-                h[rows] = self._call(f"encode_{m}", {"x": x, "mask": _mask(x, n)}, ms)["h"]
+                h[rows] = self._call(f"encode_{m}", (x, _mask(x, n)), ms)[0]
             hs.append(h)
             ran.append(run)
         ran_arr = np.stack(ran, axis=1)  # (B, 3)
-        score = self._call("fuse", {"h_text": hs[0], "h_audio": hs[1], "h_video": hs[2],
-                                    "present": ran_arr.astype(np.float32)}, ms)["score"]  # (B,)
+        (score,) = self._call("fuse", (*hs, ran_arr.astype(np.float32)), ms)  # (B,)
         return score, ran_arr, keep, ms
 
     def _graph_input(self, m: str, x: np.ndarray) -> np.ndarray:
         """Token-id text travels as (B, L, 1) float arrays (exact for ids < 2**24); its graphs take (B, L) int64."""
         return np.rint(x[..., 0]).astype(np.int64) if m == "text" and self.tokens else x
 
-    def _call(self, part: str, feed: dict[str, np.ndarray], ms: dict[str, float]) -> dict[str, np.ndarray]:
+    def _call(self, part: str, inputs: Sequence[np.ndarray], ms: dict[str, float]) -> list[np.ndarray]:
+        """Run one graph on its inputs in spec order (spec.PART_IO / SINGLE_IO name them); outputs in that order."""
+        names_in, names_out = GRAPH_IO[part]
         start = time.perf_counter()
-        out = self.backends[part].run(feed)
+        out = self.backends[part].run(dict(zip(names_in, inputs)))
         ms[part] = ms.get(part, 0.0) + (time.perf_counter() - start) * 1e3
-        return out
+        return [out[name] for name in names_out]
 
     # --- inputs -----------------------------------------------------------------------------------
     def _check_features(self, features: Mapping[str, np.ndarray], lengths: Mapping[str, np.ndarray]):
