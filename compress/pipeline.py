@@ -25,8 +25,10 @@ from edge_msa.errors import ArtifactError, InputError
 from edge_msa.metrics import mean_std, msa_metrics
 from edge_msa.models import create_model
 from edge_msa.models.encoders import fit_input_norms
-from edge_msa.models.student import SKIPPABLE, Student, run_with_skipping
+from edge_msa.models.student import Student, run_with_skipping
 from edge_msa.models.with_text import WithTextEncoder, fusion_of, text_front_end
+from edge_msa.spec import SKIPPABLE
+from edge_msa.teacher import SELECTION, leak_robust
 from edge_msa.training import TrainConfig, fit, predict, to_batch
 
 from . import measure
@@ -121,8 +123,10 @@ def _check_rebuild(path: Path, model: Student, batch: dict) -> None:
 
 def _one_seed(seed: int, teacher, splits: DatasetSplits, targets: TeacherTargets, options: CompressOptions,
               out: Path, stage_seed: int | None, bar: _Progress, progress: bool, text_encoder=None) -> dict[str, Any]:
-    """Stages init..gate for one seed; returns the student and what each stage did."""
+    """Stages init..gate for one seed; returns the student and what each stage did. Every stage and the seed are
+    selected as the teacher's are (teacher.SELECTION): on validation with all modalities and with text alone."""
     torch.manual_seed(seed)
+    selection = leak_robust(splits.valid)
     bar.start("init")
     student = _new_student(options, splits, teacher, text_encoder)
     fit_input_norms(student, splits.train.features, splits.train.lengths)
@@ -134,7 +138,7 @@ def _one_seed(seed: int, teacher, splits: DatasetSplits, targets: TeacherTargets
     bar.start("distill")
     distiller = Distiller(student, int(targets.z.shape[1]))
     loss_fn = kd_loss(targets, options)
-    res = fit(distiller, splits.train, splits.valid, _train_config(options, options.epochs, seed), loss_fn=loss_fn,
+    res = fit(distiller, splits.train, selection, _train_config(options, options.epochs, seed), loss_fn=loss_fn,
               progress=progress, desc=f"distill seed {seed}")
     save_checkpoint(stage_path(out, "distill", stage_seed), student, {"stage": "distill", "seed": seed})
     bar.done(f"best valid MAE {res.best_valid_mae:.4f} at epoch {res.best_epoch} ({len(res.history)} epochs)")
@@ -149,7 +153,7 @@ def _one_seed(seed: int, teacher, splits: DatasetSplits, targets: TeacherTargets
     bar.done(f"ratio {options.prune_ratio}: {n_before:,} -> {n_after:,} params; {pruning['after']}")
 
     bar.start("finetune")
-    res_ft = fit(distiller, splits.train, splits.valid, _train_config(options, options.finetune_epochs, seed + 1),
+    res_ft = fit(distiller, splits.train, selection, _train_config(options, options.finetune_epochs, seed + 1),
                  loss_fn=loss_fn, progress=progress, desc=f"finetune seed {seed}")
     save_checkpoint(stage_path(out, "finetune", stage_seed), student, {"stage": "finetune", "seed": seed})
     bar.done(f"best valid MAE {res_ft.best_valid_mae:.4f} at epoch {res_ft.best_epoch}")
@@ -166,7 +170,7 @@ def _one_seed(seed: int, teacher, splits: DatasetSplits, targets: TeacherTargets
     save_checkpoint(stage_path(out, "gate", stage_seed), student, {"stage": "gate", "seed": seed})
     bar.done(f"thresholds {[round(t, 4) for t in calib['thresholds']]} ({mode} {value}) on {calib['split']} "
              f"(n={calib['n']}): saving {calib['saved_fraction']:.3f}, decisions flipped {calib['flip_rate']:.4f}")
-    valid_mae = float(np.mean(np.abs(predict(student, splits.valid) - splits.valid.labels)))
+    valid_mae = float(np.mean(np.abs(predict(student, selection) - selection.labels)))
     return {"seed": seed, "student": student, "valid_mae": valid_mae, "copied": copied,
             "pruning": pruning, "gate": gate, "calibration": calib, "macs_per_step": macs_step,
             "history": {"distill_epochs": len(res.history), "finetune_epochs": len(res_ft.history)}}
@@ -304,7 +308,7 @@ def _compress(teacher_path: Path, data: str | os.PathLike | None, out: Path, opt
         "end_to_end": end_to_end,
         "text_encoder": text_info,
         "compare": {"teacher_minus_student": boot, "student_minus_student_skip": boot_skip},
-        "seeds": {"values": list(options.seeds), "selected": best["seed"], "selection": "lowest validation MAE",
+        "seeds": {"values": list(options.seeds), "selected": best["seed"], "selection": f"lowest {SELECTION}",
                   "per_seed": [{"seed": r["seed"], "valid_mae": r["valid_mae"], "student": r["student"],
                                 "student_skip": r["student_skip"], "skip": r["skip"]} for r in per_seed],
                   "mean_std": {"student": mean_std([r["student"] for r in per_seed]),

@@ -23,7 +23,7 @@ from edge_msa.training import modality_tensors
 from edge_msa.runtime.backend import Backend
 from edge_msa.runtime.evaluate import evaluate, predict_featureset
 from edge_msa.runtime.torch_backend import TorchBackend
-from edge_msa.spec import MODALITIES, SKIPPABLE, FeatureSpec, modality_runs
+from edge_msa.spec import GRAPH_IO, MODALITIES, SKIPPABLE, FeatureSpec, modality_runs
 
 SUBSETS = [s for n in range(1, 4) for s in itertools.combinations(MODALITIES, n)]  # the 7 non-empty subsets
 TIE_BAND = 1e-4  # |keep - threshold| at or below this is a tie (the gate graph itself is held to atol)
@@ -170,7 +170,7 @@ def check_graphs(model, layout: str, predictor, batches: list[ParityBatch], atol
         if not rec.records and part.startswith("encode_"):  # the gate skipped it everywhere: run it directly
             m = part.split("_", 1)[1]
             x = full.features[m]  # (B, L, d)
-            rec.run(dict(zip(rec.inputs, (x, np.arange(x.shape[1])[None, :] < full.lengths[m][:, None]))))
+            rec.run(dict(zip(GRAPH_IO[part][0], (x, np.arange(x.shape[1])[None, :] < full.lengths[m][:, None]))))
     config = model.export_config(single_graph=layout == "single")
     for part, rec in recorders.items():
         torch_graph = TorchBackend(config.module(part), rec.inputs, rec.outputs, part)

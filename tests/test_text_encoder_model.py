@@ -174,3 +174,17 @@ def test_real_minilm_fine_tunes_for_a_few_steps(tmp_path):
     model, _ = load_checkpoint(tmp_path / "t.pt")
     assert model.bert.config["layers"] == 6 and model.bert.config["hidden"] == 384
     assert np.isfinite(metrics["mae"]) and metrics["params"] > 22_000_000
+
+
+def test_compress_selects_on_the_teachers_leak_robust_validation(teacher_and_student, token_splits):
+    """The student's stages and seed are chosen as the teacher's: validation MAE over all modalities and text alone."""
+    from edge_msa.checkpoint import load_checkpoint
+    from edge_msa.teacher import SELECTION, leak_robust
+    from edge_msa.training import predict
+
+    report = teacher_and_student[3]
+    student, _ = load_checkpoint(teacher_and_student[1])
+    selection = leak_robust(token_splits.valid)
+    mae = float(np.mean(np.abs(predict(student.eval(), selection) - selection.labels)))
+    assert report["seeds"]["per_seed"][0]["valid_mae"] == pytest.approx(mae, abs=1e-5)
+    assert SELECTION in report["seeds"]["selection"]
