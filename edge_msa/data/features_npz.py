@@ -17,14 +17,11 @@ import numpy as np
 
 from ..errors import InputError
 from ..features.text import NAME as MINILM, MiniLMFrontEnd
+from ..featurized_format import FORMAT_TAG, KEYS
 from ..spec import FeatureSpec
 from .assemble import build_splits, check_finite, encode_texts, zero_padding
 from .base import DatasetSplits
 from .npz import load_npz
-
-FORMAT_TAG = "edge-msa-features-v1"
-KEYS = ("format", "feature_spec", "id", "label", "split", "transcript", "audio_feat", "audio_len",
-        "video_feat", "video_len")
 
 
 def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,

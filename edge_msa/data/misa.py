@@ -22,10 +22,10 @@ import numpy as np
 from ..errors import InputError
 from ..features.text import MiniLMFrontEnd
 from ..spec import FeatureSpec
+from ..splits import split_three_by_group, video_id_of
 from .assemble import build_splits, encode_texts, pad_sequences, replace_nonfinite
 from .base import DatasetSplits
 from .pickle_safe import load_pickle
-from .splits import split_three_by_group, video_id_of
 
 FILES = {"train": "train.pkl", "valid": "dev.pkl", "test": "test.pkl"}
 

@@ -17,10 +17,10 @@ import numpy as np
 from ..errors import InputError
 from ..features.text import MiniLMFrontEnd
 from ..spec import FeatureSpec
+from ..splits import carve_by_group
 from .assemble import build_splits, encode_texts
 from .base import DatasetSplits
 from .npz import load_npz
-from .splits import carve_by_group
 
 KEYS = ("id", "video_id", "transcript", "transcript_lower_mmcpanda", "audio_feat", "video_feat",
         "label_reg", "split_declare")
