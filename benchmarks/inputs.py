@@ -1,7 +1,8 @@
 """Benchmark inputs: modality subsets and the batches fed to `predict_features`.
 
-A subset such as "text+audio" is simulated the way a device sees it: the left-out modalities have
-length 0 (missing) and zero features, so the runtime's missing-modality path and skip gate run for real.
+A subset such as "text+audio" is simulated the way a device sees it (edge_msa.data.modality_subset): the
+left-out modalities have length 0 (missing) and zero features, so the runtime's missing-modality path and
+skip gate run for real.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge_msa.data.base import FeatureSet
+from edge_msa.data.modality_subset import restrict_arrays
 from edge_msa.errors import InputError
 from edge_msa.spec import MODALITIES, FeatureSpec, suggest
 
@@ -44,27 +46,6 @@ class Batch:
         return len(self.lengths[MODALITIES[0]])
 
 
-def restrict(features: dict[str, np.ndarray], lengths: dict[str, np.ndarray], keep: tuple[str, ...]) -> Batch:
-    """The same samples with every modality outside `keep` marked missing (length 0), each array trimmed
-    to its longest valid sequence as a device would pad a batch (a missing modality keeps one zero step)."""
-    feats, lens = {}, {}
-    for m in MODALITIES:
-        ln = np.asarray(lengths[m], dtype=np.int64) if m in keep else np.zeros(len(lengths[m]), np.int64)  # (B,)
-        steps = max(int(ln.max()), 1)
-        if m in keep:
-            feats[m] = np.ascontiguousarray(features[m][:, :steps])  # (B, L, d)
-        else:
-            feats[m] = np.zeros((len(ln), steps, features[m].shape[-1]), np.float32)  # (B, 1, d)
-        lens[m] = ln
-    return Batch(feats, lens)
-
-
-def restrict_set(fs: FeatureSet, keep: tuple[str, ...]) -> FeatureSet:
-    """A whole split with the modalities outside `keep` missing, for accuracy under that subset."""
-    b = restrict(fs.features, fs.lengths, keep)
-    return FeatureSet(b.features, b.lengths, fs.labels, fs.ids, fs.texts)
-
-
 def synthetic_set(spec: FeatureSpec, n: int, seed: int = 0) -> FeatureSet:
     """Random full-length features of the bundle's spec, for latency when no dataset is given."""
     rng = np.random.default_rng(seed)
@@ -83,8 +64,9 @@ def batches(fs: FeatureSet, batch: int, keep: tuple[str, ...], count: int = 32, 
     out = []
     for b in range(max(1, min(count, -(-n // batch)))):
         idx = np.arange(b * batch, (b + 1) * batch) % n
-        b = restrict({m: fs.features[m][idx] for m in MODALITIES}, {m: fs.lengths[m][idx] for m in MODALITIES}, keep)
+        feats, lens = restrict_arrays({m: fs.features[m][idx] for m in MODALITIES},
+                                      {m: fs.lengths[m][idx] for m in MODALITIES}, keep)
         with_text = raw_text and fs.texts is not None and "text" in keep
-        out.append(Batch(b.features, b.lengths, tuple(str(t) for t in fs.texts[idx]) if with_text else None))
+        out.append(Batch(feats, lens, tuple(str(t) for t in fs.texts[idx]) if with_text else None))
     return out
 

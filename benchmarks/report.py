@@ -167,7 +167,10 @@ def png_skipped(report: dict[str, Any]) -> str | None:
 
 
 def render_png(report: dict[str, Any], path: Path) -> str | None:
-    """Accuracy vs p90 latency with the Pareto front; returns a note instead when no PNG is drawn."""
+    """Accuracy vs p90 latency with the Pareto front; returns a note instead when no PNG is drawn.
+
+    Points are named in a legend beside the axes, not by text next to them: bundles measured close together
+    would otherwise draw their labels on top of each other."""
     note = png_skipped(report)
     if note:
         return note
@@ -179,15 +182,8 @@ def render_png(report: dict[str, Any], path: Path) -> str | None:
     rows = _plotted_rows(report)
     smallest = min(r["batch"] for r in rows)
     rows = [r for r in rows if r["batch"] == smallest]
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    points = []
-    for r in rows:
-        x, y = r["latency_ms"]["p90"], _metric(r, HEADLINE)
-        points.append((x, y))
-        ax.scatter([x], [y], s=30)
-        ax.annotate(f"{_name(r)} [{r['modalities']}] {r.get('precision', '')}", (x, y), fontsize=7,
-                    xytext=(4, 4), textcoords="offset points")
-    front = pareto_front(points)
+    fig, ax = plt.subplots(figsize=(9, 4.5), dpi=120)
+    front = pareto_front(_scatter_rows(ax, rows, matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]))
     ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="grey", linestyle="--",
             label="Pareto front")
     ax.set_xscale("log")
@@ -198,8 +194,24 @@ def render_png(report: dict[str, Any], path: Path) -> str | None:
     ax.set_xlabel(f"p90 latency per call, ms (batch {smallest}, log scale)")
     ax.set_ylabel("Acc-2 (non-0)")
     ax.set_title("accuracy vs latency")
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7, borderaxespad=0.0,
+              ncol=1 + len(rows) // 24)  # beside the axes, so it never hides a point
+    fig.savefig(path, bbox_inches="tight")  # widened to hold the legend
     plt.close(fig)
     return None
+
+
+def _scatter_rows(ax: Any, rows: list[dict[str, Any]], palette: list[str]) -> list[tuple[float, float]]:
+    """One legend entry per row: colour = bundle, marker = modality subset, so points that sit on top of each
+    other stay tellable apart. Returns the (p90 latency, accuracy) points."""
+    bundles = list(dict.fromkeys(r["bundle"] for r in rows))
+    subsets = list(dict.fromkeys(r["modalities"] for r in rows))
+    markers = "osD^v<>pP*Xh"
+    points = []
+    for r in rows:
+        x, y = r["latency_ms"]["p90"], _metric(r, HEADLINE)
+        points.append((x, y))
+        ax.scatter([x], [y], s=36, color=palette[bundles.index(r["bundle"]) % len(palette)], alpha=0.85,
+                   marker=markers[subsets.index(r["modalities"]) % len(markers)],
+                   label=f"{_name(r)} [{r['modalities']}] {r.get('precision', '')}".rstrip())
+    return points

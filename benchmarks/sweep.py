@@ -13,13 +13,14 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from edge_msa.data.base import DatasetSplits, FeatureSet
+from edge_msa.data.modality_subset import restrict_set
 from edge_msa.atomic import check_replaceable
 from edge_msa.errors import EdgeMSAError, InputError
 from edge_msa.metrics import METRIC_KEYS
 from edge_msa.spec import SKIPPABLE
 
 from .inputs import batches as make_batches
-from .inputs import parse_subset, restrict_set, synthetic_set
+from .inputs import parse_subset, synthetic_set
 from .memory import current_rss_mb, peak_rss_mb, reset_peak
 from .meters import Meter, MeterUnavailable, Window, active_window, energy_per_item, idle_window, open_meter
 from .meters.nvml import gpu_memory_mb

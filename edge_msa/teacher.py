@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .atomic import write_text
+from .data.modality_subset import restrict_set
 from .errors import InputError
 from .metrics import METRIC_KEYS, mean_std, msa_metrics
 
@@ -208,7 +209,7 @@ def fit_with_encoder(net, splits, phases: dict, progress: bool, desc: str):
     from .training import TrainResult, fit
 
     valid = leak_robust(splits.valid)
-    text = fit(TextProbe(net.bert), splits.train, restrict(splits.valid, ("text",)), phases["text"],
+    text = fit(TextProbe(net.bert), splits.train, restrict_set(splits.valid, ("text",)), phases["text"],
                progress=progress, desc=f"{desc} (text encoder)")
     train_states, valid_states = (encoder_states(net.bert, fs) for fs in (splits.train, valid))
     fit_input_norms(net.fusion, train_states.features, train_states.lengths)
@@ -226,20 +227,11 @@ def fit_with_encoder(net, splits, phases: dict, progress: bool, desc: str):
                        text.seconds + fusion.seconds + joint.seconds)
 
 
-def restrict(fs, keep: tuple[str, ...]):
-    """`fs` with the modalities outside `keep` missing (length 0, one zero step)."""
-    from .data.base import FeatureSet
-
-    features = {m: x if m in keep else np.zeros((len(fs), 1, x.shape[-1]), np.float32) for m, x in fs.features.items()}
-    lengths = {m: n if m in keep else np.zeros_like(n) for m, n in fs.lengths.items()}
-    return FeatureSet(features, lengths, fs.labels, fs.ids, fs.texts)
-
-
 def leak_robust(valid):
     """Validation rows twice, with all modalities and with text alone: its MAE is the mean of the two (SELECTION)."""
     from .data.assemble import concat_sets
 
-    return concat_sets([valid, restrict(valid, ("text",))])
+    return concat_sets([valid, restrict_set(valid, ("text",))])
 
 
 def encoder_states(bert, fs):

@@ -107,6 +107,15 @@ def test_speaker_disjoint_splits_and_determinism(tmp_path):
     assert (za["video_len"] == 0).all() and (za["audio_len"] > 0).all()  # no video files -> length 0
 
 
+def test_written_keys_are_the_format_contract_the_reader_checks(tmp_path):
+    from edge_msa import featurized_format
+    from edge_msa.data import features_npz
+
+    clips, labels = make_clips(tmp_path, 3)
+    z = load(featurize(clips, labels, tmp_path / "k.npz", text="hi", progress=False))
+    assert set(z) == set(featurized_format.KEYS) and str(z["format"]) == featurized_format.FORMAT_TAG
+    assert (features_npz.KEYS, features_npz.FORMAT_TAG) == (featurized_format.KEYS, featurized_format.FORMAT_TAG)
+
 def test_text_column_and_missing_transcripts(tmp_path):
     clips, labels = make_clips(tmp_path, 4)
     labels.write_text("name,label,text\nu0,1,good\nu1,0,\nu2,-1,bad\nu3,0.5,fine\n")

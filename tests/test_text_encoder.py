@@ -10,12 +10,12 @@ import pytest
 
 from edge_msa.errors import InputError
 from edge_msa.features import front_end
-from edge_msa.features.text import TextEncoder, encode_cached
+from edge_msa.features.text import MiniLMFrontEnd, encode_cached
 
 
 @pytest.fixture(scope="module")
-def encoder() -> TextEncoder:
-    return TextEncoder()
+def encoder() -> MiniLMFrontEnd:
+    return MiniLMFrontEnd()
 
 
 def test_call_gives_one_row_per_token(encoder):
@@ -34,7 +34,7 @@ def test_batched_encoding_matches_single_and_pads_with_zeros(encoder):
 
 
 def test_truncates_to_max_len():
-    enc = TextEncoder(max_len=12)
+    enc = MiniLMFrontEnd(max_len=12)
     feats, lengths = enc.encode(["word " * 100, "short one"])
     assert lengths.tolist() == [12, 4] and feats.shape == (2, 12, 384)
 
@@ -54,14 +54,14 @@ def test_empty_text_is_an_input_error(encoder, text):
 
 def test_missing_files_are_input_errors(tmp_path):
     with pytest.raises(InputError, match="tokenizer file not found"):
-        TextEncoder(tokenizer_path=tmp_path / "nope.json")
+        MiniLMFrontEnd(tokenizer_path=tmp_path / "nope.json")
     with pytest.raises(InputError, match="ONNX file not found"):
-        TextEncoder(onnx_path=tmp_path / "nope.onnx")
+        MiniLMFrontEnd(onnx_path=tmp_path / "nope.onnx")
 
 
 def test_front_end_registry_builds_it():
     enc = front_end("minilm-l6-int8")
-    assert isinstance(enc, TextEncoder) and enc.name == "minilm-l6-int8" and enc.dim == 384
+    assert isinstance(enc, MiniLMFrontEnd) and enc.name == "minilm-l6-int8" and enc.dim == 384
 
 
 def test_disk_cache_round_trip_and_key(encoder, tmp_path, monkeypatch):
@@ -95,8 +95,8 @@ def test_corrupt_cache_entry_is_recomputed(encoder, tmp_path):
 def test_runs_without_torch():  # the device has no torch; the data readers need none either
     code = ("import sys; sys.modules['torch'] = None\n"
             "import edge_msa.data\n"
-            "from edge_msa.features.text import TextEncoder\n"
-            "print(TextEncoder()('hello there').shape)")
+            "from edge_msa.features.text import MiniLMFrontEnd\n"
+            "print(MiniLMFrontEnd()('hello there').shape)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "(4, 384)"
@@ -106,8 +106,8 @@ def test_copied_files_give_the_same_features_and_cache_key(encoder, tmp_path):
     """A bundle carries its own tokenizer.json / text_encoder.onnx; the cache key follows content, not path."""
     tok = shutil.copy(encoder.tokenizer_path, tmp_path / "tokenizer.json")
     onnx = shutil.copy(encoder.onnx_path, tmp_path / "text_encoder.onnx")
-    copy = TextEncoder(tokenizer_path=tok, onnx_path=onnx, threads=1)
+    copy = MiniLMFrontEnd(tokenizer_path=tok, onnx_path=onnx, threads=1)
     assert copy.tokenizer_path == tmp_path / "tokenizer.json" and copy.onnx_path == tmp_path / "text_encoder.onnx"
     np.testing.assert_allclose(copy("so much fun"), encoder("so much fun"), atol=1e-5)
     assert copy.fingerprint() == encoder.fingerprint()
-    assert TextEncoder(max_len=20).fingerprint() != encoder.fingerprint()
+    assert MiniLMFrontEnd(max_len=20).fingerprint() != encoder.fingerprint()

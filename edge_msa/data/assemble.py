@@ -7,18 +7,18 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import InputError
-from ..features.text import TextEncoder, encode_cached
+from ..features.text import MiniLMFrontEnd, encode_cached
 from ..spec import MODALITIES, FeatureSpec
 from .base import DatasetSplits, FeatureSet
 
 
-def encode_texts(texts: Sequence[str], ids: Sequence[str], encoder: TextEncoder | None,
-                 progress: bool) -> tuple[np.ndarray, np.ndarray, TextEncoder]:
+def encode_texts(texts: Sequence[str], ids: Sequence[str], encoder: MiniLMFrontEnd | None,
+                 progress: bool) -> tuple[np.ndarray, np.ndarray, MiniLMFrontEnd]:
     """MiniLM features (N, L, 384) + lengths for every text (disk-cached); empty text names its sample."""
     for text, sample in zip(texts, ids):
         if not str(text).strip():
             raise InputError(f"sample '{sample}' has an empty transcript; expected at least one word")
-    encoder = encoder or TextEncoder()
+    encoder = encoder or MiniLMFrontEnd()
     feats, lengths = encode_cached(encoder, list(texts), progress=progress)
     return feats, lengths, encoder
 

@@ -16,19 +16,16 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..features.text import NAME as MINILM, TextEncoder
+from ..features.text import NAME as MINILM, MiniLMFrontEnd
+from ..featurized_format import FORMAT_TAG, KEYS
 from ..spec import FeatureSpec
 from .assemble import build_splits, check_finite, encode_texts, zero_padding
 from .base import DatasetSplits
 from .npz import load_npz
 
-FORMAT_TAG = "edge-msa-features-v1"
-KEYS = ("format", "feature_spec", "id", "label", "split", "transcript", "audio_feat", "audio_len",
-        "video_feat", "video_len")
-
 
 def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
-         text_encoder: TextEncoder | None = None) -> DatasetSplits:
+         text_encoder: MiniLMFrontEnd | None = None) -> DatasetSplits:
     path = Path(path)
     z = load_npz(path, KEYS, "edge-msa features")
     if str(z["format"]) != FORMAT_TAG:
@@ -37,9 +34,9 @@ def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
         spec = FeatureSpec.from_dict(json.loads(str(z["feature_spec"])))
     except (json.JSONDecodeError, TypeError) as exc:
         raise InputError(f"{path}: feature_spec is not FeatureSpec JSON ({exc})") from None
-    if spec.front_end("text") != MINILM or spec.dim("text") != TextEncoder.dim:
+    if spec.front_end("text") != MINILM or spec.dim("text") != MiniLMFrontEnd.dim:
         raise InputError(f"{path}: text front end '{spec.front_end('text')}' ({spec.dim('text')}-d) cannot be "
-                         f"computed from transcripts; expected '{MINILM}' ({TextEncoder.dim}-d)")
+                         f"computed from transcripts; expected '{MINILM}' ({MiniLMFrontEnd.dim}-d)")
     n = len(z["id"])
     features, lengths = {}, {}
     for m in ("audio", "video"):
@@ -61,7 +58,7 @@ def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
     check_finite(f"{path}: label", z["label"])
     ids, texts = z["id"].astype(str), z["transcript"].astype(str)
     has_text = np.flatnonzero(np.char.str_len(np.char.strip(texts)) > 0)
-    encoder = text_encoder or TextEncoder(max_len=spec.max_len("text"))
+    encoder = text_encoder or MiniLMFrontEnd(max_len=spec.max_len("text"))
     text = np.zeros((n, 1, spec.dim("text")), dtype=np.float32)
     text_len = np.zeros(n, dtype=np.int64)
     if len(has_text):

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..features.text import TextEncoder
+from ..features.text import MiniLMFrontEnd
 from ..spec import ABSENT, FeatureSpec
 from .assemble import build_splits, encode_texts, missing_modality
 from .base import DatasetSplits
@@ -23,7 +23,7 @@ MODES = {"train": "train", "valid": "valid", "dev": "valid", "val": "valid", "te
 
 
 def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
-         text_encoder: TextEncoder | None = None) -> DatasetSplits:
+         text_encoder: MiniLMFrontEnd | None = None) -> DatasetSplits:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"file not found: {path}")

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..features.text import TextEncoder
+from ..features.text import MiniLMFrontEnd
 from ..spec import suggest
 from .base import DatasetSplits
 from .lineage import file_sha256
@@ -96,7 +96,7 @@ def detect_format(path: str | os.PathLike) -> str:
 
 
 def load_dataset(path: str | os.PathLike, fmt: str | None = None, seed: int = 0, progress: bool = True,
-                 text_encoder: TextEncoder | None = None) -> DatasetSplits:
+                 text_encoder: MiniLMFrontEnd | None = None) -> DatasetSplits:
     """Read a public MSA dataset into train/valid/test FeatureSets with the FeatureSpec describing them.
 
     `fmt` is one of FORMATS (None = detect from the name/content). Text goes through the one text

@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..features.text import TextEncoder
+from ..features.text import MiniLMFrontEnd
 from ..spec import FeatureSpec
+from ..splits import split_three_by_group, video_id_of
 from .assemble import build_splits, encode_texts, pad_sequences, replace_nonfinite
 from .base import DatasetSplits
 from .pickle_safe import load_pickle
-from .splits import split_three_by_group, video_id_of
 
 FILES = {"train": "train.pkl", "valid": "dev.pkl", "test": "test.pkl"}
 
@@ -52,7 +52,7 @@ def parse(items, where: str) -> list[tuple[np.ndarray, np.ndarray, list[str], fl
 
 
 def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
-         text_encoder: TextEncoder | None = None) -> DatasetSplits:
+         text_encoder: MiniLMFrontEnd | None = None) -> DatasetSplits:
     path = Path(path)
     if path.is_dir():
         missing = [f for f in FILES.values() if not (path / f).is_file()]

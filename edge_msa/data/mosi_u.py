@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..features.text import TextEncoder
+from ..features.text import MiniLMFrontEnd
 from ..spec import FeatureSpec
+from ..splits import carve_by_group
 from .assemble import build_splits, encode_texts
 from .base import DatasetSplits
 from .npz import load_npz
-from .splits import carve_by_group
 
 KEYS = ("id", "video_id", "transcript", "transcript_lower_mmcpanda", "audio_feat", "video_feat",
         "label_reg", "split_declare")
@@ -29,7 +29,7 @@ AV_FRONT_ENDS = ("external:declare-opensmile-73", "external:declare-3dcnn-100")
 
 
 def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
-         text_encoder: TextEncoder | None = None) -> DatasetSplits:
+         text_encoder: MiniLMFrontEnd | None = None) -> DatasetSplits:
     z = load_npz(path, KEYS, "MOSI-U (mosi_utterance_std)")
     n = len(z["id"])
     for key in ("audio_feat", "video_feat"):

@@ -13,7 +13,7 @@ from ..spec import suggest
 # name -> ("module:Class", the constructor argument that sets its sequence length); the modules import
 # onnxruntime / soundfile / OpenCV only when used.
 FRONT_ENDS = {
-    "minilm-l6-int8": ("edge_msa.features.text:TextEncoder", "max_len"),
+    "minilm-l6-int8": ("edge_msa.features.text:MiniLMFrontEnd", "max_len"),
     "logmel-v1": ("edge_msa.features.audio:AudioFrontEnd", "max_frames"),
     "face-v1": ("edge_msa.features.video:VideoFrontEnd", "num_frames"),
 }

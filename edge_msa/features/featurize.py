@@ -17,7 +17,7 @@ cannot read is treated as a missing modality, with a warning; so is an utterance
 
 Splits are by speaker (a `speaker` column, or a speaker.csv beside the labels CSV) when there are at
 least 3 speakers, so no speaker is in two splits; otherwise by utterance (with a warning when speakers
-were given). Seeded and deterministic (edge_msa.data.splits.split_three_by_group).
+were given). Seeded and deterministic (edge_msa.splits.split_three_by_group).
 """
 from __future__ import annotations
 
@@ -32,10 +32,10 @@ from typing import Mapping
 import numpy as np
 
 from ..atomic import atomic_path
-from ..data.features_npz import FORMAT_TAG
-from ..data.splits import split_three_by_group
 from ..errors import InputError, MissingDependencyError, require
+from ..featurized_format import FORMAT_TAG
 from ..spec import FeatureSpec
+from ..splits import split_three_by_group
 from . import audio as audio_fe
 from . import front_end_for
 from . import text as text_fe

@@ -152,7 +152,7 @@ class TokenIds(WordPiece):
         return self.encode([text])[0][0]
 
 
-class TextEncoder(WordPiece):
+class MiniLMFrontEnd(WordPiece):
     """Token-level MiniLM-L6 features: `encode(texts) -> ((N, L, 384) float32 zero-padded, lengths (N,))`.
 
     The frozen-encoder ablation (`--text-encoder frozen`). Texts are tokenized without padding, sorted by length
@@ -229,7 +229,7 @@ class TextEncoder(WordPiece):
         return feats[0, :lengths[0]]
 
 
-def encode_cached(encoder: TextEncoder | TokenIds, texts: Sequence[str], progress: bool = True,
+def encode_cached(encoder: MiniLMFrontEnd | TokenIds, texts: Sequence[str], progress: bool = True,
                   cache: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
     """`encoder.encode(texts)` memoised on disk (npz without pickle, written atomically).
 

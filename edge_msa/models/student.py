@@ -26,7 +26,7 @@ from .registry import register
 SHARE_MODES = {"depth": {"text": "text", "fuse": "fuse"}, "depth+modality": {"text": "shared", "fuse": "shared"}}
 
 
-class TextEncoder(nn.Module):
+class StudentTextEncoder(nn.Module):
     """Linear down-projection + positions + the (shared) block applied `depth` times + masked mean pooling
     (the teachers' text encoder layout, so its weights can initialise this one)."""
 
@@ -91,7 +91,7 @@ class Student(MSAModel):
         self.blocks = nn.ModuleDict({name: TransformerLayer(dim, b["heads"], b["ffn"], dropout, head_dim=b["head_dim"])
                                      for name, b in blocks.items()})
         self.encoders = nn.ModuleDict({
-            "text": TextEncoder(spec.dim("text"), dim, self.blocks[self.sharing["text"]], depth),
+            "text": StudentTextEncoder(spec.dim("text"), dim, self.blocks[self.sharing["text"]], depth),
             **{m: FrameEncoder(m, spec.dim(m), enc_hidden[m], dim, dropout, av_input_dropout) for m in SKIPPABLE}})
         self.modality_embed = nn.Parameter(torch.zeros(len(MODALITIES), dim))
         nn.init.normal_(self.modality_embed, std=0.02)

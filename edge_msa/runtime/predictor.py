@@ -314,12 +314,12 @@ class Predictor:
             if not files or self.bundle is None:
                 raise InputError(f"this bundle has no text encoder (its text front end is '{name}'); pass text as "
                                  f"an (L, {self.spec.dim('text')}) feature array")
-            from ..features.text import TextEncoder, TokenIds
+            from ..features.text import MiniLMFrontEnd, TokenIds
             max_len = self.spec.max_len("text")
             self._text_encoder = (TokenIds(self.bundle / files["tokenizer"], max_len=max_len) if self.tokens else
-                                  TextEncoder(tokenizer_path=self.bundle / files["tokenizer"],
-                                              onnx_path=self.bundle / files["onnx"], max_len=max_len,
-                                              threads=self.threads))
+                                  MiniLMFrontEnd(tokenizer_path=self.bundle / files["tokenizer"],
+                                                 onnx_path=self.bundle / files["onnx"], max_len=max_len,
+                                                 threads=self.threads))
         return self._text_encoder
 
 

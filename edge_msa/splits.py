@@ -1,9 +1,11 @@
-"""Deterministic splits by group (video id), so no speaker/video leaks between train, valid and test."""
+"""Deterministic splits by group (video id), so no speaker/video leaks between train, valid and test.
+
+Shared by the dataset readers (edge_msa.data) and featurize (edge_msa.features), so it lives below both."""
 from __future__ import annotations
 
 import numpy as np
 
-from ..errors import InputError
+from .errors import InputError
 
 
 def carve_by_group(index: np.ndarray, groups: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
