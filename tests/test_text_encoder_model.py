@@ -74,7 +74,7 @@ def teacher_and_student(tmp_path, tiny_bert_dir, token_splits):
     report = compress(teacher, out=tmp_path / "student.pt", splits=token_splits, progress=False,
                       student="student_tiny", epochs=2, finetune_epochs=1, gate_epochs=2, latency_calls=5,
                       bootstrap=10, text_hidden=16, text_heads=2, text_ffn=32, text_rank=8, transfer=None,
-                      text_kd_epochs=1)
+                      text_kd_epochs=1, text_score_epochs=2)
     return teacher, tmp_path / "student.pt", metrics, report
 
 

@@ -8,7 +8,8 @@ EPILOG = """examples:
   edge-msa compress teacher.pt --prune-ratio 0.6 --share depth+modality --skip-budget 0.5
   edge-msa compress teacher.pt --max-drop 0.005 --seeds 0 1 2 --quiet
   edge-msa compress teacher.pt --text-layers 2 --text-hidden 192 --text-rank 96 --transfer none
-  edge-msa compress teacher.pt --text-kd-epochs 0 --text-score-epochs 0 --kd-weight 0 --hint-weight 0   # no-KD baseline
+  edge-msa compress teacher.pt --text-kd-epochs 0 --kd-weight 0 --hint-weight 0   # the no-KD baseline
+  edge-msa compress teacher.pt --text-score-epochs 2   # + KD of the teacher's text-only score
 
 Stages: load -> text (when the teacher carries its text encoder: pick layers, torch-pruning of hidden/heads/FFN,
 vocabulary pruning + factorised embedding, layer-wise KD then KD of the teacher's text-only score on
@@ -56,7 +57,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       "(default: 128)")
     text.add_argument("--text-kd-epochs", type=int, default=None, help="layer-wise KD epochs, 0 = none (default: 2)")
     text.add_argument("--text-score-epochs", type=int, default=None, help="epochs of KD of the teacher's text-only "
-                      "score after the layer-wise KD, 0 = none; the epoch kept is chosen on validation (default: 2)")
+                      "score after the layer-wise KD, 0 = none; the epoch kept is chosen on validation (default: 0: it did not pay "
+                      "on validation)")
     text.add_argument("--transfer", default=None, help="extra transfer texts: 'mosei' (train fold of "
                       "../shared/data/mosei/label.csv), a label.csv path, or 'none' (default: mosei)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="student seeds; the best on validation is "
