@@ -7,7 +7,6 @@ seed with the lowest validation MAE and report mean +- std over seeds.
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -17,25 +16,24 @@ from typing import Any
 import numpy as np
 import torch
 
-from edge_msa.atomic import write_text
 from edge_msa.checkpoint import data_record, load_checkpoint, save_checkpoint
-from edge_msa.data.base import DatasetSplits
+from edge_msa.data.base import DatasetSplits, FeatureSet
 from edge_msa.data.lineage import lineage, rebuild_splits
 from edge_msa.errors import ArtifactError, InputError
-from edge_msa.metrics import mean_std, msa_metrics
+from edge_msa.metrics import msa_metrics
 from edge_msa.models import create_model
 from edge_msa.models.encoders import fit_input_norms
 from edge_msa.models.student import Student, run_with_skipping
 from edge_msa.models.with_text import WithTextEncoder, fusion_of, text_front_end
 from edge_msa.spec import SKIPPABLE
-from edge_msa.teacher import SELECTION, leak_robust
+from edge_msa.teacher import leak_robust
 from edge_msa.training import TrainConfig, fit, predict, to_batch
 
 from . import measure
 from .distill import Distiller, TeacherTargets, init_from_teacher, kd_loss, teacher_targets
 from .options import CompressOptions
 from .prune import prune_student
-from .report import render_markdown, target_table
+from .results import CompressReport, Measurements, SeedRun, SeedTest, select_seed
 from .skip import SkipCache, calibrate, predict_with_skipping, skip_cache, skip_stats, train_gate
 from .text import student_text_encoder, transfer_texts
 
@@ -122,16 +120,22 @@ def _check_rebuild(path: Path, model: Student, batch: dict) -> None:
 
 
 def _one_seed(seed: int, teacher, splits: DatasetSplits, targets: TeacherTargets, options: CompressOptions,
-              out: Path, stage_seed: int | None, bar: _Progress, progress: bool, text_encoder=None) -> dict[str, Any]:
+              out: Path, stage_seed: int | None, bar: _Progress, progress: bool, text_encoder=None) -> SeedRun:
     """Stages init..gate for one seed; returns the student and what each stage did. Every stage and the seed are
     selected as the teacher's are (teacher.SELECTION): on validation with all modalities and with text alone."""
     torch.manual_seed(seed)
     selection = leak_robust(splits.valid)
     bar.start("init")
     student = _new_student(options, splits, teacher, text_encoder)
+    checkpoints: list[Path] = []
+
+    def save(stage: str) -> Path:
+        checkpoints.append(save_checkpoint(stage_path(out, stage, stage_seed), student, {"stage": stage, "seed": seed}))
+        return checkpoints[-1]
+
     fit_input_norms(student, splits.train.features, splits.train.lengths)
     copied = init_from_teacher(fusion_of(student), fusion_of(teacher))
-    save_checkpoint(stage_path(out, "init", stage_seed), student, {"stage": "init", "seed": seed})
+    save("init")
     bar.done(f"student '{options.student}' share={options.share}, {sum(p.numel() for p in student.parameters()):,} "
              f"params; copied from teacher: {', '.join(copied) or 'nothing (no matching shapes)'}")
 
@@ -140,24 +144,34 @@ def _one_seed(seed: int, teacher, splits: DatasetSplits, targets: TeacherTargets
     loss_fn = kd_loss(targets, options)
     res = fit(distiller, splits.train, selection, _train_config(options, options.epochs, seed), loss_fn=loss_fn,
               progress=progress, desc=f"distill seed {seed}")
-    save_checkpoint(stage_path(out, "distill", stage_seed), student, {"stage": "distill", "seed": seed})
+    save("distill")
     bar.done(f"best valid MAE {res.best_valid_mae:.4f} at epoch {res.best_epoch} ({len(res.history)} epochs)")
 
     bar.start("prune")
     example = {k: v for k, v in to_batch(splits.train, np.arange(min(8, len(splits.train)))).items() if k != "index"}
     n_before = sum(p.numel() for p in student.parameters())
     pruning = prune_student(fusion_of(student), fusion_batch(student, example), options.prune_ratio)
-    path = save_checkpoint(stage_path(out, "prune", stage_seed), student, {"stage": "prune", "seed": seed})
-    _check_rebuild(path, student, example)
+    _check_rebuild(save("prune"), student, example)
     n_after = sum(p.numel() for p in student.parameters())
     bar.done(f"ratio {options.prune_ratio}: {n_before:,} -> {n_after:,} params; {pruning['after']}")
 
     bar.start("finetune")
     res_ft = fit(distiller, splits.train, selection, _train_config(options, options.finetune_epochs, seed + 1),
                  loss_fn=loss_fn, progress=progress, desc=f"finetune seed {seed}")
-    save_checkpoint(stage_path(out, "finetune", stage_seed), student, {"stage": "finetune", "seed": seed})
+    save("finetune")
     bar.done(f"best valid MAE {res_ft.best_valid_mae:.4f} at epoch {res_ft.best_epoch}")
 
+    gate, calib, macs_step = _gate_stage(student, splits, options, seed, bar, progress)
+    save("gate")
+    valid_mae = float(np.mean(np.abs(predict(student, selection) - selection.labels)))
+    return SeedRun(seed, student, valid_mae, copied, pruning, gate, calib, macs_step,
+                   {"distill_epochs": len(res.history), "finetune_epochs": len(res_ft.history)}, checkpoints)
+
+
+def _gate_stage(student: Student, splits: DatasetSplits, options: CompressOptions, seed: int, bar: _Progress,
+                progress: bool) -> tuple[dict[str, Any], dict[str, Any], dict[str, float]]:
+    """Train the skip gate, then calibrate its thresholds (written into the student's config) on the
+    calibration split(s); returns the gate's training record, the calibration and the MACs per step."""
     bar.start("gate")
     gate = train_gate(student, splits.train, splits.valid, options.gate_epochs, options.skip_eps, seed, progress,
                       options.max_minutes)
@@ -167,13 +181,9 @@ def _one_seed(seed: int, teacher, splits: DatasetSplits, targets: TeacherTargets
     cache = SkipCache.concat([skip_cache(student, fs, macs_step) for fs in calib_sets])
     calib = calibrate(cache, mode, value, split=options.calibrate_on)
     student.config_params["skip_thresholds"] = list(calib["thresholds"])
-    save_checkpoint(stage_path(out, "gate", stage_seed), student, {"stage": "gate", "seed": seed})
     bar.done(f"thresholds {[round(t, 4) for t in calib['thresholds']]} ({mode} {value}) on {calib['split']} "
              f"(n={calib['n']}): saving {calib['saved_fraction']:.3f}, decisions flipped {calib['flip_rate']:.4f}")
-    valid_mae = float(np.mean(np.abs(predict(student, selection) - selection.labels)))
-    return {"seed": seed, "student": student, "valid_mae": valid_mae, "copied": copied,
-            "pruning": pruning, "gate": gate, "calibration": calib, "macs_per_step": macs_step,
-            "history": {"distill_epochs": len(res.history), "finetune_epochs": len(res_ft.history)}}
+    return gate, calib, macs_step
 
 
 def _macs_per_step(student: Student, splits: DatasetSplits) -> dict[str, float]:
@@ -204,8 +214,36 @@ def compress(teacher_path: str | os.PathLike, data: str | os.PathLike | None = N
 
 def _compress(teacher_path: Path, data: str | os.PathLike | None, out: Path, options: CompressOptions, progress: bool,
               splits: DatasetSplits | None) -> dict[str, Any]:
+    """load -> text encoder -> stages per seed -> evaluate -> write; returns the report as written."""
     bar = _Progress(progress, 3 + 5 * len(options.seeds))  # load, text, 5 stages per seed, evaluate
+    teacher, splits, targets = _load(teacher_path, data, splits, bar, progress)
 
+    bar.start("text")
+    text_encoder, text_info = (_text_stage(teacher, splits, options, progress) if isinstance(teacher, WithTextEncoder)
+                               else (None, {"note": "the teacher has no text encoder of its own (frozen features)"}))
+    bar.done(f"{text_info.get('params', {})}; vocabulary {text_info.get('vocabulary', {}).get('kept', '-')} rows"
+             if text_encoder is not None else text_info["note"])
+
+    multi = len(options.seeds) > 1
+    runs = [_one_seed(seed, teacher, splits, targets, options, out, seed if multi else None, bar, progress,
+                      text_encoder) for seed in options.seeds]
+    best = select_seed(runs)
+
+    bar.start("evaluate")  # its time is in timing.total_s, not in timing.stages_s
+    tests = [_test_seed(run, splits.test) for run in runs]
+    chosen = tests[runs.index(best)]
+    measured = _measure(teacher, best.student, chosen, splits, options)
+    report = CompressReport(out, teacher_path, teacher.model_name, options, splits, runs, best, tests, measured,
+                            text_info, bar.times, bar.close())
+    save_checkpoint(out, best.student, {"teacher": str(teacher_path), "data": lineage(splits), "seed": best.seed,
+                                        "metrics": chosen.metrics, "metrics_skip": chosen.metrics_skip,
+                                        "skip_thresholds": best.calibration["thresholds"]})
+    return report.write(*report_paths(out))
+
+
+def _load(teacher_path: Path, data: str | os.PathLike | None, splits: DatasetSplits | None, bar: _Progress,
+          progress: bool) -> tuple[Any, DatasetSplits, TeacherTargets]:
+    """The teacher, the splits in its shapes, and its outputs on the training split (the KD targets)."""
     bar.start("load")
     teacher, meta = load_checkpoint(teacher_path)
     if splits is None:  # the teacher's own splits (same file, format and validation carve), or --data's
@@ -216,120 +254,34 @@ def _compress(teacher_path: Path, data: str | os.PathLike | None, out: Path, opt
     targets = teacher_targets(teacher, splits.train)
     bar.done(f"teacher '{teacher.model_name}' ({sum(p.numel() for p in teacher.parameters()):,} params), data "
              f"{data_path} ({len(splits.train)}/{len(splits.valid)}/{len(splits.test)} train/valid/test)")
+    return teacher, splits, targets
 
-    bar.start("text")
-    text_encoder, text_info = (_text_stage(teacher, splits, options, progress) if isinstance(teacher, WithTextEncoder)
-                               else (None, {"note": "the teacher has no text encoder of its own (frozen features)"}))
-    bar.done(f"{text_info.get('params', {})}; vocabulary {text_info.get('vocabulary', {}).get('kept', '-')} rows"
-             if text_encoder is not None else text_info["note"])
 
-    runs = []
-    multi = len(options.seeds) > 1
-    for seed in options.seeds:
-        runs.append(_one_seed(seed, teacher, splits, targets, options, out, seed if multi else None, bar, progress,
-                              text_encoder))
-    best = min(runs, key=lambda r: r["valid_mae"])
-    student: Student = best["student"]
+def _test_seed(run: SeedRun, test: FeatureSet) -> SeedTest:
+    """One seed's student on the test split, without and with skipping."""
+    pred = predict(run.student, test)
+    pred_skip, ran = predict_with_skipping(run.student, test)
+    return SeedTest(run.seed, run.valid_mae, pred, pred_skip, msa_metrics(pred, test.labels),
+                    msa_metrics(pred_skip, test.labels), skip_stats(ran, test, run.macs_per_step))
 
-    bar.start("evaluate")
+
+def _measure(teacher, student: Student, chosen: SeedTest, splits: DatasetSplits,
+             options: CompressOptions) -> Measurements:
+    """Teacher vs kept student on the test split: accuracy, params and MACs per input (mean over test),
+    interleaved latency, and paired bootstraps (teacher - student, student - student with skipping)."""
     test = splits.test
-    truth = test.labels
-    pred_t = predict(teacher, test)
-    per_seed = []
-    for run in runs:
-        p_s = predict(run["student"], test)
-        p_k, ran = predict_with_skipping(run["student"], test)
-        per_seed.append({"seed": run["seed"], "valid_mae": run["valid_mae"], "pred": p_s, "pred_skip": p_k, "ran": ran,
-                         "student": msa_metrics(p_s, truth), "student_skip": msa_metrics(p_k, truth),
-                         "skip": skip_stats(ran, test, run["macs_per_step"]),
-                         "thresholds": run["calibration"]["thresholds"]})
-    chosen = next(r for r in per_seed if r["seed"] == best["seed"])
-    m_t = msa_metrics(pred_t, truth)
-
-    count_t = measure.mean_over_inputs(measure.count_model, teacher, test)  # MACs per input: mean over test
+    pred_teacher = predict(teacher, test)
+    count_t = measure.mean_over_inputs(measure.count_model, teacher, test)
     count_s = measure.mean_over_inputs(measure.count_model, student, test)
     parts_s = measure.mean_over_inputs(measure.count_student_parts, student, test)
     front = measure.text_front_end_params(splits.spec)
     lat = measure.latency(_timed(teacher, student, test), test, options.latency_calls, options.latency_threads)
-    boot = measure.paired_bootstrap(pred_t, chosen["pred"], truth, options.bootstrap)
-    boot_skip = measure.paired_bootstrap(chosen["pred"], chosen["pred_skip"], truth, options.bootstrap, seed=1)
-    total_s = bar.close()
-
-    def size(count: dict) -> dict:
-        with_front = count["params"] + front["params"] if front["params"] else None
-        return {"params": count["params"], "params_with_text_front_end": with_front, "macs": count["macs"],
-                "parts": count["parts"]}
-
-    end_to_end = _end_to_end(teacher, student, count_t, count_s, lat)
-    values = {
-        "param_reduction": count_t["params"] / count_s["params"],
-        "student_acc2_non0": chosen["student"]["acc2_non0"],
-        "latency_speedup": lat["teacher"]["p50"] / lat["student"]["p50"],
-        "acc2_non0_drop": m_t["acc2_non0"] - chosen["student"]["acc2_non0"],
-        "mae_rise": chosen["student"]["mae"] - m_t["mae"],
-        "skip_saved_fraction": chosen["skip"]["saved_fraction"],
-        "skip_extra_acc2_drop": chosen["student"]["acc2_non0"] - chosen["student_skip"]["acc2_non0"],
-        "runtime_minutes": total_s / 60,
-    }
-    report: dict[str, Any] = {
-        "format": "edge-msa-compress-report-v1",
-        "out": str(out),
-        "options": options.to_dict(),
-        "data": {**lineage(splits), "name": splits.name, "missing": splits.info["missing"],
-                 "sizes": {"train": len(splits.train), "valid": len(splits.valid), "test": len(test)}},
-        "teacher": {"path": str(teacher_path), "name": teacher.model_name, **size(count_t),
-                    "latency_ms_p50": lat["teacher"]["p50"], "latency_ms_p90": lat["teacher"]["p90"], "metrics": m_t},
-        "student": {"name": student.model_name, "seed": best["seed"], **size(count_s), "export_parts": parts_s,
-                    "config": dict(student.config_params),
-                    "latency_ms_p50": lat["student"]["p50"], "latency_ms_p90": lat["student"]["p90"],
-                    "metrics": chosen["student"]},
-        "student_skip": {"latency_ms_p50": lat["student_skip"]["p50"], "latency_ms_p90": lat["student_skip"]["p90"],
-                         "metrics": chosen["student_skip"]},
-        "skip": {"thresholds": chosen["thresholds"], "rate": chosen["skip"]["rate"],
-                 "saved_fraction": chosen["skip"]["saved_fraction"],
-                 "saved_fraction_gross": chosen["skip"]["saved_fraction_gross"],
-                 "encoder_macs_skipped": chosen["skip"]["encoder_macs_skipped"],
-                 "gate_macs": chosen["skip"]["gate_macs"], "encoder_macs_possible": chosen["skip"]["encoder_macs_possible"],
-                 "calibration": best["calibration"],
-                 "gate": best["gate"], "macs_per_step": best["macs_per_step"],
-                 "saved_counts": "saved_fraction (net) = (encoder MACs skipped - gate MACs) / encoder MACs if every "
-                                 "present audio/video ran (test); saved_fraction_gross leaves the gate out. The "
-                                 "gate sees only h_text + presence, so on raw media a skip also saves the "
-                                 "audio/video front end (not counted here)"},
-        "text_front_end": {**front, "included_in_params": False,
-                           "note": "frozen, shared by teacher and student; params_with_text_front_end adds it"},
-        "latency": {"backend": "torch CPU (eager)", "threads": options.latency_threads, "batch": 1,
-                    "train_threads": options.threads,
-                    "calls": options.latency_calls, "inputs": "test split, one utterance per call, interleaved",
-                    "text_front_end": ("from the raw transcript: tokenizer + text encoder timed in every call"
-                                       if end_to_end else
-                                       "text features precomputed: the shared MiniLM front end is not timed"),
-                    "torch": torch.__version__, "results": lat},
-        "end_to_end": end_to_end,
-        "text_encoder": text_info,
-        "compare": {"teacher_minus_student": boot, "student_minus_student_skip": boot_skip},
-        "seeds": {"values": list(options.seeds), "selected": best["seed"], "selection": f"lowest {SELECTION}",
-                  "per_seed": [{"seed": r["seed"], "valid_mae": r["valid_mae"], "student": r["student"],
-                                "student_skip": r["student_skip"], "skip": r["skip"]} for r in per_seed],
-                  "mean_std": {"student": mean_std([r["student"] for r in per_seed]),
-                               "student_skip": mean_std([r["student_skip"] for r in per_seed])}},
-        "init": {"copied_tensors": best["copied"],
-                 "note": "student <- teacher tensors copied where names and shapes match; the rest from scratch"},
-        "pruning": {"ratio": options.prune_ratio, "tool": "torch-pruning MetaPruner, GroupMagnitudeImportance(p=2)",
-                    **best["pruning"]},
-        "stages": {"checkpoints": [str(stage_path(out, s, r["seed"] if multi else None))
-                                   for r in runs for s in ("init", "distill", "prune", "finetune", "gate")],
-                   "history": {str(r["seed"]): r["history"] for r in runs}},
-        "timing": {"stages_s": bar.times, "total_s": total_s},
-        "targets": target_table(values, end_to_end=bool(end_to_end)),
-    }
-    report_json, report_md = report_paths(out)
-    save_checkpoint(out, student, {"teacher": str(teacher_path), "data": lineage(splits),
-                                   "seed": best["seed"], "metrics": chosen["student"],
-                                   "metrics_skip": chosen["student_skip"], "skip_thresholds": chosen["thresholds"]})
-    write_text(report_json, json.dumps(report, indent=2, default=_json_default) + "\n")
-    write_text(report_md, render_markdown(report))
-    return report
+    compare = {"teacher_minus_student": measure.paired_bootstrap(pred_teacher, chosen.pred, test.labels,
+                                                                 options.bootstrap),
+               "student_minus_student_skip": measure.paired_bootstrap(chosen.pred, chosen.pred_skip, test.labels,
+                                                                      options.bootstrap, seed=1)}
+    return Measurements(msa_metrics(pred_teacher, test.labels), count_t, count_s, parts_s, front, lat, compare,
+                        _end_to_end(teacher, student, count_t, count_s, lat))
 
 
 def _timed(teacher, student, test) -> dict[str, Any]:
@@ -355,10 +307,3 @@ def _end_to_end(teacher, student, count_t: dict, count_s: dict, lat: dict) -> di
             "fusion_only": {"teacher_params": fusion_t, "student_params": fusion_s, "params_ratio": fusion_t / fusion_s,
                             "note": "fusion part only (audio/video encoders, fusion, head, gate): no text encoder"}}
 
-
-def _json_default(x: Any) -> Any:
-    if isinstance(x, (np.floating, np.integer)):
-        return x.item()
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
