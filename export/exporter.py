@@ -3,16 +3,17 @@ validated by a parity run of the on-device Predictor against the torch model. Wr
 failed export (parity, missing tensorrt, bad data) leaves no bundle behind."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from edge_msa.atomic import atomic_dir, write_text
 from edge_msa.errors import require
 from edge_msa.features.text import NAME as MINILM, default_onnx_path, default_tokenizer_path
-from edge_msa.runtime.manifest import Manifest, write_manifest
+from edge_msa.runtime.manifest import MANIFEST, Manifest, write_manifest
 from edge_msa.spec import MODALITIES
 from edge_msa.version import __version__
 
@@ -43,90 +44,167 @@ def export(checkpoint: str | os.PathLike, format: str = "onnx", out: str | os.Pa
     The student exports as parts (gate, encoders, fuse) for run-time modality skipping; any other
     MSAModel (or the student with single_graph=True) as one graph without skipping. `data` (a dataset
     path for edge_msa.data.load_dataset) supplies real validation inputs for the parity and accuracy checks.
+    Steps: fp32 graphs -> their parity -> the format's graphs -> their accuracy -> device files -> the
+    manifest, written once, last; all inside one atomic directory.
     """
     fmt = get_format(format)
     opts = resolve_options(fmt, {"single_graph": single_graph, "opset": opset, **options})
     if fmt.requires:  # fail before any work, and before anything is written
         require(fmt.requires, f"--format {fmt.name}", fmt.fix)
+    from edge_msa.checkpoint import load_checkpoint
+
+    say = log or (lambda _msg: None)
+    model, meta = load_checkpoint(checkpoint)
+    config = model.export_config(single_graph=bool(opts["single_graph"]))  # the model says how it exports
+    layout = config.layout
+    checks = _checks(model, meta, layout, data, int(opts["max_batch"]))
+    out = Path(out)
+    with atomic_dir(out, MANIFEST, "bundle") as tmp:
+        ctx, manifest = _export_fp32(config, meta, tmp, fmt, opts, str(checkpoint), data)
+        _check_fp32(ctx, manifest, checks, fmt, say)
+        _convert(ctx, manifest, fmt)
+        if manifest.precision != "fp32":
+            _check_converted(ctx, manifest, checks, float(opts["max_drop"]), say)
+        _add_device_files(ctx, manifest)
+        write_manifest(tmp, manifest)
+    say(f"bundle written to {out} ({layout} layout, {manifest.precision}, {len(manifest.graphs)} graphs)")
+    return out
+
+
+@dataclass
+class _Checks:
+    """What the bundle is validated on: real validation inputs (or random ones) in every modality subset."""
+
+    model: Any
+    layout: str
+    batches: list  # parity.ParityBatch, in engine-sized chunks
+    valid: Any  # the validation FeatureSet, or None without --data
+    inputs: str  # what the batches are, in words
+
+
+def _checks(model, meta: dict[str, Any], layout: str, data: str | os.PathLike | None, max_batch: int) -> _Checks:
+    from edge_msa.checkpoint import data_record
+
+    from .parity import RANDOM_INPUTS, parity_batches
+
+    valid = _validation_split(data, model, data_record(meta)) if data else None
+    inputs = (f"all {len(valid)} validation samples of {data}" if valid is not None
+              else f"{RANDOM_INPUTS} random inputs of the spec's shapes")
+    return _Checks(model, layout, parity_batches(model.spec, valid, max_batch=max_batch), valid, inputs)
+
+
+def _export_fp32(config, meta: dict[str, Any], bundle: Path, fmt, opts: dict[str, Any], checkpoint: str,
+                 data: str | os.PathLike | None) -> tuple[ExportContext, Manifest]:
+    """The fp32 ONNX graphs in `bundle`, and the manifest describing them (not written yet)."""
+    from edge_msa.checkpoint import data_record
+
+    from . import onnx as onnx_export
+
+    model, layout, spec = config.model, config.layout, config.model.spec
+    exported = onnx_export.export_graphs(config, bundle, int(opts["opset"]), bool(opts["dedupe"]),
+                                         bool(opts["short_names"]))
+    io = {name: [list(i), list(o)] for name, (i, o) in config.io.items()}
+    versions = _versions(int(opts["opset"]))
+    manifest = Manifest(
+        feature_spec=spec, graphs={n: e["file"] for n, e in exported.items()}, layout=layout, precision="fp32",
+        model=model.model_name, io=io,
+        skip_thresholds=list(model.config_params["skip_thresholds"]) if layout == "parts" else None,
+        front_ends={m: spec.front_end(m) for m in MODALITIES},
+        export_options={"format": fmt.name, **opts, "checkpoint": checkpoint, "data": str(data) if data else None,
+                        "graph_bytes": {n: {k: e[k] for k in ("bytes_exported", "bytes")} for n, e in exported.items()}},
+        versions=versions, metrics={"checkpoint_meta": meta.get("metrics", {})}, data=data_record(meta))
+    ctx = ExportContext(model, spec, layout, bundle, {n: bundle / e["file"] for n, e in exported.items()}, opts,
+                        versions=versions)
+    return ctx, manifest
+
+
+def _versions(opset: int) -> dict[str, str]:
     import onnx
     import onnxruntime
     import torch
 
-    from edge_msa.checkpoint import data_record, load_checkpoint
-    from edge_msa.runtime.predictor import load
+    return {"edge_msa": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__, "opset": str(opset)}
 
-    from . import onnx as onnx_export
-    from .parity import RANDOM_INPUTS, check_graphs, check_metrics, parity_batches
+
+def _check_fp32(ctx: ExportContext, manifest: Manifest, checks: _Checks, fmt, say: Callable[[str], None]) -> None:
+    """Parity of the fp32 graphs with torch (raises ParityError past atol); records the graphs' real feeds in
+    `ctx.feeds` (TensorRT INT8 calibration) and, when these graphs are the bundle's, their validation metrics."""
+    from .parity import check_graphs, check_metrics
+
+    with _predictor(ctx.out, manifest, providers=["CPUExecutionProvider"]) as predictor:
+        fp32, ctx.feeds = check_graphs(checks.model, checks.layout, predictor, checks.batches,
+                                       float(ctx.options["atol"]), checks.inputs)
+        if fmt.precision == "fp32" and checks.valid is not None:
+            manifest.metrics["valid"] = check_metrics(checks.model, checks.layout, predictor, checks.valid, None)
+    say(_parity_line(fp32))
+    manifest.parity = fp32.to_dict()  # {max_abs_diff per graph + "score", atol, ok, ...}
+
+
+def _convert(ctx: ExportContext, manifest: Manifest, fmt) -> None:
+    """The format's graphs from the fp32 ones (fp32: the same files), slimmed; the manifest now describes them."""
+    opts = ctx.options
+    manifest.graphs = fmt.build_fn()(ctx)
+    for name, file in manifest.graphs.items():  # fp16/int8 converters add long names and value_info
+        if file.endswith(".onnx") and fmt.precision != "fp32":
+            manifest.export_options["graph_bytes"][name]["bytes"] = slim_file(
+                ctx.out / file, dedupe=bool(opts["dedupe"]), short_names=bool(opts["short_names"]))
+    manifest.precision = fmt.precision if fmt.name != "engine" else f"engine-{opts['trt_precision']}"
+    manifest.backend = fmt.backend
+    manifest.export_options.update(ctx.export_notes)
+    if fmt.backend == "tensorrt":
+        manifest.export_options["onnx_graphs"] = {n: p.name for n, p in ctx.onnx_graphs.items()}
+
+
+def _check_converted(ctx: ExportContext, manifest: Manifest, checks: _Checks, max_drop: float,
+                     say: Callable[[str], None]) -> None:
+    """The converted graphs' deviation from torch (measured, not judged) and their validation accuracy, judged
+    by the Acc-2 drop (raises ParityError past `max_drop` points); random inputs only measure."""
+    from .parity import check_graphs, check_metrics
+
+    with _predictor(ctx.out, manifest) as predictor:
+        measured, _ = check_graphs(checks.model, checks.layout, predictor, checks.batches, None, checks.inputs)
+        manifest.parity[manifest.precision] = measured.to_dict()
+        if checks.valid is not None:
+            manifest.metrics["valid"] = check_metrics(checks.model, checks.layout, predictor, checks.valid, max_drop)
+            say(_metric_line(manifest.precision, manifest.metrics["valid"]))
+        else:
+            manifest.metrics["valid"] = {"unavailable": "no --data given; accuracy drop not measured"}
+            say(f"{manifest.precision}: max|Δ| vs torch = {measured.max_abs_diff['score']:.1e} on random "
+                "inputs (pass --data to judge it by the Acc-2 drop)")
+
+
+def _add_device_files(ctx: ExportContext, manifest: Manifest) -> None:
+    """What travels beside the graphs: trtexec command lines, the TensorRT op check, the text front end."""
     from .trt_support import check_ops, trtexec_lines
 
-    say = log or (lambda _msg: None)
-    model, meta = load_checkpoint(checkpoint)
-    spec = model.spec
-    config = model.export_config(single_graph=bool(opts["single_graph"]))  # the model says how it exports
-    layout = config.layout
-    valid = _validation_split(data, model, data_record(meta)) if data else None
-    inputs = (f"all {len(valid)} validation samples of {data}" if valid is not None
-              else f"{RANDOM_INPUTS} random inputs of the spec's shapes")
-    versions = {"edge_msa": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
-                "onnxruntime": onnxruntime.__version__, "opset": str(opts["opset"])}
-    out = Path(out)
-    with atomic_dir(out, "manifest.json", "bundle") as tmp:
-        exported = onnx_export.export_graphs(config, tmp, int(opts["opset"]), bool(opts["dedupe"]),
-                                             bool(opts["short_names"]))
-        io = {name: [list(i), list(o)] for name, (i, o) in config.io.items()}
-        manifest = Manifest(
-            feature_spec=spec, graphs={n: e["file"] for n, e in exported.items()}, layout=layout, precision="fp32",
-            model=model.model_name, io=io,
-            skip_thresholds=list(model.config_params["skip_thresholds"]) if layout == "parts" else None,
-            front_ends={m: spec.front_end(m) for m in MODALITIES},
-            export_options={"format": fmt.name, **opts, "checkpoint": str(checkpoint), "data": str(data) if data else None,
-                            "graph_bytes": {n: {k: e[k] for k in ("bytes_exported", "bytes")}
-                                            for n, e in exported.items()}},
-            versions=versions, metrics={"checkpoint_meta": meta.get("metrics", {})}, data=data_record(meta))
-        write_manifest(tmp, manifest)
-        batches = parity_batches(spec, valid, max_batch=int(opts["max_batch"]))
-        with load(tmp, providers=["CPUExecutionProvider"]) as predictor:
-            fp32, feeds = check_graphs(model, layout, predictor, batches, float(opts["atol"]), inputs)
-            if fmt.precision == "fp32" and valid is not None:  # these graphs are the bundle's: measure them here
-                manifest.metrics["valid"] = check_metrics(model, layout, predictor, valid, None)
-        say(_parity_line(fp32))
-        manifest.parity = fp32.to_dict()  # {max_abs_diff per graph + "score", atol, ok, ...}
-        ctx = ExportContext(model, spec, layout, tmp, {n: tmp / e["file"] for n, e in exported.items()}, opts,
-                            feeds, versions)
-        manifest.graphs = fmt.build_fn()(ctx)
-        for name, file in manifest.graphs.items():  # fp16/int8 converters add long names and value_info
-            if file.endswith(".onnx") and fmt.precision != "fp32":
-                manifest.export_options["graph_bytes"][name]["bytes"] = slim_file(
-                    tmp / file, dedupe=bool(opts["dedupe"]), short_names=bool(opts["short_names"]))
-        manifest.precision = fmt.precision if fmt.name != "engine" else f"engine-{opts['trt_precision']}"
-        manifest.backend = fmt.backend
-        manifest.export_options.update(ctx.export_notes)
-        if fmt.backend == "tensorrt":
-            manifest.export_options["onnx_graphs"] = {n: p.name for n, p in ctx.onnx_graphs.items()}
-        write_manifest(tmp, manifest)
-        if manifest.precision != "fp32":
-            with load(tmp) as predictor:
-                measured, _ = check_graphs(model, layout, predictor, batches, None, inputs)
-                manifest.parity[manifest.precision] = measured.to_dict()
-                if valid is not None:
-                    manifest.metrics["valid"] = check_metrics(model, layout, predictor, valid, float(opts["max_drop"]))
-                    say(_metric_line(manifest.precision, manifest.metrics["valid"]))
-                else:
-                    manifest.metrics["valid"] = {"unavailable": "no --data given; accuracy drop not measured"}
-                    say(f"{manifest.precision}: max|Δ| vs torch = {measured.max_abs_diff['score']:.1e} on random "
-                        "inputs (pass --data to judge it by the Acc-2 drop)")
-        write_text(tmp / "trtexec.txt", trtexec_lines(ctx.onnx_graphs, spec, int(opts["max_batch"]),
-                                                      opts.get("trt_precision", "fp16")))
-        manifest.tensorrt_check = check_ops({n: tmp / f for n, f in manifest.graphs.items() if f.endswith(".onnx")}
-                                            or ctx.onnx_graphs)
-        if spec.front_end("text") == MINILM:
-            manifest.text_encoder = _copy_text_encoder(tmp)
-        elif getattr(model, "tokenizer_path", None):  # the model encodes token ids itself: only the tokenizer travels
-            shutil.copyfile(model.tokenizer_path, tmp / "tokenizer.json")
-            manifest.text_encoder = {"tokenizer": "tokenizer.json"}
-        write_manifest(tmp, manifest)
-    say(f"bundle written to {out} ({layout} layout, {manifest.precision}, {len(manifest.graphs)} graphs)")
-    return out
+    bundle, opts = ctx.out, ctx.options
+    write_text(bundle / "trtexec.txt", trtexec_lines(ctx.onnx_graphs, ctx.spec, int(opts["max_batch"]),
+                                                     opts.get("trt_precision", "fp16")))
+    manifest.tensorrt_check = check_ops({n: bundle / f for n, f in manifest.graphs.items() if f.endswith(".onnx")}
+                                        or ctx.onnx_graphs)
+    if ctx.spec.front_end("text") == MINILM:
+        manifest.text_encoder = _copy_text_encoder(bundle)
+    elif getattr(ctx.model, "tokenizer_path", None):  # the model encodes token ids itself: only the tokenizer travels
+        shutil.copyfile(ctx.model.tokenizer_path, bundle / "tokenizer.json")
+        manifest.text_encoder = {"tokenizer": "tokenizer.json"}
+
+
+@contextlib.contextmanager
+def _predictor(bundle: Path, manifest: Manifest, providers: list[str] | None = None) -> Iterator[Any]:
+    """The on-device Predictor over `bundle`'s graphs, described by `manifest` as it will be read back (a round trip
+    through its dict checks it as runtime.load's read_manifest would), so the bundle is validated before its
+    manifest is written, once. Opens the graphs as runtime.load does."""
+    from edge_msa.runtime.backend import backend_class
+    from edge_msa.runtime.predictor import Predictor
+
+    manifest = Manifest.from_dict(manifest.to_dict(), where="the manifest being exported")
+    cls = backend_class(manifest.backend)
+    options = {"providers": providers, "threads": None} if manifest.backend == "onnxruntime" else {}
+    with contextlib.ExitStack() as opened:
+        backends = {part: opened.enter_context(cls(bundle / file, label=part, **options))
+                    for part, file in manifest.graphs.items()}
+        yield Predictor(manifest, backends, bundle)
 
 
 def _validation_split(data, model, record):
