@@ -67,18 +67,9 @@ def train_teacher(model: str = "fd_cmdie", data: str | os.PathLike | None = None
     `<out stem>.metrics.json`.
     """
     from .checkpoint import save_checkpoint
-    from .data.lineage import lineage
-    from .models import list_models
-    from .spec import suggest
 
-    if model not in list_models():  # before the (slow) data load
-        raise InputError(f"unknown model '{model}'{suggest(model, list_models())}")
-    if not seeds:
-        raise InputError("no seeds given; expected at least one seed, e.g. --seeds 0")
-    if text_encoder is None:
-        text_encoder = "frozen" if splits is not None and not _token_spec(splits.spec) else "finetune"
-    if text_encoder not in TEXT_ENCODERS:
-        raise InputError(f"--text-encoder '{text_encoder}'{suggest(text_encoder, TEXT_ENCODERS)}")
+    _check_request(model, seeds)  # before the (slow) data load
+    text_encoder = _text_encoder_mode(text_encoder, splits)
     pretrained = _pretrained_text(text_model) if text_encoder == "finetune" else None
     if splits is None:
         splits = _load(data, fmt, seed=int(seeds[0]), progress=progress,
@@ -89,13 +80,41 @@ def train_teacher(model: str = "fd_cmdie", data: str | os.PathLike | None = None
     runs = [_train_seed(model, int(seed), splits, model_params, pretrained, settings, progress) for seed in seeds]
     best = min(runs, key=lambda r: r["valid_mae"])  # each seed built its own net, kept as it is
     metrics = _metrics(model, text_encoder, splits, settings, runs, best)
-    meta = {"dataset": splits.name, "text_encoder": text_encoder, "seeds": [int(s) for s in seeds],
+    save_checkpoint(out, best["net"], _checkpoint_meta(text_encoder, splits, settings, runs, best, metrics))
+    write_text(metrics_path(out), json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+def _check_request(model: str, seeds: Sequence[int]) -> None:
+    from .models import list_models
+    from .spec import suggest
+
+    if model not in list_models():
+        raise InputError(f"unknown model '{model}'{suggest(model, list_models())}")
+    if not seeds:
+        raise InputError("no seeds given; expected at least one seed, e.g. --seeds 0")
+
+
+def _text_encoder_mode(text_encoder: str | None, splits) -> str:
+    """`text_encoder` checked; None: "finetune", unless given splits carry text features rather than token ids."""
+    from .spec import suggest
+
+    if text_encoder is None:
+        text_encoder = "frozen" if splits is not None and not _token_spec(splits.spec) else "finetune"
+    if text_encoder not in TEXT_ENCODERS:
+        raise InputError(f"--text-encoder '{text_encoder}'{suggest(text_encoder, TEXT_ENCODERS)}")
+    return text_encoder
+
+
+def _checkpoint_meta(text_encoder: str, splits, settings: dict, runs: list[dict], best: dict,
+                     metrics: dict[str, Any]) -> dict[str, Any]:
+    """What the teacher checkpoint records beside its weights: selection, per-seed test scores, data lineage."""
+    from .data.lineage import lineage
+
+    return {"dataset": splits.name, "text_encoder": text_encoder, "seeds": [r["seed"] for r in runs],
             "selected_seed": best["seed"], "per_seed_test": {str(r["seed"]): r["test"] for r in runs},
             "train_seconds": {str(r["seed"]): r["train_seconds"] for r in runs}, "params": metrics["params"],
             "train_settings": settings["fusion"], "data": lineage(splits), "created": time.time()}
-    save_checkpoint(out, best["net"], meta)
-    write_text(metrics_path(out), json.dumps(metrics, indent=2) + "\n")
-    return metrics
 
 
 def _check_splits(splits, pretrained, text_encoder: str) -> None:
