@@ -161,18 +161,21 @@ def _one_seed(seed: int, teacher, splits: DatasetSplits, targets: TeacherTargets
     save("finetune")
     bar.done(f"best valid MAE {res_ft.best_valid_mae:.4f} at epoch {res_ft.best_epoch}")
 
-    gate, calib, macs_step = _gate_stage(student, splits, options, seed, bar, progress)
+    bar.start("gate")
+    gate, calib, macs_step = _gate(student, splits, options, seed, progress)
     save("gate")
+    bar.done(f"thresholds {[round(t, 4) for t in calib['thresholds']]} ({calib['mode']} {calib['value']}) on "
+             f"{calib['split']} (n={calib['n']}): saving {calib['saved_fraction']:.3f}, decisions flipped "
+             f"{calib['flip_rate']:.4f}")
     valid_mae = float(np.mean(np.abs(predict(student, selection) - selection.labels)))
     return SeedRun(seed, student, valid_mae, copied, pruning, gate, calib, macs_step,
                    {"distill_epochs": len(res.history), "finetune_epochs": len(res_ft.history)}, checkpoints)
 
 
-def _gate_stage(student: Student, splits: DatasetSplits, options: CompressOptions, seed: int, bar: _Progress,
-                progress: bool) -> tuple[dict[str, Any], dict[str, Any], dict[str, float]]:
+def _gate(student: Student, splits: DatasetSplits, options: CompressOptions, seed: int,
+          progress: bool) -> tuple[dict[str, Any], dict[str, Any], dict[str, float]]:
     """Train the skip gate, then calibrate its thresholds (written into the student's config) on the
     calibration split(s); returns the gate's training record, the calibration and the MACs per step."""
-    bar.start("gate")
     gate = train_gate(student, splits.train, splits.valid, options.gate_epochs, options.skip_eps, seed, progress,
                       options.max_minutes)
     macs_step = _macs_per_step(student, splits)
@@ -181,8 +184,6 @@ def _gate_stage(student: Student, splits: DatasetSplits, options: CompressOption
     cache = SkipCache.concat([skip_cache(student, fs, macs_step) for fs in calib_sets])
     calib = calibrate(cache, mode, value, split=options.calibrate_on)
     student.config_params["skip_thresholds"] = list(calib["thresholds"])
-    bar.done(f"thresholds {[round(t, 4) for t in calib['thresholds']]} ({mode} {value}) on {calib['split']} "
-             f"(n={calib['n']}): saving {calib['saved_fraction']:.3f}, decisions flipped {calib['flip_rate']:.4f}")
     return gate, calib, macs_step
 
 
