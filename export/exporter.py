@@ -83,6 +83,7 @@ class _Checks:
 
 
 def _checks(model, meta: dict[str, Any], layout: str, data: str | os.PathLike | None, max_batch: int) -> _Checks:
+    """The validation split of `data` (read before anything is written, so bad data fails first), or random inputs."""
     from edge_msa.checkpoint import data_record
 
     from .parity import RANDOM_INPUTS, parity_batches
