@@ -218,6 +218,7 @@ def _compress(teacher_path: Path, data: str | os.PathLike | None, out: Path, opt
     """load -> text encoder -> stages per seed -> evaluate -> write; returns the report as written."""
     bar = _Progress(progress, 3 + 5 * len(options.seeds))  # load, text, 5 stages per seed, evaluate
     teacher, splits, targets = _load(teacher_path, data, splits, bar, progress)
+    options = options.for_teacher(own_text_encoder=isinstance(teacher, WithTextEncoder))
 
     bar.start("text")
     text_encoder, text_info = (_text_stage(teacher, splits, options, progress) if isinstance(teacher, WithTextEncoder)

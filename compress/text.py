@@ -22,7 +22,6 @@ from torch import nn
 
 from edge_msa.data.assemble import pad_sequences
 from edge_msa.errors import InputError, require
-from edge_msa.models.layers import masked_mean
 from edge_msa.models.text_bert import BertEncoder
 from edge_msa.models.with_text import token_ids
 from edge_msa.training import modality_tensors

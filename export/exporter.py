@@ -43,7 +43,8 @@ def export(checkpoint: str | os.PathLike, format: str = "onnx", out: str | os.Pa
 
     The student exports as parts (gate, encoders, fuse) for run-time modality skipping; any other
     MSAModel (or the student with single_graph=True) as one graph without skipping. `data` (a dataset
-    path for edge_msa.data.load_dataset) supplies real validation inputs for the parity and accuracy checks.
+    path for edge_msa.data.load_dataset; default: the file the checkpoint's lineage names, where it exists) supplies
+    real validation inputs for the parity and accuracy checks.
     Steps: fp32 graphs -> their parity -> the format's graphs -> their accuracy -> device files -> the
     manifest, written once, last; all inside one atomic directory.
     """
@@ -55,6 +56,7 @@ def export(checkpoint: str | os.PathLike, format: str = "onnx", out: str | os.Pa
 
     say = log or (lambda _msg: None)
     model, meta = load_checkpoint(checkpoint)
+    data = data or _recorded_data(meta)
     config = model.export_config(single_graph=bool(opts["single_graph"]))  # the model says how it exports
     layout = config.layout
     checks = _checks(model, meta, layout, data, int(opts["max_batch"]))
@@ -80,6 +82,15 @@ class _Checks:
     batches: list  # parity.ParityBatch, in engine-sized chunks
     valid: Any  # the validation FeatureSet, or None without --data
     inputs: str  # what the batches are, in words
+
+
+def _recorded_data(meta: dict[str, Any]) -> str | None:
+    """The dataset file the checkpoint was trained on, if it is still where its lineage says (else None: random
+    inputs, with the one-line note that --data would judge the accuracy drop)."""
+    from edge_msa.checkpoint import data_record
+
+    recorded = (data_record(meta) or {}).get("path")
+    return recorded if recorded and Path(recorded).is_file() else None
 
 
 def _checks(model, meta: dict[str, Any], layout: str, data: str | os.PathLike | None, max_batch: int) -> _Checks:

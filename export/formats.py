@@ -65,7 +65,7 @@ def resolve_options(fmt: Format, options: dict[str, Any]) -> dict[str, Any]:
                 raise InputError(f"option '{key}' does not apply to format '{fmt.name}'; it takes "
                                  f"{', '.join(sorted(fmt.options))}")
             raise InputError(f"unknown export option '{key}'{suggest(key, every)}")
-    resolved = {k: DEFAULTS[k] for k in fmt.options}
+    resolved = {k: DEFAULTS[k] for k in sorted(fmt.options)}  # sorted: manifests reproducible byte for byte
     resolved.update(options)
     if not 11 <= int(resolved["opset"]) <= 20:
         raise InputError(f"opset {resolved['opset']} is out of range; expected 11..20 (17 suits TensorRT 8.5+)")

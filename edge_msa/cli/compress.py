@@ -30,8 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "else ../shared/data/mosi/mosi_utterance_std.npz)")
     p.add_argument("--out", default="student.pt", help="student checkpoint to write (default: student.pt)")
     # knob defaults live in compress.CompressOptions only (None here = not given); help repeats them
-    p.add_argument("--prune-ratio", type=float, default=None, help="fraction of heads/hidden channels to remove, "
-                   "0 <= r < 1 (default: 0.5, chosen on validation: see the README)")
+    p.add_argument("--prune-ratio", type=float, default=None, help="fraction of the fusion part's heads/hidden "
+                   "channels to remove, 0 <= r < 1 (default, chosen on validation: see the README: 0 when the teacher "
+                   "carries its own text encoder, which torch-pruning prunes instead; 0.5 for a frozen-encoder teacher)")
     p.add_argument("--share", default=None, choices=("depth", "depth+modality"),
                    help="one block reused across depth, and also across the text and fusion streams "
                    "(default: depth+modality)")
