@@ -3,12 +3,11 @@ validated by a parity run of the on-device Predictor against the torch model. Wr
 failed export (parity, missing tensorrt, bad data) leaves no bundle behind."""
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from edge_msa.atomic import atomic_dir, write_text
 from edge_msa.errors import require
@@ -202,21 +201,14 @@ def _add_device_files(ctx: ExportContext, manifest: Manifest) -> None:
         manifest.text_encoder = {"tokenizer": "tokenizer.json"}
 
 
-@contextlib.contextmanager
-def _predictor(bundle: Path, manifest: Manifest, providers: list[str] | None = None) -> Iterator[Any]:
+def _predictor(bundle: Path, manifest: Manifest, providers: list[str] | None = None) -> Any:
     """The on-device Predictor over `bundle`'s graphs, described by `manifest` as it will be read back (a round trip
     through its dict checks it as runtime.load's read_manifest would), so the bundle is validated before its
-    manifest is written, once. Opens the graphs as runtime.load does."""
-    from edge_msa.runtime.backend import backend_class
-    from edge_msa.runtime.predictor import Predictor
+    manifest is written, once."""
+    from edge_msa.runtime.predictor import open_bundle
 
-    manifest = Manifest.from_dict(manifest.to_dict(), where="the manifest being exported")
-    cls = backend_class(manifest.backend)
-    options = {"providers": providers, "threads": None} if manifest.backend == "onnxruntime" else {}
-    with contextlib.ExitStack() as opened:
-        backends = {part: opened.enter_context(cls(bundle / file, label=part, **options))
-                    for part, file in manifest.graphs.items()}
-        yield Predictor(manifest, backends, bundle)
+    return open_bundle(bundle, Manifest.from_dict(manifest.to_dict(), where="the manifest being exported"),
+                       providers=providers)
 
 
 def _validation_split(data, model, record):

@@ -342,7 +342,13 @@ def load(bundle_dir: str | os.PathLike, backend: str | None = None, providers: S
     """Open a bundle: read its manifest and load every graph with `backend` (default: the one the bundle
     was exported for, "onnxruntime" for .onnx graphs, "tensorrt" for engines)."""
     bundle = Path(bundle_dir)
-    manifest = read_manifest(bundle)
+    return open_bundle(bundle, read_manifest(bundle), backend, providers, threads)
+
+
+def open_bundle(bundle: Path, manifest: Manifest, backend: str | None = None, providers: Sequence[str] | None = None,
+                threads: int | None = None) -> Predictor:
+    """A Predictor over `bundle`'s graphs as `manifest` describes them (load's second half; export validates a
+    bundle through it before its manifest is written)."""
     name = backend or manifest.backend
     if name == "torch":
         raise InputError("the torch backend wraps a model in memory (export's parity check), not a bundle; "
