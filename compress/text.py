@@ -236,6 +236,7 @@ def distill_layers(student: BertEncoder, teacher_hidden: int, id_rows: list[list
 def teacher_text_scores(fusion: nn.Module, last_states: list[torch.Tensor], batch_size: int = 256) -> np.ndarray:
     """The teacher's score of each transfer text with audio and video missing, from its cached last-layer states
     (only the fusion part runs: the encoder's pass is already paid for by the layer targets)."""
+    from edge_msa.data.base import missing_modality
     from edge_msa.spec import MODALITIES
 
     fusion.eval()
@@ -244,8 +245,8 @@ def teacher_text_scores(fusion: nn.Module, last_states: list[torch.Tensor], batc
         chunk = last_states[start:start + batch_size]
         states, mask = modality_tensors(*pad_sequences([c.float().numpy() for c in chunk]))
         batch = {"text": states, "text_mask": mask}
-        for m, dim in zip(MODALITIES[1:], fusion.spec.dims[1:]):  # missing: one zero step, masked out
-            batch[m], batch[f"{m}_mask"] = torch.zeros(len(chunk), 1, dim), torch.zeros(len(chunk), 1, dtype=torch.bool)
+        for m, dim in zip(MODALITIES[1:], fusion.spec.dims[1:]):
+            batch[m], batch[f"{m}_mask"] = modality_tensors(*missing_modality(len(chunk), dim))
         scores.append(fusion(batch)["score"])
     return torch.cat(scores).numpy()
 
@@ -260,7 +261,7 @@ def distill_scores(student: BertEncoder, id_rows: list[list[int]], targets: np.n
     start = time.perf_counter()
     probe = TextProbe(student).train()
     target = torch.from_numpy(np.asarray(targets, dtype=np.float32))
-    best: dict[str, Any] = {"mae": float("inf")}
+    best: dict[str, Any] = {"mae": float("inf"), "epochs": 0}
 
     def batch_loss(rows: np.ndarray) -> torch.Tensor:
         ids, mask = _padded([id_rows[i] for i in rows])
@@ -272,7 +273,8 @@ def distill_scores(student: BertEncoder, id_rows: list[list[int]], targets: np.n
         ids, mask = _padded(valid[0])
         mae = float(np.mean(np.abs(probe({"text": ids, "text_mask": mask})["score"].numpy() - valid[1])))
         if mae < best["mae"]:
-            best.update(mae=mae, state=copy.deepcopy(student.state_dict()))
+            best.update(mae=mae, state=copy.deepcopy(student.state_dict()), epoch=best["epochs"])
+        best["epochs"] += 1
         probe.train()
         return {"valid_mae_text_only": round(mae, 4)}
 
@@ -282,8 +284,8 @@ def distill_scores(student: BertEncoder, id_rows: list[list[int]], targets: np.n
                             after_epoch=validate)
     student.load_state_dict(best["state"])
     student.eval()
-    return {"epochs_run": len(history), "history": history, "kept_epoch": int(np.argmin(
-        [h["valid_mae_text_only"] for h in history])), "seconds": round(time.perf_counter() - start, 1)}
+    return {"epochs_run": len(history), "history": history, "kept_epoch": best["epoch"],
+            "seconds": round(time.perf_counter() - start, 1)}
 
 
 def transfer_texts(splits, transfer: str | None, tokenizer_path, max_len: int, progress: bool) -> dict[str, Any]:

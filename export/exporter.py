@@ -55,7 +55,7 @@ def export(checkpoint: str | os.PathLike, format: str = "onnx", out: str | os.Pa
 
     say = log or (lambda _msg: None)
     model, meta = load_checkpoint(checkpoint)
-    data = data or _recorded_data(meta)
+    data = data or _recorded_file(meta)  # else random inputs, with a note that --data would judge the Acc-2 drop
     config = model.export_config(single_graph=bool(opts["single_graph"]))  # the model says how it exports
     layout = config.layout
     checks = _checks(model, meta, layout, data, int(opts["max_batch"]))
@@ -83,13 +83,11 @@ class _Checks:
     inputs: str  # what the batches are, in words
 
 
-def _recorded_data(meta: dict[str, Any]) -> str | None:
-    """The dataset file the checkpoint was trained on, if it is still where its lineage says (else None: random
-    inputs, with the one-line note that --data would judge the accuracy drop)."""
+def _recorded_file(meta: dict[str, Any]) -> Path | None:
     from edge_msa.checkpoint import data_record
+    from edge_msa.data.lineage import recorded_file
 
-    recorded = (data_record(meta) or {}).get("path")
-    return recorded if recorded and Path(recorded).is_file() else None
+    return recorded_file(data_record(meta))
 
 
 def _checks(model, meta: dict[str, Any], layout: str, data: str | os.PathLike | None, max_batch: int) -> _Checks:

@@ -56,11 +56,6 @@ def check_finite(name: str, x: np.ndarray) -> None:
         raise InputError(f"{name} contains NaN/Inf in {int(bad.sum())} of {len(x)} samples; expected finite features")
 
 
-def missing_modality(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Features (N, 1, 1) zeros and lengths 0: the modality is absent for every sample."""
-    return np.zeros((n, 1, 1), dtype=np.float32), np.zeros(n, dtype=np.int64)
-
-
 def feature_set(features: dict[str, np.ndarray], lengths: dict[str, np.ndarray], labels: np.ndarray,
                 ids: Sequence[str], texts: Sequence[str] | None, index: np.ndarray) -> FeatureSet:
     """The rows `index` of full-dataset arrays as a FeatureSet."""

@@ -9,6 +9,11 @@ from ..errors import InputError
 from ..spec import MODALITIES, FeatureSpec, check_compatible
 
 
+def missing_modality(n: int, dim: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """`n` samples without a modality, as a device sends them: one zero step (n, 1, dim) and length 0."""
+    return np.zeros((n, 1, dim), np.float32), np.zeros(n, np.int64)
+
+
 @dataclass
 class FeatureSet:
     """One split: padded per-modality arrays, true lengths (0 = modality missing), labels, ids.
@@ -43,8 +48,7 @@ class FeatureSet:
         """The same samples with the `absent` modalities missing (length 0) in the model's shapes (`spec`)."""
         features, lengths = dict(self.features), dict(self.lengths)
         for m in absent:
-            features[m] = np.zeros((len(self), 1, spec.dim(m)), np.float32)  # (N, 1, d_model)
-            lengths[m] = np.zeros(len(self), np.int64)
+            features[m], lengths[m] = missing_modality(len(self), spec.dim(m))  # (N, 1, d_model), (N,)
         return replace(self, features=features, lengths=lengths)
 
     def check_spec(self, spec: FeatureSpec) -> None:

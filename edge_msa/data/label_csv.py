@@ -16,7 +16,8 @@ import numpy as np
 from ..errors import InputError
 from ..features.text import MiniLMFrontEnd
 from ..spec import ABSENT, FeatureSpec
-from .assemble import build_splits, encode_texts, missing_modality
+from .assemble import build_splits, encode_texts
+from .base import missing_modality
 from .base import DatasetSplits
 
 MODES = {"train": "train", "valid": "valid", "dev": "valid", "val": "valid", "test": "test"}

@@ -49,6 +49,12 @@ def lineage(splits: DatasetSplits) -> dict[str, Any]:
             "splits": {name: split_record(splits.split(name)) for name in SPLITS}}
 
 
+def recorded_file(record: dict[str, Any] | None) -> Path | None:
+    """The data file a `lineage` record names, if it is still there (None otherwise)."""
+    recorded = (record or {}).get("path")
+    return Path(recorded) if recorded and Path(recorded).exists() else None
+
+
 def rebuild_splits(record: dict[str, Any] | None, data: str | os.PathLike | None = None,
                    progress: bool = False, text_encoder: Any = None) -> DatasetSplits:
     """The splits of `record` (a `lineage` dict; None = unknown: seed 0), read from `data` or else the
@@ -59,8 +65,7 @@ def rebuild_splits(record: dict[str, Any] | None, data: str | os.PathLike | None
 
     record = record or {}
     recorded = record.get("path")
-    path = Path(data) if data is not None else Path(recorded) if recorded and Path(recorded).exists() \
-        else default_mosi_path()
+    path = Path(data) if data is not None else recorded_file(record) or default_mosi_path()
     same_file = recorded is not None and Path(recorded).resolve() == path.resolve()
     splits = load_dataset(path, fmt=record.get("format") if same_file else None, seed=int(record.get("seed", 0)),
                           progress=progress, text_encoder=text_encoder)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..spec import MODALITIES
-from .base import FeatureSet
+from .base import FeatureSet, missing_modality
 
 
 def restrict_arrays(features: dict[str, np.ndarray], lengths: dict[str, np.ndarray], keep: tuple[str, ...]
@@ -17,13 +17,11 @@ def restrict_arrays(features: dict[str, np.ndarray], lengths: dict[str, np.ndarr
     to its longest valid sequence as a device would pad a batch (a missing modality keeps one zero step)."""
     feats, lens = {}, {}
     for m in MODALITIES:
-        ln = np.asarray(lengths[m], dtype=np.int64) if m in keep else np.zeros(len(lengths[m]), np.int64)  # (B,)
-        steps = max(int(ln.max(initial=0)), 1)
         if m in keep:
-            feats[m] = np.ascontiguousarray(features[m][:, :steps])  # (B, L, d)
+            lens[m] = np.asarray(lengths[m], dtype=np.int64)  # (B,)
+            feats[m] = np.ascontiguousarray(features[m][:, :max(int(lens[m].max(initial=0)), 1)])  # (B, L, d)
         else:
-            feats[m] = np.zeros((len(ln), steps, features[m].shape[-1]), np.float32)  # (B, 1, d)
-        lens[m] = ln
+            feats[m], lens[m] = missing_modality(len(lengths[m]), features[m].shape[-1])  # (B, 1, d), (B,)
     return feats, lens
 
 
