@@ -88,9 +88,12 @@ class CompressOptions:
         for name in ("text_layers", "text_hidden", "text_heads", "text_ffn"):
             if int(getattr(self, name)) < 1:
                 raise InputError(f"{name} = {getattr(self, name)}; expected >= 1")
-        if self.text_rank < 0 or self.text_min_count < 1 or self.text_kd_epochs < 0 or self.text_score_epochs < 0 \
-                or self.text_lr <= 0:
-            raise InputError("text_rank, text_kd_epochs and text_score_epochs must be >= 0, text_min_count >= 1, text_lr > 0")
+        for name in ("text_rank", "text_kd_epochs", "text_score_epochs"):
+            if int(getattr(self, name)) < 0:
+                raise InputError(f"{name} = {getattr(self, name)}; expected >= 0")
+        if self.text_min_count < 1 or self.text_lr <= 0:
+            raise InputError(f"text_min_count = {self.text_min_count}, text_lr = {self.text_lr}; expected "
+                             "text_min_count >= 1 and text_lr > 0")
         for name in ("epochs", "finetune_epochs", "gate_epochs", "batch_size", "patience", "latency_calls"):
             if int(getattr(self, name)) < 1:
                 raise InputError(f"{name} = {getattr(self, name)}; expected >= 1")

@@ -112,7 +112,9 @@ def test_pickled_teacher_is_refused(tiny_splits, tmp_path):
 @pytest.mark.parametrize("bad, match", [({"prune_ratio": 1.0}, "prune-ratio"), ({"prune_ratio": -0.1}, "prune-ratio"),
                                         ({"skip_budget": -0.2}, "skip-budget"),
                                         ({"skip_budget": 0.5, "max_drop": 0.01}, "both"),
-                                        ({"share": "everywhere"}, "share"), ({"prune": 0.5}, "did you mean")])
+                                        ({"share": "everywhere"}, "share"), ({"prune": 0.5}, "did you mean"),
+                                        ({"text_score_epochs": -1}, "text_score_epochs = -1; expected >= 0"),
+                                        ({"text_lr": 0.0}, "text_lr = 0.0")])
 def test_bad_options(bad, match):
     with pytest.raises(InputError, match=match):
         CompressOptions.build(**bad)
