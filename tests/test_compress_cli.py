@@ -77,11 +77,12 @@ def test_cli_end_to_end(tmp_path, cache, capsys):
     save_checkpoint(tmp_path / "teacher.pt", teacher, {"data": str(data), "seeds": [0]})
     out = tmp_path / "out" / "student.pt"
     code = main(["compress", str(tmp_path / "teacher.pt"), "--out", str(out), "--epochs", "1",
-                 "--finetune-epochs", "1", "--prune-ratio", "0.5", "--quiet"])
+                 "--finetune-epochs", "1", "--gate-epochs", "1", "--prune-ratio", "0.5", "--quiet"])
     assert code == 0
     printed = capsys.readouterr().out
     assert "skipping saves" in printed and "wrote" in printed
     report = json.loads((out.parent / "student.report.json").read_text())
+    assert report["options"]["gate_epochs"] == 1 and report["skip"]["gate"]["epochs_run"] == 1
     assert report["data"]["path"] == str(data)  # --data defaulted to the dataset recorded in the teacher
     assert report["student"]["params"] < report["teacher"]["params"] * 10
     assert report["latency"]["calls"] >= 200 and report["compare"]["teacher_minus_student"]["mae"]["resamples"] >= 1000

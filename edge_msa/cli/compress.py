@@ -10,6 +10,8 @@ EPILOG = """examples:
   edge-msa compress teacher.pt --text-layers 2 --text-hidden 192 --text-rank 96 --transfer none
   edge-msa compress teacher.pt --text-kd-epochs 0 --kd-weight 0 --hint-weight 0   # the no-KD baseline
   edge-msa compress teacher.pt --text-score-epochs 2   # + KD of the teacher's text-only score
+  edge-msa compress mosei_t.pt --epochs 4 --finetune-epochs 2 --gate-epochs 3 --transfer none
+      # a 13x larger training set (MOSEI-T): as many steps in fewer epochs; its own train fold is the transfer set
 
 Stages: load -> text (when the teacher carries its text encoder: pick layers, torch-pruning of hidden/heads/FFN,
 vocabulary pruning + factorised embedding, layer-wise KD then KD of the teacher's text-only score on
@@ -41,6 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--temperature", type=float, default=None, help="soft-polarity KD temperature (default: 2.0)")
     p.add_argument("--epochs", type=int, default=None, help="distillation epochs before pruning (default: 40)")
     p.add_argument("--finetune-epochs", type=int, default=None, help="distillation epochs after pruning (default: 20)")
+    p.add_argument("--gate-epochs", type=int, default=None, help="skip-gate training epochs (default: 30)")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--skip-budget", type=float, default=None,
                         help="fraction of audio+video encoder compute to save by skipping (default: 0.5)")
@@ -72,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     from edge_msa.compress import CompressOptions, compress, report_paths
 
     given = {k: getattr(args, k) for k in ("prune_ratio", "share", "kd_weight", "hint_weight", "temperature", "epochs",
-                                           "finetune_epochs", "calibrate_on", "text_layers", "text_hidden",
+                                           "finetune_epochs", "gate_epochs", "calibrate_on", "text_layers", "text_hidden",
                                            "text_heads", "text_ffn", "text_rank", "text_kd_epochs", "text_score_epochs",
                                            "transfer")
              if getattr(args, k) is not None}
