@@ -127,7 +127,8 @@ def fit(model: torch.nn.Module, train: FeatureSet, valid: FeatureSet, config: Tr
     rng = np.random.default_rng(config.seed)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(param_groups(model, config), lr=config.lr, weight_decay=config.weight_decay)
-    sched = lr_schedule(opt, config, steps_per_epoch=-(-len(train) // config.batch_size))
+    steps_per_epoch = -(-len(train) // config.batch_size)
+    sched = lr_schedule(opt, config, steps_per_epoch=steps_per_epoch)
     best_state, best_mae, best_epoch, bad = None, float("inf"), -1, 0
     history: list[dict] = []
     start = time.perf_counter()
@@ -136,7 +137,9 @@ def fit(model: torch.nn.Module, train: FeatureSet, valid: FeatureSet, config: Tr
         model.train()
         totals: dict[str, float] = {}
         steps = 0
-        for batch in iterate(train, config.batch_size, shuffle=True, rng=rng):
+        batches = tqdm(iterate(train, config.batch_size, shuffle=True, rng=rng), total=steps_per_epoch, leave=False,
+                       desc=f"{desc} epoch {epoch + 1}/{config.epochs}", disable=not progress)  # long epochs show life
+        for batch in batches:
             out = model(batch)
             loss, parts = loss_fn(model, out, batch)
             opt.zero_grad(set_to_none=True)
