@@ -331,7 +331,8 @@ def student_text_encoder(teacher, texts: dict[str, Any], shape: TextShape, max_l
             "tool": "torch-pruning (DependencyGraph for hidden channels, MetaPruner for heads and FFN), "
                     "GroupMagnitudeImportance(p=2)"}
     if kd.layer_epochs or kd.score_epochs:
-        picked = [0, *info["layers_from_teacher"]]  # 0 = embeddings; the last mapped layer is the teacher's last
+        # 0 = embeddings; the last mapped layer is the teacher's last (all score KD needs)
+        picked = [0, *info["layers_from_teacher"]] if kd.layer_epochs else info["layers_from_teacher"][-1:]
         start = time.perf_counter()
         targets = teacher_layer_states(bert, id_rows, picked, progress)
         info["teacher_states_seconds"] = round(time.perf_counter() - start, 1)

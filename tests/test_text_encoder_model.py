@@ -188,3 +188,20 @@ def test_compress_selects_on_the_teachers_leak_robust_validation(teacher_and_stu
     mae = float(np.mean(np.abs(predict(student.eval(), selection) - selection.labels)))
     assert report["seeds"]["per_seed"][0]["valid_mae"] == pytest.approx(mae, abs=1e-5)
     assert SELECTION in report["seeds"]["selection"]
+
+
+def test_score_kd_alone_computes_only_the_teachers_last_layer(teacher_and_student, token_splits, monkeypatch):
+    """Without layer-wise KD, the teacher's states are needed only for its text-only score: one layer, not all."""
+    from edge_msa.checkpoint import load_checkpoint
+    from edge_msa.compress import text
+
+    teacher, _ = load_checkpoint(teacher_and_student[0])
+    seen: list[list[int]] = []
+    real = text.teacher_layer_states
+    monkeypatch.setattr(text, "teacher_layer_states", lambda *a, **k: seen.append(list(a[2])) or real(*a, **k))
+    texts = text.transfer_texts(token_splits, None, teacher.tokenizer_path, token_splits.spec.max_len("text"), False)
+    shape = text.TextShape(2, 16, 2, 32, 8, 1)
+    _, info = text.student_text_encoder(teacher, texts, shape, token_splits.spec.max_len("text"),
+                                        text.TextKD(layer_epochs=0, score_epochs=1), progress=False)
+    assert seen == [[len(teacher.bert.layers)]] and info["score_kd"]["epochs_run"] == 1
+    assert info["layerwise_kd"]["epochs_run"] == 0
