@@ -13,20 +13,10 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from edge_msa.host import cpu_model
+
 DEVICE_TREE_MODEL = Path("/proc/device-tree/model")
 PACKAGES = ("edge-msa", "numpy", "onnxruntime", "onnxruntime-gpu", "tensorrt", "nvidia-ml-py")
-
-
-def cpu_model() -> str:
-    """CPU model name from /proc/cpuinfo (x86 'model name', ARM 'Hardware'/'Model'), else platform."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() in ("model name", "Hardware", "Model") and value.strip():
-                return value.strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def jetson_model(path: Path = DEVICE_TREE_MODEL) -> str | None:

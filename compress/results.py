@@ -14,6 +14,7 @@ import torch
 from edge_msa.atomic import write_text
 from edge_msa.data.base import DatasetSplits
 from edge_msa.data.lineage import lineage
+from edge_msa.host import training_host
 from edge_msa.metrics import mean_std
 from edge_msa.models.student import Student
 from edge_msa.teacher import SELECTION
@@ -130,7 +131,7 @@ class CompressReport:
                         "tool": "torch-pruning MetaPruner, GroupMagnitudeImportance(p=2)", **best.pruning},
             "stages": {"checkpoints": [str(path) for r in self.runs for path in r.checkpoints],
                        "history": {str(r.seed): r.history for r in self.runs}},
-            "timing": {"stages_s": self.stage_seconds, "total_s": self.total_seconds},
+            "timing": {"stages_s": self.stage_seconds, "total_s": self.total_seconds, "host": training_host()},
             "targets": target_table(self._target_values(), end_to_end=bool(m.end_to_end)),
         }
 

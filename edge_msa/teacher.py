@@ -16,6 +16,7 @@ import numpy as np
 from .atomic import write_text
 from .data.modality_subset import restrict_set
 from .errors import InputError
+from .host import training_host
 from .metrics import METRIC_KEYS, mean_std, msa_metrics
 
 # Per-model training defaults: the papers' optimiser settings, shortened so one seed trains in a few
@@ -178,7 +179,7 @@ def _metrics(model: str, text_encoder: str, splits, settings: dict, runs: list[d
         "seeds": {str(r["seed"]): {**r["test"], "valid_mae": r["valid_mae"], "best_epoch": r["best_epoch"],
                                    "kept_phase": r["kept_phase"], "train_seconds": r["train_seconds"]} for r in runs},
         "mean": {k: v["mean"] for k, v in spread.items()}, "std": {k: v["std"] for k, v in spread.items()},
-        "train_seconds": {str(r["seed"]): r["train_seconds"] for r in runs},
+        "train_seconds": {str(r["seed"]): r["train_seconds"] for r in runs}, "host": training_host(),
     }
 
 

@@ -82,6 +82,7 @@ def test_cli_end_to_end(tmp_path, cache, capsys):
     printed = capsys.readouterr().out
     assert "skipping saves" in printed and "wrote" in printed
     report = json.loads((out.parent / "student.report.json").read_text())
+    assert report["timing"]["host"]["torch"] == torch.__version__
     assert report["options"]["gate_epochs"] == 1 and report["skip"]["gate"]["epochs_run"] == 1
     assert report["data"]["path"] == str(data)  # --data defaulted to the dataset recorded in the teacher
     assert report["student"]["params"] < report["teacher"]["params"] * 10

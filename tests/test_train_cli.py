@@ -43,6 +43,8 @@ def test_train_teacher_api_seeds(tiny_splits, tmp_path):
     assert all(m["std"][k] >= 0 for k in METRIC_KEYS)
     on_disk = json.loads(metrics_path(out).read_text())
     assert on_disk["mean"] == pytest.approx(m["mean"])
+    import torch  # the host is recorded, so a difference between machines can be told from a code change
+    assert on_disk["host"]["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability() and on_disk["host"]["cpu"]
     model, meta = load_checkpoint(out)
     assert meta["seeds"] == [0, 1] and meta["dataset"] == "tiny" and set(meta["per_seed_test"]) == {"0", "1"}
     assert data_record(meta)["seed"] == 0 and data_record({"seeds": [3, 1]})["seed"] == 3  # pre-lineage teachers
