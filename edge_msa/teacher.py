@@ -231,7 +231,8 @@ def fit_with_encoder(net, splits, phases: dict, progress: bool, desc: str):
     valid = leak_robust(splits.valid)
     text = fit(TextProbe(net.bert), splits.train, restrict_set(splits.valid, ("text",)), phases["text"],
                progress=progress, desc=f"{desc} (text encoder)")
-    train_states, valid_states = (encoder_states(net.bert, fs) for fs in (splits.train, valid))
+    train_states, valid_states = (encoder_states(net.bert, fs, progress, f"{desc} (encoder states, {name})")
+                                  for name, fs in (("train", splits.train), ("valid", valid)))
     fit_input_norms(net.fusion, train_states.features, train_states.lengths)
     fusion = fit(net.fusion, train_states, valid_states, phases["fusion"], progress=progress,
                  desc=f"{desc} (fusion on encoder states)")
@@ -254,9 +255,10 @@ def leak_robust(valid):
     return concat_sets([valid, restrict_set(valid, ("text",))])
 
 
-def encoder_states(bert, fs):
+def encoder_states(bert, fs, progress: bool = False, desc: str = "encoder states"):
     """A copy of FeatureSet `fs` whose text is the encoder's token states (B, L, H) instead of token ids."""
     import torch
+    from tqdm.auto import tqdm
 
     from .data.base import FeatureSet
     from .models.with_text import token_ids
@@ -264,7 +266,8 @@ def encoder_states(bert, fs):
 
     bert.eval()
     with torch.no_grad():
-        chunks = [bert(token_ids(b["text"]), b["text_mask"]).numpy() for b in iterate(fs, 64)]
+        batches = tqdm(iterate(fs, 64), total=-(-len(fs) // 64), desc=desc, leave=False, disable=not progress)
+        chunks = [bert(token_ids(b["text"]), b["text_mask"]).numpy() for b in batches]
     width = max(c.shape[1] for c in chunks)
     states = np.concatenate([np.pad(c, ((0, 0), (0, width - c.shape[1]), (0, 0))) for c in chunks])  # (N, L, H)
     return FeatureSet({**fs.features, "text": states}, fs.lengths, fs.labels, fs.ids, fs.texts)
