@@ -55,6 +55,7 @@ class CompressOptions:
     text_ffn: int = 768  # FFN width kept (teacher 1536)
     text_rank: int = 128  # rank of the factorised embedding (0 = no factorisation)
     text_min_count: int = 1  # vocabulary: tokens seen at least this often in the transfer texts keep their row
+    text_shared: bool = False  # ALBERT-style: one layer run text_layers times (ablation; README)
     text_kd_epochs: int = 2  # layer-wise distillation epochs over the transfer texts (0 = none)
     text_kd_lr: float = 5e-4
     # then KD of the teacher's text-only score over the transfer texts (TinyBERT's step 2; the epoch kept is the one
@@ -115,7 +116,7 @@ class CompressOptions:
         from .text import TextShape
 
         return TextShape(self.text_layers, self.text_hidden, self.text_heads, self.text_ffn, self.text_rank,
-                         self.text_min_count)
+                         self.text_min_count, self.text_shared)
 
     def for_teacher(self, own_text_encoder: bool) -> "CompressOptions":
         """These options with the prune ratio resolved for the teacher's kind (when not given)."""

@@ -37,6 +37,7 @@ class TextShape:
     ffn: int = 768
     embed_rank: int = 128
     min_count: int = 1  # a token is kept when it occurs at least this often in the transfer texts
+    shared: bool = False  # ALBERT-style: one layer (the first mapped) run `layers` times
 
 
 def layer_map(teacher_layers: int, student_layers: int) -> list[int]:
@@ -47,9 +48,10 @@ def layer_map(teacher_layers: int, student_layers: int) -> list[int]:
     return [round((k + 1) * teacher_layers / student_layers) for k in range(student_layers)]
 
 
-def pick_layers(teacher: BertEncoder, student_layers: int) -> BertEncoder:
-    """A copy of the teacher's encoder keeping only the mapped layers."""
-    picked = layer_map(len(teacher.layers), student_layers)
+def pick_layers(teacher: BertEncoder, student_layers: int, shared: bool = False) -> BertEncoder:
+    """A copy of the teacher's encoder keeping only the mapped layers; `shared`: only the first of them, to be run
+    `student_layers` times (ALBERT; the first, so that the first pass starts as the teacher's does)."""
+    picked = layer_map(len(teacher.layers), student_layers)[:1 if shared else None]
     student = copy.deepcopy(teacher)
     student.layers = nn.ModuleList(student.layers[i - 1] for i in picked)
     student.sync_config()
@@ -135,7 +137,7 @@ class LayerwiseKD(nn.Module):
     def __init__(self, student: BertEncoder, teacher_hidden: int) -> None:
         super().__init__()
         self.student = student
-        self.proj = nn.ModuleList(nn.Linear(student.hidden, teacher_hidden) for _ in range(len(student.layers) + 1))
+        self.proj = nn.ModuleList(nn.Linear(student.hidden, teacher_hidden) for _ in range(len(student.stack) + 1))
 
     def loss(self, ids: torch.Tensor, mask: torch.Tensor, targets: list[torch.Tensor]) -> torch.Tensor:
         """Mean over imitated layers (embeddings + each student layer) of the MSE on valid tokens."""
@@ -320,12 +322,14 @@ def student_text_encoder(teacher, texts: dict[str, Any], shape: TextShape, max_l
     teacher model (a WithTextEncoder) and `texts` (transfer_texts)."""
     torch.manual_seed(kd.seed)
     bert, id_rows = teacher.bert, texts["ids"]
-    student = pick_layers(bert, shape.layers)
+    student = pick_layers(bert, shape.layers, shape.shared)
     pruning = prune_widths(student, shape, max_len)
+    if shape.shared:  # only now: torch-pruning traces each module once
+        student.config["repeats"] = shape.layers
     vocab = prune_vocabulary(student, bert.word.weight, token_counts(id_rows, bert.config["vocab_size"]),
                              texts["specials"], shape)
     info = {"layers_from_teacher": layer_map(len(bert.layers), shape.layers), "pruning": pruning,
-            "vocabulary": vocab, "transfer_texts": len(id_rows),
+            "vocabulary": vocab, "transfer_texts": len(id_rows), "shared_layers": shape.shared,
             "layerwise_kd": {"epochs_run": 0, "note": "no layer-wise distillation"},
             "score_kd": {"epochs_run": 0, "note": "no score distillation"},
             "tool": "torch-pruning (DependencyGraph for hidden channels, MetaPruner for heads and FFN), "

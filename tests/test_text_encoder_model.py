@@ -205,3 +205,50 @@ def test_score_kd_alone_computes_only_the_teachers_last_layer(teacher_and_studen
                                         text.TextKD(layer_epochs=0, score_epochs=1), progress=False)
     assert seen == [[len(teacher.bert.layers)]] and info["score_kd"]["epochs_run"] == 1
     assert info["layerwise_kd"]["epochs_run"] == 0
+
+
+def test_albert_style_sharing_runs_one_layer_at_every_depth(teacher_and_student, token_splits):
+    """--text-shared: one distinct layer (the first mapped one), run --text-layers times; it rebuilds from its config
+    alone (checkpoints, export) and imitates every mapped teacher layer."""
+    from edge_msa.checkpoint import load_checkpoint
+    from edge_msa.compress import text
+    from edge_msa.models.text_bert import build
+
+    teacher, _ = load_checkpoint(teacher_and_student[0])
+    max_len = token_splits.spec.max_len("text")
+    texts = text.transfer_texts(token_splits, None, teacher.tokenizer_path, max_len, False)
+    encoders = {shared: text.student_text_encoder(teacher, texts, text.TextShape(2, 16, 2, 32, 8, 1, shared), max_len,
+                                                  text.TextKD(layer_epochs=1, score_epochs=0), progress=False)
+                for shared in (False, True)}
+    shared, info = encoders[True]
+    assert len(shared.layers) == 1 and len(shared.stack) == 2 and shared.config["repeats"] == 2
+    assert info["shared_layers"] and info["layerwise_kd"]["teacher_layers"] == [0, 1, 2]
+    layer_params = sum(p.numel() for p in shared.layers[0].parameters())
+    assert sum(p.numel() for p in encoders[False][0].parameters()) - sum(p.numel() for p in shared.parameters()) \
+        == layer_params
+    again = build(dict(shared.config))
+    again.load_state_dict(shared.state_dict())
+    ids, mask = torch.randint(1, 50, (3, 7)), torch.ones(3, 7, dtype=torch.bool)
+    with torch.no_grad():
+        states = shared(ids, mask, all_layers=True)
+        assert len(states) == 3 and not torch.equal(states[1], states[2])  # the layer ran twice
+        assert torch.allclose(again.eval()(ids, mask), shared.eval()(ids, mask))
+
+
+def test_shared_text_encoder_student_exports_with_parity(tmp_path, teacher_and_student, token_splits):
+    """A --text-shared student through compress and export: the bundle's graphs match torch (export checks parity on
+    every validation input and raises otherwise) and predict from the raw string."""
+    import edge_msa
+    from edge_msa.compress import compress
+    from edge_msa.export import export
+
+    report = compress(teacher_and_student[0], out=tmp_path / "shared.pt", splits=token_splits, progress=False,
+                      student="student_tiny", epochs=1, finetune_epochs=1, gate_epochs=1, latency_calls=5,
+                      bootstrap=10, text_hidden=16, text_heads=2, text_ffn=32, text_rank=8, transfer=None,
+                      text_kd_epochs=1, text_shared=True)
+    assert report["options"]["text_shared"] and report["student"]["config"]["text_bert"]["repeats"] == 2
+    assert report["end_to_end"]["student_params"] < teacher_and_student[3]["end_to_end"]["student_params"]
+    out = export(tmp_path / "shared.pt", format="onnx", out=tmp_path / "bundle", log=None)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["parity"]["ok"] is True
+    assert np.isfinite(edge_msa.load(out).predict(text="a fine film").score)

@@ -59,6 +59,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     text.add_argument("--text-ffn", type=int, default=None, help="FFN width after pruning (default: 768)")
     text.add_argument("--text-rank", type=int, default=None, help="rank of the factorised embedding, 0 = none "
                       "(default: 128)")
+    text.add_argument("--text-shared", action="store_true", default=None, help="ALBERT-style: one layer (the first "
+                      "kept) run --text-layers times: fewer parameters, same compute (default: off)")
     text.add_argument("--text-kd-epochs", type=int, default=None, help="layer-wise KD epochs, 0 = none (default: 2)")
     text.add_argument("--text-score-epochs", type=int, default=None, help="epochs of KD of the teacher's text-only "
                       "score after the layer-wise KD, 0 = none; the epoch kept is chosen on validation (default: 0: it did not pay "
@@ -76,8 +78,8 @@ def run(args: argparse.Namespace) -> int:
 
     given = {k: getattr(args, k) for k in ("prune_ratio", "share", "kd_weight", "hint_weight", "temperature", "epochs",
                                            "finetune_epochs", "gate_epochs", "calibrate_on", "text_layers", "text_hidden",
-                                           "text_heads", "text_ffn", "text_rank", "text_kd_epochs", "text_score_epochs",
-                                           "transfer")
+                                           "text_heads", "text_ffn", "text_rank", "text_shared", "text_kd_epochs",
+                                           "text_score_epochs", "transfer")
              if getattr(args, k) is not None}
     options = CompressOptions.build(**given, skip_budget=args.skip_budget, max_drop=args.max_drop,
                                     seeds=tuple(args.seeds))

@@ -28,7 +28,7 @@ from torch import nn
 from ..errors import ArtifactError, InputError
 
 CONFIG_KEYS = ("vocab_size", "hidden", "layers", "heads", "head_dim", "ffn", "max_positions", "embed_rows",
-               "embed_rank", "eps")
+               "embed_rank", "eps", "repeats")
 
 
 class BertLayer(nn.Module):
@@ -58,11 +58,13 @@ class BertEncoder(nn.Module):
     """`forward(ids (B, L) int64, mask (B, L) bool) -> states (B, L, H)`, zero at padding.
 
     `forward(..., all_layers=True)` returns the list [embeddings, layer 1, ..., layer n] for layer-wise KD.
+    `repeats` > 1 runs the stack of `layers` that many times (ALBERT's cross-layer sharing: depth
+    layers x repeats, parameters of `layers`).
     """
 
     def __init__(self, vocab_size: int, hidden: int, layers: int, heads: int, head_dim: int, ffn: int,
                  max_positions: int, embed_rows: int = 0, embed_rank: int = 0, eps: float = 1e-12,
-                 dropout: float = 0.1) -> None:
+                 dropout: float = 0.1, repeats: int = 1) -> None:
         super().__init__()
         rows = embed_rows or vocab_size
         self.word = nn.Embedding(rows, embed_rank or hidden)
@@ -75,7 +77,12 @@ class BertEncoder(nn.Module):
         self.layers = nn.ModuleList(BertLayer(hidden, heads, head_dim, ffn, eps, dropout) for _ in range(layers))
         self.config = {"vocab_size": vocab_size, "hidden": hidden, "layers": layers, "heads": heads,
                        "head_dim": head_dim, "ffn": ffn, "max_positions": max_positions, "embed_rows": embed_rows,
-                       "embed_rank": embed_rank, "eps": eps}
+                       "embed_rank": embed_rank, "eps": eps, "repeats": repeats}
+
+    @property
+    def stack(self) -> list[BertLayer]:
+        """The layers in the order they run: `layers` repeated `repeats` times (shared weights)."""
+        return list(self.layers) * self.config["repeats"]
 
     @property
     def hidden(self) -> int:
@@ -96,7 +103,7 @@ class BertEncoder(nn.Module):
         keep = mask.unsqueeze(-1).to(torch.float32)  # (B, L, 1)
         h = self.embed(ids)
         states = [h * keep]
-        for layer in self.layers:
+        for layer in self.stack:
             h = layer(h, bias)
             states.append(h * keep)
         return states if all_layers else states[-1]
