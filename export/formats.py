@@ -47,7 +47,7 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
 
 DEFAULTS: dict[str, Any] = {"single_graph": False, "opset": 17, "atol": 1e-4, "max_batch": 32, "dedupe": True,
                             "short_names": True,
-                            "max_drop": 0.5, "per_channel": False, "trt_precision": "fp16", "workspace_mb": 1024}
+                            "max_drop": 0.5, "per_channel": True, "trt_precision": "fp16", "workspace_mb": 1024}
 
 
 def get_format(name: str) -> Format:

@@ -289,6 +289,26 @@ def test_cli_unknown_format_suggests(student, tmp_path):
     assert r.returncode == 2 and r.stderr.strip() == "error: unknown format 'onx'; did you mean 'onnx'?"
 
 
+def _weight_zero_point_sizes(graph_path) -> set[int]:
+    """Sizes of the int8 weights' zero points (MatMulInteger's 4th input): 1 per tensor, one per output channel."""
+    graph = onnx.load(str(graph_path)).graph
+    zero_points = {n.input[3] for n in graph.node if n.op_type == "MatMulInteger"}
+    return {int(np.prod(i.dims)) for i in graph.initializer if i.name in zero_points}
+
+
+@pytest.mark.slow  # two CLI int8 exports that each import torch: ~8 s on 2 cores
+def test_cli_int8_weights_per_channel_by_default_per_tensor_on_request(student, tmp_path):
+    for flag, per_channel in (((), True), (("--no-per-channel",), False)):
+        out = tmp_path / f"b{per_channel}"
+        r = _cli("export", student[0], "--format", "onnx-int8", *flag, "--out", out, "--quiet")
+        assert r.returncode == 0, r.stderr
+        assert read_manifest(out).export_options["per_channel"] is per_channel
+        sizes = _weight_zero_point_sizes(out / "encode_text.onnx")
+        assert (max(sizes) > 1) is per_channel, sizes
+    r = _cli("export", student[0], "--per-channel", "--out", tmp_path / "fp32")
+    assert r.returncode == 2 and "does not apply to format 'onnx'" in r.stderr
+
+
 @pytest.mark.slow  # three CLI subprocesses that each import torch: ~10 s on 2 cores
 def test_cli_export_then_info(student, tmp_path):
     r = _cli("export", student[0], "--out", tmp_path / "b")

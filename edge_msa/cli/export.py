@@ -9,6 +9,7 @@ EPILOG = """formats (the export format table):
 examples:
   edge-msa export student.pt --format onnx --out bundles/student
   edge-msa export student.pt --format onnx-int8 --data ../shared/data/mosi/mosi_utterance_std.npz --out bundles/int8
+  edge-msa export student.pt --format onnx-int8 --no-per-channel --out bundles/int8-per-tensor
   edge-msa export student.pt --format onnx --single-graph --out bundles/student-1graph
   edge-msa export teacher.pt --format onnx --out bundles/teacher        # teachers export as one graph
   edge-msa export student.pt --format engine --trt-precision int8 --data mosi.npz --out bundles/trt
@@ -43,6 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--atol", type=float, default=None, help="fp32 parity tolerance (default: 1e-4)")
     p.add_argument("--max-drop", type=float, default=None,
                    help="largest Acc-2 (non-0) drop in points for fp16/int8/engine (default: 0.5)")
+    p.add_argument("--per-channel", action=argparse.BooleanOptionalAction, default=None,
+                   help="onnx-int8: one weight scale per output channel (default, chosen on validation) or, with "
+                   "--no-per-channel, one per tensor")
     p.add_argument("--max-batch", type=int, default=None, help="largest batch in TensorRT profiles (default: 32)")
     p.add_argument("--trt-precision", default=None, help="engine precision: fp32 | fp16 | int8 (default: fp16)")
     p.add_argument("--keep-names", action="store_true", help="keep the exporter's long tensor/node names and "
@@ -56,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     from edge_msa.export import export
 
     options = {k: v for k, v in {"atol": args.atol, "max_drop": args.max_drop, "max_batch": args.max_batch,
-                                 "trt_precision": args.trt_precision}.items() if v is not None}
+                                 "trt_precision": args.trt_precision, "per_channel": args.per_channel}.items()
+               if v is not None}
     if args.keep_names:
         options["short_names"] = False
     export(args.checkpoint, format=args.fmt, out=args.out, data=args.data, single_graph=args.single_graph,
