@@ -122,6 +122,23 @@ def test_student_text_encoder_learns_the_teachers_text_only_score(teacher_and_st
     assert mixed.tolist() == [1.0, 0.0]  # unlabelled: the teacher; labelled: halfway to the label
 
 
+def test_kd_batches_group_similar_lengths_and_cover_every_row_once():
+    from edge_msa.compress.text import length_grouped_batches
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(3, 51, size=1000)
+    batches = length_grouped_batches(lengths, 32, np.random.default_rng(1), group=10)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(1000))
+
+    def padded(groups):
+        return sum(lengths[b].max() * len(b) for b in groups)
+
+    random_batches = np.array_split(rng.permutation(1000), len(batches))
+    assert lengths.sum() / padded(batches) > 0.9 > 0.7 > lengths.sum() / padded(random_batches)
+    again = length_grouped_batches(lengths, 32, np.random.default_rng(2), group=10)
+    assert [b.tolist() for b in again] != [b.tolist() for b in batches]  # shuffled per epoch
+
+
 @pytest.mark.parametrize("fmt", ["onnx", "onnx-int8"])
 def test_bundle_runs_from_the_raw_string(teacher_and_student, tmp_path, fmt):
     import edge_msa
