@@ -157,9 +157,10 @@ def _one_seed(seed: int, teacher, splits: DatasetSplits, targets: TeacherTargets
 
     bar.start("finetune")
     res_ft = fit(distiller, splits.train, selection, _train_config(options, options.finetune_epochs, seed + 1),
-                 loss_fn=loss_fn, progress=progress, desc=f"finetune seed {seed}")
+                 loss_fn=loss_fn, progress=progress, desc=f"finetune seed {seed}", keep_start=True)
     save("finetune")
-    bar.done(f"best valid MAE {res_ft.best_valid_mae:.4f} at epoch {res_ft.best_epoch}")
+    kept = f"epoch {res_ft.best_epoch}" if res_ft.best_epoch >= 0 else "the stage's start (no epoch beat it)"
+    bar.done(f"best valid MAE {res_ft.best_valid_mae:.4f} at {kept}")
 
     bar.start("gate")
     gate, calib, macs_step = _gate(student, splits, options, seed, progress)
@@ -169,7 +170,8 @@ def _one_seed(seed: int, teacher, splits: DatasetSplits, targets: TeacherTargets
              f"{calib['flip_rate']:.4f}")
     valid_mae = float(np.mean(np.abs(predict(student, selection) - selection.labels)))
     return SeedRun(seed, student, valid_mae, copied, pruning, gate, calib, macs_step,
-                   {"distill_epochs": len(res.history), "finetune_epochs": len(res_ft.history)}, checkpoints)
+                   {"distill_epochs": len(res.history), "finetune_epochs": len(res_ft.history),
+                    "finetune_kept_epoch": res_ft.best_epoch}, checkpoints)
 
 
 def _gate(student: Student, splits: DatasetSplits, options: CompressOptions, seed: int,

@@ -118,9 +118,16 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed)
 
 
+def _valid_mae(model: torch.nn.Module, valid: FeatureSet) -> float:
+    return float(np.mean(np.abs(predict(model, valid) - valid.labels)))
+
+
 def fit(model: torch.nn.Module, train: FeatureSet, valid: FeatureSet, config: TrainConfig,
-        loss_fn: LossFn = default_loss, progress: bool = True, desc: str = "train") -> TrainResult:
-    """Train in place; on return the model holds the weights of the best validation epoch."""
+        loss_fn: LossFn = default_loss, progress: bool = True, desc: str = "train",
+        keep_start: bool = False) -> TrainResult:
+    """Train in place; on return the model holds the weights of the best validation epoch. With `keep_start` the
+    weights it came in with compete as epoch -1, so a later stage (fine-tuning after pruning) never ends worse on
+    validation than it began: early stopping that may stop before the first epoch."""
     from tqdm.auto import tqdm
 
     seed_everything(config.seed)
@@ -130,6 +137,8 @@ def fit(model: torch.nn.Module, train: FeatureSet, valid: FeatureSet, config: Tr
     steps_per_epoch = -(-len(train) // config.batch_size)
     sched = lr_schedule(opt, config, steps_per_epoch=steps_per_epoch)
     best_state, best_mae, best_epoch, bad = None, float("inf"), -1, 0
+    if keep_start:
+        best_state, best_mae = copy.deepcopy(model.state_dict()), _valid_mae(model, valid)
     history: list[dict] = []
     start = time.perf_counter()
     bar = tqdm(range(config.epochs), desc=desc, disable=not progress, leave=False)
@@ -151,7 +160,7 @@ def fit(model: torch.nn.Module, train: FeatureSet, valid: FeatureSet, config: Tr
             steps += 1
             for k, v in parts.items():
                 totals[k] = totals.get(k, 0.0) + v
-        valid_mae = float(np.mean(np.abs(predict(model, valid) - valid.labels)))
+        valid_mae = _valid_mae(model, valid)
         row = {"epoch": epoch, "valid_mae": valid_mae, **{k: v / max(steps, 1) for k, v in totals.items()}}
         history.append(row)
         bar.set_postfix(valid_mae=f"{valid_mae:.3f}", best=f"{min(best_mae, valid_mae):.3f}")

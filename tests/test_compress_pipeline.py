@@ -118,3 +118,16 @@ def test_pickled_teacher_is_refused(tiny_splits, tmp_path):
 def test_bad_options(bad, match):
     with pytest.raises(InputError, match=match):
         CompressOptions.build(**bad)
+
+
+def test_fit_keep_start_never_ends_worse_than_it_began(tiny_splits):
+    torch.manual_seed(0)
+    model = create_model("student_tiny", tiny_splits.spec)
+    fit(model, tiny_splits.train, tiny_splits.valid, TrainConfig(epochs=3), progress=False)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    ruin = TrainConfig(epochs=2, lr=50.0, grad_clip=0.0, seed=1)  # steps this large only make validation worse
+    res = fit(model, tiny_splits.train, tiny_splits.valid, ruin, progress=False, keep_start=True)
+    assert res.best_epoch == -1 and min(h["valid_mae"] for h in res.history) > res.best_valid_mae
+    assert all(torch.equal(start[k], v) for k, v in model.state_dict().items())
+    lost = fit(model, tiny_splits.train, tiny_splits.valid, ruin, progress=False)
+    assert lost.best_epoch >= 0 and lost.best_valid_mae > res.best_valid_mae

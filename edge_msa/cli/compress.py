@@ -42,7 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--hint-weight", type=float, default=None, help="feature (hint) distillation weight (default: 0.5)")
     p.add_argument("--temperature", type=float, default=None, help="soft-polarity KD temperature (default: 2.0)")
     p.add_argument("--epochs", type=int, default=None, help="distillation epochs before pruning (default: 40)")
-    p.add_argument("--finetune-epochs", type=int, default=None, help="distillation epochs after pruning (default: 20)")
+    p.add_argument("--finetune-epochs", type=int, default=None,
+                   help="distillation epochs after pruning; the stage keeps its start if no epoch beats it on "
+                        "validation (default: 20)")
     p.add_argument("--gate-epochs", type=int, default=None, help="skip-gate training epochs (default: 30)")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--skip-budget", type=float, default=None,
