@@ -64,6 +64,7 @@ class CompressOptions:
     text_score_epochs: int = 0
     text_lr: float = 1e-4  # student text-encoder learning rate in the response-KD / finetune stages
     transfer: str | None = "mosei"  # extra transfer texts: "mosei" (train fold of the MOSEI label.csv), a path, or None
+    text_augment: int = 0  # TinyBERT-style variants per training transcript added to the transfer texts (README)
 
     def __post_init__(self) -> None:
         if self.prune_ratio is not None and not 0.0 <= self.prune_ratio < 1.0:
@@ -89,7 +90,7 @@ class CompressOptions:
         for name in ("text_layers", "text_hidden", "text_heads", "text_ffn"):
             if int(getattr(self, name)) < 1:
                 raise InputError(f"{name} = {getattr(self, name)}; expected >= 1")
-        for name in ("text_rank", "text_kd_epochs", "text_score_epochs"):
+        for name in ("text_rank", "text_kd_epochs", "text_score_epochs", "text_augment"):
             if int(getattr(self, name)) < 0:
                 raise InputError(f"{name} = {getattr(self, name)}; expected >= 0")
         if self.text_min_count < 1 or self.text_lr <= 0:

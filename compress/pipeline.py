@@ -30,6 +30,7 @@ from edge_msa.teacher import leak_robust
 from edge_msa.training import TrainConfig, fit, predict, to_batch
 
 from . import measure
+from .augment import with_augmented
 from .distill import Distiller, TeacherTargets, init_from_teacher, kd_loss, teacher_targets
 from .options import CompressOptions
 from .prune import prune_student
@@ -93,6 +94,9 @@ def _text_stage(teacher, splits: DatasetSplits, options: CompressOptions, progre
     """The student's text encoder from the teacher's (compress/text.py), once for all seeds."""
     texts = transfer_texts(splits, options.transfer_path(), teacher.tokenizer_path, splits.spec.max_len("text"),
                            progress)
+    if options.text_augment:
+        texts = with_augmented(texts, splits.name, options.text_augment, teacher.tokenizer_path,
+                               teacher.bert.word.weight, options.seeds[0])
     encoder, info = student_text_encoder(teacher, texts, options.text_shape, splits.spec.max_len("text"),
                                          options.text_kd, progress)
     return encoder, {**info, "transfer_sources": texts["sources"]}

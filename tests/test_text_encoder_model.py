@@ -74,7 +74,7 @@ def teacher_and_student(tmp_path, tiny_bert_dir, token_splits):
     report = compress(teacher, out=tmp_path / "student.pt", splits=token_splits, progress=False,
                       student="student_tiny", epochs=2, finetune_epochs=1, gate_epochs=2, latency_calls=5,
                       bootstrap=10, text_hidden=16, text_heads=2, text_ffn=32, text_rank=8, transfer=None,
-                      text_kd_epochs=1, text_score_epochs=2)
+                      text_kd_epochs=1, text_score_epochs=2, text_augment=2)
     return teacher, tmp_path / "student.pt", metrics, report
 
 
@@ -120,6 +120,24 @@ def test_student_text_encoder_learns_the_teachers_text_only_score(teacher_and_st
     assert info["score_kd"]["kept_epoch"] == maes.index(min(maes))
     mixed = score_targets(np.array([1.0, 2.0]), np.array([np.nan, -2.0], dtype=np.float32))
     assert mixed.tolist() == [1.0, 0.0]  # unlabelled: the teacher; labelled: halfway to the label
+
+
+def test_augmented_variants_swap_one_piece_words_for_their_nearest_words():
+    from edge_msa.compress.augment import augment_rows
+
+    vocab = {"[PAD]": 0, "[CLS]": 1, "[SEP]": 2, "good": 3, "great": 4, "bad": 5, "##ly": 6, "awful": 7, ".": 8}
+    embedding = torch.zeros(9, 2)
+    embedding[[3, 4, 5, 7]] = torch.tensor([[1.0, 0.1], [1.0, 0.0], [0.0, 1.0], [0.1, 1.0]])
+    rows = [[1, 3, 8, 2], [1, 5, 6, 2]]  # "good ." and "badly" (two pieces: left alone)
+    assert augment_rows(rows, 1, vocab, embedding, seed=0, p=1.0, k=1) == [[1, 4, 8, 2]]
+    assert augment_rows(rows, 3, vocab, embedding, seed=0, p=0.0) == []  # unchanged variants are dropped
+
+
+def test_augmented_transcripts_join_the_transfer_set_unlabelled(teacher_and_student, token_splits):
+    sources = teacher_and_student[3]["text_encoder"]["transfer_sources"]
+    added = next(n for name, n in sources.items() if "augmented (x2" in name)
+    assert 0 < added <= 2 * len(token_splits.train)
+    assert teacher_and_student[3]["text_encoder"]["transfer_texts"] == len(token_splits.train) + added
 
 
 def test_kd_batches_group_similar_lengths_and_cover_every_row_once():

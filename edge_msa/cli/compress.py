@@ -69,6 +69,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       "on validation)")
     text.add_argument("--transfer", default=None, help="extra transfer texts: 'mosei' (train fold of "
                       "../shared/data/mosei/label.csv), a label.csv path, or 'none' (default: mosei)")
+    text.add_argument("--text-augment", type=int, default=None, metavar="N",
+                      help="add N TinyBERT-style variants of each training transcript (words swapped for their "
+                           "nearest words in the teacher's embedding) to the transfer texts (default: 0)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="student seeds; the best on validation is "
                    "saved, mean +- std reported (default: 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or stage lines")
@@ -81,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     given = {k: getattr(args, k) for k in ("prune_ratio", "share", "kd_weight", "hint_weight", "temperature", "epochs",
                                            "finetune_epochs", "gate_epochs", "calibrate_on", "text_layers", "text_hidden",
                                            "text_heads", "text_ffn", "text_rank", "text_shared", "text_kd_epochs",
-                                           "text_score_epochs", "transfer")
+                                           "text_score_epochs", "transfer", "text_augment")
              if getattr(args, k) is not None}
     options = CompressOptions.build(**given, skip_budget=args.skip_budget, max_drop=args.max_drop,
                                     seeds=tuple(args.seeds))
