@@ -181,7 +181,7 @@ def teacher_layer_states(teacher: BertEncoder, id_rows: list[list[int]], layers:
 class TextKD:
     """How the student's text encoder learns from the teacher's (CompressOptions fills it; epochs 0 = that step off)."""
 
-    layer_epochs: int = 2  # TinyBERT step 1: hidden states of the mapped layers (label-free)
+    layer_epochs: int = 4  # TinyBERT step 1: hidden states of the mapped layers (label-free)
     layer_lr: float = 5e-4
     score_epochs: int = 2  # TinyBERT step 2: the teacher's text-only score (prediction-layer KD)
     score_lr: float = 1e-4  # encoder; the throw-away linear head learns 10x faster

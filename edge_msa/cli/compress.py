@@ -63,7 +63,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       "(default: 128)")
     text.add_argument("--text-shared", action="store_true", default=None, help="ALBERT-style: one layer (the first "
                       "kept) run --text-layers times: fewer parameters, same compute (default: off)")
-    text.add_argument("--text-kd-epochs", type=int, default=None, help="layer-wise KD epochs, 0 = none (default: 2)")
+    text.add_argument("--text-kd-epochs", type=int, default=None, help="layer-wise KD epochs, 0 = none (default: 4, "
+                      "chosen on validation)")
     text.add_argument("--text-score-epochs", type=int, default=None, help="epochs of KD of the teacher's text-only "
                       "score after the layer-wise KD, 0 = none; the epoch kept is chosen on validation (default: 0: it did not pay "
                       "on validation)")
