@@ -27,7 +27,7 @@ from edge_msa.models.student import Student, run_with_skipping
 from edge_msa.models.with_text import WithTextEncoder, fusion_of, text_front_end
 from edge_msa.spec import SKIPPABLE
 from edge_msa.teacher import leak_robust
-from edge_msa.training import TrainConfig, fit, predict, to_batch
+from edge_msa.training import TrainConfig, fit, predict, to_batch, torch_threads
 
 from . import measure
 from .augment import with_augmented
@@ -211,12 +211,8 @@ def compress(teacher_path: str | os.PathLike, data: str | os.PathLike | None = N
     out = Path(out)
     if out.suffix != ".pt":
         raise InputError(f"--out '{out}' should end in .pt (the student checkpoint)")
-    old_threads = torch.get_num_threads()
-    torch.set_num_threads(options.threads)
-    try:
+    with torch_threads(options.threads):
         return _compress(Path(teacher_path), data, out, options, progress, splits)
-    finally:
-        torch.set_num_threads(old_threads)
 
 
 def _compress(teacher_path: Path, data: str | os.PathLike | None, out: Path, options: CompressOptions, progress: bool,

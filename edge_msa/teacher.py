@@ -57,19 +57,21 @@ def train_teacher(model: str = "fd_cmdie", data: str | os.PathLike | None = None
                   fmt: str | None = None, seeds: Sequence[int] = (0,), epochs: int | None = None,
                   batch_size: int | None = None, lr: float | None = None, progress: bool = True,
                   splits=None, text_encoder: str | None = None, text_model: str | os.PathLike | None = None,
-                  **model_params: Any) -> dict[str, Any]:
+                  threads: int = 1, **model_params: Any) -> dict[str, Any]:
     """Train `model` once per seed; save the seed with the best validation MAE to `out`.
 
     `data` is a dataset path for `edge_msa.data.load_dataset` (default: the MOSI-U file beside the
     checkout); `splits` (a DatasetSplits) may be passed instead, e.g. by tests. `text_encoder="finetune"` fine-tunes
     a BERT-family encoder (`text_model`: a Hugging Face folder; default all-MiniLM-L6-v2) inside the model on token
     ids; "frozen" trains on cached frozen-MiniLM token features (the ablation); None: "finetune", unless `splits`
-    carry text features rather than token ids. Returns the metrics dict that is also written to
+    carry text features rather than token ids. `threads`: torch CPU threads while training (training.torch_threads:
+    pinned so that results do not depend on the core count). Returns the metrics dict that is also written to
     `<out stem>.metrics.json`.
     """
     from .checkpoint import save_checkpoint
+    from .training import torch_threads
 
-    _check_request(model, seeds)  # before the (slow) data load
+    _check_request(model, seeds, threads)  # before the (slow) data load
     text_encoder = _text_encoder_mode(text_encoder, splits)
     pretrained = _pretrained_text(text_model) if text_encoder == "finetune" else None
     if splits is None:
@@ -78,18 +80,21 @@ def train_teacher(model: str = "fd_cmdie", data: str | os.PathLike | None = None
     _check_splits(splits, pretrained, text_encoder)
     settings = _settings(model, epochs, batch_size, lr, pretrained is not None)
     model_params = {**MODEL_DEFAULTS.get(model.removesuffix("_tiny"), {}), **model_params}
-    runs = [_train_seed(model, int(seed), splits, model_params, pretrained, settings, progress) for seed in seeds]
-    best = min(runs, key=lambda r: r["valid_mae"])  # each seed built its own net, kept as it is
-    metrics = _metrics(model, text_encoder, splits, settings, runs, best)
+    with torch_threads(threads):
+        runs = [_train_seed(model, int(seed), splits, model_params, pretrained, settings, progress) for seed in seeds]
+        best = min(runs, key=lambda r: r["valid_mae"])  # each seed built its own net, kept as it is
+        metrics = _metrics(model, text_encoder, splits, settings, runs, best)
     save_checkpoint(out, best["net"], _checkpoint_meta(text_encoder, splits, settings, runs, best, metrics))
     write_text(metrics_path(out), json.dumps(metrics, indent=2) + "\n")
     return metrics
 
 
-def _check_request(model: str, seeds: Sequence[int]) -> None:
+def _check_request(model: str, seeds: Sequence[int], threads: int) -> None:
     from .models import list_models
     from .spec import suggest
 
+    if threads < 1:
+        raise InputError(f"--threads {threads}; expected >= 1")
     if model not in list_models():
         raise InputError(f"unknown model '{model}'{suggest(model, list_models())}")
     if not seeds:

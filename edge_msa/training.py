@@ -4,6 +4,7 @@ Early stopping on validation MAE, AdamW, deterministic with a seed, a progress b
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 from dataclasses import dataclass, field
@@ -111,6 +112,19 @@ def lr_schedule(opt: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch
         return max(0.0, (total - step) / max(total - warm, 1))
 
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """Run the block with torch on `n` CPU threads, then restore the old count. Training pins it (1 by default) so
+    that a seed's result does not depend on the machine's core count: float sums reduce in another order on 2
+    threads (the same teacher seed gave MAE 0.807 on 2 threads, 0.803 on 1), and 2 threads bought ~5 % time here."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 def seed_everything(seed: int) -> None:

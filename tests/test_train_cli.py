@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from edge_msa.checkpoint import data_record, load_checkpoint
+from edge_msa.errors import InputError
 from edge_msa.data.lineage import split_record
 from edge_msa.cli import main
 from edge_msa.metrics import METRIC_KEYS
@@ -53,6 +54,22 @@ def test_train_teacher_api_seeds(tiny_splits, tmp_path):
     assert model.model_name == "gtf_tiny"
     assert model.config_params["score_clip"] == 0.0  # validation picked no clip for gtf (teacher.MODEL_DEFAULTS)
     assert 0.5 <= model.config_params["score_scale"] <= 1.5 and m["model_params"] == model.config_params
+
+
+def test_training_pins_torch_threads_and_restores_them(tiny_splits, tmp_path):
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        m = train_teacher("gtf_tiny", out=tmp_path / "t.pt", splits=tiny_splits, epochs=1, progress=False)
+        assert m["host"]["torch_threads"] == 1  # the default: a seed's model does not depend on the core count
+        assert torch.get_num_threads() == 2
+        with pytest.raises(InputError, match="--threads 0; expected >= 1"):
+            train_teacher("gtf_tiny", out=tmp_path / "u.pt", splits=tiny_splits, threads=0, progress=False)
+        assert not (tmp_path / "u.pt").exists()
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_calibrate_scale_picks_the_validation_mae_minimum(tiny_splits):
