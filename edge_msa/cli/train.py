@@ -39,7 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=None, help="batch size (default: per model)")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: per model)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads while training (default: 1, so that a "
-                   "seed gives the same model on any core count; 2 threads were ~5%% faster on the 2-core VM)")
+                   "seed gives the same model on any core count; 2 threads bought no measurable time on the 2-core "
+                   "VM)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=run)
 
