@@ -27,7 +27,7 @@ from edge_msa.models.student import Student, run_with_skipping
 from edge_msa.models.with_text import WithTextEncoder, fusion_of, text_front_end
 from edge_msa.spec import SKIPPABLE
 from edge_msa.teacher import leak_robust
-from edge_msa.training import TrainConfig, fit, predict, to_batch, torch_threads
+from edge_msa.training import TrainConfig, fit, predict, to_batch, torch_threads, valid_mae
 
 from . import measure
 from .augment import with_augmented
@@ -172,8 +172,7 @@ def _one_seed(seed: int, teacher, splits: DatasetSplits, targets: TeacherTargets
     bar.done(f"thresholds {[round(t, 4) for t in calib['thresholds']]} ({calib['mode']} {calib['value']}) on "
              f"{calib['split']} (n={calib['n']}): saving {calib['saved_fraction']:.3f}, decisions flipped "
              f"{calib['flip_rate']:.4f}")
-    valid_mae = float(np.mean(np.abs(predict(student, selection) - selection.labels)))
-    return SeedRun(seed, student, valid_mae, copied, pruning, gate, calib, macs_step,
+    return SeedRun(seed, student, valid_mae(student, selection), copied, pruning, gate, calib, macs_step,
                    {"distill_epochs": len(res.history), "finetune_epochs": len(res_ft.history),
                     "finetune_kept_epoch": res_ft.best_epoch}, checkpoints)
 

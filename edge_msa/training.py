@@ -133,7 +133,8 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed)
 
 
-def _valid_mae(model: torch.nn.Module, valid: FeatureSet) -> float:
+def valid_mae(model: torch.nn.Module, valid: FeatureSet) -> float:
+    """The model's mean absolute error on `valid`: the quantity every stage selects on."""
     return float(np.mean(np.abs(predict(model, valid) - valid.labels)))
 
 
@@ -153,7 +154,7 @@ def fit(model: torch.nn.Module, train: FeatureSet, valid: FeatureSet, config: Tr
     sched = lr_schedule(opt, config, steps_per_epoch=steps_per_epoch)
     best_state, best_mae, best_epoch, bad = None, float("inf"), -1, 0
     if keep_start:
-        best_state, best_mae = copy.deepcopy(model.state_dict()), _valid_mae(model, valid)
+        best_state, best_mae = copy.deepcopy(model.state_dict()), valid_mae(model, valid)
     history: list[dict] = []
     start = time.perf_counter()
     bar = tqdm(range(config.epochs), desc=desc, disable=not progress, leave=False)
@@ -175,12 +176,12 @@ def fit(model: torch.nn.Module, train: FeatureSet, valid: FeatureSet, config: Tr
             steps += 1
             for k, v in parts.items():
                 totals[k] = totals.get(k, 0.0) + v
-        valid_mae = _valid_mae(model, valid)
-        row = {"epoch": epoch, "valid_mae": valid_mae, **{k: v / max(steps, 1) for k, v in totals.items()}}
+        epoch_mae = valid_mae(model, valid)
+        row = {"epoch": epoch, "valid_mae": epoch_mae, **{k: v / max(steps, 1) for k, v in totals.items()}}
         history.append(row)
-        bar.set_postfix(valid_mae=f"{valid_mae:.3f}", best=f"{min(best_mae, valid_mae):.3f}")
-        if valid_mae < best_mae - 1e-4:
-            best_mae, best_epoch, bad = valid_mae, epoch, 0
+        bar.set_postfix(valid_mae=f"{epoch_mae:.3f}", best=f"{min(best_mae, epoch_mae):.3f}")
+        if epoch_mae < best_mae - 1e-4:
+            best_mae, best_epoch, bad = epoch_mae, epoch, 0
             best_state = copy.deepcopy(model.state_dict())
         else:
             bad += 1

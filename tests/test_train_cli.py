@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from edge_msa.checkpoint import data_record, load_checkpoint
-from edge_msa.errors import InputError
 from edge_msa.data.lineage import split_record
 from edge_msa.cli import main
+from edge_msa.errors import InputError
 from edge_msa.metrics import METRIC_KEYS
 from edge_msa.spec import FeatureSpec
 from edge_msa.teacher import metrics_path, train_teacher
