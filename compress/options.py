@@ -65,8 +65,9 @@ class CompressOptions:
     text_score_epochs: int = 0
     text_lr: float = 1e-4  # student text-encoder learning rate in the response-KD / finetune stages
     transfer: str | None = "mosei"  # extra transfer texts: "mosei" (train fold of the MOSEI label.csv), a path, or None
-    # TinyBERT-style variants per training transcript added to the transfer texts; 4 paid on validation (0.812 vs
-    # 0.826, 3 seeds) but is off for the main job's 30-min budget (+3 min; README ablation)
+    # TinyBERT-style variants per training transcript added to the transfer texts. Off: with the default teacher 4
+    # tied on validation (0.812 both, 3 seeds; with the previous 3-epoch teacher it paid, 0.812 vs 0.826) and it
+    # costs ~3 min of the main job's 30 (README ablation)
     text_augment: int = 0
 
     def __post_init__(self) -> None:

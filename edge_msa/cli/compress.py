@@ -72,8 +72,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       "../shared/data/mosei/label.csv), a label.csv path, or 'none' (default: mosei)")
     text.add_argument("--text-augment", type=int, default=None, metavar="N",
                       help="add N TinyBERT-style variants of each training transcript (words swapped for their "
-                           "nearest words in the teacher's embedding) to the transfer texts (default: 0; 4 paid on "
-                           "validation but adds ~3 min to compress, see the README)")
+                           "nearest words in the teacher's embedding) to the transfer texts (default: 0; 4 tied on "
+                           "validation with the default teacher and adds ~3 min to compress, see the README)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="student seeds; the best on validation is "
                    "saved, mean +- std reported (default: 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or stage lines")
