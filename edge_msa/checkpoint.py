@@ -46,6 +46,9 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"checkpoint '{path}' does not exist; expected a .pt file written by edge-msa")
+    if not zipfile.is_zipfile(path):  # torch.save has written zip archives since torch 1.6; edge-msa never wrote others
+        raise ArtifactError(f"'{path}' is not a torch checkpoint (not the zip archive torch.save writes); "
+                            "expected a .pt file written by edge-msa")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:

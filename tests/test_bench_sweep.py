@@ -245,10 +245,12 @@ def test_compare_ratios_and_cli(tmp_path, tiny_splits, capsys):
     assert "cannot read report" in capsys.readouterr().err
 
 
-def test_cli_sweep_with_a_missing_bundle_writes_failed_rows(tmp_path, capsys):
+def test_cli_sweep_with_only_a_missing_bundle_writes_failed_rows_and_exits_2(tmp_path, capsys):
     out = tmp_path / "r"
     assert main(["bench", str(tmp_path / "missing"), "--out", str(out), "--meter", "none", "--quiet",
-                 "--min-time", "0", "--warmup", "0"]) == 0
+                 "--min-time", "0", "--warmup", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: every row failed") and "is not a directory" in err and "\n" not in err
     row = json.loads((out / "report.json").read_text())["rows"][0]
     assert row["status"].startswith("failed: load: ") and "is not a directory" in row["status"]
     assert main(["bench", "--out", str(out)]) == 2 and "no bundle given" in capsys.readouterr().err

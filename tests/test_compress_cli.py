@@ -65,6 +65,9 @@ def test_pickled_or_missing_teacher_one_line(tmp_path, capsys):
     assert err.startswith("error:") and "weights_only" in err and "\n" not in err
     assert main(["compress", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "s.pt"), "--quiet"]) == 2
     assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "text.pt").write_text("not a checkpoint")
+    assert main(["compress", str(tmp_path / "text.pt"), "--out", str(tmp_path / "s.pt"), "--quiet"]) == 2
+    assert "not a torch checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "s.pt").exists()
 
 

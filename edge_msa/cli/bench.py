@@ -68,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
                     modalities=args.modalities, backend=args.backend, split=args.split, min_time=args.min_time, min_runs=args.min_runs,
                     warmup=args.warmup, threads=args.threads, energy_window=args.energy_window, meter=args.meter,
                     long=args.long, progress=not args.quiet, precomputed_text=args.precomputed_text)
+    _fail_if_nothing_measured(out)
     if not args.quiet:
         png = out / "report.png"
         print(f"wrote {out / 'report.json'}, {out / 'report.md'}" + (f", {png}" if png.exists() else ""))
@@ -77,6 +78,18 @@ def run(args: argparse.Namespace) -> int:
 
             print(png_skipped(load_report(out / "report.json")) or "No report.png.")
     return 0
+
+
+def _fail_if_nothing_measured(out) -> None:
+    """A sweep where every row failed (say, a mistyped bundle path) measured nothing: exit 2 like any bad input,
+    though the report of the failures stays, so a script cannot mistake it for a benchmark."""
+    from edge_msa.benchmarks import load_report
+    from edge_msa.errors import InputError
+
+    rows = load_report(out / "report.json")["rows"]
+    if rows and not any(row.get("status") == "ok" for row in rows):
+        raise InputError(f"every row failed, so nothing was measured (first: {rows[0]['status']}); "
+                         f"the failures are in {out / 'report.md'}")
 
 
 def _compare(args: argparse.Namespace) -> int:

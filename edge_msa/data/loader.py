@@ -91,7 +91,8 @@ def detect_format(path: str | os.PathLike) -> str:
         found = sniff_pickle(path)
     if found is None:
         choices = "; ".join(f"{k}: {v.what}" for k, v in FORMATS.items())
-        raise InputError(f"cannot tell the dataset format of {path}; pass fmt= one of {choices}")
+        raise InputError(f"cannot tell the dataset format of {path}; name it (`edge-msa train --data-format`, "
+                         f"fmt= in Python), one of {choices}")
     return found
 
 
