@@ -15,6 +15,8 @@ EPILOG = """examples:
 
 Rows are timed from the raw transcript ("input": "raw-text": tokenizer + text encoder + the rest) wherever the
 data has transcripts; --precomputed-text times from text features ("input": "precomputed-text").
+A row that fails (a bundle that will not load, a runtime error) says why in the report and the sweep goes on;
+when every row fails, bench still writes the report and exits 2.
 
 writes report/report.json (the data), report/report.md (tables, ratios vs the first bundle) and
 report/report.png (accuracy vs p90 latency). Energy comes from a real meter (NVML, Jetson INA rails via
