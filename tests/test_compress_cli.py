@@ -91,3 +91,38 @@ def test_cli_end_to_end(tmp_path, cache, capsys):
     assert report["student"]["params"] < report["teacher"]["params"] * 10
     assert report["latency"]["calls"] >= 200 and report["compare"]["teacher_minus_student"]["mae"]["resamples"] >= 1000
     assert (out.parent / "student.report.md").is_file() and out.is_file()
+
+
+def test_selection_gap_of_two_runs(tmp_path, cache, capsys):
+    """Two tiny compress runs (one seed; two seeds): B - A on the validation criterion with a bootstrap CI, read
+    from the per-seed stage students; a run against itself differs by exactly 0; a bare checkpoint is refused."""
+    from edge_msa.compress.selection_gap import main as gap_main, selection_gap
+
+    data = _mini_mosi(tmp_path / "mini_mosi.npz")
+    splits = load_dataset(data, progress=False)
+    torch.manual_seed(0)
+    teacher = create_model("student_tiny", splits.spec)
+    fit(teacher, splits.train, splits.valid, TrainConfig(epochs=1), progress=False)
+    save_checkpoint(tmp_path / "teacher.pt", teacher, {"data": str(data), "seeds": [0]})
+    runs = {}
+    for name, seeds in (("one", ["0"]), ("two", ["0", "1"])):
+        runs[name] = tmp_path / name / "student.pt"
+        assert main(["compress", str(tmp_path / "teacher.pt"), "--out", str(runs[name]), "--epochs", "1",
+                     "--finetune-epochs", "1", "--gate-epochs", "1", "--quiet", "--seeds", *seeds]) == 0
+    gap = selection_gap(runs["one"], runs["two"], resamples=200)
+    assert gap["seeds_a"] == [0] and gap["seeds_b"] == [0, 1] and gap["valid_utterances"] == len(splits.valid)
+    assert gap["b_minus_a"] == pytest.approx(gap["criterion_b"] - gap["criterion_a"], abs=1e-6)
+    assert gap["ci95"][0] <= gap["b_minus_a"] <= gap["ci95"][1] and gap["se"] > 0
+    report = json.loads((tmp_path / "one" / "student.report.json").read_text())
+    assert gap["criterion_a"] == pytest.approx(report["seeds"]["per_seed"][0]["valid_mae"], abs=1e-5)
+    same = selection_gap(runs["one"], runs["one"], resamples=50)
+    assert same["b_minus_a"] == 0 and same["ci95"] == [0, 0]
+    (tmp_path / "bare").mkdir()  # the same student without its report and stages
+    (tmp_path / "bare" / "student.pt").write_bytes(runs["one"].read_bytes())
+    capsys.readouterr()
+    assert gap_main([str(runs["one"]), str(tmp_path / "bare" / "student.pt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: cannot read the seeds") and "\n" not in err
+    save_checkpoint(tmp_path / "bare" / "student.pt", teacher, {"data": str(data)})  # lineage: the path alone
+    assert gap_main([str(runs["one"]), str(tmp_path / "bare" / "student.pt")]) == 2
+    assert "different data or splits" in capsys.readouterr().err
