@@ -71,13 +71,19 @@ def test_pickled_or_missing_teacher_one_line(tmp_path, capsys):
     assert not (tmp_path / "s.pt").exists()
 
 
-def test_cli_end_to_end(tmp_path, cache, capsys):
+def _tiny_teacher(tmp_path, epochs: int):
+    """A tiny teacher trained on a mini MOSI-U file, saved as tmp_path/teacher.pt: (data path, splits, model)."""
     data = _mini_mosi(tmp_path / "mini_mosi.npz")
     splits = load_dataset(data, progress=False)
     torch.manual_seed(0)
     teacher = create_model("student_tiny", splits.spec)
-    fit(teacher, splits.train, splits.valid, TrainConfig(epochs=2), progress=False)
+    fit(teacher, splits.train, splits.valid, TrainConfig(epochs=epochs), progress=False)
     save_checkpoint(tmp_path / "teacher.pt", teacher, {"data": str(data), "seeds": [0]})
+    return data, splits, teacher
+
+
+def test_cli_end_to_end(tmp_path, cache, capsys):
+    data, _, _ = _tiny_teacher(tmp_path, epochs=2)
     out = tmp_path / "out" / "student.pt"
     code = main(["compress", str(tmp_path / "teacher.pt"), "--out", str(out), "--epochs", "1",
                  "--finetune-epochs", "1", "--gate-epochs", "1", "--prune-ratio", "0.5", "--quiet"])
@@ -98,12 +104,7 @@ def test_selection_gap_of_two_runs(tmp_path, cache, capsys):
     from the per-seed stage students; a run against itself differs by exactly 0; a bare checkpoint is refused."""
     from edge_msa.compress.selection_gap import main as gap_main, selection_gap
 
-    data = _mini_mosi(tmp_path / "mini_mosi.npz")
-    splits = load_dataset(data, progress=False)
-    torch.manual_seed(0)
-    teacher = create_model("student_tiny", splits.spec)
-    fit(teacher, splits.train, splits.valid, TrainConfig(epochs=1), progress=False)
-    save_checkpoint(tmp_path / "teacher.pt", teacher, {"data": str(data), "seeds": [0]})
+    data, splits, teacher = _tiny_teacher(tmp_path, epochs=1)
     runs = {}
     for name, seeds in (("one", ["0"]), ("two", ["0", "1"])):
         runs[name] = tmp_path / name / "student.pt"
