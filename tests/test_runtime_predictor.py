@@ -224,6 +224,8 @@ def test_media_file_for_external_features_is_skipped_with_a_warning(bundle, tmp_
         r = p.predict(text=_arrays()["text"], audio=clip)
     assert r.skipped["audio"] == "expects external:declare-opensmile-73 features, got a media file"
     assert "audio" not in r.ran
+    with load(bundle) as p, pytest.raises(InputError, match="audio file '.*nope.wav' does not exist"):
+        p.predict(text=_arrays()["text"], audio=tmp_path / "nope.wav")  # a typo is an error, not a skip
 
 
 def test_bad_arrays_raise_one_line_input_errors(bundle):
@@ -379,6 +381,10 @@ def test_raw_text_and_video_file_through_the_front_ends(tmp_path_factory):
 
 def test_cli_media_skip_is_one_warning_line(bundle, tmp_path):
     np.save(tmp_path / "t.npy", _arrays()["text"])
+    missing = _cli("predict", bundle, "--text", tmp_path / "t.npy", "--audio", tmp_path / "clip.wav")
+    assert missing.returncode == 2 and missing.stderr.strip().endswith("clip.wav' does not exist")
+    assert missing.stdout == "" and len(missing.stderr.splitlines()) == 1
+    (tmp_path / "clip.wav").write_bytes(b"RIFF")
     r = _cli("predict", bundle, "--text", tmp_path / "t.npy", "--audio", tmp_path / "clip.wav")
     assert r.returncode == 0, r.stderr
     assert r.stderr.splitlines() == [r.stderr.strip()] and r.stderr.startswith("warning: audio: skipped clip.wav")

@@ -268,15 +268,16 @@ class Predictor:
         return array.astype(np.float32)
 
     def _media_check(self, modality: str, path: Path) -> str | None:
-        """Why a media file cannot be used (None if it can): the model was trained on external features
-        that edge-msa cannot compute (warned), or the file does not exist (an error)."""
+        """Why a media file cannot be used (None if it can): it does not exist (an error, whatever the model:
+        a mistyped path must not pass as a skipped modality), or the model was trained on external features
+        that edge-msa cannot compute (warned and skipped)."""
+        if not path.is_file():
+            raise InputError(f"{modality} file '{path}' does not exist")
         name = self.spec.front_end(modality)
         if name.startswith("external"):
             warnings.warn(f"{modality}: skipped {path.name}; this model expects {name} features (an array of "
                           f"shape (L, {self.spec.dim(modality)})), not a media file", stacklevel=3)
             return f"expects {name} features, got a media file"
-        if not path.is_file():
-            raise InputError(f"{modality} file '{path}' does not exist")
         return None
 
     def _audio_track_check(self, video: Path) -> str | None:
