@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 from ..errors import TRAIN_FIX, EdgeMSAError, require_installed
 from ..version import __version__
@@ -50,11 +51,19 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        require_installed(NEEDS_TRAIN.get(args.command, ()), f"edge-msa {args.command}", TRAIN_FIX)
-        return int(args.handler(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning
+            require_installed(NEEDS_TRAIN.get(args.command, ()), f"edge-msa {args.command}", TRAIN_FIX)
+            return int(args.handler(args) or 0)
     except EdgeMSAError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("error: interrupted; nothing half-written was kept\n")
         return 130
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning reaches a CLI user as one line `warning: ...` (e.g. a skipped media file, data that is not the
+    model's), not Python's file:line header plus an echo of our source line."""
+    sys.stderr.write(f"warning: {message}\n")

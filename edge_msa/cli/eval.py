@@ -25,7 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("bundle", help="bundle directory from `edge-msa export`")
     p.add_argument("--data", default=None, help="dataset path (default: the bundle's training data, else "
                    "../shared/data/mosi/mosi_utterance_std.npz)")
-    p.add_argument("--split", default="test", help="train | valid | test (default: test)")
+    p.add_argument("--split", default="test", choices=("train", "valid", "test"),
+                   help="which split to score (default: test)")
     p.add_argument("--out", default=None, help="metrics JSON to write (default: print only)")
     p.add_argument("--batch-size", type=int, default=256, help="samples per runtime call (default: 256)")
     p.add_argument("--backend", default=None, help="onnxruntime | tensorrt (default: the bundle's)")

@@ -4,8 +4,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import sys
-import warnings
 from pathlib import Path
 
 EPILOG = """inputs (any modality may be left out):
@@ -58,16 +56,10 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("empty --text; expected at least one word")
     items = _csv_items(Path(args.batch)) if args.batch else _flag_items(args)
     providers = args.providers.split(",") if args.providers else None
-    with warnings.catch_warnings():
-        warnings.showwarning = _one_line  # e.g. a media file skipped, an ORT provider fallback
-        with load(args.bundle, backend=args.backend, providers=providers, threads=args.threads) as predictor:
-            for prediction in predictor.predict_batch(items):
-                print(json.dumps(prediction.to_dict()))
+    with load(args.bundle, backend=args.backend, providers=providers, threads=args.threads) as predictor:
+        for prediction in predictor.predict_batch(items):
+            print(json.dumps(prediction.to_dict()))
     return 0
-
-
-def _one_line(message, category, filename, lineno, file=None, line=None) -> None:
-    sys.stderr.write(f"warning: {message}\n")
 
 
 def _value(text: str | None, base: Path = Path(".")):
