@@ -76,6 +76,12 @@ class _Progress:
         self.bar.close()
         return time.perf_counter() - self.t0
 
+    def __enter__(self) -> "_Progress":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close()  # on an error too, so its `error:` line starts a line of its own
+
 
 def _train_config(options: CompressOptions, epochs: int, seed: int) -> TrainConfig:
     return TrainConfig(epochs=epochs, batch_size=options.batch_size, lr=options.lr, patience=options.patience,
@@ -210,14 +216,14 @@ def compress(teacher_path: str | os.PathLike, data: str | os.PathLike | None = N
     out = Path(out)
     if out.suffix != ".pt":
         raise InputError(f"--out '{out}' should end in .pt (the student checkpoint)")
-    with torch_threads(options.threads):
-        return _compress(Path(teacher_path), data, out, options, progress, splits)
+    with torch_threads(options.threads), _Progress(progress, 3 + 5 * len(options.seeds)) as bar:
+        return _compress(Path(teacher_path), data, out, options, progress, splits, bar)
 
 
 def _compress(teacher_path: Path, data: str | os.PathLike | None, out: Path, options: CompressOptions, progress: bool,
-              splits: DatasetSplits | None) -> dict[str, Any]:
-    """load -> text encoder -> stages per seed -> evaluate -> write; returns the report as written."""
-    bar = _Progress(progress, 3 + 5 * len(options.seeds))  # load, text, 5 stages per seed, evaluate
+              splits: DatasetSplits | None, bar: _Progress) -> dict[str, Any]:
+    """load -> text encoder -> stages per seed -> evaluate -> write; returns the report as written. `bar` has
+    one step per stage: load, text, 5 per seed, evaluate."""
     teacher, splits, targets = _load(teacher_path, data, splits, bar, progress)
     options = options.for_teacher(own_text_encoder=isinstance(teacher, WithTextEncoder))
 
@@ -249,6 +255,9 @@ def _load(teacher_path: Path, data: str | os.PathLike | None, splits: DatasetSpl
     """The teacher, the splits in its shapes, and its outputs on the training split (the KD targets)."""
     bar.start("load")
     teacher, meta = load_checkpoint(teacher_path)
+    if "teacher" in meta:  # written by compress: a student's pruned vocabulary and widths are not a teacher's
+        raise InputError(f"'{teacher_path}' is a student made by `edge-msa compress` (from {meta['teacher']}); "
+                         "expected a teacher checkpoint from `edge-msa train`: compress that teacher instead")
     if splits is None:  # the teacher's own splits (same file, format and validation carve), or --data's
         splits = rebuild_splits(data_record(meta), data, progress, text_encoder=text_front_end(teacher))
     splits = splits.for_model(teacher.spec)  # the one FeatureSpec check; modalities it lacks run as missing

@@ -97,6 +97,12 @@ def test_cli_end_to_end(tmp_path, cache, capsys):
     assert report["student"]["params"] < report["teacher"]["params"] * 10
     assert report["latency"]["calls"] >= 200 and report["compare"]["teacher_minus_student"]["mae"]["resamples"] >= 1000
     assert (out.parent / "student.report.md").is_file() and out.is_file()
+    capsys.readouterr()
+    again = tmp_path / "again" / "student.pt"  # a student is not a teacher: refused before any work
+    assert main(["compress", str(out), "--out", str(again), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: '{out}' is a student made by `edge-msa compress`") and "\n" not in err
+    assert not again.parent.exists()
 
 
 def test_selection_gap_of_two_runs(tmp_path, cache, capsys):
