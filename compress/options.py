@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from edge_msa.errors import InputError
+from edge_msa.errors import InputError, checked_seeds
 from edge_msa.models.student import SHARE_MODES
 from edge_msa.spec import suggest
 
@@ -106,9 +106,7 @@ class CompressOptions:
                 raise InputError(f"{name} = {getattr(self, name)}; expected >= 1")
         if self.bootstrap < 1 or self.latency_threads < 1 or self.threads < 1:
             raise InputError("bootstrap, threads and latency_threads must be >= 1")
-        if not self.seeds:
-            raise InputError("--seeds is empty; expected at least one seed")
-        object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
+        object.__setattr__(self, "seeds", checked_seeds(self.seeds))
 
     @property
     def skip_mode(self) -> tuple[str, float]:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from edge_msa.checkpoint import data_record, load_checkpoint, save_checkpoint
+from edge_msa.checkpoint import data_record, load_checkpoint, require_pt_suffix, save_checkpoint
 from edge_msa.data.base import DatasetSplits, FeatureSet
 from edge_msa.data.lineage import lineage, rebuild_splits
 from edge_msa.errors import ArtifactError, InputError
@@ -213,9 +213,7 @@ def compress(teacher_path: str | os.PathLike, data: str | os.PathLike | None = N
     `options` (or keyword overrides of CompressOptions) set every knob; `splits` may replace `data` (tests).
     """
     options = options or CompressOptions.build(**overrides)
-    out = Path(out)
-    if out.suffix != ".pt":
-        raise InputError(f"--out '{out}' should end in .pt (the student checkpoint)")
+    out = require_pt_suffix(out, "student")
     with torch_threads(options.threads), _Progress(progress, 3 + 5 * len(options.seeds)) as bar:
         return _compress(Path(teacher_path), data, out, options, progress, splits, bar)
 

@@ -13,6 +13,15 @@ from .spec import FeatureSpec, ModelConfig
 FORMAT_VERSION = 1
 
 
+def require_pt_suffix(path: str | os.PathLike, what: str) -> Path:
+    """`path` as a Path, or one line saying that the checkpoint `what` writes must end in .pt: checked before any
+    work, so a long run never ends in a refused write."""
+    path = Path(path)
+    if path.suffix != ".pt":
+        raise InputError(f"--out '{path}' should end in .pt (the {what} checkpoint)")
+    return path
+
+
 def save_checkpoint(path: str | os.PathLike, model, meta: dict[str, Any] | None = None) -> Path:
     """Write model (config, spec, weights) + plain-type meta atomically to `path`.
 

@@ -31,6 +31,18 @@ class ParityError(EdgeMSAError):
     """An exported graph disagrees with the torch reference beyond tolerance."""
 
 
+def checked_seeds(seeds) -> tuple[int, ...]:
+    """The seeds as ints, or one line saying why not: at least one, each in 0 .. 2**32 - 1, the range numpy's
+    seeding (training.seed_everything) accepts, so a bad seed fails before any data is read, not inside numpy."""
+    seeds = tuple(int(s) for s in seeds)
+    if not seeds:
+        raise InputError("no seeds given; expected at least one seed, e.g. --seeds 0")
+    bad = [s for s in seeds if not 0 <= s < 2 ** 32]
+    if bad:
+        raise InputError(f"--seeds {' '.join(map(str, bad))} out of range; expected integers in 0 .. 4294967295")
+    return seeds
+
+
 def require(module: str, purpose: str, fix: str | None = None) -> ModuleType:
     """Import an optional dependency lazily, or raise one line naming the purpose and the fix.
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from .atomic import write_text
 from .data.modality_subset import restrict_set
-from .errors import InputError
+from .errors import InputError, checked_seeds
 from .host import training_host
 from .metrics import METRIC_KEYS, mean_std, msa_metrics
 
@@ -70,10 +70,11 @@ def train_teacher(model: str = "fd_cmdie", data: str | os.PathLike | None = None
     pinned so that results do not depend on the core count). Returns the metrics dict that is also written to
     `<out stem>.metrics.json`.
     """
-    from .checkpoint import save_checkpoint
+    from .checkpoint import require_pt_suffix, save_checkpoint
     from .training import torch_threads
 
     _check_request(model, seeds, threads)  # before the (slow) data load
+    require_pt_suffix(out, "teacher")
     text_encoder = _text_encoder_mode(text_encoder, splits)
     pretrained = _pretrained_text(text_model) if text_encoder == "finetune" else None
     if splits is None:
@@ -99,8 +100,7 @@ def _check_request(model: str, seeds: Sequence[int], threads: int) -> None:
         raise InputError(f"--threads {threads}; expected >= 1")
     if model not in list_models():
         raise InputError(f"unknown model '{model}'{suggest(model, list_models())}")
-    if not seeds:
-        raise InputError("no seeds given; expected at least one seed, e.g. --seeds 0")
+    checked_seeds(seeds)
 
 
 def _text_encoder_mode(text_encoder: str | None, splits) -> str:

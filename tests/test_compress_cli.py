@@ -69,6 +69,8 @@ def test_pickled_or_missing_teacher_one_line(tmp_path, capsys):
     assert main(["compress", str(tmp_path / "text.pt"), "--out", str(tmp_path / "s.pt"), "--quiet"]) == 2
     assert "not a torch checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "s.pt").exists()
+    assert main(["compress", str(tmp_path / "nope.pt"), "--seeds", "-1", "--out", str(tmp_path / "s.pt")]) == 2
+    assert capsys.readouterr().err == "error: --seeds -1 out of range; expected integers in 0 .. 4294967295\n"
 
 
 def _tiny_teacher(tmp_path, epochs: int):

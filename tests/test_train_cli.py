@@ -120,6 +120,19 @@ def test_cli_missing_data_file_exit_2(tmp_path, capsys):
     assert rc == 2 and "nope.npz" in err and len(err.splitlines()) == 1
 
 
+@pytest.mark.parametrize("args, says", [
+    (["--out", "teacher.txt"], "--out 'teacher.txt' should end in .pt (the teacher checkpoint)"),
+    (["--seeds", "0", "-1"], "--seeds -1 out of range; expected integers in 0 .. 4294967295"),
+    (["--text-model", "no/such/folder"], "text encoder folder no/such/folder does not exist"),
+])
+def test_cli_bad_request_is_refused_before_any_data_is_read(args, says, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rc = main(["train", "--data", "never-read.npz", *args, "--quiet"])  # the missing file is never reached
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith(f"error: {says}") and len(err.splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_cli_bad_option_exit_2(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["train", "--epochs", "many"])

@@ -153,6 +153,9 @@ def load_pretrained(folder: str | Path | None = None, max_positions: int | None 
     """A BertEncoder with the weights of a Hugging Face BERT-family folder (config.json + model.safetensors)."""
     folder = Path(folder) if folder else default_model_dir()
     cfg_path, weights = folder / "config.json", folder / "model.safetensors"
+    if not folder.is_dir():
+        raise InputError(f"text encoder folder {folder} does not exist; expected a Hugging Face BERT-family "
+                         "folder with config.json, model.safetensors and tokenizer.json")
     for p in (cfg_path, weights, folder / "tokenizer.json"):
         if not p.is_file():
             raise InputError(f"text encoder folder {folder} lacks {p.name}; expected a Hugging Face BERT-family "
