@@ -17,6 +17,7 @@ from edge_msa.data.modality_subset import restrict_set
 from edge_msa.atomic import check_replaceable
 from edge_msa.errors import EdgeMSAError, InputError
 from edge_msa.metrics import METRIC_KEYS
+from edge_msa.runtime.predictor import check_threads
 from edge_msa.spec import SKIPPABLE
 
 from .inputs import batches as make_batches
@@ -56,8 +57,7 @@ def run_bench(bundles: Sequence[str | os.PathLike], data: str | os.PathLike | Da
         raise InputError(f"batch sizes must be >= 1; got {list(batches)}")
     if energy_window <= 0 or min_time < 0 or min_runs < 1 or warmup < 0:
         raise InputError("need --energy-window > 0, --min-time >= 0, min runs >= 1 and --warmup >= 0")
-    if threads is not None and threads < 1:
-        raise InputError(f"--threads must be >= 1; got {threads}")
+    check_threads(threads)
     check_replaceable(out, *REPLACES)  # before any timing, not after it
     subsets = {name: parse_subset(name) for name in modalities}
     min_time = max(min_time, LONG_MIN_TIME_S) if long else min_time

@@ -228,6 +228,12 @@ def test_media_file_for_external_features_is_skipped_with_a_warning(bundle, tmp_
         p.predict(text=_arrays()["text"], audio=tmp_path / "nope.wav")  # a typo is an error, not a skip
 
 
+@pytest.mark.parametrize("threads", [0, -2])
+def test_thread_count_below_one_is_refused_when_the_bundle_opens(bundle, threads):
+    with pytest.raises(InputError, match=f"--threads must be >= 1; got {threads}"):
+        load(bundle, threads=threads)
+
+
 def test_bad_arrays_raise_one_line_input_errors(bundle):
     a = _arrays()
     bad_nan = a["audio"].copy()

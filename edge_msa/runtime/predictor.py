@@ -338,6 +338,13 @@ def _mask(x: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return np.arange(x.shape[1])[None, :] < lengths[:, None]  # (B, L) bool
 
 
+def check_threads(threads: int | None) -> None:
+    """None (the runtime's choice) or >= 1; onnxruntime reads 0 as its default and a negative count as an error
+    deep in session creation, so both are refused here in one line."""
+    if threads is not None and threads < 1:
+        raise InputError(f"--threads must be >= 1; got {threads}")
+
+
 def load(bundle_dir: str | os.PathLike, backend: str | None = None, providers: Sequence[str] | None = None,
          threads: int | None = None) -> Predictor:
     """Open a bundle: read its manifest and load every graph with `backend` (default: the one the bundle
@@ -350,6 +357,7 @@ def open_bundle(bundle: Path, manifest: Manifest, backend: str | None = None, pr
                 threads: int | None = None) -> Predictor:
     """A Predictor over `bundle`'s graphs as `manifest` describes them (load's second half; export validates a
     bundle through it before its manifest is written)."""
+    check_threads(threads)
     name = backend or manifest.backend
     if name == "torch":
         raise InputError("the torch backend wraps a model in memory (export's parity check), not a bundle; "
