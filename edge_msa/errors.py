@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from types import ModuleType
+from typing import Iterable
 
 # The one-line fixes for the optional groups of setup.py (`pip install edge-msa` is the device runtime alone).
 TRAIN_FIX = 'pip install "edge-msa[train]"'
@@ -31,7 +32,7 @@ class ParityError(EdgeMSAError):
     """An exported graph disagrees with the torch reference beyond tolerance."""
 
 
-def checked_seeds(seeds) -> tuple[int, ...]:
+def checked_seeds(seeds: Iterable[int]) -> tuple[int, ...]:
     """The seeds as ints, or one line saying why not: at least one, each in 0 .. 2**32 - 1, the range numpy's
     seeding (training.seed_everything) accepts, so a bad seed fails before any data is read, not inside numpy."""
     seeds = tuple(int(s) for s in seeds)
