@@ -37,9 +37,10 @@ def run_seeds(student: Path) -> list[int]:
                          "the student.pt of an `edge-msa compress` run with its report beside it") from None
 
 
-def seed_errors(student: Path, selection) -> np.ndarray:
-    """(utterances,) selection-criterion error of each validation utterance, averaged over the run's seeds: the
-    mean of its absolute error with all modalities and with text alone (`leak_robust` stacks the two)."""
+def seed_errors(student: Path, selection) -> tuple[np.ndarray, list[int]]:
+    """(utterances,) selection-criterion error of each validation utterance, averaged over the run's seeds (the
+    mean of its absolute error with all modalities and with text alone: `leak_robust` stacks the two), and the
+    seeds."""
     from edge_msa.training import predict
 
     seeds = run_seeds(student)
@@ -52,7 +53,7 @@ def seed_errors(student: Path, selection) -> np.ndarray:
         per_seed.append(np.abs(predict(model, selection) - selection.labels))
     err = np.mean(per_seed, axis=0)
     half = len(err) // 2
-    return (err[:half] + err[half:]) / 2
+    return (err[:half] + err[half:]) / 2, seeds
 
 
 def selection_gap(run_a: str | os.PathLike, run_b: str | os.PathLike, resamples: int = 2000,
@@ -69,15 +70,14 @@ def selection_gap(run_a: str | os.PathLike, run_b: str | os.PathLike, resamples:
                          "runs of the same data (their lineage records differ)")
     splits = rebuild_splits(record, None, False, text_encoder=text_front_end(model)).for_model(model.spec)
     selection = leak_robust(splits.valid)
-    err_a, err_b = seed_errors(run_a, selection), seed_errors(run_b, selection)
+    (err_a, seeds_a), (err_b, seeds_b) = seed_errors(run_a, selection), seed_errors(run_b, selection)
     diff = err_b - err_a
     rng = np.random.default_rng(seed)
     draws = [diff[rng.integers(0, len(diff), len(diff))].mean() for _ in range(resamples)]
     return {"valid_utterances": len(diff), "criterion_a": float(err_a.mean()), "criterion_b": float(err_b.mean()),
             "b_minus_a": float(diff.mean()), "ci95": [float(np.percentile(draws, 2.5)),
                                                       float(np.percentile(draws, 97.5))],
-            "se": float(np.std(draws)), "resamples": resamples, "seeds_a": run_seeds(run_a),
-            "seeds_b": run_seeds(run_b)}
+            "se": float(np.std(draws)), "resamples": resamples, "seeds_a": seeds_a, "seeds_b": seeds_b}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -38,9 +38,10 @@ def checked_seeds(seeds: Iterable[int]) -> tuple[int, ...]:
     seeds = tuple(int(s) for s in seeds)
     if not seeds:
         raise InputError("no seeds given; expected at least one seed, e.g. --seeds 0")
-    bad = [s for s in seeds if not 0 <= s < 2 ** 32]
+    top = 2 ** 32 - 1
+    bad = [s for s in seeds if not 0 <= s <= top]
     if bad:
-        raise InputError(f"--seeds {' '.join(map(str, bad))} out of range; expected integers in 0 .. 4294967295")
+        raise InputError(f"--seeds {' '.join(map(str, bad))} out of range; expected integers in 0 .. {top}")
     return seeds
 
 
