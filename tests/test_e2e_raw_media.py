@@ -54,3 +54,10 @@ def test_pipeline_runs_every_stage_and_writes_the_bench_report(tmp_path, monkeyp
     assert {Path(r["bundle"]).name for r in report["rows"]} == {"teacher", "student", "student-int8"}
     assert all(r["status"] == "ok" for r in report["rows"]), [r["status"] for r in report["rows"]]
     assert (out / "student.report.json").is_file() and (out / "teacher.metrics.json").is_file()
+    teacher_written = (out / "teacher.pt").stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(["pipeline", "--model", "fd_cmdie_tiny", "--data", str(ds), "--out", str(out), "--epochs", "1",
+                 "--min-time", "0.06", "--text-encoder", "frozen", "--quiet", "--resume"]) == 0
+    stages = [line for line in capsys.readouterr().out.splitlines() if line.startswith("== ")]
+    assert len(stages) == 6 and all("resumed" in line for line in stages[:5]), stages  # only the bench changed
+    assert "resumed" not in stages[5] and (out / "teacher.pt").stat().st_mtime_ns == teacher_written

@@ -3,7 +3,11 @@ export teacher / student / student-int8 bundles for ONNX Runtime, and benchmark 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import InputError
 
 EPILOG = """\
 what it writes under --out:
@@ -11,12 +15,16 @@ what it writes under --out:
   student.pt, student.report.{json,md}      edge-msa compress
   bundles/{teacher,student,student-int8}/   edge-msa export (onnx, onnx, onnx-int8)
   bench/report.{json,md,png}                edge-msa bench (ONNX Runtime, CPU)
+  pipeline.json                             each finished stage: its inputs and the sha256 of its outputs
 
 examples:
   edge-msa pipeline --out runs/mosi                     # MOSI-U beside the checkout, fd_cmdie teacher
+  edge-msa pipeline --out runs/mosi --resume            # after an interruption: skip the stages that finished
   edge-msa pipeline --model gtf --data mosi_utterance_std.npz --out runs/gtf
   edge-msa pipeline --out runs/smoke --epochs 2 --min-time 0.5   # quick smoke run
 """
+STATE_FILE = "pipeline.json"
+STATE_FORMAT = "edge-msa-pipeline-v1"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,37 +38,111 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--text-encoder", choices=("finetune", "frozen"), default="finetune",
                    help="fine-tune the teacher's text encoder (default) or use frozen MiniLM features (ablation)")
     p.add_argument("--min-time", type=float, default=2.0, help="seconds of timing per benchmark row (default: 2)")
+    p.add_argument("--resume", action="store_true",
+                   help=f"skip each stage that --out/{STATE_FILE} records as finished with the same inputs and "
+                        "whose outputs are unchanged (a changed stage reruns, and so does every stage after it)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from .. import benchmarks, compress, export
+    from ..data.loader import existing_dataset
     from ..paths import default_mosi_path
-    from ..teacher import train_teacher
 
-    data = args.data or default_mosi_path()  # every stage (parity and accuracy checks too) sees real data
+    data = existing_dataset(args.data) if args.data else default_mosi_path()  # every stage (parity too) sees real data
     out = Path(args.out)
     progress = not args.quiet
+    stages = StageLog(out, resume=args.resume)
     teacher_pt, student_pt = out / "teacher.pt", out / "student.pt"
-    _stage("1/4 train", f"{args.model} teacher -> {teacher_pt}")
-    train_teacher(args.model, data=data, out=teacher_pt, seeds=args.seeds, epochs=args.epochs, progress=progress,
-                  text_encoder=args.text_encoder)
-    _stage("2/4 compress", f"-> {student_pt}")
-    overrides = {"epochs": args.epochs} if args.epochs else {}
-    compress.compress(teacher_pt, data=data, out=student_pt, progress=progress, seeds=args.seeds, **overrides)
+    stages.run("1/4 train", f"{args.model} teacher -> {teacher_pt}", _train_inputs(args, data),
+               [teacher_pt, out / "teacher.metrics.json"], lambda: _train(args, data, teacher_pt, progress))
+    settings = {"seeds": args.seeds, **({"epochs": args.epochs} if args.epochs else {})}
+    stages.run("2/4 compress", f"-> {student_pt}", {"teacher": teacher_pt, "data": data, **settings},
+               [student_pt, out / "student.report.json", out / "student.report.md"],
+               lambda: compress.compress(teacher_pt, data=data, out=student_pt, progress=progress, **settings))
     bundles = out / "bundles"
     plan = [(teacher_pt, "onnx", bundles / "teacher"), (student_pt, "onnx", bundles / "student"),
             (student_pt, "onnx-int8", bundles / "student-int8")]
     for ckpt, fmt, target in plan:
-        _stage("3/4 export", f"{ckpt.name} as {fmt} -> {target}")
-        export.export(ckpt, format=fmt, out=target, data=data)
-    _stage("4/4 bench", f"-> {out / 'bench'}")
-    report = benchmarks.run_bench([target for _, _, target in plan], data=data, out=out / "bench",
-                                  min_time=args.min_time, progress=progress)
-    print((Path(report) / "report.md").read_text(encoding="utf-8"))
+        stages.run("3/4 export", f"{ckpt.name} as {fmt} -> {target}", {"checkpoint": ckpt, "format": fmt,
+                                                                        "data": data},
+                   [target], lambda c=ckpt, f=fmt, t=target: export.export(c, format=f, out=t, data=data))
+    targets = [target for _, _, target in plan]
+    stages.run("4/4 bench", f"-> {out / 'bench'}", {"bundles": targets, "data": data, "min_time": args.min_time},
+               [out / "bench"], lambda: benchmarks.run_bench(targets, data=data, out=out / "bench",
+                                                             min_time=args.min_time, progress=progress))
+    print((out / "bench" / "report.md").read_text(encoding="utf-8"))
     return 0
 
 
-def _stage(name: str, what: str) -> None:
-    print(f"== {name}: {what}", flush=True)
+def _train_inputs(args: argparse.Namespace, data: Path) -> dict[str, Any]:
+    return {"model": args.model, "data": data, "seeds": args.seeds, "epochs": args.epochs,
+            "text_encoder": args.text_encoder}
+
+
+def _train(args: argparse.Namespace, data: Path, out: Path, progress: bool) -> None:
+    from ..teacher import train_teacher
+
+    train_teacher(args.model, data=data, out=out, seeds=args.seeds, epochs=args.epochs, progress=progress,
+                  text_encoder=args.text_encoder)
+
+
+class StageLog:
+    """`--out/pipeline.json`: what each finished stage took in (its settings, the package version, and the sha256 of
+    every input file) and the sha256 of each output. With `resume`, a stage whose record matches both is skipped, so
+    an interruption late in the ~30-min main job does not cost the training again; a stage with any difference
+    reruns, and because its outputs' hashes change, so does every stage that reads them."""
+
+    def __init__(self, out: Path, resume: bool):
+        self.path = out / STATE_FILE
+        self.done: dict[str, Any] = _read_state(self.path) if resume else {}
+
+    def run(self, name: str, what: str, inputs: dict[str, Any], outputs: list[Path], work: Callable[[], Any]) -> None:
+        key = f"{name}: {what}"
+        record = {"inputs": _fingerprint(inputs)}
+        previous = self.done.get(key)
+        if previous is not None and previous["inputs"] == record["inputs"] and \
+                previous["outputs"] == _hashes(outputs, missing_ok=True):
+            print(f"== {name}: {what} (resumed: finished earlier with the same inputs)", flush=True)
+            return
+        print(f"== {name}: {what}", flush=True)
+        work()
+        self.done[key] = {**record, "outputs": _hashes(outputs)}
+        from ..atomic import write_text
+
+        write_text(self.path, json.dumps({"format": STATE_FORMAT, "stages": self.done}, indent=1) + "\n")
+
+
+def _read_state(path: Path) -> dict[str, Any]:
+    """The stages recorded in `path`; none when it does not exist yet."""
+    if not path.exists():
+        print(f"== resume: no {path} yet, so every stage runs", flush=True)
+        return {}
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+        if state.get("format") != STATE_FORMAT or not isinstance(state.get("stages"), dict):
+            raise ValueError(f"format is not {STATE_FORMAT}")
+    except (ValueError, AttributeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path} is not an edge-msa pipeline record ({exc}); expected the file an earlier "
+                         f"`edge-msa pipeline` wrote: delete it, or run without --resume") from None
+    return state["stages"]
+
+
+def _fingerprint(inputs: dict[str, Any]) -> dict[str, Any]:
+    """JSON-ready inputs: each path replaced by the sha256 of its bytes (a file or a bundle folder)."""
+    from ..data.lineage import file_sha256
+    from ..version import __version__
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, Path):
+            return file_sha256(value)
+        return [plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+    return {"edge_msa": __version__, **{name: plain(value) for name, value in inputs.items()}}
+
+
+def _hashes(paths: list[Path], missing_ok: bool = False) -> dict[str, str | None]:
+    from ..data.lineage import file_sha256
+
+    return {p.name: file_sha256(p) if p.exists() or not missing_ok else None for p in paths}

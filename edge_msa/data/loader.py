@@ -96,6 +96,14 @@ def detect_format(path: str | os.PathLike) -> str:
     return found
 
 
+def existing_dataset(path: str | os.PathLike) -> Path:
+    """`path` as a Path, or the one-line error for a dataset that is not there."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"dataset not found: {path}")
+    return path
+
+
 def load_dataset(path: str | os.PathLike, fmt: str | None = None, seed: int = 0, progress: bool = True,
                  text_encoder: MiniLMFrontEnd | None = None) -> DatasetSplits:
     """Read a public MSA dataset into train/valid/test FeatureSets with the FeatureSpec describing them.
@@ -105,9 +113,7 @@ def load_dataset(path: str | os.PathLike, fmt: str | None = None, seed: int = 0,
     its files (e.g. the copies inside a bundle). `seed` fixes any split the reader has to make.
     `info` records path, format, seed and the file's sha256 (see `lineage`).
     """
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"dataset not found: {path}")
+    path = existing_dataset(path)
     if fmt is None:
         fmt = detect_format(path)
     elif fmt not in FORMATS:
