@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-time", type=float, default=2.0, help="seconds of timing per benchmark row (default: 2)")
     p.add_argument("--resume", action="store_true",
                    help=f"skip each stage that --out/{STATE_FILE} records as finished with the same inputs and "
-                        "whose outputs are unchanged (a changed stage reruns, and so does every stage after it)")
+                        "whose outputs are unchanged (a stage whose settings or input files changed reruns)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=run)
 
