@@ -25,7 +25,7 @@ from edge_msa.export.formats import get_format, resolve_options
 from edge_msa.export.parity import TIE_BAND, check_graphs, parity_batches, to_torch_batch
 from edge_msa.export.slim import slim_file
 
-from conftest import needs_data
+from conftest import needs_data, one_line_error
 
 SPEC = FeatureSpec(dims=(12, 5, 7), max_lens=(9, 3, 4))
 SUBSETS = [s for n in range(1, 4) for s in itertools.combinations(MODALITIES, n)]
@@ -267,6 +267,14 @@ def test_format_table_validation():
     with pytest.raises(InputError, match="does not apply to format 'onnx'"):
         resolve_options(FORMATS["onnx"], {"max_drop": 1.0})
     assert resolve_options(FORMATS["onnx-int8"], {})["max_drop"] == 0.5
+
+
+@pytest.mark.parametrize("option", [{"atol": float("nan")}, {"max_drop": -1.0}, {"max_drop": float("nan")}])
+def test_nan_or_negative_limits_refused_before_any_work(option):
+    """A NaN atol passed `atol <= 0` and failed parity as 'max|Δ| > nan for ' (no graph named); a negative or NaN
+    max_drop was accepted, then failed every export judged on --data."""
+    message = one_line_error(lambda: resolve_options(FORMATS["onnx-int8"], option))
+    assert f"{next(iter(option))} must be" in message
 
 
 def _cli(*args, cwd=None):
