@@ -213,6 +213,9 @@ def test_bad_arguments_fail_before_timing(tmp_path, tiny_splits):
         run_bench(["x"], modalities=("text+audoi",), out=tmp_path / "r")
     with pytest.raises(InputError, match="batch sizes"):
         run_bench(["x"], batches=(0,), out=tmp_path / "r")
+    for bad in ({"min_time": float("inf")}, {"min_time": float("nan")}, {"energy_window": float("nan")}):
+        with pytest.raises(InputError, match="need finite --energy-window > 0 and --min-time >= 0"):
+            run_bench(["x"], out=tmp_path / "r", **{**FAST, **bad})  # inf: never ended; NaN: NaN in report.json
     keep = tmp_path / "precious"
     keep.mkdir()
     (keep / "notes.txt").write_text("mine")
