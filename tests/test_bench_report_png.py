@@ -64,3 +64,20 @@ def test_no_texts_overlap_and_the_legend_is_beside_the_axes(drawn):
     assert not [(a, b) for (a, box_a), (b, box_b) in combinations(boxes, 2) if box_a.overlaps(box_b)]
     axes_and_ticks = ax.get_tightbbox(renderer, bbox_extra_artists=[])  # without the legend
     assert ax.get_legend().get_window_extent(renderer).x0 >= axes_and_ticks.x1
+
+
+def test_bundles_sharing_a_folder_name_stay_tellable_apart(tmp_path, monkeypatch):
+    """`bench runs/a/student runs/b/student` named both rows 'student' in every table and legend entry."""
+    from edge_msa.benchmarks.report import render_markdown
+
+    rows = [{**_row("student", "all", 2.0, 0.78, "fp32"), "bundle": f"runs/{run}/student"} for run in ("a", "b")]
+    rows = [{**r, "throughput": 500.0} for r in rows + [_row("teacher", "all", 40.0, 0.80, "fp32")]]
+    md = render_markdown({"rows": rows})
+    assert "| runs/a/student | " in md and "| runs/b/student | " in md and "| teacher | " in md
+    assert "## Ratios vs the first bundle (runs/a/student)" in md
+    figures = []
+    close = plt.close
+    monkeypatch.setattr(plt, "close", lambda fig=None: (figures.append(fig), close(fig)))
+    assert render_png({"rows": rows}, tmp_path / "report.png") is None
+    labels = [t.get_text() for t in figures[-1].axes[0].get_legend().get_texts()]
+    assert labels[:3] == ["runs/a/student [all] fp32", "runs/b/student [all] fp32", "teacher [all] fp32"]
