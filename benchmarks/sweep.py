@@ -56,8 +56,11 @@ def run_bench(bundles: Sequence[str | os.PathLike], data: str | os.PathLike | Da
         raise InputError("no bundle given; expected one or more bundle directories from `edge-msa export`")
     _check_settings(batches, energy_window, min_time, min_runs, warmup)
     check_threads(threads)
-    check_replaceable(out, *REPLACES)  # before any timing, not after it
     subsets = {name: parse_subset(name) for name in modalities}
+    for what, given, key in (("bundle", bundles, lambda b: Path(b).resolve()), ("batch size", batches, int),
+                             ("modality subset", modalities, subsets.get)):
+        _given_once(what, list(given), key)
+    check_replaceable(out, *REPLACES)  # before any timing, not after it
     min_time = max(min_time, LONG_MIN_TIME_S) if long else min_time
     settings = {"backend": backend, "split": split, "batches": [int(b) for b in batches],
                 "modalities": list(modalities), "min_time_s": min_time, "min_runs": min_runs, "warmup": warmup,
@@ -88,6 +91,16 @@ def _check_settings(batches: Sequence[int], energy_window: float, min_time: floa
     if not (0 < energy_window < math.inf and 0 <= min_time < math.inf) or min_runs < 1 or warmup < 0:
         raise InputError("need finite --energy-window > 0 and --min-time >= 0 seconds, --min-runs >= 1 and "
                          f"--warmup >= 0; got {energy_window}, {min_time}, {min_runs}, {warmup}")
+
+
+def _given_once(what: str, given: list, key: Callable[[Any], Any]) -> None:
+    """A bundle, batch size or modality subset given twice (b1 ./b1, text+audio audio+text) would time the same rows
+    twice under one name, and a bundle beside itself leaves report.md's ratio table empty: refused up front."""
+    keys = [key(g) for g in given]
+    for i, k in enumerate(keys):
+        if k in keys[:i]:
+            raise InputError(f"{what} '{given[i]}' is given twice (also as '{given[keys.index(k)]}'); "
+                             f"expected each {what} once")
 
 
 def _bench_bundle(bundle: Path, subsets: dict[str, tuple[str, ...]], batch_sizes: list[int], settings: dict,

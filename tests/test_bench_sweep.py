@@ -3,6 +3,7 @@ accuracy and skip rate, energy with a fake meter, --compare, the CLI, and no tor
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -216,6 +217,11 @@ def test_bad_arguments_fail_before_timing(tmp_path, tiny_splits):
     for bad in ({"min_time": float("inf")}, {"min_time": float("nan")}, {"energy_window": float("nan")}):
         with pytest.raises(InputError, match="need finite --energy-window > 0 and --min-time >= 0"):
             run_bench(["x"], out=tmp_path / "r", **{**FAST, **bad})  # inf: never ended; NaN: NaN in report.json
+    for twice, message in ((dict(bundles=["b1", "./b1"]), "bundle './b1' is given twice (also as 'b1')"),
+                           (dict(batches=(1, 4, 1)), "batch size '1' is given twice"),
+                           (dict(modalities=("text+audio", "audio+text")), "subset 'audio+text' is given twice")):
+        with pytest.raises(InputError, match=re.escape(message)):  # the same rows under one name, timed twice
+            run_bench(**{"bundles": ["b1"], **twice}, out=tmp_path / "r", **FAST)
     keep = tmp_path / "precious"
     keep.mkdir()
     (keep / "notes.txt").write_text("mine")
