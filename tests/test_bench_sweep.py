@@ -252,6 +252,13 @@ def test_compare_ratios_and_cli(tmp_path, tiny_splits, capsys):
     assert "p90 B/A" in printed and (tmp_path / "cmp" / "compare.md").read_text() == printed
     assert main(["bench", "--compare", str(a / "report.json"), str(tmp_path / "nope.json")]) == 2
     assert "cannot read report" in capsys.readouterr().err
+    (tmp_path / "file.txt").write_text("mine")
+    for extra, message in (([str(tmp_path / "teacher")], "--compare reads two reports and times nothing; got "
+                            "bundles too"), (["--out", str(tmp_path / "file.txt")], "is a file; expected a folder")):
+        assert main(["bench", "--compare", str(a / "report.json"), str(b / "report.json"), *extra]) == 2
+        captured = capsys.readouterr()  # the bundle was ignored; a file as --out failed in a traceback after the table
+        assert captured.out == "" and message in captured.err and captured.err.count("\n") == 1
+    assert (tmp_path / "file.txt").read_text() == "mine"
 
 
 def test_cli_sweep_with_only_a_missing_bundle_writes_failed_rows_and_exits_2(tmp_path, capsys):
