@@ -94,7 +94,9 @@ def featurize(clips_dir: str | os.PathLike, labels_csv: str | os.PathLike, out: 
     """
     clips_dir, labels_csv, out = Path(clips_dir), Path(labels_csv), Path(out)
     if not clips_dir.is_dir():
-        raise InputError(f"clips directory not found: {clips_dir}")
+        raise InputError(f"clips directory {'is a file' if clips_dir.exists() else 'not found'}: {clips_dir}; "
+                         "expected a folder of media files")
+    check_out(out)
     if not (0 < valid_frac < 1 and 0 < test_frac < 1 and valid_frac + test_frac < 1):
         raise InputError(f"valid_frac={valid_frac} and test_frac={test_frac}; expected each in (0, 1) with a sum < 1")
     rows = read_table(labels_csv, required=(LABEL_COLUMN,))
@@ -134,6 +136,15 @@ def featurize(clips_dir: str | os.PathLike, labels_csv: str | os.PathLike, out: 
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **payload)
     return out
+
+
+def check_out(out: Path) -> None:
+    """Checked before any clip is read: a folder as `out` failed in os.replace only after every clip was featurized,
+    and a name without .npz wrote a dataset that no reader recognises (load_dataset tells formats by suffix)."""
+    if out.suffix != ".npz":
+        raise InputError(f"--out '{out}' does not end in .npz; expected the .npz file to write, e.g. data.npz")
+    if out.is_dir():
+        raise InputError(f"--out '{out}' is a folder; expected the .npz file to write, e.g. {out / 'data.npz'}")
 
 
 def extract_all(ids: list[str], media: Mapping[str, Mapping[str, Path]], spec: FeatureSpec, progress: bool
