@@ -152,6 +152,9 @@ def test_label_maps():
     for bad in ("HAP", "HAP=x", "=1", " , "):
         with pytest.raises(InputError):
             parse_label_map(bad)
+    for bad in ("HAP=nan,NEU=0", "HAP=inf", {"hap": float("nan")}):  # float() read these: NaN labels were written
+        with pytest.raises(InputError, match="is not a finite number"):
+            parse_label_map(bad)
 
 
 def test_categorical_labels_need_a_map(tmp_path):
@@ -183,6 +186,8 @@ def test_bad_featurize_inputs(tmp_path):
     with pytest.raises(InputError, match="valid_frac"):
         featurize(clips, labels, tmp_path / "x.npz", valid_frac=0.6, test_frac=0.5, progress=False)
     assert not (tmp_path / "x.npz").exists()
+    with pytest.raises(InputError, match="out of range"):  # was numpy's ValueError traceback
+        featurize(clips, labels, tmp_path / "x.npz", seed=-1, progress=False)
     with pytest.raises(InputError, match="clips directory is a file: .*u0.wav; expected a folder"):
         featurize(clips / "sub" / "u0.wav", labels, tmp_path / "x.npz", progress=False)
 
