@@ -161,12 +161,22 @@ def test_export_replays_other_cpp_stderr(capfd):
     """Only the known PackPadded note is dropped; anything else written to fd 2 during export gets through."""
     import os
 
-    from edge_msa.export.onnx import _without_packpadded_notes
+    from edge_msa.export.onnx import _quiet_exporter
 
-    with _without_packpadded_notes():
+    with _quiet_exporter():
         os.write(2, b"[W] The shape inference of prim::PackPadded type is missing, so ...\n")
         os.write(2, b"something else from C++\n")
     assert capfd.readouterr().err == "something else from C++\n"
+
+
+def test_failed_graph_export_is_one_line_without_the_ir_dump(student, tmp_path, capfd):
+    """At opset 11 (in the accepted range) the student's attention cannot export: the exporter's ~170-line Torch IR
+    dump went to stdout above the one-line error."""
+    from edge_msa.errors import ArtifactError
+
+    with pytest.raises(ArtifactError, match="cannot export graph 'encode_text' .*added in version 14"):
+        export(student[0], out=tmp_path / "b", opset=11, log=None)
+    assert capfd.readouterr() == ("", "") and list(tmp_path.iterdir()) == []
 
 
 def test_parity_failure_names_parts_and_writes_nothing(student, tmp_path):
