@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from edge_msa.benchmarks.report import render_png
+from edge_msa.errors import InputError
 
 plt = pytest.importorskip("matplotlib.pyplot", reason="report.png needs the [plot] extra")
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402 (after the skip)
@@ -81,3 +82,18 @@ def test_bundles_sharing_a_folder_name_stay_tellable_apart(tmp_path, monkeypatch
     assert render_png({"rows": rows}, tmp_path / "report.png") is None
     labels = [t.get_text() for t in figures[-1].axes[0].get_legend().get_texts()]
     assert labels[:3] == ["runs/a/student [all] fp32", "runs/b/student [all] fp32", "teacher [all] fp32"]
+
+
+def test_ratios_compare_only_rows_timed_from_the_same_input():
+    """A bundle whose data has no transcripts is timed from text features: against a raw-text first bundle its
+    'speed-up' counted the tokenizer and text encoder it never ran (report.md and --compare alike)."""
+    from edge_msa.benchmarks import compare_reports
+    from edge_msa.benchmarks.report import render_markdown
+
+    raw = {**_row("teacher", "all", 40.0, 0.80, "fp32"), "throughput": 25.0, "input": "raw-text"}
+    rows = [raw, {**raw, "bundle": "/bundles/student", "input": "precomputed-text"},
+            {**raw, "bundle": "/bundles/student-int8"}]
+    md = render_markdown({"rows": rows})
+    assert "| student-int8 | 1 | all |" in md and "| student | 1 | all |" not in md.split("## Ratios")[1]
+    with pytest.raises(InputError, match="same batch size, modalities and input"):
+        compare_reports({"rows": rows[:1]}, {"rows": rows[1:2]})
