@@ -74,6 +74,6 @@ def resolve_options(fmt: Format, options: dict[str, Any]) -> dict[str, Any]:
     if not resolved.get("max_drop", 0) >= 0:  # a negative or NaN limit would fail every judged export
         raise InputError(f"max_drop must be >= 0 points; got {resolved['max_drop']}")
     if resolved.get("trt_precision", "fp16") not in ("fp32", "fp16", "int8"):
-        raise InputError(f"trt_precision '{resolved['trt_precision']}'"
+        raise InputError(f"trt_precision '{resolved['trt_precision']}' is not an engine precision"
                          f"{suggest(str(resolved['trt_precision']), ['fp32', 'fp16', 'int8'])}")
     return resolved

@@ -287,6 +287,11 @@ def test_nan_or_negative_limits_refused_before_any_work(option):
     assert f"{next(iter(option))} must be" in message
 
 
+def test_bad_trt_precision_says_what_is_wrong():
+    message = one_line_error(lambda: resolve_options(FORMATS["engine"], {"trt_precision": "int9"}))
+    assert message == "trt_precision 'int9' is not an engine precision; did you mean 'int8'?"  # said not what was wrong
+
+
 def _cli(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "edge_msa", *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, timeout=120)
