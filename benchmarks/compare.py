@@ -10,7 +10,8 @@ from edge_msa.errors import InputError
 
 from .report import HEADLINE
 
-KEY_FIELDS = ("bundle", "backend", "precision", "batch", "modalities")
+KEY_FIELDS = ("bundle", "backend", "precision", "batch", "modalities", "input")
+SAME_WORK = ("batch", "modalities", "input")  # the fallback key: raw-text rows never against precomputed-text ones
 
 
 def load_report(path: str | os.PathLike) -> dict[str, Any]:
@@ -31,14 +32,14 @@ def _key(row: dict, fields: tuple[str, ...]) -> tuple:
 
 
 def compare_reports(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
-    """One entry per row present and ok in both, matched by bundle name, backend, precision, batch and
-    modalities; when the two reports share no bundle (teacher run vs student run) by batch and modalities.
+    """One entry per row present and ok in both, matched by bundle name, backend, precision, batch, modalities and
+    input; when the two reports share no bundle (teacher run vs student run) by batch, modalities and input.
     Ratios are b/a: latency < 1 and throughput > 1 mean b is faster."""
     ok_a = [r for r in a["rows"] if r.get("status") == "ok"]
     ok_b = [r for r in b["rows"] if r.get("status") == "ok"]
     fields = KEY_FIELDS
     if not {_key(r, fields) for r in ok_a} & {_key(r, fields) for r in ok_b}:
-        fields = ("batch", "modalities")
+        fields = SAME_WORK
     first_a: dict[tuple, dict] = {}
     for r in ok_a:
         first_a.setdefault(_key(r, fields), r)
@@ -58,7 +59,8 @@ def compare_reports(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]
         entry[f"{HEADLINE}_delta"] = acc_b - acc_a if acc_a is not None and acc_b is not None else None
         out.append(entry)
     if not out:
-        raise InputError("the two reports have no successful rows with the same batch size and modalities")
+        raise InputError("the two reports have no successful rows with the same batch size, modalities and input "
+                         "(raw-text / precomputed-text)")
     return out
 
 

@@ -32,8 +32,12 @@ def _num(value: Any, fmt: str = "{:.2f}") -> str:
     return fmt.format(value) if isinstance(value, (int, float)) and value is not None else "–"
 
 
-def _name(row: dict) -> str:
-    return Path(row["bundle"]).name or row["bundle"]
+def _names(rows: list[dict]) -> dict[str, str]:
+    """Each bundle's name in the tables and the legend: its folder name, or the path as given where two bundles
+    share one (runs/a/student against runs/b/student), so their rows can be told apart."""
+    paths = list(dict.fromkeys(r["bundle"] for r in rows))
+    short = [Path(p).name or p for p in paths]
+    return {p: n if short.count(n) == 1 else p for p, n in zip(paths, short)}
 
 
 def _ok(row: dict) -> bool:
@@ -54,6 +58,7 @@ def _energy_cell(row: dict) -> str:
 def render_markdown(report: dict[str, Any], png_note: str | None = None) -> str:
     """Tables for people: system, one line per row, ratios vs the first bundle, stages, methods, warnings."""
     system, rows, settings = report.get("system", {}), report.get("rows", []), report.get("settings", {})
+    names = _names(rows)
     lines = ["# edge-msa benchmark", "",
              f"- device: {system.get('device')} (power mode: {system.get('power_mode') or 'n/a'})",
              f"- cpu: {system.get('cpu')} x{system.get('cpu_count')}; gpu: {system.get('gpu')}",
@@ -73,7 +78,7 @@ def render_markdown(report: dict[str, Any], png_note: str | None = None) -> str:
              "|" + "---|" * 22]
     for r in rows:
         lines.append("| " + " | ".join([
-            _name(r), str(r.get("model", "–")), str(r.get("precision", "–")),
+            names[r["bundle"]], str(r.get("model", "–")), str(r.get("precision", "–")),
             _num(r["model_bytes"] / 1e3 if r.get("model_bytes") else None, "{:.0f}"),
             _num(r["bundle_bytes"] / 1e6 if r.get("bundle_bytes") else None, "{:.1f}"), str(r["batch"]), r["modalities"],
             str(r.get("input", "–")), r["status"], *(_num(r.get("latency_ms", {}).get(k)) for k in ("p50", "p90", "p99")),
@@ -82,21 +87,23 @@ def render_markdown(report: dict[str, Any], png_note: str | None = None) -> str:
             _num(r.get("skip_rate"), "{:.0%}"), _num(r.get("load_ms"), "{:.0f}"), _num(r.get("load_rss_mb"), "{:.0f}"),
             _num(r.get("peak_rss_mb"), "{:.0f}"),
             _num(r.get("cv"), "{:.0%}")]) + " |")
-    lines += _ratio_section(rows) + _stage_section(rows) + _notes_section(rows)
+    lines += _ratio_section(rows, names) + _stage_section(rows, names) + _notes_section(rows, names)
     lines += ["", "## Accuracy vs p90 latency", "",
               png_note if png_note else "![accuracy vs p90 latency](report.png)", ""]
     return "\n".join(lines)
 
 
-def _ratio_section(rows: list[dict]) -> list[str]:
-    """Each bundle against the first one at the same batch and modalities (e.g. teacher / student)."""
+def _ratio_section(rows: list[dict], names: dict[str, str]) -> list[str]:
+    """Each bundle against the first one at the same batch, modalities and input (e.g. teacher / student): a row
+    timed from the raw transcript against one timed from text features (a bundle whose data has no transcripts)
+    would credit the tokenizer and text encoder it skipped as a speed-up."""
     if not rows:
         return []
     first = rows[0]["bundle"]
-    ref = {(r["batch"], r["modalities"]): r for r in rows if r["bundle"] == first and _ok(r)}
+    ref = {_same_work(r): r for r in rows if r["bundle"] == first and _ok(r)}
     out = []
     for r in rows:
-        base = ref.get((r["batch"], r["modalities"]))
+        base = ref.get(_same_work(r))
         if r["bundle"] == first or base is None or not _ok(r):
             continue
         p90 = base["latency_ms"]["p90"] / r["latency_ms"]["p90"] if r["latency_ms"]["p90"] > 0 else None
@@ -106,19 +113,25 @@ def _ratio_section(rows: list[dict]) -> list[str]:
                if _metric(r, HEADLINE) is not None and _metric(base, HEADLINE) is not None else None)
         both_s = all(isinstance(x.get("model_bytes"), int) and x["model_bytes"] > 0 for x in (base, r))
         size = base["model_bytes"] / r["model_bytes"] if both_s else None
-        out.append(f"| {_name(r)} | {r['batch']} | {r['modalities']} | {_num(p90, '{:.2f}x')} | {_num(size, '{:.2f}x')} | "
+        out.append(f"| {names[r['bundle']]} | {r['batch']} | {r['modalities']} | {_num(p90, '{:.2f}x')} | "
+                   f"{_num(size, '{:.2f}x')} | "
                    f"{_num(r['throughput'] / base['throughput'], '{:.2f}x')} | {_num(energy, '{:.2f}x')} | "
                    f"{_num(acc, '{:+.3f}')} |")
     if not out:
         return []
-    return ["", f"## Ratios vs the first bundle ({Path(first).name})", "",
+    return ["", f"## Ratios vs the first bundle ({names[first]})", "",
             "p90, model size and energy as first/this (> 1: this bundle is faster / smaller / cheaper); throughput "
-            "as this/first.", "",
+            "as this/first; only rows with the same input as the first bundle's are compared.", "",
             "| bundle | batch | modalities | p90 speed-up | model size | throughput | energy saving | Δ Acc-2 non0 |",
             "|---|---|---|---|---|---|---|---|", *out]
 
 
-def _stage_section(rows: list[dict]) -> list[str]:
+def _same_work(row: dict) -> tuple:
+    """What two rows must share for their ratio to mean anything: batch, modality subset and input."""
+    return row["batch"], row["modalities"], row.get("input")
+
+
+def _stage_section(rows: list[dict], names: dict[str, str]) -> list[str]:
     staged = [r for r in rows if _ok(r) and r.get("stages_ms")]
     if not staged:
         return []
@@ -126,15 +139,16 @@ def _stage_section(rows: list[dict]) -> list[str]:
            "|---|---|---|---|"]
     for r in staged:
         stages = ", ".join(f"{k} {v:.2f}" for k, v in r["stages_ms"].items())
-        out.append(f"| {_name(r)} | {r['batch']} | {r['modalities']} | {stages} |")
+        out.append(f"| {names[r['bundle']]} | {r['batch']} | {r['modalities']} | {stages} |")
     return out
 
 
-def _notes_section(rows: list[dict]) -> list[str]:
+def _notes_section(rows: list[dict], names: dict[str, str]) -> list[str]:
     methods = sorted({r["energy_method"] for r in rows if r.get("energy_method")})
     missing = sorted({r["energy"] for r in rows if isinstance(r.get("energy"), str)})
     accuracy = sorted({r["metrics"] for r in rows if isinstance(r.get("metrics"), str)})
-    warnings = [f"{_name(r)} batch {r['batch']} {r['modalities']}: {w}" for r in rows for w in r.get("warnings", [])]
+    warnings = [f"{names[r['bundle']]} batch {r['batch']} {r['modalities']}: {w}"
+                for r in rows for w in r.get("warnings", [])]
     out = ["", "## Energy method", ""] + [f"- {m}" for m in methods] + [f"- energy {m}" for m in missing]
     if accuracy:
         out += ["", "## Accuracy notes", ""] + [f"- accuracy {a}" for a in accuracy]
@@ -204,7 +218,7 @@ def render_png(report: dict[str, Any], path: Path) -> str | None:
 def _scatter_rows(ax: Any, rows: list[dict[str, Any]], palette: list[str]) -> list[tuple[float, float]]:
     """One legend entry per row: colour = bundle, marker = modality subset, so points that sit on top of each
     other stay tellable apart. Returns the (p90 latency, accuracy) points."""
-    bundles = list(dict.fromkeys(r["bundle"] for r in rows))
+    bundles, names = list(dict.fromkeys(r["bundle"] for r in rows)), _names(rows)
     subsets = list(dict.fromkeys(r["modalities"] for r in rows))
     markers = "osD^v<>pP*Xh"
     points = []
@@ -213,5 +227,5 @@ def _scatter_rows(ax: Any, rows: list[dict[str, Any]], palette: list[str]) -> li
         points.append((x, y))
         ax.scatter([x], [y], s=36, color=palette[bundles.index(r["bundle"]) % len(palette)], alpha=0.85,
                    marker=markers[subsets.index(r["modalities"]) % len(markers)],
-                   label=f"{_name(r)} [{r['modalities']}] {r.get('precision', '')}".rstrip())
+                   label=f"{names[r['bundle']]} [{r['modalities']}] {r.get('precision', '')}".rstrip())
     return points

@@ -6,6 +6,7 @@ Every row carries a status; a row that fails (bad bundle, runtime error, meter e
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -53,13 +54,13 @@ def run_bench(bundles: Sequence[str | os.PathLike], data: str | os.PathLike | Da
     """
     if not bundles:
         raise InputError("no bundle given; expected one or more bundle directories from `edge-msa export`")
-    if any(int(b) < 1 for b in batches) or not batches:
-        raise InputError(f"batch sizes must be >= 1; got {list(batches)}")
-    if energy_window <= 0 or min_time < 0 or min_runs < 1 or warmup < 0:
-        raise InputError("need --energy-window > 0, --min-time >= 0, min runs >= 1 and --warmup >= 0")
+    _check_settings(batches, energy_window, min_time, min_runs, warmup)
     check_threads(threads)
-    check_replaceable(out, *REPLACES)  # before any timing, not after it
     subsets = {name: parse_subset(name) for name in modalities}
+    for what, given, key in (("bundle", bundles, lambda b: Path(b).resolve()), ("batch size", batches, int),
+                             ("modality subset", modalities, subsets.get)):
+        _given_once(what, list(given), key)
+    check_replaceable(out, *REPLACES)  # before any timing, not after it
     min_time = max(min_time, LONG_MIN_TIME_S) if long else min_time
     settings = {"backend": backend, "split": split, "batches": [int(b) for b in batches],
                 "modalities": list(modalities), "min_time_s": min_time, "min_runs": min_runs, "warmup": warmup,
@@ -79,6 +80,27 @@ def run_bench(bundles: Sequence[str | os.PathLike], data: str | os.PathLike | Da
         bar.close()
     report = {"schema": 1, "system": system_info(argv), "settings": settings, "rows": rows}
     return write_report(report, out)
+
+
+def _check_settings(batches: Sequence[int], energy_window: float, min_time: float, min_runs: int,
+                    warmup: int) -> None:
+    """Bad numbers fail before any timing: an infinite --min-time or --energy-window would never end, and a NaN
+    one ended at once and went into report.json as NaN, which strict JSON readers refuse."""
+    if any(int(b) < 1 for b in batches) or not batches:
+        raise InputError(f"batch sizes must be >= 1; got {list(batches)}")
+    if not (0 < energy_window < math.inf and 0 <= min_time < math.inf) or min_runs < 1 or warmup < 0:
+        raise InputError("need finite --energy-window > 0 and --min-time >= 0 seconds, --min-runs >= 1 and "
+                         f"--warmup >= 0; got {energy_window}, {min_time}, {min_runs}, {warmup}")
+
+
+def _given_once(what: str, given: list, key: Callable[[Any], Any]) -> None:
+    """A bundle, batch size or modality subset given twice (b1 ./b1, text+audio audio+text) would time the same rows
+    twice under one name, and a bundle beside itself leaves report.md's ratio table empty: refused up front."""
+    keys = [key(g) for g in given]
+    for i, k in enumerate(keys):
+        if k in keys[:i]:
+            raise InputError(f"{what} '{given[i]}' is given twice (also as '{given[keys.index(k)]}'); "
+                             f"expected each {what} once")
 
 
 def _bench_bundle(bundle: Path, subsets: dict[str, tuple[str, ...]], batch_sizes: list[int], settings: dict,

@@ -69,9 +69,11 @@ def resolve_options(fmt: Format, options: dict[str, Any]) -> dict[str, Any]:
     resolved.update(options)
     if not 11 <= int(resolved["opset"]) <= 20:
         raise InputError(f"opset {resolved['opset']} is out of range; expected 11..20 (17 suits TensorRT 8.5+)")
-    if resolved["atol"] <= 0 or resolved["max_batch"] < 1:
+    if not resolved["atol"] > 0 or resolved["max_batch"] < 1:  # `not >`: NaN, which passes `<= 0`, fails too
         raise InputError(f"atol must be > 0 and max_batch >= 1; got {resolved['atol']}, {resolved['max_batch']}")
+    if not resolved.get("max_drop", 0) >= 0:  # a negative or NaN limit would fail every judged export
+        raise InputError(f"max_drop must be >= 0 points; got {resolved['max_drop']}")
     if resolved.get("trt_precision", "fp16") not in ("fp32", "fp16", "int8"):
-        raise InputError(f"trt_precision '{resolved['trt_precision']}'"
+        raise InputError(f"trt_precision '{resolved['trt_precision']}' is not an engine precision"
                          f"{suggest(str(resolved['trt_precision']), ['fp32', 'fp16', 'int8'])}")
     return resolved

@@ -26,21 +26,29 @@ _KNOWN_CPP_NOTE = re.compile(rb"shape inference of prim::(PackPadded|PadPacked) 
 
 
 @contextlib.contextmanager
-def _without_packpadded_notes():
-    """Capture the process's stderr (fd 2, where C++ writes) and replay all but the known note."""
+def _quiet_exporter():
+    """Capture the process's stderr (fd 2, where C++ writes) and replay all but the known note; nothing when the
+    export fails, since export_graphs then raises a one-line error that says what went wrong. The exporter's
+    own log goes there too: torch turns it on during every export (its `setup_onnx_logging` tests the function
+    `_jit_is_onnx_log_enabled`, always true, not its result) and writes it to stdout, where a failed export
+    printed the whole Torch IR graph (~170 lines for student_tiny's text encoder at opset 11)."""
     sys.stderr.flush()
     saved = os.dup(2)
+    failed = True
     with tempfile.TemporaryFile() as captured:
         os.dup2(captured.fileno(), 2)
+        torch._C._jit_set_onnx_log_output_stream("stderr")
         try:
             yield
+            failed = False
         finally:
+            torch._C._jit_set_onnx_log_output_stream("stdout")  # torch's default
             sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
             captured.seek(0)
             kept = [line for line in captured.read().splitlines(keepends=True) if not _KNOWN_CPP_NOTE.search(line)]
-            if kept:
+            if kept and not failed:
                 sys.stderr.write(b"".join(kept).decode(errors="replace"))
                 sys.stderr.flush()
 
@@ -55,7 +63,7 @@ def export_graphs(config: ExportConfig, out: Path, opset: int, dedupe: bool, sho
         example = config.example_inputs(name)
         path = out / f"{name}.onnx"
         try:
-            with warnings.catch_warnings(), torch.no_grad(), _without_packpadded_notes():
+            with warnings.catch_warnings(), torch.no_grad(), _quiet_exporter():
                 warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer warnings
                 torch.onnx.export(module, example, str(path), dynamo=False, opset_version=opset,
                                   input_names=list(inputs), output_names=list(outputs),

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from edge_msa.benchmarks.report import render_png
+from edge_msa.errors import InputError
 
 plt = pytest.importorskip("matplotlib.pyplot", reason="report.png needs the [plot] extra")
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402 (after the skip)
@@ -64,3 +65,35 @@ def test_no_texts_overlap_and_the_legend_is_beside_the_axes(drawn):
     assert not [(a, b) for (a, box_a), (b, box_b) in combinations(boxes, 2) if box_a.overlaps(box_b)]
     axes_and_ticks = ax.get_tightbbox(renderer, bbox_extra_artists=[])  # without the legend
     assert ax.get_legend().get_window_extent(renderer).x0 >= axes_and_ticks.x1
+
+
+def test_bundles_sharing_a_folder_name_stay_tellable_apart(tmp_path, monkeypatch):
+    """`bench runs/a/student runs/b/student` named both rows 'student' in every table and legend entry."""
+    from edge_msa.benchmarks.report import render_markdown
+
+    rows = [{**_row("student", "all", 2.0, 0.78, "fp32"), "bundle": f"runs/{run}/student"} for run in ("a", "b")]
+    rows = [{**r, "throughput": 500.0} for r in rows + [_row("teacher", "all", 40.0, 0.80, "fp32")]]
+    md = render_markdown({"rows": rows})
+    assert "| runs/a/student | " in md and "| runs/b/student | " in md and "| teacher | " in md
+    assert "## Ratios vs the first bundle (runs/a/student)" in md
+    figures = []
+    close = plt.close
+    monkeypatch.setattr(plt, "close", lambda fig=None: (figures.append(fig), close(fig)))
+    assert render_png({"rows": rows}, tmp_path / "report.png") is None
+    labels = [t.get_text() for t in figures[-1].axes[0].get_legend().get_texts()]
+    assert labels[:3] == ["runs/a/student [all] fp32", "runs/b/student [all] fp32", "teacher [all] fp32"]
+
+
+def test_ratios_compare_only_rows_timed_from_the_same_input():
+    """A bundle whose data has no transcripts is timed from text features: against a raw-text first bundle its
+    'speed-up' counted the tokenizer and text encoder it never ran (report.md and --compare alike)."""
+    from edge_msa.benchmarks import compare_reports
+    from edge_msa.benchmarks.report import render_markdown
+
+    raw = {**_row("teacher", "all", 40.0, 0.80, "fp32"), "throughput": 25.0, "input": "raw-text"}
+    rows = [raw, {**raw, "bundle": "/bundles/student", "input": "precomputed-text"},
+            {**raw, "bundle": "/bundles/student-int8"}]
+    md = render_markdown({"rows": rows})
+    assert "| student-int8 | 1 | all |" in md and "| student | 1 | all |" not in md.split("## Ratios")[1]
+    with pytest.raises(InputError, match="same batch size, modalities and input"):
+        compare_reports({"rows": rows[:1]}, {"rows": rows[1:2]})

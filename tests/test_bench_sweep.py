@@ -3,6 +3,7 @@ accuracy and skip rate, energy with a fake meter, --compare, the CLI, and no tor
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -213,6 +214,14 @@ def test_bad_arguments_fail_before_timing(tmp_path, tiny_splits):
         run_bench(["x"], modalities=("text+audoi",), out=tmp_path / "r")
     with pytest.raises(InputError, match="batch sizes"):
         run_bench(["x"], batches=(0,), out=tmp_path / "r")
+    for bad in ({"min_time": float("inf")}, {"min_time": float("nan")}, {"energy_window": float("nan")}):
+        with pytest.raises(InputError, match="need finite --energy-window > 0 and --min-time >= 0"):
+            run_bench(["x"], out=tmp_path / "r", **{**FAST, **bad})  # inf: never ended; NaN: NaN in report.json
+    for twice, message in ((dict(bundles=["b1", "./b1"]), "bundle './b1' is given twice (also as 'b1')"),
+                           (dict(batches=(1, 4, 1)), "batch size '1' is given twice"),
+                           (dict(modalities=("text+audio", "audio+text")), "subset 'audio+text' is given twice")):
+        with pytest.raises(InputError, match=re.escape(message)):  # the same rows under one name, timed twice
+            run_bench(**{"bundles": ["b1"], **twice}, out=tmp_path / "r", **FAST)
     keep = tmp_path / "precious"
     keep.mkdir()
     (keep / "notes.txt").write_text("mine")
@@ -243,6 +252,13 @@ def test_compare_ratios_and_cli(tmp_path, tiny_splits, capsys):
     assert "p90 B/A" in printed and (tmp_path / "cmp" / "compare.md").read_text() == printed
     assert main(["bench", "--compare", str(a / "report.json"), str(tmp_path / "nope.json")]) == 2
     assert "cannot read report" in capsys.readouterr().err
+    (tmp_path / "file.txt").write_text("mine")
+    for extra, message in (([str(tmp_path / "teacher")], "--compare reads two reports and times nothing; got "
+                            "bundles too"), (["--out", str(tmp_path / "file.txt")], "is a file; expected a folder")):
+        assert main(["bench", "--compare", str(a / "report.json"), str(b / "report.json"), *extra]) == 2
+        captured = capsys.readouterr()  # the bundle was ignored; a file as --out failed in a traceback after the table
+        assert captured.out == "" and message in captured.err and captured.err.count("\n") == 1
+    assert (tmp_path / "file.txt").read_text() == "mine"
 
 
 def test_cli_sweep_with_only_a_missing_bundle_writes_failed_rows_and_exits_2(tmp_path, capsys):

@@ -25,7 +25,7 @@ from edge_msa.export.formats import get_format, resolve_options
 from edge_msa.export.parity import TIE_BAND, check_graphs, parity_batches, to_torch_batch
 from edge_msa.export.slim import slim_file
 
-from conftest import needs_data
+from conftest import needs_data, one_line_error
 
 SPEC = FeatureSpec(dims=(12, 5, 7), max_lens=(9, 3, 4))
 SUBSETS = [s for n in range(1, 4) for s in itertools.combinations(MODALITIES, n)]
@@ -161,12 +161,22 @@ def test_export_replays_other_cpp_stderr(capfd):
     """Only the known PackPadded note is dropped; anything else written to fd 2 during export gets through."""
     import os
 
-    from edge_msa.export.onnx import _without_packpadded_notes
+    from edge_msa.export.onnx import _quiet_exporter
 
-    with _without_packpadded_notes():
+    with _quiet_exporter():
         os.write(2, b"[W] The shape inference of prim::PackPadded type is missing, so ...\n")
         os.write(2, b"something else from C++\n")
     assert capfd.readouterr().err == "something else from C++\n"
+
+
+def test_failed_graph_export_is_one_line_without_the_ir_dump(student, tmp_path, capfd):
+    """At opset 11 (in the accepted range) the student's attention cannot export: the exporter's ~170-line Torch IR
+    dump went to stdout above the one-line error."""
+    from edge_msa.errors import ArtifactError
+
+    with pytest.raises(ArtifactError, match="cannot export graph 'encode_text' .*added in version 14"):
+        export(student[0], out=tmp_path / "b", opset=11, log=None)
+    assert capfd.readouterr() == ("", "") and list(tmp_path.iterdir()) == []
 
 
 def test_parity_failure_names_parts_and_writes_nothing(student, tmp_path):
@@ -267,6 +277,19 @@ def test_format_table_validation():
     with pytest.raises(InputError, match="does not apply to format 'onnx'"):
         resolve_options(FORMATS["onnx"], {"max_drop": 1.0})
     assert resolve_options(FORMATS["onnx-int8"], {})["max_drop"] == 0.5
+
+
+@pytest.mark.parametrize("option", [{"atol": float("nan")}, {"max_drop": -1.0}, {"max_drop": float("nan")}])
+def test_nan_or_negative_limits_refused_before_any_work(option):
+    """A NaN atol passed `atol <= 0` and failed parity as 'max|Δ| > nan for ' (no graph named); a negative or NaN
+    max_drop was accepted, then failed every export judged on --data."""
+    message = one_line_error(lambda: resolve_options(FORMATS["onnx-int8"], option))
+    assert f"{next(iter(option))} must be" in message
+
+
+def test_bad_trt_precision_says_what_is_wrong():
+    message = one_line_error(lambda: resolve_options(FORMATS["engine"], {"trt_precision": "int9"}))
+    assert message == "trt_precision 'int9' is not an engine precision; did you mean 'int8'?"  # said not what was wrong
 
 
 def _cli(*args, cwd=None):

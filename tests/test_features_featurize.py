@@ -152,6 +152,9 @@ def test_label_maps():
     for bad in ("HAP", "HAP=x", "=1", " , "):
         with pytest.raises(InputError):
             parse_label_map(bad)
+    for bad in ("HAP=nan,NEU=0", "HAP=inf", {"hap": float("nan")}):  # float() read these: NaN labels were written
+        with pytest.raises(InputError, match="is not a finite number"):
+            parse_label_map(bad)
 
 
 def test_categorical_labels_need_a_map(tmp_path):
@@ -183,6 +186,23 @@ def test_bad_featurize_inputs(tmp_path):
     with pytest.raises(InputError, match="valid_frac"):
         featurize(clips, labels, tmp_path / "x.npz", valid_frac=0.6, test_frac=0.5, progress=False)
     assert not (tmp_path / "x.npz").exists()
+    with pytest.raises(InputError, match="out of range"):  # was numpy's ValueError traceback
+        featurize(clips, labels, tmp_path / "x.npz", seed=-1, progress=False)
+    with pytest.raises(InputError, match="clips directory is a file: .*u0.wav; expected a folder"):
+        featurize(clips / "sub" / "u0.wav", labels, tmp_path / "x.npz", progress=False)
+
+
+def test_out_must_be_an_npz_file_path_checked_before_any_clip(tmp_path, monkeypatch):
+    """A folder as --out failed with an IsADirectoryError traceback after every clip was featurized; a name without
+    .npz wrote a dataset that load_dataset cannot tell the format of."""
+    clips, labels = make_clips(tmp_path, 3)
+    monkeypatch.setattr("edge_msa.features.featurize.extract_all", lambda *a: pytest.fail("featurized first"))
+    (tmp_path / "folder.npz").mkdir()
+    for out, message in ((tmp_path / "folder.npz", "is a folder; expected the .npz file"),
+                         (tmp_path / "data", "does not end in .npz")):
+        with pytest.raises(InputError, match=message):
+            featurize(clips, labels, out, text="x", progress=False)
+    assert not (tmp_path / "data").exists() and not any((tmp_path / "folder.npz").iterdir())
 
 
 def test_cli_featurize_writes_npz_and_reports_errors(tmp_path, capsys):

@@ -77,6 +77,8 @@ def test_bad_video_inputs_raise_one_line_input_errors(tmp_path):
     assert "not found" in one_line_error(lambda: fe(tmp_path / "nope.mp4"))
     (tmp_path / "empty.mp4").write_bytes(b"")
     assert "empty" in one_line_error(lambda: fe(tmp_path / "empty.mp4"))
+    (tmp_path / "folder.mp4").mkdir()
+    assert "folder.mp4 is a folder; expected a video" in one_line_error(lambda: fe(tmp_path / "folder.mp4"))
     (tmp_path / "corrupt.mp4").write_bytes(np.random.default_rng(0).bytes(5000))
     assert "cannot open video" in one_line_error(lambda: fe(tmp_path / "corrupt.mp4"))
     (tmp_path / "text.avi").write_text("not a video")

@@ -99,8 +99,14 @@ def _compare(args: argparse.Namespace) -> int:
 
     from edge_msa.benchmarks import compare_reports, load_report, render_comparison
     from edge_msa.atomic import write_text
+    from edge_msa.errors import InputError
 
     a_path, b_path = args.compare
+    if args.bundles:  # argparse takes `bench --compare a.json b.json bundle/` quietly; nothing would time it
+        raise InputError(f"--compare reads two reports and times nothing; got bundles too ({' '.join(args.bundles)}); "
+                         "expected `edge-msa bench --compare A.json B.json` alone")
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():  # found only after the table printed
+        raise InputError(f"--out '{args.out}' is a file; expected a folder for compare.md and compare.json")
     entries = compare_reports(load_report(a_path), load_report(b_path))
     text = render_comparison(entries, a_path, b_path)
     sys.stdout.write(text)

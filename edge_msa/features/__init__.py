@@ -6,6 +6,8 @@ A model can only consume the front end its FeatureSpec names (manifest `front_en
 from __future__ import annotations
 
 import importlib
+import os
+from pathlib import Path
 
 from ..errors import InputError
 from ..spec import suggest
@@ -33,3 +35,16 @@ def front_end_for(spec, modality: str, **kwargs):
     name = spec.front_end(modality)
     length = {FRONT_ENDS[name][1]: spec.max_len(modality)} if name in FRONT_ENDS else {}  # unknown: front_end says so
     return front_end(name, **{**length, **kwargs})
+
+
+def media_file(path: str | os.PathLike, what: str, expected: str) -> Path:
+    """`path` when it is a file with bytes in it, else one line saying which of folder / missing / empty it is: the
+    decoders' own errors for those read "[Errno 1094995529] Invalid data found" (FFmpeg, a 0-byte audio file)."""
+    p = Path(path)
+    if p.is_dir():
+        raise InputError(f"{what} {p} is a folder; expected {expected}")
+    if not p.is_file():
+        raise InputError(f"{what} not found: {p}")
+    if p.stat().st_size == 0:
+        raise InputError(f"{what} {p} is empty (0 bytes); expected {expected}")
+    return p

@@ -22,6 +22,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from ..errors import MEDIA_FIX, InputError, require
+from . import media_file
 
 NAME = "logmel-v1"
 SAMPLE_RATE = 16000
@@ -196,9 +197,7 @@ def autocorr_pitch(frames: np.ndarray, rate: int = SAMPLE_RATE) -> tuple[np.ndar
 def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     """(samples (T,) or (T, channels) float32, sample rate): soundfile for audio files; the first audio track
     via PyAV for video containers (VIDEO_EXTS) and for files soundfile cannot read. Bad files -> InputError."""
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"audio file not found: {p}")
+    p = media_file(path, "audio file", "a WAV/FLAC/OGG/MP3 file, or a video with an audio track")
     if p.suffix.lower() in VIDEO_EXTS:
         samples, rate = decode_audio_track(p)
     else:

@@ -32,7 +32,7 @@ from typing import Mapping
 import numpy as np
 
 from ..atomic import atomic_path
-from ..errors import InputError, MissingDependencyError, require
+from ..errors import InputError, MissingDependencyError, checked_seeds, require
 from ..featurized_format import FORMAT_TAG
 from ..spec import FeatureSpec
 from ..splits import split_three_by_group
@@ -61,7 +61,7 @@ LABEL_PRESETS: dict[str, dict[str, float]] = {
 def parse_label_map(spec: str | Mapping[str, float]) -> dict[str, float]:
     """A preset name (LABEL_PRESETS) or "HAP=1,NEU=0,ANG=-1" -> {lower-cased category: score}."""
     if isinstance(spec, Mapping):
-        return {str(k).strip().lower(): float(v) for k, v in spec.items()}
+        return _finite_scores({str(k).strip().lower(): float(v) for k, v in spec.items()})
     if spec.strip().lower() in LABEL_PRESETS:
         return dict(LABEL_PRESETS[spec.strip().lower()])
     mapping = {}
@@ -77,6 +77,15 @@ def parse_label_map(spec: str | Mapping[str, float]) -> dict[str, float]:
     if not mapping:
         raise InputError(f"empty label map '{spec}'; expected 'HAP=1,NEU=0,...' or a preset "
                          f"({', '.join(LABEL_PRESETS)})")
+    return _finite_scores(mapping)
+
+
+def _finite_scores(mapping: dict[str, float]) -> dict[str, float]:
+    """float() reads 'nan' and 'inf', so 'POS=nan' wrote NaN labels into the dataset; a numeric label cell is
+    held to the same rule (parse_label)."""
+    bad = [f"{k}={v}" for k, v in mapping.items() if not np.isfinite(v)]
+    if bad:
+        raise InputError(f"label map score {', '.join(bad)} is not a finite number; expected scores like 'HAP=1'")
     return mapping
 
 
@@ -94,9 +103,12 @@ def featurize(clips_dir: str | os.PathLike, labels_csv: str | os.PathLike, out: 
     """
     clips_dir, labels_csv, out = Path(clips_dir), Path(labels_csv), Path(out)
     if not clips_dir.is_dir():
-        raise InputError(f"clips directory not found: {clips_dir}")
+        raise InputError(f"clips directory {'is a file' if clips_dir.exists() else 'not found'}: {clips_dir}; "
+                         "expected a folder of media files")
+    check_out(out)
     if not (0 < valid_frac < 1 and 0 < test_frac < 1 and valid_frac + test_frac < 1):
         raise InputError(f"valid_frac={valid_frac} and test_frac={test_frac}; expected each in (0, 1) with a sum < 1")
+    checked_seeds([seed])  # numpy refuses a negative seed in a traceback
     rows = read_table(labels_csv, required=(LABEL_COLUMN,))
     stems = index_media(clips_dir)
     media = {i: dict(stems[stem_of(i)]) for i in rows if stem_of(i) in stems}  # id -> {modality: path}
@@ -134,6 +146,15 @@ def featurize(clips_dir: str | os.PathLike, labels_csv: str | os.PathLike, out: 
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **payload)
     return out
+
+
+def check_out(out: Path) -> None:
+    """Checked before any clip is read: a folder as `out` failed in os.replace only after every clip was featurized,
+    and a name without .npz wrote a dataset that no reader recognises (load_dataset tells formats by suffix)."""
+    if out.suffix != ".npz":
+        raise InputError(f"--out '{out}' does not end in .npz; expected the .npz file to write, e.g. data.npz")
+    if out.is_dir():
+        raise InputError(f"--out '{out}' is a folder; expected the .npz file to write, e.g. {out / 'data.npz'}")
 
 
 def extract_all(ids: list[str], media: Mapping[str, Mapping[str, Path]], spec: FeatureSpec, progress: bool

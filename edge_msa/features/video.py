@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MEDIA_FIX, InputError, MissingDependencyError, require
+from . import media_file
 
 NAME = "face-v1"
 FACE_SIZE = 48
@@ -121,11 +122,7 @@ def gradient_histograms(face: np.ndarray) -> np.ndarray:
 
 def read_frames(path: str | os.PathLike, num_frames: int) -> list[np.ndarray]:
     """Up to `num_frames` grayscale frames (H, W) uint8 spread uniformly over the video; InputError if none."""
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"video file not found: {p}")
-    if p.stat().st_size == 0:
-        raise InputError(f"video file {p} is empty (0 bytes); expected a video OpenCV can decode")
+    p = media_file(path, "video file", "a video OpenCV can decode")
     cv2 = _cv2()
     cap = cv2.VideoCapture(str(p))
     try:
