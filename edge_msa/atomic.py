@@ -18,12 +18,37 @@ def _umask() -> int:
     return mask
 
 
+def check_parent(final: str | os.PathLike) -> None:
+    """Checked before any work: the folder `final` goes in exists or can be made (its nearest existing ancestor is
+    a writable folder), so a long run never ends in a refused write (e.g. `--out notes.txt/x`)."""
+    final = Path(final)
+    ancestor = final.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
+        what = "a file" if ancestor.exists() and not ancestor.is_dir() else "not a writable folder"
+        raise InputError(f"cannot write '{final}': {ancestor} is {what}; expected a path inside a writable folder")
+
+
+@contextlib.contextmanager
+def _refused_write(final: Path) -> Iterator[None]:
+    """The system's refusal to make `final`'s folder or temp file as one line (what check_parent cannot foresee,
+    e.g. a read-only mount when running as root)."""
+    try:
+        yield
+    except OSError as exc:
+        raise InputError(f"cannot write '{final}': {exc.strerror or exc}; expected a path inside a writable "
+                         "folder") from None
+
+
 @contextlib.contextmanager
 def atomic_path(final: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temp path beside `final`; rename it onto `final` only if the block succeeds."""
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix or ".tmp", dir=final.parent)
+    check_parent(final)
+    with _refused_write(final):
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix or ".tmp", dir=final.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -39,6 +64,7 @@ def check_replaceable(final: str | os.PathLike, marker: str, what: str) -> None:
     """An existing `final` may be replaced only if it is empty or an earlier output of the same kind (it
     holds `marker`), so `--out .` or `--out runs` cannot wipe a user's folder."""
     final = Path(final)
+    check_parent(final)
     if final.exists() and (not final.is_dir() or (any(final.iterdir()) and not (final / marker).is_file())):
         raise InputError(f"--out '{final}' exists and is not an earlier {what} (no {marker}); expected a new "
                          f"or empty folder, or an earlier {what} to replace")
@@ -50,8 +76,9 @@ def atomic_dir(final: str | os.PathLike, marker: str, what: str) -> Iterator[Pat
     `final` only if `check_replaceable(final, marker, what)` allows it (checked before the block runs)."""
     final = Path(final)
     check_replaceable(final, marker, what)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    with _refused_write(final):
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_path
+from .atomic import atomic_path, check_parent
 from .errors import ArtifactError, InputError
 from .spec import FeatureSpec, ModelConfig
 
@@ -14,11 +14,12 @@ FORMAT_VERSION = 1
 
 
 def require_pt_suffix(path: str | os.PathLike, what: str) -> Path:
-    """`path` as a Path, or one line saying that the checkpoint `what` writes must end in .pt: checked before any
-    work, so a long run never ends in a refused write."""
+    """`path` as a Path, or one line saying that the checkpoint `what` writes must end in .pt in a folder that can be
+    written: checked before any work, so a long run never ends in a refused write."""
     path = Path(path)
     if path.suffix != ".pt":
         raise InputError(f"--out '{path}' should end in .pt (the {what} checkpoint)")
+    check_parent(path)
     return path
 
 

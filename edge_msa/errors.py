@@ -32,16 +32,17 @@ class ParityError(EdgeMSAError):
     """An exported graph disagrees with the torch reference beyond tolerance."""
 
 
-def checked_seeds(seeds: Iterable[int]) -> tuple[int, ...]:
+def checked_seeds(seeds: Iterable[int], flag: str = "--seeds") -> tuple[int, ...]:
     """The seeds as ints, or one line saying why not: at least one, each in 0 .. 2**32 - 1, the range numpy's
-    seeding (training.seed_everything) accepts, so a bad seed fails before any data is read, not inside numpy."""
+    seeding (training.seed_everything) accepts, so a bad seed fails before any data is read, not inside numpy.
+    `flag` is the option the user typed, named in the message."""
     seeds = tuple(int(s) for s in seeds)
     if not seeds:
-        raise InputError("no seeds given; expected at least one seed, e.g. --seeds 0")
+        raise InputError(f"no seeds given; expected at least one seed, e.g. {flag} 0")
     top = 2 ** 32 - 1
     bad = [s for s in seeds if not 0 <= s <= top]
     if bad:
-        raise InputError(f"--seeds {' '.join(map(str, bad))} out of range; expected integers in 0 .. {top}")
+        raise InputError(f"{flag} {' '.join(map(str, bad))} out of range; expected integers in 0 .. {top}")
     return seeds
 
 

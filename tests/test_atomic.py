@@ -1,7 +1,13 @@
-"""atomic_dir: two writers to one --out never delete each other's files (issue 10, item 8)."""
+"""atomic writes: two writers to one --out never delete each other's files (issue 10, item 8), and an --out that
+cannot be written is refused in one line, before any work where a command checks it first."""
 from __future__ import annotations
 
-from edge_msa.atomic import atomic_dir
+import pytest
+
+from edge_msa.atomic import atomic_dir, atomic_path, check_parent, check_replaceable, write_text
+from edge_msa.checkpoint import require_pt_suffix
+from edge_msa.cli import main
+from edge_msa.errors import InputError
 
 
 def _write(out, text: str) -> None:
@@ -26,3 +32,34 @@ def test_repeated_replacement_leaves_only_the_output(tmp_path):
         _write(out, text)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
     assert (out / "manifest.json").read_text() == "c"
+
+
+def test_an_out_under_a_file_is_refused_before_any_work(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    with pytest.raises(InputError, match=r"cannot write '.*notes.txt/x/b': .*notes.txt is a file"):
+        check_replaceable(notes / "x" / "b", "manifest.json", "bundle")
+    with pytest.raises(InputError, match="notes.txt is a file"):
+        require_pt_suffix(notes / "teacher.pt", "teacher")
+    check_parent(tmp_path / "new" / "deeper" / "teacher.pt")  # folders still to be made are fine
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # the check makes nothing
+
+
+def test_a_refused_write_is_one_line_not_an_oserror(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    with pytest.raises(InputError, match=r"cannot write '.*notes.txt/m.json': .*notes.txt is a file; expected a path"):
+        write_text(notes / "m.json", "{}")
+    with pytest.raises(InputError, match="is a file"):
+        with atomic_path(notes / "data.npz"):
+            pass
+    assert notes.read_text() == "mine"
+
+
+def test_train_and_compress_refuse_an_unwritable_out_before_reading_data(tmp_path, capsys):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    for argv in (["train", "--data", str(tmp_path / "nope.npz")], ["compress", str(tmp_path / "t.pt")]):
+        assert main([*argv, "--out", str(notes / "m.pt")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: cannot write") and "notes.txt is a file" in err and err.count("\n") == 1, err

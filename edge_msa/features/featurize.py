@@ -31,7 +31,7 @@ from typing import Mapping
 
 import numpy as np
 
-from ..atomic import atomic_path
+from ..atomic import atomic_path, check_parent
 from ..errors import InputError, MissingDependencyError, checked_seeds, require
 from ..featurized_format import FORMAT_TAG
 from ..spec import FeatureSpec
@@ -108,7 +108,7 @@ def featurize(clips_dir: str | os.PathLike, labels_csv: str | os.PathLike, out: 
     check_out(out)
     if not (0 < valid_frac < 1 and 0 < test_frac < 1 and valid_frac + test_frac < 1):
         raise InputError(f"valid_frac={valid_frac} and test_frac={test_frac}; expected each in (0, 1) with a sum < 1")
-    checked_seeds([seed])  # numpy refuses a negative seed in a traceback
+    checked_seeds([seed], flag="--seed")  # numpy refuses a negative seed in a traceback
     rows = read_table(labels_csv, required=(LABEL_COLUMN,))
     stems = index_media(clips_dir)
     media = {i: dict(stems[stem_of(i)]) for i in rows if stem_of(i) in stems}  # id -> {modality: path}
@@ -155,6 +155,7 @@ def check_out(out: Path) -> None:
         raise InputError(f"--out '{out}' does not end in .npz; expected the .npz file to write, e.g. data.npz")
     if out.is_dir():
         raise InputError(f"--out '{out}' is a folder; expected the .npz file to write, e.g. {out / 'data.npz'}")
+    check_parent(out)
 
 
 def extract_all(ids: list[str], media: Mapping[str, Mapping[str, Path]], spec: FeatureSpec, progress: bool
