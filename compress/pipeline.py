@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from edge_msa.checkpoint import data_record, load_checkpoint, require_pt_suffix, save_checkpoint
+from edge_msa.checkpoint import data_record, load_checkpoint, save_checkpoint
 from edge_msa.data.base import DatasetSplits, FeatureSet
 from edge_msa.data.lineage import lineage, rebuild_splits
 from edge_msa.errors import ArtifactError, InputError
@@ -26,7 +26,7 @@ from edge_msa.models.encoders import fit_input_norms
 from edge_msa.models.student import Student, run_with_skipping
 from edge_msa.models.with_text import WithTextEncoder, fusion_of, text_front_end
 from edge_msa.spec import SKIPPABLE
-from edge_msa.teacher import leak_robust
+from edge_msa.teacher import leak_robust, require_writable_pt
 from edge_msa.training import TrainConfig, fit, predict, to_batch, torch_threads, valid_mae
 
 from . import measure
@@ -210,10 +210,12 @@ def compress(teacher_path: str | os.PathLike, data: str | os.PathLike | None = N
              splits: DatasetSplits | None = None, **overrides: Any) -> dict[str, Any]:
     """Compress a teacher checkpoint into a student; returns the report dict (also written as JSON + Markdown).
 
-    `options` (or keyword overrides of CompressOptions) set every knob; `splits` may replace `data` (tests).
+    `options` (or keyword overrides of CompressOptions, not both) set every knob; `splits` may replace `data` (tests).
     """
+    if options is not None and overrides:
+        raise TypeError(f"compress() got options and overrides {sorted(overrides)}; pass one of them")
     options = options or CompressOptions.build(**overrides)
-    out = require_pt_suffix(out, "student")
+    out = require_writable_pt(out, "student")
     with torch_threads(options.threads), _Progress(progress, 3 + 5 * len(options.seeds)) as bar:
         return _compress(Path(teacher_path), data, out, options, progress, splits, bar)
 

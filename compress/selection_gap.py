@@ -62,6 +62,8 @@ def selection_gap(run_a: str | os.PathLike, run_b: str | os.PathLike, resamples:
     from edge_msa.data.lineage import rebuild_splits
     from edge_msa.models.with_text import text_front_end
 
+    if resamples < 1:
+        raise InputError(f"--resamples {resamples}; expected >= 1")
     run_a, run_b = Path(run_a), Path(run_b)
     model, meta = load_checkpoint(run_a)
     record = data_record(meta)

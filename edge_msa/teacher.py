@@ -55,6 +55,29 @@ def metrics_path(out: str | os.PathLike) -> Path:
     return out.with_name(out.stem + ".metrics.json")
 
 
+def require_writable_pt(out: str | os.PathLike, what: str) -> Path:
+    """`out` as a Path, checked before any work: a .pt name that is not a folder, in a folder where files can be
+    created (or, if it does not exist yet, the nearest existing folder above it takes an unnamed probe file). Why:
+    train and compress write only after minutes of work, and a refused write there lost it all in a traceback."""
+    import tempfile
+
+    from .checkpoint import require_pt_suffix
+
+    path = require_pt_suffix(out, what)
+    if path.is_dir():
+        raise InputError(f"--out '{path}' is a folder; expected the file name of the {what} checkpoint")
+    folder = path.absolute().parent
+    while not folder.exists():
+        folder = folder.parent
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise InputError(f"--out '{path}' cannot be written: '{folder}' does not take new files "
+                         f"({exc.strerror or type(exc).__name__}); expected a writable folder") from None
+    return path
+
+
 def train_teacher(model: str = "fd_cmdie", data: str | os.PathLike | None = None, out: str | os.PathLike = "teacher.pt",
                   fmt: str | None = None, seeds: Sequence[int] = (0,), epochs: int | None = None,
                   batch_size: int | None = None, lr: float | None = None, progress: bool = True,
@@ -70,18 +93,18 @@ def train_teacher(model: str = "fd_cmdie", data: str | os.PathLike | None = None
     pinned so that results do not depend on the core count). Returns the metrics dict that is also written to
     `<out stem>.metrics.json`.
     """
-    from .checkpoint import require_pt_suffix, save_checkpoint
+    from .checkpoint import save_checkpoint
     from .training import torch_threads
 
     _check_request(model, seeds, threads)  # before the (slow) data load
-    require_pt_suffix(out, "teacher")
-    text_encoder = _text_encoder_mode(text_encoder, splits)
+    require_writable_pt(out, "teacher")
+    text_encoder = _text_encoder_mode(text_encoder, splits, text_model)
     pretrained = _pretrained_text(text_model) if text_encoder == "finetune" else None
+    settings = _settings(model, epochs, batch_size, lr, pretrained is not None)
     if splits is None:
         splits = _load(data, fmt, seed=int(seeds[0]), progress=progress,
                        text_encoder=pretrained[1] if pretrained else None)
     _check_splits(splits, pretrained, text_encoder)
-    settings = _settings(model, epochs, batch_size, lr, pretrained is not None)
     model_params = {**MODEL_DEFAULTS.get(model.removesuffix("_tiny"), {}), **model_params}
     with torch_threads(threads):
         runs = [_train_seed(model, int(seed), splits, model_params, pretrained, settings, progress) for seed in seeds]
@@ -103,14 +126,18 @@ def _check_request(model: str, seeds: Sequence[int], threads: int) -> None:
     checked_seeds(seeds)
 
 
-def _text_encoder_mode(text_encoder: str | None, splits) -> str:
-    """`text_encoder` checked; None: "finetune", unless given splits carry text features rather than token ids."""
+def _text_encoder_mode(text_encoder: str | None, splits, text_model: str | os.PathLike | None) -> str:
+    """`text_encoder` checked; None: "finetune", unless given splits carry text features rather than token ids.
+    A `text_model` is the encoder to fine-tune: with "frozen" it would go unused, so that is refused."""
     from .spec import suggest
 
     if text_encoder is None:
         text_encoder = "frozen" if splits is not None and not _token_spec(splits.spec) else "finetune"
     if text_encoder not in TEXT_ENCODERS:
         raise InputError(f"--text-encoder '{text_encoder}'{suggest(text_encoder, TEXT_ENCODERS)}")
+    if text_encoder == "frozen" and text_model is not None:
+        raise InputError(f"--text-model {text_model} is an encoder to fine-tune, but the text encoder is frozen "
+                         "(frozen MiniLM features); expected one of --text-model and --text-encoder frozen")
     return text_encoder
 
 
@@ -140,14 +167,20 @@ def _check_splits(splits, pretrained, text_encoder: str) -> None:
 def _settings(model: str, epochs: int | None, batch_size: int | None, lr: float | None,
               with_encoder: bool) -> dict[str, dict[str, Any]]:
     """Training settings per phase: "fusion" (the model's defaults < flags) and, with a pretrained encoder, the
-    "text" and "joint" phases (epochs capped by --epochs)."""
+    "text" and "joint" phases (epochs capped by --epochs). Each is checked as a TrainConfig here, so that an
+    out-of-range flag fails before the (slow) data load instead of after it."""
+    from .training import TrainConfig
+
     overrides = {"epochs": epochs, "batch_size": batch_size, "lr": lr}
     fusion = {**TRAIN_DEFAULTS.get(model.removesuffix("_tiny"), FALLBACK_DEFAULTS),
               **{k: v for k, v in overrides.items() if v is not None}}
-    if not with_encoder:
-        return {"fusion": fusion}
-    return {"fusion": fusion, **{name: {**phase, "epochs": min(phase["epochs"], epochs or phase["epochs"])}
-                                 for name, phase in (("text", TEXT_PHASE), ("joint", JOINT_PHASE))}}
+    phases = {"fusion": fusion}
+    if with_encoder:
+        phases.update({name: {**phase, "epochs": min(phase["epochs"], epochs or phase["epochs"])}
+                       for name, phase in (("text", TEXT_PHASE), ("joint", JOINT_PHASE))})
+    for values in phases.values():
+        TrainConfig(**values)
+    return phases
 
 
 def _train_seed(model: str, seed: int, splits, model_params: dict[str, Any], pretrained, settings: dict,

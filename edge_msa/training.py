@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -71,9 +72,9 @@ class TrainConfig:
     warmup: float = 0.1
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.patience < 1:
+        if not (self.epochs >= 1 and self.batch_size >= 1 and 0 < self.lr < math.inf and self.patience >= 1):  # NaN too
             raise InputError(f"training options out of range: epochs={self.epochs}, batch_size={self.batch_size}, "
-                             f"lr={self.lr}, patience={self.patience}; expected positive values")
+                             f"lr={self.lr}, patience={self.patience}; expected positive finite values")
         if self.schedule not in ("constant", "linear") or not 0 <= self.warmup < 1:
             raise InputError(f"schedule '{self.schedule}' / warmup {self.warmup}; expected constant or linear, "
                              "warmup in [0, 1)")

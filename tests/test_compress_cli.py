@@ -132,6 +132,8 @@ def test_selection_gap_of_two_runs(tmp_path, cache, capsys):
     assert gap_main([str(runs["one"]), str(tmp_path / "bare" / "student.pt")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: cannot read the seeds") and "\n" not in err
+    assert gap_main([str(runs["one"]), str(runs["one"]), "--resamples", "0"]) == 2
+    assert capsys.readouterr().err == "error: --resamples 0; expected >= 1\n"
     save_checkpoint(tmp_path / "bare" / "student.pt", teacher, {"data": str(data)})  # lineage: the path alone
     assert gap_main([str(runs["one"]), str(tmp_path / "bare" / "student.pt")]) == 2
     assert "different data or splits" in capsys.readouterr().err
