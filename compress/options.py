@@ -32,7 +32,8 @@ _LIMITS = (
 
 @dataclass(frozen=True)
 class CompressOptions:
-    """Defaults are tuned on MOSI-U with the fd_cmdie teacher (see the report for what they reach)."""
+    """Defaults are tuned on MOSI-U with the fd_cmdie teacher (README, "Defaults chosen on validation"); the
+    comments say which were chosen on validation and which by the size/latency budget."""
 
     student: str = "student"  # registry name ("student_tiny" for tests)
     student_params: dict[str, Any] = field(default_factory=dict)  # overrides of the student's default widths

@@ -1,9 +1,11 @@
-"""`compress(teacher.pt) -> student.pt + report`: load -> init -> distill -> prune -> finetune -> gate -> evaluate.
+"""`compress(teacher.pt) -> student.pt + report`: load -> text -> init -> distill -> prune -> finetune -> gate ->
+evaluate.
 
-Each model-producing stage saves `<out stem>.stages/<name>[.seedN].pt` beside `out` (a failed later stage
+Each model-producing stage of a seed saves `<out stem>.stages/<name>[.seedN].pt` beside `out` (a failed later stage
 loses nothing; one folder per output, so repeated runs replace their stage files instead of piling up); the
-final checkpoint and reports are written atomically. Multi-seed runs repeat stages 2-6 per seed, keep the
-seed with the lowest validation MAE and report mean +- std over seeds.
+final checkpoint and reports are written atomically. The text stage (a teacher with its own text encoder only)
+runs once for all seeds; multi-seed runs repeat init..gate per seed, keep the seed with the lowest validation
+MAE (teacher.SELECTION) and report mean +- std over seeds.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from edge_msa.atomic import write_text
 from edge_msa.checkpoint import data_record, load_checkpoint, save_checkpoint
 from edge_msa.data.base import DatasetSplits, FeatureSet
 from edge_msa.data.lineage import lineage, rebuild_splits
@@ -242,12 +245,14 @@ def _compress(teacher_path: Path, data: str | os.PathLike | None, out: Path, opt
     tests = [_test_seed(run, splits.test) for run in runs]
     chosen = tests[runs.index(best)]
     measured = _measure(teacher, best.student, chosen, splits, options)
-    report = CompressReport(out, teacher_path, teacher.model_name, options, splits, runs, best, tests, measured,
-                            text_info, bar.times, bar.close())
+    report, json_text, md_text = CompressReport(out, teacher_path, teacher.model_name, options, splits, runs, best,
+                                                tests, measured, text_info, bar.times, bar.close()).render()
     save_checkpoint(out, best.student, {"teacher": str(teacher_path), "data": lineage(splits), "seed": best.seed,
                                         "metrics": chosen.metrics, "metrics_skip": chosen.metrics_skip,
                                         "skip_thresholds": best.calibration["thresholds"]})
-    return report.write(*report_paths(out))
+    for path, text in zip(report_paths(out), (json_text, md_text)):  # each atomically
+        write_text(path, text)
+    return report
 
 
 def _load(teacher_path: Path, data: str | os.PathLike | None, splits: DatasetSplits | None, bar: _Progress,

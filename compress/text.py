@@ -29,7 +29,7 @@ from edge_msa.training import modality_tensors
 
 @dataclass(frozen=True)
 class TextShape:
-    """Target shape of the student's text encoder."""
+    """Target shape of the student's text encoder (CompressOptions.text_shape fills it; these defaults equal its)."""
 
     layers: int = 2
     hidden: int = 256
@@ -179,11 +179,12 @@ def teacher_layer_states(teacher: BertEncoder, id_rows: list[list[int]], layers:
 
 @dataclass(frozen=True)
 class TextKD:
-    """How the student's text encoder learns from the teacher's (CompressOptions fills it; epochs 0 = that step off)."""
+    """How the student's text encoder learns from the teacher's (CompressOptions fills it, and its defaults are the
+    tuned ones; these equal them; epochs 0 = that step off)."""
 
     layer_epochs: int = 4  # TinyBERT step 1: hidden states of the mapped layers (label-free)
     layer_lr: float = 5e-4
-    score_epochs: int = 2  # TinyBERT step 2: the teacher's text-only score (prediction-layer KD)
+    score_epochs: int = 0  # TinyBERT step 2: the teacher's text-only score (prediction-layer KD); off by default
     score_lr: float = 1e-4  # encoder; the throw-away linear head learns 10x faster
     batch_size: int = 32
     seed: int = 0

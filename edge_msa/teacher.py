@@ -110,8 +110,9 @@ def train_teacher(model: str = "fd_cmdie", data: str | os.PathLike | None = None
         runs = [_train_seed(model, int(seed), splits, model_params, pretrained, settings, progress) for seed in seeds]
         best = min(runs, key=lambda r: r["valid_mae"])  # each seed built its own net, kept as it is
         metrics = _metrics(model, text_encoder, splits, settings, runs, best)
+    metrics_json = json.dumps(metrics, indent=2) + "\n"  # before the first write: no checkpoint without its metrics
     save_checkpoint(out, best["net"], _checkpoint_meta(text_encoder, splits, settings, runs, best, metrics))
-    write_text(metrics_path(out), json.dumps(metrics, indent=2) + "\n")
+    write_text(metrics_path(out), metrics_json)
     return metrics
 
 

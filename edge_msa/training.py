@@ -1,4 +1,5 @@
-"""The one training loop for every model (teachers, students, distillation): the loss is a parameter.
+"""The one training loop for every model on a FeatureSet (teachers, students, distillation, the skip gate): the loss
+is a parameter. (The student text encoder's KD over raw token rows has its own small loop: compress/text.py.)
 
 Early stopping on validation MAE, AdamW, deterministic with a seed, a progress bar.
 """
