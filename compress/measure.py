@@ -18,9 +18,9 @@ from edge_msa.data.base import FeatureSet
 from edge_msa.errors import TRAIN_FIX, require
 from edge_msa.metrics import msa_metrics
 from edge_msa.models.student import Student
-from edge_msa.features.text import TOKENS_PREFIX
+from edge_msa.features.text import TOKENS_PREFIX, TokenIds
 from edge_msa.models.with_text import fusion_of, token_ids
-from edge_msa.spec import MODALITIES, SKIPPABLE
+from edge_msa.spec import MODALITIES, SKIPPABLE, FeatureSpec
 from edge_msa.training import modality_tensors, to_batch
 
 
@@ -164,7 +164,7 @@ def count_student_parts(model: Student, batch: dict[str, torch.Tensor]) -> dict[
     return out
 
 
-def raw_text(model: Callable[[dict], Any], fs: FeatureSet, front) -> Callable[[dict], Any]:
+def raw_text(model: Callable[[dict], Any], fs: FeatureSet, front: TokenIds) -> Callable[[dict], Any]:
     """`model` called from the raw transcript: each call tokenizes fs.texts[batch index] (`front`: TokenIds) and
     replaces the batch's token ids, so a timing covers string -> tokenizer -> encoder -> fusion -> score."""
     def call(batch: dict) -> Any:
@@ -174,7 +174,7 @@ def raw_text(model: Callable[[dict], Any], fs: FeatureSet, front) -> Callable[[d
     return call
 
 
-def text_front_end_params(spec) -> dict[str, Any]:
+def text_front_end_params(spec: FeatureSpec) -> dict[str, Any]:
     """Parameter count of the frozen text front end both models share (from its ONNX initialisers)."""
     name = spec.front_end("text")
     if name.startswith(TOKENS_PREFIX):

@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge_msa.errors import InputError, checked_seeds
 from edge_msa.models.student import SHARE_MODES
 from edge_msa.spec import suggest
+
+if TYPE_CHECKING:
+    from .text import TextKD, TextShape
 
 SHARE_CHOICES = tuple(SHARE_MODES)
 CALIBRATION_SPLITS = ("valid", "train+valid")
@@ -116,7 +119,8 @@ class CompressOptions:
         return "budget", 0.5 if self.skip_budget is None else float(self.skip_budget)
 
     @property
-    def text_shape(self):
+    def text_shape(self) -> TextShape:
+        """The student text encoder's target widths (compress/text.py)."""
         from .text import TextShape
 
         return TextShape(self.text_layers, self.text_hidden, self.text_heads, self.text_ffn, self.text_rank,
@@ -129,7 +133,8 @@ class CompressOptions:
         return replace(self, prune_ratio=FUSION_PRUNE_RATIO["own_text_encoder" if own_text_encoder else "frozen_text"])
 
     @property
-    def text_kd(self):
+    def text_kd(self) -> TextKD:
+        """How the student text encoder is distilled (compress/text.py)."""
         from .text import TextKD
 
         return TextKD(self.text_kd_epochs, self.text_kd_lr, self.text_score_epochs, self.text_lr,

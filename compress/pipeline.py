@@ -91,7 +91,7 @@ def _train_config(options: CompressOptions, epochs: int, seed: int) -> TrainConf
                        seed=seed, max_minutes=options.max_minutes, encoder_lr=options.text_lr)
 
 
-def fusion_batch(model, batch: dict) -> dict:
+def fusion_batch(model: torch.nn.Module, batch: dict) -> dict:
     """`batch` as the fusion model sees it: text token ids replaced by the text encoder's states."""
     if not isinstance(model, WithTextEncoder):
         return batch

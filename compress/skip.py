@@ -66,7 +66,8 @@ class GateTrainer(nn.Module):
         return {"score": _select(scores, run), "keep": keep, "target": target, "present": present[:, 1:]}
 
 
-def gate_loss(model: GateTrainer, out: dict, batch: dict):
+def gate_loss(model: GateTrainer, out: dict, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+    """fit()'s loss for the gate: BCE of keep against 'running m matters', only where m is present."""
     weight = out["present"]  # only where the modality exists
     bce = F.binary_cross_entropy(out["keep"].clamp(1e-6, 1 - 1e-6), out["target"], weight=weight,
                                  reduction="sum") / weight.sum().clamp_min(1.0)

@@ -11,9 +11,10 @@ word still gets a nearby meaning instead of [UNK]. The kept rows are then factor
 from __future__ import annotations
 
 import copy
+import os
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
@@ -25,6 +26,10 @@ from edge_msa.errors import InputError, require
 from edge_msa.models.text_bert import BertEncoder
 from edge_msa.models.with_text import token_ids
 from edge_msa.training import modality_tensors
+
+if TYPE_CHECKING:
+    from edge_msa.data.base import DatasetSplits
+    from edge_msa.models.with_text import WithTextEncoder
 
 
 @dataclass(frozen=True)
@@ -309,7 +314,8 @@ def distill_scores(student: BertEncoder, id_rows: list[list[int]], targets: np.n
             "seconds": round(time.perf_counter() - start, 1)}
 
 
-def transfer_texts(splits, transfer: str | None, tokenizer_path, max_len: int, progress: bool) -> dict[str, Any]:
+def transfer_texts(splits: DatasetSplits, transfer: str | None, tokenizer_path: str | os.PathLike, max_len: int,
+                   progress: bool) -> dict[str, Any]:
     """Transcripts the student's text encoder learns from: the training split's own texts (with their labels) plus,
     if `transfer` names an MMSA label.csv (e.g. MOSEI), that file's TRAINING fold (never its valid/test folds; its
     labels unused: NaN, the teacher labels them). The training dataset's validation texts come along for early
@@ -335,7 +341,7 @@ def score_targets(teacher_scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(labels), teacher_scores, 0.5 * (teacher_scores + np.nan_to_num(labels)))
 
 
-def student_text_encoder(teacher, texts: dict[str, Any], shape: TextShape, max_len: int, kd: TextKD,
+def student_text_encoder(teacher: WithTextEncoder, texts: dict[str, Any], shape: TextShape, max_len: int, kd: TextKD,
                          progress: bool) -> tuple[BertEncoder, dict[str, Any]]:
     """pick layers -> prune widths -> prune + factorise the vocabulary -> layer-wise KD -> score KD, from the
     teacher model (a WithTextEncoder) and `texts` (transfer_texts)."""

@@ -9,7 +9,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -18,6 +18,14 @@ from .data.modality_subset import restrict_set
 from .errors import InputError, checked_seeds
 from .host import training_host
 from .metrics import METRIC_KEYS, mean_std, msa_metrics
+
+if TYPE_CHECKING:  # torch-side types, imported lazily below (the module loads without torch)
+    from torch import nn
+
+    from .data.base import DatasetSplits, FeatureSet
+    from .models.text_bert import BertEncoder
+    from .models.with_text import WithTextEncoder
+    from .training import TrainConfig, TrainResult
 
 # Per-model training defaults: the papers' optimiser settings, shortened so one seed trains in a few
 # minutes on 2 CPU cores (fit() uses AdamW; weight_decay 0 gives plain Adam for gtf as in its paper).
@@ -47,6 +55,10 @@ TEXT_PHASE: dict[str, Any] = {"epochs": 4, "batch_size": 32, "lr": 1e-3, "encode
 JOINT_PHASE: dict[str, Any] = {"epochs": 1, "batch_size": 32, "lr": 1e-4, "encoder_lr": 2e-5, "weight_decay": 1e-2,
                                "patience": 1, "schedule": "linear", "warmup": 0.1, "max_minutes": 6.0}
 TEXT_ENCODERS = ("finetune", "frozen")
+# How every seed and stage is selected (here and in compress): see leak_robust
+SELECTION = ("validation MAE averaged over all modalities and text alone: the declare-lab audio/video features are "
+             "optimistic on validation (their extractors saw the declare train split), so all-modality validation "
+             "MAE alone rewards leaning on them")
 
 
 def metrics_path(out: str | os.PathLike) -> Path:
@@ -81,7 +93,7 @@ def require_writable_pt(out: str | os.PathLike, what: str) -> Path:
 def train_teacher(model: str = "fd_cmdie", data: str | os.PathLike | None = None, out: str | os.PathLike = "teacher.pt",
                   fmt: str | None = None, seeds: Sequence[int] = (0,), epochs: int | None = None,
                   batch_size: int | None = None, lr: float | None = None, progress: bool = True,
-                  splits=None, text_encoder: str | None = None, text_model: str | os.PathLike | None = None,
+                  splits: DatasetSplits | None = None, text_encoder: str | None = None, text_model: str | os.PathLike | None = None,
                   threads: int = 1, **model_params: Any) -> dict[str, Any]:
     """Train `model` once per seed; save the seed with the best validation MAE to `out`.
 
@@ -224,7 +236,7 @@ def _metrics(model: str, text_encoder: str, splits, settings: dict, runs: list[d
     }
 
 
-def calibrate_scale(net, valid, grid: Sequence[float] = tuple(np.arange(0.5, 1.51, 0.05))) -> float:
+def calibrate_scale(net: nn.Module, valid: FeatureSet, grid: Sequence[float] = tuple(np.arange(0.5, 1.51, 0.05))) -> float:
     """Set `net.config_params["score_scale"]` to the grid value with the lowest validation MAE; return that MAE.
 
     Why: with modality/input dropout 0.7 the model trains mostly on text alone, and at evaluation (all
@@ -255,12 +267,8 @@ def _token_spec(spec) -> bool:
     return spec.front_end("text").startswith(TOKENS_PREFIX)
 
 
-SELECTION = ("validation MAE averaged over all modalities and text alone: the declare-lab audio/video features are "
-             "optimistic on validation (their extractors saw the declare train split), so all-modality validation "
-             "MAE alone rewards leaning on them")
-
-
-def fit_with_encoder(net, splits, phases: dict, progress: bool, desc: str):
+def fit_with_encoder(net: WithTextEncoder, splits: DatasetSplits, phases: dict[str, TrainConfig], progress: bool,
+                     desc: str) -> TrainResult:
     """Phases text -> fusion -> joint (see TEXT_PHASE); each selected on `leak_robust(valid)`. The joint phase is
     kept only if it beats the fusion phase there. Returns a TrainResult over all phases (rows name their phase)."""
     import copy
@@ -289,14 +297,15 @@ def fit_with_encoder(net, splits, phases: dict, progress: bool, desc: str):
                        text.seconds + fusion.seconds + joint.seconds)
 
 
-def leak_robust(valid):
+def leak_robust(valid: FeatureSet) -> FeatureSet:
     """Validation rows twice, with all modalities and with text alone: its MAE is the mean of the two (SELECTION)."""
     from .data.assemble import concat_sets
 
     return concat_sets([valid, restrict_set(valid, ("text",))])
 
 
-def encoder_states(bert, fs, progress: bool = False, desc: str = "encoder states"):
+def encoder_states(bert: BertEncoder, fs: FeatureSet, progress: bool = False,
+                   desc: str = "encoder states") -> FeatureSet:
     """A copy of FeatureSet `fs` whose text is the encoder's token states (B, L, H) instead of token ids."""
     import torch
     from tqdm.auto import tqdm

@@ -10,7 +10,7 @@ import copy
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -41,7 +41,9 @@ def to_batch(fs: FeatureSet, index: np.ndarray) -> Batch:
     return batch
 
 
-def iterate(fs: FeatureSet, batch_size: int, shuffle: bool = False, rng: np.random.Generator | None = None):
+def iterate(fs: FeatureSet, batch_size: int, shuffle: bool = False,
+            rng: np.random.Generator | None = None) -> Iterator[Batch]:
+    """Batches of `fs` in order, or shuffled by `rng`."""
     order = rng.permutation(len(fs)) if shuffle else np.arange(len(fs))
     for start in range(0, len(fs), batch_size):
         yield to_batch(fs, order[start:start + batch_size])
@@ -54,7 +56,7 @@ def predict(model: torch.nn.Module, fs: FeatureSet, batch_size: int = 256) -> np
     return np.concatenate([model(b)["score"].float().numpy() for b in iterate(fs, batch_size)])
 
 
-def default_loss(model: torch.nn.Module, out: dict, batch: Batch):
+def default_loss(model: torch.nn.Module, out: dict, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
     return model.loss(out, batch)
 
 
@@ -101,7 +103,8 @@ def param_groups(model: torch.nn.Module, config: TrainConfig) -> list[dict]:
     return [g for g in groups if g["params"]]
 
 
-def lr_schedule(opt: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int):
+def lr_schedule(opt: torch.optim.Optimizer, config: TrainConfig,
+                steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
     """Constant, or linear warm-up then linear decay to 0 over the whole run (BERT fine-tuning's schedule)."""
     total = max(config.epochs * steps_per_epoch, 1)
     warm = int(config.warmup * total)
@@ -117,7 +120,7 @@ def lr_schedule(opt: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch
 
 
 @contextlib.contextmanager
-def torch_threads(n: int):
+def torch_threads(n: int) -> Iterator[None]:
     """Run the block with torch on `n` CPU threads, then restore the old count. Training pins it (1 by default) so
     that a seed's result does not depend on the machine's core count: float sums reduce in another order on 2
     threads (the same teacher seed gave MAE 0.807 on 2 threads, 0.803 on 1), and 2 threads bought no measurable time
