@@ -13,7 +13,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -161,12 +161,8 @@ def _one_seed(seed: int, teacher, splits: DatasetSplits, targets: TeacherTargets
     bar.done(f"best valid MAE {res.best_valid_mae:.4f} at epoch {res.best_epoch} ({len(res.history)} epochs)")
 
     bar.start("prune")
-    example = {k: v for k, v in to_batch(splits.train, np.arange(min(8, len(splits.train)))).items() if k != "index"}
-    n_before = sum(p.numel() for p in student.parameters())
-    pruning = prune_student(fusion_of(student), fusion_batch(student, example), options.prune_ratio)
-    _check_rebuild(save("prune"), student, example)
-    n_after = sum(p.numel() for p in student.parameters())
-    bar.done(f"ratio {options.prune_ratio}: {n_before:,} -> {n_after:,} params; {pruning['after']}")
+    pruning, summary = _prune(student, splits.train, options.prune_ratio, save)
+    bar.done(summary)
 
     bar.start("finetune")
     res_ft = fit(distiller, splits.train, selection, _train_config(options, options.finetune_epochs, seed + 1),
@@ -184,6 +180,18 @@ def _one_seed(seed: int, teacher, splits: DatasetSplits, targets: TeacherTargets
     return SeedRun(seed, student, valid_mae(student, selection), copied, pruning, gate, calib, macs_step,
                    {"distill_epochs": len(res.history), "finetune_epochs": len(res_ft.history),
                     "finetune_kept_epoch": res_ft.best_epoch}, checkpoints)
+
+
+def _prune(student: Student, train: FeatureSet, ratio: float,
+           save: Callable[[str], Path]) -> tuple[dict[str, Any], str]:
+    """Prune the student's fusion part in place (prune.prune_student), save it and check that the saved checkpoint
+    rebuilds to it; returns the widths before/after and the stage's summary line."""
+    example = {k: v for k, v in to_batch(train, np.arange(min(8, len(train)))).items() if k != "index"}
+    n_before = sum(p.numel() for p in student.parameters())
+    pruning = prune_student(fusion_of(student), fusion_batch(student, example), ratio)
+    _check_rebuild(save("prune"), student, example)
+    n_after = sum(p.numel() for p in student.parameters())
+    return pruning, f"ratio {ratio}: {n_before:,} -> {n_after:,} params; {pruning['after']}"
 
 
 def _gate(student: Student, splits: DatasetSplits, options: CompressOptions, seed: int,

@@ -10,7 +10,7 @@ import copy
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -143,6 +143,29 @@ def valid_mae(model: torch.nn.Module, valid: FeatureSet) -> float:
     return float(np.mean(np.abs(predict(model, valid) - valid.labels)))
 
 
+def _train_epoch(model: torch.nn.Module, batches: Iterable[Batch], loss_fn: LossFn, opt: torch.optim.Optimizer,
+                 sched: torch.optim.lr_scheduler.LRScheduler, params: list[torch.nn.Parameter],
+                 grad_clip: float) -> dict[str, float]:
+    """One optimiser and scheduler step per batch (gradients clipped to `grad_clip` over `params`, 0 = off); returns
+    the epoch's mean of each loss part `loss_fn` reports."""
+    model.train()
+    totals: dict[str, float] = {}
+    steps = 0
+    for batch in batches:
+        out = model(batch)
+        loss, parts = loss_fn(model, out, batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip:
+            torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        opt.step()
+        sched.step()
+        steps += 1
+        for k, v in parts.items():
+            totals[k] = totals.get(k, 0.0) + v
+    return {k: v / max(steps, 1) for k, v in totals.items()}
+
+
 def fit(model: torch.nn.Module, train: FeatureSet, valid: FeatureSet, config: TrainConfig,
         loss_fn: LossFn = default_loss, progress: bool = True, desc: str = "train",
         keep_start: bool = False) -> TrainResult:
@@ -164,26 +187,11 @@ def fit(model: torch.nn.Module, train: FeatureSet, valid: FeatureSet, config: Tr
     start = time.perf_counter()
     bar = tqdm(range(config.epochs), desc=desc, disable=not progress, leave=False)
     for epoch in bar:
-        model.train()
-        totals: dict[str, float] = {}
-        steps = 0
         batches = tqdm(iterate(train, config.batch_size, shuffle=True, rng=rng), total=steps_per_epoch, leave=False,
                        desc=f"{desc} epoch {epoch + 1}/{config.epochs}", disable=not progress)  # long epochs show life
-        for batch in batches:
-            out = model(batch)
-            loss, parts = loss_fn(model, out, batch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip:
-                torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-            opt.step()
-            sched.step()
-            steps += 1
-            for k, v in parts.items():
-                totals[k] = totals.get(k, 0.0) + v
+        parts = _train_epoch(model, batches, loss_fn, opt, sched, params, config.grad_clip)
         epoch_mae = valid_mae(model, valid)
-        row = {"epoch": epoch, "valid_mae": epoch_mae, **{k: v / max(steps, 1) for k, v in totals.items()}}
-        history.append(row)
+        history.append({"epoch": epoch, "valid_mae": epoch_mae, **parts})
         bar.set_postfix(valid_mae=f"{epoch_mae:.3f}", best=f"{min(best_mae, epoch_mae):.3f}")
         if epoch_mae < best_mae - 1e-4:
             best_mae, best_epoch, bad = epoch_mae, epoch, 0
