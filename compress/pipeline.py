@@ -39,7 +39,7 @@ from .options import CompressOptions
 from .prune import prune_student
 from .results import CompressReport, Measurements, SeedRun, SeedTest, select_seed
 from .skip import SkipCache, calibrate, predict_with_skipping, skip_cache, skip_stats, train_gate
-from .text import student_text_encoder, transfer_texts
+from .text import check_shape, student_text_encoder, transfer_texts
 
 
 def report_paths(out: str | os.PathLike) -> tuple[Path, Path]:
@@ -101,6 +101,7 @@ def fusion_batch(model: torch.nn.Module, batch: dict) -> dict:
 
 def _text_stage(teacher, splits: DatasetSplits, options: CompressOptions, progress: bool):
     """The student's text encoder from the teacher's (compress/text.py), once for all seeds."""
+    check_shape(teacher.bert, options.text_shape)
     texts = transfer_texts(splits, options.transfer_path(), teacher.tokenizer_path, splits.spec.max_len("text"),
                            progress)
     if options.text_augment:

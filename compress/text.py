@@ -53,6 +53,21 @@ def layer_map(teacher_layers: int, student_layers: int) -> list[int]:
     return [round((k + 1) * teacher_layers / student_layers) for k in range(student_layers)]
 
 
+def check_shape(teacher: BertEncoder, shape: TextShape) -> None:
+    """One line when `shape` cannot be cut from the teacher's encoder (more layers than it has, or a width above
+    its): called before the transfer texts are read, so a typo in a --text-* flag costs no work."""
+    layer_map(len(teacher.layers), shape.layers)
+    _check_widths(teacher, shape)
+
+
+def _check_widths(encoder: BertEncoder, shape: TextShape) -> None:
+    hidden, heads, ffn = encoder.hidden, encoder.layers[0].heads, encoder.layers[0].fc1.out_features
+    if shape.hidden > hidden or shape.ffn > ffn or shape.heads > heads:
+        raise InputError(f"--text-hidden {shape.hidden}, --text-heads {shape.heads}, --text-ffn {shape.ffn}: wider "
+                         f"than the teacher's encoder (hidden {hidden}, heads {heads}, ffn {ffn}); expected at most "
+                         "those")
+
+
 def pick_layers(teacher: BertEncoder, student_layers: int, shared: bool = False) -> BertEncoder:
     """A copy of the teacher's encoder keeping only the mapped layers; `shared`: only the first of them, to be run
     `student_layers` times (ALBERT; the first, so that the first pass starts as the teacher's does)."""
@@ -68,11 +83,9 @@ def prune_widths(encoder: BertEncoder, shape: TextShape, max_len: int) -> dict[s
     by dependency across embeddings, residual stream and LayerNorms); updates the encoder's config."""
     tp = require("torch_pruning", "pruning the text encoder", 'pip install "edge-msa[train]"')
     before = dict(encoder.config)
+    _check_widths(encoder, shape)
     hidden, ffn = encoder.hidden, encoder.layers[0].fc1.out_features
     heads = encoder.layers[0].heads
-    if shape.hidden > hidden or shape.ffn > ffn or shape.heads > heads:
-        raise InputError(f"text shape {shape} is wider than the teacher's encoder (hidden {hidden}, heads {heads}, "
-                         f"ffn {ffn}); expected narrower")
     example = (torch.randint(1, 1000, (2, min(max_len, 16))), torch.ones(2, min(max_len, 16), dtype=torch.bool))
     layers = encoder.layers
     common = {"importance": tp.importance.GroupMagnitudeImportance(p=2),
