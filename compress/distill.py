@@ -10,7 +10,7 @@ from torch import nn
 
 from edge_msa.data.base import FeatureSet
 from edge_msa.spec import MODALITIES
-from edge_msa.training import iterate
+from edge_msa.training import LossFn, iterate
 
 from .options import CompressOptions
 
@@ -52,12 +52,12 @@ class Distiller(nn.Module):
         return {**out, "hint": self.proj(out["z"])}  # hint (B, Zt)
 
 
-def kd_loss(targets: TeacherTargets, options: CompressOptions):
+def kd_loss(targets: TeacherTargets, options: CompressOptions) -> LossFn:
     """loss_fn for fit: label MAE + response KD (L1 to the teacher score + temperature-softened polarity)
     + hint KD (MSE between projected student and teacher fused representations)."""
     t = options.temperature
 
-    def loss_fn(model: Distiller, out: dict, batch: dict):
+    def loss_fn(model: Distiller, out: dict, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         idx = batch["index"]  # (B,) rows of the training FeatureSet
         s, ts = out["score"], targets.score[idx]  # (B,)
         task = F.l1_loss(s, batch["label"])

@@ -18,10 +18,10 @@ from edge_msa.data.base import FeatureSet
 from edge_msa.errors import TRAIN_FIX, require
 from edge_msa.metrics import msa_metrics
 from edge_msa.models.student import Student
-from edge_msa.features.text import TOKENS_PREFIX
+from edge_msa.features.text import TOKENS_PREFIX, TokenIds
 from edge_msa.models.with_text import fusion_of, token_ids
-from edge_msa.spec import MODALITIES, SKIPPABLE
-from edge_msa.training import modality_tensors, to_batch
+from edge_msa.spec import MODALITIES, SKIPPABLE, FeatureSpec
+from edge_msa.training import modality_tensors, to_batch, torch_threads
 
 
 class _Score(nn.Module):
@@ -164,7 +164,7 @@ def count_student_parts(model: Student, batch: dict[str, torch.Tensor]) -> dict[
     return out
 
 
-def raw_text(model: Callable[[dict], Any], fs: FeatureSet, front) -> Callable[[dict], Any]:
+def raw_text(model: Callable[[dict], Any], fs: FeatureSet, front: TokenIds) -> Callable[[dict], Any]:
     """`model` called from the raw transcript: each call tokenizes fs.texts[batch index] (`front`: TokenIds) and
     replaces the batch's token ids, so a timing covers string -> tokenizer -> encoder -> fusion -> score."""
     def call(batch: dict) -> Any:
@@ -174,7 +174,7 @@ def raw_text(model: Callable[[dict], Any], fs: FeatureSet, front) -> Callable[[d
     return call
 
 
-def text_front_end_params(spec) -> dict[str, Any]:
+def text_front_end_params(spec: FeatureSpec) -> dict[str, Any]:
     """Parameter count of the frozen text front end both models share (from its ONNX initialisers)."""
     name = spec.front_end("text")
     if name.startswith(TOKENS_PREFIX):
@@ -196,22 +196,17 @@ def text_front_end_params(spec) -> dict[str, Any]:
 def latency(models: dict[str, Callable[[dict], Any]], fs: FeatureSet, calls: int, threads: int) -> dict[str, Any]:
     """Batch-1 latency of each callable on real inputs of `fs`, interleaved call by call (same input, same
     moment for every model), after a warm-up; percentiles in ms as the bench harness computes them."""
-    old_threads = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        batches = [to_batch(fs, np.array([i % len(fs)])) for i in range(calls)]
-        times: dict[str, list[float]] = {k: [] for k in models}
-        with torch.inference_mode():
-            for batch in batches[: min(20, calls)]:
-                for fn in models.values():
-                    fn(batch)
-            for batch in batches:
-                for name, fn in models.items():
-                    start = time.perf_counter()
-                    fn(batch)
-                    times[name].append((time.perf_counter() - start) * 1e3)
-    finally:
-        torch.set_num_threads(old_threads)
+    batches = [to_batch(fs, np.array([i % len(fs)])) for i in range(calls)]
+    times: dict[str, list[float]] = {k: [] for k in models}
+    with torch_threads(threads), torch.inference_mode():
+        for batch in batches[: min(20, calls)]:
+            for fn in models.values():
+                fn(batch)
+        for batch in batches:
+            for name, fn in models.items():
+                start = time.perf_counter()
+                fn(batch)
+                times[name].append((time.perf_counter() - start) * 1e3)
     stats = {name: summarize(np.asarray(t), items_per_call=1, warmup=min(20, calls)) for name, t in times.items()}
     return {name: {**s.latency_ms(), "cv": s.cv, "calls": s.runs} for name, s in stats.items()}
 

@@ -1,9 +1,11 @@
-"""`compress(teacher.pt) -> student.pt + report`: load -> init -> distill -> prune -> finetune -> gate -> evaluate.
+"""`compress(teacher.pt) -> student.pt + report`: load -> text -> init -> distill -> prune -> finetune -> gate ->
+evaluate.
 
-Each model-producing stage saves `<out stem>.stages/<name>[.seedN].pt` beside `out` (a failed later stage
+Each model-producing stage of a seed saves `<out stem>.stages/<name>[.seedN].pt` beside `out` (a failed later stage
 loses nothing; one folder per output, so repeated runs replace their stage files instead of piling up); the
-final checkpoint and reports are written atomically. Multi-seed runs repeat stages 2-6 per seed, keep the
-seed with the lowest validation MAE and report mean +- std over seeds.
+final checkpoint and reports are written atomically. The text stage (a teacher with its own text encoder only)
+runs once for all seeds; multi-seed runs repeat init..gate per seed, keep the seed with the lowest validation
+MAE (teacher.SELECTION) and report mean +- std over seeds.
 """
 from __future__ import annotations
 
@@ -11,12 +13,13 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
-from edge_msa.checkpoint import data_record, load_checkpoint, require_pt_suffix, save_checkpoint
+from edge_msa.atomic import write_text
+from edge_msa.checkpoint import data_record, load_checkpoint, save_checkpoint
 from edge_msa.data.base import DatasetSplits, FeatureSet
 from edge_msa.data.lineage import lineage, rebuild_splits
 from edge_msa.errors import ArtifactError, InputError
@@ -26,7 +29,7 @@ from edge_msa.models.encoders import fit_input_norms
 from edge_msa.models.student import Student, run_with_skipping
 from edge_msa.models.with_text import WithTextEncoder, fusion_of, text_front_end
 from edge_msa.spec import SKIPPABLE
-from edge_msa.teacher import leak_robust
+from edge_msa.teacher import leak_robust, require_writable_pt
 from edge_msa.training import TrainConfig, fit, predict, to_batch, torch_threads, valid_mae
 
 from . import measure
@@ -36,7 +39,7 @@ from .options import CompressOptions
 from .prune import prune_student
 from .results import CompressReport, Measurements, SeedRun, SeedTest, select_seed
 from .skip import SkipCache, calibrate, predict_with_skipping, skip_cache, skip_stats, train_gate
-from .text import student_text_encoder, transfer_texts
+from .text import check_shape, student_text_encoder, transfer_texts
 
 
 def report_paths(out: str | os.PathLike) -> tuple[Path, Path]:
@@ -88,7 +91,7 @@ def _train_config(options: CompressOptions, epochs: int, seed: int) -> TrainConf
                        seed=seed, max_minutes=options.max_minutes, encoder_lr=options.text_lr)
 
 
-def fusion_batch(model, batch: dict) -> dict:
+def fusion_batch(model: torch.nn.Module, batch: dict) -> dict:
     """`batch` as the fusion model sees it: text token ids replaced by the text encoder's states."""
     if not isinstance(model, WithTextEncoder):
         return batch
@@ -98,6 +101,7 @@ def fusion_batch(model, batch: dict) -> dict:
 
 def _text_stage(teacher, splits: DatasetSplits, options: CompressOptions, progress: bool):
     """The student's text encoder from the teacher's (compress/text.py), once for all seeds."""
+    check_shape(teacher.bert, options.text_shape)
     texts = transfer_texts(splits, options.transfer_path(), teacher.tokenizer_path, splits.spec.max_len("text"),
                            progress)
     if options.text_augment:
@@ -158,12 +162,8 @@ def _one_seed(seed: int, teacher, splits: DatasetSplits, targets: TeacherTargets
     bar.done(f"best valid MAE {res.best_valid_mae:.4f} at epoch {res.best_epoch} ({len(res.history)} epochs)")
 
     bar.start("prune")
-    example = {k: v for k, v in to_batch(splits.train, np.arange(min(8, len(splits.train)))).items() if k != "index"}
-    n_before = sum(p.numel() for p in student.parameters())
-    pruning = prune_student(fusion_of(student), fusion_batch(student, example), options.prune_ratio)
-    _check_rebuild(save("prune"), student, example)
-    n_after = sum(p.numel() for p in student.parameters())
-    bar.done(f"ratio {options.prune_ratio}: {n_before:,} -> {n_after:,} params; {pruning['after']}")
+    pruning, summary = _prune(student, splits.train, options.prune_ratio, save)
+    bar.done(summary)
 
     bar.start("finetune")
     res_ft = fit(distiller, splits.train, selection, _train_config(options, options.finetune_epochs, seed + 1),
@@ -181,6 +181,18 @@ def _one_seed(seed: int, teacher, splits: DatasetSplits, targets: TeacherTargets
     return SeedRun(seed, student, valid_mae(student, selection), copied, pruning, gate, calib, macs_step,
                    {"distill_epochs": len(res.history), "finetune_epochs": len(res_ft.history),
                     "finetune_kept_epoch": res_ft.best_epoch}, checkpoints)
+
+
+def _prune(student: Student, train: FeatureSet, ratio: float,
+           save: Callable[[str], Path]) -> tuple[dict[str, Any], str]:
+    """Prune the student's fusion part in place (prune.prune_student), save it and check that the saved checkpoint
+    rebuilds to it; returns the widths before/after and the stage's summary line."""
+    example = {k: v for k, v in to_batch(train, np.arange(min(8, len(train)))).items() if k != "index"}
+    n_before = sum(p.numel() for p in student.parameters())
+    pruning = prune_student(fusion_of(student), fusion_batch(student, example), ratio)
+    _check_rebuild(save("prune"), student, example)
+    n_after = sum(p.numel() for p in student.parameters())
+    return pruning, f"ratio {ratio}: {n_before:,} -> {n_after:,} params; {pruning['after']}"
 
 
 def _gate(student: Student, splits: DatasetSplits, options: CompressOptions, seed: int,
@@ -210,10 +222,12 @@ def compress(teacher_path: str | os.PathLike, data: str | os.PathLike | None = N
              splits: DatasetSplits | None = None, **overrides: Any) -> dict[str, Any]:
     """Compress a teacher checkpoint into a student; returns the report dict (also written as JSON + Markdown).
 
-    `options` (or keyword overrides of CompressOptions) set every knob; `splits` may replace `data` (tests).
+    `options` (or keyword overrides of CompressOptions, not both) set every knob; `splits` may replace `data` (tests).
     """
+    if options is not None and overrides:
+        raise TypeError(f"compress() got options and overrides {sorted(overrides)}; pass one of them")
     options = options or CompressOptions.build(**overrides)
-    out = require_pt_suffix(out, "student")
+    out = require_writable_pt(out, "student")
     with torch_threads(options.threads), _Progress(progress, 3 + 5 * len(options.seeds)) as bar:
         return _compress(Path(teacher_path), data, out, options, progress, splits, bar)
 
@@ -240,12 +254,14 @@ def _compress(teacher_path: Path, data: str | os.PathLike | None, out: Path, opt
     tests = [_test_seed(run, splits.test) for run in runs]
     chosen = tests[runs.index(best)]
     measured = _measure(teacher, best.student, chosen, splits, options)
-    report = CompressReport(out, teacher_path, teacher.model_name, options, splits, runs, best, tests, measured,
-                            text_info, bar.times, bar.close())
+    report, json_text, md_text = CompressReport(out, teacher_path, teacher.model_name, options, splits, runs, best,
+                                                tests, measured, text_info, bar.times, bar.close()).render()
     save_checkpoint(out, best.student, {"teacher": str(teacher_path), "data": lineage(splits), "seed": best.seed,
                                         "metrics": chosen.metrics, "metrics_skip": chosen.metrics_skip,
                                         "skip_thresholds": best.calibration["thresholds"]})
-    return report.write(*report_paths(out))
+    for path, text in zip(report_paths(out), (json_text, md_text)):  # each atomically
+        write_text(path, text)
+    return report
 
 
 def _load(teacher_path: Path, data: str | os.PathLike | None, splits: DatasetSplits | None, bar: _Progress,

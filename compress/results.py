@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from edge_msa.atomic import write_text
 from edge_msa.data.base import DatasetSplits
 from edge_msa.data.lineage import lineage
 from edge_msa.host import training_host
@@ -177,12 +176,11 @@ class CompressReport:
             "runtime_minutes": self.total_seconds / 60,
         }
 
-    def write(self, json_path: Path, md_path: Path) -> dict[str, Any]:
-        """Render once; write that dict as JSON and as Markdown (each file atomically); return it."""
+    def render(self) -> tuple[dict[str, Any], str, str]:
+        """The report dict and the texts of its JSON file and Markdown view, both from that one dict. Rendered before
+        the pipeline writes anything, so that a rendering error cannot leave a new student.pt beside no report."""
         report = self.to_dict()
-        write_text(json_path, json.dumps(report, indent=2, default=_json_default) + "\n")
-        write_text(md_path, render_markdown(report))
-        return report
+        return report, json.dumps(report, indent=2, default=_json_default) + "\n", render_markdown(report)
 
 
 def _percentiles(latency: dict[str, float]) -> dict[str, float]:

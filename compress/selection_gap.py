@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_msa.checkpoint import data_record, load_checkpoint, read_checkpoint
+from edge_msa.data.base import FeatureSet
 from edge_msa.errors import EdgeMSAError, InputError
 from edge_msa.teacher import leak_robust
 
@@ -37,7 +38,7 @@ def run_seeds(student: Path) -> list[int]:
                          "the student.pt of an `edge-msa compress` run with its report beside it") from None
 
 
-def seed_errors(student: Path, selection) -> tuple[np.ndarray, list[int]]:
+def seed_errors(student: Path, selection: FeatureSet) -> tuple[np.ndarray, list[int]]:
     """(utterances,) selection-criterion error of each validation utterance, averaged over the run's seeds (the
     mean of its absolute error with all modalities and with text alone: `leak_robust` stacks the two), and the
     seeds."""
@@ -62,6 +63,8 @@ def selection_gap(run_a: str | os.PathLike, run_b: str | os.PathLike, resamples:
     from edge_msa.data.lineage import rebuild_splits
     from edge_msa.models.with_text import text_front_end
 
+    if resamples < 1:
+        raise InputError(f"--resamples {resamples}; expected >= 1")
     run_a, run_b = Path(run_a), Path(run_b)
     model, meta = load_checkpoint(run_a)
     record = data_record(meta)

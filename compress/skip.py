@@ -3,8 +3,8 @@
 Gate target for modality m (audio, video) of one input: running m changes the student's prediction
 meaningfully, |score(all) - score(without m)| > eps. The gate is trained on the training split (the rest
 of the student frozen, early stopping on validation) and its thresholds are calibrated on a label-free
-criterion over a calibration split (train + validation by default, see `calibrate`); `run_with_skipping`
-applies them exactly as the runtime does.
+criterion over a calibration split (validation by default, train + validation with `--calibrate-on`; see
+`calibrate`); `run_with_skipping` applies them exactly as the runtime does.
 """
 from __future__ import annotations
 
@@ -58,15 +58,16 @@ class GateTrainer(nn.Module):
         with torch.no_grad():
             self.student.eval()
             scores, present, h_text = _combos(self.student, batch)
-            full = scores[:, :1]  # (B, 1)
-            delta = torch.stack([(full[:, 0] - scores[:, 1]).abs(), (full[:, 0] - scores[:, 2]).abs()], 1)  # (B, 2)
+            full = scores[:, 0]  # (B,) every present modality run
+            delta = torch.stack([(full - scores[:, 1]).abs(), (full - scores[:, 2]).abs()], 1)  # (B, 2)
             target = (delta > self.eps).float()  # (B, 2)
         keep = self.student.keep(h_text, batch)  # (B, 2)
         run = modality_runs(present[:, 1:] > 0, keep, 0.5)  # (B, 2)
         return {"score": _select(scores, run), "keep": keep, "target": target, "present": present[:, 1:]}
 
 
-def gate_loss(model: GateTrainer, out: dict, batch: dict):
+def gate_loss(model: GateTrainer, out: dict, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+    """fit()'s loss for the gate: BCE of keep against 'running m matters', only where m is present."""
     weight = out["present"]  # only where the modality exists
     bce = F.binary_cross_entropy(out["keep"].clamp(1e-6, 1 - 1e-6), out["target"], weight=weight,
                                  reduction="sum") / weight.sum().clamp_min(1.0)

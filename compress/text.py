@@ -11,9 +11,10 @@ word still gets a nearby meaning instead of [UNK]. The kept rows are then factor
 from __future__ import annotations
 
 import copy
+import os
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
@@ -26,10 +27,14 @@ from edge_msa.models.text_bert import BertEncoder
 from edge_msa.models.with_text import token_ids
 from edge_msa.training import modality_tensors
 
+if TYPE_CHECKING:
+    from edge_msa.data.base import DatasetSplits
+    from edge_msa.models.with_text import WithTextEncoder
+
 
 @dataclass(frozen=True)
 class TextShape:
-    """Target shape of the student's text encoder."""
+    """Target shape of the student's text encoder (CompressOptions.text_shape fills it; these defaults equal its)."""
 
     layers: int = 2
     hidden: int = 256
@@ -48,6 +53,21 @@ def layer_map(teacher_layers: int, student_layers: int) -> list[int]:
     return [round((k + 1) * teacher_layers / student_layers) for k in range(student_layers)]
 
 
+def check_shape(teacher: BertEncoder, shape: TextShape) -> None:
+    """One line when `shape` cannot be cut from the teacher's encoder (more layers than it has, or a width above
+    its): called before the transfer texts are read, so a typo in a --text-* flag costs no work."""
+    layer_map(len(teacher.layers), shape.layers)
+    _check_widths(teacher, shape)
+
+
+def _check_widths(encoder: BertEncoder, shape: TextShape) -> None:
+    hidden, heads, ffn = encoder.hidden, encoder.layers[0].heads, encoder.layers[0].fc1.out_features
+    if shape.hidden > hidden or shape.ffn > ffn or shape.heads > heads:
+        raise InputError(f"--text-hidden {shape.hidden}, --text-heads {shape.heads}, --text-ffn {shape.ffn}: wider "
+                         f"than the teacher's encoder (hidden {hidden}, heads {heads}, ffn {ffn}); expected at most "
+                         "those")
+
+
 def pick_layers(teacher: BertEncoder, student_layers: int, shared: bool = False) -> BertEncoder:
     """A copy of the teacher's encoder keeping only the mapped layers; `shared`: only the first of them, to be run
     `student_layers` times (ALBERT; the first, so that the first pass starts as the teacher's does)."""
@@ -63,11 +83,9 @@ def prune_widths(encoder: BertEncoder, shape: TextShape, max_len: int) -> dict[s
     by dependency across embeddings, residual stream and LayerNorms); updates the encoder's config."""
     tp = require("torch_pruning", "pruning the text encoder", 'pip install "edge-msa[train]"')
     before = dict(encoder.config)
+    _check_widths(encoder, shape)
     hidden, ffn = encoder.hidden, encoder.layers[0].fc1.out_features
     heads = encoder.layers[0].heads
-    if shape.hidden > hidden or shape.ffn > ffn or shape.heads > heads:
-        raise InputError(f"text shape {shape} is wider than the teacher's encoder (hidden {hidden}, heads {heads}, "
-                         f"ffn {ffn}); expected narrower")
     example = (torch.randint(1, 1000, (2, min(max_len, 16))), torch.ones(2, min(max_len, 16), dtype=torch.bool))
     layers = encoder.layers
     common = {"importance": tp.importance.GroupMagnitudeImportance(p=2),
@@ -179,11 +197,12 @@ def teacher_layer_states(teacher: BertEncoder, id_rows: list[list[int]], layers:
 
 @dataclass(frozen=True)
 class TextKD:
-    """How the student's text encoder learns from the teacher's (CompressOptions fills it; epochs 0 = that step off)."""
+    """How the student's text encoder learns from the teacher's (CompressOptions fills it, and its defaults are the
+    tuned ones; these equal them; epochs 0 = that step off)."""
 
     layer_epochs: int = 4  # TinyBERT step 1: hidden states of the mapped layers (label-free)
     layer_lr: float = 5e-4
-    score_epochs: int = 2  # TinyBERT step 2: the teacher's text-only score (prediction-layer KD)
+    score_epochs: int = 0  # TinyBERT step 2: the teacher's text-only score (prediction-layer KD); off by default
     score_lr: float = 1e-4  # encoder; the throw-away linear head learns 10x faster
     batch_size: int = 32
     seed: int = 0
@@ -308,7 +327,8 @@ def distill_scores(student: BertEncoder, id_rows: list[list[int]], targets: np.n
             "seconds": round(time.perf_counter() - start, 1)}
 
 
-def transfer_texts(splits, transfer: str | None, tokenizer_path, max_len: int, progress: bool) -> dict[str, Any]:
+def transfer_texts(splits: DatasetSplits, transfer: str | None, tokenizer_path: str | os.PathLike, max_len: int,
+                   progress: bool) -> dict[str, Any]:
     """Transcripts the student's text encoder learns from: the training split's own texts (with their labels) plus,
     if `transfer` names an MMSA label.csv (e.g. MOSEI), that file's TRAINING fold (never its valid/test folds; its
     labels unused: NaN, the teacher labels them). The training dataset's validation texts come along for early
@@ -334,7 +354,7 @@ def score_targets(teacher_scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(labels), teacher_scores, 0.5 * (teacher_scores + np.nan_to_num(labels)))
 
 
-def student_text_encoder(teacher, texts: dict[str, Any], shape: TextShape, max_len: int, kd: TextKD,
+def student_text_encoder(teacher: WithTextEncoder, texts: dict[str, Any], shape: TextShape, max_len: int, kd: TextKD,
                          progress: bool) -> tuple[BertEncoder, dict[str, Any]]:
     """pick layers -> prune widths -> prune + factorise the vocabulary -> layer-wise KD -> score KD, from the
     teacher model (a WithTextEncoder) and `texts` (transfer_texts)."""

@@ -9,7 +9,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -18,6 +18,14 @@ from .data.modality_subset import restrict_set
 from .errors import InputError, checked_seeds
 from .host import training_host
 from .metrics import METRIC_KEYS, mean_std, msa_metrics
+
+if TYPE_CHECKING:  # torch-side types, imported lazily below (the module loads without torch)
+    from torch import nn
+
+    from .data.base import DatasetSplits, FeatureSet
+    from .models.text_bert import BertEncoder
+    from .models.with_text import WithTextEncoder
+    from .training import TrainConfig, TrainResult
 
 # Per-model training defaults: the papers' optimiser settings, shortened so one seed trains in a few
 # minutes on 2 CPU cores (fit() uses AdamW; weight_decay 0 gives plain Adam for gtf as in its paper).
@@ -47,6 +55,10 @@ TEXT_PHASE: dict[str, Any] = {"epochs": 4, "batch_size": 32, "lr": 1e-3, "encode
 JOINT_PHASE: dict[str, Any] = {"epochs": 1, "batch_size": 32, "lr": 1e-4, "encoder_lr": 2e-5, "weight_decay": 1e-2,
                                "patience": 1, "schedule": "linear", "warmup": 0.1, "max_minutes": 6.0}
 TEXT_ENCODERS = ("finetune", "frozen")
+# How every seed and stage is selected (here and in compress): see leak_robust
+SELECTION = ("validation MAE averaged over all modalities and text alone: the declare-lab audio/video features are "
+             "optimistic on validation (their extractors saw the declare train split), so all-modality validation "
+             "MAE alone rewards leaning on them")
 
 
 def metrics_path(out: str | os.PathLike) -> Path:
@@ -55,10 +67,33 @@ def metrics_path(out: str | os.PathLike) -> Path:
     return out.with_name(out.stem + ".metrics.json")
 
 
+def require_writable_pt(out: str | os.PathLike, what: str) -> Path:
+    """`out` as a Path, checked before any work: a .pt name that is not a folder, in a folder where files can be
+    created (or, if it does not exist yet, the nearest existing folder above it takes an unnamed probe file). Why:
+    train and compress write only after minutes of work, and a refused write there lost it all in a traceback."""
+    import tempfile
+
+    from .checkpoint import require_pt_suffix
+
+    path = require_pt_suffix(out, what)
+    if path.is_dir():
+        raise InputError(f"--out '{path}' is a folder; expected the file name of the {what} checkpoint")
+    folder = path.absolute().parent
+    while not folder.exists():
+        folder = folder.parent
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise InputError(f"--out '{path}' cannot be written: '{folder}' does not take new files "
+                         f"({exc.strerror or type(exc).__name__}); expected a writable folder") from None
+    return path
+
+
 def train_teacher(model: str = "fd_cmdie", data: str | os.PathLike | None = None, out: str | os.PathLike = "teacher.pt",
                   fmt: str | None = None, seeds: Sequence[int] = (0,), epochs: int | None = None,
                   batch_size: int | None = None, lr: float | None = None, progress: bool = True,
-                  splits=None, text_encoder: str | None = None, text_model: str | os.PathLike | None = None,
+                  splits: DatasetSplits | None = None, text_encoder: str | None = None, text_model: str | os.PathLike | None = None,
                   threads: int = 1, **model_params: Any) -> dict[str, Any]:
     """Train `model` once per seed; save the seed with the best validation MAE to `out`.
 
@@ -70,25 +105,26 @@ def train_teacher(model: str = "fd_cmdie", data: str | os.PathLike | None = None
     pinned so that results do not depend on the core count). Returns the metrics dict that is also written to
     `<out stem>.metrics.json`.
     """
-    from .checkpoint import require_pt_suffix, save_checkpoint
+    from .checkpoint import save_checkpoint
     from .training import torch_threads
 
     _check_request(model, seeds, threads)  # before the (slow) data load
-    require_pt_suffix(out, "teacher")
-    text_encoder = _text_encoder_mode(text_encoder, splits)
+    require_writable_pt(out, "teacher")
+    text_encoder = _text_encoder_mode(text_encoder, splits, text_model)
     pretrained = _pretrained_text(text_model) if text_encoder == "finetune" else None
+    settings = _settings(model, epochs, batch_size, lr, pretrained is not None)
     if splits is None:
         splits = _load(data, fmt, seed=int(seeds[0]), progress=progress,
                        text_encoder=pretrained[1] if pretrained else None)
     _check_splits(splits, pretrained, text_encoder)
-    settings = _settings(model, epochs, batch_size, lr, pretrained is not None)
     model_params = {**MODEL_DEFAULTS.get(model.removesuffix("_tiny"), {}), **model_params}
     with torch_threads(threads):
         runs = [_train_seed(model, int(seed), splits, model_params, pretrained, settings, progress) for seed in seeds]
         best = min(runs, key=lambda r: r["valid_mae"])  # each seed built its own net, kept as it is
         metrics = _metrics(model, text_encoder, splits, settings, runs, best)
+    metrics_json = json.dumps(metrics, indent=2) + "\n"  # before the first write: no checkpoint without its metrics
     save_checkpoint(out, best["net"], _checkpoint_meta(text_encoder, splits, settings, runs, best, metrics))
-    write_text(metrics_path(out), json.dumps(metrics, indent=2) + "\n")
+    write_text(metrics_path(out), metrics_json)
     return metrics
 
 
@@ -103,14 +139,18 @@ def _check_request(model: str, seeds: Sequence[int], threads: int) -> None:
     checked_seeds(seeds)
 
 
-def _text_encoder_mode(text_encoder: str | None, splits) -> str:
-    """`text_encoder` checked; None: "finetune", unless given splits carry text features rather than token ids."""
+def _text_encoder_mode(text_encoder: str | None, splits, text_model: str | os.PathLike | None) -> str:
+    """`text_encoder` checked; None: "finetune", unless given splits carry text features rather than token ids.
+    A `text_model` is the encoder to fine-tune: with "frozen" it would go unused, so that is refused."""
     from .spec import suggest
 
     if text_encoder is None:
         text_encoder = "frozen" if splits is not None and not _token_spec(splits.spec) else "finetune"
     if text_encoder not in TEXT_ENCODERS:
         raise InputError(f"--text-encoder '{text_encoder}'{suggest(text_encoder, TEXT_ENCODERS)}")
+    if text_encoder == "frozen" and text_model is not None:
+        raise InputError(f"--text-model {text_model} is an encoder to fine-tune, but the text encoder is frozen "
+                         "(frozen MiniLM features); expected one of --text-model and --text-encoder frozen")
     return text_encoder
 
 
@@ -140,14 +180,20 @@ def _check_splits(splits, pretrained, text_encoder: str) -> None:
 def _settings(model: str, epochs: int | None, batch_size: int | None, lr: float | None,
               with_encoder: bool) -> dict[str, dict[str, Any]]:
     """Training settings per phase: "fusion" (the model's defaults < flags) and, with a pretrained encoder, the
-    "text" and "joint" phases (epochs capped by --epochs)."""
+    "text" and "joint" phases (epochs capped by --epochs). Each is checked as a TrainConfig here, so that an
+    out-of-range flag fails before the (slow) data load instead of after it."""
+    from .training import TrainConfig
+
     overrides = {"epochs": epochs, "batch_size": batch_size, "lr": lr}
     fusion = {**TRAIN_DEFAULTS.get(model.removesuffix("_tiny"), FALLBACK_DEFAULTS),
               **{k: v for k, v in overrides.items() if v is not None}}
-    if not with_encoder:
-        return {"fusion": fusion}
-    return {"fusion": fusion, **{name: {**phase, "epochs": min(phase["epochs"], epochs or phase["epochs"])}
-                                 for name, phase in (("text", TEXT_PHASE), ("joint", JOINT_PHASE))}}
+    phases = {"fusion": fusion}
+    if with_encoder:
+        phases.update({name: {**phase, "epochs": min(phase["epochs"], epochs or phase["epochs"])}
+                       for name, phase in (("text", TEXT_PHASE), ("joint", JOINT_PHASE))})
+    for values in phases.values():
+        TrainConfig(**values)
+    return phases
 
 
 def _train_seed(model: str, seed: int, splits, model_params: dict[str, Any], pretrained, settings: dict,
@@ -190,7 +236,7 @@ def _metrics(model: str, text_encoder: str, splits, settings: dict, runs: list[d
     }
 
 
-def calibrate_scale(net, valid, grid: Sequence[float] = tuple(np.arange(0.5, 1.51, 0.05))) -> float:
+def calibrate_scale(net: nn.Module, valid: FeatureSet, grid: Sequence[float] = tuple(np.arange(0.5, 1.51, 0.05))) -> float:
     """Set `net.config_params["score_scale"]` to the grid value with the lowest validation MAE; return that MAE.
 
     Why: with modality/input dropout 0.7 the model trains mostly on text alone, and at evaluation (all
@@ -221,12 +267,8 @@ def _token_spec(spec) -> bool:
     return spec.front_end("text").startswith(TOKENS_PREFIX)
 
 
-SELECTION = ("validation MAE averaged over all modalities and text alone: the declare-lab audio/video features are "
-             "optimistic on validation (their extractors saw the declare train split), so all-modality validation "
-             "MAE alone rewards leaning on them")
-
-
-def fit_with_encoder(net, splits, phases: dict, progress: bool, desc: str):
+def fit_with_encoder(net: WithTextEncoder, splits: DatasetSplits, phases: dict[str, TrainConfig], progress: bool,
+                     desc: str) -> TrainResult:
     """Phases text -> fusion -> joint (see TEXT_PHASE); each selected on `leak_robust(valid)`. The joint phase is
     kept only if it beats the fusion phase there. Returns a TrainResult over all phases (rows name their phase)."""
     import copy
@@ -255,14 +297,15 @@ def fit_with_encoder(net, splits, phases: dict, progress: bool, desc: str):
                        text.seconds + fusion.seconds + joint.seconds)
 
 
-def leak_robust(valid):
+def leak_robust(valid: FeatureSet) -> FeatureSet:
     """Validation rows twice, with all modalities and with text alone: its MAE is the mean of the two (SELECTION)."""
     from .data.assemble import concat_sets
 
     return concat_sets([valid, restrict_set(valid, ("text",))])
 
 
-def encoder_states(bert, fs, progress: bool = False, desc: str = "encoder states"):
+def encoder_states(bert: BertEncoder, fs: FeatureSet, progress: bool = False,
+                   desc: str = "encoder states") -> FeatureSet:
     """A copy of FeatureSet `fs` whose text is the encoder's token states (B, L, H) instead of token ids."""
     import torch
     from tqdm.auto import tqdm

@@ -1,4 +1,5 @@
-"""The one training loop for every model (teachers, students, distillation): the loss is a parameter.
+"""The one training loop for every model on a FeatureSet (teachers, students, distillation, the skip gate): the loss
+is a parameter. (The student text encoder's KD over raw token rows has its own small loop: compress/text.py.)
 
 Early stopping on validation MAE, AdamW, deterministic with a seed, a progress bar.
 """
@@ -6,9 +7,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -39,7 +41,9 @@ def to_batch(fs: FeatureSet, index: np.ndarray) -> Batch:
     return batch
 
 
-def iterate(fs: FeatureSet, batch_size: int, shuffle: bool = False, rng: np.random.Generator | None = None):
+def iterate(fs: FeatureSet, batch_size: int, shuffle: bool = False,
+            rng: np.random.Generator | None = None) -> Iterator[Batch]:
+    """Batches of `fs` in order, or shuffled by `rng`."""
     order = rng.permutation(len(fs)) if shuffle else np.arange(len(fs))
     for start in range(0, len(fs), batch_size):
         yield to_batch(fs, order[start:start + batch_size])
@@ -52,7 +56,7 @@ def predict(model: torch.nn.Module, fs: FeatureSet, batch_size: int = 256) -> np
     return np.concatenate([model(b)["score"].float().numpy() for b in iterate(fs, batch_size)])
 
 
-def default_loss(model: torch.nn.Module, out: dict, batch: Batch):
+def default_loss(model: torch.nn.Module, out: dict, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
     return model.loss(out, batch)
 
 
@@ -71,9 +75,9 @@ class TrainConfig:
     warmup: float = 0.1
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.patience < 1:
+        if not (self.epochs >= 1 and self.batch_size >= 1 and 0 < self.lr < math.inf and self.patience >= 1):  # NaN too
             raise InputError(f"training options out of range: epochs={self.epochs}, batch_size={self.batch_size}, "
-                             f"lr={self.lr}, patience={self.patience}; expected positive values")
+                             f"lr={self.lr}, patience={self.patience}; expected positive finite values")
         if self.schedule not in ("constant", "linear") or not 0 <= self.warmup < 1:
             raise InputError(f"schedule '{self.schedule}' / warmup {self.warmup}; expected constant or linear, "
                              "warmup in [0, 1)")
@@ -99,7 +103,8 @@ def param_groups(model: torch.nn.Module, config: TrainConfig) -> list[dict]:
     return [g for g in groups if g["params"]]
 
 
-def lr_schedule(opt: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int):
+def lr_schedule(opt: torch.optim.Optimizer, config: TrainConfig,
+                steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
     """Constant, or linear warm-up then linear decay to 0 over the whole run (BERT fine-tuning's schedule)."""
     total = max(config.epochs * steps_per_epoch, 1)
     warm = int(config.warmup * total)
@@ -115,7 +120,7 @@ def lr_schedule(opt: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch
 
 
 @contextlib.contextmanager
-def torch_threads(n: int):
+def torch_threads(n: int) -> Iterator[None]:
     """Run the block with torch on `n` CPU threads, then restore the old count. Training pins it (1 by default) so
     that a seed's result does not depend on the machine's core count: float sums reduce in another order on 2
     threads (the same teacher seed gave MAE 0.807 on 2 threads, 0.803 on 1), and 2 threads bought no measurable time
@@ -136,6 +141,29 @@ def seed_everything(seed: int) -> None:
 def valid_mae(model: torch.nn.Module, valid: FeatureSet) -> float:
     """The model's mean absolute error on `valid`: the quantity every stage selects on."""
     return float(np.mean(np.abs(predict(model, valid) - valid.labels)))
+
+
+def _train_epoch(model: torch.nn.Module, batches: Iterable[Batch], loss_fn: LossFn, opt: torch.optim.Optimizer,
+                 sched: torch.optim.lr_scheduler.LRScheduler, params: list[torch.nn.Parameter],
+                 grad_clip: float) -> dict[str, float]:
+    """One optimiser and scheduler step per batch (gradients clipped to `grad_clip` over `params`, 0 = off); returns
+    the epoch's mean of each loss part `loss_fn` reports."""
+    model.train()
+    totals: dict[str, float] = {}
+    steps = 0
+    for batch in batches:
+        out = model(batch)
+        loss, parts = loss_fn(model, out, batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip:
+            torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        opt.step()
+        sched.step()
+        steps += 1
+        for k, v in parts.items():
+            totals[k] = totals.get(k, 0.0) + v
+    return {k: v / max(steps, 1) for k, v in totals.items()}
 
 
 def fit(model: torch.nn.Module, train: FeatureSet, valid: FeatureSet, config: TrainConfig,
@@ -159,26 +187,11 @@ def fit(model: torch.nn.Module, train: FeatureSet, valid: FeatureSet, config: Tr
     start = time.perf_counter()
     bar = tqdm(range(config.epochs), desc=desc, disable=not progress, leave=False)
     for epoch in bar:
-        model.train()
-        totals: dict[str, float] = {}
-        steps = 0
         batches = tqdm(iterate(train, config.batch_size, shuffle=True, rng=rng), total=steps_per_epoch, leave=False,
                        desc=f"{desc} epoch {epoch + 1}/{config.epochs}", disable=not progress)  # long epochs show life
-        for batch in batches:
-            out = model(batch)
-            loss, parts = loss_fn(model, out, batch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip:
-                torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-            opt.step()
-            sched.step()
-            steps += 1
-            for k, v in parts.items():
-                totals[k] = totals.get(k, 0.0) + v
+        parts = _train_epoch(model, batches, loss_fn, opt, sched, params, config.grad_clip)
         epoch_mae = valid_mae(model, valid)
-        row = {"epoch": epoch, "valid_mae": epoch_mae, **{k: v / max(steps, 1) for k, v in totals.items()}}
-        history.append(row)
+        history.append({"epoch": epoch, "valid_mae": epoch_mae, **parts})
         bar.set_postfix(valid_mae=f"{epoch_mae:.3f}", best=f"{min(best_mae, epoch_mae):.3f}")
         if epoch_mae < best_mae - 1e-4:
             best_mae, best_epoch, bad = epoch_mae, epoch, 0

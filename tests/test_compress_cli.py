@@ -132,6 +132,20 @@ def test_selection_gap_of_two_runs(tmp_path, cache, capsys):
     assert gap_main([str(runs["one"]), str(tmp_path / "bare" / "student.pt")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: cannot read the seeds") and "\n" not in err
+    assert gap_main([str(runs["one"]), str(runs["one"]), "--resamples", "0"]) == 2
+    assert capsys.readouterr().err == "error: --resamples 0; expected >= 1\n"
     save_checkpoint(tmp_path / "bare" / "student.pt", teacher, {"data": str(data)})  # lineage: the path alone
     assert gap_main([str(runs["one"]), str(tmp_path / "bare" / "student.pt")]) == 2
     assert "different data or splits" in capsys.readouterr().err
+
+
+def test_every_knob_flag_is_a_compress_option():
+    """The CLI passes a knob on by its dest: a flag whose dest is not a CompressOptions field would be dropped."""
+    from dataclasses import fields
+
+    from edge_msa.cli import build_parser
+    from edge_msa.compress import CompressOptions
+
+    args = build_parser().parse_args(["compress", "teacher.pt"])
+    knobs = set(vars(args)) - {"command", "handler", "teacher", "data", "out", "quiet"}
+    assert len(knobs) == 22 and knobs <= {f.name for f in fields(CompressOptions)}

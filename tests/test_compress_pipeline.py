@@ -114,10 +114,18 @@ def test_pickled_teacher_is_refused(tiny_splits, tmp_path):
                                         ({"skip_budget": 0.5, "max_drop": 0.01}, "both"),
                                         ({"share": "everywhere"}, "share"), ({"prune": 0.5}, "did you mean"),
                                         ({"text_score_epochs": -1}, "text_score_epochs = -1; expected >= 0"),
-                                        ({"text_lr": 0.0}, "text_lr = 0.0")])
+                                        ({"text_lr": 0.0}, "text_lr = 0.0"),
+                                        ({"kd_weight": float("nan")}, "kd_weight = nan"),  # not a torch error mid-run
+                                        ({"temperature": float("inf")}, "temperature = inf; expected a finite"),
+                                        ({"text_kd_lr": -1.0}, "text_kd_lr = -1.0; expected > 0")])
 def test_bad_options(bad, match):
     with pytest.raises(InputError, match=match):
         CompressOptions.build(**bad)
+
+
+def test_options_and_overrides_together_are_refused(tmp_path):
+    with pytest.raises(TypeError, match="epochs"):  # the overrides were silently dropped before
+        compress(tmp_path / "t.pt", out=tmp_path / "s.pt", options=CompressOptions(), epochs=1)
 
 
 def test_fit_keep_start_never_ends_worse_than_it_began(tiny_splits):

@@ -38,6 +38,17 @@ def test_text_folder_without_weights_is_one_line_error(tmp_path, tiny_bert_dir):
     assert "model.safetensors" in one_line_error(lambda: load_pretrained(tmp_path / "b"))
 
 
+def test_a_text_shape_the_teacher_cannot_give_is_one_line_error(tiny_bert_dir):
+    """Checked before the transfer texts are read (compress's text stage starts with it)."""
+    from edge_msa.compress.text import TextShape, check_shape
+    from edge_msa.models.text_bert import load_pretrained
+
+    bert = load_pretrained(tiny_bert_dir, max_positions=16)  # 2 layers, hidden 32, 4 heads, ffn 64
+    check_shape(bert, TextShape(2, 32, 4, 64, 8))
+    assert "--text-layers 3; expected 1..2" in one_line_error(lambda: check_shape(bert, TextShape(3, 16, 2, 32, 8)))
+    assert "--text-hidden 64" in one_line_error(lambda: check_shape(bert, TextShape(2, 64, 2, 32, 8)))
+
+
 def test_tokenizer_vocab_mismatch_is_refused(tmp_path, tiny_bert_dir):
     from edge_msa.teacher import train_teacher
 

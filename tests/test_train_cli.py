@@ -124,6 +124,9 @@ def test_cli_missing_data_file_exit_2(tmp_path, capsys):
     (["--out", "teacher.txt"], "--out 'teacher.txt' should end in .pt (the teacher checkpoint)"),
     (["--seeds", "0", "-1"], "--seeds -1 out of range; expected integers in 0 .. 4294967295"),
     (["--text-model", "no/such/folder"], "text encoder folder no/such/folder does not exist"),
+    (["--lr", "nan"], "training options out of range: epochs=18, batch_size=64, lr=nan"),  # not a torch error
+    (["--epochs", "0"], "training options out of range: epochs=0"),
+    (["--text-encoder", "frozen", "--text-model", "x"], "--text-model x is an encoder to fine-tune"),
 ])
 def test_cli_bad_request_is_refused_before_any_data_is_read(args, says, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -131,6 +134,21 @@ def test_cli_bad_request_is_refused_before_any_data_is_read(args, says, tmp_path
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith(f"error: {says}") and len(err.splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["train", "compress"])
+def test_cli_unwritable_out_is_refused_before_any_work(command, tmp_path, capsys, monkeypatch):
+    """Both commands write only after minutes of work: an --out they cannot create fails first, in one line."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a_file").write_text("not a folder")
+    first = ["never-read.pt"] if command == "compress" else ["--data", "never-read.npz"]
+    assert main([command, *first, "--out", "a_file/sub/x.pt", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --out 'a_file/sub/x.pt' cannot be written") and len(err.splitlines()) == 1
+    (tmp_path / "folder.pt").mkdir()
+    assert main([command, *first, "--out", "folder.pt", "--quiet"]) == 2
+    assert "'folder.pt' is a folder" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "folder.pt"]
 
 
 def test_cli_bad_option_exit_2(capsys):

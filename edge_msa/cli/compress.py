@@ -31,7 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default=None, help="dataset (default: the one recorded in the teacher checkpoint, "
                    "else ../shared/data/mosi/mosi_utterance_std.npz)")
     p.add_argument("--out", default="student.pt", help="student checkpoint to write (default: student.pt)")
-    # knob defaults live in compress.CompressOptions only (None here = not given); help repeats them
+    # each knob's dest is its CompressOptions field name (run() relies on it); defaults live there only (None here =
+    # not given) and the help repeats them
     p.add_argument("--prune-ratio", type=float, default=None, help="fraction of the fusion part's heads/hidden "
                    "channels to remove, 0 <= r < 1 (default, chosen on validation: see the README: 0 when the teacher "
                    "carries its own text encoder, which torch-pruning prunes instead; 0.5 for a frozen-encoder teacher)")
@@ -81,22 +82,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge_msa.compress import CompressOptions, compress, report_paths
+    from dataclasses import fields
 
-    given = {k: getattr(args, k) for k in ("prune_ratio", "share", "kd_weight", "hint_weight", "temperature", "epochs",
-                                           "finetune_epochs", "gate_epochs", "calibrate_on", "text_layers", "text_hidden",
-                                           "text_heads", "text_ffn", "text_rank", "text_shared", "text_kd_epochs",
-                                           "text_score_epochs", "transfer", "text_augment")
-             if getattr(args, k) is not None}
-    options = CompressOptions.build(**given, skip_budget=args.skip_budget, max_drop=args.max_drop,
-                                    seeds=tuple(args.seeds))
+    from edge_msa.compress import CompressOptions, compress
+
+    # every flag named after a CompressOptions field is that knob (None = not given: the default stays there)
+    given = {f.name: getattr(args, f.name) for f in fields(CompressOptions) if getattr(args, f.name, None) is not None}
+    options = CompressOptions.build(**given)
     report = compress(args.teacher, data=args.data, out=args.out, options=options, progress=not args.quiet)
+    _print_summary(report, args.out)
+    return 0
+
+
+def _print_summary(report: dict, out: str) -> None:
+    """The report's headline: params, latency, accuracy with and without skipping, skipping's saving, targets."""
+    from edge_msa.compress import report_paths
+
     t, s, k = report["teacher"], report["student"], report["student_skip"]
-    scope = "end to end" if report.get("end_to_end") else "fusion only; frozen text front end excluded"
+    end_to_end = bool(report.get("end_to_end"))
+    scope = "end to end" if end_to_end else "fusion only; frozen text front end excluded"
     print(f"params   teacher {t['params']:,}  student {s['params']:,}  ({t['params'] / s['params']:.1f}x fewer, {scope})")
     print(f"latency  teacher {t['latency_ms_p50']:.3f} ms  student {s['latency_ms_p50']:.3f} ms  "
           f"({t['latency_ms_p50'] / s['latency_ms_p50']:.1f}x, p50, batch 1, torch CPU, "
-          f"{'from the raw string' if report.get('end_to_end') else 'text features precomputed'})")
+          f"{'from the raw string' if end_to_end else 'text features precomputed'})")
     for name, row in (("teacher", t), ("student", s), ("student+skip", k)):
         print(f"{name:<13} acc2_non0 {row['metrics']['acc2_non0']:.4f}  mae {row['metrics']['mae']:.4f}  "
               f"corr {row['metrics']['corr']:.4f}")
@@ -106,6 +114,5 @@ def run(args: argparse.Namespace) -> int:
           f"{skip['rate']['audio']:.1%}, video {skip['rate']['video']:.1%})")
     missed = [name for name, row in report["targets"].items() if not row["met"]]
     print("targets: all met" if not missed else f"targets missed: {', '.join(missed)}")
-    json_path, md_path = report_paths(args.out)
-    print(f"wrote {args.out}, {json_path}, {md_path}")
-    return 0
+    json_path, md_path = report_paths(out)
+    print(f"wrote {out}, {json_path}, {md_path}")
