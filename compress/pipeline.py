@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from edge_msa.atomic import write_text
-from edge_msa.checkpoint import data_record, load_checkpoint, save_checkpoint
+from edge_msa.checkpoint import data_record, load_checkpoint, require_writable_pt, save_checkpoint
 from edge_msa.data.base import DatasetSplits, FeatureSet
 from edge_msa.data.lineage import lineage, rebuild_splits
 from edge_msa.errors import ArtifactError, InputError
@@ -29,7 +29,7 @@ from edge_msa.models.encoders import fit_input_norms
 from edge_msa.models.student import Student, run_with_skipping
 from edge_msa.models.with_text import WithTextEncoder, fusion_of, text_front_end
 from edge_msa.spec import SKIPPABLE
-from edge_msa.teacher import leak_robust, require_writable_pt
+from edge_msa.teacher import leak_robust
 from edge_msa.training import TrainConfig, fit, predict, to_batch, torch_threads, valid_mae
 
 from . import measure

@@ -19,15 +19,21 @@ def _umask() -> int:
 
 
 def check_parent(final: str | os.PathLike) -> None:
-    """Checked before any work: the folder `final` goes in exists or can be made (its nearest existing ancestor is
-    a writable folder), so a long run never ends in a refused write (e.g. `--out notes.txt/x`)."""
+    """Checked before any work: the folder `final` goes in exists or can be made, and takes new files (its nearest
+    existing ancestor is a folder that accepts an unnamed probe file: permissions, read-only mounts and /proc
+    included), so a long run never ends in a refused write (e.g. `--out notes.txt/x`)."""
     final = Path(final)
-    ancestor = final.parent
+    ancestor = final.absolute().parent
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
-    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
-        what = "a file" if ancestor.exists() and not ancestor.is_dir() else "not a writable folder"
-        raise InputError(f"cannot write '{final}': {ancestor} is {what}; expected a path inside a writable folder")
+    if not ancestor.is_dir():
+        raise InputError(f"cannot write '{final}': {ancestor} is a file; expected a path inside a writable folder")
+    try:
+        with tempfile.TemporaryFile(dir=ancestor):
+            pass
+    except OSError as exc:
+        raise InputError(f"cannot write '{final}': {ancestor} does not take new files "
+                         f"({exc.strerror or type(exc).__name__}); expected a path inside a writable folder") from None
 
 
 @contextlib.contextmanager

@@ -13,12 +13,14 @@ from .spec import FeatureSpec, ModelConfig
 FORMAT_VERSION = 1
 
 
-def require_pt_suffix(path: str | os.PathLike, what: str) -> Path:
-    """`path` as a Path, or one line saying that the checkpoint `what` writes must end in .pt in a folder that can be
-    written: checked before any work, so a long run never ends in a refused write."""
+def require_writable_pt(path: str | os.PathLike, what: str) -> Path:
+    """`path` as a Path, checked before any work: a .pt file name (not a folder) in a folder that can be written.
+    Why: train and compress write only after minutes of work, and a refused write there lost it all."""
     path = Path(path)
     if path.suffix != ".pt":
         raise InputError(f"--out '{path}' should end in .pt (the {what} checkpoint)")
+    if path.is_dir():
+        raise InputError(f"--out '{path}' is a folder; expected the file name of the {what} checkpoint")
     check_parent(path)
     return path
 

@@ -67,29 +67,6 @@ def metrics_path(out: str | os.PathLike) -> Path:
     return out.with_name(out.stem + ".metrics.json")
 
 
-def require_writable_pt(out: str | os.PathLike, what: str) -> Path:
-    """`out` as a Path, checked before any work: a .pt name that is not a folder, in a folder where files can be
-    created (or, if it does not exist yet, the nearest existing folder above it takes an unnamed probe file). Why:
-    train and compress write only after minutes of work, and a refused write there lost it all in a traceback."""
-    import tempfile
-
-    from .checkpoint import require_pt_suffix
-
-    path = require_pt_suffix(out, what)
-    if path.is_dir():
-        raise InputError(f"--out '{path}' is a folder; expected the file name of the {what} checkpoint")
-    folder = path.absolute().parent
-    while not folder.exists():
-        folder = folder.parent
-    try:
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as exc:
-        raise InputError(f"--out '{path}' cannot be written: '{folder}' does not take new files "
-                         f"({exc.strerror or type(exc).__name__}); expected a writable folder") from None
-    return path
-
-
 def train_teacher(model: str = "fd_cmdie", data: str | os.PathLike | None = None, out: str | os.PathLike = "teacher.pt",
                   fmt: str | None = None, seeds: Sequence[int] = (0,), epochs: int | None = None,
                   batch_size: int | None = None, lr: float | None = None, progress: bool = True,
@@ -105,7 +82,7 @@ def train_teacher(model: str = "fd_cmdie", data: str | os.PathLike | None = None
     pinned so that results do not depend on the core count). Returns the metrics dict that is also written to
     `<out stem>.metrics.json`.
     """
-    from .checkpoint import save_checkpoint
+    from .checkpoint import require_writable_pt, save_checkpoint
     from .training import torch_threads
 
     _check_request(model, seeds, threads)  # before the (slow) data load
