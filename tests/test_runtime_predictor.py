@@ -468,3 +468,85 @@ def test_cli_video_only_uses_its_audio_track(av_bundle, tmp_path):
     assert r.returncode == 0 and not r.stderr, r.stderr
     out = json.loads(r.stdout)
     assert "audio" in out["ran"] or out["skipped"]["audio"].startswith("gate: keep")  # present, never "missing"
+
+
+def _npz(path, **arrays):
+    np.savez(path, **arrays)
+    return path
+
+
+BAD_FEATURE_FILES = [  # (name, writer, expected one-line error)
+    ("empty.npy", lambda p: p.write_bytes(b""), "cannot read '.*empty.npy' as a numpy array"),
+    ("empty.npz", lambda p: p.write_bytes(b""), "empty.npz is not a readable features .npz"),
+    ("cut.npz", lambda p: p.write_bytes(_npz(p.with_suffix(".tmp.npz"), audio=np.ones((1, 5))).read_bytes()[:40]),
+     "cut.npz is not a readable features .npz"),
+    ("short_len.npz", lambda p: _npz(p, audio=np.ones((2, 1, 5), np.float32), audio_len=np.array([1])),
+     r"audio lengths must be 2 integers in \[0, 1\]"),
+    ("float_len.npz", lambda p: _npz(p, audio=np.ones((2, 3, 5), np.float32), audio_len=np.array([1.5, 2.0])),
+     r"audio lengths must be 2 integers in \[0, 3\]; got float64"),
+    ("long_len.npz", lambda p: _npz(p, audio=np.ones((1, 3, 5), np.float32), audio_len=np.array([7])),
+     r"audio lengths must be 1 integers in \[0, 3\]"),
+    ("flat.npz", lambda p: _npz(p, audio=np.ones(5, np.float32)), r"arrays have shapes \{'audio': \(5,\)\}"),
+    ("mixed.npz", lambda p: _npz(p, audio=np.ones((2, 1, 5), np.float32), video=np.ones((1, 7), np.float32)),
+     "expected all \\(L, d\\) for one input or all \\(N, L, d\\)"),
+    ("orphan.npz", lambda p: _npz(p, audio=np.ones((1, 5), np.float32), video_len=np.array([1])),
+     r"unknown arrays \['video_len'\]"),
+    ("none.npz", lambda p: _npz(p, audio=np.ones((0, 1, 5), np.float32)), "holds 0 inputs"),
+]
+
+
+@pytest.mark.parametrize("name, write, message", BAD_FEATURE_FILES, ids=[c[0] for c in BAD_FEATURE_FILES])
+def test_cli_bad_feature_files_are_one_line_errors(bundle, tmp_path, capsys, name, write, message):
+    """Empty or truncated .npy/.npz files and *_len arrays of the wrong size, type or range: exit 2 with one line,
+    never numpy's EOFError / BadZipFile / IndexError, nor a length silently rounded or read past the array."""
+    from edge_msa.cli import main
+
+    write(tmp_path / name)
+    flag = "--audio" if name.endswith(".npy") else "--features"
+    assert main(["predict", str(bundle), flag, str(tmp_path / name)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and err.startswith("error: ") and re.search(message, err), err
+
+
+BAD_CSVS = [  # (bytes of the --batch CSV, expected one-line error)
+    (b"\xff\xfetext\nhi\n", "cannot read .* as a UTF-8 CSV"),
+    (b"text,audio\nhello, world,\n", "row 1 has more values than the header has columns; expected at most 2"),
+    (b"text,text\nhi,there\n", r"has columns \['text', 'text'\]; expected any of text, audio, video, each once"),
+]
+
+
+@pytest.mark.parametrize("content, message", BAD_CSVS)
+def test_cli_bad_batch_csv_is_a_one_line_error(bundle, tmp_path, capsys, content, message):
+    from edge_msa.cli import main
+
+    (tmp_path / "in.csv").write_bytes(content)
+    assert main(["predict", str(bundle), "--batch", str(tmp_path / "in.csv")]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and re.search(message, err), err
+
+
+def test_cli_batch_csv_with_a_byte_order_mark(bundle, tmp_path, capsys):
+    """Spreadsheet programs save UTF-8 CSVs with a BOM; its header still names the columns."""
+    from edge_msa.cli import main
+
+    np.save(tmp_path / "a.npy", _arrays()["audio"])
+    (tmp_path / "in.csv").write_bytes("\ufeffaudio\na.npy\n".encode())
+    assert main(["predict", str(bundle), "--batch", str(tmp_path / "in.csv")]) == 0
+    assert json.loads(capsys.readouterr().out)["ran"] == ["audio"]
+
+
+def test_cli_features_npz_with_lengths_and_flags(bundle, tmp_path, capsys):
+    """(N, L, d) arrays cut to *_len (0 = missing for that input); one (L, d) input merges with --text etc."""
+    from edge_msa.cli import main
+
+    a = _arrays()
+    path = _npz(tmp_path / "f.npz", audio=np.stack([a["audio"]] * 2), audio_len=np.array([2, 0]),
+                video=np.stack([a["video"]] * 2))
+    assert main(["predict", str(bundle), "--features", str(path)]) == 0
+    first, second = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert second["skipped"]["audio"] == "missing" and "audio" not in first["skipped"]
+    np.save(tmp_path / "t.npy", a["text"])
+    one = _npz(tmp_path / "one.npz", audio=a["audio"])
+    assert main(["predict", str(bundle), "--text", str(tmp_path / "t.npy"), "--features", str(one)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["skipped"]["video"] == "missing" and "text" in out["ran"]

@@ -207,10 +207,7 @@ class Predictor:
             if x.shape[1] == 0:  # (B, 0, d): missing everywhere; graphs need L >= 1
                 x = np.zeros((b, 1, x.shape[2]), np.float32)
             feats[m] = np.ascontiguousarray(x, dtype=np.float32)
-            ln = np.asarray(lengths.get(m, default))
-            if ln.shape != (b,) or not np.issubdtype(ln.dtype, np.integer) or (ln < 0).any() or (ln > x.shape[1]).any():
-                raise InputError(f"{m} lengths must be {b} integers in [0, {x.shape[1]}]; got shape {ln.shape}")
-            lens[m] = ln.astype(np.int64)
+            lens[m] = check_lengths(m, lengths.get(m, default), b, x.shape[1])
         return feats, lens
 
     def _prepare(self, inputs: Sequence[Mapping[str, Any]], ms: dict[str, float]):
@@ -336,6 +333,16 @@ def _pad(rows: list[dict[str, np.ndarray]], spec, m: str) -> tuple[np.ndarray, n
 
 def _mask(x: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return np.arange(x.shape[1])[None, :] < lengths[:, None]  # (B, L) bool
+
+
+def check_lengths(what: str, lengths: Any, batch: int, steps: int) -> np.ndarray:
+    """`lengths` as (batch,) int64 in [0, steps], or one line saying why not. Floats and bools are refused, not
+    rounded: a length of 1.5 or True is a caller's mistake, and a length past `steps` would read padding."""
+    ln = np.asarray(lengths)
+    if ln.shape != (batch,) or ln.dtype.kind not in "iu" or (ln < 0).any() or (ln > steps).any():
+        raise InputError(f"{what} lengths must be {batch} integers in [0, {steps}]; got {ln.dtype} {ln.shape} "
+                         f"{np.array2string(ln.ravel()[:4], separator=', ')}")
+    return ln.astype(np.int64)
 
 
 def check_threads(threads: int | None) -> None:
