@@ -550,3 +550,64 @@ def test_cli_features_npz_with_lengths_and_flags(bundle, tmp_path, capsys):
     assert main(["predict", str(bundle), "--text", str(tmp_path / "t.npy"), "--features", str(one)]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["skipped"]["video"] == "missing" and "text" in out["ran"]
+
+
+@pytest.fixture(scope="module")
+def token_bundle(tiny_bert_dir, tmp_path_factory):
+    """A tiny student that encodes token ids itself (tiny BERT, 40-token vocabulary): only tokenizer.json travels."""
+    from edge_msa.features.text import tokenizer_tag
+    from edge_msa.models.text_bert import load_pretrained
+
+    tok = tiny_bert_dir / "tokenizer.json"
+    spec = FeatureSpec(dims=(1, 5, 7), max_lens=(12, 1, 1), front_ends=(tokenizer_tag(tok), "external", "external"))
+    model = create_model("student_tiny", spec, text_bert=dict(load_pretrained(tiny_bert_dir, max_positions=12).config))
+    model.tokenizer_path = tok
+    ckpt = save_checkpoint(tmp_path_factory.mktemp("tok") / "s.pt", model, {})
+    return export(ckpt, out=tmp_path_factory.mktemp("tok") / "bundle", log=None)
+
+
+def test_text_and_token_ids_are_checked_before_the_tokenizer_and_graph(token_bundle):
+    """A lone surrogate reached the tokenizer (TypeError); token ids outside the vocabulary, negative or fractional
+    were clamped or truncated inside the graph into a score for some other token."""
+    from conftest import one_line_error
+
+    with load(token_bundle) as p:
+        text = p.predict(text="a good film")
+        ids = p.text_encoder.encode(["a good film"])[0][0]  # (L, 1) float32, as the string travels
+        assert p.predict(text=ids).score == pytest.approx(text.score, abs=1e-6)
+        assert "text holds an unpaired UTF-16 surrogate" in one_line_error(lambda: p.predict(text="bad \ud800"))
+        assert "text #1 holds an unpaired" in one_line_error(lambda: p.predict_batch([{"text": "ok"},
+                                                                                       {"text": "\udcff"}]))
+        vocab = p.text_encoder.vocab_size
+        for bad in (-1.0, float(vocab), 2.5):
+            message = one_line_error(lambda: p.predict(text=np.array([[2.0], [bad]], np.float32)))
+            assert f"text token ids must be whole numbers in [0, {vocab})" in message
+
+
+@pytest.mark.parametrize("value, message", [
+    ([[0.0] * 5, [1.0]], r"audio is not a rectangular array of numbers; expected \(L, 5\)"),
+    (b"RIFF....", r"audio is bytes; expected a media file path or an \(L, 5\) array"),
+    ({"x": 1}, r"audio is dict; expected a media file path or an \(L, 5\) array"),
+    (np.full((2, 5), 1e300), "audio features hold values beyond float32's range"),
+])
+def test_odd_python_values_are_one_line_input_errors(bundle, value, message):
+    """A ragged list raised numpy's ValueError; bytes or a dict said 'shape ()'; 1e300 became Inf with a
+    RuntimeWarning (and, when the gate kept audio, an error naming the graph's input 'x')."""
+    from conftest import one_line_error
+
+    with load(bundle) as p, warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert re.search(message, one_line_error(lambda: p.predict(text=_arrays()["text"], audio=value)))
+        if isinstance(value, np.ndarray):
+            assert re.search(message, one_line_error(lambda: p.predict_features({"audio": value[None]})))
+
+
+def test_predict_batch_refuses_a_single_dict_or_string_and_names_a_directory(bundle, tmp_path):
+    """predict_batch({"text": ...}) was read key by key ('unknown input keys [e, t, x]')."""
+    from conftest import one_line_error
+
+    with load(bundle) as p:
+        assert "predict_batch got a dict; expected a list of {text, audio, video} dicts (predict() takes one " \
+            "input)" == one_line_error(lambda: p.predict_batch({"audio": _arrays()["audio"]}))
+        assert "got items of type ['str']" in one_line_error(lambda: p.predict_batch(["text"]))
+        assert one_line_error(lambda: p.predict(audio=tmp_path)).endswith("is a directory; expected a media file")

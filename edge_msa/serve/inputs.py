@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from ..errors import EdgeMSAError, InputError
+from ..runtime.predictor import check_unicode
 from ..spec import MODALITIES, FeatureSpec
 
 # Leading bytes -> file suffix the front ends recognise. Sniffed, never taken from a client's filename.
@@ -100,9 +101,9 @@ def check_text(text: str, spec: FeatureSpec, limits: Limits) -> str:
     if not text.strip():
         raise RequestError(400, "text is empty; expected at least one word")
     try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate ("\ud800" in JSON): no tokenizer or database takes it
-        raise RequestError(400, "text holds an unpaired UTF-16 surrogate; expected valid Unicode text") from None
+        check_unicode(text)  # a lone surrogate ("\ud800" in JSON): no tokenizer or database takes it
+    except InputError as exc:
+        raise RequestError(400, str(exc)) from None
     if len(text) > limits.max_text_chars:
         raise RequestError(413, f"text has {len(text)} characters; expected at most {limits.max_text_chars}")
     return text
