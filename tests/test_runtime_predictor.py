@@ -262,22 +262,40 @@ def _broken_copy(bundle, tmp_path, how):
         (target / "encode_audio.onnx").write_bytes(data[: len(data) // 2])
     elif how == "missing":
         (target / "fuse.onnx").unlink()
-    elif how == "future":
+    elif how in MANIFEST_EDITS:
         m = json.loads((target / "manifest.json").read_text())
-        m["format_version"] = 999
+        MANIFEST_EDITS[how](m)
         (target / "manifest.json").write_text(json.dumps(m))
     return target
+
+
+MANIFEST_EDITS = {  # how -> an edit of manifest.json that load must refuse in one line
+    "future": lambda m: m.update(format_version=999),
+    "thresholds": lambda m: m.update(skip_thresholds=[0.1]),  # was an IndexError at the first prediction
+    "outside": lambda m: m["graphs"].update(fuse="../../fuse.onnx"),  # was loaded from outside the bundle
+    "encoder": lambda m: m.update(text_encoder={"onnx": "text_encoder.onnx"}),  # was a KeyError at the first text
+    "versions": lambda m: m.update(versions="0.1"),  # was an AttributeError in `edge-msa info`
+}
 
 
 @pytest.mark.parametrize("how, message", [
     ("truncated", "cannot load graph .*encode_audio.onnx.*corrupt or truncated"),
     ("missing", "graph file .*fuse.onnx' is missing"),
     ("future", "format_version 999, newer than this edge-msa reads"),
+    ("thresholds", r"skip_thresholds \[0.1\] are not 2 finite numbers \(audio, video\)"),
+    ("outside", r"graphs \{'fuse': '../../fuse.onnx'\} are not file names inside the bundle"),
+    ("encoder", r"text_encoder lists no \['tokenizer'\] file"),
+    ("versions", r"manifest fields \['versions'\] are not JSON objects"),
 ])
-def test_broken_bundles(bundle, tmp_path, how, message):
+def test_broken_bundles(bundle, tmp_path, how, message, capsys):
     broken = _broken_copy(bundle, tmp_path, how)
     with pytest.raises(ArtifactError, match=message):
         load(broken)
+    if how in MANIFEST_EDITS:
+        from edge_msa.cli import main
+
+        assert main(["info", str(broken)]) == 2
+        assert re.search(message, capsys.readouterr().err)
 
 
 @pytest.mark.slow  # five CLI subprocesses (~2 s each)
