@@ -113,6 +113,8 @@ def check_array(m: str, value: list, spec: FeatureSpec, limits: Limits) -> np.nd
     """A JSON list -> a finite float32 (L, d) array with d the bundle's dim and 1 <= L <= max_steps."""
     try:
         array = np.asarray(value, dtype=np.float64)
+    except OverflowError:  # an integer past float64 (JSON numbers have no digit limit)
+        raise RequestError(400, f"{m} features contain values beyond float32; expected finite values") from None
     except (ValueError, TypeError):
         raise RequestError(400, f"{m} is not a rectangular array of numbers; expected (L, {spec.dim(m)})") from None
     if array.ndim != 2 or array.shape[1] != spec.dim(m) or not 1 <= array.shape[0] <= limits.max_steps:
