@@ -629,3 +629,13 @@ def test_predict_batch_refuses_a_single_dict_or_string_and_names_a_directory(bun
             "input)" == one_line_error(lambda: p.predict_batch({"audio": _arrays()["audio"]}))
         assert "got items of type ['str']" in one_line_error(lambda: p.predict_batch(["text"]))
         assert one_line_error(lambda: p.predict(audio=tmp_path)).endswith("is a directory; expected a media file")
+
+
+def test_cli_eval_out_a_directory_is_refused_before_scoring(bundle, tmp_path, capsys, monkeypatch):
+    """--out naming a folder ran the whole evaluation, then died in the final rename (IsADirectoryError)."""
+    import edge_msa.data as data
+    from edge_msa.cli import main
+
+    monkeypatch.setattr(data, "rebuild_splits", lambda *a, **k: pytest.fail("the split was read"))
+    assert main(["eval", str(bundle), "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"error: --out '{tmp_path}' is a directory; expected a file path such as m.json\n"
