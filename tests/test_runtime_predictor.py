@@ -262,22 +262,40 @@ def _broken_copy(bundle, tmp_path, how):
         (target / "encode_audio.onnx").write_bytes(data[: len(data) // 2])
     elif how == "missing":
         (target / "fuse.onnx").unlink()
-    elif how == "future":
+    elif how in MANIFEST_EDITS:
         m = json.loads((target / "manifest.json").read_text())
-        m["format_version"] = 999
+        MANIFEST_EDITS[how](m)
         (target / "manifest.json").write_text(json.dumps(m))
     return target
+
+
+MANIFEST_EDITS = {  # how -> an edit of manifest.json that load must refuse in one line
+    "future": lambda m: m.update(format_version=999),
+    "thresholds": lambda m: m.update(skip_thresholds=[0.1]),  # was an IndexError at the first prediction
+    "outside": lambda m: m["graphs"].update(fuse="../../fuse.onnx"),  # was loaded from outside the bundle
+    "encoder": lambda m: m.update(text_encoder={"onnx": "text_encoder.onnx"}),  # was a KeyError at the first text
+    "versions": lambda m: m.update(versions="0.1"),  # was an AttributeError in `edge-msa info`
+}
 
 
 @pytest.mark.parametrize("how, message", [
     ("truncated", "cannot load graph .*encode_audio.onnx.*corrupt or truncated"),
     ("missing", "graph file .*fuse.onnx' is missing"),
     ("future", "format_version 999, newer than this edge-msa reads"),
+    ("thresholds", r"skip_thresholds \[0.1\] are not 2 finite numbers \(audio, video\)"),
+    ("outside", r"graphs \{'fuse': '../../fuse.onnx'\} are not file names inside the bundle"),
+    ("encoder", r"text_encoder lists no \['tokenizer'\] file"),
+    ("versions", r"manifest fields \['versions'\] are not JSON objects"),
 ])
-def test_broken_bundles(bundle, tmp_path, how, message):
+def test_broken_bundles(bundle, tmp_path, how, message, capsys):
     broken = _broken_copy(bundle, tmp_path, how)
     with pytest.raises(ArtifactError, match=message):
         load(broken)
+    if how in MANIFEST_EDITS:
+        from edge_msa.cli import main
+
+        assert main(["info", str(broken)]) == 2
+        assert re.search(message, capsys.readouterr().err)
 
 
 @pytest.mark.slow  # five CLI subprocesses (~2 s each)
@@ -468,3 +486,156 @@ def test_cli_video_only_uses_its_audio_track(av_bundle, tmp_path):
     assert r.returncode == 0 and not r.stderr, r.stderr
     out = json.loads(r.stdout)
     assert "audio" in out["ran"] or out["skipped"]["audio"].startswith("gate: keep")  # present, never "missing"
+
+
+def _npz(path, **arrays):
+    np.savez(path, **arrays)
+    return path
+
+
+BAD_FEATURE_FILES = [  # (name, writer, expected one-line error)
+    ("empty.npy", lambda p: p.write_bytes(b""), "cannot read '.*empty.npy' as a numpy array"),
+    ("empty.npz", lambda p: p.write_bytes(b""), "empty.npz is not a readable features .npz"),
+    ("cut.npz", lambda p: p.write_bytes(_npz(p.with_suffix(".tmp.npz"), audio=np.ones((1, 5))).read_bytes()[:40]),
+     "cut.npz is not a readable features .npz"),
+    ("short_len.npz", lambda p: _npz(p, audio=np.ones((2, 1, 5), np.float32), audio_len=np.array([1])),
+     r"audio lengths must be 2 integers in \[0, 1\]"),
+    ("float_len.npz", lambda p: _npz(p, audio=np.ones((2, 3, 5), np.float32), audio_len=np.array([1.5, 2.0])),
+     r"audio lengths must be 2 integers in \[0, 3\]; got float64"),
+    ("long_len.npz", lambda p: _npz(p, audio=np.ones((1, 3, 5), np.float32), audio_len=np.array([7])),
+     r"audio lengths must be 1 integers in \[0, 3\]"),
+    ("flat.npz", lambda p: _npz(p, audio=np.ones(5, np.float32)), r"arrays have shapes \{'audio': \(5,\)\}"),
+    ("mixed.npz", lambda p: _npz(p, audio=np.ones((2, 1, 5), np.float32), video=np.ones((1, 7), np.float32)),
+     "expected all \\(L, d\\) for one input or all \\(N, L, d\\)"),
+    ("orphan.npz", lambda p: _npz(p, audio=np.ones((1, 5), np.float32), video_len=np.array([1])),
+     r"unknown arrays \['video_len'\]"),
+    ("none.npz", lambda p: _npz(p, audio=np.ones((0, 1, 5), np.float32)), "holds 0 inputs"),
+]
+
+
+@pytest.mark.parametrize("name, write, message", BAD_FEATURE_FILES, ids=[c[0] for c in BAD_FEATURE_FILES])
+def test_cli_bad_feature_files_are_one_line_errors(bundle, tmp_path, capsys, name, write, message):
+    """Empty or truncated .npy/.npz files and *_len arrays of the wrong size, type or range: exit 2 with one line,
+    never numpy's EOFError / BadZipFile / IndexError, nor a length silently rounded or read past the array."""
+    from edge_msa.cli import main
+
+    write(tmp_path / name)
+    flag = "--audio" if name.endswith(".npy") else "--features"
+    assert main(["predict", str(bundle), flag, str(tmp_path / name)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and err.startswith("error: ") and re.search(message, err), err
+
+
+BAD_CSVS = [  # (bytes of the --batch CSV, expected one-line error)
+    (b"\xff\xfetext\nhi\n", "cannot read .* as a UTF-8 CSV"),
+    (b"text,audio\nhello, world,\n", "row 1 has more values than the header has columns; expected at most 2"),
+    (b"text,text\nhi,there\n", r"has columns \['text', 'text'\]; expected any of text, audio, video, each once"),
+]
+
+
+@pytest.mark.parametrize("content, message", BAD_CSVS)
+def test_cli_bad_batch_csv_is_a_one_line_error(bundle, tmp_path, capsys, content, message):
+    from edge_msa.cli import main
+
+    (tmp_path / "in.csv").write_bytes(content)
+    assert main(["predict", str(bundle), "--batch", str(tmp_path / "in.csv")]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and re.search(message, err), err
+
+
+def test_cli_batch_csv_with_a_byte_order_mark(bundle, tmp_path, capsys):
+    """Spreadsheet programs save UTF-8 CSVs with a BOM; its header still names the columns."""
+    from edge_msa.cli import main
+
+    np.save(tmp_path / "a.npy", _arrays()["audio"])
+    (tmp_path / "in.csv").write_bytes("\ufeffaudio\na.npy\n".encode())
+    assert main(["predict", str(bundle), "--batch", str(tmp_path / "in.csv")]) == 0
+    assert json.loads(capsys.readouterr().out)["ran"] == ["audio"]
+
+
+def test_cli_features_npz_with_lengths_and_flags(bundle, tmp_path, capsys):
+    """(N, L, d) arrays cut to *_len (0 = missing for that input); one (L, d) input merges with --text etc."""
+    from edge_msa.cli import main
+
+    a = _arrays()
+    path = _npz(tmp_path / "f.npz", audio=np.stack([a["audio"]] * 2), audio_len=np.array([2, 0]),
+                video=np.stack([a["video"]] * 2))
+    assert main(["predict", str(bundle), "--features", str(path)]) == 0
+    first, second = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert second["skipped"]["audio"] == "missing" and "audio" not in first["skipped"]
+    np.save(tmp_path / "t.npy", a["text"])
+    one = _npz(tmp_path / "one.npz", audio=a["audio"])
+    assert main(["predict", str(bundle), "--text", str(tmp_path / "t.npy"), "--features", str(one)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["skipped"]["video"] == "missing" and "text" in out["ran"]
+
+
+@pytest.fixture(scope="module")
+def token_bundle(tiny_bert_dir, tmp_path_factory):
+    """A tiny student that encodes token ids itself (tiny BERT, 40-token vocabulary): only tokenizer.json travels."""
+    from edge_msa.features.text import tokenizer_tag
+    from edge_msa.models.text_bert import load_pretrained
+
+    tok = tiny_bert_dir / "tokenizer.json"
+    spec = FeatureSpec(dims=(1, 5, 7), max_lens=(12, 1, 1), front_ends=(tokenizer_tag(tok), "external", "external"))
+    model = create_model("student_tiny", spec, text_bert=dict(load_pretrained(tiny_bert_dir, max_positions=12).config))
+    model.tokenizer_path = tok
+    ckpt = save_checkpoint(tmp_path_factory.mktemp("tok") / "s.pt", model, {})
+    return export(ckpt, out=tmp_path_factory.mktemp("tok") / "bundle", log=None)
+
+
+def test_text_and_token_ids_are_checked_before_the_tokenizer_and_graph(token_bundle):
+    """A lone surrogate reached the tokenizer (TypeError); token ids outside the vocabulary, negative or fractional
+    were clamped or truncated inside the graph into a score for some other token."""
+    from conftest import one_line_error
+
+    with load(token_bundle) as p:
+        text = p.predict(text="a good film")
+        ids = p.text_encoder.encode(["a good film"])[0][0]  # (L, 1) float32, as the string travels
+        assert p.predict(text=ids).score == pytest.approx(text.score, abs=1e-6)
+        assert "text holds an unpaired UTF-16 surrogate" in one_line_error(lambda: p.predict(text="bad \ud800"))
+        assert "text #1 holds an unpaired" in one_line_error(lambda: p.predict_batch([{"text": "ok"},
+                                                                                       {"text": "\udcff"}]))
+        vocab = p.text_encoder.vocab_size
+        for bad in (-1.0, float(vocab), 2.5):
+            message = one_line_error(lambda: p.predict(text=np.array([[2.0], [bad]], np.float32)))
+            assert f"text token ids must be whole numbers in [0, {vocab})" in message
+
+
+@pytest.mark.parametrize("value, message", [
+    ([[0.0] * 5, [1.0]], r"audio is not a rectangular array of numbers; expected \(L, 5\)"),
+    (b"RIFF....", r"audio is bytes; expected a media file path or an \(L, 5\) array"),
+    ({"x": 1}, r"audio is dict; expected a media file path or an \(L, 5\) array"),
+    (np.full((2, 5), 1e300), "audio features hold values beyond float32's range"),
+])
+def test_odd_python_values_are_one_line_input_errors(bundle, value, message):
+    """A ragged list raised numpy's ValueError; bytes or a dict said 'shape ()'; 1e300 became Inf with a
+    RuntimeWarning (and, when the gate kept audio, an error naming the graph's input 'x')."""
+    from conftest import one_line_error
+
+    with load(bundle) as p, warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert re.search(message, one_line_error(lambda: p.predict(text=_arrays()["text"], audio=value)))
+        if isinstance(value, np.ndarray):
+            assert re.search(message, one_line_error(lambda: p.predict_features({"audio": value[None]})))
+
+
+def test_predict_batch_refuses_a_single_dict_or_string_and_names_a_directory(bundle, tmp_path):
+    """predict_batch({"text": ...}) was read key by key ('unknown input keys [e, t, x]')."""
+    from conftest import one_line_error
+
+    with load(bundle) as p:
+        assert "predict_batch got a dict; expected a list of {text, audio, video} dicts (predict() takes one " \
+            "input)" == one_line_error(lambda: p.predict_batch({"audio": _arrays()["audio"]}))
+        assert "got items of type ['str']" in one_line_error(lambda: p.predict_batch(["text"]))
+        assert one_line_error(lambda: p.predict(audio=tmp_path)).endswith("is a directory; expected a media file")
+
+
+def test_cli_eval_out_a_directory_is_refused_before_scoring(bundle, tmp_path, capsys, monkeypatch):
+    """--out naming a folder ran the whole evaluation, then died in the final rename (IsADirectoryError)."""
+    import edge_msa.data as data
+    from edge_msa.cli import main
+
+    monkeypatch.setattr(data, "rebuild_splits", lambda *a, **k: pytest.fail("the split was read"))
+    assert main(["eval", str(bundle), "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"error: --out '{tmp_path}' is a directory; expected a file path such as m.json\n"

@@ -95,7 +95,8 @@ def test_parse_item_checks_and_digests(tmp_path):
     assert a.digest == b.digest != c.digest and a.text == "fine" and a.item["audio"].dtype == np.float32
     cases = [({"text": "x" * 11}, 413, "at most 10"), ({"audio": feats("audio", 5).tolist()}, 400, "L <= 4"),
              ({"video": [[0.0] * 105]}, 200, None), ({"audio": "UklGRg=="}, 415, "WAV, FLAC or OGG"),
-             ({"text": None}, 400, "at least one"), ({"video": {"a": 1}}, 400, "expected an (L, d) array")]
+             ({"text": None}, 400, "at least one"), ({"video": {"a": 1}}, 400, "expected an (L, d) array"),
+             ({"audio": [[10 ** 400] * 56]}, 400, "beyond float32")]  # was a 500: numpy's OverflowError
     for obj, status, words in cases:
         if status == 200:
             assert parse_item(obj, SERVE_SPEC, limits, workdir).item["video"].shape == (1, 105)
@@ -161,7 +162,10 @@ def test_serve_cli_bad_options_are_one_line_errors(media_bundle, tmp_path, capsy
     not_a_log.write_text("my notes")
     cases = [(["--max-body", "0"], "limits must be > 0"), (["--max-batch", "0"], "max_batch >= 1"),
              (["--max-items", "300"], "exceeds --max-queue"), (["--feedback", str(not_a_log)], "not a SQLite database"),
-             (["--port", "70000"], "expected a port")]
+             (["--port", "70000"], "expected a port"), (["--max-wait-ms", "inf"], "finite max_wait_ms >= 0"),
+             (["--max-wait-ms", "nan"], "finite max_wait_ms"), (["--drain-s", "-1"], "--drain-s -1.0; expected"),
+             (["--feedback", str(tmp_path)], "cannot open the feedback log"),
+             (["--feedback", str(not_a_log / "x.sqlite")], "cannot open the feedback log")]
     for flags, words in cases:
         assert main(["serve", str(media_bundle), *flags]) == 2
         err = capsys.readouterr().err
@@ -176,3 +180,26 @@ def test_serve_without_the_extra_names_the_fix(media_bundle):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and r.stderr.count("\n") == 1
     assert r.stderr.startswith("error: fastapi is required for edge-msa serve") and 'edge-msa[serve]' in r.stderr
+
+
+def test_serve_on_a_busy_port_is_one_line_error(media_bundle, capsys):
+    """uvicorn logged the bind error and exited 1 or 3 (and an unknown --host likewise)."""
+    pytest.importorskip("fastapi", reason='the serve extra is not installed (pip install "edge-msa[serve]")')
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        assert main(["serve", str(media_bundle), "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot listen on 127.0.0.1:{port} (") and err.count("\n") == 1, err
+
+
+def test_feedback_label_beyond_float_is_a_400():
+    """A JSON integer past float64 made math.isfinite raise OverflowError: a 500."""
+    from edge_msa.serve.app import check_feedback
+
+    for label in (10 ** 400, float("nan"), True):
+        with pytest.raises(RequestError) as info:
+            check_feedback({"request_id": "r", "label": label})
+        assert info.value.status == 400 and "is not a number in [-3, 3]" in info.value.message
+    assert check_feedback({"request_id": "r", "label": -3}) == ("r", -3.0)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 EPILOG = """examples:
   edge-msa eval bundles/student --out student.metrics.json
@@ -44,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be >= 1; got {args.batch_size}")
+    if args.out and Path(args.out).is_dir():  # checked before the split is scored, not at the final write
+        raise InputError(f"--out '{args.out}' is a directory; expected a file path such as m.json")
     with load(args.bundle, backend=args.backend, threads=args.threads) as predictor:
         splits = rebuild_splits(predictor.manifest.data, args.data,
                                 text_encoder=predictor.dataset_text_front_end).for_model(predictor.spec)

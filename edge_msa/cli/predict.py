@@ -76,8 +76,9 @@ def _value(text: str | None, base: Path = Path(".")):
             raise InputError(f"feature file '{path}' does not exist")
         try:
             return np.load(path, allow_pickle=False)
-        except ValueError as exc:
-            raise InputError(f"cannot read '{path}' as a numpy array ({exc})") from None
+        except (ValueError, OSError, EOFError) as exc:  # EOFError: an empty file
+            raise InputError(f"cannot read '{path}' as a numpy array ({exc}); expected an .npy of shape (L, d)") \
+                from None
     return path
 
 
@@ -87,43 +88,50 @@ def _text(text: str | None, base: Path = Path(".")):
 
 
 def _flag_items(args) -> list[dict]:
-    import numpy as np
-
     from ..errors import InputError
-    from ..spec import MODALITIES
 
     base = {"text": _text(args.text), "audio": _value(args.audio), "video": _value(args.video)}
     if not args.features:
         if all(v is None for v in base.values()):
             raise InputError("no input given; pass --text, --audio, --video, --features or --batch")
         return [base]
-    path = Path(args.features)
-    if not path.is_file():
-        raise InputError(f"features file '{path}' does not exist")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (ValueError, OSError) as exc:
-        raise InputError(f"cannot read '{path}' as an .npz without pickles ({exc})") from None
+    items = _npz_items(Path(args.features))
+    if len(items) > 1 and any(v is not None for v in base.values()):
+        raise InputError("--text/--audio/--video apply to one input; --features holds several")
+    return [{**base, **items[0]}] if len(items) == 1 else items
+
+
+def _npz_items(path: Path) -> list[dict]:
+    """The inputs of a --features .npz: (L, d) arrays for one input or (N, L, d) for N, cut to *_len (0 = that
+    input lacks the modality). Each input holds only the modalities the file has."""
+    import numpy as np
+
+    from ..data.npz import load_npz
+    from ..errors import InputError
+    from ..runtime.predictor import check_lengths
+    from ..spec import MODALITIES
+
+    arrays = load_npz(path, (), "features")
     unknown = set(arrays) - set(MODALITIES) - {f"{m}_len" for m in MODALITIES}
-    if unknown:
-        raise InputError(f"{path} has unknown arrays {sorted(unknown)}; expected text, audio, video (+ *_len)")
-    sizes = {arrays[m].shape[0] for m in MODALITIES if m in arrays and arrays[m].ndim == 3}
+    orphans = [f"{m}_len" for m in MODALITIES if f"{m}_len" in arrays and m not in arrays]
+    if unknown or orphans:
+        raise InputError(f"{path} has unknown arrays {sorted(unknown) + orphans}; expected text, audio, video "
+                         "(+ text_len, audio_len, video_len for the arrays present)")
+    shapes = {m: arrays[m].shape for m in MODALITIES if m in arrays}
+    ranks = {len(s) for s in shapes.values()}
+    if not ranks <= {2, 3} or len(ranks) > 1:
+        raise InputError(f"{path}: arrays have shapes {shapes}; expected all (L, d) for one input or all (N, L, d) "
+                         "for N inputs")
+    batched = {m: arrays[m] if arrays[m].ndim == 3 else arrays[m][None] for m in MODALITIES if m in arrays}
+    sizes = {x.shape[0] for x in batched.values()}
     if len(sizes) > 1:
         raise InputError(f"{path}: (N, L, d) arrays disagree on N ({sorted(sizes)})")
     n = sizes.pop() if sizes else 1
-    items = []
-    for i in range(n):
-        item = dict(base) if n == 1 else {m: None for m in MODALITIES}
-        for m in MODALITIES:
-            if m in arrays:
-                x = arrays[m] if arrays[m].ndim == 2 else arrays[m][i]
-                length = int(arrays[f"{m}_len"][i]) if f"{m}_len" in arrays else len(x)
-                item[m] = x[:length] if length > 0 else None
-        items.append(item)
-    if n > 1 and any(v is not None for v in base.values()):
-        raise InputError("--text/--audio/--video apply to one input; --features holds several")
-    return items
+    if n == 0:
+        raise InputError(f"{path} holds 0 inputs (N = 0); expected at least one")
+    lengths = {m: check_lengths(f"{path.name}: {m}", arrays.get(f"{m}_len", np.full(n, x.shape[1])), n, x.shape[1])
+               for m, x in batched.items()}
+    return [{m: x[i, :lengths[m][i]] if lengths[m][i] > 0 else None for m, x in batched.items()} for i in range(n)]
 
 
 def _csv_items(path: Path) -> list[dict]:
@@ -132,12 +140,22 @@ def _csv_items(path: Path) -> list[dict]:
 
     if not path.is_file():
         raise InputError(f"batch file '{path}' does not exist")
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
+    try:  # utf-8-sig: spreadsheet programs start their UTF-8 CSVs with a byte-order mark
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f, restkey="")
+            rows = list(reader)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"cannot read {path} as a UTF-8 CSV ({exc}); expected a header and one input per row") \
+            from None
     if not rows:
         raise InputError(f"{path} has no rows; expected a header (text,audio,video) and one input per row")
-    unknown = set(rows[0]) - set(MODALITIES)
-    if unknown:
-        raise InputError(f"{path} has unknown columns {sorted(unknown)}; expected any of text, audio, video")
+    columns = reader.fieldnames or []
+    unknown = set(columns) - set(MODALITIES)
+    if unknown or len(set(columns)) < len(columns):
+        raise InputError(f"{path} has columns {columns}; expected any of text, audio, video, each once")
+    extra = next((i for i, r in enumerate(rows, 1) if "" in r), None)
+    if extra:
+        raise InputError(f"{path} row {extra} has more values than the header has columns; expected at most "
+                         f"{len(columns)} (quote text that holds a comma)")
     return [{"text": _text(r.get("text"), path.parent), "audio": _value(r.get("audio"), path.parent),
              "video": _value(r.get("video"), path.parent)} for r in rows]

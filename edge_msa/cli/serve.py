@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import math
+import socket
 import sys
 
 EPILOG = """examples:
@@ -72,10 +74,17 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535 or args.remember < 1:
         raise InputError(f"--port {args.port} / --remember {args.remember}; expected a port in 0..65535 and "
                          "--remember >= 1")
+    if not 0 <= args.drain_s < math.inf:
+        raise InputError(f"--drain-s {args.drain_s}; expected a finite number of seconds >= 0")
     limits = Limits(args.max_body, args.max_text, args.max_media_s, args.max_steps, args.max_items)
     service = Service(ServeConfig(args.bundle, args.threads or None, args.max_batch, args.max_wait_ms, args.max_queue,
                                   args.feedback, args.remember, limits))
     service.warm_up()
+    try:
+        sock = listen(args.host, args.port)
+    except InputError:
+        service.close()
+        raise
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         sys.stderr.write(f"warning: --host {args.host} serves to the network; edge-msa serve has no authentication\n")
     config = uvicorn.Config(create_app(service), host=args.host, port=args.port, log_level=args.log_level,
@@ -83,5 +92,18 @@ def run(args: argparse.Namespace) -> int:
     # uvicorn drains on SIGTERM, then re-raises the signal to the handler that was there before it; this one
     # makes that a normal exit (0) instead of death by signal.
     signal.signal(signal.SIGTERM, lambda *_: None)
-    uvicorn.Server(config).run()
+    uvicorn.Server(config).run(sockets=[sock])
     return 0
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The service's listening socket, bound here rather than by uvicorn, which answers a busy port or an unknown
+    host with log lines and exit code 1 or 3 instead of one `error:` line and exit code 2."""
+    from ..errors import InputError
+
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        return socket.create_server((host, port), family=family)
+    except OSError as exc:
+        raise InputError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); expected a free port on an "
+                         "address of this machine") from None

@@ -5,14 +5,16 @@ Lives in the runtime (numpy-only) because the device reads it; `export` depends 
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..atomic import write_text
 from ..errors import ArtifactError, InputError
-from ..spec import PARTS, SINGLE, FeatureSpec
+from ..features.text import TOKENS_PREFIX
+from ..spec import PARTS, SINGLE, SKIPPABLE, FeatureSpec
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -41,12 +43,23 @@ class Manifest:
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
+        """Refuse a manifest the runtime could not follow: checked here, at load, so a hand-edited or damaged
+        manifest is one line naming the field, not an IndexError or KeyError at the first prediction."""
         if self.layout not in ("parts", "single"):
             raise ArtifactError(f"manifest layout '{self.layout}' is unknown; expected 'parts' or 'single'")
-        needed = PARTS if self.layout == "parts" else (SINGLE,)
-        missing = [p for p in needed if p not in self.graphs]
-        if missing:
-            raise ArtifactError(f"manifest lists no graph for {missing}; a '{self.layout}' bundle needs {list(needed)}")
+        wrong = [f.name for f in fields(self)
+                 if f.default_factory is dict and not isinstance(getattr(self, f.name), dict)]
+        if wrong:
+            raise ArtifactError(f"manifest fields {wrong} are not JSON objects; expected objects")
+        _check_files("graphs", self.graphs, PARTS if self.layout == "parts" else (SINGLE,))
+        if self.text_encoder is not None:  # token-id models carry only the tokenizer; frozen encoders their graph too
+            tokens = self.feature_spec.front_end("text").startswith(TOKENS_PREFIX)
+            _check_files("text_encoder", self.text_encoder, ("tokenizer",) if tokens else ("tokenizer", "onnx"))
+        t = self.skip_thresholds
+        if t is not None and not (isinstance(t, list) and len(t) == len(SKIPPABLE) and all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in t)):
+            raise ArtifactError(f"manifest skip_thresholds {t!r:.80} are not {len(SKIPPABLE)} finite numbers "
+                                f"({', '.join(SKIPPABLE)}); expected a list like [0.5, 0.5], or null")
 
     @property
     def skipping(self) -> bool:
@@ -74,6 +87,20 @@ class Manifest:
         except (KeyError, TypeError, InputError) as exc:
             raise ArtifactError(f"{where} is malformed ({exc}); expected the fields of edge-msa bundle "
                                 f"format {FORMAT_VERSION}") from None
+
+
+def _check_files(name: str, files: Any, required: tuple[str, ...]) -> None:
+    """`files` maps names to plain relative paths inside the bundle (no '..', not absolute), with `required` keys."""
+    if not isinstance(files, dict):
+        raise ArtifactError(f"manifest {name} is {type(files).__name__}; expected a map of names to bundle files")
+    bad = {k: f for k, f in files.items() if not isinstance(f, str) or not f or PurePosixPath(f).is_absolute()
+           or ".." in PurePosixPath(f).parts}
+    if bad:
+        raise ArtifactError(f"manifest {name} {bad!r:.120} are not file names inside the bundle; expected plain "
+                            "relative names such as 'fuse.onnx'")
+    missing = [k for k in required if k not in files]
+    if missing:
+        raise ArtifactError(f"manifest {name} lists no {missing} file; expected {list(required)}")
 
 
 def write_manifest(bundle: str | os.PathLike, manifest: Manifest) -> Path:

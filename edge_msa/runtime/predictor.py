@@ -75,12 +75,7 @@ class Predictor:
 
     def predict_batch(self, inputs: Sequence[Mapping[str, Any]]) -> list[Prediction]:
         """Many inputs in one batched pass per graph (throughput); each item is {modality: value}."""
-        if not inputs:
-            raise InputError("predict_batch got no inputs; expected a list of {text, audio, video} dicts")
-        for item in inputs:
-            unknown = set(item) - set(MODALITIES)
-            if unknown:
-                raise InputError(f"unknown input keys {sorted(unknown)}; expected {', '.join(MODALITIES)}")
+        _check_items(inputs)
         ms: dict[str, float] = {}
         rows, media, skipped = self._prepare(inputs, ms)
         for i, (row, pending, reasons) in enumerate(zip(rows, media, skipped)):
@@ -201,16 +196,12 @@ class Predictor:
                 feats[m] = np.zeros((b, 1, self.spec.dim(m)), np.float32)
                 lens[m] = np.zeros(b, np.int64)
                 continue
-            x = np.asarray(features[m])
-            self.spec.check(m, x)
+            x = as_float32(m, np.asarray(features[m]), self.spec)
             default = np.full(b, x.shape[1])  # every row fully valid; 0 for (B, 0, d)
             if x.shape[1] == 0:  # (B, 0, d): missing everywhere; graphs need L >= 1
                 x = np.zeros((b, 1, x.shape[2]), np.float32)
-            feats[m] = np.ascontiguousarray(x, dtype=np.float32)
-            ln = np.asarray(lengths.get(m, default))
-            if ln.shape != (b,) or not np.issubdtype(ln.dtype, np.integer) or (ln < 0).any() or (ln > x.shape[1]).any():
-                raise InputError(f"{m} lengths must be {b} integers in [0, {x.shape[1]}]; got shape {ln.shape}")
-            lens[m] = ln.astype(np.int64)
+            feats[m] = np.ascontiguousarray(x)
+            lens[m] = check_lengths(m, lengths.get(m, default), b, x.shape[1])
         return feats, lens
 
     def _prepare(self, inputs: Sequence[Mapping[str, Any]], ms: dict[str, float]):
@@ -219,7 +210,8 @@ class Predictor:
         rows: list[dict[str, np.ndarray]] = [{} for _ in inputs]
         media: list[dict[str, Path]] = [{} for _ in inputs]
         skipped: list[dict[str, str]] = [{} for _ in inputs]
-        texts = [(i, item["text"]) for i, item in enumerate(inputs) if isinstance(item.get("text"), str)]
+        texts = [(i, check_unicode(item["text"], f" #{i}" if len(inputs) > 1 else "")) for i, item in enumerate(inputs)
+                 if isinstance(item.get("text"), str)]
         if texts:
             if self._text_encoder is None:  # first use: loading is a one-off, not per-call cost
                 start = time.perf_counter()
@@ -245,12 +237,7 @@ class Predictor:
                     else:
                         media[i][m] = Path(value)
                     continue
-                array = np.asarray(value)
-                if array.ndim == 3 and array.shape[0] == 1:
-                    array = array[0]
-                if array.ndim != 2:
-                    raise InputError(f"{m} features have shape {array.shape}; expected (L, {self.spec.dim(m)})")
-                rows[i][m] = self._checked(m, array)
+                rows[i][m] = self._checked(m, self._array(m, value))
             video = media[i].get("video")
             if (item.get("audio") is None and video is not None and video.suffix.lower() in VIDEO_EXTS
                     and self.spec.front_end("audio") == LOGMEL):
@@ -261,16 +248,41 @@ class Predictor:
                     media[i]["audio"] = video  # decoded by the audio front end only if the gate keeps audio
         return rows, media, skipped
 
+    def _array(self, m: str, value: Any) -> np.ndarray:
+        """A caller's (L, d) value (an array, nested lists, a (1, L, d) array) as an ndarray, or one line saying
+        what it is instead (a ragged list, bytes, a dict, a number)."""
+        want = f"(L, {self.spec.dim(m)})"
+        try:
+            array = np.asarray(value)
+        except (ValueError, TypeError):  # ragged nested lists
+            raise InputError(f"{m} is not a rectangular array of numbers; expected {want}") from None
+        if array.ndim == 0:
+            kinds = "a string or" if m == "text" else "a media file path or"
+            raise InputError(f"{m} is {type(value).__name__}; expected {kinds} an {want} array")
+        if array.ndim == 3 and array.shape[0] == 1:
+            array = array[0]
+        if array.ndim != 2:
+            raise InputError(f"{m} features have shape {array.shape}; expected {want}")
+        return array
+
     def _checked(self, m: str, array: np.ndarray) -> np.ndarray:
-        self.spec.check(m, array)
-        if array.shape[0] == 0:
+        """A finite float32 (L, d) array of m with L >= 1; token ids (token-id bundles) in the vocabulary."""
+        x = as_float32(m, array, self.spec)
+        if x.shape[0] == 0:
             raise InputError(f"{m} features have no steps (shape {array.shape}); expected L >= 1")
-        return array.astype(np.float32)
+        if m == "text" and self.tokens:
+            vocab = self.text_encoder.vocab_size
+            if (x != np.rint(x)).any() or x.min() < 0 or x.max() >= vocab:
+                raise InputError(f"text token ids must be whole numbers in [0, {vocab}) for this bundle's "
+                                 f"tokenizer; got values in [{x.min():g}, {x.max():g}]")
+        return x
 
     def _media_check(self, modality: str, path: Path) -> str | None:
         """Why a media file cannot be used (None if it can): it does not exist (an error, whatever the model:
         a mistyped path must not pass as a skipped modality), or the model was trained on external features
         that edge-msa cannot compute (warned and skipped)."""
+        if path.is_dir():
+            raise InputError(f"{modality} file '{path}' is a directory; expected a media file")
         if not path.is_file():
             raise InputError(f"{modality} file '{path}' does not exist")
         name = self.spec.front_end(modality)
@@ -324,6 +336,23 @@ class Predictor:
         return self._text_encoder
 
 
+def _check_items(inputs: Any) -> None:
+    """predict_batch's argument is a non-empty list of {text, audio, video} dicts (a dict or a string alone would
+    otherwise be read key by key, or character by character, as inputs)."""
+    want = "expected a list of {text, audio, video} dicts"
+    if isinstance(inputs, (str, bytes, Mapping)):
+        raise InputError(f"predict_batch got a {type(inputs).__name__}; {want} (predict() takes one input)")
+    odd = sorted({type(item).__name__ for item in inputs if not isinstance(item, Mapping)})
+    if odd:
+        raise InputError(f"predict_batch got items of type {odd}; {want}")
+    if not inputs:
+        raise InputError(f"predict_batch got no inputs; {want}")
+    for item in inputs:
+        unknown = set(item) - set(MODALITIES)
+        if unknown:
+            raise InputError(f"unknown input keys {sorted(unknown)}; expected {', '.join(MODALITIES)}")
+
+
 def _pad(rows: list[dict[str, np.ndarray]], spec, m: str) -> tuple[np.ndarray, np.ndarray]:
     """Zero-pad the rows' (L, d) arrays of modality m into (B, L_max, d) plus lengths (B,) (0 where a row lacks m)."""
     lens = np.array([len(r[m]) if m in r else 0 for r in rows], dtype=np.int64)  # (B,)
@@ -336,6 +365,38 @@ def _pad(rows: list[dict[str, np.ndarray]], spec, m: str) -> tuple[np.ndarray, n
 
 def _mask(x: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return np.arange(x.shape[1])[None, :] < lengths[:, None]  # (B, L) bool
+
+
+def check_unicode(text: str, where: str = "") -> str:
+    """`text` if every tokenizer and database can take it: an unpaired UTF-16 surrogate (a JSON "\\ud800", a bad
+    decode) cannot be encoded as UTF-8, and the tokenizer answers it with a TypeError."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(f"text{where} holds an unpaired UTF-16 surrogate; expected valid Unicode text") from None
+    return text
+
+
+def as_float32(m: str, x: np.ndarray, spec) -> np.ndarray:
+    """A checked float array of m (spec.check) as float32; values beyond float32's range are refused, since
+    the cast would turn them into Inf with only a RuntimeWarning."""
+    spec.check(m, x)
+    with np.errstate(over="ignore"):
+        out = x.astype(np.float32, copy=False)
+    if not np.isfinite(out).all():
+        raise InputError(f"{m} features hold values beyond float32's range (|x| > {np.finfo(np.float32).max:.4g}); "
+                         "expected finite float32 values")
+    return out
+
+
+def check_lengths(what: str, lengths: Any, batch: int, steps: int) -> np.ndarray:
+    """`lengths` as (batch,) int64 in [0, steps], or one line saying why not. Floats and bools are refused, not
+    rounded: a length of 1.5 or True is a caller's mistake, and a length past `steps` would read padding."""
+    ln = np.asarray(lengths)
+    if ln.shape != (batch,) or ln.dtype.kind not in "iu" or (ln < 0).any() or (ln > steps).any():
+        raise InputError(f"{what} lengths must be {batch} integers in [0, {steps}]; got {ln.dtype} {ln.shape} "
+                         f"{np.array2string(ln.ravel()[:4], separator=', ')}")
+    return ln.astype(np.int64)
 
 
 def check_threads(threads: int | None) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import shutil
 import tempfile
 import time
@@ -218,9 +217,9 @@ def check_feedback(obj: Any) -> tuple[str, float]:
     request_id, label = obj["request_id"], obj["label"]
     if not isinstance(request_id, str) or not request_id:
         raise RequestError(400, "request_id must be the non-empty string a prediction returned")
-    if isinstance(label, bool) or not isinstance(label, (int, float)) or not math.isfinite(label) \
-            or not -3 <= label <= 3:
-        raise RequestError(400, f"label {label!r} is not a number in [-3, 3]; expected the sentiment the user meant")
+    if isinstance(label, bool) or not isinstance(label, (int, float)) or not -3 <= label <= 3:  # NaN fails too
+        raise RequestError(400, f"label {label!r:.40} is not a number in [-3, 3]; expected the sentiment the user "
+                                "meant")
     return request_id, float(label)
 
 

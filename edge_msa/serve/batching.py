@@ -33,8 +33,8 @@ class MicroBatcher:
 
     def __init__(self, run_batch: BatchFn, max_batch: int, max_wait_ms: float, max_queue: int,
                  on_batch: Callable[[int, float], None] | None = None) -> None:
-        if max_batch < 1 or max_queue < max_batch or max_wait_ms < 0:
-            raise InputError(f"batching needs max_batch >= 1, max_queue >= max_batch, max_wait_ms >= 0; got "
+        if max_batch < 1 or max_queue < max_batch or not 0 <= max_wait_ms < math.inf:  # NaN/Inf: wait forever
+            raise InputError(f"batching needs max_batch >= 1, max_queue >= max_batch, finite max_wait_ms >= 0; got "
                              f"{max_batch}, {max_queue}, {max_wait_ms}")
         self.run_batch, self.on_batch = run_batch, on_batch
         self.max_batch, self.max_wait, self.max_queue = max_batch, max_wait_ms / 1e3, max_queue

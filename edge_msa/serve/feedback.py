@@ -39,14 +39,18 @@ class FeedbackLog:
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        check_marked(self._db, self.path, allow_new=True)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(f"PRAGMA application_id={APPLICATION_ID}")
-        self._db.execute(SCHEMA)
+        try:  # a folder, a missing parent that cannot be made, a read-only file: one line, not sqlite's traceback
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            check_marked(self._db, self.path, allow_new=True)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+            self._db.execute(SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise InputError(f"cannot open the feedback log '{self.path}' ({exc}); expected a writable file path "
+                             "(--feedback)") from None
 
     def add(self, request_id: str, digest: str, text: str | None, prediction: str, label: float) -> int:
         """Append one row (prediction is the served JSON) and return its id once committed."""

@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from ..errors import EdgeMSAError, InputError
+from ..runtime.predictor import check_unicode
 from ..spec import MODALITIES, FeatureSpec
 
 # Leading bytes -> file suffix the front ends recognise. Sniffed, never taken from a client's filename.
@@ -100,9 +101,9 @@ def check_text(text: str, spec: FeatureSpec, limits: Limits) -> str:
     if not text.strip():
         raise RequestError(400, "text is empty; expected at least one word")
     try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate ("\ud800" in JSON): no tokenizer or database takes it
-        raise RequestError(400, "text holds an unpaired UTF-16 surrogate; expected valid Unicode text") from None
+        check_unicode(text)  # a lone surrogate ("\ud800" in JSON): no tokenizer or database takes it
+    except InputError as exc:
+        raise RequestError(400, str(exc)) from None
     if len(text) > limits.max_text_chars:
         raise RequestError(413, f"text has {len(text)} characters; expected at most {limits.max_text_chars}")
     return text
@@ -112,6 +113,8 @@ def check_array(m: str, value: list, spec: FeatureSpec, limits: Limits) -> np.nd
     """A JSON list -> a finite float32 (L, d) array with d the bundle's dim and 1 <= L <= max_steps."""
     try:
         array = np.asarray(value, dtype=np.float64)
+    except OverflowError:  # an integer past float64 (JSON numbers have no digit limit)
+        raise RequestError(400, f"{m} features contain values beyond float32; expected finite values") from None
     except (ValueError, TypeError):
         raise RequestError(400, f"{m} is not a rectangular array of numbers; expected (L, {spec.dim(m)})") from None
     if array.ndim != 2 or array.shape[1] != spec.dim(m) or not 1 <= array.shape[0] <= limits.max_steps:
