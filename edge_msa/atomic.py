@@ -36,6 +36,13 @@ def check_parent(final: str | os.PathLike) -> None:
                          f"({exc.strerror or type(exc).__name__}); expected a path inside a writable folder") from None
 
 
+def check_file_out(final: str | os.PathLike) -> None:
+    """Checked before any work: `final` is a file that can be written (not a folder; its folder takes files)."""
+    check_parent(final)
+    if Path(final).is_dir():
+        raise InputError(f"--out '{final}' is a folder; expected the path of the file to write")
+
+
 @contextlib.contextmanager
 def _refused_write(final: Path) -> Iterator[None]:
     """The system's refusal to make `final`'s folder or temp file as one line (what check_parent cannot foresee,
@@ -51,7 +58,7 @@ def _refused_write(final: Path) -> Iterator[None]:
 def atomic_path(final: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temp path beside `final`; rename it onto `final` only if the block succeeds."""
     final = Path(final)
-    check_parent(final)
+    check_file_out(final)
     with _refused_write(final):
         final.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix or ".tmp", dir=final.parent)

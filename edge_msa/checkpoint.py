@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_path, check_parent
+from .atomic import atomic_path, check_file_out
 from .errors import ArtifactError, InputError
 from .spec import FeatureSpec, ModelConfig
 
@@ -19,9 +19,7 @@ def require_writable_pt(path: str | os.PathLike, what: str) -> Path:
     path = Path(path)
     if path.suffix != ".pt":
         raise InputError(f"--out '{path}' should end in .pt (the {what} checkpoint)")
-    if path.is_dir():
-        raise InputError(f"--out '{path}' is a folder; expected the file name of the {what} checkpoint")
-    check_parent(path)
+    check_file_out(path)
     return path
 
 

@@ -198,7 +198,7 @@ def test_out_must_be_an_npz_file_path_checked_before_any_clip(tmp_path, monkeypa
     clips, labels = make_clips(tmp_path, 3)
     monkeypatch.setattr("edge_msa.features.featurize.extract_all", lambda *a: pytest.fail("featurized first"))
     (tmp_path / "folder.npz").mkdir()
-    for out, message in ((tmp_path / "folder.npz", "is a folder; expected the .npz file"),
+    for out, message in ((tmp_path / "folder.npz", "is a folder; expected the path of the file to write"),
                          (tmp_path / "data", "does not end in .npz")):
         with pytest.raises(InputError, match=message):
             featurize(clips, labels, out, text="x", progress=False)

@@ -224,7 +224,7 @@ def test_media_file_for_external_features_is_skipped_with_a_warning(bundle, tmp_
         r = p.predict(text=_arrays()["text"], audio=clip)
     assert r.skipped["audio"] == "expects external:declare-opensmile-73 features, got a media file"
     assert "audio" not in r.ran
-    with load(bundle) as p, pytest.raises(InputError, match="audio file '.*nope.wav' does not exist"):
+    with load(bundle) as p, pytest.raises(InputError, match="audio file not found: .*nope.wav"):
         p.predict(text=_arrays()["text"], audio=tmp_path / "nope.wav")  # a typo is an error, not a skip
 
 
@@ -406,7 +406,7 @@ def test_raw_text_and_video_file_through_the_front_ends(tmp_path_factory):
 def test_cli_media_skip_is_one_warning_line(bundle, tmp_path):
     np.save(tmp_path / "t.npy", _arrays()["text"])
     missing = _cli("predict", bundle, "--text", tmp_path / "t.npy", "--audio", tmp_path / "clip.wav")
-    assert missing.returncode == 2 and missing.stderr.strip().endswith("clip.wav' does not exist")
+    assert missing.returncode == 2 and missing.stderr.startswith("error: audio file not found: ") and missing.stderr.strip().endswith("clip.wav")
     assert missing.stdout == "" and len(missing.stderr.splitlines()) == 1
     (tmp_path / "clip.wav").write_bytes(b"RIFF")
     r = _cli("predict", bundle, "--text", tmp_path / "t.npy", "--audio", tmp_path / "clip.wav")
@@ -628,7 +628,7 @@ def test_predict_batch_refuses_a_single_dict_or_string_and_names_a_directory(bun
         assert "predict_batch got a dict; expected a list of {text, audio, video} dicts (predict() takes one " \
             "input)" == one_line_error(lambda: p.predict_batch({"audio": _arrays()["audio"]}))
         assert "got items of type ['str']" in one_line_error(lambda: p.predict_batch(["text"]))
-        assert one_line_error(lambda: p.predict(audio=tmp_path)).endswith("is a directory; expected a media file")
+        assert one_line_error(lambda: p.predict(audio=tmp_path)).endswith("is a folder; expected a media file")
 
 
 def test_cli_eval_out_a_directory_is_refused_before_scoring(bundle, tmp_path, capsys, monkeypatch):
@@ -638,4 +638,4 @@ def test_cli_eval_out_a_directory_is_refused_before_scoring(bundle, tmp_path, ca
 
     monkeypatch.setattr(data, "rebuild_splits", lambda *a, **k: pytest.fail("the split was read"))
     assert main(["eval", str(bundle), "--out", str(tmp_path)]) == 2
-    assert capsys.readouterr().err == f"error: --out '{tmp_path}' is a directory; expected a file path such as m.json\n"
+    assert capsys.readouterr().err == f"error: --out '{tmp_path}' is a folder; expected the path of the file to write\n"

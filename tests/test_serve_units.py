@@ -74,7 +74,7 @@ def test_queue_bound_refuses_all_or_nothing_and_a_bad_input_fails_alone(predicto
     first, broken, last = batcher.submit([{"audio": feats("audio")}, bad, {"text": "fine"}])
     batcher.start()
     assert first.result(30).ran == ["audio"] and last.result(30).ran == ["text"]
-    with pytest.raises(InputError, match="does not exist"):
+    with pytest.raises(InputError, match="video file not found"):
         broken.result(30)
     batcher.close()
     assert run.sizes == [3, 1, 1, 1]  # the failed batch, then each input alone

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 EPILOG = """examples:
   edge-msa eval bundles/student --out student.metrics.json
@@ -36,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..atomic import write_text
+    from ..atomic import check_file_out, write_text
     from ..data import rebuild_splits
     from ..data.lineage import split_record
     from ..errors import InputError
@@ -45,8 +44,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be >= 1; got {args.batch_size}")
-    if args.out and Path(args.out).is_dir():  # checked before the split is scored, not at the final write
-        raise InputError(f"--out '{args.out}' is a directory; expected a file path such as m.json")
+    if args.out:
+        check_file_out(args.out)  # before the split is scored, not at the final write
     with load(args.bundle, backend=args.backend, threads=args.threads) as predictor:
         splits = rebuild_splits(predictor.manifest.data, args.data,
                                 text_encoder=predictor.dataset_text_front_end).for_model(predictor.spec)

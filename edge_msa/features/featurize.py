@@ -31,7 +31,7 @@ from typing import Mapping
 
 import numpy as np
 
-from ..atomic import atomic_path, check_parent
+from ..atomic import atomic_path, check_file_out
 from ..errors import InputError, MissingDependencyError, checked_seeds, require
 from ..featurized_format import FORMAT_TAG
 from ..spec import FeatureSpec
@@ -153,9 +153,7 @@ def check_out(out: Path) -> None:
     and a name without .npz wrote a dataset that no reader recognises (load_dataset tells formats by suffix)."""
     if out.suffix != ".npz":
         raise InputError(f"--out '{out}' does not end in .npz; expected the .npz file to write, e.g. data.npz")
-    if out.is_dir():
-        raise InputError(f"--out '{out}' is a folder; expected the .npz file to write, e.g. {out / 'data.npz'}")
-    check_parent(out)
+    check_file_out(out)
 
 
 def extract_all(ids: list[str], media: Mapping[str, Mapping[str, Path]], spec: FeatureSpec, progress: bool

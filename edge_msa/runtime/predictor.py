@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from ..errors import EdgeMSAError, InputError
+from ..features import media_file
 from ..features.audio import NAME as LOGMEL, VIDEO_EXTS, has_audio_track
 from ..features.text import TOKENS_PREFIX
 from ..spec import ABSENT, GRAPH_IO, MODALITIES, SINGLE, SKIPPABLE, modality_runs
@@ -281,10 +282,7 @@ class Predictor:
         """Why a media file cannot be used (None if it can): it does not exist (an error, whatever the model:
         a mistyped path must not pass as a skipped modality), or the model was trained on external features
         that edge-msa cannot compute (warned and skipped)."""
-        if path.is_dir():
-            raise InputError(f"{modality} file '{path}' is a directory; expected a media file")
-        if not path.is_file():
-            raise InputError(f"{modality} file '{path}' does not exist")
+        media_file(path, f"{modality} file", "a media file")
         name = self.spec.front_end(modality)
         if name.startswith("external"):
             warnings.warn(f"{modality}: skipped {path.name}; this model expects {name} features (an array of "
