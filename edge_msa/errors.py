@@ -43,6 +43,8 @@ def checked_seeds(seeds: Iterable[int], flag: str = "--seeds") -> tuple[int, ...
     bad = [s for s in seeds if not 0 <= s <= top]
     if bad:
         raise InputError(f"{flag} {' '.join(map(str, bad))} out of range; expected integers in 0 .. {top}")
+    if len(set(seeds)) < len(seeds):  # a repeated seed trains the same model twice and shrinks the reported std
+        raise InputError(f"{flag} {' '.join(map(str, seeds))} repeats a seed; expected distinct seeds")
     return seeds
 
 

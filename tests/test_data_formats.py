@@ -220,6 +220,11 @@ def test_label_csv_mmsa_columns_and_bad_mode(tmp_path):
     path.write_text("name,score\nx,1\n")
     with pytest.raises(InputError, match="not an MMSA label CSV"):
         load_dataset(path, progress=False)
+    path.write_text('{"a": 1,\n"b": [1, 2]}\n')  # JSON: the 2nd line's extra value made a None column (TypeError)
+    with pytest.raises(InputError, match="not an MMSA label CSV"):
+        load_dataset(path, fmt="mmsa-label-csv", progress=False)
+    path.write_text("\ufeffid,text,label,mode\nv_1,hello there,1.0,train\n", encoding="utf-8")  # spreadsheet BOM
+    assert load_dataset(path, progress=False).train.ids.tolist() == ["v_1"]
 
 
 # ---- edge-msa-features npz ----------------------------------------------------------------------

@@ -123,6 +123,7 @@ def test_cli_missing_data_file_exit_2(tmp_path, capsys):
 @pytest.mark.parametrize("args, says", [
     (["--out", "teacher.txt"], "--out 'teacher.txt' should end in .pt (the teacher checkpoint)"),
     (["--seeds", "0", "-1"], "--seeds -1 out of range; expected integers in 0 .. 4294967295"),
+    (["--seeds", "0", "1", "0"], "--seeds 0 1 0 repeats a seed; expected distinct seeds"),
     (["--text-model", "no/such/folder"], "text encoder folder no/such/folder does not exist"),
     (["--lr", "nan"], "training options out of range: epochs=18, batch_size=64, lr=nan"),  # not a torch error
     (["--epochs", "0"], "training options out of range: epochs=0"),

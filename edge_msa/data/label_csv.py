@@ -29,11 +29,12 @@ def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
     if not path.is_file():
         raise InputError(f"file not found: {path}")
     try:
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
+        with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's byte-order mark
+            reader = csv.DictReader(f)
+            rows = list(reader)
     except (UnicodeDecodeError, csv.Error) as exc:
         raise InputError(f"{path} is not a readable label CSV ({exc})") from None
-    header = set(rows[0]) if rows else set()
+    header = set(reader.fieldnames or ())  # a row's own keys add None for extra values
     has_id = "id" in header or {"video_id", "clip_id"} <= header
     if not rows or not has_id or not {"text", "label", "mode"} <= header:
         raise InputError(f"{path} is not an MMSA label CSV: columns {sorted(header)}; expected "
