@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -59,6 +60,9 @@ def export(checkpoint: str | os.PathLike, format: str = "onnx", out: str | os.Pa
     config = model.export_config(single_graph=bool(opts["single_graph"]))  # the model says how it exports
     layout = config.layout
     checks = _checks(model, meta, layout, data, int(opts["max_batch"]))
+    if checks.valid is None and opts.get("trt_precision") == "int8":
+        warnings.warn(f"the INT8 engine's scales are calibrated on {checks.inputs}, not on data; pass --data "
+                      "(the training dataset) to calibrate on real validation inputs", stacklevel=2)
     out = Path(out)
     with atomic_dir(out, MANIFEST, "bundle") as tmp:
         ctx, manifest = _export_fp32(config, meta, tmp, fmt, opts, str(checkpoint), data)
