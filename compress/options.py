@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
@@ -127,7 +128,15 @@ class CompressOptions:
                          self.text_min_count, self.text_shared)
 
     def for_teacher(self, own_text_encoder: bool) -> "CompressOptions":
-        """These options with the prune ratio resolved for the teacher's kind (when not given)."""
+        """These options with the prune ratio resolved for the teacher's kind (when not given). The student text
+        encoder's options do nothing for a teacher on frozen features; any set away from its default is named in a
+        warning, so a user does not read the result as that setting's."""
+        if not own_text_encoder:
+            unused = [f"--{f.name.replace('_', '-')}" for f in fields(self)
+                      if (f.name.startswith("text_") or f.name == "transfer") and getattr(self, f.name) != f.default]
+            if unused:
+                warnings.warn(f"{', '.join(unused)} ignored: they shape the student's own text encoder, and this "
+                              "teacher has none (it was trained on frozen text features)", stacklevel=2)
         if self.prune_ratio is not None:
             return self
         return replace(self, prune_ratio=FUSION_PRUNE_RATIO["own_text_encoder" if own_text_encoder else "frozen_text"])

@@ -3,6 +3,7 @@ real MOSI-U reader and MiniLM text front end (synthetic file, a few dozen uttera
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -149,3 +150,15 @@ def test_every_knob_flag_is_a_compress_option():
     args = build_parser().parse_args(["compress", "teacher.pt"])
     knobs = set(vars(args)) - {"command", "handler", "teacher", "data", "out", "quiet"}
     assert len(knobs) == 22 and knobs <= {f.name for f in fields(CompressOptions)}
+
+
+def test_text_encoder_flags_for_a_frozen_feature_teacher_are_named_as_ignored():
+    from edge_msa.compress import CompressOptions
+
+    options = CompressOptions.build(text_layers=3, transfer="none", epochs=2)
+    with pytest.warns(UserWarning, match="^--text-layers, --transfer ignored: .* this teacher has none"):
+        options.for_teacher(own_text_encoder=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing to say: an own encoder, or every text option at its default
+        options.for_teacher(own_text_encoder=True)
+        CompressOptions.build(epochs=2).for_teacher(own_text_encoder=False)
