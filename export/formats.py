@@ -61,9 +61,10 @@ def resolve_options(fmt: Format, options: dict[str, Any]) -> dict[str, Any]:
     for key in options:
         if key not in fmt.options:
             every = sorted(set().union(*(f.options for f in FORMATS.values())))
-            if key in every:
-                raise InputError(f"option '{key}' does not apply to format '{fmt.name}'; it takes "
-                                 f"{', '.join(sorted(fmt.options))}")
+            if key in every:  # named as the CLI flag and the Python keyword, with the formats that take it
+                takers = ", ".join(f.name for f in FORMATS.values() if key in f.options)
+                raise InputError(f"option --{key.replace('_', '-')} ({key}=) does not apply to format "
+                                 f"'{fmt.name}'; expected one of the formats that take it: {takers}")
             raise InputError(f"unknown export option '{key}'{suggest(key, every)}")
     resolved = {k: DEFAULTS[k] for k in sorted(fmt.options)}  # sorted: manifests reproducible byte for byte
     resolved.update(options)
