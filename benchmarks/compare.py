@@ -8,10 +8,9 @@ from typing import Any
 
 from edge_msa.errors import InputError
 
-from .report import HEADLINE
+from .report import HEADLINE, SAME_WORK
 
-KEY_FIELDS = ("bundle", "backend", "precision", "batch", "modalities", "input")
-SAME_WORK = ("batch", "modalities", "input")  # the fallback key: raw-text rows never against precomputed-text ones
+KEY_FIELDS = ("bundle", "backend", "precision", *SAME_WORK)  # SAME_WORK alone is the fallback key
 
 
 def load_report(path: str | os.PathLike) -> dict[str, Any]:

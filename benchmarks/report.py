@@ -13,6 +13,10 @@ from edge_msa.errors import PLOT_FIX
 HEADLINE = "acc2_non0"  # the accuracy axis of the Pareto plot and the ratio table
 FILES = ("report.json", "report.md", "report.png")
 REPLACES = ("report.json", "bench report")  # what an --out folder must hold to be replaced
+# What two rows must share for a ratio between them to mean anything (report.md's ratios, `bench --compare`): a row
+# timed from the raw transcript against one timed from text features would credit the skipped tokenizer and text
+# encoder as a speed-up.
+SAME_WORK = ("batch", "modalities", "input")
 
 
 def write_report(report: dict[str, Any], out: str | os.PathLike) -> Path:
@@ -94,9 +98,8 @@ def render_markdown(report: dict[str, Any], png_note: str | None = None) -> str:
 
 
 def _ratio_section(rows: list[dict], names: dict[str, str]) -> list[str]:
-    """Each bundle against the first one at the same batch, modalities and input (e.g. teacher / student): a row
-    timed from the raw transcript against one timed from text features (a bundle whose data has no transcripts)
-    would credit the tokenizer and text encoder it skipped as a speed-up."""
+    """Each bundle against the first one doing the same work (SAME_WORK: batch, modalities, input), e.g. teacher /
+    student."""
     if not rows:
         return []
     first = rows[0]["bundle"]
@@ -127,8 +130,7 @@ def _ratio_section(rows: list[dict], names: dict[str, str]) -> list[str]:
 
 
 def _same_work(row: dict) -> tuple:
-    """What two rows must share for their ratio to mean anything: batch, modality subset and input."""
-    return row["batch"], row["modalities"], row.get("input")
+    return tuple(row.get(f) for f in SAME_WORK)
 
 
 def _stage_section(rows: list[dict], names: dict[str, str]) -> list[str]:

@@ -60,12 +60,14 @@ def check_shape(teacher: BertEncoder, shape: TextShape) -> None:
     _check_widths(teacher, shape)
 
 
-def _check_widths(encoder: BertEncoder, shape: TextShape) -> None:
+def _check_widths(encoder: BertEncoder, shape: TextShape) -> tuple[int, int, int]:
+    """The encoder's (hidden, heads, ffn), or one line when `shape` is wider than they are."""
     hidden, heads, ffn = encoder.hidden, encoder.layers[0].heads, encoder.layers[0].fc1.out_features
     if shape.hidden > hidden or shape.ffn > ffn or shape.heads > heads:
         raise InputError(f"--text-hidden {shape.hidden}, --text-heads {shape.heads}, --text-ffn {shape.ffn}: wider "
                          f"than the teacher's encoder (hidden {hidden}, heads {heads}, ffn {ffn}); expected at most "
                          "those")
+    return hidden, heads, ffn
 
 
 def pick_layers(teacher: BertEncoder, student_layers: int, shared: bool = False) -> BertEncoder:
@@ -83,9 +85,7 @@ def prune_widths(encoder: BertEncoder, shape: TextShape, max_len: int) -> dict[s
     by dependency across embeddings, residual stream and LayerNorms); updates the encoder's config."""
     tp = require("torch_pruning", "pruning the text encoder", 'pip install "edge-msa[train]"')
     before = dict(encoder.config)
-    _check_widths(encoder, shape)
-    hidden, ffn = encoder.hidden, encoder.layers[0].fc1.out_features
-    heads = encoder.layers[0].heads
+    hidden, heads, ffn = _check_widths(encoder, shape)
     example = (torch.randint(1, 1000, (2, min(max_len, 16))), torch.ones(2, min(max_len, 16), dtype=torch.bool))
     layers = encoder.layers
     common = {"importance": tp.importance.GroupMagnitudeImportance(p=2),

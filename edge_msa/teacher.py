@@ -70,7 +70,8 @@ def metrics_path(out: str | os.PathLike) -> Path:
 def train_teacher(model: str = "fd_cmdie", data: str | os.PathLike | None = None, out: str | os.PathLike = "teacher.pt",
                   fmt: str | None = None, seeds: Sequence[int] = (0,), epochs: int | None = None,
                   batch_size: int | None = None, lr: float | None = None, progress: bool = True,
-                  splits: DatasetSplits | None = None, text_encoder: str | None = None, text_model: str | os.PathLike | None = None,
+                  splits: DatasetSplits | None = None, text_encoder: str | None = None,
+                  text_model: str | os.PathLike | None = None,
                   threads: int = 1, **model_params: Any) -> dict[str, Any]:
     """Train `model` once per seed; save the seed with the best validation MAE to `out`.
 
@@ -213,7 +214,8 @@ def _metrics(model: str, text_encoder: str, splits, settings: dict, runs: list[d
     }
 
 
-def calibrate_scale(net: nn.Module, valid: FeatureSet, grid: Sequence[float] = tuple(np.arange(0.5, 1.51, 0.05))) -> float:
+def calibrate_scale(net: nn.Module, valid: FeatureSet,
+                    grid: Sequence[float] = tuple(np.arange(0.5, 1.51, 0.05))) -> float:
     """Set `net.config_params["score_scale"]` to the grid value with the lowest validation MAE; return that MAE.
 
     Why: with modality/input dropout 0.7 the model trains mostly on text alone, and at evaluation (all

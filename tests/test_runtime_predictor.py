@@ -406,7 +406,8 @@ def test_raw_text_and_video_file_through_the_front_ends(tmp_path_factory):
 def test_cli_media_skip_is_one_warning_line(bundle, tmp_path):
     np.save(tmp_path / "t.npy", _arrays()["text"])
     missing = _cli("predict", bundle, "--text", tmp_path / "t.npy", "--audio", tmp_path / "clip.wav")
-    assert missing.returncode == 2 and missing.stderr.startswith("error: audio file not found: ") and missing.stderr.strip().endswith("clip.wav")
+    assert missing.returncode == 2 and missing.stderr.startswith("error: audio file not found: ")
+    assert missing.stderr.strip().endswith("clip.wav")
     assert missing.stdout == "" and len(missing.stderr.splitlines()) == 1
     (tmp_path / "clip.wav").write_bytes(b"RIFF")
     r = _cli("predict", bundle, "--text", tmp_path / "t.npy", "--audio", tmp_path / "clip.wav")

@@ -145,7 +145,8 @@ def test_cli_unwritable_out_is_refused_before_any_work(command, tmp_path, capsys
     first = ["never-read.pt"] if command == "compress" else ["--data", "never-read.npz"]
     assert main([command, *first, "--out", "a_file/sub/x.pt", "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: cannot write 'a_file/sub/x.pt': ") and "a_file is a file" in err and len(err.splitlines()) == 1
+    assert err.startswith("error: cannot write 'a_file/sub/x.pt': ") and "a_file is a file" in err
+    assert len(err.splitlines()) == 1
     (tmp_path / "folder.pt").mkdir()
     assert main([command, *first, "--out", "folder.pt", "--quiet"]) == 2
     assert "'folder.pt' is a folder" in capsys.readouterr().err

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
+from ..atomic import write_text
 from ..errors import InputError
 
 EPILOG = """\
@@ -109,8 +110,6 @@ class StageLog:
         print(f"== {name}: {what}", flush=True)
         work()
         self.done[key] = {**record, "outputs": _hashes(outputs)}
-        from ..atomic import write_text
-
         write_text(self.path, json.dumps({"format": STATE_FORMAT, "stages": self.done}, indent=1) + "\n")
 
 
