@@ -25,7 +25,7 @@ from edge_msa.data.assemble import pad_sequences
 from edge_msa.errors import InputError, require
 from edge_msa.models.text_bert import BertEncoder
 from edge_msa.models.with_text import token_ids
-from edge_msa.training import modality_tensors
+from edge_msa.training import inference_threads, modality_tensors, torch_threads
 
 if TYPE_CHECKING:
     from edge_msa.data.base import DatasetSplits
@@ -179,19 +179,22 @@ def _lengths(id_rows: list[list[int]]) -> np.ndarray:
 def teacher_layer_states(teacher: BertEncoder, id_rows: list[list[int]], layers: list[int], progress: bool,
                          batch_size: int = 64) -> list[torch.Tensor]:
     """Per text, the teacher's states at `layers` as one (L_i, len(layers), H) float16 tensor, computed once (the
-    teacher's forward pass is most of a KD epoch's cost; float16 halves the memory)."""
+    teacher's forward pass is most of a KD epoch's cost; float16 halves the memory), on every core
+    (training.inference_threads)."""
     from tqdm.auto import tqdm
 
     teacher.eval()
     order = np.argsort(_lengths(id_rows), kind="stable")  # similar lengths per batch: little padding
     out: list[torch.Tensor | None] = [None] * len(id_rows)
     starts = range(0, len(order), batch_size)
-    for start in tqdm(starts, desc="teacher states for text KD", leave=False, disable=not progress):
-        rows = order[start:start + batch_size]
-        ids, mask = _padded([id_rows[i] for i in rows])
-        states = torch.stack([teacher(ids, mask, all_layers=True)[k] for k in layers], dim=2).half()  # (B, W, P, H)
-        for j, i in enumerate(rows):
-            out[i] = states[j, :len(id_rows[i])].clone()
+    with torch_threads(inference_threads()):
+        for start in tqdm(starts, desc="teacher states for text KD", leave=False, disable=not progress):
+            rows = order[start:start + batch_size]
+            ids, mask = _padded([id_rows[i] for i in rows])
+            every_layer = teacher(ids, mask, all_layers=True)  # one forward pass for all picked layers
+            states = torch.stack([every_layer[k] for k in layers], dim=2).half()  # (B, W, P, H)
+            for j, i in enumerate(rows):
+                out[i] = states[j, :len(id_rows[i])].clone()
     return out
 
 

@@ -285,16 +285,17 @@ def leak_robust(valid: FeatureSet) -> FeatureSet:
 
 def encoder_states(bert: BertEncoder, fs: FeatureSet, progress: bool = False,
                    desc: str = "encoder states") -> FeatureSet:
-    """A copy of FeatureSet `fs` whose text is the encoder's token states (B, L, H) instead of token ids."""
+    """A copy of FeatureSet `fs` whose text is the encoder's token states (B, L, H) instead of token ids, computed
+    on every core (training.inference_threads)."""
     import torch
     from tqdm.auto import tqdm
 
     from .data.base import FeatureSet
     from .models.with_text import token_ids
-    from .training import iterate
+    from .training import inference_threads, iterate, torch_threads
 
     bert.eval()
-    with torch.no_grad():
+    with torch.no_grad(), torch_threads(inference_threads()):
         batches = tqdm(iterate(fs, 64), total=-(-len(fs) // 64), desc=desc, leave=False, disable=not progress)
         chunks = [bert(token_ids(b["text"]), b["text_mask"]).numpy() for b in batches]
     width = max(c.shape[1] for c in chunks)

@@ -298,3 +298,27 @@ def test_shared_text_encoder_student_exports_with_parity(tmp_path, teacher_and_s
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["parity"]["ok"] is True
     assert np.isfinite(edge_msa.load(out).predict(text="a fine film").score)
+
+
+def test_teacher_states_run_on_every_core_without_changing_them(teacher_and_student, monkeypatch):
+    """The no-grad teacher pass for text KD runs the teacher once per batch (not once per picked layer), on
+    OMP_NUM_THREADS threads (else every core); it gives the same states as on one thread and hands torch back its
+    thread count (training stays pinned)."""
+    from edge_msa.checkpoint import load_checkpoint
+    from edge_msa.compress import text
+    from edge_msa.training import inference_threads
+
+    teacher, _ = load_checkpoint(teacher_and_student[0])
+    seen: list[int] = []
+    forward = teacher.bert.forward
+    monkeypatch.setattr(teacher.bert, "forward",
+                        lambda *a, **k: seen.append(torch.get_num_threads()) or forward(*a, **k))
+    rows = [[2, 5, 9, 12, 3], [2, 7, 3], [2, 11, 13, 3]]
+    states = {}
+    for threads in ("1", "2"):
+        monkeypatch.setenv("OMP_NUM_THREADS", threads)
+        states[threads] = text.teacher_layer_states(teacher.bert, rows, [0, 2], progress=False, batch_size=2)
+    assert seen == [1, 1, 2, 2] and torch.get_num_threads() == 1  # 2 batches per run
+    assert all(torch.equal(a, b) for a, b in zip(states["1"], states["2"]))
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert inference_threads() == len(__import__("os").sched_getaffinity(0))
