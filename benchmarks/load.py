@@ -39,7 +39,8 @@ def proc_file(pid: int, name: str) -> str:
     try:
         return Path(f"/proc/{pid}/{name}").read_text()
     except OSError:
-        raise InputError(f"cannot read /proc/{pid}/{name}; expected --pid to be the live server's pid (Linux)") from None
+        raise InputError(f"cannot read /proc/{pid}/{name}; "
+                         "expected --pid to be the live server's pid (Linux)") from None
 
 
 def rss_mib(pid: int) -> float:

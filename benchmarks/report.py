@@ -72,9 +72,10 @@ def render_markdown(report: dict[str, Any], png_note: str | None = None) -> str:
              "- settings: " + ", ".join(f"{k}={'bundle default' if v is None and k == 'backend' else v}"
                                         for k, v in settings.items()), "",
              "Latency is per call (a batch), p90 is the headline (MLPerf SingleStream style); throughput in "
-             "items/s; energy in mJ per item above idle; model KB = the model's graph files, bundle MB = everything the "
-             "device stores (text encoder and tokenizer included); load MB = resident memory the bundle's load added; peak RSS = "
-             "the whole benchmark process (harness and evaluation data included) since that bundle's load.", "",
+             "items/s; energy in mJ per item above idle; model KB = the model's graph files, bundle MB = "
+             "everything the device stores (text encoder and tokenizer included); load MB = resident memory the "
+             "bundle's load added; peak RSS = the whole benchmark process (harness and evaluation data included) "
+             "since that bundle's load.", "",
              "## Results", "",
              "| bundle | model | precision | model KB | bundle MB | batch | modalities | input | status | p50 ms | "
              "p90 ms | p99 ms | items/s | mJ/item | Acc-2 non0 | F1 non0 | MAE | skip rate | load ms | load MB | "
@@ -84,8 +85,9 @@ def render_markdown(report: dict[str, Any], png_note: str | None = None) -> str:
         lines.append("| " + " | ".join([
             names[r["bundle"]], str(r.get("model", "–")), str(r.get("precision", "–")),
             _num(r["model_bytes"] / 1e3 if r.get("model_bytes") else None, "{:.0f}"),
-            _num(r["bundle_bytes"] / 1e6 if r.get("bundle_bytes") else None, "{:.1f}"), str(r["batch"]), r["modalities"],
-            str(r.get("input", "–")), r["status"], *(_num(r.get("latency_ms", {}).get(k)) for k in ("p50", "p90", "p99")),
+            _num(r["bundle_bytes"] / 1e6 if r.get("bundle_bytes") else None, "{:.1f}"), str(r["batch"]),
+            r["modalities"], str(r.get("input", "–")), r["status"],
+            *(_num(r.get("latency_ms", {}).get(k)) for k in ("p50", "p90", "p99")),
             _num(r.get("throughput"), "{:.1f}"), _energy_cell(r), _num(_metric(r, "acc2_non0"), "{:.3f}"),
             _num(_metric(r, "f1_non0"), "{:.3f}"), _num(_metric(r, "mae"), "{:.3f}"),
             _num(r.get("skip_rate"), "{:.0%}"), _num(r.get("load_ms"), "{:.0f}"), _num(r.get("load_rss_mb"), "{:.0f}"),

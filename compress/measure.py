@@ -121,7 +121,8 @@ def count_model(model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, A
         enc_params += p_m
         parts[f"encode_{m}"] = {"params": p_m, "macs": mac_m}
     total = _params(model)
-    parts["fusion"] = {"params": total - enc_params, "macs": macs - sum(parts[f"encode_{m}"]["macs"] for m in MODALITIES)}
+    parts["fusion"] = {"params": total - enc_params,
+                       "macs": macs - sum(parts[f"encode_{m}"]["macs"] for m in MODALITIES)}
     return {"params": total, "macs": macs, "parts": parts}
 
 

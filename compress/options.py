@@ -98,7 +98,8 @@ class CompressOptions:
                              f"{suggest(self.calibrate_on, CALIBRATION_SPLITS)}; expected one of "
                              f"{', '.join(CALIBRATION_SPLITS)}")
         if self.skip_budget is not None and self.max_drop is not None:
-            raise InputError("--skip-budget and --max-drop both given; expected at most one way to pick skip thresholds")
+            raise InputError("--skip-budget and --max-drop both given; "
+                             "expected at most one way to pick skip thresholds")
         if self.skip_budget is not None and not 0.0 <= self.skip_budget <= 1.0:
             raise InputError(f"--skip-budget {self.skip_budget} is out of range; expected a fraction in [0, 1]")
         if self.max_drop is not None and not 0.0 <= self.max_drop <= 1.0:

@@ -81,8 +81,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     boot = report["compare"]["teacher_minus_student"]
     lines += ["", "Paired bootstrap (teacher − student, 95% CI, "
               f"{boot['acc2_non0']['resamples']} resamples): Acc-2 non-0 {boot['acc2_non0']['diff']:+.4f} "
-              f"[{boot['acc2_non0']['ci95'][0]:+.4f}, {boot['acc2_non0']['ci95'][1]:+.4f}], MAE {boot['mae']['diff']:+.4f} "
-              f"[{boot['mae']['ci95'][0]:+.4f}, {boot['mae']['ci95'][1]:+.4f}]."]
+              f"[{boot['acc2_non0']['ci95'][0]:+.4f}, {boot['acc2_non0']['ci95'][1]:+.4f}], "
+              f"MAE {boot['mae']['diff']:+.4f} [{boot['mae']['ci95'][0]:+.4f}, {boot['mae']['ci95'][1]:+.4f}]."]
     if len(report["seeds"]["values"]) > 1:
         lines += ["", "Across seeds (mean ± std): " + "; ".join(
             f"{name} {m} {v['mean']:.4f} ± {v['std']:.4f}" for name, rows in report["seeds"]["mean_std"].items()
@@ -94,18 +94,21 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += ["", "## Modality skipping", "",
               f"Thresholds (audio, video) = {sk['thresholds']} chosen on {sk['calibration']['split']} "
               f"(n={sk['calibration']['n']}, label-free: polarity flips vs the full student) for "
-              f"{sk['calibration']['mode']} = {sk['calibration']['value']}; test skip rate audio {sk['rate']['audio']:.3f}, video "
+              f"{sk['calibration']['mode']} = {sk['calibration']['value']}; "
+              f"test skip rate audio {sk['rate']['audio']:.3f}, video "
               f"{sk['rate']['video']:.3f}; audio+video encoder MACs saved {sk['saved_fraction_gross']:.3f} gross, "
               f"{sk['saved_fraction']:.3f} net of the gate ({sk['gate_macs']:,.0f} gate MACs vs "
               f"{sk['encoder_macs_skipped']:,.0f} encoder MACs skipped of {sk['encoder_macs_possible']:,.0f}).", "",
               "## Compression", "",
-              f"Sharing `{s['config']['share']}` ({s['config']['sharing']}); pruning ratio {report['pruning']['ratio']}: "
+              f"Sharing `{s['config']['share']}` ({s['config']['sharing']}); "
+              f"pruning ratio {report['pruning']['ratio']}: "
               f"{report['pruning']['before']} → {report['pruning']['after']}.",
               "Initialised from the teacher: " + (", ".join(f"{k} ({n} tensors)" for k, n in
                                                        report["init"]["copied_tensors"].items())
                                              or "nothing (no matching names and shapes)") + ".",
               "", "## Targets", "", "| target | value | limit | met | missed by |", "|---|---|---|---|---|"]
     for name, row in report["targets"].items():
-        lines.append(f"| {name}: {row['what']} | {_fmt(row['value'])} | {'≥' if row['direction'] == 'min' else '≤'} "
-                     f"{row['limit']} | {'yes' if row['met'] else 'NO'} | {_fmt(row['missed_by'])} |")
+        lines.append(f"| {name}: {row['what']} | {_fmt(row['value'])} | "
+                     f"{'≥' if row['direction'] == 'min' else '≤'} {row['limit']} | "
+                     f"{'yes' if row['met'] else 'NO'} | {_fmt(row['missed_by'])} |")
     return "\n".join(lines) + "\n"

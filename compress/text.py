@@ -322,8 +322,8 @@ def distill_scores(student: BertEncoder, id_rows: list[list[int]], targets: np.n
 
     groups = [{"params": list(student.parameters()), "lr": kd.score_lr},
               {"params": list(probe.out.parameters()), "lr": 10 * kd.score_lr}]
-    history = _train_epochs(groups, _lengths(id_rows), batch_loss, kd.score_epochs, kd, "text KD (score) epoch", progress,
-                            after_epoch=validate)
+    history = _train_epochs(groups, _lengths(id_rows), batch_loss, kd.score_epochs, kd, "text KD (score) epoch",
+                            progress, after_epoch=validate)
     student.load_state_dict(best["state"])
     student.eval()
     return {"epochs_run": len(history), "history": history, "kept_epoch": best["epoch"],

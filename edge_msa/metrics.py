@@ -1,8 +1,9 @@
 """MSA regression metrics exactly as MMSA's `eval_mosei_senti` computes them (numpy only).
 
 Acc-2 "has-0": negative (<0) vs non-negative (>=0) over all samples; "non-0": negative vs positive over
-samples whose label != 0 (None when every label is 0: undefined, not zero). F1 is weighted F1 for the same two variants. Acc-7/Acc-5 round the clipped
-score (numpy's round-half-to-even, as MMSA does) and compare classes.
+samples whose label != 0 (None when every label is 0: undefined, not zero). F1 is weighted F1 for the same
+two variants. Acc-7/Acc-5 round the clipped score (numpy's round-half-to-even, as MMSA does) and compare
+classes.
 
 Unlike MMSA, `corr` is NaN (not 0) when the predictions (or labels) are constant, and `collapsed` flags a
 model whose predictions are constant: a collapsed model must not pass for an uncorrelated one.

@@ -124,7 +124,8 @@ def _export_fp32(config, meta: dict[str, Any], bundle: Path, fmt, opts: dict[str
         skip_thresholds=list(model.config_params["skip_thresholds"]) if layout == "parts" else None,
         front_ends={m: spec.front_end(m) for m in MODALITIES},
         export_options={"format": fmt.name, **opts, "checkpoint": checkpoint, "data": str(data) if data else None,
-                        "graph_bytes": {n: {k: e[k] for k in ("bytes_exported", "bytes")} for n, e in exported.items()}},
+                        "graph_bytes": {n: {k: e[k] for k in ("bytes_exported", "bytes")}
+                                        for n, e in exported.items()}},
         versions=versions, metrics={"checkpoint_meta": meta.get("metrics", {})}, data=data_record(meta))
     ctx = ExportContext(model, spec, layout, bundle, {n: bundle / e["file"] for n, e in exported.items()}, opts,
                         versions=versions)

@@ -90,7 +90,8 @@ def write_tiny_bert(folder: Path, hidden: int = 32, layers: int = 2, heads: int 
     tok = Tokenizer(models.WordPiece({w: i for i, w in enumerate(vocab)}, unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]",
+                                                       special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
     tok.save(str(folder / "tokenizer.json"))
     config = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
                         intermediate_size=ffn, max_position_embeddings=64)
@@ -133,7 +134,8 @@ def token_splits(tiny_bert_dir) -> DatasetSplits:
 
 
 # --- edge-msa serve: a tiny bundle with our own front ends, and the service in a subprocess -------------
-SERVE_SPEC = FeatureSpec(dims=(384, 56, 105), max_lens=(16, 5, 4), front_ends=("minilm-l6-int8", "logmel-v1", "face-v1"))
+SERVE_SPEC = FeatureSpec(dims=(384, 56, 105), max_lens=(16, 5, 4),
+                         front_ends=("minilm-l6-int8", "logmel-v1", "face-v1"))
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from edge_msa.benchmarks.meters import Meter, MeterUnavailable, Window, active_window, energy_per_item, idle_window, open_meter
+from edge_msa.benchmarks.meters import (Meter, MeterUnavailable, Window, active_window, energy_per_item, idle_window,
+                                        open_meter)
 from edge_msa.benchmarks.meters.rapl import RaplMeter
 from edge_msa.benchmarks.meters.tegrastats import TegrastatsMeter, module_power_mw, parse_rails
 

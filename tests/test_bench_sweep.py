@@ -272,7 +272,7 @@ def test_cli_sweep_with_only_a_missing_bundle_writes_failed_rows_and_exits_2(tmp
     assert main(["bench", "--out", str(out)]) == 2 and "no bundle given" in capsys.readouterr().err
 
 
-NO_TORCH = r'''
+NO_TORCH = (r'''
 import sys, importlib.abc
 class Block(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
@@ -281,7 +281,8 @@ class Block(importlib.abc.MetaPathFinder):
 sys.meta_path.insert(0, Block())
 import numpy as np
 from pathlib import Path
-import edge_msa.benchmarks, edge_msa.benchmarks.meters.nvml, edge_msa.benchmarks.meters.rapl, edge_msa.benchmarks.meters.tegrastats
+import edge_msa.benchmarks, edge_msa.benchmarks.meters.nvml, edge_msa.benchmarks.meters.rapl, '''  # one script line
+            r'''edge_msa.benchmarks.meters.tegrastats
 import edge_msa.cli.bench, edge_msa.runtime.predictor, edge_msa.runtime.evaluate
 from edge_msa.benchmarks import run_bench
 from edge_msa.spec import FeatureSpec
@@ -296,7 +297,7 @@ run_bench([tmp / "b"], out=tmp / "r", meter="none", min_time=0, min_runs=2, warm
 assert (tmp / "r" / "report.json").is_file()
 assert "torch" not in sys.modules, "torch was imported"
 print("ok")
-'''
+''')
 
 
 def test_benchmarks_never_import_torch(tmp_path):

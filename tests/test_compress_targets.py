@@ -13,7 +13,8 @@ def test_each_setting_takes_its_own_targets_in_table_order():
     assert list(frozen) == [n for n in TARGETS if n != "student_acc2_non0"]
     assert list(end_to_end) == [n for n in TARGETS if n != "runtime_minutes"]
     assert frozen["param_reduction"]["limit"] == 20.0 and end_to_end["param_reduction"]["limit"] == 5.0
-    assert "end to end" in end_to_end["param_reduction"]["what"] and "end to end" not in frozen["param_reduction"]["what"]
+    assert ("end to end" in end_to_end["param_reduction"]["what"]
+            and "end to end" not in frozen["param_reduction"]["what"])
     assert frozen["skip_saved_fraction"] == end_to_end["skip_saved_fraction"]
 
 

@@ -391,7 +391,8 @@ CLIP = DATA_ROOT / "raw_av" / "cremad" / "data" / "1001_DFA_ANG_XX.flv"
 @pytest.mark.slow  # MiniLM + face detection on a real 2 s clip
 @pytest.mark.skipif(not CLIP.is_file(), reason=f"real clip not found at {CLIP}")
 def test_raw_text_and_video_file_through_the_front_ends(tmp_path_factory):
-    spec = FeatureSpec(dims=(384, 56, 105), max_lens=(50, 200, 60), front_ends=("minilm-l6-int8", "logmel-v1", "face-v1"))
+    spec = FeatureSpec(dims=(384, 56, 105), max_lens=(50, 200, 60),
+                       front_ends=("minilm-l6-int8", "logmel-v1", "face-v1"))
     pytest.importorskip("av", reason="PyAV decodes the FLV's audio track (pip install 'edge-msa[media]')")
     with load(_export(tmp_path_factory, spec, "media")) as p:
         p.thresholds = [0.0, 0.0]  # run everything present

@@ -110,7 +110,8 @@ def test_student_text_encoder_is_pruned_factorised_and_counted_end_to_end(teache
     _, student_path, _, report = teacher_and_student
     student, _ = load_checkpoint(student_path)
     config = student.config_params["text_bert"]
-    assert (config["layers"], config["hidden"], config["heads"], config["ffn"], config["embed_rank"]) == (2, 16, 2, 32, 8)
+    assert (config["layers"], config["hidden"], config["heads"], config["ffn"],
+            config["embed_rank"]) == (2, 16, 2, 32, 8)
     vocab = report["text_encoder"]["vocabulary"]
     assert vocab["kept"] + vocab["mapped_to_nearest"] == vocab["vocab"] == student.bert.token_rows.numel()
     e2e = report["end_to_end"]

@@ -67,9 +67,10 @@ def run(args: argparse.Namespace) -> int:
     from edge_msa.benchmarks import run_bench
 
     out = run_bench(args.bundles, data=args.data, out=args.out or "report", batches=args.batch,
-                    modalities=args.modalities, backend=args.backend, split=args.split, min_time=args.min_time, min_runs=args.min_runs,
-                    warmup=args.warmup, threads=args.threads, energy_window=args.energy_window, meter=args.meter,
-                    long=args.long, progress=not args.quiet, precomputed_text=args.precomputed_text)
+                    modalities=args.modalities, backend=args.backend, split=args.split, min_time=args.min_time,
+                    min_runs=args.min_runs, warmup=args.warmup, threads=args.threads,
+                    energy_window=args.energy_window, meter=args.meter, long=args.long, progress=not args.quiet,
+                    precomputed_text=args.precomputed_text)
     _fail_if_nothing_measured(out)
     if not args.quiet:
         png = out / "report.png"

@@ -34,8 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     # each knob's dest is its CompressOptions field name (run() relies on it); defaults live there only (None here =
     # not given) and the help repeats them
     p.add_argument("--prune-ratio", type=float, default=None, help="fraction of the fusion part's heads/hidden "
-                   "channels to remove, 0 <= r < 1 (default, chosen on validation: see the README: 0 when the teacher "
-                   "carries its own text encoder, which torch-pruning prunes instead; 0.5 for a frozen-encoder teacher)")
+                   "channels to remove, 0 <= r < 1 (default, chosen on validation: see the README: 0 when the "
+                   "teacher carries its own text encoder, which torch-pruning prunes instead; 0.5 for a "
+                   "frozen-encoder teacher)")
     p.add_argument("--share", default=None, choices=("depth", "depth+modality"),
                    help="one block reused across depth, and also across the text and fusion streams "
                    "(default: depth+modality)")
@@ -67,8 +68,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     text.add_argument("--text-kd-epochs", type=int, default=None, help="layer-wise KD epochs, 0 = none (default: 4, "
                       "chosen on validation)")
     text.add_argument("--text-score-epochs", type=int, default=None, help="epochs of KD of the teacher's text-only "
-                      "score after the layer-wise KD, 0 = none; the epoch kept is chosen on validation (default: 0: it did not pay "
-                      "on validation)")
+                      "score after the layer-wise KD, 0 = none; the epoch kept is chosen on validation (default: 0: "
+                      "it did not pay on validation)")
     text.add_argument("--transfer", default=None, help="extra transfer texts: 'mosei' (train fold of "
                       "../shared/data/mosei/label.csv), a label.csv path, or 'none' (default: mosei)")
     text.add_argument("--text-augment", type=int, default=None, metavar="N",
@@ -101,7 +102,8 @@ def _print_summary(report: dict, out: str) -> None:
     t, s, k = report["teacher"], report["student"], report["student_skip"]
     end_to_end = bool(report.get("end_to_end"))
     scope = "end to end" if end_to_end else "fusion only; frozen text front end excluded"
-    print(f"params   teacher {t['params']:,}  student {s['params']:,}  ({t['params'] / s['params']:.1f}x fewer, {scope})")
+    print(f"params   teacher {t['params']:,}  student {s['params']:,}  "
+          f"({t['params'] / s['params']:.1f}x fewer, {scope})")
     print(f"latency  teacher {t['latency_ms_p50']:.3f} ms  student {s['latency_ms_p50']:.3f} ms  "
           f"({t['latency_ms_p50'] / s['latency_ms_p50']:.1f}x, p50, batch 1, torch CPU, "
           f"{'from the raw string' if end_to_end else 'text features precomputed'})")

@@ -38,19 +38,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help=f"inputs per runtime call (1 = batching off; default {c.max_batch})")
     p.add_argument("--max-wait-ms", type=float, default=c.max_wait_ms, help="after a first input, wait this long for "
                    f"more (default {c.max_wait_ms:g}: run what queued while the previous call ran)")
-    p.add_argument("--max-queue", type=int, default=c.max_queue, help=f"waiting inputs before 429 (default {c.max_queue})")
+    p.add_argument("--max-queue", type=int, default=c.max_queue,
+                   help=f"waiting inputs before 429 (default {c.max_queue})")
     p.add_argument("--feedback", default=None, help="SQLite feedback log to append to (default: feedback off)")
     p.add_argument("--remember", type=int, default=c.remember,
                    help=f"recent predictions feedback may name (default {c.remember})")
-    p.add_argument("--max-body", type=int, default=d.max_body_bytes, help=f"bytes per request (default {d.max_body_bytes})")
-    p.add_argument("--max-text", type=int, default=d.max_text_chars, help=f"characters of text (default {d.max_text_chars})")
+    p.add_argument("--max-body", type=int, default=d.max_body_bytes,
+                   help=f"bytes per request (default {d.max_body_bytes})")
+    p.add_argument("--max-text", type=int, default=d.max_text_chars,
+                   help=f"characters of text (default {d.max_text_chars})")
     p.add_argument("--max-media-s", type=float, default=d.max_media_seconds,
                    help=f"seconds of audio / video (default {d.max_media_seconds:g})")
-    p.add_argument("--max-steps", type=int, default=d.max_steps, help=f"rows L of a feature array (default {d.max_steps})")
-    p.add_argument("--max-items", type=int, default=d.max_items, help=f"inputs per batch request (default {d.max_items})")
-    p.add_argument("--threads", type=int, default=c.threads, help="ONNX Runtime intra-op threads per session (default 1: "
-                   "the service overlaps requests itself; ORT's own pool spins and cost 2-3x the server CPU per request in "
-                   "the README's load test); 0 = ONNX Runtime's default")
+    p.add_argument("--max-steps", type=int, default=d.max_steps,
+                   help=f"rows L of a feature array (default {d.max_steps})")
+    p.add_argument("--max-items", type=int, default=d.max_items,
+                   help=f"inputs per batch request (default {d.max_items})")
+    p.add_argument("--threads", type=int, default=c.threads, help="ONNX Runtime intra-op threads per session "
+                   "(default 1: the service overlaps requests itself; ORT's own pool spins and cost 2-3x the server "
+                   "CPU per request in the README's load test); 0 = ONNX Runtime's default")
     p.add_argument("--drain-s", type=float, default=7.0, help="on SIGTERM, wait this long for in-flight requests "
                    "(default 7; with the worker's final 2 s the exit comes within 10 s)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])

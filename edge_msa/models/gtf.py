@@ -6,9 +6,10 @@ utterance vector goes through Linear + Tanh.
 Representation learning: L_DI = mean CMD_K over (t,a), (t,v), (v,a); L_SI = -(I_tv + I_ta) with the MI
 lower bound E[log q(y|x)] + H(Y) (H from a per-batch 2-class Gaussian mixture). Both are made
 width-independent (MI per dimension, CMD norms / sqrt(dim)) so alpha = 0.1, beta = 1 keep one balance
-whatever the hidden size; with raw norms beta = 1 swamped the MAE and cost ~4 points of Acc-2 on MOSI-U. fuse: two stacked gated Transformer layers per
-stream (text queries attending to audio, and to video): g_r = LN(W_r[Z; A]), g_f = LN(W_f[Z; A]),
-Z~ = LN(g_f * A + g_r * Z) with A = MHA(Z, C, C), Z = LN(Z~ + FFN(Z~)). head: FFN(Z_TA ; Z_TV ; h_t).
+whatever the hidden size; with raw norms beta = 1 swamped the MAE and cost ~4 points of Acc-2 on MOSI-U.
+fuse: two stacked gated Transformer layers per stream (text queries attending to audio, and to video):
+g_r = LN(W_r[Z; A]), g_f = LN(W_f[Z; A]), Z~ = LN(g_f * A + g_r * Z) with A = MHA(Z, C, C),
+Z = LN(Z~ + FFN(Z~)). head: FFN(Z_TA ; Z_TV ; h_t).
 loss: MAE + alpha L_SI + beta L_DI (alpha 0.1, beta 1).
 """
 from __future__ import annotations

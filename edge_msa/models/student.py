@@ -213,7 +213,8 @@ def _build(spec: FeatureSpec, defaults: dict[str, Any], params: dict[str, Any]) 
         raise InputError(f"skip_thresholds needs {len(SKIPPABLE)} values (audio, video); got {thresholds}")
     modality_dropout = [float(p) for p in cfg["modality_dropout"]]
     if len(modality_dropout) != len(MODALITIES):
-        raise InputError(f"modality_dropout needs {len(MODALITIES)} values (text, audio, video); got {modality_dropout}")
+        raise InputError(f"modality_dropout needs {len(MODALITIES)} values (text, audio, video); "
+                         f"got {modality_dropout}")
     blocks = {n: {k: int(v) for k, v in b.items()} for n, b in blocks.items()}
     enc_hidden = {m: int(cfg["enc_hidden"][m]) for m in SKIPPABLE}
     model = Student(spec, int(cfg["dim"]), int(cfg["depth"]), int(cfg["fuse_depth"]), share, blocks, enc_hidden,

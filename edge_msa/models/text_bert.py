@@ -129,7 +129,8 @@ def build(config: dict[str, Any]) -> BertEncoder:
 
 def _hf_name(name: str) -> str | None:
     """Our parameter name -> the Hugging Face BertModel name (None: no counterpart)."""
-    fixed = {"word.weight": "embeddings.word_embeddings.weight", "position.weight": "embeddings.position_embeddings.weight",
+    fixed = {"word.weight": "embeddings.word_embeddings.weight",
+             "position.weight": "embeddings.position_embeddings.weight",
              "embed_norm.weight": "embeddings.LayerNorm.weight", "embed_norm.bias": "embeddings.LayerNorm.bias"}
     if name in fixed:
         return fixed[name]
