@@ -2,7 +2,8 @@
 
 Routes: POST /v1/predict (JSON or multipart), POST /v1/predict/batch, POST /v1/feedback, GET /healthz,
 GET /v1/info, GET /metrics, GET / (demo page). Every error is `{"error": "..."}` with a 4xx status
-(a 500 only for a bug). Imported only by `edge-msa serve`, after it checked the [serve] extra is there. Only the public runtime API is used: `edge_msa.load(bundle).predict_batch`.
+(a 500 only for a bug). Imported only by `edge-msa serve`, after it checked the [serve] extra is there. Only the
+public runtime API is used: `edge_msa.load(bundle).predict_batch`.
 """
 from __future__ import annotations
 
