@@ -63,6 +63,7 @@ class CompressOptions:
     latency_calls: int = 300  # per model, interleaved, batch 1
     latency_threads: int = 1
     threads: int = 1  # torch threads for training: on a small shared CPU, more threads thrash (25 s vs 2 s/epoch)
+    # (the teacher's no-grad states for text KD run on training.inference_threads: the same states, in less time)
     bootstrap: int = 1000
     max_minutes: float | None = None  # per training stage
     # The student's text encoder (used when the teacher fine-tuned its own; see compress/text.py). Widths are set by
