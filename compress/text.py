@@ -25,7 +25,7 @@ from edge_msa.data.assemble import pad_sequences
 from edge_msa.errors import InputError, require
 from edge_msa.models.text_bert import BertEncoder
 from edge_msa.models.with_text import token_ids
-from edge_msa.training import inference_threads, modality_tensors, torch_threads
+from edge_msa.training import inference_threads, modality_tensors, torch_threads, train_epoch
 
 if TYPE_CHECKING:
     from edge_msa.data.base import DatasetSplits
@@ -228,29 +228,26 @@ def length_grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.
 
 def _train_epochs(params: list[dict], lengths: np.ndarray, batch_loss, epochs: int, kd: TextKD, desc: str,
                   progress: bool, after_epoch=None) -> list[dict]:
-    """The one training loop of both KD steps: AdamW over `params` groups, one-cycle schedule, gradient clipping,
-    length-grouped shuffled batches of row indices (`lengths`: tokens per row) fed to `batch_loss(rows) -> loss`;
-    `after_epoch()` adds to the epoch's record."""
+    """Both KD steps' epochs: AdamW over `params` groups, one-cycle schedule, length-grouped shuffled batches of row
+    indices (`lengths`: tokens per row) fed to `batch_loss(rows) -> loss`, each step training.train_epoch's
+    (gradients clipped to 1); `after_epoch()` adds to the epoch's record."""
     from tqdm.auto import tqdm
 
     opt = torch.optim.AdamW(params, weight_decay=0.01)
     steps = max(epochs * -(-len(lengths) // kd.batch_size), 1)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in params], total_steps=steps, pct_start=0.1)
+    flat = [p for g in params for p in g["params"]]
+
+    def step(rows: np.ndarray) -> tuple[torch.Tensor, dict[str, float]]:
+        loss = batch_loss(rows)
+        return loss, {"loss": loss.item()}
+
     rng, history, start = np.random.default_rng(kd.seed), [], time.perf_counter()
     for epoch in range(epochs):
-        total, count = 0.0, 0
         bar = tqdm(length_grouped_batches(lengths, kd.batch_size, rng), leave=False,
                    desc=f"{desc} {epoch + 1}/{epochs}", disable=not progress)
-        for rows in bar:
-            loss = batch_loss(rows)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_([p for g in params for p in g["params"]], 1.0)
-            opt.step()
-            sched.step()
-            total, count = total + loss.item(), count + 1
-            bar.set_postfix(loss=f"{total / count:.4f}")
-        history.append({"epoch": epoch, "loss": total / max(count, 1), **(after_epoch() if after_epoch else {})})
+        parts = train_epoch(bar, step, opt, sched, flat, grad_clip=1.0)
+        history.append({"epoch": epoch, "loss": parts.get("loss", 0.0), **(after_epoch() if after_epoch else {})})
         if kd.max_minutes and (time.perf_counter() - start) / 60 > kd.max_minutes:
             break
     return history

@@ -1,5 +1,6 @@
 """The one training loop for every model on a FeatureSet (teachers, students, distillation, the skip gate): the loss
-is a parameter. (The student text encoder's KD over raw token rows has its own small loop: compress/text.py.)
+is a parameter. Its optimiser step (`train_epoch`) also drives the student text encoder's KD over raw token rows
+(compress/text.py), whose batching and schedule differ.
 
 Early stopping on validation MAE, AdamW, deterministic with a seed, a progress bar.
 """
@@ -11,7 +12,7 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -155,17 +156,18 @@ def valid_mae(model: torch.nn.Module, valid: FeatureSet) -> float:
     return float(np.mean(np.abs(predict(model, valid) - valid.labels)))
 
 
-def _train_epoch(model: torch.nn.Module, batches: Iterable[Batch], loss_fn: LossFn, opt: torch.optim.Optimizer,
-                 sched: torch.optim.lr_scheduler.LRScheduler, params: list[torch.nn.Parameter],
-                 grad_clip: float) -> dict[str, float]:
-    """One optimiser and scheduler step per batch (gradients clipped to `grad_clip` over `params`, 0 = off); returns
-    the epoch's mean of each loss part `loss_fn` reports."""
-    model.train()
+def train_epoch(batches: Iterable[Any], batch_loss: Callable[[Any], tuple[torch.Tensor, dict[str, float]]],
+                opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler,
+                params: list[torch.nn.Parameter], grad_clip: float) -> dict[str, float]:
+    """The optimiser step shared by every training loop (fit, and the text encoder's KD over token rows in
+    compress/text.py): per batch, `batch_loss(batch) -> (loss, parts)`, one optimiser and one scheduler step
+    (gradients clipped to `grad_clip` over `params`, 0 = off). Returns the epoch's mean of each part; a progress
+    bar as `batches` shows their running means."""
     totals: dict[str, float] = {}
     steps = 0
+    show = getattr(batches, "set_postfix", None)
     for batch in batches:
-        out = model(batch)
-        loss, parts = loss_fn(model, out, batch)
+        loss, parts = batch_loss(batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip:
@@ -175,6 +177,8 @@ def _train_epoch(model: torch.nn.Module, batches: Iterable[Batch], loss_fn: Loss
         steps += 1
         for k, v in parts.items():
             totals[k] = totals.get(k, 0.0) + v
+        if show:
+            show({k: f"{v / steps:.4f}" for k, v in totals.items()}, refresh=False)
     return {k: v / max(steps, 1) for k, v in totals.items()}
 
 
@@ -201,7 +205,9 @@ def fit(model: torch.nn.Module, train: FeatureSet, valid: FeatureSet, config: Tr
     for epoch in bar:
         batches = tqdm(iterate(train, config.batch_size, shuffle=True, rng=rng), total=steps_per_epoch, leave=False,
                        desc=f"{desc} epoch {epoch + 1}/{config.epochs}", disable=not progress)  # long epochs show life
-        parts = _train_epoch(model, batches, loss_fn, opt, sched, params, config.grad_clip)
+        model.train()
+        parts = train_epoch(batches, lambda batch: loss_fn(model, model(batch), batch), opt, sched, params,
+                            config.grad_clip)
         epoch_mae = valid_mae(model, valid)
         history.append({"epoch": epoch, "valid_mae": epoch_mae, **parts})
         bar.set_postfix(valid_mae=f"{epoch_mae:.3f}", best=f"{min(best_mae, epoch_mae):.3f}")
