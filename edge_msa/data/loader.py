@@ -13,6 +13,7 @@ from ..errors import InputError
 from ..features.text import MiniLMFrontEnd
 from ..spec import suggest
 from .base import DatasetSplits
+from .cv import cross_validation_fold
 from .lineage import file_sha256
 
 
@@ -105,13 +106,14 @@ def existing_dataset(path: str | os.PathLike) -> Path:
 
 
 def load_dataset(path: str | os.PathLike, fmt: str | None = None, seed: int = 0, progress: bool = True,
-                 text_encoder: MiniLMFrontEnd | None = None) -> DatasetSplits:
+                 text_encoder: MiniLMFrontEnd | None = None, cv_fold: tuple[int, int] | None = None) -> DatasetSplits:
     """Read a public MSA dataset into train/valid/test FeatureSets with the FeatureSpec describing them.
 
     `fmt` is one of FORMATS (None = detect from the name/content). Text goes through the one text
     front end (MiniLM, cached on disk) wherever the format has raw text; `text_encoder` overrides
     its files (e.g. the copies inside a bundle). `seed` fixes any split the reader has to make.
-    `info` records path, format, seed and the file's sha256 (see `lineage`).
+    `cv_fold` = (fold, folds): that cross-validation fold over train + valid instead (`edge_msa.data.cv`; the
+    test rows are dropped). `info` records path, format, seed, the fold and the file's sha256 (see `lineage`).
     """
     path = existing_dataset(path)
     if fmt is None:
@@ -121,6 +123,8 @@ def load_dataset(path: str | os.PathLike, fmt: str | None = None, seed: int = 0,
     module, func = FORMATS[fmt].reader.split(":")
     read = getattr(importlib.import_module(f"{__package__}.{module}"), func)
     splits = read(path, seed=seed, progress=progress, text_encoder=text_encoder)
+    if cv_fold is not None:
+        splits = cross_validation_fold(splits, *cv_fold, seed=seed)
     splits.info = {**splits.info, "path": str(path.resolve()), "format": fmt, "seed": int(seed),
                    "sha256": file_sha256(path)}
     return splits
