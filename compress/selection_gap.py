@@ -8,7 +8,14 @@ paired-bootstrap 95 % CI of run B minus run A over validation utterances. A CI t
 cannot order the two recipes. Test is never read. (`measure.paired_bootstrap` compares two prediction vectors on
 Acc-2 and MAE; here the unit is an utterance's criterion error averaged over seeds, so it has its own loop.)
 
+For more than 240 utterances, give one pair per cross-validation fold (teachers from `edge-msa train --cv-fold F/K`,
+each compressed twice): each pair is scored on its fold's held-out part, which no choice of either run saw, and
+the utterances of all folds are pooled, so all of train + valid decides. Acc-2 non-0 (all modalities) is reported
+beside the criterion.
+
     python -m edge_msa.compress.selection_gap runs/final/student.pt runs/abl/prune05/student.pt
+    python -m edge_msa.compress.selection_gap runs/cv/f0/a/student.pt runs/cv/f0/b/student.pt \\
+        runs/cv/f1/a/student.pt runs/cv/f1/b/student.pt   # ... one pair per fold
 """
 from __future__ import annotations
 
@@ -17,6 +24,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -38,10 +46,8 @@ def run_seeds(student: Path) -> list[int]:
                          "the student.pt of an `edge-msa compress` run with its report beside it") from None
 
 
-def seed_errors(student: Path, selection: FeatureSet) -> tuple[np.ndarray, list[int]]:
-    """(utterances,) selection-criterion error of each validation utterance, averaged over the run's seeds (the
-    mean of its absolute error with all modalities and with text alone: `leak_robust` stacks the two), and the
-    seeds."""
+def seed_predictions(student: Path, rows: FeatureSet) -> tuple[np.ndarray, list[int]]:
+    """(seeds, rows) predictions of the per-seed students a run kept, and the seeds."""
     from edge_msa.training import predict
 
     seeds = run_seeds(student)
@@ -51,47 +57,101 @@ def seed_errors(student: Path, selection: FeatureSet) -> tuple[np.ndarray, list[
         if not path.is_file():
             raise InputError(f"'{path}' is missing; expected the per-seed students `edge-msa compress` keeps")
         model, _ = load_checkpoint(path)
-        per_seed.append(np.abs(predict(model, selection) - selection.labels))
-    err = np.mean(per_seed, axis=0)
+        per_seed.append(predict(model, rows))
+    return np.stack(per_seed), seeds
+
+
+def criterion_errors(pred: np.ndarray, rows: FeatureSet) -> np.ndarray:
+    """(utterances,) selection-criterion error: the absolute error with all modalities and with text alone
+    (`leak_robust` stacks the two halves), averaged over the halves and the seeds."""
+    err = np.abs(pred - rows.labels).mean(axis=0)
     half = len(err) // 2
-    return (err[:half] + err[half:]) / 2, seeds
+    return (err[:half] + err[half:]) / 2
 
 
-def selection_gap(run_a: str | os.PathLike, run_b: str | os.PathLike, resamples: int = 2000,
-                  seed: int = 0) -> dict:
-    """Mean criterion of each run and B - A with its paired-bootstrap 95 % CI over validation utterances."""
-    from edge_msa.data.lineage import rebuild_splits
+def polarity_hits(pred: np.ndarray, rows: FeatureSet) -> tuple[float, int]:
+    """Acc-2 non-0's parts with all modalities (the first half of the rows): utterances whose sign is right,
+    averaged over the seeds, and utterances with a non-zero label."""
+    labels = rows.labels[: len(rows.labels) // 2]
+    nonzero = labels != 0
+    hits = ((pred[:, : len(labels)] > 0) == (labels > 0))[:, nonzero].sum(axis=1)
+    return float(hits.mean()), int(nonzero.sum())
+
+
+def compared_rows(run_a: Path, run_b: Path) -> tuple[FeatureSet, dict[str, Any]]:
+    """The rows two runs are compared on (`leak_robust`): the validation split, or on a cross-validation fold
+    (`train --cv-fold`) its held-out part, which no choice of the run saw; and their shared lineage record."""
+    from edge_msa.data.lineage import rebuild_splits, recorded_fold
     from edge_msa.models.with_text import text_front_end
 
-    if resamples < 1:
-        raise InputError(f"--resamples {resamples}; expected >= 1")
-    run_a, run_b = Path(run_a), Path(run_b)
     model, meta = load_checkpoint(run_a)
     record = data_record(meta)
     if record != data_record(read_checkpoint(run_b).get("meta", {})):
         raise InputError(f"'{run_a}' and '{run_b}' were made on different data or splits; expected two compress "
                          "runs of the same data (their lineage records differ)")
     splits = rebuild_splits(record, None, False, text_encoder=text_front_end(model)).for_model(model.spec)
-    selection = leak_robust(splits.valid)
-    (err_a, seeds_a), (err_b, seeds_b) = seed_errors(run_a, selection), seed_errors(run_b, selection)
-    diff = err_b - err_a
+    return leak_robust(splits.test if recorded_fold(record) else splits.valid), record or {}
+
+
+def scored_on(records: list[dict[str, Any]]) -> str:
+    """"valid", or "held-out folds 0, 1 of 4" for pairs that cover distinct folds of one cross-validation."""
+    from edge_msa.data.lineage import recorded_fold
+
+    folds = [recorded_fold(r) for r in records]
+    if len(records) == 1 and folds[0] is None:
+        return "valid"
+    same_data = len({(r.get("sha256"), r.get("seed")) for r in records}) == 1
+    if None in folds or not same_data or len({k for _, k in folds}) > 1 or len(set(folds)) < len(folds):
+        raise InputError("several pairs must be runs on distinct cross-validation folds of one dataset "
+                         "(`edge-msa train --cv-fold F/K`), one pair per fold; expected one pair otherwise")
+    return f"held-out folds {', '.join(str(f) for f, _ in sorted(folds))} of {folds[0][1]}"
+
+
+def selection_gap(pairs: Sequence[tuple[str | os.PathLike, str | os.PathLike]], resamples: int = 2000,
+                  seed: int = 0) -> dict[str, Any]:
+    """Mean criterion of runs A and B and B - A with its paired-bootstrap 95 % CI over the compared utterances,
+    pooled over `pairs` (one (A, B) pair; or one per cross-validation fold)."""
+    if resamples < 1:
+        raise InputError(f"--resamples {resamples}; expected >= 1")
+    if not pairs:
+        raise InputError("no runs to compare; expected pairs of student.pt: A B [A B ...]")
+    compared = [compared_rows(Path(a), Path(b)) for a, b in pairs]
+    where = scored_on([record for _, record in compared])
+    runs: dict[str, list] = {"err_a": [], "err_b": [], "hits_a": [], "hits_b": [], "seeds_a": [], "seeds_b": []}
+    nonzero = 0
+    for pair, (rows, _) in zip(pairs, compared):
+        for side, run in zip("ab", pair):
+            pred, seeds = seed_predictions(Path(run), rows)
+            runs[f"err_{side}"].append(criterion_errors(pred, rows))
+            hits, count = polarity_hits(pred, rows)
+            runs[f"hits_{side}"].append(hits)
+            runs[f"seeds_{side}"].append(seeds)
+        nonzero += count
+    a, b = np.concatenate(runs["err_a"]), np.concatenate(runs["err_b"])
+    diff = b - a
     rng = np.random.default_rng(seed)
     draws = [diff[rng.integers(0, len(diff), len(diff))].mean() for _ in range(resamples)]
-    return {"valid_utterances": len(diff), "criterion_a": float(err_a.mean()), "criterion_b": float(err_b.mean()),
-            "b_minus_a": float(diff.mean()), "ci95": [float(np.percentile(draws, 2.5)),
-                                                      float(np.percentile(draws, 97.5))],
-            "se": float(np.std(draws)), "resamples": resamples, "seeds_a": seeds_a, "seeds_b": seeds_b}
+    return {"scored_on": where, "utterances": len(diff), "criterion_a": float(a.mean()),
+            "criterion_b": float(b.mean()), "b_minus_a": float(diff.mean()),
+            "ci95": [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))],
+            "se": float(np.std(draws)), "resamples": resamples,
+            "acc2_non0_a": sum(runs["hits_a"]) / nonzero, "acc2_non0_b": sum(runs["hits_b"]) / nonzero,
+            "seeds_a": runs["seeds_a"], "seeds_b": runs["seeds_b"]}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m edge_msa.compress.selection_gap", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_a", help="student.pt of the reference compress run (e.g. the defaults)")
-    parser.add_argument("run_b", help="student.pt of the compress run to compare with it")
+    parser.add_argument("runs", nargs="+", metavar="A B",
+                        help="student.pt of the reference compress run (e.g. the defaults), then of the run to "
+                             "compare with it; one such pair per fold for cross-validation folds")
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default: 2000)")
     args = parser.parse_args(argv)
     try:
-        print(json.dumps(selection_gap(args.run_a, args.run_b, args.resamples), indent=2))
+        if len(args.runs) % 2:
+            raise InputError(f"{len(args.runs)} runs given; expected pairs: A B [A B ...]")
+        pairs = list(zip(args.runs[::2], args.runs[1::2]))
+        print(json.dumps(selection_gap(pairs, args.resamples), indent=2))
     except EdgeMSAError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2

@@ -12,6 +12,7 @@ import torch
 from edge_msa.checkpoint import save_checkpoint
 from edge_msa.cli import main
 from edge_msa.data import load_dataset
+from edge_msa.errors import InputError
 from edge_msa.models import create_model
 from edge_msa.training import TrainConfig, fit
 
@@ -119,14 +120,15 @@ def test_selection_gap_of_two_runs(tmp_path, cache, capsys):
         runs[name] = tmp_path / name / "student.pt"
         assert main(["compress", str(tmp_path / "teacher.pt"), "--out", str(runs[name]), "--epochs", "1",
                      "--finetune-epochs", "1", "--gate-epochs", "1", "--quiet", "--seeds", *seeds]) == 0
-    gap = selection_gap(runs["one"], runs["two"], resamples=200)
-    assert gap["seeds_a"] == [0] and gap["seeds_b"] == [0, 1] and gap["valid_utterances"] == len(splits.valid)
+    gap = selection_gap([(runs["one"], runs["two"])], resamples=200)
+    assert gap["seeds_a"] == [[0]] and gap["seeds_b"] == [[0, 1]] and gap["utterances"] == len(splits.valid)
+    assert gap["scored_on"] == "valid" and 0 <= gap["acc2_non0_a"] <= 1
     assert gap["b_minus_a"] == pytest.approx(gap["criterion_b"] - gap["criterion_a"], abs=1e-6)
     assert gap["ci95"][0] <= gap["b_minus_a"] <= gap["ci95"][1] and gap["se"] > 0
     report = json.loads((tmp_path / "one" / "student.report.json").read_text())
     assert gap["criterion_a"] == pytest.approx(report["seeds"]["per_seed"][0]["valid_mae"], abs=1e-5)
-    same = selection_gap(runs["one"], runs["one"], resamples=50)
-    assert same["b_minus_a"] == 0 and same["ci95"] == [0, 0]
+    same = selection_gap([(runs["one"], runs["one"])], resamples=50)
+    assert same["b_minus_a"] == 0 and same["ci95"] == [0, 0] and same["acc2_non0_a"] == same["acc2_non0_b"]
     (tmp_path / "bare").mkdir()  # the same student without its report and stages
     (tmp_path / "bare" / "student.pt").write_bytes(runs["one"].read_bytes())
     capsys.readouterr()
@@ -135,6 +137,10 @@ def test_selection_gap_of_two_runs(tmp_path, cache, capsys):
     assert err.startswith("error: cannot read the seeds") and "\n" not in err
     assert gap_main([str(runs["one"]), str(runs["one"]), "--resamples", "0"]) == 2
     assert capsys.readouterr().err == "error: --resamples 0; expected >= 1\n"
+    assert gap_main([str(runs["one"]), str(runs["two"]), str(runs["one"])]) == 2
+    assert capsys.readouterr().err == "error: 3 runs given; expected pairs: A B [A B ...]\n"
+    assert gap_main([str(runs["one"]), str(runs["two"])] * 2) == 2  # two pairs, but not on cross-validation folds
+    assert "distinct cross-validation folds" in capsys.readouterr().err
     save_checkpoint(tmp_path / "bare" / "student.pt", teacher, {"data": str(data)})  # lineage: the path alone
     assert gap_main([str(runs["one"]), str(tmp_path / "bare" / "student.pt")]) == 2
     assert "different data or splits" in capsys.readouterr().err
@@ -162,3 +168,38 @@ def test_text_encoder_flags_for_a_frozen_feature_teacher_are_named_as_ignored():
         warnings.simplefilter("error")  # nothing to say: an own encoder, or every text option at its default
         options.for_teacher(own_text_encoder=True)
         CompressOptions.build(epochs=2).for_teacher(own_text_encoder=False)
+
+
+def test_cross_validation_folds_pool_their_held_out_parts(tmp_path, cache):
+    """Two folds over train + valid: whole videos per part, the test rows never read, the fold rebuilt from the
+    lineage by compress; selection_gap pools both held-out parts (a run against itself differs by exactly 0) and
+    refuses pairs that repeat a fold."""
+    from edge_msa.compress.selection_gap import selection_gap
+    from edge_msa.data import lineage
+    from edge_msa.splits import video_id_of
+
+    data = _mini_mosi(tmp_path / "mini_mosi.npz")
+    base = load_dataset(data, progress=False)
+    runs = []
+    for fold in (0, 1):
+        splits = load_dataset(data, progress=False, cv_fold=(fold, 2))
+        videos = {k: {video_id_of(i) for i in splits.split(k).ids} for k in ("train", "valid", "test")}
+        assert all(videos[a].isdisjoint(videos[b]) for a, b in (("train", "valid"), ("train", "test"),
+                                                               ("valid", "test")))
+        assert not set(base.test.ids) & {i for k in ("train", "valid", "test") for i in splits.split(k).ids}
+        assert lineage(splits)["cv"] == {"fold": fold, "folds": 2}
+        torch.manual_seed(0)
+        teacher = create_model("student_tiny", splits.spec)
+        fit(teacher, splits.train, splits.valid, TrainConfig(epochs=1), progress=False)
+        save_checkpoint(tmp_path / f"teacher{fold}.pt", teacher, {"data": lineage(splits), "seeds": [0]})
+        runs.append(tmp_path / f"f{fold}" / "student.pt")
+        assert main(["compress", str(tmp_path / f"teacher{fold}.pt"), "--out", str(runs[-1]), "--epochs", "1",
+                     "--finetune-epochs", "1", "--gate-epochs", "1", "--quiet"]) == 0
+        report = json.loads((runs[-1].parent / "student.report.json").read_text())
+        assert report["data"]["cv"] == {"fold": fold, "folds": 2}
+        assert report["data"]["splits"]["test"]["n"] == len(splits.test)
+    gap = selection_gap([(run, run) for run in runs], resamples=50)
+    assert gap["scored_on"] == "held-out folds 0, 1 of 2" and gap["utterances"] == len(base.train) + len(base.valid)
+    assert gap["b_minus_a"] == 0 and gap["seeds_a"] == [[0], [0]]
+    with pytest.raises(InputError, match="distinct cross-validation folds"):
+        selection_gap([(runs[0], runs[0])] * 2, resamples=50)

@@ -128,6 +128,8 @@ def test_cli_missing_data_file_exit_2(tmp_path, capsys):
     (["--lr", "nan"], "training options out of range: epochs=18, batch_size=64, lr=nan"),  # not a torch error
     (["--epochs", "0"], "training options out of range: epochs=0"),
     (["--text-encoder", "frozen", "--text-model", "x"], "--text-model x is an encoder to fine-tune"),
+    (["--cv-fold", "4/4"], "--cv-fold '4/4'; expected 0 <= FOLD < FOLDS and FOLDS >= 2"),
+    (["--cv-fold", "1-4"], "--cv-fold '1-4'; expected FOLD/FOLDS such as 0/4"),
 ])
 def test_cli_bad_request_is_refused_before_any_data_is_read(args, says, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
