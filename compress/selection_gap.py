@@ -79,18 +79,24 @@ def polarity_hits(pred: np.ndarray, rows: FeatureSet) -> tuple[float, int]:
 
 
 def compared_rows(run_a: Path, run_b: Path) -> tuple[FeatureSet, dict[str, Any]]:
-    """The rows two runs are compared on (`leak_robust`): the validation split, or on a cross-validation fold
-    (`train --cv-fold`) its held-out part, which no choice of the run saw; and their shared lineage record."""
-    from edge_msa.data.lineage import rebuild_splits, recorded_fold
-    from edge_msa.models.with_text import text_front_end
-
+    """The rows two runs are compared on (`scored_split`, with all modalities and with text alone) and their
+    shared lineage record."""
     model, meta = load_checkpoint(run_a)
     record = data_record(meta)
     if record != data_record(read_checkpoint(run_b).get("meta", {})):
         raise InputError(f"'{run_a}' and '{run_b}' were made on different data or splits; expected two compress "
                          "runs of the same data (their lineage records differ)")
+    return leak_robust(scored_split(model, record)), record or {}
+
+
+def scored_split(model: Any, record: dict[str, Any] | None) -> FeatureSet:
+    """The rows a run is judged on, in `model`'s shapes: on a cross-validation fold (`train --cv-fold`) its
+    held-out part, which no choice of the run saw; otherwise the validation split (test is never read)."""
+    from edge_msa.data.lineage import rebuild_splits, recorded_fold
+    from edge_msa.models.with_text import text_front_end
+
     splits = rebuild_splits(record, None, False, text_encoder=text_front_end(model)).for_model(model.spec)
-    return leak_robust(splits.test if recorded_fold(record) else splits.valid), record or {}
+    return splits.test if recorded_fold(record) else splits.valid
 
 
 def scored_on(records: list[dict[str, Any]]) -> str:
@@ -102,8 +108,8 @@ def scored_on(records: list[dict[str, Any]]) -> str:
         return "valid"
     same_data = len({(r.get("sha256"), r.get("seed")) for r in records}) == 1
     if None in folds or not same_data or len({k for _, k in folds}) > 1 or len(set(folds)) < len(folds):
-        raise InputError("several pairs must be runs on distinct cross-validation folds of one dataset "
-                         "(`edge-msa train --cv-fold F/K`), one pair per fold; expected one pair otherwise")
+        raise InputError("runs pooled over several folds must come from distinct cross-validation folds of one "
+                         "dataset (`edge-msa train --cv-fold F/K`), one run or pair per fold")
     return f"held-out folds {', '.join(str(f) for f, _ in sorted(folds))} of {folds[0][1]}"
 
 

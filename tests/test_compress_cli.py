@@ -173,7 +173,8 @@ def test_text_encoder_flags_for_a_frozen_feature_teacher_are_named_as_ignored():
 def test_cross_validation_folds_pool_their_held_out_parts(tmp_path, cache):
     """Two folds over train + valid: whole videos per part, the test rows never read, the fold rebuilt from the
     lineage by compress; selection_gap pools both held-out parts (a run against itself differs by exactly 0) and
-    refuses pairs that repeat a fold."""
+    refuses pairs that repeat a fold; fold_drop pools teacher - student over them."""
+    from edge_msa.compress.fold_drop import fold_drop
     from edge_msa.compress.selection_gap import selection_gap
     from edge_msa.data import lineage
     from edge_msa.splits import video_id_of
@@ -203,3 +204,11 @@ def test_cross_validation_folds_pool_their_held_out_parts(tmp_path, cache):
     assert gap["b_minus_a"] == 0 and gap["seeds_a"] == [[0], [0]]
     with pytest.raises(InputError, match="distinct cross-validation folds"):
         selection_gap([(runs[0], runs[0])] * 2, resamples=50)
+    drop = fold_drop(runs, resamples=50)  # the same students and rows: the same Acc-2 as selection_gap's
+    assert drop["scored_on"] == gap["scored_on"] and drop["utterances"] == gap["utterances"]
+    assert drop["student"]["acc2_non0"] == pytest.approx(gap["acc2_non0_a"])
+    assert drop["teacher_minus_student"]["mae"]["diff"] == pytest.approx(drop["teacher"]["mae"] -
+                                                                         drop["student"]["mae"])
+    (tmp_path / "teacher0.pt").rename(tmp_path / "moved.pt")
+    with pytest.raises(InputError, match="teacher0.pt' of '.*' is not there"):
+        fold_drop(runs)
