@@ -19,6 +19,11 @@ the transfer texts) -> init (from teacher weights where shapes allow) -> distill
 heads + hidden widths) -> finetune -> gate (train + calibrate skip thresholds on validation) ->
 evaluate (test metrics, params/MACs, side-by-side CPU latency, paired bootstrap CIs, targets).
 Each stage keeps <out stem>.stages/<name>[.seedN].pt; the report is <out stem>.report.json and .md.
+
+A teacher trained with `edge-msa train --cv-fold F/K` is compressed on the same fold: its "test" is the fold's
+held-out part of train + valid. Compare two recipes over all folds with
+`python -m edge_msa.compress.selection_gap A0 B0 A1 B1 ...` and the cost of compression with
+`python -m edge_msa.compress.fold_drop S0 S1 ...` (the README's ablation section shows both).
 """
 
 
