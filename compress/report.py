@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from edge_msa.data.lineage import recorded_fold
 from edge_msa.metrics import METRIC_KEYS
 
 
@@ -61,10 +62,13 @@ def _fmt(x: Any, digits: int = 4) -> str:
 
 def render_markdown(report: dict[str, Any]) -> str:
     t, s, k = report["teacher"], report["student"], report["student_skip"]
+    fold = recorded_fold(report["data"])
+    held_out = (f" Cross-validation fold {fold[0]}/{fold[1]}: \"test\" below is the fold's held-out part of "
+                "train + valid; the dataset's test split was not read." if fold else "")
     lines = ["# edge-msa compress report", "",
              f"Teacher `{t['path']}` ({t['name']}) → student `{report['out']}`; data `{report['data']['path']}` "
              f"(test n={report['data']['sizes']['test']}); seeds {report['seeds']['values']}; "
-             f"wall time {report['timing']['total_s'] / 60:.1f} min.", "",
+             f"wall time {report['timing']['total_s'] / 60:.1f} min.{held_out}", "",
              "## Size and speed", "",
              "| | params | params + text front end | MACs / input | latency p50 ms | p90 ms |",
              "|---|---|---|---|---|---|"]

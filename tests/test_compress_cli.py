@@ -199,6 +199,8 @@ def test_cross_validation_folds_pool_their_held_out_parts(tmp_path, cache):
         report = json.loads((runs[-1].parent / "student.report.json").read_text())
         assert report["data"]["cv"] == {"fold": fold, "folds": 2}
         assert report["data"]["splits"]["test"]["n"] == len(splits.test)
+        assert f"fold {fold}/2: \"test\" below is the fold's held-out part" in (runs[-1].parent /
+                                                                               "student.report.md").read_text()
     gap = selection_gap([(run, run) for run in runs], resamples=50)
     assert gap["scored_on"] == "held-out folds 0, 1 of 2" and gap["utterances"] == len(base.train) + len(base.valid)
     assert gap["b_minus_a"] == 0 and gap["seeds_a"] == [[0], [0]]
