@@ -31,6 +31,7 @@ import numpy as np
 from edge_msa.checkpoint import data_record, load_checkpoint, read_checkpoint
 from edge_msa.data.base import FeatureSet
 from edge_msa.errors import EdgeMSAError, InputError
+from edge_msa.metrics import msa_metrics
 from edge_msa.teacher import leak_robust
 
 from .pipeline import report_paths, stage_path
@@ -70,12 +71,12 @@ def criterion_errors(pred: np.ndarray, rows: FeatureSet) -> np.ndarray:
 
 
 def polarity_hits(pred: np.ndarray, rows: FeatureSet) -> tuple[float, int]:
-    """Acc-2 non-0's parts with all modalities (the first half of the rows): utterances whose sign is right,
-    averaged over the seeds, and utterances with a non-zero label."""
+    """Acc-2 non-0's parts with all modalities (the first half of the rows), so that folds pool exactly: utterances
+    whose polarity is right, averaged over the seeds, and utterances with a non-zero label."""
     labels = rows.labels[: len(rows.labels) // 2]
-    nonzero = labels != 0
-    hits = ((pred[:, : len(labels)] > 0) == (labels > 0))[:, nonzero].sum(axis=1)
-    return float(hits.mean()), int(nonzero.sum())
+    nonzero = int(np.count_nonzero(labels))
+    acc = np.mean([msa_metrics(p[: len(labels)], labels)["acc2_non0"] for p in pred])
+    return float(acc) * nonzero, nonzero
 
 
 def compared_rows(run_a: Path, run_b: Path) -> tuple[FeatureSet, dict[str, Any]]:
