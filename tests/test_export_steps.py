@@ -2,8 +2,10 @@
 describing the files that are there (a later step cannot leave an earlier manifest behind)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
+import numpy as np
 import pytest
 
 from edge_msa.errors import ParityError
@@ -45,3 +47,28 @@ def test_failed_conversion_check_writes_no_manifest(checkpoint, tmp_path, monkey
     with pytest.raises(ParityError):
         exporter.export(checkpoint, format="onnx-int8", out=tmp_path / "b", log=None)
     assert not (tmp_path / "b").exists() and not list(tmp_path.iterdir())
+
+
+def test_accuracy_check_names_one_utterances_share_and_the_way_out(tiny_spec):
+    """A bundle whose answers flip polarity fails the check in one line that says how much one utterance weighs on
+    this validation split (a small split cannot resolve 0.5 points) and which option accepts the drop."""
+    from conftest import make_featureset
+    from edge_msa.models import create_model
+    from export.parity import TorchReference, check_metrics
+
+    model = create_model("student_tiny", tiny_spec)
+    valid = make_featureset(tiny_spec, 40)
+    scores, _ = TorchReference(model, "single").predict_features(valid.features, valid.lengths)
+    valid = dataclasses.replace(valid, labels=np.where(scores > 0, 1.0, -1.0).astype(np.float32))  # torch: all right
+
+    class Flipped(TorchReference):
+        def predict_features(self, features, lengths):
+            scores, ran = super().predict_features(features, lengths)
+            return -scores, ran
+
+    with pytest.raises(ParityError) as exc:
+        check_metrics(model, "single", Flipped(model, "single"), valid, max_drop=0.5)
+    step = 100.0 / int((valid.labels != 0).sum())
+    assert f"(one utterance is {step:.2f} points of this split)" in str(exc.value)
+    assert "--max-drop" in str(exc.value) and "\n" not in str(exc.value)
+    assert check_metrics(model, "single", TorchReference(model, "single"), valid, max_drop=0.5)["ok"]
