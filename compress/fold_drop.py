@@ -11,7 +11,6 @@ reports Acc-2 non-0 and MAE of each with the paired-bootstrap 95 % CI of teacher
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -20,11 +19,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from edge_msa.checkpoint import data_record, load_checkpoint
-from edge_msa.errors import EdgeMSAError, InputError
+from edge_msa.errors import InputError
 from edge_msa.metrics import msa_metrics
 
 from .measure import paired_bootstrap
-from .selection_gap import scored_on, scored_split
+from .selection_gap import print_json, scored_on, scored_split
 
 
 def fold_predictions(student: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
@@ -67,12 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("students", nargs="+", help="student.pt of one compress run per cross-validation fold")
     parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default: 1000)")
     args = parser.parse_args(argv)
-    try:
-        print(json.dumps(fold_drop(args.students, args.resamples), indent=2))
-    except EdgeMSAError as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        return 2
-    return 0
+    return print_json(lambda: fold_drop(args.students, args.resamples))
 
 
 if __name__ == "__main__":

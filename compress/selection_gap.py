@@ -24,7 +24,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -154,11 +154,20 @@ def main(argv: list[str] | None = None) -> int:
                              "compare with it; one such pair per fold for cross-validation folds")
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default: 2000)")
     args = parser.parse_args(argv)
-    try:
+
+    def compare() -> dict[str, Any]:
         if len(args.runs) % 2:
             raise InputError(f"{len(args.runs)} runs given; expected pairs: A B [A B ...]")
-        pairs = list(zip(args.runs[::2], args.runs[1::2]))
-        print(json.dumps(selection_gap(pairs, args.resamples), indent=2))
+        return selection_gap(list(zip(args.runs[::2], args.runs[1::2])), args.resamples)
+
+    return print_json(compare)
+
+
+def print_json(make: Callable[[], dict[str, Any]]) -> int:
+    """Exit code of a `python -m` tool: `make()`'s dict printed as JSON (0), or its EdgeMSAError as one `error:`
+    line (2), as the edge-msa commands do."""
+    try:
+        print(json.dumps(make(), indent=2))
     except EdgeMSAError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
