@@ -27,20 +27,25 @@ from .selection_gap import print_json, scored_on, scored_split
 
 
 def fold_predictions(student: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-    """(teacher predictions, student predictions, labels) on a fold run's held-out part, and its lineage record."""
+    """(teacher predictions, student predictions, labels) on a fold run's held-out part, and its lineage record.
+    Both models score the one split rebuilt in the teacher's shapes, as compress's own report does."""
+    from edge_msa.data.lineage import recorded_fold
     from edge_msa.training import predict
 
     model, meta = load_checkpoint(student)
     if "teacher" not in meta:
         raise InputError(f"'{student}' names no teacher; expected the student.pt of an `edge-msa compress` run")
+    record = data_record(meta) or {}
+    if recorded_fold(record) is None:
+        raise InputError(f"'{student}' was not made on a cross-validation fold; expected students of "
+                         "teachers from `edge-msa train --cv-fold F/K`")
     teacher_path = Path(meta["teacher"])
     if not teacher_path.is_file():
         raise InputError(f"the teacher '{teacher_path}' of '{student}' is not there; expected it where compress "
                          "read it (relative paths count from the folder compress ran in)")
     teacher, _ = load_checkpoint(teacher_path)
-    record = data_record(meta) or {}
-    rows = scored_split(model, record)
-    return predict(teacher, scored_split(teacher, record)), predict(model, rows), rows.labels, record
+    rows = scored_split(teacher, record)
+    return predict(teacher, rows), predict(model, rows), rows.labels, record
 
 
 def fold_drop(students: Sequence[str | os.PathLike], resamples: int = 1000) -> dict[str, Any]:
@@ -49,14 +54,11 @@ def fold_drop(students: Sequence[str | os.PathLike], resamples: int = 1000) -> d
         raise InputError(f"--resamples {resamples}; expected >= 1")
     folds = [fold_predictions(Path(s)) for s in students]
     where = scored_on([record for *_, record in folds])
-    if where == "valid":
-        raise InputError(f"'{students[0]}' was not made on a cross-validation fold; expected students of "
-                         "teachers from `edge-msa train --cv-fold F/K`")
     teacher, student, labels = (np.concatenate([f[i] for f in folds]) for i in range(3))
     keys = ("acc2_non0", "acc2_has0", "f1_non0", "acc7", "mae", "corr")
+    scores = {name: msa_metrics(pred, labels) for name, pred in (("teacher", teacher), ("student", student))}
     return {"scored_on": where, "utterances": len(labels),
-            "teacher": {k: msa_metrics(teacher, labels)[k] for k in keys},
-            "student": {k: msa_metrics(student, labels)[k] for k in keys},
+            **{name: {k: metrics[k] for k in keys} for name, metrics in scores.items()},
             "teacher_minus_student": paired_bootstrap(teacher, student, labels, resamples)}
 
 

@@ -75,8 +75,23 @@ def polarity_hits(pred: np.ndarray, rows: FeatureSet) -> tuple[float, int]:
     whose polarity is right, averaged over the seeds, and utterances with a non-zero label."""
     labels = rows.labels[: len(rows.labels) // 2]
     nonzero = int(np.count_nonzero(labels))
+    if not nonzero:  # Acc-2 non-0 is undefined here (msa_metrics: None); the split adds nothing to the pool
+        return 0.0, 0
     acc = np.mean([msa_metrics(p[: len(labels)], labels)["acc2_non0"] for p in pred])
     return float(acc) * nonzero, nonzero
+
+
+def pooled_side(runs: list[Path], rows: list[FeatureSet]) -> tuple[np.ndarray, float | None, list[list[int]]]:
+    """One recipe's runs (one per compared split): criterion errors pooled over the splits, Acc-2 non-0 pooled
+    exactly (None when no label is non-zero), and each run's seeds."""
+    errors, hits, nonzero, seeds = [], 0.0, 0, []
+    for run, fs in zip(runs, rows):
+        pred, run_seeds = seed_predictions(run, fs)
+        errors.append(criterion_errors(pred, fs))
+        run_hits, run_nonzero = polarity_hits(pred, fs)
+        hits, nonzero = hits + run_hits, nonzero + run_nonzero
+        seeds.append(run_seeds)
+    return np.concatenate(errors), hits / nonzero if nonzero else None, seeds
 
 
 def compared_rows(run_a: Path, run_b: Path) -> tuple[FeatureSet, dict[str, Any]]:
@@ -124,17 +139,9 @@ def selection_gap(pairs: Sequence[tuple[str | os.PathLike, str | os.PathLike]], 
         raise InputError("no runs to compare; expected pairs of student.pt: A B [A B ...]")
     compared = [compared_rows(Path(a), Path(b)) for a, b in pairs]
     where = scored_on([record for _, record in compared])
-    runs: dict[str, list] = {"err_a": [], "err_b": [], "hits_a": [], "hits_b": [], "seeds_a": [], "seeds_b": []}
-    nonzero = 0
-    for pair, (rows, _) in zip(pairs, compared):
-        for side, run in zip("ab", pair):
-            pred, seeds = seed_predictions(Path(run), rows)
-            runs[f"err_{side}"].append(criterion_errors(pred, rows))
-            hits, count = polarity_hits(pred, rows)
-            runs[f"hits_{side}"].append(hits)
-            runs[f"seeds_{side}"].append(seeds)
-        nonzero += count
-    a, b = np.concatenate(runs["err_a"]), np.concatenate(runs["err_b"])
+    rows = [fs for fs, _ in compared]
+    a, acc_a, seeds_a = pooled_side([Path(run_a) for run_a, _ in pairs], rows)
+    b, acc_b, seeds_b = pooled_side([Path(run_b) for _, run_b in pairs], rows)
     diff = b - a
     rng = np.random.default_rng(seed)
     draws = [diff[rng.integers(0, len(diff), len(diff))].mean() for _ in range(resamples)]
@@ -142,8 +149,7 @@ def selection_gap(pairs: Sequence[tuple[str | os.PathLike, str | os.PathLike]], 
             "criterion_b": float(b.mean()), "b_minus_a": float(diff.mean()),
             "ci95": [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))],
             "se": float(np.std(draws)), "resamples": resamples,
-            "acc2_non0_a": sum(runs["hits_a"]) / nonzero, "acc2_non0_b": sum(runs["hits_b"]) / nonzero,
-            "seeds_a": runs["seeds_a"], "seeds_b": runs["seeds_b"]}
+            "acc2_non0_a": acc_a, "acc2_non0_b": acc_b, "seeds_a": seeds_a, "seeds_b": seeds_b}
 
 
 def main(argv: list[str] | None = None) -> int:
