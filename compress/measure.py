@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -212,6 +212,11 @@ def latency(models: dict[str, Callable[[dict], Any]], fs: FeatureSet, calls: int
     return {name: {**s.latency_ms(), "cv": s.cv, "calls": s.runs} for name, s in stats.items()}
 
 
+def percentile_ci(draws: Sequence[float]) -> list[float]:
+    """The 95 % percentile interval of bootstrap draws: their 2.5th and 97.5th percentiles."""
+    return [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))]
+
+
 def paired_bootstrap(pred_a: np.ndarray, pred_b: np.ndarray, truth: np.ndarray, n: int, seed: int = 0) -> dict:
     """95% CI of metric(a) - metric(b) for Acc-2 non-0 and MAE, resampling test items jointly."""
     rng = np.random.default_rng(seed)
@@ -223,5 +228,4 @@ def paired_bootstrap(pred_a: np.ndarray, pred_b: np.ndarray, truth: np.ndarray, 
         ma, mb = msa_metrics(pred_a[idx], truth[idx]), msa_metrics(pred_b[idx], truth[idx])
         for k in draws:
             draws[k].append(ma[k] - mb[k])
-    return {k: {"diff": point[k], "ci95": [float(np.percentile(draws[k], 2.5)), float(np.percentile(draws[k], 97.5))],
-                "resamples": n} for k in point}
+    return {k: {"diff": point[k], "ci95": percentile_ci(draws[k]), "resamples": n} for k in point}

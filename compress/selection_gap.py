@@ -10,8 +10,8 @@ Acc-2 and MAE; here the unit is an utterance's criterion error averaged over see
 
 For more than 240 utterances, give one pair per cross-validation fold (teachers from `edge-msa train --cv-fold F/K`,
 each compressed twice): each pair is scored on its fold's held-out part, which no choice of either run saw, and
-the utterances of all folds are pooled, so all of train + valid decides. Acc-2 non-0 (all modalities) is reported
-beside the criterion.
+the utterances of all folds are pooled, so all of train + valid decides. Acc-2 non-0 (all modalities) and its B - A
+with a CI from the same resamples are reported beside the criterion; they decide nothing.
 
     python -m edge_msa.compress.selection_gap runs/final/student.pt runs/abl/prune05/student.pt
     python -m edge_msa.compress.selection_gap runs/cv/f0/a/student.pt runs/cv/f0/b/student.pt \\
@@ -31,9 +31,10 @@ import numpy as np
 from edge_msa.checkpoint import data_record, load_checkpoint, read_checkpoint
 from edge_msa.data.base import FeatureSet
 from edge_msa.errors import EdgeMSAError, InputError
-from edge_msa.metrics import msa_metrics
+from edge_msa.metrics import polarity_non0
 from edge_msa.teacher import leak_robust
 
+from .measure import percentile_ci
 from .pipeline import report_paths, stage_path
 
 
@@ -70,28 +71,32 @@ def criterion_errors(pred: np.ndarray, rows: FeatureSet) -> np.ndarray:
     return (err[:half] + err[half:]) / 2
 
 
-def polarity_hits(pred: np.ndarray, rows: FeatureSet) -> tuple[float, int]:
-    """Acc-2 non-0's parts with all modalities (the first half of the rows), so that folds pool exactly: utterances
-    whose polarity is right, averaged over the seeds, and utterances with a non-zero label."""
+def polarity_hits(pred: np.ndarray, rows: FeatureSet) -> tuple[np.ndarray, np.ndarray]:
+    """Acc-2 non-0's per-utterance parts with all modalities (the first half of the rows), so that folds pool and
+    resample exactly: how often the utterance's polarity is right over the seeds, and whether its label is non-zero
+    (`metrics.polarity_non0`)."""
     labels = rows.labels[: len(rows.labels) // 2]
-    nonzero = int(np.count_nonzero(labels))
-    if not nonzero:  # Acc-2 non-0 is undefined here (msa_metrics: None); the split adds nothing to the pool
-        return 0.0, 0
-    acc = np.mean([msa_metrics(p[: len(labels)], labels)["acc2_non0"] for p in pred])
-    return float(acc) * nonzero, nonzero
+    correct, non_zero = polarity_non0(pred[:, : len(labels)], labels)  # (seeds, utterances), (utterances,)
+    return correct.mean(axis=0), non_zero
 
 
-def pooled_side(runs: list[Path], rows: list[FeatureSet]) -> tuple[np.ndarray, float | None, list[list[int]]]:
-    """One recipe's runs (one per compared split): criterion errors pooled over the splits, Acc-2 non-0 pooled
-    exactly (None when no label is non-zero), and each run's seeds."""
-    errors, hits, nonzero, seeds = [], 0.0, 0, []
+def pooled_acc2(hits: np.ndarray, non_zero: np.ndarray) -> float | None:
+    """Acc-2 non-0 of pooled per-utterance hits; None when no label is non-zero (as `msa_metrics` has it)."""
+    return float(hits[non_zero].mean()) if non_zero.any() else None
+
+
+def pooled_side(runs: list[Path], rows: list[FeatureSet]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[list[int]]]:
+    """One recipe's runs (one per compared split), pooled over the splits: criterion errors, Acc-2 non-0 hits and
+    non-zero flags per utterance, and each run's seeds."""
+    errors, hits, non_zero, seeds = [], [], [], []
     for run, fs in zip(runs, rows):
         pred, run_seeds = seed_predictions(run, fs)
         errors.append(criterion_errors(pred, fs))
-        run_hits, run_nonzero = polarity_hits(pred, fs)
-        hits, nonzero = hits + run_hits, nonzero + run_nonzero
+        run_hits, run_non_zero = polarity_hits(pred, fs)
+        hits.append(run_hits)
+        non_zero.append(run_non_zero)
         seeds.append(run_seeds)
-    return np.concatenate(errors), hits / nonzero if nonzero else None, seeds
+    return np.concatenate(errors), np.concatenate(hits), np.concatenate(non_zero), seeds
 
 
 def compared_rows(run_a: Path, run_b: Path) -> tuple[FeatureSet, dict[str, Any]]:
@@ -132,7 +137,8 @@ def scored_on(records: list[dict[str, Any]]) -> str:
 def selection_gap(pairs: Sequence[tuple[str | os.PathLike, str | os.PathLike]], resamples: int = 2000,
                   seed: int = 0) -> dict[str, Any]:
     """Mean criterion of runs A and B and B - A with its paired-bootstrap 95 % CI over the compared utterances,
-    pooled over `pairs` (one (A, B) pair; or one per cross-validation fold)."""
+    pooled over `pairs` (one (A, B) pair; or one per cross-validation fold); Acc-2 non-0's B - A beside it, from
+    the same resamples (it decides nothing: the criterion does)."""
     if resamples < 1:
         raise InputError(f"--resamples {resamples}; expected >= 1")
     if not pairs:
@@ -140,16 +146,26 @@ def selection_gap(pairs: Sequence[tuple[str | os.PathLike, str | os.PathLike]], 
     compared = [compared_rows(Path(a), Path(b)) for a, b in pairs]
     where = scored_on([record for _, record in compared])
     rows = [fs for fs, _ in compared]
-    a, acc_a, seeds_a = pooled_side([Path(run_a) for run_a, _ in pairs], rows)
-    b, acc_b, seeds_b = pooled_side([Path(run_b) for _, run_b in pairs], rows)
-    diff = b - a
-    rng = np.random.default_rng(seed)
-    draws = [diff[rng.integers(0, len(diff), len(diff))].mean() for _ in range(resamples)]
+    a, hits_a, non_zero, seeds_a = pooled_side([Path(run_a) for run_a, _ in pairs], rows)
+    b, hits_b, _, seeds_b = pooled_side([Path(run_b) for _, run_b in pairs], rows)  # the same rows and labels
+
+    def acc2_gap(idx: np.ndarray) -> float | None:
+        acc_a, acc_b = pooled_acc2(hits_a[idx], non_zero[idx]), pooled_acc2(hits_b[idx], non_zero[idx])
+        return None if acc_a is None or acc_b is None else acc_b - acc_a
+
+    diff, rng, draws, acc2_draws = b - a, np.random.default_rng(seed), [], []
+    for _ in range(resamples):
+        idx = rng.integers(0, len(diff), len(diff))
+        draws.append(diff[idx].mean())
+        acc2_draws.append(acc2_gap(idx))
+    acc2_draws = [d for d in acc2_draws if d is not None]
     return {"scored_on": where, "utterances": len(diff), "criterion_a": float(a.mean()),
-            "criterion_b": float(b.mean()), "b_minus_a": float(diff.mean()),
-            "ci95": [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))],
+            "criterion_b": float(b.mean()), "b_minus_a": float(diff.mean()), "ci95": percentile_ci(draws),
             "se": float(np.std(draws)), "resamples": resamples,
-            "acc2_non0_a": acc_a, "acc2_non0_b": acc_b, "seeds_a": seeds_a, "seeds_b": seeds_b}
+            "acc2_non0_a": pooled_acc2(hits_a, non_zero), "acc2_non0_b": pooled_acc2(hits_b, non_zero),
+            "acc2_non0_b_minus_a": acc2_gap(np.arange(len(diff))),
+            "acc2_non0_ci95": percentile_ci(acc2_draws) if acc2_draws else None,
+            "seeds_a": seeds_a, "seeds_b": seeds_b}
 
 
 def main(argv: list[str] | None = None) -> int:

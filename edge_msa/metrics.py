@@ -39,6 +39,13 @@ def _multiclass_acc(pred: np.ndarray, truth: np.ndarray) -> float:
     return float(np.sum(np.round(pred) == np.round(truth)) / float(len(truth)))
 
 
+def polarity_non0(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Acc-2 non-0 per sample: whether the predicted polarity (> 0) is the label's, and whether the label is
+    non-zero (the samples it counts). Acc-2 non-0 is the mean of the first over the second; tools that pool or
+    resample it per sample (`compress.selection_gap`) use these parts, so the definition stays here."""
+    return (pred > 0) == (truth > 0), truth != 0
+
+
 def msa_metrics(pred: np.ndarray, truth: np.ndarray) -> dict[str, float | bool | None]:
     """All metric keys of `teacher.metrics.json` for predicted and true sentiment scores, plus `collapsed`
     (True when the predictions are constant; `corr` is then NaN)."""
@@ -48,13 +55,13 @@ def msa_metrics(pred: np.ndarray, truth: np.ndarray) -> dict[str, float | bool |
         raise InputError(f"metrics need two equal-length arrays of >= 2 scores; got {pred.shape} and {truth.shape}")
     if not (np.isfinite(pred).all() and np.isfinite(truth).all()):
         raise InputError("metrics got NaN/Inf scores; expected finite predictions and labels")
-    non_zero = truth != 0
+    correct, non_zero = polarity_non0(pred, truth)
     has_non_zero = bool(non_zero.any())
     collapsed = bool(np.ptp(pred) < COLLAPSE_SPREAD)
     corr = float(np.corrcoef(pred, truth)[0, 1]) if not collapsed and truth.std() > 0 else float("nan")
     return {
         "acc2_has0": float(np.mean((pred >= 0) == (truth >= 0))),
-        "acc2_non0": float(np.mean((pred[non_zero] > 0) == (truth[non_zero] > 0))) if has_non_zero else None,
+        "acc2_non0": float(np.mean(correct[non_zero])) if has_non_zero else None,
         "f1_has0": weighted_f1(truth >= 0, pred >= 0),
         "f1_non0": weighted_f1(truth[non_zero] > 0, pred[non_zero] > 0) if has_non_zero else None,
         "acc5": _multiclass_acc(np.clip(pred, -2.0, 2.0), np.clip(truth, -2.0, 2.0)),

@@ -125,10 +125,13 @@ def test_selection_gap_of_two_runs(tmp_path, cache, capsys):
     assert gap["scored_on"] == "valid" and 0 <= gap["acc2_non0_a"] <= 1
     assert gap["b_minus_a"] == pytest.approx(gap["criterion_b"] - gap["criterion_a"], abs=1e-6)
     assert gap["ci95"][0] <= gap["b_minus_a"] <= gap["ci95"][1] and gap["se"] > 0
+    acc2_gap, (low, high) = gap["acc2_non0_b_minus_a"], gap["acc2_non0_ci95"]
+    assert acc2_gap == pytest.approx(gap["acc2_non0_b"] - gap["acc2_non0_a"]) and low <= acc2_gap <= high
     report = json.loads((tmp_path / "one" / "student.report.json").read_text())
     assert gap["criterion_a"] == pytest.approx(report["seeds"]["per_seed"][0]["valid_mae"], abs=1e-5)
     same = selection_gap([(runs["one"], runs["one"])], resamples=50)
     assert same["b_minus_a"] == 0 and same["ci95"] == [0, 0] and same["acc2_non0_a"] == same["acc2_non0_b"]
+    assert same["acc2_non0_b_minus_a"] == 0 and same["acc2_non0_ci95"] == [0, 0]
     (tmp_path / "bare").mkdir()  # the same student without its report and stages
     (tmp_path / "bare" / "student.pt").write_bytes(runs["one"].read_bytes())
     capsys.readouterr()
