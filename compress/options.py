@@ -27,7 +27,7 @@ FUSION_PRUNE_RATIO = {"frozen_text": 0.5, "own_text_encoder": 0.0}
 # strict) means every value must be finite and > bound (strict) or >= bound.
 _LIMITS = (
     (("kd_weight", "hint_weight", "label_weight", "skip_eps", "text_rank", "text_kd_epochs", "text_score_epochs",
-      "text_augment"), 0, False),
+      "text_augment", "text_relation_kd"), 0, False),
     (("temperature", "lr", "text_lr", "text_kd_lr"), 0, True),
     (("text_layers", "text_hidden", "text_heads", "text_ffn", "text_min_count", "epochs", "finetune_epochs",
       "gate_epochs", "batch_size", "patience", "latency_calls", "bootstrap", "latency_threads", "threads"), 1, False),
@@ -80,6 +80,9 @@ class CompressOptions:
     # (-0.0087 [-0.0176, +0.0003]: CI not wholly below 0), at ~4 more minutes (README)
     text_kd_epochs: int = 4
     text_kd_lr: float = 5e-4
+    # weight of MiniLMv2's self-attention relation KD (the student's last layer against the teacher's), added to the
+    # layer-wise KD loss; 0 = off (README ablation)
+    text_relation_kd: float = 0.0
     # then KD of the teacher's text-only score over the transfer texts (TinyBERT's step 2; the epoch kept is the one
     # with the lowest validation MAE of the encoder + a linear head, text alone). Off by default: 2 epochs tied
     # with 0 on the student's selection criterion (0.8563 both, README) and cost ~4 min; a tie goes to the cheaper.
@@ -150,8 +153,9 @@ class CompressOptions:
         """How the student text encoder is distilled (compress/text.py)."""
         from .text import TextKD
 
-        return TextKD(self.text_kd_epochs, self.text_kd_lr, self.text_score_epochs, self.text_lr,
-                      seed=self.seeds[0], max_minutes=self.max_minutes)
+        return TextKD(layer_epochs=self.text_kd_epochs, layer_lr=self.text_kd_lr,
+                      relation_weight=self.text_relation_kd, score_epochs=self.text_score_epochs,
+                      score_lr=self.text_lr, seed=self.seeds[0], max_minutes=self.max_minutes)
 
     def transfer_path(self) -> str | None:
         """The transfer label.csv: None, the MOSEI file of the data folder ("mosei", skipped if absent), or a path."""

@@ -1,6 +1,7 @@
 """The student's text encoder, made from the teacher's fine-tuned one:
 pick layers -> prune heads / FFN / hidden with torch-pruning -> prune + factorise the vocabulary embedding ->
-distil layer-wise (hidden states, TinyBERT-style) on a transfer set of transcripts.
+distil layer-wise (hidden states, TinyBERT-style; optionally the last layer's self-attention relations,
+MiniLMv2-style) on a transfer set of transcripts.
 
 Vocabulary policy: the student keeps the embedding rows of the tokens that occur in the transfer set's training
 texts (plus the special tokens); the tokenizer stays the teacher's, and every other token id is mapped (a
@@ -11,6 +12,7 @@ word still gets a nearby meaning instead of [UNK]. The kept rows are then factor
 from __future__ import annotations
 
 import copy
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -23,7 +25,7 @@ from torch import nn
 
 from edge_msa.data.assemble import pad_sequences
 from edge_msa.errors import InputError, require
-from edge_msa.models.text_bert import BertEncoder
+from edge_msa.models.text_bert import BertEncoder, BertLayer
 from edge_msa.models.with_text import token_ids
 from edge_msa.training import inference_threads, modality_tensors, torch_threads, train_epoch
 
@@ -149,20 +151,67 @@ def prune_vocabulary(encoder: BertEncoder, reference: torch.Tensor, counts: np.n
                       "other tokenizer ids use the kept token with the most similar teacher embedding (cosine)"}
 
 
-class LayerwiseKD(nn.Module):
-    """Student encoder + one learned projection per imitated layer (student width -> teacher width)."""
+# MiniLMv2's relation heads: q, k and v are each re-split into this many heads (the same number for teacher and
+# student, whatever their attention heads), so a student with fewer heads still gets one target per head. 32 gives
+# the default student (256 wide) 8-dim relation heads, as MiniLMv2's 384-wide student of a BERT-base teacher had
+# (48 relation heads); a width it does not divide uses the largest common divisor (relation_heads).
+RELATION_HEADS = 32
 
-    def __init__(self, student: BertEncoder, teacher_hidden: int) -> None:
+
+def relation_heads(*widths: int) -> int:
+    """Relation heads for q/k/v projections of these widths: RELATION_HEADS or the largest count dividing all."""
+    return math.gcd(RELATION_HEADS, *widths)
+
+
+def attention_relations(layer: BertLayer, x: torch.Tensor, mask: torch.Tensor, heads: int) -> list[torch.Tensor]:
+    """MiniLMv2's q-q, k-k and v-v self-attention relations of `layer` on its input `x` (B, L, H): each projection
+    split into `heads` relation heads, scaled dot products, log-softmax over the valid keys: three (B, heads, L, L)."""
+    b, n, _ = x.shape
+    key_bias = torch.zeros(mask.shape, dtype=x.dtype).masked_fill(~mask, -1e4)[:, None, None, :]
+    relations = []
+    for project in (layer.q, layer.k, layer.v):
+        z = project(x).view(b, n, heads, -1).transpose(1, 2)  # (B, heads, L, d)
+        scores = z @ z.transpose(-1, -2) / math.sqrt(z.shape[-1]) + key_bias
+        relations.append(F.log_softmax(scores, dim=-1))
+    return relations
+
+
+def relation_kl(teacher: list[torch.Tensor], student: list[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+    """KL(teacher || student) per valid query row, averaged over the three relations, relation heads and tokens."""
+    queries = mask[:, None, :, None].float()  # (B, 1, L, 1)
+    kl = sum(F.kl_div(s, t, log_target=True, reduction="none") for t, s in zip(teacher, student))  # (B, R, L, L)
+    return (kl * queries).sum() / (queries.sum() * teacher[0].shape[1] * len(teacher))
+
+
+class LayerwiseKD(nn.Module):
+    """Student encoder + one learned projection per imitated layer (student width -> teacher width); given the
+    teacher's last layer (frozen, not a parameter here), also MiniLMv2's relation KD on the student's last layer."""
+
+    def __init__(self, student: BertEncoder, teacher_hidden: int, teacher_last: BertLayer | None = None,
+                 relation_weight: float = 0.0) -> None:
         super().__init__()
         self.student = student
         self.proj = nn.ModuleList(nn.Linear(student.hidden, teacher_hidden) for _ in range(len(student.stack) + 1))
+        self.relation_weight = relation_weight
+        self._teacher_last = (teacher_last,)  # a tuple: neither trained nor saved with the student's projections
+        if teacher_last is not None:
+            self.heads = relation_heads(teacher_last.q.out_features, student.stack[-1].q.out_features)
 
-    def loss(self, ids: torch.Tensor, mask: torch.Tensor, targets: list[torch.Tensor]) -> torch.Tensor:
-        """Mean over imitated layers (embeddings + each student layer) of the MSE on valid tokens."""
+    def loss(self, ids: torch.Tensor, mask: torch.Tensor, targets: list[torch.Tensor],
+             relation_input: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean over imitated layers (embeddings + each student layer) of the MSE on valid tokens; plus
+        relation_weight x relation_kl when the teacher's last layer and its input (`relation_input`) are given."""
         states = self.student(ids, mask, all_layers=True)
         valid = mask.unsqueeze(-1).float()  # (B, L, 1)
         n = valid.sum() * targets[0].shape[-1]
-        return sum(((p(s) - t) ** 2 * valid).sum() / n for p, s, t in zip(self.proj, states, targets)) / len(states)
+        hidden = sum(((p(s) - t) ** 2 * valid).sum() / n for p, s, t in zip(self.proj, states, targets)) / len(states)
+        teacher_last = self._teacher_last[0]
+        if teacher_last is None:
+            return hidden
+        with torch.no_grad():
+            target = attention_relations(teacher_last, relation_input, mask, self.heads)
+        mine = attention_relations(self.student.stack[-1], states[-2], mask, self.heads)
+        return hidden + self.relation_weight * relation_kl(target, mine, mask)
 
 
 def _padded(rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -205,6 +254,8 @@ class TextKD:
 
     layer_epochs: int = 4  # TinyBERT step 1: hidden states of the mapped layers (label-free)
     layer_lr: float = 5e-4
+    # MiniLMv2 relation KD on the last layer, added to step 1's loss with this weight; 0 = off (README ablation)
+    relation_weight: float = 0.0
     score_epochs: int = 0  # TinyBERT step 2: the teacher's text-only score (prediction-layer KD); off by default
     score_lr: float = 1e-4  # encoder; the throw-away linear head learns 10x faster
     batch_size: int = 32
@@ -235,7 +286,10 @@ def _train_epochs(params: list[dict], lengths: np.ndarray, batch_loss, epochs: i
 
     opt = torch.optim.AdamW(params, weight_decay=0.01)
     steps = max(epochs * -(-len(lengths) // kd.batch_size), 1)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in params], total_steps=steps, pct_start=0.1)
+    # 10 % warm-up; torch's OneCycleLR divides by (warm-up steps - 1), zero for a 10-step run (a few dozen texts, a
+    # few epochs), so such a run warms up for 2 steps
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in params], total_steps=steps,
+                                                pct_start=0.1 if steps != 10 else 0.2)
     flat = [p for g in params for p in g["params"]]
 
     def step(rows: np.ndarray) -> tuple[torch.Tensor, dict[str, float]]:
@@ -253,22 +307,28 @@ def _train_epochs(params: list[dict], lengths: np.ndarray, batch_loss, epochs: i
     return history
 
 
-def distill_layers(student: BertEncoder, teacher_hidden: int, id_rows: list[list[int]], targets: list[torch.Tensor],
+def distill_layers(student: BertEncoder, teacher: BertEncoder, id_rows: list[list[int]], targets: list[torch.Tensor],
                    kd: TextKD, progress: bool) -> dict:
     """Train `student` to reproduce the teacher's hidden states (`targets`: per text (L_i, P, H), embeddings then
-    each mapped layer) through one learned projection per imitated layer (label-free)."""
+    each mapped layer, then, with relation KD, the input of the teacher's last layer) through one learned
+    projection per imitated layer (label-free)."""
     start = time.perf_counter()
-    model = LayerwiseKD(student, teacher_hidden).train()
+    relations = kd.relation_weight > 0
+    model = LayerwiseKD(student, teacher.hidden, teacher.stack[-1] if relations else None, kd.relation_weight).train()
+    imitated = len(student.stack) + 1
 
     def batch_loss(rows: np.ndarray) -> torch.Tensor:
         ids, mask = _padded([id_rows[i] for i in rows])
         t = torch.nn.utils.rnn.pad_sequence([targets[i] for i in rows], batch_first=True).float()  # (B, W, P, H)
-        return model.loss(ids, mask, list(t.unbind(dim=2)))
+        layers = list(t.unbind(dim=2))
+        return model.loss(ids, mask, layers[:imitated], layers[imitated] if relations else None)
 
+    name = "hidden states + attention relations" if relations else "hidden states"
     history = _train_epochs([{"params": list(model.parameters()), "lr": kd.layer_lr}], _lengths(id_rows), batch_loss,
-                            kd.layer_epochs, kd, "text KD (hidden states) epoch", progress)
+                            kd.layer_epochs, kd, f"text KD ({name}) epoch", progress)
     student.eval()
-    return {"epochs_run": len(history), "history": history, "seconds": round(time.perf_counter() - start, 1)}
+    return {"epochs_run": len(history), "history": history, "seconds": round(time.perf_counter() - start, 1),
+            **({"relation_weight": kd.relation_weight, "relation_heads": model.heads} if relations else {})}
 
 
 @torch.no_grad()
@@ -373,16 +433,19 @@ def student_text_encoder(teacher: WithTextEncoder, texts: dict[str, Any], shape:
             "tool": "torch-pruning (DependencyGraph for hidden channels, MetaPruner for heads and FFN), "
                     "GroupMagnitudeImportance(p=2)"}
     if kd.layer_epochs or kd.score_epochs:
-        # 0 = embeddings; the last mapped layer is the teacher's last (all score KD needs)
-        picked = [0, *info["layers_from_teacher"]] if kd.layer_epochs else info["layers_from_teacher"][-1:]
+        # 0 = embeddings; the last mapped layer is the teacher's last (all score KD needs); relation KD also needs
+        # the input of the teacher's last layer, appended after them
+        last = info["layers_from_teacher"][-1]
+        picked = [0, *info["layers_from_teacher"]] if kd.layer_epochs else [last]
+        relation_input = [len(bert.stack) - 1] if kd.layer_epochs and kd.relation_weight > 0 else []
         start = time.perf_counter()
-        targets = teacher_layer_states(bert, id_rows, picked, progress)
+        targets = teacher_layer_states(bert, id_rows, picked + relation_input, progress)
         info["teacher_states_seconds"] = round(time.perf_counter() - start, 1)
         if kd.layer_epochs:
-            info["layerwise_kd"] = {**distill_layers(student, bert.hidden, id_rows, targets, kd, progress),
-                                    "teacher_layers": picked}
+            info["layerwise_kd"] = {**distill_layers(student, bert, id_rows, targets, kd, progress),
+                                    "teacher_layers": picked, "relation_input_layer": relation_input or None}
         if kd.score_epochs:
-            scores = teacher_text_scores(teacher.fusion, [t[:, -1] for t in targets])
+            scores = teacher_text_scores(teacher.fusion, [t[:, picked.index(last)] for t in targets])
             info["score_kd"] = distill_scores(student, id_rows, score_targets(scores, texts["labels"]),
                                               texts["valid"], kd, progress)
     info["params"] = {"teacher_encoder": sum(p.numel() for p in bert.parameters()),

@@ -158,7 +158,7 @@ def test_every_knob_flag_is_a_compress_option():
 
     args = build_parser().parse_args(["compress", "teacher.pt"])
     knobs = set(vars(args)) - {"command", "handler", "teacher", "data", "out", "quiet"}
-    assert len(knobs) == 22 and knobs <= {f.name for f in fields(CompressOptions)}
+    assert len(knobs) == 23 and knobs <= {f.name for f in fields(CompressOptions)}
 
 
 def test_text_encoder_flags_for_a_frozen_feature_teacher_are_named_as_ignored():

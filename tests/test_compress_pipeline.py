@@ -117,7 +117,8 @@ def test_pickled_teacher_is_refused(tiny_splits, tmp_path):
                                         ({"text_lr": 0.0}, "text_lr = 0.0"),
                                         ({"kd_weight": float("nan")}, "kd_weight = nan"),  # not a torch error mid-run
                                         ({"temperature": float("inf")}, "temperature = inf; expected a finite"),
-                                        ({"text_kd_lr": -1.0}, "text_kd_lr = -1.0; expected > 0")])
+                                        ({"text_kd_lr": -1.0}, "text_kd_lr = -1.0; expected > 0"),
+                                        ({"text_relation_kd": -0.5}, "text_relation_kd = -0.5; expected >= 0")])
 def test_bad_options(bad, match):
     with pytest.raises(InputError, match=match):
         CompressOptions.build(**bad)

@@ -254,6 +254,88 @@ def test_score_kd_alone_computes_only_the_teachers_last_layer(teacher_and_studen
     assert info["layerwise_kd"]["epochs_run"] == 0
 
 
+def test_attention_relations_are_distributions_over_valid_keys_and_kl_sees_a_changed_layer(tiny_bert_dir):
+    """MiniLMv2's relations: per query row a distribution over the valid keys only; KL to itself is 0, to a layer
+    with changed q weights it is not, and padded query rows never count."""
+    import copy
+
+    from edge_msa.compress import text
+    from edge_msa.models.text_bert import load_pretrained
+
+    layer = load_pretrained(tiny_bert_dir, max_positions=16).layers[-1]  # hidden 32, q/k/v 32 wide
+    assert text.relation_heads(384, 256) == 32 and text.relation_heads(32, 16) == 16  # 16: what divides both
+    torch.manual_seed(0)
+    layer.requires_grad_(False)
+    x, mask = torch.randn(2, 6, 32), torch.tensor([[True] * 6, [True] * 3 + [False] * 3])
+    rel = text.attention_relations(layer, x, mask, heads=16)
+    assert len(rel) == 3 and rel[0].shape == (2, 16, 6, 6)
+    probs = rel[1].exp()
+    assert torch.allclose(probs.sum(-1), torch.ones(2, 16, 6)) and float(probs[1, :, :, 3:].max()) < 1e-6
+    assert float(text.relation_kl(rel, rel, mask)) == pytest.approx(0.0, abs=1e-6)
+    changed = copy.deepcopy(layer)
+    with torch.no_grad():
+        changed.q.weight.add_(torch.randn_like(changed.q.weight))
+    gap = float(text.relation_kl(rel, text.attention_relations(changed, x, mask, 16), mask))
+    assert gap > 1e-3
+    x_pad = x.clone()
+    x_pad[1, 3:] = 5.0  # only padded positions of the second row change
+    assert float(text.relation_kl(text.attention_relations(layer, x_pad, mask, 16),
+                                  text.attention_relations(changed, x_pad, mask, 16), mask)) == pytest.approx(gap)
+
+
+def test_relation_kd_adds_the_teachers_last_input_and_pulls_the_students_relations(teacher_and_student, token_splits,
+                                                                                   monkeypatch):
+    """--text-relation-kd: the teacher's states also hold its last layer's input (after the imitated layers, so
+    score KD still reads the last layer), and the student's last-layer relations end closer to the teacher's."""
+    from edge_msa.checkpoint import load_checkpoint
+    from edge_msa.compress import text
+
+    teacher, _ = load_checkpoint(teacher_and_student[0])
+    with torch.no_grad():  # a tiny random layer attends almost uniformly: sharpen it, so relations carry a signal
+        for project in (teacher.bert.stack[-1].q, teacher.bert.stack[-1].k, teacher.bert.stack[-1].v):
+            project.weight.mul_(8.0)
+    max_len = token_splits.spec.max_len("text")
+    texts = text.transfer_texts(token_splits, None, teacher.tokenizer_path, max_len, False)
+    seen: dict[str, list] = {"layers": [], "score_states": []}
+    real_states, real_scores = text.teacher_layer_states, text.teacher_text_scores
+    monkeypatch.setattr(text, "teacher_layer_states", lambda *a, **k: seen["layers"].append(list(a[2])) or
+                        real_states(*a, **k))
+    monkeypatch.setattr(text, "teacher_text_scores", lambda f, states: seen["score_states"].append(states) or
+                        real_scores(f, states))
+    ids, mask = text._padded(texts["ids"])
+    with torch.no_grad():
+        teacher_input = teacher.bert(ids, mask, all_layers=True)[-2]
+        target = text.attention_relations(teacher.bert.stack[-1], teacher_input, mask, 16)
+
+    def relation_gap(weight: float) -> float:
+        kd = text.TextKD(layer_epochs=5, layer_lr=1e-2, relation_weight=weight, score_epochs=1 if weight else 0)
+        student, info = text.student_text_encoder(teacher, texts, text.TextShape(2, 16, 2, 32, 8, 1), max_len, kd,
+                                                  progress=False)
+        if weight:
+            assert info["layerwise_kd"]["relation_heads"] == 16 and info["layerwise_kd"]["relation_input_layer"] == [1]
+        with torch.no_grad():
+            states = student(ids, mask, all_layers=True)
+            return float(text.relation_kl(target, text.attention_relations(student.stack[-1], states[-2], mask, 16),
+                                          mask))
+
+    with_relations, without = relation_gap(10.0), relation_gap(0.0)
+    assert with_relations < without
+    assert seen["layers"] == [[0, 1, 2, 1], [0, 1, 2]]
+    last = real_states(teacher.bert, texts["ids"], [2], progress=False)
+    assert all(torch.equal(a, b[:, 0]) for a, b in zip(seen["score_states"][0], last))
+
+
+@pytest.mark.parametrize("steps", [1, 9, 10, 11])
+def test_kd_schedule_runs_any_number_of_steps(steps):
+    """torch's one-cycle schedule divided by zero on exactly 10 steps (e.g. 5 epochs of 2 batches)."""
+    from edge_msa.compress import text
+
+    weight = torch.nn.Parameter(torch.ones(3))
+    history = text._train_epochs([{"params": [weight], "lr": 1e-2}], np.full(text.TextKD.batch_size, 5),
+                                 lambda rows: (weight ** 2).sum(), steps, text.TextKD(), "test", progress=False)
+    assert len(history) == steps and float(weight.detach().abs().max()) < 1.0
+
+
 def test_albert_style_sharing_runs_one_layer_at_every_depth(teacher_and_student, token_splits):
     """--text-shared: one distinct layer (the first mapped one), run --text-layers times; it rebuilds from its config
     alone (checkpoints, export) and imitates every mapped teacher layer."""

@@ -10,6 +10,7 @@ EPILOG = """examples:
   edge-msa compress teacher.pt --text-layers 2 --text-hidden 192 --text-rank 96 --transfer none
   edge-msa compress teacher.pt --text-kd-epochs 0 --kd-weight 0 --hint-weight 0   # the no-KD baseline
   edge-msa compress teacher.pt --text-score-epochs 2   # + KD of the teacher's text-only score
+  edge-msa compress teacher.pt --text-relation-kd 1    # + MiniLMv2 attention-relation KD in the layer-wise step
   edge-msa compress mosei_t.pt --epochs 4 --finetune-epochs 2 --gate-epochs 3 --transfer none
       # a 13x larger training set (MOSEI-T): as many steps in fewer epochs; its own train fold is the transfer set
 
@@ -61,6 +62,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--calibrate-on", default=None, choices=("valid", "train+valid"),
                    help="split(s) the label-free skip thresholds are chosen on (default: valid, chosen on "
                    "validation: see the README)")
+    _add_text_encoder_flags(p)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="student seeds; the best on validation is "
+                   "saved, mean +- std reported (default: 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or stage lines")
+    p.set_defaults(handler=run)
+
+
+def _add_text_encoder_flags(p: argparse.ArgumentParser) -> None:
+    """The student text encoder's knobs (used when the teacher fine-tuned its own)."""
     text = p.add_argument_group("student text encoder (teachers that fine-tuned their own)")
     text.add_argument("--text-layers", type=int, default=None, help="teacher layers kept (default: 2)")
     text.add_argument("--text-hidden", type=int, default=None, help="hidden width after pruning (default: 256)")
@@ -72,6 +82,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       "kept) run --text-layers times: fewer parameters, same compute (default: off)")
     text.add_argument("--text-kd-epochs", type=int, default=None, help="layer-wise KD epochs, 0 = none (default: 4, "
                       "chosen on validation)")
+    text.add_argument("--text-relation-kd", type=float, default=None, metavar="WEIGHT",
+                      help="add MiniLMv2's self-attention relation KD (q-q, k-k, v-v of the last layer) to the "
+                           "layer-wise KD loss with this weight, 0 = off (default: 0; see the README ablation)")
     text.add_argument("--text-score-epochs", type=int, default=None, help="epochs of KD of the teacher's text-only "
                       "score after the layer-wise KD, 0 = none; the epoch kept is chosen on validation (default: 0: "
                       "it did not pay on validation)")
@@ -81,10 +94,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="add N TinyBERT-style variants of each training transcript (words swapped for their "
                            "nearest words in the teacher's embedding) to the transfer texts (default: 0; 4 tied on "
                            "validation with the default teacher and adds ~3 min to compress, see the README)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="student seeds; the best on validation is "
-                   "saved, mean +- std reported (default: 0)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars or stage lines")
-    p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
