@@ -118,6 +118,9 @@ class CompressOptions:
                 if not (value > bound if strict else value >= bound) or not math.isfinite(value):
                     finite = "" if math.isfinite(value) else "a finite number "
                     raise InputError(f"{name} = {value}; expected {finite}{'>' if strict else '>='} {bound}")
+        if self.text_relation_kd > 0 and self.text_kd_epochs == 0:
+            raise InputError(f"--text-relation-kd {self.text_relation_kd} with --text-kd-epochs 0; relation KD is "
+                             "part of the layer-wise KD step, so expected --text-kd-epochs > 0 or no relation KD")
         object.__setattr__(self, "seeds", checked_seeds(self.seeds))
 
     @property

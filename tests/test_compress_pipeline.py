@@ -118,7 +118,9 @@ def test_pickled_teacher_is_refused(tiny_splits, tmp_path):
                                         ({"kd_weight": float("nan")}, "kd_weight = nan"),  # not a torch error mid-run
                                         ({"temperature": float("inf")}, "temperature = inf; expected a finite"),
                                         ({"text_kd_lr": -1.0}, "text_kd_lr = -1.0; expected > 0"),
-                                        ({"text_relation_kd": -0.5}, "text_relation_kd = -0.5; expected >= 0")])
+                                        ({"text_relation_kd": -0.5}, "text_relation_kd = -0.5; expected >= 0"),
+                                        ({"text_relation_kd": 1.0, "text_kd_epochs": 0},
+                                         "relation KD is part of the layer-wise KD step")])
 def test_bad_options(bad, match):
     with pytest.raises(InputError, match=match):
         CompressOptions.build(**bad)
