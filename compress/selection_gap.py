@@ -13,6 +13,10 @@ each compressed twice): each pair is scored on its fold's held-out part, which n
 the utterances of all folds are pooled, so all of train + valid decides. Acc-2 non-0 (all modalities) and its B - A
 with a CI from the same resamples are reported beside the criterion; they decide nothing.
 
+The CI resamples utterances, not training runs, so with one seed per run it leaves seed noise out: on the MOSI-U
+folds a reseed of the default recipe alone moved the criterion by +0.028 [+0.010, +0.046] (README, ablation). Let
+a decision rest on runs of several seeds each.
+
     python -m edge_msa.compress.selection_gap runs/final/student.pt runs/abl/prune05/student.pt
     python -m edge_msa.compress.selection_gap runs/cv/f0/a/student.pt runs/cv/f0/b/student.pt \\
         runs/cv/f1/a/student.pt runs/cv/f1/b/student.pt   # ... one pair per fold
