@@ -15,11 +15,15 @@ with a CI from the same resamples are reported beside the criterion; they decide
 
 The CI resamples utterances, not training runs, so with one seed per run it leaves seed noise out: on the MOSI-U
 folds a reseed of the default recipe alone moved the criterion by +0.028 [+0.010, +0.046] (README, ablation). Let
-a decision rest on runs of several seeds each.
+a decision rest on several seeds per side. `compress --seeds 0 1 2` reseeds the fusion stages only (its text
+stage runs once, with the first seed), so a side may also be several runs joined by commas (`a0.pt,a1.pt`): all
+their per-seed students are averaged per utterance, as one run's seeds are.
 
     python -m edge_msa.compress.selection_gap runs/final/student.pt runs/abl/prune05/student.pt
     python -m edge_msa.compress.selection_gap runs/cv/f0/a/student.pt runs/cv/f0/b/student.pt \\
         runs/cv/f1/a/student.pt runs/cv/f1/b/student.pt   # ... one pair per fold
+    python -m edge_msa.compress.selection_gap runs/cv/f0/a/student.pt,runs/cv/f0/a1/student.pt \\
+        runs/cv/f0/b/student.pt,runs/cv/f0/b1/student.pt ...   # two runs (seeds) per side and fold
 """
 from __future__ import annotations
 
@@ -50,6 +54,20 @@ def run_seeds(student: Path) -> list[int]:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InputError(f"cannot read the seeds of '{student}' from {path} ({type(exc).__name__}); expected "
                          "the student.pt of an `edge-msa compress` run with its report beside it") from None
+
+
+Side = tuple[Path, ...]  # one recipe's compress runs on one split; more than one: their seeds are pooled
+
+
+def side_of(runs: str | os.PathLike | Sequence[str | os.PathLike]) -> Side:
+    """A side given as one student.pt or as several (a sequence of paths)."""
+    return (Path(runs),) if isinstance(runs, (str, os.PathLike)) else tuple(Path(r) for r in runs)
+
+
+def side_predictions(side: Side, rows: FeatureSet) -> tuple[np.ndarray, list[int]]:
+    """(draws, rows) predictions of every per-seed student of the side's runs, and their seeds, run by run."""
+    per_run = [seed_predictions(run, rows) for run in side]
+    return np.concatenate([pred for pred, _ in per_run]), [seed for _, seeds in per_run for seed in seeds]
 
 
 def seed_predictions(student: Path, rows: FeatureSet) -> tuple[np.ndarray, list[int]]:
@@ -89,12 +107,13 @@ def pooled_acc2(hits: np.ndarray, non_zero: np.ndarray) -> float | None:
     return float(hits[non_zero].mean()) if non_zero.any() else None
 
 
-def pooled_side(runs: list[Path], rows: list[FeatureSet]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[list[int]]]:
-    """One recipe's runs (one per compared split), pooled over the splits: criterion errors, Acc-2 non-0 hits and
-    non-zero flags per utterance, and each run's seeds."""
+def pooled_side(sides: list[Side], rows: list[FeatureSet]) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                                     list[list[int]]]:
+    """One recipe's sides (one per compared split), pooled over the splits: criterion errors, Acc-2 non-0 hits and
+    non-zero flags per utterance, and each side's seeds."""
     errors, hits, non_zero, seeds = [], [], [], []
-    for run, fs in zip(runs, rows):
-        pred, run_seeds = seed_predictions(run, fs)
+    for side, fs in zip(sides, rows):
+        pred, run_seeds = side_predictions(side, fs)
         errors.append(criterion_errors(pred, fs))
         run_hits, run_non_zero = polarity_hits(pred, fs)
         hits.append(run_hits)
@@ -103,14 +122,15 @@ def pooled_side(runs: list[Path], rows: list[FeatureSet]) -> tuple[np.ndarray, n
     return np.concatenate(errors), np.concatenate(hits), np.concatenate(non_zero), seeds
 
 
-def compared_rows(run_a: Path, run_b: Path) -> tuple[FeatureSet, dict[str, Any]]:
-    """The rows two runs are compared on (`scored_split`, with all modalities and with text alone) and their
-    shared lineage record."""
-    model, meta = load_checkpoint(run_a)
+def compared_rows(side_a: Side, side_b: Side) -> tuple[FeatureSet, dict[str, Any]]:
+    """The rows two sides are compared on (`scored_split`, with all modalities and with text alone) and the
+    lineage record all their runs share."""
+    model, meta = load_checkpoint(side_a[0])
     record = data_record(meta)
-    if record != data_record(read_checkpoint(run_b).get("meta", {})):
-        raise InputError(f"'{run_a}' and '{run_b}' were made on different data or splits; expected two compress "
-                         "runs of the same data (their lineage records differ)")
+    for run in (*side_a[1:], *side_b):
+        if record != data_record(read_checkpoint(run).get("meta", {})):
+            raise InputError(f"'{side_a[0]}' and '{run}' were made on different data or splits; expected compress "
+                             "runs of the same data (their lineage records differ)")
     return leak_robust(scored_split(model, record)), record or {}
 
 
@@ -138,20 +158,20 @@ def scored_on(records: list[dict[str, Any]]) -> str:
     return f"held-out folds {', '.join(str(f) for f, _ in sorted(folds))} of {folds[0][1]}"
 
 
-def selection_gap(pairs: Sequence[tuple[str | os.PathLike, str | os.PathLike]], resamples: int = 2000,
-                  seed: int = 0) -> dict[str, Any]:
-    """Mean criterion of runs A and B and B - A with its paired-bootstrap 95 % CI over the compared utterances,
+def selection_gap(pairs: Sequence[tuple[Any, Any]], resamples: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """Mean criterion of sides A and B and B - A with its paired-bootstrap 95 % CI over the compared utterances,
     pooled over `pairs` (one (A, B) pair; or one per cross-validation fold); Acc-2 non-0's B - A beside it, from
-    the same resamples (it decides nothing: the criterion does)."""
+    the same resamples (it decides nothing: the criterion does). A side is one student.pt or several (side_of)."""
     if resamples < 1:
         raise InputError(f"--resamples {resamples}; expected >= 1")
     if not pairs:
         raise InputError("no runs to compare; expected pairs of student.pt: A B [A B ...]")
-    compared = [compared_rows(Path(a), Path(b)) for a, b in pairs]
+    sides = [(side_of(a), side_of(b)) for a, b in pairs]
+    compared = [compared_rows(a, b) for a, b in sides]
     where = scored_on([record for _, record in compared])
     rows = [fs for fs, _ in compared]
-    a, hits_a, non_zero, seeds_a = pooled_side([Path(run_a) for run_a, _ in pairs], rows)
-    b, hits_b, _, seeds_b = pooled_side([Path(run_b) for _, run_b in pairs], rows)  # the same rows and labels
+    a, hits_a, non_zero, seeds_a = pooled_side([side_a for side_a, _ in sides], rows)
+    b, hits_b, _, seeds_b = pooled_side([side_b for _, side_b in sides], rows)  # the same rows and labels
 
     def acc2_gap(idx: np.ndarray) -> float | None:
         acc_a, acc_b = pooled_acc2(hits_a[idx], non_zero[idx]), pooled_acc2(hits_b[idx], non_zero[idx])
@@ -177,14 +197,16 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", metavar="A B",
                         help="student.pt of the reference compress run (e.g. the defaults), then of the run to "
-                             "compare with it; one such pair per fold for cross-validation folds")
+                             "compare with it; one such pair per fold for cross-validation folds; a side may be "
+                             "several runs joined by commas (their seeds are pooled)")
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default: 2000)")
     args = parser.parse_args(argv)
 
     def compare() -> dict[str, Any]:
         if len(args.runs) % 2:
             raise InputError(f"{len(args.runs)} runs given; expected pairs: A B [A B ...]")
-        return selection_gap(list(zip(args.runs[::2], args.runs[1::2])), args.resamples)
+        sides = [run.split(",") for run in args.runs]
+        return selection_gap(list(zip(sides[::2], sides[1::2])), args.resamples)
 
     return print_json(compare)
 

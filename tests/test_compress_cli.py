@@ -116,7 +116,7 @@ def test_selection_gap_of_two_runs(tmp_path, cache, capsys):
 
     data, splits, teacher = _tiny_teacher(tmp_path, epochs=1)
     runs = {}
-    for name, seeds in (("one", ["0"]), ("two", ["0", "1"])):
+    for name, seeds in (("one", ["0"]), ("two", ["0", "1"]), ("seed1", ["1"])):
         runs[name] = tmp_path / name / "student.pt"
         assert main(["compress", str(tmp_path / "teacher.pt"), "--out", str(runs[name]), "--epochs", "1",
                      "--finetune-epochs", "1", "--gate-epochs", "1", "--quiet", "--seeds", *seeds]) == 0
@@ -129,6 +129,13 @@ def test_selection_gap_of_two_runs(tmp_path, cache, capsys):
     assert acc2_gap == pytest.approx(gap["acc2_non0_b"] - gap["acc2_non0_a"]) and low <= acc2_gap <= high
     report = json.loads((tmp_path / "one" / "student.report.json").read_text())
     assert gap["criterion_a"] == pytest.approx(report["seeds"]["per_seed"][0]["valid_mae"], abs=1e-5)
+    # a side of two one-seed runs pools their seeds as one two-seed run does (the same per-seed students here)
+    pooled = selection_gap([((runs["one"], runs["seed1"]), runs["two"])], resamples=50)
+    assert pooled["seeds_a"] == [[0, 1]] and pooled["b_minus_a"] == pytest.approx(0.0, abs=1e-7)
+    assert pooled["criterion_a"] != pytest.approx(gap["criterion_a"], abs=1e-7)  # not seed 0 alone
+    capsys.readouterr()
+    assert gap_main([f"{runs['one']},{runs['seed1']}", str(runs["two"]), "--resamples", "20"]) == 0
+    assert json.loads(capsys.readouterr().out)["seeds_a"] == [[0, 1]]
     same = selection_gap([(runs["one"], runs["one"])], resamples=50)
     assert same["b_minus_a"] == 0 and same["ci95"] == [0, 0] and same["acc2_non0_a"] == same["acc2_non0_b"]
     assert same["acc2_non0_b_minus_a"] == 0 and same["acc2_non0_ci95"] == [0, 0]
