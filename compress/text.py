@@ -25,7 +25,7 @@ from torch import nn
 
 from edge_msa.data.assemble import pad_sequences
 from edge_msa.errors import InputError, require
-from edge_msa.models.text_bert import BertEncoder, BertLayer
+from edge_msa.models.text_bert import BertEncoder, BertLayer, key_padding_bias
 from edge_msa.models.with_text import token_ids
 from edge_msa.training import inference_threads, modality_tensors, torch_threads, train_epoch
 
@@ -167,7 +167,7 @@ def attention_relations(layer: BertLayer, x: torch.Tensor, mask: torch.Tensor, h
     """MiniLMv2's q-q, k-k and v-v self-attention relations of `layer` on its input `x` (B, L, H): each projection
     split into `heads` relation heads, scaled dot products, log-softmax over the valid keys: three (B, heads, L, L)."""
     b, n, _ = x.shape
-    key_bias = torch.zeros(mask.shape, dtype=x.dtype).masked_fill(~mask, -1e4)[:, None, None, :]
+    key_bias = key_padding_bias(mask)
     relations = []
     for project in (layer.q, layer.k, layer.v):
         z = project(x).view(b, n, heads, -1).transpose(1, 2)  # (B, heads, L, d)
@@ -262,6 +262,11 @@ class TextKD:
     seed: int = 0
     max_minutes: float | None = None  # per step
 
+    @property
+    def relations(self) -> bool:
+        """Relation KD runs: it is part of the layer-wise step, so it needs that step too."""
+        return self.layer_epochs > 0 and self.relation_weight > 0
+
 
 def length_grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator,
                            group: int = 50) -> list[np.ndarray]:
@@ -313,7 +318,7 @@ def distill_layers(student: BertEncoder, teacher: BertEncoder, id_rows: list[lis
     each mapped layer, then, with relation KD, the input of the teacher's last layer) through one learned
     projection per imitated layer (label-free)."""
     start = time.perf_counter()
-    relations = kd.relation_weight > 0
+    relations = kd.relations
     model = LayerwiseKD(student, teacher.hidden, teacher.stack[-1] if relations else None, kd.relation_weight).train()
     imitated = len(student.stack) + 1
 
@@ -437,7 +442,7 @@ def student_text_encoder(teacher: WithTextEncoder, texts: dict[str, Any], shape:
         # the input of the teacher's last layer, appended after them
         last = info["layers_from_teacher"][-1]
         picked = [0, *info["layers_from_teacher"]] if kd.layer_epochs else [last]
-        relation_input = [len(bert.stack) - 1] if kd.layer_epochs and kd.relation_weight > 0 else []
+        relation_input = [len(bert.stack) - 1] if kd.relations else []
         start = time.perf_counter()
         targets = teacher_layer_states(bert, id_rows, picked + relation_input, progress)
         info["teacher_states_seconds"] = round(time.perf_counter() - start, 1)

@@ -31,6 +31,12 @@ CONFIG_KEYS = ("vocab_size", "hidden", "layers", "heads", "head_dim", "ffn", "ma
                "embed_rank", "eps", "repeats")
 
 
+def key_padding_bias(mask: torch.Tensor) -> torch.Tensor:
+    """(B, L) bool mask -> (B, 1, 1, L) additive attention bias: 0 on valid keys, -1e4 on padding."""
+    bias = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)
+    return bias.masked_fill(~mask, -1e4)[:, None, None, :]
+
+
 class BertLayer(nn.Module):
     """Post-LN BERT layer; `heads`/`head_dim` are plain ints that pruning updates."""
 
@@ -98,8 +104,7 @@ class BertEncoder(nn.Module):
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor, all_layers: bool = False):
         ids = ids.clamp(0, self.config["vocab_size"] - 1)
-        bias = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)
-        bias = bias.masked_fill(~mask, -1e4)[:, None, None, :]  # (B, 1, 1, L) additive key mask
+        bias = key_padding_bias(mask)
         keep = mask.unsqueeze(-1).to(torch.float32)  # (B, L, 1)
         h = self.embed(ids)
         states = [h * keep]
