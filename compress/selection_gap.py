@@ -206,6 +206,10 @@ def main(argv: list[str] | None = None) -> int:
         if len(args.runs) % 2:
             raise InputError(f"{len(args.runs)} runs given; expected pairs: A B [A B ...]")
         sides = [run.split(",") for run in args.runs]
+        for run, side in zip(args.runs, sides):
+            if "" in side:
+                raise InputError(f"'{run}' has an empty path between commas; expected student.pt or "
+                                 "a.pt,b.pt (several runs of one side)")
         return selection_gap(list(zip(sides[::2], sides[1::2])), args.resamples)
 
     return print_json(compare)

@@ -136,6 +136,8 @@ def test_selection_gap_of_two_runs(tmp_path, cache, capsys):
     capsys.readouterr()
     assert gap_main([f"{runs['one']},{runs['seed1']}", str(runs["two"]), "--resamples", "20"]) == 0
     assert json.loads(capsys.readouterr().out)["seeds_a"] == [[0, 1]]
+    assert gap_main([f"{runs['one']},", str(runs["two"])]) == 2
+    assert "empty path between commas" in capsys.readouterr().err
     same = selection_gap([(runs["one"], runs["one"])], resamples=50)
     assert same["b_minus_a"] == 0 and same["ci95"] == [0, 0] and same["acc2_non0_a"] == same["acc2_non0_b"]
     assert same["acc2_non0_b_minus_a"] == 0 and same["acc2_non0_ci95"] == [0, 0]
