@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .atomic import atomic_path, check_file_out
 from .errors import ArtifactError, InputError
 from .spec import FeatureSpec, ModelConfig
+
+if TYPE_CHECKING:
+    from .models.base import MSAModel
 
 FORMAT_VERSION = 1
 
@@ -90,7 +93,7 @@ def data_record(meta: dict[str, Any]) -> dict[str, Any] | None:
     return {"path": data, "seed": int(meta.get("data_seed", (meta.get("seeds") or [0])[0]))}
 
 
-def load_checkpoint(path: str | os.PathLike):
+def load_checkpoint(path: str | os.PathLike) -> tuple[MSAModel, dict[str, Any]]:
     """Rebuild the model from a checkpoint. Returns (model in eval mode, meta dict)."""
     from .models import create_model
 

@@ -2,10 +2,13 @@
 registers itself with @register; tiny variants for tests are registered the same way."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import InputError
 from ..spec import FeatureSpec, ModelConfig, suggest
+
+if TYPE_CHECKING:
+    from .base import MSAModel
 
 _REGISTRY: dict[str, Callable[..., Any]] = {}
 
@@ -22,7 +25,7 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def create_model(name: str, spec: FeatureSpec, **params: Any):
+def create_model(name: str, spec: FeatureSpec, **params: Any) -> MSAModel:
     """Build a model; its constructor arguments are kept in `model.config_params` for checkpoints."""
     _load_all()
     if name not in _REGISTRY:

@@ -102,7 +102,8 @@ class BertEncoder(nn.Module):
         positions = torch.arange(ids.shape[1], device=ids.device)
         return self.drop(self.embed_norm(w + self.position(positions)[None]))  # (B, L, H)
 
-    def forward(self, ids: torch.Tensor, mask: torch.Tensor, all_layers: bool = False):
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor,
+                all_layers: bool = False) -> torch.Tensor | list[torch.Tensor]:
         ids = ids.clamp(0, self.config["vocab_size"] - 1)
         bias = key_padding_bias(mask)
         keep = mask.unsqueeze(-1).to(torch.float32)  # (B, L, 1)

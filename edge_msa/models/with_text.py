@@ -9,7 +9,7 @@ checkpoint (config + state_dict) rebuilds it like any other model.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -19,6 +19,9 @@ from .base import Batch, MSAModel
 from .export_config import ExportConfig
 from .layers import masked_mean
 from .text_bert import BertEncoder, build
+
+if TYPE_CHECKING:
+    from ..features.text import TokenIds
 
 STATES_FRONT_END = "text-encoder-states"
 
@@ -58,7 +61,7 @@ class WithTextEncoder(MSAModel):
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         return self.fusion({**batch, "text": self.states(batch["text"], batch["text_mask"])})
 
-    def loss(self, out: dict[str, torch.Tensor], batch: Batch):
+    def loss(self, out: dict[str, torch.Tensor], batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         return self.fusion.loss(out, batch)
 
     # --- what the student's skip rule and per-part export use ------------------------------------------
@@ -104,7 +107,7 @@ class _TextPart(nn.Module):
         return self.model.fusion.encode("text", self.model.bert(ids, mask), mask)
 
 
-def text_front_end(model: nn.Module):
+def text_front_end(model: nn.Module) -> TokenIds | None:
     """How `model` reads text from a dataset: TokenIds with its own tokenizer, or None (the default front end)."""
     from ..features.text import TokenIds
 

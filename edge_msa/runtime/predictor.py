@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import EdgeMSAError, InputError
 from ..features import media_file
 from ..features.audio import NAME as LOGMEL, VIDEO_EXTS, has_audio_track
-from ..features.text import TOKENS_PREFIX
+from ..features.text import TOKENS_PREFIX, WordPiece
 from ..spec import ABSENT, GRAPH_IO, MODALITIES, SINGLE, SKIPPABLE, modality_runs
 from .backend import Backend, backend_class
 from .manifest import Manifest, read_manifest
@@ -310,13 +310,13 @@ class Predictor:
         return array
 
     @property
-    def dataset_text_front_end(self):
+    def dataset_text_front_end(self) -> WordPiece | None:
         """What a dataset's transcripts go through for this bundle (`load_dataset(..., text_encoder=)`): the bundle's
         own tokenizer / text encoder, or None where the bundle has none (text features come with the data)."""
         return self.text_encoder if self.manifest.text_encoder and self.bundle is not None else None
 
     @property
-    def text_encoder(self):
+    def text_encoder(self) -> WordPiece:
         """The bundled text front end, built on first use: the tokenizer alone when the model encodes token ids
         itself (`encode_text` graph), else the frozen text encoder (text_encoder.onnx + tokenizer.json)."""
         if self._text_encoder is None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 
@@ -15,7 +17,7 @@ from .backend import Backend, TensorInfo
 TRT_FIX = "install it from JetPack (Jetson) or `pip install tensorrt` from NVIDIA's index on x86"
 
 
-def cuda_runtime():
+def cuda_runtime() -> ModuleType:
     """cuda-python's runtime API (cuda.bindings.runtime; cuda.cudart before 12.6): device memory for engines
     and for INT8 calibration batches."""
     try:
@@ -25,7 +27,7 @@ def cuda_runtime():
     return cudart
 
 
-def cuda_call(result, what: str):
+def cuda_call(result: Any, what: str) -> Any:
     """cuda-python returns (err, *values): the value (None if there is none), ArtifactError when err != 0."""
     err, *value = result if isinstance(result, tuple) else (result,)
     if int(err) != 0:
