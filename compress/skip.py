@@ -45,25 +45,46 @@ def _select(scores: torch.Tensor, run: torch.Tensor) -> torch.Tensor:
     return scores.gather(1, col[:, None]).squeeze(1)
 
 
+def _targets(scores: torch.Tensor, eps: float) -> torch.Tensor:
+    """'Running m matters' (B, 2) for audio, video: dropping it moves the full student's score by more than eps."""
+    full = scores[:, 0]  # (B,) every present modality run
+    return (torch.stack([(full - scores[:, 1]).abs(), (full - scores[:, 2]).abs()], 1) > eps).float()
+
+
+@torch.no_grad()
+def _frozen_rows(student: Student, fs: FeatureSet) -> tuple[torch.Tensor, ...]:
+    """`_combos` for every row of `fs`, in row order, plus the labels as batches carry them:
+    scores (N, 4), presence (N, 3), h_text (N, D), labels (N,)."""
+    student.eval()
+    parts = [_combos(student, batch) for batch in iterate(fs, 256)]
+    return (*(torch.cat(p) for p in zip(*parts)), torch.from_numpy(fs.labels.astype(np.float32)))
+
+
 class GateTrainer(nn.Module):
     """fit() wrapper: BCE of the gate against 'running m matters' targets; the score it reports is the
-    prediction under hard skipping at keep >= 0.5, so early stopping watches what skipping costs."""
+    prediction under hard skipping at keep >= 0.5, so early stopping watches what skipping costs.
 
-    def __init__(self, student: Student, eps: float) -> None:
+    Only the gate trains, so what the frozen rest of the student gives it is computed once per row of the
+    training and validation splits (rerunning the text encoder and four fusions every epoch was most of the
+    stage's time); a batch looks its rows up by index. fit() trains in train mode on `train` and validates in eval
+    mode on `valid`, so the mode names the split; a batch whose labels are not that split's rows is refused."""
+
+    def __init__(self, student: Student, eps: float, train: FeatureSet, valid: FeatureSet) -> None:
         super().__init__()
         self.student = student
         self.eps = eps
+        self.rows = {True: _frozen_rows(student, train), False: _frozen_rows(student, valid)}
 
     def forward(self, batch: dict) -> dict:
-        with torch.no_grad():
-            self.student.eval()
-            scores, present, h_text = _combos(self.student, batch)
-            full = scores[:, 0]  # (B,) every present modality run
-            delta = torch.stack([(full - scores[:, 1]).abs(), (full - scores[:, 2]).abs()], 1)  # (B, 2)
-            target = (delta > self.eps).float()  # (B, 2)
+        self.student.eval()  # the gate runs as it will be deployed, as the rows were computed
+        scores, present, h_text, labels = (x[batch["index"]] for x in self.rows[self.training])
+        if not torch.equal(labels, batch["label"]):
+            raise RuntimeError("GateTrainer got a batch of another split: train mode reads the training split's "
+                               "rows, eval mode the validation split's")
         keep = self.student.keep(h_text, batch)  # (B, 2)
         run = modality_runs(present[:, 1:] > 0, keep, 0.5)  # (B, 2)
-        return {"score": _select(scores, run), "keep": keep, "target": target, "present": present[:, 1:]}
+        return {"score": _select(scores, run), "keep": keep, "target": _targets(scores, self.eps),
+                "present": present[:, 1:]}
 
 
 def gate_loss(model: GateTrainer, out: dict, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
@@ -81,7 +102,7 @@ def train_gate(student: Student, train: FeatureSet, valid: FeatureSet, epochs: i
     gate = {id(p) for p in fusion_of(student).gate.parameters()}
     for name, p in student.named_parameters():
         p.requires_grad = id(p) in gate
-    trainer = GateTrainer(student, eps)
+    trainer = GateTrainer(student, eps, train, valid)
     try:
         result = fit(trainer, train, valid, TrainConfig(epochs=epochs, lr=3e-3, patience=epochs, seed=seed,
                                                         max_minutes=max_minutes),
@@ -89,8 +110,7 @@ def train_gate(student: Student, train: FeatureSet, valid: FeatureSet, epochs: i
     finally:
         for name, p in student.named_parameters():
             p.requires_grad = frozen[name]
-    with torch.no_grad():
-        targets = torch.cat([trainer(b)["target"] for b in iterate(train, 256)])  # (N, 2)
+    targets = _targets(trainer.rows[True][0], eps)  # (N, 2)
     return {"epochs_run": len(result.history), "best_epoch": result.best_epoch,
             "target_rate": {m: float(targets[:, i].mean()) for i, m in enumerate(SKIPPABLE)}}
 

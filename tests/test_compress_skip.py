@@ -24,3 +24,40 @@ def test_thresholds_and_flip_rate_do_not_depend_on_the_labels():
         a, b = calibrate(_cache(labels), mode, value), calibrate(_cache(other), mode, value)
         assert a["thresholds"] == b["thresholds"] and a["flip_rate"] == b["flip_rate"]
         assert a["saved_fraction"] == b["saved_fraction"]
+
+
+def test_gate_trainer_rows_are_what_the_frozen_student_gives_each_batch(tiny_splits, torch_one_thread):
+    """The gate stage computes the frozen student's outputs once per row; a shuffled training batch must see the
+    scores, targets and keep it would get from running the student on that batch."""
+    import torch
+
+    from edge_msa.compress.skip import GateTrainer, _combos, _targets
+    from edge_msa.models import create_model
+    from edge_msa.training import iterate
+
+    torch.manual_seed(0)
+    student = create_model("student", tiny_splits.spec).eval()
+    trainer = GateTrainer(student, 0.05, tiny_splits.train, tiny_splits.valid).train()
+    for batch in iterate(tiny_splits.train, 16, shuffle=True, rng=np.random.default_rng(0)):
+        out = trainer(batch)
+        with torch.no_grad():
+            scores, _, h_text = _combos(student.eval(), batch)
+            keep = student.keep(h_text, batch)
+        assert torch.allclose(out["keep"], keep, atol=1e-6)
+        assert torch.equal(out["target"], _targets(scores, 0.05))
+        assert out["keep"].requires_grad  # the gate still trains through the looked-up rows
+
+
+def test_gate_trainer_refuses_a_batch_of_the_other_split(tiny_splits, torch_one_thread):
+    import pytest
+    import torch
+
+    from edge_msa.compress.skip import GateTrainer
+    from edge_msa.models import create_model
+    from edge_msa.training import to_batch
+
+    torch.manual_seed(0)
+    trainer = GateTrainer(create_model("student", tiny_splits.spec), 0.05, tiny_splits.train, tiny_splits.valid)
+    trainer.eval()(to_batch(tiny_splits.valid, np.arange(8)))  # eval mode: the validation rows
+    with pytest.raises(RuntimeError, match="another split"):
+        trainer.train()(to_batch(tiny_splits.valid, np.arange(8)))
