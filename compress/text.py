@@ -36,13 +36,14 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class TextShape:
-    """Target shape of the student's text encoder (CompressOptions.text_shape fills it; these defaults equal its)."""
+    """Target shape of the student's text encoder. The defaults live in one place, CompressOptions (whose
+    `text_shape` fills this); min_count and shared default to what changes nothing."""
 
-    layers: int = 2
-    hidden: int = 256
-    heads: int = 8
-    ffn: int = 768
-    embed_rank: int = 128
+    layers: int
+    hidden: int
+    heads: int
+    ffn: int
+    embed_rank: int
     min_count: int = 1  # a token is kept when it occurs at least this often in the transfer texts
     shared: bool = False  # ALBERT-style: one layer (the first mapped) run `layers` times
 
