@@ -75,6 +75,18 @@ def test_missing_modality_rows_do_not_depend_on_padding(name, tiny_spec):
 
 
 @pytest.mark.parametrize("name", TINY)
+def test_score_does_not_depend_on_batch_mates(name, tiny_spec):
+    """An utterance scores the same alone and beside a longer one (its text then padded): the REST service's
+    micro-batches and `predict --batch` must give what a single `predict` gives."""
+    model = create_model(name, tiny_spec).eval()
+    batch = _batch(tiny_spec, 2, {"text": [3, 9], "audio": [2, 4], "video": [1, 3]})
+    alone = {k: v[:1, :3] if k.startswith("text") else v[:1, :2] if k.startswith("audio") else v[:1, :1]
+             for k, v in batch.items() if k != "label"}
+    with torch.no_grad():
+        assert torch.allclose(model(batch)["score"][0], model(alone)["score"][0], atol=1e-5)
+
+
+@pytest.mark.parametrize("name", TINY)
 def test_losses_decrease_on_learnable_task(name, tiny_spec, tiny_splits):
     torch.manual_seed(0)
     model = create_model(name, tiny_spec, dropout=0.0, modality_dropout=0.0)

@@ -47,8 +47,9 @@ class _AttnBlock(nn.Module):
 class DIPU(nn.Module):
     """Deep interaction promotion unit between the global feature G and one private feature X.
 
-    positions + LN; cross-attention both ways (+res, LN); self-attention on each (+res, LN); a second
-    cross-attention of the refined queries against the ORIGINAL keys/values (+res, LN); FFN (+res, LN).
+    positions (G's counted over its valid steps, since it joins padded segments) + LN; cross-attention both ways
+    (+res, LN); self-attention on each (+res, LN); a second cross-attention of the refined queries against the
+    ORIGINAL keys/values (+res, LN); FFN (+res, LN).
     """
 
     def __init__(self, hidden: int, heads: int, dropout: float) -> None:
@@ -63,7 +64,7 @@ class DIPU(nn.Module):
 
     def forward(self, g: torch.Tensor, g_mask: torch.Tensor, x: torch.Tensor,
                 x_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        g0, x0 = self.in_g(self.pos(g)), self.in_x(self.pos(x))  # (B, Lg, H), (B, Lx, H)
+        g0, x0 = self.in_g(self.pos(g, g_mask)), self.in_x(self.pos(x))  # (B, Lg, H), (B, Lx, H)
         g1, x1 = self.cross_g(g0, x0, x_mask), self.cross_x(x0, g0, g_mask)
         g2, x2 = self.self_g(g1, g1, g_mask), self.self_x(x1, x1, x_mask)
         g3, x3 = self.cross2_g(g2, x0, x_mask), self.cross2_x(x2, g0, g_mask)

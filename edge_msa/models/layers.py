@@ -96,19 +96,26 @@ class TransformerLayer(nn.Module):
 
 
 class SinusoidalPosition(nn.Module):
-    """Fixed sinusoidal positions added to a (B, L, D) sequence (no parameters, any length)."""
+    """Fixed sinusoidal positions added to a (B, L, D) sequence (no parameters, any length).
+
+    With `mask`, a step's position counts the valid steps before it, as if the padding were removed. A sequence
+    joined from padded segments (fd_cmdie's text | audio | video) needs that: counted by index, the audio and video
+    positions would move with the padding of the text, i.e. with the longest transcript in the batch, and a score
+    would depend on its batch-mates."""
 
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.dim = dim
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        length = x.shape[1]
-        pos = torch.arange(length, dtype=x.dtype, device=x.device).unsqueeze(1)  # (L, 1)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if mask is None:
+            pos = torch.arange(x.shape[1], dtype=x.dtype, device=x.device).unsqueeze(1)  # (L, 1)
+        else:
+            pos = (torch.cumsum(mask.to(x.dtype), dim=1) - 1).clamp_min(0).unsqueeze(-1)  # (B, L, 1)
         half = self.dim // 2
         freq = torch.exp(torch.arange(half, dtype=x.dtype, device=x.device) * (-math.log(10000.0) / max(half, 1)))
-        angles = pos * freq  # (L, half)
-        pe = torch.cat([angles.sin(), angles.cos()], dim=-1)  # (L, 2*half)
+        angles = pos * freq  # (L, half) or (B, L, half)
+        pe = torch.cat([angles.sin(), angles.cos()], dim=-1)
         if pe.shape[-1] < self.dim:
             pe = F.pad(pe, (0, self.dim - pe.shape[-1]))
-        return x + pe.unsqueeze(0)
+        return x + pe
