@@ -217,6 +217,30 @@ def test_predict_batch_matches_single_predictions(bundle):
         assert abs(got.score - want.score) < 1e-5 and got.ran == want.ran and got.skipped == want.skipped
 
 
+@pytest.fixture(scope="module")
+def int8_bundle(tmp_path_factory):
+    model = create_model("student_tiny", SPEC)
+    ckpt = save_checkpoint(tmp_path_factory.mktemp("int8") / "s.pt", model, {})
+    return export(ckpt, format="onnx-int8", out=tmp_path_factory.mktemp("int8") / "bundle", log=None)
+
+
+def test_int8_batches_score_what_each_row_scores_alone(int8_bundle):
+    """Dynamic quantization scales each call's activations by the whole tensor, padding and batch-mates included,
+    so INT8 bundles run batches row by row: `predict_batch` and `predict_features` (eval) give `predict`'s scores."""
+    items = [{m: _arrays(seed)[m][:steps] for m in MODALITIES} for seed, steps in ((0, 9), (1, 1), (2, 3), (3, 2))]
+    with load(int8_bundle) as p:
+        p.thresholds = [0.0, 0.0]
+        alone = [p.predict(**item).score for item in items]
+        batched = [r.score for r in p.predict_batch(items)]
+        padded = {m: np.zeros((len(items), SPEC.max_len(m), SPEC.dim(m)), np.float32) for m in MODALITIES}
+        lengths = {m: np.array([len(item[m]) for item in items]) for m in MODALITIES}
+        for i, item in enumerate(items):
+            for m in MODALITIES:
+                padded[m][i, :len(item[m])] = item[m]
+        scores, _ = p.predict_features(padded, lengths)
+    assert batched == alone and scores.tolist() == pytest.approx(alone, abs=0)
+
+
 def test_media_file_for_external_features_is_skipped_with_a_warning(bundle, tmp_path):
     clip = tmp_path / "clip.wav"
     clip.write_bytes(b"RIFF")
@@ -602,6 +626,11 @@ def test_text_and_token_ids_are_checked_before_the_tokenizer_and_graph(token_bun
         for bad in (-1.0, float(vocab), 2.5):
             message = one_line_error(lambda: p.predict(text=np.array([[2.0], [bad]], np.float32)))
             assert f"text token ids must be whole numbers in [0, {vocab})" in message
+        max_len = p.spec.max_len("text")
+        long_ids = np.tile(ids, (max_len // len(ids) + 2, 1))  # (> max_len, 1): beyond the encoder's positions
+        with pytest.warns(UserWarning, match=f"more than the encoder's {max_len} positions; truncated"):
+            cut = p.predict(text=long_ids).score
+        assert cut == pytest.approx(p.predict(text=long_ids[:max_len]).score, abs=1e-6)
 
 
 @pytest.mark.parametrize("value, message", [

@@ -75,8 +75,11 @@ class Predictor:
         return self.predict_batch([{"text": text, "audio": audio, "video": video}])[0]
 
     def predict_batch(self, inputs: Sequence[Mapping[str, Any]]) -> list[Prediction]:
-        """Many inputs in one batched pass per graph (throughput); each item is {modality: value}."""
+        """Many inputs in one batched pass per graph (throughput); each item is {modality: value}. An INT8 bundle
+        runs them one at a time (`row_by_row`), so every item scores what `predict` gives it alone."""
         _check_items(inputs)
+        if self.row_by_row and len(inputs) > 1:
+            return [self._alone(i, item) for i, item in enumerate(inputs)]
         ms: dict[str, float] = {}
         rows, media, skipped = self._prepare(inputs, ms)
         for i, (row, pending, reasons) in enumerate(zip(rows, media, skipped)):
@@ -117,9 +120,24 @@ class Predictor:
         """Batched scores for padded arrays features[m] (B, L, d) with lengths[m] (B,) (0 = missing; a
         modality absent from `features` is missing for every row). Returns (scores (B,), ran (B, 3) bool)."""
         feats, lens = self._check_features(features, lengths or {})
-        scores, ran, _, _ = self._forward({m: lens[m] > 0 for m in MODALITIES},
-                                          lambda m, idx: (feats[m][idx], lens[m][idx]))
-        return scores, ran
+        if self.row_by_row and len(lens["text"]) > 1:
+            rows = [self._forward(*_one_row(feats, lens, i))[:2] for i in range(len(lens["text"]))]
+            return np.concatenate([s for s, _ in rows]), np.concatenate([r for _, r in rows])
+        return self._forward(*_batched(feats, lens))[:2]
+
+    @property
+    def row_by_row(self) -> bool:
+        """Whether batches run one row at a time. INT8 bundles are dynamically quantized: each graph call takes its
+        activation scale from the whole input tensor, batch-mates and their padding included, so a batched row
+        would score differently from the same row alone (up to 0.07 on MOSI-U, flipping a polarity)."""
+        return self.manifest.precision == "int8"
+
+    def _alone(self, index: int, item: Mapping[str, Any]) -> Prediction:
+        """predict_batch's item `index` run by itself; an error names the item."""
+        try:
+            return self.predict_batch([item])[0]
+        except InputError as exc:
+            raise InputError(f"input #{index}: {exc}") from None
 
     def close(self) -> None:
         for backend in self.backends.values():
@@ -276,6 +294,11 @@ class Predictor:
             if (x != np.rint(x)).any() or x.min() < 0 or x.max() >= vocab:
                 raise InputError(f"text token ids must be whole numbers in [0, {vocab}) for this bundle's "
                                  f"tokenizer; got values in [{x.min():g}, {x.max():g}]")
+            max_len = self.spec.max_len("text")
+            if len(x) > max_len:  # the encoder has max_len positions; raw text is cut by the tokenizer the same way
+                warnings.warn(f"text: {len(x)} token ids are more than the encoder's {max_len} positions; "
+                              f"truncated to the first {max_len}", stacklevel=4)
+                x = x[:max_len]
         return x
 
     def _media_check(self, modality: str, path: Path) -> str | None:
@@ -349,6 +372,18 @@ def _check_items(inputs: Any) -> None:
         unknown = set(item) - set(MODALITIES)
         if unknown:
             raise InputError(f"unknown input keys {sorted(unknown)}; expected {', '.join(MODALITIES)}")
+
+
+def _batched(feats: dict[str, np.ndarray], lens: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], Callable]:
+    """`_forward`'s (present, fetch) for padded feature arrays and their lengths."""
+    return {m: lens[m] > 0 for m in MODALITIES}, lambda m, idx: (feats[m][idx], lens[m][idx])
+
+
+def _one_row(feats: dict[str, np.ndarray], lens: dict[str, np.ndarray], i: int) -> tuple[dict[str, np.ndarray],
+                                                                                          Callable]:
+    """`_batched` for row i alone, its padding cut off (graphs need L >= 1), as `predict` would pass it."""
+    steps = {m: max(int(lens[m][i]), 1) for m in MODALITIES}
+    return _batched({m: feats[m][i:i + 1, :steps[m]] for m in MODALITIES}, {m: lens[m][i:i + 1] for m in MODALITIES})
 
 
 def _pad(rows: list[dict[str, np.ndarray]], spec, m: str) -> tuple[np.ndarray, np.ndarray]:
