@@ -641,3 +641,18 @@ def test_cli_eval_out_a_directory_is_refused_before_scoring(bundle, tmp_path, ca
     monkeypatch.setattr(data, "rebuild_splits", lambda *a, **k: pytest.fail("the split was read"))
     assert main(["eval", str(bundle), "--out", str(tmp_path)]) == 2
     assert capsys.readouterr().err == f"error: --out '{tmp_path}' is a folder; expected the path of the file to write\n"
+
+
+def test_cli_eval_of_an_empty_split_is_a_one_line_error(bundle, tmp_path, capsys, monkeypatch):
+    """A label.csv whose rows are all mode=train (`feedback export` can write one) has an empty test split:
+    eval said `ValueError: need at least one array to concatenate` (exit 1) instead of naming the split."""
+    import edge_msa.data as data
+    from edge_msa.cli import main
+    from edge_msa.data.base import DatasetSplits
+
+    sets = [make_featureset(SPEC, n, seed) for seed, n in enumerate((6, 0, 0))]
+    monkeypatch.setattr(data, "rebuild_splits", lambda *a, **k: DatasetSplits(SPEC, *sets, info={"path": "l.csv"}))
+    assert main(["eval", str(bundle), "--data", "l.csv", "--split", "test", "--out", str(tmp_path / "m.json")]) == 2
+    assert capsys.readouterr().err == ("error: the test split of l.csv is empty (train 6, valid 0, test 0); "
+                                       "expected a --split that has samples\n")
+    assert not (tmp_path / "m.json").exists()
