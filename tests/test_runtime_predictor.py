@@ -495,6 +495,11 @@ def _npz(path, **arrays):
     return path
 
 
+def _npy(path, array):
+    np.save(path, array)
+    return path
+
+
 BAD_FEATURE_FILES = [  # (name, writer, expected one-line error)
     ("empty.npy", lambda p: p.write_bytes(b""), "cannot read '.*empty.npy' as a numpy array"),
     ("empty.npz", lambda p: p.write_bytes(b""), "empty.npz is not a readable features .npz"),
@@ -512,6 +517,8 @@ BAD_FEATURE_FILES = [  # (name, writer, expected one-line error)
     ("orphan.npz", lambda p: _npz(p, audio=np.ones((1, 5), np.float32), video_len=np.array([1])),
      r"unknown arrays \['video_len'\]"),
     ("none.npz", lambda p: _npz(p, audio=np.ones((0, 1, 5), np.float32)), "holds 0 inputs"),
+    ("single.npy.npz", lambda p: p.write_bytes(_npy(p.with_suffix(".npy"), np.ones((3, 5))).read_bytes()),
+     r"single.npy.npz is a single .npy array, not a features .npz; expected an .npz archive of named arrays"),
 ]
 
 
