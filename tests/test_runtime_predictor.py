@@ -275,6 +275,8 @@ MANIFEST_EDITS = {  # how -> an edit of manifest.json that load must refuse in o
     "outside": lambda m: m["graphs"].update(fuse="../../fuse.onnx"),  # was loaded from outside the bundle
     "encoder": lambda m: m.update(text_encoder={"onnx": "text_encoder.onnx"}),  # was a KeyError at the first text
     "versions": lambda m: m.update(versions="0.1"),  # was an AttributeError in `edge-msa info`
+    "dims": lambda m: m["feature_spec"].update(dims="abc"),  # was a ValueError from int('a')
+    "front_ends": lambda m: m["feature_spec"].update(front_ends=[1, 2, 3]),  # was an AttributeError
 }
 
 
@@ -286,6 +288,8 @@ MANIFEST_EDITS = {  # how -> an edit of manifest.json that load must refuse in o
     ("outside", r"graphs \{'fuse': '../../fuse.onnx'\} are not file names inside the bundle"),
     ("encoder", r"text_encoder lists no \['tokenizer'\] file"),
     ("versions", r"manifest fields \['versions'\] are not JSON objects"),
+    ("dims", r"FeatureSpec.dims must be 3 whole numbers >= 1 \(text, audio, video\); got 'abc'"),
+    ("front_ends", r"FeatureSpec.front_ends must be 3 front end names \(text, audio, video\); got \(1, 2, 3\)"),
 ])
 def test_broken_bundles(bundle, tmp_path, how, message, capsys):
     broken = _broken_copy(bundle, tmp_path, how)
