@@ -667,3 +667,19 @@ def test_cli_eval_of_an_empty_split_is_a_one_line_error(bundle, tmp_path, capsys
     assert capsys.readouterr().err == ("error: the test split of l.csv is empty (train 6, valid 0, test 0); "
                                        "expected a --split that has samples\n")
     assert not (tmp_path / "m.json").exists()
+
+
+def test_cli_text_is_a_feature_file_only_when_it_looks_like_a_path(tmp_path):
+    """`--text "I loved the file named results.npy"` was read as a feature file path (and failed as one); the same
+    for --batch CSV cells. One word ending in .npy, or an existing file (even with a space), is still a path."""
+    from conftest import one_line_error
+    from edge_msa.cli.predict import _csv_items, _text
+
+    np.save(tmp_path / "my feats.npy", _arrays()["text"])
+    sentence = "I loved the file named results.npy"
+    assert _text(sentence, tmp_path) == sentence
+    assert _text("my feats.npy", tmp_path).shape == (SPEC.max_len("text"), SPEC.dim("text"))
+    assert "feature file" in one_line_error(lambda: _text("results.npy", tmp_path))
+    (tmp_path / "in.csv").write_text(f'text\n"{sentence}"\nmy feats.npy\n')
+    items = _csv_items(tmp_path / "in.csv")
+    assert items[0]["text"] == sentence and isinstance(items[1]["text"], np.ndarray)
