@@ -683,3 +683,14 @@ def test_cli_text_is_a_feature_file_only_when_it_looks_like_a_path(tmp_path):
     (tmp_path / "in.csv").write_text(f'text\n"{sentence}"\nmy feats.npy\n')
     items = _csv_items(tmp_path / "in.csv")
     assert items[0]["text"] == sentence and isinstance(items[1]["text"], np.ndarray)
+
+
+@pytest.mark.parametrize("args", [["info", "--json"], ["predict", "--features", "many.npz"]])
+def test_cli_output_to_a_closed_pipe_exits_quietly(bundle, tmp_path, args):
+    """`edge-msa info B --json | head -1` printed a BrokenPipeError traceback and exited 1."""
+    np.savez(tmp_path / "many.npz", audio=np.ones((64, 3, SPEC.dim("audio")), np.float32))
+    argv = [sys.executable, "-m", "edge_msa", args[0], str(bundle), *args[1:]]
+    proc = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before the first line is written
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and err == ""
