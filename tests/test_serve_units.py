@@ -120,6 +120,27 @@ def test_media_upload_without_the_media_extra_is_a_503_naming_the_fix(tmp_path, 
     assert info.value.message.endswith('fix: pip install "edge-msa[media]"')
 
 
+@pytest.mark.filterwarnings("ignore:1 of 2 texts are longer")  # the runtime's batch-level warning (server log)
+def test_a_truncated_text_is_named_in_the_answer(media_bundle, tmp_path):
+    """A text cut to the encoder's max length answered 200 with no hint; the warning went to the server log only."""
+    pytest.importorskip("fastapi", reason='the serve extra is not installed (pip install "edge-msa[serve]")')
+    import asyncio
+
+    from edge_msa.serve.app import Service
+    from edge_msa.serve.config import ServeConfig
+
+    service = Service(ServeConfig(bundle=str(media_bundle)))
+    service.batcher.start()
+    try:
+        texts = ("a fine film", " ".join(["good"] * 40))  # max_len 16 tokens
+        parsed = [parse_item({"text": t}, SERVE_SPEC, Limits(), lambda: tmp_path) for t in texts]
+        short, long = asyncio.run(service.predict(parsed))
+    finally:
+        service.close()
+    assert short["warnings"] == [] and long["warnings"] == [
+        "text is longer than 16 tokens and was truncated; only its first 16 were scored"]
+
+
 def test_feedback_log_export_reads_back_as_an_mmsa_label_csv(tmp_path, capsys):
     from edge_msa.data.label_csv import read
 
