@@ -694,3 +694,12 @@ def test_cli_output_to_a_closed_pipe_exits_quietly(bundle, tmp_path, args):
     proc.stdout.close()  # the reader is gone before the first line is written
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141 and err == ""
+
+
+def test_a_graph_that_fails_is_our_one_line_error_without_onnxruntime_log_lines(bundle, capfd):
+    """ORT printed its own `[E:onnxruntime:...]` line on stderr before our error (sessions logged errors)."""
+    backend = OnnxRuntimeBackend(bundle / "fuse.onnx")
+    feed = {i.name: np.zeros((2 if i.name != "h_audio" else 3, i.shape[1]), np.float32) for i in backend.inputs}
+    with pytest.raises(InputError, match="fuse.onnx: onnxruntime rejected the inputs"):
+        backend.run(feed)  # batch sizes that disagree fail inside the graph's Concat
+    assert "onnxruntime" not in capfd.readouterr().err

@@ -191,6 +191,7 @@ class MiniLMFrontEnd(WordPiece):
         if self._session is None:
             ort = require("onnxruntime", "the MiniLM text front end")
             options = ort.SessionOptions()
+            options.log_severity_level = 4  # fatal only: a failure is our one-line error, without ORT's log lines
             if self.threads:
                 options.intra_op_num_threads = int(self.threads)
             try:
