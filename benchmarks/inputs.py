@@ -13,6 +13,7 @@ import numpy as np
 from edge_msa.data.base import FeatureSet
 from edge_msa.data.modality_subset import restrict_arrays
 from edge_msa.errors import InputError
+from edge_msa.features.text import TOKENS_PREFIX
 from edge_msa.spec import MODALITIES, FeatureSpec, suggest
 
 SUBSET_EXAMPLES = ("all", "text", "text+audio", "text+video", "audio+video")
@@ -46,10 +47,16 @@ class Batch:
         return len(self.lengths[MODALITIES[0]])
 
 
-def synthetic_set(spec: FeatureSpec, n: int, seed: int = 0) -> FeatureSet:
-    """Random full-length features of the bundle's spec, for latency when no dataset is given."""
+def synthetic_set(spec: FeatureSpec, n: int, seed: int = 0, vocab: int | None = None) -> FeatureSet:
+    """Random full-length features of the bundle's spec, for latency when no dataset is given. A token-id
+    bundle ("wordpiece:" text front end) refuses noise as text, so its text is random whole ids below `vocab`
+    (the size of the bundle's tokenizer): the runtime then times the path real transcripts take."""
     rng = np.random.default_rng(seed)
     feats = {m: rng.normal(size=(n, spec.max_len(m), spec.dim(m))).astype(np.float32) for m in MODALITIES}
+    if spec.front_end("text").startswith(TOKENS_PREFIX):
+        if vocab is None or vocab < 1:
+            raise InputError(f"synthetic text for a token-id bundle needs its tokenizer's vocabulary size; got {vocab}")
+        feats["text"] = rng.integers(0, vocab, size=feats["text"].shape).astype(np.float32)
     lens = {m: np.full(n, spec.max_len(m), dtype=np.int64) for m in MODALITIES}
     return FeatureSet(feats, lens, np.zeros(n, np.float32), np.array([f"synthetic{i}" for i in range(n)]))
 

@@ -112,9 +112,7 @@ def _bench_bundle(bundle: Path, subsets: dict[str, tuple[str, ...]], batch_sizes
     try:
         target = load_target(bundle, settings["backend"], settings["threads"], loader)
     except Exception as exc:  # any load failure becomes failed rows; the sweep continues
-        bar.update(len(subsets) * len(batch_sizes))
-        return [{**base, "batch": b, "modalities": name, "status": f"failed: load: {_one_line(exc)}"}
-                for name in subsets for b in batch_sizes]
+        return _failed_rows(base, subsets, batch_sizes, f"load: {_one_line(exc)}", bar)
     rss_after = current_rss_mb()
     manifest = target.manifest
     base.update(backend=target.backend_name, model=manifest.get("model"), precision=target.precision,
@@ -123,7 +121,11 @@ def _bench_bundle(bundle: Path, subsets: dict[str, tuple[str, ...]], batch_sizes
                 threads=settings["threads"] or f"runtime default ({os.cpu_count()} logical CPUs)",
                 providers=target.providers)
     eval_set, accuracy_note = datasets.for_target(target)
-    timing_set = eval_set if eval_set is not None else synthetic_set(target.spec, SYNTHETIC_N)
+    try:  # a token-id bundle's synthetic text is ids below its tokenizer's vocabulary size
+        timing_set = eval_set if eval_set is not None else synthetic_set(target.spec, SYNTHETIC_N,
+                                                                         vocab=target.text_vocab)
+    except EdgeMSAError as exc:  # e.g. a token-id bundle without its tokenizer: nothing valid to time
+        return _failed_rows(base, subsets, batch_sizes, f"synthetic inputs: {_one_line(exc)}", bar)
     base["inputs"] = f"{settings['split']} split" if eval_set is not None else "synthetic (random, full length)"
     rows = []
     for name, keep in subsets.items():
@@ -143,6 +145,13 @@ def _bench_bundle(bundle: Path, subsets: dict[str, tuple[str, ...]], batch_sizes
     if callable(close):
         close()
     return rows
+
+
+def _failed_rows(base: dict, subsets: dict, batch_sizes: list[int], why: str, bar: "_Progress") -> list[dict]:
+    """Every row of a bundle that cannot be timed at all, each saying why; the sweep goes on to the next bundle."""
+    bar.update(len(subsets) * len(batch_sizes))
+    return [{**base, "batch": b, "modalities": name, "status": f"failed: {why}"}
+            for name in subsets for b in batch_sizes]
 
 
 def bundle_bytes(bundle: Path, manifest: dict) -> dict[str, int]:

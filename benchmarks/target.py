@@ -9,6 +9,7 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
+from edge_msa.features.text import TOKENS_PREFIX
 from edge_msa.spec import FeatureSpec
 
 from .inputs import Batch
@@ -54,6 +55,15 @@ class Target:
     def spec(self) -> FeatureSpec:
         spec = self.manifest["feature_spec"]
         return spec if isinstance(spec, FeatureSpec) else FeatureSpec.from_dict(spec)
+
+    @property
+    def text_vocab(self) -> int | None:
+        """The vocabulary size of a token-id bundle's tokenizer (its text inputs are ids below it; synthetic
+        inputs must be too), else None."""
+        if not self.spec.front_end("text").startswith(TOKENS_PREFIX):
+            return None
+        encoder = getattr(self.predictor, "text_encoder", None)  # the runtime's; fakes in tests may lack it
+        return None if encoder is None else int(encoder.vocab_size)
 
     @property
     def backend_name(self) -> str:

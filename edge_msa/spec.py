@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Mapping
+from numbers import Integral
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 
@@ -67,13 +68,16 @@ class FeatureSpec:
     dtype: str = "float32"
 
     def __post_init__(self) -> None:
+        """Check every field here, so a hand-edited manifest or checkpoint (`"dims": "abc"`) is one line naming
+        the field, not a ValueError from int() at load or an AttributeError at the first prediction."""
         for name in ("dims", "max_lens", "front_ends"):
-            value = tuple(getattr(self, name))
-            if len(value) != 3:
-                raise InputError(f"FeatureSpec.{name} must have 3 entries ({', '.join(MODALITIES)}); got {value}")
-            object.__setattr__(self, name, value)
-        if any(int(d) < 1 for d in self.dims) or any(int(n) < 1 for n in self.max_lens):
-            raise InputError(f"FeatureSpec dims and max_lens must be >= 1; got {self.dims}, {self.max_lens}")
+            raw = getattr(self, name)
+            value = () if isinstance(raw, (str, bytes)) or not isinstance(raw, Iterable) else tuple(raw)
+            names = name == "front_ends"
+            if len(value) != 3 or not all(isinstance(v, str) if names else _count(v) for v in value):
+                want = "front end names" if names else "whole numbers >= 1"
+                raise InputError(f"FeatureSpec.{name} must be 3 {want} ({', '.join(MODALITIES)}); got {raw!r:.80}")
+            object.__setattr__(self, name, value if names else tuple(int(v) for v in value))
 
     def dim(self, modality: str) -> int:
         return int(self.dims[modality_index(modality)])
@@ -105,6 +109,11 @@ class FeatureSpec:
             raise InputError(f"{modality} features have dtype {x.dtype}; expected a float array")
         if not np.isfinite(x).all():
             raise InputError(f"{modality} features contain NaN or Inf; expected finite values")
+
+
+def _count(value: Any) -> bool:
+    """A dim or max_len: a whole number >= 1 (Python or numpy int; not a bool, float or string)."""
+    return isinstance(value, Integral) and not isinstance(value, bool) and value >= 1
 
 
 def check_compatible(model: FeatureSpec, data: FeatureSpec, what: str = "the data") -> tuple[str, ...]:

@@ -209,6 +209,37 @@ def test_without_data_accuracy_is_unavailable_and_inputs_synthetic(tmp_path, tin
     assert "no successful row has accuracy" in (out / "report.md").read_text()
 
 
+class TokenIdPredictor(FakePredictor):
+    """A token-id bundle ("wordpiece:" text): refuses text that is not whole ids below its vocabulary, as the
+    runtime does."""
+
+    text_encoder = SimpleNamespace(vocab_size=30)
+
+    def predict_features(self, features, lengths):
+        ids = features["text"]
+        if (ids != np.rint(ids)).any() or ids.min() < 0 or ids.max() >= self.text_encoder.vocab_size:
+            raise InputError(f"text token ids must be whole numbers in [0, 30); got [{ids.min()}, {ids.max()}]")
+        return super().predict_features(features, lengths)
+
+
+TOKEN_SPEC = FeatureSpec(dims=(1, 5, 7), max_lens=(9, 3, 4), front_ends=("wordpiece:0123456789ab", "x", "y"))
+
+
+def test_without_data_a_token_id_bundle_is_timed_on_valid_token_ids(tmp_path):
+    out = run_bench(_bundles(tmp_path, "student"), out=tmp_path / "r", modalities=("all", "text"), meter="none",
+                    loader=lambda bundle, backend, threads: TokenIdPredictor(TOKEN_SPEC, 0.001), **FAST)
+    rows = json.loads((out / "report.json").read_text())["rows"]
+    assert [r["status"] for r in rows] == ["ok", "ok"] and rows[0]["inputs"].startswith("synthetic")
+
+
+def test_without_data_a_token_id_bundle_lacking_its_tokenizer_fails_its_rows(tmp_path):
+    """No vocabulary size, no valid synthetic ids: its rows say so and the sweep still writes the report."""
+    out = run_bench(_bundles(tmp_path, "student"), out=tmp_path / "r", modalities=("text",), meter="none",
+                    loader=lambda bundle, backend, threads: FakePredictor(TOKEN_SPEC, 0.001), **FAST)
+    row = json.loads((out / "report.json").read_text())["rows"][0]
+    assert row["status"].startswith("failed: synthetic inputs:") and "vocabulary size" in row["status"]
+
+
 def test_bad_arguments_fail_before_timing(tmp_path, tiny_splits):
     with pytest.raises(InputError, match="did you mean 'audio'"):
         run_bench(["x"], modalities=("text+audoi",), out=tmp_path / "r")

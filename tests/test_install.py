@@ -48,6 +48,13 @@ def test_training_commands_without_the_train_extra_exit_2_in_one_line(command, t
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("name", ["nope", "nope.pt"])
+def test_info_on_a_missing_path_says_so_before_asking_for_torch(name, tmp_path):
+    r = cli_without(TRAINING, "info", str(tmp_path / name))
+    assert r.returncode == 2 and r.stderr == (f"error: '{tmp_path / name}' does not exist; expected a bundle "
+                                              "directory or a .pt checkpoint\n"), r.stderr
+
+
 def test_device_modules_import_without_training_media_or_plot_packages():
     r = run_without(TRAINING + MEDIA_PLOT, "import edge_msa.runtime, edge_msa.benchmarks, edge_msa.data, "
                     "edge_msa.features.text, edge_msa.features.audio, edge_msa.features.video\n"

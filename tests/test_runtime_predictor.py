@@ -299,6 +299,8 @@ MANIFEST_EDITS = {  # how -> an edit of manifest.json that load must refuse in o
     "outside": lambda m: m["graphs"].update(fuse="../../fuse.onnx"),  # was loaded from outside the bundle
     "encoder": lambda m: m.update(text_encoder={"onnx": "text_encoder.onnx"}),  # was a KeyError at the first text
     "versions": lambda m: m.update(versions="0.1"),  # was an AttributeError in `edge-msa info`
+    "dims": lambda m: m["feature_spec"].update(dims="abc"),  # was a ValueError from int('a')
+    "front_ends": lambda m: m["feature_spec"].update(front_ends=[1, 2, 3]),  # was an AttributeError
 }
 
 
@@ -310,6 +312,8 @@ MANIFEST_EDITS = {  # how -> an edit of manifest.json that load must refuse in o
     ("outside", r"graphs \{'fuse': '../../fuse.onnx'\} are not file names inside the bundle"),
     ("encoder", r"text_encoder lists no \['tokenizer'\] file"),
     ("versions", r"manifest fields \['versions'\] are not JSON objects"),
+    ("dims", r"FeatureSpec.dims must be 3 whole numbers >= 1 \(text, audio, video\); got 'abc'"),
+    ("front_ends", r"FeatureSpec.front_ends must be 3 front end names \(text, audio, video\); got \(1, 2, 3\)"),
 ])
 def test_broken_bundles(bundle, tmp_path, how, message, capsys):
     broken = _broken_copy(bundle, tmp_path, how)
@@ -519,6 +523,11 @@ def _npz(path, **arrays):
     return path
 
 
+def _npy(path, array):
+    np.save(path, array)
+    return path
+
+
 BAD_FEATURE_FILES = [  # (name, writer, expected one-line error)
     ("empty.npy", lambda p: p.write_bytes(b""), "cannot read '.*empty.npy' as a numpy array"),
     ("empty.npz", lambda p: p.write_bytes(b""), "empty.npz is not a readable features .npz"),
@@ -536,6 +545,8 @@ BAD_FEATURE_FILES = [  # (name, writer, expected one-line error)
     ("orphan.npz", lambda p: _npz(p, audio=np.ones((1, 5), np.float32), video_len=np.array([1])),
      r"unknown arrays \['video_len'\]"),
     ("none.npz", lambda p: _npz(p, audio=np.ones((0, 1, 5), np.float32)), "holds 0 inputs"),
+    ("single.npy.npz", lambda p: p.write_bytes(_npy(p.with_suffix(".npy"), np.ones((3, 5))).read_bytes()),
+     r"single.npy.npz is a single .npy array, not a features .npz; expected an .npz archive of named arrays"),
 ]
 
 
@@ -670,3 +681,54 @@ def test_cli_eval_out_a_directory_is_refused_before_scoring(bundle, tmp_path, ca
     monkeypatch.setattr(data, "rebuild_splits", lambda *a, **k: pytest.fail("the split was read"))
     assert main(["eval", str(bundle), "--out", str(tmp_path)]) == 2
     assert capsys.readouterr().err == f"error: --out '{tmp_path}' is a folder; expected the path of the file to write\n"
+
+
+def test_cli_eval_of_an_empty_split_is_a_one_line_error(bundle, tmp_path, capsys, monkeypatch):
+    """A label.csv whose rows are all mode=train (`feedback export` can write one) has an empty test split:
+    eval said `ValueError: need at least one array to concatenate` (exit 1) instead of naming the split."""
+    import edge_msa.data as data
+    from edge_msa.cli import main
+    from edge_msa.data.base import DatasetSplits
+
+    sets = [make_featureset(SPEC, n, seed) for seed, n in enumerate((6, 0, 0))]
+    monkeypatch.setattr(data, "rebuild_splits", lambda *a, **k: DatasetSplits(SPEC, *sets, info={"path": "l.csv"}))
+    assert main(["eval", str(bundle), "--data", "l.csv", "--split", "test", "--out", str(tmp_path / "m.json")]) == 2
+    assert capsys.readouterr().err == ("error: the test split of l.csv is empty (train 6, valid 0, test 0); "
+                                       "expected a --split that has samples\n")
+    assert not (tmp_path / "m.json").exists()
+
+
+def test_cli_text_is_a_feature_file_only_when_it_looks_like_a_path(tmp_path):
+    """`--text "I loved the file named results.npy"` was read as a feature file path (and failed as one); the same
+    for --batch CSV cells. One word ending in .npy, or an existing file (even with a space), is still a path."""
+    from conftest import one_line_error
+    from edge_msa.cli.predict import _csv_items, _text
+
+    np.save(tmp_path / "my feats.npy", _arrays()["text"])
+    sentence = "I loved the file named results.npy"
+    assert _text(sentence, tmp_path) == sentence
+    assert _text("my feats.npy", tmp_path).shape == (SPEC.max_len("text"), SPEC.dim("text"))
+    assert "feature file" in one_line_error(lambda: _text("results.npy", tmp_path))
+    (tmp_path / "in.csv").write_text(f'text\n"{sentence}"\nmy feats.npy\n')
+    items = _csv_items(tmp_path / "in.csv")
+    assert items[0]["text"] == sentence and isinstance(items[1]["text"], np.ndarray)
+
+
+@pytest.mark.parametrize("args", [["info", "--json"], ["predict", "--features", "many.npz"]])
+def test_cli_output_to_a_closed_pipe_exits_quietly(bundle, tmp_path, args):
+    """`edge-msa info B --json | head -1` printed a BrokenPipeError traceback and exited 1."""
+    np.savez(tmp_path / "many.npz", audio=np.ones((64, 3, SPEC.dim("audio")), np.float32))
+    argv = [sys.executable, "-m", "edge_msa", args[0], str(bundle), *args[1:]]
+    proc = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before the first line is written
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and err == ""
+
+
+def test_a_graph_that_fails_is_our_one_line_error_without_onnxruntime_log_lines(bundle, capfd):
+    """ORT printed its own `[E:onnxruntime:...]` line on stderr before our error (sessions logged errors)."""
+    backend = OnnxRuntimeBackend(bundle / "fuse.onnx")
+    feed = {i.name: np.zeros((2 if i.name != "h_audio" else 3, i.shape[1]), np.float32) for i in backend.inputs}
+    with pytest.raises(InputError, match="fuse.onnx: onnxruntime rejected the inputs"):
+        backend.run(feed)  # batch sizes that disagree fail inside the graph's Concat
+    assert "onnxruntime" not in capfd.readouterr().err

@@ -2,6 +2,7 @@
 log and its label.csv export (read back by the dataset reader)."""
 from __future__ import annotations
 
+import base64
 import sqlite3
 import subprocess
 import sys
@@ -104,6 +105,40 @@ def test_parse_item_checks_and_digests(tmp_path):
         with pytest.raises(RequestError) as info:
             parse_item(obj, SERVE_SPEC, limits, workdir)
         assert info.value.status == status and words in info.value.message and "\n" not in info.value.message
+
+
+@pytest.mark.parametrize("m, module, head", [("audio", "soundfile", b"RIFF\0\0\0\0WAVE"),
+                                             ("video", "cv2", b"FLV\x01")])
+def test_media_upload_without_the_media_extra_is_a_503_naming_the_fix(tmp_path, monkeypatch, m, module, head):
+    """A server installed with [serve] but not [media] answered a media upload with 500 (ModuleNotFoundError)."""
+    monkeypatch.setitem(sys.modules, module, None)  # import -> ImportError
+    data = base64.b64encode(head + b"\0" * 64).decode()
+    with pytest.raises(RequestError) as info:
+        parse_item({m: data}, SERVE_SPEC, Limits(), lambda: tmp_path)
+    assert info.value.status == 503 and "\n" not in info.value.message
+    assert info.value.message.startswith(f"{module} is required for {m} uploads")
+    assert info.value.message.endswith('fix: pip install "edge-msa[media]"')
+
+
+@pytest.mark.filterwarnings("ignore:1 of 2 texts are longer")  # the runtime's batch-level warning (server log)
+def test_a_truncated_text_is_named_in_the_answer(media_bundle, tmp_path):
+    """A text cut to the encoder's max length answered 200 with no hint; the warning went to the server log only."""
+    pytest.importorskip("fastapi", reason='the serve extra is not installed (pip install "edge-msa[serve]")')
+    import asyncio
+
+    from edge_msa.serve.app import Service
+    from edge_msa.serve.config import ServeConfig
+
+    service = Service(ServeConfig(bundle=str(media_bundle)))
+    service.batcher.start()
+    try:
+        texts = ("a fine film", " ".join(["good"] * 40))  # max_len 16 tokens
+        parsed = [parse_item({"text": t}, SERVE_SPEC, Limits(), lambda: tmp_path) for t in texts]
+        short, long = asyncio.run(service.predict(parsed))
+    finally:
+        service.close()
+    assert short["warnings"] == [] and long["warnings"] == [
+        "text is longer than 16 tokens and was truncated; only its first 16 were scored"]
 
 
 def test_feedback_log_export_reads_back_as_an_mmsa_label_csv(tmp_path, capsys):

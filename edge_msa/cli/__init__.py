@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import warnings
 
@@ -54,13 +55,24 @@ def main(argv: list[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warning
             require_installed(NEEDS_TRAIN.get(args.command, ()), f"edge-msa {args.command}", TRAIN_FIX)
-            return int(args.handler(args) or 0)
+            code = int(args.handler(args) or 0)
+            sys.stdout.flush()  # a reader that went away shows here, not in the interpreter's final flush
+            return code
+    except BrokenPipeError:
+        return _stdout_closed()
     except EdgeMSAError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("error: interrupted; nothing half-written was kept\n")
         return 130
+
+
+def _stdout_closed() -> int:
+    """The reader of our output went away (`edge-msa info B --json | head -1`): stop quietly, as Unix tools do.
+    stdout is pointed at devnull so Python's flush at exit cannot raise again (the recipe in Python's signal docs)."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 141  # 128 + SIGPIPE (13): what a shell reports for `yes | head -1`
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -50,6 +50,10 @@ def run(args: argparse.Namespace) -> int:
         splits = rebuild_splits(predictor.manifest.data, args.data,
                                 text_encoder=predictor.dataset_text_front_end).for_model(predictor.spec)
         fs = splits.split(args.split)
+        if len(fs) == 0:  # e.g. a label.csv whose rows are all mode=train (`feedback export` can write one)
+            sizes = ", ".join(f"{name} {len(splits.split(name))}" for name in ("train", "valid", "test"))
+            raise InputError(f"the {args.split} split of {splits.info.get('path') or 'the data'} is empty ({sizes}); "
+                             "expected a --split that has samples")
         metrics = {"bundle": str(args.bundle), "split": {"name": args.split, **split_record(fs)},
                    "data": {k: splits.info.get(k) for k in ("path", "sha256", "missing")},
                    **evaluate(predictor, fs, args.batch_size)}

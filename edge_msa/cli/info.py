@@ -53,8 +53,10 @@ def run(args: argparse.Namespace) -> int:
         print("\n".join(lines))
         return 0
     from ..checkpoint import data_record, read_checkpoint
-    from ..errors import TRAIN_FIX, require
+    from ..errors import TRAIN_FIX, InputError, require
 
+    if not path.exists():  # before asking for torch: a mistyped path is the problem on any install
+        raise InputError(f"'{path}' does not exist; expected a bundle directory or a .pt checkpoint")
     require("torch", "reading a .pt checkpoint (host only; bundles need no torch)", TRAIN_FIX)
 
     payload = read_checkpoint(path)

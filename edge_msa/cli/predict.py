@@ -8,6 +8,7 @@ from pathlib import Path
 
 EPILOG = """inputs (any modality may be left out):
   --text "..."          a transcript (bundles with the MiniLM text front end) or a .npy (L, d) feature array
+                        (a path: an existing file, or one word ending in .npy; a sentence stays text)
   --audio / --video     a media file (bundles trained on logmel-v1 / face-v1) or a .npy (L, d) feature array;
                         a video file without --audio gives logmel-v1 bundles its audio track (needs PyAV:
                         pip install "edge-msa[media]"), decoded only if the gate keeps audio
@@ -83,8 +84,12 @@ def _value(text: str | None, base: Path = Path(".")):
 
 
 def _text(text: str | None, base: Path = Path(".")):
-    """A transcript, or (ending in .npy) a file of text features (L, d)."""
-    return _value(text, base) if text and text.endswith(".npy") else (text or None)
+    """A transcript, or a file of text features (L, d): a value ending in .npy that is an existing file or has no
+    whitespace (a path, perhaps mistyped: it fails as one). A sentence such as "I loved results.npy" stays text."""
+    if not text:
+        return None
+    looks_like_a_path = text.endswith(".npy") and ((base / text).is_file() or not any(c.isspace() for c in text))
+    return _value(text, base) if looks_like_a_path else text
 
 
 def _flag_items(args) -> list[dict]:

@@ -9,6 +9,8 @@ import numpy as np
 
 from ..errors import ArtifactError, InputError
 
+NPY_MAGIC = b"\x93NUMPY"  # the first bytes of every .npy file (an .npz is a zip archive: b"PK")
+
 
 def load_npz(path: str | os.PathLike, required: tuple[str, ...], what: str) -> dict[str, np.ndarray]:
     """All arrays of `path` (allow_pickle=False) after checking that `required` keys are present."""
@@ -16,6 +18,10 @@ def load_npz(path: str | os.PathLike, required: tuple[str, ...], what: str) -> d
     if not path.is_file():
         raise InputError(f"file not found: {path}")
     try:
+        with open(path, "rb") as f:  # np.load would return a .npy's one array, which has no named keys
+            if f.read(len(NPY_MAGIC)) == NPY_MAGIC:
+                raise InputError(f"{path} is a single .npy array, not a {what} .npz; expected an .npz archive of "
+                                 "named arrays (np.savez)")
         with np.load(path, allow_pickle=False) as z:
             data = {k: z[k] for k in z.files}
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:

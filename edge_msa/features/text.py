@@ -115,6 +115,13 @@ class WordPiece:
                           stacklevel=2)
         return [enc.ids for enc in encodings]
 
+    def truncation_warning(self, text: str) -> str | None:
+        """The warning for one text that `tokenize` cuts to max_len tokens, else None: `tokenize` warns once per
+        batch, so a caller serving many clients (the REST service) asks per text to tell the client concerned."""
+        if not self.tokenizer.encode(text).overflowing:
+            return None
+        return f"text is longer than {self.max_len} tokens and was truncated; only its first {self.max_len} were scored"
+
     def fingerprint(self) -> str:
         """Identity of the tokenizer file + max_len (part of feature cache keys)."""
         if self._fingerprint is None:
@@ -184,6 +191,7 @@ class MiniLMFrontEnd(WordPiece):
         if self._session is None:
             ort = require("onnxruntime", "the MiniLM text front end")
             options = ort.SessionOptions()
+            options.log_severity_level = 4  # fatal only: a failure is our one-line error, without ORT's log lines
             if self.threads:
                 options.intra_op_num_threads = int(self.threads)
             try:

@@ -46,7 +46,7 @@ class OnnxRuntimeBackend(Backend):
         if threads:
             options.intra_op_num_threads = int(threads)
             options.inter_op_num_threads = 1
-        options.log_severity_level = 3  # our own fallback warning replaces ORT's log lines
+        options.log_severity_level = 4  # fatal only: our one-line errors and fallback warning replace ORT's log lines
         try:
             self.session = ort.InferenceSession(str(path), options, providers=usable)
         except Exception as exc:  # ORT raises InvalidProtobuf/Fail/InvalidGraph from its own module

@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from ..errors import EdgeMSAError, InputError
+from ..errors import MEDIA_FIX, EdgeMSAError, InputError, MissingDependencyError, require
 from ..runtime.predictor import check_unicode
 from ..spec import MODALITIES, FeatureSpec
 
@@ -159,16 +159,17 @@ def sniff(m: str, data: bytes) -> str:
 
 
 def media_seconds(m: str, path: Path) -> float:
-    """Duration from the file header: soundfile for audio, OpenCV's frame count / fps for video."""
+    """Duration from the file header: soundfile for audio, OpenCV's frame count / fps for video. Both come
+    with the [media] extra: a server installed without it answers 503 naming the fix, not a 500."""
+    try:
+        reader = require("soundfile" if m == "audio" else "cv2", f"{m} uploads", MEDIA_FIX)
+    except MissingDependencyError as exc:
+        raise RequestError(503, str(exc)) from None
     try:
         if m == "audio":
-            import soundfile
-
-            return float(soundfile.info(str(path)).duration)
-        import cv2
-
-        capture = cv2.VideoCapture(str(path))
-        frames, fps = capture.get(cv2.CAP_PROP_FRAME_COUNT), capture.get(cv2.CAP_PROP_FPS)
+            return float(reader.info(str(path)).duration)
+        capture = reader.VideoCapture(str(path))  # OpenCV
+        frames, fps = capture.get(reader.CAP_PROP_FRAME_COUNT), capture.get(reader.CAP_PROP_FPS)
         capture.release()
     except (RuntimeError, EdgeMSAError, OSError) as exc:
         raise RequestError(400, f"cannot read {m}: {' '.join(str(exc).split())}; expected a valid media file") \
