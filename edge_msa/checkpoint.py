@@ -132,18 +132,33 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[MSAModel, dict[str, Any]]:
         raise ArtifactError(f"'{path}': weights do not fit the '{config.name}' config "
                             f"({one_line(lines[min(1, len(lines) - 1)], 240).rstrip('.')}); "
                             "expected the weights saved with this config") from None
-    if "tokenizer_json" in payload:
-        model.tokenizer_path = checkpoint_tokenizer(payload, spec, path)
+    _attach_tokenizer(model, payload, spec, path)
     model.eval()
     return model, dict(payload.get("meta", {}))
 
 
-def checkpoint_tokenizer(payload: dict[str, Any], spec: FeatureSpec, path: str | os.PathLike) -> Path:
+def _attach_tokenizer(model: MSAModel, payload: dict[str, Any], spec: FeatureSpec, path: str | os.PathLike) -> None:
+    """Give a model with its own text encoder the checkpoint's tokenizer, once the spec and tokenizer are shown to
+    fit the encoder. Why: a text max_len past the encoder's positions failed inside export (IndexError), and a
+    tokenizer of another vocabulary exported and predicted with wrong scores."""
+    bert = getattr(model, "bert", None)
+    if bert is not None and spec.max_len("text") > bert.config["max_positions"]:
+        raise ArtifactError(f"'{path}': its spec's text max_len {spec.max_len('text')} is more than the text "
+                            f"encoder's {bert.config['max_positions']} positions; expected max_len <= "
+                            f"{bert.config['max_positions']}")
+    if "tokenizer_json" in payload:
+        vocab = bert.config["vocab_size"] if bert is not None else None
+        model.tokenizer_path = checkpoint_tokenizer(payload, spec, path, vocab)
+
+
+def checkpoint_tokenizer(payload: dict[str, Any], spec: FeatureSpec, path: str | os.PathLike,
+                         vocab_size: int | None = None) -> Path:
     """The checkpoint's tokenizer.json as a file (content-addressed in the cache); it must be the one the
-    model's spec names (`wordpiece:<sha12>`) and fit the encoder's vocabulary."""
+    model's spec names (`wordpiece:<sha12>`) and fit the encoder's vocabulary (`vocab_size`, where given)."""
     import hashlib
 
-    from .features.text import tokenizer_tag
+    from .features.text import WordPiece, tokenizer_tag
+    from .models.text_bert import check_tokenizer_fits
     from .paths import cache_dir
 
     text = payload["tokenizer_json"]
@@ -155,4 +170,6 @@ def checkpoint_tokenizer(payload: dict[str, Any], spec: FeatureSpec, path: str |
     if tokenizer_tag(file) != spec.front_end("text"):
         raise ArtifactError(f"'{path}': its tokenizer is {tokenizer_tag(file)} but the model was trained on "
                             f"{spec.front_end('text')}; expected the tokenizer saved with the model")
+    if vocab_size is not None:
+        check_tokenizer_fits(WordPiece(file).vocab_size, vocab_size, f"'{path}': its tokenizer", ArtifactError)
     return file

@@ -33,8 +33,8 @@ class ParityError(EdgeMSAError):
 
 
 def one_line(exc: BaseException | str, limit: int = 200) -> str:
-    """`exc`'s message (or a text) as one line of at most `limit` characters (its type name when empty). Why: messages from
-    libraries (pickle, json, safetensors, torch) may span lines, and our errors are one `error:` line."""
+    """`exc`'s message (or a text) as one line of at most `limit` characters (its type name when empty). Why:
+    messages from libraries (pickle, json, safetensors, torch) may span lines, and our errors are one `error:` line."""
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
 

@@ -2,6 +2,7 @@
 written, where info/export/compress raised TypeErrors or exported a model that scored wrongly without a word."""
 from __future__ import annotations
 
+import json
 
 import pytest
 import torch
@@ -26,12 +27,30 @@ def token_checkpoint(tmp_path_factory, tiny_bert_dir):
     return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "m.pt", model, {})
 
 
+def _swap_tokenizer(payload, tmp_path, edit_vocab):
+    """Give the checkpoint another tokenizer, its spec tag updated to match (so only the vocabulary differs)."""
+    from edge_msa.features.text import tokenizer_tag
+
+    tokenizer = json.loads(payload["tokenizer_json"])
+    tokenizer["model"]["vocab"] = edit_vocab(tokenizer["model"]["vocab"])
+    payload["tokenizer_json"] = json.dumps(tokenizer)
+    (tmp_path / "tok.json").write_text(payload["tokenizer_json"], encoding="utf-8")
+    payload["feature_spec"]["front_ends"][0] = tokenizer_tag(tmp_path / "tok.json")
+
+
 TAMPERED = {  # how the checkpoint is edited, what its one error line says
     "format as text": (lambda p, _: p.update(format_version="1"), "format_version is a str ('1'); expected type int"),
     "meta a list": (lambda p, _: p.update(meta=[1, 2]), "meta is a list ([1, 2]); expected type dict"),
     "empty spec": (lambda p, _: p.update(feature_spec={}), "feature_spec lacks dims and max_lens"),
     "tokenizer bytes": (lambda p, _: p.update(tokenizer_json=p["tokenizer_json"].encode()),
                         "tokenizer_json is a bytes"),
+    "max_len past positions": (lambda p, _: p["feature_spec"]["max_lens"].__setitem__(0, 17),
+                               "text max_len 17 is more than the text encoder's 16 positions; expected max_len <= 16"),
+    "smaller tokenizer": (lambda p, tmp: _swap_tokenizer(p, tmp, lambda v: {w: i for w, i in v.items() if i < 30}),
+                          "its tokenizer has 30 tokens but the text encoder's vocabulary is 36"),
+    "bigger tokenizer": (lambda p, tmp: _swap_tokenizer(p, tmp, lambda v: {**v, **{f"x{i}": len(v) + i
+                                                                                   for i in range(200)}}),
+                         "its tokenizer has 236 tokens but the text encoder's vocabulary is 36"),
     "weights of another config": (lambda p, _: p["config"]["params"]["text_bert"].update(max_positions=12),
                                   "(size mismatch for bert.position.weight: copying a param with shape "
                                   "torch.Size([16, 32]) from checkpoint, the shape in current model is "

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ArtifactError, InputError, one_line
+from ..errors import ArtifactError, EdgeMSAError, InputError, one_line
 
 CONFIG_KEYS = ("vocab_size", "hidden", "layers", "heads", "head_dim", "ffn", "max_positions", "embed_rows",
                "embed_rank", "eps", "repeats")
@@ -133,6 +133,17 @@ def build(config: dict[str, Any]) -> BertEncoder:
     return BertEncoder(**config)
 
 
+def check_tokenizer_fits(tokens: int, vocab_size: int, where: str,
+                         error: type[EdgeMSAError] = InputError) -> None:
+    """Refuse a tokenizer whose vocabulary is not the encoder's (`vocab_size`: embedding rows, or the student's
+    map from tokenizer ids to kept rows). Why: `BertEncoder.forward` clamps ids past the vocabulary and a smaller
+    tokenizer indexes rows meant for other tokens, so another model's tokenizer gave wrong scores without an error.
+    `where` names the tokenizer in the message."""
+    if tokens != vocab_size:
+        raise error(f"{where} has {tokens} tokens but the text encoder's vocabulary is {vocab_size}; expected "
+                    "the tokenizer the encoder was trained with")
+
+
 def _hf_name(name: str) -> str | None:
     """Our parameter name -> the Hugging Face BertModel name (None: no counterpart)."""
     fixed = {"word.weight": "embeddings.word_embeddings.weight",
@@ -202,7 +213,8 @@ def _read_config(path: Path) -> dict[str, Any]:
     try:
         cfg = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"{path} is not valid JSON ({one_line(exc)}); expected a Hugging Face BERT config") from None
+        raise ArtifactError(f"{path} is not valid JSON ({one_line(exc)}); expected a Hugging Face BERT "
+                            "config") from None
     if not isinstance(cfg, dict):
         raise ArtifactError(f"{path} holds a {type(cfg).__name__}; expected a Hugging Face BERT config (an object)")
     if cfg.get("model_type") not in ("bert", None) or cfg.get("position_embedding_type", "absolute") != "absolute":
