@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .atomic import atomic_path, check_file_out
-from .errors import ArtifactError, InputError
+from .errors import ArtifactError, InputError, one_line
 from .spec import FeatureSpec, ModelConfig
 
 if TYPE_CHECKING:
@@ -74,11 +74,35 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(payload, dict) or not {"config", "feature_spec", "state_dict"} <= set(payload):
         raise ArtifactError(f"'{path}' is a torch file but not an edge-msa checkpoint; expected keys "
                             "format_version, config, feature_spec, state_dict, meta")
+    _check_fields(payload, path)
     version = payload.get("format_version", 0)
     if version > FORMAT_VERSION:
         raise ArtifactError(f"'{path}' has checkpoint format {version}, newer than this edge-msa reads "
                             f"({FORMAT_VERSION}); upgrade edge-msa")
     return payload
+
+
+# the type of each field save_checkpoint writes (format_version, meta and tokenizer_json may be absent)
+FIELD_TYPES = {"format_version": int, "config": dict, "feature_spec": dict, "state_dict": dict, "meta": dict,
+               "tokenizer_json": str}
+
+
+def _check_fields(payload: dict[str, Any], path: Path) -> None:
+    """Each field of the type save_checkpoint writes, config with its name and feature_spec with dims and max_lens.
+    Why: info, export and compress read the fields directly, so a hand-edited one ("1" for format 1, a list for
+    meta, bytes for the tokenizer, an empty spec) failed there with a TypeError or AttributeError traceback."""
+    for key, kind in FIELD_TYPES.items():
+        value = payload.get(key)
+        if key in payload and (not isinstance(value, kind) or isinstance(value, bool)):
+            raise ArtifactError(f"'{path}': {key} is a {type(value).__name__} ({value!r:.60}); expected type "
+                                f"{kind.__name__}, as edge-msa writes it")
+    config, spec = payload["config"], payload["feature_spec"]
+    if not isinstance(config.get("name"), str) or not isinstance(config.get("params", {}), dict):
+        raise ArtifactError(f"'{path}': config is {config!r:.80}; expected a model name and a params dict")
+    missing = sorted({"dims", "max_lens"} - set(spec))
+    if missing:
+        raise ArtifactError(f"'{path}': feature_spec lacks {' and '.join(missing)}; expected dims, max_lens and "
+                            "front_ends per modality")
 
 
 def data_record(meta: dict[str, Any]) -> dict[str, Any] | None:
@@ -103,21 +127,38 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[MSAModel, dict[str, Any]]:
     model = create_model(config.name, spec, **config.params)
     try:
         model.load_state_dict(payload["state_dict"])
-    except RuntimeError as exc:
+    except RuntimeError as exc:  # torch: a header line, then one line per tensor; the first tensor says enough
+        lines = str(exc).strip().splitlines() or [type(exc).__name__]
         raise ArtifactError(f"'{path}': weights do not fit the '{config.name}' config "
-                            f"({str(exc).splitlines()[0][:200]})") from None
-    if "tokenizer_json" in payload:
-        model.tokenizer_path = checkpoint_tokenizer(payload, spec, path)
+                            f"({one_line(lines[min(1, len(lines) - 1)], 240).rstrip('.')}); "
+                            "expected the weights saved with this config") from None
+    _attach_tokenizer(model, payload, spec, path)
     model.eval()
     return model, dict(payload.get("meta", {}))
 
 
-def checkpoint_tokenizer(payload: dict[str, Any], spec: FeatureSpec, path: str | os.PathLike) -> Path:
+def _attach_tokenizer(model: MSAModel, payload: dict[str, Any], spec: FeatureSpec, path: str | os.PathLike) -> None:
+    """Give a model with its own text encoder the checkpoint's tokenizer, once the spec and tokenizer are shown to
+    fit the encoder. Why: a text max_len past the encoder's positions failed inside export (IndexError), and a
+    tokenizer of another vocabulary exported and predicted with wrong scores."""
+    bert = getattr(model, "bert", None)
+    if bert is not None and spec.max_len("text") > bert.config["max_positions"]:
+        raise ArtifactError(f"'{path}': its spec's text max_len {spec.max_len('text')} is more than the text "
+                            f"encoder's {bert.config['max_positions']} positions; expected max_len <= "
+                            f"{bert.config['max_positions']}")
+    if "tokenizer_json" in payload:
+        vocab = bert.config["vocab_size"] if bert is not None else None
+        model.tokenizer_path = checkpoint_tokenizer(payload, spec, path, vocab)
+
+
+def checkpoint_tokenizer(payload: dict[str, Any], spec: FeatureSpec, path: str | os.PathLike,
+                         vocab_size: int | None = None) -> Path:
     """The checkpoint's tokenizer.json as a file (content-addressed in the cache); it must be the one the
-    model's spec names (`wordpiece:<sha12>`) and fit the encoder's vocabulary."""
+    model's spec names (`wordpiece:<sha12>`) and fit the encoder's vocabulary (`vocab_size`, where given)."""
     import hashlib
 
-    from .features.text import tokenizer_tag
+    from .features.text import WordPiece, tokenizer_tag
+    from .models.text_bert import check_tokenizer_fits
     from .paths import cache_dir
 
     text = payload["tokenizer_json"]
@@ -129,4 +170,6 @@ def checkpoint_tokenizer(payload: dict[str, Any], spec: FeatureSpec, path: str |
     if tokenizer_tag(file) != spec.front_end("text"):
         raise ArtifactError(f"'{path}': its tokenizer is {tokenizer_tag(file)} but the model was trained on "
                             f"{spec.front_end('text')}; expected the tokenizer saved with the model")
+    if vocab_size is not None:
+        check_tokenizer_fits(WordPiece(file).vocab_size, vocab_size, f"'{path}': its tokenizer", ArtifactError)
     return file

@@ -32,6 +32,13 @@ class ParityError(EdgeMSAError):
     """An exported graph disagrees with the torch reference beyond tolerance."""
 
 
+def one_line(exc: BaseException | str, limit: int = 200) -> str:
+    """`exc`'s message (or a text) as one line of at most `limit` characters (its type name when empty). Why:
+    messages from libraries (pickle, json, safetensors, torch) may span lines, and our errors are one `error:` line."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def checked_seeds(seeds: Iterable[int], flag: str = "--seeds") -> tuple[int, ...]:
     """The seeds as ints, or one line saying why not: at least one, each in 0 .. 2**32 - 1, the range numpy's
     seeding (training.seed_everything) accepts, so a bad seed fails before any data is read, not inside numpy.

@@ -308,15 +308,13 @@ def _pretrained_text(text_model: str | os.PathLike | None):
     """(BertEncoder with pretrained weights, its tokenizer.json) from a Hugging Face folder; the tokenizer must
     cover exactly the encoder's vocabulary."""
     from .features.text import DEFAULT_MAX_LEN, TokenIds
-    from .models.text_bert import default_model_dir, load_pretrained
+    from .models.text_bert import check_tokenizer_fits, default_model_dir, load_pretrained
 
     folder = Path(text_model) if text_model else default_model_dir()
     encoder = load_pretrained(folder, max_positions=DEFAULT_MAX_LEN)
     # texts are cut to the encoder's positions (with a warning), never past them
     front = TokenIds(folder / "tokenizer.json", max_len=encoder.config["max_positions"])
-    if front.vocab_size != encoder.config["vocab_size"]:
-        raise InputError(f"{folder}: tokenizer.json has {front.vocab_size} tokens but the encoder's vocabulary is "
-                         f"{encoder.config['vocab_size']}; expected the tokenizer the encoder was trained with")
+    check_tokenizer_fits(front.vocab_size, encoder.config["vocab_size"], str(front.tokenizer_path))
     return encoder, front
 
 

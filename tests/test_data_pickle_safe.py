@@ -51,3 +51,12 @@ def test_truncated_and_missing_files(tmp_path):
         load_pickle(path)
     with pytest.raises(InputError, match="file not found"):
         load_pickle(tmp_path / "absent.pkl")
+
+
+def test_an_npz_read_as_a_pickle_is_a_one_line_error(tmp_path):
+    """`--data-format misa` on an .npz: the unpickler's own message spans two lines ("persistent id ...,\\nbut no
+    persistent_load ..."), which split the CLI's `error:` line."""
+    np.savez(tmp_path / "d.npz", a=np.zeros(3))
+    with pytest.raises(ArtifactError, match="not a readable pickle .*persistent_load") as info:
+        load_pickle(tmp_path / "d.npz")
+    assert "\n" not in str(info.value)

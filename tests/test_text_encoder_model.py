@@ -38,6 +38,40 @@ def test_text_folder_without_weights_is_one_line_error(tmp_path, tiny_bert_dir):
     assert "model.safetensors" in one_line_error(lambda: load_pretrained(tmp_path / "b"))
 
 
+def _edit_config(folder, **changes):
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, **changes}))
+
+
+BROKEN_FOLDERS = {  # what the folder gets, what the one error line says
+    "bad json": (lambda f: (f / "config.json").write_text("{not json"), "config.json is not valid JSON"),
+    "no heads": (lambda f: _edit_config(f, num_attention_heads=None), "config.json: num_attention_heads is None"),
+    "heads": (lambda f: _edit_config(f, num_attention_heads=5), "hidden_size 32 is not a multiple of "
+              "num_attention_heads 5"),
+    "hidden": (lambda f: _edit_config(f, hidden_size=64, num_attention_heads=4), "model.safetensors: tensor "
+               "'embeddings.word_embeddings.weight' has shape (36, 32) but config.json implies (36, 64)"),
+    "truncated": (lambda f: (f / "model.safetensors").write_bytes((f / "model.safetensors").read_bytes()[:100]),
+                  "model.safetensors is not a readable safetensors file"),
+    "relu": (lambda f: _edit_config(f, hidden_act="relu"), "hidden_act 'relu' is not supported; expected 'gelu'"),
+}
+
+
+@pytest.mark.parametrize("case", BROKEN_FOLDERS)
+def test_broken_text_model_folder_is_one_line_error(tmp_path, tiny_bert_dir, capsys, case):
+    """`train --text-model DIR` on a broken folder: json, torch and safetensors tracebacks before; and another
+    activation than GELU trained silently (this encoder computes GELU only)."""
+    from edge_msa.cli import main
+
+    breaks, says = BROKEN_FOLDERS[case]
+    folder = shutil.copytree(tiny_bert_dir, tmp_path / "b")
+    breaks(folder)
+    data = tmp_path / "absent.npz"  # never read: the folder is checked first (without the check, fails fast here)
+    assert main(["train", "--text-model", str(folder), "--data", str(data), "--out", str(tmp_path / "t.pt")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and says in err and str(folder) in err
+    assert not (tmp_path / "t.pt").exists()
+
+
 def test_a_text_shape_the_teacher_cannot_give_is_one_line_error(tiny_bert_dir):
     """Checked before the transfer texts are read (compress's text stage starts with it)."""
     from edge_msa.compress.text import TextShape, check_shape

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ArtifactError, InputError
+from ..errors import ArtifactError, InputError, one_line
 
 # (module, name) pairs a numpy-only pickle needs; numpy 2 writes numpy._core, numpy 1 numpy.core.
 _NUMPY_NAMES = {"_reconstruct", "scalar", "ndarray", "dtype", "_frombuffer"}
@@ -52,4 +52,5 @@ def load_pickle(path: str | os.PathLike) -> Any:
     except ArtifactError:
         raise
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:
-        raise ArtifactError(f"{path} is not a readable pickle ({type(exc).__name__}: {exc})") from None
+        raise ArtifactError(f"{path} is not a readable pickle ({type(exc).__name__}: {one_line(exc)}); expected a "
+                            "MISA / MMSA / MultiBench dataset pickle") from None

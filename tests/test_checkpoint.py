@@ -1,0 +1,79 @@
+"""Hand-edited or mismatched checkpoints: every one is refused in one `error:` line (exit 2) before anything is
+written, where info/export/compress raised TypeErrors or exported a model that scored wrongly without a word."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from edge_msa.spec import FeatureSpec
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
+
+@pytest.fixture(scope="module")
+def token_checkpoint(tmp_path_factory, tiny_bert_dir):
+    """student_tiny with the tiny BERT inside (16 positions, 36-token vocabulary) and its tokenizer."""
+    from edge_msa.checkpoint import save_checkpoint
+    from edge_msa.features.text import tokenizer_tag
+    from edge_msa.models import create_model
+    from edge_msa.models.text_bert import load_pretrained
+
+    tok = tiny_bert_dir / "tokenizer.json"
+    spec = FeatureSpec(dims=(1, 5, 7), max_lens=(12, 1, 1), front_ends=(tokenizer_tag(tok), "external", "external"))
+    model = create_model("student_tiny", spec, text_bert=dict(load_pretrained(tiny_bert_dir, max_positions=16).config))
+    model.tokenizer_path = tok
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "m.pt", model, {})
+
+
+def _swap_tokenizer(payload, tmp_path, edit_vocab):
+    """Give the checkpoint another tokenizer, its spec tag updated to match (so only the vocabulary differs)."""
+    from edge_msa.features.text import tokenizer_tag
+
+    tokenizer = json.loads(payload["tokenizer_json"])
+    tokenizer["model"]["vocab"] = edit_vocab(tokenizer["model"]["vocab"])
+    payload["tokenizer_json"] = json.dumps(tokenizer)
+    (tmp_path / "tok.json").write_text(payload["tokenizer_json"], encoding="utf-8")
+    payload["feature_spec"]["front_ends"][0] = tokenizer_tag(tmp_path / "tok.json")
+
+
+TAMPERED = {  # how the checkpoint is edited, what its one error line says
+    "format as text": (lambda p, _: p.update(format_version="1"), "format_version is a str ('1'); expected type int"),
+    "meta a list": (lambda p, _: p.update(meta=[1, 2]), "meta is a list ([1, 2]); expected type dict"),
+    "empty spec": (lambda p, _: p.update(feature_spec={}), "feature_spec lacks dims and max_lens"),
+    "tokenizer bytes": (lambda p, _: p.update(tokenizer_json=p["tokenizer_json"].encode()),
+                        "tokenizer_json is a bytes"),
+    "max_len past positions": (lambda p, _: p["feature_spec"]["max_lens"].__setitem__(0, 17),
+                               "text max_len 17 is more than the text encoder's 16 positions; expected max_len <= 16"),
+    "smaller tokenizer": (lambda p, tmp: _swap_tokenizer(p, tmp, lambda v: {w: i for w, i in v.items() if i < 30}),
+                          "its tokenizer has 30 tokens but the text encoder's vocabulary is 36"),
+    "bigger tokenizer": (lambda p, tmp: _swap_tokenizer(p, tmp, lambda v: {**v, **{f"x{i}": len(v) + i
+                                                                                   for i in range(200)}}),
+                         "its tokenizer has 236 tokens but the text encoder's vocabulary is 36"),
+    "weights of another config": (lambda p, _: p["config"]["params"]["text_bert"].update(max_positions=12),
+                                  "(size mismatch for bert.position.weight: copying a param with shape "
+                                  "torch.Size([16, 32]) from checkpoint, the shape in current model is "
+                                  "torch.Size([12, 32])); expected the weights saved with this config"),
+}
+
+
+@pytest.mark.parametrize("case", TAMPERED)
+def test_tampered_checkpoint_exports_to_one_error_line(token_checkpoint, tmp_path, capsys, case):
+    from edge_msa.cli import main
+
+    tamper, says = TAMPERED[case]
+    payload = torch.load(token_checkpoint, weights_only=True)
+    tamper(payload, tmp_path)
+    torch.save(payload, tmp_path / "t.pt")
+    assert main(["export", str(tmp_path / "t.pt"), "--out", str(tmp_path / "bundle"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: '{tmp_path / 't.pt'}'") and says in err
+    assert not (tmp_path / "bundle").exists()
+
+
+def test_the_untouched_checkpoint_loads(token_checkpoint):
+    from edge_msa.checkpoint import load_checkpoint
+
+    model, meta = load_checkpoint(token_checkpoint)
+    assert model.bert.config["vocab_size"] == 36 and meta == {}
