@@ -41,6 +41,9 @@ def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
                          "video_id,clip_id,text,label,mode or id,text,label,mode")
     ids, texts, labels, modes, dropped = [], [], [], [], 0
     for line, row in enumerate(rows, start=2):
+        if None in row.values():  # csv.DictReader fills a short row's missing columns with None
+            raise InputError(f"{path} line {line}: {sum(v is not None for v in row.values())} fields; expected "
+                             f"{len(reader.fieldnames)} ({','.join(reader.fieldnames)})")
         mode = MODES.get(row["mode"].strip().lower())
         if mode is None:
             raise InputError(f"{path} line {line}: mode '{row['mode']}'; expected train, valid (dev) or test")
