@@ -275,6 +275,7 @@ def _load(teacher_path: Path, data: str | os.PathLike | None, splits: DatasetSpl
     if splits is None:  # the teacher's own splits (same file, format and validation carve), or --data's
         splits = rebuild_splits(data_record(meta), data, progress, text_encoder=text_front_end(teacher))
     splits = splits.for_model(teacher.spec)  # the one FeatureSpec check; modalities it lacks run as missing
+    splits.require_rows()
     data_path = Path(splits.info.get("path") or str(data or splits.name))
     teacher.eval()
     targets = teacher_targets(teacher, splits.train)

@@ -97,6 +97,14 @@ def test_feature_spec_mismatch_names_modality(teacher, tiny_splits, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_an_empty_split_is_refused_before_any_stage(teacher, tiny_splits, tmp_path):
+    empty = DatasetSplits(tiny_splits.spec, tiny_splits.train, tiny_splits.valid, make_featureset(tiny_splits.spec, 0),
+                          name="tiny")
+    with pytest.raises(InputError, match="split 'test' of tiny is empty; expected at least one labelled row"):
+        compress(teacher, out=tmp_path / "out" / "s.pt", splits=empty, progress=False, **FAST)
+    assert not (tmp_path / "out").exists()
+
+
 class Evil:
     pass
 

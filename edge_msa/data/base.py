@@ -77,6 +77,16 @@ class DatasetSplits:
         sets = {k: getattr(self, k).without(absent, spec) for k in ("train", "valid", "test")}
         return DatasetSplits(spec, **sets, name=self.name, info={**self.info, "missing": list(absent)})
 
+    def require_rows(self) -> None:
+        """InputError naming the first empty split: training fits on train, selects on valid and scores test, and an
+        empty one (a label.csv without valid rows, every label missing) failed only inside prediction, as numpy's
+        "need at least one array to concatenate", sometimes after an epoch of work."""
+        for name in ("train", "valid", "test"):
+            if not len(self.split(name)):
+                how = f" (split by: {self.info['split']})" if self.info.get("split") else ""
+                raise InputError(f"split '{name}' of {self.info.get('path') or self.name} is empty; expected at "
+                                 f"least one labelled row in each of train, valid and test{how}")
+
     def split(self, name: str) -> FeatureSet:
         if name not in ("train", "valid", "test"):
             raise InputError(f"unknown split '{name}'; expected train, valid or test")
