@@ -234,6 +234,14 @@ def test_label_csv_short_row_names_its_line(tmp_path):
     assert message == (f"{path} line 3: 3 fields; expected 5 (video_id,clip_id,text,label,mode)")
 
 
+def test_label_csv_labels_outside_the_sentiment_range_are_refused(tmp_path):
+    path = tmp_path / "label.csv"
+    path.write_text("id,text,label,mode\nv_1,what a great film,40.0,train\nv_2,so boring,-1.8,valid\n"
+                    "v_3,ok,3.0,test\n")
+    message = one_line_error(lambda: load_dataset(path, progress=False))  # trained silently to an MAE of 24
+    assert message.startswith(f"{path}: 1 of 3 labels lie outside [-3, 3] (first: 40 of 'v_1'); expected")
+
+
 # ---- edge-msa-features npz ----------------------------------------------------------------------
 
 def features_npz(path, **override):

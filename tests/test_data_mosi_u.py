@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import MOSI_NPZ, needs_data
+from conftest import MOSI_NPZ, needs_data, one_line_error
 from edge_msa.data import load_dataset
 from edge_msa.errors import InputError
 
@@ -61,3 +61,14 @@ def test_mosi_u_missing_keys_is_a_clear_error(tmp_path):
     np.savez(bad, id=np.array(["a_1"]), label_reg=np.zeros(1, np.float32))
     with pytest.raises(InputError, match="not a MOSI-U .* missing keys"):
         load_dataset(bad, fmt="mosi-u", progress=False)
+
+
+def test_mosi_u_labels_outside_the_sentiment_range_are_refused(tmp_path):
+    bad = tmp_path / "scaled.npz"
+    n = 4
+    np.savez(bad, id=np.array([f"v{i}_1" for i in range(n)]), video_id=np.array([f"v{i}" for i in range(n)]),
+             transcript=np.array(["a b"] * n), transcript_lower_mmcpanda=np.array(["a b"] * n),
+             audio_feat=np.zeros((n, 3), np.float32), video_feat=np.zeros((n, 2), np.float32),
+             label_reg=np.array([1.0, -120.0, np.nan, 2.0], np.float32), split_declare=np.array(["train"] * 3 + ["test"]))
+    message = one_line_error(lambda: load_dataset(bad, fmt="mosi-u", progress=False))
+    assert message.startswith(f"{bad}: 1 of 3 labels lie outside [-3, 3] (first: -120 of 'v1_1')")

@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import InputError
 from ..features.text import MiniLMFrontEnd
 from ..spec import ABSENT, FeatureSpec
-from .assemble import build_splits, encode_texts
+from .assemble import build_splits, check_label_range, encode_texts
 from .base import missing_modality
 from .base import DatasetSplits
 
@@ -58,6 +58,7 @@ def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
         texts.append(row["text"])
         labels.append(label)
         modes.append(mode)
+    check_label_range(labels, ids, str(path))
     text, text_len, encoder = encode_texts(texts, ids, text_encoder, progress)
     audio, audio_len = missing_modality(len(ids))
     video, video_len = missing_modality(len(ids))
