@@ -26,6 +26,7 @@ class FeatureSet:
     labels: np.ndarray
     ids: np.ndarray
     texts: np.ndarray | None = None  # raw transcripts where the format has them
+    groups: np.ndarray | None = None  # video id per row where the format names it (label.csv's video_id column)
 
     def __post_init__(self) -> None:
         n = len(self.labels)
@@ -43,6 +44,14 @@ class FeatureSet:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def videos(self) -> np.ndarray:
+        """The video of each row, the unit a cross-validation fold is cut by: the format's own column where it has
+        one, since an id's prefix is not always the video (MOSEI's clip ids hold '_': "vid_82_7645"), else the
+        prefix of the MOSI segment id (splits.video_id_of: MOSI-U's ids, whose folds must not move)."""
+        from ..splits import video_id_of
+
+        return self.groups if self.groups is not None else np.array([video_id_of(i) for i in self.ids])
 
     def without(self, absent: tuple[str, ...], spec: FeatureSpec) -> "FeatureSet":
         """The same samples with the `absent` modalities missing (length 0) in the model's shapes (`spec`)."""
