@@ -121,3 +121,17 @@ def test_label_csv_folds_are_cut_by_its_video_id_column(tmp_path, monkeypatch):
         video = {k: {i.split(",")[0].rsplit("_", 2)[0] for i in splits.split(k).ids} for k in ("train", "valid", "test")}
         assert not video["test"] & (video["train"] | video["valid"]) and not video["train"] & video["valid"]
         assert splits.test.groups is not None and set(splits.test.groups) == video["test"]
+
+
+@pytest.mark.parametrize("folds, seed, says", [
+    (5000, 0, "ran out after 4): K = 5000 is too large for the number of videos; expected fewer folds (at most 5)"),
+    (4, 8, "ran out after 1): K = 4 is too large for the number of videos; expected fewer folds"),  # 5 videos, but
+])  # the seed-8 order carves the four small ones first and leaves the large one alone
+def test_too_many_folds_for_the_videos_names_k(folds, seed, says):
+    """--cv-fold 0/5000 said "cannot carve a 0% split from 1 video(s)", never naming K."""
+    from edge_msa.splits import folds_by_group
+
+    groups = np.array(["a", "b", "c", "d"] + ["e"] * 40)  # e: one large video
+    message = one_line_error(lambda: folds_by_group(np.arange(len(groups)), groups, folds, seed=seed))
+    assert message.startswith(f"cannot cut 5 video(s) into {folds} cross-validation folds of whole videos")
+    assert message.endswith(says)
