@@ -54,7 +54,9 @@ def test_a_failed_stage_is_not_recorded(tmp_path):
     assert not (tmp_path / STATE_FILE).exists()
 
 
-@pytest.mark.parametrize("content", ["{not json", '{"format": "something-else", "stages": {}}', "[1, 2]"])
+@pytest.mark.parametrize("content", ["{not json", '{"format": "something-else", "stages": {}}', "[1, 2]",
+                                     '{"format": "edge-msa-pipeline-v1", "stages": {"1/4 train: x": 1}}',  # TypeError
+                                     '{"format": "edge-msa-pipeline-v1", "stages": {"A": {"inputs": {}}}}'])  # KeyError
 def test_resume_refuses_a_record_it_did_not_write(tmp_path, capsys, content):
     (tmp_path / STATE_FILE).write_text(content)
     with pytest.raises(InputError, match="is not an edge-msa pipeline record"):

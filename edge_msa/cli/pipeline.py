@@ -122,6 +122,9 @@ def _read_state(path: Path) -> dict[str, Any]:
         state = json.loads(path.read_text(encoding="utf-8"))
         if state.get("format") != STATE_FORMAT or not isinstance(state.get("stages"), dict):
             raise ValueError(f"format is not {STATE_FORMAT}")
+        for key, record in state["stages"].items():  # a hand-edited record failed later as TypeError / KeyError
+            if not isinstance(record, dict) or not all(isinstance(record.get(k), dict) for k in ("inputs", "outputs")):
+                raise ValueError(f"stage '{key}' is not a record of its inputs and outputs")
     except (ValueError, AttributeError, UnicodeDecodeError) as exc:
         raise InputError(f"{path} is not an edge-msa pipeline record ({exc}); expected the file an earlier "
                          f"`edge-msa pipeline` wrote: delete it, or run without --resume") from None
