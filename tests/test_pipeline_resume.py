@@ -73,3 +73,76 @@ def test_pipeline_names_a_missing_dataset_before_any_stage(tmp_path, capsys):
     assert main(["pipeline", "--data", str(tmp_path / "nope.npz"), "--out", str(tmp_path / "run")]) == 2
     assert "dataset not found" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def _fake_stages(monkeypatch) -> list[str]:
+    """`edge-msa pipeline`'s four stages replaced by writers of small files; returns the list of stages that ran."""
+    import edge_msa.benchmarks
+    import edge_msa.cli.pipeline
+    import edge_msa.compress
+    import edge_msa.export
+
+    ran: list[str] = []
+
+    def write(path: Path, text: str) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+    def train(args, data, out, progress):
+        ran.append("train")
+        write(out, "teacher")
+        write(out.with_name("teacher.metrics.json"), "{}")
+
+    def compress(teacher, data, out, progress, **settings):
+        ran.append("compress")
+        for name in ("student.pt", "student.report.json", "student.report.md"):
+            write(out.with_name(name), name)
+
+    def export(ckpt, format, out, data):
+        ran.append(f"export {out.name}")
+        write(out / "manifest.json", f"{ckpt.name} {format}")
+
+    def run_bench(targets, data, out, min_time, progress):
+        ran.append("bench")
+        write(out / "report.md", "| bundle |")
+
+    monkeypatch.setattr(edge_msa.cli.pipeline, "_train", train)
+    monkeypatch.setattr(edge_msa.compress, "compress", compress)
+    monkeypatch.setattr(edge_msa.export, "export", export)
+    monkeypatch.setattr(edge_msa.benchmarks, "run_bench", run_bench)
+    return ran
+
+
+def test_resume_does_not_depend_on_how_out_is_spelled_or_where_the_run_folder_moved(tmp_path, monkeypatch, capsys):
+    """Stages were keyed on the literal --out: `--out /abs/runs/mosi` after `--out runs/mosi` retrained everything."""
+    ran = _fake_stages(monkeypatch)
+    data = tmp_path / "data.npz"
+    data.write_bytes(b"data")
+    monkeypatch.chdir(tmp_path)
+    pipeline = ["pipeline", "--data", str(data), "--quiet"]
+    assert main([*pipeline, "--out", "runs/mosi"]) == 0 and len(ran) == 6
+    ran.clear()
+    assert main([*pipeline, "--out", str(tmp_path / "runs" / "mosi"), "--resume"]) == 0
+    (tmp_path / "runs" / "mosi").rename(tmp_path / "moved")
+    assert main([*pipeline, "--out", "moved/", "--resume"]) == 0
+    assert ran == []
+    assert capsys.readouterr().out.count("(resumed: finished earlier with the same inputs)") == 12
+
+
+def test_a_record_keyed_by_the_out_typed_then_still_resumes(tmp_path, monkeypatch):
+    """pipeline.json files from before relative keys ("1/4 train: ... -> runs/mosi/teacher.pt") stay resumable."""
+    ran = _fake_stages(monkeypatch)
+    data = tmp_path / "data.npz"
+    data.write_bytes(b"data")
+    run = ["pipeline", "--data", str(data), "--quiet", "--out", str(tmp_path / "run")]
+    assert main(run) == 0
+    state_file = tmp_path / "run" / STATE_FILE
+    state = json.loads(state_file.read_text())
+    legacy = {key.replace(" -> ", " -> runs/mosi/"): record for key, record in state["stages"].items()}
+    assert "1/4 train: fd_cmdie teacher -> runs/mosi/teacher.pt" in legacy
+    assert "3/4 export: student.pt as onnx-int8 -> runs/mosi/bundles/student-int8" in legacy
+    state_file.write_text(json.dumps({**state, "stages": legacy}))
+    ran.clear()
+    assert main([*run, "--resume", "--min-time", "3"]) == 0
+    assert ran == ["bench"]  # its min_time changed; every other stage resumed
+    assert set(json.loads(state_file.read_text())["stages"]) == set(state["stages"])  # rewritten relative
