@@ -146,3 +146,20 @@ def test_a_record_keyed_by_the_out_typed_then_still_resumes(tmp_path, monkeypatc
     assert main([*run, "--resume", "--min-time", "3"]) == 0
     assert ran == ["bench"]  # its min_time changed; every other stage resumed
     assert set(json.loads(state_file.read_text())["stages"]) == set(state["stages"])  # rewritten relative
+
+
+@pytest.mark.parametrize("flags, says", [(["--min-time", "-1"], "--min-time -1.0; expected a finite number of "
+                                                                 "seconds >= 0"),
+                                         (["--min-time", "nan"], "--min-time nan; expected a finite"),
+                                         (["--epochs", "0"], "--epochs 0; expected >= 1"),
+                                         (["--seeds", "0", "-2"], "--seeds -2 out of range"),
+                                         (["--model", "fd_cmdei"], "--model 'fd_cmdei' is unknown; did you mean")])
+def test_bad_flags_are_refused_before_any_stage(flags, says, tmp_path, monkeypatch, capsys):
+    """--min-time was checked at stage 4 (after ~20 min of training), by a message naming bench's flags."""
+    ran = _fake_stages(monkeypatch)
+    data = tmp_path / "data.npz"
+    data.write_bytes(b"data")
+    assert main(["pipeline", "--data", str(data), "--out", str(tmp_path / "run"), "--quiet", *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {says}") and len(err.splitlines()) == 1
+    assert ran == [] and not (tmp_path / "run").exists()

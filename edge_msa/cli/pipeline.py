@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 from typing import Any, Callable
 
@@ -52,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data.loader import existing_dataset
     from ..paths import default_mosi_path
 
+    _check_flags(args)
     data = existing_dataset(args.data) if args.data else default_mosi_path()  # every stage (parity too) sees real data
     out = Path(args.out)
     progress = not args.quiet
@@ -75,6 +77,22 @@ def run(args: argparse.Namespace) -> int:
                                                              min_time=args.min_time, progress=progress))
     print((out / "bench" / "report.md").read_text(encoding="utf-8"))
     return 0
+
+
+def _check_flags(args: argparse.Namespace) -> None:
+    """Every flag in one line each, named as pipeline spells it, before stage 1: the stages check their own settings
+    only when they start, so a bad --min-time surfaced at stage 4, after ~20 min of training, naming bench's flags."""
+    from ..errors import checked_seeds
+    from ..models import list_models
+    from ..spec import suggest
+
+    if args.model not in list_models():
+        raise InputError(f"--model '{args.model}' is unknown{suggest(args.model, list_models())}")
+    checked_seeds(args.seeds)
+    if args.epochs is not None and args.epochs < 1:
+        raise InputError(f"--epochs {args.epochs}; expected >= 1 (or leave it out for each stage's default)")
+    if not 0 <= args.min_time < math.inf:
+        raise InputError(f"--min-time {args.min_time}; expected a finite number of seconds >= 0")
 
 
 def _train_inputs(args: argparse.Namespace, data: Path) -> dict[str, Any]:
