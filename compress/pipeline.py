@@ -228,8 +228,19 @@ def compress(teacher_path: str | os.PathLike, data: str | os.PathLike | None = N
         raise TypeError(f"compress() got options and overrides {sorted(overrides)}; pass one of them")
     options = options or CompressOptions.build(**overrides)
     out = require_writable_pt(out, "student")
+    _check_not_the_teacher(Path(teacher_path), out)
     with torch_threads(options.threads), _Progress(progress, 3 + 5 * len(options.seeds)) as bar:
         return _compress(Path(teacher_path), data, out, options, progress, splits, bar)
+
+
+def _check_not_the_teacher(teacher_path: Path, out: Path) -> None:
+    """Refused before any work: the student would replace the teacher it is made from (`compress t.pt --out t.pt`,
+    or an --out that is the same file by another path: ./t.pt, a symbolic or hard link)."""
+    same = out.resolve() == teacher_path.resolve() or (out.exists() and teacher_path.exists()
+                                                       and os.path.samefile(out, teacher_path))
+    if same:
+        raise InputError(f"--out '{out}' is the teacher '{teacher_path}' itself, which the student would overwrite; "
+                         "expected another path for the student")
 
 
 def _compress(teacher_path: Path, data: str | os.PathLike | None, out: Path, options: CompressOptions, progress: bool,

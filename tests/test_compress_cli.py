@@ -75,6 +75,22 @@ def test_pickled_or_missing_teacher_one_line(tmp_path, capsys):
     assert capsys.readouterr().err == "error: --seeds -1 out of range; expected integers in 0 .. 4294967295\n"
 
 
+def test_out_that_is_the_teacher_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    """`compress t.pt --out t.pt` replaced the teacher with its student."""
+    monkeypatch.chdir(tmp_path)
+    teacher = tmp_path / "t.pt"
+    teacher.write_bytes(b"the teacher's bytes")
+    (tmp_path / "link.pt").symlink_to(teacher)
+    (tmp_path / "hard.pt").hardlink_to(teacher)
+    for out in ("t.pt", str(teacher), "sub/../t.pt", "link.pt", "hard.pt"):
+        assert main(["compress", "t.pt", "--out", out, "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert err == f"error: --out '{out}' is the teacher 't.pt' itself, which the student would overwrite; " \
+                      "expected another path for the student\n"
+    assert teacher.read_bytes() == b"the teacher's bytes" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "hard.pt", "link.pt", "t.pt"]
+
+
 def _tiny_teacher(tmp_path, epochs: int):
     """A tiny teacher trained on a mini MOSI-U file, saved as tmp_path/teacher.pt: (data path, splits, model)."""
     data = _mini_mosi(tmp_path / "mini_mosi.npz")
