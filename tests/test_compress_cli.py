@@ -198,6 +198,22 @@ def test_text_encoder_flags_for_a_frozen_feature_teacher_are_named_as_ignored():
         CompressOptions.build(epochs=2).for_teacher(own_text_encoder=False)
 
 
+def test_a_missing_mosei_transfer_file_is_named_in_a_warning(tmp_path, monkeypatch):
+    """The default --transfer mosei was dropped silently when mosei/label.csv was missing (README: 1.8 pt worse)."""
+    from edge_msa.compress import CompressOptions
+
+    monkeypatch.setenv("EDGE_MSA_DATA", str(tmp_path))
+    with pytest.warns(UserWarning, match=f"^--transfer mosei skipped: {tmp_path / 'mosei' / 'label.csv'} not found, "
+                                         "so the student's text encoder learns from the training transcripts alone"):
+        assert CompressOptions().transfer_path() is None
+    (tmp_path / "mosei").mkdir()
+    (tmp_path / "mosei" / "label.csv").write_text("id,text,label,mode\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert CompressOptions().transfer_path() == str(tmp_path / "mosei" / "label.csv")
+        assert CompressOptions(transfer="none").transfer_path() is None
+
+
 def test_cross_validation_folds_pool_their_held_out_parts(tmp_path, cache):
     """Two folds over train + valid: whole videos per part, the test rows never read, the fold rebuilt from the
     lineage by compress; selection_gap pools both held-out parts (a run against itself differs by exactly 0) and
