@@ -2,6 +2,8 @@
 cannot be written is refused in one line, before any work where a command checks it first."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from edge_msa.atomic import atomic_dir, atomic_path, check_parent, check_replaceable, write_text
@@ -56,3 +58,20 @@ def test_a_refused_write_is_one_line_not_an_oserror(tmp_path):
             pass
     assert notes.read_text() == "mine"
 
+
+
+@pytest.mark.parametrize("interruption", [RuntimeError("export failed"), KeyboardInterrupt()])
+def test_a_failed_write_removes_the_folders_it_made_above_out(tmp_path, interruption):
+    """`export --out x/y/z/bundle` that failed or was interrupted left empty x/y/z behind."""
+    (tmp_path / "x").mkdir()  # was there before: stays
+    with pytest.raises(type(interruption)):
+        with atomic_dir(tmp_path / "x" / "y" / "z" / "bundle", "manifest.json", "bundle") as tmp:
+            (tmp / "model.onnx").write_bytes(b"half")
+            raise interruption
+    with pytest.raises(type(interruption)):
+        with atomic_path(tmp_path / "x" / "p" / "q" / "s.pt") as tmp:
+            tmp.write_bytes(b"half")
+            raise interruption
+    assert [p.relative_to(tmp_path) for p in tmp_path.rglob("*")] == [Path("x")]
+    write_text(tmp_path / "x" / "y" / "z" / "done.txt", "kept")  # a write that succeeds keeps its folders
+    assert (tmp_path / "x" / "y" / "z" / "done.txt").read_text() == "kept"
