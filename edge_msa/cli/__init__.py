@@ -62,8 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     except EdgeMSAError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
-    except KeyboardInterrupt as exc:
-        sys.stderr.write("error: interrupted; nothing half-written was kept\n")
+    except KeyboardInterrupt as exc:  # a note in it says what a command keeps on purpose (compress: finished stages)
+        sys.stderr.write(f"error: interrupted; nothing half-written was kept{f' ({exc})' if str(exc) else ''}\n")
         return 143 if isinstance(exc, _Terminated) else 130
 
 
