@@ -69,7 +69,8 @@ def test_mosi_u_labels_outside_the_sentiment_range_are_refused(tmp_path):
     np.savez(bad, id=np.array([f"v{i}_1" for i in range(n)]), video_id=np.array([f"v{i}" for i in range(n)]),
              transcript=np.array(["a b"] * n), transcript_lower_mmcpanda=np.array(["a b"] * n),
              audio_feat=np.zeros((n, 3), np.float32), video_feat=np.zeros((n, 2), np.float32),
-             label_reg=np.array([1.0, -120.0, np.nan, 2.0], np.float32), split_declare=np.array(["train"] * 3 + ["test"]))
+             label_reg=np.array([1.0, -120.0, np.nan, 2.0], np.float32),
+             split_declare=np.array(["train"] * 3 + ["test"]))
     message = one_line_error(lambda: load_dataset(bad, fmt="mosi-u", progress=False))
     assert message.startswith(f"{bad}: 1 of 3 labels lie outside [-3, 3] (first: -120 of 'v1_1')")
 
@@ -118,7 +119,7 @@ def test_label_csv_folds_are_cut_by_its_video_id_column(tmp_path, monkeypatch):
     path.write_text("video_id,clip_id,text,label,mode\n" + "\n".join(rows) + "\n")
     for fold in range(3):
         splits = load_dataset(path, progress=False, cv_fold=(fold, 3))
-        video = {k: {i.split(",")[0].rsplit("_", 2)[0] for i in splits.split(k).ids} for k in ("train", "valid", "test")}
+        video = {k: {i.rsplit("_", 2)[0] for i in splits.split(k).ids} for k in ("train", "valid", "test")}
         assert not video["test"] & (video["train"] | video["valid"]) and not video["train"] & video["valid"]
         assert splits.test.groups is not None and set(splits.test.groups) == video["test"]
 
