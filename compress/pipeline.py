@@ -2,14 +2,17 @@
 evaluate.
 
 Each model-producing stage of a seed saves `<out stem>.stages/<name>[.seedN].pt` beside `out` (a failed later stage
-loses nothing; one folder per output, so repeated runs replace their stage files instead of piling up); the
-final checkpoint and reports are written atomically. The text stage (a teacher with its own text encoder only)
-runs once for all seeds; multi-seed runs repeat init..gate per seed, keep the seed with the lowest validation
-MAE (teacher.SELECTION) and report mean +- std over seeds.
+loses nothing; one folder per output, so repeated runs replace their stage files instead of piling up, and a finished
+run removes those of an earlier run it did not write); the final checkpoint and reports are written atomically, and
+the checkpoint records the sha256 of each seed's gate-stage student, so a stage file that a later, unfinished run
+into the same `out` replaced is told from its own (selection_gap checks it). The text stage (a teacher with its own
+text encoder only) runs once for all seeds; multi-seed runs repeat init..gate per seed, keep the seed with the lowest
+validation MAE (teacher.SELECTION) and report mean +- std over seeds.
 """
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -21,7 +24,7 @@ import torch
 from edge_msa.atomic import write_text
 from edge_msa.checkpoint import data_record, load_checkpoint, require_writable_pt, save_checkpoint
 from edge_msa.data.base import DatasetSplits, FeatureSet
-from edge_msa.data.lineage import lineage, rebuild_splits
+from edge_msa.data.lineage import file_sha256, lineage, rebuild_splits
 from edge_msa.errors import ArtifactError, InputError
 from edge_msa.metrics import msa_metrics
 from edge_msa.models import create_model
@@ -48,9 +51,20 @@ def report_paths(out: str | os.PathLike) -> tuple[Path, Path]:
     return out.with_name(out.stem + ".report.json"), out.with_name(out.stem + ".report.md")
 
 
+STAGES = ("init", "distill", "prune", "finetune", "gate")  # the model-producing stages of a seed, in order
+STAGE_FILE = re.compile(rf"(?:{'|'.join(STAGES)})(?:\.seed\d+)?\.pt")
+SEED_STUDENTS = "seed_students_sha256"  # student meta: {seed: sha256 of its gate-stage file}
+
+
 def stage_path(out: Path, stage: str, seed: int | None = None) -> Path:
     tag = f".seed{seed}" if seed is not None else ""
     return out.with_name(f"{out.stem}.stages") / f"{stage}{tag}.pt"
+
+
+def stage_files(out: Path) -> list[Path]:
+    """The stage files in `out`'s stages folder, whichever run wrote them (other files there are not ours)."""
+    folder = stage_path(out, STAGES[0]).parent
+    return sorted(p for p in folder.glob("*.pt") if STAGE_FILE.fullmatch(p.name)) if folder.is_dir() else []
 
 
 class _Progress:
@@ -228,8 +242,43 @@ def compress(teacher_path: str | os.PathLike, data: str | os.PathLike | None = N
         raise TypeError(f"compress() got options and overrides {sorted(overrides)}; pass one of them")
     options = options or CompressOptions.build(**overrides)
     out = require_writable_pt(out, "student")
-    with torch_threads(options.threads), _Progress(progress, 3 + 5 * len(options.seeds)) as bar:
-        return _compress(Path(teacher_path), data, out, options, progress, splits, bar)
+    _check_not_the_teacher(Path(teacher_path), out)
+    started = time.time()
+    try:
+        with torch_threads(options.threads), _Progress(progress, 3 + 5 * len(options.seeds)) as bar:
+            return _compress(Path(teacher_path), data, out, options, progress, splits, bar)
+    except KeyboardInterrupt as exc:  # the CLI's `interrupted` line adds what is kept on purpose
+        exc.args = exc.args or _kept_on_interrupt(out, started)
+        raise
+
+
+def _kept_on_interrupt(out: Path, started: float) -> tuple[str, ...]:
+    """An interrupted run keeps the stages it finished (each written whole, for a look or a rerun of what failed);
+    they are not the stages of an `out` an earlier run wrote, which stays as it was."""
+    kept = [p.name for p in stage_files(out) if p.stat().st_mtime >= started - 1.0]  # 1 s: coarse file clocks
+    if not kept:
+        return ()
+    return (f"the stages that finished stay in {stage_path(out, STAGES[0]).parent}/ ({', '.join(kept)}); {out} was "
+            "not written",)
+
+
+def _drop_stale_stages(out: Path, runs: list[SeedRun]) -> None:
+    """After a finished run, remove the stage files of earlier runs into the same `out` that it did not write (e.g.
+    gate.seed2.pt after `--seeds 0 1 2` became `--seeds 0`), so the folder holds this student's stages alone."""
+    written = {path.name for run in runs for path in run.checkpoints}
+    for path in stage_files(out):
+        if path.name not in written:
+            path.unlink(missing_ok=True)
+
+
+def _check_not_the_teacher(teacher_path: Path, out: Path) -> None:
+    """Refused before any work: the student would replace the teacher it is made from (`compress t.pt --out t.pt`,
+    or an --out that is the same file by another path: ./t.pt, a symbolic or hard link)."""
+    same = out.resolve() == teacher_path.resolve() or (out.exists() and teacher_path.exists()
+                                                       and os.path.samefile(out, teacher_path))
+    if same:
+        raise InputError(f"--out '{out}' is the teacher '{teacher_path}' itself, which the student would overwrite; "
+                         "expected another path for the student")
 
 
 def _compress(teacher_path: Path, data: str | os.PathLike | None, out: Path, options: CompressOptions, progress: bool,
@@ -258,9 +307,12 @@ def _compress(teacher_path: Path, data: str | os.PathLike | None, out: Path, opt
                                                 tests, measured, text_info, bar.times, bar.close()).render()
     save_checkpoint(out, best.student, {"teacher": str(teacher_path), "data": lineage(splits), "seed": best.seed,
                                         "metrics": chosen.metrics, "metrics_skip": chosen.metrics_skip,
-                                        "skip_thresholds": best.calibration["thresholds"]})
+                                        "skip_thresholds": best.calibration["thresholds"],
+                                        SEED_STUDENTS: {str(r.seed): file_sha256(r.checkpoints[-1])  # gate: the last
+                                                        for r in runs}})
     for path, text in zip(report_paths(out), (json_text, md_text)):  # each atomically
         write_text(path, text)
+    _drop_stale_stages(out, runs)
     return report
 
 
@@ -275,6 +327,7 @@ def _load(teacher_path: Path, data: str | os.PathLike | None, splits: DatasetSpl
     if splits is None:  # the teacher's own splits (same file, format and validation carve), or --data's
         splits = rebuild_splits(data_record(meta), data, progress, text_encoder=text_front_end(teacher))
     splits = splits.for_model(teacher.spec)  # the one FeatureSpec check; modalities it lacks run as missing
+    splits.require_rows()
     data_path = Path(splits.info.get("path") or str(data or splits.name))
     teacher.eval()
     targets = teacher_targets(teacher, splits.train)

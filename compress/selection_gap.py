@@ -43,7 +43,7 @@ from edge_msa.metrics import polarity_non0
 from edge_msa.teacher import leak_robust
 
 from .measure import percentile_ci
-from .pipeline import report_paths, stage_path
+from .pipeline import SEED_STUDENTS, report_paths, stage_path
 
 
 def run_seeds(student: Path) -> list[int]:
@@ -75,14 +75,29 @@ def seed_predictions(student: Path, rows: FeatureSet) -> tuple[np.ndarray, list[
     from edge_msa.training import predict
 
     seeds = run_seeds(student)
+    recorded = read_checkpoint(student).get("meta", {}).get(SEED_STUDENTS)
     per_seed = []
     for seed in seeds:
         path = stage_path(student, "gate", seed if len(seeds) > 1 else None)
-        if not path.is_file():
-            raise InputError(f"'{path}' is missing; expected the per-seed students `edge-msa compress` keeps")
+        check_seed_student(student, seed, path, recorded)
         model, _ = load_checkpoint(path)
         per_seed.append(predict(model, rows))
     return np.stack(per_seed), seeds
+
+
+def check_seed_student(student: Path, seed: int, path: Path, recorded: dict[str, str] | None) -> None:
+    """`path` must be the seed's gate-stage student of the run that wrote `student` (`recorded`: the sha256 per seed
+    in its meta): a later compress into the same --out that was interrupted (or trained other seeds) leaves its own
+    stage files beside the old student.pt, and scoring those silently compared the wrong recipe. Students from before
+    the sha256 was recorded (`recorded` None) are not checked."""
+    from edge_msa.data.lineage import file_sha256
+
+    if not path.is_file():
+        raise InputError(f"'{path}' is missing; expected the per-seed students `edge-msa compress` keeps")
+    if recorded is not None and recorded.get(str(seed)) != file_sha256(path):
+        raise InputError(f"'{path}' is not the seed-{seed} student of '{student}' (its sha256 is not the one recorded "
+                         "there: a later compress into the same --out wrote it); expected that run's own stage files: "
+                         "run its compress again")
 
 
 def criterion_errors(pred: np.ndarray, rows: FeatureSet) -> np.ndarray:

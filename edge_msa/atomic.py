@@ -55,22 +55,41 @@ def _refused_write(final: Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def _parent_folders(final: Path) -> Iterator[None]:
+    """Make the folders missing above `final`, and remove them again if the write fails or is interrupted, so a
+    failed `--out x/y/z/bundle` leaves no empty x/y/z behind (folders that existed before are never touched)."""
+    made, folder = [], final.absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        made.append(folder)
+        folder = folder.parent
+    with _refused_write(final):
+        final.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        for folder in made:  # deepest first; one that holds something else by now stays
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+
+
+@contextlib.contextmanager
 def atomic_path(final: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temp path beside `final`; rename it onto `final` only if the block succeeds."""
     final = Path(final)
     check_file_out(final)
-    with _refused_write(final):
-        final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix or ".tmp", dir=final.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; results are ordinary files
-        os.replace(tmp_path, final)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+    with _parent_folders(final):
+        with _refused_write(final):
+            fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix or ".tmp", dir=final.parent)
+        os.close(fd)
+        tmp_path = Path(tmp)
+        try:
+            yield tmp_path
+            os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; results are ordinary files
+            os.replace(tmp_path, final)
+        finally:
+            if tmp_path.exists():
+                tmp_path.unlink()
 
 
 def check_replaceable(final: str | os.PathLike, marker: str, what: str) -> None:
@@ -89,21 +108,21 @@ def atomic_dir(final: str | os.PathLike, marker: str, what: str) -> Iterator[Pat
     `final` only if `check_replaceable(final, marker, what)` allows it (checked before the block runs)."""
     final = Path(final)
     check_replaceable(final, marker, what)
-    with _refused_write(final):
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-    try:
-        yield tmp
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
-        if final.exists():  # a unique name, so another writer's rename-aside is never ours to delete
-            old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex}")
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with _parent_folders(final):
+        with _refused_write(final):
+            tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+        try:
+            yield tmp
+            os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
+            if final.exists():  # a unique name, so another writer's rename-aside is never ours to delete
+                old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex}")
+                os.replace(final, old)
+                os.replace(tmp, final)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

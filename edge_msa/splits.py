@@ -51,8 +51,13 @@ def folds_by_group(index: np.ndarray, groups: np.ndarray, folds: int, seed: int)
     """`index` cut into `folds` parts of whole groups, each about 1/folds of the rows (seeded carves, sorted)."""
     if folds < 2:
         raise InputError(f"cannot make {folds} cross-validation fold(s); expected at least 2")
+    videos = len(np.unique(groups[index]))
     parts, rest = [], index
     for k in range(folds - 1):
+        if len(np.unique(groups[rest])) < 2:  # fewer videos than folds, or large videos used them up early
+            raise InputError(f"cannot cut {videos} video(s) into {folds} cross-validation folds of whole videos (they "
+                             f"ran out after {k}): K = {folds} is too large for the number of videos; expected "
+                             f"fewer folds{f' (at most {videos})' if folds > videos else ''}")
         rest, carved = carve_by_group(rest, groups, 1.0 / (folds - k), seed + k)
         parts.append(carved)
     return [*parts, rest]

@@ -154,6 +154,7 @@ def _check_splits(splits, pretrained, text_encoder: str) -> None:
                          f"the given splits carry {'token ids' if _token_spec(splits.spec) else 'text features'} "
                          f"(text front end '{splits.spec.front_end('text')}')")
     splits.train.check_spec(splits.spec)
+    splits.require_rows()
 
 
 def _settings(model: str, epochs: int | None, batch_size: int | None, lr: float | None,

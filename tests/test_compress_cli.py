@@ -75,6 +75,22 @@ def test_pickled_or_missing_teacher_one_line(tmp_path, capsys):
     assert capsys.readouterr().err == "error: --seeds -1 out of range; expected integers in 0 .. 4294967295\n"
 
 
+def test_out_that_is_the_teacher_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    """`compress t.pt --out t.pt` replaced the teacher with its student."""
+    monkeypatch.chdir(tmp_path)
+    teacher = tmp_path / "t.pt"
+    teacher.write_bytes(b"the teacher's bytes")
+    (tmp_path / "link.pt").symlink_to(teacher)
+    (tmp_path / "hard.pt").hardlink_to(teacher)
+    for out in ("t.pt", str(teacher), "sub/../t.pt", "link.pt", "hard.pt"):
+        assert main(["compress", "t.pt", "--out", out, "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert err == f"error: --out '{out}' is the teacher 't.pt' itself, which the student would overwrite; " \
+                      "expected another path for the student\n"
+    assert teacher.read_bytes() == b"the teacher's bytes" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "hard.pt", "link.pt", "t.pt"]
+
+
 def _tiny_teacher(tmp_path, epochs: int):
     """A tiny teacher trained on a mini MOSI-U file, saved as tmp_path/teacher.pt: (data path, splits, model)."""
     data = _mini_mosi(tmp_path / "mini_mosi.npz")
@@ -180,6 +196,22 @@ def test_text_encoder_flags_for_a_frozen_feature_teacher_are_named_as_ignored():
         warnings.simplefilter("error")  # nothing to say: an own encoder, or every text option at its default
         options.for_teacher(own_text_encoder=True)
         CompressOptions.build(epochs=2).for_teacher(own_text_encoder=False)
+
+
+def test_a_missing_mosei_transfer_file_is_named_in_a_warning(tmp_path, monkeypatch):
+    """The default --transfer mosei was dropped silently when mosei/label.csv was missing (README: 1.8 pt worse)."""
+    from edge_msa.compress import CompressOptions
+
+    monkeypatch.setenv("EDGE_MSA_DATA", str(tmp_path))
+    with pytest.warns(UserWarning, match=f"^--transfer mosei skipped: {tmp_path / 'mosei' / 'label.csv'} not found, "
+                                         "so the student's text encoder learns from the training transcripts alone"):
+        assert CompressOptions().transfer_path() is None
+    (tmp_path / "mosei").mkdir()
+    (tmp_path / "mosei" / "label.csv").write_text("id,text,label,mode\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert CompressOptions().transfer_path() == str(tmp_path / "mosei" / "label.csv")
+        assert CompressOptions(transfer="none").transfer_path() is None
 
 
 def test_cross_validation_folds_pool_their_held_out_parts(tmp_path, cache):

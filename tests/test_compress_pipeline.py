@@ -97,6 +97,14 @@ def test_feature_spec_mismatch_names_modality(teacher, tiny_splits, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_an_empty_split_is_refused_before_any_stage(teacher, tiny_splits, tmp_path):
+    empty = DatasetSplits(tiny_splits.spec, tiny_splits.train, tiny_splits.valid, make_featureset(tiny_splits.spec, 0),
+                          name="tiny")
+    with pytest.raises(InputError, match="split 'test' of tiny is empty; expected at least one labelled row"):
+        compress(teacher, out=tmp_path / "out" / "s.pt", splits=empty, progress=False, **FAST)
+    assert not (tmp_path / "out").exists()
+
+
 class Evil:
     pass
 
@@ -142,3 +150,48 @@ def test_fit_keep_start_never_ends_worse_than_it_began(tiny_splits):
     assert all(torch.equal(start[k], v) for k, v in model.state_dict().items())
     lost = fit(model, tiny_splits.train, tiny_splits.valid, ruin, progress=False)
     assert lost.best_epoch >= 0 and lost.best_valid_mae > res.best_valid_mae
+
+
+def test_stage_files_are_told_apart_from_an_earlier_or_unfinished_run(teacher, tiny_splits, tmp_path, monkeypatch):
+    """Stage files of another run into the same --out (other seeds; a recipe interrupted after its gate stage) sat
+    beside student.pt, and selection_gap silently scored them as that student's per-seed students."""
+    import edge_msa.compress.pipeline as pipeline
+    from edge_msa.compress.pipeline import SEED_STUDENTS, stage_files
+    from edge_msa.compress.selection_gap import seed_predictions
+    from edge_msa.data.lineage import file_sha256
+
+    out = tmp_path / "s.pt"
+    compress(teacher, out=out, splits=tiny_splits, progress=False, seeds=(0, 1), **FAST)
+    assert len(stage_files(out)) == 10
+    compress(teacher, out=out, splits=tiny_splits, progress=False, seeds=(0,), **FAST)
+    assert [p.name for p in stage_files(out)] == ["distill.pt", "finetune.pt", "gate.pt", "init.pt", "prune.pt"]
+    _, meta = load_checkpoint(out)
+    assert meta[SEED_STUDENTS] == {"0": file_sha256(out.with_name("s.stages") / "gate.pt")}
+    assert seed_predictions(out, tiny_splits.valid)[1] == [0]
+    student = out.read_bytes()
+
+    def interrupt(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "_test_seed", interrupt)  # after the gate stage, before anything is written
+    with pytest.raises(KeyboardInterrupt) as info:
+        compress(teacher, out=out, splits=tiny_splits, progress=False, seeds=(0,), prune_ratio=0.2, **FAST)
+    assert str(info.value) == (f"the stages that finished stay in {tmp_path / 's.stages'}/ (distill.pt, finetune.pt, "
+                               f"gate.pt, init.pt, prune.pt); {out} was not written")
+    assert out.read_bytes() == student
+    with pytest.raises(InputError, match=r"s.stages/gate.pt' is not the seed-0 student of '.*s.pt' \(its sha256"):
+        seed_predictions(out, tiny_splits.valid)
+
+
+def test_an_interruption_note_joins_the_cli_line(monkeypatch, capsys):
+    import edge_msa.compress
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt("the stages that finished stay in s.stages/ (init.pt); s.pt was not written")
+
+    monkeypatch.setattr(edge_msa.compress, "compress", interrupted)
+    from edge_msa.cli import main
+
+    assert main(["compress", "t.pt", "--out", "s.pt", "--quiet"]) == 130
+    assert capsys.readouterr().err == ("error: interrupted; nothing half-written was kept (the stages that finished "
+                                       "stay in s.stages/ (init.pt); s.pt was not written)\n")

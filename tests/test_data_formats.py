@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 import pytest
 
-from conftest import DATA_ROOT
+from conftest import DATA_ROOT, one_line_error
 from edge_msa.data import detect_format, load_dataset
 from edge_msa.data.pickle_safe import load_pickle
 from edge_msa.errors import ArtifactError, InputError
@@ -225,6 +225,21 @@ def test_label_csv_mmsa_columns_and_bad_mode(tmp_path):
         load_dataset(path, fmt="mmsa-label-csv", progress=False)
     path.write_text("\ufeffid,text,label,mode\nv_1,hello there,1.0,train\n", encoding="utf-8")  # spreadsheet BOM
     assert load_dataset(path, progress=False).train.ids.tolist() == ["v_1"]
+
+
+def test_label_csv_short_row_names_its_line(tmp_path):
+    path = tmp_path / "label.csv"
+    path.write_text("video_id,clip_id,text,label,mode\nvidA,1,what a great film,2.4,train\nvidB,2,hello\n")
+    message = one_line_error(lambda: load_dataset(path, progress=False))  # was AttributeError on None.strip()
+    assert message == (f"{path} line 3: 3 fields; expected 5 (video_id,clip_id,text,label,mode)")
+
+
+def test_label_csv_labels_outside_the_sentiment_range_are_refused(tmp_path):
+    path = tmp_path / "label.csv"
+    path.write_text("id,text,label,mode\nv_1,what a great film,40.0,train\nv_2,so boring,-1.8,valid\n"
+                    "v_3,ok,3.0,test\n")
+    message = one_line_error(lambda: load_dataset(path, progress=False))  # trained silently to an MAE of 24
+    assert message.startswith(f"{path}: 1 of 3 labels lie outside [-3, 3] (first: 40 of 'v_1'); expected")
 
 
 # ---- edge-msa-features npz ----------------------------------------------------------------------

@@ -54,7 +54,9 @@ def test_a_failed_stage_is_not_recorded(tmp_path):
     assert not (tmp_path / STATE_FILE).exists()
 
 
-@pytest.mark.parametrize("content", ["{not json", '{"format": "something-else", "stages": {}}', "[1, 2]"])
+@pytest.mark.parametrize("content", ["{not json", '{"format": "something-else", "stages": {}}', "[1, 2]",
+                                     '{"format": "edge-msa-pipeline-v1", "stages": {"1/4 train: x": 1}}',  # TypeError
+                                     '{"format": "edge-msa-pipeline-v1", "stages": {"A": {"inputs": {}}}}'])  # KeyError
 def test_resume_refuses_a_record_it_did_not_write(tmp_path, capsys, content):
     (tmp_path / STATE_FILE).write_text(content)
     with pytest.raises(InputError, match="is not an edge-msa pipeline record"):
@@ -71,3 +73,93 @@ def test_pipeline_names_a_missing_dataset_before_any_stage(tmp_path, capsys):
     assert main(["pipeline", "--data", str(tmp_path / "nope.npz"), "--out", str(tmp_path / "run")]) == 2
     assert "dataset not found" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def _fake_stages(monkeypatch) -> list[str]:
+    """`edge-msa pipeline`'s four stages replaced by writers of small files; returns the list of stages that ran."""
+    import edge_msa.benchmarks
+    import edge_msa.cli.pipeline
+    import edge_msa.compress
+    import edge_msa.export
+
+    ran: list[str] = []
+
+    def write(path: Path, text: str) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+    def train(args, data, out, progress):
+        ran.append("train")
+        write(out, "teacher")
+        write(out.with_name("teacher.metrics.json"), "{}")
+
+    def compress(teacher, data, out, progress, **settings):
+        ran.append("compress")
+        for name in ("student.pt", "student.report.json", "student.report.md"):
+            write(out.with_name(name), name)
+
+    def export(ckpt, format, out, data):
+        ran.append(f"export {out.name}")
+        write(out / "manifest.json", f"{ckpt.name} {format}")
+
+    def run_bench(targets, data, out, min_time, progress):
+        ran.append("bench")
+        write(out / "report.md", "| bundle |")
+
+    monkeypatch.setattr(edge_msa.cli.pipeline, "_train", train)
+    monkeypatch.setattr(edge_msa.compress, "compress", compress)
+    monkeypatch.setattr(edge_msa.export, "export", export)
+    monkeypatch.setattr(edge_msa.benchmarks, "run_bench", run_bench)
+    return ran
+
+
+def test_resume_does_not_depend_on_how_out_is_spelled_or_where_the_run_folder_moved(tmp_path, monkeypatch, capsys):
+    """Stages were keyed on the literal --out: `--out /abs/runs/mosi` after `--out runs/mosi` retrained everything."""
+    ran = _fake_stages(monkeypatch)
+    data = tmp_path / "data.npz"
+    data.write_bytes(b"data")
+    monkeypatch.chdir(tmp_path)
+    pipeline = ["pipeline", "--data", str(data), "--quiet"]
+    assert main([*pipeline, "--out", "runs/mosi"]) == 0 and len(ran) == 6
+    ran.clear()
+    assert main([*pipeline, "--out", str(tmp_path / "runs" / "mosi"), "--resume"]) == 0
+    (tmp_path / "runs" / "mosi").rename(tmp_path / "moved")
+    assert main([*pipeline, "--out", "moved/", "--resume"]) == 0
+    assert ran == []
+    assert capsys.readouterr().out.count("(resumed: finished earlier with the same inputs)") == 12
+
+
+def test_a_record_keyed_by_the_out_typed_then_still_resumes(tmp_path, monkeypatch):
+    """pipeline.json files from before relative keys ("1/4 train: ... -> runs/mosi/teacher.pt") stay resumable."""
+    ran = _fake_stages(monkeypatch)
+    data = tmp_path / "data.npz"
+    data.write_bytes(b"data")
+    run = ["pipeline", "--data", str(data), "--quiet", "--out", str(tmp_path / "run")]
+    assert main(run) == 0
+    state_file = tmp_path / "run" / STATE_FILE
+    state = json.loads(state_file.read_text())
+    legacy = {key.replace(" -> ", " -> runs/mosi/"): record for key, record in state["stages"].items()}
+    assert "1/4 train: fd_cmdie teacher -> runs/mosi/teacher.pt" in legacy
+    assert "3/4 export: student.pt as onnx-int8 -> runs/mosi/bundles/student-int8" in legacy
+    state_file.write_text(json.dumps({**state, "stages": legacy}))
+    ran.clear()
+    assert main([*run, "--resume", "--min-time", "3"]) == 0
+    assert ran == ["bench"]  # its min_time changed; every other stage resumed
+    assert set(json.loads(state_file.read_text())["stages"]) == set(state["stages"])  # rewritten relative
+
+
+@pytest.mark.parametrize("flags, says", [(["--min-time", "-1"], "--min-time -1.0; expected a finite number of "
+                                                                 "seconds >= 0"),
+                                         (["--min-time", "nan"], "--min-time nan; expected a finite"),
+                                         (["--epochs", "0"], "--epochs 0; expected >= 1"),
+                                         (["--seeds", "0", "-2"], "--seeds -2 out of range"),
+                                         (["--model", "fd_cmdei"], "--model 'fd_cmdei' is unknown; did you mean")])
+def test_bad_flags_are_refused_before_any_stage(flags, says, tmp_path, monkeypatch, capsys):
+    """--min-time was checked at stage 4 (after ~20 min of training), by a message naming bench's flags."""
+    ran = _fake_stages(monkeypatch)
+    data = tmp_path / "data.npz"
+    data.write_bytes(b"data")
+    assert main(["pipeline", "--data", str(data), "--out", str(tmp_path / "run"), "--quiet", *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {says}") and len(err.splitlines()) == 1
+    assert ran == [] and not (tmp_path / "run").exists()

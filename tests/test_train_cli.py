@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from edge_msa.checkpoint import data_record, load_checkpoint
+from edge_msa.data.base import DatasetSplits
 from edge_msa.data.lineage import split_record
 from edge_msa.cli import main
 from edge_msa.errors import InputError
@@ -14,7 +15,7 @@ from edge_msa.metrics import METRIC_KEYS
 from edge_msa.spec import FeatureSpec
 from edge_msa.teacher import metrics_path, train_teacher
 
-from conftest import MOSI_NPZ, needs_data
+from conftest import MOSI_NPZ, make_featureset, needs_data, one_line_error
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -54,6 +55,19 @@ def test_train_teacher_api_seeds(tiny_splits, tmp_path):
     assert model.model_name == "gtf_tiny"
     assert model.config_params["score_clip"] == 0.0  # validation picked no clip for gtf (teacher.MODEL_DEFAULTS)
     assert 0.5 <= model.config_params["score_scale"] <= 1.5 and m["model_params"] == model.config_params
+
+
+@pytest.mark.parametrize("empty", ["train", "valid", "test"])
+def test_an_empty_split_is_refused_before_training(empty, tiny_spec, tmp_path):
+    """e.g. a label.csv without valid rows: it failed inside predict ("need at least one array to concatenate")."""
+    sizes = {"train": 16, "valid": 8, "test": 8, empty: 0}
+    sets = [make_featureset(tiny_spec, sizes[name], i) for i, name in enumerate(("train", "valid", "test"))]
+    splits = DatasetSplits(tiny_spec, *sets, name="tiny", info={"split": "mode column"})
+    message = one_line_error(lambda: train_teacher("gtf_tiny", out=tmp_path / "t.pt", splits=splits, epochs=1,
+                                                   progress=False))
+    assert message == (f"split '{empty}' of tiny is empty; expected at least one labelled row in each of train, "
+                       "valid and test (split by: mode column)")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_training_pins_torch_threads_and_restores_them(tiny_splits, tmp_path):

@@ -6,10 +6,14 @@ Every EdgeMSAError becomes one line `error: ...` and exit code 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
+import signal
 import sys
+import threading
 import warnings
+from typing import Iterator
 
 from ..errors import TRAIN_FIX, EdgeMSAError, require_installed
 from ..version import __version__
@@ -52,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _sigterm_as_interrupt():
             warnings.showwarning = _one_line_warning
             require_installed(NEEDS_TRAIN.get(args.command, ()), f"edge-msa {args.command}", TRAIN_FIX)
             code = int(args.handler(args) or 0)
@@ -63,9 +67,33 @@ def main(argv: list[str] | None = None) -> int:
     except EdgeMSAError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
-    except KeyboardInterrupt:
-        sys.stderr.write("error: interrupted; nothing half-written was kept\n")
-        return 130
+    except KeyboardInterrupt as exc:  # a note in it says what a command keeps on purpose (compress: finished stages)
+        sys.stderr.write(f"error: interrupted; nothing half-written was kept{f' ({exc})' if str(exc) else ''}\n")
+        return 143 if isinstance(exc, _Terminated) else 130
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (a timeout, `docker stop`, a CI cancel) as an interruption: the cleanup that runs on Ctrl-C (temp files,
+    temp bundle folders) runs for it too, where the default action killed the process and left them on disk."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the cleanup short
+    raise _Terminated()
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM handled like SIGINT while a command runs (a command may set its own: serve drains), then the previous
+    handler back. Only the main thread may set handlers (main() called from another thread leaves them alone)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _stdout_closed() -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,6 +27,7 @@ examples:
 """
 STATE_FILE = "pipeline.json"
 STATE_FORMAT = "edge-msa-pipeline-v1"
+TRAIN = "1/4 train"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -51,30 +53,46 @@ def run(args: argparse.Namespace) -> int:
     from ..data.loader import existing_dataset
     from ..paths import default_mosi_path
 
+    _check_flags(args)
     data = existing_dataset(args.data) if args.data else default_mosi_path()  # every stage (parity too) sees real data
     out = Path(args.out)
     progress = not args.quiet
     stages = StageLog(out, resume=args.resume)
     teacher_pt, student_pt = out / "teacher.pt", out / "student.pt"
-    stages.run("1/4 train", f"{args.model} teacher -> {teacher_pt}", _train_inputs(args, data),
+    stages.run(TRAIN, f"{args.model} teacher -> teacher.pt", _train_inputs(args, data),
                [teacher_pt, out / "teacher.metrics.json"], lambda: _train(args, data, teacher_pt, progress))
     settings = {"seeds": args.seeds, **({"epochs": args.epochs} if args.epochs else {})}
-    stages.run("2/4 compress", f"-> {student_pt}", {"teacher": teacher_pt, "data": data, **settings},
+    stages.run("2/4 compress", "-> student.pt", {"teacher": teacher_pt, "data": data, **settings},
                [student_pt, out / "student.report.json", out / "student.report.md"],
                lambda: compress.compress(teacher_pt, data=data, out=student_pt, progress=progress, **settings))
-    bundles = out / "bundles"
-    plan = [(teacher_pt, "onnx", bundles / "teacher"), (student_pt, "onnx", bundles / "student"),
-            (student_pt, "onnx-int8", bundles / "student-int8")]
+    plan = [(teacher_pt, "onnx", "bundles/teacher"), (student_pt, "onnx", "bundles/student"),
+            (student_pt, "onnx-int8", "bundles/student-int8")]
     for ckpt, fmt, target in plan:
         stages.run("3/4 export", f"{ckpt.name} as {fmt} -> {target}", {"checkpoint": ckpt, "format": fmt,
                                                                         "data": data},
-                   [target], lambda c=ckpt, f=fmt, t=target: export.export(c, format=f, out=t, data=data))
-    targets = [target for _, _, target in plan]
-    stages.run("4/4 bench", f"-> {out / 'bench'}", {"bundles": targets, "data": data, "min_time": args.min_time},
+                   [out / target], lambda c=ckpt, f=fmt, t=out / target: export.export(c, format=f, out=t, data=data))
+    targets = [out / target for _, _, target in plan]
+    stages.run("4/4 bench", "-> bench", {"bundles": targets, "data": data, "min_time": args.min_time},
                [out / "bench"], lambda: benchmarks.run_bench(targets, data=data, out=out / "bench",
                                                              min_time=args.min_time, progress=progress))
     print((out / "bench" / "report.md").read_text(encoding="utf-8"))
     return 0
+
+
+def _check_flags(args: argparse.Namespace) -> None:
+    """Every flag in one line each, named as pipeline spells it, before stage 1: the stages check their own settings
+    only when they start, so a bad --min-time surfaced at stage 4, after ~20 min of training, naming bench's flags."""
+    from ..errors import checked_seeds
+    from ..models import list_models
+    from ..spec import suggest
+
+    if args.model not in list_models():
+        raise InputError(f"--model '{args.model}' is unknown{suggest(args.model, list_models())}")
+    checked_seeds(args.seeds)
+    if args.epochs is not None and args.epochs < 1:
+        raise InputError(f"--epochs {args.epochs}; expected >= 1 (or leave it out for each stage's default)")
+    if not 0 <= args.min_time < math.inf:
+        raise InputError(f"--min-time {args.min_time}; expected a finite number of seconds >= 0")
 
 
 def _train_inputs(args: argparse.Namespace, data: Path) -> dict[str, Any]:
@@ -93,7 +111,9 @@ class StageLog:
     """`--out/pipeline.json`: what each finished stage took in (its settings, the package version, and the sha256 of
     every input file) and the sha256 of each output. With `resume`, a stage whose record matches both is skipped, so
     an interruption late in the ~30-min main job does not cost the training again; a stage with any difference
-    reruns, and because its outputs' hashes change, so does every stage that reads them."""
+    reruns, and because its outputs' hashes change, so does every stage that reads them. A stage is keyed by its name
+    and its outputs' paths relative to the run folder, so `--out runs/mosi`, `--out /abs/runs/mosi` and a moved or
+    renamed run folder resume alike."""
 
     def __init__(self, out: Path, resume: bool):
         self.path = out / STATE_FILE
@@ -122,10 +142,32 @@ def _read_state(path: Path) -> dict[str, Any]:
         state = json.loads(path.read_text(encoding="utf-8"))
         if state.get("format") != STATE_FORMAT or not isinstance(state.get("stages"), dict):
             raise ValueError(f"format is not {STATE_FORMAT}")
+        for key, record in state["stages"].items():  # a hand-edited record failed later as TypeError / KeyError
+            if not isinstance(record, dict) or not all(isinstance(record.get(k), dict) for k in ("inputs", "outputs")):
+                raise ValueError(f"stage '{key}' is not a record of its inputs and outputs")
     except (ValueError, AttributeError, UnicodeDecodeError) as exc:
         raise InputError(f"{path} is not an edge-msa pipeline record ({exc}); expected the file an earlier "
                          f"`edge-msa pipeline` wrote: delete it, or run without --resume") from None
-    return state["stages"]
+    return _relative_keys(state["stages"])
+
+
+def _relative_keys(stages: dict[str, Any]) -> dict[str, Any]:
+    """Records from before stages were keyed relative to the run folder carry the --out typed then in their keys
+    ("1/4 train: fd_cmdie teacher -> runs/mosi/teacher.pt"): the same records with that folder (the train stage
+    output's) taken off every key, so the README's runs stay resumable. Keys written since are returned as they are."""
+    train = next((key for key in stages if key.startswith(f"{TRAIN}: ") and " -> " in key), None)
+    if train is None:
+        return stages
+    folder = Path(train.rpartition(" -> ")[2]).parent.parts
+
+    def relative(key: str) -> str:
+        head, arrow, target = key.rpartition(" -> ")
+        parts = Path(target).parts
+        if not arrow or parts[:len(folder)] != folder or len(parts) == len(folder):
+            return key
+        return f"{head} -> {Path(*parts[len(folder):]).as_posix()}"
+
+    return {relative(key): record for key, record in stages.items()}
 
 
 def _fingerprint(inputs: dict[str, Any]) -> dict[str, Any]:

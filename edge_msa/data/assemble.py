@@ -57,14 +57,16 @@ def check_finite(name: str, x: np.ndarray) -> None:
 
 
 def feature_set(features: dict[str, np.ndarray], lengths: dict[str, np.ndarray], labels: np.ndarray,
-                ids: Sequence[str], texts: Sequence[str] | None, index: np.ndarray) -> FeatureSet:
-    """The rows `index` of full-dataset arrays as a FeatureSet."""
+                ids: Sequence[str], texts: Sequence[str] | None, index: np.ndarray,
+                groups: Sequence[str] | None = None) -> FeatureSet:
+    """The rows `index` of full-dataset arrays as a FeatureSet (`groups`: each row's video, see FeatureSet)."""
     return FeatureSet(
         features={m: np.ascontiguousarray(features[m][index], dtype=np.float32) for m in MODALITIES},
         lengths={m: np.asarray(lengths[m][index], dtype=np.int64) for m in MODALITIES},
         labels=np.asarray(labels, dtype=np.float32)[index],
         ids=np.asarray([str(i) for i in ids])[index],
         texts=None if texts is None else np.asarray([str(t) for t in texts])[index],
+        groups=None if groups is None else np.asarray([str(g) for g in groups])[index],
     )
 
 
@@ -77,17 +79,30 @@ def concat_sets(sets: Sequence[FeatureSet]) -> FeatureSet:
                                       for fs in sets])
         lengths[m] = np.concatenate([fs.lengths[m] for fs in sets])
     texts = None if any(fs.texts is None for fs in sets) else np.concatenate([fs.texts for fs in sets])
+    groups = None if any(fs.groups is None for fs in sets) else np.concatenate([fs.groups for fs in sets])
     return FeatureSet(features, lengths, np.concatenate([fs.labels for fs in sets]),
-                      np.concatenate([fs.ids for fs in sets]), texts)
+                      np.concatenate([fs.ids for fs in sets]), texts, groups)
 
 
 def build_splits(name: str, spec: FeatureSpec, features: dict[str, np.ndarray], lengths: dict[str, np.ndarray],
                  labels: np.ndarray, ids: Sequence[str], texts: Sequence[str] | None,
-                 parts: dict[str, np.ndarray], info: dict) -> DatasetSplits:
-    """DatasetSplits from full-dataset arrays and train/valid/test row indices (sizes recorded in info)."""
-    sets = {k: feature_set(features, lengths, labels, ids, texts, parts[k]) for k in ("train", "valid", "test")}
+                 parts: dict[str, np.ndarray], info: dict, groups: Sequence[str] | None = None) -> DatasetSplits:
+    """DatasetSplits from full-dataset arrays and train/valid/test row indices (sizes recorded in info; `groups`:
+    each row's video where the format names it, see FeatureSet)."""
+    sets = {k: feature_set(features, lengths, labels, ids, texts, parts[k], groups) for k in ("train", "valid", "test")}
     info = {**info, "sizes": {k: len(v) for k, v in sets.items()}}
     return DatasetSplits(spec, sets["train"], sets["valid"], sets["test"], name=name, info=info)
+
+
+def check_label_range(labels: Sequence[float], ids: Sequence[str], where: str) -> None:
+    """CMU-MOSI/MOSEI sentiment is scored in [-3, 3] and the teachers bound their scores to that range (score_clip),
+    so labels on another scale (e.g. x40) trained without a word to a model that cannot reach them (MAE 24)."""
+    labels = np.asarray(labels, dtype=np.float64)
+    bad = np.flatnonzero(np.abs(labels) > 3.0)  # NaN compares False: the readers drop unlabelled rows themselves
+    if len(bad):
+        raise InputError(f"{where}: {len(bad)} of {len(labels)} labels lie outside [-3, 3] (first: {labels[bad[0]]:g} "
+                         f"of '{ids[bad[0]]}'); expected CMU-MOSI/MOSEI sentiment scores in [-3, 3], the range the "
+                         "models' scores are bound to")
 
 
 def labels_1d(raw: np.ndarray, where: str) -> np.ndarray:

@@ -26,6 +26,7 @@ class FeatureSet:
     labels: np.ndarray
     ids: np.ndarray
     texts: np.ndarray | None = None  # raw transcripts where the format has them
+    groups: np.ndarray | None = None  # video id per row where the format names it (label.csv's video_id column)
 
     def __post_init__(self) -> None:
         n = len(self.labels)
@@ -43,6 +44,14 @@ class FeatureSet:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def videos(self) -> np.ndarray:
+        """The video of each row, the unit a cross-validation fold is cut by: the format's own column where it has
+        one, since an id's prefix is not always the video (MOSEI's clip ids hold '_': "vid_82_7645"), else the
+        prefix of the MOSI segment id (splits.video_id_of: MOSI-U's ids, whose folds must not move)."""
+        from ..splits import video_id_of
+
+        return self.groups if self.groups is not None else np.array([video_id_of(i) for i in self.ids])
 
     def without(self, absent: tuple[str, ...], spec: FeatureSpec) -> "FeatureSet":
         """The same samples with the `absent` modalities missing (length 0) in the model's shapes (`spec`)."""
@@ -76,6 +85,16 @@ class DatasetSplits:
         absent = check_compatible(spec, self.spec, f"the data ({self.name})")
         sets = {k: getattr(self, k).without(absent, spec) for k in ("train", "valid", "test")}
         return DatasetSplits(spec, **sets, name=self.name, info={**self.info, "missing": list(absent)})
+
+    def require_rows(self) -> None:
+        """InputError naming the first empty split: training fits on train, selects on valid and scores test, and an
+        empty one (a label.csv without valid rows, every label missing) failed only inside prediction, as numpy's
+        "need at least one array to concatenate", sometimes after an epoch of work."""
+        for name in ("train", "valid", "test"):
+            if not len(self.split(name)):
+                how = f" (split by: {self.info['split']})" if self.info.get("split") else ""
+                raise InputError(f"split '{name}' of {self.info.get('path') or self.name} is empty; expected at "
+                                 f"least one labelled row in each of train, valid and test{how}")
 
     def split(self, name: str) -> FeatureSet:
         if name not in ("train", "valid", "test"):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
-from ..splits import carve_by_group, folds_by_group, video_id_of
+from ..splits import carve_by_group, folds_by_group
 from .assemble import concat_sets, feature_set
 from .base import DatasetSplits
 
@@ -31,13 +31,13 @@ def parse_fold(text: str) -> tuple[int, int]:
 def cross_validation_fold(splits: DatasetSplits, fold: int, folds: int, seed: int) -> DatasetSplits:
     """Fold `fold` of `folds` over train + valid: held-out part -> "test", the rest -> train + a carved valid."""
     pool = concat_sets([splits.train, splits.valid])
-    groups = np.array([video_id_of(i) for i in pool.ids])
+    groups = pool.videos()
     parts = folds_by_group(np.arange(len(pool)), groups, folds, seed)
     rest = np.sort(np.concatenate([p for k, p in enumerate(parts) if k != fold]))
     valid_share = len(splits.valid) / len(pool)
     train_idx, valid_idx = carve_by_group(rest, groups, valid_share, seed + folds)
     index = {"train": train_idx, "valid": valid_idx, "test": parts[fold]}  # carve_by_group: never an empty part
-    sets = {k: feature_set(pool.features, pool.lengths, pool.labels, pool.ids, pool.texts, i)
+    sets = {k: feature_set(pool.features, pool.lengths, pool.labels, pool.ids, pool.texts, i, pool.groups)
             for k, i in index.items()}
     info = {**splits.info, "cv": {"fold": fold, "folds": folds}, "sizes": {k: len(v) for k, v in sets.items()}}
     return DatasetSplits(splits.spec, sets["train"], sets["valid"], sets["test"], name=splits.name, info=info)

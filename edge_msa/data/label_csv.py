@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import InputError
 from ..features.text import MiniLMFrontEnd
 from ..spec import ABSENT, FeatureSpec
-from .assemble import build_splits, encode_texts
+from .assemble import build_splits, check_label_range, encode_texts
 from .base import missing_modality
 from .base import DatasetSplits
 
@@ -39,8 +39,11 @@ def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
     if not rows or not has_id or not {"text", "label", "mode"} <= header:
         raise InputError(f"{path} is not an MMSA label CSV: columns {sorted(header)}; expected "
                          "video_id,clip_id,text,label,mode or id,text,label,mode")
-    ids, texts, labels, modes, dropped = [], [], [], [], 0
+    ids, videos, texts, labels, modes, dropped = [], [], [], [], [], 0
     for line, row in enumerate(rows, start=2):
+        if None in row.values():  # csv.DictReader fills a short row's missing columns with None
+            raise InputError(f"{path} line {line}: {sum(v is not None for v in row.values())} fields; expected "
+                             f"{len(reader.fieldnames)} ({','.join(reader.fieldnames)})")
         mode = MODES.get(row["mode"].strip().lower())
         if mode is None:
             raise InputError(f"{path} line {line}: mode '{row['mode']}'; expected train, valid (dev) or test")
@@ -52,9 +55,11 @@ def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
             dropped += 1
             continue
         ids.append(row["id"] if "id" in row else f"{row['video_id']}_{row['clip_id']}")
+        videos.append(row.get("video_id"))  # MOSEI's clip ids hold '_', so the id's prefix is not the video
         texts.append(row["text"])
         labels.append(label)
         modes.append(mode)
+    check_label_range(labels, ids, str(path))
     text, text_len, encoder = encode_texts(texts, ids, text_encoder, progress)
     audio, audio_len = missing_modality(len(ids))
     video, video_len = missing_modality(len(ids))
@@ -66,4 +71,5 @@ def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
             "dropped_missing_labels": dropped, "missing": ["audio", "video"]}
     return build_splits("mmsa-label-csv", spec, {"text": text, "audio": audio, "video": video},
                         {"text": text_len, "audio": audio_len, "video": video_len},
-                        np.array(labels, np.float32), ids, texts, parts, info)
+                        np.array(labels, np.float32), ids, texts, parts, info,
+                        groups=None if "video_id" not in header else videos)

@@ -23,7 +23,7 @@ from ..errors import InputError
 from ..features.text import MiniLMFrontEnd
 from ..spec import FeatureSpec
 from ..splits import split_three_by_group, video_id_of
-from .assemble import build_splits, encode_texts, pad_sequences, replace_nonfinite
+from .assemble import build_splits, check_label_range, encode_texts, pad_sequences, replace_nonfinite
 from .base import DatasetSplits
 from .pickle_safe import load_pickle
 
@@ -76,6 +76,8 @@ def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
                          "expected one (dv, da)")
     ids = [r[4] for r in rows]
     texts = [" ".join(r[2]) for r in rows]
+    labels = np.array([r[3] for r in rows], np.float32)
+    check_label_range(labels, ids, str(path))
     text, text_len, encoder = encode_texts(texts, ids, text_encoder, progress)
     audio, audio_len = pad_sequences([r[1] for r in rows])
     video, video_len = pad_sequences([r[0] for r in rows])
@@ -89,4 +91,4 @@ def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
             "nonfinite_replaced": {"audio": bad_a, "video": bad_v}}
     return build_splits("misa", spec, {"text": text, "audio": audio, "video": video},
                         {"text": text_len, "audio": audio_len, "video": video_len},
-                        np.array([r[3] for r in rows], np.float32), ids, texts, parts, info)
+                        labels, ids, texts, parts, info)

@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import InputError
 from ..features.text import MiniLMFrontEnd
 from ..spec import FeatureSpec
-from .assemble import build_splits, encode_texts, labels_1d, replace_nonfinite, zero_padding
+from .assemble import build_splits, check_label_range, encode_texts, labels_1d, replace_nonfinite, zero_padding
 from .base import DatasetSplits
 from .pickle_safe import load_pickle
 
@@ -72,6 +72,7 @@ def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
     if not len(ids) == len(texts) == len(labels):
         raise InputError(f"{path}: {len(ids)} ids, {len(texts)} raw_text and {len(labels)} labels; "
                          "expected equal counts")
+    check_label_range(labels, ids, str(path))
     audio, audio_len = concat_modality(parts, "audio", path)
     video, video_len = concat_modality(parts, "vision", path)
     audio, bad_a = replace_nonfinite(audio)

@@ -18,7 +18,7 @@ from ..errors import InputError
 from ..features.text import MiniLMFrontEnd
 from ..spec import FeatureSpec
 from ..splits import carve_by_group
-from .assemble import build_splits, encode_texts
+from .assemble import build_splits, check_label_range, encode_texts
 from .base import DatasetSplits
 from .npz import load_npz
 
@@ -42,6 +42,7 @@ def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
     unknown = sorted(set(split.tolist()) - {"train", "test"})
     if unknown:
         raise InputError(f"{path}: split_declare has values {unknown}; expected train or test")
+    check_label_range(z["label_reg"][keep], ids, str(path))
     text, text_len, encoder = encode_texts(texts, ids, text_encoder, progress)
     features = {"text": text, "audio": z["audio_feat"][keep][:, None, :], "video": z["video_feat"][keep][:, None, :]}
     lengths = {"text": text_len, "audio": np.ones(len(keep), np.int64), "video": np.ones(len(keep), np.int64)}

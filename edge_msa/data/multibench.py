@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import InputError
 from ..features.text import MiniLMFrontEnd
 from ..spec import FeatureSpec
-from .assemble import build_splits, labels_1d, replace_nonfinite
+from .assemble import build_splits, check_label_range, labels_1d, replace_nonfinite
 from .base import DatasetSplits
 from .mmsa import SPLITS, split_dicts
 from .pickle_safe import load_pickle
@@ -68,6 +68,7 @@ def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
     if len(ids) != len(labels) or len(labels) != len(features["text"]):
         raise InputError(f"{path}: {len(ids)} ids, {len(labels)} labels, {len(features['text'])} samples; "
                          "expected equal counts")
+    check_label_range(labels, ids, str(path))
     bounds = np.cumsum([0] + sizes)
     index = {s: np.arange(bounds[i], bounds[i + 1]) for i, s in enumerate(SPLITS)}
     d = {m: features[m].shape[-1] for m in features}
