@@ -155,18 +155,10 @@ def checkpoint_tokenizer(payload: dict[str, Any], spec: FeatureSpec, path: str |
                          vocab_size: int | None = None) -> Path:
     """The checkpoint's tokenizer.json as a file (content-addressed in the cache); it must be the one the
     model's spec names (`wordpiece:<sha12>`) and fit the encoder's vocabulary (`vocab_size`, where given)."""
-    import hashlib
-
-    from .features.text import WordPiece, tokenizer_tag
+    from .features.text import WordPiece, tokenizer_file, tokenizer_tag
     from .models.text_bert import check_tokenizer_fits
-    from .paths import cache_dir
 
-    text = payload["tokenizer_json"]
-    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    file = Path(cache_dir()) / "tokenizers" / f"{digest[:32]}.json"
-    if not file.is_file():
-        with atomic_path(file, suffix=".json") as tmp:
-            tmp.write_bytes(text.encode("utf-8"))
+    file = tokenizer_file(payload["tokenizer_json"])
     if tokenizer_tag(file) != spec.front_end("text"):
         raise ArtifactError(f"'{path}': its tokenizer is {tokenizer_tag(file)} but the model was trained on "
                             f"{spec.front_end('text')}; expected the tokenizer saved with the model")

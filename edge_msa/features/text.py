@@ -27,6 +27,7 @@ from ..paths import cache_dir
 NAME = "minilm-l6-int8"
 DIM = 384
 DEFAULT_MAX_LEN = 50  # tokens incl. [CLS]/[SEP]; MOSI transcripts rarely exceed it
+MIN_MAX_LEN = 3  # the shortest text max_len: [CLS] word [SEP]
 TOKENS_PREFIX = "wordpiece:"  # text front end of models that encode token ids themselves
 CACHE_VERSION = 1  # bump when the cached layout or the encoding procedure changes
 
@@ -66,8 +67,8 @@ class WordPiece:
     stage = "tokenizer"  # the name of its per-call time in Prediction.ms
 
     def __init__(self, tokenizer_path: str | os.PathLike | None = None, max_len: int = DEFAULT_MAX_LEN) -> None:
-        if max_len < 3:
-            raise InputError(f"text max_len must be >= 3 ([CLS] word [SEP]); got {max_len}")
+        if max_len < MIN_MAX_LEN:
+            raise InputError(f"text max_len must be >= {MIN_MAX_LEN} ([CLS] word [SEP]); got {max_len}")
         self.tokenizer_path = Path(tokenizer_path) if tokenizer_path else default_tokenizer_path()
         if not self.tokenizer_path.is_file():
             raise InputError(f"tokenizer file not found: {self.tokenizer_path}")
@@ -127,6 +128,18 @@ class WordPiece:
         if self._fingerprint is None:
             self._fingerprint = f"tok={file_digest(self.tokenizer_path)}|max_len={self.max_len}"
         return self._fingerprint
+
+
+def tokenizer_file(text: str) -> Path:
+    """tokenizer.json text as a file in the cache, named by its sha256 (written once, atomically). Why: the front
+    end, the feature cache keys and bundles read a tokenizer file, while checkpoints store the text and a vocab.txt
+    folder has none; the bytes are kept as they are, so the file's tag (`tokenizer_tag`) is the text's."""
+    data = text.encode("utf-8")
+    file = cache_dir() / "tokenizers" / f"{hashlib.sha256(data).hexdigest()[:32]}.json"
+    if not file.is_file():
+        with atomic_path(file, suffix=".json") as tmp:
+            tmp.write_bytes(data)
+    return file
 
 
 def tokenizer_tag(tokenizer_path: Path) -> str:
