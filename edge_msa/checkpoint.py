@@ -12,6 +12,7 @@ from .spec import FeatureSpec, ModelConfig
 
 if TYPE_CHECKING:
     from .models.base import MSAModel
+    from .models.text_bert import BertEncoder
 
 FORMAT_VERSION = 1
 
@@ -139,22 +140,29 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[MSAModel, dict[str, Any]]:
 
 def _attach_tokenizer(model: MSAModel, payload: dict[str, Any], spec: FeatureSpec, path: str | os.PathLike) -> None:
     """Give a model with its own text encoder the checkpoint's tokenizer, once the spec and tokenizer are shown to
-    fit the encoder. Why: a text max_len past the encoder's positions failed inside export (IndexError), and a
-    tokenizer of another vocabulary exported and predicted with wrong scores."""
+    fit the encoder. Why: a text max_len past the encoder's positions failed inside export (IndexError), one under
+    [CLS] word [SEP] only when a text was tokenized, a tokenizer of another vocabulary (or a token-row map past the
+    embedding) exported and predicted with wrong scores, and without a tokenizer the model could read no text."""
+    from .features.text import MIN_MAX_LEN
+
     bert = getattr(model, "bert", None)
-    if bert is not None and spec.max_len("text") > bert.config["max_positions"]:
-        raise ArtifactError(f"'{path}': its spec's text max_len {spec.max_len('text')} is more than the text "
-                            f"encoder's {bert.config['max_positions']} positions; expected max_len <= "
-                            f"{bert.config['max_positions']}")
+    if bert is not None:
+        low, high, max_len = MIN_MAX_LEN, bert.config["max_positions"], spec.max_len("text")
+        if not low <= max_len <= high:
+            raise ArtifactError(f"'{path}': its spec's text max_len {max_len} does not fit the text encoder "
+                                f"([CLS] word [SEP] at least, its {high} positions at most); expected {low} <= "
+                                f"max_len <= {high}")
+        if "tokenizer_json" not in payload:
+            raise ArtifactError(f"'{path}': the model carries its own text encoder but no tokenizer; expected the "
+                                "tokenizer_json save_checkpoint stores with such a model")
     if "tokenizer_json" in payload:
-        vocab = bert.config["vocab_size"] if bert is not None else None
-        model.tokenizer_path = checkpoint_tokenizer(payload, spec, path, vocab)
+        model.tokenizer_path = checkpoint_tokenizer(payload, spec, path, bert)
 
 
 def checkpoint_tokenizer(payload: dict[str, Any], spec: FeatureSpec, path: str | os.PathLike,
-                         vocab_size: int | None = None) -> Path:
+                         encoder: BertEncoder | None = None) -> Path:
     """The checkpoint's tokenizer.json as a file (content-addressed in the cache); it must be the one the
-    model's spec names (`wordpiece:<sha12>`) and fit the encoder's vocabulary (`vocab_size`, where given)."""
+    model's spec names (`wordpiece:<sha12>`) and fit the text `encoder`, where given (check_tokenizer_fits)."""
     from .features.text import WordPiece, tokenizer_file, tokenizer_tag
     from .models.text_bert import check_tokenizer_fits
 
@@ -162,6 +170,6 @@ def checkpoint_tokenizer(payload: dict[str, Any], spec: FeatureSpec, path: str |
     if tokenizer_tag(file) != spec.front_end("text"):
         raise ArtifactError(f"'{path}': its tokenizer is {tokenizer_tag(file)} but the model was trained on "
                             f"{spec.front_end('text')}; expected the tokenizer saved with the model")
-    if vocab_size is not None:
-        check_tokenizer_fits(WordPiece(file).vocab_size, vocab_size, f"'{path}': its tokenizer", ArtifactError)
+    if encoder is not None:
+        check_tokenizer_fits(WordPiece(file).vocab_size, encoder, f"'{path}': its tokenizer", ArtifactError)
     return file

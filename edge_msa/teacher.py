@@ -315,7 +315,7 @@ def _pretrained_text(text_model: str | os.PathLike | None):
     encoder = load_pretrained(folder, max_positions=DEFAULT_MAX_LEN)
     # texts are cut to the encoder's positions (with a warning), never past them
     front = TokenIds(folder / "tokenizer.json", max_len=encoder.config["max_positions"])
-    check_tokenizer_fits(front.vocab_size, encoder.config["vocab_size"], str(front.tokenizer_path))
+    check_tokenizer_fits(front.vocab_size, encoder, str(front.tokenizer_path))
     return encoder, front
 
 

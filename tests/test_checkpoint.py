@@ -38,6 +38,13 @@ def _swap_tokenizer(payload, tmp_path, edit_vocab):
     payload["feature_spec"]["front_ends"][0] = tokenizer_tag(tmp_path / "tok.json")
 
 
+def _map_token_rows(payload, token, row):
+    """Give the encoder a student's map from token ids to embedding rows (one row per token), `token` sent to `row`."""
+    payload["config"]["params"]["text_bert"]["embed_rows"] = 36
+    payload["state_dict"]["bert.token_rows"] = torch.arange(36)
+    payload["state_dict"]["bert.token_rows"][token] = row
+
+
 TAMPERED = {  # how the checkpoint is edited, what its one error line says
     "format as text": (lambda p, _: p.update(format_version="1"), "format_version is a str ('1'); expected type int"),
     "meta a list": (lambda p, _: p.update(meta=[1, 2]), "meta is a list ([1, 2]); expected type dict"),
@@ -45,7 +52,14 @@ TAMPERED = {  # how the checkpoint is edited, what its one error line says
     "tokenizer bytes": (lambda p, _: p.update(tokenizer_json=p["tokenizer_json"].encode()),
                         "tokenizer_json is a bytes"),
     "max_len past positions": (lambda p, _: p["feature_spec"]["max_lens"].__setitem__(0, 17),
-                               "text max_len 17 is more than the text encoder's 16 positions; expected max_len <= 16"),
+                               "text max_len 17 does not fit the text encoder ([CLS] word [SEP] at least, its 16 "
+                               "positions at most); expected 3 <= max_len <= 16"),
+    "max_len under [CLS] word [SEP]": (lambda p, _: p["feature_spec"]["max_lens"].__setitem__(0, 2),
+                                       "text max_len 2 does not fit the text encoder"),
+    "no tokenizer": (lambda p, _: p.pop("tokenizer_json"), "carries its own text encoder but no tokenizer"),
+    "token rows past the embedding": (lambda p, _: _map_token_rows(p, 5, 10 ** 6),
+                                      "its tokenizer's ids map to embedding row 1000000 but the text encoder has 36 "
+                                      "rows; expected a token-row map within 0 .. 35"),
     "smaller tokenizer": (lambda p, tmp: _swap_tokenizer(p, tmp, lambda v: {w: i for w, i in v.items() if i < 30}),
                           "its tokenizer has 30 tokens but the text encoder's vocabulary is 36"),
     "bigger tokenizer": (lambda p, tmp: _swap_tokenizer(p, tmp, lambda v: {**v, **{f"x{i}": len(v) + i
@@ -72,8 +86,13 @@ def test_tampered_checkpoint_exports_to_one_error_line(token_checkpoint, tmp_pat
     assert not (tmp_path / "bundle").exists()
 
 
-def test_the_untouched_checkpoint_loads(token_checkpoint):
+def test_the_untouched_checkpoint_loads(token_checkpoint, tmp_path):
+    """... and so does one with a token-row map inside the embedding (the edit the tampered case builds on)."""
     from edge_msa.checkpoint import load_checkpoint
 
     model, meta = load_checkpoint(token_checkpoint)
     assert model.bert.config["vocab_size"] == 36 and meta == {}
+    payload = torch.load(token_checkpoint, weights_only=True)
+    _map_token_rows(payload, 5, 35)
+    torch.save(payload, tmp_path / "rows.pt")
+    assert int(load_checkpoint(tmp_path / "rows.pt")[0].bert.token_rows[5]) == 35

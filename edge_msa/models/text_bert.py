@@ -133,15 +133,22 @@ def build(config: dict[str, Any]) -> BertEncoder:
     return BertEncoder(**config)
 
 
-def check_tokenizer_fits(tokens: int, vocab_size: int, where: str,
+def check_tokenizer_fits(tokens: int, encoder: BertEncoder, where: str,
                          error: type[EdgeMSAError] = InputError) -> None:
-    """Refuse a tokenizer whose vocabulary is not the encoder's (`vocab_size`: embedding rows, or the student's
-    map from tokenizer ids to kept rows). Why: `BertEncoder.forward` clamps ids past the vocabulary and a smaller
-    tokenizer indexes rows meant for other tokens, so another model's tokenizer gave wrong scores without an error.
-    `where` names the tokenizer in the message."""
+    """Refuse a tokenizer whose vocabulary is not the encoder's (its `vocab_size`: embedding rows, or the student's
+    map from tokenizer ids to kept rows), and a map that sends ids past the embedding. Why: `BertEncoder.forward`
+    clamps ids past the vocabulary and a smaller tokenizer indexes rows meant for other tokens, so another model's
+    tokenizer gave wrong scores without an error; a row past the embedding failed only when that token was read
+    (IndexError in torch, or whatever the exported graph's gather does). `where` names the tokenizer."""
+    vocab_size = encoder.config["vocab_size"]
     if tokens != vocab_size:
         raise error(f"{where} has {tokens} tokens but the text encoder's vocabulary is {vocab_size}; expected "
                     "the tokenizer the encoder was trained with")
+    rows, kept = encoder.token_rows, encoder.word.num_embeddings
+    outside = rows[(rows < 0) | (rows >= kept)] if rows is not None else None
+    if outside is not None and outside.numel():
+        raise error(f"{where}'s ids map to embedding row {int(outside[0])} but the text encoder has {kept} rows; "
+                    f"expected a token-row map within 0 .. {kept - 1}")
 
 
 def _hf_name(name: str) -> str | None:
