@@ -50,12 +50,28 @@ def save_checkpoint(path: str | os.PathLike, model, meta: dict[str, Any] | None 
     return Path(path)
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Load the raw checkpoint dict safely (weights_only), with one-line errors for bad files."""
+def torch_load_safe(path: Path, expected: str) -> Any:
+    """`torch.load(weights_only=True)` of `path`, its failures one line ending in "expected `expected`". Why: a
+    torch file may come from anyone, and weights_only refuses the Python objects a full unpickle would run; torch's
+    own messages span many lines."""
     import pickle
     import zipfile
 
     import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+        first = next((line for line in lines if "unsupported" in line.lower()), lines[0])[:160]  # what was refused
+        what = ("holds pickled Python objects that weights_only loading refuses"
+                if isinstance(exc, pickle.UnpicklingError) else "is not a readable torch file")
+        raise ArtifactError(f"'{path}' {what} ({first}); expected {expected}") from None
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load the raw checkpoint dict safely (weights_only), with one-line errors for bad files."""
+    import zipfile
 
     path = Path(path)
     if not path.is_file():
@@ -63,15 +79,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if not zipfile.is_zipfile(path):  # torch.save has written zip archives since torch 1.6; edge-msa never wrote others
         raise ArtifactError(f"'{path}' is not a torch checkpoint (not the zip archive torch.save writes); "
                             "expected a .pt file written by edge-msa")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsupported content"
-        raise ArtifactError(f"'{path}' holds pickled Python objects that weights_only loading refuses "
-                            f"({first[:160]}); expected an edge-msa checkpoint (config + state_dict)") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
-        raise ArtifactError(f"'{path}' is not a readable torch checkpoint ({str(exc).splitlines()[0][:160]}); "
-                            "expected a .pt file written by edge-msa") from None
+    payload = torch_load_safe(path, "a .pt file written by edge-msa (config + state_dict)")
     if not isinstance(payload, dict) or not {"config", "feature_spec", "state_dict"} <= set(payload):
         raise ArtifactError(f"'{path}' is a torch file but not an edge-msa checkpoint; expected keys "
                             "format_version, config, feature_spec, state_dict, meta")

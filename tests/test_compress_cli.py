@@ -65,6 +65,7 @@ def test_pickled_or_missing_teacher_one_line(tmp_path, capsys):
     assert main(["compress", str(path), "--out", str(tmp_path / "s.pt"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "weights_only" in err and "\n" not in err
+    assert "(WeightsUnpickler error: Unsupported global: GLOBAL torch.nn.modules.linear.Linear" in err  # what it refused
     assert main(["compress", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "s.pt"), "--quiet"]) == 2
     assert "does not exist" in capsys.readouterr().err
     (tmp_path / "text.pt").write_text("not a checkpoint")
