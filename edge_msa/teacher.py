@@ -306,16 +306,18 @@ def encoder_states(bert: BertEncoder, fs: FeatureSet, progress: bool = False,
 
 
 def _pretrained_text(text_model: str | os.PathLike | None):
-    """(BertEncoder with pretrained weights, its tokenizer.json) from a Hugging Face folder; the tokenizer must
-    cover exactly the encoder's vocabulary."""
-    from .features.text import DEFAULT_MAX_LEN, TokenIds
-    from .models.text_bert import check_tokenizer_fits, default_model_dir, load_pretrained
+    """(BertEncoder with pretrained weights, TokenIds over its tokenizer JSON) from a Hugging Face folder
+    (text_bert.LAYOUT: a vocab.txt becomes tokenizer.json text, kept in the cache); the tokenizer must cover exactly
+    the encoder's vocabulary."""
+    from .features.text import DEFAULT_MAX_LEN, TokenIds, tokenizer_file
+    from .models.text_bert import TOKENIZER_FILES, check_tokenizer_fits, default_model_dir, folder_file
+    from .models.text_bert import load_pretrained, tokenizer_json
 
     folder = Path(text_model) if text_model else default_model_dir()
     encoder = load_pretrained(folder, max_positions=DEFAULT_MAX_LEN)
     # texts are cut to the encoder's positions (with a warning), never past them
-    front = TokenIds(folder / "tokenizer.json", max_len=encoder.config["max_positions"])
-    check_tokenizer_fits(front.vocab_size, encoder, str(front.tokenizer_path))
+    front = TokenIds(tokenizer_file(tokenizer_json(folder)), max_len=encoder.config["max_positions"])
+    check_tokenizer_fits(front.vocab_size, encoder, str(folder_file(folder, TOKENIZER_FILES)))
     return encoder, front
 
 

