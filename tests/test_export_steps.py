@@ -72,3 +72,32 @@ def test_accuracy_check_names_one_utterances_share_and_the_way_out(tiny_spec):
     assert f"(one utterance is {step:.2f} points of this split)" in str(exc.value)
     assert "--max-drop" in str(exc.value) and "\n" not in str(exc.value)
     assert check_metrics(model, "single", TorchReference(model, "single"), valid, max_drop=0.5)["ok"]
+
+
+def test_int8_keeps_a_lookup_table_float_when_one_scale_would_leave_its_rows_few_levels(tmp_path):
+    """ORT quantizes a Gather table with one scale; a table with a few large rows (the text encoder's positions)
+    would keep ~6 int8 steps for its typical row, so it stays float while an even table (the vocabulary) is int8."""
+    import types
+
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edge_msa.export.int8 import build, coarse_tables
+
+    rng = np.random.default_rng(0)
+    even = rng.normal(size=(64, 16)).astype(np.float32)
+    peaked = (rng.normal(size=(64, 16)) * 0.05).astype(np.float32)
+    peaked[0] *= 40  # one row ~20x the others, as BERT's first positions
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["even", "ids"], ["a"]), helper.make_node("Gather", ["peaked", "ids"], ["b"]),
+         helper.make_node("Add", ["a", "b"], ["out"])], "g",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, [None])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [None, 16])],
+        [numpy_helper.from_array(even, "even"), numpy_helper.from_array(peaked, "peaked")])
+    path = tmp_path / "g.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    assert coarse_tables(path) == ["Gather_1"]
+    build(types.SimpleNamespace(onnx_graphs={"g": path}, options={"per_channel": True}))
+    dtypes = {t.name: t.data_type for t in onnx.load(str(path)).graph.initializer}
+    assert dtypes["peaked"] == TensorProto.FLOAT and TensorProto.FLOAT not in {
+        dtype for name, dtype in dtypes.items() if name.startswith("even") and not name.endswith("scale")}
