@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 from types import ModuleType
 from typing import Iterable
 
@@ -37,6 +38,21 @@ def one_line(exc: BaseException | str, limit: int = 200) -> str:
     messages from libraries (pickle, json, safetensors, torch) may span lines, and our errors are one `error:` line."""
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def read_json_object(path: os.PathLike[str] | str, what: str) -> dict:
+    """The JSON object in `path`, or one ArtifactError line naming the file and `what` it should hold: json's own
+    errors name no file, and a list or a number where an object belongs failed later with a KeyError."""
+    import json
+    from pathlib import Path
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{path} is not valid JSON ({one_line(exc)}); expected {what}") from None
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{path} holds a {type(data).__name__}; expected {what} (an object)")
+    return data
 
 
 def checked_seeds(seeds: Iterable[int], flag: str = "--seeds") -> tuple[int, ...]:

@@ -123,12 +123,29 @@ def tiny_bert_dir(tmp_path_factory) -> Path:
     return write_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))
 
 
-@pytest.fixture
-def token_splits(tiny_bert_dir) -> DatasetSplits:
+def token_spec(tokenizer: Path) -> FeatureSpec:
+    """The spec of a model that encodes token ids itself (12 tokens), with tiny external audio/video features."""
     from edge_msa.features.text import tokenizer_tag
 
+    return FeatureSpec(dims=(1, 5, 7), max_lens=(12, 1, 1), front_ends=(tokenizer_tag(tokenizer), "external", "external"))
+
+
+def token_student(bert_dir: Path, max_positions: int):
+    """student_tiny with the tiny BERT of `bert_dir` inside and its tokenizer, as a compress run leaves it."""
+    from edge_msa.models import create_model
+    from edge_msa.models.text_bert import load_pretrained
+
+    tok = bert_dir / "tokenizer.json"
+    encoder = load_pretrained(bert_dir, max_positions=max_positions)
+    model = create_model("student_tiny", token_spec(tok), text_bert=dict(encoder.config))
+    model.tokenizer_path = tok
+    return model
+
+
+@pytest.fixture
+def token_splits(tiny_bert_dir) -> DatasetSplits:
     tok = tiny_bert_dir / "tokenizer.json"
-    spec = FeatureSpec(dims=(1, 5, 7), max_lens=(12, 1, 1), front_ends=(tokenizer_tag(tok), "external", "external"))
+    spec = token_spec(tok)
     return DatasetSplits(spec, token_featureset(tok, 64, 0), token_featureset(tok, 32, 1), token_featureset(tok, 32, 2),
                          name="tiny-tokens")
 

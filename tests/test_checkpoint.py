@@ -7,8 +7,6 @@ import json
 import pytest
 import torch
 
-from edge_msa.spec import FeatureSpec
-
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
@@ -16,15 +14,10 @@ pytestmark = pytest.mark.usefixtures("torch_one_thread")
 def token_checkpoint(tmp_path_factory, tiny_bert_dir):
     """student_tiny with the tiny BERT inside (16 positions, 36-token vocabulary) and its tokenizer."""
     from edge_msa.checkpoint import save_checkpoint
-    from edge_msa.features.text import tokenizer_tag
-    from edge_msa.models import create_model
-    from edge_msa.models.text_bert import load_pretrained
 
-    tok = tiny_bert_dir / "tokenizer.json"
-    spec = FeatureSpec(dims=(1, 5, 7), max_lens=(12, 1, 1), front_ends=(tokenizer_tag(tok), "external", "external"))
-    model = create_model("student_tiny", spec, text_bert=dict(load_pretrained(tiny_bert_dir, max_positions=16).config))
-    model.tokenizer_path = tok
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "m.pt", model, {})
+    from conftest import token_student
+
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "m.pt", token_student(tiny_bert_dir, 16), {})
 
 
 def _swap_tokenizer(payload, tmp_path, edit_vocab):

@@ -610,14 +610,9 @@ def test_cli_features_npz_with_lengths_and_flags(bundle, tmp_path, capsys):
 @pytest.fixture(scope="module")
 def token_bundle(tiny_bert_dir, tmp_path_factory):
     """A tiny student that encodes token ids itself (tiny BERT, 40-token vocabulary): only tokenizer.json travels."""
-    from edge_msa.features.text import tokenizer_tag
-    from edge_msa.models.text_bert import load_pretrained
+    from conftest import token_student
 
-    tok = tiny_bert_dir / "tokenizer.json"
-    spec = FeatureSpec(dims=(1, 5, 7), max_lens=(12, 1, 1), front_ends=(tokenizer_tag(tok), "external", "external"))
-    model = create_model("student_tiny", spec, text_bert=dict(load_pretrained(tiny_bert_dir, max_positions=12).config))
-    model.tokenizer_path = tok
-    ckpt = save_checkpoint(tmp_path_factory.mktemp("tok") / "s.pt", model, {})
+    ckpt = save_checkpoint(tmp_path_factory.mktemp("tok") / "s.pt", token_student(tiny_bert_dir, 12), {})
     return export(ckpt, out=tmp_path_factory.mktemp("tok") / "bundle", log=None)
 
 

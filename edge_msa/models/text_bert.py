@@ -17,7 +17,6 @@ The token-type embedding of segment 0 is folded into the position embeddings (si
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ArtifactError, EdgeMSAError, InputError, one_line, require
+from ..errors import ArtifactError, EdgeMSAError, InputError, one_line, read_json_object, require
 
 CONFIG_KEYS = ("vocab_size", "hidden", "layers", "heads", "head_dim", "ffn", "max_positions", "embed_rows",
                "embed_rank", "eps", "repeats")
@@ -241,7 +240,7 @@ def _wordpiece(vocab: Path) -> Any:
     """BertWordPieceTokenizer over `vocab` with the options of the folder's tokenizer_config.json as BertTokenizer
     takes them: do_lower_case (default True), strip_accents (default: as lowercasing), tokenize_chinese_chars."""
     config = vocab.with_name("tokenizer_config.json")
-    options = _read_json_object(config, "a Hugging Face tokenizer config") if config.is_file() else {}
+    options = read_json_object(config, "a Hugging Face tokenizer config") if config.is_file() else {}
     kinds = {"do_lower_case": (bool,), "strip_accents": (bool, type(None)), "tokenize_chinese_chars": (bool,)}
     bad = [k for k, kind in kinds.items() if k in options and not isinstance(options[k], kind)]
     if bad:
@@ -276,22 +275,11 @@ def _state_from_hf(model: BertEncoder, hf: dict[str, torch.Tensor], weights: Pat
     return state
 
 
-def _read_json_object(path: Path, what: str) -> dict[str, Any]:
-    """The JSON object in `path` (`what` it should be names it in the error): json's own errors span no context."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"{path} is not valid JSON ({one_line(exc)}); expected {what}") from None
-    if not isinstance(data, dict):
-        raise ArtifactError(f"{path} holds a {type(data).__name__}; expected {what} (an object)")
-    return data
-
-
 def _read_config(path: Path) -> dict[str, Any]:
     """config.json of a BERT encoder this module computes exactly as BertModel does: absolute positions, GELU,
     integer sizes with heads dividing hidden. Why: anything else failed deep inside json/torch or, for another
     activation, trained and exported a model that silently differs from the pretrained one."""
-    cfg = _read_json_object(path, "a Hugging Face BERT config")
+    cfg = read_json_object(path, "a Hugging Face BERT config")
     if cfg.get("model_type") not in ("bert", None) or cfg.get("position_embedding_type", "absolute") != "absolute":
         raise InputError(f"{path}: model_type '{cfg.get('model_type')}' is not a BERT encoder with absolute "
                          "positions; expected a BERT-family checkpoint (BERT, MiniLM, TinyBERT)")

@@ -12,7 +12,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..atomic import write_text
-from ..errors import ArtifactError, InputError
+from ..errors import ArtifactError, InputError, read_json_object
 from ..features.text import TOKENS_PREFIX
 from ..spec import PARTS, SINGLE, SKIPPABLE, FeatureSpec
 
@@ -117,10 +117,5 @@ def read_manifest(bundle: str | os.PathLike) -> Manifest:
     path = bundle / MANIFEST
     if not path.is_file():
         raise ArtifactError(f"'{bundle}' has no {MANIFEST}; expected a bundle written by `edge-msa export`")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"{path} is not valid JSON ({exc}); re-export the bundle") from None
-    if not isinstance(data, dict):
-        raise ArtifactError(f"{path} holds a {type(data).__name__}; expected a JSON object")
+    data = read_json_object(path, "the manifest `edge-msa export` writes (re-export the bundle)")
     return Manifest.from_dict(data, where=str(path))
