@@ -7,7 +7,7 @@ import pytest
 from conftest import DATA_ROOT, one_line_error
 from edge_msa.errors import InputError
 from edge_msa.features import front_end
-from edge_msa.features.video import DIM, VideoFrontEnd, frame_features, gradient_histograms
+from edge_msa.features.video import DIM, VideoFrontEnd, frame_features, gradient_histograms, read_frames
 
 cv2 = pytest.importorskip("cv2", reason="opencv-python-headless is a core dependency of the video front end")
 CREMAD = DATA_ROOT / "raw_av" / "cremad"
@@ -45,6 +45,25 @@ def test_uniform_sampling_keeps_num_frames(tmp_path):
     path = tmp_path / "ramp.avi"
     write_video(path, [np.full((32, 32, 3), 8 * i, dtype=np.uint8) for i in range(30)])
     assert VideoFrontEnd(num_frames=4)(path).shape == (4, DIM)
+
+
+def test_a_header_frame_count_that_lies_still_gives_num_frames_spread_over_the_clip(tmp_path):
+    """A truncated AVI keeps its header's 40 frames: picks at 40-frame positions past the real end were lost, so the
+    clip gave 5 of 8 frames, all from its start, unlike the 8 spread-out frames the model was trained on."""
+    path = tmp_path / "ramp.avi"
+    write_video(path, [np.full((32, 32, 3), 6 * i, dtype=np.uint8) for i in range(40)])
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) * 3 // 4])  # the header still says 40 frames
+    capture = cv2.VideoCapture(str(path))
+    claimed, real = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), 0
+    while capture.grab():
+        real += 1
+    capture.release()
+    assert claimed == 40 and 10 < real < 40
+    frames = read_frames(path, 8)
+    assert len(frames) == 8
+    brightness = [int(f.mean()) for f in frames]  # frame i is 6 * i bright: the picks reach the last real frame
+    assert brightness[0] == 0 and brightness[-1] >= 6 * (real - 2) and brightness == sorted(brightness)
 
 
 def test_frame_features_layout():

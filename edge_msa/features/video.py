@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -121,36 +124,48 @@ def gradient_histograms(face: np.ndarray) -> np.ndarray:
 
 
 def read_frames(path: str | os.PathLike, num_frames: int) -> list[np.ndarray]:
-    """Up to `num_frames` grayscale frames (H, W) uint8 spread uniformly over the video; InputError if none."""
+    """Up to `num_frames` grayscale frames (H, W) uint8 spread uniformly over the video; InputError if none.
+
+    The header's frame count is only a hint: MKV/WebM/FLV estimate it from duration x fps (an MKV of 56 frames
+    says 59, so the last pick was never reached and the clip gave 15 of 16 frames), a truncated upload keeps the
+    full count (4 frames from its first third), and browser-recorded WebM has none (-2.8e17). When the frames
+    decoded differ from the header, a second pass picks over the frames that exist, so every clip is sampled as
+    in training; decoding is grab-only except for the picked frames, so memory never grows with clip length.
+    """
     p = media_file(path, "video file", "a video OpenCV can decode")
     cv2 = _cv2()
-    cap = cv2.VideoCapture(str(p))
-    try:
-        if not cap.isOpened():
-            raise InputError(f"cannot open video {p}; expected a file OpenCV/FFmpeg can decode (mp4, avi, flv, ...)")
+    with open_capture(cv2, p) as cap:
         count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        if count > 0:  # grab (decode only) every frame, convert just the chosen ones
-            wanted = set(np.linspace(0, count - 1, num_frames).round().astype(int).tolist())
-            frames = []
-            for i in range(max(wanted) + 1):
-                if not cap.grab():
-                    break  # the container over-reported its frame count
-                if i in wanted:
-                    ok, frame = cap.retrieve()
-                    if ok:
-                        frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame)
-        else:  # no frame count in the container: decode everything, then pick
-            frames = []
-            while True:
-                ok, frame = cap.read()
-                if not ok:
-                    break
-                frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame)
-            if frames:
-                keep = np.linspace(0, len(frames) - 1, min(num_frames, len(frames))).round().astype(int)
-                frames = [frames[i] for i in keep]
-    finally:
-        cap.release()
+        frames, total = pick_frames(cv2, cap, count, num_frames)
+    if 0 < total != count:
+        with open_capture(cv2, p) as cap:
+            frames, _ = pick_frames(cv2, cap, total, num_frames)
     if not frames:
         raise InputError(f"no readable frames in video {p}; expected a file OpenCV/FFmpeg can decode")
     return frames
+
+
+@contextmanager
+def open_capture(cv2: ModuleType, path: Path) -> Iterator[Any]:
+    """An opened cv2.VideoCapture on `path`, released afterwards; a file OpenCV cannot open -> InputError."""
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            raise InputError(f"cannot open video {path}; expected a file OpenCV/FFmpeg can decode (mp4, avi, flv, ...)")
+        yield cap
+    finally:
+        cap.release()
+
+
+def pick_frames(cv2: ModuleType, cap: Any, count: int, num_frames: int) -> tuple[list[np.ndarray], int]:
+    """(grayscale frames at num_frames uniform positions of a `count`-frame clip, the frames the capture really
+    holds): every frame is grabbed (decoded), only the picked ones are converted."""
+    wanted = set(np.linspace(0, count - 1, num_frames).round().astype(int).tolist()) if count > 0 else set()
+    frames, total = [], 0
+    while cap.grab():
+        if total in wanted:
+            ok, frame = cap.retrieve()
+            if ok:
+                frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame)
+        total += 1
+    return frames, total
