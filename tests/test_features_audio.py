@@ -187,7 +187,9 @@ def test_video_without_audio_track_and_corrupt_containers_are_one_line_input_err
     assert str(silent) in message and "has no audio track" in message and "--audio" in message
     assert has_audio_track(silent) is False
     (tmp_path / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + np.random.default_rng(0).bytes(3000))
-    assert "cannot read audio" in one_line_error(lambda: AudioFrontEnd()(tmp_path / "corrupt.mp4"))
+    message = one_line_error(lambda: AudioFrontEnd()(tmp_path / "corrupt.mp4"))
+    assert "cannot read audio" in message and "Invalid data" in message
+    assert "[Errno" not in message and message.count("corrupt.mp4") == 1  # FFmpegError's str() repeated the path
     assert "cannot read audio" in one_line_error(lambda: has_audio_track(tmp_path / "corrupt.mp4"))
 
 

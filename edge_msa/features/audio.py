@@ -215,15 +215,18 @@ def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
 
 
 @contextmanager
-def open_container(path: str | os.PathLike) -> Iterator[tuple[ModuleType, Any]]:
-    """(the av module, a PyAV container opened on a media file); FFmpeg errors inside the block -> InputError."""
-    av = require("av", "reading audio from video containers", AV_FIX)
+def open_container(path: str | os.PathLike, what: str = "audio", expected: str = "a media file with an audio track",
+                   purpose: str = "reading audio from video containers") -> Iterator[tuple[ModuleType, Any]]:
+    """(the av module, a PyAV container opened on a media file); FFmpeg errors inside the block -> InputError naming
+    `what` could not be read and the `expected` file."""
+    av = require("av", purpose, AV_FIX)
     try:
         with av.open(str(path)) as container:
             yield av, container
     except (av.error.FFmpegError, OSError, ValueError) as exc:  # raised by open, demux or decode
-        detail = " ".join(str(exc).split())
-        raise InputError(f"cannot read audio {path}: {detail}; expected a media file with an audio track") from None
+        # FFmpegError's str() is "[Errno 1094995529] Invalid data found when processing input: '<path>'": keep the reason
+        detail = " ".join(str(getattr(exc, "strerror", None) or exc).split())
+        raise InputError(f"cannot read {what} {path}: {detail}; expected {expected}") from None
 
 
 def decode_audio_track(path: Path) -> tuple[np.ndarray, int]:
@@ -249,3 +252,20 @@ def has_audio_track(path: str | os.PathLike) -> bool:
     runtime asks before its gate, so a skipped audio track costs no decoding). Unreadable -> InputError."""
     with open_container(path) as (_, container):
         return bool(container.streams.audio)
+
+
+def media_duration(path: str | os.PathLike, stop_after: float = float("inf")) -> float:
+    """Seconds a media file lasts, for files whose header does not say (browser-recorded WebM, a FLAC written as a
+    stream, audio inside a video container): the container's duration, else the end of its last packet, read by
+    demuxing without decoding and stopping once past `stop_after`. Unreadable -> InputError; no PyAV -> the fix."""
+    with open_container(path, "media", "a media file", "measuring media without a duration in the header") \
+            as (av, container):
+        if container.duration and container.duration > 0:
+            return container.duration / av.time_base
+        end = 0.0
+        for packet in container.demux():
+            if packet.pts is not None and packet.time_base is not None:
+                end = max(end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
+                if end > stop_after:
+                    break
+        return end
