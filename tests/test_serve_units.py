@@ -95,7 +95,7 @@ def test_parse_item_checks_and_digests(tmp_path):
     c = parse_item({"text": "fine!"}, SERVE_SPEC, limits, workdir)
     assert a.digest == b.digest != c.digest and a.text == "fine" and a.item["audio"].dtype == np.float32
     cases = [({"text": "x" * 11}, 413, "at most 10"), ({"audio": feats("audio", 5).tolist()}, 400, "L <= 4"),
-             ({"video": [[0.0] * 105]}, 200, None), ({"audio": "UklGRg=="}, 415, "WAV, FLAC or OGG"),
+             ({"video": [[0.0] * 105]}, 200, None), ({"audio": "UklGRg=="}, 415, "WAV, FLAC, OGG, MP3"),
              ({"text": None}, 400, "at least one"), ({"video": {"a": 1}}, 400, "expected an (L, d) array"),
              ({"audio": [[10 ** 400] * 56]}, 400, "beyond float32")]  # was a 500: numpy's OverflowError
     for obj, status, words in cases:
@@ -105,6 +105,68 @@ def test_parse_item_checks_and_digests(tmp_path):
         with pytest.raises(RequestError) as info:
             parse_item(obj, SERVE_SPEC, limits, workdir)
         assert info.value.status == status and words in info.value.message and "\n" not in info.value.message
+
+
+def encode(path: Path, seconds: float, video: str | None = None, audio: str | None = None, **options: str) -> bytes:
+    """A real clip written with PyAV: `video` / `audio` codecs (either may be None), a 64x48 picture, a 440 Hz tone."""
+    av = pytest.importorskip("av", reason="PyAV writes the clips (pip install 'edge-msa[media]')")
+    rate, fps = 16000, 10
+    with av.open(str(path), "w", options=options) as out:
+        streams = []
+        if video:
+            vs = out.add_stream(video, rate=fps)
+            vs.width, vs.height, vs.pix_fmt = 64, 48, "yuv420p"
+            frames = [av.VideoFrame.from_ndarray(np.full((48, 64, 3), 9 * i % 256, np.uint8), format="rgb24")
+                      for i in range(int(seconds * fps))]
+            streams.append((vs, frames))
+        if audio:
+            aus = out.add_stream(audio, rate=rate)
+            tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(int(seconds * rate)) / rate)).astype(np.float32)
+            frame = av.AudioFrame.from_ndarray(tone[None, :], format="flt", layout="mono")
+            frame.sample_rate = rate
+            streams.append((aus, [frame]))
+        for stream, frames in streams:
+            for f in [*frames, None]:
+                out.mux(stream.encode(f))
+    return path.read_bytes()
+
+
+def test_browser_recordings_mp3_and_streamed_flac_uploads_are_measured_not_refused(tmp_path):
+    """A browser's MediaRecorder WebM has no duration in its header: the video answered 400 "cannot tell how long" and
+    its audio 415, as did MP3 and a phone's M4A (the CLI reads all of them); a FLAC written as a stream (length
+    unknown) answered 413 "lasts 576460752303423.5 s". Now PyAV reads the packet timestamps where the header is silent."""
+    sf = pytest.importorskip("soundfile")
+    workdir, limits = (lambda: tmp_path / "work"), Limits(max_media_seconds=5)
+    (tmp_path / "work").mkdir()
+    webm = encode(tmp_path / "rec.webm", 2, video="libvpx", audio="libopus", live="1")  # as MediaRecorder writes
+    for m, data in [("video", webm), ("audio", webm), ("audio", encode(tmp_path / "a.mp3", 2, audio="mp3")),
+                    ("audio", encode(tmp_path / "a.m4a", 2, audio="aac"))]:
+        assert parse_item({m: data}, SERVE_SPEC, limits, workdir).item[m].is_file()
+    sf.write(tmp_path / "long.flac", np.zeros(16000 * 9, np.float32), 16000)  # 9 s: over the 5 s limit
+    sf.write(tmp_path / "short.flac", np.zeros(16000 * 2, np.float32), 16000)
+    for name, status in [("short", None), ("long", 413)]:
+        data = bytearray((tmp_path / f"{name}.flac").read_bytes())
+        data[21] &= 0xF0  # STREAMINFO total samples = 0: "unknown", as a streaming encoder writes it
+        data[22:26] = bytes(4)
+        if status is None:
+            assert parse_item({"audio": bytes(data)}, SERVE_SPEC, limits, workdir).item["audio"].is_file()
+            continue
+        with pytest.raises(RequestError) as info:
+            parse_item({"audio": bytes(data)}, SERVE_SPEC, limits, workdir)
+        assert info.value.status == 413 and "lasts 5." in info.value.message  # measured up to just past the limit
+
+
+def test_media_uploads_without_content_are_refused_before_the_batch(tmp_path):
+    """A WAV holding no samples passed the checks and failed inside the batch, naming the server's scratch path;
+    so would a video without an audio track sent as audio, now that containers are taken as audio."""
+    sf = pytest.importorskip("soundfile")
+    sf.write(tmp_path / "empty.wav", np.zeros(0, np.float32), 16000)
+    cases = [({"audio": (tmp_path / "empty.wav").read_bytes()}, "audio holds no samples"),
+             ({"audio": encode(tmp_path / "silent.mp4", 1, video="mpeg4")}, "MP4 file without an audio track")]
+    for obj, words in cases:
+        with pytest.raises(RequestError) as info:
+            parse_item(obj, SERVE_SPEC, Limits(), lambda: tmp_path)
+        assert info.value.status == 400 and words in info.value.message and str(tmp_path) not in info.value.message
 
 
 @pytest.mark.parametrize("m, module, head", [("audio", "soundfile", b"RIFF\0\0\0\0WAVE"),

@@ -17,14 +17,21 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from ..features.audio import VIDEO_EXTS, has_audio_track, media_duration
 from ..errors import MEDIA_FIX, EdgeMSAError, InputError, MissingDependencyError, require
 from ..runtime.predictor import check_unicode
 from ..spec import MODALITIES, FeatureSpec
 
 # Leading bytes -> file suffix the front ends recognise. Sniffed, never taken from a client's filename.
-AUDIO_MAGIC = ((b"RIFF", 8, b"WAVE", ".wav"), (b"fLaC", 0, b"", ".flac"), (b"OggS", 0, b"", ".ogg"))
 VIDEO_MAGIC = ((b"FLV", 0, b"", ".flv"), (b"\x1a\x45\xdf\xa3", 0, b"", ".mkv"), (b"RIFF", 8, b"AVI ", ".avi"),
                (b"", 4, b"ftyp", ".mp4"))
+# MP3: an ID3 tag or an MPEG-1/2 layer III frame header; audio in a container (a phone's .m4a, a browser's
+# audio/webm) is read from its audio track, as `edge-msa predict --audio clip.m4a` does
+AUDIO_MAGIC = ((b"RIFF", 8, b"WAVE", ".wav"), (b"fLaC", 0, b"", ".flac"), (b"OggS", 0, b"", ".ogg"),
+               (b"ID3", 0, b"", ".mp3"), *((head, 0, b"", ".mp3") for head in (b"\xff\xfb", b"\xff\xfa", b"\xff\xf3",
+                                                                              b"\xff\xf2")), *VIDEO_MAGIC)
+SOUNDFILE_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")  # their header's frame count is the duration
+UNKNOWN_FRAMES = 2**62  # libsndfile's frame count for a stream of unknown length (SF_COUNT_MAX ~ 9.2e18)
 
 
 class RequestError(Exception):
@@ -144,7 +151,10 @@ def save_media(m: str, data: bytes, spec: FeatureSpec, limits: Limits, workdir: 
     suffix = sniff(m, data)
     path = workdir() / f"{m}{where.strip(' #')}{suffix}"
     path.write_bytes(data)
-    seconds = media_seconds(m, path)
+    seconds = media_seconds(m, path, limits.max_media_seconds)
+    if seconds <= 0:
+        raise RequestError(400, f"{m} holds no {'samples' if m == 'audio' else 'frames'}; expected a media file with "
+                                f"some {m} in it")
     if seconds > limits.max_media_seconds:
         raise RequestError(413, f"{m} lasts {seconds:.1f} s; expected at most {limits.max_media_seconds:g} s")
     return path
@@ -154,27 +164,40 @@ def sniff(m: str, data: bytes) -> str:
     for head, offset, tag, suffix in AUDIO_MAGIC if m == "audio" else VIDEO_MAGIC:
         if data.startswith(head) and data[offset:offset + len(tag)] == tag:
             return suffix
-    kinds = "WAV, FLAC or OGG" if m == "audio" else "MP4/MOV, FLV, MKV/WebM or AVI"
+    kinds = ("WAV, FLAC, OGG, MP3, or MP4/M4A, FLV, MKV/WebM or AVI with an audio track" if m == "audio" else
+             "MP4/MOV, FLV, MKV/WebM or AVI")
     raise RequestError(415, f"{m} is not a supported media file; expected {kinds}")
 
 
-def media_seconds(m: str, path: Path) -> float:
-    """Duration from the file header: soundfile for audio, OpenCV's frame count / fps for video. Both come
-    with the [media] extra: a server installed without it answers 503 naming the fix, not a 500."""
+def media_seconds(m: str, path: Path, limit: float) -> float:
+    """Duration from the file header: soundfile for audio files, OpenCV's frame count / fps for video. Where the
+    header does not say (browser-recorded WebM, a FLAC written as a stream, audio in a video container), PyAV reads
+    the packet timestamps without decoding, stopping past `limit`. All come with the [media] extra: a server
+    installed without it answers 503 naming the fix, not a 500."""
     try:
         reader = require("soundfile" if m == "audio" else "cv2", f"{m} uploads", MEDIA_FIX)
+        if m == "audio" and path.suffix in VIDEO_EXTS and not has_audio_track(path):
+            raise RequestError(400, f"audio is a {path.suffix[1:].upper()} file without an audio track; expected "
+                                    "audio, or a video with an audio track")
+        seconds = header_seconds(reader, m, path)
+        return media_duration(path, stop_after=limit) if seconds is None else seconds
     except MissingDependencyError as exc:
         raise RequestError(503, str(exc)) from None
-    try:
-        if m == "audio":
-            return float(reader.info(str(path)).duration)
-        capture = reader.VideoCapture(str(path))  # OpenCV
-        frames, fps = capture.get(reader.CAP_PROP_FRAME_COUNT), capture.get(reader.CAP_PROP_FPS)
-        capture.release()
-    except (RuntimeError, EdgeMSAError, OSError) as exc:
-        raise RequestError(400, f"cannot read {m}: {' '.join(str(exc).split())}; expected a valid media file") \
-            from None
-    if not (frames > 0 and fps > 0 and math.isfinite(frames / fps)):
-        raise RequestError(400, f"cannot tell how long the {m} lasts (no frame count / fps in its header); "
-                                "expected a valid video file")
-    return frames / fps
+    except EdgeMSAError as exc:  # our one line ("cannot read audio PATH: why; expected ..."), less the scratch path
+        raise RequestError(400, str(exc).replace(f" {path}", "")) from None
+    except (RuntimeError, OSError) as exc:
+        detail = " ".join(str(exc).split()).replace(str(path), f"the {m} upload")
+        raise RequestError(400, f"cannot read {m}: {detail}; expected a valid media file") from None
+
+
+def header_seconds(reader: Any, m: str, path: Path) -> float | None:
+    """Seconds the header of an audio file (soundfile) or a video (OpenCV) states, None where it states none."""
+    if m == "audio":
+        if path.suffix not in SOUNDFILE_SUFFIXES:
+            return None
+        info = reader.info(str(path))
+        return float(info.duration) if info.frames < UNKNOWN_FRAMES else None
+    capture = reader.VideoCapture(str(path))  # OpenCV
+    frames, fps = capture.get(reader.CAP_PROP_FRAME_COUNT), capture.get(reader.CAP_PROP_FPS)
+    capture.release()
+    return frames / fps if frames > 0 and fps > 0 and math.isfinite(frames / fps) else None
