@@ -231,8 +231,9 @@ class _Datasets:
         if isinstance(self.given, DatasetSplits):
             self.given.split(split)  # unknown split names fail before any timing
         elif self.given is not None:
-            from edge_msa.data.loader import detect_format
-            detect_format(self.given)  # so does a missing or unreadable file; it is read per bundle's text encoder
+            from edge_msa.data.loader import detect_format, existing_dataset
+            detect_format(existing_dataset(self.given))  # so does a missing or unreadable file; it is read per
+            # bundle's text encoder
 
     def _load(self, path: Path | None, record: dict | None, front=None) -> DatasetSplits:
         key = (path, json.dumps(record, sort_keys=True), getattr(front, "name", None),
@@ -248,8 +249,8 @@ class _Datasets:
             from edge_msa.data.mosi_u import AV_FRONT_ENDS
             if tuple(target.spec.front_ends[1:]) != AV_FRONT_ENDS:
                 return None, "unavailable: no --data (the bundle's features are not MOSI-U's)"
-        front = getattr(target.predictor, "dataset_text_front_end", None)  # None: the data's own text features
-        try:
+        try:  # the front end loads the bundle's tokenizer: a bundle without it loses accuracy, not the whole sweep
+            front = getattr(target.predictor, "dataset_text_front_end", None)  # None: the data's own text features
             splits = self.given if isinstance(self.given, DatasetSplits) else self._load(self.given, record, front)
             return splits.for_model(target.spec).split(self.split), ""
         except EdgeMSAError as exc:

@@ -335,3 +335,31 @@ def test_benchmarks_never_import_torch(tmp_path):
     proc = subprocess.run([sys.executable, "-c", NO_TORCH, str(tmp_path)], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
+
+
+def test_a_missing_data_file_is_one_line_before_timing(tmp_path, capsys):
+    """It used to end in a FileNotFoundError traceback from the .npz sniffer (exit 1)."""
+    with pytest.raises(InputError, match="dataset not found"):
+        run_bench(["b"], data=tmp_path / "missing.npz", out=tmp_path / "r", **FAST)
+    assert main(["bench", "b", "--data", str(tmp_path / "missing.npz"), "--out", str(tmp_path / "r")]) == 2
+    assert capsys.readouterr().err.startswith("error: dataset not found")
+
+
+class NoTokenizerPredictor(FakePredictor):
+    """A bundle folder whose tokenizer.json is gone: the runtime raises on first use of its text front end."""
+
+    @property
+    def dataset_text_front_end(self):
+        raise InputError("tokenizer file not found: bundle/tokenizer.json")
+
+
+def test_a_bundle_without_its_tokenizer_loses_its_accuracy_not_the_sweep(tmp_path, tiny_splits):
+    """It used to end the whole sweep (other bundles' rows lost, no report) from outside the per-bundle guard."""
+    def loader(bundle, backend, threads):
+        return (NoTokenizerPredictor if bundle.name == "teacher" else FakePredictor)(tiny_splits.spec, 0.001)
+
+    out = run_bench(_bundles(tmp_path, "teacher", "student"), data=tiny_splits, out=tmp_path / "r",
+                    modalities=("text",), meter="none", loader=loader, **FAST)
+    teacher, student = json.loads((out / "report.json").read_text())["rows"]
+    assert teacher["metrics"] == "unavailable: tokenizer file not found: bundle/tokenizer.json"
+    assert student["status"] == "ok" and isinstance(student["metrics"], dict)
