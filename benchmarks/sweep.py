@@ -76,7 +76,6 @@ def run_bench(bundles: Sequence[str | os.PathLike], data: str | os.PathLike | Da
             rows.extend(_bench_bundle(Path(bundle), subsets, [int(b) for b in batches], settings, datasets,
                                       energy, bar, loader))
     finally:
-        energy.close()
         bar.close()
     report = {"schema": 1, "system": system_info(argv), "settings": settings, "rows": rows}
     return write_report(report, out)
@@ -258,18 +257,21 @@ class _Datasets:
 
 
 class _Energy:
-    """One meter per device kind (CPU / GPU work), idle power measured once per meter in this run."""
+    """One meter per device kind (CPU / GPU work), open only while it measures one row's windows: a meter that
+    samples in the background (tegrastats, 50 lines a second) left open ran beside the latency timing of every row
+    after the first but not the first's, so the first bundle (usually the teacher) was timed on a quieter machine.
+    Idle power is measured once per device kind in this run (with the meter running, as in every active window)."""
 
     def __init__(self, choice: str | Meter, window_s: float) -> None:
         self.choice, self.window_s = choice, window_s
-        self.meters: dict[bool, Meter | str] = {}
+        self.unavailable: dict[bool, str] = {}  # a meter that would not open is not retried on every row
         self.idle: dict[bool, Window] = {}
 
     def measure(self, on_gpu: bool, work: Callable[[int], int]) -> dict[str, Any]:
-        if on_gpu not in self.meters:
-            self.meters[on_gpu] = self.choice if isinstance(self.choice, Meter) else open_meter(self.choice, on_gpu)
-        meter = self.meters[on_gpu]
+        meter = self.choice if isinstance(self.choice, Meter) else self.unavailable.get(on_gpu) or open_meter(
+            self.choice, on_gpu)
         if isinstance(meter, str):
+            self.unavailable[on_gpu] = meter
             return {"energy": meter}
         try:
             if on_gpu not in self.idle:
@@ -277,15 +279,13 @@ class _Energy:
             result = energy_per_item(active_window(meter, work, self.window_s), self.idle[on_gpu])
         except MeterUnavailable as exc:
             return {"energy": f"unavailable: {exc}"}
+        finally:
+            if meter is not self.choice:  # a caller's Meter instance stays the caller's to close
+                meter.close()
         result["energy_method"] = (f"{meter.describe()}; (active energy - idle power x active time) / items "
                                    f"over a {self.window_s:g} s window, idle power from a {self.window_s:g} s "
                                    "sleep window in this run")
         return result
-
-    def close(self) -> None:
-        for meter in self.meters.values():
-            if isinstance(meter, Meter) and meter is not self.choice:
-                meter.close()
 
 
 class _Progress:

@@ -363,3 +363,37 @@ def test_a_bundle_without_its_tokenizer_loses_its_accuracy_not_the_sweep(tmp_pat
     teacher, student = json.loads((out / "report.json").read_text())["rows"]
     assert teacher["metrics"] == "unavailable: tokenizer file not found: bundle/tokenizer.json"
     assert student["status"] == "ok" and isinstance(student["metrics"], dict)
+
+
+def test_a_meter_is_open_only_while_it_measures_so_no_row_is_timed_beside_it(tmp_path, tiny_splits, monkeypatch):
+    """A background-sampling meter (tegrastats) left open ran beside the latency timing of every row after the
+    first, but not the first's: rows were timed under different conditions. Now each row's windows open and close
+    it; idle power is measured once."""
+    opened: list[ConstantMeter] = []
+
+    class Tracked(ConstantMeter):
+        live = False
+
+        def close(self):
+            self.live = False
+
+    def fake_open(name, on_gpu=False):
+        opened.append(Tracked())
+        opened[-1].live = True
+        return opened[-1]
+
+    monkeypatch.setattr("edge_msa.benchmarks.sweep.open_meter", fake_open)
+    live_at_load = []
+
+    def loader(bundle, backend, threads):  # the student loads (and is timed) after the teacher's energy windows
+        live_at_load.append(any(m.live for m in opened))
+        return FakePredictor(tiny_splits.spec, 0.001)
+
+    out = run_bench(_bundles(tmp_path, "teacher", "student"), data=tiny_splits, out=tmp_path / "r",
+                    modalities=("text",), meter="auto", min_time=0, min_runs=3, warmup=0, energy_window=0.02,
+                    progress=False, loader=loader)
+    rows = json.loads((out / "report.json").read_text())["rows"]
+    assert live_at_load == [False, False]
+    assert len(opened) == 2 and not any(m.live for m in opened)  # one open per row, each closed after its windows
+    assert all(isinstance(r["energy_mj_per_item"], float) for r in rows)
+    assert rows[0]["idle_w"] == rows[1]["idle_w"]  # idle measured once, in the first row's windows
