@@ -397,3 +397,24 @@ def test_a_meter_is_open_only_while_it_measures_so_no_row_is_timed_beside_it(tmp
     assert len(opened) == 2 and not any(m.live for m in opened)  # one open per row, each closed after its windows
     assert all(isinstance(r["energy_mj_per_item"], float) for r in rows)
     assert rows[0]["idle_w"] == rows[1]["idle_w"]  # idle measured once, in the first row's windows
+
+
+def test_bundles_are_timed_side_by_side(tmp_path, tiny_splits):
+    """The latency calls of the bundles interleave (they used to run bundle after bundle, so a burst of load
+    during one bundle's turn moved the ratios), and every bundle stays loaded until the last row is timed."""
+    calls: list[str] = []
+
+    class Logged(FakePredictor):
+        def predict_features(self, features, lengths):  # the timed call (these features have no transcripts)
+            calls.append(self.name)
+            return super().predict_features(features, lengths)
+
+    def loader(bundle, backend, threads):
+        pred = Logged(tiny_splits.spec, 0.001)
+        pred.name = bundle.name
+        return pred
+
+    run_bench(_bundles(tmp_path, "teacher", "student"), data=tiny_splits, out=tmp_path / "r", modalities=("text",),
+              meter="none", min_time=0.05, min_runs=20, warmup=0, progress=False, loader=loader)
+    switches = sum(a != b for a, b in zip(calls, calls[1:]))
+    assert switches >= 20  # one after the other: 1 switch
