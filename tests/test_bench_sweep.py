@@ -418,3 +418,18 @@ def test_bundles_are_timed_side_by_side(tmp_path, tiny_splits):
               meter="none", min_time=0.05, min_runs=20, warmup=0, progress=False, loader=loader)
     switches = sum(a != b for a, b in zip(calls, calls[1:]))
     assert switches >= 20  # one after the other: 1 switch
+
+
+def test_compare_says_which_settings_differ(tmp_path, tiny_splits, capsys):
+    """A 1-thread report against a 2-thread one: the ratios mix the thread count into the device comparison, and
+    the comparison used to print them without a word."""
+    reports = []
+    for name, threads in (("a", 1), ("b", 2)):
+        (tmp_path / name).mkdir()
+        reports.append(run_bench(_bundles(tmp_path / name, "student"), data=tiny_splits, out=tmp_path / name / "r",
+                                 modalities=("text",), meter="none", threads=threads,
+                                 loader=make_loader(tiny_splits.spec), **FAST) / "report.json")
+    assert main(["bench", "--compare", *map(str, reports)]) == 0
+    assert "Settings differ (the ratios include their effect): threads A 1, B 2." in capsys.readouterr().out
+    assert main(["bench", "--compare", str(reports[0]), str(reports[0])]) == 0
+    assert "Settings differ" not in capsys.readouterr().out
