@@ -11,6 +11,8 @@ from edge_msa.errors import InputError
 from .report import HEADLINE, SAME_WORK
 
 KEY_FIELDS = ("bundle", "backend", "precision", *SAME_WORK)  # SAME_WORK alone is the fallback key
+# Settings that change the figures besides the device: where the two reports differ, the comparison says so.
+COMPARED_SETTINGS = ("threads", "backend", "split", "min_time_s", "warmup", "long", "energy_window_s", "meter")
 
 
 def load_report(path: str | os.PathLike) -> dict[str, Any]:
@@ -68,12 +70,22 @@ def _ratio(b: Any, a: Any) -> float | None:
     return float(b) / float(a) if ok else None
 
 
-def render_comparison(entries: list[dict[str, Any]], a_name: str, b_name: str) -> str:
+def differing_settings(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """The COMPARED_SETTINGS the two reports ran with differently (say 1 thread vs 4), as `name A x, B y`: a ratio
+    between them measures those too, not only the two devices or builds."""
+    sa, sb = a.get("settings") or {}, b.get("settings") or {}
+    return [f"{k} A {sa.get(k)}, B {sb.get(k)}" for k in COMPARED_SETTINGS if sa.get(k) != sb.get(k)]
+
+
+def render_comparison(entries: list[dict[str, Any]], a_name: str, b_name: str,
+                      differing: list[str] | None = None) -> str:
     def cell(v: Any, fmt: str) -> str:
         return fmt.format(v) if isinstance(v, (int, float)) else "–"
 
     lines = [f"# edge-msa bench comparison: B = {b_name} vs A = {a_name}", "",
              "Ratios are B/A: latency < 1 and throughput > 1 mean B is faster; energy < 1 means B is cheaper.", "",
+             *([f"Settings differ (the ratios include their effect): {'; '.join(differing)}.", ""] if differing
+               else []),
              "| A bundle | B bundle | batch | modalities | p50 B/A | p90 B/A | p99 B/A | throughput B/A | "
              "energy B/A | Δ Acc-2 non0 |", "|" + "---|" * 10]
     for e in entries:

@@ -74,8 +74,10 @@ def render_markdown(report: dict[str, Any], png_note: str | None = None) -> str:
              "Latency is per call (a batch), p90 is the headline (MLPerf SingleStream style); throughput in "
              "items/s; energy in mJ per item above idle; model KB = the model's graph files, bundle MB = "
              "everything the device stores (text encoder and tokenizer included); load MB = resident memory the "
-             "bundle's load added; peak RSS = the whole benchmark process (harness and evaluation data included) "
-             "since that bundle's load.", "",
+             "bundle's load added; peak RSS = the whole benchmark process (harness, evaluation data and the bundles "
+             "loaded before it included) from that bundle's load through its accuracy run. The bundles' calls are "
+             "timed interleaved (side by side), so load that comes and goes falls on all of them alike and the "
+             "ratios hold within the run.", "",
              "## Results", "",
              "| bundle | model | precision | model KB | bundle MB | batch | modalities | input | status | p50 ms | "
              "p90 ms | p99 ms | items/s | mJ/item | Acc-2 non0 | F1 non0 | MAE | skip rate | load ms | load MB | "

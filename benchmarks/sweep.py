@@ -1,5 +1,8 @@
 """The sweep: bundles x modality subsets x batch sizes -> one row each -> report.json/.md/.png.
 
+Every bundle is loaded (and its accuracy measured) first and stays loaded; then, per subset and batch size, the
+bundles' calls are timed interleaved (`measure_side_by_side`), so their ratios are measured side by side.
+
 Every row carries a status; a row that fails (bad bundle, runtime error, meter error) says
 `failed: <reason>` and the sweep goes on, so one broken bundle never costs the other measurements.
 """
@@ -8,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -29,7 +33,7 @@ from .meters.nvml import gpu_memory_mb
 from .report import REPLACES, write_report
 from .sysinfo import system_info
 from .target import Loader, Target, load_target
-from .timing import CV_WARN, measure
+from .timing import CV_WARN, LatencyStats, measure_side_by_side
 
 LONG_MIN_TIME_S = 600.0  # --long: a sustained figure (thermal throttling shows up after minutes)
 SYNTHETIC_N = 64
@@ -70,15 +74,27 @@ def run_bench(bundles: Sequence[str | os.PathLike], data: str | os.PathLike | Da
     datasets = _Datasets(data, split, progress)
     energy = _Energy(meter, energy_window)
     bar = _Progress(len(bundles) * len(subsets) * len(batches), progress)
-    rows: list[dict[str, Any]] = []
+    rows: list[list[dict[str, Any]]] = []  # per bundle, in the order given
+    loaded: dict[int, _Loaded] = {}  # position in `bundles` -> the bundles that loaded, kept loaded to the end
     try:
         for bundle in bundles:
-            rows.extend(_bench_bundle(Path(bundle), subsets, [int(b) for b in batches], settings, datasets,
-                                      energy, bar, loader))
+            got = _load_bundle(Path(bundle), subsets, [int(b) for b in batches], settings, datasets, bar, loader)
+            if isinstance(got, _Loaded):
+                loaded[len(rows)] = got
+            rows.append([] if isinstance(got, _Loaded) else got)
+        for name, keep in subsets.items():
+            for b in batches:
+                bar.describe(f"{name} batch {b}")
+                timed = _rows_side_by_side(list(loaded.values()), name, keep, int(b), settings, energy)
+                for k, row in zip(loaded, timed):
+                    rows[k].append(row)
+                    bar.update(1)
     finally:
-        energy.close()
+        for one in loaded.values():
+            _close(one.target)
         bar.close()
-    report = {"schema": 1, "system": system_info(argv), "settings": settings, "rows": rows}
+    report = {"schema": 1, "system": system_info(argv), "settings": settings,
+              "rows": [row for bundle_rows in rows for row in bundle_rows]}
     return write_report(report, out)
 
 
@@ -103,8 +119,26 @@ def _given_once(what: str, given: list, key: Callable[[Any], Any]) -> None:
                              f"expected each {what} once")
 
 
-def _bench_bundle(bundle: Path, subsets: dict[str, tuple[str, ...]], batch_sizes: list[int], settings: dict,
-                  datasets: "_Datasets", energy: "_Energy", bar: "_Progress", loader: Loader | None) -> list[dict]:
+@dataclass
+class _Loaded:
+    """A bundle loaded for the whole sweep (so every row is timed side by side with the other bundles'): what its
+    rows share, what it is timed on, and its accuracy and skip rates per modality subset."""
+
+    target: Target
+    base: dict[str, Any]
+    timing_set: FeatureSet
+    accuracy: dict[str, tuple[dict | str, dict | None]]
+
+
+def _close(target: Target) -> None:
+    close = getattr(target.predictor, "close", None)
+    if callable(close):
+        close()
+
+
+def _load_bundle(bundle: Path, subsets: dict[str, tuple[str, ...]], batch_sizes: list[int], settings: dict,
+                 datasets: "_Datasets", bar: "_Progress", loader: Loader | None) -> "_Loaded | list[dict]":
+    """Load a bundle, time its cold start and measure its accuracy per subset; or its failed rows, saying why."""
     base: dict[str, Any] = {"bundle": str(bundle), "backend": settings["backend"] or "bundle default"}
     bar.describe(bundle.name)
     reset_peak()
@@ -125,25 +159,43 @@ def _bench_bundle(bundle: Path, subsets: dict[str, tuple[str, ...]], batch_sizes
         timing_set = eval_set if eval_set is not None else synthetic_set(target.spec, SYNTHETIC_N,
                                                                          vocab=target.text_vocab)
     except EdgeMSAError as exc:  # e.g. a token-id bundle without its tokenizer: nothing valid to time
+        _close(target)
         return _failed_rows(base, subsets, batch_sizes, f"synthetic inputs: {_one_line(exc)}", bar)
     base["inputs"] = f"{settings['split']} split" if eval_set is not None else "synthetic (random, full length)"
+    accuracy = {name: _accuracy(target, eval_set, keep) if eval_set is not None else (accuracy_note, None)
+                for name, keep in subsets.items()}
+    base["peak_rss_mb"] = peak_rss_mb()  # through its load and accuracy run, before the next bundle loads
+    return _Loaded(target, base, timing_set, accuracy)
+
+
+def _rows_side_by_side(loaded: list[_Loaded], name: str, keep: tuple[str, ...], batch: int, settings: dict,
+                       energy: "_Energy") -> list[dict]:
+    """One row per loaded bundle for this subset and batch size, their latencies timed interleaved
+    (`measure_side_by_side`); then each bundle's per-stage ms and energy windows in turn."""
+    feeds: dict[int, list] = {}
+    failed: dict[int, Exception] = {}
+    for k, one in enumerate(loaded):
+        try:
+            feeds[k] = make_batches(one.timing_set, batch, keep, raw_text=settings["input"] == "raw-text")
+        except Exception as exc:
+            failed[k] = exc
+    works = {k: _work(loaded[k].target, feed, batch) for k, feed in feeds.items()}
+    timed = dict(zip(works, measure_side_by_side(list(works.values()), batch, warmup=settings["warmup"],
+                                                 min_time_s=settings["min_time_s"], min_runs=settings["min_runs"])))
     rows = []
-    for name, keep in subsets.items():
-        metrics, skip = _accuracy(target, eval_set, keep) if eval_set is not None else (accuracy_note, None)
-        for b in batch_sizes:
-            row = {**base, "batch": b, "modalities": name}
-            try:
-                row.update(_measure(target, timing_set, keep, b, settings, energy))
-                row["status"] = "ok"
-            except Exception as exc:  # a runtime or meter error fails this row only
-                row["status"] = f"failed: {_one_line(exc)}"
-            row.update(metrics=metrics, skip_rate=skip["audio_video"] if skip else None,
-                       skip_rates=skip, peak_rss_mb=peak_rss_mb())
-            rows.append(row)
-            bar.update(1)
-    close = getattr(target.predictor, "close", None)
-    if callable(close):
-        close()
+    for k, one in enumerate(loaded):
+        row = {**one.base, "batch": batch, "modalities": name}
+        try:
+            result = failed.get(k) or timed[k]
+            if isinstance(result, Exception):
+                raise result
+            row.update(_finish(one.target, feeds[k], works[k], result, settings, energy))
+            row["status"] = "ok"
+        except Exception as exc:  # a runtime or meter error fails this row only
+            row["status"] = f"failed: {_one_line(exc)}"
+        metrics, skip = one.accuracy[name]
+        rows.append({**row, "metrics": metrics, "skip_rate": skip["audio_video"] if skip else None,
+                     "skip_rates": skip})
     return rows
 
 
@@ -163,16 +215,19 @@ def bundle_bytes(bundle: Path, manifest: dict) -> dict[str, int]:
             "bundle_bytes": sum(p.stat().st_size for p in files)}
 
 
-def _measure(target: Target, fs: FeatureSet, keep: tuple[str, ...], batch: int, settings: dict,
-             energy: "_Energy") -> dict[str, Any]:
-    feed = make_batches(fs, batch, keep, raw_text=settings["input"] == "raw-text")
-
-    def work(i: int) -> int:  # one call: timed by measure, repeated over the energy window
+def _work(target: Target, feed: list, batch: int) -> Callable[[int], int]:
+    """One call on the i-th batch of `feed` (cycled): timed by measure_side_by_side, repeated over the energy
+    window; returns the items it processed."""
+    def work(i: int) -> int:
         target.run_once(feed[i % len(feed)])
         return batch
 
-    stats = measure(work, batch, warmup=settings["warmup"], min_time_s=settings["min_time_s"],
-                    min_runs=settings["min_runs"])
+    return work
+
+
+def _finish(target: Target, feed: list, work: Callable[[int], int], stats: LatencyStats, settings: dict,
+            energy: "_Energy") -> dict[str, Any]:
+    """A timed row's figures: latency and throughput, per-stage ms, energy per item, GPU memory, warnings."""
     result: dict[str, Any] = {"input": "raw-text" if feed[0].texts is not None else "precomputed-text",
                               "latency_ms": stats.latency_ms(), "throughput": stats.throughput, "cv": stats.cv,
                               "runs": stats.runs, "warmup": stats.warmup, "stages_ms": _stages(target, feed)}
@@ -231,8 +286,9 @@ class _Datasets:
         if isinstance(self.given, DatasetSplits):
             self.given.split(split)  # unknown split names fail before any timing
         elif self.given is not None:
-            from edge_msa.data.loader import detect_format
-            detect_format(self.given)  # so does a missing or unreadable file; it is read per bundle's text encoder
+            from edge_msa.data.loader import detect_format, existing_dataset
+            detect_format(existing_dataset(self.given))  # so does a missing or unreadable file; it is read per
+            # bundle's text encoder
 
     def _load(self, path: Path | None, record: dict | None, front=None) -> DatasetSplits:
         key = (path, json.dumps(record, sort_keys=True), getattr(front, "name", None),
@@ -248,8 +304,8 @@ class _Datasets:
             from edge_msa.data.mosi_u import AV_FRONT_ENDS
             if tuple(target.spec.front_ends[1:]) != AV_FRONT_ENDS:
                 return None, "unavailable: no --data (the bundle's features are not MOSI-U's)"
-        front = getattr(target.predictor, "dataset_text_front_end", None)  # None: the data's own text features
-        try:
+        try:  # the front end loads the bundle's tokenizer: a bundle without it loses accuracy, not the whole sweep
+            front = getattr(target.predictor, "dataset_text_front_end", None)  # None: the data's own text features
             splits = self.given if isinstance(self.given, DatasetSplits) else self._load(self.given, record, front)
             return splits.for_model(target.spec).split(self.split), ""
         except EdgeMSAError as exc:
@@ -257,18 +313,21 @@ class _Datasets:
 
 
 class _Energy:
-    """One meter per device kind (CPU / GPU work), idle power measured once per meter in this run."""
+    """One meter per device kind (CPU / GPU work), open only while it measures one row's windows: a meter that
+    samples in the background (tegrastats, 50 lines a second) left open ran beside the latency timing of every row
+    after the first but not the first's, so the first bundle (usually the teacher) was timed on a quieter machine.
+    Idle power is measured once per device kind in this run (with the meter running, as in every active window)."""
 
     def __init__(self, choice: str | Meter, window_s: float) -> None:
         self.choice, self.window_s = choice, window_s
-        self.meters: dict[bool, Meter | str] = {}
+        self.unavailable: dict[bool, str] = {}  # a meter that would not open is not retried on every row
         self.idle: dict[bool, Window] = {}
 
     def measure(self, on_gpu: bool, work: Callable[[int], int]) -> dict[str, Any]:
-        if on_gpu not in self.meters:
-            self.meters[on_gpu] = self.choice if isinstance(self.choice, Meter) else open_meter(self.choice, on_gpu)
-        meter = self.meters[on_gpu]
+        meter = self.choice if isinstance(self.choice, Meter) else self.unavailable.get(on_gpu) or open_meter(
+            self.choice, on_gpu)
         if isinstance(meter, str):
+            self.unavailable[on_gpu] = meter
             return {"energy": meter}
         try:
             if on_gpu not in self.idle:
@@ -276,15 +335,13 @@ class _Energy:
             result = energy_per_item(active_window(meter, work, self.window_s), self.idle[on_gpu])
         except MeterUnavailable as exc:
             return {"energy": f"unavailable: {exc}"}
+        finally:
+            if meter is not self.choice:  # a caller's Meter instance stays the caller's to close
+                meter.close()
         result["energy_method"] = (f"{meter.describe()}; (active energy - idle power x active time) / items "
                                    f"over a {self.window_s:g} s window, idle power from a {self.window_s:g} s "
                                    "sleep window in this run")
         return result
-
-    def close(self) -> None:
-        for meter in self.meters.values():
-            if isinstance(meter, Meter) and meter is not self.choice:
-                meter.close()
 
 
 class _Progress:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -58,24 +58,55 @@ def measure(call: Callable[[int], object], items_per_call: int, warmup: int = 10
     """Time `call(i)` (i = run index, so callers can cycle inputs) after `warmup` untimed calls.
 
     Timed runs continue until both `min_time_s` of summed call time and `min_runs` calls are reached
-    (or `max_runs`, a cap for tests and very slow models).
+    (or `max_runs`, a cap for tests and very slow models). An exception from `call` propagates.
     """
+    result = measure_side_by_side([call], items_per_call, warmup, min_time_s, min_runs, max_runs, sync, clock)[0]
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+def measure_side_by_side(calls: Sequence[Callable[[int], object]], items_per_call: int, warmup: int = 10,
+                         min_time_s: float = 2.0, min_runs: int = 20, max_runs: int | None = None,
+                         sync: Callable[[], None] | None = None,
+                         clock: Callable[[], float] = time.perf_counter) -> list[LatencyStats | Exception]:
+    """Time several calls interleaved: after every call's warm-up, the one with the least timed seconds so far
+    (then the fewest runs) runs next, until each has `min_time_s` and `min_runs` (or `max_runs`).
+
+    Why: timed one after another, a burst of background load or throttling during one bundle's turn moved the
+    ratio between bundles; interleaved, load that comes and goes falls on all of them alike, so ratios from one
+    run hold. Each call's runs are spread over the whole measurement. A call that raises drops out and its entry
+    is the exception; the others go on."""
     if warmup < 0 or min_runs < 1 or min_time_s < 0:
         raise InputError(f"need warmup >= 0, min_runs >= 1, min_time >= 0; got {warmup}, {min_runs}, {min_time_s}")
-    for i in range(warmup):
-        call(i)
-        if sync is not None:
-            sync()
-    lat: list[float] = []
-    spent = 0.0
-    i = warmup
-    while (spent < min_time_s or len(lat) < min_runs) and (max_runs is None or len(lat) < max_runs):
+    lat: list[list[float]] = [[] for _ in calls]
+    spent = [0.0] * len(calls)
+    failed: dict[int, Exception] = {}
+
+    def run(k: int, i: int) -> float:
         start = clock()
-        call(i)
+        calls[k](i)
         if sync is not None:
             sync()
-        dt = clock() - start
-        lat.append(dt * 1e3)
-        spent += dt
-        i += 1
-    return summarize(np.array(lat), items_per_call, warmup)
+        return clock() - start
+
+    for k in range(len(calls)):
+        try:
+            for i in range(warmup):
+                run(k, i)
+        except Exception as exc:  # this call drops out; the others are still timed
+            failed[k] = exc
+    live = [k for k in range(len(calls)) if k not in failed]
+    while live and any(spent[k] < min_time_s or len(lat[k]) < min_runs for k in live):
+        k = min(live, key=lambda j: (spent[j], len(lat[j])))
+        try:
+            dt = run(k, warmup + len(lat[k]))
+        except Exception as exc:
+            failed[k] = exc
+            live.remove(k)
+            continue
+        lat[k].append(dt * 1e3)
+        spent[k] += dt
+        if max_runs is not None and len(lat[k]) >= max_runs:
+            live.remove(k)
+    return [failed.get(k) or summarize(np.array(lat[k]), items_per_call, warmup) for k in range(len(calls))]

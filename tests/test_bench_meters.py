@@ -137,10 +137,7 @@ def test_tegrastats_without_rails_is_unavailable():
 
 def test_tegrastats_meter_integrates_a_streaming_subprocess(tmp_path):
     """A stand-in `tegrastats` that replays a real Orin Nano line every 20 ms at 4824 mW on VDD_IN."""
-    line = (FIXTURES / "orin_nano_jp6.txt").read_text().splitlines()[1]
-    script = tmp_path / "fake_tegrastats.py"
-    script.write_text("import sys, time\nwhile True:\n    print(%r, flush=True)\n    time.sleep(0.02)\n" % line)
-    with TegrastatsMeter(command=[sys.executable, str(script)]) as meter:
+    with TegrastatsMeter(command=_fake_tegrastats(tmp_path, None)) as meter:
         assert meter.scope == "Jetson INA3221 input rail VDD_IN"
         w = idle_window(meter, 0.4)
     assert w.watts == pytest.approx(4.824, rel=0.1)
@@ -211,3 +208,43 @@ def test_nvml_missing_package_is_an_unavailable_reason(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", None)
     reason = open_meter("nvml", on_gpu=True)
     assert reason.startswith("unavailable: nvml: pynvml is required") and "pip install nvidia-ml-py" in reason
+
+
+def _fake_tegrastats(tmp_path: Path, lines: int | None, then: str = "") -> list[str]:
+    """A stand-in printing a real Orin Nano line (VDD_IN 4824 mW) every 20 ms, `lines` times (None: forever)."""
+    line = (FIXTURES / "orin_nano_jp6.txt").read_text().splitlines()[1]
+    loop = "while True" if lines is None else f"for _ in range({lines})"
+    script = tmp_path / "fake_tegrastats.py"
+    script.write_text(f"import sys, time\n{loop}:\n    print({line!r}, flush=True)\n    time.sleep(0.02)\n{then}\n")
+    return [sys.executable, str(script)]
+
+
+def test_tegrastats_that_exits_fails_the_reading_instead_of_holding_its_last_power(tmp_path):
+    """It used to keep adding the last line's 4.8 W for as long as it was read: an estimate in disguise."""
+    command = _fake_tegrastats(tmp_path, 3, "sys.stderr.write('lost the INA3221\\n'); sys.exit(3)")
+    with TegrastatsMeter(command=command) as meter:
+        deadline = time.monotonic() + 5
+        while meter.proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.05)  # the reader thread notes the exit
+        with pytest.raises(MeterUnavailable, match="tegrastats exited \\(code 3\\): lost the INA3221"):
+            meter.energy_j()
+
+
+def test_tegrastats_that_falls_silent_fails_the_reading(tmp_path):
+    shift = [0.0]
+    command = _fake_tegrastats(tmp_path, 1, "time.sleep(30)")
+    with TegrastatsMeter(command=command, clock=lambda: time.perf_counter() + shift[0]) as meter:
+        assert meter.energy_j() >= 0.0
+        shift[0] = 5.0  # five seconds without a line
+        with pytest.raises(MeterUnavailable, match="printed no line for 5"):
+            meter.energy_j()
+
+
+def test_tegrastats_that_exits_at_once_fails_to_open_without_waiting(tmp_path):
+    script = tmp_path / "denied.py"
+    script.write_text("import sys\nsys.stderr.write('tegrastats: permission denied\\n')\nsys.exit(1)\n")
+    start = time.monotonic()
+    with pytest.raises(MeterUnavailable, match="exited \\(code 1\\): tegrastats: permission denied"):
+        TegrastatsMeter(command=[sys.executable, str(script)])
+    assert time.monotonic() - start < 4  # not the 5 s first-line timeout

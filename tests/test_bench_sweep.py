@@ -335,3 +335,101 @@ def test_benchmarks_never_import_torch(tmp_path):
     proc = subprocess.run([sys.executable, "-c", NO_TORCH, str(tmp_path)], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
+
+
+def test_a_missing_data_file_is_one_line_before_timing(tmp_path, capsys):
+    """It used to end in a FileNotFoundError traceback from the .npz sniffer (exit 1)."""
+    with pytest.raises(InputError, match="dataset not found"):
+        run_bench(["b"], data=tmp_path / "missing.npz", out=tmp_path / "r", **FAST)
+    assert main(["bench", "b", "--data", str(tmp_path / "missing.npz"), "--out", str(tmp_path / "r")]) == 2
+    assert capsys.readouterr().err.startswith("error: dataset not found")
+
+
+class NoTokenizerPredictor(FakePredictor):
+    """A bundle folder whose tokenizer.json is gone: the runtime raises on first use of its text front end."""
+
+    @property
+    def dataset_text_front_end(self):
+        raise InputError("tokenizer file not found: bundle/tokenizer.json")
+
+
+def test_a_bundle_without_its_tokenizer_loses_its_accuracy_not_the_sweep(tmp_path, tiny_splits):
+    """It used to end the whole sweep (other bundles' rows lost, no report) from outside the per-bundle guard."""
+    def loader(bundle, backend, threads):
+        return (NoTokenizerPredictor if bundle.name == "teacher" else FakePredictor)(tiny_splits.spec, 0.001)
+
+    out = run_bench(_bundles(tmp_path, "teacher", "student"), data=tiny_splits, out=tmp_path / "r",
+                    modalities=("text",), meter="none", loader=loader, **FAST)
+    teacher, student = json.loads((out / "report.json").read_text())["rows"]
+    assert teacher["metrics"] == "unavailable: tokenizer file not found: bundle/tokenizer.json"
+    assert student["status"] == "ok" and isinstance(student["metrics"], dict)
+
+
+def test_a_meter_is_open_only_while_it_measures_so_no_row_is_timed_beside_it(tmp_path, tiny_splits, monkeypatch):
+    """A background-sampling meter (tegrastats) left open ran beside the latency timing of every row after the
+    first, but not the first's: rows were timed under different conditions. Now each row's windows open and close
+    it; idle power is measured once."""
+    opened: list[ConstantMeter] = []
+
+    class Tracked(ConstantMeter):
+        live = False
+
+        def close(self):
+            self.live = False
+
+    def fake_open(name, on_gpu=False):
+        opened.append(Tracked())
+        opened[-1].live = True
+        return opened[-1]
+
+    monkeypatch.setattr("edge_msa.benchmarks.sweep.open_meter", fake_open)
+    live_at_load = []
+
+    def loader(bundle, backend, threads):  # the student loads (and is timed) after the teacher's energy windows
+        live_at_load.append(any(m.live for m in opened))
+        return FakePredictor(tiny_splits.spec, 0.001)
+
+    out = run_bench(_bundles(tmp_path, "teacher", "student"), data=tiny_splits, out=tmp_path / "r",
+                    modalities=("text",), meter="auto", min_time=0, min_runs=3, warmup=0, energy_window=0.02,
+                    progress=False, loader=loader)
+    rows = json.loads((out / "report.json").read_text())["rows"]
+    assert live_at_load == [False, False]
+    assert len(opened) == 2 and not any(m.live for m in opened)  # one open per row, each closed after its windows
+    assert all(isinstance(r["energy_mj_per_item"], float) for r in rows)
+    assert rows[0]["idle_w"] == rows[1]["idle_w"]  # idle measured once, in the first row's windows
+
+
+def test_bundles_are_timed_side_by_side(tmp_path, tiny_splits):
+    """The latency calls of the bundles interleave (they used to run bundle after bundle, so a burst of load
+    during one bundle's turn moved the ratios), and every bundle stays loaded until the last row is timed."""
+    calls: list[str] = []
+
+    class Logged(FakePredictor):
+        def predict_features(self, features, lengths):  # the timed call (these features have no transcripts)
+            calls.append(self.name)
+            return super().predict_features(features, lengths)
+
+    def loader(bundle, backend, threads):
+        pred = Logged(tiny_splits.spec, 0.001)
+        pred.name = bundle.name
+        return pred
+
+    run_bench(_bundles(tmp_path, "teacher", "student"), data=tiny_splits, out=tmp_path / "r", modalities=("text",),
+              meter="none", min_time=0.05, min_runs=20, warmup=0, progress=False, loader=loader)
+    switches = sum(a != b for a, b in zip(calls, calls[1:]))
+    assert switches >= 20  # one after the other: 1 switch
+
+
+def test_compare_says_which_settings_differ(tmp_path, tiny_splits, capsys):
+    """A 1-thread report against a 2-thread one: the ratios mix the thread count into the device comparison, and
+    the comparison used to print them without a word."""
+    reports = []
+    for name, threads in (("a", 1), ("b", 2)):
+        (tmp_path / name).mkdir()
+        reports.append(run_bench(_bundles(tmp_path / name, "student"), data=tiny_splits, out=tmp_path / name / "r",
+                                 modalities=("text",), meter="none", threads=threads,
+                                 loader=make_loader(tiny_splits.spec), **FAST) / "report.json")
+    assert main(["bench", "--compare", *map(str, reports)]) == 0
+    assert "Settings differ (the ratios include their effect): threads A 1, B 2." in capsys.readouterr().out
+    assert main(["bench", "--compare", str(reports[0]), str(reports[0])]) == 0
+    assert "Settings differ" not in capsys.readouterr().out

@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from edge_msa.benchmarks.timing import measure, summarize
+from edge_msa.benchmarks.timing import measure, measure_side_by_side, summarize
 from edge_msa.errors import InputError
 
 
@@ -79,3 +79,39 @@ def test_real_sleeps_give_the_known_latency():
     s = measure(lambda i: time.sleep(0.004), items_per_call=2, warmup=2, min_time_s=0.1, min_runs=10)
     assert 4.0 <= s.p50 < 9.0  # sleep overshoots a little, never undershoots; loose bound for a busy CI box
     assert s.runs >= 10 and s.throughput == pytest.approx(2 * s.runs / s.total_s)
+
+
+def test_side_by_side_ratios_survive_a_burst_of_load():
+    """Bundle A takes 1 ms, B 4 ms, and every call takes 3x as long in the first second (other jobs, throttling).
+    Timed one after the other, A got the whole burst and B none (p50 3 ms vs 4 ms: a 1.3x ratio); interleaved,
+    the burst falls on both alike and the medians keep the true 4x."""
+    clock = FakeClock()
+
+    def call(base_s):
+        def one(i):
+            clock.now += base_s * (3 if clock.now < 1.0 else 1)
+        return one
+
+    a, b = measure_side_by_side([call(0.001), call(0.004)], 1, warmup=0, min_time_s=1.0, min_runs=5, clock=clock)
+    assert b.p50 / a.p50 == pytest.approx(4.0)
+    assert a.total_s == pytest.approx(1.0, abs=0.02) and b.total_s == pytest.approx(1.0, abs=0.02)
+    clock.now = 0.0
+    seq = [measure(call(s), 1, warmup=0, min_time_s=1.0, min_runs=5, clock=clock) for s in (0.001, 0.004)]
+    assert seq[1].p50 / seq[0].p50 == pytest.approx(4 / 3)  # what timing one after the other reported
+
+
+def test_side_by_side_a_failing_call_drops_out_and_the_others_are_timed():
+    clock = FakeClock()
+
+    def ok(i):
+        clock.now += 0.002
+
+    def crash(i):
+        if i == 3:
+            raise RuntimeError("crash at call 3")
+        clock.now += 0.001
+
+    fine, failed, at_warmup = measure_side_by_side([ok, crash, lambda i: 1 / 0], 1, warmup=2, min_time_s=0.1,
+                                                   min_runs=5, clock=clock)
+    assert fine.runs == 50 and fine.p50 == pytest.approx(2.0)
+    assert isinstance(failed, RuntimeError) and isinstance(at_warmup, ZeroDivisionError)

@@ -21,6 +21,7 @@ from .base import Meter, MeterUnavailable
 # NAME cur/avg with optional mW units, followed by whitespace or end (so RAM 1/2MB never matches).
 _RAIL = re.compile(r"(?<![\w@])([A-Za-z][A-Za-z0-9_]*) (\d+)(?:mW)?/(\d+)(?:mW)?(?=\s|$)")
 INPUT_RAILS = ("VDD_IN", "POM_5V_IN")
+STALE_LINES = 50  # missed lines before the held power counts as a guess (block-buffered output arrives ~10 at once)
 _SKIP = {"RAM", "SWAP", "IRAM"}
 
 
@@ -40,7 +41,10 @@ def module_power_mw(rails: dict[str, tuple[int, int]]) -> tuple[float, str]:
 
 
 class TegrastatsMeter(Meter):
-    """Runs `tegrastats --interval N` and integrates instant module power (held until the next line)."""
+    """Runs `tegrastats --interval N` and integrates instant module power (held until the next line).
+
+    Power is held only while lines keep coming: once tegrastats exits or falls silent for `STALE_LINES`
+    intervals (at least a second), reading the energy fails instead of extrapolating the last line's power."""
 
     name = "tegrastats"
 
@@ -86,13 +90,20 @@ class TegrastatsMeter(Meter):
                 self.last_t, self.last_w, self.scope = now, mw / 1e3, f"Jetson INA3221 {scope}"
                 self.samples += 1
             self.ready.set()
+        self.error = self.error or f"tegrastats exited (code {self.proc.wait()}){_first_line(self.proc.stderr)}"
+        self.ready.set()  # an exit before the first power line fails the start at once, not after the timeout
 
     def energy_j(self) -> float:
         with self.lock:
             if self.error:
                 raise MeterUnavailable(self.error)
-            held = self.last_w * (self.clock() - self.last_t) if self.last_t is not None else 0.0
-            return self.joules + held
+            if self.last_t is None:
+                return self.joules
+            silent = self.clock() - self.last_t
+            if silent > max(1.0, STALE_LINES * self.interval_s):
+                raise MeterUnavailable(f"tegrastats printed no line for {silent:.1f} s (interval "
+                                       f"{self.interval_s * 1e3:g} ms); the energy since would be a guess")
+            return self.joules + self.last_w * silent
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -102,3 +113,9 @@ class TegrastatsMeter(Meter):
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def _first_line(stream) -> str:
+    """': <first line>' of what an exited tegrastats wrote to stderr (its reason), else ''."""
+    text = stream.read().strip() if stream is not None else ""
+    return f": {text.splitlines()[0]}" if text else ""
