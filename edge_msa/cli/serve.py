@@ -92,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
         raise
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         sys.stderr.write(f"warning: --host {args.host} serves to the network; edge-msa serve has no authentication\n")
+    if args.log_level in ("info", "debug"):
+        sys.stderr.write(f"serving {args.bundle} on {address(args.host, sock)} (demo page; Ctrl-C or SIGTERM stops)\n")
     config = uvicorn.Config(create_app(service), host=args.host, port=args.port, log_level=args.log_level,
                             access_log=False, timeout_graceful_shutdown=args.drain_s, server_header=False)
     # uvicorn drains on SIGTERM, then re-raises the signal to the handler that was there before it; this one
@@ -99,6 +101,12 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: None)
     uvicorn.Server(config).run(sockets=[sock])
     return 0
+
+
+def address(host: str, sock: socket.socket) -> str:
+    """The URL a client opens: uvicorn logs none when it is handed a bound socket, so without this line the user
+    of `--port 0` (or anyone reading the log) could not tell where the service is."""
+    return f"http://{f'[{host}]' if ':' in host else host}:{sock.getsockname()[1]}/"
 
 
 def listen(host: str, port: int) -> socket.socket:
