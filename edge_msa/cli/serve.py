@@ -11,8 +11,11 @@ EPILOG = """examples:
   edge-msa serve bundle/ --port 9000 --feedback feedback.sqlite      # keep users' labels
   edge-msa serve bundle/ --max-batch 1                               # batching off
   curl -s localhost:8000/v1/predict -H 'content-type: application/json' -d '{"text": "what a wonderful film"}'
-  curl -s localhost:8000/v1/predict -F text="not my thing" -F video=@clip.mp4
-  curl -s localhost:8000/v1/feedback -H 'content-type: application/json' -d '{"request_id": "<id>", "label": 2}'
+  curl -s localhost:8000/v1/predict -F text="not my thing"                      # multipart form
+  curl -s localhost:8000/v1/predict -F text="not my thing" -F video=@clip.mp4   # a bundle on our own front ends
+  ID=$(curl -s localhost:8000/v1/predict -F text="so good" \\
+       | python3 -c 'import json, sys; print(json.load(sys.stdin)["request_id"])')       # the id to label
+  curl -s localhost:8000/v1/feedback -H 'content-type: application/json' -d "{\\"request_id\\":\\"$ID\\",\\"label\\":2}"
 
 routes: POST /v1/predict (JSON {"text", "audio", "video"}: a string, (L, d) arrays or base64 WAV/video; or a
 multipart form), POST /v1/predict/batch ({"inputs": [...]}), POST /v1/feedback, GET /healthz, GET /v1/info,
