@@ -2,7 +2,12 @@
 and the CLI answers --help and bad flags the documented way."""
 from __future__ import annotations
 
+import argparse
+import contextlib
 import importlib
+import io
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -58,3 +63,53 @@ def test_unknown_flag_is_one_line_error_exit_2():
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:")
+
+
+COMMAND = re.compile(r"(^|&&)\s*(\w+=\S*\s+)*edge-msa ")  # a shell line that runs edge-msa (not prose naming it)
+
+
+def _example_lines(text: str) -> list[str]:
+    """Each `edge-msa ...` command in `text` (continued lines joined, `# comments` cut, `a && edge-msa b` split)."""
+    commands = []
+    for line in text.replace("\\\n", " ").splitlines():
+        tokens = shlex.split(line, comments=True) if COMMAND.search(line) else []
+        while "edge-msa" in tokens:
+            tokens = tokens[tokens.index("edge-msa"):]
+            end = tokens.index("&&") if "&&" in tokens else len(tokens)
+            commands.append(shlex.join(tokens[:end]))
+            tokens = tokens[end:]
+    return commands
+
+
+def _parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """`parser` and every (sub)subcommand parser under it."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return [parser] + [q for a in subs for p in a.choices.values() for q in _parsers(p)]
+
+
+def _documented_commands() -> list[tuple[str, str]]:
+    """(where, command) for every example in a subcommand's --help and in the README's code blocks."""
+    from edge_msa.cli import build_parser
+
+    found = [(f"{p.prog} --help", c) for p in _parsers(build_parser()) for c in _example_lines(p.epilog or "")]
+    blocks = re.findall(r"^ *```[a-z]*\n(.*?)^ *```", (ROOT / "README.md").read_text(encoding="utf-8"), re.S | re.M)
+    return found + [("README.md", c) for block in blocks for c in _example_lines(block)]
+
+
+def test_every_documented_command_parses():
+    """A README or --help example that names a flag the command lacks (or spells it otherwise) fails here, before
+    a user copies it."""
+    from edge_msa.cli import build_parser
+
+    parser, failed, commands = build_parser(), [], _documented_commands()
+    for p in _parsers(parser):
+        p.allow_abbrev = False  # a shortened flag in an example is a misspelling, not a prefix to expand
+    for where, command in commands:
+        err = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+                parser.parse_args(shlex.split(command)[1:])
+        except SystemExit as exc:
+            if exc.code:
+                failed.append(f"{where}: {command}\n    {err.getvalue().strip()}")
+    assert len(commands) > 50 and not failed, "\n".join(failed)

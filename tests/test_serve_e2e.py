@@ -9,8 +9,11 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -203,6 +206,24 @@ def test_sigterm_drains_in_flight_requests_and_exits_0_within_10_s(media_bundle)
         assert all(a[0] == 200 and len(a[2]["results"]) == 2 for a in answers), [a[0] for a in answers]
         with pytest.raises(OSError):
             call(f"{url}/v1/predict", body)
+
+
+def test_serve_says_where_it_listens_so_port_0_is_usable(media_bundle, tmp_path):
+    """uvicorn logs no address when it is handed a bound socket, so `edge-msa serve` started silently: the README's
+    "http://127.0.0.1:8000/ is a demo page" was nowhere on screen, and with --port 0 the port could not be known."""
+    log = tmp_path / "serve.log"
+    with open(log, "w") as fh:  # a file, not a pipe: the server must never block on a full pipe
+        proc = subprocess.Popen([sys.executable, "-m", "edge_msa", "serve", str(media_bundle), "--port", "0"],
+                                stdout=fh, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 90
+        while not (said := re.search(r"serving .+ on (http://127\.0\.0\.1:(\d+)/) ", log.read_text())):
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        assert int(said.group(2)) > 0 and call(f"{said.group(1)}healthz")[0] == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
 
 
 def test_feedback_log_keeps_every_acknowledged_record_through_kill_9(media_bundle, tmp_path):

@@ -19,8 +19,9 @@ vocabulary pruning + factorised embedding, layer-wise KD then KD of the teacher'
 the transfer texts) -> init (from teacher weights where shapes allow) -> distill -> prune (torch-pruning:
 heads + hidden widths) -> finetune -> gate (train + calibrate skip thresholds on validation) ->
 evaluate (test metrics, params/MACs, side-by-side CPU latency, paired bootstrap CIs, targets).
-Each stage keeps <out stem>.stages/<name>[.seedN].pt (also when a later stage fails or is interrupted; a finished run
-removes those of earlier runs it did not write); the report is <out stem>.report.json and .md.
+Each stage from init to gate keeps <out stem>.stages/<name>[.seedN].pt (also when a later stage fails or is
+interrupted; a finished run removes those of earlier runs it did not write); the report is
+<out stem>.report.json and .md.
 
 A teacher trained with `edge-msa train --cv-fold F/K` is compressed on the same fold: its "test" is the fold's
 held-out part of train + valid. Compare two recipes over all folds with

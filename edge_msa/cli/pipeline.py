@@ -16,14 +16,16 @@ what it writes under --out:
   teacher.pt, teacher.metrics.json          edge-msa train
   student.pt, student.report.{json,md}      edge-msa compress
   bundles/{teacher,student,student-int8}/   edge-msa export (onnx, onnx, onnx-int8)
-  bench/report.{json,md,png}                edge-msa bench (ONNX Runtime, CPU)
+  bench/report.{json,md,png}                edge-msa bench (ONNX Runtime, CPU; report.png only with
+                                            matplotlib: pip install "edge-msa[plot]", which [train] lacks)
   pipeline.json                             each finished stage: its inputs and the sha256 of its outputs
 
 examples:
   edge-msa pipeline --out runs/mosi                     # MOSI-U beside the checkout, fd_cmdie teacher
   edge-msa pipeline --out runs/mosi --resume            # after an interruption: skip the stages that finished
   edge-msa pipeline --model gtf --data mosi_utterance_std.npz --out runs/gtf
-  edge-msa pipeline --out runs/smoke --epochs 2 --min-time 0.5   # quick smoke run
+  edge-msa pipeline --out runs/smoke --epochs 2 --min-time 0.5   # shorter run: fewer teacher and distill
+      # epochs; the student's text KD (4 epochs), fine-tune and gate stages keep their defaults
 """
 STATE_FILE = "pipeline.json"
 STATE_FORMAT = "edge-msa-pipeline-v1"
@@ -37,7 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default=None, help="dataset path (default: ../shared/data/mosi/mosi_utterance_std.npz)")
     p.add_argument("--out", default="runs/mosi", help="output directory (default: runs/mosi)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="teacher and student seeds (default: 0)")
-    p.add_argument("--epochs", type=int, default=None, help="override training epochs (teacher and student stages)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="cap the teacher's epochs (each training phase) and the student's distillation epochs "
+                        "(compress --epochs; its text KD, --finetune-epochs and --gate-epochs keep their defaults)")
     p.add_argument("--text-encoder", choices=("finetune", "frozen"), default="finetune",
                    help="fine-tune the teacher's text encoder (default) or use frozen MiniLM features (ablation)")
     p.add_argument("--min-time", type=float, default=2.0, help="seconds of timing per benchmark row (default: 2)")

@@ -11,8 +11,11 @@ EPILOG = """examples:
   edge-msa serve bundle/ --port 9000 --feedback feedback.sqlite      # keep users' labels
   edge-msa serve bundle/ --max-batch 1                               # batching off
   curl -s localhost:8000/v1/predict -H 'content-type: application/json' -d '{"text": "what a wonderful film"}'
-  curl -s localhost:8000/v1/predict -F text="not my thing" -F video=@clip.mp4
-  curl -s localhost:8000/v1/feedback -H 'content-type: application/json' -d '{"request_id": "<id>", "label": 2}'
+  curl -s localhost:8000/v1/predict -F text="not my thing"                      # multipart form
+  curl -s localhost:8000/v1/predict -F text="not my thing" -F video=@clip.mp4   # a bundle on our own front ends
+  ID=$(curl -s localhost:8000/v1/predict -F text="so good" \\
+       | python3 -c 'import json, sys; print(json.load(sys.stdin)["request_id"])')       # the id to label
+  curl -s localhost:8000/v1/feedback -H 'content-type: application/json' -d "{\\"request_id\\":\\"$ID\\",\\"label\\":2}"
 
 routes: POST /v1/predict (JSON {"text", "audio", "video"}: a string, (L, d) arrays or base64 WAV/video; or a
 multipart form), POST /v1/predict/batch ({"inputs": [...]}), POST /v1/feedback, GET /healthz, GET /v1/info,
@@ -92,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
         raise
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         sys.stderr.write(f"warning: --host {args.host} serves to the network; edge-msa serve has no authentication\n")
+    if args.log_level in ("info", "debug"):
+        sys.stderr.write(f"serving {args.bundle} on {address(args.host, sock)} (demo page; Ctrl-C or SIGTERM stops)\n")
     config = uvicorn.Config(create_app(service), host=args.host, port=args.port, log_level=args.log_level,
                             access_log=False, timeout_graceful_shutdown=args.drain_s, server_header=False)
     # uvicorn drains on SIGTERM, then re-raises the signal to the handler that was there before it; this one
@@ -99,6 +104,12 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: None)
     uvicorn.Server(config).run(sockets=[sock])
     return 0
+
+
+def address(host: str, sock: socket.socket) -> str:
+    """The URL a client opens: uvicorn logs none when it is handed a bound socket, so without this line the user
+    of `--port 0` (or anyone reading the log) could not tell where the service is."""
+    return f"http://{f'[{host}]' if ':' in host else host}:{sock.getsockname()[1]}/"
 
 
 def listen(host: str, port: int) -> socket.socket:
