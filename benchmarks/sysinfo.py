@@ -85,5 +85,13 @@ def system_info(argv: list[str] | None = None) -> dict:
         "os": platform.platform(),
         "versions": versions(),
         "onnxruntime_providers": onnxruntime_providers(),
-        "command": shlex.join(sys.argv if argv is None else argv),
+        "command": command_line(sys.argv if argv is None else argv),
     }
+
+
+def command_line(argv: list[str]) -> str:
+    """The command as a user would retype it: `python -m edge_msa bench ...` and the console script's full path
+    both read `edge-msa bench ...`, so two reports' commands compare as text."""
+    if argv and Path(argv[0]).name in ("edge-msa", "__main__.py"):
+        argv = ["edge-msa", *argv[1:]]
+    return shlex.join(argv)

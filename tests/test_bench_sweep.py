@@ -433,3 +433,12 @@ def test_compare_says_which_settings_differ(tmp_path, tiny_splits, capsys):
     assert "Settings differ (the ratios include their effect): threads A 1, B 2." in capsys.readouterr().out
     assert main(["bench", "--compare", str(reports[0]), str(reports[0])]) == 0
     assert "Settings differ" not in capsys.readouterr().out
+
+
+def test_report_command_reads_as_the_console_command_however_it_was_started():
+    from edge_msa.benchmarks.sysinfo import command_line
+
+    assert command_line(["/venv/lib/python3.11/site-packages/edge_msa/__main__.py", "bench", "b dir"]) == \
+        "edge-msa bench 'b dir'"
+    assert command_line(["/venv/bin/edge-msa", "bench", "b"]) == "edge-msa bench b"
+    assert command_line(["python", "script.py"]) == "python script.py"

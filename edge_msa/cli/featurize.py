@@ -9,7 +9,7 @@ examples:
   edge-msa featurize ../shared/data/raw_av/cremad --labels ../shared/data/raw_av/cremad/label.csv \\
       --label-map cremad --out cremad.npz
   edge-msa featurize clips/ --labels labels.csv --label-map "POS=1,NEU=0,NEG=-1" --text "hello" --out data.npz
-  python -c "from edge_msa.data.loader import load_dataset; print(load_dataset('cremad.npz'))"
+  python -c "from edge_msa.data.loader import load_dataset; ds = load_dataset('cremad.npz'); print(ds.spec, len(ds.train), len(ds.valid), len(ds.test))"
 
 input:
   labels CSV   header row; an id column (id, name, utterance_id, utterance, file or filename) whose
