@@ -250,6 +250,13 @@ def test_int8_bundle_smaller_and_flagged_for_tensorrt(wide_student, tmp_path):
     assert m.precision == "int8" and m.parity["int8"]["max_abs_diff"]["score"] < 0.5  # random weights; judged by --data
     assert "unavailable" in m.metrics["valid"]  # no --data: the accuracy drop is not claimed
     assert not m.tensorrt_check["ok"] and "MatMulInteger" in sum(m.tensorrt_check["unsupported"].values(), [])
+    # trtexec.txt offered commands on these graphs that TensorRT cannot parse: each is commented out, saying why
+    lines = (int8 / "trtexec.txt").read_text().splitlines()
+    assert not any(line.startswith("trtexec") for line in lines)
+    for part in m.tensorrt_check["unsupported"]:
+        assert any(line.startswith(f"# trtexec --onnx={part}.onnx ") for line in lines)
+        assert any(line.startswith(f"# {part}.onnx uses ") and "MatMulInteger" in line and "--format engine" in line
+                   for line in lines)
 
 
 def test_fp16_keeps_layernorm_and_residuals_fp32(student, tmp_path):
