@@ -49,6 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "--no-per-channel, one per tensor")
     p.add_argument("--max-batch", type=int, default=None, help="largest batch in TensorRT profiles (default: 32)")
     p.add_argument("--trt-precision", default=None, help="engine precision: fp32 | fp16 | int8 (default: fp16)")
+    p.add_argument("--workspace-mb", type=int, default=None,
+                   help="engine: TensorRT builder workspace memory pool in MiB (default: 1024)")
     p.add_argument("--keep-names", action="store_true", help="keep the exporter's long tensor/node names and "
                    "shape annotations in the graphs (for debugging; by default they are shortened, which "
                    "makes small models' files ~1.2-1.8x smaller)")
@@ -60,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
     from edge_msa.export import export
 
     options = {k: v for k, v in {"atol": args.atol, "max_drop": args.max_drop, "max_batch": args.max_batch,
-                                 "trt_precision": args.trt_precision, "per_channel": args.per_channel}.items()
+                                 "trt_precision": args.trt_precision, "per_channel": args.per_channel,
+                                 "workspace_mb": args.workspace_mb}.items()
                if v is not None}
     if args.keep_names:
         options["short_names"] = False
