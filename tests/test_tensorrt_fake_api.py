@@ -700,3 +700,15 @@ def test_token_id_student_engines_on_tensorrt_before_and_after_int64(tiny_bert_d
             assert (b["x"][0, :n] > 0).all() and not b["x"][0, n:].any()
         assert max(int(b["mask"].sum()) for b in batches) > 1
     assert api.device.buffers == {} and api.device.streams == set()
+
+
+def test_engine_without_cuda_python_is_refused_before_any_work(student, tmp_path):
+    """cuda-python missing was found only when the built engines were checked: after every graph was exported and
+    every engine built (minutes for a teacher)."""
+    with fake_tensorrt() as api, pytest.MonkeyPatch.context() as mp:
+        for name in ("cuda", "cuda.bindings", "cuda.bindings.runtime", "cuda.cudart"):
+            mp.setitem(sys.modules, name, None)
+        with pytest.raises(MissingDependencyError, match=r'^cuda\.cudart is required for TensorRT device memory .*'
+                                                         r'pip install "edge-msa\[tensorrt\]"') as err:
+            export(student[0], format="engine", out=tmp_path / "b", log=None)
+    assert "\n" not in str(err.value) and api.builds == [] and list(tmp_path.iterdir()) == []
