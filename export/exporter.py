@@ -52,10 +52,10 @@ def export(checkpoint: str | os.PathLike, format: str = "onnx", out: str | os.Pa
     opts = resolve_options(fmt, {"single_graph": single_graph, "opset": opset, **options})
     if fmt.requires:  # fail before any work, and before anything is written
         require(fmt.requires, f"--format {fmt.name}", fmt.fix)
-    if fmt.backend == "tensorrt":  # engines are calibrated and checked in cuda-python's device buffers
-        from edge_msa.runtime.tensorrt_backend import cuda_runtime
+    if fmt.backend == "tensorrt":  # what this TensorRT cannot build, and cuda-python
+        from .tensorrt import preflight
 
-        cuda_runtime()
+        preflight(int(opts["opset"]))
     from edge_msa.checkpoint import load_checkpoint
 
     say = log or (lambda _msg: None)

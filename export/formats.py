@@ -79,7 +79,7 @@ def resolve_options(fmt: Format, options: dict[str, Any]) -> dict[str, Any]:
     resolved.update(options)
     if not MIN_OPSET <= int(resolved["opset"]) <= 20:
         raise InputError(f"opset {resolved['opset']} is out of range; expected {MIN_OPSET}..20 (every model's "
-                         f"attention needs {MIN_OPSET}; 17 suits TensorRT 8.5+)")
+                         f"attention needs {MIN_OPSET}; 17 suits TensorRT 8.6+, 16 TensorRT 8.5)")
     if not resolved["atol"] > 0 or resolved["max_batch"] < 1:  # `not >`: NaN, which passes `<= 0`, fails too
         raise InputError(f"atol must be > 0 and max_batch >= 1; got {resolved['atol']}, {resolved['max_batch']}")
     if not resolved.get("max_drop", 0) >= 0:  # a negative or NaN limit would fail every judged export

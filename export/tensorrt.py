@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_msa.errors import ArtifactError, MissingDependencyError, require
+from edge_msa.errors import ArtifactError, InputError, MissingDependencyError, require
 from edge_msa.runtime.tensorrt_backend import cuda_call, cuda_runtime, to_engine_dtype
 
 from .formats import TRT_FIX
@@ -71,12 +71,25 @@ def _calibrator(trt, feeds, opt, dtypes, cache_path):
     return Calibrator()
 
 
+def preflight(opset: int) -> None:
+    """Refuse, before any work, what this TensorRT cannot build: 11.x removed BuilderFlag.FP16/INT8 and the INT8
+    calibrators; before 8.5 there is no tensor-name API (set_input_shape, execute_async_v3); 8.5 (JetPack 5) has no
+    LayerNormalization importer, which opset 17+ graphs use (opset 16 writes it as primitive ops). cuda-python
+    holds the calibration batches and the engines' buffers."""
+    trt = require("tensorrt", "--format engine", TRT_FIX)
+    version = tuple(int(v) for v in trt.__version__.split(".")[:2])
+    if not (8, 5) <= version < (11, 0):
+        raise MissingDependencyError(f"--format engine builds with TensorRT 8.5-10.x; this is TensorRT "
+                                     f"{trt.__version__}" + (", which has no FP16/INT8 builder flags or calibrators"
+                                                             if version >= (11, 0) else ""))
+    if version < (8, 6) and opset >= 17:
+        raise InputError(f"TensorRT {trt.__version__}'s ONNX parser has no LayerNormalization, which opset {opset} "
+                         "graphs use; expected --opset 16 (or TensorRT >= 8.6)")
+    cuda_runtime()
+
+
 def build(ctx) -> dict[str, str]:
     trt = require("tensorrt", "--format engine", TRT_FIX)
-    major = int(trt.__version__.split(".")[0])
-    if major >= 11:  # 11.x removed BuilderFlag.FP16/INT8 and the INT8 calibrators (strong typing only)
-        raise MissingDependencyError(f"--format engine builds with TensorRT 8.6-10.x; this is TensorRT "
-                                     f"{trt.__version__}, which has no FP16/INT8 builder flags or calibrators")
     ctx.versions["tensorrt"] = trt.__version__
     logger = trt.Logger(trt.Logger.WARNING)
     graphs = {}

@@ -36,6 +36,7 @@ from edge_msa.export import export
 from edge_msa.export.parity import parity_batches
 from edge_msa.export.trt_support import profile_shapes
 
+from conftest import one_line_error
 from test_export_bundle import SPEC, student_checkpoint
 
 SUBSETS = [s for n in range(1, 4) for s in itertools.combinations(MODALITIES, n)]
@@ -239,6 +240,10 @@ class FakeTRT:
                     proto = onnx.load_from_string(bytes(model))
                 except Exception as exc:  # noqa: BLE001 (the parser reports any decode failure)
                     self.errors.append(f"cannot decode the model: {exc}")
+                    return False
+                version = tuple(int(v) for v in api.version.split(".")[:2])
+                if version < (8, 6) and any(n.op_type == "LayerNormalization" for n in proto.graph.node):
+                    self.errors.append("No importer registered for op: LayerNormalization (added in 8.6)")
                     return False
                 self.network.read(proto, bytes(model))
                 return True
@@ -450,7 +455,8 @@ class Context:
             assert device.find(self.addresses[name], nbytes) is not None, \
                 f"fake TensorRT: '{name}' address is not {nbytes} bytes of live device memory"
             if mode == TensorIOMode.INPUT:  # the engine reads its own dtype; the graph inside runs on ONNX's
-                feed[name] = device.read(self.addresses[name], NPTYPE[dtype], shape).astype(self.engine.onnx_types[name])
+                value = device.read(self.addresses[name], NPTYPE[dtype], shape)
+                feed[name] = value.astype(self.engine.onnx_types[name])
         outputs = [n for n, (mode, _, _) in self.engine.io.items() if mode == TensorIOMode.OUTPUT]
         for name, value in zip(outputs, self.engine.session.run(outputs, feed)):
             assert value.shape == self.get_tensor_shape(name), f"fake TensorRT: '{name}' shape {value.shape}"
@@ -650,7 +656,7 @@ def test_single_graph_teacher_with_tensorrt_8_6(tmp_path):
 def test_tensorrt_11_is_refused_in_one_line_before_anything_is_written(student, tmp_path):
     """TensorRT 11 removed BuilderFlag.FP16/INT8 and the INT8 calibrators this build uses."""
     with fake_tensorrt("11.0.0") as api:
-        with pytest.raises(MissingDependencyError, match=r"^--format engine builds with TensorRT 8\.6-10\.x; "
+        with pytest.raises(MissingDependencyError, match=r"^--format engine builds with TensorRT 8\.5-10\.x; "
                                                          r"this is TensorRT 11\.0\.0") as err:
             export(student[0], format="engine", out=tmp_path / "b", log=None)
     assert "\n" not in str(err.value) and api.builds == [] and list(tmp_path.iterdir()) == []
@@ -712,3 +718,20 @@ def test_engine_without_cuda_python_is_refused_before_any_work(student, tmp_path
                                                          r'pip install "edge-msa\[tensorrt\]"') as err:
             export(student[0], format="engine", out=tmp_path / "b", log=None)
     assert "\n" not in str(err.value) and api.builds == [] and list(tmp_path.iterdir()) == []
+
+
+def test_tensorrt_8_5_needs_opset_16_and_builds_with_it(student, onnx_bundle, tmp_path):
+    """TensorRT 8.5 (JetPack 5) has no LayerNormalization importer: at the default opset 17 every graph failed to
+    parse, after the whole ONNX export; opset 16 writes LayerNorm as primitive ops, which it parses."""
+    with fake_tensorrt("8.5.2") as api:
+        message = one_line_error(lambda: export(student[0], format="engine", out=tmp_path / "b17", log=None))
+        assert message == ("TensorRT 8.5.2's ONNX parser has no LayerNormalization, which opset 17 graphs use; "
+                           "expected --opset 16 (or TensorRT >= 8.6)")
+        assert api.builds == [] and list(tmp_path.iterdir()) == []
+        bundle = export(student[0], format="engine", opset=16, out=tmp_path / "b16", log=None)
+        assert read_manifest(bundle).versions["opset"] == "16" and len(api.builds) == len(PARTS)
+        with load(bundle) as engine, load(onnx_bundle) as reference:
+            _same_batch_predictions(engine, reference, seed=3)
+    too_old = r"^--format engine builds with TensorRT 8\.5-10\.x; this is TensorRT 8\.4\.3$"
+    with fake_tensorrt("8.4.3"), pytest.raises(MissingDependencyError, match=too_old):
+        export(student[0], format="engine", opset=16, out=tmp_path / "b84", log=None)
