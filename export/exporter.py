@@ -52,6 +52,10 @@ def export(checkpoint: str | os.PathLike, format: str = "onnx", out: str | os.Pa
     opts = resolve_options(fmt, {"single_graph": single_graph, "opset": opset, **options})
     if fmt.requires:  # fail before any work, and before anything is written
         require(fmt.requires, f"--format {fmt.name}", fmt.fix)
+    if fmt.backend == "tensorrt":  # what this TensorRT cannot build, and cuda-python
+        from .tensorrt import preflight
+
+        preflight(int(opts["opset"]))
     from edge_msa.checkpoint import load_checkpoint
 
     say = log or (lambda _msg: None)
@@ -193,10 +197,11 @@ def _add_device_files(ctx: ExportContext, manifest: Manifest) -> None:
     from .trt_support import check_ops, trtexec_lines
 
     bundle, opts = ctx.out, ctx.options
-    write_text(bundle / "trtexec.txt", trtexec_lines(ctx.onnx_graphs, ctx.spec, int(opts["max_batch"]),
-                                                     opts.get("trt_precision", "fp16")))
     manifest.tensorrt_check = check_ops({n: bundle / f for n, f in manifest.graphs.items() if f.endswith(".onnx")}
                                         or ctx.onnx_graphs)
+    write_text(bundle / "trtexec.txt", trtexec_lines(ctx.onnx_graphs, ctx.spec, int(opts["max_batch"]),
+                                                     opts.get("trt_precision", "fp16"),
+                                                     manifest.tensorrt_check["unsupported"]))
     if ctx.spec.front_end("text") == MINILM:
         manifest.text_encoder = _copy_text_encoder(bundle)
     elif getattr(ctx.model, "tokenizer_path", None):  # the model encodes token ids itself: only the tokenizer travels

@@ -13,6 +13,8 @@ from edge_msa.runtime.tensorrt_backend import TRT_FIX
 # exporter writes from opset 14 on; below it an export failed only after loading the checkpoint and the data.
 MIN_OPSET = 14
 COMMON_OPTIONS = frozenset({"single_graph", "opset", "atol", "max_batch", "dedupe", "short_names"})
+FP16_FIX = 'pip install "edge-msa[fp16]"'
+ALIASES = {"tensorrt": "engine", "trt": "engine", "onnxruntime": "onnx", "ort": "onnx"}  # other tools' names
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ class Format:
 
 FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("onnx", ".onnx", "edge_msa.export.onnx:build", None, None, "cpu+gpu", "fp32", "onnxruntime"),
-    Format("onnx-fp16", ".onnx", "edge_msa.export.fp16:build", "onnxconverter_common", "pip install edge-msa[fp16]",
+    Format("onnx-fp16", ".onnx", "edge_msa.export.fp16:build", "onnxconverter_common", FP16_FIX,
            "cpu+gpu", "fp16", "onnxruntime", frozenset({"max_drop"})),
     Format("onnx-int8", ".onnx", "edge_msa.export.int8:build", "onnxruntime.quantization", "pip install onnxruntime",
            "cpu+gpu", "int8", "onnxruntime", frozenset({"max_drop", "per_channel"})),
@@ -54,9 +56,13 @@ DEFAULTS: dict[str, Any] = {"single_graph": False, "opset": 17, "atol": 1e-4, "m
 
 
 def get_format(name: str) -> Format:
-    if name not in FORMATS:
-        raise InputError(f"unknown format '{name}'{suggest(name, list(FORMATS))}")
-    return FORMATS[name]
+    """The format `name` in any case (as Ultralytics takes `format=ONNX`); other tools' names for a format
+    (tensorrt, trt) are suggested, not taken, so a manifest records one spelling."""
+    key = str(name).lower()
+    if key in FORMATS:
+        return FORMATS[key]
+    hint = f"; did you mean '{ALIASES[key]}'?" if key in ALIASES else suggest(key, list(FORMATS))
+    raise InputError(f"unknown format '{name}'{hint}")
 
 
 def resolve_options(fmt: Format, options: dict[str, Any]) -> dict[str, Any]:
@@ -73,11 +79,14 @@ def resolve_options(fmt: Format, options: dict[str, Any]) -> dict[str, Any]:
     resolved.update(options)
     if not MIN_OPSET <= int(resolved["opset"]) <= 20:
         raise InputError(f"opset {resolved['opset']} is out of range; expected {MIN_OPSET}..20 (every model's "
-                         f"attention needs {MIN_OPSET}; 17 suits TensorRT 8.5+)")
+                         f"attention needs {MIN_OPSET}; 17 suits TensorRT 8.6+, 16 TensorRT 8.5)")
     if not resolved["atol"] > 0 or resolved["max_batch"] < 1:  # `not >`: NaN, which passes `<= 0`, fails too
         raise InputError(f"atol must be > 0 and max_batch >= 1; got {resolved['atol']}, {resolved['max_batch']}")
     if not resolved.get("max_drop", 0) >= 0:  # a negative or NaN limit would fail every judged export
         raise InputError(f"max_drop must be >= 0 points; got {resolved['max_drop']}")
+    if not isinstance(resolved.get("workspace_mb", 1), int) or resolved.get("workspace_mb", 1) < 1:
+        raise InputError(f"workspace_mb must be a whole number of MiB >= 1; got {resolved['workspace_mb']!r} "
+                         "(TensorRT's builder would refuse it only after every ONNX graph was exported)")
     if resolved.get("trt_precision", "fp16") not in ("fp32", "fp16", "int8"):
         raise InputError(f"trt_precision '{resolved['trt_precision']}' is not an engine precision"
                          f"{suggest(str(resolved['trt_precision']), ['fp32', 'fp16', 'int8'])}")

@@ -6,6 +6,8 @@ import warnings
 
 from edge_msa.errors import require
 
+from .formats import FP16_FIX
+
 
 def residual_adds(graph) -> list[str]:
     """Names of the Add nodes whose output feeds a LayerNormalization (the post-LN residual sums)."""
@@ -36,8 +38,8 @@ def fp32_nodes(graph) -> list[str]:
 def build(ctx) -> dict[str, str]:
     import onnx
 
-    converter = require("onnxconverter_common", "--format onnx-fp16", "pip install edge-msa[fp16]")
-    float16 = require("onnxconverter_common.float16", "--format onnx-fp16", "pip install edge-msa[fp16]")
+    converter = require("onnxconverter_common", "--format onnx-fp16", FP16_FIX)
+    float16 = require("onnxconverter_common.float16", "--format onnx-fp16", FP16_FIX)
     ctx.versions["onnxconverter_common"] = getattr(converter, "__version__", "unknown")
     block_ops = sorted(set(float16.DEFAULT_OP_BLOCK_LIST) | {"LayerNormalization"})
     for path in ctx.onnx_graphs.values():

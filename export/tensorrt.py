@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_msa.errors import ArtifactError, MissingDependencyError, require
-from edge_msa.runtime.tensorrt_backend import cuda_call, cuda_runtime
+from edge_msa.errors import ArtifactError, InputError, MissingDependencyError, require
+from edge_msa.runtime.tensorrt_backend import cuda_call, cuda_runtime, to_engine_dtype
 
 from .formats import TRT_FIX
 from .trt_support import profile_shapes
 
 
-def _calibration_rows(feeds: list[dict[str, np.ndarray]], opt: dict[str, tuple[int, ...]]):
-    """Split recorded feeds into single samples padded/cut to the calibration (opt) shapes."""
+def _calibration_rows(feeds: list[dict[str, np.ndarray]], opt: dict[str, tuple[int, ...]],
+                      dtypes: dict[str, np.dtype]):
+    """Split recorded feeds into single samples padded/cut to the calibration (opt) shapes, in the network inputs'
+    `dtypes` (TensorRT before 10 reads the int64 token ids as int32)."""
     for feed in feeds:
         for i in range(len(next(iter(feed.values())))):
             row = {}
@@ -23,15 +25,15 @@ def _calibration_rows(feeds: list[dict[str, np.ndarray]], opt: dict[str, tuple[i
                 out = np.zeros(opt[name], dtype=x.dtype)
                 sl = tuple(slice(0, min(a, b)) for a, b in zip(out.shape[1:], x.shape[1:]))
                 out[(0, *sl)] = x[(i, *sl)]
-                row[name] = out
+                row[name] = to_engine_dtype(out, dtypes[name], f"INT8 calibration input '{name}'")
             yield row
 
 
-def _calibrator(trt, feeds, opt, cache_path):
+def _calibrator(trt, feeds, opt, dtypes, cache_path):
     """An entropy calibrator over the recorded feeds: one sample per batch, in one device buffer per input
     (batch 1 at the calibration profile's opt shapes). Call `free()` once the engine is built."""
     cudart = cuda_runtime()
-    rows = list(_calibration_rows(feeds, opt))
+    rows = list(_calibration_rows(feeds, opt, dtypes))
 
     class Calibrator(trt.IInt8EntropyCalibrator2):
         def __init__(self) -> None:
@@ -69,49 +71,76 @@ def _calibrator(trt, feeds, opt, cache_path):
     return Calibrator()
 
 
+def preflight(opset: int) -> None:
+    """Refuse, before any work, what this TensorRT cannot build: 11.x removed BuilderFlag.FP16/INT8 and the INT8
+    calibrators; before 8.5 there is no tensor-name API (set_input_shape, execute_async_v3); 8.5 (JetPack 5) has no
+    LayerNormalization importer, which opset 17+ graphs use (opset 16 writes it as primitive ops). cuda-python
+    holds the calibration batches and the engines' buffers."""
+    trt = require("tensorrt", "--format engine", TRT_FIX)
+    version = tuple(int(v) for v in trt.__version__.split(".")[:2])
+    if not (8, 5) <= version < (11, 0):
+        raise MissingDependencyError(f"--format engine builds with TensorRT 8.5-10.x; this is TensorRT "
+                                     f"{trt.__version__}" + (", which has no FP16/INT8 builder flags or calibrators"
+                                                             if version >= (11, 0) else ""))
+    if version < (8, 6) and opset >= 17:
+        raise InputError(f"TensorRT {trt.__version__}'s ONNX parser has no LayerNormalization, which opset {opset} "
+                         "graphs use; expected --opset 16 (or TensorRT >= 8.6)")
+    cuda_runtime()
+
+
 def build(ctx) -> dict[str, str]:
     trt = require("tensorrt", "--format engine", TRT_FIX)
-    major = int(trt.__version__.split(".")[0])
-    if major >= 11:  # 11.x removed BuilderFlag.FP16/INT8 and the INT8 calibrators (strong typing only)
-        raise MissingDependencyError(f"--format engine builds with TensorRT 8.6-10.x; this is TensorRT "
-                                     f"{trt.__version__}, which has no FP16/INT8 builder flags or calibrators")
     ctx.versions["tensorrt"] = trt.__version__
-    precision = ctx.options["trt_precision"]
     logger = trt.Logger(trt.Logger.WARNING)
     graphs = {}
     for name, path in ctx.onnx_graphs.items():
-        builder = trt.Builder(logger)
-        flags = 0 if major >= 10 else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
-        network = builder.create_network(flags)
-        parser = trt.OnnxParser(network, logger)
-        if not parser.parse(path.read_bytes()):
-            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-            raise ArtifactError(f"TensorRT cannot parse {path.name}: {errors[:300]}")
-        config = builder.create_builder_config()
-        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(ctx.options["workspace_mb"]) << 20)
-        profile = builder.create_optimization_profile()
-        shapes = profile_shapes(path, ctx.spec, name, int(ctx.options["max_batch"]))
-        for inp, (lo, opt, hi) in shapes.items():
-            profile.set_shape(inp, lo, opt, hi)
-        config.add_optimization_profile(profile)
-        if precision in ("fp16", "int8"):
-            config.set_flag(trt.BuilderFlag.FP16)
-        calibrator = None
-        if precision == "int8":
-            config.set_flag(trt.BuilderFlag.INT8)
-            config.set_calibration_profile(profile)
-            opt_shapes = {k: v[1] for k, v in shapes.items()}
-            calibrator = _calibrator(trt, ctx.feeds.get(name, []), opt_shapes, ctx.out / f".{name}.calib")
-            config.int8_calibrator = calibrator
-        try:
-            engine = builder.build_serialized_network(network, config)
-        finally:
-            if calibrator is not None:
-                calibrator.free()
-        if engine is None:
-            raise ArtifactError(f"TensorRT failed to build an engine for {path.name} (see the TensorRT log above)")
         target = ctx.out / f"{name}.engine"
-        target.write_bytes(bytes(engine))
-        (ctx.out / f".{name}.calib").unlink(missing_ok=True)
+        target.write_bytes(_build_engine(trt, logger, ctx, name, path))
         graphs[name] = target.name
     return graphs
+
+
+def _network(trt, builder, logger, path):
+    """The explicit-batch network TensorRT's ONNX parser makes of `path` (one ArtifactError line if it cannot)."""
+    explicit = int(trt.__version__.split(".")[0]) < 10  # 10.x: always explicit batch (the flag is deprecated)
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH) if explicit else 0)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(path.read_bytes()):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise ArtifactError(f"TensorRT cannot parse {path.name}: {errors[:300]}")
+    return network, parser  # the parser owns what the network refers to: keep it alive while building
+
+
+def _build_engine(trt, logger, ctx, name: str, path) -> bytes:
+    """One serialized engine for graph `name`: one profile (batch 1..max_batch, sequence 1..max_len), fp16 or
+    int8 (calibrated on the graph's recorded feeds) as asked."""
+    precision = ctx.options["trt_precision"]
+    builder = trt.Builder(logger)
+    network, _parser = _network(trt, builder, logger, path)
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(ctx.options["workspace_mb"]) << 20)
+    profile = builder.create_optimization_profile()
+    shapes = profile_shapes(path, ctx.spec, name, int(ctx.options["max_batch"]))
+    for inp, (lo, opt, hi) in shapes.items():
+        profile.set_shape(inp, lo, opt, hi)
+    config.add_optimization_profile(profile)
+    if precision in ("fp16", "int8"):
+        config.set_flag(trt.BuilderFlag.FP16)
+    calibrator = None
+    if precision == "int8":
+        config.set_flag(trt.BuilderFlag.INT8)
+        config.set_calibration_profile(profile)
+        inputs = [network.get_input(i) for i in range(network.num_inputs)]
+        dtypes = {t.name: np.dtype(trt.nptype(t.dtype)) for t in inputs}
+        calibrator = _calibrator(trt, ctx.feeds.get(name, []), {k: v[1] for k, v in shapes.items()}, dtypes,
+                                 ctx.out / f".{name}.calib")
+        config.int8_calibrator = calibrator
+    try:
+        engine = builder.build_serialized_network(network, config)
+    finally:
+        if calibrator is not None:
+            calibrator.free()
+        (ctx.out / f".{name}.calib").unlink(missing_ok=True)
+    if engine is None:
+        raise ArtifactError(f"TensorRT failed to build an engine for {path.name} (see the TensorRT log above)")
+    return bytes(engine)

@@ -49,8 +49,11 @@ def profile_shapes(path: Path, spec: FeatureSpec, graph: str, max_batch: int) ->
     return shapes
 
 
-def trtexec_lines(graphs: dict[str, Path], spec: FeatureSpec, max_batch: int, precision: str) -> str:
-    """One `trtexec` command per graph, building the engine this bundle's exporter would build."""
+def trtexec_lines(graphs: dict[str, Path], spec: FeatureSpec, max_batch: int, precision: str,
+                  unsupported: dict[str, list[str]] | None = None) -> str:
+    """One `trtexec` command per graph, building the engine this bundle's exporter would build. A graph with ops
+    TensorRT's parser lacks (`unsupported`, from check_ops: the onnx-int8 bundles' MatMulInteger) gets its command
+    commented out, with why and what to run instead, since trtexec would only fail on it."""
     flag = {"fp16": " --fp16", "int8": " --int8 --fp16", "fp32": ""}.get(precision, " --fp16")
     lines = ["# Equivalent trtexec commands (run on the target device; engines are device-specific).",
              "# INT8 via trtexec has no calibration data: prefer `edge-msa export --format engine "
@@ -58,8 +61,13 @@ def trtexec_lines(graphs: dict[str, Path], spec: FeatureSpec, max_batch: int, pr
     for name, path in graphs.items():
         shapes = profile_shapes(path, spec, name, max_batch)
         fmt = [",".join(f"{k}:{'x'.join(map(str, s[i]))}" for k, s in shapes.items()) for i in range(3)]
-        lines.append(f"trtexec --onnx={path.name} --saveEngine={name}.engine --minShapes={fmt[0]} "
-                     f"--optShapes={fmt[1]} --maxShapes={fmt[2]}{flag}")
+        line = (f"trtexec --onnx={path.name} --saveEngine={name}.engine --minShapes={fmt[0]} "
+                f"--optShapes={fmt[1]} --maxShapes={fmt[2]}{flag}")
+        if (unsupported or {}).get(name):
+            lines.append(f"# {path.name} uses {', '.join(unsupported[name])}, which TensorRT's ONNX parser lacks: "
+                         "build from a `--format onnx` bundle's graphs, or run `edge-msa export --format engine`")
+            line = f"# {line}"
+        lines.append(line)
     return "\n".join(lines) + "\n"
 
 

@@ -250,6 +250,13 @@ def test_int8_bundle_smaller_and_flagged_for_tensorrt(wide_student, tmp_path):
     assert m.precision == "int8" and m.parity["int8"]["max_abs_diff"]["score"] < 0.5  # random weights; judged by --data
     assert "unavailable" in m.metrics["valid"]  # no --data: the accuracy drop is not claimed
     assert not m.tensorrt_check["ok"] and "MatMulInteger" in sum(m.tensorrt_check["unsupported"].values(), [])
+    # trtexec.txt offered commands on these graphs that TensorRT cannot parse: each is commented out, saying why
+    lines = (int8 / "trtexec.txt").read_text().splitlines()
+    assert not any(line.startswith("trtexec") for line in lines)
+    for part in m.tensorrt_check["unsupported"]:
+        assert any(line.startswith(f"# trtexec --onnx={part}.onnx ") for line in lines)
+        assert any(line.startswith(f"# {part}.onnx uses ") and "MatMulInteger" in line and "--format engine" in line
+                   for line in lines)
 
 
 def test_fp16_keeps_layernorm_and_residuals_fp32(student, tmp_path):
@@ -272,7 +279,7 @@ def test_fp16_keeps_layernorm_and_residuals_fp32(student, tmp_path):
 
 def test_fp16_without_converter_names_the_extra(student, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxconverter_common", None)
-    with pytest.raises(MissingDependencyError, match=r"pip install edge-msa\[fp16\]"):
+    with pytest.raises(MissingDependencyError, match=r'pip install "edge-msa\[fp16\]"'):
         export(student[0], format="onnx-fp16", out=tmp_path / "b", log=None)
     assert list(tmp_path.iterdir()) == []
 
@@ -287,6 +294,28 @@ def test_format_table_validation():
                                          "expected one of the formats that take it: onnx-fp16, onnx-int8, engine"):
         resolve_options(FORMATS["onnx"], {"max_drop": 1.0})
     assert resolve_options(FORMATS["onnx-int8"], {})["max_drop"] == 0.5
+
+
+def test_format_names_in_any_case_and_other_tools_names_suggested():
+    """`--format ONNX` (Ultralytics lower-cases format=) was 'unknown' with no suggestion; so were TensorRT's names."""
+    assert get_format("ONNX-INT8") is FORMATS["onnx-int8"] and get_format("Engine") is FORMATS["engine"]
+    for name in ("tensorrt", "TRT"):
+        assert one_line_error(lambda: get_format(name)) == f"unknown format '{name}'; did you mean 'engine'?"
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5])
+def test_workspace_below_one_mib_refused_before_any_work(bad):
+    """workspace_mb <= 0 reached TensorRT's set_memory_pool_limit only after every graph was exported."""
+    message = one_line_error(lambda: resolve_options(FORMATS["engine"], {"workspace_mb": bad}))
+    assert message.startswith(f"workspace_mb must be a whole number of MiB >= 1; got {bad!r}")
+
+
+def test_cli_workspace_flag_reaches_the_format_table(student, tmp_path):
+    """workspace_mb is an engine option of the format table, but the CLI had no flag for it."""
+    r = _cli("export", student[0], "--format", "onnx", "--workspace-mb", "64", "--out", tmp_path / "b")
+    assert r.returncode == 2 and r.stderr.strip() == ("error: option --workspace-mb (workspace_mb=) does not apply to "
+                                                      "format 'onnx'; expected one of the formats that take it: engine")
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("option", [{"atol": float("nan")}, {"max_drop": -1.0}, {"max_drop": float("nan")}])

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import enum
 import hashlib
+import importlib.machinery
 import itertools
 import json
 import shutil
@@ -35,6 +36,7 @@ from edge_msa.export import export
 from edge_msa.export.parity import parity_batches
 from edge_msa.export.trt_support import profile_shapes
 
+from conftest import one_line_error
 from test_export_bundle import SPEC, student_checkpoint
 
 SUBSETS = [s for n in range(1, 4) for s in itertools.combinations(MODALITIES, n)]
@@ -207,7 +209,8 @@ class FakeTRT:
 
             def create_network(self, flags: int = 0) -> Network:
                 explicit_bit = 1 << NetworkDefinitionCreationFlag.EXPLICIT_BATCH  # required before 10.0
-                return Network(int(api.version.split(".")[0]) >= 10 or bool(flags & explicit_bit))
+                major = int(api.version.split(".")[0])
+                return Network(major >= 10 or bool(flags & explicit_bit), int64=major >= 10)
 
             def create_builder_config(self) -> BuilderConfig:
                 return BuilderConfig()
@@ -237,6 +240,10 @@ class FakeTRT:
                     proto = onnx.load_from_string(bytes(model))
                 except Exception as exc:  # noqa: BLE001 (the parser reports any decode failure)
                     self.errors.append(f"cannot decode the model: {exc}")
+                    return False
+                version = tuple(int(v) for v in api.version.split(".")[:2])
+                if version < (8, 6) and any(n.op_type == "LayerNormalization" for n in proto.graph.node):
+                    self.errors.append("No importer registered for op: LayerNormalization (added in 8.6)")
                     return False
                 self.network.read(proto, bytes(model))
                 return True
@@ -300,8 +307,11 @@ class FakeTRT:
 
 
 class Network:
-    def __init__(self, explicit: bool) -> None:
-        self.explicit, self.onnx = explicit, None
+    """What the ONNX parser makes of a graph. TensorRT before 10 has no INT64: its parser narrows int64 inputs and
+    outputs to INT32 (`int64=False`)."""
+
+    def __init__(self, explicit: bool, int64: bool = True) -> None:
+        self.explicit, self.int64, self.onnx = explicit, int64, None
         self.inputs: dict[str, tuple[DataType, tuple[int, ...]]] = {}
         self.outputs: dict[str, tuple[DataType, tuple[int, ...]]] = {}
         self.dim_params: dict[str, list[str]] = {}
@@ -311,10 +321,19 @@ class Network:
         for value, table in [(v, self.inputs) for v in proto.graph.input if v.name not in inits] + \
                             [(v, self.outputs) for v in proto.graph.output]:
             dims = value.type.tensor_type.shape.dim
-            table[value.name] = (FROM_ONNX[value.type.tensor_type.elem_type],
+            dtype = FROM_ONNX[value.type.tensor_type.elem_type]
+            table[value.name] = (DataType.INT32 if dtype == DataType.INT64 and not self.int64 else dtype,
                                  tuple(-1 if d.dim_param else int(d.dim_value) for d in dims))
             self.dim_params[value.name] = [d.dim_param for d in dims]
         self.onnx = raw
+
+    @property
+    def num_inputs(self) -> int:
+        return len(self.inputs)
+
+    def get_input(self, index: int) -> types.SimpleNamespace:  # an ITensor: name, dtype, shape
+        name = list(self.inputs)[index]
+        return types.SimpleNamespace(name=name, dtype=self.inputs[name][0], shape=self.inputs[name][1])
 
 
 class OptimizationProfile:
@@ -365,6 +384,9 @@ class Engine:
         self.io = {n: (TensorIOMode.INPUT, DataType[d], tuple(s)) for n, (d, s) in header["inputs"].items()}
         self.io.update({n: (TensorIOMode.OUTPUT, DataType[d], tuple(s)) for n, (d, s) in header["outputs"].items()})
         self.session = onnxruntime.InferenceSession(graph, providers=["CPUExecutionProvider"])
+        ort_types = {"tensor(float)": np.float32, "tensor(bool)": np.bool_, "tensor(int64)": np.int64,
+                     "tensor(int32)": np.int32, "tensor(float16)": np.float16}
+        self.onnx_types = {i.name: ort_types[i.type] for i in self.session.get_inputs()}
 
     @property
     def num_io_tensors(self) -> int:
@@ -432,8 +454,9 @@ class Context:
             nbytes = int(np.prod(shape)) * np.dtype(NPTYPE[dtype]).itemsize
             assert device.find(self.addresses[name], nbytes) is not None, \
                 f"fake TensorRT: '{name}' address is not {nbytes} bytes of live device memory"
-            if mode == TensorIOMode.INPUT:
-                feed[name] = device.read(self.addresses[name], NPTYPE[dtype], shape)
+            if mode == TensorIOMode.INPUT:  # the engine reads its own dtype; the graph inside runs on ONNX's
+                value = device.read(self.addresses[name], NPTYPE[dtype], shape)
+                feed[name] = value.astype(self.engine.onnx_types[name])
         outputs = [n for n, (mode, _, _) in self.engine.io.items() if mode == TensorIOMode.OUTPUT]
         for name, value in zip(outputs, self.engine.session.run(outputs, feed)):
             assert value.shape == self.get_tensor_shape(name), f"fake TensorRT: '{name}' shape {value.shape}"
@@ -451,6 +474,7 @@ def fake_tensorrt(version: str = "10.3.0", device: Device | None = None):
     with pytest.MonkeyPatch.context() as mp:
         for name, module in {"tensorrt": api.module(), "cuda": cuda, "cuda.bindings": bindings,
                              "cuda.bindings.runtime": bindings.runtime}.items():
+            module.__spec__ = importlib.machinery.ModuleSpec(name, None)  # find_spec (torch, transformers) reads it
             mp.setitem(sys.modules, name, module)
         yield api
 
@@ -632,7 +656,7 @@ def test_single_graph_teacher_with_tensorrt_8_6(tmp_path):
 def test_tensorrt_11_is_refused_in_one_line_before_anything_is_written(student, tmp_path):
     """TensorRT 11 removed BuilderFlag.FP16/INT8 and the INT8 calibrators this build uses."""
     with fake_tensorrt("11.0.0") as api:
-        with pytest.raises(MissingDependencyError, match=r"^--format engine builds with TensorRT 8\.6-10\.x; "
+        with pytest.raises(MissingDependencyError, match=r"^--format engine builds with TensorRT 8\.5-10\.x; "
                                                          r"this is TensorRT 11\.0\.0") as err:
             export(student[0], format="engine", out=tmp_path / "b", log=None)
     assert "\n" not in str(err.value) and api.builds == [] and list(tmp_path.iterdir()) == []
@@ -652,3 +676,62 @@ def test_the_fake_enforces_its_contracts():
         assert cudart.cudaMemcpy(ptr, host.ctypes.data, 32, cudaMemcpyKind.cudaMemcpyHostToDevice)[0] != 0
         assert cudart.cudaFree(ptr) == (0,) and cudart.cudaFree(ptr)[0] != 0
         assert api.device.buffers == {}
+
+
+@pytest.mark.parametrize("version", ["8.6.1", "10.3.0"])
+def test_token_id_student_engines_on_tensorrt_before_and_after_int64(tiny_bert_dir, tmp_path, version):
+    """TensorRT before 10 has no INT64: its ONNX parser makes the token ids an INT32 input. The backend refused the
+    int64 ids the runtime feeds (so no engine bundle of a token-id student, the main job's, built or ran on TensorRT
+    8.x), and INT8 calibration copied int64 rows into buffers TensorRT reads as int32 (every other id a 0)."""
+    from conftest import token_student
+
+    ckpt = save_checkpoint(tmp_path / "s.pt", token_student(tiny_bert_dir, 12), {})
+    reference = export(ckpt, out=tmp_path / "onnx", log=None)
+    with fake_tensorrt(version) as api:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "calibrated on 8 random inputs" (no --data)
+            bundle = export(ckpt, format="engine", trt_precision="int8", out=tmp_path / "engine", log=None)
+        with load(bundle) as engine, load(reference) as onnx_runtime:
+            assert {i.name: i.dtype for i in engine.backends["encode_text"].inputs} == {"x": np.int64, "mask": np.bool_}
+            for text in ("a good film", "bad", "the plot was great but the acting was awful"):
+                assert engine.predict(text=text).score == pytest.approx(onnx_runtime.predict(text=text).score, abs=1e-5)
+            if version == "8.6.1":  # ids int32 cannot hold are refused, not wrapped into other ids
+                with pytest.raises(InputError, match=r"^encode_text: input 'x' holds values outside int32"):
+                    engine.backends["encode_text"].run({"x": np.full((1, 3), 2 ** 40), "mask": np.ones((1, 3), bool)})
+        text_graph = read_manifest(bundle).export_options["onnx_graphs"]["encode_text"]
+        batches = api.calibration[_sha(bundle / text_graph)]
+        assert {b["x"].dtype for b in batches} == {np.dtype(np.int32 if version == "8.6.1" else np.int64)}
+        for b in batches:  # the recorded ids, each in its place: a valid prefix of ids >= 1, zeros after it
+            n = int(b["mask"].sum())
+            assert (b["x"][0, :n] > 0).all() and not b["x"][0, n:].any()
+        assert max(int(b["mask"].sum()) for b in batches) > 1
+    assert api.device.buffers == {} and api.device.streams == set()
+
+
+def test_engine_without_cuda_python_is_refused_before_any_work(student, tmp_path):
+    """cuda-python missing was found only when the built engines were checked: after every graph was exported and
+    every engine built (minutes for a teacher)."""
+    with fake_tensorrt() as api, pytest.MonkeyPatch.context() as mp:
+        for name in ("cuda", "cuda.bindings", "cuda.bindings.runtime", "cuda.cudart"):
+            mp.setitem(sys.modules, name, None)
+        with pytest.raises(MissingDependencyError, match=r'^cuda\.cudart is required for TensorRT device memory .*'
+                                                         r'pip install "edge-msa\[tensorrt\]"') as err:
+            export(student[0], format="engine", out=tmp_path / "b", log=None)
+    assert "\n" not in str(err.value) and api.builds == [] and list(tmp_path.iterdir()) == []
+
+
+def test_tensorrt_8_5_needs_opset_16_and_builds_with_it(student, onnx_bundle, tmp_path):
+    """TensorRT 8.5 (JetPack 5) has no LayerNormalization importer: at the default opset 17 every graph failed to
+    parse, after the whole ONNX export; opset 16 writes LayerNorm as primitive ops, which it parses."""
+    with fake_tensorrt("8.5.2") as api:
+        message = one_line_error(lambda: export(student[0], format="engine", out=tmp_path / "b17", log=None))
+        assert message == ("TensorRT 8.5.2's ONNX parser has no LayerNormalization, which opset 17 graphs use; "
+                           "expected --opset 16 (or TensorRT >= 8.6)")
+        assert api.builds == [] and list(tmp_path.iterdir()) == []
+        bundle = export(student[0], format="engine", opset=16, out=tmp_path / "b16", log=None)
+        assert read_manifest(bundle).versions["opset"] == "16" and len(api.builds) == len(PARTS)
+        with load(bundle) as engine, load(onnx_bundle) as reference:
+            _same_batch_predictions(engine, reference, seed=3)
+    too_old = r"^--format engine builds with TensorRT 8\.5-10\.x; this is TensorRT 8\.4\.3$"
+    with fake_tensorrt("8.4.3"), pytest.raises(MissingDependencyError, match=too_old):
+        export(student[0], format="engine", opset=16, out=tmp_path / "b84", log=None)

@@ -40,7 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="bundle", help="bundle directory to write (default: bundle)")
     p.add_argument("--data", default=None, help="dataset for real parity inputs and the accuracy check (valid split)")
     p.add_argument("--single-graph", action="store_true", help="one graph even for the student (no modality skipping)")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset, 14..20 (default: 17, legacy exporter)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset, 14..20 (default: 17, legacy "
+                   "exporter; TensorRT 8.5 / JetPack 5 engines need 16: its parser lacks LayerNormalization)")
     p.add_argument("--atol", type=float, default=None, help="fp32 parity tolerance (default: 1e-4)")
     p.add_argument("--max-drop", type=float, default=None,
                    help="largest Acc-2 (non-0) drop in points for fp16/int8/engine (default: 0.5)")
@@ -49,6 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "--no-per-channel, one per tensor")
     p.add_argument("--max-batch", type=int, default=None, help="largest batch in TensorRT profiles (default: 32)")
     p.add_argument("--trt-precision", default=None, help="engine precision: fp32 | fp16 | int8 (default: fp16)")
+    p.add_argument("--workspace-mb", type=int, default=None,
+                   help="engine: TensorRT builder workspace memory pool in MiB (default: 1024)")
     p.add_argument("--keep-names", action="store_true", help="keep the exporter's long tensor/node names and "
                    "shape annotations in the graphs (for debugging; by default they are shortened, which "
                    "makes small models' files ~1.2-1.8x smaller)")
@@ -60,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
     from edge_msa.export import export
 
     options = {k: v for k, v in {"atol": args.atol, "max_drop": args.max_drop, "max_batch": args.max_batch,
-                                 "trt_precision": args.trt_precision, "per_channel": args.per_channel}.items()
+                                 "trt_precision": args.trt_precision, "per_channel": args.per_channel,
+                                 "workspace_mb": args.workspace_mb}.items()
                if v is not None}
     if args.keep_names:
         options["short_names"] = False

@@ -27,6 +27,25 @@ def cuda_runtime() -> ModuleType:
     return cudart
 
 
+def to_engine_dtype(x: np.ndarray, dtype: np.dtype, what: str) -> np.ndarray:
+    """`x` contiguous in the engine tensor's `dtype`. TensorRT before 10 has no INT64: its ONNX parser narrows the
+    graphs' int64 inputs (token ids) to INT32, so integer arrays are narrowed here, and values int32 cannot hold
+    are refused rather than wrapped into other ids."""
+    dtype = np.dtype(dtype)
+    if x.dtype != dtype and x.dtype.kind in "iu" and dtype.kind == "i" and x.size:
+        bounds = np.iinfo(dtype)
+        if int(x.min()) < bounds.min or int(x.max()) > bounds.max:
+            raise InputError(f"{what} holds values outside {dtype} ({int(x.min())}..{int(x.max())}), which this "
+                             f"TensorRT engine takes; expected {bounds.min}..{bounds.max}")
+    return np.ascontiguousarray(x, dtype=dtype)
+
+
+def graph_dtype(engine_dtype: np.dtype) -> np.dtype:
+    """The dtype the runtime feeds for an engine tensor: int64 where TensorRT before 10 narrowed it to int32 (our
+    graphs take no int32 input), else the engine's own."""
+    return np.dtype(np.int64) if np.dtype(engine_dtype) == np.int32 else np.dtype(engine_dtype)
+
+
 def cuda_call(result: Any, what: str) -> Any:
     """cuda-python returns (err, *values): the value (None if there is none), ArtifactError when err != 0."""
     err, *value = result if isinstance(result, tuple) else (result,)
@@ -58,7 +77,8 @@ class TensorRTBackend(Backend):
         self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         is_input = {n: self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names}
-        self.inputs = tuple(TensorInfo(n, np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))),
+        self.dtypes = {n: np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))) for n in names}  # the engine's
+        self.inputs = tuple(TensorInfo(n, graph_dtype(self.dtypes[n]),
                                        tuple(None if d < 0 else int(d) for d in self.engine.get_tensor_shape(n)))
                             for n in names if is_input[n])
         self.outputs = tuple(n for n in names if not is_input[n])
@@ -76,10 +96,9 @@ class TensorRTBackend(Backend):
                 shape = tuple(self.engine.get_tensor_profile_shape(info.name, 0)[2]) if None in info.shape \
                     else info.shape
                 self.context.set_input_shape(info.name, shape)
-                nbytes[info.name] = int(np.prod(shape)) * info.dtype.itemsize
+                nbytes[info.name] = int(np.prod(shape)) * self.dtypes[info.name].itemsize
             for name in self.outputs:
-                dtype = np.dtype(self.trt.nptype(self.engine.get_tensor_dtype(name)))
-                nbytes[name] = int(np.prod(tuple(self.context.get_tensor_shape(name)))) * dtype.itemsize
+                nbytes[name] = int(np.prod(tuple(self.context.get_tensor_shape(name)))) * self.dtypes[name].itemsize
             try:
                 for name, size in nbytes.items():
                     self.device[name] = cuda_call(self.cudart.cudaMalloc(max(size, 1)), self.label)
@@ -98,7 +117,7 @@ class TensorRTBackend(Backend):
         cudart, kinds = self.cudart, self.cudart.cudaMemcpyKind
         device = self._buffers()
         for info in self.inputs:
-            x = np.ascontiguousarray(feed[info.name])
+            x = to_engine_dtype(feed[info.name], self.dtypes[info.name], f"{self.label}: input '{info.name}'")
             if not self.context.set_input_shape(info.name, x.shape):
                 raise InputError(f"{self.label}: input '{info.name}' shape {x.shape} is outside the engine's "
                                  "optimisation profile (see trtexec.txt for min/max shapes)")
@@ -109,7 +128,7 @@ class TensorRTBackend(Backend):
         host = {}
         for name in self.outputs:
             shape = tuple(self.context.get_tensor_shape(name))
-            host[name] = np.empty(shape, dtype=self.trt.nptype(self.engine.get_tensor_dtype(name)))
+            host[name] = np.empty(shape, dtype=self.dtypes[name])
             cuda_call(cudart.cudaMemcpyAsync(host[name].ctypes.data, device[name], host[name].nbytes,
                                              kinds.cudaMemcpyDeviceToHost, self.stream), self.label)
         cuda_call(cudart.cudaStreamSynchronize(self.stream), self.label)
