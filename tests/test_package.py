@@ -65,6 +65,16 @@ def test_unknown_flag_is_one_line_error_exit_2():
     assert len(lines) == 1 and lines[0].startswith("error:")
 
 
+def test_a_subcommand_flag_typo_points_at_that_subcommand_and_its_closest_flag(capsys):
+    from edge_msa.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["export", "student.pt", "--opst", "16", "--out", "b"])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and len(err.splitlines()) == 1
+    assert "--opst 16 (did you mean --opset?)" in err and err.endswith("see 'edge-msa export --help'")
+
+
 COMMAND = re.compile(r"(^|&&)\s*(\w+=\S*\s+)*edge-msa ")  # a shell line that runs edge-msa (not prose naming it)
 
 

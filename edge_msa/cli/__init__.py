@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import importlib
 import os
 import signal
@@ -49,9 +50,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """parse_args, except that a flag the subcommand lacks is reported by that subcommand (its --help, and the
+    closest of its flags): from the top-level parser `export --int8` only pointed at `edge-msa --help`."""
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        sub = _subparsers(parser).choices.get(getattr(args, "command", None) or "", parser)
+        flags = [f for action in sub._actions for f in action.option_strings]
+        close = [m for u in unknown if u.startswith("-")
+                 for m in difflib.get_close_matches(u.split("=")[0], flags, n=1, cutoff=0.7)]
+        sub.error(f"unrecognized arguments: {' '.join(unknown)}" + (f" (did you mean {', '.join(close)}?)" if close else ""))
+    return args
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> argparse._SubParsersAction:
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _parse(parser, argv)
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
