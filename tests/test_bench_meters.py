@@ -167,7 +167,8 @@ def _fake_pynvml(energy_mj: list[int] | None, name: bytes = b"NVIDIA H100 80GB H
         return energy_mj.pop(0)
 
     module = SimpleNamespace(
-        NVMLError=FakeNVMLError, nvmlInit=lambda: None, nvmlDeviceGetHandleByIndex=lambda i: "h0",
+        NVMLError=FakeNVMLError, nvmlInit=lambda: None, nvmlDeviceGetHandleByIndex=lambda i: f"index {i}",
+        nvmlDeviceGetHandleByUUID=lambda u: f"uuid {u.decode()}",
         nvmlDeviceGetName=lambda h: name, nvmlDeviceGetTotalEnergyConsumption=energy,
         nvmlShutdown=lambda: calls.__setitem__("shutdown", calls["shutdown"] + 1))
     return module, calls
@@ -176,12 +177,29 @@ def _fake_pynvml(energy_mj: list[int] | None, name: bytes = b"NVIDIA H100 80GB H
 def test_nvml_counter_is_read_as_joules_since_open(monkeypatch):
     module, calls = _fake_pynvml([1_000_000, 1_002_500, 1_010_000])
     monkeypatch.setitem(sys.modules, "pynvml", module)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     from edge_msa.benchmarks.meters.nvml import NvmlMeter
     with NvmlMeter() as meter:
-        assert meter.scope == "GPU board energy counter, NVIDIA H100 80GB HBM3"
+        assert meter.scope == "GPU board energy counter, NVIDIA H100 80GB HBM3 (GPU 0)"
         assert meter.energy_j() == pytest.approx(2.5)
         assert meter.energy_j() == pytest.approx(10.0)
     assert calls["shutdown"] == 1
+
+
+@pytest.mark.parametrize("visible, handle", [("2,3", "index 2"), ("GPU-8f2c,GPU-11aa", "uuid GPU-8f2c"),
+                                              ("", "index 0")])
+def test_nvml_meters_the_gpu_cuda_visible_devices_pins_the_run_to(monkeypatch, visible, handle):
+    """NVML numbers GPUs itself and ignores CUDA_VISIBLE_DEVICES: index 0 metered another card than the one a
+    pinned benchmark ran on."""
+    module, _ = _fake_pynvml([0])
+    seen = []
+    module.nvmlDeviceGetName = lambda h: seen.append(h) or b"NVIDIA L4"
+    monkeypatch.setitem(sys.modules, "pynvml", module)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    from edge_msa.benchmarks.meters.nvml import NvmlMeter, gpu_name
+    with NvmlMeter():
+        pass
+    assert gpu_name() == "NVIDIA L4" and seen == [handle, handle]
 
 
 def test_nvml_not_supported_falls_through_to_jetson_rails(monkeypatch, tmp_path):
