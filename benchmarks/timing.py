@@ -66,47 +66,67 @@ def measure(call: Callable[[int], object], items_per_call: int, warmup: int = 10
     return result
 
 
+BLOCK_S = 0.25  # timed seconds a bundle runs before the next takes over (see measure_side_by_side)
+
+
 def measure_side_by_side(calls: Sequence[Callable[[int], object]], items_per_call: int, warmup: int = 10,
                          min_time_s: float = 2.0, min_runs: int = 20, max_runs: int | None = None,
-                         sync: Callable[[], None] | None = None,
-                         clock: Callable[[], float] = time.perf_counter) -> list[LatencyStats | Exception]:
-    """Time several calls interleaved: after every call's warm-up, the one with the least timed seconds so far
-    (then the fewest runs) runs next, until each has `min_time_s` and `min_runs` (or `max_runs`).
+                         sync: Callable[[], None] | None = None, clock: Callable[[], float] = time.perf_counter,
+                         block_s: float = BLOCK_S) -> list[LatencyStats | Exception]:
+    """Time several calls in alternating blocks: after every call's warm-up, the one with the least timed seconds so
+    far (then the fewest runs) runs a block of about `block_s` timed seconds, until each has `min_time_s` and
+    `min_runs` (or `max_runs`).
 
-    Why: timed one after another, a burst of background load or throttling during one bundle's turn moved the
-    ratio between bundles; interleaved, load that comes and goes falls on all of them alike, so ratios from one
-    run hold. Each call's runs are spread over the whole measurement. A call that raises drops out and its entry
-    is the exception; the others go on."""
+    Why blocks: timed one after another, a burst of background load or throttling during one bundle's turn moved the
+    ratio between bundles; alternating every `block_s`, load that comes and goes falls on all of them alike, so ratios
+    from one run hold. Why not call by call: a small model timed right after a large one ran with caches the large
+    one had flushed (the fp32 student read 1.50 ms p50 interleaved call by call, 1.05 ms in warm calls), which no
+    device running one model sees; each block starts with one untimed call to warm them again. A call that raises
+    drops out and its entry is the exception; the others go on."""
     if warmup < 0 or min_runs < 1 or min_time_s < 0:
         raise InputError(f"need warmup >= 0, min_runs >= 1, min_time >= 0; got {warmup}, {min_runs}, {min_time_s}")
-    lat: list[list[float]] = [[] for _ in calls]
-    spent = [0.0] * len(calls)
-    failed: dict[int, Exception] = {}
+    timers = [_Timer(call, sync, clock) for call in calls]
+    for timer in timers:
+        timer.guarded(lambda t=timer: [t.run(i) for i in range(warmup)])
+    live, previous = [t for t in timers if t.failed is None], timers[-1] if warmup and timers else None  # who ran last
+    done = lambda t: (t.spent >= min_time_s and len(t.lat) >= min_runs) or len(t.lat) == max_runs  # noqa: E731
+    while live and not all(done(t) for t in live):
+        timer = min((t for t in live if not done(t)), key=lambda t: (t.spent, len(t.lat)))
+        timer.guarded(lambda: timer.block(warmup, block_s, lambda: done(timer), rewarm=previous not in (None, timer)))
+        live, previous = [t for t in live if t.failed is None], timer
+    return [t.failed or summarize(np.array(t.lat), items_per_call, warmup) for t in timers]
 
-    def run(k: int, i: int) -> float:
-        start = clock()
-        calls[k](i)
-        if sync is not None:
-            sync()
-        return clock() - start
 
-    for k in range(len(calls)):
+class _Timer:
+    """One call's timed runs for measure_side_by_side."""
+
+    def __init__(self, call: Callable[[int], object], sync: Callable[[], None] | None,
+                 clock: Callable[[], float]) -> None:
+        self.call, self.sync, self.clock = call, sync, clock
+        self.lat: list[float] = []
+        self.spent = 0.0
+        self.failed: Exception | None = None
+
+    def run(self, i: int) -> float:
+        start = self.clock()
+        self.call(i)
+        if self.sync is not None:
+            self.sync()
+        return self.clock() - start
+
+    def block(self, warmup: int, block_s: float, done: Callable[[], bool], rewarm: bool) -> None:
+        """Timed calls for `block_s`, after one untimed call when another bundle's block ran last (`rewarm`)."""
+        if rewarm:
+            self.run(warmup + len(self.lat))
+        spent = 0.0
+        while spent < block_s and not done():
+            dt = self.run(warmup + len(self.lat))
+            self.lat.append(dt * 1e3)
+            self.spent += dt
+            spent += dt
+
+    def guarded(self, work: Callable[[], object]) -> None:
         try:
-            for i in range(warmup):
-                run(k, i)
+            work()
         except Exception as exc:  # this call drops out; the others are still timed
-            failed[k] = exc
-    live = [k for k in range(len(calls)) if k not in failed]
-    while live and any(spent[k] < min_time_s or len(lat[k]) < min_runs for k in live):
-        k = min(live, key=lambda j: (spent[j], len(lat[j])))
-        try:
-            dt = run(k, warmup + len(lat[k]))
-        except Exception as exc:
-            failed[k] = exc
-            live.remove(k)
-            continue
-        lat[k].append(dt * 1e3)
-        spent[k] += dt
-        if max_runs is not None and len(lat[k]) >= max_runs:
-            live.remove(k)
-    return [failed.get(k) or summarize(np.array(lat[k]), items_per_call, warmup) for k in range(len(calls))]
+            self.failed = exc

@@ -16,6 +16,7 @@ import pytest
 from edge_msa.benchmarks import compare_reports, load_report, run_bench
 from edge_msa.benchmarks.meters import Meter
 from edge_msa.benchmarks.report import pareto_front
+from edge_msa.benchmarks.timing import BLOCK_S
 from conftest import make_featureset
 from edge_msa.cli import main
 from edge_msa.data.base import DatasetSplits
@@ -415,9 +416,9 @@ def test_bundles_are_timed_side_by_side(tmp_path, tiny_splits):
         return pred
 
     run_bench(_bundles(tmp_path, "teacher", "student"), data=tiny_splits, out=tmp_path / "r", modalities=("text",),
-              meter="none", min_time=0.05, min_runs=20, warmup=0, progress=False, loader=loader)
+              meter="none", min_time=4 * BLOCK_S, min_runs=20, warmup=0, progress=False, loader=loader)
     switches = sum(a != b for a, b in zip(calls, calls[1:]))
-    assert switches >= 20  # one after the other: 1 switch
+    assert switches >= 6  # one after the other: 1 switch; in blocks of BLOCK_S timed seconds: 7
 
 
 def test_compare_says_which_settings_differ(tmp_path, tiny_splits, capsys):

@@ -100,6 +100,22 @@ def test_side_by_side_ratios_survive_a_burst_of_load():
     assert seq[1].p50 / seq[0].p50 == pytest.approx(4 / 3)  # what timing one after the other reported
 
 
+def test_side_by_side_times_warm_calls_not_the_first_after_another_bundle():
+    """A call right after another bundle's runs with caches that bundle flushed (here 3x slower), which a device
+    running one model never sees: each block starts with an untimed call, so the medians are the warm times."""
+    clock, last = FakeClock(), [None]
+
+    def call(name, base_s):
+        def one(i):
+            clock.now += base_s * (3 if last[0] not in (None, name) else 1)
+            last[0] = name
+        return one
+
+    small, large = measure_side_by_side([call("small", 0.001), call("large", 0.010)], 1, warmup=1, min_time_s=0.1,
+                                        min_runs=5, clock=clock)
+    assert (small.p99, small.runs, large.p99, large.runs) == pytest.approx((1.0, 100, 10.0, 10))
+
+
 def test_side_by_side_a_failing_call_drops_out_and_the_others_are_timed():
     clock = FakeClock()
 
