@@ -75,8 +75,8 @@ def render_markdown(report: dict[str, Any], png_note: str | None = None) -> str:
              "items/s; energy in mJ per item above idle; model KB = the model's graph files, bundle MB = "
              "everything the device stores (text encoder and tokenizer included); load MB = resident memory the "
              "bundle's load added; peak RSS = the whole benchmark process (harness, evaluation data and the bundles "
-             "loaded before it included) from that bundle's load through its accuracy run. The bundles' calls are "
-             "timed interleaved (side by side), so load that comes and goes falls on all of them alike and the "
+             "loaded before it included) from that bundle's load through its accuracy run. The bundles are timed "
+             "side by side, in alternating blocks of 0.25 timed seconds, so load that comes and goes falls on all of them alike and the "
              "ratios hold within the run.", "",
              "## Results", "",
              "| bundle | model | precision | model KB | bundle MB | batch | modalities | input | status | p50 ms | "

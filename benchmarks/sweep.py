@@ -1,7 +1,7 @@
 """The sweep: bundles x modality subsets x batch sizes -> one row each -> report.json/.md/.png.
 
 Every bundle is loaded (and its accuracy measured) first and stays loaded; then, per subset and batch size, the
-bundles' calls are timed interleaved (`measure_side_by_side`), so their ratios are measured side by side.
+bundles are timed in alternating blocks (`measure_side_by_side`), so their ratios are measured side by side.
 
 Every row carries a status; a row that fails (bad bundle, runtime error, meter error) says
 `failed: <reason>` and the sweep goes on, so one broken bundle never costs the other measurements.
@@ -170,8 +170,8 @@ def _load_bundle(bundle: Path, subsets: dict[str, tuple[str, ...]], batch_sizes:
 
 def _rows_side_by_side(loaded: list[_Loaded], name: str, keep: tuple[str, ...], batch: int, settings: dict,
                        energy: "_Energy") -> list[dict]:
-    """One row per loaded bundle for this subset and batch size, their latencies timed interleaved
-    (`measure_side_by_side`); then each bundle's per-stage ms and energy windows in turn."""
+    """One row per loaded bundle for this subset and batch size, their latencies timed in alternating
+    blocks (`measure_side_by_side`); then each bundle's per-stage ms and energy windows in turn."""
     feeds: dict[int, list] = {}
     failed: dict[int, Exception] = {}
     for k, one in enumerate(loaded):
