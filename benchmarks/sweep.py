@@ -287,8 +287,8 @@ class _Datasets:
             self.given.split(split)  # unknown split names fail before any timing
         elif self.given is not None:
             from edge_msa.data.loader import detect_format, existing_dataset
-            detect_format(existing_dataset(self.given))  # so does a missing or unreadable file; it is read per
-            # bundle's text encoder
+            # so does a missing or unreadable file (it is read later, once per bundle's text encoder)
+            detect_format(existing_dataset(self.given))
 
     def _load(self, path: Path | None, record: dict | None, front=None) -> DatasetSplits:
         key = (path, json.dumps(record, sort_keys=True), getattr(front, "name", None),

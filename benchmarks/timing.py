@@ -52,20 +52,6 @@ def summarize(latencies_ms: np.ndarray, items_per_call: int, warmup: int = 0) ->
                         throughput=items_per_call * lat.size / total_s if total_s > 0 else float("inf"))
 
 
-def measure(call: Callable[[int], object], items_per_call: int, warmup: int = 10, min_time_s: float = 2.0,
-            min_runs: int = 20, max_runs: int | None = None, sync: Callable[[], None] | None = None,
-            clock: Callable[[], float] = time.perf_counter) -> LatencyStats:
-    """Time `call(i)` (i = run index, so callers can cycle inputs) after `warmup` untimed calls.
-
-    Timed runs continue until both `min_time_s` of summed call time and `min_runs` calls are reached
-    (or `max_runs`, a cap for tests and very slow models). An exception from `call` propagates.
-    """
-    result = measure_side_by_side([call], items_per_call, warmup, min_time_s, min_runs, max_runs, sync, clock)[0]
-    if isinstance(result, Exception):
-        raise result
-    return result
-
-
 BLOCK_S = 0.25  # timed seconds a bundle runs before the next takes over (see measure_side_by_side)
 
 

@@ -71,13 +71,19 @@ def _calibrator(trt, feeds, opt, dtypes, cache_path):
     return Calibrator()
 
 
+def trt_version(trt) -> tuple[int, int]:
+    """(major, minor) of the tensorrt module: what the builder's API and ONNX parser depend on."""
+    major, minor = trt.__version__.split(".")[:2]
+    return int(major), int(minor)
+
+
 def preflight(opset: int) -> None:
     """Refuse, before any work, what this TensorRT cannot build: 11.x removed BuilderFlag.FP16/INT8 and the INT8
     calibrators; before 8.5 there is no tensor-name API (set_input_shape, execute_async_v3); 8.5 (JetPack 5) has no
     LayerNormalization importer, which opset 17+ graphs use (opset 16 writes it as primitive ops). cuda-python
     holds the calibration batches and the engines' buffers."""
     trt = require("tensorrt", "--format engine", TRT_FIX)
-    version = tuple(int(v) for v in trt.__version__.split(".")[:2])
+    version = trt_version(trt)
     if not (8, 5) <= version < (11, 0):
         raise MissingDependencyError(f"--format engine builds with TensorRT 8.5-10.x; this is TensorRT "
                                      f"{trt.__version__}" + (", which has no FP16/INT8 builder flags or calibrators"
@@ -102,7 +108,7 @@ def build(ctx) -> dict[str, str]:
 
 def _network(trt, builder, logger, path):
     """The explicit-batch network TensorRT's ONNX parser makes of `path` (one ArtifactError line if it cannot)."""
-    explicit = int(trt.__version__.split(".")[0]) < 10  # 10.x: always explicit batch (the flag is deprecated)
+    explicit = trt_version(trt) < (10, 0)  # 10.x: always explicit batch (the flag is deprecated)
     network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH) if explicit else 0)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(path.read_bytes()):

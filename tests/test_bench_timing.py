@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from edge_msa.benchmarks.timing import measure, measure_side_by_side, summarize
+from edge_msa.benchmarks.timing import measure_side_by_side, summarize
 from edge_msa.errors import InputError
 
 
@@ -18,6 +18,13 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
+
+
+def measure(call, *args, **kwargs):
+    """One call timed alone: measure_side_by_side with nothing beside it."""
+    (result,) = measure_side_by_side([call], *args, **kwargs)
+    assert not isinstance(result, Exception), result
+    return result
 
 
 def test_percentiles_match_numpy_linear_and_throughput_counts_items():

@@ -59,7 +59,8 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.
         flags = [f for action in sub._actions for f in action.option_strings]
         close = [m for u in unknown if u.startswith("-")
                  for m in difflib.get_close_matches(u.split("=")[0], flags, n=1, cutoff=0.7)]
-        sub.error(f"unrecognized arguments: {' '.join(unknown)}" + (f" (did you mean {', '.join(close)}?)" if close else ""))
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        sub.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
     return args
 
 

@@ -224,7 +224,8 @@ def open_container(path: str | os.PathLike, what: str = "audio", expected: str =
         with av.open(str(path)) as container:
             yield av, container
     except (av.error.FFmpegError, OSError, ValueError) as exc:  # raised by open, demux or decode
-        # FFmpegError's str() is "[Errno 1094995529] Invalid data found when processing input: '<path>'": keep the reason
+        # FFmpegError's str() is "[Errno 1094995529] Invalid data found when processing input: '<path>'":
+        # keep the reason
         detail = " ".join(str(getattr(exc, "strerror", None) or exc).split())
         raise InputError(f"cannot read {what} {path}: {detail}; expected {expected}") from None
 
