@@ -53,6 +53,7 @@ def summarize(latencies_ms: np.ndarray, items_per_call: int, warmup: int = 0) ->
 
 
 BLOCK_S = 0.25  # timed seconds a bundle runs before the next takes over (see measure_side_by_side)
+SIDE_BY_SIDE = f"timed side by side in alternating blocks of {BLOCK_S:g} timed seconds, each after one untimed call"
 
 
 def measure_side_by_side(calls: Sequence[Callable[[int], object]], items_per_call: int, warmup: int = 10,

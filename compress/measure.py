@@ -1,10 +1,9 @@
 """Measurements for the compress report: params/MACs (torch-pruning's counter + attention matmuls, averaged
-over the real inputs), side-by-side CPU latency, paired bootstrap confidence intervals."""
+over the real inputs), side-by-side CPU latency (as the bench times), paired bootstrap confidence intervals."""
 from __future__ import annotations
 
 import contextlib
 import io
-import time
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -13,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from edge_msa.benchmarks.timing import summarize
+from edge_msa.benchmarks.timing import measure_side_by_side
 from edge_msa.data.base import FeatureSet
 from edge_msa.errors import TRAIN_FIX, require
 from edge_msa.metrics import msa_metrics
@@ -195,21 +194,19 @@ def text_front_end_params(spec: FeatureSpec) -> dict[str, Any]:
 
 
 def latency(models: dict[str, Callable[[dict], Any]], fs: FeatureSet, calls: int, threads: int) -> dict[str, Any]:
-    """Batch-1 latency of each callable on real inputs of `fs`, interleaved call by call (same input, same
-    moment for every model), after a warm-up; percentiles in ms as the bench harness computes them."""
-    batches = [to_batch(fs, np.array([i % len(fs)])) for i in range(calls)]
-    times: dict[str, list[float]] = {k: [] for k in models}
+    """Batch-1 latency of each callable on `calls` real inputs of `fs` (the same inputs for every model), timed as
+    `edge-msa bench` times bundles (`measure_side_by_side`); percentiles in ms. Timed call by call instead, the
+    student ran on caches the teacher had just flushed, which overstated its latency."""
+    batches = [to_batch(fs, np.array([i])) for i in range(min(calls, len(fs)))]
+    warmup = min(20, calls)
+    timed = [lambda i, fn=fn: fn(batches[i % len(batches)]) for fn in models.values()]
     with torch_threads(threads), torch.inference_mode():
-        for batch in batches[: min(20, calls)]:
-            for fn in models.values():
-                fn(batch)
-        for batch in batches:
-            for name, fn in models.items():
-                start = time.perf_counter()
-                fn(batch)
-                times[name].append((time.perf_counter() - start) * 1e3)
-    stats = {name: summarize(np.asarray(t), items_per_call=1, warmup=min(20, calls)) for name, t in times.items()}
-    return {name: {**s.latency_ms(), "cv": s.cv, "calls": s.runs} for name, s in stats.items()}
+        stats = measure_side_by_side(timed, items_per_call=1, warmup=warmup, min_time_s=0.0, min_runs=calls,
+                                     max_runs=calls)
+    failed = [s for s in stats if isinstance(s, Exception)]
+    if failed:
+        raise failed[0]
+    return {name: {**s.latency_ms(), "cv": s.cv, "calls": s.runs} for name, s in zip(models, stats)}
 
 
 def percentile_ci(draws: Sequence[float]) -> list[float]:

@@ -60,7 +60,7 @@ class CompressOptions:
     calibrate_on: str = "valid"  # split(s) the label-free skip thresholds are chosen on; picked on validation (README)
     skip_eps: float = 0.1  # |score_all - score_without_m| above which running m "matters" (gate target)
     seeds: tuple[int, ...] = (0,)
-    latency_calls: int = 300  # per model, interleaved, batch 1
+    latency_calls: int = 300  # timed calls per model, batch 1, side by side
     latency_threads: int = 1
     threads: int = 1  # torch threads for training: on a small shared CPU, more threads thrash (25 s vs 2 s/epoch)
     # (the teacher's no-grad states for text KD run on training.inference_threads: the same states, in less time)

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from edge_msa.atomic import write_text
+from edge_msa.benchmarks.timing import SIDE_BY_SIDE
 from edge_msa.checkpoint import data_record, load_checkpoint, require_writable_pt, save_checkpoint
 from edge_msa.data.base import DatasetSplits, FeatureSet
 from edge_msa.data.lineage import file_sha256, lineage, rebuild_splits
@@ -347,7 +348,7 @@ def _test_seed(run: SeedRun, test: FeatureSet) -> SeedTest:
 def _measure(teacher, student: Student, chosen: SeedTest, splits: DatasetSplits,
              options: CompressOptions) -> Measurements:
     """Teacher vs kept student on the test split: accuracy, params and MACs per input (mean over test),
-    interleaved latency, and paired bootstraps (teacher - student, student - student with skipping)."""
+    side-by-side latency, and paired bootstraps (teacher - student, student - student with skipping)."""
     test = splits.test
     pred_teacher = predict(teacher, test)
     count_t = measure.mean_over_inputs(measure.count_model, teacher, test)
@@ -382,7 +383,7 @@ def _end_to_end(teacher, student, count_t: dict, count_s: dict, lat: dict) -> di
             "teacher_latency_ms_p50": lat["teacher"]["p50"], "student_latency_ms_p50": lat["student"]["p50"],
             "latency_ratio": lat["teacher"]["p50"] / lat["student"]["p50"],
             "latency": "torch CPU eager, 1 thread, batch 1, raw test transcript -> tokenizer -> text encoder -> "
-                       "fusion -> score (audio/video features given), interleaved calls",
+                       f"fusion -> score (audio/video features given), {SIDE_BY_SIDE}",
             "fusion_only": {"teacher_params": fusion_t, "student_params": fusion_s, "params_ratio": fusion_t / fusion_s,
                             "note": "fusion part only (audio/video encoders, fusion, head, gate): no text encoder"}}
 

@@ -76,8 +76,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {name} | {row['params']:,} | {_fmt(row.get('params_with_text_front_end'))} | "
                      f"{row['macs']:,.0f} | {row['latency_ms_p50']:.3f} | {row['latency_ms_p90']:.3f} |")
     lat = report["latency"]
-    lines += ["", f"Latency: {lat['backend']}, {lat['threads']} thread(s), batch 1, {lat['calls']} interleaved calls "
-              f"per model on real test inputs; {lat['text_front_end']}.", "",
+    lines += ["", f"Latency: {lat['backend']}, {lat['threads']} thread(s), batch 1, {lat['calls']} calls per model "
+              f"on real test inputs, {lat.get('timing', 'interleaved call by call')}; {lat['text_front_end']}.", "",
               "## Accuracy (test)", "", "| | " + " | ".join(METRIC_KEYS) + " |",
               "|---|" + "---|" * len(METRIC_KEYS)]
     for name, row in (("teacher", t), ("student", s), ("student + skipping", k)):

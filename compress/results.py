@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from edge_msa.benchmarks.timing import SIDE_BY_SIDE
 from edge_msa.data.base import DatasetSplits
 from edge_msa.data.lineage import lineage
 from edge_msa.host import training_host
@@ -151,7 +152,7 @@ class CompressReport:
         options = self.options
         return {"backend": "torch CPU (eager)", "threads": options.latency_threads, "batch": 1,
                 "train_threads": options.threads, "calls": options.latency_calls,
-                "inputs": "test split, one utterance per call, interleaved",
+                "inputs": "test split, one utterance per call", "timing": SIDE_BY_SIDE,
                 "text_front_end": ("from the raw transcript: tokenizer + text encoder timed in every call"
                                    if self.measured.end_to_end else
                                    "text features precomputed: the shared MiniLM front end is not timed"),

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import make_featureset
-from edge_msa.compress.measure import _AttentionMacs, count_model, mean_over_inputs
+from edge_msa.compress.measure import _AttentionMacs, count_model, latency, mean_over_inputs
 from edge_msa.models import create_model
 from edge_msa.training import to_batch
 
@@ -46,3 +46,17 @@ def test_macs_per_input_are_the_mean_over_every_input(tiny_spec, torch_one_threa
     text = [e["parts"]["encode_text"]["macs"] for e in each]
     assert mean["parts"]["encode_text"]["macs"] == pytest.approx(np.mean(text))
     assert mean["params"] == each[0]["params"] and mean["inputs"] == 10
+
+
+def test_latency_times_the_models_in_blocks_on_the_same_inputs(tiny_spec):
+    """The report's latency is timed as the bench times bundles: in blocks, not alternating call by call (which
+    ran the small model on caches the large one had just flushed), with every model given the same inputs."""
+    fs = make_featureset(tiny_spec, 7)
+    order: list[tuple[str, int]] = []
+    models = {name: (lambda batch, name=name: order.append((name, int(batch["index"][0])))) for name in "ab"}
+    result = latency(models, fs, calls=30, threads=1)
+    timed = order[2 * 20:]  # after each model's 20 warm-up calls
+    switches = sum(x[0] != y[0] for x, y in zip(timed, timed[1:]))
+    assert switches < 10  # call by call gave 59
+    assert {name: result[name]["calls"] for name in "ab"} == {"a": 30, "b": 30}
+    assert sorted(i for n, i in order if n == "a") == sorted(i for n, i in order if n == "b")
