@@ -249,7 +249,8 @@ def test_recent_predictions_are_bounded_and_thread_safe():
         t.start()
     for t in threads:
         t.join()
-    assert recent.get("0-0") is None and recent.get("3-499") is not None
+    # which thread finished last depends on scheduling: one thread's last item is the newest of all
+    assert recent.get("0-0") is None and any(recent.get(f"{k}-499") is not None for k in range(4))
     assert sum(recent.get(f"{k}-{i}") is not None for k in range(4) for i in range(500)) == 100
 
 
