@@ -3,6 +3,7 @@ inputs as one-line errors (CLI exit 2), eval on a featurized dataset."""
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -172,7 +173,7 @@ def test_gate_skip_means_the_media_front_end_never_runs(tmp_path_factory, tmp_pa
     for path in clips.values():
         path.write_bytes(b"x")
     text = np.ones((4, 12), np.float32)
-    with load(bundle) as p:
+    with load(bundle, max_media_seconds=math.inf) as p:  # the clips are stand-ins (b"x"): not measured
         p._front_ends = {"audio": fake("audio"), "video": fake("video")}
         p.thresholds = [2.0, 0.0]  # audio never worth it, video always
         r = p.predict(text=text, audio=clips["audio"], video=clips["video"])
@@ -605,6 +606,36 @@ def test_cli_features_npz_with_lengths_and_flags(bundle, tmp_path, capsys):
     assert main(["predict", str(bundle), "--text", str(tmp_path / "t.npy"), "--features", str(one)]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["skipped"]["video"] == "missing" and "text" in out["ran"]
+
+
+def test_media_longer_than_the_limit_is_refused_before_decoding(av_bundle, tmp_path, capsys):
+    """predict decoded any media file whole (an hour-long recording: minutes and GBs) while REST refused more than
+    30 s: both now share one limit, measured from the header, raised with --max-media-s / max_media_seconds=."""
+    sf = pytest.importorskip("soundfile")
+    from conftest import one_line_error
+    from edge_msa.cli import main
+    from edge_msa.features import MAX_MEDIA_SECONDS
+    from edge_msa.serve.inputs import Limits
+    from test_features_video import write_video
+
+    assert Limits().max_media_seconds == MAX_MEDIA_SECONDS == 30
+    sf.write(tmp_path / "long.wav", np.zeros(1000 * 31, np.float32), 1000)  # 31 s at 1 kHz
+    write_video(tmp_path / "slow.avi", [np.zeros((48, 64, 3), np.uint8)] * 4, fps=0.1)  # 40 s
+    np.save(tmp_path / "t.npy", np.ones((4, 12), np.float32))
+    text = ["--text", str(tmp_path / "t.npy")]
+    for flag, name, seconds in (("--audio", "long.wav", "31.0"), ("--video", "slow.avi", "40.0")):
+        assert main(["predict", str(av_bundle), *text, flag, str(tmp_path / name)]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and err.count("\n") == 1 and f"{name} lasts {seconds} s; expected at most 30 s" in err
+        assert "--max-media-s" in err
+    assert main(["predict", str(av_bundle), *text, "--audio", str(tmp_path / "long.wav"), "--max-media-s", "60"]) == 0
+    assert json.loads(capsys.readouterr().out)["score"] is not None
+    with load(av_bundle, max_media_seconds=10) as p:
+        p._front_ends = {"audio": lambda path: pytest.fail("decoded a file over the limit")}
+        p.thresholds = [2.0, 2.0]  # the gate would skip the audio: refused all the same
+        message = one_line_error(lambda: p.predict(text=np.ones((4, 12), np.float32), audio=tmp_path / "long.wav"))
+        assert "long.wav lasts 31.0 s; expected at most 10 s" in message
+    assert "must be > 0 seconds" in one_line_error(lambda: load(av_bundle, max_media_seconds=0))
 
 
 @pytest.fixture(scope="module")

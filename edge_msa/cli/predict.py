@@ -31,6 +31,8 @@ building the text encoder session, not in total).
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from ..features import MAX_MEDIA_SECONDS
+
     p = subparsers.add_parser("predict", help="predict sentiment with a bundle (one JSON line per input)",
                               description="Run an exported bundle on text / audio / video inputs or feature arrays.",
                               epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -44,6 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", default=None, help="onnxruntime | tensorrt (default: the bundle's)")
     p.add_argument("--providers", default=None, help="comma-separated onnxruntime providers (default: best available)")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: onnxruntime's)")
+    p.add_argument("--max-media-s", type=float, default=MAX_MEDIA_SECONDS, help="longest audio / video file in "
+                   f"seconds, refused before decoding (default {MAX_MEDIA_SECONDS:g}, as in serve; inf: no limit)")
     p.set_defaults(handler=run)
 
 
@@ -57,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("empty --text; expected at least one word")
     items = _csv_items(Path(args.batch)) if args.batch else _flag_items(args)
     providers = args.providers.split(",") if args.providers else None
-    with load(args.bundle, backend=args.backend, providers=providers, threads=args.threads) as predictor:
+    with load(args.bundle, backend=args.backend, providers=providers, threads=args.threads,
+              max_media_seconds=args.max_media_s) as predictor:
         for prediction in predictor.predict_batch(items):
             print(json.dumps(prediction.to_dict()))
     return 0

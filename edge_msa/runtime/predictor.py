@@ -8,6 +8,7 @@ Single layout: one graph, every present modality runs.
 """
 from __future__ import annotations
 
+import math
 import os
 import time
 import warnings
@@ -18,7 +19,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from ..errors import EdgeMSAError, InputError
-from ..features import media_file
+from ..features import MAX_MEDIA_SECONDS, media_file, media_seconds
 from ..features.audio import NAME as LOGMEL, VIDEO_EXTS, has_audio_track
 from ..features.text import TOKENS_PREFIX, WordPiece
 from ..spec import ABSENT, GRAPH_IO, MODALITIES, SINGLE, SKIPPABLE, modality_runs
@@ -56,12 +57,13 @@ class Predictor:
     """Runs the graphs of one bundle. Build it with `edge_msa.runtime.load(bundle_dir)`."""
 
     def __init__(self, manifest: Manifest, backends: Mapping[str, Backend], bundle: str | os.PathLike | None = None,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, max_media_seconds: float = MAX_MEDIA_SECONDS) -> None:
         self.manifest = manifest
         self.spec = manifest.feature_spec
         self.backends = dict(backends)
         self.bundle = Path(bundle) if bundle else None
         self.threads = threads
+        self.max_media_seconds = max_media_seconds
         self.thresholds = list(manifest.skip_thresholds or [0.0] * len(SKIPPABLE))
         self._text_encoder = None
         self._front_ends: dict[str, Any] = {}
@@ -302,15 +304,21 @@ class Predictor:
         return x
 
     def _media_check(self, modality: str, path: Path) -> str | None:
-        """Why a media file cannot be used (None if it can): it does not exist (an error, whatever the model:
-        a mistyped path must not pass as a skipped modality), or the model was trained on external features
-        that edge-msa cannot compute (warned and skipped)."""
+        """Why a media file cannot be used (None if it can): it does not exist or lasts longer than
+        max_media_seconds (errors, whatever the model and the gate: a mistyped path must not pass as a skipped
+        modality, and the same file must not be refused or not by the text beside it), or the model was trained
+        on external features that edge-msa cannot compute (warned and skipped)."""
         media_file(path, f"{modality} file", "a media file")
         name = self.spec.front_end(modality)
         if name.startswith("external"):
             warnings.warn(f"{modality}: skipped {path.name}; this model expects {name} features (an array of "
                           f"shape (L, {self.spec.dim(modality)})), not a media file", stacklevel=3)
             return f"expects {name} features, got a media file"
+        limit = self.max_media_seconds
+        seconds = media_seconds(modality, path, limit, f"{modality} files") if math.isfinite(limit) else 0.0
+        if seconds > limit:
+            raise InputError(f"{modality} {path} lasts {seconds:.1f} s; expected at most {limit:g} s (raise the "
+                             "limit with predict --max-media-s or load(..., max_media_seconds=); inf: none)")
         return None
 
     def _audio_track_check(self, video: Path) -> str | None:
@@ -432,6 +440,12 @@ def check_lengths(what: str, lengths: Any, batch: int, steps: int) -> np.ndarray
     return ln.astype(np.int64)
 
 
+def check_max_media_seconds(limit: float) -> None:
+    """A positive number of seconds (inf: no limit); NaN or <= 0 would refuse every media file, or none."""
+    if not limit > 0:
+        raise InputError(f"--max-media-s must be > 0 seconds (inf: no limit); got {limit}")
+
+
 def check_threads(threads: int | None) -> None:
     """None (the runtime's choice) or >= 1; onnxruntime reads 0 as its default and a negative count as an error
     deep in session creation, so both are refused here in one line."""
@@ -440,18 +454,20 @@ def check_threads(threads: int | None) -> None:
 
 
 def load(bundle_dir: str | os.PathLike, backend: str | None = None, providers: Sequence[str] | None = None,
-         threads: int | None = None) -> Predictor:
+         threads: int | None = None, max_media_seconds: float = MAX_MEDIA_SECONDS) -> Predictor:
     """Open a bundle: read its manifest and load every graph with `backend` (default: the one the bundle
-    was exported for, "onnxruntime" for .onnx graphs, "tensorrt" for engines)."""
+    was exported for, "onnxruntime" for .onnx graphs, "tensorrt" for engines). Audio / video files longer than
+    `max_media_seconds` are refused before any decoding (math.inf: no limit)."""
     bundle = Path(bundle_dir)
-    return open_bundle(bundle, read_manifest(bundle), backend, providers, threads)
+    return open_bundle(bundle, read_manifest(bundle), backend, providers, threads, max_media_seconds)
 
 
 def open_bundle(bundle: Path, manifest: Manifest, backend: str | None = None, providers: Sequence[str] | None = None,
-                threads: int | None = None) -> Predictor:
+                threads: int | None = None, max_media_seconds: float = MAX_MEDIA_SECONDS) -> Predictor:
     """A Predictor over `bundle`'s graphs as `manifest` describes them (load's second half; export validates a
     bundle through it before its manifest is written)."""
     check_threads(threads)
+    check_max_media_seconds(max_media_seconds)
     name = backend or manifest.backend
     if name == "torch":
         raise InputError("the torch backend wraps a model in memory (export's parity check), not a bundle; "
@@ -469,4 +485,4 @@ def open_bundle(bundle: Path, manifest: Manifest, backend: str | None = None, pr
         for b in backends.values():
             b.close()
         raise
-    return Predictor(manifest, backends, bundle, threads)
+    return Predictor(manifest, backends, bundle, threads, max_media_seconds)
