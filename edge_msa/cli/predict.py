@@ -15,7 +15,8 @@ EPILOG = """inputs (any modality may be left out):
   --features f.npz      arrays `text`, `audio`, `video` of shape (L, d) for one input or (N, L, d) for N inputs,
                         optional `text_len` / `audio_len` / `video_len` (N,) (0 = missing for that input)
   --batch list.csv      many inputs: a CSV with a header and any of the columns text, audio, video
-                        (file paths relative to the CSV's folder); run as one batch
+                        (file paths relative to the CSV's folder); run as one batch; an error names
+                        the data row (row 1 = the first row after the header)
 
 examples:
   edge-msa predict bundles/student --text "what a wonderful film" --features clip_av.npz
@@ -54,6 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..errors import InputError
     from ..runtime import load
+    from ..runtime.predictor import ItemError
 
     if args.batch and (args.text or args.audio or args.video or args.features):
         raise InputError("--batch takes all inputs from the CSV; drop --text/--audio/--video/--features")
@@ -63,8 +65,13 @@ def run(args: argparse.Namespace) -> int:
     providers = args.providers.split(",") if args.providers else None
     with load(args.bundle, backend=args.backend, providers=providers, threads=args.threads,
               max_media_seconds=args.max_media_s) as predictor:
-        for prediction in predictor.predict_batch(items):
-            print(json.dumps(prediction.to_dict()))
+        try:
+            predictions = predictor.predict_batch(items)
+        except ItemError as exc:  # "input index 3" -> the row as the user finds it in the file
+            where = f"{args.batch} row {exc.index + 1}" if args.batch else f"{args.features} index {exc.index}"
+            raise InputError(f"{where}: {exc.reason}") from None
+    for prediction in predictions:
+        print(json.dumps(prediction.to_dict()))
     return 0
 
 
