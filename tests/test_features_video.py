@@ -91,6 +91,19 @@ def test_real_cremad_flvs_find_faces_and_differ_by_emotion():
     assert fe.timings["decode"] > 0 and fe.timings["detect"] > 0
 
 
+def test_a_still_image_is_refused_not_taken_as_a_one_frame_clip(tmp_path):
+    """FFmpeg opens a .jpg / .png as a 1-frame video: a photo passed as a clip of one frozen face, unlike the
+    utterances the models learned expressions from (REST refuses images as video with 415)."""
+    fe = VideoFrontEnd()
+    image = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    for name in ("face.jpg", "face.png"):
+        cv2.imwrite(str(tmp_path / name), image)
+        message = one_line_error(lambda: fe(tmp_path / name))
+        assert f"{name} is a still image (1 frame); expected a video clip" in message
+    write_video(tmp_path / "two.avi", [image, image])
+    assert fe(tmp_path / "two.avi").shape == (2, DIM)  # two frames are a (short) clip
+
+
 def test_bad_video_inputs_raise_one_line_input_errors(tmp_path):
     fe = VideoFrontEnd()
     assert "not found" in one_line_error(lambda: fe(tmp_path / "nope.mp4"))

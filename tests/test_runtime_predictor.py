@@ -3,6 +3,7 @@ inputs as one-line errors (CLI exit 2), eval on a featurized dataset."""
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -172,7 +173,7 @@ def test_gate_skip_means_the_media_front_end_never_runs(tmp_path_factory, tmp_pa
     for path in clips.values():
         path.write_bytes(b"x")
     text = np.ones((4, 12), np.float32)
-    with load(bundle) as p:
+    with load(bundle, max_media_seconds=math.inf) as p:  # the clips are stand-ins (b"x"): not measured
         p._front_ends = {"audio": fake("audio"), "video": fake("video")}
         p.thresholds = [2.0, 0.0]  # audio never worth it, video always
         r = p.predict(text=text, audio=clips["audio"], video=clips["video"])
@@ -607,6 +608,61 @@ def test_cli_features_npz_with_lengths_and_flags(bundle, tmp_path, capsys):
     assert out["skipped"]["video"] == "missing" and "text" in out["ran"]
 
 
+def test_cli_batch_errors_name_the_row_as_found_in_the_file(bundle, tmp_path, capsys):
+    """A bad input of several was `input #1`, counted from 0 (the CSV's 2nd row), and a bad feature array named no
+    input at all; the CLI now names a CSV's data row from 1 and an .npz's index along N, the API "input index 1"."""
+    from conftest import one_line_error
+    from edge_msa.cli import main
+
+    a = _arrays()
+    np.save(tmp_path / "a.npy", a["audio"])
+    np.save(tmp_path / "wrong.npy", np.zeros((3, 6), np.float32))
+    (tmp_path / "empty.csv").write_text("text,audio\n,a.npy\n,\n")
+    (tmp_path / "wrong.csv").write_text("audio\na.npy\nwrong.npy\na.npy\n")
+    npz = _npz(tmp_path / "f.npz", audio=np.stack([a["audio"]] * 3), audio_len=np.array([2, 2, 0]))
+    cases = [(["--batch", tmp_path / "empty.csv"], "empty.csv row 2: input has no usable modality (nothing given)"),
+             (["--batch", tmp_path / "wrong.csv"], "wrong.csv row 2: audio features have shape (3, 6); expected"),
+             (["--features", npz], "f.npz index 2: input has no usable modality")]
+    for flags, message in cases:
+        assert main(["predict", str(bundle), *map(str, flags)]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and err.count("\n") == 1 and message in err, err
+    with load(bundle) as p:
+        assert one_line_error(lambda: p.predict_batch([{"audio": a["audio"]}, {"audio": np.zeros((3, 6))}])) \
+            .startswith("input index 1: audio features have shape (3, 6)")
+        assert one_line_error(lambda: p.predict(audio=np.zeros((3, 6)))).startswith("audio features have shape")
+
+
+def test_media_longer_than_the_limit_is_refused_before_decoding(av_bundle, tmp_path, capsys):
+    """predict decoded any media file whole (an hour-long recording: minutes and GBs) while REST refused more than
+    30 s: both now share one limit, measured from the header, raised with --max-media-s / max_media_seconds=."""
+    sf = pytest.importorskip("soundfile")
+    from conftest import one_line_error
+    from edge_msa.cli import main
+    from edge_msa.features import MAX_MEDIA_SECONDS
+    from edge_msa.serve.inputs import Limits
+    from test_features_video import write_video
+
+    assert Limits().max_media_seconds == MAX_MEDIA_SECONDS == 30
+    sf.write(tmp_path / "long.wav", np.zeros(1000 * 31, np.float32), 1000)  # 31 s at 1 kHz
+    write_video(tmp_path / "slow.avi", [np.zeros((48, 64, 3), np.uint8)] * 4, fps=0.1)  # 40 s
+    np.save(tmp_path / "t.npy", np.ones((4, 12), np.float32))
+    text = ["--text", str(tmp_path / "t.npy")]
+    for flag, name, seconds in (("--audio", "long.wav", "31.0"), ("--video", "slow.avi", "40.0")):
+        assert main(["predict", str(av_bundle), *text, flag, str(tmp_path / name)]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and err.count("\n") == 1 and f"{name} lasts {seconds} s; expected at most 30 s" in err
+        assert "--max-media-s" in err
+    assert main(["predict", str(av_bundle), *text, "--audio", str(tmp_path / "long.wav"), "--max-media-s", "60"]) == 0
+    assert json.loads(capsys.readouterr().out)["score"] is not None
+    with load(av_bundle, max_media_seconds=10) as p:
+        p._front_ends = {"audio": lambda path: pytest.fail("decoded a file over the limit")}
+        p.thresholds = [2.0, 2.0]  # the gate would skip the audio: refused all the same
+        message = one_line_error(lambda: p.predict(text=np.ones((4, 12), np.float32), audio=tmp_path / "long.wav"))
+        assert "long.wav lasts 31.0 s; expected at most 10 s" in message
+    assert "must be > 0 seconds" in one_line_error(lambda: load(av_bundle, max_media_seconds=0))
+
+
 @pytest.fixture(scope="module")
 def token_bundle(tiny_bert_dir, tmp_path_factory):
     """A tiny student that encodes token ids itself (tiny BERT, 40-token vocabulary): only tokenizer.json travels."""
@@ -626,7 +682,7 @@ def test_text_and_token_ids_are_checked_before_the_tokenizer_and_graph(token_bun
         ids = p.text_encoder.encode(["a good film"])[0][0]  # (L, 1) float32, as the string travels
         assert p.predict(text=ids).score == pytest.approx(text.score, abs=1e-6)
         assert "text holds an unpaired UTF-16 surrogate" in one_line_error(lambda: p.predict(text="bad \ud800"))
-        assert "text #1 holds an unpaired" in one_line_error(lambda: p.predict_batch([{"text": "ok"},
+        assert "input index 1: text holds an unpaired" in one_line_error(lambda: p.predict_batch([{"text": "ok"},
                                                                                        {"text": "\udcff"}]))
         vocab = p.text_encoder.vocab_size
         for bad in (-1.0, float(vocab), 2.5):

@@ -169,6 +169,23 @@ def test_media_uploads_without_content_are_refused_before_the_batch(tmp_path):
         assert info.value.status == 400 and words in info.value.message and str(tmp_path) not in info.value.message
 
 
+def test_audio_in_a_container_is_opened_once_to_check_its_track_and_length(tmp_path, monkeypatch):
+    """An MP4 upload as audio was opened by PyAV twice before the batch: once for its audio track, once for its
+    length. One open now answers both, the track check included (a silent MP4 as audio is still a 400)."""
+    encoded = {name: encode(tmp_path / f"{name}.mp4", 1, video="mpeg4", audio=audio)
+               for name, audio in (("voiced", "aac"), ("silent", None))}
+    import av
+
+    opened, real = [], av.open
+    monkeypatch.setattr(av, "open", lambda *a, **k: opened.append(a[0]) or real(*a, **k))
+    assert parse_item({"audio": encoded["voiced"]}, SERVE_SPEC, Limits(), lambda: tmp_path).item["audio"].is_file()
+    assert len(opened) == 1
+    with pytest.raises(RequestError) as info:
+        parse_item({"audio": encoded["silent"]}, SERVE_SPEC, Limits(), lambda: tmp_path)
+    assert info.value.status == 400 and "audio is a MP4 file without an audio track" in info.value.message
+    assert len(opened) == 2
+
+
 @pytest.mark.parametrize("m, module, head", [("audio", "soundfile", b"RIFF\0\0\0\0WAVE"),
                                              ("video", "cv2", b"FLV\x01")])
 def test_media_upload_without_the_media_extra_is_a_503_naming_the_fix(tmp_path, monkeypatch, m, module, head):

@@ -15,7 +15,8 @@ EPILOG = """inputs (any modality may be left out):
   --features f.npz      arrays `text`, `audio`, `video` of shape (L, d) for one input or (N, L, d) for N inputs,
                         optional `text_len` / `audio_len` / `video_len` (N,) (0 = missing for that input)
   --batch list.csv      many inputs: a CSV with a header and any of the columns text, audio, video
-                        (file paths relative to the CSV's folder); run as one batch
+                        (file paths relative to the CSV's folder); run as one batch; an error names
+                        the data row (row 1 = the first row after the header)
 
 examples:
   edge-msa predict bundles/student --text "what a wonderful film" --features clip_av.npz
@@ -31,6 +32,8 @@ building the text encoder session, not in total).
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from ..features import MAX_MEDIA_SECONDS
+
     p = subparsers.add_parser("predict", help="predict sentiment with a bundle (one JSON line per input)",
                               description="Run an exported bundle on text / audio / video inputs or feature arrays.",
                               epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -44,12 +47,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", default=None, help="onnxruntime | tensorrt (default: the bundle's)")
     p.add_argument("--providers", default=None, help="comma-separated onnxruntime providers (default: best available)")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: onnxruntime's)")
+    p.add_argument("--max-media-s", type=float, default=MAX_MEDIA_SECONDS, help="longest audio / video file in "
+                   f"seconds, refused before decoding (default {MAX_MEDIA_SECONDS:g}, as in serve; inf: no limit)")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import InputError
     from ..runtime import load
+    from ..runtime.predictor import ItemError
 
     if args.batch and (args.text or args.audio or args.video or args.features):
         raise InputError("--batch takes all inputs from the CSV; drop --text/--audio/--video/--features")
@@ -57,9 +63,15 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("empty --text; expected at least one word")
     items = _csv_items(Path(args.batch)) if args.batch else _flag_items(args)
     providers = args.providers.split(",") if args.providers else None
-    with load(args.bundle, backend=args.backend, providers=providers, threads=args.threads) as predictor:
-        for prediction in predictor.predict_batch(items):
-            print(json.dumps(prediction.to_dict()))
+    with load(args.bundle, backend=args.backend, providers=providers, threads=args.threads,
+              max_media_seconds=args.max_media_s) as predictor:
+        try:
+            predictions = predictor.predict_batch(items)
+        except ItemError as exc:  # "input index 3" -> the row as the user finds it in the file
+            where = f"{args.batch} row {exc.index + 1}" if args.batch else f"{args.features} index {exc.index}"
+            raise InputError(f"{where}: {exc.reason}") from None
+    for prediction in predictions:
+        print(json.dumps(prediction.to_dict()))
     return 0
 
 

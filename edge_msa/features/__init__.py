@@ -6,10 +6,12 @@ A model can only consume the front end its FeatureSpec names (manifest `front_en
 from __future__ import annotations
 
 import importlib
+import math
 import os
 from pathlib import Path
+from typing import Any
 
-from ..errors import InputError
+from ..errors import MEDIA_FIX, InputError, require
 from ..spec import suggest
 
 # name -> ("module:Class", the constructor argument that sets its sequence length); the modules import
@@ -19,6 +21,9 @@ FRONT_ENDS = {
     "logmel-v1": ("edge_msa.features.audio:AudioFrontEnd", "max_frames"),
     "face-v1": ("edge_msa.features.video:VideoFrontEnd", "num_frames"),
 }
+MAX_MEDIA_SECONDS = 30.0  # default longest audio / video input (REST's Limits, predict, load): a kiosk utterance
+# lasts seconds; an hour-long recording would take minutes and GBs to decode before the front end pools it away
+UNKNOWN_FRAMES = 2**62  # libsndfile's frame count for a stream of unknown length (SF_COUNT_MAX ~ 9.2e18)
 
 
 def front_end(name: str, **kwargs):
@@ -48,3 +53,32 @@ def media_file(path: str | os.PathLike, what: str, expected: str) -> Path:
     if p.stat().st_size == 0:
         raise InputError(f"{what} {p} is empty (0 bytes); expected {expected}")
     return p
+
+
+def media_seconds(modality: str, path: Path, stop_after: float = math.inf, purpose: str = "measuring media") -> float:
+    """Seconds an audio / video file lasts, measured without decoding it, so a file past a duration limit is refused
+    before a front end spends minutes decoding it: the header where it states the length (soundfile for audio files,
+    OpenCV's frame count / fps for video), else PyAV's packet timestamps (browser-recorded WebM, a FLAC written as a
+    stream, audio in a video container, whose audio track must exist), read up to just past `stop_after`.
+    Unreadable -> InputError; soundfile / OpenCV / PyAV missing -> MissingDependencyError naming the fix."""
+    from .audio import VIDEO_EXTS, media_duration
+
+    reader = require("soundfile" if modality == "audio" else "cv2", purpose, MEDIA_FIX)
+    in_container = modality == "audio" and path.suffix.lower() in VIDEO_EXTS  # read_audio takes these to PyAV too
+    seconds = None if in_container else header_seconds(reader, modality, path)
+    return media_duration(path, stop_after, need_audio=modality == "audio") if seconds is None else seconds
+
+
+def header_seconds(reader: Any, modality: str, path: Path) -> float | None:
+    """Seconds the header of an audio file (soundfile) or a video (OpenCV) states, None where it states none or
+    soundfile cannot read the file (.m4a, .opus: read_audio decodes those with PyAV as well)."""
+    if modality == "audio":
+        try:
+            info = reader.info(str(path))
+        except (RuntimeError, TypeError):  # soundfile's LibsndfileError is a RuntimeError
+            return None
+        return float(info.duration) if info.frames < UNKNOWN_FRAMES else None
+    capture = reader.VideoCapture(str(path))  # OpenCV
+    frames, fps = capture.get(reader.CAP_PROP_FRAME_COUNT), capture.get(reader.CAP_PROP_FPS)
+    capture.release()
+    return frames / fps if frames > 0 and fps > 0 and math.isfinite(frames / fps) else None

@@ -255,12 +255,17 @@ def has_audio_track(path: str | os.PathLike) -> bool:
         return bool(container.streams.audio)
 
 
-def media_duration(path: str | os.PathLike, stop_after: float = float("inf")) -> float:
+def media_duration(path: str | os.PathLike, stop_after: float = float("inf"), need_audio: bool = False) -> float:
     """Seconds a media file lasts, for files whose header does not say (browser-recorded WebM, a FLAC written as a
     stream, audio inside a video container): the container's duration, else the end of its last packet, read by
-    demuxing without decoding and stopping once past `stop_after`. Unreadable -> InputError; no PyAV -> the fix."""
-    with open_container(path, "media", "a media file", "measuring media without a duration in the header") \
-            as (av, container):
+    demuxing without decoding and stopping once past `stop_after`. `need_audio`: a file without an audio track is
+    an InputError, checked on the same open (a container is opened once per check). Unreadable -> InputError; no
+    PyAV -> the fix."""
+    what, expected = ("audio", "a media file with an audio track") if need_audio else ("media", "a media file")
+    with open_container(path, what, expected, "measuring media without a duration in the header") as (av, container):
+        if need_audio and not container.streams.audio:
+            raise InputError(f"audio {path} is a {Path(path).suffix[1:].upper()} file without an audio track; "
+                             "expected audio, or a video with an audio track")
         if container.duration and container.duration > 0:
             return container.duration / av.time_base
         end = 0.0

@@ -10,7 +10,7 @@ crop, resize to 48x48 -> per frame:
 - [104]     face flag: 1 if a face was found in this frame.
 A frame with no detected face is still used: its features come from the frame's centre square crop
 (side = the shorter frame side), with that crop as the box and face flag 0. A clip with no decodable
-frame raises InputError.
+frame, or only one (a still image; see read_frames), raises InputError.
 """
 from __future__ import annotations
 
@@ -131,12 +131,19 @@ def read_frames(path: str | os.PathLike, num_frames: int) -> list[np.ndarray]:
     full count (4 frames from its first third), and browser-recorded WebM has none (-2.8e17). When the frames
     decoded differ from the header, a second pass picks over the frames that exist, so every clip is sampled as
     in training; decoding is grab-only except for the picked frames, so memory never grows with clip length.
+
+    A still image (FFmpeg opens a .jpg / .png as a 1-frame video) is refused, not taken as a 1-frame clip: the
+    features are a sequence over an utterance, the models learned expressions as they move across its frames, and
+    a photo would score as a clip of a frozen face; the REST service refuses images as video (415) the same way.
     """
     p = media_file(path, "video file", "a video OpenCV can decode")
     cv2 = _cv2()
     with open_capture(cv2, p) as cap:
         count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
         frames, total = pick_frames(cv2, cap, count, num_frames)
+    if total == 1:
+        raise InputError(f"video {p} is a still image (1 frame); expected a video clip of the utterance (the face "
+                         "is read across its frames); leave the video out to predict without it")
     if 0 < total != count:
         with open_capture(cv2, p) as cap:
             frames, _ = pick_frames(cv2, cap, total, num_frames)

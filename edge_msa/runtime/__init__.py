@@ -8,7 +8,7 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "load": "predictor", "Predictor": "predictor", "Prediction": "predictor",
+    "load": "predictor", "Predictor": "predictor", "Prediction": "predictor", "ItemError": "predictor",
     "Backend": "backend", "BACKENDS": "backend",
     "Manifest": "manifest", "read_manifest": "manifest", "write_manifest": "manifest",
 }  # evaluate lives in edge_msa.runtime.evaluate (a same-named attribute would shadow the submodule)

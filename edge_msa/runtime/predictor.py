@@ -8,17 +8,19 @@ Single layout: one graph, every present modality runs.
 """
 from __future__ import annotations
 
+import math
 import os
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from ..errors import EdgeMSAError, InputError
-from ..features import media_file
+from ..features import MAX_MEDIA_SECONDS, media_file, media_seconds
 from ..features.audio import NAME as LOGMEL, VIDEO_EXTS, has_audio_track
 from ..features.text import TOKENS_PREFIX, WordPiece
 from ..spec import ABSENT, GRAPH_IO, MODALITIES, SINGLE, SKIPPABLE, modality_runs
@@ -48,6 +50,30 @@ class Prediction:
         return asdict(self)
 
 
+class ItemError(InputError):
+    """What was wrong with one input of a predict_batch call of several: `index` counts from 0 as the list does and
+    `reason` is the error itself, so a caller that read the inputs from a file can name the row as its user finds
+    it (the CLI: a CSV's data row from 1, an .npz's index along N)."""
+
+    def __init__(self, index: int, reason: str) -> None:
+        super().__init__(f"input index {index}: {reason}")
+        self.index, self.reason = index, reason
+
+
+@contextmanager
+def _blame(index: int, many: bool) -> Iterator[None]:
+    """An InputError raised inside becomes an ItemError naming input `index` when the call has several inputs (an
+    input alone needs no name)."""
+    try:
+        yield
+    except ItemError:
+        raise
+    except InputError as exc:
+        if not many:
+            raise
+        raise ItemError(index, str(exc)) from None
+
+
 def polarity(score: float) -> str:
     return "positive" if score > 0 else "negative" if score < 0 else "neutral"
 
@@ -56,12 +82,13 @@ class Predictor:
     """Runs the graphs of one bundle. Build it with `edge_msa.runtime.load(bundle_dir)`."""
 
     def __init__(self, manifest: Manifest, backends: Mapping[str, Backend], bundle: str | os.PathLike | None = None,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, max_media_seconds: float = MAX_MEDIA_SECONDS) -> None:
         self.manifest = manifest
         self.spec = manifest.feature_spec
         self.backends = dict(backends)
         self.bundle = Path(bundle) if bundle else None
         self.threads = threads
+        self.max_media_seconds = max_media_seconds
         self.thresholds = list(manifest.skip_thresholds or [0.0] * len(SKIPPABLE))
         self._text_encoder = None
         self._front_ends: dict[str, Any] = {}
@@ -85,15 +112,16 @@ class Predictor:
         for i, (row, pending, reasons) in enumerate(zip(rows, media, skipped)):
             if not row and not pending:
                 why = "; ".join(f"{m}: {r}" for m, r in reasons.items()) or "nothing given"
-                where = "" if len(rows) == 1 else f" #{i}"
-                raise InputError(f"input{where} has no usable modality ({why}); expected text, audio or video")
+                with _blame(i, len(inputs) > 1):
+                    raise InputError(f"input has no usable modality ({why}); expected text, audio or video")
         present = {m: np.array([m in r or m in p for r, p in zip(rows, media)]) for m in MODALITIES}  # (B,)
 
         def fetch(m: str, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             """Features of m for rows idx, running its media front end only now (after the gate)."""
             for i in idx:
                 if m in media[i]:
-                    rows[i][m] = self._checked(m, self._media(m, media[i].pop(m), ms))
+                    with _blame(int(i), len(inputs) > 1):
+                        rows[i][m] = self._checked(m, self._media(m, media[i].pop(m), ms))
             return _pad([rows[i] for i in idx], self.spec, m)
 
         scores, ran, keep, stage_ms = self._forward(present, fetch)
@@ -134,10 +162,8 @@ class Predictor:
 
     def _alone(self, index: int, item: Mapping[str, Any]) -> Prediction:
         """predict_batch's item `index` run by itself; an error names the item."""
-        try:
+        with _blame(index, True):
             return self.predict_batch([item])[0]
-        except InputError as exc:
-            raise InputError(f"input #{index}: {exc}") from None
 
     def close(self) -> None:
         for backend in self.backends.values():
@@ -229,8 +255,11 @@ class Predictor:
         rows: list[dict[str, np.ndarray]] = [{} for _ in inputs]
         media: list[dict[str, Path]] = [{} for _ in inputs]
         skipped: list[dict[str, str]] = [{} for _ in inputs]
-        texts = [(i, check_unicode(item["text"], f" #{i}" if len(inputs) > 1 else "")) for i, item in enumerate(inputs)
-                 if isinstance(item.get("text"), str)]
+        texts = []
+        for i, item in enumerate(inputs):
+            if isinstance(item.get("text"), str):
+                with _blame(i, len(inputs) > 1):
+                    texts.append((i, check_unicode(item["text"])))
         if texts:
             if self._text_encoder is None:  # first use: loading is a one-off, not per-call cost
                 start = time.perf_counter()
@@ -242,30 +271,36 @@ class Predictor:
             for (i, _), x, n in zip(texts, encoded, lens):
                 rows[i]["text"] = x[:n]
         for i, item in enumerate(inputs):
-            for m in MODALITIES:
-                value = item.get(m)
-                if value is None or (m == "text" and isinstance(value, str)):
-                    continue
-                if self.spec.front_end(m) == ABSENT:  # trained on data without m (e.g. a text-only corpus)
-                    skipped[i][m] = "missing: the model was trained without this modality"
-                    continue
-                if isinstance(value, (str, os.PathLike)):
-                    reason = self._media_check(m, Path(value))
-                    if reason:
-                        skipped[i][m] = reason
-                    else:
-                        media[i][m] = Path(value)
-                    continue
-                rows[i][m] = self._checked(m, self._array(m, value))
-            video = media[i].get("video")
-            if (item.get("audio") is None and video is not None and video.suffix.lower() in VIDEO_EXTS
-                    and self.spec.front_end("audio") == LOGMEL):
-                reason = self._audio_track_check(video)
-                if reason:
-                    skipped[i]["audio"] = reason
-                else:
-                    media[i]["audio"] = video  # decoded by the audio front end only if the gate keeps audio
+            with _blame(i, len(inputs) > 1):
+                self._prepare_item(item, rows[i], media[i], skipped[i])
         return rows, media, skipped
+
+    def _prepare_item(self, item: Mapping[str, Any], row: dict[str, np.ndarray], media: dict[str, Path],
+                      skipped: dict[str, str]) -> None:
+        """_prepare for one input's audio, video and text arrays (its text string is encoded with the batch's)."""
+        for m in MODALITIES:
+            value = item.get(m)
+            if value is None or (m == "text" and isinstance(value, str)):
+                continue
+            if self.spec.front_end(m) == ABSENT:  # trained on data without m (e.g. a text-only corpus)
+                skipped[m] = "missing: the model was trained without this modality"
+                continue
+            if isinstance(value, (str, os.PathLike)):
+                reason = self._media_check(m, Path(value))
+                if reason:
+                    skipped[m] = reason
+                else:
+                    media[m] = Path(value)
+                continue
+            row[m] = self._checked(m, self._array(m, value))
+        video = media.get("video")
+        if (item.get("audio") is None and video is not None and video.suffix.lower() in VIDEO_EXTS
+                and self.spec.front_end("audio") == LOGMEL):
+            reason = self._audio_track_check(video)
+            if reason:
+                skipped["audio"] = reason
+            else:
+                media["audio"] = video  # decoded by the audio front end only if the gate keeps audio
 
     def _array(self, m: str, value: Any) -> np.ndarray:
         """A caller's (L, d) value (an array, nested lists, a (1, L, d) array) as an ndarray, or one line saying
@@ -297,20 +332,26 @@ class Predictor:
             max_len = self.spec.max_len("text")
             if len(x) > max_len:  # the encoder has max_len positions; raw text is cut by the tokenizer the same way
                 warnings.warn(f"text: {len(x)} token ids are more than the encoder's {max_len} positions; "
-                              f"truncated to the first {max_len}", stacklevel=4)
+                              f"truncated to the first {max_len}", stacklevel=5)
                 x = x[:max_len]
         return x
 
     def _media_check(self, modality: str, path: Path) -> str | None:
-        """Why a media file cannot be used (None if it can): it does not exist (an error, whatever the model:
-        a mistyped path must not pass as a skipped modality), or the model was trained on external features
-        that edge-msa cannot compute (warned and skipped)."""
+        """Why a media file cannot be used (None if it can): it does not exist or lasts longer than
+        max_media_seconds (errors, whatever the model and the gate: a mistyped path must not pass as a skipped
+        modality, and the same file must not be refused or not by the text beside it), or the model was trained
+        on external features that edge-msa cannot compute (warned and skipped)."""
         media_file(path, f"{modality} file", "a media file")
         name = self.spec.front_end(modality)
         if name.startswith("external"):
             warnings.warn(f"{modality}: skipped {path.name}; this model expects {name} features (an array of "
-                          f"shape (L, {self.spec.dim(modality)})), not a media file", stacklevel=3)
+                          f"shape (L, {self.spec.dim(modality)})), not a media file", stacklevel=4)
             return f"expects {name} features, got a media file"
+        limit = self.max_media_seconds
+        seconds = media_seconds(modality, path, limit, f"{modality} files") if math.isfinite(limit) else 0.0
+        if seconds > limit:
+            raise InputError(f"{modality} {path} lasts {seconds:.1f} s; expected at most {limit:g} s (raise the "
+                             "limit with predict --max-media-s or load(..., max_media_seconds=); inf: none)")
         return None
 
     def _audio_track_check(self, video: Path) -> str | None:
@@ -319,7 +360,7 @@ class Predictor:
         try:
             return None if has_audio_track(video) else f"{video.name} has no audio track"
         except EdgeMSAError as exc:  # no PyAV, or an unreadable container (the video front end reports that)
-            warnings.warn(f"audio: not taken from {video.name}: {exc}", stacklevel=4)
+            warnings.warn(f"audio: not taken from {video.name}: {exc}", stacklevel=5)
             return f"cannot read the audio track of {video.name}"
 
     def _media(self, modality: str, path: Path, ms: dict[str, float]) -> np.ndarray:
@@ -400,13 +441,13 @@ def _mask(x: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return np.arange(x.shape[1])[None, :] < lengths[:, None]  # (B, L) bool
 
 
-def check_unicode(text: str, where: str = "") -> str:
+def check_unicode(text: str) -> str:
     """`text` if every tokenizer and database can take it: an unpaired UTF-16 surrogate (a JSON "\\ud800", a bad
     decode) cannot be encoded as UTF-8, and the tokenizer answers it with a TypeError."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        raise InputError(f"text{where} holds an unpaired UTF-16 surrogate; expected valid Unicode text") from None
+        raise InputError("text holds an unpaired UTF-16 surrogate; expected valid Unicode text") from None
     return text
 
 
@@ -432,6 +473,12 @@ def check_lengths(what: str, lengths: Any, batch: int, steps: int) -> np.ndarray
     return ln.astype(np.int64)
 
 
+def check_max_media_seconds(limit: float) -> None:
+    """A positive number of seconds (inf: no limit); NaN or <= 0 would refuse every media file, or none."""
+    if not limit > 0:
+        raise InputError(f"--max-media-s must be > 0 seconds (inf: no limit); got {limit}")
+
+
 def check_threads(threads: int | None) -> None:
     """None (the runtime's choice) or >= 1; onnxruntime reads 0 as its default and a negative count as an error
     deep in session creation, so both are refused here in one line."""
@@ -440,18 +487,20 @@ def check_threads(threads: int | None) -> None:
 
 
 def load(bundle_dir: str | os.PathLike, backend: str | None = None, providers: Sequence[str] | None = None,
-         threads: int | None = None) -> Predictor:
+         threads: int | None = None, max_media_seconds: float = MAX_MEDIA_SECONDS) -> Predictor:
     """Open a bundle: read its manifest and load every graph with `backend` (default: the one the bundle
-    was exported for, "onnxruntime" for .onnx graphs, "tensorrt" for engines)."""
+    was exported for, "onnxruntime" for .onnx graphs, "tensorrt" for engines). Audio / video files longer than
+    `max_media_seconds` are refused before any decoding (math.inf: no limit)."""
     bundle = Path(bundle_dir)
-    return open_bundle(bundle, read_manifest(bundle), backend, providers, threads)
+    return open_bundle(bundle, read_manifest(bundle), backend, providers, threads, max_media_seconds)
 
 
 def open_bundle(bundle: Path, manifest: Manifest, backend: str | None = None, providers: Sequence[str] | None = None,
-                threads: int | None = None) -> Predictor:
+                threads: int | None = None, max_media_seconds: float = MAX_MEDIA_SECONDS) -> Predictor:
     """A Predictor over `bundle`'s graphs as `manifest` describes them (load's second half; export validates a
     bundle through it before its manifest is written)."""
     check_threads(threads)
+    check_max_media_seconds(max_media_seconds)
     name = backend or manifest.backend
     if name == "torch":
         raise InputError("the torch backend wraps a model in memory (export's parity check), not a bundle; "
@@ -469,4 +518,4 @@ def open_bundle(bundle: Path, manifest: Manifest, backend: str | None = None, pr
         for b in backends.values():
             b.close()
         raise
-    return Predictor(manifest, backends, bundle, threads)
+    return Predictor(manifest, backends, bundle, threads, max_media_seconds)

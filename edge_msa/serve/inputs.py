@@ -10,15 +10,14 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from ..features.audio import VIDEO_EXTS, has_audio_track, media_duration
-from ..errors import MEDIA_FIX, EdgeMSAError, InputError, MissingDependencyError, require
+from ..features import MAX_MEDIA_SECONDS, media_seconds
+from ..errors import EdgeMSAError, InputError, MissingDependencyError
 from ..runtime.predictor import check_unicode
 from ..spec import MODALITIES, FeatureSpec
 
@@ -30,8 +29,6 @@ VIDEO_MAGIC = ((b"FLV", 0, b"", ".flv"), (b"\x1a\x45\xdf\xa3", 0, b"", ".mkv"), 
 AUDIO_MAGIC = ((b"RIFF", 8, b"WAVE", ".wav"), (b"fLaC", 0, b"", ".flac"), (b"OggS", 0, b"", ".ogg"),
                (b"ID3", 0, b"", ".mp3"), *((head, 0, b"", ".mp3") for head in (b"\xff\xfb", b"\xff\xfa", b"\xff\xf3",
                                                                               b"\xff\xf2")), *VIDEO_MAGIC)
-SOUNDFILE_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")  # their header's frame count is the duration
-UNKNOWN_FRAMES = 2**62  # libsndfile's frame count for a stream of unknown length (SF_COUNT_MAX ~ 9.2e18)
 
 
 class RequestError(Exception):
@@ -48,7 +45,7 @@ class Limits:
 
     max_body_bytes: int = 8 * 2**20
     max_text_chars: int = 2000
-    max_media_seconds: float = 30.0
+    max_media_seconds: float = MAX_MEDIA_SECONDS
     max_steps: int = 1024  # rows L of a feature array (L, d)
     max_items: int = 64  # inputs in one /v1/predict/batch request
 
@@ -151,7 +148,7 @@ def save_media(m: str, data: bytes, spec: FeatureSpec, limits: Limits, workdir: 
     suffix = sniff(m, data)
     path = workdir() / f"{m}{where.strip(' #')}{suffix}"
     path.write_bytes(data)
-    seconds = media_seconds(m, path, limits.max_media_seconds)
+    seconds = upload_seconds(m, path, limits.max_media_seconds)
     if seconds <= 0:
         raise RequestError(400, f"{m} holds no {'samples' if m == 'audio' else 'frames'}; expected a media file with "
                                 f"some {m} in it")
@@ -169,35 +166,13 @@ def sniff(m: str, data: bytes) -> str:
     raise RequestError(415, f"{m} is not a supported media file; expected {kinds}")
 
 
-def media_seconds(m: str, path: Path, limit: float) -> float:
-    """Duration from the file header: soundfile for audio files, OpenCV's frame count / fps for video. Where the
-    header does not say (browser-recorded WebM, a FLAC written as a stream, audio in a video container), PyAV reads
-    the packet timestamps without decoding, stopping past `limit`. All come with the [media] extra: a server
-    installed without it answers 503 naming the fix, not a 500."""
+def upload_seconds(m: str, path: Path, limit: float) -> float:
+    """`media_seconds` of an upload (measured up to just past `limit`), its failures as RequestErrors: soundfile /
+    OpenCV / PyAV come with the [media] extra, so a server installed without it answers 503 naming the fix, not a
+    500; an unreadable file or audio without an audio track answers 400."""
     try:
-        reader = require("soundfile" if m == "audio" else "cv2", f"{m} uploads", MEDIA_FIX)
-        if m == "audio" and path.suffix in VIDEO_EXTS and not has_audio_track(path):
-            raise RequestError(400, f"audio is a {path.suffix[1:].upper()} file without an audio track; expected "
-                                    "audio, or a video with an audio track")
-        seconds = header_seconds(reader, m, path)
-        return media_duration(path, stop_after=limit) if seconds is None else seconds
+        return media_seconds(m, path, limit, f"{m} uploads")
     except MissingDependencyError as exc:
         raise RequestError(503, str(exc)) from None
     except EdgeMSAError as exc:  # our one line ("cannot read audio PATH: why; expected ..."), less the scratch path
         raise RequestError(400, str(exc).replace(f" {path}", "")) from None
-    except (RuntimeError, OSError) as exc:
-        detail = " ".join(str(exc).split()).replace(str(path), f"the {m} upload")
-        raise RequestError(400, f"cannot read {m}: {detail}; expected a valid media file") from None
-
-
-def header_seconds(reader: Any, m: str, path: Path) -> float | None:
-    """Seconds the header of an audio file (soundfile) or a video (OpenCV) states, None where it states none."""
-    if m == "audio":
-        if path.suffix not in SOUNDFILE_SUFFIXES:
-            return None
-        info = reader.info(str(path))
-        return float(info.duration) if info.frames < UNKNOWN_FRAMES else None
-    capture = reader.VideoCapture(str(path))  # OpenCV
-    frames, fps = capture.get(reader.CAP_PROP_FRAME_COUNT), capture.get(reader.CAP_PROP_FPS)
-    capture.release()
-    return frames / fps if frames > 0 and fps > 0 and math.isfinite(frames / fps) else None
