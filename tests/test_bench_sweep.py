@@ -423,15 +423,17 @@ def test_bundles_are_timed_side_by_side(tmp_path, tiny_splits):
 
 def test_compare_says_which_settings_differ(tmp_path, tiny_splits, capsys):
     """A 1-thread report against a 2-thread one: the ratios mix the thread count into the device comparison, and
-    the comparison used to print them without a word."""
+    the comparison used to print them without a word (then said it in compare.md only, not in compare.json)."""
     reports = []
     for name, threads in (("a", 1), ("b", 2)):
         (tmp_path / name).mkdir()
         reports.append(run_bench(_bundles(tmp_path / name, "student"), data=tiny_splits, out=tmp_path / name / "r",
                                  modalities=("text",), meter="none", threads=threads,
                                  loader=make_loader(tiny_splits.spec), **FAST) / "report.json")
-    assert main(["bench", "--compare", *map(str, reports)]) == 0
+    assert main(["bench", "--compare", *map(str, reports), "--out", str(tmp_path / "cmp")]) == 0
     assert "Settings differ (the ratios include their effect): threads A 1, B 2." in capsys.readouterr().out
+    written = json.loads((tmp_path / "cmp" / "compare.json").read_text())  # said in the JSON too, not only the .md
+    assert written["settings_differ"] == {"threads": {"a": 1, "b": 2}} and len(written["rows"]) == 1
     assert main(["bench", "--compare", str(reports[0]), str(reports[0])]) == 0
     assert "Settings differ" not in capsys.readouterr().out
 

@@ -98,7 +98,7 @@ def _fail_if_nothing_measured(out) -> None:
 def _compare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from edge_msa.benchmarks import compare_reports, differing_settings, load_report, render_comparison
+    from edge_msa.benchmarks import comparison, load_report, render_comparison
     from edge_msa.atomic import write_text
     from edge_msa.errors import InputError
 
@@ -108,11 +108,10 @@ def _compare(args: argparse.Namespace) -> int:
                          "expected `edge-msa bench --compare A.json B.json` alone")
     if args.out and Path(args.out).exists() and not Path(args.out).is_dir():  # found only after the table printed
         raise InputError(f"--out '{args.out}' is a file; expected a folder for compare.md and compare.json")
-    a, b = load_report(a_path), load_report(b_path)
-    entries = compare_reports(a, b)
-    text = render_comparison(entries, a_path, b_path, differing_settings(a, b))
+    cmp = comparison(load_report(a_path), load_report(b_path), a_path, b_path)
+    text = render_comparison(cmp)
     sys.stdout.write(text)
     if args.out:
         write_text(Path(args.out) / "compare.md", text)
-        write_text(Path(args.out) / "compare.json", json.dumps(entries, indent=2) + "\n")
+        write_text(Path(args.out) / "compare.json", json.dumps(cmp, indent=2) + "\n")
     return 0
