@@ -12,7 +12,8 @@ from .report import HEADLINE, SAME_WORK
 
 KEY_FIELDS = ("bundle", "backend", "precision", *SAME_WORK)  # SAME_WORK alone is the fallback key
 # Settings that change the figures besides the device: where the two reports differ, the comparison says so.
-COMPARED_SETTINGS = ("threads", "backend", "split", "min_time_s", "warmup", "long", "energy_window_s", "meter")
+COMPARED_SETTINGS = ("threads", "backend", "split", "min_time_s", "warmup", "long", "energy_window_s", "idle_settle_s",
+                     "meter")
 
 
 def load_report(path: str | os.PathLike) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from edge_msa.benchmarks.meters import (Meter, MeterUnavailable, Window, active_window, energy_per_item, idle_window,
-                                        open_meter)
+                                        open_meter, settled_idle_window)
 from edge_msa.benchmarks.meters.rapl import RaplMeter
 from edge_msa.benchmarks.meters.tegrastats import TegrastatsMeter, module_power_mw, parse_rails
 
@@ -58,6 +58,24 @@ def test_energy_per_item_subtracts_idle_power():
     assert result["energy_mj_per_item"] == pytest.approx(expected_mj, rel=0.02)
     assert result["energy_total_mj_per_item"] == pytest.approx(1e3 * 5.0 * active.seconds / active.items, rel=0.02)
     assert result["idle_w"] == pytest.approx(2.0, rel=1e-3) and result["active_w"] == pytest.approx(5.0, rel=0.02)
+
+
+def test_settled_idle_window_leaves_out_the_settle_and_reports_drift():
+    """Clocks still high after the timing (9 W) drop during the settle (2 W): the idle window sees 2 W only. Power
+    that still falls inside the window (6 W, then 2 W) shows as a drift of 2/6 - 1."""
+    meter, sleeps = StepMeter(9.0), []
+
+    def scripted_sleep(seconds, after=(2.0, 2.0, 2.0)):  # the power once the settle, first and second half slept
+        time.sleep(seconds)
+        sleeps.append(seconds)
+        meter.set_power(after[len(sleeps) - 1])
+
+    window, drift = settled_idle_window(meter, 0.1, 0.05, sleep=scripted_sleep)
+    assert sleeps == [0.05, 0.05, 0.05] and window.watts == pytest.approx(2.0, rel=1e-3)
+    assert window.seconds == pytest.approx(0.1, abs=0.02) and drift == pytest.approx(0.0, abs=1e-3)
+    meter, sleeps = StepMeter(6.0), []
+    _, drift = settled_idle_window(meter, 0.1, 0.0, sleep=lambda s: scripted_sleep(s, (6.0, 2.0, 2.0)))
+    assert drift == pytest.approx(2.0 / 6.0 - 1, rel=0.02)
 
 
 def test_energy_per_item_needs_items():
