@@ -220,6 +220,34 @@ def test_nvml_meters_the_gpu_cuda_visible_devices_pins_the_run_to(monkeypatch, v
     assert gpu_name() == "NVIDIA L4" and seen == [handle, handle]
 
 
+def test_nvml_meters_the_gpu_this_process_runs_on_when_cuda_and_nvml_count_gpus_differently(monkeypatch):
+    """CUDA counts GPUs fastest first (CUDA_DEVICE_ORDER's default), NVML in PCI bus order: on a T4 + A100 host CUDA's
+    GPU 0 is the A100, NVML's the T4, and the meter read the T4's counter while the model ran on the A100."""
+    from edge_msa.benchmarks.meters.nvml import NvmlMeter, gpu_memory_mb, gpu_name
+
+    module, _ = _fake_pynvml([0, 0, 0])
+    names, procs = [b"Tesla T4", b"NVIDIA A100-SXM4-40GB"], {"index 1": [os.getpid()]}
+    module.nvmlDeviceGetCount, module.nvmlDeviceGetIndex = lambda: 2, lambda h: int(h.split()[-1])
+    module.nvmlDeviceGetName = lambda h: names[int(h.split()[-1])]
+    module.nvmlDeviceGetComputeRunningProcesses = lambda h: [SimpleNamespace(pid=p, usedGpuMemory=2**20)
+                                                             for p in procs.get(h, [])]
+    monkeypatch.setitem(sys.modules, "pynvml", module)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.delenv("CUDA_DEVICE_ORDER", raising=False)
+    with NvmlMeter() as meter:
+        assert meter.handle == "index 1"
+        assert meter.scope == ("GPU board energy counter, NVIDIA A100-SXM4-40GB (GPU 1, where this process's CUDA "
+                               "context is)")
+    assert gpu_name() == "NVIDIA A100-SXM4-40GB" and gpu_memory_mb() == 1.0
+    procs.clear()  # a container hides the host's process ids: the index, named a guess on this host of mixed GPUs
+    with NvmlMeter() as meter:
+        assert meter.handle == "index 0" and "may be another card than CUDA's 0" in meter.scope
+        assert "host of NVIDIA A100-SXM4-40GB, Tesla T4; set CUDA_DEVICE_ORDER=PCI_BUS_ID" in meter.scope
+    monkeypatch.setenv("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # CUDA counts in bus order too: the index is exact
+    with NvmlMeter() as meter:
+        assert meter.scope == "GPU board energy counter, Tesla T4 (GPU 0)"
+
+
 def test_nvml_not_supported_falls_through_to_jetson_rails(monkeypatch, tmp_path):
     """Jetson: NVML initialises, energy is NOT_SUPPORTED, so GPU work is metered by the INA input rail."""
     module, calls = _fake_pynvml(None, name=b"Orin (nvgpu)")
