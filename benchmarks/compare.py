@@ -12,7 +12,8 @@ from .report import HEADLINE, SAME_WORK
 
 KEY_FIELDS = ("bundle", "backend", "precision", *SAME_WORK)  # SAME_WORK alone is the fallback key
 # Settings that change the figures besides the device: where the two reports differ, the comparison says so.
-COMPARED_SETTINGS = ("threads", "backend", "split", "min_time_s", "warmup", "long", "energy_window_s", "meter")
+COMPARED_SETTINGS = ("threads", "backend", "split", "min_time_s", "warmup", "long", "energy_window_s", "idle_settle_s",
+                     "meter")
 
 
 def load_report(path: str | os.PathLike) -> dict[str, Any]:
@@ -70,25 +71,32 @@ def _ratio(b: Any, a: Any) -> float | None:
     return float(b) / float(a) if ok else None
 
 
-def differing_settings(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
-    """The COMPARED_SETTINGS the two reports ran with differently (say 1 thread vs 4), as `name A x, B y`: a ratio
-    between them measures those too, not only the two devices or builds."""
+def differing_settings(a: dict[str, Any], b: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The COMPARED_SETTINGS the two reports ran with differently (say 1 thread vs 4), as {name: {"a": x, "b": y}}: a
+    ratio between them measures those too, not only the two devices or builds."""
     sa, sb = a.get("settings") or {}, b.get("settings") or {}
-    return [f"{k} A {sa.get(k)}, B {sb.get(k)}" for k in COMPARED_SETTINGS if sa.get(k) != sb.get(k)]
+    return {k: {"a": sa.get(k), "b": sb.get(k)} for k in COMPARED_SETTINGS if sa.get(k) != sb.get(k)}
 
 
-def render_comparison(entries: list[dict[str, Any]], a_name: str, b_name: str,
-                      differing: list[str] | None = None) -> str:
+def comparison(a: dict[str, Any], b: dict[str, Any], a_name: str, b_name: str) -> dict[str, Any]:
+    """compare.json: the ratio rows and the settings the two reports differ in, which compare.md renders (one source
+    for both, so a script reading the JSON learns what the Markdown warns about)."""
+    return {"a": a_name, "b": b_name, "settings_differ": differing_settings(a, b), "rows": compare_reports(a, b)}
+
+
+def render_comparison(cmp: dict[str, Any]) -> str:
+    """compare.md from `comparison`'s dict."""
     def cell(v: Any, fmt: str) -> str:
         return fmt.format(v) if isinstance(v, (int, float)) else "–"
 
-    lines = [f"# edge-msa bench comparison: B = {b_name} vs A = {a_name}", "",
+    differing = [f"{k} A {v['a']}, B {v['b']}" for k, v in cmp["settings_differ"].items()]
+    lines = [f"# edge-msa bench comparison: B = {cmp['b']} vs A = {cmp['a']}", "",
              "Ratios are B/A: latency < 1 and throughput > 1 mean B is faster; energy < 1 means B is cheaper.", "",
              *([f"Settings differ (the ratios include their effect): {'; '.join(differing)}.", ""] if differing
                else []),
              "| A bundle | B bundle | batch | modalities | p50 B/A | p90 B/A | p99 B/A | throughput B/A | "
              "energy B/A | Δ Acc-2 non0 |", "|" + "---|" * 10]
-    for e in entries:
+    for e in cmp["rows"]:
         lines.append(f"| {e['a']} | {e['b']} | {e['batch']} | {e['modalities']} | {cell(e['p50_ratio'], '{:.2f}')} "
                      f"| {cell(e['p90_ratio'], '{:.2f}')} | {cell(e['p99_ratio'], '{:.2f}')} | "
                      f"{cell(e['throughput_ratio'], '{:.2f}')} | {cell(e['energy_ratio'], '{:.2f}')} | "

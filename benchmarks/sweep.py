@@ -28,7 +28,8 @@ from edge_msa.spec import SKIPPABLE
 from .inputs import batches as make_batches
 from .inputs import parse_subset, synthetic_set
 from .memory import current_rss_mb, peak_rss_mb, reset_peak
-from .meters import Meter, MeterUnavailable, Window, active_window, energy_per_item, idle_window, open_meter
+from .meters import (IDLE_DRIFT_WARN, IDLE_SETTLE_S, Meter, MeterUnavailable, Window, active_window, energy_per_item,
+                     open_meter, settled_idle_window)
 from .meters.nvml import gpu_memory_mb
 from .report import REPLACES, write_report
 from .sysinfo import system_info
@@ -43,22 +44,24 @@ def run_bench(bundles: Sequence[str | os.PathLike], data: str | os.PathLike | Da
               out: str | os.PathLike = "report/", batches: Sequence[int] = (1,),
               modalities: Sequence[str] = ("all", "text"), *, backend: str | None = None, split: str = "test",
               min_time: float = 2.0, min_runs: int = 20, warmup: int = 10, threads: int | None = None,
-              energy_window: float = 10.0, meter: str | Meter = "auto", long: bool = False,
-              progress: bool = True, loader: Loader | None = None, argv: list[str] | None = None,
+              energy_window: float = 10.0, idle_settle: float | None = None, meter: str | Meter = "auto",
+              long: bool = False, progress: bool = True, loader: Loader | None = None, argv: list[str] | None = None,
               precomputed_text: bool = False) -> Path:
     """Benchmark every bundle and write `out/report.{json,md,png}`; returns the report directory.
 
     `data`: a dataset path (any format `load_dataset` reads) or DatasetSplits for accuracy on `split`;
     None uses the MOSI-U default where the bundle's FeatureSpec is MOSI-U's, else accuracy is
     "unavailable: no --data". `backend`: None = the runtime each bundle was exported for.
-    `meter`: "auto" | "nvml" | "tegrastats" | "rapl" | "none" or a Meter instance.
+    `meter`: "auto" | "nvml" | "tegrastats" | "rapl" | "none" or a Meter instance; `idle_settle`: seconds of sleep
+    before the idle window, so the clocks drop from the timing's levels first (None: IDLE_SETTLE_S).
     `loader(bundle, backend, threads) -> predictor` replaces `edge_msa.runtime.load` (tests use fakes).
     Timing starts from the raw transcript (tokenizer and text encoder included; rows say "input": "raw-text")
     wherever the data has transcripts; `precomputed_text` times from text features instead ("precomputed-text").
     """
     if not bundles:
         raise InputError("no bundle given; expected one or more bundle directories from `edge-msa export`")
-    _check_settings(batches, energy_window, min_time, min_runs, warmup)
+    idle_settle = IDLE_SETTLE_S if idle_settle is None else idle_settle
+    _check_settings(batches, energy_window, idle_settle, min_time, min_runs, warmup)
     check_threads(threads)
     subsets = {name: parse_subset(name) for name in modalities}
     for what, given, key in (("bundle", bundles, lambda b: Path(b).resolve()), ("batch size", batches, int),
@@ -68,11 +71,11 @@ def run_bench(bundles: Sequence[str | os.PathLike], data: str | os.PathLike | Da
     min_time = max(min_time, LONG_MIN_TIME_S) if long else min_time
     settings = {"backend": backend, "split": split, "batches": [int(b) for b in batches],
                 "modalities": list(modalities), "min_time_s": min_time, "min_runs": min_runs, "warmup": warmup,
-                "threads": threads, "energy_window_s": energy_window, "long": long,
+                "threads": threads, "energy_window_s": energy_window, "idle_settle_s": idle_settle, "long": long,
                 "meter": meter if isinstance(meter, str) else meter.name,
                 "input": "precomputed-text" if precomputed_text else "raw-text"}
     datasets = _Datasets(data, split, progress)
-    energy = _Energy(meter, energy_window)
+    energy = _Energy(meter, energy_window, idle_settle)
     bar = _Progress(len(bundles) * len(subsets) * len(batches), progress)
     rows: list[list[dict[str, Any]]] = []  # per bundle, in the order given
     loaded: dict[int, _Loaded] = {}  # position in `bundles` -> the bundles that loaded, kept loaded to the end
@@ -98,15 +101,17 @@ def run_bench(bundles: Sequence[str | os.PathLike], data: str | os.PathLike | Da
     return write_report(report, out)
 
 
-def _check_settings(batches: Sequence[int], energy_window: float, min_time: float, min_runs: int,
+def _check_settings(batches: Sequence[int], energy_window: float, idle_settle: float, min_time: float, min_runs: int,
                     warmup: int) -> None:
-    """Bad numbers fail before any timing: an infinite --min-time or --energy-window would never end, and a NaN
-    one ended at once and went into report.json as NaN, which strict JSON readers refuse."""
+    """Bad numbers fail before any timing: an infinite --min-time, --energy-window or --idle-settle would never end,
+    and a NaN one ended at once and went into report.json as NaN, which strict JSON readers refuse."""
     if any(int(b) < 1 for b in batches) or not batches:
         raise InputError(f"batch sizes must be >= 1; got {list(batches)}")
-    if not (0 < energy_window < math.inf and 0 <= min_time < math.inf) or min_runs < 1 or warmup < 0:
-        raise InputError("need finite --energy-window > 0 and --min-time >= 0 seconds, --min-runs >= 1 and "
-                         f"--warmup >= 0; got {energy_window}, {min_time}, {min_runs}, {warmup}")
+    seconds_ok = 0 < energy_window < math.inf and all(0 <= s < math.inf for s in (min_time, idle_settle))
+    if not seconds_ok or min_runs < 1 or warmup < 0:
+        raise InputError("need finite --energy-window > 0, --min-time >= 0 and --idle-settle >= 0 seconds, "
+                         f"--min-runs >= 1 and --warmup >= 0; got {energy_window}, {min_time}, {idle_settle}, "
+                         f"{min_runs}, {warmup}")
 
 
 def _given_once(what: str, given: list, key: Callable[[Any], Any]) -> None:
@@ -239,6 +244,9 @@ def _finish(target: Target, feed: list, work: Callable[[int], int], stats: Laten
     if isinstance(result.get("active_w"), float) and result["active_w"] - result["idle_w"] < 0.02 * result["idle_w"]:
         warnings.append("energy above idle is within 2% of idle power: the per-item figure is at the meter's "
                         "noise floor; use a longer --energy-window or a larger batch")
+    if abs(result.get("idle_drift", 0.0)) > IDLE_DRIFT_WARN:
+        warnings.append(f"idle power changed {result['idle_drift']:+.0%} from the first half of its window to the "
+                        "second: it had not settled, so the energy above it is off; use a longer --idle-settle")
     result["gpu_mem_mb"] = gpu_memory_mb() if target.on_gpu else "unavailable: model runs on the CPU"
     result["warnings"] = warnings
     return result
@@ -316,12 +324,13 @@ class _Energy:
     """One meter per device kind (CPU / GPU work), open only while it measures one row's windows: a meter that
     samples in the background (tegrastats, 50 lines a second) left open ran beside the latency timing of every row
     after the first but not the first's, so the first bundle (usually the teacher) was timed on a quieter machine.
-    Idle power is measured once per device kind in this run (with the meter running, as in every active window)."""
+    Idle power is measured once per device kind in this run (with the meter running, as in every active window),
+    after `settle_s` of sleep (see settled_idle_window), with its drift kept for the rows' warnings."""
 
-    def __init__(self, choice: str | Meter, window_s: float) -> None:
-        self.choice, self.window_s = choice, window_s
+    def __init__(self, choice: str | Meter, window_s: float, settle_s: float) -> None:
+        self.choice, self.window_s, self.settle_s = choice, window_s, settle_s
         self.unavailable: dict[bool, str] = {}  # a meter that would not open is not retried on every row
-        self.idle: dict[bool, Window] = {}
+        self.idle: dict[bool, tuple[Window, float]] = {}
 
     def measure(self, on_gpu: bool, work: Callable[[int], int]) -> dict[str, Any]:
         meter = self.choice if isinstance(self.choice, Meter) else self.unavailable.get(on_gpu) or open_meter(
@@ -331,16 +340,19 @@ class _Energy:
             return {"energy": meter}
         try:
             if on_gpu not in self.idle:
-                self.idle[on_gpu] = idle_window(meter, self.window_s)
-            result = energy_per_item(active_window(meter, work, self.window_s), self.idle[on_gpu])
+                self.idle[on_gpu] = settled_idle_window(meter, self.window_s, self.settle_s)
+            idle, drift = self.idle[on_gpu]
+            result = energy_per_item(active_window(meter, work, self.window_s), idle)
         except MeterUnavailable as exc:
             return {"energy": f"unavailable: {exc}"}
         finally:
             if meter is not self.choice:  # a caller's Meter instance stays the caller's to close
                 meter.close()
+        result["idle_drift"] = drift
         result["energy_method"] = (f"{meter.describe()}; (active energy - idle power x active time) / items "
                                    f"over a {self.window_s:g} s window, idle power from a {self.window_s:g} s "
-                                   "sleep window in this run")
+                                   f"sleep window in this run, begun after {self.settle_s:g} s of sleep to let the "
+                                   "clocks drop from the timing's levels")
         return result
 
 

@@ -201,7 +201,7 @@ def _add_device_files(ctx: ExportContext, manifest: Manifest) -> None:
                                         or ctx.onnx_graphs)
     write_text(bundle / "trtexec.txt", trtexec_lines(ctx.onnx_graphs, ctx.spec, int(opts["max_batch"]),
                                                      opts.get("trt_precision", "fp16"),
-                                                     manifest.tensorrt_check["unsupported"]))
+                                                     manifest.tensorrt_check))
     if ctx.spec.front_end("text") == MINILM:
         manifest.text_encoder = _copy_text_encoder(bundle)
     elif getattr(ctx.model, "tokenizer_path", None):  # the model encodes token ids itself: only the tokenizer travels

@@ -11,7 +11,7 @@ from edge_msa.errors import ArtifactError, InputError, MissingDependencyError, r
 from edge_msa.runtime.tensorrt_backend import cuda_call, cuda_runtime, to_engine_dtype
 
 from .formats import TRT_FIX
-from .trt_support import profile_shapes
+from .trt_support import LAYERNORM_OPSET, profile_shapes
 
 
 def _calibration_rows(feeds: list[dict[str, np.ndarray]], opt: dict[str, tuple[int, ...]],
@@ -88,9 +88,9 @@ def preflight(opset: int) -> None:
         raise MissingDependencyError(f"--format engine builds with TensorRT 8.5-10.x; this is TensorRT "
                                      f"{trt.__version__}" + (", which has no FP16/INT8 builder flags or calibrators"
                                                              if version >= (11, 0) else ""))
-    if version < (8, 6) and opset >= 17:
+    if version < (8, 6) and opset >= LAYERNORM_OPSET:
         raise InputError(f"TensorRT {trt.__version__}'s ONNX parser has no LayerNormalization, which opset {opset} "
-                         "graphs use; expected --opset 16 (or TensorRT >= 8.6)")
+                         f"graphs use; expected --opset {LAYERNORM_OPSET - 1} (or TensorRT >= 8.6)")
     cuda_runtime()
 
 

@@ -1,6 +1,6 @@
 """What TensorRT will make of the ONNX graphs: optimisation-profile shapes (min/opt/max), the equivalent
 `trtexec` command lines (written to every bundle as trtexec.txt) and a check of op types against the ops
-the TensorRT ONNX parser supports (onnx-tensorrt operators.md, TensorRT 8.6-10)."""
+the TensorRT ONNX parser supports (onnx-tensorrt operators.md: TensorRT 8.6-10, and 8.5 for JetPack 5)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,6 +21,10 @@ ReverseSequence RNN RoiAlign Round Scan Scatter ScatterElements ScatterND Selu S
 Size Slice Softmax Softplus Softsign SpaceToDepth Split Sqrt Squeeze Sub Sum Tan Tanh ThresholdedRelu Tile TopK
 Transpose Trilu Unsqueeze Where Xor
 """.split())
+# TRT_OPS that TensorRT 8.5's parser (JetPack 5) lacks: onnx-tensorrt release/8.5-GA docs/operators.md marks
+# LayerNormalization and IsInf "N" and does not list GroupNormalization (opset 18) or Gelu (opset 20).
+TRT_85_LACKS = frozenset({"Gelu", "GroupNormalization", "IsInf", "LayerNormalization"})
+LAYERNORM_OPSET = 17  # torch writes LayerNorm as one LayerNormalization node from this opset on, as primitive ops below
 
 
 def profile_shapes(path: Path, spec: FeatureSpec, graph: str, max_batch: int) -> dict[str, tuple[tuple[int, ...], ...]]:
@@ -50,20 +54,22 @@ def profile_shapes(path: Path, spec: FeatureSpec, graph: str, max_batch: int) ->
 
 
 def trtexec_lines(graphs: dict[str, Path], spec: FeatureSpec, max_batch: int, precision: str,
-                  unsupported: dict[str, list[str]] | None = None) -> str:
+                  check: dict[str, Any]) -> str:
     """One `trtexec` command per graph, building the engine this bundle's exporter would build. A graph with ops
-    TensorRT's parser lacks (`unsupported`, from check_ops: the onnx-int8 bundles' MatMulInteger) gets its command
-    commented out, with why and what to run instead, since trtexec would only fail on it."""
+    TensorRT's parser lacks (`check`, from check_ops: the onnx-int8 bundles' MatMulInteger) gets its command
+    commented out, with why and what to run instead, since trtexec would only fail on it; what TensorRT 8.5 lacks
+    besides is said once in the header."""
     flag = {"fp16": " --fp16", "int8": " --int8 --fp16", "fp32": ""}.get(precision, " --fp16")
+    unsupported, jetpack5 = check["unsupported"], tensorrt_85_note(check)
     lines = ["# Equivalent trtexec commands (run on the target device; engines are device-specific).",
              "# INT8 via trtexec has no calibration data: prefer `edge-msa export --format engine "
-             "--trt-precision int8 --data ...`."]
+             "--trt-precision int8 --data ...`.", *([f"# {jetpack5}."] if jetpack5 else [])]
     for name, path in graphs.items():
         shapes = profile_shapes(path, spec, name, max_batch)
         fmt = [",".join(f"{k}:{'x'.join(map(str, s[i]))}" for k, s in shapes.items()) for i in range(3)]
         line = (f"trtexec --onnx={path.name} --saveEngine={name}.engine --minShapes={fmt[0]} "
                 f"--optShapes={fmt[1]} --maxShapes={fmt[2]}{flag}")
-        if (unsupported or {}).get(name):
+        if unsupported.get(name):
             lines.append(f"# {path.name} uses {', '.join(unsupported[name])}, which TensorRT's ONNX parser lacks: "
                          "build from a `--format onnx` bundle's graphs, or run `edge-msa export --format engine`")
             line = f"# {line}"
@@ -72,13 +78,30 @@ def trtexec_lines(graphs: dict[str, Path], spec: FeatureSpec, max_batch: int, pr
 
 
 def check_ops(graphs: dict[str, Path]) -> dict[str, Any]:
-    """{"ok": bool, "unsupported": {graph: [op types TensorRT's ONNX parser lacks]}}."""
+    """{"ok": bool, "unsupported": {graph: [op types TensorRT 8.6-10's ONNX parser lacks]}, "tensorrt_8.5": the same
+    for TensorRT 8.5 (JetPack 5)}. Why both: 8.5 lacks more (TRT_85_LACKS), and an opset-17 bundle's
+    LayerNormalization read "ok" to a JetPack-5 user whose trtexec then could not parse it."""
     import onnx
 
-    unsupported = {}
-    for name, path in graphs.items():
-        ops = {n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node}
-        bad = sorted(ops - TRT_OPS)
-        if bad:
-            unsupported[name] = bad
+    ops = {name: {n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node}
+           for name, path in graphs.items()}
+    return {**_lacking(ops, TRT_OPS), "tensorrt_8.5": _lacking(ops, TRT_OPS - TRT_85_LACKS)}
+
+
+def _lacking(ops: dict[str, set[str]], supported: frozenset[str]) -> dict[str, Any]:
+    unsupported = {name: sorted(used - supported) for name, used in ops.items() if used - supported}
     return {"ok": not unsupported, "unsupported": unsupported}
+
+
+def tensorrt_85_note(check: dict[str, Any]) -> str | None:
+    """What TensorRT 8.5 (JetPack 5) lacks beyond what 8.6-10 lack, per check_ops' result, with the fix where there is
+    one; None when nothing more (or for a manifest written before the 8.5 check)."""
+    newer = check.get("unsupported", {})
+    extra = {name: [op for op in used if op not in newer.get(name, [])]
+             for name, used in check.get("tensorrt_8.5", {}).get("unsupported", {}).items()}
+    extra = {name: used for name, used in extra.items() if used}
+    if not extra:
+        return None
+    ops = sorted({op for used in extra.values() for op in used})
+    fix = f"; export with --opset {LAYERNORM_OPSET - 1} for JetPack 5" if ops == ["LayerNormalization"] else ""
+    return f"TensorRT 8.5 (JetPack 5) cannot parse {', '.join(ops)} (in {', '.join(extra)}){fix}"

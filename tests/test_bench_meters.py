@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from edge_msa.benchmarks.meters import (Meter, MeterUnavailable, Window, active_window, energy_per_item, idle_window,
-                                        open_meter)
+                                        open_meter, settled_idle_window)
 from edge_msa.benchmarks.meters.rapl import RaplMeter
 from edge_msa.benchmarks.meters.tegrastats import TegrastatsMeter, module_power_mw, parse_rails
 
@@ -58,6 +58,24 @@ def test_energy_per_item_subtracts_idle_power():
     assert result["energy_mj_per_item"] == pytest.approx(expected_mj, rel=0.02)
     assert result["energy_total_mj_per_item"] == pytest.approx(1e3 * 5.0 * active.seconds / active.items, rel=0.02)
     assert result["idle_w"] == pytest.approx(2.0, rel=1e-3) and result["active_w"] == pytest.approx(5.0, rel=0.02)
+
+
+def test_settled_idle_window_leaves_out_the_settle_and_reports_drift():
+    """Clocks still high after the timing (9 W) drop during the settle (2 W): the idle window sees 2 W only. Power
+    that still falls inside the window (6 W, then 2 W) shows as a drift of 2/6 - 1."""
+    meter, sleeps = StepMeter(9.0), []
+
+    def scripted_sleep(seconds, after=(2.0, 2.0, 2.0)):  # the power once the settle, first and second half slept
+        time.sleep(seconds)
+        sleeps.append(seconds)
+        meter.set_power(after[len(sleeps) - 1])
+
+    window, drift = settled_idle_window(meter, 0.1, 0.05, sleep=scripted_sleep)
+    assert sleeps == [0.05, 0.05, 0.05] and window.watts == pytest.approx(2.0, rel=1e-3)
+    assert window.seconds == pytest.approx(0.1, abs=0.02) and drift == pytest.approx(0.0, abs=1e-3)
+    meter, sleeps = StepMeter(6.0), []
+    _, drift = settled_idle_window(meter, 0.1, 0.0, sleep=lambda s: scripted_sleep(s, (6.0, 2.0, 2.0)))
+    assert drift == pytest.approx(2.0 / 6.0 - 1, rel=0.02)
 
 
 def test_energy_per_item_needs_items():
@@ -200,6 +218,34 @@ def test_nvml_meters_the_gpu_cuda_visible_devices_pins_the_run_to(monkeypatch, v
     with NvmlMeter():
         pass
     assert gpu_name() == "NVIDIA L4" and seen == [handle, handle]
+
+
+def test_nvml_meters_the_gpu_this_process_runs_on_when_cuda_and_nvml_count_gpus_differently(monkeypatch):
+    """CUDA counts GPUs fastest first (CUDA_DEVICE_ORDER's default), NVML in PCI bus order: on a T4 + A100 host CUDA's
+    GPU 0 is the A100, NVML's the T4, and the meter read the T4's counter while the model ran on the A100."""
+    from edge_msa.benchmarks.meters.nvml import NvmlMeter, gpu_memory_mb, gpu_name
+
+    module, _ = _fake_pynvml([0, 0, 0])
+    names, procs = [b"Tesla T4", b"NVIDIA A100-SXM4-40GB"], {"index 1": [os.getpid()]}
+    module.nvmlDeviceGetCount, module.nvmlDeviceGetIndex = lambda: 2, lambda h: int(h.split()[-1])
+    module.nvmlDeviceGetName = lambda h: names[int(h.split()[-1])]
+    module.nvmlDeviceGetComputeRunningProcesses = lambda h: [SimpleNamespace(pid=p, usedGpuMemory=2**20)
+                                                             for p in procs.get(h, [])]
+    monkeypatch.setitem(sys.modules, "pynvml", module)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.delenv("CUDA_DEVICE_ORDER", raising=False)
+    with NvmlMeter() as meter:
+        assert meter.handle == "index 1"
+        assert meter.scope == ("GPU board energy counter, NVIDIA A100-SXM4-40GB (GPU 1, where this process's CUDA "
+                               "context is)")
+    assert gpu_name() == "NVIDIA A100-SXM4-40GB" and gpu_memory_mb() == 1.0
+    procs.clear()  # a container hides the host's process ids: the index, named a guess on this host of mixed GPUs
+    with NvmlMeter() as meter:
+        assert meter.handle == "index 0" and "may be another card than CUDA's 0" in meter.scope
+        assert "host of NVIDIA A100-SXM4-40GB, Tesla T4; set CUDA_DEVICE_ORDER=PCI_BUS_ID" in meter.scope
+    monkeypatch.setenv("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # CUDA counts in bus order too: the index is exact
+    with NvmlMeter() as meter:
+        assert meter.scope == "GPU board energy counter, Tesla T4 (GPU 0)"
 
 
 def test_nvml_not_supported_falls_through_to_jetson_rails(monkeypatch, tmp_path):

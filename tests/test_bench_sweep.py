@@ -71,6 +71,22 @@ class ConstantMeter(Meter):
         return self.j
 
 
+class CoolingMeter(ConstantMeter):
+    """ConstantMeter on a board whose governor holds the clocks up (6 W) for `hold_s` after the last call ends."""
+
+    def __init__(self, hold_s):
+        super().__init__()
+        self.hold_s, self.hot_until = hold_s, 0.0
+
+    def energy_j(self):
+        now = time.perf_counter()
+        hot = now - self.t if self.busy else max(0.0, min(now, self.hot_until) - self.t)
+        self.j += 6.0 * hot + 2.0 * (now - self.t - hot)
+        self.hot_until = now + self.hold_s if self.busy else self.hot_until
+        self.t = now
+        return self.j
+
+
 def make_loader(spec, meter=None):
     made = {}
 
@@ -108,7 +124,7 @@ def _bundles(tmp_path, *names):
     return [tmp_path / n for n in names]
 
 
-FAST = dict(min_time=0.05, min_runs=5, warmup=2, energy_window=0.1, progress=False)
+FAST = dict(min_time=0.05, min_runs=5, warmup=2, energy_window=0.1, idle_settle=0, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -246,8 +262,9 @@ def test_bad_arguments_fail_before_timing(tmp_path, tiny_splits):
         run_bench(["x"], modalities=("text+audoi",), out=tmp_path / "r")
     with pytest.raises(InputError, match="batch sizes"):
         run_bench(["x"], batches=(0,), out=tmp_path / "r")
-    for bad in ({"min_time": float("inf")}, {"min_time": float("nan")}, {"energy_window": float("nan")}):
-        with pytest.raises(InputError, match="need finite --energy-window > 0 and --min-time >= 0"):
+    for bad in ({"min_time": float("inf")}, {"min_time": float("nan")}, {"energy_window": float("nan")},
+                {"idle_settle": float("inf")}, {"idle_settle": -1.0}):
+        with pytest.raises(InputError, match="need finite --energy-window > 0, --min-time >= 0 and --idle-settle >= 0"):
             run_bench(["x"], out=tmp_path / "r", **{**FAST, **bad})  # inf: never ended; NaN: NaN in report.json
     for twice, message in ((dict(bundles=["b1", "./b1"]), "bundle './b1' is given twice (also as 'b1')"),
                            (dict(batches=(1, 4, 1)), "batch size '1' is given twice"),
@@ -392,7 +409,7 @@ def test_a_meter_is_open_only_while_it_measures_so_no_row_is_timed_beside_it(tmp
 
     out = run_bench(_bundles(tmp_path, "teacher", "student"), data=tiny_splits, out=tmp_path / "r",
                     modalities=("text",), meter="auto", min_time=0, min_runs=3, warmup=0, energy_window=0.02,
-                    progress=False, loader=loader)
+                    idle_settle=0, progress=False, loader=loader)
     rows = json.loads((out / "report.json").read_text())["rows"]
     assert live_at_load == [False, False]
     assert len(opened) == 2 and not any(m.live for m in opened)  # one open per row, each closed after its windows
@@ -423,17 +440,38 @@ def test_bundles_are_timed_side_by_side(tmp_path, tiny_splits):
 
 def test_compare_says_which_settings_differ(tmp_path, tiny_splits, capsys):
     """A 1-thread report against a 2-thread one: the ratios mix the thread count into the device comparison, and
-    the comparison used to print them without a word."""
+    the comparison used to print them without a word (then said it in compare.md only, not in compare.json)."""
     reports = []
     for name, threads in (("a", 1), ("b", 2)):
         (tmp_path / name).mkdir()
         reports.append(run_bench(_bundles(tmp_path / name, "student"), data=tiny_splits, out=tmp_path / name / "r",
                                  modalities=("text",), meter="none", threads=threads,
                                  loader=make_loader(tiny_splits.spec), **FAST) / "report.json")
-    assert main(["bench", "--compare", *map(str, reports)]) == 0
+    assert main(["bench", "--compare", *map(str, reports), "--out", str(tmp_path / "cmp")]) == 0
     assert "Settings differ (the ratios include their effect): threads A 1, B 2." in capsys.readouterr().out
+    written = json.loads((tmp_path / "cmp" / "compare.json").read_text())  # said in the JSON too, not only the .md
+    assert written["settings_differ"] == {"threads": {"a": 1, "b": 2}} and len(written["rows"]) == 1
     assert main(["bench", "--compare", str(reports[0]), str(reports[0])]) == 0
     assert "Settings differ" not in capsys.readouterr().out
+
+
+def test_idle_power_is_measured_once_the_clocks_settle(tmp_path, tiny_splits):
+    """Idle was measured right after the timing, while the clocks were still up: 6 W of a 2 W idle counted as idle,
+    and the energy per item above it came out too low. After --idle-settle it reads 2 W; an idle window that still
+    falls is flagged in the rows' warnings."""
+    rows = {}
+    for settle in (0.0, 0.3):
+        meter = CoolingMeter(hold_s=0.2)
+        (tmp_path / str(settle)).mkdir()
+        out = run_bench(_bundles(tmp_path / str(settle), "student"), data=tiny_splits, out=tmp_path / str(settle) / "r",
+                        modalities=("text",), meter=meter, loader=make_loader(tiny_splits.spec, meter),
+                        **{**FAST, "energy_window": 0.3, "idle_settle": settle})
+        rows[settle] = json.loads((out / "report.json").read_text())["rows"][0]
+    assert rows[0.3]["idle_w"] == pytest.approx(2.0, rel=1e-3) and rows[0.3]["idle_drift"] == pytest.approx(0, abs=1e-3)
+    assert "after 0.3 s of sleep" in rows[0.3]["energy_method"]
+    assert not [w for w in rows[0.3]["warnings"] if "idle" in w]
+    assert rows[0.0]["idle_w"] > 2.1 and rows[0.0]["idle_drift"] < -0.05
+    assert any("idle power changed" in w and "--idle-settle" in w for w in rows[0.0]["warnings"])
 
 
 def test_report_command_reads_as_the_console_command_however_it_was_started():

@@ -720,6 +720,31 @@ def test_engine_without_cuda_python_is_refused_before_any_work(student, tmp_path
     assert "\n" not in str(err.value) and api.builds == [] and list(tmp_path.iterdir()) == []
 
 
+def test_op_check_says_what_tensorrt_8_5_cannot_parse(onnx_bundle, capsys):
+    """The op check knew TensorRT 8.6-10 only, so an opset-17 bundle read "ok" to a JetPack-5 user (TensorRT 8.5, no
+    LayerNormalization importer) whose trtexec then failed on it. Per version it now names what that parser rejects."""
+    from edge_msa.cli import main
+    from edge_msa.export.tensorrt import _network
+
+    m = read_manifest(onnx_bundle)
+    for version, verdict in (("8.5.2", m.tensorrt_check["tensorrt_8.5"]), ("10.3.0", m.tensorrt_check)):
+        with fake_tensorrt(version):
+            import tensorrt as trt
+
+            logger, rejected = trt.Logger(trt.Logger.WARNING), set()
+            for name, file in m.graphs.items():
+                try:
+                    _network(trt, trt.Builder(logger), logger, onnx_bundle / file)
+                except ArtifactError:
+                    rejected.add(name)
+        assert rejected == set(verdict["unsupported"]) and verdict["ok"] == (not rejected)
+    assert rejected == set() and set(m.tensorrt_check["tensorrt_8.5"]["unsupported"]) == {"encode_text", "fuse"}
+    note = "TensorRT 8.5 (JetPack 5) cannot parse LayerNormalization (in encode_text, fuse); export with --opset 16"
+    assert f"# {note} for JetPack 5." in (onnx_bundle / "trtexec.txt").read_text().splitlines()
+    assert main(["info", str(onnx_bundle)]) == 0
+    assert f"tensorrt   ops ok True on TensorRT 8.6-10; {note} for JetPack 5\n" in capsys.readouterr().out
+
+
 def test_tensorrt_8_5_needs_opset_16_and_builds_with_it(student, onnx_bundle, tmp_path):
     """TensorRT 8.5 (JetPack 5) has no LayerNormalization importer: at the default opset 17 every graph failed to
     parse, after the whole ONNX export; opset 16 writes LayerNorm as primitive ops, which it parses."""

@@ -62,6 +62,25 @@ def idle_window(meter: Meter, seconds: float, sleep: Callable[[float], None] = t
     return Window(meter.energy_j() - e0, clock() - t0, 0)
 
 
+IDLE_SETTLE_S = 5.0  # default sleep between a row's timing and the idle window (`edge-msa bench --idle-settle`)
+IDLE_DRIFT_WARN = 0.05  # idle power changing more than this between the idle window's halves: it had not settled
+
+
+def settled_idle_window(meter: Meter, seconds: float, settle_s: float, sleep: Callable[[float], None] = time.sleep,
+                        clock: Callable[[], float] = time.perf_counter) -> tuple[Window, float]:
+    """The idle window after `settle_s` of sleep, and its drift: the second half's power over the first half's - 1.
+
+    Why settle: idle is measured right after a row's timing, while DVFS governors (a Jetson's CPU, GPU and EMC
+    devfreq, a desktop GPU's P-state) still hold the clocks up; idle power read then is too high, so the energy above
+    it per item came out too low. Why the drift: a window whose power still falls (or rises) has no settled idle to
+    subtract, and the report says so rather than hide it."""
+    sleep(settle_s)
+    first = idle_window(meter, seconds / 2, sleep, clock)
+    second = idle_window(meter, seconds / 2, sleep, clock)
+    both = Window(first.joules + second.joules, first.seconds + second.seconds, 0)
+    return both, second.watts / first.watts - 1 if first.watts > 0 else 0.0
+
+
 def active_window(meter: Meter, work: Callable[[int], int], seconds: float,
                   clock: Callable[[], float] = time.perf_counter) -> Window:
     """Energy while `work(i)` runs back to back for `seconds`; `work` returns the items it processed."""

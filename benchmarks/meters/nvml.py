@@ -34,11 +34,29 @@ def visible_gpu() -> str:
     return first or "0"
 
 
-def _handle(nvml: ModuleType, gpu: str) -> object:
-    """NVML's handle of `gpu` (visible_gpu's form: an index or a UUID)."""
-    if gpu.isdigit():
-        return nvml.nvmlDeviceGetHandleByIndex(int(gpu))
-    return nvml.nvmlDeviceGetHandleByUUID(gpu.encode())
+def _handle(nvml: ModuleType, gpu: str) -> tuple[object, str]:
+    """NVML's handle of `gpu` (visible_gpu's form: an index or a UUID), and how it was picked, for the meter line.
+
+    A UUID names one card. An index is CUDA's, counted in CUDA_DEVICE_ORDER: fastest first unless PCI_BUS_ID, while
+    NVML counts in PCI bus order, so on a host of mixed GPUs index 0 can be two different cards. Hence the GPU where
+    NVML shows this process's CUDA context, where there is exactly one (exact in any order; not where a container
+    hides the host's process ids); else the index, exact under PCI_BUS_ID, the same model on a host of one GPU model
+    (identical cards keep bus order in practice), and named a guess otherwise."""
+    if not gpu.isdigit():
+        return nvml.nvmlDeviceGetHandleByUUID(gpu.encode()), f"GPU {gpu}"
+    try:
+        handles = [nvml.nvmlDeviceGetHandleByIndex(i) for i in range(nvml.nvmlDeviceGetCount())]
+        own = [h for h in handles if any(p.pid == os.getpid() for p in nvml.nvmlDeviceGetComputeRunningProcesses(h))]
+        models = sorted({_text(nvml.nvmlDeviceGetName(h)) for h in handles})
+    except Exception:  # an older driver or pynvml without these queries: the index, as CUDA_VISIBLE_DEVICES gives it
+        own, models = [], []
+    if len(own) == 1:
+        return own[0], f"GPU {nvml.nvmlDeviceGetIndex(own[0])}, where this process's CUDA context is"
+    if len(models) > 1 and os.environ.get("CUDA_DEVICE_ORDER") != "PCI_BUS_ID":
+        return nvml.nvmlDeviceGetHandleByIndex(int(gpu)), (
+            f"GPU {gpu} in NVML's PCI bus order, which may be another card than CUDA's {gpu} (fastest first) on this "
+            f"host of {', '.join(models)}; set CUDA_DEVICE_ORDER=PCI_BUS_ID or CUDA_VISIBLE_DEVICES=GPU-<uuid>")
+    return nvml.nvmlDeviceGetHandleByIndex(int(gpu)), f"GPU {gpu}"
 
 
 class NvmlMeter(Meter):
@@ -50,8 +68,8 @@ class NvmlMeter(Meter):
         gpu = visible_gpu() if gpu is None else gpu
         self.nvml = _nvml()
         try:
-            self.handle = _handle(self.nvml, gpu)
-            self.scope = f"GPU board energy counter, {_text(self.nvml.nvmlDeviceGetName(self.handle))} (GPU {gpu})"
+            self.handle, which = _handle(self.nvml, gpu)
+            self.scope = f"GPU board energy counter, {_text(self.nvml.nvmlDeviceGetName(self.handle))} ({which})"
             self.start_mj = self.nvml.nvmlDeviceGetTotalEnergyConsumption(self.handle)
         except Exception as exc:
             self.nvml.nvmlShutdown()
@@ -72,7 +90,7 @@ def gpu_name(gpu: str | None = None) -> str:
     except MeterUnavailable as exc:
         return f"unavailable: {exc}"
     try:
-        return _text(nvml.nvmlDeviceGetName(_handle(nvml, gpu)))
+        return _text(nvml.nvmlDeviceGetName(_handle(nvml, gpu)[0]))
     except Exception as exc:
         return f"unavailable: NVML has no GPU {gpu} ({exc})"
     finally:
@@ -88,7 +106,7 @@ def gpu_memory_mb(gpu: str | None = None, pid: int | None = None) -> float | str
     except MeterUnavailable as exc:
         return f"unavailable: {exc}"
     try:
-        handle = _handle(nvml, gpu)
+        handle = _handle(nvml, gpu)[0]
         for proc in nvml.nvmlDeviceGetComputeRunningProcesses(handle):
             if proc.pid == pid and proc.usedGpuMemory is not None:
                 return proc.usedGpuMemory / 2**20

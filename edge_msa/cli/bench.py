@@ -45,6 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help="onnxruntime intra-op threads (default: runtime's choice)")
     p.add_argument("--energy-window", type=float, default=10.0,
                    help="seconds of the idle and of each active energy window (default: 10)")
+    p.add_argument("--idle-settle", type=float,
+                   help="seconds of sleep before the idle window, so the clocks drop from the timing's levels first "
+                   "(default: 5)")
     p.add_argument("--meter", default="auto", choices=("auto", "nvml", "tegrastats", "rapl", "none"),
                    help="energy meter (default: auto = NVML for GPU work, Jetson INA rails, RAPL)")
     p.add_argument("--precomputed-text", action="store_true",
@@ -69,8 +72,8 @@ def run(args: argparse.Namespace) -> int:
     out = run_bench(args.bundles, data=args.data, out=args.out or "report", batches=args.batch,
                     modalities=args.modalities, backend=args.backend, split=args.split, min_time=args.min_time,
                     min_runs=args.min_runs, warmup=args.warmup, threads=args.threads,
-                    energy_window=args.energy_window, meter=args.meter, long=args.long, progress=not args.quiet,
-                    precomputed_text=args.precomputed_text)
+                    energy_window=args.energy_window, idle_settle=args.idle_settle, meter=args.meter, long=args.long,
+                    progress=not args.quiet, precomputed_text=args.precomputed_text)
     _fail_if_nothing_measured(out)
     if not args.quiet:
         png = out / "report.png"
@@ -98,7 +101,7 @@ def _fail_if_nothing_measured(out) -> None:
 def _compare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from edge_msa.benchmarks import compare_reports, differing_settings, load_report, render_comparison
+    from edge_msa.benchmarks import comparison, load_report, render_comparison
     from edge_msa.atomic import write_text
     from edge_msa.errors import InputError
 
@@ -108,11 +111,10 @@ def _compare(args: argparse.Namespace) -> int:
                          "expected `edge-msa bench --compare A.json B.json` alone")
     if args.out and Path(args.out).exists() and not Path(args.out).is_dir():  # found only after the table printed
         raise InputError(f"--out '{args.out}' is a file; expected a folder for compare.md and compare.json")
-    a, b = load_report(a_path), load_report(b_path)
-    entries = compare_reports(a, b)
-    text = render_comparison(entries, a_path, b_path, differing_settings(a, b))
+    cmp = comparison(load_report(a_path), load_report(b_path), a_path, b_path)
+    text = render_comparison(cmp)
     sys.stdout.write(text)
     if args.out:
         write_text(Path(args.out) / "compare.md", text)
-        write_text(Path(args.out) / "compare.json", json.dumps(entries, indent=2) + "\n")
+        write_text(Path(args.out) / "compare.json", json.dumps(cmp, indent=2) + "\n")
     return 0

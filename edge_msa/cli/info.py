@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
                  f"front ends {list(m.feature_spec.front_ends)}",
                  f"skip       thresholds {m.skip_thresholds}" if m.skipping else "skip       none",
                  f"parity     fp32 max|Δ| {fp32.get('max_abs_diff')} atol {fp32.get('atol')} ok {fp32.get('ok')}",
-                 f"tensorrt   ops ok {m.tensorrt_check.get('ok')} {m.tensorrt_check.get('unsupported') or ''}".rstrip(),
+                 _tensorrt_line(m.tensorrt_check),
                  f"data       {summary(m.data)}"]
         valid = m.metrics.get("valid")
         if isinstance(valid, dict) and "bundle" in valid:
@@ -75,3 +75,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _kb(size: int | None) -> str:
     return "missing" if size is None else f"{size / 1024:.1f} KiB"
+
+
+def _tensorrt_line(check: dict) -> str:
+    """The manifest's TensorRT op check: TensorRT 8.6-10's verdict, and what 8.5 (JetPack 5) cannot parse besides."""
+    from ..export.trt_support import tensorrt_85_note
+
+    note = tensorrt_85_note(check)
+    line = f"tensorrt   ops ok {check.get('ok')} {check.get('unsupported') or ''}".rstrip()
+    return f"{line} on TensorRT 8.6-10; {note}" if note else line
