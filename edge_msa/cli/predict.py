@@ -174,5 +174,15 @@ def _csv_items(path: Path) -> list[dict]:
     if extra:
         raise InputError(f"{path} row {extra} has more values than the header has columns; expected at most "
                          f"{len(columns)} (quote text that holds a comma)")
-    return [{"text": _text(r.get("text"), path.parent), "audio": _value(r.get("audio"), path.parent),
-             "video": _value(r.get("video"), path.parent)} for r in rows]
+    return [_csv_item(path, i, r) for i, r in enumerate(rows, 1)]
+
+
+def _csv_item(path: Path, row: int, values: dict) -> dict:
+    """One CSV row's input; a feature file it names that is missing or unreadable is reported with the row."""
+    from ..errors import InputError
+
+    try:
+        return {"text": _text(values.get("text"), path.parent), "audio": _value(values.get("audio"), path.parent),
+                "video": _value(values.get("video"), path.parent)}
+    except InputError as exc:
+        raise InputError(f"{path} row {row}: {exc}") from None
