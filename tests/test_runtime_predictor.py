@@ -241,6 +241,39 @@ def test_int8_batches_score_what_each_row_scores_alone(int8_bundle):
     assert batched == alone and scores.tolist() == pytest.approx(alone, abs=0)
 
 
+def _fd_cmdie_bundle(tmp_path, count_padding: bool):
+    """fd_cmdie_tiny exported as it is now, or (count_padding) with its positions counted by index over the joined
+    padded sequence, as before 4a75a1b: the graph old fd_cmdie bundles hold (and their export, which checked
+    parity in batches, did not run them row by row)."""
+    from edge_msa.models.layers import SinusoidalPosition
+    from edge_msa.runtime import predictor
+
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(tmp_path / "t.pt", create_model("fd_cmdie_tiny", SPEC), {})
+    with pytest.MonkeyPatch.context() as mp:
+        if count_padding:
+            forward = SinusoidalPosition.forward
+            mp.setattr(SinusoidalPosition, "forward", lambda self, x, mask=None: forward(self, x))
+            mp.setattr(predictor, "positions_count_padding", lambda bundle, manifest: False, raising=False)
+        return export(ckpt, out=tmp_path / "bundle", log=None)
+
+
+def test_fd_cmdie_bundle_from_before_the_position_fix_warns_and_runs_row_by_row(tmp_path):
+    """Such a bundle scores an input by its batch-mates' text padding: loading it says so with the fix, and its
+    batches run row by row, where it scores what a re-exported bundle does."""
+    items = [{m: _arrays(seed)[m][:steps] for m in MODALITIES} for seed, steps in ((0, 9), (1, 1), (2, 3))]
+    with pytest.warns(UserWarning, match=r"exported before 4a75a1b: its positions count padding.*`edge-msa export`"):
+        old = load(_fd_cmdie_bundle(tmp_path / "old", count_padding=True))
+    with old, warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with load(_fd_cmdie_bundle(tmp_path / "new", count_padding=False)) as new:
+            assert old.row_by_row and not new.row_by_row
+            alone = [new.predict(**item).score for item in items]
+            assert [r.score for r in new.predict_batch(items)] == pytest.approx(alone, abs=1e-5)
+            assert [r.score for r in old.predict_batch(items)] == pytest.approx(alone, abs=1e-5)
+
+
 def test_media_file_for_external_features_is_skipped_with_a_warning(bundle, tmp_path):
     clip = tmp_path / "clip.wav"
     clip.write_bytes(b"RIFF")

@@ -8,6 +8,7 @@ Single layout: one graph, every present modality runs.
 """
 from __future__ import annotations
 
+import mmap
 import os
 import time
 import warnings
@@ -66,6 +67,12 @@ class Predictor:
         self._text_encoder = None
         self._front_ends: dict[str, Any] = {}
         self.tokens = self.spec.front_end("text").startswith(TOKENS_PREFIX)  # graphs take token ids
+        self.positions_count_padding = bool(self.bundle) and positions_count_padding(self.bundle, manifest)
+        if self.positions_count_padding:
+            warnings.warn(f"bundle '{self.bundle}' is an {manifest.model} teacher exported before 4a75a1b: its "
+                          "positions count padding, so a batched score depends on its batch-mates; it runs one "
+                          "input at a time (slower); re-export it from its checkpoint with `edge-msa export`",
+                          stacklevel=3)
 
     # --- public API -----------------------------------------------------------------------------
     def predict(self, text: Any = None, audio: Any = None, video: Any = None) -> Prediction:
@@ -129,8 +136,10 @@ class Predictor:
     def row_by_row(self) -> bool:
         """Whether batches run one row at a time. INT8 bundles are dynamically quantized: each graph call takes its
         activation scale from the whole input tensor, batch-mates and their padding included, so a batched row
-        would score differently from the same row alone (up to 0.07 on MOSI-U, flipping a polarity)."""
-        return self.manifest.precision == "int8"
+        would score differently from the same row alone (up to 0.07 on MOSI-U, flipping a polarity). An old
+        fd_cmdie bundle (`positions_count_padding`) depends on its batch-mates' padding too; alone, a row has none,
+        and scores what the re-exported bundle gives it."""
+        return self.manifest.precision == "int8" or self.positions_count_padding
 
     def _alone(self, index: int, item: Mapping[str, Any]) -> Prediction:
         """predict_batch's item `index` run by itself; an error names the item."""
@@ -355,6 +364,22 @@ class Predictor:
                                                  onnx_path=self.bundle / files["onnx"], max_len=max_len,
                                                  threads=self.threads))
         return self._text_encoder
+
+
+def positions_count_padding(bundle: Path, manifest: Manifest) -> bool:
+    """Whether `bundle` is an fd_cmdie teacher exported before 4a75a1b, whose positions over the joined
+    text | audio | video sequence counted its padding (the audio and video positions moved with the longest
+    transcript in the batch). Its manifest cannot tell (same fields, same edge-msa version); its graph can: the
+    fix counts the valid steps with the graph's only CumSum. An op type is stored verbatim in the ONNX file, so a
+    byte search answers without the onnx package, which the device runtime does not install. Engine bundles are
+    judged by the ONNX graph they were built from, which they keep."""
+    if not manifest.model.startswith("fd_cmdie"):
+        return False
+    graph = bundle / (manifest.export_options.get("onnx_graphs") or manifest.graphs).get(SINGLE, "")
+    if not graph.is_file() or graph.stat().st_size == 0:
+        return False
+    with open(graph, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        return data.find(b"CumSum") < 0
 
 
 def _check_items(inputs: Any) -> None:
