@@ -97,7 +97,8 @@ def test_parse_item_checks_and_digests(tmp_path):
     cases = [({"text": "x" * 11}, 413, "at most 10"), ({"audio": feats("audio", 5).tolist()}, 400, "L <= 4"),
              ({"video": [[0.0] * 105]}, 200, None), ({"audio": "UklGRg=="}, 415, "WAV, FLAC, OGG, MP3"),
              ({"text": None}, 400, "at least one"), ({"video": {"a": 1}}, 400, "expected an (L, d) array"),
-             ({"audio": [[10 ** 400] * 56]}, 400, "beyond float32")]  # was a 500: numpy's OverflowError
+             ({"audio": [[10 ** 400] * 56]}, 400, "beyond float32"),  # was a 500: numpy's OverflowError
+             ({"audio": [[True] * 56]}, 400, "hold true/false"), ({"audio": [["1"] * 56]}, 400, "hold strings")]
     for obj, status, words in cases:
         if status == 200:
             assert parse_item(obj, SERVE_SPEC, limits, workdir).item["video"].shape == (1, 105)
@@ -105,6 +106,7 @@ def test_parse_item_checks_and_digests(tmp_path):
         with pytest.raises(RequestError) as info:
             parse_item(obj, SERVE_SPEC, limits, workdir)
         assert info.value.status == status and words in info.value.message and "\n" not in info.value.message
+    assert parse_item({"video": [[0] * 105]}, SERVE_SPEC, limits, workdir).item["video"].dtype == np.float32  # ints
 
 
 def encode(path: Path, seconds: float, video: str | None = None, audio: str | None = None, **options: str) -> bytes:
