@@ -134,6 +134,8 @@ BAD = [  # (what, path, body, content type, expected status)
     ("batch not a list", "/v1/predict/batch", b'{"inputs": 3}', "application/json", 400),
     ("batch with a bad item", "/v1/predict/batch", b'{"inputs": [{"text": "ok"}, {"audio": [[1]]}]}',
      "application/json", 400),
+    ("batch with an unknown field", "/v1/predict/batch", b'{"inputs": [{"text": "ok"}], "max_batch": 1}',
+     "application/json", 400),
     ("multipart batch", "/v1/predict/batch", b"x", "multipart/form-data; boundary=x", 415),
     ("broken multipart", "/v1/predict", b"--x\r\nnonsense", "multipart/form-data; boundary=x", 400),
     ("feedback, unknown id", "/v1/feedback", b'{"request_id": "nope", "label": 1}', "application/json", 404),

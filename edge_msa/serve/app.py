@@ -205,12 +205,7 @@ async def parse_request(request, service: Service, scratch: Scratch, many: bool)
         raise RequestError(415, f"content type '{kind or 'none'}' is not supported here; expected {expected}")
     body = await read_body(request, limits.max_body_bytes)
     obj = await multipart_item(request, body, limits) if kind == "multipart/form-data" else parse_json(body)
-    if many:
-        items = obj.get("inputs") if isinstance(obj, dict) else None
-        if not isinstance(items, list) or not 1 <= len(items) <= limits.max_items:
-            raise RequestError(400, f"expected {{\"inputs\": [...]}} with 1 to {limits.max_items} inputs")
-    else:
-        items = [obj]
+    items = batch_items(obj, limits.max_items) if many else [obj]
 
     def parse_all() -> list[Parsed]:
         return [parse_item(o, service.spec, limits, scratch, f" #{i}" if many else "") for i, o in enumerate(items)]
@@ -218,6 +213,19 @@ async def parse_request(request, service: Service, scratch: Scratch, many: bool)
     if len(body) > OFFLOAD_BYTES:
         return await run_in_threadpool(parse_all)
     return parse_all()
+
+
+def batch_items(obj: Any, max_items: int) -> list:
+    """The inputs of a batch body {"inputs": [...]}. Other fields are refused, as an input's are: a misspelt or
+    imagined option beside the inputs (e.g. "max_batch") was ignored without a word."""
+    expected = f"expected {{\"inputs\": [...]}} with 1 to {max_items} inputs"
+    items = obj.get("inputs") if isinstance(obj, dict) else None
+    if not isinstance(items, list) or not 1 <= len(items) <= max_items:
+        raise RequestError(400, expected)
+    unknown = sorted(set(obj) - {"inputs"})
+    if unknown:
+        raise RequestError(400, f"batch body has unknown fields {unknown}; {expected} and nothing else")
+    return items
 
 
 def check_feedback(obj: Any) -> tuple[str, float]:
