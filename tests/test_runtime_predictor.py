@@ -419,6 +419,10 @@ def test_text_string_through_the_bundled_minilm_encoder(minilm_bundle):
         assert abs(same.score - r.score) < 1e-6
         with pytest.raises(InputError, match="empty text"):
             p.predict(text="   ")
+        with pytest.warns(UserWarning, match="1 of 2 texts are longer than 16 tokens"):
+            short, cut = p.predict_batch([{"text": "a fine film"}, {"text": "good " * 40}])
+        assert not short.warnings and r.warnings == [] and cut.to_dict()["warnings"] == [
+            "text is longer than 16 tokens and was truncated; only its first 16 were scored"]
 
 
 def _features_npz(path, n=24, seed=0):

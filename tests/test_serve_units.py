@@ -186,14 +186,28 @@ def test_media_upload_without_the_media_extra_is_a_503_naming_the_fix(tmp_path, 
 
 @pytest.mark.filterwarnings("ignore:1 of 2 texts are longer")  # the runtime's batch-level warning (server log)
 def test_a_truncated_text_is_named_in_the_answer(media_bundle, tmp_path):
-    """A text cut to the encoder's max length answered 200 with no hint; the warning went to the server log only."""
+    """A text cut to the encoder's max length answered 200 with no hint; the warning went to the server log only.
+    The answer tells it from the prediction's one tokenization (each text was tokenized again to tell it)."""
     pytest.importorskip("fastapi", reason='the serve extra is not installed (pip install "edge-msa[serve]")')
     import asyncio
 
     from edge_msa.serve.app import Service
     from edge_msa.serve.config import ServeConfig
 
+    class Counting:  # the tokenizer, counting the texts it tokenizes
+        def __init__(self, tokenizer):
+            self.tokenizer, self.texts = tokenizer, 0
+
+        def encode_batch(self, texts):
+            self.texts += len(texts)
+            return self.tokenizer.encode_batch(texts)
+
+        def encode(self, text):
+            self.texts += 1
+            return self.tokenizer.encode(text)
+
     service = Service(ServeConfig(bundle=str(media_bundle)))
+    counting = service.predictor.text_encoder._tokenizer = Counting(service.predictor.text_encoder.tokenizer)
     service.batcher.start()
     try:
         texts = ("a fine film", " ".join(["good"] * 40))  # max_len 16 tokens
@@ -203,6 +217,7 @@ def test_a_truncated_text_is_named_in_the_answer(media_bundle, tmp_path):
         service.close()
     assert short["warnings"] == [] and long["warnings"] == [
         "text is longer than 16 tokens and was truncated; only its first 16 were scored"]
+    assert counting.texts == len(texts)
 
 
 def test_feedback_log_export_reads_back_as_an_mmsa_label_csv(tmp_path, capsys):

@@ -35,7 +35,9 @@ class Prediction:
 
     `ms`: this input's share of each per-call stage (in a batch: the stage's time / batch size, i.e.
     amortised) and `total`, their sum. `load_ms`: one-off costs this call paid (building the text
-    encoder session on first use), kept out of `total` because later calls do not pay them.
+    encoder session on first use), kept out of `total` because later calls do not pay them. `warnings`: what
+    this input's caller should know about an answer that still came (its text cut to the encoder's max length);
+    `warnings.warn` says it once per batch, which a service answering many clients cannot pass on.
     """
 
     score: float
@@ -44,6 +46,7 @@ class Prediction:
     skipped: dict[str, str] = field(default_factory=dict)
     ms: dict[str, float] = field(default_factory=dict)
     load_ms: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -88,7 +91,7 @@ class Predictor:
         if self.row_by_row and len(inputs) > 1:
             return [self._alone(i, item) for i, item in enumerate(inputs)]
         ms: dict[str, float] = {}
-        rows, media, skipped = self._prepare(inputs, ms)
+        rows, media, skipped, notes = self._prepare(inputs, ms)
         for i, (row, pending, reasons) in enumerate(zip(rows, media, skipped)):
             if not row and not pending:
                 why = "; ".join(f"{m}: {r}" for m, r in reasons.items()) or "nothing given"
@@ -119,7 +122,7 @@ class Predictor:
                     reasons[m] = "missing"
             ran_names = [m for j, m in enumerate(MODALITIES) if ran[i, j]]
             out.append(Prediction(float(scores[i]), polarity(float(scores[i])), ran_names, reasons, dict(item_ms),
-                                  dict(load_ms)))
+                                  dict(load_ms), notes[i]))
         return out
 
     def predict_features(self, features: Mapping[str, np.ndarray],
@@ -234,10 +237,12 @@ class Predictor:
 
     def _prepare(self, inputs: Sequence[Mapping[str, Any]], ms: dict[str, float]):
         """Per row: {m: (L, d) float32 array} for text and feature arrays, {m: Path} for media files whose
-        front end runs later (only if the gate keeps m), and {m: reason} for inputs that cannot be used."""
+        front end runs later (only if the gate keeps m), {m: reason} for inputs that cannot be used, and the
+        row's warnings (its text truncated: told from the one tokenization, not a second one per text)."""
         rows: list[dict[str, np.ndarray]] = [{} for _ in inputs]
         media: list[dict[str, Path]] = [{} for _ in inputs]
         skipped: list[dict[str, str]] = [{} for _ in inputs]
+        notes: list[list[str]] = [[] for _ in inputs]
         texts = [(i, check_unicode(item["text"], f" #{i}" if len(inputs) > 1 else "")) for i, item in enumerate(inputs)
                  if isinstance(item.get("text"), str)]
         if texts:
@@ -246,10 +251,14 @@ class Predictor:
                 self.text_encoder.load()
                 ms["text_encoder_load"] = (time.perf_counter() - start) * 1e3
             start = time.perf_counter()
-            encoded, lens = self.text_encoder.encode([t for _, t in texts])
+            encodings = self.text_encoder.encodings([t for _, t in texts])
+            encoded, lens = self.text_encoder.embed([e.ids for e in encodings])
             ms[self.text_encoder.stage] = (time.perf_counter() - start) * 1e3
-            for (i, _), x, n in zip(texts, encoded, lens):
+            for (i, _), x, n, e in zip(texts, encoded, lens, encodings):
                 rows[i]["text"] = x[:n]
+                warning = self.text_encoder.truncation_warning(e)
+                if warning:
+                    notes[i].append(warning)
         for i, item in enumerate(inputs):
             for m in MODALITIES:
                 value = item.get(m)
@@ -274,7 +283,7 @@ class Predictor:
                     skipped[i]["audio"] = reason
                 else:
                     media[i]["audio"] = video  # decoded by the audio front end only if the gate keeps audio
-        return rows, media, skipped
+        return rows, media, skipped, notes
 
     def _array(self, m: str, value: Any) -> np.ndarray:
         """A caller's (L, d) value (an array, nested lists, a (1, L, d) array) as an ndarray, or one line saying

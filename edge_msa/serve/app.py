@@ -96,16 +96,8 @@ class Service:
             request_id = uuid.uuid4().hex
             self.metrics.observe_prediction(prediction)
             self.recent.put(request_id, p.digest, p.text, prediction)
-            out.append({**prediction, "request_id": request_id, "warnings": self._warnings(p)})
+            out.append({**prediction, "request_id": request_id})  # its warnings name a truncated text
         return out
-
-    def _warnings(self, parsed: Parsed) -> list[str]:
-        """What the client should know about an answer that still came (a text cut to the encoder's max length):
-        the runtime warns once per batch, in the server log only, which the client never sees."""
-        if parsed.text is None:
-            return []
-        warning = self.predictor.text_encoder.truncation_warning(parsed.text)
-        return [warning] if warning else []
 
     async def add_feedback(self, request_id: str, label: float) -> int:
         """Append the user's label for a served prediction to the log; returns the row id once durable."""
