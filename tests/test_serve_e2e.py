@@ -149,8 +149,16 @@ def test_every_bad_request_gets_a_4xx_json_error_and_the_server_stays_healthy(se
         status, headers, answer = call(f"{server}{path}", body, ctype)
         assert status == expected, (what, status, answer)
         assert isinstance(answer, dict) and set(answer) == {"error"} and answer["error"], (what, answer)
-    status, _, answer = call(f"{server}/v1/predict", method="GET")
-    assert status == 405 and "error" in answer
+    status, _, answer = call(f"{server}/v1/predict", method="GET")  # starlette said "Method Not Allowed", no more
+    assert status == 405 and answer["error"] == "GET is not allowed on /v1/predict; expected POST"
+    status, _, answer = call(f"{server}/v2/predict", b"{}")
+    assert status == 404 and answer["error"].startswith("no route /v2/predict; expected one of /, /healthz")
+    status, _, answer = call(f"{server}/v1/predict", b"x", "multipart/form-data")
+    assert answer["error"] == "malformed multipart form (Missing boundary in multipart.); expected a text field and " \
+                              "audio / video files"
+    form = b'--b\r\nContent-Disposition: form-data; name="audio"\r\n\r\nnot a file\r\n--b--\r\n'
+    status, _, answer = call(f"{server}/v1/predict", form, "multipart/form-data; boundary=b")
+    assert status == 400 and answer["error"] == "form field 'audio' is a text field; expected a file"
     assert call(f"{server}/healthz")[0] == 200
     status, good = post(f"{server}/v1/predict", {"text": "still fine"})
     assert status == 200 and "score" in good

@@ -3,6 +3,7 @@ log and its label.csv export (read back by the dataset reader)."""
 from __future__ import annotations
 
 import base64
+import re
 import sqlite3
 import subprocess
 import sys
@@ -317,3 +318,7 @@ def test_feedback_label_beyond_float_is_a_400():
             check_feedback({"request_id": "r", "label": label})
         assert info.value.status == 400 and "is not a number in [-3, 3]" in info.value.message
     assert check_feedback({"request_id": "r", "label": -3}) == ("r", -3.0)
+    for body, got in (({"request_id": "r", "label": 1, "note": "x"}, "has fields ['label', 'note', 'request_id']"),
+                      ([1], "is list")):  # the answer said only what was expected
+        with pytest.raises(RequestError, match=re.escape(f"feedback {got}; expected {{")):
+            check_feedback(body)

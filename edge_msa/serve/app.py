@@ -174,14 +174,20 @@ async def multipart_item(request, body: bytes, limits: Limits) -> dict[str, Any]
     async def replay():
         return {"type": "http.request", "body": body, "more_body": False}
 
-    form = await Request(request.scope, replay).form(max_files=2, max_fields=3, max_part_size=limits.max_body_bytes)
+    try:
+        form = await Request(request.scope, replay).form(max_files=2, max_fields=3,
+                                                         max_part_size=limits.max_body_bytes)
+    except HTTPException as exc:  # starlette's word for a broken form: "Missing boundary in multipart."
+        raise RequestError(400, f"malformed multipart form ({exc.detail}); expected a text field and audio / "
+                                "video files") from None
     try:
         obj: dict[str, Any] = {}
         for key, value in form.multi_items():
             if key in obj or key not in ("text", "audio", "video"):
                 raise RequestError(400, f"form field '{key}' is unknown or repeated; expected text, audio, video")
             if (key == "text") != isinstance(value, str):
-                raise RequestError(400, f"form field '{key}' must be {'a text field' if key == 'text' else 'a file'}")
+                raise RequestError(400, f"form field '{key}' is {'a file' if key == 'text' else 'a text field'}; "
+                                        f"expected {'a text field' if key == 'text' else 'a file'}")
             obj[key] = await value.read() if isinstance(value, UploadFile) else value
         return obj
     finally:
@@ -222,7 +228,8 @@ def batch_items(obj: Any, max_items: int) -> list:
 
 def check_feedback(obj: Any) -> tuple[str, float]:
     if not isinstance(obj, dict) or set(obj) != {"request_id", "label"}:
-        raise RequestError(400, "expected {\"request_id\": str, \"label\": number in [-3, 3]}")
+        got = f"has fields {sorted(obj)}" if isinstance(obj, dict) else f"is {type(obj).__name__}"
+        raise RequestError(400, f"feedback {got}; expected {{\"request_id\": str, \"label\": number in [-3, 3]}}")
     request_id, label = obj["request_id"], obj["label"]
     if not isinstance(request_id, str) or not request_id:
         raise RequestError(400, "request_id must be the non-empty string a prediction returned")
@@ -268,8 +275,15 @@ async def busy(request, exc: QueueFull) -> JSONResponse:
     return error(429, str(exc), {"Retry-After": str(exc.retry_after)})
 
 
-async def http_error(request, exc: HTTPException) -> JSONResponse:  # 404, 405, malformed multipart
-    return error(exc.status_code, str(exc.detail), exc.headers)
+async def http_error(request, exc: HTTPException) -> JSONResponse:
+    """404 and 405 as one line saying what to send instead (starlette's detail is "Not Found", "Method Not
+    Allowed")."""
+    message, path = str(exc.detail), request.url.path
+    if exc.status_code == 404:
+        message = f"no route {path[:100]}; expected one of {', '.join(ROUTES)}"
+    elif exc.status_code == 405:
+        message = f"{request.method} is not allowed on {path}; expected {(exc.headers or {}).get('Allow', 'another')}"
+    return error(exc.status_code, message, exc.headers)
 
 
 async def invalid(request, exc: RequestValidationError) -> JSONResponse:
