@@ -261,7 +261,7 @@ def _fd_cmdie_bundle(tmp_path, count_padding: bool):
 
 def test_fd_cmdie_bundle_from_before_the_position_fix_warns_and_runs_row_by_row(tmp_path):
     """Such a bundle scores an input by its batch-mates' text padding: loading it says so with the fix, and its
-    batches run row by row, where it scores what a re-exported bundle does."""
+    batches run row by row, where an input with every modality scores what a re-exported bundle gives it."""
     items = [{m: _arrays(seed)[m][:steps] for m in MODALITIES} for seed, steps in ((0, 9), (1, 1), (2, 3))]
     with pytest.warns(UserWarning, match=r"exported before 4a75a1b: its positions count padding.*`edge-msa export`"):
         old = load(_fd_cmdie_bundle(tmp_path / "old", count_padding=True))

@@ -140,8 +140,9 @@ class Predictor:
         """Whether batches run one row at a time. INT8 bundles are dynamically quantized: each graph call takes its
         activation scale from the whole input tensor, batch-mates and their padding included, so a batched row
         would score differently from the same row alone (up to 0.07 on MOSI-U, flipping a polarity). An old
-        fd_cmdie bundle (`positions_count_padding`) depends on its batch-mates' padding too; alone, a row has none,
-        and scores what the re-exported bundle gives it."""
+        fd_cmdie bundle (`positions_count_padding`) depends on its batch-mates' padding too; alone, a row has none:
+        it scores what the re-exported bundle gives it, except that a missing text or audio (one masked step in
+        the joined sequence) still moves the later positions by one."""
         return self.manifest.precision == "int8" or self.positions_count_padding
 
     def _alone(self, index: int, item: Mapping[str, Any]) -> Prediction:
