@@ -672,8 +672,10 @@ def test_text_and_token_ids_are_checked_before_the_tokenizer_and_graph(token_bun
         max_len = p.spec.max_len("text")
         long_ids = np.tile(ids, (max_len // len(ids) + 2, 1))  # (> max_len, 1): beyond the encoder's positions
         with pytest.warns(UserWarning, match=f"more than the encoder's {max_len} positions; truncated"):
-            cut = p.predict(text=long_ids).score
-        assert cut == pytest.approx(p.predict(text=long_ids[:max_len]).score, abs=1e-6)
+            cut = p.predict(text=long_ids)
+        assert cut.score == pytest.approx(p.predict(text=long_ids[:max_len]).score, abs=1e-6)
+        assert cut.warnings == [f"text: {len(long_ids)} token ids are more than the encoder's {max_len} positions; "
+                                f"truncated to the first {max_len}"]  # the answer says so, not only the server log
 
 
 @pytest.mark.parametrize("value, message", [

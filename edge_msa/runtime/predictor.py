@@ -36,8 +36,8 @@ class Prediction:
     `ms`: this input's share of each per-call stage (in a batch: the stage's time / batch size, i.e.
     amortised) and `total`, their sum. `load_ms`: one-off costs this call paid (building the text
     encoder session on first use), kept out of `total` because later calls do not pay them. `warnings`: what
-    this input's caller should know about an answer that still came (its text cut to the encoder's max length);
-    `warnings.warn` says it once per batch, which a service answering many clients cannot pass on.
+    this input's caller should know about an answer that still came (its text or token ids cut to the encoder's
+    max length); `warnings.warn` says it once per batch, which a service answering many clients cannot pass on.
     """
 
     score: float
@@ -275,7 +275,7 @@ class Predictor:
                     else:
                         media[i][m] = Path(value)
                     continue
-                rows[i][m] = self._checked(m, self._array(m, value))
+                rows[i][m] = self._checked(m, self._array(m, value), notes[i])
             video = media[i].get("video")
             if (item.get("audio") is None and video is not None and video.suffix.lower() in VIDEO_EXTS
                     and self.spec.front_end("audio") == LOGMEL):
@@ -303,8 +303,9 @@ class Predictor:
             raise InputError(f"{m} features have shape {array.shape}; expected {want}")
         return array
 
-    def _checked(self, m: str, array: np.ndarray) -> np.ndarray:
-        """A finite float32 (L, d) array of m with L >= 1; token ids (token-id bundles) in the vocabulary."""
+    def _checked(self, m: str, array: np.ndarray, notes: list[str] | None = None) -> np.ndarray:
+        """A finite float32 (L, d) array of m with L >= 1; token ids (token-id bundles) in the vocabulary, cut to
+        the encoder's positions with a warning, also added to `notes` (the row's Prediction.warnings)."""
         x = as_float32(m, array, self.spec)
         if x.shape[0] == 0:
             raise InputError(f"{m} features have no steps (shape {array.shape}); expected L >= 1")
@@ -315,9 +316,12 @@ class Predictor:
                                  f"tokenizer; got values in [{x.min():g}, {x.max():g}]")
             max_len = self.spec.max_len("text")
             if len(x) > max_len:  # the encoder has max_len positions; raw text is cut by the tokenizer the same way
-                warnings.warn(f"text: {len(x)} token ids are more than the encoder's {max_len} positions; "
-                              f"truncated to the first {max_len}", stacklevel=4)
+                warning = (f"text: {len(x)} token ids are more than the encoder's {max_len} positions; truncated to "
+                           f"the first {max_len}")
+                warnings.warn(warning, stacklevel=4)
                 x = x[:max_len]
+                if notes is not None:
+                    notes.append(warning)
         return x
 
     def _media_check(self, modality: str, path: Path) -> str | None:
