@@ -242,6 +242,39 @@ def test_int8_batches_score_what_each_row_scores_alone(int8_bundle):
     assert batched == alone and scores.tolist() == pytest.approx(alone, abs=0)
 
 
+def _fd_cmdie_bundle(tmp_path, count_padding: bool):
+    """fd_cmdie_tiny exported as it is now, or (count_padding) with its positions counted by index over the joined
+    padded sequence, as before 4a75a1b: the graph old fd_cmdie bundles hold (and their export, which checked
+    parity in batches, did not run them row by row)."""
+    from edge_msa.models.layers import SinusoidalPosition
+    from edge_msa.runtime import predictor
+
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(tmp_path / "t.pt", create_model("fd_cmdie_tiny", SPEC), {})
+    with pytest.MonkeyPatch.context() as mp:
+        if count_padding:
+            forward = SinusoidalPosition.forward
+            mp.setattr(SinusoidalPosition, "forward", lambda self, x, mask=None: forward(self, x))
+            mp.setattr(predictor, "positions_count_padding", lambda bundle, manifest: False, raising=False)
+        return export(ckpt, out=tmp_path / "bundle", log=None)
+
+
+def test_fd_cmdie_bundle_from_before_the_position_fix_warns_and_runs_row_by_row(tmp_path):
+    """Such a bundle scores an input by its batch-mates' text padding: loading it says so with the fix, and its
+    batches run row by row, where an input with every modality scores what a re-exported bundle gives it."""
+    items = [{m: _arrays(seed)[m][:steps] for m in MODALITIES} for seed, steps in ((0, 9), (1, 1), (2, 3))]
+    with pytest.warns(UserWarning, match=r"exported before 4a75a1b: its positions count padding.*`edge-msa export`"):
+        old = load(_fd_cmdie_bundle(tmp_path / "old", count_padding=True))
+    with old, warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with load(_fd_cmdie_bundle(tmp_path / "new", count_padding=False)) as new:
+            assert old.row_by_row and not new.row_by_row
+            alone = [new.predict(**item).score for item in items]
+            assert [r.score for r in new.predict_batch(items)] == pytest.approx(alone, abs=1e-5)
+            assert [r.score for r in old.predict_batch(items)] == pytest.approx(alone, abs=1e-5)
+
+
 def test_media_file_for_external_features_is_skipped_with_a_warning(bundle, tmp_path):
     clip = tmp_path / "clip.wav"
     clip.write_bytes(b"RIFF")
@@ -387,6 +420,10 @@ def test_text_string_through_the_bundled_minilm_encoder(minilm_bundle):
         assert abs(same.score - r.score) < 1e-6
         with pytest.raises(InputError, match="empty text"):
             p.predict(text="   ")
+        with pytest.warns(UserWarning, match="1 of 2 texts are longer than 16 tokens"):
+            short, cut = p.predict_batch([{"text": "a fine film"}, {"text": "good " * 40}])
+        assert not short.warnings and r.warnings == [] and cut.to_dict()["warnings"] == [
+            "text is longer than 16 tokens and was truncated; only its first 16 were scored"]
 
 
 def _features_npz(path, n=24, seed=0):
@@ -693,8 +730,10 @@ def test_text_and_token_ids_are_checked_before_the_tokenizer_and_graph(token_bun
         max_len = p.spec.max_len("text")
         long_ids = np.tile(ids, (max_len // len(ids) + 2, 1))  # (> max_len, 1): beyond the encoder's positions
         with pytest.warns(UserWarning, match=f"more than the encoder's {max_len} positions; truncated"):
-            cut = p.predict(text=long_ids).score
-        assert cut == pytest.approx(p.predict(text=long_ids[:max_len]).score, abs=1e-6)
+            cut = p.predict(text=long_ids)
+        assert cut.score == pytest.approx(p.predict(text=long_ids[:max_len]).score, abs=1e-6)
+        assert cut.warnings == [f"text: {len(long_ids)} token ids are more than the encoder's {max_len} positions; "
+                                f"truncated to the first {max_len}"]  # the answer says so, not only the server log
 
 
 @pytest.mark.parametrize("value, message", [

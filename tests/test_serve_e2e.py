@@ -134,6 +134,8 @@ BAD = [  # (what, path, body, content type, expected status)
     ("batch not a list", "/v1/predict/batch", b'{"inputs": 3}', "application/json", 400),
     ("batch with a bad item", "/v1/predict/batch", b'{"inputs": [{"text": "ok"}, {"audio": [[1]]}]}',
      "application/json", 400),
+    ("batch with an unknown field", "/v1/predict/batch", b'{"inputs": [{"text": "ok"}], "max_batch": 1}',
+     "application/json", 400),
     ("multipart batch", "/v1/predict/batch", b"x", "multipart/form-data; boundary=x", 415),
     ("broken multipart", "/v1/predict", b"--x\r\nnonsense", "multipart/form-data; boundary=x", 400),
     ("feedback, unknown id", "/v1/feedback", b'{"request_id": "nope", "label": 1}', "application/json", 404),
@@ -147,8 +149,16 @@ def test_every_bad_request_gets_a_4xx_json_error_and_the_server_stays_healthy(se
         status, headers, answer = call(f"{server}{path}", body, ctype)
         assert status == expected, (what, status, answer)
         assert isinstance(answer, dict) and set(answer) == {"error"} and answer["error"], (what, answer)
-    status, _, answer = call(f"{server}/v1/predict", method="GET")
-    assert status == 405 and "error" in answer
+    status, _, answer = call(f"{server}/v1/predict", method="GET")  # starlette said "Method Not Allowed", no more
+    assert status == 405 and answer["error"] == "GET is not allowed on /v1/predict; expected POST"
+    status, _, answer = call(f"{server}/v2/predict", b"{}")
+    assert status == 404 and answer["error"].startswith("no route /v2/predict; expected one of /, /healthz")
+    status, _, answer = call(f"{server}/v1/predict", b"x", "multipart/form-data")
+    assert answer["error"] == "malformed multipart form (Missing boundary in multipart.); expected a text field and " \
+                              "audio / video files"
+    form = b'--b\r\nContent-Disposition: form-data; name="audio"\r\n\r\nnot a file\r\n--b--\r\n'
+    status, _, answer = call(f"{server}/v1/predict", form, "multipart/form-data; boundary=b")
+    assert status == 400 and answer["error"] == "form field 'audio' is a text field; expected a file"
     assert call(f"{server}/healthz")[0] == 200
     status, good = post(f"{server}/v1/predict", {"text": "still fine"})
     assert status == 200 and "score" in good
@@ -190,7 +200,9 @@ def test_overload_beyond_the_queue_bound_is_429_with_retry_after(media_bundle):
         assert call(f"{url}/healthz")[0] == 200
 
 
-def test_sigterm_drains_in_flight_requests_and_exits_0_within_10_s(media_bundle):
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_drains_in_flight_requests_and_exits_0_within_10_s(media_bundle, stop):
+    """SIGTERM or Ctrl-C (SIGINT; it used to end a clean drain with `error: interrupted` and exit code 130)."""
     with serve_process(media_bundle, "--drain-s", "5") as (proc, url):
         body = json.dumps({"text": "drain me gently"}).encode()
         with ThreadPoolExecutor(4) as pool:  # light: the drain must fit in 5 s even on a contended CPU
@@ -199,7 +211,7 @@ def test_sigterm_drains_in_flight_requests_and_exits_0_within_10_s(media_bundle)
                        for i in range(4)]
             time.sleep(0.3)  # requests are in flight
             t0 = time.monotonic()
-            proc.send_signal(signal.SIGTERM)
+            proc.send_signal(stop)
             assert proc.wait(10) == 0
             assert time.monotonic() - t0 < 10
             answers = [f.result() for f in started]

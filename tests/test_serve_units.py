@@ -3,6 +3,7 @@ log and its label.csv export (read back by the dataset reader)."""
 from __future__ import annotations
 
 import base64
+import re
 import sqlite3
 import subprocess
 import sys
@@ -97,7 +98,8 @@ def test_parse_item_checks_and_digests(tmp_path):
     cases = [({"text": "x" * 11}, 413, "at most 10"), ({"audio": feats("audio", 5).tolist()}, 400, "L <= 4"),
              ({"video": [[0.0] * 105]}, 200, None), ({"audio": "UklGRg=="}, 415, "WAV, FLAC, OGG, MP3"),
              ({"text": None}, 400, "at least one"), ({"video": {"a": 1}}, 400, "expected an (L, d) array"),
-             ({"audio": [[10 ** 400] * 56]}, 400, "beyond float32")]  # was a 500: numpy's OverflowError
+             ({"audio": [[10 ** 400] * 56]}, 400, "beyond float32"),  # was a 500: numpy's OverflowError
+             ({"audio": [[True] * 56]}, 400, "hold true/false"), ({"audio": [["1"] * 56]}, 400, "hold strings")]
     for obj, status, words in cases:
         if status == 200:
             assert parse_item(obj, SERVE_SPEC, limits, workdir).item["video"].shape == (1, 105)
@@ -105,6 +107,7 @@ def test_parse_item_checks_and_digests(tmp_path):
         with pytest.raises(RequestError) as info:
             parse_item(obj, SERVE_SPEC, limits, workdir)
         assert info.value.status == status and words in info.value.message and "\n" not in info.value.message
+    assert parse_item({"video": [[0] * 105]}, SERVE_SPEC, limits, workdir).item["video"].dtype == np.float32  # ints
 
 
 def encode(path: Path, seconds: float, video: str | None = None, audio: str | None = None, **options: str) -> bytes:
@@ -201,14 +204,28 @@ def test_media_upload_without_the_media_extra_is_a_503_naming_the_fix(tmp_path, 
 
 @pytest.mark.filterwarnings("ignore:1 of 2 texts are longer")  # the runtime's batch-level warning (server log)
 def test_a_truncated_text_is_named_in_the_answer(media_bundle, tmp_path):
-    """A text cut to the encoder's max length answered 200 with no hint; the warning went to the server log only."""
+    """A text cut to the encoder's max length answered 200 with no hint; the warning went to the server log only.
+    The answer tells it from the prediction's one tokenization (each text was tokenized again to tell it)."""
     pytest.importorskip("fastapi", reason='the serve extra is not installed (pip install "edge-msa[serve]")')
     import asyncio
 
     from edge_msa.serve.app import Service
     from edge_msa.serve.config import ServeConfig
 
+    class Counting:  # the tokenizer, counting the texts it tokenizes
+        def __init__(self, tokenizer):
+            self.tokenizer, self.texts = tokenizer, 0
+
+        def encode_batch(self, texts):
+            self.texts += len(texts)
+            return self.tokenizer.encode_batch(texts)
+
+        def encode(self, text):
+            self.texts += 1
+            return self.tokenizer.encode(text)
+
     service = Service(ServeConfig(bundle=str(media_bundle)))
+    counting = service.predictor.text_encoder._tokenizer = Counting(service.predictor.text_encoder.tokenizer)
     service.batcher.start()
     try:
         texts = ("a fine film", " ".join(["good"] * 40))  # max_len 16 tokens
@@ -218,6 +235,7 @@ def test_a_truncated_text_is_named_in_the_answer(media_bundle, tmp_path):
         service.close()
     assert short["warnings"] == [] and long["warnings"] == [
         "text is longer than 16 tokens and was truncated; only its first 16 were scored"]
+    assert counting.texts == len(texts)
 
 
 def test_feedback_log_export_reads_back_as_an_mmsa_label_csv(tmp_path, capsys):
@@ -318,3 +336,7 @@ def test_feedback_label_beyond_float_is_a_400():
             check_feedback({"request_id": "r", "label": label})
         assert info.value.status == 400 and "is not a number in [-3, 3]" in info.value.message
     assert check_feedback({"request_id": "r", "label": -3}) == ("r", -3.0)
+    for body, got in (({"request_id": "r", "label": 1, "note": "x"}, "has fields ['label', 'note', 'request_id']"),
+                      ([1], "is list")):  # the answer said only what was expected
+        with pytest.raises(RequestError, match=re.escape(f"feedback {got}; expected {{")):
+            check_feedback(body)

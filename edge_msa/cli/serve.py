@@ -20,7 +20,8 @@ EPILOG = """examples:
 routes: POST /v1/predict (JSON {"text", "audio", "video"}: a string, (L, d) arrays or base64 WAV/video; or a
 multipart form), POST /v1/predict/batch ({"inputs": [...]}), POST /v1/feedback, GET /healthz, GET /v1/info,
 GET /metrics (Prometheus), GET / (demo page). Errors are {"error": "..."} with a 4xx status; beyond
---max-queue waiting inputs the answer is 429 with Retry-After. SIGTERM finishes in-flight requests, then exits 0.
+--max-queue waiting inputs the answer is 429 with Retry-After. Ctrl-C or SIGTERM finishes in-flight requests, then
+exits 0.
 There is no authentication: it binds 127.0.0.1 unless you pass --host.
 """
 
@@ -99,10 +100,15 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.write(f"serving {args.bundle} on {address(args.host, sock)} (demo page; Ctrl-C or SIGTERM stops)\n")
     config = uvicorn.Config(create_app(service), host=args.host, port=args.port, log_level=args.log_level,
                             access_log=False, timeout_graceful_shutdown=args.drain_s, server_header=False)
-    # uvicorn drains on SIGTERM, then re-raises the signal to the handler that was there before it; this one
-    # makes that a normal exit (0) instead of death by signal.
+    # uvicorn drains on SIGTERM and on Ctrl-C (SIGINT), then re-raises the signal to the handler that was there
+    # before it; these make that a normal exit (0) instead of death by signal, or, for Ctrl-C, a KeyboardInterrupt
+    # that ended a clean drain with `error: interrupted` and exit code 130.
+    previous = signal.signal(signal.SIGINT, lambda *_: None)
     signal.signal(signal.SIGTERM, lambda *_: None)
-    uvicorn.Server(config).run(sockets=[sock])
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        signal.signal(signal.SIGINT, previous)
     return 0
 
 

@@ -103,8 +103,9 @@ class WordPiece:
         ids = (self.tokenizer.token_to_id(t) for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"))
         return sorted(i for i in ids if i is not None)
 
-    def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
-        """Token ids per text ([CLS] ... [SEP], at most max_len); empty text -> InputError."""
+    def encodings(self, texts: Sequence[str]) -> list:
+        """The tokenizer's Encoding per text: `.ids` ([CLS] ... [SEP], at most max_len) and `.overflowing` (what was
+        cut); empty text -> InputError."""
         for i, text in enumerate(texts):
             if not isinstance(text, str) or not text.strip():
                 where = "" if len(texts) == 1 else f" (text #{i})"
@@ -113,13 +114,17 @@ class WordPiece:
         cut = sum(bool(enc.overflowing) for enc in encodings)
         if cut:
             warnings.warn(f"{cut} of {len(texts)} texts are longer than {self.max_len} tokens and were truncated",
-                          stacklevel=2)
-        return [enc.ids for enc in encodings]
+                          stacklevel=3)
+        return encodings
 
-    def truncation_warning(self, text: str) -> str | None:
-        """The warning for one text that `tokenize` cuts to max_len tokens, else None: `tokenize` warns once per
-        batch, so a caller serving many clients (the REST service) asks per text to tell the client concerned."""
-        if not self.tokenizer.encode(text).overflowing:
+    def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids per text ([CLS] ... [SEP], at most max_len); empty text -> InputError."""
+        return [enc.ids for enc in self.encodings(texts)]
+
+    def truncation_warning(self, encoding) -> str | None:
+        """The warning for one text's Encoding if `encodings` cut it to max_len tokens, else None: `encodings` warns
+        once per batch, so a caller serving many clients (the REST service) tells the client concerned this way."""
+        if not encoding.overflowing:
             return None
         return f"text is longer than {self.max_len} tokens and was truncated; only its first {self.max_len} were scored"
 
@@ -161,7 +166,10 @@ class TokenIds(WordPiece):
         return f"token-ids|{super().fingerprint()}"
 
     def encode(self, texts: Sequence[str], progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        ids = self.tokenize(texts)
+        return self.embed(self.tokenize(texts))
+
+    def embed(self, ids: Sequence[Sequence[int]], progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """`encode` of texts already tokenized: (N, L_max, 1) ids zero-padded after lengths[i], and lengths (N,)."""
         lengths = np.array([len(x) for x in ids], dtype=np.int64)  # (N,)
         out = np.zeros((len(ids), int(lengths.max(initial=1)), 1), dtype=np.float32)  # (N, L_max, 1)
         for i, row in enumerate(ids):
@@ -224,7 +232,10 @@ class MiniLMFrontEnd(WordPiece):
 
     def encode(self, texts: Sequence[str], progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(N, L_max, 384) float32 token embeddings zero-padded after lengths[i] tokens, and lengths (N,)."""
-        ids = self.tokenize(texts)
+        return self.embed(self.tokenize(texts), progress)
+
+    def embed(self, ids: Sequence[Sequence[int]], progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """`encode` of texts already tokenized (their ids)."""
         lengths = np.array([len(x) for x in ids], dtype=np.int64)  # (N,)
         out = np.zeros((len(ids), int(lengths.max(initial=1)), DIM), dtype=np.float32)  # (N, L_max, 384)
         order = np.argsort(lengths, kind="stable")

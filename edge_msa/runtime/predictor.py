@@ -9,6 +9,7 @@ Single layout: one graph, every present modality runs.
 from __future__ import annotations
 
 import math
+import mmap
 import os
 import time
 import warnings
@@ -36,7 +37,9 @@ class Prediction:
 
     `ms`: this input's share of each per-call stage (in a batch: the stage's time / batch size, i.e.
     amortised) and `total`, their sum. `load_ms`: one-off costs this call paid (building the text
-    encoder session on first use), kept out of `total` because later calls do not pay them.
+    encoder session on first use), kept out of `total` because later calls do not pay them. `warnings`: what
+    this input's caller should know about an answer that still came (its text or token ids cut to the encoder's
+    max length); `warnings.warn` says it once per batch, which a service answering many clients cannot pass on.
     """
 
     score: float
@@ -45,6 +48,7 @@ class Prediction:
     skipped: dict[str, str] = field(default_factory=dict)
     ms: dict[str, float] = field(default_factory=dict)
     load_ms: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -93,6 +97,12 @@ class Predictor:
         self._text_encoder = None
         self._front_ends: dict[str, Any] = {}
         self.tokens = self.spec.front_end("text").startswith(TOKENS_PREFIX)  # graphs take token ids
+        self.positions_count_padding = bool(self.bundle) and positions_count_padding(self.bundle, manifest)
+        if self.positions_count_padding:
+            warnings.warn(f"bundle '{self.bundle}' is an {manifest.model} teacher exported before 4a75a1b: its "
+                          "positions count padding, so a batched score depends on its batch-mates; it runs one "
+                          "input at a time (slower); re-export it from its checkpoint with `edge-msa export`",
+                          stacklevel=3)
 
     # --- public API -----------------------------------------------------------------------------
     def predict(self, text: Any = None, audio: Any = None, video: Any = None) -> Prediction:
@@ -108,7 +118,7 @@ class Predictor:
         if self.row_by_row and len(inputs) > 1:
             return [self._alone(i, item) for i, item in enumerate(inputs)]
         ms: dict[str, float] = {}
-        rows, media, skipped = self._prepare(inputs, ms)
+        rows, media, skipped, notes = self._prepare(inputs, ms)
         for i, (row, pending, reasons) in enumerate(zip(rows, media, skipped)):
             if not row and not pending:
                 why = "; ".join(f"{m}: {r}" for m, r in reasons.items()) or "nothing given"
@@ -140,7 +150,7 @@ class Predictor:
                     reasons[m] = "missing"
             ran_names = [m for j, m in enumerate(MODALITIES) if ran[i, j]]
             out.append(Prediction(float(scores[i]), polarity(float(scores[i])), ran_names, reasons, dict(item_ms),
-                                  dict(load_ms)))
+                                  dict(load_ms), notes[i]))
         return out
 
     def predict_features(self, features: Mapping[str, np.ndarray],
@@ -157,8 +167,11 @@ class Predictor:
     def row_by_row(self) -> bool:
         """Whether batches run one row at a time. INT8 bundles are dynamically quantized: each graph call takes its
         activation scale from the whole input tensor, batch-mates and their padding included, so a batched row
-        would score differently from the same row alone (up to 0.07 on MOSI-U, flipping a polarity)."""
-        return self.manifest.precision == "int8"
+        would score differently from the same row alone (up to 0.07 on MOSI-U, flipping a polarity). An old
+        fd_cmdie bundle (`positions_count_padding`) depends on its batch-mates' padding too; alone, a row has none:
+        it scores what the re-exported bundle gives it, except that a missing text or audio (one masked step in
+        the joined sequence) still moves the later positions by one."""
+        return self.manifest.precision == "int8" or self.positions_count_padding
 
     def _alone(self, index: int, item: Mapping[str, Any]) -> Prediction:
         """predict_batch's item `index` run by itself; an error names the item."""
@@ -251,10 +264,12 @@ class Predictor:
 
     def _prepare(self, inputs: Sequence[Mapping[str, Any]], ms: dict[str, float]):
         """Per row: {m: (L, d) float32 array} for text and feature arrays, {m: Path} for media files whose
-        front end runs later (only if the gate keeps m), and {m: reason} for inputs that cannot be used."""
+        front end runs later (only if the gate keeps m), {m: reason} for inputs that cannot be used, and the
+        row's warnings (its text truncated: told from the one tokenization, not a second one per text)."""
         rows: list[dict[str, np.ndarray]] = [{} for _ in inputs]
         media: list[dict[str, Path]] = [{} for _ in inputs]
         skipped: list[dict[str, str]] = [{} for _ in inputs]
+        notes: list[list[str]] = [[] for _ in inputs]
         texts = []
         for i, item in enumerate(inputs):
             if isinstance(item.get("text"), str):
@@ -266,18 +281,23 @@ class Predictor:
                 self.text_encoder.load()
                 ms["text_encoder_load"] = (time.perf_counter() - start) * 1e3
             start = time.perf_counter()
-            encoded, lens = self.text_encoder.encode([t for _, t in texts])
+            encodings = self.text_encoder.encodings([t for _, t in texts])
+            encoded, lens = self.text_encoder.embed([e.ids for e in encodings])
             ms[self.text_encoder.stage] = (time.perf_counter() - start) * 1e3
-            for (i, _), x, n in zip(texts, encoded, lens):
+            for (i, _), x, n, e in zip(texts, encoded, lens, encodings):
                 rows[i]["text"] = x[:n]
+                warning = self.text_encoder.truncation_warning(e)
+                if warning:
+                    notes[i].append(warning)
         for i, item in enumerate(inputs):
             with _blame(i, len(inputs) > 1):
-                self._prepare_item(item, rows[i], media[i], skipped[i])
-        return rows, media, skipped
+                self._prepare_item(item, rows[i], media[i], skipped[i], notes[i])
+        return rows, media, skipped, notes
 
     def _prepare_item(self, item: Mapping[str, Any], row: dict[str, np.ndarray], media: dict[str, Path],
-                      skipped: dict[str, str]) -> None:
-        """_prepare for one input's audio, video and text arrays (its text string is encoded with the batch's)."""
+                      skipped: dict[str, str], notes: list[str]) -> None:
+        """_prepare for one input's audio, video and text arrays (its text string is encoded with the batch's);
+        `notes` gets its warnings."""
         for m in MODALITIES:
             value = item.get(m)
             if value is None or (m == "text" and isinstance(value, str)):
@@ -292,7 +312,7 @@ class Predictor:
                 else:
                     media[m] = Path(value)
                 continue
-            row[m] = self._checked(m, self._array(m, value))
+            row[m] = self._checked(m, self._array(m, value), notes)
         video = media.get("video")
         if (item.get("audio") is None and video is not None and video.suffix.lower() in VIDEO_EXTS
                 and self.spec.front_end("audio") == LOGMEL):
@@ -319,8 +339,9 @@ class Predictor:
             raise InputError(f"{m} features have shape {array.shape}; expected {want}")
         return array
 
-    def _checked(self, m: str, array: np.ndarray) -> np.ndarray:
-        """A finite float32 (L, d) array of m with L >= 1; token ids (token-id bundles) in the vocabulary."""
+    def _checked(self, m: str, array: np.ndarray, notes: list[str] | None = None) -> np.ndarray:
+        """A finite float32 (L, d) array of m with L >= 1; token ids (token-id bundles) in the vocabulary, cut to
+        the encoder's positions with a warning, also added to `notes` (the row's Prediction.warnings)."""
         x = as_float32(m, array, self.spec)
         if x.shape[0] == 0:
             raise InputError(f"{m} features have no steps (shape {array.shape}); expected L >= 1")
@@ -331,9 +352,12 @@ class Predictor:
                                  f"tokenizer; got values in [{x.min():g}, {x.max():g}]")
             max_len = self.spec.max_len("text")
             if len(x) > max_len:  # the encoder has max_len positions; raw text is cut by the tokenizer the same way
-                warnings.warn(f"text: {len(x)} token ids are more than the encoder's {max_len} positions; "
-                              f"truncated to the first {max_len}", stacklevel=5)
+                warning = (f"text: {len(x)} token ids are more than the encoder's {max_len} positions; truncated to "
+                           f"the first {max_len}")
+                warnings.warn(warning, stacklevel=5)
                 x = x[:max_len]
+                if notes is not None:
+                    notes.append(warning)
         return x
 
     def _media_check(self, modality: str, path: Path) -> str | None:
@@ -396,6 +420,22 @@ class Predictor:
                                                  onnx_path=self.bundle / files["onnx"], max_len=max_len,
                                                  threads=self.threads))
         return self._text_encoder
+
+
+def positions_count_padding(bundle: Path, manifest: Manifest) -> bool:
+    """Whether `bundle` is an fd_cmdie teacher exported before 4a75a1b, whose positions over the joined
+    text | audio | video sequence counted its padding (the audio and video positions moved with the longest
+    transcript in the batch). Its manifest cannot tell (same fields, same edge-msa version); its graph can: the
+    fix counts the valid steps with the graph's only CumSum. An op type is stored verbatim in the ONNX file, so a
+    byte search answers without the onnx package, which the device runtime does not install. Engine bundles are
+    judged by the ONNX graph they were built from, which they keep."""
+    if not manifest.model.startswith("fd_cmdie"):
+        return False
+    graph = bundle / (manifest.export_options.get("onnx_graphs") or manifest.graphs).get(SINGLE, "")
+    if not graph.is_file() or graph.stat().st_size == 0:
+        return False
+    with open(graph, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        return data.find(b"CumSum") < 0
 
 
 def _check_items(inputs: Any) -> None:

@@ -98,16 +98,8 @@ class Service:
             request_id = uuid.uuid4().hex
             self.metrics.observe_prediction(prediction)
             self.recent.put(request_id, p.digest, p.text, prediction)
-            out.append({**prediction, "request_id": request_id, "warnings": self._warnings(p)})
+            out.append({**prediction, "request_id": request_id})  # its warnings name a truncated text
         return out
-
-    def _warnings(self, parsed: Parsed) -> list[str]:
-        """What the client should know about an answer that still came (a text cut to the encoder's max length):
-        the runtime warns once per batch, in the server log only, which the client never sees."""
-        if parsed.text is None:
-            return []
-        warning = self.predictor.text_encoder.truncation_warning(parsed.text)
-        return [warning] if warning else []
 
     async def add_feedback(self, request_id: str, label: float) -> int:
         """Append the user's label for a served prediction to the log; returns the row id once durable."""
@@ -184,14 +176,20 @@ async def multipart_item(request, body: bytes, limits: Limits) -> dict[str, Any]
     async def replay():
         return {"type": "http.request", "body": body, "more_body": False}
 
-    form = await Request(request.scope, replay).form(max_files=2, max_fields=3, max_part_size=limits.max_body_bytes)
+    try:
+        form = await Request(request.scope, replay).form(max_files=2, max_fields=3,
+                                                         max_part_size=limits.max_body_bytes)
+    except HTTPException as exc:  # starlette's word for a broken form: "Missing boundary in multipart."
+        raise RequestError(400, f"malformed multipart form ({exc.detail}); expected a text field and audio / "
+                                "video files") from None
     try:
         obj: dict[str, Any] = {}
         for key, value in form.multi_items():
             if key in obj or key not in ("text", "audio", "video"):
                 raise RequestError(400, f"form field '{key}' is unknown or repeated; expected text, audio, video")
             if (key == "text") != isinstance(value, str):
-                raise RequestError(400, f"form field '{key}' must be {'a text field' if key == 'text' else 'a file'}")
+                raise RequestError(400, f"form field '{key}' is {'a file' if key == 'text' else 'a text field'}; "
+                                        f"expected {'a text field' if key == 'text' else 'a file'}")
             obj[key] = await value.read() if isinstance(value, UploadFile) else value
         return obj
     finally:
@@ -207,12 +205,7 @@ async def parse_request(request, service: Service, scratch: Scratch, many: bool)
         raise RequestError(415, f"content type '{kind or 'none'}' is not supported here; expected {expected}")
     body = await read_body(request, limits.max_body_bytes)
     obj = await multipart_item(request, body, limits) if kind == "multipart/form-data" else parse_json(body)
-    if many:
-        items = obj.get("inputs") if isinstance(obj, dict) else None
-        if not isinstance(items, list) or not 1 <= len(items) <= limits.max_items:
-            raise RequestError(400, f"expected {{\"inputs\": [...]}} with 1 to {limits.max_items} inputs")
-    else:
-        items = [obj]
+    items = batch_items(obj, limits.max_items) if many else [obj]
 
     def parse_all() -> list[Parsed]:
         return [parse_item(o, service.spec, limits, scratch, f" #{i}" if many else "") for i, o in enumerate(items)]
@@ -222,9 +215,23 @@ async def parse_request(request, service: Service, scratch: Scratch, many: bool)
     return parse_all()
 
 
+def batch_items(obj: Any, max_items: int) -> list:
+    """The inputs of a batch body {"inputs": [...]}. Other fields are refused, as an input's are: a misspelt or
+    imagined option beside the inputs (e.g. "max_batch") was ignored without a word."""
+    expected = f"expected {{\"inputs\": [...]}} with 1 to {max_items} inputs"
+    items = obj.get("inputs") if isinstance(obj, dict) else None
+    if not isinstance(items, list) or not 1 <= len(items) <= max_items:
+        raise RequestError(400, expected)
+    unknown = sorted(set(obj) - {"inputs"})
+    if unknown:
+        raise RequestError(400, f"batch body has unknown fields {unknown}; {expected} and nothing else")
+    return items
+
+
 def check_feedback(obj: Any) -> tuple[str, float]:
     if not isinstance(obj, dict) or set(obj) != {"request_id", "label"}:
-        raise RequestError(400, "expected {\"request_id\": str, \"label\": number in [-3, 3]}")
+        got = f"has fields {sorted(obj)}" if isinstance(obj, dict) else f"is {type(obj).__name__}"
+        raise RequestError(400, f"feedback {got}; expected {{\"request_id\": str, \"label\": number in [-3, 3]}}")
     request_id, label = obj["request_id"], obj["label"]
     if not isinstance(request_id, str) or not request_id:
         raise RequestError(400, "request_id must be the non-empty string a prediction returned")
@@ -270,8 +277,15 @@ async def busy(request, exc: QueueFull) -> JSONResponse:
     return error(429, str(exc), {"Retry-After": str(exc.retry_after)})
 
 
-async def http_error(request, exc: HTTPException) -> JSONResponse:  # 404, 405, malformed multipart
-    return error(exc.status_code, str(exc.detail), exc.headers)
+async def http_error(request, exc: HTTPException) -> JSONResponse:
+    """404 and 405 as one line saying what to send instead (starlette's detail is "Not Found", "Method Not
+    Allowed")."""
+    message, path = str(exc.detail), request.url.path
+    if exc.status_code == 404:
+        message = f"no route {path[:100]}; expected one of {', '.join(ROUTES)}"
+    elif exc.status_code == 405:
+        message = f"{request.method} is not allowed on {path}; expected {(exc.headers or {}).get('Allow', 'another')}"
+    return error(exc.status_code, message, exc.headers)
 
 
 async def invalid(request, exc: RequestValidationError) -> JSONResponse:

@@ -114,13 +114,21 @@ def check_text(text: str, spec: FeatureSpec, limits: Limits) -> str:
 
 
 def check_array(m: str, value: list, spec: FeatureSpec, limits: Limits) -> np.ndarray:
-    """A JSON list -> a finite float32 (L, d) array with d the bundle's dim and 1 <= L <= max_steps."""
+    """A JSON list -> a finite float32 (L, d) array with d the bundle's dim and 1 <= L <= max_steps. JSON
+    true/false and strings are refused, not cast: numpy reads true as 1.0 and "1" as 1.0, so a client's wrong
+    types would be scored as features."""
     try:
-        array = np.asarray(value, dtype=np.float64)
+        array = np.asarray(value)
+        if array.dtype.kind in "iuO":  # JSON integers; those past int64 arrive as Python ints (object)
+            array = array.astype(np.float64)
     except OverflowError:  # an integer past float64 (JSON numbers have no digit limit)
         raise RequestError(400, f"{m} features contain values beyond float32; expected finite values") from None
     except (ValueError, TypeError):
         raise RequestError(400, f"{m} is not a rectangular array of numbers; expected (L, {spec.dim(m)})") from None
+    if array.dtype.kind != "f":
+        got = {"b": "true/false", "U": "strings"}.get(array.dtype.kind, str(array.dtype))
+        raise RequestError(400, f"{m} features hold {got}, not only numbers; expected an (L, {spec.dim(m)}) array "
+                                "of numbers")
     if array.ndim != 2 or array.shape[1] != spec.dim(m) or not 1 <= array.shape[0] <= limits.max_steps:
         raise RequestError(400, f"{m} features have shape {array.shape}; expected (L, {spec.dim(m)}) with "
                                 f"1 <= L <= {limits.max_steps}")
