@@ -79,13 +79,48 @@ def test_queue_bound_refuses_all_or_nothing_and_a_bad_input_fails_alone(predicto
     with pytest.raises(InputError, match="video file not found"):
         broken.result(30)
     batcher.close()
-    assert run.sizes == [3, 1, 1, 1]  # the failed batch, then each input alone
+    assert run.sizes == [3, 2]  # the failed batch, then the two good inputs again as one batch
     batcher = MicroBatcher(Counting(predictor), max_batch=4, max_wait_ms=0, max_queue=4)
     gone, kept = batcher.submit([{"text": "client left"}, {"text": "client stayed"}])
     assert gone.cancel()  # e.g. its request task was cancelled before the worker took it
     batcher.start()
     assert kept.result(30).ran == ["text"] and batcher.alive
     batcher.close()
+
+
+def test_a_named_bad_input_fails_alone_and_the_rest_rerun_as_one_batch(predictor):
+    """predict_batch names the bad input (ItemError): just that request fails, with the error it gets alone, and
+    the others run again together (they ran one call each, a batch's worth of calls); an error that names no input
+    still reruns them one by one."""
+    items = [{"audio": feats("audio")}, {"video": Path("/nonexistent/a.mp4")}, {"text": "fine"},
+             {"video": Path("/nonexistent/b.mp4")}, {"audio": feats("audio", 3)}]
+    run = Counting(predictor)
+    batcher = MicroBatcher(run, max_batch=8, max_wait_ms=0, max_queue=8)
+    futures = batcher.submit(items)
+    batcher.start()
+    for item, future in zip(items, futures):
+        if "video" in item:
+            with pytest.raises(InputError) as alone:
+                predictor.predict_batch([item])
+            assert type(future.exception(30)) is InputError and str(future.exception()) == str(alone.value)
+        else:
+            assert future.result(30).score == predictor.predict_batch([item])[0].score
+    batcher.close()
+    assert run.sizes == [5, 4, 3]
+
+    sizes = []
+
+    def unnamed(batch):
+        sizes.append(len(batch))
+        if len(batch) > 1:
+            raise InputError("something about the batch")
+        return predictor.predict_batch(batch)
+    batcher = MicroBatcher(unnamed, max_batch=2, max_wait_ms=0, max_queue=2)
+    futures = batcher.submit([{"text": "a"}, {"text": "b"}])
+    batcher.start()
+    assert [f.result(30).ran for f in futures] == [["text"], ["text"]]
+    batcher.close()
+    assert sizes == [2, 1, 1]
 
 
 def test_parse_item_checks_and_digests(tmp_path):

@@ -15,6 +15,7 @@ from concurrent.futures import Future
 from typing import Any, Callable, Sequence
 
 from ..errors import InputError
+from ..runtime.predictor import ItemError
 
 BatchFn = Callable[[Sequence[Any]], list]
 
@@ -114,18 +115,25 @@ class MicroBatcher:
         return [job for job in batch if job[1].set_running_or_notify_cancel()]
 
     def _execute(self, batch: list[tuple[Any, Future]]) -> None:
-        """Run one batch; if it fails on an input error, run its inputs one by one so only the bad one fails."""
-        try:
-            results = self.run_batch([item for item, _ in batch])
-        except InputError as exc:
-            if len(batch) > 1:
-                for job in batch:
-                    self._execute([job])
-                return
-            batch[0][1].set_exception(exc)
-        except Exception as exc:  # noqa: BLE001 - handed to the waiting request, which answers 500
-            for _, future in batch:
-                future.set_exception(exc)
-        else:
-            for (_, future), result in zip(batch, results):
-                future.set_result(result)
+        """Run one batch. An input error that names its input (ItemError) fails just that request, with the error
+        it would get alone, and the rest run again as one batch; one that names none reruns the inputs one by one,
+        so only the bad ones fail."""
+        while batch:
+            try:
+                results = self.run_batch([item for item, _ in batch])
+            except ItemError as exc:  # only raised for a batch of several, so some are left to rerun
+                batch.pop(exc.index)[1].set_exception(InputError(exc.reason))
+                continue
+            except InputError as exc:
+                if len(batch) > 1:
+                    for job in batch:
+                        self._execute([job])
+                    return
+                batch[0][1].set_exception(exc)
+            except Exception as exc:  # noqa: BLE001 - handed to the waiting request, which answers 500
+                for _, future in batch:
+                    future.set_exception(exc)
+            else:
+                for (_, future), result in zip(batch, results):
+                    future.set_result(result)
+            return
