@@ -66,9 +66,11 @@ def test_queue_bound_refuses_all_or_nothing_and_a_bad_input_fails_alone(predicto
     batcher.submit([{"audio": feats("audio")}] * 2)
     with pytest.raises(QueueFull) as info:
         batcher.submit([{"audio": feats("audio")}] * 2)  # 2 + 2 > 3: none of them is queued
-    assert info.value.retry_after >= 1 and batcher.depth == 2
+    assert info.value.retry_after == 1 and batcher.depth == 2  # the 429 answers this line, with Retry-After: 1
+    assert str(info.value) == ("server busy (2 inputs queued, 2 more would pass the limit of 3); expected a retry "
+                               "after 1 s (the Retry-After header)")
     batcher.close()
-    with pytest.raises(QueueFull):
+    with pytest.raises(QueueFull, match=r"^server busy \(shutting down\); expected a retry after 1 s"):
         batcher.submit([{"audio": feats("audio")}])
     run = Counting(predictor)
     batcher = MicroBatcher(run, max_batch=4, max_wait_ms=0, max_queue=4)

@@ -21,10 +21,11 @@ BatchFn = Callable[[Sequence[Any]], list]
 
 
 class QueueFull(Exception):
-    """The queue cannot take these inputs now; retry after `retry_after` seconds."""
+    """The queue cannot take these inputs now; retry after `retry_after` seconds. The message (the 429's, beside
+    its Retry-After header) says why and when to come back, for a client that shows errors but not headers."""
 
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(f"server busy; retry after {retry_after} s")
+    def __init__(self, retry_after: int, why: str) -> None:
+        super().__init__(f"server busy ({why}); expected a retry after {retry_after} s (the Retry-After header)")
         self.retry_after = retry_after
 
 
@@ -66,10 +67,11 @@ class MicroBatcher:
         """Queue all `items` or none of them (QueueFull); each future resolves to its Prediction."""
         with self._cv:
             if self._closing:
-                raise QueueFull(1)
+                raise QueueFull(1, "shutting down")
             if len(self._jobs) + len(items) > self.max_queue:
                 waves = math.ceil((len(self._jobs) + len(items)) / self.max_batch)
-                raise QueueFull(max(1, math.ceil(waves * self._seconds_per_batch)))
+                why = f"{len(self._jobs)} inputs queued, {len(items)} more would pass the limit of {self.max_queue}"
+                raise QueueFull(max(1, math.ceil(waves * self._seconds_per_batch)), why)
             futures = [Future() for _ in items]
             self._jobs.extend(zip(items, futures))
             self._cv.notify()
