@@ -260,15 +260,23 @@ def _fd_cmdie_bundle(tmp_path, count_padding: bool):
         return export(ckpt, out=tmp_path / "bundle", log=None)
 
 
-def test_fd_cmdie_bundle_from_before_the_position_fix_warns_and_runs_row_by_row(tmp_path):
+def test_fd_cmdie_bundle_from_before_the_position_fix_warns_and_runs_row_by_row(tmp_path, capsys):
     """Such a bundle scores an input by its batch-mates' text padding: loading it says so with the fix, and its
-    batches run row by row, where an input with every modality scores what a re-exported bundle gives it."""
+    batches run row by row, where an input with every modality scores what a re-exported bundle gives it.
+    `edge-msa info` shows the same warning (it did not), and none for a re-exported bundle."""
+    from edge_msa.cli import main
+
     items = [{m: _arrays(seed)[m][:steps] for m in MODALITIES} for seed, steps in ((0, 9), (1, 1), (2, 3))]
+    old_dir, new_dir = (_fd_cmdie_bundle(tmp_path / name, count_padding=name == "old") for name in ("old", "new"))
+    for path, shown in ((old_dir, True), (new_dir, False)):
+        assert main(["info", str(path)]) == 0
+        warning = "warning    an fd_cmdie_tiny teacher exported before 4a75a1b: its positions count padding"
+        assert (warning in capsys.readouterr().out) is shown
     with pytest.warns(UserWarning, match=r"exported before 4a75a1b: its positions count padding.*`edge-msa export`"):
-        old = load(_fd_cmdie_bundle(tmp_path / "old", count_padding=True))
+        old = load(old_dir)
     with old, warnings.catch_warnings():
         warnings.simplefilter("error")
-        with load(_fd_cmdie_bundle(tmp_path / "new", count_padding=False)) as new:
+        with load(new_dir) as new:
             assert old.row_by_row and not new.row_by_row
             alone = [new.predict(**item).score for item in items]
             assert [r.score for r in new.predict_batch(items)] == pytest.approx(alone, abs=1e-5)

@@ -4,6 +4,10 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..runtime.manifest import Manifest
 
 EPILOG = """examples:
   edge-msa info bundles/student          # manifest summary
@@ -50,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         if isinstance(valid, dict) and "bundle" in valid:
             lines.append(f"accuracy   valid Acc-2 non-0 torch {valid['torch']['acc2_non0']:.4f} bundle "
                          f"{valid['bundle']['acc2_non0']:.4f} (drop {valid['acc2_non0_drop_points']} points)")
+        lines += _padded_positions_line(path, m)
         print("\n".join(lines))
         return 0
     from ..checkpoint import data_record, read_checkpoint
@@ -84,3 +89,13 @@ def _tensorrt_line(check: dict) -> str:
     note = tensorrt_85_note(check)
     line = f"tensorrt   ops ok {check.get('ok')} {check.get('unsupported') or ''}".rstrip()
     return f"{line} on TensorRT 8.6-10; {note}" if note else line
+
+
+def _padded_positions_line(path: Path, manifest: Manifest) -> list[str]:
+    """The warning loading this bundle gives if it is an old fd_cmdie teacher, so `info` tells whether a bundle
+    needs re-exporting without loading it."""
+    from ..runtime.predictor import PADDED_POSITIONS, positions_count_padding
+
+    if not positions_count_padding(path, manifest):
+        return []
+    return [f"warning    an {manifest.model} teacher {PADDED_POSITIONS}"]

@@ -99,10 +99,7 @@ class Predictor:
         self.tokens = self.spec.front_end("text").startswith(TOKENS_PREFIX)  # graphs take token ids
         self.positions_count_padding = bool(self.bundle) and positions_count_padding(self.bundle, manifest)
         if self.positions_count_padding:
-            warnings.warn(f"bundle '{self.bundle}' is an {manifest.model} teacher exported before 4a75a1b: its "
-                          "positions count padding, so a batched score depends on its batch-mates; it runs one "
-                          "input at a time (slower); re-export it from its checkpoint with `edge-msa export`",
-                          stacklevel=3)
+            warnings.warn(f"bundle '{self.bundle}' is an {manifest.model} teacher {PADDED_POSITIONS}", stacklevel=3)
 
     # --- public API -----------------------------------------------------------------------------
     def predict(self, text: Any = None, audio: Any = None, video: Any = None) -> Prediction:
@@ -420,6 +417,11 @@ class Predictor:
                                                  onnx_path=self.bundle / files["onnx"], max_len=max_len,
                                                  threads=self.threads))
         return self._text_encoder
+
+
+PADDED_POSITIONS = ("exported before 4a75a1b: its positions count padding, so a batched score depends on its "
+                    "batch-mates; it runs one input at a time (slower); re-export it from its checkpoint with "
+                    "`edge-msa export`")  # what loading such a bundle warns and `edge-msa info` shows
 
 
 def positions_count_padding(bundle: Path, manifest: Manifest) -> bool:
