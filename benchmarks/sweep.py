@@ -28,8 +28,8 @@ from edge_msa.spec import SKIPPABLE
 from .inputs import batches as make_batches
 from .inputs import parse_subset, synthetic_set
 from .memory import current_rss_mb, peak_rss_mb, reset_peak
-from .meters import (IDLE_DRIFT_WARN, IDLE_SETTLE_S, Meter, MeterUnavailable, Window, active_window, energy_per_item,
-                     open_meter, settled_idle_window)
+from .meters import (ENERGY_WINDOW_S, IDLE_DRIFT_WARN, IDLE_SETTLE_S, Meter, MeterUnavailable, Window, active_window,
+                     energy_per_item, open_meter, settled_idle_window)
 from .meters.nvml import gpu_memory_mb
 from .report import REPLACES, write_report
 from .sysinfo import system_info
@@ -44,7 +44,7 @@ def run_bench(bundles: Sequence[str | os.PathLike], data: str | os.PathLike | Da
               out: str | os.PathLike = "report/", batches: Sequence[int] = (1,),
               modalities: Sequence[str] = ("all", "text"), *, backend: str | None = None, split: str = "test",
               min_time: float = 2.0, min_runs: int = 20, warmup: int = 10, threads: int | None = None,
-              energy_window: float = 10.0, idle_settle: float | None = None, meter: str | Meter = "auto",
+              energy_window: float = ENERGY_WINDOW_S, idle_settle: float | None = None, meter: str | Meter = "auto",
               long: bool = False, progress: bool = True, loader: Loader | None = None, argv: list[str] | None = None,
               precomputed_text: bool = False) -> Path:
     """Benchmark every bundle and write `out/report.{json,md,png}`; returns the report directory.

@@ -355,6 +355,32 @@ def test_benchmarks_never_import_torch(tmp_path):
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
 
 
+def test_bench_flags_take_run_bench_defaults_and_say_them(capsys):
+    """The CLI repeated run_bench's defaults (--energy-window 10, --meter's choices) and its --idle-settle help said
+    5 while the default lived in IDLE_SETTLE_S; now it reads them, and building the parser (every `edge-msa` call)
+    does not import the sweep to do so."""
+    import inspect
+
+    from edge_msa.benchmarks.meters import ENERGY_WINDOW_S, IDLE_SETTLE_S, METERS
+    from edge_msa.cli import build_parser
+
+    args = build_parser().parse_args(["bench", "b"])
+    given = {name: p.default for name, p in inspect.signature(run_bench).parameters.items()}
+    cli = {"batches": tuple(args.batch), "modalities": tuple(args.modalities), "split": args.split,
+           "min_time": args.min_time, "min_runs": args.min_runs, "warmup": args.warmup, "meter": args.meter,
+           "energy_window": args.energy_window}
+    assert cli == {name: given[name] for name in cli} and given["energy_window"] == ENERGY_WINDOW_S
+    assert args.idle_settle == IDLE_SETTLE_S
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "{" + ",".join(METERS) + "}" in text
+    assert f"(default: {ENERGY_WINDOW_S:g})" in text and f"levels first (default: {IDLE_SETTLE_S:g})" in text
+    code = ("import sys; from edge_msa.cli import build_parser; build_parser(); "
+            "print('edge_msa.benchmarks.sweep' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout == "False\n"
+
+
 def test_a_missing_data_file_is_one_line_before_timing(tmp_path, capsys):
     """It used to end in a FileNotFoundError traceback from the .npz sniffer (exit 1)."""
     with pytest.raises(InputError, match="dataset not found"):

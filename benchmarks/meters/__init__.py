@@ -1,7 +1,7 @@
 """Energy meters (NVML, Jetson tegrastats INA rails, RAPL), each imported lazily by `open_meter`."""
-from .base import (IDLE_DRIFT_WARN, IDLE_SETTLE_S, Meter, MeterUnavailable, Window, active_window, energy_per_item,
-                   idle_window, settled_idle_window)
+from .base import (ENERGY_WINDOW_S, IDLE_DRIFT_WARN, IDLE_SETTLE_S, Meter, MeterUnavailable, Window, active_window,
+                   energy_per_item, idle_window, settled_idle_window)
 from .select import METERS, open_meter
 
-__all__ = ["IDLE_DRIFT_WARN", "IDLE_SETTLE_S", "METERS", "Meter", "MeterUnavailable", "Window", "active_window",
-           "energy_per_item", "idle_window", "open_meter", "settled_idle_window"]
+__all__ = ["ENERGY_WINDOW_S", "IDLE_DRIFT_WARN", "IDLE_SETTLE_S", "METERS", "Meter", "MeterUnavailable", "Window",
+           "active_window", "energy_per_item", "idle_window", "open_meter", "settled_idle_window"]

@@ -63,6 +63,7 @@ def idle_window(meter: Meter, seconds: float, sleep: Callable[[float], None] = t
 
 
 IDLE_SETTLE_S = 5.0  # default sleep between a row's timing and the idle window (`edge-msa bench --idle-settle`)
+ENERGY_WINDOW_S = 10.0  # default seconds of the idle and of each active window (`edge-msa bench --energy-window`)
 IDLE_DRIFT_WARN = 0.05  # idle power changing more than this between the idle window's halves: it had not settled
 
 

@@ -25,6 +25,8 @@ tegrastats, RAPL) or is reported as "unavailable: <why>".
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from edge_msa.benchmarks.meters import ENERGY_WINDOW_S, IDLE_SETTLE_S, METERS
+
     p = subparsers.add_parser("bench", help="benchmark bundles: latency, energy, accuracy -> report",
                               description="Time bundles on this device (warm-up, p50/p90/p99, throughput, "
                               "cold start, peak memory), measure energy per inference with a real meter, and "
@@ -43,12 +45,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--min-runs", type=int, default=20, help="minimum timed calls per row (default: 20)")
     p.add_argument("--warmup", type=int, default=10, help="untimed warm-up calls per row (default: 10)")
     p.add_argument("--threads", type=int, help="onnxruntime intra-op threads (default: runtime's choice)")
-    p.add_argument("--energy-window", type=float, default=10.0,
-                   help="seconds of the idle and of each active energy window (default: 10)")
-    p.add_argument("--idle-settle", type=float,
+    p.add_argument("--energy-window", type=float, default=ENERGY_WINDOW_S,
+                   help=f"seconds of the idle and of each active energy window (default: {ENERGY_WINDOW_S:g})")
+    p.add_argument("--idle-settle", type=float, default=IDLE_SETTLE_S,
                    help="seconds of sleep before the idle window, so the clocks drop from the timing's levels first "
-                   "(default: 5)")
-    p.add_argument("--meter", default="auto", choices=("auto", "nvml", "tegrastats", "rapl", "none"),
+                   f"(default: {IDLE_SETTLE_S:g})")
+    p.add_argument("--meter", default="auto", choices=METERS,
                    help="energy meter (default: auto = NVML for GPU work, Jetson INA rails, RAPL)")
     p.add_argument("--precomputed-text", action="store_true",
                    help="time from precomputed text features instead of the raw transcript (default: raw text)")
