@@ -710,6 +710,25 @@ def test_media_longer_than_the_limit_is_refused_before_decoding(av_bundle, tmp_p
     assert "must be > 0 seconds" in one_line_error(lambda: load(av_bundle, max_media_seconds=0))
 
 
+def test_a_still_image_is_refused_before_the_gate(av_bundle, tmp_path):
+    """A photo given as video was refused only when the gate ran video (read_frames): with text that made the gate
+    skip video it passed as a skipped modality. It is refused before the gate now, like a file over the limit."""
+    cv2 = pytest.importorskip("cv2")
+    from conftest import one_line_error
+    from test_features_video import write_video
+
+    image = np.zeros((48, 64, 3), np.uint8)
+    cv2.imwrite(str(tmp_path / "face.png"), image)
+    write_video(tmp_path / "two.avi", [image, image])
+    text = np.ones((4, 12), np.float32)
+    with load(av_bundle) as p:
+        p._front_ends = {"video": lambda path: pytest.fail("decoded a video the gate skips")}
+        p.thresholds = [2.0, 2.0]  # the gate skips audio and video
+        message = one_line_error(lambda: p.predict(text=text, video=tmp_path / "face.png"))
+        assert "face.png is a still image (1 frame); expected a video clip" in message
+        assert p.predict(text=text, video=tmp_path / "two.avi").skipped["video"].startswith("gate: keep")
+
+
 @pytest.fixture(scope="module")
 def token_bundle(tiny_bert_dir, tmp_path_factory):
     """A tiny student that encodes token ids itself (tiny BERT, 40-token vocabulary): only tokenizer.json travels."""

@@ -358,10 +358,11 @@ class Predictor:
         return x
 
     def _media_check(self, modality: str, path: Path) -> str | None:
-        """Why a media file cannot be used (None if it can): it does not exist or lasts longer than
-        max_media_seconds (errors, whatever the model and the gate: a mistyped path must not pass as a skipped
-        modality, and the same file must not be refused or not by the text beside it), or the model was trained
-        on external features that edge-msa cannot compute (warned and skipped)."""
+        """Why a media file cannot be used (None if it can): it does not exist, lasts longer than
+        max_media_seconds or is a still image given as video (errors, whatever the model and the gate: a mistyped
+        path must not pass as a skipped modality, and the same file must not be refused or not by the text beside
+        it; max_media_seconds inf reads nothing here), or the model was trained on external features that edge-msa
+        cannot compute (warned and skipped)."""
         media_file(path, f"{modality} file", "a media file")
         name = self.spec.front_end(modality)
         if name.startswith("external"):
@@ -369,10 +370,16 @@ class Predictor:
                           f"shape (L, {self.spec.dim(modality)})), not a media file", stacklevel=4)
             return f"expects {name} features, got a media file"
         limit = self.max_media_seconds
-        seconds = media_seconds(modality, path, limit, f"{modality} files") if math.isfinite(limit) else 0.0
+        if not math.isfinite(limit):  # nothing is read before the gate (the REST service has checked uploads)
+            return None
+        seconds = media_seconds(modality, path, limit, f"{modality} files")
         if seconds > limit:
             raise InputError(f"{modality} {path} lasts {seconds:.1f} s; expected at most {limit:g} s (raise the "
                              "limit with predict --max-media-s or load(..., max_media_seconds=); inf: none)")
+        if modality == "video":
+            from ..features.video import refuse_still_image
+
+            refuse_still_image(path)
         return None
 
     def _audio_track_check(self, video: Path) -> str | None:
