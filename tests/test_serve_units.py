@@ -226,6 +226,17 @@ def test_audio_in_a_container_is_opened_once_to_check_its_track_and_length(tmp_p
     assert len(opened) == 2
 
 
+def test_a_one_frame_video_upload_is_refused_before_the_batch(tmp_path):
+    """A 1-frame MP4 passed the format and duration checks and failed only inside the batch, where the gate might
+    not run video at all; it is a 400 at parsing now, as `predict` refuses a still image before the gate."""
+    one = encode(tmp_path / "one.mp4", 0.1, video="mpeg4")  # 1 frame at 10 fps
+    with pytest.raises(RequestError) as info:
+        parse_item({"video": one}, SERVE_SPEC, Limits(), lambda: tmp_path)
+    assert info.value.status == 400 and info.value.message.startswith("video is a still image (1 frame); expected")
+    two = encode(tmp_path / "two.mp4", 0.2, video="mpeg4")
+    assert parse_item({"video": two}, SERVE_SPEC, Limits(), lambda: tmp_path).item["video"].is_file()
+
+
 @pytest.mark.parametrize("m, module, head", [("audio", "soundfile", b"RIFF\0\0\0\0WAVE"),
                                              ("video", "cv2", b"FLV\x01")])
 def test_media_upload_without_the_media_extra_is_a_503_naming_the_fix(tmp_path, monkeypatch, m, module, head):
