@@ -24,6 +24,8 @@ FRONT_ENDS = {
 MAX_MEDIA_SECONDS = 30.0  # default longest audio / video input (REST's Limits, predict, load): a kiosk utterance
 # lasts seconds; an hour-long recording would take minutes and GBs to decode before the front end pools it away
 UNKNOWN_FRAMES = 2**62  # libsndfile's frame count for a stream of unknown length (SF_COUNT_MAX ~ 9.2e18)
+STILL_IMAGE = ("is a still image (1 frame); expected a video clip of the utterance (the face is read across its "
+               "frames); leave the video out to predict without it")
 
 
 def front_end(name: str, **kwargs):
@@ -60,6 +62,8 @@ def media_seconds(modality: str, path: Path, stop_after: float = math.inf, purpo
     before a front end spends minutes decoding it: the header where it states the length (soundfile for audio files,
     OpenCV's frame count / fps for video), else PyAV's packet timestamps (browser-recorded WebM, a FLAC written as a
     stream, audio in a video container, whose audio track must exist), read up to just past `stop_after`.
+    A video of one frame (a photo: FFmpeg opens a .jpg / .png as a 1-frame video) is an InputError, found on the same
+    open as its header, so a caller that measures before the gate refuses it whatever the gate would decide.
     Unreadable -> InputError; soundfile / OpenCV / PyAV missing -> MissingDependencyError naming the fix."""
     from .audio import VIDEO_EXTS, media_duration
 
@@ -71,7 +75,8 @@ def media_seconds(modality: str, path: Path, stop_after: float = math.inf, purpo
 
 def header_seconds(reader: Any, modality: str, path: Path) -> float | None:
     """Seconds the header of an audio file (soundfile) or a video (OpenCV) states, None where it states none or
-    soundfile cannot read the file (.m4a, .opus: read_audio decodes those with PyAV as well)."""
+    soundfile cannot read the file (.m4a, .opus: read_audio decodes those with PyAV as well). A video that holds one
+    frame -> InputError: two frame grabs tell, as the header cannot (OpenCV reports a .png's count as -9.2e18)."""
     if modality == "audio":
         try:
             info = reader.info(str(path))
@@ -79,6 +84,10 @@ def header_seconds(reader: Any, modality: str, path: Path) -> float | None:
             return None
         return float(info.duration) if info.frames < UNKNOWN_FRAMES else None
     capture = reader.VideoCapture(str(path))  # OpenCV
-    frames, fps = capture.get(reader.CAP_PROP_FRAME_COUNT), capture.get(reader.CAP_PROP_FPS)
-    capture.release()
+    try:
+        frames, fps = capture.get(reader.CAP_PROP_FRAME_COUNT), capture.get(reader.CAP_PROP_FPS)
+        if sum(capture.grab() for _ in range(2)) == 1:
+            raise InputError(f"video {path} {STILL_IMAGE}")
+    finally:
+        capture.release()
     return frames / fps if frames > 0 and fps > 0 and math.isfinite(frames / fps) else None

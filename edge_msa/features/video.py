@@ -24,7 +24,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from ..errors import MEDIA_FIX, InputError, MissingDependencyError, require
-from . import media_file
+from . import STILL_IMAGE, media_file
 
 NAME = "face-v1"
 FACE_SIZE = 48
@@ -150,20 +150,6 @@ def read_frames(path: str | os.PathLike, num_frames: int) -> list[np.ndarray]:
         raise InputError(f"no readable frames in video {p}; expected a file OpenCV/FFmpeg can decode")
     return frames
 
-
-STILL_IMAGE = ("is a still image (1 frame); expected a video clip of the utterance (the face is read across its "
-               "frames); leave the video out to predict without it")
-
-
-def refuse_still_image(path: Path) -> None:
-    """InputError if `path` holds one frame (a photo), found by grabbing at most two frames, so the runtime can
-    refuse it before the gate decides whether video runs (read_frames refuses it too, but only if it runs: a
-    photo would otherwise be refused or not by the text beside it). The header cannot tell: OpenCV reports a
-    .png's frame count as -9.2e18."""
-    with open_capture(_cv2(), path) as cap:
-        grabbed = sum(cap.grab() for _ in range(2))
-    if grabbed == 1:
-        raise InputError(f"video {path} {STILL_IMAGE}")
 
 
 @contextmanager

@@ -376,10 +376,6 @@ class Predictor:
         if seconds > limit:
             raise InputError(f"{modality} {path} lasts {seconds:.1f} s; expected at most {limit:g} s (raise the "
                              "limit with predict --max-media-s or load(..., max_media_seconds=); inf: none)")
-        if modality == "video":
-            from ..features.video import refuse_still_image
-
-            refuse_still_image(path)
         return None
 
     def _audio_track_check(self, video: Path) -> str | None:

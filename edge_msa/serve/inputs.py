@@ -162,10 +162,6 @@ def save_media(m: str, data: bytes, spec: FeatureSpec, limits: Limits, workdir: 
                                 f"some {m} in it")
     if seconds > limits.max_media_seconds:
         raise RequestError(413, f"{m} lasts {seconds:.1f} s; expected at most {limits.max_media_seconds:g} s")
-    if m == "video":  # a 1-frame clip: refused here, as `predict` refuses it before the gate
-        from ..features.video import refuse_still_image
-
-        _as_request_error(path, lambda: refuse_still_image(path))
     return path
 
 
@@ -181,14 +177,9 @@ def sniff(m: str, data: bytes) -> str:
 def upload_seconds(m: str, path: Path, limit: float) -> float:
     """`media_seconds` of an upload (measured up to just past `limit`), its failures as RequestErrors: soundfile /
     OpenCV / PyAV come with the [media] extra, so a server installed without it answers 503 naming the fix, not a
-    500; an unreadable file or audio without an audio track answers 400."""
-    return _as_request_error(path, lambda: media_seconds(m, path, limit, f"{m} uploads"))
-
-
-def _as_request_error(path: Path, check: Callable[[], Any]) -> Any:
-    """`check()`'s result; its errors about the upload at `path` as RequestErrors (see upload_seconds)."""
+    500; an unreadable file, audio without an audio track or a video of one frame answers 400."""
     try:
-        return check()
+        return media_seconds(m, path, limit, f"{m} uploads")
     except MissingDependencyError as exc:
         raise RequestError(503, str(exc)) from None
     except EdgeMSAError as exc:  # our one line ("cannot read audio PATH: why; expected ..."), less the scratch path
