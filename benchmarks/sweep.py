@@ -44,7 +44,7 @@ def run_bench(bundles: Sequence[str | os.PathLike], data: str | os.PathLike | Da
               out: str | os.PathLike = "report/", batches: Sequence[int] = (1,),
               modalities: Sequence[str] = ("all", "text"), *, backend: str | None = None, split: str = "test",
               min_time: float = 2.0, min_runs: int = 20, warmup: int = 10, threads: int | None = None,
-              energy_window: float = ENERGY_WINDOW_S, idle_settle: float | None = None, meter: str | Meter = "auto",
+              energy_window: float = ENERGY_WINDOW_S, idle_settle: float = IDLE_SETTLE_S, meter: str | Meter = "auto",
               long: bool = False, progress: bool = True, loader: Loader | None = None, argv: list[str] | None = None,
               precomputed_text: bool = False) -> Path:
     """Benchmark every bundle and write `out/report.{json,md,png}`; returns the report directory.
@@ -53,14 +53,13 @@ def run_bench(bundles: Sequence[str | os.PathLike], data: str | os.PathLike | Da
     None uses the MOSI-U default where the bundle's FeatureSpec is MOSI-U's, else accuracy is
     "unavailable: no --data". `backend`: None = the runtime each bundle was exported for.
     `meter`: "auto" | "nvml" | "tegrastats" | "rapl" | "none" or a Meter instance; `idle_settle`: seconds of sleep
-    before the idle window, so the clocks drop from the timing's levels first (None: IDLE_SETTLE_S).
+    before the idle window, so the clocks drop from the timing's levels first.
     `loader(bundle, backend, threads) -> predictor` replaces `edge_msa.runtime.load` (tests use fakes).
     Timing starts from the raw transcript (tokenizer and text encoder included; rows say "input": "raw-text")
     wherever the data has transcripts; `precomputed_text` times from text features instead ("precomputed-text").
     """
     if not bundles:
         raise InputError("no bundle given; expected one or more bundle directories from `edge-msa export`")
-    idle_settle = IDLE_SETTLE_S if idle_settle is None else idle_settle
     _check_settings(batches, energy_window, idle_settle, min_time, min_runs, warmup)
     check_threads(threads)
     subsets = {name: parse_subset(name) for name in modalities}
