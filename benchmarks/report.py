@@ -10,7 +10,7 @@ from typing import Any
 from edge_msa.atomic import atomic_dir
 from edge_msa.errors import PLOT_FIX
 
-from .timing import BLOCK_S
+from .timing import SIDE_BY_SIDE
 
 HEADLINE = "acc2_non0"  # the accuracy axis of the Pareto plot and the ratio table
 FILES = ("report.json", "report.md", "report.png")
@@ -77,9 +77,9 @@ def render_markdown(report: dict[str, Any], png_note: str | None = None) -> str:
              "items/s; energy in mJ per item above idle; model KB = the model's graph files, bundle MB = "
              "everything the device stores (text encoder and tokenizer included); load MB = resident memory the "
              "bundle's load added; peak RSS = the whole benchmark process (harness, evaluation data and the bundles "
-             "loaded before it included) from that bundle's load through its accuracy run. The bundles are timed "
-             f"side by side, in alternating blocks of {BLOCK_S:g} timed seconds, so load that comes and goes falls on "
-             "all of them alike and the ratios hold within the run.", "",
+             "loaded before it included) from that bundle's load through its accuracy run. The bundles are "
+             f"{SIDE_BY_SIDE}, so load that comes and goes falls on all of them alike and the ratios hold within the "
+             "run.", "",
              "## Results", "",
              "| bundle | model | precision | model KB | bundle MB | batch | modalities | input | status | p50 ms | "
              "p90 ms | p99 ms | items/s | mJ/item | Acc-2 non0 | F1 non0 | MAE | skip rate | load ms | load MB | "
