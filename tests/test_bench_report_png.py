@@ -3,7 +3,6 @@ so no two texts in the figure overlap and the legend covers no point."""
 from __future__ import annotations
 
 from itertools import combinations
-from pathlib import Path
 
 import pytest
 
