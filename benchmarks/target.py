@@ -96,7 +96,11 @@ class Target:
         if predict_batch is None:
             return None
         predictions = predict_batch(_items(batch))  # each item carries its share of the call: add them up
-        return {stage: sum(p.ms[stage] for p in predictions) for stage in predictions[0].ms}
+        totals: dict[str, float] = {}
+        for p in predictions:  # run one at a time (row_by_row), items differ in the encoders their gate ran
+            for stage, ms in p.ms.items():
+                totals[stage] = totals.get(stage, 0.0) + ms
+        return totals
 
 
 def _items(batch: Batch) -> list[dict[str, Any]]:

@@ -507,3 +507,20 @@ def test_report_command_reads_as_the_console_command_however_it_was_started():
         "edge-msa bench 'b dir'"
     assert command_line(["/venv/bin/edge-msa", "bench", "b"]) == "edge-msa bench b"
     assert command_line(["python", "script.py"]) == "python script.py"
+
+
+def test_stages_of_a_row_by_row_batch_add_up_encoders_only_some_items_ran(tiny_spec):
+    """An INT8 bundle runs a batch one item at a time (Predictor.row_by_row), so each item's ms names the encoders
+    its own gate ran; the first item's skipped audio once failed the whole row (KeyError: 'encode_audio')."""
+    from edge_msa.benchmarks.inputs import Batch
+    from edge_msa.benchmarks.target import Target
+
+    class RowByRow(FakePredictor):
+        def predict_batch(self, items):
+            return [SimpleNamespace(ms={"encode_text": 1.0, "fuse": 0.5}),
+                    SimpleNamespace(ms={"encode_text": 1.0, "encode_audio": 0.25, "fuse": 0.5})]
+
+    fs = make_featureset(tiny_spec, 2)
+    batch = Batch({m: fs.features[m] for m in MODALITIES}, {m: fs.lengths[m] for m in MODALITIES})
+    target = Target(Path("int8"), None, RowByRow(tiny_spec, 0.0), 1.0, 1)
+    assert target.stages_ms(batch) == {"encode_text": 2.0, "fuse": 1.0, "encode_audio": 0.25}
