@@ -284,6 +284,9 @@ def test_features_npz_errors(tmp_path):
     path, _ = features_npz(tmp_path / "split.npz", split=np.array(["train"] * 4 + ["holdout"]))
     with pytest.raises(InputError, match=r"split values \['holdout'\]"):
         load_dataset(path, fmt="edge-msa-features", progress=False)
+    path, _ = features_npz(tmp_path / "range.npz", label=np.array([0, 1, 40, -1, 2], np.float32))  # was read as is
+    with pytest.raises(InputError, match=r"range.npz: 1 of 5 labels lie outside \[-3, 3\] \(first: 40 of 'clip2'\)"):
+        load_dataset(path, progress=False)
 
 
 # ---- detection and one-line errors ---------------------------------------------------------------

@@ -205,6 +205,20 @@ def test_out_must_be_an_npz_file_path_checked_before_any_clip(tmp_path, monkeypa
     assert not (tmp_path / "data").exists() and not any((tmp_path / "folder.npz").iterdir())
 
 
+def test_labels_outside_the_sentiment_range_are_refused_before_any_clip(tmp_path, monkeypatch):
+    """1-5 ratings were written as they were, and trained without a word to a model whose scores stop at +-3."""
+    clips, labels = make_clips(tmp_path, 3)
+    labels.write_text("id,label\nu0,1\nu1,5\nu2,3\n")
+    monkeypatch.setattr("edge_msa.features.featurize.extract_all", lambda *a: pytest.fail("featurized first"))
+    with pytest.raises(InputError, match=r"labels.csv: 1 of 3 labels lie outside \[-3, 3\] \(first: 5 of 'u1'\); "
+                                         r"expected .*map each value to a score with --label-map"):
+        featurize(clips, labels, tmp_path / "x.npz", text="x", progress=False)
+    assert not (tmp_path / "x.npz").exists()
+    monkeypatch.undo()
+    out = featurize(clips, labels, tmp_path / "x.npz", text="x", label_map="1=-3,3=0,5=3", progress=False)
+    assert load(out)["label"].tolist() == [-3.0, 3.0, 0.0]
+
+
 def test_cli_featurize_writes_npz_and_reports_errors(tmp_path, capsys):
     clips, labels = make_clips(tmp_path, 3)
     out = tmp_path / "cli.npz"

@@ -34,6 +34,7 @@ import numpy as np
 from ..atomic import atomic_path, check_file_out
 from ..errors import InputError, MissingDependencyError, checked_seeds, require
 from ..featurized_format import FORMAT_TAG
+from ..labels import check_label_range
 from ..spec import FeatureSpec
 from ..splits import split_three_by_group
 from . import audio as audio_fe
@@ -122,6 +123,8 @@ def featurize(clips_dir: str | os.PathLike, labels_csv: str | os.PathLike, out: 
                          "(one each for train / valid / test)")
     mapping = None if label_map is None else parse_label_map(label_map)
     labels = np.array([parse_label(i, rows[i][LABEL_COLUMN], mapping) for i in ids], dtype=np.float32)
+    check_label_range(labels, ids, str(labels_csv), fix="rescale them, or map each value to a score with "
+                      "--label-map (e.g. '1=-3,2=-1.5,3=0,4=1.5,5=3' for 1-5 ratings)")
     transcripts = find_transcripts(ids, rows, labels_csv, text)
     split = assign_splits(ids, rows, labels_csv, valid_frac, test_frac, seed)
 
