@@ -219,6 +219,35 @@ def test_labels_outside_the_sentiment_range_are_refused_before_any_clip(tmp_path
     assert load(out)["label"].tolist() == [-3.0, 3.0, 0.0]
 
 
+def test_one_name_in_two_subfolders_is_refused_before_any_clip(tmp_path, monkeypatch):
+    """clips/train/x.wav and clips/dev/x.wav (datasets that reuse names per split): the label went silently to the
+    copy whose path sorted first, here the other split's clip."""
+    clips, labels = make_clips(tmp_path, 3)
+    (clips / "dev").mkdir()
+    sf.write(clips / "dev" / "u1.wav", np.zeros(8000, np.float32), 8000)
+    (clips / "u2.flac").write_bytes((clips / "sub" / "u2.wav").read_bytes())  # another extension: the .wav wins
+    monkeypatch.setattr("edge_msa.features.featurize.extract_all", lambda *a: pytest.fail("featurized first"))
+    with pytest.raises(InputError, match=r"1 labelled id\(s\) match two or more files of one kind under .*clips, e.g. "
+                                         r"dev/u1.wav and sub/u1.wav; expected at most one audio and one video file"):
+        featurize(clips, labels, tmp_path / "x.npz", text="x", progress=False)
+    monkeypatch.undo()
+    z = load(featurize(clips / "sub", labels, tmp_path / "x.npz", text="x", progress=False))
+    assert z["id"].tolist() == ["u0", "u1", "u2"] and (z["audio_len"] > 0).all()
+
+
+def test_too_few_matches_say_what_the_clips_folder_holds(tmp_path):
+    clips, labels = make_clips(tmp_path, 3)
+    labels.write_text("id,label\nclip_000,1\nclip_001,0\nclip_002,-1\n")
+    with pytest.raises(InputError, match=r"^0 of 3 labelled id\(s\) have media under .*clips \(media file names, "
+                                         r"e.g. 'u0', must equal the ids, e.g. 'clip_000'\); expected at least 3"), \
+            pytest.warns(UserWarning, match="skipping 3 labelled id"):
+        featurize(clips, labels, tmp_path / "x.npz", text="x", progress=False)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match=r"have media under .*empty \(it holds no .wav/.flac/.*/.mpeg files\)"), \
+            pytest.warns(UserWarning, match="skipping 3 labelled id"):
+        featurize(tmp_path / "empty", labels, tmp_path / "x.npz", text="x", progress=False)
+
+
 def test_cli_featurize_writes_npz_and_reports_errors(tmp_path, capsys):
     clips, labels = make_clips(tmp_path, 3)
     out = tmp_path / "cli.npz"

@@ -9,7 +9,8 @@ Text features are not stored: the data reader computes them from `transcript` ("
 
 Per utterance id (the labels CSV's id/name column; a media extension on it is ignored) the clips
 directory is searched recursively for files whose stem is the id: a video (VIDEO_EXTS) and an audio file
-(AUDIO_EXTS; when an id has several, the earlier extension in AUDIO_EXTS wins, then the shallower path). An id
+(AUDIO_EXTS; when an id has several, the earlier extension in AUDIO_EXTS wins; two files of one kind with the
+same stem and extension, e.g. in two subfolders, are an error, since either may be the labelled one). An id
 with a video but no audio file takes its audio from the video container's audio track (PyAV,
 `pip install "edge-msa[media]"`); when both exist the separate audio file wins (usually the cleaner
 recording, and no PyAV needed). Rows with no media at all are skipped with a warning; a file a front end
@@ -111,16 +112,8 @@ def featurize(clips_dir: str | os.PathLike, labels_csv: str | os.PathLike, out: 
         raise InputError(f"valid_frac={valid_frac} and test_frac={test_frac}; expected each in (0, 1) with a sum < 1")
     checked_seeds([seed], flag="--seed")  # numpy refuses a negative seed in a traceback
     rows = read_table(labels_csv, required=(LABEL_COLUMN,))
-    stems = index_media(clips_dir)
-    media = {i: dict(stems[stem_of(i)]) for i in rows if stem_of(i) in stems}  # id -> {modality: path}
-    ids = [i for i in rows if i in media]
-    no_media = [i for i in rows if i not in media]
-    if no_media:
-        warnings.warn(f"skipping {len(no_media)} labelled id(s) with no audio/video file under {clips_dir}: "
-                      f"{', '.join(no_media[:5])}{' ...' if len(no_media) > 5 else ''}", stacklevel=2)
-    if len(ids) < 3:
-        raise InputError(f"{len(ids)} labelled utterance(s) have media under {clips_dir}; expected at least 3 "
-                         "(one each for train / valid / test)")
+    media = media_of(rows, clips_dir)  # id -> {modality: path}
+    ids = list(media)
     mapping = None if label_map is None else parse_label_map(label_map)
     labels = np.array([parse_label(i, rows[i][LABEL_COLUMN], mapping) for i in ids], dtype=np.float32)
     check_label_range(labels, ids, str(labels_csv), fix="rescale them, or map each value to a score with "
@@ -242,8 +235,9 @@ def read_table(path: Path, required: tuple[str, ...] = ()) -> dict[str, dict[str
     return table
 
 
-def index_media(clips_dir: Path) -> dict[str, dict[str, Path]]:
-    """{file stem: {"audio": path, "video": path}} for every media file under clips_dir (recursive)."""
+def index_media(clips_dir: Path) -> dict[str, dict[str, list[Path]]]:
+    """{file stem: {"audio": paths, "video": paths}} for every media file under clips_dir (recursive): per kind, the
+    files with the stem's preferred extension (AUDIO_EXTS / VIDEO_EXTS order); more than one is ambiguous (media_of)."""
     found: dict[str, dict[str, list[Path]]] = {}
     for p in sorted(clips_dir.rglob("*")):
         ext = p.suffix.lower()
@@ -251,8 +245,45 @@ def index_media(clips_dir: Path) -> dict[str, dict[str, Path]]:
         if kind and p.is_file():
             found.setdefault(p.stem, {}).setdefault(kind, []).append(p)
     order = {"audio": AUDIO_EXTS, "video": VIDEO_EXTS}
-    return {stem: {k: min(paths, key=lambda q: (order[k].index(q.suffix.lower()), len(q.parts), str(q)))
-                   for k, paths in kinds.items()} for stem, kinds in found.items()}
+
+    def preferred(kind: str, paths: list[Path]) -> list[Path]:
+        ext = min((q.suffix.lower() for q in paths), key=order[kind].index)
+        return [q for q in paths if q.suffix.lower() == ext]
+
+    return {stem: {k: preferred(k, paths) for k, paths in kinds.items()} for stem, kinds in found.items()}
+
+
+def media_of(rows: Mapping[str, object], clips_dir: Path) -> dict[str, dict[str, Path]]:
+    """{id: {modality: path}} for the labelled ids with media, in the labels CSV's order; the rest are skipped with a
+    warning, and fewer than 3 left is an error naming what the folder holds (ids must equal the file stems).
+
+    Two files of one kind with the id's stem and extension (e.g. clips/train/x.mp4 and clips/dev/x.mp4, as datasets
+    that reuse names per split have) are refused before any clip is read: which one the label belongs to cannot be
+    told, and picking one silently paired the label with another utterance's clip."""
+    stems = index_media(clips_dir)
+    media: dict[str, dict[str, Path]] = {}
+    clashes: dict[str, list[Path]] = {}  # id -> the files it matches of one kind
+    for i in rows:
+        kinds = stems.get(stem_of(i), {})
+        clashes.update({i: paths for paths in kinds.values() if len(paths) > 1})
+        if kinds:
+            media[i] = {k: paths[0] for k, paths in kinds.items()}
+    if clashes:
+        names = " and ".join(str(p.relative_to(clips_dir)) for p in next(iter(clashes.values())))
+        raise InputError(f"{len(clashes)} labelled id(s) match two or more files of one kind under {clips_dir}, e.g. "
+                         f"{names}; expected at most one audio and one video file per id: pass the subfolder with "
+                         "this labels CSV's clips, or rename or remove the copies")
+    no_media = [i for i in rows if i not in media]
+    if no_media:
+        warnings.warn(f"skipping {len(no_media)} labelled id(s) with no audio/video file under {clips_dir}: "
+                      f"{', '.join(no_media[:5])}{' ...' if len(no_media) > 5 else ''}", stacklevel=3)
+    if len(media) < 3:
+        held = (f" (it holds no {'/'.join(AUDIO_EXTS + VIDEO_EXTS)} files)" if not stems else
+                f" (media file names, e.g. '{next(iter(stems))}', must equal the ids, e.g. '{no_media[0]}')" if no_media
+                else "")
+        raise InputError(f"{len(media)} of {len(rows)} labelled id(s) have media under {clips_dir}{held}; expected at "
+                         "least 3 (one each for train / valid / test)")
+    return media
 
 
 def stem_of(utt: str) -> str:
