@@ -248,6 +248,18 @@ def test_too_few_matches_say_what_the_clips_folder_holds(tmp_path):
         featurize(tmp_path / "empty", labels, tmp_path / "x.npz", text="x", progress=False)
 
 
+def test_cli_featurize_prints_the_warnings_before_an_error(tmp_path, capsys):
+    """The warnings were held back for the progress bar and then dropped when featurize failed, so the skipped ids
+    that explain the error were never shown."""
+    clips, labels = make_clips(tmp_path, 3)
+    labels.write_text("id,label\nu0,POS\nu1,NEG\nu2,JOY\nu9,POS\n")
+    assert main(["featurize", str(clips), "--labels", str(labels), "--out", str(tmp_path / "x.npz"), "--text", "x",
+                 "--label-map", "POS=1,NEG=-1"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"warning: skipping 1 labelled id(s) with no audio/video file under {clips}: u9",
+        "error: label 'JOY' of 'u2' is not a number; add 'JOY' to the label map"]
+
+
 def test_cli_featurize_writes_npz_and_reports_errors(tmp_path, capsys):
     clips, labels = make_clips(tmp_path, 3)
     out = tmp_path / "cli.npz"

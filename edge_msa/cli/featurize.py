@@ -59,13 +59,16 @@ def run(args: argparse.Namespace) -> int:
 
     from ..features.featurize import featurize
 
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught:  # held back so they do not break up the progress bar
         warnings.simplefilter("always")
-        path = featurize(args.clips, args.labels, args.out, text=args.text, label_map=args.label_map,
-                         valid_frac=args.valid_frac, test_frac=args.test_frac, seed=args.seed,
-                         progress=not args.quiet)
+        try:
+            path = featurize(args.clips, args.labels, args.out, text=args.text, label_map=args.label_map,
+                             valid_frac=args.valid_frac, test_frac=args.test_frac, seed=args.seed,
+                             progress=not args.quiet)
+        finally:  # before an error too: "skipping 2 labelled id(s) with no media: ..." explains what it refused
+            if not args.quiet:
+                for w in caught:
+                    sys.stderr.write(f"warning: {w.message}\n")
     if not args.quiet:
-        for w in caught:
-            sys.stderr.write(f"warning: {w.message}\n")
         print(f"wrote {path}")
     return 0
