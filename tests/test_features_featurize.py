@@ -167,6 +167,13 @@ def test_categorical_labels_need_a_map(tmp_path):
     assert not (tmp_path / "x.npz").exists()
     out = featurize(clips, labels, tmp_path / "x.npz", text="x", label_map="POS=1,NEG=-1,NEU=0", progress=False)
     assert load(out)["label"].tolist() == [1.0, -1.0, 0.0]
+    labels.write_text("id,label\nu0,POS\nu1,\nu2,NEU\n")  # an empty cell was told to add '' to the map
+    with pytest.raises(InputError, match=r"^label of 'u1' is empty; expected a sentiment score or a category of the "
+                                         r"label map \(or remove the row to leave the clip out\)$"):
+        featurize(clips, labels, tmp_path / "x.npz", text="x", label_map="POS=1,NEU=0", progress=False)
+    labels.write_text("id,label\nu0,1\nu1\nu2,0\n")  # a short row: no label cell at all
+    with pytest.raises(InputError, match=r"^label of 'u1' is empty; expected a sentiment score \(or remove the row"):
+        featurize(clips, labels, tmp_path / "x.npz", text="x", progress=False)
 
 
 def test_bad_featurize_inputs(tmp_path):

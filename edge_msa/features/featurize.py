@@ -293,7 +293,12 @@ def stem_of(utt: str) -> str:
 
 
 def parse_label(utt: str, value: str, mapping: Mapping[str, float] | None) -> float:
-    """A label cell -> score: the mapped category (case-insensitive) if a map is given, else a number."""
+    """A label cell -> score: the mapped category (case-insensitive) if a map is given, else a number. An empty cell
+    is named as such: it was told to pass --label-map (e.g. '=1,...'), or to add '' to the map."""
+    if not value:
+        either = " or a category of the label map" if mapping is not None else ""
+        raise InputError(f"label of '{utt}' is empty; expected a sentiment score{either} (or remove the row to leave "
+                         "the clip out)")
     if mapping is not None and value.lower() in mapping:
         return mapping[value.lower()]
     try:
