@@ -36,6 +36,7 @@ from ..atomic import atomic_path, check_file_out
 from ..errors import InputError, MissingDependencyError, checked_seeds, require
 from ..featurized_format import FORMAT_TAG
 from ..labels import check_label_range
+from ..metrics import MIN_SCORES
 from ..spec import FeatureSpec
 from ..splits import split_three_by_group
 from . import audio as audio_fe
@@ -360,6 +361,11 @@ def assign_splits(ids: list[str], rows: dict[str, dict[str, str]], labels_csv: P
                           f"more than one split (need >= {MIN_SPEAKERS} speakers for speaker-disjoint splits)",
                           stacklevel=3)
     index = split_three_by_group(groups, seed, valid=valid_frac, test=test_frac)
+    few = [f"{name} {len(index[name])}" for name in ("valid", "test") if len(index[name]) < MIN_SCORES]
+    if few:  # train and compress refuse these splits (DatasetSplits.require_rows); say so before the clips are read
+        warnings.warn(f"the splits hold {' and '.join(few)} utterance(s); edge-msa train and compress need at least "
+                      f"{MIN_SCORES} in each of valid and test: add clips, or raise --valid-frac / --test-frac",
+                      stacklevel=3)
     split = np.empty(len(ids), dtype="<U5")
     for name, rows_idx in index.items():
         split[rows_idx] = name
