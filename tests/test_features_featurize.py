@@ -163,6 +163,20 @@ def test_unreadable_media_becomes_a_missing_modality(tmp_path):
     assert z["audio_len"].tolist() == [50, 0, 50, 50] and z["video_len"].tolist() == [0, 0, 0, 0]
 
 
+def test_an_utterance_left_with_no_input_is_dropped(tmp_path):
+    """No transcript and an unreadable clip: the row was written with every modality missing, a label for nothing."""
+    clips, labels = make_clips(tmp_path, 4)
+    (clips / "sub" / "u1.wav").write_bytes(b"not audio")
+    labels.write_text("id,label,text\nu0,1,\nu1,0,\nu2,-1,hello\nu3,0.5,\n")
+    (clips / "sub" / "u2.wav").write_bytes(b"not audio either")  # but u2 has its transcript: kept, text only
+    with pytest.warns(UserWarning) as caught:
+        z = load(featurize(clips, labels, tmp_path / "d.npz", progress=False))
+    assert "dropping 1 utterance(s) with no transcript whose media could not be read: u1" in [
+        str(w.message) for w in caught]
+    assert z["id"].tolist() == ["u0", "u2", "u3"] and z["audio_len"].tolist() == [50, 0, 50]
+    assert z["split"].shape == z["label"].shape == (3,) and z["audio_feat"].shape[0] == z["video_feat"].shape[0] == 3
+
+
 def test_label_maps():
     assert parse_label_map("HAP=1, neu=0,ANG=-1.5") == {"hap": 1.0, "neu": 0.0, "ang": -1.5}
     cremad = parse_label_map("cremad")

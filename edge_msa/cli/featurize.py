@@ -21,7 +21,7 @@ input:
                twice (e.g. in two subfolders) is an error. An id with only a video takes
                the audio track of the video container (needs PyAV: pip install "edge-msa[media]").
                Rows without any media are skipped with a warning; a missing or unreadable
-               modality is stored as length 0.
+               modality is stored as length 0 (a row left with no modality at all is dropped).
   --label-map  'cremad' = happiness/HAP 1, neutral/NEU 0, anger/disgust/fear/sadness (ANG DIS FEA SAD) -1.
 
 output (.npz, no pickle, format "edge-msa-features-v1"):

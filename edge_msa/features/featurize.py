@@ -14,7 +14,8 @@ same stem and extension, e.g. in two subfolders, are an error, since either may 
 with a video but no audio file takes its audio from the video container's audio track (PyAV,
 `pip install "edge-msa[media]"`); when both exist the separate audio file wins (usually the cleaner
 recording, and no PyAV needed). Rows with no media at all are skipped with a warning; a file a front end
-cannot read is treated as a missing modality, with a warning; so is an utterance without a transcript.
+cannot read is treated as a missing modality, with a warning; so is an utterance without a transcript. An
+utterance left with no modality at all (no transcript, no readable file) is dropped, with a warning.
 
 Splits are by speaker (a `speaker` column, or a speaker.csv beside the labels CSV) when there are at
 least 3 speakers, so no speaker is in two splits; otherwise by utterance (with a warning when speakers
@@ -139,10 +140,23 @@ def featurize(clips_dir: str | os.PathLike, labels_csv: str | os.PathLike, out: 
                "transcript": np.array(transcripts, dtype=str),
                "audio_feat": arrays["audio"], "audio_len": lengths["audio"],
                "video_feat": arrays["video"], "video_len": lengths["video"]}
+    keep = with_input(payload)
     with atomic_path(out, suffix=".npz") as tmp:
         with open(tmp, "wb") as f:
-            np.savez_compressed(f, **payload)
+            np.savez_compressed(f, **{k: v if v.ndim == 0 else v[keep] for k, v in payload.items()})
     return out
+
+
+def with_input(payload: Mapping[str, np.ndarray]) -> np.ndarray:
+    """(N,) bool: the utterances left with any input. One whose every file failed to read and that has no transcript
+    would train the model to score nothing and count in its test metrics, while the runtime refuses such an input
+    ("no features given"); it is dropped with a warning, like a labelled id with no media file at all."""
+    keep = (np.char.str_len(payload["transcript"]) > 0) | (payload["audio_len"] > 0) | (payload["video_len"] > 0)
+    dropped = payload["id"][~keep].tolist()
+    if dropped:
+        warnings.warn(f"dropping {len(dropped)} utterance(s) with no transcript whose media could not be read: "
+                      f"{', '.join(dropped[:5])}{' ...' if len(dropped) > 5 else ''}", stacklevel=3)
+    return keep
 
 
 def check_out(out: Path) -> None:
