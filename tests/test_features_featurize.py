@@ -194,7 +194,7 @@ def test_categorical_labels_need_a_map(tmp_path):
     labels.write_text("id,label\nu0,POS\nu1,NEG\nu2,NEU\n")
     with pytest.raises(InputError, match="--label-map"):
         featurize(clips, labels, tmp_path / "x.npz", text="x", progress=False)
-    with pytest.raises(InputError, match="add 'NEU' to the label map"):
+    with pytest.raises(InputError, match=r"add 'NEU' to the label map \(it maps neg, pos\)$"):  # a preset's too
         featurize(clips, labels, tmp_path / "x.npz", text="x", label_map="POS=1,NEG=-1", progress=False)
     assert not (tmp_path / "x.npz").exists()
     out = featurize(clips, labels, tmp_path / "x.npz", text="x", label_map="POS=1,NEG=-1,NEU=0", progress=False)
@@ -296,7 +296,7 @@ def test_cli_featurize_prints_the_warnings_before_an_error(tmp_path, capsys):
                  "--label-map", "POS=1,NEG=-1"]) == 2
     assert capsys.readouterr().err.splitlines() == [
         f"warning: skipping 1 labelled id(s) with no audio/video file under {clips}: u9",
-        "error: label 'JOY' of 'u2' is not a number; add 'JOY' to the label map"]
+        "error: label 'JOY' of 'u2' is not a number; add 'JOY' to the label map (it maps neg, pos)"]
 
 
 def test_cli_featurize_writes_npz_and_reports_errors(tmp_path, capsys):

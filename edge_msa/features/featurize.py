@@ -319,7 +319,7 @@ def parse_label(utt: str, value: str, mapping: Mapping[str, float] | None) -> fl
     try:
         score = float(value)
     except ValueError:
-        fix = (f"add '{value}' to the label map" if mapping is not None
+        fix = (f"add '{value}' to the label map (it maps {', '.join(sorted(mapping))})" if mapping is not None
                else f"pass --label-map (e.g. '{value.upper()}=1,...' or a preset: {', '.join(LABEL_PRESETS)})")
         raise InputError(f"label '{value}' of '{utt}' is not a number; {fix}") from None
     if not np.isfinite(score):
