@@ -177,6 +177,16 @@ def test_an_utterance_left_with_no_input_is_dropped(tmp_path):
     assert z["split"].shape == z["label"].shape == (3,) and z["audio_feat"].shape[0] == z["video_feat"].shape[0] == 3
 
 
+def test_clips_without_a_label_row_are_counted_in_a_warning(tmp_path):
+    """They were left out without a word: a labels CSV of one split, or ids that differ from the file names."""
+    clips, labels = make_clips(tmp_path, 9)
+    labels.write_text("id,label\nu0,1\nu1,0\nu2,-1\n")
+    with pytest.warns(UserWarning, match=r"^leaving out 6 media file name\(s\) under .*clips with no row in the labels "
+                                         r"CSV: u3, u4, u5, u6, u7 \.\.\.$"):
+        z = load(featurize(clips, labels, tmp_path / "l.npz", text="x", progress=False))
+    assert z["id"].tolist() == ["u0", "u1", "u2"]
+
+
 def test_label_maps():
     assert parse_label_map("HAP=1, neu=0,ANG=-1.5") == {"hap": 1.0, "neu": 0.0, "ang": -1.5}
     cremad = parse_label_map("cremad")
@@ -279,8 +289,10 @@ def test_too_few_matches_say_what_the_clips_folder_holds(tmp_path):
     labels.write_text("id,label\nclip_000,1\nclip_001,0\nclip_002,-1\n")
     with pytest.raises(InputError, match=r"^0 of 3 labelled id\(s\) have media under .*clips \(media file names, "
                                          r"e.g. 'u0', must equal the ids, e.g. 'clip_000'\); expected at least 3"), \
-            pytest.warns(UserWarning, match="skipping 3 labelled id"):
+            pytest.warns(UserWarning) as caught:
         featurize(clips, labels, tmp_path / "x.npz", text="x", progress=False)
+    assert [str(w.message).split(" under ")[0] for w in caught] == [
+        "skipping 3 labelled id(s) with no audio/video file", "leaving out 3 media file name(s)"]
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match=r"have media under .*empty \(it holds no .wav/.flac/.*/.mpeg files\)"), \
             pytest.warns(UserWarning, match="skipping 3 labelled id"):

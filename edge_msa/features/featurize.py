@@ -155,7 +155,7 @@ def with_input(payload: Mapping[str, np.ndarray]) -> np.ndarray:
     dropped = payload["id"][~keep].tolist()
     if dropped:
         warnings.warn(f"dropping {len(dropped)} utterance(s) with no transcript whose media could not be read: "
-                      f"{', '.join(dropped[:5])}{' ...' if len(dropped) > 5 else ''}", stacklevel=3)
+                      f"{first_few(dropped)}", stacklevel=3)
     return keep
 
 
@@ -291,7 +291,11 @@ def media_of(rows: Mapping[str, object], clips_dir: Path) -> dict[str, dict[str,
     no_media = [i for i in rows if i not in media]
     if no_media:
         warnings.warn(f"skipping {len(no_media)} labelled id(s) with no audio/video file under {clips_dir}: "
-                      f"{', '.join(no_media[:5])}{' ...' if len(no_media) > 5 else ''}", stacklevel=3)
+                      f"{first_few(no_media)}", stacklevel=3)
+    unlabelled = sorted(set(stems) - {stem_of(i) for i in rows})  # e.g. a labels CSV of one split, or typos in ids
+    if unlabelled:
+        warnings.warn(f"leaving out {len(unlabelled)} media file name(s) under {clips_dir} with no row in the labels "
+                      f"CSV: {first_few(unlabelled)}", stacklevel=3)
     if len(media) < 3:
         held = (f" (it holds no {'/'.join(AUDIO_EXTS + VIDEO_EXTS)} files)" if not stems else
                 f" (media file names, e.g. '{next(iter(stems))}', must equal the ids, e.g. '{no_media[0]}')" if no_media
@@ -299,6 +303,11 @@ def media_of(rows: Mapping[str, object], clips_dir: Path) -> dict[str, dict[str,
         raise InputError(f"{len(media)} of {len(rows)} labelled id(s) have media under {clips_dir}{held}; expected at "
                          "least 3 (one each for train / valid / test)")
     return media
+
+
+def first_few(names: list[str], shown: int = 5) -> str:
+    """'a, b, c, d, e ...': a warning about many ids names a few, so it stays one line."""
+    return ", ".join(names[:shown]) + (" ..." if len(names) > shown else "")
 
 
 def stem_of(utt: str) -> str:
