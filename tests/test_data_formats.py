@@ -272,6 +272,21 @@ def test_features_npz_round_trip_with_missing_text(tmp_path):
     data.train.check_spec(data.spec)
 
 
+@pytest.mark.parametrize("encoder", ["minilm", "token ids"])
+def test_features_npz_without_any_transcript_has_the_text_encoders_width(encoder, tmp_path):
+    """featurize without --text or a transcript column writes every transcript empty: the missing text was 384 wide
+    (the file's spec) whatever the encoder, so `edge-msa train` (token ids, 1 wide) stopped at "text feature dim is
+    384 in the data but the model expects 1"."""
+    from edge_msa.features.text import TokenIds
+
+    path, _ = features_npz(tmp_path / "notext.npz", transcript=np.array([""] * 5))
+    front = TokenIds() if encoder == "token ids" else None
+    data = load_dataset(path, progress=False, text_encoder=front)
+    assert data.train.features["text"].shape == (2, 1, data.spec.dim("text")) and data.info["missing_text"] == 5
+    assert data.spec.dim("text") == (1 if front else 384) and not data.train.lengths["text"].any()
+    data.train.check_spec(data.spec)
+
+
 def test_features_npz_errors(tmp_path):
     audio = np.ones((5, 5, 6), np.float32)
     audio[[0, 3], 1, 2] = np.nan
@@ -284,6 +299,9 @@ def test_features_npz_errors(tmp_path):
     path, _ = features_npz(tmp_path / "split.npz", split=np.array(["train"] * 4 + ["holdout"]))
     with pytest.raises(InputError, match=r"split values \['holdout'\]"):
         load_dataset(path, fmt="edge-msa-features", progress=False)
+    path, _ = features_npz(tmp_path / "range.npz", label=np.array([0, 1, 40, -1, 2], np.float32))  # was read as is
+    with pytest.raises(InputError, match=r"range.npz: 1 of 5 labels lie outside \[-3, 3\] \(first: 40 of 'clip2'\)"):
+        load_dataset(path, progress=False)
 
 
 # ---- detection and one-line errors ---------------------------------------------------------------

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from test_features_audio import silent_avi
 sf = pytest.importorskip("soundfile", reason="soundfile is a core dependency of the audio front end")
 CREMAD = DATA_ROOT / "raw_av" / "cremad"
 needs_cremad = pytest.mark.skipif(not (CREMAD / "label.csv").is_file(), reason=f"CREMA-D clips not found at {CREMAD}")
+pytestmark = pytest.mark.filterwarnings("ignore:the splits hold:UserWarning")  # most tests featurize 3 or 4 clips
 KEYS = {"format", "feature_spec", "id", "label", "split", "transcript", "audio_feat", "audio_len", "video_feat",
         "video_len"}
 
@@ -116,6 +118,22 @@ def test_written_keys_are_the_format_contract_the_reader_checks(tmp_path):
     assert set(z) == set(featurized_format.KEYS) and str(z["format"]) == featurized_format.FORMAT_TAG
     assert (features_npz.KEYS, features_npz.FORMAT_TAG) == (featurized_format.KEYS, featurized_format.FORMAT_TAG)
 
+def test_valid_or_test_splits_too_small_to_train_on_are_warned_about(tmp_path):
+    """3 clips split 1 / 1 / 1, which `edge-msa train` then refused (a split's metrics need 2 scores)."""
+    clips, labels = make_clips(tmp_path, 3)
+    with pytest.warns(UserWarning, match=r"^the splits hold valid 1 and test 1 utterance\(s\); edge-msa train and "
+                                         r"compress need at least 2 in each of valid and test: add clips, or raise "
+                                         r"--valid-frac / --test-frac$"):
+        featurize(clips, labels, tmp_path / "a.npz", text="x", progress=False)
+    labels.write_text("id,label\n" + "".join(f"u{i},0\n" for i in range(3)) + "".join(f"v{i},0\n" for i in range(9)))
+    for i in range(9):
+        (clips / "sub" / f"v{i}.wav").write_bytes((clips / "sub" / "u0.wav").read_bytes())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        featurize(clips, labels, tmp_path / "c.npz", text="x", progress=False)  # 12 clips: 8 / 2 / 2
+    assert not [w for w in caught if "the splits hold" in str(w.message)]
+
+
 def test_text_column_and_missing_transcripts(tmp_path):
     clips, labels = make_clips(tmp_path, 4)
     labels.write_text("name,label,text\nu0,1,good\nu1,0,\nu2,-1,bad\nu3,0.5,fine\n")
@@ -145,6 +163,30 @@ def test_unreadable_media_becomes_a_missing_modality(tmp_path):
     assert z["audio_len"].tolist() == [50, 0, 50, 50] and z["video_len"].tolist() == [0, 0, 0, 0]
 
 
+def test_an_utterance_left_with_no_input_is_dropped(tmp_path):
+    """No transcript and an unreadable clip: the row was written with every modality missing, a label for nothing."""
+    clips, labels = make_clips(tmp_path, 4)
+    (clips / "sub" / "u1.wav").write_bytes(b"not audio")
+    labels.write_text("id,label,text\nu0,1,\nu1,0,\nu2,-1,hello\nu3,0.5,\n")
+    (clips / "sub" / "u2.wav").write_bytes(b"not audio either")  # but u2 has its transcript: kept, text only
+    with pytest.warns(UserWarning) as caught:
+        z = load(featurize(clips, labels, tmp_path / "d.npz", progress=False))
+    assert "dropping 1 utterance(s) with no transcript whose media could not be read: u1" in [
+        str(w.message) for w in caught]
+    assert z["id"].tolist() == ["u0", "u2", "u3"] and z["audio_len"].tolist() == [50, 0, 50]
+    assert z["split"].shape == z["label"].shape == (3,) and z["audio_feat"].shape[0] == z["video_feat"].shape[0] == 3
+
+
+def test_clips_without_a_label_row_are_counted_in_a_warning(tmp_path):
+    """They were left out without a word: a labels CSV of one split, or ids that differ from the file names."""
+    clips, labels = make_clips(tmp_path, 9)
+    labels.write_text("id,label\nu0,1\nu1,0\nu2,-1\n")
+    with pytest.warns(UserWarning, match=r"^leaving out 6 media file name\(s\) under .*clips with no row in the labels "
+                                         r"CSV: u3, u4, u5, u6, u7 \.\.\.$"):
+        z = load(featurize(clips, labels, tmp_path / "l.npz", text="x", progress=False))
+    assert z["id"].tolist() == ["u0", "u1", "u2"]
+
+
 def test_label_maps():
     assert parse_label_map("HAP=1, neu=0,ANG=-1.5") == {"hap": 1.0, "neu": 0.0, "ang": -1.5}
     cremad = parse_label_map("cremad")
@@ -162,11 +204,18 @@ def test_categorical_labels_need_a_map(tmp_path):
     labels.write_text("id,label\nu0,POS\nu1,NEG\nu2,NEU\n")
     with pytest.raises(InputError, match="--label-map"):
         featurize(clips, labels, tmp_path / "x.npz", text="x", progress=False)
-    with pytest.raises(InputError, match="add 'NEU' to the label map"):
+    with pytest.raises(InputError, match=r"add 'NEU' to the label map \(it maps neg, pos\)$"):  # a preset's too
         featurize(clips, labels, tmp_path / "x.npz", text="x", label_map="POS=1,NEG=-1", progress=False)
     assert not (tmp_path / "x.npz").exists()
     out = featurize(clips, labels, tmp_path / "x.npz", text="x", label_map="POS=1,NEG=-1,NEU=0", progress=False)
     assert load(out)["label"].tolist() == [1.0, -1.0, 0.0]
+    labels.write_text("id,label\nu0,POS\nu1,\nu2,NEU\n")  # an empty cell was told to add '' to the map
+    with pytest.raises(InputError, match=r"^label of 'u1' is empty; expected a sentiment score or a category of the "
+                                         r"label map \(or remove the row to leave the clip out\)$"):
+        featurize(clips, labels, tmp_path / "x.npz", text="x", label_map="POS=1,NEU=0", progress=False)
+    labels.write_text("id,label\nu0,1\nu1\nu2,0\n")  # a short row: no label cell at all
+    with pytest.raises(InputError, match=r"^label of 'u1' is empty; expected a sentiment score \(or remove the row"):
+        featurize(clips, labels, tmp_path / "x.npz", text="x", progress=False)
 
 
 def test_bad_featurize_inputs(tmp_path):
@@ -203,6 +252,63 @@ def test_out_must_be_an_npz_file_path_checked_before_any_clip(tmp_path, monkeypa
         with pytest.raises(InputError, match=message):
             featurize(clips, labels, out, text="x", progress=False)
     assert not (tmp_path / "data").exists() and not any((tmp_path / "folder.npz").iterdir())
+
+
+def test_labels_outside_the_sentiment_range_are_refused_before_any_clip(tmp_path, monkeypatch):
+    """1-5 ratings were written as they were, and trained without a word to a model whose scores stop at +-3."""
+    clips, labels = make_clips(tmp_path, 3)
+    labels.write_text("id,label\nu0,1\nu1,5\nu2,3\n")
+    monkeypatch.setattr("edge_msa.features.featurize.extract_all", lambda *a: pytest.fail("featurized first"))
+    with pytest.raises(InputError, match=r"labels.csv: 1 of 3 labels lie outside \[-3, 3\] \(first: 5 of 'u1'\); "
+                                         r"expected .*map each value to a score with --label-map"):
+        featurize(clips, labels, tmp_path / "x.npz", text="x", progress=False)
+    assert not (tmp_path / "x.npz").exists()
+    monkeypatch.undo()
+    out = featurize(clips, labels, tmp_path / "x.npz", text="x", label_map="1=-3,3=0,5=3", progress=False)
+    assert load(out)["label"].tolist() == [-3.0, 3.0, 0.0]
+
+
+def test_one_name_in_two_subfolders_is_refused_before_any_clip(tmp_path, monkeypatch):
+    """clips/train/x.wav and clips/dev/x.wav (datasets that reuse names per split): the label went silently to the
+    copy whose path sorted first, here the other split's clip."""
+    clips, labels = make_clips(tmp_path, 3)
+    (clips / "dev").mkdir()
+    sf.write(clips / "dev" / "u1.wav", np.zeros(8000, np.float32), 8000)
+    (clips / "u2.flac").write_bytes((clips / "sub" / "u2.wav").read_bytes())  # another extension: the .wav wins
+    monkeypatch.setattr("edge_msa.features.featurize.extract_all", lambda *a: pytest.fail("featurized first"))
+    with pytest.raises(InputError, match=r"1 labelled id\(s\) match two or more files of one kind under .*clips, e.g. "
+                                         r"dev/u1.wav and sub/u1.wav; expected at most one audio and one video file"):
+        featurize(clips, labels, tmp_path / "x.npz", text="x", progress=False)
+    monkeypatch.undo()
+    z = load(featurize(clips / "sub", labels, tmp_path / "x.npz", text="x", progress=False))
+    assert z["id"].tolist() == ["u0", "u1", "u2"] and (z["audio_len"] > 0).all()
+
+
+def test_too_few_matches_say_what_the_clips_folder_holds(tmp_path):
+    clips, labels = make_clips(tmp_path, 3)
+    labels.write_text("id,label\nclip_000,1\nclip_001,0\nclip_002,-1\n")
+    with pytest.raises(InputError, match=r"^0 of 3 labelled id\(s\) have media under .*clips \(media file names, "
+                                         r"e.g. 'u0', must equal the ids, e.g. 'clip_000'\); expected at least 3"), \
+            pytest.warns(UserWarning) as caught:
+        featurize(clips, labels, tmp_path / "x.npz", text="x", progress=False)
+    assert [str(w.message).split(" under ")[0] for w in caught] == [
+        "skipping 3 labelled id(s) with no audio/video file", "leaving out 3 media file name(s)"]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match=r"have media under .*empty \(it holds no .wav/.flac/.*/.mpeg files\)"), \
+            pytest.warns(UserWarning, match="skipping 3 labelled id"):
+        featurize(tmp_path / "empty", labels, tmp_path / "x.npz", text="x", progress=False)
+
+
+def test_cli_featurize_prints_the_warnings_before_an_error(tmp_path, capsys):
+    """The warnings were held back for the progress bar and then dropped when featurize failed, so the skipped ids
+    that explain the error were never shown."""
+    clips, labels = make_clips(tmp_path, 3)
+    labels.write_text("id,label\nu0,POS\nu1,NEG\nu2,JOY\nu9,POS\n")
+    assert main(["featurize", str(clips), "--labels", str(labels), "--out", str(tmp_path / "x.npz"), "--text", "x",
+                 "--label-map", "POS=1,NEG=-1"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"warning: skipping 1 labelled id(s) with no audio/video file under {clips}: u9",
+        "error: label 'JOY' of 'u2' is not a number; add 'JOY' to the label map (it maps neg, pos)"]
 
 
 def test_cli_featurize_writes_npz_and_reports_errors(tmp_path, capsys):

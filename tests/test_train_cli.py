@@ -70,6 +70,20 @@ def test_an_empty_split_is_refused_before_training(empty, tiny_spec, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("short", ["valid", "test"])
+def test_a_one_row_valid_or_test_split_is_refused_before_training(short, tiny_spec, tmp_path):
+    """A 3-clip featurized dataset (one per split) trained, then stopped at "metrics need two equal-length arrays of
+    >= 2 scores" when its single test row was scored (a single valid row: in compress's skip calibration)."""
+    sizes = {"train": 16, "valid": 8, "test": 8, short: 1}
+    sets = [make_featureset(tiny_spec, sizes[name], i) for i, name in enumerate(("train", "valid", "test"))]
+    splits = DatasetSplits(tiny_spec, *sets, name="tiny", info={"split": "split column"})
+    message = one_line_error(lambda: train_teacher("gtf_tiny", out=tmp_path / "t.pt", splits=splits, epochs=1,
+                                                   progress=False))
+    assert message == (f"split '{short}' of tiny has 1 row; expected at least 2, as its metrics (Acc-2, F1, "
+                       "correlation) need 2 scores (split by: split column)")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_training_pins_torch_threads_and_restores_them(tiny_splits, tmp_path):
     import torch
 

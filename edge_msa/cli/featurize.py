@@ -13,14 +13,16 @@ examples:
 
 input:
   labels CSV   header row; an id column (id, name, utterance_id, utterance, file or filename) whose
-               values are media file stems; a 'label' column: a score (e.g. sentiment in [-3, 3]) or a
+               values are media file stems; a 'label' column: a sentiment score in [-3, 3] or a
                category mapped with --label-map; optional 'text'/'transcript' and 'speaker' columns
                (else transcript.csv / speaker.csv beside the labels CSV, with the same id column).
   clips dir    searched recursively; per id a video (.mp4 .avi .flv .mov .mkv .webm .m4v .mpg .mpeg) and
-               an audio file (.wav .flac .ogg .mp3, in that preference). An id with only a video takes
-               the audio track of the video container (needs PyAV: pip install "edge-msa[media]").
-               Rows without any media are skipped with a warning; a missing or unreadable
-               modality is stored as length 0.
+               an audio file (.wav .flac .ogg .mp3, in that preference); the same name and extension
+               twice (e.g. in two subfolders) is an error. An id with only a video takes the audio
+               track of the video container (needs PyAV: pip install "edge-msa[media]").
+               Rows without any media, and media files without a row, are left out with a warning;
+               a missing or unreadable modality is stored as length 0 (a row left with no modality
+               at all is dropped).
   --label-map  'cremad' = happiness/HAP 1, neutral/NEU 0, anger/disgust/fear/sadness (ANG DIS FEA SAD) -1.
 
 output (.npz, no pickle, format "edge-msa-features-v1"):
@@ -58,13 +60,16 @@ def run(args: argparse.Namespace) -> int:
 
     from ..features.featurize import featurize
 
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught:  # held back so they do not break up the progress bar
         warnings.simplefilter("always")
-        path = featurize(args.clips, args.labels, args.out, text=args.text, label_map=args.label_map,
-                         valid_frac=args.valid_frac, test_frac=args.test_frac, seed=args.seed,
-                         progress=not args.quiet)
+        try:
+            path = featurize(args.clips, args.labels, args.out, text=args.text, label_map=args.label_map,
+                             valid_frac=args.valid_frac, test_frac=args.test_frac, seed=args.seed,
+                             progress=not args.quiet)
+        finally:  # before an error too: "skipping 2 labelled id(s) with no media: ..." explains what it refused
+            if not args.quiet:
+                for w in caught:
+                    sys.stderr.write(f"warning: {w.message}\n")
     if not args.quiet:
-        for w in caught:
-            sys.stderr.write(f"warning: {w.message}\n")
         print(f"wrote {path}")
     return 0

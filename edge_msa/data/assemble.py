@@ -94,17 +94,6 @@ def build_splits(name: str, spec: FeatureSpec, features: dict[str, np.ndarray], 
     return DatasetSplits(spec, sets["train"], sets["valid"], sets["test"], name=name, info=info)
 
 
-def check_label_range(labels: Sequence[float], ids: Sequence[str], where: str) -> None:
-    """CMU-MOSI/MOSEI sentiment is scored in [-3, 3] and the teachers bound their scores to that range (score_clip),
-    so labels on another scale (e.g. x40) trained without a word to a model that cannot reach them (MAE 24)."""
-    labels = np.asarray(labels, dtype=np.float64)
-    bad = np.flatnonzero(np.abs(labels) > 3.0)  # NaN compares False: the readers drop unlabelled rows themselves
-    if len(bad):
-        raise InputError(f"{where}: {len(bad)} of {len(labels)} labels lie outside [-3, 3] (first: {labels[bad[0]]:g} "
-                         f"of '{ids[bad[0]]}'); expected CMU-MOSI/MOSEI sentiment scores in [-3, 3], the range the "
-                         "models' scores are bound to")
-
-
 def labels_1d(raw: np.ndarray, where: str) -> np.ndarray:
     """(N,), (N, 1) or (N, 1, 1) sentiment scores -> (N,) float32."""
     y = np.asarray(raw, dtype=np.float32)

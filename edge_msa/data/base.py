@@ -89,12 +89,22 @@ class DatasetSplits:
     def require_rows(self) -> None:
         """InputError naming the first empty split: training fits on train, selects on valid and scores test, and an
         empty one (a label.csv without valid rows, every label missing) failed only inside prediction, as numpy's
-        "need at least one array to concatenate", sometimes after an epoch of work."""
+        "need at least one array to concatenate", sometimes after an epoch of work. valid and test are scored with
+        msa_metrics (test by train and compress, valid by compress's skip calibration), so one row there is refused
+        too: a 3-clip featurized dataset trained, then stopped at "metrics need two equal-length arrays of >= 2
+        scores"."""
+        from ..metrics import MIN_SCORES
+
+        where = self.info.get("path") or self.name
+        how = f" (split by: {self.info['split']})" if self.info.get("split") else ""
         for name in ("train", "valid", "test"):
             if not len(self.split(name)):
-                how = f" (split by: {self.info['split']})" if self.info.get("split") else ""
-                raise InputError(f"split '{name}' of {self.info.get('path') or self.name} is empty; expected at "
-                                 f"least one labelled row in each of train, valid and test{how}")
+                raise InputError(f"split '{name}' of {where} is empty; expected at least one labelled row in each of "
+                                 f"train, valid and test{how}")
+        for name in ("valid", "test"):
+            if len(self.split(name)) < MIN_SCORES:
+                raise InputError(f"split '{name}' of {where} has {len(self.split(name))} row; expected at least "
+                                 f"{MIN_SCORES}, as its metrics (Acc-2, F1, correlation) need {MIN_SCORES} scores{how}")
 
     def split(self, name: str) -> FeatureSet:
         if name not in ("train", "valid", "test"):

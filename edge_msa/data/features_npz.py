@@ -18,9 +18,10 @@ import numpy as np
 from ..errors import InputError
 from ..features.text import NAME as MINILM, MiniLMFrontEnd
 from ..featurized_format import FORMAT_TAG, KEYS
+from ..labels import check_label_range
 from ..spec import FeatureSpec
 from .assemble import build_splits, check_finite, encode_texts, zero_padding
-from .base import DatasetSplits
+from .base import DatasetSplits, missing_modality
 from .npz import load_npz
 
 
@@ -57,10 +58,10 @@ def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
         raise InputError(f"{path}: split values {unknown}; expected train, valid or test")
     check_finite(f"{path}: label", z["label"])
     ids, texts = z["id"].astype(str), z["transcript"].astype(str)
+    check_label_range(z["label"], ids, str(path))
     has_text = np.flatnonzero(np.char.str_len(np.char.strip(texts)) > 0)
     encoder = text_encoder or MiniLMFrontEnd(max_len=spec.max_len("text"))
-    text = np.zeros((n, 1, spec.dim("text")), dtype=np.float32)
-    text_len = np.zeros(n, dtype=np.int64)
+    text, text_len = missing_modality(n, encoder.dim)  # the encoder's width: token ids are 1 wide, not the spec's 384
     if len(has_text):
         enc, enc_len, encoder = encode_texts(texts[has_text], ids[has_text], encoder, progress)
         text = np.zeros((n, enc.shape[1], enc.shape[2]), dtype=np.float32)

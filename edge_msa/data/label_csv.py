@@ -15,8 +15,9 @@ import numpy as np
 
 from ..errors import InputError
 from ..features.text import MiniLMFrontEnd
+from ..labels import check_label_range
 from ..spec import ABSENT, FeatureSpec
-from .assemble import build_splits, check_label_range, encode_texts
+from .assemble import build_splits, encode_texts
 from .base import missing_modality
 from .base import DatasetSplits
 

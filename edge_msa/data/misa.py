@@ -21,9 +21,10 @@ import numpy as np
 
 from ..errors import InputError
 from ..features.text import MiniLMFrontEnd
+from ..labels import check_label_range
 from ..spec import FeatureSpec
 from ..splits import split_three_by_group, video_id_of
-from .assemble import build_splits, check_label_range, encode_texts, pad_sequences, replace_nonfinite
+from .assemble import build_splits, encode_texts, pad_sequences, replace_nonfinite
 from .base import DatasetSplits
 from .pickle_safe import load_pickle
 

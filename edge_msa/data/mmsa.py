@@ -16,8 +16,9 @@ import numpy as np
 
 from ..errors import InputError
 from ..features.text import MiniLMFrontEnd
+from ..labels import check_label_range
 from ..spec import FeatureSpec
-from .assemble import build_splits, check_label_range, encode_texts, labels_1d, replace_nonfinite, zero_padding
+from .assemble import build_splits, encode_texts, labels_1d, replace_nonfinite, zero_padding
 from .base import DatasetSplits
 from .pickle_safe import load_pickle
 

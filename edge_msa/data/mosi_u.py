@@ -16,9 +16,10 @@ import numpy as np
 
 from ..errors import InputError
 from ..features.text import MiniLMFrontEnd
+from ..labels import check_label_range
 from ..spec import FeatureSpec
 from ..splits import carve_by_group
-from .assemble import build_splits, check_label_range, encode_texts
+from .assemble import build_splits, encode_texts
 from .base import DatasetSplits
 from .npz import load_npz
 

@@ -18,8 +18,9 @@ import numpy as np
 
 from ..errors import InputError
 from ..features.text import MiniLMFrontEnd
+from ..labels import check_label_range
 from ..spec import FeatureSpec
-from .assemble import build_splits, check_label_range, labels_1d, replace_nonfinite
+from .assemble import build_splits, labels_1d, replace_nonfinite
 from .base import DatasetSplits
 from .mmsa import SPLITS, split_dicts
 from .pickle_safe import load_pickle

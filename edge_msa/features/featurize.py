@@ -9,11 +9,13 @@ Text features are not stored: the data reader computes them from `transcript` ("
 
 Per utterance id (the labels CSV's id/name column; a media extension on it is ignored) the clips
 directory is searched recursively for files whose stem is the id: a video (VIDEO_EXTS) and an audio file
-(AUDIO_EXTS; when an id has several, the earlier extension in AUDIO_EXTS wins, then the shallower path). An id
+(AUDIO_EXTS; when an id has several, the earlier extension in AUDIO_EXTS wins; two files of one kind with the
+same stem and extension, e.g. in two subfolders, are an error, since either may be the labelled one). An id
 with a video but no audio file takes its audio from the video container's audio track (PyAV,
 `pip install "edge-msa[media]"`); when both exist the separate audio file wins (usually the cleaner
 recording, and no PyAV needed). Rows with no media at all are skipped with a warning; a file a front end
-cannot read is treated as a missing modality, with a warning; so is an utterance without a transcript.
+cannot read is treated as a missing modality, with a warning; so is an utterance without a transcript. An
+utterance left with no modality at all (no transcript, no readable file) is dropped, with a warning.
 
 Splits are by speaker (a `speaker` column, or a speaker.csv beside the labels CSV) when there are at
 least 3 speakers, so no speaker is in two splits; otherwise by utterance (with a warning when speakers
@@ -34,6 +36,8 @@ import numpy as np
 from ..atomic import atomic_path, check_file_out
 from ..errors import InputError, MissingDependencyError, checked_seeds, require
 from ..featurized_format import FORMAT_TAG
+from ..labels import check_label_range
+from ..metrics import MIN_SCORES
 from ..spec import FeatureSpec
 from ..splits import split_three_by_group
 from . import audio as audio_fe
@@ -110,18 +114,12 @@ def featurize(clips_dir: str | os.PathLike, labels_csv: str | os.PathLike, out: 
         raise InputError(f"valid_frac={valid_frac} and test_frac={test_frac}; expected each in (0, 1) with a sum < 1")
     checked_seeds([seed], flag="--seed")  # numpy refuses a negative seed in a traceback
     rows = read_table(labels_csv, required=(LABEL_COLUMN,))
-    stems = index_media(clips_dir)
-    media = {i: dict(stems[stem_of(i)]) for i in rows if stem_of(i) in stems}  # id -> {modality: path}
-    ids = [i for i in rows if i in media]
-    no_media = [i for i in rows if i not in media]
-    if no_media:
-        warnings.warn(f"skipping {len(no_media)} labelled id(s) with no audio/video file under {clips_dir}: "
-                      f"{', '.join(no_media[:5])}{' ...' if len(no_media) > 5 else ''}", stacklevel=2)
-    if len(ids) < 3:
-        raise InputError(f"{len(ids)} labelled utterance(s) have media under {clips_dir}; expected at least 3 "
-                         "(one each for train / valid / test)")
+    media = media_of(rows, clips_dir)  # id -> {modality: path}
+    ids = list(media)
     mapping = None if label_map is None else parse_label_map(label_map)
     labels = np.array([parse_label(i, rows[i][LABEL_COLUMN], mapping) for i in ids], dtype=np.float32)
+    check_label_range(labels, ids, str(labels_csv), fix="rescale them, or map each value to a score with "
+                      "--label-map (e.g. '1=-3,2=-1.5,3=0,4=1.5,5=3' for 1-5 ratings)")
     transcripts = find_transcripts(ids, rows, labels_csv, text)
     split = assign_splits(ids, rows, labels_csv, valid_frac, test_frac, seed)
 
@@ -142,10 +140,23 @@ def featurize(clips_dir: str | os.PathLike, labels_csv: str | os.PathLike, out: 
                "transcript": np.array(transcripts, dtype=str),
                "audio_feat": arrays["audio"], "audio_len": lengths["audio"],
                "video_feat": arrays["video"], "video_len": lengths["video"]}
+    keep = with_input(payload)
     with atomic_path(out, suffix=".npz") as tmp:
         with open(tmp, "wb") as f:
-            np.savez_compressed(f, **payload)
+            np.savez_compressed(f, **{k: v if v.ndim == 0 else v[keep] for k, v in payload.items()})
     return out
+
+
+def with_input(payload: Mapping[str, np.ndarray]) -> np.ndarray:
+    """(N,) bool: the utterances left with any input. One whose every file failed to read and that has no transcript
+    would train the model to score nothing and count in its test metrics, while the runtime refuses such an input
+    ("no features given"); it is dropped with a warning, like a labelled id with no media file at all."""
+    keep = (np.char.str_len(payload["transcript"]) > 0) | (payload["audio_len"] > 0) | (payload["video_len"] > 0)
+    dropped = payload["id"][~keep].tolist()
+    if dropped:
+        warnings.warn(f"dropping {len(dropped)} utterance(s) with no transcript whose media could not be read: "
+                      f"{first_few(dropped)}", stacklevel=3)
+    return keep
 
 
 def check_out(out: Path) -> None:
@@ -239,8 +250,9 @@ def read_table(path: Path, required: tuple[str, ...] = ()) -> dict[str, dict[str
     return table
 
 
-def index_media(clips_dir: Path) -> dict[str, dict[str, Path]]:
-    """{file stem: {"audio": path, "video": path}} for every media file under clips_dir (recursive)."""
+def index_media(clips_dir: Path) -> dict[str, dict[str, list[Path]]]:
+    """{file stem: {"audio": paths, "video": paths}} for every media file under clips_dir (recursive): per kind, the
+    files with the stem's preferred extension (AUDIO_EXTS / VIDEO_EXTS order); more than one is ambiguous (media_of)."""
     found: dict[str, dict[str, list[Path]]] = {}
     for p in sorted(clips_dir.rglob("*")):
         ext = p.suffix.lower()
@@ -248,8 +260,54 @@ def index_media(clips_dir: Path) -> dict[str, dict[str, Path]]:
         if kind and p.is_file():
             found.setdefault(p.stem, {}).setdefault(kind, []).append(p)
     order = {"audio": AUDIO_EXTS, "video": VIDEO_EXTS}
-    return {stem: {k: min(paths, key=lambda q: (order[k].index(q.suffix.lower()), len(q.parts), str(q)))
-                   for k, paths in kinds.items()} for stem, kinds in found.items()}
+
+    def preferred(kind: str, paths: list[Path]) -> list[Path]:
+        ext = min((q.suffix.lower() for q in paths), key=order[kind].index)
+        return [q for q in paths if q.suffix.lower() == ext]
+
+    return {stem: {k: preferred(k, paths) for k, paths in kinds.items()} for stem, kinds in found.items()}
+
+
+def media_of(rows: Mapping[str, object], clips_dir: Path) -> dict[str, dict[str, Path]]:
+    """{id: {modality: path}} for the labelled ids with media, in the labels CSV's order; the rest are skipped with a
+    warning, and fewer than 3 left is an error naming what the folder holds (ids must equal the file stems).
+
+    Two files of one kind with the id's stem and extension (e.g. clips/train/x.mp4 and clips/dev/x.mp4, as datasets
+    that reuse names per split have) are refused before any clip is read: which one the label belongs to cannot be
+    told, and picking one silently paired the label with another utterance's clip."""
+    stems = index_media(clips_dir)
+    media: dict[str, dict[str, Path]] = {}
+    clashes: dict[str, list[Path]] = {}  # id -> the files it matches of one kind
+    for i in rows:
+        kinds = stems.get(stem_of(i), {})
+        clashes.update({i: paths for paths in kinds.values() if len(paths) > 1})
+        if kinds:
+            media[i] = {k: paths[0] for k, paths in kinds.items()}
+    if clashes:
+        names = " and ".join(str(p.relative_to(clips_dir)) for p in next(iter(clashes.values())))
+        raise InputError(f"{len(clashes)} labelled id(s) match two or more files of one kind under {clips_dir}, e.g. "
+                         f"{names}; expected at most one audio and one video file per id: pass the subfolder with "
+                         "this labels CSV's clips, or rename or remove the copies")
+    no_media = [i for i in rows if i not in media]
+    if no_media:
+        warnings.warn(f"skipping {len(no_media)} labelled id(s) with no audio/video file under {clips_dir}: "
+                      f"{first_few(no_media)}", stacklevel=3)
+    unlabelled = sorted(set(stems) - {stem_of(i) for i in rows})  # e.g. a labels CSV of one split, or typos in ids
+    if unlabelled:
+        warnings.warn(f"leaving out {len(unlabelled)} media file name(s) under {clips_dir} with no row in the labels "
+                      f"CSV: {first_few(unlabelled)}", stacklevel=3)
+    if len(media) < 3:
+        held = (f" (it holds no {'/'.join(AUDIO_EXTS + VIDEO_EXTS)} files)" if not stems else
+                f" (media file names, e.g. '{next(iter(stems))}', must equal the ids, e.g. '{no_media[0]}')" if no_media
+                else "")
+        raise InputError(f"{len(media)} of {len(rows)} labelled id(s) have media under {clips_dir}{held}; expected at "
+                         "least 3 (one each for train / valid / test)")
+    return media
+
+
+def first_few(names: list[str], shown: int = 5) -> str:
+    """'a, b, c, d, e ...': a warning about many ids names a few, so it stays one line."""
+    return ", ".join(names[:shown]) + (" ..." if len(names) > shown else "")
 
 
 def stem_of(utt: str) -> str:
@@ -259,13 +317,18 @@ def stem_of(utt: str) -> str:
 
 
 def parse_label(utt: str, value: str, mapping: Mapping[str, float] | None) -> float:
-    """A label cell -> score: the mapped category (case-insensitive) if a map is given, else a number."""
+    """A label cell -> score: the mapped category (case-insensitive) if a map is given, else a number. An empty cell
+    is named as such: it was told to pass --label-map (e.g. '=1,...'), or to add '' to the map."""
+    if not value:
+        either = " or a category of the label map" if mapping is not None else ""
+        raise InputError(f"label of '{utt}' is empty; expected a sentiment score{either} (or remove the row to leave "
+                         "the clip out)")
     if mapping is not None and value.lower() in mapping:
         return mapping[value.lower()]
     try:
         score = float(value)
     except ValueError:
-        fix = (f"add '{value}' to the label map" if mapping is not None
+        fix = (f"add '{value}' to the label map (it maps {', '.join(sorted(mapping))})" if mapping is not None
                else f"pass --label-map (e.g. '{value.upper()}=1,...' or a preset: {', '.join(LABEL_PRESETS)})")
         raise InputError(f"label '{value}' of '{utt}' is not a number; {fix}") from None
     if not np.isfinite(score):
@@ -321,6 +384,11 @@ def assign_splits(ids: list[str], rows: dict[str, dict[str, str]], labels_csv: P
                           f"more than one split (need >= {MIN_SPEAKERS} speakers for speaker-disjoint splits)",
                           stacklevel=3)
     index = split_three_by_group(groups, seed, valid=valid_frac, test=test_frac)
+    few = [f"{name} {len(index[name])}" for name in ("valid", "test") if len(index[name]) < MIN_SCORES]
+    if few:  # train and compress refuse these splits (DatasetSplits.require_rows); say so before the clips are read
+        warnings.warn(f"the splits hold {' and '.join(few)} utterance(s); edge-msa train and compress need at least "
+                      f"{MIN_SCORES} in each of valid and test: add clips, or raise --valid-frac / --test-frac",
+                      stacklevel=3)
     split = np.empty(len(ids), dtype="<U5")
     for name, rows_idx in index.items():
         split[rows_idx] = name
