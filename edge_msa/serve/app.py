@@ -27,6 +27,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from ..errors import EdgeMSAError, InputError
+from ..labels import SCORE_LIMIT
 from ..spec import MODALITIES
 from ..version import __version__
 from .batching import MicroBatcher, QueueFull
@@ -235,7 +236,7 @@ def check_feedback(obj: Any) -> tuple[str, float]:
     request_id, label = obj["request_id"], obj["label"]
     if not isinstance(request_id, str) or not request_id:
         raise RequestError(400, "request_id must be the non-empty string a prediction returned")
-    if isinstance(label, bool) or not isinstance(label, (int, float)) or not -3 <= label <= 3:  # NaN fails too
+    if isinstance(label, bool) or not isinstance(label, (int, float)) or not -SCORE_LIMIT <= label <= SCORE_LIMIT:  # NaN fails too
         raise RequestError(400, f"label {label!r:.40} is not a number in [-3, 3]; expected the sentiment the user "
                                 "meant")
     return request_id, float(label)
