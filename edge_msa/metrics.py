@@ -18,6 +18,7 @@ from .errors import InputError
 
 METRIC_KEYS = ("acc2_has0", "acc2_non0", "f1_has0", "f1_non0", "acc5", "acc7", "mae", "corr")
 COLLAPSE_SPREAD = 1e-6  # predictions whose max - min is below this are one constant: the model has collapsed
+MIN_SCORES = 2  # the fewest scores the metrics are defined on (a correlation needs two)
 
 
 def weighted_f1(truth: np.ndarray, pred: np.ndarray) -> float:
@@ -51,8 +52,9 @@ def msa_metrics(pred: np.ndarray, truth: np.ndarray) -> dict[str, float | bool |
     (True when the predictions are constant; `corr` is then NaN)."""
     pred = np.asarray(pred, dtype=np.float64).reshape(-1)
     truth = np.asarray(truth, dtype=np.float64).reshape(-1)
-    if pred.shape != truth.shape or len(pred) < 2:
-        raise InputError(f"metrics need two equal-length arrays of >= 2 scores; got {pred.shape} and {truth.shape}")
+    if pred.shape != truth.shape or len(pred) < MIN_SCORES:
+        raise InputError(f"metrics need two equal-length arrays of >= {MIN_SCORES} scores; got {pred.shape} and "
+                         f"{truth.shape}")
     if not (np.isfinite(pred).all() and np.isfinite(truth).all()):
         raise InputError("metrics got NaN/Inf scores; expected finite predictions and labels")
     correct, non_zero = polarity_non0(pred, truth)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..errors import InputError
+from ..metrics import MIN_SCORES
 from ..spec import MODALITIES, FeatureSpec, check_compatible
 
 
@@ -87,14 +88,17 @@ class DatasetSplits:
         return DatasetSplits(spec, **sets, name=self.name, info={**self.info, "missing": list(absent)})
 
     def require_rows(self) -> None:
-        """InputError naming the first empty split: training fits on train, selects on valid and scores test, and an
-        empty one (a label.csv without valid rows, every label missing) failed only inside prediction, as numpy's
-        "need at least one array to concatenate", sometimes after an epoch of work."""
+        """InputError naming the first split that training cannot use: it fits on train, selects on valid and scores
+        test, and the metrics need MIN_SCORES rows, not all labelled 0 (Acc-2 non-0 is undefined then). An empty
+        split (a label.csv without valid rows) failed only inside prediction, as numpy's "need at least one array to
+        concatenate", and a one-row or all-0 test split (a small `feedback export`) only after all of training."""
         for name in ("train", "valid", "test"):
-            if not len(self.split(name)):
+            labels = self.split(name).labels
+            if len(labels) < MIN_SCORES or not labels.any():
+                what = f"{len(labels)} labelled row{'s' * (len(labels) != 1)}{', all 0' * (len(labels) > 1)}"
                 how = f" (split by: {self.info['split']})" if self.info.get("split") else ""
-                raise InputError(f"split '{name}' of {self.info.get('path') or self.name} is empty; expected at "
-                                 f"least one labelled row in each of train, valid and test{how}")
+                raise InputError(f"split '{name}' of {self.info.get('path') or self.name} holds {what}; expected at "
+                                 f"least {MIN_SCORES} in each of train, valid and test, not all labelled 0{how}")
 
     def split(self, name: str) -> FeatureSet:
         if name not in ("train", "valid", "test"):
