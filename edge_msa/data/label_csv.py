@@ -1,9 +1,10 @@
 """Format "mmsa-label-csv": MMSA's `label.csv` as a text-only dataset (audio and video missing).
 
 Columns `video_id,clip_id,text,label,...,mode` (MMSA) or `id,text,label,mode` (the CMU-SDK / mmcpanda
-export); `mode` is train / valid (or dev) / test. Text is MiniLM of `text`; audio and video are
+export); `mode` is train / valid (or dev, val, validation) / test. Text is MiniLM of `text`; audio and video are
 (N, 1, 1) zeros with length 0 and front end ABSENT: missing for every sample, and
-`spec.check_compatible` lets any model score the text (audio/video run as missing). Rows without a label are dropped.
+`spec.check_compatible` lets any model score the text (audio/video run as missing). Rows without a label (a blank
+cell or NaN) are dropped.
 """
 from __future__ import annotations
 
@@ -20,37 +21,22 @@ from .assemble import build_splits, check_label_range, encode_texts
 from .base import missing_modality
 from .base import DatasetSplits
 
-MODES = {"train": "train", "valid": "valid", "dev": "valid", "val": "valid", "test": "test"}
+MODES = {"train": "train", "valid": "valid", "dev": "valid", "val": "valid", "validation": "valid", "test": "test"}
 
 
 def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
          text_encoder: MiniLMFrontEnd | None = None) -> DatasetSplits:
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"file not found: {path}")
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's byte-order mark
-            reader = csv.DictReader(f)
-            rows = list(reader)
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(f"{path} is not a readable label CSV ({exc})") from None
-    header = set(reader.fieldnames or ())  # a row's own keys add None for extra values
-    has_id = "id" in header or {"video_id", "clip_id"} <= header
-    if not rows or not has_id or not {"text", "label", "mode"} <= header:
-        raise InputError(f"{path} is not an MMSA label CSV: columns {sorted(header)}; expected "
-                         "video_id,clip_id,text,label,mode or id,text,label,mode")
+    rows, header = _rows(path)
     ids, videos, texts, labels, modes, dropped = [], [], [], [], [], 0
-    for line, row in enumerate(rows, start=2):
+    for line, row in rows:
         if None in row.values():  # csv.DictReader fills a short row's missing columns with None
             raise InputError(f"{path} line {line}: {sum(v is not None for v in row.values())} fields; expected "
-                             f"{len(reader.fieldnames)} ({','.join(reader.fieldnames)})")
+                             f"{len(header)} ({','.join(header)})")
         mode = MODES.get(row["mode"].strip().lower())
         if mode is None:
-            raise InputError(f"{path} line {line}: mode '{row['mode']}'; expected train, valid (dev) or test")
-        try:
-            label = float(row["label"])
-        except ValueError:
-            raise InputError(f"{path} line {line}: label '{row['label']}' is not a number") from None
+            raise InputError(f"{path} line {line}: mode '{row['mode']}'; expected one of {', '.join(MODES)}")
+        label = _label(row["label"], path, line)
         if not np.isfinite(label):
             dropped += 1
             continue
@@ -73,3 +59,37 @@ def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
                         {"text": text_len, "audio": audio_len, "video": video_len},
                         np.array(labels, np.float32), ids, texts, parts, info,
                         groups=None if "video_id" not in header else videos)
+
+
+def _rows(path: Path) -> tuple[list[tuple[int, dict]], list[str]]:
+    """(first line of the record, row) of every record, and the header; one line on what keeps the file from
+    being a label CSV. Lines are counted by the csv module, so a quoted transcript over several lines does not
+    shift the line numbers that later messages name."""
+    if not path.is_file():
+        raise InputError(f"file not found: {path}")
+    rows, end = [], 1
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's byte-order mark
+            reader = csv.DictReader(f)
+            for row in reader:
+                rows.append((end + 1, row))
+                end = reader.line_num
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"{path} is not a readable label CSV ({exc}); expected UTF-8 text, comma-separated") from None
+    header = list(reader.fieldnames or ())  # a row's own keys add None for extra values
+    has_id = "id" in header or {"video_id", "clip_id"} <= set(header)
+    if not has_id or not {"text", "label", "mode"} <= set(header):
+        raise InputError(f"{path} is not an MMSA label CSV: columns {sorted(header)}; expected "
+                         "video_id,clip_id,text,label,mode or id,text,label,mode")
+    if not rows:
+        raise InputError(f"{path} has a header but no rows; expected one row per labelled transcript")
+    return rows, header
+
+
+def _label(raw: str, path: Path, line: int) -> float:
+    """A row's sentiment score; NaN where it has none (a blank cell as well as 'nan': such rows are dropped)."""
+    try:
+        return float(raw) if raw.strip() else float("nan")
+    except ValueError:
+        raise InputError(f"{path} line {line}: label '{raw}' is not a number; expected a sentiment score in [-3, 3] "
+                         "(a blank or NaN label drops the row)") from None
