@@ -69,6 +69,18 @@ class FeatureSet:
                                  f"expects {spec.dim(m)} (front end '{spec.front_end(m)}')")
 
 
+SPLIT_RULE = f"at least {MIN_SCORES} in each of train, valid and test, not all labelled 0"  # what training needs
+
+
+def split_shortfall(labels: np.ndarray) -> str | None:
+    """'N labelled rows' (', all 0') when a split's labels are too few for training to select and score on (see
+    SPLIT_RULE), else None: shared by `require_rows` and `feedback export`, which warns before training refuses."""
+    labels = np.asarray(labels)
+    if len(labels) >= MIN_SCORES and labels.any():
+        return None
+    return f"{len(labels)} labelled row{'s' * (len(labels) != 1)}{', all 0' * (len(labels) > 1)}"
+
+
 @dataclass
 class DatasetSplits:
     """train / valid / test FeatureSets with the FeatureSpec that describes them."""
@@ -93,12 +105,11 @@ class DatasetSplits:
         split (a label.csv without valid rows) failed only inside prediction, as numpy's "need at least one array to
         concatenate", and a one-row or all-0 test split (a small `feedback export`) only after all of training."""
         for name in ("train", "valid", "test"):
-            labels = self.split(name).labels
-            if len(labels) < MIN_SCORES or not labels.any():
-                what = f"{len(labels)} labelled row{'s' * (len(labels) != 1)}{', all 0' * (len(labels) > 1)}"
+            what = split_shortfall(self.split(name).labels)
+            if what:
                 how = f" (split by: {self.info['split']})" if self.info.get("split") else ""
-                raise InputError(f"split '{name}' of {self.info.get('path') or self.name} holds {what}; expected at "
-                                 f"least {MIN_SCORES} in each of train, valid and test, not all labelled 0{how}")
+                raise InputError(f"split '{name}' of {self.info.get('path') or self.name} holds {what}; expected "
+                                 f"{SPLIT_RULE}{how}")
 
     def split(self, name: str) -> FeatureSet:
         if name not in ("train", "valid", "test"):
