@@ -253,6 +253,19 @@ def test_label_csv_as_users_write_it(tmp_path):
         f"{path} has a header but no rows; expected one row per labelled transcript")
 
 
+def test_label_csv_repeated_ids_are_named(tmp_path):
+    """A file appended to itself, or a clip in train and test, was read without a word."""
+    path = tmp_path / "label.csv"
+    path.write_text("video_id,clip_id,text,label,mode\nvidA,1,great,2,train\nvidA,2,bad,-2,valid\n"
+                    "vidA,1,great,2,test\nvidA,2,bad,-2,valid\nvidB,1,ok,0.5,train\n")
+    with pytest.warns(UserWarning) as said:
+        data = load_dataset(path, progress=False)
+    assert [str(w.message) for w in said] == [
+        f"{path}: 2 id(s) on more than one row (first: 'vidA_1'), 1 of them in more than one split; expected one row "
+        "per clip (a repeat is trained on twice, and one in two splits scores the model on rows it trained on)"]
+    assert data.info["sizes"] == {"train": 2, "valid": 2, "test": 1}
+
+
 def test_label_csv_labels_outside_the_sentiment_range_are_refused(tmp_path):
     path = tmp_path / "label.csv"
     path.write_text("id,text,label,mode\nv_1,what a great film,40.0,train\nv_2,so boring,-1.8,valid\n"

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import csv
 import os
+import warnings
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +48,7 @@ def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
         labels.append(label)
         modes.append(mode)
     check_label_range(labels, ids, str(path))
+    _warn_repeated_ids(ids, modes, path)
     text, text_len, encoder = encode_texts(texts, ids, text_encoder, progress)
     audio, audio_len = missing_modality(len(ids))
     video, video_len = missing_modality(len(ids))
@@ -84,6 +87,20 @@ def _rows(path: Path) -> tuple[list[tuple[int, dict]], list[str]]:
     if not rows:
         raise InputError(f"{path} has a header but no rows; expected one row per labelled transcript")
     return rows, header
+
+
+def _warn_repeated_ids(ids: list[str], modes: list[str], path: Path) -> None:
+    """MMSA has one row per clip, so an id on several rows is most likely a file appended twice or a clip labelled
+    twice: read silently, its rows were trained on twice, and a clip in two splits put test rows into training."""
+    rows_of, splits_of = Counter(ids), defaultdict(set)
+    for sample, mode in zip(ids, modes):
+        splits_of[sample].add(mode)
+    repeated = [sample for sample, n in rows_of.items() if n > 1]
+    if repeated:
+        across = sum(len(splits_of[sample]) > 1 for sample in repeated)
+        warnings.warn(f"{path}: {len(repeated)} id(s) on more than one row (first: '{repeated[0]}'), {across} of them "
+                      "in more than one split; expected one row per clip (a repeat is trained on twice, and one in two "
+                      "splits scores the model on rows it trained on)", stacklevel=4)
 
 
 def _label(raw: str, path: Path, line: int) -> float:
