@@ -215,14 +215,19 @@ def percentile_ci(draws: Sequence[float]) -> list[float]:
 
 
 def paired_bootstrap(pred_a: np.ndarray, pred_b: np.ndarray, truth: np.ndarray, n: int, seed: int = 0) -> dict:
-    """95% CI of metric(a) - metric(b) for Acc-2 non-0 and MAE, resampling test items jointly."""
+    """95% CI of metric(a) - metric(b) for Acc-2 non-0 and MAE, resampling test items jointly.
+
+    Acc-2 non-0 is undefined (None, see msa_metrics) on a resample whose labels are all 0: such draws are left
+    out and `resamples` counts the draws kept. A small test split holding a 0 label (a 20-row label.csv) drew
+    one almost surely, and `None - None` failed compress after all its training."""
     rng = np.random.default_rng(seed)
-    ma, mb = msa_metrics(pred_a, truth), msa_metrics(pred_b, truth)
-    point = {k: ma[k] - mb[k] for k in ("acc2_non0", "mae")}
-    draws = {k: [] for k in point}
-    for _ in range(n):
-        idx = rng.integers(0, len(truth), len(truth))
+
+    def diffs(idx: np.ndarray) -> dict[str, float | None]:
         ma, mb = msa_metrics(pred_a[idx], truth[idx]), msa_metrics(pred_b[idx], truth[idx])
-        for k in draws:
-            draws[k].append(ma[k] - mb[k])
-    return {k: {"diff": point[k], "ci95": percentile_ci(draws[k]), "resamples": n} for k in point}
+        return {k: None if ma[k] is None else ma[k] - mb[k] for k in ("acc2_non0", "mae")}
+
+    point = diffs(np.arange(len(truth)))
+    draws = [diffs(rng.integers(0, len(truth), len(truth))) for _ in range(n)]
+    kept = {k: [d[k] for d in draws if d[k] is not None] for k in point}
+    return {k: {"diff": point[k], "ci95": percentile_ci(kept[k]) if kept[k] else None, "resamples": len(kept[k])}
+            for k in point}

@@ -60,6 +60,17 @@ def _fmt(x: Any, digits: int = 4) -> str:
     return str(x)
 
 
+def _diff_ci(boot: dict[str, Any], resamples: int | None = None) -> str:
+    """One `measure.paired_bootstrap` entry as "+0.0100 [-0.0200, +0.0400]"; Acc-2 non-0 is undefined on resamples
+    whose labels are all 0, so it says how many it kept when that is not all of them, and n/a for none."""
+    if boot["diff"] is None:
+        return "n/a (every label is 0)"
+    ci = "n/a" if boot["ci95"] is None else f"[{boot['ci95'][0]:+.4f}, {boot['ci95'][1]:+.4f}]"
+    kept = f" over {boot['resamples']} resamples with a non-0 label" if resamples not in (None, boot["resamples"]) \
+        else ""
+    return f"{boot['diff']:+.4f} {ci}{kept}"
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     t, s, k = report["teacher"], report["student"], report["student_skip"]
     fold = recorded_fold(report["data"])
@@ -83,10 +94,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     for name, row in (("teacher", t), ("student", s), ("student + skipping", k)):
         lines.append(f"| {name} | " + " | ".join(_fmt(row["metrics"][m]) for m in METRIC_KEYS) + " |")
     boot = report["compare"]["teacher_minus_student"]
-    lines += ["", "Paired bootstrap (teacher − student, 95% CI, "
-              f"{boot['acc2_non0']['resamples']} resamples): Acc-2 non-0 {boot['acc2_non0']['diff']:+.4f} "
-              f"[{boot['acc2_non0']['ci95'][0]:+.4f}, {boot['acc2_non0']['ci95'][1]:+.4f}], "
-              f"MAE {boot['mae']['diff']:+.4f} [{boot['mae']['ci95'][0]:+.4f}, {boot['mae']['ci95'][1]:+.4f}]."]
+    lines += ["", f"Paired bootstrap (teacher − student, 95% CI, {boot['mae']['resamples']} resamples): "
+              f"Acc-2 non-0 {_diff_ci(boot['acc2_non0'], boot['mae']['resamples'])}, MAE {_diff_ci(boot['mae'])}."]
     if len(report["seeds"]["values"]) > 1:
         lines += ["", "Across seeds (mean ± std): " + "; ".join(
             f"{name} {m} {v['mean']:.4f} ± {v['std']:.4f}" for name, rows in report["seeds"]["mean_std"].items()

@@ -18,7 +18,19 @@ from .errors import InputError
 
 METRIC_KEYS = ("acc2_has0", "acc2_non0", "f1_has0", "f1_non0", "acc5", "acc7", "mae", "corr")
 COLLAPSE_SPREAD = 1e-6  # predictions whose max - min is below this are one constant: the model has collapsed
-MIN_SCORES = 2  # fewer scores have no correlation or spread; train and compress check their splits against it
+MIN_SCORES = 2  # the fewest scores the metrics are defined on (a correlation needs two)
+
+SPLIT_RULE = f"at least {MIN_SCORES} in each of train, valid and test, not all labelled 0"  # what training needs
+
+
+def split_shortfall(labels: np.ndarray) -> str | None:
+    """'N labelled rows' (', all 0') when a split's labels are too few for training to select and score on (see
+    SPLIT_RULE), else None: shared by `DatasetSplits.require_rows` and by `featurize` and `feedback export`, which
+    warn before training refuses."""
+    labels = np.asarray(labels)
+    if len(labels) >= MIN_SCORES and labels.any():
+        return None
+    return f"{len(labels)} labelled row{'s' * (len(labels) != 1)}{', all 0' * (len(labels) > 1)}"
 
 
 def weighted_f1(truth: np.ndarray, pred: np.ndarray) -> float:

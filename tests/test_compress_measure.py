@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from conftest import make_featureset
-from edge_msa.compress.measure import _AttentionMacs, count_model, latency, mean_over_inputs
+from edge_msa.compress.measure import _AttentionMacs, count_model, latency, mean_over_inputs, paired_bootstrap
+from edge_msa.compress.report import _diff_ci
 from edge_msa.models import create_model
 from edge_msa.training import to_batch
 
@@ -60,3 +61,17 @@ def test_latency_times_the_models_in_blocks_on_the_same_inputs(tiny_spec):
     assert switches < 10  # call by call gave 59
     assert {name: result[name]["calls"] for name in "ab"} == {"a": 30, "b": 30}
     assert sorted(i for n, i in order if n == "a") == sorted(i for n, i in order if n == "b")
+
+
+def test_paired_bootstrap_leaves_out_resamples_whose_labels_are_all_0():
+    """A small test split holding a 0 label (a 20-row label.csv): a resample of only that row has no Acc-2 non-0
+    (None), and `None - None` failed compress after all its training."""
+    truth = np.array([0.0, 1.0])
+    boot = paired_bootstrap(np.array([0.5, 0.5]), np.array([-0.5, 0.5]), truth, n=200)
+    assert boot["acc2_non0"]["diff"] == 0.0 and boot["mae"]["resamples"] == 200
+    assert 100 < boot["acc2_non0"]["resamples"] < 200  # about 1 in 4 draws holds only the 0 label
+    assert _diff_ci(boot["acc2_non0"], 200) == f"+0.0000 [+0.0000, +0.0000] over {boot['acc2_non0']['resamples']} " \
+                                              "resamples with a non-0 label"
+    none = paired_bootstrap(np.array([0.5, 0.5]), np.array([-1.0, 0.5]), np.zeros(2), n=20)
+    assert none["acc2_non0"] == {"diff": None, "ci95": None, "resamples": 0} and none["mae"]["diff"] == -0.25
+    assert _diff_ci(none["acc2_non0"], 20) == "n/a (every label is 0)"

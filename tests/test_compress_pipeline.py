@@ -3,6 +3,7 @@ and one-line errors for bad teachers / mismatched data (with nothing written).""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -96,12 +97,17 @@ def test_feature_spec_mismatch_names_modality(teacher, tiny_splits, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_an_empty_split_is_refused_before_any_stage(teacher, tiny_splits, tmp_path):
-    empty = DatasetSplits(tiny_splits.spec, tiny_splits.train, tiny_splits.valid, make_featureset(tiny_splits.spec, 0),
-                          name="tiny")
-    with pytest.raises(InputError, match="split 'test' of tiny is empty; expected at least one labelled row"):
-        compress(teacher, out=tmp_path / "out" / "s.pt", splits=empty, progress=False, **FAST)
-    assert not (tmp_path / "out").exists()
+def test_a_split_too_small_to_score_is_refused_before_any_stage(teacher, tiny_splits, tmp_path):
+    """An all-0 validation split (a small label.csv) reached the skip calibration, whose Acc-2 drop was None - None."""
+    all_zero = make_featureset(tiny_splits.spec, 3)
+    all_zero.labels[:] = 0.0
+    for valid, test, message in ((tiny_splits.valid, make_featureset(tiny_splits.spec, 0), "split 'test' of tiny "
+                                  "holds 0 labelled rows; expected at least 2 in each of train, valid and test"),
+                                 (all_zero, tiny_splits.test, "split 'valid' of tiny holds 3 labelled rows, all 0;")):
+        splits = DatasetSplits(tiny_splits.spec, tiny_splits.train, valid, test, name="tiny")
+        with pytest.raises(InputError, match=f"^{re.escape(message)}"):
+            compress(teacher, out=tmp_path / "out" / "s.pt", splits=splits, progress=False, **FAST)
+        assert not (tmp_path / "out").exists()
 
 
 class Evil:

@@ -215,7 +215,7 @@ def test_label_csv_mmsa_columns_and_bad_mode(tmp_path):
     assert data.info["dropped_missing_labels"] == 1
     assert data.train.ids.tolist() == ["vidA_1"] and data.valid.labels.tolist() == [pytest.approx(-1.8)]
     path.write_text("id,text,label,mode\nv_1,hello there,1.0,holdout\n")
-    with pytest.raises(InputError, match="mode 'holdout'; expected train, valid"):
+    with pytest.raises(InputError, match="mode 'holdout'; expected one of train, valid, dev, val, validation, test$"):
         load_dataset(path, progress=False)
     path.write_text("name,score\nx,1\n")
     with pytest.raises(InputError, match="not an MMSA label CSV"):
@@ -232,6 +232,38 @@ def test_label_csv_short_row_names_its_line(tmp_path):
     path.write_text("video_id,clip_id,text,label,mode\nvidA,1,what a great film,2.4,train\nvidB,2,hello\n")
     message = one_line_error(lambda: load_dataset(path, progress=False))  # was AttributeError on None.strip()
     assert message == (f"{path} line 3: 3 fields; expected 5 (video_id,clip_id,text,label,mode)")
+
+
+def test_label_csv_as_users_write_it(tmp_path):
+    """A blank label was refused as "label '' is not a number" where the reader drops rows without a label (NaN
+    was dropped); a quoted transcript over two lines shifted the line a later message named; a header without rows
+    was "not an MMSA label CSV" while naming the right columns; HF-style mode 'validation' was refused."""
+    path = tmp_path / "label.csv"
+    path.write_text("video_id,clip_id,text,label,mode\nvidA,1,what a great film,2.4,Train\nvidA,2,so boring,,train\n"
+                    "vidB,1,it was ok,0.5,validation\nvidB,2,\"one line\nand another\",-1,test\n", encoding="utf-8")
+    data = load_dataset(path, progress=False)
+    assert data.info["dropped_missing_labels"] == 1 and data.info["sizes"] == {"train": 1, "valid": 1, "test": 1}
+    assert data.test.texts.tolist() == ["one line\nand another"]
+    path.write_text(path.read_text() + "vidC,1,bad,positive,train\n")
+    assert one_line_error(lambda: load_dataset(path, progress=False)) == (
+        f"{path} line 7: label 'positive' is not a number; expected a sentiment score in [-3, 3] (a blank or NaN "
+        "label drops the row)")
+    path.write_text("id,text,label,mode\n")
+    assert one_line_error(lambda: load_dataset(path, progress=False)) == (
+        f"{path} has a header but no rows; expected one row per labelled transcript")
+
+
+def test_label_csv_repeated_ids_are_named(tmp_path):
+    """A file appended to itself, or a clip in train and test, was read without a word."""
+    path = tmp_path / "label.csv"
+    path.write_text("video_id,clip_id,text,label,mode\nvidA,1,great,2,train\nvidA,2,bad,-2,valid\n"
+                    "vidA,1,great,2,test\nvidA,2,bad,-2,valid\nvidB,1,ok,0.5,train\n")
+    with pytest.warns(UserWarning) as said:
+        data = load_dataset(path, progress=False)
+    assert [str(w.message) for w in said] == [
+        f"{path}: 2 id(s) on more than one row (first: 'vidA_1'), 1 of them in more than one split; expected one row "
+        "per clip (a repeat is trained on twice, and one in two splits scores the model on rows it trained on)"]
+    assert data.info["sizes"] == {"train": 2, "valid": 2, "test": 1}
 
 
 def test_label_csv_labels_outside_the_sentiment_range_are_refused(tmp_path):

@@ -20,7 +20,7 @@ from test_features_audio import silent_avi
 sf = pytest.importorskip("soundfile", reason="soundfile is a core dependency of the audio front end")
 CREMAD = DATA_ROOT / "raw_av" / "cremad"
 needs_cremad = pytest.mark.skipif(not (CREMAD / "label.csv").is_file(), reason=f"CREMA-D clips not found at {CREMAD}")
-pytestmark = pytest.mark.filterwarnings("ignore:the splits hold:UserWarning")  # most tests featurize 3 or 4 clips
+pytestmark = pytest.mark.filterwarnings("ignore:split .* holds:UserWarning")  # most tests featurize 3 or 4 clips
 KEYS = {"format", "feature_spec", "id", "label", "split", "transcript", "audio_feat", "audio_len", "video_feat",
         "video_len"}
 
@@ -118,20 +118,24 @@ def test_written_keys_are_the_format_contract_the_reader_checks(tmp_path):
     assert set(z) == set(featurized_format.KEYS) and str(z["format"]) == featurized_format.FORMAT_TAG
     assert (features_npz.KEYS, features_npz.FORMAT_TAG) == (featurized_format.KEYS, featurized_format.FORMAT_TAG)
 
-def test_valid_or_test_splits_too_small_to_train_on_are_warned_about(tmp_path):
-    """3 clips split 1 / 1 / 1, which `edge-msa train` then refused (a split's metrics need 2 scores)."""
+def test_splits_too_small_to_train_on_are_warned_about(tmp_path):
+    """3 clips split 1 / 1 / 1, which `edge-msa train` then refused (a split's metrics need 2 scores); so is a split
+    whose labels are all 0 (Acc-2 non-0 is undefined). The rule is the one train applies (metrics.SPLIT_RULE)."""
     clips, labels = make_clips(tmp_path, 3)
-    with pytest.warns(UserWarning, match=r"^the splits hold valid 1 and test 1 utterance\(s\); edge-msa train and "
-                                         r"compress need at least 2 in each of valid and test: add clips, or raise "
-                                         r"--valid-frac / --test-frac$"):
+    with pytest.warns(UserWarning, match=r"^split 'valid' holds 1 labelled row; edge-msa train and compress expect "
+                                         r"at least 2 in each of train, valid and test, not all labelled 0: add "
+                                         r"clips, or raise --valid-frac / --test-frac$"):
         featurize(clips, labels, tmp_path / "a.npz", text="x", progress=False)
-    labels.write_text("id,label\n" + "".join(f"u{i},0\n" for i in range(3)) + "".join(f"v{i},0\n" for i in range(9)))
+    labels.write_text("id,label\n" + "".join(f"u{i},1\n" for i in range(3)) + "".join(f"v{i},-1\n" for i in range(9)))
     for i in range(9):
         (clips / "sub" / f"v{i}.wav").write_bytes((clips / "sub" / "u0.wav").read_bytes())
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         featurize(clips, labels, tmp_path / "c.npz", text="x", progress=False)  # 12 clips: 8 / 2 / 2
-    assert not [w for w in caught if "the splits hold" in str(w.message)]
+    assert not [w for w in caught if "holds" in str(w.message)]
+    labels.write_text("id,label\n" + "".join(f"u{i},0\n" for i in range(3)) + "".join(f"v{i},0\n" for i in range(9)))
+    with pytest.warns(UserWarning, match=r"^split 'train' holds 8 labelled rows, all 0;"):
+        featurize(clips, labels, tmp_path / "d.npz", text="x", progress=False)
 
 
 def test_text_column_and_missing_transcripts(tmp_path):

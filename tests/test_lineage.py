@@ -83,6 +83,26 @@ def test_rebuild_warns_when_the_file_is_not_the_models(tmp_path):
     assert again.info["sha256"] == file_sha256(data)
 
 
+def test_a_model_whose_data_file_is_gone_is_not_scored_on_mosi_u(tmp_path, capsys):
+    """eval / compress / export without --data read the recorded file, else MOSI-U: a model trained on a label.csv
+    since moved or deleted was scored on MOSI-U's test split under one warning, as if those were its own scores."""
+    data = _label_csv(tmp_path / "label.csv")
+    record = lineage(load_dataset(data, progress=False))
+    ckpt = save_checkpoint(tmp_path / "s.pt", create_model("student_tiny", load_dataset(data, progress=False).spec),
+                           {"data": record})
+    bundle = export(ckpt, out=tmp_path / "bundle", log=None)
+    data.rename(tmp_path / "moved.csv")
+    message = (f"the model's data {data} is not there (moved or deleted); expected that file back at its path, or "
+               "--data naming where it is now")
+    with pytest.raises(InputError) as refused:
+        rebuild_splits(record)
+    assert str(refused.value) == message
+    code, _, err = _eval(capsys, bundle)
+    assert code == 2 and err == f"error: {message}\n"
+    code, m, _ = _eval(capsys, bundle, "--data", tmp_path / "moved.csv")  # named where it is now: its own splits
+    assert code == 0 and m["split"] == {"name": "test", **record["splits"]["test"]}
+
+
 def test_text_only_label_csv_scores_through_the_runtime_with_audio_video_missing(mosi_like_bundle, tmp_path, capsys):
     data = _label_csv(tmp_path / "label.csv")
     code, m, err = _eval(capsys, mosi_like_bundle, "--data", data, "--split", "test")

@@ -804,16 +804,20 @@ def test_cli_eval_out_a_directory_is_refused_before_scoring(bundle, tmp_path, ca
 
 def test_cli_eval_of_an_empty_split_is_a_one_line_error(bundle, tmp_path, capsys, monkeypatch):
     """A label.csv whose rows are all mode=train (`feedback export` can write one) has an empty test split:
-    eval said `ValueError: need at least one array to concatenate` (exit 1) instead of naming the split."""
+    eval said `ValueError: need at least one array to concatenate` (exit 1) instead of naming the split; a one-row
+    split got the metrics' "metrics need two equal-length arrays of >= 2 scores"."""
     import edge_msa.data as data
     from edge_msa.cli import main
     from edge_msa.data.base import DatasetSplits
 
-    sets = [make_featureset(SPEC, n, seed) for seed, n in enumerate((6, 0, 0))]
+    sets = [make_featureset(SPEC, n, seed) for seed, n in enumerate((6, 1, 0))]
     monkeypatch.setattr(data, "rebuild_splits", lambda *a, **k: DatasetSplits(SPEC, *sets, info={"path": "l.csv"}))
     assert main(["eval", str(bundle), "--data", "l.csv", "--split", "test", "--out", str(tmp_path / "m.json")]) == 2
-    assert capsys.readouterr().err == ("error: the test split of l.csv is empty (train 6, valid 0, test 0); "
-                                       "expected a --split that has samples\n")
+    assert capsys.readouterr().err == ("error: the test split of l.csv holds 0 samples (train 6, valid 1, test 0); "
+                                       "expected a --split with at least 2\n")
+    assert main(["eval", str(bundle), "--data", "l.csv", "--split", "valid"]) == 2  # the metrics named no split
+    assert capsys.readouterr().err == ("error: the valid split of l.csv holds 1 sample (train 6, valid 1, test 0); "
+                                       "expected a --split with at least 2\n")
     assert not (tmp_path / "m.json").exists()
 
 

@@ -307,6 +307,24 @@ def test_feedback_log_export_reads_back_as_an_mmsa_label_csv(tmp_path, capsys):
     assert split_of("digest0", 0.3, 0.3) == split_of("digest0", 0.3, 0.3)
 
 
+def test_export_names_each_split_and_warns_of_one_train_would_refuse(tmp_path, capsys):
+    """20 records at the default --valid 0.1 --test 0.1 can hash to no test row: export said only "wrote 20 rows",
+    and `edge-msa train` refused the file later."""
+    log = FeedbackLog(tmp_path / "fb.sqlite")
+    for i in range(6):
+        log.add(f"r{i}", f"digest{i}", f"text {i}", '{"score": 0.1}', 1.0 - i % 2)
+    log.close()
+    out = tmp_path / "label.csv"
+    assert main(["feedback", "export", str(tmp_path / "fb.sqlite"), "--out", str(out), "--test", "0"]) == 0
+    printed = capsys.readouterr()
+    valid = sum(split_of(f"digest{i}", 0.1, 0.0) == "valid" for i in range(6))
+    assert printed.out == (f"wrote 6 rows to {out} (train {6 - valid}, valid {valid}, test 0; 0 feedback records "
+                           "without text left out)\n")
+    assert printed.err.splitlines()[-1] == (
+        f"warning: split 'test' of {out} holds 0 labelled rows; `edge-msa train --data {out}` expects at least 2 in "
+        "each of train, valid and test, not all labelled 0: collect more feedback or change --valid / --test")
+
+
 def test_export_refuses_what_is_not_a_feedback_log(tmp_path, capsys):
     other = tmp_path / "other.sqlite"
     with sqlite3.connect(other) as db:

@@ -57,30 +57,24 @@ def test_train_teacher_api_seeds(tiny_splits, tmp_path):
     assert 0.5 <= model.config_params["score_scale"] <= 1.5 and m["model_params"] == model.config_params
 
 
-@pytest.mark.parametrize("empty", ["train", "valid", "test"])
-def test_an_empty_split_is_refused_before_training(empty, tiny_spec, tmp_path):
-    """e.g. a label.csv without valid rows: it failed inside predict ("need at least one array to concatenate")."""
-    sizes = {"train": 16, "valid": 8, "test": 8, empty: 0}
+@pytest.mark.parametrize("empty, rows, what", [("train", 0, "0 labelled rows"), ("valid", 0, "0 labelled rows"),
+                                               ("test", 0, "0 labelled rows"), ("valid", 1, "1 labelled row"),
+                                               ("test", 1, "1 labelled row"),
+                                               ("test", 3, "3 labelled rows, all 0")])
+def test_a_split_too_small_to_score_is_refused_before_training(empty, rows, what, tiny_spec, tmp_path):
+    """e.g. a label.csv without valid rows: it failed inside predict ("need at least one array to concatenate"). A
+    one-row or all-0 test split (a 20-row `feedback export`, a 3-clip featurized dataset) failed after all of
+    training, in the metrics (a TypeError traceback for all 0: Acc-2 non-0 is None); a one-row valid split failed in
+    compress's skip calibration."""
+    sizes = {"train": 16, "valid": 8, "test": 8, empty: rows}
     sets = [make_featureset(tiny_spec, sizes[name], i) for i, name in enumerate(("train", "valid", "test"))]
+    if "all 0" in what:
+        sets[2].labels[:] = 0.0
     splits = DatasetSplits(tiny_spec, *sets, name="tiny", info={"split": "mode column"})
     message = one_line_error(lambda: train_teacher("gtf_tiny", out=tmp_path / "t.pt", splits=splits, epochs=1,
                                                    progress=False))
-    assert message == (f"split '{empty}' of tiny is empty; expected at least one labelled row in each of train, "
-                       "valid and test (split by: mode column)")
-    assert list(tmp_path.iterdir()) == []
-
-
-@pytest.mark.parametrize("short", ["valid", "test"])
-def test_a_one_row_valid_or_test_split_is_refused_before_training(short, tiny_spec, tmp_path):
-    """A 3-clip featurized dataset (one per split) trained, then stopped at "metrics need two equal-length arrays of
-    >= 2 scores" when its single test row was scored (a single valid row: in compress's skip calibration)."""
-    sizes = {"train": 16, "valid": 8, "test": 8, short: 1}
-    sets = [make_featureset(tiny_spec, sizes[name], i) for i, name in enumerate(("train", "valid", "test"))]
-    splits = DatasetSplits(tiny_spec, *sets, name="tiny", info={"split": "split column"})
-    message = one_line_error(lambda: train_teacher("gtf_tiny", out=tmp_path / "t.pt", splits=splits, epochs=1,
-                                                   progress=False))
-    assert message == (f"split '{short}' of tiny has 1 row; expected at least 2, as its metrics (Acc-2, F1, "
-                       "correlation) need 2 scores (split by: split column)")
+    assert message == (f"split '{empty}' of tiny holds {what}; expected at least 2 in each of train, valid and test, "
+                       "not all labelled 0 (split by: mode column)")
     assert list(tmp_path.iterdir()) == []
 
 

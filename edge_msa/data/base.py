@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..errors import InputError
+from ..metrics import SPLIT_RULE, split_shortfall
 from ..spec import MODALITIES, FeatureSpec, check_compatible
 
 
@@ -87,24 +88,16 @@ class DatasetSplits:
         return DatasetSplits(spec, **sets, name=self.name, info={**self.info, "missing": list(absent)})
 
     def require_rows(self) -> None:
-        """InputError naming the first empty split: training fits on train, selects on valid and scores test, and an
-        empty one (a label.csv without valid rows, every label missing) failed only inside prediction, as numpy's
-        "need at least one array to concatenate", sometimes after an epoch of work. valid and test are scored with
-        msa_metrics (test by train and compress, valid by compress's skip calibration), so one row there is refused
-        too: a 3-clip featurized dataset trained, then stopped at "metrics need two equal-length arrays of >= 2
-        scores"."""
-        from ..metrics import MIN_SCORES
-
-        where = self.info.get("path") or self.name
-        how = f" (split by: {self.info['split']})" if self.info.get("split") else ""
+        """InputError naming the first split that training cannot use: it fits on train, selects on valid and scores
+        test, and the metrics need MIN_SCORES rows, not all labelled 0 (Acc-2 non-0 is undefined then). An empty
+        split (a label.csv without valid rows) failed only inside prediction, as numpy's "need at least one array to
+        concatenate", and a one-row or all-0 test split (a small `feedback export`) only after all of training."""
         for name in ("train", "valid", "test"):
-            if not len(self.split(name)):
-                raise InputError(f"split '{name}' of {where} is empty; expected at least one labelled row in each of "
-                                 f"train, valid and test{how}")
-        for name in ("valid", "test"):
-            if len(self.split(name)) < MIN_SCORES:
-                raise InputError(f"split '{name}' of {where} has {len(self.split(name))} row; expected at least "
-                                 f"{MIN_SCORES}, as its metrics (Acc-2, F1, correlation) need {MIN_SCORES} scores{how}")
+            what = split_shortfall(self.split(name).labels)
+            if what:
+                how = f" (split by: {self.info['split']})" if self.info.get("split") else ""
+                raise InputError(f"split '{name}' of {self.info.get('path') or self.name} holds {what}; expected "
+                                 f"{SPLIT_RULE}{how}")
 
     def split(self, name: str) -> FeatureSet:
         if name not in ("train", "valid", "test"):

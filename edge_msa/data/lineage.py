@@ -66,14 +66,13 @@ def recorded_file(record: dict[str, Any] | None) -> Path | None:
 def rebuild_splits(record: dict[str, Any] | None, data: str | os.PathLike | None = None,
                    progress: bool = False, text_encoder: Any = None) -> DatasetSplits:
     """The splits of `record` (a `lineage` dict; None = unknown: seed 0), read from `data` or else the
-    recorded path or else MOSI-U (`text_encoder` as in load_dataset). Warns when the file's sha256 or a
-    split's rows differ from the record."""
-    from ..paths import default_mosi_path
+    recorded path or else MOSI-U (`_data_path`: an InputError when the recorded file is gone and MOSI-U is not it;
+    `text_encoder` as in load_dataset). Warns when the file's sha256 or a split's rows differ from the record."""
     from .loader import load_dataset
 
     record = record or {}
     recorded = record.get("path")
-    path = Path(data) if data is not None else recorded_file(record) or default_mosi_path()
+    path = _data_path(record, data)
     same_file = recorded is not None and Path(recorded).resolve() == path.resolve()
     splits = load_dataset(path, fmt=record.get("format") if same_file else None, seed=int(record.get("seed", 0)),
                           progress=progress, text_encoder=text_encoder, cv_fold=recorded_fold(record))
@@ -91,6 +90,26 @@ def rebuild_splits(record: dict[str, Any] | None, data: str | os.PathLike | None
             warnings.warn(f"{path}: the {', '.join(changed)} split(s) hold other rows than the model's record "
                           "(a reader or seed changed); scores are not comparable", stacklevel=2)
     return splits
+
+
+def _data_path(record: dict[str, Any], data: str | os.PathLike | None) -> Path:
+    """`data`, else the recorded file, else MOSI-U, but MOSI-U only for a model without a record or whose recorded
+    file it is (moved: same sha256). A model trained on a label.csv that was since moved or deleted had eval,
+    compress and export read MOSI-U instead, under one warning, and report its scores as the model's."""
+    from ..errors import InputError
+    from ..paths import default_mosi_path
+
+    found = recorded_file(record)
+    if data is not None or found or not (record.get("path") and record.get("sha256")):
+        return Path(data) if data is not None else found or default_mosi_path()
+    try:
+        default = default_mosi_path()
+    except InputError:
+        default = None
+    if default is not None and file_sha256(default) == record["sha256"]:
+        return default  # the model's own MOSI-U file, reached from another checkout
+    raise InputError(f"the model's data {record['path']} is not there (moved or deleted); expected that file back "
+                     "at its path, or --data naming where it is now")
 
 
 def summary(record: dict[str, Any] | None) -> str:

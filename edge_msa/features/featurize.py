@@ -37,7 +37,7 @@ from ..atomic import atomic_path, check_file_out
 from ..errors import InputError, MissingDependencyError, checked_seeds, require
 from ..featurized_format import FORMAT_TAG
 from ..labels import check_label_range
-from ..metrics import MIN_SCORES
+from ..metrics import SPLIT_RULE, split_shortfall
 from ..spec import FeatureSpec
 from ..splits import split_three_by_group
 from . import audio as audio_fe
@@ -122,6 +122,7 @@ def featurize(clips_dir: str | os.PathLike, labels_csv: str | os.PathLike, out: 
                       "--label-map (e.g. '1=-3,2=-1.5,3=0,4=1.5,5=3' for 1-5 ratings)")
     transcripts = find_transcripts(ids, rows, labels_csv, text)
     split = assign_splits(ids, rows, labels_csv, valid_frac, test_frac, seed)
+    warn_untrainable_splits(split, labels)
 
     spec = FeatureSpec(dims=(text_fe.DIM, audio_fe.DIM, video_fe.DIM),
                        max_lens=(text_fe.DEFAULT_MAX_LEN, audio_max_frames, video_frames),
@@ -368,6 +369,16 @@ def find_transcripts(ids: list[str], rows: dict[str, dict[str, str]], labels_csv
     return found
 
 
+def warn_untrainable_splits(split: np.ndarray, labels: np.ndarray) -> None:
+    """Warn, before any clip is read, of splits that train and compress will refuse (DatasetSplits.require_rows: a
+    3-clip dataset holds one utterance per split), so a long extraction does not end in a file nothing can train on."""
+    for name in ("train", "valid", "test"):
+        what = split_shortfall(labels[split == name])
+        if what:
+            warnings.warn(f"split '{name}' holds {what}; edge-msa train and compress expect {SPLIT_RULE}: add clips, "
+                          "or raise --valid-frac / --test-frac", stacklevel=3)
+
+
 def assign_splits(ids: list[str], rows: dict[str, dict[str, str]], labels_csv: Path,
                   valid_frac: float, test_frac: float, seed: int) -> np.ndarray:
     """(N,) 'train'/'valid'/'test': speaker-disjoint when >= MIN_SPEAKERS speakers are known, else per utterance."""
@@ -384,11 +395,6 @@ def assign_splits(ids: list[str], rows: dict[str, dict[str, str]], labels_csv: P
                           f"more than one split (need >= {MIN_SPEAKERS} speakers for speaker-disjoint splits)",
                           stacklevel=3)
     index = split_three_by_group(groups, seed, valid=valid_frac, test=test_frac)
-    few = [f"{name} {len(index[name])}" for name in ("valid", "test") if len(index[name]) < MIN_SCORES]
-    if few:  # train and compress refuse these splits (DatasetSplits.require_rows); say so before the clips are read
-        warnings.warn(f"the splits hold {' and '.join(few)} utterance(s); edge-msa train and compress need at least "
-                      f"{MIN_SCORES} in each of valid and test: add clips, or raise --valid-frac / --test-frac",
-                      stacklevel=3)
     split = np.empty(len(ids), dtype="<U5")
     for name, rows_idx in index.items():
         split[rows_idx] = name

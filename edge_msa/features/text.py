@@ -111,11 +111,15 @@ class WordPiece:
                 where = "" if len(texts) == 1 else f" (text #{i})"
                 raise InputError(f"empty text{where}; expected at least one word")
         encodings = self.tokenizer.encode_batch(list(texts))
-        cut = sum(bool(enc.overflowing) for enc in encodings)
-        if cut:
-            warnings.warn(f"{cut} of {len(texts)} texts are longer than {self.max_len} tokens and were truncated",
-                          stacklevel=3)
+        self.warn_truncated(sum(bool(enc.overflowing) for enc in encodings), len(texts))
         return encodings
+
+    def warn_truncated(self, cut: int, total: int) -> None:
+        """The one warning for `cut` of `total` texts cut to max_len tokens (from `encodings`, and from
+        `encode_cached` on a cache hit, which tokenizes nothing otherwise)."""
+        if cut:
+            warnings.warn(f"{cut} of {total} texts are longer than {self.max_len} tokens and were truncated",
+                          stacklevel=4)
 
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids per text ([CLS] ... [SEP], at most max_len); empty text -> InputError."""
@@ -276,10 +280,14 @@ def encode_cached(encoder: MiniLMFrontEnd | TokenIds, texts: Sequence[str], prog
         try:
             with np.load(path, allow_pickle=False) as z:
                 flat, lengths = z["tokens"], z["lengths"]
-            if len(lengths) == len(texts) and flat.shape == (int(lengths.sum()), encoder.dim):
-                return unflatten(flat, lengths), lengths
+            hit = len(lengths) == len(texts) and flat.shape == (int(lengths.sum()), encoder.dim)
         except Exception as exc:  # a corrupt cache entry is recomputed, never fatal
             warnings.warn(f"ignoring unreadable text feature cache {path}: {exc}", stacklevel=2)
+            hit = False
+        if hit:  # said again, as on the first read: only texts that fill max_len can have been cut
+            full = [t for t, n in zip(texts, lengths) if n >= encoder.max_len]
+            encoder.warn_truncated(sum(bool(e.overflowing) for e in encoder.tokenizer.encode_batch(full)), len(texts))
+            return unflatten(flat, lengths), lengths
     feats, lengths = encoder.encode(texts, progress=progress)
     valid = np.arange(feats.shape[1])[None, :] < lengths[:, None]  # (N, L_max)
     with atomic_path(path, suffix=".npz") as tmp:

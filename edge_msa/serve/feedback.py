@@ -100,7 +100,8 @@ class RecentPredictions:
 
 
 def export_label_csv(log: str | os.PathLike, out: str | os.PathLike, valid: float = 0.1, test: float = 0.1) -> dict:
-    """Write the log as an MMSA label.csv (latest label per request; rows without text are left out).
+    """Write the log as an MMSA label.csv (latest label per request; rows without text are left out); returns the
+    counts and each split's labels.
 
     `mode` comes from a hash of the input digest, so repeats of one input share a split (no leakage)."""
     path = Path(log)
@@ -116,13 +117,15 @@ def export_label_csv(log: str | os.PathLike, out: str | os.PathLike, valid: floa
     finally:
         db.close()
     kept = [r for r in rows if r[2]]
+    splits: dict[str, list[float]] = {"train": [], "valid": [], "test": []}
     with atomic_path(out, suffix=".csv") as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(LABEL_CSV_COLUMNS)
         for request_id, digest, text, label in kept:
-            writer.writerow(["feedback", request_id, text, f"{label:g}", "", "", "", annotation(label),
-                             split_of(digest, valid, test)])
-    return {"rows": len(kept), "without_text": len(rows) - len(kept)}
+            mode = split_of(digest, valid, test)
+            splits[mode].append(label)
+            writer.writerow(["feedback", request_id, text, f"{label:g}", "", "", "", annotation(label), mode])
+    return {"rows": len(kept), "without_text": len(rows) - len(kept), "splits": splits}
 
 
 def annotation(label: float) -> str:
