@@ -46,10 +46,16 @@ TARGETS: dict[str, Target] = {
 }
 
 
-def target_table(values: dict[str, float], end_to_end: bool = False) -> dict[str, dict[str, Any]]:
-    """Each target that applies in this setting (see Target), in TARGETS order, judged on `values`."""
+SKIP_TARGETS = ("skip_saved_fraction", "skip_extra_acc2_drop")  # judge the gate: nothing to judge without audio/video
+NOTHING_TO_SKIP = "the test split has no audio or video, so the gate has nothing to skip"
+
+
+def target_table(values: dict[str, float], end_to_end: bool = False,
+                 not_applicable: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
+    """Each target that applies in this setting (see Target), in TARGETS order, judged on `values`; the ones named
+    in `not_applicable` are left out (the report lists them apart, so they read neither met nor missed)."""
     return {name: target.row(values.get(name), end_to_end) for name, target in TARGETS.items()
-            if (target.limit_end_to_end if end_to_end else target.limit) is not None}
+            if (target.limit_end_to_end if end_to_end else target.limit) is not None and name not in not_applicable}
 
 
 def _fmt(x: Any, digits: int = 4) -> str:
@@ -124,4 +130,5 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {name}: {row['what']} | {_fmt(row['value'])} | "
                      f"{'≥' if row['direction'] == 'min' else '≤'} {row['limit']} | "
                      f"{'yes' if row['met'] else 'NO'} | {_fmt(row['missed_by'])} |")
+    lines += [f"\nNot applicable: {name} ({why})." for name, why in report.get("targets_not_applicable", {}).items()]
     return "\n".join(lines) + "\n"

@@ -12,6 +12,7 @@ from edge_msa.compress import CompressOptions, compress, report_paths
 from edge_msa.checkpoint import load_checkpoint, save_checkpoint
 from edge_msa.data.base import DatasetSplits
 from edge_msa.errors import ArtifactError, InputError
+from edge_msa.compress.report import NOTHING_TO_SKIP, SKIP_TARGETS
 from edge_msa.metrics import METRIC_KEYS, msa_metrics
 from edge_msa.models import create_model
 from edge_msa.spec import FeatureSpec
@@ -73,6 +74,19 @@ def test_end_to_end(teacher, tiny_splits, tmp_path):
         (sk["encoder_macs_skipped"] - sk["gate_macs"]) / sk["encoder_macs_possible"])
     assert sk["saved_fraction"] < sk["saved_fraction_gross"]
     assert sk["saved_fraction_gross"] == pytest.approx(sk["encoder_macs_skipped"] / sk["encoder_macs_possible"])
+
+
+def test_skip_targets_do_not_apply_to_text_only_data(teacher, tiny_splits, tmp_path):
+    """On MOSEI-T (no audio or video) every compress run printed "targets missed: skip_saved_fraction": the gate had
+    nothing to skip, which is not a target missed."""
+    for fs in (tiny_splits.train, tiny_splits.valid, tiny_splits.test):
+        for m in ("audio", "video"):
+            fs.lengths[m][:] = 0  # missing, as a text-only reader gives them
+    out = tmp_path / "student.pt"
+    report = compress(teacher, out=out, splits=tiny_splits, progress=False, **FAST)
+    assert report["targets_not_applicable"] == {name: NOTHING_TO_SKIP for name in SKIP_TARGETS}
+    assert not set(SKIP_TARGETS) & set(report["targets"]) and "mae_rise" in report["targets"]
+    assert f"Not applicable: skip_saved_fraction ({NOTHING_TO_SKIP})." in report_paths(out)[1].read_text()
 
 
 def test_max_drop_on_validation_flips_nothing(teacher, tiny_splits, tmp_path):

@@ -134,5 +134,7 @@ def _print_summary(report: dict, out: str) -> None:
           f"{skip['rate']['audio']:.1%}, video {skip['rate']['video']:.1%})")
     missed = [name for name, row in report["targets"].items() if not row["met"]]
     print("targets: all met" if not missed else f"targets missed: {', '.join(missed)}")
+    for name, why in report["targets_not_applicable"].items():
+        print(f"target {name} not applicable: {why}")
     json_path, md_path = report_paths(out)
     print(f"wrote {out}, {json_path}, {md_path}")
