@@ -105,6 +105,7 @@ class CompressReport:
     def to_dict(self) -> dict[str, Any]:
         """The report in the layout of student.report.json (README and tests read these keys)."""
         best, chosen, m = self.best, self.chosen, self.measured
+        not_applicable = self._not_applicable()
         return {
             "format": REPORT_FORMAT,
             "out": str(self.out),
@@ -133,8 +134,8 @@ class CompressReport:
                        "history": {str(r.seed): r.history for r in self.runs}},
             "timing": {"stages_s": self.stage_seconds, "total_s": self.total_seconds, "host": training_host()},
             "targets": target_table(self._target_values(), end_to_end=bool(m.end_to_end),
-                                    not_applicable=tuple(self._not_applicable())),
-            "targets_not_applicable": self._not_applicable(),
+                                    not_applicable=tuple(not_applicable)),
+            "targets_not_applicable": not_applicable,
         }
 
     def _size(self, count: dict[str, Any]) -> dict[str, Any]:

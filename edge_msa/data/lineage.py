@@ -99,9 +99,13 @@ def _data_path(record: dict[str, Any], data: str | os.PathLike | None) -> Path:
     from ..errors import InputError
     from ..paths import default_mosi_path
 
+    if data is not None:
+        return Path(data)
     found = recorded_file(record)
-    if data is not None or found or not (record.get("path") and record.get("sha256")):
-        return Path(data) if data is not None else found or default_mosi_path()
+    if found:
+        return found
+    if not (record.get("path") and record.get("sha256")):  # no record to hold MOSI-U against
+        return default_mosi_path()
     try:
         default = default_mosi_path()
     except InputError:

@@ -151,7 +151,6 @@ def read_frames(path: str | os.PathLike, num_frames: int) -> list[np.ndarray]:
     return frames
 
 
-
 @contextmanager
 def open_capture(cv2: ModuleType, path: Path) -> Iterator[Any]:
     """An opened cv2.VideoCapture on `path`, released afterwards; a file OpenCV cannot open -> InputError."""

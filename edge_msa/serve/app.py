@@ -236,7 +236,8 @@ def check_feedback(obj: Any) -> tuple[str, float]:
     request_id, label = obj["request_id"], obj["label"]
     if not isinstance(request_id, str) or not request_id:
         raise RequestError(400, "request_id must be the non-empty string a prediction returned")
-    if isinstance(label, bool) or not isinstance(label, (int, float)) or not -SCORE_LIMIT <= label <= SCORE_LIMIT:  # NaN fails too
+    number = isinstance(label, (int, float)) and not isinstance(label, bool)
+    if not number or not -SCORE_LIMIT <= label <= SCORE_LIMIT:  # NaN fails too
         raise RequestError(400, f"label {label!r:.40} is not a number in [-3, 3]; expected the sentiment the user "
                                 "meant")
     return request_id, float(label)
