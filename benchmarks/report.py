@@ -140,15 +140,23 @@ def _same_work(row: dict) -> tuple:
 
 
 def _stage_section(rows: list[dict], names: dict[str, str]) -> list[str]:
+    """Each stage's ms per call (stages_ms), and for one that did not run in every call (an encoder the gate skips for
+    some inputs) how often it ran (stages_ran) and its mean ms in the calls it ran in (ms per call / ran): what it
+    costs on these inputs and what it costs when it runs, both from the two fields report.json holds."""
     staged = [r for r in rows if _ok(r) and r.get("stages_ms")]
     if not staged:
         return []
-    out = ["", "## Per-stage ms (median over extra calls)", "", "| bundle | batch | modalities | stages |",
-           "|---|---|---|---|"]
+    out = ["", "## Per-stage ms per call (mean over extra calls; a call that skipped a stage counts 0, so the stages "
+           "add up to total)", "", "| bundle | batch | modalities | stages |", "|---|---|---|---|"]
     for r in staged:
-        stages = ", ".join(f"{k} {v:.2f}" for k, v in r["stages_ms"].items())
+        stages = ", ".join(_stage_cell(k, v, r["stages_ran"][k]) for k, v in r["stages_ms"].items())
         out.append(f"| {names[r['bundle']]} | {r['batch']} | {r['modalities']} | {stages} |")
     return out
+
+
+def _stage_cell(stage: str, ms: float, ran: float) -> str:
+    note = "" if ran == 1 else f" (ran in {ran:.0%} of calls, {ms / ran:.2f} when it ran)"
+    return f"{stage} {ms:.2f}{note}"
 
 
 def _notes_section(rows: list[dict], names: dict[str, str]) -> list[str]:

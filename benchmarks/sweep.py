@@ -234,7 +234,7 @@ def _finish(target: Target, feed: list, work: Callable[[int], int], stats: Laten
     """A timed row's figures: latency and throughput, per-stage ms, energy per item, GPU memory, warnings."""
     result: dict[str, Any] = {"input": "raw-text" if feed[0].texts is not None else "precomputed-text",
                               "latency_ms": stats.latency_ms(), "throughput": stats.throughput, "cv": stats.cv,
-                              "runs": stats.runs, "warmup": stats.warmup, "stages_ms": _stages(target, feed)}
+                              "runs": stats.runs, "warmup": stats.warmup, **_stages(target, feed)}
     warnings = []
     if stats.cv > CV_WARN:
         warnings.append(f"noisy: CV {stats.cv:.0%} > {CV_WARN:.0%} (background load, throttling or too few "
@@ -251,16 +251,21 @@ def _finish(target: Target, feed: list, work: Callable[[int], int], stats: Laten
     return result
 
 
-def _stages(target: Target, feed: list, calls: int = 10) -> dict[str, float] | None:
-    """Median per-stage ms over a few extra `predict_batch` calls (the runtime times each graph)."""
-    seen: dict[str, list[float]] = {}
+def _stages(target: Target, feed: list, calls: int = 10) -> dict[str, dict[str, float] | None]:
+    """Per-stage ms per call, the mean over a few extra `predict_batch` calls (the runtime times each graph), and the
+    fraction of those calls each stage ran in. The gate skips audio / video encoders for some inputs, so an encoder
+    runs in some calls only: a call that did not run it counts 0 ms for it, so each figure is what the stage costs per
+    call and the stages add up to `total`. The median over only the calls a stage ran in, read as a per-call cost,
+    overstated it and the stages did not add up (MOSI-U student, batch 1: audio ran in 1 of 10 calls, video in 6)."""
+    per_call = []
     for i in range(calls):
         ms = target.stages_ms(feed[i % len(feed)])
         if ms is None:
-            return None
-        for stage, value in ms.items():
-            seen.setdefault(stage, []).append(float(value))
-    return {stage: float(np.median(v)) for stage, v in seen.items()}
+            return {"stages_ms": None, "stages_ran": None}
+        per_call.append(ms)
+    stages = sorted(dict.fromkeys(s for ms in per_call for s in ms), key=lambda s: s == "total")  # total last
+    return {"stages_ms": {s: float(np.mean([ms.get(s, 0.0) for ms in per_call])) for s in stages},
+            "stages_ran": {s: sum(s in ms for ms in per_call) / calls for s in stages}}
 
 
 def _accuracy(target: Target, fs: FeatureSet, keep: tuple[str, ...]) -> tuple[dict | str, dict | None]:

@@ -32,3 +32,7 @@ def test_bench_real_student_bundle(tmp_path, tiny_splits):
     stages = {(r["batch"], r["modalities"]): set(r["stages_ms"]) for r in rows}
     assert {"encode_text", "fuse", "total"} <= stages[(1, "text")] and "gate" not in stages[(1, "text")]
     assert {"encode_text", "gate", "fuse"} <= stages[(1, "all")]
+    for r in rows:  # per call, skipped stages counted as 0: the stages add up to the runtime's total
+        ms = r["stages_ms"]
+        assert sum(v for k, v in ms.items() if k != "total") == pytest.approx(ms["total"], abs=1e-6)
+        assert set(r["stages_ran"]) == set(ms) and all(0 < f <= 1 for f in r["stages_ran"].values())

@@ -25,7 +25,7 @@ from edge_msa.metrics import METRIC_KEYS
 from edge_msa.spec import MODALITIES, FeatureSpec
 
 ROW_KEYS = {"bundle", "backend", "precision", "batch", "modalities", "status", "latency_ms", "throughput",
-            "peak_rss_mb", "metrics", "skip_rate", "load_ms", "cv", "stages_ms"}
+            "peak_rss_mb", "metrics", "skip_rate", "load_ms", "cv", "stages_ms", "stages_ran"}
 
 
 class FakePredictor:
@@ -524,3 +524,24 @@ def test_stages_of_a_row_by_row_batch_add_up_encoders_only_some_items_ran(tiny_s
     batch = Batch({m: fs.features[m] for m in MODALITIES}, {m: fs.lengths[m] for m in MODALITIES})
     target = Target(Path("int8"), None, RowByRow(tiny_spec, 0.0), 1.0, 1)
     assert target.stages_ms(batch) == {"encode_text": 2.0, "fuse": 1.0, "encode_audio": 0.25}
+
+
+def test_stages_are_per_call_over_all_calls_with_how_often_each_ran(tmp_path, tiny_splits):
+    """The gate skips audio in some calls: its per-call ms counts those calls as 0 (ran in 3 of 10 calls, 4 ms each:
+    1.2 ms per call), so the stages add up to total; the median over only the calls it ran in read 4 ms per call."""
+    class AudioSometimes(FakePredictor):
+        calls = 0
+
+        def predict_batch(self, items):
+            audio = {"encode_audio": 4.0} if self.calls % 4 == 1 else {}  # calls 1, 5 and 9 of the 10 extra calls
+            self.calls += 1
+            ms = {"encode_text": 1.0, **audio, "fuse": 0.5}
+            return [SimpleNamespace(ms={**ms, "total": sum(ms.values())})] * len(items)
+
+    out = run_bench(_bundles(tmp_path, "student"), data=tiny_splits, out=tmp_path / "report", modalities=("all",),
+                    meter="none", loader=lambda *_: AudioSometimes(tiny_splits.spec, 0.0), **FAST)
+    (row,) = json.loads((out / "report.json").read_text())["rows"]
+    assert row["stages_ms"] == pytest.approx({"encode_text": 1.0, "encode_audio": 1.2, "fuse": 0.5, "total": 2.7})
+    assert row["stages_ran"] == {"encode_text": 1.0, "fuse": 1.0, "encode_audio": 0.3, "total": 1.0}
+    assert "| student | 1 | all | encode_text 1.00, fuse 0.50, encode_audio 1.20 (ran in 30% of calls, 4.00 when it " \
+           "ran), total 2.70 |" in (out / "report.md").read_text()  # total last, though the first call had no audio
