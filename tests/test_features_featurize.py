@@ -365,3 +365,17 @@ def test_without_pyav_video_only_clips_keep_audio_missing_with_one_warning(tmp_p
     pyav = [str(w.message) for w in caught if "pip install av" in str(w.message)]
     assert len(pyav) == 1 and pyav[0].startswith("3 clip(s) have only a video file, so their audio is missing")
     assert (z["audio_len"] == 0).all() and (z["video_len"] > 0).all()
+
+
+def test_no_row_with_any_input_is_an_error_and_nothing_is_written(tmp_path, capsys):
+    """Every clip unreadable and no transcript: a 0-row npz was written, which `edge-msa train` then refused."""
+    clips, labels = make_clips(tmp_path, 3)
+    for i in range(3):
+        (clips / "sub" / f"u{i}.wav").write_bytes(b"not audio")
+    out = tmp_path / "none.npz"
+    assert main(["featurize", str(clips), "--labels", str(labels), "--out", str(out), "--quiet"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "error: none of the 3 utterances has any input (no transcript, and no clip could be read); expected at least "
+        "one readable clip or a transcript: see the warnings for why each clip could not be read, or give "
+        "transcripts (a text column, a transcript.csv or --text)"]
+    assert not out.exists() and not list(tmp_path.glob("*.npz*"))

@@ -22,7 +22,7 @@ input:
                track of the video container (needs PyAV: pip install "edge-msa[media]").
                Rows without any media, and media files without a row, are left out with a warning;
                a missing or unreadable modality is stored as length 0 (a row left with no modality
-               at all is dropped).
+               at all is dropped; when no row is left it is an error and nothing is written).
   --label-map  'cremad' = happiness/HAP 1, neutral/NEU 0, anger/disgust/fear/sadness (ANG DIS FEA SAD) -1.
 
 output (.npz, no pickle, format "edge-msa-features-v1"):

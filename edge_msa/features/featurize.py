@@ -15,7 +15,8 @@ with a video but no audio file takes its audio from the video container's audio 
 `pip install "edge-msa[media]"`); when both exist the separate audio file wins (usually the cleaner
 recording, and no PyAV needed). Rows with no media at all are skipped with a warning; a file a front end
 cannot read is treated as a missing modality, with a warning; so is an utterance without a transcript. An
-utterance left with no modality at all (no transcript, no readable file) is dropped, with a warning.
+utterance left with no modality at all (no transcript, no readable file) is dropped, with a warning; none left is
+an InputError, and nothing is written.
 
 Splits are by speaker (a `speaker` column, or a speaker.csv beside the labels CSV) when there are at
 least 3 speakers, so no speaker is in two splits; otherwise by utterance (with a warning when speakers
@@ -151,8 +152,13 @@ def featurize(clips_dir: str | os.PathLike, labels_csv: str | os.PathLike, out: 
 def with_input(payload: Mapping[str, np.ndarray]) -> np.ndarray:
     """(N,) bool: the utterances left with any input. One whose every file failed to read and that has no transcript
     would train the model to score nothing and count in its test metrics, while the runtime refuses such an input
-    ("no features given"); it is dropped with a warning, like a labelled id with no media file at all."""
+    ("no features given"); it is dropped with a warning, like a labelled id with no media file at all. None left is an
+    InputError (media_of already refused fewer than 3 ids with media, so len(keep) >= 3)."""
     keep = (np.char.str_len(payload["transcript"]) > 0) | (payload["audio_len"] > 0) | (payload["video_len"] > 0)
+    if not keep.any():  # a 0-row dataset, which train refuses: said now, and nothing is written
+        raise InputError(f"none of the {len(keep)} utterances has any input (no transcript, and no clip could be "
+                         "read); expected at least one readable clip or a transcript: see the warnings for why each "
+                         "clip could not be read, or give transcripts (a text column, a transcript.csv or --text)")
     dropped = payload["id"][~keep].tolist()
     if dropped:
         warnings.warn(f"dropping {len(dropped)} utterance(s) with no transcript whose media could not be read: "
