@@ -379,3 +379,24 @@ def test_no_row_with_any_input_is_an_error_and_nothing_is_written(tmp_path, caps
         "one readable clip or a transcript: see the warnings for why each clip could not be read, or give "
         "transcripts (a text column, a transcript.csv or --text)"]
     assert not out.exists() and not list(tmp_path.glob("*.npz*"))
+
+
+def test_an_unreadable_audio_file_falls_back_to_the_next_with_its_stem(tmp_path):
+    """u1.wav corrupt beside a good u1.flac: the audio was left out, while a missing u1.wav fell back to u1.flac."""
+    clips, labels = make_clips(tmp_path, 3)
+    good = clips / "u1.flac"
+    sf.write(good, sf.read(clips / "sub" / "u1.wav")[0], 8000)
+    (clips / "sub" / "u1.wav").write_bytes(b"not audio")
+    with pytest.warns(UserWarning, match=r"^u1: cannot read audio .*u1\.wav: .*; trying u1\.flac instead$"):
+        z = load(featurize(clips, labels, tmp_path / "f.npz", text="x", progress=False))
+    assert z["audio_len"].tolist() == [50, 50, 50]
+    np.testing.assert_allclose(z["audio_feat"][1], AudioFrontEnd()(good), atol=1e-6)
+
+    good.write_bytes(b"not audio either")  # none decodes: left out as before, naming the last failure
+    with pytest.warns(UserWarning) as caught:
+        z = load(featurize(clips, labels, tmp_path / "g.npz", text="x", progress=False))
+    fallback, left_out = [str(w.message) for w in caught if str(w.message).startswith("u1")]
+    assert fallback.startswith("u1: cannot read audio") and fallback.endswith("; trying u1.flac instead")
+    assert left_out.startswith("u1: audio left out: audio file") and left_out.endswith("u1.flac has no samples; "
+                                                                                         "expected at least 25 ms of audio")
+    assert z["audio_len"].tolist() == [50, 0, 50]

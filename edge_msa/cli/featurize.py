@@ -17,8 +17,9 @@ input:
                category mapped with --label-map; optional 'text'/'transcript' and 'speaker' columns
                (else transcript.csv / speaker.csv beside the labels CSV, with the same id column).
   clips dir    searched recursively; per id a video (.mp4 .avi .flv .mov .mkv .webm .m4v .mpg .mpeg) and
-               an audio file (.wav .flac .ogg .mp3, in that preference); the same name and extension
-               twice (e.g. in two subfolders) is an error. An id with only a video takes the audio
+               an audio file (.wav .flac .ogg .mp3, in that preference; a file that cannot be read falls
+               back to the next of its kind, with a warning); the same name and extension twice (e.g. in
+               two subfolders) is an error. An id with only a video takes the audio
                track of the video container (needs PyAV: pip install "edge-msa[media]").
                Rows without any media, and media files without a row, are left out with a warning;
                a missing or unreadable modality is stored as length 0 (a row left with no modality

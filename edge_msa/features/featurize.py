@@ -9,8 +9,9 @@ Text features are not stored: the data reader computes them from `transcript` ("
 
 Per utterance id (the labels CSV's id/name column; a media extension on it is ignored) the clips
 directory is searched recursively for files whose stem is the id: a video (VIDEO_EXTS) and an audio file
-(AUDIO_EXTS; when an id has several, the earlier extension in AUDIO_EXTS wins; two files of one kind with the
-same stem and extension, e.g. in two subfolders, are an error, since either may be the labelled one). An id
+(AUDIO_EXTS; when an id has several, the earlier extension in AUDIO_EXTS wins, and one that cannot be read falls
+back to the next, with a warning; two files of one kind with the same stem and extension, e.g. in two subfolders,
+are an error, since either may be the labelled one). An id
 with a video but no audio file takes its audio from the video container's audio track (PyAV,
 `pip install "edge-msa[media]"`); when both exist the separate audio file wins (usually the cleaner
 recording, and no PyAV needed). Rows with no media at all are skipped with a warning; a file a front end
@@ -30,7 +31,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 
@@ -115,7 +116,7 @@ def featurize(clips_dir: str | os.PathLike, labels_csv: str | os.PathLike, out: 
         raise InputError(f"valid_frac={valid_frac} and test_frac={test_frac}; expected each in (0, 1) with a sum < 1")
     checked_seeds([seed], flag="--seed")  # numpy refuses a negative seed in a traceback
     rows = read_table(labels_csv, required=(LABEL_COLUMN,))
-    media = media_of(rows, clips_dir)  # id -> {modality: path}
+    media = media_of(rows, clips_dir)  # id -> {modality: candidate paths}
     ids = list(media)
     mapping = None if label_map is None else parse_label_map(label_map)
     labels = np.array([parse_label(i, rows[i][LABEL_COLUMN], mapping) for i in ids], dtype=np.float32)
@@ -174,10 +175,10 @@ def check_out(out: Path) -> None:
     check_file_out(out)
 
 
-def extract_all(ids: list[str], media: Mapping[str, Mapping[str, Path]], spec: FeatureSpec, progress: bool
+def extract_all(ids: list[str], media: Mapping[str, Mapping[str, list[Path]]], spec: FeatureSpec, progress: bool
                 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, list[dict[str, float]]]]:
     """Run the audio/video front ends over every id: zero-padded (N, L, d) arrays, lengths (N,) and the
-    per-clip stage timings; a file a front end rejects leaves that modality missing, with a warning."""
+    per-clip stage timings; when no candidate file of a modality can be read, that modality is missing."""
     arrays = {m: np.zeros((len(ids), spec.max_len(m), spec.dim(m)), dtype=np.float32) for m in ("audio", "video")}
     lengths = {m: np.zeros(len(ids), dtype=np.int64) for m in ("audio", "video")}
     stage_times: dict[str, list[dict[str, float]]] = {"audio": [], "video": []}
@@ -187,14 +188,12 @@ def extract_all(ids: list[str], media: Mapping[str, Mapping[str, Path]], spec: F
         tqdm = require("tqdm.auto", "progress bars", "pip install tqdm or pass --quiet").tqdm
         bar = tqdm(ids, desc="featurize", unit="clip")
     for n, utt in enumerate(bar):
-        for m, path in media[utt].items():
+        for m, paths in media[utt].items():
             if m not in front_ends:
                 front_ends[m] = front_end_for(spec, m)
             fe = front_ends[m]
-            try:
-                x = fe(path)  # (L, d_m)
-            except InputError as exc:
-                warnings.warn(f"{utt}: {m} left out: {exc}", stacklevel=3)
+            x = first_readable(fe, utt, m, paths)  # (L, d_m)
+            if x is None:
                 continue
             arrays[m][n, :len(x)] = x
             lengths[m][n] = len(x)
@@ -202,8 +201,22 @@ def extract_all(ids: list[str], media: Mapping[str, Mapping[str, Path]], spec: F
     return arrays, lengths, stage_times
 
 
-def audio_from_containers(media: Mapping[str, dict[str, Path]]) -> int:
-    """Point "audio" at the video file for every id with a video but no audio file (read_audio decodes the
+def first_readable(fe: Callable[[Path], np.ndarray], utt: str, modality: str, paths: list[Path]) -> np.ndarray | None:
+    """The features of the first of `paths` (one id's files of one kind, preferred first) that the front end `fe`
+    reads, else None; each failure is a warning. A corrupt x.wav beside x.mp3 left the audio out, while a missing
+    x.wav fell back to x.mp3: the other file is the same utterance."""
+    for k, path in enumerate(paths):
+        try:
+            return fe(path)
+        except InputError as exc:
+            later = paths[k + 1:]
+            warnings.warn(f"{utt}: {exc}; trying {later[0].name} instead" if later else
+                          f"{utt}: {modality} left out: {exc}", stacklevel=4)
+    return None
+
+
+def audio_from_containers(media: Mapping[str, dict[str, list[Path]]]) -> int:
+    """Point "audio" at the video file(s) for every id with a video but no audio file (read_audio decodes the
     container's audio track); returns how many. Without PyAV they keep no audio, with one warning."""
     ids = [i for i, m in media.items() if "video" in m and "audio" not in m]
     if not ids:
@@ -214,7 +227,7 @@ def audio_from_containers(media: Mapping[str, dict[str, Path]]) -> int:
         warnings.warn(f"{len(ids)} clip(s) have only a video file, so their audio is missing: {exc}", stacklevel=3)
         return 0
     for i in ids:
-        media[i]["audio"] = media[i]["video"]
+        media[i]["audio"] = list(media[i]["video"])
     return len(ids)
 
 
@@ -259,7 +272,8 @@ def read_table(path: Path, required: tuple[str, ...] = ()) -> dict[str, dict[str
 
 def index_media(clips_dir: Path) -> dict[str, dict[str, list[Path]]]:
     """{file stem: {"audio": paths, "video": paths}} for every media file under clips_dir (recursive): per kind, the
-    files with the stem's preferred extension (AUDIO_EXTS / VIDEO_EXTS order); more than one is ambiguous (media_of)."""
+    files in the order of preference of their extensions (AUDIO_EXTS / VIDEO_EXTS), the later ones fallbacks for a file
+    that cannot be read (first_readable); two with one extension are ambiguous (media_of)."""
     found: dict[str, dict[str, list[Path]]] = {}
     for p in sorted(clips_dir.rglob("*")):
         ext = p.suffix.lower()
@@ -267,17 +281,14 @@ def index_media(clips_dir: Path) -> dict[str, dict[str, list[Path]]]:
         if kind and p.is_file():
             found.setdefault(p.stem, {}).setdefault(kind, []).append(p)
     order = {"audio": AUDIO_EXTS, "video": VIDEO_EXTS}
-
-    def preferred(kind: str, paths: list[Path]) -> list[Path]:
-        ext = min((q.suffix.lower() for q in paths), key=order[kind].index)
-        return [q for q in paths if q.suffix.lower() == ext]
-
-    return {stem: {k: preferred(k, paths) for k, paths in kinds.items()} for stem, kinds in found.items()}
+    return {stem: {k: sorted(paths, key=lambda q, k=k: order[k].index(q.suffix.lower())) for k, paths in kinds.items()}
+            for stem, kinds in found.items()}
 
 
-def media_of(rows: Mapping[str, object], clips_dir: Path) -> dict[str, dict[str, Path]]:
-    """{id: {modality: path}} for the labelled ids with media, in the labels CSV's order; the rest are skipped with a
-    warning, and fewer than 3 left is an error naming what the folder holds (ids must equal the file stems).
+def media_of(rows: Mapping[str, object], clips_dir: Path) -> dict[str, dict[str, list[Path]]]:
+    """{id: {modality: candidate paths, preferred first}} for the labelled ids with media, in the labels CSV's order;
+    the rest are skipped with a warning, and fewer than 3 left is an error naming what the folder holds (ids must equal
+    the file stems).
 
     Two files of one kind with the id's stem and extension (e.g. clips/train/x.mp4 and clips/dev/x.mp4, as datasets
     that reuse names per split have) are refused before any clip is read: which one the label belongs to cannot be
@@ -287,9 +298,9 @@ def media_of(rows: Mapping[str, object], clips_dir: Path) -> dict[str, dict[str,
     clashes: dict[str, list[Path]] = {}  # id -> the files it matches of one kind
     for i in rows:
         kinds = stems.get(stem_of(i), {})
-        clashes.update({i: paths for paths in kinds.values() if len(paths) > 1})
+        clashes.update({i: twins for paths in kinds.values() if (twins := same_extension(paths))})
         if kinds:
-            media[i] = {k: paths[0] for k, paths in kinds.items()}
+            media[i] = dict(kinds)
     if clashes:
         names = " and ".join(str(p.relative_to(clips_dir)) for p in next(iter(clashes.values())))
         raise InputError(f"{len(clashes)} labelled id(s) match two or more files of one kind under {clips_dir}, e.g. "
@@ -310,6 +321,12 @@ def media_of(rows: Mapping[str, object], clips_dir: Path) -> dict[str, dict[str,
         raise InputError(f"{len(media)} of {len(rows)} labelled id(s) have media under {clips_dir}{held}; expected at "
                          "least 3 (one each for train / valid / test)")
     return media
+
+
+def same_extension(paths: list[Path]) -> list[Path]:
+    """The files of `paths` (one stem) whose extension another of them has too: two x.mp4 in two subfolders."""
+    exts = [q.suffix.lower() for q in paths]
+    return [q for q, ext in zip(paths, exts) if exts.count(ext) > 1]
 
 
 def first_few(names: list[str], shown: int = 5) -> str:
