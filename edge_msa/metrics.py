@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, plural
 
 METRIC_KEYS = ("acc2_has0", "acc2_non0", "f1_has0", "f1_non0", "acc5", "acc7", "mae", "corr")
 COLLAPSE_SPREAD = 1e-6  # predictions whose max - min is below this are one constant: the model has collapsed
@@ -30,7 +30,7 @@ def split_shortfall(labels: np.ndarray) -> str | None:
     labels = np.asarray(labels)
     if len(labels) >= MIN_SCORES and labels.any():
         return None
-    return f"{len(labels)} labelled row{'s' * (len(labels) != 1)}{', all 0' * (len(labels) > 1)}"
+    return f"{plural(len(labels), 'labelled row')}{', all 0' * (len(labels) > 1)}"
 
 
 def weighted_f1(truth: np.ndarray, pred: np.ndarray) -> float:

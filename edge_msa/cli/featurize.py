@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
             path = featurize(args.clips, args.labels, args.out, text=args.text, label_map=args.label_map,
                              valid_frac=args.valid_frac, test_frac=args.test_frac, seed=args.seed,
                              progress=not args.quiet)
-        finally:  # before an error too: "skipping 2 labelled id(s) with no media: ..." explains what it refused
+        finally:  # before an error too: "skipping 2 labelled ids with no media: ..." explains what it refused
             if not args.quiet:
                 for w in caught:
                     sys.stderr.write(f"warning: {w.message}\n")

@@ -36,7 +36,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from ..atomic import atomic_path, check_file_out
-from ..errors import InputError, MissingDependencyError, checked_seeds, require
+from ..errors import InputError, MissingDependencyError, checked_seeds, plural, require
 from ..featurized_format import FORMAT_TAG
 from ..labels import check_label_range
 from ..metrics import SPLIT_RULE, split_shortfall
@@ -131,7 +131,7 @@ def featurize(clips_dir: str | os.PathLike, labels_csv: str | os.PathLike, out: 
                        front_ends=(text_fe.NAME, audio_fe.NAME, video_fe.NAME))
     from_video = audio_from_containers(media)
     if progress and from_video:
-        sys.stderr.write(f"audio from video container for {from_video} clips (no separate audio file)\n")
+        sys.stderr.write(f"audio from video container for {plural(from_video, 'clip')} (no separate audio file)\n")
     arrays, lengths, stage_times = extract_all(ids, media, spec, progress)
     if timings is not None:
         timings.update(stage_times)
@@ -162,7 +162,7 @@ def with_input(payload: Mapping[str, np.ndarray]) -> np.ndarray:
                          "clip could not be read, or give transcripts (a text column, a transcript.csv or --text)")
     dropped = payload["id"][~keep].tolist()
     if dropped:
-        warnings.warn(f"dropping {len(dropped)} utterance(s) with no transcript whose media could not be read: "
+        warnings.warn(f"dropping {plural(len(dropped), 'utterance')} with no transcript whose media could not be read: "
                       f"{first_few(dropped)}", stacklevel=3)
     return keep
 
@@ -224,7 +224,7 @@ def audio_from_containers(media: Mapping[str, dict[str, list[Path]]]) -> int:
     try:
         require("av", "reading audio from video containers", audio_fe.AV_FIX)
     except MissingDependencyError as exc:
-        warnings.warn(f"{len(ids)} clip(s) have only a video file, so their audio is missing: {exc}", stacklevel=3)
+        warnings.warn(f"audio missing for {plural(len(ids), 'clip')} with only a video file: {exc}", stacklevel=3)
         return 0
     for i in ids:
         media[i]["audio"] = list(media[i]["video"])
@@ -239,7 +239,7 @@ def timing_summary(stage_times: Mapping[str, list[dict[str, float]]]) -> str:
             continue
         stages = {s: 1000 * float(np.mean([c.get(s, 0.0) for c in clips])) for s in clips[0]}
         detail = ", ".join(f"{s} {v:.1f}" for s, v in stages.items())
-        parts.append(f"{m} {len(clips)} clips, {sum(stages.values()):.1f} ms/clip ({detail})")
+        parts.append(f"{m} {plural(len(clips), 'clip')}, {sum(stages.values()):.1f} ms/clip ({detail})")
     return "front-end time: " + ("; ".join(parts) if parts else "no clips")
 
 
@@ -303,23 +303,24 @@ def media_of(rows: Mapping[str, object], clips_dir: Path) -> dict[str, dict[str,
             media[i] = dict(kinds)
     if clashes:
         names = " and ".join(str(p.relative_to(clips_dir)) for p in next(iter(clashes.values())))
-        raise InputError(f"{len(clashes)} labelled id(s) match two or more files of one kind under {clips_dir}, e.g. "
-                         f"{names}; expected at most one audio and one video file per id: pass the subfolder with "
-                         "this labels CSV's clips, or rename or remove the copies")
+        raise InputError(f"two or more files of one kind under {clips_dir} match "
+                         f"{plural(len(clashes), 'labelled id')}, e.g. {names}; expected at most one audio and one "
+                         "video file per id: pass the subfolder with this labels CSV's clips, or rename or remove the "
+                         "copies")
     no_media = [i for i in rows if i not in media]
     if no_media:
-        warnings.warn(f"skipping {len(no_media)} labelled id(s) with no audio/video file under {clips_dir}: "
+        warnings.warn(f"skipping {plural(len(no_media), 'labelled id')} with no audio/video file under {clips_dir}: "
                       f"{first_few(no_media)}", stacklevel=3)
     unlabelled = sorted(set(stems) - {stem_of(i) for i in rows})  # e.g. a labels CSV of one split, or typos in ids
     if unlabelled:
-        warnings.warn(f"leaving out {len(unlabelled)} media file name(s) under {clips_dir} with no row in the labels "
-                      f"CSV: {first_few(unlabelled)}", stacklevel=3)
+        warnings.warn(f"leaving out {plural(len(unlabelled), 'media file name')} under {clips_dir} with no row in the "
+                      f"labels CSV: {first_few(unlabelled)}", stacklevel=3)
     if len(media) < 3:
         held = (f" (it holds no {'/'.join(AUDIO_EXTS + VIDEO_EXTS)} files)" if not stems else
                 f" (media file names, e.g. '{next(iter(stems))}', must equal the ids, e.g. '{no_media[0]}')" if no_media
                 else "")
-        raise InputError(f"{len(media)} of {len(rows)} labelled id(s) have media under {clips_dir}{held}; expected at "
-                         "least 3 (one each for train / valid / test)")
+        raise InputError(f"only {len(media)} of {plural(len(rows), 'labelled id')} with media under {clips_dir}{held}; "
+                         "expected at least 3 (one each for train / valid / test)")
     return media
 
 
@@ -386,9 +387,9 @@ def find_transcripts(ids: list[str], rows: dict[str, dict[str, str]], labels_csv
         found.append(value or table.get(i, {}).get(side_col or "", ""))
     missing = [i for i, t in zip(ids, found) if not t]
     if missing:
-        warnings.warn(f"no transcript for {len(missing)} of {len(ids)} utterance(s) (e.g. '{missing[0]}'): their text "
-                      f"is missing (length 0); add a text/transcript column to {labels_csv.name}, a transcript.csv "
-                      "beside it, or pass --text", stacklevel=3)
+        warnings.warn(f"no transcript for {len(missing)} of {plural(len(ids), 'utterance')} (e.g. '{missing[0]}'): "
+                      f"their text is missing (length 0); add a text/transcript column to {labels_csv.name}, a "
+                      "transcript.csv beside it, or pass --text", stacklevel=3)
     return found
 
 
@@ -414,9 +415,9 @@ def assign_splits(ids: list[str], rows: dict[str, dict[str, str]], labels_csv: P
         if len(set(speakers)) >= MIN_SPEAKERS:
             groups = np.array(speakers)
         else:
-            warnings.warn(f"only {len(set(speakers))} speaker(s); splitting by utterance, so a speaker appears in "
-                          f"more than one split (need >= {MIN_SPEAKERS} speakers for speaker-disjoint splits)",
-                          stacklevel=3)
+            warnings.warn(f"only {plural(len(set(speakers)), 'speaker')}; splitting by utterance, so a speaker "
+                          f"appears in more than one split (need >= {MIN_SPEAKERS} speakers for speaker-disjoint "
+                          "splits)", stacklevel=3)
     index = split_three_by_group(groups, seed, valid=valid_frac, test=test_frac)
     split = np.empty(len(ids), dtype="<U5")
     for name, rows_idx in index.items():
