@@ -413,3 +413,14 @@ def test_counts_in_messages_agree_with_their_nouns(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "audio from video container for 1 clip (no separate audio file)" in err
     assert "front-end time: audio 3 clips, " in err and "; video 1 clip, " in err
+
+
+def test_cli_summary_counts_the_rows_of_each_split(tmp_path, capsys):
+    """The last line said only "wrote data.npz": how many rows each split holds was left to a load_dataset call."""
+    clips, labels = make_clips(tmp_path, 12)
+    out = tmp_path / "s.npz"
+    assert main(["featurize", str(clips), "--labels", str(labels), "--out", str(out), "--text", "x"]) == 0
+    split = load(out)["split"]
+    counts = ", ".join(f"{name} {(split == name).sum()}" for name in ("train", "valid", "test"))
+    assert capsys.readouterr().out == f"wrote 12 rows to {out} ({counts})\n"
+    assert counts == "train 8, valid 2, test 2"

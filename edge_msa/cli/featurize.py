@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 EPILOG = """\
 examples:
@@ -72,5 +73,18 @@ def run(args: argparse.Namespace) -> int:
                 for w in caught:
                     sys.stderr.write(f"warning: {w.message}\n")
     if not args.quiet:
-        print(f"wrote {path}")
+        print(summary(path))
     return 0
+
+
+def summary(path: Path) -> str:
+    """'wrote 12 rows to data.npz (train 8, valid 2, test 2)', read back from the file as written (rows without any
+    input were dropped after the splits were drawn), so a user sees what train will get without loading it."""
+    import numpy as np
+
+    from ..errors import plural
+
+    with np.load(path, allow_pickle=False) as z:
+        split = z["split"]
+    counts = ", ".join(f"{name} {int((split == name).sum())}" for name in ("train", "valid", "test"))
+    return f"wrote {plural(len(split), 'row')} to {path} ({counts})"
