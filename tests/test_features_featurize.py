@@ -122,9 +122,9 @@ def test_splits_too_small_to_train_on_are_warned_about(tmp_path):
     """3 clips split 1 / 1 / 1, which `edge-msa train` then refused (a split's metrics need 2 scores); so is a split
     whose labels are all 0 (Acc-2 non-0 is undefined). The rule is the one train applies (metrics.SPLIT_RULE)."""
     clips, labels = make_clips(tmp_path, 3)
-    with pytest.warns(UserWarning, match=r"^split 'valid' holds 1 labelled row; edge-msa train and compress expect "
-                                         r"at least 2 in each of train, valid and test, not all labelled 0: add "
-                                         r"clips, or raise --valid-frac / --test-frac$"):
+    with pytest.warns(UserWarning, match=r"^split 'valid' of .*a\.npz holds 1 labelled row; edge-msa train and "
+                                         r"compress expect at least 2 in each of train, valid and test, not all "
+                                         r"labelled 0: add clips, or raise --valid-frac / --test-frac$"):
         featurize(clips, labels, tmp_path / "a.npz", text="x", progress=False)
     labels.write_text("id,label\n" + "".join(f"u{i},1\n" for i in range(3)) + "".join(f"v{i},-1\n" for i in range(9)))
     for i in range(9):
@@ -134,7 +134,7 @@ def test_splits_too_small_to_train_on_are_warned_about(tmp_path):
         featurize(clips, labels, tmp_path / "c.npz", text="x", progress=False)  # 12 clips: 8 / 2 / 2
     assert not [w for w in caught if "holds" in str(w.message)]
     labels.write_text("id,label\n" + "".join(f"u{i},0\n" for i in range(3)) + "".join(f"v{i},0\n" for i in range(9)))
-    with pytest.warns(UserWarning, match=r"^split 'train' holds 8 labelled rows, all 0;"):
+    with pytest.warns(UserWarning, match=r"^split 'train' of .*d\.npz holds 8 labelled rows, all 0;"):
         featurize(clips, labels, tmp_path / "d.npz", text="x", progress=False)
 
 

@@ -39,7 +39,7 @@ from ..atomic import atomic_path, check_file_out
 from ..errors import InputError, MissingDependencyError, checked_seeds, plural, require
 from ..featurized_format import FORMAT_TAG
 from ..labels import check_label_range
-from ..metrics import SPLIT_RULE, split_shortfall
+from ..metrics import untrainable_splits
 from ..spec import FeatureSpec
 from ..splits import split_three_by_group
 from . import audio as audio_fe
@@ -124,7 +124,7 @@ def featurize(clips_dir: str | os.PathLike, labels_csv: str | os.PathLike, out: 
                       "--label-map (e.g. '1=-3,2=-1.5,3=0,4=1.5,5=3' for 1-5 ratings)")
     transcripts = find_transcripts(ids, rows, labels_csv, text)
     split = assign_splits(ids, rows, labels_csv, valid_frac, test_frac, seed)
-    warn_untrainable_splits(split, labels)
+    warn_untrainable_splits(split, labels, out)
 
     spec = FeatureSpec(dims=(text_fe.DIM, audio_fe.DIM, video_fe.DIM),
                        max_lens=(text_fe.DEFAULT_MAX_LEN, audio_max_frames, video_frames),
@@ -393,14 +393,12 @@ def find_transcripts(ids: list[str], rows: dict[str, dict[str, str]], labels_csv
     return found
 
 
-def warn_untrainable_splits(split: np.ndarray, labels: np.ndarray) -> None:
+def warn_untrainable_splits(split: np.ndarray, labels: np.ndarray, out: Path) -> None:
     """Warn, before any clip is read, of splits that train and compress will refuse (DatasetSplits.require_rows: a
     3-clip dataset holds one utterance per split), so a long extraction does not end in a file nothing can train on."""
-    for name in ("train", "valid", "test"):
-        what = split_shortfall(labels[split == name])
-        if what:
-            warnings.warn(f"split '{name}' holds {what}; edge-msa train and compress expect {SPLIT_RULE}: add clips, "
-                          "or raise --valid-frac / --test-frac", stacklevel=3)
+    by_split = {name: labels[split == name] for name in ("train", "valid", "test")}
+    for line in untrainable_splits(by_split, str(out), "add clips, or raise --valid-frac / --test-frac"):
+        warnings.warn(line, stacklevel=3)
 
 
 def assign_splits(ids: list[str], rows: dict[str, dict[str, str]], labels_csv: Path,
