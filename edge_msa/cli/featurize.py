@@ -20,8 +20,8 @@ input:
   clips dir    searched recursively; per id a video (.mp4 .avi .flv .mov .mkv .webm .m4v .mpg .mpeg) and
                an audio file (.wav .flac .ogg .mp3, in that preference; a file that cannot be read falls
                back to the next of its kind, with a warning); the same name and extension twice (e.g. in
-               two subfolders) is an error. An id with only a video takes the audio
-               track of the video container (needs PyAV: pip install "edge-msa[media]").
+               two subfolders) is an error. An id with only a video takes the audio track of the video
+               container (needs PyAV: pip install "edge-msa[media]").
                Rows without any media, and media files without a row, are left out with a warning;
                a missing or unreadable modality is stored as length 0 (a row left with no modality
                at all is dropped; when no row is left it is an error and nothing is written).
@@ -35,6 +35,7 @@ output (.npz, no pickle, format "edge-msa-features-v1"):
                                                      2x2x9 gradient histograms, face box, face flag
   feature_spec (FeatureSpec JSON; text = minilm-l6-int8, computed from transcript when the data is read).
   Splits are speaker-disjoint when >= 3 speakers are known, else by utterance (seeded).
+  Last line printed: wrote N rows to OUT (train a, valid b, test c).
 """
 
 
