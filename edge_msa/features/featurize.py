@@ -11,13 +11,12 @@ Per utterance id (the labels CSV's id/name column; a media extension on it is ig
 directory is searched recursively for files whose stem is the id: a video (VIDEO_EXTS) and an audio file
 (AUDIO_EXTS; when an id has several, the earlier extension in AUDIO_EXTS wins, and one that cannot be read falls
 back to the next, with a warning; two files of one kind with the same stem and extension, e.g. in two subfolders,
-are an error, since either may be the labelled one). An id
-with a video but no audio file takes its audio from the video container's audio track (PyAV,
-`pip install "edge-msa[media]"`); when both exist the separate audio file wins (usually the cleaner
-recording, and no PyAV needed). Rows with no media at all are skipped with a warning; a file a front end
-cannot read is treated as a missing modality, with a warning; so is an utterance without a transcript. An
-utterance left with no modality at all (no transcript, no readable file) is dropped, with a warning; none left is
-an InputError, and nothing is written.
+are an error, since either may be the labelled one). An id with a video but no audio file takes its audio from the
+video container's audio track (PyAV, `pip install "edge-msa[media]"`); when both exist the separate audio file wins
+(usually the cleaner recording, and no PyAV needed). Rows with no media at all are skipped with a warning; a
+modality none of whose files a front end can read is missing, with a warning; so is the text of an utterance without
+a transcript. An utterance left with no modality at all (no transcript, no readable file) is dropped, with a warning;
+none left is an InputError, and nothing is written.
 
 Splits are by speaker (a `speaker` column, or a speaker.csv beside the labels CSV) when there are at
 least 3 speakers, so no speaker is in two splits; otherwise by utterance (with a warning when speakers
