@@ -40,6 +40,11 @@ def one_line(exc: BaseException | str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def plural(count: int, noun: str) -> str:
+    """'1 clip' / '3 clips' for a regular noun: a count in a message reads as English, not '1 clips' or 'clip(s)'."""
+    return f"{count} {noun}{'s' * (count != 1)}"
+
+
 def read_json_object(path: os.PathLike[str] | str, what: str) -> dict:
     """The JSON object in `path`, or one ArtifactError line naming the file and `what` it should hold: json's own
     errors name no file, and a list or a number where an object belongs failed later with a KeyError."""

@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, plural
 
 METRIC_KEYS = ("acc2_has0", "acc2_non0", "f1_has0", "f1_non0", "acc5", "acc7", "mae", "corr")
 COLLAPSE_SPREAD = 1e-6  # predictions whose max - min is below this are one constant: the model has collapsed
@@ -25,12 +25,18 @@ SPLIT_RULE = f"at least {MIN_SCORES} in each of train, valid and test, not all l
 
 def split_shortfall(labels: np.ndarray) -> str | None:
     """'N labelled rows' (', all 0') when a split's labels are too few for training to select and score on (see
-    SPLIT_RULE), else None: shared by `DatasetSplits.require_rows` and by `featurize` and `feedback export`, which
-    warn before training refuses."""
+    SPLIT_RULE), else None: shared by `DatasetSplits.require_rows` and by untrainable_splits."""
     labels = np.asarray(labels)
     if len(labels) >= MIN_SCORES and labels.any():
         return None
-    return f"{len(labels)} labelled row{'s' * (len(labels) != 1)}{', all 0' * (len(labels) > 1)}"
+    return f"{plural(len(labels), 'labelled row')}{', all 0' * (len(labels) > 1)}"
+
+
+def untrainable_splits(splits: Mapping[str, np.ndarray], data: str, fix: str) -> list[str]:
+    """One warning line per split of `data` ({name: labels}) that training will refuse, ending in `fix`: `featurize`
+    and `feedback export` say so when they write the file, not when `edge-msa train` refuses it after the work."""
+    return [f"split '{name}' of {data} holds {what}; edge-msa train and compress expect {SPLIT_RULE}: {fix}"
+            for name, labels in splits.items() if (what := split_shortfall(labels))]
 
 
 def weighted_f1(truth: np.ndarray, pred: np.ndarray) -> float:

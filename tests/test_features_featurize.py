@@ -52,7 +52,7 @@ def cremad_npz(tmp_path_factory):
     with pytest.warns(UserWarning) as caught:
         featurize(CREMAD, CREMAD / "label.csv", out, label_map="cremad", progress=False, timings=timings)
     messages = " | ".join(str(w.message) for w in caught)
-    assert "extra1, extra2" in messages and "only 2 speaker(s)" in messages  # no media; 2 speakers -> by utterance
+    assert "extra1, extra2" in messages and "only 2 speakers;" in messages  # no media; 2 speakers -> by utterance
     return load(out), timings
 
 
@@ -122,9 +122,9 @@ def test_splits_too_small_to_train_on_are_warned_about(tmp_path):
     """3 clips split 1 / 1 / 1, which `edge-msa train` then refused (a split's metrics need 2 scores); so is a split
     whose labels are all 0 (Acc-2 non-0 is undefined). The rule is the one train applies (metrics.SPLIT_RULE)."""
     clips, labels = make_clips(tmp_path, 3)
-    with pytest.warns(UserWarning, match=r"^split 'valid' holds 1 labelled row; edge-msa train and compress expect "
-                                         r"at least 2 in each of train, valid and test, not all labelled 0: add "
-                                         r"clips, or raise --valid-frac / --test-frac$"):
+    with pytest.warns(UserWarning, match=r"^split 'valid' of .*a\.npz holds 1 labelled row; edge-msa train and "
+                                         r"compress expect at least 2 in each of train, valid and test, not all "
+                                         r"labelled 0: add clips, or raise --valid-frac / --test-frac$"):
         featurize(clips, labels, tmp_path / "a.npz", text="x", progress=False)
     labels.write_text("id,label\n" + "".join(f"u{i},1\n" for i in range(3)) + "".join(f"v{i},-1\n" for i in range(9)))
     for i in range(9):
@@ -134,7 +134,7 @@ def test_splits_too_small_to_train_on_are_warned_about(tmp_path):
         featurize(clips, labels, tmp_path / "c.npz", text="x", progress=False)  # 12 clips: 8 / 2 / 2
     assert not [w for w in caught if "holds" in str(w.message)]
     labels.write_text("id,label\n" + "".join(f"u{i},0\n" for i in range(3)) + "".join(f"v{i},0\n" for i in range(9)))
-    with pytest.warns(UserWarning, match=r"^split 'train' holds 8 labelled rows, all 0;"):
+    with pytest.warns(UserWarning, match=r"^split 'train' of .*d\.npz holds 8 labelled rows, all 0;"):
         featurize(clips, labels, tmp_path / "d.npz", text="x", progress=False)
 
 
@@ -175,7 +175,7 @@ def test_an_utterance_left_with_no_input_is_dropped(tmp_path):
     (clips / "sub" / "u2.wav").write_bytes(b"not audio either")  # but u2 has its transcript: kept, text only
     with pytest.warns(UserWarning) as caught:
         z = load(featurize(clips, labels, tmp_path / "d.npz", progress=False))
-    assert "dropping 1 utterance(s) with no transcript whose media could not be read: u1" in [
+    assert "dropping 1 utterance with no transcript whose media could not be read: u1" in [
         str(w.message) for w in caught]
     assert z["id"].tolist() == ["u0", "u2", "u3"] and z["audio_len"].tolist() == [50, 0, 50]
     assert z["split"].shape == z["label"].shape == (3,) and z["audio_feat"].shape[0] == z["video_feat"].shape[0] == 3
@@ -185,7 +185,7 @@ def test_clips_without_a_label_row_are_counted_in_a_warning(tmp_path):
     """They were left out without a word: a labels CSV of one split, or ids that differ from the file names."""
     clips, labels = make_clips(tmp_path, 9)
     labels.write_text("id,label\nu0,1\nu1,0\nu2,-1\n")
-    with pytest.warns(UserWarning, match=r"^leaving out 6 media file name\(s\) under .*clips with no row in the labels "
+    with pytest.warns(UserWarning, match=r"^leaving out 6 media file names under .*clips with no row in the labels "
                                          r"CSV: u3, u4, u5, u6, u7 \.\.\.$"):
         z = load(featurize(clips, labels, tmp_path / "l.npz", text="x", progress=False))
     assert z["id"].tolist() == ["u0", "u1", "u2"]
@@ -280,7 +280,7 @@ def test_one_name_in_two_subfolders_is_refused_before_any_clip(tmp_path, monkeyp
     sf.write(clips / "dev" / "u1.wav", np.zeros(8000, np.float32), 8000)
     (clips / "u2.flac").write_bytes((clips / "sub" / "u2.wav").read_bytes())  # another extension: the .wav wins
     monkeypatch.setattr("edge_msa.features.featurize.extract_all", lambda *a: pytest.fail("featurized first"))
-    with pytest.raises(InputError, match=r"1 labelled id\(s\) match two or more files of one kind under .*clips, e.g. "
+    with pytest.raises(InputError, match=r"two or more files of one kind under .*clips match 1 labelled id, e.g. "
                                          r"dev/u1.wav and sub/u1.wav; expected at most one audio and one video file"):
         featurize(clips, labels, tmp_path / "x.npz", text="x", progress=False)
     monkeypatch.undo()
@@ -291,15 +291,15 @@ def test_one_name_in_two_subfolders_is_refused_before_any_clip(tmp_path, monkeyp
 def test_too_few_matches_say_what_the_clips_folder_holds(tmp_path):
     clips, labels = make_clips(tmp_path, 3)
     labels.write_text("id,label\nclip_000,1\nclip_001,0\nclip_002,-1\n")
-    with pytest.raises(InputError, match=r"^0 of 3 labelled id\(s\) have media under .*clips \(media file names, "
+    with pytest.raises(InputError, match=r"^only 0 of 3 labelled ids with media under .*clips \(media file names, "
                                          r"e.g. 'u0', must equal the ids, e.g. 'clip_000'\); expected at least 3"), \
             pytest.warns(UserWarning) as caught:
         featurize(clips, labels, tmp_path / "x.npz", text="x", progress=False)
     assert [str(w.message).split(" under ")[0] for w in caught] == [
-        "skipping 3 labelled id(s) with no audio/video file", "leaving out 3 media file name(s)"]
+        "skipping 3 labelled ids with no audio/video file", "leaving out 3 media file names"]
     (tmp_path / "empty").mkdir()
-    with pytest.raises(InputError, match=r"have media under .*empty \(it holds no .wav/.flac/.*/.mpeg files\)"), \
-            pytest.warns(UserWarning, match="skipping 3 labelled id"):
+    with pytest.raises(InputError, match=r"with media under .*empty \(it holds no .wav/.flac/.*/.mpeg files\)"), \
+            pytest.warns(UserWarning, match="skipping 3 labelled ids "):
         featurize(tmp_path / "empty", labels, tmp_path / "x.npz", text="x", progress=False)
 
 
@@ -311,7 +311,7 @@ def test_cli_featurize_prints_the_warnings_before_an_error(tmp_path, capsys):
     assert main(["featurize", str(clips), "--labels", str(labels), "--out", str(tmp_path / "x.npz"), "--text", "x",
                  "--label-map", "POS=1,NEG=-1"]) == 2
     assert capsys.readouterr().err.splitlines() == [
-        f"warning: skipping 1 labelled id(s) with no audio/video file under {clips}: u9",
+        f"warning: skipping 1 labelled id with no audio/video file under {clips}: u9",
         "error: label 'JOY' of 'u2' is not a number; add 'JOY' to the label map (it maps neg, pos)"]
 
 
@@ -363,5 +363,64 @@ def test_without_pyav_video_only_clips_keep_audio_missing_with_one_warning(tmp_p
     with pytest.warns(UserWarning) as caught:
         z = load(featurize(clips, tmp_path / "labels.csv", tmp_path / "n.npz", text="x", progress=False))
     pyav = [str(w.message) for w in caught if "pip install av" in str(w.message)]
-    assert len(pyav) == 1 and pyav[0].startswith("3 clip(s) have only a video file, so their audio is missing")
+    assert len(pyav) == 1 and pyav[0].startswith("audio missing for 3 clips with only a video file: ")
     assert (z["audio_len"] == 0).all() and (z["video_len"] > 0).all()
+
+
+def test_no_row_with_any_input_is_an_error_and_nothing_is_written(tmp_path, capsys):
+    """Every clip unreadable and no transcript: a 0-row npz was written, which `edge-msa train` then refused."""
+    clips, labels = make_clips(tmp_path, 3)
+    for i in range(3):
+        (clips / "sub" / f"u{i}.wav").write_bytes(b"not audio")
+    out = tmp_path / "none.npz"
+    assert main(["featurize", str(clips), "--labels", str(labels), "--out", str(out), "--quiet"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "error: none of the 3 utterances has any input (no transcript, and no clip could be read); expected at least "
+        "one readable clip or a transcript: see the warnings for why each clip could not be read, or give "
+        "transcripts (a text column, a transcript.csv or --text)"]
+    assert not out.exists() and not list(tmp_path.glob("*.npz*"))
+
+
+def test_an_unreadable_audio_file_falls_back_to_the_next_with_its_stem(tmp_path):
+    """u1.wav corrupt beside a good u1.flac: the audio was left out, while a missing u1.wav fell back to u1.flac."""
+    clips, labels = make_clips(tmp_path, 3)
+    good = clips / "u1.flac"
+    sf.write(good, sf.read(clips / "sub" / "u1.wav")[0], 8000)
+    (clips / "sub" / "u1.wav").write_bytes(b"not audio")
+    with pytest.warns(UserWarning, match=r"^u1: cannot read audio .*u1\.wav: .*; trying u1\.flac instead$"):
+        z = load(featurize(clips, labels, tmp_path / "f.npz", text="x", progress=False))
+    assert z["audio_len"].tolist() == [50, 50, 50]
+    np.testing.assert_allclose(z["audio_feat"][1], AudioFrontEnd()(good), atol=1e-6)
+
+    good.write_bytes(b"not audio either")  # none decodes: left out as before, naming the last failure
+    with pytest.warns(UserWarning) as caught:
+        z = load(featurize(clips, labels, tmp_path / "g.npz", text="x", progress=False))
+    fallback, left_out = [str(w.message) for w in caught if str(w.message).startswith("u1")]
+    assert fallback.startswith("u1: cannot read audio") and fallback.endswith("; trying u1.flac instead")
+    assert left_out.startswith("u1: audio left out: audio file")
+    assert left_out.endswith("u1.flac has no samples; expected at least 25 ms of audio")
+    assert z["audio_len"].tolist() == [50, 0, 50]
+
+
+def test_counts_in_messages_agree_with_their_nouns(tmp_path, capsys):
+    """One video-only clip was reported as "audio from video container for 1 clips" and "video 1 clips"."""
+    pytest.importorskip("av", reason="PyAV reads the video container (pip install 'edge-msa[media]')")
+    clips, labels = make_clips(tmp_path, 3)
+    silent_avi(clips / "u3.avi")
+    labels.write_text(labels.read_text() + "u3,0.5\n")
+    assert main(["featurize", str(clips), "--labels", str(labels), "--out", str(tmp_path / "c.npz"),
+                 "--text", "x"]) == 0
+    err = capsys.readouterr().err
+    assert "audio from video container for 1 clip (no separate audio file)" in err
+    assert "front-end time: audio 3 clips, " in err and "; video 1 clip, " in err
+
+
+def test_cli_summary_counts_the_rows_of_each_split(tmp_path, capsys):
+    """The last line said only "wrote data.npz": how many rows each split holds was left to a load_dataset call."""
+    clips, labels = make_clips(tmp_path, 12)
+    out = tmp_path / "s.npz"
+    assert main(["featurize", str(clips), "--labels", str(labels), "--out", str(out), "--text", "x"]) == 0
+    split = load(out)["split"]
+    counts = ", ".join(f"{name} {(split == name).sum()}" for name in ("train", "valid", "test"))
+    assert capsys.readouterr().out == f"wrote 12 rows to {out} ({counts})\n"
+    assert counts == "train 8, valid 2, test 2"

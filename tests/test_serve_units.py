@@ -321,7 +321,7 @@ def test_export_names_each_split_and_warns_of_one_train_would_refuse(tmp_path, c
     assert printed.out == (f"wrote 6 rows to {out} (train {6 - valid}, valid {valid}, test 0; 0 feedback records "
                            "without text left out)\n")
     assert printed.err.splitlines()[-1] == (
-        f"warning: split 'test' of {out} holds 0 labelled rows; `edge-msa train --data {out}` expects at least 2 in "
+        f"warning: split 'test' of {out} holds 0 labelled rows; edge-msa train and compress expect at least 2 in "
         "each of train, valid and test, not all labelled 0: collect more feedback or change --valid / --test")
 
 

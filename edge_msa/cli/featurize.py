@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 EPILOG = """\
 examples:
@@ -17,12 +18,13 @@ input:
                category mapped with --label-map; optional 'text'/'transcript' and 'speaker' columns
                (else transcript.csv / speaker.csv beside the labels CSV, with the same id column).
   clips dir    searched recursively; per id a video (.mp4 .avi .flv .mov .mkv .webm .m4v .mpg .mpeg) and
-               an audio file (.wav .flac .ogg .mp3, in that preference); the same name and extension
-               twice (e.g. in two subfolders) is an error. An id with only a video takes the audio
-               track of the video container (needs PyAV: pip install "edge-msa[media]").
+               an audio file (.wav .flac .ogg .mp3, in that preference; a file that cannot be read falls
+               back to the next of its kind, with a warning); the same name and extension twice (e.g. in
+               two subfolders) is an error. An id with only a video takes the audio track of the video
+               container (needs PyAV: pip install "edge-msa[media]").
                Rows without any media, and media files without a row, are left out with a warning;
                a missing or unreadable modality is stored as length 0 (a row left with no modality
-               at all is dropped).
+               at all is dropped; when no row is left it is an error and nothing is written).
   --label-map  'cremad' = happiness/HAP 1, neutral/NEU 0, anger/disgust/fear/sadness (ANG DIS FEA SAD) -1.
 
 output (.npz, no pickle, format "edge-msa-features-v1"):
@@ -33,6 +35,7 @@ output (.npz, no pickle, format "edge-msa-features-v1"):
                                                      2x2x9 gradient histograms, face box, face flag
   feature_spec (FeatureSpec JSON; text = minilm-l6-int8, computed from transcript when the data is read).
   Splits are speaker-disjoint when >= 3 speakers are known, else by utterance (seeded).
+  Last line printed: wrote N rows to OUT (train a, valid b, test c).
 """
 
 
@@ -66,10 +69,23 @@ def run(args: argparse.Namespace) -> int:
             path = featurize(args.clips, args.labels, args.out, text=args.text, label_map=args.label_map,
                              valid_frac=args.valid_frac, test_frac=args.test_frac, seed=args.seed,
                              progress=not args.quiet)
-        finally:  # before an error too: "skipping 2 labelled id(s) with no media: ..." explains what it refused
+        finally:  # before an error too: "skipping 2 labelled ids with no media: ..." explains what it refused
             if not args.quiet:
                 for w in caught:
                     sys.stderr.write(f"warning: {w.message}\n")
     if not args.quiet:
-        print(f"wrote {path}")
+        print(summary(path))
     return 0
+
+
+def summary(path: Path) -> str:
+    """'wrote 12 rows to data.npz (train 8, valid 2, test 2)', read back from the file as written (rows without any
+    input were dropped after the splits were drawn), so a user sees what train will get without loading it."""
+    import numpy as np
+
+    from ..errors import plural
+
+    with np.load(path, allow_pickle=False) as z:
+        split = z["split"]
+    counts = ", ".join(f"{name} {int((split == name).sum())}" for name in ("train", "valid", "test"))
+    return f"wrote {plural(len(split), 'row')} to {path} ({counts})"

@@ -32,16 +32,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import warnings
 
-    from ..metrics import SPLIT_RULE, split_shortfall
+    from ..metrics import untrainable_splits
     from ..serve.feedback import export_label_csv
 
     counts = export_label_csv(args.log, args.out, args.valid, args.test)
     sizes = ", ".join(f"{name} {len(labels)}" for name, labels in counts["splits"].items())
     print(f"wrote {counts['rows']} rows to {args.out} ({sizes}; {counts['without_text']} feedback records without "
           "text left out)")
-    for name, labels in counts["splits"].items():  # said now, not when `train` refuses the file
-        what = split_shortfall(labels)
-        if what:
-            warnings.warn(f"split '{name}' of {args.out} holds {what}; `edge-msa train --data {args.out}` expects "
-                          f"{SPLIT_RULE}: collect more feedback or change --valid / --test", stacklevel=1)
+    for line in untrainable_splits(counts["splits"], args.out, "collect more feedback or change --valid / --test"):
+        warnings.warn(line, stacklevel=1)  # said now, not when `train` refuses the file
     return 0

@@ -9,13 +9,14 @@ Text features are not stored: the data reader computes them from `transcript` ("
 
 Per utterance id (the labels CSV's id/name column; a media extension on it is ignored) the clips
 directory is searched recursively for files whose stem is the id: a video (VIDEO_EXTS) and an audio file
-(AUDIO_EXTS; when an id has several, the earlier extension in AUDIO_EXTS wins; two files of one kind with the
-same stem and extension, e.g. in two subfolders, are an error, since either may be the labelled one). An id
-with a video but no audio file takes its audio from the video container's audio track (PyAV,
-`pip install "edge-msa[media]"`); when both exist the separate audio file wins (usually the cleaner
-recording, and no PyAV needed). Rows with no media at all are skipped with a warning; a file a front end
-cannot read is treated as a missing modality, with a warning; so is an utterance without a transcript. An
-utterance left with no modality at all (no transcript, no readable file) is dropped, with a warning.
+(AUDIO_EXTS; when an id has several, the earlier extension in AUDIO_EXTS wins, and one that cannot be read falls
+back to the next, with a warning; two files of one kind with the same stem and extension, e.g. in two subfolders,
+are an error, since either may be the labelled one). An id with a video but no audio file takes its audio from the
+video container's audio track (PyAV, `pip install "edge-msa[media]"`); when both exist the separate audio file wins
+(usually the cleaner recording, and no PyAV needed). Rows with no media at all are skipped with a warning; a
+modality none of whose files a front end can read is missing, with a warning; so is the text of an utterance without
+a transcript. An utterance left with no modality at all (no transcript, no readable file) is dropped, with a warning;
+none left is an InputError, and nothing is written.
 
 Splits are by speaker (a `speaker` column, or a speaker.csv beside the labels CSV) when there are at
 least 3 speakers, so no speaker is in two splits; otherwise by utterance (with a warning when speakers
@@ -29,15 +30,15 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 
 from ..atomic import atomic_path, check_file_out
-from ..errors import InputError, MissingDependencyError, checked_seeds, require
+from ..errors import InputError, MissingDependencyError, checked_seeds, plural, require
 from ..featurized_format import FORMAT_TAG
 from ..labels import check_label_range
-from ..metrics import SPLIT_RULE, split_shortfall
+from ..metrics import untrainable_splits
 from ..spec import FeatureSpec
 from ..splits import split_three_by_group
 from . import audio as audio_fe
@@ -114,7 +115,7 @@ def featurize(clips_dir: str | os.PathLike, labels_csv: str | os.PathLike, out: 
         raise InputError(f"valid_frac={valid_frac} and test_frac={test_frac}; expected each in (0, 1) with a sum < 1")
     checked_seeds([seed], flag="--seed")  # numpy refuses a negative seed in a traceback
     rows = read_table(labels_csv, required=(LABEL_COLUMN,))
-    media = media_of(rows, clips_dir)  # id -> {modality: path}
+    media = media_of(rows, clips_dir)  # id -> {modality: candidate paths}
     ids = list(media)
     mapping = None if label_map is None else parse_label_map(label_map)
     labels = np.array([parse_label(i, rows[i][LABEL_COLUMN], mapping) for i in ids], dtype=np.float32)
@@ -122,14 +123,14 @@ def featurize(clips_dir: str | os.PathLike, labels_csv: str | os.PathLike, out: 
                       "--label-map (e.g. '1=-3,2=-1.5,3=0,4=1.5,5=3' for 1-5 ratings)")
     transcripts = find_transcripts(ids, rows, labels_csv, text)
     split = assign_splits(ids, rows, labels_csv, valid_frac, test_frac, seed)
-    warn_untrainable_splits(split, labels)
+    warn_untrainable_splits(split, labels, out)
 
     spec = FeatureSpec(dims=(text_fe.DIM, audio_fe.DIM, video_fe.DIM),
                        max_lens=(text_fe.DEFAULT_MAX_LEN, audio_max_frames, video_frames),
                        front_ends=(text_fe.NAME, audio_fe.NAME, video_fe.NAME))
     from_video = audio_from_containers(media)
     if progress and from_video:
-        sys.stderr.write(f"audio from video container for {from_video} clips (no separate audio file)\n")
+        sys.stderr.write(f"audio from video container for {plural(from_video, 'clip')} (no separate audio file)\n")
     arrays, lengths, stage_times = extract_all(ids, media, spec, progress)
     if timings is not None:
         timings.update(stage_times)
@@ -151,11 +152,16 @@ def featurize(clips_dir: str | os.PathLike, labels_csv: str | os.PathLike, out: 
 def with_input(payload: Mapping[str, np.ndarray]) -> np.ndarray:
     """(N,) bool: the utterances left with any input. One whose every file failed to read and that has no transcript
     would train the model to score nothing and count in its test metrics, while the runtime refuses such an input
-    ("no features given"); it is dropped with a warning, like a labelled id with no media file at all."""
+    ("no features given"); it is dropped with a warning, like a labelled id with no media file at all. None left is an
+    InputError (media_of already refused fewer than 3 ids with media, so len(keep) >= 3)."""
     keep = (np.char.str_len(payload["transcript"]) > 0) | (payload["audio_len"] > 0) | (payload["video_len"] > 0)
+    if not keep.any():  # a 0-row dataset, which train refuses: said now, and nothing is written
+        raise InputError(f"none of the {len(keep)} utterances has any input (no transcript, and no clip could be "
+                         "read); expected at least one readable clip or a transcript: see the warnings for why each "
+                         "clip could not be read, or give transcripts (a text column, a transcript.csv or --text)")
     dropped = payload["id"][~keep].tolist()
     if dropped:
-        warnings.warn(f"dropping {len(dropped)} utterance(s) with no transcript whose media could not be read: "
+        warnings.warn(f"dropping {plural(len(dropped), 'utterance')} with no transcript whose media could not be read: "
                       f"{first_few(dropped)}", stacklevel=3)
     return keep
 
@@ -168,10 +174,10 @@ def check_out(out: Path) -> None:
     check_file_out(out)
 
 
-def extract_all(ids: list[str], media: Mapping[str, Mapping[str, Path]], spec: FeatureSpec, progress: bool
+def extract_all(ids: list[str], media: Mapping[str, Mapping[str, list[Path]]], spec: FeatureSpec, progress: bool
                 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, list[dict[str, float]]]]:
     """Run the audio/video front ends over every id: zero-padded (N, L, d) arrays, lengths (N,) and the
-    per-clip stage timings; a file a front end rejects leaves that modality missing, with a warning."""
+    per-clip stage timings; when no candidate file of a modality can be read, that modality is missing."""
     arrays = {m: np.zeros((len(ids), spec.max_len(m), spec.dim(m)), dtype=np.float32) for m in ("audio", "video")}
     lengths = {m: np.zeros(len(ids), dtype=np.int64) for m in ("audio", "video")}
     stage_times: dict[str, list[dict[str, float]]] = {"audio": [], "video": []}
@@ -181,14 +187,12 @@ def extract_all(ids: list[str], media: Mapping[str, Mapping[str, Path]], spec: F
         tqdm = require("tqdm.auto", "progress bars", "pip install tqdm or pass --quiet").tqdm
         bar = tqdm(ids, desc="featurize", unit="clip")
     for n, utt in enumerate(bar):
-        for m, path in media[utt].items():
+        for m, paths in media[utt].items():
             if m not in front_ends:
                 front_ends[m] = front_end_for(spec, m)
             fe = front_ends[m]
-            try:
-                x = fe(path)  # (L, d_m)
-            except InputError as exc:
-                warnings.warn(f"{utt}: {m} left out: {exc}", stacklevel=3)
+            x = first_readable(fe, utt, m, paths)  # (L, d_m)
+            if x is None:
                 continue
             arrays[m][n, :len(x)] = x
             lengths[m][n] = len(x)
@@ -196,8 +200,22 @@ def extract_all(ids: list[str], media: Mapping[str, Mapping[str, Path]], spec: F
     return arrays, lengths, stage_times
 
 
-def audio_from_containers(media: Mapping[str, dict[str, Path]]) -> int:
-    """Point "audio" at the video file for every id with a video but no audio file (read_audio decodes the
+def first_readable(fe: Callable[[Path], np.ndarray], utt: str, modality: str, paths: list[Path]) -> np.ndarray | None:
+    """The features of the first of `paths` (one id's files of one kind, preferred first) that the front end `fe`
+    reads, else None; each failure is a warning. A corrupt x.wav beside x.mp3 left the audio out, while a missing
+    x.wav fell back to x.mp3: the other file is the same utterance."""
+    for k, path in enumerate(paths):
+        try:
+            return fe(path)
+        except InputError as exc:
+            later = paths[k + 1:]
+            warnings.warn(f"{utt}: {exc}; trying {later[0].name} instead" if later else
+                          f"{utt}: {modality} left out: {exc}", stacklevel=4)
+    return None
+
+
+def audio_from_containers(media: Mapping[str, dict[str, list[Path]]]) -> int:
+    """Point "audio" at the video file(s) for every id with a video but no audio file (read_audio decodes the
     container's audio track); returns how many. Without PyAV they keep no audio, with one warning."""
     ids = [i for i, m in media.items() if "video" in m and "audio" not in m]
     if not ids:
@@ -205,10 +223,10 @@ def audio_from_containers(media: Mapping[str, dict[str, Path]]) -> int:
     try:
         require("av", "reading audio from video containers", audio_fe.AV_FIX)
     except MissingDependencyError as exc:
-        warnings.warn(f"{len(ids)} clip(s) have only a video file, so their audio is missing: {exc}", stacklevel=3)
+        warnings.warn(f"audio missing for {plural(len(ids), 'clip')} with only a video file: {exc}", stacklevel=3)
         return 0
     for i in ids:
-        media[i]["audio"] = media[i]["video"]
+        media[i]["audio"] = list(media[i]["video"])
     return len(ids)
 
 
@@ -220,7 +238,7 @@ def timing_summary(stage_times: Mapping[str, list[dict[str, float]]]) -> str:
             continue
         stages = {s: 1000 * float(np.mean([c.get(s, 0.0) for c in clips])) for s in clips[0]}
         detail = ", ".join(f"{s} {v:.1f}" for s, v in stages.items())
-        parts.append(f"{m} {len(clips)} clips, {sum(stages.values()):.1f} ms/clip ({detail})")
+        parts.append(f"{m} {plural(len(clips), 'clip')}, {sum(stages.values()):.1f} ms/clip ({detail})")
     return "front-end time: " + ("; ".join(parts) if parts else "no clips")
 
 
@@ -253,7 +271,8 @@ def read_table(path: Path, required: tuple[str, ...] = ()) -> dict[str, dict[str
 
 def index_media(clips_dir: Path) -> dict[str, dict[str, list[Path]]]:
     """{file stem: {"audio": paths, "video": paths}} for every media file under clips_dir (recursive): per kind, the
-    files with the stem's preferred extension (AUDIO_EXTS / VIDEO_EXTS order); more than one is ambiguous (media_of)."""
+    files in the order of preference of their extensions (AUDIO_EXTS / VIDEO_EXTS), the later ones fallbacks for a file
+    that cannot be read (first_readable); two with one extension are ambiguous (media_of)."""
     found: dict[str, dict[str, list[Path]]] = {}
     for p in sorted(clips_dir.rglob("*")):
         ext = p.suffix.lower()
@@ -261,17 +280,14 @@ def index_media(clips_dir: Path) -> dict[str, dict[str, list[Path]]]:
         if kind and p.is_file():
             found.setdefault(p.stem, {}).setdefault(kind, []).append(p)
     order = {"audio": AUDIO_EXTS, "video": VIDEO_EXTS}
-
-    def preferred(kind: str, paths: list[Path]) -> list[Path]:
-        ext = min((q.suffix.lower() for q in paths), key=order[kind].index)
-        return [q for q in paths if q.suffix.lower() == ext]
-
-    return {stem: {k: preferred(k, paths) for k, paths in kinds.items()} for stem, kinds in found.items()}
+    return {stem: {k: sorted(paths, key=lambda q, k=k: order[k].index(q.suffix.lower())) for k, paths in kinds.items()}
+            for stem, kinds in found.items()}
 
 
-def media_of(rows: Mapping[str, object], clips_dir: Path) -> dict[str, dict[str, Path]]:
-    """{id: {modality: path}} for the labelled ids with media, in the labels CSV's order; the rest are skipped with a
-    warning, and fewer than 3 left is an error naming what the folder holds (ids must equal the file stems).
+def media_of(rows: Mapping[str, object], clips_dir: Path) -> dict[str, dict[str, list[Path]]]:
+    """{id: {modality: candidate paths, preferred first}} for the labelled ids with media, in the labels CSV's order;
+    the rest are skipped with a warning, and fewer than 3 left is an error naming what the folder holds (ids must equal
+    the file stems).
 
     Two files of one kind with the id's stem and extension (e.g. clips/train/x.mp4 and clips/dev/x.mp4, as datasets
     that reuse names per split have) are refused before any clip is read: which one the label belongs to cannot be
@@ -281,29 +297,36 @@ def media_of(rows: Mapping[str, object], clips_dir: Path) -> dict[str, dict[str,
     clashes: dict[str, list[Path]] = {}  # id -> the files it matches of one kind
     for i in rows:
         kinds = stems.get(stem_of(i), {})
-        clashes.update({i: paths for paths in kinds.values() if len(paths) > 1})
+        clashes.update({i: twins for paths in kinds.values() if (twins := same_extension(paths))})
         if kinds:
-            media[i] = {k: paths[0] for k, paths in kinds.items()}
+            media[i] = dict(kinds)
     if clashes:
         names = " and ".join(str(p.relative_to(clips_dir)) for p in next(iter(clashes.values())))
-        raise InputError(f"{len(clashes)} labelled id(s) match two or more files of one kind under {clips_dir}, e.g. "
-                         f"{names}; expected at most one audio and one video file per id: pass the subfolder with "
-                         "this labels CSV's clips, or rename or remove the copies")
+        raise InputError(f"two or more files of one kind under {clips_dir} match "
+                         f"{plural(len(clashes), 'labelled id')}, e.g. {names}; expected at most one audio and one "
+                         "video file per id: pass the subfolder with this labels CSV's clips, or rename or remove the "
+                         "copies")
     no_media = [i for i in rows if i not in media]
     if no_media:
-        warnings.warn(f"skipping {len(no_media)} labelled id(s) with no audio/video file under {clips_dir}: "
+        warnings.warn(f"skipping {plural(len(no_media), 'labelled id')} with no audio/video file under {clips_dir}: "
                       f"{first_few(no_media)}", stacklevel=3)
     unlabelled = sorted(set(stems) - {stem_of(i) for i in rows})  # e.g. a labels CSV of one split, or typos in ids
     if unlabelled:
-        warnings.warn(f"leaving out {len(unlabelled)} media file name(s) under {clips_dir} with no row in the labels "
-                      f"CSV: {first_few(unlabelled)}", stacklevel=3)
+        warnings.warn(f"leaving out {plural(len(unlabelled), 'media file name')} under {clips_dir} with no row in the "
+                      f"labels CSV: {first_few(unlabelled)}", stacklevel=3)
     if len(media) < 3:
         held = (f" (it holds no {'/'.join(AUDIO_EXTS + VIDEO_EXTS)} files)" if not stems else
                 f" (media file names, e.g. '{next(iter(stems))}', must equal the ids, e.g. '{no_media[0]}')" if no_media
                 else "")
-        raise InputError(f"{len(media)} of {len(rows)} labelled id(s) have media under {clips_dir}{held}; expected at "
-                         "least 3 (one each for train / valid / test)")
+        raise InputError(f"only {len(media)} of {plural(len(rows), 'labelled id')} with media under {clips_dir}{held}; "
+                         "expected at least 3 (one each for train / valid / test)")
     return media
+
+
+def same_extension(paths: list[Path]) -> list[Path]:
+    """The files of `paths` (one stem) whose extension another of them has too: two x.mp4 in two subfolders."""
+    exts = [q.suffix.lower() for q in paths]
+    return [q for q, ext in zip(paths, exts) if exts.count(ext) > 1]
 
 
 def first_few(names: list[str], shown: int = 5) -> str:
@@ -363,20 +386,18 @@ def find_transcripts(ids: list[str], rows: dict[str, dict[str, str]], labels_csv
         found.append(value or table.get(i, {}).get(side_col or "", ""))
     missing = [i for i, t in zip(ids, found) if not t]
     if missing:
-        warnings.warn(f"no transcript for {len(missing)} of {len(ids)} utterance(s) (e.g. '{missing[0]}'): their text "
-                      f"is missing (length 0); add a text/transcript column to {labels_csv.name}, a transcript.csv "
-                      "beside it, or pass --text", stacklevel=3)
+        warnings.warn(f"no transcript for {len(missing)} of {plural(len(ids), 'utterance')} (e.g. '{missing[0]}'): "
+                      f"their text is missing (length 0); add a text/transcript column to {labels_csv.name}, a "
+                      "transcript.csv beside it, or pass --text", stacklevel=3)
     return found
 
 
-def warn_untrainable_splits(split: np.ndarray, labels: np.ndarray) -> None:
+def warn_untrainable_splits(split: np.ndarray, labels: np.ndarray, out: Path) -> None:
     """Warn, before any clip is read, of splits that train and compress will refuse (DatasetSplits.require_rows: a
     3-clip dataset holds one utterance per split), so a long extraction does not end in a file nothing can train on."""
-    for name in ("train", "valid", "test"):
-        what = split_shortfall(labels[split == name])
-        if what:
-            warnings.warn(f"split '{name}' holds {what}; edge-msa train and compress expect {SPLIT_RULE}: add clips, "
-                          "or raise --valid-frac / --test-frac", stacklevel=3)
+    by_split = {name: labels[split == name] for name in ("train", "valid", "test")}
+    for line in untrainable_splits(by_split, str(out), "add clips, or raise --valid-frac / --test-frac"):
+        warnings.warn(line, stacklevel=3)
 
 
 def assign_splits(ids: list[str], rows: dict[str, dict[str, str]], labels_csv: Path,
@@ -391,9 +412,9 @@ def assign_splits(ids: list[str], rows: dict[str, dict[str, str]], labels_csv: P
         if len(set(speakers)) >= MIN_SPEAKERS:
             groups = np.array(speakers)
         else:
-            warnings.warn(f"only {len(set(speakers))} speaker(s); splitting by utterance, so a speaker appears in "
-                          f"more than one split (need >= {MIN_SPEAKERS} speakers for speaker-disjoint splits)",
-                          stacklevel=3)
+            warnings.warn(f"only {plural(len(set(speakers)), 'speaker')}; splitting by utterance, so a speaker "
+                          f"appears in more than one split (need >= {MIN_SPEAKERS} speakers for speaker-disjoint "
+                          "splits)", stacklevel=3)
     index = split_three_by_group(groups, seed, valid=valid_frac, test=test_frac)
     split = np.empty(len(ids), dtype="<U5")
     for name, rows_idx in index.items():
