@@ -360,6 +360,17 @@ def test_missing_and_undetectable_files(tmp_path):
         load_dataset(tmp_path / "empty_dir")
 
 
+
+def test_extensions_are_detected_in_any_case(tmp_path):
+    """`LABEL.CSV` or `FEATS.NPZ` (a copy from a Windows tool) were undetectable: the user was told to
+    pass --data-format for a file whose format the extension names."""
+    (tmp_path / "LABEL.CSV").write_text("video_id,clip_id,text,label,mode\nv,0,good,1,train\n")
+    assert detect_format(tmp_path / "LABEL.CSV") == "mmsa-label-csv"
+    path, _ = features_npz(tmp_path / "feats.npz")  # np.savez would append .npz to another case
+    assert detect_format(path.rename(tmp_path / "FEATS.NPZ")) == "edge-msa-features"
+    path, _ = multibench_pickle(tmp_path / "copy.pkl")
+    assert detect_format(path.rename(tmp_path / "Copy.Pkl")) == "multibench"
+
 @needs_misa
 def test_misa_file_claimed_as_mosi_u_is_an_error(tmp_path):
     copy = shutil.copy(MISA_DEV, tmp_path / "dev.pkl")

@@ -124,6 +124,20 @@ def test_label_csv_folds_are_cut_by_its_video_id_column(tmp_path, monkeypatch):
         assert splits.test.groups is not None and set(splits.test.groups) == video["test"]
 
 
+def test_every_fold_is_checked_before_any_is_trained(tmp_path, monkeypatch):
+    """`train --cv-fold 0/6` trained while fold 4's held-out part held one row: the cross-validation stopped at its
+    fifth run, after four trainings, with a message that blamed the file's mode column."""
+    ids_only(monkeypatch)
+    rows = [f"v{i // 3 if i < 18 else 6 + i},{i},clip {i},{(i % 5) - 2}.5,{('train', 'train', 'valid', 'test')[i % 4]}"
+            for i in range(24)]  # six videos of three clips, six of one
+    path = tmp_path / "label.csv"
+    path.write_text("video_id,clip_id,text,label,mode\n" + "\n".join(rows) + "\n")
+    message = one_line_error(lambda: load_dataset(path, progress=False, seed=1, cv_fold=(0, 6)))
+    assert message == (f"split 'test' of {path} holds 1 labelled row; expected at least 2 in each of train, valid and "
+                       "test, not all labelled 0 (split by: cross-validation fold 4/6 of train + valid, by video; "
+                       "every fold must hold them: fewer folds make larger parts)")
+    assert len(load_dataset(path, progress=False, seed=1, cv_fold=(0, 3)).test) > 2
+
 @pytest.mark.parametrize("folds, seed, says", [
     (5000, 0, "ran out after 4): K = 5000 is too large for the number of videos; expected fewer folds (at most 5)"),
     (4, 8, "ran out after 1): K = 4 is too large for the number of videos; expected fewer folds"),  # 5 videos, but

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import warnings
 
 import numpy as np
@@ -73,14 +74,24 @@ def _info(capsys, path) -> str:
 
 
 def test_rebuild_warns_when_the_file_is_not_the_models(tmp_path):
+    """The model's own file edited since and another file given are told apart: both said "not the file the model
+    was trained on", which sent a user who had fixed a label in the recorded file looking for another file."""
     data = _label_csv(tmp_path / "label.csv")
-    record = {**lineage(load_dataset(data, progress=False)), "sha256": "0" * 64}
-    with pytest.warns(UserWarning, match="not the file the model was trained on"):
-        rebuild_splits(record, data)
+    record = lineage(load_dataset(data, progress=False))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        again = rebuild_splits(lineage(load_dataset(data, progress=False)), data)  # same file: silent
+        again = rebuild_splits(record, data)  # same file: silent
     assert again.info["sha256"] == file_sha256(data)
+    other = _label_csv(tmp_path / "other.csv", seed=1)
+    with pytest.warns(UserWarning, match=rf"^{re.escape(str(other))} \(sha256 .*\) is not the file the model was "
+                      rf"trained on \({re.escape(str(data))}, sha256 "):
+        rebuild_splits(record, other)
+    with open(data, "a", encoding="utf-8") as f:
+        f.write("v99,0,good film,1.5,train\n")
+    edited = rf"^{re.escape(str(data))} was edited since the model was trained on it \(sha256 "
+    with pytest.warns(UserWarning, match=edited) as seen:
+        rebuild_splits(record, data)
+    assert len(seen) == 1 and "not the file" not in str(seen[0].message)
 
 
 def test_a_model_whose_data_file_is_gone_is_not_scored_on_mosi_u(tmp_path, capsys):

@@ -57,6 +57,16 @@ def test_cli_help_works_without_torch():
     assert "usage: edge-msa" in proc.stdout
 
 
+def test_building_the_parser_imports_no_runtime():
+    """Every `edge-msa` call, `--help` included, builds every subcommand's parser: serve's defaults (serve.config)
+    brought the request parsing and with it the runtime predictor and its front ends, ~25 ms a call, and export's
+    format table the whole exporter, ~25 ms more."""
+    code = ("import sys; from edge_msa.cli import build_parser; build_parser(); print(' '.join(m for m in sys.modules "
+            "if m.startswith(('edge_msa.runtime.pred', 'edge_msa.serve.', 'edge_msa.export.', 'edge_msa.features.'))))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(proc.stdout.split()) == ["edge_msa.export.formats", "edge_msa.serve.config"]
+
 def test_unknown_flag_is_one_line_error_exit_2():
     proc = subprocess.run([sys.executable, "-m", "edge_msa", "--no-such-flag"], capture_output=True, text=True,
                           timeout=120)

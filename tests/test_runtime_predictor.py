@@ -399,6 +399,17 @@ def test_cli_predict_batch_csv(bundle, tmp_path):
     assert len(rows) == 2 and rows[0]["skipped"]["video"] == "missing" and rows[1]["skipped"]["text"] == "missing"
 
 
+def test_cli_predict_reads_feature_files_with_an_upper_case_extension(bundle, tmp_path):
+    """`--text T.NPY` was scored as the sentence "T.NPY" and `--audio A.NPY` decoded as a media file: the .npy test
+    was case-sensitive, unlike dataset detection (`detect_format`)."""
+    a = _arrays()
+    for m in ("text", "audio"):
+        np.save(tmp_path / f"{m}.npy", a[m])
+        (tmp_path / f"{m}.npy").rename(tmp_path / f"{m.upper()}.NPY")
+    r = _cli("predict", bundle, "--text", tmp_path / "TEXT.NPY", "--audio", tmp_path / "AUDIO.NPY")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["skipped"] == {"video": "missing"}
+
 def test_provider_fallback_warns(bundle):
     with pytest.warns(UserWarning, match="no CUDAExecutionProvider in this build"):
         backend = OnnxRuntimeBackend(bundle / "fuse.onnx", providers=["CUDAExecutionProvider", "CPUExecutionProvider"])

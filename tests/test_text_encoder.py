@@ -4,13 +4,14 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from edge_msa.errors import InputError
 from edge_msa.features import front_end
-from edge_msa.features.text import MiniLMFrontEnd, encode_cached
+from edge_msa.features.text import MiniLMFrontEnd, TokenIds, encode_cached
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +76,7 @@ def test_disk_cache_round_trip_and_key(encoder, tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("cache miss")
 
-    monkeypatch.setattr(encoder, "encode", boom)
+    monkeypatch.setattr(encoder, "embed", boom)  # a miss tokenizes, then embeds
     again, again_len = encode_cached(encoder, texts, progress=False, cache=tmp_path)
     np.testing.assert_array_equal(again, feats)
     np.testing.assert_array_equal(again_len, lengths)
@@ -94,6 +95,29 @@ def test_truncation_is_said_on_a_cache_hit_too(tmp_path):
         assert [str(w.message) for w in said] == ["1 of 3 texts are longer than 6 tokens and were truncated"]
     assert len(list((tmp_path / "text").glob("*.npz"))) == 1  # the second read was a hit
 
+
+def test_a_cache_hit_reads_the_truncation_count_and_old_entries_still_count(tmp_path, monkeypatch):
+    """A hit tokenized every text whose cached length filled max_len again, only to count the truncated ones (1,609
+    of MOSEI's 22,788 texts on every read): the entry holds the count now. Entries written before it are read as
+    they were, counting as before."""
+    enc = TokenIds(max_len=6)
+    texts = ["one two three four five six seven", "two words", "one two three four"]  # 9, 4 and 6 tokens
+    said = "1 of 3 texts are longer than 6 tokens and were truncated"
+    with pytest.warns(UserWarning, match=said):
+        first, _ = encode_cached(enc, texts, progress=False, cache=tmp_path)
+    (entry,) = (tmp_path / "text").glob("*.npz")
+    with np.load(entry, allow_pickle=False) as z:
+        old = {"tokens": z["tokens"], "lengths": z["lengths"]}
+    counted = []
+    encode_batch = enc.tokenizer.encode_batch
+    monkeypatch.setattr(enc, "_tokenizer", SimpleNamespace(encode_batch=lambda t: counted.append(t) or encode_batch(t)))
+    with pytest.warns(UserWarning, match=said):
+        encode_cached(enc, texts, progress=False, cache=tmp_path)
+    assert counted == []
+    np.savez(entry, **old)  # an entry of the layout before the count
+    with pytest.warns(UserWarning, match=said):
+        again, _ = encode_cached(enc, texts, progress=False, cache=tmp_path)
+    assert counted == [[texts[0], texts[2]]] and np.array_equal(again, first)
 
 def test_corrupt_cache_entry_is_recomputed(encoder, tmp_path):
     encode_cached(encoder, ["fine"], progress=False, cache=tmp_path)

@@ -84,7 +84,7 @@ def _value(text: str | None, base: Path = Path(".")):
     if not text:
         return None
     path = base / text
-    if path.suffix == ".npy":
+    if path.suffix.lower() == ".npy":  # any case, as dataset detection (data.detect_format) has it
         if not path.is_file():
             raise InputError(f"feature file '{path}' does not exist")
         try:
@@ -100,7 +100,8 @@ def _text(text: str | None, base: Path = Path(".")):
     whitespace (a path, perhaps mistyped: it fails as one). A sentence such as "I loved results.npy" stays text."""
     if not text:
         return None
-    looks_like_a_path = text.endswith(".npy") and ((base / text).is_file() or not any(c.isspace() for c in text))
+    looks_like_a_path = text.lower().endswith(".npy") and ((base / text).is_file()
+                                                         or not any(c.isspace() for c in text))
     return _value(text, base) if looks_like_a_path else text
 
 

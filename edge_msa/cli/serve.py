@@ -77,8 +77,7 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from ..serve.app import Service, create_app
-    from ..serve.config import ServeConfig
-    from ..serve.inputs import Limits
+    from ..serve.config import Limits, ServeConfig
 
     if not 0 <= args.port <= 65535 or args.remember < 1:
         raise InputError(f"--port {args.port} / --remember {args.remember}; expected a port in 0..65535 and "

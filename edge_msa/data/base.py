@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Mapping
 
 import numpy as np
 
@@ -69,6 +70,16 @@ class FeatureSet:
                                  f"expects {spec.dim(m)} (front end '{spec.front_end(m)}')")
 
 
+def require_split_rows(labels: Mapping[str, np.ndarray], where: str, split_by: str | None) -> None:
+    """InputError naming the first split in `labels` (name -> its labels) that breaks metrics.SPLIT_RULE: the one
+    message of `DatasetSplits.require_rows`, also given for a cross-validation fold before any fold is built."""
+    for name, split_labels in labels.items():
+        what = split_shortfall(split_labels)
+        if what:
+            how = f" (split by: {split_by})" if split_by else ""
+            raise InputError(f"split '{name}' of {where} holds {what}; expected {SPLIT_RULE}{how}")
+
+
 @dataclass
 class DatasetSplits:
     """train / valid / test FeatureSets with the FeatureSpec that describes them."""
@@ -92,12 +103,8 @@ class DatasetSplits:
         test, and the metrics need MIN_SCORES rows, not all labelled 0 (Acc-2 non-0 is undefined then). An empty
         split (a label.csv without valid rows) failed only inside prediction, as numpy's "need at least one array to
         concatenate", and a one-row or all-0 test split (a small `feedback export`) only after all of training."""
-        for name in ("train", "valid", "test"):
-            what = split_shortfall(self.split(name).labels)
-            if what:
-                how = f" (split by: {self.info['split']})" if self.info.get("split") else ""
-                raise InputError(f"split '{name}' of {self.info.get('path') or self.name} holds {what}; expected "
-                                 f"{SPLIT_RULE}{how}")
+        require_split_rows({name: self.split(name).labels for name in ("train", "valid", "test")},
+                           self.info.get("path") or self.name, self.info.get("split"))
 
     def split(self, name: str) -> FeatureSet:
         if name not in ("train", "valid", "test"):

@@ -14,7 +14,7 @@ import numpy as np
 from ..errors import InputError
 from ..splits import carve_by_group, folds_by_group
 from .assemble import concat_sets, feature_set
-from .base import DatasetSplits
+from .base import DatasetSplits, require_split_rows
 
 
 def parse_fold(text: str) -> tuple[int, int]:
@@ -29,15 +29,29 @@ def parse_fold(text: str) -> tuple[int, int]:
 
 
 def cross_validation_fold(splits: DatasetSplits, fold: int, folds: int, seed: int) -> DatasetSplits:
-    """Fold `fold` of `folds` over train + valid: held-out part -> "test", the rest -> train + a carved valid."""
+    """Fold `fold` of `folds` over train + valid: held-out part -> "test", the rest -> train + a carved valid.
+
+    Every fold's rows are checked (`require_split_rows`, the rule training applies) before this one is built: the K
+    runs of one cross-validation then stop at their first, not at the run of a fold too small after the others
+    trained; and the message names the fold, where require_rows pointed at the reader's split (a mode column)."""
     pool = concat_sets([splits.train, splits.valid])
     groups = pool.videos()
     parts = folds_by_group(np.arange(len(pool)), groups, folds, seed)
-    rest = np.sort(np.concatenate([p for k, p in enumerate(parts) if k != fold]))
     valid_share = len(splits.valid) / len(pool)
-    train_idx, valid_idx = carve_by_group(rest, groups, valid_share, seed + folds)
-    index = {"train": train_idx, "valid": valid_idx, "test": parts[fold]}  # carve_by_group: never an empty part
+    cuts = [_fold_rows(parts, k, groups, valid_share, seed + folds) for k in range(folds)]
+    for k, cut in enumerate(cuts):
+        require_split_rows({name: pool.labels[i] for name, i in cut.items()}, splits.info.get("path") or splits.name,
+                           f"cross-validation fold {k}/{folds} of train + valid, by video; every fold must hold "
+                           "them: fewer folds make larger parts")
     sets = {k: feature_set(pool.features, pool.lengths, pool.labels, pool.ids, pool.texts, i, pool.groups)
-            for k, i in index.items()}
+            for k, i in cuts[fold].items()}
     info = {**splits.info, "cv": {"fold": fold, "folds": folds}, "sizes": {k: len(v) for k, v in sets.items()}}
     return DatasetSplits(splits.spec, sets["train"], sets["valid"], sets["test"], name=splits.name, info=info)
+
+
+def _fold_rows(parts: list[np.ndarray], fold: int, groups: np.ndarray, valid_share: float,
+               seed: int) -> dict[str, np.ndarray]:
+    """Row indices of fold `fold`: its part held out as "test", a validation share carved by video from the rest."""
+    rest = np.sort(np.concatenate([p for k, p in enumerate(parts) if k != fold]))
+    train_idx, valid_idx = carve_by_group(rest, groups, valid_share, seed)
+    return {"train": train_idx, "valid": valid_idx, "test": parts[fold]}  # carve_by_group: never an empty part

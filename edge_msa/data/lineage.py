@@ -67,7 +67,8 @@ def rebuild_splits(record: dict[str, Any] | None, data: str | os.PathLike | None
                    progress: bool = False, text_encoder: Any = None) -> DatasetSplits:
     """The splits of `record` (a `lineage` dict; None = unknown: seed 0), read from `data` or else the
     recorded path or else MOSI-U (`_data_path`: an InputError when the recorded file is gone and MOSI-U is not it;
-    `text_encoder` as in load_dataset). Warns when the file's sha256 or a split's rows differ from the record."""
+    `text_encoder` as in load_dataset). Warns when the file's sha256 or a split's rows differ from the record; a
+    sha256 warning says whether the recorded file was edited since or another file was given, as the fixes differ."""
     from .loader import load_dataset
 
     record = record or {}
@@ -80,9 +81,13 @@ def rebuild_splits(record: dict[str, Any] | None, data: str | os.PathLike | None
         warnings.warn(f"no data lineage recorded with the model; reading {path} with seed 0, which may not be "
                       "the carve the model was trained on", stacklevel=2)
     elif record.get("sha256") and splits.info.get("sha256") != record["sha256"]:
-        warnings.warn(f"{path} (sha256 {str(splits.info.get('sha256'))[:12]}…) is not the file the model was "
-                      f"trained on ({record.get('path')}, sha256 {record['sha256'][:12]}…): its splits are not "
-                      "the model's", stacklevel=2)
+        now, then = str(splits.info.get("sha256"))[:12], record["sha256"][:12]
+        if same_file:
+            warnings.warn(f"{path} was edited since the model was trained on it (sha256 {now}…, then {then}…): its "
+                          "rows and labels may not be the model's", stacklevel=2)
+        else:
+            warnings.warn(f"{path} (sha256 {now}…) is not the file the model was trained on ({recorded}, sha256 "
+                          f"{then}…): its splits are not the model's", stacklevel=2)
     else:
         changed = [n for n in SPLITS if n in record.get("splits", {})
                    and split_record(splits.split(n))["ids_sha256"] != record["splits"][n]["ids_sha256"]]

@@ -73,7 +73,8 @@ def sniff_pickle(path: Path) -> str | None:
 
 
 def detect_format(path: str | os.PathLike) -> str:
-    """Guess the format from the file name, then from the content; InputError when it cannot tell."""
+    """Guess the format from the file name, then from the content; InputError when it cannot tell. Extensions
+    match in any case (`LABEL.CSV`, `data.NPZ`: copies from Windows tools keep upper case)."""
     path = Path(path)
     if path.is_dir():
         if any((path / name).is_file() for name in FORMATS["misa"].names):
@@ -83,12 +84,12 @@ def detect_format(path: str | os.PathLike) -> str:
     for fmt, spec in FORMATS.items():
         if path.name in spec.names:
             return fmt
-    found = None
-    if path.suffix == ".npz":
+    found, suffix = None, path.suffix.lower()
+    if suffix == ".npz":
         found = sniff_npz(path)
-    elif path.suffix == ".csv":
+    elif suffix == ".csv":
         found = "mmsa-label-csv"
-    elif path.suffix in (".pkl", ".pickle"):
+    elif suffix in (".pkl", ".pickle"):
         found = sniff_pickle(path)
     if found is None:
         choices = "; ".join(f"{k}: {v.what}" for k, v in FORMATS.items())

@@ -271,7 +271,9 @@ def encode_cached(encoder: MiniLMFrontEnd | TokenIds, texts: Sequence[str], prog
 
     The key is the sha256 of the texts, the encoder's file hashes/sizes and max_len, so a changed
     model, tokenizer or transcript never reuses stale features. The cache stores only the valid
-    tokens (ragged, concatenated) to keep it small. `cache` defaults to edge_msa.paths.cache_dir().
+    tokens (ragged, concatenated) to keep it small, and how many texts were truncated, so that a hit says so
+    again without tokenizing (entries from before that count re-tokenize the texts that fill max_len, as they
+    did). `cache` defaults to edge_msa.paths.cache_dir().
     """
     texts = [str(t) for t in texts]
     key = hashlib.sha256(json.dumps([CACHE_VERSION, encoder.fingerprint(), texts]).encode("utf-8")).hexdigest()
@@ -280,20 +282,28 @@ def encode_cached(encoder: MiniLMFrontEnd | TokenIds, texts: Sequence[str], prog
         try:
             with np.load(path, allow_pickle=False) as z:
                 flat, lengths = z["tokens"], z["lengths"]
+                cut = int(z["truncated"]) if "truncated" in z.files else None
             hit = len(lengths) == len(texts) and flat.shape == (int(lengths.sum()), encoder.dim)
         except Exception as exc:  # a corrupt cache entry is recomputed, never fatal
             warnings.warn(f"ignoring unreadable text feature cache {path}: {exc}", stacklevel=2)
             hit = False
-        if hit:  # said again, as on the first read: only texts that fill max_len can have been cut
-            full = [t for t, n in zip(texts, lengths) if n >= encoder.max_len]
-            encoder.warn_truncated(sum(bool(e.overflowing) for e in encoder.tokenizer.encode_batch(full)), len(texts))
+        if hit:  # said again, as on the first read
+            encoder.warn_truncated(_truncated(encoder, texts, lengths) if cut is None else cut, len(texts))
             return unflatten(flat, lengths), lengths
-    feats, lengths = encoder.encode(texts, progress=progress)
+    encodings = encoder.encodings(texts)  # warns of truncated texts
+    feats, lengths = encoder.embed([e.ids for e in encodings], progress=progress)
     valid = np.arange(feats.shape[1])[None, :] < lengths[:, None]  # (N, L_max)
     with atomic_path(path, suffix=".npz") as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, tokens=feats[valid], lengths=lengths)  # tokens (sum(lengths), dim)
+        with open(tmp, "wb") as f:  # tokens (sum(lengths), dim)
+            np.savez(f, tokens=feats[valid], lengths=lengths, truncated=sum(bool(e.overflowing) for e in encodings))
     return feats, lengths
+
+
+def _truncated(encoder: WordPiece, texts: Sequence[str], lengths: np.ndarray) -> int:
+    """How many of `texts` `encoder` truncates, for a cache entry written without that count: only texts whose
+    cached length fills max_len can have been cut, so only those are tokenized again."""
+    full = [t for t, n in zip(texts, lengths) if n >= encoder.max_len]
+    return sum(bool(e.overflowing) for e in encoder.tokenizer.encode_batch(full))
 
 
 def unflatten(flat: np.ndarray, lengths: np.ndarray) -> np.ndarray:

@@ -1,9 +1,30 @@
-"""What `edge-msa serve` is configured with; one place for the defaults (the CLI reads them from here)."""
+"""What `edge-msa serve` is configured with; one place for the defaults (the CLI reads them from here).
+
+Light on purpose: every `edge-msa` call builds the serve parser from these defaults, so this module imports no
+runtime (Limits lived beside the request parsing, whose import of the predictor cost every call ~25 ms).
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
-from .inputs import Limits
+from ..errors import InputError
+from ..features import MAX_MEDIA_SECONDS
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may carry; defaults suit a kiosk utterance (a sentence and a clip of seconds)."""
+
+    max_body_bytes: int = 8 * 2**20
+    max_text_chars: int = 2000
+    max_media_seconds: float = MAX_MEDIA_SECONDS
+    max_steps: int = 1024  # rows L of a feature array (L, d)
+    max_items: int = 64  # inputs in one /v1/predict/batch request
+
+    def __post_init__(self) -> None:
+        bad = {k: v for k, v in asdict(self).items() if not v > 0}
+        if bad:
+            raise InputError(f"service limits must be > 0; got {bad}")
 
 
 @dataclass

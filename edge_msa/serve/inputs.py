@@ -10,16 +10,17 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from ..features import MAX_MEDIA_SECONDS, media_seconds
+from ..features import media_seconds
 from ..errors import EdgeMSAError, InputError, MissingDependencyError
 from ..runtime.predictor import check_unicode
 from ..spec import MODALITIES, FeatureSpec
+from .config import Limits
 
 # Leading bytes -> file suffix the front ends recognise. Sniffed, never taken from a client's filename.
 VIDEO_MAGIC = ((b"FLV", 0, b"", ".flv"), (b"\x1a\x45\xdf\xa3", 0, b"", ".mkv"), (b"RIFF", 8, b"AVI ", ".avi"),
@@ -37,22 +38,6 @@ class RequestError(Exception):
     def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.message, self.headers = status, message, dict(headers or {})
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one request may carry; defaults suit a kiosk utterance (a sentence and a clip of seconds)."""
-
-    max_body_bytes: int = 8 * 2**20
-    max_text_chars: int = 2000
-    max_media_seconds: float = MAX_MEDIA_SECONDS
-    max_steps: int = 1024  # rows L of a feature array (L, d)
-    max_items: int = 64  # inputs in one /v1/predict/batch request
-
-    def __post_init__(self) -> None:
-        bad = {k: v for k, v in asdict(self).items() if not v > 0}
-        if bad:
-            raise InputError(f"service limits must be > 0; got {bad}")
 
 
 @dataclass
