@@ -121,6 +121,12 @@ BROKEN_FOLDERS = {  # what the folder gets, what the one error line says
     "truncated": (lambda f: (f / "model.safetensors").write_bytes((f / "model.safetensors").read_bytes()[:100]),
                   "model.safetensors is not a readable safetensors file"),
     "relu": (lambda f: _edit_config(f, hidden_act="relu"), "hidden_act 'relu' is not supported; expected 'gelu'"),
+    "eps null": (lambda f: _edit_config(f, layer_norm_eps=None), "config.json: layer_norm_eps is None; expected a "
+                 "number between 0 and 1"),
+    "eps text": (lambda f: _edit_config(f, layer_norm_eps="small"), "config.json: layer_norm_eps is 'small'"),
+    "no segment rows": (lambda f: _bin(f, {**_safetensors(f), "embeddings.token_type_embeddings.weight":
+                                           torch.zeros(0, 32)}), "'embeddings.token_type_embeddings.weight' has shape "
+                        "(0, 32); expected (types, 32) with types >= 1"),
     "2 positions": (lambda f: _edit_config(f, max_position_embeddings=2), "config.json: max_position_embeddings 2 has "
                     "no room for [CLS] word [SEP]; expected at least 3"),
     "unknown token not in the vocabulary": (lambda f: _unk_token(f, "[NOPE]"), "tokenizer.json: its unknown-word token "
@@ -154,6 +160,12 @@ def _unk_token(folder, token):
     return folder
 
 
+def _safetensors(folder):
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
 def _bin(folder, content):
     """The folder's weights replaced by a pytorch_model.bin holding `content`."""
     (folder / "model.safetensors").unlink(missing_ok=True)
@@ -175,6 +187,14 @@ def test_broken_text_model_folder_is_one_line_error(tmp_path, tiny_bert_dir, cap
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: ") and says in err and str(folder) in err
     assert not (tmp_path / "t.pt").exists()
+
+
+def test_a_file_given_as_the_text_model_folder_is_named_as_a_file(tiny_bert_dir):
+    """`--text-model DIR/config.json` (the file, not its folder) said the folder "does not exist"."""
+    from edge_msa.models.text_bert import load_pretrained
+
+    says = one_line_error(lambda: load_pretrained(tiny_bert_dir / "config.json"))
+    assert f"text encoder folder {tiny_bert_dir / 'config.json'} is a file; expected a Hugging Face" in says
 
 
 def test_a_text_shape_the_teacher_cannot_give_is_one_line_error(tiny_bert_dir):
