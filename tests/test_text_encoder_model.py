@@ -370,6 +370,34 @@ def test_bundle_runs_from_the_raw_string(teacher_and_student, tmp_path, fmt):
     assert one_line_error(lambda: predictor.predict(text="   ")).startswith("empty text")
 
 
+def _swap_two_tokens(vocab):
+    """The same vocabulary size, two words' ids swapped: a tokenizer that fits the encoder's shape but not it."""
+    vocab["good"], vocab["bad"] = vocab["bad"], vocab["good"]
+
+
+@pytest.mark.parametrize("change", [lambda vocab: vocab.update(extra=len(vocab)), _swap_two_tokens],
+                         ids=["a token more", "two tokens swapped"])
+def test_a_bundle_whose_tokenizer_was_replaced_is_refused(tmp_path, tiny_bert_dir, change):
+    """A tokenizer.json copied over a bundle's (another vocabulary, or the same size in another order) ran without
+    an error and scored through the wrong embedding rows; the spec names the tokenizer it was trained with."""
+    import edge_msa
+    from edge_msa.checkpoint import save_checkpoint
+    from edge_msa.errors import ArtifactError
+    from edge_msa.export import export
+
+    from conftest import token_student
+
+    ckpt = save_checkpoint(tmp_path / "s.pt", token_student(tiny_bert_dir, 12), {})
+    out = export(ckpt, format="onnx", out=tmp_path / "bundle", log=None)
+    assert np.isfinite(edge_msa.load(out).predict(text="good film").score)
+    tok = json.loads((out / "tokenizer.json").read_text())
+    change(tok["model"]["vocab"])
+    (out / "tokenizer.json").write_text(json.dumps(tok))
+    with pytest.raises(ArtifactError, match=r"bundle .*: its tokenizer is wordpiece:\w+ but the model was trained "
+                                            r"on wordpiece:\w+; expected the tokenizer saved with the model"):
+        edge_msa.load(out).predict(text="good film")
+
+
 def test_bench_times_from_the_raw_transcript(teacher_and_student, token_splits, tmp_path):
     from edge_msa.benchmarks import run_bench
     from edge_msa.export import export

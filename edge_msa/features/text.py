@@ -179,6 +179,16 @@ def tokenizer_tag(tokenizer_path: Path) -> str:
     return f"{TOKENS_PREFIX}{file_digest(tokenizer_path)[:12]}"
 
 
+def check_tokenizer_tag(tokenizer_path: Path, front_end: str, where: str) -> None:
+    """Refuse a tokenizer file that is not the one a token-id model was trained with: the model's spec names it
+    (`front_end`, 'wordpiece:<sha12>' of its bytes). Why: another tokenizer, of any vocabulary, ran without an
+    error and scored every text through the wrong embedding rows (ids past the vocabulary clamped to its last)."""
+    tag = tokenizer_tag(tokenizer_path)
+    if tag != front_end:
+        raise ArtifactError(f"{where}: its tokenizer is {tag} but the model was trained on {front_end}; expected "
+                            "the tokenizer saved with the model")
+
+
 class TokenIds(WordPiece):
     """Text "features" of a model with its own text encoder: token ids, (N, L, 1) float32 (ids < 2**24 are exact
     in float32, so token ids travel through the same padded-array containers, masks and caches as features)."""

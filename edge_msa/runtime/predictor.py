@@ -413,12 +413,14 @@ class Predictor:
             if not files or self.bundle is None:
                 raise InputError(f"this bundle has no text encoder (its text front end is '{name}'); pass text as "
                                  f"an (L, {self.spec.dim('text')}) feature array")
-            from ..features.text import MiniLMFrontEnd, TokenIds
+            from ..features.text import MiniLMFrontEnd, TokenIds, check_tokenizer_tag
             max_len = self.spec.max_len("text")
-            self._text_encoder = (TokenIds(self.bundle / files["tokenizer"], max_len=max_len) if self.tokens else
-                                  MiniLMFrontEnd(tokenizer_path=self.bundle / files["tokenizer"],
-                                                 onnx_path=self.bundle / files["onnx"], max_len=max_len,
-                                                 threads=self.threads))
+            encoder = (TokenIds(self.bundle / files["tokenizer"], max_len=max_len) if self.tokens else
+                       MiniLMFrontEnd(tokenizer_path=self.bundle / files["tokenizer"],
+                                      onnx_path=self.bundle / files["onnx"], max_len=max_len, threads=self.threads))
+            if self.tokens:  # the model's own tokenizer, not another one copied over it
+                check_tokenizer_tag(encoder.tokenizer_path, name, f"bundle {self.bundle}")
+            self._text_encoder = encoder
         return self._text_encoder
 
 
