@@ -375,20 +375,27 @@ def _swap_two_tokens(vocab):
     vocab["good"], vocab["bad"] = vocab["bad"], vocab["good"]
 
 
-@pytest.mark.parametrize("change", [lambda vocab: vocab.update(extra=len(vocab)), _swap_two_tokens],
-                         ids=["a token more", "two tokens swapped"])
-def test_a_bundle_whose_tokenizer_was_replaced_is_refused(tmp_path, tiny_bert_dir, change):
-    """A tokenizer.json copied over a bundle's (another vocabulary, or the same size in another order) ran without
-    an error and scored through the wrong embedding rows; the spec names the tokenizer it was trained with."""
-    import edge_msa
+@pytest.fixture
+def token_bundle(tmp_path, tiny_bert_dir):
+    """A random-weight student with the tiny BERT inside, exported as an fp32 onnx bundle (seconds)."""
     from edge_msa.checkpoint import save_checkpoint
-    from edge_msa.errors import ArtifactError
     from edge_msa.export import export
 
     from conftest import token_student
 
     ckpt = save_checkpoint(tmp_path / "s.pt", token_student(tiny_bert_dir, 12), {})
-    out = export(ckpt, format="onnx", out=tmp_path / "bundle", log=None)
+    return export(ckpt, format="onnx", out=tmp_path / "bundle", log=None)
+
+
+@pytest.mark.parametrize("change", [lambda vocab: vocab.update(extra=len(vocab)), _swap_two_tokens],
+                         ids=["a token more", "two tokens swapped"])
+def test_a_bundle_whose_tokenizer_was_replaced_is_refused(token_bundle, change):
+    """A tokenizer.json copied over a bundle's (another vocabulary, or the same size in another order) ran without
+    an error and scored through the wrong embedding rows; the spec names the tokenizer it was trained with."""
+    import edge_msa
+    from edge_msa.errors import ArtifactError
+
+    out = token_bundle
     assert np.isfinite(edge_msa.load(out).predict(text="good film").score)
     tok = json.loads((out / "tokenizer.json").read_text())
     change(tok["model"]["vocab"])
@@ -396,6 +403,25 @@ def test_a_bundle_whose_tokenizer_was_replaced_is_refused(tmp_path, tiny_bert_di
     with pytest.raises(ArtifactError, match=r"bundle .*: its tokenizer is wordpiece:\w+ but the model was trained "
                                             r"on wordpiece:\w+; expected the tokenizer saved with the model"):
         edge_msa.load(out).predict(text="good film")
+
+
+@pytest.mark.parametrize("text", ["  ", "\u200b"])
+def test_a_refused_text_among_several_inputs_names_its_input(token_bundle, tmp_path, capsys, text):
+    """The tokenizer's refusal named the text by its place among the texts ("text #1"), not the input: with a
+    row without text before it, `predict --batch` blamed no row (or the wrong one) and the REST batcher could not
+    tell which request to fail."""
+    import edge_msa
+    from edge_msa.cli import main
+    from edge_msa.runtime import ItemError
+
+    audio_only = {"audio": np.zeros((1, 5), np.float32)}
+    with edge_msa.load(token_bundle) as predictor, pytest.raises(ItemError) as caught:
+        predictor.predict_batch([audio_only, {"text": "good film"}, {"text": text}])
+    assert caught.value.index == 2 and "(text #" not in caught.value.reason
+    np.save(tmp_path / "a.npy", audio_only["audio"])
+    (tmp_path / "rows.csv").write_text(f"text,audio\n,a.npy\ngood film,\n{text},\n", encoding="utf-8")
+    assert main(["predict", str(token_bundle), "--batch", str(tmp_path / "rows.csv")]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {tmp_path / 'rows.csv'} row 3: ")
 
 
 def test_bench_times_from_the_raw_transcript(teacher_and_student, token_splits, tmp_path):
