@@ -171,13 +171,11 @@ def checkpoint_tokenizer(payload: dict[str, Any], spec: FeatureSpec, path: str |
                          encoder: BertEncoder | None = None) -> Path:
     """The checkpoint's tokenizer.json as a file (content-addressed in the cache); it must be the one the
     model's spec names (`wordpiece:<sha12>`) and fit the text `encoder`, where given (check_tokenizer_fits)."""
-    from .features.text import WordPiece, tokenizer_file, tokenizer_tag
+    from .features.text import WordPiece, check_tokenizer_tag, tokenizer_file
     from .models.text_bert import check_tokenizer_fits
 
     file = tokenizer_file(payload["tokenizer_json"])
-    if tokenizer_tag(file) != spec.front_end("text"):
-        raise ArtifactError(f"'{path}': its tokenizer is {tokenizer_tag(file)} but the model was trained on "
-                            f"{spec.front_end('text')}; expected the tokenizer saved with the model")
+    check_tokenizer_tag(file, spec.front_end("text"), f"'{path}'")
     if encoder is not None:
         check_tokenizer_fits(WordPiece(file).vocab_size, encoder, f"'{path}': its tokenizer", ArtifactError)
     return file

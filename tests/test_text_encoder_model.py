@@ -121,6 +121,16 @@ BROKEN_FOLDERS = {  # what the folder gets, what the one error line says
     "truncated": (lambda f: (f / "model.safetensors").write_bytes((f / "model.safetensors").read_bytes()[:100]),
                   "model.safetensors is not a readable safetensors file"),
     "relu": (lambda f: _edit_config(f, hidden_act="relu"), "hidden_act 'relu' is not supported; expected 'gelu'"),
+    "eps null": (lambda f: _edit_config(f, layer_norm_eps=None), "config.json: layer_norm_eps is None; expected a "
+                 "number between 0 and 1"),
+    "eps text": (lambda f: _edit_config(f, layer_norm_eps="small"), "config.json: layer_norm_eps is 'small'"),
+    "no segment rows": (lambda f: _bin(f, {**_safetensors(f), "embeddings.token_type_embeddings.weight":
+                                           torch.zeros(0, 32)}), "'embeddings.token_type_embeddings.weight' has shape "
+                        "(0, 32); expected (types, 32) with types >= 1"),
+    "2 positions": (lambda f: _edit_config(f, max_position_embeddings=2), "config.json: max_position_embeddings 2 has "
+                    "no room for [CLS] word [SEP]; expected at least 3"),
+    "unknown token not in the vocabulary": (lambda f: _unk_token(f, "[NOPE]"), "tokenizer.json: its unknown-word token "
+                                            "'[NOPE]' is not in its vocabulary"),
     "no tokenizer": (lambda f: (f / "tokenizer.json").unlink(), "lacks tokenizer.json or vocab.txt; expected a "
                      "Hugging Face BERT-family folder with config.json, model.safetensors or pytorch_model.bin, and "
                      "tokenizer.json or vocab.txt"),
@@ -140,6 +150,20 @@ BROKEN_FOLDERS = {  # what the folder gets, what the one error line says
     "cased as text": (lambda f: _old_layout(f, f) and (f / "tokenizer_config.json").write_text(
         '{"do_lower_case": "no"}'), "tokenizer_config.json: do_lower_case is 'no'; expected true or false"),
 }
+
+
+def _unk_token(folder, token):
+    """The folder's tokenizer.json with `token` as its WordPiece unknown-word token (its vocabulary unchanged)."""
+    tok = json.loads((folder / "tokenizer.json").read_text())
+    tok["model"]["unk_token"] = token
+    (folder / "tokenizer.json").write_text(json.dumps(tok))
+    return folder
+
+
+def _safetensors(folder):
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
 
 
 def _bin(folder, content):
@@ -163,6 +187,14 @@ def test_broken_text_model_folder_is_one_line_error(tmp_path, tiny_bert_dir, cap
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: ") and says in err and str(folder) in err
     assert not (tmp_path / "t.pt").exists()
+
+
+def test_a_file_given_as_the_text_model_folder_is_named_as_a_file(tiny_bert_dir):
+    """`--text-model DIR/config.json` (the file, not its folder) said the folder "does not exist"."""
+    from edge_msa.models.text_bert import load_pretrained
+
+    says = one_line_error(lambda: load_pretrained(tiny_bert_dir / "config.json"))
+    assert f"text encoder folder {tiny_bert_dir / 'config.json'} is a file; expected a Hugging Face" in says
 
 
 def test_a_text_shape_the_teacher_cannot_give_is_one_line_error(tiny_bert_dir):
@@ -189,6 +221,31 @@ def test_tokenizer_vocab_mismatch_is_refused(tmp_path, tiny_bert_dir):
     __import__("safetensors.torch", fromlist=["save_file"]).save_file(state, str(folder / "model.safetensors"))
     message = one_line_error(lambda: train_teacher("mult", text_model=folder, out=tmp_path / "t.pt"))
     assert "tokenizer.json has" in message and "vocabulary" in message
+
+
+def test_a_tokenizer_whose_unknown_token_is_not_in_its_vocabulary_is_refused_on_load(tmp_path, tiny_bert_dir):
+    """Such a file loaded and tokenized known words; the first unknown word raised tokenizers' bare Exception
+    ("WordPiece error: Missing [UNK] token from the vocabulary"): a traceback in predict, or mid-way through a
+    dataset in train. Refused when the tokenizer is read, so a bundle carrying one never runs."""
+    from edge_msa.errors import ArtifactError
+    from edge_msa.features.text import TokenIds
+
+    folder = _unk_token(shutil.copytree(tiny_bert_dir, tmp_path / "b"), "[NOPE]")
+    with pytest.raises(ArtifactError, match=r"unknown-word token '\[NOPE\]' is not in its vocabulary"):
+        TokenIds(folder / "tokenizer.json").tokenize(["good xyzzy"])
+
+
+@pytest.mark.parametrize("text", ["\u200b\u200b", "\x01\x02", "\u0301"])
+def test_a_text_with_no_word_the_tokenizer_keeps_is_refused_like_an_empty_one(tiny_bert_dir, text):
+    """Zero-width, control and lone combining characters pass str.strip() but normalisation drops them: the text
+    became [CLS] [SEP] alone and got an empty text's score (the same for all of them) while "" is refused."""
+    from edge_msa.errors import InputError
+    from edge_msa.features.text import TokenIds
+
+    front = TokenIds(tiny_bert_dir / "tokenizer.json")
+    with pytest.raises(InputError, match=r"text \(text #1\) .* has no word the tokenizer keeps"):
+        front.tokenize(["good film", text])
+    assert front.tokenize(["good \u200b film"]) == [[2, 5, 19, 3]]
 
 
 def test_long_text_is_truncated_with_a_warning(tiny_bert_dir):
@@ -311,6 +368,60 @@ def test_bundle_runs_from_the_raw_string(teacher_and_student, tmp_path, fmt):
     assert first.ran == ["text"] and np.isfinite(first.score)
     assert "tokenizer" in again.ms and "encode_text" in again.ms and "text_encoder_load" not in again.ms
     assert one_line_error(lambda: predictor.predict(text="   ")).startswith("empty text")
+
+
+def _swap_two_tokens(vocab):
+    """The same vocabulary size, two words' ids swapped: a tokenizer that fits the encoder's shape but not it."""
+    vocab["good"], vocab["bad"] = vocab["bad"], vocab["good"]
+
+
+@pytest.fixture
+def token_bundle(tmp_path, tiny_bert_dir):
+    """A random-weight student with the tiny BERT inside, exported as an fp32 onnx bundle (seconds)."""
+    from edge_msa.checkpoint import save_checkpoint
+    from edge_msa.export import export
+
+    from conftest import token_student
+
+    ckpt = save_checkpoint(tmp_path / "s.pt", token_student(tiny_bert_dir, 12), {})
+    return export(ckpt, format="onnx", out=tmp_path / "bundle", log=None)
+
+
+@pytest.mark.parametrize("change", [lambda vocab: vocab.update(extra=len(vocab)), _swap_two_tokens],
+                         ids=["a token more", "two tokens swapped"])
+def test_a_bundle_whose_tokenizer_was_replaced_is_refused(token_bundle, change):
+    """A tokenizer.json copied over a bundle's (another vocabulary, or the same size in another order) ran without
+    an error and scored through the wrong embedding rows; the spec names the tokenizer it was trained with."""
+    import edge_msa
+    from edge_msa.errors import ArtifactError
+
+    out = token_bundle
+    assert np.isfinite(edge_msa.load(out).predict(text="good film").score)
+    tok = json.loads((out / "tokenizer.json").read_text())
+    change(tok["model"]["vocab"])
+    (out / "tokenizer.json").write_text(json.dumps(tok))
+    with pytest.raises(ArtifactError, match=r"bundle .*: its tokenizer is wordpiece:\w+ but the model was trained "
+                                            r"on wordpiece:\w+; expected the tokenizer saved with the model"):
+        edge_msa.load(out).predict(text="good film")
+
+
+@pytest.mark.parametrize("text", ["  ", "\u200b"])
+def test_a_refused_text_among_several_inputs_names_its_input(token_bundle, tmp_path, capsys, text):
+    """The tokenizer's refusal named the text by its place among the texts ("text #1"), not the input: with a
+    row without text before it, `predict --batch` blamed no row (or the wrong one) and the REST batcher could not
+    tell which request to fail."""
+    import edge_msa
+    from edge_msa.cli import main
+    from edge_msa.runtime import ItemError
+
+    audio_only = {"audio": np.zeros((1, 5), np.float32)}
+    with edge_msa.load(token_bundle) as predictor, pytest.raises(ItemError) as caught:
+        predictor.predict_batch([audio_only, {"text": "good film"}, {"text": text}])
+    assert caught.value.index == 2 and "(text #" not in caught.value.reason
+    np.save(tmp_path / "a.npy", audio_only["audio"])
+    (tmp_path / "rows.csv").write_text(f"text,audio\n,a.npy\ngood film,\n{text},\n", encoding="utf-8")
+    assert main(["predict", str(token_bundle), "--batch", str(tmp_path / "rows.csv")]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {tmp_path / 'rows.csv'} row 3: ")
 
 
 def test_bench_times_from_the_raw_transcript(teacher_and_student, token_splits, tmp_path):

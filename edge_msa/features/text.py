@@ -16,7 +16,7 @@ import json
 import os
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -84,6 +84,7 @@ class WordPiece:
                 tok = tokenizers.Tokenizer.from_file(str(self.tokenizer_path))
             except Exception as exc:  # the Rust side raises a bare Exception on malformed JSON
                 raise ArtifactError(f"cannot read tokenizer {self.tokenizer_path}: {exc}") from None
+            check_unknown_token(tok, self.tokenizer_path)
             tok.no_padding()  # the file pads to 128; we pad per batch instead
             tok.enable_truncation(max_length=self.max_len)
             self._tokenizer = tok
@@ -108,9 +109,15 @@ class WordPiece:
         cut); empty text -> InputError."""
         for i, text in enumerate(texts):
             if not isinstance(text, str) or not text.strip():
-                where = "" if len(texts) == 1 else f" (text #{i})"
-                raise InputError(f"empty text{where}; expected at least one word")
+                raise InputError(f"empty text{_where(i, texts)}; expected at least one word")
         encodings = self.tokenizer.encode_batch(list(texts))
+        # special tokens only ([CLS] [SEP]): e.g. a text of control, zero-width or combining characters, which
+        # normalisation drops; scored, it got an empty text's score while an empty string is refused
+        blank = next((i for i, enc in enumerate(encodings) if all(enc.special_tokens_mask)), None)
+        if blank is not None:
+            raise InputError(f"text{_where(blank, texts)} {texts[blank][:40]!r} has no word the tokenizer keeps (only "
+                             "control, zero-width or combining characters, or special tokens); expected at least "
+                             "one word")
         self.warn_truncated(sum(bool(enc.overflowing) for enc in encodings), len(texts))
         return encodings
 
@@ -139,6 +146,22 @@ class WordPiece:
         return self._fingerprint
 
 
+def _where(i: int, texts: Sequence[str]) -> str:
+    """' (text #i)' where the error concerns one text of several, else nothing."""
+    return "" if len(texts) == 1 else f" (text #{i})"
+
+
+def check_unknown_token(tok: Any, path: Path) -> None:
+    """Refuse a tokenizer whose unknown-word token is not in its vocabulary. Why: tokenizers accepts such a file
+    and fails only on the first word outside the vocabulary (a bare Rust exception, a traceback mid-way through
+    a dataset or on the device after export), so a bundle could pass every check and crash on a new word."""
+    unk = getattr(tok.model, "unk_token", None)
+    if unk is not None and tok.token_to_id(unk) is None:
+        raise ArtifactError(f"tokenizer {path}: its unknown-word token {unk!r} is not in its vocabulary, so a word "
+                            "outside the vocabulary cannot be tokenized; expected a tokenizer.json whose "
+                            "model.unk_token is one of its tokens")
+
+
 def tokenizer_file(text: str) -> Path:
     """tokenizer.json text as a file in the cache, named by its sha256 (written once, atomically). Why: the front
     end, the feature cache keys and bundles read a tokenizer file, while checkpoints store the text and a vocab.txt
@@ -154,6 +177,16 @@ def tokenizer_file(text: str) -> Path:
 def tokenizer_tag(tokenizer_path: Path) -> str:
     """'wordpiece:<first 12 hex of the tokenizer file's sha256>': the text front end name of token-id models."""
     return f"{TOKENS_PREFIX}{file_digest(tokenizer_path)[:12]}"
+
+
+def check_tokenizer_tag(tokenizer_path: Path, front_end: str, where: str) -> None:
+    """Refuse a tokenizer file that is not the one a token-id model was trained with: the model's spec names it
+    (`front_end`, 'wordpiece:<sha12>' of its bytes). Why: another tokenizer, of any vocabulary, ran without an
+    error and scored every text through the wrong embedding rows (ids past the vocabulary clamped to its last)."""
+    tag = tokenizer_tag(tokenizer_path)
+    if tag != front_end:
+        raise ArtifactError(f"{where}: its tokenizer is {tag} but the model was trained on {front_end}; expected "
+                            "the tokenizer saved with the model")
 
 
 class TokenIds(WordPiece):

