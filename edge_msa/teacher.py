@@ -88,6 +88,7 @@ def train_teacher(model: str = "fd_cmdie", data: str | os.PathLike | None = None
     from .training import torch_threads
 
     _check_request(model, seeds, threads)  # before the (slow) data load
+    _check_source(splits, data=data, fmt=fmt, cv_fold=cv_fold)
     require_writable_pt(out, "teacher")
     text_encoder = _text_encoder_mode(text_encoder, splits, text_model)
     pretrained = _pretrained_text(text_model) if text_encoder == "finetune" else None
@@ -116,6 +117,15 @@ def _check_request(model: str, seeds: Sequence[int], threads: int) -> None:
     if model not in list_models():
         raise InputError(f"unknown model '{model}'{suggest(model, list_models())}")
     checked_seeds(seeds)
+
+
+def _check_source(splits, **how_to_load: Any) -> None:
+    """Given `splits`, the arguments that say how to load them must be unset. Why: they were ignored without a word,
+    so `cv_fold=(0, 5)` beside splits trained on the splits' own test rows as if it were a fold."""
+    given = [name for name, value in how_to_load.items() if value is not None]
+    if splits is not None and given:
+        raise InputError(f"train_teacher got splits and also {', '.join(given)}, which only say how to load splits; "
+                         "expected splits alone, or data (with fmt / cv_fold) to load them from")
 
 
 def _text_encoder_mode(text_encoder: str | None, splits, text_model: str | os.PathLike | None) -> str:

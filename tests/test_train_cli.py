@@ -191,3 +191,13 @@ def test_train_real_mosi_one_epoch(tmp_path):
     m = train_teacher("fd_cmdie", data=MOSI_NPZ, out=tmp_path / "fd.pt", epochs=1, progress=False,
                       text_encoder="frozen", hidden=32, layers=1)
     assert m["dataset"] and np.isfinite(m["mae"]) and m["mae"] < 1.6
+
+
+@pytest.mark.parametrize("extra", [{"cv_fold": (0, 5)}, {"data": "other.csv"}, {"fmt": "mmsa-label-csv"}])
+def test_splits_with_loading_arguments_are_refused(tmp_path, tiny_splits, extra):
+    """cv_fold / data / fmt only say how to load splits: beside given splits they were silently ignored."""
+    message = one_line_error(lambda: train_teacher("gtf_tiny", out=tmp_path / "t.pt", splits=tiny_splits, epochs=1,
+                                                   progress=False, **extra))
+    assert message == (f"train_teacher got splits and also {next(iter(extra))}, which only say how to load splits; "
+                       "expected splits alone, or data (with fmt / cv_fold) to load them from")
+    assert list(tmp_path.iterdir()) == []
