@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import warnings
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -17,7 +18,7 @@ from edge_msa.data.base import FeatureSet
 from edge_msa.errors import TRAIN_FIX, require
 from edge_msa.metrics import msa_metrics
 from edge_msa.models.student import Student
-from edge_msa.features.text import TOKENS_PREFIX, TokenIds
+from edge_msa.features.text import TOKENS_PREFIX, TokenIds, TruncationWarning
 from edge_msa.models.with_text import fusion_of, token_ids
 from edge_msa.spec import MODALITIES, SKIPPABLE, FeatureSpec
 from edge_msa.training import modality_tensors, to_batch, torch_threads
@@ -200,7 +201,8 @@ def latency(models: dict[str, Callable[[dict], Any]], fs: FeatureSet, calls: int
     batches = [to_batch(fs, np.array([i])) for i in range(min(calls, len(fs)))]
     warmup = min(20, calls)
     timed = [lambda i, fn=fn: fn(batches[i % len(batches)]) for fn in models.values()]
-    with torch_threads(threads), torch.inference_mode():
+    with torch_threads(threads), torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", TruncationWarning)  # the data load said so; raw_text re-tokenizes them
         stats = measure_side_by_side(timed, items_per_call=1, warmup=warmup, min_time_s=0.0, min_runs=calls,
                                      max_runs=calls)
     failed = [s for s in stats if isinstance(s, Exception)]

@@ -75,3 +75,24 @@ def test_paired_bootstrap_leaves_out_resamples_whose_labels_are_all_0():
     none = paired_bootstrap(np.array([0.5, 0.5]), np.array([-1.0, 0.5]), np.zeros(2), n=20)
     assert none["acc2_non0"] == {"diff": None, "ci95": None, "resamples": 0} and none["mae"]["diff"] == -0.25
     assert _diff_ci(none["acc2_non0"], 20) == "n/a (every label is 0)"
+
+
+def test_timing_from_the_raw_string_says_nothing_of_truncation(tiny_bert_dir):
+    """The data load already reported the cut texts; timing re-tokenizes them, and each compress run printed a stray
+    'N of 1 texts are longer than ...' line. Other warnings still pass."""
+    import warnings
+
+    from conftest import token_featureset
+    from edge_msa.compress.measure import raw_text
+    from edge_msa.features.text import TokenIds, TruncationWarning
+
+    tok = tiny_bert_dir / "tokenizer.json"
+    fs = token_featureset(tok, 4, seed=0)
+    front = TokenIds(tok, max_len=3)  # every sentence has 2+ words, so [CLS] w w [SEP] is cut
+    with pytest.warns(TruncationWarning):
+        front.encode([str(fs.texts[0])])
+    model = raw_text(lambda batch: warnings.warn("other", UserWarning), fs, front)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        latency({"student": model}, fs, calls=3, threads=1)
+    assert {str(w.message) for w in seen} == {"other"}

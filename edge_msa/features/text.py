@@ -61,6 +61,11 @@ def file_digest(path: Path) -> str:
     return f"{h.hexdigest()}:{path.stat().st_size}"
 
 
+class TruncationWarning(UserWarning):
+    """Texts cut to the encoder's max length. A category of its own so that a caller that re-tokenizes texts already
+    reported (compress timing the model from the raw string) can silence this warning alone."""
+
+
 class WordPiece:
     """The bundled WordPiece tokenizer (tokenizer.json) with truncation to `max_len` tokens incl. [CLS]/[SEP]."""
 
@@ -126,7 +131,7 @@ class WordPiece:
         `encode_cached` on a cache hit, which tokenizes nothing otherwise)."""
         if cut:
             warnings.warn(f"{cut} of {total} texts are longer than {self.max_len} tokens and were truncated",
-                          stacklevel=4)
+                          TruncationWarning, stacklevel=4)
 
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids per text ([CLS] ... [SEP], at most max_len); empty text -> InputError."""
