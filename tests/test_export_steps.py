@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 import numpy as np
 import pytest
@@ -72,6 +73,62 @@ def test_accuracy_check_names_one_utterances_share_and_the_way_out(tiny_spec):
     assert f"(one utterance is {step:.2f} points of this split)" in str(exc.value)
     assert "--max-drop" in str(exc.value) and "\n" not in str(exc.value)
     assert check_metrics(model, "single", TorchReference(model, "single"), valid, max_drop=0.5)["ok"]
+
+
+@pytest.fixture
+def valid_split(monkeypatch):
+    """48 random validation samples of the tiny spec stand in for the split `--data` gives (the name is never read)."""
+    from conftest import make_featureset
+    from test_export_bundle import SPEC
+
+    monkeypatch.setattr(exporter, "_validation_split", lambda data, model, record: make_featureset(SPEC, 48, 3))
+    return "valid.npz"
+
+
+def test_int8_bundle_that_follows_torch_passes_the_agreement_check(checkpoint, valid_split, tmp_path):
+    from edge_msa.export.parity import MAX_MEAN_ABS_DIFF
+
+    lines = []
+    bundle = exporter.export(checkpoint, format="onnx-int8", out=tmp_path / "b", data=valid_split, log=lines.append)
+    agreement = read_manifest(bundle).metrics["valid"]["agreement"]
+    assert agreement["mean_abs_diff"] <= agreement["max_mean_abs_diff"] == MAX_MEAN_ABS_DIFF
+    assert "; scores vs torch: mean|Δ| " in lines[1] and lines[1].endswith(" ✓")
+
+
+def _score_times_ten(build):
+    """`build`, then the fuse graph's score multiplied by 10: every polarity kept (so Acc-2 too), the scores no
+    longer torch's, as from a converter that got an output scale wrong."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    def broken(ctx):
+        graphs = build(ctx)
+        path = ctx.out / graphs["fuse"]
+        model = onnx.load(str(path))
+        score = model.graph.output[0].name
+        for node in model.graph.node:
+            node.output[:] = [f"{o}_raw" if o == score else o for o in node.output]
+        model.graph.initializer.append(numpy_helper.from_array(np.array(10.0, np.float32), "ten"))
+        model.graph.node.append(helper.make_node("Mul", [f"{score}_raw", "ten"], [score]))
+        onnx.save(model, str(path))
+        return graphs
+    return broken
+
+
+def test_agreement_check_rejects_scores_that_left_torch_although_acc2_held(checkpoint, valid_split, tmp_path,
+                                                                           monkeypatch):
+    """A broken conversion can keep (or gain) Acc-2 by chance, as a static INT8 one with max|Δ| 2.47 did: the
+    bundle is judged by its scores' agreement with torch's too, in one line, and nothing is written."""
+    from edge_msa.export import int8
+
+    monkeypatch.setattr(int8, "build", _score_times_ten(int8.build))
+    with pytest.raises(ParityError) as exc:
+        exporter.export(checkpoint, format="onnx-int8", out=tmp_path / "b", data=valid_split, log=None)
+    message = str(exc.value)
+    assert message.startswith("agreement check failed: the bundle's validation scores differ from torch's by ")
+    acc2 = re.search(r"Acc-2 \(non-0\) went (\S+) -> (\S+);", message)
+    assert acc2[1] == acc2[2] and "keep a float bundle (--format onnx)" in message and "\n" not in message
+    assert not (tmp_path / "b").exists()
 
 
 def test_int8_keeps_a_lookup_table_float_when_one_scale_would_leave_its_rows_few_levels(tmp_path):
