@@ -1,6 +1,6 @@
 """Validation as a pipeline step: the exported bundle, run by the on-device Predictor, against the torch
 model, on real-shaped inputs with every modality subset. fp32 is judged by max|Δ| per graph; fp16/int8
-(and engines) by the metric drop on the validation split and by how closely their scores follow torch's there.
+(and engines) by the metric drop on the validation split, where how closely their scores follow torch's is measured.
 
 Like is compared with like: a gate output within TIE_BAND of its threshold may land on either side in torch
 and in ONNX Runtime (float rounding, thread count), so such a decision is a tie, not a mismatch, and the
@@ -28,9 +28,6 @@ from edge_msa.spec import GRAPH_IO, MODALITIES, SKIPPABLE, FeatureSpec, modality
 SUBSETS = [s for n in range(1, 4) for s in itertools.combinations(MODALITIES, n)]  # the 7 non-empty subsets
 TIE_BAND = 1e-4  # |keep - threshold| at or below this is a tie (the gate graph itself is held to atol)
 RANDOM_INPUTS = 8  # samples of random parity inputs when no validation data is given
-# A converted bundle's mean |score - torch score| on the validation split, at most: 3x the worst healthy INT8 bundle
-# measured (the MOSI-U teacher's, 0.085), rounded up, by a rule fixed before measuring (commit c6a9636)
-MAX_MEAN_ABS_DIFF = 0.3
 
 
 class Recorder(Backend):
@@ -214,30 +211,22 @@ def score_agreement(scores: np.ndarray, ref: np.ndarray) -> dict[str, float]:
 
 def check_metrics(model, layout: str, predictor, valid: FeatureSet, max_drop: float | None) -> dict[str, Any]:
     """Metrics of torch and of the bundle on the validation split, the Acc-2 (non-0) drop in points, and the
-    scores' agreement with torch's. Raises ParityError when the drop exceeds `max_drop`, or the mean |Δ score|
-    exceeds MAX_MEAN_ABS_DIFF (max_drop None: only measure): a broken conversion can keep or even gain Acc-2 by
-    chance (a static INT8 one gained it with max|Δ| 2.47), but not follow torch's scores."""
+    scores' agreement with torch's (measured, not judged). Raises ParityError when the drop exceeds `max_drop`
+    (None: only measure). Agreement is not judged: no bound passed every healthy INT8 bundle and rejected the broken
+    ones (the rule fixed before measuring, c6a9636, failed; the README gives the figures), so a bound would print
+    a check mark on a broken bundle; the figures are shown for a person to read."""
     ref_scores, _ = predict_featureset(TorchReference(model, layout), valid)
     scores, ran = predict_featureset(predictor, valid)
     ref, got = msa_metrics(ref_scores, valid.labels), scored_metrics(valid, scores, ran)
     drop = 100.0 * (ref["acc2_non0"] - got["acc2_non0"])
-    agreement = {**score_agreement(scores, ref_scores),
-                 "max_mean_abs_diff": None if max_drop is None else MAX_MEAN_ABS_DIFF}  # fp32: only measured
+    ok = max_drop is None or drop <= max_drop
     result = {"split": "valid", "n": len(valid), "torch": ref, "bundle": got,
-              "acc2_non0_drop_points": round(drop, 3), "max_drop_points": max_drop, "agreement": agreement,
-              "ok": True}
-    if max_drop is None:
-        return result
-    if not drop <= max_drop:
+              "acc2_non0_drop_points": round(drop, 3), "max_drop_points": max_drop,
+              "agreement": score_agreement(scores, ref_scores), "ok": ok}
+    if not ok:
         step = 100.0 / max(int(np.count_nonzero(valid.labels)), 1)  # one utterance's polarity, in points
         raise ParityError(f"accuracy check failed: Acc-2 (non-0) {ref['acc2_non0']:.4f} -> {got['acc2_non0']:.4f} "
                           f"on the validation split, a drop of {drop:.2f} > {max_drop} points (one utterance is "
                           f"{step:.2f} points of this split); keep a float bundle, or accept the drop with a larger "
                           "`edge-msa export --max-drop`")
-    if not agreement["mean_abs_diff"] <= MAX_MEAN_ABS_DIFF:  # `not <=`: NaN scores fail too
-        raise ParityError(f"agreement check failed: the bundle's validation scores differ from torch's by "
-                          f"{agreement['mean_abs_diff']:.3f} on average (Pearson r {agreement['pearson_r']:.4f}), "
-                          f"more than {MAX_MEAN_ABS_DIFF} (healthy INT8 rounding stays below a third of it), although "
-                          f"Acc-2 (non-0) went {ref['acc2_non0']:.4f} -> {got['acc2_non0']:.4f}; the conversion is "
-                          "broken: keep a float bundle (--format onnx)")
     return result

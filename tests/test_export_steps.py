@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 
 import numpy as np
 import pytest
@@ -85,14 +84,14 @@ def valid_split(monkeypatch):
     return "valid.npz"
 
 
-def test_int8_bundle_that_follows_torch_passes_the_agreement_check(checkpoint, valid_split, tmp_path):
-    from edge_msa.export.parity import MAX_MEAN_ABS_DIFF
-
+def test_int8_export_shows_how_closely_its_scores_follow_torch(checkpoint, valid_split, tmp_path):
+    """Measured on the validation split, recorded and printed, not judged (no bound separated healthy from broken
+    bundles, see check_metrics)."""
     lines = []
     bundle = exporter.export(checkpoint, format="onnx-int8", out=tmp_path / "b", data=valid_split, log=lines.append)
     agreement = read_manifest(bundle).metrics["valid"]["agreement"]
-    assert agreement["mean_abs_diff"] <= agreement["max_mean_abs_diff"] == MAX_MEAN_ABS_DIFF
-    assert "; scores vs torch: mean|Δ| " in lines[1] and lines[1].endswith(" ✓")
+    assert set(agreement) == {"mean_abs_diff", "pearson_r"} and agreement["mean_abs_diff"] < 0.05
+    assert "; scores vs torch (measured, not judged): mean|Δ| " in lines[1]
 
 
 def _score_times_ten(build):
@@ -115,20 +114,18 @@ def _score_times_ten(build):
     return broken
 
 
-def test_agreement_check_rejects_scores_that_left_torch_although_acc2_held(checkpoint, valid_split, tmp_path,
-                                                                           monkeypatch):
-    """A broken conversion can keep (or gain) Acc-2 by chance, as a static INT8 one with max|Δ| 2.47 did: the
-    bundle is judged by its scores' agreement with torch's too, in one line, and nothing is written."""
+def test_agreement_shows_scores_that_left_torch_although_acc2_held(checkpoint, valid_split, tmp_path, monkeypatch):
+    """A broken conversion can keep (or gain) Acc-2 by chance, as a static INT8 one with max|Δ| 2.47 did; the
+    Acc-2 check passes it, and the recorded agreement is where a person sees it."""
     from edge_msa.export import int8
 
     monkeypatch.setattr(int8, "build", _score_times_ten(int8.build))
-    with pytest.raises(ParityError) as exc:
-        exporter.export(checkpoint, format="onnx-int8", out=tmp_path / "b", data=valid_split, log=None)
-    message = str(exc.value)
-    assert message.startswith("agreement check failed: the bundle's validation scores differ from torch's by ")
-    acc2 = re.search(r"Acc-2 \(non-0\) went (\S+) -> (\S+);", message)
-    assert acc2[1] == acc2[2] and "keep a float bundle (--format onnx)" in message and "\n" not in message
-    assert not (tmp_path / "b").exists()
+    lines = []
+    bundle = exporter.export(checkpoint, format="onnx-int8", out=tmp_path / "b", data=valid_split, log=lines.append)
+    valid = read_manifest(bundle).metrics["valid"]
+    assert valid["acc2_non0_drop_points"] == 0.0
+    assert valid["agreement"]["mean_abs_diff"] > 0.5  # healthy: < 0.05 (the test above)
+    assert f"mean|Δ| {valid['agreement']['mean_abs_diff']:.3f}" in lines[1]
 
 
 def test_int8_keeps_a_lookup_table_float_when_one_scale_would_leave_its_rows_few_levels(tmp_path):
