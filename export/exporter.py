@@ -176,8 +176,9 @@ def _convert(ctx: ExportContext, manifest: Manifest, fmt) -> None:
 
 def _check_converted(ctx: ExportContext, manifest: Manifest, checks: _Checks, max_drop: float,
                      say: Callable[[str], None]) -> None:
-    """The converted graphs' deviation from torch (measured, not judged) and their validation accuracy, judged
-    by the Acc-2 drop (raises ParityError past `max_drop` points); random inputs only measure."""
+    """The converted graphs' deviation from torch and their validation scores' agreement with torch's (measured, not
+    judged) and their validation accuracy, judged by the Acc-2 drop (raises ParityError past `max_drop` points);
+    random inputs only measure."""
     from .parity import check_graphs, check_metrics
 
     with _predictor(ctx.out, manifest) as predictor:
@@ -187,7 +188,7 @@ def _check_converted(ctx: ExportContext, manifest: Manifest, checks: _Checks, ma
             manifest.metrics["valid"] = check_metrics(checks.model, checks.layout, predictor, checks.valid, max_drop)
             say(_metric_line(manifest.precision, manifest.metrics["valid"]))
         else:
-            manifest.metrics["valid"] = {"unavailable": "no --data given; accuracy drop not measured"}
+            manifest.metrics["valid"] = {"unavailable": "no --data given; accuracy drop and agreement not measured"}
             say(f"{manifest.precision}: max|Δ| vs torch = {measured.max_abs_diff['score']:.1e} on random "
                 "inputs (pass --data to judge it by the Acc-2 drop)")
 
@@ -245,5 +246,7 @@ def _parity_line(result) -> str:
 
 
 def _metric_line(precision: str, m: dict[str, Any]) -> str:
+    agreement = m["agreement"]
     return (f"{precision} accuracy: Acc-2 (non-0) {m['torch']['acc2_non0']:.4f} -> {m['bundle']['acc2_non0']:.4f} "
-            f"(drop {m['acc2_non0_drop_points']:.2f} <= {m['max_drop_points']} points) ✓")
+            f"(drop {m['acc2_non0_drop_points']:.2f} <= {m['max_drop_points']} points) ✓; scores vs torch "
+            f"(measured, not judged): mean|Δ| {agreement['mean_abs_diff']:.3f}, r {agreement['pearson_r']:.4f}")

@@ -74,6 +74,60 @@ def test_accuracy_check_names_one_utterances_share_and_the_way_out(tiny_spec):
     assert check_metrics(model, "single", TorchReference(model, "single"), valid, max_drop=0.5)["ok"]
 
 
+@pytest.fixture
+def valid_split(monkeypatch):
+    """48 random validation samples of the tiny spec stand in for the split `--data` gives (the name is never read)."""
+    from conftest import make_featureset
+    from test_export_bundle import SPEC
+
+    monkeypatch.setattr(exporter, "_validation_split", lambda data, model, record: make_featureset(SPEC, 48, 3))
+    return "valid.npz"
+
+
+def test_int8_export_shows_how_closely_its_scores_follow_torch(checkpoint, valid_split, tmp_path):
+    """Measured on the validation split, recorded and printed, not judged (no bound separated healthy from broken
+    bundles, see check_metrics)."""
+    lines = []
+    bundle = exporter.export(checkpoint, format="onnx-int8", out=tmp_path / "b", data=valid_split, log=lines.append)
+    agreement = read_manifest(bundle).metrics["valid"]["agreement"]
+    assert set(agreement) == {"mean_abs_diff", "pearson_r"} and agreement["mean_abs_diff"] < 0.05
+    assert "; scores vs torch (measured, not judged): mean|Δ| " in lines[1]
+
+
+def _score_times_ten(build):
+    """`build`, then the fuse graph's score multiplied by 10: every polarity kept (so Acc-2 too), the scores no
+    longer torch's, as from a converter that got an output scale wrong."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    def broken(ctx):
+        graphs = build(ctx)
+        path = ctx.out / graphs["fuse"]
+        model = onnx.load(str(path))
+        score = model.graph.output[0].name
+        for node in model.graph.node:
+            node.output[:] = [f"{o}_raw" if o == score else o for o in node.output]
+        model.graph.initializer.append(numpy_helper.from_array(np.array(10.0, np.float32), "ten"))
+        model.graph.node.append(helper.make_node("Mul", [f"{score}_raw", "ten"], [score]))
+        onnx.save(model, str(path))
+        return graphs
+    return broken
+
+
+def test_agreement_shows_scores_that_left_torch_although_acc2_held(checkpoint, valid_split, tmp_path, monkeypatch):
+    """A broken conversion can keep (or gain) Acc-2 by chance, as a static INT8 one with max|Δ| 2.47 did; the
+    Acc-2 check passes it, and the recorded agreement is where a person sees it."""
+    from edge_msa.export import int8
+
+    monkeypatch.setattr(int8, "build", _score_times_ten(int8.build))
+    lines = []
+    bundle = exporter.export(checkpoint, format="onnx-int8", out=tmp_path / "b", data=valid_split, log=lines.append)
+    valid = read_manifest(bundle).metrics["valid"]
+    assert valid["acc2_non0_drop_points"] == 0.0
+    assert valid["agreement"]["mean_abs_diff"] > 0.5  # healthy: < 0.05 (the test above)
+    assert f"mean|Δ| {valid['agreement']['mean_abs_diff']:.3f}" in lines[1]
+
+
 def test_int8_keeps_a_lookup_table_float_when_one_scale_would_leave_its_rows_few_levels(tmp_path):
     """ORT quantizes a Gather table with one scale; a table with a few large rows (the text encoder's positions)
     would keep ~6 int8 steps for its typical row, so it stays float while an even table (the vocabulary) is int8."""

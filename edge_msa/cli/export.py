@@ -17,7 +17,8 @@ examples:
 The student exports as parts (gate, encode_text/audio/video, fuse) so the runtime can skip encoders;
 --single-graph makes one graph (no skipping). Every export ends with a parity check of the bundle
 against the torch model on all modality subsets; with --data, fp16/int8/engine bundles are judged by
-the Acc-2 (non-0) drop on the validation split (--max-drop points). trtexec.txt in the bundle holds the
+the Acc-2 (non-0) drop on the validation split (--max-drop points); their scores' mean |Δ| from torch's
+and Pearson r there are shown and recorded, not judged. trtexec.txt in the bundle holds the
 equivalent trtexec commands.
 """
 

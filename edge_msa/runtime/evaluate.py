@@ -26,7 +26,12 @@ def predict_featureset(predictor, fs: FeatureSet, batch_size: int = 256) -> tupl
 def evaluate(predictor, fs: FeatureSet, batch_size: int = 256) -> dict[str, Any]:
     """METRIC_KEYS + `skip_rate_<m>` (share of samples having m whose encoder did not run; "missing" when no
     sample has m, e.g. audio of a text-only dataset) + `n`."""
-    scores, ran = predict_featureset(predictor, fs, batch_size)
+    return scored_metrics(fs, *predict_featureset(predictor, fs, batch_size))
+
+
+def scored_metrics(fs: FeatureSet, scores: np.ndarray, ran: np.ndarray) -> dict[str, Any]:
+    """`evaluate`'s result from scores (N,) and decisions (N, 3) already predicted on `fs` (export keeps the
+    scores, to compare them with torch's)."""
     out: dict[str, Any] = msa_metrics(scores, fs.labels)
     for j, m in enumerate(MODALITIES):
         present = fs.lengths[m] > 0
