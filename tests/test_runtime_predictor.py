@@ -368,6 +368,17 @@ def test_broken_bundles(bundle, tmp_path, how, message, capsys):
         assert re.search(message, capsys.readouterr().err)
 
 
+@pytest.mark.parametrize("name", ["tokenizer.json", "text_encoder.onnx"])
+def test_a_bundle_without_its_text_encoder_files_is_refused_at_load(minilm_bundle, tmp_path, name):
+    """A bundle without its tokenizer.json loaded, and its first text raised InputError "tokenizer file not found":
+    not the ArtifactError (a corrupt bundle, README "Python API") that a missing graph gets at load."""
+    broken = tmp_path / "broken"
+    shutil.copytree(minilm_bundle, broken)
+    (broken / name).unlink()
+    with pytest.raises(ArtifactError, match=f"text encoder file .*{name}' is missing; re-export the bundle"):
+        load(broken)
+
+
 @pytest.mark.slow  # five CLI subprocesses (~2 s each)
 def test_cli_bad_inputs_exit_2_with_one_line(bundle, tmp_path):
     a = _arrays()
