@@ -21,9 +21,13 @@ def default_data_root() -> Path | None:
 
 
 def default_mosi_path() -> Path:
-    """The MOSI-U benchmark file, or an error that says which flag to pass."""
+    """The MOSI-U benchmark file, or an error that says which flag to pass; with $EDGE_MSA_DATA set, the file it
+    looked for there (the folder that holds mosi/, not mosi/ itself), rather than advice to set it."""
     root = default_data_root()
     path = root / "mosi" / "mosi_utterance_std.npz" if root else None
+    if path is not None and not path.is_file() and os.environ.get("EDGE_MSA_DATA"):
+        raise InputError(f"no --data given and $EDGE_MSA_DATA holds no {path}; expected $EDGE_MSA_DATA to be the "
+                         "folder that holds mosi/mosi_utterance_std.npz, or pass --data PATH")
     if path is None or not path.is_file():
         raise InputError("no --data given and no ../shared/data/mosi/mosi_utterance_std.npz beside the checkout; "
                          "pass --data PATH (or set EDGE_MSA_DATA)")

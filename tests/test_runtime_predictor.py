@@ -368,6 +368,17 @@ def test_broken_bundles(bundle, tmp_path, how, message, capsys):
         assert re.search(message, capsys.readouterr().err)
 
 
+@pytest.mark.parametrize("name", ["tokenizer.json", "text_encoder.onnx"])
+def test_a_bundle_without_its_text_encoder_files_is_refused_at_load(minilm_bundle, tmp_path, name):
+    """A bundle without its tokenizer.json loaded, and its first text raised InputError "tokenizer file not found":
+    not the ArtifactError (a corrupt bundle, README "Python API") that a missing graph gets at load."""
+    broken = tmp_path / "broken"
+    shutil.copytree(minilm_bundle, broken)
+    (broken / name).unlink()
+    with pytest.raises(ArtifactError, match=f"text encoder file .*{name}' is missing; re-export the bundle"):
+        load(broken)
+
+
 @pytest.mark.slow  # five CLI subprocesses (~2 s each)
 def test_cli_bad_inputs_exit_2_with_one_line(bundle, tmp_path):
     a = _arrays()
@@ -666,7 +677,8 @@ def test_cli_features_npz_with_lengths_and_flags(bundle, tmp_path, capsys):
 
 def test_cli_batch_errors_name_the_row_as_found_in_the_file(bundle, tmp_path, capsys):
     """A bad input of several was `input #1`, counted from 0 (the CSV's 2nd row), and a bad feature array named no
-    input at all (nor did a missing .npy a row names); the CLI now names a CSV's data row from 1 and an .npz's index along N, the API "input index 1"."""
+    input at all (nor did a missing .npy a row names); the CLI now names a CSV's data row from 1 (a one-row CSV's
+    too: predict_batch names no index for one input) and an .npz's index along N, the API "input index 1"."""
     from conftest import one_line_error
     from edge_msa.cli import main
 
@@ -676,10 +688,12 @@ def test_cli_batch_errors_name_the_row_as_found_in_the_file(bundle, tmp_path, ca
     (tmp_path / "empty.csv").write_text("text,audio\n,a.npy\n,\n")
     (tmp_path / "wrong.csv").write_text("audio\na.npy\nwrong.npy\na.npy\n")
     (tmp_path / "gone.csv").write_text("audio\na.npy\na.npy\ngone.npy\n")
+    (tmp_path / "one.csv").write_text("audio\nwrong.npy\n")  # one input: predict_batch names no index
     npz = _npz(tmp_path / "f.npz", audio=np.stack([a["audio"]] * 3), audio_len=np.array([2, 2, 0]))
     cases = [(["--batch", tmp_path / "empty.csv"], "empty.csv row 2: input has no usable modality (nothing given)"),
              (["--batch", tmp_path / "wrong.csv"], "wrong.csv row 2: audio features have shape (3, 6); expected"),
              (["--batch", tmp_path / "gone.csv"], "gone.csv row 3: feature file"),
+             (["--batch", tmp_path / "one.csv"], "one.csv row 1: audio features have shape (3, 6); expected"),
              (["--features", npz], "f.npz index 2: input has no usable modality")]
     for flags, message in cases:
         assert main(["predict", str(bundle), *map(str, flags)]) == 2

@@ -18,7 +18,7 @@ from edge_msa.cli import main
 from edge_msa.errors import ArtifactError, InputError
 from edge_msa.serve.batching import MicroBatcher, QueueFull
 from edge_msa.serve.feedback import FeedbackLog, RecentPredictions, export_label_csv, split_of
-from edge_msa.serve.inputs import Limits, RequestError, parse_item
+from edge_msa.serve.inputs import Limits, RequestError, parse_item, parse_items
 
 from conftest import SERVE_SPEC
 
@@ -145,6 +145,20 @@ def test_parse_item_checks_and_digests(tmp_path):
             parse_item(obj, SERVE_SPEC, limits, workdir)
         assert info.value.status == status and words in info.value.message and "\n" not in info.value.message
     assert parse_item({"video": [[0] * 105]}, SERVE_SPEC, limits, workdir).item["video"].dtype == np.float32  # ints
+
+
+def test_a_bad_input_of_a_batch_request_is_named(tmp_path):
+    """/v1/predict/batch answered "text is empty" or "audio features have shape (1, 1) ..." without saying which of
+    its (up to 64) inputs was meant, while the runtime's refusals of a batch say "input #1: ..."."""
+    limits, workdir = Limits(max_text_chars=10), lambda: tmp_path
+    for bad, words in [({"text": " "}, "text is empty"), ({"audio": [[1.0]]}, "audio features have shape (1, 1)"),
+                       (3, "input is int"), ({"txt": "a"}, "input has unknown fields ['txt']")]:
+        with pytest.raises(RequestError) as info:
+            parse_items([{"text": "fine"}, bad], SERVE_SPEC, limits, workdir, many=True)
+        assert info.value.status == 400 and info.value.message.startswith(f"input #1: {words}"), info.value.message
+        with pytest.raises(RequestError) as info:  # one input, as /v1/predict takes it: nothing to tell apart
+            parse_items([bad], SERVE_SPEC, limits, workdir, many=False)
+        assert info.value.message.startswith(words), info.value.message
 
 
 def encode(path: Path, seconds: float, video: str | None = None, audio: str | None = None, **options: str) -> bytes:

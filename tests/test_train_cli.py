@@ -142,6 +142,17 @@ def test_cli_missing_data_file_exit_2(tmp_path, capsys):
     assert rc == 2 and "nope.npz" in err and len(err.splitlines()) == 1
 
 
+def test_cli_default_data_names_where_edge_msa_data_points(tmp_path, monkeypatch, capsys):
+    """$EDGE_MSA_DATA set to the mosi/ folder itself (not the folder above it) was answered with "no
+    ../shared/data/mosi/mosi_utterance_std.npz beside the checkout ... (or set EDGE_MSA_DATA)": advice to set what
+    was set. The error now names the file it looked for there."""
+    monkeypatch.setenv("EDGE_MSA_DATA", str(tmp_path / "mosi"))
+    rc = main(["train", "--out", str(tmp_path / "x.pt"), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.splitlines()) == 1, err
+    assert f"$EDGE_MSA_DATA holds no {tmp_path / 'mosi' / 'mosi' / 'mosi_utterance_std.npz'}; expected" in err, err
+
+
 @pytest.mark.parametrize("args, says", [
     (["--out", "teacher.txt"], "--out 'teacher.txt' should end in .pt (the teacher checkpoint)"),
     (["--seeds", "0", "-1"], "--seeds -1 out of range; expected integers in 0 .. 4294967295"),

@@ -70,6 +70,10 @@ def run(args: argparse.Namespace) -> int:
         except ItemError as exc:  # "input index 3" -> the row as the user finds it in the file
             where = f"{args.batch} row {exc.index + 1}" if args.batch else f"{args.features} index {exc.index}"
             raise InputError(f"{where}: {exc.reason}") from None
+        except InputError as exc:  # predict_batch names no index for one input; a one-row CSV's row is still row 1
+            if not args.batch:
+                raise
+            raise InputError(f"{args.batch} row 1: {exc}") from None
     for prediction in predictions:
         print(json.dumps(prediction.to_dict()))
     return 0

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import EdgeMSAError, InputError
+from ..errors import ArtifactError, EdgeMSAError, InputError
 from ..features import MAX_MEDIA_SECONDS, media_file, media_seconds
 from ..features.audio import NAME as LOGMEL, VIDEO_EXTS, has_audio_track
 from ..features.text import TOKENS_PREFIX, WordPiece
@@ -573,6 +573,9 @@ def open_bundle(bundle: Path, manifest: Manifest, backend: str | None = None, pr
     if name != manifest.backend:
         raise InputError(f"bundle '{bundle}' holds {manifest.backend} graphs ({manifest.precision}); it cannot run "
                          f"on backend '{name}'; use backend='{manifest.backend}' or export for '{name}'")
+    for filename in (manifest.text_encoder or {}).values():  # built at the first text, but broken already now
+        if not (bundle / filename).is_file():
+            raise ArtifactError(f"text encoder file '{bundle / filename}' is missing; re-export the bundle")
     options = {"providers": providers, "threads": threads} if name == "onnxruntime" else {}
     backends = {}
     try:

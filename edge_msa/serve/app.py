@@ -33,7 +33,7 @@ from ..version import __version__
 from .batching import MicroBatcher, QueueFull
 from .config import ServeConfig
 from .feedback import FeedbackLog, RecentPredictions
-from .inputs import Limits, Parsed, RequestError, parse_item
+from .inputs import Limits, Parsed, RequestError, parse_items
 from .metrics import ServiceMetrics
 
 ROUTES = ("/", "/healthz", "/metrics", "/v1/info", "/v1/predict", "/v1/predict/batch", "/v1/feedback")
@@ -209,7 +209,7 @@ async def parse_request(request, service: Service, scratch: Scratch, many: bool)
     items = batch_items(obj, limits.max_items) if many else [obj]
 
     def parse_all() -> list[Parsed]:
-        return [parse_item(o, service.spec, limits, scratch, f" #{i}" if many else "") for i, o in enumerate(items)]
+        return parse_items(items, service.spec, limits, scratch, many)
 
     if len(body) > OFFLOAD_BYTES:
         return await run_in_threadpool(parse_all)

@@ -54,15 +54,15 @@ Workdir = Callable[[], Path]  # gives the request's scratch folder (made on firs
 
 def parse_item(obj: Any, spec: FeatureSpec, limits: Limits, workdir: Workdir, where: str = "") -> Parsed:
     """An input {"text", "audio", "video"} -> Parsed; media values are base64 strings (JSON) or bytes
-    (multipart uploads), written to workdir()."""
+    (multipart uploads), written to workdir() (`where` tells a batch's files apart; parse_items names the input)."""
     if not isinstance(obj, dict):
-        raise RequestError(400, f"input{where} is {type(obj).__name__}; expected an object with text, audio, video")
+        raise RequestError(400, f"input is {type(obj).__name__}; expected an object with text, audio, video")
     unknown = sorted(set(obj) - set(MODALITIES))
     if unknown:
-        raise RequestError(400, f"input{where} has unknown fields {unknown}; expected text, audio, video")
+        raise RequestError(400, f"input has unknown fields {unknown}; expected text, audio, video")
     fields = {m: obj[m] for m in MODALITIES if obj.get(m) is not None}
     if not fields:
-        raise RequestError(400, f"input{where} has none of text, audio, video; expected at least one")
+        raise RequestError(400, "input has none of text, audio, video; expected at least one")
     digest = hashlib.sha256()
     item: dict[str, Any] = {}
     for m, value in fields.items():
@@ -77,10 +77,24 @@ def parse_item(obj: Any, spec: FeatureSpec, limits: Limits, workdir: Workdir, wh
             item[m] = save_media(m, data, spec, limits, workdir, where)
         else:
             kinds = "a string or an (L, d) array" if m == "text" else "an (L, d) array or a base64 media file"
-            raise RequestError(400, f"{m}{where} is {type(value).__name__}; expected {kinds}")
+            raise RequestError(400, f"{m} is {type(value).__name__}; expected {kinds}")
         digest.update(f"{m}:{len(data)}:".encode() + data)
     text = fields["text"] if isinstance(fields.get("text"), str) else None
     return Parsed(item, digest.hexdigest(), text)
+
+
+def parse_items(objs: list, spec: FeatureSpec, limits: Limits, workdir: Workdir, many: bool) -> list[Parsed]:
+    """parse_item for each input of a request; in a batch a refusal names its input ("input #1: text is empty"), as
+    the runtime's do, so a client can tell which of its inputs was wrong."""
+    if not many:
+        return [parse_item(obj, spec, limits, workdir) for obj in objs]
+    parsed = []
+    for i, obj in enumerate(objs):
+        try:
+            parsed.append(parse_item(obj, spec, limits, workdir, f" #{i}"))
+        except RequestError as exc:
+            raise RequestError(exc.status, f"input #{i}: {exc.message}", exc.headers) from None
+    return parsed
 
 
 def check_text(text: str, spec: FeatureSpec, limits: Limits) -> str:
