@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
             where = f"{args.batch} row {exc.index + 1}" if args.batch else f"{args.features} index {exc.index}"
             raise InputError(f"{where}: {exc.reason}") from None
         except InputError as exc:  # predict_batch names no index for one input; a one-row CSV's row is still row 1
-            if not args.batch:
+            if not args.batch or len(items) != 1:
                 raise
             raise InputError(f"{args.batch} row 1: {exc}") from None
     for prediction in predictions:
