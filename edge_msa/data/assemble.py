@@ -7,13 +7,13 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import InputError
-from ..features.text import MiniLMFrontEnd, encode_cached
+from ..features.text import MiniLMFrontEnd, WordPiece, encode_cached
 from ..spec import MODALITIES, FeatureSpec
 from .base import DatasetSplits, FeatureSet
 
 
-def encode_texts(texts: Sequence[str], ids: Sequence[str], encoder: MiniLMFrontEnd | None,
-                 progress: bool) -> tuple[np.ndarray, np.ndarray, MiniLMFrontEnd]:
+def encode_texts(texts: Sequence[str], ids: Sequence[str], encoder: WordPiece | None,
+                 progress: bool) -> tuple[np.ndarray, np.ndarray, WordPiece]:
     """MiniLM features (N, L, 384) + lengths for every text (disk-cached); empty text names its sample."""
     for text, sample in zip(texts, ids):
         if not str(text).strip():

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..features.text import NAME as MINILM, MiniLMFrontEnd
+from ..features.text import NAME as MINILM, MiniLMFrontEnd, WordPiece
 from ..featurized_format import FORMAT_TAG, KEYS
 from ..labels import check_label_range
 from ..spec import FeatureSpec
@@ -26,7 +26,7 @@ from .npz import load_npz
 
 
 def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
-         text_encoder: MiniLMFrontEnd | None = None) -> DatasetSplits:
+         text_encoder: WordPiece | None = None) -> DatasetSplits:
     path = Path(path)
     z = load_npz(path, KEYS, "edge-msa features")
     if str(z["format"]) != FORMAT_TAG:

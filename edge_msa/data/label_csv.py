@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..features.text import MiniLMFrontEnd
+from ..features.text import WordPiece
 from ..labels import check_label_range
 from ..spec import ABSENT, FeatureSpec
 from .assemble import build_splits, encode_texts
@@ -28,7 +28,7 @@ MODES = {"train": "train", "valid": "valid", "dev": "valid", "val": "valid", "va
 
 
 def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
-         text_encoder: MiniLMFrontEnd | None = None) -> DatasetSplits:
+         text_encoder: WordPiece | None = None) -> DatasetSplits:
     path = Path(path)
     rows, header = _rows(path)
     ids, videos, texts, labels, modes, dropped = [], [], [], [], [], 0

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..features.text import MiniLMFrontEnd
+from ..features.text import WordPiece
 from ..spec import suggest
 from .base import DatasetSplits
 from .cv import cross_validation_fold
@@ -107,7 +107,7 @@ def existing_dataset(path: str | os.PathLike) -> Path:
 
 
 def load_dataset(path: str | os.PathLike, fmt: str | None = None, seed: int = 0, progress: bool = True,
-                 text_encoder: MiniLMFrontEnd | None = None, cv_fold: tuple[int, int] | None = None) -> DatasetSplits:
+                 text_encoder: WordPiece | None = None, cv_fold: tuple[int, int] | None = None) -> DatasetSplits:
     """Read a public MSA dataset into train/valid/test FeatureSets with the FeatureSpec describing them.
 
     `fmt` is one of FORMATS (None = detect from the name/content). Text goes through the one text

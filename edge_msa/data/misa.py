@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..features.text import MiniLMFrontEnd
+from ..features.text import WordPiece
 from ..labels import check_label_range
 from ..spec import FeatureSpec
 from ..splits import split_three_by_group, video_id_of
@@ -53,7 +53,7 @@ def parse(items, where: str) -> list[tuple[np.ndarray, np.ndarray, list[str], fl
 
 
 def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
-         text_encoder: MiniLMFrontEnd | None = None) -> DatasetSplits:
+         text_encoder: WordPiece | None = None) -> DatasetSplits:
     path = Path(path)
     if path.is_dir():
         missing = [f for f in FILES.values() if not (path / f).is_file()]

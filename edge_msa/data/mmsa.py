@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..features.text import MiniLMFrontEnd
+from ..features.text import WordPiece
 from ..labels import check_label_range
 from ..spec import FeatureSpec
 from .assemble import build_splits, encode_texts, labels_1d, replace_nonfinite, zero_padding
@@ -63,7 +63,7 @@ def concat_modality(parts: dict[str, dict], key: str, path: Path) -> tuple[np.nd
 
 
 def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
-         text_encoder: MiniLMFrontEnd | None = None) -> DatasetSplits:
+         text_encoder: WordPiece | None = None) -> DatasetSplits:
     path = Path(path)
     parts = split_dicts(load_pickle(path), path, KEYS, "an MMSA dataset pickle (aligned_50 / unaligned_50)")
     sizes = [len(parts[s]["regression_labels"]) for s in SPLITS]

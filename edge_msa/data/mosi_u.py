@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..features.text import MiniLMFrontEnd
+from ..features.text import WordPiece
 from ..labels import check_label_range
 from ..spec import FeatureSpec
 from ..splits import carve_by_group
@@ -30,7 +30,7 @@ AV_FRONT_ENDS = ("external:declare-opensmile-73", "external:declare-3dcnn-100")
 
 
 def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
-         text_encoder: MiniLMFrontEnd | None = None) -> DatasetSplits:
+         text_encoder: WordPiece | None = None) -> DatasetSplits:
     z = load_npz(path, KEYS, "MOSI-U (mosi_utterance_std)")
     n = len(z["id"])
     for key in ("audio_feat", "video_feat"):

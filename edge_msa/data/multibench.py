@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..features.text import MiniLMFrontEnd
+from ..features.text import WordPiece
 from ..labels import check_label_range
 from ..spec import FeatureSpec
 from .assemble import build_splits, labels_1d, replace_nonfinite
@@ -49,7 +49,7 @@ def pack_front(x: dict[str, np.ndarray], valid: np.ndarray) -> tuple[dict[str, n
 
 
 def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
-         text_encoder: MiniLMFrontEnd | None = None) -> DatasetSplits:
+         text_encoder: WordPiece | None = None) -> DatasetSplits:
     path = Path(path)
     parts = split_dicts(load_pickle(path), path, KEYS, "a MultiBench pickle (mosi_data / mosei_senti_data)")
     features, bad = {}, {}
