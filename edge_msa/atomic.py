@@ -39,7 +39,7 @@ def check_parent(final: str | os.PathLike) -> None:
 def check_file_out(final: str | os.PathLike) -> None:
     """Checked before any work: `final` is a file that can be written (not a folder; its folder takes files)."""
     check_parent(final)
-    if Path(final).is_dir():
+    if Path(final).is_dir() or str(final).endswith(("/", os.sep)):  # 'x/' names a folder even before it exists
         raise InputError(f"--out '{final}' is a folder; expected the path of the file to write")
 
 

@@ -825,6 +825,11 @@ def test_cli_eval_out_a_directory_is_refused_before_scoring(bundle, tmp_path, ca
     monkeypatch.setattr(data, "rebuild_splits", lambda *a, **k: pytest.fail("the split was read"))
     assert main(["eval", str(bundle), "--out", str(tmp_path)]) == 2
     assert capsys.readouterr().err == f"error: --out '{tmp_path}' is a folder; expected the path of the file to write\n"
+    new_folder = f"{tmp_path / 'results'}/"  # not there yet: the metrics were written to a file named 'results'
+    assert main(["eval", str(bundle), "--out", new_folder]) == 2
+    assert capsys.readouterr().err == (f"error: --out '{new_folder}' is a folder; expected the path of the file to "
+                                       "write\n")
+    assert not (tmp_path / "results").exists()
 
 
 def test_cli_eval_of_an_empty_split_is_a_one_line_error(bundle, tmp_path, capsys, monkeypatch):

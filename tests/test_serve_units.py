@@ -349,7 +349,13 @@ def test_export_refuses_what_is_not_a_feedback_log(tmp_path, capsys):
         FeedbackLog(other)
     assert main(["feedback", "export", str(tmp_path / "missing.sqlite"), "--out", str(tmp_path / "x.csv")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: feedback log") and err.count("\n") == 1 and not (tmp_path / "x.csv").exists()
+    assert err == (f"error: feedback log '{tmp_path / 'missing.sqlite'}' does not exist; expected the SQLite file that "
+                   "`edge-msa serve --feedback FILE` writes\n") and not (tmp_path / "x.csv").exists()
+    log = FeedbackLog(tmp_path / "fb.sqlite")
+    log.close()
+    assert main(["feedback", "export", str(tmp_path / "fb.sqlite"), "--out", str(tmp_path / "x.csv"), "--valid",
+                 "0.6", "--test", "0.5"]) == 2
+    assert capsys.readouterr().err == "error: --valid 0.6 and --test 0.5; expected each >= 0 with a sum below 1\n"
 
 
 def test_recent_predictions_are_bounded_and_thread_safe():

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from ..atomic import check_file_out, write_text
     from ..data import rebuild_splits
     from ..data.lineage import split_record
-    from ..errors import InputError
+    from ..errors import InputError, plural
     from ..metrics import MIN_SCORES
     from ..runtime import load
     from ..runtime.evaluate import evaluate
@@ -53,8 +53,8 @@ def run(args: argparse.Namespace) -> int:
         fs = splits.split(args.split)
         if len(fs) < MIN_SCORES:  # e.g. a label.csv whose rows are all mode=train (`feedback export` can write one)
             sizes = ", ".join(f"{name} {len(splits.split(name))}" for name in ("train", "valid", "test"))
-            raise InputError(f"the {args.split} split of {splits.info.get('path') or 'the data'} holds {len(fs)} "
-                             f"sample{'s' * (len(fs) != 1)} ({sizes}); expected a --split with at least {MIN_SCORES}")
+            raise InputError(f"the {args.split} split of {splits.info.get('path') or 'the data'} holds "
+                             f"{plural(len(fs), 'sample')} ({sizes}); expected a --split with at least {MIN_SCORES}")
         metrics = {"bundle": str(args.bundle), "split": {"name": args.split, **split_record(fs)},
                    "data": {k: splits.info.get(k) for k in ("path", "sha256", "missing")},
                    **evaluate(predictor, fs, args.batch_size)}

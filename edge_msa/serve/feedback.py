@@ -106,9 +106,10 @@ def export_label_csv(log: str | os.PathLike, out: str | os.PathLike, valid: floa
     `mode` comes from a hash of the input digest, so repeats of one input share a split (no leakage)."""
     path = Path(log)
     if not path.is_file():
-        raise InputError(f"feedback log '{path}' does not exist")
+        raise InputError(f"feedback log '{path}' does not exist; expected the SQLite file that "
+                         "`edge-msa serve --feedback FILE` writes")
     if not (0 <= valid and 0 <= test and valid + test < 1):
-        raise InputError(f"--valid {valid} and --test {test} must be >= 0 with a sum below 1")
+        raise InputError(f"--valid {valid} and --test {test}; expected each >= 0 with a sum below 1")
     db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     try:
         check_marked(db, path)
