@@ -138,6 +138,19 @@ def test_every_fold_is_checked_before_any_is_trained(tmp_path, monkeypatch):
                        "every fold must hold them: fewer folds make larger parts)")
     assert len(load_dataset(path, progress=False, seed=1, cv_fold=(0, 3)).test) > 2
 
+
+def test_a_fold_whose_rest_is_one_video_names_the_fold(tmp_path, monkeypatch):
+    """Two videos in two folds leave one video beside each held-out part, which no validation share can be carved
+    from: carve_by_group's message named no fold."""
+    ids_only(monkeypatch)
+    rows = [f"v{i % 2},{i},clip {i},{(i % 5) - 2}.5,{('train', 'valid')[i % 2]}" for i in range(12)]
+    rows += [f"t{i},{i},clip {i},{(i % 5) - 2}.5,test" for i in range(4)]
+    path = tmp_path / "label.csv"
+    path.write_text("video_id,clip_id,text,label,mode\n" + "\n".join(rows) + "\n")
+    message = one_line_error(lambda: load_dataset(path, progress=False, cv_fold=(1, 2)))
+    assert message.startswith("cross-validation fold 0/2 of train + valid: cannot carve a ")
+    assert message.endswith("; fewer folds leave more videos beside each held-out part (or give more videos)")
+
 @pytest.mark.parametrize("folds, seed, says", [
     (5000, 0, "ran out after 4): K = 5000 is too large for the number of videos; expected fewer folds (at most 5)"),
     (4, 8, "ran out after 1): K = 4 is too large for the number of videos; expected fewer folds"),  # 5 videos, but

@@ -51,7 +51,12 @@ def cross_validation_fold(splits: DatasetSplits, fold: int, folds: int, seed: in
 
 def _fold_rows(parts: list[np.ndarray], fold: int, groups: np.ndarray, valid_share: float,
                seed: int) -> dict[str, np.ndarray]:
-    """Row indices of fold `fold`: its part held out as "test", a validation share carved by video from the rest."""
+    """Row indices of fold `fold`: its part held out as "test", a validation share carved by video from the rest
+    (a rest of one video cannot be carved: the error names the fold, which carve_by_group cannot)."""
     rest = np.sort(np.concatenate([p for k, p in enumerate(parts) if k != fold]))
-    train_idx, valid_idx = carve_by_group(rest, groups, valid_share, seed)
+    try:
+        train_idx, valid_idx = carve_by_group(rest, groups, valid_share, seed)
+    except InputError as exc:
+        raise InputError(f"cross-validation fold {fold}/{len(parts)} of train + valid: {exc}; fewer folds leave more "
+                         "videos beside each held-out part (or give more videos)") from None
     return {"train": train_idx, "valid": valid_idx, "test": parts[fold]}  # carve_by_group: never an empty part
