@@ -7,10 +7,13 @@ from pathlib import Path
 
 from .errors import InputError
 
+DATA_ENV = "EDGE_MSA_DATA"  # the folder that holds mosi/ (and mosei/)
+MOSI_FILE = "mosi/mosi_utterance_std.npz"  # MOSI-U, relative to that folder
+
 
 def default_data_root() -> Path | None:
     """$EDGE_MSA_DATA, else ../shared/data beside the checkout or the working directory, else None."""
-    env = os.environ.get("EDGE_MSA_DATA")
+    env = os.environ.get(DATA_ENV)
     if env:
         return Path(env)
     for base in (Path(__file__).resolve().parents[1], Path.cwd()):
@@ -24,14 +27,14 @@ def default_mosi_path() -> Path:
     """The MOSI-U benchmark file, or an error that says which flag to pass; with $EDGE_MSA_DATA set, the file it
     looked for there (the folder that holds mosi/, not mosi/ itself), rather than advice to set it."""
     root = default_data_root()
-    path = root / "mosi" / "mosi_utterance_std.npz" if root else None
-    if path is not None and not path.is_file() and os.environ.get("EDGE_MSA_DATA"):
-        raise InputError(f"no --data given and $EDGE_MSA_DATA holds no {path}; expected $EDGE_MSA_DATA to be the "
-                         "folder that holds mosi/mosi_utterance_std.npz, or pass --data PATH")
-    if path is None or not path.is_file():
-        raise InputError("no --data given and no ../shared/data/mosi/mosi_utterance_std.npz beside the checkout; "
-                         "pass --data PATH (or set EDGE_MSA_DATA)")
-    return path
+    path = root / MOSI_FILE if root else None
+    if path is not None and path.is_file():
+        return path
+    if os.environ.get(DATA_ENV):
+        raise InputError(f"no --data given and ${DATA_ENV} holds no {path}; expected ${DATA_ENV} to be the folder "
+                         f"that holds {MOSI_FILE}, or pass --data PATH")
+    raise InputError(f"no --data given and no ../shared/data/{MOSI_FILE} beside the checkout; pass --data PATH (or "
+                     f"set {DATA_ENV})")
 
 
 def cache_dir() -> Path:
