@@ -123,7 +123,7 @@ class WordPiece:
             raise InputError(f"text{_where(blank, texts)} {texts[blank][:40]!r} has no word the tokenizer keeps (only "
                              "control, zero-width or combining characters, or special tokens); expected at least "
                              "one word")
-        self.warn_truncated(sum(bool(enc.overflowing) for enc in encodings), len(texts))
+        self.warn_truncated(count_truncated(encodings), len(texts))
         return encodings
 
     def warn_truncated(self, cut: int, total: int) -> None:
@@ -333,7 +333,7 @@ def encode_cached(encoder: MiniLMFrontEnd | TokenIds, texts: Sequence[str], prog
     valid = np.arange(feats.shape[1])[None, :] < lengths[:, None]  # (N, L_max)
     with atomic_path(path, suffix=".npz") as tmp:
         with open(tmp, "wb") as f:  # tokens (sum(lengths), dim)
-            np.savez(f, tokens=feats[valid], lengths=lengths, truncated=sum(bool(e.overflowing) for e in encodings))
+            np.savez(f, tokens=feats[valid], lengths=lengths, truncated=count_truncated(encodings))
     return feats, lengths
 
 
@@ -341,7 +341,12 @@ def _truncated(encoder: WordPiece, texts: Sequence[str], lengths: np.ndarray) ->
     """How many of `texts` `encoder` truncates, for a cache entry written without that count: only texts whose
     cached length fills max_len can have been cut, so only those are tokenized again."""
     full = [t for t, n in zip(texts, lengths) if n >= encoder.max_len]
-    return sum(bool(e.overflowing) for e in encoder.tokenizer.encode_batch(full))
+    return count_truncated(encoder.tokenizer.encode_batch(full))
+
+
+def count_truncated(encodings: Sequence[Any]) -> int:
+    """How many of the tokenizer's Encodings were cut to max_len (they carry what was cut in `.overflowing`)."""
+    return sum(bool(e.overflowing) for e in encodings)
 
 
 def unflatten(flat: np.ndarray, lengths: np.ndarray) -> np.ndarray:
