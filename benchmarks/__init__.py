@@ -5,8 +5,7 @@ sweep (and the runtime with it) on every `edge-msa` call.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from edge_msa.lazy import lazy_attributes
 
 _EXPORTS = {
     "compare_reports": "compare", "comparison": "compare", "differing_settings": "compare", "load_report": "compare",
@@ -15,8 +14,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _EXPORTS)

@@ -4,8 +4,7 @@ Attributes are resolved lazily so `import edge_msa.runtime` costs nothing and ne
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ..lazy import lazy_attributes
 
 _EXPORTS = {
     "load": "predictor", "Predictor": "predictor", "Prediction": "predictor", "ItemError": "predictor",
@@ -15,8 +14,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _EXPORTS)
