@@ -181,6 +181,20 @@ def test_an_utterance_left_with_no_input_is_dropped(tmp_path):
     assert z["split"].shape == z["label"].shape == (3,) and z["audio_feat"].shape[0] == z["video_feat"].shape[0] == 3
 
 
+def test_a_split_left_short_by_dropped_rows_is_warned_about_once(tmp_path):
+    """The split warnings were told before extraction, from every row: a valid split of 2 that a dropped row (no
+    transcript, unreadable clip) left with 1 was written without a word. They are told from the rows written now."""
+    clips, labels = make_clips(tmp_path, 12)  # no transcripts: a row is dropped when its clip cannot be read
+    with pytest.warns(UserWarning, match="no transcript"):
+        valid = load(featurize(clips, labels, tmp_path / "a.npz", progress=False))["split"] == "valid"  # 8 / 2 / 2
+    (clips / "sub" / f"u{valid.argmax()}.wav").write_bytes(b"not audio")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        featurize(clips, labels, tmp_path / "b.npz", progress=False)
+    assert [str(w.message).split(";")[0] for w in caught if " holds " in str(w.message)] == [
+        f"split 'valid' of {tmp_path / 'b.npz'} holds 1 labelled row"]
+
+
 def test_media_longer_than_max_media_s_is_left_out_and_counted(tmp_path, capsys):
     """featurize decoded every file whole, a 2-hour recording too (minutes and GBs, pooled into one row), while
     predict and serve refuse media over 30 s from its header: featurize now refuses it the same way (the one limit,

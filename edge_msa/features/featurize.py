@@ -128,7 +128,6 @@ def featurize(clips_dir: str | os.PathLike, labels_csv: str | os.PathLike, out: 
                       "--label-map (e.g. '1=-3,2=-1.5,3=0,4=1.5,5=3' for 1-5 ratings)")
     transcripts = find_transcripts(ids, rows, labels_csv, text)
     split = assign_splits(ids, rows, labels_csv, valid_frac, test_frac, seed)
-    warn_untrainable_splits(split, labels, out)
 
     spec = FeatureSpec(dims=(text_fe.DIM, audio_fe.DIM, video_fe.DIM),
                        max_lens=(text_fe.DEFAULT_MAX_LEN, audio_max_frames, video_frames),
@@ -149,6 +148,7 @@ def featurize(clips_dir: str | os.PathLike, labels_csv: str | os.PathLike, out: 
                "audio_feat": arrays["audio"], "audio_len": lengths["audio"],
                "video_feat": arrays["video"], "video_len": lengths["video"]}
     keep = with_input(payload)
+    warn_untrainable_splits(split[keep], labels[keep], out)
     with atomic_path(out, suffix=".npz") as tmp:
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **{k: v if v.ndim == 0 else v[keep] for k, v in payload.items()})
@@ -406,8 +406,10 @@ def find_transcripts(ids: list[str], rows: dict[str, dict[str, str]], labels_csv
 
 
 def warn_untrainable_splits(split: np.ndarray, labels: np.ndarray, out: Path) -> None:
-    """Warn, before any clip is read, of splits that train and compress will refuse (DatasetSplits.require_rows: a
-    3-clip dataset holds one utterance per split), so a long extraction does not end in a file nothing can train on."""
+    """Warn of splits of the rows written that train and compress will refuse (DatasetSplits.require_rows: a 3-clip
+    dataset holds one utterance per split), so the user hears it now, not from train. Told from the final rows, once:
+    warned before extraction, a split that the rows dropped for having no input left short went unwarned (and the
+    CLI holds warnings back until the end anyway)."""
     by_split = {name: labels[split == name] for name in ("train", "valid", "test")}
     for line in untrainable_splits(by_split, str(out), "add clips, or raise --valid-frac / --test-frac"):
         warnings.warn(line, stacklevel=3)
