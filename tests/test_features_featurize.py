@@ -162,7 +162,7 @@ def test_unreadable_media_becomes_a_missing_modality(tmp_path):
     with pytest.warns(UserWarning) as caught:
         out = featurize(clips, labels, tmp_path / "m.npz", text="x", progress=False)
     messages = " | ".join(str(w.message) for w in caught)
-    assert "u1: audio left out: cannot read audio" in messages and "u2: video left out: cannot open video" in messages
+    assert "u1: audio left out: cannot read audio" in messages and "u2: video left out: cannot read media" in messages
     z = load(out)
     assert z["audio_len"].tolist() == [50, 0, 50, 50] and z["video_len"].tolist() == [0, 0, 0, 0]
 
@@ -179,6 +179,42 @@ def test_an_utterance_left_with_no_input_is_dropped(tmp_path):
         str(w.message) for w in caught]
     assert z["id"].tolist() == ["u0", "u2", "u3"] and z["audio_len"].tolist() == [50, 0, 50]
     assert z["split"].shape == z["label"].shape == (3,) and z["audio_feat"].shape[0] == z["video_feat"].shape[0] == 3
+
+
+def test_a_split_left_short_by_dropped_rows_is_warned_about_once(tmp_path):
+    """The split warnings were told before extraction, from every row: a valid split of 2 that a dropped row (no
+    transcript, unreadable clip) left with 1 was written without a word. They are told from the rows written now."""
+    clips, labels = make_clips(tmp_path, 12)  # no transcripts: a row is dropped when its clip cannot be read
+    with pytest.warns(UserWarning, match="no transcript"):
+        valid = load(featurize(clips, labels, tmp_path / "a.npz", progress=False))["split"] == "valid"  # 8 / 2 / 2
+    (clips / "sub" / f"u{valid.argmax()}.wav").write_bytes(b"not audio")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        featurize(clips, labels, tmp_path / "b.npz", progress=False)
+    assert [str(w.message).split(";")[0] for w in caught if " holds " in str(w.message)] == [
+        f"split 'valid' of {tmp_path / 'b.npz'} holds 1 labelled row"]
+
+
+def test_media_longer_than_max_media_s_is_left_out_and_counted(tmp_path, capsys):
+    """featurize decoded every file whole, a 2-hour recording too (minutes and GBs, pooled into one row), while
+    predict and serve refuse media over 30 s from its header: featurize now refuses it the same way (the one limit,
+    --max-media-s), leaves it out like an unreadable file, with a warning, and counts it on the last line."""
+    from edge_msa.features import MAX_MEDIA_SECONDS
+
+    clips, labels = make_clips(tmp_path, 4)
+    sf.write(clips / "sub" / "u1.wav", np.zeros(int(1000 * (MAX_MEDIA_SECONDS + 1)), np.float32), 1000)
+    args = ["featurize", str(clips), "--labels", str(labels), "--text", "x", "--out"]
+    assert main([*args, str(tmp_path / "a.npz")]) == 0
+    out, err = capsys.readouterr()
+    assert f"warning: u1: audio left out: audio {clips / 'sub' / 'u1.wav'} lasts 31.0 s; expected at most 30 s" in err
+    assert out.endswith("; 1 clip over 30 s left out (--max-media-s)\n")
+    assert load(tmp_path / "a.npz")["audio_len"].tolist() == [50, 0, 50, 50]  # kept: its transcript is its input
+    assert main([*args, str(tmp_path / "b.npz"), "--max-media-s", "inf"]) == 0
+    assert load(tmp_path / "b.npz")["audio_len"].tolist() == [50] * 4 and "left out" not in capsys.readouterr().out
+    assert main([*args, str(tmp_path / "c.npz"), "--max-media-s", "0"]) == 2
+    out, err = capsys.readouterr()
+    assert err == "error: max_media_seconds (--max-media-s) must be > 0 seconds (inf: no limit); got 0.0\n"
+    assert not (tmp_path / "c.npz").exists()
 
 
 def test_clips_without_a_label_row_are_counted_in_a_warning(tmp_path):
@@ -347,7 +383,7 @@ def test_separate_audio_file_wins_and_a_silent_video_has_no_audio(tmp_path):
     silent_avi(clips / "u0.avi")  # u0 also has u0.wav: the WAV is the audio
     silent_avi(clips / "u3.avi")  # u3 has only a video, and it has no audio track
     labels.write_text(labels.read_text() + "u3,0.5\n")
-    with pytest.warns(UserWarning, match="u3: audio left out: .*u3.avi has no audio track"):
+    with pytest.warns(UserWarning, match="u3: audio left out: .*u3.avi is a AVI file without an audio track"):
         z = load(featurize(clips, labels, tmp_path / "s.npz", text="x", progress=False))
     assert z["audio_len"].tolist() == [50, 50, 50, 0] and z["video_len"][0] > 0 and z["video_len"][3] > 0
     np.testing.assert_allclose(z["audio_feat"][0], AudioFrontEnd()(clips / "sub" / "u0.wav"), atol=1e-6)

@@ -159,9 +159,15 @@ def test_skipped_encoders_are_not_run(bundle):
 def test_gate_skip_means_the_media_front_end_never_runs(tmp_path_factory, tmp_path):
     """Raw media: the gate decides from h_text + presence BEFORE any audio/video front end, so a skipped
     modality's front end is not called and has no front-end time."""
+    sf = pytest.importorskip("soundfile")
+    pytest.importorskip("cv2")
+    from test_features_video import write_video
+
     spec = FeatureSpec(dims=(12, 5, 7), max_lens=(9, 3, 4), front_ends=("external:text-12", "logmel-v1", "face-v1"))
     bundle = _export(tmp_path_factory, spec, "media")
-    clips = {m: tmp_path / f"clip.{m}" for m in ("audio", "video")}
+    clips = {"audio": tmp_path / "clip.wav", "video": tmp_path / "clip.avi"}  # opened (measured), never decoded
+    sf.write(clips["audio"], np.zeros(800, np.float32), 8000)
+    write_video(clips["video"], [np.zeros((48, 64, 3), np.uint8)] * 2)
     calls = {"audio": 0, "video": 0}
 
     def fake(m):
@@ -170,10 +176,8 @@ def test_gate_skip_means_the_media_front_end_never_runs(tmp_path_factory, tmp_pa
             return np.ones((2, spec.dim(m)), np.float32)
         return run
 
-    for path in clips.values():
-        path.write_bytes(b"x")
     text = np.ones((4, 12), np.float32)
-    with load(bundle, max_media_seconds=math.inf) as p:  # the clips are stand-ins (b"x"): not measured
+    with load(bundle) as p:
         p._front_ends = {"audio": fake("audio"), "video": fake("video")}
         p.thresholds = [2.0, 0.0]  # audio never worth it, video always
         r = p.predict(text=text, audio=clips["audio"], video=clips["video"])
@@ -732,26 +736,33 @@ def test_media_longer_than_the_limit_is_refused_before_decoding(av_bundle, tmp_p
         p.thresholds = [2.0, 2.0]  # the gate would skip the audio: refused all the same
         message = one_line_error(lambda: p.predict(text=np.ones((4, 12), np.float32), audio=tmp_path / "long.wav"))
         assert "long.wav lasts 31.0 s; expected at most 10 s" in message
-    assert "must be > 0 seconds" in one_line_error(lambda: load(av_bundle, max_media_seconds=0))
+    message = one_line_error(lambda: load(av_bundle, max_media_seconds=0))  # a Python caller: its keyword is named
+    assert "max_media_seconds (--max-media-s) must be > 0 seconds (inf: no limit); got 0" in message
 
 
 def test_a_still_image_is_refused_before_the_gate(av_bundle, tmp_path):
     """A photo given as video was refused only when the gate ran video (read_frames): with text that made the gate
-    skip video it passed as a skipped modality. It is refused before the gate now, like a file over the limit."""
+    skip video it passed as a skipped modality. It is refused before the gate now, like a file over the limit; with
+    no limit (max_media_seconds=inf, predict --max-media-s inf) too, where nothing was read before the gate, so a
+    photo or an unreadable file still passed as skipped."""
     cv2 = pytest.importorskip("cv2")
     from conftest import one_line_error
+    from edge_msa.features import MAX_MEDIA_SECONDS
     from test_features_video import write_video
 
     image = np.zeros((48, 64, 3), np.uint8)
     cv2.imwrite(str(tmp_path / "face.png"), image)
     write_video(tmp_path / "two.avi", [image, image])
+    (tmp_path / "junk.avi").write_bytes(b"not a video")
     text = np.ones((4, 12), np.float32)
-    with load(av_bundle) as p:
-        p._front_ends = {"video": lambda path: pytest.fail("decoded a video the gate skips")}
-        p.thresholds = [2.0, 2.0]  # the gate skips audio and video
-        message = one_line_error(lambda: p.predict(text=text, video=tmp_path / "face.png"))
-        assert "face.png is a still image (1 frame); expected a video clip" in message
-        assert p.predict(text=text, video=tmp_path / "two.avi").skipped["video"].startswith("gate: keep")
+    for limit in (MAX_MEDIA_SECONDS, math.inf):
+        with load(av_bundle, max_media_seconds=limit) as p:
+            p._front_ends = {"video": lambda path: pytest.fail("decoded a video the gate skips")}
+            p.thresholds = [2.0, 2.0]  # the gate skips audio and video
+            message = one_line_error(lambda: p.predict(text=text, video=tmp_path / "face.png"))
+            assert "face.png is a still image (1 frame); expected a video clip" in message
+            assert "cannot read media" in one_line_error(lambda: p.predict(text=text, video=tmp_path / "junk.avi"))
+            assert p.predict(text=text, video=tmp_path / "two.avi").skipped["video"].startswith("gate: keep")
 
 
 @pytest.fixture(scope="module")

@@ -35,11 +35,15 @@ output (.npz, no pickle, format "edge-msa-features-v1"):
                                                      2x2x9 gradient histograms, face box, face flag
   feature_spec (FeatureSpec JSON; text = minilm-l6-int8, computed from transcript when the data is read).
   Splits are speaker-disjoint when >= 3 speakers are known, else by utterance (seeded).
-  Last line printed: wrote N rows to OUT (train a, valid b, test c).
+  Media files longer than --max-media-s (default 30 s; inf: none) are refused from their header before decoding
+  and left out like unreadable ones.
+  Last line printed: wrote N rows to OUT (train a, valid b, test c)[; K clips over S s left out (--max-media-s)].
 """
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from ..features import MAX_MEDIA_SECONDS
+
     p = subparsers.add_parser(
         "featurize", help="extract audio/video features from raw clips into a dataset .npz",
         description="Extract audio (soundfile + numpy) and video (OpenCV face) features from raw clips and "
@@ -54,6 +58,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--valid-frac", type=float, default=0.15, help="validation fraction (default 0.15)")
     p.add_argument("--test-frac", type=float, default=0.15, help="test fraction (default 0.15)")
     p.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
+    p.add_argument("--max-media-s", type=float, default=MAX_MEDIA_SECONDS, help="longest audio / video file in "
+                   f"seconds, refused before decoding and left out with a warning (default {MAX_MEDIA_SECONDS:g}, as "
+                   "in predict and serve; inf: no limit)")
     p.add_argument("--quiet", action="store_true", help="no progress bar, timing line or warnings")
     p.set_defaults(handler=run)
 
@@ -63,24 +70,26 @@ def run(args: argparse.Namespace) -> int:
 
     from ..features.featurize import featurize
 
+    too_long: set[Path] = set()
     with warnings.catch_warnings(record=True) as caught:  # held back so they do not break up the progress bar
         warnings.simplefilter("always")
         try:
             path = featurize(args.clips, args.labels, args.out, text=args.text, label_map=args.label_map,
                              valid_frac=args.valid_frac, test_frac=args.test_frac, seed=args.seed,
-                             progress=not args.quiet)
+                             progress=not args.quiet, max_media_seconds=args.max_media_s, too_long=too_long)
         finally:  # before an error too: "skipping 2 labelled ids with no media: ..." explains what it refused
             if not args.quiet:
                 for w in caught:
                     sys.stderr.write(f"warning: {w.message}\n")
     if not args.quiet:
-        print(summary(path))
+        print(summary(path, too_long, args.max_media_s))
     return 0
 
 
-def summary(path: Path) -> str:
+def summary(path: Path, too_long: set[Path], limit: float) -> str:
     """'wrote 12 rows to data.npz (train 8, valid 2, test 2)', read back from the file as written (rows without any
-    input were dropped after the splits were drawn), so a user sees what train will get without loading it."""
+    input were dropped after the splits were drawn), so a user sees what train will get without loading it; then how
+    many clips were left out for lasting longer than `limit` (their warnings may be far above)."""
     import numpy as np
 
     from ..errors import plural
@@ -88,4 +97,5 @@ def summary(path: Path) -> str:
     with np.load(path, allow_pickle=False) as z:
         split = z["split"]
     counts = ", ".join(f"{name} {int((split == name).sum())}" for name in ("train", "valid", "test"))
-    return f"wrote {plural(len(split), 'row')} to {path} ({counts})"
+    left_out = f"; {plural(len(too_long), 'clip')} over {limit:g} s left out (--max-media-s)" if too_long else ""
+    return f"wrote {plural(len(split), 'row')} to {path} ({counts}){left_out}"

@@ -73,6 +73,29 @@ def media_seconds(modality: str, path: Path, stop_after: float = math.inf, purpo
     return media_duration(path, stop_after, need_audio=modality == "audio") if seconds is None else seconds
 
 
+class MediaTooLong(InputError):
+    """A media file longer than the duration limit (refuse_long_media): featurize counts these apart from unreadable
+    files, which it leaves out the same way."""
+
+
+def check_max_media_seconds(limit: float) -> None:
+    """A positive number of seconds (inf: no limit); NaN or <= 0 would refuse every media file, or none. The message
+    names the Python keyword and the CLI flag: load() / featurize() take the one, predict / featurize the other."""
+    if not limit > 0:
+        raise InputError(f"max_media_seconds (--max-media-s) must be > 0 seconds (inf: no limit); got {limit}")
+
+
+def refuse_long_media(modality: str, path: Path, limit: float) -> None:
+    """MediaTooLong when `path` lasts longer than `limit` seconds, measured from its header before a front end decodes
+    it (predict and featurize share the limit, MAX_MEDIA_SECONDS by default, with the REST service). With no limit
+    (inf) the file is still opened, stopping at its first packet: its being unreadable, a still image or a container
+    without the audio track asked for is found here too, not only when a front end decodes it."""
+    seconds = media_seconds(modality, path, limit if math.isfinite(limit) else 0.0, f"{modality} files")
+    if seconds > limit:
+        raise MediaTooLong(f"{modality} {path} lasts {seconds:.1f} s; expected at most {limit:g} s (raise the limit "
+                           "with --max-media-s or max_media_seconds=; inf: none)")
+
+
 def header_seconds(reader: Any, modality: str, path: Path) -> float | None:
     """Seconds the header of an audio file (soundfile) or a video (OpenCV) states, None where it states none or
     soundfile cannot read the file (.m4a, .opus: read_audio decodes those with PyAV as well). A video that holds one

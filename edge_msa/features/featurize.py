@@ -42,7 +42,7 @@ from ..metrics import untrainable_splits
 from ..spec import FeatureSpec
 from ..splits import split_three_by_group
 from . import audio as audio_fe
-from . import front_end_for
+from . import MAX_MEDIA_SECONDS, MediaTooLong, check_max_media_seconds, front_end_for, refuse_long_media
 from . import text as text_fe
 from . import video as video_fe
 from .audio import VIDEO_EXTS
@@ -98,13 +98,17 @@ def featurize(clips_dir: str | os.PathLike, labels_csv: str | os.PathLike, out: 
               text: str | None = None, label_map: str | Mapping[str, float] | None = None,
               valid_frac: float = 0.15, test_frac: float = 0.15, seed: int = 0, progress: bool = True,
               audio_max_frames: int = audio_fe.DEFAULT_MAX_FRAMES, video_frames: int = video_fe.DEFAULT_NUM_FRAMES,
-              timings: dict[str, list[dict[str, float]]] | None = None) -> Path:
+              timings: dict[str, list[dict[str, float]]] | None = None, max_media_seconds: float = MAX_MEDIA_SECONDS,
+              too_long: set[Path] | None = None) -> Path:
     """Extract audio/video features for every labelled utterance with media and write the dataset npz.
 
     `text`: one transcript for every utterance (else a text/transcript column or a transcript.csv beside
     the labels CSV). `label_map`: categorical labels -> scores (preset name, "A=1,B=0" or a dict); without
     it the label column must be numeric. `timings`, if given, receives per-clip front-end stage seconds
-    under "audio" and "video" (lists of the front ends' `timings` dicts).
+    under "audio" and "video" (lists of the front ends' `timings` dicts). A media file longer than
+    `max_media_seconds` (inf: no limit) is refused from its header before decoding, as predict and the REST service
+    refuse it, and left out like an unreadable file (a 2-hour recording took minutes and GBs to decode, to be pooled
+    into one row); `too_long`, if given, receives those files.
     """
     clips_dir, labels_csv, out = Path(clips_dir), Path(labels_csv), Path(out)
     if not clips_dir.is_dir():
@@ -114,6 +118,7 @@ def featurize(clips_dir: str | os.PathLike, labels_csv: str | os.PathLike, out: 
     if not (0 < valid_frac < 1 and 0 < test_frac < 1 and valid_frac + test_frac < 1):
         raise InputError(f"valid_frac={valid_frac} and test_frac={test_frac}; expected each in (0, 1) with a sum < 1")
     checked_seeds([seed], flag="--seed")  # numpy refuses a negative seed in a traceback
+    check_max_media_seconds(max_media_seconds)
     rows = read_table(labels_csv, required=(LABEL_COLUMN,))
     media = media_of(rows, clips_dir)  # id -> {modality: candidate paths}
     ids = list(media)
@@ -123,7 +128,6 @@ def featurize(clips_dir: str | os.PathLike, labels_csv: str | os.PathLike, out: 
                       "--label-map (e.g. '1=-3,2=-1.5,3=0,4=1.5,5=3' for 1-5 ratings)")
     transcripts = find_transcripts(ids, rows, labels_csv, text)
     split = assign_splits(ids, rows, labels_csv, valid_frac, test_frac, seed)
-    warn_untrainable_splits(split, labels, out)
 
     spec = FeatureSpec(dims=(text_fe.DIM, audio_fe.DIM, video_fe.DIM),
                        max_lens=(text_fe.DEFAULT_MAX_LEN, audio_max_frames, video_frames),
@@ -131,7 +135,8 @@ def featurize(clips_dir: str | os.PathLike, labels_csv: str | os.PathLike, out: 
     from_video = audio_from_containers(media)
     if progress and from_video:
         sys.stderr.write(f"audio from video container for {plural(from_video, 'clip')} (no separate audio file)\n")
-    arrays, lengths, stage_times = extract_all(ids, media, spec, progress)
+    too_long = set() if too_long is None else too_long
+    arrays, lengths, stage_times = extract_all(ids, media, spec, progress, max_media_seconds, too_long)
     if timings is not None:
         timings.update(stage_times)
     if progress:
@@ -143,6 +148,7 @@ def featurize(clips_dir: str | os.PathLike, labels_csv: str | os.PathLike, out: 
                "audio_feat": arrays["audio"], "audio_len": lengths["audio"],
                "video_feat": arrays["video"], "video_len": lengths["video"]}
     keep = with_input(payload)
+    warn_untrainable_splits(split[keep], labels[keep], out)
     with atomic_path(out, suffix=".npz") as tmp:
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **{k: v if v.ndim == 0 else v[keep] for k, v in payload.items()})
@@ -174,10 +180,12 @@ def check_out(out: Path) -> None:
     check_file_out(out)
 
 
-def extract_all(ids: list[str], media: Mapping[str, Mapping[str, list[Path]]], spec: FeatureSpec, progress: bool
+def extract_all(ids: list[str], media: Mapping[str, Mapping[str, list[Path]]], spec: FeatureSpec, progress: bool,
+                max_media_seconds: float, too_long: set[Path]
                 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, list[dict[str, float]]]]:
     """Run the audio/video front ends over every id: zero-padded (N, L, d) arrays, lengths (N,) and the
-    per-clip stage timings; when no candidate file of a modality can be read, that modality is missing."""
+    per-clip stage timings; when no candidate file of a modality can be read (or each lasts longer than
+    `max_media_seconds`: added to `too_long`), that modality is missing."""
     arrays = {m: np.zeros((len(ids), spec.max_len(m), spec.dim(m)), dtype=np.float32) for m in ("audio", "video")}
     lengths = {m: np.zeros(len(ids), dtype=np.int64) for m in ("audio", "video")}
     stage_times: dict[str, list[dict[str, float]]] = {"audio": [], "video": []}
@@ -191,7 +199,7 @@ def extract_all(ids: list[str], media: Mapping[str, Mapping[str, list[Path]]], s
             if m not in front_ends:
                 front_ends[m] = front_end_for(spec, m)
             fe = front_ends[m]
-            x = first_readable(fe, utt, m, paths)  # (L, d_m)
+            x = first_readable(fe, utt, m, paths, max_media_seconds, too_long)  # (L, d_m)
             if x is None:
                 continue
             arrays[m][n, :len(x)] = x
@@ -200,14 +208,19 @@ def extract_all(ids: list[str], media: Mapping[str, Mapping[str, list[Path]]], s
     return arrays, lengths, stage_times
 
 
-def first_readable(fe: Callable[[Path], np.ndarray], utt: str, modality: str, paths: list[Path]) -> np.ndarray | None:
+def first_readable(fe: Callable[[Path], np.ndarray], utt: str, modality: str, paths: list[Path],
+                   max_media_seconds: float, too_long: set[Path]) -> np.ndarray | None:
     """The features of the first of `paths` (one id's files of one kind, preferred first) that the front end `fe`
-    reads, else None; each failure is a warning. A corrupt x.wav beside x.mp3 left the audio out, while a missing
-    x.wav fell back to x.mp3: the other file is the same utterance."""
+    reads and that lasts at most `max_media_seconds` (the longer ones are added to `too_long`), else None; each
+    failure is a warning. A corrupt x.wav beside x.mp3 left the audio out, while a missing x.wav fell back to x.mp3:
+    the other file is the same utterance."""
     for k, path in enumerate(paths):
         try:
+            refuse_long_media(modality, path, max_media_seconds)
             return fe(path)
         except InputError as exc:
+            if isinstance(exc, MediaTooLong):
+                too_long.add(path)
             later = paths[k + 1:]
             warnings.warn(f"{utt}: {exc}; trying {later[0].name} instead" if later else
                           f"{utt}: {modality} left out: {exc}", stacklevel=4)
@@ -393,8 +406,10 @@ def find_transcripts(ids: list[str], rows: dict[str, dict[str, str]], labels_csv
 
 
 def warn_untrainable_splits(split: np.ndarray, labels: np.ndarray, out: Path) -> None:
-    """Warn, before any clip is read, of splits that train and compress will refuse (DatasetSplits.require_rows: a
-    3-clip dataset holds one utterance per split), so a long extraction does not end in a file nothing can train on."""
+    """Warn of splits of the rows written that train and compress will refuse (DatasetSplits.require_rows: a 3-clip
+    dataset holds one utterance per split), so the user hears it now, not from train. Told from the final rows, once:
+    warned before extraction, a split that the rows dropped for having no input left short went unwarned (and the
+    CLI holds warnings back until the end anyway)."""
     by_split = {name: labels[split == name] for name in ("train", "valid", "test")}
     for line in untrainable_splits(by_split, str(out), "add clips, or raise --valid-frac / --test-frac"):
         warnings.warn(line, stacklevel=3)

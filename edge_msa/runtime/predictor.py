@@ -8,7 +8,6 @@ Single layout: one graph, every present modality runs.
 """
 from __future__ import annotations
 
-import math
 import mmap
 import os
 import time
@@ -21,7 +20,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 
 from ..errors import ArtifactError, EdgeMSAError, InputError
-from ..features import MAX_MEDIA_SECONDS, media_file, media_seconds
+from ..features import MAX_MEDIA_SECONDS, check_max_media_seconds, media_file, refuse_long_media
 from ..features.audio import NAME as LOGMEL, VIDEO_EXTS, has_audio_track
 from ..features.text import TOKENS_PREFIX, WordPiece
 from ..spec import ABSENT, GRAPH_IO, MODALITIES, SINGLE, SKIPPABLE, modality_runs
@@ -375,24 +374,18 @@ class Predictor:
         return x
 
     def _media_check(self, modality: str, path: Path) -> str | None:
-        """Why a media file cannot be used (None if it can): it does not exist, lasts longer than
+        """Why a media file cannot be used (None if it can): it does not exist, cannot be read, lasts longer than
         max_media_seconds or is a still image given as video (errors, whatever the model and the gate: a mistyped
         path must not pass as a skipped modality, and the same file must not be refused or not by the text beside
-        it; max_media_seconds inf reads nothing here), or the model was trained on external features that edge-msa
-        cannot compute (warned and skipped)."""
+        it, with no limit (inf) as well), or the model was trained on external features that edge-msa cannot compute
+        (warned and skipped)."""
         media_file(path, f"{modality} file", "a media file")
         name = self.spec.front_end(modality)
         if name.startswith("external"):
             warnings.warn(f"{modality}: skipped {path.name}; this model expects {name} features (an array of "
                           f"shape (L, {self.spec.dim(modality)})), not a media file", stacklevel=4)
             return f"expects {name} features, got a media file"
-        limit = self.max_media_seconds
-        if not math.isfinite(limit):  # nothing is read before the gate (the REST service has checked uploads)
-            return None
-        seconds = media_seconds(modality, path, limit, f"{modality} files")
-        if seconds > limit:
-            raise InputError(f"{modality} {path} lasts {seconds:.1f} s; expected at most {limit:g} s (raise the "
-                             "limit with predict --max-media-s or load(..., max_media_seconds=); inf: none)")
+        refuse_long_media(modality, path, self.max_media_seconds)
         return None
 
     def _audio_track_check(self, video: Path) -> str | None:
@@ -535,12 +528,6 @@ def check_lengths(what: str, lengths: Any, batch: int, steps: int) -> np.ndarray
         raise InputError(f"{what} lengths must be {batch} integers in [0, {steps}]; got {ln.dtype} {ln.shape} "
                          f"{np.array2string(ln.ravel()[:4], separator=', ')}")
     return ln.astype(np.int64)
-
-
-def check_max_media_seconds(limit: float) -> None:
-    """A positive number of seconds (inf: no limit); NaN or <= 0 would refuse every media file, or none."""
-    if not limit > 0:
-        raise InputError(f"--max-media-s must be > 0 seconds (inf: no limit); got {limit}")
 
 
 def check_threads(threads: int | None) -> None:

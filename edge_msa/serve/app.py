@@ -56,7 +56,8 @@ class Service:
             raise InputError(f"--max-items {config.limits.max_items} exceeds --max-queue {config.max_queue}; "
                              "a batch request must fit in the queue")
         self.log = FeedbackLog(config.feedback) if config.feedback else None
-        # parse_item measured every upload against limits.max_media_seconds before it joined a batch: not again
+        # parse_item measured every upload against limits.max_media_seconds before it joined a batch: no second limit
+        # (the predictor still opens each file's header before its gate, a few ms for a video)
         self.predictor = edge_msa.load(config.bundle, threads=config.threads, max_media_seconds=math.inf)
         self.batcher = MicroBatcher(self.predictor.predict_batch, config.max_batch, config.max_wait_ms,
                                     config.max_queue, on_batch=self._on_batch)
