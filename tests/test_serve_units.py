@@ -300,6 +300,34 @@ def test_a_truncated_text_is_named_in_the_answer(media_bundle, tmp_path):
     assert counting.texts == len(texts)
 
 
+def test_feedback_the_log_cannot_take_is_a_503_not_a_500(media_bundle, tmp_path):
+    """sqlite3's 'database is locked' (another writer on the same log, e.g. a second service) escaped as a 500
+    "internal error (OperationalError)" after a 5 s wait; the client could not tell it to retry."""
+    pytest.importorskip("fastapi", reason='the serve extra is not installed (pip install "edge-msa[serve]")')
+    import asyncio
+
+    from edge_msa.serve.app import Service
+    from edge_msa.serve.config import ServeConfig
+
+    log = tmp_path / "fb.sqlite"
+    service = Service(ServeConfig(bundle=str(media_bundle), feedback=str(log)))
+    service.log._db.execute("PRAGMA busy_timeout=50")  # sqlite3 waits 5 s by default: keep the test fast
+    service.recent.put("r1", "digest", "a fine film", {"score": 0.1})
+    other = sqlite3.connect(log, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # holds the write lock
+    try:
+        with pytest.raises(RequestError) as info:
+            asyncio.run(service.add_feedback("r1", 1.0))
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert info.value.status == 503 and info.value.headers == {"Retry-After": "1"}
+    assert info.value.message.startswith("feedback not saved: the log refused the write (database is locked); "
+                                         "expected a retry")
+    assert asyncio.run(service.add_feedback("r1", 1.0)) == 1  # nothing half-written: the retry is the first row
+    service.close()
+
+
 def test_feedback_log_export_reads_back_as_an_mmsa_label_csv(tmp_path, capsys):
     from edge_msa.data.label_csv import read
 

@@ -11,6 +11,7 @@ import asyncio
 import json
 import math
 import shutil
+import sqlite3
 import tempfile
 import time
 import uuid
@@ -112,7 +113,11 @@ class Service:
         if served is None:
             raise RequestError(404, f"request_id '{request_id[:64]}' is unknown (or older than the last "
                                     f"{self.config.remember} predictions); expected an id a prediction returned")
-        return await run_in_threadpool(self.log.add, request_id, *served, label)
+        try:
+            return await run_in_threadpool(self.log.add, request_id, *served, label)
+        except sqlite3.Error as exc:  # another writer held the lock past the busy timeout, the disk is full, ...
+            raise RequestError(503, f"feedback not saved: the log refused the write ({exc}); expected a retry once "
+                                    "the server's feedback log is writable", {"Retry-After": "1"}) from None
 
     def info(self) -> dict[str, Any]:
         c = self.config
