@@ -92,6 +92,26 @@ def test_predict_forms_json_multipart_base64_batch(server):
     assert len({r["request_id"] for r in many["results"]}) == 2
 
 
+def form_with_empty_audio(filename: str) -> bytes:
+    """A multipart body: a text field and an audio file part of no bytes named `filename`."""
+    return ('--b\r\nContent-Disposition: form-data; name="text"\r\n\r\nnot my thing\r\n'
+            f'--b\r\nContent-Disposition: form-data; name="audio"; filename="{filename}"\r\n'
+            'Content-Type: application/octet-stream\r\n\r\n\r\n--b--\r\n').encode()
+
+
+def test_a_form_whose_file_input_was_left_empty_is_scored_on_its_text(server):
+    """A browser submits a file input left empty as a part with filename="" and no bytes: an HTML form with text
+    and an optional clip answered 415 "audio is not a supported media file" to every user who typed text only, and
+    a picked 0-byte file (or "audio": "" in JSON) got the same word for what is no file at all."""
+    status, _, answer = call(f"{server}/v1/predict", form_with_empty_audio(""), "multipart/form-data; boundary=b")
+    assert status == 200 and answer["ran"] == ["text"] and answer["skipped"]["audio"] == "missing", answer
+    for body, ctype in [(form_with_empty_audio("a.wav"), "multipart/form-data; boundary=b"),
+                        (b'{"text": "hi", "audio": ""}', "application/json")]:
+        status, _, answer = call(f"{server}/v1/predict", body, ctype)
+        assert (status, answer) == (400, {"error": "audio is an empty file (0 bytes); expected a media file with "
+                                                   "some audio in it"})
+
+
 CLIP = DATA_ROOT / "raw_av" / "cremad" / "data" / "1001_DFA_HAP_XX.flv"
 
 

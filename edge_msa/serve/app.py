@@ -186,7 +186,8 @@ async def json_body(request, limit: int) -> Any:
 
 
 async def multipart_item(request, body: bytes, limits: Limits) -> dict[str, Any]:
-    """A multipart form: a `text` field and `audio` / `video` files -> the JSON-style input (media as bytes)."""
+    """A multipart form: a `text` field and `audio` / `video` files -> the JSON-style input (media as bytes). A file
+    part without a name or a byte is a form's file input left empty (browsers send it so): not given, as JSON null."""
     async def replay():
         return {"type": "http.request", "body": body, "more_body": False}
 
@@ -199,6 +200,8 @@ async def multipart_item(request, body: bytes, limits: Limits) -> dict[str, Any]
     try:
         obj: dict[str, Any] = {}
         for key, value in form.multi_items():
+            if isinstance(value, UploadFile) and not value.filename and not value.size:
+                continue
             if key in obj or key not in ("text", "audio", "video"):
                 raise RequestError(400, f"form field '{key}' is unknown or repeated; expected text, audio, video")
             if (key == "text") != isinstance(value, str):

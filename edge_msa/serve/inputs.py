@@ -152,6 +152,8 @@ def save_media(m: str, data: bytes, spec: FeatureSpec, limits: Limits, workdir: 
     if front.startswith("external"):
         raise RequestError(400, f"this bundle takes {m} as {front} features; expected an (L, {spec.dim(m)}) "
                                 "array, not a media file")
+    if not data:  # sniffing would answer 415 "not a supported media file" for what is no file at all
+        raise RequestError(400, f"{m} is an empty file (0 bytes); expected a media file with some {m} in it")
     suffix = sniff(m, data)
     path = workdir() / f"{m}{where.strip(' #')}{suffix}"
     path.write_bytes(data)
