@@ -161,6 +161,21 @@ def test_a_bad_input_of_a_batch_request_is_named(tmp_path):
         assert info.value.message.startswith(words), info.value.message
 
 
+def test_a_batch_body_of_the_wrong_shape_is_told_what_it_was():
+    """/v1/predict/batch answered 65 inputs, none, a list body or "inputs": 3 alike, with what was expected only."""
+    pytest.importorskip("fastapi", reason='the serve extra is not installed (pip install "edge-msa[serve]")')
+    from edge_msa.serve.app import batch_items
+
+    expected = 'expected {"inputs": [...]} with 1 to 64 inputs'
+    for body, got in [({"inputs": [{"text": "a"}] * 65}, "batch has 65 inputs"), ({"inputs": []}, "batch has 0 inputs"),
+                      ([{"text": "a"}], "batch body is list"), ({"input": []}, 'batch body has no "inputs"'),
+                      ({"inputs": 3}, "inputs is int")]:
+        with pytest.raises(RequestError) as info:
+            batch_items(body, 64)
+        assert info.value.status == 400 and info.value.message == f"{got}; {expected}"
+    assert batch_items({"inputs": [{"text": "a"}] * 64}, 64) == [{"text": "a"}] * 64
+
+
 def encode(path: Path, seconds: float, video: str | None = None, audio: str | None = None, **options: str) -> bytes:
     """A real clip written with PyAV: `video` / `audio` codecs (either may be None), a 64x48 picture, a 440 Hz tone."""
     av = pytest.importorskip("av", reason="PyAV writes the clips (pip install 'edge-msa[media]')")

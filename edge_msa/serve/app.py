@@ -237,8 +237,11 @@ def batch_items(obj: Any, max_items: int) -> list:
     imagined option beside the inputs (e.g. "max_batch") was ignored without a word."""
     expected = f"expected {{\"inputs\": [...]}} with 1 to {max_items} inputs"
     items = obj.get("inputs") if isinstance(obj, dict) else None
-    if not isinstance(items, list) or not 1 <= len(items) <= max_items:
-        raise RequestError(400, expected)
+    if not isinstance(items, list) or not 1 <= len(items) <= max_items:  # the answer said only what was expected
+        got = (f"batch body is {type(obj).__name__}" if not isinstance(obj, dict) else
+               "batch body has no \"inputs\"" if "inputs" not in obj else
+               f"inputs is {type(items).__name__}" if not isinstance(items, list) else f"batch has {len(items)} inputs")
+        raise RequestError(400, f"{got}; {expected}")
     unknown = sorted(set(obj) - {"inputs"})
     if unknown:
         raise RequestError(400, f"batch body has unknown fields {unknown}; {expected} and nothing else")
