@@ -232,6 +232,12 @@ def test_metrics_are_prometheus_text_and_info_is_the_manifest(server, media_bund
     assert status == 200 and 'id="predict"' in page
 
 
+def test_healthz_answers_head_as_uptime_monitors_probe(server):
+    """`curl -I .../healthz` and monitors that probe with HEAD got 405: the service looked down while it served."""
+    with urllib.request.urlopen(urllib.request.Request(f"{server}/healthz", method="HEAD"), timeout=30) as r:
+        assert r.status == 200 and r.read() == b""
+
+
 def test_overload_beyond_the_queue_bound_is_429_with_retry_after(media_bundle):
     with serve_process(media_bundle, "--max-batch", "1", "--max-queue", "2", "--max-items", "2") as (_, url):
         body = json.dumps({"text": "a long enough sentence to keep the single worker busy for a while"}).encode()

@@ -358,7 +358,7 @@ def create_app(service: Service):
         request_id, label = check_feedback(await json_body(request, service.config.limits.max_body_bytes))
         return {"ok": True, "id": await service.add_feedback(request_id, label)}
 
-    @app.get("/healthz")
+    @app.api_route("/healthz", methods=["GET", "HEAD"])  # uptime monitors and `curl -I` probe with HEAD
     async def healthz():
         if not service.batcher.alive:
             return error(503, "not serving: the batch worker is stopped (shutting down)")
