@@ -232,6 +232,35 @@ def test_metrics_are_prometheus_text_and_info_is_the_manifest(server, media_bund
     assert status == 200 and 'id="predict"' in page
 
 
+def test_openapi_describes_the_bodies_this_service_takes(server):
+    """/openapi.json and /docs were switched off (404), and FastAPI infers no body from the raw-request handlers: an
+    app developer had no schema to generate a client from. It now carries the bundle's dims and the service's limits."""
+    status, _, doc = call(f"{server}/openapi.json")
+    info = call(f"{server}/v1/info")[2]
+    limits = info["service"]["limits"]
+    dims = dict(zip(("text", "audio", "video"), info["manifest"]["feature_spec"]["dims"]))
+    assert status == 200
+    operation_ids = [op["operationId"] for path in doc["paths"].values() for op in path.values()]
+    assert len(operation_ids) == len(set(operation_ids))  # a duplicate breaks client generators
+    body = {path: doc["paths"][path]["post"]["requestBody"]["content"]
+            for path in ("/v1/predict", "/v1/predict/batch", "/v1/feedback")}
+    one = body["/v1/predict"]["application/json"]["schema"]
+    assert set(one["properties"]) == set(dims) and one["additionalProperties"] is False
+    for m, d in dims.items():
+        array, raw = one["properties"][m]["oneOf"]
+        assert array["maxItems"] == limits["max_steps"] and array["items"]["maxItems"] == array["items"]["minItems"]
+        assert array["items"]["minItems"] == d and raw["type"] == "string"
+    assert raw["contentEncoding"] == "base64" and one["properties"]["text"]["oneOf"][1]["maxLength"] == 500
+    assert set(body["/v1/predict"]["multipart/form-data"]["schema"]["properties"]) == set(dims)
+    assert body["/v1/predict/batch"]["application/json"]["schema"]["properties"]["inputs"]["maxItems"] == 64
+    label = body["/v1/feedback"]["application/json"]["schema"]["properties"]["label"]
+    assert (label["minimum"], label["maximum"]) == (-3, 3)
+    assert doc["paths"]["/v1/feedback"]["post"]["responses"]["4XX"]["content"]["application/json"]["schema"][
+        "required"] == ["error"]
+    status, _, page = call(f"{server}/docs")
+    assert status == 200 and "/openapi.json" in page
+
+
 def test_healthz_answers_head_as_uptime_monitors_probe(server):
     """`curl -I .../healthz` and monitors that probe with HEAD got 405: the service looked down while it served."""
     with urllib.request.urlopen(urllib.request.Request(f"{server}/healthz", method="HEAD"), timeout=30) as r:

@@ -35,10 +35,12 @@ from ..version import __version__
 from .batching import MicroBatcher, QueueFull
 from .config import ServeConfig
 from .feedback import FeedbackLog, RecentPredictions
-from .inputs import Limits, Parsed, RequestError, parse_items
+from .inputs import Limits, Parsed, RequestError, own_front_end, parse_items
 from .metrics import ServiceMetrics
+from .openapi import DESCRIPTION, operations
 
-ROUTES = ("/", "/healthz", "/metrics", "/v1/info", "/v1/predict", "/v1/predict/batch", "/v1/feedback")
+ROUTES = ("/", "/healthz", "/metrics", "/v1/info", "/v1/predict", "/v1/predict/batch", "/v1/feedback", "/openapi.json",
+          "/docs")
 OFFLOAD_BYTES = 32 * 1024  # bodies above this are parsed in a worker thread (media decoding, big arrays)
 DRAIN_FACTOR = 16  # an oversized body is read and dropped up to this many times the limit (see read_body)
 CLIENT_CLOSED = 499  # nginx's "client closed request": no one reads it, /metrics counts it (see read_body)
@@ -74,7 +76,7 @@ class Service:
         import numpy as np
 
         item = {m: np.zeros((1, self.spec.dim(m)), np.float32) for m in MODALITIES
-                if self.spec.front_end(m).startswith("external")}
+                if not own_front_end(self.spec, m)}
         if "text" not in item:
             item["text"] = "warm up"
         self.predictor.predict_batch([item])
@@ -331,12 +333,10 @@ def create_app(service: Service):
         yield
         service.close()  # uvicorn has already let in-flight requests finish (SIGTERM drain)
 
-    app = FastAPI(title="edge-msa", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
-                  openapi_url=None)
+    app = FastAPI(title="edge-msa", version=__version__, lifespan=lifespan, description=DESCRIPTION, redoc_url=None,
+                  swagger_ui_oauth2_redirect_url=None, exception_handlers=dict(ERROR_HANDLERS))
+    body = operations(service.spec, service.config.limits)  # the routes read raw requests: FastAPI infers none
     app.add_middleware(MetricsMiddleware, metrics=service.metrics)
-
-    for kind, handler in ERROR_HANDLERS:
-        app.add_exception_handler(kind, handler)
 
     async def predict(request: Request, many: bool) -> list[dict[str, Any]]:
         scratch = Scratch()
@@ -345,24 +345,27 @@ def create_app(service: Service):
         finally:
             scratch.cleanup()
 
-    @app.post("/v1/predict")
+    @app.post("/v1/predict", openapi_extra=body["/v1/predict"])
     async def predict_one(request: Request):
         return (await predict(request, many=False))[0]
 
-    @app.post("/v1/predict/batch")
+    @app.post("/v1/predict/batch", openapi_extra=body["/v1/predict/batch"])
     async def predict_many(request: Request):
         return {"results": await predict(request, many=True)}
 
-    @app.post("/v1/feedback")
+    @app.post("/v1/feedback", openapi_extra=body["/v1/feedback"])
     async def feedback(request: Request):
         request_id, label = check_feedback(await json_body(request, service.config.limits.max_body_bytes))
         return {"ok": True, "id": await service.add_feedback(request_id, label)}
 
-    @app.api_route("/healthz", methods=["GET", "HEAD"])  # uptime monitors and `curl -I` probe with HEAD
+    @app.get("/healthz")
     async def healthz():
         if not service.batcher.alive:
             return error(503, "not serving: the batch worker is stopped (shutting down)")
         return {"status": "ok", "bundle": service.config.bundle, "queue": service.batcher.depth}
+
+    # uptime monitors and `curl -I` probe with HEAD; a route of its own, as two methods would share an operationId
+    app.add_api_route("/healthz", healthz, methods=["HEAD"], include_in_schema=False)
 
     @app.get("/v1/info")
     async def info():
