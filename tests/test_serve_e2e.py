@@ -7,6 +7,7 @@ feedback log surviving kill -9 with every acknowledged record.
 from __future__ import annotations
 
 import base64
+import gzip
 import io
 import json
 import re
@@ -31,9 +32,11 @@ from edge_msa.benchmarks.load import run_load  # noqa: E402
 from edge_msa.cli import main  # noqa: E402
 
 
-def call(url: str, body: bytes | None = None, ctype: str = "application/json", method: str | None = None):
+def call(url: str, body: bytes | None = None, ctype: str = "application/json", method: str | None = None,
+         headers: dict[str, str] | None = None):
     """(status, headers, parsed JSON or text) of one request; HTTP errors are answers, not exceptions."""
-    req = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": ctype} if body else {})
+    sent = {**({"Content-Type": ctype} if body else {}), **(headers or {})}
+    req = urllib.request.Request(url, data=body, method=method, headers=sent)
     try:
         with urllib.request.urlopen(req, timeout=30) as r:
             status, headers, raw = r.status, r.headers, r.read()
@@ -185,6 +188,17 @@ def test_every_bad_request_gets_a_4xx_json_error_and_the_server_stays_healthy(se
     assert call(f"{server}/healthz")[0] == 200
     status, good = post(f"{server}/v1/predict", {"text": "still fine"})
     assert status == 200 and "score" in good
+
+
+def test_a_compressed_body_is_refused_by_its_encoding_not_as_malformed_json(server):
+    """A client that gzips its requests (a mobile HTTP stack's interceptor) was told "malformed JSON ('utf-8' codec
+    can't decode byte 0x8b ...)", which points at the JSON it built, not at the compression."""
+    zipped = gzip.compress(b'{"text": "hi"}')
+    for path in ("/v1/predict", "/v1/feedback"):
+        status, _, answer = call(f"{server}{path}", zipped, headers={"Content-Encoding": "gzip"})
+        assert (status, answer) == (415, {"error": "content encoding 'gzip' is not supported; expected an uncompressed "
+                                                   "body"})
+    assert call(f"{server}/v1/predict", b'{"text": "hi"}', headers={"Content-Encoding": "identity"})[0] == 200
 
 
 def request_counts(url: str, path: str) -> dict[str, float]:

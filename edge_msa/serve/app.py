@@ -165,6 +165,9 @@ async def read_body(request, limit: int) -> bytes:
         declared = request.headers.get("content-length", "")
         raise RequestError(413, f"body has {declared if declared.isdigit() else 'over ' + str(limit)} bytes; "
                                 f"expected at most {limit}")
+    encoding = request.headers.get("content-encoding", "").strip().lower()
+    if encoding not in ("", "identity"):  # a gzipped body was answered "malformed JSON ('utf-8' codec can't ...)"
+        raise RequestError(415, f"content encoding '{encoding[:40]}' is not supported; expected an uncompressed body")
     return b"".join(chunks)
 
 
