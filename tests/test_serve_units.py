@@ -469,3 +469,7 @@ def test_feedback_label_beyond_float_is_a_400():
                       ([1], "is list")):  # the answer said only what was expected
         with pytest.raises(RequestError, match=re.escape(f"feedback {got}; expected {{")):
             check_feedback(body)
+    for request_id, got in ((5, "int"), ("", "empty")):  # the answer said only what a request_id must be
+        with pytest.raises(RequestError) as info:
+            check_feedback({"request_id": request_id, "label": 1})
+        assert info.value.message == f"request_id is {got}; expected the non-empty string a prediction returned"

@@ -110,7 +110,7 @@ class Service:
     async def add_feedback(self, request_id: str, label: float) -> int:
         """Append the user's label for a served prediction to the log; returns the row id once durable."""
         if self.log is None:
-            raise RequestError(404, "feedback is off; start the service with --feedback log.sqlite")
+            raise RequestError(404, "feedback is off on this service; expected one started with --feedback log.sqlite")
         served = self.recent.get(request_id)
         if served is None:
             raise RequestError(404, f"request_id '{request_id[:64]}' is unknown (or older than the last "
@@ -259,7 +259,8 @@ def check_feedback(obj: Any) -> tuple[str, float]:
         raise RequestError(400, f"feedback {got}; expected {{\"request_id\": str, \"label\": number in [-3, 3]}}")
     request_id, label = obj["request_id"], obj["label"]
     if not isinstance(request_id, str) or not request_id:
-        raise RequestError(400, "request_id must be the non-empty string a prediction returned")
+        got = "empty" if isinstance(request_id, str) else type(request_id).__name__
+        raise RequestError(400, f"request_id is {got}; expected the non-empty string a prediction returned")
     number = isinstance(label, (int, float)) and not isinstance(label, bool)
     if not number or not -SCORE_LIMIT <= label <= SCORE_LIMIT:  # NaN fails too
         raise RequestError(400, f"label {label!r:.40} is not a number in [-3, 3]; expected the sentiment the user "
