@@ -35,7 +35,7 @@ from ..version import __version__
 from .batching import MicroBatcher, QueueFull
 from .config import ServeConfig
 from .feedback import FeedbackLog, RecentPredictions
-from .inputs import Limits, Parsed, RequestError, own_front_end, parse_items
+from .inputs import Limits, Parsed, RequestError, own_front_end, parse_items, without_scratch
 from .metrics import ServiceMetrics
 from .openapi import DESCRIPTION, operations
 
@@ -96,8 +96,9 @@ class Service:
         results = await asyncio.gather(*(asyncio.wrap_future(f) for f in futures), return_exceptions=True)
         out = []
         for i, (p, result) in enumerate(zip(parsed, results)):
-            if isinstance(result, EdgeMSAError):
-                raise RequestError(400, f"input #{i}: {result}" if len(parsed) > 1 else str(result))
+            if isinstance(result, EdgeMSAError):  # e.g. the front end's "audio is 0.1 ms long" of an upload
+                message = without_scratch(result, p.item)
+                raise RequestError(400, f"input #{i}: {message}" if len(parsed) > 1 else message)
             if isinstance(result, BaseException):
                 raise result
             prediction = result.to_dict()

@@ -187,5 +187,15 @@ def upload_seconds(m: str, path: Path, limit: float) -> float:
         return media_seconds(m, path, limit, f"{m} uploads")
     except MissingDependencyError as exc:
         raise RequestError(503, str(exc)) from None
-    except EdgeMSAError as exc:  # our one line ("cannot read audio PATH: why; expected ..."), less the scratch path
-        raise RequestError(400, str(exc).replace(f" {path}", "")) from None
+    except EdgeMSAError as exc:  # our one line ("cannot read audio PATH: why; expected ...")
+        raise RequestError(400, without_scratch(exc, {m: path})) from None
+
+
+def without_scratch(exc: Exception, item: Mapping[str, Any]) -> str:
+    """The runtime's line about an upload less the server's scratch path ("cannot read audio PATH: why", "PATH: audio
+    is 0.1 ms long; ..."): the client sent bytes, not a file, and the path only tells it the server's layout."""
+    message = str(exc)
+    for value in item.values():
+        if isinstance(value, Path):
+            message = message.replace(f" {value}", "").replace(f"{value}: ", "")
+    return message
