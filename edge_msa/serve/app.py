@@ -1,9 +1,9 @@
 """The REST service (FastAPI): one bundle loaded once, inputs micro-batched, limits answered as 4xx JSON.
 
-Routes: POST /v1/predict (JSON or multipart), POST /v1/predict/batch, POST /v1/feedback, GET /healthz,
-GET /v1/info, GET /metrics, GET / (demo page). Every error is `{"error": "..."}` with a 4xx status
-(a 500 only for a bug). Imported only by `edge-msa serve`, after it checked the [serve] extra is there. Only the
-public runtime API is used: `edge_msa.load(bundle).predict_batch`.
+Routes: POST /v1/predict (JSON or multipart), POST /v1/predict/batch, POST /v1/feedback, GET (and HEAD) /healthz,
+GET /v1/info, GET /metrics, GET /openapi.json and /docs, GET / (demo page). Every error is `{"error": "..."}` with a
+4xx status (a 500 only for a bug; 503 for what the server cannot do now). Imported only by `edge-msa serve`, after
+it checked the [serve] extra is there. Only the public runtime API is used: `edge_msa.load(bundle).predict_batch`.
 """
 from __future__ import annotations
 
