@@ -7,10 +7,12 @@ feedback log surviving kill -9 with every acknowledged record.
 from __future__ import annotations
 
 import base64
+import gzip
 import io
 import json
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -30,9 +32,11 @@ from edge_msa.benchmarks.load import run_load  # noqa: E402
 from edge_msa.cli import main  # noqa: E402
 
 
-def call(url: str, body: bytes | None = None, ctype: str = "application/json", method: str | None = None):
+def call(url: str, body: bytes | None = None, ctype: str = "application/json", method: str | None = None,
+         headers: dict[str, str] | None = None):
     """(status, headers, parsed JSON or text) of one request; HTTP errors are answers, not exceptions."""
-    req = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": ctype} if body else {})
+    sent = {**({"Content-Type": ctype} if body else {}), **(headers or {})}
+    req = urllib.request.Request(url, data=body, method=method, headers=sent)
     try:
         with urllib.request.urlopen(req, timeout=30) as r:
             status, headers, raw = r.status, r.headers, r.read()
@@ -89,6 +93,36 @@ def test_predict_forms_json_multipart_base64_batch(server):
     status, many = post(f"{server}/v1/predict/batch", {"inputs": [{"text": "good"}, {"text": "bad"}]})
     assert status == 200 and len(many["results"]) == 2
     assert len({r["request_id"] for r in many["results"]}) == 2
+
+
+def form_with_empty_audio(filename: str) -> bytes:
+    """A multipart body: a text field and an audio file part of no bytes named `filename`."""
+    return ('--b\r\nContent-Disposition: form-data; name="text"\r\n\r\nnot my thing\r\n'
+            f'--b\r\nContent-Disposition: form-data; name="audio"; filename="{filename}"\r\n'
+            'Content-Type: application/octet-stream\r\n\r\n\r\n--b--\r\n').encode()
+
+
+def test_a_form_whose_file_input_was_left_empty_is_scored_on_its_text(server):
+    """A browser submits a file input left empty as a part with filename="" and no bytes: an HTML form with text
+    and an optional clip answered 415 "audio is not a supported media file" to every user who typed text only, and
+    a picked 0-byte file (or "audio": "" in JSON) got the same word for what is no file at all."""
+    status, _, answer = call(f"{server}/v1/predict", form_with_empty_audio(""), "multipart/form-data; boundary=b")
+    assert status == 200 and answer["ran"] == ["text"] and answer["skipped"]["audio"] == "missing", answer
+    for body, ctype in [(form_with_empty_audio("a.wav"), "multipart/form-data; boundary=b"),
+                        (b'{"text": "hi", "audio": ""}', "application/json")]:
+        status, _, answer = call(f"{server}/v1/predict", body, ctype)
+        assert (status, answer) == (400, {"error": "audio is an empty file (0 bytes); expected a media file with "
+                                                   "some audio in it"})
+
+
+def test_a_refusal_from_inside_the_batch_does_not_name_the_server_scratch_path(server):
+    """An upload the front end refuses in the batch (audio shorter than one frame) was answered
+    "/tmp/edge-msa-serve-1x2y3z/audio.wav: audio is 0.1 ms long; ...": a path the client never sent."""
+    one_sample = wav_base64(1 / 16000)
+    status, answer = post(f"{server}/v1/predict", {"audio": one_sample})
+    assert (status, answer) == (400, {"error": "audio is 0.1 ms long; expected at least 25 ms (one frame)"})
+    status, answer = post(f"{server}/v1/predict/batch", {"inputs": [{"text": "fine"}, {"audio": one_sample}]})
+    assert (status, answer) == (400, {"error": "input #1: audio is 0.1 ms long; expected at least 25 ms (one frame)"})
 
 
 CLIP = DATA_ROOT / "raw_av" / "cremad" / "data" / "1001_DFA_HAP_XX.flv"
@@ -161,9 +195,46 @@ def test_every_bad_request_gets_a_4xx_json_error_and_the_server_stays_healthy(se
     assert status == 400 and answer["error"] == "form field 'audio' is a text field; expected a file"
     status, _, answer = call(f"{server}/v1/predict/batch", b'{"inputs": [{"text": "ok"}, {"text": " "}]}')
     assert status == 400 and answer["error"] == "input #1: text is empty; expected at least one word"  # which input
+    status, _, answer = call(f"{server}/v1/feedback", b'{"request_id": "r", "label": 1}')  # started without --feedback
+    assert status == 404 and answer["error"] == ("feedback is off on this service; expected one started with "
+                                                 "--feedback log.sqlite")
     assert call(f"{server}/healthz")[0] == 200
     status, good = post(f"{server}/v1/predict", {"text": "still fine"})
     assert status == 200 and "score" in good
+
+
+def test_a_compressed_body_is_refused_by_its_encoding_not_as_malformed_json(server):
+    """A client that gzips its requests (a mobile HTTP stack's interceptor) was told "malformed JSON ('utf-8' codec
+    can't decode byte 0x8b ...)", which points at the JSON it built, not at the compression."""
+    zipped = gzip.compress(b'{"text": "hi"}')
+    for path in ("/v1/predict", "/v1/feedback"):
+        status, _, answer = call(f"{server}{path}", zipped, headers={"Content-Encoding": "gzip"})
+        assert (status, answer) == (415, {"error": "content encoding 'gzip' is not supported; expected an uncompressed "
+                                                   "body"})
+    assert call(f"{server}/v1/predict", b'{"text": "hi"}', headers={"Content-Encoding": "identity"})[0] == 200
+
+
+def request_counts(url: str, path: str) -> dict[str, float]:
+    """edge_msa_http_requests_total of one path on /metrics, by status code."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    families = {f.name: f for f in text_string_to_metric_families(call(f"{url}/metrics")[2])}
+    return {s.labels["code"]: s.value for s in families["edge_msa_http_requests"].samples
+            if s.labels.get("path") == path and s.name.endswith("_total")}
+
+
+def test_a_client_hanging_up_mid_body_is_counted_apart_from_bugs(server):
+    """A client that closed its connection mid-upload raised starlette's ClientDisconnect out of the route: counted
+    as a 500 on /metrics (an alert on 5xx fired for a phone leaving coverage) with a traceback in the server log."""
+    host, port = server.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as s:
+        s.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: 100000\r\n\r\n" + b" " * 1000)
+    deadline = time.monotonic() + 30
+    while "499" not in (codes := request_counts(server, "/v1/predict")):
+        assert time.monotonic() < deadline, codes
+        time.sleep(0.1)
+    assert "500" not in codes, codes
 
 
 def test_metrics_are_prometheus_text_and_info_is_the_manifest(server, media_bundle):
@@ -176,9 +247,7 @@ def test_metrics_are_prometheus_text_and_info_is_the_manifest(server, media_bund
     families = {f.name: f for f in text_string_to_metric_families(text)}
     assert {"edge_msa_http_requests", "edge_msa_http_request_seconds", "edge_msa_batch_size",
             "edge_msa_modality_inputs", "edge_msa_skip_ratio", "edge_msa_queue_depth"} <= set(families)
-    codes = {s.labels["code"] for s in families["edge_msa_http_requests"].samples
-             if s.labels.get("path") == "/v1/predict"}
-    assert {"200", "400"} <= codes
+    assert {"200", "400"} <= set(request_counts(server, "/v1/predict"))
     ran_audio = [s.value for s in families["edge_msa_modality_inputs"].samples
                  if s.labels == {"modality": "audio", "outcome": "ran"} and s.name.endswith("_total")]
     assert ran_audio[0] >= 1
@@ -188,6 +257,41 @@ def test_metrics_are_prometheus_text_and_info_is_the_manifest(server, media_bund
     assert info["service"]["limits"]["max_text_chars"] == 500
     status, _, page = call(f"{server}/")
     assert status == 200 and 'id="predict"' in page
+
+
+def test_openapi_describes_the_bodies_this_service_takes(server):
+    """/openapi.json and /docs were switched off (404), and FastAPI infers no body from the raw-request handlers: an
+    app developer had no schema to generate a client from. It now carries the bundle's dims and the service's limits."""
+    status, _, doc = call(f"{server}/openapi.json")
+    info = call(f"{server}/v1/info")[2]
+    limits = info["service"]["limits"]
+    dims = dict(zip(("text", "audio", "video"), info["manifest"]["feature_spec"]["dims"]))
+    assert status == 200
+    operation_ids = [op["operationId"] for path in doc["paths"].values() for op in path.values()]
+    assert len(operation_ids) == len(set(operation_ids))  # a duplicate breaks client generators
+    body = {path: doc["paths"][path]["post"]["requestBody"]["content"]
+            for path in ("/v1/predict", "/v1/predict/batch", "/v1/feedback")}
+    one = body["/v1/predict"]["application/json"]["schema"]
+    assert set(one["properties"]) == set(dims) and one["additionalProperties"] is False
+    for m, d in dims.items():
+        array, raw = one["properties"][m]["oneOf"]
+        assert array["maxItems"] == limits["max_steps"] and array["items"]["maxItems"] == array["items"]["minItems"]
+        assert array["items"]["minItems"] == d and raw["type"] == "string"
+    assert raw["contentEncoding"] == "base64" and one["properties"]["text"]["oneOf"][1]["maxLength"] == 500
+    assert set(body["/v1/predict"]["multipart/form-data"]["schema"]["properties"]) == set(dims)
+    assert body["/v1/predict/batch"]["application/json"]["schema"]["properties"]["inputs"]["maxItems"] == 64
+    label = body["/v1/feedback"]["application/json"]["schema"]["properties"]["label"]
+    assert (label["minimum"], label["maximum"]) == (-3, 3)
+    assert doc["paths"]["/v1/feedback"]["post"]["responses"]["4XX"]["content"]["application/json"]["schema"][
+        "required"] == ["error"]
+    status, _, page = call(f"{server}/docs")
+    assert status == 200 and "/openapi.json" in page
+
+
+def test_healthz_answers_head_as_uptime_monitors_probe(server):
+    """`curl -I .../healthz` and monitors that probe with HEAD got 405: the service looked down while it served."""
+    with urllib.request.urlopen(urllib.request.Request(f"{server}/healthz", method="HEAD"), timeout=30) as r:
+        assert r.status == 200 and r.read() == b""
 
 
 def test_overload_beyond_the_queue_bound_is_429_with_retry_after(media_bundle):

@@ -161,6 +161,21 @@ def test_a_bad_input_of_a_batch_request_is_named(tmp_path):
         assert info.value.message.startswith(words), info.value.message
 
 
+def test_a_batch_body_of_the_wrong_shape_is_told_what_it_was():
+    """/v1/predict/batch answered 65 inputs, none, a list body or "inputs": 3 alike, with what was expected only."""
+    pytest.importorskip("fastapi", reason='the serve extra is not installed (pip install "edge-msa[serve]")')
+    from edge_msa.serve.app import batch_items
+
+    expected = 'expected {"inputs": [...]} with 1 to 64 inputs'
+    for body, got in [({"inputs": [{"text": "a"}] * 65}, "batch has 65 inputs"), ({"inputs": []}, "batch has 0 inputs"),
+                      ([{"text": "a"}], "batch body is list"), ({"input": []}, 'batch body has no "inputs"'),
+                      ({"inputs": 3}, "inputs is int")]:
+        with pytest.raises(RequestError) as info:
+            batch_items(body, 64)
+        assert info.value.status == 400 and info.value.message == f"{got}; {expected}"
+    assert batch_items({"inputs": [{"text": "a"}] * 64}, 64) == [{"text": "a"}] * 64
+
+
 def encode(path: Path, seconds: float, video: str | None = None, audio: str | None = None, **options: str) -> bytes:
     """A real clip written with PyAV: `video` / `audio` codecs (either may be None), a 64x48 picture, a 440 Hz tone."""
     av = pytest.importorskip("av", reason="PyAV writes the clips (pip install 'edge-msa[media]')")
@@ -300,6 +315,34 @@ def test_a_truncated_text_is_named_in_the_answer(media_bundle, tmp_path):
     assert counting.texts == len(texts)
 
 
+def test_feedback_the_log_cannot_take_is_a_503_not_a_500(media_bundle, tmp_path):
+    """sqlite3's 'database is locked' (another writer on the same log, e.g. a second service) escaped as a 500
+    "internal error (OperationalError)" after a 5 s wait; the client could not tell it to retry."""
+    pytest.importorskip("fastapi", reason='the serve extra is not installed (pip install "edge-msa[serve]")')
+    import asyncio
+
+    from edge_msa.serve.app import Service
+    from edge_msa.serve.config import ServeConfig
+
+    log = tmp_path / "fb.sqlite"
+    service = Service(ServeConfig(bundle=str(media_bundle), feedback=str(log)))
+    service.log._db.execute("PRAGMA busy_timeout=50")  # sqlite3 waits 5 s by default: keep the test fast
+    service.recent.put("r1", "digest", "a fine film", {"score": 0.1})
+    other = sqlite3.connect(log, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # holds the write lock
+    try:
+        with pytest.raises(RequestError) as info:
+            asyncio.run(service.add_feedback("r1", 1.0))
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert info.value.status == 503 and info.value.headers == {"Retry-After": "1"}
+    assert info.value.message.startswith("feedback not saved: the log refused the write (database is locked); "
+                                         "expected a retry")
+    assert asyncio.run(service.add_feedback("r1", 1.0)) == 1  # nothing half-written: the retry is the first row
+    service.close()
+
+
 def test_feedback_log_export_reads_back_as_an_mmsa_label_csv(tmp_path, capsys):
     from edge_msa.data.label_csv import read
 
@@ -426,3 +469,7 @@ def test_feedback_label_beyond_float_is_a_400():
                       ([1], "is list")):  # the answer said only what was expected
         with pytest.raises(RequestError, match=re.escape(f"feedback {got}; expected {{")):
             check_feedback(body)
+    for request_id, got in ((5, "int"), ("", "empty")):  # the answer said only what a request_id must be
+        with pytest.raises(RequestError) as info:
+            check_feedback({"request_id": request_id, "label": 1})
+        assert info.value.message == f"request_id is {got}; expected the non-empty string a prediction returned"

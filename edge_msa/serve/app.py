@@ -1,9 +1,9 @@
 """The REST service (FastAPI): one bundle loaded once, inputs micro-batched, limits answered as 4xx JSON.
 
-Routes: POST /v1/predict (JSON or multipart), POST /v1/predict/batch, POST /v1/feedback, GET /healthz,
-GET /v1/info, GET /metrics, GET / (demo page). Every error is `{"error": "..."}` with a 4xx status
-(a 500 only for a bug). Imported only by `edge-msa serve`, after it checked the [serve] extra is there. Only the
-public runtime API is used: `edge_msa.load(bundle).predict_batch`.
+Routes: POST /v1/predict (JSON or multipart), POST /v1/predict/batch, POST /v1/feedback, GET (and HEAD) /healthz,
+GET /v1/info, GET /metrics, GET /openapi.json and /docs, GET / (demo page). Every error is `{"error": "..."}` with a
+4xx status (a 500 only for a bug; 503 for what the server cannot do now). Imported only by `edge-msa serve`, after
+it checked the [serve] extra is there. Only the public runtime API is used: `edge_msa.load(bundle).predict_batch`.
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import asyncio
 import json
 import math
 import shutil
+import sqlite3
 import tempfile
 import time
 import uuid
@@ -25,6 +26,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from ..errors import EdgeMSAError, InputError
 from ..labels import SCORE_LIMIT
@@ -33,12 +35,15 @@ from ..version import __version__
 from .batching import MicroBatcher, QueueFull
 from .config import ServeConfig
 from .feedback import FeedbackLog, RecentPredictions
-from .inputs import Limits, Parsed, RequestError, parse_items
+from .inputs import Limits, Parsed, RequestError, own_front_end, parse_items, without_scratch
 from .metrics import ServiceMetrics
+from .openapi import DESCRIPTION, operations
 
-ROUTES = ("/", "/healthz", "/metrics", "/v1/info", "/v1/predict", "/v1/predict/batch", "/v1/feedback")
+ROUTES = ("/", "/healthz", "/metrics", "/v1/info", "/v1/predict", "/v1/predict/batch", "/v1/feedback", "/openapi.json",
+          "/docs")
 OFFLOAD_BYTES = 32 * 1024  # bodies above this are parsed in a worker thread (media decoding, big arrays)
 DRAIN_FACTOR = 16  # an oversized body is read and dropped up to this many times the limit (see read_body)
+CLIENT_CLOSED = 499  # nginx's "client closed request": no one reads it, /metrics counts it (see read_body)
 
 
 class Service:
@@ -72,7 +77,7 @@ class Service:
         import numpy as np
 
         item = {m: np.zeros((1, self.spec.dim(m)), np.float32) for m in MODALITIES
-                if self.spec.front_end(m).startswith("external")}
+                if not own_front_end(self.spec, m)}
         if "text" not in item:
             item["text"] = "warm up"
         self.predictor.predict_batch([item])
@@ -92,8 +97,9 @@ class Service:
         results = await asyncio.gather(*(asyncio.wrap_future(f) for f in futures), return_exceptions=True)
         out = []
         for i, (p, result) in enumerate(zip(parsed, results)):
-            if isinstance(result, EdgeMSAError):
-                raise RequestError(400, f"input #{i}: {result}" if len(parsed) > 1 else str(result))
+            if isinstance(result, EdgeMSAError):  # e.g. the front end's "audio is 0.1 ms long" of an upload
+                message = without_scratch(result, p.item)
+                raise RequestError(400, f"input #{i}: {message}" if len(parsed) > 1 else message)
             if isinstance(result, BaseException):
                 raise result
             prediction = result.to_dict()
@@ -106,12 +112,16 @@ class Service:
     async def add_feedback(self, request_id: str, label: float) -> int:
         """Append the user's label for a served prediction to the log; returns the row id once durable."""
         if self.log is None:
-            raise RequestError(404, "feedback is off; start the service with --feedback log.sqlite")
+            raise RequestError(404, "feedback is off on this service; expected one started with --feedback log.sqlite")
         served = self.recent.get(request_id)
         if served is None:
             raise RequestError(404, f"request_id '{request_id[:64]}' is unknown (or older than the last "
                                     f"{self.config.remember} predictions); expected an id a prediction returned")
-        return await run_in_threadpool(self.log.add, request_id, *served, label)
+        try:
+            return await run_in_threadpool(self.log.add, request_id, *served, label)
+        except sqlite3.Error as exc:  # another writer held the lock past the busy timeout, the disk is full, ...
+            raise RequestError(503, f"feedback not saved: the log refused the write ({exc}); expected a retry once "
+                                    "the server's feedback log is writable", {"Retry-After": "1"}) from None
 
     def info(self) -> dict[str, Any]:
         c = self.config
@@ -139,18 +149,27 @@ class Scratch:
 async def read_body(request, limit: int) -> bytes:
     """The request body, or 413 if it exceeds `limit` bytes. An oversized body is still read (and dropped)
     up to DRAIN_FACTOR x limit, because closing on a client that is still sending resets its connection
-    before it can read the 413; beyond that the connection is given up."""
+    before it can read the 413; beyond that the connection is given up. A client that hangs up mid-body (a phone
+    leaving coverage) is answered CLIENT_CLOSED, not a 500 and a traceback in the log: /metrics tells it apart
+    from a bug."""
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size <= limit:
-            chunks.append(chunk)
-        elif size > DRAIN_FACTOR * limit:
-            break
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size <= limit:
+                chunks.append(chunk)
+            elif size > DRAIN_FACTOR * limit:
+                break
+    except ClientDisconnect:
+        raise RequestError(CLIENT_CLOSED, f"client closed the connection after {size} bytes of the body; expected "
+                                          "the whole body") from None
     if size > limit:
         declared = request.headers.get("content-length", "")
         raise RequestError(413, f"body has {declared if declared.isdigit() else 'over ' + str(limit)} bytes; "
                                 f"expected at most {limit}")
+    encoding = request.headers.get("content-encoding", "").strip().lower()
+    if encoding not in ("", "identity"):  # a gzipped body was answered "malformed JSON ('utf-8' codec can't ...)"
+        raise RequestError(415, f"content encoding '{encoding[:40]}' is not supported; expected an uncompressed body")
     return b"".join(chunks)
 
 
@@ -174,7 +193,8 @@ async def json_body(request, limit: int) -> Any:
 
 
 async def multipart_item(request, body: bytes, limits: Limits) -> dict[str, Any]:
-    """A multipart form: a `text` field and `audio` / `video` files -> the JSON-style input (media as bytes)."""
+    """A multipart form: a `text` field and `audio` / `video` files -> the JSON-style input (media as bytes). A file
+    part without a name or a byte is a form's file input left empty (browsers send it so): not given, as JSON null."""
     async def replay():
         return {"type": "http.request", "body": body, "more_body": False}
 
@@ -187,6 +207,8 @@ async def multipart_item(request, body: bytes, limits: Limits) -> dict[str, Any]
     try:
         obj: dict[str, Any] = {}
         for key, value in form.multi_items():
+            if isinstance(value, UploadFile) and not value.filename and not value.size:
+                continue
             if key in obj or key not in ("text", "audio", "video"):
                 raise RequestError(400, f"form field '{key}' is unknown or repeated; expected text, audio, video")
             if (key == "text") != isinstance(value, str):
@@ -222,8 +244,11 @@ def batch_items(obj: Any, max_items: int) -> list:
     imagined option beside the inputs (e.g. "max_batch") was ignored without a word."""
     expected = f"expected {{\"inputs\": [...]}} with 1 to {max_items} inputs"
     items = obj.get("inputs") if isinstance(obj, dict) else None
-    if not isinstance(items, list) or not 1 <= len(items) <= max_items:
-        raise RequestError(400, expected)
+    if not isinstance(items, list) or not 1 <= len(items) <= max_items:  # the answer said only what was expected
+        got = (f"batch body is {type(obj).__name__}" if not isinstance(obj, dict) else
+               "batch body has no \"inputs\"" if "inputs" not in obj else
+               f"inputs is {type(items).__name__}" if not isinstance(items, list) else f"batch has {len(items)} inputs")
+        raise RequestError(400, f"{got}; {expected}")
     unknown = sorted(set(obj) - {"inputs"})
     if unknown:
         raise RequestError(400, f"batch body has unknown fields {unknown}; {expected} and nothing else")
@@ -236,7 +261,8 @@ def check_feedback(obj: Any) -> tuple[str, float]:
         raise RequestError(400, f"feedback {got}; expected {{\"request_id\": str, \"label\": number in [-3, 3]}}")
     request_id, label = obj["request_id"], obj["label"]
     if not isinstance(request_id, str) or not request_id:
-        raise RequestError(400, "request_id must be the non-empty string a prediction returned")
+        got = "empty" if isinstance(request_id, str) else type(request_id).__name__
+        raise RequestError(400, f"request_id is {got}; expected the non-empty string a prediction returned")
     number = isinstance(label, (int, float)) and not isinstance(label, bool)
     if not number or not -SCORE_LIMIT <= label <= SCORE_LIMIT:  # NaN fails too
         raise RequestError(400, f"label {label!r:.40} is not a number in [-3, 3]; expected the sentiment the user "
@@ -313,12 +339,10 @@ def create_app(service: Service):
         yield
         service.close()  # uvicorn has already let in-flight requests finish (SIGTERM drain)
 
-    app = FastAPI(title="edge-msa", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
-                  openapi_url=None)
+    app = FastAPI(title="edge-msa", version=__version__, lifespan=lifespan, description=DESCRIPTION, redoc_url=None,
+                  swagger_ui_oauth2_redirect_url=None, exception_handlers=dict(ERROR_HANDLERS))
+    body = operations(service.spec, service.config.limits)  # the routes read raw requests: FastAPI infers none
     app.add_middleware(MetricsMiddleware, metrics=service.metrics)
-
-    for kind, handler in ERROR_HANDLERS:
-        app.add_exception_handler(kind, handler)
 
     async def predict(request: Request, many: bool) -> list[dict[str, Any]]:
         scratch = Scratch()
@@ -327,15 +351,15 @@ def create_app(service: Service):
         finally:
             scratch.cleanup()
 
-    @app.post("/v1/predict")
+    @app.post("/v1/predict", openapi_extra=body["/v1/predict"])
     async def predict_one(request: Request):
         return (await predict(request, many=False))[0]
 
-    @app.post("/v1/predict/batch")
+    @app.post("/v1/predict/batch", openapi_extra=body["/v1/predict/batch"])
     async def predict_many(request: Request):
         return {"results": await predict(request, many=True)}
 
-    @app.post("/v1/feedback")
+    @app.post("/v1/feedback", openapi_extra=body["/v1/feedback"])
     async def feedback(request: Request):
         request_id, label = check_feedback(await json_body(request, service.config.limits.max_body_bytes))
         return {"ok": True, "id": await service.add_feedback(request_id, label)}
@@ -345,6 +369,9 @@ def create_app(service: Service):
         if not service.batcher.alive:
             return error(503, "not serving: the batch worker is stopped (shutting down)")
         return {"status": "ok", "bundle": service.config.bundle, "queue": service.batcher.depth}
+
+    # uptime monitors and `curl -I` probe with HEAD; a route of its own, as two methods would share an operationId
+    app.add_api_route("/healthz", healthz, methods=["HEAD"], include_in_schema=False)
 
     @app.get("/v1/info")
     async def info():

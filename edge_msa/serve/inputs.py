@@ -97,8 +97,13 @@ def parse_items(objs: list, spec: FeatureSpec, limits: Limits, workdir: Workdir,
     return parsed
 
 
+def own_front_end(spec: FeatureSpec, m: str) -> bool:
+    """The bundle turns the text / a media file into features itself; an "external:..." one takes (L, d) arrays."""
+    return not spec.front_end(m).startswith("external")
+
+
 def check_text(text: str, spec: FeatureSpec, limits: Limits) -> str:
-    if spec.front_end("text").startswith("external"):
+    if not own_front_end(spec, "text"):
         raise RequestError(400, f"this bundle takes text as {spec.front_end('text')} features; expected an "
                                 f"(L, {spec.dim('text')}) array, not a string")
     if not text.strip():
@@ -148,10 +153,11 @@ def decode_base64(m: str, value: str) -> bytes:
 
 def save_media(m: str, data: bytes, spec: FeatureSpec, limits: Limits, workdir: Workdir, where: str = "") -> Path:
     """Media bytes -> a file in workdir the bundle's front end can read, after the format and duration checks."""
-    front = spec.front_end(m)
-    if front.startswith("external"):
-        raise RequestError(400, f"this bundle takes {m} as {front} features; expected an (L, {spec.dim(m)}) "
-                                "array, not a media file")
+    if not own_front_end(spec, m):
+        raise RequestError(400, f"this bundle takes {m} as {spec.front_end(m)} features; expected an "
+                                f"(L, {spec.dim(m)}) array, not a media file")
+    if not data:  # sniffing would answer 415 "not a supported media file" for what is no file at all
+        raise RequestError(400, f"{m} is an empty file (0 bytes); expected a media file with some {m} in it")
     suffix = sniff(m, data)
     path = workdir() / f"{m}{where.strip(' #')}{suffix}"
     path.write_bytes(data)
@@ -181,5 +187,15 @@ def upload_seconds(m: str, path: Path, limit: float) -> float:
         return media_seconds(m, path, limit, f"{m} uploads")
     except MissingDependencyError as exc:
         raise RequestError(503, str(exc)) from None
-    except EdgeMSAError as exc:  # our one line ("cannot read audio PATH: why; expected ..."), less the scratch path
-        raise RequestError(400, str(exc).replace(f" {path}", "")) from None
+    except EdgeMSAError as exc:  # our one line ("cannot read audio PATH: why; expected ...")
+        raise RequestError(400, without_scratch(exc, {m: path})) from None
+
+
+def without_scratch(exc: Exception, item: Mapping[str, Any]) -> str:
+    """The runtime's line about an upload less the server's scratch path ("cannot read audio PATH: why", "PATH: audio
+    is 0.1 ms long; ..."): the client sent bytes, not a file, and the path only tells it the server's layout."""
+    message = str(exc)
+    for value in item.values():
+        if isinstance(value, Path):
+            message = message.replace(f" {value}", "").replace(f"{value}: ", "")
+    return message
