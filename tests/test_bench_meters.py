@@ -131,6 +131,7 @@ def _readable(path: Path) -> bool:
     ("agx_orin_jp6.txt", [2340 + 390 + 4025 + 0 + 301],
      "sum of rails VDD_GPU_SOC+VDD_CPU_CV+VIN_SYS_5V0+NC+VDDQ_VDD2_1V8AO"),
     ("agx_xavier_jp42.txt", [463 + 618 + 2936 + 0 + 309 + 3306], "sum of rails GPU+CPU+SOC+CV+VDDRQ+SYS5V"),
+    ("agx_thor_jp7.txt", [87426], "input rail VIN"),  # 3 figures a rail; VIN was summed with the rails it feeds
 ])
 def test_tegrastats_module_power_on_real_lines(fixture, expected_mw, scope):
     lines = (FIXTURES / fixture).read_text().splitlines()
@@ -371,3 +372,17 @@ def test_nvml_counter_reset_or_gpu_lost_mid_run_is_unavailable(monkeypatch):
 
 def _lost():
     raise FakeNVMLError("GPU is lost")
+
+
+def test_tegrastats_lines_that_switch_scope_mid_run_fail_the_reading(tmp_path):
+    """Lines that lose their input rail would be summed over other rails: two scopes added up as one energy."""
+    orin = (FIXTURES / "orin_nano_jp6.txt").read_text().splitlines()[1]
+    no_input = orin.replace("VDD_IN 4824mW/4824mW ", "")
+    script = tmp_path / "switching.py"
+    script.write_text(f"import time\nprint({orin!r}, flush=True)\ntime.sleep(0.05)\nprint({no_input!r}, flush=True)\n"
+                      "time.sleep(30)\n")
+    with TegrastatsMeter(command=[sys.executable, str(script)]) as meter:
+        time.sleep(0.5)
+        with pytest.raises(MeterUnavailable, match="switched from the Jetson INA3221 input rail VDD_IN to the Jetson "
+                                                   "INA3221 sum of rails VDD_CPU_GPU_CV"):
+            meter.energy_j()
