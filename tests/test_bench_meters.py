@@ -83,6 +83,13 @@ def test_energy_per_item_needs_items():
         energy_per_item(Window(1.0, 1.0, 0), Window(0.5, 1.0, 0))
 
 
+def test_energy_per_item_below_idle_is_unavailable_not_negative():
+    """Active power under idle power (meter noise on a tiny model) gave -10 mJ per item, and report.md's ratio table
+    an 'energy saving' of the wrong sign."""
+    with pytest.raises(MeterUnavailable, match="active power 1 W is not above idle 1.1 W"):
+        energy_per_item(Window(1.0, 1.0, 10), Window(1.1, 1.0, 0))
+
+
 def _rapl_tree(root: Path, energy: dict[str, int], max_range: int = 1000) -> None:
     names = {"intel-rapl:0": "package-0", "intel-rapl:1": "package-1", "intel-rapl:0:0": "core",
              "intel-rapl:2": "psys"}

@@ -120,6 +120,10 @@ def energy_per_item(active: Window, idle: Window) -> dict:
     if active.items < 1:
         raise MeterUnavailable("no inference finished inside the energy window; lengthen --energy-window")
     dynamic_j = active.joules - idle.watts * active.seconds
+    if dynamic_j <= 0:  # a negative energy per item, and a ratio of the wrong sign in report.md
+        raise MeterUnavailable(f"active power {active.watts:.3g} W is not above idle {idle.watts:.3g} W: the energy "
+                               "per item is under the meter's noise floor; use a longer --energy-window or a larger "
+                               "batch")
     return {
         "energy_mj_per_item": 1e3 * dynamic_j / active.items,
         "energy_total_mj_per_item": 1e3 * active.joules / active.items,
