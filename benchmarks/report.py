@@ -143,7 +143,7 @@ def _stage_section(rows: list[dict], names: dict[str, str]) -> list[str]:
     """Each stage's ms per call (stages_ms), and for one that did not run in every call (an encoder the gate skips for
     some inputs) how often it ran (stages_ran) and its ms in the calls it ran in (ms per call / ran): what it costs on
     these inputs and what it costs when it runs, both from the two fields report.json holds. Then the untimed rest
-    of the p50 (stages_untimed_ms), since total alone, below the p50, read as the whole call."""
+    of those calls (stages_untimed_ms), since total alone, below the p50, read as the whole call."""
     staged = [r for r in rows if _ok(r) and r.get("stages_ms")]
     if not staged:
         return []
@@ -151,8 +151,10 @@ def _stage_section(rows: list[dict], names: dict[str, str]) -> list[str]:
            "Each stage's figure is its median ms over the extra calls it ran in (one per timed batch in a shuffled "
            f"order, at least {STAGE_CALLS} and about {STAGE_BUDGET_S:g} s of them) times the share of calls it ran in, "
            "so one slow call moves no figure and the stages add up to total. total covers only the stages the "
-           "runtime times (graphs, tokenizer, media front ends); untimed = p50 - total is the rest of a call (input "
-           "checks, padding, the gate's bookkeeping, building the results).", "",
+           "runtime times (graphs, tokenizer, media front ends), so it is below the p50; untimed is the rest of the "
+           "same calls (their wall time less their stages, median per call: input checks, padding, the gate's "
+           "bookkeeping, building the results). These calls ran alone, the p50's side by side with the other "
+           "bundles, so total + untimed is close to the p50 but not it.", "",
            "| bundle | batch | modalities | stages |", "|---|---|---|---|"]
     for r in staged:
         stages = ", ".join(_stage_cell(k, v, r["stages_ran"][k]) for k, v in r["stages_ms"].items())
