@@ -573,3 +573,16 @@ def test_stage_figures_shrug_off_a_slow_call_and_see_every_timed_batch(tmp_path,
     assert row["stages_ms"] == pytest.approx({"encode_text": 1.0, "encode_audio": 2.0, "fuse": 0.5, "total": 3.5})
     assert row["stages_ran"] == {"encode_text": 1.0, "encode_audio": 0.5, "fuse": 1.0, "total": 1.0}
     assert row["stages_calls"] == 32
+
+
+def test_an_energy_window_too_short_for_the_meter_is_unavailable_and_the_row_keeps_its_latency(tmp_path, tiny_splits):
+    """A 0.1 s window on a meter that refreshes every second gave an energy per item; now the row says why not."""
+    class SlowMeter(ConstantMeter):
+        refresh_s = 1.0
+
+    out = run_bench(_bundles(tmp_path, "student"), data=tiny_splits, out=tmp_path / "report", modalities=("all",),
+                    meter=SlowMeter(), loader=lambda *_: FakePredictor(tiny_splits.spec, 0.0), **FAST)
+    (row,) = json.loads((out / "report.json").read_text())["rows"]
+    assert row["status"] == "ok" and row["latency_ms"]["p50"] >= 0 and "energy_mj_per_item" not in row
+    assert row["energy"].startswith("unavailable: a 0.") and "under 20 of the fake meter's 1000 ms" in row["energy"]
+    assert f"- energy {row['energy']}" in (out / "report.md").read_text()
