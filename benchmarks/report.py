@@ -10,7 +10,7 @@ from typing import Any
 from edge_msa.atomic import atomic_dir
 from edge_msa.errors import PLOT_FIX
 
-from .timing import SIDE_BY_SIDE
+from .timing import SIDE_BY_SIDE, STAGE_BUDGET_S, STAGE_CALLS
 
 HEADLINE = "acc2_non0"  # the accuracy axis of the Pareto plot and the ratio table
 FILES = ("report.json", "report.md", "report.png")
@@ -141,16 +141,25 @@ def _same_work(row: dict) -> tuple:
 
 def _stage_section(rows: list[dict], names: dict[str, str]) -> list[str]:
     """Each stage's ms per call (stages_ms), and for one that did not run in every call (an encoder the gate skips for
-    some inputs) how often it ran (stages_ran) and its mean ms in the calls it ran in (ms per call / ran): what it
-    costs on these inputs and what it costs when it runs, both from the two fields report.json holds."""
+    some inputs) how often it ran (stages_ran) and its ms in the calls it ran in (ms per call / ran): what it costs on
+    these inputs and what it costs when it runs, both from the two fields report.json holds. Then the untimed rest
+    of those calls (stages_untimed_ms), since total alone, below the p50, read as the whole call."""
     staged = [r for r in rows if _ok(r) and r.get("stages_ms")]
     if not staged:
         return []
-    out = ["", "## Per-stage ms per call (mean over extra calls; a call that skipped a stage counts 0, so the stages "
-           "add up to total)", "", "| bundle | batch | modalities | stages |", "|---|---|---|---|"]
+    out = ["", "## Per-stage ms per call", "",
+           "Each stage's figure is its median ms over the extra calls it ran in (one per timed batch in a shuffled "
+           f"order, at least {STAGE_CALLS} and about {STAGE_BUDGET_S:g} s of them) times the share of calls it ran in, "
+           "so one slow call moves no figure and the stages add up to total. total covers only the stages the "
+           "runtime times (graphs, tokenizer, media front ends), so it is below the p50; untimed is the rest of the "
+           "same calls (their wall time less their stages, median per call: input checks, padding, the gate's "
+           "bookkeeping, building the results). These calls ran alone, the p50's side by side with the other "
+           "bundles, so total + untimed is close to the p50 but not it.", "",
+           "| bundle | batch | modalities | stages |", "|---|---|---|---|"]
     for r in staged:
         stages = ", ".join(_stage_cell(k, v, r["stages_ran"][k]) for k, v in r["stages_ms"].items())
-        out.append(f"| {names[r['bundle']]} | {r['batch']} | {r['modalities']} | {stages} |")
+        untimed = f", untimed {r['stages_untimed_ms']:.2f}" if "stages_untimed_ms" in r else ""
+        out.append(f"| {names[r['bundle']]} | {r['batch']} | {r['modalities']} | {stages}{untimed} |")
     return out
 
 

@@ -15,6 +15,8 @@ import numpy as np
 from edge_msa.errors import InputError
 
 CV_WARN = 0.10  # std/mean above this: the report says the row is noisy
+STAGE_CALLS = 10  # extra predict_batch calls per row for its per-stage figures, at least; then more, up to one per
+STAGE_BUDGET_S = 1.0  # timed batch, until this many seconds of them have passed
 
 
 @dataclass(frozen=True)

@@ -83,6 +83,13 @@ def test_energy_per_item_needs_items():
         energy_per_item(Window(1.0, 1.0, 0), Window(0.5, 1.0, 0))
 
 
+def test_energy_per_item_below_idle_is_unavailable_not_negative():
+    """Active power under idle power (meter noise on a tiny model) gave -10 mJ per item, and report.md's ratio table
+    an 'energy saving' of the wrong sign."""
+    with pytest.raises(MeterUnavailable, match="active power 1 W is not above idle 1.1 W"):
+        energy_per_item(Window(1.0, 1.0, 10), Window(1.1, 1.0, 0))
+
+
 def _rapl_tree(root: Path, energy: dict[str, int], max_range: int = 1000) -> None:
     names = {"intel-rapl:0": "package-0", "intel-rapl:1": "package-1", "intel-rapl:0:0": "core",
              "intel-rapl:2": "psys"}
@@ -131,6 +138,7 @@ def _readable(path: Path) -> bool:
     ("agx_orin_jp6.txt", [2340 + 390 + 4025 + 0 + 301],
      "sum of rails VDD_GPU_SOC+VDD_CPU_CV+VIN_SYS_5V0+NC+VDDQ_VDD2_1V8AO"),
     ("agx_xavier_jp42.txt", [463 + 618 + 2936 + 0 + 309 + 3306], "sum of rails GPU+CPU+SOC+CV+VDDRQ+SYS5V"),
+    ("agx_thor_jp7.txt", [87426], "input rail VIN"),  # 3 figures a rail; VIN was summed with the rails it feeds
 ])
 def test_tegrastats_module_power_on_real_lines(fixture, expected_mw, scope):
     lines = (FIXTURES / fixture).read_text().splitlines()
@@ -312,3 +320,76 @@ def test_tegrastats_that_exits_at_once_fails_to_open_without_waiting(tmp_path):
     with pytest.raises(MeterUnavailable, match="exited \\(code 1\\): tegrastats: permission denied"):
         TegrastatsMeter(command=[sys.executable, str(script)])
     assert time.monotonic() - start < 4  # not the 5 s first-line timeout
+
+
+@pytest.mark.parametrize("max_range, why", [(10_000, "went backwards from 5000 to 4000 uJ"),
+                                            (None, "went backwards from 5000 to 4000 uJ")])
+def test_rapl_counter_that_goes_backwards_is_unavailable_not_a_wrap(tmp_path, max_range, why):
+    """A drop of 1000 uJ on a 10000 uJ counter is no wrap (that drops by most of the range): the counter was reset
+    (suspend, hotplug). Read as a wrap it added 9000 uJ; with max_energy_range_uj unreadable it subtracted 1000."""
+    _rapl_tree(tmp_path, {"intel-rapl:0": 5000}, max_range=max_range or 0)
+    if max_range is None:
+        (tmp_path / "intel-rapl:0" / "max_energy_range_uj").unlink()
+    meter = RaplMeter(tmp_path)
+    _rapl_tree(tmp_path, {"intel-rapl:0": 4000}, max_range=max_range or 0)
+    with pytest.raises(MeterUnavailable, match=why):
+        meter.energy_j()
+
+
+class CounterMeter(Meter):
+    """A counter that reads the given joules in turn (refreshing every `refresh_s`)."""
+
+    name = "counter"
+
+    def __init__(self, joules: list[float], refresh_s: float = 0.0) -> None:
+        self.joules, self.refresh_s = joules, refresh_s
+
+    def energy_j(self) -> float:
+        return self.joules.pop(0)
+
+
+@pytest.mark.parametrize("joules, refresh_s, why", [
+    ([5.0, 5.0], 0.0, "did not move over a"),  # 0 J: idle 0 W, so all the active energy read as above idle
+    ([5.0, 1.0], 0.0, "went backwards by 4 J"),  # driver reload, counter reset: a negative energy
+    ([5.0, 6.0], 0.01, "spans under 20 of the counter meter's 10 ms refreshes"),  # 0.05 s: edge error up to 40 %
+])
+def test_a_window_the_meter_cannot_measure_is_unavailable(joules, refresh_s, why):
+    with pytest.raises(MeterUnavailable, match=why):
+        idle_window(CounterMeter(list(joules), refresh_s), 0.05)
+    with pytest.raises(MeterUnavailable, match=why):
+        active_window(CounterMeter(list(joules), refresh_s), lambda i: time.sleep(0.01) or 1, 0.05)
+
+
+def test_nvml_counter_reset_or_gpu_lost_mid_run_is_unavailable(monkeypatch):
+    """A driver reload restarts NVML's counter (energy went negative); a GPU that falls off the bus raised NVMLError
+    out of the meter, failing the whole row, latency included, instead of its energy only."""
+    from edge_msa.benchmarks.meters.nvml import NvmlMeter
+
+    module, _ = _fake_pynvml([1_000_000, 1_005_000, 2_000])
+    monkeypatch.setitem(sys.modules, "pynvml", module)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    with NvmlMeter() as meter, pytest.raises(MeterUnavailable, match="went backwards by 1003 J"):
+        idle_window(meter, 0.0)
+    module, _ = _fake_pynvml([1_000_000])
+    module.nvmlDeviceGetTotalEnergyConsumption = lambda h, left=[1_000_000]: left.pop() if left else _lost()
+    monkeypatch.setitem(sys.modules, "pynvml", module)
+    with NvmlMeter() as meter, pytest.raises(MeterUnavailable, match="counter no longer readable .*GPU is lost"):
+        meter.energy_j()
+
+
+def _lost():
+    raise FakeNVMLError("GPU is lost")
+
+
+def test_tegrastats_lines_that_switch_scope_mid_run_fail_the_reading(tmp_path):
+    """Lines that lose their input rail would be summed over other rails: two scopes added up as one energy."""
+    orin = (FIXTURES / "orin_nano_jp6.txt").read_text().splitlines()[1]
+    no_input = orin.replace("VDD_IN 4824mW/4824mW ", "")
+    script = tmp_path / "switching.py"
+    script.write_text(f"import time\nprint({orin!r}, flush=True)\ntime.sleep(0.05)\nprint({no_input!r}, flush=True)\n"
+                      "time.sleep(30)\n")
+    with TegrastatsMeter(command=[sys.executable, str(script)]) as meter:
+        time.sleep(0.5)
+        with pytest.raises(MeterUnavailable, match="switched from the Jetson INA3221 input rail VDD_IN to the Jetson "
+                                                   "INA3221 sum of rails VDD_CPU_GPU_CV"):
+            meter.energy_j()

@@ -159,7 +159,7 @@ def test_report_json_schema_and_rows(report_dir):
         assert isinstance(r["energy_mj_per_item"], float) and "energy" not in r
         assert r["throughput"] == pytest.approx(r["batch"] * 1e3 / r["latency_ms"]["mean"], rel=1e-6)
         assert r["skip_rate"] == pytest.approx(0.5 if r["modalities"] == "all" else 0.0)
-        assert set(r["stages_ms"]) == {"encode_text", "fuse"}
+        assert set(r["stages_ms"]) == {"encode_text", "fuse", "total"}
         assert r["peak_rss_mb"] > 10 and isinstance(r["load_rss_mb"], float)
 
 
@@ -527,13 +527,15 @@ def test_stages_of_a_row_by_row_batch_add_up_encoders_only_some_items_ran(tiny_s
 
 
 def test_stages_are_per_call_over_all_calls_with_how_often_each_ran(tmp_path, tiny_splits):
-    """The gate skips audio in some calls: its per-call ms counts those calls as 0 (ran in 3 of 10 calls, 4 ms each:
-    1.2 ms per call), so the stages add up to total; the median over only the calls it ran in read 4 ms per call."""
+    """The gate skips audio in some calls: its per-call ms counts those calls as 0 (ran in 8 of 32 calls, 4 ms each:
+    1.0 ms per call), so the stages add up to total; the median over only the calls it ran in read 4 ms per call.
+    total covers the timed stages only, below the p50: the rest of the same calls is shown as untimed."""
     class AudioSometimes(FakePredictor):
         calls = 0
 
         def predict_batch(self, items):
-            audio = {"encode_audio": 4.0} if self.calls % 4 == 1 else {}  # calls 1, 5 and 9 of the 10 extra calls
+            time.sleep(0.004)  # 4 ms a call, of which the runtime times 1.5 ms (5.5 with audio)
+            audio = {"encode_audio": 4.0} if self.calls % 4 == 1 else {}  # calls 1, 5, ..., 29 of the 32 extra calls
             self.calls += 1
             ms = {"encode_text": 1.0, **audio, "fuse": 0.5}
             return [SimpleNamespace(ms={**ms, "total": sum(ms.values())})] * len(items)
@@ -541,7 +543,46 @@ def test_stages_are_per_call_over_all_calls_with_how_often_each_ran(tmp_path, ti
     out = run_bench(_bundles(tmp_path, "student"), data=tiny_splits, out=tmp_path / "report", modalities=("all",),
                     meter="none", loader=lambda *_: AudioSometimes(tiny_splits.spec, 0.0), **FAST)
     (row,) = json.loads((out / "report.json").read_text())["rows"]
-    assert row["stages_ms"] == pytest.approx({"encode_text": 1.0, "encode_audio": 1.2, "fuse": 0.5, "total": 2.7})
-    assert row["stages_ran"] == {"encode_text": 1.0, "fuse": 1.0, "encode_audio": 0.3, "total": 1.0}
-    assert "| student | 1 | all | encode_text 1.00, fuse 0.50, encode_audio 1.20 (ran in 30% of calls, 4.00 when it " \
-           "ran), total 2.70 |" in (out / "report.md").read_text()  # total last, though the first call had no audio
+    assert row["stages_ms"] == pytest.approx({"encode_text": 1.0, "encode_audio": 1.0, "fuse": 0.5, "total": 2.5})
+    assert row["stages_ran"] == {"encode_text": 1.0, "fuse": 1.0, "encode_audio": 0.25, "total": 1.0}
+    untimed = row["stages_untimed_ms"]  # the median call: 4 ms and more of wall time, 1.5 ms of it timed stages
+    assert 2.5 <= untimed < 2.5 + 4.0
+    assert f"| student | 1 | all | encode_text 1.00, fuse 0.50, encode_audio 1.00 (ran in 25% of calls, 4.00 when it " \
+           f"ran), total 2.50, untimed {untimed:.2f} |" in (out / "report.md").read_text()  # total last, then untimed
+
+
+def test_stage_figures_shrug_off_a_slow_call_and_see_every_timed_batch(tmp_path, tiny_splits):
+    """One call stalled by a busy VM (encode_text 100 ms instead of 1 ms) moved the mean over 10 calls to 10.9 ms; and
+    stages_ran came from the first 10 batches only, so audio, which the gate runs for the 2nd half of the 32 timed
+    batches only, read as never run. The figure is now each stage's median over the calls it ran in times the share
+    of calls it ran in, over calls spread across every timed batch."""
+    later_audio = tiny_splits.test.features["audio"][16:, 0, 0]  # the 2nd half of the test split, batch 1
+
+    class Uneven(FakePredictor):
+        calls = 0
+
+        def predict_batch(self, items):
+            self.calls += 1
+            audio = {"encode_audio": 4.0} if np.isin(items[0]["audio"][0, 0], later_audio) else {}
+            ms = {"encode_text": 100.0 if self.calls == 2 else 1.0, **audio, "fuse": 0.5}
+            return [SimpleNamespace(ms={**ms, "total": sum(ms.values())})] * len(items)
+
+    out = run_bench(_bundles(tmp_path, "student"), data=tiny_splits, out=tmp_path / "report", modalities=("all",),
+                    meter="none", loader=lambda *_: Uneven(tiny_splits.spec, 0.0), **FAST)
+    (row,) = json.loads((out / "report.json").read_text())["rows"]
+    assert row["stages_ms"] == pytest.approx({"encode_text": 1.0, "encode_audio": 2.0, "fuse": 0.5, "total": 3.5})
+    assert row["stages_ran"] == {"encode_text": 1.0, "encode_audio": 0.5, "fuse": 1.0, "total": 1.0}
+    assert row["stages_calls"] == 32
+
+
+def test_an_energy_window_too_short_for_the_meter_is_unavailable_and_the_row_keeps_its_latency(tmp_path, tiny_splits):
+    """A 0.1 s window on a meter that refreshes every second gave an energy per item; now the row says why not."""
+    class SlowMeter(ConstantMeter):
+        refresh_s = 1.0
+
+    out = run_bench(_bundles(tmp_path, "student"), data=tiny_splits, out=tmp_path / "report", modalities=("all",),
+                    meter=SlowMeter(), loader=lambda *_: FakePredictor(tiny_splits.spec, 0.0), **FAST)
+    (row,) = json.loads((out / "report.json").read_text())["rows"]
+    assert row["status"] == "ok" and row["latency_ms"]["p50"] >= 0 and "energy_mj_per_item" not in row
+    assert row["energy"].startswith("unavailable: a 0.") and "under 20 of the fake meter's 1000 ms" in row["energy"]
+    assert f"- energy {row['energy']}" in (out / "report.md").read_text()

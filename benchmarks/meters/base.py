@@ -23,6 +23,7 @@ class Meter(ABC):
 
     name: str = "meter"
     scope: str = ""  # what the reading covers, e.g. "GPU board" or "module input rail VDD_IN"
+    refresh_s: float = 0.0  # seconds between the reading's updates (0: unknown); sets the shortest window
 
     @abstractmethod
     def energy_j(self) -> float:
@@ -54,12 +55,33 @@ class Window:
         return self.joules / self.seconds if self.seconds > 0 else 0.0
 
 
+MIN_REFRESHES = 20  # a window spans at least this many of its meter's refreshes: each edge errs by up to one, 10 %
+
+
+def _window(meter: Meter, e0: float, t0: float, items: int, clock: Callable[[], float]) -> Window:
+    """The window from (e0, t0) to now, or MeterUnavailable where its joules cannot be right: a window too short for
+    the meter's refresh, a counter that did not move (idle read 0 W, so all active energy counted as above idle) or
+    went backwards (a reset or driver reload: negative energy)."""
+    joules, seconds = meter.energy_j() - e0, clock() - t0
+    if joules < 0:
+        raise MeterUnavailable(f"the {meter.name} counter went backwards by {-joules:.4g} J over a {seconds:.3g} s "
+                               "window (reset, or driver reloaded); its energy is unknown")
+    if seconds < MIN_REFRESHES * meter.refresh_s:
+        raise MeterUnavailable(f"a {seconds:.3g} s window spans under {MIN_REFRESHES} of the {meter.name} meter's "
+                               f"{meter.refresh_s * 1e3:g} ms refreshes (edge error over 10 %); lengthen "
+                               "--energy-window")
+    if joules == 0:
+        raise MeterUnavailable(f"the {meter.name} counter did not move over a {seconds:.3g} s window (it refreshes "
+                               "less often, or stopped); lengthen --energy-window")
+    return Window(joules, seconds, items)
+
+
 def idle_window(meter: Meter, seconds: float, sleep: Callable[[float], None] = time.sleep,
                 clock: Callable[[], float] = time.perf_counter) -> Window:
     """Energy while the process sleeps: the baseline subtracted from every active window."""
     e0, t0 = meter.energy_j(), clock()
     sleep(seconds)
-    return Window(meter.energy_j() - e0, clock() - t0, 0)
+    return _window(meter, e0, t0, 0, clock)
 
 
 IDLE_SETTLE_S = 5.0  # default sleep between a row's timing and the idle window (`edge-msa bench --idle-settle`)
@@ -90,7 +112,7 @@ def active_window(meter: Meter, work: Callable[[int], int], seconds: float,
     while clock() - t0 < seconds:
         items += work(i)
         i += 1
-    return Window(meter.energy_j() - e0, clock() - t0, items)
+    return _window(meter, e0, t0, items, clock)
 
 
 def energy_per_item(active: Window, idle: Window) -> dict:
@@ -98,6 +120,10 @@ def energy_per_item(active: Window, idle: Window) -> dict:
     if active.items < 1:
         raise MeterUnavailable("no inference finished inside the energy window; lengthen --energy-window")
     dynamic_j = active.joules - idle.watts * active.seconds
+    if dynamic_j <= 0:  # a negative energy per item, and a ratio of the wrong sign in report.md
+        raise MeterUnavailable(f"active power {active.watts:.3g} W is not above idle {idle.watts:.3g} W: the energy "
+                               "per item is under the meter's noise floor; use a longer --energy-window or a larger "
+                               "batch")
     return {
         "energy_mj_per_item": 1e3 * dynamic_j / active.items,
         "energy_total_mj_per_item": 1e3 * active.joules / active.items,

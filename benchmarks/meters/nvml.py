@@ -63,6 +63,7 @@ class NvmlMeter(Meter):
     """nvmlDeviceGetTotalEnergyConsumption (mJ since driver load) of one GPU: the whole board's energy."""
 
     name = "nvml"
+    refresh_s = 0.1  # the slow end of the 20-100 ms the counter is seen to refresh at (see base)
 
     def __init__(self, gpu: str | None = None) -> None:
         gpu = visible_gpu() if gpu is None else gpu
@@ -76,7 +77,12 @@ class NvmlMeter(Meter):
             raise MeterUnavailable(f"NVML total-energy counter not readable on GPU {gpu} ({exc})") from None
 
     def energy_j(self) -> float:
-        return (self.nvml.nvmlDeviceGetTotalEnergyConsumption(self.handle) - self.start_mj) / 1e3
+        """Why MeterUnavailable for any failure: a GPU lost mid-run (fallen off the bus, reset) raised NVMLError out
+        of the meter, and the row failed, its latency lost with its energy."""
+        try:
+            return (self.nvml.nvmlDeviceGetTotalEnergyConsumption(self.handle) - self.start_mj) / 1e3
+        except Exception as exc:  # pynvml.NVMLError subclasses
+            raise MeterUnavailable(f"NVML energy counter no longer readable ({exc})") from None
 
     def close(self) -> None:
         self.nvml.nvmlShutdown()

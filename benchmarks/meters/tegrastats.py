@@ -4,8 +4,9 @@ Line formats seen on real boards (fixtures in tests/fixtures/tegrastats/):
 - JetPack 5/6 (Orin): `VDD_IN 4824mW/4824mW VDD_CPU_GPU_CV 518mW/518mW VDD_SOC 1475mW/1475mW`
 - JetPack 4 (Nano, TX2, Xavier): `POM_5V_IN 1057/1057 POM_5V_GPU 0/0` or `VDD_IN 3140/3208` (mW, no unit),
   early AGX Xavier: `GPU 463/463 CPU 618/618 SOC 2936/2936 CV 0/0 VDDRQ 309/309 SYS5V 3306/3306`.
-Each pair is instantaneous/average mW. The input rail (VDD_IN, POM_5V_IN) is the whole module; boards
-without one (AGX Orin, AGX Xavier) are measured as the sum of their rails, and the scope says so.
+- JetPack 7 (Thor): `VDD_GPU 37528mW/37528mW/37528mW VDD_CPU_SOC_MSS ... VIN_SYS_5V0 ... VIN 87426mW/43713mW/87426mW`.
+Each pair is instantaneous/average mW (Thor adds the peak). The input rail (VDD_IN, POM_5V_IN, VIN) is the whole
+module; boards without one (AGX Orin, AGX Xavier) are measured as the sum of their rails, and the scope says so.
 """
 from __future__ import annotations
 
@@ -18,9 +19,9 @@ from typing import Callable
 
 from .base import Meter, MeterUnavailable
 
-# NAME cur/avg with optional mW units, followed by whitespace or end (so RAM 1/2MB never matches).
-_RAIL = re.compile(r"(?<![\w@])([A-Za-z][A-Za-z0-9_]*) (\d+)(?:mW)?/(\d+)(?:mW)?(?=\s|$)")
-INPUT_RAILS = ("VDD_IN", "POM_5V_IN")
+# NAME cur/avg[/peak] with optional mW units, followed by whitespace or end (so RAM 1/2MB never matches).
+_RAIL = re.compile(r"(?<![\w@])([A-Za-z][A-Za-z0-9_]*) (\d+)(?:mW)?/(\d+)(?:mW)?(?:/\d+(?:mW)?)?(?=\s|$)")
+INPUT_RAILS = ("VDD_IN", "POM_5V_IN", "VIN")
 STALE_LINES = 50  # missed lines before the held power counts as a guess (block-buffered output arrives ~10 at once)
 _SKIP = {"RAM", "SWAP", "IRAM"}
 
@@ -57,7 +58,7 @@ class TegrastatsMeter(Meter):
             # tegrastats writes through stdio: force line buffering so arrival time = sample time.
             command = ([shutil.which("stdbuf"), "-oL"] if shutil.which("stdbuf") else []) + [exe, "--interval",
                                                                                            str(interval_ms)]
-        self.interval_s = interval_ms / 1e3
+        self.refresh_s = interval_ms / 1e3  # a line every interval
         self.clock = clock
         self.lock = threading.Lock()
         self.joules, self.last_t, self.last_w, self.samples = 0.0, None, 0.0, 0
@@ -79,19 +80,28 @@ class TegrastatsMeter(Meter):
         for line in self.proc.stdout:
             now = self.clock()
             try:
-                mw, scope = module_power_mw(parse_rails(line))
+                self._add(now, *module_power_mw(parse_rails(line)))
             except MeterUnavailable as exc:
                 self.error = str(exc)
                 self.ready.set()
                 return
-            with self.lock:
-                if self.last_t is not None:
-                    self.joules += self.last_w * (now - self.last_t)
-                self.last_t, self.last_w, self.scope = now, mw / 1e3, f"Jetson INA3221 {scope}"
-                self.samples += 1
             self.ready.set()
         self.error = self.error or f"tegrastats exited (code {self.proc.wait()}){_first_line(self.proc.stderr)}"
         self.ready.set()  # an exit before the first power line fails the start at once, not after the timeout
+
+    def _add(self, now: float, mw: float, scope: str) -> None:
+        """Integrate the held power up to this line's, then hold this one. A line that measures another scope than
+        the first (its input rail gone, so the sum of the others) fails the meter: one energy over two scopes is
+        neither."""
+        scope = f"Jetson INA3221 {scope}"
+        with self.lock:
+            if self.samples and self.scope != scope:
+                raise MeterUnavailable(f"tegrastats lines switched from the {self.scope} to the {scope} mid-run; "
+                                       "energy over both would mix two scopes")
+            if self.last_t is not None:
+                self.joules += self.last_w * (now - self.last_t)
+            self.last_t, self.last_w, self.scope = now, mw / 1e3, scope
+            self.samples += 1
 
     def energy_j(self) -> float:
         with self.lock:
@@ -100,9 +110,9 @@ class TegrastatsMeter(Meter):
             if self.last_t is None:
                 return self.joules
             silent = self.clock() - self.last_t
-            if silent > max(1.0, STALE_LINES * self.interval_s):
+            if silent > max(1.0, STALE_LINES * self.refresh_s):
                 raise MeterUnavailable(f"tegrastats printed no line for {silent:.1f} s (interval "
-                                       f"{self.interval_s * 1e3:g} ms); the energy since would be a guess")
+                                       f"{self.refresh_s * 1e3:g} ms); the energy since would be a guess")
             return self.joules + self.last_w * silent
 
     def close(self) -> None:
