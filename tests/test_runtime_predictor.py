@@ -294,10 +294,19 @@ def test_media_file_for_external_features_is_skipped_with_a_warning(bundle, tmp_
         p.predict(text=_arrays()["text"], audio=tmp_path / "nope.wav")  # a typo is an error, not a skip
 
 
-@pytest.mark.parametrize("threads", [0, -2])
-def test_thread_count_below_one_is_refused_when_the_bundle_opens(bundle, threads):
-    with pytest.raises(InputError, match=f"--threads must be >= 1; got {threads}"):
-        load(bundle, threads=threads)
+def test_thread_count_zero_is_onnxruntimes_default_and_a_negative_one_is_refused(bundle, tmp_path, capsys):
+    """One rule for every --threads flag (errors.checked_threads): 0 = the library's default, as in serve."""
+    with load(bundle, threads=0) as p:
+        assert p.threads is None and np.isfinite(p.predict(**_arrays()).score)
+    refusal = "--threads -2; expected a thread count >= 1, or 0 for the library's default"
+    with pytest.raises(InputError, match=f"^{refusal}$"):
+        load(bundle, threads=-2)
+    from edge_msa.cli import main
+
+    np.savez(tmp_path / "one.npz", **_arrays())
+    assert main(["predict", str(bundle), "--features", str(tmp_path / "one.npz"), "--threads", "0"]) == 0
+    assert main(["predict", str(bundle), "--features", str(tmp_path / "one.npz"), "--threads", "-2"]) == 2
+    assert capsys.readouterr().err == f"error: {refusal}\n"
 
 
 def test_bad_arrays_raise_one_line_input_errors(bundle):

@@ -87,9 +87,11 @@ def test_training_pins_torch_threads_and_restores_them(tiny_splits, tmp_path):
         m = train_teacher("gtf_tiny", out=tmp_path / "t.pt", splits=tiny_splits, epochs=1, progress=False)
         assert m["host"]["torch_threads"] == 1  # the default: a seed's model does not depend on the core count
         assert torch.get_num_threads() == 2
-        with pytest.raises(InputError, match="--threads 0; expected >= 1"):
-            train_teacher("gtf_tiny", out=tmp_path / "u.pt", splits=tiny_splits, threads=0, progress=False)
+        with pytest.raises(InputError, match="--threads -1; expected a thread count >= 1, or 0 for the library's"):
+            train_teacher("gtf_tiny", out=tmp_path / "u.pt", splits=tiny_splits, threads=-1, progress=False)
         assert not (tmp_path / "u.pt").exists()
+        m = train_teacher("gtf_tiny", out=tmp_path / "z.pt", splits=tiny_splits, epochs=1, threads=0, progress=False)
+        assert m["host"]["torch_threads"] == 2  # 0: torch's count, left as it was (the rule of every --threads)
     finally:
         torch.set_num_threads(before)
 

@@ -33,6 +33,7 @@ building the text encoder session, not in total).
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from ..features import MAX_MEDIA_SECONDS
+    from . import add_threads_flag
 
     p = subparsers.add_parser("predict", help="predict sentiment with a bundle (one JSON line per input)",
                               description="Run an exported bundle on text / audio / video inputs or feature arrays.",
@@ -46,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", default=None, help="CSV of inputs (columns text, audio, video)")
     p.add_argument("--backend", default=None, help="onnxruntime | tensorrt (default: the bundle's)")
     p.add_argument("--providers", default=None, help="comma-separated onnxruntime providers (default: best available)")
-    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: onnxruntime's)")
+    add_threads_flag(p)
     p.add_argument("--max-media-s", type=float, default=MAX_MEDIA_SECONDS, help="longest audio / video file in "
                    f"seconds, refused before decoding (default {MAX_MEDIA_SECONDS:g}, as in serve; inf: no limit)")
     p.set_defaults(handler=run)

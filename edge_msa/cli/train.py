@@ -47,8 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: per model)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads while training (default: 1, so that a "
                    "seed gives the same model on any core count; 2 threads bought no measurable time on the 2-core "
-                   "VM). The no-grad encoder pass before the fusion phase runs on OMP_NUM_THREADS or every core: "
-                   "its states do not depend on the count")
+                   "VM); 0 = torch's default. The no-grad encoder pass before the fusion phase runs on OMP_NUM_THREADS or "
+                   "every core: its states do not depend on the count")
     p.add_argument("--cv-fold", default=None, metavar="F/K",
                    help="train on cross-validation fold F (from 0) of K over train + valid, holding part F out as "
                         "'test'; the real test split is not read (default: the dataset's own splits)")
