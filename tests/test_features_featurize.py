@@ -228,7 +228,8 @@ def test_bad_featurize_inputs(tmp_path):
         featurize(clips, labels, tmp_path / "x.npz", text="x", progress=False)
     with pytest.raises(InputError, match="clips directory not found"):
         featurize(tmp_path / "nope", labels, tmp_path / "x.npz", progress=False)
-    with pytest.raises(InputError, match="CSV file not found"):
+    with pytest.raises(InputError, match="CSV file not found: .*nope.csv; expected a CSV with a header and an id "
+                       "column \\(id, name,"):
         featurize(clips, tmp_path / "nope.csv", tmp_path / "x.npz", progress=False)
     (tmp_path / "nolabel.csv").write_text("id,score\nu0,1\n")
     with pytest.raises(InputError, match="expected label"):

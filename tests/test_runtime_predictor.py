@@ -512,8 +512,8 @@ def test_raw_text_and_video_file_through_the_front_ends(tmp_path_factory):
 def test_cli_media_skip_is_one_warning_line(bundle, tmp_path):
     np.save(tmp_path / "t.npy", _arrays()["text"])
     missing = _cli("predict", bundle, "--text", tmp_path / "t.npy", "--audio", tmp_path / "clip.wav")
-    assert missing.returncode == 2 and missing.stderr.startswith("error: audio file not found: ")
-    assert missing.stderr.strip().endswith("clip.wav")
+    assert missing.returncode == 2 and missing.stderr.startswith(f"error: audio file not found: {tmp_path / 'clip.wav'}"
+                                                                 "; expected a media file")
     assert missing.stdout == "" and len(missing.stderr.splitlines()) == 1
     (tmp_path / "clip.wav").write_bytes(b"RIFF")
     r = _cli("predict", bundle, "--text", tmp_path / "t.npy", "--audio", tmp_path / "clip.wav")
@@ -701,7 +701,9 @@ def test_cli_batch_errors_name_the_row_as_found_in_the_file(bundle, tmp_path, ca
     npz = _npz(tmp_path / "f.npz", audio=np.stack([a["audio"]] * 3), audio_len=np.array([2, 2, 0]))
     cases = [(["--batch", tmp_path / "empty.csv"], "empty.csv row 2: input has no usable modality (nothing given)"),
              (["--batch", tmp_path / "wrong.csv"], "wrong.csv row 2: audio features have shape (3, 6); expected"),
-             (["--batch", tmp_path / "gone.csv"], "gone.csv row 3: feature file"),
+             (["--batch", tmp_path / "gone.csv"], f"gone.csv row 3: feature file not found: {tmp_path / 'gone.npy'}; "
+              "expected an .npy array of shape (L, d)"),
+             (["--batch", tmp_path / "none.csv"], f"batch file not found: {tmp_path / 'none.csv'}; expected a CSV"),
              (["--batch", tmp_path / "one.csv"], "one.csv row 1: audio features have shape (3, 6); expected"),
              (["--features", npz], "f.npz index 2: input has no usable modality")]
     for flags, message in cases:
