@@ -13,7 +13,8 @@ from edge_msa.cli import main
 from edge_msa.errors import InputError
 from edge_msa.metrics import METRIC_KEYS
 from edge_msa.spec import FeatureSpec
-from edge_msa.teacher import metrics_path, train_teacher
+from edge_msa.models.registry import TEACHERS
+from edge_msa.teacher import TRAIN_DEFAULTS, metrics_path, train_teacher
 
 from conftest import MOSI_NPZ, make_featureset, needs_data, one_line_error
 
@@ -113,7 +114,7 @@ def test_calibrate_scale_picks_the_validation_mae_minimum(tiny_splits):
     assert np.allclose(predict(net, tiny_splits.valid), scale * raw, atol=1e-5)
 
 
-def test_cli_train_writes_checkpoint_and_metrics(tmp_path, monkeypatch, capsys):
+def test_cli_train_writes_checkpoint_and_metrics(tmp_path, monkeypatch, capsys, cli_tiny_teacher):
     monkeypatch.setenv("EDGE_MSA_CACHE", str(tmp_path / "cache"))
     data = tmp_path / "tiny_features.npz"
     _features_npz(data)
@@ -136,6 +137,17 @@ def test_cli_unknown_model_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("error:") and "did you mean 'fd_cmdie'" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "x.pt").exists()
+
+
+@pytest.mark.parametrize("model, says", [("student", "; expected one of fd_cmdie, gtf, mult"),
+                                         ("fd_cmdie_tiny", "; did you mean 'fd_cmdie'?")])
+def test_cli_train_offers_the_teachers_only(model, says, tmp_path, capsys):
+    """The registry's student (compress's output) and *_tiny test widths trained as teachers through the CLI; they
+    are refused before the data is read (no such file here), while the Python API still builds them."""
+    rc = main(["train", "--model", model, "--data", str(tmp_path / "absent.npz"), "--out", str(tmp_path / "x.pt")])
+    assert rc == 2 and capsys.readouterr().err == f"error: --model '{model}' is not a teacher architecture{says}\n"
+    assert not (tmp_path / "x.pt").exists()
+    assert set(TEACHERS) == set(TRAIN_DEFAULTS)  # each offered teacher has its training defaults
 
 
 def test_cli_missing_data_file_exit_2(tmp_path, capsys):
