@@ -114,6 +114,13 @@ def test_calibrate_scale_picks_the_validation_mae_minimum(tiny_splits):
     assert np.allclose(predict(net, tiny_splits.valid), scale * raw, atol=1e-5)
 
 
+def test_checkpoint_out_ends_in_pt_in_any_case(tiny_splits, tmp_path):
+    """teacher.PT was refused as not ending in .pt, though nothing that reads a checkpoint looks at its suffix."""
+    train_teacher("gtf_tiny", out=tmp_path / "t.PT", splits=tiny_splits, epochs=1, progress=False)
+    assert load_checkpoint(tmp_path / "t.PT")[0].model_name == "gtf_tiny"
+    assert (tmp_path / "t.metrics.json").is_file()
+
+
 def test_cli_train_writes_checkpoint_and_metrics(tmp_path, monkeypatch, capsys, cli_tiny_teacher):
     monkeypatch.setenv("EDGE_MSA_CACHE", str(tmp_path / "cache"))
     data = tmp_path / "tiny_features.npz"
@@ -168,7 +175,8 @@ def test_cli_default_data_names_where_edge_msa_data_points(tmp_path, monkeypatch
 
 
 @pytest.mark.parametrize("args, says", [
-    (["--out", "teacher.txt"], "--out 'teacher.txt' should end in .pt (the teacher checkpoint)"),
+    (["--out", "teacher.txt"], "--out 'teacher.txt' does not end in .pt; expected the teacher checkpoint to write, "
+                               "e.g. teacher.pt"),
     (["--seeds", "0", "-1"], "--seeds -1 out of range; expected integers in 0 .. 4294967295"),
     (["--seeds", "0", "1", "0"], "--seeds 0 1 0 repeats a seed; expected distinct seeds"),
     (["--text-model", "no/such/folder"], "text encoder folder no/such/folder does not exist"),

@@ -169,7 +169,7 @@ def with_input(payload: Mapping[str, np.ndarray]) -> np.ndarray:
 def check_out(out: Path) -> None:
     """Checked before any clip is read: a folder as `out` failed in os.replace only after every clip was featurized,
     and a name without .npz wrote a dataset that no reader recognises (load_dataset tells formats by suffix)."""
-    if out.suffix != ".npz":
+    if out.suffix.lower() != ".npz":  # any case, as load_dataset (data.detect_format) reads it
         raise InputError(f"--out '{out}' does not end in .npz; expected the .npz file to write, e.g. data.npz")
     check_file_out(out)
 
