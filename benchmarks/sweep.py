@@ -22,9 +22,8 @@ import numpy as np
 from edge_msa.data.base import DatasetSplits, FeatureSet
 from edge_msa.data.modality_subset import restrict_set
 from edge_msa.atomic import check_replaceable
-from edge_msa.errors import EdgeMSAError, InputError
+from edge_msa.errors import EdgeMSAError, InputError, checked_threads
 from edge_msa.metrics import METRIC_KEYS
-from edge_msa.runtime.predictor import check_threads
 from edge_msa.spec import SKIPPABLE
 
 from .inputs import batches as make_batches
@@ -63,7 +62,7 @@ def run_bench(bundles: Sequence[str | os.PathLike], data: str | os.PathLike | Da
     if not bundles:
         raise InputError("no bundle given; expected one or more bundle directories from `edge-msa export`")
     _check_settings(batches, energy_window, idle_settle, min_time, min_runs, warmup)
-    check_threads(threads)
+    threads = checked_threads(threads)  # 0 and None alike: the report and --compare record one "default"
     subsets = {name: parse_subset(name) for name in modalities}
     for what, given, key in (("bundle", bundles, lambda b: Path(b).resolve()), ("batch size", batches, int),
                              ("modality subset", modalities, subsets.get)):

@@ -21,8 +21,8 @@ def require_writable_pt(path: str | os.PathLike, what: str) -> Path:
     """`path` as a Path, checked before any work: a .pt file name (not a folder) in a folder that can be written.
     Why: train and compress write only after minutes of work, and a refused write there lost it all."""
     path = Path(path)
-    if path.suffix != ".pt":
-        raise InputError(f"--out '{path}' should end in .pt (the {what} checkpoint)")
+    if path.suffix.lower() != ".pt":  # any case: the readers (read_checkpoint, info) never look at it
+        raise InputError(f"--out '{path}' does not end in .pt; expected the {what} checkpoint to write, e.g. {what}.pt")
     check_file_out(path)
     return path
 

@@ -60,6 +60,22 @@ def read_json_object(path: os.PathLike[str] | str, what: str) -> dict:
     return data
 
 
+def not_found(what: str, path: os.PathLike[str] | str, expected: str) -> InputError:
+    """The one line for an input that is not there, `<what> not found: <path>; expected <expected>`: each reader
+    said only "not found", in its own words, so a user learnt which path was wrong but not what belonged there."""
+    return InputError(f"{what} not found: {path}; expected {expected}")
+
+
+def checked_threads(threads: int | None, flag: str = "--threads") -> int | None:
+    """A thread count as the libraries take it: None (also for 0) means the library's own default, as
+    ONNX Runtime's intra_op_num_threads=0 does, so every --threads flag reads 0 alike (serve's default of 1 needs a
+    way to ask for the library's choice); a negative count, which onnxruntime refused deep in session creation and
+    torch.set_num_threads with a RuntimeError, is one line here."""
+    if threads is not None and threads < 0:
+        raise InputError(f"{flag} {threads}; expected a thread count >= 1, or 0 for the library's default")
+    return threads or None
+
+
 def checked_seeds(seeds: Iterable[int], flag: str = "--seeds") -> tuple[int, ...]:
     """The seeds as ints, or one line saying why not: at least one, each in 0 .. 2**32 - 1, the range numpy's
     seeding (training.seed_everything) accepts, so a bad seed fails before any data is read, not inside numpy.

@@ -15,7 +15,7 @@ import numpy as np
 
 from .atomic import write_text
 from .data.modality_subset import restrict_set
-from .errors import InputError, checked_seeds
+from .errors import InputError, checked_seeds, checked_threads
 from .host import training_host
 from .metrics import METRIC_KEYS, mean_std, msa_metrics
 
@@ -71,7 +71,7 @@ def train_teacher(model: str = "fd_cmdie", data: str | os.PathLike | None = None
                   fmt: str | None = None, seeds: Sequence[int] = (0,), epochs: int | None = None,
                   batch_size: int | None = None, lr: float | None = None, progress: bool = True,
                   splits: DatasetSplits | None = None, text_encoder: str | None = None,
-                  text_model: str | os.PathLike | None = None, threads: int = 1,
+                  text_model: str | os.PathLike | None = None, threads: int | None = 1,
                   cv_fold: tuple[int, int] | None = None, **model_params: Any) -> dict[str, Any]:
     """Train `model` once per seed; save the seed with the best validation MAE to `out`.
 
@@ -80,14 +80,16 @@ def train_teacher(model: str = "fd_cmdie", data: str | os.PathLike | None = None
     a BERT-family encoder (`text_model`: a Hugging Face folder; default all-MiniLM-L6-v2) inside the model on token
     ids; "frozen" trains on cached frozen-MiniLM token features (the ablation); None: "finetune", unless `splits`
     carry text features rather than token ids. `threads`: torch CPU threads while training (training.torch_threads:
-    pinned so that results do not depend on the core count). `cv_fold` = (fold, folds) trains on that
-    cross-validation fold of train + valid (`edge_msa.data.cv`: its "test" is the held-out part; the real test is
-    not read). Returns the metrics dict that is also written to `<out stem>.metrics.json`.
+    pinned so that results do not depend on the core count; 0 or None: torch's own count, left as it is).
+    `cv_fold` = (fold, folds) trains on that cross-validation fold of train + valid (`edge_msa.data.cv`: its "test"
+    is the held-out part; the real test is not read). Returns the metrics dict that is also written to
+    `<out stem>.metrics.json`.
     """
     from .checkpoint import require_writable_pt, save_checkpoint
     from .training import torch_threads
 
-    _check_request(model, seeds, threads)  # before the (slow) data load
+    _check_request(model, seeds)  # before the (slow) data load
+    threads = checked_threads(threads)
     _check_source(splits, data=data, fmt=fmt, cv_fold=cv_fold)
     require_writable_pt(out, "teacher")
     text_encoder = _text_encoder_mode(text_encoder, splits, text_model)
@@ -108,12 +110,10 @@ def train_teacher(model: str = "fd_cmdie", data: str | os.PathLike | None = None
     return metrics
 
 
-def _check_request(model: str, seeds: Sequence[int], threads: int) -> None:
+def _check_request(model: str, seeds: Sequence[int]) -> None:
     from .models import list_models
     from .spec import suggest
 
-    if threads < 1:
-        raise InputError(f"--threads {threads}; expected >= 1")
     if model not in list_models():
         raise InputError(f"unknown model '{model}'{suggest(model, list_models())}")
     checked_seeds(seeds)

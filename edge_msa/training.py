@@ -122,13 +122,13 @@ def lr_schedule(opt: torch.optim.Optimizer, config: TrainConfig,
 
 
 @contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Run the block with torch on `n` CPU threads, then restore the old count. Training pins it (1 by default) so
-    that a seed's result does not depend on the machine's core count: float sums reduce in another order on 2
-    threads (the same teacher seed gave MAE 0.807 on 2 threads, 0.803 on 1), and 2 threads bought no measurable time
-    on the 2-core VM (the main job took 26.9 min with them, 27.0 without)."""
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with torch on `n` CPU threads (None: the count it has), then restore the old count. Training pins
+    it (1 by default) so that a seed's result does not depend on the machine's core count: float sums reduce in
+    another order on 2 threads (the same teacher seed gave MAE 0.807 on 2 threads, 0.803 on 1), and 2 threads bought
+    no measurable time on the 2-core VM (the main job took 26.9 min with them, 27.0 without)."""
     old = torch.get_num_threads()
-    torch.set_num_threads(n)
+    torch.set_num_threads(n or old)
     try:
         yield
     finally:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from edge_msa.atomic import atomic_dir, write_text
+from edge_msa.atomic import atomic_dir, check_replaceable, write_text
 from edge_msa.errors import require
 from edge_msa.features.text import NAME as MINILM, default_onnx_path, default_tokenizer_path
 from edge_msa.runtime.manifest import MANIFEST, Manifest, write_manifest
@@ -50,6 +50,8 @@ def export(checkpoint: str | os.PathLike, format: str = "onnx", out: str | os.Pa
     """
     fmt = get_format(format)
     opts = resolve_options(fmt, {"single_graph": single_graph, "opset": opset, **options})
+    out = Path(out)
+    check_replaceable(out, MANIFEST, "bundle")  # before the checkpoint and the data are read (atomic_dir: again)
     if fmt.requires:  # fail before any work, and before anything is written
         require(fmt.requires, f"--format {fmt.name}", fmt.fix)
     if fmt.backend == "tensorrt":  # what this TensorRT cannot build, and cuda-python
@@ -67,7 +69,6 @@ def export(checkpoint: str | os.PathLike, format: str = "onnx", out: str | os.Pa
     if checks.valid is None and opts.get("trt_precision") == "int8":
         warnings.warn(f"the INT8 engine's scales are calibrated on {checks.inputs}, not on data; pass --data "
                       "(the training dataset) to calibrate on real validation inputs", stacklevel=2)
-    out = Path(out)
     with atomic_dir(out, MANIFEST, "bundle") as tmp:
         ctx, manifest = _export_fp32(config, meta, tmp, fmt, opts, str(checkpoint), data)
         _check_fp32(ctx, manifest, checks, fmt, say)

@@ -49,6 +49,15 @@ def tiny_splits(tiny_spec) -> DatasetSplits:
 
 
 @pytest.fixture
+def cli_tiny_teacher(monkeypatch):
+    """`edge-msa train` / `pipeline --model` offer the real teachers only (models.registry.TEACHERS); CLI tests that
+    train end to end in seconds add fd_cmdie_tiny to them."""
+    from edge_msa.models import registry
+
+    monkeypatch.setattr(registry, "TEACHERS", (*registry.TEACHERS, "fd_cmdie_tiny"))
+
+
+@pytest.fixture
 def torch_one_thread():
     """Tiny models run faster on one thread than on 2 busy shared cores."""
     import torch

@@ -481,6 +481,23 @@ def test_compare_says_which_settings_differ(tmp_path, tiny_splits, capsys):
     assert "Settings differ" not in capsys.readouterr().out
 
 
+def test_threads_zero_is_the_runtimes_default_like_no_flag(tmp_path, tiny_splits, capsys):
+    """--threads 0 means the runtime's default in bench as in serve and train (errors.checked_threads); it was
+    refused here, and recorded as 0 it would read as a setting that differs from a report without the flag."""
+    reports = []
+    for name, threads in (("a", 0), ("b", None)):
+        (tmp_path / name).mkdir()
+        reports.append(run_bench(_bundles(tmp_path / name, "student"), data=tiny_splits, out=tmp_path / name / "r",
+                                 modalities=("text",), meter="none", threads=threads,
+                                 loader=make_loader(tiny_splits.spec), **FAST) / "report.json")
+    assert json.loads(reports[0].read_text())["settings"]["threads"] is None
+    assert main(["bench", "--compare", *map(str, reports), "--out", str(tmp_path / "cmp")]) == 0
+    assert "Settings differ" not in capsys.readouterr().out
+    with pytest.raises(InputError, match="^--threads -1; expected a thread count >= 1, or 0 for"):
+        run_bench(_bundles(tmp_path, "c"), data=tiny_splits, out=tmp_path / "c" / "r", threads=-1,
+                  loader=make_loader(tiny_splits.spec), **FAST)
+
+
 def test_idle_power_is_measured_once_the_clocks_settle(tmp_path, tiny_splits):
     """Idle was measured right after the timing, while the clocks were still up: 6 W of a 2 W idle counted as idle,
     and the energy per item above it came out too low. After --idle-settle it reads 2 W; an idle window that still

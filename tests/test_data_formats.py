@@ -12,6 +12,7 @@ import pytest
 
 from conftest import DATA_ROOT, one_line_error
 from edge_msa.data import detect_format, load_dataset
+from edge_msa.data import label_csv, mosi_u
 from edge_msa.data.pickle_safe import load_pickle
 from edge_msa.errors import ArtifactError, InputError
 from edge_msa.spec import FeatureSpec
@@ -344,8 +345,14 @@ def test_unknown_format_suggests_the_closest(tmp_path):
 
 
 def test_missing_and_undetectable_files(tmp_path):
-    with pytest.raises(InputError, match="dataset not found"):
+    with pytest.raises(InputError, match="dataset not found: .*absent.npz; expected a dataset file or folder, one "
+                       "of the formats mosi-u, misa,"):
         load_dataset(tmp_path / "absent.npz")
+    with pytest.raises(InputError, match="label CSV not found: .*absent.csv; expected an MMSA label CSV with columns "
+                       "video_id,clip_id,text,label,mode or id"):
+        label_csv.read(tmp_path / "absent.csv")
+    with pytest.raises(InputError, match=r"MOSI-U \(mosi_utterance_std\) file not found: .*absent.npz; expected a "):
+        mosi_u.read(tmp_path / "absent.npz")
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(InputError, match="cannot tell the dataset format .*mosi-u:"):
         load_dataset(tmp_path / "notes.txt")

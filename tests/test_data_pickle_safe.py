@@ -49,7 +49,7 @@ def test_truncated_and_missing_files(tmp_path):
     path.write_bytes(path.read_bytes()[:50])
     with pytest.raises(ArtifactError, match="not a readable pickle"):
         load_pickle(path)
-    with pytest.raises(InputError, match="file not found"):
+    with pytest.raises(InputError, match="pickle file not found: .*absent.pkl; expected a dataset pickle"):
         load_pickle(tmp_path / "absent.pkl")
 
 

@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.e2e,
               pytest.mark.skipif(not CREMAD.is_dir(), reason=f"CREMA-D clips not found at {CREMAD}")]
 
 
-def test_featurize_train_compress_export_predict_on_real_clips(tmp_path, monkeypatch, capsys):
+def test_featurize_train_compress_export_predict_on_real_clips(tmp_path, monkeypatch, capsys, cli_tiny_teacher):
     monkeypatch.setenv("EDGE_MSA_CACHE", str(tmp_path / "cache"))
     ds, teacher, student, bundle = (tmp_path / n for n in ("ds.npz", "teacher.pt", "student.pt", "bundle"))
     assert main(["featurize", str(CREMAD), "--labels", str(CREMAD / "label.csv"), "--label-map", "cremad",
@@ -43,7 +43,7 @@ def test_featurize_train_compress_export_predict_on_real_clips(tmp_path, monkeyp
     assert line["ms"]["total"] > 0
 
 
-def test_pipeline_runs_every_stage_and_writes_the_bench_report(tmp_path, monkeypatch, capsys):
+def test_pipeline_runs_every_stage_and_writes_the_bench_report(tmp_path, monkeypatch, capsys, cli_tiny_teacher):
     monkeypatch.setenv("EDGE_MSA_CACHE", str(tmp_path / "cache"))
     ds, out = tmp_path / "ds.npz", tmp_path / "run"
     assert main(["featurize", str(CREMAD), "--labels", str(CREMAD / "label.csv"), "--label-map", "cremad",

@@ -201,6 +201,8 @@ def test_out_replaces_an_earlier_bundle_but_never_another_folder(student, tmp_pa
     (runs / "teacher.pt").write_bytes(b"precious")
     with pytest.raises(InputError, match=r"--out '.*runs' exists and is not an earlier bundle \(no manifest.json\)"):
         export(student[0], out=runs, log=None)
+    with pytest.raises(InputError, match=r"^--out '.*runs' exists"):  # before the data is read: it said 'dataset
+        export(student[0], out=runs, data=tmp_path / "absent.npz", log=None)  # not found' (a real one: tokenized)
     assert [p.name for p in runs.iterdir()] == ["teacher.pt"] and (runs / "teacher.pt").read_bytes() == b"precious"
     bundle = export(student[0], out=tmp_path / "b", log=None)
     (bundle / "stale.txt").write_text("from the earlier export")

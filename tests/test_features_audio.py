@@ -125,7 +125,8 @@ def test_real_44k_mp3_matches_its_16k_wav():
 
 def test_bad_audio_inputs_raise_one_line_input_errors(tmp_path):
     fe = AudioFrontEnd()
-    assert "not found" in one_line_error(lambda: fe(tmp_path / "nope.wav"))
+    assert f"audio file not found: {tmp_path / 'nope.wav'}; expected a WAV/FLAC" in one_line_error(
+        lambda: fe(tmp_path / "nope.wav"))
     (tmp_path / "empty.wav").write_bytes(b"")  # was FFmpeg's "[Errno 1094995529] Invalid data found ..."
     assert "empty.wav is empty (0 bytes); expected a WAV" in one_line_error(lambda: fe(tmp_path / "empty.wav"))
     (tmp_path / "folder.wav").mkdir()  # was "audio file not found"

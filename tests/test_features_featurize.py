@@ -13,7 +13,7 @@ from edge_msa.cli import main
 from edge_msa.data.features_npz import FORMAT_TAG
 from edge_msa.errors import InputError
 from edge_msa.features.audio import AudioFrontEnd
-from edge_msa.features.featurize import featurize, parse_label_map
+from edge_msa.features.featurize import check_out, featurize, parse_label_map
 from edge_msa.spec import FeatureSpec
 from test_features_audio import silent_avi
 
@@ -264,7 +264,8 @@ def test_bad_featurize_inputs(tmp_path):
         featurize(clips, labels, tmp_path / "x.npz", text="x", progress=False)
     with pytest.raises(InputError, match="clips directory not found"):
         featurize(tmp_path / "nope", labels, tmp_path / "x.npz", progress=False)
-    with pytest.raises(InputError, match="CSV file not found"):
+    with pytest.raises(InputError, match="CSV file not found: .*nope.csv; expected a CSV with a header and an id "
+                       "column \\(id, name,"):
         featurize(clips, tmp_path / "nope.csv", tmp_path / "x.npz", progress=False)
     (tmp_path / "nolabel.csv").write_text("id,score\nu0,1\n")
     with pytest.raises(InputError, match="expected label"):
@@ -292,6 +293,7 @@ def test_out_must_be_an_npz_file_path_checked_before_any_clip(tmp_path, monkeypa
         with pytest.raises(InputError, match=message):
             featurize(clips, labels, out, text="x", progress=False)
     assert not (tmp_path / "data").exists() and not any((tmp_path / "folder.npz").iterdir())
+    check_out(tmp_path / "data.NPZ")  # any case, as load_dataset tells an .npz: it was refused as not ending in .npz
 
 
 def test_labels_outside_the_sentiment_range_are_refused_before_any_clip(tmp_path, monkeypatch):

@@ -106,7 +106,8 @@ def test_a_still_image_is_refused_not_taken_as_a_one_frame_clip(tmp_path):
 
 def test_bad_video_inputs_raise_one_line_input_errors(tmp_path):
     fe = VideoFrontEnd()
-    assert "not found" in one_line_error(lambda: fe(tmp_path / "nope.mp4"))
+    assert f"video file not found: {tmp_path / 'nope.mp4'}; expected a video" in one_line_error(
+        lambda: fe(tmp_path / "nope.mp4"))
     (tmp_path / "empty.mp4").write_bytes(b"")
     assert "empty" in one_line_error(lambda: fe(tmp_path / "empty.mp4"))
     (tmp_path / "folder.mp4").mkdir()

@@ -298,10 +298,19 @@ def test_media_file_for_external_features_is_skipped_with_a_warning(bundle, tmp_
         p.predict(text=_arrays()["text"], audio=tmp_path / "nope.wav")  # a typo is an error, not a skip
 
 
-@pytest.mark.parametrize("threads", [0, -2])
-def test_thread_count_below_one_is_refused_when_the_bundle_opens(bundle, threads):
-    with pytest.raises(InputError, match=f"--threads must be >= 1; got {threads}"):
-        load(bundle, threads=threads)
+def test_thread_count_zero_is_onnxruntimes_default_and_a_negative_one_is_refused(bundle, tmp_path, capsys):
+    """One rule for every --threads flag (errors.checked_threads): 0 = the library's default, as in serve."""
+    with load(bundle, threads=0) as p:
+        assert p.threads is None and np.isfinite(p.predict(**_arrays()).score)
+    refusal = "--threads -2; expected a thread count >= 1, or 0 for the library's default"
+    with pytest.raises(InputError, match=f"^{refusal}$"):
+        load(bundle, threads=-2)
+    from edge_msa.cli import main
+
+    np.savez(tmp_path / "one.npz", **_arrays())
+    assert main(["predict", str(bundle), "--features", str(tmp_path / "one.npz"), "--threads", "0"]) == 0
+    assert main(["predict", str(bundle), "--features", str(tmp_path / "one.npz"), "--threads", "-2"]) == 2
+    assert capsys.readouterr().err == f"error: {refusal}\n"
 
 
 def test_bad_arrays_raise_one_line_input_errors(bundle):
@@ -507,8 +516,8 @@ def test_raw_text_and_video_file_through_the_front_ends(tmp_path_factory):
 def test_cli_media_skip_is_one_warning_line(bundle, tmp_path):
     np.save(tmp_path / "t.npy", _arrays()["text"])
     missing = _cli("predict", bundle, "--text", tmp_path / "t.npy", "--audio", tmp_path / "clip.wav")
-    assert missing.returncode == 2 and missing.stderr.startswith("error: audio file not found: ")
-    assert missing.stderr.strip().endswith("clip.wav")
+    assert missing.returncode == 2 and missing.stderr.startswith(f"error: audio file not found: {tmp_path / 'clip.wav'}"
+                                                                 "; expected a media file")
     assert missing.stdout == "" and len(missing.stderr.splitlines()) == 1
     (tmp_path / "clip.wav").write_bytes(b"RIFF")
     r = _cli("predict", bundle, "--text", tmp_path / "t.npy", "--audio", tmp_path / "clip.wav")
@@ -696,7 +705,9 @@ def test_cli_batch_errors_name_the_row_as_found_in_the_file(bundle, tmp_path, ca
     npz = _npz(tmp_path / "f.npz", audio=np.stack([a["audio"]] * 3), audio_len=np.array([2, 2, 0]))
     cases = [(["--batch", tmp_path / "empty.csv"], "empty.csv row 2: input has no usable modality (nothing given)"),
              (["--batch", tmp_path / "wrong.csv"], "wrong.csv row 2: audio features have shape (3, 6); expected"),
-             (["--batch", tmp_path / "gone.csv"], "gone.csv row 3: feature file"),
+             (["--batch", tmp_path / "gone.csv"], f"gone.csv row 3: feature file not found: {tmp_path / 'gone.npy'}; "
+              "expected an .npy array of shape (L, d)"),
+             (["--batch", tmp_path / "none.csv"], f"batch file not found: {tmp_path / 'none.csv'}; expected a CSV"),
              (["--batch", tmp_path / "one.csv"], "one.csv row 1: audio features have shape (3, 6); expected"),
              (["--features", npz], "f.npz index 2: input has no usable modality")]
     for flags, message in cases:

@@ -54,9 +54,9 @@ def test_empty_text_is_an_input_error(encoder, text):
 
 
 def test_missing_files_are_input_errors(tmp_path):
-    with pytest.raises(InputError, match="tokenizer file not found"):
+    with pytest.raises(InputError, match="tokenizer file not found: .*nope.json; expected a Hugging Face tokenizer"):
         MiniLMFrontEnd(tokenizer_path=tmp_path / "nope.json")
-    with pytest.raises(InputError, match="ONNX file not found"):
+    with pytest.raises(InputError, match="ONNX file not found: .*nope.onnx; expected the MiniLM text encoder"):
         MiniLMFrontEnd(onnx_path=tmp_path / "nope.onnx")
 
 

@@ -32,6 +32,13 @@ NEEDS_TRAIN: dict[str, tuple[str, ...]] = {
 }
 
 
+def add_threads_flag(parser: argparse.ArgumentParser) -> None:
+    """--threads of the commands that run a bundle (predict, eval, bench), worded once; the rule it follows
+    (0 = the library's default, as in serve and train) is errors.checked_threads, applied where the bundle opens."""
+    parser.add_argument("--threads", type=int, default=None,
+                        help="ONNX Runtime intra-op threads (left out or 0: ONNX Runtime's default)")
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse whose usage errors follow our one-line `error:` + exit 2 rule."""
 

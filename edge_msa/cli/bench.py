@@ -28,6 +28,8 @@ refresh, a counter that went backwards or a meter lost mid-run, active power not
 def register(subparsers: argparse._SubParsersAction) -> None:
     from edge_msa.benchmarks.meters import ENERGY_WINDOW_S, IDLE_SETTLE_S, METERS
 
+    from . import add_threads_flag
+
     p = subparsers.add_parser("bench", help="benchmark bundles: latency, energy, accuracy -> report",
                               description="Time bundles on this device (warm-up, p50/p90/p99, throughput, "
                               "cold start, peak memory), measure energy per inference with a real meter, and "
@@ -45,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--min-time", type=float, default=2.0, help="minimum timed seconds per row (default: 2)")
     p.add_argument("--min-runs", type=int, default=20, help="minimum timed calls per row (default: 20)")
     p.add_argument("--warmup", type=int, default=10, help="untimed warm-up calls per row (default: 10)")
-    p.add_argument("--threads", type=int, help="onnxruntime intra-op threads (default: runtime's choice)")
+    add_threads_flag(p)
     p.add_argument("--energy-window", type=float, default=ENERGY_WINDOW_S,
                    help=f"seconds of the idle and of each active energy window (default: {ENERGY_WINDOW_S:g})")
     p.add_argument("--idle-settle", type=float, default=IDLE_SETTLE_S,

@@ -19,6 +19,8 @@ samples having that modality whose encoder the gate skipped; "missing" when no s
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from . import add_threads_flag
+
     p = subparsers.add_parser("eval", help="evaluate a bundle on a dataset split",
                               description="Score a bundle with the on-device runtime on a dataset split.",
                               epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -30,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="metrics JSON to write (default: print only)")
     p.add_argument("--batch-size", type=int, default=256, help="samples per runtime call (default: 256)")
     p.add_argument("--backend", default=None, help="onnxruntime | tensorrt (default: the bundle's)")
-    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: onnxruntime's)")
+    add_threads_flag(p)
     p.set_defaults(handler=run)
 
 

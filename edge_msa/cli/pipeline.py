@@ -33,9 +33,12 @@ TRAIN = "1/4 train"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from ..models.registry import TEACHERS
+
     p = sub.add_parser("pipeline", help="train -> compress -> export -> bench in one command (the main job)",
                        description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="fd_cmdie", help="teacher architecture (default: fd_cmdie)")
+    p.add_argument("--model", default="fd_cmdie",
+                   help=f"teacher architecture: {', '.join(TEACHERS)} (default: fd_cmdie)")
     p.add_argument("--data", default=None, help="dataset path (default: ../shared/data/mosi/mosi_utterance_std.npz)")
     p.add_argument("--out", default="runs/mosi", help="output directory (default: runs/mosi)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="teacher and student seeds (default: 0)")
@@ -87,11 +90,9 @@ def _check_flags(args: argparse.Namespace) -> None:
     """Every flag in one line each, named as pipeline spells it, before stage 1: the stages check their own settings
     only when they start, so a bad --min-time surfaced at stage 4, after ~20 min of training, naming bench's flags."""
     from ..errors import checked_seeds
-    from ..models import list_models
-    from ..spec import suggest
+    from ..models.registry import check_teacher
 
-    if args.model not in list_models():
-        raise InputError(f"--model '{args.model}' is unknown{suggest(args.model, list_models())}")
+    check_teacher(args.model)
     checked_seeds(args.seeds)
     if args.epochs is not None and args.epochs < 1:
         raise InputError(f"--epochs {args.epochs}; expected >= 1 (or leave it out for each stage's default)")

@@ -33,6 +33,7 @@ building the text encoder session, not in total).
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from ..features import MAX_MEDIA_SECONDS
+    from . import add_threads_flag
 
     p = subparsers.add_parser("predict", help="predict sentiment with a bundle (one JSON line per input)",
                               description="Run an exported bundle on text / audio / video inputs or feature arrays.",
@@ -46,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", default=None, help="CSV of inputs (columns text, audio, video)")
     p.add_argument("--backend", default=None, help="onnxruntime | tensorrt (default: the bundle's)")
     p.add_argument("--providers", default=None, help="comma-separated onnxruntime providers (default: best available)")
-    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: onnxruntime's)")
+    add_threads_flag(p)
     p.add_argument("--max-media-s", type=float, default=MAX_MEDIA_SECONDS, help="longest audio / video file in "
                    f"seconds, refused before decoding (default {MAX_MEDIA_SECONDS:g}, as in serve; inf: no limit)")
     p.set_defaults(handler=run)
@@ -83,14 +84,14 @@ def _value(text: str | None, base: Path = Path(".")):
     """A .npy path -> its array; any other non-empty string -> a (media) path; empty -> missing."""
     import numpy as np
 
-    from ..errors import InputError
+    from ..errors import InputError, not_found
 
     if not text:
         return None
     path = base / text
     if path.suffix.lower() == ".npy":  # any case, as dataset detection (data.detect_format) has it
         if not path.is_file():
-            raise InputError(f"feature file '{path}' does not exist")
+            raise not_found("feature file", path, "an .npy array of shape (L, d)")
         try:
             return np.load(path, allow_pickle=False)
         except (ValueError, OSError, EOFError) as exc:  # EOFError: an empty file
@@ -157,11 +158,11 @@ def _npz_items(path: Path) -> list[dict]:
 
 
 def _csv_items(path: Path) -> list[dict]:
-    from ..errors import InputError
+    from ..errors import InputError, not_found
     from ..spec import MODALITIES
 
     if not path.is_file():
-        raise InputError(f"batch file '{path}' does not exist")
+        raise not_found("batch file", path, "a CSV with a header (text,audio,video) and one input per row")
     try:  # utf-8-sig: spreadsheet programs start their UTF-8 CSVs with a byte-order mark
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f, restkey="")

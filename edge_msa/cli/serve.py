@@ -69,7 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import signal
 
-    from ..errors import InputError, require
+    from ..errors import InputError, checked_threads, require
     from ..serve import SERVE_FIX
 
     for module in ("fastapi", "uvicorn", "prometheus_client", "python_multipart"):
@@ -85,8 +85,8 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.drain_s < math.inf:
         raise InputError(f"--drain-s {args.drain_s}; expected a finite number of seconds >= 0")
     limits = Limits(args.max_body, args.max_text, args.max_media_s, args.max_steps, args.max_items)
-    service = Service(ServeConfig(args.bundle, args.threads or None, args.max_batch, args.max_wait_ms, args.max_queue,
-                                  args.feedback, args.remember, limits))
+    service = Service(ServeConfig(args.bundle, checked_threads(args.threads), args.max_batch, args.max_wait_ms,
+                                  args.max_queue, args.feedback, args.remember, limits))
     service.warm_up()
     try:
         sock = listen(args.host, args.port)

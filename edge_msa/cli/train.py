@@ -26,11 +26,14 @@ runs to compare two recipes on every train + valid utterance rather than on the 
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("train", help="train a teacher model (fd_cmdie, gtf, mult)",
+    from ..models.registry import TEACHERS
+
+    p = subparsers.add_parser("train", help=f"train a teacher model ({', '.join(TEACHERS)})",
                               description="Train a multimodal sentiment teacher with the papers' losses; "
                               "early stopping on validation MAE; test metrics of the saved model.",
                               epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="fd_cmdie", help="architecture name (default: fd_cmdie; see list_models())")
+    p.add_argument("--model", default="fd_cmdie",
+                   help=f"teacher architecture: {', '.join(TEACHERS)} (default: fd_cmdie)")
     p.add_argument("--data", default=None, help="dataset path (default: ../shared/data/mosi/mosi_utterance_std.npz)")
     p.add_argument("--data-format", dest="fmt", default=None, help="dataset format (default: guessed from the file)")
     p.add_argument("--text-encoder", choices=("finetune", "frozen"), default="finetune",
@@ -47,8 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: per model)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads while training (default: 1, so that a "
                    "seed gives the same model on any core count; 2 threads bought no measurable time on the 2-core "
-                   "VM). The no-grad encoder pass before the fusion phase runs on OMP_NUM_THREADS or every core: "
-                   "its states do not depend on the count")
+                   "VM); 0 = torch's default. The no-grad encoder pass before the fusion phase runs on OMP_NUM_THREADS "
+                   "or every core: its states do not depend on the count")
     p.add_argument("--cv-fold", default=None, metavar="F/K",
                    help="train on cross-validation fold F (from 0) of K over train + valid, holding part F out as "
                         "'test'; the real test split is not read (default: the dataset's own splits)")
@@ -58,8 +61,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..data.cv import parse_fold
+    from ..models.registry import check_teacher
     from ..teacher import metrics_path, train_teacher
 
+    check_teacher(args.model)
     cv_fold = parse_fold(args.cv_fold) if args.cv_fold is not None else None
     m = train_teacher(model=args.model, data=args.data, out=args.out, fmt=args.fmt, seeds=tuple(args.seeds),
                       epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, progress=not args.quiet,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, not_found
 from ..features.text import WordPiece
 from ..labels import check_label_range
 from ..spec import ABSENT, FeatureSpec
@@ -24,6 +24,7 @@ from .assemble import build_splits, encode_texts
 from .base import missing_modality
 from .base import DatasetSplits
 
+COLUMNS = "video_id,clip_id,text,label,mode or id,text,label,mode"  # the two headers read() accepts
 MODES = {"train": "train", "valid": "valid", "dev": "valid", "val": "valid", "validation": "valid", "test": "test"}
 
 
@@ -70,7 +71,7 @@ def _rows(path: Path) -> tuple[list[tuple[int, dict]], list[str]]:
     being a label CSV. Lines are counted by the csv module, so a quoted transcript over several lines does not
     shift the line numbers that later messages name."""
     if not path.is_file():
-        raise InputError(f"file not found: {path}")
+        raise not_found("label CSV", path, f"an MMSA label CSV with columns {COLUMNS}")
     rows, end = [], 1
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's byte-order mark
@@ -83,8 +84,7 @@ def _rows(path: Path) -> tuple[list[tuple[int, dict]], list[str]]:
     header = list(reader.fieldnames or ())  # a row's own keys add None for extra values
     has_id = "id" in header or {"video_id", "clip_id"} <= set(header)
     if not has_id or not {"text", "label", "mode"} <= set(header):
-        raise InputError(f"{path} is not an MMSA label CSV: columns {sorted(header)}; expected "
-                         "video_id,clip_id,text,label,mode or id,text,label,mode")
+        raise InputError(f"{path} is not an MMSA label CSV: columns {sorted(header)}; expected {COLUMNS}")
     if not rows:
         raise InputError(f"{path} has a header but no rows; expected one row per labelled transcript")
     return rows, header

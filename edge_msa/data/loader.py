@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, not_found
 from ..features.text import WordPiece
 from ..spec import suggest
 from .base import DatasetSplits
@@ -102,7 +102,7 @@ def existing_dataset(path: str | os.PathLike) -> Path:
     """`path` as a Path, or the one-line error for a dataset that is not there."""
     path = Path(path)
     if not path.exists():
-        raise InputError(f"dataset not found: {path}")
+        raise not_found("dataset", path, f"a dataset file or folder, one of the formats {', '.join(FORMATS)}")
     return path
 
 

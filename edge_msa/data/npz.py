@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ArtifactError, InputError
+from ..errors import ArtifactError, InputError, not_found
 
 NPY_MAGIC = b"\x93NUMPY"  # the first bytes of every .npy file (an .npz is a zip archive: b"PK")
 
@@ -16,7 +16,7 @@ def load_npz(path: str | os.PathLike, required: tuple[str, ...], what: str) -> d
     """All arrays of `path` (allow_pickle=False) after checking that `required` keys are present."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"file not found: {path}")
+        raise not_found(f"{what} file", path, f"a {what} .npz")
     try:
         with open(path, "rb") as f:  # np.load would return a .npy's one array, which has no named keys
             if f.read(len(NPY_MAGIC)) == NPY_MAGIC:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ArtifactError, InputError, one_line
+from ..errors import ArtifactError, InputError, not_found, one_line
 
 # (module, name) pairs a numpy-only pickle needs; numpy 2 writes numpy._core, numpy 1 numpy.core.
 _NUMPY_NAMES = {"_reconstruct", "scalar", "ndarray", "dtype", "_frombuffer"}
@@ -45,7 +45,7 @@ def load_pickle(path: str | os.PathLike) -> Any:
     """Unpickle `path` with SafeUnpickler (latin1 for Python-2 era numpy pickles)."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"file not found: {path}")
+        raise not_found("pickle file", path, "a dataset pickle (.pkl)")
     try:
         with open(path, "rb") as f:
             return SafeUnpickler(f, encoding="latin1").load()

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import MEDIA_FIX, InputError, require
+from ..errors import MEDIA_FIX, InputError, not_found, require
 from ..spec import suggest
 
 # name -> ("module:Class", the constructor argument that sets its sequence length); the modules import
@@ -51,7 +51,7 @@ def media_file(path: str | os.PathLike, what: str, expected: str) -> Path:
     if p.is_dir():
         raise InputError(f"{what} {p} is a folder; expected {expected}")
     if not p.is_file():
-        raise InputError(f"{what} not found: {p}")
+        raise not_found(what, p, expected)
     if p.stat().st_size == 0:
         raise InputError(f"{what} {p} is empty (0 bytes); expected {expected}")
     return p

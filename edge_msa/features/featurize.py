@@ -35,7 +35,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from ..atomic import atomic_path, check_file_out
-from ..errors import InputError, MissingDependencyError, checked_seeds, plural, require
+from ..errors import InputError, MissingDependencyError, checked_seeds, not_found, plural, require
 from ..featurized_format import FORMAT_TAG
 from ..labels import check_label_range
 from ..metrics import untrainable_splits
@@ -175,7 +175,7 @@ def with_input(payload: Mapping[str, np.ndarray]) -> np.ndarray:
 def check_out(out: Path) -> None:
     """Checked before any clip is read: a folder as `out` failed in os.replace only after every clip was featurized,
     and a name without .npz wrote a dataset that no reader recognises (load_dataset tells formats by suffix)."""
-    if out.suffix != ".npz":
+    if out.suffix.lower() != ".npz":  # any case, as load_dataset (data.detect_format) reads it
         raise InputError(f"--out '{out}' does not end in .npz; expected the .npz file to write, e.g. data.npz")
     check_file_out(out)
 
@@ -258,7 +258,7 @@ def timing_summary(stage_times: Mapping[str, list[dict[str, float]]]) -> str:
 def read_table(path: Path, required: tuple[str, ...] = ()) -> dict[str, dict[str, str]]:
     """CSV with a header -> {id: row}; the id column is the first of ID_COLUMNS present (case-insensitive)."""
     if not path.is_file():
-        raise InputError(f"CSV file not found: {path}")
+        raise not_found("CSV file", path, f"a CSV with a header and an id column ({', '.join(ID_COLUMNS)})")
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)

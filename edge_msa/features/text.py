@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..atomic import atomic_path
-from ..errors import TRAIN_FIX, ArtifactError, InputError, MissingDependencyError, require
+from ..errors import TRAIN_FIX, ArtifactError, InputError, MissingDependencyError, not_found, require
 from ..paths import cache_dir
 
 NAME = "minilm-l6-int8"
@@ -76,7 +76,7 @@ class WordPiece:
             raise InputError(f"text max_len must be >= {MIN_MAX_LEN} ([CLS] word [SEP]); got {max_len}")
         self.tokenizer_path = Path(tokenizer_path) if tokenizer_path else default_tokenizer_path()
         if not self.tokenizer_path.is_file():
-            raise InputError(f"tokenizer file not found: {self.tokenizer_path}")
+            raise not_found("tokenizer file", self.tokenizer_path, "a Hugging Face tokenizer.json")
         self.max_len = int(max_len)
         self._tokenizer = None
         self._fingerprint: str | None = None
@@ -240,7 +240,7 @@ class MiniLMFrontEnd(WordPiece):
         super().__init__(tokenizer_path, max_len)
         self.onnx_path = Path(onnx_path) if onnx_path else default_onnx_path()
         if not self.onnx_path.is_file():
-            raise InputError(f"text encoder ONNX file not found: {self.onnx_path}")
+            raise not_found("text encoder ONNX file", self.onnx_path, "the MiniLM text encoder as an .onnx graph")
         self.batch_size = int(batch_size)
         self.threads = threads
         self.providers = list(providers) if providers else ["CPUExecutionProvider"]

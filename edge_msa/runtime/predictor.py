@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import ArtifactError, EdgeMSAError, InputError
+from ..errors import ArtifactError, EdgeMSAError, InputError, checked_threads
 from ..features import MAX_MEDIA_SECONDS, check_max_media_seconds, media_file, refuse_long_media
 from ..features.audio import NAME as LOGMEL, VIDEO_EXTS, has_audio_track
 from ..features.text import TOKENS_PREFIX, WordPiece
@@ -530,13 +530,6 @@ def check_lengths(what: str, lengths: Any, batch: int, steps: int) -> np.ndarray
     return ln.astype(np.int64)
 
 
-def check_threads(threads: int | None) -> None:
-    """None (the runtime's choice) or >= 1; onnxruntime reads 0 as its default and a negative count as an error
-    deep in session creation, so both are refused here in one line."""
-    if threads is not None and threads < 1:
-        raise InputError(f"--threads must be >= 1; got {threads}")
-
-
 def load(bundle_dir: str | os.PathLike, backend: str | None = None, providers: Sequence[str] | None = None,
          threads: int | None = None, max_media_seconds: float = MAX_MEDIA_SECONDS) -> Predictor:
     """Open a bundle: read its manifest and load every graph with `backend` (default: the one the bundle
@@ -550,7 +543,7 @@ def open_bundle(bundle: Path, manifest: Manifest, backend: str | None = None, pr
                 threads: int | None = None, max_media_seconds: float = MAX_MEDIA_SECONDS) -> Predictor:
     """A Predictor over `bundle`'s graphs as `manifest` describes them (load's second half; export validates a
     bundle through it before its manifest is written)."""
-    check_threads(threads)
+    threads = checked_threads(threads)  # 0: onnxruntime's default, like None
     check_max_media_seconds(max_media_seconds)
     name = backend or manifest.backend
     if name == "torch":
