@@ -172,7 +172,7 @@ BAD = [  # (what, path, body, content type, expected status)
      "application/json", 400),
     ("multipart batch", "/v1/predict/batch", b"x", "multipart/form-data; boundary=x", 415),
     ("broken multipart", "/v1/predict", b"--x\r\nnonsense", "multipart/form-data; boundary=x", 400),
-    ("feedback, unknown id", "/v1/feedback", b'{"request_id": "nope", "label": 1}', "application/json", 404),
+    ("feedback, service without --feedback", "/v1/feedback", b'{"request_id": "nope", "label": 1}', "application/json", 404),
     ("feedback, bad label", "/v1/feedback", b'{"request_id": "x", "label": "good"}', "application/json", 400),
     ("unknown path", "/v2/predict", b"{}", "application/json", 404),
 ]

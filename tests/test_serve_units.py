@@ -343,6 +343,27 @@ def test_feedback_the_log_cannot_take_is_a_503_not_a_500(media_bundle, tmp_path)
     service.close()
 
 
+def test_feedback_for_an_id_the_service_never_served_is_a_404(media_bundle, tmp_path):
+    """The end-to-end battery's server runs without --feedback, so there every feedback call is "feedback is off";
+    the unknown-id answer of a service that logs feedback is checked here, and that it writes nothing."""
+    pytest.importorskip("fastapi", reason='the serve extra is not installed (pip install "edge-msa[serve]")')
+    import asyncio
+
+    from edge_msa.serve.app import Service
+    from edge_msa.serve.config import ServeConfig
+
+    log = tmp_path / "fb.sqlite"
+    service = Service(ServeConfig(bundle=str(media_bundle), feedback=str(log)))
+    try:
+        with pytest.raises(RequestError) as info:
+            asyncio.run(service.add_feedback("nope", 1.0))
+    finally:
+        service.close()
+    assert info.value.status == 404 and info.value.message.startswith("request_id 'nope' is unknown (or older than "
+                                                                      "the last 10000 predictions); expected an id")
+    assert sqlite3.connect(log).execute("SELECT COUNT(*) FROM feedback").fetchone() == (0,)
+
+
 def test_feedback_log_export_reads_back_as_an_mmsa_label_csv(tmp_path, capsys):
     from edge_msa.data.label_csv import read
 
