@@ -66,6 +66,17 @@ class TruncationWarning(UserWarning):
     reported (compress timing the model from the raw string) can silence this warning alone."""
 
 
+class TextError(InputError):
+    """A text the tokenizer cannot use. `index` is its place among the texts of the call (from 0) and `reason` the
+    error without that place. Why: the caller knows what those texts are (predict_batch's inputs, some of which
+    have no text; a dataset's samples) and names the one at fault in its own terms, which the message's place
+    ('text #3: ...', given only for one text of several) is not."""
+
+    def __init__(self, index: int, reason: str, count: int) -> None:
+        super().__init__(reason if count == 1 else f"text #{index}: {reason}")
+        self.index, self.reason = index, reason
+
+
 class WordPiece:
     """The bundled WordPiece tokenizer (tokenizer.json) with truncation to `max_len` tokens incl. [CLS]/[SEP]."""
 
@@ -111,18 +122,18 @@ class WordPiece:
 
     def encodings(self, texts: Sequence[str]) -> list:
         """The tokenizer's Encoding per text: `.ids` ([CLS] ... [SEP], at most max_len) and `.overflowing` (what was
-        cut); empty text -> InputError."""
+        cut); a text it cannot use (empty, or no word it keeps) -> TextError."""
         for i, text in enumerate(texts):
             if not isinstance(text, str) or not text.strip():
-                raise InputError(f"empty text{_where(i, texts)}; expected at least one word")
+                raise TextError(i, "empty text; expected at least one word", len(texts))
         encodings = self.tokenizer.encode_batch(list(texts))
         # special tokens only ([CLS] [SEP]): e.g. a text of control, zero-width or combining characters, which
         # normalisation drops; scored, it got an empty text's score while an empty string is refused
         blank = next((i for i, enc in enumerate(encodings) if all(enc.special_tokens_mask)), None)
         if blank is not None:
-            raise InputError(f"text{_where(blank, texts)} {texts[blank][:40]!r} has no word the tokenizer keeps (only "
-                             "control, zero-width or combining characters, or special tokens); expected at least "
-                             "one word")
+            raise TextError(blank, f"text {texts[blank][:40]!r} has no word the tokenizer keeps (only control, "
+                            "zero-width or combining characters, or special tokens); expected at least one word",
+                            len(texts))
         self.warn_truncated(count_truncated(encodings), len(texts))
         return encodings
 
@@ -149,11 +160,6 @@ class WordPiece:
         if self._fingerprint is None:
             self._fingerprint = f"tok={file_digest(self.tokenizer_path)}|max_len={self.max_len}"
         return self._fingerprint
-
-
-def _where(i: int, texts: Sequence[str]) -> str:
-    """' (text #i)' where the error concerns one text of several, else nothing."""
-    return "" if len(texts) == 1 else f" (text #{i})"
 
 
 def check_unknown_token(tok: Any, path: Path) -> None:

@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import ArtifactError, EdgeMSAError, InputError
 from ..features import MAX_MEDIA_SECONDS, media_file, media_seconds
 from ..features.audio import NAME as LOGMEL, VIDEO_EXTS, has_audio_track
-from ..features.text import TOKENS_PREFIX, WordPiece
+from ..features.text import TOKENS_PREFIX, TextError, WordPiece
 from ..spec import ABSENT, GRAPH_IO, MODALITIES, SINGLE, SKIPPABLE, modality_runs
 from .backend import Backend, backend_class
 from .manifest import Manifest, read_manifest
@@ -293,20 +293,15 @@ class Predictor:
 
     def _encodings(self, texts: list[tuple[int, str]], many: bool) -> list:
         """The tokenizer's encodings of (input index, text) pairs. A text it refuses (one of several inputs) is an
-        ItemError naming its input, found again one text at a time on that error path only. Why: `encodings` names
-        a text by its place among the texts, which is not the input's (a CSV row, a REST request) where some
-        inputs have no text, so `predict --batch` named the wrong row and the REST batcher could not tell
-        which request to fail."""
+        ItemError naming its input. Why: the tokenizer names a text by its place among the texts, which is not the
+        input's (a CSV row, a REST request) where some inputs have no text, so `predict --batch` named the wrong
+        row and the REST batcher could not tell which request to fail."""
         try:
             return self.text_encoder.encodings([t for _, t in texts])
-        except InputError:
-            if many:
-                with warnings.catch_warnings():  # no truncation warnings from this search: the call fails
-                    warnings.simplefilter("ignore")
-                    for i, text in texts:
-                        with _blame(i, True):
-                            self.text_encoder.encodings([text])
-            raise
+        except TextError as exc:
+            if not many:
+                raise
+            raise ItemError(texts[exc.index][0], exc.reason) from None
 
     def _prepare_item(self, item: Mapping[str, Any], row: dict[str, np.ndarray], media: dict[str, Path],
                       skipped: dict[str, str], notes: list[str]) -> None:
