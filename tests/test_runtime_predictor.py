@@ -788,6 +788,30 @@ def test_text_and_token_ids_are_checked_before_the_tokenizer_and_graph(token_bun
                                 f"truncated to the first {max_len}"]  # the answer says so, not only the server log
 
 
+def test_token_ids_may_be_integers_and_are_checked_in_predict_features_too(token_bundle):
+    """Integer token ids, as a tokenizer gives them, were refused ('dtype int64; expected a float array'), and
+    predict_features sent ids to the graph unchecked: ids outside the vocabulary, negative or fractional scored as
+    some other token, and ids past the encoder's positions failed inside onnxruntime."""
+    from conftest import one_line_error
+
+    with load(token_bundle) as p:
+        ids = np.array(p.text_encoder.tokenize(["a good film"])[0])[:, None]  # (L, 1) int64
+        score = p.predict(text=ids.astype(np.float32)).score
+        assert p.predict(text=ids).score == pytest.approx(score, abs=1e-6)
+        assert p.predict_features({"text": ids[None]})[0][0] == pytest.approx(score, abs=1e-6)
+        vocab = p.text_encoder.vocab_size
+        for bad in (-1.0, float(vocab), 2.5):
+            message = one_line_error(lambda: p.predict_features({"text": np.array([[[2.0], [bad]]], np.float32)}))
+            assert f"text token ids must be whole numbers in [0, {vocab})" in message
+        max_len = p.spec.max_len("text")
+        padded = np.zeros((1, max_len + 3, 1), np.int64)  # padding past the positions: cut off
+        padded[0, :len(ids)] = ids
+        assert p.predict_features({"text": padded}, {"text": np.array([len(ids)])})[0][0] == pytest.approx(score,
+                                                                                                         abs=1e-6)
+        assert f"text token ids run to {max_len + 1} steps; expected at most the encoder's {max_len} positions" in \
+            one_line_error(lambda: p.predict_features({"text": np.full((1, max_len + 1, 1), 2)}))
+
+
 @pytest.mark.parametrize("value, message", [
     ([[0.0] * 5, [1.0]], r"audio is not a rectangular array of numbers; expected \(L, 5\)"),
     (b"RIFF....", r"audio is bytes; expected a media file path or an \(L, 5\) array"),

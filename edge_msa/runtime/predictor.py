@@ -251,13 +251,23 @@ class Predictor:
                 feats[m] = np.zeros((b, 1, self.spec.dim(m)), np.float32)
                 lens[m] = np.zeros(b, np.int64)
                 continue
-            x = as_float32(m, np.asarray(features[m]), self.spec)
+            x = self._float32(m, np.asarray(features[m]))
             default = np.full(b, x.shape[1])  # every row fully valid; 0 for (B, 0, d)
             if x.shape[1] == 0:  # (B, 0, d): missing everywhere; graphs need L >= 1
                 x = np.zeros((b, 1, x.shape[2]), np.float32)
-            feats[m] = np.ascontiguousarray(x)
             lens[m] = check_lengths(m, lengths.get(m, default), b, x.shape[1])
+            feats[m] = np.ascontiguousarray(self._within_positions(x, lens[m]) if m == "text" and self.tokens else x)
         return feats, lens
+
+    def _within_positions(self, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """Padded token ids (B, L, 1) cut to the encoder's max_len positions where only padding lies past them. A
+        row longer than that is refused: its ids were made for a longer max_len, and the graph failed on them
+        deep inside onnxruntime (predict cuts one input's ids with a warning, as the tokenizer cuts a text)."""
+        max_len = self.spec.max_len("text")
+        if lengths.max(initial=0) > max_len:
+            raise InputError(f"text token ids run to {lengths.max()} steps; expected at most the encoder's {max_len} "
+                             f"positions (tokenize with max_len={max_len})")
+        return ids[:, :max_len]
 
     def _prepare(self, inputs: Sequence[Mapping[str, Any]], ms: dict[str, float]):
         """Per row: {m: (L, d) float32 array} for text and feature arrays, {m: Path} for media files whose
@@ -349,16 +359,12 @@ class Predictor:
         return array
 
     def _checked(self, m: str, array: np.ndarray, notes: list[str] | None = None) -> np.ndarray:
-        """A finite float32 (L, d) array of m with L >= 1; token ids (token-id bundles) in the vocabulary, cut to
-        the encoder's positions with a warning, also added to `notes` (the row's Prediction.warnings)."""
-        x = as_float32(m, array, self.spec)
+        """A finite float32 (L, d) array of m with L >= 1 (`_float32`); token ids cut to the encoder's positions
+        with a warning, also added to `notes` (the row's Prediction.warnings)."""
+        x = self._float32(m, array)
         if x.shape[0] == 0:
             raise InputError(f"{m} features have no steps (shape {array.shape}); expected L >= 1")
         if m == "text" and self.tokens:
-            vocab = self.text_encoder.vocab_size
-            if (x != np.rint(x)).any() or x.min() < 0 or x.max() >= vocab:
-                raise InputError(f"text token ids must be whole numbers in [0, {vocab}) for this bundle's "
-                                 f"tokenizer; got values in [{x.min():g}, {x.max():g}]")
             max_len = self.spec.max_len("text")
             if len(x) > max_len:  # the encoder has max_len positions; raw text is cut by the tokenizer the same way
                 warning = (f"text: {len(x)} token ids are more than the encoder's {max_len} positions; truncated to "
@@ -367,6 +373,22 @@ class Predictor:
                 x = x[:max_len]
                 if notes is not None:
                     notes.append(warning)
+        return x
+
+    def _float32(self, m: str, x: np.ndarray) -> np.ndarray:
+        """`as_float32` of m's (L, d) or (B, L, d) array. Text token ids (token-id bundles) may be integers too, as a
+        tokenizer gives them, and must lie in this bundle's vocabulary: an id outside it, negative or fractional was
+        clamped or rounded inside the graph into the score of some other token. (Export checks the graphs before
+        the tokenizer joins them, on ids from that tokenizer: without one, nothing tells the vocabulary.)"""
+        tokens = m == "text" and self.tokens
+        if tokens and x.dtype.kind in "iu":
+            x = x.astype(np.float64)  # any id, exactly; one past float32's exact 2**24 is refused below anyway
+        x = as_float32(m, x, self.spec)
+        if tokens and x.size and self.manifest.text_encoder:
+            vocab = self.text_encoder.vocab_size
+            if (x != np.rint(x)).any() or x.min() < 0 or x.max() >= vocab:
+                raise InputError(f"text token ids must be whole numbers in [0, {vocab}) for this bundle's "
+                                 f"tokenizer; got values in [{x.min():g}, {x.max():g}]")
         return x
 
     def _media_check(self, modality: str, path: Path) -> str | None:
