@@ -816,6 +816,9 @@ def test_token_ids_may_be_integers_and_are_checked_in_predict_features_too(token
     ([[0.0] * 5, [1.0]], r"audio is not a rectangular array of numbers; expected \(L, 5\)"),
     (b"RIFF....", r"audio is bytes; expected a media file path or an \(L, 5\) array"),
     ({"x": 1}, r"audio is dict; expected a media file path or an \(L, 5\) array"),
+    (bytearray(b"RIFF"), r"audio is bytearray; expected a media file path or an \(L, 5\) array"),
+    (["a.wav", "b.wav"], r"audio is a list of 2 strings; expected a media file path or an \(L, 5\) array "
+                         r"\(predict_batch takes several inputs\)"),
     (np.full((2, 5), 1e300), "audio features hold values beyond float32's range"),
 ])
 def test_odd_python_values_are_one_line_input_errors(bundle, value, message):
@@ -828,6 +831,28 @@ def test_odd_python_values_are_one_line_input_errors(bundle, value, message):
         assert re.search(message, one_line_error(lambda: p.predict(text=_arrays()["text"], audio=value)))
         if isinstance(value, np.ndarray):
             assert re.search(message, one_line_error(lambda: p.predict_features({"audio": value[None]})))
+
+
+def test_tensors_numpy_cannot_read_and_features_not_in_a_dict_are_one_line_errors(bundle):
+    """A torch tensor that requires grad raised torch's RuntimeError from inside numpy (predict and
+    predict_features); an array given to predict_features instead of a dict raised 'unhashable type'."""
+    import torch
+
+    from conftest import one_line_error
+
+    audio = torch.zeros(3, 5, requires_grad=True)
+    with load(bundle) as p:
+        assert p.predict(audio=audio.detach()).ran == ["audio"]
+        message = one_line_error(lambda: p.predict(audio=audio))
+        assert message.startswith("audio is a Tensor that numpy cannot read (") and "detach" in message
+        assert "expected (L, 5)" in message
+        assert "expected (B, L, 5)" in one_line_error(lambda: p.predict_features({"audio": audio[None]}))
+        text = _arrays()["text"][None]
+        assert one_line_error(lambda: p.predict_features(text)) == (
+            "predict_features got features of type ndarray; expected a dict {modality: array} with modalities text, "
+            "audio, video")
+        assert "predict_features got lengths of type ndarray" in one_line_error(
+            lambda: p.predict_features({"text": text}, np.array([9])))
 
 
 def test_predict_batch_refuses_a_single_dict_or_string_and_names_a_directory(bundle, tmp_path):

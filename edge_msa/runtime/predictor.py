@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import ArtifactError, EdgeMSAError, InputError
+from ..errors import ArtifactError, EdgeMSAError, InputError, one_line
 from ..features import MAX_MEDIA_SECONDS, media_file, media_seconds
 from ..features.audio import NAME as LOGMEL, VIDEO_EXTS, has_audio_track
 from ..features.text import TOKENS_PREFIX, TextError, WordPiece
@@ -154,7 +154,7 @@ class Predictor:
                          lengths: Mapping[str, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Batched scores for padded arrays features[m] (B, L, d) with lengths[m] (B,) (0 = missing; a
         modality absent from `features` is missing for every row). Returns (scores (B,), ran (B, 3) bool)."""
-        feats, lens = self._check_features(features, lengths or {})
+        feats, lens = self._check_features(features, {} if lengths is None else lengths)
         if self.row_by_row and len(lens["text"]) > 1:
             rows = [self._forward(*_one_row(feats, lens, i))[:2] for i in range(len(lens["text"]))]
             return np.concatenate([s for s, _ in rows]), np.concatenate([r for _, r in rows])
@@ -235,15 +235,22 @@ class Predictor:
 
     # --- inputs -----------------------------------------------------------------------------------
     def _check_features(self, features: Mapping[str, np.ndarray], lengths: Mapping[str, np.ndarray]):
+        """predict_features' arguments as float32 (B, L, d) arrays and (B,) int64 lengths per modality (zeros where
+        a modality is missing), or one line saying what is wrong with them."""
+        for name, value in (("features", features), ("lengths", lengths)):
+            if not isinstance(value, Mapping):  # an array alone was read key by key (unhashable ndarray)
+                raise InputError(f"predict_features got {name} of type {type(value).__name__}; expected a dict "
+                                 f"{{modality: array}} with modalities {', '.join(MODALITIES)}")
         unknown = (set(features) | set(lengths)) - set(MODALITIES)
         if unknown:
             raise InputError(f"unknown modalities {sorted(unknown)}; expected {', '.join(MODALITIES)}")
         if not features:
             raise InputError("no features given; expected at least one of text, audio, video")
-        batch = {np.asarray(x).shape[0] if np.ndim(x) == 3 else -1 for x in features.values()}
+        features = {m: as_array(m, x, f"(B, L, {self.spec.dim(m)})") for m, x in features.items()}
+        batch = {x.shape[0] if x.ndim == 3 else -1 for x in features.values()}
         if len(batch) != 1 or -1 in batch:
             raise InputError(f"features must all be (B, L, d) arrays with the same B; got shapes "
-                             f"{ {m: np.shape(x) for m, x in features.items()} }")
+                             f"{ {m: x.shape for m, x in features.items()} }")
         b = batch.pop()
         feats, lens = {}, {}
         for m in MODALITIES:
@@ -251,7 +258,7 @@ class Predictor:
                 feats[m] = np.zeros((b, 1, self.spec.dim(m)), np.float32)
                 lens[m] = np.zeros(b, np.int64)
                 continue
-            x = self._float32(m, np.asarray(features[m]))
+            x = self._float32(m, features[m])
             default = np.full(b, x.shape[1])  # every row fully valid; 0 for (B, 0, d)
             if x.shape[1] == 0:  # (B, 0, d): missing everywhere; graphs need L >= 1
                 x = np.zeros((b, 1, x.shape[2]), np.float32)
@@ -342,16 +349,16 @@ class Predictor:
                 media["audio"] = video  # decoded by the audio front end only if the gate keeps audio
 
     def _array(self, m: str, value: Any) -> np.ndarray:
-        """A caller's (L, d) value (an array, nested lists, a (1, L, d) array) as an ndarray, or one line saying
-        what it is instead (a ragged list, bytes, a dict, a number)."""
+        """A caller's (L, d) value (an array, nested lists, a tensor, a (1, L, d) array) as an ndarray, or one line
+        saying what it is instead (a ragged list, bytes, a dict, a number, several texts or paths)."""
         want = f"(L, {self.spec.dim(m)})"
-        try:
-            array = np.asarray(value)
-        except (ValueError, TypeError):  # ragged nested lists
-            raise InputError(f"{m} is not a rectangular array of numbers; expected {want}") from None
-        if array.ndim == 0:
-            kinds = "a string or" if m == "text" else "a media file path or"
+        array = as_array(m, value, want)
+        kinds = "a string or" if m == "text" else "a media file path or"
+        if array.ndim == 0 or isinstance(value, (bytes, bytearray)):
             raise InputError(f"{m} is {type(value).__name__}; expected {kinds} an {want} array")
+        if array.dtype.kind in "US":  # a list of texts or paths: predict takes one input, predict_batch several
+            raise InputError(f"{m} is a {type(value).__name__} of {len(array)} strings; expected {kinds} an {want} "
+                             "array (predict_batch takes several inputs)")
         if array.ndim == 3 and array.shape[0] == 1:
             array = array[0]
         if array.ndim != 2:
@@ -520,6 +527,19 @@ def _pad(rows: list[dict[str, np.ndarray]], spec, m: str) -> tuple[np.ndarray, n
 
 def _mask(x: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return np.arange(x.shape[1])[None, :] < lengths[:, None]  # (B, L) bool
+
+
+def as_array(m: str, value: Any, want: str) -> np.ndarray:
+    """`value` as an ndarray, or one line saying why numpy cannot read it: a ragged nested list, or a torch tensor that
+    requires grad or lives on a GPU (numpy raised torch's RuntimeError or TypeError; its hint, e.g. 'Use
+    tensor.detach()', is kept)."""
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError, RuntimeError) as exc:
+        if isinstance(value, (list, tuple)):
+            raise InputError(f"{m} is not a rectangular array of numbers; expected {want}") from None
+        raise InputError(f"{m} is a {type(value).__name__} that numpy cannot read ({one_line(exc)}); expected "
+                         f"{want}") from None
 
 
 def check_unicode(text: str) -> str:
