@@ -863,6 +863,9 @@ def test_predict_batch_refuses_a_single_dict_or_string_and_names_a_directory(bun
         assert "predict_batch got a dict; expected a list of {text, audio, video} dicts (predict() takes one " \
             "input)" == one_line_error(lambda: p.predict_batch({"audio": _arrays()["audio"]}))
         assert "got items of type ['str']" in one_line_error(lambda: p.predict_batch(["text"]))
+        # a generator was used up by the checks (then a TypeError from numpy); None was 'not iterable'
+        assert len(p.predict_batch({"audio": _arrays(seed)["audio"]} for seed in range(2))) == 2
+        assert one_line_error(lambda: p.predict_batch(None)).startswith("predict_batch got a NoneType; expected a list")
         assert one_line_error(lambda: p.predict(audio=tmp_path)).endswith("is a folder; expected a media file")
 
 

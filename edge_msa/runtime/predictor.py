@@ -16,7 +16,7 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -108,10 +108,10 @@ class Predictor:
         video file and no audio, a logmel-v1 bundle takes the audio from the video's audio track (PyAV)."""
         return self.predict_batch([{"text": text, "audio": audio, "video": video}])[0]
 
-    def predict_batch(self, inputs: Sequence[Mapping[str, Any]]) -> list[Prediction]:
+    def predict_batch(self, inputs: Iterable[Mapping[str, Any]]) -> list[Prediction]:
         """Many inputs in one batched pass per graph (throughput); each item is {modality: value}. An INT8 bundle
         runs them one at a time (`row_by_row`), so every item scores what `predict` gives it alone."""
-        _check_items(inputs)
+        inputs = _checked_items(inputs)
         if self.row_by_row and len(inputs) > 1:
             return [self._alone(i, item) for i, item in enumerate(inputs)]
         ms: dict[str, float] = {}
@@ -486,12 +486,14 @@ def positions_count_padding(bundle: Path, manifest: Manifest) -> bool:
         return data.find(b"CumSum") < 0
 
 
-def _check_items(inputs: Any) -> None:
-    """predict_batch's argument is a non-empty list of {text, audio, video} dicts (a dict or a string alone would
-    otherwise be read key by key, or character by character, as inputs)."""
+def _checked_items(inputs: Any) -> list[Mapping[str, Any]]:
+    """predict_batch's argument as a list, or one line saying why not: a non-empty list (or any iterable: a
+    generator, which the checks would otherwise use up) of {text, audio, video} dicts; a dict or a string alone
+    would otherwise be read key by key, or character by character, as inputs."""
     want = "expected a list of {text, audio, video} dicts"
-    if isinstance(inputs, (str, bytes, Mapping)):
+    if isinstance(inputs, (str, bytes, Mapping)) or not isinstance(inputs, Iterable):
         raise InputError(f"predict_batch got a {type(inputs).__name__}; {want} (predict() takes one input)")
+    inputs = list(inputs)
     odd = sorted({type(item).__name__ for item in inputs if not isinstance(item, Mapping)})
     if odd:
         raise InputError(f"predict_batch got items of type {odd}; {want}")
@@ -501,6 +503,7 @@ def _check_items(inputs: Any) -> None:
         unknown = set(item) - set(MODALITIES)
         if unknown:
             raise InputError(f"unknown input keys {sorted(unknown)}; expected {', '.join(MODALITIES)}")
+    return inputs
 
 
 def _batched(feats: dict[str, np.ndarray], lens: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], Callable]:
