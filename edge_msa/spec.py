@@ -74,7 +74,7 @@ class FeatureSpec:
             raw = getattr(self, name)
             value = () if isinstance(raw, (str, bytes)) or not isinstance(raw, Iterable) else tuple(raw)
             names = name == "front_ends"
-            if len(value) != 3 or not all(isinstance(v, str) if names else _count(v) for v in value):
+            if len(value) != 3 or not all(isinstance(v, str) if names else is_count(v) for v in value):
                 want = "front end names" if names else "whole numbers >= 1"
                 raise InputError(f"FeatureSpec.{name} must be 3 {want} ({', '.join(MODALITIES)}); got {raw!r:.80}")
             object.__setattr__(self, name, value if names else tuple(int(v) for v in value))
@@ -111,7 +111,7 @@ class FeatureSpec:
             raise InputError(f"{modality} features contain NaN or Inf; expected finite values")
 
 
-def _count(value: Any) -> bool:
+def is_count(value: Any) -> bool:
     """A dim or max_len: a whole number >= 1 (Python or numpy int; not a bool, float or string)."""
     return isinstance(value, Integral) and not isinstance(value, bool) and value >= 1
 

@@ -294,10 +294,24 @@ def test_media_file_for_external_features_is_skipped_with_a_warning(bundle, tmp_
         p.predict(text=_arrays()["text"], audio=tmp_path / "nope.wav")  # a typo is an error, not a skip
 
 
-@pytest.mark.parametrize("threads", [0, -2])
+@pytest.mark.parametrize("threads", [0, -2, 1.5, "2", True])
 def test_thread_count_below_one_is_refused_when_the_bundle_opens(bundle, threads):
-    with pytest.raises(InputError, match=f"--threads must be >= 1; got {threads}"):
+    """0 and -2 were refused; 1.5 ran on int(1.5) threads and "2" raised a TypeError comparing str with int."""
+    with pytest.raises(InputError, match=re.escape(f"--threads must be a whole number >= 1; got {threads!r}")):
         load(bundle, threads=threads)
+
+
+def test_load_takes_one_provider_name_and_names_a_bundle_that_is_not_a_path(bundle):
+    """providers="CPUExecutionProvider" was read letter by letter ('onnxruntime has no C, P, U, ... in this
+    build'); load(None) raised Path's TypeError."""
+    from conftest import one_line_error
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with load(bundle, providers="CPUExecutionProvider") as p:
+            assert p.backends["fuse"].providers == ["CPUExecutionProvider"]
+    assert one_line_error(lambda: load(None)) == ("bundle is a NoneType; expected the path (str or os.PathLike) of "
+                                                  "the folder written by `edge-msa export`")
 
 
 def test_bad_arrays_raise_one_line_input_errors(bundle):

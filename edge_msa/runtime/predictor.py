@@ -24,7 +24,7 @@ from ..errors import ArtifactError, EdgeMSAError, InputError, one_line
 from ..features import MAX_MEDIA_SECONDS, media_file, media_seconds
 from ..features.audio import NAME as LOGMEL, VIDEO_EXTS, has_audio_track
 from ..features.text import TOKENS_PREFIX, TextError, WordPiece
-from ..spec import ABSENT, GRAPH_IO, MODALITIES, SINGLE, SKIPPABLE, modality_runs
+from ..spec import ABSENT, GRAPH_IO, MODALITIES, SINGLE, SKIPPABLE, is_count, modality_runs
 from .backend import Backend, backend_class
 from .manifest import Manifest, read_manifest
 
@@ -584,17 +584,22 @@ def check_max_media_seconds(limit: float) -> None:
 
 
 def check_threads(threads: int | None) -> None:
-    """None (the runtime's choice) or >= 1; onnxruntime reads 0 as its default and a negative count as an error
-    deep in session creation, so both are refused here in one line."""
-    if threads is not None and threads < 1:
-        raise InputError(f"--threads must be >= 1; got {threads}")
+    """None (the runtime's choice) or a whole number >= 1; onnxruntime reads 0 as its default and a negative count
+    as an error deep in session creation, so both are refused here in one line, as are a float (cut silently to
+    an int) and a string (a TypeError)."""
+    if threads is not None and not is_count(threads):
+        raise InputError(f"--threads must be a whole number >= 1; got {threads!r}")
 
 
 def load(bundle_dir: str | os.PathLike, backend: str | None = None, providers: Sequence[str] | None = None,
          threads: int | None = None, max_media_seconds: float = MAX_MEDIA_SECONDS) -> Predictor:
     """Open a bundle: read its manifest and load every graph with `backend` (default: the one the bundle
-    was exported for, "onnxruntime" for .onnx graphs, "tensorrt" for engines). Audio / video files longer than
+    was exported for, "onnxruntime" for .onnx graphs, "tensorrt" for engines). `providers`: onnxruntime's execution
+    providers in preference order (one name alone is a list of one). Audio / video files longer than
     `max_media_seconds` are refused before any decoding (math.inf: no limit)."""
+    if not isinstance(bundle_dir, (str, os.PathLike)):
+        raise InputError(f"bundle is a {type(bundle_dir).__name__}; expected the path (str or os.PathLike) of the "
+                         "folder written by `edge-msa export`")
     bundle = Path(bundle_dir)
     return open_bundle(bundle, read_manifest(bundle), backend, providers, threads, max_media_seconds)
 
@@ -616,6 +621,8 @@ def open_bundle(bundle: Path, manifest: Manifest, backend: str | None = None, pr
     for filename in (manifest.text_encoder or {}).values():  # built at the first text, but broken already now
         if not (bundle / filename).is_file():
             raise ArtifactError(f"text encoder file '{bundle / filename}' is missing; re-export the bundle")
+    if isinstance(providers, str):  # else read letter by letter: 'onnxruntime has no C, P, U, ... in this build'
+        providers = [providers]
     options = {"providers": providers, "threads": threads} if name == "onnxruntime" else {}
     backends = {}
     try:
