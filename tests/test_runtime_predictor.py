@@ -196,6 +196,8 @@ def test_backend_must_match_the_bundle(bundle, tmp_path):
         load(engines, backend="onnxruntime")
     with pytest.raises(InputError, match="did you mean 'onnxruntime'"):
         load(bundle, backend="onnxruntim")
+    with pytest.raises(InputError, match="unknown backend 5; expected one of onnxruntime, tensorrt, torch"):
+        load(bundle, backend=5)  # was difflib's TypeError
 
 
 def test_empty_modality_array_counts_as_missing(bundle):
