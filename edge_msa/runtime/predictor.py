@@ -23,8 +23,8 @@ import numpy as np
 from ..errors import ArtifactError, EdgeMSAError, InputError, one_line
 from ..features import MAX_MEDIA_SECONDS, media_file, media_seconds
 from ..features.audio import NAME as LOGMEL, VIDEO_EXTS, has_audio_track
-from ..features.text import TOKENS_PREFIX, TextError, WordPiece
-from ..spec import ABSENT, GRAPH_IO, MODALITIES, SINGLE, SKIPPABLE, is_count, modality_runs
+from ..features.text import TOKENS_PREFIX, MiniLMFrontEnd, TextError, TokenIds, WordPiece, check_tokenizer_tag
+from ..spec import ABSENT, GRAPH_IO, MODALITIES, SINGLE, SKIPPABLE, FeatureSpec, is_count, modality_runs
 from .backend import Backend, backend_class
 from .manifest import Manifest, read_manifest
 
@@ -51,6 +51,7 @@ class Prediction:
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain lists, dicts and numbers, for json.dumps (the CLI's --json lines, the REST answers)."""
         return asdict(self)
 
 
@@ -79,6 +80,7 @@ def _blame(index: int, many: bool) -> Iterator[None]:
 
 
 def polarity(score: float) -> str:
+    """'positive' / 'negative' / 'neutral' by the score's sign: the words Prediction carries beside the number."""
     return "positive" if score > 0 else "negative" if score < 0 else "neutral"
 
 
@@ -94,10 +96,10 @@ class Predictor:
         self.threads = threads
         self.max_media_seconds = max_media_seconds
         self.thresholds = list(manifest.skip_thresholds or [0.0] * len(SKIPPABLE))
-        self._text_encoder = None
+        self._text_encoder: TokenIds | MiniLMFrontEnd | None = None
         self._front_ends: dict[str, Any] = {}
         self.tokens = self.spec.front_end("text").startswith(TOKENS_PREFIX)  # graphs take token ids
-        self.positions_count_padding = bool(self.bundle) and positions_count_padding(self.bundle, manifest)
+        self.positions_count_padding = self.bundle is not None and positions_count_padding(self.bundle, manifest)
         if self.positions_count_padding:
             warnings.warn(f"bundle '{self.bundle}' is an {manifest.model} teacher {PADDED_POSITIONS}", stacklevel=3)
 
@@ -176,6 +178,7 @@ class Predictor:
             return self.predict_batch([item])[0]
 
     def close(self) -> None:
+        """Release every graph's runtime session (device memory on a GPU); `with load(...) as p:` calls it."""
         for backend in self.backends.values():
             backend.close()
 
@@ -207,7 +210,7 @@ class Predictor:
         present_f = np.stack([present[m] for m in MODALITIES], axis=1).astype(np.float32)  # (B, 3)
         if any(present[m].any() for m in SKIPPABLE):
             (keep,) = self._call("gate", (h_text, present_f), ms)
-        hs, ran = [h_text], [present["text"]]
+        hs, runs = [h_text], [present["text"]]
         for i, m in enumerate(SKIPPABLE):
             run = modality_runs(present[m], keep[:, i], self.thresholds[i])  # (B,)
             h = np.zeros_like(h_text)  # (B, D)
@@ -216,8 +219,8 @@ class Predictor:
                 x, n = fetch(m, rows)
                 h[rows] = self._call(f"encode_{m}", (x, _mask(x, n)), ms)[0]
             hs.append(h)
-            ran.append(run)
-        ran_arr = np.stack(ran, axis=1)  # (B, 3)
+            runs.append(run)
+        ran_arr = np.stack(runs, axis=1)  # (B, 3)
         (score,) = self._call("fuse", (*hs, ran_arr.astype(np.float32)), ms)  # (B,)
         return score, ran_arr, keep, ms
 
@@ -445,7 +448,7 @@ class Predictor:
         return self.text_encoder if self.manifest.text_encoder and self.bundle is not None else None
 
     @property
-    def text_encoder(self) -> WordPiece:
+    def text_encoder(self) -> TokenIds | MiniLMFrontEnd:
         """The bundled text front end, built on first use: the tokenizer alone when the model encodes token ids
         itself (`encode_text` graph), else the frozen text encoder (text_encoder.onnx + tokenizer.json)."""
         if self._text_encoder is None:
@@ -454,7 +457,6 @@ class Predictor:
             if not files or self.bundle is None:
                 raise InputError(f"this bundle has no text encoder (its text front end is '{name}'); pass text as "
                                  f"an (L, {self.spec.dim('text')}) feature array")
-            from ..features.text import MiniLMFrontEnd, TokenIds, check_tokenizer_tag
             max_len = self.spec.max_len("text")
             encoder = (TokenIds(self.bundle / files["tokenizer"], max_len=max_len) if self.tokens else
                        MiniLMFrontEnd(tokenizer_path=self.bundle / files["tokenizer"],
@@ -518,7 +520,7 @@ def _one_row(feats: dict[str, np.ndarray], lens: dict[str, np.ndarray], i: int) 
     return _batched({m: feats[m][i:i + 1, :steps[m]] for m in MODALITIES}, {m: lens[m][i:i + 1] for m in MODALITIES})
 
 
-def _pad(rows: list[dict[str, np.ndarray]], spec, m: str) -> tuple[np.ndarray, np.ndarray]:
+def _pad(rows: list[dict[str, np.ndarray]], spec: FeatureSpec, m: str) -> tuple[np.ndarray, np.ndarray]:
     """Zero-pad the rows' (L, d) arrays of modality m into (B, L_max, d) plus lengths (B,) (0 where a row lacks m)."""
     lens = np.array([len(r[m]) if m in r else 0 for r in rows], dtype=np.int64)  # (B,)
     x = np.zeros((len(rows), max(int(lens.max(initial=0)), 1), spec.dim(m)), np.float32)  # (B, L, d)
@@ -555,7 +557,7 @@ def check_unicode(text: str) -> str:
     return text
 
 
-def as_float32(m: str, x: np.ndarray, spec) -> np.ndarray:
+def as_float32(m: str, x: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     """A checked float array of m (spec.check) as float32; values beyond float32's range are refused, since
     the cast would turn them into Inf with only a RuntimeWarning."""
     spec.check(m, x)
