@@ -849,6 +849,21 @@ def test_odd_python_values_are_one_line_input_errors(bundle, value, message):
             assert re.search(message, one_line_error(lambda: p.predict_features({"audio": value[None]})))
 
 
+def test_a_path_given_as_text_is_refused(minilm_bundle, bundle, tmp_path):
+    """Text has no file front end, yet a path went down the media route: with no media limit the MiniLM bundle
+    scored the path's own characters as the text; with one, 'cannot read media ...; expected a media file'; an
+    external-features bundle skipped it as 'a media file'."""
+    from conftest import one_line_error
+
+    (tmp_path / "review.txt").write_text("a good film", encoding="utf-8")
+    audio = _arrays()["audio"]
+    for predictor in (load(minilm_bundle, max_media_seconds=math.inf), load(minilm_bundle), load(bundle)):
+        with predictor as p:
+            message = one_line_error(lambda: p.predict(text=tmp_path / "review.txt", audio=audio))
+            assert message == (f"text is a path ({tmp_path / 'review.txt'}); expected a string or an "
+                               f"(L, {p.spec.dim('text')}) array (read the file's text first)")
+
+
 def test_tensors_numpy_cannot_read_and_features_not_in_a_dict_are_one_line_errors(bundle):
     """A torch tensor that requires grad raised torch's RuntimeError from inside numpy (predict and
     predict_features); an array given to predict_features instead of a dict raised 'unhashable type'."""

@@ -335,6 +335,9 @@ class Predictor:
                 skipped[m] = "missing: the model was trained without this modality"
                 continue
             if isinstance(value, (str, os.PathLike)):
+                if m == "text":  # no front end reads text from a file: the path was scored as the text, or decoded
+                    raise InputError(f"text is a path ({value}); expected a string or an (L, {self.spec.dim(m)}) "
+                                     "array (read the file's text first)")
                 reason = self._media_check(m, Path(value))
                 if reason:
                     skipped[m] = reason
