@@ -884,6 +884,9 @@ def test_tensors_numpy_cannot_read_and_features_not_in_a_dict_are_one_line_error
             "audio, video")
         assert "predict_features got lengths of type ndarray" in one_line_error(
             lambda: p.predict_features({"text": text}, np.array([9])))
+        # audio lengths without audio features were dropped: audio ran as missing
+        assert one_line_error(lambda: p.predict_features({"text": text}, {"audio": np.array([3])})) == (
+            "lengths given for audio without features; expected features and lengths for the same modalities")
 
 
 def test_predict_batch_refuses_a_single_dict_or_string_and_names_a_directory(bundle, tmp_path):

@@ -249,6 +249,10 @@ class Predictor:
             raise InputError(f"unknown modalities {sorted(unknown)}; expected {', '.join(MODALITIES)}")
         if not features:
             raise InputError("no features given; expected at least one of text, audio, video")
+        orphans = sorted(set(lengths) - set(features))  # were dropped: the modality ran as missing in every row
+        if orphans:
+            raise InputError(f"lengths given for {', '.join(orphans)} without features; expected features and "
+                             "lengths for the same modalities")
         features = {m: as_array(m, x, f"(B, L, {self.spec.dim(m)})") for m, x in features.items()}
         batch = {x.shape[0] if x.ndim == 3 else -1 for x in features.values()}
         if len(batch) != 1 or -1 in batch:
