@@ -896,7 +896,13 @@ def test_predict_batch_refuses_a_single_dict_or_string_and_names_a_directory(bun
     with load(bundle) as p:
         assert "predict_batch got a dict; expected a list of {text, audio, video} dicts (predict() takes one " \
             "input)" == one_line_error(lambda: p.predict_batch({"audio": _arrays()["audio"]}))
-        assert "got items of type ['str']" in one_line_error(lambda: p.predict_batch(["text"]))
+        assert "got an item of type str" in one_line_error(lambda: p.predict_batch(["text"]))
+        # a bad item of several is named (an unknown key was not; mixed key types raised sorted's TypeError)
+        audio = {"audio": _arrays()["audio"]}
+        assert one_line_error(lambda: p.predict_batch([audio, {0: 1, "img": 2}])) == (
+            "input index 1: unknown input keys ['img', 0]; expected text, audio, video")
+        assert one_line_error(lambda: p.predict_batch([audio, None])).startswith(
+            "input index 1: predict_batch got an item of type NoneType; expected a list")
         # a generator was used up by the checks (then a TypeError from numpy); None was 'not iterable'
         assert len(p.predict_batch({"audio": _arrays(seed)["audio"]} for seed in range(2))) == 2
         assert one_line_error(lambda: p.predict_batch(None)).startswith("predict_batch got a NoneType; expected a list")

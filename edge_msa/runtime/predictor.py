@@ -498,20 +498,21 @@ def positions_count_padding(bundle: Path, manifest: Manifest) -> bool:
 def _checked_items(inputs: Any) -> list[Mapping[str, Any]]:
     """predict_batch's argument as a list, or one line saying why not: a non-empty list (or any iterable: a
     generator, which the checks would otherwise use up) of {text, audio, video} dicts; a dict or a string alone
-    would otherwise be read key by key, or character by character, as inputs."""
+    would otherwise be read key by key, or character by character, as inputs. A bad item of several is an ItemError
+    naming it, as any other error of one input is."""
     want = "expected a list of {text, audio, video} dicts"
     if isinstance(inputs, (str, bytes, Mapping)) or not isinstance(inputs, Iterable):
         raise InputError(f"predict_batch got a {type(inputs).__name__}; {want} (predict() takes one input)")
     inputs = list(inputs)
-    odd = sorted({type(item).__name__ for item in inputs if not isinstance(item, Mapping)})
-    if odd:
-        raise InputError(f"predict_batch got items of type {odd}; {want}")
     if not inputs:
         raise InputError(f"predict_batch got no inputs; {want}")
-    for item in inputs:
-        unknown = set(item) - set(MODALITIES)
-        if unknown:
-            raise InputError(f"unknown input keys {sorted(unknown)}; expected {', '.join(MODALITIES)}")
+    for i, item in enumerate(inputs):
+        with _blame(i, len(inputs) > 1):
+            if not isinstance(item, Mapping):
+                raise InputError(f"predict_batch got an item of type {type(item).__name__}; {want}")
+            unknown = sorted(map(repr, set(item) - set(MODALITIES)))  # repr: keys of any type sort, 'txt' quoted
+            if unknown:
+                raise InputError(f"unknown input keys [{', '.join(unknown)}]; expected {', '.join(MODALITIES)}")
     return inputs
 
 
