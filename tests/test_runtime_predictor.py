@@ -864,6 +864,20 @@ def test_a_path_given_as_text_is_refused(minilm_bundle, bundle, tmp_path):
                                f"(L, {p.spec.dim('text')}) array (read the file's text first)")
 
 
+def test_per_input_errors_cross_a_process_boundary_intact():
+    """ItemError and TextError did not unpickle (Exception pickles its message alone, their __init__ takes more),
+    so one raised in a worker process (multiprocessing, concurrent.futures) broke the pool instead of reaching it."""
+    import pickle
+
+    from edge_msa.features.text import TextError
+    from edge_msa.runtime import ItemError
+
+    for error in (ItemError(3, "empty text; expected at least one word"), TextError(2, "empty text", 5)):
+        back = pickle.loads(pickle.dumps(error))
+        assert type(back) is type(error) and str(back) == str(error)
+        assert (back.index, back.reason) == (error.index, error.reason)
+
+
 def test_tensors_numpy_cannot_read_and_features_not_in_a_dict_are_one_line_errors(bundle):
     """A torch tensor that requires grad raised torch's RuntimeError from inside numpy (predict and
     predict_features); an array given to predict_features instead of a dict raised 'unhashable type'."""

@@ -74,7 +74,11 @@ class TextError(InputError):
 
     def __init__(self, index: int, reason: str, count: int) -> None:
         super().__init__(reason if count == 1 else f"text #{index}: {reason}")
-        self.index, self.reason = index, reason
+        self.index, self.reason, self.count = index, reason, count
+
+    def __reduce__(self) -> tuple[type, tuple[int, str, int]]:
+        """Pickled with its own arguments (as ItemError), so that it crosses from a worker process intact."""
+        return type(self), (self.index, self.reason, self.count)
 
 
 class WordPiece:

@@ -64,6 +64,11 @@ class ItemError(InputError):
         super().__init__(f"input index {index}: {reason}")
         self.index, self.reason = index, reason
 
+    def __reduce__(self) -> tuple[type, tuple[int, str]]:
+        """Pickled with its own arguments: Exception's default (its message alone) did not unpickle, so an error
+        raised in a worker process (multiprocessing, concurrent.futures) broke the pool instead of reaching it."""
+        return type(self), (self.index, self.reason)
+
 
 @contextmanager
 def _blame(index: int, many: bool) -> Iterator[None]:
