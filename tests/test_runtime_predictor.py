@@ -864,6 +864,18 @@ def test_a_path_given_as_text_is_refused(minilm_bundle, bundle, tmp_path):
                                f"(L, {p.spec.dim('text')}) array (read the file's text first)")
 
 
+def test_a_closed_predictor_says_so(bundle):
+    """A Predictor used after its `with` block said 'onnxruntime rejected the inputs ('NoneType' object has no
+    attribute 'run')', blaming the inputs."""
+    from conftest import one_line_error
+
+    with load(bundle) as p:
+        assert p.predict(audio=_arrays()["audio"]).ran == ["audio"]
+    closed = "this Predictor is closed (its `with` block ended, or close() was called)"
+    assert one_line_error(lambda: p.predict(audio=_arrays()["audio"])).startswith(closed)
+    assert one_line_error(lambda: p.predict_features({"audio": np.ones((1, 2, 5))})).startswith(closed)
+
+
 def test_per_input_errors_cross_a_process_boundary_intact():
     """ItemError and TextError did not unpickle (Exception pickles its message alone, their __init__ takes more),
     so one raised in a worker process (multiprocessing, concurrent.futures) broke the pool instead of reaching it."""

@@ -101,6 +101,7 @@ class Predictor:
         self.threads = threads
         self.max_media_seconds = max_media_seconds
         self.thresholds = list(manifest.skip_thresholds or [0.0] * len(SKIPPABLE))
+        self.closed = False
         self._text_encoder: TokenIds | MiniLMFrontEnd | None = None
         self._front_ends: dict[str, Any] = {}
         self.tokens = self.spec.front_end("text").startswith(TOKENS_PREFIX)  # graphs take token ids
@@ -118,6 +119,7 @@ class Predictor:
     def predict_batch(self, inputs: Iterable[Mapping[str, Any]]) -> list[Prediction]:
         """Many inputs in one batched pass per graph (throughput); each item is {modality: value}. An INT8 bundle
         runs them one at a time (`row_by_row`), so every item scores what `predict` gives it alone."""
+        self._check_open()
         inputs = _checked_items(inputs)
         if self.row_by_row and len(inputs) > 1:
             return [self._alone(i, item) for i, item in enumerate(inputs)]
@@ -161,6 +163,7 @@ class Predictor:
                          lengths: Mapping[str, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Batched scores for padded arrays features[m] (B, L, d) with lengths[m] (B,) (0 = missing; a
         modality absent from `features` is missing for every row). Returns (scores (B,), ran (B, 3) bool)."""
+        self._check_open()
         feats, lens = self._check_features(features, {} if lengths is None else lengths)
         if self.row_by_row and len(lens["text"]) > 1:
             rows = [self._forward(*_one_row(feats, lens, i))[:2] for i in range(len(lens["text"]))]
@@ -186,6 +189,14 @@ class Predictor:
         """Release every graph's runtime session (device memory on a GPU); `with load(...) as p:` calls it."""
         for backend in self.backends.values():
             backend.close()
+        self.closed = True
+
+    def _check_open(self) -> None:
+        """Refuse a call after close(): its graphs' sessions are gone, and running one said 'onnxruntime rejected
+        the inputs ('NoneType' object has no attribute 'run')', blaming the inputs."""
+        if self.closed:
+            raise InputError("this Predictor is closed (its `with` block ended, or close() was called); expected "
+                             "one that is open: call edge_msa.load() again")
 
     def __enter__(self) -> "Predictor":
         return self
