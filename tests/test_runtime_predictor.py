@@ -805,15 +805,17 @@ def test_text_and_token_ids_are_checked_before_the_tokenizer_and_graph(token_bun
 
 
 def test_token_ids_may_be_integers_and_are_checked_in_predict_features_too(token_bundle):
-    """Integer token ids, as a tokenizer gives them, were refused ('dtype int64; expected a float array'), and
-    predict_features sent ids to the graph unchecked: ids outside the vocabulary, negative or fractional scored as
-    some other token, and ids past the encoder's positions failed inside onnxruntime."""
+    """Integer token ids, as a tokenizer gives them, were refused ('dtype int64; expected a float array'; a flat list
+    'shape (L,); expected (L, 1)'), and predict_features sent ids to the graph unchecked: ids outside the
+    vocabulary, negative or fractional scored as some other token, and ids past the encoder's positions failed
+    inside onnxruntime."""
     from conftest import one_line_error
 
     with load(token_bundle) as p:
         ids = np.array(p.text_encoder.tokenize(["a good film"])[0])[:, None]  # (L, 1) int64
         score = p.predict(text=ids.astype(np.float32)).score
         assert p.predict(text=ids).score == pytest.approx(score, abs=1e-6)
+        assert p.predict(text=ids[:, 0].tolist()).score == pytest.approx(score, abs=1e-6)  # the tokenizer's list
         assert p.predict_features({"text": ids[None]})[0][0] == pytest.approx(score, abs=1e-6)
         vocab = p.text_encoder.vocab_size
         for bad in (-1.0, float(vocab), 2.5):

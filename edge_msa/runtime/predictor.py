@@ -375,8 +375,9 @@ class Predictor:
                 media["audio"] = video  # decoded by the audio front end only if the gate keeps audio
 
     def _array(self, m: str, value: Any) -> np.ndarray:
-        """A caller's (L, d) value (an array, nested lists, a tensor, a (1, L, d) array) as an ndarray, or one line
-        saying what it is instead (a ragged list, bytes, a dict, a number, several texts or paths)."""
+        """A caller's (L, d) value (an array, nested lists, a tensor, a (1, L, d) array; a token-id bundle's text
+        ids also as a flat list) as an ndarray, or one line saying what it is instead (a ragged list, bytes, a
+        dict, a number, several texts or paths)."""
         want = f"(L, {self.spec.dim(m)})"
         array = as_array(m, value, want)
         kinds = "a string or" if m == "text" else "a media file path or"
@@ -387,6 +388,8 @@ class Predictor:
                              "array (predict_batch takes several inputs)")
         if array.ndim == 3 and array.shape[0] == 1:
             array = array[0]
+        if array.ndim == 1 and m == "text" and self.tokens:  # token ids as the tokenizer lists them: (L,) is (L, 1)
+            array = array[:, None]
         if array.ndim != 2:
             raise InputError(f"{m} features have shape {array.shape}; expected {want}")
         return array
