@@ -111,9 +111,11 @@ class Predictor:
 
     # --- public API -----------------------------------------------------------------------------
     def predict(self, text: Any = None, audio: Any = None, video: Any = None) -> Prediction:
-        """One input: text is a str (run through the bundled text encoder) or an (L, d) array; audio/video
-        are (L, d) arrays or media file paths (if the bundle's front end for them is a built-in one). With a
-        video file and no audio, a logmel-v1 bundle takes the audio from the video's audio track (PyAV)."""
+        """One input: text is a str (run through the bundled text encoder) or an (L, d) array (a token-id bundle's
+        ids: (L,) or (L, 1), ints or floats); audio/video are (L, d) arrays or media file paths (str or Path; if
+        the bundle's front end for them is a built-in one). An array may be any float array, nested lists or a CPU
+        torch tensor. With a video file and no audio, a logmel-v1 bundle takes the audio from the video's audio
+        track (PyAV)."""
         return self.predict_batch([{"text": text, "audio": audio, "video": video}])[0]
 
     def predict_batch(self, inputs: Iterable[Mapping[str, Any]]) -> list[Prediction]:
