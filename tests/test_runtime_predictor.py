@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import warnings
+from functools import partial
 
 import numpy as np
 import pytest
@@ -819,8 +820,8 @@ def test_token_ids_may_be_integers_and_are_checked_in_predict_features_too(token
         assert p.predict_features({"text": ids[None]})[0][0] == pytest.approx(score, abs=1e-6)
         vocab = p.text_encoder.vocab_size
         for bad in (-1.0, float(vocab), 2.5):
-            message = one_line_error(lambda: p.predict_features({"text": np.array([[[2.0], [bad]]], np.float32)}))
-            assert f"text token ids must be whole numbers in [0, {vocab})" in message
+            call = partial(p.predict_features, {"text": np.array([[[2.0], [bad]]], np.float32)})
+            assert f"text token ids must be whole numbers in [0, {vocab})" in one_line_error(call)
         max_len = p.spec.max_len("text")
         padded = np.zeros((1, max_len + 3, 1), np.int64)  # padding past the positions: cut off
         padded[0, :len(ids)] = ids
@@ -835,8 +836,8 @@ def test_token_ids_may_be_integers_and_are_checked_in_predict_features_too(token
     (b"RIFF....", r"audio is bytes; expected a media file path or an \(L, 5\) array"),
     ({"x": 1}, r"audio is dict; expected a media file path or an \(L, 5\) array"),
     (bytearray(b"RIFF"), r"audio is bytearray; expected a media file path or an \(L, 5\) array"),
-    (["a.wav", "b.wav"], r"audio is a list of 2 strings; expected a media file path or an \(L, 5\) array "
-                         r"\(predict_batch takes several inputs\)"),
+    (["a.wav", "b.wav"], (r"audio is a list of 2 strings; expected a media file path or an \(L, 5\) array "
+                          r"\(predict_batch takes several inputs\)")),
     (np.full((2, 5), 1e300), "audio features hold values beyond float32's range"),
 ])
 def test_odd_python_values_are_one_line_input_errors(bundle, value, message):
@@ -896,7 +897,6 @@ def test_tensors_numpy_cannot_read_and_features_not_in_a_dict_are_one_line_error
     """A torch tensor that requires grad raised torch's RuntimeError from inside numpy (predict and
     predict_features); an array given to predict_features instead of a dict raised 'unhashable type'."""
     import torch
-
     from conftest import one_line_error
 
     audio = torch.zeros(3, 5, requires_grad=True)
