@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+from numbers import Integral
 from types import ModuleType
 from typing import Iterable
 
@@ -71,8 +72,9 @@ def checked_threads(threads: int | None, flag: str = "--threads") -> int | None:
     ONNX Runtime's intra_op_num_threads=0 does, so every --threads flag reads 0 alike (serve's default of 1 needs a
     way to ask for the library's choice); a negative count, which onnxruntime refused deep in session creation and
     torch.set_num_threads with a RuntimeError, is one line here."""
-    if threads is not None and threads < 0:
-        raise InputError(f"{flag} {threads}; expected a thread count >= 1, or 0 for the library's default")
+    whole = isinstance(threads, Integral) and not isinstance(threads, bool)  # 1.5 ran on int(1.5); "2": TypeError
+    if threads is not None and not (whole and threads >= 0):
+        raise InputError(f"{flag} {threads!r}; expected a thread count >= 1, or 0 for the library's default")
     return threads or None
 
 

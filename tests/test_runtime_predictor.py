@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import warnings
+from functools import partial
 
 import numpy as np
 import pytest
@@ -200,6 +201,8 @@ def test_backend_must_match_the_bundle(bundle, tmp_path):
         load(engines, backend="onnxruntime")
     with pytest.raises(InputError, match="did you mean 'onnxruntime'"):
         load(bundle, backend="onnxruntim")
+    with pytest.raises(InputError, match="unknown backend 5; expected one of onnxruntime, tensorrt, torch"):
+        load(bundle, backend=5)  # was difflib's TypeError
 
 
 def test_empty_modality_array_counts_as_missing(bundle):
@@ -311,6 +314,27 @@ def test_thread_count_zero_is_onnxruntimes_default_and_a_negative_one_is_refused
     assert main(["predict", str(bundle), "--features", str(tmp_path / "one.npz"), "--threads", "0"]) == 0
     assert main(["predict", str(bundle), "--features", str(tmp_path / "one.npz"), "--threads", "-2"]) == 2
     assert capsys.readouterr().err == f"error: {refusal}\n"
+
+
+@pytest.mark.parametrize("threads", [-2, 1.5, "2", True])
+def test_thread_count_that_is_not_a_whole_number_is_refused_when_the_bundle_opens(bundle, threads):
+    """-2 failed deep in session creation; 1.5 ran on int(1.5) threads and "2" raised a TypeError comparing str
+    with int."""
+    with pytest.raises(InputError, match=re.escape(f"--threads {threads!r}; expected a thread count >= 1, or 0 for")):
+        load(bundle, threads=threads)
+
+
+def test_load_takes_one_provider_name_and_names_a_bundle_that_is_not_a_path(bundle):
+    """providers="CPUExecutionProvider" was read letter by letter ('onnxruntime has no C, P, U, ... in this
+    build'); load(None) raised Path's TypeError."""
+    from conftest import one_line_error
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with load(bundle, providers="CPUExecutionProvider") as p:
+            assert p.backends["fuse"].providers == ["CPUExecutionProvider"]
+    assert one_line_error(lambda: load(None)) == ("bundle is a NoneType; expected the path (str or os.PathLike) of "
+                                                  "the folder written by `edge-msa export`")
 
 
 def test_bad_arrays_raise_one_line_input_errors(bundle):
@@ -810,10 +834,39 @@ def test_text_and_token_ids_are_checked_before_the_tokenizer_and_graph(token_bun
                                 f"truncated to the first {max_len}"]  # the answer says so, not only the server log
 
 
+def test_token_ids_may_be_integers_and_are_checked_in_predict_features_too(token_bundle):
+    """Integer token ids, as a tokenizer gives them, were refused ('dtype int64; expected a float array'; a flat list
+    'shape (L,); expected (L, 1)'), and predict_features sent ids to the graph unchecked: ids outside the
+    vocabulary, negative or fractional scored as some other token, and ids past the encoder's positions failed
+    inside onnxruntime."""
+    from conftest import one_line_error
+
+    with load(token_bundle) as p:
+        ids = np.array(p.text_encoder.tokenize(["a good film"])[0])[:, None]  # (L, 1) int64
+        score = p.predict(text=ids.astype(np.float32)).score
+        assert p.predict(text=ids).score == pytest.approx(score, abs=1e-6)
+        assert p.predict(text=ids[:, 0].tolist()).score == pytest.approx(score, abs=1e-6)  # the tokenizer's list
+        assert p.predict_features({"text": ids[None]})[0][0] == pytest.approx(score, abs=1e-6)
+        vocab = p.text_encoder.vocab_size
+        for bad in (-1.0, float(vocab), 2.5):
+            call = partial(p.predict_features, {"text": np.array([[[2.0], [bad]]], np.float32)})
+            assert f"text token ids must be whole numbers in [0, {vocab})" in one_line_error(call)
+        max_len = p.spec.max_len("text")
+        padded = np.zeros((1, max_len + 3, 1), np.int64)  # padding past the positions: cut off
+        padded[0, :len(ids)] = ids
+        assert p.predict_features({"text": padded}, {"text": np.array([len(ids)])})[0][0] == pytest.approx(score,
+                                                                                                         abs=1e-6)
+        assert f"text token ids run to {max_len + 1} steps; expected at most the encoder's {max_len} positions" in \
+            one_line_error(lambda: p.predict_features({"text": np.full((1, max_len + 1, 1), 2)}))
+
+
 @pytest.mark.parametrize("value, message", [
     ([[0.0] * 5, [1.0]], r"audio is not a rectangular array of numbers; expected \(L, 5\)"),
     (b"RIFF....", r"audio is bytes; expected a media file path or an \(L, 5\) array"),
     ({"x": 1}, r"audio is dict; expected a media file path or an \(L, 5\) array"),
+    (bytearray(b"RIFF"), r"audio is bytearray; expected a media file path or an \(L, 5\) array"),
+    (["a.wav", "b.wav"], (r"audio is a list of 2 strings; expected a media file path or an \(L, 5\) array "
+                          r"\(predict_batch takes several inputs\)")),
     (np.full((2, 5), 1e300), "audio features hold values beyond float32's range"),
 ])
 def test_odd_python_values_are_one_line_input_errors(bundle, value, message):
@@ -828,6 +881,71 @@ def test_odd_python_values_are_one_line_input_errors(bundle, value, message):
             assert re.search(message, one_line_error(lambda: p.predict_features({"audio": value[None]})))
 
 
+def test_a_path_given_as_text_is_refused(minilm_bundle, bundle, tmp_path):
+    """Text has no file front end, yet a path went down the media route: with no media limit the MiniLM bundle
+    scored the path's own characters as the text; with one, 'cannot read media ...; expected a media file'; an
+    external-features bundle skipped it as 'a media file'."""
+    from conftest import one_line_error
+
+    (tmp_path / "review.txt").write_text("a good film", encoding="utf-8")
+    audio = _arrays()["audio"]
+    for predictor in (load(minilm_bundle, max_media_seconds=math.inf), load(minilm_bundle), load(bundle)):
+        with predictor as p:
+            message = one_line_error(lambda: p.predict(text=tmp_path / "review.txt", audio=audio))
+            assert message == (f"text is a path ({tmp_path / 'review.txt'}); expected a string or an "
+                               f"(L, {p.spec.dim('text')}) array (read the file's text first)")
+
+
+def test_a_closed_predictor_says_so(bundle):
+    """A Predictor used after its `with` block said 'onnxruntime rejected the inputs ('NoneType' object has no
+    attribute 'run')', blaming the inputs."""
+    from conftest import one_line_error
+
+    with load(bundle) as p:
+        assert p.predict(audio=_arrays()["audio"]).ran == ["audio"]
+    closed = "this Predictor is closed (its `with` block ended, or close() was called)"
+    assert one_line_error(lambda: p.predict(audio=_arrays()["audio"])).startswith(closed)
+    assert one_line_error(lambda: p.predict_features({"audio": np.ones((1, 2, 5))})).startswith(closed)
+
+
+def test_per_input_errors_cross_a_process_boundary_intact():
+    """ItemError and TextError did not unpickle (Exception pickles its message alone, their __init__ takes more),
+    so one raised in a worker process (multiprocessing, concurrent.futures) broke the pool instead of reaching it."""
+    import pickle
+
+    from edge_msa.features.text import TextError
+    from edge_msa.runtime import ItemError
+
+    for error in (ItemError(3, "empty text; expected at least one word"), TextError(2, "empty text", 5)):
+        back = pickle.loads(pickle.dumps(error))
+        assert type(back) is type(error) and str(back) == str(error)
+        assert (back.index, back.reason) == (error.index, error.reason)
+
+
+def test_tensors_numpy_cannot_read_and_features_not_in_a_dict_are_one_line_errors(bundle):
+    """A torch tensor that requires grad raised torch's RuntimeError from inside numpy (predict and
+    predict_features); an array given to predict_features instead of a dict raised 'unhashable type'."""
+    import torch
+    from conftest import one_line_error
+
+    audio = torch.zeros(3, 5, requires_grad=True)
+    with load(bundle) as p:
+        assert p.predict(audio=audio.detach()).ran == ["audio"]
+        message = one_line_error(lambda: p.predict(audio=audio))
+        assert message.startswith("audio is a Tensor that numpy cannot read (") and "detach" in message
+        assert "expected (L, 5)" in message
+        assert "expected (B, L, 5)" in one_line_error(lambda: p.predict_features({"audio": audio[None]}))
+        text = _arrays()["text"][None]
+        assert one_line_error(lambda: p.predict_features(text)) == (
+            "predict_features got features of type ndarray; expected a dict {modality: array} with modalities text, "
+            "audio, video")
+        assert "predict_features got lengths of type ndarray" in one_line_error(
+            lambda: p.predict_features({"text": text}, np.array([9])))
+        # audio lengths without audio features were dropped: audio ran as missing
+        assert one_line_error(lambda: p.predict_features({"text": text}, {"audio": np.array([3])})) == (
+            "lengths given for audio without features; expected features and lengths for the same modalities")
+
+
 def test_predict_batch_refuses_a_single_dict_or_string_and_names_a_directory(bundle, tmp_path):
     """predict_batch({"text": ...}) was read key by key ('unknown input keys [e, t, x]')."""
     from conftest import one_line_error
@@ -835,7 +953,16 @@ def test_predict_batch_refuses_a_single_dict_or_string_and_names_a_directory(bun
     with load(bundle) as p:
         assert "predict_batch got a dict; expected a list of {text, audio, video} dicts (predict() takes one " \
             "input)" == one_line_error(lambda: p.predict_batch({"audio": _arrays()["audio"]}))
-        assert "got items of type ['str']" in one_line_error(lambda: p.predict_batch(["text"]))
+        assert "got an item of type str" in one_line_error(lambda: p.predict_batch(["text"]))
+        # a bad item of several is named (an unknown key was not; mixed key types raised sorted's TypeError)
+        audio = {"audio": _arrays()["audio"]}
+        assert one_line_error(lambda: p.predict_batch([audio, {0: 1, "img": 2}])) == (
+            "input index 1: unknown input keys ['img', 0]; expected text, audio, video")
+        assert one_line_error(lambda: p.predict_batch([audio, None])).startswith(
+            "input index 1: predict_batch got an item of type NoneType; expected a list")
+        # a generator was used up by the checks (then a TypeError from numpy); None was 'not iterable'
+        assert len(p.predict_batch({"audio": _arrays(seed)["audio"]} for seed in range(2))) == 2
+        assert one_line_error(lambda: p.predict_batch(None)).startswith("predict_batch got a NoneType; expected a list")
         assert one_line_error(lambda: p.predict(audio=tmp_path)).endswith("is a folder; expected a media file")
 
 

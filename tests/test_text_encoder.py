@@ -86,13 +86,15 @@ def test_disk_cache_round_trip_and_key(encoder, tmp_path, monkeypatch):
 
 def test_truncation_is_said_on_a_cache_hit_too(tmp_path):
     """The warning came from the tokenizer, which a cache hit skips: a second `train`, `eval` or `compress` on the
-    same label.csv scored truncated texts without a word."""
+    same label.csv scored truncated texts without a word. Said on a hit, it pointed past the caller ('sys:1'),
+    unlike the miss's warning: both point at encode_cached's caller now, from the one count both use."""
     enc = MiniLMFrontEnd(max_len=6)
     texts = ["one two three four five six seven", "two words", "one two three four"]  # 9, 4 and 6 tokens
     for _ in range(2):
         with pytest.warns(UserWarning) as said:
             encode_cached(enc, texts, progress=False, cache=tmp_path)
         assert [str(w.message) for w in said] == ["1 of 3 texts are longer than 6 tokens and were truncated"]
+        assert said[0].filename == __file__
     assert len(list((tmp_path / "text").glob("*.npz"))) == 1  # the second read was a hit
 
 

@@ -243,7 +243,7 @@ def test_a_text_with_no_word_the_tokenizer_keeps_is_refused_like_an_empty_one(ti
     from edge_msa.features.text import TokenIds
 
     front = TokenIds(tiny_bert_dir / "tokenizer.json")
-    with pytest.raises(InputError, match=r"text \(text #1\) .* has no word the tokenizer keeps"):
+    with pytest.raises(InputError, match=r"text #1: text .* has no word the tokenizer keeps"):
         front.tokenize(["good film", text])
     assert front.tokenize(["good \u200b film"]) == [[2, 5, 19, 3]]
 
@@ -417,7 +417,7 @@ def test_a_refused_text_among_several_inputs_names_its_input(token_bundle, tmp_p
     audio_only = {"audio": np.zeros((1, 5), np.float32)}
     with edge_msa.load(token_bundle) as predictor, pytest.raises(ItemError) as caught:
         predictor.predict_batch([audio_only, {"text": "good film"}, {"text": text}])
-    assert caught.value.index == 2 and "(text #" not in caught.value.reason
+    assert caught.value.index == 2 and "text #" not in caught.value.reason
     np.save(tmp_path / "a.npy", audio_only["audio"])
     (tmp_path / "rows.csv").write_text(f"text,audio\n,a.npy\ngood film,\n{text},\n", encoding="utf-8")
     assert main(["predict", str(token_bundle), "--batch", str(tmp_path / "rows.csv")]) == 2
@@ -642,3 +642,29 @@ def test_teacher_states_run_on_every_core_without_changing_them(teacher_and_stud
     assert all(torch.equal(a, b) for a, b in zip(states["1"], states["2"]))
     monkeypatch.delenv("OMP_NUM_THREADS")
     assert inference_threads() == len(__import__("os").sched_getaffinity(0))
+
+
+def test_a_refused_text_carries_its_place_so_callers_name_their_input_without_tokenizing_again(
+        token_bundle, tiny_bert_dir, tmp_path, monkeypatch):
+    """The tokenizer's refusal carried its text's place only inside its message ('(text #1)'): predict_batch found
+    the input by tokenizing its texts again one at a time, and a dataset reader named 'text #1', not the sample."""
+    import edge_msa
+    from edge_msa.data.assemble import encode_texts
+    from edge_msa.errors import InputError
+    from edge_msa.features.text import TextError, TokenIds
+
+    front = TokenIds(tiny_bert_dir / "tokenizer.json")
+    with pytest.raises(TextError) as caught:
+        front.tokenize(["good film", "\u200b", "film"])
+    assert caught.value.index == 1 and str(caught.value) == f"text #1: {caught.value.reason}"
+    monkeypatch.setenv("EDGE_MSA_CACHE", str(tmp_path))
+    blank = " \u200b"
+    message = one_line_error(lambda: encode_texts(["good film", blank], ["v1_0", "v1_1"], front, progress=False))
+    assert message.startswith(f"sample 'v1_1': text {blank!r} has no word the tokenizer keeps")
+    with edge_msa.load(token_bundle) as predictor:
+        calls = []
+        encodings = predictor.text_encoder.encodings
+        monkeypatch.setattr(predictor.text_encoder, "encodings", lambda texts: calls.append(texts) or encodings(texts))
+        with pytest.raises(InputError, match="input index 1: empty text"):
+            predictor.predict_batch([{"text": "good film"}, {"text": " "}])
+    assert calls == [["good film", " "]]  # one tokenization, the refused text named from it

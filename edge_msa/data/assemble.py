@@ -7,19 +7,23 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import InputError
-from ..features.text import MiniLMFrontEnd, WordPiece, encode_cached
+from ..features.text import MiniLMFrontEnd, TextError, WordPiece, encode_cached
 from ..spec import MODALITIES, FeatureSpec
 from .base import DatasetSplits, FeatureSet
 
 
 def encode_texts(texts: Sequence[str], ids: Sequence[str], encoder: WordPiece | None,
                  progress: bool) -> tuple[np.ndarray, np.ndarray, WordPiece]:
-    """MiniLM features (N, L, 384) + lengths for every text (disk-cached); empty text names its sample."""
+    """MiniLM features (N, L, 384) + lengths for every text (disk-cached); a text the tokenizer cannot use (empty,
+    or no word it keeps) names its sample."""
     for text, sample in zip(texts, ids):
         if not str(text).strip():
             raise InputError(f"sample '{sample}' has an empty transcript; expected at least one word")
     encoder = encoder or MiniLMFrontEnd()
-    feats, lengths = encode_cached(encoder, list(texts), progress=progress)
+    try:
+        feats, lengths = encode_cached(encoder, list(texts), progress=progress)
+    except TextError as exc:
+        raise InputError(f"sample '{ids[exc.index]}': {exc.reason}") from None
     return feats, lengths, encoder
 
 

@@ -66,6 +66,21 @@ class TruncationWarning(UserWarning):
     reported (compress timing the model from the raw string) can silence this warning alone."""
 
 
+class TextError(InputError):
+    """A text the tokenizer cannot use. `index` is its place among the texts of the call (from 0) and `reason` the
+    error without that place. Why: the caller knows what those texts are (predict_batch's inputs, some of which
+    have no text; a dataset's samples) and names the one at fault in its own terms, which the message's place
+    ('text #3: ...', given only for one text of several) is not."""
+
+    def __init__(self, index: int, reason: str, count: int) -> None:
+        super().__init__(reason if count == 1 else f"text #{index}: {reason}")
+        self.index, self.reason, self.count = index, reason, count
+
+    def __reduce__(self) -> tuple[type, tuple[int, str, int]]:
+        """Pickled with its own arguments (as ItemError), so that it crosses from a worker process intact."""
+        return type(self), (self.index, self.reason, self.count)
+
+
 class WordPiece:
     """The bundled WordPiece tokenizer (tokenizer.json) with truncation to `max_len` tokens incl. [CLS]/[SEP]."""
 
@@ -109,29 +124,32 @@ class WordPiece:
         ids = (self.tokenizer.token_to_id(t) for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"))
         return sorted(i for i in ids if i is not None)
 
-    def encodings(self, texts: Sequence[str]) -> list:
+    def encodings(self, texts: Sequence[str], *, warn: bool = True) -> list:
         """The tokenizer's Encoding per text: `.ids` ([CLS] ... [SEP], at most max_len) and `.overflowing` (what was
-        cut); empty text -> InputError."""
+        cut); a text it cannot use (empty, or no word it keeps) -> TextError. `warn`: say how many were cut
+        (`encode_cached` says it itself, with the count it stores, so that it counts once)."""
         for i, text in enumerate(texts):
             if not isinstance(text, str) or not text.strip():
-                raise InputError(f"empty text{_where(i, texts)}; expected at least one word")
+                raise TextError(i, "empty text; expected at least one word", len(texts))
         encodings = self.tokenizer.encode_batch(list(texts))
         # special tokens only ([CLS] [SEP]): e.g. a text of control, zero-width or combining characters, which
         # normalisation drops; scored, it got an empty text's score while an empty string is refused
         blank = next((i for i, enc in enumerate(encodings) if all(enc.special_tokens_mask)), None)
         if blank is not None:
-            raise InputError(f"text{_where(blank, texts)} {texts[blank][:40]!r} has no word the tokenizer keeps (only "
-                             "control, zero-width or combining characters, or special tokens); expected at least "
-                             "one word")
-        self.warn_truncated(count_truncated(encodings), len(texts))
+            raise TextError(blank, f"text {texts[blank][:40]!r} has no word the tokenizer keeps (only control, "
+                            "zero-width or combining characters, or special tokens); expected at least one word",
+                            len(texts))
+        if warn:
+            self.warn_truncated(count_truncated(encodings), len(texts))
         return encodings
 
-    def warn_truncated(self, cut: int, total: int) -> None:
+    def warn_truncated(self, cut: int, total: int, stacklevel: int = 4) -> None:
         """The one warning for `cut` of `total` texts cut to max_len tokens (from `encodings`, and from
-        `encode_cached` on a cache hit, which tokenizes nothing otherwise)."""
+        `encode_cached`, which on a cache hit tokenizes nothing). `stacklevel` as warnings.warn counts it from here:
+        the warning points at the caller's code, not at edge-msa's."""
         if cut:
             warnings.warn(f"{cut} of {total} texts are longer than {self.max_len} tokens and were truncated",
-                          TruncationWarning, stacklevel=4)
+                          TruncationWarning, stacklevel=stacklevel)
 
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids per text ([CLS] ... [SEP], at most max_len); empty text -> InputError."""
@@ -149,11 +167,6 @@ class WordPiece:
         if self._fingerprint is None:
             self._fingerprint = f"tok={file_digest(self.tokenizer_path)}|max_len={self.max_len}"
         return self._fingerprint
-
-
-def _where(i: int, texts: Sequence[str]) -> str:
-    """' (text #i)' where the error concerns one text of several, else nothing."""
-    return "" if len(texts) == 1 else f" (text #{i})"
 
 
 def check_unknown_token(tok: Any, path: Path) -> None:
@@ -325,15 +338,17 @@ def encode_cached(encoder: MiniLMFrontEnd | TokenIds, texts: Sequence[str], prog
         except Exception as exc:  # a corrupt cache entry is recomputed, never fatal
             warnings.warn(f"ignoring unreadable text feature cache {path}: {exc}", stacklevel=2)
             hit = False
-        if hit:  # said again, as on the first read
-            encoder.warn_truncated(_truncated(encoder, texts, lengths) if cut is None else cut, len(texts))
+        if hit:
+            encoder.warn_truncated(_truncated(encoder, texts, lengths) if cut is None else cut, len(texts), 3)
             return unflatten(flat, lengths), lengths
-    encodings = encoder.encodings(texts)  # warns of truncated texts
+    encodings = encoder.encodings(texts, warn=False)
+    cut = count_truncated(encodings)
+    encoder.warn_truncated(cut, len(texts), 3)  # as a hit will say it again
     feats, lengths = encoder.embed([e.ids for e in encodings], progress=progress)
     valid = np.arange(feats.shape[1])[None, :] < lengths[:, None]  # (N, L_max)
     with atomic_path(path, suffix=".npz") as tmp:
         with open(tmp, "wb") as f:  # tokens (sum(lengths), dim)
-            np.savez(f, tokens=feats[valid], lengths=lengths, truncated=count_truncated(encodings))
+            np.savez(f, tokens=feats[valid], lengths=lengths, truncated=cut)
     return feats, lengths
 
 

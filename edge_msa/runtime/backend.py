@@ -90,7 +90,9 @@ class Backend(ABC):
 
 
 def backend_class(name: str) -> type[Backend]:
-    if name not in BACKENDS:
-        raise InputError(f"unknown backend '{name}'{suggest(name, sorted(BACKENDS))}")
+    """The Backend subclass registered as `name`, imported on demand, or one line naming the choices (a name that
+    is not a string too: difflib's match raised a TypeError on it)."""
+    if not isinstance(name, str) or name not in BACKENDS:
+        raise InputError(f"unknown backend {name!r}{suggest(str(name), sorted(BACKENDS))}")
     module, cls = BACKENDS[name].split(":")
     return getattr(importlib.import_module(module), cls)

@@ -15,15 +15,15 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import ArtifactError, EdgeMSAError, InputError, checked_threads
+from ..errors import ArtifactError, EdgeMSAError, InputError, checked_threads, one_line
 from ..features import MAX_MEDIA_SECONDS, check_max_media_seconds, media_file, refuse_long_media
 from ..features.audio import NAME as LOGMEL, VIDEO_EXTS, has_audio_track
-from ..features.text import TOKENS_PREFIX, WordPiece
-from ..spec import ABSENT, GRAPH_IO, MODALITIES, SINGLE, SKIPPABLE, modality_runs
+from ..features.text import TOKENS_PREFIX, MiniLMFrontEnd, TextError, TokenIds, WordPiece, check_tokenizer_tag
+from ..spec import ABSENT, GRAPH_IO, MODALITIES, SINGLE, SKIPPABLE, FeatureSpec, modality_runs
 from .backend import Backend, backend_class
 from .manifest import Manifest, read_manifest
 
@@ -50,6 +50,7 @@ class Prediction:
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain lists, dicts and numbers, for json.dumps (the CLI's --json lines, the REST answers)."""
         return asdict(self)
 
 
@@ -61,6 +62,11 @@ class ItemError(InputError):
     def __init__(self, index: int, reason: str) -> None:
         super().__init__(f"input index {index}: {reason}")
         self.index, self.reason = index, reason
+
+    def __reduce__(self) -> tuple[type, tuple[int, str]]:
+        """Pickled with its own arguments: Exception's default (its message alone) did not unpickle, so an error
+        raised in a worker process (multiprocessing, concurrent.futures) broke the pool instead of reaching it."""
+        return type(self), (self.index, self.reason)
 
 
 @contextmanager
@@ -78,6 +84,7 @@ def _blame(index: int, many: bool) -> Iterator[None]:
 
 
 def polarity(score: float) -> str:
+    """'positive' / 'negative' / 'neutral' by the score's sign: the words Prediction carries beside the number."""
     return "positive" if score > 0 else "negative" if score < 0 else "neutral"
 
 
@@ -93,24 +100,28 @@ class Predictor:
         self.threads = threads
         self.max_media_seconds = max_media_seconds
         self.thresholds = list(manifest.skip_thresholds or [0.0] * len(SKIPPABLE))
-        self._text_encoder = None
+        self.closed = False
+        self._text_encoder: TokenIds | MiniLMFrontEnd | None = None
         self._front_ends: dict[str, Any] = {}
         self.tokens = self.spec.front_end("text").startswith(TOKENS_PREFIX)  # graphs take token ids
-        self.positions_count_padding = bool(self.bundle) and positions_count_padding(self.bundle, manifest)
+        self.positions_count_padding = self.bundle is not None and positions_count_padding(self.bundle, manifest)
         if self.positions_count_padding:
             warnings.warn(f"bundle '{self.bundle}' is an {manifest.model} teacher {PADDED_POSITIONS}", stacklevel=3)
 
     # --- public API -----------------------------------------------------------------------------
     def predict(self, text: Any = None, audio: Any = None, video: Any = None) -> Prediction:
-        """One input: text is a str (run through the bundled text encoder) or an (L, d) array; audio/video
-        are (L, d) arrays or media file paths (if the bundle's front end for them is a built-in one). With a
-        video file and no audio, a logmel-v1 bundle takes the audio from the video's audio track (PyAV)."""
+        """One input: text is a str (run through the bundled text encoder) or an (L, d) array (a token-id bundle's
+        ids: (L,) or (L, 1), ints or floats); audio/video are (L, d) arrays or media file paths (str or Path; if
+        the bundle's front end for them is a built-in one). An array may be any float array, nested lists or a CPU
+        torch tensor. With a video file and no audio, a logmel-v1 bundle takes the audio from the video's audio
+        track (PyAV)."""
         return self.predict_batch([{"text": text, "audio": audio, "video": video}])[0]
 
-    def predict_batch(self, inputs: Sequence[Mapping[str, Any]]) -> list[Prediction]:
+    def predict_batch(self, inputs: Iterable[Mapping[str, Any]]) -> list[Prediction]:
         """Many inputs in one batched pass per graph (throughput); each item is {modality: value}. An INT8 bundle
         runs them one at a time (`row_by_row`), so every item scores what `predict` gives it alone."""
-        _check_items(inputs)
+        self._check_open()
+        inputs = _checked_items(inputs)
         if self.row_by_row and len(inputs) > 1:
             return [self._alone(i, item) for i, item in enumerate(inputs)]
         ms: dict[str, float] = {}
@@ -153,7 +164,8 @@ class Predictor:
                          lengths: Mapping[str, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Batched scores for padded arrays features[m] (B, L, d) with lengths[m] (B,) (0 = missing; a
         modality absent from `features` is missing for every row). Returns (scores (B,), ran (B, 3) bool)."""
-        feats, lens = self._check_features(features, lengths or {})
+        self._check_open()
+        feats, lens = self._check_features(features, {} if lengths is None else lengths)
         if self.row_by_row and len(lens["text"]) > 1:
             rows = [self._forward(*_one_row(feats, lens, i))[:2] for i in range(len(lens["text"]))]
             return np.concatenate([s for s, _ in rows]), np.concatenate([r for _, r in rows])
@@ -175,8 +187,17 @@ class Predictor:
             return self.predict_batch([item])[0]
 
     def close(self) -> None:
+        """Release every graph's runtime session (device memory on a GPU); `with load(...) as p:` calls it."""
         for backend in self.backends.values():
             backend.close()
+        self.closed = True
+
+    def _check_open(self) -> None:
+        """Refuse a call after close(): its graphs' sessions are gone, and running one said 'onnxruntime rejected
+        the inputs ('NoneType' object has no attribute 'run')', blaming the inputs."""
+        if self.closed:
+            raise InputError("this Predictor is closed (its `with` block ended, or close() was called); expected "
+                             "one that is open: call edge_msa.load() again")
 
     def __enter__(self) -> "Predictor":
         return self
@@ -206,7 +227,7 @@ class Predictor:
         present_f = np.stack([present[m] for m in MODALITIES], axis=1).astype(np.float32)  # (B, 3)
         if any(present[m].any() for m in SKIPPABLE):
             (keep,) = self._call("gate", (h_text, present_f), ms)
-        hs, ran = [h_text], [present["text"]]
+        hs, runs = [h_text], [present["text"]]
         for i, m in enumerate(SKIPPABLE):
             run = modality_runs(present[m], keep[:, i], self.thresholds[i])  # (B,)
             h = np.zeros_like(h_text)  # (B, D)
@@ -215,8 +236,8 @@ class Predictor:
                 x, n = fetch(m, rows)
                 h[rows] = self._call(f"encode_{m}", (x, _mask(x, n)), ms)[0]
             hs.append(h)
-            ran.append(run)
-        ran_arr = np.stack(ran, axis=1)  # (B, 3)
+            runs.append(run)
+        ran_arr = np.stack(runs, axis=1)  # (B, 3)
         (score,) = self._call("fuse", (*hs, ran_arr.astype(np.float32)), ms)  # (B,)
         return score, ran_arr, keep, ms
 
@@ -234,15 +255,26 @@ class Predictor:
 
     # --- inputs -----------------------------------------------------------------------------------
     def _check_features(self, features: Mapping[str, np.ndarray], lengths: Mapping[str, np.ndarray]):
+        """predict_features' arguments as float32 (B, L, d) arrays and (B,) int64 lengths per modality (zeros where
+        a modality is missing), or one line saying what is wrong with them."""
+        for name, value in (("features", features), ("lengths", lengths)):
+            if not isinstance(value, Mapping):  # an array alone was read key by key (unhashable ndarray)
+                raise InputError(f"predict_features got {name} of type {type(value).__name__}; expected a dict "
+                                 f"{{modality: array}} with modalities {', '.join(MODALITIES)}")
         unknown = (set(features) | set(lengths)) - set(MODALITIES)
         if unknown:
             raise InputError(f"unknown modalities {sorted(unknown)}; expected {', '.join(MODALITIES)}")
         if not features:
             raise InputError("no features given; expected at least one of text, audio, video")
-        batch = {np.asarray(x).shape[0] if np.ndim(x) == 3 else -1 for x in features.values()}
+        orphans = sorted(set(lengths) - set(features))  # were dropped: the modality ran as missing in every row
+        if orphans:
+            raise InputError(f"lengths given for {', '.join(orphans)} without features; expected features and "
+                             "lengths for the same modalities")
+        features = {m: as_array(m, x, f"(B, L, {self.spec.dim(m)})") for m, x in features.items()}
+        batch = {x.shape[0] if x.ndim == 3 else -1 for x in features.values()}
         if len(batch) != 1 or -1 in batch:
             raise InputError(f"features must all be (B, L, d) arrays with the same B; got shapes "
-                             f"{ {m: np.shape(x) for m, x in features.items()} }")
+                             f"{ {m: x.shape for m, x in features.items()} }")
         b = batch.pop()
         feats, lens = {}, {}
         for m in MODALITIES:
@@ -250,13 +282,23 @@ class Predictor:
                 feats[m] = np.zeros((b, 1, self.spec.dim(m)), np.float32)
                 lens[m] = np.zeros(b, np.int64)
                 continue
-            x = as_float32(m, np.asarray(features[m]), self.spec)
+            x = self._float32(m, features[m])
             default = np.full(b, x.shape[1])  # every row fully valid; 0 for (B, 0, d)
             if x.shape[1] == 0:  # (B, 0, d): missing everywhere; graphs need L >= 1
                 x = np.zeros((b, 1, x.shape[2]), np.float32)
-            feats[m] = np.ascontiguousarray(x)
             lens[m] = check_lengths(m, lengths.get(m, default), b, x.shape[1])
+            feats[m] = np.ascontiguousarray(self._within_positions(x, lens[m]) if m == "text" and self.tokens else x)
         return feats, lens
+
+    def _within_positions(self, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """Padded token ids (B, L, 1) cut to the encoder's max_len positions where only padding lies past them. A
+        row longer than that is refused: its ids were made for a longer max_len, and the graph failed on them
+        deep inside onnxruntime (predict cuts one input's ids with a warning, as the tokenizer cuts a text)."""
+        max_len = self.spec.max_len("text")
+        if lengths.max(initial=0) > max_len:
+            raise InputError(f"text token ids run to {lengths.max()} steps; expected at most the encoder's {max_len} "
+                             f"positions (tokenize with max_len={max_len})")
+        return ids[:, :max_len]
 
     def _prepare(self, inputs: Sequence[Mapping[str, Any]], ms: dict[str, float]):
         """Per row: {m: (L, d) float32 array} for text and feature arrays, {m: Path} for media files whose
@@ -292,20 +334,15 @@ class Predictor:
 
     def _encodings(self, texts: list[tuple[int, str]], many: bool) -> list:
         """The tokenizer's encodings of (input index, text) pairs. A text it refuses (one of several inputs) is an
-        ItemError naming its input, found again one text at a time on that error path only. Why: `encodings` names
-        a text by its place among the texts, which is not the input's (a CSV row, a REST request) where some
-        inputs have no text, so `predict --batch` named the wrong row and the REST batcher could not tell
-        which request to fail."""
+        ItemError naming its input. Why: the tokenizer names a text by its place among the texts, which is not the
+        input's (a CSV row, a REST request) where some inputs have no text, so `predict --batch` named the wrong
+        row and the REST batcher could not tell which request to fail."""
         try:
             return self.text_encoder.encodings([t for _, t in texts])
-        except InputError:
-            if many:
-                with warnings.catch_warnings():  # no truncation warnings from this search: the call fails
-                    warnings.simplefilter("ignore")
-                    for i, text in texts:
-                        with _blame(i, True):
-                            self.text_encoder.encodings([text])
-            raise
+        except TextError as exc:
+            if not many:
+                raise
+            raise ItemError(texts[exc.index][0], exc.reason) from None
 
     def _prepare_item(self, item: Mapping[str, Any], row: dict[str, np.ndarray], media: dict[str, Path],
                       skipped: dict[str, str], notes: list[str]) -> None:
@@ -319,6 +356,9 @@ class Predictor:
                 skipped[m] = "missing: the model was trained without this modality"
                 continue
             if isinstance(value, (str, os.PathLike)):
+                if m == "text":  # no front end reads text from a file: the path was scored as the text, or decoded
+                    raise InputError(f"text is a path ({value}); expected a string or an (L, {self.spec.dim(m)}) "
+                                     "array (read the file's text first)")
                 reason = self._media_check(m, Path(value))
                 if reason:
                     skipped[m] = reason
@@ -336,33 +376,32 @@ class Predictor:
                 media["audio"] = video  # decoded by the audio front end only if the gate keeps audio
 
     def _array(self, m: str, value: Any) -> np.ndarray:
-        """A caller's (L, d) value (an array, nested lists, a (1, L, d) array) as an ndarray, or one line saying
-        what it is instead (a ragged list, bytes, a dict, a number)."""
+        """A caller's (L, d) value (an array, nested lists, a tensor, a (1, L, d) array; a token-id bundle's text
+        ids also as a flat list) as an ndarray, or one line saying what it is instead (a ragged list, bytes, a
+        dict, a number, several texts or paths)."""
         want = f"(L, {self.spec.dim(m)})"
-        try:
-            array = np.asarray(value)
-        except (ValueError, TypeError):  # ragged nested lists
-            raise InputError(f"{m} is not a rectangular array of numbers; expected {want}") from None
-        if array.ndim == 0:
-            kinds = "a string or" if m == "text" else "a media file path or"
+        array = as_array(m, value, want)
+        kinds = "a string or" if m == "text" else "a media file path or"
+        if array.ndim == 0 or isinstance(value, (bytes, bytearray)):
             raise InputError(f"{m} is {type(value).__name__}; expected {kinds} an {want} array")
+        if array.dtype.kind in "US":  # a list of texts or paths: predict takes one input, predict_batch several
+            raise InputError(f"{m} is a {type(value).__name__} of {len(array)} strings; expected {kinds} an {want} "
+                             "array (predict_batch takes several inputs)")
         if array.ndim == 3 and array.shape[0] == 1:
             array = array[0]
+        if array.ndim == 1 and m == "text" and self.tokens:  # token ids as the tokenizer lists them: (L,) is (L, 1)
+            array = array[:, None]
         if array.ndim != 2:
             raise InputError(f"{m} features have shape {array.shape}; expected {want}")
         return array
 
     def _checked(self, m: str, array: np.ndarray, notes: list[str] | None = None) -> np.ndarray:
-        """A finite float32 (L, d) array of m with L >= 1; token ids (token-id bundles) in the vocabulary, cut to
-        the encoder's positions with a warning, also added to `notes` (the row's Prediction.warnings)."""
-        x = as_float32(m, array, self.spec)
+        """A finite float32 (L, d) array of m with L >= 1 (`_float32`); token ids cut to the encoder's positions
+        with a warning, also added to `notes` (the row's Prediction.warnings)."""
+        x = self._float32(m, array)
         if x.shape[0] == 0:
             raise InputError(f"{m} features have no steps (shape {array.shape}); expected L >= 1")
         if m == "text" and self.tokens:
-            vocab = self.text_encoder.vocab_size
-            if (x != np.rint(x)).any() or x.min() < 0 or x.max() >= vocab:
-                raise InputError(f"text token ids must be whole numbers in [0, {vocab}) for this bundle's "
-                                 f"tokenizer; got values in [{x.min():g}, {x.max():g}]")
             max_len = self.spec.max_len("text")
             if len(x) > max_len:  # the encoder has max_len positions; raw text is cut by the tokenizer the same way
                 warning = (f"text: {len(x)} token ids are more than the encoder's {max_len} positions; truncated to "
@@ -371,6 +410,22 @@ class Predictor:
                 x = x[:max_len]
                 if notes is not None:
                     notes.append(warning)
+        return x
+
+    def _float32(self, m: str, x: np.ndarray) -> np.ndarray:
+        """`as_float32` of m's (L, d) or (B, L, d) array. Text token ids (token-id bundles) may be integers too, as a
+        tokenizer gives them, and must lie in this bundle's vocabulary: an id outside it, negative or fractional was
+        clamped or rounded inside the graph into the score of some other token. (Export checks the graphs before
+        the tokenizer joins them, on ids from that tokenizer: without one, nothing tells the vocabulary.)"""
+        tokens = m == "text" and self.tokens
+        if tokens and x.dtype.kind in "iu":
+            x = x.astype(np.float64)  # any id, exactly; one past float32's exact 2**24 is refused below anyway
+        x = as_float32(m, x, self.spec)
+        if tokens and x.size and self.manifest.text_encoder:
+            vocab = self.text_encoder.vocab_size
+            if (x != np.rint(x)).any() or x.min() < 0 or x.max() >= vocab:
+                raise InputError(f"text token ids must be whole numbers in [0, {vocab}) for this bundle's "
+                                 f"tokenizer; got values in [{x.min():g}, {x.max():g}]")
         return x
 
     def _media_check(self, modality: str, path: Path) -> str | None:
@@ -414,7 +469,7 @@ class Predictor:
         return self.text_encoder if self.manifest.text_encoder and self.bundle is not None else None
 
     @property
-    def text_encoder(self) -> WordPiece:
+    def text_encoder(self) -> TokenIds | MiniLMFrontEnd:
         """The bundled text front end, built on first use: the tokenizer alone when the model encodes token ids
         itself (`encode_text` graph), else the frozen text encoder (text_encoder.onnx + tokenizer.json)."""
         if self._text_encoder is None:
@@ -423,7 +478,6 @@ class Predictor:
             if not files or self.bundle is None:
                 raise InputError(f"this bundle has no text encoder (its text front end is '{name}'); pass text as "
                                  f"an (L, {self.spec.dim('text')}) feature array")
-            from ..features.text import MiniLMFrontEnd, TokenIds, check_tokenizer_tag
             max_len = self.spec.max_len("text")
             encoder = (TokenIds(self.bundle / files["tokenizer"], max_len=max_len) if self.tokens else
                        MiniLMFrontEnd(tokenizer_path=self.bundle / files["tokenizer"],
@@ -455,21 +509,25 @@ def positions_count_padding(bundle: Path, manifest: Manifest) -> bool:
         return data.find(b"CumSum") < 0
 
 
-def _check_items(inputs: Any) -> None:
-    """predict_batch's argument is a non-empty list of {text, audio, video} dicts (a dict or a string alone would
-    otherwise be read key by key, or character by character, as inputs)."""
+def _checked_items(inputs: Any) -> list[Mapping[str, Any]]:
+    """predict_batch's argument as a list, or one line saying why not: a non-empty list (or any iterable: a
+    generator, which the checks would otherwise use up) of {text, audio, video} dicts; a dict or a string alone
+    would otherwise be read key by key, or character by character, as inputs. A bad item of several is an ItemError
+    naming it, as any other error of one input is."""
     want = "expected a list of {text, audio, video} dicts"
-    if isinstance(inputs, (str, bytes, Mapping)):
+    if isinstance(inputs, (str, bytes, Mapping)) or not isinstance(inputs, Iterable):
         raise InputError(f"predict_batch got a {type(inputs).__name__}; {want} (predict() takes one input)")
-    odd = sorted({type(item).__name__ for item in inputs if not isinstance(item, Mapping)})
-    if odd:
-        raise InputError(f"predict_batch got items of type {odd}; {want}")
+    inputs = list(inputs)
     if not inputs:
         raise InputError(f"predict_batch got no inputs; {want}")
-    for item in inputs:
-        unknown = set(item) - set(MODALITIES)
-        if unknown:
-            raise InputError(f"unknown input keys {sorted(unknown)}; expected {', '.join(MODALITIES)}")
+    for i, item in enumerate(inputs):
+        with _blame(i, len(inputs) > 1):
+            if not isinstance(item, Mapping):
+                raise InputError(f"predict_batch got an item of type {type(item).__name__}; {want}")
+            unknown = sorted(map(repr, set(item) - set(MODALITIES)))  # repr: keys of any type sort, 'txt' quoted
+            if unknown:
+                raise InputError(f"unknown input keys [{', '.join(unknown)}]; expected {', '.join(MODALITIES)}")
+    return inputs
 
 
 def _batched(feats: dict[str, np.ndarray], lens: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], Callable]:
@@ -484,7 +542,7 @@ def _one_row(feats: dict[str, np.ndarray], lens: dict[str, np.ndarray], i: int) 
     return _batched({m: feats[m][i:i + 1, :steps[m]] for m in MODALITIES}, {m: lens[m][i:i + 1] for m in MODALITIES})
 
 
-def _pad(rows: list[dict[str, np.ndarray]], spec, m: str) -> tuple[np.ndarray, np.ndarray]:
+def _pad(rows: list[dict[str, np.ndarray]], spec: FeatureSpec, m: str) -> tuple[np.ndarray, np.ndarray]:
     """Zero-pad the rows' (L, d) arrays of modality m into (B, L_max, d) plus lengths (B,) (0 where a row lacks m)."""
     lens = np.array([len(r[m]) if m in r else 0 for r in rows], dtype=np.int64)  # (B,)
     x = np.zeros((len(rows), max(int(lens.max(initial=0)), 1), spec.dim(m)), np.float32)  # (B, L, d)
@@ -498,6 +556,19 @@ def _mask(x: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return np.arange(x.shape[1])[None, :] < lengths[:, None]  # (B, L) bool
 
 
+def as_array(m: str, value: Any, want: str) -> np.ndarray:
+    """`value` as an ndarray, or one line saying why numpy cannot read it: a ragged nested list, or a torch tensor that
+    requires grad or lives on a GPU (numpy raised torch's RuntimeError or TypeError; its hint, e.g. 'Use
+    tensor.detach()', is kept)."""
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError, RuntimeError) as exc:
+        if isinstance(value, (list, tuple)):
+            raise InputError(f"{m} is not a rectangular array of numbers; expected {want}") from None
+        raise InputError(f"{m} is a {type(value).__name__} that numpy cannot read ({one_line(exc)}); expected "
+                         f"{want}") from None
+
+
 def check_unicode(text: str) -> str:
     """`text` if every tokenizer and database can take it: an unpaired UTF-16 surrogate (a JSON "\\ud800", a bad
     decode) cannot be encoded as UTF-8, and the tokenizer answers it with a TypeError."""
@@ -508,7 +579,7 @@ def check_unicode(text: str) -> str:
     return text
 
 
-def as_float32(m: str, x: np.ndarray, spec) -> np.ndarray:
+def as_float32(m: str, x: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     """A checked float array of m (spec.check) as float32; values beyond float32's range are refused, since
     the cast would turn them into Inf with only a RuntimeWarning."""
     spec.check(m, x)
@@ -533,8 +604,12 @@ def check_lengths(what: str, lengths: Any, batch: int, steps: int) -> np.ndarray
 def load(bundle_dir: str | os.PathLike, backend: str | None = None, providers: Sequence[str] | None = None,
          threads: int | None = None, max_media_seconds: float = MAX_MEDIA_SECONDS) -> Predictor:
     """Open a bundle: read its manifest and load every graph with `backend` (default: the one the bundle
-    was exported for, "onnxruntime" for .onnx graphs, "tensorrt" for engines). Audio / video files longer than
+    was exported for, "onnxruntime" for .onnx graphs, "tensorrt" for engines). `providers`: onnxruntime's execution
+    providers in preference order (one name alone is a list of one). Audio / video files longer than
     `max_media_seconds` are refused before any decoding (math.inf: no limit)."""
+    if not isinstance(bundle_dir, (str, os.PathLike)):
+        raise InputError(f"bundle is a {type(bundle_dir).__name__}; expected the path (str or os.PathLike) of the "
+                         "folder written by `edge-msa export`")
     bundle = Path(bundle_dir)
     return open_bundle(bundle, read_manifest(bundle), backend, providers, threads, max_media_seconds)
 
@@ -556,6 +631,8 @@ def open_bundle(bundle: Path, manifest: Manifest, backend: str | None = None, pr
     for filename in (manifest.text_encoder or {}).values():  # built at the first text, but broken already now
         if not (bundle / filename).is_file():
             raise ArtifactError(f"text encoder file '{bundle / filename}' is missing; re-export the bundle")
+    if isinstance(providers, str):  # else read letter by letter: 'onnxruntime has no C, P, U, ... in this build'
+        providers = [providers]
     options = {"providers": providers, "threads": threads} if name == "onnxruntime" else {}
     backends = {}
     try:
