@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ArtifactError, InputError, not_found, one_line
+from ..errors import ArtifactError, not_found, one_line
 
 # (module, name) pairs a numpy-only pickle needs; numpy 2 writes numpy._core, numpy 1 numpy.core.
 _NUMPY_NAMES = {"_reconstruct", "scalar", "ndarray", "dtype", "_frombuffer"}
