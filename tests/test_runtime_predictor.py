@@ -771,8 +771,9 @@ def test_media_longer_than_the_limit_is_refused_before_decoding(av_bundle, tmp_p
         p.thresholds = [2.0, 2.0]  # the gate would skip the audio: refused all the same
         message = one_line_error(lambda: p.predict(text=np.ones((4, 12), np.float32), audio=tmp_path / "long.wav"))
         assert "long.wav lasts 31.0 s; expected at most 10 s" in message
-    message = one_line_error(lambda: load(av_bundle, max_media_seconds=0))  # a Python caller: its keyword is named
-    assert "max_media_seconds (--max-media-s) must be > 0 seconds (inf: no limit); got 0" in message
+    for limit in (0, "10", None, True):  # a Python caller: its keyword is named; "10" raised a TypeError
+        message = one_line_error(lambda: load(av_bundle, max_media_seconds=limit))
+        assert f"max_media_seconds (--max-media-s) must be > 0 seconds (inf: no limit); got {limit!r}" in message
 
 
 def test_a_still_image_is_refused_before_the_gate(av_bundle, tmp_path):

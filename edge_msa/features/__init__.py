@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import math
 import os
+from numbers import Real
 from pathlib import Path
 from typing import Any
 
@@ -81,8 +82,9 @@ class MediaTooLong(InputError):
 def check_max_media_seconds(limit: float) -> None:
     """A positive number of seconds (inf: no limit); NaN or <= 0 would refuse every media file, or none. The message
     names the Python keyword and the CLI flag: load() / featurize() take the one, predict / featurize the other."""
-    if not limit > 0:
-        raise InputError(f"max_media_seconds (--max-media-s) must be > 0 seconds (inf: no limit); got {limit}")
+    number = isinstance(limit, Real) and not isinstance(limit, bool)  # "10" raised a TypeError from the comparison
+    if not (number and limit > 0):
+        raise InputError(f"max_media_seconds (--max-media-s) must be > 0 seconds (inf: no limit); got {limit!r}")
 
 
 def refuse_long_media(modality: str, path: Path, limit: float) -> None:
