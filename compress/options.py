@@ -34,6 +34,11 @@ _LIMITS = (
 )
 
 
+def _default(name: str) -> Any:
+    """A CompressOptions field's default: a knob set away from it was given by the user."""
+    return next(f.default for f in fields(CompressOptions) if f.name == name)
+
+
 @dataclass(frozen=True)
 class CompressOptions:
     """Defaults are tuned on MOSI-U with the fd_cmdie teacher (README, "Defaults chosen on validation"); the
@@ -119,10 +124,31 @@ class CompressOptions:
                 if not (value > bound if strict else value >= bound) or not math.isfinite(value):
                     finite = "" if math.isfinite(value) else "a finite number "
                     raise InputError(f"{name} = {value}; expected {finite}{'>' if strict else '>='} {bound}")
+        if self.max_minutes is not None and not self.max_minutes > 0:  # 0 read as "no limit", < 0 as "stop at once"
+            raise InputError(f"max_minutes = {self.max_minutes}; expected None (no limit) or > 0")
+        self._refuse_conflicts()
+        object.__setattr__(self, "seeds", checked_seeds(self.seeds))
+
+    def _refuse_conflicts(self) -> None:
+        """Knobs that another knob makes do nothing, or that the code would silently change: each was accepted and
+        the run reported as if it had applied."""
         if self.text_relation_kd > 0 and self.text_kd_epochs == 0:
             raise InputError(f"--text-relation-kd {self.text_relation_kd} with --text-kd-epochs 0; relation KD is "
                              "part of the layer-wise KD step, so expected --text-kd-epochs > 0 or no relation KD")
-        object.__setattr__(self, "seeds", checked_seeds(self.seeds))
+        if self.kd_weight == 0 and self.temperature != _default("temperature"):
+            raise InputError(f"--temperature {self.temperature} with --kd-weight 0; the temperature softens the "
+                             "response-KD term only, which weight 0 turns off, so expected --kd-weight > 0 or no "
+                             "--temperature")
+        if self.kd_weight == self.hint_weight == self.label_weight == 0:
+            raise InputError("kd_weight, hint_weight and label_weight are all 0, so the student would learn nothing; "
+                             "expected at least one > 0")
+        if self.text_rank > self.text_hidden:  # prune_vocabulary would cut it to the width without a word
+            raise InputError(f"--text-rank {self.text_rank} with --text-hidden {self.text_hidden}; the factorised "
+                             "embedding's rank cannot exceed the encoder's width, so expected 0 (no factorisation) or "
+                             f"a rank <= {self.text_hidden}")
+        if self.text_shared and self.text_layers == 1:
+            raise InputError("--text-shared with --text-layers 1; one layer has no other to share its weights with, so "
+                             "expected --text-layers > 1 or no --text-shared")
 
     @property
     def skip_mode(self) -> tuple[str, float]:

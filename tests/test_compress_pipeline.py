@@ -147,7 +147,15 @@ def test_pickled_teacher_is_refused(tiny_splits, tmp_path):
                                         ({"text_kd_lr": -1.0}, "text_kd_lr = -1.0; expected > 0"),
                                         ({"text_relation_kd": -0.5}, "text_relation_kd = -0.5; expected >= 0"),
                                         ({"text_relation_kd": 1.0, "text_kd_epochs": 0},
-                                         "relation KD is part of the layer-wise KD step")])
+                                         "relation KD is part of the layer-wise KD step"),
+                                        # each was accepted before and did nothing, or less than asked
+                                        ({"kd_weight": 0.0, "temperature": 4.0}, "--temperature 4.0 with --kd-weight 0"),
+                                        ({"kd_weight": 0.0, "hint_weight": 0.0, "label_weight": 0.0},
+                                         "all 0, so the student would learn nothing"),
+                                        ({"text_rank": 300}, "--text-rank 300 with --text-hidden 256; .* rank <= 256"),
+                                        ({"text_shared": True, "text_layers": 1}, "--text-shared with --text-layers 1"),
+                                        ({"max_minutes": 0}, r"max_minutes = 0; expected None \(no limit\) or > 0"),
+                                        ({"max_minutes": float("nan")}, "max_minutes = nan")])
 def test_bad_options(bad, match):
     with pytest.raises(InputError, match=match):
         CompressOptions.build(**bad)

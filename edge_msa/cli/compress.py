@@ -79,8 +79,8 @@ def _add_text_encoder_flags(p: argparse.ArgumentParser) -> None:
     text.add_argument("--text-heads", type=int, default=None, help="attention heads kept (default: 8)")
     text.add_argument("--text-ffn", type=int, default=None, help="FFN width after pruning (default: 768; the "
                       "teacher's 1536 tied with it by cross-validation and is slower, see the README ablation)")
-    text.add_argument("--text-rank", type=int, default=None, help="rank of the factorised embedding, 0 = none "
-                      "(default: 128)")
+    text.add_argument("--text-rank", type=int, default=None, help="rank of the factorised embedding, 0 = none, at "
+                      "most --text-hidden (default: 128)")
     text.add_argument("--text-shared", action="store_true", default=None, help="ALBERT-style: one layer (the first "
                       "kept) run --text-layers times: fewer parameters, same compute (default: off)")
     text.add_argument("--text-kd-epochs", type=int, default=None, help="layer-wise KD epochs, 0 = none (default: 4, "
