@@ -136,6 +136,10 @@ def prune_vocabulary(encoder: BertEncoder, reference: torch.Tensor, counts: np.n
     rows[kept_t] = torch.arange(len(kept))  # a kept token maps to itself
     table = encoder.word.weight[kept_t]  # (K, H)
     rank = min(shape.embed_rank, table.shape[1]) if shape.embed_rank else 0
+    if rank > len(kept):  # the SVD has no more components than rows: torch failed on a shape mismatch below
+        raise InputError(f"--text-rank {rank} is above the {len(kept)} embedding rows kept (tokens seen >= "
+                         f"{shape.min_count}x in the transfer texts, plus the special tokens); expected a rank <= "
+                         f"{len(kept)}, or more transfer texts (--transfer)")
     encoder.word = nn.Embedding(len(kept), rank or table.shape[1])
     if rank:
         u, s, vh = torch.linalg.svd(table, full_matrices=False)
