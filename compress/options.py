@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
@@ -124,6 +125,10 @@ class CompressOptions:
                 if not (value > bound if strict else value >= bound) or not math.isfinite(value):
                     finite = "" if math.isfinite(value) else "a finite number "
                     raise InputError(f"{name} = {value}; expected {finite}{'>' if strict else '>='} {bound}")
+        path = self._transfer_file()
+        if path is not None and not os.path.isfile(path):  # found at the text stage, after the teacher's pass
+            raise InputError(f"--transfer '{path}' is not a file; expected 'mosei', 'none' or the path of an MMSA "
+                             "label.csv")
         if self.max_minutes is not None and not self.max_minutes > 0:  # 0 read as "no limit", < 0 as "stop at once"
             raise InputError(f"max_minutes = {self.max_minutes}; expected None (no limit) or > 0")
         self._refuse_conflicts()
@@ -191,8 +196,6 @@ class CompressOptions:
     def transfer_path(self) -> str | None:
         """The transfer label.csv: None, the MOSEI file of the data folder ("mosei"; skipped with a warning if absent,
         since the README measured the student 1.8 pt worse without it), or a path."""
-        if not self.transfer or self.transfer.lower() == "none":
-            return None
         if self.transfer == "mosei":
             from edge_msa.paths import default_data_root
 
@@ -204,6 +207,12 @@ class CompressOptions:
                           "not found, so the student's text encoder learns from the training transcripts alone (the "
                           "README measured that 1.8 pt Acc-2 non-0 worse on MOSI-U test); expected MOSEI's label.csv "
                           "there, or --transfer none to choose this", stacklevel=2)
+            return None
+        return self._transfer_file()
+
+    def _transfer_file(self) -> str | None:
+        """--transfer when it names a file; None for the keywords ('mosei', 'none') and for no transfer."""
+        if not self.transfer or self.transfer.lower() == "none" or self.transfer == "mosei":
             return None
         return self.transfer
 

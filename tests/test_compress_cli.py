@@ -47,7 +47,7 @@ def _files(root):
     (["--skip-budget", "-0.1"], "skip-budget"), (["--skip-budget", "0.5", "--max-drop", "0.01"], "not allowed"),
     (["--share", "all"], "share"), (["--max-drop", "2"], "max-drop"), (["--calibrate-on", "test"], "calibrate-on"),
     (["--kd-weight", "0", "--temperature", "4"], "--temperature 4.0 with --kd-weight 0"),
-    (["--text-rank", "300"], "--text-rank 300 with --text-hidden 256")])
+    (["--text-rank", "300"], "--text-rank 300 with --text-hidden 256"), (["--transfer", "nope.csv"], "not a file")])
 def test_bad_options_exit_2_and_write_nothing(tmp_path, capsys, flags, match):
     teacher = tmp_path / "teacher.pt"
     teacher.write_bytes(b"not read before options are checked")

@@ -163,7 +163,9 @@ def test_pickled_teacher_is_refused(tiny_splits, tmp_path):
                                         ({"text_rank": 300}, "--text-rank 300 with --text-hidden 256; .* rank <= 256"),
                                         ({"text_shared": True, "text_layers": 1}, "--text-shared with --text-layers 1"),
                                         ({"max_minutes": 0}, r"max_minutes = 0; expected None \(no limit\) or > 0"),
-                                        ({"max_minutes": float("nan")}, "max_minutes = nan")])
+                                        ({"max_minutes": float("nan")}, "max_minutes = nan"),
+                                        ({"transfer": "MOSEI"},  # found only after the teacher's pass over train
+                                         "--transfer 'MOSEI' is not a file; expected 'mosei', 'none' or the path")])
 def test_bad_options(bad, match):
     with pytest.raises(InputError, match=match):
         CompressOptions.build(**bad)
