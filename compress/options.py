@@ -1,13 +1,12 @@
 """Every knob of `compress` in one frozen dataclass, validated once (the CLI and the library share it)."""
 from __future__ import annotations
 
-import math
 import os
 import warnings
 from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
-from edge_msa.errors import InputError, checked_seeds
+from edge_msa.errors import InputError, check_range, checked_seeds
 from edge_msa.models.student import SHARE_MODES
 from edge_msa.spec import suggest
 
@@ -119,12 +118,8 @@ class CompressOptions:
         if self.max_drop is not None and not 0.0 <= self.max_drop <= 1.0:
             raise InputError(f"--max-drop {self.max_drop} is out of range; expected a fraction of Acc-2 in [0, 1] "
                              "(e.g. 0.005 = half a point)")
-        for names, bound, strict in _LIMITS:  # the comparison negated, so that NaN fails it too
-            for name in names:
-                value = getattr(self, name)
-                if not (value > bound if strict else value >= bound) or not math.isfinite(value):
-                    finite = "" if math.isfinite(value) else "a finite number "
-                    raise InputError(f"{name} = {value}; expected {finite}{'>' if strict else '>='} {bound}")
+        for names, bound, strict in _LIMITS:
+            check_range({name: getattr(self, name) for name in names}, bound, strict)
         path = self._transfer_file()
         if path is not None and not os.path.isfile(path):  # found at the text stage, after the teacher's pass
             raise InputError(f"--transfer '{path}' is not a file; expected 'mosei', 'none' or the path of an MMSA "

@@ -158,8 +158,9 @@ def test_cli_default_data_names_where_edge_msa_data_points(tmp_path, monkeypatch
     (["--seeds", "0", "-1"], "--seeds -1 out of range; expected integers in 0 .. 4294967295"),
     (["--seeds", "0", "1", "0"], "--seeds 0 1 0 repeats a seed; expected distinct seeds"),
     (["--text-model", "no/such/folder"], "text encoder folder no/such/folder does not exist"),
-    (["--lr", "nan"], "training options out of range: epochs=18, batch_size=64, lr=nan"),  # not a torch error
-    (["--epochs", "0"], "training options out of range: epochs=0"),
+    (["--lr", "nan"], "lr = nan; expected a finite number > 0\n"),  # not a torch error
+    (["--epochs", "0"], "epochs = 0; expected >= 1\n"),  # it listed every setting, and not which was wrong
+    (["--batch-size", "0"], "batch_size = 0; expected >= 1\n"),
     (["--text-encoder", "frozen", "--text-model", "x"], "--text-model x is an encoder to fine-tune"),
     (["--cv-fold", "4/4"], "--cv-fold '4/4'; expected 0 <= FOLD < FOLDS and FOLDS >= 2"),
     (["--cv-fold", "1-4"], "--cv-fold '1-4'; expected FOLD/FOLDS such as 0/4"),
