@@ -189,6 +189,23 @@ def test_cli_unwritable_out_is_refused_before_any_work(command, tmp_path, capsys
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "folder.pt"]
 
 
+def test_help_says_which_phases_epochs_batch_size_and_lr_set(capsys):
+    """--lr and --batch-size set the fusion phase alone (the fine-tuned encoder's text and joint phases keep theirs)
+    and --epochs caps every phase; the help said "learning rate (default: per model)", as if it set them all."""
+    from edge_msa.teacher import JOINT_PHASE, TEXT_PHASE, _settings
+
+    phases = _settings("fd_cmdie", epochs=2, batch_size=8, lr=1e-2, with_encoder=True)
+    assert (phases["fusion"]["epochs"], phases["fusion"]["batch_size"], phases["fusion"]["lr"]) == (2, 8, 1e-2)
+    for name, phase in (("text", TEXT_PHASE), ("joint", JOINT_PHASE)):
+        assert phases[name] == {**phase, "epochs": min(2, phase["epochs"])}
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--batch-size BATCH_SIZE batch size of the fusion model's training (default: per model); the fine-tuned " \
+           "text encoder's text and joint phases keep their own" in text
+    assert "--lr LR learning rate of the fusion model's training" in text and "also a cap on its text and joint" in text
+
+
 def test_cli_bad_option_exit_2(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["train", "--epochs", "many"])
