@@ -41,7 +41,8 @@ def check_ratio(model: Student, ratio: float) -> None:
                                                                           now["head_hidden"]])
     if math.ceil(ratio * heads) < heads and int(channels * (1 - ratio)) >= 1:
         return
-    what = f"all {heads} heads of a block" if math.ceil(ratio * heads) >= heads else f"all {channels} channels of a width"
+    what = (f"all {heads} heads of a block" if math.ceil(ratio * heads) >= heads
+            else f"all {channels} channels of a width")
     top = math.floor((1 - 1 / min(heads, channels)) * 100) / 100  # keeps one head and one channel of each
     raise InputError(f"--prune-ratio {ratio} would remove {what}, which torch-pruning then leaves unpruned; "
                      f"expected a ratio <= {top} for this student")

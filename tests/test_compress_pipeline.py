@@ -157,7 +157,8 @@ def test_pickled_teacher_is_refused(tiny_splits, tmp_path):
                                         ({"text_relation_kd": 1.0, "text_kd_epochs": 0},
                                          "relation KD is part of the layer-wise KD step"),
                                         # each was accepted before and did nothing, or less than asked
-                                        ({"kd_weight": 0.0, "temperature": 4.0}, "--temperature 4.0 with --kd-weight 0"),
+                                        ({"kd_weight": 0.0, "temperature": 4.0},
+                                         "--temperature 4.0 with --kd-weight 0"),
                                         ({"kd_weight": 0.0, "hint_weight": 0.0, "label_weight": 0.0},
                                          "all 0, so the student would learn nothing"),
                                         ({"text_rank": 300}, "--text-rank 300 with --text-hidden 256; .* rank <= 256"),

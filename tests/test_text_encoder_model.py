@@ -217,7 +217,8 @@ def test_a_text_rank_above_the_kept_vocabulary_is_one_line_error(tiny_bert_dir):
     bert = load_pretrained(tiny_bert_dir, max_positions=16)  # hidden 32, a 40-token vocabulary
     counts = np.zeros(bert.config["vocab_size"], dtype=np.int64)
     counts[5:15] = 1  # 10 tokens seen, + 2 specials: 12 rows kept
-    error = one_line_error(lambda: prune_vocabulary(bert, bert.word.weight, counts, [2, 3], TextShape(2, 32, 4, 64, 16)))
+    shape = TextShape(2, 32, 4, 64, 16)
+    error = one_line_error(lambda: prune_vocabulary(bert, bert.word.weight, counts, [2, 3], shape))
     assert error.startswith("--text-rank 16 is above the 12 embedding rows kept") and "expected a rank <= 12" in error
     assert prune_vocabulary(bert, bert.word.weight, counts, [2, 3], TextShape(2, 32, 4, 64, 12))["rank"] == 12
 

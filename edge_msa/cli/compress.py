@@ -42,7 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     # each knob's dest is its CompressOptions field name (run() relies on it); defaults live there only (None here =
     # not given) and the help repeats them
     p.add_argument("--prune-ratio", type=float, default=None, help="fraction of the fusion part's heads/hidden "
-                   "channels to remove, 0 <= r < 1 (default, chosen on validation: see the README: 0 when the "
+                   "channels to remove, at most 0.75 (the default student keeps 1 of its 4 heads per block) "
+                   "(default, chosen on validation: see the README: 0 when the "
                    "teacher carries its own text encoder, which torch-pruning prunes instead; 0.5 for a "
                    "frozen-encoder teacher)")
     p.add_argument("--share", default=None, choices=("depth", "depth+modality"),
