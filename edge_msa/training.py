@@ -217,7 +217,9 @@ def fit(model: torch.nn.Module, train: FeatureSet, valid: FeatureSet, config: Tr
         minutes = (time.perf_counter() - start) / 60
         if bad >= config.patience or (config.max_minutes and minutes > config.max_minutes):
             break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    if best_state is None:  # no epoch scored a finite MAE (with keep_start the start is one): the weights are NaN
+        raise InputError(f"{desc}: the validation MAE was {history[-1]['valid_mae']} after every epoch, so training "
+                         f"diverged at learning rate {config.lr}; expected a smaller learning rate")
+    model.load_state_dict(best_state)
     model.eval()
     return TrainResult(best_epoch, best_mae, history, time.perf_counter() - start)

@@ -57,6 +57,16 @@ def test_train_teacher_api_seeds(tiny_splits, tmp_path):
     assert 0.5 <= model.config_params["score_scale"] <= 1.5 and m["model_params"] == model.config_params
 
 
+def test_a_learning_rate_that_diverges_is_named(tiny_splits, tmp_path):
+    """--lr 1e6 trained NaN weights through every epoch and phase, then failed in the metrics ("metrics got NaN/Inf
+    scores"), with no word of the learning rate."""
+    message = one_line_error(lambda: train_teacher("gtf_tiny", out=tmp_path / "t.pt", splits=tiny_splits, epochs=2,
+                                                   lr=1e6, progress=False))
+    assert message == ("gtf_tiny seed 0: the validation MAE was nan after every epoch, so training diverged at "
+                       "learning rate 1000000.0; expected a smaller learning rate")
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("empty, rows, what", [("train", 0, "0 labelled rows"), ("valid", 0, "0 labelled rows"),
                                                ("test", 0, "0 labelled rows"), ("valid", 1, "1 labelled row"),
                                                ("test", 1, "1 labelled row"),
