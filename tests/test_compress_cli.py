@@ -189,6 +189,18 @@ def test_every_knob_flag_is_a_compress_option():
     assert len(knobs) == 23 and knobs <= {f.name for f in fields(CompressOptions)}
 
 
+def test_help_says_which_text_stage_steps_run_by_default(capsys):
+    """The stage list read "layer-wise KD then KD of the teacher's text-only score", a step that is off by default."""
+    from edge_msa.compress import CompressOptions
+
+    with pytest.raises(SystemExit):
+        main(["compress", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert CompressOptions().text_score_epochs == 0 and CompressOptions().text_kd_epochs > 0
+    assert ("layer-wise KD on the transfer texts, then, with --text-score-epochs (off by default), KD of the "
+            "teacher's text-only score)") in text
+
+
 def test_text_encoder_flags_for_a_frozen_feature_teacher_are_named_as_ignored():
     from edge_msa.compress import CompressOptions
 

@@ -15,10 +15,11 @@ EPILOG = """examples:
       # a 13x larger training set (MOSEI-T): as many steps in fewer epochs; its own train fold is the transfer set
 
 Stages: load -> text (when the teacher carries its text encoder: pick layers, torch-pruning of hidden/heads/FFN,
-vocabulary pruning + factorised embedding, layer-wise KD then KD of the teacher's text-only score on
-the transfer texts) -> init (from teacher weights where shapes allow) -> distill -> prune (torch-pruning:
-heads + hidden widths) -> finetune -> gate (train + calibrate skip thresholds on validation) ->
-evaluate (test metrics, params/MACs, side-by-side CPU latency, paired bootstrap CIs, targets).
+vocabulary pruning + factorised embedding, layer-wise KD on the transfer texts, then, with
+--text-score-epochs (off by default), KD of the teacher's text-only score) -> init (from teacher weights where
+shapes allow) -> distill -> prune (torch-pruning: heads + hidden widths) -> finetune -> gate (train + calibrate
+skip thresholds on validation) -> evaluate (test metrics, params/MACs, side-by-side CPU latency, paired bootstrap
+CIs, targets).
 Each stage from init to gate keeps <out stem>.stages/<name>[.seedN].pt (also when a later stage fails or is
 interrupted; a finished run removes those of earlier runs it did not write); the report is
 <out stem>.report.json and .md.
