@@ -1,12 +1,12 @@
 """Every knob of `compress` in one frozen dataclass, validated once (the CLI and the library share it)."""
 from __future__ import annotations
 
-import math
+import os
 import warnings
 from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
-from edge_msa.errors import InputError, checked_seeds
+from edge_msa.errors import InputError, check_range, checked_seeds
 from edge_msa.models.student import SHARE_MODES
 from edge_msa.spec import suggest
 
@@ -32,6 +32,11 @@ _LIMITS = (
     (("text_layers", "text_hidden", "text_heads", "text_ffn", "text_min_count", "epochs", "finetune_epochs",
       "gate_epochs", "batch_size", "patience", "latency_calls", "bootstrap", "latency_threads", "threads"), 1, False),
 )
+
+
+def _default(name: str) -> Any:
+    """A CompressOptions field's default: a knob set away from it was given by the user."""
+    return next(f.default for f in fields(CompressOptions) if f.name == name)
 
 
 @dataclass(frozen=True)
@@ -113,16 +118,37 @@ class CompressOptions:
         if self.max_drop is not None and not 0.0 <= self.max_drop <= 1.0:
             raise InputError(f"--max-drop {self.max_drop} is out of range; expected a fraction of Acc-2 in [0, 1] "
                              "(e.g. 0.005 = half a point)")
-        for names, bound, strict in _LIMITS:  # the comparison negated, so that NaN fails it too
-            for name in names:
-                value = getattr(self, name)
-                if not (value > bound if strict else value >= bound) or not math.isfinite(value):
-                    finite = "" if math.isfinite(value) else "a finite number "
-                    raise InputError(f"{name} = {value}; expected {finite}{'>' if strict else '>='} {bound}")
+        for names, bound, strict in _LIMITS:
+            check_range({name: getattr(self, name) for name in names}, bound, strict)
+        path = self._transfer_file()
+        if path is not None and not os.path.isfile(path):  # found at the text stage, after the teacher's pass
+            raise InputError(f"--transfer '{path}' is not a file; expected 'mosei', 'none' or the path of an MMSA "
+                             "label.csv")
+        if self.max_minutes is not None and not self.max_minutes > 0:  # 0 read as "no limit", < 0 as "stop at once"
+            raise InputError(f"max_minutes = {self.max_minutes}; expected None (no limit) or > 0")
+        self._refuse_conflicts()
+        object.__setattr__(self, "seeds", checked_seeds(self.seeds))
+
+    def _refuse_conflicts(self) -> None:
+        """Knobs that another knob makes do nothing, or that the code would silently change: each was accepted and
+        the run reported as if it had applied."""
         if self.text_relation_kd > 0 and self.text_kd_epochs == 0:
             raise InputError(f"--text-relation-kd {self.text_relation_kd} with --text-kd-epochs 0; relation KD is "
                              "part of the layer-wise KD step, so expected --text-kd-epochs > 0 or no relation KD")
-        object.__setattr__(self, "seeds", checked_seeds(self.seeds))
+        if self.kd_weight == 0 and self.temperature != _default("temperature"):
+            raise InputError(f"--temperature {self.temperature} with --kd-weight 0; the temperature softens the "
+                             "response-KD term only, which weight 0 turns off, so expected --kd-weight > 0 or no "
+                             "--temperature")
+        if self.kd_weight == self.hint_weight == self.label_weight == 0:
+            raise InputError("kd_weight, hint_weight and label_weight are all 0, so the student would learn nothing; "
+                             "expected at least one > 0")
+        if self.text_rank > self.text_hidden:  # prune_vocabulary would cut it to the width without a word
+            raise InputError(f"--text-rank {self.text_rank} with --text-hidden {self.text_hidden}; the factorised "
+                             "embedding's rank cannot exceed the encoder's width, so expected 0 (no factorisation) or "
+                             f"a rank <= {self.text_hidden}")
+        if self.text_shared and self.text_layers == 1:
+            raise InputError("--text-shared with --text-layers 1; one layer has no other to share its weights with, so "
+                             "expected --text-layers > 1 or no --text-shared")
 
     @property
     def skip_mode(self) -> tuple[str, float]:
@@ -165,8 +191,6 @@ class CompressOptions:
     def transfer_path(self) -> str | None:
         """The transfer label.csv: None, the MOSEI file of the data folder ("mosei"; skipped with a warning if absent,
         since the README measured the student 1.8 pt worse without it), or a path."""
-        if not self.transfer or self.transfer.lower() == "none":
-            return None
         if self.transfer == "mosei":
             from edge_msa.paths import default_data_root
 
@@ -178,6 +202,12 @@ class CompressOptions:
                           "not found, so the student's text encoder learns from the training transcripts alone (the "
                           "README measured that 1.8 pt Acc-2 non-0 worse on MOSI-U test); expected MOSEI's label.csv "
                           "there, or --transfer none to choose this", stacklevel=2)
+            return None
+        return self._transfer_file()
+
+    def _transfer_file(self) -> str | None:
+        """--transfer when it names a file; None for the keywords ('mosei', 'none') and for no transfer."""
+        if not self.transfer or self.transfer.lower() == "none" or self.transfer == "mosei":
             return None
         return self.transfer
 

@@ -40,7 +40,7 @@ from . import measure
 from .augment import with_augmented
 from .distill import Distiller, TeacherTargets, init_from_teacher, kd_loss, teacher_targets
 from .options import CompressOptions
-from .prune import prune_student
+from .prune import check_ratio, prune_student
 from .results import CompressReport, Measurements, SeedRun, SeedTest, select_seed
 from .skip import SkipCache, calibrate, predict_with_skipping, skip_cache, skip_stats, train_gate
 from .text import check_shape, student_text_encoder, transfer_texts
@@ -288,6 +288,7 @@ def _compress(teacher_path: Path, data: str | os.PathLike | None, out: Path, opt
     one step per stage: load, text, 5 per seed, evaluate."""
     teacher, splits, targets = _load(teacher_path, data, splits, bar, progress)
     options = options.for_teacher(own_text_encoder=isinstance(teacher, WithTextEncoder))
+    _check_prune_ratio(options, splits)
 
     bar.start("text")
     text_encoder, text_info = (_text_stage(teacher, splits, options, progress) if isinstance(teacher, WithTextEncoder)
@@ -335,6 +336,14 @@ def _load(teacher_path: Path, data: str | os.PathLike | None, splits: DatasetSpl
     bar.done(f"teacher '{teacher.model_name}' ({sum(p.numel() for p in teacher.parameters()):,} params), data "
              f"{data_path} ({len(splits.train)}/{len(splits.valid)}/{len(splits.test)} train/valid/test)")
     return teacher, splits, targets
+
+
+def _check_prune_ratio(options: CompressOptions, splits: DatasetSplits) -> None:
+    """Before the text stage and any training: the ratio must leave each head and width of the student something
+    (prune.check_ratio). The widths are read off a student built aside (the seeded RNG is left as it was)."""
+    with torch.random.fork_rng(devices=[]):
+        student = create_model(options.student, splits.spec, share=options.share, **options.student_params)
+    check_ratio(student, options.prune_ratio)
 
 
 def _test_seed(run: SeedRun, test: FeatureSet) -> SeedTest:

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import math
 import os
 from numbers import Integral
 from types import ModuleType
-from typing import Iterable
+from typing import Iterable, Mapping
 
 # The one-line fixes for the optional groups of setup.py (`pip install edge-msa` is the device runtime alone).
 TRAIN_FIX = 'pip install "edge-msa[train]"'
@@ -92,6 +93,16 @@ def checked_seeds(seeds: Iterable[int], flag: str = "--seeds") -> tuple[int, ...
     if len(set(seeds)) < len(seeds):  # a repeated seed trains the same model twice and shrinks the reported std
         raise InputError(f"{flag} {' '.join(map(str, seeds))} repeats a seed; expected distinct seeds")
     return seeds
+
+
+def check_range(values: Mapping[str, float], bound: float, strict: bool) -> None:
+    """One line for the first of `values` (name -> value) that is not a finite number > `bound` (`strict`) or
+    >= `bound`: the comparison is negated so that NaN fails it too, before any training (it failed mid-run inside
+    torch, or trained on NaN). The one rule for the training and compress knobs."""
+    for name, value in values.items():
+        if not (value > bound if strict else value >= bound) or not math.isfinite(value):
+            finite = "" if math.isfinite(value) else "a finite number "
+            raise InputError(f"{name} = {value}; expected {finite}{'>' if strict else '>='} {bound}")
 
 
 def require(module: str, purpose: str, fix: str | None = None) -> ModuleType:

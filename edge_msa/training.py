@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ import numpy as np
 import torch
 
 from .data.base import FeatureSet
-from .errors import InputError
+from .errors import InputError, check_range
 from .models.base import Batch
 from .spec import MODALITIES
 
@@ -77,9 +76,8 @@ class TrainConfig:
     warmup: float = 0.1
 
     def __post_init__(self) -> None:
-        if not (self.epochs >= 1 and self.batch_size >= 1 and 0 < self.lr < math.inf and self.patience >= 1):  # NaN too
-            raise InputError(f"training options out of range: epochs={self.epochs}, batch_size={self.batch_size}, "
-                             f"lr={self.lr}, patience={self.patience}; expected positive finite values")
+        check_range({"epochs": self.epochs, "batch_size": self.batch_size, "patience": self.patience}, 1, strict=False)
+        check_range({"lr": self.lr}, 0, strict=True)
         if self.schedule not in ("constant", "linear") or not 0 <= self.warmup < 1:
             raise InputError(f"schedule '{self.schedule}' / warmup {self.warmup}; expected constant or linear, "
                              "warmup in [0, 1)")
@@ -219,7 +217,9 @@ def fit(model: torch.nn.Module, train: FeatureSet, valid: FeatureSet, config: Tr
         minutes = (time.perf_counter() - start) / 60
         if bad >= config.patience or (config.max_minutes and minutes > config.max_minutes):
             break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    if best_state is None:  # no epoch scored a finite MAE (with keep_start the start is one): the weights are NaN
+        raise InputError(f"{desc}: the validation MAE was {history[-1]['valid_mae']} after every epoch, so training "
+                         f"diverged at learning rate {config.lr}; expected a smaller learning rate")
+    model.load_state_dict(best_state)
     model.eval()
     return TrainResult(best_epoch, best_mae, history, time.perf_counter() - start)

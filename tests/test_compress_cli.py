@@ -45,7 +45,9 @@ def _files(root):
 @pytest.mark.parametrize("flags, match", [
     (["--prune-ratio", "1.0"], "prune-ratio"), (["--prune-ratio", "-0.5"], "prune-ratio"),
     (["--skip-budget", "-0.1"], "skip-budget"), (["--skip-budget", "0.5", "--max-drop", "0.01"], "not allowed"),
-    (["--share", "all"], "share"), (["--max-drop", "2"], "max-drop"), (["--calibrate-on", "test"], "calibrate-on")])
+    (["--share", "all"], "share"), (["--max-drop", "2"], "max-drop"), (["--calibrate-on", "test"], "calibrate-on"),
+    (["--kd-weight", "0", "--temperature", "4"], "--temperature 4.0 with --kd-weight 0"),
+    (["--text-rank", "300"], "--text-rank 300 with --text-hidden 256"), (["--transfer", "nope.csv"], "not a file")])
 def test_bad_options_exit_2_and_write_nothing(tmp_path, capsys, flags, match):
     teacher = tmp_path / "teacher.pt"
     teacher.write_bytes(b"not read before options are checked")
@@ -185,6 +187,18 @@ def test_every_knob_flag_is_a_compress_option():
     args = build_parser().parse_args(["compress", "teacher.pt"])
     knobs = set(vars(args)) - {"command", "handler", "teacher", "data", "out", "quiet"}
     assert len(knobs) == 23 and knobs <= {f.name for f in fields(CompressOptions)}
+
+
+def test_help_says_which_text_stage_steps_run_by_default(capsys):
+    """The stage list read "layer-wise KD then KD of the teacher's text-only score", a step that is off by default."""
+    from edge_msa.compress import CompressOptions
+
+    with pytest.raises(SystemExit):
+        main(["compress", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert CompressOptions().text_score_epochs == 0 and CompressOptions().text_kd_epochs > 0
+    assert ("layer-wise KD on the transfer texts, then, with --text-score-epochs (off by default), KD of the "
+            "teacher's text-only score)") in text
 
 
 def test_text_encoder_flags_for_a_frozen_feature_teacher_are_named_as_ignored():

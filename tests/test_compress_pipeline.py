@@ -124,6 +124,14 @@ def test_a_split_too_small_to_score_is_refused_before_any_stage(teacher, tiny_sp
         assert not (tmp_path / "out").exists()
 
 
+def test_a_prune_ratio_that_would_empty_a_group_is_refused_before_any_stage(teacher, tiny_splits, tmp_path):
+    """student_tiny has 2 heads per block: 0.6 removes ceil(1.2) = 2, which torch-pruning skipped silently after the
+    whole distillation stage had run."""
+    with pytest.raises(InputError, match=r"^--prune-ratio 0.6 would remove all 2 heads .* expected a ratio <= 0.5"):
+        compress(teacher, out=tmp_path / "out" / "s.pt", splits=tiny_splits, progress=False, prune_ratio=0.6, **FAST)
+    assert not (tmp_path / "out").exists()
+
+
 class Evil:
     pass
 
@@ -147,7 +155,18 @@ def test_pickled_teacher_is_refused(tiny_splits, tmp_path):
                                         ({"text_kd_lr": -1.0}, "text_kd_lr = -1.0; expected > 0"),
                                         ({"text_relation_kd": -0.5}, "text_relation_kd = -0.5; expected >= 0"),
                                         ({"text_relation_kd": 1.0, "text_kd_epochs": 0},
-                                         "relation KD is part of the layer-wise KD step")])
+                                         "relation KD is part of the layer-wise KD step"),
+                                        # each was accepted before and did nothing, or less than asked
+                                        ({"kd_weight": 0.0, "temperature": 4.0},
+                                         "--temperature 4.0 with --kd-weight 0"),
+                                        ({"kd_weight": 0.0, "hint_weight": 0.0, "label_weight": 0.0},
+                                         "all 0, so the student would learn nothing"),
+                                        ({"text_rank": 300}, "--text-rank 300 with --text-hidden 256; .* rank <= 256"),
+                                        ({"text_shared": True, "text_layers": 1}, "--text-shared with --text-layers 1"),
+                                        ({"max_minutes": 0}, r"max_minutes = 0; expected None \(no limit\) or > 0"),
+                                        ({"max_minutes": float("nan")}, "max_minutes = nan"),
+                                        ({"transfer": "MOSEI"},  # found only after the teacher's pass over train
+                                         "--transfer 'MOSEI' is not a file; expected 'mosei', 'none' or the path")])
 def test_bad_options(bad, match):
     with pytest.raises(InputError, match=match):
         CompressOptions.build(**bad)

@@ -252,6 +252,9 @@ def test_label_csv_as_users_write_it(tmp_path):
     path.write_text("id,text,label,mode\n")
     assert one_line_error(lambda: load_dataset(path, progress=False)) == (
         f"{path} has a header but no rows; expected one row per labelled transcript")
+    path.write_text("")  # not even a header: csv read it after the file was closed (a ValueError traceback)
+    assert one_line_error(lambda: load_dataset(path, fmt="mmsa-label-csv", progress=False)) == (
+        f"{path} is not an MMSA label CSV: columns []; expected video_id,clip_id,text,label,mode or id,text,label,mode")
 
 
 def test_label_csv_repeated_ids_are_named(tmp_path):

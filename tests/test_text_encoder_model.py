@@ -208,6 +208,35 @@ def test_a_text_shape_the_teacher_cannot_give_is_one_line_error(tiny_bert_dir):
     assert "--text-hidden 64" in one_line_error(lambda: check_shape(bert, TextShape(2, 64, 2, 32, 8)))
 
 
+@pytest.mark.parametrize("heads, ffn", [(8, 4), (3, 1), (9, 24)])
+def test_text_heads_and_ffn_are_kept_exactly(tmp_path, heads, ffn):
+    """The ratios given torch-pruning were 1 - kept / total, a float hair off its arithmetic: 8 heads of 9 kept 7,
+    an FFN of 4 of 24 kept 3, and 1 of 24 kept all 24, while the report named the flags' values."""
+    from conftest import write_tiny_bert
+    from edge_msa.compress.text import TextShape, prune_widths
+    from edge_msa.models.text_bert import load_pretrained
+
+    bert = load_pretrained(write_tiny_bert(tmp_path, hidden=36, heads=9, ffn=24), max_positions=16)
+    after = prune_widths(bert, TextShape(2, 36, heads, ffn, 0), max_len=12)["after"]
+    assert (after["heads"], after["ffn"]) == (heads, ffn)
+    assert all((layer.heads, layer.fc1.out_features) == (heads, ffn) for layer in bert.layers)
+
+
+def test_a_text_rank_above_the_kept_vocabulary_is_one_line_error(tiny_bert_dir):
+    """A small transfer set keeps few embedding rows; a rank above their count failed inside torch (a shape mismatch
+    in the SVD's copy) instead of naming --text-rank."""
+    from edge_msa.compress.text import TextShape, prune_vocabulary
+    from edge_msa.models.text_bert import load_pretrained
+
+    bert = load_pretrained(tiny_bert_dir, max_positions=16)  # hidden 32, a 40-token vocabulary
+    counts = np.zeros(bert.config["vocab_size"], dtype=np.int64)
+    counts[5:15] = 1  # 10 tokens seen, + 2 specials: 12 rows kept
+    shape = TextShape(2, 32, 4, 64, 16)
+    error = one_line_error(lambda: prune_vocabulary(bert, bert.word.weight, counts, [2, 3], shape))
+    assert error.startswith("--text-rank 16 is above the 12 embedding rows kept") and "expected a rank <= 12" in error
+    assert prune_vocabulary(bert, bert.word.weight, counts, [2, 3], TextShape(2, 32, 4, 64, 12))["rank"] == 12
+
+
 def test_tokenizer_vocab_mismatch_is_refused(tmp_path, tiny_bert_dir):
     from edge_msa.teacher import train_teacher
 

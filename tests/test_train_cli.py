@@ -58,6 +58,16 @@ def test_train_teacher_api_seeds(tiny_splits, tmp_path):
     assert 0.5 <= model.config_params["score_scale"] <= 1.5 and m["model_params"] == model.config_params
 
 
+def test_a_learning_rate_that_diverges_is_named(tiny_splits, tmp_path):
+    """--lr 1e6 trained NaN weights through every epoch and phase, then failed in the metrics ("metrics got NaN/Inf
+    scores"), with no word of the learning rate."""
+    message = one_line_error(lambda: train_teacher("gtf_tiny", out=tmp_path / "t.pt", splits=tiny_splits, epochs=2,
+                                                   lr=1e6, progress=False))
+    assert message == ("gtf_tiny seed 0: the validation MAE was nan after every epoch, so training diverged at "
+                       "learning rate 1000000.0; expected a smaller learning rate")
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("empty, rows, what", [("train", 0, "0 labelled rows"), ("valid", 0, "0 labelled rows"),
                                                ("test", 0, "0 labelled rows"), ("valid", 1, "1 labelled row"),
                                                ("test", 1, "1 labelled row"),
@@ -180,8 +190,9 @@ def test_cli_default_data_names_where_edge_msa_data_points(tmp_path, monkeypatch
     (["--seeds", "0", "-1"], "--seeds -1 out of range; expected integers in 0 .. 4294967295"),
     (["--seeds", "0", "1", "0"], "--seeds 0 1 0 repeats a seed; expected distinct seeds"),
     (["--text-model", "no/such/folder"], "text encoder folder no/such/folder does not exist"),
-    (["--lr", "nan"], "training options out of range: epochs=18, batch_size=64, lr=nan"),  # not a torch error
-    (["--epochs", "0"], "training options out of range: epochs=0"),
+    (["--lr", "nan"], "lr = nan; expected a finite number > 0\n"),  # not a torch error
+    (["--epochs", "0"], "epochs = 0; expected >= 1\n"),  # it listed every setting, and not which was wrong
+    (["--batch-size", "0"], "batch_size = 0; expected >= 1\n"),
     (["--text-encoder", "frozen", "--text-model", "x"], "--text-model x is an encoder to fine-tune"),
     (["--cv-fold", "4/4"], "--cv-fold '4/4'; expected 0 <= FOLD < FOLDS and FOLDS >= 2"),
     (["--cv-fold", "1-4"], "--cv-fold '1-4'; expected FOLD/FOLDS such as 0/4"),
@@ -208,6 +219,23 @@ def test_cli_unwritable_out_is_refused_before_any_work(command, tmp_path, capsys
     assert main([command, *first, "--out", "folder.pt", "--quiet"]) == 2
     assert "'folder.pt' is a folder" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "folder.pt"]
+
+
+def test_help_says_which_phases_epochs_batch_size_and_lr_set(capsys):
+    """--lr and --batch-size set the fusion phase alone (the fine-tuned encoder's text and joint phases keep theirs)
+    and --epochs caps every phase; the help said "learning rate (default: per model)", as if it set them all."""
+    from edge_msa.teacher import JOINT_PHASE, TEXT_PHASE, _settings
+
+    phases = _settings("fd_cmdie", epochs=2, batch_size=8, lr=1e-2, with_encoder=True)
+    assert (phases["fusion"]["epochs"], phases["fusion"]["batch_size"], phases["fusion"]["lr"]) == (2, 8, 1e-2)
+    for name, phase in (("text", TEXT_PHASE), ("joint", JOINT_PHASE)):
+        assert phases[name] == {**phase, "epochs": min(2, phase["epochs"])}
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--batch-size BATCH_SIZE batch size of the fusion model's training (default: per model); the fine-tuned " \
+           "text encoder's text and joint phases keep their own" in text
+    assert "--lr LR learning rate of the fusion model's training" in text and "also a cap on its text and joint" in text
 
 
 def test_cli_bad_option_exit_2(capsys):

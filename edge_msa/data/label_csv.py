@@ -79,9 +79,11 @@ def _rows(path: Path) -> tuple[list[tuple[int, dict]], list[str]]:
             for row in reader:
                 rows.append((end + 1, row))
                 end = reader.line_num
+            # while the file is open: with no row read (an empty file) DictReader reads the header line on first use;
+            # a row's own keys add None for extra values
+            header = list(reader.fieldnames or ())
     except (UnicodeDecodeError, csv.Error) as exc:
         raise InputError(f"{path} is not a readable label CSV ({exc}); expected UTF-8 text, comma-separated") from None
-    header = list(reader.fieldnames or ())  # a row's own keys add None for extra values
     has_id = "id" in header or {"video_id", "clip_id"} <= set(header)
     if not has_id or not {"text", "label", "mode"} <= set(header):
         raise InputError(f"{path} is not an MMSA label CSV: columns {sorted(header)}; expected {COLUMNS}")
