@@ -94,8 +94,16 @@ def refuse_long_media(modality: str, path: Path, limit: float) -> None:
     without the audio track asked for is found here too, not only when a front end decodes it."""
     seconds = media_seconds(modality, path, limit if math.isfinite(limit) else 0.0, f"{modality} files")
     if seconds > limit:
-        raise MediaTooLong(f"{modality} {path} lasts {seconds:.1f} s; expected at most {limit:g} s (raise the limit "
-                           "with --max-media-s or max_media_seconds=; inf: none)")
+        raise MediaTooLong(f"{too_long(f'{modality} {path}', seconds, limit)} (raise the limit with --max-media-s or "
+                           "max_media_seconds=; inf: none)")
+
+
+def too_long(what: str, seconds: float, limit: float) -> str:
+    """"<what> lasts S s; expected at most LIMIT s", the one wording of the duration limit (featurize, predict, the
+    REST service's 413). S gets as many decimals as it takes to read above LIMIT: at one decimal 2.33 s against a
+    2.3 s limit read "lasts 2.3 s; expected at most 2.3 s"."""
+    decimals = next((d for d in range(1, 10) if float(f"{seconds:.{d}f}") > limit), 9)
+    return f"{what} lasts {seconds:.{decimals}f} s; expected at most {limit:g} s"
 
 
 def header_seconds(reader: Any, modality: str, path: Path) -> float | None:

@@ -236,8 +236,7 @@ def decode_audio_track(path: Path) -> tuple[np.ndarray, int]:
     chunks = []
     with open_container(path) as (av, container):
         if not container.streams.audio:
-            raise InputError(f"{path} has no audio track; give the audio as a separate file (predict: --audio; "
-                             "featurize: a .wav/.flac/.mp3 with the same stem)")
+            raise no_audio_track(path)
         stream = container.streams.audio[0]
         to_float = av.AudioResampler(format="fltp")  # any sample format -> planar float32
         for frame in container.decode(stream):
@@ -246,6 +245,15 @@ def decode_audio_track(path: Path) -> tuple[np.ndarray, int]:
         rate = stream.codec_context.sample_rate
     samples = np.concatenate(chunks, axis=1).T if chunks else np.zeros((0, 1), np.float32)  # (T, channels)
     return (samples[:, 0] if samples.shape[1] == 1 else samples).astype(np.float32, copy=False), int(rate)
+
+
+def no_audio_track(path: str | os.PathLike) -> InputError:
+    """The one line for a container asked for audio that holds none (decoding it, or measuring it before the
+    duration gate): its format, for the REST service, which drops the path, and where else the audio can come from."""
+    kind = Path(path).suffix[1:].upper()
+    return InputError(f"audio {path}{f' ({kind})' if kind else ''} has no audio track; expected audio, or a video "
+                      "with an audio track (or give the audio as a separate file: predict --audio; featurize: a "
+                      ".wav/.flac/.mp3 with the same stem)")
 
 
 def has_audio_track(path: str | os.PathLike) -> bool:
@@ -264,8 +272,7 @@ def media_duration(path: str | os.PathLike, stop_after: float = float("inf"), ne
     what, expected = ("audio", "a media file with an audio track") if need_audio else ("media", "a media file")
     with open_container(path, what, expected, "measuring media without a duration in the header") as (av, container):
         if need_audio and not container.streams.audio:
-            raise InputError(f"audio {path} is a {Path(path).suffix[1:].upper()} file without an audio track; "
-                             "expected audio, or a video with an audio track")
+            raise no_audio_track(path)
         if container.duration and container.duration > 0:
             return container.duration / av.time_base
         end = 0.0
