@@ -440,6 +440,31 @@ def test_an_unreadable_audio_file_falls_back_to_the_next_with_its_stem(tmp_path)
     assert z["audio_len"].tolist() == [50, 0, 50]
 
 
+@needs_cremad
+def test_an_unreadable_or_too_long_audio_file_falls_back_to_the_video_track(tmp_path):
+    """x.wav unreadable or over --max-media-s beside x.flv (a video with an audio track) left the audio out: only ids
+    with no audio file took the video's track. The track is now the last audio candidate of every id with a video."""
+    pytest.importorskip("av", reason="PyAV decodes the FLVs' audio tracks (pip install 'edge-msa[media]')")
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    names = ["1001_DFA_HAP_XX", "1001_DFA_NEU_XX", "1001_DFA_SAD_XX"]
+    for name in names:
+        (clips / f"{name}.flv").write_bytes((CREMAD / "data" / f"{name}.flv").read_bytes())
+    (clips / f"{names[0]}.wav").write_bytes(b"not audio")
+    sf.write(clips / f"{names[1]}.wav", np.zeros(1000 * 31, np.float32), 1000)  # 31 s: over the 30 s default
+    (clips / f"{names[2]}.wav").write_bytes((CREMAD / "resampled" / f"{names[2]}.wav").read_bytes())  # readable: wins
+    (tmp_path / "labels.csv").write_text("id,label\n" + "".join(f"{n},{s}\n" for n, s in zip(names, (1, 0, -1))))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        z = load(featurize(clips, tmp_path / "labels.csv", tmp_path / "f.npz", text="x", progress=False))
+    fallbacks = [str(w.message) for w in caught if "instead" in str(w.message)]
+    assert [m.split(":")[0] for m in fallbacks] == names[:2]
+    assert all(m.endswith(f"; trying {n}.flv instead") for m, n in zip(fallbacks, names))
+    assert z["audio_len"].tolist() == [50, 50, 50]
+    for n, source in zip(range(3), [clips / f"{names[0]}.flv", clips / f"{names[1]}.flv", clips / f"{names[2]}.wav"]):
+        np.testing.assert_allclose(z["audio_feat"][n], AudioFrontEnd()(source), atol=1e-6)
+
+
 def test_counts_in_messages_agree_with_their_nouns(tmp_path, capsys):
     """One video-only clip was reported as "audio from video container for 1 clips" and "video 1 clips"."""
     pytest.importorskip("av", reason="PyAV reads the video container (pip install 'edge-msa[media]')")
