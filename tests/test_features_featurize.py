@@ -405,6 +405,29 @@ def test_without_pyav_video_only_clips_keep_audio_missing_with_one_warning(tmp_p
     assert (z["audio_len"] == 0).all() and (z["video_len"] > 0).all()
 
 
+def test_without_pyav_a_corrupt_wav_is_left_out_and_a_streamed_flac_names_the_fix(tmp_path, monkeypatch):
+    """Without PyAV, measuring a corrupt .wav before the duration limit asked for PyAV ("av is required for measuring
+    media without a duration in the header") and stopped featurize; soundfile's verdict is final then, as read_audio
+    rules: the clip is left out with a warning. A FLAC soundfile reads but whose length only PyAV can measure (written
+    as a stream) still stops with the fix."""
+    from edge_msa.errors import MissingDependencyError
+
+    clips, labels = make_clips(tmp_path, 3)
+    (clips / "sub" / "u1.wav").write_bytes(b"RIFF" + bytes(2000))
+    monkeypatch.setitem(sys.modules, "av", None)  # any `import av` now fails
+    with pytest.warns(UserWarning, match=r"^u1: audio left out: cannot read audio .*u1\.wav: .*; expected a WAV/FLAC"):
+        z = load(featurize(clips, labels, tmp_path / "f.npz", text="x", progress=False))
+    assert z["audio_len"].tolist() == [50, 0, 50]
+    sf.write(clips / "sub" / "u1.flac", np.zeros(8000, np.float32), 8000)
+    flac = bytearray((clips / "sub" / "u1.flac").read_bytes())
+    flac[21] &= 0xF0  # STREAMINFO total samples = 0: "unknown", as a streaming encoder writes it
+    flac[22:26] = bytes(4)
+    (clips / "sub" / "u1.flac").write_bytes(bytes(flac))
+    with pytest.warns(UserWarning, match=r"^u1: cannot read audio .*; trying u1\.flac instead$"):
+        with pytest.raises(MissingDependencyError, match="measuring media without a duration"):
+            featurize(clips, labels, tmp_path / "g.npz", text="x", progress=False)
+
+
 def test_no_row_with_any_input_is_an_error_and_nothing_is_written(tmp_path, capsys):
     """Every clip unreadable and no transcript: a 0-row npz was written, which `edge-msa train` then refused."""
     clips, labels = make_clips(tmp_path, 3)

@@ -108,12 +108,16 @@ def too_long(what: str, seconds: float, limit: float) -> str:
 
 def header_seconds(reader: Any, modality: str, path: Path) -> float | None:
     """Seconds the header of an audio file (soundfile) or a video (OpenCV) states, None where it states none or
-    soundfile cannot read the file (.m4a, .opus: read_audio decodes those with PyAV as well). A video that holds one
-    frame -> InputError: two frame grabs tell, as the header cannot (OpenCV reports a .png's count as -9.2e18)."""
+    soundfile cannot read the file (.m4a, .opus: read_audio decodes those with PyAV as well; without PyAV such a file
+    is unreadable: an InputError, audio.unreadable_without_av). A video that holds one frame -> InputError: two frame
+    grabs tell, as the header cannot (OpenCV reports a .png's count as -9.2e18)."""
     if modality == "audio":
+        from .audio import unreadable_without_av
+
         try:
             info = reader.info(str(path))
-        except (RuntimeError, TypeError):  # soundfile's LibsndfileError is a RuntimeError
+        except (RuntimeError, TypeError) as exc:  # soundfile's LibsndfileError is a RuntimeError
+            unreadable_without_av(path, exc)
             return None
         return float(info.duration) if info.frames < UNKNOWN_FRAMES else None
     capture = reader.VideoCapture(str(path))  # OpenCV

@@ -205,13 +205,21 @@ def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
         try:
             samples, rate = sf.read(str(p), dtype="float32", always_2d=False)
         except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError / TypeError by format
-            if importlib.util.find_spec("av") is None:
-                detail = " ".join(str(exc).split())
-                raise InputError(f"cannot read audio {p}: {detail}; expected a WAV/FLAC/OGG/MP3 file") from None
+            unreadable_without_av(p, exc)
             samples, rate = decode_audio_track(p)  # e.g. .m4a / .aac / .opus, which libsndfile lacks
     if samples.size == 0:
         raise InputError(f"audio file {p} has no samples; expected at least 25 ms of audio")
     return samples, int(rate)
+
+
+def unreadable_without_av(path: Path, exc: Exception) -> None:
+    """soundfile's error `exc` on `path` as an InputError when PyAV is not installed, the one reader left: the file
+    is unreadable, as read_audio and media_seconds both rule, so featurize leaves a corrupt .wav out with a warning
+    (measuring it asked for PyAV and stopped the run). With PyAV it returns, and the caller tries PyAV. A file
+    soundfile reads but PyAV is needed for (audio in a video, a FLAC of unknown length) still names the fix."""
+    if importlib.util.find_spec("av") is None:
+        detail = " ".join(str(exc).split())
+        raise InputError(f"cannot read audio {path}: {detail}; expected a WAV/FLAC/OGG/MP3 file") from None
 
 
 @contextmanager
