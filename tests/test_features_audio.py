@@ -8,7 +8,7 @@ import pytest
 
 from conftest import DATA_ROOT, one_line_error
 from edge_msa.errors import InputError, MissingDependencyError
-from edge_msa.features import front_end
+from edge_msa.features import MAX_MEDIA_SECONDS, front_end, refuse_long_media
 from edge_msa.features.audio import (DIM, SAMPLE_RATE, AudioFrontEnd, has_audio_track, pool_frames, read_audio,
                                     resample)
 
@@ -185,7 +185,9 @@ def test_video_without_audio_track_and_corrupt_containers_are_one_line_input_err
     pytest.importorskip("av", reason="PyAV reads video containers (pip install 'edge-msa[media]')")
     silent = silent_avi(tmp_path / "silent.avi")
     message = one_line_error(lambda: AudioFrontEnd()(silent))
-    assert str(silent) in message and "has no audio track" in message and "--audio" in message
+    assert str(silent) in message and "(AVI) has no audio track" in message and "--audio" in message
+    # measured before the duration gate it read "is a AVI file without an audio track", without the hint
+    assert one_line_error(lambda: refuse_long_media("audio", silent, MAX_MEDIA_SECONDS)) == message
     assert has_audio_track(silent) is False
     (tmp_path / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + np.random.default_rng(0).bytes(3000))
     message = one_line_error(lambda: AudioFrontEnd()(tmp_path / "corrupt.mp4"))
@@ -204,3 +206,18 @@ def test_missing_pyav_is_one_line_with_the_fix(tmp_path, monkeypatch):
     assert "pip install av" in str(info.value)
     # a plain audio file soundfile rejects keeps soundfile's error (no PyAV fallback to try)
     assert "expected a WAV/FLAC/OGG/MP3 file" in one_line_error(lambda: AudioFrontEnd()(tmp_path / "corrupt.wav"))
+
+
+def test_a_clip_just_over_the_limit_reads_above_it_in_featurize_predict_and_rest(tmp_path):
+    """At one decimal, 2.33 s against a 2.3 s limit read "lasts 2.3 s; expected at most 2.3 s"; the REST service's 413
+    was its own copy of that wording. Both now print the decimals it takes for the length to read above the limit."""
+    from conftest import SERVE_SPEC
+    from edge_msa.serve.inputs import Limits, RequestError, parse_item
+
+    sf.write(tmp_path / "near.wav", np.zeros(2330, np.float32), 1000)  # 2.33 s at 1 kHz
+    message = one_line_error(lambda: refuse_long_media("audio", tmp_path / "near.wav", 2.3))
+    assert f"audio {tmp_path / 'near.wav'} lasts 2.33 s; expected at most 2.3 s (raise the limit" in message
+    with pytest.raises(RequestError) as info:
+        parse_item({"audio": (tmp_path / "near.wav").read_bytes()}, SERVE_SPEC, Limits(max_media_seconds=2.3),
+                   lambda: tmp_path)
+    assert info.value.status == 413 and info.value.message == "audio lasts 2.33 s; expected at most 2.3 s"

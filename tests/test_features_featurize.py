@@ -385,7 +385,7 @@ def test_separate_audio_file_wins_and_a_silent_video_has_no_audio(tmp_path):
     silent_avi(clips / "u0.avi")  # u0 also has u0.wav: the WAV is the audio
     silent_avi(clips / "u3.avi")  # u3 has only a video, and it has no audio track
     labels.write_text(labels.read_text() + "u3,0.5\n")
-    with pytest.warns(UserWarning, match="u3: audio left out: .*u3.avi is a AVI file without an audio track"):
+    with pytest.warns(UserWarning, match=r"u3: audio left out: .*u3.avi \(AVI\) has no audio track"):
         z = load(featurize(clips, labels, tmp_path / "s.npz", text="x", progress=False))
     assert z["audio_len"].tolist() == [50, 50, 50, 0] and z["video_len"][0] > 0 and z["video_len"][3] > 0
     np.testing.assert_allclose(z["audio_feat"][0], AudioFrontEnd()(clips / "sub" / "u0.wav"), atol=1e-6)
@@ -403,6 +403,29 @@ def test_without_pyav_video_only_clips_keep_audio_missing_with_one_warning(tmp_p
     pyav = [str(w.message) for w in caught if "pip install av" in str(w.message)]
     assert len(pyav) == 1 and pyav[0].startswith("audio missing for 3 clips with only a video file: ")
     assert (z["audio_len"] == 0).all() and (z["video_len"] > 0).all()
+
+
+def test_without_pyav_a_corrupt_wav_is_left_out_and_a_streamed_flac_names_the_fix(tmp_path, monkeypatch):
+    """Without PyAV, measuring a corrupt .wav before the duration limit asked for PyAV ("av is required for measuring
+    media without a duration in the header") and stopped featurize; soundfile's verdict is final then, as read_audio
+    rules: the clip is left out with a warning. A FLAC soundfile reads but whose length only PyAV can measure (written
+    as a stream) still stops with the fix."""
+    from edge_msa.errors import MissingDependencyError
+
+    clips, labels = make_clips(tmp_path, 3)
+    (clips / "sub" / "u1.wav").write_bytes(b"RIFF" + bytes(2000))
+    monkeypatch.setitem(sys.modules, "av", None)  # any `import av` now fails
+    with pytest.warns(UserWarning, match=r"^u1: audio left out: cannot read audio .*u1\.wav: .*; expected a WAV/FLAC"):
+        z = load(featurize(clips, labels, tmp_path / "f.npz", text="x", progress=False))
+    assert z["audio_len"].tolist() == [50, 0, 50]
+    sf.write(clips / "sub" / "u1.flac", np.zeros(8000, np.float32), 8000)
+    flac = bytearray((clips / "sub" / "u1.flac").read_bytes())
+    flac[21] &= 0xF0  # STREAMINFO total samples = 0: "unknown", as a streaming encoder writes it
+    flac[22:26] = bytes(4)
+    (clips / "sub" / "u1.flac").write_bytes(bytes(flac))
+    with pytest.warns(UserWarning, match=r"^u1: cannot read audio .*; trying u1\.flac instead$"):
+        with pytest.raises(MissingDependencyError, match="measuring media without a duration"):
+            featurize(clips, labels, tmp_path / "g.npz", text="x", progress=False)
 
 
 def test_no_row_with_any_input_is_an_error_and_nothing_is_written(tmp_path, capsys):
@@ -438,6 +461,31 @@ def test_an_unreadable_audio_file_falls_back_to_the_next_with_its_stem(tmp_path)
     assert left_out.startswith("u1: audio left out: audio file")
     assert left_out.endswith("u1.flac has no samples; expected at least 25 ms of audio")
     assert z["audio_len"].tolist() == [50, 0, 50]
+
+
+@needs_cremad
+def test_an_unreadable_or_too_long_audio_file_falls_back_to_the_video_track(tmp_path):
+    """x.wav unreadable or over --max-media-s beside x.flv (a video with an audio track) left the audio out: only ids
+    with no audio file took the video's track. The track is now the last audio candidate of every id with a video."""
+    pytest.importorskip("av", reason="PyAV decodes the FLVs' audio tracks (pip install 'edge-msa[media]')")
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    names = ["1001_DFA_HAP_XX", "1001_DFA_NEU_XX", "1001_DFA_SAD_XX"]
+    for name in names:
+        (clips / f"{name}.flv").write_bytes((CREMAD / "data" / f"{name}.flv").read_bytes())
+    (clips / f"{names[0]}.wav").write_bytes(b"not audio")
+    sf.write(clips / f"{names[1]}.wav", np.zeros(1000 * 31, np.float32), 1000)  # 31 s: over the 30 s default
+    (clips / f"{names[2]}.wav").write_bytes((CREMAD / "resampled" / f"{names[2]}.wav").read_bytes())  # readable: wins
+    (tmp_path / "labels.csv").write_text("id,label\n" + "".join(f"{n},{s}\n" for n, s in zip(names, (1, 0, -1))))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        z = load(featurize(clips, tmp_path / "labels.csv", tmp_path / "f.npz", text="x", progress=False))
+    fallbacks = [str(w.message) for w in caught if "instead" in str(w.message)]
+    assert [m.split(":")[0] for m in fallbacks] == names[:2]
+    assert all(m.endswith(f"; trying {n}.flv instead") for m, n in zip(fallbacks, names))
+    assert z["audio_len"].tolist() == [50, 50, 50]
+    for n, source in zip(range(3), [clips / f"{names[0]}.flv", clips / f"{names[1]}.flv", clips / f"{names[2]}.wav"]):
+        np.testing.assert_allclose(z["audio_feat"][n], AudioFrontEnd()(source), atol=1e-6)
 
 
 def test_counts_in_messages_agree_with_their_nouns(tmp_path, capsys):

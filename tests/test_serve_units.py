@@ -231,7 +231,7 @@ def test_media_uploads_without_content_are_refused_before_the_batch(tmp_path):
     sf = pytest.importorskip("soundfile")
     sf.write(tmp_path / "empty.wav", np.zeros(0, np.float32), 16000)
     cases = [({"audio": (tmp_path / "empty.wav").read_bytes()}, "audio holds no samples"),
-             ({"audio": encode(tmp_path / "silent.mp4", 1, video="mpeg4")}, "MP4 file without an audio track")]
+             ({"audio": encode(tmp_path / "silent.mp4", 1, video="mpeg4")}, "audio (MP4) has no audio track")]
     for obj, words in cases:
         with pytest.raises(RequestError) as info:
             parse_item(obj, SERVE_SPEC, Limits(), lambda: tmp_path)
@@ -251,7 +251,7 @@ def test_audio_in_a_container_is_opened_once_to_check_its_track_and_length(tmp_p
     assert len(opened) == 1
     with pytest.raises(RequestError) as info:
         parse_item({"audio": encoded["silent"]}, SERVE_SPEC, Limits(), lambda: tmp_path)
-    assert info.value.status == 400 and "audio is a MP4 file without an audio track" in info.value.message
+    assert info.value.status == 400 and "audio (MP4) has no audio track" in info.value.message
     assert len(opened) == 2
 
 

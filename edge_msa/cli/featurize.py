@@ -21,7 +21,8 @@ input:
                an audio file (.wav .flac .ogg .mp3, in that preference; a file that cannot be read falls
                back to the next of its kind, with a warning); the same name and extension twice (e.g. in
                two subfolders) is an error. An id with only a video takes the audio track of the video
-               container (needs PyAV: pip install "edge-msa[media]").
+               container (needs PyAV: pip install "edge-msa[media]"); for an id with both, that track is
+               the last fallback when no audio file can be read.
                Rows without any media, and media files without a row, are left out with a warning;
                a missing or unreadable modality is stored as length 0 (a row left with no modality
                at all is dropped; when no row is left it is an error and nothing is written).

@@ -94,18 +94,30 @@ def refuse_long_media(modality: str, path: Path, limit: float) -> None:
     without the audio track asked for is found here too, not only when a front end decodes it."""
     seconds = media_seconds(modality, path, limit if math.isfinite(limit) else 0.0, f"{modality} files")
     if seconds > limit:
-        raise MediaTooLong(f"{modality} {path} lasts {seconds:.1f} s; expected at most {limit:g} s (raise the limit "
-                           "with --max-media-s or max_media_seconds=; inf: none)")
+        raise MediaTooLong(f"{too_long(f'{modality} {path}', seconds, limit)} (raise the limit with --max-media-s or "
+                           "max_media_seconds=; inf: none)")
+
+
+def too_long(what: str, seconds: float, limit: float) -> str:
+    """"<what> lasts S s; expected at most LIMIT s", the one wording of the duration limit (featurize, predict, the
+    REST service's 413). S gets as many decimals as it takes to read above LIMIT: at one decimal 2.33 s against a
+    2.3 s limit read "lasts 2.3 s; expected at most 2.3 s"."""
+    decimals = next((d for d in range(1, 10) if float(f"{seconds:.{d}f}") > limit), 9)
+    return f"{what} lasts {seconds:.{decimals}f} s; expected at most {limit:g} s"
 
 
 def header_seconds(reader: Any, modality: str, path: Path) -> float | None:
     """Seconds the header of an audio file (soundfile) or a video (OpenCV) states, None where it states none or
-    soundfile cannot read the file (.m4a, .opus: read_audio decodes those with PyAV as well). A video that holds one
-    frame -> InputError: two frame grabs tell, as the header cannot (OpenCV reports a .png's count as -9.2e18)."""
+    soundfile cannot read the file (.m4a, .opus: read_audio decodes those with PyAV as well; without PyAV such a file
+    is unreadable: an InputError, audio.unreadable_without_av). A video that holds one frame -> InputError: two frame
+    grabs tell, as the header cannot (OpenCV reports a .png's count as -9.2e18)."""
     if modality == "audio":
+        from .audio import unreadable_without_av
+
         try:
             info = reader.info(str(path))
-        except (RuntimeError, TypeError):  # soundfile's LibsndfileError is a RuntimeError
+        except (RuntimeError, TypeError) as exc:  # soundfile's LibsndfileError is a RuntimeError
+            unreadable_without_av(path, exc)
             return None
         return float(info.duration) if info.frames < UNKNOWN_FRAMES else None
     capture = reader.VideoCapture(str(path))  # OpenCV

@@ -205,13 +205,21 @@ def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
         try:
             samples, rate = sf.read(str(p), dtype="float32", always_2d=False)
         except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError / TypeError by format
-            if importlib.util.find_spec("av") is None:
-                detail = " ".join(str(exc).split())
-                raise InputError(f"cannot read audio {p}: {detail}; expected a WAV/FLAC/OGG/MP3 file") from None
+            unreadable_without_av(p, exc)
             samples, rate = decode_audio_track(p)  # e.g. .m4a / .aac / .opus, which libsndfile lacks
     if samples.size == 0:
         raise InputError(f"audio file {p} has no samples; expected at least 25 ms of audio")
     return samples, int(rate)
+
+
+def unreadable_without_av(path: Path, exc: Exception) -> None:
+    """soundfile's error `exc` on `path` as an InputError when PyAV is not installed, the one reader left: the file
+    is unreadable, as read_audio and media_seconds both rule, so featurize leaves a corrupt .wav out with a warning
+    (measuring it asked for PyAV and stopped the run). With PyAV it returns, and the caller tries PyAV. A file
+    soundfile reads but PyAV is needed for (audio in a video, a FLAC of unknown length) still names the fix."""
+    if importlib.util.find_spec("av") is None:
+        detail = " ".join(str(exc).split())
+        raise InputError(f"cannot read audio {path}: {detail}; expected a WAV/FLAC/OGG/MP3 file") from None
 
 
 @contextmanager
@@ -236,8 +244,7 @@ def decode_audio_track(path: Path) -> tuple[np.ndarray, int]:
     chunks = []
     with open_container(path) as (av, container):
         if not container.streams.audio:
-            raise InputError(f"{path} has no audio track; give the audio as a separate file (predict: --audio; "
-                             "featurize: a .wav/.flac/.mp3 with the same stem)")
+            raise no_audio_track(path)
         stream = container.streams.audio[0]
         to_float = av.AudioResampler(format="fltp")  # any sample format -> planar float32
         for frame in container.decode(stream):
@@ -246,6 +253,15 @@ def decode_audio_track(path: Path) -> tuple[np.ndarray, int]:
         rate = stream.codec_context.sample_rate
     samples = np.concatenate(chunks, axis=1).T if chunks else np.zeros((0, 1), np.float32)  # (T, channels)
     return (samples[:, 0] if samples.shape[1] == 1 else samples).astype(np.float32, copy=False), int(rate)
+
+
+def no_audio_track(path: str | os.PathLike) -> InputError:
+    """The one line for a container asked for audio that holds none (decoding it, or measuring it before the
+    duration gate): its format, for the REST service, which drops the path, and where else the audio can come from."""
+    kind = Path(path).suffix[1:].upper()
+    return InputError(f"audio {path}{f' ({kind})' if kind else ''} has no audio track; expected audio, or a video "
+                      "with an audio track (or give the audio as a separate file: predict --audio; featurize: a "
+                      ".wav/.flac/.mp3 with the same stem)")
 
 
 def has_audio_track(path: str | os.PathLike) -> bool:
@@ -264,8 +280,7 @@ def media_duration(path: str | os.PathLike, stop_after: float = float("inf"), ne
     what, expected = ("audio", "a media file with an audio track") if need_audio else ("media", "a media file")
     with open_container(path, what, expected, "measuring media without a duration in the header") as (av, container):
         if need_audio and not container.streams.audio:
-            raise InputError(f"audio {path} is a {Path(path).suffix[1:].upper()} file without an audio track; "
-                             "expected audio, or a video with an audio track")
+            raise no_audio_track(path)
         if container.duration and container.duration > 0:
             return container.duration / av.time_base
         end = 0.0

@@ -13,7 +13,7 @@ directory is searched recursively for files whose stem is the id: a video (VIDEO
 back to the next, with a warning; two files of one kind with the same stem and extension, e.g. in two subfolders,
 are an error, since either may be the labelled one). An id with a video but no audio file takes its audio from the
 video container's audio track (PyAV, `pip install "edge-msa[media]"`); when both exist the separate audio file wins
-(usually the cleaner recording, and no PyAV needed). Rows with no media at all are skipped with a warning; a
+(usually the cleaner recording, and no PyAV needed), and the video's track is its last fallback. Rows with no media at all are skipped with a warning; a
 modality none of whose files a front end can read is missing, with a warning; so is the text of an utterance without
 a transcript. An utterance left with no modality at all (no transcript, no readable file) is dropped, with a warning;
 none left is an InputError, and nothing is written.
@@ -228,19 +228,24 @@ def first_readable(fe: Callable[[Path], np.ndarray], utt: str, modality: str, pa
 
 
 def audio_from_containers(media: Mapping[str, dict[str, list[Path]]]) -> int:
-    """Point "audio" at the video file(s) for every id with a video but no audio file (read_audio decodes the
-    container's audio track); returns how many. Without PyAV they keep no audio, with one warning."""
-    ids = [i for i, m in media.items() if "video" in m and "audio" not in m]
-    if not ids:
+    """Append each id's video file(s) to its audio candidates (read_audio decodes the container's audio track): the
+    audio of an id with only a video, and the last fallback of one whose audio file cannot be read or is too long (its
+    audio was left out, though the video holds the same utterance's sound). Returns how many ids have only a video.
+    Without PyAV nothing is appended, with one warning for those ids (the others keep their audio files)."""
+    with_video = [i for i, m in media.items() if "video" in m]
+    only_video = [i for i in with_video if "audio" not in media[i]]
+    if not with_video:
         return 0
     try:
         require("av", "reading audio from video containers", audio_fe.AV_FIX)
     except MissingDependencyError as exc:
-        warnings.warn(f"audio missing for {plural(len(ids), 'clip')} with only a video file: {exc}", stacklevel=3)
+        if only_video:
+            warnings.warn(f"audio missing for {plural(len(only_video), 'clip')} with only a video file: {exc}",
+                          stacklevel=3)
         return 0
-    for i in ids:
-        media[i]["audio"] = list(media[i]["video"])
-    return len(ids)
+    for i in with_video:
+        media[i]["audio"] = [*media[i].get("audio", []), *media[i]["video"]]
+    return len(only_video)
 
 
 def timing_summary(stage_times: Mapping[str, list[dict[str, float]]]) -> str:

@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from ..features import media_seconds
+from ..features import media_seconds, too_long
 from ..errors import EdgeMSAError, InputError, MissingDependencyError
 from ..runtime.predictor import check_unicode
 from ..spec import MODALITIES, FeatureSpec
@@ -166,7 +166,7 @@ def save_media(m: str, data: bytes, spec: FeatureSpec, limits: Limits, workdir: 
         raise RequestError(400, f"{m} holds no {'samples' if m == 'audio' else 'frames'}; expected a media file with "
                                 f"some {m} in it")
     if seconds > limits.max_media_seconds:
-        raise RequestError(413, f"{m} lasts {seconds:.1f} s; expected at most {limits.max_media_seconds:g} s")
+        raise RequestError(413, too_long(m, seconds, limits.max_media_seconds))
     return path
 
 
