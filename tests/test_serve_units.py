@@ -16,7 +16,7 @@ import pytest
 import edge_msa
 from edge_msa.cli import main
 from edge_msa.errors import ArtifactError, InputError
-from edge_msa.serve.batching import MicroBatcher, QueueFull
+from edge_msa.serve.batching import MicroBatcher, QueueFull, Stopped
 from edge_msa.serve.feedback import FeedbackLog, RecentPredictions, export_label_csv, split_of
 from edge_msa.serve.inputs import Limits, RequestError, parse_item, parse_items
 
@@ -70,7 +70,7 @@ def test_queue_bound_refuses_all_or_nothing_and_a_bad_input_fails_alone(predicto
     assert str(info.value) == ("server busy (2 inputs queued, 2 more would pass the limit of 3); expected a retry "
                                "after 1 s (the Retry-After header)")
     batcher.close()
-    with pytest.raises(QueueFull, match=r"^server busy \(shutting down\); expected a retry after 1 s"):
+    with pytest.raises(Stopped, match=r"^not serving: the server is shutting down; expected a retry after 1 s"):
         batcher.submit([{"audio": feats("audio")}])
     run = Counting(predictor)
     batcher = MicroBatcher(run, max_batch=4, max_wait_ms=0, max_queue=4)
@@ -313,6 +313,30 @@ def test_a_truncated_text_is_named_in_the_answer(media_bundle, tmp_path):
     assert short["warnings"] == [] and long["warnings"] == [
         "text is longer than 16 tokens and was truncated; only its first 16 were scored"]
     assert counting.texts == len(texts)
+
+
+def test_a_request_during_shutdown_is_the_503_healthz_answers(media_bundle, tmp_path):
+    """A prediction arriving once the drain began was answered 429 "server busy (shutting down)", "too many requests"
+    from a server that is going away, while /healthz said 503: both answer the same 503 with Retry-After now."""
+    pytest.importorskip("fastapi", reason='the serve extra is not installed (pip install "edge-msa[serve]")')
+    import asyncio
+
+    from edge_msa.serve.app import ERROR_HANDLERS, Service, create_app
+    from edge_msa.serve.config import ServeConfig
+
+    service = Service(ServeConfig(bundle=str(media_bundle)))
+    app = create_app(service)
+    service.close()  # what the lifespan does once uvicorn stops taking connections
+    parsed = [parse_item({"text": "too late"}, SERVE_SPEC, Limits(), lambda: tmp_path)]
+    with pytest.raises(Exception) as info:
+        asyncio.run(service.predict(parsed))
+    answer = asyncio.run(dict(ERROR_HANDLERS)[type(info.value)](None, info.value))
+    healthz = next(route.endpoint for route in app.routes if getattr(route, "path", "") == "/healthz")
+    probe = asyncio.run(healthz())
+    for response in (answer, probe):
+        assert response.status_code == 503 and response.headers["retry-after"] == "1"
+        assert response.body == (b'{"error":"not serving: the server is shutting down; expected a retry after 1 s '
+                                 b'(the Retry-After header)"}')
 
 
 def test_feedback_the_log_cannot_take_is_a_503_not_a_500(media_bundle, tmp_path):

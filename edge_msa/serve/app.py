@@ -32,7 +32,7 @@ from ..errors import EdgeMSAError, InputError
 from ..labels import SCORE_LIMIT
 from ..spec import MODALITIES
 from ..version import __version__
-from .batching import MicroBatcher, QueueFull
+from .batching import MicroBatcher, QueueFull, Stopped
 from .config import ServeConfig
 from .feedback import FeedbackLog, RecentPredictions
 from .inputs import Limits, Parsed, RequestError, own_front_end, parse_items, without_scratch
@@ -92,7 +92,7 @@ class Service:
             self.predictor.close()
 
     async def predict(self, parsed: list[Parsed]) -> list[dict[str, Any]]:
-        """Queue the inputs (all or none: QueueFull -> 429), await their batched predictions."""
+        """Queue the inputs (all or none: QueueFull -> 429, Stopped -> 503), await their batched predictions."""
         futures = self.batcher.submit([p.item for p in parsed])
         results = await asyncio.gather(*(asyncio.wrap_future(f) for f in futures), return_exceptions=True)
         out = []
@@ -306,6 +306,10 @@ async def busy(request, exc: QueueFull) -> JSONResponse:
     return error(429, str(exc), {"Retry-After": str(exc.retry_after)})
 
 
+async def stopped(request, exc: Stopped) -> JSONResponse:
+    return error(503, str(exc), {"Retry-After": str(exc.RETRY_AFTER)})
+
+
 async def http_error(request, exc: HTTPException) -> JSONResponse:
     """404 and 405 as one line saying what to send instead (starlette's detail is "Not Found", "Method Not
     Allowed")."""
@@ -325,7 +329,7 @@ async def bug(request, exc: Exception) -> JSONResponse:
     return error(500, f"internal error ({type(exc).__name__}); see the server log")
 
 
-ERROR_HANDLERS = ((RequestError, refused), (QueueFull, busy), (HTTPException, http_error),
+ERROR_HANDLERS = ((RequestError, refused), (QueueFull, busy), (Stopped, stopped), (HTTPException, http_error),
                   (RequestValidationError, invalid), (Exception, bug))
 
 
@@ -366,8 +370,8 @@ def create_app(service: Service):
 
     @app.get("/healthz")
     async def healthz():
-        if not service.batcher.alive:
-            return error(503, "not serving: the batch worker is stopped (shutting down)")
+        if not service.batcher.alive:  # the answer a prediction gets now, so a probe and a client agree
+            return await stopped(None, Stopped())
         return {"status": "ok", "bundle": service.config.bundle, "queue": service.batcher.depth}
 
     # uptime monitors and `curl -I` probe with HEAD; a route of its own, as two methods would share an operationId
