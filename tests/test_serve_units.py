@@ -339,6 +339,27 @@ def test_a_request_during_shutdown_is_the_503_healthz_answers(media_bundle, tmp_
                                  b'(the Retry-After header)"}')
 
 
+@pytest.mark.filterwarnings("ignore:audio")  # the runtime's word on a video without an audio track (server log)
+def test_a_skipped_reason_names_the_upload_not_the_server_scratch_file(media_bundle, tmp_path):
+    """A video upload without an audio track answered skipped {"audio": "video0.mp4 has no audio track"}: a file
+    name the server gave its scratch copy, which the client never sent. The reason names the field now."""
+    pytest.importorskip("fastapi", reason='the serve extra is not installed (pip install "edge-msa[serve]")')
+    import asyncio
+
+    from edge_msa.serve.app import Service
+    from edge_msa.serve.config import ServeConfig
+
+    silent = encode(tmp_path / "silent.mp4", 1, video="mpeg4")
+    service = Service(ServeConfig(bundle=str(media_bundle)))
+    service.batcher.start()
+    try:
+        parsed = parse_items([{"text": "fine"}, {"video": silent}], SERVE_SPEC, Limits(), lambda: tmp_path, True)
+        answers = asyncio.run(service.predict(parsed))
+    finally:
+        service.close()
+    assert answers[1]["skipped"]["audio"] == "the video upload has no audio track"
+
+
 def test_feedback_the_log_cannot_take_is_a_503_not_a_500(media_bundle, tmp_path):
     """sqlite3's 'database is locked' (another writer on the same log, e.g. a second service) escaped as a 500
     "internal error (OperationalError)" after a 5 s wait; the client could not tell it to retry."""

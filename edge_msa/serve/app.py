@@ -98,11 +98,12 @@ class Service:
         out = []
         for i, (p, result) in enumerate(zip(parsed, results)):
             if isinstance(result, EdgeMSAError):  # e.g. the front end's "audio is 0.1 ms long" of an upload
-                message = without_scratch(result, p.item)
+                message = without_scratch(str(result), p.item)
                 raise RequestError(400, f"input #{i}: {message}" if len(parsed) > 1 else message)
             if isinstance(result, BaseException):
                 raise result
             prediction = result.to_dict()
+            prediction["skipped"] = {m: without_scratch(why, p.item) for m, why in prediction["skipped"].items()}
             request_id = uuid.uuid4().hex
             self.metrics.observe_prediction(prediction)
             self.recent.put(request_id, p.digest, p.text, prediction)

@@ -188,14 +188,15 @@ def upload_seconds(m: str, path: Path, limit: float) -> float:
     except MissingDependencyError as exc:
         raise RequestError(503, str(exc)) from None
     except EdgeMSAError as exc:  # our one line ("cannot read audio PATH: why; expected ...")
-        raise RequestError(400, without_scratch(exc, {m: path})) from None
+        raise RequestError(400, without_scratch(str(exc), {m: path})) from None
 
 
-def without_scratch(exc: Exception, item: Mapping[str, Any]) -> str:
+def without_scratch(message: str, item: Mapping[str, Any]) -> str:
     """The runtime's line about an upload less the server's scratch path ("cannot read audio PATH: why", "PATH: audio
-    is 0.1 ms long; ..."): the client sent bytes, not a file, and the path only tells it the server's layout."""
-    message = str(exc)
-    for value in item.values():
+    is 0.1 ms long; ..."), and a skipped reason naming the upload for its file ("video0.mp4 has no audio track" -> "the
+    video upload has no audio track"): the client sent bytes, not a file, and the path only tells it the server's
+    layout."""
+    for m, value in item.items():
         if isinstance(value, Path):
-            message = message.replace(f" {value}", "").replace(f"{value}: ", "")
+            message = message.replace(f" {value}", "").replace(f"{value}: ", "").replace(value.name, f"the {m} upload")
     return message
