@@ -116,8 +116,9 @@ def test_a_form_whose_file_input_was_left_empty_is_scored_on_its_text(server):
 
 
 def test_a_refusal_from_inside_the_batch_does_not_name_the_server_scratch_path(server):
-    """An upload the front end refuses in the batch (audio shorter than one frame) was answered
-    "/tmp/edge-msa-serve-1x2y3z/audio.wav: audio is 0.1 ms long; ...": a path the client never sent."""
+    """An upload the front end refused in the batch (audio shorter than one frame; parse_item now finds it from the
+    header) was answered "/tmp/edge-msa-serve-1x2y3z/audio.wav: audio is 0.1 ms long; ...": a path the client never
+    sent."""
     one_sample = wav_base64(1 / 16000)
     status, answer = post(f"{server}/v1/predict", {"audio": one_sample})
     assert (status, answer) == (400, {"error": "audio is 0.1 ms long; expected at least 25 ms (one frame)"})

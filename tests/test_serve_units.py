@@ -238,6 +238,27 @@ def test_media_uploads_without_content_are_refused_before_the_batch(tmp_path):
         assert info.value.status == 400 and words in info.value.message and str(tmp_path) not in info.value.message
 
 
+def test_audio_shorter_than_one_frame_is_refused_before_the_batch(tmp_path):
+    """A WAV of a few ms passed parse_item and was refused by the front end inside the batch, which cost its
+    batch-mates a second run; its header's length tells it before, in the front end's own words."""
+    sf = pytest.importorskip("soundfile")
+    from edge_msa.features.audio import AudioFrontEnd
+
+    (tmp_path / "work").mkdir()
+    for rate, samples, ms in [(16000, 160, "10.0"), (8000, 100, "12.5")]:
+        sf.write(tmp_path / "short.wav", np.full(samples, 0.1, np.float32), rate)
+        data = (tmp_path / "short.wav").read_bytes()
+        with pytest.raises(RequestError) as info:
+            parse_item({"audio": data}, SERVE_SPEC, Limits(), lambda: tmp_path / "work")
+        expected = f"audio is {ms} ms long; expected at least 25 ms (one frame)"
+        assert (info.value.status, info.value.message) == (400, expected)
+        with pytest.raises(InputError, match=re.escape(expected)):  # the same rule, in the same words
+            AudioFrontEnd()(tmp_path / "short.wav")
+    sf.write(tmp_path / "frame.wav", np.full(200, 0.1, np.float32), 8000)  # 25 ms: one frame
+    item = parse_item({"audio": (tmp_path / "frame.wav").read_bytes()}, SERVE_SPEC, Limits(), lambda: tmp_path / "work")
+    assert AudioFrontEnd()(item.item["audio"]).shape[0] == 1
+
+
 def test_audio_in_a_container_is_opened_once_to_check_its_track_and_length(tmp_path, monkeypatch):
     """An MP4 upload as audio was opened by PyAV twice before the batch: once for its audio track, once for its
     length. One open now answers both, the track check included (a silent MP4 as audio is still a 400)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -17,6 +18,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from ..features import media_seconds
+from ..features.audio import SAMPLE_RATE, too_short
 from ..errors import EdgeMSAError, InputError, MissingDependencyError
 from ..runtime.predictor import check_unicode
 from ..spec import MODALITIES, FeatureSpec
@@ -165,6 +167,9 @@ def save_media(m: str, data: bytes, spec: FeatureSpec, limits: Limits, workdir: 
     if seconds <= 0:
         raise RequestError(400, f"{m} holds no {'samples' if m == 'audio' else 'frames'}; expected a media file with "
                                 f"some {m} in it")
+    short = too_short(math.ceil(seconds * SAMPLE_RATE)) if m == "audio" else None  # resample's output length
+    if short:  # refused here, not by the front end inside the batch, where its batch-mates would run again
+        raise RequestError(400, short)
     if seconds > limits.max_media_seconds:
         raise RequestError(413, f"{m} lasts {seconds:.1f} s; expected at most {limits.max_media_seconds:g} s")
     return path
