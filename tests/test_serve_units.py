@@ -161,6 +161,32 @@ def test_a_bad_input_of_a_batch_request_is_named(tmp_path):
         assert info.value.message.startswith(words), info.value.message
 
 
+def test_text_not_in_utf8_is_refused_alike_in_a_form_and_in_json():
+    """A form's text field in another encoding (a Windows client's cp1252 "café") was decoded by starlette as latin-1
+    and the result scored with a 200, where the same text in a JSON body answered 400: both are the same 400 now."""
+    pytest.importorskip("fastapi", reason='the serve extra is not installed (pip install "edge-msa[serve]")')
+    import asyncio
+
+    from starlette.requests import Request
+
+    from edge_msa.serve.app import multipart_item, parse_json
+
+    def form(text: bytes, params: str = "") -> dict:
+        body = b'--b\r\nContent-Disposition: form-data; name="text"\r\n\r\n' + text + b"\r\n--b--\r\n"
+        scope = {"type": "http", "headers": [(b"content-type", f"multipart/form-data; {params}boundary=b".encode())]}
+        return asyncio.run(multipart_item(Request(scope), body, Limits()))
+
+    cp1252 = "café au lait".encode("cp1252")
+    for parse, expected in [(form, "form field 'text' is not valid UTF-8 (invalid continuation byte at byte 3)"),
+                            (lambda t: parse_json(b'{"text": "' + t + b'"}'),
+                             "JSON body is not valid UTF-8 (invalid continuation byte at byte 13)")]:
+        with pytest.raises(RequestError) as info:
+            parse(cp1252)
+        assert (info.value.status, info.value.message) == (400, f"{expected}; expected UTF-8 text")
+    assert form("café au lait".encode()) == {"text": "café au lait"}
+    assert form(cp1252, "charset=cp1252; ") == {"text": "café au lait"}  # a charset the client declares is taken
+
+
 def test_a_batch_body_of_the_wrong_shape_is_told_what_it_was():
     """/v1/predict/batch answered 65 inputs, none, a list body or "inputs": 3 alike, with what was expected only."""
     pytest.importorskip("fastapi", reason='the serve extra is not installed (pip install "edge-msa[serve]")')

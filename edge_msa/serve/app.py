@@ -26,6 +26,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect
 
 from ..errors import EdgeMSAError, InputError
@@ -35,7 +36,7 @@ from ..version import __version__
 from .batching import MicroBatcher, QueueFull, Stopped
 from .config import ServeConfig
 from .feedback import FeedbackLog, RecentPredictions
-from .inputs import Limits, Parsed, RequestError, own_front_end, parse_items, without_scratch
+from .inputs import Limits, Parsed, RequestError, not_utf8, own_front_end, parse_items, without_scratch
 from .metrics import ServiceMetrics
 from .openapi import DESCRIPTION, operations
 
@@ -181,7 +182,9 @@ def content_type(request) -> str:
 def parse_json(body: bytes) -> Any:
     try:
         return json.loads(body)
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+    except UnicodeDecodeError as exc:
+        raise not_utf8("JSON body", exc) from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
         raise RequestError(400, f"malformed JSON ({' '.join(str(exc).split())[:200]}); expected a JSON object") \
             from None
 
@@ -193,17 +196,32 @@ async def json_body(request, limit: int) -> Any:
     return parse_json(await read_body(request, limit))
 
 
+class StrictTextForm(MultiPartParser):
+    """starlette's multipart parser, refusing a text field its charset (UTF-8 unless the request declares one) cannot
+    decode: starlette falls back to latin-1, and the garbled text was scored with a 200 where a JSON body that is
+    not UTF-8 answers 400. Both answer `not_utf8` now."""
+
+    def on_part_end(self) -> None:
+        part = self._current_part
+        if part.file is None:  # a text field; files are bytes
+            try:
+                part.data.decode(self._charset)
+            except UnicodeDecodeError as exc:
+                raise not_utf8(f"form field '{part.field_name[:40]}'", exc) from None
+        super().on_part_end()
+
+
 async def multipart_item(request, body: bytes, limits: Limits) -> dict[str, Any]:
     """A multipart form: a `text` field and `audio` / `video` files -> the JSON-style input (media as bytes). A file
     part without a name or a byte is a form's file input left empty (browsers send it so): not given, as JSON null."""
     async def replay():
-        return {"type": "http.request", "body": body, "more_body": False}
+        yield body
 
+    parser = StrictTextForm(request.headers, replay(), max_files=2, max_fields=3, max_part_size=limits.max_body_bytes)
     try:
-        form = await Request(request.scope, replay).form(max_files=2, max_fields=3,
-                                                         max_part_size=limits.max_body_bytes)
-    except HTTPException as exc:  # starlette's word for a broken form: "Missing boundary in multipart."
-        raise RequestError(400, f"malformed multipart form ({exc.detail}); expected a text field and audio / "
+        form = await parser.parse()
+    except MultiPartException as exc:  # starlette's word for a broken form: "Missing boundary in multipart."
+        raise RequestError(400, f"malformed multipart form ({exc.message}); expected a text field and audio / "
                                 "video files") from None
     try:
         obj: dict[str, Any] = {}

@@ -42,6 +42,13 @@ class RequestError(Exception):
         self.status, self.message, self.headers = status, message, dict(headers or {})
 
 
+def not_utf8(what: str, exc: UnicodeDecodeError) -> RequestError:
+    """The one answer to text that does not decode, whether a JSON body or a form's text field: a tokenizer given
+    text decoded some other way scores garbled words."""
+    return RequestError(400, f"{what} is not valid {exc.encoding.upper()} ({exc.reason} at byte {exc.start}); "
+                             "expected UTF-8 text")
+
+
 @dataclass
 class Parsed:
     """One validated input: what predict_batch takes, a digest of the raw input, and the text if any."""
