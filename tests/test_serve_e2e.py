@@ -116,8 +116,9 @@ def test_a_form_whose_file_input_was_left_empty_is_scored_on_its_text(server):
 
 
 def test_a_refusal_from_inside_the_batch_does_not_name_the_server_scratch_path(server):
-    """An upload the front end refuses in the batch (audio shorter than one frame) was answered
-    "/tmp/edge-msa-serve-1x2y3z/audio.wav: audio is 0.1 ms long; ...": a path the client never sent."""
+    """An upload the front end refused in the batch (audio shorter than one frame; parse_item now finds it from the
+    header) was answered "/tmp/edge-msa-serve-1x2y3z/audio.wav: audio is 0.1 ms long; ...": a path the client never
+    sent."""
     one_sample = wav_base64(1 / 16000)
     status, answer = post(f"{server}/v1/predict", {"audio": one_sample})
     assert (status, answer) == (400, {"error": "audio is 0.1 ms long; expected at least 25 ms (one frame)"})
@@ -171,6 +172,9 @@ BAD = [  # (what, path, body, content type, expected status)
     ("batch with an unknown field", "/v1/predict/batch", b'{"inputs": [{"text": "ok"}], "max_batch": 1}',
      "application/json", 400),
     ("multipart batch", "/v1/predict/batch", b"x", "multipart/form-data; boundary=x", 415),
+    ("form text not UTF-8", "/v1/predict",
+     b'--x\r\nContent-Disposition: form-data; name="text"\r\n\r\ncaf\xe9\r\n--x--\r\n',
+     "multipart/form-data; boundary=x", 400),
     ("broken multipart", "/v1/predict", b"--x\r\nnonsense", "multipart/form-data; boundary=x", 400),
     ("feedback, service without --feedback", "/v1/feedback", b'{"request_id": "nope", "label": 1}', "application/json", 404),
     ("feedback, bad label", "/v1/feedback", b'{"request_id": "x", "label": "good"}', "application/json", 400),

@@ -16,7 +16,7 @@ import pytest
 import edge_msa
 from edge_msa.cli import main
 from edge_msa.errors import ArtifactError, InputError
-from edge_msa.serve.batching import MicroBatcher, QueueFull
+from edge_msa.serve.batching import MicroBatcher, QueueFull, Stopped
 from edge_msa.serve.feedback import FeedbackLog, RecentPredictions, export_label_csv, split_of
 from edge_msa.serve.inputs import Limits, RequestError, parse_item, parse_items
 
@@ -70,7 +70,7 @@ def test_queue_bound_refuses_all_or_nothing_and_a_bad_input_fails_alone(predicto
     assert str(info.value) == ("server busy (2 inputs queued, 2 more would pass the limit of 3); expected a retry "
                                "after 1 s (the Retry-After header)")
     batcher.close()
-    with pytest.raises(QueueFull, match=r"^server busy \(shutting down\); expected a retry after 1 s"):
+    with pytest.raises(Stopped, match=r"^not serving: the server is shutting down; expected a retry after 1 s"):
         batcher.submit([{"audio": feats("audio")}])
     run = Counting(predictor)
     batcher = MicroBatcher(run, max_batch=4, max_wait_ms=0, max_queue=4)
@@ -161,6 +161,32 @@ def test_a_bad_input_of_a_batch_request_is_named(tmp_path):
         assert info.value.message.startswith(words), info.value.message
 
 
+def test_text_not_in_utf8_is_refused_alike_in_a_form_and_in_json():
+    """A form's text field in another encoding (a Windows client's cp1252 "café") was decoded by starlette as latin-1
+    and the result scored with a 200, where the same text in a JSON body answered 400: both are the same 400 now."""
+    pytest.importorskip("fastapi", reason='the serve extra is not installed (pip install "edge-msa[serve]")')
+    import asyncio
+
+    from starlette.requests import Request
+
+    from edge_msa.serve.app import multipart_item, parse_json
+
+    def form(text: bytes, params: str = "") -> dict:
+        body = b'--b\r\nContent-Disposition: form-data; name="text"\r\n\r\n' + text + b"\r\n--b--\r\n"
+        scope = {"type": "http", "headers": [(b"content-type", f"multipart/form-data; {params}boundary=b".encode())]}
+        return asyncio.run(multipart_item(Request(scope), body, Limits()))
+
+    cp1252 = "café au lait".encode("cp1252")
+    for parse, expected in [(form, "form field 'text' is not valid UTF-8 (invalid continuation byte at byte 3)"),
+                            (lambda t: parse_json(b'{"text": "' + t + b'"}'),
+                             "JSON body is not valid UTF-8 (invalid continuation byte at byte 13)")]:
+        with pytest.raises(RequestError) as info:
+            parse(cp1252)
+        assert (info.value.status, info.value.message) == (400, f"{expected}; expected UTF-8 text")
+    assert form("café au lait".encode()) == {"text": "café au lait"}
+    assert form(cp1252, "charset=cp1252; ") == {"text": "café au lait"}  # a charset the client declares is taken
+
+
 def test_a_batch_body_of_the_wrong_shape_is_told_what_it_was():
     """/v1/predict/batch answered 65 inputs, none, a list body or "inputs": 3 alike, with what was expected only."""
     pytest.importorskip("fastapi", reason='the serve extra is not installed (pip install "edge-msa[serve]")')
@@ -238,6 +264,27 @@ def test_media_uploads_without_content_are_refused_before_the_batch(tmp_path):
         assert info.value.status == 400 and words in info.value.message and str(tmp_path) not in info.value.message
 
 
+def test_audio_shorter_than_one_frame_is_refused_before_the_batch(tmp_path):
+    """A WAV of a few ms passed parse_item and was refused by the front end inside the batch, which cost its
+    batch-mates a second run; its header's length tells it before, in the front end's own words."""
+    sf = pytest.importorskip("soundfile")
+    from edge_msa.features.audio import AudioFrontEnd
+
+    (tmp_path / "work").mkdir()
+    for rate, samples, ms in [(16000, 160, "10.0"), (8000, 100, "12.5")]:
+        sf.write(tmp_path / "short.wav", np.full(samples, 0.1, np.float32), rate)
+        data = (tmp_path / "short.wav").read_bytes()
+        with pytest.raises(RequestError) as info:
+            parse_item({"audio": data}, SERVE_SPEC, Limits(), lambda: tmp_path / "work")
+        expected = f"audio is {ms} ms long; expected at least 25 ms (one frame)"
+        assert (info.value.status, info.value.message) == (400, expected)
+        with pytest.raises(InputError, match=re.escape(expected)):  # the same rule, in the same words
+            AudioFrontEnd()(tmp_path / "short.wav")
+    sf.write(tmp_path / "frame.wav", np.full(200, 0.1, np.float32), 8000)  # 25 ms: one frame
+    item = parse_item({"audio": (tmp_path / "frame.wav").read_bytes()}, SERVE_SPEC, Limits(), lambda: tmp_path / "work")
+    assert AudioFrontEnd()(item.item["audio"]).shape[0] == 1
+
+
 def test_audio_in_a_container_is_opened_once_to_check_its_track_and_length(tmp_path, monkeypatch):
     """An MP4 upload as audio was opened by PyAV twice before the batch: once for its audio track, once for its
     length. One open now answers both, the track check included (a silent MP4 as audio is still a 400)."""
@@ -313,6 +360,51 @@ def test_a_truncated_text_is_named_in_the_answer(media_bundle, tmp_path):
     assert short["warnings"] == [] and long["warnings"] == [
         "text is longer than 16 tokens and was truncated; only its first 16 were scored"]
     assert counting.texts == len(texts)
+
+
+def test_a_request_during_shutdown_is_the_503_healthz_answers(media_bundle, tmp_path):
+    """A prediction arriving once the drain began was answered 429 "server busy (shutting down)", "too many requests"
+    from a server that is going away, while /healthz said 503: both answer the same 503 with Retry-After now."""
+    pytest.importorskip("fastapi", reason='the serve extra is not installed (pip install "edge-msa[serve]")')
+    import asyncio
+
+    from edge_msa.serve.app import ERROR_HANDLERS, Service, create_app
+    from edge_msa.serve.config import ServeConfig
+
+    service = Service(ServeConfig(bundle=str(media_bundle)))
+    app = create_app(service)
+    service.close()  # what the lifespan does once uvicorn stops taking connections
+    parsed = [parse_item({"text": "too late"}, SERVE_SPEC, Limits(), lambda: tmp_path)]
+    with pytest.raises(Exception) as info:
+        asyncio.run(service.predict(parsed))
+    answer = asyncio.run(dict(ERROR_HANDLERS)[type(info.value)](None, info.value))
+    healthz = next(route.endpoint for route in app.routes if getattr(route, "path", "") == "/healthz")
+    probe = asyncio.run(healthz())
+    for response in (answer, probe):
+        assert response.status_code == 503 and response.headers["retry-after"] == "1"
+        assert response.body == (b'{"error":"not serving: the server is shutting down; expected a retry after 1 s '
+                                 b'(the Retry-After header)"}')
+
+
+@pytest.mark.filterwarnings("ignore:audio")  # the runtime's word on a video without an audio track (server log)
+def test_a_skipped_reason_names_the_upload_not_the_server_scratch_file(media_bundle, tmp_path):
+    """A video upload without an audio track answered skipped {"audio": "video0.mp4 has no audio track"}: a file
+    name the server gave its scratch copy, which the client never sent. The reason names the field now."""
+    pytest.importorskip("fastapi", reason='the serve extra is not installed (pip install "edge-msa[serve]")')
+    import asyncio
+
+    from edge_msa.serve.app import Service
+    from edge_msa.serve.config import ServeConfig
+
+    silent = encode(tmp_path / "silent.mp4", 1, video="mpeg4")
+    service = Service(ServeConfig(bundle=str(media_bundle)))
+    service.batcher.start()
+    try:
+        parsed = parse_items([{"text": "fine"}, {"video": silent}], SERVE_SPEC, Limits(), lambda: tmp_path, True)
+        answers = asyncio.run(service.predict(parsed))
+    finally:
+        service.close()
+    assert answers[1]["skipped"]["audio"] == "the video upload has no audio track"
 
 
 def test_feedback_the_log_cannot_take_is_a_503_not_a_500(media_bundle, tmp_path):

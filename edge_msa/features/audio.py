@@ -43,6 +43,15 @@ VIDEO_EXTS = (".mp4", ".avi", ".flv", ".mov", ".mkv", ".webm", ".m4v", ".mpg", "
 AV_FIX = f"{MEDIA_FIX} (or pip install av)"
 
 
+def too_short(samples: int) -> str | None:
+    """Why audio of `samples` samples at SAMPLE_RATE gives no frame (None if it gives one): the front end's rule, which
+    the REST service also applies to an upload's length from its header, before the upload joins a batch."""
+    if samples >= WIN:
+        return None
+    return (f"audio is {samples / SAMPLE_RATE * 1000:.1f} ms long; expected at least {WIN * 1000 // SAMPLE_RATE} ms "
+            "(one frame)")
+
+
 def resample(x: np.ndarray, src_rate: int, dst_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Polyphase resampling of a 1-D signal by up/down = dst/src (reduced): the Kaiser(5.0) windowed-sinc
     low-pass with 10 zero crossings per side that scipy.signal.resample_poly uses (outputs agree to
@@ -150,9 +159,9 @@ class AudioFrontEnd:
         t0 = time.perf_counter()
         x = resample(x, int(rate))
         t1 = time.perf_counter()
-        if len(x) < WIN:
-            raise InputError(f"{source}: audio is {len(x) / SAMPLE_RATE * 1000:.1f} ms long; expected at least "
-                             f"{WIN * 1000 // SAMPLE_RATE} ms (one frame)")
+        short = too_short(len(x))
+        if short:
+            raise InputError(f"{source}: {short}")
         n = 1 + (len(x) - WIN) // HOP
         frames = np.concatenate([self.frame_features(x[i * HOP:(min(i + CHUNK_FRAMES, n) - 1) * HOP + WIN])
                                  for i in range(0, n, CHUNK_FRAMES)])  # (n, DIM), bounded memory per chunk

@@ -26,16 +26,17 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect
 
 from ..errors import EdgeMSAError, InputError
 from ..labels import SCORE_LIMIT
 from ..spec import MODALITIES
 from ..version import __version__
-from .batching import MicroBatcher, QueueFull
+from .batching import MicroBatcher, QueueFull, Stopped
 from .config import ServeConfig
 from .feedback import FeedbackLog, RecentPredictions
-from .inputs import Limits, Parsed, RequestError, own_front_end, parse_items, without_scratch
+from .inputs import Limits, Parsed, RequestError, not_utf8, own_front_end, parse_items, without_scratch
 from .metrics import ServiceMetrics
 from .openapi import DESCRIPTION, operations
 
@@ -92,17 +93,18 @@ class Service:
             self.predictor.close()
 
     async def predict(self, parsed: list[Parsed]) -> list[dict[str, Any]]:
-        """Queue the inputs (all or none: QueueFull -> 429), await their batched predictions."""
+        """Queue the inputs (all or none: QueueFull -> 429, Stopped -> 503), await their batched predictions."""
         futures = self.batcher.submit([p.item for p in parsed])
         results = await asyncio.gather(*(asyncio.wrap_future(f) for f in futures), return_exceptions=True)
         out = []
         for i, (p, result) in enumerate(zip(parsed, results)):
             if isinstance(result, EdgeMSAError):  # e.g. the front end's "audio is 0.1 ms long" of an upload
-                message = without_scratch(result, p.item)
+                message = without_scratch(str(result), p.item)
                 raise RequestError(400, f"input #{i}: {message}" if len(parsed) > 1 else message)
             if isinstance(result, BaseException):
                 raise result
             prediction = result.to_dict()
+            prediction["skipped"] = {m: without_scratch(why, p.item) for m, why in prediction["skipped"].items()}
             request_id = uuid.uuid4().hex
             self.metrics.observe_prediction(prediction)
             self.recent.put(request_id, p.digest, p.text, prediction)
@@ -180,7 +182,9 @@ def content_type(request) -> str:
 def parse_json(body: bytes) -> Any:
     try:
         return json.loads(body)
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+    except UnicodeDecodeError as exc:
+        raise not_utf8("JSON body", exc) from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
         raise RequestError(400, f"malformed JSON ({' '.join(str(exc).split())[:200]}); expected a JSON object") \
             from None
 
@@ -192,17 +196,32 @@ async def json_body(request, limit: int) -> Any:
     return parse_json(await read_body(request, limit))
 
 
+class StrictTextForm(MultiPartParser):
+    """starlette's multipart parser, refusing a text field its charset (UTF-8 unless the request declares one) cannot
+    decode: starlette falls back to latin-1, and the garbled text was scored with a 200 where a JSON body that is
+    not UTF-8 answers 400. Both answer `not_utf8` now."""
+
+    def on_part_end(self) -> None:
+        part = self._current_part
+        if part.file is None:  # a text field; files are bytes
+            try:
+                part.data.decode(self._charset)
+            except UnicodeDecodeError as exc:
+                raise not_utf8(f"form field '{part.field_name[:40]}'", exc) from None
+        super().on_part_end()
+
+
 async def multipart_item(request, body: bytes, limits: Limits) -> dict[str, Any]:
     """A multipart form: a `text` field and `audio` / `video` files -> the JSON-style input (media as bytes). A file
     part without a name or a byte is a form's file input left empty (browsers send it so): not given, as JSON null."""
     async def replay():
-        return {"type": "http.request", "body": body, "more_body": False}
+        yield body
 
+    parser = StrictTextForm(request.headers, replay(), max_files=2, max_fields=3, max_part_size=limits.max_body_bytes)
     try:
-        form = await Request(request.scope, replay).form(max_files=2, max_fields=3,
-                                                         max_part_size=limits.max_body_bytes)
-    except HTTPException as exc:  # starlette's word for a broken form: "Missing boundary in multipart."
-        raise RequestError(400, f"malformed multipart form ({exc.detail}); expected a text field and audio / "
+        form = await parser.parse()
+    except MultiPartException as exc:  # starlette's word for a broken form: "Missing boundary in multipart."
+        raise RequestError(400, f"malformed multipart form ({exc.message}); expected a text field and audio / "
                                 "video files") from None
     try:
         obj: dict[str, Any] = {}
@@ -306,6 +325,10 @@ async def busy(request, exc: QueueFull) -> JSONResponse:
     return error(429, str(exc), {"Retry-After": str(exc.retry_after)})
 
 
+async def stopped(request, exc: Stopped) -> JSONResponse:
+    return error(503, str(exc), {"Retry-After": str(exc.RETRY_AFTER)})
+
+
 async def http_error(request, exc: HTTPException) -> JSONResponse:
     """404 and 405 as one line saying what to send instead (starlette's detail is "Not Found", "Method Not
     Allowed")."""
@@ -325,7 +348,7 @@ async def bug(request, exc: Exception) -> JSONResponse:
     return error(500, f"internal error ({type(exc).__name__}); see the server log")
 
 
-ERROR_HANDLERS = ((RequestError, refused), (QueueFull, busy), (HTTPException, http_error),
+ERROR_HANDLERS = ((RequestError, refused), (QueueFull, busy), (Stopped, stopped), (HTTPException, http_error),
                   (RequestValidationError, invalid), (Exception, bug))
 
 
@@ -366,8 +389,8 @@ def create_app(service: Service):
 
     @app.get("/healthz")
     async def healthz():
-        if not service.batcher.alive:
-            return error(503, "not serving: the batch worker is stopped (shutting down)")
+        if not service.batcher.alive:  # the answer a prediction gets now, so a probe and a client agree
+            return await stopped(None, Stopped())
         return {"status": "ok", "bundle": service.config.bundle, "queue": service.batcher.depth}
 
     # uptime monitors and `curl -I` probe with HEAD; a route of its own, as two methods would share an operationId

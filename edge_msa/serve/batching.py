@@ -29,6 +29,17 @@ class QueueFull(Exception):
         self.retry_after = retry_after
 
 
+class Stopped(Exception):
+    """The batcher was closed: the server is going away, which is a 503 (as /healthz answers then), not a 429 "too
+    many requests". Retry-After 1 s, for a client whose retry reaches the restarted server or another replica."""
+
+    RETRY_AFTER = 1
+
+    def __init__(self) -> None:
+        super().__init__(f"not serving: the server is shutting down; expected a retry after {self.RETRY_AFTER} s "
+                         "(the Retry-After header)")
+
+
 class MicroBatcher:
     """Collects up to `max_batch` inputs, waiting at most `max_wait_ms` after the first, then runs them as
     one call. `max_batch=1` turns batching off (one call per input). At most `max_queue` inputs wait."""
@@ -64,10 +75,11 @@ class MicroBatcher:
         return self._thread.is_alive()
 
     def submit(self, items: Sequence[Any]) -> list[Future]:
-        """Queue all `items` or none of them (QueueFull); each future resolves to its Prediction."""
+        """Queue all `items` or none of them (QueueFull; Stopped once closed); each future resolves to its
+        Prediction."""
         with self._cv:
             if self._closing:
-                raise QueueFull(1, "shutting down")
+                raise Stopped()
             if len(self._jobs) + len(items) > self.max_queue:
                 waves = math.ceil((len(self._jobs) + len(items)) / self.max_batch)
                 why = f"{len(self._jobs)} inputs queued, {len(items)} more would pass the limit of {self.max_queue}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -17,6 +18,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from ..features import media_seconds, too_long
+from ..features.audio import SAMPLE_RATE, too_short
 from ..errors import EdgeMSAError, InputError, MissingDependencyError
 from ..runtime.predictor import check_unicode
 from ..spec import MODALITIES, FeatureSpec
@@ -38,6 +40,13 @@ class RequestError(Exception):
     def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.message, self.headers = status, message, dict(headers or {})
+
+
+def not_utf8(what: str, exc: UnicodeDecodeError) -> RequestError:
+    """The one answer to text that does not decode, whether a JSON body or a form's text field: a tokenizer given
+    text decoded some other way scores garbled words."""
+    return RequestError(400, f"{what} is not valid {exc.encoding.upper()} ({exc.reason} at byte {exc.start}); "
+                             "expected UTF-8 text")
 
 
 @dataclass
@@ -165,6 +174,9 @@ def save_media(m: str, data: bytes, spec: FeatureSpec, limits: Limits, workdir: 
     if seconds <= 0:
         raise RequestError(400, f"{m} holds no {'samples' if m == 'audio' else 'frames'}; expected a media file with "
                                 f"some {m} in it")
+    short = too_short(math.ceil(seconds * SAMPLE_RATE)) if m == "audio" else None  # resample's output length
+    if short:  # refused here, not by the front end inside the batch, where its batch-mates would run again
+        raise RequestError(400, short)
     if seconds > limits.max_media_seconds:
         raise RequestError(413, too_long(m, seconds, limits.max_media_seconds))
     return path
@@ -188,14 +200,15 @@ def upload_seconds(m: str, path: Path, limit: float) -> float:
     except MissingDependencyError as exc:
         raise RequestError(503, str(exc)) from None
     except EdgeMSAError as exc:  # our one line ("cannot read audio PATH: why; expected ...")
-        raise RequestError(400, without_scratch(exc, {m: path})) from None
+        raise RequestError(400, without_scratch(str(exc), {m: path})) from None
 
 
-def without_scratch(exc: Exception, item: Mapping[str, Any]) -> str:
+def without_scratch(message: str, item: Mapping[str, Any]) -> str:
     """The runtime's line about an upload less the server's scratch path ("cannot read audio PATH: why", "PATH: audio
-    is 0.1 ms long; ..."): the client sent bytes, not a file, and the path only tells it the server's layout."""
-    message = str(exc)
-    for value in item.values():
+    is 0.1 ms long; ..."), and a skipped reason naming the upload for its file ("video0.mp4 has no audio track" -> "the
+    video upload has no audio track"): the client sent bytes, not a file, and the path only tells it the server's
+    layout."""
+    for m, value in item.items():
         if isinstance(value, Path):
-            message = message.replace(f" {value}", "").replace(f"{value}: ", "")
+            message = message.replace(f" {value}", "").replace(f"{value}: ", "").replace(value.name, f"the {m} upload")
     return message
