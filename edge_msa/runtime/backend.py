@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -26,6 +27,15 @@ class TensorInfo:
     name: str
     dtype: np.dtype
     shape: tuple[int | None, ...]
+
+
+class BackendClass(Protocol):
+    """What BACKENDS names: a Backend subclass, built from its runtime's own arguments (a graph file for onnxruntime
+    and tensorrt, a module for torch) and the `label` its errors use. Backend's own __init__ takes none of them,
+    so a bare type[Backend] could not be called the way open_bundle calls the registered class."""
+
+    def __call__(self, *args: Any, label: str, **options: Any) -> Backend:
+        """A loaded graph."""
 
 
 class Backend(ABC):
@@ -65,7 +75,7 @@ class Backend(ABC):
     def __enter__(self) -> "Backend":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def check(self, feed: dict[str, np.ndarray]) -> None:
@@ -89,7 +99,7 @@ class Backend(ABC):
                 raise InputError(f"{self.label}: input '{info.name}' contains NaN or Inf; expected finite values")
 
 
-def backend_class(name: str) -> type[Backend]:
+def backend_class(name: str) -> BackendClass:
     """The Backend subclass registered as `name`, imported on demand, or one line naming the choices (a name that
     is not a string too: difflib's match raised a TypeError on it)."""
     if not isinstance(name, str) or name not in BACKENDS:

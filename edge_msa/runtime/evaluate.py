@@ -1,7 +1,7 @@
 """Score a FeatureSet with a Predictor: the METRIC_KEYS plus how often each modality was skipped."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping, Protocol
 
 import numpy as np
 
@@ -10,7 +10,17 @@ from ..metrics import msa_metrics
 from ..spec import MODALITIES
 
 
-def predict_featureset(predictor, fs: FeatureSet, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+class FeaturePredictor(Protocol):
+    """What evaluation needs of a model: a Predictor, or export's torch reference (export/parity.py), which is
+    scored through the very same batching so that the two are compared on identical inputs."""
+
+    def predict_features(self, features: Mapping[str, np.ndarray],
+                         lengths: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(scores (B,), ran (B, 3) bool) for padded features[m] (B, L, d) with lengths[m] (B,)."""
+
+
+def predict_featureset(predictor: FeaturePredictor, fs: FeatureSet,
+                       batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """(scores (N,), ran (N, 3) bool) in batches, each trimmed to its longest valid sequence."""
     scores, ran = [], []
     for start in range(0, len(fs), batch_size):
@@ -23,7 +33,7 @@ def predict_featureset(predictor, fs: FeatureSet, batch_size: int = 256) -> tupl
     return np.concatenate(scores), np.concatenate(ran)
 
 
-def evaluate(predictor, fs: FeatureSet, batch_size: int = 256) -> dict[str, Any]:
+def evaluate(predictor: FeaturePredictor, fs: FeatureSet, batch_size: int = 256) -> dict[str, Any]:
     """METRIC_KEYS + `skip_rate_<m>` (share of samples having m whose encoder did not run; "missing" when no
     sample has m, e.g. audio of a text-only dataset) + `n`."""
     return scored_metrics(fs, *predict_featureset(predictor, fs, batch_size))

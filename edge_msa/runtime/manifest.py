@@ -63,9 +63,12 @@ class Manifest:
 
     @property
     def skipping(self) -> bool:
+        """Whether the runtime may skip modality encoders: only the "parts" layout has a gate and encoders to skip."""
         return self.layout == "parts"
 
     def to_dict(self) -> dict[str, Any]:
+        """manifest.json's content: every field, the FeatureSpec as its own dict, and `skipping` spelled out for
+        readers of the file (`edge-msa info`, the service's /info) that should not need to know what a layout means."""
         data = asdict(self)
         data["feature_spec"] = self.feature_spec.to_dict()
         data["skipping"] = self.skipping
@@ -73,6 +76,9 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "manifest") -> "Manifest":
+        """The Manifest of a parsed manifest.json, or one ArtifactError line naming `where`: a format newer than this
+        edge-msa reads is refused rather than misread, and keys that are not fields (the derived `skipping`) are
+        dropped, so to_dict's output reads back."""
         version = data.get("format_version")
         if not isinstance(version, int):
             raise ArtifactError(f"{where} has no integer format_version; expected an edge-msa bundle manifest")
@@ -104,6 +110,8 @@ def _check_files(name: str, files: Any, required: tuple[str, ...]) -> None:
 
 
 def write_manifest(bundle: str | os.PathLike, manifest: Manifest) -> Path:
+    """Write `bundle/manifest.json` atomically and return its path. Export writes it last, once the graphs are
+    checked: a folder without a complete manifest is not a bundle, so an interrupted export is never loaded."""
     path = Path(bundle) / MANIFEST
     write_text(path, json.dumps(manifest.to_dict(), indent=2, sort_keys=False) + "\n")
     return path

@@ -93,8 +93,9 @@ class TensorRTBackend(Backend):
         if not self.device:
             nbytes = {}
             for info in self.inputs:
-                shape = tuple(self.engine.get_tensor_profile_shape(info.name, 0)[2]) if None in info.shape \
-                    else info.shape
+                # profile 0's max, or the static shape as the engine gives it (ints: info.shape's type allows None)
+                shape = tuple(self.engine.get_tensor_profile_shape(info.name, 0)[2] if None in info.shape
+                              else self.engine.get_tensor_shape(info.name))
                 self.context.set_input_shape(info.name, shape)
                 nbytes[info.name] = int(np.prod(shape)) * self.dtypes[info.name].itemsize
             for name in self.outputs:

@@ -2,12 +2,15 @@
 the exporter can run the very same Predictor pipeline on torch and on ONNX and compare them."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from ..errors import TRAIN_FIX, require
 from .backend import Backend, TensorInfo
+
+if TYPE_CHECKING:  # torch is optional: imported when the backend is built (require), not by this module
+    from torch import nn
 
 
 class TorchBackend(Backend):
@@ -15,7 +18,8 @@ class TorchBackend(Backend):
 
     name = "torch"
 
-    def __init__(self, module, inputs: Sequence[TensorInfo], outputs: Sequence[str], label: str = "torch") -> None:
+    def __init__(self, module: nn.Module, inputs: Sequence[TensorInfo], outputs: Sequence[str],
+                 label: str = "torch") -> None:
         super().__init__()
         self.torch = require("torch", "the torch reference backend (host only)", TRAIN_FIX)
         self.module = module.eval()
