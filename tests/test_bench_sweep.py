@@ -603,3 +603,12 @@ def test_an_energy_window_too_short_for_the_meter_is_unavailable_and_the_row_kee
     assert row["status"] == "ok" and row["latency_ms"]["p50"] >= 0 and "energy_mj_per_item" not in row
     assert row["energy"].startswith("unavailable: a 0.") and "under 20 of the fake meter's 1000 ms" in row["energy"]
     assert f"- energy {row['energy']}" in (out / "report.md").read_text()
+
+
+def test_a_jsonl_payload_is_one_body_per_line_in_any_case(tmp_path):
+    """The load generator read `inputs.JSONL` as one body (two JSON objects: every request a 400)."""
+    from edge_msa.benchmarks.load import payloads
+
+    for name in ("inputs.jsonl", "inputs.JSONL"):
+        (tmp_path / name).write_text('{"text": "a"}\n\n{"text": "b"}\n')
+        assert payloads(tmp_path / name) == [b'{"text": "a"}', b'{"text": "b"}']
