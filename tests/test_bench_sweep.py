@@ -491,6 +491,9 @@ def test_threads_zero_is_the_runtimes_default_like_no_flag(tmp_path, tiny_splits
                                  modalities=("text",), meter="none", threads=threads,
                                  loader=make_loader(tiny_splits.spec), **FAST) / "report.json")
     assert json.loads(reports[0].read_text())["settings"]["threads"] is None
+    # ONNX Runtime's default is one thread per physical core; the rows said "(N logical CPUs)", os.cpu_count()
+    rows = json.loads(reports[0].read_text())["rows"]
+    assert rows and {row["threads"] for row in rows} == {"runtime default (ONNX Runtime: one per physical core)"}
     assert main(["bench", "--compare", *map(str, reports), "--out", str(tmp_path / "cmp")]) == 0
     assert "Settings differ" not in capsys.readouterr().out
     with pytest.raises(InputError, match="^--threads -1; expected a thread count >= 1, or 0 for"):
