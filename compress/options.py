@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 SHARE_CHOICES = tuple(SHARE_MODES)
 CALIBRATION_SPLITS = ("valid", "train+valid")
+TRANSFER_KEYWORDS = ("mosei", "none")  # --transfer's words, in any case (NONE was taken, MOSEI read as a file name)
 # Default fusion prune ratio by teacher kind, each chosen on validation (README, "Defaults chosen on validation"):
 # a frozen-encoder teacher's student is all fusion (0.5 beat 0.3); a student with its own text encoder is 99 %
 # text encoder, which torch-pruning prunes in the text stage. Pruning its 45 k-param fusion part too cost
@@ -102,6 +103,8 @@ class CompressOptions:
     text_augment: int = 0
 
     def __post_init__(self) -> None:
+        if isinstance(self.transfer, str) and self.transfer.lower() in TRANSFER_KEYWORDS:
+            object.__setattr__(self, "transfer", self.transfer.lower())
         if self.prune_ratio is not None and not 0.0 <= self.prune_ratio < 1.0:
             raise InputError(f"--prune-ratio {self.prune_ratio} is out of range; expected 0 <= ratio < 1")
         if self.share not in SHARE_CHOICES:
@@ -122,8 +125,8 @@ class CompressOptions:
             check_range({name: getattr(self, name) for name in names}, bound, strict)
         path = self._transfer_file()
         if path is not None and not os.path.isfile(path):  # found at the text stage, after the teacher's pass
-            raise InputError(f"--transfer '{path}' is not a file; expected 'mosei', 'none' or the path of an MMSA "
-                             "label.csv")
+            raise InputError(f"--transfer '{path}' is not a file; expected {', '.join(map(repr, TRANSFER_KEYWORDS))} "
+                             "or the path of an MMSA label.csv")
         if self.max_minutes is not None and not self.max_minutes > 0:  # 0 read as "no limit", < 0 as "stop at once"
             raise InputError(f"max_minutes = {self.max_minutes}; expected None (no limit) or > 0")
         self._refuse_conflicts()
@@ -207,7 +210,7 @@ class CompressOptions:
 
     def _transfer_file(self) -> str | None:
         """--transfer when it names a file; None for the keywords ('mosei', 'none') and for no transfer."""
-        if not self.transfer or self.transfer.lower() == "none" or self.transfer == "mosei":
+        if not self.transfer or self.transfer in TRANSFER_KEYWORDS:
             return None
         return self.transfer
 

@@ -273,3 +273,29 @@ def test_cross_validation_folds_pool_their_held_out_parts(tmp_path, cache):
     (tmp_path / "teacher0.pt").rename(tmp_path / "moved.pt")
     with pytest.raises(InputError, match="teacher0.pt' of '.*' is not there"):
         fold_drop(runs)
+
+
+def test_a_seed_that_is_not_an_integer_is_refused_not_rounded():
+    """int() made seed 0.5 seed 0 and "3" seed 3 without a word; numpy's ints are integers."""
+    from edge_msa.errors import checked_seeds
+
+    with pytest.raises(InputError, match=r"^--seeds 0\.5 not an integer; expected integers in 0 \.\. 4294967295$"):
+        checked_seeds([0, 0.5])
+    with pytest.raises(InputError, match=r"^--seed 1\.0 '3' True not integers; expected integers in 0 \.\. "):
+        checked_seeds([1.0, "3", True], flag="--seed")
+    seeds = checked_seeds([np.int64(3), 1])
+    assert seeds == (3, 1) and all(type(s) is int for s in seeds)
+
+
+def test_transfer_keywords_are_read_in_any_case(monkeypatch, tmp_path):
+    """NONE was taken and MOSEI refused as "not a file": one list of keywords, read in any case."""
+    from edge_msa.compress import CompressOptions
+
+    monkeypatch.setenv("EDGE_MSA_DATA", str(tmp_path))
+    (tmp_path / "mosei").mkdir()
+    (tmp_path / "mosei" / "label.csv").write_text("id,text,label,mode\n")
+    for word in ("MOSEI", "Mosei", "mosei"):
+        assert CompressOptions(transfer=word).transfer_path() == str(tmp_path / "mosei" / "label.csv")
+    for word in ("NONE", "None", "none"):
+        assert CompressOptions(transfer=word).transfer_path() is None
+    assert CompressOptions(transfer="MOSEI").to_dict()["transfer"] == "mosei"
