@@ -7,7 +7,7 @@ import math
 import os
 from numbers import Integral
 from types import ModuleType
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 # The one-line fixes for the optional groups of setup.py (`pip install edge-msa` is the device runtime alone).
 TRAIN_FIX = 'pip install "edge-msa[train]"'
@@ -104,14 +104,16 @@ def checked_seeds(seeds: Iterable[int], flag: str = "--seeds") -> tuple[int, ...
     return seeds
 
 
-def check_range(values: Mapping[str, float], bound: float, strict: bool) -> None:
+def check_range(values: Mapping[str, float], bound: float, strict: bool,
+                given: Callable[[str, float], str] = "{} = {}".format) -> None:
     """One line for the first of `values` (name -> value) that is not a finite number > `bound` (`strict`) or
     >= `bound`: the comparison is negated so that NaN fails it too, before any training (it failed mid-run inside
-    torch, or trained on NaN). The one rule for the training and compress knobs."""
+    torch, or trained on NaN). The one rule for the training and compress knobs; `given` words a name and value as
+    the user gave them (compress: `--epochs 0` from its command line)."""
     for name, value in values.items():
         if not (value > bound if strict else value >= bound) or not math.isfinite(value):
             finite = "" if math.isfinite(value) else "a finite number "
-            raise InputError(f"{name} = {value}; expected {finite}{'>' if strict else '>='} {bound}")
+            raise InputError(f"{given(name, value)}; expected {finite}{'>' if strict else '>='} {bound}")
 
 
 def require(module: str, purpose: str, fix: str | None = None) -> ModuleType:
