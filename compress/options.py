@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 
 SHARE_CHOICES = tuple(SHARE_MODES)
 CALIBRATION_SPLITS = ("valid", "train+valid")
+# The knobs that only choose the skip thresholds: on data without audio or video (MOSEI-T) nothing is ever skipped.
+# Not --gate-epochs: the gate still trains there (never to run), and fewer epochs save that time (README's MOSEI-T run)
+SKIP_KNOBS = ("skip_budget", "max_drop", "calibrate_on")
 TRANSFER_KEYWORDS = ("mosei", "none")  # --transfer's words, in any case (NONE was taken, MOSEI read as a file name)
 # Default fusion prune ratio by teacher kind, each chosen on validation (README, "Defaults chosen on validation"):
 # a frozen-encoder teacher's student is all fusion (0.5 beat 0.3); a student with its own text encoder is 99 %
@@ -216,6 +219,15 @@ class CompressOptions:
         if self.prune_ratio is not None:
             return self
         return replace(self, prune_ratio=FUSION_PRUNE_RATIO["own_text_encoder" if own_text_encoder else "frozen_text"])
+
+    def warn_nothing_to_skip(self) -> None:
+        """Called on data without audio or video: the skip knobs set away from their defaults change nothing there,
+        which the report said only at the end of the run (its skip targets "not applicable"); said up front."""
+        set_here = [given(name, getattr(self, name)) for name in SKIP_KNOBS if getattr(self, name) != _default(name)]
+        if set_here:
+            verb = "changes" if len(set_here) == 1 else "change"
+            warnings.warn(f"{', '.join(set_here)} {verb} nothing: the data has no audio or video, so the student has "
+                          "nothing to skip (the report marks the skip targets not applicable)", stacklevel=2)
 
     @property
     def text_kd(self) -> TextKD:

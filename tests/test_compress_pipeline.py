@@ -89,6 +89,34 @@ def test_skip_targets_do_not_apply_to_text_only_data(teacher, tiny_splits, tmp_p
     assert f"Not applicable: skip_saved_fraction ({NOTHING_TO_SKIP})." in report_paths(out)[1].read_text()
 
 
+def test_skip_flags_on_text_only_data_are_named_up_front(teacher, tiny_splits, tmp_path, monkeypatch):
+    """--skip-budget / --max-drop / --calibrate-on change nothing without audio or video; only the report's "not
+    applicable" said so, at the end of the run. The warning comes before any training (stopped here at the next
+    step), and not for defaults or for data that has audio or video."""
+    import warnings
+
+    class Stop(Exception):
+        pass
+
+    def stop(*args):
+        raise Stop
+
+    monkeypatch.setattr("edge_msa.compress.pipeline._check_prune_ratio", stop)
+    run = dict(teacher_path=teacher, out=tmp_path / "s.pt", splits=tiny_splits, progress=False, **FAST)
+    with warnings.catch_warnings(), pytest.raises(Stop):
+        warnings.simplefilter("error")  # audio and video present: nothing to say
+        compress(**run, skip_budget=0.3, calibrate_on="train+valid")
+    for fs in (tiny_splits.train, tiny_splits.valid, tiny_splits.test):
+        for m in ("audio", "video"):
+            fs.lengths[m][:] = 0
+    with pytest.warns(UserWarning, match="^skip_budget = 0.3, calibrate_on = 'train\\+valid' change nothing: the data "
+                                         "has no audio or video"), pytest.raises(Stop):
+        compress(**run, skip_budget=0.3, calibrate_on="train+valid")
+    with warnings.catch_warnings(), pytest.raises(Stop):
+        warnings.simplefilter("error")  # the defaults: nothing to say
+        compress(**run)
+
+
 def test_max_drop_on_validation_flips_nothing(teacher, tiny_splits, tmp_path):
     report = compress(teacher, out=tmp_path / "s.pt", splits=tiny_splits, progress=False, max_drop=0.0,
                       calibrate_on="train+valid", seeds=(0, 1), **FAST)
