@@ -121,8 +121,9 @@ def post(conn: http.client.HTTPConnection, path: str, body: bytes) -> tuple[int,
 
 
 def payloads(path: Path) -> list[bytes]:
-    """Request bodies: the whole file, or one per non-empty line of a .jsonl file."""
-    if path.suffix == ".jsonl":
+    """Request bodies: the whole file, or one per non-empty line of a .jsonl file (any case, as the other readers
+    take a suffix: inputs.JSONL was posted whole, as one malformed body)."""
+    if path.suffix.lower() == ".jsonl":
         return [line.encode() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     return [path.read_bytes()]
 

@@ -157,7 +157,9 @@ def _load_bundle(bundle: Path, subsets: dict[str, tuple[str, ...]], batch_sizes:
     base.update(backend=target.backend_name, model=manifest.get("model"), precision=target.precision,
                 **bundle_bytes(bundle, manifest), load_ms=target.load_ms,
                 load_rss_mb=rss_after - rss_before if rss_before is not None and rss_after is not None else None,
-                threads=settings["threads"] or f"runtime default ({os.cpu_count()} logical CPUs)",
+                # ONNX Runtime's intra-op default is one thread per physical core, which the standard library
+                # cannot count portably (os.cpu_count() is logical CPUs: twice as many with SMT), so no number
+                threads=settings["threads"] or "runtime default (ONNX Runtime: one per physical core)",
                 providers=target.providers)
     eval_set, accuracy_note = datasets.for_target(target)
     try:  # a token-id bundle's synthetic text is ids below its tokenizer's vocabulary size

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import os
 import warnings
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, fields, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from edge_msa.errors import InputError, check_range, checked_seeds
 from edge_msa.models.student import SHARE_MODES
@@ -15,6 +17,10 @@ if TYPE_CHECKING:
 
 SHARE_CHOICES = tuple(SHARE_MODES)
 CALIBRATION_SPLITS = ("valid", "train+valid")
+# The knobs that only choose the skip thresholds: on data without audio or video (MOSEI-T) nothing is ever skipped.
+# Not --gate-epochs: the gate still trains there (never to run), and fewer epochs save that time (README's MOSEI-T run)
+SKIP_KNOBS = ("skip_budget", "max_drop", "calibrate_on")
+TRANSFER_KEYWORDS = ("mosei", "none")  # --transfer's words, in any case (NONE was taken, MOSEI read as a file name)
 # Default fusion prune ratio by teacher kind, each chosen on validation (README, "Defaults chosen on validation"):
 # a frozen-encoder teacher's student is all fusion (0.5 beat 0.3); a student with its own text encoder is 99 %
 # text encoder, which torch-pruning prunes in the text stage. Pruning its 45 k-param fusion part too cost
@@ -32,6 +38,35 @@ _LIMITS = (
     (("text_layers", "text_hidden", "text_heads", "text_ffn", "text_min_count", "epochs", "finetune_epochs",
       "gate_epochs", "batch_size", "patience", "latency_calls", "bootstrap", "latency_threads", "threads"), 1, False),
 )
+
+
+# The knobs the command line set, named by their flags in messages while compress runs from it (named_as_flags).
+_FLAG_KNOBS: ContextVar[frozenset[str]] = ContextVar("compress_flag_knobs", default=frozenset())
+
+
+@contextmanager
+def named_as_flags(knobs: Iterable[str]) -> Iterator[None]:
+    """Within it, messages name `knobs` by the flags that set them: a CLI user typed `--epochs 0` and was told
+    `epochs = 0`, a library caller passes the keyword, and some knobs (lr, max_minutes, ...) have no flag at all."""
+    token = _FLAG_KNOBS.set(frozenset(knobs))
+    try:
+        yield
+    finally:
+        _FLAG_KNOBS.reset(token)
+
+
+def option_name(name: str) -> str:
+    """A knob as its user spelled it: the flag (argparse's dest of --text-kd-epochs is text_kd_epochs) where the
+    command line set it (named_as_flags), else the CompressOptions keyword. The one map from knob to flag."""
+    return f"--{name.replace('_', '-')}" if name in _FLAG_KNOBS.get() else name
+
+
+def given(name: str, value: Any) -> str:
+    """A knob and its value as the user gave them: `--share all` on the command line, `share = 'all'` in Python."""
+    spelled = option_name(name)
+    if spelled != name:
+        return f"{spelled} {value}"
+    return f"{name} = {value!r}" if isinstance(value, str) else f"{name} = {value}"
 
 
 def _default(name: str) -> Any:
@@ -102,53 +137,59 @@ class CompressOptions:
     text_augment: int = 0
 
     def __post_init__(self) -> None:
+        if isinstance(self.transfer, str) and self.transfer.lower() in TRANSFER_KEYWORDS:
+            object.__setattr__(self, "transfer", self.transfer.lower())
         if self.prune_ratio is not None and not 0.0 <= self.prune_ratio < 1.0:
-            raise InputError(f"--prune-ratio {self.prune_ratio} is out of range; expected 0 <= ratio < 1")
+            raise InputError(f"{given('prune_ratio', self.prune_ratio)} is out of range; expected 0 <= ratio < 1")
         if self.share not in SHARE_CHOICES:
-            raise InputError(f"--share '{self.share}' is unknown{suggest(self.share, SHARE_CHOICES)}")
+            raise InputError(f"{given('share', self.share)} is unknown{suggest(self.share, SHARE_CHOICES)}")
         if self.calibrate_on not in CALIBRATION_SPLITS:
-            raise InputError(f"--calibrate-on '{self.calibrate_on}' is unknown"
+            raise InputError(f"{given('calibrate_on', self.calibrate_on)} is unknown"
                              f"{suggest(self.calibrate_on, CALIBRATION_SPLITS)}; expected one of "
                              f"{', '.join(CALIBRATION_SPLITS)}")
         if self.skip_budget is not None and self.max_drop is not None:
-            raise InputError("--skip-budget and --max-drop both given; "
+            raise InputError(f"{option_name('skip_budget')} and {option_name('max_drop')} both given; "
                              "expected at most one way to pick skip thresholds")
         if self.skip_budget is not None and not 0.0 <= self.skip_budget <= 1.0:
-            raise InputError(f"--skip-budget {self.skip_budget} is out of range; expected a fraction in [0, 1]")
+            raise InputError(f"{given('skip_budget', self.skip_budget)} is out of range; expected a fraction in "
+                             "[0, 1]")
         if self.max_drop is not None and not 0.0 <= self.max_drop <= 1.0:
-            raise InputError(f"--max-drop {self.max_drop} is out of range; expected a fraction of Acc-2 in [0, 1] "
-                             "(e.g. 0.005 = half a point)")
+            raise InputError(f"{given('max_drop', self.max_drop)} is out of range; expected a fraction of Acc-2 in "
+                             "[0, 1] (e.g. 0.005 = half a point)")
         for names, bound, strict in _LIMITS:
-            check_range({name: getattr(self, name) for name in names}, bound, strict)
+            check_range({name: getattr(self, name) for name in names}, bound, strict, given)
         path = self._transfer_file()
         if path is not None and not os.path.isfile(path):  # found at the text stage, after the teacher's pass
-            raise InputError(f"--transfer '{path}' is not a file; expected 'mosei', 'none' or the path of an MMSA "
-                             "label.csv")
+            raise InputError(f"{given('transfer', path)} is not a file; expected "
+                             f"{', '.join(map(repr, TRANSFER_KEYWORDS))} or the path of an MMSA label.csv")
         if self.max_minutes is not None and not self.max_minutes > 0:  # 0 read as "no limit", < 0 as "stop at once"
-            raise InputError(f"max_minutes = {self.max_minutes}; expected None (no limit) or > 0")
+            raise InputError(f"{given('max_minutes', self.max_minutes)}; expected None (no limit) or > 0")
         self._refuse_conflicts()
-        object.__setattr__(self, "seeds", checked_seeds(self.seeds))
+        object.__setattr__(self, "seeds", checked_seeds(self.seeds, option_name("seeds")))
 
     def _refuse_conflicts(self) -> None:
         """Knobs that another knob makes do nothing, or that the code would silently change: each was accepted and
         the run reported as if it had applied."""
         if self.text_relation_kd > 0 and self.text_kd_epochs == 0:
-            raise InputError(f"--text-relation-kd {self.text_relation_kd} with --text-kd-epochs 0; relation KD is "
-                             "part of the layer-wise KD step, so expected --text-kd-epochs > 0 or no relation KD")
+            raise InputError(f"{given('text_relation_kd', self.text_relation_kd)} with {given('text_kd_epochs', 0)}; "
+                             "relation KD is part of the layer-wise KD step, so expected "
+                             f"{option_name('text_kd_epochs')} > 0 or no relation KD")
         if self.kd_weight == 0 and self.temperature != _default("temperature"):
-            raise InputError(f"--temperature {self.temperature} with --kd-weight 0; the temperature softens the "
-                             "response-KD term only, which weight 0 turns off, so expected --kd-weight > 0 or no "
-                             "--temperature")
+            raise InputError(f"{given('temperature', self.temperature)} with {given('kd_weight', 0)}; the "
+                             "temperature softens the response-KD term only, which weight 0 turns off, so expected "
+                             f"{option_name('kd_weight')} > 0 or no {option_name('temperature')}")
         if self.kd_weight == self.hint_weight == self.label_weight == 0:
-            raise InputError("kd_weight, hint_weight and label_weight are all 0, so the student would learn nothing; "
+            names = [option_name(n) for n in ("kd_weight", "hint_weight", "label_weight")]
+            raise InputError(f"{', '.join(names[:2])} and {names[2]} are all 0, so the student would learn nothing; "
                              "expected at least one > 0")
         if self.text_rank > self.text_hidden:  # prune_vocabulary would cut it to the width without a word
-            raise InputError(f"--text-rank {self.text_rank} with --text-hidden {self.text_hidden}; the factorised "
-                             "embedding's rank cannot exceed the encoder's width, so expected 0 (no factorisation) or "
-                             f"a rank <= {self.text_hidden}")
+            raise InputError(f"{given('text_rank', self.text_rank)} with {given('text_hidden', self.text_hidden)}; the "
+                             "factorised embedding's rank cannot exceed the encoder's width, so expected 0 (no "
+                             f"factorisation) or a rank <= {self.text_hidden}")
         if self.text_shared and self.text_layers == 1:
-            raise InputError("--text-shared with --text-layers 1; one layer has no other to share its weights with, so "
-                             "expected --text-layers > 1 or no --text-shared")
+            shared, layers = option_name("text_shared"), option_name("text_layers")
+            raise InputError(f"{shared} with {given('text_layers', 1)}; one layer has no other to share its weights "
+                             f"with, so expected {layers} > 1 or no {shared}")
 
     @property
     def skip_mode(self) -> tuple[str, float]:
@@ -170,7 +211,7 @@ class CompressOptions:
         encoder's options do nothing for a teacher on frozen features; any set away from its default is named in a
         warning, so a user does not read the result as that setting's."""
         if not own_text_encoder:
-            unused = [f"--{f.name.replace('_', '-')}" for f in fields(self)
+            unused = [option_name(f.name) for f in fields(self)
                       if (f.name.startswith("text_") or f.name == "transfer") and getattr(self, f.name) != f.default]
             if unused:
                 warnings.warn(f"{', '.join(unused)} ignored: they shape the student's own text encoder, and this "
@@ -178,6 +219,15 @@ class CompressOptions:
         if self.prune_ratio is not None:
             return self
         return replace(self, prune_ratio=FUSION_PRUNE_RATIO["own_text_encoder" if own_text_encoder else "frozen_text"])
+
+    def warn_nothing_to_skip(self) -> None:
+        """Called on data without audio or video: the skip knobs set away from their defaults change nothing there,
+        which the report said only at the end of the run (its skip targets "not applicable"); said up front."""
+        set_here = [given(name, getattr(self, name)) for name in SKIP_KNOBS if getattr(self, name) != _default(name)]
+        if set_here:
+            verb = "changes" if len(set_here) == 1 else "change"
+            warnings.warn(f"{', '.join(set_here)} {verb} nothing: the data has no audio or video, so the student has "
+                          "nothing to skip (the report marks the skip targets not applicable)", stacklevel=2)
 
     @property
     def text_kd(self) -> TextKD:
@@ -198,16 +248,17 @@ class CompressOptions:
             path = root / "mosei" / "label.csv" if root else None
             if path is not None and path.is_file():
                 return str(path)
-            warnings.warn(f"--transfer mosei skipped: {path or 'no data folder (../shared/data or $EDGE_MSA_DATA)'} "
-                          "not found, so the student's text encoder learns from the training transcripts alone (the "
-                          "README measured that 1.8 pt Acc-2 non-0 worse on MOSI-U test); expected MOSEI's label.csv "
-                          "there, or --transfer none to choose this", stacklevel=2)
+            where = path or "no data folder (../shared/data or $EDGE_MSA_DATA)"
+            warnings.warn(f"{given('transfer', 'mosei')} skipped: {where} not found, so the student's text encoder "
+                          "learns from the training transcripts alone (the README measured that 1.8 pt Acc-2 non-0 "
+                          "worse on MOSI-U test); expected MOSEI's label.csv "
+                          f"there, or {given('transfer', 'none')} to choose this", stacklevel=2)
             return None
         return self._transfer_file()
 
     def _transfer_file(self) -> str | None:
         """--transfer when it names a file; None for the keywords ('mosei', 'none') and for no transfer."""
-        if not self.transfer or self.transfer.lower() == "none" or self.transfer == "mosei":
+        if not self.transfer or self.transfer in TRANSFER_KEYWORDS:
             return None
         return self.transfer
 

@@ -288,6 +288,8 @@ def _compress(teacher_path: Path, data: str | os.PathLike | None, out: Path, opt
     one step per stage: load, text, 5 per seed, evaluate."""
     teacher, splits, targets = _load(teacher_path, data, splits, bar, progress)
     options = options.for_teacher(own_text_encoder=isinstance(teacher, WithTextEncoder))
+    if not any(fs.lengths[m].any() for fs in (splits.train, splits.valid, splits.test) for m in SKIPPABLE):
+        options.warn_nothing_to_skip()  # text-only data (MOSEI-T), before any training
     _check_prune_ratio(options, splits)
 
     bar.start("text")

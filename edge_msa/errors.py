@@ -7,7 +7,7 @@ import math
 import os
 from numbers import Integral
 from types import ModuleType
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 # The one-line fixes for the optional groups of setup.py (`pip install edge-msa` is the device runtime alone).
 TRAIN_FIX = 'pip install "edge-msa[train]"'
@@ -73,20 +73,29 @@ def checked_threads(threads: int | None, flag: str = "--threads") -> int | None:
     ONNX Runtime's intra_op_num_threads=0 does, so every --threads flag reads 0 alike (serve's default of 1 needs a
     way to ask for the library's choice); a negative count, which onnxruntime refused deep in session creation and
     torch.set_num_threads with a RuntimeError, is one line here."""
-    whole = isinstance(threads, Integral) and not isinstance(threads, bool)  # 1.5 ran on int(1.5); "2": TypeError
-    if threads is not None and not (whole and threads >= 0):
+    if threads is not None and not (_whole(threads) and threads >= 0):  # 1.5 ran on int(1.5); "2": TypeError
         raise InputError(f"{flag} {threads!r}; expected a thread count >= 1, or 0 for the library's default")
     return threads or None
 
 
+def _whole(value: object) -> bool:
+    """An int (numpy's too), not a bool: the one test of a count or a seed that int() would round or convert."""
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
 def checked_seeds(seeds: Iterable[int], flag: str = "--seeds") -> tuple[int, ...]:
-    """The seeds as ints, or one line saying why not: at least one, each in 0 .. 2**32 - 1, the range numpy's
-    seeding (training.seed_everything) accepts, so a bad seed fails before any data is read, not inside numpy.
-    `flag` is the option the user typed, named in the message."""
-    seeds = tuple(int(s) for s in seeds)
+    """The seeds as ints, or one line saying why not: at least one, each an integer (int() made seed 0.5 seed 0
+    without a word) in 0 .. 2**32 - 1, the range numpy's seeding (training.seed_everything) accepts, so a bad seed
+    fails before any data is read, not inside numpy. `flag` is the option the user typed, named in the message."""
+    seeds = tuple(seeds)
     if not seeds:
         raise InputError(f"no seeds given; expected at least one seed, e.g. {flag} 0")
     top = 2 ** 32 - 1
+    odd = [s for s in seeds if not _whole(s)]
+    if odd:
+        raise InputError(f"{flag} {' '.join(map(repr, odd))} not {'an integer' if len(odd) == 1 else 'integers'}; "
+                         f"expected integers in 0 .. {top}")
+    seeds = tuple(int(s) for s in seeds)  # numpy's ints as Python's
     bad = [s for s in seeds if not 0 <= s <= top]
     if bad:
         raise InputError(f"{flag} {' '.join(map(str, bad))} out of range; expected integers in 0 .. {top}")
@@ -95,14 +104,16 @@ def checked_seeds(seeds: Iterable[int], flag: str = "--seeds") -> tuple[int, ...
     return seeds
 
 
-def check_range(values: Mapping[str, float], bound: float, strict: bool) -> None:
+def check_range(values: Mapping[str, float], bound: float, strict: bool,
+                given: Callable[[str, float], str] = "{} = {}".format) -> None:
     """One line for the first of `values` (name -> value) that is not a finite number > `bound` (`strict`) or
     >= `bound`: the comparison is negated so that NaN fails it too, before any training (it failed mid-run inside
-    torch, or trained on NaN). The one rule for the training and compress knobs."""
+    torch, or trained on NaN). The one rule for the training and compress knobs; `given` words a name and value as
+    the user gave them (compress: `--epochs 0` from its command line)."""
     for name, value in values.items():
         if not (value > bound if strict else value >= bound) or not math.isfinite(value):
             finite = "" if math.isfinite(value) else "a finite number "
-            raise InputError(f"{name} = {value}; expected {finite}{'>' if strict else '>='} {bound}")
+            raise InputError(f"{given(name, value)}; expected {finite}{'>' if strict else '>='} {bound}")
 
 
 def require(module: str, purpose: str, fix: str | None = None) -> ModuleType:

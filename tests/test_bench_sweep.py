@@ -491,6 +491,9 @@ def test_threads_zero_is_the_runtimes_default_like_no_flag(tmp_path, tiny_splits
                                  modalities=("text",), meter="none", threads=threads,
                                  loader=make_loader(tiny_splits.spec), **FAST) / "report.json")
     assert json.loads(reports[0].read_text())["settings"]["threads"] is None
+    # ONNX Runtime's default is one thread per physical core; the rows said "(N logical CPUs)", os.cpu_count()
+    rows = json.loads(reports[0].read_text())["rows"]
+    assert rows and {row["threads"] for row in rows} == {"runtime default (ONNX Runtime: one per physical core)"}
     assert main(["bench", "--compare", *map(str, reports), "--out", str(tmp_path / "cmp")]) == 0
     assert "Settings differ" not in capsys.readouterr().out
     with pytest.raises(InputError, match="^--threads -1; expected a thread count >= 1, or 0 for"):
@@ -603,3 +606,12 @@ def test_an_energy_window_too_short_for_the_meter_is_unavailable_and_the_row_kee
     assert row["status"] == "ok" and row["latency_ms"]["p50"] >= 0 and "energy_mj_per_item" not in row
     assert row["energy"].startswith("unavailable: a 0.") and "under 20 of the fake meter's 1000 ms" in row["energy"]
     assert f"- energy {row['energy']}" in (out / "report.md").read_text()
+
+
+def test_a_jsonl_payload_is_one_body_per_line_in_any_case(tmp_path):
+    """The load generator read `inputs.JSONL` as one body (two JSON objects: every request a 400)."""
+    from edge_msa.benchmarks.load import payloads
+
+    for name in ("inputs.jsonl", "inputs.JSONL"):
+        (tmp_path / name).write_text('{"text": "a"}\n\n{"text": "b"}\n')
+        assert payloads(tmp_path / name) == [b'{"text": "a"}', b'{"text": "b"}']

@@ -184,9 +184,39 @@ def test_every_knob_flag_is_a_compress_option():
     from edge_msa.cli import build_parser
     from edge_msa.compress import CompressOptions
 
+    from edge_msa.compress.options import named_as_flags, option_name
+
     args = build_parser().parse_args(["compress", "teacher.pt"])
     knobs = set(vars(args)) - {"command", "handler", "teacher", "data", "out", "quiet"}
     assert len(knobs) == 23 and knobs <= {f.name for f in fields(CompressOptions)}
+    # messages name a knob by option_name: within the CLI's named_as_flags, the flag argparse defines for it
+    compress_parser = build_parser()._subparsers._group_actions[0].choices["compress"]
+    flags = {a.dest: a.option_strings[0] for a in compress_parser._actions if a.dest in knobs}
+    with named_as_flags(knobs):
+        assert {knob: option_name(knob) for knob in knobs} == flags and option_name("lr") == "lr"
+    assert option_name("text_kd_epochs") == "text_kd_epochs"
+
+
+@pytest.mark.parametrize("flags, kwargs, cli, library", [
+    (["--epochs", "0"], {"epochs": 0}, "--epochs 0; expected >= 1", "epochs = 0; expected >= 1"),
+    (["--temperature", "nan"], {"temperature": float("nan")}, "--temperature nan; expected a finite number > 0",
+     "temperature = nan; expected a finite number > 0"),
+    (["--text-kd-epochs", "0", "--text-relation-kd", "1"], {"text_kd_epochs": 0, "text_relation_kd": 1.0},
+     "--text-relation-kd 1.0 with --text-kd-epochs 0; relation KD is part of the layer-wise KD step, so expected "
+     "--text-kd-epochs > 0 or no relation KD", "text_relation_kd = 1.0 with text_kd_epochs = 0; relation KD is part "
+     "of the layer-wise KD step, so expected text_kd_epochs > 0 or no relation KD"),
+    (["--transfer", "nope.csv"], {"transfer": "nope.csv"}, "--transfer nope.csv is not a file",
+     "transfer = 'nope.csv' is not a file")])
+def test_an_option_error_names_the_flag_on_the_command_line_and_the_keyword_in_python(tmp_path, capsys, flags,
+                                                                                       kwargs, cli, library):
+    """`compress --epochs 0` said `epochs = 0` (the dataclass field), others said `--flag` to library callers too."""
+    from edge_msa.compress import CompressOptions
+
+    assert main(["compress", str(tmp_path / "t.pt"), *flags]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {cli}")
+    with pytest.raises(InputError) as exc:
+        CompressOptions.build(**kwargs)
+    assert str(exc.value).startswith(library)
 
 
 def test_help_says_which_text_stage_steps_run_by_default(capsys):
@@ -205,7 +235,11 @@ def test_text_encoder_flags_for_a_frozen_feature_teacher_are_named_as_ignored():
     from edge_msa.compress import CompressOptions
 
     options = CompressOptions.build(text_layers=3, transfer="none", epochs=2)
-    with pytest.warns(UserWarning, match="^--text-layers, --transfer ignored: .* this teacher has none"):
+    with pytest.warns(UserWarning, match="^text_layers, transfer ignored: .* this teacher has none"):
+        options.for_teacher(own_text_encoder=False)
+    from edge_msa.compress.options import named_as_flags
+
+    with named_as_flags(["text_layers", "transfer"]), pytest.warns(UserWarning, match="^--text-layers, --transfer "):
         options.for_teacher(own_text_encoder=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # nothing to say: an own encoder, or every text option at its default
@@ -218,8 +252,9 @@ def test_a_missing_mosei_transfer_file_is_named_in_a_warning(tmp_path, monkeypat
     from edge_msa.compress import CompressOptions
 
     monkeypatch.setenv("EDGE_MSA_DATA", str(tmp_path))
-    with pytest.warns(UserWarning, match=f"^--transfer mosei skipped: {tmp_path / 'mosei' / 'label.csv'} not found, "
-                                         "so the student's text encoder learns from the training transcripts alone"):
+    with pytest.warns(UserWarning, match=f"^transfer = 'mosei' skipped: {tmp_path / 'mosei' / 'label.csv'} not "
+                                         "found, so the student's text encoder learns from the training transcripts "
+                                         "alone.* or transfer = 'none' to choose this$"):
         assert CompressOptions().transfer_path() is None
     (tmp_path / "mosei").mkdir()
     (tmp_path / "mosei" / "label.csv").write_text("id,text,label,mode\n")
@@ -273,3 +308,29 @@ def test_cross_validation_folds_pool_their_held_out_parts(tmp_path, cache):
     (tmp_path / "teacher0.pt").rename(tmp_path / "moved.pt")
     with pytest.raises(InputError, match="teacher0.pt' of '.*' is not there"):
         fold_drop(runs)
+
+
+def test_a_seed_that_is_not_an_integer_is_refused_not_rounded():
+    """int() made seed 0.5 seed 0 and "3" seed 3 without a word; numpy's ints are integers."""
+    from edge_msa.errors import checked_seeds
+
+    with pytest.raises(InputError, match=r"^--seeds 0\.5 not an integer; expected integers in 0 \.\. 4294967295$"):
+        checked_seeds([0, 0.5])
+    with pytest.raises(InputError, match=r"^--seed 1\.0 '3' True not integers; expected integers in 0 \.\. "):
+        checked_seeds([1.0, "3", True], flag="--seed")
+    seeds = checked_seeds([np.int64(3), 1])
+    assert seeds == (3, 1) and all(type(s) is int for s in seeds)
+
+
+def test_transfer_keywords_are_read_in_any_case(monkeypatch, tmp_path):
+    """NONE was taken and MOSEI refused as "not a file": one list of keywords, read in any case."""
+    from edge_msa.compress import CompressOptions
+
+    monkeypatch.setenv("EDGE_MSA_DATA", str(tmp_path))
+    (tmp_path / "mosei").mkdir()
+    (tmp_path / "mosei" / "label.csv").write_text("id,text,label,mode\n")
+    for word in ("MOSEI", "Mosei", "mosei"):
+        assert CompressOptions(transfer=word).transfer_path() == str(tmp_path / "mosei" / "label.csv")
+    for word in ("NONE", "None", "none"):
+        assert CompressOptions(transfer=word).transfer_path() is None
+    assert CompressOptions(transfer="MOSEI").to_dict()["transfer"] == "mosei"

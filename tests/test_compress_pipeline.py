@@ -89,6 +89,34 @@ def test_skip_targets_do_not_apply_to_text_only_data(teacher, tiny_splits, tmp_p
     assert f"Not applicable: skip_saved_fraction ({NOTHING_TO_SKIP})." in report_paths(out)[1].read_text()
 
 
+def test_skip_flags_on_text_only_data_are_named_up_front(teacher, tiny_splits, tmp_path, monkeypatch):
+    """--skip-budget / --max-drop / --calibrate-on change nothing without audio or video; only the report's "not
+    applicable" said so, at the end of the run. The warning comes before any training (stopped here at the next
+    step), and not for defaults or for data that has audio or video."""
+    import warnings
+
+    class Stop(Exception):
+        pass
+
+    def stop(*args):
+        raise Stop
+
+    monkeypatch.setattr("edge_msa.compress.pipeline._check_prune_ratio", stop)
+    run = dict(teacher_path=teacher, out=tmp_path / "s.pt", splits=tiny_splits, progress=False, **FAST)
+    with warnings.catch_warnings(), pytest.raises(Stop):
+        warnings.simplefilter("error")  # audio and video present: nothing to say
+        compress(**run, skip_budget=0.3, calibrate_on="train+valid")
+    for fs in (tiny_splits.train, tiny_splits.valid, tiny_splits.test):
+        for m in ("audio", "video"):
+            fs.lengths[m][:] = 0
+    with pytest.warns(UserWarning, match="^skip_budget = 0.3, calibrate_on = 'train\\+valid' change nothing: the data "
+                                         "has no audio or video"), pytest.raises(Stop):
+        compress(**run, skip_budget=0.3, calibrate_on="train+valid")
+    with warnings.catch_warnings(), pytest.raises(Stop):
+        warnings.simplefilter("error")  # the defaults: nothing to say
+        compress(**run)
+
+
 def test_max_drop_on_validation_flips_nothing(teacher, tiny_splits, tmp_path):
     report = compress(teacher, out=tmp_path / "s.pt", splits=tiny_splits, progress=False, max_drop=0.0,
                       calibrate_on="train+valid", seeds=(0, 1), **FAST)
@@ -144,8 +172,8 @@ def test_pickled_teacher_is_refused(tiny_splits, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("bad, match", [({"prune_ratio": 1.0}, "prune-ratio"), ({"prune_ratio": -0.1}, "prune-ratio"),
-                                        ({"skip_budget": -0.2}, "skip-budget"),
+@pytest.mark.parametrize("bad, match", [({"prune_ratio": 1.0}, "prune_ratio"), ({"prune_ratio": -0.1}, "prune_ratio"),
+                                        ({"skip_budget": -0.2}, "skip_budget = -0.2 is out of range"),
                                         ({"skip_budget": 0.5, "max_drop": 0.01}, "both"),
                                         ({"share": "everywhere"}, "share"), ({"prune": 0.5}, "did you mean"),
                                         ({"text_score_epochs": -1}, "text_score_epochs = -1; expected >= 0"),
@@ -158,15 +186,15 @@ def test_pickled_teacher_is_refused(tiny_splits, tmp_path):
                                          "relation KD is part of the layer-wise KD step"),
                                         # each was accepted before and did nothing, or less than asked
                                         ({"kd_weight": 0.0, "temperature": 4.0},
-                                         "--temperature 4.0 with --kd-weight 0"),
+                                         "temperature = 4.0 with kd_weight = 0"),
                                         ({"kd_weight": 0.0, "hint_weight": 0.0, "label_weight": 0.0},
                                          "all 0, so the student would learn nothing"),
-                                        ({"text_rank": 300}, "--text-rank 300 with --text-hidden 256; .* rank <= 256"),
-                                        ({"text_shared": True, "text_layers": 1}, "--text-shared with --text-layers 1"),
+                                        ({"text_rank": 300}, "text_rank = 300 with text_hidden = 256; .* rank <= 256"),
+                                        ({"text_shared": True, "text_layers": 1}, "text_shared with text_layers = 1"),
                                         ({"max_minutes": 0}, r"max_minutes = 0; expected None \(no limit\) or > 0"),
                                         ({"max_minutes": float("nan")}, "max_minutes = nan"),
-                                        ({"transfer": "MOSEI"},  # found only after the teacher's pass over train
-                                         "--transfer 'MOSEI' is not a file; expected 'mosei', 'none' or the path")])
+                                        ({"transfer": "MOSEI.csv"},  # found only after the teacher's pass over train
+                                         "transfer = 'MOSEI.csv' is not a file; expected 'mosei', 'none' or the path")])
 def test_bad_options(bad, match):
     with pytest.raises(InputError, match=match):
         CompressOptions.build(**bad)

@@ -314,6 +314,9 @@ def test_thread_count_zero_is_onnxruntimes_default_and_a_negative_one_is_refused
     assert main(["predict", str(bundle), "--features", str(tmp_path / "one.npz"), "--threads", "0"]) == 0
     assert main(["predict", str(bundle), "--features", str(tmp_path / "one.npz"), "--threads", "-2"]) == 2
     assert capsys.readouterr().err == f"error: {refusal}\n"
+    # a flag is checked before the inputs: without any, "no input given" came first and hid the bad count
+    assert main(["predict", str(tmp_path / "no_bundle"), "--threads", "-2"]) == 2
+    assert capsys.readouterr().err == f"error: {refusal}\n"
 
 
 @pytest.mark.parametrize("threads", [-2, 1.5, "2", True])

@@ -106,11 +106,14 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import fields
 
     from edge_msa.compress import CompressOptions, compress
+    from edge_msa.compress.options import named_as_flags
 
-    # every flag named after a CompressOptions field is that knob (None = not given: the default stays there)
-    given = {f.name: getattr(args, f.name) for f in fields(CompressOptions) if getattr(args, f.name, None) is not None}
-    options = CompressOptions.build(**given)
-    report = compress(args.teacher, data=args.data, out=args.out, options=options, progress=not args.quiet)
+    # every flag named after a CompressOptions field is that knob (None = not given: the default stays there);
+    # messages name those knobs by their flags, the others (library-only) by their keywords
+    knobs = [f.name for f in fields(CompressOptions) if hasattr(args, f.name)]
+    with named_as_flags(knobs):
+        options = CompressOptions.build(**{k: getattr(args, k) for k in knobs if getattr(args, k) is not None})
+        report = compress(args.teacher, data=args.data, out=args.out, options=options, progress=not args.quiet)
     _print_summary(report, args.out)
     return 0
 

@@ -54,17 +54,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import InputError
+    from ..errors import InputError, checked_threads
     from ..runtime import load
     from ..runtime.predictor import ItemError
 
+    threads = checked_threads(args.threads)  # flags before inputs: a bad count read as "no input given" first
     if args.batch and (args.text or args.audio or args.video or args.features):
         raise InputError("--batch takes all inputs from the CSV; drop --text/--audio/--video/--features")
     if args.text is not None and not args.text.strip():
         raise InputError("empty --text; expected at least one word")
     items = _csv_items(Path(args.batch)) if args.batch else _flag_items(args)
     providers = args.providers.split(",") if args.providers else None
-    with load(args.bundle, backend=args.backend, providers=providers, threads=args.threads,
+    with load(args.bundle, backend=args.backend, providers=providers, threads=threads,
               max_media_seconds=args.max_media_s) as predictor:
         try:
             predictions = predictor.predict_batch(items)
