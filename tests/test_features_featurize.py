@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -364,14 +365,20 @@ def test_cli_featurize_writes_npz_and_reports_errors(tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith("error: clips directory not found")
 
 
-@needs_cremad
-def test_video_only_clips_take_audio_from_the_container(tmp_path, capsys):
-    pytest.importorskip("av", reason="PyAV decodes the FLVs' audio tracks (pip install 'edge-msa[media]')")
+def three_cremad_videos(tmp_path: Path) -> tuple[Path, list[str]]:
+    """A clips folder holding three real CREMA-D FLVs (videos with an audio track), and their ids."""
     clips = tmp_path / "clips"
     clips.mkdir()
     names = ["1001_DFA_HAP_XX", "1001_DFA_NEU_XX", "1001_DFA_SAD_XX"]
     for name in names:
         (clips / f"{name}.flv").write_bytes((CREMAD / "data" / f"{name}.flv").read_bytes())
+    return clips, names
+
+
+@needs_cremad
+def test_video_only_clips_take_audio_from_the_container(tmp_path, capsys):
+    pytest.importorskip("av", reason="PyAV decodes the FLVs' audio tracks (pip install 'edge-msa[media]')")
+    clips, names = three_cremad_videos(tmp_path)
     (tmp_path / "labels.csv").write_text("id,label\n" + "".join(f"{n},{s}\n" for n, s in zip(names, (1, 0, -1))))
     z = load(featurize(clips, tmp_path / "labels.csv", tmp_path / "f.npz", text="Don't forget a jacket"))
     assert "audio from video container for 3 clips" in capsys.readouterr().err
@@ -468,11 +475,7 @@ def test_an_unreadable_or_too_long_audio_file_falls_back_to_the_video_track(tmp_
     """x.wav unreadable or over --max-media-s beside x.flv (a video with an audio track) left the audio out: only ids
     with no audio file took the video's track. The track is now the last audio candidate of every id with a video."""
     pytest.importorskip("av", reason="PyAV decodes the FLVs' audio tracks (pip install 'edge-msa[media]')")
-    clips = tmp_path / "clips"
-    clips.mkdir()
-    names = ["1001_DFA_HAP_XX", "1001_DFA_NEU_XX", "1001_DFA_SAD_XX"]
-    for name in names:
-        (clips / f"{name}.flv").write_bytes((CREMAD / "data" / f"{name}.flv").read_bytes())
+    clips, names = three_cremad_videos(tmp_path)
     (clips / f"{names[0]}.wav").write_bytes(b"not audio")
     sf.write(clips / f"{names[1]}.wav", np.zeros(1000 * 31, np.float32), 1000)  # 31 s: over the 30 s default
     (clips / f"{names[2]}.wav").write_bytes((CREMAD / "resampled" / f"{names[2]}.wav").read_bytes())  # readable: wins
