@@ -73,13 +73,13 @@ def checked_threads(threads: int | None, flag: str = "--threads") -> int | None:
     ONNX Runtime's intra_op_num_threads=0 does, so every --threads flag reads 0 alike (serve's default of 1 needs a
     way to ask for the library's choice); a negative count, which onnxruntime refused deep in session creation and
     torch.set_num_threads with a RuntimeError, is one line here."""
-    if threads is not None and not (_whole(threads) and threads >= 0):  # 1.5 ran on int(1.5); "2": TypeError
+    if threads is not None and not (is_whole(threads) and threads >= 0):  # 1.5 ran on int(1.5); "2": TypeError
         raise InputError(f"{flag} {threads!r}; expected a thread count >= 1, or 0 for the library's default")
     return threads or None
 
 
-def _whole(value: object) -> bool:
-    """An int (numpy's too), not a bool: the one test of a count or a seed that int() would round or convert."""
+def is_whole(value: object) -> bool:
+    """An int (numpy's too), not a bool: the one test of a count, a seed or a dim that int() would round or convert."""
     return isinstance(value, Integral) and not isinstance(value, bool)
 
 
@@ -91,7 +91,7 @@ def checked_seeds(seeds: Iterable[int], flag: str = "--seeds") -> tuple[int, ...
     if not seeds:
         raise InputError(f"no seeds given; expected at least one seed, e.g. {flag} 0")
     top = 2 ** 32 - 1
-    odd = [s for s in seeds if not _whole(s)]
+    odd = [s for s in seeds if not is_whole(s)]
     if odd:
         raise InputError(f"{flag} {' '.join(map(repr, odd))} not {'an integer' if len(odd) == 1 else 'integers'}; "
                          f"expected integers in 0 .. {top}")

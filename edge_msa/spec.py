@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import asdict, dataclass, field, fields
-from numbers import Integral
 from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, is_whole
 
 MODALITIES: tuple[str, str, str] = ("text", "audio", "video")
 ABSENT = "absent"  # front end of a modality a dataset does not have (e.g. audio/video of a text-only label.csv)
@@ -88,6 +87,11 @@ class FeatureSpec:
     def front_end(self, modality: str) -> str:
         return self.front_ends[modality_index(modality)]
 
+    def computes(self, modality: str) -> bool:
+        """Whether the bundle turns this modality's raw input (text, a media file) into features itself; an
+        "external:<what>" front end takes (L, d) arrays the user computed."""
+        return not self.front_end(modality).startswith("external")
+
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
@@ -113,7 +117,7 @@ class FeatureSpec:
 
 def _count(value: Any) -> bool:
     """A dim or max_len: a whole number >= 1 (Python or numpy int; not a bool, float or string)."""
-    return isinstance(value, Integral) and not isinstance(value, bool) and value >= 1
+    return is_whole(value) and value >= 1
 
 
 def check_compatible(model: FeatureSpec, data: FeatureSpec, what: str = "the data") -> tuple[str, ...]:

@@ -436,7 +436,7 @@ class Predictor:
         (warned and skipped)."""
         media_file(path, f"{modality} file", "a media file")
         name = self.spec.front_end(modality)
-        if name.startswith("external"):
+        if not self.spec.computes(modality):
             warnings.warn(f"{modality}: skipped {path.name}; this model expects {name} features (an array of "
                           f"shape (L, {self.spec.dim(modality)})), not a media file", stacklevel=4)
             return f"expects {name} features, got a media file"

@@ -36,7 +36,7 @@ from ..version import __version__
 from .batching import MicroBatcher, QueueFull, Stopped
 from .config import ServeConfig
 from .feedback import FeedbackLog, RecentPredictions
-from .inputs import Limits, Parsed, RequestError, not_utf8, own_front_end, parse_items, without_scratch
+from .inputs import Limits, Parsed, RequestError, not_utf8, parse_items, without_scratch
 from .metrics import ServiceMetrics
 from .openapi import DESCRIPTION, operations
 
@@ -78,7 +78,7 @@ class Service:
         import numpy as np
 
         item = {m: np.zeros((1, self.spec.dim(m)), np.float32) for m in MODALITIES
-                if not own_front_end(self.spec, m)}
+                if not self.spec.computes(m)}
         if "text" not in item:
             item["text"] = "warm up"
         self.predictor.predict_batch([item])

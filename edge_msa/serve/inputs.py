@@ -106,13 +106,8 @@ def parse_items(objs: list, spec: FeatureSpec, limits: Limits, workdir: Workdir,
     return parsed
 
 
-def own_front_end(spec: FeatureSpec, m: str) -> bool:
-    """The bundle turns the text / a media file into features itself; an "external:..." one takes (L, d) arrays."""
-    return not spec.front_end(m).startswith("external")
-
-
 def check_text(text: str, spec: FeatureSpec, limits: Limits) -> str:
-    if not own_front_end(spec, "text"):
+    if not spec.computes("text"):
         raise RequestError(400, f"this bundle takes text as {spec.front_end('text')} features; expected an "
                                 f"(L, {spec.dim('text')}) array, not a string")
     if not text.strip():
@@ -162,7 +157,7 @@ def decode_base64(m: str, value: str) -> bytes:
 
 def save_media(m: str, data: bytes, spec: FeatureSpec, limits: Limits, workdir: Workdir, where: str = "") -> Path:
     """Media bytes -> a file in workdir the bundle's front end can read, after the format and duration checks."""
-    if not own_front_end(spec, m):
+    if not spec.computes(m):
         raise RequestError(400, f"this bundle takes {m} as {spec.front_end(m)} features; expected an "
                                 f"(L, {spec.dim(m)}) array, not a media file")
     if not data:  # sniffing would answer 415 "not a supported media file" for what is no file at all

@@ -11,7 +11,6 @@ from typing import Any
 from ..labels import SCORE_LIMIT
 from ..spec import MODALITIES, FeatureSpec
 from .config import Limits
-from .inputs import own_front_end
 
 DESCRIPTION = ("A multimodal sentiment model (text, audio, video -> a score in [-3, 3]) served by `edge-msa serve`. "
                "Every refusal is `{\"error\": \"<what was wrong>; expected <what>\"}` with a 4xx status. This page "
@@ -37,9 +36,9 @@ def input_schema(spec: FeatureSpec, limits: Limits) -> dict[str, Any]:
                                         "description": f"(L, {d}) features",
                                         "items": {"type": "array", "minItems": d, "maxItems": d,
                                                   "items": {"type": "number"}}}]
-        if own_front_end(spec, m) and m == "text":
+        if spec.computes(m) and m == "text":
             forms.append(text_schema(limits))
-        elif own_front_end(spec, m):
+        elif spec.computes(m):
             forms.append({"type": "string", "contentEncoding": "base64", "description": "a base64 media file (a "
                           f"data: URL too) of at most {limits.max_media_seconds:g} s"})
         fields[m] = {"oneOf": forms}
@@ -50,7 +49,7 @@ def operations(spec: FeatureSpec, limits: Limits) -> dict[str, dict[str, Any]]:
     """The `openapi_extra` of each POST route: its request body and its {"error": ...} answers."""
     one = input_schema(spec, limits)
     form = {m: text_schema(limits) if m == "text" else {"type": "string", "format": "binary"}
-            for m in MODALITIES if own_front_end(spec, m)}
+            for m in MODALITIES if spec.computes(m)}
     batch = {"type": "object", "required": ["inputs"], "additionalProperties": False,
              "properties": {"inputs": {"type": "array", "items": one, "minItems": 1, "maxItems": limits.max_items}}}
     feedback = {"type": "object", "required": ["request_id", "label"], "additionalProperties": False,
