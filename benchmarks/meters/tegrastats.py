@@ -80,7 +80,7 @@ class TegrastatsMeter(Meter):
         for line in self.proc.stdout:
             now = self.clock()
             try:
-                self._add(now, *module_power_mw(parse_rails(line)))
+                self._add(now, parse_rails(line))
             except MeterUnavailable as exc:
                 self.error = str(exc)
                 self.ready.set()
@@ -89,12 +89,17 @@ class TegrastatsMeter(Meter):
         self.error = self.error or f"tegrastats exited (code {self.proc.wait()}){_first_line(self.proc.stderr)}"
         self.ready.set()  # an exit before the first power line fails the start at once, not after the timeout
 
-    def _add(self, now: float, mw: float, scope: str) -> None:
+    def _add(self, now: float, rails: dict[str, tuple[int, int]]) -> None:
         """Integrate the held power up to this line's, then hold this one. A line that measures another scope than
         the first (its input rail gone, so the sum of the others) fails the meter: one energy over two scopes is
-        neither."""
-        scope = f"Jetson INA3221 {scope}"
+        neither. So does a line with no rails after lines with them, saying so: the start-up reason (no rails on
+        this board) sent the reader looking for a board problem the first lines had disproved."""
         with self.lock:
+            if self.samples and not rails:
+                raise MeterUnavailable(f"tegrastats lines lost their power rails mid-run, after line {self.samples} "
+                                       f"on the {self.scope}; the energy since is unknown")
+            mw, scope = module_power_mw(rails)
+            scope = f"Jetson INA3221 {scope}"
             if self.samples and self.scope != scope:
                 raise MeterUnavailable(f"tegrastats lines switched from the {self.scope} to the {scope} mid-run; "
                                        "energy over both would mix two scopes")
