@@ -161,12 +161,15 @@ def test_tegrastats_without_rails_is_unavailable():
         module_power_mw(parse_rails("RAM 717/3964MB (lfb 140x4MB) CPU [18%@102] GR3D_FREQ 0%@76"))
 
 
-def test_tegrastats_meter_integrates_a_streaming_subprocess(tmp_path):
-    """A stand-in `tegrastats` that replays a real Orin Nano line every 20 ms at 4824 mW on VDD_IN."""
-    with TegrastatsMeter(command=_fake_tegrastats(tmp_path, None)) as meter:
-        assert meter.scope == "Jetson INA3221 input rail VDD_IN"
+@pytest.mark.parametrize("fixture, watts, scope", [("orin_nano_jp6.txt", 4.824, "Jetson tegrastats input rail VDD_IN"),
+                                                   ("agx_thor_jp7.txt", 87.426, "Jetson tegrastats input rail VIN")])
+def test_tegrastats_meter_integrates_a_streaming_subprocess(tmp_path, fixture, watts, scope):
+    """A stand-in `tegrastats` that replays a real line every 20 ms (Orin Nano: 4824 mW on VDD_IN). The scope names
+    the source read: it said "INA3221" for Thor's VIN too, a sensor chip the harness never saw."""
+    with TegrastatsMeter(command=_fake_tegrastats(tmp_path, None, fixture=fixture)) as meter:
+        assert meter.scope == scope
         w = idle_window(meter, 0.4)
-    assert w.watts == pytest.approx(4.824, rel=0.1)
+    assert w.watts == pytest.approx(watts, rel=0.1)
     assert meter.proc.poll() is not None  # the subprocess is gone after close
 
 
@@ -268,7 +271,7 @@ def test_nvml_not_supported_falls_through_to_jetson_rails(monkeypatch, tmp_path)
     monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ.get('PATH', '')}")
     meter = open_meter("auto", on_gpu=True)
     try:
-        assert isinstance(meter, TegrastatsMeter) and meter.scope == "Jetson INA3221 input rail VDD_IN"
+        assert isinstance(meter, TegrastatsMeter) and meter.scope == "Jetson tegrastats input rail VDD_IN"
     finally:
         meter.close()
     assert calls["shutdown"] == 1
@@ -282,9 +285,11 @@ def test_nvml_missing_package_is_an_unavailable_reason(monkeypatch):
     assert reason.startswith("unavailable: nvml: pynvml is required") and "pip install nvidia-ml-py" in reason
 
 
-def _fake_tegrastats(tmp_path: Path, lines: int | None, then: str = "") -> list[str]:
-    """A stand-in printing a real Orin Nano line (VDD_IN 4824 mW) every 20 ms, `lines` times (None: forever)."""
-    line = (FIXTURES / "orin_nano_jp6.txt").read_text().splitlines()[1]
+def _fake_tegrastats(tmp_path: Path, lines: int | None, then: str = "",
+                     fixture: str = "orin_nano_jp6.txt") -> list[str]:
+    """A stand-in printing a real line every 20 ms, `lines` times (None: forever): the last of `fixture`, by default
+    Orin Nano's VDD_IN 4824 mW."""
+    line = (FIXTURES / fixture).read_text().splitlines()[-1]
     loop = "while True" if lines is None else f"for _ in range({lines})"
     script = tmp_path / "fake_tegrastats.py"
     script.write_text(f"import sys, time\n{loop}:\n    print({line!r}, flush=True)\n    time.sleep(0.02)\n{then}\n")
@@ -383,9 +388,9 @@ def _lost():
 
 @pytest.mark.parametrize("later, why", [
     (lambda orin: orin.replace("VDD_IN 4824mW/4824mW ", ""),
-     "switched from the Jetson INA3221 input rail VDD_IN to the Jetson INA3221 sum of rails VDD_CPU_GPU_CV"),
+     "switched from the Jetson tegrastats input rail VDD_IN to the Jetson tegrastats sum of rails VDD_CPU_GPU_CV"),
     (lambda orin: orin.split(" VDD_IN")[0],
-     "lost their power rails mid-run, after line 1 on the Jetson INA3221 input rail VDD_IN"),
+     "lost their power rails mid-run, after line 1 on the Jetson tegrastats input rail VDD_IN"),
 ])
 def test_tegrastats_lines_that_switch_scope_mid_run_fail_the_reading(tmp_path, later, why):
     """Lines that lose their input rail would be summed over other rails: two scopes added up as one energy. Lines
