@@ -341,6 +341,34 @@ def test_rapl_counter_that_goes_backwards_is_unavailable_not_a_wrap(tmp_path, ma
         meter.energy_j()
 
 
+AMD_RANGE_UJ = 65_532_610_987  # max_energy_range_uj of AMD Zen: 2^32 units of 2^-16 J
+
+
+@pytest.mark.parametrize("limits, wrap_s", [
+    ({}, AMD_RANGE_UJ / 1e6 / 1000),  # no powercap limit readable (AMD): the 1000 W ceiling
+    ({"constraint_0_power_limit_uw": "280000000", "constraint_1_power_limit_uw": "0", "constraint_0_max_power_uw": ""},
+     AMD_RANGE_UJ / 1e6 / 280),  # the highest readable limit, 280 W: 234 s
+    ({"constraint_0_power_limit_uw": "4095875000"}, AMD_RANGE_UJ / 1e6 / 1000),  # "unlimited": the ceiling
+])
+def test_rapl_window_longer_than_a_counter_wrap_is_refused(tmp_path, limits, wrap_s):
+    """Two wraps between a window's reads read as one (or none): a whole range (65.5 kJ on AMD, 2.2 min at 500 W)
+    missing without a sign, and --energy-window has no upper bound."""
+    _rapl_tree(tmp_path, {"intel-rapl:0": 5000, "intel-rapl:1": 5000}, max_range=AMD_RANGE_UJ)
+    for package in ("intel-rapl:0", "intel-rapl:1"):
+        for name, value in limits.items():
+            (tmp_path / package / name).write_text(value + "\n")
+    meter, now = RaplMeter(tmp_path), [0.0]
+    assert meter.max_window_s == pytest.approx(wrap_s)
+
+    def sleep(seconds):  # the counter climbs at 1 W: readings that 1 W plus a whole range would also give
+        now[0] += seconds
+        _rapl_tree(tmp_path, {"intel-rapl:0": 5000 + int(1e6 * now[0]), "intel-rapl:1": 5000}, max_range=AMD_RANGE_UJ)
+
+    assert idle_window(meter, 0.9 * wrap_s, sleep, clock=lambda: now[0]).seconds == pytest.approx(0.9 * wrap_s)
+    with pytest.raises(MeterUnavailable, match=f"a 300 s window is longer than the {wrap_s:.3g} s the rapl counter"):
+        idle_window(meter, 300, sleep, clock=lambda: now[0])
+
+
 class CounterMeter(Meter):
     """A counter that reads the given joules in turn (refreshing every `refresh_s`)."""
 
