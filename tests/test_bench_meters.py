@@ -203,7 +203,13 @@ def _fake_pynvml(energy_mj: list[int] | None, name: bytes = b"NVIDIA H100 80GB H
     return module, calls
 
 
-def test_nvml_counter_is_read_as_joules_since_open(monkeypatch):
+@pytest.fixture
+def refresh_known(monkeypatch):
+    """The fakes' counters are lists of readings, one per read: no watching their update period at open."""
+    monkeypatch.setattr("edge_msa.benchmarks.meters.nvml.counter_refresh_s", lambda read: 0.1)
+
+
+def test_nvml_counter_is_read_as_joules_since_open(monkeypatch, refresh_known):
     module, calls = _fake_pynvml([1_000_000, 1_002_500, 1_010_000])
     monkeypatch.setitem(sys.modules, "pynvml", module)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
@@ -217,7 +223,7 @@ def test_nvml_counter_is_read_as_joules_since_open(monkeypatch):
 
 @pytest.mark.parametrize("visible, handle", [("2,3", "index 2"), ("GPU-8f2c,GPU-11aa", "uuid GPU-8f2c"),
                                               ("", "index 0")])
-def test_nvml_meters_the_gpu_cuda_visible_devices_pins_the_run_to(monkeypatch, visible, handle):
+def test_nvml_meters_the_gpu_cuda_visible_devices_pins_the_run_to(monkeypatch, refresh_known, visible, handle):
     """NVML numbers GPUs itself and ignores CUDA_VISIBLE_DEVICES: index 0 metered another card than the one a
     pinned benchmark ran on."""
     module, _ = _fake_pynvml([0])
@@ -231,7 +237,7 @@ def test_nvml_meters_the_gpu_cuda_visible_devices_pins_the_run_to(monkeypatch, v
     assert gpu_name() == "NVIDIA L4" and seen == [handle, handle]
 
 
-def test_nvml_meters_the_gpu_this_process_runs_on_when_cuda_and_nvml_count_gpus_differently(monkeypatch):
+def test_nvml_meters_the_gpu_this_process_runs_on_when_cuda_and_nvml_count_gpus_differently(monkeypatch, refresh_known):
     """CUDA counts GPUs fastest first (CUDA_DEVICE_ORDER's default), NVML in PCI bus order: on a T4 + A100 host CUDA's
     GPU 0 is the A100, NVML's the T4, and the meter read the T4's counter while the model ran on the A100."""
     from edge_msa.benchmarks.meters.nvml import NvmlMeter, gpu_memory_mb, gpu_name
@@ -393,7 +399,7 @@ def test_a_window_the_meter_cannot_measure_is_unavailable(joules, refresh_s, why
         active_window(CounterMeter(list(joules), refresh_s), lambda i: time.sleep(0.01) or 1, 0.05)
 
 
-def test_nvml_counter_reset_or_gpu_lost_mid_run_is_unavailable(monkeypatch):
+def test_nvml_counter_reset_or_gpu_lost_mid_run_is_unavailable(monkeypatch, refresh_known):
     """A driver reload restarts NVML's counter (energy went negative); a GPU that falls off the bus raised NVMLError
     out of the meter, failing the whole row, latency included, instead of its energy only."""
     from edge_msa.benchmarks.meters.nvml import NvmlMeter
@@ -432,3 +438,29 @@ def test_tegrastats_lines_that_switch_scope_mid_run_fail_the_reading(tmp_path, l
         time.sleep(0.5)
         with pytest.raises(MeterUnavailable, match=why):
             meter.energy_j()
+
+
+@pytest.mark.parametrize("period_s, expected_s", [(0.02, 0.02), (0.25, 0.25), (0.4, 0.4), (0.6, 1.0), (None, 1.0)])
+def test_nvml_counter_refresh_is_watched_not_assumed(period_s, expected_s):
+    """A counter updating every period_s (None: never) on a fake clock: its period, or the 1 s watched where it did
+    not change twice in it."""
+    from edge_msa.benchmarks.meters.nvml import counter_refresh_s
+
+    now = [0.0]
+    read = (lambda: 0) if period_s is None else (lambda: int(now[0] / period_s + 1e-9))
+    assert counter_refresh_s(read, lambda: now[0], lambda s: now.__setitem__(0, now[0] + s)) == pytest.approx(
+        expected_s, abs=2e-3)
+
+
+def test_nvml_meter_takes_the_counter_refresh_it_watched(monkeypatch):
+    """A counter that updates every 10 ms (as on some cards): a 1 s window spans 100 of its updates, yet the 100 ms
+    assumed for every GPU refused any window under 2 s (so --energy-window under 4 s)."""
+    from edge_msa.benchmarks.meters.nvml import NvmlMeter
+
+    module, _ = _fake_pynvml(None)
+    module.nvmlDeviceGetTotalEnergyConsumption = lambda h: 500 * int(time.perf_counter() / 0.01)  # 50 W
+    monkeypatch.setitem(sys.modules, "pynvml", module)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    with NvmlMeter() as meter:
+        assert meter.refresh_s < 0.04
+        assert idle_window(meter, 1.0).watts == pytest.approx(50, rel=0.05)
