@@ -161,12 +161,15 @@ def test_tegrastats_without_rails_is_unavailable():
         module_power_mw(parse_rails("RAM 717/3964MB (lfb 140x4MB) CPU [18%@102] GR3D_FREQ 0%@76"))
 
 
-def test_tegrastats_meter_integrates_a_streaming_subprocess(tmp_path):
-    """A stand-in `tegrastats` that replays a real Orin Nano line every 20 ms at 4824 mW on VDD_IN."""
-    with TegrastatsMeter(command=_fake_tegrastats(tmp_path, None)) as meter:
-        assert meter.scope == "Jetson INA3221 input rail VDD_IN"
+@pytest.mark.parametrize("fixture, watts, scope", [("orin_nano_jp6.txt", 4.824, "Jetson tegrastats input rail VDD_IN"),
+                                                   ("agx_thor_jp7.txt", 87.426, "Jetson tegrastats input rail VIN")])
+def test_tegrastats_meter_integrates_a_streaming_subprocess(tmp_path, fixture, watts, scope):
+    """A stand-in `tegrastats` that replays a real line every 20 ms (Orin Nano: 4824 mW on VDD_IN). The scope names
+    the source read: it said "INA3221" for Thor's VIN too, a sensor chip the harness never saw."""
+    with TegrastatsMeter(command=_fake_tegrastats(tmp_path, None, fixture=fixture)) as meter:
+        assert meter.scope == scope
         w = idle_window(meter, 0.4)
-    assert w.watts == pytest.approx(4.824, rel=0.1)
+    assert w.watts == pytest.approx(watts, rel=0.1)
     assert meter.proc.poll() is not None  # the subprocess is gone after close
 
 
@@ -200,7 +203,13 @@ def _fake_pynvml(energy_mj: list[int] | None, name: bytes = b"NVIDIA H100 80GB H
     return module, calls
 
 
-def test_nvml_counter_is_read_as_joules_since_open(monkeypatch):
+@pytest.fixture
+def refresh_known(monkeypatch):
+    """The fakes' counters are lists of readings, one per read: no watching their update period at open."""
+    monkeypatch.setattr("edge_msa.benchmarks.meters.nvml.counter_refresh_s", lambda read: 0.1)
+
+
+def test_nvml_counter_is_read_as_joules_since_open(monkeypatch, refresh_known):
     module, calls = _fake_pynvml([1_000_000, 1_002_500, 1_010_000])
     monkeypatch.setitem(sys.modules, "pynvml", module)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
@@ -214,7 +223,7 @@ def test_nvml_counter_is_read_as_joules_since_open(monkeypatch):
 
 @pytest.mark.parametrize("visible, handle", [("2,3", "index 2"), ("GPU-8f2c,GPU-11aa", "uuid GPU-8f2c"),
                                               ("", "index 0")])
-def test_nvml_meters_the_gpu_cuda_visible_devices_pins_the_run_to(monkeypatch, visible, handle):
+def test_nvml_meters_the_gpu_cuda_visible_devices_pins_the_run_to(monkeypatch, refresh_known, visible, handle):
     """NVML numbers GPUs itself and ignores CUDA_VISIBLE_DEVICES: index 0 metered another card than the one a
     pinned benchmark ran on."""
     module, _ = _fake_pynvml([0])
@@ -228,7 +237,7 @@ def test_nvml_meters_the_gpu_cuda_visible_devices_pins_the_run_to(monkeypatch, v
     assert gpu_name() == "NVIDIA L4" and seen == [handle, handle]
 
 
-def test_nvml_meters_the_gpu_this_process_runs_on_when_cuda_and_nvml_count_gpus_differently(monkeypatch):
+def test_nvml_meters_the_gpu_this_process_runs_on_when_cuda_and_nvml_count_gpus_differently(monkeypatch, refresh_known):
     """CUDA counts GPUs fastest first (CUDA_DEVICE_ORDER's default), NVML in PCI bus order: on a T4 + A100 host CUDA's
     GPU 0 is the A100, NVML's the T4, and the meter read the T4's counter while the model ran on the A100."""
     from edge_msa.benchmarks.meters.nvml import NvmlMeter, gpu_memory_mb, gpu_name
@@ -268,7 +277,7 @@ def test_nvml_not_supported_falls_through_to_jetson_rails(monkeypatch, tmp_path)
     monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ.get('PATH', '')}")
     meter = open_meter("auto", on_gpu=True)
     try:
-        assert isinstance(meter, TegrastatsMeter) and meter.scope == "Jetson INA3221 input rail VDD_IN"
+        assert isinstance(meter, TegrastatsMeter) and meter.scope == "Jetson tegrastats input rail VDD_IN"
     finally:
         meter.close()
     assert calls["shutdown"] == 1
@@ -282,9 +291,11 @@ def test_nvml_missing_package_is_an_unavailable_reason(monkeypatch):
     assert reason.startswith("unavailable: nvml: pynvml is required") and "pip install nvidia-ml-py" in reason
 
 
-def _fake_tegrastats(tmp_path: Path, lines: int | None, then: str = "") -> list[str]:
-    """A stand-in printing a real Orin Nano line (VDD_IN 4824 mW) every 20 ms, `lines` times (None: forever)."""
-    line = (FIXTURES / "orin_nano_jp6.txt").read_text().splitlines()[1]
+def _fake_tegrastats(tmp_path: Path, lines: int | None, then: str = "",
+                     fixture: str = "orin_nano_jp6.txt") -> list[str]:
+    """A stand-in printing a real line every 20 ms, `lines` times (None: forever): the last of `fixture`, by default
+    Orin Nano's VDD_IN 4824 mW."""
+    line = (FIXTURES / fixture).read_text().splitlines()[-1]
     loop = "while True" if lines is None else f"for _ in range({lines})"
     script = tmp_path / "fake_tegrastats.py"
     script.write_text(f"import sys, time\n{loop}:\n    print({line!r}, flush=True)\n    time.sleep(0.02)\n{then}\n")
@@ -336,6 +347,34 @@ def test_rapl_counter_that_goes_backwards_is_unavailable_not_a_wrap(tmp_path, ma
         meter.energy_j()
 
 
+AMD_RANGE_UJ = 65_532_610_987  # max_energy_range_uj of AMD Zen: 2^32 units of 2^-16 J
+
+
+@pytest.mark.parametrize("limits, wrap_s", [
+    ({}, AMD_RANGE_UJ / 1e6 / 1000),  # no powercap limit readable (AMD): the 1000 W ceiling
+    ({"constraint_0_power_limit_uw": "280000000", "constraint_1_power_limit_uw": "0", "constraint_0_max_power_uw": ""},
+     AMD_RANGE_UJ / 1e6 / 280),  # the highest readable limit, 280 W: 234 s
+    ({"constraint_0_power_limit_uw": "4095875000"}, AMD_RANGE_UJ / 1e6 / 1000),  # "unlimited": the ceiling
+])
+def test_rapl_window_longer_than_a_counter_wrap_is_refused(tmp_path, limits, wrap_s):
+    """Two wraps between a window's reads read as one (or none): a whole range (65.5 kJ on AMD, 2.2 min at 500 W)
+    missing without a sign, and --energy-window has no upper bound."""
+    _rapl_tree(tmp_path, {"intel-rapl:0": 5000, "intel-rapl:1": 5000}, max_range=AMD_RANGE_UJ)
+    for package in ("intel-rapl:0", "intel-rapl:1"):
+        for name, value in limits.items():
+            (tmp_path / package / name).write_text(value + "\n")
+    meter, now = RaplMeter(tmp_path), [0.0]
+    assert meter.max_window_s == pytest.approx(wrap_s)
+
+    def sleep(seconds):  # the counter climbs at 1 W: readings that 1 W plus a whole range would also give
+        now[0] += seconds
+        _rapl_tree(tmp_path, {"intel-rapl:0": 5000 + int(1e6 * now[0]), "intel-rapl:1": 5000}, max_range=AMD_RANGE_UJ)
+
+    assert idle_window(meter, 0.9 * wrap_s, sleep, clock=lambda: now[0]).seconds == pytest.approx(0.9 * wrap_s)
+    with pytest.raises(MeterUnavailable, match=f"a 300 s window is longer than the {wrap_s:.3g} s the rapl counter"):
+        idle_window(meter, 300, sleep, clock=lambda: now[0])
+
+
 class CounterMeter(Meter):
     """A counter that reads the given joules in turn (refreshing every `refresh_s`)."""
 
@@ -360,7 +399,7 @@ def test_a_window_the_meter_cannot_measure_is_unavailable(joules, refresh_s, why
         active_window(CounterMeter(list(joules), refresh_s), lambda i: time.sleep(0.01) or 1, 0.05)
 
 
-def test_nvml_counter_reset_or_gpu_lost_mid_run_is_unavailable(monkeypatch):
+def test_nvml_counter_reset_or_gpu_lost_mid_run_is_unavailable(monkeypatch, refresh_known):
     """A driver reload restarts NVML's counter (energy went negative); a GPU that falls off the bus raised NVMLError
     out of the meter, failing the whole row, latency included, instead of its energy only."""
     from edge_msa.benchmarks.meters.nvml import NvmlMeter
@@ -381,15 +420,47 @@ def _lost():
     raise FakeNVMLError("GPU is lost")
 
 
-def test_tegrastats_lines_that_switch_scope_mid_run_fail_the_reading(tmp_path):
-    """Lines that lose their input rail would be summed over other rails: two scopes added up as one energy."""
+@pytest.mark.parametrize("later, why", [
+    (lambda orin: orin.replace("VDD_IN 4824mW/4824mW ", ""),
+     "switched from the Jetson tegrastats input rail VDD_IN to the Jetson tegrastats sum of rails VDD_CPU_GPU_CV"),
+    (lambda orin: orin.split(" VDD_IN")[0],
+     "lost their power rails mid-run, after line 1 on the Jetson tegrastats input rail VDD_IN"),
+])
+def test_tegrastats_lines_that_switch_scope_mid_run_fail_the_reading(tmp_path, later, why):
+    """Lines that lose their input rail would be summed over other rails: two scopes added up as one energy. Lines
+    that lose every rail said "no power rails (... not exposed on this board)", the start-up reason, though the
+    first line had them."""
     orin = (FIXTURES / "orin_nano_jp6.txt").read_text().splitlines()[1]
-    no_input = orin.replace("VDD_IN 4824mW/4824mW ", "")
     script = tmp_path / "switching.py"
-    script.write_text(f"import time\nprint({orin!r}, flush=True)\ntime.sleep(0.05)\nprint({no_input!r}, flush=True)\n"
-                      "time.sleep(30)\n")
+    script.write_text(f"import time\nprint({orin!r}, flush=True)\ntime.sleep(0.05)\n"
+                      f"print({later(orin)!r}, flush=True)\ntime.sleep(30)\n")
     with TegrastatsMeter(command=[sys.executable, str(script)]) as meter:
         time.sleep(0.5)
-        with pytest.raises(MeterUnavailable, match="switched from the Jetson INA3221 input rail VDD_IN to the Jetson "
-                                                   "INA3221 sum of rails VDD_CPU_GPU_CV"):
+        with pytest.raises(MeterUnavailable, match=why):
             meter.energy_j()
+
+
+@pytest.mark.parametrize("period_s, expected_s", [(0.02, 0.02), (0.25, 0.25), (0.4, 0.4), (0.6, 1.0), (None, 1.0)])
+def test_nvml_counter_refresh_is_watched_not_assumed(period_s, expected_s):
+    """A counter updating every period_s (None: never) on a fake clock: its period, or the 1 s watched where it did
+    not change twice in it."""
+    from edge_msa.benchmarks.meters.nvml import counter_refresh_s
+
+    now = [0.0]
+    read = (lambda: 0) if period_s is None else (lambda: int(now[0] / period_s + 1e-9))
+    assert counter_refresh_s(read, lambda: now[0], lambda s: now.__setitem__(0, now[0] + s)) == pytest.approx(
+        expected_s, abs=2e-3)
+
+
+def test_nvml_meter_takes_the_counter_refresh_it_watched(monkeypatch):
+    """A counter that updates every 10 ms (as on some cards): a 1 s window spans 100 of its updates, yet the 100 ms
+    assumed for every GPU refused any window under 2 s (so --energy-window under 4 s)."""
+    from edge_msa.benchmarks.meters.nvml import NvmlMeter
+
+    module, _ = _fake_pynvml(None)
+    module.nvmlDeviceGetTotalEnergyConsumption = lambda h: 500 * int(time.perf_counter() / 0.01)  # 50 W
+    monkeypatch.setitem(sys.modules, "pynvml", module)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    with NvmlMeter() as meter:
+        assert meter.refresh_s < 0.04
+        assert idle_window(meter, 1.0).watts == pytest.approx(50, rel=0.05)

@@ -8,6 +8,7 @@ in the same run: the report gives that number and names the method, never an est
 """
 from __future__ import annotations
 
+import math
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ class Meter(ABC):
     name: str = "meter"
     scope: str = ""  # what the reading covers, e.g. "GPU board" or "module input rail VDD_IN"
     refresh_s: float = 0.0  # seconds between the reading's updates (0: unknown); sets the shortest window
+    max_window_s: float = math.inf  # the longest window it measures (a wrapping counter's wrap at full power)
 
     @abstractmethod
     def energy_j(self) -> float:
@@ -60,9 +62,14 @@ MIN_REFRESHES = 20  # a window spans at least this many of its meter's refreshes
 
 def _window(meter: Meter, e0: float, t0: float, items: int, clock: Callable[[], float]) -> Window:
     """The window from (e0, t0) to now, or MeterUnavailable where its joules cannot be right: a window too short for
-    the meter's refresh, a counter that did not move (idle read 0 W, so all active energy counted as above idle) or
-    went backwards (a reset or driver reload: negative energy)."""
+    the meter's refresh, or too long for its counter's range (wrapped twice, it reads as less energy), a counter that
+    did not move (idle read 0 W, so all active energy counted as above idle) or went backwards (a reset or driver
+    reload: negative energy)."""
     joules, seconds = meter.energy_j() - e0, clock() - t0
+    if seconds > meter.max_window_s:
+        raise MeterUnavailable(f"a {seconds:.3g} s window is longer than the {meter.max_window_s:.3g} s the "
+                               f"{meter.name} counter takes to wrap at its highest power: wrapped twice, it reads as "
+                               "less energy; shorten --energy-window")
     if joules < 0:
         raise MeterUnavailable(f"the {meter.name} counter went backwards by {-joules:.4g} J over a {seconds:.3g} s "
                                "window (reset, or driver reloaded); its energy is unknown")

@@ -2,12 +2,15 @@
 
 pynvml comes from the `nvidia-ml-py` package and is imported only here, only when asked. On Jetson
 NVML initialises but power queries return NOT_SUPPORTED: that becomes MeterUnavailable so the
-selector falls through to the INA rails (tegrastats).
+selector falls through to the INA rails (tegrastats). The counter, not nvmlDeviceGetPowerUsage: that is power
+averaged over 1 s on Ampere and newer (NVML's docs), while the counter integrates every sample.
 """
 from __future__ import annotations
 
 import os
+import time
 from types import ModuleType
+from typing import Callable
 
 from edge_msa.errors import MissingDependencyError, require
 
@@ -59,11 +62,32 @@ def _handle(nvml: ModuleType, gpu: str) -> tuple[object, str]:
     return nvml.nvmlDeviceGetHandleByIndex(int(gpu)), f"GPU {gpu}"
 
 
+PROBE_S = 1.0  # longest the meter watches its counter at open for how often it updates
+POLL_S = 1e-3  # between two reads while watching
+
+
+def counter_refresh_s(read: Callable[[], int], clock: Callable[[], float] = time.perf_counter,
+                      sleep: Callable[[float], None] = time.sleep) -> float:
+    """Seconds between the counter's updates, watched: the longest whole interval between its changes (up to three
+    changes, polled every POLL_S), or PROBE_S where it changed under twice in that long (an update period over half
+    of it). Why watch: NVML documents no period (20-100 ms is seen, 10 ms on some cards) and a window spans at least
+    20 of them, so assuming the slow end refused an --energy-window under 4 s on every GPU and passed one with edges
+    over 10 % where the counter is slower still."""
+    changes, last, start = [], read(), clock()
+    while len(changes) < 3 and clock() - start < PROBE_S:
+        sleep(POLL_S)
+        value = read()
+        if value != last:
+            changes.append(clock())
+            last = value
+    return max((b - a for a, b in zip(changes, changes[1:])), default=PROBE_S)
+
+
 class NvmlMeter(Meter):
-    """nvmlDeviceGetTotalEnergyConsumption (mJ since driver load) of one GPU: the whole board's energy."""
+    """nvmlDeviceGetTotalEnergyConsumption (mJ since driver load) of one GPU: the whole board's energy, with the
+    counter's update period watched at open (counter_refresh_s) as its refresh_s."""
 
     name = "nvml"
-    refresh_s = 0.1  # the slow end of the 20-100 ms the counter is seen to refresh at (see base)
 
     def __init__(self, gpu: str | None = None) -> None:
         gpu = visible_gpu() if gpu is None else gpu
@@ -72,6 +96,7 @@ class NvmlMeter(Meter):
             self.handle, which = _handle(self.nvml, gpu)
             self.scope = f"GPU board energy counter, {_text(self.nvml.nvmlDeviceGetName(self.handle))} ({which})"
             self.start_mj = self.nvml.nvmlDeviceGetTotalEnergyConsumption(self.handle)
+            self.refresh_s = counter_refresh_s(lambda: self.nvml.nvmlDeviceGetTotalEnergyConsumption(self.handle))
         except Exception as exc:
             self.nvml.nvmlShutdown()
             raise MeterUnavailable(f"NVML total-energy counter not readable on GPU {gpu} ({exc})") from None

@@ -1,4 +1,4 @@
-"""Jetson power from the INA3221 rails that `tegrastats` prints, integrated over time.
+"""Jetson power from the rails that `tegrastats` prints, integrated over time.
 
 Line formats seen on real boards (fixtures in tests/fixtures/tegrastats/):
 - JetPack 5/6 (Orin): `VDD_IN 4824mW/4824mW VDD_CPU_GPU_CV 518mW/518mW VDD_SOC 1475mW/1475mW`
@@ -7,6 +7,7 @@ Line formats seen on real boards (fixtures in tests/fixtures/tegrastats/):
 - JetPack 7 (Thor): `VDD_GPU 37528mW/37528mW/37528mW VDD_CPU_SOC_MSS ... VIN_SYS_5V0 ... VIN 87426mW/43713mW/87426mW`.
 Each pair is instantaneous/average mW (Thor adds the peak). The input rail (VDD_IN, POM_5V_IN, VIN) is the whole
 module; boards without one (AGX Orin, AGX Xavier) are measured as the sum of their rails, and the scope says so.
+The scope names tegrastats, the source read, not a sensor chip: INA3221 monitors up to Orin, but not on Thor.
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ def module_power_mw(rails: dict[str, tuple[int, int]]) -> tuple[float, str]:
         if name in rails:
             return float(rails[name][0]), f"input rail {name}"
     if not rails:
-        raise MeterUnavailable("tegrastats printed no power rails (INA3221 not exposed on this board)")
+        raise MeterUnavailable("tegrastats printed no power rails (no power monitor exposed on this board)")
     return float(sum(cur for cur, _ in rails.values())), "sum of rails " + "+".join(rails)
 
 
@@ -80,7 +81,7 @@ class TegrastatsMeter(Meter):
         for line in self.proc.stdout:
             now = self.clock()
             try:
-                self._add(now, *module_power_mw(parse_rails(line)))
+                self._add(now, parse_rails(line))
             except MeterUnavailable as exc:
                 self.error = str(exc)
                 self.ready.set()
@@ -89,12 +90,17 @@ class TegrastatsMeter(Meter):
         self.error = self.error or f"tegrastats exited (code {self.proc.wait()}){_first_line(self.proc.stderr)}"
         self.ready.set()  # an exit before the first power line fails the start at once, not after the timeout
 
-    def _add(self, now: float, mw: float, scope: str) -> None:
+    def _add(self, now: float, rails: dict[str, tuple[int, int]]) -> None:
         """Integrate the held power up to this line's, then hold this one. A line that measures another scope than
         the first (its input rail gone, so the sum of the others) fails the meter: one energy over two scopes is
-        neither."""
-        scope = f"Jetson INA3221 {scope}"
+        neither. So does a line with no rails after lines with them, saying so: the start-up reason (no rails on
+        this board) sent the reader looking for a board problem the first lines had disproved."""
         with self.lock:
+            if self.samples and not rails:
+                raise MeterUnavailable(f"tegrastats lines lost their power rails mid-run, after line {self.samples} "
+                                       f"on the {self.scope}; the energy since is unknown")
+            mw, scope = module_power_mw(rails)
+            scope = f"Jetson tegrastats {scope}"
             if self.samples and self.scope != scope:
                 raise MeterUnavailable(f"tegrastats lines switched from the {self.scope} to the {scope} mid-run; "
                                        "energy over both would mix two scopes")
