@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         lines += _padded_positions_line(path, m)
         print("\n".join(lines))
         return 0
-    from ..checkpoint import data_record, read_checkpoint
+    from ..checkpoint import data_record, load_checkpoint, read_checkpoint
     from ..errors import TRAIN_FIX, InputError, require
 
     if not path.exists():  # before asking for torch: a mistyped path is the problem on any install
@@ -69,9 +69,10 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({k: payload[k] for k in ("format_version", "config", "feature_spec", "meta")
                           if k in payload}, indent=2, default=str))
         return 0
-    params = sum(int(v.numel()) for v in payload["state_dict"].values() if hasattr(v, "numel"))
+    model, _ = load_checkpoint(path)  # the model, not the state dict: a block shared across depths is one tensor
+    params, buffers = (sum(t.numel() for t in ts) for ts in (model.parameters(), model.buffers()))
     print(f"checkpoint {path}  (format {payload.get('format_version')})\n"
-          f"model      {payload['config']['name']}  {params:,} parameters + buffers\n"
+          f"model      {payload['config']['name']}  {params:,} parameters (+ {buffers:,} buffer values)\n"
           f"config     {json.dumps(payload['config'].get('params', {}))}\n"
           f"spec       {json.dumps(payload['feature_spec'])}\n"
           f"data       {summary(data_record(payload.get('meta', {})))}")
