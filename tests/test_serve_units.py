@@ -17,7 +17,7 @@ import edge_msa
 from edge_msa.cli import main
 from edge_msa.errors import ArtifactError, InputError
 from edge_msa.serve.batching import MicroBatcher, QueueFull, Stopped
-from edge_msa.serve.feedback import FeedbackLog, RecentPredictions, export_label_csv, split_of
+from edge_msa.serve.feedback import APPLICATION_ID, FeedbackLog, RecentPredictions, export_label_csv, split_of
 from edge_msa.serve.inputs import Limits, RequestError, parse_item, parse_items
 
 from conftest import SERVE_SPEC
@@ -542,7 +542,7 @@ def test_export_of_a_locked_log_or_one_without_the_columns_is_one_line(tmp_path,
 
     old = tmp_path / "old.sqlite"
     with sqlite3.connect(old) as db:
-        db.execute(f"PRAGMA application_id={0x45445346}")
+        db.execute(f"PRAGMA application_id={APPLICATION_ID}")
         db.execute("CREATE TABLE feedback (id INTEGER PRIMARY KEY, request_id TEXT, text TEXT, label REAL)")
     with pytest.raises(ArtifactError, match=re.escape(f"cannot read the feedback rows of {old} (no such column: "
                                                       "input_digest); expected a log written by `edge-msa serve")):
