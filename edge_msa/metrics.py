@@ -5,8 +5,11 @@ samples whose label != 0 (None when every label is 0: undefined, not zero). F1 i
 two variants. Acc-7/Acc-5 round the clipped score (numpy's round-half-to-even, as MMSA does) and compare
 classes.
 
-Unlike MMSA, `corr` is NaN (not 0) when the predictions (or labels) are constant, and `collapsed` flags a
-model whose predictions are constant: a collapsed model must not pass for an uncorrelated one.
+`corr` is NaN when the labels are constant or the predictions spread less than COLLAPSE_SPREAD (MMSA's
+np.corrcoef gives NaN, with a RuntimeWarning, only when they are exactly constant, and a number for a spread of
+1e-7), and `collapsed` flags such predictions: a collapsed model must not pass for an uncorrelated one. MMSA
+rounds each metric to 4 decimals; these are unrounded (float64), and Acc-2/F1 non-0 are None, not an error,
+when every label is 0.
 """
 from __future__ import annotations
 

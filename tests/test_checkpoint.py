@@ -89,3 +89,17 @@ def test_the_untouched_checkpoint_loads(token_checkpoint, tmp_path):
     _map_token_rows(payload, 5, 35)
     torch.save(payload, tmp_path / "rows.pt")
     assert int(load_checkpoint(tmp_path / "rows.pt")[0].bert.token_rows[5]) == 35
+
+
+def test_info_counts_a_block_shared_across_depths_once(tiny_spec, tmp_path, capsys):
+    """`info` counts what the model holds, as compress's report does (its params): summing the state dict counted a
+    block shared across depths once per depth (8,211 "parameters + buffers" for a student of 5,939 + 48)."""
+    from edge_msa.checkpoint import save_checkpoint
+    from edge_msa.cli import main
+    from edge_msa.models import create_model
+
+    model = create_model("student_tiny", tiny_spec, share="depth")
+    params, buffers = (sum(t.numel() for t in ts) for ts in (model.parameters(), model.buffers()))
+    assert sum(t.numel() for t in model.state_dict().values()) > params + buffers  # the case: shared tensors
+    assert main(["info", str(save_checkpoint(tmp_path / "s.pt", model, {}))]) == 0
+    assert f"student_tiny  {params:,} parameters (+ {buffers:,} buffer values)\n" in capsys.readouterr().out

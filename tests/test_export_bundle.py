@@ -262,6 +262,26 @@ def test_int8_bundle_smaller_and_flagged_for_tensorrt(wide_student, tmp_path):
                    for line in lines)
 
 
+def test_info_counts_every_file_on_disk_and_the_parity_of_its_precision(student, media_bundle, tmp_path, capsys):
+    """`info` listed the graphs alone: a bundle with a frozen MiniLM front end read as ~40 KiB where 22 MiB lie on
+    disk (text_encoder.onnx), and an int8 bundle showed only its fp32 parity, not the int8 graphs' own."""
+    from edge_msa.cli import main
+
+    int8 = export(student[0], format="onnx-int8", out=tmp_path / "int8", log=None)
+    out = {}
+    for bundle, unit, scale in ((int8, "KiB", 1024), (media_bundle, "MiB", 1024 ** 2)):
+        assert main(["info", str(bundle)]) == 0
+        out[bundle] = capsys.readouterr().out
+        files = [f for f in bundle.rglob("*") if f.is_file()]
+        total = sum(f.stat().st_size for f in files)
+        assert f"on disk    {total / scale:.1f} {unit} in {len(files)} files\n" in out[bundle]
+    encoder = (media_bundle / "text_encoder.onnx").stat().st_size
+    assert f"text       onnx text_encoder.onnx ({encoder / 1024 ** 2:.1f} MiB), tokenizer tokenizer.json (" in (
+        out[media_bundle])
+    int8_parity = read_manifest(int8).parity["int8"]["max_abs_diff"]
+    assert f"parity     int8 max|Δ| {int8_parity} atol None ok True\n" in out[int8]
+
+
 def test_fp16_keeps_layernorm_and_residuals_fp32(student, tmp_path):
     out = export(student[0], format="onnx-fp16", out=tmp_path / "fp16", log=None)
     m = read_manifest(out)

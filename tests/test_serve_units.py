@@ -17,7 +17,7 @@ import edge_msa
 from edge_msa.cli import main
 from edge_msa.errors import ArtifactError, InputError
 from edge_msa.serve.batching import MicroBatcher, QueueFull, Stopped
-from edge_msa.serve.feedback import FeedbackLog, RecentPredictions, export_label_csv, split_of
+from edge_msa.serve.feedback import APPLICATION_ID, FeedbackLog, RecentPredictions, export_label_csv, split_of
 from edge_msa.serve.inputs import Limits, RequestError, parse_item, parse_items
 
 from conftest import SERVE_SPEC
@@ -512,6 +512,53 @@ def test_export_refuses_what_is_not_a_feedback_log(tmp_path, capsys):
     assert main(["feedback", "export", str(tmp_path / "fb.sqlite"), "--out", str(tmp_path / "x.csv"), "--valid",
                  "0.6", "--test", "0.5"]) == 2
     assert capsys.readouterr().err == "error: --valid 0.6 and --test 0.5; expected each >= 0 with a sum below 1\n"
+
+
+def test_export_keeps_each_label_and_text_exactly(tmp_path, capsys):
+    """label.csv held labels to 6 significant digits (`:g`): 1.4999996 became 1.5, another Acc-7 class; non-ASCII
+    text with commas, quotes and a line break reads back as it was logged."""
+    import csv
+
+    log = FeedbackLog(tmp_path / "fb.sqlite")
+    texts = {"r1": 'très bien, "super"\nzweite Zeile 😀', "r2": "这个电影很好"}
+    log.add("r1", "d1", texts["r1"], "{}", 1.4999996)
+    log.add("r2", "d2", texts["r2"], "{}", -1 / 3)
+    log.add("r3", "d3", None, "{}", 2.0)
+    log.close()
+    out = tmp_path / "label.csv"
+    assert main(["feedback", "export", str(tmp_path / "fb.sqlite"), "--out", str(out)]) == 0
+    assert capsys.readouterr().out.startswith(f"wrote 2 rows to {out} (train 2, valid 0, test 0; 1 feedback record "
+                                              "without text left out)\n")
+    with open(out, newline="", encoding="utf-8") as f:
+        rows = {row["clip_id"]: row for row in csv.DictReader(f)}
+    assert {k: (row["text"], float(row["label"])) for k, row in rows.items()} == {
+        "r1": (texts["r1"], 1.4999996), "r2": (texts["r2"], -1 / 3)}
+
+
+def test_export_of_a_locked_log_or_one_without_the_columns_is_one_line(tmp_path, monkeypatch):
+    """sqlite3's OperationalError escaped as a traceback (a feedback table without input_digest) or read "not a
+    SQLite database (database is locked)" (a log another process holds locked)."""
+    import functools
+
+    old = tmp_path / "old.sqlite"
+    with sqlite3.connect(old) as db:
+        db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+        db.execute("CREATE TABLE feedback (id INTEGER PRIMARY KEY, request_id TEXT, text TEXT, label REAL)")
+    with pytest.raises(ArtifactError, match=re.escape(f"cannot read the feedback rows of {old} (no such column: "
+                                                      "input_digest); expected a log written by `edge-msa serve")):
+        export_label_csv(old, tmp_path / "x.csv")
+    FeedbackLog(tmp_path / "fb.sqlite").close()
+    monkeypatch.setattr(sqlite3, "connect", functools.partial(sqlite3.connect, timeout=0.05))  # not 5 s
+    holder = sqlite3.connect(tmp_path / "fb.sqlite", isolation_level=None)
+    holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(ArtifactError, match=re.escape("(database is locked); expected a log written by `edge-msa "
+                                                          "serve --feedback` that no other process holds locked")):
+            export_label_csv(tmp_path / "fb.sqlite", tmp_path / "x.csv")
+    finally:
+        holder.close()
+    assert not (tmp_path / "x.csv").exists()
 
 
 def test_recent_predictions_are_bounded_and_thread_safe():

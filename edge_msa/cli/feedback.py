@@ -32,13 +32,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import warnings
 
+    from ..errors import plural
     from ..metrics import untrainable_splits
     from ..serve.feedback import export_label_csv
 
     counts = export_label_csv(args.log, args.out, args.valid, args.test)
     sizes = ", ".join(f"{name} {len(labels)}" for name, labels in counts["splits"].items())
-    print(f"wrote {counts['rows']} rows to {args.out} ({sizes}; {counts['without_text']} feedback records without "
-          "text left out)")
+    print(f"wrote {plural(counts['rows'], 'row')} to {args.out} ({sizes}; "
+          f"{plural(counts['without_text'], 'feedback record')} without text left out)")
     for line in untrainable_splits(counts["splits"], args.out, "collect more feedback or change --valid / --test"):
         warnings.warn(line, stacklevel=1)  # said now, not when `train` refuses the file
     return 0

@@ -38,26 +38,9 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(m.to_dict(), indent=2))
             return 0
-        sizes = {g: (path / f).stat().st_size if (path / f).is_file() else None for g, f in m.graphs.items()}
-        fp32 = m.parity
-        lines = [f"bundle     {path}  (format {m.format_version}, edge-msa {m.versions.get('edge_msa', '?')})",
-                 f"model      {m.model}  layout {m.layout} ({'modality skipping' if m.skipping else 'no skipping'})",
-                 f"precision  {m.precision}  backend {m.backend}",
-                 "graphs     " + ", ".join(f"{g} {f} ({_kb(sizes[g])})" for g, f in m.graphs.items()),
-                 f"spec       dims {list(m.feature_spec.dims)} max_lens {list(m.feature_spec.max_lens)} "
-                 f"front ends {list(m.feature_spec.front_ends)}",
-                 f"skip       thresholds {m.skip_thresholds}" if m.skipping else "skip       none",
-                 f"parity     fp32 max|Δ| {fp32.get('max_abs_diff')} atol {fp32.get('atol')} ok {fp32.get('ok')}",
-                 _tensorrt_line(m.tensorrt_check),
-                 f"data       {summary(m.data)}"]
-        valid = m.metrics.get("valid")
-        if isinstance(valid, dict) and "bundle" in valid:
-            lines.append(f"accuracy   valid Acc-2 non-0 torch {valid['torch']['acc2_non0']:.4f} bundle "
-                         f"{valid['bundle']['acc2_non0']:.4f} (drop {valid['acc2_non0_drop_points']} points)")
-        lines += _padded_positions_line(path, m)
-        print("\n".join(lines))
+        print("\n".join(_bundle_lines(path, m)))
         return 0
-    from ..checkpoint import data_record, read_checkpoint
+    from ..checkpoint import data_record, load_checkpoint, read_checkpoint
     from ..errors import TRAIN_FIX, InputError, require
 
     if not path.exists():  # before asking for torch: a mistyped path is the problem on any install
@@ -69,17 +52,60 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({k: payload[k] for k in ("format_version", "config", "feature_spec", "meta")
                           if k in payload}, indent=2, default=str))
         return 0
-    params = sum(int(v.numel()) for v in payload["state_dict"].values() if hasattr(v, "numel"))
+    model, _ = load_checkpoint(path)  # the model, not the state dict: a block shared across depths is one tensor
+    params, buffers = (sum(t.numel() for t in ts) for ts in (model.parameters(), model.buffers()))
     print(f"checkpoint {path}  (format {payload.get('format_version')})\n"
-          f"model      {payload['config']['name']}  {params:,} parameters + buffers\n"
+          f"model      {payload['config']['name']}  {params:,} parameters (+ {buffers:,} buffer values)\n"
           f"config     {json.dumps(payload['config'].get('params', {}))}\n"
           f"spec       {json.dumps(payload['feature_spec'])}\n"
           f"data       {summary(data_record(payload.get('meta', {})))}")
     return 0
 
 
-def _kb(size: int | None) -> str:
-    return "missing" if size is None else f"{size / 1024:.1f} KiB"
+def _bundle_lines(path: Path, m: Manifest) -> list[str]:
+    """The summary of a bundle: its files on disk (the text encoder a frozen front end ships is most of the
+    bytes), and the parity of the precision it runs at beside the fp32 one."""
+    from ..data.lineage import summary
+    from ..errors import plural
+
+    sizes = {g: _file_size(path / f) for g, f in m.graphs.items()}
+    files = [f for f in path.rglob("*") if f.is_file()]
+    lines = [f"bundle     {path}  (format {m.format_version}, edge-msa {m.versions.get('edge_msa', '?')})",
+             f"model      {m.model}  layout {m.layout} ({'modality skipping' if m.skipping else 'no skipping'})",
+             f"precision  {m.precision}  backend {m.backend}",
+             "graphs     " + ", ".join(f"{g} {f} ({_size(sizes[g])})" for g, f in m.graphs.items()),
+             *(["text       " + ", ".join(f"{role} {f} ({_size(_file_size(path / f))})"
+                                          for role, f in m.text_encoder.items())] if m.text_encoder else []),
+             f"on disk    {_size(sum(f.stat().st_size for f in files))} in {plural(len(files), 'file')}",
+             f"spec       dims {list(m.feature_spec.dims)} max_lens {list(m.feature_spec.max_lens)} "
+             f"front ends {list(m.feature_spec.front_ends)}",
+             f"skip       thresholds {m.skip_thresholds}" if m.skipping else "skip       none",
+             _parity_line("fp32", m.parity),
+             *([_parity_line(m.precision, m.parity[m.precision])] if isinstance(m.parity.get(m.precision), dict)
+               else []),
+             _tensorrt_line(m.tensorrt_check),
+             f"data       {summary(m.data)}"]
+    valid = m.metrics.get("valid")
+    if isinstance(valid, dict) and "bundle" in valid:
+        lines.append(f"accuracy   valid Acc-2 non-0 torch {valid['torch']['acc2_non0']:.4f} bundle "
+                     f"{valid['bundle']['acc2_non0']:.4f} (drop {valid['acc2_non0_drop_points']} points)")
+    return lines + _padded_positions_line(path, m)
+
+
+def _parity_line(precision: str, check: dict) -> str:
+    return (f"parity     {precision} max|Δ| {check.get('max_abs_diff')} atol {check.get('atol')} ok "
+            f"{check.get('ok')}")
+
+
+def _file_size(path: Path) -> int | None:
+    return path.stat().st_size if path.is_file() else None
+
+
+def _size(size: int | None) -> str:
+    """KiB, or MiB from 1 MiB on (a bundled text encoder: '21.9 MiB', not '22391.2 KiB')."""
+    if size is None:
+        return "missing"
+    return f"{size / 1024:.1f} KiB" if size < 1024 ** 2 else f"{size / 1024 ** 2:.1f} MiB"
 
 
 def _tensorrt_line(check: dict) -> str:

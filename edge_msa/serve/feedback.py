@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_path
-from ..errors import ArtifactError, InputError
+from ..errors import ArtifactError, InputError, one_line
 
 APPLICATION_ID = 0x45445346  # "EDSF": edge-msa feedback log
 SCHEMA = """CREATE TABLE IF NOT EXISTS feedback (
@@ -70,6 +70,8 @@ def check_marked(db: sqlite3.Connection, path: Path, allow_new: bool = False) ->
     try:
         app_id = db.execute("PRAGMA application_id").fetchone()[0]
         tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    except sqlite3.OperationalError:  # locked or unreadable: a log still, which the caller words
+        raise
     except sqlite3.DatabaseError as exc:
         raise ArtifactError(f"{path} is not a SQLite database ({exc}); expected an edge-msa feedback log") from None
     if app_id != APPLICATION_ID and not (allow_new and app_id == 0 and tables == 0):
@@ -110,13 +112,7 @@ def export_label_csv(log: str | os.PathLike, out: str | os.PathLike, valid: floa
                          "`edge-msa serve --feedback FILE` writes")
     if not (0 <= valid and 0 <= test and valid + test < 1):
         raise InputError(f"--valid {valid} and --test {test}; expected each >= 0 with a sum below 1")
-    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-    try:
-        check_marked(db, path)
-        rows = db.execute("SELECT request_id, input_digest, text, label FROM feedback WHERE id IN "
-                          "(SELECT max(id) FROM feedback GROUP BY request_id) ORDER BY id").fetchall()
-    finally:
-        db.close()
+    rows = _latest_rows(path)
     kept = [r for r in rows if r[2]]
     splits: dict[str, list[float]] = {"train": [], "valid": [], "test": []}
     with atomic_path(out, suffix=".csv") as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
@@ -125,8 +121,25 @@ def export_label_csv(log: str | os.PathLike, out: str | os.PathLike, valid: floa
         for request_id, digest, text, label in kept:
             mode = split_of(digest, valid, test)
             splits[mode].append(label)
-            writer.writerow(["feedback", request_id, text, f"{label:g}", "", "", "", annotation(label), mode])
+            writer.writerow(["feedback", request_id, text, repr(label), "", "", "", annotation(label), mode])
     return {"rows": len(kept), "without_text": len(rows) - len(kept), "splits": splits}
+
+
+def _latest_rows(path: Path) -> list[tuple[str, str, str | None, float]]:
+    """(request_id, input_digest, text, label) of each request's latest row. sqlite3's errors (a log another
+    process holds locked, a feedback table without these columns) are one line here: they escaped as tracebacks,
+    and a locked log was called "not a SQLite database"."""
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            check_marked(db, path)
+            return db.execute("SELECT request_id, input_digest, text, label FROM feedback WHERE id IN "
+                              "(SELECT max(id) FROM feedback GROUP BY request_id) ORDER BY id").fetchall()
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        raise ArtifactError(f"cannot read the feedback rows of {path} ({one_line(exc)}); expected a log written by "
+                            "`edge-msa serve --feedback` that no other process holds locked") from None
 
 
 def annotation(label: float) -> str:
