@@ -3,12 +3,10 @@ from __future__ import annotations
 
 import os
 import warnings
-from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass, field, fields, replace
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
-from edge_msa.errors import InputError, check_range, checked_seeds
+from edge_msa.errors import InputError, check_range, checked_seeds, given, option_name
 from edge_msa.models.student import SHARE_MODES
 from edge_msa.spec import suggest
 
@@ -38,35 +36,6 @@ _LIMITS = (
     (("text_layers", "text_hidden", "text_heads", "text_ffn", "text_min_count", "epochs", "finetune_epochs",
       "gate_epochs", "batch_size", "patience", "latency_calls", "bootstrap", "latency_threads", "threads"), 1, False),
 )
-
-
-# The knobs the command line set, named by their flags in messages while compress runs from it (named_as_flags).
-_FLAG_KNOBS: ContextVar[frozenset[str]] = ContextVar("compress_flag_knobs", default=frozenset())
-
-
-@contextmanager
-def named_as_flags(knobs: Iterable[str]) -> Iterator[None]:
-    """Within it, messages name `knobs` by the flags that set them: a CLI user typed `--epochs 0` and was told
-    `epochs = 0`, a library caller passes the keyword, and some knobs (lr, max_minutes, ...) have no flag at all."""
-    token = _FLAG_KNOBS.set(frozenset(knobs))
-    try:
-        yield
-    finally:
-        _FLAG_KNOBS.reset(token)
-
-
-def option_name(name: str) -> str:
-    """A knob as its user spelled it: the flag (argparse's dest of --text-kd-epochs is text_kd_epochs) where the
-    command line set it (named_as_flags), else the CompressOptions keyword. The one map from knob to flag."""
-    return f"--{name.replace('_', '-')}" if name in _FLAG_KNOBS.get() else name
-
-
-def given(name: str, value: Any) -> str:
-    """A knob and its value as the user gave them: `--share all` on the command line, `share = 'all'` in Python."""
-    spelled = option_name(name)
-    if spelled != name:
-        return f"{spelled} {value}"
-    return f"{name} = {value!r}" if isinstance(value, str) else f"{name} = {value}"
 
 
 def _default(name: str) -> Any:
@@ -157,7 +126,7 @@ class CompressOptions:
             raise InputError(f"{given('max_drop', self.max_drop)} is out of range; expected a fraction of Acc-2 in "
                              "[0, 1] (e.g. 0.005 = half a point)")
         for names, bound, strict in _LIMITS:
-            check_range({name: getattr(self, name) for name in names}, bound, strict, given)
+            check_range({name: getattr(self, name) for name in names}, bound, strict)
         path = self._transfer_file()
         if path is not None and not os.path.isfile(path):  # found at the text stage, after the teacher's pass
             raise InputError(f"{given('transfer', path)} is not a file; expected "

@@ -184,7 +184,7 @@ def test_every_knob_flag_is_a_compress_option():
     from edge_msa.cli import build_parser
     from edge_msa.compress import CompressOptions
 
-    from edge_msa.compress.options import named_as_flags, option_name
+    from edge_msa.errors import named_as_flags, option_name
 
     args = build_parser().parse_args(["compress", "teacher.pt"])
     knobs = set(vars(args)) - {"command", "handler", "teacher", "data", "out", "quiet"}
@@ -237,7 +237,7 @@ def test_text_encoder_flags_for_a_frozen_feature_teacher_are_named_as_ignored():
     options = CompressOptions.build(text_layers=3, transfer="none", epochs=2)
     with pytest.warns(UserWarning, match="^text_layers, transfer ignored: .* this teacher has none"):
         options.for_teacher(own_text_encoder=False)
-    from edge_msa.compress.options import named_as_flags
+    from edge_msa.errors import named_as_flags
 
     with named_as_flags(["text_layers", "transfer"]), pytest.warns(UserWarning, match="^--text-layers, --transfer "):
         options.for_teacher(own_text_encoder=False)

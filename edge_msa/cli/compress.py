@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import fields
 
     from edge_msa.compress import CompressOptions, compress
-    from edge_msa.compress.options import named_as_flags
+    from edge_msa.errors import named_as_flags
 
     # every flag named after a CompressOptions field is that knob (None = not given: the default stays there);
     # messages name those knobs by their flags, the others (library-only) by their keywords
