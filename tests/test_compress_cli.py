@@ -105,6 +105,17 @@ def _tiny_teacher(tmp_path, epochs: int):
     return data, splits, teacher
 
 
+def test_a_prune_ratio_refused_by_the_students_widths_names_the_flag(tmp_path, cache, capsys):
+    """prune.check_ratio's line, raised after the teacher is loaded, names --prune-ratio on the command line (and
+    prune_ratio to a Python caller: tests/test_compress_pipeline.py)."""
+    _tiny_teacher(tmp_path, epochs=1)
+    out = tmp_path / "out" / "student.pt"
+    assert main(["compress", str(tmp_path / "teacher.pt"), "--out", str(out), "--prune-ratio", "0.8", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --prune-ratio 0.8 would remove all 4 heads of a block") and err.count("\n") == 1
+    assert not out.parent.exists()
+
+
 def test_cli_end_to_end(tmp_path, cache, capsys):
     data, _, _ = _tiny_teacher(tmp_path, epochs=2)
     out = tmp_path / "out" / "student.pt"

@@ -154,8 +154,13 @@ def test_a_split_too_small_to_score_is_refused_before_any_stage(teacher, tiny_sp
 
 def test_a_prune_ratio_that_would_empty_a_group_is_refused_before_any_stage(teacher, tiny_splits, tmp_path):
     """student_tiny has 2 heads per block: 0.6 removes ceil(1.2) = 2, which torch-pruning skipped silently after the
-    whole distillation stage had run."""
-    with pytest.raises(InputError, match=r"^--prune-ratio 0.6 would remove all 2 heads .* expected a ratio <= 0.5"):
+    whole distillation stage had run. Named as its caller gave it: the keyword in Python, the flag from the CLI
+    (named_as_flags); it said --prune-ratio to both."""
+    from edge_msa.errors import named_as_flags
+
+    with pytest.raises(InputError, match=r"^prune_ratio = 0.6 would remove all 2 heads .* expected a ratio <= 0.5"):
+        compress(teacher, out=tmp_path / "out" / "s.pt", splits=tiny_splits, progress=False, prune_ratio=0.6, **FAST)
+    with named_as_flags(["prune_ratio"]), pytest.raises(InputError, match=r"^--prune-ratio 0.6 would remove all 2 "):
         compress(teacher, out=tmp_path / "out" / "s.pt", splits=tiny_splits, progress=False, prune_ratio=0.6, **FAST)
     assert not (tmp_path / "out").exists()
 
