@@ -18,7 +18,10 @@ CALIBRATION_SPLITS = ("valid", "train+valid")
 # The knobs that only choose the skip thresholds: on data without audio or video (MOSEI-T) nothing is ever skipped.
 # Not --gate-epochs: the gate still trains there (never to run), and fewer epochs save that time (README's MOSEI-T run)
 SKIP_KNOBS = ("skip_budget", "max_drop", "calibrate_on")
-TRANSFER_KEYWORDS = ("mosei", "none")  # --transfer's words, in any case (NONE was taken, MOSEI read as a file name)
+TRANSFER_KEYWORDS = ("mosei", "none")  # --transfer's words (or a path)
+# The knobs whose values are words, each read in any case from its one list (NONE was taken while MOSEI was read as a
+# file name; argparse's choices refused --share DEPTH and --calibrate-on VALID). Every one but transfer takes only these
+KEYWORDS = {"share": SHARE_CHOICES, "calibrate_on": CALIBRATION_SPLITS, "transfer": TRANSFER_KEYWORDS}
 # Default fusion prune ratio by teacher kind, each chosen on validation (README, "Defaults chosen on validation"):
 # a frozen-encoder teacher's student is all fusion (0.5 beat 0.3); a student with its own text encoder is 99 %
 # text encoder, which torch-pruning prunes in the text stage. Pruning its 45 k-param fusion part too cost
@@ -106,16 +109,9 @@ class CompressOptions:
     text_augment: int = 0
 
     def __post_init__(self) -> None:
-        if isinstance(self.transfer, str) and self.transfer.lower() in TRANSFER_KEYWORDS:
-            object.__setattr__(self, "transfer", self.transfer.lower())
+        self._read_keywords()
         if self.prune_ratio is not None and not 0.0 <= self.prune_ratio < 1.0:
             raise InputError(f"{given('prune_ratio', self.prune_ratio)} is out of range; expected 0 <= ratio < 1")
-        if self.share not in SHARE_CHOICES:
-            raise InputError(f"{given('share', self.share)} is unknown{suggest(self.share, SHARE_CHOICES)}")
-        if self.calibrate_on not in CALIBRATION_SPLITS:
-            raise InputError(f"{given('calibrate_on', self.calibrate_on)} is unknown"
-                             f"{suggest(self.calibrate_on, CALIBRATION_SPLITS)}; expected one of "
-                             f"{', '.join(CALIBRATION_SPLITS)}")
         if self.skip_budget is not None and self.max_drop is not None:
             raise InputError(f"{option_name('skip_budget')} and {option_name('max_drop')} both given; "
                              "expected at most one way to pick skip thresholds")
@@ -135,6 +131,16 @@ class CompressOptions:
             raise InputError(f"{given('max_minutes', self.max_minutes)}; expected None (no limit) or > 0")
         self._refuse_conflicts()
         object.__setattr__(self, "seeds", checked_seeds(self.seeds, option_name("seeds")))
+
+    def _read_keywords(self) -> None:
+        """Each KEYWORDS knob's word in lower case, whatever case it was given in; one line for a word not listed
+        (transfer may be a path instead, checked with the other knobs)."""
+        for name, words in KEYWORDS.items():
+            value = getattr(self, name)
+            if isinstance(value, str) and value.lower() in words:
+                object.__setattr__(self, name, value.lower())
+            elif name != "transfer":
+                raise InputError(f"{given(name, value)} is unknown{suggest(str(value), words)}")
 
     def _refuse_conflicts(self) -> None:
         """Knobs that another knob makes do nothing, or that the code would silently change: each was accepted and

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from edge_msa.checkpoint import save_checkpoint
-from edge_msa.cli import main
+from edge_msa.cli import build_parser, main
 from edge_msa.data import load_dataset
 from edge_msa.errors import InputError
 from edge_msa.models import create_model
@@ -192,7 +192,6 @@ def test_every_knob_flag_is_a_compress_option():
     """The CLI passes a knob on by its dest: a flag whose dest is not a CompressOptions field would be dropped."""
     from dataclasses import fields
 
-    from edge_msa.cli import build_parser
     from edge_msa.compress import CompressOptions
 
     from edge_msa.errors import named_as_flags, option_name
@@ -345,3 +344,22 @@ def test_transfer_keywords_are_read_in_any_case(monkeypatch, tmp_path):
     for word in ("NONE", "None", "none"):
         assert CompressOptions(transfer=word).transfer_path() is None
     assert CompressOptions(transfer="MOSEI").to_dict()["transfer"] == "mosei"
+
+
+def test_share_and_calibrate_on_are_read_in_any_case_like_transfer(tmp_path, capsys):
+    """argparse's choices refused `--share DEPTH` and `--calibrate-on VALID` (and CompressOptions share='Depth') while
+    `--transfer MOSEI` was taken: every word knob is read by the one rule, options.KEYWORDS."""
+    from edge_msa.compress import CompressOptions
+    from edge_msa.compress.options import KEYWORDS
+
+    options = CompressOptions(share="DEPTH", calibrate_on="Train+Valid")
+    assert (options.share, options.calibrate_on) == ("depth", "train+valid")
+    with pytest.raises(InputError, match=r"^share = 'all' is unknown; expected one of depth, depth\+modality$"):
+        CompressOptions(share="all")
+    assert main(["compress", str(tmp_path / "t.pt"), "--share", "Depth+Modality", "--calibrate-on", "VALID"]) == 2
+    assert "checkpoint" in capsys.readouterr().err  # the options were taken; the (missing) teacher was next
+    assert main(["compress", str(tmp_path / "t.pt"), "--calibrate-on", "test"]) == 2
+    assert capsys.readouterr().err == "error: --calibrate-on test is unknown; expected one of valid, train+valid\n"
+    compress_parser = build_parser()._subparsers._group_actions[0].choices["compress"]
+    metavars = {a.dest: a.metavar for a in compress_parser._actions if a.dest in ("share", "calibrate_on")}
+    assert metavars == {name: "{" + ",".join(KEYWORDS[name]) + "}" for name in ("share", "calibrate_on")}  # --help
