@@ -40,6 +40,15 @@ _LIMITS = (
       "gate_epochs", "batch_size", "patience", "latency_calls", "bootstrap", "latency_threads", "threads"), 1, False),
 )
 
+# The knobs of one step that another knob turns off at 0: (knob, switch, why). Set away from its default with the
+# switch at 0, a knob was accepted and did nothing (text_kd_lr with text_kd_epochs 0). Not text_lr: it is also the
+# text encoder's rate in distillation and finetuning, which always run
+_STEP_KNOBS = (
+    ("temperature", "kd_weight", "the temperature softens the response-KD term only, which weight 0 turns off"),
+    ("text_relation_kd", "text_kd_epochs", "relation KD is part of the layer-wise KD step, which 0 epochs turn off"),
+    ("text_kd_lr", "text_kd_epochs", "it is the layer-wise KD step's learning rate, which 0 epochs turn off"),
+)
+
 
 def _default(name: str) -> Any:
     """A CompressOptions field's default: a knob set away from it was given by the user."""
@@ -145,14 +154,10 @@ class CompressOptions:
     def _refuse_conflicts(self) -> None:
         """Knobs that another knob makes do nothing, or that the code would silently change: each was accepted and
         the run reported as if it had applied."""
-        if self.text_relation_kd > 0 and self.text_kd_epochs == 0:
-            raise InputError(f"{given('text_relation_kd', self.text_relation_kd)} with {given('text_kd_epochs', 0)}; "
-                             "relation KD is part of the layer-wise KD step, so expected "
-                             f"{option_name('text_kd_epochs')} > 0 or no relation KD")
-        if self.kd_weight == 0 and self.temperature != _default("temperature"):
-            raise InputError(f"{given('temperature', self.temperature)} with {given('kd_weight', 0)}; the "
-                             "temperature softens the response-KD term only, which weight 0 turns off, so expected "
-                             f"{option_name('kd_weight')} > 0 or no {option_name('temperature')}")
+        for knob, switch, why in _STEP_KNOBS:
+            if getattr(self, switch) == 0 and getattr(self, knob) != _default(knob):
+                raise InputError(f"{given(knob, getattr(self, knob))} with {given(switch, 0)}; {why}, so expected "
+                                 f"{option_name(switch)} > 0 or no {option_name(knob)}")
         if self.kd_weight == self.hint_weight == self.label_weight == 0:
             names = [option_name(n) for n in ("kd_weight", "hint_weight", "label_weight")]
             raise InputError(f"{', '.join(names[:2])} and {names[2]} are all 0, so the student would learn nothing; "

@@ -212,9 +212,10 @@ def test_every_knob_flag_is_a_compress_option():
     (["--temperature", "nan"], {"temperature": float("nan")}, "--temperature nan; expected a finite number > 0",
      "temperature = nan; expected a finite number > 0"),
     (["--text-kd-epochs", "0", "--text-relation-kd", "1"], {"text_kd_epochs": 0, "text_relation_kd": 1.0},
-     "--text-relation-kd 1.0 with --text-kd-epochs 0; relation KD is part of the layer-wise KD step, so expected "
-     "--text-kd-epochs > 0 or no relation KD", "text_relation_kd = 1.0 with text_kd_epochs = 0; relation KD is part "
-     "of the layer-wise KD step, so expected text_kd_epochs > 0 or no relation KD"),
+     "--text-relation-kd 1.0 with --text-kd-epochs 0; relation KD is part of the layer-wise KD step, which 0 epochs "
+     "turn off, so expected --text-kd-epochs > 0 or no --text-relation-kd", "text_relation_kd = 1.0 with "
+     "text_kd_epochs = 0; relation KD is part of the layer-wise KD step, which 0 epochs turn off, so expected "
+     "text_kd_epochs > 0 or no text_relation_kd"),
     (["--transfer", "nope.csv"], {"transfer": "nope.csv"}, "--transfer nope.csv is not a file",
      "transfer = 'nope.csv' is not a file")])
 def test_an_option_error_names_the_flag_on_the_command_line_and_the_keyword_in_python(tmp_path, capsys, flags,
