@@ -110,7 +110,7 @@ class CompressOptions:
     # with the lowest validation MAE of the encoder + a linear head, text alone). Off by default: 2 epochs tied
     # with 0 on the student's selection criterion (0.8563 both, README) and cost ~4 min; a tie goes to the cheaper.
     text_score_epochs: int = 0
-    text_lr: float = 1e-4  # student text-encoder learning rate in the response-KD / finetune stages
+    text_lr: float = 1e-4  # student text-encoder learning rate in the response-KD / finetune stages and score KD
     transfer: str | None = "mosei"  # extra transfer texts: "mosei" (train fold of the MOSEI label.csv), a path, or None
     # TinyBERT-style variants per training transcript added to the transfer texts. Off: with the default teacher 4
     # tied on validation (0.812 both, 3 seeds; with the previous 3-epoch teacher it paid, 0.812 vs 0.826) and it
