@@ -3,12 +3,10 @@ from __future__ import annotations
 
 import os
 import warnings
-from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass, field, fields, replace
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
-from edge_msa.errors import InputError, check_range, checked_seeds
+from edge_msa.errors import InputError, check_range, checked_seeds, given, option_name
 from edge_msa.models.student import SHARE_MODES
 from edge_msa.spec import suggest
 
@@ -20,7 +18,10 @@ CALIBRATION_SPLITS = ("valid", "train+valid")
 # The knobs that only choose the skip thresholds: on data without audio or video (MOSEI-T) nothing is ever skipped.
 # Not --gate-epochs: the gate still trains there (never to run), and fewer epochs save that time (README's MOSEI-T run)
 SKIP_KNOBS = ("skip_budget", "max_drop", "calibrate_on")
-TRANSFER_KEYWORDS = ("mosei", "none")  # --transfer's words, in any case (NONE was taken, MOSEI read as a file name)
+TRANSFER_KEYWORDS = ("mosei", "none")  # --transfer's words (or a path)
+# The knobs whose values are words, each read in any case from its one list (NONE was taken while MOSEI was read as a
+# file name; argparse's choices refused --share DEPTH and --calibrate-on VALID). Every one but transfer takes only these
+KEYWORDS = {"share": SHARE_CHOICES, "calibrate_on": CALIBRATION_SPLITS, "transfer": TRANSFER_KEYWORDS}
 # Default fusion prune ratio by teacher kind, each chosen on validation (README, "Defaults chosen on validation"):
 # a frozen-encoder teacher's student is all fusion (0.5 beat 0.3); a student with its own text encoder is 99 %
 # text encoder, which torch-pruning prunes in the text stage. Pruning its 45 k-param fusion part too cost
@@ -39,34 +40,14 @@ _LIMITS = (
       "gate_epochs", "batch_size", "patience", "latency_calls", "bootstrap", "latency_threads", "threads"), 1, False),
 )
 
-
-# The knobs the command line set, named by their flags in messages while compress runs from it (named_as_flags).
-_FLAG_KNOBS: ContextVar[frozenset[str]] = ContextVar("compress_flag_knobs", default=frozenset())
-
-
-@contextmanager
-def named_as_flags(knobs: Iterable[str]) -> Iterator[None]:
-    """Within it, messages name `knobs` by the flags that set them: a CLI user typed `--epochs 0` and was told
-    `epochs = 0`, a library caller passes the keyword, and some knobs (lr, max_minutes, ...) have no flag at all."""
-    token = _FLAG_KNOBS.set(frozenset(knobs))
-    try:
-        yield
-    finally:
-        _FLAG_KNOBS.reset(token)
-
-
-def option_name(name: str) -> str:
-    """A knob as its user spelled it: the flag (argparse's dest of --text-kd-epochs is text_kd_epochs) where the
-    command line set it (named_as_flags), else the CompressOptions keyword. The one map from knob to flag."""
-    return f"--{name.replace('_', '-')}" if name in _FLAG_KNOBS.get() else name
-
-
-def given(name: str, value: Any) -> str:
-    """A knob and its value as the user gave them: `--share all` on the command line, `share = 'all'` in Python."""
-    spelled = option_name(name)
-    if spelled != name:
-        return f"{spelled} {value}"
-    return f"{name} = {value!r}" if isinstance(value, str) else f"{name} = {value}"
+# The knobs of one step that another knob turns off at 0: (knob, switch, why). Set away from its default with the
+# switch at 0, a knob was accepted and did nothing (text_kd_lr with text_kd_epochs 0). Not text_lr: it is also the
+# text encoder's rate in distillation and finetuning, which always run
+_STEP_KNOBS = (
+    ("temperature", "kd_weight", "the temperature softens the response-KD term only, which weight 0 turns off"),
+    ("text_relation_kd", "text_kd_epochs", "relation KD is part of the layer-wise KD step, which 0 epochs turn off"),
+    ("text_kd_lr", "text_kd_epochs", "it is the layer-wise KD step's learning rate, which 0 epochs turn off"),
+)
 
 
 def _default(name: str) -> Any:
@@ -129,7 +110,7 @@ class CompressOptions:
     # with the lowest validation MAE of the encoder + a linear head, text alone). Off by default: 2 epochs tied
     # with 0 on the student's selection criterion (0.8563 both, README) and cost ~4 min; a tie goes to the cheaper.
     text_score_epochs: int = 0
-    text_lr: float = 1e-4  # student text-encoder learning rate in the response-KD / finetune stages
+    text_lr: float = 1e-4  # student text-encoder learning rate in the response-KD / finetune stages and score KD
     transfer: str | None = "mosei"  # extra transfer texts: "mosei" (train fold of the MOSEI label.csv), a path, or None
     # TinyBERT-style variants per training transcript added to the transfer texts. Off: with the default teacher 4
     # tied on validation (0.812 both, 3 seeds; with the previous 3-epoch teacher it paid, 0.812 vs 0.826) and it
@@ -137,16 +118,9 @@ class CompressOptions:
     text_augment: int = 0
 
     def __post_init__(self) -> None:
-        if isinstance(self.transfer, str) and self.transfer.lower() in TRANSFER_KEYWORDS:
-            object.__setattr__(self, "transfer", self.transfer.lower())
+        self._read_keywords()
         if self.prune_ratio is not None and not 0.0 <= self.prune_ratio < 1.0:
             raise InputError(f"{given('prune_ratio', self.prune_ratio)} is out of range; expected 0 <= ratio < 1")
-        if self.share not in SHARE_CHOICES:
-            raise InputError(f"{given('share', self.share)} is unknown{suggest(self.share, SHARE_CHOICES)}")
-        if self.calibrate_on not in CALIBRATION_SPLITS:
-            raise InputError(f"{given('calibrate_on', self.calibrate_on)} is unknown"
-                             f"{suggest(self.calibrate_on, CALIBRATION_SPLITS)}; expected one of "
-                             f"{', '.join(CALIBRATION_SPLITS)}")
         if self.skip_budget is not None and self.max_drop is not None:
             raise InputError(f"{option_name('skip_budget')} and {option_name('max_drop')} both given; "
                              "expected at most one way to pick skip thresholds")
@@ -157,7 +131,7 @@ class CompressOptions:
             raise InputError(f"{given('max_drop', self.max_drop)} is out of range; expected a fraction of Acc-2 in "
                              "[0, 1] (e.g. 0.005 = half a point)")
         for names, bound, strict in _LIMITS:
-            check_range({name: getattr(self, name) for name in names}, bound, strict, given)
+            check_range({name: getattr(self, name) for name in names}, bound, strict)
         path = self._transfer_file()
         if path is not None and not os.path.isfile(path):  # found at the text stage, after the teacher's pass
             raise InputError(f"{given('transfer', path)} is not a file; expected "
@@ -167,17 +141,23 @@ class CompressOptions:
         self._refuse_conflicts()
         object.__setattr__(self, "seeds", checked_seeds(self.seeds, option_name("seeds")))
 
+    def _read_keywords(self) -> None:
+        """Each KEYWORDS knob's word in lower case, whatever case it was given in; one line for a word not listed
+        (transfer may be a path instead, checked with the other knobs)."""
+        for name, words in KEYWORDS.items():
+            value = getattr(self, name)
+            if isinstance(value, str) and value.lower() in words:
+                object.__setattr__(self, name, value.lower())
+            elif name != "transfer":
+                raise InputError(f"{given(name, value)} is unknown{suggest(str(value), words)}")
+
     def _refuse_conflicts(self) -> None:
         """Knobs that another knob makes do nothing, or that the code would silently change: each was accepted and
         the run reported as if it had applied."""
-        if self.text_relation_kd > 0 and self.text_kd_epochs == 0:
-            raise InputError(f"{given('text_relation_kd', self.text_relation_kd)} with {given('text_kd_epochs', 0)}; "
-                             "relation KD is part of the layer-wise KD step, so expected "
-                             f"{option_name('text_kd_epochs')} > 0 or no relation KD")
-        if self.kd_weight == 0 and self.temperature != _default("temperature"):
-            raise InputError(f"{given('temperature', self.temperature)} with {given('kd_weight', 0)}; the "
-                             "temperature softens the response-KD term only, which weight 0 turns off, so expected "
-                             f"{option_name('kd_weight')} > 0 or no {option_name('temperature')}")
+        for knob, switch, why in _STEP_KNOBS:
+            if getattr(self, switch) == 0 and getattr(self, knob) != _default(knob):
+                raise InputError(f"{given(knob, getattr(self, knob))} with {given(switch, 0)}; {why}, so expected "
+                                 f"{option_name(switch)} > 0 or no {option_name(knob)}")
         if self.kd_weight == self.hint_weight == self.label_weight == 0:
             names = [option_name(n) for n in ("kd_weight", "hint_weight", "label_weight")]
             raise InputError(f"{', '.join(names[:2])} and {names[2]} are all 0, so the student would learn nothing; "

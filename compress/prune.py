@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from edge_msa.errors import TRAIN_FIX, InputError, require
+from edge_msa.errors import TRAIN_FIX, InputError, given, require
 from edge_msa.models.student import Student
 from edge_msa.spec import SKIPPABLE
 
@@ -44,7 +44,7 @@ def check_ratio(model: Student, ratio: float) -> None:
     what = (f"all {heads} heads of a block" if math.ceil(ratio * heads) >= heads
             else f"all {channels} channels of a width")
     top = math.floor((1 - 1 / min(heads, channels)) * 100) / 100  # keeps one head and one channel of each
-    raise InputError(f"--prune-ratio {ratio} would remove {what}, which torch-pruning then leaves unpruned; "
+    raise InputError(f"{given('prune_ratio', ratio)} would remove {what}, which torch-pruning then leaves unpruned; "
                      f"expected a ratio <= {top} for this student")
 
 

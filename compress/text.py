@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edge_msa.data.assemble import pad_sequences
-from edge_msa.errors import InputError, require
+from edge_msa.errors import InputError, given, option_name, require
 from edge_msa.models.text_bert import BertEncoder, BertLayer, key_padding_bias
 from edge_msa.models.with_text import token_ids
 from edge_msa.training import inference_threads, modality_tensors, torch_threads, train_epoch
@@ -52,13 +52,13 @@ def layer_map(teacher_layers: int, student_layers: int) -> list[int]:
     """Teacher layer (1-based output index) each student layer copies and imitates: evenly spaced, ending at the
     last layer (6 -> 2: [3, 6]), as TinyBERT's uniform mapping."""
     if not 1 <= student_layers <= teacher_layers:
-        raise InputError(f"--text-layers {student_layers}; expected 1..{teacher_layers} (the teacher's layers)")
+        raise InputError(f"{given('text_layers', student_layers)}; expected 1..{teacher_layers} (the teacher's layers)")
     return [round((k + 1) * teacher_layers / student_layers) for k in range(student_layers)]
 
 
 def check_shape(teacher: BertEncoder, shape: TextShape) -> None:
     """One line when `shape` cannot be cut from the teacher's encoder (more layers than it has, or a width above
-    its): called before the transfer texts are read, so a typo in a --text-* flag costs no work."""
+    its): called before the transfer texts are read, so a typo in a text option costs no work."""
     layer_map(len(teacher.layers), shape.layers)
     _check_widths(teacher, shape)
 
@@ -67,9 +67,9 @@ def _check_widths(encoder: BertEncoder, shape: TextShape) -> tuple[int, int, int
     """The encoder's (hidden, heads, ffn), or one line when `shape` is wider than they are."""
     hidden, heads, ffn = encoder.hidden, encoder.layers[0].heads, encoder.layers[0].fc1.out_features
     if shape.hidden > hidden or shape.ffn > ffn or shape.heads > heads:
-        raise InputError(f"--text-hidden {shape.hidden}, --text-heads {shape.heads}, --text-ffn {shape.ffn}: wider "
-                         f"than the teacher's encoder (hidden {hidden}, heads {heads}, ffn {ffn}); expected at most "
-                         "those")
+        asked = ", ".join(given(f"text_{name}", getattr(shape, name)) for name in ("hidden", "heads", "ffn"))
+        raise InputError(f"{asked}: wider than the teacher's encoder (hidden {hidden}, heads {heads}, ffn {ffn}); "
+                         "expected at most those")
     return hidden, heads, ffn
 
 
@@ -145,9 +145,9 @@ def prune_vocabulary(encoder: BertEncoder, reference: torch.Tensor, counts: np.n
     table = encoder.word.weight[kept_t]  # (K, H)
     rank = min(shape.embed_rank, table.shape[1]) if shape.embed_rank else 0
     if rank > len(kept):  # the SVD has no more components than rows: torch failed on a shape mismatch below
-        raise InputError(f"--text-rank {rank} is above the {len(kept)} embedding rows kept (tokens seen >= "
+        raise InputError(f"{given('text_rank', rank)} is above the {len(kept)} embedding rows kept (tokens seen >= "
                          f"{shape.min_count}x in the transfer texts, plus the special tokens); expected a rank <= "
-                         f"{len(kept)}, or more transfer texts (--transfer)")
+                         f"{len(kept)}, or more transfer texts ({option_name('transfer')})")
     encoder.word = nn.Embedding(len(kept), rank or table.shape[1])
     if rank:
         u, s, vh = torch.linalg.svd(table, full_matrices=False)

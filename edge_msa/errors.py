@@ -5,9 +5,11 @@ import importlib
 import importlib.util
 import math
 import os
+from contextlib import contextmanager
+from contextvars import ContextVar
 from numbers import Integral
 from types import ModuleType
-from typing import Callable, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 # The one-line fixes for the optional groups of setup.py (`pip install edge-msa` is the device runtime alone).
 TRAIN_FIX = 'pip install "edge-msa[train]"'
@@ -104,12 +106,41 @@ def checked_seeds(seeds: Iterable[int], flag: str = "--seeds") -> tuple[int, ...
     return seeds
 
 
-def check_range(values: Mapping[str, float], bound: float, strict: bool,
-                given: Callable[[str, float], str] = "{} = {}".format) -> None:
+# The knobs a command line set, named by their flags in messages while the library runs for it (named_as_flags).
+_FLAG_KNOBS: ContextVar[frozenset[str]] = ContextVar("flag_knobs", default=frozenset())
+
+
+@contextmanager
+def named_as_flags(knobs: Iterable[str]) -> Iterator[None]:
+    """Within it, messages name `knobs` by the flags that set them: a CLI user typed `--epochs 0` and was told
+    `epochs = 0`, a library caller passes the keyword, and some knobs (lr, max_minutes, ...) have no flag at all.
+    Set by the commands whose flags are their library call's keywords (compress, train)."""
+    token = _FLAG_KNOBS.set(frozenset(knobs))
+    try:
+        yield
+    finally:
+        _FLAG_KNOBS.reset(token)
+
+
+def option_name(name: str) -> str:
+    """A knob as its user spelled it: the flag (argparse's dest of --text-kd-epochs is text_kd_epochs) where the
+    command line set it (named_as_flags), else the Python keyword. The one map from knob to flag."""
+    return f"--{name.replace('_', '-')}" if name in _FLAG_KNOBS.get() else name
+
+
+def given(name: str, value: Any) -> str:
+    """A knob and its value as the user gave them: `--share all` on the command line, `share = 'all'` in Python."""
+    spelled = option_name(name)
+    if spelled != name:
+        return f"{spelled} {value}"
+    return f"{name} = {value!r}" if isinstance(value, str) else f"{name} = {value}"
+
+
+def check_range(values: Mapping[str, float], bound: float, strict: bool) -> None:
     """One line for the first of `values` (name -> value) that is not a finite number > `bound` (`strict`) or
     >= `bound`: the comparison is negated so that NaN fails it too, before any training (it failed mid-run inside
-    torch, or trained on NaN). The one rule for the training and compress knobs; `given` words a name and value as
-    the user gave them (compress: `--epochs 0` from its command line)."""
+    torch, or trained on NaN). The one rule for the training and compress knobs, each named as its user gave it
+    (`given`: `--epochs 0` from the command line of compress or train, `epochs = 0` in Python)."""
     for name, value in values.items():
         if not (value > bound if strict else value >= bound) or not math.isfinite(value):
             finite = "" if math.isfinite(value) else "a finite number "

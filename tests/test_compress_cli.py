@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from edge_msa.checkpoint import save_checkpoint
-from edge_msa.cli import main
+from edge_msa.cli import build_parser, main
 from edge_msa.data import load_dataset
 from edge_msa.errors import InputError
 from edge_msa.models import create_model
@@ -105,6 +105,17 @@ def _tiny_teacher(tmp_path, epochs: int):
     return data, splits, teacher
 
 
+def test_a_prune_ratio_refused_by_the_students_widths_names_the_flag(tmp_path, cache, capsys):
+    """prune.check_ratio's line, raised after the teacher is loaded, names --prune-ratio on the command line (and
+    prune_ratio to a Python caller: tests/test_compress_pipeline.py)."""
+    _tiny_teacher(tmp_path, epochs=1)
+    out = tmp_path / "out" / "student.pt"
+    assert main(["compress", str(tmp_path / "teacher.pt"), "--out", str(out), "--prune-ratio", "0.8", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --prune-ratio 0.8 would remove all 4 heads of a block") and err.count("\n") == 1
+    assert not out.parent.exists()
+
+
 def test_cli_end_to_end(tmp_path, cache, capsys):
     data, _, _ = _tiny_teacher(tmp_path, epochs=2)
     out = tmp_path / "out" / "student.pt"
@@ -181,10 +192,9 @@ def test_every_knob_flag_is_a_compress_option():
     """The CLI passes a knob on by its dest: a flag whose dest is not a CompressOptions field would be dropped."""
     from dataclasses import fields
 
-    from edge_msa.cli import build_parser
     from edge_msa.compress import CompressOptions
 
-    from edge_msa.compress.options import named_as_flags, option_name
+    from edge_msa.errors import named_as_flags, option_name
 
     args = build_parser().parse_args(["compress", "teacher.pt"])
     knobs = set(vars(args)) - {"command", "handler", "teacher", "data", "out", "quiet"}
@@ -202,9 +212,10 @@ def test_every_knob_flag_is_a_compress_option():
     (["--temperature", "nan"], {"temperature": float("nan")}, "--temperature nan; expected a finite number > 0",
      "temperature = nan; expected a finite number > 0"),
     (["--text-kd-epochs", "0", "--text-relation-kd", "1"], {"text_kd_epochs": 0, "text_relation_kd": 1.0},
-     "--text-relation-kd 1.0 with --text-kd-epochs 0; relation KD is part of the layer-wise KD step, so expected "
-     "--text-kd-epochs > 0 or no relation KD", "text_relation_kd = 1.0 with text_kd_epochs = 0; relation KD is part "
-     "of the layer-wise KD step, so expected text_kd_epochs > 0 or no relation KD"),
+     "--text-relation-kd 1.0 with --text-kd-epochs 0; relation KD is part of the layer-wise KD step, which 0 epochs "
+     "turn off, so expected --text-kd-epochs > 0 or no --text-relation-kd", "text_relation_kd = 1.0 with "
+     "text_kd_epochs = 0; relation KD is part of the layer-wise KD step, which 0 epochs turn off, so expected "
+     "text_kd_epochs > 0 or no text_relation_kd"),
     (["--transfer", "nope.csv"], {"transfer": "nope.csv"}, "--transfer nope.csv is not a file",
      "transfer = 'nope.csv' is not a file")])
 def test_an_option_error_names_the_flag_on_the_command_line_and_the_keyword_in_python(tmp_path, capsys, flags,
@@ -237,7 +248,7 @@ def test_text_encoder_flags_for_a_frozen_feature_teacher_are_named_as_ignored():
     options = CompressOptions.build(text_layers=3, transfer="none", epochs=2)
     with pytest.warns(UserWarning, match="^text_layers, transfer ignored: .* this teacher has none"):
         options.for_teacher(own_text_encoder=False)
-    from edge_msa.compress.options import named_as_flags
+    from edge_msa.errors import named_as_flags
 
     with named_as_flags(["text_layers", "transfer"]), pytest.warns(UserWarning, match="^--text-layers, --transfer "):
         options.for_teacher(own_text_encoder=False)
@@ -334,3 +345,22 @@ def test_transfer_keywords_are_read_in_any_case(monkeypatch, tmp_path):
     for word in ("NONE", "None", "none"):
         assert CompressOptions(transfer=word).transfer_path() is None
     assert CompressOptions(transfer="MOSEI").to_dict()["transfer"] == "mosei"
+
+
+def test_share_and_calibrate_on_are_read_in_any_case_like_transfer(tmp_path, capsys):
+    """argparse's choices refused `--share DEPTH` and `--calibrate-on VALID` (and CompressOptions share='Depth') while
+    `--transfer MOSEI` was taken: every word knob is read by the one rule, options.KEYWORDS."""
+    from edge_msa.compress import CompressOptions
+    from edge_msa.compress.options import KEYWORDS
+
+    options = CompressOptions(share="DEPTH", calibrate_on="Train+Valid")
+    assert (options.share, options.calibrate_on) == ("depth", "train+valid")
+    with pytest.raises(InputError, match=r"^share = 'all' is unknown; expected one of depth, depth\+modality$"):
+        CompressOptions(share="all")
+    assert main(["compress", str(tmp_path / "t.pt"), "--share", "Depth+Modality", "--calibrate-on", "VALID"]) == 2
+    assert "checkpoint" in capsys.readouterr().err  # the options were taken; the (missing) teacher was next
+    assert main(["compress", str(tmp_path / "t.pt"), "--calibrate-on", "test"]) == 2
+    assert capsys.readouterr().err == "error: --calibrate-on test is unknown; expected one of valid, train+valid\n"
+    compress_parser = build_parser()._subparsers._group_actions[0].choices["compress"]
+    metavars = {a.dest: a.metavar for a in compress_parser._actions if a.dest in ("share", "calibrate_on")}
+    assert metavars == {name: "{" + ",".join(KEYWORDS[name]) + "}" for name in ("share", "calibrate_on")}  # --help

@@ -154,8 +154,13 @@ def test_a_split_too_small_to_score_is_refused_before_any_stage(teacher, tiny_sp
 
 def test_a_prune_ratio_that_would_empty_a_group_is_refused_before_any_stage(teacher, tiny_splits, tmp_path):
     """student_tiny has 2 heads per block: 0.6 removes ceil(1.2) = 2, which torch-pruning skipped silently after the
-    whole distillation stage had run."""
-    with pytest.raises(InputError, match=r"^--prune-ratio 0.6 would remove all 2 heads .* expected a ratio <= 0.5"):
+    whole distillation stage had run. Named as its caller gave it: the keyword in Python, the flag from the CLI
+    (named_as_flags); it said --prune-ratio to both."""
+    from edge_msa.errors import named_as_flags
+
+    with pytest.raises(InputError, match=r"^prune_ratio = 0.6 would remove all 2 heads .* expected a ratio <= 0.5"):
+        compress(teacher, out=tmp_path / "out" / "s.pt", splits=tiny_splits, progress=False, prune_ratio=0.6, **FAST)
+    with named_as_flags(["prune_ratio"]), pytest.raises(InputError, match=r"^--prune-ratio 0.6 would remove all 2 "):
         compress(teacher, out=tmp_path / "out" / "s.pt", splits=tiny_splits, progress=False, prune_ratio=0.6, **FAST)
     assert not (tmp_path / "out").exists()
 
@@ -184,6 +189,10 @@ def test_pickled_teacher_is_refused(tiny_splits, tmp_path):
                                         ({"text_relation_kd": -0.5}, "text_relation_kd = -0.5; expected >= 0"),
                                         ({"text_relation_kd": 1.0, "text_kd_epochs": 0},
                                          "relation KD is part of the layer-wise KD step"),
+                                        ({"text_kd_lr": 1e-3, "text_kd_epochs": 0},  # silently unused before
+                                         r"^text_kd_lr = 0.001 with text_kd_epochs = 0; it is the layer-wise KD "
+                                         r"step's learning rate, which 0 epochs turn off, so expected text_kd_epochs "
+                                         r"> 0 or no text_kd_lr$"),
                                         # each was accepted before and did nothing, or less than asked
                                         ({"kd_weight": 0.0, "temperature": 4.0},
                                          "temperature = 4.0 with kd_weight = 0"),
@@ -198,6 +207,12 @@ def test_pickled_teacher_is_refused(tiny_splits, tmp_path):
 def test_bad_options(bad, match):
     with pytest.raises(InputError, match=match):
         CompressOptions.build(**bad)
+
+
+def test_a_step_knob_is_refused_only_when_given_with_its_step_off():
+    CompressOptions.build(text_kd_epochs=0)  # text_kd_lr at its default: nothing the user gave goes unused
+    CompressOptions.build(text_kd_epochs=2, text_kd_lr=1e-3)
+    CompressOptions.build(text_score_epochs=0, text_kd_epochs=0, text_lr=2e-4)  # also the rate of distill/finetune
 
 
 def test_options_and_overrides_together_are_refused(tmp_path):

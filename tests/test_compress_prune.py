@@ -7,7 +7,7 @@ import torch
 
 from edge_msa.compress.prune import check_ratio, prune_student, widths
 from edge_msa.checkpoint import load_checkpoint, save_checkpoint
-from edge_msa.errors import InputError
+from edge_msa.errors import InputError, named_as_flags
 from edge_msa.models import create_model
 from edge_msa.training import to_batch
 
@@ -63,7 +63,7 @@ def test_a_ratio_check_ratio_accepts_shrinks_every_group_and_one_it_refuses_woul
         try:
             check_ratio(model, ratio)
         except InputError as exc:
-            assert str(exc).startswith(f"--prune-ratio {ratio} would remove all 4 heads of a block") and ratio > 0.75
+            assert str(exc).startswith(f"prune_ratio = {ratio} would remove all 4 heads of a block") and ratio > 0.75
             assert str(exc).endswith("; expected a ratio <= 0.75 for this student")
             result = prune_student(model, batch, ratio)
             assert any(a == b for a, b in zip(groups(result["before"]), groups(result["after"])))  # one left whole
@@ -71,6 +71,8 @@ def test_a_ratio_check_ratio_accepts_shrinks_every_group_and_one_it_refuses_woul
             result = prune_student(model, batch, ratio)
             assert all(a > b >= 1 for a, b in zip(groups(result["before"]), groups(result["after"]))), ratio
     narrow = create_model("student", tiny_spec, enc_hidden={"audio": 2, "video": 64})
-    with pytest.raises(InputError, match=r"^--prune-ratio 0.6 would remove all 2 channels of a width, .* <= 0.5 "):
+    with pytest.raises(InputError, match=r"^prune_ratio = 0.6 would remove all 2 channels of a width, .* <= 0.5 "):
         check_ratio(narrow, 0.6)
+    with named_as_flags(["prune_ratio"]), pytest.raises(InputError, match=r"^--prune-ratio 0.6 would remove all 2 "):
+        check_ratio(narrow, 0.6)  # from the compress command line: the flag
     check_ratio(narrow, 0.0)  # nothing pruned: nothing to check

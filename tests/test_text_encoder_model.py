@@ -198,14 +198,23 @@ def test_a_file_given_as_the_text_model_folder_is_named_as_a_file(tiny_bert_dir)
 
 
 def test_a_text_shape_the_teacher_cannot_give_is_one_line_error(tiny_bert_dir):
-    """Checked before the transfer texts are read (compress's text stage starts with it)."""
+    """Checked before the transfer texts are read (compress's text stage starts with it). Named as the caller gave
+    them: the keywords in Python, the flags from the compress command line (named_as_flags); it said the flags to
+    both."""
     from edge_msa.compress.text import TextShape, check_shape
+    from edge_msa.errors import named_as_flags
     from edge_msa.models.text_bert import load_pretrained
 
     bert = load_pretrained(tiny_bert_dir, max_positions=16)  # 2 layers, hidden 32, 4 heads, ffn 64
     check_shape(bert, TextShape(2, 32, 4, 64, 8))
-    assert "--text-layers 3; expected 1..2" in one_line_error(lambda: check_shape(bert, TextShape(3, 16, 2, 32, 8)))
-    assert "--text-hidden 64" in one_line_error(lambda: check_shape(bert, TextShape(2, 64, 2, 32, 8)))
+    deep, wide = TextShape(3, 16, 2, 32, 8), TextShape(2, 64, 2, 32, 8)
+    assert one_line_error(lambda: check_shape(bert, deep)) == "text_layers = 3; expected 1..2 (the teacher's layers)"
+    assert one_line_error(lambda: check_shape(bert, wide)).startswith("text_hidden = 64, text_heads = 2, "
+                                                                        "text_ffn = 32: wider than the teacher's")
+    with named_as_flags(["text_layers", "text_hidden", "text_heads", "text_ffn"]):
+        assert one_line_error(lambda: check_shape(bert, deep)).startswith("--text-layers 3; expected 1..2")
+        assert one_line_error(lambda: check_shape(bert, wide)).startswith("--text-hidden 64, --text-heads 2, "
+                                                                            "--text-ffn 32: wider")
 
 
 @pytest.mark.parametrize("heads, ffn", [(8, 4), (3, 1), (9, 24)])
@@ -226,6 +235,7 @@ def test_a_text_rank_above_the_kept_vocabulary_is_one_line_error(tiny_bert_dir):
     """A small transfer set keeps few embedding rows; a rank above their count failed inside torch (a shape mismatch
     in the SVD's copy) instead of naming --text-rank."""
     from edge_msa.compress.text import TextShape, prune_vocabulary
+    from edge_msa.errors import named_as_flags
     from edge_msa.models.text_bert import load_pretrained
 
     bert = load_pretrained(tiny_bert_dir, max_positions=16)  # hidden 32, a 40-token vocabulary
@@ -233,7 +243,11 @@ def test_a_text_rank_above_the_kept_vocabulary_is_one_line_error(tiny_bert_dir):
     counts[5:15] = 1  # 10 tokens seen, + 2 specials: 12 rows kept
     shape = TextShape(2, 32, 4, 64, 16)
     error = one_line_error(lambda: prune_vocabulary(bert, bert.word.weight, counts, [2, 3], shape))
-    assert error.startswith("--text-rank 16 is above the 12 embedding rows kept") and "expected a rank <= 12" in error
+    assert error.startswith("text_rank = 16 is above the 12 embedding rows kept") and "expected a rank <= 12" in error
+    assert error.endswith("or more transfer texts (transfer)")  # the keywords in Python, the flags from the CLI
+    with named_as_flags(["text_rank", "transfer"]):
+        error = one_line_error(lambda: prune_vocabulary(bert, bert.word.weight, counts, [2, 3], shape))
+    assert error.startswith("--text-rank 16 is above the 12") and error.endswith("more transfer texts (--transfer)")
     assert prune_vocabulary(bert, bert.word.weight, counts, [2, 3], TextShape(2, 32, 4, 64, 12))["rank"] == 12
 
 

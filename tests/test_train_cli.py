@@ -190,9 +190,9 @@ def test_cli_default_data_names_where_edge_msa_data_points(tmp_path, monkeypatch
     (["--seeds", "0", "-1"], "--seeds -1 out of range; expected integers in 0 .. 4294967295"),
     (["--seeds", "0", "1", "0"], "--seeds 0 1 0 repeats a seed; expected distinct seeds"),
     (["--text-model", "no/such/folder"], "text encoder folder no/such/folder does not exist"),
-    (["--lr", "nan"], "lr = nan; expected a finite number > 0\n"),  # not a torch error
-    (["--epochs", "0"], "epochs = 0; expected >= 1\n"),  # it listed every setting, and not which was wrong
-    (["--batch-size", "0"], "batch_size = 0; expected >= 1\n"),
+    (["--lr", "nan"], "--lr nan; expected a finite number > 0\n"),  # not a torch error
+    (["--epochs", "0"], "--epochs 0; expected >= 1\n"),  # it listed every setting, and not which was wrong
+    (["--batch-size", "0"], "--batch-size 0; expected >= 1\n"),
     (["--text-encoder", "frozen", "--text-model", "x"], "--text-model x is an encoder to fine-tune"),
     (["--cv-fold", "4/4"], "--cv-fold '4/4'; expected 0 <= FOLD < FOLDS and FOLDS >= 2"),
     (["--cv-fold", "1-4"], "--cv-fold '1-4'; expected FOLD/FOLDS such as 0/4"),
@@ -202,6 +202,28 @@ def test_cli_bad_request_is_refused_before_any_data_is_read(args, says, tmp_path
     rc = main(["train", "--data", "never-read.npz", *args, "--quiet"])  # the missing file is never reached
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith(f"error: {says}") and len(err.splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_training_setting_is_named_as_the_flag_on_the_command_line_and_the_keyword_in_python(tmp_path):
+    """`train --epochs 0` (0 epochs would save an untrained teacher, so it is refused) said `epochs = 0`, the
+    keyword; train_teacher's caller passed that keyword and is told it. Each such flag is the keyword's."""
+    import inspect
+
+    from edge_msa.cli import build_parser
+    from edge_msa.cli.train import TRAINING_KNOBS
+    from edge_msa.errors import InputError
+    from edge_msa.teacher import train_teacher
+
+    train_parser = build_parser()._subparsers._group_actions[0].choices["train"]
+    flags = {a.dest: a.option_strings[0] for a in train_parser._actions}
+    assert {knob: flags[knob] for knob in TRAINING_KNOBS} == {"epochs": "--epochs", "batch_size": "--batch-size",
+                                                              "lr": "--lr"}
+    assert set(TRAINING_KNOBS) <= set(inspect.signature(train_teacher).parameters)
+    for kwargs, says in (({"epochs": 0}, "epochs = 0; expected >= 1"), ({"lr": -1.0}, "lr = -1.0; expected > 0")):
+        with pytest.raises(InputError) as exc:
+            train_teacher(data="never-read.npz", out=tmp_path / "t.pt", **kwargs)
+        assert str(exc.value) == says
     assert list(tmp_path.iterdir()) == []
 
 

@@ -41,13 +41,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "else ../shared/data/mosi/mosi_utterance_std.npz)")
     p.add_argument("--out", default="student.pt", help="student checkpoint to write (default: student.pt)")
     # each knob's dest is its CompressOptions field name (run() relies on it); defaults live there only (None here =
-    # not given) and the help repeats them
+    # not given) and the help repeats them. Words (--share, --calibrate-on, --transfer) are checked there too, in
+    # any case (options.KEYWORDS; argparse's choices compare them as typed); the metavars list them
     p.add_argument("--prune-ratio", type=float, default=None, help="fraction of the fusion part's heads/hidden "
                    "channels to remove, at most 0.75 (the default student keeps 1 of its 4 heads per block) "
                    "(default, chosen on validation: see the README: 0 when the "
                    "teacher carries its own text encoder, which torch-pruning prunes instead; 0.5 for a "
                    "frozen-encoder teacher)")
-    p.add_argument("--share", default=None, choices=("depth", "depth+modality"),
+    p.add_argument("--share", default=None, metavar="{depth,depth+modality}",
                    help="one block reused across depth, and also across the text and fusion streams "
                    "(default: depth+modality)")
     p.add_argument("--kd-weight", type=float, default=None, help="response distillation weight (default: 1.0)")
@@ -63,7 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="fraction of audio+video encoder compute to save by skipping (default: 0.5)")
     budget.add_argument("--max-drop", type=float, default=None,
                         help="or: Acc-2 non-0 (fraction) allowed to be lost to skipping, e.g. 0.005")
-    p.add_argument("--calibrate-on", default=None, choices=("valid", "train+valid"),
+    p.add_argument("--calibrate-on", default=None, metavar="{valid,train+valid}",
                    help="split(s) the label-free skip thresholds are chosen on (default: valid, chosen on "
                    "validation: see the README)")
     _add_text_encoder_flags(p)
@@ -106,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import fields
 
     from edge_msa.compress import CompressOptions, compress
-    from edge_msa.compress.options import named_as_flags
+    from edge_msa.errors import named_as_flags
 
     # every flag named after a CompressOptions field is that knob (None = not given: the default stays there);
     # messages name those knobs by their flags, the others (library-only) by their keywords

@@ -23,6 +23,8 @@ With --cv-fold F/K the train + valid rows are cut by video into K parts: part F 
 teacher works on the same fold; `python -m edge_msa.compress.selection_gap` pools the held-out parts of K such
 runs to compare two recipes on every train + valid utterance rather than on the validation split alone.
 """
+# The flags that are train_teacher's keywords of the same name, which its training checks name (TrainConfig)
+TRAINING_KNOBS = ("epochs", "batch_size", "lr")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -64,15 +66,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..data.cv import parse_fold
+    from ..errors import named_as_flags
     from ..models.registry import check_teacher
     from ..teacher import metrics_path, train_teacher
 
     check_teacher(args.model)
     cv_fold = parse_fold(args.cv_fold) if args.cv_fold is not None else None
-    m = train_teacher(model=args.model, data=args.data, out=args.out, fmt=args.fmt, seeds=tuple(args.seeds),
-                      epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, progress=not args.quiet,
-                      text_encoder=args.text_encoder, text_model=args.text_model, threads=args.threads,
-                      cv_fold=cv_fold)
+    with named_as_flags(TRAINING_KNOBS):  # `--epochs 0` was refused as `epochs = 0`, the keyword, not the flag typed
+        m = train_teacher(model=args.model, data=args.data, out=args.out, fmt=args.fmt, seeds=tuple(args.seeds),
+                          epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, progress=not args.quiet,
+                          text_encoder=args.text_encoder, text_model=args.text_model, threads=args.threads,
+                          cv_fold=cv_fold)
     keys = ("acc2_non0", "f1_non0", "acc7", "mae", "corr")
     scored = f"held-out fold {args.cv_fold}" if cv_fold else "test"
     print(f"{args.model}: {scored} " + "  ".join(f"{k} {m[k]:.3f}" for k in keys) + f"  (seed {m['selected_seed']})")
