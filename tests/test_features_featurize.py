@@ -320,11 +320,33 @@ def test_one_name_in_two_subfolders_is_refused_before_any_clip(tmp_path, monkeyp
     (clips / "u2.flac").write_bytes((clips / "sub" / "u2.wav").read_bytes())  # another extension: the .wav wins
     monkeypatch.setattr("edge_msa.features.featurize.extract_all", lambda *a: pytest.fail("featurized first"))
     with pytest.raises(InputError, match=r"two or more files of one kind under .*clips match 1 labelled id, e.g. "
-                                         r"dev/u1.wav and sub/u1.wav; expected at most one audio and one video file"):
+                                         r"'u1': dev/u1.wav and sub/u1.wav; expected at most one audio and one video "
+                                         r"file per id: write the id with its folder \(e.g. 'dev/u1'\), pass the"):
         featurize(clips, labels, tmp_path / "x.npz", text="x", progress=False)
     monkeypatch.undo()
     z = load(featurize(clips / "sub", labels, tmp_path / "x.npz", text="x", progress=False))
     assert z["id"].tolist() == ["u0", "u1", "u2"] and (z["audio_len"] > 0).all()
+
+
+def test_ids_with_folders_match_the_files_in_those_folders(tmp_path):
+    """a/u1.wav and b/u1.wav (names reused per speaker or session): an id 'a/u1' matched no file, and 'a/u9.wav' was
+    matched by its stem alone, so it took b/u9.wav, another speaker's clip, without a word."""
+    clips, _ = make_clips(tmp_path, 3)
+    for folder, names in {"a": ["u0", "u1"], "b": ["u1", "u9"], "b/x": ["u2"]}.items():
+        (clips / folder).mkdir(parents=True)
+        for k, name in enumerate(names):
+            sf.write(clips / folder / f"{name}.wav", np.full(8000, 0.01 * (k + 1), np.float32), 8000)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("id,label\na/u0,1\nb/u1.wav,0\na\\u1,-1\nx/u2,2\nsub/u2,0\na/u9.wav,1\n")
+    with pytest.warns(UserWarning) as caught:
+        z = load(featurize(clips, labels, tmp_path / "x.npz", text="x", progress=False))
+    assert z["id"].tolist() == ["a/u0", "b/u1.wav", "a\\u1", "x/u2", "sub/u2"]
+    for utt, feats, n in zip(z["id"], z["audio_feat"], z["audio_len"]):
+        folder, name = utt.replace("\\", "/").removesuffix(".wav").split("/")
+        own = AudioFrontEnd()(clips / ("b/x" if folder == "x" else folder) / f"{name}.wav")
+        np.testing.assert_allclose(feats[:n], own, atol=1e-6)
+    skipped, unlabelled = [str(w.message).split(": ", 1)[1] for w in caught if "with no" in str(w.message)]
+    assert skipped == "a/u9.wav" and unlabelled == "sub/u0, sub/u1, u9"  # named as files, where a stem is matched
 
 
 def test_too_few_matches_say_what_the_clips_folder_holds(tmp_path):

@@ -14,15 +14,17 @@ examples:
 
 input:
   labels CSV   header row; an id column (id, name, utterance_id, utterance, file or filename) whose
-               values are media file stems; a 'label' column: a sentiment score in [-3, 3] or a
-               category mapped with --label-map; optional 'text'/'transcript' and 'speaker' columns
+               values are media file stems (or, where names repeat across subfolders, the stem with its
+               folders: spk1/001); a 'label' column: a sentiment score in [-3, 3] or a category mapped
+               with --label-map; optional 'text'/'transcript' and 'speaker' columns
                (else transcript.csv / speaker.csv beside the labels CSV, with the same id column).
   clips dir    searched recursively; per id a video (.mp4 .avi .flv .mov .mkv .webm .m4v .mpg .mpeg) and
                an audio file (.wav .flac .ogg .mp3, in that preference; a file that cannot be read falls
                back to the next of its kind, with a warning); the same name and extension twice (e.g. in
-               two subfolders) is an error. An id with only a video takes the audio track of the video
-               container (needs PyAV: pip install "edge-msa[media]"); for an id with both, that track is
-               the last fallback when no audio file can be read.
+               two subfolders) for one id is an error (write the id with its folder). An id with only a
+               video takes the audio track of the video container (needs PyAV: pip install
+               "edge-msa[media]"); for an id with both, that track is the last fallback when no audio file
+               can be read.
                Rows without any media, and media files without a row, are left out with a warning;
                a missing or unreadable modality is stored as length 0 (a row left with no modality
                at all is dropped; when no row is left it is an error and nothing is written).
