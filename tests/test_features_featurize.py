@@ -216,6 +216,10 @@ def test_media_longer_than_max_media_s_is_left_out_and_counted(tmp_path, capsys)
     out, err = capsys.readouterr()
     assert err == "error: max_media_seconds (--max-media-s) must be > 0 seconds (inf: no limit); got 0.0\n"
     assert not (tmp_path / "c.npz").exists()
+    assert main([*args, str(tmp_path / "d.npz"), "--max-media-s", "30.0000001"]) == 0  # read as given, not as 30
+    out, err = capsys.readouterr()
+    assert "u1.wav lasts 31.0 s; expected at most 30.0000001 s" in err
+    assert out.endswith("; 1 clip over 30.0000001 s left out (--max-media-s)\n")
 
 
 def test_clips_without_a_label_row_are_counted_in_a_warning(tmp_path):
