@@ -139,6 +139,22 @@ def test_splits_too_small_to_train_on_are_warned_about(tmp_path):
         featurize(clips, labels, tmp_path / "d.npz", text="x", progress=False)
 
 
+def test_the_split_warning_and_the_training_error_state_one_finding():
+    """featurize warns of the splits that train will refuse with an error: both name them from one loop
+    (metrics.short_splits), so the warning cannot drift from the rule train applies."""
+    from edge_msa.data.base import require_split_rows
+    from edge_msa.metrics import untrainable_splits
+
+    labels = {"train": np.ones(4), "valid": np.ones(1), "test": np.zeros(3)}
+    warned = untrainable_splits(labels, "d.npz", "add clips")
+    assert [line.split(";")[0] for line in warned] == ["split 'valid' of d.npz holds 1 labelled row",
+                                                       "split 'test' of d.npz holds 3 labelled rows, all 0"]
+    with pytest.raises(InputError) as info:
+        require_split_rows(labels, "d.npz", "speaker")
+    assert str(info.value) == (f"{warned[0].split(';')[0]}; expected at least 2 in each of train, valid and test, "
+                               "not all labelled 0 (split by: speaker)")
+
+
 def test_text_column_and_missing_transcripts(tmp_path):
     clips, labels = make_clips(tmp_path, 4)
     labels.write_text("name,label,text\nu0,1,good\nu1,0,\nu2,-1,bad\nu3,0.5,fine\n")
