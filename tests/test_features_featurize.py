@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -161,6 +162,44 @@ def test_text_column_and_missing_transcripts(tmp_path):
     with pytest.warns(UserWarning, match="no transcript for 1 of 4"):
         out = featurize(clips, labels, tmp_path / "t.npz", progress=False)
     assert load(out)["transcript"].tolist() == ["good", "", "bad", "fine"]
+
+
+def test_labels_csv_from_a_spreadsheet_reads_as_written(tmp_path):
+    """A byte-order mark, CRLF line ends, blank lines at the end and quoted values holding commas, quotes or a line
+    break are all read as the values they hold."""
+    clips, labels = make_clips(tmp_path, 3)
+    labels.write_bytes(b'\xef\xbb\xbfID,Label,Text\r\nu0,1,"hi, there"\r\n"u1","0","say ""no"""\r\n'
+                       b'u2,-1,"two\r\nlines"\r\n\r\n\r\n')
+    z = load(featurize(clips, labels, tmp_path / "x.npz", progress=False))
+    assert z["id"].tolist() == ["u0", "u1", "u2"] and z["label"].tolist() == [1, 0, -1]
+    assert z["transcript"].tolist() == ["hi, there", 'say "no"', "two\r\nlines"]
+
+
+@pytest.mark.parametrize("rows, message", [
+    ('u0,1,"hi"\nu1,0,hi, there\n', r"labels.csv line 3: 4 values; expected 3 \(id,label,text\): put a value that "
+                                     r"holds a comma in quotes$"),  # "there" was dropped without a word
+    ('u0,1,"hi\nu1,0,a\n', r"cannot read CSV .*labels.csv from line 2: unexpected end of data; expected comma-"
+                           r"separated values, each quote closed"),  # u1 and u2 vanished into u0's transcript
+    ('u0,1,"hi"x\nu1,0,a\n', r"cannot read CSV .*labels.csv from line 2: ',' expected after '\"'"),
+    ("u0,1,a\nu1,0,b\nu1,1,c\n", r"labels.csv: id 'u1' appears twice; expected one row per utterance$"),
+    ("u0,1,a\nu1,3.5,b\n", r"labels.csv: 1 of 3 labels lie outside \[-3, 3\] \(first: 3.5 of 'u1'\)"),
+], ids=["unquoted-comma", "unclosed-quote", "text-after-quote", "duplicate-id", "label-out-of-range"])
+def test_a_malformed_labels_csv_is_one_line_and_nothing_is_written(tmp_path, capsys, rows, message):
+    clips, labels = make_clips(tmp_path, 3)
+    labels.write_text("id,label,text\n" + rows + "u2,-1,c\n")
+    out = tmp_path / "x.npz"
+    assert main(["featurize", str(clips), "--labels", str(labels), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and re.match(f"error: .*{message}", err[0]) and not out.exists()
+
+
+def test_a_column_named_twice_is_refused(tmp_path):
+    """label,Label: the rows kept the last column's value without a word."""
+    clips, labels = make_clips(tmp_path, 3)
+    labels.write_text("id,label,Label\nu0,1,-1\nu1,0,0\nu2,-1,1\n")
+    with pytest.raises(InputError, match=r"labels.csv has the column 'label' twice \(column names ignore case\); "
+                                         r"expected each column once$"):
+        featurize(clips, labels, tmp_path / "x.npz", text="x", progress=False)
 
 
 def test_transcript_csv_beside_labels_and_ids_with_extensions(tmp_path):

@@ -13,7 +13,8 @@ examples:
   python -c "from edge_msa.data.loader import load_dataset; ds = load_dataset('cremad.npz'); print(ds.spec, len(ds.train), len(ds.valid), len(ds.test))"
 
 input:
-  labels CSV   header row; an id column (id, name, utterance_id, utterance, file or filename) whose
+  labels CSV   UTF-8 (a byte-order mark is fine), a value holding a comma in quotes, one row per id;
+               header row; an id column (id, name, utterance_id, utterance, file or filename) whose
                values are media file stems (or, where names repeat across subfolders, the stem with its
                folders: spk1/001); a 'label' column: a sentiment score in [-3, 3] or a category mapped
                with --label-map; optional 'text'/'transcript' and 'speaker' columns

@@ -266,13 +266,11 @@ def read_table(path: Path, required: tuple[str, ...] = ()) -> dict[str, dict[str
     """CSV with a header -> {id: row}; the id column is the first of ID_COLUMNS present (case-insensitive)."""
     if not path.is_file():
         raise not_found("CSV file", path, f"a CSV with a header and an id column ({', '.join(ID_COLUMNS)})")
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            header = [h.strip().lower() for h in reader.fieldnames or []]
-            records = [{k.strip().lower(): (v or "").strip() for k, v in r.items() if k} for r in reader]
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(f"cannot read CSV {path}: {exc}; expected a UTF-8 CSV with a header row") from None
+    header, records = csv_records(path)
+    twice = sorted({h for h in header if h and header.count(h) > 1})
+    if twice:  # the rows kept the last column's value without a word
+        raise InputError(f"{path} has the column '{twice[0]}' twice (column names ignore case); expected each column "
+                         "once")
     id_col = next((c for c in ID_COLUMNS if c in header), None)
     missing = [c for c in required if c not in header]
     if id_col is None or missing:
@@ -287,6 +285,31 @@ def read_table(path: Path, required: tuple[str, ...] = ()) -> dict[str, dict[str
             raise InputError(f"{path}: id '{key}' appears twice; expected one row per utterance")
         table[key] = r
     return table
+
+
+def csv_records(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """The header (names stripped, lower-cased) and the rows ({name: stripped value}) of a UTF-8 CSV (a byte-order mark
+    and CRLF line ends are fine). An unquoted comma in a value (a transcript) made a row one field longer, and the text
+    after it was dropped without a word, or read as the next column: a row with more values than the header is an
+    error. An unclosed quote took the rest of the file into one value, so its rows vanished: strict parsing says so."""
+    line = 0  # the last line read
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f, strict=True)
+            header = [h.strip().lower() for h in reader.fieldnames or []]
+            records, line = [], reader.line_num
+            for r in reader:
+                if any((v or "").strip() for v in r.get(None, [])):  # values past the header's last column
+                    raise InputError(f"{path} line {reader.line_num}: {len(header) + len(r[None])} values; expected "
+                                     f"{len(header)} ({','.join(header)}): put a value that holds a comma in quotes")
+                records.append({k.strip().lower(): (v or "").strip() for k, v in r.items() if k})
+                line = reader.line_num
+    except UnicodeDecodeError as exc:
+        raise InputError(f"cannot read CSV {path}: {exc}; expected a UTF-8 CSV with a header row") from None
+    except csv.Error as exc:
+        raise InputError(f"cannot read CSV {path} from line {line + 1}: {exc}; expected comma-separated values, each "
+                         "quote closed (\"a, b\")") from None
+    return header, records
 
 
 def index_media(clips_dir: Path) -> dict[str, dict[str, list[Path]]]:
