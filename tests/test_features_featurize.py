@@ -182,8 +182,11 @@ def test_labels_csv_from_a_spreadsheet_reads_as_written(tmp_path):
                            r"separated values, each quote closed"),  # u1 and u2 vanished into u0's transcript
     ('u0,1,"hi"x\nu1,0,a\n', r"cannot read CSV .*labels.csv from line 2: ',' expected after '\"'"),
     ("u0,1,a\nu1,0,b\nu1,1,c\n", r"labels.csv: id 'u1' appears twice; expected one row per utterance$"),
+    ("u0,1,a\nu1,0,b\nu1.wav,1,c\n", r"ids 'u1' and 'u1.wav' both match sub/u1.wav under .*clips; expected one "
+                                    r"row per clip"),  # one clip, two labels, in two splits
     ("u0,1,a\nu1,3.5,b\n", r"labels.csv: 1 of 3 labels lie outside \[-3, 3\] \(first: 3.5 of 'u1'\)"),
-], ids=["unquoted-comma", "unclosed-quote", "text-after-quote", "duplicate-id", "label-out-of-range"])
+], ids=["unquoted-comma", "unclosed-quote", "text-after-quote", "duplicate-id", "one-file-two-ids",
+        "label-out-of-range"])
 def test_a_malformed_labels_csv_is_one_line_and_nothing_is_written(tmp_path, capsys, rows, message):
     clips, labels = make_clips(tmp_path, 3)
     labels.write_text("id,label,text\n" + rows + "u2,-1,c\n")
@@ -193,12 +196,16 @@ def test_a_malformed_labels_csv_is_one_line_and_nothing_is_written(tmp_path, cap
     assert len(err) == 1 and re.match(f"error: .*{message}", err[0]) and not out.exists()
 
 
-def test_a_column_named_twice_is_refused(tmp_path):
-    """label,Label: the rows kept the last column's value without a word."""
+def test_a_column_named_twice_or_no_rows_is_refused(tmp_path):
+    """label,Label: the rows kept the last column's value without a word; a header alone read "only 0 of 0 labelled
+    ids with media under clips"."""
     clips, labels = make_clips(tmp_path, 3)
     labels.write_text("id,label,Label\nu0,1,-1\nu1,0,0\nu2,-1,1\n")
     with pytest.raises(InputError, match=r"labels.csv has the column 'label' twice \(column names ignore case\); "
                                          r"expected each column once$"):
+        featurize(clips, labels, tmp_path / "x.npz", text="x", progress=False)
+    labels.write_text("id,label\n\n")
+    with pytest.raises(InputError, match=r"labels.csv has no row with an id; expected one row per labelled clip$"):
         featurize(clips, labels, tmp_path / "x.npz", text="x", progress=False)
 
 

@@ -121,7 +121,7 @@ def featurize(clips_dir: str | os.PathLike, labels_csv: str | os.PathLike, out: 
         raise InputError(f"valid_frac={valid_frac} and test_frac={test_frac}; expected each in (0, 1) with a sum < 1")
     checked_seeds([seed], flag="--seed")  # numpy refuses a negative seed in a traceback
     check_max_media_seconds(max_media_seconds)
-    rows = read_table(labels_csv, required=(LABEL_COLUMN,))
+    rows = read_labels(labels_csv)
     media = media_of(rows, clips_dir)  # id -> {modality: candidate paths}
     ids = list(media)
     mapping = None if label_map is None else parse_label_map(label_map)
@@ -262,6 +262,15 @@ def timing_summary(stage_times: Mapping[str, list[dict[str, float]]]) -> str:
     return "front-end time: " + ("; ".join(parts) if parts else "no clips")
 
 
+def read_labels(path: Path) -> dict[str, dict[str, str]]:
+    """The labels CSV as {id: row} (read_table, with a label column) holding a row: a header alone was refused as
+    "only 0 of 0 labelled ids with media under clips", as if the clips were at fault."""
+    rows = read_table(path, required=(LABEL_COLUMN,))
+    if not rows:
+        raise InputError(f"{path} has no row with an id; expected one row per labelled clip")
+    return rows
+
+
 def read_table(path: Path, required: tuple[str, ...] = ()) -> dict[str, dict[str, str]]:
     """CSV with a header -> {id: row}; the id column is the first of ID_COLUMNS present (case-insensitive)."""
     if not path.is_file():
@@ -351,6 +360,7 @@ def media_of(rows: Mapping[str, object], clips_dir: Path) -> dict[str, dict[str,
                          "expected at most one audio and one video file per id: write the id with its folder (e.g. "
                          f"'{names[0].with_suffix('').as_posix()}'), pass the subfolder with this labels CSV's clips, "
                          "or rename or remove the copies")
+    refuse_shared_files(media, clips_dir)
     no_media = [i for i in rows if i not in media]
     if no_media:
         warnings.warn(f"skipping {plural(len(no_media), 'labelled id')} with no audio/video file under {clips_dir}: "
@@ -366,6 +376,19 @@ def media_of(rows: Mapping[str, object], clips_dir: Path) -> dict[str, dict[str,
         raise InputError(f"only {len(media)} of {plural(len(rows), 'labelled id')} with media under {clips_dir}{held}; "
                          "expected at least 3 (one each for train / valid / test)")
     return media
+
+
+def refuse_shared_files(media: Mapping[str, dict[str, list[Path]]], clips_dir: Path) -> None:
+    """InputError when two ids match one file ('u1' and 'u1.wav', or 'a/u1' and 'u1'): read_table refuses an id
+    written twice, but these two were told apart, so one clip was featurized twice, with two labels, in two splits
+    (a test row the model trained on)."""
+    owner: dict[Path, str] = {}
+    for utt, kinds in media.items():
+        for path in (p for paths in kinds.values() for p in paths):
+            first = owner.setdefault(path, utt)
+            if first != utt:
+                raise InputError(f"ids '{first}' and '{utt}' both match {path.relative_to(clips_dir)} under "
+                                 f"{clips_dir}; expected one row per clip (remove one of them)")
 
 
 def unmatched(stems: Mapping[str, dict[str, list[Path]]], media: Mapping[str, dict[str, list[Path]]],
