@@ -198,7 +198,7 @@ def test_a_malformed_labels_csv_is_one_line_and_nothing_is_written(tmp_path, cap
 
 def test_a_column_named_twice_or_no_rows_is_refused(tmp_path):
     """label,Label: the rows kept the last column's value without a word; a header alone read "only 0 of 0 labelled
-    ids with media under clips"."""
+    ids with media under clips", and a folder "CSV file not found"."""
     clips, labels = make_clips(tmp_path, 3)
     labels.write_text("id,label,Label\nu0,1,-1\nu1,0,0\nu2,-1,1\n")
     with pytest.raises(InputError, match=r"labels.csv has the column 'label' twice \(column names ignore case\); "
@@ -207,6 +207,8 @@ def test_a_column_named_twice_or_no_rows_is_refused(tmp_path):
     labels.write_text("id,label\n\n")
     with pytest.raises(InputError, match=r"labels.csv has no row with an id; expected one row per labelled clip$"):
         featurize(clips, labels, tmp_path / "x.npz", text="x", progress=False)
+    with pytest.raises(InputError, match=r"^CSV file .*clips is a folder; expected a CSV with a header and an id"):
+        featurize(clips, clips, tmp_path / "x.npz", text="x", progress=False)
 
 
 def test_transcript_csv_beside_labels_and_ids_with_extensions(tmp_path):

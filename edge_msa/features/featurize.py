@@ -273,8 +273,11 @@ def read_labels(path: Path) -> dict[str, dict[str, str]]:
 
 def read_table(path: Path, required: tuple[str, ...] = ()) -> dict[str, dict[str, str]]:
     """CSV with a header -> {id: row}; the id column is the first of ID_COLUMNS present (case-insensitive)."""
+    expected = f"a CSV with a header and an id column ({', '.join(ID_COLUMNS)})"
+    if path.is_dir():  # read "CSV file not found", though it is there
+        raise InputError(f"CSV file {path} is a folder; expected {expected}")
     if not path.is_file():
-        raise not_found("CSV file", path, f"a CSV with a header and an id column ({', '.join(ID_COLUMNS)})")
+        raise not_found("CSV file", path, expected)
     header, records = csv_records(path)
     twice = sorted({h for h in header if h and header.count(h) > 1})
     if twice:  # the rows kept the last column's value without a word
