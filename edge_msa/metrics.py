@@ -28,18 +28,24 @@ SPLIT_RULE = f"at least {MIN_SCORES} in each of train, valid and test, not all l
 
 def split_shortfall(labels: np.ndarray) -> str | None:
     """'N labelled rows' (', all 0') when a split's labels are too few for training to select and score on (see
-    SPLIT_RULE), else None: shared by `DatasetSplits.require_rows` and by untrainable_splits."""
+    SPLIT_RULE), else None (short_splits)."""
     labels = np.asarray(labels)
     if len(labels) >= MIN_SCORES and labels.any():
         return None
     return f"{plural(len(labels), 'labelled row')}{', all 0' * (len(labels) > 1)}"
 
 
+def short_splits(splits: Mapping[str, np.ndarray], data: str) -> list[str]:
+    """'split NAME of DATA holds N labelled rows' for each split of `data` ({name: labels}) that breaks SPLIT_RULE, in
+    order: the one finding behind the warning (untrainable_splits) and the error (data.base.require_split_rows)."""
+    return [f"split '{name}' of {data} holds {what}" for name, labels in splits.items()
+            if (what := split_shortfall(labels))]
+
+
 def untrainable_splits(splits: Mapping[str, np.ndarray], data: str, fix: str) -> list[str]:
     """One warning line per split of `data` ({name: labels}) that training will refuse, ending in `fix`: `featurize`
     and `feedback export` say so when they write the file, not when `edge-msa train` refuses it after the work."""
-    return [f"split '{name}' of {data} holds {what}; edge-msa train and compress expect {SPLIT_RULE}: {fix}"
-            for name, labels in splits.items() if (what := split_shortfall(labels))]
+    return [f"{short}; edge-msa train and compress expect {SPLIT_RULE}: {fix}" for short in short_splits(splits, data)]
 
 
 def weighted_f1(truth: np.ndarray, pred: np.ndarray) -> float:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -139,12 +140,75 @@ def test_splits_too_small_to_train_on_are_warned_about(tmp_path):
         featurize(clips, labels, tmp_path / "d.npz", text="x", progress=False)
 
 
+def test_the_split_warning_and_the_training_error_state_one_finding():
+    """featurize warns of the splits that train will refuse with an error: both name them from one loop
+    (metrics.short_splits), so the warning cannot drift from the rule train applies."""
+    from edge_msa.data.base import require_split_rows
+    from edge_msa.metrics import untrainable_splits
+
+    labels = {"train": np.ones(4), "valid": np.ones(1), "test": np.zeros(3)}
+    warned = untrainable_splits(labels, "d.npz", "add clips")
+    assert [line.split(";")[0] for line in warned] == ["split 'valid' of d.npz holds 1 labelled row",
+                                                       "split 'test' of d.npz holds 3 labelled rows, all 0"]
+    with pytest.raises(InputError) as info:
+        require_split_rows(labels, "d.npz", "speaker")
+    assert str(info.value) == (f"{warned[0].split(';')[0]}; expected at least 2 in each of train, valid and test, "
+                               "not all labelled 0 (split by: speaker)")
+
+
 def test_text_column_and_missing_transcripts(tmp_path):
     clips, labels = make_clips(tmp_path, 4)
     labels.write_text("name,label,text\nu0,1,good\nu1,0,\nu2,-1,bad\nu3,0.5,fine\n")
     with pytest.warns(UserWarning, match="no transcript for 1 of 4"):
         out = featurize(clips, labels, tmp_path / "t.npz", progress=False)
     assert load(out)["transcript"].tolist() == ["good", "", "bad", "fine"]
+
+
+def test_labels_csv_from_a_spreadsheet_reads_as_written(tmp_path):
+    """A byte-order mark, CRLF line ends, blank lines at the end and quoted values holding commas, quotes or a line
+    break are all read as the values they hold."""
+    clips, labels = make_clips(tmp_path, 3)
+    labels.write_bytes(b'\xef\xbb\xbfID,Label,Text\r\nu0,1,"hi, there"\r\n"u1","0","say ""no"""\r\n'
+                       b'u2,-1,"two\r\nlines"\r\n\r\n\r\n')
+    z = load(featurize(clips, labels, tmp_path / "x.npz", progress=False))
+    assert z["id"].tolist() == ["u0", "u1", "u2"] and z["label"].tolist() == [1, 0, -1]
+    assert z["transcript"].tolist() == ["hi, there", 'say "no"', "two\r\nlines"]
+
+
+@pytest.mark.parametrize("rows, message", [
+    ('u0,1,"hi"\nu1,0,hi, there\n', r"labels.csv line 3: 4 values; expected 3 \(id,label,text\): put a value that "
+                                     r"holds a comma in quotes$"),  # "there" was dropped without a word
+    ('u0,1,"hi\nu1,0,a\n', r"cannot read CSV .*labels.csv from line 2: unexpected end of data; expected comma-"
+                           r"separated values, each quote closed"),  # u1 and u2 vanished into u0's transcript
+    ('u0,1,"hi"x\nu1,0,a\n', r"cannot read CSV .*labels.csv from line 2: ',' expected after '\"'"),
+    ("u0,1,a\nu1,0,b\nu1,1,c\n", r"labels.csv: id 'u1' appears twice; expected one row per utterance$"),
+    ("u0,1,a\nu1,0,b\nu1.wav,1,c\n", r"ids 'u1' and 'u1.wav' both match sub/u1.wav under .*clips; expected one "
+                                    r"row per clip"),  # one clip, two labels, in two splits
+    ("u0,1,a\nu1,3.5,b\n", r"labels.csv: 1 of 3 labels lie outside \[-3, 3\] \(first: 3.5 of 'u1'\)"),
+], ids=["unquoted-comma", "unclosed-quote", "text-after-quote", "duplicate-id", "one-file-two-ids",
+        "label-out-of-range"])
+def test_a_malformed_labels_csv_is_one_line_and_nothing_is_written(tmp_path, capsys, rows, message):
+    clips, labels = make_clips(tmp_path, 3)
+    labels.write_text("id,label,text\n" + rows + "u2,-1,c\n")
+    out = tmp_path / "x.npz"
+    assert main(["featurize", str(clips), "--labels", str(labels), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and re.match(f"error: .*{message}", err[0]) and not out.exists()
+
+
+def test_a_column_named_twice_or_no_rows_is_refused(tmp_path):
+    """label,Label: the rows kept the last column's value without a word; a header alone read "only 0 of 0 labelled
+    ids with media under clips", and a folder "CSV file not found"."""
+    clips, labels = make_clips(tmp_path, 3)
+    labels.write_text("id,label,Label\nu0,1,-1\nu1,0,0\nu2,-1,1\n")
+    with pytest.raises(InputError, match=r"labels.csv has the column 'label' twice \(column names ignore case\); "
+                                         r"expected each column once$"):
+        featurize(clips, labels, tmp_path / "x.npz", text="x", progress=False)
+    labels.write_text("id,label\n\n")
+    with pytest.raises(InputError, match=r"labels.csv has no row with an id; expected one row per labelled clip$"):
+        featurize(clips, labels, tmp_path / "x.npz", text="x", progress=False)
+    with pytest.raises(InputError, match=r"^CSV file .*clips is a folder; expected a CSV with a header and an id"):
+        featurize(clips, clips, tmp_path / "x.npz", text="x", progress=False)
 
 
 def test_transcript_csv_beside_labels_and_ids_with_extensions(tmp_path):
@@ -216,6 +280,10 @@ def test_media_longer_than_max_media_s_is_left_out_and_counted(tmp_path, capsys)
     out, err = capsys.readouterr()
     assert err == "error: max_media_seconds (--max-media-s) must be > 0 seconds (inf: no limit); got 0.0\n"
     assert not (tmp_path / "c.npz").exists()
+    assert main([*args, str(tmp_path / "d.npz"), "--max-media-s", "30.0000001"]) == 0  # read as given, not as 30
+    out, err = capsys.readouterr()
+    assert "u1.wav lasts 31.0 s; expected at most 30.0000001 s" in err
+    assert out.endswith("; 1 clip over 30.0000001 s left out (--max-media-s)\n")
 
 
 def test_clips_without_a_label_row_are_counted_in_a_warning(tmp_path):
@@ -320,11 +388,33 @@ def test_one_name_in_two_subfolders_is_refused_before_any_clip(tmp_path, monkeyp
     (clips / "u2.flac").write_bytes((clips / "sub" / "u2.wav").read_bytes())  # another extension: the .wav wins
     monkeypatch.setattr("edge_msa.features.featurize.extract_all", lambda *a: pytest.fail("featurized first"))
     with pytest.raises(InputError, match=r"two or more files of one kind under .*clips match 1 labelled id, e.g. "
-                                         r"dev/u1.wav and sub/u1.wav; expected at most one audio and one video file"):
+                                         r"'u1': dev/u1.wav and sub/u1.wav; expected at most one audio and one video "
+                                         r"file per id: write the id with its folder \(e.g. 'dev/u1'\), pass the"):
         featurize(clips, labels, tmp_path / "x.npz", text="x", progress=False)
     monkeypatch.undo()
     z = load(featurize(clips / "sub", labels, tmp_path / "x.npz", text="x", progress=False))
     assert z["id"].tolist() == ["u0", "u1", "u2"] and (z["audio_len"] > 0).all()
+
+
+def test_ids_with_folders_match_the_files_in_those_folders(tmp_path):
+    """a/u1.wav and b/u1.wav (names reused per speaker or session): an id 'a/u1' matched no file, and 'a/u9.wav' was
+    matched by its stem alone, so it took b/u9.wav, another speaker's clip, without a word."""
+    clips, _ = make_clips(tmp_path, 3)
+    for folder, names in {"a": ["u0", "u1"], "b": ["u1", "u9"], "b/x": ["u2"]}.items():
+        (clips / folder).mkdir(parents=True)
+        for k, name in enumerate(names):
+            sf.write(clips / folder / f"{name}.wav", np.full(8000, 0.01 * (k + 1), np.float32), 8000)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("id,label\na/u0,1\nb/u1.wav,0\na\\u1,-1\nx/u2,2\nsub/u2,0\na/u9.wav,1\n")
+    with pytest.warns(UserWarning) as caught:
+        z = load(featurize(clips, labels, tmp_path / "x.npz", text="x", progress=False))
+    assert z["id"].tolist() == ["a/u0", "b/u1.wav", "a\\u1", "x/u2", "sub/u2"]
+    for utt, feats, n in zip(z["id"], z["audio_feat"], z["audio_len"]):
+        folder, name = utt.replace("\\", "/").removesuffix(".wav").split("/")
+        own = AudioFrontEnd()(clips / ("b/x" if folder == "x" else folder) / f"{name}.wav")
+        np.testing.assert_allclose(feats[:n], own, atol=1e-6)
+    skipped, unlabelled = [str(w.message).split(": ", 1)[1] for w in caught if "with no" in str(w.message)]
+    assert skipped == "a/u9.wav" and unlabelled == "sub/u0, sub/u1, u9"  # named as files, where a stem is matched
 
 
 def test_too_few_matches_say_what_the_clips_folder_holds(tmp_path):

@@ -13,16 +13,19 @@ examples:
   python -c "from edge_msa.data.loader import load_dataset; ds = load_dataset('cremad.npz'); print(ds.spec, len(ds.train), len(ds.valid), len(ds.test))"
 
 input:
-  labels CSV   header row; an id column (id, name, utterance_id, utterance, file or filename) whose
-               values are media file stems; a 'label' column: a sentiment score in [-3, 3] or a
-               category mapped with --label-map; optional 'text'/'transcript' and 'speaker' columns
+  labels CSV   UTF-8 (a byte-order mark is fine), a value holding a comma in quotes, one row per id;
+               header row; an id column (id, name, utterance_id, utterance, file or filename) whose
+               values are media file stems (or, where names repeat across subfolders, the stem with its
+               folders: spk1/001); a 'label' column: a sentiment score in [-3, 3] or a category mapped
+               with --label-map; optional 'text'/'transcript' and 'speaker' columns
                (else transcript.csv / speaker.csv beside the labels CSV, with the same id column).
   clips dir    searched recursively; per id a video (.mp4 .avi .flv .mov .mkv .webm .m4v .mpg .mpeg) and
                an audio file (.wav .flac .ogg .mp3, in that preference; a file that cannot be read falls
                back to the next of its kind, with a warning); the same name and extension twice (e.g. in
-               two subfolders) is an error. An id with only a video takes the audio track of the video
-               container (needs PyAV: pip install "edge-msa[media]"); for an id with both, that track is
-               the last fallback when no audio file can be read.
+               two subfolders) for one id is an error (write the id with its folder). An id with only a
+               video takes the audio track of the video container (needs PyAV: pip install
+               "edge-msa[media]"); for an id with both, that track is the last fallback when no audio file
+               can be read.
                Rows without any media, and media files without a row, are left out with a warning;
                a missing or unreadable modality is stored as length 0 (a row left with no modality
                at all is dropped; when no row is left it is an error and nothing is written).
@@ -94,9 +97,10 @@ def summary(path: Path, too_long: set[Path], limit: float) -> str:
     import numpy as np
 
     from ..errors import plural
+    from ..features import seconds_text
 
     with np.load(path, allow_pickle=False) as z:
         split = z["split"]
     counts = ", ".join(f"{name} {int((split == name).sum())}" for name in ("train", "valid", "test"))
-    left_out = f"; {plural(len(too_long), 'clip')} over {limit:g} s left out (--max-media-s)" if too_long else ""
+    left_out = f"; {plural(len(too_long), 'clip')} over {seconds_text(limit)} s left out (--max-media-s)" if too_long else ""
     return f"wrote {plural(len(split), 'row')} to {path} ({counts}){left_out}"

@@ -7,7 +7,7 @@ from typing import Mapping
 import numpy as np
 
 from ..errors import InputError
-from ..metrics import SPLIT_RULE, split_shortfall
+from ..metrics import SPLIT_RULE, short_splits
 from ..spec import MODALITIES, FeatureSpec, check_compatible
 
 
@@ -73,11 +73,10 @@ class FeatureSet:
 def require_split_rows(labels: Mapping[str, np.ndarray], where: str, split_by: str | None) -> None:
     """InputError naming the first split in `labels` (name -> its labels) that breaks metrics.SPLIT_RULE: the one
     message of `DatasetSplits.require_rows`, also given for a cross-validation fold before any fold is built."""
-    for name, split_labels in labels.items():
-        what = split_shortfall(split_labels)
-        if what:
-            how = f" (split by: {split_by})" if split_by else ""
-            raise InputError(f"split '{name}' of {where} holds {what}; expected {SPLIT_RULE}{how}")
+    short = short_splits(labels, where)
+    if short:
+        how = f" (split by: {split_by})" if split_by else ""
+        raise InputError(f"{short[0]}; expected {SPLIT_RULE}{how}")
 
 
 @dataclass

@@ -103,7 +103,14 @@ def too_long(what: str, seconds: float, limit: float) -> str:
     REST service's 413). S gets as many decimals as it takes to read above LIMIT: at one decimal 2.33 s against a
     2.3 s limit read "lasts 2.3 s; expected at most 2.3 s"."""
     decimals = next((d for d in range(1, 10) if float(f"{seconds:.{d}f}") > limit), 9)
-    return f"{what} lasts {seconds:.{decimals}f} s; expected at most {limit:g} s"
+    return f"{what} lasts {seconds:.{decimals}f} s; expected at most {seconds_text(limit)} s"
+
+
+def seconds_text(limit: float) -> str:
+    """A duration limit as it was given: Python's shortest repr, less a trailing '.0' ('30', '2.5', '30.0000001',
+    'inf'). The ':g' format kept 6 significant digits, so --max-media-s 30.0000001 read "lasts 30.004 s; expected at
+    most 30 s" and "1 clip over 30 s left out"."""
+    return repr(float(limit)).removesuffix(".0")
 
 
 def header_seconds(reader: Any, modality: str, path: Path) -> float | None:

@@ -7,15 +7,17 @@ Keys (no pickle; written atomically):
 Features are zero-padded after *_len steps; length 0 = that modality is missing for the utterance.
 Text features are not stored: the data reader computes them from `transcript` ("minilm-l6-int8").
 
-Per utterance id (the labels CSV's id/name column; a media extension on it is ignored) the clips
-directory is searched recursively for files whose stem is the id: a video (VIDEO_EXTS) and an audio file
-(AUDIO_EXTS; when an id has several, the earlier extension in AUDIO_EXTS wins, and one that cannot be read falls
-back to the next, with a warning; two files of one kind with the same stem and extension, e.g. in two subfolders,
-are an error, since either may be the labelled one). An id with a video but no audio file takes its audio from the
-video container's audio track (PyAV, `pip install "edge-msa[media]"`); when both exist the separate audio file wins
-(usually the cleaner recording, and no PyAV needed), and the video's track is its last fallback. Rows with no media at all are skipped with a warning; a
-modality none of whose files a front end can read is missing, with a warning; so is the text of an utterance without
-a transcript. An utterance left with no modality at all (no transcript, no readable file) is dropped, with a warning;
+Per utterance id (the labels CSV's id/name column; a media extension on it is ignored) the clips directory is
+searched recursively for files whose stem is the id, or, for an id with folders ('spk1/001', for names that repeat
+across subfolders), whose stem is its last part and whose folder ends in its folders: a video (VIDEO_EXTS) and an
+audio file (AUDIO_EXTS; when an id has several, the earlier extension in AUDIO_EXTS wins, and one that cannot be read
+falls back to the next, with a warning; two files of one kind with the same stem and extension, e.g. in two
+subfolders, are an error, since either may be the labelled one; an id with its folder tells them apart). An id with a
+video but no audio file takes its audio from the video container's audio track (PyAV, `pip install
+"edge-msa[media]"`); when both exist the separate audio file wins (usually the cleaner recording, and no PyAV
+needed), and the video's track is its last fallback. Rows with no media at all are skipped with a warning; a modality
+none of whose files a front end can read is missing, with a warning; so is the text of an utterance without a
+transcript. An utterance left with no modality at all (no transcript, no readable file) is dropped, with a warning;
 none left is an InputError, and nothing is written.
 
 Splits are by speaker (a `speaker` column, or a speaker.csv beside the labels CSV) when there are at
@@ -29,7 +31,7 @@ import json
 import os
 import sys
 import warnings
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Callable, Mapping
 
 import numpy as np
@@ -119,7 +121,7 @@ def featurize(clips_dir: str | os.PathLike, labels_csv: str | os.PathLike, out: 
         raise InputError(f"valid_frac={valid_frac} and test_frac={test_frac}; expected each in (0, 1) with a sum < 1")
     checked_seeds([seed], flag="--seed")  # numpy refuses a negative seed in a traceback
     check_max_media_seconds(max_media_seconds)
-    rows = read_table(labels_csv, required=(LABEL_COLUMN,))
+    rows = read_labels(labels_csv)
     media = media_of(rows, clips_dir)  # id -> {modality: candidate paths}
     ids = list(media)
     mapping = None if label_map is None else parse_label_map(label_map)
@@ -260,17 +262,27 @@ def timing_summary(stage_times: Mapping[str, list[dict[str, float]]]) -> str:
     return "front-end time: " + ("; ".join(parts) if parts else "no clips")
 
 
+def read_labels(path: Path) -> dict[str, dict[str, str]]:
+    """The labels CSV as {id: row} (read_table, with a label column) holding a row: a header alone was refused as
+    "only 0 of 0 labelled ids with media under clips", as if the clips were at fault."""
+    rows = read_table(path, required=(LABEL_COLUMN,))
+    if not rows:
+        raise InputError(f"{path} has no row with an id; expected one row per labelled clip")
+    return rows
+
+
 def read_table(path: Path, required: tuple[str, ...] = ()) -> dict[str, dict[str, str]]:
     """CSV with a header -> {id: row}; the id column is the first of ID_COLUMNS present (case-insensitive)."""
+    expected = f"a CSV with a header and an id column ({', '.join(ID_COLUMNS)})"
+    if path.is_dir():  # read "CSV file not found", though it is there
+        raise InputError(f"CSV file {path} is a folder; expected {expected}")
     if not path.is_file():
-        raise not_found("CSV file", path, f"a CSV with a header and an id column ({', '.join(ID_COLUMNS)})")
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            header = [h.strip().lower() for h in reader.fieldnames or []]
-            records = [{k.strip().lower(): (v or "").strip() for k, v in r.items() if k} for r in reader]
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(f"cannot read CSV {path}: {exc}; expected a UTF-8 CSV with a header row") from None
+        raise not_found("CSV file", path, expected)
+    header, records = csv_records(path)
+    twice = sorted({h for h in header if h and header.count(h) > 1})
+    if twice:  # the rows kept the last column's value without a word
+        raise InputError(f"{path} has the column '{twice[0]}' twice (column names ignore case); expected each column "
+                         "once")
     id_col = next((c for c in ID_COLUMNS if c in header), None)
     missing = [c for c in required if c not in header]
     if id_col is None or missing:
@@ -285,6 +297,31 @@ def read_table(path: Path, required: tuple[str, ...] = ()) -> dict[str, dict[str
             raise InputError(f"{path}: id '{key}' appears twice; expected one row per utterance")
         table[key] = r
     return table
+
+
+def csv_records(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """The header (names stripped, lower-cased) and the rows ({name: stripped value}) of a UTF-8 CSV (a byte-order mark
+    and CRLF line ends are fine). An unquoted comma in a value (a transcript) made a row one field longer, and the text
+    after it was dropped without a word, or read as the next column: a row with more values than the header is an
+    error. An unclosed quote took the rest of the file into one value, so its rows vanished: strict parsing says so."""
+    line = 0  # the last line read
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f, strict=True)
+            header = [h.strip().lower() for h in reader.fieldnames or []]
+            records, line = [], reader.line_num
+            for r in reader:
+                if any((v or "").strip() for v in r.get(None, [])):  # values past the header's last column
+                    raise InputError(f"{path} line {reader.line_num}: {len(header) + len(r[None])} values; expected "
+                                     f"{len(header)} ({','.join(header)}): put a value that holds a comma in quotes")
+                records.append({k.strip().lower(): (v or "").strip() for k, v in r.items() if k})
+                line = reader.line_num
+    except UnicodeDecodeError as exc:
+        raise InputError(f"cannot read CSV {path}: {exc}; expected a UTF-8 CSV with a header row") from None
+    except csv.Error as exc:
+        raise InputError(f"cannot read CSV {path} from line {line + 1}: {exc}; expected comma-separated values, each "
+                         "quote closed (\"a, b\")") from None
+    return header, records
 
 
 def index_media(clips_dir: Path) -> dict[str, dict[str, list[Path]]]:
@@ -305,7 +342,7 @@ def index_media(clips_dir: Path) -> dict[str, dict[str, list[Path]]]:
 def media_of(rows: Mapping[str, object], clips_dir: Path) -> dict[str, dict[str, list[Path]]]:
     """{id: {modality: candidate paths, preferred first}} for the labelled ids with media, in the labels CSV's order;
     the rest are skipped with a warning, and fewer than 3 left is an error naming what the folder holds (ids must equal
-    the file stems).
+    the file stems, or name their folders too: files_of).
 
     Two files of one kind with the id's stem and extension (e.g. clips/train/x.mp4 and clips/dev/x.mp4, as datasets
     that reuse names per split have) are refused before any clip is read: which one the label belongs to cannot be
@@ -314,21 +351,24 @@ def media_of(rows: Mapping[str, object], clips_dir: Path) -> dict[str, dict[str,
     media: dict[str, dict[str, Path]] = {}
     clashes: dict[str, list[Path]] = {}  # id -> the files it matches of one kind
     for i in rows:
-        kinds = stems.get(stem_of(i), {})
+        kinds = files_of(i, stems, clips_dir)
         clashes.update({i: twins for paths in kinds.values() if (twins := same_extension(paths))})
         if kinds:
             media[i] = dict(kinds)
     if clashes:
-        names = " and ".join(str(p.relative_to(clips_dir)) for p in next(iter(clashes.values())))
+        utt, twins = next(iter(clashes.items()))
+        names = [p.relative_to(clips_dir) for p in twins]
         raise InputError(f"two or more files of one kind under {clips_dir} match "
-                         f"{plural(len(clashes), 'labelled id')}, e.g. {names}; expected at most one audio and one "
-                         "video file per id: pass the subfolder with this labels CSV's clips, or rename or remove the "
-                         "copies")
+                         f"{plural(len(clashes), 'labelled id')}, e.g. '{utt}': {' and '.join(map(str, names))}; "
+                         "expected at most one audio and one video file per id: write the id with its folder (e.g. "
+                         f"'{names[0].with_suffix('').as_posix()}'), pass the subfolder with this labels CSV's clips, "
+                         "or rename or remove the copies")
+    refuse_shared_files(media, clips_dir)
     no_media = [i for i in rows if i not in media]
     if no_media:
         warnings.warn(f"skipping {plural(len(no_media), 'labelled id')} with no audio/video file under {clips_dir}: "
                       f"{first_few(no_media)}", stacklevel=3)
-    unlabelled = sorted(set(stems) - {stem_of(i) for i in rows})  # e.g. a labels CSV of one split, or typos in ids
+    unlabelled = unmatched(stems, media, clips_dir)  # e.g. a labels CSV of one split, or typos in ids
     if unlabelled:
         warnings.warn(f"leaving out {plural(len(unlabelled), 'media file name')} under {clips_dir} with no row in the "
                       f"labels CSV: {first_few(unlabelled)}", stacklevel=3)
@@ -341,6 +381,29 @@ def media_of(rows: Mapping[str, object], clips_dir: Path) -> dict[str, dict[str,
     return media
 
 
+def refuse_shared_files(media: Mapping[str, dict[str, list[Path]]], clips_dir: Path) -> None:
+    """InputError when two ids match one file ('u1' and 'u1.wav', or 'a/u1' and 'u1'): read_table refuses an id
+    written twice, but these two were told apart, so one clip was featurized twice, with two labels, in two splits
+    (a test row the model trained on)."""
+    owner: dict[Path, str] = {}
+    for utt, kinds in media.items():
+        for path in (p for paths in kinds.values() for p in paths):
+            first = owner.setdefault(path, utt)
+            if first != utt:
+                raise InputError(f"ids '{first}' and '{utt}' both match {path.relative_to(clips_dir)} under "
+                                 f"{clips_dir}; expected one row per clip (remove one of them)")
+
+
+def unmatched(stems: Mapping[str, dict[str, list[Path]]], media: Mapping[str, dict[str, list[Path]]],
+              clips_dir: Path) -> list[str]:
+    """The names of the media files no id matched, sorted: the file stem, or the path under clips_dir without the
+    extension ('b/001') where an id matched another file of that stem (ids with folders), so the name is that file's."""
+    matched = {p for kinds in media.values() for paths in kinds.values() for p in paths}
+    taken = {p.stem for p in matched}
+    return sorted({p.relative_to(clips_dir).with_suffix("").as_posix() if p.stem in taken else p.stem
+                   for kinds in stems.values() for paths in kinds.values() for p in paths if p not in matched})
+
+
 def same_extension(paths: list[Path]) -> list[Path]:
     """The files of `paths` (one stem) whose extension another of them has too: two x.mp4 in two subfolders."""
     exts = [q.suffix.lower() for q in paths]
@@ -350,6 +413,20 @@ def same_extension(paths: list[Path]) -> list[Path]:
 def first_few(names: list[str], shown: int = 5) -> str:
     """'a, b, c, d, e ...': a warning about many ids names a few, so it stays one line."""
     return ", ".join(names[:shown]) + (" ..." if len(names) > shown else "")
+
+
+def files_of(utt: str, stems: Mapping[str, dict[str, list[Path]]], clips_dir: Path) -> dict[str, list[Path]]:
+    """{kind: paths} of the media files of id `utt`: those whose stem is the id's file name and, when the id names
+    folders ('spk1/001', '/' or '\\'), whose folder under clips_dir ends in them. Datasets split by speaker or session
+    reuse file names in each folder (a/001.wav, b/001.wav); an id 'a/001.wav' was matched by its stem alone, so it
+    took b/001.wav when a/001.wav was missing, and an id 'a/001' matched no file at all."""
+    *folders, name = PurePosixPath(utt.replace("\\", "/")).parts or ("",)
+    kinds = stems.get(stem_of(name), {})
+    if not folders:
+        return kinds
+    inside = {k: [p for p in paths if p.relative_to(clips_dir).parent.parts[-len(folders):] == tuple(folders)]
+              for k, paths in kinds.items()}
+    return {k: paths for k, paths in inside.items() if paths}
 
 
 def stem_of(utt: str) -> str:
