@@ -470,6 +470,24 @@ def test_provider_fallback_warns(bundle):
         OnnxRuntimeBackend(bundle / "fuse.onnx")
 
 
+def test_warnings_name_the_callers_line_not_edge_msas(minilm_bundle, bundle, tmp_path):
+    """Each warning counted a fixed stacklevel, so one reached through other frames named a line inside edge-msa
+    (predict(text=<long text>): predictor.py; load's provider warning: predictor.py too), and warnings filters
+    and "once per location" keyed on that line; errors.warn names the first frame outside the package."""
+    clip = tmp_path / "clip.wav"
+    clip.write_bytes(b"RIFF")
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        with load(minilm_bundle, providers=["NoSuchExecutionProvider", "CPUExecutionProvider"]) as p:
+            p.predict(text="good " * 40)
+            p.predict_batch([{"text": "good " * 40}])
+        with load(bundle) as p:
+            p.predict(text=_arrays()["text"], audio=clip)
+    kinds = ("onnxruntime has no NoSuchExecutionProvider", "1 of 1 texts are longer than 16", "audio: skipped clip.wav")
+    assert {kind for w in said for kind in kinds if str(w.message).startswith(kind)} == set(kinds)
+    assert {w.filename for w in said} == {__file__}
+
+
 def test_text_string_through_the_bundled_minilm_encoder(minilm_bundle):
     assert (minilm_bundle / "text_encoder.onnx").is_file() and (minilm_bundle / "tokenizer.json").is_file()
     with load(minilm_bundle) as p:

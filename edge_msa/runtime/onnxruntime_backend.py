@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from ..errors import ArtifactError, InputError, require
+from ..errors import ArtifactError, InputError, require, warn
 from .backend import Backend, TensorInfo
 
 PREFERRED = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
@@ -39,8 +38,8 @@ class OnnxRuntimeBackend(Backend):
         asked = list(providers) if providers else default_providers(available)
         unknown = [p for p in asked if p not in available]
         if unknown and providers:
-            warnings.warn(f"onnxruntime has no {', '.join(unknown)} in this build (available: "
-                          f"{', '.join(available)}); using the rest", stacklevel=2)
+            warn(f"onnxruntime has no {', '.join(unknown)} in this build (available: "
+                 f"{', '.join(available)}); using the rest")
         usable = [p for p in asked if p in available] or ["CPUExecutionProvider"]
         options = ort.SessionOptions()
         if threads:
@@ -56,8 +55,8 @@ class OnnxRuntimeBackend(Backend):
         self.providers = self.session.get_providers()
         dropped = [p for p in usable if p not in self.providers]
         if dropped:
-            warnings.warn(f"onnxruntime fell back from {', '.join(dropped)} to {', '.join(self.providers)} "
-                          f"for {self.label}", stacklevel=2)
+            warn(f"onnxruntime fell back from {', '.join(dropped)} to {', '.join(self.providers)} "
+                 f"for {self.label}")
         self.inputs = tuple(self._info(i) for i in self.session.get_inputs())
         self.outputs = tuple(o.name for o in self.session.get_outputs())
 

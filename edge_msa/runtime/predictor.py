@@ -11,7 +11,6 @@ from __future__ import annotations
 import mmap
 import os
 import time
-import warnings
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import ArtifactError, EdgeMSAError, InputError, checked_threads, one_line
+from ..errors import ArtifactError, EdgeMSAError, InputError, checked_threads, one_line, warn
 from ..features import MAX_MEDIA_SECONDS, check_max_media_seconds, media_file, refuse_long_media
 from ..features.audio import NAME as LOGMEL, VIDEO_EXTS, has_audio_track
 from ..features.text import TOKENS_PREFIX, MiniLMFrontEnd, TextError, TokenIds, WordPiece, check_tokenizer_tag
@@ -106,7 +105,7 @@ class Predictor:
         self.tokens = self.spec.front_end("text").startswith(TOKENS_PREFIX)  # graphs take token ids
         self.positions_count_padding = self.bundle is not None and positions_count_padding(self.bundle, manifest)
         if self.positions_count_padding:
-            warnings.warn(f"bundle '{self.bundle}' is an {manifest.model} teacher {PADDED_POSITIONS}", stacklevel=3)
+            warn(f"bundle '{self.bundle}' is an {manifest.model} teacher {PADDED_POSITIONS}")
 
     # --- public API -----------------------------------------------------------------------------
     def predict(self, text: Any = None, audio: Any = None, video: Any = None) -> Prediction:
@@ -406,7 +405,7 @@ class Predictor:
             if len(x) > max_len:  # the encoder has max_len positions; raw text is cut by the tokenizer the same way
                 warning = (f"text: {len(x)} token ids are more than the encoder's {max_len} positions; truncated to "
                            f"the first {max_len}")
-                warnings.warn(warning, stacklevel=5)
+                warn(warning)
                 x = x[:max_len]
                 if notes is not None:
                     notes.append(warning)
@@ -437,8 +436,8 @@ class Predictor:
         media_file(path, f"{modality} file", "a media file")
         name = self.spec.front_end(modality)
         if not self.spec.computes(modality):
-            warnings.warn(f"{modality}: skipped {path.name}; this model expects {name} features (an array of "
-                          f"shape (L, {self.spec.dim(modality)})), not a media file", stacklevel=4)
+            warn(f"{modality}: skipped {path.name}; this model expects {name} features (an array of "
+                 f"shape (L, {self.spec.dim(modality)})), not a media file")
             return f"expects {name} features, got a media file"
         refuse_long_media(modality, path, self.max_media_seconds)
         return None
@@ -449,7 +448,7 @@ class Predictor:
         try:
             return None if has_audio_track(video) else f"{video.name} has no audio track"
         except EdgeMSAError as exc:  # no PyAV, or an unreadable container (the video front end reports that)
-            warnings.warn(f"audio: not taken from {video.name}: {exc}", stacklevel=5)
+            warn(f"audio: not taken from {video.name}: {exc}")
             return f"cannot read the audio track of {video.name}"
 
     def _media(self, modality: str, path: Path, ms: dict[str, float]) -> np.ndarray:
