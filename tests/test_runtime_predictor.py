@@ -340,6 +340,17 @@ def test_load_takes_one_provider_name_and_names_a_bundle_that_is_not_a_path(bund
                                                   "the folder written by `edge-msa export`")
 
 
+@pytest.mark.parametrize("providers", [[5], 5, b"CPU", ["CPUExecutionProvider", None]])
+def test_providers_that_are_not_names_are_one_line_errors(bundle, providers):
+    """[5] raised a TypeError from inside the backend (joining the names for its unknown-provider warning), 5 one
+    from list()."""
+    from conftest import one_line_error
+
+    assert one_line_error(lambda: load(bundle, providers=providers)) == (
+        f"providers {providers!r}; expected onnxruntime execution provider names (str), e.g. "
+        "['CUDAExecutionProvider', 'CPUExecutionProvider']")
+
+
 def test_bad_arrays_raise_one_line_input_errors(bundle):
     a = _arrays()
     bad_nan = a["audio"].copy()

@@ -630,8 +630,6 @@ def open_bundle(bundle: Path, manifest: Manifest, backend: str | None = None, pr
     for filename in (manifest.text_encoder or {}).values():  # built at the first text, but broken already now
         if not (bundle / filename).is_file():
             raise ArtifactError(f"text encoder file '{bundle / filename}' is missing; re-export the bundle")
-    if isinstance(providers, str):  # else read letter by letter: 'onnxruntime has no C, P, U, ... in this build'
-        providers = [providers]
     options = {"providers": providers, "threads": threads} if name == "onnxruntime" else {}
     backends = {}
     try:
