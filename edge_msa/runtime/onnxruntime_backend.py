@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -47,10 +46,7 @@ class OnnxRuntimeBackend(Backend):
         super().__init__()
         providers = provider_names(providers)
         ort = require("onnxruntime", "running ONNX bundles", "pip install onnxruntime (or onnxruntime-gpu)")
-        path = Path(path)
-        self.label = label or path.name
-        if not path.is_file():
-            raise ArtifactError(f"graph file '{path}' is missing; re-export the bundle")
+        path = self._file(path, label, "graph")
         available = ort.get_available_providers()
         asked = providers or default_providers(available)
         unknown = [p for p in asked if p not in available]
