@@ -216,6 +216,20 @@ def test_empty_modality_array_counts_as_missing(bundle):
     assert not ran[:, 1].any() and np.allclose(scores, same)
 
 
+def test_one_inputs_empty_array_is_refused_and_says_how_to_leave_the_modality_out(bundle):
+    """predict refused a (0, d) array, as it refuses an empty text, while predict_features reads a (B, 0, d) one as
+    missing (padding when no row has it): on purpose, and the refusal now says how one input goes without audio."""
+    from conftest import one_line_error
+
+    text = _arrays()["text"]
+    with load(bundle) as p:
+        assert one_line_error(lambda: p.predict(text=text, audio=np.zeros((0, 5), np.float32))) == (
+            "audio features have no steps (shape (0, 5)); expected L >= 1 (an input without audio leaves audio out)")
+        scores, ran = p.predict_features({"text": text[None], "audio": np.zeros((1, 0, 5), np.float32)})
+        alone = p.predict(text=text)
+    assert ran[0].tolist() == [True, False, False] and scores[0] == pytest.approx(alone.score, abs=1e-6)
+
+
 def test_predict_batch_matches_single_predictions(bundle):
     a, b = _arrays(0), _arrays(1)
     with load(bundle) as p:

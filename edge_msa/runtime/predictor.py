@@ -113,7 +113,10 @@ class Predictor:
         ids: (L,) or (L, 1), ints or floats); audio/video are (L, d) arrays or media file paths (str or Path; if
         the bundle's front end for them is a built-in one). An array may be any float array, nested lists or a CPU
         torch tensor. With a video file and no audio, a logmel-v1 bundle takes the audio from the video's audio
-        track (PyAV)."""
+        track (PyAV). An input without a modality leaves it out (None); an array of it with no steps, (0, d), is
+        refused, as an empty text or an audio file without samples is: the modality given, with nothing in it.
+        predict_features, whose rows say "missing" by a length of 0, reads a (B, 0, d) array as missing (see
+        there)."""
         return self.predict_batch([{"text": text, "audio": audio, "video": video}])[0]
 
     def predict_batch(self, inputs: Iterable[Mapping[str, Any]]) -> list[Prediction]:
@@ -162,7 +165,9 @@ class Predictor:
     def predict_features(self, features: Mapping[str, np.ndarray],
                          lengths: Mapping[str, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Batched scores for padded arrays features[m] (B, L, d) with lengths[m] (B,) (0 = missing; a
-        modality absent from `features` is missing for every row). Returns (scores (B,), ran (B, 3) bool)."""
+        modality absent from `features` is missing for every row). A (B, 0, d) array is missing in every row too:
+        it is what padding to the longest row gives when every row's length is 0, whereas `predict` refuses one
+        input's (0, d) array. Returns (scores (B,), ran (B, 3) bool)."""
         self._check_open()
         feats, lens = self._check_features(features, {} if lengths is None else lengths)
         if self.row_by_row and len(lens["text"]) > 1:
@@ -399,7 +404,8 @@ class Predictor:
         with a warning, also added to `notes` (the row's Prediction.warnings)."""
         x = self._float32(m, array)
         if x.shape[0] == 0:
-            raise InputError(f"{m} features have no steps (shape {array.shape}); expected L >= 1")
+            raise InputError(f"{m} features have no steps (shape {array.shape}); expected L >= 1 (an input without "
+                             f"{m} leaves {m} out)")
         if m == "text" and self.tokens:
             max_len = self.spec.max_len("text")
             if len(x) > max_len:  # the encoder has max_len positions; raw text is cut by the tokenizer the same way
