@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
-from edge_msa.errors import InputError, check_range, checked_seeds, given, option_name
+from edge_msa.errors import InputError, check_range, checked_seeds, given, option_name, warn
 from edge_msa.models.student import SHARE_MODES
 from edge_msa.spec import suggest
 
@@ -194,8 +193,8 @@ class CompressOptions:
             unused = [option_name(f.name) for f in fields(self)
                       if (f.name.startswith("text_") or f.name == "transfer") and getattr(self, f.name) != f.default]
             if unused:
-                warnings.warn(f"{', '.join(unused)} ignored: they shape the student's own text encoder, and this "
-                              "teacher has none (it was trained on frozen text features)", stacklevel=2)
+                warn(f"{', '.join(unused)} ignored: they shape the student's own text encoder, and this "
+                     "teacher has none (it was trained on frozen text features)")
         if self.prune_ratio is not None:
             return self
         return replace(self, prune_ratio=FUSION_PRUNE_RATIO["own_text_encoder" if own_text_encoder else "frozen_text"])
@@ -206,8 +205,8 @@ class CompressOptions:
         set_here = [given(name, getattr(self, name)) for name in SKIP_KNOBS if getattr(self, name) != _default(name)]
         if set_here:
             verb = "changes" if len(set_here) == 1 else "change"
-            warnings.warn(f"{', '.join(set_here)} {verb} nothing: the data has no audio or video, so the student has "
-                          "nothing to skip (the report marks the skip targets not applicable)", stacklevel=2)
+            warn(f"{', '.join(set_here)} {verb} nothing: the data has no audio or video, so the student has "
+                 "nothing to skip (the report marks the skip targets not applicable)")
 
     @property
     def text_kd(self) -> TextKD:
@@ -229,10 +228,10 @@ class CompressOptions:
             if path is not None and path.is_file():
                 return str(path)
             where = path or "no data folder (../shared/data or $EDGE_MSA_DATA)"
-            warnings.warn(f"{given('transfer', 'mosei')} skipped: {where} not found, so the student's text encoder "
-                          "learns from the training transcripts alone (the README measured that 1.8 pt Acc-2 non-0 "
-                          "worse on MOSI-U test); expected MOSEI's label.csv "
-                          f"there, or {given('transfer', 'none')} to choose this", stacklevel=2)
+            warn(f"{given('transfer', 'mosei')} skipped: {where} not found, so the student's text encoder "
+                 "learns from the training transcripts alone (the README measured that 1.8 pt Acc-2 non-0 "
+                 "worse on MOSI-U test); expected MOSEI's label.csv "
+                 f"there, or {given('transfer', 'none')} to choose this")
             return None
         return self._transfer_file()
 

@@ -5,6 +5,8 @@ import importlib
 import importlib.util
 import math
 import os
+import sys
+import warnings
 from contextlib import contextmanager
 from contextvars import ContextVar
 from numbers import Integral
@@ -62,6 +64,30 @@ def read_json_object(path: os.PathLike[str] | str, what: str) -> dict:
     if not isinstance(data, dict):
         raise ArtifactError(f"{path} holds a {type(data).__name__}; expected {what} (an object)")
     return data
+
+
+def warn(message: str, category: type[Warning] = UserWarning) -> None:
+    """`warnings.warn` attributed to the first caller outside edge-msa: a fixed stacklevel named a line inside the
+    package whenever a public call reached the warning through more frames than counted (`load(...).predict(text=...)`
+    named predictor.py), and warnings filters and "once per location" key on that line. Python 3.12's
+    skip_file_prefixes skips the package's frames; on older versions the same frames are counted here."""
+    prefixes = _package_dirs()
+    if sys.version_info >= (3, 12):
+        warnings.warn(message, category, skip_file_prefixes=prefixes)
+        return
+    frame, level = sys._getframe(1), 2  # level 2: the caller of warn()
+    while frame is not None and frame.f_code.co_filename.startswith(prefixes):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
+
+
+def _package_dirs() -> tuple[str, ...]:
+    """The folders of every loaded edge_msa package, each ending in a separator: compress/, export/ and benchmarks/
+    install inside edge_msa/, but an editable install maps them to the repository's top (setup.py's package_dir).
+    Read from sys.modules, as each frame of a call stack runs in a module already imported."""
+    top = __name__.partition(".")[0]
+    return tuple({os.path.join(folder, "") for name, module in list(sys.modules.items())
+                  if name.partition(".")[0] == top for folder in getattr(module, "__path__", ())})
 
 
 def not_found(what: str, path: os.PathLike[str] | str, expected: str) -> InputError:

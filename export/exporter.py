@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from edge_msa.atomic import atomic_dir, check_replaceable, write_text
-from edge_msa.errors import require
+from edge_msa.errors import require, warn
 from edge_msa.features.text import NAME as MINILM, default_onnx_path, default_tokenizer_path
 from edge_msa.runtime.manifest import MANIFEST, Manifest, write_manifest
 from edge_msa.spec import MODALITIES
@@ -67,8 +66,8 @@ def export(checkpoint: str | os.PathLike, format: str = "onnx", out: str | os.Pa
     layout = config.layout
     checks = _checks(model, meta, layout, data, int(opts["max_batch"]))
     if checks.valid is None and opts.get("trt_precision") == "int8":
-        warnings.warn(f"the INT8 engine's scales are calibrated on {checks.inputs}, not on data; pass --data "
-                      "(the training dataset) to calibrate on real validation inputs", stacklevel=2)
+        warn(f"the INT8 engine's scales are calibrated on {checks.inputs}, not on data; pass --data "
+             "(the training dataset) to calibrate on real validation inputs")
     with atomic_dir(out, MANIFEST, "bundle") as tmp:
         ctx, manifest = _export_fp32(config, meta, tmp, fmt, opts, str(checkpoint), data)
         _check_fp32(ctx, manifest, checks, fmt, say)

@@ -216,6 +216,20 @@ def test_empty_modality_array_counts_as_missing(bundle):
     assert not ran[:, 1].any() and np.allclose(scores, same)
 
 
+def test_one_inputs_empty_array_is_refused_and_says_how_to_leave_the_modality_out(bundle):
+    """predict refused a (0, d) array, as it refuses an empty text, while predict_features reads a (B, 0, d) one as
+    missing (padding when no row has it): on purpose, and the refusal now says how one input goes without audio."""
+    from conftest import one_line_error
+
+    text = _arrays()["text"]
+    with load(bundle) as p:
+        assert one_line_error(lambda: p.predict(text=text, audio=np.zeros((0, 5), np.float32))) == (
+            "audio features have no steps (shape (0, 5)); expected L >= 1 (an input without audio leaves audio out)")
+        scores, ran = p.predict_features({"text": text[None], "audio": np.zeros((1, 0, 5), np.float32)})
+        alone = p.predict(text=text)
+    assert ran[0].tolist() == [True, False, False] and scores[0] == pytest.approx(alone.score, abs=1e-6)
+
+
 def test_predict_batch_matches_single_predictions(bundle):
     a, b = _arrays(0), _arrays(1)
     with load(bundle) as p:
@@ -338,6 +352,17 @@ def test_load_takes_one_provider_name_and_names_a_bundle_that_is_not_a_path(bund
             assert p.backends["fuse"].providers == ["CPUExecutionProvider"]
     assert one_line_error(lambda: load(None)) == ("bundle is a NoneType; expected the path (str or os.PathLike) of "
                                                   "the folder written by `edge-msa export`")
+
+
+@pytest.mark.parametrize("providers", [[5], 5, b"CPU", ["CPUExecutionProvider", None]])
+def test_providers_that_are_not_names_are_one_line_errors(bundle, providers):
+    """[5] raised a TypeError from inside the backend (joining the names for its unknown-provider warning), 5 one
+    from list()."""
+    from conftest import one_line_error
+
+    assert one_line_error(lambda: load(bundle, providers=providers)) == (
+        f"providers {providers!r}; expected onnxruntime execution provider names (str), e.g. "
+        "['CUDAExecutionProvider', 'CPUExecutionProvider']")
 
 
 def test_bad_arrays_raise_one_line_input_errors(bundle):
@@ -468,6 +493,24 @@ def test_provider_fallback_warns(bundle):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the default choice warns about nothing
         OnnxRuntimeBackend(bundle / "fuse.onnx")
+
+
+def test_warnings_name_the_callers_line_not_edge_msas(minilm_bundle, bundle, tmp_path):
+    """Each warning counted a fixed stacklevel, so one reached through other frames named a line inside edge-msa
+    (predict(text=<long text>): predictor.py; load's provider warning: predictor.py too), and warnings filters
+    and "once per location" keyed on that line; errors.warn names the first frame outside the package."""
+    clip = tmp_path / "clip.wav"
+    clip.write_bytes(b"RIFF")
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        with load(minilm_bundle, providers=["NoSuchExecutionProvider", "CPUExecutionProvider"]) as p:
+            p.predict(text="good " * 40)
+            p.predict_batch([{"text": "good " * 40}])
+        with load(bundle) as p:
+            p.predict(text=_arrays()["text"], audio=clip)
+    kinds = ("onnxruntime has no NoSuchExecutionProvider", "1 of 1 texts are longer than 16", "audio: skipped clip.wav")
+    assert {kind for w in said for kind in kinds if str(w.message).startswith(kind)} == set(kinds)
+    assert {w.filename for w in said} == {__file__}
 
 
 def test_text_string_through_the_bundled_minilm_encoder(minilm_bundle):

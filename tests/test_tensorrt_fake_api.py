@@ -634,6 +634,9 @@ def test_corrupt_or_foreign_engine_is_an_artifact_error_naming_the_version(engin
     with pytest.raises(ArtifactError, match=r"cannot deserialize engine .*gate\.engine.*this is TensorRT 10\.3\.0"):
         load(bad)
     assert trt_api.device.streams == set()  # backends opened before the bad one were closed
+    (bad / "gate.engine").unlink()
+    with pytest.raises(ArtifactError, match=r"engine file '.*gate\.engine' is missing; re-export the bundle"):
+        load(bad)
     with fake_tensorrt("10.4.0"):  # an engine from another TensorRT version is refused the same way
         with pytest.raises(ArtifactError, match=r"this is TensorRT 10\.4\.0\); rebuild it on this device"):
             load(engines["fp16"])

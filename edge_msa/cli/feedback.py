@@ -30,9 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import warnings
-
-    from ..errors import plural
+    from ..errors import plural, warn
     from ..metrics import untrainable_splits
     from ..serve.feedback import export_label_csv
 
@@ -41,5 +39,5 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {plural(counts['rows'], 'row')} to {args.out} ({sizes}; "
           f"{plural(counts['without_text'], 'feedback record')} without text left out)")
     for line in untrainable_splits(counts["splits"], args.out, "collect more feedback or change --valid / --test"):
-        warnings.warn(line, stacklevel=1)  # said now, not when `train` refuses the file
+        warn(line)  # said now, not when `train` refuses the file
     return 0

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import csv
 import os
-import warnings
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError, not_found
+from ..errors import InputError, not_found, warn
 from ..features.text import WordPiece
 from ..labels import check_label_range
 from ..spec import ABSENT, FeatureSpec
@@ -101,9 +100,9 @@ def _warn_repeated_ids(ids: list[str], modes: list[str], path: Path) -> None:
     repeated = [sample for sample, n in rows_of.items() if n > 1]
     if repeated:
         across = sum(len(splits_of[sample]) > 1 for sample in repeated)
-        warnings.warn(f"{path}: {len(repeated)} id(s) on more than one row (first: '{repeated[0]}'), {across} of them "
-                      "in more than one split; expected one row per clip (a repeat is trained on twice, and one in two "
-                      "splits scores the model on rows it trained on)", stacklevel=4)
+        warn(f"{path}: {len(repeated)} id(s) on more than one row (first: '{repeated[0]}'), {across} of them "
+             "in more than one split; expected one row per clip (a repeat is trained on twice, and one in two "
+             "splits scores the model on rows it trained on)")
 
 
 def _label(raw: str, path: Path, line: int) -> float:

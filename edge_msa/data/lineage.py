@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..errors import InputError, warn
 from .base import DatasetSplits, FeatureSet
 
 SPLITS = ("train", "valid", "test")
@@ -78,22 +78,22 @@ def rebuild_splits(record: dict[str, Any] | None, data: str | os.PathLike | None
     splits = load_dataset(path, fmt=record.get("format") if same_file else None, seed=int(record.get("seed", 0)),
                           progress=progress, text_encoder=text_encoder, cv_fold=recorded_fold(record))
     if not record:
-        warnings.warn(f"no data lineage recorded with the model; reading {path} with seed 0, which may not be "
-                      "the carve the model was trained on", stacklevel=2)
+        warn(f"no data lineage recorded with the model; reading {path} with seed 0, which may not be "
+             "the carve the model was trained on")
     elif record.get("sha256") and splits.info.get("sha256") != record["sha256"]:
         now, then = str(splits.info.get("sha256"))[:12], record["sha256"][:12]
         if same_file:
-            warnings.warn(f"{path} was edited since the model was trained on it (sha256 {now}…, then {then}…): its "
-                          "rows and labels may not be the model's", stacklevel=2)
+            warn(f"{path} was edited since the model was trained on it (sha256 {now}…, then {then}…): its "
+                 "rows and labels may not be the model's")
         else:
-            warnings.warn(f"{path} (sha256 {now}…) is not the file the model was trained on ({recorded}, sha256 "
-                          f"{then}…): its splits are not the model's", stacklevel=2)
+            warn(f"{path} (sha256 {now}…) is not the file the model was trained on ({recorded}, sha256 "
+                 f"{then}…): its splits are not the model's")
     else:
         changed = [n for n in SPLITS if n in record.get("splits", {})
                    and split_record(splits.split(n))["ids_sha256"] != record["splits"][n]["ids_sha256"]]
         if changed:
-            warnings.warn(f"{path}: the {', '.join(changed)} split(s) hold other rows than the model's record "
-                          "(a reader or seed changed); scores are not comparable", stacklevel=2)
+            warn(f"{path}: the {', '.join(changed)} split(s) hold other rows than the model's record "
+                 "(a reader or seed changed); scores are not comparable")
     return splits
 
 
@@ -101,7 +101,6 @@ def _data_path(record: dict[str, Any], data: str | os.PathLike | None) -> Path:
     """`data`, else the recorded file, else MOSI-U, but MOSI-U only for a model without a record or whose recorded
     file it is (moved: same sha256). A model trained on a label.csv that was since moved or deleted had eval,
     compress and export read MOSI-U instead, under one warning, and report its scores as the model's."""
-    from ..errors import InputError
     from ..paths import default_mosi_path
 
     if data is not None:

@@ -14,12 +14,11 @@ label is unknown.
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, warn
 from ..features.text import WordPiece
 from ..labels import check_label_range
 from ..spec import FeatureSpec
@@ -69,8 +68,8 @@ def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
         rows = parse(load_pickle(path), str(path))
         parts = split_three_by_group(np.array([video_id_of(r[4]) for r in rows]), seed)
         how = "single file split 70/15/15 by video id"
-        warnings.warn(f"{path.name} is a single MISA file: splitting it by video id into train/valid/test "
-                      f"({', '.join(f'{k} {len(v)}' for k, v in parts.items())}, seed {seed})", stacklevel=3)
+        warn(f"{path.name} is a single MISA file: splitting it by video id into train/valid/test "
+             f"({', '.join(f'{k} {len(v)}' for k, v in parts.items())}, seed {seed})")
     dims = {(r[0].shape[1], r[1].shape[1]) for r in rows}
     if len(dims) != 1:
         raise InputError(f"{path}: visual/acoustic dims differ between utterances {sorted(dims)}; "

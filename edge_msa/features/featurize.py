@@ -30,14 +30,13 @@ import csv
 import json
 import os
 import sys
-import warnings
 from pathlib import Path, PurePosixPath
 from typing import Callable, Mapping
 
 import numpy as np
 
 from ..atomic import atomic_path, check_file_out
-from ..errors import InputError, MissingDependencyError, checked_seeds, not_found, plural, require
+from ..errors import InputError, MissingDependencyError, checked_seeds, not_found, plural, require, warn
 from ..featurized_format import FORMAT_TAG
 from ..labels import check_label_range
 from ..metrics import untrainable_splits
@@ -169,8 +168,8 @@ def with_input(payload: Mapping[str, np.ndarray]) -> np.ndarray:
                          "clip could not be read, or give transcripts (a text column, a transcript.csv or --text)")
     dropped = payload["id"][~keep].tolist()
     if dropped:
-        warnings.warn(f"dropping {plural(len(dropped), 'utterance')} with no transcript whose media could not be read: "
-                      f"{first_few(dropped)}", stacklevel=3)
+        warn(f"dropping {plural(len(dropped), 'utterance')} with no transcript whose media could not be read: "
+             f"{first_few(dropped)}")
     return keep
 
 
@@ -224,8 +223,8 @@ def first_readable(fe: Callable[[Path], np.ndarray], utt: str, modality: str, pa
             if isinstance(exc, MediaTooLong):
                 too_long.add(path)
             later = paths[k + 1:]
-            warnings.warn(f"{utt}: {exc}; trying {later[0].name} instead" if later else
-                          f"{utt}: {modality} left out: {exc}", stacklevel=4)
+            warn(f"{utt}: {exc}; trying {later[0].name} instead" if later else
+                 f"{utt}: {modality} left out: {exc}")
     return None
 
 
@@ -242,8 +241,7 @@ def audio_from_containers(media: Mapping[str, dict[str, list[Path]]]) -> int:
         require("av", "reading audio from video containers", audio_fe.AV_FIX)
     except MissingDependencyError as exc:
         if only_video:
-            warnings.warn(f"audio missing for {plural(len(only_video), 'clip')} with only a video file: {exc}",
-                          stacklevel=3)
+            warn(f"audio missing for {plural(len(only_video), 'clip')} with only a video file: {exc}")
         return 0
     for i in with_video:
         media[i]["audio"] = [*media[i].get("audio", []), *media[i]["video"]]
@@ -366,12 +364,12 @@ def media_of(rows: Mapping[str, object], clips_dir: Path) -> dict[str, dict[str,
     refuse_shared_files(media, clips_dir)
     no_media = [i for i in rows if i not in media]
     if no_media:
-        warnings.warn(f"skipping {plural(len(no_media), 'labelled id')} with no audio/video file under {clips_dir}: "
-                      f"{first_few(no_media)}", stacklevel=3)
+        warn(f"skipping {plural(len(no_media), 'labelled id')} with no audio/video file under {clips_dir}: "
+             f"{first_few(no_media)}")
     unlabelled = unmatched(stems, media, clips_dir)  # e.g. a labels CSV of one split, or typos in ids
     if unlabelled:
-        warnings.warn(f"leaving out {plural(len(unlabelled), 'media file name')} under {clips_dir} with no row in the "
-                      f"labels CSV: {first_few(unlabelled)}", stacklevel=3)
+        warn(f"leaving out {plural(len(unlabelled), 'media file name')} under {clips_dir} with no row in the "
+             f"labels CSV: {first_few(unlabelled)}")
     if len(media) < 3:
         held = (f" (it holds no {'/'.join(AUDIO_EXTS + VIDEO_EXTS)} files)" if not stems else
                 f" (media file names, e.g. '{next(iter(stems))}', must equal the ids, e.g. '{no_media[0]}')" if no_media
@@ -481,9 +479,9 @@ def find_transcripts(ids: list[str], rows: dict[str, dict[str, str]], labels_csv
         found.append(value or table.get(i, {}).get(side_col or "", ""))
     missing = [i for i, t in zip(ids, found) if not t]
     if missing:
-        warnings.warn(f"no transcript for {len(missing)} of {plural(len(ids), 'utterance')} (e.g. '{missing[0]}'): "
-                      f"their text is missing (length 0); add a text/transcript column to {labels_csv.name}, a "
-                      "transcript.csv beside it, or pass --text", stacklevel=3)
+        warn(f"no transcript for {len(missing)} of {plural(len(ids), 'utterance')} (e.g. '{missing[0]}'): "
+             f"their text is missing (length 0); add a text/transcript column to {labels_csv.name}, a "
+             "transcript.csv beside it, or pass --text")
     return found
 
 
@@ -494,7 +492,7 @@ def warn_untrainable_splits(split: np.ndarray, labels: np.ndarray, out: Path) ->
     CLI holds warnings back until the end anyway)."""
     by_split = {name: labels[split == name] for name in ("train", "valid", "test")}
     for line in untrainable_splits(by_split, str(out), "add clips, or raise --valid-frac / --test-frac"):
-        warnings.warn(line, stacklevel=3)
+        warn(line)
 
 
 def assign_splits(ids: list[str], rows: dict[str, dict[str, str]], labels_csv: Path,
@@ -509,9 +507,9 @@ def assign_splits(ids: list[str], rows: dict[str, dict[str, str]], labels_csv: P
         if len(set(speakers)) >= MIN_SPEAKERS:
             groups = np.array(speakers)
         else:
-            warnings.warn(f"only {plural(len(set(speakers)), 'speaker')}; splitting by utterance, so a speaker "
-                          f"appears in more than one split (need >= {MIN_SPEAKERS} speakers for speaker-disjoint "
-                          "splits)", stacklevel=3)
+            warn(f"only {plural(len(set(speakers)), 'speaker')}; splitting by utterance, so a speaker "
+                 f"appears in more than one split (need >= {MIN_SPEAKERS} speakers for speaker-disjoint "
+                 "splits)")
     index = split_three_by_group(groups, seed, valid=valid_frac, test=test_frac)
     split = np.empty(len(ids), dtype="<U5")
     for name, rows_idx in index.items():

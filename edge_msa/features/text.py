@@ -14,14 +14,13 @@ import hashlib
 import importlib.util
 import json
 import os
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from ..atomic import atomic_path
-from ..errors import TRAIN_FIX, ArtifactError, InputError, MissingDependencyError, not_found, require
+from ..errors import TRAIN_FIX, ArtifactError, InputError, MissingDependencyError, not_found, require, warn
 from ..paths import cache_dir
 
 if TYPE_CHECKING:  # tokenizers and onnxruntime are imported on first use (require), never by this module
@@ -154,13 +153,11 @@ class WordPiece:
             self.warn_truncated(count_truncated(encodings), len(texts))
         return encodings
 
-    def warn_truncated(self, cut: int, total: int, stacklevel: int = 4) -> None:
+    def warn_truncated(self, cut: int, total: int) -> None:
         """The one warning for `cut` of `total` texts cut to max_len tokens (from `encodings`, and from
-        `encode_cached`, which on a cache hit tokenizes nothing). `stacklevel` as warnings.warn counts it from here:
-        the warning points at the caller's code, not at edge-msa's."""
+        `encode_cached`, which on a cache hit tokenizes nothing)."""
         if cut:
-            warnings.warn(f"{cut} of {total} texts are longer than {self.max_len} tokens and were truncated",
-                          TruncationWarning, stacklevel=stacklevel)
+            warn(f"{cut} of {total} texts are longer than {self.max_len} tokens and were truncated", TruncationWarning)
 
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids per text ([CLS] ... [SEP], at most max_len); empty text -> InputError."""
@@ -352,14 +349,14 @@ def encode_cached(encoder: MiniLMFrontEnd | TokenIds, texts: Sequence[str], prog
                 cut = int(z["truncated"]) if "truncated" in z.files else None
             hit = len(lengths) == len(texts) and flat.shape == (int(lengths.sum()), encoder.dim)
         except Exception as exc:  # a corrupt cache entry is recomputed, never fatal
-            warnings.warn(f"ignoring unreadable text feature cache {path}: {exc}", stacklevel=2)
+            warn(f"ignoring unreadable text feature cache {path}: {exc}")
             hit = False
         if hit:
-            encoder.warn_truncated(_truncated(encoder, texts, lengths) if cut is None else cut, len(texts), 3)
+            encoder.warn_truncated(_truncated(encoder, texts, lengths) if cut is None else cut, len(texts))
             return unflatten(flat, lengths), lengths
     encodings = encoder.encodings(texts, warn=False)
     cut = count_truncated(encodings)
-    encoder.warn_truncated(cut, len(texts), 3)  # as a hit will say it again
+    encoder.warn_truncated(cut, len(texts))  # as a hit will say it again
     feats, lengths = encoder.embed([e.ids for e in encodings], progress=progress)
     valid = np.arange(feats.shape[1])[None, :] < lengths[:, None]  # (N, L_max)
     with atomic_path(path, suffix=".npz") as tmp:

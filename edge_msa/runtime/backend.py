@@ -3,13 +3,15 @@ runtime shares. One subclass per runtime (onnxruntime, tensorrt, torch), chosen 
 from __future__ import annotations
 
 import importlib
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import ArtifactError, InputError
 from ..spec import suggest
 
 # name -> "module:Class"; modules import their runtime lazily (torch and tensorrt are optional).
@@ -50,6 +52,15 @@ class Backend(ABC):
 
     def __init__(self) -> None:
         self.calls = 0
+
+    def _file(self, path: str | os.PathLike, label: str | None, what: str) -> Path:
+        """`path`, checked to be a file, with `label` (default: its name) set: the first lines of each backend that
+        loads a file of the bundle (onnxruntime's graphs, TensorRT's engines), where `what` names that file."""
+        path = Path(path)
+        self.label = label or path.name
+        if not path.is_file():
+            raise ArtifactError(f"{what} file '{path}' is missing; re-export the bundle")
+        return path
 
     def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Outputs for a checked feed; a batch above `max_batch` runs in chunks (every input and output

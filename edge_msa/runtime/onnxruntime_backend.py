@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 import os
-import warnings
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from ..errors import ArtifactError, InputError, require
+from ..errors import ArtifactError, InputError, require, warn
 from .backend import Backend, TensorInfo
 
 PREFERRED = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
@@ -22,25 +20,39 @@ def default_providers(available: Sequence[str]) -> list[str]:
     return [p for p in PREFERRED if p in available] or ["CPUExecutionProvider"]
 
 
+def provider_names(providers: str | Sequence[str] | None) -> list[str]:
+    """The providers a caller asked for as a list of names ([]: none asked): one name alone is a list of one (else
+    read letter by letter: 'onnxruntime has no C, P, U, ... in this build'), and anything but names is one line
+    (a 5 raised a TypeError from inside, joining the names of the warning for unknown providers)."""
+    if isinstance(providers, str):
+        return [providers]
+    try:
+        names = [] if providers is None else list(providers)
+    except TypeError:
+        names = [providers]
+    if not all(isinstance(p, str) for p in names):
+        raise InputError(f"providers {providers!r}; expected onnxruntime execution provider names (str), e.g. "
+                         f"{list(PREFERRED[1:])}")
+    return names
+
+
 class OnnxRuntimeBackend(Backend):
     """One `onnxruntime.InferenceSession` over one .onnx file."""
 
     name = "onnxruntime"
 
-    def __init__(self, path: str | os.PathLike, providers: Sequence[str] | None = None,
+    def __init__(self, path: str | os.PathLike, providers: str | Sequence[str] | None = None,
                  threads: int | None = None, label: str | None = None) -> None:
         super().__init__()
+        providers = provider_names(providers)
         ort = require("onnxruntime", "running ONNX bundles", "pip install onnxruntime (or onnxruntime-gpu)")
-        path = Path(path)
-        self.label = label or path.name
-        if not path.is_file():
-            raise ArtifactError(f"graph file '{path}' is missing; re-export the bundle")
+        path = self._file(path, label, "graph")
         available = ort.get_available_providers()
-        asked = list(providers) if providers else default_providers(available)
+        asked = providers or default_providers(available)
         unknown = [p for p in asked if p not in available]
         if unknown and providers:
-            warnings.warn(f"onnxruntime has no {', '.join(unknown)} in this build (available: "
-                          f"{', '.join(available)}); using the rest", stacklevel=2)
+            warn(f"onnxruntime has no {', '.join(unknown)} in this build (available: "
+                 f"{', '.join(available)}); using the rest")
         usable = [p for p in asked if p in available] or ["CPUExecutionProvider"]
         options = ort.SessionOptions()
         if threads:
@@ -56,8 +68,8 @@ class OnnxRuntimeBackend(Backend):
         self.providers = self.session.get_providers()
         dropped = [p for p in usable if p not in self.providers]
         if dropped:
-            warnings.warn(f"onnxruntime fell back from {', '.join(dropped)} to {', '.join(self.providers)} "
-                          f"for {self.label}", stacklevel=2)
+            warn(f"onnxruntime fell back from {', '.join(dropped)} to {', '.join(self.providers)} "
+                 f"for {self.label}")
         self.inputs = tuple(self._info(i) for i in self.session.get_inputs())
         self.outputs = tuple(o.name for o in self.session.get_outputs())
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import mmap
 import os
 import time
-import warnings
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import ArtifactError, EdgeMSAError, InputError, checked_threads, one_line
+from ..errors import ArtifactError, EdgeMSAError, InputError, checked_threads, one_line, warn
 from ..features import MAX_MEDIA_SECONDS, check_max_media_seconds, media_file, refuse_long_media
 from ..features.audio import NAME as LOGMEL, VIDEO_EXTS, has_audio_track
 from ..features.text import TOKENS_PREFIX, MiniLMFrontEnd, TextError, TokenIds, WordPiece, check_tokenizer_tag
@@ -106,7 +105,7 @@ class Predictor:
         self.tokens = self.spec.front_end("text").startswith(TOKENS_PREFIX)  # graphs take token ids
         self.positions_count_padding = self.bundle is not None and positions_count_padding(self.bundle, manifest)
         if self.positions_count_padding:
-            warnings.warn(f"bundle '{self.bundle}' is an {manifest.model} teacher {PADDED_POSITIONS}", stacklevel=3)
+            warn(f"bundle '{self.bundle}' is an {manifest.model} teacher {PADDED_POSITIONS}")
 
     # --- public API -----------------------------------------------------------------------------
     def predict(self, text: Any = None, audio: Any = None, video: Any = None) -> Prediction:
@@ -114,7 +113,10 @@ class Predictor:
         ids: (L,) or (L, 1), ints or floats); audio/video are (L, d) arrays or media file paths (str or Path; if
         the bundle's front end for them is a built-in one). An array may be any float array, nested lists or a CPU
         torch tensor. With a video file and no audio, a logmel-v1 bundle takes the audio from the video's audio
-        track (PyAV)."""
+        track (PyAV). An input without a modality leaves it out (None); an array of it with no steps, (0, d), is
+        refused, as an empty text or an audio file without samples is: the modality given, with nothing in it.
+        predict_features, whose rows say "missing" by a length of 0, reads a (B, 0, d) array as missing (see
+        there)."""
         return self.predict_batch([{"text": text, "audio": audio, "video": video}])[0]
 
     def predict_batch(self, inputs: Iterable[Mapping[str, Any]]) -> list[Prediction]:
@@ -163,7 +165,9 @@ class Predictor:
     def predict_features(self, features: Mapping[str, np.ndarray],
                          lengths: Mapping[str, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Batched scores for padded arrays features[m] (B, L, d) with lengths[m] (B,) (0 = missing; a
-        modality absent from `features` is missing for every row). Returns (scores (B,), ran (B, 3) bool)."""
+        modality absent from `features` is missing for every row). A (B, 0, d) array is missing in every row too:
+        it is what padding to the longest row gives when every row's length is 0, whereas `predict` refuses one
+        input's (0, d) array. Returns (scores (B,), ran (B, 3) bool)."""
         self._check_open()
         feats, lens = self._check_features(features, {} if lengths is None else lengths)
         if self.row_by_row and len(lens["text"]) > 1:
@@ -400,13 +404,14 @@ class Predictor:
         with a warning, also added to `notes` (the row's Prediction.warnings)."""
         x = self._float32(m, array)
         if x.shape[0] == 0:
-            raise InputError(f"{m} features have no steps (shape {array.shape}); expected L >= 1")
+            raise InputError(f"{m} features have no steps (shape {array.shape}); expected L >= 1 (an input without "
+                             f"{m} leaves {m} out)")
         if m == "text" and self.tokens:
             max_len = self.spec.max_len("text")
             if len(x) > max_len:  # the encoder has max_len positions; raw text is cut by the tokenizer the same way
                 warning = (f"text: {len(x)} token ids are more than the encoder's {max_len} positions; truncated to "
                            f"the first {max_len}")
-                warnings.warn(warning, stacklevel=5)
+                warn(warning)
                 x = x[:max_len]
                 if notes is not None:
                     notes.append(warning)
@@ -437,8 +442,8 @@ class Predictor:
         media_file(path, f"{modality} file", "a media file")
         name = self.spec.front_end(modality)
         if not self.spec.computes(modality):
-            warnings.warn(f"{modality}: skipped {path.name}; this model expects {name} features (an array of "
-                          f"shape (L, {self.spec.dim(modality)})), not a media file", stacklevel=4)
+            warn(f"{modality}: skipped {path.name}; this model expects {name} features (an array of "
+                 f"shape (L, {self.spec.dim(modality)})), not a media file")
             return f"expects {name} features, got a media file"
         refuse_long_media(modality, path, self.max_media_seconds)
         return None
@@ -449,7 +454,7 @@ class Predictor:
         try:
             return None if has_audio_track(video) else f"{video.name} has no audio track"
         except EdgeMSAError as exc:  # no PyAV, or an unreadable container (the video front end reports that)
-            warnings.warn(f"audio: not taken from {video.name}: {exc}", stacklevel=5)
+            warn(f"audio: not taken from {video.name}: {exc}")
             return f"cannot read the audio track of {video.name}"
 
     def _media(self, modality: str, path: Path, ms: dict[str, float]) -> np.ndarray:
@@ -631,8 +636,6 @@ def open_bundle(bundle: Path, manifest: Manifest, backend: str | None = None, pr
     for filename in (manifest.text_encoder or {}).values():  # built at the first text, but broken already now
         if not (bundle / filename).is_file():
             raise ArtifactError(f"text encoder file '{bundle / filename}' is missing; re-export the bundle")
-    if isinstance(providers, str):  # else read letter by letter: 'onnxruntime has no C, P, U, ... in this build'
-        providers = [providers]
     options = {"providers": providers, "threads": threads} if name == "onnxruntime" else {}
     backends = {}
     try:

@@ -5,7 +5,6 @@ tensorrt + cuda-python API; the engines come from `edge-msa export --format engi
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -65,10 +64,7 @@ class TensorRTBackend(Backend):
         super().__init__()
         trt = require("tensorrt", "running TensorRT engines", TRT_FIX)
         self.trt, self.cudart = trt, cuda_runtime()
-        path = Path(path)
-        self.label = label or path.name
-        if not path.is_file():
-            raise ArtifactError(f"engine file '{path}' is missing; re-export the bundle")
+        path = self._file(path, label, "engine")
         self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self.engine = self.runtime.deserialize_cuda_engine(path.read_bytes())
         if self.engine is None:
