@@ -86,8 +86,52 @@ def test_queue_bound_refuses_all_or_nothing_and_a_bad_input_fails_alone(predicto
     gone, kept = batcher.submit([{"text": "client left"}, {"text": "client stayed"}])
     assert gone.cancel()  # e.g. its request task was cancelled before the worker took it
     batcher.start()
-    assert kept.result(30).ran == ["text"] and batcher.alive
+    assert kept.result(30).ran == ["text"] and batcher.refusal is None
     batcher.close()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the worker's traceback
+def test_a_dead_worker_refuses_inputs_and_answers_those_it_held_as_a_closed_one_does(media_bundle, tmp_path):
+    """An error escaping the batch worker (a bug; here in on_batch, or a BaseException from the model call) left
+    /healthz saying 503 while submit still queued inputs no one would run: their clients hung until their timeouts.
+    Now submit refuses with the 503 /healthz answers, and the inputs the worker held or had queued get it too."""
+    pytest.importorskip("fastapi", reason='the serve extra is not installed (pip install "edge-msa[serve]")')
+    import asyncio
+
+    from edge_msa.serve.app import ERROR_HANDLERS, Service, create_app
+    from edge_msa.serve.config import ServeConfig
+
+    class Fatal(BaseException):
+        pass
+
+    def fatal(items):
+        raise Fatal()
+
+    batcher = MicroBatcher(fatal, max_batch=1, max_wait_ms=0, max_queue=4)
+    held, queued = batcher.submit([{"text": "held"}, {"text": "queued"}])
+    batcher.start()
+    for future in (held, queued):
+        assert str(future.exception(30)).startswith("not serving: the batch worker stopped on Fatal (see the server "
+                                                    "log); expected a retry after 1 s")
+    service = Service(ServeConfig(bundle=str(media_bundle)))
+    app = create_app(service)
+
+    def metrics_bug(size, seconds):
+        raise RuntimeError("a bug after the batch")
+    service.batcher.on_batch = metrics_bug
+    service.batcher.start()
+    parsed = [parse_item({"text": "scored"}, SERVE_SPEC, Limits(), lambda: tmp_path)]
+    assert asyncio.run(service.predict(parsed))[0]["ran"] == ["text"]  # answered; the worker died after
+    service.batcher._thread.join(30)
+    with pytest.raises(Stopped) as info:  # at once: it was queued and never answered
+        asyncio.run(service.predict(parsed))
+    answer = asyncio.run(dict(ERROR_HANDLERS)[Stopped](None, info.value))
+    healthz = next(route.endpoint for route in app.routes if getattr(route, "path", "") == "/healthz")
+    for response in (answer, asyncio.run(healthz())):
+        assert response.status_code == 503 and response.headers["retry-after"] == "1"
+        assert response.body == (b'{"error":"not serving: the batch worker stopped on RuntimeError (see the server '
+                                 b'log); expected a retry after 1 s (the Retry-After header)"}')
+    service.close()
 
 
 def test_a_named_bad_input_fails_alone_and_the_rest_rerun_as_one_batch(predictor):

@@ -389,8 +389,8 @@ def create_app(service: Service):
 
     @app.get("/healthz")
     async def healthz():
-        if not service.batcher.alive:  # the answer a prediction gets now, so a probe and a client agree
-            return await stopped(None, Stopped())
+        if refusal := service.batcher.refusal:  # the answer a prediction gets now, so a probe and a client agree
+            return await stopped(None, refusal)
         return {"status": "ok", "bundle": service.config.bundle, "queue": service.batcher.depth}
 
     # uptime monitors and `curl -I` probe with HEAD; a route of its own, as two methods would share an operationId
