@@ -37,7 +37,7 @@ from .config import ServeConfig
 from .feedback import FeedbackLog, RecentPredictions
 from .inputs import Limits, Parsed, RequestError, not_utf8, parse_items, without_scratch
 from .metrics import ServiceMetrics
-from .openapi import DESCRIPTION, operations
+from .openapi import DESCRIPTION, docs, operations
 
 ROUTES = ("/", "/healthz", "/metrics", "/v1/info", "/v1/predict", "/v1/predict/batch", "/v1/feedback", "/openapi.json",
           "/docs")
@@ -360,7 +360,7 @@ def create_app(service: Service):
         service.close()  # uvicorn has already let in-flight requests finish (SIGTERM drain)
 
     app = FastAPI(title="edge-msa", version=__version__, lifespan=lifespan, description=DESCRIPTION, redoc_url=None,
-                  swagger_ui_oauth2_redirect_url=None, exception_handlers=dict(ERROR_HANDLERS))
+                  docs_url=None, exception_handlers=dict(ERROR_HANDLERS))
     body = operations(service.spec, service.config.limits)  # the routes read raw requests: FastAPI infers none
     app.add_middleware(MetricsMiddleware, metrics=service.metrics)
 
@@ -405,5 +405,7 @@ def create_app(service: Service):
     @app.get("/", response_class=HTMLResponse)
     async def demo():
         return PAGE
+
+    app.add_route("/docs", docs, include_in_schema=False)  # GET and HEAD, as FastAPI's own
 
     return app
