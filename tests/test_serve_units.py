@@ -246,8 +246,10 @@ def test_a_batch_body_of_the_wrong_shape_is_told_what_it_was():
     assert batch_items({"inputs": [{"text": "a"}] * 64}, 64) == [{"text": "a"}] * 64
 
 
-def encode(path: Path, seconds: float, video: str | None = None, audio: str | None = None, **options: str) -> bytes:
-    """A real clip written with PyAV: `video` / `audio` codecs (either may be None), a 64x48 picture, a 440 Hz tone."""
+def encode(path: Path, seconds: float, video: str | None = None, audio: str | None = None,
+           audio_seconds: float | None = None, **options: str) -> bytes:
+    """A real clip written with PyAV: `video` / `audio` codecs (either may be None), a 64x48 picture, a 440 Hz tone
+    (of `audio_seconds`, if given)."""
     av = pytest.importorskip("av", reason="PyAV writes the clips (pip install 'edge-msa[media]')")
     rate, fps = 16000, 10
     with av.open(str(path), "w", options=options) as out:
@@ -260,7 +262,7 @@ def encode(path: Path, seconds: float, video: str | None = None, audio: str | No
             streams.append((vs, frames))
         if audio:
             aus = out.add_stream(audio, rate=rate)
-            tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(int(seconds * rate)) / rate)).astype(np.float32)
+            tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(int((audio_seconds or seconds) * rate)) / rate)).astype(np.float32)
             frame = av.AudioFrame.from_ndarray(tone[None, :], format="flt", layout="mono")
             frame.sample_rate = rate
             streams.append((aus, [frame]))
@@ -355,6 +357,24 @@ def test_a_one_frame_video_upload_is_refused_before_the_batch(tmp_path):
     assert info.value.status == 400 and info.value.message.startswith("video is a still image (1 frame); expected")
     two = encode(tmp_path / "two.mp4", 0.2, video="mpeg4")
     assert parse_item({"video": two}, SERVE_SPEC, Limits(), lambda: tmp_path).item["video"].is_file()
+
+
+def test_a_video_upload_whose_audio_track_is_too_short_is_refused_before_the_batch(tmp_path):
+    """A video of 1 s with 10 ms of audio passed parse_item (the video is long enough) and the audio front end, which
+    reads the track of a video given without audio, refused it inside the batch: its batch-mates ran again. Its
+    track is checked here now, by the rule an audio upload's length is, in the front end's words."""
+    from edge_msa.features.audio import AudioFrontEnd
+
+    clips = {ms: encode(tmp_path / f"{ms}.avi", 1, video="mpeg4", audio="pcm_s16le", audio_seconds=ms / 1000)
+             for ms in (10, 25)}  # PCM: exactly that many samples (AAC pads to whole 1024-sample frames)
+    expected = "audio is 10.0 ms long; expected at least 25 ms (one frame)"
+    with pytest.raises(RequestError) as info:
+        parse_item({"video": clips[10]}, SERVE_SPEC, Limits(), lambda: tmp_path)
+    assert (info.value.status, info.value.message) == (400, f"the video's {expected}")
+    with pytest.raises(InputError, match=re.escape(expected)):  # the same rule, in the same words
+        AudioFrontEnd()(tmp_path / "10.avi")
+    for obj in ({"video": clips[25]}, {"video": clips[10], "audio": feats("audio").tolist()}):  # one frame; own audio
+        assert parse_item(obj, SERVE_SPEC, Limits(), lambda: tmp_path).item["video"].is_file()
 
 
 @pytest.mark.parametrize("m, module, head", [("audio", "soundfile", b"RIFF\0\0\0\0WAVE"),
