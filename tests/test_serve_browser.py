@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(not (Path(CHROMIUM).is_file() and Path(CHROMEDRI
                                        "the browser test needs a local browser and never downloads one")
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--window-size=1000,900")
+         "--window-size=1000,900", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1")  # loopback only: offline
 
 
 def write_wav(path: Path) -> None:
@@ -86,3 +86,18 @@ def test_demo_page_types_a_sentence_shows_the_score_and_takes_feedback(media_bun
 
     with sqlite3.connect(log) as db:
         assert db.execute("SELECT label, text FROM feedback").fetchall() == [(2.0, "what a wonderful film")]
+
+
+def test_docs_page_offline_says_where_the_schema_is(media_bundle, browser):
+    """/docs draws Swagger UI from a CDN: on a device without internet (a kiosk, a robot) it was a blank page, while
+    /openapi.json worked. Offline (this browser reaches loopback only) it says so and links the schema."""
+    from selenium.webdriver.common.by import By
+
+    with serve_process(media_bundle) as (_, url):
+        browser.get(f"{url}/docs")
+        note = browser.find_element(By.ID, "offline")
+        assert note.is_displayed() and note.text.startswith("Swagger UI did not load: this page draws it from a CDN")
+        link = note.find_element(By.TAG_NAME, "a")
+        assert link.get_attribute("href") == f"{url}/openapi.json"
+        browser.get(link.get_attribute("href"))
+        assert '"openapi"' in browser.find_element(By.TAG_NAME, "body").text

@@ -371,8 +371,7 @@ class Predictor:
                 continue
             row[m] = self._checked(m, self._array(m, value), notes)
         video = media.get("video")
-        if (item.get("audio") is None and video is not None and video.suffix.lower() in VIDEO_EXTS
-                and self.spec.front_end("audio") == LOGMEL):
+        if takes_audio_from(video, item.get("audio"), self.spec):
             reason = self._audio_track_check(video)
             if reason:
                 skipped["audio"] = reason
@@ -572,6 +571,13 @@ def as_array(m: str, value: Any, want: str) -> np.ndarray:
             raise InputError(f"{m} is not a rectangular array of numbers; expected {want}") from None
         raise InputError(f"{m} is a {type(value).__name__} that numpy cannot read ({one_line(exc)}); expected "
                          f"{want}") from None
+
+
+def takes_audio_from(video: Path | None, audio: Any, spec: FeatureSpec) -> bool:
+    """Whether an input's audio comes from its video file's audio track: it gives no audio, and the bundle's audio
+    front end decodes video containers. The REST service checks that track before the input joins a batch."""
+    return (audio is None and video is not None and video.suffix.lower() in VIDEO_EXTS
+            and spec.front_end("audio") == LOGMEL)
 
 
 def check_unicode(text: str) -> str:

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
@@ -38,7 +37,7 @@ from .config import ServeConfig
 from .feedback import FeedbackLog, RecentPredictions
 from .inputs import Limits, Parsed, RequestError, not_utf8, parse_items, without_scratch
 from .metrics import ServiceMetrics
-from .openapi import DESCRIPTION, operations
+from .openapi import DESCRIPTION, docs, operations
 
 ROUTES = ("/", "/healthz", "/metrics", "/v1/info", "/v1/predict", "/v1/predict/batch", "/v1/feedback", "/openapi.json",
           "/docs")
@@ -340,16 +339,14 @@ async def http_error(request, exc: HTTPException) -> JSONResponse:
     return error(exc.status_code, message, exc.headers)
 
 
-async def invalid(request, exc: RequestValidationError) -> JSONResponse:
-    return error(400, f"invalid request: {exc.errors()[:1]}")
-
-
 async def bug(request, exc: Exception) -> JSONResponse:
     return error(500, f"internal error ({type(exc).__name__}); see the server log")
 
 
+# no RequestValidationError handler: the routes read the raw request and declare no parameters, so FastAPI validates
+# nothing (tests/test_serve_units.py checks it of every route)
 ERROR_HANDLERS = ((RequestError, refused), (QueueFull, busy), (Stopped, stopped), (HTTPException, http_error),
-                  (RequestValidationError, invalid), (Exception, bug))
+                  (Exception, bug))
 
 
 def create_app(service: Service):
@@ -363,7 +360,7 @@ def create_app(service: Service):
         service.close()  # uvicorn has already let in-flight requests finish (SIGTERM drain)
 
     app = FastAPI(title="edge-msa", version=__version__, lifespan=lifespan, description=DESCRIPTION, redoc_url=None,
-                  swagger_ui_oauth2_redirect_url=None, exception_handlers=dict(ERROR_HANDLERS))
+                  docs_url=None, exception_handlers=dict(ERROR_HANDLERS))
     body = operations(service.spec, service.config.limits)  # the routes read raw requests: FastAPI infers none
     app.add_middleware(MetricsMiddleware, metrics=service.metrics)
 
@@ -389,8 +386,8 @@ def create_app(service: Service):
 
     @app.get("/healthz")
     async def healthz():
-        if not service.batcher.alive:  # the answer a prediction gets now, so a probe and a client agree
-            return await stopped(None, Stopped())
+        if refusal := service.batcher.refusal:  # the answer a prediction gets now, so a probe and a client agree
+            return await stopped(None, refusal)
         return {"status": "ok", "bundle": service.config.bundle, "queue": service.batcher.depth}
 
     # uptime monitors and `curl -I` probe with HEAD; a route of its own, as two methods would share an operationId
@@ -408,5 +405,7 @@ def create_app(service: Service):
     @app.get("/", response_class=HTMLResponse)
     async def demo():
         return PAGE
+
+    app.add_route("/docs", docs, include_in_schema=False)  # GET and HEAD, as FastAPI's own
 
     return app

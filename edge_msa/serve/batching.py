@@ -30,14 +30,15 @@ class QueueFull(Exception):
 
 
 class Stopped(Exception):
-    """The batcher was closed: the server is going away, which is a 503 (as /healthz answers then), not a 429 "too
-    many requests". Retry-After 1 s, for a client whose retry reaches the restarted server or another replica."""
+    """The batcher takes no inputs: it was closed (the server is going away) or its worker died on a bug. A 503 (as
+    /healthz answers then), not a 429 "too many requests"; Retry-After 1 s, for a client whose retry reaches the
+    restarted server or another replica."""
 
     RETRY_AFTER = 1
 
-    def __init__(self) -> None:
-        super().__init__(f"not serving: the server is shutting down; expected a retry after {self.RETRY_AFTER} s "
-                         "(the Retry-After header)")
+    def __init__(self, why: str | None = None) -> None:
+        super().__init__(f"not serving: {why or 'the server is shutting down'}; expected a retry after "
+                         f"{self.RETRY_AFTER} s (the Retry-After header)")
 
 
 class MicroBatcher:
@@ -54,6 +55,7 @@ class MicroBatcher:
         self._jobs: deque[tuple[Any, Future]] = deque()
         self._cv = threading.Condition()
         self._closing = False
+        self._died: str | None = None  # set as the worker dies on an error (see _loop)
         self._seconds_per_batch = 0.01  # running mean, for Retry-After
         self._thread = threading.Thread(target=self._loop, name="edge-msa-batcher", daemon=True)
 
@@ -66,9 +68,10 @@ class MicroBatcher:
         return len(self._jobs)
 
     @property
-    def alive(self) -> bool:
-        """Taking inputs: the worker runs and close() was not called."""
-        return self._thread.is_alive() and not self._closing
+    def refusal(self) -> Stopped | None:
+        """Why inputs are not taken now (None while they are): close() began the shutdown, or the worker died. One
+        rule: submit raises it and /healthz answers it, so a probe and a client agree."""
+        return Stopped(self._died) if self._died or self._closing else None
 
     @property
     def running(self) -> bool:
@@ -78,8 +81,9 @@ class MicroBatcher:
         """Queue all `items` or none of them (QueueFull; Stopped once closed); each future resolves to its
         Prediction."""
         with self._cv:
-            if self._closing:
-                raise Stopped()
+            refusal = self.refusal
+            if refusal:
+                raise refusal
             if len(self._jobs) + len(items) > self.max_queue:
                 waves = math.ceil((len(self._jobs) + len(items)) / self.max_batch)
                 why = f"{len(self._jobs)} inputs queued, {len(items)} more would pass the limit of {self.max_queue}"
@@ -98,18 +102,36 @@ class MicroBatcher:
             self._thread.join(timeout)
 
     def _loop(self) -> None:
-        while True:
-            batch = self._next_batch()
-            if batch is None:
-                return
-            if not batch:
-                continue
-            start = time.perf_counter()
-            self._execute(batch)
-            seconds = time.perf_counter() - start
-            self._seconds_per_batch = 0.9 * self._seconds_per_batch + 0.1 * seconds
-            if self.on_batch:
-                self.on_batch(len(batch), seconds)
+        batch: list[tuple[Any, Future]] | None = []
+        try:
+            while (batch := self._next_batch()) is not None:
+                self._run(batch)
+        except BaseException as exc:
+            self._die(exc, batch or [])
+            raise  # the thread's traceback goes to the server log
+
+    def _die(self, exc: BaseException, batch: list[tuple[Any, Future]]) -> None:
+        """The worker is going away on an error that escaped it (a bug): from now on refuse inputs as a closed batcher
+        does, and answer the inputs it will not run (the batch it held, the queue) with the same Stopped; they used to
+        wait for their clients' timeouts while /healthz already said 503."""
+        with self._cv:
+            self._died = f"the batch worker stopped on {type(exc).__name__} (see the server log)"
+            orphans = [*batch, *self._jobs]
+            self._jobs.clear()
+        for _, future in orphans:
+            if not future.done():  # cancelled, or answered before the error
+                future.set_exception(Stopped(self._died))
+
+    def _run(self, batch: list[tuple[Any, Future]]) -> None:
+        """One batch, timed for Retry-After and on_batch (empty when all its inputs were cancelled: nothing runs)."""
+        if not batch:
+            return
+        start = time.perf_counter()
+        self._execute(batch)
+        seconds = time.perf_counter() - start
+        self._seconds_per_batch = 0.9 * self._seconds_per_batch + 0.1 * seconds
+        if self.on_batch:
+            self.on_batch(len(batch), seconds)
 
     def _next_batch(self) -> list[tuple[Any, Future]] | None:
         """Block for the first job, then gather more until max_batch or max_wait; None once closed and empty."""

@@ -6,7 +6,12 @@ each), so FastAPI has no model to infer a body from: without these the schema sh
 """
 from __future__ import annotations
 
+import html
 from typing import Any
+
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from starlette.requests import Request
 
 from ..labels import SCORE_LIMIT
 from ..spec import MODALITIES, FeatureSpec
@@ -20,6 +25,20 @@ ERROR = {"type": "object", "required": ["error"], "additionalProperties": False,
 ERRORS = {code: {"description": why, "content": {"application/json": {"schema": ERROR}}}
           for code, why in (("4XX", "refused: a malformed or oversized request (429: busy, see Retry-After)"),
                             ("503", "not now: shutting down, the feedback log is busy, or a media extra is missing"))}
+
+
+async def docs(request: Request) -> HTMLResponse:
+    """/docs: FastAPI's Swagger UI page (as its docs_url serves it) plus a line shown when its script, drawn from a
+    CDN, did not load. On a device without internet (a kiosk, a robot) the page was blank, while the schema it draws
+    is served here. No installed package ships Swagger UI's files, so the page cannot draw it from the device."""
+    url = request.scope.get("root_path", "").rstrip("/") + request.app.openapi_url
+    page = get_swagger_ui_html(openapi_url=url, title=f"{request.app.title} - Swagger UI").body.decode()
+    link = html.escape(url)
+    offline = (f'<p id="offline" hidden>Swagger UI did not load: this page draws it from a CDN, which your browser '
+               f'could not reach. The schema it shows is served by this device: <a href="{link}">{link}</a> (any '
+               'OpenAPI viewer or client generator reads it).</p>\n<script>if (typeof SwaggerUIBundle === '
+               '"undefined") document.getElementById("offline").hidden = false;</script>\n')
+    return HTMLResponse(page.replace("</body>", f"{offline}</body>", 1))
 
 
 def text_schema(limits: Limits) -> dict[str, Any]:
