@@ -718,3 +718,13 @@ def test_feedback_label_beyond_float_is_a_400():
         with pytest.raises(RequestError) as info:
             check_feedback({"request_id": request_id, "label": 1})
         assert info.value.message == f"request_id is {got}; expected the non-empty string a prediction returned"
+
+
+def test_openapi_states_the_media_limit_as_it_was_given():
+    """The schema words the duration limit as featurize and predict do (features.seconds_text): ':g' read a limit of
+    30.0000001 s as 30."""
+    from edge_msa.serve.openapi import input_schema
+
+    schema = input_schema(SERVE_SPEC, Limits(max_media_seconds=30.0000001))
+    media = [form for form in schema["properties"]["audio"]["oneOf"] if form["type"] == "string"]
+    assert "at most 30.0000001 s" in media[0]["description"]

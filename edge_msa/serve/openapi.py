@@ -13,6 +13,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from starlette.requests import Request
 
+from ..features import seconds_text
 from ..labels import SCORE_LIMIT
 from ..spec import MODALITIES, FeatureSpec
 from .config import Limits
@@ -59,7 +60,7 @@ def input_schema(spec: FeatureSpec, limits: Limits) -> dict[str, Any]:
             forms.append(text_schema(limits))
         elif spec.computes(m):
             forms.append({"type": "string", "contentEncoding": "base64", "description": "a base64 media file (a "
-                          f"data: URL too) of at most {limits.max_media_seconds:g} s"})
+                          f"data: URL too) of at most {seconds_text(limits.max_media_seconds)} s"})
         fields[m] = {"oneOf": forms}
     return {"type": "object", "properties": fields, "minProperties": 1, "additionalProperties": False}
 
