@@ -9,6 +9,7 @@ from .errors import InputError
 
 DATA_ENV = "EDGE_MSA_DATA"  # the folder that holds mosi/ (and mosei/)
 MOSI_FILE = "mosi/mosi_utterance_std.npz"  # MOSI-U, relative to that folder
+CACHE_ENV = "EDGE_MSA_CACHE"  # the folder for derived features (default ~/.cache/edge-msa)
 
 
 def default_data_root() -> Path | None:
@@ -38,5 +39,14 @@ def default_mosi_path() -> Path:
 
 
 def cache_dir() -> Path:
-    """Where derived features are cached ($EDGE_MSA_CACHE, else ~/.cache/edge-msa)."""
-    return Path(os.environ.get("EDGE_MSA_CACHE", Path.home() / ".cache" / "edge-msa"))
+    """Where derived features are cached ($EDGE_MSA_CACHE, else ~/.cache/edge-msa), or an InputError where neither
+    names a folder: no $HOME and no home directory for this user, as in a container under an arbitrary uid (the home
+    is looked up only without $EDGE_MSA_CACHE, whose user may have none)."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env)
+    try:
+        return Path.home() / ".cache" / "edge-msa"
+    except RuntimeError:  # pathlib's "Could not determine home directory."
+        raise InputError(f"no ${CACHE_ENV} set and no home directory for this user; expected ${CACHE_ENV} to name "
+                         "a writable folder for edge-msa's cache") from None

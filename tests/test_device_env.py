@@ -50,3 +50,49 @@ def test_a_read_only_bundle_on_an_odd_relative_path_loads_and_predicts_writing_n
     assert r.returncode == 0 and r.stderr == "", r.stderr
     assert r.stdout.split()[-1] == "['text']"
     assert _tree(tmp_path) == before  # nothing new or changed: the bundle, the cache folders, the working directory
+
+
+def _encode_twice(tokenizer: Path) -> list[str]:
+    """encode_cached on the same texts twice (a miss, then what would be a hit): both give the features; the
+    warnings they raise, as text."""
+    import numpy as np
+
+    from edge_msa.features.text import TokenIds, encode_cached
+
+    encoder = TokenIds(tokenizer, max_len=12)
+    want, lengths = encoder.encode(["a good film", "bad"])
+    with pytest.warns(UserWarning) as caught:
+        for _ in range(2):
+            feats, got = encode_cached(encoder, ["a good film", "bad"], progress=False)
+            assert np.array_equal(feats, want) and np.array_equal(got, lengths)
+    return [str(w.message) for w in caught]
+
+
+def test_a_text_cache_that_cannot_be_written_keeps_the_features_in_memory_with_one_warning(tiny_bert_dir, tmp_path,
+                                                                                           monkeypatch):
+    """A read-only cache folder (a device, a shared machine) failed `edge-msa eval` with exit 2 ('cannot write
+    .../text/minilm-l6-int8-....npz'), after the features it would have cached were computed."""
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("EDGE_MSA_CACHE", str(tmp_path / "file" / "cache"))  # under a file: refused, root or not
+    warned = _encode_twice(tiny_bert_dir / "tokenizer.json")
+    assert len(warned) == 1 and f"{tmp_path / 'file'} is a file" in warned[0] and "kept in memory" in warned[0]
+    assert "\n" not in warned[0]
+
+
+def test_without_a_home_folder_the_text_cache_is_off_with_one_warning(tiny_bert_dir, monkeypatch):
+    """No $HOME and no home directory for the user (a container under an arbitrary uid): Path.home() raised a
+    RuntimeError traceback, even with $EDGE_MSA_CACHE set, since the default was computed first."""
+    import pwd
+
+    from edge_msa.paths import cache_dir
+
+    def no_user(uid):
+        raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+    monkeypatch.delenv("HOME", raising=False)
+    monkeypatch.setattr(pwd, "getpwuid", no_user)
+    monkeypatch.setenv("EDGE_MSA_CACHE", "/somewhere")
+    assert cache_dir() == Path("/somewhere")
+    monkeypatch.delenv("EDGE_MSA_CACHE")
+    warned = _encode_twice(tiny_bert_dir / "tokenizer.json")
+    assert len(warned) == 1 and "no home directory" in warned[0] and "EDGE_MSA_CACHE" in warned[0]
