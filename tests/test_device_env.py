@@ -44,12 +44,24 @@ def test_a_read_only_bundle_on_an_odd_relative_path_loads_and_predicts_writing_n
     code = ("import sys; sys.modules['torch'] = sys.modules['transformers'] = None\n"
             "import edge_msa\n"
             "with edge_msa.load('dir with spaces/ünïcödé 日本/bundle') as p:\n"
-            "    print(p.predict(text='a good film').score, p.predict_batch([{'text': 'bad'}, {'text': 'fun'}])[1].ran)")
+            "    print(p.predict(text='a good film').score, p.predict_batch([{'text': 'bad'}, {'text': 'ok'}])[1].ran)")
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 0 and r.stderr == "", r.stderr
     assert r.stdout.split()[-1] == "['text']"
     assert _tree(tmp_path) == before  # nothing new or changed: the bundle, the cache folders, the working directory
+
+
+def test_a_bundle_loaded_by_a_relative_path_still_reads_its_files_after_a_chdir(token_bundle, monkeypatch):
+    """The tokenizer is read at the first text, from the bundle path as given: after a chdir (a daemon's chdir('/'),
+    a service that changes folder) a relative path named nothing, and the first text failed 'tokenizer file not
+    found: bundle/tokenizer.json'."""
+    import edge_msa
+
+    monkeypatch.chdir(token_bundle.parent)
+    with edge_msa.load(token_bundle.name) as p:
+        monkeypatch.chdir("/")
+        assert p.predict(text="a good film").ran == ["text"]
 
 
 def _encode_twice(tokenizer: Path) -> list[str]:
@@ -93,6 +105,6 @@ def test_without_a_home_folder_the_text_cache_is_off_with_one_warning(tiny_bert_
     monkeypatch.setattr(pwd, "getpwuid", no_user)
     monkeypatch.setenv("EDGE_MSA_CACHE", "/somewhere")
     assert cache_dir() == Path("/somewhere")
-    monkeypatch.delenv("EDGE_MSA_CACHE")
+    monkeypatch.setenv("EDGE_MSA_CACHE", "")  # empty is unset: Path("") was the working directory
     warned = _encode_twice(tiny_bert_dir / "tokenizer.json")
     assert len(warned) == 1 and "no home directory" in warned[0] and "EDGE_MSA_CACHE" in warned[0]

@@ -96,7 +96,7 @@ class Predictor:
         self.manifest = manifest
         self.spec = manifest.feature_spec
         self.backends = dict(backends)
-        self.bundle = Path(bundle) if bundle else None
+        self.bundle = Path(bundle).absolute() if bundle else None  # read again at the first text: a chdir can't move it
         self.threads = threads
         self.max_media_seconds = max_media_seconds
         self.thresholds = list(manifest.skip_thresholds or [0.0] * len(SKIPPABLE))
