@@ -108,3 +108,17 @@ def test_without_a_home_folder_the_text_cache_is_off_with_one_warning(tiny_bert_
     monkeypatch.setenv("EDGE_MSA_CACHE", "")  # empty is unset: Path("") was the working directory
     warned = _encode_twice(tiny_bert_dir / "tokenizer.json")
     assert len(warned) == 1 and "no home directory" in warned[0] and "EDGE_MSA_CACHE" in warned[0]
+
+
+def test_a_bundle_path_that_is_not_utf8_is_refused_in_one_line_at_load(token_bundle, tmp_path, monkeypatch):
+    """A folder named in another encoding (a Latin-1 'café' on a memory card): onnxruntime and tokenizers take UTF-8
+    paths only, and the bundle was called corrupt ('cannot load graph ... re-export the bundle')."""
+    import edge_msa
+    from conftest import one_line_error
+
+    folder = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9"))
+    shutil.copytree(token_bundle, folder)
+    message = one_line_error(lambda: edge_msa.load(folder))
+    assert message.startswith(f"bundle path {str(folder)!r} is not valid UTF-8") and "rename" in message
+    monkeypatch.chdir(folder)  # a relative path inside it is read from that folder too
+    assert "is not valid UTF-8" in one_line_error(lambda: edge_msa.load("."))
