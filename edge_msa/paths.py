@@ -50,3 +50,17 @@ def cache_dir() -> Path:
     except RuntimeError:  # pathlib's "Could not determine home directory."
         raise InputError(f"no ${CACHE_ENV} set and no home directory for this user; expected ${CACHE_ENV} to name "
                          "a writable folder for edge-msa's cache") from None
+
+
+def utf8_path(path: Path, what: str) -> Path:
+    """`path`, or one line where its full path is not UTF-8 (a name in another encoding, e.g. a Latin-1 'café' on a
+    memory card, which Python keeps as surrogates). Why: onnxruntime, tokenizers and soundfile take UTF-8 paths only,
+    and refused such a one with an error blaming the file (a 'corrupt' graph) or a traceback; OpenCV crashed the
+    process (a segmentation fault)."""
+    full = str(path.absolute())  # a relative path is opened through the working directory's
+    try:
+        full.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(f"{what} path {full!r} is not valid UTF-8; expected a UTF-8 path, the only kind onnxruntime "
+                         "and the media decoders open: rename it or copy it") from None
+    return path

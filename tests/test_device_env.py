@@ -119,6 +119,19 @@ def test_a_bundle_path_that_is_not_utf8_is_refused_in_one_line_at_load(token_bun
     folder = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9"))
     shutil.copytree(token_bundle, folder)
     message = one_line_error(lambda: edge_msa.load(folder))
-    assert message.startswith(f"bundle path {str(folder)!r} is not valid UTF-8") and "rename" in message
+    assert message.startswith(f"bundle path {str(folder)!r} is not valid UTF-8") and "rename it" in message
     monkeypatch.chdir(folder)  # a relative path inside it is read from that folder too
     assert "is not valid UTF-8" in one_line_error(lambda: edge_msa.load("."))
+
+
+def test_a_media_file_whose_path_is_not_utf8_is_refused_in_one_line_before_any_decoder(media_bundle, tmp_path):
+    """soundfile raised a UnicodeEncodeError traceback on such a name, and OpenCV's VideoCapture crashed the process
+    (a segmentation fault, so only audio is tried here)."""
+    import edge_msa
+    from conftest import one_line_error
+
+    wav = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9.wav"))
+    wav.write_bytes(b"RIFF....")  # refused before it is read
+    with edge_msa.load(media_bundle) as p:
+        message = one_line_error(lambda: p.predict(text="a good film", audio=wav))
+    assert message.startswith(f"audio file path {str(wav)!r} is not valid UTF-8; expected a UTF-8 path")

@@ -23,6 +23,7 @@ from ..errors import ArtifactError, EdgeMSAError, InputError, checked_threads, o
 from ..features import MAX_MEDIA_SECONDS, check_max_media_seconds, media_file, refuse_long_media
 from ..features.audio import NAME as LOGMEL, VIDEO_EXTS, has_audio_track
 from ..features.text import TOKENS_PREFIX, MiniLMFrontEnd, TextError, TokenIds, WordPiece, check_tokenizer_tag
+from ..paths import utf8_path
 from ..spec import ABSENT, GRAPH_IO, MODALITIES, SINGLE, SKIPPABLE, FeatureSpec, modality_runs
 from .backend import Backend, backend_class
 from .manifest import Manifest, read_manifest
@@ -611,19 +612,8 @@ def load(bundle_dir: str | os.PathLike, backend: str | None = None, providers: S
         raise InputError(f"bundle is a {type(bundle_dir).__name__}; expected the path (str or os.PathLike) of the "
                          "folder written by `edge-msa export`")
     bundle = Path(bundle_dir)
-    _check_utf8_path(bundle)
+    utf8_path(bundle, "bundle")
     return open_bundle(bundle, read_manifest(bundle), backend, providers, threads, max_media_seconds)
-
-
-def _check_utf8_path(bundle: Path) -> None:
-    """Refuse a bundle whose full path is not UTF-8 (a folder named in another encoding, which Python keeps as
-    surrogates): onnxruntime and tokenizers take UTF-8 paths only, and onnxruntime's refusal read as a corrupt graph."""
-    full = str(bundle.absolute())  # a relative path is opened through the working directory's
-    try:
-        full.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InputError(f"bundle path {full!r} is not valid UTF-8; expected a UTF-8 path, which onnxruntime needs: "
-                         "rename the folder or copy the bundle") from None
 
 
 def open_bundle(bundle: Path, manifest: Manifest, backend: str | None = None, providers: Sequence[str] | None = None,
