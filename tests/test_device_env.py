@@ -47,7 +47,7 @@ def test_a_read_only_bundle_on_an_odd_relative_path_loads_and_predicts_writing_n
             "    print(p.predict(text='a good film').score, p.predict_batch([{'text': 'bad'}, {'text': 'ok'}])[1].ran)")
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
                        timeout=120)
-    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert r.returncode == 0 and "telemetry" not in r.stderr, r.stderr
     assert r.stdout.split()[-1] == "['text']"
     assert _tree(tmp_path) == before  # nothing new or changed: the bundle, the cache folders, the working directory
 
