@@ -10,18 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from edge_msa.checkpoint import save_checkpoint
-from edge_msa.export import export
-
-
-@pytest.fixture(scope="module")
-def token_bundle(tiny_bert_dir, tmp_path_factory) -> Path:
-    """A tiny student that encodes token ids itself, as the main job's students do: only tokenizer.json travels."""
-    from conftest import token_student
-
-    ckpt = save_checkpoint(tmp_path_factory.mktemp("tok") / "s.pt", token_student(tiny_bert_dir, 12), {})
-    return Path(export(ckpt, out=tmp_path_factory.mktemp("tok") / "bundle", log=None))
-
 
 def _tree(root: Path) -> dict[str, tuple[int, int]]:
     """Every path under `root` with its size and modification time."""
