@@ -123,3 +123,29 @@ def test_a_media_file_whose_path_is_not_utf8_is_refused_in_one_line_before_any_d
     with edge_msa.load(media_bundle) as p:
         message = one_line_error(lambda: p.predict(text="a good film", audio=wav))
     assert message.startswith(f"audio file path {str(wav)!r} is not valid UTF-8; expected a UTF-8 path")
+
+
+def _as_a_user_without(chmod: str, bundle: Path, tmp_path: Path) -> subprocess.CompletedProcess:
+    """`edge-msa predict` on a copy of `bundle` whose file `chmod` is unreadable (mode 000), run as a user that file
+    permissions bind: root only once it has dropped the capabilities that bypass them."""
+    copy = tmp_path / "copy"
+    shutil.copytree(bundle, copy)
+    (copy / chmod).chmod(0)
+    prefix = []
+    if os.geteuid() == 0:
+        if not shutil.which("setpriv"):
+            pytest.skip("running as root without setpriv: permission bits do not bind")
+        caps = "-dac_override,-dac_read_search"
+        prefix = ["setpriv", f"--inh-caps={caps}", f"--bounding-set={caps}"]
+    return subprocess.run([*prefix, sys.executable, "-m", "edge_msa", "predict", str(copy), "--text", "a good film"],
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("name", ["manifest.json", "gate.onnx", "tokenizer.json"])
+def test_a_bundle_file_this_user_cannot_read_is_one_line_at_load(token_bundle, tmp_path, name):
+    """A bundle copied from another user or machine keeps its permissions (0600 files): an unreadable graph was
+    called 'corrupt or truncated, re-export the bundle', and an unreadable manifest or tokenizer raised a
+    PermissionError traceback (the tokenizer's only at the first text)."""
+    r = _as_a_user_without(name, token_bundle, tmp_path)
+    assert r.returncode == 2 and len(r.stderr.splitlines()) == 1, r.stderr
+    assert r.stderr.startswith(f"error: '{tmp_path / 'copy' / name}' cannot be read by this user (permission denied)")

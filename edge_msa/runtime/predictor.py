@@ -26,7 +26,7 @@ from ..features.text import TOKENS_PREFIX, MiniLMFrontEnd, TextError, TokenIds, 
 from ..paths import utf8_path
 from ..spec import ABSENT, GRAPH_IO, MODALITIES, SINGLE, SKIPPABLE, FeatureSpec, modality_runs
 from .backend import Backend, backend_class
-from .manifest import Manifest, read_manifest
+from .manifest import Manifest, check_readable, read_manifest
 
 ONE_OFF = ("text_encoder_load",)  # ms keys paid once per Predictor, reported as load_ms, not in ms.total
 
@@ -630,8 +630,10 @@ def open_bundle(bundle: Path, manifest: Manifest, backend: str | None = None, pr
     if name != manifest.backend:
         raise InputError(f"bundle '{bundle}' holds {manifest.backend} graphs ({manifest.precision}); it cannot run "
                          f"on backend '{name}'; use backend='{manifest.backend}' or export for '{name}'")
+    for filename in manifest.graphs.values():
+        check_readable(bundle / filename)
     for filename in (manifest.text_encoder or {}).values():  # built at the first text, but broken already now
-        if not (bundle / filename).is_file():
+        if not check_readable(bundle / filename).is_file():
             raise ArtifactError(f"text encoder file '{bundle / filename}' is missing; re-export the bundle")
     if isinstance(providers, str):  # else read letter by letter: 'onnxruntime has no C, P, U, ... in this build'
         providers = [providers]
