@@ -11,6 +11,17 @@ from pathlib import Path
 import pytest
 
 
+def _permissions_bind() -> list[str]:
+    """The command prefix under which file permissions bind a subprocess: none for a user; for root, setpriv
+    dropping the capabilities that bypass them (the test is skipped without setpriv)."""
+    if os.geteuid() != 0:
+        return []
+    if not shutil.which("setpriv"):
+        pytest.skip("running as root without setpriv: permission bits do not bind")
+    caps = "-dac_override,-dac_read_search"
+    return ["setpriv", f"--inh-caps={caps}", f"--bounding-set={caps}"]
+
+
 def _tree(root: Path) -> dict[str, tuple[int, int]]:
     """Every path under `root` with its size and modification time."""
     return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")}
@@ -33,8 +44,8 @@ def test_a_read_only_bundle_on_an_odd_relative_path_loads_and_predicts_writing_n
             "import edge_msa\n"
             "with edge_msa.load('dir with spaces/ünïcödé 日本/bundle') as p:\n"
             "    print(p.predict(text='a good film').score, p.predict_batch([{'text': 'bad'}, {'text': 'ok'}])[1].ran)")
-    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
-                       timeout=120)
+    r = subprocess.run([*_permissions_bind(), sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True,
+                       text=True, timeout=120)
     assert r.returncode == 0 and "telemetry" not in r.stderr, r.stderr
     assert r.stdout.split()[-1] == "['text']"
     assert _tree(tmp_path) == before  # nothing new or changed: the bundle, the cache folders, the working directory
@@ -126,19 +137,12 @@ def test_a_media_file_whose_path_is_not_utf8_is_refused_in_one_line_before_any_d
 
 
 def _as_a_user_without(chmod: str, bundle: Path, tmp_path: Path) -> subprocess.CompletedProcess:
-    """`edge-msa predict` on a copy of `bundle` whose file `chmod` is unreadable (mode 000), run as a user that file
-    permissions bind: root only once it has dropped the capabilities that bypass them."""
+    """`edge-msa predict` on a copy of `bundle` whose file `chmod` is unreadable (mode 000)."""
     copy = tmp_path / "copy"
     shutil.copytree(bundle, copy)
     (copy / chmod).chmod(0)
-    prefix = []
-    if os.geteuid() == 0:
-        if not shutil.which("setpriv"):
-            pytest.skip("running as root without setpriv: permission bits do not bind")
-        caps = "-dac_override,-dac_read_search"
-        prefix = ["setpriv", f"--inh-caps={caps}", f"--bounding-set={caps}"]
-    return subprocess.run([*prefix, sys.executable, "-m", "edge_msa", "predict", str(copy), "--text", "a good film"],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run([*_permissions_bind(), sys.executable, "-m", "edge_msa", "predict", str(copy), "--text",
+                           "a good film"], capture_output=True, text=True, timeout=120)
 
 
 @pytest.mark.parametrize("name", ["manifest.json", "gate.onnx", "tokenizer.json"])
