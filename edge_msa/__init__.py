@@ -2,6 +2,14 @@
 
 `import edge_msa` needs only numpy (no torch): the on-device API is `edge_msa.load(bundle_dir)`.
 """
+import os
+
+# Before anything imports onnxruntime: from 1.29 on, its Linux build keeps a telemetry database under
+# ~/.cache/Microsoft (or $XDG_CACHE_HOME) from its import on, to upload to Microsoft, and prints a warning at every
+# start where that folder is read-only; a device must write nothing outside its own outputs. Setting the variable
+# to 0 keeps onnxruntime's default.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
 from .errors import ArtifactError, EdgeMSAError, InputError, MissingDependencyError, ParityError
 from .metrics import METRIC_KEYS, msa_metrics
 from .spec import MODALITIES, FeatureSpec, ModelConfig

@@ -9,6 +9,7 @@ from .errors import InputError
 
 DATA_ENV = "EDGE_MSA_DATA"  # the folder that holds mosi/ (and mosei/)
 MOSI_FILE = "mosi/mosi_utterance_std.npz"  # MOSI-U, relative to that folder
+CACHE_ENV = "EDGE_MSA_CACHE"  # the folder for derived features (default ~/.cache/edge-msa)
 
 
 def default_data_root() -> Path | None:
@@ -38,5 +39,28 @@ def default_mosi_path() -> Path:
 
 
 def cache_dir() -> Path:
-    """Where derived features are cached ($EDGE_MSA_CACHE, else ~/.cache/edge-msa)."""
-    return Path(os.environ.get("EDGE_MSA_CACHE", Path.home() / ".cache" / "edge-msa"))
+    """Where derived features are cached ($EDGE_MSA_CACHE, else ~/.cache/edge-msa), or an InputError where neither
+    names a folder: no $HOME and no home directory for this user, as in a container under an arbitrary uid (the home
+    is looked up only without $EDGE_MSA_CACHE, whose user may have none)."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env)
+    try:
+        return Path.home() / ".cache" / "edge-msa"
+    except RuntimeError:  # pathlib's "Could not determine home directory."
+        raise InputError(f"no ${CACHE_ENV} set and no home directory for this user; expected ${CACHE_ENV} to name "
+                         "a writable folder for edge-msa's cache") from None
+
+
+def utf8_path(path: Path, what: str) -> Path:
+    """`path`, or one line where its full path is not UTF-8 (a name in another encoding, e.g. a Latin-1 'café' on a
+    memory card, which Python keeps as surrogates). Why: onnxruntime, tokenizers and soundfile take UTF-8 paths only,
+    and refused such a one with an error blaming the file (a 'corrupt' graph) or a traceback; OpenCV crashed the
+    process (a segmentation fault)."""
+    full = str(path.absolute())  # a relative path is opened through the working directory's
+    try:
+        full.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(f"{what} path {full!r} is not valid UTF-8; expected a UTF-8 path, the only kind onnxruntime "
+                         "and the media decoders open: rename it or copy it") from None
+    return path

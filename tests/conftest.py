@@ -159,6 +159,17 @@ def token_splits(tiny_bert_dir) -> DatasetSplits:
                          name="tiny-tokens")
 
 
+@pytest.fixture(scope="session")
+def token_bundle(tiny_bert_dir, tmp_path_factory) -> Path:
+    """A tiny student that encodes token ids itself (tiny BERT, 40-token vocabulary), as the main job's students do:
+    only tokenizer.json travels. Shared: a test that changes the bundle works on a copy."""
+    from edge_msa.checkpoint import save_checkpoint
+    from edge_msa.export import export
+
+    ckpt = save_checkpoint(tmp_path_factory.mktemp("tok") / "s.pt", token_student(tiny_bert_dir, 12), {})
+    return export(ckpt, out=tmp_path_factory.mktemp("tok") / "bundle", log=None)
+
+
 # --- edge-msa serve: a tiny bundle with our own front ends, and the service in a subprocess -------------
 SERVE_SPEC = FeatureSpec(dims=(384, 56, 105), max_lens=(16, 5, 4),
                          front_ends=("minilm-l6-int8", "logmel-v1", "face-v1"))

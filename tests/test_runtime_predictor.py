@@ -847,15 +847,6 @@ def test_a_still_image_is_refused_before_the_gate(av_bundle, tmp_path):
             assert p.predict(text=text, video=tmp_path / "two.avi").skipped["video"].startswith("gate: keep")
 
 
-@pytest.fixture(scope="module")
-def token_bundle(tiny_bert_dir, tmp_path_factory):
-    """A tiny student that encodes token ids itself (tiny BERT, 40-token vocabulary): only tokenizer.json travels."""
-    from conftest import token_student
-
-    ckpt = save_checkpoint(tmp_path_factory.mktemp("tok") / "s.pt", token_student(tiny_bert_dir, 12), {})
-    return export(ckpt, out=tmp_path_factory.mktemp("tok") / "bundle", log=None)
-
-
 def test_text_and_token_ids_are_checked_before_the_tokenizer_and_graph(token_bundle):
     """A lone surrogate reached the tokenizer (TypeError); token ids outside the vocabulary, negative or fractional
     were clamped or truncated inside the graph into a score for some other token."""

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MEDIA_FIX, InputError, not_found, require
+from ..paths import utf8_path
 from ..spec import suggest
 
 # name -> ("module:Class", the constructor argument that sets its sequence length); the modules import
@@ -48,7 +49,7 @@ def front_end_for(spec, modality: str, **kwargs):
 def media_file(path: str | os.PathLike, what: str, expected: str) -> Path:
     """`path` when it is a file with bytes in it, else one line saying which of folder / missing / empty it is: the
     decoders' own errors for those read "[Errno 1094995529] Invalid data found" (FFmpeg, a 0-byte audio file)."""
-    p = Path(path)
+    p = utf8_path(Path(path), what)
     if p.is_dir():
         raise InputError(f"{what} {p} is a folder; expected {expected}")
     if not p.is_file():

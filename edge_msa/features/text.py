@@ -341,8 +341,8 @@ def encode_cached(encoder: MiniLMFrontEnd | TokenIds, texts: Sequence[str], prog
     """
     texts = [str(t) for t in texts]
     key = hashlib.sha256(json.dumps([CACHE_VERSION, encoder.fingerprint(), texts]).encode("utf-8")).hexdigest()
-    path = Path(cache or cache_dir()) / "text" / f"{'tokens' if encoder.dim == 1 else NAME}-{key[:32]}.npz"
-    if path.is_file():
+    path = _cache_file(cache, f"{'tokens' if encoder.dim == 1 else NAME}-{key[:32]}.npz")
+    if path is not None and path.is_file():
         try:
             with np.load(path, allow_pickle=False) as z:
                 flat, lengths = z["tokens"], z["lengths"]
@@ -358,11 +358,37 @@ def encode_cached(encoder: MiniLMFrontEnd | TokenIds, texts: Sequence[str], prog
     cut = count_truncated(encodings)
     encoder.warn_truncated(cut, len(texts))  # as a hit will say it again
     feats, lengths = encoder.embed([e.ids for e in encodings], progress=progress)
-    valid = np.arange(feats.shape[1])[None, :] < lengths[:, None]  # (N, L_max)
-    with atomic_path(path, suffix=".npz") as tmp:
-        with open(tmp, "wb") as f:  # tokens (sum(lengths), dim)
-            np.savez(f, tokens=feats[valid], lengths=lengths, truncated=cut)
+    if path is not None and str(path.parent) not in _UNCACHED:
+        valid = np.arange(feats.shape[1])[None, :] < lengths[:, None]  # (N, L_max)
+        try:
+            with atomic_path(path, suffix=".npz") as tmp:
+                with open(tmp, "wb") as f:  # tokens (sum(lengths), dim)
+                    np.savez(f, tokens=feats[valid], lengths=lengths, truncated=cut)
+        except (InputError, OSError) as exc:  # refused (read-only, no such folder) or failed (disk full)
+            _cache_off(str(path.parent), str(exc))
     return feats, lengths
+
+
+_UNCACHED: set[str] = set()  # text cache folders this process found unusable ("" for none known), warned once each
+
+
+def _cache_off(folder: str, reason: str) -> None:
+    """Warn once per folder that the text cache is off. Why not fail: the features are computed already, and a
+    cache is only a speed-up; a read-only cache (a device, a shared machine) failed `edge-msa eval` after the work."""
+    if folder not in _UNCACHED:
+        _UNCACHED.add(folder)
+        warnings.warn(f"text feature cache not written: {reason}; the features are kept in memory for this run only",
+                      stacklevel=4)
+
+
+def _cache_file(cache: str | os.PathLike | None, name: str) -> Path | None:
+    """`name` in the text cache under `cache` (default edge_msa.paths.cache_dir()), or None (warned once) where no
+    cache folder is known."""
+    try:
+        return Path(cache or cache_dir()) / "text" / name
+    except InputError as exc:
+        _cache_off("", str(exc))
+        return None
 
 
 def _truncated(encoder: WordPiece, texts: Sequence[str], lengths: np.ndarray) -> int:

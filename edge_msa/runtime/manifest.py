@@ -122,8 +122,24 @@ def read_manifest(bundle: str | os.PathLike) -> Manifest:
     bundle = Path(bundle)
     if not bundle.is_dir():
         raise InputError(f"bundle '{bundle}' is not a directory; expected the folder written by `edge-msa export`")
-    path = bundle / MANIFEST
+    path = check_readable(bundle / MANIFEST)
     if not path.is_file():
         raise ArtifactError(f"'{bundle}' has no {MANIFEST}; expected a bundle written by `edge-msa export`")
     data = read_json_object(path, "the manifest `edge-msa export` writes (re-export the bundle)")
     return Manifest.from_dict(data, where=str(path))
+
+
+def check_readable(path: Path) -> Path:
+    """`path`, or one line where this user may not read it. Why: a bundle copied from another user or machine keeps
+    their permissions (0600 files, a folder without x), and onnxruntime's refusal read as a corrupt graph ('re-export
+    the bundle') while the manifest and tokenizer raised PermissionError tracebacks. A missing file passes: the
+    caller's own check says what belonged there."""
+    try:
+        with open(path, "rb"):
+            pass
+    except PermissionError:
+        raise ArtifactError(f"'{path}' cannot be read by this user (permission denied); expected bundle files this "
+                            "user can read (e.g. chmod -R a+rX on the bundle)") from None
+    except OSError:
+        pass
+    return path

@@ -22,9 +22,10 @@ from ..errors import ArtifactError, EdgeMSAError, InputError, checked_threads, o
 from ..features import MAX_MEDIA_SECONDS, check_max_media_seconds, media_file, refuse_long_media
 from ..features.audio import NAME as LOGMEL, VIDEO_EXTS, has_audio_track
 from ..features.text import TOKENS_PREFIX, MiniLMFrontEnd, TextError, TokenIds, WordPiece, check_tokenizer_tag
+from ..paths import utf8_path
 from ..spec import ABSENT, GRAPH_IO, MODALITIES, SINGLE, SKIPPABLE, FeatureSpec, modality_runs
 from .backend import Backend, backend_class
-from .manifest import Manifest, read_manifest
+from .manifest import Manifest, check_readable, read_manifest
 
 ONE_OFF = ("text_encoder_load",)  # ms keys paid once per Predictor, reported as load_ms, not in ms.total
 
@@ -95,7 +96,7 @@ class Predictor:
         self.manifest = manifest
         self.spec = manifest.feature_spec
         self.backends = dict(backends)
-        self.bundle = Path(bundle) if bundle else None
+        self.bundle = Path(bundle).absolute() if bundle else None  # read again at the first text: a chdir can't move it
         self.threads = threads
         self.max_media_seconds = max_media_seconds
         self.thresholds = list(manifest.skip_thresholds or [0.0] * len(SKIPPABLE))
@@ -622,6 +623,7 @@ def load(bundle_dir: str | os.PathLike, backend: str | None = None, providers: S
         raise InputError(f"bundle is a {type(bundle_dir).__name__}; expected the path (str or os.PathLike) of the "
                          "folder written by `edge-msa export`")
     bundle = Path(bundle_dir)
+    utf8_path(bundle, "bundle")
     return open_bundle(bundle, read_manifest(bundle), backend, providers, threads, max_media_seconds)
 
 
@@ -639,8 +641,10 @@ def open_bundle(bundle: Path, manifest: Manifest, backend: str | None = None, pr
     if name != manifest.backend:
         raise InputError(f"bundle '{bundle}' holds {manifest.backend} graphs ({manifest.precision}); it cannot run "
                          f"on backend '{name}'; use backend='{manifest.backend}' or export for '{name}'")
+    for filename in manifest.graphs.values():
+        check_readable(bundle / filename)
     for filename in (manifest.text_encoder or {}).values():  # built at the first text, but broken already now
-        if not (bundle / filename).is_file():
+        if not check_readable(bundle / filename).is_file():
             raise ArtifactError(f"text encoder file '{bundle / filename}' is missing; re-export the bundle")
     options = {"providers": providers, "threads": threads} if name == "onnxruntime" else {}
     backends = {}
