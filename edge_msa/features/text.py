@@ -377,8 +377,7 @@ def _cache_off(folder: str, reason: str) -> None:
     cache is only a speed-up; a read-only cache (a device, a shared machine) failed `edge-msa eval` after the work."""
     if folder not in _UNCACHED:
         _UNCACHED.add(folder)
-        warnings.warn(f"text feature cache not written: {reason}; the features are kept in memory for this run only",
-                      stacklevel=4)
+        warn(f"text feature cache not written: {reason}; the features are kept in memory for this run only")
 
 
 def _cache_file(cache: str | os.PathLike | None, name: str) -> Path | None:
