@@ -438,7 +438,8 @@ def test_a_meter_is_open_only_while_it_measures_so_no_row_is_timed_beside_it(tmp
                     idle_settle=0, progress=False, loader=loader)
     rows = json.loads((out / "report.json").read_text())["rows"]
     assert live_at_load == [False, False]
-    assert len(opened) == 2 and not any(m.live for m in opened)  # one open per row, each closed after its windows
+    # one open to check --energy-window before any timing, then one per row, each closed after its windows
+    assert len(opened) == 3 and not any(m.live for m in opened)
     assert all(isinstance(r["energy_mj_per_item"], float) for r in rows)
     assert rows[0]["idle_w"] == rows[1]["idle_w"]  # idle measured once, in the first row's windows
 
@@ -606,6 +607,27 @@ def test_an_energy_window_too_short_for_the_meter_is_unavailable_and_the_row_kee
     assert row["status"] == "ok" and row["latency_ms"]["p50"] >= 0 and "energy_mj_per_item" not in row
     assert row["energy"].startswith("unavailable: a 0.") and "under 20 of the fake meter's 1000 ms" in row["energy"]
     assert f"- energy {row['energy']}" in (out / "report.md").read_text()
+
+
+def test_an_energy_window_longer_than_the_meters_counter_wrap_is_refused_before_any_timing(tmp_path, tiny_splits,
+                                                                                          capsys, monkeypatch):
+    """It was refused only as each row's window ended (after the settle, idle and active windows), and then as every
+    row's 'energy unavailable': one line and exit 2 now, before a call is timed, nothing written."""
+    class WrappingMeter(ConstantMeter):
+        name, max_window_s = "rapl", 0.05
+
+    timed = []
+    monkeypatch.setattr("edge_msa.benchmarks.sweep.measure_side_by_side", lambda *a, **k: timed.append(a))
+    with pytest.raises(InputError, match=r"^--energy-window 0.1: a 0.1 s window is longer than the 0.05 s the rapl "
+                       r"counter takes to wrap .*; expected --energy-window of at most 0.05 s with the rapl meter"):
+        run_bench(_bundles(tmp_path, "student"), data=tiny_splits, out=tmp_path / "r", meter=WrappingMeter(),
+                  loader=make_loader(tiny_splits.spec), **FAST)
+    monkeypatch.setattr("edge_msa.benchmarks.sweep.open_meter", lambda name, on_gpu=False: WrappingMeter())
+    monkeypatch.setattr("edge_msa.benchmarks.target.runtime_loader", make_loader(tiny_splits.spec))
+    assert main(["bench", str(tmp_path / "student"), "--meter", "rapl", "--energy-window", "0.1",
+                 "--out", str(tmp_path / "r"), "--quiet"]) == 2
+    assert capsys.readouterr().err.startswith("error: --energy-window 0.1: a 0.1 s window is longer than")
+    assert not timed and not (tmp_path / "r").exists()
 
 
 def test_a_jsonl_payload_is_one_body_per_line_in_any_case(tmp_path):
