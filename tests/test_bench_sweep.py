@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -547,22 +548,31 @@ def test_stages_of_a_row_by_row_batch_add_up_encoders_only_some_items_ran(tiny_s
     assert target.stages_ms(batch) == {"encode_text": 2.0, "fuse": 1.0, "encode_audio": 0.25}
 
 
+class StagedPredictor(FakePredictor):
+    """A runtime whose gate runs some encoders in some calls only: predict_batch reports the stage ms that
+    `stages(call, first item)` gives (calls counted from 0), with their total, after `call_s` of sleep."""
+
+    def __init__(self, spec, stages: Callable[[int, dict], dict], call_s: float = 0.0) -> None:
+        super().__init__(spec, 0.0)
+        self.stages, self.call_s, self.calls = stages, call_s, 0
+
+    def predict_batch(self, items):
+        time.sleep(self.call_s)
+        ms = self.stages(self.calls, items[0])
+        self.calls += 1
+        return [SimpleNamespace(ms={**ms, "total": sum(ms.values())})] * len(items)
+
+
 def test_stages_are_per_call_over_all_calls_with_how_often_each_ran(tmp_path, tiny_splits):
     """The gate skips audio in some calls: its per-call ms counts those calls as 0 (ran in 8 of 32 calls, 4 ms each:
     1.0 ms per call), so the stages add up to total; the median over only the calls it ran in read 4 ms per call.
     total covers the timed stages only, below the p50: the rest of the same calls is shown as untimed."""
-    class AudioSometimes(FakePredictor):
-        calls = 0
-
-        def predict_batch(self, items):
-            time.sleep(0.004)  # 4 ms a call, of which the runtime times 1.5 ms (5.5 with audio)
-            audio = {"encode_audio": 4.0} if self.calls % 4 == 1 else {}  # calls 1, 5, ..., 29 of the 32 extra calls
-            self.calls += 1
-            ms = {"encode_text": 1.0, **audio, "fuse": 0.5}
-            return [SimpleNamespace(ms={**ms, "total": sum(ms.values())})] * len(items)
+    def stages(call, item):  # 4 ms a call, of which the runtime times 1.5 ms (5.5 with audio)
+        audio = {"encode_audio": 4.0} if call % 4 == 1 else {}  # calls 1, 5, ..., 29 of the 32 extra calls
+        return {"encode_text": 1.0, **audio, "fuse": 0.5}
 
     out = run_bench(_bundles(tmp_path, "student"), data=tiny_splits, out=tmp_path / "report", modalities=("all",),
-                    meter="none", loader=lambda *_: AudioSometimes(tiny_splits.spec, 0.0), **FAST)
+                    meter="none", loader=lambda *_: StagedPredictor(tiny_splits.spec, stages, call_s=0.004), **FAST)
     (row,) = json.loads((out / "report.json").read_text())["rows"]
     assert row["stages_ms"] == pytest.approx({"encode_text": 1.0, "encode_audio": 1.0, "fuse": 0.5, "total": 2.5})
     assert row["stages_ran"] == {"encode_text": 1.0, "fuse": 1.0, "encode_audio": 0.25, "total": 1.0}
@@ -579,17 +589,12 @@ def test_stage_figures_shrug_off_a_slow_call_and_see_every_timed_batch(tmp_path,
     of calls it ran in, over calls spread across every timed batch."""
     later_audio = tiny_splits.test.features["audio"][16:, 0, 0]  # the 2nd half of the test split, batch 1
 
-    class Uneven(FakePredictor):
-        calls = 0
-
-        def predict_batch(self, items):
-            self.calls += 1
-            audio = {"encode_audio": 4.0} if np.isin(items[0]["audio"][0, 0], later_audio) else {}
-            ms = {"encode_text": 100.0 if self.calls == 2 else 1.0, **audio, "fuse": 0.5}
-            return [SimpleNamespace(ms={**ms, "total": sum(ms.values())})] * len(items)
+    def stages(call, item):
+        audio = {"encode_audio": 4.0} if np.isin(item["audio"][0, 0], later_audio) else {}
+        return {"encode_text": 100.0 if call == 1 else 1.0, **audio, "fuse": 0.5}  # the 2nd call stalls
 
     out = run_bench(_bundles(tmp_path, "student"), data=tiny_splits, out=tmp_path / "report", modalities=("all",),
-                    meter="none", loader=lambda *_: Uneven(tiny_splits.spec, 0.0), **FAST)
+                    meter="none", loader=lambda *_: StagedPredictor(tiny_splits.spec, stages), **FAST)
     (row,) = json.loads((out / "report.json").read_text())["rows"]
     assert row["stages_ms"] == pytest.approx({"encode_text": 1.0, "encode_audio": 2.0, "fuse": 0.5, "total": 3.5})
     assert row["stages_ran"] == {"encode_text": 1.0, "encode_audio": 0.5, "fuse": 1.0, "total": 1.0}
