@@ -362,7 +362,7 @@ class _Energy:
             self.unavailable[on_gpu] = meter
         return meter
 
-    def _close(self, meter: Meter) -> None:
+    def _release(self, meter: Meter) -> None:
         if meter is not self.choice:  # a caller's Meter instance stays the caller's to close
             meter.close()
 
@@ -378,7 +378,7 @@ class _Energy:
                 raise InputError(f"--energy-window {self.window_s:g}: {too_long}; expected --energy-window of at "
                                  f"most {meter.max_window_s:.3g} s with the {meter.name} meter, or --meter none")
         finally:
-            self._close(meter)
+            self._release(meter)
 
     def measure(self, on_gpu: bool, work: Callable[[int], int]) -> dict[str, Any]:
         meter = self._open(on_gpu)
@@ -392,7 +392,7 @@ class _Energy:
         except MeterUnavailable as exc:
             return {"energy": f"unavailable: {exc}"}
         finally:
-            self._close(meter)
+            self._release(meter)
         result["idle_drift"] = drift
         result["energy_method"] = (f"{meter.describe()}; (active energy - idle power x active time) / items "
                                    f"over a {self.window_s:g} s window, idle power from a {self.window_s:g} s "
