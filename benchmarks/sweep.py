@@ -30,7 +30,7 @@ from .inputs import batches as make_batches
 from .inputs import parse_subset, synthetic_set
 from .memory import current_rss_mb, peak_rss_mb, reset_peak
 from .meters import (ENERGY_WINDOW_S, IDLE_DRIFT_WARN, IDLE_SETTLE_S, Meter, MeterUnavailable, Window, active_window,
-                     energy_per_item, open_meter, settled_idle_window)
+                     energy_per_item, open_meter, settled_idle_window, window_too_long)
 from .meters.nvml import gpu_memory_mb
 from .report import REPLACES, write_report
 from .sysinfo import system_info
@@ -85,6 +85,8 @@ def run_bench(bundles: Sequence[str | os.PathLike], data: str | os.PathLike | Da
             if isinstance(got, _Loaded):
                 loaded[len(rows)] = got
             rows.append([] if isinstance(got, _Loaded) else got)
+        for on_gpu in sorted({one.target.on_gpu for one in loaded.values()}):
+            energy.check_window(on_gpu)
         for name, keep in subsets.items():
             for b in batches:
                 bar.describe(f"{name} batch {b}")
@@ -345,18 +347,42 @@ class _Energy:
     samples in the background (tegrastats, 50 lines a second) left open ran beside the latency timing of every row
     after the first but not the first's, so the first bundle (usually the teacher) was timed on a quieter machine.
     Idle power is measured once per device kind in this run (with the meter running, as in every active window),
-    after `settle_s` of sleep (see settled_idle_window), with its drift kept for the rows' warnings."""
+    after `settle_s` of sleep (see settled_idle_window), with its drift kept for the rows' warnings. Before any
+    timing, each device kind's meter is opened once more, to check the window against it (check_window)."""
 
     def __init__(self, choice: str | Meter, window_s: float, settle_s: float) -> None:
         self.choice, self.window_s, self.settle_s = choice, window_s, settle_s
         self.unavailable: dict[bool, str] = {}  # a meter that would not open is not retried on every row
         self.idle: dict[bool, tuple[Window, float]] = {}
 
-    def measure(self, on_gpu: bool, work: Callable[[int], int]) -> dict[str, Any]:
+    def _open(self, on_gpu: bool) -> Meter | str:
         meter = self.choice if isinstance(self.choice, Meter) else self.unavailable.get(on_gpu) or open_meter(
             self.choice, on_gpu)
         if isinstance(meter, str):
             self.unavailable[on_gpu] = meter
+        return meter
+
+    def _release(self, meter: Meter) -> None:
+        if meter is not self.choice:  # a caller's Meter instance stays the caller's to close
+            meter.close()
+
+    def check_window(self, on_gpu: bool) -> None:
+        """Refuse a window longer than the meter that measures this device kind can take (a RAPL counter's wrap)
+        before any timing: found at the window's end, it cost the settle, the idle window and the whole active
+        window of the first row, and then failed every row's energy."""
+        meter = self._open(on_gpu)
+        if isinstance(meter, str):
+            return
+        try:
+            if too_long := window_too_long(meter, self.window_s):
+                raise InputError(f"--energy-window {self.window_s:g}: {too_long}; expected --energy-window of at "
+                                 f"most {meter.max_window_s:.3g} s with the {meter.name} meter, or --meter none")
+        finally:
+            self._release(meter)
+
+    def measure(self, on_gpu: bool, work: Callable[[int], int]) -> dict[str, Any]:
+        meter = self._open(on_gpu)
+        if isinstance(meter, str):
             return {"energy": meter}
         try:
             if on_gpu not in self.idle:
@@ -366,8 +392,7 @@ class _Energy:
         except MeterUnavailable as exc:
             return {"energy": f"unavailable: {exc}"}
         finally:
-            if meter is not self.choice:  # a caller's Meter instance stays the caller's to close
-                meter.close()
+            self._release(meter)
         result["idle_drift"] = drift
         result["energy_method"] = (f"{meter.describe()}; (active energy - idle power x active time) / items "
                                    f"over a {self.window_s:g} s window, idle power from a {self.window_s:g} s "

@@ -221,6 +221,21 @@ def test_nvml_counter_is_read_as_joules_since_open(monkeypatch, refresh_known):
     assert calls["shutdown"] == 1
 
 
+def test_nvml_meter_names_the_counter_refresh_it_watched(monkeypatch):
+    """The refresh watched at open sets the shortest window the energy stands on; the report's energy method (the
+    meter's describe()) did not say it, so a reader could not judge the --energy-window against it."""
+    module, _ = _fake_pynvml([1_000_000])
+    monkeypatch.setitem(sys.modules, "pynvml", module)
+    monkeypatch.setattr("edge_msa.benchmarks.meters.nvml.counter_refresh_s", lambda read: 0.0213)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    meter = open_meter("nvml", on_gpu=True)
+    try:
+        assert meter.describe() == ("nvml (GPU board energy counter, NVIDIA H100 80GB HBM3 (GPU 0)), counter refresh "
+                                    "21.3 ms as watched at open")
+    finally:
+        meter.close()
+
+
 @pytest.mark.parametrize("visible, handle", [("2,3", "index 2"), ("GPU-8f2c,GPU-11aa", "uuid GPU-8f2c"),
                                               ("", "index 0")])
 def test_nvml_meters_the_gpu_cuda_visible_devices_pins_the_run_to(monkeypatch, refresh_known, visible, handle):

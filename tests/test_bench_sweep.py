@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -438,7 +439,8 @@ def test_a_meter_is_open_only_while_it_measures_so_no_row_is_timed_beside_it(tmp
                     idle_settle=0, progress=False, loader=loader)
     rows = json.loads((out / "report.json").read_text())["rows"]
     assert live_at_load == [False, False]
-    assert len(opened) == 2 and not any(m.live for m in opened)  # one open per row, each closed after its windows
+    # one open to check --energy-window before any timing, then one per row, each closed after its windows
+    assert len(opened) == 3 and not any(m.live for m in opened)
     assert all(isinstance(r["energy_mj_per_item"], float) for r in rows)
     assert rows[0]["idle_w"] == rows[1]["idle_w"]  # idle measured once, in the first row's windows
 
@@ -546,22 +548,31 @@ def test_stages_of_a_row_by_row_batch_add_up_encoders_only_some_items_ran(tiny_s
     assert target.stages_ms(batch) == {"encode_text": 2.0, "fuse": 1.0, "encode_audio": 0.25}
 
 
+class StagedPredictor(FakePredictor):
+    """A runtime whose gate runs some encoders in some calls only: predict_batch reports the stage ms that
+    `stages(call, first item)` gives (calls counted from 0), with their total, after `call_s` of sleep."""
+
+    def __init__(self, spec, stages: Callable[[int, dict], dict], call_s: float = 0.0) -> None:
+        super().__init__(spec, 0.0)
+        self.stages, self.call_s, self.calls = stages, call_s, 0
+
+    def predict_batch(self, items):
+        time.sleep(self.call_s)
+        ms = self.stages(self.calls, items[0])
+        self.calls += 1
+        return [SimpleNamespace(ms={**ms, "total": sum(ms.values())})] * len(items)
+
+
 def test_stages_are_per_call_over_all_calls_with_how_often_each_ran(tmp_path, tiny_splits):
     """The gate skips audio in some calls: its per-call ms counts those calls as 0 (ran in 8 of 32 calls, 4 ms each:
     1.0 ms per call), so the stages add up to total; the median over only the calls it ran in read 4 ms per call.
     total covers the timed stages only, below the p50: the rest of the same calls is shown as untimed."""
-    class AudioSometimes(FakePredictor):
-        calls = 0
-
-        def predict_batch(self, items):
-            time.sleep(0.004)  # 4 ms a call, of which the runtime times 1.5 ms (5.5 with audio)
-            audio = {"encode_audio": 4.0} if self.calls % 4 == 1 else {}  # calls 1, 5, ..., 29 of the 32 extra calls
-            self.calls += 1
-            ms = {"encode_text": 1.0, **audio, "fuse": 0.5}
-            return [SimpleNamespace(ms={**ms, "total": sum(ms.values())})] * len(items)
+    def stages(call, item):  # 4 ms a call, of which the runtime times 1.5 ms (5.5 with audio)
+        audio = {"encode_audio": 4.0} if call % 4 == 1 else {}  # calls 1, 5, ..., 29 of the 32 extra calls
+        return {"encode_text": 1.0, **audio, "fuse": 0.5}
 
     out = run_bench(_bundles(tmp_path, "student"), data=tiny_splits, out=tmp_path / "report", modalities=("all",),
-                    meter="none", loader=lambda *_: AudioSometimes(tiny_splits.spec, 0.0), **FAST)
+                    meter="none", loader=lambda *_: StagedPredictor(tiny_splits.spec, stages, call_s=0.004), **FAST)
     (row,) = json.loads((out / "report.json").read_text())["rows"]
     assert row["stages_ms"] == pytest.approx({"encode_text": 1.0, "encode_audio": 1.0, "fuse": 0.5, "total": 2.5})
     assert row["stages_ran"] == {"encode_text": 1.0, "fuse": 1.0, "encode_audio": 0.25, "total": 1.0}
@@ -578,17 +589,12 @@ def test_stage_figures_shrug_off_a_slow_call_and_see_every_timed_batch(tmp_path,
     of calls it ran in, over calls spread across every timed batch."""
     later_audio = tiny_splits.test.features["audio"][16:, 0, 0]  # the 2nd half of the test split, batch 1
 
-    class Uneven(FakePredictor):
-        calls = 0
-
-        def predict_batch(self, items):
-            self.calls += 1
-            audio = {"encode_audio": 4.0} if np.isin(items[0]["audio"][0, 0], later_audio) else {}
-            ms = {"encode_text": 100.0 if self.calls == 2 else 1.0, **audio, "fuse": 0.5}
-            return [SimpleNamespace(ms={**ms, "total": sum(ms.values())})] * len(items)
+    def stages(call, item):
+        audio = {"encode_audio": 4.0} if np.isin(item["audio"][0, 0], later_audio) else {}
+        return {"encode_text": 100.0 if call == 1 else 1.0, **audio, "fuse": 0.5}  # the 2nd call stalls
 
     out = run_bench(_bundles(tmp_path, "student"), data=tiny_splits, out=tmp_path / "report", modalities=("all",),
-                    meter="none", loader=lambda *_: Uneven(tiny_splits.spec, 0.0), **FAST)
+                    meter="none", loader=lambda *_: StagedPredictor(tiny_splits.spec, stages), **FAST)
     (row,) = json.loads((out / "report.json").read_text())["rows"]
     assert row["stages_ms"] == pytest.approx({"encode_text": 1.0, "encode_audio": 2.0, "fuse": 0.5, "total": 3.5})
     assert row["stages_ran"] == {"encode_text": 1.0, "encode_audio": 0.5, "fuse": 1.0, "total": 1.0}
@@ -606,6 +612,27 @@ def test_an_energy_window_too_short_for_the_meter_is_unavailable_and_the_row_kee
     assert row["status"] == "ok" and row["latency_ms"]["p50"] >= 0 and "energy_mj_per_item" not in row
     assert row["energy"].startswith("unavailable: a 0.") and "under 20 of the fake meter's 1000 ms" in row["energy"]
     assert f"- energy {row['energy']}" in (out / "report.md").read_text()
+
+
+def test_an_energy_window_longer_than_the_meters_counter_wrap_is_refused_before_any_timing(tmp_path, tiny_splits,
+                                                                                          capsys, monkeypatch):
+    """It was refused only as each row's window ended (after the settle, idle and active windows), and then as every
+    row's 'energy unavailable': one line and exit 2 now, before a call is timed, nothing written."""
+    class WrappingMeter(ConstantMeter):
+        name, max_window_s = "rapl", 0.05
+
+    timed = []
+    monkeypatch.setattr("edge_msa.benchmarks.sweep.measure_side_by_side", lambda *a, **k: timed.append(a))
+    with pytest.raises(InputError, match=r"^--energy-window 0.1: a 0.1 s window is longer than the 0.05 s the rapl "
+                       r"counter takes to wrap .*; expected --energy-window of at most 0.05 s with the rapl meter"):
+        run_bench(_bundles(tmp_path, "student"), data=tiny_splits, out=tmp_path / "r", meter=WrappingMeter(),
+                  loader=make_loader(tiny_splits.spec), **FAST)
+    monkeypatch.setattr("edge_msa.benchmarks.sweep.open_meter", lambda name, on_gpu=False: WrappingMeter())
+    monkeypatch.setattr("edge_msa.benchmarks.target.runtime_loader", make_loader(tiny_splits.spec))
+    assert main(["bench", str(tmp_path / "student"), "--meter", "rapl", "--energy-window", "0.1",
+                 "--out", str(tmp_path / "r"), "--quiet"]) == 2
+    assert capsys.readouterr().err.startswith("error: --energy-window 0.1: a 0.1 s window is longer than")
+    assert not timed and not (tmp_path / "r").exists()
 
 
 def test_a_jsonl_payload_is_one_body_per_line_in_any_case(tmp_path):

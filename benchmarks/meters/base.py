@@ -60,16 +60,24 @@ class Window:
 MIN_REFRESHES = 20  # a window spans at least this many of its meter's refreshes: each edge errs by up to one, 10 %
 
 
+def window_too_long(meter: Meter, seconds: float) -> str:
+    """Why `meter` cannot measure a window of `seconds` (its counter may wrap twice in it), or "" where it can. One
+    rule for two checks: --energy-window against the meter before the sweep times anything, and each measured window
+    (_window), which can run past --energy-window by its last call."""
+    if seconds <= meter.max_window_s:
+        return ""
+    return (f"a {seconds:.3g} s window is longer than the {meter.max_window_s:.3g} s the {meter.name} counter takes "
+            "to wrap at its highest power: wrapped twice, it reads as less energy")
+
+
 def _window(meter: Meter, e0: float, t0: float, items: int, clock: Callable[[], float]) -> Window:
     """The window from (e0, t0) to now, or MeterUnavailable where its joules cannot be right: a window too short for
     the meter's refresh, or too long for its counter's range (wrapped twice, it reads as less energy), a counter that
     did not move (idle read 0 W, so all active energy counted as above idle) or went backwards (a reset or driver
     reload: negative energy)."""
     joules, seconds = meter.energy_j() - e0, clock() - t0
-    if seconds > meter.max_window_s:
-        raise MeterUnavailable(f"a {seconds:.3g} s window is longer than the {meter.max_window_s:.3g} s the "
-                               f"{meter.name} counter takes to wrap at its highest power: wrapped twice, it reads as "
-                               "less energy; shorten --energy-window")
+    if too_long := window_too_long(meter, seconds):
+        raise MeterUnavailable(f"{too_long}; shorten --energy-window")
     if joules < 0:
         raise MeterUnavailable(f"the {meter.name} counter went backwards by {-joules:.4g} J over a {seconds:.3g} s "
                                "window (reset, or driver reloaded); its energy is unknown")

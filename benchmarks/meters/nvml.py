@@ -101,6 +101,11 @@ class NvmlMeter(Meter):
             self.nvml.nvmlShutdown()
             raise MeterUnavailable(f"NVML total-energy counter not readable on GPU {gpu} ({exc})") from None
 
+    def describe(self) -> str:
+        """With the refresh watched at open: it differs by card (10-100 ms, or slower), sets the shortest window the
+        energy figures stand on (MIN_REFRESHES of it), and the report is where a reader judges --energy-window."""
+        return f"{super().describe()}, counter refresh {self.refresh_s * 1e3:.3g} ms as watched at open"
+
     def energy_j(self) -> float:
         """Why MeterUnavailable for any failure: a GPU lost mid-run (fallen off the bus, reset) raised NVMLError out
         of the meter, and the row failed, its latency lost with its energy."""

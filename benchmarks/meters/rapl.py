@@ -5,9 +5,10 @@ as less energy, without a sign. The harness reads the counter at each window's e
 --energy-window, which has no upper bound, so two wraps can happen: the 32-bit counter holds 2^32 energy units, on
 Intel 2^-14 J each (262,144 J: 8.7 min at a 500 W Xeon's package limit, 17 min at a desktop's 253 W) but on AMD Zen
 2^-16 J (65,536 J: 2.2 min at 500 W, 3.9 min at 280 W). Hence `max_window_s`: the counter's range over the package's
-highest powercap limit (long term, short term, peak), and a longer window is refused (see base._window). A drop by
-less than half the range is no wrap but a reset (suspend, CPU hotplug): the energy is then unknown. Since Linux 5.10
-the file is root-only (CVE-2020-8694), which the unavailable reason says.
+highest powercap limit (long term, short term, peak): a longer --energy-window is refused before the sweep times
+anything, and a window that runs past it anyway (by its last call) is unavailable (see base.window_too_long). A drop
+by less than half the range is no wrap but a reset (suspend, CPU hotplug): the energy is then unknown. Since Linux
+5.10 the file is root-only (CVE-2020-8694), which the unavailable reason says.
 """
 from __future__ import annotations
 

@@ -21,8 +21,8 @@ when every row fails, bench still writes the report and exits 2.
 writes report/report.json (the data), report/report.md (tables, ratios vs the first bundle) and
 report/report.png (accuracy vs p90 latency). Energy comes from a real meter (NVML, Jetson INA rails via
 tegrastats, RAPL) or is reported as "unavailable: <why>": no meter, an --energy-window too short for the meter's
-refresh (NVML's is watched when it opens) or too long for a RAPL counter's range, a counter that went backwards or
-a meter lost mid-run, active power not above idle.
+refresh (NVML's is watched when it opens), a counter that went backwards or a meter lost mid-run, active power not
+above idle. An --energy-window longer than the meter's counter takes to wrap (RAPL) is refused before any timing.
 """
 
 
