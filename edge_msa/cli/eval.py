@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 EPILOG = """examples:
   edge-msa eval bundles/student --out student.metrics.json
@@ -41,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data import rebuild_splits
     from ..data.lineage import split_record
     from ..errors import InputError, plural
+    from ..jsonio import dumps
     from ..metrics import MIN_SCORES
     from ..runtime import load
     from ..runtime.evaluate import evaluate
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         metrics = {"bundle": str(args.bundle), "split": {"name": args.split, **split_record(fs)},
                    "data": {k: splits.info.get(k) for k in ("path", "sha256", "missing")},
                    **evaluate(predictor, fs, args.batch_size)}
-    text = json.dumps(metrics, indent=2)
+    text = dumps(metrics, indent=2)
     if args.out:
         write_text(args.out, text + "\n")
     print(text)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,6 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..data.lineage import summary
+    from ..jsonio import dumps
 
     path = Path(args.path)
     if path.is_dir():
@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
 
         m = read_manifest(path)
         if args.json:
-            print(json.dumps(m.to_dict(), indent=2))
+            print(dumps(m.to_dict(), indent=2))
             return 0
         print("\n".join(_bundle_lines(path, m)))
         return 0
@@ -49,15 +49,15 @@ def run(args: argparse.Namespace) -> int:
 
     payload = read_checkpoint(path)
     if args.json:
-        print(json.dumps({k: payload[k] for k in ("format_version", "config", "feature_spec", "meta")
-                          if k in payload}, indent=2, default=str))
+        print(dumps({k: payload[k] for k in ("format_version", "config", "feature_spec", "meta")
+                     if k in payload}, indent=2, default=str))
         return 0
     model, _ = load_checkpoint(path)  # the model, not the state dict: a block shared across depths is one tensor
     params, buffers = (sum(t.numel() for t in ts) for ts in (model.parameters(), model.buffers()))
     print(f"checkpoint {path}  (format {payload.get('format_version')})\n"
           f"model      {payload['config']['name']}  {params:,} parameters (+ {buffers:,} buffer values)\n"
-          f"config     {json.dumps(payload['config'].get('params', {}))}\n"
-          f"spec       {json.dumps(payload['feature_spec'])}\n"
+          f"config     {dumps(payload['config'].get('params', {}))}\n"
+          f"spec       {dumps(payload['feature_spec'])}\n"
           f"data       {summary(data_record(payload.get('meta', {})))}")
     return 0
 
