@@ -15,10 +15,12 @@ import torch
 
 from edge_msa.checkpoint import save_checkpoint
 from edge_msa.cli import main
-from edge_msa.data.base import DatasetSplits
+from edge_msa.data.base import DatasetSplits, FeatureSet
+from edge_msa.errors import ParityError
 from edge_msa.export import export
 from edge_msa.jsonio import dumps, loads
 from edge_msa.models import create_model
+from edge_msa.runtime import load
 from edge_msa.runtime.manifest import read_manifest, write_manifest
 from edge_msa.spec import FeatureSpec
 
@@ -47,6 +49,10 @@ def collapsed(tmp_path_factory):
 
 def copy_bundle(bundle: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(bundle, tmp_path / "bundle"))
+
+
+def with_labels(fs: FeatureSet, labels: np.ndarray) -> FeatureSet:
+    return FeatureSet(fs.features, fs.lengths, labels.astype(np.float32), fs.ids)
 
 
 def test_the_writer_maps_nan_and_inf_once_and_the_reader_takes_both_spellings():
@@ -133,3 +139,26 @@ async def get(app, path: str) -> tuple[int, str]:
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     return next(m["status"] for m in sent if m["type"] == "http.response.start"), body.decode()
 
+
+def test_accuracy_check_on_a_split_labelled_all_zero_is_one_line(collapsed, tmp_path, capsys):
+    """Every validation label 0: Acc-2 (non-0) is None, and check_metrics raised `None - None` (a TypeError) even
+    when only measuring (fp32 with --data); `info` would have crashed formatting the None."""
+    from edge_msa.export.parity import check_metrics
+
+    model, bundle = collapsed
+    valid = with_labels(make_featureset(SPEC, 6, 1), np.zeros(6))
+    with load(bundle) as predictor:
+        measured = check_metrics(model, "parts", predictor, valid, None)
+        assert measured["acc2_non0_drop_points"] is None and measured["ok"] is True
+        with pytest.raises(ParityError) as judged:
+            check_metrics(model, "parts", predictor, valid, 0.5)
+    assert str(judged.value) == ("accuracy check impossible: every label is 0, so Acc-2 (non-0) is undefined on the "
+                                 "validation split of 6 samples; expected --data whose validation split has non-zero "
+                                 "labels, or an fp32 bundle (not judged)")
+    copy = copy_bundle(bundle, tmp_path)
+    manifest = read_manifest(copy)
+    manifest.metrics["valid"] = measured
+    write_manifest(copy, manifest)
+    assert main(["info", str(copy)]) == 0
+    assert ("accuracy   valid Acc-2 non-0 none: every label is 0, so Acc-2 (non-0) is undefined on the validation "
+            "split\n") in capsys.readouterr().out

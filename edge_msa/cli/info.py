@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..runtime.manifest import Manifest
@@ -85,11 +85,21 @@ def _bundle_lines(path: Path, m: Manifest) -> list[str]:
                else []),
              _tensorrt_line(m.tensorrt_check),
              f"data       {summary(m.data)}"]
-    valid = m.metrics.get("valid")
-    if isinstance(valid, dict) and "bundle" in valid:
-        lines.append(f"accuracy   valid Acc-2 non-0 torch {valid['torch']['acc2_non0']:.4f} bundle "
-                     f"{valid['bundle']['acc2_non0']:.4f} (drop {valid['acc2_non0_drop_points']} points)")
-    return lines + _padded_positions_line(path, m)
+    return lines + _accuracy_line(m.metrics.get("valid")) + _padded_positions_line(path, m)
+
+
+def _accuracy_line(valid: Any) -> list[str]:
+    """Export's validation Acc-2 (non-0) of torch and the bundle, when it measured them; a split whose labels are all
+    0 has none (None in the manifest), which is said rather than formatted."""
+    from ..metrics import NO_NON_ZERO
+
+    if not (isinstance(valid, dict) and "bundle" in valid):
+        return []
+    torch_acc, bundle_acc = valid["torch"]["acc2_non0"], valid["bundle"]["acc2_non0"]
+    if torch_acc is None or bundle_acc is None:
+        return [f"accuracy   valid Acc-2 non-0 none: {NO_NON_ZERO} on the validation split"]
+    return [f"accuracy   valid Acc-2 non-0 torch {torch_acc:.4f} bundle {bundle_acc:.4f} "
+            f"(drop {valid['acc2_non0_drop_points']} points)"]
 
 
 def _parity_line(precision: str, check: dict) -> str:
