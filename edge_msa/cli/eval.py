@@ -13,7 +13,8 @@ The splits are rebuilt from the bundle's data lineage (manifest "data": file, fo
 `--split valid` is the split the model was selected on; a warning says when --data is another file.
 Writes "bundle", the metric keys (acc2_has0, acc2_non0, f1_has0, f1_non0, acc5, acc7, mae, corr, collapsed), n,
 "split": {name, n, ids_sha256}, "data": {path, sha256, missing} and skip_rate_<modality> (share of
-samples having that modality whose encoder the gate skipped; "missing" when no sample has it).
+samples having that modality whose encoder the gate skipped; "missing" when no sample has it). The JSON is strict:
+a metric that is undefined (corr of a collapsed model, Acc-2 non-0 when every label is 0) is null.
 """
 
 
