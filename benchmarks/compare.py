@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_msa.errors import InputError
+from edge_msa.jsonio import loads
 
 from .report import HEADLINE, SAME_WORK
 
@@ -19,7 +20,7 @@ COMPARED_SETTINGS = ("threads", "backend", "split", "min_time_s", "warmup", "lon
 def load_report(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     try:
-        report = json.loads(path.read_text(encoding="utf-8"))
+        report = loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise InputError(f"cannot read report '{path}' ({exc.strerror}); expected a report.json from edge-msa bench")
     except json.JSONDecodeError as exc:

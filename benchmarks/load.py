@@ -23,6 +23,7 @@ import numpy as np
 
 from edge_msa.atomic import write_text
 from edge_msa.errors import InputError
+from edge_msa.jsonio import dumps
 
 from .timing import summarize
 
@@ -163,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(table(rows))
     if args.out:
-        write_text(args.out, json.dumps(rows, indent=2))
+        write_text(args.out, dumps(rows, indent=2))
     return 0
 
 

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from edge_msa.atomic import atomic_dir
 from edge_msa.errors import PLOT_FIX
+from edge_msa.jsonio import dumps
 
 from .timing import SIDE_BY_SIDE, STAGE_BUDGET_S, STAGE_CALLS
 
@@ -29,7 +29,7 @@ def write_report(report: dict[str, Any], out: str | os.PathLike) -> Path:
     out = Path(out)
     with atomic_dir(out, *REPLACES) as tmp:
         png_note = render_png(report, tmp / "report.png")
-        (tmp / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+        (tmp / "report.json").write_text(dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
         (tmp / "report.md").write_text(render_markdown(report, png_note), encoding="utf-8")
     return out
 

@@ -3,7 +3,6 @@ the kept student measured against the teacher (Measurements), and CompressReport
 the layout of `student.report.json`; the JSON file and the Markdown view are both written from that one dict."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from edge_msa.benchmarks.timing import SIDE_BY_SIDE
 from edge_msa.data.base import DatasetSplits
 from edge_msa.data.lineage import lineage
 from edge_msa.host import training_host
+from edge_msa.jsonio import dumps
 from edge_msa.metrics import mean_std
 from edge_msa.models.student import Student
 from edge_msa.teacher import SELECTION
@@ -191,16 +191,8 @@ class CompressReport:
         """The report dict and the texts of its JSON file and Markdown view, both from that one dict. Rendered before
         the pipeline writes anything, so that a rendering error cannot leave a new student.pt beside no report."""
         report = self.to_dict()
-        return report, json.dumps(report, indent=2, default=_json_default) + "\n", render_markdown(report)
+        return report, dumps(report, indent=2) + "\n", render_markdown(report)
 
 
 def _percentiles(latency: dict[str, float]) -> dict[str, float]:
     return {"latency_ms_p50": latency["p50"], "latency_ms_p90": latency["p90"]}
-
-
-def _json_default(x: Any) -> Any:
-    if isinstance(x, (np.floating, np.integer)):
-        return x.item()
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    raise TypeError(f"not JSON serialisable: {type(x).__name__}")

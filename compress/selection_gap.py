@@ -39,6 +39,7 @@ import numpy as np
 from edge_msa.checkpoint import data_record, load_checkpoint, read_checkpoint
 from edge_msa.data.base import FeatureSet
 from edge_msa.errors import EdgeMSAError, InputError
+from edge_msa.jsonio import dumps
 from edge_msa.metrics import polarity_non0
 from edge_msa.teacher import leak_robust
 
@@ -234,7 +235,7 @@ def print_json(make: Callable[[], dict[str, Any]]) -> int:
     """Exit code of a `python -m` tool: `make()`'s dict printed as JSON (0), or its EdgeMSAError as one `error:`
     line (2), as the edge-msa commands do."""
     try:
-        print(json.dumps(make(), indent=2))
+        print(dumps(make(), indent=2))
     except EdgeMSAError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2

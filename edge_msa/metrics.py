@@ -23,6 +23,7 @@ METRIC_KEYS = ("acc2_has0", "acc2_non0", "f1_has0", "f1_non0", "acc5", "acc7", "
 COLLAPSE_SPREAD = 1e-6  # predictions whose max - min is below this are one constant: the model has collapsed
 MIN_SCORES = 2  # the fewest scores the metrics are defined on (a correlation needs two)
 
+NO_NON_ZERO = "every label is 0, so Acc-2 (non-0) is undefined"  # why acc2_non0 is None, for messages
 SPLIT_RULE = f"at least {MIN_SCORES} in each of train, valid and test, not all labelled 0"  # what training needs
 
 

@@ -5,7 +5,6 @@ model, per-seed metrics, mean/std over seeds). Host only (torch).
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ from .atomic import write_text
 from .data.modality_subset import restrict_set
 from .errors import InputError, checked_seeds, checked_threads
 from .host import training_host
+from .jsonio import dumps
 from .metrics import METRIC_KEYS, mean_std, msa_metrics
 
 if TYPE_CHECKING:  # torch-side types, imported lazily below (the module loads without torch)
@@ -104,7 +104,7 @@ def train_teacher(model: str = "fd_cmdie", data: str | os.PathLike | None = None
         runs = [_train_seed(model, int(seed), splits, model_params, pretrained, settings, progress) for seed in seeds]
         best = min(runs, key=lambda r: r["valid_mae"])  # each seed built its own net, kept as it is
         metrics = _metrics(model, text_encoder, splits, settings, runs, best)
-    metrics_json = json.dumps(metrics, indent=2) + "\n"  # before the first write: no checkpoint without its metrics
+    metrics_json = dumps(metrics, indent=2) + "\n"  # before the first write: no checkpoint without its metrics
     save_checkpoint(out, best["net"], _checkpoint_meta(text_encoder, splits, settings, runs, best, metrics))
     write_text(metrics_path(out), metrics_json)
     return metrics

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from edge_msa.data.base import FeatureSet
-from edge_msa.errors import ParityError
+from edge_msa.errors import ParityError, plural
 from edge_msa.features.text import TOKENS_PREFIX
-from edge_msa.metrics import msa_metrics
+from edge_msa.metrics import NO_NON_ZERO, msa_metrics
 from edge_msa.models.student import run_with_skipping
 from edge_msa.training import modality_tensors
 from edge_msa.runtime.backend import Backend
@@ -212,16 +212,23 @@ def score_agreement(scores: np.ndarray, ref: np.ndarray) -> dict[str, float]:
 def check_metrics(model, layout: str, predictor, valid: FeatureSet, max_drop: float | None) -> dict[str, Any]:
     """Metrics of torch and of the bundle on the validation split, the Acc-2 (non-0) drop in points, and the
     scores' agreement with torch's (measured, not judged). Raises ParityError when the drop exceeds `max_drop`
-    (None: only measure). Agreement is not judged: no bound passed every healthy INT8 bundle and rejected the broken
-    ones (the rule fixed before measuring, c6a9636, failed; the README gives the figures), so a bound would print
-    a check mark on a broken bundle; the figures are shown for a person to read."""
+    (None: only measure). Where every label is 0 the drop is undefined (None): measured, it is recorded so; judged,
+    it is a ParityError, as no drop can be shown within the bound. Agreement is not judged: no bound passed every
+    healthy INT8 bundle and rejected the broken ones (the rule fixed before measuring, c6a9636, failed; the README
+    gives the figures), so a bound would print a check mark on a broken bundle; the figures are shown for a person
+    to read."""
     ref_scores, _ = predict_featureset(TorchReference(model, layout), valid)
     scores, ran = predict_featureset(predictor, valid)
     ref, got = msa_metrics(ref_scores, valid.labels), scored_metrics(valid, scores, ran)
-    drop = 100.0 * (ref["acc2_non0"] - got["acc2_non0"])
+    undefined = ref["acc2_non0"] is None  # both sides score the same labels: None for both, or for neither
+    drop = None if undefined else 100.0 * (ref["acc2_non0"] - got["acc2_non0"])
+    if undefined and max_drop is not None:
+        raise ParityError(f"accuracy check impossible: {NO_NON_ZERO} on the validation split of "
+                          f"{plural(len(valid), 'sample')}; expected --data whose validation split has non-zero "
+                          "labels, or an fp32 bundle (not judged)")
     ok = max_drop is None or drop <= max_drop
     result = {"split": "valid", "n": len(valid), "torch": ref, "bundle": got,
-              "acc2_non0_drop_points": round(drop, 3), "max_drop_points": max_drop,
+              "acc2_non0_drop_points": None if undefined else round(drop, 3), "max_drop_points": max_drop,
               "agreement": score_agreement(scores, ref_scores), "ok": ok}
     if not ok:
         step = 100.0 / max(int(np.count_nonzero(valid.labels)), 1)  # one utterance's polarity, in points

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 EPILOG = """examples:
@@ -110,6 +109,7 @@ def _compare(args: argparse.Namespace) -> int:
     from edge_msa.benchmarks import comparison, load_report, render_comparison
     from edge_msa.atomic import write_text
     from edge_msa.errors import InputError
+    from edge_msa.jsonio import dumps
 
     a_path, b_path = args.compare
     if args.bundles:  # argparse takes `bench --compare a.json b.json bundle/` quietly; nothing would time it
@@ -122,5 +122,5 @@ def _compare(args: argparse.Namespace) -> int:
     sys.stdout.write(text)
     if args.out:
         write_text(Path(args.out) / "compare.md", text)
-        write_text(Path(args.out) / "compare.json", json.dumps(cmp, indent=2) + "\n")
+        write_text(Path(args.out) / "compare.json", dumps(cmp, indent=2) + "\n")
     return 0

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 EPILOG = """examples:
   edge-msa eval bundles/student --out student.metrics.json
@@ -14,7 +13,8 @@ The splits are rebuilt from the bundle's data lineage (manifest "data": file, fo
 `--split valid` is the split the model was selected on; a warning says when --data is another file.
 Writes "bundle", the metric keys (acc2_has0, acc2_non0, f1_has0, f1_non0, acc5, acc7, mae, corr, collapsed), n,
 "split": {name, n, ids_sha256}, "data": {path, sha256, missing} and skip_rate_<modality> (share of
-samples having that modality whose encoder the gate skipped; "missing" when no sample has it).
+samples having that modality whose encoder the gate skipped; "missing" when no sample has it). The JSON is strict:
+a metric that is undefined (corr of a collapsed model, Acc-2 non-0 when every label is 0) is null.
 """
 
 
@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data import rebuild_splits
     from ..data.lineage import split_record
     from ..errors import InputError, plural
+    from ..jsonio import dumps
     from ..metrics import MIN_SCORES
     from ..runtime import load
     from ..runtime.evaluate import evaluate
@@ -60,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         metrics = {"bundle": str(args.bundle), "split": {"name": args.split, **split_record(fs)},
                    "data": {k: splits.info.get(k) for k in ("path", "sha256", "missing")},
                    **evaluate(predictor, fs, args.batch_size)}
-    text = json.dumps(metrics, indent=2)
+    text = dumps(metrics, indent=2)
     if args.out:
         write_text(args.out, text + "\n")
     print(text)

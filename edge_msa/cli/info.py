@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..runtime.manifest import Manifest
@@ -29,6 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..data.lineage import summary
+    from ..jsonio import dumps
 
     path = Path(args.path)
     if path.is_dir():
@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
 
         m = read_manifest(path)
         if args.json:
-            print(json.dumps(m.to_dict(), indent=2))
+            print(dumps(m.to_dict(), indent=2))
             return 0
         print("\n".join(_bundle_lines(path, m)))
         return 0
@@ -49,15 +49,15 @@ def run(args: argparse.Namespace) -> int:
 
     payload = read_checkpoint(path)
     if args.json:
-        print(json.dumps({k: payload[k] for k in ("format_version", "config", "feature_spec", "meta")
-                          if k in payload}, indent=2, default=str))
+        print(dumps({k: payload[k] for k in ("format_version", "config", "feature_spec", "meta")
+                     if k in payload}, indent=2, default=str))
         return 0
     model, _ = load_checkpoint(path)  # the model, not the state dict: a block shared across depths is one tensor
     params, buffers = (sum(t.numel() for t in ts) for ts in (model.parameters(), model.buffers()))
     print(f"checkpoint {path}  (format {payload.get('format_version')})\n"
           f"model      {payload['config']['name']}  {params:,} parameters (+ {buffers:,} buffer values)\n"
-          f"config     {json.dumps(payload['config'].get('params', {}))}\n"
-          f"spec       {json.dumps(payload['feature_spec'])}\n"
+          f"config     {dumps(payload['config'].get('params', {}))}\n"
+          f"spec       {dumps(payload['feature_spec'])}\n"
           f"data       {summary(data_record(payload.get('meta', {})))}")
     return 0
 
@@ -85,11 +85,21 @@ def _bundle_lines(path: Path, m: Manifest) -> list[str]:
                else []),
              _tensorrt_line(m.tensorrt_check),
              f"data       {summary(m.data)}"]
-    valid = m.metrics.get("valid")
-    if isinstance(valid, dict) and "bundle" in valid:
-        lines.append(f"accuracy   valid Acc-2 non-0 torch {valid['torch']['acc2_non0']:.4f} bundle "
-                     f"{valid['bundle']['acc2_non0']:.4f} (drop {valid['acc2_non0_drop_points']} points)")
-    return lines + _padded_positions_line(path, m)
+    return lines + _accuracy_line(m.metrics.get("valid")) + _padded_positions_line(path, m)
+
+
+def _accuracy_line(valid: Any) -> list[str]:
+    """Export's validation Acc-2 (non-0) of torch and the bundle, when it measured them; a split whose labels are all
+    0 has none (None in the manifest), which is said rather than formatted."""
+    from ..metrics import NO_NON_ZERO
+
+    if not (isinstance(valid, dict) and "bundle" in valid):
+        return []
+    torch_acc, bundle_acc = valid["torch"]["acc2_non0"], valid["bundle"]["acc2_non0"]
+    if torch_acc is None or bundle_acc is None:
+        return [f"accuracy   valid Acc-2 non-0 none: {NO_NON_ZERO} on the validation split"]
+    return [f"accuracy   valid Acc-2 non-0 torch {torch_acc:.4f} bundle {bundle_acc:.4f} "
+            f"(drop {valid['acc2_non0_drop_points']} points)"]
 
 
 def _parity_line(precision: str, check: dict) -> str:

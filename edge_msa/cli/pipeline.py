@@ -3,7 +3,6 @@ export teacher / student / student-int8 bundles for ONNX Runtime, and benchmark 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 from typing import Any, Callable
@@ -125,6 +124,8 @@ class StageLog:
         self.done: dict[str, Any] = _read_state(self.path) if resume else {}
 
     def run(self, name: str, what: str, inputs: dict[str, Any], outputs: list[Path], work: Callable[[], Any]) -> None:
+        from ..jsonio import dumps
+
         key = f"{name}: {what}"
         record = {"inputs": _fingerprint(inputs)}
         previous = self.done.get(key)
@@ -135,7 +136,7 @@ class StageLog:
         print(f"== {name}: {what}", flush=True)
         work()
         self.done[key] = {**record, "outputs": _hashes(outputs)}
-        write_text(self.path, json.dumps({"format": STATE_FORMAT, "stages": self.done}, indent=1) + "\n")
+        write_text(self.path, dumps({"format": STATE_FORMAT, "stages": self.done}, indent=1) + "\n")
 
 
 def _read_state(path: Path) -> dict[str, Any]:
@@ -143,8 +144,10 @@ def _read_state(path: Path) -> dict[str, Any]:
     if not path.exists():
         print(f"== resume: no {path} yet, so every stage runs", flush=True)
         return {}
+    from ..jsonio import loads
+
     try:
-        state = json.loads(path.read_text(encoding="utf-8"))
+        state = loads(path.read_text(encoding="utf-8"))
         if state.get("format") != STATE_FORMAT or not isinstance(state.get("stages"), dict):
             raise ValueError(f"format is not {STATE_FORMAT}")
         for key, record in state["stages"].items():  # a hand-edited record failed later as TypeError / KeyError

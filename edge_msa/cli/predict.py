@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 from pathlib import Path
 
 EPILOG = """inputs (any modality may be left out):
@@ -55,6 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import InputError, checked_threads
+    from ..jsonio import dumps
     from ..runtime import load
     from ..runtime.predictor import ItemError
 
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
                 raise
             raise InputError(f"{args.batch} row 1: {exc}") from None
     for prediction in predictions:
-        print(json.dumps(prediction.to_dict()))
+        print(dumps(prediction.to_dict()))
     return 0
 
 

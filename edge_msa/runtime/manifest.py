@@ -4,7 +4,6 @@ Lives in the runtime (numpy-only) because the device reads it; `export` depends 
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import asdict, dataclass, field, fields
@@ -13,6 +12,7 @@ from typing import Any
 
 from ..atomic import write_text
 from ..errors import ArtifactError, InputError, read_json_object
+from ..jsonio import dumps, restored
 from ..features.text import TOKENS_PREFIX
 from ..spec import PARTS, SINGLE, SKIPPABLE, FeatureSpec
 
@@ -113,7 +113,7 @@ def write_manifest(bundle: str | os.PathLike, manifest: Manifest) -> Path:
     """Write `bundle/manifest.json` atomically and return its path. Export writes it last, once the graphs are
     checked: a folder without a complete manifest is not a bundle, so an interrupted export is never loaded."""
     path = Path(bundle) / MANIFEST
-    write_text(path, json.dumps(manifest.to_dict(), indent=2, sort_keys=False) + "\n")
+    write_text(path, dumps(manifest.to_dict(), indent=2, sort_keys=False) + "\n")
     return path
 
 
@@ -126,7 +126,7 @@ def read_manifest(bundle: str | os.PathLike) -> Manifest:
     if not path.is_file():
         raise ArtifactError(f"'{bundle}' has no {MANIFEST}; expected a bundle written by `edge-msa export`")
     data = read_json_object(path, "the manifest `edge-msa export` writes (re-export the bundle)")
-    return Manifest.from_dict(data, where=str(path))
+    return Manifest.from_dict(restored(data), where=str(path))  # an inf limit (--max-drop inf) reads back as inf
 
 
 def check_readable(path: Path) -> Path:

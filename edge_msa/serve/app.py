@@ -29,6 +29,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect
 
 from ..errors import EdgeMSAError, InputError
+from ..jsonio import dumps
 from ..labels import SCORE_LIMIT
 from ..spec import MODALITIES
 from ..version import __version__
@@ -312,8 +313,17 @@ class MetricsMiddleware:
             self.metrics.observe_request(path, status[0], time.perf_counter() - start)
 
 
+class StrictJSONResponse(JSONResponse):
+    """Every JSON answer of the service, written by edge_msa.jsonio as the package's files are: starlette's own
+    refuses NaN and inf (allow_nan=False), so /v1/info of a bundle with a NaN corr (a collapsed model) or of a service
+    run with `--max-media-s inf` was a 500; they are null and "Infinity" now, as in manifest.json."""
+
+    def render(self, content: Any) -> bytes:
+        return dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
 def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
+    return StrictJSONResponse({"error": message}, status_code=status, headers=headers)
 
 
 async def refused(request, exc: RequestError) -> JSONResponse:
@@ -360,7 +370,7 @@ def create_app(service: Service):
         service.close()  # uvicorn has already let in-flight requests finish (SIGTERM drain)
 
     app = FastAPI(title="edge-msa", version=__version__, lifespan=lifespan, description=DESCRIPTION, redoc_url=None,
-                  docs_url=None, exception_handlers=dict(ERROR_HANDLERS))
+                  docs_url=None, exception_handlers=dict(ERROR_HANDLERS), default_response_class=StrictJSONResponse)
     body = operations(service.spec, service.config.limits)  # the routes read raw requests: FastAPI infers none
     app.add_middleware(MetricsMiddleware, metrics=service.metrics)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import os
 import sqlite3
 import threading
@@ -21,6 +20,7 @@ from typing import Any
 
 from ..atomic import atomic_path
 from ..errors import ArtifactError, InputError, one_line
+from ..jsonio import dumps
 
 APPLICATION_ID = 0x45445346  # "EDSF": edge-msa feedback log
 SCHEMA = """CREATE TABLE IF NOT EXISTS feedback (
@@ -91,7 +91,7 @@ class RecentPredictions:
 
     def put(self, request_id: str, digest: str, text: str | None, prediction: dict[str, Any]) -> None:
         with self._lock:
-            self._items[request_id] = (digest, text, json.dumps(prediction, separators=(",", ":")))
+            self._items[request_id] = (digest, text, dumps(prediction, separators=(",", ":")))
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
 

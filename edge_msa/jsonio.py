@@ -1,0 +1,59 @@
+"""The one JSON writer (and its reader) for everything edge-msa writes: files, printed lines, REST answers.
+
+Why: Python's json writes NaN and inf as bare `NaN` / `Infinity`, which are not JSON; JavaScript's JSON.parse, Go,
+jq and most REST clients refuse the whole document. They do occur: `corr` is NaN for a collapsed model, an
+unmeasurable figure is NaN, a limit given as `inf` (`--max-drop inf`, `--max-media-s inf`) is infinite. So every
+writer goes through `dumps`, which writes strict JSON (allow_nan=False) after this mapping, decided once:
+
+- NaN -> null: the number does not exist (undefined, not measured), which is what null says to every reader;
+- +inf / -inf -> the strings "Infinity" / "-Infinity": not null, which would read as "unknown" where the value is a
+  real bound ("no limit"); this spelling is the one JavaScript's Number(), Python's float() and Go's
+  strconv.ParseFloat all turn back into the number ("inf" is NaN to JavaScript).
+
+`loads` reads both what `dumps` writes (the strings back to +-inf; null stays None) and files written before this
+writer (bare NaN / Infinity, which Python's json accepts), so earlier artifacts still load.
+"""
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+
+INFINITY = {math.inf: "Infinity", -math.inf: "-Infinity"}  # how dumps writes the infinities (see the docstring)
+_FROM_TEXT = {text: value for value, text in INFINITY.items()}
+
+
+def plain(value: Any) -> Any:
+    """`value` as strict JSON can hold it: NaN -> None, +-inf -> INFINITY's strings, numpy scalars and arrays as
+    Python numbers and lists, through dicts, lists and tuples; anything else as it is (for json's own `default`)."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, (np.generic, np.ndarray)):
+        return plain(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else INFINITY[value]
+    return value
+
+
+def dumps(value: Any, **kwargs: Any) -> str:
+    """json.dumps of `plain(value)` with allow_nan=False (kwargs as json.dumps takes them: indent, default, ...)."""
+    return json.dumps(plain(value), allow_nan=False, **kwargs)
+
+
+def restored(value: Any) -> Any:
+    """`value` parsed from a file `dumps` wrote, with INFINITY's strings back as the numbers (null stays None: what
+    was NaN is read as 'no value')."""
+    if isinstance(value, dict):
+        return {k: restored(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [restored(v) for v in value]
+    return _FROM_TEXT.get(value, value) if isinstance(value, str) else value
+
+
+def loads(text: str | bytes) -> Any:
+    """The value of JSON `text` from `dumps` or from an earlier edge-msa (bare NaN / Infinity still read)."""
+    return restored(json.loads(text))
