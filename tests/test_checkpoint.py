@@ -91,6 +91,19 @@ def test_the_untouched_checkpoint_loads(token_checkpoint, tmp_path):
     assert int(load_checkpoint(tmp_path / "rows.pt")[0].bert.token_rows[5]) == 35
 
 
+
+def test_a_token_checkpoint_exports_where_the_cache_takes_no_files(token_checkpoint, tmp_path, monkeypatch, capsys):
+    """The checkpoint's tokenizer must be a file while the model is used; it was written only into the cache, so an
+    unwritable $EDGE_MSA_CACHE (a read-only device, /proc) refused the export, whose bundle carries the tokenizer."""
+    from edge_msa.cli import main
+
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("EDGE_MSA_CACHE", str(tmp_path / "file" / "cache"))  # under a file: refused, root or not
+    assert main(["export", str(token_checkpoint), "--out", str(tmp_path / "bundle"), "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
+    tokenizer = torch.load(token_checkpoint, weights_only=True)["tokenizer_json"]
+    assert (tmp_path / "bundle" / "tokenizer.json").read_text(encoding="utf-8") == tokenizer
+
 def test_info_counts_a_block_shared_across_depths_once(tiny_spec, tmp_path, capsys):
     """`info` counts what the model holds, as compress's report does (its params): summing the state dict counted a
     block shared across depths once per depth (8,211 "parameters + buffers" for a student of 5,939 + 48)."""
