@@ -488,8 +488,9 @@ class Predictor:
                                  f"an (L, {self.spec.dim('text')}) feature array")
             max_len = self.spec.max_len("text")
             encoder = (TokenIds(self.bundle / files["tokenizer"], max_len=max_len) if self.tokens else
-                       MiniLMFrontEnd(tokenizer_path=self.bundle / files["tokenizer"], onnx_path=self.bundle / files["onnx"],
-                                      max_len=max_len, threads=self.threads, providers=self.text_providers))
+                       MiniLMFrontEnd(tokenizer_path=self.bundle / files["tokenizer"],
+                                      onnx_path=self.bundle / files["onnx"], max_len=max_len, threads=self.threads,
+                                      providers=self.text_providers))
             if self.tokens:  # the model's own tokenizer, not another one copied over it
                 check_tokenizer_tag(encoder.tokenizer_path, name, f"bundle {self.bundle}")
             self._text_encoder = encoder
@@ -621,8 +622,8 @@ def load(bundle_dir: str | os.PathLike, backend: str | None = None, providers: S
     """Open a bundle: read its manifest and load every graph with `backend` (default: the one the bundle
     was exported for, "onnxruntime" for .onnx graphs, "tensorrt" for engines). `providers`: onnxruntime's execution
     providers in preference order (one name alone is a list of one), for the graphs and a frozen text encoder; a
-    TensorRT bundle takes none. Audio / video files longer than
-    `max_media_seconds` are refused before any decoding (math.inf: no limit)."""
+    TensorRT bundle takes none. Audio / video files longer than `max_media_seconds` are refused before any
+    decoding (math.inf: no limit)."""
     if not isinstance(bundle_dir, (str, os.PathLike)):
         raise InputError(f"bundle is a {type(bundle_dir).__name__}; expected the path (str or os.PathLike) of the "
                          "folder written by `edge-msa export`")
