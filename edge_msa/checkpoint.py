@@ -40,7 +40,7 @@ def save_checkpoint(path: str | os.PathLike, model, meta: dict[str, Any] | None 
         "format_version": FORMAT_VERSION,
         "config": model_config(model).to_dict(),
         "feature_spec": model.spec.to_dict(),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": cpu_state_dict(model.state_dict()),
         "meta": meta or {},
     }
     if getattr(model, "tokenizer_path", None):
@@ -48,6 +48,24 @@ def save_checkpoint(path: str | os.PathLike, model, meta: dict[str, Any] | None 
     with atomic_path(path, suffix=".pt") as tmp:
         torch.save(payload, tmp)
     return Path(path)
+
+
+def cpu_state_dict(state: dict[str, Any]) -> dict[str, Any]:
+    """`state` on the CPU with each storage moved once, so tensors that shared one before share one after. Why:
+    torch.save writes a storage once however many tensors view it, but `.cpu()` of a GPU tensor makes a new one
+    per call, so a student's block shared across depths and streams was saved once per name (a bigger file)."""
+    import torch
+
+    moved: dict[tuple[str, int | str], Any] = {}  # (device, storage address) -> that storage on the CPU
+    out = {}
+    for name, tensor in state.items():
+        storage = tensor.untyped_storage()
+        key = (str(tensor.device), storage.data_ptr() or name)  # empty storages all sit at 0: each its own
+        if key not in moved:
+            moved[key] = storage.cpu()  # the CPU storage itself when already there: CPU checkpoints are unchanged
+        out[name] = torch.empty(0, dtype=tensor.dtype).set_(moved[key], tensor.storage_offset(), tensor.size(),
+                                                            tensor.stride())
+    return out
 
 
 def torch_load_safe(path: Path, expected: str) -> Any:

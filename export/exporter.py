@@ -12,6 +12,7 @@ from typing import Any, Callable
 from edge_msa.atomic import atomic_dir, check_replaceable, write_text
 from edge_msa.errors import require, warn
 from edge_msa.features.text import NAME as MINILM, default_onnx_path, default_tokenizer_path
+from edge_msa.paths import utf8_path
 from edge_msa.runtime.manifest import MANIFEST, Manifest, write_manifest
 from edge_msa.spec import MODALITIES
 from edge_msa.version import __version__
@@ -49,7 +50,7 @@ def export(checkpoint: str | os.PathLike, format: str = "onnx", out: str | os.Pa
     """
     fmt = get_format(format)
     opts = resolve_options(fmt, {"single_graph": single_graph, "opset": opset, **options})
-    out = Path(out)
+    out = utf8_path(Path(out), "bundle")  # as load() refuses it: the graph exporter and onnxruntime take UTF-8 only
     check_replaceable(out, MANIFEST, "bundle")  # before the checkpoint and the data are read (atomic_dir: again)
     if fmt.requires:  # fail before any work, and before anything is written
         require(fmt.requires, f"--format {fmt.name}", fmt.fix)

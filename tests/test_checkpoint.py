@@ -91,6 +91,19 @@ def test_the_untouched_checkpoint_loads(token_checkpoint, tmp_path):
     assert int(load_checkpoint(tmp_path / "rows.pt")[0].bert.token_rows[5]) == 35
 
 
+
+def test_a_token_checkpoint_exports_where_the_cache_takes_no_files(token_checkpoint, tmp_path, monkeypatch, capsys):
+    """The checkpoint's tokenizer must be a file while the model is used; it was written only into the cache, so an
+    unwritable $EDGE_MSA_CACHE (a read-only device, /proc) refused the export, whose bundle carries the tokenizer."""
+    from edge_msa.cli import main
+
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("EDGE_MSA_CACHE", str(tmp_path / "file" / "cache"))  # under a file: refused, root or not
+    assert main(["export", str(token_checkpoint), "--out", str(tmp_path / "bundle"), "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
+    tokenizer = torch.load(token_checkpoint, weights_only=True)["tokenizer_json"]
+    assert (tmp_path / "bundle" / "tokenizer.json").read_text(encoding="utf-8") == tokenizer
+
 def test_info_counts_a_block_shared_across_depths_once(tiny_spec, tmp_path, capsys):
     """`info` counts what the model holds, as compress's report does (its params): summing the state dict counted a
     block shared across depths once per depth (8,211 "parameters + buffers" for a student of 5,939 + 48)."""
@@ -103,3 +116,26 @@ def test_info_counts_a_block_shared_across_depths_once(tiny_spec, tmp_path, caps
     assert sum(t.numel() for t in model.state_dict().values()) > params + buffers  # the case: shared tensors
     assert main(["info", str(save_checkpoint(tmp_path / "s.pt", model, {}))]) == 0
     assert f"student_tiny  {params:,} parameters (+ {buffers:,} buffer values)\n" in capsys.readouterr().out
+
+
+def test_a_block_shared_across_depths_and_streams_is_saved_once_from_a_gpu(tiny_spec, tmp_path, monkeypatch):
+    """A GPU->CPU copy makes a new tensor per `.cpu()` call, so moving each weight on its own saved the student's
+    block shared by the text and fusion streams once per name. Simulated here (no GPU): every copy to the CPU
+    clones, as a device copy does; the file must hold the storages the model holds, as one saved on the CPU does."""
+    from edge_msa.checkpoint import read_checkpoint, save_checkpoint
+    from edge_msa.models import create_model
+
+    model = create_model("student_tiny", tiny_spec, share="depth+modality")
+    on_cpu = save_checkpoint(tmp_path / "cpu.pt", model, {})
+    monkeypatch.setattr(torch.Tensor, "cpu", lambda self, *a, **k: self.clone())
+    monkeypatch.setattr(torch.UntypedStorage, "cpu", lambda self: self.clone())
+    from_gpu = save_checkpoint(tmp_path / "gpu.pt", model, {})
+    monkeypatch.undo()
+
+    def storages(state):
+        return {t.untyped_storage().data_ptr() for t in state.values()}
+
+    saved = read_checkpoint(from_gpu)["state_dict"]
+    assert len(storages(saved)) == len(storages(model.state_dict())) < len(saved)  # the case: shared tensors
+    assert from_gpu.stat().st_size == on_cpu.stat().st_size
+    assert all(torch.equal(saved[k], v) for k, v in model.state_dict().items())

@@ -5,9 +5,11 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -188,6 +190,18 @@ def test_an_opset_no_model_exports_at_fails_before_any_work(tmp_path, opset):
     message = one_line_error(lambda: export(tmp_path / "absent.pt", out=tmp_path / "b", opset=opset, log=None))
     assert f"opset {opset} is out of range; expected 14..20" in message and list(tmp_path.iterdir()) == []
 
+
+
+def test_a_bundle_path_that_is_not_utf8_is_refused_as_load_refuses_it_before_any_work(student, tmp_path, capsys):
+    """A folder named in Latin-1 bytes (Python keeps them as surrogates): the graph exporter refused it after the
+    checkpoint was read, as "cannot export graph 'gate' of student_tiny to ONNX (_export_onnx(): incompatible
+    function arguments...)", and load() would refuse the bundle anyway."""
+    from edge_msa.cli import main
+
+    out = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9")) / "bundle"
+    assert main(["export", str(student[0]), "--out", str(out), "--quiet"]) == 2
+    assert capsys.readouterr().err == f"error: {one_line_error(lambda: load(out))}\n"
+    assert list(tmp_path.iterdir()) == []
 
 def test_parity_failure_names_parts_and_writes_nothing(student, tmp_path):
     with pytest.raises(ParityError, match=r"ONNX parity failed: max\|Δ\| > 1e-12 for .*encode_text \d"):

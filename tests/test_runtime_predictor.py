@@ -513,6 +513,18 @@ def test_warnings_name_the_callers_line_not_edge_msas(minilm_bundle, bundle, tmp
     assert {w.filename for w in said} == {__file__}
 
 
+
+def test_the_bundled_minilm_encoder_runs_on_the_providers_given_else_on_the_cpu(minilm_bundle):
+    """The frozen text encoder's session ran on the CPU whatever `providers` load() was given: a GPU's CUDA EP ran
+    the small graphs and the CPU the encoder, the largest of them. Here: every provider this onnxruntime has
+    (AzureExecutionProvider beside the CPU's in this build)."""
+    import onnxruntime as ort
+
+    with load(minilm_bundle, providers=ort.get_available_providers()) as p:
+        assert p.text_encoder.session.get_providers() == p.backends["fuse"].providers == ort.get_available_providers()
+    with load(minilm_bundle) as p:
+        assert p.text_encoder.session.get_providers() == ["CPUExecutionProvider"]
+
 def test_text_string_through_the_bundled_minilm_encoder(minilm_bundle):
     assert (minilm_bundle / "text_encoder.onnx").is_file() and (minilm_bundle / "tokenizer.json").is_file()
     with load(minilm_bundle) as p:

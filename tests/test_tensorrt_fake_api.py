@@ -628,6 +628,13 @@ def test_shape_outside_the_profile_is_a_one_line_input_error(engines, trt_api):
     assert len(trt_api.device.buffers) == 0  # close() freed the backend's buffers
 
 
+
+def test_providers_for_an_engine_bundle_are_refused_in_one_line(engines, trt_api):
+    """onnxruntime's execution providers were dropped without a word for a TensorRT bundle."""
+    message = one_line_error(lambda: load(engines["fp16"], providers=["CUDAExecutionProvider"]))
+    assert message == (f"providers CUDAExecutionProvider are onnxruntime's, but bundle '{engines['fp16']}' runs on "
+                       "tensorrt, which takes none; expected no providers for it (or an ONNX bundle)")
+
 def test_corrupt_or_foreign_engine_is_an_artifact_error_naming_the_version(engines, trt_api, tmp_path):
     bad = shutil.copytree(engines["fp16"], tmp_path / "b")
     (bad / "gate.engine").write_bytes(b"\x00 not an engine")

@@ -10,10 +10,13 @@ pull in sentence-transformers) is never imported:
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
 import os
+import tempfile
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -193,11 +196,24 @@ def tokenizer_file(text: str) -> Path:
     end, the feature cache keys and bundles read a tokenizer file, while checkpoints store the text and a vocab.txt
     folder has none; the bytes are kept as they are, so the file's tag (`tokenizer_tag`) is the text's."""
     data = text.encode("utf-8")
-    file = cache_dir() / "tokenizers" / f"{hashlib.sha256(data).hexdigest()[:32]}.json"
-    if not file.is_file():
-        with atomic_path(file, suffix=".json") as tmp:
-            tmp.write_bytes(data)
+    name = f"{hashlib.sha256(data).hexdigest()[:32]}.json"
+    try:
+        file = cache_dir() / "tokenizers" / name
+        if not file.is_file():
+            with atomic_path(file, suffix=".json") as tmp:
+                tmp.write_bytes(data)
+    except InputError:  # no cache folder, or one that takes no files (read-only, /proc): this process's own copy
+        file = Path(_run_folder().name) / name
+        file.write_bytes(data)
     return file
+
+
+@functools.cache
+def _run_folder() -> tempfile.TemporaryDirectory:
+    """A temporary folder for this process, removed at its exit. Why: a checkpoint's tokenizer must be a file only
+    while the model is used (export copies it into the bundle), so a cache that cannot be written is no reason to
+    refuse `export` or `eval` of a token-id checkpoint; nor worth a warning, as the file takes no time to write."""
+    return tempfile.TemporaryDirectory(prefix="edge-msa-tokenizer-")
 
 
 def tokenizer_tag(tokenizer_path: Path) -> str:

@@ -26,6 +26,7 @@ from ..paths import utf8_path
 from ..spec import ABSENT, GRAPH_IO, MODALITIES, SINGLE, SKIPPABLE, FeatureSpec, modality_runs
 from .backend import Backend, backend_class
 from .manifest import Manifest, check_readable, read_manifest
+from .onnxruntime_backend import provider_names
 
 ONE_OFF = ("text_encoder_load",)  # ms keys paid once per Predictor, reported as load_ms, not in ms.total
 
@@ -92,12 +93,14 @@ class Predictor:
     """Runs the graphs of one bundle. Build it with `edge_msa.runtime.load(bundle_dir)`."""
 
     def __init__(self, manifest: Manifest, backends: Mapping[str, Backend], bundle: str | os.PathLike | None = None,
-                 threads: int | None = None, max_media_seconds: float = MAX_MEDIA_SECONDS) -> None:
+                 threads: int | None = None, max_media_seconds: float = MAX_MEDIA_SECONDS,
+                 text_providers: Sequence[str] | None = None) -> None:
         self.manifest = manifest
         self.spec = manifest.feature_spec
         self.backends = dict(backends)
         self.bundle = Path(bundle).absolute() if bundle else None  # read again at the first text: a chdir can't move it
         self.threads = threads
+        self.text_providers = text_providers  # the frozen text encoder's onnxruntime providers (None: the CPU)
         self.max_media_seconds = max_media_seconds
         self.thresholds = list(manifest.skip_thresholds or [0.0] * len(SKIPPABLE))
         self.closed = False
@@ -486,7 +489,8 @@ class Predictor:
             max_len = self.spec.max_len("text")
             encoder = (TokenIds(self.bundle / files["tokenizer"], max_len=max_len) if self.tokens else
                        MiniLMFrontEnd(tokenizer_path=self.bundle / files["tokenizer"],
-                                      onnx_path=self.bundle / files["onnx"], max_len=max_len, threads=self.threads))
+                                      onnx_path=self.bundle / files["onnx"], max_len=max_len, threads=self.threads,
+                                      providers=self.text_providers))
             if self.tokens:  # the model's own tokenizer, not another one copied over it
                 check_tokenizer_tag(encoder.tokenizer_path, name, f"bundle {self.bundle}")
             self._text_encoder = encoder
@@ -617,8 +621,9 @@ def load(bundle_dir: str | os.PathLike, backend: str | None = None, providers: S
          threads: int | None = None, max_media_seconds: float = MAX_MEDIA_SECONDS) -> Predictor:
     """Open a bundle: read its manifest and load every graph with `backend` (default: the one the bundle
     was exported for, "onnxruntime" for .onnx graphs, "tensorrt" for engines). `providers`: onnxruntime's execution
-    providers in preference order (one name alone is a list of one). Audio / video files longer than
-    `max_media_seconds` are refused before any decoding (math.inf: no limit)."""
+    providers in preference order (one name alone is a list of one), for the graphs and a frozen text encoder; a
+    TensorRT bundle takes none. Audio / video files longer than `max_media_seconds` are refused before any
+    decoding (math.inf: no limit)."""
     if not isinstance(bundle_dir, (str, os.PathLike)):
         raise InputError(f"bundle is a {type(bundle_dir).__name__}; expected the path (str or os.PathLike) of the "
                          "folder written by `edge-msa export`")
@@ -630,8 +635,11 @@ def load(bundle_dir: str | os.PathLike, backend: str | None = None, providers: S
 def open_bundle(bundle: Path, manifest: Manifest, backend: str | None = None, providers: Sequence[str] | None = None,
                 threads: int | None = None, max_media_seconds: float = MAX_MEDIA_SECONDS) -> Predictor:
     """A Predictor over `bundle`'s graphs as `manifest` describes them (load's second half; export validates a
-    bundle through it before its manifest is written)."""
+    bundle through it before its manifest is written). A frozen text encoder (text_encoder.onnx) runs on the
+    providers its graphs got where `providers` are given, else on the CPU: onnxruntime's best by default puts
+    TensorRT's EP first, which would build an engine of the whole MiniLM at the first text."""
     threads = checked_threads(threads)  # 0: onnxruntime's default, like None
+    providers = provider_names(providers)  # [] where none were asked for
     check_max_media_seconds(max_media_seconds)
     name = backend or manifest.backend
     if name == "torch":
@@ -641,6 +649,9 @@ def open_bundle(bundle: Path, manifest: Manifest, backend: str | None = None, pr
     if name != manifest.backend:
         raise InputError(f"bundle '{bundle}' holds {manifest.backend} graphs ({manifest.precision}); it cannot run "
                          f"on backend '{name}'; use backend='{manifest.backend}' or export for '{name}'")
+    if providers and name != "onnxruntime":  # else ignored without a word: TensorRT takes no providers
+        raise InputError(f"providers {', '.join(providers)} are onnxruntime's, but bundle '{bundle}' runs on {name}, "
+                         "which takes none; expected no providers for it (or an ONNX bundle)")
     for filename in manifest.graphs.values():
         check_readable(bundle / filename)
     for filename in (manifest.text_encoder or {}).values():  # built at the first text, but broken already now
@@ -655,4 +666,5 @@ def open_bundle(bundle: Path, manifest: Manifest, backend: str | None = None, pr
         for b in backends.values():
             b.close()
         raise
-    return Predictor(manifest, backends, bundle, threads, max_media_seconds)
+    text_providers = next(iter(backends.values())).providers if providers else None  # after onnxruntime's fallback
+    return Predictor(manifest, backends, bundle, threads, max_media_seconds, text_providers)
