@@ -16,7 +16,6 @@ import importlib.util
 import json
 import os
 import tempfile
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
