@@ -18,6 +18,7 @@ from .data.modality_subset import restrict_set
 from .errors import InputError, checked_seeds, checked_threads
 from .host import training_host
 from .metrics import METRIC_KEYS, mean_std, msa_metrics
+from .models.registry import TEXT_ENCODERS
 
 if TYPE_CHECKING:  # torch-side types, imported lazily below (the module loads without torch)
     from torch import nn
@@ -54,7 +55,6 @@ TEXT_PHASE: dict[str, Any] = {"epochs": 4, "batch_size": 32, "lr": 1e-3, "encode
                               "patience": 2, "schedule": "linear", "warmup": 0.1, "max_minutes": 8.0}
 JOINT_PHASE: dict[str, Any] = {"epochs": 1, "batch_size": 32, "lr": 1e-4, "encoder_lr": 2e-5, "weight_decay": 1e-2,
                                "patience": 1, "schedule": "linear", "warmup": 0.1, "max_minutes": 6.0}
-TEXT_ENCODERS = ("finetune", "frozen")
 # How every seed and stage is selected (here and in compress): see leak_robust
 SELECTION = ("validation MAE averaged over all modalities and text alone: the declare-lab audio/video features are "
              "optimistic on validation (their extractors saw the declare train split), so all-modality validation "

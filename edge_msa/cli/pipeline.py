@@ -33,7 +33,8 @@ TRAIN = "1/4 train"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..models.registry import TEACHERS
+    from ..models.registry import TEACHERS, TEXT_ENCODERS
+    from . import one_of
 
     p = sub.add_parser("pipeline", help="train -> compress -> export -> bench in one command (the main job)",
                        description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -45,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, default=None,
                    help="cap the teacher's epochs (each training phase) and the student's distillation epochs "
                         "(compress --epochs; its text KD, --finetune-epochs and --gate-epochs keep their defaults)")
-    p.add_argument("--text-encoder", choices=("finetune", "frozen"), default="finetune",
+    p.add_argument("--text-encoder", **one_of(TEXT_ENCODERS), default="finetune",
                    help="fine-tune the teacher's text encoder (default) or use frozen MiniLM features (ablation)")
     p.add_argument("--min-time", type=float, default=2.0, help="seconds of timing per benchmark row (default: 2)")
     p.add_argument("--resume", action="store_true",

@@ -28,7 +28,8 @@ TRAINING_KNOBS = ("epochs", "batch_size", "lr")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from ..models.registry import TEACHERS
+    from ..models.registry import TEACHERS, TEXT_ENCODERS
+    from . import one_of
 
     p = subparsers.add_parser("train", help=f"train a teacher model ({', '.join(TEACHERS)})",
                               description="Train a multimodal sentiment teacher with the papers' losses; "
@@ -38,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help=f"teacher architecture: {', '.join(TEACHERS)} (default: fd_cmdie)")
     p.add_argument("--data", default=None, help="dataset path (default: ../shared/data/mosi/mosi_utterance_std.npz)")
     p.add_argument("--data-format", dest="fmt", default=None, help="dataset format (default: guessed from the file)")
-    p.add_argument("--text-encoder", choices=("finetune", "frozen"), default="finetune",
+    p.add_argument("--text-encoder", **one_of(TEXT_ENCODERS), default="finetune",
                    help="fine-tune the BERT-family text encoder inside the model (default) or train on frozen "
                         "MiniLM token features (ablation)")
     p.add_argument("--text-model", default=None,

@@ -15,6 +15,9 @@ _REGISTRY: dict[str, Callable[..., Any]] = {}
 # compress builds from a teacher, not a teacher itself) and the *_tiny widths for tests, which train nothing a user
 # would want; the Python API (create_model, train_teacher) still builds every registered name.
 TEACHERS = ("fd_cmdie", "gtf", "mult")
+# How a teacher's text is encoded (train_teacher's text_encoder, --text-encoder): here, beside TEACHERS, so that the
+# CLI lists the words without importing the trainer
+TEXT_ENCODERS = ("finetune", "frozen")
 
 
 def register(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
