@@ -98,7 +98,7 @@ def test_training_pins_torch_threads_and_restores_them(tiny_splits, tmp_path):
         m = train_teacher("gtf_tiny", out=tmp_path / "t.pt", splits=tiny_splits, epochs=1, progress=False)
         assert m["host"]["torch_threads"] == 1  # the default: a seed's model does not depend on the core count
         assert torch.get_num_threads() == 2
-        with pytest.raises(InputError, match="--threads -1; expected a thread count >= 1, or 0 for the library's"):
+        with pytest.raises(InputError, match="^threads -1; expected a thread count >= 1, or 0 for the library's"):
             train_teacher("gtf_tiny", out=tmp_path / "u.pt", splits=tiny_splits, threads=-1, progress=False)
         assert not (tmp_path / "u.pt").exists()
         m = train_teacher("gtf_tiny", out=tmp_path / "z.pt", splits=tiny_splits, epochs=1, threads=0, progress=False)
@@ -193,7 +193,9 @@ def test_cli_default_data_names_where_edge_msa_data_points(tmp_path, monkeypatch
     (["--lr", "nan"], "--lr nan; expected a finite number > 0\n"),  # not a torch error
     (["--epochs", "0"], "--epochs 0; expected >= 1\n"),  # it listed every setting, and not which was wrong
     (["--batch-size", "0"], "--batch-size 0; expected >= 1\n"),
-    (["--text-encoder", "frozen", "--text-model", "x"], "--text-model x is an encoder to fine-tune"),
+    (["--text-encoder", "FROZEN", "--text-model", "x"], "--text-model x is an encoder to fine-tune, but the text "
+     "encoder is frozen (frozen MiniLM features); expected one of --text-model and --text-encoder frozen\n"),
+    (["--threads", "-1"], "--threads -1; expected a thread count >= 1, or 0 for the library's default\n"),
     (["--cv-fold", "4/4"], "--cv-fold '4/4'; expected 0 <= FOLD < FOLDS and FOLDS >= 2"),
     (["--cv-fold", "1-4"], "--cv-fold '1-4'; expected FOLD/FOLDS such as 0/4"),
 ])
@@ -207,7 +209,8 @@ def test_cli_bad_request_is_refused_before_any_data_is_read(args, says, tmp_path
 
 def test_a_training_setting_is_named_as_the_flag_on_the_command_line_and_the_keyword_in_python(tmp_path):
     """`train --epochs 0` (0 epochs would save an untrained teacher, so it is refused) said `epochs = 0`, the
-    keyword; train_teacher's caller passed that keyword and is told it. Each such flag is the keyword's."""
+    keyword; train_teacher's caller passed that keyword and is told it. Each such flag is the keyword's. The seeds,
+    threads and text encoder checks told a Python caller about `--seeds`, `--threads` and `--text-model`."""
     import inspect
 
     from edge_msa.cli import build_parser
@@ -217,10 +220,15 @@ def test_a_training_setting_is_named_as_the_flag_on_the_command_line_and_the_key
 
     train_parser = build_parser()._subparsers._group_actions[0].choices["train"]
     flags = {a.dest: a.option_strings[0] for a in train_parser._actions}
-    assert {knob: flags[knob] for knob in TRAINING_KNOBS} == {"epochs": "--epochs", "batch_size": "--batch-size",
-                                                              "lr": "--lr"}
+    assert {flags[knob] for knob in TRAINING_KNOBS} == {"--epochs", "--batch-size", "--lr", "--seeds", "--threads",
+                                                        "--text-encoder", "--text-model"}
     assert set(TRAINING_KNOBS) <= set(inspect.signature(train_teacher).parameters)
-    for kwargs, says in (({"epochs": 0}, "epochs = 0; expected >= 1"), ({"lr": -1.0}, "lr = -1.0; expected > 0")):
+    for kwargs, says in (({"epochs": 0}, "epochs = 0; expected >= 1"), ({"lr": -1.0}, "lr = -1.0; expected > 0"),
+                         ({"seeds": (0.5,)}, "seeds 0.5 not an integer; expected integers in 0 .. 4294967295"),
+                         ({"threads": -1}, "threads -1; expected a thread count >= 1, or 0 for the library's default"),
+                         ({"text_encoder": "frozen", "text_model": "x"}, "text_model = 'x' is an encoder to "
+                          "fine-tune, but the text encoder is frozen (frozen MiniLM features); expected one of "
+                          "text_model and text_encoder = 'frozen'")):
         with pytest.raises(InputError) as exc:
             train_teacher(data="never-read.npz", out=tmp_path / "t.pt", **kwargs)
         assert str(exc.value) == says

@@ -23,8 +23,9 @@ With --cv-fold F/K the train + valid rows are cut by video into K parts: part F 
 teacher works on the same fold; `python -m edge_msa.compress.selection_gap` pools the held-out parts of K such
 runs to compare two recipes on every train + valid utterance rather than on the validation split alone.
 """
-# The flags that are train_teacher's keywords of the same name, which its training checks name (TrainConfig)
-TRAINING_KNOBS = ("epochs", "batch_size", "lr")
+# The flags that are train_teacher's keywords of the same name, which its checks name (TrainConfig, the seeds, the
+# threads, the text encoder) as the user gave them: flags on the command line, keywords in Python
+TRAINING_KNOBS = ("epochs", "batch_size", "lr", "seeds", "threads", "text_encoder", "text_model")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
