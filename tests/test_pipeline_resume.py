@@ -151,7 +151,7 @@ def test_a_record_keyed_by_the_out_typed_then_still_resumes(tmp_path, monkeypatc
 @pytest.mark.parametrize("flags, says", [(["--min-time", "-1"], "--min-time -1.0; expected a finite number of "
                                                                  "seconds >= 0"),
                                          (["--min-time", "nan"], "--min-time nan; expected a finite"),
-                                         (["--epochs", "0"], "--epochs 0; expected >= 1"),
+                                         (["--epochs", "0"], "--epochs 0; expected >= 1\n"),  # train's words
                                          (["--seeds", "0", "-2"], "--seeds -2 out of range"),
                                          (["--model", "fd_cmdei"], "--model 'fd_cmdei' is not a teacher architecture; "
                                                                    "did you mean"),

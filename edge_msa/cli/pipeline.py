@@ -90,13 +90,14 @@ def run(args: argparse.Namespace) -> int:
 def _check_flags(args: argparse.Namespace) -> None:
     """Every flag in one line each, named as pipeline spells it, before stage 1: the stages check their own settings
     only when they start, so a bad --min-time surfaced at stage 4, after ~20 min of training, naming bench's flags."""
-    from ..errors import checked_seeds
+    from ..errors import check_range, checked_seeds, named_as_flags
     from ..models.registry import check_teacher
 
     check_teacher(args.model)
     checked_seeds(args.seeds)
-    if args.epochs is not None and args.epochs < 1:
-        raise InputError(f"--epochs {args.epochs}; expected >= 1 (or leave it out for each stage's default)")
+    if args.epochs is not None:  # the rule (and words) of train's and compress's --epochs, which it sets
+        with named_as_flags(["epochs"]):
+            check_range({"epochs": args.epochs}, 1, strict=False)
     if not 0 <= args.min_time < math.inf:
         raise InputError(f"--min-time {args.min_time}; expected a finite number of seconds >= 0")
 
