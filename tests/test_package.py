@@ -116,6 +116,22 @@ def test_every_word_choice_is_read_in_any_case_and_a_wrong_word_is_one_line(caps
     assert "--split {train,valid,test}" in capsys.readouterr().out
 
 
+def test_a_negative_value_that_float_reads_is_a_value_not_a_flag():
+    """argparse's negative-number test knows only digits, so `--max-media-s -inf` and `--lr -1e-3` were refused as
+    "expected one argument" before the real check could say what was wrong with them; only `--flag=-inf` got there."""
+    import math
+
+    from edge_msa.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["serve", "b", "--max-media-s", "-inf"]).max_media_s == -math.inf
+    assert math.isnan(parser.parse_args(["predict", "b", "--max-media-s", "-NaN"]).max_media_s)
+    assert parser.parse_args(["train", "--lr", "-1e-3", "--seeds", "0", "-1"]).lr == -1e-3
+    assert parser.parse_args(["compress", "t.pt", "--max-drop", "-.5"]).max_drop == -0.5
+    with pytest.raises(SystemExit), contextlib.redirect_stderr(io.StringIO()):
+        parser.parse_args(["predict", "b", "--max-media-s", "-x"])  # not a number: still read as a flag
+
+
 COMMAND = re.compile(r"(^|&&)\s*(\w+=\S*\s+)*edge-msa ")  # a shell line that runs edge-msa (not prose naming it)
 
 

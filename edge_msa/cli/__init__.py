@@ -10,6 +10,7 @@ import contextlib
 import difflib
 import importlib
 import os
+import re
 import signal
 import sys
 import threading
@@ -67,7 +68,15 @@ def add_backend_flag(parser: argparse.ArgumentParser) -> None:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse whose usage errors follow our one-line `error:` + exit 2 rule."""
+    """argparse whose usage errors follow our one-line `error:` + exit 2 rule, and whose flags take any negative
+    number float() reads."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # argparse reads a value that starts with '-' as a flag unless it looks like a negative number, and its test
+        # knows only digits: `--max-media-s -inf` and `--lr -1e-3` were "expected one argument" (only the `=` form
+        # reached the real check). No flag of ours looks like a number, so these are values
+        self._negative_number_matcher = re.compile(r"^-(\d|\.\d|inf(inity)?$|nan$)", re.IGNORECASE)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         sys.stderr.write(f"error: {message}; see '{self.prog} --help'\n")
