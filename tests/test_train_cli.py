@@ -9,7 +9,7 @@ import pytest
 from edge_msa.checkpoint import data_record, load_checkpoint
 from edge_msa.data.base import DatasetSplits
 from edge_msa.data.lineage import split_record
-from edge_msa.cli import main
+from edge_msa.cli import build_parser, main
 from edge_msa.errors import InputError
 from edge_msa.metrics import METRIC_KEYS
 from edge_msa.spec import FeatureSpec
@@ -150,20 +150,25 @@ def test_cli_train_writes_checkpoint_and_metrics(tmp_path, monkeypatch, capsys, 
 def test_cli_unknown_model_exit_2(tmp_path, capsys):
     data = tmp_path / "tiny_features.npz"
     _features_npz(data, n=12)
-    rc = main(["train", "--model", "fd_cmdei", "--data", str(data), "--out", str(tmp_path / "x.pt"), "--quiet"])
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--model", "fd_cmdei", "--data", str(data), "--out", str(tmp_path / "x.pt"), "--quiet"])
     err = capsys.readouterr().err
-    assert rc == 2 and err.startswith("error:") and "did you mean 'fd_cmdie'" in err and len(err.splitlines()) == 1
-    assert not (tmp_path / "x.pt").exists()
+    assert exc.value.code == 2 and err.startswith("error:") and "did you mean 'fd_cmdie'" in err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "x.pt").exists()
 
 
-@pytest.mark.parametrize("model, says", [("student", "; expected one of fd_cmdie, gtf, mult"),
-                                         ("fd_cmdie_tiny", "; did you mean 'fd_cmdie'?")])
-def test_cli_train_offers_the_teachers_only(model, says, tmp_path, capsys):
+@pytest.mark.parametrize("command", ["train", "pipeline"])
+@pytest.mark.parametrize("model, says", [("student", ""), ("fd_cmdie_tiny", " (did you mean 'fd_cmdie'?)")])
+def test_cli_train_offers_the_teachers_only(command, model, says, tmp_path, capsys):
     """The registry's student (compress's output) and *_tiny test widths trained as teachers through the CLI; they
-    are refused before the data is read (no such file here), while the Python API still builds them."""
-    rc = main(["train", "--model", model, "--data", str(tmp_path / "absent.npz"), "--out", str(tmp_path / "x.pt")])
-    assert rc == 2 and capsys.readouterr().err == f"error: --model '{model}' is not a teacher architecture{says}\n"
-    assert not (tmp_path / "x.pt").exists()
+    are refused before the data is read (no such file here), while the Python API still builds them. The teachers
+    are words like any other (cli.one_of): `--model GTF` is gtf."""
+    with pytest.raises(SystemExit):
+        main([command, "--model", model, "--data", str(tmp_path / "absent.npz"), "--out", str(tmp_path / "x")])
+    assert capsys.readouterr().err == (f"error: argument --model: invalid choice '{model}'{says}; expected one of "
+                                       f"fd_cmdie, gtf, mult; see 'edge-msa {command} --help'\n")
+    assert list(tmp_path.iterdir()) == []
+    assert build_parser().parse_args([command, "--model", "GTF"]).model == "gtf"
     assert set(TEACHERS) == set(TRAIN_DEFAULTS)  # each offered teacher has its training defaults
 
 

@@ -38,8 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("pipeline", help="train -> compress -> export -> bench in one command (the main job)",
                        description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="fd_cmdie",
-                   help=f"teacher architecture: {', '.join(TEACHERS)} (default: fd_cmdie)")
+    p.add_argument("--model", default="fd_cmdie", **one_of(TEACHERS), help="teacher architecture (default: fd_cmdie)")
     p.add_argument("--data", default=None, help="dataset path (default: ../shared/data/mosi/mosi_utterance_std.npz)")
     p.add_argument("--out", default="runs/mosi", help="output directory (default: runs/mosi)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="teacher and student seeds (default: 0)")
@@ -91,9 +90,7 @@ def _check_flags(args: argparse.Namespace) -> None:
     """Every flag in one line each, named as pipeline spells it, before stage 1: the stages check their own settings
     only when they start, so a bad --min-time surfaced at stage 4, after ~20 min of training, naming bench's flags."""
     from ..errors import check_range, checked_seeds, named_as_flags
-    from ..models.registry import check_teacher
 
-    check_teacher(args.model)
     checked_seeds(args.seeds)
     if args.epochs is not None:  # the rule (and words) of train's and compress's --epochs, which it sets
         with named_as_flags(["epochs"]):

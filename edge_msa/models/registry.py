@@ -32,12 +32,6 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def check_teacher(name: str) -> None:
-    """One line for a --model the CLI does not offer (see TEACHERS), before any data is read."""
-    if name not in TEACHERS:
-        raise InputError(f"--model '{name}' is not a teacher architecture{suggest(name, TEACHERS)}")
-
-
 def create_model(name: str, spec: FeatureSpec, **params: Any) -> MSAModel:
     """Build a model; its constructor arguments are kept in `model.config_params` for checkpoints."""
     _load_all()
