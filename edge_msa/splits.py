@@ -7,6 +7,8 @@ import numpy as np
 
 from .errors import InputError
 
+SPLITS = ("train", "valid", "test")  # every dataset's three splits, by these names (eval / bench --split too)
+
 
 def carve_by_group(index: np.ndarray, groups: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Split `index` into (kept, carved): whole groups move to `carved` until it holds >= `fraction` of rows.

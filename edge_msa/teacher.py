@@ -14,10 +14,11 @@ import numpy as np
 
 from .atomic import write_text
 from .data.modality_subset import restrict_set
-from .errors import InputError, checked_seeds, checked_threads
+from .errors import InputError, checked_seeds, checked_threads, given, option_name
 from .host import training_host
 from .jsonio import dumps
 from .metrics import METRIC_KEYS, mean_std, msa_metrics
+from .models.registry import TEXT_ENCODERS
 
 if TYPE_CHECKING:  # torch-side types, imported lazily below (the module loads without torch)
     from torch import nn
@@ -54,7 +55,6 @@ TEXT_PHASE: dict[str, Any] = {"epochs": 4, "batch_size": 32, "lr": 1e-3, "encode
                               "patience": 2, "schedule": "linear", "warmup": 0.1, "max_minutes": 8.0}
 JOINT_PHASE: dict[str, Any] = {"epochs": 1, "batch_size": 32, "lr": 1e-4, "encoder_lr": 2e-5, "weight_decay": 1e-2,
                                "patience": 1, "schedule": "linear", "warmup": 0.1, "max_minutes": 6.0}
-TEXT_ENCODERS = ("finetune", "frozen")
 # How every seed and stage is selected (here and in compress): see leak_robust
 SELECTION = ("validation MAE averaged over all modalities and text alone: the declare-lab audio/video features are "
              "optimistic on validation (their extractors saw the declare train split), so all-modality validation "
@@ -89,7 +89,7 @@ def train_teacher(model: str = "fd_cmdie", data: str | os.PathLike | None = None
     from .training import torch_threads
 
     _check_request(model, seeds)  # before the (slow) data load
-    threads = checked_threads(threads)
+    threads = checked_threads(threads, option_name("threads"))
     _check_source(splits, data=data, fmt=fmt, cv_fold=cv_fold)
     require_writable_pt(out, "teacher")
     text_encoder = _text_encoder_mode(text_encoder, splits, text_model)
@@ -116,7 +116,7 @@ def _check_request(model: str, seeds: Sequence[int]) -> None:
 
     if model not in list_models():
         raise InputError(f"unknown model '{model}'{suggest(model, list_models())}")
-    checked_seeds(seeds)
+    checked_seeds(seeds, option_name("seeds"))
 
 
 def _check_source(splits, **how_to_load: Any) -> None:
@@ -136,10 +136,11 @@ def _text_encoder_mode(text_encoder: str | None, splits, text_model: str | os.Pa
     if text_encoder is None:
         text_encoder = "frozen" if splits is not None and not _token_spec(splits.spec) else "finetune"
     if text_encoder not in TEXT_ENCODERS:
-        raise InputError(f"--text-encoder '{text_encoder}'{suggest(text_encoder, TEXT_ENCODERS)}")
+        raise InputError(f"{given('text_encoder', text_encoder)} is unknown{suggest(str(text_encoder), TEXT_ENCODERS)}")
     if text_encoder == "frozen" and text_model is not None:
-        raise InputError(f"--text-model {text_model} is an encoder to fine-tune, but the text encoder is frozen "
-                         "(frozen MiniLM features); expected one of --text-model and --text-encoder frozen")
+        raise InputError(f"{given('text_model', str(text_model))} is an encoder to fine-tune, but the text encoder is "
+                         f"frozen (frozen MiniLM features); expected one of {option_name('text_model')} and "
+                         f"{given('text_encoder', 'frozen')}")
     return text_encoder
 
 

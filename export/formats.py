@@ -14,6 +14,7 @@ from edge_msa.runtime.tensorrt_backend import TRT_FIX
 MIN_OPSET = 14
 COMMON_OPTIONS = frozenset({"single_graph", "opset", "atol", "max_batch", "dedupe", "short_names"})
 FP16_FIX = 'pip install "edge-msa[fp16]"'
+TRT_PRECISIONS = ("fp32", "fp16", "int8")  # an engine's --trt-precision
 ALIASES = {"tensorrt": "engine", "trt": "engine", "onnxruntime": "onnx", "ort": "onnx"}  # other tools' names
 
 
@@ -87,7 +88,7 @@ def resolve_options(fmt: Format, options: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(resolved.get("workspace_mb", 1), int) or resolved.get("workspace_mb", 1) < 1:
         raise InputError(f"workspace_mb must be a whole number of MiB >= 1; got {resolved['workspace_mb']!r} "
                          "(TensorRT's builder would refuse it only after every ONNX graph was exported)")
-    if resolved.get("trt_precision", "fp16") not in ("fp32", "fp16", "int8"):
+    if resolved.get("trt_precision", "fp16") not in TRT_PRECISIONS:
         raise InputError(f"trt_precision '{resolved['trt_precision']}' is not an engine precision"
-                         f"{suggest(str(resolved['trt_precision']), ['fp32', 'fp16', 'int8'])}")
+                         f"{suggest(str(resolved['trt_precision']), TRT_PRECISIONS)}")
     return resolved

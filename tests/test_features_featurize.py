@@ -342,10 +342,10 @@ def test_bad_featurize_inputs(tmp_path):
     (tmp_path / "dup.csv").write_text("id,label\nu0,1\nu0,2\n")
     with pytest.raises(InputError, match="appears twice"):
         featurize(clips, tmp_path / "dup.csv", tmp_path / "x.npz", progress=False)
-    with pytest.raises(InputError, match="valid_frac"):
+    with pytest.raises(InputError, match=r"^valid_frac = 0.6 and test_frac = 0.5; expected each in \(0, 1\)"):
         featurize(clips, labels, tmp_path / "x.npz", valid_frac=0.6, test_frac=0.5, progress=False)
     assert not (tmp_path / "x.npz").exists()
-    with pytest.raises(InputError, match="--seed -1 out of range"):  # was numpy's ValueError traceback
+    with pytest.raises(InputError, match="^seed -1 out of range"):  # was numpy's ValueError traceback
         featurize(clips, labels, tmp_path / "x.npz", seed=-1, progress=False)
     with pytest.raises(InputError, match="clips directory is a file: .*u0.wav; expected a folder"):
         featurize(clips / "sub" / "u0.wav", labels, tmp_path / "x.npz", progress=False)
@@ -453,6 +453,18 @@ def test_cli_featurize_writes_npz_and_reports_errors(tmp_path, capsys):
     assert main(["featurize", str(tmp_path / "nope"), "--labels", str(labels), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: clips directory not found")
+
+
+@pytest.mark.parametrize("flags, says", [(["--valid-frac", "nan"], "--valid-frac nan and --test-frac 0.15; expected "
+                                                                    "each in (0, 1) with a sum < 1"),
+                                         (["--seed", "-1"], "--seed -1 out of range; expected integers in 0 .. ")])
+def test_cli_featurize_names_its_flags_and_python_its_keywords(flags, says, tmp_path, capsys):
+    """`--valid-frac nan` was refused as `valid_frac=nan` (the keyword) and featurize(seed=-1) as `--seed -1` (the
+    flag): each side is told the names it used (errors.named_as_flags, cli.featurize.FEATURIZE_KNOBS)."""
+    clips, labels = make_clips(tmp_path, 3)
+    assert main(["featurize", str(clips), "--labels", str(labels), "--out", str(tmp_path / "x.npz"), *flags]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {says}")
+    assert not (tmp_path / "x.npz").exists()
 
 
 def three_cremad_videos(tmp_path: Path) -> tuple[Path, list[str]]:

@@ -85,6 +85,53 @@ def test_a_subcommand_flag_typo_points_at_that_subcommand_and_its_closest_flag(c
     assert "--opst 16 (did you mean --opset?)" in err and err.endswith("see 'edge-msa export --help'")
 
 
+def test_every_word_choice_is_read_in_any_case_and_a_wrong_word_is_one_line(capsys):
+    """argparse's choices compared words as typed: `eval --split TEST`, `bench --meter NVML`, `serve --log-level INFO`
+    and `train --text-encoder FROZEN` were refused while compress took `--share DEPTH`. Every flag with choices now
+    reads them by the one rule (cli.one_of), and --help still lists the words."""
+    from edge_msa.cli import build_parser, main, one_of
+
+    word = one_of(["one", "two"])["type"]
+    flagged = [(p.prog, a) for p in _parsers(build_parser()) for a in p._actions
+               if a.choices and not isinstance(a, argparse._SubParsersAction)]
+    assert len(flagged) >= 9  # train/pipeline --text-encoder, eval/bench --split, --backend x3, --meter, ...
+    for prog, action in flagged:
+        assert action.type.__qualname__ == word.__qualname__, (prog, action.option_strings)
+        assert [action.type(w.upper()) for w in action.choices] == list(action.choices), prog
+    parser = build_parser()
+    args = parser.parse_args(["export", "s.pt", "--format", "engine", "--trt-precision", "FP16"])
+    assert args.trt_precision == "fp16"
+    assert parser.parse_args(["predict", "b", "--backend", "TensorRT"]).backend == "tensorrt"
+    with pytest.raises(SystemExit) as exc:
+        main(["eval", "b", "--split", "Tset"])
+    assert exc.value.code == 2 and capsys.readouterr().err == (
+        "error: argument --split: invalid choice 'Tset' (did you mean 'test'?); expected one of train, valid, test; "
+        "see 'edge-msa eval --help'\n")
+    with pytest.raises(SystemExit):
+        main(["serve", "b", "--log-level", "verbose"])
+    assert capsys.readouterr().err.startswith("error: argument --log-level: invalid choice 'verbose'; expected one "
+                                              "of critical, error, warning, info, debug; see")
+    with pytest.raises(SystemExit):
+        main(["eval", "--help"])
+    assert "--split {train,valid,test}" in capsys.readouterr().out
+
+
+def test_a_negative_value_that_float_reads_is_a_value_not_a_flag():
+    """argparse's negative-number test knows only digits, so `--max-media-s -inf` and `--lr -1e-3` were refused as
+    "expected one argument" before the real check could say what was wrong with them; only `--flag=-inf` got there."""
+    import math
+
+    from edge_msa.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["serve", "b", "--max-media-s", "-inf"]).max_media_s == -math.inf
+    assert math.isnan(parser.parse_args(["predict", "b", "--max-media-s", "-NaN"]).max_media_s)
+    assert parser.parse_args(["train", "--lr", "-1e-3", "--seeds", "0", "-1"]).lr == -1e-3
+    assert parser.parse_args(["compress", "t.pt", "--max-drop", "-.5"]).max_drop == -0.5
+    with pytest.raises(SystemExit), contextlib.redirect_stderr(io.StringIO()):
+        parser.parse_args(["predict", "b", "--max-media-s", "-x"])  # not a number: still read as a flag
+
+
 COMMAND = re.compile(r"(^|&&)\s*(\w+=\S*\s+)*edge-msa ")  # a shell line that runs edge-msa (not prose naming it)
 
 

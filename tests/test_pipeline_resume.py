@@ -151,11 +151,8 @@ def test_a_record_keyed_by_the_out_typed_then_still_resumes(tmp_path, monkeypatc
 @pytest.mark.parametrize("flags, says", [(["--min-time", "-1"], "--min-time -1.0; expected a finite number of "
                                                                  "seconds >= 0"),
                                          (["--min-time", "nan"], "--min-time nan; expected a finite"),
-                                         (["--epochs", "0"], "--epochs 0; expected >= 1"),
-                                         (["--seeds", "0", "-2"], "--seeds -2 out of range"),
-                                         (["--model", "fd_cmdei"], "--model 'fd_cmdei' is not a teacher architecture; "
-                                                                   "did you mean"),
-                                         (["--model", "fd_cmdie_tiny"], "--model 'fd_cmdie_tiny' is not a teacher")])
+                                         (["--epochs", "0"], "--epochs 0; expected >= 1\n"),  # train's words
+                                         (["--seeds", "0", "-2"], "--seeds -2 out of range")])
 def test_bad_flags_are_refused_before_any_stage(flags, says, tmp_path, monkeypatch, capsys):
     """--min-time was checked at stage 4 (after ~20 min of training), by a message naming bench's flags."""
     ran = _fake_stages(monkeypatch)

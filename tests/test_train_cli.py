@@ -9,7 +9,7 @@ import pytest
 from edge_msa.checkpoint import data_record, load_checkpoint
 from edge_msa.data.base import DatasetSplits
 from edge_msa.data.lineage import split_record
-from edge_msa.cli import main
+from edge_msa.cli import build_parser, main
 from edge_msa.errors import InputError
 from edge_msa.metrics import METRIC_KEYS
 from edge_msa.spec import FeatureSpec
@@ -98,7 +98,7 @@ def test_training_pins_torch_threads_and_restores_them(tiny_splits, tmp_path):
         m = train_teacher("gtf_tiny", out=tmp_path / "t.pt", splits=tiny_splits, epochs=1, progress=False)
         assert m["host"]["torch_threads"] == 1  # the default: a seed's model does not depend on the core count
         assert torch.get_num_threads() == 2
-        with pytest.raises(InputError, match="--threads -1; expected a thread count >= 1, or 0 for the library's"):
+        with pytest.raises(InputError, match="^threads -1; expected a thread count >= 1, or 0 for the library's"):
             train_teacher("gtf_tiny", out=tmp_path / "u.pt", splits=tiny_splits, threads=-1, progress=False)
         assert not (tmp_path / "u.pt").exists()
         m = train_teacher("gtf_tiny", out=tmp_path / "z.pt", splits=tiny_splits, epochs=1, threads=0, progress=False)
@@ -150,20 +150,25 @@ def test_cli_train_writes_checkpoint_and_metrics(tmp_path, monkeypatch, capsys, 
 def test_cli_unknown_model_exit_2(tmp_path, capsys):
     data = tmp_path / "tiny_features.npz"
     _features_npz(data, n=12)
-    rc = main(["train", "--model", "fd_cmdei", "--data", str(data), "--out", str(tmp_path / "x.pt"), "--quiet"])
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--model", "fd_cmdei", "--data", str(data), "--out", str(tmp_path / "x.pt"), "--quiet"])
     err = capsys.readouterr().err
-    assert rc == 2 and err.startswith("error:") and "did you mean 'fd_cmdie'" in err and len(err.splitlines()) == 1
-    assert not (tmp_path / "x.pt").exists()
+    assert exc.value.code == 2 and err.startswith("error:") and "did you mean 'fd_cmdie'" in err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "x.pt").exists()
 
 
-@pytest.mark.parametrize("model, says", [("student", "; expected one of fd_cmdie, gtf, mult"),
-                                         ("fd_cmdie_tiny", "; did you mean 'fd_cmdie'?")])
-def test_cli_train_offers_the_teachers_only(model, says, tmp_path, capsys):
+@pytest.mark.parametrize("command", ["train", "pipeline"])
+@pytest.mark.parametrize("model, says", [("student", ""), ("fd_cmdie_tiny", " (did you mean 'fd_cmdie'?)")])
+def test_cli_train_offers_the_teachers_only(command, model, says, tmp_path, capsys):
     """The registry's student (compress's output) and *_tiny test widths trained as teachers through the CLI; they
-    are refused before the data is read (no such file here), while the Python API still builds them."""
-    rc = main(["train", "--model", model, "--data", str(tmp_path / "absent.npz"), "--out", str(tmp_path / "x.pt")])
-    assert rc == 2 and capsys.readouterr().err == f"error: --model '{model}' is not a teacher architecture{says}\n"
-    assert not (tmp_path / "x.pt").exists()
+    are refused before the data is read (no such file here), while the Python API still builds them. The teachers
+    are words like any other (cli.one_of): `--model GTF` is gtf."""
+    with pytest.raises(SystemExit):
+        main([command, "--model", model, "--data", str(tmp_path / "absent.npz"), "--out", str(tmp_path / "x")])
+    assert capsys.readouterr().err == (f"error: argument --model: invalid choice '{model}'{says}; expected one of "
+                                       f"fd_cmdie, gtf, mult; see 'edge-msa {command} --help'\n")
+    assert list(tmp_path.iterdir()) == []
+    assert build_parser().parse_args([command, "--model", "GTF"]).model == "gtf"
     assert set(TEACHERS) == set(TRAIN_DEFAULTS)  # each offered teacher has its training defaults
 
 
@@ -193,7 +198,9 @@ def test_cli_default_data_names_where_edge_msa_data_points(tmp_path, monkeypatch
     (["--lr", "nan"], "--lr nan; expected a finite number > 0\n"),  # not a torch error
     (["--epochs", "0"], "--epochs 0; expected >= 1\n"),  # it listed every setting, and not which was wrong
     (["--batch-size", "0"], "--batch-size 0; expected >= 1\n"),
-    (["--text-encoder", "frozen", "--text-model", "x"], "--text-model x is an encoder to fine-tune"),
+    (["--text-encoder", "FROZEN", "--text-model", "x"], "--text-model x is an encoder to fine-tune, but the text "
+     "encoder is frozen (frozen MiniLM features); expected one of --text-model and --text-encoder frozen\n"),
+    (["--threads", "-1"], "--threads -1; expected a thread count >= 1, or 0 for the library's default\n"),
     (["--cv-fold", "4/4"], "--cv-fold '4/4'; expected 0 <= FOLD < FOLDS and FOLDS >= 2"),
     (["--cv-fold", "1-4"], "--cv-fold '1-4'; expected FOLD/FOLDS such as 0/4"),
 ])
@@ -207,7 +214,8 @@ def test_cli_bad_request_is_refused_before_any_data_is_read(args, says, tmp_path
 
 def test_a_training_setting_is_named_as_the_flag_on_the_command_line_and_the_keyword_in_python(tmp_path):
     """`train --epochs 0` (0 epochs would save an untrained teacher, so it is refused) said `epochs = 0`, the
-    keyword; train_teacher's caller passed that keyword and is told it. Each such flag is the keyword's."""
+    keyword; train_teacher's caller passed that keyword and is told it. Each such flag is the keyword's. The seeds,
+    threads and text encoder checks told a Python caller about `--seeds`, `--threads` and `--text-model`."""
     import inspect
 
     from edge_msa.cli import build_parser
@@ -217,10 +225,15 @@ def test_a_training_setting_is_named_as_the_flag_on_the_command_line_and_the_key
 
     train_parser = build_parser()._subparsers._group_actions[0].choices["train"]
     flags = {a.dest: a.option_strings[0] for a in train_parser._actions}
-    assert {knob: flags[knob] for knob in TRAINING_KNOBS} == {"epochs": "--epochs", "batch_size": "--batch-size",
-                                                              "lr": "--lr"}
+    assert {flags[knob] for knob in TRAINING_KNOBS} == {"--epochs", "--batch-size", "--lr", "--seeds", "--threads",
+                                                        "--text-encoder", "--text-model"}
     assert set(TRAINING_KNOBS) <= set(inspect.signature(train_teacher).parameters)
-    for kwargs, says in (({"epochs": 0}, "epochs = 0; expected >= 1"), ({"lr": -1.0}, "lr = -1.0; expected > 0")):
+    for kwargs, says in (({"epochs": 0}, "epochs = 0; expected >= 1"), ({"lr": -1.0}, "lr = -1.0; expected > 0"),
+                         ({"seeds": (0.5,)}, "seeds 0.5 not an integer; expected integers in 0 .. 4294967295"),
+                         ({"threads": -1}, "threads -1; expected a thread count >= 1, or 0 for the library's default"),
+                         ({"text_encoder": "frozen", "text_model": "x"}, "text_model = 'x' is an encoder to "
+                          "fine-tune, but the text encoder is frozen (frozen MiniLM features); expected one of "
+                          "text_model and text_encoder = 'frozen'")):
         with pytest.raises(InputError) as exc:
             train_teacher(data="never-read.npz", out=tmp_path / "t.pt", **kwargs)
         assert str(exc.value) == says

@@ -10,11 +10,12 @@ import contextlib
 import difflib
 import importlib
 import os
+import re
 import signal
 import sys
 import threading
 import warnings
-from typing import Iterator
+from typing import Any, Iterable, Iterator
 
 from ..errors import TRAIN_FIX, EdgeMSAError, require_installed
 from ..version import __version__
@@ -39,8 +40,43 @@ def add_threads_flag(parser: argparse.ArgumentParser) -> None:
                         help="ONNX Runtime intra-op threads (left out or 0: ONNX Runtime's default)")
 
 
+def one_of(words: Iterable[str]) -> dict[str, Any]:
+    """add_argument's keywords for a flag that takes one of `words` (each in lower case), read in any case: the one
+    rule for the CLI's word choices (compress's word knobs follow options.KEYWORDS, in Python too). argparse's
+    `choices` compared as typed, so `--split TEST` was refused while compress took `--share DEPTH`; they stay set so
+    that --help lists the words. A word not listed is one line naming the flag (argparse adds it), the word as typed,
+    the words expected and the closest of them."""
+    words = tuple(words)
+
+    def word(text: str) -> str:
+        if text.lower() in words:
+            return text.lower()
+        close = difflib.get_close_matches(text.lower(), words, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise argparse.ArgumentTypeError(f"invalid choice '{text}'{hint}; expected one of {', '.join(words)}")
+
+    return {"type": word, "choices": words}
+
+
+def add_backend_flag(parser: argparse.ArgumentParser) -> None:
+    """--backend of the commands that run a bundle (predict, eval, bench), worded once: the backends a bundle is
+    exported for (export's format table; the torch backend wraps a model in memory, never a bundle)."""
+    from ..export.formats import FORMATS
+
+    parser.add_argument("--backend", default=None, **one_of(dict.fromkeys(f.backend for f in FORMATS.values())),
+                        help="runtime backend (default: the one the bundle was exported for)")
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse whose usage errors follow our one-line `error:` + exit 2 rule."""
+    """argparse whose usage errors follow our one-line `error:` + exit 2 rule, and whose flags take any negative
+    number float() reads."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # argparse reads a value that starts with '-' as a flag unless it looks like a negative number, and its test
+        # knows only digits: `--max-media-s -inf` and `--lr -1e-3` were "expected one argument" (only the `=` form
+        # reached the real check). No flag of ours looks like a number, so these are values
+        self._negative_number_matcher = re.compile(r"^-(\d|\.\d|inf(inity)?$|nan$)", re.IGNORECASE)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         sys.stderr.write(f"error: {message}; see '{self.prog} --help'\n")

@@ -28,7 +28,8 @@ above idle. An --energy-window longer than the meter's counter takes to wrap (RA
 def register(subparsers: argparse._SubParsersAction) -> None:
     from edge_msa.benchmarks.meters import ENERGY_WINDOW_S, IDLE_SETTLE_S, METERS
 
-    from . import add_threads_flag
+    from ..splits import SPLITS
+    from . import add_backend_flag, add_threads_flag, one_of
 
     p = subparsers.add_parser("bench", help="benchmark bundles: latency, energy, accuracy -> report",
                               description="Time bundles on this device (warm-up, p50/p90/p99, throughput, "
@@ -38,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("bundles", nargs="*", metavar="BUNDLE", help="bundle directories from `edge-msa export`")
     p.add_argument("--data", help="dataset for accuracy (default: MOSI-U from ../shared/data when the bundle "
                    "was trained on MOSI-U features)")
-    p.add_argument("--split", default="test", choices=("train", "valid", "test"), help="split for accuracy")
+    p.add_argument("--split", default="test", **one_of(SPLITS), help="split for accuracy")
     p.add_argument("--out", help="report directory, replaced as a whole (default: report); with --compare, "
                    "where compare.md/.json go (default: print only)")
     p.add_argument("--batch", type=int, nargs="+", default=[1], help="batch sizes (default: 1)")
@@ -53,13 +54,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--idle-settle", type=float, default=IDLE_SETTLE_S,
                    help="seconds of sleep before the idle window, so the clocks drop from the timing's levels first "
                    f"(default: {IDLE_SETTLE_S:g})")
-    p.add_argument("--meter", default="auto", choices=METERS,
+    p.add_argument("--meter", default="auto", **one_of(METERS),
                    help="energy meter (default: auto = NVML for GPU work, Jetson INA rails, RAPL)")
     p.add_argument("--precomputed-text", action="store_true",
                    help="time from precomputed text features instead of the raw transcript (default: raw text)")
     p.add_argument("--long", action="store_true", help="sustained run: at least 600 s of timed calls per row")
-    p.add_argument("--backend", choices=("onnxruntime", "tensorrt"),
-                   help="runtime backend (default: the one each bundle was exported for)")
+    add_backend_flag(p)
     p.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"), help="print ratios B/A of two reports")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(handler=run)

@@ -19,7 +19,8 @@ a metric that is undefined (corr of a collapsed model, Acc-2 non-0 when every la
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from . import add_threads_flag
+    from ..splits import SPLITS
+    from . import add_backend_flag, add_threads_flag, one_of
 
     p = subparsers.add_parser("eval", help="evaluate a bundle on a dataset split",
                               description="Score a bundle with the on-device runtime on a dataset split.",
@@ -27,11 +28,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("bundle", help="bundle directory from `edge-msa export`")
     p.add_argument("--data", default=None, help="dataset path (default: the bundle's training data, else "
                    "../shared/data/mosi/mosi_utterance_std.npz)")
-    p.add_argument("--split", default="test", choices=("train", "valid", "test"),
+    p.add_argument("--split", default="test", **one_of(SPLITS),
                    help="which split to score (default: test)")
     p.add_argument("--out", default=None, help="metrics JSON to write (default: print only)")
     p.add_argument("--batch-size", type=int, default=256, help="samples per runtime call (default: 256)")
-    p.add_argument("--backend", default=None, help="onnxruntime | tensorrt (default: the bundle's)")
+    add_backend_flag(p)
     add_threads_flag(p)
     p.set_defaults(handler=run)
 

@@ -31,13 +31,18 @@ def _format_table() -> str:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from edge_msa.export.formats import FORMATS, TRT_PRECISIONS
+
+    from . import one_of
+
     p = subparsers.add_parser("export", help="export a checkpoint to an ONNX / TensorRT bundle",
                               description="Export a student or teacher checkpoint to a bundle directory: graphs, "
                               "manifest.json (spec, precision, parity, metrics), trtexec.txt.",
                               epilog=EPILOG.format(formats=_format_table()),
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", help="a .pt checkpoint written by edge-msa (train / compress)")
-    p.add_argument("--format", dest="fmt", default="onnx", help="onnx | onnx-fp16 | onnx-int8 | engine (default: onnx)")
+    # --format is read by export.get_format (any case; other tools' names such as tensorrt suggest ours)
+    p.add_argument("--format", dest="fmt", default="onnx", help=f"{' | '.join(FORMATS)} (default: onnx)")
     p.add_argument("--out", default="bundle", help="bundle directory to write (default: bundle)")
     p.add_argument("--data", default=None, help="dataset for real parity inputs and the accuracy check (valid split)")
     p.add_argument("--single-graph", action="store_true", help="one graph even for the student (no modality skipping)")
@@ -50,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="onnx-int8: one weight scale per output channel (default, chosen on validation) or, with "
                    "--no-per-channel, one per tensor")
     p.add_argument("--max-batch", type=int, default=None, help="largest batch in TensorRT profiles (default: 32)")
-    p.add_argument("--trt-precision", default=None, help="engine precision: fp32 | fp16 | int8 (default: fp16)")
+    p.add_argument("--trt-precision", default=None, **one_of(TRT_PRECISIONS), help="engine precision (default: fp16)")
     p.add_argument("--workspace-mb", type=int, default=None,
                    help="engine: TensorRT builder workspace memory pool in MiB (default: 1024)")
     p.add_argument("--keep-names", action="store_true", help="keep the exporter's long tensor/node names and "

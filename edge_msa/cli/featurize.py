@@ -44,6 +44,9 @@ output (.npz, no pickle, format "edge-msa-features-v1"):
   Last line printed: wrote N rows to OUT (train a, valid b, test c)[; K clips over S s left out (--max-media-s)].
 """
 
+# The flags that are featurize()'s keywords of the same name, which its checks name as the user gave them
+FEATURIZE_KNOBS = ("valid_frac", "test_frac", "seed")
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from ..features import MAX_MEDIA_SECONDS
@@ -72,15 +75,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import warnings
 
+    from ..errors import named_as_flags
     from ..features.featurize import featurize
 
     too_long: set[Path] = set()
     with warnings.catch_warnings(record=True) as caught:  # held back so they do not break up the progress bar
         warnings.simplefilter("always")
         try:
-            path = featurize(args.clips, args.labels, args.out, text=args.text, label_map=args.label_map,
-                             valid_frac=args.valid_frac, test_frac=args.test_frac, seed=args.seed,
-                             progress=not args.quiet, max_media_seconds=args.max_media_s, too_long=too_long)
+            with named_as_flags(FEATURIZE_KNOBS):  # `--valid-frac nan` was named `valid_frac=nan`, the keyword
+                path = featurize(args.clips, args.labels, args.out, text=args.text, label_map=args.label_map,
+                                 valid_frac=args.valid_frac, test_frac=args.test_frac, seed=args.seed,
+                                 progress=not args.quiet, max_media_seconds=args.max_media_s, too_long=too_long)
         finally:  # before an error too: "skipping 2 labelled ids with no media: ..." explains what it refused
             if not args.quiet:
                 for w in caught:

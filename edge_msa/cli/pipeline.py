@@ -32,19 +32,19 @@ TRAIN = "1/4 train"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..models.registry import TEACHERS
+    from ..models.registry import TEACHERS, TEXT_ENCODERS
+    from . import one_of
 
     p = sub.add_parser("pipeline", help="train -> compress -> export -> bench in one command (the main job)",
                        description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="fd_cmdie",
-                   help=f"teacher architecture: {', '.join(TEACHERS)} (default: fd_cmdie)")
+    p.add_argument("--model", default="fd_cmdie", **one_of(TEACHERS), help="teacher architecture (default: fd_cmdie)")
     p.add_argument("--data", default=None, help="dataset path (default: ../shared/data/mosi/mosi_utterance_std.npz)")
     p.add_argument("--out", default="runs/mosi", help="output directory (default: runs/mosi)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="teacher and student seeds (default: 0)")
     p.add_argument("--epochs", type=int, default=None,
                    help="cap the teacher's epochs (each training phase) and the student's distillation epochs "
                         "(compress --epochs; its text KD, --finetune-epochs and --gate-epochs keep their defaults)")
-    p.add_argument("--text-encoder", choices=("finetune", "frozen"), default="finetune",
+    p.add_argument("--text-encoder", **one_of(TEXT_ENCODERS), default="finetune",
                    help="fine-tune the teacher's text encoder (default) or use frozen MiniLM features (ablation)")
     p.add_argument("--min-time", type=float, default=2.0, help="seconds of timing per benchmark row (default: 2)")
     p.add_argument("--resume", action="store_true",
@@ -88,13 +88,12 @@ def run(args: argparse.Namespace) -> int:
 def _check_flags(args: argparse.Namespace) -> None:
     """Every flag in one line each, named as pipeline spells it, before stage 1: the stages check their own settings
     only when they start, so a bad --min-time surfaced at stage 4, after ~20 min of training, naming bench's flags."""
-    from ..errors import checked_seeds
-    from ..models.registry import check_teacher
+    from ..errors import check_range, checked_seeds, named_as_flags
 
-    check_teacher(args.model)
     checked_seeds(args.seeds)
-    if args.epochs is not None and args.epochs < 1:
-        raise InputError(f"--epochs {args.epochs}; expected >= 1 (or leave it out for each stage's default)")
+    if args.epochs is not None:  # the rule (and words) of train's and compress's --epochs, which it sets
+        with named_as_flags(["epochs"]):
+            check_range({"epochs": args.epochs}, 1, strict=False)
     if not 0 <= args.min_time < math.inf:
         raise InputError(f"--min-time {args.min_time}; expected a finite number of seconds >= 0")
 

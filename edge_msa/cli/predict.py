@@ -32,7 +32,7 @@ building the text encoder session, not in total).
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from ..features import MAX_MEDIA_SECONDS
-    from . import add_threads_flag
+    from . import add_backend_flag, add_threads_flag
 
     p = subparsers.add_parser("predict", help="predict sentiment with a bundle (one JSON line per input)",
                               description="Run an exported bundle on text / audio / video inputs or feature arrays.",
@@ -44,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--video", default=None, help="video file or .npy feature array (L, d)")
     p.add_argument("--features", default=None, help=".npz with text/audio/video arrays (see below)")
     p.add_argument("--batch", default=None, help="CSV of inputs (columns text, audio, video)")
-    p.add_argument("--backend", default=None, help="onnxruntime | tensorrt (default: the bundle's)")
+    add_backend_flag(p)
     p.add_argument("--providers", default=None, help="comma-separated onnxruntime providers (default: best available)")
     add_threads_flag(p)
     p.add_argument("--max-media-s", type=float, default=MAX_MEDIA_SECONDS, help="longest audio / video file in "

@@ -26,8 +26,12 @@ There is no authentication: it binds 127.0.0.1 unless you pass --host.
 """
 
 
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")  # uvicorn's
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     from ..serve.config import ServeConfig
+    from . import one_of
 
     c = ServeConfig(bundle="")
     d = c.limits
@@ -62,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "CPU per request in the README's load test); 0 = ONNX Runtime's default")
     p.add_argument("--drain-s", type=float, default=7.0, help="on SIGTERM, wait this long for in-flight requests "
                    "(default 7; with the worker's final 2 s the exit comes within 10 s)")
-    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument("--log-level", default="info", **one_of(LOG_LEVELS), help="uvicorn's log level (default: info)")
     p.set_defaults(handler=run)
 
 

@@ -23,22 +23,23 @@ With --cv-fold F/K the train + valid rows are cut by video into K parts: part F 
 teacher works on the same fold; `python -m edge_msa.compress.selection_gap` pools the held-out parts of K such
 runs to compare two recipes on every train + valid utterance rather than on the validation split alone.
 """
-# The flags that are train_teacher's keywords of the same name, which its training checks name (TrainConfig)
-TRAINING_KNOBS = ("epochs", "batch_size", "lr")
+# The flags that are train_teacher's keywords of the same name, which its checks name (TrainConfig, the seeds, the
+# threads, the text encoder) as the user gave them: flags on the command line, keywords in Python
+TRAINING_KNOBS = ("epochs", "batch_size", "lr", "seeds", "threads", "text_encoder", "text_model")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from ..models.registry import TEACHERS
+    from ..models.registry import TEACHERS, TEXT_ENCODERS
+    from . import one_of
 
     p = subparsers.add_parser("train", help=f"train a teacher model ({', '.join(TEACHERS)})",
                               description="Train a multimodal sentiment teacher with the papers' losses; "
                               "early stopping on validation MAE; test metrics of the saved model.",
                               epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="fd_cmdie",
-                   help=f"teacher architecture: {', '.join(TEACHERS)} (default: fd_cmdie)")
+    p.add_argument("--model", default="fd_cmdie", **one_of(TEACHERS), help="teacher architecture (default: fd_cmdie)")
     p.add_argument("--data", default=None, help="dataset path (default: ../shared/data/mosi/mosi_utterance_std.npz)")
     p.add_argument("--data-format", dest="fmt", default=None, help="dataset format (default: guessed from the file)")
-    p.add_argument("--text-encoder", choices=("finetune", "frozen"), default="finetune",
+    p.add_argument("--text-encoder", **one_of(TEXT_ENCODERS), default="finetune",
                    help="fine-tune the BERT-family text encoder inside the model (default) or train on frozen "
                         "MiniLM token features (ablation)")
     p.add_argument("--text-model", default=None,
@@ -67,10 +68,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..data.cv import parse_fold
     from ..errors import named_as_flags
-    from ..models.registry import check_teacher
     from ..teacher import metrics_path, train_teacher
 
-    check_teacher(args.model)
     cv_fold = parse_fold(args.cv_fold) if args.cv_fold is not None else None
     with named_as_flags(TRAINING_KNOBS):  # `--epochs 0` was refused as `epochs = 0`, the keyword, not the flag typed
         m = train_teacher(model=args.model, data=args.data, out=args.out, fmt=args.fmt, seeds=tuple(args.seeds),

@@ -12,9 +12,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import InputError, warn
+from ..splits import SPLITS
 from .base import DatasetSplits, FeatureSet
-
-SPLITS = ("train", "valid", "test")
 
 
 def file_sha256(path: str | os.PathLike) -> str:
