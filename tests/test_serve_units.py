@@ -492,6 +492,36 @@ def test_a_skipped_reason_names_the_upload_not_the_server_scratch_file(media_bun
     assert answers[1]["skipped"]["audio"] == "the video upload has no audio track"
 
 
+def test_info_and_healthz_show_no_path_of_the_exporting_or_serving_machine(media_bundle, tmp_path):
+    """/v1/info showed clients the manifest's export_options.checkpoint / .data, data.path and the parity inputs
+    naming the data file, all absolute paths of the machine that exported the bundle (user names, folder layout),
+    and the bundle's resolved path on the server (/healthz its path as given). A client sees the bundle's name, the
+    data file's name where the parity inputs quote it, and the lineage hashes; `edge-msa info` keeps the paths."""
+    pytest.importorskip("fastapi", reason='the serve extra is not installed (pip install "edge-msa[serve]")')
+    import asyncio
+    import json
+
+    from edge_msa.serve.app import Service, create_app
+    from edge_msa.serve.config import ServeConfig
+
+    service = Service(ServeConfig(bundle=str(media_bundle)))
+    data = "/home/alice/private/mosi_utterance_std.npz"
+    m = service.manifest
+    m.export_options.update(checkpoint="/home/alice/runs/student.pt", data=data)
+    m.data = {"path": data, "format": "mosi-u", "sha256": "ab" * 32, "splits": {"train": {"n": 3}}}
+    quoted = f"all 3 validation samples of {data}"
+    m.parity.update(inputs=quoted, int8={"inputs": quoted})
+    healthz = next(route.endpoint for route in create_app(service).routes if getattr(route, "path", "") == "/healthz")
+    shown = json.dumps([service.info(), asyncio.run(healthz())])
+    service.close()
+    assert "/home/alice" not in shown and str(media_bundle.parent) not in shown
+    info = service.info()["manifest"]
+    assert "checkpoint" not in info["export_options"] and "data" not in info["export_options"]
+    assert info["data"] == {"format": "mosi-u", "sha256": "ab" * 32, "splits": {"train": {"n": 3}}}
+    assert info["parity"]["int8"]["inputs"] == "all 3 validation samples of mosi_utterance_std.npz"
+    assert service.info()["bundle"] == media_bundle.name and m.export_options["data"] == data  # the manifest is kept
+
+
 def test_feedback_the_log_cannot_take_is_a_503_not_a_500(media_bundle, tmp_path):
     """sqlite3's 'database is locked' (another writer on the same log, e.g. a second service) escaped as a 500
     "internal error (OperationalError)" after a 5 s wait; the client could not tell it to retry."""

@@ -17,7 +17,7 @@ import time
 import uuid
 from contextlib import asynccontextmanager
 from dataclasses import asdict
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -30,6 +30,7 @@ from starlette.requests import ClientDisconnect
 
 from ..errors import EdgeMSAError, InputError
 from ..labels import SCORE_LIMIT
+from ..runtime.manifest import Manifest
 from ..spec import MODALITIES
 from ..version import __version__
 from .batching import MicroBatcher, QueueFull, Stopped
@@ -43,6 +44,8 @@ ROUTES = ("/", "/healthz", "/metrics", "/v1/info", "/v1/predict", "/v1/predict/b
           "/docs")
 OFFLOAD_BYTES = 32 * 1024  # bodies above this are parsed in a worker thread (media decoding, big arrays)
 DRAIN_FACTOR = 16  # an oversized body is read and dropped up to this many times the limit (see read_body)
+# manifest fields holding a path on the exporting machine, which /v1/info leaves out (see public_manifest)
+HOST_PATHS = (("export_options", "checkpoint"), ("export_options", "data"), ("data", "path"))
 CLIENT_CLOSED = 499  # nginx's "client closed request": no one reads it, /metrics counts it (see read_body)
 
 
@@ -124,11 +127,42 @@ class Service:
             raise RequestError(503, f"feedback not saved: the log refused the write ({exc}); expected a retry once "
                                     "the server's feedback log is writable", {"Retry-After": "1"}) from None
 
+    @property
+    def bundle_name(self) -> str:
+        """The bundle as /healthz and /v1/info name it: its folder's name, not its path on this machine (a client
+        has no use for the server's folder layout or user names)."""
+        return Path(self.config.bundle).resolve().name
+
     def info(self) -> dict[str, Any]:
         c = self.config
-        return {"edge_msa": __version__, "bundle": str(Path(c.bundle).resolve()), "manifest": self.manifest.to_dict(),
+        return {"edge_msa": __version__, "bundle": self.bundle_name, "manifest": public_manifest(self.manifest),
                 "service": {"max_batch": c.max_batch, "max_wait_ms": c.max_wait_ms, "max_queue": c.max_queue,
                             "feedback": bool(c.feedback), "limits": asdict(c.limits)}}
+
+
+def public_manifest(manifest: Manifest) -> dict[str, Any]:
+    """The manifest as /v1/info shows it: less the paths of the machine that exported the bundle (HOST_PATHS; they
+    name its users and folder layout and are of no use to a client), and with a path quoted elsewhere ("all 240
+    validation samples of /home/...") cut to its file name. The lineage hashes and split sizes stay: they tell which
+    data the model saw. `edge-msa info`, run by the bundle's owner, keeps the paths."""
+    data = manifest.to_dict()
+    paths = set()
+    for section, key in HOST_PATHS:
+        value = (data.get(section) or {}).pop(key, None)  # "data" is None for a bundle of unknown lineage
+        if isinstance(value, str) and value:
+            paths.add(value)
+
+    def cut(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: cut(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [cut(v) for v in value]
+        if isinstance(value, str):
+            for path in paths:
+                value = value.replace(path, PurePath(path).name)
+        return value
+
+    return cut(data)
 
 
 class Scratch:
@@ -388,7 +422,7 @@ def create_app(service: Service):
     async def healthz():
         if refusal := service.batcher.refusal:  # the answer a prediction gets now, so a probe and a client agree
             return await stopped(None, refusal)
-        return {"status": "ok", "bundle": service.config.bundle, "queue": service.batcher.depth}
+        return {"status": "ok", "bundle": service.bundle_name, "queue": service.batcher.depth}
 
     # uptime monitors and `curl -I` probe with HEAD; a route of its own, as two methods would share an operationId
     app.add_api_route("/healthz", healthz, methods=["HEAD"], include_in_schema=False)
