@@ -310,6 +310,45 @@ def test_media_uploads_without_content_are_refused_before_the_batch(tmp_path):
         assert info.value.status == 400 and words in info.value.message and str(tmp_path) not in info.value.message
 
 
+def test_an_upload_the_temp_folder_cannot_take_is_a_503_not_a_500(tmp_path, monkeypatch):
+    """A device's temp folder full or read-only: writing the upload (the multipart parser's spool of a file past
+    1 MiB, the request's scratch folder, its media file) raised an OSError, answered 500 "internal error (OSError)"
+    with a traceback. It is a 503 with Retry-After, naming the cause but not the server's folder (the log does)."""
+    pytest.importorskip("fastapi", reason='the serve extra is not installed (pip install "edge-msa[serve]")')
+    import asyncio
+    import errno
+    import os
+    import tempfile
+
+    from starlette.requests import Request
+
+    from edge_msa.serve.app import Scratch, multipart_item
+
+    def refuse(code: int):
+        def write(*args, **kwargs):
+            raise OSError(code, os.strerror(code), str(tmp_path / "x"))
+        return write
+
+    wav = b"RIFF\0\0\0\0WAVE" + bytes(16)
+    body = (b'--b\r\nContent-Disposition: form-data; name="audio"; filename="a.wav"\r\n\r\n' + wav + bytes(2**20)
+            + b"\r\n--b--\r\n")
+    scope = {"type": "http", "headers": [(b"content-type", b"multipart/form-data; boundary=b")]}
+    monkeypatch.setattr(tempfile.SpooledTemporaryFile, "rollover", refuse(errno.ENOSPC))
+    monkeypatch.setattr(Path, "write_bytes", refuse(errno.ENOSPC))
+    monkeypatch.setattr(tempfile, "mkdtemp", refuse(errno.EROFS))
+    calls = [lambda: asyncio.run(multipart_item(Request(scope), body, Limits())),
+             lambda: parse_item({"audio": wav}, SERVE_SPEC, Limits(), lambda: tmp_path),
+             lambda: parse_item({"audio": wav}, SERVE_SPEC, Limits(), Scratch())]
+    for call, why in zip(calls, ["No space left on device", "No space left on device", "Read-only file system"]):
+        with pytest.warns(UserWarning, match=f"the temp folder .* refused the write .*{why}"):
+            with pytest.raises(RequestError) as info:
+                call()
+        assert (info.value.status, info.value.headers) == (503, {"Retry-After": "1"})
+        assert info.value.message == (f"the server cannot store media uploads now ({why} in its temp folder); "
+                                      "expected a retry once it can (the Retry-After header), or the request "
+                                      "without media")
+
+
 def test_audio_shorter_than_one_frame_is_refused_before_the_batch(tmp_path):
     """A WAV of a few ms passed parse_item and was refused by the front end inside the batch, which cost its
     batch-mates a second run; its header's length tells it before, in the front end's own words."""

@@ -36,7 +36,7 @@ from ..version import __version__
 from .batching import MicroBatcher, QueueFull, Stopped
 from .config import ServeConfig
 from .feedback import FeedbackLog, RecentPredictions
-from .inputs import Limits, Parsed, RequestError, not_utf8, parse_items, without_scratch
+from .inputs import Limits, Parsed, RequestError, not_utf8, parse_items, scratch_writes, without_scratch
 from .metrics import ServiceMetrics
 from .openapi import DESCRIPTION, docs, operations
 
@@ -252,7 +252,8 @@ async def multipart_item(request, body: bytes, limits: Limits) -> dict[str, Any]
 
     parser = StrictTextForm(request.headers, replay(), max_files=2, max_fields=3, max_part_size=limits.max_body_bytes)
     try:
-        form = await parser.parse()
+        with scratch_writes():  # a file part past 1 MiB is spooled to the temp folder
+            form = await parser.parse()
     except MultiPartException as exc:  # starlette's word for a broken form: "Missing boundary in multipart."
         raise RequestError(400, f"malformed multipart form ({exc.message}); expected a text field and audio / "
                                 "video files") from None

@@ -11,15 +11,18 @@ import base64
 import binascii
 import hashlib
 import math
+import os
+import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
 from ..features import media_seconds, too_long
 from ..features.audio import SAMPLE_RATE, open_container, too_short
-from ..errors import EdgeMSAError, InputError, MissingDependencyError
+from ..errors import EdgeMSAError, InputError, MissingDependencyError, warn
 from ..runtime.predictor import check_unicode, takes_audio_from
 from ..spec import MODALITIES, FeatureSpec
 from .config import Limits
@@ -47,6 +50,23 @@ def not_utf8(what: str, exc: UnicodeDecodeError) -> RequestError:
     text decoded some other way scores garbled words."""
     return RequestError(400, f"{what} is not valid {exc.encoding.upper()} ({exc.reason} at byte {exc.start}); "
                              "expected UTF-8 text")
+
+
+@contextmanager
+def scratch_writes() -> Iterator[None]:
+    """Writing uploads to the server's temp folder (the request's scratch folder, its media files, the multipart
+    parser's spool): an OSError there (a device's small /tmp full, a read-only one, TMPDIR gone) was a 500 "internal
+    error (OSError)" with a traceback. It is a 503 with Retry-After now, saying why without the folder (the server's
+    layout, see without_scratch); the server log names the folder and the fix."""
+    try:
+        yield
+    except OSError as exc:
+        why = os.strerror(exc.errno) if exc.errno else type(exc).__name__  # gettempdir's strerror lists folders
+        warn(f"a media upload was refused: the temp folder {tempfile.tempdir or '(none usable)'} refused the write "
+             f"({exc}); free space there or point TMPDIR at a writable folder")
+        raise RequestError(503, f"the server cannot store media uploads now ({why} in its temp folder); expected a "
+                                "retry once it can (the Retry-After header), or the request without media",
+                           {"Retry-After": "1"}) from None
 
 
 @dataclass
@@ -168,8 +188,9 @@ def save_media(m: str, data: bytes, spec: FeatureSpec, limits: Limits, workdir: 
     if not data:  # sniffing would answer 415 "not a supported media file" for what is no file at all
         raise RequestError(400, f"{m} is an empty file (0 bytes); expected a media file with some {m} in it")
     suffix = sniff(m, data)
-    path = workdir() / f"{m}{where.strip(' #')}{suffix}"
-    path.write_bytes(data)
+    with scratch_writes():
+        path = workdir() / f"{m}{where.strip(' #')}{suffix}"
+        path.write_bytes(data)
     seconds = upload_seconds(m, path, limits.max_media_seconds)
     if seconds <= 0:
         raise RequestError(400, f"{m} holds no {'samples' if m == 'audio' else 'frames'}; expected a media file with "
