@@ -561,6 +561,56 @@ def test_info_and_healthz_show_no_path_of_the_exporting_or_serving_machine(media
     assert service.info()["bundle"] == media_bundle.name and m.export_options["data"] == data  # the manifest is kept
 
 
+def test_large_json_bodies_are_parsed_one_at_a_time_so_memory_is_one_parse_not_one_per_request(media_bundle):
+    """JSON numbers take ~10x their text as Python objects, and --max-steps can refuse them only once parsed: each
+    large body was parsed on the event loop and its objects held while its arrays were checked in a thread, so N
+    concurrent 8 MiB bodies of feature rows peaked at N x ~80 MiB (641 MiB more RSS for 8 of them, 154 MiB now), and
+    an idle thread pool worker kept the last refusal it raised, whose frames held the parsed body. Bodies above
+    OFFLOAD_BYTES are parsed one at a time: 4 concurrent ones peak as one does, and nothing holds them after."""
+    pytest.importorskip("fastapi", reason='the serve extra is not installed (pip install "edge-msa[serve]")')
+    import asyncio
+    import tracemalloc
+
+    from starlette.requests import Request
+
+    from edge_msa.serve.app import Scratch, Service, parse_request
+    from edge_msa.serve.config import ServeConfig
+
+    row = "[" + ", ".join(["0.0"] * SERVE_SPEC.dim("audio")) + "]"
+    body = ('{"audio": [' + ", ".join([row] * (2**20 // len(row))) + "]}").encode()  # 1 MiB, past --max-steps
+
+    def request() -> Request:
+        async def receive():
+            return {"type": "http.request", "body": body, "more_body": False}
+        return Request({"type": "http", "method": "POST", "headers": [(b"content-type", b"application/json")]}, receive)
+
+    async def answer() -> tuple[int, str]:  # as the route's error handler does, letting go of the error at once
+        try:
+            await parse_request(request(), service, Scratch(), False)
+        except RequestError as exc:
+            return exc.status, exc.message[:25]
+        return 200, ""
+
+    async def parse(n: int) -> list:
+        service.large_parse = asyncio.Semaphore(1)  # as Service.start makes it, on the running loop
+        return await asyncio.gather(*(answer() for _ in range(n)))
+
+    service = Service(ServeConfig(bundle=str(media_bundle)))
+    peaks = []
+    try:
+        for n in (1, 4):
+            tracemalloc.start()
+            answers = asyncio.run(parse(n))
+            held, peak = tracemalloc.get_traced_memory()
+            peaks.append(peak)
+            tracemalloc.stop()
+            assert answers == [(400, "audio features have shape")] * n
+            assert held < peaks[0] / 4, (held, peaks)  # the idle thread pool holds no refused body
+    finally:
+        service.close()
+    assert peaks[1] < 1.5 * peaks[0], peaks
+
+
 def test_feedback_the_log_cannot_take_is_a_503_not_a_500(media_bundle, tmp_path):
     """sqlite3's 'database is locked' (another writer on the same log, e.g. a second service) escaped as a 500
     "internal error (OperationalError)" after a 5 s wait; the client could not tell it to retry."""

@@ -42,7 +42,7 @@ from .openapi import DESCRIPTION, docs, operations
 
 ROUTES = ("/", "/healthz", "/metrics", "/v1/info", "/v1/predict", "/v1/predict/batch", "/v1/feedback", "/openapi.json",
           "/docs")
-OFFLOAD_BYTES = 32 * 1024  # bodies above this are parsed in a worker thread (media decoding, big arrays)
+OFFLOAD_BYTES = 32 * 1024  # bodies above this are parsed in a worker thread, one at a time (see parse_request)
 DRAIN_FACTOR = 16  # an oversized body is read and dropped up to this many times the limit (see read_body)
 # manifest fields holding a path on the exporting machine, which /v1/info leaves out (see public_manifest)
 HOST_PATHS = (("export_options", "checkpoint"), ("export_options", "data"), ("data", "path"))
@@ -71,9 +71,16 @@ class Service:
                                     config.max_queue, on_batch=self._on_batch)
         self.metrics = ServiceMetrics(lambda: self.batcher.depth)
         self.recent = RecentPredictions(config.remember)
+        self.large_parse: asyncio.Semaphore | None = None  # one large body parsed at a time (see parse_request)
 
     def _on_batch(self, size: int, seconds: float) -> None:
         self.metrics.observe_batch(size, seconds)
+
+    def start(self) -> None:
+        """On the server's loop (the lifespan): the batch worker, and the semaphore of large parses, made here since
+        Python 3.9 binds an asyncio primitive to the loop current when it is made, not the one it is used on."""
+        self.large_parse = asyncio.Semaphore(1)
+        self.batcher.start()
 
     def warm_up(self) -> None:
         """One prediction before serving, so the first client does not pay session and encoder start-up."""
@@ -281,15 +288,32 @@ async def parse_request(request, service: Service, scratch: Scratch, many: bool)
         expected = "application/json" if many else "application/json or multipart/form-data"
         raise RequestError(415, f"content type '{kind or 'none'}' is not supported here; expected {expected}")
     body = await read_body(request, limits.max_body_bytes)
-    obj = await multipart_item(request, body, limits) if kind == "multipart/form-data" else parse_json(body)
-    items = batch_items(obj, limits.max_items) if many else [obj]
+    form = await multipart_item(request, body, limits) if kind == "multipart/form-data" else None
 
     def parse_all() -> list[Parsed]:
-        return parse_items(items, service.spec, limits, scratch, many)
+        obj = parse_json(body) if form is None else form
+        return parse_items(batch_items(obj, limits.max_items) if many else [obj], service.spec, limits, scratch, many)
 
-    if len(body) > OFFLOAD_BYTES:
-        return await run_in_threadpool(parse_all)
-    return parse_all()
+    def parse_offloaded() -> list[Parsed] | RequestError:
+        """parse_all, a refusal returned as a copy without its traceback: the frames hold the parsed body, and a
+        thread pool worker keeps the last error it raised until its next job (anyio), so each idle worker held a
+        refused body's ~80 MiB."""
+        try:
+            return parse_all()
+        except RequestError as exc:
+            return RequestError(exc.status, exc.message, exc.headers)
+
+    if len(body) <= OFFLOAD_BYTES:
+        return parse_all()
+    # JSON numbers take ~10x their text as Python objects: an 8 MiB body of feature rows peaked at ~80 MiB while
+    # parsed, before --max-steps could refuse it, and N such requests at N x 80 MiB (each parsed on the event loop,
+    # then held while its arrays were checked in a thread). One large body is parsed at a time; the others wait
+    # holding their bytes (at most --max-body each).
+    async with service.large_parse:
+        parsed = await run_in_threadpool(parse_offloaded)
+    if isinstance(parsed, RequestError):
+        raise parsed
+    return parsed
 
 
 def batch_items(obj: Any, max_items: int) -> list:
@@ -390,7 +414,7 @@ def create_app(service: Service):
 
     @asynccontextmanager
     async def lifespan(app):
-        service.batcher.start()
+        service.start()
         yield
         service.close()  # uvicorn has already let in-flight requests finish (SIGTERM drain)
 
