@@ -387,6 +387,26 @@ def test_audio_in_a_container_is_opened_once_to_check_its_track_and_length(tmp_p
     assert len(opened) == 2
 
 
+def test_audio_in_a_container_is_measured_by_its_audio_track_not_the_container(tmp_path):
+    """An MP4 / MKV sent as audio was measured by the container, whose length is its longest stream's: 2 s of audio
+    in a 40 s video answered 413 "audio lasts 40.0 s" though the front end decodes only the track, and 10 ms of audio
+    in a 5 s clip passed, to be refused by the front end inside the batch. The track's packets tell both."""
+    cases = {"talk.mp4": (40, "aac", 2.0), "blip.mkv": (5, "pcm_s16le", 0.01), "speech.mp4": (1, "aac", 40.0)}
+    data = {name: encode(tmp_path / name, seconds, video="mpeg4", audio=codec, audio_seconds=audio)
+            for name, (seconds, codec, audio) in cases.items()}
+    (tmp_path / "work").mkdir()
+    answers = {}
+    for name, upload in data.items():
+        try:
+            answers[name] = parse_item({"audio": upload}, SERVE_SPEC, Limits(), lambda: tmp_path / "work").item
+        except RequestError as exc:
+            answers[name] = (exc.status, exc.message)
+    assert answers["talk.mp4"]["audio"].suffix == ".mp4"  # scored
+    assert answers["blip.mkv"] == (400, "audio is 10.0 ms long; expected at least 25 ms (one frame)")
+    status, message = answers["speech.mp4"]  # a long track is refused as before, measured just past the limit
+    assert status == 413 and re.fullmatch(r"audio lasts 30\.\d+ s; expected at most 30 s", message), message
+
+
 def test_a_one_frame_video_upload_is_refused_before_the_batch(tmp_path):
     """A 1-frame MP4 passed the format and duration checks and failed only inside the batch, where the gate might
     not run video at all; it is a 400 at parsing now, as `predict` refuses a still image before the gate."""

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator, Mapping
 import numpy as np
 
 from ..features import media_seconds, too_long
-from ..features.audio import SAMPLE_RATE, open_container, too_short
+from ..features.audio import SAMPLE_RATE, VIDEO_EXTS, no_audio_track, open_container, packets_end, too_short
 from ..errors import EdgeMSAError, InputError, MissingDependencyError, warn
 from ..runtime.predictor import check_unicode, takes_audio_from
 from ..spec import MODALITIES, FeatureSpec
@@ -232,15 +232,28 @@ def sniff(m: str, data: bytes) -> str:
 
 
 def upload_seconds(m: str, path: Path, limit: float) -> float:
-    """`media_seconds` of an upload (measured up to just past `limit`), its failures as RequestErrors: soundfile /
+    """`media_seconds` of an upload (`track_seconds` of audio in a container; either measured up to just past
+    `limit`), its failures as RequestErrors: soundfile /
     OpenCV / PyAV come with the [media] extra, so a server installed without it answers 503 naming the fix, not a
     500; an unreadable file, audio without an audio track or a video of one frame answers 400."""
     try:
-        return media_seconds(m, path, limit, f"{m} uploads")
+        in_container = m == "audio" and path.suffix in VIDEO_EXTS
+        return track_seconds(path, limit) if in_container else media_seconds(m, path, limit, f"{m} uploads")
     except MissingDependencyError as exc:
         raise RequestError(503, str(exc)) from None
     except EdgeMSAError as exc:  # our one line ("cannot read audio PATH: why; expected ...")
         raise RequestError(400, without_scratch(str(exc), {m: path})) from None
+
+
+def track_seconds(path: Path, limit: float) -> float:
+    """Seconds of the audio track of a container sent as audio (an MP4, a WebM), from its packets' timestamps up to
+    just past `limit`: the front end decodes that track alone, while media_seconds measures the container (its longest
+    stream; featurize keeps that measure), so a 40 s video with 2 s of audio was refused "audio lasts 40.0 s" (413),
+    and 10 ms of audio in a clip of seconds passed, to be refused by the front end inside the batch."""
+    with open_container(path) as (_, container):
+        if not container.streams.audio:
+            raise no_audio_track(path)
+        return packets_end(container.demux(container.streams.audio[0]), limit)
 
 
 def without_scratch(message: str, item: Mapping[str, Any]) -> str:
