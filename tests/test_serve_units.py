@@ -310,6 +310,45 @@ def test_media_uploads_without_content_are_refused_before_the_batch(tmp_path):
         assert info.value.status == 400 and words in info.value.message and str(tmp_path) not in info.value.message
 
 
+def test_an_upload_the_temp_folder_cannot_take_is_a_503_not_a_500(tmp_path, monkeypatch):
+    """A device's temp folder full or read-only: writing the upload (the multipart parser's spool of a file past
+    1 MiB, the request's scratch folder, its media file) raised an OSError, answered 500 "internal error (OSError)"
+    with a traceback. It is a 503 with Retry-After, naming the cause but not the server's folder (the log does)."""
+    pytest.importorskip("fastapi", reason='the serve extra is not installed (pip install "edge-msa[serve]")')
+    import asyncio
+    import errno
+    import os
+    import tempfile
+
+    from starlette.requests import Request
+
+    from edge_msa.serve.app import Scratch, multipart_item
+
+    def refuse(code: int):
+        def write(*args, **kwargs):
+            raise OSError(code, os.strerror(code), str(tmp_path / "x"))
+        return write
+
+    wav = b"RIFF\0\0\0\0WAVE" + bytes(16)
+    body = (b'--b\r\nContent-Disposition: form-data; name="audio"; filename="a.wav"\r\n\r\n' + wav + bytes(2**20)
+            + b"\r\n--b--\r\n")
+    scope = {"type": "http", "headers": [(b"content-type", b"multipart/form-data; boundary=b")]}
+    monkeypatch.setattr(tempfile.SpooledTemporaryFile, "rollover", refuse(errno.ENOSPC))
+    monkeypatch.setattr(Path, "write_bytes", refuse(errno.ENOSPC))
+    monkeypatch.setattr(tempfile, "mkdtemp", refuse(errno.EROFS))
+    calls = [lambda: asyncio.run(multipart_item(Request(scope), body, Limits())),
+             lambda: parse_item({"audio": wav}, SERVE_SPEC, Limits(), lambda: tmp_path),
+             lambda: parse_item({"audio": wav}, SERVE_SPEC, Limits(), Scratch())]
+    for call, why in zip(calls, ["No space left on device", "No space left on device", "Read-only file system"]):
+        with pytest.warns(UserWarning, match=f"the temp folder .* refused the write .*{why}"):
+            with pytest.raises(RequestError) as info:
+                call()
+        assert (info.value.status, info.value.headers) == (503, {"Retry-After": "1"})
+        assert info.value.message == (f"the server cannot store media uploads now ({why} in its temp folder); "
+                                      "expected a retry once it can (the Retry-After header), or the request "
+                                      "without media")
+
+
 def test_audio_shorter_than_one_frame_is_refused_before_the_batch(tmp_path):
     """A WAV of a few ms passed parse_item and was refused by the front end inside the batch, which cost its
     batch-mates a second run; its header's length tells it before, in the front end's own words."""
@@ -346,6 +385,26 @@ def test_audio_in_a_container_is_opened_once_to_check_its_track_and_length(tmp_p
         parse_item({"audio": encoded["silent"]}, SERVE_SPEC, Limits(), lambda: tmp_path)
     assert info.value.status == 400 and "audio (MP4) has no audio track" in info.value.message
     assert len(opened) == 2
+
+
+def test_audio_in_a_container_is_measured_by_its_audio_track_not_the_container(tmp_path):
+    """An MP4 / MKV sent as audio was measured by the container, whose length is its longest stream's: 2 s of audio
+    in a 40 s video answered 413 "audio lasts 40.0 s" though the front end decodes only the track, and 10 ms of audio
+    in a 5 s clip passed, to be refused by the front end inside the batch. The track's packets tell both."""
+    cases = {"talk.mp4": (40, "aac", 2.0), "blip.mkv": (5, "pcm_s16le", 0.01), "speech.mp4": (1, "aac", 40.0)}
+    data = {name: encode(tmp_path / name, seconds, video="mpeg4", audio=codec, audio_seconds=audio)
+            for name, (seconds, codec, audio) in cases.items()}
+    (tmp_path / "work").mkdir()
+    answers = {}
+    for name, upload in data.items():
+        try:
+            answers[name] = parse_item({"audio": upload}, SERVE_SPEC, Limits(), lambda: tmp_path / "work").item
+        except RequestError as exc:
+            answers[name] = (exc.status, exc.message)
+    assert answers["talk.mp4"]["audio"].suffix == ".mp4"  # scored
+    assert answers["blip.mkv"] == (400, "audio is 10.0 ms long; expected at least 25 ms (one frame)")
+    status, message = answers["speech.mp4"]  # a long track is refused as before, measured just past the limit
+    assert status == 413 and re.fullmatch(r"audio lasts 30\.\d+ s; expected at most 30 s", message), message
 
 
 def test_a_one_frame_video_upload_is_refused_before_the_batch(tmp_path):
@@ -490,6 +549,86 @@ def test_a_skipped_reason_names_the_upload_not_the_server_scratch_file(media_bun
     finally:
         service.close()
     assert answers[1]["skipped"]["audio"] == "the video upload has no audio track"
+
+
+def test_info_and_healthz_show_no_path_of_the_exporting_or_serving_machine(media_bundle, tmp_path):
+    """/v1/info showed clients the manifest's export_options.checkpoint / .data, data.path and the parity inputs
+    naming the data file, all absolute paths of the machine that exported the bundle (user names, folder layout),
+    and the bundle's resolved path on the server (/healthz its path as given). A client sees the bundle's name, the
+    data file's name where the parity inputs quote it, and the lineage hashes; `edge-msa info` keeps the paths."""
+    pytest.importorskip("fastapi", reason='the serve extra is not installed (pip install "edge-msa[serve]")')
+    import asyncio
+    import json
+
+    from edge_msa.serve.app import Service, create_app
+    from edge_msa.serve.config import ServeConfig
+
+    service = Service(ServeConfig(bundle=str(media_bundle)))
+    data = "/home/alice/private/mosi_utterance_std.npz"
+    m = service.manifest
+    m.export_options.update(checkpoint="/home/alice/runs/student.pt", data=data)
+    m.data = {"path": data, "format": "mosi-u", "sha256": "ab" * 32, "splits": {"train": {"n": 3}}}
+    quoted = f"all 3 validation samples of {data}"
+    m.parity.update(inputs=quoted, int8={"inputs": quoted})
+    healthz = next(route.endpoint for route in create_app(service).routes if getattr(route, "path", "") == "/healthz")
+    shown = json.dumps([service.info(), asyncio.run(healthz())])
+    service.close()
+    assert "/home/alice" not in shown and str(media_bundle.parent) not in shown
+    info = service.info()["manifest"]
+    assert "checkpoint" not in info["export_options"] and "data" not in info["export_options"]
+    assert info["data"] == {"format": "mosi-u", "sha256": "ab" * 32, "splits": {"train": {"n": 3}}}
+    assert info["parity"]["int8"]["inputs"] == "all 3 validation samples of mosi_utterance_std.npz"
+    assert service.info()["bundle"] == media_bundle.name and m.export_options["data"] == data  # the manifest is kept
+
+
+def test_large_json_bodies_are_parsed_one_at_a_time_so_memory_is_one_parse_not_one_per_request(media_bundle):
+    """JSON numbers take ~10x their text as Python objects, and --max-steps can refuse them only once parsed: each
+    large body was parsed on the event loop and its objects held while its arrays were checked in a thread, so N
+    concurrent 8 MiB bodies of feature rows peaked at N x ~80 MiB (641 MiB more RSS for 8 of them, 154 MiB now), and
+    an idle thread pool worker kept the last refusal it raised, whose frames held the parsed body. Bodies above
+    OFFLOAD_BYTES are parsed one at a time: 4 concurrent ones peak as one does, and nothing holds them after."""
+    pytest.importorskip("fastapi", reason='the serve extra is not installed (pip install "edge-msa[serve]")')
+    import asyncio
+    import tracemalloc
+
+    from starlette.requests import Request
+
+    from edge_msa.serve.app import Scratch, Service, parse_request
+    from edge_msa.serve.config import ServeConfig
+
+    row = "[" + ", ".join(["0.0"] * SERVE_SPEC.dim("audio")) + "]"
+    body = ('{"audio": [' + ", ".join([row] * (2**20 // len(row))) + "]}").encode()  # 1 MiB, past --max-steps
+
+    def request() -> Request:
+        async def receive():
+            return {"type": "http.request", "body": body, "more_body": False}
+        return Request({"type": "http", "method": "POST", "headers": [(b"content-type", b"application/json")]}, receive)
+
+    async def answer() -> tuple[int, str]:  # as the route's error handler does, letting go of the error at once
+        try:
+            await parse_request(request(), service, Scratch(), False)
+        except RequestError as exc:
+            return exc.status, exc.message[:25]
+        return 200, ""
+
+    async def parse(n: int) -> list:
+        service.large_parse = asyncio.Semaphore(1)  # as Service.start makes it, on the running loop
+        return await asyncio.gather(*(answer() for _ in range(n)))
+
+    service = Service(ServeConfig(bundle=str(media_bundle)))
+    peaks = []
+    try:
+        for n in (1, 4):
+            tracemalloc.start()
+            answers = asyncio.run(parse(n))
+            held, peak = tracemalloc.get_traced_memory()
+            peaks.append(peak)
+            tracemalloc.stop()
+            assert answers == [(400, "audio features have shape")] * n
+            assert held < peaks[0] / 4, (held, peaks)  # the idle thread pool holds no refused body
+    finally:
+        service.close()
+    assert peaks[1] < 1.5 * peaks[0], peaks
 
 
 def test_feedback_the_log_cannot_take_is_a_503_not_a_500(media_bundle, tmp_path):

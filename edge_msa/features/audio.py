@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from math import gcd
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -292,10 +292,16 @@ def media_duration(path: str | os.PathLike, stop_after: float = float("inf"), ne
             raise no_audio_track(path)
         if container.duration and container.duration > 0:
             return container.duration / av.time_base
-        end = 0.0
-        for packet in container.demux():
-            if packet.pts is not None and packet.time_base is not None:
-                end = max(end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
-                if end > stop_after:
-                    break
-        return end
+        return packets_end(container.demux(), stop_after)
+
+
+def packets_end(packets: Iterable[Any], stop_after: float = float("inf")) -> float:
+    """Seconds at the end of the last of demuxed `packets` (their timestamps, nothing decoded), stopping once past
+    `stop_after`: media_duration's measure of a container, and the REST service's of an upload's audio track."""
+    end = 0.0
+    for packet in packets:
+        if packet.pts is not None and packet.time_base is not None:
+            end = max(end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
+            if end > stop_after:
+                break
+    return end

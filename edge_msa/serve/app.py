@@ -17,7 +17,7 @@ import time
 import uuid
 from contextlib import asynccontextmanager
 from dataclasses import asdict
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -31,19 +31,22 @@ from starlette.requests import ClientDisconnect
 from ..errors import EdgeMSAError, InputError
 from ..jsonio import dumps
 from ..labels import SCORE_LIMIT
+from ..runtime.manifest import Manifest
 from ..spec import MODALITIES
 from ..version import __version__
 from .batching import MicroBatcher, QueueFull, Stopped
 from .config import ServeConfig
 from .feedback import FeedbackLog, RecentPredictions
-from .inputs import Limits, Parsed, RequestError, not_utf8, parse_items, without_scratch
+from .inputs import Limits, Parsed, RequestError, not_utf8, parse_items, scratch_writes, without_scratch
 from .metrics import ServiceMetrics
 from .openapi import DESCRIPTION, docs, operations
 
 ROUTES = ("/", "/healthz", "/metrics", "/v1/info", "/v1/predict", "/v1/predict/batch", "/v1/feedback", "/openapi.json",
           "/docs")
-OFFLOAD_BYTES = 32 * 1024  # bodies above this are parsed in a worker thread (media decoding, big arrays)
+OFFLOAD_BYTES = 32 * 1024  # bodies above this are parsed in a worker thread, one at a time (see parse_request)
 DRAIN_FACTOR = 16  # an oversized body is read and dropped up to this many times the limit (see read_body)
+# manifest fields holding a path on the exporting machine, which /v1/info leaves out (see public_manifest)
+HOST_PATHS = (("export_options", "checkpoint"), ("export_options", "data"), ("data", "path"))
 CLIENT_CLOSED = 499  # nginx's "client closed request": no one reads it, /metrics counts it (see read_body)
 
 
@@ -69,9 +72,16 @@ class Service:
                                     config.max_queue, on_batch=self._on_batch)
         self.metrics = ServiceMetrics(lambda: self.batcher.depth)
         self.recent = RecentPredictions(config.remember)
+        self.large_parse: asyncio.Semaphore | None = None  # one large body parsed at a time (see parse_request)
 
     def _on_batch(self, size: int, seconds: float) -> None:
         self.metrics.observe_batch(size, seconds)
+
+    def start(self) -> None:
+        """On the server's loop (the lifespan): the batch worker, and the semaphore of large parses, made here since
+        Python 3.9 binds an asyncio primitive to the loop current when it is made, not the one it is used on."""
+        self.large_parse = asyncio.Semaphore(1)
+        self.batcher.start()
 
     def warm_up(self) -> None:
         """One prediction before serving, so the first client does not pay session and encoder start-up."""
@@ -125,11 +135,42 @@ class Service:
             raise RequestError(503, f"feedback not saved: the log refused the write ({exc}); expected a retry once "
                                     "the server's feedback log is writable", {"Retry-After": "1"}) from None
 
+    @property
+    def bundle_name(self) -> str:
+        """The bundle as /healthz and /v1/info name it: its folder's name, not its path on this machine (a client
+        has no use for the server's folder layout or user names)."""
+        return Path(self.config.bundle).resolve().name
+
     def info(self) -> dict[str, Any]:
         c = self.config
-        return {"edge_msa": __version__, "bundle": str(Path(c.bundle).resolve()), "manifest": self.manifest.to_dict(),
+        return {"edge_msa": __version__, "bundle": self.bundle_name, "manifest": public_manifest(self.manifest),
                 "service": {"max_batch": c.max_batch, "max_wait_ms": c.max_wait_ms, "max_queue": c.max_queue,
                             "feedback": bool(c.feedback), "limits": asdict(c.limits)}}
+
+
+def public_manifest(manifest: Manifest) -> dict[str, Any]:
+    """The manifest as /v1/info shows it: less the paths of the machine that exported the bundle (HOST_PATHS; they
+    name its users and folder layout and are of no use to a client), and with a path quoted elsewhere ("all 240
+    validation samples of /home/...") cut to its file name. The lineage hashes and split sizes stay: they tell which
+    data the model saw. `edge-msa info`, run by the bundle's owner, keeps the paths."""
+    data = manifest.to_dict()
+    paths = set()
+    for section, key in HOST_PATHS:
+        value = (data.get(section) or {}).pop(key, None)  # "data" is None for a bundle of unknown lineage
+        if isinstance(value, str) and value:
+            paths.add(value)
+
+    def cut(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: cut(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [cut(v) for v in value]
+        if isinstance(value, str):
+            for path in paths:
+                value = value.replace(path, PurePath(path).name)
+        return value
+
+    return cut(data)
 
 
 class Scratch:
@@ -219,7 +260,8 @@ async def multipart_item(request, body: bytes, limits: Limits) -> dict[str, Any]
 
     parser = StrictTextForm(request.headers, replay(), max_files=2, max_fields=3, max_part_size=limits.max_body_bytes)
     try:
-        form = await parser.parse()
+        with scratch_writes():  # a file part past 1 MiB is spooled to the temp folder
+            form = await parser.parse()
     except MultiPartException as exc:  # starlette's word for a broken form: "Missing boundary in multipart."
         raise RequestError(400, f"malformed multipart form ({exc.message}); expected a text field and audio / "
                                 "video files") from None
@@ -247,15 +289,32 @@ async def parse_request(request, service: Service, scratch: Scratch, many: bool)
         expected = "application/json" if many else "application/json or multipart/form-data"
         raise RequestError(415, f"content type '{kind or 'none'}' is not supported here; expected {expected}")
     body = await read_body(request, limits.max_body_bytes)
-    obj = await multipart_item(request, body, limits) if kind == "multipart/form-data" else parse_json(body)
-    items = batch_items(obj, limits.max_items) if many else [obj]
+    form = await multipart_item(request, body, limits) if kind == "multipart/form-data" else None
 
     def parse_all() -> list[Parsed]:
-        return parse_items(items, service.spec, limits, scratch, many)
+        obj = parse_json(body) if form is None else form
+        return parse_items(batch_items(obj, limits.max_items) if many else [obj], service.spec, limits, scratch, many)
 
-    if len(body) > OFFLOAD_BYTES:
-        return await run_in_threadpool(parse_all)
-    return parse_all()
+    def parse_offloaded() -> list[Parsed] | RequestError:
+        """parse_all, a refusal returned as a copy without its traceback: the frames hold the parsed body, and a
+        thread pool worker keeps the last error it raised until its next job (anyio), so each idle worker held a
+        refused body's ~80 MiB."""
+        try:
+            return parse_all()
+        except RequestError as exc:
+            return RequestError(exc.status, exc.message, exc.headers)
+
+    if len(body) <= OFFLOAD_BYTES:
+        return parse_all()
+    # JSON numbers take ~10x their text as Python objects: an 8 MiB body of feature rows peaked at ~80 MiB while
+    # parsed, before --max-steps could refuse it, and N such requests at N x 80 MiB (each parsed on the event loop,
+    # then held while its arrays were checked in a thread). One large body is parsed at a time; the others wait
+    # holding their bytes (at most --max-body each).
+    async with service.large_parse:
+        parsed = await run_in_threadpool(parse_offloaded)
+    if isinstance(parsed, RequestError):
+        raise parsed
+    return parsed
 
 
 def batch_items(obj: Any, max_items: int) -> list:
@@ -365,7 +424,7 @@ def create_app(service: Service):
 
     @asynccontextmanager
     async def lifespan(app):
-        service.batcher.start()
+        service.start()
         yield
         service.close()  # uvicorn has already let in-flight requests finish (SIGTERM drain)
 
@@ -398,7 +457,7 @@ def create_app(service: Service):
     async def healthz():
         if refusal := service.batcher.refusal:  # the answer a prediction gets now, so a probe and a client agree
             return await stopped(None, refusal)
-        return {"status": "ok", "bundle": service.config.bundle, "queue": service.batcher.depth}
+        return {"status": "ok", "bundle": service.bundle_name, "queue": service.batcher.depth}
 
     # uptime monitors and `curl -I` probe with HEAD; a route of its own, as two methods would share an operationId
     app.add_api_route("/healthz", healthz, methods=["HEAD"], include_in_schema=False)

@@ -11,15 +11,18 @@ import base64
 import binascii
 import hashlib
 import math
+import os
+import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
 from ..features import media_seconds, too_long
-from ..features.audio import SAMPLE_RATE, open_container, too_short
-from ..errors import EdgeMSAError, InputError, MissingDependencyError
+from ..features.audio import SAMPLE_RATE, VIDEO_EXTS, no_audio_track, open_container, packets_end, too_short
+from ..errors import EdgeMSAError, InputError, MissingDependencyError, warn
 from ..runtime.predictor import check_unicode, takes_audio_from
 from ..spec import MODALITIES, FeatureSpec
 from .config import Limits
@@ -47,6 +50,23 @@ def not_utf8(what: str, exc: UnicodeDecodeError) -> RequestError:
     text decoded some other way scores garbled words."""
     return RequestError(400, f"{what} is not valid {exc.encoding.upper()} ({exc.reason} at byte {exc.start}); "
                              "expected UTF-8 text")
+
+
+@contextmanager
+def scratch_writes() -> Iterator[None]:
+    """Writing uploads to the server's temp folder (the request's scratch folder, its media files, the multipart
+    parser's spool): an OSError there (a device's small /tmp full, a read-only one, TMPDIR gone) was a 500 "internal
+    error (OSError)" with a traceback. It is a 503 with Retry-After now, saying why without the folder (the server's
+    layout, see without_scratch); the server log names the folder and the fix."""
+    try:
+        yield
+    except OSError as exc:
+        why = os.strerror(exc.errno) if exc.errno else type(exc).__name__  # gettempdir's strerror lists folders
+        warn(f"a media upload was refused: the temp folder {tempfile.tempdir or '(none usable)'} refused the write "
+             f"({exc}); free space there or point TMPDIR at a writable folder")
+        raise RequestError(503, f"the server cannot store media uploads now ({why} in its temp folder); expected a "
+                                "retry once it can (the Retry-After header), or the request without media",
+                           {"Retry-After": "1"}) from None
 
 
 @dataclass
@@ -168,8 +188,9 @@ def save_media(m: str, data: bytes, spec: FeatureSpec, limits: Limits, workdir: 
     if not data:  # sniffing would answer 415 "not a supported media file" for what is no file at all
         raise RequestError(400, f"{m} is an empty file (0 bytes); expected a media file with some {m} in it")
     suffix = sniff(m, data)
-    path = workdir() / f"{m}{where.strip(' #')}{suffix}"
-    path.write_bytes(data)
+    with scratch_writes():
+        path = workdir() / f"{m}{where.strip(' #')}{suffix}"
+        path.write_bytes(data)
     seconds = upload_seconds(m, path, limits.max_media_seconds)
     if seconds <= 0:
         raise RequestError(400, f"{m} holds no {'samples' if m == 'audio' else 'frames'}; expected a media file with "
@@ -211,15 +232,28 @@ def sniff(m: str, data: bytes) -> str:
 
 
 def upload_seconds(m: str, path: Path, limit: float) -> float:
-    """`media_seconds` of an upload (measured up to just past `limit`), its failures as RequestErrors: soundfile /
+    """`media_seconds` of an upload (`track_seconds` of audio in a container; either measured up to just past
+    `limit`), its failures as RequestErrors: soundfile /
     OpenCV / PyAV come with the [media] extra, so a server installed without it answers 503 naming the fix, not a
     500; an unreadable file, audio without an audio track or a video of one frame answers 400."""
     try:
-        return media_seconds(m, path, limit, f"{m} uploads")
+        in_container = m == "audio" and path.suffix in VIDEO_EXTS
+        return track_seconds(path, limit) if in_container else media_seconds(m, path, limit, f"{m} uploads")
     except MissingDependencyError as exc:
         raise RequestError(503, str(exc)) from None
     except EdgeMSAError as exc:  # our one line ("cannot read audio PATH: why; expected ...")
         raise RequestError(400, without_scratch(str(exc), {m: path})) from None
+
+
+def track_seconds(path: Path, limit: float) -> float:
+    """Seconds of the audio track of a container sent as audio (an MP4, a WebM), from its packets' timestamps up to
+    just past `limit`: the front end decodes that track alone, while media_seconds measures the container (its longest
+    stream; featurize keeps that measure), so a 40 s video with 2 s of audio was refused "audio lasts 40.0 s" (413),
+    and 10 ms of audio in a clip of seconds passed, to be refused by the front end inside the batch."""
+    with open_container(path) as (_, container):
+        if not container.streams.audio:
+            raise no_audio_track(path)
+        return packets_end(container.demux(container.streams.audio[0]), limit)
 
 
 def without_scratch(message: str, item: Mapping[str, Any]) -> str:
