@@ -88,6 +88,24 @@ class CoolingMeter(ConstantMeter):
         return self.j
 
 
+def powered(pred, meters):
+    """`pred` whose calls draw 6 W on each of `meters()` (ConstantMeter's busy power), 2 W between them."""
+    original = pred.predict_features
+
+    def busy(features, lengths):
+        for meter in meters():
+            meter.energy_j()
+            meter.busy = True
+        try:
+            return original(features, lengths)
+        finally:
+            for meter in meters():
+                meter.energy_j()
+                meter.busy = False
+    pred.predict_features = busy
+    return pred
+
+
 def make_loader(spec, meter=None):
     made = {}
 
@@ -98,17 +116,7 @@ def make_loader(spec, meter=None):
         pred = FakePredictor(spec, {"teacher": 0.004, "student": 0.001}.get(name, 0.002),
                              fail_batch=4 if name == "crashy" else None)
         if meter is not None:
-            original = pred.predict_features
-
-            def busy(features, lengths):
-                meter.energy_j()
-                meter.busy = True
-                try:
-                    return original(features, lengths)
-                finally:
-                    meter.energy_j()
-                    meter.busy = False
-            pred.predict_features = busy
+            powered(pred, lambda: [meter])
         made[name] = pred
         return pred
 
@@ -432,7 +440,9 @@ def test_a_meter_is_open_only_while_it_measures_so_no_row_is_timed_beside_it(tmp
 
     def loader(bundle, backend, threads):  # the student loads (and is timed) after the teacher's energy windows
         live_at_load.append(any(m.live for m in opened))
-        return FakePredictor(tiny_splits.spec, 0.001)
+        # busy above idle: at 2 W throughout, active - idle was clock noise of either sign, and a row's energy
+        # flipped to "unavailable: not above idle" under load
+        return powered(FakePredictor(tiny_splits.spec, 0.001), lambda: opened)
 
     out = run_bench(_bundles(tmp_path, "teacher", "student"), data=tiny_splits, out=tmp_path / "r",
                     modalities=("text",), meter="auto", min_time=0, min_runs=3, warmup=0, energy_window=0.02,
