@@ -281,6 +281,15 @@ def test_bad_arguments_fail_before_timing(tmp_path, tiny_splits):
     assert (keep / "notes.txt").read_text() == "mine"
 
 
+def test_modality_subsets_are_read_in_any_case():
+    from edge_msa.benchmarks.inputs import parse_subset  # `--modalities TEXT` was an unknown modality 'TEXT'
+
+    assert parse_subset("Text+AUDIO") == ("text", "audio")
+    assert parse_subset("ALL") == MODALITIES
+    with pytest.raises(InputError, match="did you mean 'audio'"):
+        parse_subset("TEXT+Audoi")
+
+
 def test_pareto_front():
     assert pareto_front([(1, 0.7), (2, 0.8), (3, 0.75), (4, 0.9), (1.5, 0.6)]) == [(1, 0.7), (2, 0.8), (4, 0.9)]
 
