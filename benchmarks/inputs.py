@@ -20,10 +20,11 @@ SUBSET_EXAMPLES = ("all", "text", "text+audio", "text+video", "audio+video")
 
 
 def parse_subset(name: str) -> tuple[str, ...]:
-    """'all' -> every modality; 'text+audio' -> ('text', 'audio') in canonical order."""
-    if name == "all":
+    """'all' -> every modality; 'text+audio' -> ('text', 'audio') in canonical order. Read in any case, as the CLI's
+    other word choices are (cli.one_of): `--modalities TEXT` was refused as an unknown modality 'TEXT'."""
+    if name.strip().lower() == "all":
         return MODALITIES
-    parts = [p.strip() for p in name.split("+") if p.strip()]
+    parts = [p.strip().lower() for p in name.split("+") if p.strip()]
     for p in parts:
         if p not in MODALITIES:
             raise InputError(f"unknown modality '{p}' in subset '{name}'{suggest(p, MODALITIES)}; "

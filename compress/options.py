@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from edge_msa.errors import InputError, check_range, checked_seeds, given, option_name, warn
 from edge_msa.models.student import SHARE_MODES
-from edge_msa.spec import suggest
+from edge_msa.spec import read_word, suggest
 
 if TYPE_CHECKING:
     from .text import TextKD, TextShape
@@ -145,10 +145,9 @@ class CompressOptions:
         (transfer may be a path instead, checked with the other knobs)."""
         for name, words in KEYWORDS.items():
             value = getattr(self, name)
-            if isinstance(value, str) and value.lower() in words:
-                object.__setattr__(self, name, value.lower())
-            elif name != "transfer":
-                raise InputError(f"{given(name, value)} is unknown{suggest(str(value), words)}")
+            if name == "transfer" and not (isinstance(value, str) and value.lower() in words):
+                continue  # a path, or None
+            object.__setattr__(self, name, read_word(name, value, words))
 
     def _refuse_conflicts(self) -> None:
         """Knobs that another knob makes do nothing, or that the code would silently change: each was accepted and

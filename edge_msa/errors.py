@@ -10,7 +10,7 @@ import warnings
 from contextlib import contextmanager
 from contextvars import ContextVar
 from numbers import Integral
-from types import ModuleType
+from types import MappingProxyType, ModuleType
 from typing import Any, Iterable, Iterator, Mapping
 
 # The one-line fixes for the optional groups of setup.py (`pip install edge-msa` is the device runtime alone).
@@ -96,13 +96,14 @@ def not_found(what: str, path: os.PathLike[str] | str, expected: str) -> InputEr
     return InputError(f"{what} not found: {path}; expected {expected}")
 
 
-def checked_threads(threads: int | None, flag: str = "--threads") -> int | None:
+def checked_threads(threads: int | None) -> int | None:
     """A thread count as the libraries take it: None (also for 0) means the library's own default, as
     ONNX Runtime's intra_op_num_threads=0 does, so every --threads flag reads 0 alike (serve's default of 1 needs a
     way to ask for the library's choice); a negative count, which onnxruntime refused deep in session creation and
-    torch.set_num_threads with a RuntimeError, is one line here."""
+    torch.set_num_threads with a RuntimeError, is one line here, named as given (`load(bundle, threads=-1)` was told
+    `--threads -1`; the commands with a --threads flag name it with named_as_flags)."""
     if threads is not None and not (is_whole(threads) and threads >= 0):  # 1.5 ran on int(1.5); "2": TypeError
-        raise InputError(f"{flag} {threads!r}; expected a thread count >= 1, or 0 for the library's default")
+        raise InputError(f"{given('threads', threads)}; expected a thread count >= 1, or 0 for the library's default")
     return threads or None
 
 
@@ -133,15 +134,17 @@ def checked_seeds(seeds: Iterable[int], flag: str = "--seeds") -> tuple[int, ...
 
 
 # The knobs a command line set, named by their flags in messages while the library runs for it (named_as_flags).
-_FLAG_KNOBS: ContextVar[frozenset[str]] = ContextVar("flag_knobs", default=frozenset())
+_FLAG_KNOBS: ContextVar[Mapping[str, str]] = ContextVar("flag_knobs", default=MappingProxyType({}))
 
 
 @contextmanager
-def named_as_flags(knobs: Iterable[str]) -> Iterator[None]:
+def named_as_flags(knobs: Iterable[str], spelled: Mapping[str, str] | None = None) -> Iterator[None]:
     """Within it, messages name `knobs` by the flags that set them: a CLI user typed `--epochs 0` and was told
     `epochs = 0`, a library caller passes the keyword, and some knobs (lr, max_minutes, ...) have no flag at all.
-    Set by the commands whose flags are their library call's keywords (compress, train)."""
-    token = _FLAG_KNOBS.set(frozenset(knobs))
+    Set by the commands whose flags are their library call's keywords (compress, train); `spelled` maps a knob to
+    its flag where the two are spelled apart (serve's --max-body sets Limits.max_body_bytes)."""
+    flags = {name: f"--{name.replace('_', '-')}" for name in knobs}
+    token = _FLAG_KNOBS.set(MappingProxyType({**flags, **(spelled or {})}))
     try:
         yield
     finally:
@@ -151,7 +154,7 @@ def named_as_flags(knobs: Iterable[str]) -> Iterator[None]:
 def option_name(name: str) -> str:
     """A knob as its user spelled it: the flag (argparse's dest of --text-kd-epochs is text_kd_epochs) where the
     command line set it (named_as_flags), else the Python keyword. The one map from knob to flag."""
-    return f"--{name.replace('_', '-')}" if name in _FLAG_KNOBS.get() else name
+    return _FLAG_KNOBS.get().get(name, name)
 
 
 def given(name: str, value: Any) -> str:
@@ -162,15 +165,18 @@ def given(name: str, value: Any) -> str:
     return f"{name} = {value!r}" if isinstance(value, str) else f"{name} = {value}"
 
 
-def check_range(values: Mapping[str, float], bound: float, strict: bool) -> None:
+def check_range(values: Mapping[str, float], bound: float, strict: bool, no_limit: bool = False) -> None:
     """One line for the first of `values` (name -> value) that is not a finite number > `bound` (`strict`) or
     >= `bound`: the comparison is negated so that NaN fails it too, before any training (it failed mid-run inside
     torch, or trained on NaN). The one rule for the training and compress knobs, each named as its user gave it
-    (`given`: `--epochs 0` from the command line of compress or train, `epochs = 0` in Python)."""
+    (`given`: `--epochs 0` from the command line of compress or train, `epochs = 0` in Python). `no_limit`: the
+    values are limits that +inf lifts (serve's --max-media-s inf, as in predict)."""
     for name, value in values.items():
-        if not (value > bound if strict else value >= bound) or not math.isfinite(value):
-            finite = "" if math.isfinite(value) else "a finite number "
-            raise InputError(f"{given(name, value)}; expected {finite}{'>' if strict else '>='} {bound}")
+        finite = math.isfinite(value) or (no_limit and value == math.inf)
+        if not (value > bound if strict else value >= bound) or not finite:
+            what = "" if finite or no_limit else "a finite number "
+            lift = " (inf: no limit)" if no_limit else ""
+            raise InputError(f"{given(name, value)}; expected {what}{'>' if strict else '>='} {bound}{lift}")
 
 
 def require(module: str, purpose: str, fix: str | None = None) -> ModuleType:

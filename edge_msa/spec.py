@@ -12,7 +12,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from .errors import InputError, is_whole
+from .errors import InputError, given, is_whole
 
 MODALITIES: tuple[str, str, str] = ("text", "audio", "video")
 ABSENT = "absent"  # front end of a modality a dataset does not have (e.g. audio/video of a text-only label.csv)
@@ -50,6 +50,15 @@ def suggest(name: str, choices: list[str] | tuple[str, ...]) -> str:
     """'; did you mean X?' for a close match, else the list of choices."""
     close = difflib.get_close_matches(name, list(choices), n=1)
     return f"; did you mean '{close[0]}'?" if close else f"; expected one of {', '.join(choices)}"
+
+
+def read_word(name: str, value: object, words: tuple[str, ...]) -> str:
+    """`value` as one of `words` (each in lower case), given in any case, or one line naming the knob as given and the
+    closest word: the one rule for the library's word keywords (compress's share, train_teacher's text_encoder), as
+    cli.one_of is for the command line's word flags, so `text_encoder='FROZEN'` reads as the CLI's `FROZEN` does."""
+    if isinstance(value, str) and value.lower() in words:
+        return value.lower()
+    raise InputError(f"{given(name, value)} is unknown{suggest(str(value), words)}")
 
 
 @dataclass(frozen=True)

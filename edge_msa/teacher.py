@@ -89,7 +89,7 @@ def train_teacher(model: str = "fd_cmdie", data: str | os.PathLike | None = None
     from .training import torch_threads
 
     _check_request(model, seeds)  # before the (slow) data load
-    threads = checked_threads(threads, option_name("threads"))
+    threads = checked_threads(threads)
     _check_source(splits, data=data, fmt=fmt, cv_fold=cv_fold)
     require_writable_pt(out, "teacher")
     text_encoder = _text_encoder_mode(text_encoder, splits, text_model)
@@ -131,12 +131,11 @@ def _check_source(splits, **how_to_load: Any) -> None:
 def _text_encoder_mode(text_encoder: str | None, splits, text_model: str | os.PathLike | None) -> str:
     """`text_encoder` checked; None: "finetune", unless given splits carry text features rather than token ids.
     A `text_model` is the encoder to fine-tune: with "frozen" it would go unused, so that is refused."""
-    from .spec import suggest
+    from .spec import read_word
 
     if text_encoder is None:
         text_encoder = "frozen" if splits is not None and not _token_spec(splits.spec) else "finetune"
-    if text_encoder not in TEXT_ENCODERS:
-        raise InputError(f"{given('text_encoder', text_encoder)} is unknown{suggest(str(text_encoder), TEXT_ENCODERS)}")
+    text_encoder = read_word("text_encoder", text_encoder, TEXT_ENCODERS)  # in any case, as compress's words
     if text_encoder == "frozen" and text_model is not None:
         raise InputError(f"{given('text_model', str(text_model))} is an encoder to fine-tune, but the text encoder is "
                          f"frozen (frozen MiniLM features); expected one of {option_name('text_model')} and "

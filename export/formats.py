@@ -5,7 +5,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from edge_msa.errors import InputError
+from edge_msa.errors import InputError, check_range
 from edge_msa.spec import suggest
 
 from edge_msa.runtime.tensorrt_backend import TRT_FIX
@@ -81,10 +81,10 @@ def resolve_options(fmt: Format, options: dict[str, Any]) -> dict[str, Any]:
     if not MIN_OPSET <= int(resolved["opset"]) <= 20:
         raise InputError(f"opset {resolved['opset']} is out of range; expected {MIN_OPSET}..20 (every model's "
                          f"attention needs {MIN_OPSET}; 17 suits TensorRT 8.6+, 16 TensorRT 8.5)")
-    if not resolved["atol"] > 0 or resolved["max_batch"] < 1:  # `not >`: NaN, which passes `<= 0`, fails too
-        raise InputError(f"atol must be > 0 and max_batch >= 1; got {resolved['atol']}, {resolved['max_batch']}")
-    if not resolved.get("max_drop", 0) >= 0:  # a negative or NaN limit would fail every judged export
-        raise InputError(f"max_drop must be >= 0 points; got {resolved['max_drop']}")
+    check_range({"atol": resolved["atol"]}, 0, strict=True)
+    check_range({"max_batch": resolved["max_batch"]}, 1, strict=False)
+    # a negative or NaN limit would fail every judged export; inf: no limit (README: `--max-drop inf`)
+    check_range({"max_drop": resolved.get("max_drop", 0)}, 0, strict=False, no_limit=True)
     if not isinstance(resolved.get("workspace_mb", 1), int) or resolved.get("workspace_mb", 1) < 1:
         raise InputError(f"workspace_mb must be a whole number of MiB >= 1; got {resolved['workspace_mb']!r} "
                          "(TensorRT's builder would refuse it only after every ONNX graph was exported)")

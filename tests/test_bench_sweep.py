@@ -289,6 +289,15 @@ def test_bad_arguments_fail_before_timing(tmp_path, tiny_splits):
     assert (keep / "notes.txt").read_text() == "mine"
 
 
+def test_modality_subsets_are_read_in_any_case():
+    from edge_msa.benchmarks.inputs import parse_subset  # `--modalities TEXT` was an unknown modality 'TEXT'
+
+    assert parse_subset("Text+AUDIO") == ("text", "audio")
+    assert parse_subset("ALL") == MODALITIES
+    with pytest.raises(InputError, match="did you mean 'audio'"):
+        parse_subset("TEXT+Audoi")
+
+
 def test_pareto_front():
     assert pareto_front([(1, 0.7), (2, 0.8), (3, 0.75), (4, 0.9), (1.5, 0.6)]) == [(1, 0.7), (2, 0.8), (4, 0.9)]
 
@@ -508,9 +517,11 @@ def test_threads_zero_is_the_runtimes_default_like_no_flag(tmp_path, tiny_splits
     assert rows and {row["threads"] for row in rows} == {"runtime default (ONNX Runtime: one per physical core)"}
     assert main(["bench", "--compare", *map(str, reports), "--out", str(tmp_path / "cmp")]) == 0
     assert "Settings differ" not in capsys.readouterr().out
-    with pytest.raises(InputError, match="^--threads -1; expected a thread count >= 1, or 0 for"):
+    with pytest.raises(InputError, match="^threads = -1; expected a thread count >= 1, or 0 for"):
         run_bench(_bundles(tmp_path, "c"), data=tiny_splits, out=tmp_path / "c" / "r", threads=-1,
                   loader=make_loader(tiny_splits.spec), **FAST)
+    assert main(["bench", "b", "--threads", "-1", "--out", str(tmp_path / "d")]) == 2  # the flag as typed
+    assert capsys.readouterr().err.startswith("error: --threads -1; expected a thread count >= 1")
 
 
 def test_idle_power_is_measured_once_the_clocks_settle(tmp_path, tiny_splits):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import math
 import os
 import re
 import subprocess
@@ -347,6 +348,23 @@ def test_workspace_below_one_mib_refused_before_any_work(bad):
     assert message.startswith(f"workspace_mb must be a whole number of MiB >= 1; got {bad!r}")
 
 
+@pytest.mark.parametrize("options, says", [({"atol": 0.0}, "atol = 0.0; expected > 0"),
+                                           ({"atol": math.nan}, "atol = nan; expected a finite number > 0"),
+                                           ({"max_batch": 0}, "max_batch = 0; expected >= 1"),
+                                           ({"max_drop": -1.0}, "max_drop = -1.0; expected >= 0 (inf: no limit)")])
+def test_tolerances_follow_the_one_range_rule_named_as_given(options, says, tmp_path, capsys):
+    """`atol must be > 0 and max_batch >= 1; got 0.0, 16` named both knobs for one, and the keywords on the CLI."""
+    from edge_msa.cli import main
+
+    assert one_line_error(lambda: resolve_options(FORMATS["onnx-int8"], options)) == says
+    resolve_options(FORMATS["onnx-int8"], {"max_drop": math.inf})  # no limit, as the README's `--max-drop inf`
+    (name, value), = options.items()
+    flags = ["--format", "onnx-int8", f"--{name.replace('_', '-')}", str(value)]
+    assert main(["export", str(tmp_path / "absent.pt"), "--out", str(tmp_path / "b"), "--quiet", *flags]) == 2
+    assert capsys.readouterr().err == f"error: --{name.replace('_', '-')} {says.split(' = ', 1)[1]}\n"
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_cli_workspace_flag_reaches_the_format_table(student, tmp_path):
     """workspace_mb is an engine option of the format table, but the CLI had no flag for it."""
     r = _cli("export", student[0], "--format", "onnx", "--workspace-mb", "64", "--out", tmp_path / "b")
@@ -360,7 +378,7 @@ def test_nan_or_negative_limits_refused_before_any_work(option):
     """A NaN atol passed `atol <= 0` and failed parity as 'max|Δ| > nan for ' (no graph named); a negative or NaN
     max_drop was accepted, then failed every export judged on --data."""
     message = one_line_error(lambda: resolve_options(FORMATS["onnx-int8"], option))
-    assert f"{next(iter(option))} must be" in message
+    assert message.startswith(f"{next(iter(option))} = ") and "; expected " in message
 
 
 def test_bad_trt_precision_says_what_is_wrong():

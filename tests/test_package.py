@@ -124,7 +124,7 @@ def test_a_negative_value_that_float_reads_is_a_value_not_a_flag():
     from edge_msa.cli import build_parser
 
     parser = build_parser()
-    assert parser.parse_args(["serve", "b", "--max-media-s", "-inf"]).max_media_s == -math.inf
+    assert parser.parse_args(["serve", "b", "--max-media-s", "-inf"]).max_media_seconds == -math.inf
     assert math.isnan(parser.parse_args(["predict", "b", "--max-media-s", "-NaN"]).max_media_s)
     assert parser.parse_args(["train", "--lr", "-1e-3", "--seeds", "0", "-1"]).lr == -1e-3
     assert parser.parse_args(["compress", "t.pt", "--max-drop", "-.5"]).max_drop == -0.5

@@ -316,11 +316,12 @@ def test_media_file_for_external_features_is_skipped_with_a_warning(bundle, tmp_
 
 
 def test_thread_count_zero_is_onnxruntimes_default_and_a_negative_one_is_refused(bundle, tmp_path, capsys):
-    """One rule for every --threads flag (errors.checked_threads): 0 = the library's default, as in serve."""
+    """One rule for every --threads flag (errors.checked_threads): 0 = the library's default, as in serve. Named as
+    given: load() from Python was told `--threads -2`, a flag it has not got."""
     with load(bundle, threads=0) as p:
         assert p.threads is None and np.isfinite(p.predict(**_arrays()).score)
     refusal = "--threads -2; expected a thread count >= 1, or 0 for the library's default"
-    with pytest.raises(InputError, match=f"^{refusal}$"):
+    with pytest.raises(InputError, match=f"^threads = {refusal[len('--threads '):]}$"):
         load(bundle, threads=-2)
     from edge_msa.cli import main
 
@@ -333,11 +334,21 @@ def test_thread_count_zero_is_onnxruntimes_default_and_a_negative_one_is_refused
     assert capsys.readouterr().err == f"error: {refusal}\n"
 
 
+@pytest.mark.parametrize("flags, says", [(["--batch-size", "0"], "--batch-size 0; expected >= 1"),  # was "must be"
+                                         (["--threads", "-2"], "--threads -2; expected a thread count >= 1, or 0 "
+                                                               "for the library's default")])
+def test_eval_flags_are_checked_before_the_bundle_opens(flags, says, tmp_path, capsys):
+    from edge_msa.cli import main
+
+    assert main(["eval", str(tmp_path / "no_bundle"), *flags]) == 2
+    assert capsys.readouterr().err == f"error: {says}\n"
+
+
 @pytest.mark.parametrize("threads", [-2, 1.5, "2", True])
 def test_thread_count_that_is_not_a_whole_number_is_refused_when_the_bundle_opens(bundle, threads):
     """-2 failed deep in session creation; 1.5 ran on int(1.5) threads and "2" raised a TypeError comparing str
     with int."""
-    with pytest.raises(InputError, match=re.escape(f"--threads {threads!r}; expected a thread count >= 1, or 0 for")):
+    with pytest.raises(InputError, match=re.escape(f"threads = {threads!r}; expected a thread count >= 1, or 0 for")):
         load(bundle, threads=threads)
 
 

@@ -3,6 +3,7 @@ log and its label.csv export (read back by the dataset reader)."""
 from __future__ import annotations
 
 import base64
+import math
 import re
 import sqlite3
 import subprocess
@@ -806,10 +807,13 @@ def test_serve_cli_bad_options_are_one_line_errors(media_bundle, tmp_path, capsy
     pytest.importorskip("fastapi", reason='the serve extra is not installed (pip install "edge-msa[serve]")')
     not_a_log = tmp_path / "notes.txt"
     not_a_log.write_text("my notes")
-    cases = [(["--max-body", "0"], "limits must be > 0"), (["--max-batch", "0"], "max_batch >= 1"),
+    cases = [(["--max-body", "0"], "error: --max-body 0; expected > 0\n"),  # was named max_body_bytes, the keyword
+             (["--max-media-s", "-inf"], "error: --max-media-s -inf; expected > 0 (inf: no limit)\n"),
+             (["--threads", "-1"], "error: --threads -1; expected a thread count >= 1"),
+             (["--max-batch", "0"], "max_batch >= 1"),
              (["--max-items", "300"], "exceeds --max-queue"), (["--feedback", str(not_a_log)], "not a SQLite database"),
              (["--port", "70000"], "expected a port"), (["--max-wait-ms", "inf"], "finite max_wait_ms >= 0"),
-             (["--max-wait-ms", "nan"], "finite max_wait_ms"), (["--drain-s", "-1"], "--drain-s -1.0; expected"),
+             (["--max-wait-ms", "nan"], "finite max_wait_ms"), (["--drain-s", "-1"], "--drain-s -1.0; expected >= 0\n"),
              (["--feedback", str(tmp_path)], "cannot open the feedback log"),
              (["--feedback", str(not_a_log / "x.sqlite")], "cannot open the feedback log")]
     for flags, words in cases:
@@ -818,6 +822,19 @@ def test_serve_cli_bad_options_are_one_line_errors(media_bundle, tmp_path, capsy
         assert err.startswith("error: ") and words in err and err.count("\n") == 1, err
     assert not_a_log.read_text() == "my notes"
     assert main(["serve", str(tmp_path / "nope")]) == 2 and "not a directory" in capsys.readouterr().err
+
+
+def test_service_limits_are_named_as_given_and_inf_lifts_the_media_one():
+    """One rule (errors.check_range): `service limits must be > 0; got {'max_media_seconds': -inf}` named the keyword
+    in a dict; from Python the keyword is named, with its value (the flags: test_serve_cli_bad_options_...)."""
+    for bad, says in (({"max_text_chars": 0}, "max_text_chars = 0; expected > 0"),
+                      ({"max_media_seconds": -math.inf}, "max_media_seconds = -inf; expected > 0 (inf: no limit)"),
+                      ({"max_media_seconds": math.nan}, "max_media_seconds = nan; expected > 0 (inf: no limit)"),
+                      ({"max_steps": math.inf}, "max_steps = inf; expected a finite number > 0")):
+        with pytest.raises(InputError) as exc:
+            Limits(**bad)
+        assert str(exc.value) == says
+    assert Limits(max_media_seconds=math.inf).max_media_seconds == math.inf  # as `predict --max-media-s inf`
 
 
 def test_serve_without_the_extra_names_the_fix(media_bundle):

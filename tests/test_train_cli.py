@@ -98,7 +98,7 @@ def test_training_pins_torch_threads_and_restores_them(tiny_splits, tmp_path):
         m = train_teacher("gtf_tiny", out=tmp_path / "t.pt", splits=tiny_splits, epochs=1, progress=False)
         assert m["host"]["torch_threads"] == 1  # the default: a seed's model does not depend on the core count
         assert torch.get_num_threads() == 2
-        with pytest.raises(InputError, match="^threads -1; expected a thread count >= 1, or 0 for the library's"):
+        with pytest.raises(InputError, match="^threads = -1; expected a thread count >= 1, or 0 for the library's"):
             train_teacher("gtf_tiny", out=tmp_path / "u.pt", splits=tiny_splits, threads=-1, progress=False)
         assert not (tmp_path / "u.pt").exists()
         m = train_teacher("gtf_tiny", out=tmp_path / "z.pt", splits=tiny_splits, epochs=1, threads=0, progress=False)
@@ -212,6 +212,17 @@ def test_cli_bad_request_is_refused_before_any_data_is_read(args, says, tmp_path
     assert list(tmp_path.iterdir()) == []
 
 
+def test_data_format_is_read_in_any_case_and_a_wrong_one_named_by_the_parser(capsys):
+    """`--data-format MISA` reached the loader, which refused it: its names are case-sensitive. The names live in the
+    light dataset_formats, so the parser checks them (one_of) without importing the readers."""
+    from edge_msa.cli import build_parser
+
+    assert build_parser().parse_args(["train", "--data-format", "MISA"]).fmt == "misa"
+    with pytest.raises(SystemExit):
+        main(["train", "--data-format", "misa-csv"])
+    assert "argument --data-format: invalid choice 'misa-csv' (did you mean " in capsys.readouterr().err
+
+
 def test_a_training_setting_is_named_as_the_flag_on_the_command_line_and_the_keyword_in_python(tmp_path):
     """`train --epochs 0` (0 epochs would save an untrained teacher, so it is refused) said `epochs = 0`, the
     keyword; train_teacher's caller passed that keyword and is told it. Each such flag is the keyword's. The seeds,
@@ -230,10 +241,15 @@ def test_a_training_setting_is_named_as_the_flag_on_the_command_line_and_the_key
     assert set(TRAINING_KNOBS) <= set(inspect.signature(train_teacher).parameters)
     for kwargs, says in (({"epochs": 0}, "epochs = 0; expected >= 1"), ({"lr": -1.0}, "lr = -1.0; expected > 0"),
                          ({"seeds": (0.5,)}, "seeds 0.5 not an integer; expected integers in 0 .. 4294967295"),
-                         ({"threads": -1}, "threads -1; expected a thread count >= 1, or 0 for the library's default"),
+                         ({"threads": -1}, "threads = -1; expected a thread count >= 1, or 0 for the library's default"),
                          ({"text_encoder": "frozen", "text_model": "x"}, "text_model = 'x' is an encoder to "
                           "fine-tune, but the text encoder is frozen (frozen MiniLM features); expected one of "
-                          "text_model and text_encoder = 'frozen'")):
+                          "text_model and text_encoder = 'frozen'"),
+                         # read in any case, as compress's keywords: 'FROZEN' was unknown
+                         ({"text_encoder": "FROZEN", "text_model": "x"}, "text_model = 'x' is an encoder to "
+                          "fine-tune, but the text encoder is frozen (frozen MiniLM features); expected one of "
+                          "text_model and text_encoder = 'frozen'"),
+                         ({"text_encoder": "frozn"}, "text_encoder = 'frozn' is unknown; did you mean 'frozen'?")):
         with pytest.raises(InputError) as exc:
             train_teacher(data="never-read.npz", out=tmp_path / "t.pt", **kwargs)
         assert str(exc.value) == says

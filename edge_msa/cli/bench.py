@@ -73,12 +73,14 @@ def run(args: argparse.Namespace) -> int:
     if not args.bundles:
         raise InputError("no bundle given; expected `edge-msa bench BUNDLE [BUNDLE ...]` or --compare A.json B.json")
     from edge_msa.benchmarks import run_bench
+    from edge_msa.errors import named_as_flags
 
-    out = run_bench(args.bundles, data=args.data, out=args.out or "report", batches=args.batch,
-                    modalities=args.modalities, backend=args.backend, split=args.split, min_time=args.min_time,
-                    min_runs=args.min_runs, warmup=args.warmup, threads=args.threads,
-                    energy_window=args.energy_window, idle_settle=args.idle_settle, meter=args.meter, long=args.long,
-                    progress=not args.quiet, precomputed_text=args.precomputed_text)
+    with named_as_flags(["threads"]):  # `--threads -1` as typed, `threads = -1` from run_bench in Python
+        out = run_bench(args.bundles, data=args.data, out=args.out or "report", batches=args.batch,
+                        modalities=args.modalities, backend=args.backend, split=args.split, min_time=args.min_time,
+                        min_runs=args.min_runs, warmup=args.warmup, threads=args.threads,
+                        energy_window=args.energy_window, idle_settle=args.idle_settle, meter=args.meter,
+                        long=args.long, progress=not args.quiet, precomputed_text=args.precomputed_text)
     _fail_if_nothing_measured(out)
     if not args.quiet:
         png = out / "report.png"

@@ -41,17 +41,18 @@ def run(args: argparse.Namespace) -> int:
     from ..atomic import check_file_out, write_text
     from ..data import rebuild_splits
     from ..data.lineage import split_record
-    from ..errors import InputError, plural
+    from ..errors import InputError, check_range, checked_threads, named_as_flags, plural
     from ..jsonio import dumps
     from ..metrics import MIN_SCORES
     from ..runtime import load
     from ..runtime.evaluate import evaluate
 
-    if args.batch_size < 1:
-        raise InputError(f"--batch-size must be >= 1; got {args.batch_size}")
+    with named_as_flags(["batch_size", "threads"]):
+        check_range({"batch_size": args.batch_size}, 1, strict=False)
+        threads = checked_threads(args.threads)
     if args.out:
         check_file_out(args.out)  # before the split is scored, not at the final write
-    with load(args.bundle, backend=args.backend, threads=args.threads) as predictor:
+    with load(args.bundle, backend=args.backend, threads=threads) as predictor:
         splits = rebuild_splits(predictor.manifest.data, args.data,
                                 text_encoder=predictor.dataset_text_front_end).for_model(predictor.spec)
         fs = splits.split(args.split)

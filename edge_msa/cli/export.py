@@ -66,6 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from edge_msa.errors import named_as_flags
     from edge_msa.export import export
 
     options = {k: v for k, v in {"atol": args.atol, "max_drop": args.max_drop, "max_batch": args.max_batch,
@@ -74,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
                if v is not None}
     if args.keep_names:
         options["short_names"] = False
-    export(args.checkpoint, format=args.fmt, out=args.out, data=args.data, single_graph=args.single_graph,
-           opset=args.opset, log=None if args.quiet else print, **options)
+    with named_as_flags(list(options)):  # `--atol 0` as typed, `atol = 0` from export() in Python
+        export(args.checkpoint, format=args.fmt, out=args.out, data=args.data, single_graph=args.single_graph,
+               opset=args.opset, log=None if args.quiet else print, **options)
     return 0

@@ -3,7 +3,6 @@ export teacher / student / student-int8 bundles for ONNX Runtime, and benchmark 
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 from typing import Any, Callable
 
@@ -91,11 +90,10 @@ def _check_flags(args: argparse.Namespace) -> None:
     from ..errors import check_range, checked_seeds, named_as_flags
 
     checked_seeds(args.seeds)
-    if args.epochs is not None:  # the rule (and words) of train's and compress's --epochs, which it sets
-        with named_as_flags(["epochs"]):
+    with named_as_flags(["epochs", "min_time"]):
+        if args.epochs is not None:  # the rule (and words) of train's and compress's --epochs, which it sets
             check_range({"epochs": args.epochs}, 1, strict=False)
-    if not 0 <= args.min_time < math.inf:
-        raise InputError(f"--min-time {args.min_time}; expected a finite number of seconds >= 0")
+        check_range({"min_time": args.min_time}, 0, strict=False)
 
 
 def _train_inputs(args: argparse.Namespace, data: Path) -> dict[str, Any]:

@@ -53,12 +53,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import InputError, checked_threads
+    from ..errors import InputError, checked_threads, named_as_flags
     from ..jsonio import dumps
     from ..runtime import load
     from ..runtime.predictor import ItemError
 
-    threads = checked_threads(args.threads)  # flags before inputs: a bad count read as "no input given" first
+    with named_as_flags(["threads"]):  # flags before inputs: a bad count read as "no input given" first
+        threads = checked_threads(args.threads)
     if args.batch and (args.text or args.audio or args.video or args.features):
         raise InputError("--batch takes all inputs from the CSV; drop --text/--audio/--video/--features")
     if args.text is not None and not args.text.strip():

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import socket
 import sys
 
@@ -27,6 +26,12 @@ There is no authentication: it binds 127.0.0.1 unless you pass --host.
 
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")  # uvicorn's
+# Limits' fields, the flags that set them (shorter than the keywords) and what they count; messages name the flag
+LIMIT_FLAGS = {"max_body_bytes": ("--max-body", "bytes per request"),
+               "max_text_chars": ("--max-text", "characters of text"),
+               "max_media_seconds": ("--max-media-s", "seconds of audio / video, inf: no limit"),
+               "max_steps": ("--max-steps", "rows L of a feature array"),
+               "max_items": ("--max-items", "inputs per batch request")}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -51,16 +56,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--feedback", default=None, help="SQLite feedback log to append to (default: feedback off)")
     p.add_argument("--remember", type=int, default=c.remember,
                    help=f"recent predictions feedback may name (default {c.remember})")
-    p.add_argument("--max-body", type=int, default=d.max_body_bytes,
-                   help=f"bytes per request (default {d.max_body_bytes})")
-    p.add_argument("--max-text", type=int, default=d.max_text_chars,
-                   help=f"characters of text (default {d.max_text_chars})")
-    p.add_argument("--max-media-s", type=float, default=d.max_media_seconds,
-                   help=f"seconds of audio / video (default {d.max_media_seconds:g})")
-    p.add_argument("--max-steps", type=int, default=d.max_steps,
-                   help=f"rows L of a feature array (default {d.max_steps})")
-    p.add_argument("--max-items", type=int, default=d.max_items,
-                   help=f"inputs per batch request (default {d.max_items})")
+    for name, (flag, what) in LIMIT_FLAGS.items():
+        default = getattr(d, name)
+        shown = f"{default:g}" if isinstance(default, float) else default
+        p.add_argument(flag, dest=name, metavar=flag[2:].upper().replace("-", "_"), type=type(default),
+                       default=default, help=f"{what} (default {shown})")
     p.add_argument("--threads", type=int, default=c.threads, help="ONNX Runtime intra-op threads per session "
                    "(default 1: the service overlaps requests itself; ORT's own pool spins and cost 2-3x the server "
                    "CPU per request in the README's load test); 0 = ONNX Runtime's default")
@@ -73,7 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import signal
 
-    from ..errors import InputError, checked_threads, require
+    from ..errors import InputError, check_range, checked_threads, named_as_flags, require
     from ..serve import SERVE_FIX
 
     for module in ("fastapi", "uvicorn", "prometheus_client", "python_multipart"):
@@ -86,10 +86,11 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535 or args.remember < 1:
         raise InputError(f"--port {args.port} / --remember {args.remember}; expected a port in 0..65535 and "
                          "--remember >= 1")
-    if not 0 <= args.drain_s < math.inf:
-        raise InputError(f"--drain-s {args.drain_s}; expected a finite number of seconds >= 0")
-    limits = Limits(args.max_body, args.max_text, args.max_media_s, args.max_steps, args.max_items)
-    service = Service(ServeConfig(args.bundle, checked_threads(args.threads), args.max_batch, args.max_wait_ms,
+    with named_as_flags(["drain_s", "threads"], spelled={name: flag for name, (flag, _) in LIMIT_FLAGS.items()}):
+        check_range({"drain_s": args.drain_s}, 0, strict=False)
+        limits = Limits(**{name: getattr(args, name) for name in LIMIT_FLAGS})
+        threads = checked_threads(args.threads)
+    service = Service(ServeConfig(args.bundle, threads, args.max_batch, args.max_wait_ms,
                                   args.max_queue, args.feedback, args.remember, limits))
     service.warm_up()
     try:

@@ -29,6 +29,7 @@ TRAINING_KNOBS = ("epochs", "batch_size", "lr", "seeds", "threads", "text_encode
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from ..dataset_formats import FORMATS
     from ..models.registry import TEACHERS, TEXT_ENCODERS
     from . import one_of
 
@@ -38,7 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="fd_cmdie", **one_of(TEACHERS), help="teacher architecture (default: fd_cmdie)")
     p.add_argument("--data", default=None, help="dataset path (default: ../shared/data/mosi/mosi_utterance_std.npz)")
-    p.add_argument("--data-format", dest="fmt", default=None, help="dataset format (default: guessed from the file)")
+    p.add_argument("--data-format", dest="fmt", default=None, **one_of(FORMATS),
+                   help="dataset format (default: guessed from the file)")
     p.add_argument("--text-encoder", **one_of(TEXT_ENCODERS), default="finetune",
                    help="fine-tune the BERT-family text encoder inside the model (default) or train on frozen "
                         "MiniLM token features (ablation)")

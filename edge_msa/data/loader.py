@@ -4,38 +4,17 @@ from __future__ import annotations
 import importlib
 import os
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..dataset_formats import FORMATS
 from ..errors import InputError, not_found
 from ..features.text import WordPiece
 from ..spec import suggest
 from .base import DatasetSplits
 from .cv import cross_validation_fold
 from .lineage import file_sha256
-
-
-@dataclass(frozen=True)
-class Format:
-    reader: str  # "module:function" under edge_msa.data, imported when used
-    what: str  # one line for messages and --help
-    names: tuple[str, ...] = ()  # file names that identify the format
-
-
-FORMATS: dict[str, Format] = {
-    "mosi-u": Format("mosi_u:read", "utterance-level CMU-MOSI npz (mosi_utterance_std.npz)",
-                     ("mosi_utterance_std.npz",)),
-    "misa": Format("misa:read", "MISA/CMU-SDK word-aligned pickles (dir with train/dev/test.pkl, or one .pkl)",
-                   ("train.pkl", "dev.pkl", "test.pkl")),
-    "mmsa": Format("mmsa:read", "MMSA dataset pickle (aligned_50.pkl / unaligned_50.pkl)",
-                   ("aligned_50.pkl", "unaligned_50.pkl")),
-    "multibench": Format("multibench:read", "MultiBench/MulT pickle (mosi_data.pkl / mosei_senti_data.pkl)",
-                         ("mosi_data.pkl", "mosei_senti_data.pkl")),
-    "mmsa-label-csv": Format("label_csv:read", "MMSA label.csv, text only (video_id,clip_id,text,label,mode)"),
-    "edge-msa-features": Format("features_npz:read", "edge-msa featurized npz (format edge-msa-features-v1)"),
-}
 
 
 def sniff_npz(path: Path) -> str | None:

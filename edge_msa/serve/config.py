@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from ..errors import InputError
+from ..errors import check_range
 from ..features import MAX_MEDIA_SECONDS
 
 
@@ -22,9 +22,12 @@ class Limits:
     max_items: int = 64  # inputs in one /v1/predict/batch request
 
     def __post_init__(self) -> None:
-        bad = {k: v for k, v in asdict(self).items() if not v > 0}
-        if bad:
-            raise InputError(f"service limits must be > 0; got {bad}")
+        """Each limit a number > 0 (the media one may be inf: no limit, as in predict), named as given: the keyword in
+        Python, serve's flag on its command line (cli.serve.LIMIT_FLAGS)."""
+        limits = asdict(self)
+        media = {"max_media_seconds": limits.pop("max_media_seconds")}
+        check_range(limits, 0, strict=True)
+        check_range(media, 0, strict=True, no_limit=True)
 
 
 @dataclass
