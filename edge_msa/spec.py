@@ -47,9 +47,12 @@ def modality_runs(present: Any, keep: Any, threshold: float) -> Any:
 
 
 def suggest(name: str, choices: list[str] | tuple[str, ...]) -> str:
-    """'; did you mean X?' for a close match, else the list of choices."""
+    """" (did you mean 'X'?); expected one of A, B": the closest choice where one is close, and always the choices,
+    the one wording for a word not listed (the CLI's word flags, compress's keywords, formats, models). With a close
+    match alone, the line said what was wrong but not what was expected."""
     close = difflib.get_close_matches(name, list(choices), n=1)
-    return f"; did you mean '{close[0]}'?" if close else f"; expected one of {', '.join(choices)}"
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return f"{hint}; expected one of {', '.join(choices)}"
 
 
 def read_word(name: str, value: object, words: tuple[str, ...]) -> str:

@@ -343,7 +343,7 @@ def test_features_npz_errors(tmp_path):
 # ---- detection and one-line errors ---------------------------------------------------------------
 
 def test_unknown_format_suggests_the_closest(tmp_path):
-    with pytest.raises(InputError, match="unknown dataset format 'mosi_u'; did you mean 'mosi-u'"):
+    with pytest.raises(InputError, match=r"unknown dataset format 'mosi_u' \(did you mean 'mosi-u'\?\); expected one of "):
         load_dataset(dump(tmp_path / "x.pkl", []), fmt="mosi_u")
 
 

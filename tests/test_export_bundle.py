@@ -383,7 +383,7 @@ def test_nan_or_negative_limits_refused_before_any_work(option):
 
 def test_bad_trt_precision_says_what_is_wrong():
     message = one_line_error(lambda: resolve_options(FORMATS["engine"], {"trt_precision": "int9"}))
-    assert message == "trt_precision 'int9' is not an engine precision; did you mean 'int8'?"  # said not what was wrong
+    assert message == "trt_precision 'int9' is not an engine precision (did you mean 'int8'?); expected one of fp32, fp16, int8"  # said not what was wrong
 
 
 def _cli(*args, cwd=None):
@@ -403,7 +403,7 @@ def test_engine_without_tensorrt_exits_2_and_writes_nothing(student, tmp_path):
 
 def test_cli_unknown_format_suggests(student, tmp_path):
     r = _cli("export", student[0], "--format", "onx", "--out", tmp_path / "b")
-    assert r.returncode == 2 and r.stderr.strip() == "error: unknown format 'onx'; did you mean 'onnx'?"
+    assert r.returncode == 2 and r.stderr.strip() == "error: unknown format 'onx' (did you mean 'onnx'?); expected one of onnx, onnx-fp16, onnx-int8, engine"
 
 
 def _weight_zero_point_sizes(graph_path) -> set[int]:

@@ -18,6 +18,7 @@ import warnings
 from typing import Any, Iterable, Iterator
 
 from ..errors import TRAIN_FIX, EdgeMSAError, require_installed
+from ..spec import suggest
 from ..version import __version__
 
 # One module per subcommand in edge_msa/cli/; each defines register(subparsers).
@@ -51,9 +52,7 @@ def one_of(words: Iterable[str]) -> dict[str, Any]:
     def word(text: str) -> str:
         if text.lower() in words:
             return text.lower()
-        close = difflib.get_close_matches(text.lower(), words, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise argparse.ArgumentTypeError(f"invalid choice '{text}'{hint}; expected one of {', '.join(words)}")
+        raise argparse.ArgumentTypeError(f"invalid choice '{text}'{suggest(text.lower(), words)}")
 
     return {"type": word, "choices": words}
 
