@@ -34,6 +34,12 @@ def parse_subset(name: str) -> tuple[str, ...]:
     return tuple(m for m in MODALITIES if m in parts)
 
 
+def subset_name(subset: tuple[str, ...]) -> str:
+    """A parsed subset's one name, 'all' or its modalities in MODALITIES' order ('text+audio'): the key of its rows,
+    so `--modalities TEXT` and `text`, or `audio+text` and `text+audio`, match in `bench --compare`."""
+    return "all" if subset == MODALITIES else "+".join(subset)
+
+
 @dataclass(frozen=True)
 class Batch:
     """One call: features[m] (B, L_m, d_m) float32, lengths[m] (B,) int64; with `texts` (raw transcripts, text

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import os
 import time
 from dataclasses import dataclass
@@ -22,12 +21,12 @@ import numpy as np
 from edge_msa.data.base import DatasetSplits, FeatureSet
 from edge_msa.data.modality_subset import restrict_set
 from edge_msa.atomic import check_replaceable
-from edge_msa.errors import EdgeMSAError, InputError, checked_threads
+from edge_msa.errors import EdgeMSAError, InputError, check_range, checked_threads
 from edge_msa.metrics import METRIC_KEYS
 from edge_msa.spec import SKIPPABLE
 
 from .inputs import batches as make_batches
-from .inputs import parse_subset, synthetic_set
+from .inputs import parse_subset, subset_name, synthetic_set
 from .memory import current_rss_mb, peak_rss_mb, reset_peak
 from .meters import (ENERGY_WINDOW_S, IDLE_DRIFT_WARN, IDLE_SETTLE_S, Meter, MeterUnavailable, Window, active_window,
                      energy_per_item, open_meter, settled_idle_window, window_too_long)
@@ -63,14 +62,14 @@ def run_bench(bundles: Sequence[str | os.PathLike], data: str | os.PathLike | Da
         raise InputError("no bundle given; expected one or more bundle directories from `edge-msa export`")
     _check_settings(batches, energy_window, idle_settle, min_time, min_runs, warmup)
     threads = checked_threads(threads)  # 0 and None alike: the report and --compare record one "default"
-    subsets = {name: parse_subset(name) for name in modalities}
-    for what, given, key in (("bundle", bundles, lambda b: Path(b).resolve()), ("batch size", batches, int),
-                             ("modality subset", modalities, subsets.get)):
-        _given_once(what, list(given), key)
+    for what, values, key in (("bundle", bundles, lambda b: Path(b).resolve()), ("batch size", batches, int),
+                              ("modality subset", modalities, parse_subset)):
+        _given_once(what, list(values), key)
+    subsets = {subset_name(s): s for s in map(parse_subset, modalities)}  # one key per subset, so --compare matches
     check_replaceable(out, *REPLACES)  # before any timing, not after it
     min_time = max(min_time, LONG_MIN_TIME_S) if long else min_time
     settings = {"backend": backend, "split": split, "batches": [int(b) for b in batches],
-                "modalities": list(modalities), "min_time_s": min_time, "min_runs": min_runs, "warmup": warmup,
+                "modalities": list(subsets), "min_time_s": min_time, "min_runs": min_runs, "warmup": warmup,
                 "threads": threads, "energy_window_s": energy_window, "idle_settle_s": idle_settle, "long": long,
                 "meter": meter if isinstance(meter, str) else meter.name,
                 "input": "precomputed-text" if precomputed_text else "raw-text"}
@@ -106,14 +105,15 @@ def run_bench(bundles: Sequence[str | os.PathLike], data: str | os.PathLike | Da
 def _check_settings(batches: Sequence[int], energy_window: float, idle_settle: float, min_time: float, min_runs: int,
                     warmup: int) -> None:
     """Bad numbers fail before any timing: an infinite --min-time, --energy-window or --idle-settle would never end,
-    and a NaN one ended at once and went into report.json as NaN, which strict JSON readers refuse."""
-    if any(int(b) < 1 for b in batches) or not batches:
-        raise InputError(f"batch sizes must be >= 1; got {list(batches)}")
-    seconds_ok = 0 < energy_window < math.inf and all(0 <= s < math.inf for s in (min_time, idle_settle))
-    if not seconds_ok or min_runs < 1 or warmup < 0:
-        raise InputError("need finite --energy-window > 0, --min-time >= 0 and --idle-settle >= 0 seconds, "
-                         f"--min-runs >= 1 and --warmup >= 0; got {energy_window}, {min_time}, {idle_settle}, "
-                         f"{min_runs}, {warmup}")
+    and a NaN one ended at once and went into report.json as NaN, which strict JSON readers refuse. Each is named as
+    given (the bench CLI names its flags; `batches` is its --batch)."""
+    if not batches:
+        raise InputError("no batch size given; expected one or more batch sizes >= 1")
+    for b in batches:
+        check_range({"batches": b}, 1, strict=False)
+    check_range({"energy_window": energy_window}, 0, strict=True)
+    check_range({"min_time": min_time, "idle_settle": idle_settle, "warmup": warmup}, 0, strict=False)
+    check_range({"min_runs": min_runs}, 1, strict=False)
 
 
 def _given_once(what: str, given: list, key: Callable[[Any], Any]) -> None:

@@ -269,12 +269,16 @@ def test_without_data_a_token_id_bundle_lacking_its_tokenizer_fails_its_rows(tmp
 def test_bad_arguments_fail_before_timing(tmp_path, tiny_splits):
     with pytest.raises(InputError, match="did you mean 'audio'"):
         run_bench(["x"], modalities=("text+audoi",), out=tmp_path / "r")
-    with pytest.raises(InputError, match="batch sizes"):
-        run_bench(["x"], batches=(0,), out=tmp_path / "r")
-    for bad in ({"min_time": float("inf")}, {"min_time": float("nan")}, {"energy_window": float("nan")},
-                {"idle_settle": float("inf")}, {"idle_settle": -1.0}):
-        with pytest.raises(InputError, match="need finite --energy-window > 0, --min-time >= 0 and --idle-settle >= 0"):
-            run_bench(["x"], out=tmp_path / "r", **{**FAST, **bad})  # inf: never ended; NaN: NaN in report.json
+    for bad, message in (({"batches": (0,)}, "batches = 0; expected >= 1"),
+                         ({"batches": ()}, "no batch size given; expected one or more batch sizes >= 1"),
+                         ({"min_time": float("inf")}, "min_time = inf; expected a finite number >= 0"),
+                         ({"min_time": float("nan")}, "min_time = nan; expected a finite number >= 0"),
+                         ({"energy_window": float("nan")}, "energy_window = nan; expected a finite number > 0"),
+                         ({"idle_settle": float("inf")}, "idle_settle = inf; expected a finite number >= 0"),
+                         ({"idle_settle": -1.0}, "idle_settle = -1.0; expected >= 0"),
+                         ({"min_runs": 0}, "min_runs = 0; expected >= 1"), ({"warmup": -1}, "warmup = -1; expected >= 0")):
+        with pytest.raises(InputError, match=f"^{re.escape(message)}$"):  # Python keywords, one knob: it named the
+            run_bench(["x"], out=tmp_path / "r", **{**FAST, **bad})  # flags and every knob; inf: never ended
     for twice, message in ((dict(bundles=["b1", "./b1"]), "bundle './b1' is given twice (also as 'b1')"),
                            (dict(batches=(1, 4, 1)), "batch size '1' is given twice"),
                            (dict(modalities=("text+audio", "audio+text")), "subset 'audio+text' is given twice")):
@@ -287,6 +291,32 @@ def test_bad_arguments_fail_before_timing(tmp_path, tiny_splits):
         run_bench(_bundles(tmp_path, "student"), data=tiny_splits, out=keep, meter="none",
                   loader=make_loader(tiny_splits.spec), **FAST)
     assert (keep / "notes.txt").read_text() == "mine"
+
+
+def test_bench_cli_names_its_flags_in_range_errors(tmp_path, capsys):
+    """The bench CLI's bad numbers are named by the flags typed (named_as_flags), one knob a line: it said "need finite
+    --energy-window > 0, --min-time >= 0 and --idle-settle >= 0 seconds, ..." with every value, to Python callers too."""
+    for flags, message in ((["--batch", "0"], "--batch 0; expected >= 1"),
+                           (["--energy-window", "0"], "--energy-window 0.0; expected > 0"),
+                           (["--min-time", "inf"], "--min-time inf; expected a finite number >= 0"),
+                           (["--min-runs", "0"], "--min-runs 0; expected >= 1")):
+        assert main(["bench", str(tmp_path / "b"), "--out", str(tmp_path / "r"), *flags]) == 2
+        assert capsys.readouterr().err == f"error: {message}\n"
+
+
+def test_compare_matches_subsets_however_typed(tmp_path, tiny_splits, capsys):
+    """Rows are keyed by the canonical subset: `TEXT` / `audio+text` rows did not match `text` / `text+audio` rows in
+    --compare ("no successful rows with the same ... modalities")."""
+    reports = []
+    for name, subsets in (("a", ("TEXT", "audio+text", "text+audio+video")), ("b", ("text", "text+audio", "ALL"))):
+        (tmp_path / name).mkdir()
+        reports.append(run_bench(_bundles(tmp_path / name, "student"), data=tiny_splits, out=tmp_path / name / "r",
+                                 modalities=subsets, meter="none", loader=make_loader(tiny_splits.spec),
+                                 **FAST) / "report.json")
+    assert load_report(reports[0])["settings"]["modalities"] == ["text", "text+audio", "all"]
+    assert main(["bench", "--compare", *map(str, reports), "--out", str(tmp_path / "cmp")]) == 0
+    rows = json.loads((tmp_path / "cmp" / "compare.json").read_text())["rows"]
+    assert [r["modalities"] for r in rows] == ["text", "text+audio", "all"]
 
 
 def test_modality_subsets_are_read_in_any_case():

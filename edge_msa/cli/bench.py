@@ -75,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
     from edge_msa.benchmarks import run_bench
     from edge_msa.errors import named_as_flags
 
-    with named_as_flags(["threads"]):  # `--threads -1` as typed, `threads = -1` from run_bench in Python
+    knobs = ["threads", "min_time", "min_runs", "warmup", "energy_window", "idle_settle"]
+    with named_as_flags(knobs, spelled={"batches": "--batch"}):  # `--warmup -1` as typed, `warmup = -1` in Python
         out = run_bench(args.bundles, data=args.data, out=args.out or "report", batches=args.batch,
                         modalities=args.modalities, backend=args.backend, split=args.split, min_time=args.min_time,
                         min_runs=args.min_runs, warmup=args.warmup, threads=args.threads,
