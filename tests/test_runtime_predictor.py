@@ -840,9 +840,15 @@ def test_media_longer_than_the_limit_is_refused_before_decoding(av_bundle, tmp_p
         p.thresholds = [2.0, 2.0]  # the gate would skip the audio: refused all the same
         message = one_line_error(lambda: p.predict(text=np.ones((4, 12), np.float32), audio=tmp_path / "long.wav"))
         assert "long.wav lasts 31.0 s; expected at most 10 s" in message
-    for limit in (0, "10", None, True):  # a Python caller: its keyword is named; "10" raised a TypeError
-        message = one_line_error(lambda: load(av_bundle, max_media_seconds=limit))
-        assert f"max_media_seconds (--max-media-s) must be > 0 seconds (inf: no limit); got {limit!r}" in message
+    for limit, expected in ((0, "max_media_seconds = 0; expected > 0 (inf: no limit)"),
+                            (math.nan, "max_media_seconds = nan; expected > 0 (inf: no limit)"),
+                            ("10", "max_media_seconds = '10'; expected a number > 0 (inf: no limit)"),
+                            (None, "max_media_seconds = None; expected a number > 0 (inf: no limit)"),
+                            (True, "max_media_seconds = True; expected a number > 0 (inf: no limit)")):
+        message = one_line_error(lambda: load(av_bundle, max_media_seconds=limit))  # the keyword, not the flag too
+        assert message.endswith(expected)  # "10" raised a TypeError
+    assert main(["predict", str(av_bundle), *text, "--max-media-s", "-1"]) == 2
+    assert capsys.readouterr().err == "error: --max-media-s -1.0; expected > 0 (inf: no limit)\n"  # as typed
 
 
 def test_a_still_image_is_refused_before_the_gate(av_bundle, tmp_path):

@@ -76,13 +76,14 @@ def run(args: argparse.Namespace) -> int:
     import warnings
 
     from ..errors import named_as_flags
+    from ..features import MEDIA_FLAG
     from ..features.featurize import featurize
 
     too_long: set[Path] = set()
     with warnings.catch_warnings(record=True) as caught:  # held back so they do not break up the progress bar
         warnings.simplefilter("always")
         try:
-            with named_as_flags(FEATURIZE_KNOBS):  # `--valid-frac nan` was named `valid_frac=nan`, the keyword
+            with named_as_flags(FEATURIZE_KNOBS, spelled=MEDIA_FLAG):  # `--valid-frac nan` was named `valid_frac=nan`
                 path = featurize(args.clips, args.labels, args.out, text=args.text, label_map=args.label_map,
                                  valid_frac=args.valid_frac, test_frac=args.test_frac, seed=args.seed,
                                  progress=not args.quiet, max_media_seconds=args.max_media_s, too_long=too_long)

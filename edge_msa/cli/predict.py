@@ -54,12 +54,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import InputError, checked_threads, named_as_flags
+    from ..features import MEDIA_FLAG, check_max_media_seconds
     from ..jsonio import dumps
     from ..runtime import load
     from ..runtime.predictor import ItemError
 
-    with named_as_flags(["threads"]):  # flags before inputs: a bad count read as "no input given" first
+    with named_as_flags(["threads"], spelled=MEDIA_FLAG):  # flags before inputs: a bad one read as "no input given"
         threads = checked_threads(args.threads)
+        check_max_media_seconds(args.max_media_s)  # `--max-media-s -1`, as typed
     if args.batch and (args.text or args.audio or args.video or args.features):
         raise InputError("--batch takes all inputs from the CSV; drop --text/--audio/--video/--features")
     if args.text is not None and not args.text.strip():

@@ -12,7 +12,7 @@ from numbers import Real
 from pathlib import Path
 from typing import Any
 
-from ..errors import MEDIA_FIX, InputError, not_found, require
+from ..errors import MEDIA_FIX, InputError, check_range, given, not_found, require
 from ..paths import utf8_path
 from ..spec import suggest
 
@@ -25,6 +25,7 @@ FRONT_ENDS = {
 }
 MAX_MEDIA_SECONDS = 30.0  # default longest audio / video input (REST's Limits, predict, load): a kiosk utterance
 # lasts seconds; an hour-long recording would take minutes and GBs to decode before the front end pools it away
+MEDIA_FLAG = {"max_media_seconds": "--max-media-s"}  # the limit's flag (predict, featurize): named_as_flags' spelled
 UNKNOWN_FRAMES = 2**62  # libsndfile's frame count for a stream of unknown length (SF_COUNT_MAX ~ 9.2e18)
 STILL_IMAGE = ("is a still image (1 frame); expected a video clip of the utterance (the face is read across its "
                "frames); leave the video out to predict without it")
@@ -81,11 +82,11 @@ class MediaTooLong(InputError):
 
 
 def check_max_media_seconds(limit: float) -> None:
-    """A positive number of seconds (inf: no limit); NaN or <= 0 would refuse every media file, or none. The message
-    names the Python keyword and the CLI flag: load() / featurize() take the one, predict / featurize the other."""
-    number = isinstance(limit, Real) and not isinstance(limit, bool)  # "10" raised a TypeError from the comparison
-    if not (number and limit > 0):
-        raise InputError(f"max_media_seconds (--max-media-s) must be > 0 seconds (inf: no limit); got {limit!r}")
+    """A positive number of seconds (inf: no limit); NaN or <= 0 would refuse every media file, or none. Named as
+    given (check_range): the keyword to load() / featurize() callers, --max-media-s from predict and featurize."""
+    if not isinstance(limit, Real) or isinstance(limit, bool):  # "10" raised a TypeError from the comparison
+        raise InputError(f"{given('max_media_seconds', limit)}; expected a number > 0 (inf: no limit)")
+    check_range({"max_media_seconds": limit}, 0, strict=True, no_limit=True)
 
 
 def refuse_long_media(modality: str, path: Path, limit: float) -> None:
