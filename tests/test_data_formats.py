@@ -343,8 +343,11 @@ def test_features_npz_errors(tmp_path):
 # ---- detection and one-line errors ---------------------------------------------------------------
 
 def test_unknown_format_suggests_the_closest(tmp_path):
-    with pytest.raises(InputError, match=r"unknown dataset format 'mosi_u' \(did you mean 'mosi-u'\?\); expected one of "):
+    """fmt= is read through spec.read_word, named as the keyword; in any case, as train's --data-format reads it."""
+    with pytest.raises(InputError, match=r"^fmt = 'mosi_u' is unknown \(did you mean 'mosi-u'\?\); expected one of "):
         load_dataset(dump(tmp_path / "x.pkl", []), fmt="mosi_u")
+    path, _ = features_npz(tmp_path / "f.npz")
+    assert load_dataset(path, fmt="EDGE-MSA-Features", progress=False).info["format"] == "edge-msa-features"
 
 
 def test_missing_and_undetectable_files(tmp_path):

@@ -11,7 +11,7 @@ import numpy as np
 from ..dataset_formats import FORMATS
 from ..errors import InputError, not_found
 from ..features.text import WordPiece
-from ..spec import suggest
+from ..spec import read_word
 from .base import DatasetSplits
 from .cv import cross_validation_fold
 from .lineage import file_sha256
@@ -96,10 +96,8 @@ def load_dataset(path: str | os.PathLike, fmt: str | None = None, seed: int = 0,
     test rows are dropped). `info` records path, format, seed, the fold and the file's sha256 (see `lineage`).
     """
     path = existing_dataset(path)
-    if fmt is None:
-        fmt = detect_format(path)
-    elif fmt not in FORMATS:
-        raise InputError(f"unknown dataset format '{fmt}'{suggest(fmt, list(FORMATS))}")
+    # in any case, as train's --data-format reads it (fmt="MISA" was an unknown dataset format)
+    fmt = detect_format(path) if fmt is None else read_word("fmt", fmt, tuple(FORMATS))
     module, func = FORMATS[fmt].reader.split(":")
     read = getattr(importlib.import_module(f"{__package__}.{module}"), func)
     splits = read(path, seed=seed, progress=progress, text_encoder=text_encoder)
