@@ -810,10 +810,14 @@ def test_serve_cli_bad_options_are_one_line_errors(media_bundle, tmp_path, capsy
     cases = [(["--max-body", "0"], "error: --max-body 0; expected > 0\n"),  # was named max_body_bytes, the keyword
              (["--max-media-s", "-inf"], "error: --max-media-s -inf; expected > 0 (inf: no limit)\n"),
              (["--threads", "-1"], "error: --threads -1; expected a thread count >= 1"),
-             (["--max-batch", "0"], "max_batch >= 1"),
+             (["--max-batch", "0"], "error: --max-batch 0; expected >= 1\n"),  # named max_batch, the keyword
+             (["--max-queue", "8", "--max-items", "8"], "error: --max-queue 8; expected >= --max-batch (16)\n"),
              (["--max-items", "300"], "exceeds --max-queue"), (["--feedback", str(not_a_log)], "not a SQLite database"),
-             (["--port", "70000"], "expected a port"), (["--max-wait-ms", "inf"], "finite max_wait_ms >= 0"),
-             (["--max-wait-ms", "nan"], "finite max_wait_ms"), (["--drain-s", "-1"], "--drain-s -1.0; expected >= 0\n"),
+             (["--port", "70000"], "error: --port 70000; expected 0 <= port <= 65535 (0: any free port)\n"),
+             (["--remember", "0"], "error: --remember 0; expected >= 1\n"),  # it named --port and --remember at once
+             (["--max-wait-ms", "inf"], "error: --max-wait-ms inf; expected a finite number >= 0\n"),
+             (["--max-wait-ms", "nan"], "error: --max-wait-ms nan; expected a finite number >= 0\n"),
+             (["--drain-s", "-1"], "--drain-s -1.0; expected >= 0\n"),
              (["--feedback", str(tmp_path)], "cannot open the feedback log"),
              (["--feedback", str(not_a_log / "x.sqlite")], "cannot open the feedback log")]
     for flags, words in cases:
@@ -822,6 +826,17 @@ def test_serve_cli_bad_options_are_one_line_errors(media_bundle, tmp_path, capsy
         assert err.startswith("error: ") and words in err and err.count("\n") == 1, err
     assert not_a_log.read_text() == "my notes"
     assert main(["serve", str(tmp_path / "nope")]) == 2 and "not a directory" in capsys.readouterr().err
+
+
+def test_batcher_settings_are_named_as_given():
+    """From Python the keywords, one knob a line: "batching needs max_batch >= 1, max_queue >= max_batch, finite
+    max_wait_ms >= 0; got ..." named every knob, and the keywords on serve's command line (its flags: the CLI test)."""
+    for bad, says in (({"max_batch": 0}, "max_batch = 0; expected >= 1"),
+                      ({"max_wait_ms": math.nan}, "max_wait_ms = nan; expected a finite number >= 0"),
+                      ({"max_wait_ms": -1}, "max_wait_ms = -1; expected >= 0"),
+                      ({"max_queue": 2}, "max_queue = 2; expected >= max_batch (4)")):
+        with pytest.raises(InputError, match=f"^{re.escape(says)}$"):
+            MicroBatcher(lambda items: items, **{"max_batch": 4, "max_wait_ms": 0, "max_queue": 8, **bad})
 
 
 def test_service_limits_are_named_as_given_and_inf_lifts_the_media_one():

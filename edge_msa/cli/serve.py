@@ -73,7 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import signal
 
-    from ..errors import InputError, check_range, checked_threads, named_as_flags, require
+    from ..errors import InputError, check_range, checked_threads, given, named_as_flags, require
     from ..serve import SERVE_FIX
 
     for module in ("fastapi", "uvicorn", "prometheus_client", "python_multipart"):
@@ -83,15 +83,16 @@ def run(args: argparse.Namespace) -> int:
     from ..serve.app import Service, create_app
     from ..serve.config import Limits, ServeConfig
 
-    if not 0 <= args.port <= 65535 or args.remember < 1:
-        raise InputError(f"--port {args.port} / --remember {args.remember}; expected a port in 0..65535 and "
-                         "--remember >= 1")
-    with named_as_flags(["drain_s", "threads"], spelled={name: flag for name, (flag, _) in LIMIT_FLAGS.items()}):
+    knobs = ["port", "remember", "drain_s", "threads", "max_batch", "max_wait_ms", "max_queue"]
+    with named_as_flags(knobs, spelled={name: flag for name, (flag, _) in LIMIT_FLAGS.items()}):
+        if not 0 <= args.port <= 65535:  # two-sided, so not check_range; 0: any free port (address() says which)
+            raise InputError(f"{given('port', args.port)}; expected 0 <= port <= 65535 (0: any free port)")
+        check_range({"remember": args.remember}, 1, strict=False)
         check_range({"drain_s": args.drain_s}, 0, strict=False)
         limits = Limits(**{name: getattr(args, name) for name in LIMIT_FLAGS})
         threads = checked_threads(args.threads)
-    service = Service(ServeConfig(args.bundle, threads, args.max_batch, args.max_wait_ms,
-                                  args.max_queue, args.feedback, args.remember, limits))
+        service = Service(ServeConfig(args.bundle, threads, args.max_batch, args.max_wait_ms,  # MicroBatcher checks
+                                      args.max_queue, args.feedback, args.remember, limits))
     service.warm_up()
     try:
         sock = listen(args.host, args.port)
