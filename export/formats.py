@@ -5,7 +5,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from edge_msa.errors import InputError, check_range
+from edge_msa.errors import InputError, check_range, given, is_whole
 from edge_msa.spec import suggest
 
 from edge_msa.runtime.tensorrt_backend import TRT_FIX
@@ -62,8 +62,8 @@ def get_format(name: str) -> Format:
     key = str(name).lower()
     if key in FORMATS:
         return FORMATS[key]
-    hint = f"; did you mean '{ALIASES[key]}'?" if key in ALIASES else suggest(key, list(FORMATS))
-    raise InputError(f"unknown format '{name}'{hint}")
+    # an alias is its format's exact match, so suggest names it, then the formats expected, in its one wording
+    raise InputError(f"unknown format '{name}'{suggest(ALIASES.get(key, key), list(FORMATS))}")
 
 
 def resolve_options(fmt: Format, options: dict[str, Any]) -> dict[str, Any]:
@@ -78,15 +78,15 @@ def resolve_options(fmt: Format, options: dict[str, Any]) -> dict[str, Any]:
             raise InputError(f"unknown export option '{key}'{suggest(key, every)}")
     resolved = {k: DEFAULTS[k] for k in sorted(fmt.options)}  # sorted: manifests reproducible byte for byte
     resolved.update(options)
-    if not MIN_OPSET <= int(resolved["opset"]) <= 20:
-        raise InputError(f"opset {resolved['opset']} is out of range; expected {MIN_OPSET}..20 (every model's "
+    if not MIN_OPSET <= int(resolved["opset"]) <= 20:  # two-sided, so not check_range; named as given all the same
+        raise InputError(f"{given('opset', resolved['opset'])}; expected {MIN_OPSET} <= opset <= 20 (every model's "
                          f"attention needs {MIN_OPSET}; 17 suits TensorRT 8.6+, 16 TensorRT 8.5)")
     check_range({"atol": resolved["atol"]}, 0, strict=True)
     check_range({"max_batch": resolved["max_batch"]}, 1, strict=False)
     # a negative or NaN limit would fail every judged export; inf: no limit (README: `--max-drop inf`)
     check_range({"max_drop": resolved.get("max_drop", 0)}, 0, strict=False, no_limit=True)
-    if not isinstance(resolved.get("workspace_mb", 1), int) or resolved.get("workspace_mb", 1) < 1:
-        raise InputError(f"workspace_mb must be a whole number of MiB >= 1; got {resolved['workspace_mb']!r} "
+    if not is_whole(resolved.get("workspace_mb", 1)) or resolved.get("workspace_mb", 1) < 1:  # True was 1 MiB
+        raise InputError(f"{given('workspace_mb', resolved['workspace_mb'])}; expected a whole number of MiB >= 1 "
                          "(TensorRT's builder would refuse it only after every ONNX graph was exported)")
     if resolved.get("trt_precision", "fp16") not in TRT_PRECISIONS:
         raise InputError(f"trt_precision '{resolved['trt_precision']}' is not an engine precision"

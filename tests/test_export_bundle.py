@@ -189,7 +189,21 @@ def test_failed_graph_export_is_one_line_without_the_ir_dump(student, tmp_path, 
 def test_an_opset_no_model_exports_at_fails_before_any_work(tmp_path, opset):
     """Every model's attention needs opset 14: 11..13 were accepted and failed only after loading the checkpoint."""
     message = one_line_error(lambda: export(tmp_path / "absent.pt", out=tmp_path / "b", opset=opset, log=None))
-    assert f"opset {opset} is out of range; expected 14..20" in message and list(tmp_path.iterdir()) == []
+    assert message.startswith(f"opset = {opset}; expected 14 <= opset <= 20 (every model's attention needs 14")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_opset_and_workspace_are_named_as_given_on_the_cli(tmp_path, capsys):
+    """`opset 21 is out of range` / `workspace_mb must be ...; got 0` named neither the flag typed nor the keyword."""
+    from edge_msa.cli import main
+
+    for flags, says in ((["--opset", "21"], "--opset 21; expected 14 <= opset <= 20"),
+                        (["--format", "engine", "--workspace-mb", "0"], "--workspace-mb 0; expected a whole number "
+                         "of MiB >= 1")):
+        assert main(["export", str(tmp_path / "absent.pt"), "--out", str(tmp_path / "b"), "--quiet", *flags]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {says}") and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
 
 
 
@@ -338,14 +352,15 @@ def test_format_names_in_any_case_and_other_tools_names_suggested():
     """`--format ONNX` (Ultralytics lower-cases format=) was 'unknown' with no suggestion; so were TensorRT's names."""
     assert get_format("ONNX-INT8") is FORMATS["onnx-int8"] and get_format("Engine") is FORMATS["engine"]
     for name in ("tensorrt", "TRT"):
-        assert one_line_error(lambda: get_format(name)) == f"unknown format '{name}'; did you mean 'engine'?"
+        assert one_line_error(lambda: get_format(name)) == (f"unknown format '{name}' (did you mean 'engine'?); "
+                                                            f"expected one of {', '.join(FORMATS)}")  # spec.suggest's
 
 
-@pytest.mark.parametrize("bad", [0, -1, 1.5])
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True])
 def test_workspace_below_one_mib_refused_before_any_work(bad):
     """workspace_mb <= 0 reached TensorRT's set_memory_pool_limit only after every graph was exported."""
     message = one_line_error(lambda: resolve_options(FORMATS["engine"], {"workspace_mb": bad}))
-    assert message.startswith(f"workspace_mb must be a whole number of MiB >= 1; got {bad!r}")
+    assert message.startswith(f"workspace_mb = {bad}; expected a whole number of MiB >= 1 (TensorRT's builder")
 
 
 @pytest.mark.parametrize("options, says", [({"atol": 0.0}, "atol = 0.0; expected > 0"),

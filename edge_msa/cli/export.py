@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
                if v is not None}
     if args.keep_names:
         options["short_names"] = False
-    with named_as_flags(list(options)):  # `--atol 0` as typed, `atol = 0` from export() in Python
+    with named_as_flags([*options, "opset"]):  # `--atol 0` as typed, `atol = 0` from export() in Python
         export(args.checkpoint, format=args.fmt, out=args.out, data=args.data, single_graph=args.single_graph,
                opset=args.opset, log=None if args.quiet else print, **options)
     return 0
