@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_msa.errors import ArtifactError, InputError, MissingDependencyError, require
+from edge_msa.errors import ArtifactError, InputError, MissingDependencyError, given, require
 from edge_msa.runtime.tensorrt_backend import cuda_call, cuda_runtime, to_engine_dtype
 
 from .formats import TRT_FIX
@@ -90,7 +90,7 @@ def preflight(opset: int) -> None:
                                                              if version >= (11, 0) else ""))
     if version < (8, 6) and opset >= LAYERNORM_OPSET:
         raise InputError(f"TensorRT {trt.__version__}'s ONNX parser has no LayerNormalization, which opset {opset} "
-                         f"graphs use; expected --opset {LAYERNORM_OPSET - 1} (or TensorRT >= 8.6)")
+                         f"graphs use; expected {given('opset', LAYERNORM_OPSET - 1)} (or TensorRT >= 8.6)")
     cuda_runtime()
 
 

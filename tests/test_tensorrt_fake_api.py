@@ -755,14 +755,18 @@ def test_op_check_says_what_tensorrt_8_5_cannot_parse(onnx_bundle, capsys):
     assert f"tensorrt   ops ok True on TensorRT 8.6-10; {note} for JetPack 5\n" in capsys.readouterr().out
 
 
-def test_tensorrt_8_5_needs_opset_16_and_builds_with_it(student, onnx_bundle, tmp_path):
+def test_tensorrt_8_5_needs_opset_16_and_builds_with_it(student, onnx_bundle, tmp_path, capsys):
     """TensorRT 8.5 (JetPack 5) has no LayerNormalization importer: at the default opset 17 every graph failed to
     parse, after the whole ONNX export; opset 16 writes LayerNorm as primitive ops, which it parses."""
+    from edge_msa.cli import main
+
     with fake_tensorrt("8.5.2") as api:
         message = one_line_error(lambda: export(student[0], format="engine", out=tmp_path / "b17", log=None))
         assert message == ("TensorRT 8.5.2's ONNX parser has no LayerNormalization, which opset 17 graphs use; "
-                           "expected --opset 16 (or TensorRT >= 8.6)")
+                           "expected opset = 16 (or TensorRT >= 8.6)")  # the keyword typed (`--opset 16`: the CLI)
         assert api.builds == [] and list(tmp_path.iterdir()) == []
+        assert main(["export", str(student[0]), "--format", "engine", "--out", str(tmp_path / "b17"), "--quiet"]) == 2
+        assert capsys.readouterr().err.endswith("which opset 17 graphs use; expected --opset 16 (or TensorRT >= 8.6)\n")
         bundle = export(student[0], format="engine", opset=16, out=tmp_path / "b16", log=None)
         assert read_manifest(bundle).versions["opset"] == "16" and len(api.builds) == len(PARTS)
         with load(bundle) as engine, load(onnx_bundle) as reference:
