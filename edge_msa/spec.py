@@ -61,7 +61,7 @@ def read_word(name: str, value: object, words: tuple[str, ...]) -> str:
     cli.one_of is for the command line's word flags, so `text_encoder='FROZEN'` reads as the CLI's `FROZEN` does."""
     if isinstance(value, str) and value.lower() in words:
         return value.lower()
-    raise InputError(f"{given(name, value)} is unknown{suggest(str(value), words)}")
+    raise InputError(f"{given(name, value)} is unknown{suggest(str(value).lower(), words)}")
 
 
 @dataclass(frozen=True)

@@ -249,7 +249,11 @@ def test_a_training_setting_is_named_as_the_flag_on_the_command_line_and_the_key
                          ({"text_encoder": "FROZEN", "text_model": "x"}, "text_model = 'x' is an encoder to "
                           "fine-tune, but the text encoder is frozen (frozen MiniLM features); expected one of "
                           "text_model and text_encoder = 'frozen'"),
-                         ({"text_encoder": "frozn"}, "text_encoder = 'frozn' is unknown (did you mean 'frozen'?); expected one of finetune, frozen")):
+                         ({"text_encoder": "frozn"}, "text_encoder = 'frozn' is unknown (did you mean 'frozen'?); "
+                          "expected one of finetune, frozen"),
+                         # the closest word is looked for in lower case, as the CLI's one_of does
+                         ({"text_encoder": "FROZN"}, "text_encoder = 'FROZN' is unknown (did you mean 'frozen'?); "
+                          "expected one of finetune, frozen")):
         with pytest.raises(InputError) as exc:
             train_teacher(data="never-read.npz", out=tmp_path / "t.pt", **kwargs)
         assert str(exc.value) == says
