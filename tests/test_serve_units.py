@@ -812,7 +812,9 @@ def test_serve_cli_bad_options_are_one_line_errors(media_bundle, tmp_path, capsy
              (["--threads", "-1"], "error: --threads -1; expected a thread count >= 1"),
              (["--max-batch", "0"], "error: --max-batch 0; expected >= 1\n"),  # named max_batch, the keyword
              (["--max-queue", "8", "--max-items", "8"], "error: --max-queue 8; expected >= --max-batch (16)\n"),
-             (["--max-items", "300"], "exceeds --max-queue"), (["--feedback", str(not_a_log)], "not a SQLite database"),
+             (["--max-items", "300"],
+              "error: --max-items 300; expected <= --max-queue (256): a batch request must fit in the queue\n"),
+             (["--feedback", str(not_a_log)], "not a SQLite database"),
              (["--port", "70000"], "error: --port 70000; expected 0 <= port <= 65535 (0: any free port)\n"),
              (["--remember", "0"], "error: --remember 0; expected >= 1\n"),  # it named --port and --remember at once
              (["--max-wait-ms", "inf"], "error: --max-wait-ms inf; expected a finite number >= 0\n"),
@@ -837,6 +839,19 @@ def test_batcher_settings_are_named_as_given():
                       ({"max_queue": 2}, "max_queue = 2; expected >= max_batch (4)")):
         with pytest.raises(InputError, match=f"^{re.escape(says)}$"):
             MicroBatcher(lambda items: items, **{"max_batch": 4, "max_wait_ms": 0, "max_queue": 8, **bad})
+
+
+def test_max_items_over_max_queue_is_named_as_given_from_python(media_bundle):
+    """A Service built in Python was told `--max-items 9 exceeds --max-queue 8`, flags it never typed; the keywords
+    now (serve's flags on its command line: test_serve_cli_bad_options_are_one_line_errors)."""
+    pytest.importorskip("fastapi", reason='the serve extra is not installed (pip install "edge-msa[serve]")')
+    from edge_msa.serve.app import Service
+    from edge_msa.serve.config import ServeConfig
+
+    config = ServeConfig(bundle=str(media_bundle), max_batch=4, max_queue=8, limits=Limits(max_items=9))
+    says = "max_items = 9; expected <= max_queue (8): a batch request must fit in the queue"
+    with pytest.raises(InputError, match=f"^{re.escape(says)}$"):
+        Service(config)
 
 
 def test_service_limits_are_named_as_given_and_inf_lifts_the_media_one():

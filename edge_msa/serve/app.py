@@ -28,7 +28,7 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect
 
-from ..errors import EdgeMSAError, InputError
+from ..errors import EdgeMSAError, InputError, given, option_name
 from ..jsonio import dumps
 from ..labels import SCORE_LIMIT
 from ..runtime.manifest import Manifest
@@ -61,9 +61,9 @@ class Service:
         self.config = config
         self.manifest = read_manifest(config.bundle)
         self.spec = self.manifest.feature_spec
-        if config.limits.max_items > config.max_queue:
-            raise InputError(f"--max-items {config.limits.max_items} exceeds --max-queue {config.max_queue}; "
-                             "a batch request must fit in the queue")
+        if config.limits.max_items > config.max_queue:  # named as given: serve's flags, or the keywords in Python
+            raise InputError(f"{given('max_items', config.limits.max_items)}; expected <= "
+                             f"{option_name('max_queue')} ({config.max_queue}): a batch request must fit in the queue")
         self.log = FeedbackLog(config.feedback) if config.feedback else None
         # parse_item measured every upload against limits.max_media_seconds before it joined a batch: no second limit
         # (the predictor still opens each file's header before its gate, a few ms for a video)
