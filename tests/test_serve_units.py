@@ -582,6 +582,36 @@ def test_info_and_healthz_show_no_path_of_the_exporting_or_serving_machine(media
     assert service.info()["bundle"] == media_bundle.name and m.export_options["data"] == data  # the manifest is kept
 
 
+def test_a_body_is_held_once_while_read():
+    """read_body kept a body's chunks and joined them at the end, so each large request briefly held its bytes
+    twice (16 MiB at the default --max-body); it grows one buffer now: the peak is the body, not two."""
+    pytest.importorskip("fastapi", reason='the serve extra is not installed (pip install "edge-msa[serve]")')
+    import asyncio
+    import tracemalloc
+
+    from starlette.requests import Request
+
+    from edge_msa.serve.app import read_body
+
+    limit, chunk = 2**21, 2**16
+
+    async def read() -> int:
+        chunks = iter(range(limit // chunk))
+
+        async def receive():
+            more = next(chunks, None) is not None
+            return {"type": "http.request", "body": b"x" * chunk if more else b"", "more_body": more}
+        return len(await read_body(Request({"type": "http", "headers": []}, receive), limit))
+
+    tracemalloc.start()
+    try:
+        assert asyncio.run(read()) == limit
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1.5 * limit, f"peak {peak / 2**20:.1f} MiB for a {limit / 2**20:.0f} MiB body"
+
+
 def test_large_json_bodies_are_parsed_one_at_a_time_so_memory_is_one_parse_not_one_per_request(media_bundle):
     """JSON numbers take ~10x their text as Python objects, and --max-steps can refuse them only once parsed: each
     large body was parsed on the event loop and its objects held while its arrays were checked in a thread, so N

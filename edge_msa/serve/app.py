@@ -189,18 +189,19 @@ class Scratch:
             shutil.rmtree(self._path, ignore_errors=True)
 
 
-async def read_body(request, limit: int) -> bytes:
+async def read_body(request, limit: int) -> bytearray:
     """The request body, or 413 if it exceeds `limit` bytes. An oversized body is still read (and dropped)
     up to DRAIN_FACTOR x limit, because closing on a client that is still sending resets its connection
     before it can read the 413; beyond that the connection is given up. A client that hangs up mid-body (a phone
     leaving coverage) is answered CLIENT_CLOSED, not a 500 and a traceback in the log: /metrics tells it apart
-    from a bug."""
-    chunks, size = [], 0
+    from a bug. The body grows in place: its chunks joined at the end held each body twice (16 MiB at the default
+    --max-body); json.loads and the multipart parser take a bytearray as they take bytes."""
+    body, size = bytearray(), 0
     try:
         async for chunk in request.stream():
             size += len(chunk)
             if size <= limit:
-                chunks.append(chunk)
+                body += chunk
             elif size > DRAIN_FACTOR * limit:
                 break
     except ClientDisconnect:
@@ -213,14 +214,14 @@ async def read_body(request, limit: int) -> bytes:
     encoding = request.headers.get("content-encoding", "").strip().lower()
     if encoding not in ("", "identity"):  # a gzipped body was answered "malformed JSON ('utf-8' codec can't ...)"
         raise RequestError(415, f"content encoding '{encoding[:40]}' is not supported; expected an uncompressed body")
-    return b"".join(chunks)
+    return body
 
 
 def content_type(request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-def parse_json(body: bytes) -> Any:
+def parse_json(body: bytes | bytearray) -> Any:
     try:
         return json.loads(body)
     except UnicodeDecodeError as exc:
@@ -252,7 +253,7 @@ class StrictTextForm(MultiPartParser):
         super().on_part_end()
 
 
-async def multipart_item(request, body: bytes, limits: Limits) -> dict[str, Any]:
+async def multipart_item(request, body: bytes | bytearray, limits: Limits) -> dict[str, Any]:
     """A multipart form: a `text` field and `audio` / `video` files -> the JSON-style input (media as bytes). A file
     part without a name or a byte is a form's file input left empty (browsers send it so): not given, as JSON null."""
     async def replay():
