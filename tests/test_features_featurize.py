@@ -220,6 +220,22 @@ def test_transcript_csv_beside_labels_and_ids_with_extensions(tmp_path):
     assert (z["audio_len"] > 0).all()
 
 
+def test_side_tables_match_ids_as_the_labels_csv_does(tmp_path):
+    """transcript.csv / speaker.csv ids had to equal the labels CSV's exactly: 'u0.wav' there and 'u0' in the labels
+    CSV lost the transcript (a warning) and the speaker (splits by utterance, without a word)."""
+    clips, labels = make_clips(tmp_path, 12)
+    (tmp_path / "transcript.csv").write_text("id,transcript\n" + "".join(f"u{i}.wav,t{i}\n" for i in range(12)))
+    (tmp_path / "speaker.csv").write_text("id,speaker\n" + "".join(f"u{i}.WAV,s{i % 4}\n" for i in range(12)))
+    z = load(featurize(clips, labels, tmp_path / "t.npz", progress=False))
+    assert z["transcript"].tolist() == [f"t{i}" for i in range(12)]
+    per_split = {s: {f"s{int(i[1:]) % 4}" for i in z["id"][z["split"] == s]} for s in ("train", "valid", "test")}
+    assert sum(map(len, per_split.values())) == 4  # no speaker in two splits
+    (tmp_path / "transcript.csv").write_text("id,transcript\nu0,a\nu0.wav,b\n")
+    with pytest.raises(InputError, match=r"transcript.csv: ids 'u0' and 'u0.wav' name one utterance; expected one "
+                                         r"row per utterance$"):
+        featurize(clips, labels, tmp_path / "t.npz", progress=False)
+
+
 def test_unreadable_media_becomes_a_missing_modality(tmp_path):
     clips, labels = make_clips(tmp_path, 4)
     (clips / "sub" / "u1.wav").write_bytes(b"not audio")

@@ -20,6 +20,9 @@ none of whose files a front end can read is missing, with a warning; so is the t
 transcript. An utterance left with no modality at all (no transcript, no readable file) is dropped, with a warning;
 none left is an InputError, and nothing is written.
 
+The ids of the side tables beside the labels CSV (transcript.csv, speaker.csv) match its ids by the same rule
+(id_parts: a media extension is ignored, folders must agree).
+
 Splits are by speaker (a `speaker` column, or a speaker.csv beside the labels CSV) when there are at
 least 3 speakers, so no speaker is in two splits; otherwise by utterance (with a warning when speakers
 were given). Seeded and deterministic (edge_msa.splits.split_three_by_group).
@@ -420,13 +423,20 @@ def files_of(utt: str, stems: Mapping[str, dict[str, list[Path]]], clips_dir: Pa
     folders ('spk1/001', '/' or '\\'), whose folder under clips_dir ends in them. Datasets split by speaker or session
     reuse file names in each folder (a/001.wav, b/001.wav); an id 'a/001.wav' was matched by its stem alone, so it
     took b/001.wav when a/001.wav was missing, and an id 'a/001' matched no file at all."""
-    *folders, name = PurePosixPath(utt.replace("\\", "/")).parts or ("",)
-    kinds = stems.get(stem_of(name), {})
+    *folders, stem = id_parts(utt)
+    kinds = stems.get(stem, {})
     if not folders:
         return kinds
     inside = {k: [p for p in paths if p.relative_to(clips_dir).parent.parts[-len(folders):] == tuple(folders)]
               for k, paths in kinds.items()}
     return {k: paths for k, paths in inside.items() if paths}
+
+
+def id_parts(utt: str) -> tuple[str, ...]:
+    """An id as (*folders, media file stem): 'a/u0.wav' -> ('a', 'u0'). The one rule by which an id names its files
+    (files_of) and by which the side tables' ids match the labels CSV's (side_table)."""
+    *folders, name = PurePosixPath(utt.replace("\\", "/")).parts or ("",)
+    return (*folders, stem_of(name))
 
 
 def stem_of(utt: str) -> str:
@@ -455,12 +465,21 @@ def parse_label(utt: str, value: str, mapping: Mapping[str, float] | None) -> fl
     return score
 
 
-def side_table(labels_csv: Path, name: str, columns: tuple[str, ...]) -> tuple[dict[str, dict[str, str]], str | None]:
-    """(`name` CSV beside the labels CSV as {id: row}, its value column) or ({}, None) when absent."""
+def side_table(labels_csv: Path, name: str, columns: tuple[str, ...]
+               ) -> tuple[dict[tuple[str, ...], dict[str, str]], str | None]:
+    """(`name` CSV beside the labels CSV as {id_parts(id): row}, its value column) or ({}, None) when absent. Its ids
+    match the labels CSV's by the rule that matches files (id_parts): 'u0.wav' there and 'u0' in the labels CSV lost
+    the transcript (or the speaker, and the splits were by utterance) without a word."""
     path = labels_csv.parent / name
     if not path.is_file():
         return {}, None
-    table = read_table(path)
+    table: dict[tuple[str, ...], dict[str, str]] = {}
+    named: dict[tuple[str, ...], str] = {}
+    for utt, row in read_table(path).items():
+        first = named.setdefault(id_parts(utt), utt)
+        if first != utt:
+            raise InputError(f"{path}: ids '{first}' and '{utt}' name one utterance; expected one row per utterance")
+        table[id_parts(utt)] = row
     header = next(iter(table.values()), {})
     column = next((c for c in columns if c in header), None)
     return (table, column) if column else ({}, None)
@@ -478,7 +497,7 @@ def find_transcripts(ids: list[str], rows: dict[str, dict[str, str]], labels_csv
     found = []
     for i in ids:
         value = rows[i].get(column, "") if column else ""
-        found.append(value or table.get(i, {}).get(side_col or "", ""))
+        found.append(value or table.get(id_parts(i), {}).get(side_col or "", ""))
     missing = [i for i, t in zip(ids, found) if not t]
     if missing:
         warn(f"no transcript for {len(missing)} of {plural(len(ids), 'utterance')} (e.g. '{missing[0]}'): "
@@ -503,7 +522,7 @@ def assign_splits(ids: list[str], rows: dict[str, dict[str, str]], labels_csv: P
     column = next((c for c in SPEAKER_COLUMNS if c in next(iter(rows.values()))), None)
     table, side_col = side_table(labels_csv, "speaker.csv", SPEAKER_COLUMNS)
     speakers = [rows[i].get(column, "") if column else "" for i in ids]
-    speakers = [s or table.get(i, {}).get(side_col or "", "") for s, i in zip(speakers, ids)]
+    speakers = [s or table.get(id_parts(i), {}).get(side_col or "", "") for s, i in zip(speakers, ids)]
     groups = np.array(ids)
     if all(speakers):
         if len(set(speakers)) >= MIN_SPEAKERS:
