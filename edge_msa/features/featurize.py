@@ -281,7 +281,7 @@ def read_table(path: Path, required: tuple[str, ...] = ()) -> dict[str, dict[str
         raise InputError(f"CSV file {path} is a folder; expected {expected}")
     if not path.is_file():
         raise not_found("CSV file", path, expected)
-    header, records = csv_records(path)
+    header, records = csv_records(path, ID_COLUMNS + required)
     twice = sorted({h for h in header if h and header.count(h) > 1})
     if twice:  # the rows kept the last column's value without a word
         raise InputError(f"{path} has the column '{twice[0]}' twice (column names ignore case); expected each column "
@@ -302,11 +302,13 @@ def read_table(path: Path, required: tuple[str, ...] = ()) -> dict[str, dict[str
     return table
 
 
-def csv_records(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+def csv_records(path: Path, required: tuple[str, ...] = ()) -> tuple[list[str], list[dict[str, str]]]:
     """The header (names stripped, lower-cased) and the rows ({name: stripped value}) of a UTF-8 CSV (a byte-order mark
     and CRLF line ends are fine). An unquoted comma in a value (a transcript) made a row one field longer, and the text
     after it was dropped without a word, or read as the next column: a row with more values than the header is an
-    error. An unclosed quote took the rest of the file into one value, so its rows vanished: strict parsing says so."""
+    error. A row too short to hold a `required` column is one too (its label read "label of 'u1' is empty"), while
+    one that leaves out only other columns at its end reads them as empty (spreadsheets drop trailing empty cells).
+    An unclosed quote took the rest of the file into one value, so its rows vanished: strict parsing says so."""
     line = 0  # the last line read
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
@@ -317,6 +319,7 @@ def csv_records(path: Path) -> tuple[list[str], list[dict[str, str]]]:
                 if any((v or "").strip() for v in r.get(None, [])):  # values past the header's last column
                     raise InputError(f"{path} line {reader.line_num}: {len(header) + len(r[None])} values; expected "
                                      f"{len(header)} ({','.join(header)}): put a value that holds a comma in quotes")
+                refuse_short_row(path, reader.line_num, header, r, required)
                 records.append({k.strip().lower(): (v or "").strip() for k, v in r.items() if k})
                 line = reader.line_num
     except UnicodeDecodeError as exc:
@@ -325,6 +328,16 @@ def csv_records(path: Path) -> tuple[list[str], list[dict[str, str]]]:
         raise InputError(f"cannot read CSV {path} from line {line + 1}: {exc}; expected comma-separated values, each "
                          "quote closed (\"a, b\")") from None
     return header, records
+
+
+def refuse_short_row(path: Path, line: int, header: list[str], row: Mapping[str | None, str | None],
+                     required: tuple[str, ...]) -> None:
+    """InputError naming the CSV line when `row` has no value at all (csv fills None) for a `required` column."""
+    given_values = [k for k, v in row.items() if k is not None and v is not None]
+    lacking = [h for h, k in zip(header, row) if k is not None and row[k] is None and h in required]
+    if lacking:
+        raise InputError(f"{path} line {line}: {plural(len(given_values), 'value')}; expected {len(header)} "
+                         f"({','.join(header)}): the row ends before its '{lacking[0]}' value")
 
 
 def index_media(clips_dir: Path) -> dict[str, dict[str, list[Path]]]:
