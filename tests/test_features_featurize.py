@@ -173,6 +173,10 @@ def test_labels_csv_from_a_spreadsheet_reads_as_written(tmp_path):
     z = load(featurize(clips, labels, tmp_path / "x.npz", progress=False))
     assert z["id"].tolist() == ["u0", "u1", "u2"] and z["label"].tolist() == [1, 0, -1]
     assert z["transcript"].tolist() == ["hi, there", 'say "no"', "two\r\nlines"]
+    labels.write_text("id,label,text\nu0,1,a\nu1,0\nu2,-1,c\n")  # a trailing empty cell left out
+    with pytest.warns(UserWarning, match="no transcript for 1 of 3"):
+        z = load(featurize(clips, labels, tmp_path / "x.npz", progress=False))
+    assert z["transcript"].tolist() == ["a", "", "c"]
 
 
 @pytest.mark.parametrize("rows, message", [
@@ -181,11 +185,13 @@ def test_labels_csv_from_a_spreadsheet_reads_as_written(tmp_path):
     ('u0,1,"hi\nu1,0,a\n', r"cannot read CSV .*labels.csv from line 2: unexpected end of data; expected comma-"
                            r"separated values, each quote closed"),  # u1 and u2 vanished into u0's transcript
     ('u0,1,"hi"x\nu1,0,a\n', r"cannot read CSV .*labels.csv from line 2: ',' expected after '\"'"),
+    ('u0,1,"hi"\nu1\n', r"labels.csv line 3: 1 value; expected 3 \(id,label,text\): the row ends before its 'label' "
+                        r"value$"),  # read "label of 'u1' is empty"
     ("u0,1,a\nu1,0,b\nu1,1,c\n", r"labels.csv: id 'u1' appears twice; expected one row per utterance$"),
     ("u0,1,a\nu1,0,b\nu1.wav,1,c\n", r"ids 'u1' and 'u1.wav' both match sub/u1.wav under .*clips; expected one "
                                     r"row per clip"),  # one clip, two labels, in two splits
     ("u0,1,a\nu1,3.5,b\n", r"labels.csv: 1 of 3 labels lie outside \[-3, 3\] \(first: 3.5 of 'u1'\)"),
-], ids=["unquoted-comma", "unclosed-quote", "text-after-quote", "duplicate-id", "one-file-two-ids",
+], ids=["unquoted-comma", "unclosed-quote", "text-after-quote", "short-row", "duplicate-id", "one-file-two-ids",
         "label-out-of-range"])
 def test_a_malformed_labels_csv_is_one_line_and_nothing_is_written(tmp_path, capsys, rows, message):
     clips, labels = make_clips(tmp_path, 3)
@@ -218,6 +224,22 @@ def test_transcript_csv_beside_labels_and_ids_with_extensions(tmp_path):
     z = load(featurize(clips, labels, tmp_path / "t.npz", progress=False))
     assert z["transcript"].tolist() == ["a", "b", "c"] and z["id"].tolist() == ["u0.wav", "u1.WAV", "u2"]
     assert (z["audio_len"] > 0).all()
+
+
+def test_side_tables_match_ids_as_the_labels_csv_does(tmp_path):
+    """transcript.csv / speaker.csv ids had to equal the labels CSV's exactly: 'u0.wav' there and 'u0' in the labels
+    CSV lost the transcript (a warning) and the speaker (splits by utterance, without a word)."""
+    clips, labels = make_clips(tmp_path, 12)
+    (tmp_path / "transcript.csv").write_text("id,transcript\n" + "".join(f"u{i}.wav,t{i}\n" for i in range(12)))
+    (tmp_path / "speaker.csv").write_text("id,speaker\n" + "".join(f"u{i}.WAV,s{i % 4}\n" for i in range(12)))
+    z = load(featurize(clips, labels, tmp_path / "t.npz", progress=False))
+    assert z["transcript"].tolist() == [f"t{i}" for i in range(12)]
+    per_split = {s: {f"s{int(i[1:]) % 4}" for i in z["id"][z["split"] == s]} for s in ("train", "valid", "test")}
+    assert sum(map(len, per_split.values())) == 4  # no speaker in two splits
+    (tmp_path / "transcript.csv").write_text("id,transcript\nu0,a\nu0.wav,b\n")
+    with pytest.raises(InputError, match=r"transcript.csv: ids 'u0' and 'u0.wav' name one utterance; expected one "
+                                         r"row per utterance$"):
+        featurize(clips, labels, tmp_path / "t.npz", progress=False)
 
 
 def test_unreadable_media_becomes_a_missing_modality(tmp_path):
@@ -322,8 +344,9 @@ def test_categorical_labels_need_a_map(tmp_path):
     with pytest.raises(InputError, match=r"^label of 'u1' is empty; expected a sentiment score or a category of the "
                                          r"label map \(or remove the row to leave the clip out\)$"):
         featurize(clips, labels, tmp_path / "x.npz", text="x", label_map="POS=1,NEU=0", progress=False)
-    labels.write_text("id,label\nu0,1\nu1\nu2,0\n")  # a short row: no label cell at all
-    with pytest.raises(InputError, match=r"^label of 'u1' is empty; expected a sentiment score \(or remove the row"):
+    labels.write_text("id,label\nu0,1\nu1\nu2,0\n")  # a short row: no label cell at all, named by its line
+    with pytest.raises(InputError, match=r"labels.csv line 3: 1 value; expected 2 \(id,label\): the row ends before "
+                                         r"its 'label' value$"):
         featurize(clips, labels, tmp_path / "x.npz", text="x", progress=False)
 
 

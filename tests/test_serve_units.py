@@ -771,7 +771,8 @@ def test_export_refuses_what_is_not_a_feedback_log(tmp_path, capsys):
 
 def test_export_keeps_each_label_and_text_exactly(tmp_path, capsys):
     """label.csv held labels to 6 significant digits (`:g`): 1.4999996 became 1.5, another Acc-7 class; non-ASCII
-    text with commas, quotes and a line break reads back as it was logged."""
+    text with commas, quotes and a line break reads back as it was logged. Text of only whitespace is no text: it was
+    exported as a training row with empty text, and counted as having text."""
     import csv
 
     log = FeedbackLog(tmp_path / "fb.sqlite")
@@ -779,10 +780,11 @@ def test_export_keeps_each_label_and_text_exactly(tmp_path, capsys):
     log.add("r1", "d1", texts["r1"], "{}", 1.4999996)
     log.add("r2", "d2", texts["r2"], "{}", -1 / 3)
     log.add("r3", "d3", None, "{}", 2.0)
+    log.add("r4", "d4", " \n\t", "{}", 1.0)
     log.close()
     out = tmp_path / "label.csv"
     assert main(["feedback", "export", str(tmp_path / "fb.sqlite"), "--out", str(out)]) == 0
-    assert capsys.readouterr().out.startswith(f"wrote 2 rows to {out} (train 2, valid 0, test 0; 1 feedback record "
+    assert capsys.readouterr().out.startswith(f"wrote 2 rows to {out} (train 2, valid 0, test 0; 2 feedback records "
                                               "without text left out)\n")
     with open(out, newline="", encoding="utf-8") as f:
         rows = {row["clip_id"]: row for row in csv.DictReader(f)}

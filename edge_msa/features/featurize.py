@@ -20,6 +20,9 @@ none of whose files a front end can read is missing, with a warning; so is the t
 transcript. An utterance left with no modality at all (no transcript, no readable file) is dropped, with a warning;
 none left is an InputError, and nothing is written.
 
+The ids of the side tables beside the labels CSV (transcript.csv, speaker.csv) match its ids by the same rule
+(id_parts: a media extension is ignored, folders must agree).
+
 Splits are by speaker (a `speaker` column, or a speaker.csv beside the labels CSV) when there are at
 least 3 speakers, so no speaker is in two splits; otherwise by utterance (with a warning when speakers
 were given). Seeded and deterministic (edge_msa.splits.split_three_by_group).
@@ -278,7 +281,7 @@ def read_table(path: Path, required: tuple[str, ...] = ()) -> dict[str, dict[str
         raise InputError(f"CSV file {path} is a folder; expected {expected}")
     if not path.is_file():
         raise not_found("CSV file", path, expected)
-    header, records = csv_records(path)
+    header, records = csv_records(path, ID_COLUMNS + required)
     twice = sorted({h for h in header if h and header.count(h) > 1})
     if twice:  # the rows kept the last column's value without a word
         raise InputError(f"{path} has the column '{twice[0]}' twice (column names ignore case); expected each column "
@@ -299,11 +302,13 @@ def read_table(path: Path, required: tuple[str, ...] = ()) -> dict[str, dict[str
     return table
 
 
-def csv_records(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+def csv_records(path: Path, required: tuple[str, ...] = ()) -> tuple[list[str], list[dict[str, str]]]:
     """The header (names stripped, lower-cased) and the rows ({name: stripped value}) of a UTF-8 CSV (a byte-order mark
     and CRLF line ends are fine). An unquoted comma in a value (a transcript) made a row one field longer, and the text
     after it was dropped without a word, or read as the next column: a row with more values than the header is an
-    error. An unclosed quote took the rest of the file into one value, so its rows vanished: strict parsing says so."""
+    error. A row too short to hold a `required` column is one too (its label read "label of 'u1' is empty"), while
+    one that leaves out only other columns at its end reads them as empty (spreadsheets drop trailing empty cells).
+    An unclosed quote took the rest of the file into one value, so its rows vanished: strict parsing says so."""
     line = 0  # the last line read
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
@@ -314,6 +319,7 @@ def csv_records(path: Path) -> tuple[list[str], list[dict[str, str]]]:
                 if any((v or "").strip() for v in r.get(None, [])):  # values past the header's last column
                     raise InputError(f"{path} line {reader.line_num}: {len(header) + len(r[None])} values; expected "
                                      f"{len(header)} ({','.join(header)}): put a value that holds a comma in quotes")
+                refuse_short_row(path, reader.line_num, header, r, required)
                 records.append({k.strip().lower(): (v or "").strip() for k, v in r.items() if k})
                 line = reader.line_num
     except UnicodeDecodeError as exc:
@@ -322,6 +328,16 @@ def csv_records(path: Path) -> tuple[list[str], list[dict[str, str]]]:
         raise InputError(f"cannot read CSV {path} from line {line + 1}: {exc}; expected comma-separated values, each "
                          "quote closed (\"a, b\")") from None
     return header, records
+
+
+def refuse_short_row(path: Path, line: int, header: list[str], row: Mapping[str | None, str | None],
+                     required: tuple[str, ...]) -> None:
+    """InputError naming the CSV line when `row` has no value at all (csv fills None) for a `required` column."""
+    given_values = [k for k, v in row.items() if k is not None and v is not None]
+    lacking = [h for h, k in zip(header, row) if k is not None and row[k] is None and h in required]
+    if lacking:
+        raise InputError(f"{path} line {line}: {plural(len(given_values), 'value')}; expected {len(header)} "
+                         f"({','.join(header)}): the row ends before its '{lacking[0]}' value")
 
 
 def index_media(clips_dir: Path) -> dict[str, dict[str, list[Path]]]:
@@ -420,13 +436,20 @@ def files_of(utt: str, stems: Mapping[str, dict[str, list[Path]]], clips_dir: Pa
     folders ('spk1/001', '/' or '\\'), whose folder under clips_dir ends in them. Datasets split by speaker or session
     reuse file names in each folder (a/001.wav, b/001.wav); an id 'a/001.wav' was matched by its stem alone, so it
     took b/001.wav when a/001.wav was missing, and an id 'a/001' matched no file at all."""
-    *folders, name = PurePosixPath(utt.replace("\\", "/")).parts or ("",)
-    kinds = stems.get(stem_of(name), {})
+    *folders, stem = id_parts(utt)
+    kinds = stems.get(stem, {})
     if not folders:
         return kinds
     inside = {k: [p for p in paths if p.relative_to(clips_dir).parent.parts[-len(folders):] == tuple(folders)]
               for k, paths in kinds.items()}
     return {k: paths for k, paths in inside.items() if paths}
+
+
+def id_parts(utt: str) -> tuple[str, ...]:
+    """An id as (*folders, media file stem): 'a/u0.wav' -> ('a', 'u0'). The one rule by which an id names its files
+    (files_of) and by which the side tables' ids match the labels CSV's (side_table)."""
+    *folders, name = PurePosixPath(utt.replace("\\", "/")).parts or ("",)
+    return (*folders, stem_of(name))
 
 
 def stem_of(utt: str) -> str:
@@ -455,12 +478,21 @@ def parse_label(utt: str, value: str, mapping: Mapping[str, float] | None) -> fl
     return score
 
 
-def side_table(labels_csv: Path, name: str, columns: tuple[str, ...]) -> tuple[dict[str, dict[str, str]], str | None]:
-    """(`name` CSV beside the labels CSV as {id: row}, its value column) or ({}, None) when absent."""
+def side_table(labels_csv: Path, name: str, columns: tuple[str, ...]
+               ) -> tuple[dict[tuple[str, ...], dict[str, str]], str | None]:
+    """(`name` CSV beside the labels CSV as {id_parts(id): row}, its value column) or ({}, None) when absent. Its ids
+    match the labels CSV's by the rule that matches files (id_parts): 'u0.wav' there and 'u0' in the labels CSV lost
+    the transcript (or the speaker, and the splits were by utterance) without a word."""
     path = labels_csv.parent / name
     if not path.is_file():
         return {}, None
-    table = read_table(path)
+    table: dict[tuple[str, ...], dict[str, str]] = {}
+    named: dict[tuple[str, ...], str] = {}
+    for utt, row in read_table(path).items():
+        first = named.setdefault(id_parts(utt), utt)
+        if first != utt:
+            raise InputError(f"{path}: ids '{first}' and '{utt}' name one utterance; expected one row per utterance")
+        table[id_parts(utt)] = row
     header = next(iter(table.values()), {})
     column = next((c for c in columns if c in header), None)
     return (table, column) if column else ({}, None)
@@ -478,7 +510,7 @@ def find_transcripts(ids: list[str], rows: dict[str, dict[str, str]], labels_csv
     found = []
     for i in ids:
         value = rows[i].get(column, "") if column else ""
-        found.append(value or table.get(i, {}).get(side_col or "", ""))
+        found.append(value or table.get(id_parts(i), {}).get(side_col or "", ""))
     missing = [i for i, t in zip(ids, found) if not t]
     if missing:
         warn(f"no transcript for {len(missing)} of {plural(len(ids), 'utterance')} (e.g. '{missing[0]}'): "
@@ -503,7 +535,7 @@ def assign_splits(ids: list[str], rows: dict[str, dict[str, str]], labels_csv: P
     column = next((c for c in SPEAKER_COLUMNS if c in next(iter(rows.values()))), None)
     table, side_col = side_table(labels_csv, "speaker.csv", SPEAKER_COLUMNS)
     speakers = [rows[i].get(column, "") if column else "" for i in ids]
-    speakers = [s or table.get(i, {}).get(side_col or "", "") for s, i in zip(speakers, ids)]
+    speakers = [s or table.get(id_parts(i), {}).get(side_col or "", "") for s, i in zip(speakers, ids)]
     groups = np.array(ids)
     if all(speakers):
         if len(set(speakers)) >= MIN_SPEAKERS:

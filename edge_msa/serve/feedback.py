@@ -102,8 +102,8 @@ class RecentPredictions:
 
 
 def export_label_csv(log: str | os.PathLike, out: str | os.PathLike, valid: float = 0.1, test: float = 0.1) -> dict:
-    """Write the log as an MMSA label.csv (latest label per request; rows without text are left out); returns the
-    counts and each split's labels.
+    """Write the log as an MMSA label.csv (latest label per request; rows without text, or with only whitespace, are
+    left out: a blank text would train on an empty transcript); returns the counts and each split's labels.
 
     `mode` comes from a hash of the input digest, so repeats of one input share a split (no leakage)."""
     path = Path(log)
@@ -113,7 +113,7 @@ def export_label_csv(log: str | os.PathLike, out: str | os.PathLike, valid: floa
     if not (0 <= valid and 0 <= test and valid + test < 1):
         raise InputError(f"--valid {valid} and --test {test}; expected each >= 0 with a sum below 1")
     rows = _latest_rows(path)
-    kept = [r for r in rows if r[2]]
+    kept = [r for r in rows if r[2] and r[2].strip()]
     splits: dict[str, list[float]] = {"train": [], "valid": [], "test": []}
     with atomic_path(out, suffix=".csv") as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
