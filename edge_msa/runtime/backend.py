@@ -7,7 +7,7 @@ import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 
@@ -49,6 +49,7 @@ class Backend(ABC):
     outputs: tuple[str, ...]
     label: str  # what to call this graph in errors (part name or file)
     max_batch: int | None = None  # largest batch one call takes (TensorRT profiles); None = any
+    providers: Sequence[str] = ()  # the execution providers it runs on, where its runtime has them (onnxruntime)
 
     def __init__(self) -> None:
         self.calls = 0

@@ -27,13 +27,13 @@ def provider_names(providers: str | Sequence[str] | None) -> list[str]:
     if isinstance(providers, str):
         return [providers]
     try:
-        names = [] if providers is None else list(providers)
-    except TypeError:
+        names: list[object] = [] if providers is None else list(providers)
+    except TypeError:  # a caller's 5: typed as names, given as anything
         names = [providers]
     if not all(isinstance(p, str) for p in names):
         raise InputError(f"providers {providers!r}; expected onnxruntime execution provider names (str), e.g. "
                          f"{list(PREFERRED[1:])}")
-    return names
+    return [str(p) for p in names]
 
 
 class OnnxRuntimeBackend(Backend):

@@ -375,7 +375,7 @@ class Predictor:
                 continue
             row[m] = self._checked(m, self._array(m, value), notes)
         video = media.get("video")
-        if takes_audio_from(video, item.get("audio"), self.spec):
+        if video is not None and takes_audio_from(video, item.get("audio"), self.spec):
             reason = self._audio_track_check(video)
             if reason:
                 skipped["audio"] = reason
@@ -666,5 +666,6 @@ def open_bundle(bundle: Path, manifest: Manifest, backend: str | None = None, pr
         for b in backends.values():
             b.close()
         raise
-    text_providers = next(iter(backends.values())).providers if providers else None  # after onnxruntime's fallback
+    # the providers the graphs got after onnxruntime's fallback
+    text_providers = list(next(iter(backends.values())).providers) if providers else None
     return Predictor(manifest, backends, bundle, threads, max_media_seconds, text_providers)
