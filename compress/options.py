@@ -138,7 +138,7 @@ class CompressOptions:
         if self.max_minutes is not None and not self.max_minutes > 0:  # 0 read as "no limit", < 0 as "stop at once"
             raise InputError(f"{given('max_minutes', self.max_minutes)}; expected None (no limit) or > 0")
         self._refuse_conflicts()
-        object.__setattr__(self, "seeds", checked_seeds(self.seeds, option_name("seeds")))
+        object.__setattr__(self, "seeds", checked_seeds(self.seeds))
 
     def _read_keywords(self) -> None:
         """Each KEYWORDS knob's word in lower case, whatever case it was given in; one line for a word not listed

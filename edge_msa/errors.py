@@ -112,10 +112,11 @@ def is_whole(value: object) -> bool:
     return isinstance(value, Integral) and not isinstance(value, bool)
 
 
-def checked_seeds(seeds: Iterable[int], flag: str = "--seeds") -> tuple[int, ...]:
+def checked_seeds(seeds: Iterable[int], name: str = "seeds") -> tuple[int, ...]:
     """The seeds as ints, or one line saying why not: at least one, each an integer (int() made seed 0.5 seed 0
     without a word) in 0 .. 2**32 - 1, the range numpy's seeding (training.seed_everything) accepts, so a bad seed
-    fails before any data is read, not inside numpy. `flag` is the option the user typed, named in the message."""
+    fails before any data is read, not inside numpy. `name` is the knob, named as given (option_name)."""
+    flag = option_name(name)
     seeds = tuple(seeds)
     if not seeds:
         raise InputError(f"no seeds given; expected at least one seed, e.g. {flag} 0")

@@ -116,7 +116,7 @@ def _check_request(model: str, seeds: Sequence[int]) -> None:
 
     if model not in list_models():
         raise InputError(f"unknown model '{model}'{suggest(model, list_models())}")
-    checked_seeds(seeds, option_name("seeds"))
+    checked_seeds(seeds)
 
 
 def _check_source(splits, **how_to_load: Any) -> None:

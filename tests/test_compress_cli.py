@@ -322,13 +322,17 @@ def test_cross_validation_folds_pool_their_held_out_parts(tmp_path, cache):
 
 
 def test_a_seed_that_is_not_an_integer_is_refused_not_rounded():
-    """int() made seed 0.5 seed 0 and "3" seed 3 without a word; numpy's ints are integers."""
-    from edge_msa.errors import checked_seeds
+    """int() made seed 0.5 seed 0 and "3" seed 3 without a word; numpy's ints are integers. Named as given: the
+    flag on a command line, the keyword in Python."""
+    from edge_msa.errors import checked_seeds, named_as_flags
 
-    with pytest.raises(InputError, match=r"^--seeds 0\.5 not an integer; expected integers in 0 \.\. 4294967295$"):
+    with named_as_flags(["seeds", "seed"]):
+        with pytest.raises(InputError, match=r"^--seeds 0\.5 not an integer; expected integers in 0 \.\. 4294967295$"):
+            checked_seeds([0, 0.5])
+        with pytest.raises(InputError, match=r"^--seed 1\.0 '3' True not integers; expected integers in 0 \.\. "):
+            checked_seeds([1.0, "3", True], "seed")
+    with pytest.raises(InputError, match=r"^seeds 0\.5 not an integer; expected integers in 0 \.\. 4294967295$"):
         checked_seeds([0, 0.5])
-    with pytest.raises(InputError, match=r"^--seed 1\.0 '3' True not integers; expected integers in 0 \.\. "):
-        checked_seeds([1.0, "3", True], flag="--seed")
     seeds = checked_seeds([np.int64(3), 1])
     assert seeds == (3, 1) and all(type(s) is int for s in seeds)
 

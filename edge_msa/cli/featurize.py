@@ -108,5 +108,6 @@ def summary(path: Path, too_long: set[Path], limit: float) -> str:
     with np.load(path, allow_pickle=False) as z:
         split = z["split"]
     counts = ", ".join(f"{name} {int((split == name).sum())}" for name in ("train", "valid", "test"))
-    left_out = f"; {plural(len(too_long), 'clip')} over {seconds_text(limit)} s left out (--max-media-s)" if too_long else ""
+    left_out = (f"; {plural(len(too_long), 'clip')} over {seconds_text(limit)} s left out (--max-media-s)"
+                if too_long else "")
     return f"wrote {plural(len(split), 'row')} to {path} ({counts}){left_out}"

@@ -89,8 +89,8 @@ def _check_flags(args: argparse.Namespace) -> None:
     only when they start, so a bad --min-time surfaced at stage 4, after ~20 min of training, naming bench's flags."""
     from ..errors import check_range, checked_seeds, named_as_flags
 
-    checked_seeds(args.seeds)
-    with named_as_flags(["epochs", "min_time"]):
+    with named_as_flags(["seeds", "epochs", "min_time"]):
+        checked_seeds(args.seeds)
         if args.epochs is not None:  # the rule (and words) of train's and compress's --epochs, which it sets
             check_range({"epochs": args.epochs}, 1, strict=False)
         check_range({"min_time": args.min_time}, 0, strict=False)

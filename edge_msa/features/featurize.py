@@ -39,7 +39,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from ..atomic import atomic_path, check_file_out
-from ..errors import (InputError, MissingDependencyError, checked_seeds, given, not_found, option_name, plural,
+from ..errors import (InputError, MissingDependencyError, checked_seeds, given, not_found, plural,
                       require, warn)
 from ..featurized_format import FORMAT_TAG
 from ..labels import check_label_range
@@ -123,7 +123,7 @@ def featurize(clips_dir: str | os.PathLike, labels_csv: str | os.PathLike, out: 
     if not (0 < valid_frac < 1 and 0 < test_frac < 1 and valid_frac + test_frac < 1):
         raise InputError(f"{given('valid_frac', valid_frac)} and {given('test_frac', test_frac)}; expected each in "
                          "(0, 1) with a sum < 1")
-    checked_seeds([seed], option_name("seed"))  # numpy refuses a negative seed in a traceback
+    checked_seeds([seed], "seed")  # numpy refuses a negative seed in a traceback
     check_max_media_seconds(max_media_seconds)
     rows = read_labels(labels_csv)
     media = media_of(rows, clips_dir)  # id -> {modality: candidate paths}
