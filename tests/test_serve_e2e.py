@@ -330,6 +330,31 @@ def test_sigterm_drains_in_flight_requests_and_exits_0_within_10_s(media_bundle,
             call(f"{url}/v1/predict", body)
 
 
+# `python -c` starting the CLI with a bug in the batch worker: it dies after the first batch it runs
+WORKER_BUG = """import sys
+from edge_msa.serve.app import Service
+def bug(self, size, seconds):
+    raise RuntimeError("a bug after the batch")
+Service._on_batch = bug
+from edge_msa.cli import main
+sys.exit(main(sys.argv[1:]))"""
+
+
+def test_a_dead_batch_worker_stops_the_server_with_exit_code_1_so_a_supervisor_restarts_it(media_bundle, tmp_path):
+    """A batch worker dead on a bug left the process running for ever, answering 503 to every prediction and to
+    /healthz: systemd (Restart=on-failure), Docker and Kubernetes without a liveness probe restart only a process
+    that exits. It drains and exits 1 now, its last line saying why."""
+    log = tmp_path / "serve.log"
+    with serve_process(media_bundle, launcher=("-c", WORKER_BUG), log_path=log) as (proc, url):
+        assert post(f"{url}/v1/predict", {"text": "answered; the worker dies after"})[0] == 200
+        assert proc.wait(15) == 1
+    assert log.read_text().splitlines()[-1] == (
+        "error: stopped serving: the batch worker stopped on RuntimeError (see the server log); expected a restart by "
+        "the service's supervisor (exit code 1)")
+    with pytest.raises(OSError):
+        call(f"{url}/healthz")
+
+
 def test_serve_says_where_it_listens_so_port_0_is_usable(media_bundle, tmp_path):
     """uvicorn logs no address when it is handed a bound socket, so `edge-msa serve` started silently: the README's
     "http://127.0.0.1:8000/ is a demo page" was nowhere on screen, and with --port 0 the port could not be known."""
