@@ -188,14 +188,17 @@ def media_bundle(tmp_path_factory) -> Path:
 
 
 @contextlib.contextmanager
-def serve_process(bundle: Path, *flags: str) -> Iterator[tuple[subprocess.Popen, str]]:
+def serve_process(bundle: Path, *flags: str, launcher: tuple[str, ...] = ("-m", "edge_msa"),
+                  log_path: Path | None = None) -> Iterator[tuple[subprocess.Popen, str]]:
     """`edge-msa serve` on a free loopback port in a subprocess; yields (process, base url) once /healthz
-    answers 200, and kills it at the end if the test left it running."""
+    answers 200, and kills it at the end if the test left it running. `launcher`: how python starts the CLI (a
+    `-c` script may patch a bug in first); `log_path`: where its output goes, for a test to read."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    log = tempfile.TemporaryFile("w+")  # not a pipe: a chatty server must never block on a full pipe
-    proc = subprocess.Popen([sys.executable, "-m", "edge_msa", "serve", str(bundle), "--port", str(port),
+    # not a pipe: a chatty server must never block on a full pipe
+    log = open(log_path, "w+") if log_path else tempfile.TemporaryFile("w+")
+    proc = subprocess.Popen([sys.executable, *launcher, "serve", str(bundle), "--port", str(port),
                              "--log-level", "warning", *flags], stdout=log, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:

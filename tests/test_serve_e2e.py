@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import http.client
 import io
 import json
 import re
@@ -241,6 +242,30 @@ def test_a_client_hanging_up_mid_body_is_counted_apart_from_bugs(server):
     assert "500" not in codes, codes
 
 
+def test_a_body_declared_over_the_limit_is_refused_from_its_header_and_the_connection_kept(server):
+    """A Content-Length over --max-body was answered only once the body was read, up to 16x the limit (128 MiB at
+    the default), though the header said it all: the client of a 1 GB upload waited for its bytes to go out, and
+    curl, which asks `Expect: 100-continue` before a large upload, was told to send them. It is a 413 at once now,
+    before any body byte, as nginx answers; uvicorn drops the body a client sends anyway and keeps the connection.
+    A request that asks to close (urllib's `Connection: close`) is still drained first: closed mid-send, its client
+    was reset before it read the 413 (the 10x case of BAD)."""
+    host, port = server.removeprefix("http://").split(":")
+    head = ("POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 4000000\r\n"
+            "{}\r\n")
+    for expect in ("", "Expect: 100-continue\r\n"):
+        with socket.create_connection((host, int(port)), timeout=10) as s:
+            s.sendall(head.format(expect).encode())  # the header alone: the answer must not wait for the body
+            answer = http.client.HTTPResponse(s)
+            answer.begin()
+            assert answer.status == 413 and json.loads(answer.read()) == {
+                "error": "body has 4000000 bytes; expected at most 400000"}
+            if not expect:  # sent all the same: dropped, and the connection serves the next request
+                s.sendall(b" " * 4_000_000 + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                after = http.client.HTTPResponse(s)
+                after.begin()
+                assert after.status == 200 and json.loads(after.read())["status"] == "ok"
+
+
 def test_metrics_are_prometheus_text_and_info_is_the_manifest(server, media_bundle):
     from prometheus_client.parser import text_string_to_metric_families
 
@@ -328,6 +353,31 @@ def test_sigterm_drains_in_flight_requests_and_exits_0_within_10_s(media_bundle,
         assert all(a[0] == 200 and len(a[2]["results"]) == 2 for a in answers), [a[0] for a in answers]
         with pytest.raises(OSError):
             call(f"{url}/v1/predict", body)
+
+
+# `python -c` starting the CLI with a bug in the batch worker: it dies after the first batch it runs
+WORKER_BUG = """import sys
+from edge_msa.serve.app import Service
+def bug(self, size, seconds):
+    raise RuntimeError("a bug after the batch")
+Service._on_batch = bug
+from edge_msa.cli import main
+sys.exit(main(sys.argv[1:]))"""
+
+
+def test_a_dead_batch_worker_stops_the_server_with_exit_code_1_so_a_supervisor_restarts_it(media_bundle, tmp_path):
+    """A batch worker dead on a bug left the process running for ever, answering 503 to every prediction and to
+    /healthz: systemd (Restart=on-failure), Docker and Kubernetes without a liveness probe restart only a process
+    that exits. It drains and exits 1 now, its last line saying why."""
+    log = tmp_path / "serve.log"
+    with serve_process(media_bundle, launcher=("-c", WORKER_BUG), log_path=log) as (proc, url):
+        assert post(f"{url}/v1/predict", {"text": "answered; the worker dies after"})[0] == 200
+        assert proc.wait(15) == 1
+    assert log.read_text().splitlines()[-1] == (
+        "error: stopped serving: the batch worker stopped on RuntimeError (see the server log); expected a restart by "
+        "the service's supervisor (exit code 1)")
+    with pytest.raises(OSError):
+        call(f"{url}/healthz")
 
 
 def test_serve_says_where_it_listens_so_port_0_is_usable(media_bundle, tmp_path):

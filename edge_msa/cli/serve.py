@@ -4,6 +4,10 @@ from __future__ import annotations
 import argparse
 import socket
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # fastapi is the [serve] extra: imported by run, once require() found it
+    from ..serve.app import Service
 
 EPILOG = """examples:
   edge-msa serve runs/mosi/bundles/student-int8                      # http://127.0.0.1:8000/ (demo page)
@@ -20,7 +24,8 @@ routes: POST /v1/predict (JSON {"text", "audio", "video"}: a string, (L, d) arra
 multipart form), POST /v1/predict/batch ({"inputs": [...]}), POST /v1/feedback, GET /healthz, GET /v1/info,
 GET /metrics (Prometheus), GET /openapi.json and /docs (the request bodies, with this bundle's dims and limits),
 GET / (demo page). Errors are {"error": "..."} with a 4xx status; beyond --max-queue waiting inputs the answer is
-429 with Retry-After. Ctrl-C or SIGTERM finishes in-flight requests, then exits 0.
+429 with Retry-After. Ctrl-C or SIGTERM finishes in-flight requests, then exits 0; a batch worker dead on a bug
+stops the server the same way, with exit code 1, for a supervisor to restart it.
 There is no authentication: it binds 127.0.0.1 unless you pass --host.
 """
 
@@ -71,16 +76,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import signal
-
     from ..errors import InputError, check_range, checked_threads, given, named_as_flags, require
     from ..serve import SERVE_FIX
 
     for module in ("fastapi", "uvicorn", "prometheus_client", "python_multipart"):
         require(module, "edge-msa serve", SERVE_FIX)
-    import uvicorn
-
-    from ..serve.app import Service, create_app
+    from ..serve.app import Service
     from ..serve.config import Limits, ServeConfig
 
     knobs = ["port", "remember", "drain_s", "threads", "max_batch", "max_wait_ms", "max_queue"]
@@ -103,17 +104,41 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.write(f"warning: --host {args.host} serves to the network; edge-msa serve has no authentication\n")
     if args.log_level in ("info", "debug"):
         sys.stderr.write(f"serving {args.bundle} on {address(args.host, sock)} (demo page; Ctrl-C or SIGTERM stops)\n")
+    return serve_until_stopped(service, sock, args)
+
+
+def serve_until_stopped(service: Service, sock: socket.socket, args: argparse.Namespace) -> int:
+    """Run uvicorn on `sock` until SIGTERM / Ctrl-C (exit code 0) or until the batch worker dies on a bug (1).
+
+    A dead worker leaves a process that answers every prediction and /healthz with 503 for ever, and supervisors
+    (systemd Restart=on-failure, Docker restart policies, Kubernetes without a liveness probe) restart only a process
+    that exits: so its death asks uvicorn to stop (Server.should_exit, what uvicorn's own signal handlers set; read
+    on uvicorn's loop, so setting it from the worker thread is enough), with the same drain as SIGTERM, and the exit
+    is one `error:` line and exit code 1, as uvicorn and gunicorn exit when a worker cannot serve (not 2: the
+    user's input was fine)."""
+    import signal
+
+    import uvicorn
+
+    from ..serve.app import create_app
+
     config = uvicorn.Config(create_app(service), host=args.host, port=args.port, log_level=args.log_level,
                             access_log=False, timeout_graceful_shutdown=args.drain_s, server_header=False)
+    server = uvicorn.Server(config)
+    service.batcher.on_death = lambda: setattr(server, "should_exit", True)
     # uvicorn drains on SIGTERM and on Ctrl-C (SIGINT), then re-raises the signal to the handler that was there
     # before it; these make that a normal exit (0) instead of death by signal, or, for Ctrl-C, a KeyboardInterrupt
     # that ended a clean drain with `error: interrupted` and exit code 130.
     previous = signal.signal(signal.SIGINT, lambda *_: None)
     signal.signal(signal.SIGTERM, lambda *_: None)
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        server.run(sockets=[sock])
     finally:
         signal.signal(signal.SIGINT, previous)
+    if service.batcher.died:
+        sys.stderr.write(f"error: stopped serving: {service.batcher.died}; expected a restart by the service's "
+                         "supervisor (exit code 1)\n")
+        return 1
     return 0
 
 

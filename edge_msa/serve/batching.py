@@ -57,6 +57,8 @@ class MicroBatcher:
         self._cv = threading.Condition()
         self._closing = False
         self._died: str | None = None  # set as the worker dies on an error (see _loop)
+        # called (on the worker thread) once it died and answered what it held: `edge-msa serve` stops the server
+        self.on_death: Callable[[], None] | None = None
         self._seconds_per_batch = 0.01  # running mean, for Retry-After
         self._thread = threading.Thread(target=self._loop, name="edge-msa-batcher", daemon=True)
 
@@ -73,6 +75,11 @@ class MicroBatcher:
         """Why inputs are not taken now (None while they are): close() began the shutdown, or the worker died. One
         rule: submit raises it and /healthz answers it, so a probe and a client agree."""
         return Stopped(self._died) if self._died or self._closing else None
+
+    @property
+    def died(self) -> str | None:
+        """Why the worker died on an error that escaped it (None while it did not): the server's exit line."""
+        return self._died
 
     @property
     def running(self) -> bool:
@@ -114,7 +121,8 @@ class MicroBatcher:
     def _die(self, exc: BaseException, batch: list[tuple[Any, Future]]) -> None:
         """The worker is going away on an error that escaped it (a bug): from now on refuse inputs as a closed batcher
         does, and answer the inputs it will not run (the batch it held, the queue) with the same Stopped; they used to
-        wait for their clients' timeouts while /healthz already said 503."""
+        wait for their clients' timeouts while /healthz already said 503. Then on_death: a process whose only worker
+        is gone serves nothing but 503s, so `edge-msa serve` exits to be restarted rather than run on."""
         with self._cv:
             self._died = f"the batch worker stopped on {type(exc).__name__} (see the server log)"
             orphans = [*batch, *self._jobs]
@@ -122,6 +130,8 @@ class MicroBatcher:
         for _, future in orphans:
             if not future.done():  # cancelled, or answered before the error
                 future.set_exception(Stopped(self._died))
+        if self.on_death:
+            self.on_death()
 
     def _run(self, batch: list[tuple[Any, Future]]) -> None:
         """One batch, timed for Retry-After and on_batch (empty when all its inputs were cancelled: nothing runs)."""
