@@ -87,11 +87,11 @@ def run(args: argparse.Namespace) -> int:
     with named_as_flags(knobs, spelled={name: flag for name, (flag, _) in LIMIT_FLAGS.items()}):
         if not 0 <= args.port <= 65535:  # two-sided, so not check_range; 0: any free port (address() says which)
             raise InputError(f"{given('port', args.port)}; expected 0 <= port <= 65535 (0: any free port)")
-        check_range({"remember": args.remember}, 1, strict=False)
         check_range({"drain_s": args.drain_s}, 0, strict=False)
         limits = Limits(**{name: getattr(args, name) for name in LIMIT_FLAGS})
         threads = checked_threads(args.threads)
-        service = Service(ServeConfig(args.bundle, threads, args.max_batch, args.max_wait_ms,  # MicroBatcher checks
+        # ServeConfig checks --remember, MicroBatcher the batching knobs (Python callers get the same checks)
+        service = Service(ServeConfig(args.bundle, threads, args.max_batch, args.max_wait_ms,
                                       args.max_queue, args.feedback, args.remember, limits))
     service.warm_up()
     try:

@@ -8,11 +8,10 @@ from __future__ import annotations
 import importlib
 import math
 import os
-from numbers import Real
 from pathlib import Path
 from typing import Any
 
-from ..errors import MEDIA_FIX, InputError, check_range, given, not_found, require
+from ..errors import MEDIA_FIX, InputError, check_range, not_found, require
 from ..paths import utf8_path
 from ..spec import suggest
 
@@ -83,9 +82,8 @@ class MediaTooLong(InputError):
 
 def check_max_media_seconds(limit: float) -> None:
     """A positive number of seconds (inf: no limit); NaN or <= 0 would refuse every media file, or none. Named as
-    given (check_range): the keyword to load() / featurize() callers, --max-media-s from predict and featurize."""
-    if not isinstance(limit, Real) or isinstance(limit, bool):  # "10" raised a TypeError from the comparison
-        raise InputError(f"{given('max_media_seconds', limit)}; expected a number > 0 (inf: no limit)")
+    given (check_range, which also refuses "10" and True as not a number): the keyword to load() / featurize()
+    callers, --max-media-s from predict and featurize."""
     check_range({"max_media_seconds": limit}, 0, strict=True, no_limit=True)
 
 
