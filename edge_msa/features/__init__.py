@@ -24,7 +24,8 @@ FRONT_ENDS = {
 }
 MAX_MEDIA_SECONDS = 30.0  # default longest audio / video input (REST's Limits, predict, load): a kiosk utterance
 # lasts seconds; an hour-long recording would take minutes and GBs to decode before the front end pools it away
-MEDIA_FLAG = {"max_media_seconds": "--max-media-s"}  # the limit's flag (predict, featurize): named_as_flags' spelled
+# the limit's keyword and flag (predict, featurize, serve: cli.add_media_limit_flag), named_as_flags' spelled
+MEDIA_FLAG = {"max_media_seconds": "--max-media-s"}
 UNKNOWN_FRAMES = 2**62  # libsndfile's frame count for a stream of unknown length (SF_COUNT_MAX ~ 9.2e18)
 STILL_IMAGE = ("is a still image (1 frame); expected a video clip of the utterance (the face is read across its "
                "frames); leave the video out to predict without it")
@@ -94,8 +95,9 @@ def refuse_long_media(modality: str, path: Path, limit: float) -> None:
     without the audio track asked for is found here too, not only when a front end decodes it."""
     seconds = media_seconds(modality, path, limit if math.isfinite(limit) else 0.0, f"{modality} files")
     if seconds > limit:
-        raise MediaTooLong(f"{too_long(f'{modality} {path}', seconds, limit)} (raise the limit with --max-media-s or "
-                           "max_media_seconds=; inf: none)")
+        (knob, flag), = MEDIA_FLAG.items()
+        raise MediaTooLong(f"{too_long(f'{modality} {path}', seconds, limit)} (raise the limit with {flag} or "
+                           f"{knob}=; inf: none)")
 
 
 def too_long(what: str, seconds: float, limit: float) -> str:
