@@ -363,7 +363,8 @@ def test_workspace_below_one_mib_refused_before_any_work(bad):
     assert message.startswith(f"workspace_mb = {bad}; expected a whole number of MiB >= 1 (TensorRT's builder")
 
 
-@pytest.mark.parametrize("options, says", [({"opset": "abc"}, "opset = 'abc'; expected a whole number 14 <= opset <= 20"),
+@pytest.mark.parametrize("options, says", [({"opset": "abc"}, "opset = 'abc'; expected a whole number 14 <= opset "
+                                                              "<= 20"),
                                            ({"opset": 17.5}, "opset = 17.5; expected a whole number 14 <= opset <= 20"),
                                            ({"max_batch": 2.5}, "max_batch = 2.5; expected a whole number >= 1"),
                                            ({"max_batch": "2"}, "max_batch = '2'; expected a whole number >= 1"),
