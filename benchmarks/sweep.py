@@ -106,14 +106,16 @@ def _check_settings(batches: Sequence[int], energy_window: float, idle_settle: f
                     warmup: int) -> None:
     """Bad numbers fail before any timing: an infinite --min-time, --energy-window or --idle-settle would never end,
     and a NaN one ended at once and went into report.json as NaN, which strict JSON readers refuse. Each is named as
-    given (the bench CLI names its flags; `batches` is its --batch)."""
+    given (the bench CLI names its flags; `batches` is its --batch). The counts are whole numbers: from Python,
+    batch 1.5 ran as batch 1."""
     if not batches:
         raise InputError("no batch size given; expected one or more batch sizes >= 1")
     for b in batches:
-        check_range({"batches": b}, 1, strict=False)
+        check_range({"batches": b}, 1, strict=False, whole=True)
     check_range({"energy_window": energy_window}, 0, strict=True)
-    check_range({"min_time": min_time, "idle_settle": idle_settle, "warmup": warmup}, 0, strict=False)
-    check_range({"min_runs": min_runs}, 1, strict=False)
+    check_range({"min_time": min_time, "idle_settle": idle_settle}, 0, strict=False)
+    check_range({"warmup": warmup}, 0, strict=False, whole=True)
+    check_range({"min_runs": min_runs}, 1, strict=False, whole=True)
 
 
 def _given_once(what: str, given: list, key: Callable[[Any], Any]) -> None:

@@ -9,7 +9,7 @@ import sys
 import warnings
 from contextlib import contextmanager
 from contextvars import ContextVar
-from numbers import Integral
+from numbers import Integral, Real
 from types import MappingProxyType, ModuleType
 from typing import Any, Iterable, Iterator, Mapping
 
@@ -166,18 +166,23 @@ def given(name: str, value: Any) -> str:
     return f"{name} = {value!r}" if isinstance(value, str) else f"{name} = {value}"
 
 
-def check_range(values: Mapping[str, float], bound: float, strict: bool, no_limit: bool = False) -> None:
+def check_range(values: Mapping[str, float], bound: float, strict: bool, no_limit: bool = False,
+                whole: bool = False) -> None:
     """One line for the first of `values` (name -> value) that is not a finite number > `bound` (`strict`) or
     >= `bound`: the comparison is negated so that NaN fails it too, before any training (it failed mid-run inside
     torch, or trained on NaN). The one rule for the training and compress knobs, each named as its user gave it
     (`given`: `--epochs 0` from the command line of compress or train, `epochs = 0` in Python). `no_limit`: the
-    values are limits that +inf lifts (serve's --max-media-s inf, as in predict)."""
+    values are limits that +inf lifts (serve's --max-media-s inf, as in predict). `whole`: the values are counts
+    (is_whole), which a CLI parses with type=int but Python took as given: batch 1.5 ran as batch 1, and a string
+    failed the comparison with a bare TypeError (as a string or a bool in place of any number does)."""
+    op, lift = (">" if strict else ">="), (" (inf: no limit)" if no_limit else "")
     for name, value in values.items():
+        if not (is_whole(value) if whole else isinstance(value, Real) and not isinstance(value, bool)):
+            raise InputError(f"{given(name, value)}; expected a {'whole ' * whole}number {op} {bound}{lift}")
         finite = math.isfinite(value) or (no_limit and value == math.inf)
         if not (value > bound if strict else value >= bound) or not finite:
             what = "" if finite or no_limit else "a finite number "
-            lift = " (inf: no limit)" if no_limit else ""
-            raise InputError(f"{given(name, value)}; expected {what}{'>' if strict else '>='} {bound}{lift}")
+            raise InputError(f"{given(name, value)}; expected {what}{op} {bound}{lift}")
 
 
 def require(module: str, purpose: str, fix: str | None = None) -> ModuleType:

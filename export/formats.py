@@ -78,11 +78,13 @@ def resolve_options(fmt: Format, options: dict[str, Any]) -> dict[str, Any]:
             raise InputError(f"unknown export option '{key}'{suggest(key, every)}")
     resolved = {k: DEFAULTS[k] for k in sorted(fmt.options)}  # sorted: manifests reproducible byte for byte
     resolved.update(options)
-    if not MIN_OPSET <= int(resolved["opset"]) <= 20:  # two-sided, so not check_range; named as given all the same
-        raise InputError(f"{given('opset', resolved['opset'])}; expected {MIN_OPSET} <= opset <= 20 (every model's "
-                         f"attention needs {MIN_OPSET}; 17 suits TensorRT 8.6+, 16 TensorRT 8.5)")
+    opset = resolved["opset"]  # two-sided, so not check_range; named as given and whole all the same ("abc", 17.5)
+    if not (is_whole(opset) and MIN_OPSET <= opset <= 20):
+        raise InputError(f"{given('opset', opset)}; expected {'' if is_whole(opset) else 'a whole number '}{MIN_OPSET} "
+                         f"<= opset <= 20 (every model's attention needs {MIN_OPSET}; 17 suits TensorRT 8.6+, 16 "
+                         "TensorRT 8.5)")
     check_range({"atol": resolved["atol"]}, 0, strict=True)
-    check_range({"max_batch": resolved["max_batch"]}, 1, strict=False)
+    check_range({"max_batch": resolved["max_batch"]}, 1, strict=False, whole=True)
     # a negative or NaN limit would fail every judged export; inf: no limit (README: `--max-drop inf`)
     check_range({"max_drop": resolved.get("max_drop", 0)}, 0, strict=False, no_limit=True)
     if not is_whole(resolved.get("workspace_mb", 1)) or resolved.get("workspace_mb", 1) < 1:  # True was 1 MiB

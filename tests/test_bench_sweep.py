@@ -293,6 +293,20 @@ def test_bad_arguments_fail_before_timing(tmp_path, tiny_splits):
     assert (keep / "notes.txt").read_text() == "mine"
 
 
+@pytest.mark.parametrize("bad, message", [({"batches": (1.5,)}, "batches = 1.5; expected a whole number >= 1"),
+                                          ({"batches": ("2",)}, "batches = '2'; expected a whole number >= 1"),
+                                          ({"batches": (True,)}, "batches = True; expected a whole number >= 1"),
+                                          ({"min_runs": 2.5}, "min_runs = 2.5; expected a whole number >= 1"),
+                                          ({"warmup": 0.5}, "warmup = 0.5; expected a whole number >= 0"),
+                                          ({"min_time": "1"}, "min_time = '1'; expected a number >= 0")])
+def test_counts_from_python_are_whole_numbers(tmp_path, bad, message):
+    """The CLI parses these with type=int; from Python batch 1.5 ran as batch 1 (0.5 warm-up calls as none), and a
+    string was a bare TypeError from the comparison (check_range's whole=True; the CLI's wording is unchanged)."""
+    with pytest.raises(InputError, match=f"^{re.escape(message)}$"):
+        run_bench(["x"], out=tmp_path / "r", **{**FAST, **bad})
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_bench_cli_names_its_flags_in_range_errors(tmp_path, capsys):
     """The bench CLI's bad numbers are named by the flags typed (named_as_flags), one knob a line: it said "need finite
     --energy-window > 0, --min-time >= 0 and --idle-settle >= 0 seconds, ..." with every value, to Python callers too."""

@@ -363,6 +363,18 @@ def test_workspace_below_one_mib_refused_before_any_work(bad):
     assert message.startswith(f"workspace_mb = {bad}; expected a whole number of MiB >= 1 (TensorRT's builder")
 
 
+@pytest.mark.parametrize("options, says", [({"opset": "abc"}, "opset = 'abc'; expected a whole number 14 <= opset "
+                                                              "<= 20"),
+                                           ({"opset": 17.5}, "opset = 17.5; expected a whole number 14 <= opset <= 20"),
+                                           ({"max_batch": 2.5}, "max_batch = 2.5; expected a whole number >= 1"),
+                                           ({"max_batch": "2"}, "max_batch = '2'; expected a whole number >= 1"),
+                                           ({"atol": "0.1"}, "atol = '0.1'; expected a number > 0")])
+def test_whole_and_numeric_options_from_python_are_one_line(options, says):
+    """export's CLI parses these with type=int / float; from Python opset "abc" was a ValueError from int(), 17.5 and
+    max_batch 2.5 were taken (check_range's whole=True), a string atol a bare TypeError from the comparison."""
+    assert one_line_error(lambda: resolve_options(FORMATS["onnx-int8"], options)).startswith(says)
+
+
 @pytest.mark.parametrize("options, says", [({"atol": 0.0}, "atol = 0.0; expected > 0"),
                                            ({"atol": math.nan}, "atol = nan; expected a finite number > 0"),
                                            ({"max_batch": 0}, "max_batch = 0; expected >= 1"),

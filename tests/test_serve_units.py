@@ -873,6 +873,24 @@ def test_batcher_settings_are_named_as_given():
             MicroBatcher(lambda items: items, **{"max_batch": 4, "max_wait_ms": 0, "max_queue": 8, **bad})
 
 
+def test_batcher_and_config_counts_from_python_are_whole_numbers():
+    """serve's CLI parses these with type=int; from Python max_batch 2.5, max_queue 8.5 and remember 2.5 were taken as
+    given, "2" was a TypeError from the comparison, and remember was not checked at all (remember=0 kept nothing for
+    feedback to name); ServeConfig and MicroBatcher are what the CLI calls too, so its wording is unchanged."""
+    from edge_msa.serve.config import ServeConfig
+
+    for bad, says in (({"max_batch": 2.5}, "max_batch = 2.5; expected a whole number >= 1"),
+                      ({"max_batch": "2"}, "max_batch = '2'; expected a whole number >= 1"),
+                      ({"max_queue": 8.5}, "max_queue = 8.5; expected a whole number >= max_batch (4)"),
+                      ({"max_queue": "8"}, "max_queue = '8'; expected a whole number >= max_batch (4)")):
+        with pytest.raises(InputError, match=f"^{re.escape(says)}$"):
+            MicroBatcher(lambda items: items, **{"max_batch": 4, "max_wait_ms": 0, "max_queue": 8, **bad})
+    for bad, says in ((2.5, "remember = 2.5; expected a whole number >= 1"), (0, "remember = 0; expected >= 1"),
+                      (True, "remember = True; expected a whole number >= 1")):
+        with pytest.raises(InputError, match=f"^{re.escape(says)}$"):
+            ServeConfig(bundle="b", remember=bad)
+
+
 def test_max_items_over_max_queue_is_named_as_given_from_python(media_bundle):
     """A Service built in Python was told `--max-items 9 exceeds --max-queue 8`, flags it never typed; the keywords
     now (serve's flags on its command line: test_serve_cli_bad_options_are_one_line_errors)."""

@@ -41,6 +41,18 @@ def add_threads_flag(parser: argparse.ArgumentParser) -> None:
                         help="ONNX Runtime intra-op threads (left out or 0: ONNX Runtime's default)")
 
 
+def add_media_limit_flag(parser: argparse.ArgumentParser, refused: str) -> None:
+    """--max-media-s of predict, featurize and serve, defined once: its name (features.MEDIA_FLAG, which messages
+    name it by), default (MAX_MEDIA_SECONDS, shared by the three) and help; each command had its own definition and
+    wording. `refused`: what the command does with a longer file. The rule it follows is check_max_media_seconds."""
+    from ..features import MAX_MEDIA_SECONDS, MEDIA_FLAG
+
+    (knob, flag), = MEDIA_FLAG.items()
+    parser.add_argument(flag, dest=knob, metavar=flag[2:].upper().replace("-", "_"), type=float,
+                        default=MAX_MEDIA_SECONDS, help=f"longest audio / video file in seconds, {refused} (default "
+                        f"{MAX_MEDIA_SECONDS:g}, shared by predict, featurize and serve; inf: no limit)")
+
+
 def one_of(words: Iterable[str]) -> dict[str, Any]:
     """add_argument's keywords for a flag that takes one of `words` (each in lower case), read in any case: the one
     rule for the CLI's word choices (compress's word knobs follow options.KEYWORDS, in Python too). argparse's

@@ -49,7 +49,7 @@ FEATURIZE_KNOBS = ("valid_frac", "test_frac", "seed")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from ..features import MAX_MEDIA_SECONDS
+    from . import add_media_limit_flag
 
     p = subparsers.add_parser(
         "featurize", help="extract audio/video features from raw clips into a dataset .npz",
@@ -65,9 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--valid-frac", type=float, default=0.15, help="validation fraction (default 0.15)")
     p.add_argument("--test-frac", type=float, default=0.15, help="test fraction (default 0.15)")
     p.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
-    p.add_argument("--max-media-s", type=float, default=MAX_MEDIA_SECONDS, help="longest audio / video file in "
-                   f"seconds, refused before decoding and left out with a warning (default {MAX_MEDIA_SECONDS:g}, as "
-                   "in predict and serve; inf: no limit)")
+    add_media_limit_flag(p, "refused before decoding and left out with a warning")
     p.add_argument("--quiet", action="store_true", help="no progress bar, timing line or warnings")
     p.set_defaults(handler=run)
 
@@ -86,13 +84,13 @@ def run(args: argparse.Namespace) -> int:
             with named_as_flags(FEATURIZE_KNOBS, spelled=MEDIA_FLAG):  # `--valid-frac nan` was named `valid_frac=nan`
                 path = featurize(args.clips, args.labels, args.out, text=args.text, label_map=args.label_map,
                                  valid_frac=args.valid_frac, test_frac=args.test_frac, seed=args.seed,
-                                 progress=not args.quiet, max_media_seconds=args.max_media_s, too_long=too_long)
+                                 progress=not args.quiet, max_media_seconds=args.max_media_seconds, too_long=too_long)
         finally:  # before an error too: "skipping 2 labelled ids with no media: ..." explains what it refused
             if not args.quiet:
                 for w in caught:
                     sys.stderr.write(f"warning: {w.message}\n")
     if not args.quiet:
-        print(summary(path, too_long, args.max_media_s))
+        print(summary(path, too_long, args.max_media_seconds))
     return 0
 
 
@@ -103,11 +101,11 @@ def summary(path: Path, too_long: set[Path], limit: float) -> str:
     import numpy as np
 
     from ..errors import plural
-    from ..features import seconds_text
+    from ..features import MEDIA_FLAG, seconds_text
 
     with np.load(path, allow_pickle=False) as z:
         split = z["split"]
     counts = ", ".join(f"{name} {int((split == name).sum())}" for name in ("train", "valid", "test"))
-    left_out = (f"; {plural(len(too_long), 'clip')} over {seconds_text(limit)} s left out (--max-media-s)"
-                if too_long else "")
+    left_out = (f"; {plural(len(too_long), 'clip')} over {seconds_text(limit)} s left out "
+                f"({MEDIA_FLAG['max_media_seconds']})" if too_long else "")
     return f"wrote {plural(len(split), 'row')} to {path} ({counts}){left_out}"

@@ -31,8 +31,7 @@ building the text encoder session, not in total).
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from ..features import MAX_MEDIA_SECONDS
-    from . import add_backend_flag, add_threads_flag
+    from . import add_backend_flag, add_media_limit_flag, add_threads_flag
 
     p = subparsers.add_parser("predict", help="predict sentiment with a bundle (one JSON line per input)",
                               description="Run an exported bundle on text / audio / video inputs or feature arrays.",
@@ -47,8 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_backend_flag(p)
     p.add_argument("--providers", default=None, help="comma-separated onnxruntime providers (default: best available)")
     add_threads_flag(p)
-    p.add_argument("--max-media-s", type=float, default=MAX_MEDIA_SECONDS, help="longest audio / video file in "
-                   f"seconds, refused before decoding (default {MAX_MEDIA_SECONDS:g}, as in serve; inf: no limit)")
+    add_media_limit_flag(p, "refused before decoding")
     p.set_defaults(handler=run)
 
 
@@ -61,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
     with named_as_flags(["threads"], spelled=MEDIA_FLAG):  # flags before inputs: a bad one read as "no input given"
         threads = checked_threads(args.threads)
-        check_max_media_seconds(args.max_media_s)  # `--max-media-s -1`, as typed
+        check_max_media_seconds(args.max_media_seconds)  # `--max-media-s -1`, as typed
     if args.batch and (args.text or args.audio or args.video or args.features):
         raise InputError("--batch takes all inputs from the CSV; drop --text/--audio/--video/--features")
     if args.text is not None and not args.text.strip():
@@ -69,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     items = _csv_items(Path(args.batch)) if args.batch else _flag_items(args)
     providers = args.providers.split(",") if args.providers else None
     with load(args.bundle, backend=args.backend, providers=providers, threads=threads,
-              max_media_seconds=args.max_media_s) as predictor:
+              max_media_seconds=args.max_media_seconds) as predictor:
         try:
             predictions = predictor.predict_batch(items)
         except ItemError as exc:  # "input index 3" -> the row as the user finds it in the file

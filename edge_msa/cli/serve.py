@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # fastapi is the [serve] extra: imported by run, once require() found it
     from ..serve.app import Service
 
+from ..features import MEDIA_FLAG
+
 EPILOG = """examples:
   edge-msa serve runs/mosi/bundles/student-int8                      # http://127.0.0.1:8000/ (demo page)
   edge-msa serve bundle/ --port 9000 --feedback feedback.sqlite      # keep users' labels
@@ -31,17 +33,18 @@ There is no authentication: it binds 127.0.0.1 unless you pass --host.
 
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")  # uvicorn's
-# Limits' fields, the flags that set them (shorter than the keywords) and what they count; messages name the flag
+# Limits' fields, the flags that set them (shorter than the keywords) and what they count; messages name the flag.
+# The media limit is predict's and featurize's flag too, defined once (cli.add_media_limit_flag): what it does here
 LIMIT_FLAGS = {"max_body_bytes": ("--max-body", "bytes per request"),
                "max_text_chars": ("--max-text", "characters of text"),
-               "max_media_seconds": ("--max-media-s", "seconds of audio / video, inf: no limit"),
+               **{knob: (flag, "refused before decoding with a 413") for knob, flag in MEDIA_FLAG.items()},
                "max_steps": ("--max-steps", "rows L of a feature array"),
                "max_items": ("--max-items", "inputs per batch request")}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from ..serve.config import ServeConfig
-    from . import one_of
+    from . import add_media_limit_flag, one_of
 
     c = ServeConfig(bundle="")
     d = c.limits
@@ -62,6 +65,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--remember", type=int, default=c.remember,
                    help=f"recent predictions feedback may name (default {c.remember})")
     for name, (flag, what) in LIMIT_FLAGS.items():
+        if name in MEDIA_FLAG:
+            add_media_limit_flag(p, what)
+            continue
         default = getattr(d, name)
         shown = f"{default:g}" if isinstance(default, float) else default
         p.add_argument(flag, dest=name, metavar=flag[2:].upper().replace("-", "_"), type=type(default),
@@ -88,11 +94,11 @@ def run(args: argparse.Namespace) -> int:
     with named_as_flags(knobs, spelled={name: flag for name, (flag, _) in LIMIT_FLAGS.items()}):
         if not 0 <= args.port <= 65535:  # two-sided, so not check_range; 0: any free port (address() says which)
             raise InputError(f"{given('port', args.port)}; expected 0 <= port <= 65535 (0: any free port)")
-        check_range({"remember": args.remember}, 1, strict=False)
         check_range({"drain_s": args.drain_s}, 0, strict=False)
         limits = Limits(**{name: getattr(args, name) for name in LIMIT_FLAGS})
         threads = checked_threads(args.threads)
-        service = Service(ServeConfig(args.bundle, threads, args.max_batch, args.max_wait_ms,  # MicroBatcher checks
+        # ServeConfig checks --remember, MicroBatcher the batching knobs (Python callers get the same checks)
+        service = Service(ServeConfig(args.bundle, threads, args.max_batch, args.max_wait_ms,
                                       args.max_queue, args.feedback, args.remember, limits))
     service.warm_up()
     try:

@@ -8,11 +8,10 @@ from __future__ import annotations
 import importlib
 import math
 import os
-from numbers import Real
 from pathlib import Path
 from typing import Any
 
-from ..errors import MEDIA_FIX, InputError, check_range, given, not_found, require
+from ..errors import MEDIA_FIX, InputError, check_range, not_found, require
 from ..paths import utf8_path
 from ..spec import suggest
 
@@ -25,7 +24,8 @@ FRONT_ENDS = {
 }
 MAX_MEDIA_SECONDS = 30.0  # default longest audio / video input (REST's Limits, predict, load): a kiosk utterance
 # lasts seconds; an hour-long recording would take minutes and GBs to decode before the front end pools it away
-MEDIA_FLAG = {"max_media_seconds": "--max-media-s"}  # the limit's flag (predict, featurize): named_as_flags' spelled
+# the limit's keyword and flag (predict, featurize, serve: cli.add_media_limit_flag), named_as_flags' spelled
+MEDIA_FLAG = {"max_media_seconds": "--max-media-s"}
 UNKNOWN_FRAMES = 2**62  # libsndfile's frame count for a stream of unknown length (SF_COUNT_MAX ~ 9.2e18)
 STILL_IMAGE = ("is a still image (1 frame); expected a video clip of the utterance (the face is read across its "
                "frames); leave the video out to predict without it")
@@ -83,9 +83,8 @@ class MediaTooLong(InputError):
 
 def check_max_media_seconds(limit: float) -> None:
     """A positive number of seconds (inf: no limit); NaN or <= 0 would refuse every media file, or none. Named as
-    given (check_range): the keyword to load() / featurize() callers, --max-media-s from predict and featurize."""
-    if not isinstance(limit, Real) or isinstance(limit, bool):  # "10" raised a TypeError from the comparison
-        raise InputError(f"{given('max_media_seconds', limit)}; expected a number > 0 (inf: no limit)")
+    given (check_range, which also refuses "10" and True as not a number): the keyword to load() / featurize()
+    callers, --max-media-s from predict and featurize."""
     check_range({"max_media_seconds": limit}, 0, strict=True, no_limit=True)
 
 
@@ -96,8 +95,9 @@ def refuse_long_media(modality: str, path: Path, limit: float) -> None:
     without the audio track asked for is found here too, not only when a front end decodes it."""
     seconds = media_seconds(modality, path, limit if math.isfinite(limit) else 0.0, f"{modality} files")
     if seconds > limit:
-        raise MediaTooLong(f"{too_long(f'{modality} {path}', seconds, limit)} (raise the limit with --max-media-s or "
-                           "max_media_seconds=; inf: none)")
+        (knob, flag), = MEDIA_FLAG.items()
+        raise MediaTooLong(f"{too_long(f'{modality} {path}', seconds, limit)} (raise the limit with {flag} or "
+                           f"{knob}=; inf: none)")
 
 
 def too_long(what: str, seconds: float, limit: float) -> str:

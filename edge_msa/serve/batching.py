@@ -14,7 +14,7 @@ from collections import deque
 from concurrent.futures import Future
 from typing import Any, Callable, Sequence
 
-from ..errors import InputError, check_range, given, option_name
+from ..errors import InputError, check_range, given, is_whole, option_name
 from ..runtime.predictor import ItemError
 
 BatchFn = Callable[[Sequence[Any]], list]
@@ -47,10 +47,12 @@ class MicroBatcher:
 
     def __init__(self, run_batch: BatchFn, max_batch: int, max_wait_ms: float, max_queue: int,
                  on_batch: Callable[[int, float], None] | None = None) -> None:
-        check_range({"max_batch": max_batch}, 1, strict=False)  # each named as given: serve's flag, or the keyword
+        check_range({"max_batch": max_batch}, 1, strict=False, whole=True)  # as given: serve's flag, or the keyword
         check_range({"max_wait_ms": max_wait_ms}, 0, strict=False)  # NaN/inf: wait forever
-        if not max_queue >= max_batch:
-            raise InputError(f"{given('max_queue', max_queue)}; expected >= {option_name('max_batch')} ({max_batch})")
+        if not (is_whole(max_queue) and max_queue >= max_batch):  # "8" was a TypeError from the comparison
+            whole = "" if is_whole(max_queue) else "a whole number "
+            raise InputError(f"{given('max_queue', max_queue)}; expected {whole}>= {option_name('max_batch')} "
+                             f"({max_batch})")
         self.run_batch, self.on_batch = run_batch, on_batch
         self.max_batch, self.max_wait, self.max_queue = max_batch, max_wait_ms / 1e3, max_queue
         self._jobs: deque[tuple[Any, Future]] = deque()

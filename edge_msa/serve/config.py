@@ -42,3 +42,9 @@ class ServeConfig:
     feedback: str | None = None  # SQLite path; None = /v1/feedback is off
     remember: int = 10000  # recent predictions kept for feedback by request id
     limits: Limits = field(default_factory=Limits)
+
+    def __post_init__(self) -> None:
+        """`remember` a whole number >= 1, named as given (serve's --remember on its command line): only the CLI
+        checked it, so from Python remember=0 kept no prediction for feedback to name, and 2.5 was taken as given.
+        The batching knobs are MicroBatcher's to check."""
+        check_range({"remember": self.remember}, 1, strict=False, whole=True)
