@@ -296,7 +296,7 @@ def test_each_answer_is_what_the_published_schema_says(media_bundle, tmp_path):
     """/openapi.json documented no 200 body, so a generated client had no types for any answer. Each route's real
     answer now validates against the class its published schema was made from, and carries exactly the fields that
     schema requires: a field renamed in the handler or in the class alone fails here. The answers are still written
-    by the strict writer (inf as "Infinity"), not re-serialised by pydantic, which would write null."""
+    by the strict writer (inf as "Infinity", which the schema admits), not re-serialised by pydantic (null)."""
     from pydantic import TypeAdapter
 
     from edge_msa.serve import openapi
@@ -313,7 +313,9 @@ def test_each_answer_is_what_the_published_schema_says(media_bundle, tmp_path):
         name = schema["$ref"].removeprefix("#/components/schemas/")
         assert status == 200 and set(doc["components"]["schemas"][name]["required"]) == set(body), path
         TypeAdapter(getattr(openapi, name)).validate_python(body)
+    media = doc["components"]["schemas"]["Limits"]["properties"]["max_media_seconds"]["anyOf"]
     assert answers["/v1/info", "get"][1]["service"]["limits"]["max_media_seconds"] == "Infinity"
+    assert media == [{"type": "number"}, {"enum": ["Infinity", "-Infinity"]}]
     assert doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"].keys() == {"text/plain"}
 
 

@@ -70,7 +70,7 @@ class Health(TypedDict):
 
 @with_config(ANSWER)
 class Settings(TypedDict):
-    """How the service batches and what one request may carry (`max_media_seconds` is "Infinity" with no limit)."""
+    """How the service batches and what one request may carry."""
 
     max_batch: int
     max_wait_ms: float
