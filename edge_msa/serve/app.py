@@ -118,7 +118,9 @@ class Service:
             request_id = uuid.uuid4().hex
             self.metrics.observe_prediction(prediction)
             self.recent.put(request_id, p.digest, p.text, prediction)
-            out.append(asdict(Served(**prediction, request_id=request_id)))  # its warnings name a truncated text
+            # its warnings name a truncated text; vars, not asdict: the fields are plain already, and asdict's deep
+            # copy cost ~50 us an answer
+            out.append(vars(Served(**prediction, request_id=request_id)))
         return out
 
     async def add_feedback(self, request_id: str, label: float) -> int:
