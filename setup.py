@@ -45,8 +45,10 @@ setup(
         # raw audio / video files: soundfile, OpenCV (5.x ships no Haar cascades), PyAV (audio inside video)
         "media": ["soundfile>=0.12", "opencv-python-headless<5", "av>=12"],
         "plot": ["matplotlib>=3.5"],  # bench's report.png
-        # edge-msa serve: REST service (FastAPI on uvicorn), /metrics, multipart uploads
-        "serve": ["fastapi>=0.110", "uvicorn>=0.29", "prometheus-client>=0.19", "python-multipart>=0.0.13"],
+        # edge-msa serve: REST service (FastAPI on uvicorn), /metrics, multipart uploads; pydantic 2.7 types the
+        # answers in /openapi.json (serve.openapi: with_config), which FastAPI 0.110 would take from pydantic 1
+        "serve": ["fastapi>=0.110", "pydantic>=2.7", "uvicorn>=0.29", "prometheus-client>=0.19",
+                  "python-multipart>=0.0.13"],
         "fp16": ["onnxconverter-common>=1.14"],
         "gpu": ["nvidia-ml-py>=12", "onnxruntime-gpu>=1.16"],
         # TensorRT itself comes from JetPack or NVIDIA's index; cuda-python moves engine buffers (export + run)

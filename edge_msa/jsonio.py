@@ -25,6 +25,16 @@ INFINITY = {math.inf: "Infinity", -math.inf: "-Infinity"}  # how dumps writes th
 _FROM_TEXT = {text: value for value, text in INFINITY.items()}
 
 
+class MayBeInfinite:
+    """`Annotated[float, MayBeInfinite()]`: a float that may be infinite (a limit given as inf), whose JSON schema
+    then says what `dumps` writes, a number or one of INFINITY's strings; a client generated from a schema saying
+    "number" alone fails on "Infinity". pydantic calls this hook where it types the field (the service's
+    /openapi.json); nothing here imports pydantic."""
+
+    def __get_pydantic_json_schema__(self, core_schema: Any, handler: Any) -> dict[str, Any]:
+        return {"anyOf": [handler(core_schema), {"enum": list(INFINITY.values())}]}
+
+
 def plain(value: Any) -> Any:
     """`value` as strict JSON can hold it: NaN -> None, +-inf -> INFINITY's strings, numpy scalars and arrays as
     Python numbers and lists, through dicts, lists and tuples; anything else as it is (for json's own `default`)."""

@@ -317,6 +317,33 @@ def test_openapi_describes_the_bodies_this_service_takes(server):
     assert status == 200 and "/openapi.json" in page and "Swagger UI did not load" in page  # shown offline
 
 
+def test_each_answer_is_what_the_published_schema_says(media_bundle, tmp_path):
+    """/openapi.json documented no 200 body, so a generated client had no types for any answer. Each route's real
+    answer now validates against the class its published schema was made from, and carries exactly the fields that
+    schema requires: a field renamed in the handler or in the class alone fails here. The answers are still written
+    by the strict writer (inf as "Infinity", which the schema admits), not re-serialised by pydantic (null)."""
+    from pydantic import TypeAdapter
+
+    from edge_msa.serve import openapi
+
+    with serve_process(media_bundle, "--feedback", str(tmp_path / "log.sqlite"), "--max-media-s", "inf") as (_, url):
+        doc = call(f"{url}/openapi.json")[2]
+        answers = {("/v1/predict", "post"): post(f"{url}/v1/predict", {"text": "a fine day"}),
+                   ("/v1/predict/batch", "post"): post(f"{url}/v1/predict/batch", {"inputs": [{"text": "so so"}] * 2}),
+                   ("/healthz", "get"): call(f"{url}/healthz")[::2], ("/v1/info", "get"): call(f"{url}/v1/info")[::2]}
+        request_id = answers["/v1/predict", "post"][1]["request_id"]
+        answers["/v1/feedback", "post"] = post(f"{url}/v1/feedback", {"request_id": request_id, "label": 1.5})
+    for (path, method), (status, body) in answers.items():
+        schema = doc["paths"][path][method]["responses"]["200"]["content"]["application/json"]["schema"]
+        name = schema["$ref"].removeprefix("#/components/schemas/")
+        assert status == 200 and set(doc["components"]["schemas"][name]["required"]) == set(body), path
+        TypeAdapter(getattr(openapi, name)).validate_python(body)
+    media = doc["components"]["schemas"]["Limits"]["properties"]["max_media_seconds"]["anyOf"]
+    assert answers["/v1/info", "get"][1]["service"]["limits"]["max_media_seconds"] == "Infinity"
+    assert media == [{"type": "number"}, {"enum": ["Infinity", "-Infinity"]}]
+    assert doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"].keys() == {"text/plain"}
+
+
 def test_healthz_answers_head_as_uptime_monitors_probe(server):
     """`curl -I .../healthz` and monitors that probe with HEAD got 405: the service looked down while it served."""
     with urllib.request.urlopen(urllib.request.Request(f"{server}/healthz", method="HEAD"), timeout=30) as r:

@@ -24,10 +24,10 @@ EPILOG = """examples:
 
 routes: POST /v1/predict (JSON {"text", "audio", "video"}: a string, (L, d) arrays or base64 WAV/video; or a
 multipart form), POST /v1/predict/batch ({"inputs": [...]}), POST /v1/feedback, GET /healthz, GET /v1/info,
-GET /metrics (Prometheus), GET /openapi.json and /docs (the request bodies, with this bundle's dims and limits),
-GET / (demo page). Errors are {"error": "..."} with a 4xx status; beyond --max-queue waiting inputs the answer is
-429 with Retry-After. Ctrl-C or SIGTERM finishes in-flight requests, then exits 0; a batch worker dead on a bug
-stops the server the same way, with exit code 1, for a supervisor to restart it.
+GET /metrics (Prometheus), GET /openapi.json and /docs (the request bodies, with this bundle's dims and limits,
+and each answer's fields), GET / (demo page). Errors are {"error": "..."} with a 4xx status; beyond --max-queue
+waiting inputs the answer is 429 with Retry-After. Ctrl-C or SIGTERM finishes in-flight requests, then exits 0; a
+batch worker dead on a bug stops the server the same way, with exit code 1, for a supervisor to restart it.
 There is no authentication: it binds 127.0.0.1 unless you pass --host.
 """
 

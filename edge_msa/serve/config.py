@@ -6,9 +6,11 @@ runtime (Limits lived beside the request parsing, whose import of the predictor 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Annotated
 
 from ..errors import check_range
 from ..features import MAX_MEDIA_SECONDS
+from ..jsonio import MayBeInfinite
 
 
 @dataclass(frozen=True)
@@ -17,7 +19,7 @@ class Limits:
 
     max_body_bytes: int = 8 * 2**20
     max_text_chars: int = 2000
-    max_media_seconds: float = MAX_MEDIA_SECONDS
+    max_media_seconds: Annotated[float, MayBeInfinite()] = MAX_MEDIA_SECONDS  # inf: no limit (/v1/info: "Infinity")
     max_steps: int = 1024  # rows L of a feature array (L, d)
     max_items: int = 64  # inputs in one /v1/predict/batch request
 

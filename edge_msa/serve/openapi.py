@@ -1,20 +1,28 @@
-"""What /openapi.json (and the /docs page drawn from it) says of the POST routes, made from the bundle's feature spec
-and the service's limits, so a client generated from it sends what this service takes.
+"""What /openapi.json (and the /docs page drawn from it) says of the routes: the POST bodies, made from the bundle's
+feature spec and the service's limits, so a client generated from it sends what this service takes, and each route's
+200 answer, typed by the classes the handlers build it with.
 
 The handlers read the raw request (JSON or a multipart form, checked by serve.inputs, whose refusals are one line
 each), so FastAPI has no model to infer a body from: without these the schema showed the routes with no body at all.
+The answers are declared as `responses={200: {"model": ...}}`, not `response_model`: FastAPI would validate and
+re-serialise every answer through pydantic, which writes inf and NaN otherwise than edge_msa.jsonio (and costs time
+per request); the handlers' dicts are written by the app's StrictJSONResponse as before.
 """
 from __future__ import annotations
 
 import html
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
+from pydantic import ConfigDict, with_config
 from starlette.requests import Request
+from typing_extensions import TypedDict  # pydantic reads typing's TypedDict only from Python 3.12
 
 from ..features import seconds_text
 from ..labels import SCORE_LIMIT
+from ..runtime.predictor import Prediction
 from ..spec import MODALITIES, FeatureSpec
 from .config import Limits
 
@@ -26,6 +34,63 @@ ERROR = {"type": "object", "required": ["error"], "additionalProperties": False,
 ERRORS = {code: {"description": why, "content": {"application/json": {"schema": ERROR}}}
           for code, why in (("4XX", "refused: a malformed or oversized request (429: busy, see Retry-After)"),
                             ("503", "not now: shutting down, the feedback log is busy, or a media extra is missing"))}
+
+# every field is in every answer, defaults included: a client generator should not make the fields optional
+ANSWER = ConfigDict(json_schema_serialization_defaults_required=True)
+
+
+@with_config(ANSWER)
+@dataclass(kw_only=True)
+class Served(Prediction):
+    """/v1/predict's answer: the runtime's Prediction, and the id /v1/feedback names it by."""
+
+    request_id: str
+
+
+class Batch(TypedDict):
+    """/v1/predict/batch's answer: one prediction per input, in the order sent."""
+
+    results: list[Served]
+
+
+class Saved(TypedDict):
+    """/v1/feedback's answer, sent once the label is durable in the log: `id` is its row."""
+
+    ok: Literal[True]
+    id: int
+
+
+class Health(TypedDict):
+    """/healthz's answer while predictions are taken (otherwise the 503 a prediction would get)."""
+
+    status: Literal["ok"]
+    bundle: str
+    queue: int
+
+
+@with_config(ANSWER)
+class Settings(TypedDict):
+    """How the service batches and what one request may carry."""
+
+    max_batch: int
+    max_wait_ms: float
+    max_queue: int
+    feedback: bool
+    limits: Limits
+
+
+class Info(TypedDict):
+    """/v1/info's answer: the bundle's manifest.json, less the exporting machine's paths, and the service's settings."""
+
+    edge_msa: str
+    bundle: str
+    manifest: dict[str, Any]
+    service: Settings
+
+
+def answer(model: type) -> dict[int | str, dict[str, Any]]:
+    """A route's `responses`: its 200 body typed by `model` in the schema alone (see the module's docstring)."""
+    return {200: {"model": model}}
 
 
 async def docs(request: Request) -> HTMLResponse:
