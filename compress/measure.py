@@ -126,6 +126,26 @@ def count_model(model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, A
     return {"params": total, "macs": macs, "parts": parts}
 
 
+END_TO_END = "end to end from token ids (text encoder and embeddings included)"
+FROM_FEATURES = "from text features (not counting the frozen text encoder that makes them)"
+
+
+def count_at_max_lens(model: nn.Module) -> dict[str, Any]:
+    """count_model's params and MACs for ONE input at the spec's max lengths, labelled with what they count: a
+    bundle and a checkpoint are sized without data (the compress report averages over the test split instead),
+    and a model that reads text features leaves out the text encoder that a token-id model counts."""
+    spec = model.spec
+    batch = {}
+    for m in MODALITIES:
+        length = spec.max_len(m)
+        batch[m], batch[f"{m}_mask"] = modality_tensors(np.zeros((1, length, spec.dim(m)), np.float32),
+                                                        np.array([length]))  # (1, L, d), (1, L)
+    count = count_model(model, batch)
+    tokens = spec.front_end("text").startswith(TOKENS_PREFIX)
+    return {"params": count["params"], "macs": count["macs"], "scope": END_TO_END if tokens else FROM_FEATURES,
+            "input": f"batch 1 at max_lens {list(spec.max_lens)}"}
+
+
 def mean_over_inputs(count: Callable[[nn.Module, dict], dict], model: nn.Module, fs: FeatureSet) -> dict[str, Any]:
     """`count(model, batch of one input)` averaged over EVERY input of `fs` (MACs grow with sequence length).
     Inputs with the same per-modality lengths cost the same, so each distinct length tuple is counted once

@@ -115,6 +115,7 @@ def _export_fp32(config, meta: dict[str, Any], bundle: Path, fmt, opts: dict[str
                  data: str | os.PathLike | None) -> tuple[ExportContext, Manifest]:
     """The fp32 ONNX graphs in `bundle`, and the manifest describing them (not written yet)."""
     from edge_msa.checkpoint import data_record
+    from edge_msa.compress.measure import count_at_max_lens
 
     from . import onnx as onnx_export
 
@@ -131,7 +132,8 @@ def _export_fp32(config, meta: dict[str, Any], bundle: Path, fmt, opts: dict[str
         export_options={"format": fmt.name, **opts, "checkpoint": checkpoint, "data": str(data) if data else None,
                         "graph_bytes": {n: {k: e[k] for k in ("bytes_exported", "bytes")}
                                         for n, e in exported.items()}},
-        versions=versions, metrics={"checkpoint_meta": meta.get("metrics", {})}, data=data_record(meta))
+        versions=versions, metrics={"checkpoint_meta": meta.get("metrics", {}), "count": count_at_max_lens(model)},
+        data=data_record(meta))
     ctx = ExportContext(model, spec, layout, bundle, {n: bundle / e["file"] for n, e in exported.items()}, opts,
                         versions=versions)
     return ctx, manifest

@@ -311,6 +311,65 @@ def test_info_counts_every_file_on_disk_and_the_parity_of_its_precision(student,
     assert f"parity     int8 max|Δ| {int8_parity} atol None ok True\n" in out[int8]
 
 
+def _count_line(checkpoint) -> str:
+    """What `info` must say of `checkpoint`'s model: compress's counter (measure.count_model) on one input at the
+    spec's max lengths, labelled end to end for a model that encodes token ids itself."""
+    from edge_msa.checkpoint import load_checkpoint
+    from edge_msa.compress.measure import END_TO_END, FROM_FEATURES, count_model
+    from edge_msa.models.with_text import WithTextEncoder
+
+    model, _ = load_checkpoint(checkpoint)
+    spec = model.spec
+    full = {m: np.full(1, spec.max_len(m)) for m in MODALITIES}
+    count = count_model(model, to_torch_batch({m: np.zeros((1, spec.max_len(m), spec.dim(m)), np.float32)
+                                               for m in MODALITIES}, full))
+    label = END_TO_END if isinstance(model, WithTextEncoder) else FROM_FEATURES
+    return (f"count      {count['params']:,} parameters, {count['macs']:,.0f} MACs per input (batch 1 at max_lens "
+            f"{list(spec.max_lens)}), {label}\n")
+
+
+@pytest.mark.parametrize("which", ["bundle", "token_bundle"])
+def test_info_shows_the_params_and_macs_measure_counts_for_the_checkpoint(which, request, capsys):
+    """`info` listed files and bytes but no parameter count or MACs (only compress's report had them): export
+    records them, counted end to end from token ids (embeddings included) for a model that encodes them itself,
+    and `info` prints the same line for the bundle and for its checkpoint."""
+    from edge_msa.cli import main
+
+    bundle = request.getfixturevalue(which)
+    checkpoint = read_manifest(bundle).export_options["checkpoint"]
+    line = _count_line(checkpoint)
+    assert ("end to end from token ids" in line) is (which == "token_bundle")
+    for path in (bundle, checkpoint):
+        assert main(["info", str(path)]) == 0
+        assert line in capsys.readouterr().out
+
+
+def test_info_says_unknown_for_a_bundle_exported_without_the_count(bundle, tmp_path, capsys):
+    """Bundles exported before the count was recorded still load (format_version unchanged) and say so."""
+    import shutil
+
+    from edge_msa.cli import main
+
+    old = Path(shutil.copytree(bundle, tmp_path / "old"))
+    manifest = json.loads((old / "manifest.json").read_text(encoding="utf-8"))
+    del manifest["metrics"]["count"]
+    (old / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    assert main(["info", str(old)]) == 0
+    assert "\ncount      unknown: not in this manifest (exported by an older edge-msa; re-export to record it)\n" in (
+        capsys.readouterr().out)
+
+
+def test_checkpoint_info_without_torch_pruning_names_the_fix(student, monkeypatch, capsys):
+    """The MAC counter is torch-pruning's: without it the checkpoint summary still prints, and says what to install."""
+    from edge_msa.cli import main
+
+    monkeypatch.setitem(sys.modules, "torch_pruning", None)  # import fails as if it were not installed
+    assert main(["info", str(student[0])]) == 0
+    out = capsys.readouterr().out
+    assert "\ncount      unknown: torch_pruning is required for counting MACs and params" in out
+    assert 'pip install "edge-msa[train]"' in out and "model      student_tiny" in out
+
+
 def test_fp16_keeps_layernorm_and_residuals_fp32(student, tmp_path):
     out = export(student[0], format="onnx-fp16", out=tmp_path / "fp16", log=None)
     m = read_manifest(out)

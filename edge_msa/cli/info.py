@@ -1,4 +1,4 @@
-"""`edge-msa info`: what a bundle or checkpoint holds (model, params, graphs, precision, parity, data lineage)."""
+"""`edge-msa info`: what a bundle or checkpoint holds (model, params, MACs, graphs, precision, parity, data lineage)."""
 from __future__ import annotations
 
 import argparse
@@ -17,9 +17,9 @@ EPILOG = """examples:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("info", help="summarise a bundle or a checkpoint",
-                              description="Print a bundle's manifest summary (graphs, sizes, precision, parity, "
-                              "metrics, data lineage) or a checkpoint's config (model, parameters, FeatureSpec, "
-                              "data lineage).",
+                              description="Print a bundle's manifest summary (graphs, sizes, parameters and MACs, "
+                              "precision, parity, metrics, data lineage) or a checkpoint's config (model, "
+                              "parameters and MACs, FeatureSpec, data lineage).",
                               epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("path", help="a bundle directory or a .pt checkpoint")
     p.add_argument("--json", action="store_true", help="print the full manifest / config as JSON")
@@ -56,10 +56,33 @@ def run(args: argparse.Namespace) -> int:
     params, buffers = (sum(t.numel() for t in ts) for ts in (model.parameters(), model.buffers()))
     print(f"checkpoint {path}  (format {payload.get('format_version')})\n"
           f"model      {payload['config']['name']}  {params:,} parameters (+ {buffers:,} buffer values)\n"
+          f"{_checkpoint_count_line(model)}\n"
           f"config     {dumps(payload['config'].get('params', {}))}\n"
           f"spec       {dumps(payload['feature_spec'])}\n"
           f"data       {summary(data_record(payload.get('meta', {})))}")
     return 0
+
+
+def _checkpoint_count_line(model: Any) -> str:
+    """The count export records in a bundle, made here from the model; without torch-pruning (its MAC counter) the
+    rest of the summary still prints, and this line says what to install."""
+    from ..errors import MissingDependencyError
+
+    try:
+        from ..compress.measure import count_at_max_lens
+
+        return _count_line(count_at_max_lens(model))
+    except MissingDependencyError as exc:
+        return f"count      unknown: {exc}"
+
+
+def _count_line(count: Any) -> str:
+    """Parameters and MACs per input as measure.count_at_max_lens counts them, with what they count (end to end from
+    token ids, or from text features); a bundle exported before export recorded them says unknown, never a guess."""
+    if not isinstance(count, dict):
+        return "count      unknown: not in this manifest (exported by an older edge-msa; re-export to record it)"
+    return (f"count      {count['params']:,} parameters, {count['macs']:,.0f} MACs per input ({count['input']}), "
+            f"{count['scope']}")
 
 
 def _bundle_lines(path: Path, m: Manifest) -> list[str]:
@@ -77,6 +100,7 @@ def _bundle_lines(path: Path, m: Manifest) -> list[str]:
              *(["text       " + ", ".join(f"{role} {f} ({_size(_file_size(path / f))})"
                                           for role, f in m.text_encoder.items())] if m.text_encoder else []),
              f"on disk    {_size(sum(f.stat().st_size for f in files))} in {plural(len(files), 'file')}",
+             _count_line(m.metrics.get("count")),
              f"spec       dims {list(m.feature_spec.dims)} max_lens {list(m.feature_spec.max_lens)} "
              f"front ends {list(m.feature_spec.front_ends)}",
              f"skip       thresholds {m.skip_thresholds}" if m.skipping else "skip       none",

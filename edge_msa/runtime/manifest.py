@@ -35,7 +35,7 @@ class Manifest:
     text_encoder: dict[str, str] | None = None  # {"onnx": file, "tokenizer": file} when bundled
     export_options: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
-    metrics: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)  # checkpoint_meta, valid, count (params + MACs)
     parity: dict[str, Any] = field(default_factory=dict)
     tensorrt_check: dict[str, Any] = field(default_factory=dict)
     backend: str = "onnxruntime"  # the runtime these graphs are for (onnxruntime | tensorrt)
