@@ -104,6 +104,27 @@ def test_a_token_checkpoint_exports_where_the_cache_takes_no_files(token_checkpo
     tokenizer = torch.load(token_checkpoint, weights_only=True)["tokenizer_json"]
     assert (tmp_path / "bundle" / "tokenizer.json").read_text(encoding="utf-8") == tokenizer
 
+
+def test_a_token_checkpoint_where_no_folder_takes_its_tokenizer_is_refused_in_one_line(token_checkpoint, tmp_path,
+                                                                                         monkeypatch, capsys):
+    """Where neither the cache nor the temporary folder takes files (a read-only device, $TMPDIR read-only too), the
+    fallback's temporary folder raised a traceback (NotADirectoryError, or 'No usable temporary directory found')."""
+    import functools
+    import tempfile
+
+    from edge_msa.cli import main
+    from edge_msa.features import text
+
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("EDGE_MSA_CACHE", str(tmp_path / "file" / "cache"))  # under a file: refused, root or not
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "file" / "tmp"))  # what $TMPDIR sets, refused the same
+    monkeypatch.setattr(text, "_run_folder", functools.cache(text._run_folder.__wrapped__))  # none made yet
+    assert main(["export", str(token_checkpoint), "--out", str(tmp_path / "bundle"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot write the checkpoint's tokenizer") and err.count("\n") == 1, err
+    assert "expected $EDGE_MSA_CACHE or $TMPDIR to name a writable folder" in err
+    assert not (tmp_path / "bundle").exists()
+
 def test_info_counts_a_block_shared_across_depths_once(tiny_spec, tmp_path, capsys):
     """`info` counts what the model holds, as compress's report does (its params): summing the state dict counted a
     block shared across depths once per depth (8,211 "parameters + buffers" for a student of 5,939 + 48)."""

@@ -51,6 +51,27 @@ def test_a_read_only_bundle_on_an_odd_relative_path_loads_and_predicts_writing_n
     assert _tree(tmp_path) == before  # nothing new or changed: the bundle, the cache folders, the working directory
 
 
+def test_onnxruntime_imported_before_edge_msa_records_no_events_after_it(token_bundle, tmp_path):
+    """ORT_DISABLE_TELEMETRY, set by `import edge_msa`, comes too late where the program imported onnxruntime first:
+    its database and device id are written at its import (edge-msa cannot undo that), and each later run error was
+    recorded there too (message, source file, function), to upload to Microsoft."""
+    unset = ("EDGE_MSA_CACHE", "ORT_DISABLE_TELEMETRY", "XDG_CACHE_HOME")
+    env = {**{k: v for k, v in os.environ.items() if k not in unset}, "HOME": str(tmp_path)}
+    code = ("import numpy as np, onnxruntime, edge_msa\n"
+            f"with edge_msa.load({str(token_bundle)!r}) as p:\n"
+            "    s = p.backends['encode_text'].session\n"
+            "    try:\n"
+            "        s.run(None, {i.name: np.zeros((1, 1)) for i in s.get_inputs()})  # float64: a wrong type\n"
+            "    except Exception as exc:\n"
+            "        print(type(exc).__name__)")
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip(), r.stderr  # onnxruntime refused the run
+    recorded = [p for p in tmp_path.rglob("*") if p.is_file()]
+    if not recorded:
+        pytest.skip("this onnxruntime keeps no telemetry database")
+    assert not [p for p in recorded if b"RuntimeError" in p.read_bytes()]
+
+
 def test_a_bundle_loaded_by_a_relative_path_still_reads_its_files_after_a_chdir(token_bundle, monkeypatch):
     """The tokenizer is read at the first text, from the bundle path as given: after a chdir (a daemon's chdir('/'),
     a service that changes folder) a relative path named nothing, and the first text failed 'tokenizer file not

@@ -415,6 +415,8 @@ MANIFEST_EDITS = {  # how -> an edit of manifest.json that load must refuse in o
     "future": lambda m: m.update(format_version=999),
     "thresholds": lambda m: m.update(skip_thresholds=[0.1]),  # was an IndexError at the first prediction
     "outside": lambda m: m["graphs"].update(fuse="../../fuse.onnx"),  # was loaded from outside the bundle
+    "sources": lambda m: m.update(model="fd_cmdie",  # an old fd_cmdie's graph was read from outside the bundle
+                                  export_options={"onnx_graphs": {"model": "../../x.onnx"}}),
     "encoder": lambda m: m.update(text_encoder={"onnx": "text_encoder.onnx"}),  # was a KeyError at the first text
     "versions": lambda m: m.update(versions="0.1"),  # was an AttributeError in `edge-msa info`
     "dims": lambda m: m["feature_spec"].update(dims="abc"),  # was a ValueError from int('a')
@@ -428,6 +430,7 @@ MANIFEST_EDITS = {  # how -> an edit of manifest.json that load must refuse in o
     ("future", "format_version 999, newer than this edge-msa reads"),
     ("thresholds", r"skip_thresholds \[0.1\] are not 2 finite numbers \(audio, video\)"),
     ("outside", r"graphs \{'fuse': '../../fuse.onnx'\} are not file names inside the bundle"),
+    ("sources", r"export_options.onnx_graphs \{'model': '../../x.onnx'\} are not file names inside the bundle"),
     ("encoder", r"text_encoder lists no \['tokenizer'\] file"),
     ("versions", r"manifest fields \['versions'\] are not JSON objects"),
     ("dims", r"FeatureSpec.dims must be 3 whole numbers >= 1 \(text, audio, video\); got 'abc'"),

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from ..atomic import atomic_path
-from ..errors import TRAIN_FIX, ArtifactError, InputError, MissingDependencyError, not_found, require, warn
+from ..errors import TRAIN_FIX, ArtifactError, InputError, MissingDependencyError, not_found, one_line, require, warn
 from ..paths import cache_dir
 
 if TYPE_CHECKING:  # tokenizers and onnxruntime are imported on first use (require), never by this module
@@ -201,9 +201,22 @@ def tokenizer_file(text: str) -> Path:
         if not file.is_file():
             with atomic_path(file, suffix=".json") as tmp:
                 tmp.write_bytes(data)
-    except InputError:  # no cache folder, or one that takes no files (read-only, /proc): this process's own copy
+    except InputError as exc:  # no cache folder, or one that takes no files (read-only, /proc): this process's copy
+        file = _run_file(name, data, exc)
+    return file
+
+
+def _run_file(name: str, data: bytes, refused: InputError) -> Path:
+    """`data` as file `name` in this process's temporary folder, or one line naming both folders that refused it (the
+    cache's refusal is `refused`, its own 'expected' left out for the one that covers both): on a read-only device
+    with $TMPDIR read-only too, tempfile's error was a traceback."""
+    try:
         file = Path(_run_folder().name) / name
         file.write_bytes(data)
+    except OSError as exc:
+        cache = str(refused).partition("; expected")[0]
+        raise InputError(f"cannot write the checkpoint's tokenizer to the cache ({cache}) nor to a temporary folder "
+                         f"({one_line(exc)}); expected $EDGE_MSA_CACHE or $TMPDIR to name a writable folder") from None
     return file
 
 

@@ -55,6 +55,8 @@ class Manifest:
         if self.text_encoder is not None:  # token-id models carry only the tokenizer; frozen encoders their graph too
             tokens = self.feature_spec.front_end("text").startswith(TOKENS_PREFIX)
             _check_files("text_encoder", self.text_encoder, ("tokenizer",) if tokens else ("tokenizer", "onnx"))
+        if "onnx_graphs" in self.export_options:  # an engine bundle's ONNX sources, which positions_count_padding reads
+            _check_files("export_options.onnx_graphs", self.export_options["onnx_graphs"], ())
         t = self.skip_thresholds
         if t is not None and not (isinstance(t, list) and len(t) == len(SKIPPABLE) and all(
                 isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in t)):
