@@ -20,7 +20,7 @@ EPILOG = """inputs (any modality may be left out):
 examples:
   edge-msa predict bundles/student --text "what a wonderful film" --features clip_av.npz
   edge-msa predict bundles/student --text "not my thing" --audio a.npy --video v.npy
-  edge-msa predict bundles/cremad --text "don't forget a jacket" --video clip.flv
+  edge-msa predict bundle/ --text "don't forget a jacket" --video clip.flv   # a bundle on our own front ends
   edge-msa predict bundles/student --batch inputs.csv --threads 1
 
 Each output line has score (sentiment in [-3, 3]), polarity, ran (modalities whose encoder ran),
