@@ -1,8 +1,10 @@
 """The --help examples as one chain: users copy them in turn, so what an example reads is what another writes (or the
-real data beside the checkout). test_package checks that each example parses; these check where they point."""
+real data beside the checkout). test_package checks that each example parses; these check where they point, and
+that what --help says a command prints is what it prints."""
 from __future__ import annotations
 
 import argparse
+import re
 import shlex
 from pathlib import Path
 
@@ -66,3 +68,16 @@ def test_every_help_example_data_file_exists_or_is_written_by_an_example():
     missing = [f"{command}: --data {args.data}" for command, args in examples if getattr(args, "data", None)
                and Path(args.data).as_posix() not in written and not (ROOT / args.data).exists()]
     assert not missing, "\n".join(missing)
+
+
+def test_predict_help_names_every_field_of_its_output_line():
+    """predict --help listed score, polarity, ran, skipped, ms and load_ms, but not warnings, which every line (and
+    every REST answer) carries: each field of Prediction, the line's one source, is named there."""
+    from dataclasses import fields
+
+    from edge_msa.cli import build_parser
+    from edge_msa.runtime.predictor import Prediction
+
+    predict = next(p for p in _parsers(build_parser()) if p.prog.endswith(" predict"))
+    output = predict.epilog.split("Each output line has", 1)[1]
+    assert [f.name for f in fields(Prediction) if not re.search(rf"\b{f.name}\b", output)] == []

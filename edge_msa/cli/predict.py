@@ -25,8 +25,9 @@ examples:
 
 Each output line has score (sentiment in [-3, 3]), polarity, ran (modalities whose encoder ran),
 skipped ({modality: reason}), ms (per stage; with --batch each line gets its share of
-the batch: stage time / batch size; total = the sum of the stages) and load_ms (one-off costs such as
-building the text encoder session, not in total).
+the batch: stage time / batch size; total = the sum of the stages), load_ms (one-off costs such as
+building the text encoder session, not in total) and warnings (lines about an input that was cut to the
+encoder's max length; [] when none).
 """
 
 
