@@ -5,11 +5,11 @@ import argparse
 import sys
 
 EPILOG = """examples:
-  edge-msa bench student_bundle/ --out report/
-  edge-msa bench teacher_bundle/ student_bundle/ --batch 1 8 --modalities all text text+audio --out report/
-  edge-msa bench student_bundle/ --data ../shared/data/mosi/mosi_utterance_std.npz --threads 4 --out report/
-  edge-msa bench student_bundle/ --long --energy-window 60 --out sustained/      # >= 600 s per row
-  edge-msa bench student_bundle/ --precomputed-text --out report/     # time from text features, not raw strings
+  edge-msa bench bundles/student --out report/
+  edge-msa bench bundles/teacher bundles/student --batch 1 8 --modalities all text text+audio --out report/
+  edge-msa bench bundles/student --data ../shared/data/mosi/mosi_utterance_std.npz --threads 4 --out report/
+  edge-msa bench bundles/student --long --energy-window 60 --out sustained/      # >= 600 s per row
+  edge-msa bench bundles/student --precomputed-text --out report/     # time from text features, not raw strings
   edge-msa bench --compare jetson/report.json laptop/report.json --out compare/
 
 Rows are timed from the raw transcript ("input": "raw-text": tokenizer + text encoder + the rest) wherever the

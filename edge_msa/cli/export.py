@@ -12,7 +12,8 @@ examples:
   edge-msa export student.pt --format onnx-int8 --no-per-channel --out bundles/int8-per-tensor
   edge-msa export student.pt --format onnx --single-graph --out bundles/student-1graph
   edge-msa export teacher.pt --format onnx --out bundles/teacher        # teachers export as one graph
-  edge-msa export student.pt --format engine --trt-precision int8 --data mosi.npz --out bundles/trt
+  edge-msa export student.pt --format engine --trt-precision int8 \\
+      --data ../shared/data/mosi/mosi_utterance_std.npz --out bundles/trt
 
 The student exports as parts (gate, encode_text/audio/video, fuse) so the runtime can skip encoders;
 --single-graph makes one graph (no skipping). Every export ends with a parity check of the bundle

@@ -21,7 +21,7 @@ what it writes under --out:
 examples:
   edge-msa pipeline --out runs/mosi                     # MOSI-U beside the checkout, fd_cmdie teacher
   edge-msa pipeline --out runs/mosi --resume            # after an interruption: skip the stages that finished
-  edge-msa pipeline --model gtf --data mosi_utterance_std.npz --out runs/gtf
+  edge-msa pipeline --model gtf --data ../shared/data/mosi/mosi_utterance_std.npz --out runs/gtf
   edge-msa pipeline --out runs/smoke --epochs 2 --min-time 0.5   # shorter run: fewer teacher and distill
       # epochs; the student's text KD (4 epochs), fine-tune and gate stages keep their defaults
 """

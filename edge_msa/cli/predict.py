@@ -20,13 +20,14 @@ EPILOG = """inputs (any modality may be left out):
 examples:
   edge-msa predict bundles/student --text "what a wonderful film" --features clip_av.npz
   edge-msa predict bundles/student --text "not my thing" --audio a.npy --video v.npy
-  edge-msa predict bundles/cremad --text "don't forget a jacket" --video clip.flv
+  edge-msa predict bundle/ --text "don't forget a jacket" --video clip.flv   # a bundle on our own front ends
   edge-msa predict bundles/student --batch inputs.csv --threads 1
 
 Each output line has score (sentiment in [-3, 3]), polarity, ran (modalities whose encoder ran),
 skipped ({modality: reason}), ms (per stage; with --batch each line gets its share of
-the batch: stage time / batch size; total = the sum of the stages) and load_ms (one-off costs such as
-building the text encoder session, not in total).
+the batch: stage time / batch size; total = the sum of the stages), load_ms (one-off costs such as
+building the text encoder session, not in total) and warnings (lines about an input that was cut to the
+encoder's max length; [] when none).
 """
 
 
