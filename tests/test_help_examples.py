@@ -11,8 +11,7 @@ from pathlib import Path
 from conftest import needs_data
 from test_package import ROOT, _example_lines, _parsers
 
-# the bundles `edge-msa pipeline` writes under its --out (its --help's "what it writes under --out")
-PIPELINE_BUNDLES = ("teacher", "student", "student-int8")
+from edge_msa.cli.pipeline import BUNDLES  # the bundles `edge-msa pipeline` writes under its --out
 
 
 def _help_examples() -> list[tuple[str, argparse.Namespace]]:
@@ -35,7 +34,7 @@ def _written(examples: list[tuple[str, argparse.Namespace]]) -> set[str]:
         if out:
             paths.add(Path(out).as_posix())
         if args.command == "pipeline":
-            paths.update((Path(args.out) / "bundles" / name).as_posix() for name in PIPELINE_BUNDLES)
+            paths.update((Path(args.out) / "bundles" / name).as_posix() for name, _ in BUNDLES)
     return paths
 
 

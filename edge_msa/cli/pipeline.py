@@ -28,6 +28,8 @@ examples:
 STATE_FILE = "pipeline.json"
 STATE_FORMAT = "edge-msa-pipeline-v1"
 TRAIN = "1/4 train"
+# the bundles it exports (under <out>/bundles/) and their formats: the teacher from teacher.pt, the rest from student.pt
+BUNDLES = (("teacher", "onnx"), ("student", "onnx"), ("student-int8", "onnx-int8"))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -70,8 +72,7 @@ def run(args: argparse.Namespace) -> int:
     stages.run("2/4 compress", "-> student.pt", {"teacher": teacher_pt, "data": data, **settings},
                [student_pt, out / "student.report.json", out / "student.report.md"],
                lambda: compress.compress(teacher_pt, data=data, out=student_pt, progress=progress, **settings))
-    plan = [(teacher_pt, "onnx", "bundles/teacher"), (student_pt, "onnx", "bundles/student"),
-            (student_pt, "onnx-int8", "bundles/student-int8")]
+    plan = [(teacher_pt if name == "teacher" else student_pt, fmt, f"bundles/{name}") for name, fmt in BUNDLES]
     for ckpt, fmt, target in plan:
         stages.run("3/4 export", f"{ckpt.name} as {fmt} -> {target}", {"checkpoint": ckpt, "format": fmt,
                                                                         "data": data},
