@@ -18,7 +18,8 @@ A row that fails (a bundle that will not load, a runtime error) says why in the 
 when every row fails, bench still writes the report and exits 2.
 
 writes report/report.json (the data), report/report.md (tables, ratios vs the first bundle) and
-report/report.png (accuracy vs p90 latency). Energy comes from a real meter (NVML, Jetson INA rails via
+report/report.png (accuracy vs p90 latency; where a row has accuracy and matplotlib is installed, else report.md
+says why). Energy comes from a real meter (NVML, Jetson INA rails via
 tegrastats, RAPL) or is reported as "unavailable: <why>": no meter, an --energy-window too short for the meter's
 refresh (NVML's is watched when it opens), a counter that went backwards or a meter lost mid-run, active power not
 above idle. An --energy-window longer than the meter's counter takes to wrap (RAPL) is refused before any timing.

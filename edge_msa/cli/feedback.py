@@ -6,7 +6,7 @@ import argparse
 EPILOG = """examples:
   edge-msa feedback export feedback.sqlite --out label.csv
   edge-msa feedback export feedback.sqlite --out label.csv --valid 0.2 --test 0.2
-  edge-msa train --model fd_cmdie --data label.csv --out domain.pt     # fine-tune data for your own domain
+  edge-msa train --model fd_cmdie --data label.csv --out domain.pt     # a new teacher on your domain's labels
 
 label.csv columns (MMSA): video_id (= "feedback"), clip_id (= request id), text, label (the user's),
 label_T, label_A, label_V (empty), annotation (Positive / Negative / Neutral), mode (train / valid / test from

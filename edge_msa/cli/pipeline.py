@@ -12,7 +12,8 @@ from ..errors import InputError
 EPILOG = """\
 what it writes under --out:
   teacher.pt, teacher.metrics.json          edge-msa train
-  student.pt, student.report.{json,md}      edge-msa compress
+  student.pt, student.report.{json,md}      edge-msa compress (and student.stages/: each
+                                            stage's checkpoint per seed, kept for selection_gap)
   bundles/{teacher,student,student-int8}/   edge-msa export (onnx, onnx, onnx-int8)
   bench/report.{json,md,png}                edge-msa bench (ONNX Runtime, CPU; report.png only with
                                             matplotlib: pip install "edge-msa[plot]", which [train] lacks)
