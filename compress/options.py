@@ -30,13 +30,16 @@ FUSION_PRUNE_RATIO = {"frozen_text": 0.5, "own_text_encoder": 0.0}
 
 
 # The numeric knobs' ranges beyond the flags checked one by one in CompressOptions.__post_init__: (names, bound,
-# strict) means every value must be finite and > bound (strict) or >= bound.
+# strict, whole) means every value must be finite and > bound (strict) or >= bound, and with `whole` a count
+# (errors.check_range): the CLI parses the counts with type=int, but from Python epochs 2.5 or bootstrap 50.5 was a
+# TypeError from range() minutes into the run, and patience 1.5 ran as patience 2.
 _LIMITS = (
-    (("kd_weight", "hint_weight", "label_weight", "skip_eps", "text_rank", "text_kd_epochs", "text_score_epochs",
-      "text_augment", "text_relation_kd"), 0, False),
-    (("temperature", "lr", "text_lr", "text_kd_lr"), 0, True),
+    (("kd_weight", "hint_weight", "label_weight", "skip_eps", "text_relation_kd"), 0, False, False),
+    (("text_rank", "text_kd_epochs", "text_score_epochs", "text_augment"), 0, False, True),
+    (("temperature", "lr", "text_lr", "text_kd_lr"), 0, True, False),
     (("text_layers", "text_hidden", "text_heads", "text_ffn", "text_min_count", "epochs", "finetune_epochs",
-      "gate_epochs", "batch_size", "patience", "latency_calls", "bootstrap", "latency_threads", "threads"), 1, False),
+      "gate_epochs", "batch_size", "patience", "latency_calls", "bootstrap", "latency_threads", "threads"), 1, False,
+     True),
 )
 
 # The knobs of one step that another knob turns off at 0: (knob, switch, why). Set away from its default with the
@@ -129,8 +132,8 @@ class CompressOptions:
         if self.max_drop is not None and not 0.0 <= self.max_drop <= 1.0:
             raise InputError(f"{given('max_drop', self.max_drop)} is out of range; expected a fraction of Acc-2 in "
                              "[0, 1] (e.g. 0.005 = half a point)")
-        for names, bound, strict in _LIMITS:
-            check_range({name: getattr(self, name) for name in names}, bound, strict)
+        for names, bound, strict, whole in _LIMITS:
+            check_range({name: getattr(self, name) for name in names}, bound, strict, whole=whole)
         path = self._transfer_file()
         if path is not None and not os.path.isfile(path):  # found at the text stage, after the teacher's pass
             raise InputError(f"{given('transfer', path)} is not a file; expected "

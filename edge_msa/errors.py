@@ -174,10 +174,13 @@ def check_range(values: Mapping[str, float], bound: float, strict: bool, no_limi
     (`given`: `--epochs 0` from the command line of compress or train, `epochs = 0` in Python). `no_limit`: the
     values are limits that +inf lifts (serve's --max-media-s inf, as in predict). `whole`: the values are counts
     (is_whole), which a CLI parses with type=int but Python took as given: batch 1.5 ran as batch 1, and a string
-    failed the comparison with a bare TypeError (as a string or a bool in place of any number does)."""
+    failed the comparison with a bare TypeError (as a string or a bool in place of any number does). A count that is
+    NaN or inf is told it must be finite, as any other knob is (serve's `max_steps = inf` was told so before its
+    limits were counts)."""
     op, lift = (">" if strict else ">="), (" (inf: no limit)" if no_limit else "")
     for name, value in values.items():
-        if not (is_whole(value) if whole else isinstance(value, Real) and not isinstance(value, bool)):
+        number = isinstance(value, Real) and not isinstance(value, bool)
+        if not number or (whole and math.isfinite(value) and not is_whole(value)):
             raise InputError(f"{given(name, value)}; expected a {'whole ' * whole}number {op} {bound}{lift}")
         finite = math.isfinite(value) or (no_limit and value == math.inf)
         if not (value > bound if strict else value >= bound) or not finite:

@@ -76,7 +76,10 @@ class TrainConfig:
     warmup: float = 0.1
 
     def __post_init__(self) -> None:
-        check_range({"epochs": self.epochs, "batch_size": self.batch_size, "patience": self.patience}, 1, strict=False)
+        """Counts whole (the CLI parses them with type=int; from Python epochs 2.5 was a TypeError from range() in
+        fit, after the data load), every knob named as given."""
+        counts = {"epochs": self.epochs, "batch_size": self.batch_size, "patience": self.patience}
+        check_range(counts, 1, strict=False, whole=True)
         check_range({"lr": self.lr}, 0, strict=True)
         if self.schedule not in ("constant", "linear") or not 0 <= self.warmup < 1:
             raise InputError(f"schedule '{self.schedule}' / warmup {self.warmup}; expected constant or linear, "

@@ -230,6 +230,26 @@ def test_an_option_error_names_the_flag_on_the_command_line_and_the_keyword_in_p
     assert str(exc.value).startswith(library)
 
 
+@pytest.mark.parametrize("kwargs, says", [
+    ({"epochs": 2.5}, "epochs = 2.5; expected a whole number >= 1"),
+    ({"bootstrap": 50.5}, "bootstrap = 50.5; expected a whole number >= 1"),
+    ({"patience": 1.5}, "patience = 1.5; expected a whole number >= 1"),
+    ({"text_heads": "8"}, "text_heads = '8'; expected a whole number >= 1"),
+    ({"text_kd_epochs": 0.5}, "text_kd_epochs = 0.5; expected a whole number >= 0"),
+    ({"text_rank": 64.0}, "text_rank = 64.0; expected a whole number >= 0"),
+    ({"epochs": float("inf")}, "epochs = inf; expected a finite number >= 1")])
+def test_counts_from_python_are_whole_numbers(kwargs, says):
+    """The CLI parses the counts with type=int; from Python compress(epochs=2.5), bootstrap 50.5 or latency_calls 20.5
+    was a TypeError from range() at its stage (bootstrap's after every model had trained) and patience 1.5 ran as
+    patience 2. The weights stay floats: kd_weight 0.5 is no count."""
+    from edge_msa.compress import CompressOptions
+
+    with pytest.raises(InputError) as exc:
+        CompressOptions.build(**kwargs)
+    assert str(exc.value) == says
+    assert CompressOptions.build(kd_weight=0.5, text_relation_kd=0.5, epochs=np.int64(3)).epochs == 3
+
+
 def test_help_says_which_text_stage_steps_run_by_default(capsys):
     """The stage list read "layer-wise KD then KD of the teacher's text-only score", a step that is off by default."""
     from edge_msa.compress import CompressOptions

@@ -919,6 +919,19 @@ def test_service_limits_are_named_as_given_and_inf_lifts_the_media_one():
     assert Limits(max_media_seconds=math.inf).max_media_seconds == math.inf  # as `predict --max-media-s inf`
 
 
+def test_service_count_limits_from_python_are_whole_numbers():
+    """serve parses its count limits with type=int; Limits(max_steps=2.5) or max_text_chars=1e3 from Python was taken
+    as given (errors.check_range's whole=True). inf is still told it must be finite, the media limit stays a float."""
+    for bad, says in (({"max_steps": 2.5}, "max_steps = 2.5; expected a whole number > 0"),
+                      ({"max_text_chars": 1e3}, "max_text_chars = 1000.0; expected a whole number > 0"),
+                      ({"max_items": "3"}, "max_items = '3'; expected a whole number > 0"),
+                      ({"max_body_bytes": math.nan}, "max_body_bytes = nan; expected a finite number > 0")):
+        with pytest.raises(InputError) as exc:
+            Limits(**bad)
+        assert str(exc.value) == says
+    assert Limits(max_media_seconds=2.5, max_items=np.int64(3)).max_items == 3
+
+
 def test_serve_without_the_extra_names_the_fix(media_bundle):
     code = ("import sys; sys.modules['fastapi'] = None; from edge_msa.cli import main; "
             f"sys.exit(main(['serve', {str(media_bundle)!r}]))")

@@ -260,6 +260,25 @@ def test_a_training_setting_is_named_as_the_flag_on_the_command_line_and_the_key
     assert list(tmp_path.iterdir()) == []
 
 
+def test_training_counts_from_python_are_whole_numbers(tmp_path):
+    """`train --epochs` parses an int, but train_teacher(epochs=2.5) was a TypeError from range() inside fit after the
+    data load, batch_size 8.5 one from iterate, and TrainConfig(patience=1.5) ran as patience 2 (errors.check_range's
+    whole=True); a non-finite count is told it must be finite, as before."""
+    from edge_msa.training import TrainConfig
+
+    for kwargs, says in (({"epochs": 2.5}, "epochs = 2.5; expected a whole number >= 1"),
+                         ({"batch_size": 8.5}, "batch_size = 8.5; expected a whole number >= 1"),
+                         ({"batch_size": "8"}, "batch_size = '8'; expected a whole number >= 1"),
+                         ({"epochs": float("inf")}, "epochs = inf; expected a finite number >= 1")):
+        with pytest.raises(InputError) as exc:
+            train_teacher(data="never-read.npz", out=tmp_path / "t.pt", **kwargs)
+        assert str(exc.value) == says
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(InputError, match=r"^patience = 1\.5; expected a whole number >= 1$"):
+        TrainConfig(patience=1.5)
+    assert TrainConfig(epochs=np.int64(3)).epochs == 3  # numpy's ints are whole
+
+
 @pytest.mark.parametrize("command", ["train", "compress"])
 def test_cli_unwritable_out_is_refused_before_any_work(command, tmp_path, capsys, monkeypatch):
     """Both commands write only after minutes of work: an --out they cannot create fails first, in one line."""

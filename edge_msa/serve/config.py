@@ -25,10 +25,11 @@ class Limits:
 
     def __post_init__(self) -> None:
         """Each limit a number > 0 (the media one may be inf: no limit, as in predict), named as given: the keyword in
-        Python, serve's flag on its command line (cli.serve.LIMIT_FLAGS)."""
+        Python, serve's flag on its command line (cli.serve.LIMIT_FLAGS). The others are counts (bytes, characters,
+        rows, inputs): serve parses them with type=int, but from Python max_steps 2.5 was taken as given."""
         limits = asdict(self)
         media = {"max_media_seconds": limits.pop("max_media_seconds")}
-        check_range(limits, 0, strict=True)
+        check_range(limits, 0, strict=True, whole=True)
         check_range(media, 0, strict=True, no_limit=True)
 
 
