@@ -18,7 +18,7 @@ import uuid
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from pathlib import Path, PurePath
-from typing import Any
+from typing import Any, Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
@@ -87,7 +87,7 @@ class Service:
         """One prediction before serving, so the first client does not pay session and encoder start-up."""
         import numpy as np
 
-        item = {m: np.zeros((1, self.spec.dim(m)), np.float32) for m in MODALITIES
+        item: dict[str, Any] = {m: np.zeros((1, self.spec.dim(m)), np.float32) for m in MODALITIES
                 if not self.spec.computes(m)}
         if "text" not in item:
             item["text"] = "warm up"
@@ -331,6 +331,7 @@ async def parse_request(request, service: Service, scratch: Scratch, many: bool)
     # parsed, before --max-steps could refuse it, and N such requests at N x 80 MiB (each parsed on the event loop,
     # then held while its arrays were checked in a thread). One large body is parsed at a time; the others wait
     # holding their bytes (at most --max-body each).
+    assert service.large_parse is not None  # made by Service.start, in the lifespan, before any request
     async with service.large_parse:
         parsed = await run_in_threadpool(parse_offloaded)
     if isinstance(parsed, RequestError):
@@ -402,7 +403,7 @@ class StrictJSONResponse(JSONResponse):
         return dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def error(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
     return StrictJSONResponse({"error": message}, status_code=status, headers=headers)
 
 
