@@ -119,7 +119,7 @@ class StageLog:
     and its outputs' paths relative to the run folder, so `--out runs/mosi`, `--out /abs/runs/mosi` and a moved or
     renamed run folder resume alike."""
 
-    def __init__(self, out: Path, resume: bool):
+    def __init__(self, out: Path, resume: bool) -> None:
         self.path = out / STATE_FILE
         self.done: dict[str, Any] = _read_state(self.path) if resume else {}
 

@@ -6,7 +6,8 @@ The handlers read the raw request (JSON or a multipart form, checked by serve.in
 each), so FastAPI has no model to infer a body from: without these the schema showed the routes with no body at all.
 The answers are declared as `responses={200: {"model": ...}}`, not `response_model`: FastAPI would validate and
 re-serialise every answer through pydantic, which writes inf and NaN otherwise than edge_msa.jsonio (and costs time
-per request); the handlers' dicts are written by the app's StrictJSONResponse as before.
+per request); the handlers' dicts are written by the app's StrictJSONResponse as before. For the same reason the route
+handlers have no return annotation: FastAPI takes one as the route's response_model.
 """
 from __future__ import annotations
 
