@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 import warnings
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, TextIO
 
 from ..errors import TRAIN_FIX, EdgeMSAError, require_installed
 from ..spec import suggest
@@ -176,7 +176,8 @@ def _stdout_closed() -> int:
     return 141  # 128 + SIGPIPE (13): what a shell reports for `yes | head -1`
 
 
-def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                      file: TextIO | None = None, line: str | None = None) -> None:
     """A warning reaches a CLI user as one line `warning: ...` (e.g. a skipped media file, data that is not the
     model's), not Python's file:line header plus an echo of our source line."""
     sys.stderr.write(f"warning: {message}\n")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 EPILOG = """examples:
   edge-msa bench bundles/student --out report/
@@ -95,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fail_if_nothing_measured(out) -> None:
+def _fail_if_nothing_measured(out: Path) -> None:
     """A sweep where every row failed (say, a mistyped bundle path) measured nothing: exit 2 like any bad input,
     though the report of the failures stays, so a script cannot mistake it for a benchmark."""
     from edge_msa.benchmarks import load_report
@@ -108,8 +109,6 @@ def _fail_if_nothing_measured(out) -> None:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from edge_msa.benchmarks import comparison, load_report, render_comparison
     from edge_msa.atomic import write_text
     from edge_msa.errors import InputError

@@ -3,6 +3,7 @@ export teacher / student / student-int8 bundles for ONNX Runtime, and benchmark 
 from __future__ import annotations
 
 import argparse
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     for ckpt, fmt, target in plan:
         stages.run("3/4 export", f"{ckpt.name} as {fmt} -> {target}", {"checkpoint": ckpt, "format": fmt,
                                                                         "data": data},
-                   [out / target], lambda c=ckpt, f=fmt, t=out / target: export.export(c, format=f, out=t, data=data))
+                   [out / target], partial(export.export, ckpt, format=fmt, out=out / target, data=data))
     targets = [out / target for _, _, target in plan]
     stages.run("4/4 bench", "-> bench", {"bundles": targets, "data": data, "min_time": args.min_time},
                [out / "bench"], lambda: benchmarks.run_bench(targets, data=data, out=out / "bench",
@@ -118,7 +119,7 @@ class StageLog:
     and its outputs' paths relative to the run folder, so `--out runs/mosi`, `--out /abs/runs/mosi` and a moved or
     renamed run folder resume alike."""
 
-    def __init__(self, out: Path, resume: bool):
+    def __init__(self, out: Path, resume: bool) -> None:
         self.path = out / STATE_FILE
         self.done: dict[str, Any] = _read_state(self.path) if resume else {}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import csv
 from pathlib import Path
+from typing import Any
 
 EPILOG = """inputs (any modality may be left out):
   --text "..."          a transcript (bundles with the MiniLM text front end) or a .npy (L, d) feature array
@@ -83,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _value(text: str | None, base: Path = Path(".")):
+def _value(text: str | None, base: Path = Path(".")) -> Any:
     """A .npy path -> its array; any other non-empty string -> a (media) path; empty -> missing."""
     import numpy as np
 
@@ -103,7 +104,7 @@ def _value(text: str | None, base: Path = Path(".")):
     return path
 
 
-def _text(text: str | None, base: Path = Path(".")):
+def _text(text: str | None, base: Path = Path(".")) -> Any:
     """A transcript, or a file of text features (L, d): a value ending in .npy that is an existing file or has no
     whitespace (a path, perhaps mistyped: it fails as one). A sentence such as "I loved results.npy" stays text."""
     if not text:
@@ -113,7 +114,7 @@ def _text(text: str | None, base: Path = Path(".")):
     return _value(text, base) if looks_like_a_path else text
 
 
-def _flag_items(args) -> list[dict]:
+def _flag_items(args: argparse.Namespace) -> list[dict]:
     from ..errors import InputError
 
     base = {"text": _text(args.text), "audio": _value(args.audio), "video": _value(args.video)}

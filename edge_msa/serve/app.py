@@ -18,7 +18,7 @@ import uuid
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from pathlib import Path, PurePath
-from typing import Any
+from typing import Any, AsyncGenerator, AsyncIterator, Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
@@ -27,6 +27,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import EdgeMSAError, InputError, given, option_name
 from ..jsonio import dumps
@@ -87,7 +88,7 @@ class Service:
         """One prediction before serving, so the first client does not pay session and encoder start-up."""
         import numpy as np
 
-        item = {m: np.zeros((1, self.spec.dim(m)), np.float32) for m in MODALITIES
+        item: dict[str, Any] = {m: np.zeros((1, self.spec.dim(m)), np.float32) for m in MODALITIES
                 if not self.spec.computes(m)}
         if "text" not in item:
             item["text"] = "warm up"
@@ -192,7 +193,7 @@ class Scratch:
             shutil.rmtree(self._path, ignore_errors=True)
 
 
-async def read_body(request, limit: int) -> bytearray:
+async def read_body(request: Request, limit: int) -> bytearray:
     """The request body, or 413 if it exceeds `limit` bytes. A declared Content-Length over the limit is answered
     at once where uvicorn itself drops the unread body (see unread_body_is_dropped), as nginx refuses from the
     header. Otherwise an oversized body is still read (and dropped) up to DRAIN_FACTOR x limit, because uvicorn
@@ -225,7 +226,7 @@ async def read_body(request, limit: int) -> bytearray:
     return body
 
 
-def unread_body_is_dropped(request) -> bool:
+def unread_body_is_dropped(request: Request) -> bool:
     """Whether answering before the body is read is safe: the client of an HTTP/1.1 connection it keeps open is
     not reset, as uvicorn (its h11 and httptools protocols alike) reads and drops the rest of a body the app did not
     read, then serves the connection's next request; one that sent `Expect: 100-continue` (curl, for an upload over
@@ -237,7 +238,7 @@ def unread_body_is_dropped(request) -> bool:
     return request.scope.get("http_version") == "1.1" and not closes
 
 
-def content_type(request) -> str:
+def content_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
@@ -251,7 +252,7 @@ def parse_json(body: bytes | bytearray) -> Any:
             from None
 
 
-async def json_body(request, limit: int) -> Any:
+async def json_body(request: Request, limit: int) -> Any:
     kind = content_type(request)
     if kind != "application/json":
         raise RequestError(415, f"content type '{kind or 'none'}' is not supported here; expected application/json")
@@ -273,13 +274,15 @@ class StrictTextForm(MultiPartParser):
         super().on_part_end()
 
 
-async def multipart_item(request, body: bytes | bytearray, limits: Limits) -> dict[str, Any]:
+async def multipart_item(request: Request, body: bytes | bytearray, limits: Limits) -> dict[str, Any]:
     """A multipart form: a `text` field and `audio` / `video` files -> the JSON-style input (media as bytes). A file
     part without a name or a byte is a form's file input left empty (browsers send it so): not given, as JSON null."""
-    async def replay():
+    async def replay() -> AsyncGenerator[bytes | bytearray, None]:
         yield body
 
-    parser = StrictTextForm(request.headers, replay(), max_files=2, max_fields=3, max_part_size=limits.max_body_bytes)
+    # starlette types the stream as bytes; its parser takes read_body's bytearray as it does bytes (tested)
+    parser = StrictTextForm(request.headers, replay(),  # type: ignore[arg-type]
+                            max_files=2, max_fields=3, max_part_size=limits.max_body_bytes)
     try:
         with scratch_writes():  # a file part past 1 MiB is spooled to the temp folder
             form = await parser.parse()
@@ -302,7 +305,7 @@ async def multipart_item(request, body: bytes | bytearray, limits: Limits) -> di
         await form.close()
 
 
-async def parse_request(request, service: Service, scratch: Scratch, many: bool) -> list[Parsed]:
+async def parse_request(request: Request, service: Service, scratch: Scratch, many: bool) -> list[Parsed]:
     """Body -> validated inputs: JSON {..} (or {"inputs": [..]} when many), or a multipart form."""
     limits = service.config.limits
     kind = content_type(request)
@@ -331,6 +334,7 @@ async def parse_request(request, service: Service, scratch: Scratch, many: bool)
     # parsed, before --max-steps could refuse it, and N such requests at N x 80 MiB (each parsed on the event loop,
     # then held while its arrays were checked in a thread). One large body is parsed at a time; the others wait
     # holding their bytes (at most --max-body each).
+    assert service.large_parse is not None  # made by Service.start, in the lifespan, before any request
     async with service.large_parse:
         parsed = await run_in_threadpool(parse_offloaded)
     if isinstance(parsed, RequestError):
@@ -373,15 +377,15 @@ class MetricsMiddleware:
     """Pure ASGI middleware: counts every HTTP response by path and status and times it (including the
     4xx answers of exception handlers), without BaseHTTPMiddleware's per-request task overhead."""
 
-    def __init__(self, app, metrics: ServiceMetrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
         self.app, self.metrics = app, metrics
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         start, status = time.perf_counter(), [500]
 
-        async def record(message) -> None:
+        async def record(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
             await send(message)
@@ -402,23 +406,23 @@ class StrictJSONResponse(JSONResponse):
         return dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def error(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
     return StrictJSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-async def refused(request, exc: RequestError) -> JSONResponse:
+async def refused(request: Request, exc: RequestError) -> JSONResponse:
     return error(exc.status, exc.message, exc.headers)
 
 
-async def busy(request, exc: QueueFull) -> JSONResponse:
+async def busy(request: Request, exc: QueueFull) -> JSONResponse:
     return error(429, str(exc), {"Retry-After": str(exc.retry_after)})
 
 
-async def stopped(request, exc: Stopped) -> JSONResponse:
+async def stopped(request: Request | None, exc: Stopped) -> JSONResponse:
     return error(503, str(exc), {"Retry-After": str(exc.RETRY_AFTER)})
 
 
-async def http_error(request, exc: HTTPException) -> JSONResponse:
+async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
     """404 and 405 as one line saying what to send instead (starlette's detail is "Not Found", "Method Not
     Allowed")."""
     message, path = str(exc.detail), request.url.path
@@ -429,7 +433,7 @@ async def http_error(request, exc: HTTPException) -> JSONResponse:
     return error(exc.status_code, message, exc.headers)
 
 
-async def bug(request, exc: Exception) -> JSONResponse:
+async def bug(request: Request, exc: Exception) -> JSONResponse:
     return error(500, f"internal error ({type(exc).__name__}); see the server log")
 
 
@@ -439,12 +443,12 @@ ERROR_HANDLERS = ((RequestError, refused), (QueueFull, busy), (Stopped, stopped)
                   (Exception, bug))
 
 
-def create_app(service: Service):
+def create_app(service: Service) -> FastAPI:
     """The FastAPI app around a loaded Service; the lifespan starts the batch worker and drains it at exit."""
     from .demo import PAGE
 
     @asynccontextmanager
-    async def lifespan(app):
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service.start()
         yield
         service.close()  # uvicorn has already let in-flight requests finish (SIGTERM drain)

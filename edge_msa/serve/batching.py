@@ -98,7 +98,7 @@ class MicroBatcher:
                 waves = math.ceil((len(self._jobs) + len(items)) / self.max_batch)
                 why = f"{len(self._jobs)} inputs queued, {len(items)} more would pass the limit of {self.max_queue}"
                 raise QueueFull(max(1, math.ceil(waves * self._seconds_per_batch)), why)
-            futures = [Future() for _ in items]
+            futures: list[Future] = [Future() for _ in items]
             self._jobs.extend(zip(items, futures))
             self._cv.notify()
         return futures

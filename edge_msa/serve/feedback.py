@@ -58,7 +58,8 @@ class FeedbackLog:
             cursor = self._db.execute(
                 "INSERT INTO feedback (request_id, time, input_digest, text, prediction, label) VALUES (?,?,?,?,?,?)",
                 (request_id, time.time(), digest, text, prediction, float(label)))
-            return int(cursor.lastrowid)
+            assert cursor.lastrowid is not None  # an INSERT sets it (typeshed: None before any)
+            return cursor.lastrowid
 
     def close(self) -> None:
         with self._lock:

@@ -2,6 +2,7 @@
 process (tests) never clash."""
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Callable
 
 from ..spec import MODALITIES
@@ -43,7 +44,7 @@ class ServiceMetrics:
         for m in MODALITIES:
             for o in OUTCOMES:
                 self.modality.labels(m, o)  # export zeros from the start
-            skip_ratio.labels(m).set_function(lambda m=m: self._skip_ratio(m))
+            skip_ratio.labels(m).set_function(partial(self._skip_ratio, m))
         Gauge("edge_msa_queue_depth", "inputs waiting for the batch worker",
               registry=self.registry).set_function(queue_depth)
 

@@ -6,17 +6,18 @@ The handlers read the raw request (JSON or a multipart form, checked by serve.in
 each), so FastAPI has no model to infer a body from: without these the schema showed the routes with no body at all.
 The answers are declared as `responses={200: {"model": ...}}`, not `response_model`: FastAPI would validate and
 re-serialise every answer through pydantic, which writes inf and NaN otherwise than edge_msa.jsonio (and costs time
-per request); the handlers' dicts are written by the app's StrictJSONResponse as before.
+per request); the handlers' dicts are written by the app's StrictJSONResponse as before. For the same reason the route
+handlers have no return annotation: FastAPI takes one as the route's response_model.
 """
 from __future__ import annotations
 
 import html
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
-from pydantic import ConfigDict, with_config
+from pydantic import ConfigDict, GetPydanticSchema, with_config
 from starlette.requests import Request
 from typing_extensions import TypedDict  # pydantic reads typing's TypedDict only from Python 3.12
 
@@ -47,10 +48,17 @@ class Served(Prediction):
     request_id: str
 
 
+def shaped_as(model: type) -> GetPydanticSchema:
+    """A dict field's schema, and its validation, as `model`'s: the handlers send the fields of a dataclass as a
+    plain dict (vars or asdict, which the JSON writer takes), and the type says so while the schema still names the
+    class."""
+    return GetPydanticSchema(lambda _source, handler: handler(model))
+
+
 class Batch(TypedDict):
     """/v1/predict/batch's answer: one prediction per input, in the order sent."""
 
-    results: list[Served]
+    results: list[Annotated[dict[str, Any], shaped_as(Served)]]
 
 
 class Saved(TypedDict):
@@ -76,7 +84,7 @@ class Settings(TypedDict):
     max_wait_ms: float
     max_queue: int
     feedback: bool
-    limits: Limits
+    limits: Annotated[dict[str, Any], shaped_as(Limits)]
 
 
 class Info(TypedDict):
@@ -98,7 +106,7 @@ async def docs(request: Request) -> HTMLResponse:
     CDN, did not load. On a device without internet (a kiosk, a robot) the page was blank, while the schema it draws
     is served here. No installed package ships Swagger UI's files, so the page cannot draw it from the device."""
     url = request.scope.get("root_path", "").rstrip("/") + request.app.openapi_url
-    page = get_swagger_ui_html(openapi_url=url, title=f"{request.app.title} - Swagger UI").body.decode()
+    page = bytes(get_swagger_ui_html(openapi_url=url, title=f"{request.app.title} - Swagger UI").body).decode()
     link = html.escape(url)
     offline = (f'<p id="offline" hidden>Swagger UI did not load: this page draws it from a CDN, which your browser '
                f'could not reach. The schema it shows is served by this device: <a href="{link}">{link}</a> (any '
