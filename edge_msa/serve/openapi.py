@@ -41,11 +41,13 @@ ANSWER = ConfigDict(json_schema_serialization_defaults_required=True)
 
 
 @with_config(ANSWER)
-@dataclass(kw_only=True)
+@dataclass
 class Served(Prediction):
     """/v1/predict's answer: the runtime's Prediction, and the id /v1/feedback names it by."""
 
-    request_id: str
+    # every answer carries it (Service.predict passes it) and ANSWER marks it required in the schema; the default is
+    # there because a field after Prediction's defaulted ones needs one where dataclass has no kw_only (Python 3.9)
+    request_id: str = ""
 
 
 def shaped_as(model: type) -> GetPydanticSchema:
