@@ -52,6 +52,7 @@ def test_a_flipped_byte_in_a_graph_is_refused_at_load_and_by_info(token_bundle, 
     assert code == 2 and "files      NOT as exported: differ: encode_text.onnx\n" in out
     assert err == f"error: bundle '{copy}' is not as exported (differ: encode_text.onnx); re-copy or re-export the " \
                   "bundle\n"
+    assert main(["info", str(copy), "--json"]) == 2  # the manifest printed, and the same verdict for a script
 
 
 def test_info_says_ok_names_extra_files_and_missing_ones_exit_2(token_bundle, tmp_path, capsys):
