@@ -399,10 +399,14 @@ def test_bad_arrays_raise_one_line_input_errors(bundle):
 def _broken_copy(bundle, tmp_path, how):
     target = tmp_path / how
     shutil.copytree(bundle, target)
-    if how == "truncated":
+    if how.startswith("truncated"):
         data = (target / "encode_audio.onnx").read_bytes()
         (target / "encode_audio.onnx").write_bytes(data[: len(data) // 2])
-    elif how == "missing":
+    if how == "truncated unrecorded":  # exported before manifests recorded sha256: onnxruntime's check is left
+        m = json.loads((target / "manifest.json").read_text())
+        del m["files"]
+        (target / "manifest.json").write_text(json.dumps(m))
+    if how == "missing":
         (target / "fuse.onnx").unlink()
     elif how in MANIFEST_EDITS:
         m = json.loads((target / "manifest.json").read_text())
@@ -421,11 +425,14 @@ MANIFEST_EDITS = {  # how -> an edit of manifest.json that load must refuse in o
     "versions": lambda m: m.update(versions="0.1"),  # was an AttributeError in `edge-msa info`
     "dims": lambda m: m["feature_spec"].update(dims="abc"),  # was a ValueError from int('a')
     "front_ends": lambda m: m["feature_spec"].update(front_ends=[1, 2, 3]),  # was an AttributeError
+    "record": lambda m: m["files"].update({"fuse.onnx": "0" * 64}),  # a sha256 without its size
+    "record outside": lambda m: m["files"].update({"../x.onnx": m["files"]["fuse.onnx"]}),
 }
 
 
 @pytest.mark.parametrize("how, message", [
-    ("truncated", "cannot load graph .*encode_audio.onnx.*corrupt or truncated"),
+    ("truncated", r"file encode_audio.onnx differs from what export recorded \(sha256\); re-copy or re-export"),
+    ("truncated unrecorded", "cannot load graph .*encode_audio.onnx.*corrupt or truncated"),
     ("missing", "graph file .*fuse.onnx' is missing"),
     ("future", "format_version 999, newer than this edge-msa reads"),
     ("thresholds", r"skip_thresholds \[0.1\] are not 2 finite numbers \(audio, video\)"),
@@ -435,6 +442,8 @@ MANIFEST_EDITS = {  # how -> an edit of manifest.json that load must refuse in o
     ("versions", r"manifest fields \['versions'\] are not JSON objects"),
     ("dims", r"FeatureSpec.dims must be 3 whole numbers >= 1 \(text, audio, video\); got 'abc'"),
     ("front_ends", r"FeatureSpec.front_ends must be 3 front end names \(text, audio, video\); got \(1, 2, 3\)"),
+    ("record", r"manifest files \{'fuse.onnx': '0+'\} are not file records; expected \{\"sha256\""),
+    ("record outside", r"manifest files \{'../x.onnx': '../x.onnx'\} are not file names inside the bundle"),
 ])
 def test_broken_bundles(bundle, tmp_path, how, message, capsys):
     broken = _broken_copy(bundle, tmp_path, how)
@@ -466,7 +475,8 @@ def test_cli_bad_inputs_exit_2_with_one_line(bundle, tmp_path):
     nan[1, 1] = np.nan
     np.savez(tmp_path / "nan.npz", video=nan)
     cases = [
-        (_broken_copy(bundle, tmp_path, "truncated"), ["--features", tmp_path / "wrong.npz"], "cannot load graph"),
+        (_broken_copy(bundle, tmp_path, "truncated"), ["--features", tmp_path / "wrong.npz"],
+         "file encode_audio.onnx differs from what export recorded (sha256); re-copy or re-export the bundle"),
         (_broken_copy(bundle, tmp_path, "future"), [], "format_version 999"),
         (_broken_copy(bundle, tmp_path, "missing"), [], "fuse.onnx' is missing"),
         (bundle, ["--features", tmp_path / "wrong.npz"], "audio features have shape (3, 6); expected"),

@@ -30,7 +30,7 @@ import pytest
 from edge_msa.checkpoint import save_checkpoint
 from edge_msa.errors import ArtifactError, InputError, MissingDependencyError
 from edge_msa.models import create_model
-from edge_msa.runtime import load, read_manifest
+from edge_msa.runtime import load, read_manifest, write_manifest
 from edge_msa.spec import MODALITIES, PARTS
 from edge_msa.export import export
 from edge_msa.export.parity import parity_batches
@@ -638,6 +638,9 @@ def test_providers_for_an_engine_bundle_are_refused_in_one_line(engines, trt_api
 def test_corrupt_or_foreign_engine_is_an_artifact_error_naming_the_version(engines, trt_api, tmp_path):
     bad = shutil.copytree(engines["fp16"], tmp_path / "b")
     (bad / "gate.engine").write_bytes(b"\x00 not an engine")
+    with pytest.raises(ArtifactError, match=r"file gate\.engine differs from what export recorded \(sha256\)"):
+        load(bad)
+    write_manifest(bad, read_manifest(bad))  # the bytes as exported: TensorRT itself is what refuses them
     with pytest.raises(ArtifactError, match=r"cannot deserialize engine .*gate\.engine.*this is TensorRT 10\.3\.0"):
         load(bad)
     assert trt_api.device.streams == set()  # backends opened before the bad one were closed

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..runtime.manifest import Manifest
+    from ..runtime.manifest import FileCheck, Manifest
 
 EPILOG = """examples:
   edge-msa info bundles/student          # manifest summary
@@ -18,7 +18,8 @@ EPILOG = """examples:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("info", help="summarise a bundle or a checkpoint",
                               description="Print a bundle's manifest summary (graphs, sizes, parameters and MACs, "
-                              "precision, parity, metrics, data lineage) or a checkpoint's config (model, "
+                              "precision, parity, metrics, data lineage, and whether its files are the ones export "
+                              "recorded: exit code 2 where one differs or is missing) or a checkpoint's config (model, "
                               "parameters and MACs, FeatureSpec, data lineage).",
                               epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("path", help="a bundle directory or a .pt checkpoint")
@@ -32,13 +33,14 @@ def run(args: argparse.Namespace) -> int:
 
     path = Path(args.path)
     if path.is_dir():
-        from ..runtime.manifest import read_manifest
+        from ..errors import ArtifactError
+        from ..runtime.manifest import RECOPY, check_files, read_manifest
 
         m = read_manifest(path)
-        if args.json:
-            print(dumps(m.to_dict(), indent=2))
-            return 0
-        print("\n".join(_bundle_lines(path, m)))
+        check = check_files(path, m)
+        print(dumps(m.to_dict(), indent=2) if args.json else "\n".join(_bundle_lines(path, m, check)))
+        if check.differ or check.missing:  # after the summary: it says what the bundle was exported as
+            raise ArtifactError(f"bundle '{path}' is not as exported ({_problems(check, extra=False)}); {RECOPY}")
         return 0
     from ..checkpoint import data_record, load_checkpoint, read_checkpoint
     from ..errors import TRAIN_FIX, InputError, require
@@ -85,9 +87,10 @@ def _count_line(count: Any) -> str:
             f"{count['scope']}")
 
 
-def _bundle_lines(path: Path, m: Manifest) -> list[str]:
+def _bundle_lines(path: Path, m: Manifest, check: FileCheck) -> list[str]:
     """The summary of a bundle: its files on disk (the text encoder a frozen front end ships is most of the
-    bytes), and the parity of the precision it runs at beside the fp32 one."""
+    bytes) and whether they are as exported (`check`), and the parity of the precision it runs at beside the fp32
+    one."""
     from ..data.lineage import summary
     from ..errors import plural
 
@@ -100,6 +103,7 @@ def _bundle_lines(path: Path, m: Manifest) -> list[str]:
              *(["text       " + ", ".join(f"{role} {f} ({_size(_file_size(path / f))})"
                                           for role, f in m.text_encoder.items())] if m.text_encoder else []),
              f"on disk    {_size(sum(f.stat().st_size for f in files))} in {plural(len(files), 'file')}",
+             _files_line(m, check),
              _count_line(m.metrics.get("count")),
              f"spec       dims {list(m.feature_spec.dims)} max_lens {list(m.feature_spec.max_lens)} "
              f"front ends {list(m.feature_spec.front_ends)}",
@@ -110,6 +114,23 @@ def _bundle_lines(path: Path, m: Manifest) -> list[str]:
              _tensorrt_line(m.tensorrt_check),
              f"data       {summary(m.data)}"]
     return lines + _accuracy_line(m.metrics.get("valid")) + _padded_positions_line(path, m)
+
+
+def _files_line(m: Manifest, check: FileCheck) -> str:
+    """Whether the files on disk are those export recorded (sha256 and size): a copy damaged on its way to a device
+    loads and answers other scores. Extra files (notes, a .DS_Store) are named but change nothing that runs."""
+    if not m.files:
+        return "files      not recorded (exported by an older edge-msa; re-export to record their sha256)"
+    if check.differ or check.missing:
+        return f"files      NOT as exported: {_problems(check)}"
+    return "files      ok (sha256 as exported)" + (f"; {_problems(check)}" if check.extra else "")
+
+
+def _problems(check: FileCheck, extra: bool = True) -> str:
+    """'differ: a.onnx; missing: b.txt; extra (not exported): notes.txt', leaving out what is empty (and extras
+    unless `extra`)."""
+    kinds = {"differ": check.differ, "missing": check.missing, "extra (not exported)": check.extra if extra else []}
+    return "; ".join(f"{kind}: {', '.join(names)}" for kind, names in kinds.items() if names)
 
 
 def _accuracy_line(valid: Any) -> list[str]:

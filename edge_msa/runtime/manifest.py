@@ -8,7 +8,7 @@ import math
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..atomic import write_text
 from ..errors import ArtifactError, InputError, read_json_object
@@ -18,6 +18,7 @@ from ..spec import PARTS, SINGLE, SKIPPABLE, FeatureSpec
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+RECOPY = "re-copy or re-export the bundle"  # the way out of a bundle whose files are not those export recorded
 
 
 @dataclass
@@ -40,6 +41,7 @@ class Manifest:
     tensorrt_check: dict[str, Any] = field(default_factory=dict)
     backend: str = "onnxruntime"  # the runtime these graphs are for (onnxruntime | tensorrt)
     data: dict[str, Any] | None = None  # lineage of the training data (edge_msa.data.lineage); None = unknown
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)  # file -> {"sha256", "bytes"}; {} = not recorded
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -57,6 +59,7 @@ class Manifest:
             _check_files("text_encoder", self.text_encoder, ("tokenizer",) if tokens else ("tokenizer", "onnx"))
         if "onnx_graphs" in self.export_options:  # an engine bundle's ONNX sources, which positions_count_padding reads
             _check_files("export_options.onnx_graphs", self.export_options["onnx_graphs"], ())
+        _check_records(self.files)
         t = self.skip_thresholds
         if t is not None and not (isinstance(t, list) and len(t) == len(SKIPPABLE) and all(
                 isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in t)):
@@ -67,6 +70,11 @@ class Manifest:
     def skipping(self) -> bool:
         """Whether the runtime may skip modality encoders: only the "parts" layout has a gate and encoders to skip."""
         return self.layout == "parts"
+
+    def named_files(self) -> set[str]:
+        """Every file this manifest names (graphs, text encoder, an engine's ONNX sources, recorded files)."""
+        sources = self.export_options.get("onnx_graphs", {})
+        return {*self.graphs.values(), *(self.text_encoder or {}).values(), *sources.values(), *self.files}
 
     def to_dict(self) -> dict[str, Any]:
         """manifest.json's content: every field, the FeatureSpec as its own dict, and `skipping` spelled out for
@@ -111,9 +119,69 @@ def _check_files(name: str, files: Any, required: tuple[str, ...]) -> None:
         raise ArtifactError(f"manifest {name} lists no {missing} file; expected {list(required)}")
 
 
+def _check_records(files: dict[str, Any]) -> None:
+    """`files` (see record_files) maps names inside the bundle to {"sha256": 64 hex digits, "bytes": a size}."""
+    _check_files("files", {name: name for name in files}, ())
+    bad = {k: v for k, v in files.items() if not (
+        isinstance(v, dict) and isinstance(v.get("sha256"), str) and len(v["sha256"]) == 64
+        and isinstance(v.get("bytes"), int) and not isinstance(v["bytes"], bool) and v["bytes"] >= 0)}
+    if bad:
+        raise ArtifactError(f"manifest files {bad!r:.120} are not file records; expected "
+                            '{"sha256": 64 hex digits, "bytes": a size} for each file')
+
+
+def record_files(bundle: Path) -> dict[str, dict[str, Any]]:
+    """The sha256 and size of every file in `bundle` but the manifest, by relative name. Why: a bundle travels
+    (scp, SD cards, OTA) and a flipped byte in a graph's weights loads and answers other scores without a word."""
+    from ..data.lineage import file_sha256
+
+    return {name: {"sha256": file_sha256(p), "bytes": p.stat().st_size} for name, p in _on_disk(bundle).items()}
+
+
+def _on_disk(bundle: Path) -> dict[str, Path]:
+    """Every file in `bundle` but the manifest, by its name relative to the bundle ('/'-separated), sorted."""
+    files = sorted(p for p in bundle.rglob("*") if p.is_file() and p != bundle / MANIFEST)
+    return {p.relative_to(bundle).as_posix(): p for p in files}
+
+
+class FileCheck(NamedTuple):
+    """How a bundle's files compare with what export recorded: names that differ, are missing, or were added."""
+
+    differ: list[str]
+    missing: list[str]
+    extra: list[str]
+
+
+def check_files(bundle: Path, manifest: Manifest) -> FileCheck:
+    """Each recorded file against the bundle on disk: the size first (a truncated copy needs no hashing), then the
+    sha256. Nothing recorded (a bundle exported before the record), nothing compared."""
+    from ..data.lineage import file_sha256
+
+    differ, missing = [], []
+    for name, record in manifest.files.items():
+        path = check_readable(bundle / name)
+        if not path.is_file():
+            missing.append(name)
+        elif path.stat().st_size != record["bytes"] or file_sha256(path) != record["sha256"]:
+            differ.append(name)
+    extra = [name for name in _on_disk(bundle) if name not in manifest.files] if manifest.files else []
+    return FileCheck(differ, missing, extra)
+
+
+def verify_files(bundle: Path, manifest: Manifest) -> None:
+    """Refuse, in one line, a bundle whose files differ from what export recorded (load's check; `edge-msa info`
+    also names missing and extra files). Missing files are left to the checks of the files load needs."""
+    differ = check_files(bundle, manifest).differ
+    if differ:
+        files = "files " + ", ".join(differ) + " differ" if len(differ) > 1 else f"file {differ[0]} differs"
+        raise ArtifactError(f"bundle '{bundle}' {files} from what export recorded (sha256); {RECOPY}")
+
+
 def write_manifest(bundle: str | os.PathLike, manifest: Manifest) -> Path:
-    """Write `bundle/manifest.json` atomically and return its path. Export writes it last, once the graphs are
-    checked: a folder without a complete manifest is not a bundle, so an interrupted export is never loaded."""
+    """Write `bundle/manifest.json` atomically and return its path, with the sha256 of every file beside it (see
+    record_files). Export writes it last, once the graphs are checked: a folder without a complete manifest is not a
+    bundle, so an interrupted export is never loaded."""
+    manifest.files = record_files(Path(bundle))
     path = Path(bundle) / MANIFEST
     write_text(path, dumps(manifest.to_dict(), indent=2, sort_keys=False) + "\n")
     return path
@@ -128,7 +196,21 @@ def read_manifest(bundle: str | os.PathLike) -> Manifest:
     if not path.is_file():
         raise ArtifactError(f"'{bundle}' has no {MANIFEST}; expected a bundle written by `edge-msa export`")
     data = read_json_object(path, "the manifest `edge-msa export` writes (re-export the bundle)")
-    return Manifest.from_dict(restored(data), where=str(path))  # an inf limit (--max-drop inf) reads back as inf
+    manifest = Manifest.from_dict(restored(data), where=str(path))  # an inf limit (--max-drop inf) reads back as inf
+    _check_inside(bundle, manifest)
+    return manifest
+
+
+def _check_inside(bundle: Path, manifest: Manifest) -> None:
+    """Refuse a named file that is a symbolic link resolving outside the bundle. Why: the manifest's names are
+    checked to stay inside (no '..', not absolute), and a link would carry them out all the same; export writes no
+    links, and a file shared between bundles can be a hard link (`ln` without -s), which stays inside."""
+    root = bundle.resolve()
+    for name in sorted(manifest.named_files()):
+        target = (bundle / name).resolve()
+        if not target.is_relative_to(root):
+            raise ArtifactError(f"bundle file '{bundle / name}' is a link to '{target}', outside the bundle; expected "
+                                "the file itself inside the bundle (copy it in, or hard-link it: `ln` without -s)")
 
 
 def check_readable(path: Path) -> Path:

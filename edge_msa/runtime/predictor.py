@@ -25,7 +25,7 @@ from ..features.text import TOKENS_PREFIX, MiniLMFrontEnd, TextError, TokenIds, 
 from ..paths import utf8_path
 from ..spec import ABSENT, GRAPH_IO, MODALITIES, SINGLE, SKIPPABLE, FeatureSpec, modality_runs
 from .backend import Backend, backend_class
-from .manifest import Manifest, check_readable, read_manifest
+from .manifest import Manifest, check_readable, read_manifest, verify_files
 from .onnxruntime_backend import provider_names
 
 ONE_OFF = ("text_encoder_load",)  # ms keys paid once per Predictor, reported as load_ms, not in ms.total
@@ -619,8 +619,10 @@ def check_lengths(what: str, lengths: Any, batch: int, steps: int) -> np.ndarray
 
 def load(bundle_dir: str | os.PathLike, backend: str | None = None, providers: Sequence[str] | None = None,
          threads: int | None = None, max_media_seconds: float = MAX_MEDIA_SECONDS) -> Predictor:
-    """Open a bundle: read its manifest and load every graph with `backend` (default: the one the bundle
-    was exported for, "onnxruntime" for .onnx graphs, "tensorrt" for engines). `providers`: onnxruntime's execution
+    """Open a bundle: read its manifest, check its files against the sha256 export recorded there (a file that
+    differs is one ArtifactError: a copy damaged on its way to the device; hashing costs a few percent of the load),
+    and load every graph with `backend` (default: the one the bundle was exported for, "onnxruntime" for .onnx
+    graphs, "tensorrt" for engines). `providers`: onnxruntime's execution
     providers in preference order (one name alone is a list of one), for the graphs and a frozen text encoder; a
     TensorRT bundle takes none. Audio / video files longer than `max_media_seconds` are refused before any
     decoding (math.inf: no limit)."""
@@ -629,7 +631,9 @@ def load(bundle_dir: str | os.PathLike, backend: str | None = None, providers: S
                          "folder written by `edge-msa export`")
     bundle = Path(bundle_dir)
     utf8_path(bundle, "bundle")
-    return open_bundle(bundle, read_manifest(bundle), backend, providers, threads, max_media_seconds)
+    manifest = read_manifest(bundle)
+    verify_files(bundle, manifest)  # a byte flipped on the way to the device loads and answers other scores
+    return open_bundle(bundle, manifest, backend, providers, threads, max_media_seconds)
 
 
 def open_bundle(bundle: Path, manifest: Manifest, backend: str | None = None, providers: Sequence[str] | None = None,
