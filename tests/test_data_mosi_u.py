@@ -93,8 +93,8 @@ def ids_only(monkeypatch):
     from edge_msa.data import label_csv, mosi_u
 
     stub = SimpleNamespace(dim=1, max_len=1, name="stub")
-    fake = lambda texts, ids, encoder, progress: (np.zeros((len(texts), 1, 1), np.float32),  # noqa: E731
-                                                  np.ones(len(texts), np.int64), stub)
+    fake = lambda texts, ids, encoder, progress, rows=None: (np.zeros((len(texts), 1, 1), np.float32),  # noqa: E731
+                                                            np.ones(len(texts), np.int64), stub)
     for module in (mosi_u, label_csv):
         monkeypatch.setattr(module, "encode_texts", fake)
 

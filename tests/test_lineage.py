@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pytest
 
-from conftest import DATA_ROOT
+from conftest import DATA_ROOT, one_line_error
 from edge_msa.checkpoint import save_checkpoint
 from edge_msa.cli import main
 from edge_msa.data import lineage, load_dataset, rebuild_splits
@@ -123,6 +123,37 @@ def test_text_only_label_csv_scores_through_the_runtime_with_audio_video_missing
     with load(mosi_like_bundle) as p:  # predict: text alone, a/v reported missing
         r = p.predict(text="a really good film")
     assert r.ran == ["text"] and r.skipped == {"audio": "missing", "video": "missing"}
+
+
+def test_eval_embeds_only_the_split_it_scores(mosi_like_bundle, tmp_path, capsys, monkeypatch):
+    """`eval --split test` of MOSEI's label.csv embedded all 22,788 transcripts through MiniLM to score 4,653
+    (5 min 46 s on 2 cores): now only the test rows, while every split's ids (the lineage checks) are still read; a
+    file cached whole (after training on it) is loaded, not embedded again. Training, which needs every split, is
+    unchanged."""
+    from edge_msa.features.text import MiniLMFrontEnd
+
+    embedded, embed = [], MiniLMFrontEnd.embed
+    monkeypatch.setattr(MiniLMFrontEnd, "embed", lambda self, ids, progress=False:
+                        embedded.append(len(ids)) or embed(self, ids, progress))
+    monkeypatch.setenv("EDGE_MSA_CACHE", str(tmp_path / "cache"))
+    data = _label_csv(tmp_path / "label.csv")
+    code, m, err = _eval(capsys, mosi_like_bundle, "--data", data, "--split", "test")
+    assert code == 0, err
+    assert embedded == [6] and m["n"] == 6
+    part = load_dataset(data, progress=False, featurize=["test"])  # the library's MiniLM (max_len): another cache key
+    full = load_dataset(data, progress=False)
+    assert embedded == [6, 6, 18]  # all 18 rows for training, which caches them all
+    for name in ("train", "valid", "test"):  # every split's rows, as rebuild_splits checks them
+        assert split_record(getattr(part, name)) == split_record(full.split(name))
+    assert part.info["sha256"] == full.info["sha256"]
+    valid = load_dataset(data, progress=False, featurize=["valid"]).valid
+    for fs, whole in ((part.test, full.test), (valid, full.valid)):
+        width = int(whole.lengths["text"].max())
+        assert np.array_equal(fs.lengths["text"], whole.lengths["text"])
+        np.testing.assert_allclose(fs.features["text"][:, :width], whole.features["text"][:, :width], atol=1e-5)
+    assert embedded == [6, 6, 18]  # valid alone: read from the whole file's cache entry
+    message = one_line_error(lambda: part.split("train"))
+    assert "the train split" in message and "read without its text features" in message
 
 
 def test_bench_scores_text_only_data(mosi_like_bundle, tmp_path):

@@ -53,11 +53,11 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         check_file_out(args.out)  # before the split is scored, not at the final write
     with load(args.bundle, backend=args.backend, threads=threads) as predictor:
-        splits = rebuild_splits(predictor.manifest.data, args.data,
-                                text_encoder=predictor.dataset_text_front_end).for_model(predictor.spec)
+        splits = rebuild_splits(predictor.manifest.data, args.data, text_encoder=predictor.dataset_text_front_end,
+                                featurize=(args.split,)).for_model(predictor.spec)
         fs = splits.split(args.split)
         if len(fs) < MIN_SCORES:  # e.g. a label.csv whose rows are all mode=train (`feedback export` can write one)
-            sizes = ", ".join(f"{name} {len(splits.split(name))}" for name in ("train", "valid", "test"))
+            sizes = ", ".join(f"{name} {n}" for name, n in splits.info["sizes"].items())
             raise InputError(f"the {args.split} split of {splits.info.get('path') or 'the data'} holds "
                              f"{plural(len(fs), 'sample')} ({sizes}); expected a --split with at least {MIN_SCORES}")
         metrics = {"bundle": str(args.bundle), "split": {"name": args.split, **split_record(fs)},

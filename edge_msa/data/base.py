@@ -9,6 +9,7 @@ import numpy as np
 from ..errors import InputError
 from ..metrics import SPLIT_RULE, short_splits
 from ..spec import MODALITIES, FeatureSpec, check_compatible
+from ..splits import SPLITS
 
 
 def missing_modality(n: int, dim: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -106,6 +107,12 @@ class DatasetSplits:
                            self.info.get("path") or self.name, self.info.get("split"))
 
     def split(self, name: str) -> FeatureSet:
+        """The split `name`, refused when it was read without its text (load_dataset's `featurize`): its rows would
+        score with text missing, not fail."""
         if name not in ("train", "valid", "test"):
             raise InputError(f"unknown split '{name}'; expected train, valid or test")
+        featurized = self.info.get("featurized", SPLITS)
+        if name not in featurized:
+            raise InputError(f"the {name} split of {self.info.get('path') or self.name} was read without its text "
+                             f"features (featurize={list(featurized)}); expected load_dataset(featurize=) to name it")
         return getattr(self, name)

@@ -12,6 +12,7 @@ import json
 from dataclasses import replace
 import os
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -20,13 +21,14 @@ from ..features.text import NAME as MINILM, MiniLMFrontEnd, WordPiece
 from ..featurized_format import FORMAT_TAG, KEYS
 from ..labels import check_label_range
 from ..spec import FeatureSpec
-from .assemble import build_splits, check_finite, encode_texts, zero_padding
+from ..splits import SPLITS
+from .assemble import build_splits, check_finite, encode_texts, featured_rows, zero_padding
 from .base import DatasetSplits, missing_modality
 from .npz import load_npz
 
 
 def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
-         text_encoder: WordPiece | None = None) -> DatasetSplits:
+         text_encoder: WordPiece | None = None, featurize: Sequence[str] = SPLITS) -> DatasetSplits:
     path = Path(path)
     z = load_npz(path, KEYS, "edge-msa features")
     if str(z["format"]) != FORMAT_TAG:
@@ -60,16 +62,17 @@ def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
     ids, texts = z["id"].astype(str), z["transcript"].astype(str)
     check_label_range(z["label"], ids, str(path))
     has_text = np.flatnonzero(np.char.str_len(np.char.strip(texts)) > 0)
+    parts = {s: np.flatnonzero(split == s) for s in SPLITS}
+    wanted = np.flatnonzero(np.isin(has_text, featured_rows(parts, featurize)))  # positions within has_text
     encoder = text_encoder or MiniLMFrontEnd(max_len=spec.max_len("text"))
     text, text_len = missing_modality(n, encoder.dim)  # the encoder's width: token ids are 1 wide, not the spec's 384
     if len(has_text):
-        enc, enc_len, encoder = encode_texts(texts[has_text], ids[has_text], encoder, progress)
+        enc, enc_len, encoder = encode_texts(texts[has_text], ids[has_text], encoder, progress, wanted)
         text = np.zeros((n, enc.shape[1], enc.shape[2]), dtype=np.float32)
         text[has_text], text_len[has_text] = enc, enc_len
     features["text"], lengths["text"] = text, text_len
     spec = replace(spec, dims=(encoder.dim, *spec.dims[1:]), max_lens=(encoder.max_len, *spec.max_lens[1:]),
                    front_ends=(encoder.name, *spec.front_ends[1:]))  # e.g. token ids for a model's own encoder
-    parts = {s: np.flatnonzero(split == s) for s in ("train", "valid", "test")}
     info = {"format": "edge-msa-features", "path": str(path), "split": "split column",
             "missing_text": int(n - len(has_text))}
     return build_splits("edge-msa-features", spec, features, lengths, z["label"].astype(np.float32),

@@ -12,6 +12,7 @@ import csv
 import os
 from collections import Counter, defaultdict
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -19,7 +20,8 @@ from ..errors import InputError, not_found, warn
 from ..features.text import WordPiece
 from ..labels import check_label_range
 from ..spec import ABSENT, FeatureSpec
-from .assemble import build_splits, encode_texts
+from ..splits import SPLITS
+from .assemble import build_splits, encode_texts, featured_rows
 from .base import missing_modality
 from .base import DatasetSplits
 
@@ -28,7 +30,7 @@ MODES = {"train": "train", "valid": "valid", "dev": "valid", "val": "valid", "va
 
 
 def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
-         text_encoder: WordPiece | None = None) -> DatasetSplits:
+         text_encoder: WordPiece | None = None, featurize: Sequence[str] = SPLITS) -> DatasetSplits:
     path = Path(path)
     rows, header = _rows(path)
     ids, videos, texts, labels, modes, dropped = [], [], [], [], [], 0
@@ -50,11 +52,11 @@ def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
         modes.append(mode)
     check_label_range(labels, ids, str(path))
     _warn_repeated_ids(ids, modes, path)
-    text, text_len, encoder = encode_texts(texts, ids, text_encoder, progress)
+    modes_arr = np.array(modes)
+    parts = {s: np.flatnonzero(modes_arr == s) for s in SPLITS}
+    text, text_len, encoder = encode_texts(texts, ids, text_encoder, progress, featured_rows(parts, featurize))
     audio, audio_len = missing_modality(len(ids))
     video, video_len = missing_modality(len(ids))
-    modes_arr = np.array(modes)
-    parts = {s: np.flatnonzero(modes_arr == s) for s in ("train", "valid", "test")}
     spec = FeatureSpec(dims=(encoder.dim, 1, 1), max_lens=(encoder.max_len, 1, 1),
                        front_ends=(encoder.name, ABSENT, ABSENT))
     info = {"format": "mmsa-label-csv", "path": str(path), "split": "mode column",

@@ -63,11 +63,13 @@ def recorded_file(record: dict[str, Any] | None) -> Path | None:
 
 
 def rebuild_splits(record: dict[str, Any] | None, data: str | os.PathLike | None = None,
-                   progress: bool = False, text_encoder: Any = None) -> DatasetSplits:
+                   progress: bool = False, text_encoder: Any = None,
+                   featurize: Sequence[str] = SPLITS) -> DatasetSplits:
     """The splits of `record` (a `lineage` dict; None = unknown: seed 0), read from `data` or else the
     recorded path or else MOSI-U (`_data_path`: an InputError when the recorded file is gone and MOSI-U is not it;
-    `text_encoder` as in load_dataset). Warns when the file's sha256 or a split's rows differ from the record; a
-    sha256 warning says whether the recorded file was edited since or another file was given, as the fixes differ."""
+    `text_encoder`, `featurize` as in load_dataset). Warns when the file's sha256 or a split's rows differ from the
+    record (every split's rows, featurized or not); a sha256 warning says whether the recorded file was edited since or
+    another file was given, as the fixes differ."""
     from .loader import load_dataset
 
     record = record or {}
@@ -75,7 +77,8 @@ def rebuild_splits(record: dict[str, Any] | None, data: str | os.PathLike | None
     path = _data_path(record, data)
     same_file = recorded is not None and Path(recorded).resolve() == path.resolve()
     splits = load_dataset(path, fmt=record.get("format") if same_file else None, seed=int(record.get("seed", 0)),
-                          progress=progress, text_encoder=text_encoder, cv_fold=recorded_fold(record))
+                          progress=progress, text_encoder=text_encoder, cv_fold=recorded_fold(record),
+                          featurize=featurize)
     if not record:
         warn(f"no data lineage recorded with the model; reading {path} with seed 0, which may not be "
              "the carve the model was trained on")
@@ -88,8 +91,9 @@ def rebuild_splits(record: dict[str, Any] | None, data: str | os.PathLike | None
             warn(f"{path} (sha256 {now}…) is not the file the model was trained on ({recorded}, sha256 "
                  f"{then}…): its splits are not the model's")
     else:
+        # getattr, not split(): the ids of every split are read, whether or not its text was featurized
         changed = [n for n in SPLITS if n in record.get("splits", {})
-                   and split_record(splits.split(n))["ids_sha256"] != record["splits"][n]["ids_sha256"]]
+                   and split_record(getattr(splits, n))["ids_sha256"] != record["splits"][n]["ids_sha256"]]
         if changed:
             warn(f"{path}: the {', '.join(changed)} split(s) hold other rows than the model's record "
                  "(a reader or seed changed); scores are not comparable")

@@ -5,6 +5,7 @@ import importlib
 import os
 import zipfile
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -12,6 +13,7 @@ from ..dataset_formats import FORMATS
 from ..errors import InputError, not_found
 from ..features.text import WordPiece
 from ..spec import read_word
+from ..splits import SPLITS
 from .base import DatasetSplits
 from .cv import cross_validation_fold
 from .lineage import file_sha256
@@ -86,23 +88,28 @@ def existing_dataset(path: str | os.PathLike) -> Path:
 
 
 def load_dataset(path: str | os.PathLike, fmt: str | None = None, seed: int = 0, progress: bool = True,
-                 text_encoder: WordPiece | None = None, cv_fold: tuple[int, int] | None = None) -> DatasetSplits:
+                 text_encoder: WordPiece | None = None, cv_fold: tuple[int, int] | None = None,
+                 featurize: Sequence[str] = SPLITS) -> DatasetSplits:
     """Read a public MSA dataset into train/valid/test FeatureSets with the FeatureSpec describing them.
 
     `fmt` is one of FORMATS (None = detect from the name/content). Text goes through the one text
     front end (MiniLM, cached on disk) wherever the format has raw text; `text_encoder` overrides
     its files (e.g. the copies inside a bundle). `seed` fixes any split the reader has to make.
     `cv_fold` = (fold, folds): that cross-validation fold over train + valid instead (`edge_msa.data.cv`; the
-    test rows are dropped). `info` records path, format, seed, the fold and the file's sha256 (see `lineage`).
+    test rows are dropped). `featurize`: the splits whose text is embedded (eval scores one; every row is still read,
+    for the splits' ids and the file's sha256); the others hold no text, and `DatasetSplits.split` refuses them. A fold
+    embeds every split, as it re-splits train + valid. `info` records path, format, seed, the fold, the file's sha256
+    (see `lineage`) and "featurized".
     """
     path = existing_dataset(path)
     # in any case, as train's --data-format reads it (fmt="MISA" was an unknown dataset format)
     fmt = detect_format(path) if fmt is None else read_word("fmt", fmt, tuple(FORMATS))
     module, func = FORMATS[fmt].reader.split(":")
     read = getattr(importlib.import_module(f"{__package__}.{module}"), func)
-    splits = read(path, seed=seed, progress=progress, text_encoder=text_encoder)
+    featurize = SPLITS if cv_fold is not None else tuple(read_word("featurize", name, SPLITS) for name in featurize)
+    splits = read(path, seed=seed, progress=progress, text_encoder=text_encoder, featurize=featurize)
     if cv_fold is not None:
         splits = cross_validation_fold(splits, *cv_fold, seed=seed)
     splits.info = {**splits.info, "path": str(path.resolve()), "format": fmt, "seed": int(seed),
-                   "sha256": file_sha256(path)}
+                   "sha256": file_sha256(path), "featurized": list(featurize)}
     return splits

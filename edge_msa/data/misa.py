@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -22,8 +23,8 @@ from ..errors import InputError, warn
 from ..features.text import WordPiece
 from ..labels import check_label_range
 from ..spec import FeatureSpec
-from ..splits import split_three_by_group, video_id_of
-from .assemble import build_splits, encode_texts, pad_sequences, replace_nonfinite
+from ..splits import SPLITS, split_three_by_group, video_id_of
+from .assemble import build_splits, encode_texts, featured_rows, pad_sequences, replace_nonfinite
 from .base import DatasetSplits
 from .pickle_safe import load_pickle
 
@@ -52,7 +53,7 @@ def parse(items, where: str) -> list[tuple[np.ndarray, np.ndarray, list[str], fl
 
 
 def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
-         text_encoder: WordPiece | None = None) -> DatasetSplits:
+         text_encoder: WordPiece | None = None, featurize: Sequence[str] = SPLITS) -> DatasetSplits:
     path = Path(path)
     if path.is_dir():
         missing = [f for f in FILES.values() if not (path / f).is_file()]
@@ -78,7 +79,7 @@ def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
     texts = [" ".join(r[2]) for r in rows]
     labels = np.array([r[3] for r in rows], np.float32)
     check_label_range(labels, ids, str(path))
-    text, text_len, encoder = encode_texts(texts, ids, text_encoder, progress)
+    text, text_len, encoder = encode_texts(texts, ids, text_encoder, progress, featured_rows(parts, featurize))
     audio, audio_len = pad_sequences([r[1] for r in rows])
     video, video_len = pad_sequences([r[0] for r in rows])
     audio, bad_a = replace_nonfinite(audio)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -18,7 +19,7 @@ from ..errors import InputError
 from ..features.text import WordPiece
 from ..labels import check_label_range
 from ..spec import FeatureSpec
-from .assemble import build_splits, encode_texts, labels_1d, replace_nonfinite, zero_padding
+from .assemble import build_splits, encode_texts, featured_rows, labels_1d, replace_nonfinite, zero_padding
 from .base import DatasetSplits
 from .pickle_safe import load_pickle
 
@@ -63,7 +64,7 @@ def concat_modality(parts: dict[str, dict], key: str, path: Path) -> tuple[np.nd
 
 
 def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
-         text_encoder: WordPiece | None = None) -> DatasetSplits:
+         text_encoder: WordPiece | None = None, featurize: Sequence[str] = SPLITS) -> DatasetSplits:
     path = Path(path)
     parts = split_dicts(load_pickle(path), path, KEYS, "an MMSA dataset pickle (aligned_50 / unaligned_50)")
     sizes = [len(parts[s]["regression_labels"]) for s in SPLITS]
@@ -78,9 +79,9 @@ def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
     video, video_len = concat_modality(parts, "vision", path)
     audio, bad_a = replace_nonfinite(audio)
     video, bad_v = replace_nonfinite(video)
-    text, text_len, encoder = encode_texts(texts, ids, text_encoder, progress)
     bounds = np.cumsum([0] + sizes)
     index = {s: np.arange(bounds[i], bounds[i + 1]) for i, s in enumerate(SPLITS)}
+    text, text_len, encoder = encode_texts(texts, ids, text_encoder, progress, featured_rows(index, featurize))
     spec = FeatureSpec(dims=(encoder.dim, audio.shape[-1], video.shape[-1]),
                        max_lens=(encoder.max_len, audio.shape[1], video.shape[1]),
                        front_ends=(encoder.name, f"external:mmsa-audio-{audio.shape[-1]}",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -18,8 +19,8 @@ from ..errors import InputError
 from ..features.text import WordPiece
 from ..labels import check_label_range
 from ..spec import FeatureSpec
-from ..splits import carve_by_group
-from .assemble import build_splits, encode_texts
+from ..splits import SPLITS, carve_by_group
+from .assemble import build_splits, encode_texts, featured_rows
 from .base import DatasetSplits
 from .npz import load_npz
 
@@ -30,7 +31,7 @@ AV_FRONT_ENDS = ("external:declare-opensmile-73", "external:declare-3dcnn-100")
 
 
 def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
-         text_encoder: WordPiece | None = None) -> DatasetSplits:
+         text_encoder: WordPiece | None = None, featurize: Sequence[str] = SPLITS) -> DatasetSplits:
     z = load_npz(path, KEYS, "MOSI-U (mosi_utterance_std)")
     n = len(z["id"])
     for key in ("audio_feat", "video_feat"):
@@ -44,11 +45,11 @@ def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
     if unknown:
         raise InputError(f"{path}: split_declare has values {unknown}; expected train or test")
     check_label_range(z["label_reg"][keep], ids, str(path))
-    text, text_len, encoder = encode_texts(texts, ids, text_encoder, progress)
-    features = {"text": text, "audio": z["audio_feat"][keep][:, None, :], "video": z["video_feat"][keep][:, None, :]}
-    lengths = {"text": text_len, "audio": np.ones(len(keep), np.int64), "video": np.ones(len(keep), np.int64)}
     train_idx, valid_idx = carve_by_group(np.flatnonzero(split == "train"), videos, VALID_FRACTION, seed)
     parts = {"train": train_idx, "valid": valid_idx, "test": np.flatnonzero(split == "test")}
+    text, text_len, encoder = encode_texts(texts, ids, text_encoder, progress, featured_rows(parts, featurize))
+    features = {"text": text, "audio": z["audio_feat"][keep][:, None, :], "video": z["video_feat"][keep][:, None, :]}
+    lengths = {"text": text_len, "audio": np.ones(len(keep), np.int64), "video": np.ones(len(keep), np.int64)}
     spec = FeatureSpec(dims=(encoder.dim, features["audio"].shape[-1], features["video"].shape[-1]),
                        max_lens=(encoder.max_len, 1, 1), front_ends=(encoder.name, *AV_FRONT_ENDS))
     info = {"format": "mosi-u", "path": str(Path(path)), "seed": seed, "split": "split_declare",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -49,7 +50,8 @@ def pack_front(x: dict[str, np.ndarray], valid: np.ndarray) -> tuple[dict[str, n
 
 
 def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
-         text_encoder: WordPiece | None = None) -> DatasetSplits:
+         text_encoder: WordPiece | None = None, featurize: Sequence[str] = SPLITS) -> DatasetSplits:
+    """`text_encoder` and `featurize` as every reader takes them: unused, the file's text is GloVe vectors already."""
     path = Path(path)
     parts = split_dicts(load_pickle(path), path, KEYS, "a MultiBench pickle (mosi_data / mosei_senti_data)")
     features, bad = {}, {}

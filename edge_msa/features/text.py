@@ -368,8 +368,7 @@ def encode_cached(encoder: MiniLMFrontEnd | TokenIds, texts: Sequence[str], prog
     did). `cache` defaults to edge_msa.paths.cache_dir().
     """
     texts = [str(t) for t in texts]
-    key = hashlib.sha256(json.dumps([CACHE_VERSION, encoder.fingerprint(), texts]).encode("utf-8")).hexdigest()
-    path = _cache_file(cache, f"{'tokens' if encoder.dim == 1 else NAME}-{key[:32]}.npz")
+    path = _cache_entry(encoder, texts, cache)
     if path is not None and path.is_file():
         try:
             with np.load(path, allow_pickle=False) as z:
@@ -395,6 +394,20 @@ def encode_cached(encoder: MiniLMFrontEnd | TokenIds, texts: Sequence[str], prog
         except (InputError, OSError) as exc:  # refused (read-only, no such folder) or failed (disk full)
             _cache_off(str(path.parent), str(exc))
     return feats, lengths
+
+
+def is_cached(encoder: MiniLMFrontEnd | TokenIds, texts: Sequence[str],
+              cache: str | os.PathLike | None = None) -> bool:
+    """Whether `encode_cached(encoder, texts)` has an entry on disk: a reader that needs only some rows embeds just
+    those, unless every row is cached already (after training on the file), which is faster to load than to embed."""
+    path = _cache_entry(encoder, [str(t) for t in texts], cache)
+    return path is not None and path.is_file()
+
+
+def _cache_entry(encoder: MiniLMFrontEnd | TokenIds, texts: list[str], cache: str | os.PathLike | None) -> Path | None:
+    """The cache file of `texts` through `encoder` (see encode_cached for the key), or None without a cache folder."""
+    key = hashlib.sha256(json.dumps([CACHE_VERSION, encoder.fingerprint(), texts]).encode("utf-8")).hexdigest()
+    return _cache_file(cache, f"{'tokens' if encoder.dim == 1 else NAME}-{key[:32]}.npz")
 
 
 _UNCACHED: set[str] = set()  # text cache folders this process found unusable ("" for none known), warned once each
