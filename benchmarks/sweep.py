@@ -327,7 +327,8 @@ class _Datasets:
                getattr(front, "tokenizer_path", None))
         if key not in self.cache:
             from edge_msa.data.lineage import rebuild_splits
-            self.cache[key] = rebuild_splits(record, path, self.progress, text_encoder=front)
+            # only the timed split's text is embedded (a frozen-encoder bundle on MOSEI's label.csv: minutes less)
+            self.cache[key] = rebuild_splits(record, path, self.progress, text_encoder=front, featurize=(self.split,))
         return self.cache[key]
 
     def for_target(self, target: Target) -> tuple[FeatureSet | None, str]:

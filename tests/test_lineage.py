@@ -156,15 +156,23 @@ def test_eval_embeds_only_the_split_it_scores(mosi_like_bundle, tmp_path, capsys
     assert "the train split" in message and "read without its text features" in message
 
 
-def test_bench_scores_text_only_data(mosi_like_bundle, tmp_path):
+def test_bench_scores_text_only_data(mosi_like_bundle, tmp_path, monkeypatch):
+    """...embedding only the transcripts of the split it times and scores (test: 6 of the 18), as eval does."""
     from edge_msa.benchmarks import run_bench
+    from edge_msa.features.text import MiniLMFrontEnd
 
+    embedded, embed = [], MiniLMFrontEnd.embed
+    monkeypatch.setattr(MiniLMFrontEnd, "embed", lambda self, ids, progress=False:
+                        embedded.append(len(ids)) or embed(self, ids, progress))
+    monkeypatch.setenv("EDGE_MSA_CACHE", str(tmp_path / "cache"))
     out = run_bench([mosi_like_bundle], data=_label_csv(tmp_path / "label.csv"), out=tmp_path / "report",
                     modalities=("all",), min_time=0.0, min_runs=2, warmup=0, energy_window=0.05, meter="none",
                     progress=False)
     row = json.loads((out / "report.json").read_text())["rows"][0]
     assert row["status"] == "ok" and isinstance(row["metrics"], dict), row["metrics"]
     assert row["skip_rates"] == {"audio_video": "missing", "audio": "missing", "video": "missing"}
+    assert embedded[0] == 6  # the data (18 before); the rest are the timed raw-text calls, one text each
+    assert set(embedded[1:]) == {1}
 
 
 def test_train_and_predict_on_text_only_data(tmp_path):
