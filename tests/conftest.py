@@ -57,15 +57,24 @@ def cli_tiny_teacher(monkeypatch):
     monkeypatch.setattr(registry, "TEACHERS", (*registry.TEACHERS, "fd_cmdie_tiny"))
 
 
-@pytest.fixture
-def torch_one_thread():
+@contextlib.contextmanager
+def one_torch_thread() -> Iterator[None]:
     """Tiny models run faster on one thread than on 2 busy shared cores."""
     import torch
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture
+def torch_one_thread():
+    """one_torch_thread around a test (a module-scoped fixture is set up before it: it uses one_torch_thread)."""
+    with one_torch_thread():
+        yield
 
 
 def one_line_error(call) -> str:
@@ -151,8 +160,9 @@ def token_student(bert_dir: Path, max_positions: int):
     return model
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def token_splits(tiny_bert_dir) -> DatasetSplits:
+    """Module-scoped, so a module-scoped model trained on it sees the tests' splits; no test changes it."""
     tok = tiny_bert_dir / "tokenizer.json"
     spec = token_spec(tok)
     return DatasetSplits(spec, token_featureset(tok, 64, 0), token_featureset(tok, 32, 1), token_featureset(tok, 32, 2),

@@ -2,7 +2,9 @@
 and every modality subset; single graph; fp16 / int8; format table; nothing half-written on failure."""
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import itertools
 import json
 import math
@@ -472,9 +474,18 @@ def test_bad_trt_precision_says_what_is_wrong():
     assert message == "trt_precision 'int9' is not an engine precision (did you mean 'int8'?); expected one of fp32, fp16, int8"  # said not what was wrong
 
 
-def _cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "edge_msa", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=120)
+def _cli(*args) -> subprocess.CompletedProcess:
+    """`edge-msa ARGS` run by cli.main in this process, as `python -m edge_msa` runs it (its exit code, stdout and
+    stderr): a subprocess per call spent seconds importing torch again."""
+    from edge_msa.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse's own refusals
+            code = exc.code
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
 @pytest.mark.skipif(__import__("importlib.util").util.find_spec("tensorrt") is not None,
@@ -499,7 +510,7 @@ def _weight_zero_point_sizes(graph_path) -> set[int]:
     return {int(np.prod(i.dims)) for i in graph.initializer if i.name in zero_points}
 
 
-@pytest.mark.slow  # two CLI int8 exports that each import torch: ~8 s on 2 cores
+@pytest.mark.slow  # two CLI int8 exports
 def test_cli_int8_weights_per_channel_by_default_per_tensor_on_request(student, tmp_path):
     for flag, per_channel in (((), True), (("--no-per-channel",), False)):
         out = tmp_path / f"b{per_channel}"
@@ -512,7 +523,7 @@ def test_cli_int8_weights_per_channel_by_default_per_tensor_on_request(student, 
     assert r.returncode == 2 and "--per-channel (per_channel=) does not apply to format 'onnx'" in r.stderr
 
 
-@pytest.mark.slow  # three CLI subprocesses that each import torch: ~10 s on 2 cores
+@pytest.mark.slow  # three CLI commands, one an export
 def test_cli_export_then_info(student, tmp_path):
     r = _cli("export", student[0], "--out", tmp_path / "b")
     assert r.returncode == 0, r.stderr

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import one_line_error
+from conftest import one_line_error, one_torch_thread
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -300,20 +300,23 @@ def test_long_text_is_truncated_with_a_warning(tiny_bert_dir):
     assert lengths.tolist() == [6] and ids[0, -1, 0] == 3  # ends with [SEP]
 
 
-@pytest.fixture
-def teacher_and_student(tmp_path, tiny_bert_dir, token_splits):
-    """A fine-tuned tiny teacher and its compressed student (2 epochs each; seconds)."""
+@pytest.fixture(scope="module")
+def teacher_and_student(tmp_path_factory, tiny_bert_dir, token_splits):
+    """A fine-tuned tiny teacher and its compressed student (2 epochs each; seconds). Built once for the module:
+    tests only read the checkpoints (load_checkpoint gives each its own model) and export into their own tmp_path."""
     from edge_msa.compress import compress
     from edge_msa.teacher import train_teacher
 
-    teacher = tmp_path / "teacher.pt"
-    metrics = train_teacher("mult", splits=token_splits, out=teacher, epochs=2, progress=False,
-                            text_model=tiny_bert_dir)
-    report = compress(teacher, out=tmp_path / "student.pt", splits=token_splits, progress=False,
-                      student="student_tiny", epochs=2, finetune_epochs=1, gate_epochs=2, latency_calls=5,
-                      bootstrap=10, text_hidden=16, text_heads=2, text_ffn=32, text_rank=8, transfer=None,
-                      text_kd_epochs=1, text_score_epochs=2, text_augment=2)
-    return teacher, tmp_path / "student.pt", metrics, report
+    folder = tmp_path_factory.mktemp("teacher_and_student")
+    teacher = folder / "teacher.pt"
+    with one_torch_thread():  # set up before the tests' torch_one_thread
+        metrics = train_teacher("mult", splits=token_splits, out=teacher, epochs=2, progress=False,
+                                text_model=tiny_bert_dir)
+        report = compress(teacher, out=folder / "student.pt", splits=token_splits, progress=False,
+                          student="student_tiny", epochs=2, finetune_epochs=1, gate_epochs=2, latency_calls=5,
+                          bootstrap=10, text_hidden=16, text_heads=2, text_ffn=32, text_rank=8, transfer=None,
+                          text_kd_epochs=1, text_score_epochs=2, text_augment=2)
+    return teacher, folder / "student.pt", metrics, report
 
 
 def test_teacher_fine_tunes_its_encoder_and_keeps_its_tokenizer(teacher_and_student, tiny_bert_dir):
@@ -418,16 +421,24 @@ def _swap_two_tokens(vocab):
     vocab["good"], vocab["bad"] = vocab["bad"], vocab["good"]
 
 
-@pytest.fixture
-def token_bundle(tmp_path, tiny_bert_dir):
-    """A random-weight student with the tiny BERT inside, exported as an fp32 onnx bundle (seconds)."""
+@pytest.fixture(scope="module")
+def fp32_token_bundle(tmp_path_factory, tiny_bert_dir):
+    """A random-weight student with the tiny BERT inside, exported once as an fp32 onnx bundle (seconds)."""
     from edge_msa.checkpoint import save_checkpoint
     from edge_msa.export import export
 
     from conftest import token_student
 
-    ckpt = save_checkpoint(tmp_path / "s.pt", token_student(tiny_bert_dir, 12), {})
-    return export(ckpt, format="onnx", out=tmp_path / "bundle", log=None)
+    folder = tmp_path_factory.mktemp("fp32_token_bundle")
+    with one_torch_thread():
+        ckpt = save_checkpoint(folder / "s.pt", token_student(tiny_bert_dir, 12), {})
+        return export(ckpt, format="onnx", out=folder / "bundle", log=None)
+
+
+@pytest.fixture
+def token_bundle(tmp_path, fp32_token_bundle):
+    """A copy of fp32_token_bundle of the test's own: a test may overwrite its files."""
+    return shutil.copytree(fp32_token_bundle, tmp_path / "bundle")
 
 
 @pytest.mark.parametrize("change", [lambda vocab: vocab.update(extra=len(vocab)), _swap_two_tokens],
