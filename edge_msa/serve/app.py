@@ -40,7 +40,7 @@ from .config import ServeConfig
 from .feedback import FeedbackLog, RecentPredictions
 from .inputs import Limits, Parsed, RequestError, not_utf8, parse_items, scratch_writes, without_scratch
 from .metrics import ServiceMetrics
-from .openapi import DESCRIPTION, Batch, Health, Info, Saved, Served, Settings, answer, docs, operations
+from .openapi import DESCRIPTION, Batch, Documented, Health, Info, Saved, Served, Settings, answer, docs, operations
 
 ROUTES = ("/", "/healthz", "/metrics", "/v1/info", "/v1/predict", "/v1/predict/batch", "/v1/feedback", "/openapi.json",
           "/docs")
@@ -453,8 +453,9 @@ def create_app(service: Service) -> FastAPI:
         yield
         service.close()  # uvicorn has already let in-flight requests finish (SIGTERM drain)
 
-    app = FastAPI(title="edge-msa", version=__version__, lifespan=lifespan, description=DESCRIPTION, redoc_url=None,
-                  docs_url=None, exception_handlers=dict(ERROR_HANDLERS), default_response_class=StrictJSONResponse)
+    app = Documented(title="edge-msa", version=__version__, lifespan=lifespan, description=DESCRIPTION,
+                     redoc_url=None, docs_url=None, exception_handlers=dict(ERROR_HANDLERS),
+                     default_response_class=StrictJSONResponse)
     body = operations(service.spec, service.config.limits)  # the routes read raw requests: FastAPI infers none
     app.add_middleware(MetricsMiddleware, metrics=service.metrics)
 
