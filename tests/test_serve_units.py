@@ -940,6 +940,18 @@ def test_serve_without_the_extra_names_the_fix(media_bundle):
     assert r.stderr.startswith("error: fastapi is required for edge-msa serve") and 'edge-msa[serve]' in r.stderr
 
 
+def test_serve_help_names_every_stop_the_drain_covers(capsys):
+    """--drain-s said it applied "on SIGTERM", while Ctrl-C and a batch worker dead on a bug stop the server through
+    the same drain (cli.serve.serve_until_stopped); its help and the epilog now name the stops from one place."""
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())  # as argparse wrapped it
+    start = shown.rindex("--drain-s DRAIN_S")  # its option's line, not the usage's
+    drain = shown[start:shown.index("--log-level {", start)]
+    for stop in ("Ctrl-C", "SIGTERM", "a batch worker dead on a bug"):
+        assert stop in drain and stop in shown[shown.index("examples:"):], stop
+
+
 def test_serve_on_a_busy_port_is_one_line_error(media_bundle, capsys):
     """uvicorn logged the bind error and exited 1 or 3 (and an unknown --host likewise)."""
     pytest.importorskip("fastapi", reason='the serve extra is not installed (pip install "edge-msa[serve]")')
