@@ -486,6 +486,36 @@ def test_a_truncated_text_is_named_in_the_answer(media_bundle, tmp_path):
     assert counting.texts == len(texts)
 
 
+def test_a_score_that_is_no_number_is_a_500_not_a_neutral_answer(media_bundle, tmp_path, monkeypatch):
+    """A broken model (a NaN weight exports and loads) was answered 200 with score null (the JSON writer's NaN) and
+    polarity "neutral": a client read a neutral sentence, /v1/feedback could label it, and /openapi.json says score
+    is a number. It is a 500 with one line now, the published 500 answer, and the prediction is neither counted nor
+    kept for feedback."""
+    pytest.importorskip("fastapi", reason='the serve extra is not installed (pip install "edge-msa[serve]")')
+    import asyncio
+
+    from edge_msa.serve.app import Service, create_app
+    from edge_msa.serve.config import ServeConfig
+    from edge_msa.serve.inputs import RequestError
+
+    service = Service(ServeConfig(bundle=str(media_bundle)))
+    fuse = service.predictor.backends["fuse"]
+    run = fuse.run
+    monkeypatch.setattr(fuse, "run", lambda feed: {k: np.full_like(v, np.nan) for k, v in run(feed).items()})
+    service.batcher.start()
+    try:
+        with pytest.raises(RequestError) as refused:
+            asyncio.run(service.predict([parse_item({"text": "a fine film"}, SERVE_SPEC, Limits(), lambda: tmp_path)]))
+        responses = create_app(service).openapi()["paths"]["/v1/predict"]["post"]["responses"]
+    finally:
+        service.close()
+    assert refused.value.status == 500 and refused.value.message == (
+        "the model scored nan (a broken bundle: NaN or infinite weights); expected a bundle whose model scores "
+        "finite numbers (export it again from a sound checkpoint)")
+    assert not service.recent._items and sum(service.metrics._counts.values()) == 0
+    assert responses["500"]["content"]["application/json"]["schema"]["required"] == ["error"]
+
+
 def test_a_request_during_shutdown_is_the_503_healthz_answers(media_bundle, tmp_path):
     """A prediction arriving once the drain began was answered 429 "server busy (shutting down)", "too many requests"
     from a server that is going away, while /healthz said 503: both answer the same 503 with Retry-After now."""

@@ -35,6 +35,7 @@ ERROR = {"type": "object", "required": ["error"], "additionalProperties": False,
          "properties": {"error": {"type": "string", "description": "one line: what was wrong; expected what"}}}
 ERRORS = {code: {"description": why, "content": {"application/json": {"schema": ERROR}}}
           for code, why in (("4XX", "refused: a malformed or oversized request (429: busy, see Retry-After)"),
+                            ("500", "the bundle's model is broken (it scored no number) or the service has a bug"),
                             ("503", "not now: shutting down, the feedback log is busy, or a media extra is missing"))}
 
 # every field is in every answer, defaults included: a client generator should not make the fields optional (nor
