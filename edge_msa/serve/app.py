@@ -460,9 +460,8 @@ def create_app(service: Service) -> FastAPI:
         yield
         service.close()  # uvicorn has already let in-flight requests finish (SIGTERM drain)
 
-    app = Documented(title="edge-msa", version=__version__, lifespan=lifespan, description=DESCRIPTION,
-                     redoc_url=None, docs_url=None, exception_handlers=dict(ERROR_HANDLERS),
-                     default_response_class=StrictJSONResponse)
+    app = Documented(title="edge-msa", version=__version__, lifespan=lifespan, description=DESCRIPTION, docs_url=None,
+                     redoc_url=None, exception_handlers=dict(ERROR_HANDLERS), default_response_class=StrictJSONResponse)
     body = operations(service.spec, service.config.limits)  # the routes read raw requests: FastAPI infers none
     app.add_middleware(MetricsMiddleware, metrics=service.metrics)
 
