@@ -313,6 +313,11 @@ def test_openapi_describes_the_bodies_this_service_takes(server):
     assert (label["minimum"], label["maximum"]) == (-3, 3)
     assert doc["paths"]["/v1/feedback"]["post"]["responses"]["4XX"]["content"]["application/json"]["schema"][
         "required"] == ["error"]
+    # nor do the answers publish defaults: Limits showed the library's max_text_chars 2000 on this --max-text 500 server
+    answers = doc["components"]["schemas"]
+    assert [(name, field) for name, schema in answers.items() for field, shown in schema["properties"].items()
+            if "default" in shown] == []
+    assert set(answers["Limits"]["required"]) == set(limits)
     status, _, page = call(f"{server}/docs")
     assert status == 200 and "/openapi.json" in page and "Swagger UI did not load" in page  # shown offline
 

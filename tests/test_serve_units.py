@@ -486,6 +486,36 @@ def test_a_truncated_text_is_named_in_the_answer(media_bundle, tmp_path):
     assert counting.texts == len(texts)
 
 
+def test_a_score_that_is_no_number_is_a_500_not_a_neutral_answer(media_bundle, tmp_path, monkeypatch):
+    """A broken model (a NaN weight exports and loads) was answered 200 with score null (the JSON writer's NaN) and
+    polarity "neutral": a client read a neutral sentence, /v1/feedback could label it, and /openapi.json says score
+    is a number. It is a 500 with one line now, the published 500 answer, and the prediction is neither counted nor
+    kept for feedback."""
+    pytest.importorskip("fastapi", reason='the serve extra is not installed (pip install "edge-msa[serve]")')
+    import asyncio
+
+    from edge_msa.serve.app import Service, create_app
+    from edge_msa.serve.config import ServeConfig
+    from edge_msa.serve.inputs import RequestError
+
+    service = Service(ServeConfig(bundle=str(media_bundle)))
+    fuse = service.predictor.backends["fuse"]
+    run = fuse.run
+    monkeypatch.setattr(fuse, "run", lambda feed: {k: np.full_like(v, np.nan) for k, v in run(feed).items()})
+    service.batcher.start()
+    try:
+        with pytest.raises(RequestError) as refused:
+            asyncio.run(service.predict([parse_item({"text": "a fine film"}, SERVE_SPEC, Limits(), lambda: tmp_path)]))
+        responses = create_app(service).openapi()["paths"]["/v1/predict"]["post"]["responses"]
+    finally:
+        service.close()
+    assert refused.value.status == 500 and refused.value.message == (
+        "the model scored nan (a broken bundle: NaN or infinite weights); expected a bundle whose model scores "
+        "finite numbers (export it again from a sound checkpoint)")
+    assert not service.recent._items and sum(service.metrics._counts.values()) == 0
+    assert responses["500"]["content"]["application/json"]["schema"]["required"] == ["error"]
+
+
 def test_a_request_during_shutdown_is_the_503_healthz_answers(media_bundle, tmp_path):
     """A prediction arriving once the drain began was answered 429 "server busy (shutting down)", "too many requests"
     from a server that is going away, while /healthz said 503: both answer the same 503 with Retry-After now."""
@@ -938,6 +968,18 @@ def test_serve_without_the_extra_names_the_fix(media_bundle):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and r.stderr.count("\n") == 1
     assert r.stderr.startswith("error: fastapi is required for edge-msa serve") and 'edge-msa[serve]' in r.stderr
+
+
+def test_serve_help_names_every_stop_the_drain_covers(capsys):
+    """--drain-s said it applied "on SIGTERM", while Ctrl-C and a batch worker dead on a bug stop the server through
+    the same drain (cli.serve.serve_until_stopped); its help and the epilog now name the stops from one place."""
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())  # as argparse wrapped it
+    start = shown.rindex("--drain-s DRAIN_S")  # its option's line, not the usage's
+    drain = shown[start:shown.index("--log-level {", start)]
+    for stop in ("Ctrl-C", "SIGTERM", "a batch worker dead on a bug"):
+        assert stop in drain and stop in shown[shown.index("examples:"):], stop
 
 
 def test_serve_on_a_busy_port_is_one_line_error(media_bundle, capsys):

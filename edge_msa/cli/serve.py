@@ -11,6 +11,8 @@ if TYPE_CHECKING:  # fastapi is the [serve] extra: imported by run, once require
 
 from ..features import MEDIA_FLAG
 
+# what stops the server, each through the same drain (serve_until_stopped): the epilog and --drain-s say it alike
+STOPS = "Ctrl-C, SIGTERM or a batch worker dead on a bug"
 EPILOG = """examples:
   edge-msa serve runs/mosi/bundles/student-int8                      # http://127.0.0.1:8000/ (demo page)
   edge-msa serve bundle/ --port 9000 --feedback feedback.sqlite      # keep users' labels
@@ -26,8 +28,9 @@ routes: POST /v1/predict (JSON {"text", "audio", "video"}: a string, (L, d) arra
 multipart form), POST /v1/predict/batch ({"inputs": [...]}), POST /v1/feedback, GET /healthz, GET /v1/info,
 GET /metrics (Prometheus), GET /openapi.json and /docs (the request bodies, with this bundle's dims and limits,
 and each answer's fields), GET / (demo page). Errors are {"error": "..."} with a 4xx status; beyond --max-queue
-waiting inputs the answer is 429 with Retry-After. Ctrl-C or SIGTERM finishes in-flight requests, then exits 0; a
-batch worker dead on a bug stops the server the same way, with exit code 1, for a supervisor to restart it.
+waiting inputs the answer is 429 with Retry-After.
+""" + f"""{STOPS} stops the server: in-flight requests finish (--drain-s), then
+it exits 0, or 1 after the worker's death, for a supervisor to restart it.
 There is no authentication: it binds 127.0.0.1 unless you pass --host.
 """
 
@@ -75,8 +78,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=c.threads, help="ONNX Runtime intra-op threads per session "
                    "(default 1: the service overlaps requests itself; ORT's own pool spins and cost 2-3x the server "
                    "CPU per request in the README's load test); 0 = ONNX Runtime's default")
-    p.add_argument("--drain-s", type=float, default=7.0, help="on SIGTERM, wait this long for in-flight requests "
-                   "(default 7; with the worker's final 2 s the exit comes within 10 s)")
+    p.add_argument("--drain-s", type=float, default=7.0, help=f"once {STOPS} stops the server, wait this long for "
+                   "in-flight requests (default 7; with the worker's final 2 s the exit comes within 10 s)")
     p.add_argument("--log-level", default="info", **one_of(LOG_LEVELS), help="uvicorn's log level (default: info)")
     p.set_defaults(handler=run)
 

@@ -40,8 +40,13 @@ from .config import ServeConfig
 from .feedback import FeedbackLog, RecentPredictions
 from .inputs import Limits, Parsed, RequestError, not_utf8, parse_items, scratch_writes, without_scratch
 from .metrics import ServiceMetrics
-from .openapi import DESCRIPTION, Batch, Health, Info, Saved, Served, Settings, answer, docs, operations
+from .openapi import DESCRIPTION, Batch, Documented, Health, Info, Saved, Served, Settings, answer, docs, operations
 
+# A score that is no number comes of a broken model (a NaN weight exports and loads): the answer was 200 with score
+# null (jsonio) and polarity "neutral", which a client reads as a neutral sentence and /v1/feedback would label. It is
+# the server's fault, not the request's, so a 500 rather than publishing `number | null` for every client to handle.
+BROKEN = ("the model scored {} (a broken bundle: NaN or infinite weights); expected a bundle whose model scores "
+          "finite numbers (export it again from a sound checkpoint)")
 ROUTES = ("/", "/healthz", "/metrics", "/v1/info", "/v1/predict", "/v1/predict/batch", "/v1/feedback", "/openapi.json",
           "/docs")
 OFFLOAD_BYTES = 32 * 1024  # bodies above this are parsed in a worker thread, one at a time (see parse_request)
@@ -115,6 +120,8 @@ class Service:
             if isinstance(result, BaseException):
                 raise result
             prediction = result.to_dict()
+            if not math.isfinite(prediction["score"]):  # see BROKEN
+                raise RequestError(500, BROKEN.format(prediction["score"]))
             prediction["skipped"] = {m: without_scratch(why, p.item) for m, why in prediction["skipped"].items()}
             request_id = uuid.uuid4().hex
             self.metrics.observe_prediction(prediction)
@@ -453,8 +460,8 @@ def create_app(service: Service) -> FastAPI:
         yield
         service.close()  # uvicorn has already let in-flight requests finish (SIGTERM drain)
 
-    app = FastAPI(title="edge-msa", version=__version__, lifespan=lifespan, description=DESCRIPTION, redoc_url=None,
-                  docs_url=None, exception_handlers=dict(ERROR_HANDLERS), default_response_class=StrictJSONResponse)
+    app = Documented(title="edge-msa", version=__version__, lifespan=lifespan, description=DESCRIPTION, docs_url=None,
+                     redoc_url=None, exception_handlers=dict(ERROR_HANDLERS), default_response_class=StrictJSONResponse)
     body = operations(service.spec, service.config.limits)  # the routes read raw requests: FastAPI infers none
     app.add_middleware(MetricsMiddleware, metrics=service.metrics)
 

@@ -15,6 +15,7 @@ import html
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
+from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from pydantic import ConfigDict, GetPydanticSchema, with_config
@@ -34,9 +35,11 @@ ERROR = {"type": "object", "required": ["error"], "additionalProperties": False,
          "properties": {"error": {"type": "string", "description": "one line: what was wrong; expected what"}}}
 ERRORS = {code: {"description": why, "content": {"application/json": {"schema": ERROR}}}
           for code, why in (("4XX", "refused: a malformed or oversized request (429: busy, see Retry-After)"),
+                            ("500", "the bundle's model is broken (it scored no number) or the service has a bug"),
                             ("503", "not now: shutting down, the feedback log is busy, or a media extra is missing"))}
 
-# every field is in every answer, defaults included: a client generator should not make the fields optional
+# every field is in every answer, defaults included: a client generator should not make the fields optional (nor
+# does the schema show the defaults: see Documented)
 ANSWER = ConfigDict(json_schema_serialization_defaults_required=True)
 
 
@@ -96,6 +99,21 @@ class Info(TypedDict):
     bundle: str
     manifest: dict[str, Any]
     service: Settings
+
+
+class Documented(FastAPI):
+    """The service's app: FastAPI's, with /openapi.json's answer schemas (its components: the request bodies are
+    inline, see operations) stripped of pydantic's `default`s. Every field is in every answer (ANSWER), so a default
+    says nothing of it, and a reader took one for the value: the Limits under /v1/info's `service` published the
+    library's `max_text_chars` default 2000 for a server run with `--max-text 500`. This server's values are in
+    /v1/info's answer itself and in the request bodies' schemas."""
+
+    def openapi(self) -> dict[str, Any]:
+        doc = super().openapi()  # built once and cached by FastAPI; dropping a default twice is harmless
+        for schema in doc.get("components", {}).get("schemas", {}).values():
+            for field in schema.get("properties", {}).values():
+                field.pop("default", None)
+        return doc
 
 
 def answer(model: type) -> dict[int | str, dict[str, Any]]:
