@@ -8,6 +8,7 @@ end-to-end score is compared with torch run under the bundle's own decisions."""
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -143,6 +144,23 @@ def reference_under(model, features, lengths, ran: np.ndarray) -> tuple[np.ndarr
     return score.numpy(), own, tie & present
 
 
+def _worst(so_far: float, got: np.ndarray, want: np.ndarray) -> float:
+    """The larger of `so_far` and max|got - want|, a NaN difference counted as inf: max() keeps its first argument
+    against a NaN, so a graph answering NaN where torch does not passed parity with max|Δ| 0."""
+    diff = float(np.abs(got - want).max())
+    return max(so_far, math.inf if math.isnan(diff) else diff)
+
+
+def _check_finite(torch_scores: np.ndarray, bundle_scores: np.ndarray) -> None:
+    """Refuse a model that scores no number (NaN or inf) on the parity inputs: a broken checkpoint (a NaN weight)
+    exported and loaded, and its bundle answered `score: null` with polarity "neutral" (a 200 from the service)."""
+    for side, scores in (("the checkpoint's model", torch_scores), ("the exported graphs", bundle_scores)):
+        bad = int((~np.isfinite(scores)).sum())
+        if bad:
+            raise ParityError(f"{side} scored NaN or inf on {bad} of {scores.size} parity inputs (NaN or infinite "
+                              "weights); expected finite scores: export a checkpoint that trained soundly")
+
+
 def check_graphs(model, layout: str, predictor, batches: list[ParityBatch], atol: float | None,
                  inputs: str) -> tuple[ParityResult, dict[str, list[dict[str, np.ndarray]]]]:
     """Run every batch through `predictor` (recording each graph's feeds), replay the feeds on the torch
@@ -161,7 +179,8 @@ def check_graphs(model, layout: str, predictor, batches: list[ParityBatch], atol
             ref_scores, ref_ran, tie = reference_under(model, b.features, b.lengths, ran)
         else:
             (ref_scores, ref_ran), tie = reference(model, layout, b.features, b.lengths), np.zeros_like(ran)
-        diffs["score"] = max(diffs["score"], float(np.abs(scores - ref_scores).max()))
+        _check_finite(ref_scores, scores)
+        diffs["score"] = _worst(diffs["score"], scores, ref_scores)
         differ = ran != ref_ran  # (B, 3)
         mismatches += int((differ & ~tie).any(axis=1).sum())
         ties += int((differ & tie).any(axis=1).sum())
@@ -177,7 +196,7 @@ def check_graphs(model, layout: str, predictor, batches: list[ParityBatch], atol
         for feed, out in rec.records:
             ref = torch_graph.run(feed)
             for name in rec.outputs:
-                diffs[part] = max(diffs[part], float(np.abs(out[name].astype(np.float32) - ref[name]).max()))
+                diffs[part] = _worst(diffs[part], out[name].astype(np.float32), ref[name])
     predictor.backends = {p: r.inner for p, r in recorders.items()}
     ok = atol is None or (all(d <= atol for d in diffs.values()) and mismatches == 0)
     result = ParityResult({k: float(f"{v:.3g}") for k, v in diffs.items()}, atol, ok, mismatches, inputs, ties)

@@ -226,6 +226,27 @@ def test_parity_failure_names_parts_and_writes_nothing(student, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_model_that_scores_nan_is_refused_and_writes_nothing(student, tmp_path):
+    """A NaN weight exported and loaded (parity's max() kept 0 against a NaN difference), and the service answered
+    its null score as a neutral 200."""
+    path, model = student
+    broken = copy.deepcopy(model)
+    with torch.no_grad():
+        dict(broken.named_parameters())["head_fc2.bias"].fill_(float("nan"))  # every score
+    save_checkpoint(tmp_path / "broken.pt", broken, {"note": "test"})
+    with pytest.raises(ParityError, match=r"^the checkpoint's model scored NaN or inf on 8 of 8 parity inputs .*"
+                                          r"expected finite scores[^\n]*$"):
+        export(tmp_path / "broken.pt", out=tmp_path / "b", log=None)
+    assert not (tmp_path / "b").exists()
+
+
+def test_a_nan_difference_fails_parity():
+    from edge_msa.export.parity import _worst
+
+    assert _worst(0.0, np.array([1.0, np.nan]), np.array([1.0, 2.0])) == math.inf
+    assert _worst(0.5, np.array([1.0]), np.array([1.25])) == 0.5
+
+
 def test_out_replaces_an_earlier_bundle_but_never_another_folder(student, tmp_path):
     runs = tmp_path / "runs"
     runs.mkdir()
