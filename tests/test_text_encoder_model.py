@@ -448,12 +448,16 @@ def test_a_bundle_whose_tokenizer_was_replaced_is_refused(token_bundle, change):
     an error and scored through the wrong embedding rows; the spec names the tokenizer it was trained with."""
     import edge_msa
     from edge_msa.errors import ArtifactError
+    from edge_msa.runtime import read_manifest, write_manifest
 
     out = token_bundle
     assert np.isfinite(edge_msa.load(out).predict(text="good film").score)
     tok = json.loads((out / "tokenizer.json").read_text())
     change(tok["model"]["vocab"])
     (out / "tokenizer.json").write_text(json.dumps(tok))
+    with pytest.raises(ArtifactError, match=r"file tokenizer.json differs from what export recorded"):
+        edge_msa.load(out)  # the file record catches a copy over an exported bundle first
+    write_manifest(out, read_manifest(out))  # recorded as if exported with it: the tokenizer's own check refuses it
     with pytest.raises(ArtifactError, match=r"bundle .*: its tokenizer is wordpiece:\w+ but the model was trained "
                                             r"on wordpiece:\w+; expected the tokenizer saved with the model"):
         edge_msa.load(out).predict(text="good film")

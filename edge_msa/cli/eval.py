@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from ..metrics import MIN_SCORES
     from ..runtime import load
     from ..runtime.evaluate import evaluate
+    from ..splits import SPLITS
 
     with named_as_flags(["batch_size", "threads"]):
         check_range({"batch_size": args.batch_size}, 1, strict=False)
@@ -57,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
                                 featurize=(args.split,)).for_model(predictor.spec)
         fs = splits.split(args.split)
         if len(fs) < MIN_SCORES:  # e.g. a label.csv whose rows are all mode=train (`feedback export` can write one)
-            sizes = ", ".join(f"{name} {n}" for name, n in splits.info["sizes"].items())
+            # getattr, not split(): every split's rows are read, the unscored ones without their text
+            sizes = ", ".join(f"{name} {len(getattr(splits, name))}" for name in SPLITS)
             raise InputError(f"the {args.split} split of {splits.info.get('path') or 'the data'} holds "
                              f"{plural(len(fs), 'sample')} ({sizes}); expected a --split with at least {MIN_SCORES}")
         metrics = {"bundle": str(args.bundle), "split": {"name": args.split, **split_record(fs)},
