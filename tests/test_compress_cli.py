@@ -38,6 +38,18 @@ def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("EDGE_MSA_CACHE", str(tmp_path / "cache"))
 
 
+@pytest.fixture
+def few_timings(monkeypatch):
+    """compress runs whose test reads neither the latency table nor the bootstrap CIs of the report: 20 timed calls
+    and 50 resamples instead of 300 and 1000 (3 of a tiny run's 5 s), set through CompressOptions.build, which the CLI
+    calls, so the run still goes `edge-msa compress` -> report. test_cli_end_to_end keeps the defaults."""
+    from edge_msa.compress import CompressOptions
+
+    build = CompressOptions.build
+    monkeypatch.setattr(CompressOptions, "build",
+                        classmethod(lambda cls, **knobs: build(**{"latency_calls": 20, "bootstrap": 50, **knobs})))
+
+
 def _files(root):
     return sorted(p.name for p in root.rglob("*") if "cache" not in p.parts)
 
@@ -139,7 +151,7 @@ def test_cli_end_to_end(tmp_path, cache, capsys):
     assert not again.parent.exists()
 
 
-def test_selection_gap_of_two_runs(tmp_path, cache, capsys):
+def test_selection_gap_of_two_runs(tmp_path, cache, few_timings, capsys):
     """Two tiny compress runs (one seed; two seeds): B - A on the validation criterion with a bootstrap CI, read
     from the per-seed stage students; a run against itself differs by exactly 0; a bare checkpoint is refused."""
     from edge_msa.compress.selection_gap import main as gap_main, selection_gap
@@ -295,7 +307,7 @@ def test_a_missing_mosei_transfer_file_is_named_in_a_warning(tmp_path, monkeypat
         assert CompressOptions(transfer="none").transfer_path() is None
 
 
-def test_cross_validation_folds_pool_their_held_out_parts(tmp_path, cache):
+def test_cross_validation_folds_pool_their_held_out_parts(tmp_path, cache, few_timings):
     """Two folds over train + valid: whole videos per part, the test rows never read, the fold rebuilt from the
     lineage by compress; selection_gap pools both held-out parts (a run against itself differs by exactly 0) and
     refuses pairs that repeat a fold; fold_drop pools teacher - student over them."""
@@ -323,6 +335,7 @@ def test_cross_validation_folds_pool_their_held_out_parts(tmp_path, cache):
                      "--finetune-epochs", "1", "--gate-epochs", "1", "--quiet"]) == 0
         report = json.loads((runs[-1].parent / "student.report.json").read_text())
         assert report["data"]["cv"] == {"fold": fold, "folds": 2}
+        assert report["latency"]["results"]["student"]["calls"] == 20  # few_timings reached the CLI's run
         assert report["data"]["splits"]["test"]["n"] == len(splits.test)
         assert f"fold {fold}/2: \"test\" below is the fold's held-out part" in (runs[-1].parent /
                                                                                "student.report.md").read_text()
