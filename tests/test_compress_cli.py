@@ -38,18 +38,6 @@ def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("EDGE_MSA_CACHE", str(tmp_path / "cache"))
 
 
-@pytest.fixture
-def few_timings(monkeypatch):
-    """compress runs whose test reads neither the latency table nor the bootstrap CIs of the report: 20 timed calls
-    and 50 resamples instead of 300 and 1000 (3 of a tiny run's 5 s), set through CompressOptions.build, which the CLI
-    calls, so the run still goes `edge-msa compress` -> report. test_cli_end_to_end keeps the defaults."""
-    from edge_msa.compress import CompressOptions
-
-    build = CompressOptions.build
-    monkeypatch.setattr(CompressOptions, "build",
-                        classmethod(lambda cls, **knobs: build(**{"latency_calls": 20, "bootstrap": 50, **knobs})))
-
-
 def _files(root):
     return sorted(p.name for p in root.rglob("*") if "cache" not in p.parts)
 
