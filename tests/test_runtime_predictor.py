@@ -1070,7 +1070,8 @@ def test_cli_eval_of_an_empty_split_is_a_one_line_error(bundle, tmp_path, capsys
     from edge_msa.data.base import DatasetSplits
 
     sets = [make_featureset(SPEC, n, seed) for seed, n in enumerate((6, 1, 0))]
-    monkeypatch.setattr(data, "rebuild_splits", lambda *a, **k: DatasetSplits(SPEC, *sets, info={"path": "l.csv"}))
+    info = {"path": "l.csv", "sizes": {"train": 6, "valid": 1, "test": 0}}  # as data.assemble records them
+    monkeypatch.setattr(data, "rebuild_splits", lambda *a, **k: DatasetSplits(SPEC, *sets, info=info))
     assert main(["eval", str(bundle), "--data", "l.csv", "--split", "test", "--out", str(tmp_path / "m.json")]) == 2
     assert capsys.readouterr().err == ("error: the test split of l.csv holds 0 samples (train 6, valid 1, test 0); "
                                        "expected a --split with at least 2\n")
