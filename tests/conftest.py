@@ -57,6 +57,19 @@ def cli_tiny_teacher(monkeypatch):
     monkeypatch.setattr(registry, "TEACHERS", (*registry.TEACHERS, "fd_cmdie_tiny"))
 
 
+@pytest.fixture
+def few_timings(monkeypatch):
+    """compress runs whose test reads neither the latency table nor the bootstrap CIs of the report: 20 timed calls
+    and 50 resamples instead of 300 and 1000 (3 of a tiny run's 5 s), set through CompressOptions.build, which the
+    CLI's compress and pipeline call, so the run still goes the CLI's way to its report (test_compress_cli's
+    test_cli_end_to_end keeps the defaults and checks them)."""
+    from edge_msa.compress import CompressOptions
+
+    build = CompressOptions.build
+    monkeypatch.setattr(CompressOptions, "build",
+                        classmethod(lambda cls, **knobs: build(**{"latency_calls": 20, "bootstrap": 50, **knobs})))
+
+
 @contextlib.contextmanager
 def one_torch_thread() -> Iterator[None]:
     """Tiny models run faster on one thread than on 2 busy shared cores."""

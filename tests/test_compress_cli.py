@@ -105,12 +105,25 @@ def _tiny_teacher(tmp_path, epochs: int):
     return data, splits, teacher
 
 
-def test_a_prune_ratio_refused_by_the_students_widths_names_the_flag(tmp_path, cache, capsys):
+@pytest.fixture(scope="module")
+def one_epoch_teacher(tmp_path_factory):
+    """_tiny_teacher(epochs=1) once for the tests that only read it (compress reads the teacher and its data file):
+    (teacher.pt, data path, splits, model); the folder is checked unchanged after them."""
+    root = tmp_path_factory.mktemp("one_epoch_teacher")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EDGE_MSA_CACHE", str(root / "cache"))
+        data, splits, teacher = _tiny_teacher(root, epochs=1)
+    state = lambda: {p.name: p.read_bytes() for p in (root / "teacher.pt", data)}  # noqa: E731
+    before = state()
+    yield root / "teacher.pt", data, splits, teacher
+    assert state() == before and sorted(p.name for p in root.iterdir()) == ["cache", "mini_mosi.npz", "teacher.pt"]
+
+
+def test_a_prune_ratio_refused_by_the_students_widths_names_the_flag(tmp_path, cache, capsys, one_epoch_teacher):
     """prune.check_ratio's line, raised after the teacher is loaded, names --prune-ratio on the command line (and
     prune_ratio to a Python caller: tests/test_compress_pipeline.py)."""
-    _tiny_teacher(tmp_path, epochs=1)
     out = tmp_path / "out" / "student.pt"
-    assert main(["compress", str(tmp_path / "teacher.pt"), "--out", str(out), "--prune-ratio", "0.8", "--quiet"]) == 2
+    assert main(["compress", str(one_epoch_teacher[0]), "--out", str(out), "--prune-ratio", "0.8", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --prune-ratio 0.8 would remove all 4 heads of a block") and err.count("\n") == 1
     assert not out.parent.exists()
@@ -139,16 +152,16 @@ def test_cli_end_to_end(tmp_path, cache, capsys):
     assert not again.parent.exists()
 
 
-def test_selection_gap_of_two_runs(tmp_path, cache, capsys):
+def test_selection_gap_of_two_runs(tmp_path, cache, few_timings, capsys, one_epoch_teacher):
     """Two tiny compress runs (one seed; two seeds): B - A on the validation criterion with a bootstrap CI, read
     from the per-seed stage students; a run against itself differs by exactly 0; a bare checkpoint is refused."""
     from edge_msa.compress.selection_gap import main as gap_main, selection_gap
 
-    data, splits, teacher = _tiny_teacher(tmp_path, epochs=1)
+    teacher_pt, data, splits, teacher = one_epoch_teacher
     runs = {}
     for name, seeds in (("one", ["0"]), ("two", ["0", "1"]), ("seed1", ["1"])):
         runs[name] = tmp_path / name / "student.pt"
-        assert main(["compress", str(tmp_path / "teacher.pt"), "--out", str(runs[name]), "--epochs", "1",
+        assert main(["compress", str(teacher_pt), "--out", str(runs[name]), "--epochs", "1",
                      "--finetune-epochs", "1", "--gate-epochs", "1", "--quiet", "--seeds", *seeds]) == 0
     gap = selection_gap([(runs["one"], runs["two"])], resamples=200)
     assert gap["seeds_a"] == [[0]] and gap["seeds_b"] == [[0, 1]] and gap["utterances"] == len(splits.valid)
@@ -295,7 +308,7 @@ def test_a_missing_mosei_transfer_file_is_named_in_a_warning(tmp_path, monkeypat
         assert CompressOptions(transfer="none").transfer_path() is None
 
 
-def test_cross_validation_folds_pool_their_held_out_parts(tmp_path, cache):
+def test_cross_validation_folds_pool_their_held_out_parts(tmp_path, cache, few_timings):
     """Two folds over train + valid: whole videos per part, the test rows never read, the fold rebuilt from the
     lineage by compress; selection_gap pools both held-out parts (a run against itself differs by exactly 0) and
     refuses pairs that repeat a fold; fold_drop pools teacher - student over them."""
@@ -323,6 +336,7 @@ def test_cross_validation_folds_pool_their_held_out_parts(tmp_path, cache):
                      "--finetune-epochs", "1", "--gate-epochs", "1", "--quiet"]) == 0
         report = json.loads((runs[-1].parent / "student.report.json").read_text())
         assert report["data"]["cv"] == {"fold": fold, "folds": 2}
+        assert report["latency"]["results"]["student"]["calls"] == 20  # few_timings reached the CLI's run
         assert report["data"]["splits"]["test"]["n"] == len(splits.test)
         assert f"fold {fold}/2: \"test\" below is the fold's held-out part" in (runs[-1].parent /
                                                                                "student.report.md").read_text()

@@ -195,10 +195,18 @@ def test_multibench_renamed_file_is_detected_by_content(tmp_path):
 
 # ---- MMSA label.csv -----------------------------------------------------------------------------
 
+@pytest.fixture(scope="module")
+def real_label_csv():
+    """The suite's own feature cache ($EDGE_MSA_CACHE, keyed by the texts, encoder files and cache version), as
+    test_data_mosi_u's `mosi`: under private_cache every run encoded the 2195 transcripts with MiniLM again (15-20 s).
+    Module-scoped, so it is set up before the autouse private_cache; the one test using it only reads it."""
+    return load_dataset(LABEL_CSV, progress=False)
+
+
 @needs_csv
 @pytest.mark.slow
-def test_label_csv_real_file_is_text_only():
-    data = load_dataset(LABEL_CSV, progress=False)
+def test_label_csv_real_file_is_text_only(real_label_csv):
+    data = real_label_csv
     assert data.info["sizes"] == {"train": 1281, "valid": 229, "test": 685}
     assert data.spec.dims == (384, 1, 1) and data.spec.front_ends[1:] == ("absent", "absent")
     assert (data.train.lengths["audio"] == 0).all() and (data.test.lengths["video"] == 0).all()

@@ -4,8 +4,10 @@ Accuracy on 12 clips means nothing; the point is that every stage really runs on
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -17,11 +19,25 @@ pytestmark = [pytest.mark.slow, pytest.mark.e2e,
               pytest.mark.skipif(not CREMAD.is_dir(), reason=f"CREMA-D clips not found at {CREMAD}")]
 
 
-def test_featurize_train_compress_export_predict_on_real_clips(tmp_path, monkeypatch, capsys, cli_tiny_teacher):
+@pytest.fixture(scope="module")
+def ds(tmp_path_factory) -> Iterator[Path]:
+    """The 12 clips featurized once by the CLI (2 s) for both tests, which only read the file: checked unchanged."""
+    root = tmp_path_factory.mktemp("cremad_ds")
+    ds = root / "ds.npz"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EDGE_MSA_CACHE", str(root / "cache"))
+        assert main(["featurize", str(CREMAD), "--labels", str(CREMAD / "label.csv"), "--label-map", "cremad",
+                     "--out", str(ds), "--quiet"]) == 0
+    state = lambda: (sorted(p.name for p in root.rglob("*")), hashlib.sha256(ds.read_bytes()).hexdigest())  # noqa: E731
+    before = state()
+    yield ds
+    assert state() == before
+
+
+def test_featurize_train_compress_export_predict_on_real_clips(tmp_path, monkeypatch, capsys, cli_tiny_teacher, ds,
+                                                               few_timings):
     monkeypatch.setenv("EDGE_MSA_CACHE", str(tmp_path / "cache"))
-    ds, teacher, student, bundle = (tmp_path / n for n in ("ds.npz", "teacher.pt", "student.pt", "bundle"))
-    assert main(["featurize", str(CREMAD), "--labels", str(CREMAD / "label.csv"), "--label-map", "cremad",
-                 "--out", str(ds), "--quiet"]) == 0
+    teacher, student, bundle = (tmp_path / n for n in ("teacher.pt", "student.pt", "bundle"))
     assert main(["train", "--model", "fd_cmdie_tiny", "--data", str(ds), "--epochs", "2", "--out", str(teacher),
                  "--text-encoder", "frozen", "--quiet"]) == 0  # the raw-media path; text fine-tuning is tested apart
     assert main(["compress", str(teacher), "--data", str(ds), "--epochs", "2", "--finetune-epochs", "1",
@@ -43,11 +59,10 @@ def test_featurize_train_compress_export_predict_on_real_clips(tmp_path, monkeyp
     assert line["ms"]["total"] > 0
 
 
-def test_pipeline_runs_every_stage_and_writes_the_bench_report(tmp_path, monkeypatch, capsys, cli_tiny_teacher):
+def test_pipeline_runs_every_stage_and_writes_the_bench_report(tmp_path, monkeypatch, capsys, cli_tiny_teacher, ds,
+                                                               few_timings):
     monkeypatch.setenv("EDGE_MSA_CACHE", str(tmp_path / "cache"))
-    ds, out = tmp_path / "ds.npz", tmp_path / "run"
-    assert main(["featurize", str(CREMAD), "--labels", str(CREMAD / "label.csv"), "--label-map", "cremad",
-                 "--out", str(ds), "--quiet"]) == 0
+    out = tmp_path / "run"
     assert main(["pipeline", "--model", "fd_cmdie_tiny", "--data", str(ds), "--out", str(out), "--epochs", "1",
                  "--min-time", "0.05", "--text-encoder", "frozen", "--quiet"]) == 0
     report = json.loads((out / "bench" / "report.json").read_text())

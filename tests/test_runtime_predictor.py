@@ -54,7 +54,20 @@ def _arrays(seed=0):
     return {m: rng.normal(size=(SPEC.max_len(m), SPEC.dim(m))).astype(np.float32) for m in MODALITIES}
 
 
-def _cli(*args):
+def _cli(capfd, *args) -> subprocess.CompletedProcess:
+    """`edge-msa ARGS` run in this process (a subprocess spends about a second importing), with what it wrote to
+    file descriptors 1 and 2, onnxruntime's own log lines included."""
+    from edge_msa.cli import main
+
+    capfd.readouterr()
+    code = main([str(a) for a in args])
+    out, err = capfd.readouterr()
+    return subprocess.CompletedProcess(args, code, out, err)
+
+
+def _cli_process(*args) -> subprocess.CompletedProcess:
+    """`python -m edge_msa ARGS` in a fresh process: for checks of all a real run writes to stderr, which in this
+    process would miss what imports and first-time warnings write (done here by earlier tests)."""
     return subprocess.run([sys.executable, "-m", "edge_msa", *map(str, args)], capture_output=True, text=True,
                           timeout=120)
 
@@ -467,8 +480,7 @@ def test_a_bundle_without_its_text_encoder_files_is_refused_at_load(minilm_bundl
         load(broken)
 
 
-@pytest.mark.slow  # five CLI subprocesses (~2 s each)
-def test_cli_bad_inputs_exit_2_with_one_line(bundle, tmp_path):
+def test_cli_bad_inputs_exit_2_with_one_line(bundle, tmp_path, capfd):
     a = _arrays()
     np.savez(tmp_path / "wrong.npz", audio=np.zeros((3, 6), np.float32))
     nan = a["video"].copy()
@@ -483,30 +495,30 @@ def test_cli_bad_inputs_exit_2_with_one_line(bundle, tmp_path):
         (bundle, ["--features", tmp_path / "nan.npz"], "video features contain NaN or Inf"),
     ]
     for target, extra, message in cases:
-        r = _cli("predict", target, *(extra or ["--features", tmp_path / "nan.npz"]))
+        r = _cli(capfd, "predict", target, *(extra or ["--features", tmp_path / "nan.npz"]))
         assert r.returncode == 2 and r.stdout == "", (target, r.stderr)
         assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: ") and message in r.stderr
 
 
-def test_cli_predict_batch_csv(bundle, tmp_path):
+def test_cli_predict_batch_csv(bundle, tmp_path, capfd):
     a = _arrays()
     for m in MODALITIES:
         np.save(tmp_path / f"{m}.npy", a[m])
     (tmp_path / "in.csv").write_text("text,audio,video\ntext.npy,audio.npy,\n,,video.npy\n")
-    r = _cli("predict", bundle, "--batch", tmp_path / "in.csv")
+    r = _cli(capfd, "predict", bundle, "--batch", tmp_path / "in.csv")
     assert r.returncode == 0, r.stderr
     rows = [json.loads(line) for line in r.stdout.splitlines()]
     assert len(rows) == 2 and rows[0]["skipped"]["video"] == "missing" and rows[1]["skipped"]["text"] == "missing"
 
 
-def test_cli_predict_reads_feature_files_with_an_upper_case_extension(bundle, tmp_path):
+def test_cli_predict_reads_feature_files_with_an_upper_case_extension(bundle, tmp_path, capfd):
     """`--text T.NPY` was scored as the sentence "T.NPY" and `--audio A.NPY` decoded as a media file: the .npy test
     was case-sensitive, unlike dataset detection (`detect_format`)."""
     a = _arrays()
     for m in ("text", "audio"):
         np.save(tmp_path / f"{m}.npy", a[m])
         (tmp_path / f"{m}.npy").rename(tmp_path / f"{m.upper()}.NPY")
-    r = _cli("predict", bundle, "--text", tmp_path / "TEXT.NPY", "--audio", tmp_path / "AUDIO.NPY")
+    r = _cli(capfd, "predict", bundle, "--text", tmp_path / "TEXT.NPY", "--audio", tmp_path / "AUDIO.NPY")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["skipped"] == {"video": "missing"}
 
@@ -588,11 +600,11 @@ def _features_npz(path, n=24, seed=0):
     return path
 
 
-@pytest.mark.slow  # CLI subprocess + MiniLM features for 24 transcripts
-def test_cli_eval_writes_metrics(minilm_bundle, tmp_path, monkeypatch):
+@pytest.mark.slow  # MiniLM features for 24 transcripts
+def test_cli_eval_writes_metrics(minilm_bundle, tmp_path, monkeypatch, capfd):
     monkeypatch.setenv("EDGE_MSA_CACHE", str(tmp_path / "cache"))
     data = _features_npz(tmp_path / "feats.npz")
-    r = _cli("eval", minilm_bundle, "--data", data, "--split", "test", "--out", tmp_path / "m.json")
+    r = _cli(capfd, "eval", minilm_bundle, "--data", data, "--split", "test", "--out", tmp_path / "m.json")
     assert r.returncode == 0, r.stderr
     m = json.loads((tmp_path / "m.json").read_text())
     assert set(METRIC_KEYS) <= set(m) and m["n"] == 8 and m["split"]["name"] == "test" and m["split"]["n"] == 8
@@ -619,14 +631,14 @@ def test_raw_text_and_video_file_through_the_front_ends(tmp_path_factory):
     assert np.isfinite(r.score)
 
 
-def test_cli_media_skip_is_one_warning_line(bundle, tmp_path):
+def test_cli_media_skip_is_one_warning_line(bundle, tmp_path, capfd):
     np.save(tmp_path / "t.npy", _arrays()["text"])
-    missing = _cli("predict", bundle, "--text", tmp_path / "t.npy", "--audio", tmp_path / "clip.wav")
+    missing = _cli(capfd, "predict", bundle, "--text", tmp_path / "t.npy", "--audio", tmp_path / "clip.wav")
     assert missing.returncode == 2 and missing.stderr.startswith(f"error: audio file not found: {tmp_path / 'clip.wav'}"
                                                                  "; expected a media file")
     assert missing.stdout == "" and len(missing.stderr.splitlines()) == 1
     (tmp_path / "clip.wav").write_bytes(b"RIFF")
-    r = _cli("predict", bundle, "--text", tmp_path / "t.npy", "--audio", tmp_path / "clip.wav")
+    r = _cli_process("predict", bundle, "--text", tmp_path / "t.npy", "--audio", tmp_path / "clip.wav")
     assert r.returncode == 0, r.stderr
     assert r.stderr.splitlines() == [r.stderr.strip()] and r.stderr.startswith("warning: audio: skipped clip.wav")
     out = json.loads(r.stdout)
@@ -699,7 +711,7 @@ def test_external_audio_bundle_never_opens_the_video_for_audio(bundle, monkeypat
 def test_cli_video_only_uses_its_audio_track(av_bundle, tmp_path):
     pytest.importorskip("av", reason="PyAV decodes the FLV's audio track (pip install 'edge-msa[media]')")
     np.save(tmp_path / "t.npy", np.ones((4, 12), np.float32))
-    r = _cli("predict", av_bundle, "--text", tmp_path / "t.npy", "--video", CLIP)
+    r = _cli_process("predict", av_bundle, "--text", tmp_path / "t.npy", "--video", CLIP)
     assert r.returncode == 0 and not r.stderr, r.stderr
     out = json.loads(r.stdout)
     assert "audio" in out["ran"] or out["skipped"]["audio"].startswith("gate: keep")  # present, never "missing"
@@ -1070,7 +1082,8 @@ def test_cli_eval_of_an_empty_split_is_a_one_line_error(bundle, tmp_path, capsys
     from edge_msa.data.base import DatasetSplits
 
     sets = [make_featureset(SPEC, n, seed) for seed, n in enumerate((6, 1, 0))]
-    monkeypatch.setattr(data, "rebuild_splits", lambda *a, **k: DatasetSplits(SPEC, *sets, info={"path": "l.csv"}))
+    info = {"path": "l.csv", "sizes": {"train": 6, "valid": 1, "test": 0}}  # as data.assemble records them
+    monkeypatch.setattr(data, "rebuild_splits", lambda *a, **k: DatasetSplits(SPEC, *sets, info=info))
     assert main(["eval", str(bundle), "--data", "l.csv", "--split", "test", "--out", str(tmp_path / "m.json")]) == 2
     assert capsys.readouterr().err == ("error: the test split of l.csv holds 0 samples (train 6, valid 1, test 0); "
                                        "expected a --split with at least 2\n")
