@@ -54,7 +54,9 @@ setup(
         # TensorRT itself comes from JetPack or NVIDIA's index; cuda-python moves engine buffers (export + run)
         "tensorrt": ["cuda-python>=12"],
         # the suite: transformers for the HF BERT parity tests, selenium drives the demo page in headless Chromium
-        "test": ["edge-msa[train,media,plot,fp16,serve]", "pytest>=7", "transformers>=4.40", "selenium>=4.11"],
+        # mypy: tests/test_types.py holds the device runtime, the service and the CLI to their type hints
+        "test": ["edge-msa[train,media,plot,fp16,serve]", "pytest>=7", "transformers>=4.40", "selenium>=4.11",
+                 "mypy>=1.8"],
     },
     entry_points={"console_scripts": ["edge-msa=edge_msa.cli:main"]},
 )
