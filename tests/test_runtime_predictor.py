@@ -1127,3 +1127,31 @@ def test_a_graph_that_fails_is_our_one_line_error_without_onnxruntime_log_lines(
     with pytest.raises(InputError, match="fuse.onnx: onnxruntime rejected the inputs"):
         backend.run(feed)  # batch sizes that disagree fail inside the graph's Concat
     assert "onnxruntime" not in capfd.readouterr().err
+
+
+def test_a_score_that_is_no_number_is_one_error_naming_the_bundle(bundle, tmp_path, monkeypatch, capfd):
+    """A broken model (a NaN weight exports and loads) was answered `score: NaN` with polarity "neutral" by predict,
+    predict_batch and `edge-msa predict` alike: an app read a neutral sentence. Each raises one ArtifactError naming
+    the bundle now; predict_features still returns the raw scores (export's parity check and eval read them)."""
+    import pickle
+
+    from edge_msa.runtime.predictor import BrokenModel
+
+    run = OnnxRuntimeBackend.run
+    monkeypatch.setattr(OnnxRuntimeBackend, "run", lambda self, feed: {
+        k: np.full_like(v, np.nan) if self.label == "fuse" else v for k, v in run(self, feed).items()})
+    broken = (f"bundle '{bundle}': the model scored nan (a broken bundle: NaN or infinite weights); expected a bundle "
+              "whose model scores finite numbers (export it again from a sound checkpoint)")
+    with load(bundle) as p:
+        for call in (lambda: p.predict(audio=_arrays()["audio"]),
+                     lambda: p.predict_batch([{"audio": _arrays(1)["audio"]}, {"text": _arrays(2)["text"]}])):
+            with pytest.raises(ArtifactError) as info:
+                call()
+            assert str(info.value) == broken and isinstance(info.value, BrokenModel)
+        scores, _ = p.predict_features({"audio": np.ones((2, 3, 5), np.float32)})
+        assert np.isnan(scores).all()
+    back = pickle.loads(pickle.dumps(info.value))  # a worker process's error reaches its pool
+    assert type(back) is BrokenModel and (str(back), back.reason) == (broken, info.value.reason)
+    np.save(tmp_path / "a.npy", _arrays()["audio"])
+    r = _cli(capfd, "predict", bundle, "--audio", tmp_path / "a.npy")
+    assert (r.returncode, r.stdout, r.stderr) == (2, "", f"error: {broken}\n")

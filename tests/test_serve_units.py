@@ -516,6 +516,28 @@ def test_a_score_that_is_no_number_is_a_500_not_a_neutral_answer(media_bundle, t
     assert responses["500"]["content"]["application/json"]["schema"]["required"] == ["error"]
 
 
+def test_serve_refuses_to_start_on_a_bundle_that_scores_no_number(media_bundle, tmp_path, monkeypatch, capsys):
+    """A broken bundle (a NaN weight exports and loads) was served: /healthz answered 200 and every prediction a 500,
+    seen only on /metrics, so a kiosk's operator learnt nothing. The warm-up prediction refuses it now, with one line
+    and exit code 2 before any port is bound, and the service it loaded is closed."""
+    pytest.importorskip("fastapi", reason='the serve extra is not installed (pip install "edge-msa[serve]")')
+    from edge_msa.cli import serve as serve_cli
+    from edge_msa.runtime.onnxruntime_backend import OnnxRuntimeBackend
+    from edge_msa.serve.app import Service
+
+    run = OnnxRuntimeBackend.run
+    monkeypatch.setattr(OnnxRuntimeBackend, "run", lambda self, feed: {
+        k: np.full_like(v, np.nan) if self.label == "fuse" else v for k, v in run(self, feed).items()})
+    monkeypatch.setattr(serve_cli, "listen", lambda *a: pytest.fail("a broken bundle was served"))
+    closed = []
+    monkeypatch.setattr(Service, "close", lambda self: closed.append(self))
+    assert main(["serve", str(media_bundle), "--feedback", str(tmp_path / "log.sqlite")]) == 2
+    assert capsys.readouterr().err == (
+        f"error: bundle '{media_bundle}': the model scored nan (a broken bundle: NaN or infinite weights); expected a "
+        "bundle whose model scores finite numbers (export it again from a sound checkpoint)\n")
+    assert len(closed) == 1
+
+
 def test_a_request_during_shutdown_is_the_503_healthz_answers(media_bundle, tmp_path):
     """A prediction arriving once the drain began was answered 429 "server busy (shutting down)", "too many requests"
     from a server that is going away, while /healthz said 503: both answer the same 503 with Retry-After now."""

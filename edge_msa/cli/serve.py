@@ -85,7 +85,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import InputError, check_range, checked_threads, given, named_as_flags, require
+    from ..errors import EdgeMSAError, InputError, check_range, checked_threads, given, named_as_flags, require
     from ..serve import SERVE_FIX
 
     for module in ("fastapi", "uvicorn", "prometheus_client", "python_multipart"):
@@ -103,10 +103,10 @@ def run(args: argparse.Namespace) -> int:
         # ServeConfig checks --remember, MicroBatcher the batching knobs (Python callers get the same checks)
         service = Service(ServeConfig(args.bundle, threads, args.max_batch, args.max_wait_ms,
                                       args.max_queue, args.feedback, args.remember, limits))
-    service.warm_up()
-    try:
+    try:  # the warm-up refuses a bundle that scores no number (BrokenModel): not served with a 200 /healthz
+        service.warm_up()
         sock = listen(args.host, args.port)
-    except InputError:
+    except EdgeMSAError:
         service.close()
         raise
     if args.host not in ("127.0.0.1", "localhost", "::1"):

@@ -29,6 +29,9 @@ from .manifest import Manifest, check_readable, read_manifest, verify_files
 from .onnxruntime_backend import provider_names
 
 ONE_OFF = ("text_encoder_load",)  # ms keys paid once per Predictor, reported as load_ms, not in ms.total
+# A score that is no number comes of a broken model (a NaN weight exports and loads), whatever the input
+BROKEN = ("the model scored {} (a broken bundle: NaN or infinite weights); expected a bundle whose model scores "
+          "finite numbers (export it again from a sound checkpoint)")
 
 
 @dataclass
@@ -68,6 +71,20 @@ class ItemError(InputError):
         """Pickled with its own arguments: Exception's default (its message alone) did not unpickle, so an error
         raised in a worker process (multiprocessing, concurrent.futures) broke the pool instead of reaching it."""
         return type(self), (self.index, self.reason)
+
+
+class BrokenModel(ArtifactError):
+    """The bundle's model scored no number (NaN or inf): a Prediction of it said score NaN with polarity "neutral",
+    which an app read as a neutral sentence. The model is broken, not the input, so no input is named. `reason` is
+    the message without the bundle's path: the REST service answers it to clients, who have no use for its folders."""
+
+    def __init__(self, bundle: str, reason: str) -> None:
+        super().__init__(f"bundle '{bundle}': {reason}")
+        self.bundle, self.reason = bundle, reason
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        """Pickled with its own arguments, as ItemError is (a worker process's error must reach its pool)."""
+        return type(self), (self.bundle, self.reason)
 
 
 @contextmanager
@@ -148,6 +165,7 @@ class Predictor:
             return _pad([rows[i] for i in idx], self.spec, m)
 
         scores, ran, keep, stage_ms = self._forward(present, fetch)
+        self._check_finite(scores)
         ms.update(stage_ms)
         load_ms = {k: round(ms.pop(k), 3) for k in ONE_OFF if k in ms}
         item_ms = {k: round(v / len(inputs), 3) for k, v in ms.items()}  # each item's share of the batch
@@ -171,7 +189,9 @@ class Predictor:
         """Batched scores for padded arrays features[m] (B, L, d) with lengths[m] (B,) (0 = missing; a
         modality absent from `features` is missing for every row). A (B, 0, d) array is missing in every row too:
         it is what padding to the longest row gives when every row's length is 0, whereas `predict` refuses one
-        input's (0, d) array. Returns (scores (B,), ran (B, 3) bool)."""
+        input's (0, d) array. Returns (scores (B,), ran (B, 3) bool). Unlike predict_batch, a NaN or inf score is
+        returned as it is, not raised: these are raw arrays for evaluation, and export's parity check tells from
+        them whether the checkpoint or its graphs are broken, which an error raised here could not."""
         self._check_open()
         feats, lens = self._check_features(features, {} if lengths is None else lengths)
         if self.row_by_row and len(lens["text"]) > 1:
@@ -188,6 +208,14 @@ class Predictor:
         it scores what the re-exported bundle gives it, except that a missing text or audio (one masked step in
         the joined sequence) still moves the later positions by one."""
         return self.manifest.precision == "int8" or self.positions_count_padding
+
+    def _check_finite(self, scores: np.ndarray) -> None:
+        """Refuse to make Predictions of scores that are no number (BrokenModel): predict, predict_batch, `edge-msa
+        predict` and the REST service (its warm-up, and each batch) all go through here. Costs about a microsecond
+        a batch."""
+        finite = np.isfinite(scores)
+        if not finite.all():
+            raise BrokenModel(str(self.bundle or "in memory"), BROKEN.format(float(scores[~finite][0])))
 
     def _alone(self, index: int, item: Mapping[str, Any]) -> Prediction:
         """predict_batch's item `index` run by itself; an error names the item."""

@@ -33,6 +33,7 @@ from ..errors import EdgeMSAError, InputError, given, option_name
 from ..jsonio import dumps
 from ..labels import SCORE_LIMIT
 from ..runtime.manifest import Manifest
+from ..runtime.predictor import BrokenModel
 from ..spec import MODALITIES
 from ..version import __version__
 from .batching import MicroBatcher, QueueFull, Stopped
@@ -42,11 +43,6 @@ from .inputs import Limits, Parsed, RequestError, not_utf8, parse_items, scratch
 from .metrics import ServiceMetrics
 from .openapi import DESCRIPTION, Batch, Documented, Health, Info, Saved, Served, Settings, answer, docs, operations
 
-# A score that is no number comes of a broken model (a NaN weight exports and loads): the answer was 200 with score
-# null (jsonio) and polarity "neutral", which a client reads as a neutral sentence and /v1/feedback would label. It is
-# the server's fault, not the request's, so a 500 rather than publishing `number | null` for every client to handle.
-BROKEN = ("the model scored {} (a broken bundle: NaN or infinite weights); expected a bundle whose model scores "
-          "finite numbers (export it again from a sound checkpoint)")
 ROUTES = ("/", "/healthz", "/metrics", "/v1/info", "/v1/predict", "/v1/predict/batch", "/v1/feedback", "/openapi.json",
           "/docs")
 OFFLOAD_BYTES = 32 * 1024  # bodies above this are parsed in a worker thread, one at a time (see parse_request)
@@ -114,14 +110,16 @@ class Service:
         results = await asyncio.gather(*(asyncio.wrap_future(f) for f in futures), return_exceptions=True)
         out = []
         for i, (p, result) in enumerate(zip(parsed, results)):
+            # a broken bundle is the server's fault, not the request's: a 500 (not a `number | null` score for every
+            # client to handle); its reason names no folder of this machine
+            if isinstance(result, BrokenModel):
+                raise RequestError(500, result.reason)
             if isinstance(result, EdgeMSAError):  # e.g. the front end's "audio is 0.1 ms long" of an upload
                 message = without_scratch(str(result), p.item)
                 raise RequestError(400, f"input #{i}: {message}" if len(parsed) > 1 else message)
             if isinstance(result, BaseException):
                 raise result
             prediction = result.to_dict()
-            if not math.isfinite(prediction["score"]):  # see BROKEN
-                raise RequestError(500, BROKEN.format(prediction["score"]))
             prediction["skipped"] = {m: without_scratch(why, p.item) for m, why in prediction["skipped"].items()}
             request_id = uuid.uuid4().hex
             self.metrics.observe_prediction(prediction)
