@@ -63,7 +63,8 @@ def wav_base64(seconds: float) -> str:
 
 @pytest.fixture(scope="module")
 def server(media_bundle):
-    with serve_process(media_bundle, "--max-body", "400000", "--max-text", "500", "--max-media-s", "5") as (p, url):
+    with serve_process(media_bundle, "--max-body", "400000", "--max-text", "500", "--max-media-s", "5",
+                       "--body-timeout-s", "3") as (p, url):
         yield url
 
 
@@ -264,6 +265,31 @@ def test_a_body_declared_over_the_limit_is_refused_from_its_header_and_the_conne
                 after = http.client.HTTPResponse(s)
                 after.begin()
                 assert after.status == 200 and json.loads(after.read())["status"] == "ok"
+
+
+def test_a_body_that_stalls_is_answered_408_and_closed_while_others_are_served(server):
+    """uvicorn times out no body in progress: a client that sent its header and 11 of its 1000 bytes, then nothing,
+    held its connection for ever (no answer in 30 s; uvicorn has no timer for it), as did one declaring 10x
+    --max-body with `Connection: close` (drained, see read_body). Both are 408 now after --body-timeout-s (3 here)
+    without a byte, the connection closed, and a prompt client is served meanwhile."""
+    host, port = server.removeprefix("http://").split(":")
+    stalled = []
+    for length, close in ((1000, ""), (4_000_000, "Connection: close\r\n")):
+        s = socket.create_connection((host, int(port)), timeout=15)
+        s.sendall(f"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  f"Content-Length: {length}\r\n{close}\r\n{{\"text\": \"a".encode())
+        stalled.append(s)
+    start = time.monotonic()
+    assert post(f"{server}/v1/predict", {"text": "served meanwhile"})[0] == 200
+    for s in stalled:
+        with s:
+            answer = http.client.HTTPResponse(s)
+            answer.begin()
+            assert answer.status == 408 and answer.getheader("connection") == "close"
+            assert json.loads(answer.read()) == {"error": "request body stalled: no byte for 3 s after 11 bytes; "
+                                                          "expected the rest of the body within 3 s of its last bytes"}
+            assert s.recv(1) == b""  # closed: the rest of the body is not awaited
+    assert 2.5 < time.monotonic() - start < 10
 
 
 def test_metrics_are_prometheus_text_and_info_is_the_manifest(server, media_bundle):

@@ -655,7 +655,7 @@ def test_a_body_is_held_once_while_read():
         async def receive():
             more = next(chunks, None) is not None
             return {"type": "http.request", "body": b"x" * chunk if more else b"", "more_body": more}
-        return len(await read_body(Request({"type": "http", "headers": []}, receive), limit))
+        return len(await read_body(Request({"type": "http", "headers": []}, receive), Limits(max_body_bytes=limit)))
 
     tracemalloc.start()
     try:
@@ -906,6 +906,7 @@ def test_serve_cli_bad_options_are_one_line_errors(media_bundle, tmp_path, capsy
              (["--max-wait-ms", "inf"], "error: --max-wait-ms inf; expected a finite number >= 0\n"),
              (["--max-wait-ms", "nan"], "error: --max-wait-ms nan; expected a finite number >= 0\n"),
              (["--drain-s", "-1"], "--drain-s -1.0; expected >= 0\n"),
+             (["--body-timeout-s", "inf"], "error: --body-timeout-s inf; expected a finite number > 0\n"),
              (["--feedback", str(tmp_path)], "cannot open the feedback log"),
              (["--feedback", str(not_a_log / "x.sqlite")], "cannot open the feedback log")]
     for flags, words in cases:

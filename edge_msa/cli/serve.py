@@ -42,7 +42,9 @@ LIMIT_FLAGS = {"max_body_bytes": ("--max-body", "bytes per request"),
                "max_text_chars": ("--max-text", "characters of text"),
                **{knob: (flag, "refused before decoding with a 413") for knob, flag in MEDIA_FLAG.items()},
                "max_steps": ("--max-steps", "rows L of a feature array"),
-               "max_items": ("--max-items", "inputs per batch request")}
+               "max_items": ("--max-items", "inputs per batch request"),
+               "body_timeout_s": ("--body-timeout-s", "seconds a request body may pause (no new byte) before its "
+                                  "client is answered 408 and the connection closed")}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

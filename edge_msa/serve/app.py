@@ -18,7 +18,7 @@ import uuid
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from pathlib import Path, PurePath
-from typing import Any, AsyncGenerator, AsyncIterator, Mapping
+from typing import Any, AsyncGenerator, AsyncIterator, Callable, Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
@@ -198,21 +198,23 @@ class Scratch:
             shutil.rmtree(self._path, ignore_errors=True)
 
 
-async def read_body(request: Request, limit: int) -> bytearray:
-    """The request body, or 413 if it exceeds `limit` bytes. A declared Content-Length over the limit is answered
-    at once where uvicorn itself drops the unread body (see unread_body_is_dropped), as nginx refuses from the
-    header. Otherwise an oversized body is still read (and dropped) up to DRAIN_FACTOR x limit, because uvicorn
-    closes a `Connection: close` connection after the answer, and closing on a client that is still sending resets
-    its connection before it can read the 413; beyond that the 413 goes out as it stands. A client that hangs up
-    mid-body (a phone leaving coverage) is answered CLIENT_CLOSED, not a 500 and a traceback in the log: /metrics
-    tells it apart from a bug. The body grows in place: its chunks joined at the end held each body twice (16 MiB
-    at the default --max-body); json.loads and the multipart parser take a bytearray as they take bytes."""
+async def read_body(request: Request, limits: Limits) -> bytearray:
+    """The request body, or 413 if it exceeds limits.max_body_bytes (`limit` here). A declared Content-Length over
+    the limit is answered at once where uvicorn itself drops the unread body (see unread_body_is_dropped), as nginx
+    refuses from the header. Otherwise an oversized body is still read (and dropped) up to DRAIN_FACTOR x limit,
+    because uvicorn closes a `Connection: close` connection after the answer, and closing on a client that is still
+    sending resets its connection before it can read the 413; beyond that the 413 goes out as it stands. A client
+    that hangs up mid-body (a phone leaving coverage) is answered CLIENT_CLOSED, not a 500 and a traceback in the
+    log: /metrics tells it apart from a bug; one that pauses longer than limits.body_timeout_s is answered 408 and
+    its connection closed (see paced). The body grows in place: its chunks joined at the end held each body twice
+    (16 MiB at the default --max-body); json.loads and the multipart parser take a bytearray as they take bytes."""
+    limit = limits.max_body_bytes
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit and unread_body_is_dropped(request):
         raise RequestError(413, f"body has {declared} bytes; expected at most {limit}")
     body, size = bytearray(), 0
     try:
-        async for chunk in request.stream():
+        async for chunk in paced(request.stream(), limits.body_timeout_s, lambda: size):
             size += len(chunk)
             if size <= limit:
                 body += chunk
@@ -229,6 +231,25 @@ async def read_body(request: Request, limit: int) -> bytearray:
     if encoding not in ("", "identity"):  # a gzipped body was answered "malformed JSON ('utf-8' codec can't ...)"
         raise RequestError(415, f"content encoding '{encoding[:40]}' is not supported; expected an uncompressed body")
     return body
+
+
+async def paced(stream: AsyncIterator[bytes], seconds: float, size: Callable[[], int]) -> AsyncIterator[bytes]:
+    """`stream`'s chunks, or 408 once none came for `seconds` (`size`: the bytes read so far, for the message).
+    uvicorn times out only an idle connection between requests (timeout_keep_alive), not a body in progress: a
+    client that sent its header and then stalled (a phone gone out of coverage, or a slowloris client) held its
+    connection and task for ever, and an oversized body with `Connection: close` is drained (see read_body) at
+    whatever pace its client sends. The 408 says `Connection: close`, so uvicorn closes the connection rather than
+    wait to drop the rest of a body that may never come (nginx's client_body_timeout, per read, answers the same)."""
+    while True:
+        try:
+            chunk = await asyncio.wait_for(stream.__anext__(), seconds)
+        except StopAsyncIteration:
+            return
+        except asyncio.TimeoutError:  # TimeoutError itself from Python 3.11; asyncio's own before
+            raise RequestError(408, f"request body stalled: no byte for {seconds:g} s after {size()} bytes; "
+                                    f"expected the rest of the body within {seconds:g} s of its last bytes",
+                               {"Connection": "close"}) from None
+        yield chunk
 
 
 def unread_body_is_dropped(request: Request) -> bool:
@@ -257,11 +278,11 @@ def parse_json(body: bytes | bytearray) -> Any:
             from None
 
 
-async def json_body(request: Request, limit: int) -> Any:
+async def json_body(request: Request, limits: Limits) -> Any:
     kind = content_type(request)
     if kind != "application/json":
         raise RequestError(415, f"content type '{kind or 'none'}' is not supported here; expected application/json")
-    return parse_json(await read_body(request, limit))
+    return parse_json(await read_body(request, limits))
 
 
 class StrictTextForm(MultiPartParser):
@@ -317,7 +338,7 @@ async def parse_request(request: Request, service: Service, scratch: Scratch, ma
     if kind not in ("application/json", "multipart/form-data") or (many and kind != "application/json"):
         expected = "application/json" if many else "application/json or multipart/form-data"
         raise RequestError(415, f"content type '{kind or 'none'}' is not supported here; expected {expected}")
-    body = await read_body(request, limits.max_body_bytes)
+    body = await read_body(request, limits)
     form = await multipart_item(request, body, limits) if kind == "multipart/form-data" else None
 
     def parse_all() -> list[Parsed]:
@@ -480,7 +501,7 @@ def create_app(service: Service) -> FastAPI:
 
     @app.post("/v1/feedback", openapi_extra=body["/v1/feedback"], responses=answer(Saved))
     async def feedback(request: Request):
-        request_id, label = check_feedback(await json_body(request, service.config.limits.max_body_bytes))
+        request_id, label = check_feedback(await json_body(request, service.config.limits))
         return Saved(ok=True, id=await service.add_feedback(request_id, label))
 
     @app.get("/healthz", responses=answer(Health))
