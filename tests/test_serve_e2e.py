@@ -438,6 +438,36 @@ def test_a_dead_batch_worker_stops_the_server_with_exit_code_1_so_a_supervisor_r
         call(f"{url}/healthz")
 
 
+# `python -c` starting the CLI with a model that scores NaN for the text "broken" and a bug for the text "bug"
+BROKEN_OR_BUG = """import sys
+from edge_msa.runtime.predictor import BrokenModel, Predictor
+run = Predictor.predict_batch
+def predict_batch(self, items):
+    texts = [item.get("text") for item in items]
+    if "broken" in texts:
+        raise BrokenModel("bundle", "the model scored nan (a test)")
+    if "bug" in texts:
+        raise RuntimeError("a bug in the batch")
+    return run(self, items)
+Predictor.predict_batch = predict_batch
+from edge_msa.cli import main
+sys.exit(main(sys.argv[1:]))"""
+
+
+def test_every_500_leaves_a_line_naming_its_reason_in_the_server_log(media_bundle, tmp_path):
+    """A BrokenModel's 500 was written nowhere but to its client: an operator reading the server log saw a healthy
+    service. It leaves one line now; a bug's 500 leaves uvicorn's traceback, as it did."""
+    log = tmp_path / "serve.log"
+    with serve_process(media_bundle, launcher=("-c", BROKEN_OR_BUG), log_path=log) as (proc, url):
+        assert post(f"{url}/v1/predict", {"text": "broken"}) == (500, {"error": "the model scored nan (a test)"})
+        assert post(f"{url}/v1/predict", {"text": "bug"}) == (
+            500, {"error": "internal error (RuntimeError); see the server log"})
+        assert post(f"{url}/v1/predict", {"text": "fine"})[0] == 200
+    lines = log.read_text().splitlines()
+    assert lines[0] == "ERROR:    POST /v1/predict answered 500: the model scored nan (a test)"
+    assert lines[1] == "ERROR:    Exception in ASGI application" and lines[-1] == "RuntimeError: a bug in the batch"
+
+
 def test_serve_says_where_it_listens_so_port_0_is_usable(media_bundle, tmp_path):
     """uvicorn logs no address when it is handed a bound socket, so `edge-msa serve` started silently: the README's
     "http://127.0.0.1:8000/ is a demo page" was nowhere on screen, and with --port 0 the port could not be known."""

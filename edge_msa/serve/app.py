@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import shutil
 import sqlite3
@@ -50,6 +51,8 @@ DRAIN_FACTOR = 16  # an oversized body is read and dropped up to this many times
 # manifest fields holding a path on the exporting machine, which /v1/info leaves out (see public_manifest)
 HOST_PATHS = (("export_options", "checkpoint"), ("export_options", "data"), ("data", "path"))
 CLIENT_CLOSED = 499  # nginx's "client closed request": no one reads it, /metrics counts it (see read_body)
+# uvicorn's own logger: a line here has the server log's format and follows --log-level (see refused)
+SERVER_LOG = logging.getLogger("uvicorn.error")
 
 
 class Service:
@@ -437,6 +440,11 @@ def error(status: int, message: str, headers: Mapping[str, str] | None = None) -
 
 
 async def refused(request: Request, exc: RequestError) -> JSONResponse:
+    """A refusal as its JSON answer; a 5xx (the server's fault: a broken model, a full disk, a missing extra) also
+    leaves one line in the server log, where a BrokenModel's 500 left nothing and only a client saw why. A bug's 500
+    is uvicorn's to log (see bug)."""
+    if exc.status >= 500:
+        SERVER_LOG.error("%s %s answered %d: %s", request.method, request.url.path, exc.status, exc.message)
     return error(exc.status, exc.message, exc.headers)
 
 
@@ -460,6 +468,8 @@ async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
 
 
 async def bug(request: Request, exc: Exception) -> JSONResponse:
+    """The 500 of an exception no handler expected. Not logged here: starlette re-raises it once this answer went
+    out, and uvicorn logs its traceback ("Exception in ASGI application"; tested)."""
     return error(500, f"internal error ({type(exc).__name__}); see the server log")
 
 
