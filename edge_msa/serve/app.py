@@ -202,9 +202,10 @@ class Scratch:
 
 
 async def read_body(request: Request, limits: Limits) -> bytearray:
-    """The request body, or 413 if it exceeds limits.max_body_bytes (`limit` here). A declared Content-Length over
-    the limit is answered at once where uvicorn itself drops the unread body (see unread_body_is_dropped), as nginx
-    refuses from the header. Otherwise an oversized body is still read (and dropped) up to DRAIN_FACTOR x limit,
+    """The request body, or 413 if it exceeds limits.max_body_bytes (`limit` here), or 415 if it is compressed
+    (check_encoding). A declared Content-Length over the limit, or a Content-Encoding, is answered at once where
+    uvicorn itself drops the unread body (see unread_body_is_dropped), as nginx refuses from the header. Otherwise
+    an oversized (or compressed) body is still read (and dropped) up to DRAIN_FACTOR x limit,
     because uvicorn closes a `Connection: close` connection after the answer, and closing on a client that is still
     sending resets its connection before it can read the 413; beyond that the 413 goes out as it stands. A client
     that hangs up mid-body (a phone leaving coverage) is answered CLIENT_CLOSED, not a 500 and a traceback in the
@@ -213,8 +214,10 @@ async def read_body(request: Request, limits: Limits) -> bytearray:
     (16 MiB at the default --max-body); json.loads and the multipart parser take a bytearray as they take bytes."""
     limit = limits.max_body_bytes
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit and unread_body_is_dropped(request):
-        raise RequestError(413, f"body has {declared} bytes; expected at most {limit}")
+    if unread_body_is_dropped(request):  # what the header refuses is refused before the body, as nginx does
+        if declared.isdigit() and int(declared) > limit:
+            raise RequestError(413, f"body has {declared} bytes; expected at most {limit}")
+        check_encoding(request)
     body, size = bytearray(), 0
     try:
         async for chunk in paced(request.stream(), limits.body_timeout_s, lambda: size):
@@ -230,10 +233,17 @@ async def read_body(request: Request, limits: Limits) -> bytearray:
         declared = request.headers.get("content-length", "")
         raise RequestError(413, f"body has {declared if declared.isdigit() else 'over ' + str(limit)} bytes; "
                                 f"expected at most {limit}")
-    encoding = request.headers.get("content-encoding", "").strip().lower()
-    if encoding not in ("", "identity"):  # a gzipped body was answered "malformed JSON ('utf-8' codec can't ...)"
-        raise RequestError(415, f"content encoding '{encoding[:40]}' is not supported; expected an uncompressed body")
+    check_encoding(request)
     return body
+
+
+def check_encoding(request: Request) -> None:
+    """415 for a compressed body: a gzipped one was answered "malformed JSON ('utf-8' codec can't ...)". Told by the
+    header, so read_body answers it before the body where it answers an oversized one (a gzipped upload was read
+    whole, up to --max-body, only to be refused)."""
+    encoding = request.headers.get("content-encoding", "").strip().lower()
+    if encoding not in ("", "identity"):
+        raise RequestError(415, f"content encoding '{encoding[:40]}' is not supported; expected an uncompressed body")
 
 
 async def paced(stream: AsyncIterator[bytes], seconds: float, size: Callable[[], int]) -> AsyncIterator[bytes]:
