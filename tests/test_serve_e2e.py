@@ -167,6 +167,8 @@ BAD = [  # (what, path, body, content type, expected status)
     ("body too big", "/v1/predict", json.dumps({"text": "a" * 450000}).encode(), "application/json", 413),
     ("body 10x too big (drained, not reset)", "/v1/predict", b" " * 4_000_000, "application/json", 413),
     ("text/plain", "/v1/predict", b"hello", "text/plain", 415),
+    ("text/plain 10x too big (drained, not reset)", "/v1/predict", b" " * 4_000_000, "text/plain", 413),
+    ("text/plain feedback 10x too big (drained)", "/v1/feedback", b" " * 4_000_000, "text/plain", 413),
     ("no content type", "/v1/predict", b"hello", "", 415),
     ("batch not a list", "/v1/predict/batch", b'{"inputs": 3}', "application/json", 400),
     ("batch with a bad item", "/v1/predict/batch", b'{"inputs": [{"text": "ok"}, {"audio": [[1]]}]}',
