@@ -167,6 +167,8 @@ BAD = [  # (what, path, body, content type, expected status)
     ("body too big", "/v1/predict", json.dumps({"text": "a" * 450000}).encode(), "application/json", 413),
     ("body 10x too big (drained, not reset)", "/v1/predict", b" " * 4_000_000, "application/json", 413),
     ("text/plain", "/v1/predict", b"hello", "text/plain", 415),
+    ("text/plain 10x too big (drained, not reset)", "/v1/predict", b" " * 4_000_000, "text/plain", 413),
+    ("text/plain feedback 10x too big (drained)", "/v1/feedback", b" " * 4_000_000, "text/plain", 413),
     ("no content type", "/v1/predict", b"hello", "", 415),
     ("batch not a list", "/v1/predict/batch", b'{"inputs": 3}', "application/json", 400),
     ("batch with a bad item", "/v1/predict/batch", b'{"inputs": [{"text": "ok"}, {"audio": [[1]]}]}',
@@ -243,25 +245,30 @@ def test_a_client_hanging_up_mid_body_is_counted_apart_from_bugs(server):
     assert "500" not in codes, codes
 
 
-def test_a_body_declared_over_the_limit_is_refused_from_its_header_and_the_connection_kept(server):
+@pytest.mark.parametrize("size, encoding, status, error", [
+    (4_000_000, "", 413, "body has 4000000 bytes; expected at most 400000"),
+    (300_000, "Content-Encoding: gzip\r\n", 415, "content encoding 'gzip' is not supported; expected an uncompressed "
+                                                  "body")])
+def test_a_body_its_header_refuses_is_refused_before_it_is_read_and_the_connection_kept(server, size, encoding,
+                                                                                         status, error):
     """A Content-Length over --max-body was answered only once the body was read, up to 16x the limit (128 MiB at
     the default), though the header said it all: the client of a 1 GB upload waited for its bytes to go out, and
     curl, which asks `Expect: 100-continue` before a large upload, was told to send them. It is a 413 at once now,
     before any body byte, as nginx answers; uvicorn drops the body a client sends anyway and keeps the connection.
+    So is a Content-Encoding the service does not take (415), which was answered once the body was read whole.
     A request that asks to close (urllib's `Connection: close`) is still drained first: closed mid-send, its client
     was reset before it read the 413 (the 10x case of BAD)."""
     host, port = server.removeprefix("http://").split(":")
-    head = ("POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 4000000\r\n"
-            "{}\r\n")
+    head = ("POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {size}\r\n{encoding}{{}}\r\n")
     for expect in ("", "Expect: 100-continue\r\n"):
         with socket.create_connection((host, int(port)), timeout=10) as s:
             s.sendall(head.format(expect).encode())  # the header alone: the answer must not wait for the body
             answer = http.client.HTTPResponse(s)
             answer.begin()
-            assert answer.status == 413 and json.loads(answer.read()) == {
-                "error": "body has 4000000 bytes; expected at most 400000"}
+            assert answer.status == status and json.loads(answer.read()) == {"error": error}
             if not expect:  # sent all the same: dropped, and the connection serves the next request
-                s.sendall(b" " * 4_000_000 + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                s.sendall(b" " * size + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
                 after = http.client.HTTPResponse(s)
                 after.begin()
                 assert after.status == 200 and json.loads(after.read())["status"] == "ok"
@@ -436,6 +443,36 @@ def test_a_dead_batch_worker_stops_the_server_with_exit_code_1_so_a_supervisor_r
         "the service's supervisor (exit code 1)")
     with pytest.raises(OSError):
         call(f"{url}/healthz")
+
+
+# `python -c` starting the CLI with a model that scores NaN for the text "broken" and a bug for the text "bug"
+BROKEN_OR_BUG = """import sys
+from edge_msa.runtime.predictor import BrokenModel, Predictor
+run = Predictor.predict_batch
+def predict_batch(self, items):
+    texts = [item.get("text") for item in items]
+    if "broken" in texts:
+        raise BrokenModel("bundle", "the model scored nan (a test)")
+    if "bug" in texts:
+        raise RuntimeError("a bug in the batch")
+    return run(self, items)
+Predictor.predict_batch = predict_batch
+from edge_msa.cli import main
+sys.exit(main(sys.argv[1:]))"""
+
+
+def test_every_500_leaves_a_line_naming_its_reason_in_the_server_log(media_bundle, tmp_path):
+    """A BrokenModel's 500 was written nowhere but to its client: an operator reading the server log saw a healthy
+    service. It leaves one line now; a bug's 500 leaves uvicorn's traceback, as it did."""
+    log = tmp_path / "serve.log"
+    with serve_process(media_bundle, launcher=("-c", BROKEN_OR_BUG), log_path=log) as (proc, url):
+        assert post(f"{url}/v1/predict", {"text": "broken"}) == (500, {"error": "the model scored nan (a test)"})
+        assert post(f"{url}/v1/predict", {"text": "bug"}) == (
+            500, {"error": "internal error (RuntimeError); see the server log"})
+        assert post(f"{url}/v1/predict", {"text": "fine"})[0] == 200
+    lines = log.read_text().splitlines()
+    assert lines[0] == "ERROR:    POST /v1/predict answered 500: the model scored nan (a test)"
+    assert lines[1] == "ERROR:    Exception in ASGI application" and lines[-1] == "RuntimeError: a bug in the batch"
 
 
 def test_serve_says_where_it_listens_so_port_0_is_usable(media_bundle, tmp_path):

@@ -516,6 +516,40 @@ def test_a_score_that_is_no_number_is_a_500_not_a_neutral_answer(media_bundle, t
     assert responses["500"]["content"]["application/json"]["schema"]["required"] == ["error"]
 
 
+def test_a_score_that_is_no_number_for_one_input_fails_only_its_request(media_bundle, tmp_path):
+    """The predictor checks a batch's scores together: a NaN that only one client's input reaches (an overflow on
+    its values) raised BrokenModel for the whole micro-batch, and the other client got a 500 for an input that was
+    not its own. The batch reruns one input at a time then: only the offending request is the 500."""
+    pytest.importorskip("fastapi", reason='the serve extra is not installed (pip install "edge-msa[serve]")')
+    import asyncio
+
+    from edge_msa.runtime.predictor import BrokenModel
+    from edge_msa.serve.app import Service
+    from edge_msa.serve.config import ServeConfig
+
+    service = Service(ServeConfig(bundle=str(media_bundle), max_wait_ms=200))
+    sizes = []
+
+    def poisoned(items):
+        sizes.append(len(items))
+        if any(item.get("text") == "overflows" for item in items):
+            raise BrokenModel("in memory", "the model scored nan")
+        return service.predictor.predict_batch(items)
+    service.batcher.run_batch = poisoned
+    fine, bad = (parse_item({"text": t}, SERVE_SPEC, Limits(), lambda: tmp_path) for t in ("a fine film", "overflows"))
+
+    async def two_clients():
+        service.start()
+        return await asyncio.gather(service.predict([fine]), service.predict([bad]), return_exceptions=True)
+    try:
+        answered, refused = asyncio.run(two_clients())
+    finally:
+        service.close()
+    assert sizes == [2, 1, 1]  # one micro-batch, then each input alone
+    assert answered[0]["ran"] == ["text"]
+    assert isinstance(refused, RequestError) and (refused.status, refused.message) == (500, "the model scored nan")
+
+
 def test_serve_refuses_to_start_on_a_bundle_that_scores_no_number(media_bundle, tmp_path, monkeypatch, capsys):
     """A broken bundle (a NaN weight exports and loads) was served: /healthz answered 200 and every prediction a 500,
     seen only on /metrics, so a kiosk's operator learnt nothing. The warm-up prediction refuses it now, with one line

@@ -126,7 +126,14 @@ def serve_until_stopped(service: Service, sock: socket.socket, args: argparse.Na
     that exits: so its death asks uvicorn to stop (Server.should_exit, what uvicorn's own signal handlers set; read
     on uvicorn's loop, so setting it from the worker thread is enough), with the same drain as SIGTERM, and the exit
     is one `error:` line and exit code 1, as uvicorn and gunicorn exit when a worker cannot serve (not 2: the
-    user's input was fine)."""
+    user's input was fine).
+
+    uvicorn's limit_concurrency stays unset (no --max-connections): it refuses no connection, only each request that
+    arrives while N connections are open, with a plain-text 503 outside the service's {"error"} answers and without
+    Retry-After; and uvicorn times out no connection before its first request, so N clients that connect and send
+    nothing (held for ever; tried with uvicorn 0.55) would make every other client's request that 503. --max-queue
+    (429) bounds the model's work; connections are a reverse proxy's to bound (nginx's limit_conn and
+    client_header_timeout)."""
     import signal
 
     import uvicorn

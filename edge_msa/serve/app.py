@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import shutil
 import sqlite3
@@ -18,7 +19,7 @@ import uuid
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from pathlib import Path, PurePath
-from typing import Any, AsyncGenerator, AsyncIterator, Callable, Mapping
+from typing import Any, AsyncGenerator, AsyncIterator, Callable, Mapping, NoReturn
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
@@ -50,6 +51,8 @@ DRAIN_FACTOR = 16  # an oversized body is read and dropped up to this many times
 # manifest fields holding a path on the exporting machine, which /v1/info leaves out (see public_manifest)
 HOST_PATHS = (("export_options", "checkpoint"), ("export_options", "data"), ("data", "path"))
 CLIENT_CLOSED = 499  # nginx's "client closed request": no one reads it, /metrics counts it (see read_body)
+# uvicorn's own logger: a line here has the server log's format and follows --log-level (see refused)
+SERVER_LOG = logging.getLogger("uvicorn.error")
 
 
 class Service:
@@ -199,9 +202,10 @@ class Scratch:
 
 
 async def read_body(request: Request, limits: Limits) -> bytearray:
-    """The request body, or 413 if it exceeds limits.max_body_bytes (`limit` here). A declared Content-Length over
-    the limit is answered at once where uvicorn itself drops the unread body (see unread_body_is_dropped), as nginx
-    refuses from the header. Otherwise an oversized body is still read (and dropped) up to DRAIN_FACTOR x limit,
+    """The request body, or 413 if it exceeds limits.max_body_bytes (`limit` here), or 415 if it is compressed
+    (check_encoding). A declared Content-Length over the limit, or a Content-Encoding, is answered at once where
+    uvicorn itself drops the unread body (see unread_body_is_dropped), as nginx refuses from the header. Otherwise
+    an oversized (or compressed) body is still read (and dropped) up to DRAIN_FACTOR x limit,
     because uvicorn closes a `Connection: close` connection after the answer, and closing on a client that is still
     sending resets its connection before it can read the 413; beyond that the 413 goes out as it stands. A client
     that hangs up mid-body (a phone leaving coverage) is answered CLIENT_CLOSED, not a 500 and a traceback in the
@@ -210,8 +214,10 @@ async def read_body(request: Request, limits: Limits) -> bytearray:
     (16 MiB at the default --max-body); json.loads and the multipart parser take a bytearray as they take bytes."""
     limit = limits.max_body_bytes
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit and unread_body_is_dropped(request):
-        raise RequestError(413, f"body has {declared} bytes; expected at most {limit}")
+    if unread_body_is_dropped(request):  # what the header refuses is refused before the body, as nginx does
+        if declared.isdigit() and int(declared) > limit:
+            raise RequestError(413, f"body has {declared} bytes; expected at most {limit}")
+        check_encoding(request)
     body, size = bytearray(), 0
     try:
         async for chunk in paced(request.stream(), limits.body_timeout_s, lambda: size):
@@ -227,10 +233,17 @@ async def read_body(request: Request, limits: Limits) -> bytearray:
         declared = request.headers.get("content-length", "")
         raise RequestError(413, f"body has {declared if declared.isdigit() else 'over ' + str(limit)} bytes; "
                                 f"expected at most {limit}")
-    encoding = request.headers.get("content-encoding", "").strip().lower()
-    if encoding not in ("", "identity"):  # a gzipped body was answered "malformed JSON ('utf-8' codec can't ...)"
-        raise RequestError(415, f"content encoding '{encoding[:40]}' is not supported; expected an uncompressed body")
+    check_encoding(request)
     return body
+
+
+def check_encoding(request: Request) -> None:
+    """415 for a compressed body: a gzipped one was answered "malformed JSON ('utf-8' codec can't ...)". Told by the
+    header, so read_body answers it before the body where it answers an oversized one (a gzipped upload was read
+    whole, up to --max-body, only to be refused)."""
+    encoding = request.headers.get("content-encoding", "").strip().lower()
+    if encoding not in ("", "identity"):
+        raise RequestError(415, f"content encoding '{encoding[:40]}' is not supported; expected an uncompressed body")
 
 
 async def paced(stream: AsyncIterator[bytes], seconds: float, size: Callable[[], int]) -> AsyncIterator[bytes]:
@@ -278,10 +291,20 @@ def parse_json(body: bytes | bytearray) -> Any:
             from None
 
 
-async def json_body(request: Request, limits: Limits) -> Any:
+async def refuse_type(request: Request, limits: Limits, expected: str) -> NoReturn:
+    """415 for a content type the route does not take. Told by the header, but answered before the body only where
+    uvicorn drops the unread body (unread_body_is_dropped), as the early 413 is: a `Connection: close` request
+    (urllib's) is read first, read_body's own refusals first, since closing on a client still sending its body (a
+    4 MB text/plain one) reset the connection before the client read the 415."""
+    if not unread_body_is_dropped(request):
+        await read_body(request, limits)
     kind = content_type(request)
-    if kind != "application/json":
-        raise RequestError(415, f"content type '{kind or 'none'}' is not supported here; expected application/json")
+    raise RequestError(415, f"content type '{kind or 'none'}' is not supported here; expected {expected}")
+
+
+async def json_body(request: Request, limits: Limits) -> Any:
+    if content_type(request) != "application/json":
+        await refuse_type(request, limits, "application/json")
     return parse_json(await read_body(request, limits))
 
 
@@ -336,8 +359,7 @@ async def parse_request(request: Request, service: Service, scratch: Scratch, ma
     limits = service.config.limits
     kind = content_type(request)
     if kind not in ("application/json", "multipart/form-data") or (many and kind != "application/json"):
-        expected = "application/json" if many else "application/json or multipart/form-data"
-        raise RequestError(415, f"content type '{kind or 'none'}' is not supported here; expected {expected}")
+        await refuse_type(request, limits, "application/json" if many else "application/json or multipart/form-data")
     body = await read_body(request, limits)
     form = await multipart_item(request, body, limits) if kind == "multipart/form-data" else None
 
@@ -437,6 +459,11 @@ def error(status: int, message: str, headers: Mapping[str, str] | None = None) -
 
 
 async def refused(request: Request, exc: RequestError) -> JSONResponse:
+    """A refusal as its JSON answer; a 5xx (the server's fault: a broken model, a full disk, a missing extra) also
+    leaves one line in the server log, where a BrokenModel's 500 left nothing and only a client saw why. A bug's 500
+    is uvicorn's to log (see bug)."""
+    if exc.status >= 500:
+        SERVER_LOG.error("%s %s answered %d: %s", request.method, request.url.path, exc.status, exc.message)
     return error(exc.status, exc.message, exc.headers)
 
 
@@ -460,6 +487,8 @@ async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
 
 
 async def bug(request: Request, exc: Exception) -> JSONResponse:
+    """The 500 of an exception no handler expected. Not logged here: starlette re-raises it once this answer went
+    out, and uvicorn logs its traceback ("Exception in ASGI application"; tested)."""
     return error(500, f"internal error ({type(exc).__name__}); see the server log")
 
 

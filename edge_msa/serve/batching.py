@@ -15,7 +15,7 @@ from concurrent.futures import Future
 from typing import Any, Callable, Sequence
 
 from ..errors import InputError, check_range, given, is_whole, option_name
-from ..runtime.predictor import ItemError
+from ..runtime.predictor import BrokenModel, ItemError
 
 BatchFn = Callable[[Sequence[Any]], list]
 
@@ -166,14 +166,17 @@ class MicroBatcher:
     def _execute(self, batch: list[tuple[Any, Future]]) -> None:
         """Run one batch. An input error that names its input (ItemError) fails just that request, with the error
         it would get alone, and the rest run again as one batch; one that names none reruns the inputs one by one,
-        so only the bad ones fail."""
+        so only the bad ones fail. So does a score that is no number (BrokenModel): the predictor checks the batch's
+        scores together, and a NaN only one client's input reaches (an overflow on its values) was a 500 for every
+        client of its micro-batch; alone, the others are answered and only that input's request gets the 500.
+        Only these rare paths rerun: a sound batch costs nothing more."""
         while batch:
             try:
                 results = self.run_batch([item for item, _ in batch])
             except ItemError as exc:  # only raised for a batch of several, so some are left to rerun
                 batch.pop(exc.index)[1].set_exception(InputError(exc.reason))
                 continue
-            except InputError as exc:
+            except (InputError, BrokenModel) as exc:
                 if len(batch) > 1:
                     for job in batch:
                         self._execute([job])
