@@ -279,6 +279,41 @@ def test_training_counts_from_python_are_whole_numbers(tmp_path):
     assert TrainConfig(epochs=np.int64(3)).epochs == 3  # numpy's ints are whole
 
 
+@pytest.mark.parametrize("kwargs, says", [
+    # stopped after the first epoch without a word (and 0 was read as no limit)
+    ({"max_minutes": -1}, "max_minutes = -1; expected > 0 (inf: no limit)"),
+    ({"max_minutes": 0}, "max_minutes = 0; expected > 0 (inf: no limit)"),
+    ({"max_minutes": "5"}, "max_minutes = '5'; expected a number > 0 (inf: no limit)"),
+    # ValueError from AdamW, after the data load
+    ({"weight_decay": float("nan")}, "weight_decay = nan; expected a finite number >= 0"),
+    ({"weight_decay": -0.01}, "weight_decay = -0.01; expected >= 0"),
+    # a negative clip norm flipped every gradient; NaN made NaN weights, blamed on the learning rate
+    ({"grad_clip": -1.0}, "grad_clip = -1.0; expected >= 0"),
+    ({"grad_clip": float("nan")}, "grad_clip = nan; expected a finite number >= 0"),
+    ({"grad_clip": "1"}, "grad_clip = '1'; expected a number >= 0"),
+    # 0 fell back to lr without a word; AdamW checks its default lr, not a group's: NaN made the encoder NaN
+    ({"encoder_lr": 0.0}, "encoder_lr = 0.0; expected > 0"),
+    ({"encoder_lr": float("nan")}, "encoder_lr = nan; expected a finite number > 0"),
+])
+def test_training_knobs_without_a_flag_are_checked_when_the_config_is_made(kwargs, says):
+    """max_minutes, weight_decay, grad_clip and encoder_lr have no flag; TrainConfig, which train_teacher builds
+    for every phase before the data load, checks them with the one rule (errors.check_range), named as given."""
+    from edge_msa.training import TrainConfig
+
+    assert one_line_error(lambda: TrainConfig(**kwargs)) == says
+
+
+def test_training_knobs_at_their_edges_are_taken():
+    """None and inf are no time limit, 0 turns clipping and weight decay off, None is lr's encoder lr: the defaults
+    and the phases' values stay as they were."""
+    from edge_msa.teacher import JOINT_PHASE, TEXT_PHASE
+    from edge_msa.training import TrainConfig
+
+    for kwargs in ({}, {"max_minutes": None}, {"max_minutes": float("inf")}, {"grad_clip": 0}, {"weight_decay": 0.0},
+                   {"encoder_lr": None}, TEXT_PHASE, JOINT_PHASE, *TRAIN_DEFAULTS.values()):
+        TrainConfig(**kwargs)
+
+
 @pytest.mark.parametrize("command", ["train", "compress"])
 def test_cli_unwritable_out_is_refused_before_any_work(command, tmp_path, capsys, monkeypatch):
     """Both commands write only after minutes of work: an --out they cannot create fails first, in one line."""
