@@ -279,6 +279,14 @@ def test_training_counts_from_python_are_whole_numbers(tmp_path):
     assert TrainConfig(epochs=np.int64(3)).epochs == 3  # numpy's ints are whole
 
 
+@pytest.mark.parametrize("model_params, says", [({"hidden": 63.5}, "hidden = 63.5; expected a whole number >= 2"),
+                                                 ({"heads": 0}, "heads = 0; expected >= 1")])
+def test_model_counts_are_checked_before_any_data_is_read(model_params, says, tmp_path):
+    """A width or a head count passed as model_params failed inside torch after the data load."""
+    message = one_line_error(lambda: train_teacher("gtf", data="never-read.npz", out=tmp_path / "t.pt", **model_params))
+    assert message == says and list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("kwargs, says", [
     # stopped after the first epoch without a word (and 0 was read as no limit)
     ({"max_minutes": -1}, "max_minutes = -1; expected > 0 (inf: no limit)"),
