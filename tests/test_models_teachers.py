@@ -175,6 +175,24 @@ def test_a_count_that_is_not_a_whole_number_in_range_is_refused_before_the_model
     assert one_line_error(lambda: create_model(name, tiny_spec, **params)) == says
 
 
+@pytest.mark.parametrize("name, params, says", [
+    # dim // heads rounded down: the model built and trained a narrower attention (15 of fd_cmdie's 16) silently
+    ("fd_cmdie_tiny", {"heads": 3}, "heads = 3 does not divide the attention width 16; expected a head count that "
+                                    "divides the model's width"),
+    ("mult_tiny", {"heads": 16}, "heads = 16 does not divide the attention width 8; expected a head count that "
+                                 "divides the model's width"),  # head width 0
+    # ValueErrors, which the CLI shows as a traceback (eval or export of such a checkpoint)
+    ("gtf_tiny", {"hidden": 15}, "hidden = 15 is odd; expected an even width (a BiLSTM gives each of its directions "
+                                 "half)"),
+    ("fd_cmdie_tiny", {"text_encoder": "gru"}, "encoder kind 'gru' is unknown; expected one of lstm, transformer, "
+                                               "linear"),
+])
+def test_counts_that_do_not_fit_the_architecture_are_one_line(name, params, says, tiny_spec):
+    from conftest import one_line_error
+
+    assert one_line_error(lambda: create_model(name, tiny_spec, **params)) == says
+
+
 @pytest.mark.parametrize("name", TINY)
 def test_each_count_at_its_least_value_builds_a_working_model(name, tiny_spec):
     """COUNTS (registry.checked_params) names every int of the constructor, and a model with every count at its least

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import InputError, given
+
 
 def safe_mask(mask: torch.Tensor) -> torch.Tensor:
     """A key mask with at least one True per row, so attention over a missing modality gives no NaN.
@@ -38,6 +40,9 @@ class Attention(nn.Module):
     def __init__(self, dim: int, num_heads: int, dropout: float = 0.0, kv_dim: int | None = None,
                  head_dim: int | None = None) -> None:
         super().__init__()
+        if head_dim is None and dim % num_heads:  # dim // num_heads rounded down: a narrower attention, silently
+            raise InputError(f"{given('heads', num_heads)} does not divide the attention width {dim}; expected a head "
+                             "count that divides the model's width")
         self.num_heads = num_heads
         self.head_dim = head_dim or dim // num_heads
         inner = self.num_heads * self.head_dim
