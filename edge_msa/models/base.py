@@ -23,7 +23,7 @@ class MSAModel(nn.Module):
 
     spec: FeatureSpec
     config_params: dict[str, Any]
-    # The constructor's counts (widths, heads, layers), each with the least value it takes: registry.checked_params
+    # The counts its factory takes (widths, heads, layers), each with the least value it takes: registry.checked_params
     # refuses any other value by name before a model is built (or, in train_teacher, before the data load)
     COUNTS: ClassVar[Mapping[str, int]] = {}
 

@@ -33,6 +33,15 @@ def presence(mask: torch.Tensor) -> torch.Tensor:
     return mask.any(dim=-1, keepdim=True).to(torch.float32)
 
 
+def head_width(dim: int, heads: int) -> int:
+    """Each head's width when `heads` share width `dim`, or one line when they do not divide it: dim // heads rounded
+    down built a narrower attention without a word (fd_cmdie's hidden 16 with 3 heads ran at width 15)."""
+    if dim % heads:
+        raise InputError(f"{given('heads', heads)} does not divide the attention width {dim}; expected a head count "
+                         "that divides the model's width")
+    return dim // heads
+
+
 class Attention(nn.Module):
     """Multi-head attention with separate q/k/v/o projections; `num_heads`/`head_dim` are plain ints
     that compress updates after head pruning."""
@@ -40,11 +49,8 @@ class Attention(nn.Module):
     def __init__(self, dim: int, num_heads: int, dropout: float = 0.0, kv_dim: int | None = None,
                  head_dim: int | None = None) -> None:
         super().__init__()
-        if head_dim is None and dim % num_heads:  # dim // num_heads rounded down: a narrower attention, silently
-            raise InputError(f"{given('heads', num_heads)} does not divide the attention width {dim}; expected a head "
-                             "count that divides the model's width")
         self.num_heads = num_heads
-        self.head_dim = head_dim or dim // num_heads
+        self.head_dim = head_dim or head_width(dim, num_heads)
         inner = self.num_heads * self.head_dim
         kv_dim = kv_dim or dim
         self.q = nn.Linear(dim, inner)
