@@ -302,10 +302,15 @@ def test_model_counts_are_checked_before_any_data_is_read(model_params, says, tm
     # 0 fell back to lr without a word; AdamW checks its default lr, not a group's: NaN made the encoder NaN
     ({"encoder_lr": 0.0}, "encoder_lr = 0.0; expected > 0"),
     ({"encoder_lr": float("nan")}, "encoder_lr = nan; expected a finite number > 0"),
+    # a TypeError / ValueError from numpy's seeding when fit began
+    ({"seed": 0.5}, "seed 0.5 not an integer; expected integers in 0 .. 4294967295"),
+    ({"seed": -1}, "seed -1 out of range; expected integers in 0 .. 4294967295"),
+    ({"warmup": "0.1"}, "warmup = '0.1'; expected a number >= 0"),  # a bare TypeError from the comparison
 ])
 def test_training_knobs_without_a_flag_are_checked_when_the_config_is_made(kwargs, says):
-    """max_minutes, weight_decay, grad_clip and encoder_lr have no flag; TrainConfig, which train_teacher builds
-    for every phase before the data load, checks them with the one rule (errors.check_range), named as given."""
+    """max_minutes, weight_decay, grad_clip, encoder_lr, seed and warmup have no flag of their own; TrainConfig, which
+    train_teacher builds for every phase before the data load, checks them with the one rule of each (check_range,
+    checked_seeds), named as given."""
     from edge_msa.training import TrainConfig
 
     assert one_line_error(lambda: TrainConfig(**kwargs)) == says
