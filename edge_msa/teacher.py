@@ -88,7 +88,7 @@ def train_teacher(model: str = "fd_cmdie", data: str | os.PathLike | None = None
     from .checkpoint import require_writable_pt, save_checkpoint
     from .training import torch_threads
 
-    _check_request(model, seeds)  # before the (slow) data load
+    _check_request(model, seeds, model_params)  # before the (slow) data load
     threads = checked_threads(threads)
     _check_source(splits, data=data, fmt=fmt, cv_fold=cv_fold)
     require_writable_pt(out, "teacher")
@@ -110,12 +110,10 @@ def train_teacher(model: str = "fd_cmdie", data: str | os.PathLike | None = None
     return metrics
 
 
-def _check_request(model: str, seeds: Sequence[int]) -> None:
-    from .models import list_models
-    from .spec import suggest
+def _check_request(model: str, seeds: Sequence[int], model_params: dict[str, Any]) -> None:
+    from .models.registry import checked_params
 
-    if model not in list_models():
-        raise InputError(f"unknown model '{model}'{suggest(model, list_models())}")
+    checked_params(model, model_params)
     checked_seeds(seeds)
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .data.base import FeatureSet
-from .errors import InputError, check_range
+from .errors import InputError, check_range, checked_seeds
 from .models.base import Batch
 from .spec import MODALITIES
 
@@ -77,10 +77,20 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         """Counts whole (the CLI parses them with type=int; from Python epochs 2.5 was a TypeError from range() in
-        fit, after the data load), every knob named as given."""
+        fit, after the data load), every knob named as given. The knobs no flag sets were taken as given: max_minutes
+        -1 stopped after the first epoch without a word (0 was no limit, as None is), grad_clip -1 clipped to a
+        negative norm, which flips every gradient (gradient ascent), a NaN grad_clip made NaN weights blamed on the
+        learning rate, and a negative or NaN weight_decay a ValueError from AdamW, all after the data load; a seed
+        of 0.5 or -1 failed inside numpy's seeding when fit began, a warmup of '0.1' with a bare TypeError here."""
         counts = {"epochs": self.epochs, "batch_size": self.batch_size, "patience": self.patience}
         check_range(counts, 1, strict=False, whole=True)
-        check_range({"lr": self.lr}, 0, strict=True)
+        lrs = {"lr": self.lr, **({} if self.encoder_lr is None else {"encoder_lr": self.encoder_lr})}  # None: lr's
+        check_range(lrs, 0, strict=True)
+        check_range({"weight_decay": self.weight_decay, "grad_clip": self.grad_clip}, 0, strict=False)  # clip 0: off
+        if self.max_minutes is not None:  # None: no limit
+            check_range({"max_minutes": self.max_minutes}, 0, strict=True, no_limit=True)
+        checked_seeds((self.seed,), "seed")
+        check_range({"warmup": self.warmup}, 0, strict=False)  # its upper bound (< 1) is told with the schedule
         if self.schedule not in ("constant", "linear") or not 0 <= self.warmup < 1:
             raise InputError(f"schedule '{self.schedule}' / warmup {self.warmup}; expected constant or linear, "
                              "warmup in [0, 1)")

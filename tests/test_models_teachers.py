@@ -153,6 +153,62 @@ def test_unknown_model_suggests(tiny_spec):
         create_model("fd_cmdei", tiny_spec)
 
 
+@pytest.mark.parametrize("name, params, says", [
+    # a width torch took as given: its TypeError from a tensor's size (wrapped as "bad options"), or int() nowhere
+    ("fd_cmdie_tiny", {"hidden": 63.5}, "hidden = 63.5; expected a whole number >= 2"),
+    ("mult_tiny", {"dim": 8.0}, "dim = 8.0; expected a whole number >= 1"),
+    ("gtf_tiny", {"fusion_layers": 2.0}, "fusion_layers = 2.0; expected a whole number >= 0"),
+    ("gtf_tiny", {"cmd_moments": 2.5}, "cmd_moments = 2.5; expected a whole number >= 1"),  # a TypeError in the loss
+    # a string or a bool in place of a count
+    ("gtf_tiny", {"hidden": "16"}, "hidden = '16'; expected a whole number >= 2"),
+    ("fd_cmdie_tiny", {"heads": True}, "heads = True; expected a whole number >= 1"),
+    # below the least value: ZeroDivisionError (heads), the LSTM's ValueError (av_layers), a model without a width
+    ("mult_tiny", {"heads": 0}, "heads = 0; expected >= 1"),
+    ("fd_cmdie_tiny", {"av_layers": 0}, "av_layers = 0; expected >= 1"),
+    ("fd_cmdie_tiny", {"hidden": 0}, "hidden = 0; expected >= 2"),
+    ("fd_cmdie_tiny", {"layers": -1}, "layers = -1; expected >= 0"),  # built and ran as 0 layers
+])
+def test_a_count_that_is_not_a_whole_number_in_range_is_refused_before_the_model_is_built(name, params, says,
+                                                                                            tiny_spec):
+    from conftest import one_line_error
+
+    assert one_line_error(lambda: create_model(name, tiny_spec, **params)) == says
+
+
+@pytest.mark.parametrize("name, params, says", [
+    # dim // heads rounded down: the model built and trained a narrower attention (15 of fd_cmdie's 16) silently
+    ("fd_cmdie_tiny", {"heads": 3}, "heads = 3 does not divide the attention width 16; expected a head count that "
+                                    "divides the model's width"),
+    ("mult_tiny", {"heads": 16}, "heads = 16 does not divide the attention width 8; expected a head count that "
+                                 "divides the model's width"),  # head width 0
+    # ValueErrors, which the CLI shows as a traceback (eval or export of such a checkpoint)
+    ("gtf_tiny", {"hidden": 15}, "hidden = 15 is odd; expected an even width (a BiLSTM gives each of its directions "
+                                 "half)"),
+    ("fd_cmdie_tiny", {"text_encoder": "gru"}, "encoder kind 'gru' is unknown; expected one of lstm, transformer, "
+                                               "linear"),
+])
+def test_counts_that_do_not_fit_the_architecture_are_one_line(name, params, says, tiny_spec):
+    from conftest import one_line_error
+
+    assert one_line_error(lambda: create_model(name, tiny_spec, **params)) == says
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_each_count_at_its_least_value_builds_a_working_model(name, tiny_spec):
+    """COUNTS (registry.checked_params) names every int of the constructor, and a model with every count at its least
+    value builds, and its score and loss are finite: 0 layers are taken (an ablation), numpy's ints too."""
+    import inspect
+
+    model_class = type(create_model(name, tiny_spec))
+    ints = {k for k, p in inspect.signature(model_class).parameters.items() if p.annotation == "int"}
+    assert set(model_class.COUNTS) == ints
+    batch = _batch(tiny_spec, 4, {"text": [3, 1, 2, 4], "audio": [1, 0, 1, 1], "video": [1, 1, 0, 1]})
+    model = create_model(name, tiny_spec, **{knob: np.int64(least) for knob, least in model_class.COUNTS.items()})
+    out = model.train()(batch)
+    assert torch.isfinite(out["score"]).all() and torch.isfinite(model.loss(out, batch)[0])
+    assert all(type(model.config_params[knob]) is int for knob in model_class.COUNTS)  # a checkpoint's JSON
+
+
 def test_input_norm_standardises_valid_steps_only():
     enc = SequenceEncoder("audio", 3, 4, "linear")
     x = np.zeros((2, 3, 3), np.float32)

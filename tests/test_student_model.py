@@ -96,6 +96,30 @@ def test_bad_options(tiny_spec):
         create_model("student_tiny", tiny_spec, modality_dropout=[0.1, 0.7])  # would silently never drop video
 
 
+@pytest.mark.parametrize("params, says", [
+    ({"dim": 15.5}, "dim = 15.5; expected a whole number >= 1"),  # int() built a student of width 15
+    ({"dim": 0}, "dim = 0; expected >= 1"),  # built, and a score from no width
+    ({"depth": "2"}, "depth = '2'; expected a whole number >= 0"),
+    ({"gate_hidden": -8}, "gate_hidden = -8; expected >= 0"),
+    # each head was 16 // 3 = 5 wide: the blocks' attention 15 of the width 16, silently
+    ({"heads": 3}, "heads = 3 does not divide the attention width 16; expected a head count that divides the "
+                   "model's width"),
+])
+def test_a_student_width_that_int_would_round_or_that_builds_nothing_is_refused(params, says, tiny_spec):
+    from conftest import one_line_error
+
+    assert one_line_error(lambda: create_model("student_tiny", tiny_spec, **params)) == says
+
+
+def test_a_student_with_every_count_at_its_least_value_runs(tiny_spec):
+    """0 is a depth (the stream's block skipped) and a gate without a hidden layer; numpy's ints are taken as ints."""
+    from edge_msa.models.student import Student
+
+    model = create_model("student_tiny", tiny_spec, **{k: np.int64(v) for k, v in Student.COUNTS.items()})
+    assert all(type(model.config_params[k]) is int for k in Student.COUNTS)
+    assert torch.isfinite(model.train()(_batch(tiny_spec))["score"]).all()
+
+
 def test_fuse_part_keeps_model_mode(tiny_spec):
     model = create_model("student_tiny", tiny_spec).eval()
     part = model.part("fuse")

@@ -279,6 +279,54 @@ def test_training_counts_from_python_are_whole_numbers(tmp_path):
     assert TrainConfig(epochs=np.int64(3)).epochs == 3  # numpy's ints are whole
 
 
+@pytest.mark.parametrize("model_params, says", [({"hidden": 63.5}, "hidden = 63.5; expected a whole number >= 2"),
+                                                 ({"heads": 0}, "heads = 0; expected >= 1")])
+def test_model_counts_are_checked_before_any_data_is_read(model_params, says, tmp_path):
+    """A width or a head count passed as model_params failed inside torch after the data load."""
+    message = one_line_error(lambda: train_teacher("gtf", data="never-read.npz", out=tmp_path / "t.pt", **model_params))
+    assert message == says and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("kwargs, says", [
+    # stopped after the first epoch without a word (and 0 was read as no limit)
+    ({"max_minutes": -1}, "max_minutes = -1; expected > 0 (inf: no limit)"),
+    ({"max_minutes": 0}, "max_minutes = 0; expected > 0 (inf: no limit)"),
+    ({"max_minutes": "5"}, "max_minutes = '5'; expected a number > 0 (inf: no limit)"),
+    # ValueError from AdamW, after the data load
+    ({"weight_decay": float("nan")}, "weight_decay = nan; expected a finite number >= 0"),
+    ({"weight_decay": -0.01}, "weight_decay = -0.01; expected >= 0"),
+    # a negative clip norm flipped every gradient; NaN made NaN weights, blamed on the learning rate
+    ({"grad_clip": -1.0}, "grad_clip = -1.0; expected >= 0"),
+    ({"grad_clip": float("nan")}, "grad_clip = nan; expected a finite number >= 0"),
+    ({"grad_clip": "1"}, "grad_clip = '1'; expected a number >= 0"),
+    # 0 fell back to lr without a word; AdamW checks its default lr, not a group's: NaN made the encoder NaN
+    ({"encoder_lr": 0.0}, "encoder_lr = 0.0; expected > 0"),
+    ({"encoder_lr": float("nan")}, "encoder_lr = nan; expected a finite number > 0"),
+    # a TypeError / ValueError from numpy's seeding when fit began
+    ({"seed": 0.5}, "seed 0.5 not an integer; expected integers in 0 .. 4294967295"),
+    ({"seed": -1}, "seed -1 out of range; expected integers in 0 .. 4294967295"),
+    ({"warmup": "0.1"}, "warmup = '0.1'; expected a number >= 0"),  # a bare TypeError from the comparison
+])
+def test_training_knobs_without_a_flag_are_checked_when_the_config_is_made(kwargs, says):
+    """max_minutes, weight_decay, grad_clip, encoder_lr, seed and warmup have no flag of their own; TrainConfig, which
+    train_teacher builds for every phase before the data load, checks them with the one rule of each (check_range,
+    checked_seeds), named as given."""
+    from edge_msa.training import TrainConfig
+
+    assert one_line_error(lambda: TrainConfig(**kwargs)) == says
+
+
+def test_training_knobs_at_their_edges_are_taken():
+    """None and inf are no time limit, 0 turns clipping and weight decay off, None is lr's encoder lr: the defaults
+    and the phases' values stay as they were."""
+    from edge_msa.teacher import JOINT_PHASE, TEXT_PHASE
+    from edge_msa.training import TrainConfig
+
+    for kwargs in ({}, {"max_minutes": None}, {"max_minutes": float("inf")}, {"grad_clip": 0}, {"weight_decay": 0.0},
+                   {"encoder_lr": None}, TEXT_PHASE, JOINT_PHASE, *TRAIN_DEFAULTS.values()):
+        TrainConfig(**kwargs)
+
+
 @pytest.mark.parametrize("command", ["train", "compress"])
 def test_cli_unwritable_out_is_refused_before_any_work(command, tmp_path, capsys, monkeypatch):
     """Both commands write only after minutes of work: an --out they cannot create fails first, in one line."""

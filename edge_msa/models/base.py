@@ -2,7 +2,7 @@
 per-part export all rely on it."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +23,9 @@ class MSAModel(nn.Module):
 
     spec: FeatureSpec
     config_params: dict[str, Any]
+    # The counts its factory takes (widths, heads, layers), each with the least value it takes: registry.checked_params
+    # refuses any other value by name before a model is built (or, in train_teacher, before the data load)
+    COUNTS: ClassVar[Mapping[str, int]] = {}
 
     def encode(self, modality: str, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

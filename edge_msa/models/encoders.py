@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from ..errors import InputError, given
 from .layers import SinusoidalPosition, TransformerLayer, presence, safe_mask
 
 ENCODER_KINDS = ("lstm", "transformer", "linear")
@@ -65,9 +66,10 @@ class SequenceEncoder(nn.Module):
                  heads: int = 4, dropout: float = 0.1, in_dropout: float | None = None) -> None:
         super().__init__()
         if kind not in ENCODER_KINDS:
-            raise ValueError(f"encoder kind '{kind}'; expected one of {ENCODER_KINDS}")
-        if kind == "lstm" and hidden % 2:
-            raise ValueError(f"a BiLSTM encoder needs an even hidden size; got {hidden}")
+            raise InputError(f"encoder kind '{kind}' is unknown; expected one of {', '.join(ENCODER_KINDS)}")
+        if kind == "lstm" and hidden % 2:  # was a ValueError, which the CLI (loading a checkpoint) shows as a traceback
+            raise InputError(f"{given('hidden', hidden)} is odd; expected an even width (a BiLSTM gives each of "
+                             "its directions half)")
         self.kind = kind
         self.norm = InputNorm(in_dim, modality)
         self.drop = nn.Dropout(dropout if in_dropout is None else in_dropout)  # on the input features

@@ -98,6 +98,10 @@ class FDCMDIE(MSAModel):
     declare-lab audio/video features are optimistic on the declare train split (see encoders.SequenceEncoder).
     `score_clip` as in GTF (teacher.MODEL_DEFAULTS sets 3; constructor default 0 = linear, as older checkpoints)."""
 
+    # 0 CMDIE layers fuse the pooled shared features alone, 0 text layers are the projection, k_cl 0 turns the mined
+    # pairs off; the BiLSTMs need a layer, and a width of 2 or more (one half a direction)
+    COUNTS = {"hidden": 2, "heads": 1, "layers": 0, "text_layers": 0, "av_layers": 1, "k_cl": 0}
+
     def __init__(self, spec: FeatureSpec, hidden: int = 64, heads: int = 4, layers: int = 3,
                  text_encoder: str = "linear", text_layers: int = 1, av_layers: int = 2, dropout: float = 0.3,
                  modality_dropout: float = 0.7, av_input_dropout: float = 0.7, k_cl: int = 10, tau: float = 0.5,

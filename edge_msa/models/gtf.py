@@ -56,6 +56,10 @@ class GTF(MSAModel):
     checkpoints saved before the option loading as they were trained). `score_scale` multiplies the score;
     train_teacher fits it on validation (see teacher.calibrate_scale)."""
 
+    # 0 fusion layers leave the text stream as it is; CMD's first moment (the mean) is always counted; the BiLSTMs
+    # need a width of 2 or more (one half a direction)
+    COUNTS = {"hidden": 2, "heads": 1, "fusion_layers": 0, "cmd_moments": 1}
+
     def __init__(self, spec: FeatureSpec, hidden: int = 128, heads: int = 4, fusion_layers: int = 2,
                  dropout: float = 0.4, modality_dropout: float = 0.7, av_input_dropout: float = 0.7,
                  cmd_moments: int = 5, alpha: float = 0.1, beta: float = 1.0, score_clip: float = 0.0,

@@ -38,6 +38,8 @@ class MulT(MSAModel):
     """`modality_dropout` / `av_input_dropout` are high because the declare-lab audio/video features are
     optimistic on the declare train split (see encoders.SequenceEncoder)."""
 
+    COUNTS = {"dim": 1, "heads": 1, "cross_layers": 0, "memory_layers": 0}  # 0 layers: that transformer skipped
+
     def __init__(self, spec: FeatureSpec, dim: int = 32, heads: int = 4, cross_layers: int = 2,
                  memory_layers: int = 1, dropout: float = 0.2, modality_dropout: float = 0.7,
                  av_input_dropout: float = 0.7) -> None:

@@ -2,9 +2,9 @@
 registers itself with @register; tiny variants for tests are registered the same way."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping, get_type_hints
 
-from ..errors import InputError
+from ..errors import InputError, check_range
 from ..spec import FeatureSpec, ModelConfig, suggest
 
 if TYPE_CHECKING:
@@ -32,11 +32,26 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def create_model(name: str, spec: FeatureSpec, **params: Any) -> MSAModel:
-    """Build a model; its constructor arguments are kept in `model.config_params` for checkpoints."""
+def checked_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """`params` with each count of model `name` (its class's COUNTS) as a Python int, or one line naming the first
+    count that is not a whole number at or above its least value. Why: torch took a width as given, so hidden 63.5
+    or "64" failed with torch's TypeError from a tensor's size, numpy's 64 with the LSTM's, heads 0 with a
+    ZeroDivisionError, av_layers 0 with the LSTM's ValueError, cmd_moments 2.5 only in the loss, all after the data
+    load. Needs no FeatureSpec, so train_teacher checks before it reads any data (the class is found from its
+    factory's return annotation)."""
     _load_all()
     if name not in _REGISTRY:
         raise InputError(f"unknown model '{name}'{suggest(name, sorted(_REGISTRY))}")
+    counts = getattr(get_type_hints(_REGISTRY[name]).get("return"), "COUNTS", {})
+    given = [k for k in counts if k in params]
+    for knob in given:
+        check_range({knob: params[knob]}, counts[knob], strict=False, whole=True)
+    return {**params, **{knob: int(params[knob]) for knob in given}}
+
+
+def create_model(name: str, spec: FeatureSpec, **params: Any) -> MSAModel:
+    """Build a model; its constructor arguments are kept in `model.config_params` for checkpoints."""
+    params = checked_params(name, params)
     text_bert = params.pop("text_bert", None)
     try:
         if text_bert:  # the text encoder is part of the model (token-id input)

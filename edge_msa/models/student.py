@@ -20,7 +20,7 @@ from ..spec import MODALITIES, PARTS, SKIPPABLE, FeatureSpec, modality_runs
 from .base import Batch, MSAModel
 from .encoders import InputNorm, drop_modalities
 from .export_config import ExportConfig, PartsConfig, SingleGraphConfig
-from .layers import SinusoidalPosition, TransformerLayer, masked_mean, presence
+from .layers import SinusoidalPosition, TransformerLayer, head_width, masked_mean, presence
 from .registry import register
 
 SHARE_MODES = {"depth": {"text": "text", "fuse": "fuse"}, "depth+modality": {"text": "shared", "fuse": "shared"}}
@@ -81,6 +81,10 @@ class SkipGate(nn.Module):
 class Student(MSAModel):
     """See the module docstring. `blocks[name]` = {heads, head_dim, ffn}; `sharing` maps the text and fusion
     streams to block names."""
+
+    # the factory's counts (registry.checked_params): int() made dim 15.5 a width of 15 and dim 0 built a student;
+    # a depth of 0 skips that stream's block, gate_hidden 0 is the gate without a hidden layer
+    COUNTS = {"dim": 1, "heads": 1, "ffn": 1, "depth": 0, "fuse_depth": 0, "head_hidden": 1, "gate_hidden": 0}
 
     def __init__(self, spec: FeatureSpec, dim: int, depth: int, fuse_depth: int, share: str,
                  blocks: dict[str, dict[str, int]], enc_hidden: dict[str, int], head_hidden: int,
@@ -191,7 +195,7 @@ def run_with_skipping(model: Student, batch: Batch) -> tuple[torch.Tensor, torch
 
 
 def _block(dim: int, heads: int, ffn: int) -> dict[str, int]:
-    return {"heads": heads, "head_dim": dim // heads, "ffn": ffn}
+    return {"heads": heads, "head_dim": head_width(dim, heads), "ffn": ffn}
 
 
 def _build(spec: FeatureSpec, defaults: dict[str, Any], params: dict[str, Any]) -> Student:
