@@ -105,23 +105,33 @@ class Manifest:
                                 f"format {FORMAT_VERSION}") from None
 
 
+NOT_INSIDE = "are not file names inside the bundle; expected plain relative names such as 'fuse.onnx'"
+
+
+def _inside(file: Any) -> bool:
+    """Whether `file` is a plain relative path inside the bundle: a non-empty string, no '..', not absolute."""
+    return (isinstance(file, str) and bool(file) and not PurePosixPath(file).is_absolute()
+            and ".." not in PurePosixPath(file).parts)
+
+
 def _check_files(name: str, files: Any, required: tuple[str, ...]) -> None:
-    """`files` maps names to plain relative paths inside the bundle (no '..', not absolute), with `required` keys."""
+    """`files` maps names to plain relative paths inside the bundle (`_inside`), with `required` keys."""
     if not isinstance(files, dict):
         raise ArtifactError(f"manifest {name} is {type(files).__name__}; expected a map of names to bundle files")
-    bad = {k: f for k, f in files.items() if not isinstance(f, str) or not f or PurePosixPath(f).is_absolute()
-           or ".." in PurePosixPath(f).parts}
+    bad = {k: f for k, f in files.items() if not _inside(f)}
     if bad:
-        raise ArtifactError(f"manifest {name} {bad!r:.120} are not file names inside the bundle; expected plain "
-                            "relative names such as 'fuse.onnx'")
+        raise ArtifactError(f"manifest {name} {bad!r:.120} {NOT_INSIDE}")
     missing = [k for k in required if k not in files]
     if missing:
         raise ArtifactError(f"manifest {name} lists no {missing} file; expected {list(required)}")
 
 
 def _check_records(files: dict[str, Any]) -> None:
-    """`files` (see record_files) maps names inside the bundle to {"sha256": 64 hex digits, "bytes": a size}."""
-    _check_files("files", {name: name for name in files}, ())
+    """`files` (see record_files) maps names inside the bundle to {"sha256": 64 hex digits, "bytes": a size}. The
+    names are the keys here, so a bad one is listed once (as a map of it to itself, it was printed twice)."""
+    outside = [name for name in files if not _inside(name)]
+    if outside:
+        raise ArtifactError(f"manifest files {outside!r:.120} {NOT_INSIDE}")
     bad = {k: v for k, v in files.items() if not (
         isinstance(v, dict) and isinstance(v.get("sha256"), str) and len(v["sha256"]) == 64
         and isinstance(v.get("bytes"), int) and not isinstance(v["bytes"], bool) and v["bytes"] >= 0)}
