@@ -162,9 +162,11 @@ class FileCheck(NamedTuple):
     extra: list[str]
 
 
-def check_files(bundle: Path, manifest: Manifest) -> FileCheck:
+def check_files(bundle: Path, manifest: Manifest, list_extra: bool = True) -> FileCheck:
     """Each recorded file against the bundle on disk: the size first (a truncated copy needs no hashing), then the
-    sha256. Nothing recorded (a bundle exported before the record), nothing compared."""
+    sha256. Nothing recorded (a bundle exported before the record), nothing compared. `list_extra`: list every file
+    on disk to name those not recorded, which only `edge-msa info` reports (load needs the recorded files alone, so
+    its `extra` is [])."""
     from ..data.lineage import file_sha256
 
     differ, missing = [], []
@@ -174,14 +176,14 @@ def check_files(bundle: Path, manifest: Manifest) -> FileCheck:
             missing.append(name)
         elif path.stat().st_size != record["bytes"] or file_sha256(path) != record["sha256"]:
             differ.append(name)
-    extra = [name for name in _on_disk(bundle) if name not in manifest.files] if manifest.files else []
+    extra = [name for name in _on_disk(bundle) if name not in manifest.files] if list_extra and manifest.files else []
     return FileCheck(differ, missing, extra)
 
 
 def verify_files(bundle: Path, manifest: Manifest) -> None:
     """Refuse, in one line, a bundle whose files differ from what export recorded (load's check; `edge-msa info`
     also names missing and extra files). Missing files are left to the checks of the files load needs."""
-    differ = check_files(bundle, manifest).differ
+    differ = check_files(bundle, manifest, list_extra=False).differ
     if differ:
         files = "files " + ", ".join(differ) + " differ" if len(differ) > 1 else f"file {differ[0]} differs"
         raise ArtifactError(f"bundle '{bundle}' {files} from what export recorded (sha256); {RECOPY}")
