@@ -71,6 +71,14 @@ def test_info_says_ok_names_extra_files_and_missing_ones_exit_2(token_bundle, tm
     assert "is not as exported (missing: trtexec.txt)" in err
 
 
+def test_load_checks_the_recorded_files_without_listing_the_folder(token_bundle, monkeypatch):
+    """load listed every file in the bundle (rglob) to find the extra ones, which only `edge-msa info` reports."""
+    import edge_msa.runtime.manifest as manifest
+
+    monkeypatch.setattr(manifest, "_on_disk", lambda bundle: pytest.fail("load listed the bundle's files"))
+    load(token_bundle).close()
+
+
 def test_a_bundle_exported_before_the_record_loads_and_says_not_recorded(token_bundle, tmp_path, capsys):
     copy = _copy(token_bundle, tmp_path)
     manifest = json.loads((copy / "manifest.json").read_text(encoding="utf-8"))

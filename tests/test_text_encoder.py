@@ -130,6 +130,22 @@ def test_corrupt_cache_entry_is_recomputed(encoder, tmp_path):
     assert lengths.tolist() == [3] and np.load(entry, allow_pickle=False)["lengths"].tolist() == [3]
 
 
+def test_a_file_cached_whole_is_keyed_once_when_some_rows_are_asked_for(tmp_path, monkeypatch):
+    """encode_texts for some rows of a file cached whole (eval after training on it) asked whether the entry existed,
+    then read it: the key of every text (22,788 of MOSEI's, with the encoder's files) was hashed twice. Once now,
+    and a cold and a warm read give the same arrays."""
+    import edge_msa.features.text as text
+    from edge_msa.data.assemble import encode_texts
+
+    monkeypatch.setenv("EDGE_MSA_CACHE", str(tmp_path))
+    enc, texts, ids = TokenIds(max_len=6), ["a good film", "bad", "so so"], ["a", "b", "c"]
+    cold, cold_len = encode_cached(enc, texts, progress=False)
+    keyed, entry = [], text._cache_entry
+    monkeypatch.setattr(text, "_cache_entry", lambda *a: keyed.append(a[1]) or entry(*a))
+    warm, warm_len, _ = encode_texts(texts, ids, enc, progress=False, rows=np.array([1]))
+    assert keyed == [texts] and np.array_equal(warm, cold) and np.array_equal(warm_len, cold_len)
+
+
 def test_runs_without_torch():  # the device has no torch; the data readers need none either
     code = ("import sys; sys.modules['torch'] = None\n"
             "import edge_msa.data\n"

@@ -7,7 +7,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import InputError
-from ..features.text import MiniLMFrontEnd, TextError, WordPiece, encode_cached, is_cached
+from ..features.text import MiniLMFrontEnd, TextError, WordPiece, cached, encode_cached
 from ..spec import MODALITIES, FeatureSpec
 from .base import DatasetSplits, FeatureSet
 
@@ -22,8 +22,11 @@ def encode_texts(texts: Sequence[str], ids: Sequence[str], encoder: WordPiece | 
         if not str(text).strip():
             raise InputError(f"sample '{sample}' has an empty transcript; expected at least one word")
     encoder = encoder or MiniLMFrontEnd()
-    if rows is not None and (len(rows) == len(texts) or is_cached(encoder, texts)):
+    if rows is not None and len(rows) == len(texts):
         rows = None
+    whole = None if rows is None else cached(encoder, texts)
+    if whole is not None:
+        return (*whole, encoder)
     picked = np.arange(len(texts)) if rows is None else np.asarray(rows)
     try:
         feats, lengths = encode_cached(encoder, [str(texts[i]) for i in picked], progress=progress)

@@ -369,18 +369,9 @@ def encode_cached(encoder: MiniLMFrontEnd | TokenIds, texts: Sequence[str], prog
     """
     texts = [str(t) for t in texts]
     path = _cache_entry(encoder, texts, cache)
-    if path is not None and path.is_file():
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                flat, lengths = z["tokens"], z["lengths"]
-                cut = int(z["truncated"]) if "truncated" in z.files else None
-            hit = len(lengths) == len(texts) and flat.shape == (int(lengths.sum()), encoder.dim)
-        except Exception as exc:  # a corrupt cache entry is recomputed, never fatal
-            warn(f"ignoring unreadable text feature cache {path}: {exc}")
-            hit = False
-        if hit:
-            encoder.warn_truncated(_truncated(encoder, texts, lengths) if cut is None else cut, len(texts))
-            return unflatten(flat, lengths), lengths
+    hit = _read_entry(encoder, texts, path)
+    if hit is not None:
+        return hit
     encodings = encoder.encodings(texts, warn=False)
     cut = count_truncated(encodings)
     encoder.warn_truncated(cut, len(texts))  # as a hit will say it again
@@ -396,12 +387,35 @@ def encode_cached(encoder: MiniLMFrontEnd | TokenIds, texts: Sequence[str], prog
     return feats, lengths
 
 
-def is_cached(encoder: MiniLMFrontEnd | TokenIds, texts: Sequence[str],
-              cache: str | os.PathLike | None = None) -> bool:
-    """Whether `encode_cached(encoder, texts)` has an entry on disk: a reader that needs only some rows embeds just
-    those, unless every row is cached already (after training on the file), which is faster to load than to embed."""
-    path = _cache_entry(encoder, [str(t) for t in texts], cache)
-    return path is not None and path.is_file()
+def cached(encoder: MiniLMFrontEnd | TokenIds, texts: Sequence[str],
+           cache: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """`encode_cached(encoder, texts)` where it has an entry on disk, else None (nothing is embedded): a reader that
+    needs only some rows embeds just those, unless every row is cached already (after training on the file), which
+    is faster to load than to embed. One call, so the key of every text is hashed once (asking whether the entry
+    existed, then reading it, hashed them twice)."""
+    texts = [str(t) for t in texts]
+    return _read_entry(encoder, texts, _cache_entry(encoder, texts, cache))
+
+
+def _read_entry(encoder: MiniLMFrontEnd | TokenIds, texts: list[str],
+                path: Path | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """(features, lengths) of `texts` from the cache file `path`, saying again how many were truncated as the miss
+    that wrote it did; None where there is no such file or it does not hold these texts (a corrupt entry is
+    recomputed, never fatal)."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            flat, lengths = z["tokens"], z["lengths"]
+            cut = int(z["truncated"]) if "truncated" in z.files else None
+        hit = len(lengths) == len(texts) and flat.shape == (int(lengths.sum()), encoder.dim)
+    except Exception as exc:  # a corrupt cache entry is recomputed, never fatal
+        warn(f"ignoring unreadable text feature cache {path}: {exc}")
+        return None
+    if not hit:
+        return None
+    encoder.warn_truncated(_truncated(encoder, texts, lengths) if cut is None else cut, len(texts))
+    return unflatten(flat, lengths), lengths
 
 
 def _cache_entry(encoder: MiniLMFrontEnd | TokenIds, texts: list[str], cache: str | os.PathLike | None) -> Path | None:

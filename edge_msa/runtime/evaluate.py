@@ -8,6 +8,7 @@ import numpy as np
 from ..data.base import FeatureSet
 from ..metrics import msa_metrics
 from ..spec import MODALITIES
+from .predictor import Predictor
 
 
 class FeaturePredictor(Protocol):
@@ -35,8 +36,12 @@ def predict_featureset(predictor: FeaturePredictor, fs: FeatureSet,
 
 def evaluate(predictor: FeaturePredictor, fs: FeatureSet, batch_size: int = 256) -> dict[str, Any]:
     """METRIC_KEYS + `skip_rate_<m>` (share of samples having m whose encoder did not run; "missing" when no
-    sample has m, e.g. audio of a text-only dataset) + `n`."""
-    return scored_metrics(fs, *predict_featureset(predictor, fs, batch_size))
+    sample has m, e.g. audio of a text-only dataset) + `n`. A bundle whose model scores NaN or inf is refused with
+    the runtime's own BrokenModel line: the metrics refused such scores as if the data were wrong, naming no bundle."""
+    scores, ran = predict_featureset(predictor, fs, batch_size)
+    if isinstance(predictor, Predictor):  # export's torch reference and the bench's fakes have no bundle to blame
+        predictor.check_finite(scores)
+    return scored_metrics(fs, scores, ran)
 
 
 def scored_metrics(fs: FeatureSet, scores: np.ndarray, ran: np.ndarray) -> dict[str, Any]:

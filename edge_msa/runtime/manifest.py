@@ -105,23 +105,33 @@ class Manifest:
                                 f"format {FORMAT_VERSION}") from None
 
 
+NOT_INSIDE = "are not file names inside the bundle; expected plain relative names such as 'fuse.onnx'"
+
+
+def _inside(file: Any) -> bool:
+    """Whether `file` is a plain relative path inside the bundle: a non-empty string, no '..', not absolute."""
+    return (isinstance(file, str) and bool(file) and not PurePosixPath(file).is_absolute()
+            and ".." not in PurePosixPath(file).parts)
+
+
 def _check_files(name: str, files: Any, required: tuple[str, ...]) -> None:
-    """`files` maps names to plain relative paths inside the bundle (no '..', not absolute), with `required` keys."""
+    """`files` maps names to plain relative paths inside the bundle (`_inside`), with `required` keys."""
     if not isinstance(files, dict):
         raise ArtifactError(f"manifest {name} is {type(files).__name__}; expected a map of names to bundle files")
-    bad = {k: f for k, f in files.items() if not isinstance(f, str) or not f or PurePosixPath(f).is_absolute()
-           or ".." in PurePosixPath(f).parts}
+    bad = {k: f for k, f in files.items() if not _inside(f)}
     if bad:
-        raise ArtifactError(f"manifest {name} {bad!r:.120} are not file names inside the bundle; expected plain "
-                            "relative names such as 'fuse.onnx'")
+        raise ArtifactError(f"manifest {name} {bad!r:.120} {NOT_INSIDE}")
     missing = [k for k in required if k not in files]
     if missing:
         raise ArtifactError(f"manifest {name} lists no {missing} file; expected {list(required)}")
 
 
 def _check_records(files: dict[str, Any]) -> None:
-    """`files` (see record_files) maps names inside the bundle to {"sha256": 64 hex digits, "bytes": a size}."""
-    _check_files("files", {name: name for name in files}, ())
+    """`files` (see record_files) maps names inside the bundle to {"sha256": 64 hex digits, "bytes": a size}. The
+    names are the keys here, so a bad one is listed once (as a map of it to itself, it was printed twice)."""
+    outside = [name for name in files if not _inside(name)]
+    if outside:
+        raise ArtifactError(f"manifest files {outside!r:.120} {NOT_INSIDE}")
     bad = {k: v for k, v in files.items() if not (
         isinstance(v, dict) and isinstance(v.get("sha256"), str) and len(v["sha256"]) == 64
         and isinstance(v.get("bytes"), int) and not isinstance(v["bytes"], bool) and v["bytes"] >= 0)}
@@ -152,9 +162,11 @@ class FileCheck(NamedTuple):
     extra: list[str]
 
 
-def check_files(bundle: Path, manifest: Manifest) -> FileCheck:
+def check_files(bundle: Path, manifest: Manifest, list_extra: bool = True) -> FileCheck:
     """Each recorded file against the bundle on disk: the size first (a truncated copy needs no hashing), then the
-    sha256. Nothing recorded (a bundle exported before the record), nothing compared."""
+    sha256. Nothing recorded (a bundle exported before the record), nothing compared. `list_extra`: list every file
+    on disk to name those not recorded, which only `edge-msa info` reports (load needs the recorded files alone, so
+    its `extra` is [])."""
     from ..data.lineage import file_sha256
 
     differ, missing = [], []
@@ -164,14 +176,14 @@ def check_files(bundle: Path, manifest: Manifest) -> FileCheck:
             missing.append(name)
         elif path.stat().st_size != record["bytes"] or file_sha256(path) != record["sha256"]:
             differ.append(name)
-    extra = [name for name in _on_disk(bundle) if name not in manifest.files] if manifest.files else []
+    extra = [name for name in _on_disk(bundle) if name not in manifest.files] if list_extra and manifest.files else []
     return FileCheck(differ, missing, extra)
 
 
 def verify_files(bundle: Path, manifest: Manifest) -> None:
     """Refuse, in one line, a bundle whose files differ from what export recorded (load's check; `edge-msa info`
     also names missing and extra files). Missing files are left to the checks of the files load needs."""
-    differ = check_files(bundle, manifest).differ
+    differ = check_files(bundle, manifest, list_extra=False).differ
     if differ:
         files = "files " + ", ".join(differ) + " differ" if len(differ) > 1 else f"file {differ[0]} differs"
         raise ArtifactError(f"bundle '{bundle}' {files} from what export recorded (sha256); {RECOPY}")

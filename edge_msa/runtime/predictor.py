@@ -165,7 +165,7 @@ class Predictor:
             return _pad([rows[i] for i in idx], self.spec, m)
 
         scores, ran, keep, stage_ms = self._forward(present, fetch)
-        self._check_finite(scores)
+        self.check_finite(scores)
         ms.update(stage_ms)
         load_ms = {k: round(ms.pop(k), 3) for k in ONE_OFF if k in ms}
         item_ms = {k: round(v / len(inputs), 3) for k, v in ms.items()}  # each item's share of the batch
@@ -209,10 +209,10 @@ class Predictor:
         the joined sequence) still moves the later positions by one."""
         return self.manifest.precision == "int8" or self.positions_count_padding
 
-    def _check_finite(self, scores: np.ndarray) -> None:
+    def check_finite(self, scores: np.ndarray) -> None:
         """Refuse to make Predictions of scores that are no number (BrokenModel): predict, predict_batch, `edge-msa
-        predict` and the REST service (its warm-up, and each batch) all go through here. Costs about a microsecond
-        a batch."""
+        predict` and the REST service (its warm-up, and each batch) all go through here, and so does evaluation
+        (runtime/evaluate.py) of predict_features' raw scores. Costs about a microsecond a batch."""
         finite = np.isfinite(scores)
         if not finite.all():
             raise BrokenModel(str(self.bundle or "in memory"), BROKEN.format(float(scores[~finite][0])))
