@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from edge_msa.errors import InputError, check_range, checked_seeds, given, option_name, warn
 from edge_msa.models.student import SHARE_MODES
 from edge_msa.spec import read_word, suggest
+from edge_msa.training import check_max_minutes
 
 if TYPE_CHECKING:
     from .text import TextKD, TextShape
@@ -138,8 +139,7 @@ class CompressOptions:
         if path is not None and not os.path.isfile(path):  # found at the text stage, after the teacher's pass
             raise InputError(f"{given('transfer', path)} is not a file; expected "
                              f"{', '.join(map(repr, TRANSFER_KEYWORDS))} or the path of an MMSA label.csv")
-        if self.max_minutes is not None and not self.max_minutes > 0:  # 0 read as "no limit", < 0 as "stop at once"
-            raise InputError(f"{given('max_minutes', self.max_minutes)}; expected None (no limit) or > 0")
+        check_max_minutes(self.max_minutes)
         self._refuse_conflicts()
         object.__setattr__(self, "seeds", checked_seeds(self.seeds))
 

@@ -61,6 +61,14 @@ def default_loss(model: torch.nn.Module, out: dict, batch: Batch) -> tuple[torch
     return model.loss(out, batch)
 
 
+def check_max_minutes(max_minutes: float | None) -> None:
+    """The one rule for a training stage's time limit, TrainConfig's and compress's (CompressOptions): None or inf is
+    no limit, else a number > 0 (TrainConfig says why). Compress had its own copy in other words, which took True as
+    a limit and failed on '5' with a bare TypeError."""
+    if max_minutes is not None:  # None: no limit
+        check_range({"max_minutes": max_minutes}, 0, strict=True, no_limit=True)
+
+
 @dataclass
 class TrainConfig:
     epochs: int = 40
@@ -87,8 +95,7 @@ class TrainConfig:
         lrs = {"lr": self.lr, **({} if self.encoder_lr is None else {"encoder_lr": self.encoder_lr})}  # None: lr's
         check_range(lrs, 0, strict=True)
         check_range({"weight_decay": self.weight_decay, "grad_clip": self.grad_clip}, 0, strict=False)  # clip 0: off
-        if self.max_minutes is not None:  # None: no limit
-            check_range({"max_minutes": self.max_minutes}, 0, strict=True, no_limit=True)
+        check_max_minutes(self.max_minutes)
         checked_seeds((self.seed,), "seed")
         check_range({"warmup": self.warmup}, 0, strict=False)  # its upper bound (< 1) is told with the schedule
         if self.schedule not in ("constant", "linear") or not 0 <= self.warmup < 1:

@@ -200,7 +200,11 @@ def test_pickled_teacher_is_refused(tiny_splits, tmp_path):
                                          "all 0, so the student would learn nothing"),
                                         ({"text_rank": 300}, "text_rank = 300 with text_hidden = 256; .* rank <= 256"),
                                         ({"text_shared": True, "text_layers": 1}, "text_shared with text_layers = 1"),
-                                        ({"max_minutes": 0}, r"max_minutes = 0; expected None \(no limit\) or > 0"),
+                                        # TrainConfig's rule (check_max_minutes): '5' was a bare TypeError, True
+                                        # a limit of 1 minute
+                                        ({"max_minutes": 0}, r"^max_minutes = 0; expected > 0 \(inf: no limit\)$"),
+                                        ({"max_minutes": "5"}, "max_minutes = '5'; expected a number > 0"),
+                                        ({"max_minutes": True}, "max_minutes = True; expected a number > 0"),
                                         ({"max_minutes": float("nan")}, "max_minutes = nan"),
                                         ({"transfer": "MOSEI.csv"},  # found only after the teacher's pass over train
                                          "transfer = 'MOSEI.csv' is not a file; expected 'mosei', 'none' or the path")])
