@@ -104,6 +104,15 @@ def test_bad_options(tiny_spec):
     # each head was 16 // 3 = 5 wide: the blocks' attention 15 of the width 16, silently
     ({"heads": 3}, "heads = 3 does not divide the attention width 16; expected a head count that divides the "
                    "model's width"),
+    # the nested widths: int() built an encoder 2 wide and a block of head_dim 8, heads 0 a block with no head,
+    # and a missing modality was a KeyError
+    ({"enc_hidden": {"audio": 2.5, "video": 16}}, "enc_hidden['audio'] = 2.5; expected a whole number >= 1"),
+    ({"blocks": {"text": {"heads": 2, "head_dim": 8.5, "ffn": 32}, "fuse": {"heads": 2, "head_dim": 8, "ffn": 32}}},
+     "blocks['text']['head_dim'] = 8.5; expected a whole number >= 1"),
+    ({"blocks": {"text": {"heads": 2, "head_dim": 8, "ffn": 32}, "fuse": {"heads": 0, "head_dim": 8, "ffn": 32}}},
+     "blocks['fuse']['heads'] = 0; expected >= 1"),
+    ({"enc_hidden": {"audio": 16}}, "student enc_hidden = {'audio': 16}; expected a map of audio, video to whole "
+                                    "numbers >= 1"),
 ])
 def test_a_student_width_that_int_would_round_or_that_builds_nothing_is_refused(params, says, tiny_spec):
     from conftest import one_line_error
@@ -112,11 +121,17 @@ def test_a_student_width_that_int_would_round_or_that_builds_nothing_is_refused(
 
 
 def test_a_student_with_every_count_at_its_least_value_runs(tiny_spec):
-    """0 is a depth (the stream's block skipped) and a gate without a hidden layer; numpy's ints are taken as ints."""
+    """0 is a depth (the stream's block skipped) and a gate without a hidden layer; numpy's ints are taken as ints,
+    the nested widths' too."""
     from edge_msa.models.student import Student
 
-    model = create_model("student_tiny", tiny_spec, **{k: np.int64(v) for k, v in Student.COUNTS.items()})
+    nested = {"blocks": {n: {k: np.int64(1) for k in Student.NESTED_WIDTHS["blocks"]} for n in ("text", "fuse")},
+              "enc_hidden": {m: np.int64(1) for m in SKIPPABLE}}
+    model = create_model("student_tiny", tiny_spec, **{k: np.int64(v) for k, v in Student.COUNTS.items()}, **nested)
     assert all(type(model.config_params[k]) is int for k in Student.COUNTS)
+    widths = [*model.config_params["enc_hidden"].values(), *(w for b in model.config_params["blocks"].values()
+                                                              for w in b.values())]
+    assert len(widths) == 8 and all(type(w) is int and w == 1 for w in widths)
     assert torch.isfinite(model.train()(_batch(tiny_spec))["score"]).all()
 
 

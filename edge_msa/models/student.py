@@ -9,13 +9,13 @@ rebuilds from its checkpoint without pickle.
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import InputError
+from ..errors import InputError, check_range
 from ..spec import MODALITIES, PARTS, SKIPPABLE, FeatureSpec, modality_runs
 from .base import Batch, MSAModel
 from .encoders import InputNorm, drop_modalities
@@ -85,6 +85,9 @@ class Student(MSAModel):
     # the factory's counts (registry.checked_params): int() made dim 15.5 a width of 15 and dim 0 built a student;
     # a depth of 0 skips that stream's block, gate_hidden 0 is the gate without a hidden layer
     COUNTS = {"dim": 1, "heads": 1, "ffn": 1, "depth": 0, "fuse_depth": 0, "head_hidden": 1, "gate_hidden": 0}
+    # the nested widths (each block's, each audio/video encoder's hidden width), each a whole number >= 1 by the same
+    # rule (_checked_widths; pruning keeps one head and one channel of each, compress.prune.check_ratio)
+    NESTED_WIDTHS = {"blocks": ("heads", "head_dim", "ffn"), "enc_hidden": SKIPPABLE}
 
     def __init__(self, spec: FeatureSpec, dim: int, depth: int, fuse_depth: int, share: str,
                  blocks: dict[str, dict[str, int]], enc_hidden: dict[str, int], head_hidden: int,
@@ -198,6 +201,16 @@ def _block(dim: int, heads: int, ffn: int) -> dict[str, int]:
     return {"heads": heads, "head_dim": head_width(dim, heads), "ffn": ffn}
 
 
+def _checked_widths(name: str, widths: Any, keys: tuple[str, ...]) -> dict[str, int]:
+    """`widths` (a map of exactly `keys`) with each as a Python int, or one line naming the first that is not a whole
+    number >= 1 (errors.check_range, as COUNTS are checked): int() made a head_dim of 8.5 a width of 8 and an
+    encoder width of 2.5 one of 2, built a block of 0 heads without a word, and a missing key was a KeyError."""
+    if not isinstance(widths, Mapping) or sorted(widths) != sorted(keys):
+        raise InputError(f"student {name} = {widths!r}; expected a map of {', '.join(keys)} to whole numbers >= 1")
+    check_range({f"{name}['{k}']": widths[k] for k in keys}, 1, strict=False, whole=True)
+    return {k: int(widths[k]) for k in keys}
+
+
 def _build(spec: FeatureSpec, defaults: dict[str, Any], params: dict[str, Any]) -> Student:
     unknown = set(params) - set(defaults) - {"blocks", "sharing"}
     if unknown:
@@ -219,8 +232,8 @@ def _build(spec: FeatureSpec, defaults: dict[str, Any], params: dict[str, Any]) 
     if len(modality_dropout) != len(MODALITIES):
         raise InputError(f"modality_dropout needs {len(MODALITIES)} values (text, audio, video); "
                          f"got {modality_dropout}")
-    blocks = {n: {k: int(v) for k, v in b.items()} for n, b in blocks.items()}
-    enc_hidden = {m: int(cfg["enc_hidden"][m]) for m in SKIPPABLE}
+    blocks = {n: _checked_widths(f"blocks['{n}']", b, Student.NESTED_WIDTHS["blocks"]) for n, b in blocks.items()}
+    enc_hidden = _checked_widths("enc_hidden", cfg["enc_hidden"], Student.NESTED_WIDTHS["enc_hidden"])
     model = Student(spec, int(cfg["dim"]), int(cfg["depth"]), int(cfg["fuse_depth"]), share, blocks, enc_hidden,
                     int(cfg["head_hidden"]), int(cfg["gate_hidden"]), float(cfg["dropout"]),
                     float(cfg["av_input_dropout"]))
