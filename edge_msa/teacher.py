@@ -5,6 +5,7 @@ model, per-seed metrics, mean/std over seeds). Host only (torch).
 """
 from __future__ import annotations
 
+import inspect
 import os
 import time
 from pathlib import Path
@@ -79,8 +80,10 @@ def train_teacher(model: str = "fd_cmdie", data: str | os.PathLike | None = None
     checkout); `splits` (a DatasetSplits) may be passed instead, e.g. by tests. `text_encoder="finetune"` fine-tunes
     a BERT-family encoder (`text_model`: a Hugging Face folder; default all-MiniLM-L6-v2) inside the model on token
     ids; "frozen" trains on cached frozen-MiniLM token features (the ablation); None: "finetune", unless `splits`
-    carry text features rather than token ids. `threads`: torch CPU threads while training (training.torch_threads:
-    pinned so that results do not depend on the core count; 0 or None: torch's own count, left as it is).
+    carry text features rather than token ids. It shadows fd_cmdie's constructor argument `text_encoder` (the kind
+    of its text encoder: linear, transformer or lstm), which train_teacher therefore leaves at its default.
+    `threads`: torch CPU threads while training (training.torch_threads: pinned so that results do not depend on the
+    core count; 0 or None: torch's own count, left as it is).
     `cv_fold` = (fold, folds) trains on that cross-validation fold of train + valid (`edge_msa.data.cv`: its "test"
     is the held-out part; the real test is not read). Returns the metrics dict that is also written to
     `<out stem>.metrics.json`.
@@ -133,12 +136,30 @@ def _text_encoder_mode(text_encoder: str | None, splits, text_model: str | os.Pa
 
     if text_encoder is None:
         text_encoder = "frozen" if splits is not None and not _token_spec(splits.spec) else "finetune"
+    if isinstance(text_encoder, str) and text_encoder.lower() not in TEXT_ENCODERS:
+        _refuse_encoder_kind(text_encoder)
     text_encoder = read_word("text_encoder", text_encoder, TEXT_ENCODERS)  # in any case, as compress's words
     if text_encoder == "frozen" and text_model is not None:
         raise InputError(f"{given('text_model', str(text_model))} is an encoder to fine-tune, but the text encoder is "
                          f"frozen (frozen MiniLM features); expected one of {option_name('text_model')} and "
                          f"{given('text_encoder', 'frozen')}")
     return text_encoder
+
+
+def _refuse_encoder_kind(text_encoder: str) -> None:
+    """One line when `text_encoder` is a kind of fd_cmdie's text encoder, its constructor argument of the same name:
+    train_teacher's own keyword takes it (Python binds it there, never to model_params), so the kind cannot be set
+    here and was told only that it is not finetune or frozen."""
+    from .models.encoders import ENCODER_KINDS
+    from .models.fd_cmdie import FDCMDIE
+
+    if text_encoder.lower() in ENCODER_KINDS:
+        default = inspect.signature(FDCMDIE).parameters["text_encoder"].default
+        raise InputError(f"{given('text_encoder', text_encoder)} is a kind of fd_cmdie's text encoder "
+                         f"({', '.join(ENCODER_KINDS)}), which train_teacher cannot set: its own text_encoder (how the "
+                         f"teacher's text is encoded) shadows that argument, so fd_cmdie trains with its default, "
+                         f"{default}; expected one of {', '.join(TEXT_ENCODERS)} (for another kind, build the model "
+                         "with models.create_model('fd_cmdie', spec, text_encoder=...) and train it with training.fit)")
 
 
 def _checkpoint_meta(text_encoder: str, splits, settings: dict, runs: list[dict], best: dict,

@@ -287,6 +287,23 @@ def test_model_counts_are_checked_before_any_data_is_read(model_params, says, tm
     assert message == says and list(tmp_path.iterdir()) == []
 
 
+def test_a_kind_of_fd_cmdies_text_encoder_is_refused_naming_the_clash(tiny_splits, tmp_path):
+    """train_teacher's text_encoder (finetune / frozen) takes the keyword of fd_cmdie's constructor argument (its text
+    encoder's kind), which train_teacher therefore cannot set; 'transformer' was told only that it is unknown. The
+    way the line names builds and trains that kind."""
+    from edge_msa.models import create_model
+    from edge_msa.training import TrainConfig, fit
+
+    message = one_line_error(lambda: train_teacher(data="never-read.npz", out=tmp_path / "t.pt",
+                                                   text_encoder="Transformer"))
+    assert message.startswith("text_encoder = 'Transformer' is a kind of fd_cmdie's text encoder (")
+    assert "so fd_cmdie trains with its default, linear; expected one of finetune, frozen (" in message
+    assert list(tmp_path.iterdir()) == []
+    model = create_model("fd_cmdie_tiny", tiny_splits.spec, text_encoder="transformer")
+    fit(model, tiny_splits.train, tiny_splits.valid, TrainConfig(epochs=1), progress=False)
+    assert model.encoders["text"].kind == "transformer"
+
+
 @pytest.mark.parametrize("kwargs, says", [
     # stopped after the first epoch without a word (and 0 was read as no limit)
     ({"max_minutes": -1}, "max_minutes = -1; expected > 0 (inf: no limit)"),
