@@ -299,6 +299,41 @@ def test_a_body_that_stalls_is_answered_408_and_closed_while_others_are_served(s
     assert 2.5 < time.monotonic() - start < 10
 
 
+def test_a_connection_whose_header_never_comes_is_closed_after_the_header_timeout(media_bundle):
+    """uvicorn times nothing before a request's header is whole: a socket that sent nothing, half a header, or, after
+    an answer, the first bytes of its next request (which stop uvicorn's keep-alive timer) was still open 8 s on,
+    and would have been for ever. Each is closed now --header-timeout-s after it connected or was answered, with a
+    408 where a request had begun; a keep-alive client that asks again within it is served, past the timeout."""
+    with serve_process(media_bundle, "--header-timeout-s", "1") as (_, url):
+        host, port = url.removeprefix("http://").split(":")
+        stalled = {sent: socket.create_connection((host, int(port)), timeout=10)
+                   for sent in (b"", b"GET /healthz HTTP/1.1\r\nHost: x\r\n")}
+        start = time.monotonic()
+        for sent, s in stalled.items():
+            s.sendall(sent)
+        with socket.create_connection((host, int(port)), timeout=10) as kept:
+            for _ in range(3):  # 1.8 s in all: each request within 1 s of the previous answer
+                time.sleep(0.6)
+                kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                answer = http.client.HTTPResponse(kept)
+                answer.begin()
+                assert answer.status == 200 and json.loads(answer.read())["status"] == "ok"
+            stalled[b"GET /heal"] = kept
+            kept.sendall(b"GET /heal")  # the next request's first bytes, and no more
+            for sent, s in stalled.items():
+                if sent:
+                    answer = http.client.HTTPResponse(s)
+                    answer.begin()
+                    assert answer.status == 408 and answer.getheader("connection") == "close"
+                    assert json.loads(answer.read()) == {"error": "request header incomplete after 1 s; expected a "
+                                                         "whole request header within 1 s of connecting or of the "
+                                                         "previous answer"}
+                assert s.recv(1) == b"", sent  # closed
+                s.close()
+        assert 2.5 < time.monotonic() - start < 8
+        assert call(f"{url}/healthz")[0] == 200
+
+
 def test_metrics_are_prometheus_text_and_info_is_the_manifest(server, media_bundle):
     from prometheus_client.parser import text_string_to_metric_families
 

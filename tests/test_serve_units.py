@@ -941,6 +941,7 @@ def test_serve_cli_bad_options_are_one_line_errors(media_bundle, tmp_path, capsy
              (["--max-wait-ms", "nan"], "error: --max-wait-ms nan; expected a finite number >= 0\n"),
              (["--drain-s", "-1"], "--drain-s -1.0; expected >= 0\n"),
              (["--body-timeout-s", "inf"], "error: --body-timeout-s inf; expected a finite number > 0\n"),
+             (["--header-timeout-s", "nan"], "error: --header-timeout-s nan; expected a finite number > 0\n"),
              (["--feedback", str(tmp_path)], "cannot open the feedback log"),
              (["--feedback", str(not_a_log / "x.sqlite")], "cannot open the feedback log")]
     for flags, words in cases:
@@ -1078,3 +1079,59 @@ def test_openapi_states_the_media_limit_as_it_was_given():
     schema = input_schema(SERVE_SPEC, Limits(max_media_seconds=30.0000001))
     media = [form for form in schema["properties"]["audio"]["oneOf"] if form["type"] == "string"]
     assert "at most 30.0000001 s" in media[0]["description"]
+
+
+def test_the_header_deadline_runs_only_while_a_header_is_awaited():
+    """serve.connections extends uvicorn's H11Protocol and reads its private attributes (conn, cycle, transport,
+    loop, server_state): driven here without a network, so a uvicorn that renamed or reshaped one fails this test
+    rather than leaving the service's connections without a deadline."""
+    import asyncio
+    from unittest import mock
+
+    import h11
+    uvicorn = pytest.importorskip("uvicorn")
+    from uvicorn.server import ServerState
+
+    from edge_msa.serve.connections import HeaderDeadline
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def drive() -> None:
+        def connect():
+            transport = mock.Mock(spec=asyncio.Transport, **{"is_closing.return_value": False,
+                                                             "get_extra_info.return_value": None})
+            state = ServerState()
+            state.default_headers = [(b"date", b"Mon, 07 Dec 2026 12:00:00 GMT")]  # uvicorn's, set as it starts
+            protocol = HeaderDeadline.with_timeout(5)(config=uvicorn.Config(app, log_config=None), server_state=state,
+                                                      app_state={})
+            protocol.connection_made(transport)
+            return protocol, transport
+
+        protocol, transport = connect()
+        first = protocol.deadline
+        assert first is not None and 4.9 < first.when() - asyncio.get_running_loop().time() <= 5
+        protocol.data_received(b"GET / HTTP/1.1\r\n")
+        assert protocol.deadline is first  # the deadline is for the whole header: bytes do not restart it
+        protocol.data_received(b"Host: x\r\n\r\n")
+        assert protocol.deadline is None and first.cancelled()  # the app answers: off
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert protocol.cycle.response_complete and protocol.deadline not in (None, first)  # the next header's
+        protocol.data_received(b"GET / HT")
+        protocol.expire()  # a request had begun: 408, then closed
+        written = b"".join(c.args[0] for c in transport.write.call_args_list)
+        assert written.startswith(b"HTTP/1.1 204") and b"HTTP/1.1 408 Request Timeout\r\n" in written
+        assert b"connection: close" in written and b"date: Mon, 07 Dec" in written.split(b"408")[1]
+        assert b'"request header incomplete after 5 s; expected a whole request header within 5 s of connecting or ' \
+               b'of the previous answer"' in written and transport.close.called
+        protocol.connection_lost(None)
+        assert protocol.deadline is None
+        protocol, transport = connect()
+        protocol.expire()  # nothing came: closed without an answer
+        assert transport.close.called and not transport.write.called and protocol.conn.our_state is h11.IDLE
+        protocol.connection_lost(None)
+        assert protocol.deadline is None
+
+    asyncio.run(drive())

@@ -44,7 +44,10 @@ LIMIT_FLAGS = {"max_body_bytes": ("--max-body", "bytes per request"),
                "max_steps": ("--max-steps", "rows L of a feature array"),
                "max_items": ("--max-items", "inputs per batch request"),
                "body_timeout_s": ("--body-timeout-s", "seconds a request body may pause (no new byte) before its "
-                                  "client is answered 408 and the connection closed")}
+                                  "client is answered 408 and the connection closed"),
+               "header_timeout_s": ("--header-timeout-s", "seconds a client has to send a whole request header, "
+                                    "from connecting or from its previous answer, before its connection is closed "
+                                    "(with a 408 if a request had begun)")}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -130,18 +133,21 @@ def serve_until_stopped(service: Service, sock: socket.socket, args: argparse.Na
 
     uvicorn's limit_concurrency stays unset (no --max-connections): it refuses no connection, only each request that
     arrives while N connections are open, with a plain-text 503 outside the service's {"error"} answers and without
-    Retry-After; and uvicorn times out no connection before its first request, so N clients that connect and send
-    nothing (held for ever; tried with uvicorn 0.55) would make every other client's request that 503. --max-queue
-    (429) bounds the model's work; connections are a reverse proxy's to bound (nginx's limit_conn and
-    client_header_timeout)."""
+    Retry-After, so N clients that connect and send nothing (each held up to --header-timeout-s: see
+    serve.connections) would make every other client's request that 503 meanwhile. --max-queue (429) bounds the
+    model's work; the number of connections is a reverse proxy's to bound (nginx's limit_conn). Websockets are off
+    (ws="none"): the service has no websocket route, and a connection upgraded to one would leave the header
+    deadline's protocol, which would then close it."""
     import signal
 
     import uvicorn
 
     from ..serve.app import create_app
+    from ..serve.connections import HeaderDeadline
 
     config = uvicorn.Config(create_app(service), host=args.host, port=args.port, log_level=args.log_level,
-                            access_log=False, timeout_graceful_shutdown=args.drain_s, server_header=False)
+                            access_log=False, timeout_graceful_shutdown=args.drain_s, server_header=False,
+                            http=HeaderDeadline.with_timeout(service.config.limits.header_timeout_s), ws="none")
     server = uvicorn.Server(config)
     service.batcher.on_death = lambda: setattr(server, "should_exit", True)
     # uvicorn drains on SIGTERM and on Ctrl-C (SIGINT), then re-raises the signal to the handler that was there
