@@ -152,12 +152,14 @@ def compared_rows(side_a: Side, side_b: Side) -> tuple[FeatureSet, dict[str, Any
 
 def scored_split(model: Any, record: dict[str, Any] | None) -> FeatureSet:
     """The rows a run is judged on, in `model`'s shapes: on a cross-validation fold (`train --cv-fold`) its
-    held-out part, which no choice of the run saw; otherwise the validation split (test is never read)."""
+    held-out part, which no choice of the run saw; otherwise the validation split (test is never read). Only that
+    split's text is featurized (a fold re-splits train + valid, so load_dataset featurizes every split of it)."""
     from edge_msa.data.lineage import rebuild_splits, recorded_fold
     from edge_msa.models.with_text import text_front_end
 
-    splits = rebuild_splits(record, None, False, text_encoder=text_front_end(model)).for_model(model.spec)
-    return splits.test if recorded_fold(record) else splits.valid
+    name = "test" if recorded_fold(record) else "valid"
+    splits = rebuild_splits(record, None, False, text_encoder=text_front_end(model), featurize=(name,))
+    return splits.for_model(model.spec).split(name)
 
 
 def scored_on(records: list[dict[str, Any]]) -> str:

@@ -418,7 +418,8 @@ def transfer_texts(splits: DatasetSplits, transfer: str | None, tokenizer_path: 
     texts, labels = [str(t) for t in splits.train.texts], [np.asarray(splits.train.labels, dtype=np.float32)]
     sources = {splits.name: len(texts)}
     if transfer:
-        extra = load_dataset(transfer, fmt="mmsa-label-csv", progress=progress, text_encoder=front).train
+        extra = load_dataset(transfer, fmt="mmsa-label-csv", progress=progress, text_encoder=front,
+                             featurize=("train",)).split("train")
         texts += [str(t) for t in extra.texts]
         labels.append(np.full(len(extra), np.nan, dtype=np.float32))
         sources[f"{transfer} (train fold)"] = len(extra)

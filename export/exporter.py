@@ -226,11 +226,14 @@ def _predictor(bundle: Path, manifest: Manifest, providers: list[str] | None = N
 def _validation_split(data, model, record):
     """The validation split the model was selected on: `data` read as its lineage `record` says (same format
     and carve; a warning when the file differs), its text tokenized by the model's own tokenizer when it has
-    one, in the model's shapes (see DatasetSplits.for_model)."""
+    one, in the model's shapes (see DatasetSplits.for_model). Only its text is featurized: the checks (and TensorRT's
+    INT8 calibration, from their feeds) read no other split, and a frozen-MiniLM teacher embedded every transcript of
+    the file for them on a cold cache; a row's features do not depend on the rows embedded beside it."""
     from edge_msa.data import rebuild_splits
     from edge_msa.models.with_text import text_front_end
 
-    return rebuild_splits(record, data, text_encoder=text_front_end(model)).for_model(model.spec).valid
+    splits = rebuild_splits(record, data, text_encoder=text_front_end(model), featurize=("valid",))
+    return splits.for_model(model.spec).split("valid")
 
 
 def _copy_text_encoder(bundle: Path) -> dict[str, str]:

@@ -355,6 +355,28 @@ def test_cross_validation_folds_pool_their_held_out_parts(tmp_path, cache, few_t
         fold_drop(runs)
 
 
+def test_selection_gap_embeds_only_the_split_it_scores(tmp_path, monkeypatch):
+    """selection_gap (and fold_drop) score validation, yet embedded every transcript of the file through MiniLM on a
+    cold cache: now only validation's, with the same features (a row's do not depend on the rows beside it)."""
+    from edge_msa.compress.selection_gap import scored_split
+    from edge_msa.data import lineage
+    from edge_msa.features.text import MiniLMFrontEnd
+
+    data = _mini_mosi(tmp_path / "mini_mosi.npz")
+    monkeypatch.setenv("EDGE_MSA_CACHE", str(tmp_path / "trained"))
+    full = load_dataset(data, progress=False)
+    embedded, embed = [], MiniLMFrontEnd.embed
+    monkeypatch.setattr(MiniLMFrontEnd, "embed", lambda self, ids, progress=False:
+                        embedded.append(len(ids)) or embed(self, ids, progress))
+    monkeypatch.setenv("EDGE_MSA_CACHE", str(tmp_path / "cold"))
+    rows = scored_split(create_model("student_tiny", full.spec), lineage(full))
+    assert embedded == [len(full.valid)] and len(full.valid) < len(full.train)
+    assert np.array_equal(rows.ids, full.valid.ids) and np.array_equal(rows.labels, full.valid.labels)
+    width = int(full.valid.lengths["text"].max())
+    assert np.array_equal(rows.lengths["text"], full.valid.lengths["text"])
+    assert np.array_equal(rows.features["text"][:, :width], full.valid.features["text"][:, :width])
+
+
 def test_a_seed_that_is_not_an_integer_is_refused_not_rounded():
     """int() made seed 0.5 seed 0 and "3" seed 3 without a word; numpy's ints are integers. Named as given: the
     flag on a command line, the keyword in Python."""

@@ -175,6 +175,28 @@ def test_bench_scores_text_only_data(mosi_like_bundle, tmp_path, monkeypatch):
     assert set(embedded[1:]) == {1}
 
 
+def test_export_embeds_only_the_validation_split(tmp_path, monkeypatch):
+    """export checks the bundle on the validation split alone (parity, accuracy, TensorRT's INT8 calibration from the
+    parity feeds) but embedded every transcript of the file through MiniLM on a cold cache (all 22,788 of MOSEI's
+    label.csv for its 1,861 validation rows): now only those, and the bundle records the same parity and metrics as
+    one exported from a cache of the whole file (as training leaves it)."""
+    from edge_msa.features.text import MiniLMFrontEnd
+
+    data = _label_csv(tmp_path / "label.csv")
+    monkeypatch.setenv("EDGE_MSA_CACHE", str(tmp_path / "trained"))
+    full = load_dataset(data, progress=False)  # every row, cached whole
+    ckpt = save_checkpoint(tmp_path / "s.pt", create_model("student_tiny", full.spec), {"data": lineage(full)})
+    embedded, embed = [], MiniLMFrontEnd.embed
+    monkeypatch.setattr(MiniLMFrontEnd, "embed", lambda self, ids, progress=False:
+                        embedded.append(len(ids)) or embed(self, ids, progress))
+    whole = read_manifest(export(ckpt, out=tmp_path / "whole", log=None))
+    assert embedded == []  # read from training's cache entry
+    monkeypatch.setenv("EDGE_MSA_CACHE", str(tmp_path / "cold"))
+    part = read_manifest(export(ckpt, out=tmp_path / "part", log=None))
+    assert embedded == [len(full.valid)] == [6]
+    assert part.metrics["valid"]["n"] == 6 and part.metrics == whole.metrics and part.parity == whole.parity
+
+
 def test_train_and_predict_on_text_only_data(tmp_path):
     from edge_msa.teacher import train_teacher
 

@@ -532,6 +532,33 @@ def test_compress_selects_on_the_teachers_leak_robust_validation(teacher_and_stu
     assert SELECTION in report["seeds"]["selection"]
 
 
+def test_transfer_texts_are_the_transfer_files_training_fold_alone(token_splits, tiny_bert_dir, tmp_path,
+                                                                   monkeypatch):
+    """compress --transfer (MOSEI's label.csv) adds that file's training fold, unlabelled, and never its valid or test
+    folds, which a MOSEI evaluation scores; and it tokenizes only those rows (it tokenized every fold to keep one)."""
+    import csv
+
+    from edge_msa.compress import text
+    from edge_msa.features.text import TokenIds
+
+    folds = {"train": ["good film", "really great fun"], "valid": ["bad film"], "test": ["boring not fun", "bad"]}
+    transfer = tmp_path / "label.csv"
+    with open(transfer, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["video_id", "clip_id", "text", "label", "mode"])
+        w.writerows([f"v{mode}{i}", 0, t, 1.0, mode] for mode, texts in folds.items() for i, t in enumerate(texts))
+    monkeypatch.setenv("EDGE_MSA_CACHE", str(tmp_path / "cache"))
+    tokenized, embed = [], TokenIds.embed
+    monkeypatch.setattr(TokenIds, "embed", lambda self, ids, progress=False:
+                        tokenized.append(len(ids)) or embed(self, ids, progress))
+    tok, n = tiny_bert_dir / "tokenizer.json", len(token_splits.train)
+    texts = text.transfer_texts(token_splits, str(transfer), tok, 12, False)
+    assert tokenized == [2]
+    assert texts["sources"] == {token_splits.name: n, f"{transfer} (train fold)": 2}
+    assert texts["ids"][n:] == TokenIds(tok, max_len=12).tokenize(folds["train"])
+    assert np.isnan(texts["labels"][n:]).all() and not np.isnan(texts["labels"][:n]).any()
+
+
 def test_score_kd_alone_computes_only_the_teachers_last_layer(teacher_and_student, token_splits, monkeypatch):
     """Without layer-wise KD, the teacher's states are needed only for its text-only score: one layer, not all."""
     from edge_msa.checkpoint import load_checkpoint
