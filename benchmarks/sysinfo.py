@@ -24,9 +24,10 @@ SYSFS_ROOT = Path("/")
 CPU_DIR, THERMAL_DIR = "sys/devices/system/cpu", "sys/class/thermal"
 THROTTLED_BELOW = 0.90
 """A row is flagged "throttled?" when, at the end of its timed calls, the median CPU ran below this fraction of its
-max clock. A governor under sustained load holds a busy CPU at its max, and DVFS steps on Jetson and Raspberry
-Pi-class boards are 5-10 % apart, so a clock more than one step below the max is a thermal or power cap (or a
-governor that clocks idle cores down: the advice line says so), not rounding."""
+max clock. A governor under sustained load holds a busy CPU at its max, and the clock steps are a few percent of it
+(Jetson Orin: 76.8 MHz of 1510 MHz; Raspberry Pi 4 and 5: 100 MHz), so 90 % is two steps or more down: a thermal or
+power cap, not a step of the governor's. A governor that clocks idle cores down lowers the median too, hence the
+question mark, and the advice line beside it."""
 PERFORMANCE = "performance"  # the governor that holds every clock at its max, so no row sees another clock
 PACKAGES = ("edge-msa", "numpy", "onnxruntime", "onnxruntime-gpu", "tensorrt", "nvidia-ml-py")
 
