@@ -108,3 +108,29 @@ def test_edge_msa_bench_on_a_tiny_bundle_writes_the_clocks(token_bundle, tmp_pat
     row = report["rows"][0]
     assert row["status"] == "ok" and row["throttled"] is True and row["clocks"]["end"]["hottest_c"] == 99.5
     assert "| ok, throttled? |" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_a_row_reads_the_clocks_just_before_and_just_after_its_timed_calls(tmp_path, tiny_splits, monkeypatch):
+    """The board heats up during the timed calls (here: as they return); the row's start is the cool board before
+    them, its end the hot one after them, and only the end decides the flag."""
+    import edge_msa.benchmarks.sweep as sweep
+
+    root = Path(shutil.copytree(JETSON, tmp_path / "sysfs"))
+    _set(root, MAX_KHZ, 50.0)
+    (root / THERMAL_DIR / "thermal_zone3" / "temp").write_text("50000\n")  # tj-thermal: the gpu's 71.25 is hottest
+    timed = sweep.measure_side_by_side
+
+    def heating(*args, **kwargs):
+        try:
+            return timed(*args, **kwargs)
+        finally:
+            _set(root, 729600, 99.5)
+
+    monkeypatch.setattr(sweep, "measure_side_by_side", heating)
+    out = run_bench(_bundles(tmp_path, "student"), data=tiny_splits, out=tmp_path / "r", modalities=("all",),
+                    meter="none", loader=make_loader(tiny_splits.spec), sysfs_root=root, **FAST)
+    row = json.loads((out / "report.json").read_text())["rows"][0]
+    start, end = row["clocks"]["start"], row["clocks"]["end"]
+    assert (start["cpu_freq_median"], start["hottest_zone"], start["at_passive_trip"]) == (1.0, "gpu-thermal", [])
+    assert (end["cpu_freq_median"], end["hottest_zone"], end["hottest_c"]) == (729600 / MAX_KHZ, "cpu-thermal", 99.5)
+    assert row["throttled"] is True and "| 1 | all | 100% / 100% | 48% / 48% |" in (out / "report.md").read_text()
