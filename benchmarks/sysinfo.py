@@ -28,7 +28,7 @@ max clock. A governor under sustained load holds a busy CPU at its max, and the 
 (Jetson Orin: 76.8 MHz of 1510 MHz; Raspberry Pi 4 and 5: 100 MHz), so 90 % is two steps or more down: a thermal or
 power cap, not a step of the governor's. A governor that clocks idle cores down lowers the median too, hence the
 question mark, and the advice line beside it."""
-PERFORMANCE = "performance"  # the governor that holds every clock at its max, so no row sees another clock
+PERFORMANCE = "performance"  # the governor that holds every clock at its max (thermal caps aside) between calls too
 PACKAGES = ("edge-msa", "numpy", "onnxruntime", "onnxruntime-gpu", "tensorrt", "nvidia-ml-py")
 
 
