@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ from edge_msa.atomic import atomic_dir
 from edge_msa.errors import PLOT_FIX
 from edge_msa.jsonio import dumps
 
+from .sysinfo import THROTTLED_BELOW
 from .timing import SIDE_BY_SIDE, STAGE_BUDGET_S, STAGE_CALLS
 
 HEADLINE = "acc2_non0"  # the accuracy axis of the Pareto plot and the ratio table
@@ -90,14 +92,16 @@ def render_markdown(report: dict[str, Any], png_note: str | None = None) -> str:
             names[r["bundle"]], str(r.get("model", "–")), str(r.get("precision", "–")),
             _num(r["model_bytes"] / 1e3 if r.get("model_bytes") else None, "{:.0f}"),
             _num(r["bundle_bytes"] / 1e6 if r.get("bundle_bytes") else None, "{:.1f}"), str(r["batch"]),
-            r["modalities"], str(r.get("input", "–")), r["status"],
+            r["modalities"], str(r.get("input", "–")),
+            r["status"] + (", throttled?" if _ok(r) and r.get("throttled") else ""),
             *(_num(r.get("latency_ms", {}).get(k)) for k in ("p50", "p90", "p99")),
             _num(r.get("throughput"), "{:.1f}"), _energy_cell(r), _num(_metric(r, "acc2_non0"), "{:.3f}"),
             _num(_metric(r, "f1_non0"), "{:.3f}"), _num(_metric(r, "mae"), "{:.3f}"),
             _num(r.get("skip_rate"), "{:.0%}"), _num(r.get("load_ms"), "{:.0f}"), _num(r.get("load_rss_mb"), "{:.0f}"),
             _num(r.get("peak_rss_mb"), "{:.0f}"),
             _num(r.get("cv"), "{:.0%}")]) + " |")
-    lines += _ratio_section(rows, names) + _stage_section(rows, names) + _notes_section(rows, names)
+    lines += (_ratio_section(rows, names) + _stage_section(rows, names) + _clocks_section(system, rows)
+              + _notes_section(rows, names))
     lines += ["", "## Accuracy vs p90 latency", "",
               png_note if png_note else "![accuracy vs p90 latency](report.png)", ""]
     return "\n".join(lines)
@@ -166,6 +170,51 @@ def _stage_section(rows: list[dict], names: dict[str, str]) -> list[str]:
 def _stage_cell(stage: str, ms: float, ran: float) -> str:
     note = "" if ran == 1 else f" (ran in {ran:.0%} of calls, {ms / ran:.2f} when it ran)"
     return f"{stage} {ms:.2f}{note}"
+
+
+def _clocks_section(system: dict, rows: list[dict]) -> list[str]:
+    """The governors, max clocks and thermal zones once (or why sysfs had none), the advice where the governor lets
+    the clocks vary, and each timed batch's clocks and hottest zone before and after its timed calls."""
+    if "cpufreq" not in system:  # a report written before clocks were recorded
+        return []
+    zones = system["thermal"]
+    out = ["", "## Clocks and temperature", "", f"- CPU clocks: {_cpus_line(system['cpufreq'])}",
+           "- thermal zones: " + (zones if isinstance(zones, str) else ", ".join(
+               z["type"] + (f" (passive trip {z['passive_trip_c']:g} °C)" if z["passive_trip_c"] is not None else "")
+               for z in zones.values()))]
+    if system.get("clock_advice"):
+        out.append(f"- advice: {system['clock_advice']}")
+    timed = {(r["batch"], r["modalities"]): r for r in rows if "clocks" in r}
+    if not timed:
+        return out
+    out += ["", f"throttled? marks a row whose timed calls ended with the median CPU below {THROTTLED_BELOW:.0%} of "
+            "its max clock or a thermal zone at or over its first passive trip point. The bundles of one batch size "
+            "and subset are timed side by side, so they share one reading just before and one just after their "
+            "timed calls; clocks are the min / median CPU as a share of its max.", "",
+            "| batch | modalities | clocks start | clocks end | hottest start | hottest end | throttled? |",
+            "|---|---|---|---|---|---|---|"]
+    for (batch, subset), r in timed.items():
+        start, end = r["clocks"]["start"], r["clocks"]["end"]
+        out.append(f"| {batch} | {subset} | {_clock_cell(start)} | {_clock_cell(end)} | {_heat_cell(start)} | "
+                   f"{_heat_cell(end)} | {'yes: ' + r['throttled_why'] if r['throttled'] else 'no'} |")
+    return out
+
+
+def _cpus_line(cpus: dict | str) -> str:
+    """'schedutil, max 1510 MHz: 6 CPUs' per governor and max clock (', pinned' where the min is raised to it)."""
+    if isinstance(cpus, str):
+        return cpus
+    groups = Counter((c["governor"], c["max_khz"], c["pinned"]) for c in cpus.values())
+    return "; ".join(f"{gov}{', pinned' if pinned else ''}, max {khz / 1e3:.0f} MHz: {n} CPU{'s' * (n > 1)}"
+                     for (gov, khz, pinned), n in groups.items())
+
+
+def _clock_cell(snap: dict) -> str:
+    return f"{snap['cpu_freq_min']:.0%} / {snap['cpu_freq_median']:.0%}" if "cpu_freq_median" in snap else "–"
+
+
+def _heat_cell(snap: dict) -> str:
+    return f"{snap['hottest_c']:.1f} °C ({snap['hottest_zone']})" if "hottest_c" in snap else "–"
 
 
 def _notes_section(rows: list[dict], names: dict[str, str]) -> list[str]:

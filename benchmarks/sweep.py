@@ -32,7 +32,7 @@ from .meters import (ENERGY_WINDOW_S, IDLE_DRIFT_WARN, IDLE_SETTLE_S, Meter, Met
                      energy_per_item, open_meter, settled_idle_window, window_too_long)
 from .meters.nvml import gpu_memory_mb
 from .report import REPLACES, write_report
-from .sysinfo import system_info
+from .sysinfo import SYSFS_ROOT, Clocks, row_clocks, system_info
 from .target import Loader, Target, load_target
 from .timing import CV_WARN, STAGE_BUDGET_S, STAGE_CALLS, LatencyStats, measure_side_by_side
 
@@ -46,7 +46,7 @@ def run_bench(bundles: Sequence[str | os.PathLike], data: str | os.PathLike | Da
               min_time: float = 2.0, min_runs: int = 20, warmup: int = 10, threads: int | None = None,
               energy_window: float = ENERGY_WINDOW_S, idle_settle: float = IDLE_SETTLE_S, meter: str | Meter = "auto",
               long: bool = False, progress: bool = True, loader: Loader | None = None, argv: list[str] | None = None,
-              precomputed_text: bool = False) -> Path:
+              precomputed_text: bool = False, sysfs_root: str | os.PathLike = SYSFS_ROOT) -> Path:
     """Benchmark every bundle and write `out/report.{json,md,png}`; returns the report directory.
 
     `data`: a dataset path (any format `load_dataset` reads) or DatasetSplits for accuracy on `split`;
@@ -54,7 +54,7 @@ def run_bench(bundles: Sequence[str | os.PathLike], data: str | os.PathLike | Da
     "unavailable: no --data". `backend`: None = the runtime each bundle was exported for.
     `meter`: "auto" | "nvml" | "tegrastats" | "rapl" | "none" or a Meter instance; `idle_settle`: seconds of sleep
     before the idle window, so the clocks drop from the timing's levels first.
-    `loader(bundle, backend, threads) -> predictor` replaces `edge_msa.runtime.load` (tests use fakes).
+    `loader(bundle, backend, threads) -> predictor` replaces `edge_msa.runtime.load`; `sysfs_root`, the / of /sys.
     Timing starts from the raw transcript (tokenizer and text encoder included; rows say "input": "raw-text")
     wherever the data has transcripts; `precomputed_text` times from text features instead ("precomputed-text").
     """
@@ -74,7 +74,7 @@ def run_bench(bundles: Sequence[str | os.PathLike], data: str | os.PathLike | Da
                 "meter": meter if isinstance(meter, str) else meter.name,
                 "input": "precomputed-text" if precomputed_text else "raw-text"}
     datasets = _Datasets(data, split, progress)
-    energy = _Energy(meter, energy_window, idle_settle)
+    energy, clocks = _Energy(meter, energy_window, idle_settle), Clocks(sysfs_root)  # clocks: as the run starts
     bar = _Progress(len(bundles) * len(subsets) * len(batches), progress)
     rows: list[list[dict[str, Any]]] = []  # per bundle, in the order given
     loaded: dict[int, _Loaded] = {}  # position in `bundles` -> the bundles that loaded, kept loaded to the end
@@ -89,7 +89,7 @@ def run_bench(bundles: Sequence[str | os.PathLike], data: str | os.PathLike | Da
         for name, keep in subsets.items():
             for b in batches:
                 bar.describe(f"{name} batch {b}")
-                timed = _rows_side_by_side(list(loaded.values()), name, keep, int(b), settings, energy)
+                timed = _rows_side_by_side(list(loaded.values()), name, keep, int(b), settings, energy, clocks)
                 for k, row in zip(loaded, timed):
                     rows[k].append(row)
                     bar.update(1)
@@ -97,7 +97,7 @@ def run_bench(bundles: Sequence[str | os.PathLike], data: str | os.PathLike | Da
         for one in loaded.values():
             _close(one.target)
         bar.close()
-    report = {"schema": 1, "system": system_info(argv), "settings": settings,
+    report = {"schema": 1, "system": system_info(clocks, argv), "settings": settings,
               "rows": [row for bundle_rows in rows for row in bundle_rows]}
     return write_report(report, out)
 
@@ -180,9 +180,10 @@ def _load_bundle(bundle: Path, subsets: dict[str, tuple[str, ...]], batch_sizes:
 
 
 def _rows_side_by_side(loaded: list[_Loaded], name: str, keep: tuple[str, ...], batch: int, settings: dict,
-                       energy: "_Energy") -> list[dict]:
+                       energy: "_Energy", clocks: Clocks) -> list[dict]:
     """One row per loaded bundle for this subset and batch size, their latencies timed in alternating
-    blocks (`measure_side_by_side`); then each bundle's per-stage ms and energy windows in turn."""
+    blocks (`measure_side_by_side`); then each bundle's per-stage ms and energy windows in turn. The clocks are read
+    just before and just after the timed calls, outside them; the bundles timed side by side share both readings."""
     feeds: dict[int, list] = {}
     failed: dict[int, Exception] = {}
     for k, one in enumerate(loaded):
@@ -191,11 +192,13 @@ def _rows_side_by_side(loaded: list[_Loaded], name: str, keep: tuple[str, ...], 
         except Exception as exc:
             failed[k] = exc
     works = {k: _work(loaded[k].target, feed, batch) for k, feed in feeds.items()}
+    start = clocks.snapshot()
     timed = dict(zip(works, measure_side_by_side(list(works.values()), batch, warmup=settings["warmup"],
                                                  min_time_s=settings["min_time_s"], min_runs=settings["min_runs"])))
+    clock_fields = row_clocks(start, clocks.snapshot())
     rows = []
     for k, one in enumerate(loaded):
-        row = {**one.base, "batch": batch, "modalities": name}
+        row = {**one.base, "batch": batch, "modalities": name, **clock_fields}
         try:
             result = failed.get(k) or timed[k]
             if isinstance(result, Exception):

@@ -1,4 +1,5 @@
-"""What the numbers were measured on: hardware, OS, power mode, package versions, the exact command.
+"""What the numbers were measured on: hardware, OS, power mode, CPU clocks and temperatures, package versions, the
+exact command.
 
 Everything here is best effort and never fails a benchmark: a field that cannot be read says so.
 """
@@ -6,16 +7,28 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from edge_msa.host import cpu_model
 
 DEVICE_TREE_MODEL = Path("/proc/device-tree/model")
+SYSFS_ROOT = Path("/")
+CPU_DIR, THERMAL_DIR = "sys/devices/system/cpu", "sys/class/thermal"
+THROTTLED_BELOW = 0.90
+"""A row is flagged "throttled?" when, at the end of its timed calls, the median CPU ran below this fraction of its
+max clock. A governor under sustained load holds a busy CPU at its max, and the clock steps are a few percent of it
+(Jetson Orin: 76.8 MHz of 1510 MHz; Raspberry Pi 4 and 5: 100 MHz), so 90 % is two steps or more down: a thermal or
+power cap, not a step of the governor's. A governor that clocks idle cores down lowers the median too, hence the
+question mark, and the advice line beside it."""
+PERFORMANCE = "performance"  # the governor that holds every clock at its max (thermal caps aside) between calls too
 PACKAGES = ("edge-msa", "numpy", "onnxruntime", "onnxruntime-gpu", "tensorrt", "nvidia-ml-py")
 
 
@@ -68,11 +81,130 @@ def onnxruntime_providers() -> list[str]:
     return list(onnxruntime.get_available_providers())
 
 
-def system_info(argv: list[str] | None = None) -> dict:
-    """The `system` block of report.json."""
+def _read(path: Path) -> str | None:
+    """A sysfs file's text, or None: a file that is missing or unreadable (a disabled thermal zone answers EINVAL,
+    a root-only one EACCES) is one reading fewer, never an error."""
+    try:
+        return path.read_text(errors="replace").strip() or None
+    except OSError:
+        return None
+
+
+def _read_int(path: Path) -> int | None:
+    text = _read(path)
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def _numbered(folder: Path, prefix: str) -> list[Path]:
+    """folder/prefix<N> in numeric order (cpu10 after cpu9); cpufreq and cpuidle beside the CPUs are not CPUs."""
+    try:
+        found = [p for p in folder.iterdir() if re.fullmatch(rf"{prefix}\d+", p.name)]
+    except OSError:
+        return []
+    return sorted(found, key=lambda p: int(p.name[len(prefix):]))
+
+
+def cpu_clocks(root: Path = SYSFS_ROOT) -> dict[str, dict[str, Any]] | str:
+    """Each CPU's frequency governor, max clock in kHz and whether its min is raised to that max (`jetson_clocks` pins
+    the clocks so and leaves the governor as it was): {"cpu0": {"governor": "schedutil", "max_khz": 1510400,
+    "pinned": false}}, or why there are none. The max is scaling_max_freq as the run starts (the power mode's cap: a
+    15 W nvpmodel mode is not throttling), else the hardware's cpuinfo_max_freq; a thermal cap that comes later
+    shows as a clock below it."""
+    cpus = {}
+    for cpu in _numbered(root / CPU_DIR, "cpu"):
+        freq = cpu / "cpufreq"
+        top = _read_int(freq / "scaling_max_freq") or _read_int(freq / "cpuinfo_max_freq")
+        if top:
+            cpus[cpu.name] = {"governor": _read(freq / "scaling_governor") or "unknown", "max_khz": top,
+                              "pinned": (_read_int(freq / "scaling_min_freq") or 0) >= top}
+    return cpus or f"unavailable (no cpufreq in sysfs: {root / CPU_DIR}/cpu*/cpufreq)"
+
+
+def thermal_zones(root: Path = SYSFS_ROOT) -> dict[str, dict[str, Any]] | str:
+    """Each readable thermal zone's type and first passive trip point in degrees C (where the kernel starts cooling
+    it by lowering clocks; None where it has none), or why there are none. A disabled trip point reads -274000
+    (THERMAL_TEMP_INVALID: x86 iwlwifi and x86_pkg_temp zones have them), so trips at or below 0 degrees C are none:
+    taken at face value, every reading was over it."""
+    zones = {}
+    for zone in _numbered(root / THERMAL_DIR, "thermal_zone"):
+        if _read_int(zone / "temp") is None:
+            continue
+        trips = [t / 1e3 for kind in zone.glob("trip_point_*_type") if _read(kind) == "passive"
+                 and (t := _read_int(kind.with_name(kind.name.replace("_type", "_temp")))) is not None and t > 0]
+        zones[zone.name] = {"type": _read(zone / "type") or zone.name, "passive_trip_c": min(trips, default=None)}
+    return zones or f"unavailable (no thermal zones in sysfs: {root / THERMAL_DIR}/thermal_zone*)"
+
+
+class Clocks:
+    """The CPU clocks and thermal zones under a sysfs `root`: the static part (governors, max clocks, zones and their
+    trip points) is read once, when the run starts, for the `system` block; `snapshot` reads the current clocks and
+    temperatures, between rows (a few small file reads, never inside a timed call). A board that throttles under a
+    sustained run, or a governor that clocks down between calls, moves latency more than most model changes, so a
+    row says what its clocks were."""
+
+    def __init__(self, root: str | os.PathLike = SYSFS_ROOT) -> None:
+        self.root = Path(root)
+        self.cpus, self.zones = cpu_clocks(self.root), thermal_zones(self.root)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The min and median current CPU clock as a fraction of its max, the hottest zone (degrees C, type) and
+        the zones at or over their passive trip point; only what sysfs has."""
+        snap: dict[str, Any] = {}
+        if isinstance(self.cpus, dict):
+            fractions = [cur / cpu["max_khz"] for name, cpu in self.cpus.items()
+                         if (cur := _read_int(self.root / CPU_DIR / name / "cpufreq" / "scaling_cur_freq"))]
+            if fractions:
+                snap.update(cpu_freq_min=min(fractions), cpu_freq_median=statistics.median(fractions))
+        if isinstance(self.zones, dict):
+            temps = {name: t / 1e3 for name in self.zones
+                     if (t := _read_int(self.root / THERMAL_DIR / name / "temp")) is not None}
+            if temps:
+                hottest = max(temps, key=temps.__getitem__)
+                trips = {name: self.zones[name]["passive_trip_c"] for name in temps}
+                snap.update(hottest_c=temps[hottest], hottest_zone=self.zones[hottest]["type"],
+                            at_passive_trip=[self.zones[n]["type"] for n, t in temps.items()
+                                             if trips[n] is not None and t >= trips[n]])
+        return snap
+
+
+def row_clocks(start: dict[str, Any], end: dict[str, Any]) -> dict[str, Any]:
+    """A row's `clocks` (the snapshots before and after its timed calls) and its `throttled` flag, with why; nothing
+    where sysfs has neither clocks nor zones (the `system` block says so once, not every row)."""
+    if not start and not end:
+        return {}
+    why = throttled(end)
+    return {"clocks": {"start": start, "end": end}, "throttled": why is not None,
+            **({"throttled_why": why} if why else {})}
+
+
+def throttled(end: dict[str, Any]) -> str | None:
+    """Why a row's end snapshot looks throttled (THROTTLED_BELOW, a zone at its passive trip point), or None."""
+    why = [f"median CPU clock at {end['cpu_freq_median']:.0%} of max"] if end.get(
+        "cpu_freq_median", 1.0) < THROTTLED_BELOW else []
+    why += [f"{zone} at or over its passive trip point" for zone in end.get("at_passive_trip", [])]
+    return "; ".join(why) or None
+
+
+def governor_advice(cpus: dict[str, dict[str, Any]] | str, jetson: bool) -> str | None:
+    """One line of advice where a governor other than `performance` sets clocks that are not pinned, or None."""
+    if not isinstance(cpus, dict):
+        return None
+    others = sorted({cpu["governor"] for cpu in cpus.values() if not cpu["pinned"]} - {PERFORMANCE})
+    if not others:
+        return None
+    pin = "`sudo jetson_clocks`" if jetson else f"`sudo cpupower frequency-set -g {PERFORMANCE}`"
+    return (f"the governor is {', '.join(others)}: clocks vary between calls (and idle cores clock down); for "
+            f"steady numbers pin them with {pin}")
+
+
+def system_info(clocks: Clocks, argv: list[str] | None = None) -> dict:
+    """The `system` block of report.json; `clocks` read as the run started."""
     from .meters.nvml import gpu_name
 
-    jetson = jetson_model()
+    jetson = jetson_model(clocks.root / DEVICE_TREE_MODEL.relative_to("/"))  # the board whose sysfs was read
     gpu = gpu_name()
     cpu = cpu_model()
     return {
@@ -82,6 +214,9 @@ def system_info(argv: list[str] | None = None) -> dict:
         "gpu": gpu,
         "jetson_model": jetson,
         "power_mode": nvpmodel_mode(),
+        "cpufreq": clocks.cpus,
+        "thermal": clocks.zones,
+        "clock_advice": governor_advice(clocks.cpus, jetson is not None),
         "os": platform.platform(),
         "versions": versions(),
         "onnxruntime_providers": onnxruntime_providers(),

@@ -1,0 +1,136 @@
+"""CPU clocks and thermal zones in the bench report, read from sysfs fixture trees (tests/fixtures/sysfs): the static
+part in `system`, a snapshot before and after each row's timed calls, the throttled? flag, the governor advice, and
+one "unavailable" line where sysfs has neither (a VM)."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from edge_msa.benchmarks import run_bench
+from edge_msa.benchmarks.sysinfo import CPU_DIR, THERMAL_DIR, THROTTLED_BELOW, Clocks, governor_advice, row_clocks
+from edge_msa.cli import main
+from test_bench_sweep import FAST, _bundles, make_loader
+
+SYSFS = Path(__file__).parent / "fixtures" / "sysfs"
+JETSON, VM = SYSFS / "orin_nano_throttled", SYSFS / "vm"
+MAX_KHZ = 1510400
+
+
+def _set(root: Path, cur_khz: int, cpu_c: float) -> None:
+    """Every CPU's current clock and cpu-thermal's temperature in a copy of the Jetson-like tree."""
+    for cpu in range(6):
+        (root / CPU_DIR / f"cpu{cpu}" / "cpufreq" / "scaling_cur_freq").write_text(f"{cur_khz}\n")
+    (root / THERMAL_DIR / "thermal_zone0" / "temp").write_text(f"{int(cpu_c * 1e3)}\n")
+
+
+def test_static_part_names_governors_max_clocks_and_first_passive_trips():
+    clocks = Clocks(JETSON)
+    assert list(clocks.cpus) == [f"cpu{i}" for i in range(6)]  # cpuidle/ beside them is not a CPU
+    assert clocks.cpus["cpu0"] == {"governor": "schedutil", "max_khz": MAX_KHZ, "pinned": False}
+    assert {z["type"]: z["passive_trip_c"] for z in clocks.zones.values()} == {
+        "cpu-thermal": 99.0,  # the lowest passive trip, not the critical one listed first
+        "gpu-thermal": 99.0, "soc0-thermal": None, "tj-thermal": None}  # -274000 is a disabled trip; no zone 4 temp
+
+
+def test_throttled_when_the_median_cpu_ends_below_the_threshold_or_a_zone_reaches_its_trip(tmp_path):
+    root = Path(shutil.copytree(JETSON, tmp_path / "sysfs"))
+    clocks = Clocks(root)
+    _set(root, MAX_KHZ, 55.0)
+    start = clocks.snapshot()
+    assert start == {"cpu_freq_min": 1.0, "cpu_freq_median": 1.0, "hottest_c": 99.5, "hottest_zone": "tj-thermal",
+                     "at_passive_trip": []}
+    assert row_clocks(start, start)["throttled"] is False and "throttled_why" not in row_clocks(start, start)
+    _set(root, int(MAX_KHZ * THROTTLED_BELOW) + 1, 60.0)  # just above the threshold: not flagged
+    assert row_clocks(start, clocks.snapshot())["throttled"] is False
+    _set(root, 729600, 99.5)
+    fields = row_clocks(start, clocks.snapshot())
+    assert fields["clocks"]["start"] == start and fields["throttled"] is True
+    assert fields["clocks"]["end"]["cpu_freq_median"] == pytest.approx(729600 / MAX_KHZ)
+    assert fields["throttled_why"] == "median CPU clock at 48% of max; cpu-thermal at or over its passive trip point"
+    assert row_clocks({}, {}) == {}  # nothing in sysfs: no per-row fields
+
+
+def test_advice_only_where_a_governor_lets_the_clocks_vary():
+    cpus = Clocks(JETSON).cpus
+    assert "`sudo jetson_clocks`" in governor_advice(cpus, jetson=True)
+    assert governor_advice(cpus, jetson=False).startswith("the governor is schedutil: clocks vary between calls")
+    assert "cpupower frequency-set -g performance" in governor_advice(cpus, jetson=False)
+    pinned = {name: {**cpu, "pinned": True} for name, cpu in cpus.items()}  # jetson_clocks keeps the governor
+    performance = {name: {**cpu, "governor": "performance"} for name, cpu in cpus.items()}
+    assert governor_advice(pinned, jetson=True) is None and governor_advice(performance, jetson=False) is None
+    assert governor_advice("unavailable (no cpufreq in sysfs: /sys/devices/system/cpu/cpu*/cpufreq)", False) is None
+
+
+def test_bench_on_a_throttled_jetson_like_board_flags_its_rows_and_advises(tmp_path, tiny_splits):
+    out = run_bench(_bundles(tmp_path, "teacher", "student"), data=tiny_splits, out=tmp_path / "r", batches=(1, 2),
+                    modalities=("all",), meter="none", loader=make_loader(tiny_splits.spec), sysfs_root=JETSON,
+                    **FAST)
+    report = json.loads((out / "report.json").read_text())
+    system = report["system"]
+    assert system["device"] == "NVIDIA Jetson Orin Nano Developer Kit" and len(system["cpufreq"]) == 6
+    assert system["thermal"]["thermal_zone0"] == {"type": "cpu-thermal", "passive_trip_c": 99.0}
+    assert "`sudo jetson_clocks`" in system["clock_advice"]
+    for row in report["rows"]:
+        assert set(row["clocks"]) == {"start", "end"} and row["clocks"]["end"]["hottest_c"] == 99.5
+        assert row["throttled"] is True and row["throttled_why"].startswith("median CPU clock at 48% of max")
+    md = (out / "report.md").read_text()
+    assert md.count("| ok, throttled? |") == 4 and md.count("## Clocks and temperature") == 1
+    assert "- CPU clocks: schedutil, max 1510 MHz: 6 CPUs" in md
+    assert "cpu-thermal (passive trip 99 °C)" in md and "- advice: the governor is schedutil" in md
+    assert md.count(f"below {THROTTLED_BELOW:.0%} of its max clock") == 1  # the rule, stated once
+    assert "| 2 | all | 48% / 48% | 48% / 48% | 99.5 °C (cpu-thermal) | 99.5 °C (cpu-thermal) | yes: median CPU" in md
+
+
+def test_bench_on_a_vm_says_unavailable_once_not_per_row(tmp_path, tiny_splits):
+    out = run_bench(_bundles(tmp_path, "teacher", "student"), data=tiny_splits, out=tmp_path / "r", batches=(1, 2),
+                    meter="none", loader=make_loader(tiny_splits.spec), sysfs_root=VM, **FAST)
+    report = json.loads((out / "report.json").read_text())
+    assert report["system"]["cpufreq"].startswith("unavailable (no cpufreq in sysfs")
+    assert report["system"]["thermal"].startswith("unavailable (no thermal zones in sysfs")
+    assert report["system"]["clock_advice"] is None
+    assert not [r for r in report["rows"] if {"clocks", "throttled"} & set(r)]
+    md = (out / "report.md").read_text()
+    assert md.count("no cpufreq in sysfs") == 1 and md.count("no thermal zones in sysfs") == 1
+    assert "throttled?" not in md and "advice" not in md
+
+
+def test_edge_msa_bench_on_a_tiny_bundle_writes_the_clocks(token_bundle, tmp_path, monkeypatch):
+    import edge_msa.benchmarks.sweep as sweep
+
+    monkeypatch.setattr(sweep, "Clocks", lambda root: Clocks(JETSON))  # the CLI reads /; the board is the fixture
+    assert main(["bench", str(token_bundle), "--out", str(tmp_path / "r"), "--meter", "none", "--quiet",
+                 "--modalities", "text", "--min-time", "0", "--min-runs", "3", "--warmup", "0"]) == 0
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert report["system"]["cpufreq"]["cpu5"]["governor"] == "schedutil"
+    row = report["rows"][0]
+    assert row["status"] == "ok" and row["throttled"] is True and row["clocks"]["end"]["hottest_c"] == 99.5
+    assert "| ok, throttled? |" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_a_row_reads_the_clocks_just_before_and_just_after_its_timed_calls(tmp_path, tiny_splits, monkeypatch):
+    """The board heats up during the timed calls (here: as they return); the row's start is the cool board before
+    them, its end the hot one after them, and only the end decides the flag."""
+    import edge_msa.benchmarks.sweep as sweep
+
+    root = Path(shutil.copytree(JETSON, tmp_path / "sysfs"))
+    _set(root, MAX_KHZ, 50.0)
+    (root / THERMAL_DIR / "thermal_zone3" / "temp").write_text("50000\n")  # tj-thermal: the gpu's 71.25 is hottest
+    timed = sweep.measure_side_by_side
+
+    def heating(*args, **kwargs):
+        try:
+            return timed(*args, **kwargs)
+        finally:
+            _set(root, 729600, 99.5)
+
+    monkeypatch.setattr(sweep, "measure_side_by_side", heating)
+    out = run_bench(_bundles(tmp_path, "student"), data=tiny_splits, out=tmp_path / "r", modalities=("all",),
+                    meter="none", loader=make_loader(tiny_splits.spec), sysfs_root=root, **FAST)
+    row = json.loads((out / "report.json").read_text())["rows"][0]
+    start, end = row["clocks"]["start"], row["clocks"]["end"]
+    assert (start["cpu_freq_median"], start["hottest_zone"], start["at_passive_trip"]) == (1.0, "gpu-thermal", [])
+    assert (end["cpu_freq_median"], end["hottest_zone"], end["hottest_c"]) == (729600 / MAX_KHZ, "cpu-thermal", 99.5)
+    assert row["throttled"] is True and "| 1 | all | 100% / 100% | 48% / 48% |" in (out / "report.md").read_text()
