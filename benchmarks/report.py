@@ -187,10 +187,10 @@ def _clocks_section(system: dict, rows: list[dict]) -> list[str]:
     timed = {(r["batch"], r["modalities"]): r for r in rows if "clocks" in r}
     if not timed:
         return out
-    out += ["", f"throttled? marks a row whose timed calls ended with the median CPU below {THROTTLED_BELOW:.0%} of "
+    out += ["", f"throttled? marks a row whose timed calls ended with even the fastest CPU below {THROTTLED_BELOW:.0%} of "
             "its max clock or a thermal zone at or over its first passive trip point. The bundles of one batch size "
             "and subset are timed side by side, so they share one reading just before and one just after their "
-            "timed calls; clocks are the min / median CPU as a share of its max.", "",
+            "timed calls; clocks are the slowest / fastest CPU as a share of its max.", "",
             "| batch | modalities | clocks start | clocks end | hottest start | hottest end | throttled? |",
             "|---|---|---|---|---|---|---|"]
     for (batch, subset), r in timed.items():
@@ -210,7 +210,7 @@ def _cpus_line(cpus: dict | str) -> str:
 
 
 def _clock_cell(snap: dict) -> str:
-    return f"{snap['cpu_freq_min']:.0%} / {snap['cpu_freq_median']:.0%}" if "cpu_freq_median" in snap else "–"
+    return f"{snap['cpu_freq_min']:.0%} / {snap['cpu_freq_max']:.0%}" if "cpu_freq_max" in snap else "–"
 
 
 def _heat_cell(snap: dict) -> str:

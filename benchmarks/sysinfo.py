@@ -10,7 +10,6 @@ import platform
 import re
 import shlex
 import shutil
-import statistics
 import subprocess
 import sys
 from importlib import metadata
@@ -23,11 +22,13 @@ DEVICE_TREE_MODEL = Path("/proc/device-tree/model")
 SYSFS_ROOT = Path("/")
 CPU_DIR, THERMAL_DIR = "sys/devices/system/cpu", "sys/class/thermal"
 THROTTLED_BELOW = 0.90
-"""A row is flagged "throttled?" when, at the end of its timed calls, the median CPU ran below this fraction of its
-max clock. A governor under sustained load holds a busy CPU at its max, and the clock steps are a few percent of it
-(Jetson Orin: 76.8 MHz of 1510 MHz; Raspberry Pi 4 and 5: 100 MHz), so 90 % is two steps or more down: a thermal or
-power cap, not a step of the governor's. A governor that clocks idle cores down lowers the median too, hence the
-question mark, and the advice line beside it."""
+"""A row is flagged "throttled?" when, at the end of its timed calls, even its fastest CPU ran below this fraction
+of its max clock. A governor under sustained load holds a busy CPU at its max, and the clock steps are a few percent
+of it (Jetson Orin: 76.8 MHz of 1510 MHz; Raspberry Pi 4 and 5: 100 MHz), so 90 % is two steps or more down: a thermal
+or power cap, not a step of the governor's. The fastest CPU, not the median: a one-thread run leaves the other cores
+idle, and schedutil / ondemand clock idle cores down, which would flag every row of a 6-core board; a cap lowers the
+busy core too (a Jetson's or a Pi's cores share one cluster clock). A sampled clock can still catch a busy core
+between calls, hence the question mark, and the advice line beside it."""
 PERFORMANCE = "performance"  # the governor that holds every clock at its max (thermal caps aside) between calls too
 PACKAGES = ("edge-msa", "numpy", "onnxruntime", "onnxruntime-gpu", "tensorrt", "nvidia-ml-py")
 
@@ -150,14 +151,14 @@ class Clocks:
         self.cpus, self.zones = cpu_clocks(self.root), thermal_zones(self.root)
 
     def snapshot(self) -> dict[str, Any]:
-        """The min and median current CPU clock as a fraction of its max, the hottest zone (degrees C, type) and
+        """The slowest and fastest current CPU clock as a fraction of its max, the hottest zone (degrees C, type) and
         the zones at or over their passive trip point; only what sysfs has."""
         snap: dict[str, Any] = {}
         if isinstance(self.cpus, dict):
             fractions = [cur / cpu["max_khz"] for name, cpu in self.cpus.items()
                          if (cur := _read_int(self.root / CPU_DIR / name / "cpufreq" / "scaling_cur_freq"))]
             if fractions:
-                snap.update(cpu_freq_min=min(fractions), cpu_freq_median=statistics.median(fractions))
+                snap.update(cpu_freq_min=min(fractions), cpu_freq_max=max(fractions))
         if isinstance(self.zones, dict):
             temps = {name: t / 1e3 for name in self.zones
                      if (t := _read_int(self.root / THERMAL_DIR / name / "temp")) is not None}
@@ -182,8 +183,8 @@ def row_clocks(start: dict[str, Any], end: dict[str, Any]) -> dict[str, Any]:
 
 def throttled(end: dict[str, Any]) -> str | None:
     """Why a row's end snapshot looks throttled (THROTTLED_BELOW, a zone at its passive trip point), or None."""
-    why = [f"median CPU clock at {end['cpu_freq_median']:.0%} of max"] if end.get(
-        "cpu_freq_median", 1.0) < THROTTLED_BELOW else []
+    why = [f"fastest CPU clock at {end['cpu_freq_max']:.0%} of max"] if end.get(
+        "cpu_freq_max", 1.0) < THROTTLED_BELOW else []
     why += [f"{zone} at or over its passive trip point" for zone in end.get("at_passive_trip", [])]
     return "; ".join(why) or None
 

@@ -35,21 +35,24 @@ def test_static_part_names_governors_max_clocks_and_first_passive_trips():
         "gpu-thermal": 99.0, "soc0-thermal": None, "tj-thermal": None}  # -274000 is a disabled trip; no zone 4 temp
 
 
-def test_throttled_when_the_median_cpu_ends_below_the_threshold_or_a_zone_reaches_its_trip(tmp_path):
+def test_throttled_when_the_fastest_cpu_ends_below_the_threshold_or_a_zone_reaches_its_trip(tmp_path):
     root = Path(shutil.copytree(JETSON, tmp_path / "sysfs"))
     clocks = Clocks(root)
     _set(root, MAX_KHZ, 55.0)
     start = clocks.snapshot()
-    assert start == {"cpu_freq_min": 1.0, "cpu_freq_median": 1.0, "hottest_c": 99.5, "hottest_zone": "tj-thermal",
+    assert start == {"cpu_freq_min": 1.0, "cpu_freq_max": 1.0, "hottest_c": 99.5, "hottest_zone": "tj-thermal",
                      "at_passive_trip": []}
     assert row_clocks(start, start)["throttled"] is False and "throttled_why" not in row_clocks(start, start)
     _set(root, int(MAX_KHZ * THROTTLED_BELOW) + 1, 60.0)  # just above the threshold: not flagged
     assert row_clocks(start, clocks.snapshot())["throttled"] is False
+    _set(root, 729600, 60.0)  # a one-thread run under schedutil: five idle cores clocked down, the busy one at max
+    (root / CPU_DIR / "cpu3" / "cpufreq" / "scaling_cur_freq").write_text(f"{MAX_KHZ}\n")
+    assert row_clocks(start, clocks.snapshot())["throttled"] is False
     _set(root, 729600, 99.5)
     fields = row_clocks(start, clocks.snapshot())
     assert fields["clocks"]["start"] == start and fields["throttled"] is True
-    assert fields["clocks"]["end"]["cpu_freq_median"] == pytest.approx(729600 / MAX_KHZ)
-    assert fields["throttled_why"] == "median CPU clock at 48% of max; cpu-thermal at or over its passive trip point"
+    assert fields["clocks"]["end"]["cpu_freq_max"] == pytest.approx(729600 / MAX_KHZ)
+    assert fields["throttled_why"] == "fastest CPU clock at 48% of max; cpu-thermal at or over its passive trip point"
     assert row_clocks({}, {}) == {}  # nothing in sysfs: no per-row fields
 
 
@@ -75,13 +78,13 @@ def test_bench_on_a_throttled_jetson_like_board_flags_its_rows_and_advises(tmp_p
     assert "`sudo jetson_clocks`" in system["clock_advice"]
     for row in report["rows"]:
         assert set(row["clocks"]) == {"start", "end"} and row["clocks"]["end"]["hottest_c"] == 99.5
-        assert row["throttled"] is True and row["throttled_why"].startswith("median CPU clock at 48% of max")
+        assert row["throttled"] is True and row["throttled_why"].startswith("fastest CPU clock at 48% of max")
     md = (out / "report.md").read_text()
     assert md.count("| ok, throttled? |") == 4 and md.count("## Clocks and temperature") == 1
     assert "- CPU clocks: schedutil, max 1510 MHz: 6 CPUs" in md
     assert "cpu-thermal (passive trip 99 °C)" in md and "- advice: the governor is schedutil" in md
     assert md.count(f"below {THROTTLED_BELOW:.0%} of its max clock") == 1  # the rule, stated once
-    assert "| 2 | all | 48% / 48% | 48% / 48% | 99.5 °C (cpu-thermal) | 99.5 °C (cpu-thermal) | yes: median CPU" in md
+    assert "| 2 | all | 48% / 48% | 48% / 48% | 99.5 °C (cpu-thermal) | 99.5 °C (cpu-thermal) | yes: fastest CPU" in md
 
 
 def test_bench_on_a_vm_says_unavailable_once_not_per_row(tmp_path, tiny_splits):
@@ -131,6 +134,6 @@ def test_a_row_reads_the_clocks_just_before_and_just_after_its_timed_calls(tmp_p
                     meter="none", loader=make_loader(tiny_splits.spec), sysfs_root=root, **FAST)
     row = json.loads((out / "report.json").read_text())["rows"][0]
     start, end = row["clocks"]["start"], row["clocks"]["end"]
-    assert (start["cpu_freq_median"], start["hottest_zone"], start["at_passive_trip"]) == (1.0, "gpu-thermal", [])
-    assert (end["cpu_freq_median"], end["hottest_zone"], end["hottest_c"]) == (729600 / MAX_KHZ, "cpu-thermal", 99.5)
+    assert (start["cpu_freq_max"], start["hottest_zone"], start["at_passive_trip"]) == (1.0, "gpu-thermal", [])
+    assert (end["cpu_freq_max"], end["hottest_zone"], end["hottest_c"]) == (729600 / MAX_KHZ, "cpu-thermal", 99.5)
     assert row["throttled"] is True and "| 1 | all | 100% / 100% | 48% / 48% |" in (out / "report.md").read_text()
