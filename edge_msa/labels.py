@@ -15,7 +15,8 @@ from .errors import InputError
 SCORE_LIMIT = 3.0  # |label| the teachers' scores are bound to (score_clip) and metrics clip to
 
 
-def check_label_range(labels: Sequence[float], ids: Sequence[str], where: str, fix: str = "") -> None:
+def check_label_range(labels: Sequence[float] | np.ndarray, ids: Sequence[str] | np.ndarray, where: str,
+                      fix: str = "") -> None:
     """CMU-MOSI/MOSEI sentiment is scored in [-3, 3] and the teachers bound their scores to that range (score_clip),
     so labels on another scale (e.g. x40) trained without a word to a model that cannot reach them (MAE 24).
     `fix`: how the caller's user can rescale them, appended to the message."""

@@ -2,24 +2,29 @@
 cleaning non-finite values, and building FeatureSets."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Sequence, Union
 
 import numpy as np
 
 from ..errors import InputError
-from ..features.text import MiniLMFrontEnd, TextError, WordPiece, cached, encode_cached
+from ..features.text import MiniLMFrontEnd, TextError, TokenIds, cached, encode_cached
 from ..spec import MODALITIES, FeatureSpec
-from .base import DatasetSplits, FeatureSet
+from .base import Column, DatasetSplits, FeatureSet
+
+# What a reader's transcripts go through (load_dataset's `text_encoder`): MiniLM features, or the token ids of a
+# model with its own text encoder. A bare WordPiece has no `encode`, `dim` or front-end `name`, which the readers use.
+TextFrontEnd = Union[MiniLMFrontEnd, TokenIds]
 
 
-def encode_texts(texts: Sequence[str], ids: Sequence[str], encoder: WordPiece | None, progress: bool,
-                 rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, WordPiece]:
+def encode_texts(texts: Column, ids: Column, encoder: TextFrontEnd | None, progress: bool,
+                 rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, TextFrontEnd]:
     """MiniLM features (N, L, 384) + lengths for every text (disk-cached); a text the tokenizer cannot use (empty,
     or no word it keeps) names its sample. `rows` (indices, `featured_rows`): embed only those, the others get no text
     (zeros, length 0): scoring one split of MOSEI's label.csv embedded all 22,788 transcripts for its 4,653 test rows
     (minutes on a CPU). Every text is still checked for words, and a cache holding every row is still used."""
+    texts = [str(t) for t in texts]
     for text, sample in zip(texts, ids):
-        if not str(text).strip():
+        if not text.strip():
             raise InputError(f"sample '{sample}' has an empty transcript; expected at least one word")
     encoder = encoder or MiniLMFrontEnd()
     if rows is not None and len(rows) == len(texts):
@@ -29,9 +34,9 @@ def encode_texts(texts: Sequence[str], ids: Sequence[str], encoder: WordPiece | 
         return (*whole, encoder)
     picked = np.arange(len(texts)) if rows is None else np.asarray(rows)
     try:
-        feats, lengths = encode_cached(encoder, [str(texts[i]) for i in picked], progress=progress)
+        feats, lengths = encode_cached(encoder, [texts[i] for i in picked], progress=progress)
     except TextError as exc:
-        raise InputError(f"sample '{ids[picked[exc.index]]}': {exc.reason}") from None
+        raise InputError(f"sample '{ids[int(picked[exc.index])]}': {exc.reason}") from None
     if rows is not None:
         feats, lengths = _scatter(feats, lengths, picked, len(texts))
     return feats, lengths, encoder
@@ -83,8 +88,7 @@ def check_finite(name: str, x: np.ndarray) -> None:
 
 
 def feature_set(features: dict[str, np.ndarray], lengths: dict[str, np.ndarray], labels: np.ndarray,
-                ids: Sequence[str], texts: Sequence[str] | None, index: np.ndarray,
-                groups: Sequence[str] | None = None) -> FeatureSet:
+                ids: Column, texts: Column | None, index: np.ndarray, groups: Column | None = None) -> FeatureSet:
     """The rows `index` of full-dataset arrays as a FeatureSet (`groups`: each row's video, see FeatureSet)."""
     return FeatureSet(
         features={m: np.ascontiguousarray(features[m][index], dtype=np.float32) for m in MODALITIES},
@@ -111,8 +115,8 @@ def concat_sets(sets: Sequence[FeatureSet]) -> FeatureSet:
 
 
 def build_splits(name: str, spec: FeatureSpec, features: dict[str, np.ndarray], lengths: dict[str, np.ndarray],
-                 labels: np.ndarray, ids: Sequence[str], texts: Sequence[str] | None,
-                 parts: dict[str, np.ndarray], info: dict, groups: Sequence[str] | None = None) -> DatasetSplits:
+                 labels: np.ndarray, ids: Column, texts: Column | None, parts: dict[str, np.ndarray], info: dict,
+                 groups: Column | None = None) -> DatasetSplits:
     """DatasetSplits from full-dataset arrays and train/valid/test row indices (sizes recorded in info; `groups`:
     each row's video where the format names it, see FeatureSet)."""
     sets = {k: feature_set(features, lengths, labels, ids, texts, parts[k], groups) for k in ("train", "valid", "test")}

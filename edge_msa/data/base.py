@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Mapping
+from typing import Mapping, Sequence, Union
 
 import numpy as np
 
@@ -10,6 +10,9 @@ from ..errors import InputError
 from ..metrics import SPLIT_RULE, short_splits
 from ..spec import MODALITIES, FeatureSpec, check_compatible
 from ..splits import SPLITS
+
+# ids, transcripts and videos as the readers hold them: lists (CSV, pickles) or numpy string arrays (.npz files)
+Column = Union[Sequence[str], np.ndarray]
 
 
 def missing_modality(n: int, dim: int = 1) -> tuple[np.ndarray, np.ndarray]:

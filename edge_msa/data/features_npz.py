@@ -17,18 +17,18 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import InputError
-from ..features.text import NAME as MINILM, MiniLMFrontEnd, WordPiece
+from ..features.text import NAME as MINILM, MiniLMFrontEnd
 from ..featurized_format import FORMAT_TAG, KEYS
 from ..labels import check_label_range
 from ..spec import FeatureSpec
 from ..splits import SPLITS
-from .assemble import build_splits, check_finite, encode_texts, featured_rows, zero_padding
+from .assemble import TextFrontEnd, build_splits, check_finite, encode_texts, featured_rows, zero_padding
 from .base import DatasetSplits, missing_modality
 from .npz import load_npz
 
 
 def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
-         text_encoder: WordPiece | None = None, featurize: Sequence[str] = SPLITS) -> DatasetSplits:
+         text_encoder: TextFrontEnd | None = None, featurize: Sequence[str] = SPLITS) -> DatasetSplits:
     path = Path(path)
     z = load_npz(path, KEYS, "edge-msa features")
     if str(z["format"]) != FORMAT_TAG:

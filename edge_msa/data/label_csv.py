@@ -17,11 +17,10 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import InputError, not_found, warn
-from ..features.text import WordPiece
 from ..labels import check_label_range
 from ..spec import ABSENT, FeatureSpec
 from ..splits import SPLITS
-from .assemble import build_splits, encode_texts, featured_rows
+from .assemble import TextFrontEnd, build_splits, encode_texts, featured_rows
 from .base import missing_modality
 from .base import DatasetSplits
 
@@ -30,7 +29,7 @@ MODES = {"train": "train", "valid": "valid", "dev": "valid", "val": "valid", "va
 
 
 def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
-         text_encoder: WordPiece | None = None, featurize: Sequence[str] = SPLITS) -> DatasetSplits:
+         text_encoder: TextFrontEnd | None = None, featurize: Sequence[str] = SPLITS) -> DatasetSplits:
     path = Path(path)
     rows, header = _rows(path)
     ids, videos, texts, labels, modes, dropped = [], [], [], [], [], 0
@@ -46,7 +45,7 @@ def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
             dropped += 1
             continue
         ids.append(row["id"] if "id" in row else f"{row['video_id']}_{row['clip_id']}")
-        videos.append(row.get("video_id"))  # MOSEI's clip ids hold '_', so the id's prefix is not the video
+        videos.append(row.get("video_id", ""))  # MOSEI's clip ids hold '_', so the id's prefix is not the video
         texts.append(row["text"])
         labels.append(label)
         modes.append(mode)

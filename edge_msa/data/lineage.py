@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 from ..errors import InputError, warn
 from ..splits import SPLITS
-from .base import DatasetSplits, FeatureSet
+from .base import Column, DatasetSplits, FeatureSet
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -30,7 +30,7 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def ids_sha256(ids: Sequence[str]) -> str:
+def ids_sha256(ids: Column) -> str:
     """sha256 of the sample ids in order, one per line: two splits are the same rows iff these agree."""
     return hashlib.sha256("\n".join(str(i) for i in ids).encode("utf-8")).hexdigest()
 

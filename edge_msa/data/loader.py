@@ -11,9 +11,9 @@ import numpy as np
 
 from ..dataset_formats import FORMATS
 from ..errors import InputError, not_found
-from ..features.text import WordPiece
 from ..spec import read_word
 from ..splits import SPLITS
+from .assemble import TextFrontEnd
 from .base import DatasetSplits
 from .cv import cross_validation_fold
 from .lineage import file_sha256
@@ -88,7 +88,7 @@ def existing_dataset(path: str | os.PathLike) -> Path:
 
 
 def load_dataset(path: str | os.PathLike, fmt: str | None = None, seed: int = 0, progress: bool = True,
-                 text_encoder: WordPiece | None = None, cv_fold: tuple[int, int] | None = None,
+                 text_encoder: TextFrontEnd | None = None, cv_fold: tuple[int, int] | None = None,
                  featurize: Sequence[str] = SPLITS) -> DatasetSplits:
     """Read a public MSA dataset into train/valid/test FeatureSets with the FeatureSpec describing them.
 

@@ -20,18 +20,17 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import InputError, warn
-from ..features.text import WordPiece
 from ..labels import check_label_range
 from ..spec import FeatureSpec
 from ..splits import SPLITS, split_three_by_group, video_id_of
-from .assemble import build_splits, encode_texts, featured_rows, pad_sequences, replace_nonfinite
+from .assemble import TextFrontEnd, build_splits, encode_texts, featured_rows, pad_sequences, replace_nonfinite
 from .base import DatasetSplits
 from .pickle_safe import load_pickle
 
 FILES = {"train": "train.pkl", "valid": "dev.pkl", "test": "test.pkl"}
 
 
-def parse(items, where: str) -> list[tuple[np.ndarray, np.ndarray, list[str], float, str]]:
+def parse(items: object, where: str) -> list[tuple[np.ndarray, np.ndarray, list[str], float, str]]:
     """Check the public structure and return (visual, acoustic, words, label, segment_id) per utterance."""
     if not isinstance(items, list) or not items:
         raise InputError(f"{where} is not a MISA word-aligned pickle: expected a non-empty list of "
@@ -53,7 +52,7 @@ def parse(items, where: str) -> list[tuple[np.ndarray, np.ndarray, list[str], fl
 
 
 def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
-         text_encoder: WordPiece | None = None, featurize: Sequence[str] = SPLITS) -> DatasetSplits:
+         text_encoder: TextFrontEnd | None = None, featurize: Sequence[str] = SPLITS) -> DatasetSplits:
     path = Path(path)
     if path.is_dir():
         missing = [f for f in FILES.values() if not (path / f).is_file()]

@@ -16,10 +16,10 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import InputError
-from ..features.text import WordPiece
 from ..labels import check_label_range
 from ..spec import FeatureSpec
-from .assemble import build_splits, encode_texts, featured_rows, labels_1d, replace_nonfinite, zero_padding
+from .assemble import (TextFrontEnd, build_splits, encode_texts, featured_rows, labels_1d, replace_nonfinite,
+                       zero_padding)
 from .base import DatasetSplits
 from .pickle_safe import load_pickle
 
@@ -27,7 +27,7 @@ SPLITS = ("train", "valid", "test")
 KEYS = ("raw_text", "audio", "vision", "regression_labels", "id")
 
 
-def split_dicts(data, path: Path, keys: tuple[str, ...], what: str) -> dict[str, dict]:
+def split_dicts(data: object, path: Path, keys: tuple[str, ...], what: str) -> dict[str, dict]:
     """Check `data` is {train, valid, test: {key: array}} with `keys` present (shared with MultiBench)."""
     if not isinstance(data, dict) or not set(SPLITS) <= set(data):
         found = sorted(data) if isinstance(data, dict) else type(data).__name__
@@ -41,7 +41,7 @@ def split_dicts(data, path: Path, keys: tuple[str, ...], what: str) -> dict[str,
     return {name: data[name] for name in SPLITS}
 
 
-def sequence_lengths(x: np.ndarray, given) -> np.ndarray:
+def sequence_lengths(x: np.ndarray, given: object) -> np.ndarray:
     """Given lengths (checked against L), else last non-zero step + 1 per sample."""
     if given is not None:
         lengths = np.asarray(given, dtype=np.int64).reshape(-1)
@@ -64,7 +64,7 @@ def concat_modality(parts: dict[str, dict], key: str, path: Path) -> tuple[np.nd
 
 
 def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
-         text_encoder: WordPiece | None = None, featurize: Sequence[str] = SPLITS) -> DatasetSplits:
+         text_encoder: TextFrontEnd | None = None, featurize: Sequence[str] = SPLITS) -> DatasetSplits:
     path = Path(path)
     parts = split_dicts(load_pickle(path), path, KEYS, "an MMSA dataset pickle (aligned_50 / unaligned_50)")
     sizes = [len(parts[s]["regression_labels"]) for s in SPLITS]

@@ -16,11 +16,10 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import InputError
-from ..features.text import WordPiece
 from ..labels import check_label_range
 from ..spec import FeatureSpec
 from ..splits import SPLITS, carve_by_group
-from .assemble import build_splits, encode_texts, featured_rows
+from .assemble import TextFrontEnd, build_splits, encode_texts, featured_rows
 from .base import DatasetSplits
 from .npz import load_npz
 
@@ -31,7 +30,7 @@ AV_FRONT_ENDS = ("external:declare-opensmile-73", "external:declare-3dcnn-100")
 
 
 def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
-         text_encoder: WordPiece | None = None, featurize: Sequence[str] = SPLITS) -> DatasetSplits:
+         text_encoder: TextFrontEnd | None = None, featurize: Sequence[str] = SPLITS) -> DatasetSplits:
     z = load_npz(path, KEYS, "MOSI-U (mosi_utterance_std)")
     n = len(z["id"])
     for key in ("audio_feat", "video_feat"):

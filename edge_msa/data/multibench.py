@@ -18,10 +18,9 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import InputError
-from ..features.text import WordPiece
 from ..labels import check_label_range
 from ..spec import FeatureSpec
-from .assemble import build_splits, labels_1d, replace_nonfinite
+from .assemble import TextFrontEnd, build_splits, labels_1d, replace_nonfinite
 from .base import DatasetSplits
 from .mmsa import SPLITS, split_dicts
 from .pickle_safe import load_pickle
@@ -30,10 +29,10 @@ KEYS = ("vision", "audio", "text", "labels", "id")
 MODALITY_KEYS = {"text": "text", "audio": "audio", "video": "vision"}
 
 
-def sample_ids(raw) -> list[str]:
+def sample_ids(raw: object) -> list[str]:
     """(N,) or (N, k) ids (str or bytes) -> 'video_clip' strings."""
     arr = np.asarray(raw)
-    def text(v) -> str:
+    def text(v: object) -> str:
         return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
     if arr.ndim == 1:
         return [text(v) for v in arr]
@@ -50,7 +49,7 @@ def pack_front(x: dict[str, np.ndarray], valid: np.ndarray) -> tuple[dict[str, n
 
 
 def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
-         text_encoder: WordPiece | None = None, featurize: Sequence[str] = SPLITS) -> DatasetSplits:
+         text_encoder: TextFrontEnd | None = None, featurize: Sequence[str] = SPLITS) -> DatasetSplits:
     """`text_encoder` and `featurize` as every reader takes them: unused, the file's text is GloVe vectors already."""
     path = Path(path)
     parts = split_dicts(load_pickle(path), path, KEYS, "a MultiBench pickle (mosi_data / mosei_senti_data)")
