@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import MEDIA_FIX, InputError, check_range, not_found, require
 from ..paths import utf8_path
-from ..spec import suggest
+from ..spec import FeatureSpec, suggest
 
 # name -> ("module:Class", the constructor argument that sets its sequence length); the modules import
 # onnxruntime / soundfile / OpenCV only when used.
@@ -31,7 +31,7 @@ STILL_IMAGE = ("is a still image (1 frame); expected a video clip of the utteran
                "frames); leave the video out to predict without it")
 
 
-def front_end(name: str, **kwargs):
+def front_end(name: str, **kwargs: Any) -> Any:
     """Instantiate the front end called `name` (see FRONT_ENDS)."""
     if name not in FRONT_ENDS:
         raise InputError(f"unknown front end '{name}'{suggest(name, sorted(FRONT_ENDS))}")
@@ -39,7 +39,7 @@ def front_end(name: str, **kwargs):
     return getattr(importlib.import_module(module), cls)(**kwargs)
 
 
-def front_end_for(spec, modality: str, **kwargs):
+def front_end_for(spec: FeatureSpec, modality: str, **kwargs: Any) -> Any:
     """The front end `spec` names for `modality`, producing at most the spec's sequence length (what the
     model was trained on), so featurize and the runtime build it the same way."""
     name = spec.front_end(modality)

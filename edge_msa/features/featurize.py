@@ -157,7 +157,7 @@ def featurize(clips_dir: str | os.PathLike, labels_csv: str | os.PathLike, out: 
     warn_untrainable_splits(split[keep], labels[keep], out)
     with atomic_path(out, suffix=".npz") as tmp:
         with open(tmp, "wb") as f:
-            np.savez_compressed(f, **{k: v if v.ndim == 0 else v[keep] for k, v in payload.items()})
+            np.savez_compressed(f, allow_pickle=False, **{k: v if v.ndim == 0 else v[keep] for k, v in payload.items()})
     return out
 
 
@@ -195,7 +195,8 @@ def extract_all(ids: list[str], media: Mapping[str, Mapping[str, list[Path]]], s
     arrays = {m: np.zeros((len(ids), spec.max_len(m), spec.dim(m)), dtype=np.float32) for m in ("audio", "video")}
     lengths = {m: np.zeros(len(ids), dtype=np.int64) for m in ("audio", "video")}
     stage_times: dict[str, list[dict[str, float]]] = {"audio": [], "video": []}
-    front_ends: dict[str, object] = {}  # built on first use, so audio-only data never needs OpenCV
+    # built on first use, so audio-only data never needs OpenCV
+    front_ends: dict[str, audio_fe.AudioFrontEnd | video_fe.VideoFrontEnd] = {}
     bar = ids
     if progress:
         tqdm = require("tqdm.auto", "progress bars", "pip install tqdm or pass --quiet").tqdm
@@ -351,7 +352,7 @@ def index_media(clips_dir: Path) -> dict[str, dict[str, list[Path]]]:
         if kind and p.is_file():
             found.setdefault(p.stem, {}).setdefault(kind, []).append(p)
     order = {"audio": AUDIO_EXTS, "video": VIDEO_EXTS}
-    return {stem: {k: sorted(paths, key=lambda q, k=k: order[k].index(q.suffix.lower())) for k, paths in kinds.items()}
+    return {stem: {k: sorted(paths, key=lambda q: order[k].index(q.suffix.lower())) for k, paths in kinds.items()}
             for stem, kinds in found.items()}
 
 
@@ -364,7 +365,7 @@ def media_of(rows: Mapping[str, object], clips_dir: Path) -> dict[str, dict[str,
     that reuse names per split have) are refused before any clip is read: which one the label belongs to cannot be
     told, and picking one silently paired the label with another utterance's clip."""
     stems = index_media(clips_dir)
-    media: dict[str, dict[str, Path]] = {}
+    media: dict[str, dict[str, list[Path]]] = {}
     clashes: dict[str, list[Path]] = {}  # id -> the files it matches of one kind
     for i in rows:
         kinds = files_of(i, stems, clips_dir)

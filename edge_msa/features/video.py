@@ -40,7 +40,7 @@ CASCADE = "haarcascade_frontalface_default.xml"
 OPENCV_FIX = f"{MEDIA_FIX} (opencv-python-headless<5)"
 
 
-def _cv2():
+def _cv2() -> ModuleType:
     # FFmpeg's own stderr chatter ("moov atom not found") would duplicate our one-line InputError; OpenCV
     # reads this variable when it opens its first capture. A value the user set wins.
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
@@ -65,10 +65,11 @@ class VideoFrontEnd:
         cv2 = _cv2()
         data = getattr(cv2, "data", None)
         cascade_path = Path(getattr(data, "haarcascades", "")) / CASCADE
-        self._detector = cv2.CascadeClassifier(str(cascade_path)) if cascade_path.is_file() else None
-        if self._detector is None or self._detector.empty():
+        detector = cv2.CascadeClassifier(str(cascade_path)) if cascade_path.is_file() else None
+        if detector is None or detector.empty():
             raise MissingDependencyError(f"OpenCV {cv2.__version__} ships no usable {CASCADE} (needed by the "
                                          f"video front end); fix: {OPENCV_FIX}")
+        self._detector = detector
 
     def __call__(self, path: str | os.PathLike) -> np.ndarray:
         t0 = time.perf_counter()
@@ -89,8 +90,8 @@ class VideoFrontEnd:
         side = max(1, int(MIN_FACE_FRACTION * small.shape[1]))
         faces = self._detector.detectMultiScale(small, scaleFactor=SCALE_STEP, minNeighbors=5, minSize=(side, side))
         if len(faces):
-            x, y, w, h = max(faces, key=lambda b: int(b[2]) * int(b[3]))
-            return tuple(int(round(v / scale)) for v in (x, y, w, h)), True
+            x, y, w, h = (int(round(v / scale)) for v in max(faces, key=lambda b: int(b[2]) * int(b[3])))
+            return (x, y, w, h), True
         s = min(height, width)
         return ((width - s) // 2, (height - s) // 2, s, s), False
 
