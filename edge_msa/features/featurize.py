@@ -34,7 +34,7 @@ import json
 import os
 import sys
 from pathlib import Path, PurePosixPath
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -155,9 +155,13 @@ def featurize(clips_dir: str | os.PathLike, labels_csv: str | os.PathLike, out: 
                "video_feat": arrays["video"], "video_len": lengths["video"]}
     keep = with_input(payload)
     warn_untrainable_splits(split[keep], labels[keep], out)
+    # Any: numpy's stub (>= 2.2) types savez's `allow_pickle: bool` beside **arrays, so mypy refuses a dict of arrays
+    # unpacked into it; passing allow_pickle=False instead would save an array named "allow_pickle" on numpy < 2.2,
+    # which setup.py allows (every array here is str, float or int: nothing is pickled either way)
+    kept: dict[str, Any] = {k: v if v.ndim == 0 else v[keep] for k, v in payload.items()}
     with atomic_path(out, suffix=".npz") as tmp:
         with open(tmp, "wb") as f:
-            np.savez_compressed(f, allow_pickle=False, **{k: v if v.ndim == 0 else v[keep] for k, v in payload.items()})
+            np.savez_compressed(f, **kept)
     return out
 
 
