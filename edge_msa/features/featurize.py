@@ -155,6 +155,12 @@ def featurize(clips_dir: str | os.PathLike, labels_csv: str | os.PathLike, out: 
                "video_feat": arrays["video"], "video_len": lengths["video"]}
     keep = with_input(payload)
     warn_untrainable_splits(split[keep], labels[keep], out)
+    _save_rows(out, payload, keep)
+    return out
+
+
+def _save_rows(out: Path, payload: Mapping[str, np.ndarray], keep: np.ndarray) -> None:
+    """Write the `keep` rows of every per-row array (0-d ones whole) to `out`, whole or not at all (atomic_path)."""
     # Any: numpy's stub (>= 2.2) types savez's `allow_pickle: bool` beside **arrays, so mypy refuses a dict of arrays
     # unpacked into it; passing allow_pickle=False instead would save an array named "allow_pickle" on numpy < 2.2,
     # which setup.py allows (every array here is str, float or int: nothing is pickled either way)
@@ -162,7 +168,6 @@ def featurize(clips_dir: str | os.PathLike, labels_csv: str | os.PathLike, out: 
     with atomic_path(out, suffix=".npz") as tmp:
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **kept)
-    return out
 
 
 def with_input(payload: Mapping[str, np.ndarray]) -> np.ndarray:
