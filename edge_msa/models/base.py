@@ -23,6 +23,7 @@ class MSAModel(nn.Module):
 
     spec: FeatureSpec
     config_params: dict[str, Any]
+    model_name: str  # the registry name create_model built it under (model_config writes it into checkpoints)
     # The counts its factory takes (widths, heads, layers), each with the least value it takes: registry.checked_params
     # refuses any other value by name before a model is built (or, in train_teacher, before the data load)
     COUNTS: ClassVar[Mapping[str, int]] = {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
@@ -22,6 +23,9 @@ ENCODER_KINDS = ("lstm", "transformer", "linear")
 
 class InputNorm(nn.Module):
     """(x - mean) / std per feature, clamped to +-clip; identity until `fit` is called."""
+
+    mean: torch.Tensor  # buffers, declared for the type checker (nn.Module's attribute lookup types them loosely)
+    std: torch.Tensor
 
     def __init__(self, dim: int, modality: str, clip: float = 10.0) -> None:
         super().__init__()
@@ -42,7 +46,7 @@ class InputNorm(nn.Module):
         return ((x - self.mean) / self.std).clamp(-self.clip, self.clip)  # (B, L, d)
 
 
-def fit_input_norms(model: nn.Module, features: dict, lengths: dict) -> None:
+def fit_input_norms(model: nn.Module, features: Mapping[str, np.ndarray], lengths: Mapping[str, np.ndarray]) -> None:
     """Set every InputNorm of `model` from numpy training arrays features[m] (N, L, d), lengths[m] (N,).
 
     A norm whose width differs from the data's features sits behind a text encoder inside the model (the data

@@ -12,7 +12,7 @@ per batch) + lambda_tri * cosine triplet (anchor T_s, positives V_s/A_s, negativ
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -130,7 +130,8 @@ class FDCMDIE(MSAModel):
     def fuse(self, h: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> torch.Tensor:
         return self._fuse(h, masks)[0]
 
-    def _fuse(self, h: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]):
+    def _fuse(self, h: dict[str, torch.Tensor],
+              masks: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         sim = {m: self.shared(h[m]) for m in MODALITIES}  # (B, L_m, H) each
         dis = {m: self.private[m](h[m]) for m in MODALITIES}
         present = torch.cat([presence(masks[m]) for m in MODALITIES], dim=1)  # (B, 3)
@@ -140,7 +141,7 @@ class FDCMDIE(MSAModel):
         for dipu, gap in zip(self.dipu, self.gap):
             enhanced = []
             for m in MODALITIES:
-                g_m, x[m] = dipu[m](g, g_mask, x[m], masks[m])
+                g_m, x[m] = cast(nn.ModuleDict, dipu)[m](g, g_mask, x[m], masks[m])  # ModuleList is not generic
                 enhanced.append(g_m)
             g = gap(enhanced, g_mask, present)  # (B, Lg, H)
         pooled = [masked_mean(g, g_mask)] + [masked_mean(x[m], masks[m]) for m in MODALITIES]  # 4 x (B, H)

@@ -14,7 +14,7 @@ loss: MAE + alpha L_SI + beta L_DI (alpha 0.1, beta 1).
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -97,7 +97,7 @@ class GTF(MSAModel):
         streams = []
         for m in ("audio", "video"):
             z = h["text"]  # (B, Lt, H)
-            for layer in self.streams[m]:
+            for layer in cast(nn.ModuleList, self.streams[m]):  # ModuleDict is not generic
                 z = layer(z, h[m], masks[m])
             streams.append(masked_mean(z, masks["text"]))  # (B, H)
         return torch.cat(streams + [self.pooled(h, masks)["text"]], dim=-1)  # (B, 3H) = Z_TA ; Z_TV ; h_t

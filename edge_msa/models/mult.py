@@ -8,7 +8,7 @@ zeroed as a target and seen as a single padded step as a source.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -72,11 +72,11 @@ class MulT(MSAModel):
                 if src == tgt:
                     continue
                 z = h[tgt]
-                for layer in self.cross[f"{src}_to_{tgt}"]:
+                for layer in cast(nn.ModuleList, self.cross[f"{src}_to_{tgt}"]):  # ModuleDict is not generic
                     z = layer(z, masks[tgt], context=h[src], context_mask=masks[src])
                 streams.append(z)
             z = torch.cat(streams, dim=-1)  # (B, L_tgt, 2D)
-            for layer in self.memory[tgt]:
+            for layer in cast(nn.ModuleList, self.memory[tgt]):
                 z = layer(z, masks[tgt])
             states.append(last_valid(z, masks[tgt]) * presence(masks[tgt]))  # (B, 2D)
         return torch.cat(states, dim=-1)  # (B, 6D)

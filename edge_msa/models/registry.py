@@ -66,7 +66,7 @@ def create_model(name: str, spec: FeatureSpec, **params: Any) -> MSAModel:
     return model
 
 
-def model_config(model) -> ModelConfig:
+def model_config(model: MSAModel) -> ModelConfig:
     return ModelConfig(name=model.model_name, params=dict(model.config_params))
 
 

@@ -9,7 +9,7 @@ rebuilds from its checkpoint without pickle.
 from __future__ import annotations
 
 import copy
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +22,9 @@ from .encoders import InputNorm, drop_modalities
 from .export_config import ExportConfig, PartsConfig, SingleGraphConfig
 from .layers import SinusoidalPosition, TransformerLayer, head_width, masked_mean, presence
 from .registry import register
+
+if TYPE_CHECKING:
+    from .with_text import WithTextEncoder
 
 SHARE_MODES = {"depth": {"text": "text", "fuse": "fuse"}, "depth+modality": {"text": "shared", "fuse": "shared"}}
 
@@ -95,10 +98,11 @@ class Student(MSAModel):
         super().__init__()
         self.spec = spec
         self.sharing = dict(SHARE_MODES[share])
-        self.blocks = nn.ModuleDict({name: TransformerLayer(dim, b["heads"], b["ffn"], dropout, head_dim=b["head_dim"])
-                                     for name, b in blocks.items()})
+        layers = {name: TransformerLayer(dim, b["heads"], b["ffn"], dropout, head_dim=b["head_dim"])
+                  for name, b in blocks.items()}  # by name, typed (a ModuleDict's items are plain Modules)
+        self.blocks = nn.ModuleDict(layers)
         self.encoders = nn.ModuleDict({
-            "text": StudentTextEncoder(spec.dim("text"), dim, self.blocks[self.sharing["text"]], depth),
+            "text": StudentTextEncoder(spec.dim("text"), dim, layers[self.sharing["text"]], depth),
             **{m: FrameEncoder(m, spec.dim(m), enc_hidden[m], dim, dropout, av_input_dropout) for m in SKIPPABLE}})
         self.modality_embed = nn.Parameter(torch.zeros(len(MODALITIES), dim))
         nn.init.normal_(self.modality_embed, std=0.02)
@@ -170,7 +174,7 @@ class _FusePart(nn.Module):
 
 
 @torch.no_grad()
-def run_with_skipping(model: Student, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+def run_with_skipping(model: Student | WithTextEncoder, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
     """Torch reference of the runtime's parts pipeline under the skip rule (edge_msa.spec.modality_runs): audio/video
     run iff present and keep[:, i] >= skip_thresholds[i]; skipped encoders are really not called for the rows they skip.
 
@@ -181,7 +185,7 @@ def run_with_skipping(model: Student, batch: Batch) -> tuple[torch.Tensor, torch
     keep = model.keep(h_text, batch)  # (B, 2)
     thresholds = model.config_params["skip_thresholds"]
     ran = [presence(batch["text_mask"]).squeeze(-1) > 0]
-    hs = [h_text]
+    hs = {"text": h_text}
     for i, m in enumerate(SKIPPABLE):
         run = modality_runs(presence(batch[f"{m}_mask"]).squeeze(-1) > 0, keep[:, i], thresholds[i])  # (B,)
         if bool(run.all()):  # every row runs (always so at batch 1 when it runs): no gather/scatter
@@ -191,9 +195,9 @@ def run_with_skipping(model: Student, batch: Batch) -> tuple[torch.Tensor, torch
             if bool(run.any()):
                 h[run] = model.encode(m, batch[m][run], batch[f"{m}_mask"][run])
         ran.append(run)
-        hs.append(h)
+        hs[m] = h
     ran_t = torch.stack(ran, dim=1)  # (B, 3)
-    score = model.head(model.fuse_present(*hs, ran_t.to(torch.float32)))  # (B,)
+    score = model.head(model.fuse_present(hs["text"], hs["audio"], hs["video"], ran_t.to(torch.float32)))  # (B,)
     return score, ran_t
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -69,6 +69,8 @@ class BertEncoder(nn.Module):
     layers x repeats, parameters of `layers`).
     """
 
+    token_rows: torch.Tensor | None  # a buffer, declared for the type checker (nn.Module's lookup types it loosely)
+
     def __init__(self, vocab_size: int, hidden: int, layers: int, heads: int, head_dim: int, ffn: int,
                  max_positions: int, embed_rows: int = 0, embed_rank: int = 0, eps: float = 1e-12,
                  dropout: float = 0.1, repeats: int = 1) -> None:
@@ -82,14 +84,20 @@ class BertEncoder(nn.Module):
         self.embed_norm = nn.LayerNorm(hidden, eps=eps)
         self.drop = nn.Dropout(dropout)
         self.layers = nn.ModuleList(BertLayer(hidden, heads, head_dim, ffn, eps, dropout) for _ in range(layers))
-        self.config = {"vocab_size": vocab_size, "hidden": hidden, "layers": layers, "heads": heads,
-                       "head_dim": head_dim, "ffn": ffn, "max_positions": max_positions, "embed_rows": embed_rows,
-                       "embed_rank": embed_rank, "eps": eps, "repeats": repeats}
+        self.config: dict[str, Any] = {
+            "vocab_size": vocab_size, "hidden": hidden, "layers": layers, "heads": heads, "head_dim": head_dim,
+            "ffn": ffn, "max_positions": max_positions, "embed_rows": embed_rows, "embed_rank": embed_rank, "eps": eps,
+            "repeats": repeats}
+
+    @property
+    def own_layers(self) -> list[BertLayer]:
+        """`layers` as the BertLayers they are (nn.ModuleList is not generic: the type checker sees Modules)."""
+        return cast("list[BertLayer]", list(self.layers))
 
     @property
     def stack(self) -> list[BertLayer]:
         """The layers in the order they run: `layers` repeated `repeats` times (shared weights)."""
-        return list(self.layers) * self.config["repeats"]
+        return self.own_layers * self.config["repeats"]
 
     @property
     def hidden(self) -> int:
@@ -117,8 +125,8 @@ class BertEncoder(nn.Module):
 
     def sync_config(self) -> dict[str, Any]:
         """Write the module's current widths (after pruning) into `config` and return it."""
-        first = self.layers[0]
-        for layer in self.layers:
+        first = self.own_layers[0]
+        for layer in self.own_layers:
             layer.heads = layer.q.out_features // layer.head_dim
         self.config.update(hidden=self.hidden, heads=first.heads, head_dim=first.head_dim,
                            ffn=first.fc1.out_features, layers=len(self.layers),
@@ -257,12 +265,13 @@ def _state_from_hf(model: BertEncoder, hf: dict[str, torch.Tensor], weights: Pat
     """`model`'s state dict from the Hugging Face tensors, each checked to be there with the shape config.json
     implies; the token-type embedding of segment 0 is folded into the positions (single-segment input)."""
     sources = {name: _hf_name(name) for name in model.state_dict()}
-    missing = [src or name for name, src in sources.items() if src not in hf] + [TOKEN_TYPES] * (TOKEN_TYPES not in hf)
+    found = {name: src for name, src in sources.items() if src is not None and src in hf}
+    missing = [sources[name] or name for name in sources if name not in found] + [TOKEN_TYPES] * (TOKEN_TYPES not in hf)
     if missing:
         raise ArtifactError(f"{weights}: no tensor '{missing[0]}'; expected a BertModel checkpoint (BertModel's "
                             "tensor names, or those of a BertFor* model under 'bert.')")
     state = {}
-    for (name, tensor), src in zip(model.state_dict().items(), sources.values()):
+    for (name, tensor), src in zip(model.state_dict().items(), found.values()):
         state[name] = hf[src][: tensor.shape[0]] if name == "position.weight" else hf[src]
         if state[name].shape != tensor.shape:
             raise ArtifactError(f"{weights}: tensor '{src}' has shape {tuple(hf[src].shape)} but config.json "

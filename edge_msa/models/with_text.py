@@ -9,7 +9,7 @@ checkpoint (config + state_dict) rebuilds it like any other model.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, cast
 
 import torch
 from torch import nn
@@ -22,6 +22,7 @@ from .text_bert import BertEncoder, build
 
 if TYPE_CHECKING:
     from ..features.text import TokenIds
+    from .student import Student
 
 STATES_FRONT_END = "text-encoder-states"
 
@@ -65,11 +66,17 @@ class WithTextEncoder(MSAModel):
         return self.fusion.loss(out, batch)
 
     # --- what the student's skip rule and per-part export use ------------------------------------------
-    def keep(self, h_text: torch.Tensor, batch: Batch) -> torch.Tensor:
-        return self.fusion.keep(h_text, batch)
+    def _student(self) -> Student:
+        """The fusion model as the student, the one model with a skip gate and parts (a teacher's fusion model fails
+        on them with AttributeError, as it always did): a cast, as the type checker cannot know which it is."""
+        return cast("Student", self.fusion)
 
-    def fuse_present(self, *hs_and_present: torch.Tensor) -> torch.Tensor:
-        return self.fusion.fuse_present(*hs_and_present)
+    def keep(self, h_text: torch.Tensor, batch: Batch) -> torch.Tensor:
+        return self._student().keep(h_text, batch)
+
+    def fuse_present(self, h_text: torch.Tensor, h_audio: torch.Tensor, h_video: torch.Tensor,
+                     present: torch.Tensor) -> torch.Tensor:
+        return self._student().fuse_present(h_text, h_audio, h_video, present)
 
     def export_config(self, single_graph: bool = False) -> ExportConfig:
         """The fusion model's graphs (its layout), traced through this wrapper from (B, L) int64 token ids."""
@@ -79,7 +86,7 @@ class WithTextEncoder(MSAModel):
     def part(self, name: str) -> nn.Module:
         if name == "encode_text":
             return _TextPart(self).train(self.training)
-        return self.fusion.part(name)
+        return self._student().part(name)
 
 
 class TextProbe(MSAModel):
@@ -107,7 +114,7 @@ class _TextPart(nn.Module):
         return self.model.fusion.encode("text", self.model.bert(ids, mask), mask)
 
 
-def text_front_end(model: nn.Module) -> TokenIds | None:
+def text_front_end(model: MSAModel) -> TokenIds | None:
     """How `model` reads text from a dataset: TokenIds with its own tokenizer, or None (the default front end)."""
     from ..features.text import TokenIds
 
@@ -126,7 +133,8 @@ def states_spec(spec: FeatureSpec, hidden: int) -> FeatureSpec:
                        front_ends=(STATES_FRONT_END, spec.front_ends[1], spec.front_ends[2]), dtype=spec.dtype)
 
 
-def with_text_encoder(factory, spec: FeatureSpec, text_bert: dict[str, Any], params: dict[str, Any]) -> WithTextEncoder:
+def with_text_encoder(factory: Callable[..., MSAModel], spec: FeatureSpec, text_bert: dict[str, Any],
+                      params: dict[str, Any]) -> WithTextEncoder:
     bert = build(dict(text_bert))
     fusion = factory(states_spec(spec, bert.hidden), **params)
     fusion.spec = states_spec(spec, bert.hidden)
