@@ -189,11 +189,17 @@ def throttled(end: dict[str, Any]) -> str | None:
     return "; ".join(why) or None
 
 
+def varying_governors(cpus: dict[str, dict[str, Any]] | str) -> list[str]:
+    """The governors other than `performance` that set clocks which are not pinned (none where sysfs had no cpufreq):
+    under them a clock varies between calls, so the figures depend on the governor as well as the board."""
+    if not isinstance(cpus, dict):
+        return []
+    return sorted({cpu["governor"] for cpu in cpus.values() if not cpu["pinned"]} - {PERFORMANCE})
+
+
 def governor_advice(cpus: dict[str, dict[str, Any]] | str, jetson: bool) -> str | None:
     """One line of advice where a governor other than `performance` sets clocks that are not pinned, or None."""
-    if not isinstance(cpus, dict):
-        return None
-    others = sorted({cpu["governor"] for cpu in cpus.values() if not cpu["pinned"]} - {PERFORMANCE})
+    others = varying_governors(cpus)
     if not others:
         return None
     pin = "`sudo jetson_clocks`" if jetson else f"`sudo cpupower frequency-set -g {PERFORMANCE}`"

@@ -137,3 +137,32 @@ def test_a_row_reads_the_clocks_just_before_and_just_after_its_timed_calls(tmp_p
     assert (start["cpu_freq_max"], start["hottest_zone"], start["at_passive_trip"]) == (1.0, "gpu-thermal", [])
     assert (end["cpu_freq_max"], end["hottest_zone"], end["hottest_c"]) == (729600 / MAX_KHZ, "cpu-thermal", 99.5)
     assert row["throttled"] is True and "| 1 | all | 100% / 100% | 48% / 48% |" in (out / "report.md").read_text()
+
+
+def test_compare_warns_once_per_report_whose_clocks_moved(tmp_path, tiny_splits, capsys):
+    """A ratio between a throttled board and a cool one measures the clocks too; --compare printed it without a word.
+    A report from before the clocks were recorded has no such fields: no warning, no error."""
+    reports = {}
+    for name, root in (("hot", JETSON), ("vm", VM)):
+        (tmp_path / name).mkdir()
+        out = run_bench(_bundles(tmp_path / name, "student"), data=tiny_splits, out=tmp_path / name / "r",
+                        batches=(1, 2), modalities=("all",), meter="none", loader=make_loader(tiny_splits.spec),
+                        sysfs_root=root, **FAST)
+        reports[name] = out / "report.json"
+    old = json.loads(reports["hot"].read_text())
+    for key in ("cpufreq", "thermal", "clock_advice"):
+        del old["system"][key]
+    for row in old["rows"]:
+        del row["clocks"], row["throttled"], row["throttled_why"]
+    reports["old"] = tmp_path / "old.json"
+    reports["old"].write_text(json.dumps(old))
+    assert main(["bench", "--compare", str(reports["vm"]), str(reports["hot"]), "--out", str(tmp_path / "cmp")]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("Clocks of ") == 1 and (
+        f"Clocks of B ({reports['hot']}): 2 of 2 successful rows flagged throttled?; governor schedutil (clocks not "
+        "pinned); the ratios include their effect.") in printed
+    written = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert list(written["clock_warnings"]) == ["b"] and written["clock_warnings"]["b"].startswith("2 of 2")
+    for a, b in (("vm", "old"), ("old", "old")):
+        assert main(["bench", "--compare", str(reports[a]), str(reports[b])]) == 0
+        assert "Clocks of" not in capsys.readouterr().out
