@@ -179,6 +179,7 @@ def _clocks_section(system: dict, rows: list[dict]) -> list[str]:
         return []
     zones = system["thermal"]
     out = ["", "## Clocks and temperature", "", f"- CPU clocks: {_cpus_line(system['cpufreq'])}",
+           *([f"- GPU clock: {_gpu_line(system['gpu_clock'])}"] if "gpu_clock" in system else []),  # since it is read
            "- thermal zones: " + (zones if isinstance(zones, str) else ", ".join(
                z["type"] + (f" (passive trip {z['passive_trip_c']:g} °C)" if z["passive_trip_c"] is not None else "")
                for z in zones.values()))]
@@ -187,10 +188,11 @@ def _clocks_section(system: dict, rows: list[dict]) -> list[str]:
     timed = {(r["batch"], r["modalities"]): r for r in rows if "clocks" in r}
     if not timed:
         return out
-    out += ["", f"throttled? marks a row whose timed calls ended with even the fastest CPU below {THROTTLED_BELOW:.0%} of "
-            "its max clock or a thermal zone at or over its first passive trip point. The bundles of one batch size "
-            "and subset are timed side by side, so they share one reading just before and one just after their "
-            "timed calls; clocks are the slowest / fastest CPU as a share of its max.", "",
+    out += ["", f"throttled? marks a row whose timed calls ended with even the fastest CPU (or, on a GPU backend, the "
+            f"GPU) below {THROTTLED_BELOW:.0%} of its max clock or a thermal zone at or over its first passive trip "
+            "point. The bundles of one batch size and subset are timed side by side, so they share one reading just "
+            "before and one just after their timed calls; clocks are the slowest / fastest CPU (and the GPU) as a "
+            "share of its max.", "",
             "| batch | modalities | clocks start | clocks end | hottest start | hottest end | throttled? |",
             "|---|---|---|---|---|---|---|"]
     for (batch, subset), r in timed.items():
@@ -209,8 +211,17 @@ def _cpus_line(cpus: dict | str) -> str:
                      for (gov, khz, pinned), n in groups.items())
 
 
+def _gpu_line(gpu: dict | str) -> str:
+    """'nvhost_podgov, max 625 MHz (17000000.ga10b)' (', pinned' where the min is raised to the max)."""
+    if isinstance(gpu, str):
+        return gpu
+    pinned = ", pinned" if gpu["pinned"] else ""
+    return f"{gpu['governor']}{pinned}, max {gpu['max_hz'] / 1e6:.0f} MHz ({gpu['device']})"
+
+
 def _clock_cell(snap: dict) -> str:
-    return f"{snap['cpu_freq_min']:.0%} / {snap['cpu_freq_max']:.0%}" if "cpu_freq_max" in snap else "–"
+    cpu = f"{snap['cpu_freq_min']:.0%} / {snap['cpu_freq_max']:.0%}" if "cpu_freq_max" in snap else "–"
+    return cpu + (f", GPU {snap['gpu_freq']:.0%}" if "gpu_freq" in snap else "")
 
 
 def _heat_cell(snap: dict) -> str:

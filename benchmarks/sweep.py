@@ -195,10 +195,10 @@ def _rows_side_by_side(loaded: list[_Loaded], name: str, keep: tuple[str, ...], 
     start = clocks.snapshot()
     timed = dict(zip(works, measure_side_by_side(list(works.values()), batch, warmup=settings["warmup"],
                                                  min_time_s=settings["min_time_s"], min_runs=settings["min_runs"])))
-    clock_fields = row_clocks(start, clocks.snapshot())
+    end = clocks.snapshot()
     rows = []
     for k, one in enumerate(loaded):
-        row = {**one.base, "batch": batch, "modalities": name, **clock_fields}
+        row = {**one.base, "batch": batch, "modalities": name, **row_clocks(start, end, one.target.on_gpu)}
         try:
             result = failed.get(k) or timed[k]
             if isinstance(result, Exception):
