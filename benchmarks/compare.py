@@ -41,7 +41,7 @@ def compare_reports(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]
     Ratios are b/a: latency < 1 and throughput > 1 mean b is faster."""
     ok_a = [r for r in a["rows"] if r.get("status") == "ok"]
     ok_b = [r for r in b["rows"] if r.get("status") == "ok"]
-    fields = KEY_FIELDS
+    fields: tuple[str, ...] = KEY_FIELDS
     if not {_key(r, fields) for r in ok_a} & {_key(r, fields) for r in ok_b}:
         fields = SAME_WORK
     first_a: dict[tuple, dict] = {}

@@ -122,8 +122,8 @@ def _ratio_section(rows: list[dict], names: dict[str, str]) -> list[str]:
         p90 = base["latency_ms"]["p90"] / r["latency_ms"]["p90"] if r["latency_ms"]["p90"] > 0 else None
         both_e = all(isinstance(x.get("energy_mj_per_item"), (int, float)) for x in (base, r))
         energy = base["energy_mj_per_item"] / r["energy_mj_per_item"] if both_e and r["energy_mj_per_item"] else None
-        acc = (_metric(r, HEADLINE) - _metric(base, HEADLINE)
-               if _metric(r, HEADLINE) is not None and _metric(base, HEADLINE) is not None else None)
+        acc_r, acc_base = _metric(r, HEADLINE), _metric(base, HEADLINE)
+        acc = acc_r - acc_base if acc_r is not None and acc_base is not None else None
         both_s = all(isinstance(x.get("model_bytes"), int) and x["model_bytes"] > 0 for x in (base, r))
         size = base["model_bytes"] / r["model_bytes"] if both_s else None
         out.append(f"| {names[r['bundle']]} | {r['batch']} | {r['modalities']} | {_num(p90, '{:.2f}x')} | "
@@ -308,7 +308,7 @@ def _scatter_rows(ax: Any, rows: list[dict[str, Any]], palette: list[str]) -> li
     markers = "osD^v<>pP*Xh"
     points = []
     for r in rows:
-        x, y = r["latency_ms"]["p90"], _metric(r, HEADLINE)
+        x, y = r["latency_ms"]["p90"], r["metrics"][HEADLINE]  # rows from _plotted_rows: each has its accuracy
         points.append((x, y))
         ax.scatter([x], [y], s=36, color=palette[bundles.index(r["bundle"]) % len(palette)], alpha=0.85,
                    marker=markers[subsets.index(r["modalities"]) % len(markers)],
