@@ -10,6 +10,7 @@ from edge_msa.errors import InputError
 from edge_msa.jsonio import loads
 
 from .report import HEADLINE, SAME_WORK
+from .sysinfo import varying_governors
 
 KEY_FIELDS = ("bundle", "backend", "precision", *SAME_WORK)  # SAME_WORK alone is the fallback key
 # Settings that change the figures besides the device: where the two reports differ, the comparison says so.
@@ -40,7 +41,7 @@ def compare_reports(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]
     Ratios are b/a: latency < 1 and throughput > 1 mean b is faster."""
     ok_a = [r for r in a["rows"] if r.get("status") == "ok"]
     ok_b = [r for r in b["rows"] if r.get("status") == "ok"]
-    fields = KEY_FIELDS
+    fields: tuple[str, ...] = KEY_FIELDS
     if not {_key(r, fields) for r in ok_a} & {_key(r, fields) for r in ok_b}:
         fields = SAME_WORK
     first_a: dict[tuple, dict] = {}
@@ -79,10 +80,24 @@ def differing_settings(a: dict[str, Any], b: dict[str, Any]) -> dict[str, dict[s
     return {k: {"a": sa.get(k), "b": sb.get(k)} for k in COMPARED_SETTINGS if sa.get(k) != sb.get(k)}
 
 
+def clock_warning(report: dict[str, Any]) -> str | None:
+    """What in a report's clocks can move its side of the ratios: successful rows flagged throttled? and governors
+    that let the clocks vary, or None. A ratio between a throttled or unpinned board and a steady one measures the
+    clocks as well as the devices. Reports written before the clocks were recorded have neither field: None."""
+    ok = [r for r in report["rows"] if r.get("status") == "ok"]
+    hot = sum(r.get("throttled") is True for r in ok)
+    governors = varying_governors((report.get("system") or {}).get("cpufreq", ""))
+    why = ([f"{hot} of {len(ok)} successful rows flagged throttled?"] if hot else []) + (
+        [f"governor {', '.join(governors)} (clocks not pinned)"] if governors else [])
+    return "; ".join(why) or None
+
+
 def comparison(a: dict[str, Any], b: dict[str, Any], a_name: str, b_name: str) -> dict[str, Any]:
     """compare.json: the ratio rows and the settings the two reports differ in, which compare.md renders (one source
     for both, so a script reading the JSON learns what the Markdown warns about)."""
-    return {"a": a_name, "b": b_name, "settings_differ": differing_settings(a, b), "rows": compare_reports(a, b)}
+    warnings = {side: why for side, report in (("a", a), ("b", b)) if (why := clock_warning(report))}
+    return {"a": a_name, "b": b_name, "settings_differ": differing_settings(a, b), "clock_warnings": warnings,
+            "rows": compare_reports(a, b)}
 
 
 def render_comparison(cmp: dict[str, Any]) -> str:
@@ -95,6 +110,8 @@ def render_comparison(cmp: dict[str, Any]) -> str:
              "Ratios are B/A: latency < 1 and throughput > 1 mean B is faster; energy < 1 means B is cheaper.", "",
              *([f"Settings differ (the ratios include their effect): {'; '.join(differing)}.", ""] if differing
                else []),
+             *(line for side, why in cmp["clock_warnings"].items() for line in (
+                 f"Clocks of {side.upper()} ({cmp[side]}): {why}; the ratios include their effect.", "")),
              "| A bundle | B bundle | batch | modalities | p50 B/A | p90 B/A | p99 B/A | throughput B/A | "
              "energy B/A | Δ Acc-2 non0 |", "|" + "---|" * 10]
     for e in cmp["rows"]:

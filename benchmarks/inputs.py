@@ -80,7 +80,7 @@ def batches(fs: FeatureSet, batch: int, keep: tuple[str, ...], count: int = 32, 
         idx = np.arange(b * batch, (b + 1) * batch) % n
         feats, lens = restrict_arrays({m: fs.features[m][idx] for m in MODALITIES},
                                       {m: fs.lengths[m][idx] for m in MODALITIES}, keep)
-        with_text = raw_text and fs.texts is not None and "text" in keep
-        out.append(Batch(feats, lens, tuple(str(t) for t in fs.texts[idx]) if with_text else None))
+        texts = fs.texts if raw_text and "text" in keep else None
+        out.append(Batch(feats, lens, tuple(str(t) for t in texts[idx]) if texts is not None else None))
     return out
 

@@ -67,13 +67,17 @@ def run_load(url: str, concurrency: int, requests: int, duration: float, bodies:
         raise InputError(f"need concurrency >= 1, requests >= 1, duration > 0 and a body; got {concurrency}, "
                          f"{requests}, {duration}, {len(bodies)} bodies")
     parts = urlsplit(url)
-    lock, issued, codes, latencies, rss = threading.Lock(), [0], {}, [], []
+    host = parts.hostname
+    if host is None:  # the client threads died on it one by one, and 0 requests read as a result
+        raise InputError(f"url '{url}' has no host; expected http://HOST[:PORT]/PATH")
+    codes: dict[int, int] = {}
+    lock, issued, latencies, rss = threading.Lock(), [0], [], []
     cpu0 = cpu_seconds(pid) if pid else 0.0
     start = time.perf_counter()
     deadline = start + duration
 
     def client() -> None:
-        conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=60)
+        conn = http.client.HTTPConnection(host, parts.port or 80, timeout=60)
         while time.perf_counter() < deadline:
             with lock:
                 if issued[0] >= requests:
@@ -83,7 +87,7 @@ def run_load(url: str, concurrency: int, requests: int, duration: float, bodies:
             code, ms = post(conn, parts.path or "/v1/predict", bodies[n % len(bodies)])
             if code == 0:  # connection trouble: count it, reconnect
                 conn.close()
-                conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=60)
+                conn = http.client.HTTPConnection(host, parts.port or 80, timeout=60)
             with lock:
                 codes[code] = codes.get(code, 0) + 1
                 if code == 200:

@@ -122,8 +122,8 @@ def _ratio_section(rows: list[dict], names: dict[str, str]) -> list[str]:
         p90 = base["latency_ms"]["p90"] / r["latency_ms"]["p90"] if r["latency_ms"]["p90"] > 0 else None
         both_e = all(isinstance(x.get("energy_mj_per_item"), (int, float)) for x in (base, r))
         energy = base["energy_mj_per_item"] / r["energy_mj_per_item"] if both_e and r["energy_mj_per_item"] else None
-        acc = (_metric(r, HEADLINE) - _metric(base, HEADLINE)
-               if _metric(r, HEADLINE) is not None and _metric(base, HEADLINE) is not None else None)
+        acc_r, acc_base = _metric(r, HEADLINE), _metric(base, HEADLINE)
+        acc = acc_r - acc_base if acc_r is not None and acc_base is not None else None
         both_s = all(isinstance(x.get("model_bytes"), int) and x["model_bytes"] > 0 for x in (base, r))
         size = base["model_bytes"] / r["model_bytes"] if both_s else None
         out.append(f"| {names[r['bundle']]} | {r['batch']} | {r['modalities']} | {_num(p90, '{:.2f}x')} | "
@@ -179,6 +179,7 @@ def _clocks_section(system: dict, rows: list[dict]) -> list[str]:
         return []
     zones = system["thermal"]
     out = ["", "## Clocks and temperature", "", f"- CPU clocks: {_cpus_line(system['cpufreq'])}",
+           *([f"- GPU clock: {_gpu_line(system['gpu_clock'])}"] if "gpu_clock" in system else []),  # since it is read
            "- thermal zones: " + (zones if isinstance(zones, str) else ", ".join(
                z["type"] + (f" (passive trip {z['passive_trip_c']:g} °C)" if z["passive_trip_c"] is not None else "")
                for z in zones.values()))]
@@ -187,10 +188,11 @@ def _clocks_section(system: dict, rows: list[dict]) -> list[str]:
     timed = {(r["batch"], r["modalities"]): r for r in rows if "clocks" in r}
     if not timed:
         return out
-    out += ["", f"throttled? marks a row whose timed calls ended with even the fastest CPU below {THROTTLED_BELOW:.0%} of "
-            "its max clock or a thermal zone at or over its first passive trip point. The bundles of one batch size "
-            "and subset are timed side by side, so they share one reading just before and one just after their "
-            "timed calls; clocks are the slowest / fastest CPU as a share of its max.", "",
+    out += ["", f"throttled? marks a row whose timed calls ended with even the fastest CPU (or, on a GPU backend, the "
+            f"GPU) below {THROTTLED_BELOW:.0%} of its max clock or a thermal zone at or over its first passive trip "
+            "point. The bundles of one batch size and subset are timed side by side, so they share one reading just "
+            "before and one just after their timed calls; clocks are the slowest / fastest CPU (and the GPU) as a "
+            "share of its max.", "",
             "| batch | modalities | clocks start | clocks end | hottest start | hottest end | throttled? |",
             "|---|---|---|---|---|---|---|"]
     for (batch, subset), r in timed.items():
@@ -209,8 +211,17 @@ def _cpus_line(cpus: dict | str) -> str:
                      for (gov, khz, pinned), n in groups.items())
 
 
+def _gpu_line(gpu: dict | str) -> str:
+    """'nvhost_podgov, max 625 MHz (17000000.ga10b)' (', pinned' where the min is raised to the max)."""
+    if isinstance(gpu, str):
+        return gpu
+    pinned = ", pinned" if gpu["pinned"] else ""
+    return f"{gpu['governor']}{pinned}, max {gpu['max_hz'] / 1e6:.0f} MHz ({gpu['device']})"
+
+
 def _clock_cell(snap: dict) -> str:
-    return f"{snap['cpu_freq_min']:.0%} / {snap['cpu_freq_max']:.0%}" if "cpu_freq_max" in snap else "–"
+    cpu = f"{snap['cpu_freq_min']:.0%} / {snap['cpu_freq_max']:.0%}" if "cpu_freq_max" in snap else "–"
+    return cpu + (f", GPU {snap['gpu_freq']:.0%}" if "gpu_freq" in snap else "")
 
 
 def _heat_cell(snap: dict) -> str:
@@ -297,7 +308,7 @@ def _scatter_rows(ax: Any, rows: list[dict[str, Any]], palette: list[str]) -> li
     markers = "osD^v<>pP*Xh"
     points = []
     for r in rows:
-        x, y = r["latency_ms"]["p90"], _metric(r, HEADLINE)
+        x, y = r["latency_ms"]["p90"], r["metrics"][HEADLINE]  # rows from _plotted_rows: each has its accuracy
         points.append((x, y))
         ax.scatter([x], [y], s=36, color=palette[bundles.index(r["bundle"]) % len(palette)], alpha=0.85,
                    marker=markers[subsets.index(r["modalities"]) % len(markers)],

@@ -195,10 +195,10 @@ def _rows_side_by_side(loaded: list[_Loaded], name: str, keep: tuple[str, ...], 
     start = clocks.snapshot()
     timed = dict(zip(works, measure_side_by_side(list(works.values()), batch, warmup=settings["warmup"],
                                                  min_time_s=settings["min_time_s"], min_runs=settings["min_runs"])))
-    clock_fields = row_clocks(start, clocks.snapshot())
+    end = clocks.snapshot()
     rows = []
     for k, one in enumerate(loaded):
-        row = {**one.base, "batch": batch, "modalities": name, **clock_fields}
+        row = {**one.base, "batch": batch, "modalities": name, **row_clocks(start, end, one.target.on_gpu)}
         try:
             result = failed.get(k) or timed[k]
             if isinstance(result, Exception):
@@ -274,7 +274,8 @@ def _stages(target: Target, feed: list) -> dict[str, Any]:
     stages_untimed_ms is the rest of the same calls (their wall time less their stages, median per call: input
     checks, padding, the gate's bookkeeping, building the results). Not the p50 less total: the p50's calls ran
     side by side with other bundles (caches flushed), which would pass for untimed work."""
-    per_call, untimed, deadline = [], [], time.perf_counter() + STAGE_BUDGET_S
+    per_call: list[dict[str, float]] = []
+    untimed, deadline = [], time.perf_counter() + STAGE_BUDGET_S
     for i in itertools.cycle(np.random.default_rng(0).permutation(len(feed))):
         if len(per_call) >= STAGE_CALLS and (len(per_call) >= len(feed) or time.perf_counter() > deadline):
             break
@@ -316,7 +317,8 @@ class _Datasets:
     so a device install needs no training-side weights package."""
 
     def __init__(self, data: str | os.PathLike | DatasetSplits | None, split: str, progress: bool) -> None:
-        self.split, self.progress, self.cache = split, progress, {}
+        self.split, self.progress = split, progress
+        self.cache: dict[tuple, DatasetSplits] = {}
         self.given = data if data is None or isinstance(data, DatasetSplits) else Path(data)
         if isinstance(self.given, DatasetSplits):
             self.given.split(split)  # unknown split names fail before any timing

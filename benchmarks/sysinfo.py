@@ -20,15 +20,18 @@ from edge_msa.host import cpu_model
 
 DEVICE_TREE_MODEL = Path("/proc/device-tree/model")
 SYSFS_ROOT = Path("/")
-CPU_DIR, THERMAL_DIR = "sys/devices/system/cpu", "sys/class/thermal"
+CPU_DIR, THERMAL_DIR, DEVFREQ_DIR = "sys/devices/system/cpu", "sys/class/thermal", "sys/class/devfreq"
+# a Jetson GPU's devfreq device name holds one: 17000000.ga10b or .gpu (Orin), .gv11b (Xavier), .gp10b (TX2)
+GPU_DEVFREQ = ("gpu", "ga10b", "gv11b", "gp10b")
 THROTTLED_BELOW = 0.90
-"""A row is flagged "throttled?" when, at the end of its timed calls, even its fastest CPU ran below this fraction
-of its max clock. A governor under sustained load holds a busy CPU at its max, and the clock steps are a few percent
-of it (Jetson Orin: 76.8 MHz of 1510 MHz; Raspberry Pi 4 and 5: 100 MHz), so 90 % is two steps or more down: a thermal
-or power cap, not a step of the governor's. The fastest CPU, not the median: a one-thread run leaves the other cores
-idle, and schedutil / ondemand clock idle cores down, which would flag every row of a 6-core board; a cap lowers the
-busy core too (a Jetson's or a Pi's cores share one cluster clock). A sampled clock can still catch a busy core
-between calls, hence the question mark, and the advice line beside it."""
+"""A row is flagged "throttled?" when, at the end of its timed calls, even its fastest CPU ran below this fraction of
+its max clock, or, on a row that ran on the GPU, the GPU's devfreq clock did (a CPU-only row leaves the GPU idle, and
+its governor clocks it down: recorded, not flagged). A governor under sustained load holds a busy CPU at its max, and
+the clock steps are a few percent of it (Jetson Orin: 76.8 MHz of 1510 MHz; Raspberry Pi 4 and 5: 100 MHz), so 90 %
+is two steps or more down: a thermal or power cap, not a step of the governor's. The fastest CPU, not the median: a
+one-thread run leaves the other cores idle, and schedutil / ondemand clock idle cores down, which would flag every
+row of a 6-core board; a cap lowers the busy core too (a Jetson's or a Pi's cores share one cluster clock). A sampled
+clock can still catch a busy core between calls, hence the question mark, and the advice line beside it."""
 PERFORMANCE = "performance"  # the governor that holds every clock at its max (thermal caps aside) between calls too
 PACKAGES = ("edge-msa", "numpy", "onnxruntime", "onnxruntime-gpu", "tensorrt", "nvidia-ml-py")
 
@@ -124,6 +127,22 @@ def cpu_clocks(root: Path = SYSFS_ROOT) -> dict[str, dict[str, Any]] | str:
     return cpus or f"unavailable (no cpufreq in sysfs: {root / CPU_DIR}/cpu*/cpufreq)"
 
 
+def gpu_clock(root: Path = SYSFS_ROOT) -> dict[str, Any] | str:
+    """A Jetson GPU's devfreq device (GPU_DEVFREQ names; the EMC, NVDLA, VIC, ... beside it are left out): its name,
+    governor, max clock in Hz and whether its min is raised to it (`jetson_clocks`), like `cpu_clocks`: max_freq as
+    the run starts (the power mode's cap), so a thermal cap that comes later shows as a clock below it; or why there
+    is none. A desktop GPU's clocks and throttle reasons are NVML's and out of scope here: they read as unavailable."""
+    try:
+        found = sorted(p for p in (root / DEVFREQ_DIR).iterdir() if any(k in p.name for k in GPU_DEVFREQ))
+    except OSError:
+        found = []
+    for dev in found:
+        if top := _read_int(dev / "max_freq"):
+            return {"device": dev.name, "governor": _read(dev / "governor") or "unknown", "max_hz": top,
+                    "pinned": (_read_int(dev / "min_freq") or 0) >= top}
+    return f"unavailable (no Jetson GPU in devfreq: {root / DEVFREQ_DIR}/*)"
+
+
 def thermal_zones(root: Path = SYSFS_ROOT) -> dict[str, dict[str, Any]] | str:
     """Each readable thermal zone's type and first passive trip point in degrees C (where the kernel starts cooling
     it by lowering clocks; None where it has none), or why there are none. A disabled trip point reads -274000
@@ -140,25 +159,28 @@ def thermal_zones(root: Path = SYSFS_ROOT) -> dict[str, dict[str, Any]] | str:
 
 
 class Clocks:
-    """The CPU clocks and thermal zones under a sysfs `root`: the static part (governors, max clocks, zones and their
-    trip points) is read once, when the run starts, for the `system` block; `snapshot` reads the current clocks and
-    temperatures, between rows (a few small file reads, never inside a timed call). A board that throttles under a
-    sustained run, or a governor that clocks down between calls, moves latency more than most model changes, so a
-    row says what its clocks were."""
+    """The CPU clocks, a Jetson GPU's clock and the thermal zones under a sysfs `root`: the static part (governors, max
+    clocks, zones and their trip points) is read once, when the run starts, for the `system` block; `snapshot` reads
+    the current clocks and temperatures, between rows (a few small file reads, never inside a timed call). A board
+    that throttles under a sustained run, or a governor that clocks down between calls, moves latency more than most
+    model changes, so a row says what its clocks were."""
 
     def __init__(self, root: str | os.PathLike = SYSFS_ROOT) -> None:
         self.root = Path(root)
         self.cpus, self.zones = cpu_clocks(self.root), thermal_zones(self.root)
+        self.gpu = gpu_clock(self.root)
 
     def snapshot(self) -> dict[str, Any]:
-        """The slowest and fastest current CPU clock as a fraction of its max, the hottest zone (degrees C, type) and
-        the zones at or over their passive trip point; only what sysfs has."""
+        """The slowest and fastest current CPU clock as a fraction of its max, the GPU's, the hottest zone (degrees C,
+        type) and the zones at or over their passive trip point; only what sysfs has."""
         snap: dict[str, Any] = {}
         if isinstance(self.cpus, dict):
             fractions = [cur / cpu["max_khz"] for name, cpu in self.cpus.items()
                          if (cur := _read_int(self.root / CPU_DIR / name / "cpufreq" / "scaling_cur_freq"))]
             if fractions:
                 snap.update(cpu_freq_min=min(fractions), cpu_freq_max=max(fractions))
+        if isinstance(self.gpu, dict) and (cur := _read_int(self.root / DEVFREQ_DIR / self.gpu["device"] / "cur_freq")):
+            snap["gpu_freq"] = cur / self.gpu["max_hz"]
         if isinstance(self.zones, dict):
             temps = {name: t / 1e3 for name in self.zones
                      if (t := _read_int(self.root / THERMAL_DIR / name / "temp")) is not None}
@@ -171,29 +193,38 @@ class Clocks:
         return snap
 
 
-def row_clocks(start: dict[str, Any], end: dict[str, Any]) -> dict[str, Any]:
+def row_clocks(start: dict[str, Any], end: dict[str, Any], on_gpu: bool) -> dict[str, Any]:
     """A row's `clocks` (the snapshots before and after its timed calls) and its `throttled` flag, with why; nothing
     where sysfs has neither clocks nor zones (the `system` block says so once, not every row)."""
     if not start and not end:
         return {}
-    why = throttled(end)
+    why = throttled(end, on_gpu)
     return {"clocks": {"start": start, "end": end}, "throttled": why is not None,
             **({"throttled_why": why} if why else {})}
 
 
-def throttled(end: dict[str, Any]) -> str | None:
-    """Why a row's end snapshot looks throttled (THROTTLED_BELOW, a zone at its passive trip point), or None."""
+def throttled(end: dict[str, Any], on_gpu: bool) -> str | None:
+    """Why a row's end snapshot looks throttled (THROTTLED_BELOW, the GPU's only where the row ran on it, a zone at its
+    passive trip point), or None."""
     why = [f"fastest CPU clock at {end['cpu_freq_max']:.0%} of max"] if end.get(
         "cpu_freq_max", 1.0) < THROTTLED_BELOW else []
+    gpu = end.get("gpu_freq", 1.0) if on_gpu else 1.0
+    why += [f"GPU clock at {gpu:.0%} of max"] if gpu < THROTTLED_BELOW else []
     why += [f"{zone} at or over its passive trip point" for zone in end.get("at_passive_trip", [])]
     return "; ".join(why) or None
 
 
+def varying_governors(cpus: dict[str, dict[str, Any]] | str) -> list[str]:
+    """The governors other than `performance` that set clocks which are not pinned (none where sysfs had no cpufreq):
+    under them a clock varies between calls, so the figures depend on the governor as well as the board."""
+    if not isinstance(cpus, dict):
+        return []
+    return sorted({cpu["governor"] for cpu in cpus.values() if not cpu["pinned"]} - {PERFORMANCE})
+
+
 def governor_advice(cpus: dict[str, dict[str, Any]] | str, jetson: bool) -> str | None:
     """One line of advice where a governor other than `performance` sets clocks that are not pinned, or None."""
-    if not isinstance(cpus, dict):
-        return None
-    others = sorted({cpu["governor"] for cpu in cpus.values() if not cpu["pinned"]} - {PERFORMANCE})
+    others = varying_governors(cpus)
     if not others:
         return None
     pin = "`sudo jetson_clocks`" if jetson else f"`sudo cpupower frequency-set -g {PERFORMANCE}`"
@@ -216,6 +247,7 @@ def system_info(clocks: Clocks, argv: list[str] | None = None) -> dict:
         "jetson_model": jetson,
         "power_mode": nvpmodel_mode(),
         "cpufreq": clocks.cpus,
+        "gpu_clock": clocks.gpu,
         "thermal": clocks.zones,
         "clock_advice": governor_advice(clocks.cpus, jetson is not None),
         "os": platform.platform(),

@@ -5,11 +5,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterable, Mapping, Protocol
 
 import numpy as np
 
 from edge_msa.features.text import TOKENS_PREFIX
+from edge_msa.runtime.evaluate import FeaturePredictor
 from edge_msa.spec import FeatureSpec
 
 from .inputs import Batch
@@ -17,19 +18,20 @@ from .inputs import Batch
 GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
 
 
-class FeaturePredictor(Protocol):
-    """The slice of `edge_msa.runtime.Predictor` the harness needs."""
+class BenchPredictor(FeaturePredictor, Protocol):
+    """The slice of `edge_msa.runtime.Predictor` the harness needs: evaluation's FeaturePredictor (the accuracy run
+    and feature-input rows; one contract, the runtime's), the manifest, and `predict_batch` for rows timed from raw
+    transcripts and for the per-stage ms (fakes in tests, timed from features, may lack it: `stages_ms` checks)."""
 
     manifest: Any
 
-    def predict_features(self, features: dict[str, np.ndarray],
-                         lengths: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]: ...
+    def predict_batch(self, inputs: Iterable[Mapping[str, Any]]) -> list[Any]: ...
 
 
-Loader = Callable[[Path, "str | None", "int | None"], FeaturePredictor]
+Loader = Callable[[Path, "str | None", "int | None"], BenchPredictor]
 
 
-def runtime_loader(bundle: Path, backend: str | None, threads: int | None) -> FeaturePredictor:
+def runtime_loader(bundle: Path, backend: str | None, threads: int | None) -> BenchPredictor:
     """The device runtime (numpy + onnxruntime); backend None = the one the bundle was exported for."""
     from edge_msa.runtime import load
 
@@ -42,7 +44,7 @@ class Target:
 
     bundle: Path
     backend: str | None
-    predictor: FeaturePredictor
+    predictor: BenchPredictor
     load_ms: float
     threads: int | None
 
@@ -105,8 +107,9 @@ class Target:
 
 def _items(batch: Batch) -> list[dict[str, Any]]:
     """predict_batch inputs: each sample's present modalities as (L, d) arrays, text as its transcript if given."""
-    items = [{m: batch.features[m][i, :n] for m in batch.features if (n := int(batch.lengths[m][i])) > 0}
-             for i in range(batch.size)]
+    items: list[dict[str, Any]] = [
+        {m: batch.features[m][i, :n] for m in batch.features if (n := int(batch.lengths[m][i])) > 0}
+        for i in range(batch.size)]
     if batch.texts is not None:
         for item, text in zip(items, batch.texts):
             item["text"] = text

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Callable, Sequence
 
 import numpy as np
@@ -76,7 +77,7 @@ def measure_side_by_side(calls: Sequence[Callable[[int], object]], items_per_cal
         raise InputError(f"need warmup >= 0, min_runs >= 1, min_time >= 0; got {warmup}, {min_runs}, {min_time_s}")
     timers = [_Timer(call, sync, clock) for call in calls]
     for timer in timers:
-        timer.guarded(lambda t=timer: [t.run(i) for i in range(warmup)])
+        timer.guarded(partial(timer.warm, warmup))
     live, previous = [t for t in timers if t.failed is None], timers[-1] if warmup and timers else None  # who ran last
     done = lambda t: (t.spent >= min_time_s and len(t.lat) >= min_runs) or len(t.lat) == max_runs  # noqa: E731
     while live and not all(done(t) for t in live):
@@ -102,6 +103,11 @@ class _Timer:
         if self.sync is not None:
             self.sync()
         return self.clock() - start
+
+    def warm(self, warmup: int) -> None:
+        """The untimed warm-up calls (JIT, allocations, caches), before any block of any call is timed."""
+        for i in range(warmup):
+            self.run(i)
 
     def block(self, warmup: int, block_s: float, done: Callable[[], bool], rewarm: bool) -> None:
         """Timed calls for `block_s`, after one untimed call when another bundle's block ran last (`rewarm`)."""

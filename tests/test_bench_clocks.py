@@ -1,6 +1,7 @@
-"""CPU clocks and thermal zones in the bench report, read from sysfs fixture trees (tests/fixtures/sysfs): the static
-part in `system`, a snapshot before and after each row's timed calls, the throttled? flag, the governor advice, and
-one "unavailable" line where sysfs has neither (a VM)."""
+"""CPU clocks, a Jetson GPU's clock and thermal zones in the bench report, read from sysfs fixture trees
+(tests/fixtures/sysfs): the static part in `system`, a snapshot before and after each row's timed calls, the
+throttled? flag (on the GPU's clock only for rows that ran on it), the governor advice, and one "unavailable" line
+where sysfs has neither (a VM); --compare's warning about them."""
 from __future__ import annotations
 
 import json
@@ -10,13 +11,15 @@ from pathlib import Path
 import pytest
 
 from edge_msa.benchmarks import run_bench
-from edge_msa.benchmarks.sysinfo import CPU_DIR, THERMAL_DIR, THROTTLED_BELOW, Clocks, governor_advice, row_clocks
+from edge_msa.benchmarks.sysinfo import (CPU_DIR, DEVFREQ_DIR, THERMAL_DIR, THROTTLED_BELOW, Clocks, governor_advice,
+                                         row_clocks)
 from edge_msa.cli import main
 from test_bench_sweep import FAST, _bundles, make_loader
 
 SYSFS = Path(__file__).parent / "fixtures" / "sysfs"
 JETSON, VM = SYSFS / "orin_nano_throttled", SYSFS / "vm"
 MAX_KHZ = 1510400
+GPU, GPU_MAX_HZ, GPU_CUR = "17000000.ga10b", 624750000, 306000000 / 624750000  # the fixture's GPU: 49 % of max
 
 
 def _set(root: Path, cur_khz: int, cpu_c: float) -> None:
@@ -33,6 +36,8 @@ def test_static_part_names_governors_max_clocks_and_first_passive_trips():
     assert {z["type"]: z["passive_trip_c"] for z in clocks.zones.values()} == {
         "cpu-thermal": 99.0,  # the lowest passive trip, not the critical one listed first
         "gpu-thermal": 99.0, "soc0-thermal": None, "tj-thermal": None}  # -274000 is a disabled trip; no zone 4 temp
+    assert clocks.gpu == {"device": GPU, "governor": "nvhost_podgov", "max_hz": GPU_MAX_HZ, "pinned": False}  # no vic
+    assert Clocks(VM).gpu.startswith("unavailable (no Jetson GPU in devfreq: ")
 
 
 def test_throttled_when_the_fastest_cpu_ends_below_the_threshold_or_a_zone_reaches_its_trip(tmp_path):
@@ -40,20 +45,21 @@ def test_throttled_when_the_fastest_cpu_ends_below_the_threshold_or_a_zone_reach
     clocks = Clocks(root)
     _set(root, MAX_KHZ, 55.0)
     start = clocks.snapshot()
-    assert start == {"cpu_freq_min": 1.0, "cpu_freq_max": 1.0, "hottest_c": 99.5, "hottest_zone": "tj-thermal",
-                     "at_passive_trip": []}
-    assert row_clocks(start, start)["throttled"] is False and "throttled_why" not in row_clocks(start, start)
+    assert start == {"cpu_freq_min": 1.0, "cpu_freq_max": 1.0, "gpu_freq": GPU_CUR, "hottest_c": 99.5,
+                     "hottest_zone": "tj-thermal", "at_passive_trip": []}
+    same = row_clocks(start, start, False)
+    assert same["throttled"] is False and "throttled_why" not in same
     _set(root, int(MAX_KHZ * THROTTLED_BELOW) + 1, 60.0)  # just above the threshold: not flagged
-    assert row_clocks(start, clocks.snapshot())["throttled"] is False
+    assert row_clocks(start, clocks.snapshot(), False)["throttled"] is False
     _set(root, 729600, 60.0)  # a one-thread run under schedutil: five idle cores clocked down, the busy one at max
     (root / CPU_DIR / "cpu3" / "cpufreq" / "scaling_cur_freq").write_text(f"{MAX_KHZ}\n")
-    assert row_clocks(start, clocks.snapshot())["throttled"] is False
+    assert row_clocks(start, clocks.snapshot(), False)["throttled"] is False
     _set(root, 729600, 99.5)
-    fields = row_clocks(start, clocks.snapshot())
+    fields = row_clocks(start, clocks.snapshot(), False)
     assert fields["clocks"]["start"] == start and fields["throttled"] is True
     assert fields["clocks"]["end"]["cpu_freq_max"] == pytest.approx(729600 / MAX_KHZ)
     assert fields["throttled_why"] == "fastest CPU clock at 48% of max; cpu-thermal at or over its passive trip point"
-    assert row_clocks({}, {}) == {}  # nothing in sysfs: no per-row fields
+    assert row_clocks({}, {}, False) == {}  # nothing in sysfs: no per-row fields
 
 
 def test_advice_only_where_a_governor_lets_the_clocks_vary():
@@ -82,9 +88,11 @@ def test_bench_on_a_throttled_jetson_like_board_flags_its_rows_and_advises(tmp_p
     md = (out / "report.md").read_text()
     assert md.count("| ok, throttled? |") == 4 and md.count("## Clocks and temperature") == 1
     assert "- CPU clocks: schedutil, max 1510 MHz: 6 CPUs" in md
+    assert "- GPU clock: nvhost_podgov, max 625 MHz (17000000.ga10b)" in md and system["gpu_clock"]["device"] == GPU
     assert "cpu-thermal (passive trip 99 °C)" in md and "- advice: the governor is schedutil" in md
     assert md.count(f"below {THROTTLED_BELOW:.0%} of its max clock") == 1  # the rule, stated once
-    assert "| 2 | all | 48% / 48% | 48% / 48% | 99.5 °C (cpu-thermal) | 99.5 °C (cpu-thermal) | yes: fastest CPU" in md
+    assert ("| 2 | all | 48% / 48%, GPU 49% | 48% / 48%, GPU 49% | 99.5 °C (cpu-thermal) | 99.5 °C (cpu-thermal) | "
+            "yes: fastest CPU") in md
 
 
 def test_bench_on_a_vm_says_unavailable_once_not_per_row(tmp_path, tiny_splits):
@@ -97,6 +105,7 @@ def test_bench_on_a_vm_says_unavailable_once_not_per_row(tmp_path, tiny_splits):
     assert not [r for r in report["rows"] if {"clocks", "throttled"} & set(r)]
     md = (out / "report.md").read_text()
     assert md.count("no cpufreq in sysfs") == 1 and md.count("no thermal zones in sysfs") == 1
+    assert md.count("- GPU clock: unavailable (no Jetson GPU in devfreq") == 1
     assert "throttled?" not in md and "advice" not in md
 
 
@@ -136,4 +145,57 @@ def test_a_row_reads_the_clocks_just_before_and_just_after_its_timed_calls(tmp_p
     start, end = row["clocks"]["start"], row["clocks"]["end"]
     assert (start["cpu_freq_max"], start["hottest_zone"], start["at_passive_trip"]) == (1.0, "gpu-thermal", [])
     assert (end["cpu_freq_max"], end["hottest_zone"], end["hottest_c"]) == (729600 / MAX_KHZ, "cpu-thermal", 99.5)
-    assert row["throttled"] is True and "| 1 | all | 100% / 100% | 48% / 48% |" in (out / "report.md").read_text()
+    assert row["throttled"] is True
+    assert "| 1 | all | 100% / 100%, GPU 49% | 48% / 48%, GPU 49% |" in (out / "report.md").read_text()
+
+
+def test_compare_warns_once_per_report_whose_clocks_moved(tmp_path, tiny_splits, capsys):
+    """A ratio between a throttled board and a cool one measures the clocks too; --compare printed it without a word.
+    A report from before the clocks were recorded has no such fields: no warning, no error."""
+    reports = {}
+    for name, root in (("hot", JETSON), ("vm", VM)):
+        (tmp_path / name).mkdir()
+        out = run_bench(_bundles(tmp_path / name, "student"), data=tiny_splits, out=tmp_path / name / "r",
+                        batches=(1, 2), modalities=("all",), meter="none", loader=make_loader(tiny_splits.spec),
+                        sysfs_root=root, **FAST)
+        reports[name] = out / "report.json"
+    old = json.loads(reports["hot"].read_text())
+    for key in ("cpufreq", "thermal", "clock_advice"):
+        del old["system"][key]
+    for row in old["rows"]:
+        del row["clocks"], row["throttled"], row["throttled_why"]
+    reports["old"] = tmp_path / "old.json"
+    reports["old"].write_text(json.dumps(old))
+    assert main(["bench", "--compare", str(reports["vm"]), str(reports["hot"]), "--out", str(tmp_path / "cmp")]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("Clocks of ") == 1 and (
+        f"Clocks of B ({reports['hot']}): 2 of 2 successful rows flagged throttled?; governor schedutil (clocks not "
+        "pinned); the ratios include their effect.") in printed
+    written = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert list(written["clock_warnings"]) == ["b"] and written["clock_warnings"]["b"].startswith("2 of 2")
+    for a, b in (("vm", "old"), ("old", "old")):
+        assert main(["bench", "--compare", str(reports[a]), str(reports[b])]) == 0
+        assert "Clocks of" not in capsys.readouterr().out
+
+
+def test_the_gpu_clock_flags_only_the_rows_that_ran_on_the_gpu(tmp_path, tiny_splits):
+    """A GPU capped at 49 % of its max on a cool board with its CPUs at their max: the TensorRT row is flagged, the
+    CPU-only one records the GPU's clock (its governor clocks an idle GPU down) and is not flagged."""
+    root = Path(shutil.copytree(JETSON, tmp_path / "sysfs"))
+    _set(root, MAX_KHZ, 55.0)
+    (root / THERMAL_DIR / "thermal_zone3" / "temp").write_text("50000\n")
+    cpu_loader = make_loader(tiny_splits.spec)
+
+    def loader(bundle, backend, threads):
+        pred = cpu_loader(bundle, backend, threads)
+        pred.manifest["backend"] = "tensorrt" if bundle.name == "student" else "onnxruntime"
+        return pred
+
+    out = run_bench(_bundles(tmp_path, "teacher", "student"), data=tiny_splits, out=tmp_path / "r",
+                    modalities=("all",), meter="none", loader=loader, sysfs_root=root, **FAST)
+    teacher, student = json.loads((out / "report.json").read_text())["rows"]
+    assert teacher["clocks"]["end"]["gpu_freq"] == pytest.approx(GPU_CUR) and teacher["throttled"] is False
+    assert student["throttled"] is True and student["throttled_why"] == "GPU clock at 49% of max"
+    (root / DEVFREQ_DIR / GPU / "cur_freq").write_text(f"{GPU_MAX_HZ}\n")
+    clocks = Clocks(root)
+    assert row_clocks(clocks.snapshot(), clocks.snapshot(), True)["throttled"] is False

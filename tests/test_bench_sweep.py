@@ -707,3 +707,13 @@ def test_a_jsonl_payload_is_one_body_per_line_in_any_case(tmp_path):
     for name in ("inputs.jsonl", "inputs.JSONL"):
         (tmp_path / name).write_text('{"text": "a"}\n\n{"text": "b"}\n')
         assert payloads(tmp_path / name) == [b'{"text": "a"}', b'{"text": "b"}']
+
+
+def test_load_refuses_a_url_without_a_host(capsys):
+    """`--url localhost:8000/v1/predict` (no scheme) has no host to urlsplit: each client thread died on it with a
+    TypeError and the table reported 0 requests as if it had measured them."""
+    from edge_msa.benchmarks.load import main as load_main
+
+    assert load_main(["--url", "localhost:8000/v1/predict", "--requests", "1", "--duration", "1"]) == 2
+    assert capsys.readouterr().err == ("error: url 'localhost:8000/v1/predict' has no host; expected "
+                                       "http://HOST[:PORT]/PATH\n")

@@ -73,7 +73,8 @@ def counter_refresh_s(read: Callable[[], int], clock: Callable[[], float] = time
     of it). Why watch: NVML documents no period (20-100 ms is seen, 10 ms on some cards) and a window spans at least
     20 of them, so assuming the slow end refused an --energy-window under 4 s on every GPU and passed one with edges
     over 10 % where the counter is slower still."""
-    changes, last, start = [], read(), clock()
+    changes: list[float] = []
+    last, start = read(), clock()
     while len(changes) < 3 and clock() - start < PROBE_S:
         sleep(POLL_S)
         value = read()

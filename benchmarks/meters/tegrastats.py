@@ -57,13 +57,15 @@ class TegrastatsMeter(Meter):
             if not shutil.which(exe):
                 raise MeterUnavailable("tegrastats not found (not a Jetson, or not on PATH)")
             # tegrastats writes through stdio: force line buffering so arrival time = sample time.
-            command = ([shutil.which("stdbuf"), "-oL"] if shutil.which("stdbuf") else []) + [exe, "--interval",
-                                                                                           str(interval_ms)]
+            stdbuf = shutil.which("stdbuf")
+            command = ([stdbuf, "-oL"] if stdbuf else []) + [exe, "--interval", str(interval_ms)]
         self.refresh_s = interval_ms / 1e3  # a line every interval
         self.clock = clock
         self.lock = threading.Lock()
-        self.joules, self.last_t, self.last_w, self.samples = 0.0, None, 0.0, 0
-        self.scope, self.error = "", None
+        self.joules, self.last_w, self.samples = 0.0, 0.0, 0
+        self.last_t: float | None = None
+        self.error: str | None = None
+        self.scope = ""
         self.ready = threading.Event()
         try:
             self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
