@@ -237,6 +237,12 @@ def latency(models: dict[str, Callable[[dict], Any]], fs: FeatureSet, calls: int
             for name, s in zip(models, cast("list[LatencyStats]", stats))}  # no Exception: raised above
 
 
+def difference(a: float | None, b: float | None) -> float | None:
+    """a - b, or None where either is undefined: Acc-2 non-0 is None on labels that are all 0 (msa_metrics), as a
+    bootstrap resample of a split holding some 0 labels can be."""
+    return None if a is None or b is None else a - b
+
+
 def percentile_ci(draws: Sequence[float]) -> list[float]:
     """The 95 % percentile interval of bootstrap draws: their 2.5th and 97.5th percentiles."""
     return [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))]
@@ -252,8 +258,7 @@ def paired_bootstrap(pred_a: np.ndarray, pred_b: np.ndarray, truth: np.ndarray, 
 
     def diffs(idx: np.ndarray) -> dict[str, float | None]:
         ma, mb = msa_metrics(pred_a[idx], truth[idx]), msa_metrics(pred_b[idx], truth[idx])
-        pairs = {k: (ma[k], mb[k]) for k in ("acc2_non0", "mae")}  # acc2_non0 is None in both or neither (same labels)
-        return {k: None if a is None or b is None else a - b for k, (a, b) in pairs.items()}
+        return {k: difference(ma[k], mb[k]) for k in ("acc2_non0", "mae")}
 
     point = diffs(np.arange(len(truth)))
     draws = [diffs(rng.integers(0, len(truth), len(truth))) for _ in range(n)]
