@@ -165,7 +165,7 @@ def _one_seed(seed: int, teacher, splits: DatasetSplits, targets: TeacherTargets
         return checkpoints[-1]
 
     fit_input_norms(student, splits.train.features, splits.train.lengths)
-    copied = init_from_teacher(fusion_of(student), fusion_of(teacher))
+    copied = init_from_teacher(cast(Student, fusion_of(student)), fusion_of(teacher))
     save("init")
     bar.done(f"student '{options.student}' share={options.share}, {sum(p.numel() for p in student.parameters()):,} "
              f"params; copied from teacher: {', '.join(copied) or 'nothing (no matching shapes)'}")
