@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edge_msa.data.base import FeatureSet
+from edge_msa.models.base import MSAModel
 from edge_msa.spec import MODALITIES
 from edge_msa.training import LossFn, iterate
 
@@ -42,7 +43,7 @@ class Distiller(nn.Module):
     fit() trains this wrapper; only `.student` is kept afterwards.
     """
 
-    def __init__(self, student: nn.Module, teacher_dim: int) -> None:
+    def __init__(self, student: MSAModel, teacher_dim: int) -> None:
         super().__init__()
         self.student = student
         self.proj = nn.Linear(student.config_params["dim"], teacher_dim)
@@ -57,7 +58,7 @@ def kd_loss(targets: TeacherTargets, options: CompressOptions) -> LossFn:
     + hint KD (MSE between projected student and teacher fused representations)."""
     t = options.temperature
 
-    def loss_fn(model: Distiller, out: dict, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss_fn(model: nn.Module, out: dict, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         idx = batch["index"]  # (B,) rows of the training FeatureSet
         s, ts = out["score"], targets.score[idx]  # (B,)
         task = F.l1_loss(s, batch["label"])
@@ -78,7 +79,7 @@ _INIT_MAP = (
 
 
 @torch.no_grad()
-def init_from_teacher(student: nn.Module, teacher: nn.Module) -> dict[str, int]:
+def init_from_teacher(student: MSAModel, teacher: nn.Module) -> dict[str, int]:
     """Copy teacher tensors into the student where the layouts match (text projection, the teacher's first
     text Transformer layer into the student's text block, input normalisation statistics).
     Returns {student prefix <- teacher prefix: number of tensors copied}."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import warnings
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, TypeVar, cast
 
 import numpy as np
 import torch
@@ -13,10 +13,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from edge_msa.benchmarks.timing import measure_side_by_side
+from edge_msa.benchmarks.timing import LatencyStats, measure_side_by_side
 from edge_msa.data.base import FeatureSet
 from edge_msa.errors import TRAIN_FIX, require
 from edge_msa.metrics import msa_metrics
+from edge_msa.models.base import MSAModel
 from edge_msa.models.student import Student
 from edge_msa.features.text import TOKENS_PREFIX, TokenIds, TruncationWarning
 from edge_msa.models.with_text import fusion_of, token_ids
@@ -36,7 +37,7 @@ class _Score(nn.Module):
 
 
 class _Encode(nn.Module):
-    def __init__(self, model: nn.Module, modality: str) -> None:
+    def __init__(self, model: MSAModel, modality: str) -> None:
         super().__init__()
         self.model, self.modality = model, modality
 
@@ -83,7 +84,7 @@ def _params(module: nn.Module) -> int:
 
 
 @torch.no_grad()
-def _encoder_params(model: nn.Module, modality: str, x: torch.Tensor, mask: torch.Tensor) -> int:
+def _encoder_params(model: MSAModel, modality: str, x: torch.Tensor, mask: torch.Tensor) -> int:
     """Parameters of the modules that model.encode(modality) actually calls (any architecture)."""
     called: list[nn.Module] = []
     hooks = [mod.register_forward_hook(lambda mod, *_: called.append(mod)) for mod in model.modules()]
@@ -105,7 +106,7 @@ def one_step_batch(fs: FeatureSet, i: int = 0) -> dict[str, torch.Tensor]:
     return batch
 
 
-def count_model(model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
+def count_model(model: MSAModel, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
     """Total params (unique) and MACs for one input, plus per modality encoder and the rest ('fusion').
 
     MACs: torch-pruning's module-level count (Linear, LayerNorm, LSTM, ...) + the attention matmuls.
@@ -130,7 +131,7 @@ END_TO_END = "end to end from token ids (text encoder and embeddings included)"
 FROM_FEATURES = "from text features (not counting the frozen text encoder that makes them)"
 
 
-def count_at_max_lens(model: nn.Module) -> dict[str, Any]:
+def count_at_max_lens(model: MSAModel) -> dict[str, Any]:
     """count_model's params and MACs for ONE input at the spec's max lengths, labelled with what they count: a
     bundle and a checkpoint are sized without data (the compress report averages over the test split instead),
     and a model that reads text features leaves out the text encoder that a token-id model counts."""
@@ -146,7 +147,10 @@ def count_at_max_lens(model: nn.Module) -> dict[str, Any]:
             "input": f"batch 1 at max_lens {list(spec.max_lens)}"}
 
 
-def mean_over_inputs(count: Callable[[nn.Module, dict], dict], model: nn.Module, fs: FeatureSet) -> dict[str, Any]:
+Model = TypeVar("Model", bound=nn.Module)  # whatever `count` takes: a teacher, a student
+
+
+def mean_over_inputs(count: Callable[[Model, dict], dict], model: Model, fs: FeatureSet) -> dict[str, Any]:
     """`count(model, batch of one input)` averaged over EVERY input of `fs` (MACs grow with sequence length).
     Inputs with the same per-modality lengths cost the same, so each distinct length tuple is counted once
     and weighted by how many inputs have it; `inputs` says how many were averaged."""
@@ -168,7 +172,7 @@ def _weighted_mean(items: list, weights: np.ndarray):
 def count_student_parts(model: Student, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
     """Params/MACs per exported part (a shared block counts in every part that uses it); with a text encoder
     inside the model, encode_text counts it too (from token ids)."""
-    fusion = fusion_of(model)
+    fusion = cast(Student, fusion_of(model))  # the student itself, or the one inside its text-encoder wrapper
     text = token_ids(batch["text"]) if fusion is not model else batch["text"]
     h = torch.zeros(1, model.config_params["dim"])
     present = torch.ones(1, 3)
@@ -189,6 +193,7 @@ def raw_text(model: Callable[[dict], Any], fs: FeatureSet, front: TokenIds) -> C
     """`model` called from the raw transcript: each call tokenizes fs.texts[batch index] (`front`: TokenIds) and
     replaces the batch's token ids, so a timing covers string -> tokenizer -> encoder -> fusion -> score."""
     def call(batch: dict) -> Any:
+        assert fs.texts is not None  # token ids are made from the transcripts, which the data keeps
         ids, lengths = front.encode([str(fs.texts[int(batch["index"][0])])])
         x, mask = modality_tensors(ids, lengths)  # (1, L, 1), (1, L)
         return model({**batch, "text": x, "text_mask": mask})
@@ -228,7 +233,14 @@ def latency(models: dict[str, Callable[[dict], Any]], fs: FeatureSet, calls: int
     failed = [s for s in stats if isinstance(s, Exception)]
     if failed:
         raise failed[0]
-    return {name: {**s.latency_ms(), "cv": s.cv, "calls": s.runs} for name, s in zip(models, stats)}
+    return {name: {**s.latency_ms(), "cv": s.cv, "calls": s.runs}
+            for name, s in zip(models, cast("list[LatencyStats]", stats))}  # no Exception: raised above
+
+
+def difference(a: float | None, b: float | None) -> float | None:
+    """a - b, or None where either is undefined: Acc-2 non-0 is None on labels that are all 0 (msa_metrics), as a
+    bootstrap resample of a split holding some 0 labels can be."""
+    return None if a is None or b is None else a - b
 
 
 def percentile_ci(draws: Sequence[float]) -> list[float]:
@@ -246,10 +258,10 @@ def paired_bootstrap(pred_a: np.ndarray, pred_b: np.ndarray, truth: np.ndarray, 
 
     def diffs(idx: np.ndarray) -> dict[str, float | None]:
         ma, mb = msa_metrics(pred_a[idx], truth[idx]), msa_metrics(pred_b[idx], truth[idx])
-        return {k: None if ma[k] is None else ma[k] - mb[k] for k in ("acc2_non0", "mae")}
+        return {k: difference(ma[k], mb[k]) for k in ("acc2_non0", "mae")}
 
     point = diffs(np.arange(len(truth)))
     draws = [diffs(rng.integers(0, len(truth), len(truth))) for _ in range(n)]
-    kept = {k: [d[k] for d in draws if d[k] is not None] for k in point}
+    kept = {k: [v for d in draws if (v := d[k]) is not None] for k in point}
     return {k: {"diff": point[k], "ci95": percentile_ci(kept[k]) if kept[k] else None, "resamples": len(kept[k])}
             for k in point}

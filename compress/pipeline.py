@@ -16,7 +16,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import numpy as np
 import torch
@@ -31,6 +31,7 @@ from edge_msa.metrics import msa_metrics
 from edge_msa.models import create_model
 from edge_msa.models.encoders import fit_input_norms
 from edge_msa.models.student import Student, run_with_skipping
+from edge_msa.models.text_bert import BertEncoder
 from edge_msa.models.with_text import WithTextEncoder, fusion_of, text_front_end
 from edge_msa.spec import SKIPPABLE
 from edge_msa.teacher import leak_robust
@@ -114,7 +115,8 @@ def fusion_batch(model: torch.nn.Module, batch: dict) -> dict:
         return {**batch, "text": model.states(batch["text"], batch["text_mask"])}
 
 
-def _text_stage(teacher, splits: DatasetSplits, options: CompressOptions, progress: bool):
+def _text_stage(teacher, splits: DatasetSplits, options: CompressOptions,
+                progress: bool) -> tuple[BertEncoder, dict[str, Any]]:
     """The student's text encoder from the teacher's (compress/text.py), once for all seeds."""
     check_shape(teacher.bert, options.text_shape)
     texts = transfer_texts(splits, options.transfer_path(), teacher.tokenizer_path, splits.spec.max_len("text"),
@@ -132,7 +134,7 @@ def _new_student(options: CompressOptions, splits: DatasetSplits, teacher, text_
     extra = {"text_bert": dict(text_encoder.config)} if text_encoder is not None else {}
     student = create_model(options.student, splits.spec, share=options.share, **options.student_params, **extra)
     if text_encoder is not None:
-        student.bert.load_state_dict(text_encoder.state_dict())
+        cast(WithTextEncoder, student).bert.load_state_dict(text_encoder.state_dict())
         student.tokenizer_path = teacher.tokenizer_path
     return student
 
@@ -163,7 +165,7 @@ def _one_seed(seed: int, teacher, splits: DatasetSplits, targets: TeacherTargets
         return checkpoints[-1]
 
     fit_input_norms(student, splits.train.features, splits.train.lengths)
-    copied = init_from_teacher(fusion_of(student), fusion_of(teacher))
+    copied = init_from_teacher(cast(Student, fusion_of(student)), fusion_of(teacher))
     save("init")
     bar.done(f"student '{options.student}' share={options.share}, {sum(p.numel() for p in student.parameters()):,} "
              f"params; copied from teacher: {', '.join(copied) or 'nothing (no matching shapes)'}")
@@ -177,6 +179,7 @@ def _one_seed(seed: int, teacher, splits: DatasetSplits, targets: TeacherTargets
     bar.done(f"best valid MAE {res.best_valid_mae:.4f} at epoch {res.best_epoch} ({len(res.history)} epochs)")
 
     bar.start("prune")
+    assert options.prune_ratio is not None  # options.for_teacher resolved it
     pruning, summary = _prune(student, splits.train, options.prune_ratio, save)
     bar.done(summary)
 
@@ -204,7 +207,7 @@ def _prune(student: Student, train: FeatureSet, ratio: float,
     rebuilds to it; returns the widths before/after and the stage's summary line."""
     example = {k: v for k, v in to_batch(train, np.arange(min(8, len(train)))).items() if k != "index"}
     n_before = sum(p.numel() for p in student.parameters())
-    pruning = prune_student(fusion_of(student), fusion_batch(student, example), ratio)
+    pruning = prune_student(cast(Student, fusion_of(student)), fusion_batch(student, example), ratio)
     _check_rebuild(save("prune"), student, example)
     n_after = sum(p.numel() for p in student.parameters())
     return pruning, f"ratio {ratio}: {n_before:,} -> {n_after:,} params; {pruning['after']}"
@@ -293,8 +296,9 @@ def _compress(teacher_path: Path, data: str | os.PathLike | None, out: Path, opt
     _check_prune_ratio(options, splits)
 
     bar.start("text")
+    no_text: dict[str, Any] = {"note": "the teacher has no text encoder of its own (frozen features)"}
     text_encoder, text_info = (_text_stage(teacher, splits, options, progress) if isinstance(teacher, WithTextEncoder)
-                               else (None, {"note": "the teacher has no text encoder of its own (frozen features)"}))
+                               else (None, no_text))
     bar.done(f"{text_info.get('params', {})}; vocabulary {text_info.get('vocabulary', {}).get('kept', '-')} rows"
              if text_encoder is not None else text_info["note"])
 
@@ -345,7 +349,8 @@ def _check_prune_ratio(options: CompressOptions, splits: DatasetSplits) -> None:
     (prune.check_ratio). The widths are read off a student built aside (the seeded RNG is left as it was)."""
     with torch.random.fork_rng(devices=[]):
         student = create_model(options.student, splits.spec, share=options.share, **options.student_params)
-    check_ratio(student, options.prune_ratio)
+    assert options.prune_ratio is not None  # options.for_teacher resolved it
+    check_ratio(cast(Student, student), options.prune_ratio)
 
 
 def _test_seed(run: SeedRun, test: FeatureSet) -> SeedTest:
@@ -381,6 +386,7 @@ def _timed(teacher, student, test) -> dict[str, Any]:
     if not isinstance(teacher, WithTextEncoder):
         return models
     front = text_front_end(teacher)
+    assert front is not None  # a WithTextEncoder reads text with its own tokenizer
     return {name: measure.raw_text(fn, test, front) for name, fn in models.items()}
 
 

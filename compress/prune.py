@@ -8,22 +8,33 @@ config + state_dict alone.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 
 from edge_msa.errors import TRAIN_FIX, InputError, given, require
-from edge_msa.models.student import Student
+from edge_msa.models.layers import TransformerLayer
+from edge_msa.models.student import FrameEncoder, Student, StudentTextEncoder
 from edge_msa.spec import SKIPPABLE
+
+
+def _blocks(model: Student) -> dict[str, TransformerLayer]:
+    """model.blocks with its layers' type: to mypy an nn.ModuleDict holds plain nn.Modules."""
+    return cast("dict[str, TransformerLayer]", dict(model.blocks.items()))
+
+
+def _frame_encoder(model: Student, modality: str) -> FrameEncoder:
+    """The audio or video encoder with its type (nn.ModuleDict again)."""
+    return cast(FrameEncoder, model.encoders[modality])
 
 
 def widths(model: Student) -> dict[str, Any]:
     """The prunable widths as they are in the modules now."""
     return {
         "blocks": {name: {"heads": b.attn.num_heads, "head_dim": b.attn.head_dim, "ffn": b.ffn.fc1.out_features}
-                   for name, b in model.blocks.items()},
-        "enc_hidden": {m: model.encoders[m].fc1.out_features for m in SKIPPABLE},
+                   for name, b in _blocks(model).items()},
+        "enc_hidden": {m: _frame_encoder(model, m).fc1.out_features for m in SKIPPABLE},
         "head_hidden": model.head_fc1.out_features,
     }
 
@@ -57,10 +68,10 @@ def prune_student(model: Student, example: dict[str, torch.Tensor], ratio: float
         return {"before": before, "after": before}
     model.eval()
     # Outputs of width D feed the residual stream / part interfaces: keep them (and the gate, trained later).
-    ignored: list[nn.Module] = [model.gate, model.encoders["text"].proj, model.head_fc2,
-                                *(model.encoders[m].fc2 for m in SKIPPABLE)]
+    ignored: list[nn.Module] = [model.gate, cast(StudentTextEncoder, model.encoders["text"]).proj, model.head_fc2,
+                                *(_frame_encoder(model, m).fc2 for m in SKIPPABLE)]
     num_heads: dict[nn.Module, int] = {}
-    for block in model.blocks.values():
+    for block in _blocks(model).values():
         ignored += [block.attn.o, block.ffn.fc2]
         num_heads.update({lin: block.attn.num_heads for lin in (block.attn.q, block.attn.k, block.attn.v)})
     pruner = tp.pruner.MetaPruner(
@@ -69,7 +80,7 @@ def prune_student(model: Student, example: dict[str, torch.Tensor], ratio: float
         head_pruning_ratio=ratio, forward_fn=lambda m, batch: m(batch)["score"],
         unwrapped_parameters=[(model.modality_embed, 1)])
     pruner.step()
-    for block in model.blocks.values():
+    for block in _blocks(model).values():
         block.attn.num_heads = block.attn.q.out_features // block.attn.head_dim  # whole heads were removed
     after = widths(model)
     model.config_params.update({"blocks": after["blocks"], "enc_hidden": after["enc_hidden"],

@@ -25,6 +25,7 @@ class Target:
         """The target table row for `value` (None: not measured, so not met)."""
         what = (self.what_end_to_end or self.what) if end_to_end else self.what
         limit = self.limit_end_to_end if end_to_end else self.limit
+        assert limit is not None  # target_table leaves out the targets that do not apply in this setting
         met = value is not None and (value >= limit if self.direction == "min" else value <= limit)
         missed = None if met or value is None else float(limit - value if self.direction == "min" else value - limit)
         return {"what": what, "limit": limit, "direction": self.direction,

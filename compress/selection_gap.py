@@ -43,7 +43,7 @@ from edge_msa.jsonio import dumps
 from edge_msa.metrics import polarity_non0
 from edge_msa.teacher import leak_robust
 
-from .measure import percentile_ci
+from .measure import difference, percentile_ci
 from .pipeline import SEED_STUDENTS, report_paths, stage_path
 
 
@@ -170,10 +170,11 @@ def scored_on(records: list[dict[str, Any]]) -> str:
     if len(records) == 1 and folds[0] is None:
         return "valid"
     same_data = len({(r.get("sha256"), r.get("seed")) for r in records}) == 1
-    if None in folds or not same_data or len({k for _, k in folds}) > 1 or len(set(folds)) < len(folds):
+    known = [f for f in folds if f is not None]
+    if len(known) < len(folds) or not same_data or len({k for _, k in known}) > 1 or len(set(known)) < len(known):
         raise InputError("runs pooled over several folds must come from distinct cross-validation folds of one "
                          "dataset (`edge-msa train --cv-fold F/K`), one run or pair per fold")
-    return f"held-out folds {', '.join(str(f) for f, _ in sorted(folds))} of {folds[0][1]}"
+    return f"held-out folds {', '.join(str(f) for f, _ in sorted(known))} of {known[0][1]}"
 
 
 def selection_gap(pairs: Sequence[tuple[Any, Any]], resamples: int = 2000, seed: int = 0) -> dict[str, Any]:
@@ -193,20 +194,20 @@ def selection_gap(pairs: Sequence[tuple[Any, Any]], resamples: int = 2000, seed:
 
     def acc2_gap(idx: np.ndarray) -> float | None:
         acc_a, acc_b = pooled_acc2(hits_a[idx], non_zero[idx]), pooled_acc2(hits_b[idx], non_zero[idx])
-        return None if acc_a is None or acc_b is None else acc_b - acc_a
+        return difference(acc_b, acc_a)
 
     diff, rng, draws, acc2_draws = b - a, np.random.default_rng(seed), [], []
     for _ in range(resamples):
         idx = rng.integers(0, len(diff), len(diff))
         draws.append(diff[idx].mean())
         acc2_draws.append(acc2_gap(idx))
-    acc2_draws = [d for d in acc2_draws if d is not None]
+    acc2_kept = [d for d in acc2_draws if d is not None]
     return {"scored_on": where, "utterances": len(diff), "criterion_a": float(a.mean()),
             "criterion_b": float(b.mean()), "b_minus_a": float(diff.mean()), "ci95": percentile_ci(draws),
             "se": float(np.std(draws)), "resamples": resamples,
             "acc2_non0_a": pooled_acc2(hits_a, non_zero), "acc2_non0_b": pooled_acc2(hits_b, non_zero),
             "acc2_non0_b_minus_a": acc2_gap(np.arange(len(diff))),
-            "acc2_non0_ci95": percentile_ci(acc2_draws) if acc2_draws else None,
+            "acc2_non0_ci95": percentile_ci(acc2_kept) if acc2_kept else None,
             "seeds_a": seeds_a, "seeds_b": seeds_b}
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from itertools import product
+from typing import cast
 
 import numpy as np
 import torch
@@ -23,6 +24,8 @@ from edge_msa.models.student import Student, run_with_skipping
 from edge_msa.models.with_text import fusion_of
 from edge_msa.spec import SKIPPABLE, modality_runs
 from edge_msa.training import TrainConfig, fit, iterate
+
+from .measure import difference
 
 # subsets of (audio, video) that run, in the order of _combos' last axis
 _SUBSETS = ((1, 1), (0, 1), (1, 0), (0, 0))
@@ -87,7 +90,7 @@ class GateTrainer(nn.Module):
                 "present": present[:, 1:]}
 
 
-def gate_loss(model: GateTrainer, out: dict, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+def gate_loss(model: nn.Module, out: dict, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
     """fit()'s loss for the gate: BCE of keep against 'running m matters', only where m is present."""
     weight = out["present"]  # only where the modality exists
     bce = F.binary_cross_entropy(out["keep"].clamp(1e-6, 1 - 1e-6), out["target"], weight=weight,
@@ -99,7 +102,7 @@ def train_gate(student: Student, train: FeatureSet, valid: FeatureSet, epochs: i
                progress: bool, max_minutes: float | None = None) -> dict:
     """Train only the gate's weights; returns the positive-target rates (how often m matters)."""
     frozen = {name: p.requires_grad for name, p in student.named_parameters()}
-    gate = {id(p) for p in fusion_of(student).gate.parameters()}
+    gate = {id(p) for p in cast(Student, fusion_of(student)).gate.parameters()}
     for name, p in student.named_parameters():
         p.requires_grad = id(p) in gate
     trainer = GateTrainer(student, eps, train, valid)
@@ -137,7 +140,8 @@ def mac_table(fs: FeatureSet, macs_per_step: dict[str, float]) -> tuple[np.ndarr
     MACs (N,) (it runs wherever audio or video is present)."""
     macs = np.stack([fs.lengths[m] * macs_per_step[m] for m in SKIPPABLE], axis=1).astype(np.float64)  # (N, 2)
     present = np.stack([fs.lengths[m] > 0 for m in SKIPPABLE], axis=1)  # (N, 2)
-    return macs, present, present.any(axis=1) * float(macs_per_step["gate"])
+    gate = present.any(axis=1) * float(macs_per_step["gate"])  # (N,)
+    return macs, present, cast(np.ndarray, gate)  # numpy's stubs allow a scalar here
 
 
 def mac_saving(macs: np.ndarray, present: np.ndarray, run: np.ndarray, gate_macs: np.ndarray) -> dict[str, float]:
@@ -210,7 +214,7 @@ def calibrate(cache: SkipCache, mode: str, value: float, split: str = "valid", g
             "saved_fraction": best["saved"], "saved_fraction_gross": best["gross"],
             "flip_rate": best["flips"],
             "mean_abs_score_change": best["change"],
-            "acc2_non0_drop": full_acc - skip_metrics["acc2_non0"], "mae": skip_metrics["mae"],
+            "acc2_non0_drop": difference(full_acc, skip_metrics["acc2_non0"]), "mae": skip_metrics["mae"],
             "candidates": len(rows)}
 
 

@@ -16,7 +16,7 @@ import math
 import os
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence, cast
 
 import numpy as np
 import torch
@@ -25,12 +25,13 @@ from torch import nn
 
 from edge_msa.data.assemble import pad_sequences
 from edge_msa.errors import InputError, given, option_name, require
+from edge_msa.models.base import MSAModel
 from edge_msa.models.text_bert import BertEncoder, BertLayer, key_padding_bias
 from edge_msa.models.with_text import token_ids
 from edge_msa.training import inference_threads, modality_tensors, torch_threads, train_epoch
 
 if TYPE_CHECKING:
-    from edge_msa.data.base import DatasetSplits
+    from edge_msa.data.base import DatasetSplits, FeatureSet
     from edge_msa.models.with_text import WithTextEncoder
 
 
@@ -65,7 +66,8 @@ def check_shape(teacher: BertEncoder, shape: TextShape) -> None:
 
 def _check_widths(encoder: BertEncoder, shape: TextShape) -> tuple[int, int, int]:
     """The encoder's (hidden, heads, ffn), or one line when `shape` is wider than they are."""
-    hidden, heads, ffn = encoder.hidden, encoder.layers[0].heads, encoder.layers[0].fc1.out_features
+    first = cast(BertLayer, encoder.layers[0])  # to mypy an nn.ModuleList holds plain nn.Modules
+    hidden, heads, ffn = encoder.hidden, first.heads, first.fc1.out_features
     if shape.hidden > hidden or shape.ffn > ffn or shape.heads > heads:
         asked = ", ".join(given(f"text_{name}", getattr(shape, name)) for name in ("hidden", "heads", "ffn"))
         raise InputError(f"{asked}: wider than the teacher's encoder (hidden {hidden}, heads {heads}, ffn {ffn}); "
@@ -221,6 +223,7 @@ class LayerwiseKD(nn.Module):
         teacher_last = self._teacher_last[0]
         if teacher_last is None:
             return hidden
+        assert relation_input is not None  # given with the teacher's last layer (distill_layers passes both)
         with torch.no_grad():
             target = attention_relations(teacher_last, relation_input, mask, self.heads)
         mine = attention_relations(self.student.stack[-1], states[-2], mask, self.heads)
@@ -257,7 +260,7 @@ def teacher_layer_states(teacher: BertEncoder, id_rows: list[list[int]], layers:
             states = torch.stack([every_layer[k] for k in layers], dim=2).half()  # (B, W, P, H)
             for j, i in enumerate(rows):
                 out[i] = states[j, :len(id_rows[i])].clone()
-    return out
+    return cast("list[torch.Tensor]", out)  # every text is in `order`: no None is left
 
 
 @dataclass(frozen=True)
@@ -350,7 +353,7 @@ def distill_layers(student: BertEncoder, teacher: BertEncoder, id_rows: list[lis
 
 
 @torch.no_grad()
-def teacher_text_scores(fusion: nn.Module, last_states: list[torch.Tensor], batch_size: int = 256) -> np.ndarray:
+def teacher_text_scores(fusion: MSAModel, last_states: list[torch.Tensor], batch_size: int = 256) -> np.ndarray:
     """The teacher's score of each transfer text with audio and video missing, from its cached last-layer states
     (only the fusion part runs: the encoder's pass is already paid for by the layer targets)."""
     from edge_msa.data.base import missing_modality
@@ -405,6 +408,12 @@ def distill_scores(student: BertEncoder, id_rows: list[list[int]], targets: np.n
             "seconds": round(time.perf_counter() - start, 1)}
 
 
+def _transcripts(fs: FeatureSet) -> list[str]:
+    """The split's transcripts as strings."""
+    assert fs.texts is not None  # a token-id model's data has them: its token ids are made from them
+    return [str(t) for t in fs.texts]
+
+
 def transfer_texts(splits: DatasetSplits, transfer: str | None, tokenizer_path: str | os.PathLike, max_len: int,
                    progress: bool) -> dict[str, Any]:
     """Transcripts the student's text encoder learns from: the training split's own texts (with their labels) plus,
@@ -415,17 +424,17 @@ def transfer_texts(splits: DatasetSplits, transfer: str | None, tokenizer_path: 
     from edge_msa.features.text import TokenIds
 
     front = TokenIds(tokenizer_path, max_len=max_len)
-    texts, labels = [str(t) for t in splits.train.texts], [np.asarray(splits.train.labels, dtype=np.float32)]
+    texts, labels = _transcripts(splits.train), [np.asarray(splits.train.labels, dtype=np.float32)]
     sources = {splits.name: len(texts)}
     if transfer:
         extra = load_dataset(transfer, fmt="mmsa-label-csv", progress=progress, text_encoder=front,
                              featurize=("train",)).split("train")
-        texts += [str(t) for t in extra.texts]
+        texts += _transcripts(extra)
         labels.append(np.full(len(extra), np.nan, dtype=np.float32))
         sources[f"{transfer} (train fold)"] = len(extra)
     return {"ids": front.tokenize(texts), "labels": np.concatenate(labels), "sources": sources,
             "specials": front.special_ids,
-            "valid": (front.tokenize([str(t) for t in splits.valid.texts]), np.asarray(splits.valid.labels))}
+            "valid": (front.tokenize(_transcripts(splits.valid)), np.asarray(splits.valid.labels))}
 
 
 def score_targets(teacher_scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -443,14 +452,15 @@ def student_text_encoder(teacher: WithTextEncoder, texts: dict[str, Any], shape:
     pruning = prune_widths(student, shape, max_len)
     if shape.shared:  # only now: torch-pruning traces each module once
         student.config["repeats"] = shape.layers
-    vocab = prune_vocabulary(student, bert.word.weight, token_counts(id_rows, bert.config["vocab_size"]),
+    vocab = prune_vocabulary(student, bert.word.weight, token_counts(id_rows, int(bert.config["vocab_size"])),
                              texts["specials"], shape)
-    info = {"layers_from_teacher": layer_map(len(bert.layers), shape.layers), "pruning": pruning,
-            "vocabulary": vocab, "transfer_texts": len(id_rows), "shared_layers": shape.shared,
-            "layerwise_kd": {"epochs_run": 0, "note": "no layer-wise distillation"},
-            "score_kd": {"epochs_run": 0, "note": "no score distillation"},
-            "tool": "torch-pruning (DependencyGraph for hidden channels, MetaPruner for heads and FFN), "
-                    "GroupMagnitudeImportance(p=2)"}
+    info: dict[str, Any] = {
+        "layers_from_teacher": layer_map(len(bert.layers), shape.layers), "pruning": pruning,
+        "vocabulary": vocab, "transfer_texts": len(id_rows), "shared_layers": shape.shared,
+        "layerwise_kd": {"epochs_run": 0, "note": "no layer-wise distillation"},
+        "score_kd": {"epochs_run": 0, "note": "no score distillation"},
+        "tool": "torch-pruning (DependencyGraph for hidden channels, MetaPruner for heads and FFN), "
+                "GroupMagnitudeImportance(p=2)"}
     if kd.layer_epochs or kd.score_epochs:
         # 0 = embeddings; the last mapped layer is the teacher's last (all score KD needs); relation KD also needs
         # the input of the teacher's last layer, appended after them

@@ -26,6 +26,13 @@ def test_thresholds_and_flip_rate_do_not_depend_on_the_labels():
         assert a["saved_fraction"] == b["saved_fraction"]
 
 
+def test_calibration_on_labels_that_are_all_zero_has_no_acc2_drop():
+    """Calibration reads no labels, so labels that are all 0 (Acc-2 non-0 undefined) change no threshold; the
+    report-only Acc-2 drop is then None, where `None - None` raised a TypeError."""
+    zero, labelled = calibrate(_cache(np.zeros(50)), "budget", 0.5), calibrate(_cache(np.ones(50)), "budget", 0.5)
+    assert zero["acc2_non0_drop"] is None and zero["thresholds"] == labelled["thresholds"]
+
+
 def test_gate_trainer_rows_are_what_the_frozen_student_gives_each_batch(tiny_splits, torch_one_thread):
     """The gate stage computes the frozen student's outputs once per row; a shuffled training batch must see the
     scores, targets and keep it would get from running the student on that batch."""

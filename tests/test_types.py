@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKED = ("edge_msa/runtime", "edge_msa/features", "edge_msa/serve", "edge_msa/cli", "edge_msa/data",
-           "edge_msa/models", "benchmarks")
+           "edge_msa/models", "benchmarks", "compress")
 
 
 def test_runtime_service_and_cli_are_type_clean(tmp_path):
