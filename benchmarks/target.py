@@ -7,8 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Protocol
 
-import numpy as np
-
 from edge_msa.features.text import TOKENS_PREFIX
 from edge_msa.runtime.evaluate import FeaturePredictor
 from edge_msa.spec import FeatureSpec
