@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CHECKED = ("edge_msa/runtime", "edge_msa/features/text.py", "edge_msa/serve", "edge_msa/cli")
+CHECKED = ("edge_msa/runtime", "edge_msa/features/text.py", "edge_msa/serve", "edge_msa/cli", "export",
+           *sorted(p.relative_to(ROOT).as_posix() for p in ROOT.glob("edge_msa/*.py")))  # the top-level modules
 
 
 def test_runtime_service_and_cli_are_type_clean(tmp_path):
