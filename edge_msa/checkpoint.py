@@ -27,7 +27,7 @@ def require_writable_pt(path: str | os.PathLike, what: str) -> Path:
     return path
 
 
-def save_checkpoint(path: str | os.PathLike, model, meta: dict[str, Any] | None = None) -> Path:
+def save_checkpoint(path: str | os.PathLike, model: MSAModel, meta: dict[str, Any] | None = None) -> Path:
     """Write model (config, spec, weights) + plain-type meta atomically to `path`.
 
     A model with its own text encoder also stores its tokenizer (`model.tokenizer_path`, tokenizer.json text),
@@ -43,8 +43,9 @@ def save_checkpoint(path: str | os.PathLike, model, meta: dict[str, Any] | None 
         "state_dict": cpu_state_dict(model.state_dict()),
         "meta": meta or {},
     }
-    if getattr(model, "tokenizer_path", None):
-        payload["tokenizer_json"] = Path(model.tokenizer_path).read_bytes().decode("utf-8")
+    tokenizer = getattr(model, "tokenizer_path", None)  # set on a model with its own text encoder
+    if tokenizer:
+        payload["tokenizer_json"] = Path(tokenizer).read_bytes().decode("utf-8")
     with atomic_path(path, suffix=".pt") as tmp:
         torch.save(payload, tmp)
     return Path(path)
@@ -181,8 +182,8 @@ def _attach_tokenizer(model: MSAModel, payload: dict[str, Any], spec: FeatureSpe
         if "tokenizer_json" not in payload:
             raise ArtifactError(f"'{path}': the model carries its own text encoder but no tokenizer; expected the "
                                 "tokenizer_json save_checkpoint stores with such a model")
-    if "tokenizer_json" in payload:
-        model.tokenizer_path = checkpoint_tokenizer(payload, spec, path, bert)
+    if "tokenizer_json" in payload:  # torch's stubs type Module.__setattr__ as Tensor | Module; any value is kept
+        model.tokenizer_path = checkpoint_tokenizer(payload, spec, path, bert)  # type: ignore[assignment]
 
 
 def checkpoint_tokenizer(payload: dict[str, Any], spec: FeatureSpec, path: str | os.PathLike,

@@ -10,7 +10,7 @@ import warnings
 from contextlib import contextmanager
 from contextvars import ContextVar
 from numbers import Integral, Real
-from types import MappingProxyType, ModuleType
+from types import FrameType, MappingProxyType, ModuleType
 from typing import Any, Iterable, Iterator, Mapping
 
 # The one-line fixes for the optional groups of setup.py (`pip install edge-msa` is the device runtime alone).
@@ -75,7 +75,8 @@ def warn(message: str, category: type[Warning] = UserWarning) -> None:
     if sys.version_info >= (3, 12):
         warnings.warn(message, category, skip_file_prefixes=prefixes)
         return
-    frame, level = sys._getframe(1), 2  # level 2: the caller of warn()
+    frame: FrameType | None = sys._getframe(1)
+    level = 2  # the caller of warn()
     while frame is not None and frame.f_code.co_filename.startswith(prefixes):
         frame, level = frame.f_back, level + 1
     warnings.warn(message, category, stacklevel=level)

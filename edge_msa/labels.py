@@ -20,9 +20,9 @@ def check_label_range(labels: Sequence[float] | np.ndarray, ids: Sequence[str] |
     """CMU-MOSI/MOSEI sentiment is scored in [-3, 3] and the teachers bound their scores to that range (score_clip),
     so labels on another scale (e.g. x40) trained without a word to a model that cannot reach them (MAE 24).
     `fix`: how the caller's user can rescale them, appended to the message."""
-    labels = np.asarray(labels, dtype=np.float64)
-    bad = np.flatnonzero(np.abs(labels) > SCORE_LIMIT)  # NaN compares False: the readers drop unlabelled rows
+    scores = np.asarray(labels, dtype=np.float64)
+    bad = np.flatnonzero(np.abs(scores) > SCORE_LIMIT)  # NaN compares False: the readers drop unlabelled rows
     if len(bad):
-        raise InputError(f"{where}: {len(bad)} of {len(labels)} labels lie outside [-3, 3] (first: {labels[bad[0]]:g} "
+        raise InputError(f"{where}: {len(bad)} of {len(scores)} labels lie outside [-3, 3] (first: {scores[bad[0]]:g} "
                          f"of '{ids[bad[0]]}'); expected CMU-MOSI/MOSEI sentiment scores in [-3, 3], the range the "
                          f"models' scores are bound to{f'; {fix}' if fix else ''}")

@@ -113,7 +113,8 @@ class FeatureSpec:
         unknown = set(data) - known
         if unknown:
             raise InputError(f"unknown FeatureSpec keys {sorted(unknown)}; expected {sorted(known)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**values)
 
     def check(self, modality: str, x: np.ndarray) -> None:
         """Raise InputError unless `x` is a finite (L, dim) or (B, L, dim) array of this modality."""

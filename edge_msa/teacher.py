@@ -9,7 +9,7 @@ import inspect
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence, cast
 
 import numpy as np
 
@@ -22,9 +22,8 @@ from .metrics import METRIC_KEYS, mean_std, msa_metrics
 from .models.registry import TEXT_ENCODERS
 
 if TYPE_CHECKING:  # torch-side types, imported lazily below (the module loads without torch)
-    from torch import nn
-
     from .data.base import DatasetSplits, FeatureSet
+    from .models.base import MSAModel
     from .models.text_bert import BertEncoder
     from .models.with_text import WithTextEncoder
     from .training import TrainConfig, TrainResult
@@ -222,7 +221,8 @@ def _train_seed(model: str, seed: int, splits, model_params: dict[str, Any], pre
         fit_input_norms(net, splits.train.features, splits.train.lengths)
         result = fit(net, splits.train, splits.valid, configs["fusion"], progress=progress, desc=f"{model} seed {seed}")
     valid_mae = calibrate_scale(net, splits.valid) if "score_scale" in net.config_params else result.best_valid_mae
-    test = msa_metrics(predict(net, splits.test), splits.test.labels)
+    # no metric is None: the splits were checked (require_rows), so the test split holds non-zero labels
+    test = cast("dict[str, float]", msa_metrics(predict(net, splits.test), splits.test.labels))
     return {"seed": seed, "net": net, "best_epoch": result.best_epoch, "valid_mae": valid_mae,
             "kept_phase": result.history[result.best_epoch].get("phase", "single") if result.history else None,
             "train_seconds": round(result.seconds, 1), "test": {k: float(test[k]) for k in METRIC_KEYS}}
@@ -245,7 +245,7 @@ def _metrics(model: str, text_encoder: str, splits, settings: dict, runs: list[d
     }
 
 
-def calibrate_scale(net: nn.Module, valid: FeatureSet,
+def calibrate_scale(net: MSAModel, valid: FeatureSet,
                     grid: Sequence[float] = tuple(np.arange(0.5, 1.51, 0.05))) -> float:
     """Set `net.config_params["score_scale"]` to the grid value with the lowest validation MAE; return that MAE.
 
@@ -345,7 +345,7 @@ def _pretrained_text(text_model: str | os.PathLike | None):
     folder = Path(text_model) if text_model else default_model_dir()
     encoder = load_pretrained(folder, max_positions=DEFAULT_MAX_LEN)
     # texts are cut to the encoder's positions (with a warning), never past them
-    front = TokenIds(tokenizer_file(tokenizer_json(folder)), max_len=encoder.config["max_positions"])
+    front = TokenIds(tokenizer_file(tokenizer_json(folder)), max_len=int(encoder.config["max_positions"]))
     check_tokenizer_fits(front.vocab_size, encoder, str(folder_file(folder, TOKENIZER_FILES)))
     return encoder, front
 
@@ -358,6 +358,6 @@ def _build(model: str, spec, model_params: dict[str, Any], pretrained):
         return create_model(model, spec, **model_params)
     encoder, front = pretrained
     net = create_model(model, spec, text_bert=dict(encoder.config), **model_params)
-    net.bert.load_state_dict(encoder.state_dict())
+    net.get_submodule("bert").load_state_dict(encoder.state_dict())
     net.tokenizer_path = front.tokenizer_path
     return net

@@ -18,10 +18,11 @@ import torch
 
 from .data.base import FeatureSet
 from .errors import InputError, check_range, checked_seeds
-from .models.base import Batch
+from .models.base import Batch, MSAModel
 from .spec import MODALITIES
 
-LossFn = Callable[[torch.nn.Module, dict, Batch], "tuple[torch.Tensor, dict[str, float]]"]
+# (model fit trains, its output, the batch) -> (loss, parts): the model is whatever fit got (an MSAModel, a Distiller)
+LossFn = Callable[[Any, dict, Batch], "tuple[torch.Tensor, dict[str, float]]"]
 
 
 def modality_tensors(x: np.ndarray, lengths: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -44,8 +45,13 @@ def to_batch(fs: FeatureSet, index: np.ndarray) -> Batch:
 
 def iterate(fs: FeatureSet, batch_size: int, shuffle: bool = False,
             rng: np.random.Generator | None = None) -> Iterator[Batch]:
-    """Batches of `fs` in order, or shuffled by `rng`."""
-    order = rng.permutation(len(fs)) if shuffle else np.arange(len(fs))
+    """Batches of `fs` in order, or shuffled by `rng` (required: training is deterministic with a seed)."""
+    if not shuffle:
+        order = np.arange(len(fs))
+    elif rng is None:
+        raise ValueError("iterate(shuffle=True) got no rng; expected the seeded np.random.Generator to shuffle with")
+    else:
+        order = rng.permutation(len(fs))
     for start in range(0, len(fs), batch_size):
         yield to_batch(fs, order[start:start + batch_size])
 
@@ -57,7 +63,7 @@ def predict(model: torch.nn.Module, fs: FeatureSet, batch_size: int = 256) -> np
     return np.concatenate([model(b)["score"].float().numpy() for b in iterate(fs, batch_size)])
 
 
-def default_loss(model: torch.nn.Module, out: dict, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+def default_loss(model: MSAModel, out: dict, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
     return model.loss(out, batch)
 
 

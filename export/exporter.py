@@ -14,7 +14,7 @@ from edge_msa.errors import require, warn
 from edge_msa.features.text import NAME as MINILM, default_onnx_path, default_tokenizer_path
 from edge_msa.paths import utf8_path
 from edge_msa.runtime.manifest import MANIFEST, Manifest, write_manifest
-from edge_msa.spec import MODALITIES
+from edge_msa.spec import MODALITIES, FeatureSpec
 from edge_msa.version import __version__
 
 from .formats import get_format, resolve_options
@@ -26,7 +26,7 @@ class ExportContext:
     """What a format's build function gets: the model, the bundle being written, the fp32 ONNX graphs."""
 
     model: Any
-    spec: Any
+    spec: FeatureSpec
     layout: str
     out: Path
     onnx_graphs: dict[str, Path]

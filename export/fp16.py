@@ -3,13 +3,19 @@ the residual Adds feeding it stay fp32 (fp16 variance sums overflow/lose precisi
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING
 
 from edge_msa.errors import require
 
 from .formats import FP16_FIX
 
+if TYPE_CHECKING:  # onnx is imported where it is used
+    from onnx import GraphProto
 
-def residual_adds(graph) -> list[str]:
+    from .exporter import ExportContext
+
+
+def residual_adds(graph: GraphProto) -> list[str]:
     """Names of the Add nodes whose output feeds a LayerNormalization (the post-LN residual sums)."""
     producers = {out: node for node in graph.node for out in node.output}
     names = []
@@ -21,7 +27,7 @@ def residual_adds(graph) -> list[str]:
     return names
 
 
-def fp32_nodes(graph) -> list[str]:
+def fp32_nodes(graph: GraphProto) -> list[str]:
     """Nodes kept fp32 by name: the residual Adds, and the graph's own Cast(to=float) nodes. The converter
     retypes a Cast's output to fp16 but not its `to` attribute (ORT then rejects the graph); blocked, they
     get explicit casts instead. Blocking "Cast" by op type would also block the casts the converter
@@ -35,7 +41,7 @@ def fp32_nodes(graph) -> list[str]:
     return residual_adds(graph) + casts
 
 
-def build(ctx) -> dict[str, str]:
+def build(ctx: ExportContext) -> dict[str, str]:
     import onnx
 
     converter = require("onnxconverter_common", "--format onnx-fp16", FP16_FIX)

@@ -14,15 +14,19 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edge_msa.errors import require
 
+if TYPE_CHECKING:
+    from .exporter import ExportContext
+
 MIN_LEVELS = 16  # int8 steps (of 127 per sign) a table's median row must span to be quantized
 
 
-def build(ctx) -> dict[str, str]:
+def build(ctx: ExportContext) -> dict[str, str]:
     quant = require("onnxruntime.quantization", "--format onnx-int8", "pip install onnxruntime")
     logging.disable(logging.WARNING)  # ORT logs "consider pre-processing" on the root logger per graph
     try:

@@ -10,7 +10,7 @@ import sys
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -18,6 +18,9 @@ from edge_msa.errors import ArtifactError
 from edge_msa.models.export_config import ExportConfig
 
 from .slim import slim_file
+
+if TYPE_CHECKING:
+    from .exporter import ExportContext
 
 
 # The legacy exporter prints this from C++ for every pack_padded_sequence (the teachers' LSTMs). The
@@ -76,6 +79,6 @@ def export_graphs(config: ExportConfig, out: Path, opset: int, dedupe: bool, sho
     return info
 
 
-def build(ctx) -> dict[str, str]:
+def build(ctx: ExportContext) -> dict[str, str]:
     """fp32: the exported graphs are the bundle's graphs."""
     return {name: path.name for name, path in ctx.onnx_graphs.items()}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 import torch
@@ -22,9 +22,12 @@ from edge_msa.metrics import NO_NON_ZERO, msa_metrics
 from edge_msa.models.student import run_with_skipping
 from edge_msa.training import modality_tensors
 from edge_msa.runtime.backend import Backend
-from edge_msa.runtime.evaluate import predict_featureset, scored_metrics
+from edge_msa.runtime.evaluate import FeaturePredictor, predict_featureset, scored_metrics
 from edge_msa.runtime.torch_backend import TorchBackend
 from edge_msa.spec import GRAPH_IO, MODALITIES, SKIPPABLE, FeatureSpec, modality_runs
+
+if TYPE_CHECKING:
+    from edge_msa.runtime.predictor import Predictor
 
 SUBSETS = [s for n in range(1, 4) for s in itertools.combinations(MODALITIES, n)]  # the 7 non-empty subsets
 TIE_BAND = 1e-4  # |keep - threshold| at or below this is a tie (the gate graph itself is held to atol)
@@ -100,7 +103,7 @@ def parity_batches(spec: FeatureSpec, valid: FeatureSet | None, seed: int = 0,
     return batches
 
 
-def to_torch_batch(features: dict[str, np.ndarray], lengths: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+def to_torch_batch(features: Mapping[str, np.ndarray], lengths: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
     batch = {}
     for m in MODALITIES:
         batch[m], batch[f"{m}_mask"] = modality_tensors(features[m], lengths[m])  # (B, L, d), (B, L)
@@ -108,19 +111,21 @@ def to_torch_batch(features: dict[str, np.ndarray], lengths: dict[str, np.ndarra
 
 
 @torch.no_grad()
-def reference(model, layout: str, features, lengths) -> tuple[np.ndarray, np.ndarray]:
+def reference(model: Any, layout: str, features: Mapping[str, np.ndarray],
+              lengths: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """The torch answer the bundle must match: the skip rule for parts, plain forward for one graph."""
     model.eval()
     batch = to_torch_batch(features, lengths)
     if layout == "parts":
         score, ran = run_with_skipping(model, batch)
         return score.numpy(), ran.numpy()
-    ran = np.stack([lengths[m] > 0 for m in MODALITIES], axis=1)  # (B, 3)
-    return model(batch)["score"].numpy(), ran
+    present = np.stack([lengths[m] > 0 for m in MODALITIES], axis=1)  # (B, 3)
+    return model(batch)["score"].numpy(), present
 
 
 @torch.no_grad()
-def reference_under(model, features, lengths, ran: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def reference_under(model: Any, features: Mapping[str, np.ndarray], lengths: Mapping[str, np.ndarray],
+                    ran: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The parts reference judged like with like: torch's score under the bundle's decisions `ran` (B, 3),
     torch's own decisions (B, 3), and where a decision is a tie (B, 3): |keep - threshold| <= TIE_BAND."""
     model.eval()
@@ -161,7 +166,7 @@ def _check_finite(torch_scores: np.ndarray, bundle_scores: np.ndarray) -> None:
                               "weights); expected finite scores: export a checkpoint that trained soundly")
 
 
-def check_graphs(model, layout: str, predictor, batches: list[ParityBatch], atol: float | None,
+def check_graphs(model: Any, layout: str, predictor: Predictor, batches: list[ParityBatch], atol: float | None,
                  inputs: str) -> tuple[ParityResult, dict[str, list[dict[str, np.ndarray]]]]:
     """Run every batch through `predictor` (recording each graph's feeds), replay the feeds on the torch
     module of that graph, and compare end-to-end scores with torch under the same skip decisions
@@ -169,7 +174,7 @@ def check_graphs(model, layout: str, predictor, batches: list[ParityBatch], atol
     graph (or the end-to-end score) exceeds `atol`; atol None only measures. Returns the result and the
     recorded feeds per graph (real-shaped calibration data for TensorRT INT8)."""
     recorders = {p: Recorder(b) for p, b in predictor.backends.items()}
-    predictor.backends = recorders
+    predictor.backends = dict(recorders)
     diffs = {p: 0.0 for p in recorders}
     diffs["score"] = 0.0
     mismatches = ties = 0
@@ -200,7 +205,7 @@ def check_graphs(model, layout: str, predictor, batches: list[ParityBatch], atol
     predictor.backends = {p: r.inner for p, r in recorders.items()}
     ok = atol is None or (all(d <= atol for d in diffs.values()) and mismatches == 0)
     result = ParityResult({k: float(f"{v:.3g}") for k, v in diffs.items()}, atol, ok, mismatches, inputs, ties)
-    if not ok:
+    if atol is not None and not ok:  # only a bound (atol) fails
         bad = [f"{p} {d:.2e}" for p, d in diffs.items() if d > atol]
         if mismatches:
             bad.append(f"skip decisions differ on {mismatches} samples")
@@ -216,7 +221,8 @@ class TorchReference:
     model: Any
     layout: str
 
-    def predict_features(self, features, lengths) -> tuple[np.ndarray, np.ndarray]:
+    def predict_features(self, features: Mapping[str, np.ndarray],
+                         lengths: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         return reference(self.model, self.layout, features, lengths)
 
 
@@ -228,7 +234,8 @@ def score_agreement(scores: np.ndarray, ref: np.ndarray) -> dict[str, float]:
     return {"mean_abs_diff": round(float(np.abs(scores - ref).mean()), 6), "pearson_r": round(r, 6)}
 
 
-def check_metrics(model, layout: str, predictor, valid: FeatureSet, max_drop: float | None) -> dict[str, Any]:
+def check_metrics(model: Any, layout: str, predictor: FeaturePredictor, valid: FeatureSet,
+                  max_drop: float | None) -> dict[str, Any]:
     """Metrics of torch and of the bundle on the validation split, the Acc-2 (non-0) drop in points, and the
     scores' agreement with torch's (measured, not judged). Raises ParityError when the drop exceeds `max_drop`
     (None: only measure). Where every label is 0 the drop is undefined (None): measured, it is recorded so; judged,
@@ -245,9 +252,9 @@ def check_metrics(model, layout: str, predictor, valid: FeatureSet, max_drop: fl
         raise ParityError(f"accuracy check impossible: {NO_NON_ZERO} on the validation split of "
                           f"{plural(len(valid), 'sample')}; expected --data whose validation split has non-zero "
                           "labels, or an fp32 bundle (not judged)")
-    ok = max_drop is None or drop <= max_drop
+    ok = max_drop is None or (drop is not None and drop <= max_drop)  # undefined and judged: refused above
     result = {"split": "valid", "n": len(valid), "torch": ref, "bundle": got,
-              "acc2_non0_drop_points": None if undefined else round(drop, 3), "max_drop_points": max_drop,
+              "acc2_non0_drop_points": None if drop is None else round(drop, 3), "max_drop_points": max_drop,
               "agreement": score_agreement(scores, ref_scores), "ok": ok}
     if not ok:
         step = 100.0 / max(int(np.count_nonzero(valid.labels)), 1)  # one utterance's polarity, in points

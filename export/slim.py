@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
+
+if TYPE_CHECKING:  # onnx is imported where it is used
+    from onnx import GraphProto, ModelProto
 
 
 def _all_nodes(graph):
@@ -44,7 +47,7 @@ def _remove(items, drop: Callable) -> None:
     items.extend(kept)
 
 
-def fold_identities(graph) -> int:
+def fold_identities(graph: GraphProto) -> int:
     """Drop Identity nodes that alias an initializer (the legacy exporter emits them for reused
     parameters); consumers read the initializer directly. Keeps fp16 conversion and dedupe simple."""
     inits = {i.name for i in graph.initializer}
@@ -57,7 +60,7 @@ def fold_identities(graph) -> int:
     return len(alias)
 
 
-def dedupe_initializers(graph) -> int:
+def dedupe_initializers(graph: GraphProto) -> int:
     """Make nodes share one copy of byte-identical initializers (shared blocks, folded transposes).
     Returns how many initializers were removed."""
     from onnx import numpy_helper
@@ -80,7 +83,7 @@ def dedupe_initializers(graph) -> int:
     return len(rename)
 
 
-def share_constants(graph) -> int:
+def share_constants(graph: GraphProto) -> int:
     """Identical Constant nodes (same value, same attributes) collapse into the first one; returns how many
     were removed. Graphs with subgraphs (If/Loop) are left alone: a subgraph may read an outer name."""
     if _has_subgraphs(graph):
@@ -102,7 +105,7 @@ def share_constants(graph) -> int:
     return len(rename)
 
 
-def shorten_names(model) -> int:
+def shorten_names(model: ModelProto) -> int:
     """Internal tensor names become short hex ids; node names, doc strings and value_info are dropped.
     Returns how many tensors were renamed (0 for graphs with subgraphs, which are left as they are)."""
     graph = model.graph

@@ -5,6 +5,9 @@ Engines are device-specific and stamped with the TensorRT version in the manifes
 tests: tests/test_tensorrt_fake_api.py exercises this control flow against a fake tensorrt + cuda-python API."""
 from __future__ import annotations
 
+from types import ModuleType
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from edge_msa.errors import ArtifactError, InputError, MissingDependencyError, given, require
@@ -12,6 +15,9 @@ from edge_msa.runtime.tensorrt_backend import cuda_call, cuda_runtime, to_engine
 
 from .formats import TRT_FIX
 from .trt_support import LAYERNORM_OPSET, profile_shapes
+
+if TYPE_CHECKING:
+    from .exporter import ExportContext
 
 
 def _calibration_rows(feeds: list[dict[str, np.ndarray]], opt: dict[str, tuple[int, ...]],
@@ -24,7 +30,7 @@ def _calibration_rows(feeds: list[dict[str, np.ndarray]], opt: dict[str, tuple[i
             for name, x in feed.items():
                 out = np.zeros(opt[name], dtype=x.dtype)
                 sl = tuple(slice(0, min(a, b)) for a, b in zip(out.shape[1:], x.shape[1:]))
-                out[(0, *sl)] = x[(i, *sl)]
+                out[0][sl] = x[i][sl]
                 row[name] = to_engine_dtype(out, dtypes[name], f"INT8 calibration input '{name}'")
             yield row
 
@@ -71,7 +77,7 @@ def _calibrator(trt, feeds, opt, dtypes, cache_path):
     return Calibrator()
 
 
-def trt_version(trt) -> tuple[int, int]:
+def trt_version(trt: ModuleType) -> tuple[int, int]:
     """(major, minor) of the tensorrt module: what the builder's API and ONNX parser depend on."""
     major, minor = trt.__version__.split(".")[:2]
     return int(major), int(minor)
@@ -94,7 +100,7 @@ def preflight(opset: int) -> None:
     cuda_runtime()
 
 
-def build(ctx) -> dict[str, str]:
+def build(ctx: ExportContext) -> dict[str, str]:
     trt = require("tensorrt", "--format engine", TRT_FIX)
     ctx.versions["tensorrt"] = trt.__version__
     logger = trt.Logger(trt.Logger.WARNING)

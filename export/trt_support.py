@@ -33,23 +33,23 @@ def profile_shapes(path: Path, spec: FeatureSpec, graph: str, max_batch: int) ->
 
     proto = onnx.load(str(path), load_external_data=False)
     inits = {i.name for i in proto.graph.initializer}
-    shapes = {}
+    shapes: dict[str, tuple[tuple[int, ...], ...]] = {}
     for inp in proto.graph.input:
         if inp.name in inits:
             continue
-        lo, opt, hi = [], [], []
+        sizes: list[tuple[int, int, int]] = []  # (min, opt, max) per dimension
         for dim in inp.type.tensor_type.shape.dim:
             name = dim.dim_param
             if name == "batch":
-                lo.append(1), opt.append(1), hi.append(max_batch)
+                sizes.append((1, 1, max_batch))
             elif name.startswith("len"):
                 m = name[4:] if name.startswith("len_") else graph.split("_", 1)[1]
                 m = m if m in MODALITIES else "text"
-                lo.append(1), opt.append(spec.max_len(m)), hi.append(spec.max_len(m))
+                sizes.append((1, spec.max_len(m), spec.max_len(m)))
             else:
-                for seq in (lo, opt, hi):
-                    seq.append(int(dim.dim_value))
-        shapes[inp.name] = (tuple(lo), tuple(opt), tuple(hi))
+                n = int(dim.dim_value)
+                sizes.append((n, n, n))
+        shapes[inp.name] = tuple(tuple(s[i] for s in sizes) for i in range(3))
     return shapes
 
 

@@ -124,6 +124,17 @@ def test_calibrate_scale_picks_the_validation_mae_minimum(tiny_splits):
     assert np.allclose(predict(net, tiny_splits.valid), scale * raw, atol=1e-5)
 
 
+def test_a_shuffle_without_its_generator_is_named(tiny_splits):
+    """Shuffled batches come from the caller's seeded rng (training is deterministic with a seed); asked to shuffle
+    without one, iterate failed with "'NoneType' object has no attribute 'permutation'"."""
+    from edge_msa.training import iterate
+
+    with pytest.raises(ValueError, match="shuffle=True.*no rng; expected the seeded np.random.Generator"):
+        next(iterate(tiny_splits.train, 16, shuffle=True))
+    seeded = [b["index"].tolist() for b in iterate(tiny_splits.train, 16, shuffle=True, rng=np.random.default_rng(0))]
+    assert seeded == np.random.default_rng(0).permutation(len(tiny_splits.train)).reshape(-1, 16).tolist()
+
+
 def test_checkpoint_out_ends_in_pt_in_any_case(tiny_splits, tmp_path):
     """teacher.PT was refused as not ending in .pt, though nothing that reads a checkpoint looks at its suffix."""
     train_teacher("gtf_tiny", out=tmp_path / "t.PT", splits=tiny_splits, epochs=1, progress=False)
