@@ -183,6 +183,8 @@ BAD = [  # (what, path, body, content type, expected status)
     ("feedback, service without --feedback", "/v1/feedback", b'{"request_id": "nope", "label": 1}', "application/json", 404),
     ("feedback, bad label", "/v1/feedback", b'{"request_id": "x", "label": "good"}', "application/json", 400),
     ("unknown path", "/v2/predict", b"{}", "application/json", 404),
+    ("unknown path, 10x too big (drained, not reset)", "/v1/nope", b" " * 4_000_000, "application/json", 404),
+    ("POST on a GET route, 10x too big (drained, not reset)", "/v1/info", b" " * 4_000_000, "application/json", 405),
 ]
 
 
@@ -278,12 +280,14 @@ def test_a_body_that_stalls_is_answered_408_and_closed_while_others_are_served(s
     """uvicorn times out no body in progress: a client that sent its header and 11 of its 1000 bytes, then nothing,
     held its connection for ever (no answer in 30 s; uvicorn has no timer for it), as did one declaring 10x
     --max-body with `Connection: close` (drained, see read_body). Both are 408 now after --body-timeout-s (3 here)
-    without a byte, the connection closed, and a prompt client is served meanwhile."""
+    without a byte, the connection closed, and a prompt client is served meanwhile; so is one to an unknown path,
+    whose body is drained before its 404 (see http_error) at the same pace."""
     host, port = server.removeprefix("http://").split(":")
     stalled = []
-    for length, close in ((1000, ""), (4_000_000, "Connection: close\r\n")):
+    for path, length, close in (("/v1/predict", 1000, ""), ("/v1/predict", 4_000_000, "Connection: close\r\n"),
+                                ("/v1/nope", 4_000_000, "Connection: close\r\n")):
         s = socket.create_connection((host, int(port)), timeout=15)
-        s.sendall(f"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        s.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                   f"Content-Length: {length}\r\n{close}\r\n{{\"text\": \"a".encode())
         stalled.append(s)
     start = time.monotonic()

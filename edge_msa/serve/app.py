@@ -277,6 +277,20 @@ def unread_body_is_dropped(request: Request) -> bool:
     return request.scope.get("http_version") == "1.1" and not closes
 
 
+async def drain(request: Request, limits: Limits) -> None:
+    """Read and drop the body of a request answered without it, where uvicorn closes the connection after the answer
+    (not unread_body_is_dropped), so that a client still sending is not reset before it reads the answer: read_body's
+    rule, with its 408 and CLIENT_CLOSED raised (what became of the connection) and its 413 and 415 not (the body is
+    not used: the caller's answer says what was wrong)."""
+    if unread_body_is_dropped(request):
+        return
+    try:
+        await read_body(request, limits)
+    except RequestError as exc:
+        if exc.status not in (413, 415):
+            raise
+
+
 def content_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
@@ -477,7 +491,13 @@ async def stopped(request: Request | None, exc: Stopped) -> JSONResponse:
 
 async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
     """404 and 405 as one line saying what to send instead (starlette's detail is "Not Found", "Method Not
-    Allowed")."""
+    Allowed"). starlette answers them before the body is read, so a `Connection: close` request's body is drained
+    first (see drain), as refuse_type's is: a 4 MB POST to a mistyped path (urllib's) was reset before it read the
+    404."""
+    try:
+        await drain(request, request.state.limits)
+    except RequestError as refusal:  # the body stalled (408) or its client hung up (CLIENT_CLOSED)
+        return await refused(request, refusal)
     message, path = str(exc.detail), request.url.path
     if exc.status_code == 404:
         message = f"no route {path[:100]}; expected one of {', '.join(ROUTES)}"
@@ -503,9 +523,9 @@ def create_app(service: Service) -> FastAPI:
     from .demo import PAGE
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         service.start()
-        yield
+        yield {"limits": service.config.limits}  # each request's state: http_error is called with the request alone
         service.close()  # uvicorn has already let in-flight requests finish (SIGTERM drain)
 
     app = Documented(title="edge-msa", version=__version__, lifespan=lifespan, description=DESCRIPTION, docs_url=None,
