@@ -307,7 +307,10 @@ def test_a_connection_whose_header_never_comes_is_closed_after_the_header_timeou
     """uvicorn times nothing before a request's header is whole: a socket that sent nothing, half a header, or, after
     an answer, the first bytes of its next request (which stop uvicorn's keep-alive timer) was still open 8 s on,
     and would have been for ever. Each is closed now --header-timeout-s after it connected or was answered, with a
-    408 where a request had begun; a keep-alive client that asks again within it is served, past the timeout."""
+    408 where a request had begun; a keep-alive client that asks again within it is served, past the timeout. /metrics
+    counts them (they never reach the app, so its request counts left them out)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
     with serve_process(media_bundle, "--header-timeout-s", "1") as (_, url):
         host, port = url.removeprefix("http://").split(":")
         stalled = {sent: socket.create_connection((host, int(port)), timeout=10)
@@ -336,6 +339,10 @@ def test_a_connection_whose_header_never_comes_is_closed_after_the_header_timeou
                 s.close()
         assert 2.5 < time.monotonic() - start < 8
         assert call(f"{url}/healthz")[0] == 200
+        # what the app never saw is counted apart, so an operator tells a slowloris or a leaking client from quiet
+        closes = {s.labels["outcome"]: s.value for f in text_string_to_metric_families(call(f"{url}/metrics")[2])
+                  if f.name == "edge_msa_header_timeouts" for s in f.samples if s.name.endswith("_total")}
+        assert closes == {"408": 2, "closed": 1}
 
 
 def test_metrics_are_prometheus_text_and_info_is_the_manifest(server, media_bundle):
@@ -347,7 +354,8 @@ def test_metrics_are_prometheus_text_and_info_is_the_manifest(server, media_bund
     assert status == 200 and headers["content-type"].startswith("text/plain")
     families = {f.name: f for f in text_string_to_metric_families(text)}
     assert {"edge_msa_http_requests", "edge_msa_http_request_seconds", "edge_msa_batch_size",
-            "edge_msa_modality_inputs", "edge_msa_skip_ratio", "edge_msa_queue_depth"} <= set(families)
+            "edge_msa_modality_inputs", "edge_msa_skip_ratio", "edge_msa_queue_depth",
+            "edge_msa_header_timeouts"} <= set(families)
     assert {"200", "400"} <= set(request_counts(server, "/v1/predict"))
     ran_audio = [s.value for s in families["edge_msa_modality_inputs"].samples
                  if s.labels == {"modality": "audio", "outcome": "ran"} and s.name.endswith("_total")]

@@ -1093,6 +1093,13 @@ def test_the_header_deadline_runs_only_while_a_header_is_awaited():
     from uvicorn.server import ServerState
 
     from edge_msa.serve.connections import HeaderDeadline
+    from edge_msa.serve.metrics import ServiceMetrics
+
+    metrics = ServiceMetrics(lambda: 0)
+
+    def closes() -> list[float | None]:
+        return [metrics.registry.get_sample_value("edge_msa_header_timeouts_total", {"outcome": o})
+                for o in ("408", "closed")]
 
     async def app(scope, receive, send):
         await send({"type": "http.response.start", "status": 204, "headers": []})
@@ -1104,7 +1111,7 @@ def test_the_header_deadline_runs_only_while_a_header_is_awaited():
                                                              "get_extra_info.return_value": None})
             state = ServerState()
             state.default_headers = [(b"date", b"Mon, 07 Dec 2026 12:00:00 GMT")]  # uvicorn's, set as it starts
-            protocol = HeaderDeadline.with_timeout(5)(config=uvicorn.Config(app, log_config=None), server_state=state,
+            protocol = HeaderDeadline.with_timeout(5, metrics)(config=uvicorn.Config(app, log_config=None), server_state=state,
                                                       app_state={})
             protocol.connection_made(transport)
             return protocol, transport
@@ -1128,10 +1135,12 @@ def test_the_header_deadline_runs_only_while_a_header_is_awaited():
                b'of the previous answer"' in written and transport.close.called
         protocol.connection_lost(None)
         assert protocol.deadline is None
+        assert closes() == [1, 0]  # counted by what became of the connection, not logged
         protocol, transport = connect()
         protocol.expire()  # nothing came: closed without an answer
         assert transport.close.called and not transport.write.called and protocol.conn.our_state is h11.IDLE
         protocol.connection_lost(None)
         assert protocol.deadline is None
+        assert closes() == [1, 1]
 
     asyncio.run(drive())

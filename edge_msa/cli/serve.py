@@ -147,7 +147,8 @@ def serve_until_stopped(service: Service, sock: socket.socket, args: argparse.Na
 
     config = uvicorn.Config(create_app(service), host=args.host, port=args.port, log_level=args.log_level,
                             access_log=False, timeout_graceful_shutdown=args.drain_s, server_header=False,
-                            http=HeaderDeadline.with_timeout(service.config.limits.header_timeout_s), ws="none")
+                            http=HeaderDeadline.with_timeout(service.config.limits.header_timeout_s, service.metrics),
+                            ws="none")
     server = uvicorn.Server(config)
     service.batcher.on_death = lambda: setattr(server, "should_exit", True)
     # uvicorn drains on SIGTERM and on Ctrl-C (SIGINT), then re-raises the signal to the handler that was there

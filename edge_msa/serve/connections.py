@@ -15,6 +15,7 @@ import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .app import error
+from .metrics import ServiceMetrics
 
 
 class HeaderDeadline(H11Protocol):
@@ -36,12 +37,13 @@ class HeaderDeadline(H11Protocol):
     """
 
     header_timeout_s: float  # set by with_timeout: uvicorn builds the protocol itself, from its class
+    metrics: ServiceMetrics  # the service's, where each close is counted (no request reaches the app to count it)
     deadline: asyncio.TimerHandle | None = None
 
     @classmethod
-    def with_timeout(cls, seconds: float) -> type[HeaderDeadline]:
-        """The protocol class for uvicorn.Config(http=...), with the server's --header-timeout-s."""
-        return type(cls.__name__, (cls,), {"header_timeout_s": seconds})
+    def with_timeout(cls, seconds: float, metrics: ServiceMetrics) -> type[HeaderDeadline]:
+        """The protocol class for uvicorn.Config(http=...), with the server's --header-timeout-s and metrics."""
+        return type(cls.__name__, (cls,), {"header_timeout_s": seconds, "metrics": metrics})
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # narrowed as uvicorn's
         super().connection_made(transport)
@@ -76,9 +78,13 @@ class HeaderDeadline(H11Protocol):
 
     def expire(self) -> None:
         """Close the connection; first answer 408 where a request had begun (bytes of it wait in h11's buffer, and
-        no answer has started: h11's `our_state` is IDLE until a request's header is whole)."""
+        no answer has started: h11's `our_state` is IDLE until a request's header is whole). Counted on /metrics
+        (edge_msa_header_timeouts), not logged: a slowloris client or a leaking one would fill the log, and a
+        count tells them from a quiet service."""
         self.deadline = None
-        if self.conn.our_state is h11.IDLE and self.conn.trailing_data[0]:
+        begun = self.conn.our_state is h11.IDLE and bool(self.conn.trailing_data[0])
+        self.metrics.observe_header_timeout(begun)
+        if begun:
             s = self.header_timeout_s
             answer = error(408, f"request header incomplete after {s:g} s; expected a whole request header within "
                                 f"{s:g} s of connecting or of the previous answer")

@@ -10,6 +10,8 @@ from ..spec import MODALITIES
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 OUTCOMES = ("ran", "skipped", "missing", "unusable")  # per modality of each served input
+# the label of a connection closed past --header-timeout-s, by whether a request had begun (answered 408 first)
+HEADER_TIMEOUTS = {True: "408", False: "closed"}
 
 
 def outcome(prediction: dict[str, Any], modality: str) -> str:
@@ -21,7 +23,8 @@ def outcome(prediction: dict[str, Any], modality: str) -> str:
 
 
 class ServiceMetrics:
-    """Requests by path and code, latency, batch sizes, queue depth, modality outcomes and skip ratio."""
+    """Requests by path and code, latency, batch sizes, queue depth, modality outcomes and skip ratio, and the
+    connections the header deadline closed."""
 
     def __init__(self, queue_depth: Callable[[], float]) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -47,6 +50,12 @@ class ServiceMetrics:
             skip_ratio.labels(m).set_function(partial(self._skip_ratio, m))
         Gauge("edge_msa_queue_depth", "inputs waiting for the batch worker",
               registry=self.registry).set_function(queue_depth)
+        # closed by the protocol (serve.connections), not answered by the app: edge_msa_http_requests never sees them
+        self.header_timeouts = Counter("edge_msa_header_timeouts", "connections closed by --header-timeout-s: "
+                                       "answered 408 where a request had begun, closed where nothing came",
+                                       ["outcome"], registry=self.registry)
+        for o in HEADER_TIMEOUTS.values():
+            self.header_timeouts.labels(o)  # export zeros from the start: a rate of none is 0, not absent
 
     def observe_batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)
@@ -61,6 +70,9 @@ class ServiceMetrics:
     def observe_request(self, path: str, code: int, seconds: float) -> None:
         self.requests.labels(path, str(code)).inc()
         self.latency.labels(path).observe(seconds)
+
+    def observe_header_timeout(self, begun: bool) -> None:
+        self.header_timeouts.labels(HEADER_TIMEOUTS[begun]).inc()
 
     def render(self) -> tuple[bytes, str]:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
