@@ -214,17 +214,24 @@ def throttled(end: dict[str, Any], on_gpu: bool) -> str | None:
     return "; ".join(why) or None
 
 
-def varying_governors(cpus: dict[str, dict[str, Any]] | str) -> list[str]:
-    """The governors other than `performance` that set clocks which are not pinned (none where sysfs had no cpufreq):
-    under them a clock varies between calls, so the figures depend on the governor as well as the board."""
-    if not isinstance(cpus, dict):
-        return []
-    return sorted({cpu["governor"] for cpu in cpus.values() if not cpu["pinned"]} - {PERFORMANCE})
+def varying_governors(cpus: dict[str, dict[str, Any]] | str, gpu: dict[str, Any] | str | None = None) -> list[str]:
+    """The governors other than `performance` that set clocks which are not pinned (none where sysfs had no cpufreq),
+    the GPU's as '<governor> on the GPU' where `gpu` is given (pass it only for a run with rows on the GPU: a
+    CPU-only run leaves it idle): under them a clock varies between calls, so the figures depend on the governor as
+    well as the board. `jetson_clocks` pins the GPU as well as the CPUs; pinning the CPUs alone leaves its
+    nvhost_podgov scaling the GPU with its load."""
+    names = sorted({cpu["governor"] for cpu in cpus.values() if not cpu["pinned"]} - {PERFORMANCE}) if isinstance(
+        cpus, dict) else []
+    if isinstance(gpu, dict) and not gpu["pinned"] and gpu["governor"] != PERFORMANCE:
+        names.append(f"{gpu['governor']} on the GPU")
+    return names
 
 
-def governor_advice(cpus: dict[str, dict[str, Any]] | str, jetson: bool) -> str | None:
-    """One line of advice where a governor other than `performance` sets clocks that are not pinned, or None."""
-    others = varying_governors(cpus)
+def governor_advice(cpus: dict[str, dict[str, Any]] | str, jetson: bool,
+                    gpu: dict[str, Any] | str | None = None) -> str | None:
+    """One line of advice where a governor other than `performance` sets clocks that are not pinned (the GPU's where
+    it is given: `varying_governors`), or None."""
+    others = varying_governors(cpus, gpu)
     if not others:
         return None
     pin = "`sudo jetson_clocks`" if jetson else f"`sudo cpupower frequency-set -g {PERFORMANCE}`"
@@ -232,8 +239,9 @@ def governor_advice(cpus: dict[str, dict[str, Any]] | str, jetson: bool) -> str 
             f"steady numbers pin them with {pin}")
 
 
-def system_info(clocks: Clocks, argv: list[str] | None = None) -> dict:
-    """The `system` block of report.json; `clocks` read as the run started."""
+def system_info(clocks: Clocks, argv: list[str] | None = None, on_gpu: bool = False) -> dict:
+    """The `system` block of report.json; `clocks` read as the run started, `on_gpu` whether a row ran on the GPU
+    (then the GPU's governor counts in the advice)."""
     from .meters.nvml import gpu_name
 
     jetson = jetson_model(clocks.root / DEVICE_TREE_MODEL.relative_to("/"))  # the board whose sysfs was read
@@ -249,7 +257,7 @@ def system_info(clocks: Clocks, argv: list[str] | None = None) -> dict:
         "cpufreq": clocks.cpus,
         "gpu_clock": clocks.gpu,
         "thermal": clocks.zones,
-        "clock_advice": governor_advice(clocks.cpus, jetson is not None),
+        "clock_advice": governor_advice(clocks.cpus, jetson is not None, clocks.gpu if on_gpu else None),
         "os": platform.platform(),
         "versions": versions(),
         "onnxruntime_providers": onnxruntime_providers(),

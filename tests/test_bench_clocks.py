@@ -199,3 +199,30 @@ def test_the_gpu_clock_flags_only_the_rows_that_ran_on_the_gpu(tmp_path, tiny_sp
     (root / DEVFREQ_DIR / GPU / "cur_freq").write_text(f"{GPU_MAX_HZ}\n")
     clocks = Clocks(root)
     assert row_clocks(clocks.snapshot(), clocks.snapshot(), True)["throttled"] is False
+
+
+def test_an_unpinned_gpu_governor_is_advised_on_only_where_a_row_ran_on_the_gpu(tmp_path, tiny_splits):
+    """CPUs pinned by hand but the GPU left on nvhost_podgov: the TensorRT run's clocks still vary, so it gets the
+    jetson_clocks advice; a CPU-only run leaves the GPU idle (its governor clocks it down): no advice."""
+    root = Path(shutil.copytree(JETSON, tmp_path / "sysfs"))
+    for cpu in range(6):
+        (root / CPU_DIR / f"cpu{cpu}" / "cpufreq" / "scaling_min_freq").write_text(f"{MAX_KHZ}\n")
+    cpu_loader = make_loader(tiny_splits.spec)
+
+    def on_gpu(bundle, backend, threads):
+        pred = cpu_loader(bundle, backend, threads)
+        pred.manifest["backend"] = "tensorrt"
+        return pred
+
+    advice = {}
+    for name, loader in (("cpu", cpu_loader), ("gpu", on_gpu)):
+        (tmp_path / name).mkdir()
+        out = run_bench(_bundles(tmp_path / name, "student"), data=tiny_splits, out=tmp_path / name / "r",
+                        modalities=("all",), meter="none", loader=loader, sysfs_root=root, **FAST)
+        advice[name] = json.loads((out / "report.json").read_text())["system"]["clock_advice"]
+    assert advice["cpu"] is None
+    assert advice["gpu"] == ("the governor is nvhost_podgov on the GPU: clocks vary between calls (and idle cores "
+                             "clock down); for steady numbers pin them with `sudo jetson_clocks`")
+    (root / DEVFREQ_DIR / GPU / "min_freq").write_text(f"{GPU_MAX_HZ}\n")  # jetson_clocks pins the GPU too
+    clocks = Clocks(root)
+    assert governor_advice(clocks.cpus, True, clocks.gpu) is None
