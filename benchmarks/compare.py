@@ -81,14 +81,18 @@ def differing_settings(a: dict[str, Any], b: dict[str, Any]) -> dict[str, dict[s
 
 
 def clock_warning(report: dict[str, Any]) -> str | None:
-    """What in a report's clocks can move its side of the ratios: successful rows flagged throttled? and governors
-    that let the clocks vary, or None. A ratio between a throttled or unpinned board and a steady one measures the
-    clocks as well as the devices. Reports written before the clocks were recorded have neither field: None."""
+    """What in a report's clocks can move its side of the ratios: successful rows flagged throttled?, governors that
+    let the clocks vary and a Raspberry Pi firmware's throttling since boot (it may have struck between the rows'
+    readings), or None. A ratio between a throttled or unpinned board and a steady one measures the clocks as well
+    as the devices. Reports written before the clocks were recorded have none of these fields: None."""
     ok = [r for r in report["rows"] if r.get("status") == "ok"]
     hot = sum(r.get("throttled") is True for r in ok)
-    governors = varying_governors((report.get("system") or {}).get("cpufreq", ""))
+    system = report.get("system") or {}
+    governors = varying_governors(system.get("cpufreq", ""))
+    since_boot = (system.get("firmware_throttled") or {}).get("since_boot")
     why = ([f"{hot} of {len(ok)} successful rows flagged throttled?"] if hot else []) + (
-        [f"governor {', '.join(governors)} (clocks not pinned)"] if governors else [])
+        [f"governor {', '.join(governors)} (clocks not pinned)"] if governors else []) + (
+        [f"firmware reported {', '.join(since_boot)} since boot"] if since_boot else [])
     return "; ".join(why) or None
 
 

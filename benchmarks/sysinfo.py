@@ -32,6 +32,12 @@ is two steps or more down: a thermal or power cap, not a step of the governor's.
 one-thread run leaves the other cores idle, and schedutil / ondemand clock idle cores down, which would flag every
 row of a 6-core board; a cap lowers the busy core too (a Jetson's or a Pi's cores share one cluster clock). A sampled
 clock can still catch a busy core between calls, hence the question mark, and the advice line beside it."""
+FIRMWARE_FLAGS = ("under-voltage", "ARM frequency capped", "throttled", "soft temperature limit")
+"""A Raspberry Pi firmware's throttle bits 0-3 in `vcgencmd get_throttled` ('throttled=0x50005'), set while it holds
+the clocks down now, which scaling_cur_freq does not show reliably; bits 16-19 (FIRMWARE_SINCE_BOOT) are the same four
+"has occurred since boot"."""
+FIRMWARE_SINCE_BOOT = 16
+VCGENCMD_TIMEOUT_S = 2.0  # it answers in milliseconds; a hung firmware mailbox must not hang the bench
 PERFORMANCE = "performance"  # the governor that holds every clock at its max (thermal caps aside) between calls too
 PACKAGES = ("edge-msa", "numpy", "onnxruntime", "onnxruntime-gpu", "tensorrt", "nvidia-ml-py")
 
@@ -58,6 +64,38 @@ def nvpmodel_mode() -> str | None:
         if "Power Mode" in line:
             return line.split(":", 1)[-1].strip()
     return out.strip().splitlines()[0] if out.strip() else None
+
+
+def firmware_throttled(vcgencmd: str | None) -> int | None:
+    """A Raspberry Pi firmware's throttle bits from `vcgencmd get_throttled` (FIRMWARE_FLAGS), or None where there is
+    no vcgencmd (not a Pi) or it fails (a user outside the `video` group gets 'VCHI initialization failed')."""
+    if not vcgencmd:
+        return None
+    try:
+        out = subprocess.run([vcgencmd, "get_throttled"], capture_output=True, text=True,
+                             timeout=VCGENCMD_TIMEOUT_S).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    found = re.fullmatch(r"throttled=(0x[0-9a-fA-F]+)", out.strip())
+    return int(found[1], 16) if found else None
+
+
+def firmware_flags(bits: int, shift: int = 0) -> list[str]:
+    """FIRMWARE_FLAGS set in `bits`: the "now" ones, or with shift=FIRMWARE_SINCE_BOOT the "since boot" ones."""
+    return [flag for i, flag in enumerate(FIRMWARE_FLAGS) if bits >> (shift + i) & 1]
+
+
+def firmware_system(bits: int | None) -> dict[str, Any]:
+    """The `system` block's Pi firmware fields: the raw value and the flags set since boot, with one line of advice
+    where there are any (under-voltage: the power supply; the others without it: heat); nothing without vcgencmd."""
+    if bits is None:
+        return {}
+    since = firmware_flags(bits, FIRMWARE_SINCE_BOOT)
+    fixes = (["check the power supply"] if "under-voltage" in since else []) + (
+        ["cool the board"] if "soft temperature limit" in since or "under-voltage" not in since else [])
+    return {"firmware_throttled": {"raw": f"{bits:#x}", "since_boot": since},
+            "firmware_advice": f"the firmware reported {', '.join(since)} since boot: {' and '.join(fixes)}" if since
+            else None}
 
 
 def versions() -> dict[str, str]:
@@ -169,11 +207,15 @@ class Clocks:
         self.root = Path(root)
         self.cpus, self.zones = cpu_clocks(self.root), thermal_zones(self.root)
         self.gpu = gpu_clock(self.root)
+        self.vcgencmd = shutil.which("vcgencmd")  # a Raspberry Pi's: its firmware's throttle bits
 
     def snapshot(self) -> dict[str, Any]:
         """The slowest and fastest current CPU clock as a fraction of its max, the GPU's, the hottest zone (degrees C,
-        type) and the zones at or over their passive trip point; only what sysfs has."""
+        type) and the zones at or over their passive trip point; only what sysfs has. On a Pi, the firmware's
+        throttle bits (raw) and the flags set now."""
         snap: dict[str, Any] = {}
+        if (bits := firmware_throttled(self.vcgencmd)) is not None:
+            snap.update(firmware_throttled=f"{bits:#x}", firmware_now=firmware_flags(bits))
         if isinstance(self.cpus, dict):
             fractions = [cur / cpu["max_khz"] for name, cpu in self.cpus.items()
                          if (cur := _read_int(self.root / CPU_DIR / name / "cpufreq" / "scaling_cur_freq"))]
@@ -205,12 +247,14 @@ def row_clocks(start: dict[str, Any], end: dict[str, Any], on_gpu: bool) -> dict
 
 def throttled(end: dict[str, Any], on_gpu: bool) -> str | None:
     """Why a row's end snapshot looks throttled (THROTTLED_BELOW, the GPU's only where the row ran on it, a zone at its
-    passive trip point), or None."""
+    passive trip point, a Pi firmware's "now" flag), or None."""
     why = [f"fastest CPU clock at {end['cpu_freq_max']:.0%} of max"] if end.get(
         "cpu_freq_max", 1.0) < THROTTLED_BELOW else []
     gpu = end.get("gpu_freq", 1.0) if on_gpu else 1.0
     why += [f"GPU clock at {gpu:.0%} of max"] if gpu < THROTTLED_BELOW else []
     why += [f"{zone} at or over its passive trip point" for zone in end.get("at_passive_trip", [])]
+    why += [f"firmware reports {', '.join(now)} now (vcgencmd get_throttled {end['firmware_throttled']})"] if (
+        now := end.get("firmware_now")) else []
     return "; ".join(why) or None
 
 
@@ -258,6 +302,7 @@ def system_info(clocks: Clocks, argv: list[str] | None = None, on_gpu: bool = Fa
         "gpu_clock": clocks.gpu,
         "thermal": clocks.zones,
         "clock_advice": governor_advice(clocks.cpus, jetson is not None, clocks.gpu if on_gpu else None),
+        **firmware_system(firmware_throttled(clocks.vcgencmd)),  # read as the run ends: since boot covers the run
         "os": platform.platform(),
         "versions": versions(),
         "onnxruntime_providers": onnxruntime_providers(),

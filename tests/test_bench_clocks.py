@@ -5,14 +5,15 @@ where sysfs has neither (a VM); --compare's warning about them."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-from edge_msa.benchmarks import run_bench
+from edge_msa.benchmarks import run_bench, sysinfo
 from edge_msa.benchmarks.sysinfo import (CPU_DIR, DEVFREQ_DIR, THERMAL_DIR, THROTTLED_BELOW, Clocks, governor_advice,
-                                         row_clocks)
+                                         row_clocks, system_info)
 from edge_msa.cli import main
 from test_bench_sweep import FAST, _bundles, make_loader
 
@@ -226,3 +227,60 @@ def test_an_unpinned_gpu_governor_is_advised_on_only_where_a_row_ran_on_the_gpu(
     (root / DEVFREQ_DIR / GPU / "min_freq").write_text(f"{GPU_MAX_HZ}\n")  # jetson_clocks pins the GPU too
     clocks = Clocks(root)
     assert governor_advice(clocks.cpus, True, clocks.gpu) is None
+
+
+def _vcgencmd(tmp_path: Path, monkeypatch, script: str) -> None:
+    """A fake Raspberry Pi `vcgencmd` first on PATH, running `script` (sh)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "vcgencmd").write_text(f"#!/bin/sh\n{script}\n")
+    (bin_dir / "vcgencmd").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_a_pi_firmware_throttling_now_flags_the_row_and_since_boot_goes_in_the_system_block(tmp_path, monkeypatch):
+    """A Pi's firmware caps its clocks (under-voltage, heat) without scaling_cur_freq showing it reliably; `vcgencmd
+    get_throttled` says so: bits 0-3 now flag the row, bits 16-19 (since boot) advise once."""
+    _vcgencmd(tmp_path, monkeypatch, "echo throttled=0x50005")
+    clocks = Clocks(VM)
+    end = clocks.snapshot()
+    assert end == {"firmware_throttled": "0x50005", "firmware_now": ["under-voltage", "throttled"]}
+    fields = row_clocks({}, end, False)
+    assert fields["throttled"] is True
+    assert fields["throttled_why"] == "firmware reports under-voltage, throttled now (vcgencmd get_throttled 0x50005)"
+    system = system_info(clocks, ["edge-msa", "bench"])
+    assert system["firmware_throttled"] == {"raw": "0x50005", "since_boot": ["under-voltage", "throttled"]}
+    assert system["firmware_advice"] == ("the firmware reported under-voltage, throttled since boot: check the power "
+                                         "supply")
+    (tmp_path / "bin" / "vcgencmd").write_text("#!/bin/sh\necho throttled=0xa0000\n")  # since boot only
+    assert row_clocks({}, clocks.snapshot(), False)["throttled"] is False
+    assert system_info(clocks, [])["firmware_advice"] == ("the firmware reported ARM frequency capped, soft "
+                                                          "temperature limit since boot: cool the board")
+
+
+def test_no_or_a_failing_vcgencmd_adds_no_field(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no vcgencmd: not a Pi
+    clocks = Clocks(VM)
+    assert clocks.snapshot() == {} and not {"firmware_throttled", "firmware_advice"} & set(system_info(clocks, []))
+    _vcgencmd(tmp_path, monkeypatch, "echo 'VCHI initialization failed' >&2; exit 255")  # not in the video group
+    assert Clocks(VM).snapshot() == {}
+    monkeypatch.setattr(sysinfo, "VCGENCMD_TIMEOUT_S", 0.2)
+    (tmp_path / "bin" / "vcgencmd").write_text("#!/bin/sh\nsleep 5\n")  # a hung firmware mailbox
+    assert Clocks(VM).snapshot() == {}
+
+
+def test_bench_and_compare_on_a_pi_whose_firmware_throttles(tmp_path, tiny_splits, monkeypatch, capsys):
+    _vcgencmd(tmp_path, monkeypatch, "echo throttled=0x50005")
+    out = run_bench(_bundles(tmp_path, "student"), data=tiny_splits, out=tmp_path / "r", modalities=("all",),
+                    meter="none", loader=make_loader(tiny_splits.spec), sysfs_root=VM, **FAST)
+    report = json.loads((out / "report.json").read_text())
+    assert report["rows"][0]["throttled"] is True and report["system"]["firmware_throttled"]["raw"] == "0x50005"
+    md = (out / "report.md").read_text()
+    assert ("- Raspberry Pi firmware (vcgencmd get_throttled as the run ended): 0x50005; since boot: under-voltage, "
+            "throttled") in md
+    assert "- advice: the firmware reported under-voltage, throttled since boot: check the power supply" in md
+    assert ("| 1 | all | –, firmware 0x50005 | –, firmware 0x50005 | – | – | yes: firmware reports under-voltage, "
+            "throttled now (vcgencmd get_throttled 0x50005) |") in md
+    assert main(["bench", "--compare", str(out / "report.json"), str(out / "report.json")]) == 0
+    assert ("1 of 1 successful rows flagged throttled?; firmware reported under-voltage, throttled since boot; the "
+            "ratios include their effect.") in capsys.readouterr().out
