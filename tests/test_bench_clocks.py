@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from edge_msa.benchmarks import run_bench, sysinfo
+from edge_msa.benchmarks.compare import clock_warning
 from edge_msa.benchmarks.sysinfo import (CPU_DIR, DEVFREQ_DIR, THERMAL_DIR, THROTTLED_BELOW, Clocks, governor_advice,
                                          row_clocks, system_info)
 from edge_msa.cli import main
@@ -204,10 +205,13 @@ def test_the_gpu_clock_flags_only_the_rows_that_ran_on_the_gpu(tmp_path, tiny_sp
 
 def test_an_unpinned_gpu_governor_is_advised_on_only_where_a_row_ran_on_the_gpu(tmp_path, tiny_splits):
     """CPUs pinned by hand but the GPU left on nvhost_podgov: the TensorRT run's clocks still vary, so it gets the
-    jetson_clocks advice; a CPU-only run leaves the GPU idle (its governor clocks it down): no advice."""
+    jetson_clocks advice and --compare's warning; a CPU-only run leaves the GPU idle (its governor clocks it down):
+    neither."""
     root = Path(shutil.copytree(JETSON, tmp_path / "sysfs"))
     for cpu in range(6):
         (root / CPU_DIR / f"cpu{cpu}" / "cpufreq" / "scaling_min_freq").write_text(f"{MAX_KHZ}\n")
+    _set(root, MAX_KHZ, 55.0)  # a cool board: the CPU-only row is not flagged
+    (root / THERMAL_DIR / "thermal_zone3" / "temp").write_text("50000\n")
     cpu_loader = make_loader(tiny_splits.spec)
 
     def on_gpu(bundle, backend, threads):
@@ -215,15 +219,17 @@ def test_an_unpinned_gpu_governor_is_advised_on_only_where_a_row_ran_on_the_gpu(
         pred.manifest["backend"] = "tensorrt"
         return pred
 
-    advice = {}
+    reports = {}
     for name, loader in (("cpu", cpu_loader), ("gpu", on_gpu)):
         (tmp_path / name).mkdir()
         out = run_bench(_bundles(tmp_path / name, "student"), data=tiny_splits, out=tmp_path / name / "r",
                         modalities=("all",), meter="none", loader=loader, sysfs_root=root, **FAST)
-        advice[name] = json.loads((out / "report.json").read_text())["system"]["clock_advice"]
-    assert advice["cpu"] is None
-    assert advice["gpu"] == ("the governor is nvhost_podgov on the GPU: clocks vary between calls (and idle cores "
-                             "clock down); for steady numbers pin them with `sudo jetson_clocks`")
+        reports[name] = json.loads((out / "report.json").read_text())
+    assert reports["cpu"]["system"]["clock_advice"] is None and clock_warning(reports["cpu"]) is None
+    assert reports["gpu"]["system"]["clock_advice"] == (
+        "the governor is nvhost_podgov on the GPU: clocks vary between calls (and idle cores clock down); for steady "
+        "numbers pin them with `sudo jetson_clocks`")
+    assert clock_warning(reports["gpu"]).endswith("governor nvhost_podgov on the GPU (clocks not pinned)")
     (root / DEVFREQ_DIR / GPU / "min_freq").write_text(f"{GPU_MAX_HZ}\n")  # jetson_clocks pins the GPU too
     clocks = Clocks(root)
     assert governor_advice(clocks.cpus, True, clocks.gpu) is None
