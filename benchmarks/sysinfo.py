@@ -42,8 +42,9 @@ PERFORMANCE = "performance"  # the governor that holds every clock at its max (t
 PACKAGES = ("edge-msa", "numpy", "onnxruntime", "onnxruntime-gpu", "tensorrt", "nvidia-ml-py")
 
 
-def jetson_model(path: Path = DEVICE_TREE_MODEL) -> str | None:
-    """'NVIDIA Jetson Orin Nano Developer Kit' etc. from the device tree; None elsewhere."""
+def board_model(path: Path = DEVICE_TREE_MODEL) -> str | None:
+    """The board's name from the device tree ('NVIDIA Jetson Orin Nano Developer Kit', 'Raspberry Pi 4 Model B Rev
+    1.4'); None where there is none (x86)."""
     try:
         model = path.read_bytes().rstrip(b"\x00").decode(errors="replace").strip()
     except OSError:
@@ -288,11 +289,12 @@ def system_info(clocks: Clocks, argv: list[str] | None = None, on_gpu: bool = Fa
     (then the GPU's governor counts in the advice)."""
     from .meters.nvml import gpu_name
 
-    jetson = jetson_model(clocks.root / DEVICE_TREE_MODEL.relative_to("/"))  # the board whose sysfs was read
+    board = board_model(clocks.root / DEVICE_TREE_MODEL.relative_to("/"))  # the board whose sysfs was read
+    jetson = board if board and "jetson" in board.lower() else None  # a Raspberry Pi has a device tree too
     gpu = gpu_name()
     cpu = cpu_model()
     return {
-        "device": jetson or (cpu if gpu.startswith("unavailable") else f"{cpu} + {gpu}"),
+        "device": board or (cpu if gpu.startswith("unavailable") else f"{cpu} + {gpu}"),
         "cpu": cpu,
         "cpu_count": os.cpu_count(),
         "gpu": gpu,

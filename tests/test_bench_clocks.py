@@ -19,7 +19,7 @@ from edge_msa.cli import main
 from test_bench_sweep import FAST, _bundles, make_loader
 
 SYSFS = Path(__file__).parent / "fixtures" / "sysfs"
-JETSON, VM = SYSFS / "orin_nano_throttled", SYSFS / "vm"
+JETSON, PI, VM = SYSFS / "orin_nano_throttled", SYSFS / "pi4_firmware_capped", SYSFS / "vm"
 MAX_KHZ = 1510400
 GPU, GPU_MAX_HZ, GPU_CUR = "17000000.ga10b", 624750000, 306000000 / 624750000  # the fixture's GPU: 49 % of max
 
@@ -276,17 +276,23 @@ def test_no_or_a_failing_vcgencmd_adds_no_field(tmp_path, monkeypatch):
 
 
 def test_bench_and_compare_on_a_pi_whose_firmware_throttles(tmp_path, tiny_splits, monkeypatch, capsys):
+    """A Pi 4 at 81.5 °C whose firmware throttles while sysfs shows every CPU at its max: the row is flagged by the
+    firmware alone. A Pi is not a Jetson: its governor advice is cpupower's, not jetson_clocks."""
     _vcgencmd(tmp_path, monkeypatch, "echo throttled=0x50005")
     out = run_bench(_bundles(tmp_path, "student"), data=tiny_splits, out=tmp_path / "r", modalities=("all",),
-                    meter="none", loader=make_loader(tiny_splits.spec), sysfs_root=VM, **FAST)
+                    meter="none", loader=make_loader(tiny_splits.spec), sysfs_root=PI, **FAST)
     report = json.loads((out / "report.json").read_text())
-    assert report["rows"][0]["throttled"] is True and report["system"]["firmware_throttled"]["raw"] == "0x50005"
+    system = report["system"]
+    assert (system["device"], system["jetson_model"]) == ("Raspberry Pi 4 Model B Rev 1.4", None)
+    assert system["clock_advice"].endswith("`sudo cpupower frequency-set -g performance`")
+    assert report["rows"][0]["throttled"] is True and system["firmware_throttled"]["raw"] == "0x50005"
     md = (out / "report.md").read_text()
     assert ("- Raspberry Pi firmware (vcgencmd get_throttled as the run ended): 0x50005; since boot: under-voltage, "
             "throttled") in md
     assert "- advice: the firmware reported under-voltage, throttled since boot: check the power supply" in md
-    assert ("| 1 | all | –, firmware 0x50005 | –, firmware 0x50005 | – | – | yes: firmware reports under-voltage, "
-            "throttled now (vcgencmd get_throttled 0x50005) |") in md
+    assert ("| 1 | all | 100% / 100%, firmware 0x50005 | 100% / 100%, firmware 0x50005 | 81.5 °C (cpu-thermal) | "
+            "81.5 °C (cpu-thermal) | yes: firmware reports under-voltage, throttled now (vcgencmd get_throttled "
+            "0x50005) |") in md
     assert main(["bench", "--compare", str(out / "report.json"), str(out / "report.json")]) == 0
-    assert ("1 of 1 successful rows flagged throttled?; firmware reported under-voltage, throttled since boot; the "
-            "ratios include their effect.") in capsys.readouterr().out
+    assert ("1 of 1 successful rows flagged throttled?; governor ondemand (clocks not pinned); firmware reported "
+            "under-voltage, throttled since boot; the ratios include their effect.") in capsys.readouterr().out
