@@ -1,6 +1,7 @@
 """CPU clocks, a Jetson GPU's clock and thermal zones in the bench report, read from sysfs fixture trees
 (tests/fixtures/sysfs): the static part in `system`, a snapshot before and after each row's timed calls, the
-throttled? flag (on the GPU's clock only for rows that ran on it), the governor advice, and one "unavailable" line
+throttled? flag (on the GPU's clock only for rows that ran on it), the governor advice (the GPU's governor only for
+rows that ran on it), a Raspberry Pi firmware's throttle bits (a fake `vcgencmd` on PATH), and one "unavailable" line
 where sysfs has neither (a VM); --compare's warning about them."""
 from __future__ import annotations
 
