@@ -11,6 +11,7 @@ from edge_msa.jsonio import loads
 
 from .report import HEADLINE, SAME_WORK
 from .sysinfo import varying_governors
+from .target import runs_on_gpu
 
 KEY_FIELDS = ("bundle", "backend", "precision", *SAME_WORK)  # SAME_WORK alone is the fallback key
 # Settings that change the figures besides the device: where the two reports differ, the comparison says so.
@@ -81,14 +82,19 @@ def differing_settings(a: dict[str, Any], b: dict[str, Any]) -> dict[str, dict[s
 
 
 def clock_warning(report: dict[str, Any]) -> str | None:
-    """What in a report's clocks can move its side of the ratios: successful rows flagged throttled? and governors
-    that let the clocks vary, or None. A ratio between a throttled or unpinned board and a steady one measures the
-    clocks as well as the devices. Reports written before the clocks were recorded have neither field: None."""
+    """What in a report's clocks can move its side of the ratios: successful rows flagged throttled?, governors that
+    let the clocks vary and a Raspberry Pi firmware's throttling since boot (it may have struck between the rows'
+    readings), or None. A ratio between a throttled or unpinned board and a steady one measures the clocks as well
+    as the devices. Reports written before the clocks were recorded have none of these fields: None."""
     ok = [r for r in report["rows"] if r.get("status") == "ok"]
     hot = sum(r.get("throttled") is True for r in ok)
-    governors = varying_governors((report.get("system") or {}).get("cpufreq", ""))
+    system = report.get("system") or {}
+    on_gpu = any(runs_on_gpu(r.get("backend", ""), r.get("providers", [])) for r in ok)  # as in its clock_advice
+    governors = varying_governors(system.get("cpufreq", ""), system.get("gpu_clock") if on_gpu else None)
+    since_boot = (system.get("firmware_throttled") or {}).get("since_boot")
     why = ([f"{hot} of {len(ok)} successful rows flagged throttled?"] if hot else []) + (
-        [f"governor {', '.join(governors)} (clocks not pinned)"] if governors else [])
+        [f"governor {', '.join(governors)} (clocks not pinned)"] if governors else []) + (
+        [f"firmware reported {', '.join(since_boot)} since boot"] if since_boot else [])
     return "; ".join(why) or None
 
 

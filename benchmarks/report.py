@@ -183,16 +183,19 @@ def _clocks_section(system: dict, rows: list[dict]) -> list[str]:
            "- thermal zones: " + (zones if isinstance(zones, str) else ", ".join(
                z["type"] + (f" (passive trip {z['passive_trip_c']:g} °C)" if z["passive_trip_c"] is not None else "")
                for z in zones.values()))]
-    if system.get("clock_advice"):
-        out.append(f"- advice: {system['clock_advice']}")
+    if "firmware_throttled" in system:  # a Raspberry Pi's, where vcgencmd answered
+        firmware = system["firmware_throttled"]
+        out.append(f"- Raspberry Pi firmware (vcgencmd get_throttled as the run ended): {firmware['raw']}; since boot: "
+                   f"{', '.join(firmware['since_boot']) or 'nothing'}")
+    out += [f"- advice: {system[key]}" for key in ("clock_advice", "firmware_advice") if system.get(key)]
     timed = {(r["batch"], r["modalities"]): r for r in rows if "clocks" in r}
     if not timed:
         return out
     out += ["", f"throttled? marks a row whose timed calls ended with even the fastest CPU (or, on a GPU backend, the "
-            f"GPU) below {THROTTLED_BELOW:.0%} of its max clock or a thermal zone at or over its first passive trip "
-            "point. The bundles of one batch size and subset are timed side by side, so they share one reading just "
-            "before and one just after their timed calls; clocks are the slowest / fastest CPU (and the GPU) as a "
-            "share of its max.", "",
+            f"GPU) below {THROTTLED_BELOW:.0%} of its max clock, a thermal zone at or over its first passive trip "
+            "point or a Raspberry Pi's firmware throttling now. The bundles of one batch size and subset are timed "
+            "side by side, so they share one reading just before and one just after their timed calls; clocks are the "
+            "slowest / fastest CPU (and the GPU) as a share of its max.", "",
             "| batch | modalities | clocks start | clocks end | hottest start | hottest end | throttled? |",
             "|---|---|---|---|---|---|---|"]
     for (batch, subset), r in timed.items():
@@ -221,7 +224,8 @@ def _gpu_line(gpu: dict | str) -> str:
 
 def _clock_cell(snap: dict) -> str:
     cpu = f"{snap['cpu_freq_min']:.0%} / {snap['cpu_freq_max']:.0%}" if "cpu_freq_max" in snap else "–"
-    return cpu + (f", GPU {snap['gpu_freq']:.0%}" if "gpu_freq" in snap else "")
+    return cpu + (f", GPU {snap['gpu_freq']:.0%}" if "gpu_freq" in snap else "") + (
+        f", firmware {snap['firmware_throttled']}" if "firmware_throttled" in snap else "")
 
 
 def _heat_cell(snap: dict) -> str:

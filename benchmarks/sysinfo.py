@@ -32,12 +32,19 @@ is two steps or more down: a thermal or power cap, not a step of the governor's.
 one-thread run leaves the other cores idle, and schedutil / ondemand clock idle cores down, which would flag every
 row of a 6-core board; a cap lowers the busy core too (a Jetson's or a Pi's cores share one cluster clock). A sampled
 clock can still catch a busy core between calls, hence the question mark, and the advice line beside it."""
+FIRMWARE_FLAGS = ("under-voltage", "ARM frequency capped", "throttled", "soft temperature limit")
+"""A Raspberry Pi firmware's throttle bits 0-3 in `vcgencmd get_throttled` ('throttled=0x50005'), set while it holds
+the clocks down now, which scaling_cur_freq does not show reliably; bits 16-19 (FIRMWARE_SINCE_BOOT) are the same four
+"has occurred since boot"."""
+FIRMWARE_SINCE_BOOT = 16
+VCGENCMD_TIMEOUT_S = 2.0  # it answers in milliseconds; a hung firmware mailbox must not hang the bench
 PERFORMANCE = "performance"  # the governor that holds every clock at its max (thermal caps aside) between calls too
 PACKAGES = ("edge-msa", "numpy", "onnxruntime", "onnxruntime-gpu", "tensorrt", "nvidia-ml-py")
 
 
-def jetson_model(path: Path = DEVICE_TREE_MODEL) -> str | None:
-    """'NVIDIA Jetson Orin Nano Developer Kit' etc. from the device tree; None elsewhere."""
+def board_model(path: Path = DEVICE_TREE_MODEL) -> str | None:
+    """The board's name from the device tree ('NVIDIA Jetson Orin Nano Developer Kit', 'Raspberry Pi 4 Model B Rev
+    1.4'); None where there is none (x86)."""
     try:
         model = path.read_bytes().rstrip(b"\x00").decode(errors="replace").strip()
     except OSError:
@@ -58,6 +65,38 @@ def nvpmodel_mode() -> str | None:
         if "Power Mode" in line:
             return line.split(":", 1)[-1].strip()
     return out.strip().splitlines()[0] if out.strip() else None
+
+
+def firmware_throttled(vcgencmd: str | None) -> int | None:
+    """A Raspberry Pi firmware's throttle bits from `vcgencmd get_throttled` (FIRMWARE_FLAGS), or None where there is
+    no vcgencmd (not a Pi) or it fails (a user outside the `video` group gets 'VCHI initialization failed')."""
+    if not vcgencmd:
+        return None
+    try:
+        out = subprocess.run([vcgencmd, "get_throttled"], capture_output=True, text=True,
+                             timeout=VCGENCMD_TIMEOUT_S).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    found = re.fullmatch(r"throttled=(0x[0-9a-fA-F]+)", out.strip())
+    return int(found[1], 16) if found else None
+
+
+def firmware_flags(bits: int, shift: int = 0) -> list[str]:
+    """FIRMWARE_FLAGS set in `bits`: the "now" ones, or with shift=FIRMWARE_SINCE_BOOT the "since boot" ones."""
+    return [flag for i, flag in enumerate(FIRMWARE_FLAGS) if bits >> (shift + i) & 1]
+
+
+def firmware_system(bits: int | None) -> dict[str, Any]:
+    """The `system` block's Pi firmware fields: the raw value and the flags set since boot, with one line of advice
+    where there are any (under-voltage: the power supply; the others without it: heat); nothing without vcgencmd."""
+    if bits is None:
+        return {}
+    since = firmware_flags(bits, FIRMWARE_SINCE_BOOT)
+    fixes = (["check the power supply"] if "under-voltage" in since else []) + (
+        ["cool the board"] if "soft temperature limit" in since or "under-voltage" not in since else [])
+    return {"firmware_throttled": {"raw": f"{bits:#x}", "since_boot": since},
+            "firmware_advice": f"the firmware reported {', '.join(since)} since boot: {' and '.join(fixes)}" if since
+            else None}
 
 
 def versions() -> dict[str, str]:
@@ -169,11 +208,15 @@ class Clocks:
         self.root = Path(root)
         self.cpus, self.zones = cpu_clocks(self.root), thermal_zones(self.root)
         self.gpu = gpu_clock(self.root)
+        self.vcgencmd = shutil.which("vcgencmd")  # a Raspberry Pi's: its firmware's throttle bits
 
     def snapshot(self) -> dict[str, Any]:
         """The slowest and fastest current CPU clock as a fraction of its max, the GPU's, the hottest zone (degrees C,
-        type) and the zones at or over their passive trip point; only what sysfs has."""
+        type) and the zones at or over their passive trip point; only what sysfs has. On a Pi, the firmware's
+        throttle bits (raw) and the flags set now."""
         snap: dict[str, Any] = {}
+        if (bits := firmware_throttled(self.vcgencmd)) is not None:
+            snap.update(firmware_throttled=f"{bits:#x}", firmware_now=firmware_flags(bits))
         if isinstance(self.cpus, dict):
             fractions = [cur / cpu["max_khz"] for name, cpu in self.cpus.items()
                          if (cur := _read_int(self.root / CPU_DIR / name / "cpufreq" / "scaling_cur_freq"))]
@@ -205,26 +248,35 @@ def row_clocks(start: dict[str, Any], end: dict[str, Any], on_gpu: bool) -> dict
 
 def throttled(end: dict[str, Any], on_gpu: bool) -> str | None:
     """Why a row's end snapshot looks throttled (THROTTLED_BELOW, the GPU's only where the row ran on it, a zone at its
-    passive trip point), or None."""
+    passive trip point, a Pi firmware's "now" flag), or None."""
     why = [f"fastest CPU clock at {end['cpu_freq_max']:.0%} of max"] if end.get(
         "cpu_freq_max", 1.0) < THROTTLED_BELOW else []
     gpu = end.get("gpu_freq", 1.0) if on_gpu else 1.0
     why += [f"GPU clock at {gpu:.0%} of max"] if gpu < THROTTLED_BELOW else []
     why += [f"{zone} at or over its passive trip point" for zone in end.get("at_passive_trip", [])]
+    why += [f"firmware reports {', '.join(now)} now (vcgencmd get_throttled {end['firmware_throttled']})"] if (
+        now := end.get("firmware_now")) else []
     return "; ".join(why) or None
 
 
-def varying_governors(cpus: dict[str, dict[str, Any]] | str) -> list[str]:
-    """The governors other than `performance` that set clocks which are not pinned (none where sysfs had no cpufreq):
-    under them a clock varies between calls, so the figures depend on the governor as well as the board."""
-    if not isinstance(cpus, dict):
-        return []
-    return sorted({cpu["governor"] for cpu in cpus.values() if not cpu["pinned"]} - {PERFORMANCE})
+def varying_governors(cpus: dict[str, dict[str, Any]] | str, gpu: dict[str, Any] | str | None = None) -> list[str]:
+    """The governors other than `performance` that set clocks which are not pinned (none where sysfs had no cpufreq),
+    the GPU's as '<governor> on the GPU' where `gpu` is given (pass it only for a run with rows on the GPU: a
+    CPU-only run leaves it idle): under them a clock varies between calls, so the figures depend on the governor as
+    well as the board. `jetson_clocks` pins the GPU as well as the CPUs; pinning the CPUs alone leaves its
+    nvhost_podgov scaling the GPU with its load."""
+    names = sorted({cpu["governor"] for cpu in cpus.values() if not cpu["pinned"]} - {PERFORMANCE}) if isinstance(
+        cpus, dict) else []
+    if isinstance(gpu, dict) and not gpu["pinned"] and gpu["governor"] != PERFORMANCE:
+        names.append(f"{gpu['governor']} on the GPU")
+    return names
 
 
-def governor_advice(cpus: dict[str, dict[str, Any]] | str, jetson: bool) -> str | None:
-    """One line of advice where a governor other than `performance` sets clocks that are not pinned, or None."""
-    others = varying_governors(cpus)
+def governor_advice(cpus: dict[str, dict[str, Any]] | str, jetson: bool,
+                    gpu: dict[str, Any] | str | None = None) -> str | None:
+    """One line of advice where a governor other than `performance` sets clocks that are not pinned (the GPU's where
+    it is given: `varying_governors`), or None."""
+    others = varying_governors(cpus, gpu)
     if not others:
         return None
     pin = "`sudo jetson_clocks`" if jetson else f"`sudo cpupower frequency-set -g {PERFORMANCE}`"
@@ -232,15 +284,17 @@ def governor_advice(cpus: dict[str, dict[str, Any]] | str, jetson: bool) -> str 
             f"steady numbers pin them with {pin}")
 
 
-def system_info(clocks: Clocks, argv: list[str] | None = None) -> dict:
-    """The `system` block of report.json; `clocks` read as the run started."""
+def system_info(clocks: Clocks, argv: list[str] | None = None, on_gpu: bool = False) -> dict:
+    """The `system` block of report.json; `clocks` read as the run started, `on_gpu` whether a row ran on the GPU
+    (then the GPU's governor counts in the advice)."""
     from .meters.nvml import gpu_name
 
-    jetson = jetson_model(clocks.root / DEVICE_TREE_MODEL.relative_to("/"))  # the board whose sysfs was read
+    board = board_model(clocks.root / DEVICE_TREE_MODEL.relative_to("/"))  # the board whose sysfs was read
+    jetson = board if board and "jetson" in board.lower() else None  # a Raspberry Pi has a device tree too
     gpu = gpu_name()
     cpu = cpu_model()
     return {
-        "device": jetson or (cpu if gpu.startswith("unavailable") else f"{cpu} + {gpu}"),
+        "device": board or (cpu if gpu.startswith("unavailable") else f"{cpu} + {gpu}"),
         "cpu": cpu,
         "cpu_count": os.cpu_count(),
         "gpu": gpu,
@@ -249,7 +303,8 @@ def system_info(clocks: Clocks, argv: list[str] | None = None) -> dict:
         "cpufreq": clocks.cpus,
         "gpu_clock": clocks.gpu,
         "thermal": clocks.zones,
-        "clock_advice": governor_advice(clocks.cpus, jetson is not None),
+        "clock_advice": governor_advice(clocks.cpus, jetson is not None, clocks.gpu if on_gpu else None),
+        **firmware_system(firmware_throttled(clocks.vcgencmd)),  # read as the run ends: since boot covers the run
         "os": platform.platform(),
         "versions": versions(),
         "onnxruntime_providers": onnxruntime_providers(),

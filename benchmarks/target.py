@@ -16,6 +16,12 @@ from .inputs import Batch
 GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
 
 
+def runs_on_gpu(backend: str, providers: Iterable[str]) -> bool:
+    """Whether a bundle runs on the GPU: TensorRT, or ONNX Runtime with a GPU provider it actually got. One rule for
+    a loaded target and for a report's rows (their `backend` and `providers`), which --compare reads."""
+    return backend == "tensorrt" or any(p in GPU_PROVIDERS for p in providers)
+
+
 class BenchPredictor(FeaturePredictor, Protocol):
     """The slice of `edge_msa.runtime.Predictor` the harness needs: evaluation's FeaturePredictor (the accuracy run
     and feature-input rows; one contract, the runtime's), the manifest, and `predict_batch` for rows timed from raw
@@ -81,7 +87,7 @@ class Target:
 
     @property
     def on_gpu(self) -> bool:
-        return self.backend_name == "tensorrt" or any(p in GPU_PROVIDERS for p in self.providers)
+        return runs_on_gpu(self.backend_name, self.providers)
 
     def run_once(self, batch: Batch) -> Any:
         """One timed call: from the raw transcripts when the batch has them, else from feature arrays."""

@@ -1,23 +1,26 @@
 """CPU clocks, a Jetson GPU's clock and thermal zones in the bench report, read from sysfs fixture trees
 (tests/fixtures/sysfs): the static part in `system`, a snapshot before and after each row's timed calls, the
-throttled? flag (on the GPU's clock only for rows that ran on it), the governor advice, and one "unavailable" line
+throttled? flag (on the GPU's clock only for rows that ran on it), the governor advice (the GPU's governor only for
+rows that ran on it), a Raspberry Pi firmware's throttle bits (a fake `vcgencmd` on PATH), and one "unavailable" line
 where sysfs has neither (a VM); --compare's warning about them."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-from edge_msa.benchmarks import run_bench
+from edge_msa.benchmarks import run_bench, sysinfo
+from edge_msa.benchmarks.compare import clock_warning
 from edge_msa.benchmarks.sysinfo import (CPU_DIR, DEVFREQ_DIR, THERMAL_DIR, THROTTLED_BELOW, Clocks, governor_advice,
-                                         row_clocks)
+                                         row_clocks, system_info)
 from edge_msa.cli import main
 from test_bench_sweep import FAST, _bundles, make_loader
 
 SYSFS = Path(__file__).parent / "fixtures" / "sysfs"
-JETSON, VM = SYSFS / "orin_nano_throttled", SYSFS / "vm"
+JETSON, PI, VM = SYSFS / "orin_nano_throttled", SYSFS / "pi4_firmware_capped", SYSFS / "vm"
 MAX_KHZ = 1510400
 GPU, GPU_MAX_HZ, GPU_CUR = "17000000.ga10b", 624750000, 306000000 / 624750000  # the fixture's GPU: 49 % of max
 
@@ -199,3 +202,98 @@ def test_the_gpu_clock_flags_only_the_rows_that_ran_on_the_gpu(tmp_path, tiny_sp
     (root / DEVFREQ_DIR / GPU / "cur_freq").write_text(f"{GPU_MAX_HZ}\n")
     clocks = Clocks(root)
     assert row_clocks(clocks.snapshot(), clocks.snapshot(), True)["throttled"] is False
+
+
+def test_an_unpinned_gpu_governor_is_advised_on_only_where_a_row_ran_on_the_gpu(tmp_path, tiny_splits):
+    """CPUs pinned by hand but the GPU left on nvhost_podgov: the TensorRT run's clocks still vary, so it gets the
+    jetson_clocks advice and --compare's warning; a CPU-only run leaves the GPU idle (its governor clocks it down):
+    neither."""
+    root = Path(shutil.copytree(JETSON, tmp_path / "sysfs"))
+    for cpu in range(6):
+        (root / CPU_DIR / f"cpu{cpu}" / "cpufreq" / "scaling_min_freq").write_text(f"{MAX_KHZ}\n")
+    _set(root, MAX_KHZ, 55.0)  # a cool board: the CPU-only row is not flagged
+    (root / THERMAL_DIR / "thermal_zone3" / "temp").write_text("50000\n")
+    cpu_loader = make_loader(tiny_splits.spec)
+
+    def on_gpu(bundle, backend, threads):
+        pred = cpu_loader(bundle, backend, threads)
+        pred.manifest["backend"] = "tensorrt"
+        return pred
+
+    reports = {}
+    for name, loader in (("cpu", cpu_loader), ("gpu", on_gpu)):
+        (tmp_path / name).mkdir()
+        out = run_bench(_bundles(tmp_path / name, "student"), data=tiny_splits, out=tmp_path / name / "r",
+                        modalities=("all",), meter="none", loader=loader, sysfs_root=root, **FAST)
+        reports[name] = json.loads((out / "report.json").read_text())
+    assert reports["cpu"]["system"]["clock_advice"] is None and clock_warning(reports["cpu"]) is None
+    assert reports["gpu"]["system"]["clock_advice"] == (
+        "the governor is nvhost_podgov on the GPU: clocks vary between calls (and idle cores clock down); for steady "
+        "numbers pin them with `sudo jetson_clocks`")
+    assert clock_warning(reports["gpu"]).endswith("governor nvhost_podgov on the GPU (clocks not pinned)")
+    (root / DEVFREQ_DIR / GPU / "min_freq").write_text(f"{GPU_MAX_HZ}\n")  # jetson_clocks pins the GPU too
+    clocks = Clocks(root)
+    assert governor_advice(clocks.cpus, True, clocks.gpu) is None
+
+
+def _vcgencmd(tmp_path: Path, monkeypatch, script: str) -> None:
+    """A fake Raspberry Pi `vcgencmd` first on PATH, running `script` (sh)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "vcgencmd").write_text(f"#!/bin/sh\n{script}\n")
+    (bin_dir / "vcgencmd").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_a_pi_firmware_throttling_now_flags_the_row_and_since_boot_goes_in_the_system_block(tmp_path, monkeypatch):
+    """A Pi's firmware caps its clocks (under-voltage, heat) without scaling_cur_freq showing it reliably; `vcgencmd
+    get_throttled` says so: bits 0-3 now flag the row, bits 16-19 (since boot) advise once."""
+    _vcgencmd(tmp_path, monkeypatch, "echo throttled=0x50005")
+    clocks = Clocks(VM)
+    end = clocks.snapshot()
+    assert end == {"firmware_throttled": "0x50005", "firmware_now": ["under-voltage", "throttled"]}
+    fields = row_clocks({}, end, False)
+    assert fields["throttled"] is True
+    assert fields["throttled_why"] == "firmware reports under-voltage, throttled now (vcgencmd get_throttled 0x50005)"
+    system = system_info(clocks, ["edge-msa", "bench"])
+    assert system["firmware_throttled"] == {"raw": "0x50005", "since_boot": ["under-voltage", "throttled"]}
+    assert system["firmware_advice"] == ("the firmware reported under-voltage, throttled since boot: check the power "
+                                         "supply")
+    (tmp_path / "bin" / "vcgencmd").write_text("#!/bin/sh\necho throttled=0xa0000\n")  # since boot only
+    assert row_clocks({}, clocks.snapshot(), False)["throttled"] is False
+    assert system_info(clocks, [])["firmware_advice"] == ("the firmware reported ARM frequency capped, soft "
+                                                          "temperature limit since boot: cool the board")
+
+
+def test_no_or_a_failing_vcgencmd_adds_no_field(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no vcgencmd: not a Pi
+    clocks = Clocks(VM)
+    assert clocks.snapshot() == {} and not {"firmware_throttled", "firmware_advice"} & set(system_info(clocks, []))
+    _vcgencmd(tmp_path, monkeypatch, "echo 'VCHI initialization failed' >&2; exit 255")  # not in the video group
+    assert Clocks(VM).snapshot() == {}
+    monkeypatch.setattr(sysinfo, "VCGENCMD_TIMEOUT_S", 0.2)
+    (tmp_path / "bin" / "vcgencmd").write_text("#!/bin/sh\nsleep 5\n")  # a hung firmware mailbox
+    assert Clocks(VM).snapshot() == {}
+
+
+def test_bench_and_compare_on_a_pi_whose_firmware_throttles(tmp_path, tiny_splits, monkeypatch, capsys):
+    """A Pi 4 at 81.5 °C whose firmware throttles while sysfs shows every CPU at its max: the row is flagged by the
+    firmware alone. A Pi is not a Jetson: its governor advice is cpupower's, not jetson_clocks."""
+    _vcgencmd(tmp_path, monkeypatch, "echo throttled=0x50005")
+    out = run_bench(_bundles(tmp_path, "student"), data=tiny_splits, out=tmp_path / "r", modalities=("all",),
+                    meter="none", loader=make_loader(tiny_splits.spec), sysfs_root=PI, **FAST)
+    report = json.loads((out / "report.json").read_text())
+    system = report["system"]
+    assert (system["device"], system["jetson_model"]) == ("Raspberry Pi 4 Model B Rev 1.4", None)
+    assert system["clock_advice"].endswith("`sudo cpupower frequency-set -g performance`")
+    assert report["rows"][0]["throttled"] is True and system["firmware_throttled"]["raw"] == "0x50005"
+    md = (out / "report.md").read_text()
+    assert ("- Raspberry Pi firmware (vcgencmd get_throttled as the run ended): 0x50005; since boot: under-voltage, "
+            "throttled") in md
+    assert "- advice: the firmware reported under-voltage, throttled since boot: check the power supply" in md
+    assert ("| 1 | all | 100% / 100%, firmware 0x50005 | 100% / 100%, firmware 0x50005 | 81.5 °C (cpu-thermal) | "
+            "81.5 °C (cpu-thermal) | yes: firmware reports under-voltage, throttled now (vcgencmd get_throttled "
+            "0x50005) |") in md
+    assert main(["bench", "--compare", str(out / "report.json"), str(out / "report.json")]) == 0
+    assert ("1 of 1 successful rows flagged throttled?; governor ondemand (clocks not pinned); firmware reported "
+            "under-voltage, throttled since boot; the ratios include their effect.") in capsys.readouterr().out
