@@ -20,7 +20,7 @@ from edge_msa.metrics import msa_metrics
 from edge_msa.models.base import MSAModel
 from edge_msa.models.student import Student
 from edge_msa.features.text import TOKENS_PREFIX, TokenIds, TruncationWarning
-from edge_msa.models.with_text import fusion_of, token_ids
+from edge_msa.models.with_text import student_of, token_ids
 from edge_msa.spec import MODALITIES, SKIPPABLE, FeatureSpec
 from edge_msa.training import modality_tensors, to_batch, torch_threads
 
@@ -172,7 +172,7 @@ def _weighted_mean(items: list, weights: np.ndarray):
 def count_student_parts(model: Student, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
     """Params/MACs per exported part (a shared block counts in every part that uses it); with a text encoder
     inside the model, encode_text counts it too (from token ids)."""
-    fusion = cast(Student, fusion_of(model))  # the student itself, or the one inside its text-encoder wrapper
+    fusion = student_of(model)
     text = token_ids(batch["text"]) if fusion is not model else batch["text"]
     h = torch.zeros(1, model.config_params["dim"])
     present = torch.ones(1, 3)

@@ -32,7 +32,7 @@ from edge_msa.models import create_model
 from edge_msa.models.encoders import fit_input_norms
 from edge_msa.models.student import Student, run_with_skipping
 from edge_msa.models.text_bert import BertEncoder
-from edge_msa.models.with_text import WithTextEncoder, fusion_of, text_front_end
+from edge_msa.models.with_text import WithTextEncoder, fusion_of, student_of, text_front_end
 from edge_msa.spec import SKIPPABLE
 from edge_msa.teacher import leak_robust
 from edge_msa.training import TrainConfig, fit, predict, to_batch, torch_threads, valid_mae
@@ -165,7 +165,7 @@ def _one_seed(seed: int, teacher, splits: DatasetSplits, targets: TeacherTargets
         return checkpoints[-1]
 
     fit_input_norms(student, splits.train.features, splits.train.lengths)
-    copied = init_from_teacher(cast(Student, fusion_of(student)), fusion_of(teacher))
+    copied = init_from_teacher(student_of(student), fusion_of(teacher))
     save("init")
     bar.done(f"student '{options.student}' share={options.share}, {sum(p.numel() for p in student.parameters()):,} "
              f"params; copied from teacher: {', '.join(copied) or 'nothing (no matching shapes)'}")
@@ -207,7 +207,7 @@ def _prune(student: Student, train: FeatureSet, ratio: float,
     rebuilds to it; returns the widths before/after and the stage's summary line."""
     example = {k: v for k, v in to_batch(train, np.arange(min(8, len(train)))).items() if k != "index"}
     n_before = sum(p.numel() for p in student.parameters())
-    pruning = prune_student(cast(Student, fusion_of(student)), fusion_batch(student, example), ratio)
+    pruning = prune_student(student_of(student), fusion_batch(student, example), ratio)
     _check_rebuild(save("prune"), student, example)
     n_after = sum(p.numel() for p in student.parameters())
     return pruning, f"ratio {ratio}: {n_before:,} -> {n_after:,} params; {pruning['after']}"

@@ -21,7 +21,7 @@ from edge_msa.data.base import FeatureSet
 from edge_msa.metrics import msa_metrics
 from edge_msa.models.layers import presence
 from edge_msa.models.student import Student, run_with_skipping
-from edge_msa.models.with_text import fusion_of
+from edge_msa.models.with_text import student_of
 from edge_msa.spec import SKIPPABLE, modality_runs
 from edge_msa.training import TrainConfig, fit, iterate
 
@@ -102,7 +102,7 @@ def train_gate(student: Student, train: FeatureSet, valid: FeatureSet, epochs: i
                progress: bool, max_minutes: float | None = None) -> dict:
     """Train only the gate's weights; returns the positive-target rates (how often m matters)."""
     frozen = {name: p.requires_grad for name, p in student.named_parameters()}
-    gate = {id(p) for p in cast(Student, fusion_of(student)).gate.parameters()}
+    gate = {id(p) for p in student_of(student).gate.parameters()}
     for name, p in student.named_parameters():
         p.requires_grad = id(p) in gate
     trainer = GateTrainer(student, eps, train, valid)

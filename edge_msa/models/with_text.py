@@ -66,17 +66,12 @@ class WithTextEncoder(MSAModel):
         return self.fusion.loss(out, batch)
 
     # --- what the student's skip rule and per-part export use ------------------------------------------
-    def _student(self) -> Student:
-        """The fusion model as the student, the one model with a skip gate and parts (a teacher's fusion model fails
-        on them with AttributeError, as it always did): a cast, as the type checker cannot know which it is."""
-        return cast("Student", self.fusion)
-
     def keep(self, h_text: torch.Tensor, batch: Batch) -> torch.Tensor:
-        return self._student().keep(h_text, batch)
+        return student_of(self).keep(h_text, batch)
 
     def fuse_present(self, h_text: torch.Tensor, h_audio: torch.Tensor, h_video: torch.Tensor,
                      present: torch.Tensor) -> torch.Tensor:
-        return self._student().fuse_present(h_text, h_audio, h_video, present)
+        return student_of(self).fuse_present(h_text, h_audio, h_video, present)
 
     def export_config(self, single_graph: bool = False) -> ExportConfig:
         """The fusion model's graphs (its layout), traced through this wrapper from (B, L) int64 token ids."""
@@ -86,7 +81,7 @@ class WithTextEncoder(MSAModel):
     def part(self, name: str) -> nn.Module:
         if name == "encode_text":
             return _TextPart(self).train(self.training)
-        return self._student().part(name)
+        return student_of(self).part(name)
 
 
 class TextProbe(MSAModel):
@@ -125,6 +120,14 @@ def text_front_end(model: MSAModel) -> TokenIds | None:
 def fusion_of(model: nn.Module) -> nn.Module:
     """The fusion model inside a model with its own text encoder (the model itself otherwise)."""
     return model.fusion if isinstance(model, WithTextEncoder) else model
+
+
+def student_of(model: nn.Module) -> Student:
+    """fusion_of for a student: the Student itself, or the one inside its text-encoder wrapper, typed as the one
+    model with a skip gate, blocks and parts (a teacher's fusion model fails on those with AttributeError, as it
+    always did). A cast, as the type checker cannot know which model fusion_of returns; compress and the wrapper's
+    own skip rule and parts call this rather than casting at each use."""
+    return cast("Student", fusion_of(model))
 
 
 def states_spec(spec: FeatureSpec, hidden: int) -> FeatureSpec:
