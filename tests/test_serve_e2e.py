@@ -576,3 +576,57 @@ def test_feedback_log_keeps_every_acknowledged_record_through_kill_9(media_bundl
     lines = out.read_text().splitlines()
     assert lines[0] == "video_id,clip_id,text,label,label_T,label_A,label_V,annotation,mode"
     assert len(lines) - 1 == len(stored)
+
+
+def test_an_app_mounted_in_a_parent_app_answers_without_its_lifespan_and_serves_with_it(media_bundle):
+    """starlette runs no mounted app's lifespan: create_app's app mounted in a user's own (`parent.mount("/msa",
+    app)`) answered a 404 with a 500 (its handler read the limits from the lifespan's state) and a prediction
+    waited for ever on a batch worker never started. The 404 is a 404 now, and a prediction and /healthz are one
+    503 line saying the lifespan was not run; with the parent's lifespan entering the app's (the pattern
+    create_app's docstring gives), the mounted app serves."""
+    import contextlib
+
+    import uvicorn
+    from fastapi import FastAPI
+
+    from edge_msa.serve.app import Service, create_app
+    from edge_msa.serve.config import ServeConfig
+
+    @contextlib.contextmanager
+    def serving(app):  # uvicorn in this process, as a user's own service runs it
+        sock = socket.create_server(("127.0.0.1", 0))
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]})
+        thread.start()
+        try:
+            while not server.started:
+                time.sleep(0.05)
+            yield f"http://127.0.0.1:{sock.getsockname()[1]}/msa"
+        finally:
+            server.should_exit = True
+            thread.join(10)
+            sock.close()
+
+    app = create_app(Service(ServeConfig(bundle=str(media_bundle))))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(parent: FastAPI):
+        async with app.router.lifespan_context(app):
+            yield
+
+    without, run = FastAPI(), FastAPI(lifespan=lifespan)
+    for parent in (without, run):
+        parent.mount("/msa", app)
+    with serving(without) as url:
+        status, _, answer = call(f"{url}/nope")
+        assert status == 404 and answer["error"].startswith("no route /msa/nope; expected one of /, /healthz")
+        for answer in (post(f"{url}/v1/predict", {"text": "good"}), call(f"{url}/healthz")[::2]):
+            assert answer == (503, {"error": "not serving: the app's lifespan was not run, so its batch worker "
+                                             "never started; expected the app run by `edge-msa serve`, or its "
+                                             "lifespan entered by the parent app's (see create_app)"})
+    with serving(run) as url:
+        status, answer = post(f"{url}/v1/predict", {"text": "good"})
+        assert status == 200 and -3 <= answer["score"] <= 3
+        assert call(f"{url}/healthz")[0] == 200 and call(f"{url}/nope")[0] == 404
+        counts = request_counts(url, "/v1/predict")  # by the app's routes, not all "other" under the mount's prefix
+        assert counts == {"503": 1, "200": 1} and request_counts(url, "/healthz") == {"503": 1, "200": 1}

@@ -583,7 +583,8 @@ def test_a_request_during_shutdown_is_the_503_healthz_answers(media_bundle, tmp_
 
     service = Service(ServeConfig(bundle=str(media_bundle)))
     app = create_app(service)
-    service.close()  # what the lifespan does once uvicorn stops taking connections
+    service.start()  # what the lifespan does before serving,
+    service.close()  # and once uvicorn stops taking connections
     parsed = [parse_item({"text": "too late"}, SERVE_SPEC, Limits(), lambda: tmp_path)]
     with pytest.raises(Exception) as info:
         asyncio.run(service.predict(parsed))
@@ -660,6 +661,7 @@ def test_info_and_healthz_show_no_path_of_the_exporting_or_serving_machine(media
     quoted = f"all 3 validation samples of {data}"
     m.parity.update(inputs=quoted, int8={"inputs": quoted})
     healthz = next(route.endpoint for route in create_app(service).routes if getattr(route, "path", "") == "/healthz")
+    service.start()  # as the lifespan does: /healthz answers for a running batch worker
     shown = json.dumps([service.info(), asyncio.run(healthz())])
     service.close()
     assert "/home/alice" not in shown and str(media_bundle.parent) not in shown

@@ -51,6 +51,9 @@ DRAIN_FACTOR = 16  # an oversized body is read and dropped up to this many times
 # manifest fields holding a path on the exporting machine, which /v1/info leaves out (see public_manifest)
 HOST_PATHS = (("export_options", "checkpoint"), ("export_options", "data"), ("data", "path"))
 CLIENT_CLOSED = 499  # nginx's "client closed request": no one reads it, /metrics counts it (see read_body)
+# what a request needing the batch worker answers (503) where the app's lifespan, which starts it, was not run
+NOT_STARTED = ("not serving: the app's lifespan was not run, so its batch worker never started; expected the app run "
+               "by `edge-msa serve`, or its lifespan entered by the parent app's (see create_app)")
 # uvicorn's own logger: a line here has the server log's format and follows --log-level (see refused)
 SERVER_LOG = logging.getLogger("uvicorn.error")
 
@@ -87,6 +90,12 @@ class Service:
         Python 3.9 binds an asyncio primitive to the loop current when it is made, not the one it is used on."""
         self.large_parse = asyncio.Semaphore(1)
         self.batcher.start()
+
+    def check_started(self) -> None:
+        """503 (NOT_STARTED) for a request needing what `start` makes, where the lifespan never ran it: an app
+        mounted in a user's own without its lifespan queued each prediction for a worker that never came."""
+        if not self.batcher.started:
+            raise RequestError(503, NOT_STARTED)
 
     def warm_up(self) -> None:
         """One prediction before serving, so the first client does not pay session and encoder start-up."""
@@ -455,7 +464,10 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, record)
         finally:
-            path = scope["path"] if scope["path"] in ROUTES else "other"
+            # the route's path: a mounted app's requests carry the mount's prefix, its root_path (as behind uvicorn's
+            # --root-path), and were all counted "other"
+            path = scope["path"].removeprefix(scope.get("root_path", ""))
+            path = path if path in ROUTES else "other"
             self.metrics.observe_request(path, status[0], time.perf_counter() - start)
 
 
@@ -495,7 +507,7 @@ async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
     first (see drain), as refuse_type's is: a 4 MB POST to a mistyped path (urllib's) was reset before it read the
     404."""
     try:
-        await drain(request, request.state.limits)
+        await drain(request, request.app.state.limits)
     except RequestError as refusal:  # the body stalled (408) or its client hung up (CLIENT_CLOSED)
         return await refused(request, refusal)
     message, path = str(exc.detail), request.url.path
@@ -519,21 +531,36 @@ ERROR_HANDLERS = ((RequestError, refused), (QueueFull, busy), (Stopped, stopped)
 
 
 def create_app(service: Service) -> FastAPI:
-    """The FastAPI app around a loaded Service; the lifespan starts the batch worker and drains it at exit."""
+    """The FastAPI app around a loaded Service; the lifespan starts the batch worker and drains it at exit.
+
+    What a handler needs that is no asyncio object is on `app.state`, set here (http_error is called with the request
+    alone), so the app answers without its lifespan too: starlette runs no mounted app's lifespan, and a request
+    needing the batch worker then answers 503 (NOT_STARTED). Mounted in a user's own app, it is served by the
+    parent's lifespan entering its own:
+
+        @asynccontextmanager
+        async def lifespan(parent):
+            async with app.router.lifespan_context(app):
+                yield
+
+        FastAPI(lifespan=lifespan).mount("/msa", app)
+    """
     from .demo import PAGE
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service.start()
-        yield {"limits": service.config.limits}  # each request's state: http_error is called with the request alone
+        yield
         service.close()  # uvicorn has already let in-flight requests finish (SIGTERM drain)
 
     app = Documented(title="edge-msa", version=__version__, lifespan=lifespan, description=DESCRIPTION, docs_url=None,
                      redoc_url=None, exception_handlers=dict(ERROR_HANDLERS), default_response_class=StrictJSONResponse)
+    app.state.limits = service.config.limits
     body = operations(service.spec, service.config.limits)  # the routes read raw requests: FastAPI infers none
     app.add_middleware(MetricsMiddleware, metrics=service.metrics)
 
     async def predict(request: Request, many: bool) -> list[dict[str, Any]]:
+        service.check_started()
         scratch = Scratch()
         try:
             return await service.predict(await parse_request(request, service, scratch, many))
@@ -555,6 +582,7 @@ def create_app(service: Service) -> FastAPI:
 
     @app.get("/healthz", responses=answer(Health))
     async def healthz():
+        service.check_started()  # the answer a prediction gets, as below
         if refusal := service.batcher.refusal:  # the answer a prediction gets now, so a probe and a client agree
             return await stopped(None, refusal)
         return Health(status="ok", bundle=service.bundle_name, queue=service.batcher.depth)

@@ -79,6 +79,11 @@ class MicroBatcher:
         return Stopped(self._died) if self._died or self._closing else None
 
     @property
+    def started(self) -> bool:
+        """Whether start ran (its worker may have stopped since: see refusal); until it does, nothing runs inputs."""
+        return self._thread.ident is not None
+
+    @property
     def died(self) -> str | None:
         """Why the worker died on an error that escaped it (None while it did not): the server's exit line."""
         return self._died
