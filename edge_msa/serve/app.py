@@ -545,8 +545,6 @@ def create_app(service: Service) -> FastAPI:
 
         FastAPI(lifespan=lifespan).mount("/msa", app)
     """
-    from .demo import PAGE
-
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service.start()
@@ -560,7 +558,7 @@ def create_app(service: Service) -> FastAPI:
     app.add_middleware(MetricsMiddleware, metrics=service.metrics)
 
     async def predict(request: Request, many: bool) -> list[dict[str, Any]]:
-        service.check_started()
+        service.check_started()  # before the body: nothing would run it
         scratch = Scratch()
         try:
             return await service.predict(await parse_request(request, service, scratch, many))
@@ -580,10 +578,20 @@ def create_app(service: Service) -> FastAPI:
         request_id, label = check_feedback(await json_body(request, service.config.limits))
         return Saved(ok=True, id=await service.add_feedback(request_id, label))
 
+    add_reads(app, service)
+    return app
+
+
+def add_reads(app: FastAPI, service: Service) -> None:
+    """create_app's GET routes, after its POST ones (the order of /openapi.json's paths): what a probe, a monitor or
+    a person reads."""
+    from .demo import PAGE
+
     @app.get("/healthz", responses=answer(Health))
     async def healthz():
-        service.check_started()  # the answer a prediction gets, as below
-        if refusal := service.batcher.refusal:  # the answer a prediction gets now, so a probe and a client agree
+        # the answer a prediction gets now (a worker never started, stopped or dead), so a probe and a client agree
+        service.check_started()
+        if refusal := service.batcher.refusal:
             return await stopped(None, refusal)
         return Health(status="ok", bundle=service.bundle_name, queue=service.batcher.depth)
 
@@ -604,5 +612,3 @@ def create_app(service: Service) -> FastAPI:
         return PAGE
 
     app.add_route("/docs", docs, include_in_schema=False)  # GET and HEAD, as FastAPI's own
-
-    return app
