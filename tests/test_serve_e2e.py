@@ -64,7 +64,7 @@ def wav_base64(seconds: float) -> str:
 @pytest.fixture(scope="module")
 def server(media_bundle):
     with serve_process(media_bundle, "--max-body", "400000", "--max-text", "500", "--max-media-s", "5",
-                       "--body-timeout-s", "3") as (p, url):
+                       "--body-timeout-s", "3", "--body-deadline-s", "5") as (p, url):
         yield url
 
 
@@ -301,6 +301,30 @@ def test_a_body_that_stalls_is_answered_408_and_closed_while_others_are_served(s
                                                           "expected the rest of the body within 3 s of its last bytes"}
             assert s.recv(1) == b""  # closed: the rest of the body is not awaited
     assert 2.5 < time.monotonic() - start < 10
+
+
+def test_a_body_fed_a_byte_per_pause_is_answered_408_at_the_body_deadline(server):
+    """--body-timeout-s bounds each pause of a body, not the body: a client sending a byte every 0.7 s (well within
+    the 3 s pause here) held its connection, its task and its body buffer for as long as it liked, and a few
+    hundred such (a slowloris client) held a worker's connections. --body-deadline-s (5 here) bounds the whole
+    body: 408 with one line, the connection closed, counted on /metrics as a 408 of its route."""
+    host, port = server.removeprefix("http://").split(":")
+    before = request_counts(server, "/v1/predict").get("408", 0)
+    with socket.create_connection((host, int(port)), timeout=15) as s:
+        start = time.monotonic()
+        s.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: 1000\r\n\r\n{\"text\": \"a")
+        for _ in range(6):  # until 4.2 s: the 3 s pause would end at 7.2 s, the deadline ends the body at 5 s
+            time.sleep(0.7)
+            s.sendall(b"a")
+        answer = http.client.HTTPResponse(s)
+        answer.begin()
+        assert answer.status == 408 and answer.getheader("connection") == "close"
+        assert json.loads(answer.read()) == {"error": "request body not whole after 5 s (17 bytes); expected the "
+                                                      "whole body within 5 s of its header"}
+        assert 4.5 < time.monotonic() - start < 7
+        assert s.recv(1) == b""  # closed
+    assert request_counts(server, "/v1/predict")["408"] == before + 1
 
 
 def test_a_connection_whose_header_never_comes_is_closed_after_the_header_timeout(media_bundle):

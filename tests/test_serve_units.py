@@ -943,6 +943,7 @@ def test_serve_cli_bad_options_are_one_line_errors(media_bundle, tmp_path, capsy
              (["--max-wait-ms", "nan"], "error: --max-wait-ms nan; expected a finite number >= 0\n"),
              (["--drain-s", "-1"], "--drain-s -1.0; expected >= 0\n"),
              (["--body-timeout-s", "inf"], "error: --body-timeout-s inf; expected a finite number > 0\n"),
+             (["--body-deadline-s", "nan"], "error: --body-deadline-s nan; expected a finite number > 0\n"),
              (["--header-timeout-s", "nan"], "error: --header-timeout-s nan; expected a finite number > 0\n"),
              (["--feedback", str(tmp_path)], "cannot open the feedback log"),
              (["--feedback", str(not_a_log / "x.sqlite")], "cannot open the feedback log")]

@@ -218,9 +218,10 @@ async def read_body(request: Request, limits: Limits) -> bytearray:
     because uvicorn closes a `Connection: close` connection after the answer, and closing on a client that is still
     sending resets its connection before it can read the 413; beyond that the 413 goes out as it stands. A client
     that hangs up mid-body (a phone leaving coverage) is answered CLIENT_CLOSED, not a 500 and a traceback in the
-    log: /metrics tells it apart from a bug; one that pauses longer than limits.body_timeout_s is answered 408 and
-    its connection closed (see paced). The body grows in place: its chunks joined at the end held each body twice
-    (16 MiB at the default --max-body); json.loads and the multipart parser take a bytearray as they take bytes."""
+    log: /metrics tells it apart from a bug; one that pauses longer than limits.body_timeout_s, or whose body is not
+    whole limits.body_deadline_s after its first read, is answered 408 and its connection closed (see paced). The
+    body grows in place: its chunks joined at the end held each body twice (16 MiB at the default --max-body);
+    json.loads and the multipart parser take a bytearray as they take bytes."""
     limit = limits.max_body_bytes
     declared = request.headers.get("content-length", "")
     if unread_body_is_dropped(request):  # what the header refuses is refused before the body, as nginx does
@@ -229,7 +230,7 @@ async def read_body(request: Request, limits: Limits) -> bytearray:
         check_encoding(request)
     body, size = bytearray(), 0
     try:
-        async for chunk in paced(request.stream(), limits.body_timeout_s, lambda: size):
+        async for chunk in paced(request.stream(), limits, lambda: size):
             size += len(chunk)
             if size <= limit:
                 body += chunk
@@ -255,22 +256,32 @@ def check_encoding(request: Request) -> None:
         raise RequestError(415, f"content encoding '{encoding[:40]}' is not supported; expected an uncompressed body")
 
 
-async def paced(stream: AsyncIterator[bytes], seconds: float, size: Callable[[], int]) -> AsyncIterator[bytes]:
-    """`stream`'s chunks, or 408 once none came for `seconds` (`size`: the bytes read so far, for the message).
-    uvicorn times out only an idle connection between requests (timeout_keep_alive), not a body in progress: a
-    client that sent its header and then stalled (a phone gone out of coverage, or a slowloris client) held its
-    connection and task for ever, and an oversized body with `Connection: close` is drained (see read_body) at
-    whatever pace its client sends. The 408 says `Connection: close`, so uvicorn closes the connection rather than
-    wait to drop the rest of a body that may never come (nginx's client_body_timeout, per read, answers the same)."""
+async def paced(stream: AsyncIterator[bytes], limits: Limits, size: Callable[[], int]) -> AsyncIterator[bytes]:
+    """`stream`'s chunks, or 408 once none came for limits.body_timeout_s (a pause), or once they are not all in
+    limits.body_deadline_s after the first read (`size`: the bytes read so far, for the message). uvicorn times out
+    only an idle connection between requests (timeout_keep_alive), not a body in progress: a client that sent its
+    header and then stalled (a phone gone out of coverage, or a slowloris client) held its connection and task for
+    ever, and an oversized body with `Connection: close` is drained (see read_body) at whatever pace its client
+    sends. The pause alone let a client sending a byte per pause do the same, hence the deadline; one wait_for per
+    chunk bounds both (asyncio.timeout is Python 3.11's). The 408 says `Connection: close`, so uvicorn closes the
+    connection rather than wait to drop the rest of a body that may never come (nginx's client_body_timeout, per
+    read, answers the same)."""
+    pause, whole = limits.body_timeout_s, limits.body_deadline_s
+    end = time.monotonic() + whole
     while True:
+        left = end - time.monotonic()
         try:
-            chunk = await asyncio.wait_for(stream.__anext__(), seconds)
+            chunk = await asyncio.wait_for(stream.__anext__(), min(pause, left))
         except StopAsyncIteration:
             return
         except asyncio.TimeoutError:  # TimeoutError itself from Python 3.11; asyncio's own before
-            raise RequestError(408, f"request body stalled: no byte for {seconds:g} s after {size()} bytes; "
-                                    f"expected the rest of the body within {seconds:g} s of its last bytes",
-                               {"Connection": "close"}) from None
+            if left <= pause:
+                why = (f"not whole after {whole:g} s ({size()} bytes); expected the whole body within {whole:g} s "
+                       "of its header")
+            else:
+                why = (f"stalled: no byte for {pause:g} s after {size()} bytes; expected the rest of the body within "
+                       f"{pause:g} s of its last bytes")
+            raise RequestError(408, f"request body {why}", {"Connection": "close"}) from None
         yield chunk
 
 

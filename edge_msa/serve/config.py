@@ -26,6 +26,10 @@ class Limits:
     # 30 s lets TCP recover a coverage hole (at a 1 s RTO it resends a lost segment 1, 3, 7, 15 s after) and
     # lies between Apache's 20 s (mod_reqtimeout body=) and nginx's 60 s (client_body_timeout), both per pause.
     body_timeout_s: float = 30.0
+    # seconds for a whole request body, from its header: the pause limit alone let a client sending a byte per pause
+    # hold its connection for ever. The default --max-body (8 MiB) takes 67 s on a slow 1 Mbit/s uplink; 120 s
+    # leaves it room (nginx and Apache bound only the pauses, Apache also a minimum rate, 500 B/s by default)
+    body_deadline_s: float = 120.0
     # seconds for a whole request header, from connecting or from the previous answer (serve.connections): TCP's
     # resends of a lost header segment fit in it as in body_timeout_s, and Apache takes 20-40 s, nginx 60 s
     header_timeout_s: float = 30.0
@@ -34,10 +38,10 @@ class Limits:
         """Each limit a number > 0 (the media one may be inf: no limit, as in predict), named as given: the keyword in
         Python, serve's flag on its command line (cli.serve.LIMIT_FLAGS). The others are counts (bytes, characters,
         rows, inputs): serve parses them with type=int, but from Python max_steps 2.5 was taken as given. The body
-        and header timeouts are finite numbers of seconds: a request may not stall for ever."""
+        and header timeouts and the body's deadline are finite numbers of seconds: a request may not stall for ever."""
         limits = asdict(self)
         media = {"max_media_seconds": limits.pop("max_media_seconds")}
-        seconds = {name: limits.pop(name) for name in ("body_timeout_s", "header_timeout_s")}
+        seconds = {name: limits.pop(name) for name in ("body_timeout_s", "body_deadline_s", "header_timeout_s")}
         check_range(limits, 0, strict=True, whole=True)
         check_range(media, 0, strict=True, no_limit=True)
         check_range(seconds, 0, strict=True)

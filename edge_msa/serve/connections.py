@@ -27,7 +27,7 @@ class HeaderDeadline(H11Protocol):
     A deadline for the whole header, not a timeout per pause as for the body (read_body): a header is a few hundred
     bytes, so its sender has no slow upload to finish, and a client that trickled a byte per pause would otherwise
     hold its connection for days (h11 reads up to 16 KiB of header). While the app answers a request, the deadline
-    is off: the body's pace is --body-timeout-s's, the answer's time the model's.
+    is off: the body's pace is --body-timeout-s's and --body-deadline-s's, the answer's time the model's.
 
     Extends connection_made, data_received, on_response_complete and connection_lost, and reads uvicorn's private
     `conn` (the h11.Connection), `cycle` (the request in progress), `transport`, `loop` and `server_state` (its
