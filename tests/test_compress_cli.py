@@ -249,7 +249,7 @@ def test_an_option_error_names_the_flag_on_the_command_line_and_the_keyword_in_p
     ({"patience": 1.5}, "patience = 1.5; expected a whole number >= 1"),
     ({"text_heads": "8"}, "text_heads = '8'; expected a whole number >= 1"),
     ({"text_kd_epochs": 0.5}, "text_kd_epochs = 0.5; expected a whole number >= 0"),
-    ({"text_rank": 64.0}, "text_rank = 64.0; expected a whole number >= 0"),
+    ({"text_rank": 64.0}, "text_rank = 64.0 is a float; expected a whole number >= 0 (write 64)"),
     ({"epochs": float("inf")}, "epochs = inf; expected a finite number >= 1")])
 def test_counts_from_python_are_whole_numbers(kwargs, says):
     """The CLI parses the counts with type=int; from Python compress(epochs=2.5), bootstrap 50.5 or latency_calls 20.5
