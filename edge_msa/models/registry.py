@@ -70,9 +70,9 @@ def check_build(name: str, params: Mapping[str, Any]) -> None:
     """Build model `name` with `params` on torch's meta device over a stand-in spec, and throw it away: one line for
     any option the model cannot be built with, before a caller reads any data. Why: an odd width for a BiLSTM, heads
     that do not divide the width and an unknown keyword are refused by the constructors, with the widths the
-    factories merge in (the *_tiny ones), so train_teacher found them only when it built the model after the data
-    load. Running the factory runs those very rules; meta tensors allocate no memory and draw no random numbers, and
-    the rules do not depend on the features' widths (the real build checks the spec)."""
+    factories merge in (the *_tiny ones), so train_teacher and compress (its student) found them only when they built
+    the model after the data load. Running the factory runs those very rules; meta tensors allocate no memory and
+    draw no random numbers, and the rules do not depend on the features' widths (the real build checks the spec)."""
     import torch
 
     with torch.device("meta"):
