@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
 from edge_msa.errors import InputError, check_range, checked_seeds, given, option_name, warn
+from edge_msa.models.registry import check_build
 from edge_msa.models.student import SHARE_MODES
 from edge_msa.spec import read_word, suggest
 from edge_msa.training import check_max_minutes
@@ -142,6 +143,9 @@ class CompressOptions:
         check_max_minutes(self.max_minutes)
         self._refuse_conflicts()
         object.__setattr__(self, "seeds", checked_seeds(self.seeds))
+        # the student's widths, heads and keywords, before the teacher and the data are read (they were found when the
+        # student was first built, after both loads and the teacher's pass)
+        check_build(self.student, {"share": self.share, **self.student_params})
 
     def _read_keywords(self) -> None:
         """Each KEYWORDS knob's word in lower case, whatever case it was given in; one line for a word not listed

@@ -109,7 +109,10 @@ def checked_threads(threads: int | None) -> int | None:
 
 
 def is_whole(value: object) -> bool:
-    """An int (numpy's too), not a bool: the one test of a count, a seed or a dim that int() would round or convert."""
+    """An int (numpy's too), not a bool: the one test of a count, a seed or a dim that int() would round or convert.
+    A float is refused even when it is whole (16.0, as a JSON or YAML config may write it): the command line's
+    type=int refuses "16.0" too, and a count taken as 16.0 would travel on as a float (range(16.0) is a TypeError, a
+    checkpoint's JSON would record 16.0) unless every caller converted it; check_range says which int to write."""
     return isinstance(value, Integral) and not isinstance(value, bool)
 
 
@@ -182,7 +185,10 @@ def check_range(values: Mapping[str, float], bound: float, strict: bool, no_limi
     for name, value in values.items():
         number = isinstance(value, Real) and not isinstance(value, bool)
         if not number or (whole and math.isfinite(value) and not is_whole(value)):
-            raise InputError(f"{given(name, value)}; expected a {'whole ' * whole}number {op} {bound}{lift}")
+            # 16.0 (is_whole): told which int to write, where that int is in range
+            said = number and value == int(value) and (value > bound if strict else value >= bound)
+            kind, fix = (f" is a {type(value).__name__}", f" (write {int(value)})") if said else ("", "")
+            raise InputError(f"{given(name, value)}{kind}; expected a {'whole ' * whole}number {op} {bound}{lift}{fix}")
         finite = math.isfinite(value) or (no_limit and value == math.inf)
         if not (value > bound if strict else value >= bound) or not finite:
             what = "" if finite or no_limit else "a finite number "

@@ -90,7 +90,7 @@ def train_teacher(model: str = "fd_cmdie", data: str | os.PathLike | None = None
     from .checkpoint import require_writable_pt, save_checkpoint
     from .training import torch_threads
 
-    _check_request(model, seeds, model_params)  # before the (slow) data load
+    model_params = _check_request(model, seeds, model_params)  # before the (slow) data load
     threads = checked_threads(threads)
     _check_source(splits, data=data, fmt=fmt, cv_fold=cv_fold)
     require_writable_pt(out, "teacher")
@@ -101,7 +101,6 @@ def train_teacher(model: str = "fd_cmdie", data: str | os.PathLike | None = None
         splits = _load(data, fmt, seed=int(seeds[0]), progress=progress,
                        text_encoder=pretrained[1] if pretrained else None, cv_fold=cv_fold)
     _check_splits(splits, pretrained, text_encoder)
-    model_params = {**MODEL_DEFAULTS.get(model.removesuffix("_tiny"), {}), **model_params}
     with torch_threads(threads):
         runs = [_train_seed(model, int(seed), splits, model_params, pretrained, settings, progress) for seed in seeds]
         best = min(runs, key=lambda r: r["valid_mae"])  # each seed built its own net, kept as it is
@@ -112,11 +111,15 @@ def train_teacher(model: str = "fd_cmdie", data: str | os.PathLike | None = None
     return metrics
 
 
-def _check_request(model: str, seeds: Sequence[int], model_params: dict[str, Any]) -> None:
-    from .models.registry import checked_params
+def _check_request(model: str, seeds: Sequence[int], model_params: dict[str, Any]) -> dict[str, Any]:
+    """`model_params` over the model's MODEL_DEFAULTS, once the model builds with them (registry.check_build: its
+    counts, widths and keywords, as the factory merges them) and the seeds are checked: before any data is read."""
+    from .models.registry import check_build
 
-    checked_params(model, model_params)
+    params = {**MODEL_DEFAULTS.get(model.removesuffix("_tiny"), {}), **model_params}
+    check_build(model, params)
     checked_seeds(seeds)
+    return params
 
 
 def _check_source(splits, **how_to_load: Any) -> None:

@@ -249,7 +249,7 @@ def test_an_option_error_names_the_flag_on_the_command_line_and_the_keyword_in_p
     ({"patience": 1.5}, "patience = 1.5; expected a whole number >= 1"),
     ({"text_heads": "8"}, "text_heads = '8'; expected a whole number >= 1"),
     ({"text_kd_epochs": 0.5}, "text_kd_epochs = 0.5; expected a whole number >= 0"),
-    ({"text_rank": 64.0}, "text_rank = 64.0; expected a whole number >= 0"),
+    ({"text_rank": 64.0}, "text_rank = 64.0 is a float; expected a whole number >= 0 (write 64)"),
     ({"epochs": float("inf")}, "epochs = inf; expected a finite number >= 1")])
 def test_counts_from_python_are_whole_numbers(kwargs, says):
     """The CLI parses the counts with type=int; from Python compress(epochs=2.5), bootstrap 50.5 or latency_calls 20.5
@@ -261,6 +261,32 @@ def test_counts_from_python_are_whole_numbers(kwargs, says):
         CompressOptions.build(**kwargs)
     assert str(exc.value) == says
     assert CompressOptions.build(kd_weight=0.5, text_relation_kd=0.5, epochs=np.int64(3)).epochs == 3
+
+
+@pytest.mark.parametrize("student_params, says", [
+    ({"heads": 3}, "heads = 3 does not divide the attention width 16; expected a head count that divides the "
+                   "model's width"),  # 16: the width student_tiny merges in
+    ({"blocks": 5}, "student blocks = 5; expected a map of fuse, text (the blocks of share='depth') to maps of "
+                    "heads, head_dim, ffn"),
+    ({"dim": 16.0}, "dim = 16.0 is a float; expected a whole number >= 1 (write 16)"),
+])
+def test_student_params_are_checked_before_the_teacher_and_the_data_are_read(student_params, says, tmp_path,
+                                                                              monkeypatch):
+    """compress(student_params=...) found a student it could not build when it first built one, after loading the
+    teacher and the data and running the teacher over them; CompressOptions builds it on torch's meta device
+    (registry.check_build). The loads fail loudly here, so the message proves it came first."""
+    from conftest import one_line_error
+
+    import edge_msa.compress.pipeline as pipeline
+    from edge_msa.compress import compress
+
+    def never(*args, **kwargs):
+        raise AssertionError("read before the student's options were checked")
+
+    monkeypatch.setattr(pipeline, "_load", never)
+    message = one_line_error(lambda: compress("never-read.pt", out=tmp_path / "s.pt", student="student_tiny",
+                                              share="depth", student_params=student_params, progress=False))
+    assert message == says and list(tmp_path.iterdir()) == []
 
 
 def test_help_says_which_text_stage_steps_run_by_default(capsys):

@@ -156,8 +156,8 @@ def test_unknown_model_suggests(tiny_spec):
 @pytest.mark.parametrize("name, params, says", [
     # a width torch took as given: its TypeError from a tensor's size (wrapped as "bad options"), or int() nowhere
     ("fd_cmdie_tiny", {"hidden": 63.5}, "hidden = 63.5; expected a whole number >= 2"),
-    ("mult_tiny", {"dim": 8.0}, "dim = 8.0; expected a whole number >= 1"),
-    ("gtf_tiny", {"fusion_layers": 2.0}, "fusion_layers = 2.0; expected a whole number >= 0"),
+    ("mult_tiny", {"dim": 8.0}, "dim = 8.0 is a float; expected a whole number >= 1 (write 8)"),
+    ("gtf_tiny", {"fusion_layers": 2.0}, "fusion_layers = 2.0 is a float; expected a whole number >= 0 (write 2)"),
     ("gtf_tiny", {"cmd_moments": 2.5}, "cmd_moments = 2.5; expected a whole number >= 1"),  # a TypeError in the loss
     # a string or a bool in place of a count
     ("gtf_tiny", {"hidden": "16"}, "hidden = '16'; expected a whole number >= 2"),
@@ -173,6 +173,20 @@ def test_a_count_that_is_not_a_whole_number_in_range_is_refused_before_the_model
     from conftest import one_line_error
 
     assert one_line_error(lambda: create_model(name, tiny_spec, **params)) == says
+
+
+def test_a_whole_float_is_refused_with_the_int_to_write():
+    """A config's JSON or YAML may write a count as 16.0: it is refused as 16.5 is (errors.is_whole says why), but
+    the line says it is a float and which int to write, where that int is in range (0.0 for hidden is not)."""
+    from conftest import one_line_error
+
+    from edge_msa.errors import check_range
+
+    for value, says in ((16.0, "hidden = 16.0 is a float; expected a whole number >= 2 (write 16)"),
+                        (np.float32(16), "hidden = 16.0 is a float32; expected a whole number >= 2 (write 16)"),
+                        (0.0, "hidden = 0.0; expected a whole number >= 2"),
+                        (16.5, "hidden = 16.5; expected a whole number >= 2")):
+        assert one_line_error(lambda: check_range({"hidden": value}, 2, strict=False, whole=True)) == says
 
 
 @pytest.mark.parametrize("name, params, says", [

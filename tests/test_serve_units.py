@@ -1014,7 +1014,8 @@ def test_service_count_limits_from_python_are_whole_numbers():
     """serve parses its count limits with type=int; Limits(max_steps=2.5) or max_text_chars=1e3 from Python was taken
     as given (errors.check_range's whole=True). inf is still told it must be finite, the media limit stays a float."""
     for bad, says in (({"max_steps": 2.5}, "max_steps = 2.5; expected a whole number > 0"),
-                      ({"max_text_chars": 1e3}, "max_text_chars = 1000.0; expected a whole number > 0"),
+                      ({"max_text_chars": 1e3}, "max_text_chars = 1000.0 is a float; expected a whole number > 0 "
+                                                "(write 1000)"),
                       ({"max_items": "3"}, "max_items = '3'; expected a whole number > 0"),
                       ({"max_body_bytes": math.nan}, "max_body_bytes = nan; expected a finite number > 0")):
         with pytest.raises(InputError) as exc:

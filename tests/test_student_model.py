@@ -113,6 +113,13 @@ def test_bad_options(tiny_spec):
      "blocks['fuse']['heads'] = 0; expected >= 1"),
     ({"enc_hidden": {"audio": 16}}, "student enc_hidden = {'audio': 16}; expected a map of audio, video to whole "
                                     "numbers >= 1"),
+    # blocks that are no map: the registry's generic "bad options ... 'int' object is not iterable", an
+    # AttributeError traceback for a list of the names, and an empty map built the default blocks without a word
+    ({"blocks": 5}, "student blocks = 5; expected a map of fuse, text (the blocks of share='depth') to maps of heads, "
+                    "head_dim, ffn"),
+    ({"blocks": ["text", "fuse"]}, "student blocks = ['text', 'fuse']; expected a map of fuse, text (the blocks of "
+                                   "share='depth') to maps of heads, head_dim, ffn"),
+    ({"blocks": {}}, "student blocks [] do not match share='depth'; expected ['fuse', 'text']"),
 ])
 def test_a_student_width_that_int_would_round_or_that_builds_nothing_is_refused(params, says, tiny_spec):
     from conftest import one_line_error

@@ -298,6 +298,30 @@ def test_model_counts_are_checked_before_any_data_is_read(model_params, says, tm
     assert message == says and list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("model, model_params, says", [
+    ("gtf", {"hidden": 15}, "hidden = 15 is odd; expected an even width (a BiLSTM gives each of its directions "
+                            "half)"),
+    ("gtf_tiny", {"heads": 3}, "heads = 3 does not divide the attention width 16; expected a head count that divides "
+                               "the model's width"),  # 16: the width gtf_tiny merges in
+    ("fd_cmdie", {"text_encoder_kind": 1}, "bad options for model 'fd_cmdie': FDCMDIE.__init__() got an unexpected "
+                                           "keyword argument 'text_encoder_kind'"),
+])
+def test_options_the_model_cannot_be_built_with_are_refused_before_any_data_is_read(model, model_params, says,
+                                                                                    tmp_path, monkeypatch):
+    """An odd BiLSTM width, heads that do not divide the width (with the widths a *_tiny factory merges in) and an
+    unknown keyword were refused by the constructor, i.e. after the data load and the encoder's (registry.check_build
+    runs the factory first). Both loads fail loudly here, so the message proves it came first."""
+    import edge_msa.teacher as teacher
+
+    def never(*args, **kwargs):
+        raise AssertionError("read before the options were checked")
+
+    monkeypatch.setattr(teacher, "_load", never)
+    monkeypatch.setattr(teacher, "_pretrained_text", never)
+    message = one_line_error(lambda: train_teacher(model, out=tmp_path / "t.pt", **model_params))
+    assert message == says and list(tmp_path.iterdir()) == []
+
+
 def test_a_kind_of_fd_cmdies_text_encoder_is_refused_naming_the_clash(tiny_splits, tmp_path):
     """train_teacher's text_encoder (finetune / frozen) takes the keyword of fd_cmdie's constructor argument (its text
     encoder's kind), which train_teacher therefore cannot set; 'transformer' was told only that it is unknown. The

@@ -37,8 +37,8 @@ def checked_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
     count that is not a whole number at or above its least value. Why: torch took a width as given, so hidden 63.5
     or "64" failed with torch's TypeError from a tensor's size, numpy's 64 with the LSTM's, heads 0 with a
     ZeroDivisionError, av_layers 0 with the LSTM's ValueError, cmd_moments 2.5 only in the loss, all after the data
-    load. Needs no FeatureSpec, so train_teacher checks before it reads any data (the class is found from its
-    factory's return annotation)."""
+    load. Needs no FeatureSpec: the counts are checked as given, before the factory runs (the class is found from its
+    factory's return annotation); train_teacher runs it before any data load through check_build."""
     _load_all()
     if name not in _REGISTRY:
         raise InputError(f"unknown model '{name}'{suggest(name, sorted(_REGISTRY))}")
@@ -64,6 +64,19 @@ def create_model(name: str, spec: FeatureSpec, **params: Any) -> MSAModel:
     model.spec = spec
     model.model_name = name
     return model
+
+
+def check_build(name: str, params: Mapping[str, Any]) -> None:
+    """Build model `name` with `params` on torch's meta device over a stand-in spec, and throw it away: one line for
+    any option the model cannot be built with, before a caller reads any data. Why: an odd width for a BiLSTM, heads
+    that do not divide the width and an unknown keyword are refused by the constructors, with the widths the
+    factories merge in (the *_tiny ones), so train_teacher and compress (its student) found them only when they built
+    the model after the data load. Running the factory runs those very rules; meta tensors allocate no memory and
+    draw no random numbers, and the rules do not depend on the features' widths (the real build checks the spec)."""
+    import torch
+
+    with torch.device("meta"):
+        create_model(name, FeatureSpec(dims=(1, 1, 1), max_lens=(1, 1, 1)), **params)
 
 
 def model_config(model: MSAModel) -> ModelConfig:

@@ -215,6 +215,22 @@ def _checked_widths(name: str, widths: Any, keys: tuple[str, ...]) -> dict[str, 
     return {k: int(widths[k]) for k in keys}
 
 
+def _blocks(cfg: dict[str, Any], share: str) -> Mapping[str, Any]:
+    """The blocks of share mode `share`: one of dim, heads and ffn per name when none are given, else the given map
+    of those names, or one line. Why: a list or a number got the registry's generic "bad options" line (a list of
+    the names an AttributeError), a string was read as its letters, and an empty map built the default blocks."""
+    names = sorted(set(SHARE_MODES[share].values()))
+    blocks = cfg.get("blocks")
+    if blocks is None:
+        return {n: _block(cfg["dim"], cfg["heads"], cfg["ffn"]) for n in names}
+    if not isinstance(blocks, Mapping):
+        raise InputError(f"student blocks = {blocks!r}; expected a map of {', '.join(names)} (the blocks of "
+                         f"share='{share}') to maps of {', '.join(Student.NESTED_WIDTHS['blocks'])}")
+    if sorted(blocks) != names:
+        raise InputError(f"student blocks {sorted(blocks)} do not match share='{share}'; expected {names}")
+    return blocks
+
+
 def _build(spec: FeatureSpec, defaults: dict[str, Any], params: dict[str, Any]) -> Student:
     unknown = set(params) - set(defaults) - {"blocks", "sharing"}
     if unknown:
@@ -223,10 +239,7 @@ def _build(spec: FeatureSpec, defaults: dict[str, Any], params: dict[str, Any]) 
     share = cfg["share"]
     if share not in SHARE_MODES:
         raise InputError(f"unknown share mode '{share}'; expected one of {', '.join(SHARE_MODES)}")
-    names = sorted(set(SHARE_MODES[share].values()))
-    blocks = cfg.get("blocks") or {n: _block(cfg["dim"], cfg["heads"], cfg["ffn"]) for n in names}
-    if sorted(blocks) != names:
-        raise InputError(f"student blocks {sorted(blocks)} do not match share='{share}'; expected {names}")
+    blocks = _blocks(cfg, share)
     if "sharing" in params and params["sharing"] != SHARE_MODES[share]:
         raise InputError(f"student sharing map {params['sharing']} contradicts share='{share}'")
     thresholds = [float(t) for t in cfg["skip_thresholds"]]
