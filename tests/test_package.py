@@ -133,6 +133,19 @@ def test_every_word_choice_is_read_in_any_case_and_a_wrong_word_is_one_line(caps
     assert "--split {train,valid,test}" in capsys.readouterr().out
 
 
+def test_every_data_flags_default_names_edge_msa_data_first():
+    """train, pipeline, eval, bench and compress said --data defaults to ../shared/data/mosi/...: a user who had set
+    $EDGE_MSA_DATA, which the commands read first (paths.default_data_root), was told it was not used."""
+    from edge_msa.cli import build_parser
+    from edge_msa.paths import DATA_ENV, MOSI_FILE
+
+    helps = {p.prog: a.help for p in _parsers(build_parser()) for a in p._actions if "--data" in a.option_strings}
+    defaults = {prog: text for prog, text in helps.items() if "shared/data" in text}
+    assert len(defaults) == 5
+    assert [prog for prog, text in defaults.items()
+            if f"${DATA_ENV}/{MOSI_FILE}, else ../shared/data/{MOSI_FILE}" not in text] == []
+
+
 def test_a_negative_value_that_float_reads_is_a_value_not_a_flag():
     """argparse's negative-number test knows only digits, so `--max-media-s -inf` and `--lr -1e-3` were refused as
     "expected one argument" before the real check could say what was wrong with them; only `--flag=-inf` got there."""
