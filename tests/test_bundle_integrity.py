@@ -71,6 +71,17 @@ def test_info_says_ok_names_extra_files_and_missing_ones_exit_2(token_bundle, tm
     assert "is not as exported (missing: trtexec.txt)" in err
 
 
+def test_info_on_a_file_of_a_bundle_names_its_folder(token_bundle, capsys):
+    """`edge-msa info bundle/manifest.json` (or a graph) read the file as a checkpoint: "not a torch checkpoint;
+    expected a .pt file" where torch is installed, and on a device's runtime-only install a request to install
+    torch ([train]) for what is a bundle; it is one line naming the folder to pass, on any install."""
+    for name in ("manifest.json", "tokenizer.json"):
+        code, out, err = _info(token_bundle / name, capsys)
+        assert code == 2 and out == ""
+        assert err == (f"error: '{token_bundle / name}' is a file of the bundle '{token_bundle}'; expected the "
+                       f"bundle's folder (edge-msa info {token_bundle})\n")
+
+
 def test_load_checks_the_recorded_files_without_listing_the_folder(token_bundle, monkeypatch):
     """load listed every file in the bundle (rglob) to find the extra ones, which only `edge-msa info` reports."""
     import edge_msa.runtime.manifest as manifest

@@ -80,3 +80,28 @@ def test_predict_help_names_every_field_of_its_output_line():
     predict = next(p for p in _parsers(build_parser()) if p.prog.endswith(" predict"))
     output = predict.epilog.split("Each output line has", 1)[1]
     assert [f.name for f in fields(Prediction) if not re.search(rf"\b{f.name}\b", output)] == []
+
+
+def test_predict_help_says_a_bundle_with_its_own_text_encoder_takes_a_sentence_or_token_ids(token_bundle, tmp_path,
+                                                                                              capsys):
+    """predict --help offered a transcript to "bundles with the MiniLM text front end" only, and a .npy as (L, d)
+    features: the main job's students tokenize the transcript themselves and read a .npy as token ids, so a user of
+    one was told it took no sentence and nothing of what its .npy holds. What the help says, the CLI does."""
+    import json
+
+    import numpy as np
+    from tokenizers import Tokenizer
+
+    from edge_msa.cli import build_parser, main
+
+    predict = next(p for p in _parsers(build_parser()) if p.prog.endswith(" predict"))
+    text_entry = predict.epilog.split('--text "..."', 1)[1].split("--audio", 1)[0]
+    assert "any bundle" in text_entry and "token ids (L,) for a bundle with its own text encoder" in text_entry
+    sentence = "good great"
+    np.save(tmp_path / "ids.npy", np.array(Tokenizer.from_file(str(token_bundle / "tokenizer.json"))
+                                           .encode(sentence).ids))
+    scores = []
+    for text in (sentence, str(tmp_path / "ids.npy")):
+        assert main(["predict", str(token_bundle), "--text", text]) == 0
+        scores.append(json.loads(capsys.readouterr().out)["score"])
+    assert scores[0] == scores[1]

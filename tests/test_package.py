@@ -85,6 +85,23 @@ def test_a_subcommand_flag_typo_points_at_that_subcommand_and_its_closest_flag(c
     assert "--opst 16 (did you mean --opset?)" in err and err.endswith("see 'edge-msa export --help'")
 
 
+def test_a_command_without_its_action_is_one_line_naming_that_commands_help(capsys):
+    """`edge-msa feedback` alone (no `export`) found no handler and printed the top-level help with exit code 2 and
+    no error line, so a user was not told that an action was missing nor which command's --help lists it."""
+    from edge_msa.cli import build_parser, main
+
+    grouping = [p.prog.split()[1:] for p in _parsers(build_parser())[1:]
+                if any(isinstance(a, argparse._SubParsersAction) for a in p._actions)]
+    assert grouping == [["feedback"]]
+    for words in grouping:
+        with pytest.raises(SystemExit) as exc:
+            main(words)
+        captured = capsys.readouterr()
+        assert exc.value.code == 2 and captured.out == ""
+        assert captured.err == (f"error: the following arguments are required: ACTION; "
+                                f"see 'edge-msa {' '.join(words)} --help'\n")
+
+
 def test_every_word_choice_is_read_in_any_case_and_a_wrong_word_is_one_line(capsys):
     """argparse's choices compared words as typed: `eval --split TEST`, `bench --meter NVML`, `serve --log-level INFO`
     and `train --text-encoder FROZEN` were refused while compress took `--share DEPTH`. Every flag with choices now
@@ -114,6 +131,19 @@ def test_every_word_choice_is_read_in_any_case_and_a_wrong_word_is_one_line(caps
     with pytest.raises(SystemExit):
         main(["eval", "--help"])
     assert "--split {train,valid,test}" in capsys.readouterr().out
+
+
+def test_every_data_flags_default_names_edge_msa_data_first():
+    """train, pipeline, eval, bench and compress said --data defaults to ../shared/data/mosi/...: a user who had set
+    $EDGE_MSA_DATA, which the commands read first (paths.default_data_root), was told it was not used."""
+    from edge_msa.cli import build_parser
+    from edge_msa.paths import DATA_ENV, MOSI_FILE
+
+    helps = {p.prog: a.help for p in _parsers(build_parser()) for a in p._actions if "--data" in a.option_strings}
+    defaults = {prog: text for prog, text in helps.items() if "shared/data" in text}
+    assert len(defaults) == 5
+    assert [prog for prog, text in defaults.items()
+            if f"${DATA_ENV}/{MOSI_FILE}, else ../shared/data/{MOSI_FILE}" not in text] == []
 
 
 def test_a_negative_value_that_float_reads_is_a_value_not_a_flag():

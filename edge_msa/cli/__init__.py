@@ -18,6 +18,7 @@ import warnings
 from typing import Any, Iterable, Iterator, TextIO
 
 from ..errors import TRAIN_FIX, EdgeMSAError, require_installed
+from ..paths import DATA_ENV, MOSI_FILE
 from ..spec import suggest
 from ..version import __version__
 
@@ -32,6 +33,10 @@ NEEDS_TRAIN: dict[str, tuple[str, ...]] = {
     "export": ("torch", "onnx"),
     "pipeline": ("torch", "safetensors", "torch_pruning", "onnx"),
 }
+
+# Where a --data left out reads MOSI-U (paths.default_data_root), for the flags' help: it named ../shared/data only,
+# so a user who had set $EDGE_MSA_DATA (as the README's set-up does) was told the default ignored it.
+DEFAULT_DATA = f"${DATA_ENV}/{MOSI_FILE}, else ../shared/data/{MOSI_FILE}"
 
 
 def add_threads_flag(parser: argparse.ArgumentParser) -> None:

@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from edge_msa.benchmarks.meters import ENERGY_WINDOW_S, IDLE_SETTLE_S, METERS
 
     from ..splits import SPLITS
-    from . import add_backend_flag, add_threads_flag, one_of
+    from . import DEFAULT_DATA, add_backend_flag, add_threads_flag, one_of
 
     p = subparsers.add_parser("bench", help="benchmark bundles: latency, energy, accuracy -> report",
                               description="Time bundles on this device (warm-up, p50/p90/p99, throughput, "
@@ -39,8 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               "put accuracy beside every row.", epilog=EPILOG,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bundles", nargs="*", metavar="BUNDLE", help="bundle directories from `edge-msa export`")
-    p.add_argument("--data", help="dataset for accuracy (default: MOSI-U from ../shared/data when the bundle "
-                   "was trained on MOSI-U features)")
+    p.add_argument("--data", help=f"dataset for accuracy (default: MOSI-U ({DEFAULT_DATA}) when the "
+                   "bundle was trained on MOSI-U features)")
     p.add_argument("--split", default="test", **one_of(SPLITS), help="split for accuracy")
     p.add_argument("--out", help="report directory, replaced as a whole (default: report); with --compare, "
                    "where compare.md/.json go (default: print only)")

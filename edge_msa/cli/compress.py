@@ -32,13 +32,15 @@ held-out part of train + valid. Compare two recipes over all folds with
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from . import DEFAULT_DATA
+
     p = subparsers.add_parser("compress", help="distill + prune + share + skip-calibrate a teacher into a student",
                               description="Compress a teacher checkpoint into the parameter-shared, modality-skipping "
                               "student and write a report comparing both on the test split.",
                               epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("teacher", help="teacher checkpoint (.pt written by edge-msa train)")
     p.add_argument("--data", default=None, help="dataset (default: the one recorded in the teacher checkpoint, "
-                   "else ../shared/data/mosi/mosi_utterance_std.npz)")
+                   f"else {DEFAULT_DATA})")
     p.add_argument("--out", default="student.pt", help="student checkpoint to write (default: student.pt)")
     # each knob's dest is its CompressOptions field name (run() relies on it); defaults live there only (None here =
     # not given) and the help repeats them. Words (--share, --calibrate-on, --transfer) are checked there too, in

@@ -20,14 +20,14 @@ a metric that is undefined (corr of a collapsed model, Acc-2 non-0 when every la
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from ..splits import SPLITS
-    from . import add_backend_flag, add_threads_flag, one_of
+    from . import DEFAULT_DATA, add_backend_flag, add_threads_flag, one_of
 
     p = subparsers.add_parser("eval", help="evaluate a bundle on a dataset split",
                               description="Score a bundle with the on-device runtime on a dataset split.",
                               epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bundle", help="bundle directory from `edge-msa export`")
     p.add_argument("--data", default=None, help="dataset path (default: the bundle's training data, else "
-                   "../shared/data/mosi/mosi_utterance_std.npz)")
+                   f"{DEFAULT_DATA})")
     p.add_argument("--split", default="test", **one_of(SPLITS),
                    help="which split to score (default: test)")
     p.add_argument("--out", default=None, help="metrics JSON to write (default: print only)")

@@ -19,7 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("feedback", help="export the feedback log of `edge-msa serve`",
                               description="Work with the SQLite feedback log that `edge-msa serve --feedback` writes.",
                               epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="action", metavar="ACTION", parser_class=type(p))
+    # required: without it `edge-msa feedback` alone found no handler and printed the top-level help, exit 2, no error
+    sub = p.add_subparsers(dest="action", metavar="ACTION", parser_class=type(p), required=True)
     e = sub.add_parser("export", help="write the log as an MMSA label.csv", epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     e.add_argument("log", help="feedback log (.sqlite) written by `edge-msa serve --feedback`")

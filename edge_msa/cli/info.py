@@ -47,6 +47,11 @@ def run(args: argparse.Namespace) -> int:
 
     if not path.exists():  # before asking for torch: a mistyped path is the problem on any install
         raise InputError(f"'{path}' does not exist; expected a bundle directory or a .pt checkpoint")
+    from ..runtime.manifest import MANIFEST
+
+    if (path.parent / MANIFEST).is_file():  # manifest.json or a graph: read as a checkpoint, it asked a device for torch
+        raise InputError(f"'{path}' is a file of the bundle '{path.parent}'; expected the bundle's folder "
+                         f"(edge-msa info {path.parent})")
     require("torch", "reading a .pt checkpoint (host only; bundles need no torch)", TRAIN_FIX)
 
     payload = read_checkpoint(path)

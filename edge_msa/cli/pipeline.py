@@ -36,12 +36,12 @@ BUNDLES = (("teacher", "onnx"), ("student", "onnx"), ("student-int8", "onnx-int8
 
 def register(sub: argparse._SubParsersAction) -> None:
     from ..models.registry import TEACHERS, TEXT_ENCODERS
-    from . import one_of
+    from . import DEFAULT_DATA, one_of
 
     p = sub.add_parser("pipeline", help="train -> compress -> export -> bench in one command (the main job)",
                        description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="fd_cmdie", **one_of(TEACHERS), help="teacher architecture (default: fd_cmdie)")
-    p.add_argument("--data", default=None, help="dataset path (default: ../shared/data/mosi/mosi_utterance_std.npz)")
+    p.add_argument("--data", default=None, help=f"dataset path (default: {DEFAULT_DATA})")
     p.add_argument("--out", default="runs/mosi", help="output directory (default: runs/mosi)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="teacher and student seeds (default: 0)")
     p.add_argument("--epochs", type=int, default=None,

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 EPILOG = """inputs (any modality may be left out):
-  --text "..."          a transcript (bundles with the MiniLM text front end) or a .npy (L, d) feature array
-                        (a path: an existing file, or one word ending in .npy; a sentence stays text)
+  --text "..."          a transcript (any bundle: its own tokenizer, or a frozen-encoder bundle's MiniLM) or a
+                        .npy array: token ids (L,) for a bundle with its own text encoder, (L, d) features for a
+                        frozen-encoder one (a path: an existing file, or one word ending in .npy; a sentence stays text)
   --audio / --video     a media file (bundles trained on logmel-v1 / face-v1) or a .npy (L, d) feature array;
                         a video file without --audio gives logmel-v1 bundles its audio track (needs PyAV:
                         pip install "edge-msa[media]"), decoded only if the gate keeps audio

@@ -31,14 +31,14 @@ TRAINING_KNOBS = ("epochs", "batch_size", "lr", "seeds", "threads", "text_encode
 def register(subparsers: argparse._SubParsersAction) -> None:
     from ..dataset_formats import FORMATS
     from ..models.registry import TEACHERS, TEXT_ENCODERS
-    from . import one_of
+    from . import DEFAULT_DATA, one_of
 
     p = subparsers.add_parser("train", help=f"train a teacher model ({', '.join(TEACHERS)})",
                               description="Train a multimodal sentiment teacher with the papers' losses; "
                               "early stopping on validation MAE; test metrics of the saved model.",
                               epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="fd_cmdie", **one_of(TEACHERS), help="teacher architecture (default: fd_cmdie)")
-    p.add_argument("--data", default=None, help="dataset path (default: ../shared/data/mosi/mosi_utterance_std.npz)")
+    p.add_argument("--data", default=None, help=f"dataset path (default: {DEFAULT_DATA})")
     p.add_argument("--data-format", dest="fmt", default=None, **one_of(FORMATS),
                    help="dataset format (default: guessed from the file)")
     p.add_argument("--text-encoder", **one_of(TEXT_ENCODERS), default="finetune",
