@@ -16,7 +16,7 @@ from edge_msa.data.lineage import lineage
 from edge_msa.host import training_host
 from edge_msa.jsonio import dumps
 from edge_msa.metrics import mean_std
-from edge_msa.models.student import Student
+from edge_msa.models.with_text import StudentModel
 from edge_msa.teacher import SELECTION
 
 from .options import CompressOptions
@@ -33,7 +33,7 @@ class SeedRun:
     """Stages init..gate of one seed: the student they made and what each stage did."""
 
     seed: int
-    student: Student
+    student: StudentModel
     valid_mae: float
     copied: dict[str, int]  # teacher tensors copied into the student, per module
     pruning: dict[str, Any]

@@ -9,7 +9,7 @@ checkpoint (config + state_dict) rebuilds it like any other model.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any, Callable, cast
+from typing import TYPE_CHECKING, Any, Callable, Union, cast
 
 import torch
 from torch import nn
@@ -120,6 +120,12 @@ def text_front_end(model: MSAModel) -> TokenIds | None:
 def fusion_of(model: nn.Module) -> nn.Module:
     """The fusion model inside a model with its own text encoder (the model itself otherwise)."""
     return model.fusion if isinstance(model, WithTextEncoder) else model
+
+
+# A student as compress, the skip rule and per-part export get it: the Student, or the WithTextEncoder around one (a
+# student with its own text encoder). Both have the parts and the skip rule (keep, fuse_present, part); what only the
+# Student has (gate, blocks) is reached by student_of.
+StudentModel = Union["Student", WithTextEncoder]
 
 
 def student_of(model: nn.Module) -> Student:
