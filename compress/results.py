@@ -19,6 +19,7 @@ from edge_msa.metrics import mean_std
 from edge_msa.models.with_text import StudentModel
 from edge_msa.teacher import SELECTION
 
+from .measure import difference
 from .options import CompressOptions
 from .report import NOTHING_TO_SKIP, SKIP_TARGETS, render_markdown, target_table
 
@@ -174,16 +175,16 @@ class CompressReport:
             return {}
         return {name: NOTHING_TO_SKIP for name in SKIP_TARGETS}
 
-    def _target_values(self) -> dict[str, float]:
+    def _target_values(self) -> dict[str, float | None]:
         m, student, skip = self.measured, self.chosen.metrics, self.chosen.metrics_skip
         return {
             "param_reduction": m.teacher_count["params"] / m.student_count["params"],
             "student_acc2_non0": student["acc2_non0"],
             "latency_speedup": m.latency["teacher"]["p50"] / m.latency["student"]["p50"],
-            "acc2_non0_drop": m.teacher_metrics["acc2_non0"] - student["acc2_non0"],
+            "acc2_non0_drop": difference(m.teacher_metrics["acc2_non0"], student["acc2_non0"]),
             "mae_rise": student["mae"] - m.teacher_metrics["mae"],
             "skip_saved_fraction": self.chosen.skip["saved_fraction"],
-            "skip_extra_acc2_drop": student["acc2_non0"] - skip["acc2_non0"],
+            "skip_extra_acc2_drop": difference(student["acc2_non0"], skip["acc2_non0"]),
             "runtime_minutes": self.total_seconds / 60,
         }
 
