@@ -18,9 +18,8 @@ from edge_msa.data.base import FeatureSet
 from edge_msa.errors import TRAIN_FIX, require
 from edge_msa.metrics import msa_metrics
 from edge_msa.models.base import MSAModel
-from edge_msa.models.student import Student
 from edge_msa.features.text import TOKENS_PREFIX, TokenIds, TruncationWarning
-from edge_msa.models.with_text import student_of, token_ids
+from edge_msa.models.with_text import StudentModel, student_of, token_ids
 from edge_msa.spec import MODALITIES, SKIPPABLE, FeatureSpec
 from edge_msa.training import modality_tensors, to_batch, torch_threads
 
@@ -169,7 +168,7 @@ def _weighted_mean(items: list, weights: np.ndarray):
     return float(np.dot(weights, np.asarray(items, dtype=np.float64)))
 
 
-def count_student_parts(model: Student, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
+def count_student_parts(model: StudentModel, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
     """Params/MACs per exported part (a shared block counts in every part that uses it); with a text encoder
     inside the model, encode_text counts it too (from token ids)."""
     fusion = student_of(model)

@@ -16,7 +16,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, cast
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -30,9 +30,9 @@ from edge_msa.errors import ArtifactError, InputError
 from edge_msa.metrics import msa_metrics
 from edge_msa.models import create_model
 from edge_msa.models.encoders import fit_input_norms
-from edge_msa.models.student import Student, run_with_skipping
+from edge_msa.models.student import run_with_skipping
 from edge_msa.models.text_bert import BertEncoder
-from edge_msa.models.with_text import WithTextEncoder, fusion_of, student_of, text_front_end
+from edge_msa.models.with_text import StudentModel, WithTextEncoder, fusion_of, student_of, text_front_end
 from edge_msa.spec import SKIPPABLE
 from edge_msa.teacher import leak_robust
 from edge_msa.training import TrainConfig, fit, predict, to_batch, torch_threads, valid_mae
@@ -129,17 +129,20 @@ def _text_stage(teacher, splits: DatasetSplits, options: CompressOptions,
     return encoder, {**info, "transfer_sources": texts["sources"]}
 
 
-def _new_student(options: CompressOptions, splits: DatasetSplits, teacher, text_encoder):
+def _new_student(options: CompressOptions, splits: DatasetSplits, teacher,
+                 text_encoder: BertEncoder | None) -> StudentModel:
     """The student (fusion part from the registry); with the distilled text encoder inside when there is one."""
     extra = {"text_bert": dict(text_encoder.config)} if text_encoder is not None else {}
     student = create_model(options.student, splits.spec, share=options.share, **options.student_params, **extra)
-    if text_encoder is not None:
-        cast(WithTextEncoder, student).bert.load_state_dict(text_encoder.state_dict())
-        student.tokenizer_path = teacher.tokenizer_path
+    if text_encoder is None:
+        return student_of(student)  # the Student itself, typed as one
+    assert isinstance(student, WithTextEncoder)  # create_model wraps a model built with text_bert
+    student.bert.load_state_dict(text_encoder.state_dict())
+    student.tokenizer_path = teacher.tokenizer_path
     return student
 
 
-def _check_rebuild(path: Path, model: Student, batch: dict) -> None:
+def _check_rebuild(path: Path, model: StudentModel, batch: dict) -> None:
     """A pruned checkpoint must rebuild from config + weights alone and give the same scores."""
     again, _ = load_checkpoint(path)
     model.eval()
@@ -201,7 +204,7 @@ def _one_seed(seed: int, teacher, splits: DatasetSplits, targets: TeacherTargets
                     "finetune_kept_epoch": res_ft.best_epoch}, checkpoints)
 
 
-def _prune(student: Student, train: FeatureSet, ratio: float,
+def _prune(student: StudentModel, train: FeatureSet, ratio: float,
            save: Callable[[str], Path]) -> tuple[dict[str, Any], str]:
     """Prune the student's fusion part in place (prune.prune_student), save it and check that the saved checkpoint
     rebuilds to it; returns the widths before/after and the stage's summary line."""
@@ -213,7 +216,7 @@ def _prune(student: Student, train: FeatureSet, ratio: float,
     return pruning, f"ratio {ratio}: {n_before:,} -> {n_after:,} params; {pruning['after']}"
 
 
-def _gate(student: Student, splits: DatasetSplits, options: CompressOptions, seed: int,
+def _gate(student: StudentModel, splits: DatasetSplits, options: CompressOptions, seed: int,
           progress: bool) -> tuple[dict[str, Any], dict[str, Any], dict[str, float]]:
     """Train the skip gate, then calibrate its thresholds (written into the student's config) on the
     calibration split(s); returns the gate's training record, the calibration and the MACs per step."""
@@ -228,7 +231,7 @@ def _gate(student: Student, splits: DatasetSplits, options: CompressOptions, see
     return gate, calib, macs_step
 
 
-def _macs_per_step(student: Student, splits: DatasetSplits) -> dict[str, float]:
+def _macs_per_step(student: StudentModel, splits: DatasetSplits) -> dict[str, float]:
     """Encoder MACs per audio/video step, and the gate's MACs per input ("gate")."""
     batch = measure.one_step_batch(splits.valid)
     parts = measure.count_student_parts(student, batch)
@@ -350,7 +353,7 @@ def _check_prune_ratio(options: CompressOptions, splits: DatasetSplits) -> None:
     with torch.random.fork_rng(devices=[]):
         student = create_model(options.student, splits.spec, share=options.share, **options.student_params)
     assert options.prune_ratio is not None  # options.for_teacher resolved it
-    check_ratio(cast(Student, student), options.prune_ratio)
+    check_ratio(student_of(student), options.prune_ratio)
 
 
 def _test_seed(run: SeedRun, test: FeatureSet) -> SeedTest:
@@ -361,7 +364,7 @@ def _test_seed(run: SeedRun, test: FeatureSet) -> SeedTest:
                     msa_metrics(pred_skip, test.labels), skip_stats(ran, test, run.macs_per_step))
 
 
-def _measure(teacher, student: Student, chosen: SeedTest, splits: DatasetSplits,
+def _measure(teacher, student: StudentModel, chosen: SeedTest, splits: DatasetSplits,
              options: CompressOptions) -> Measurements:
     """Teacher vs kept student on the test split: accuracy, params and MACs per input (mean over test),
     side-by-side latency, and paired bootstraps (teacher - student, student - student with skipping)."""

@@ -3,7 +3,7 @@ the Markdown view of the JSON report. Results are data; Markdown is rendered fro
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 from edge_msa.data.lineage import recorded_fold
 from edge_msa.metrics import METRIC_KEYS
@@ -51,7 +51,7 @@ SKIP_TARGETS = ("skip_saved_fraction", "skip_extra_acc2_drop")  # judge the gate
 NOTHING_TO_SKIP = "the test split has no audio or video, so the gate has nothing to skip"
 
 
-def target_table(values: dict[str, float], end_to_end: bool = False,
+def target_table(values: Mapping[str, float | None], end_to_end: bool = False,
                  not_applicable: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
     """Each target that applies in this setting (see Target), in TARGETS order, judged on `values`; the ones named
     in `not_applicable` are left out (the report lists them apart, so they read neither met nor missed)."""

@@ -16,9 +16,10 @@ from edge_msa.data.lineage import lineage
 from edge_msa.host import training_host
 from edge_msa.jsonio import dumps
 from edge_msa.metrics import mean_std
-from edge_msa.models.student import Student
+from edge_msa.models.with_text import StudentModel
 from edge_msa.teacher import SELECTION
 
+from .measure import difference
 from .options import CompressOptions
 from .report import NOTHING_TO_SKIP, SKIP_TARGETS, render_markdown, target_table
 
@@ -33,7 +34,7 @@ class SeedRun:
     """Stages init..gate of one seed: the student they made and what each stage did."""
 
     seed: int
-    student: Student
+    student: StudentModel
     valid_mae: float
     copied: dict[str, int]  # teacher tensors copied into the student, per module
     pruning: dict[str, Any]
@@ -174,16 +175,16 @@ class CompressReport:
             return {}
         return {name: NOTHING_TO_SKIP for name in SKIP_TARGETS}
 
-    def _target_values(self) -> dict[str, float]:
+    def _target_values(self) -> dict[str, float | None]:
         m, student, skip = self.measured, self.chosen.metrics, self.chosen.metrics_skip
         return {
             "param_reduction": m.teacher_count["params"] / m.student_count["params"],
             "student_acc2_non0": student["acc2_non0"],
             "latency_speedup": m.latency["teacher"]["p50"] / m.latency["student"]["p50"],
-            "acc2_non0_drop": m.teacher_metrics["acc2_non0"] - student["acc2_non0"],
+            "acc2_non0_drop": difference(m.teacher_metrics["acc2_non0"], student["acc2_non0"]),
             "mae_rise": student["mae"] - m.teacher_metrics["mae"],
             "skip_saved_fraction": self.chosen.skip["saved_fraction"],
-            "skip_extra_acc2_drop": student["acc2_non0"] - skip["acc2_non0"],
+            "skip_extra_acc2_drop": difference(student["acc2_non0"], skip["acc2_non0"]),
             "runtime_minutes": self.total_seconds / 60,
         }
 

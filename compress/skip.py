@@ -20,8 +20,8 @@ from torch import nn
 from edge_msa.data.base import FeatureSet
 from edge_msa.metrics import msa_metrics
 from edge_msa.models.layers import presence
-from edge_msa.models.student import Student, run_with_skipping
-from edge_msa.models.with_text import student_of
+from edge_msa.models.student import run_with_skipping
+from edge_msa.models.with_text import StudentModel, student_of
 from edge_msa.spec import SKIPPABLE, modality_runs
 from edge_msa.training import TrainConfig, fit, iterate
 
@@ -31,7 +31,7 @@ from .measure import difference
 _SUBSETS = ((1, 1), (0, 1), (1, 0), (0, 0))
 
 
-def _combos(model: Student, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _combos(model: StudentModel, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Scores for the 4 audio/video subsets (B, 4), modality presence (B, 3) and h_text (B, D)."""
     h = {m: model.encode(m, batch[m], batch[f"{m}_mask"]) for m in ("text", *SKIPPABLE)}
     present = torch.cat([presence(batch[f"{m}_mask"]) for m in ("text", *SKIPPABLE)], dim=-1)  # (B, 3)
@@ -55,7 +55,7 @@ def _targets(scores: torch.Tensor, eps: float) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _frozen_rows(student: Student, fs: FeatureSet) -> tuple[torch.Tensor, ...]:
+def _frozen_rows(student: StudentModel, fs: FeatureSet) -> tuple[torch.Tensor, ...]:
     """`_combos` for every row of `fs`, in row order, plus the labels as batches carry them:
     scores (N, 4), presence (N, 3), h_text (N, D), labels (N,)."""
     student.eval()
@@ -72,7 +72,7 @@ class GateTrainer(nn.Module):
     stage's time); a batch looks its rows up by index. fit() trains in train mode on `train` and validates in eval
     mode on `valid`, so the mode names the split; a batch whose labels are not that split's rows is refused."""
 
-    def __init__(self, student: Student, eps: float, train: FeatureSet, valid: FeatureSet) -> None:
+    def __init__(self, student: StudentModel, eps: float, train: FeatureSet, valid: FeatureSet) -> None:
         super().__init__()
         self.student = student
         self.eps = eps
@@ -98,7 +98,7 @@ def gate_loss(model: nn.Module, out: dict, batch: dict) -> tuple[torch.Tensor, d
     return bce, {"gate_bce": float(bce.detach())}
 
 
-def train_gate(student: Student, train: FeatureSet, valid: FeatureSet, epochs: int, eps: float, seed: int,
+def train_gate(student: StudentModel, train: FeatureSet, valid: FeatureSet, epochs: int, eps: float, seed: int,
                progress: bool, max_minutes: float | None = None) -> dict:
     """Train only the gate's weights; returns the positive-target rates (how often m matters)."""
     frozen = {name: p.requires_grad for name, p in student.named_parameters()}
@@ -156,7 +156,7 @@ def mac_saving(macs: np.ndarray, present: np.ndarray, run: np.ndarray, gate_macs
 
 
 @torch.no_grad()
-def skip_cache(model: Student, fs: FeatureSet, macs_per_step: dict[str, float]) -> SkipCache:
+def skip_cache(model: StudentModel, fs: FeatureSet, macs_per_step: dict[str, float]) -> SkipCache:
     model.eval()
     scores, keeps = [], []
     for batch in iterate(fs, 256):
@@ -219,7 +219,7 @@ def calibrate(cache: SkipCache, mode: str, value: float, split: str = "valid", g
 
 
 @torch.no_grad()
-def predict_with_skipping(model: Student, fs: FeatureSet, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+def predict_with_skipping(model: StudentModel, fs: FeatureSet, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """Scores (N,) and ran (N, 3) through the reference skip rule."""
     scores, ran = [], []
     for batch in iterate(fs, batch_size):

@@ -169,32 +169,37 @@ def _attach_tokenizer(model: MSAModel, payload: dict[str, Any], spec: FeatureSpe
     """Give a model with its own text encoder the checkpoint's tokenizer, once the spec and tokenizer are shown to
     fit the encoder. Why: a text max_len past the encoder's positions failed inside export (IndexError), one under
     [CLS] word [SEP] only when a text was tokenized, a tokenizer of another vocabulary (or a token-row map past the
-    embedding) exported and predicted with wrong scores, and without a tokenizer the model could read no text."""
+    embedding) exported and predicted with wrong scores, and without a tokenizer the model could read no text. A
+    tokenizer beside a model without a text encoder (only a hand-edited file has one) would make its readers feed
+    token ids to a model built for text features."""
     from .features.text import MIN_MAX_LEN
+    from .models.with_text import WithTextEncoder
 
-    bert = getattr(model, "bert", None)
-    if bert is not None:
-        low, high, max_len = MIN_MAX_LEN, bert.config["max_positions"], spec.max_len("text")
-        if not low <= max_len <= high:
-            raise ArtifactError(f"'{path}': its spec's text max_len {max_len} does not fit the text encoder "
-                                f"([CLS] word [SEP] at least, its {high} positions at most); expected {low} <= "
-                                f"max_len <= {high}")
-        if "tokenizer_json" not in payload:
-            raise ArtifactError(f"'{path}': the model carries its own text encoder but no tokenizer; expected the "
-                                "tokenizer_json save_checkpoint stores with such a model")
-    if "tokenizer_json" in payload:  # torch's stubs type Module.__setattr__ as Tensor | Module; any value is kept
-        model.tokenizer_path = checkpoint_tokenizer(payload, spec, path, bert)  # type: ignore[assignment]
+    if not isinstance(model, WithTextEncoder):
+        if "tokenizer_json" in payload:
+            raise ArtifactError(f"'{path}': it holds a tokenizer but its '{model.model_name}' model has no text "
+                                "encoder to read token ids; expected tokenizer_json only with a text_bert config, "
+                                "as save_checkpoint stores it")
+        return
+    low, high, max_len = MIN_MAX_LEN, model.bert.config["max_positions"], spec.max_len("text")
+    if not low <= max_len <= high:
+        raise ArtifactError(f"'{path}': its spec's text max_len {max_len} does not fit the text encoder "
+                            f"([CLS] word [SEP] at least, its {high} positions at most); expected {low} <= "
+                            f"max_len <= {high}")
+    if "tokenizer_json" not in payload:
+        raise ArtifactError(f"'{path}': the model carries its own text encoder but no tokenizer; expected the "
+                            "tokenizer_json save_checkpoint stores with such a model")
+    model.tokenizer_path = checkpoint_tokenizer(payload, spec, path, model.bert)
 
 
 def checkpoint_tokenizer(payload: dict[str, Any], spec: FeatureSpec, path: str | os.PathLike,
-                         encoder: BertEncoder | None = None) -> Path:
+                         encoder: BertEncoder) -> Path:
     """The checkpoint's tokenizer.json as a file (content-addressed in the cache); it must be the one the
-    model's spec names (`wordpiece:<sha12>`) and fit the text `encoder`, where given (check_tokenizer_fits)."""
+    model's spec names (`wordpiece:<sha12>`) and fit the text `encoder` (check_tokenizer_fits)."""
     from .features.text import WordPiece, check_tokenizer_tag, tokenizer_file
     from .models.text_bert import check_tokenizer_fits
 
     file = tokenizer_file(payload["tokenizer_json"])
     check_tokenizer_tag(file, spec.front_end("text"), f"'{path}'")
-    if encoder is not None:
-        check_tokenizer_fits(WordPiece(file).vocab_size, encoder, f"'{path}': its tokenizer", ArtifactError)
+    check_tokenizer_fits(WordPiece(file).vocab_size, encoder, f"'{path}': its tokenizer", ArtifactError)
     return file

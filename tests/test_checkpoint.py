@@ -79,6 +79,26 @@ def test_tampered_checkpoint_exports_to_one_error_line(token_checkpoint, tmp_pat
     assert not (tmp_path / "bundle").exists()
 
 
+def test_a_tokenizer_beside_a_model_without_a_text_encoder_is_refused_in_one_line(tiny_bert_dir, tmp_path, capsys):
+    """Only a model with its own text encoder reads token ids with a tokenizer; load_checkpoint gave one to any model
+    whose file held one (a hand-edited file), and the readers then fed token ids to a model built for features."""
+    from edge_msa.checkpoint import save_checkpoint
+    from edge_msa.cli import main
+    from edge_msa.models import create_model
+
+    from conftest import token_spec
+
+    tok = tiny_bert_dir / "tokenizer.json"
+    path = save_checkpoint(tmp_path / "t.pt", create_model("student_tiny", token_spec(tok)), {})
+    payload = torch.load(path, weights_only=True)
+    torch.save({**payload, "tokenizer_json": tok.read_text(encoding="utf-8")}, path)
+    assert main(["export", str(path), "--out", str(tmp_path / "bundle"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: '{path}': it holds a tokenizer but its 'student_tiny' "
+                                                   "model has no text encoder")
+    assert not (tmp_path / "bundle").exists()
+
+
 def test_the_untouched_checkpoint_loads(token_checkpoint, tmp_path):
     """... and so does one with a token-row map inside the embedding (the edit the tampered case builds on)."""
     from edge_msa.checkpoint import load_checkpoint

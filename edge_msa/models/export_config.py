@@ -16,8 +16,7 @@ from ..spec import MODALITIES, PART_IO, SINGLE, SINGLE_IO
 
 if TYPE_CHECKING:
     from .base import MSAModel
-    from .student import Student
-    from .with_text import WithTextEncoder
+    from .with_text import StudentModel
 
 GraphIO = dict[str, tuple[tuple[str, ...], tuple[str, ...]]]  # graph -> (input names, output names)
 
@@ -78,7 +77,7 @@ class PartsConfig(ExportConfig):
     """The student as parts (gate, one encoder per modality, fuse) so the runtime can skip audio/video per input;
     the model provides each graph's module as `model.part(name)`."""
 
-    model: Student | WithTextEncoder  # the models with parts (Student.export_config, WithTextEncoder's around one)
+    model: StudentModel  # the models with parts (Student.export_config, WithTextEncoder's around one)
     layout = "parts"
     io = PART_IO
     length_axes = {f"encode_{m}": {"x": "len", "mask": "len"} for m in MODALITIES}

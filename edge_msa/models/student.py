@@ -24,7 +24,7 @@ from .layers import SinusoidalPosition, TransformerLayer, head_width, masked_mea
 from .registry import register
 
 if TYPE_CHECKING:
-    from .with_text import WithTextEncoder
+    from .with_text import StudentModel
 
 SHARE_MODES = {"depth": {"text": "text", "fuse": "fuse"}, "depth+modality": {"text": "shared", "fuse": "shared"}}
 
@@ -174,7 +174,7 @@ class _FusePart(nn.Module):
 
 
 @torch.no_grad()
-def run_with_skipping(model: Student | WithTextEncoder, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+def run_with_skipping(model: StudentModel, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
     """Torch reference of the runtime's parts pipeline under the skip rule (edge_msa.spec.modality_runs): audio/video
     run iff present and keep[:, i] >= skip_thresholds[i]; skipped encoders are really not called for the rows they skip.
 

@@ -9,7 +9,8 @@ checkpoint (config + state_dict) rebuilds it like any other model.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any, Callable, cast
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Union, cast
 
 import torch
 from torch import nn
@@ -37,12 +38,18 @@ class WithTextEncoder(MSAModel):
 
     `config_params` is the fusion model's own dict (so options such as score_scale or skip_thresholds written
     here reach the fusion model) plus "text_bert": the BertEncoder config.
+
+    `tokenizer_path` is the tokenizer.json its token ids come from: whoever builds the model with trained weights
+    sets it (train, compress; load_checkpoint from the checkpoint's tokenizer_json), save_checkpoint stores it.
     """
+
+    tokenizer_path: Path | None
 
     def __init__(self, bert: BertEncoder, fusion: MSAModel) -> None:
         super().__init__()
         self.bert = bert
         self.fusion = fusion
+        self.tokenizer_path = None
         self.config_params = fusion.config_params
         self.config_params["text_bert"] = bert.config
 
@@ -120,6 +127,12 @@ def text_front_end(model: MSAModel) -> TokenIds | None:
 def fusion_of(model: nn.Module) -> nn.Module:
     """The fusion model inside a model with its own text encoder (the model itself otherwise)."""
     return model.fusion if isinstance(model, WithTextEncoder) else model
+
+
+# A student as compress, the skip rule and per-part export get it: the Student, or the WithTextEncoder around one (a
+# student with its own text encoder). Both have the parts and the skip rule (keep, fuse_present, part); what only the
+# Student has (gate, blocks) is reached by student_of.
+StudentModel = Union["Student", WithTextEncoder]
 
 
 def student_of(model: nn.Module) -> Student:
