@@ -18,9 +18,14 @@ from typing import Any
 
 from edge_msa.host import cpu_model
 
-DEVICE_TREE_MODEL = Path("/proc/device-tree/model")
 SYSFS_ROOT = Path("/")
 CPU_DIR, THERMAL_DIR, DEVFREQ_DIR = "sys/devices/system/cpu", "sys/class/thermal", "sys/class/devfreq"
+DEVICE_TREE = "proc/device-tree"
+BOARDS = (("jetson", "nvidia,tegra", "jetson"), ("raspberry-pi", "raspberrypi,", "raspberry pi"))
+"""Board families: (name, the prefix of one of its device tree's `compatible` strings, a word of its model string).
+`compatible` first: every Jetson lists its SoC as nvidia,tegra<N> (tegra210 Nano, tegra186 TX2, tegra194 Xavier,
+tegra234 Orin) whatever its model says (a TX2 on older L4T says 'quill', a third-party carrier board its own name),
+and every Pi its model as raspberrypi,<N>-model-<x>; the model word only where `compatible` names neither."""
 # a Jetson GPU's devfreq device name holds one: 17000000.ga10b or .gpu (Orin), .gv11b (Xavier), .gp10b (TX2)
 GPU_DEVFREQ = ("gpu", "ga10b", "gv11b", "gp10b")
 THROTTLED_BELOW = 0.90
@@ -42,14 +47,30 @@ PERFORMANCE = "performance"  # the governor that holds every clock at its max (t
 PACKAGES = ("edge-msa", "numpy", "onnxruntime", "onnxruntime-gpu", "tensorrt", "nvidia-ml-py")
 
 
-def board_model(path: Path = DEVICE_TREE_MODEL) -> str | None:
+def _device_tree(root: Path, name: str) -> list[str]:
+    """A device-tree property's strings (the kernel writes them NUL-separated and NUL-terminated); none where it has
+    none (x86)."""
+    try:
+        text = (root / DEVICE_TREE / name).read_bytes().decode(errors="replace")
+    except OSError:
+        return []
+    return [part.strip() for part in text.split("\x00") if part.strip()]
+
+
+def board_model(root: Path = SYSFS_ROOT) -> str | None:
     """The board's name from the device tree ('NVIDIA Jetson Orin Nano Developer Kit', 'Raspberry Pi 4 Model B Rev
     1.4'); None where there is none (x86)."""
-    try:
-        model = path.read_bytes().rstrip(b"\x00").decode(errors="replace").strip()
-    except OSError:
-        return None
-    return model or None
+    return next(iter(_device_tree(root, "model")), None)
+
+
+def board_family(root: Path = SYSFS_ROOT) -> str | None:
+    """'jetson', 'raspberry-pi' (BOARDS) or None: what decides the advice (`jetson_clocks` or `cpupower`) and
+    whether the board's model is recorded as a Jetson's."""
+    compatible, model = _device_tree(root, "compatible"), (board_model(root) or "").lower()
+    for family, prefix, word in BOARDS:
+        if any(c.startswith(prefix) for c in compatible) or word in model:
+            return family
+    return None
 
 
 def nvpmodel_mode() -> str | None:
@@ -289,8 +310,8 @@ def system_info(clocks: Clocks, argv: list[str] | None = None, on_gpu: bool = Fa
     (then the GPU's governor counts in the advice)."""
     from .meters.nvml import gpu_name
 
-    board = board_model(clocks.root / DEVICE_TREE_MODEL.relative_to("/"))  # the board whose sysfs was read
-    jetson = board if board and "jetson" in board.lower() else None  # a Raspberry Pi has a device tree too
+    board, family = board_model(clocks.root), board_family(clocks.root)  # the board whose sysfs was read
+    jetson = board if family == "jetson" else None
     gpu = gpu_name()
     cpu = cpu_model()
     return {
@@ -298,12 +319,13 @@ def system_info(clocks: Clocks, argv: list[str] | None = None, on_gpu: bool = Fa
         "cpu": cpu,
         "cpu_count": os.cpu_count(),
         "gpu": gpu,
+        "board_family": family,
         "jetson_model": jetson,
         "power_mode": nvpmodel_mode(),
         "cpufreq": clocks.cpus,
         "gpu_clock": clocks.gpu,
         "thermal": clocks.zones,
-        "clock_advice": governor_advice(clocks.cpus, jetson is not None, clocks.gpu if on_gpu else None),
+        "clock_advice": governor_advice(clocks.cpus, family == "jetson", clocks.gpu if on_gpu else None),
         **firmware_system(firmware_throttled(clocks.vcgencmd)),  # read as the run ends: since boot covers the run
         "os": platform.platform(),
         "versions": versions(),

@@ -14,13 +14,14 @@ import pytest
 
 from edge_msa.benchmarks import run_bench, sysinfo
 from edge_msa.benchmarks.compare import clock_warning
-from edge_msa.benchmarks.sysinfo import (CPU_DIR, DEVFREQ_DIR, THERMAL_DIR, THROTTLED_BELOW, Clocks, governor_advice,
-                                         row_clocks, system_info)
+from edge_msa.benchmarks.sysinfo import (CPU_DIR, DEVFREQ_DIR, DEVICE_TREE, THERMAL_DIR, THROTTLED_BELOW, Clocks,
+                                         board_family, governor_advice, row_clocks, system_info)
 from edge_msa.cli import main
 from test_bench_sweep import FAST, _bundles, make_loader
 
 SYSFS = Path(__file__).parent / "fixtures" / "sysfs"
 JETSON, PI, VM = SYSFS / "orin_nano_throttled", SYSFS / "pi4_firmware_capped", SYSFS / "vm"
+TX2 = SYSFS / "tx2_quill"  # a Jetson whose device-tree model is 'quill' (older L4T)
 MAX_KHZ = 1510400
 GPU, GPU_MAX_HZ, GPU_CUR = "17000000.ga10b", 624750000, 306000000 / 624750000  # the fixture's GPU: 49 % of max
 
@@ -236,6 +237,25 @@ def test_an_unpinned_gpu_governor_is_advised_on_only_where_a_row_ran_on_the_gpu(
     assert governor_advice(clocks.cpus, True, clocks.gpu) is None
 
 
+def test_the_board_family_comes_from_the_device_tree_compatible_strings_then_the_model(tmp_path):
+    """A TX2 on older L4T calls itself 'quill' and a third-party carrier board its own name; every Jetson's
+    `compatible` names its nvidia,tegra SoC. Without `compatible` the model string still tells."""
+    assert [board_family(root) for root in (JETSON, TX2, PI, VM)] == ["jetson", "jetson", "raspberry-pi", None]
+    for root, missing in ((JETSON, "compatible"), (PI, "model")):
+        copy = Path(shutil.copytree(root / DEVICE_TREE, tmp_path / root.name / DEVICE_TREE)).parents[1]
+        (copy / DEVICE_TREE / missing).unlink()
+        assert board_family(copy) == board_family(root)
+
+
+def test_a_jetson_with_an_odd_model_gets_the_jetson_advice(tmp_path, tiny_splits):
+    out = run_bench(_bundles(tmp_path, "student"), data=tiny_splits, out=tmp_path / "r", modalities=("all",),
+                    meter="none", loader=make_loader(tiny_splits.spec), sysfs_root=TX2, **FAST)
+    system = json.loads((out / "report.json").read_text())["system"]
+    assert (system["device"], system["board_family"], system["jetson_model"]) == ("quill", "jetson", "quill")
+    assert system["clock_advice"] == ("the governor is schedutil: clocks vary between calls (and idle cores clock "
+                                      "down); for steady numbers pin them with `sudo jetson_clocks`")
+
+
 def _vcgencmd(tmp_path: Path, monkeypatch, script: str) -> None:
     """A fake Raspberry Pi `vcgencmd` first on PATH, running `script` (sh)."""
     bin_dir = tmp_path / "bin"
@@ -284,7 +304,8 @@ def test_bench_and_compare_on_a_pi_whose_firmware_throttles(tmp_path, tiny_split
                     meter="none", loader=make_loader(tiny_splits.spec), sysfs_root=PI, **FAST)
     report = json.loads((out / "report.json").read_text())
     system = report["system"]
-    assert (system["device"], system["jetson_model"]) == ("Raspberry Pi 4 Model B Rev 1.4", None)
+    assert (system["device"], system["board_family"], system["jetson_model"]) == (
+        "Raspberry Pi 4 Model B Rev 1.4", "raspberry-pi", None)
     assert system["clock_advice"].endswith("`sudo cpupower frequency-set -g performance`")
     assert report["rows"][0]["throttled"] is True and system["firmware_throttled"]["raw"] == "0x50005"
     md = (out / "report.md").read_text()
