@@ -286,23 +286,29 @@ def varying_governors(cpus: dict[str, dict[str, Any]] | str, gpu: dict[str, Any]
     CPU-only run leaves it idle): under them a clock varies between calls, so the figures depend on the governor as
     well as the board. `jetson_clocks` pins the GPU as well as the CPUs; pinning the CPUs alone leaves its
     nvhost_podgov scaling the GPU with its load."""
-    names = sorted({cpu["governor"] for cpu in cpus.values() if not cpu["pinned"]} - {PERFORMANCE}) if isinstance(
-        cpus, dict) else []
+    names = _varying_cpu_governors(cpus)
     if isinstance(gpu, dict) and not gpu["pinned"] and gpu["governor"] != PERFORMANCE:
         names.append(f"{gpu['governor']} on the GPU")
     return names
 
 
+def _varying_cpu_governors(cpus: dict[str, dict[str, Any]] | str) -> list[str]:
+    return sorted({cpu["governor"] for cpu in cpus.values() if not cpu["pinned"]} - {PERFORMANCE}) if isinstance(
+        cpus, dict) else []
+
+
 def governor_advice(cpus: dict[str, dict[str, Any]] | str, jetson: bool,
                     gpu: dict[str, Any] | str | None = None) -> str | None:
     """One line of advice where a governor other than `performance` sets clocks that are not pinned (the GPU's where
-    it is given: `varying_governors`), or None."""
+    it is given: `varying_governors`), or None. It says what varies: idle cores clocking down is a CPU governor's
+    doing, not the GPU's."""
     others = varying_governors(cpus, gpu)
     if not others:
         return None
     pin = "`sudo jetson_clocks`" if jetson else f"`sudo cpupower frequency-set -g {PERFORMANCE}`"
-    return (f"the governor is {', '.join(others)}: clocks vary between calls (and idle cores clock down); for "
-            f"steady numbers pin them with {pin}")
+    varies = ("clocks vary between calls (and idle cores clock down); for steady numbers pin them"
+              if _varying_cpu_governors(cpus) else "the GPU clock varies between calls; for steady numbers pin it")
+    return f"the governor is {', '.join(others)}: {varies} with {pin}"
 
 
 def system_info(clocks: Clocks, argv: list[str] | None = None, on_gpu: bool = False) -> dict:

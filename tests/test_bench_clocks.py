@@ -74,6 +74,9 @@ def test_advice_only_where_a_governor_lets_the_clocks_vary():
     pinned = {name: {**cpu, "pinned": True} for name, cpu in cpus.items()}  # jetson_clocks keeps the governor
     performance = {name: {**cpu, "governor": "performance"} for name, cpu in cpus.items()}
     assert governor_advice(pinned, jetson=True) is None and governor_advice(performance, jetson=False) is None
+    assert governor_advice(cpus, True, Clocks(JETSON).gpu) == (
+        "the governor is schedutil, nvhost_podgov on the GPU: clocks vary between calls (and idle cores clock down); "
+        "for steady numbers pin them with `sudo jetson_clocks`")
     assert governor_advice("unavailable (no cpufreq in sysfs: /sys/devices/system/cpu/cpu*/cpufreq)", False) is None
 
 
@@ -229,8 +232,8 @@ def test_an_unpinned_gpu_governor_is_advised_on_only_where_a_row_ran_on_the_gpu(
         reports[name] = json.loads((out / "report.json").read_text())
     assert reports["cpu"]["system"]["clock_advice"] is None and clock_warning(reports["cpu"]) is None
     assert reports["gpu"]["system"]["clock_advice"] == (
-        "the governor is nvhost_podgov on the GPU: clocks vary between calls (and idle cores clock down); for steady "
-        "numbers pin them with `sudo jetson_clocks`")
+        "the governor is nvhost_podgov on the GPU: the GPU clock varies between calls; for steady numbers pin it with "
+        "`sudo jetson_clocks`")  # the CPUs are pinned: no idle cores clocking down
     assert clock_warning(reports["gpu"]).endswith("governor nvhost_podgov on the GPU (clocks not pinned)")
     (root / DEVFREQ_DIR / GPU / "min_freq").write_text(f"{GPU_MAX_HZ}\n")  # jetson_clocks pins the GPU too
     clocks = Clocks(root)
