@@ -5,6 +5,7 @@ Everything here is best effort and never fails a benchmark: a field that cannot 
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import re
@@ -17,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from edge_msa.host import cpu_model
+
+from .meters.base import MeterUnavailable
+from .meters.nvml import THROTTLING, gpu_clocks, gpu_clocks_now, gpu_name
 
 SYSFS_ROOT = Path("/")
 CPU_DIR, THERMAL_DIR, DEVFREQ_DIR = "sys/devices/system/cpu", "sys/class/thermal", "sys/class/devfreq"
@@ -191,7 +195,7 @@ def gpu_clock(root: Path = SYSFS_ROOT) -> dict[str, Any] | str:
     """A Jetson GPU's devfreq device (GPU_DEVFREQ names; the EMC, NVDLA, VIC, ... beside it are left out): its name,
     governor, max clock in Hz and whether its min is raised to it (`jetson_clocks`), like `cpu_clocks`: max_freq as
     the run starts (the power mode's cap), so a thermal cap that comes later shows as a clock below it; or why there
-    is none. A desktop GPU's clocks and throttle reasons are NVML's and out of scope here: they read as unavailable."""
+    is none. A desktop GPU's clocks and throttle reasons are NVML's (`nvml_clocks`): here they read as unavailable."""
     try:
         found = sorted(p for p in (root / DEVFREQ_DIR).iterdir() if any(k in p.name for k in GPU_DEVFREQ))
     except OSError:
@@ -219,16 +223,21 @@ def thermal_zones(root: Path = SYSFS_ROOT) -> dict[str, dict[str, Any]] | str:
 
 
 class Clocks:
-    """The CPU clocks, a Jetson GPU's clock and the thermal zones under a sysfs `root`: the static part (governors, max
-    clocks, zones and their trip points) is read once, when the run starts, for the `system` block; `snapshot` reads
-    the current clocks and temperatures, between rows (a few small file reads, never inside a timed call). A board
-    that throttles under a sustained run, or a governor that clocks down between calls, moves latency more than most
-    model changes, so a row says what its clocks were."""
+    """The CPU clocks, a Jetson GPU's clock and the thermal zones under a sysfs `root`, and a desktop NVIDIA GPU's
+    clocks through NVML: the static part (governors, max clocks, zones and their trip points) is read once, when the
+    run starts, for the `system` block; `snapshot` reads the current clocks and temperatures, between rows (a few
+    small file reads and NVML queries, never inside a timed call). A board that throttles under a sustained run, or
+    a governor that clocks down between calls, moves latency more than most model changes, so a row says what its
+    clocks were."""
 
-    def __init__(self, root: str | os.PathLike = SYSFS_ROOT) -> None:
+    def __init__(self, root: str | os.PathLike = SYSFS_ROOT, nvml: bool | None = None) -> None:
+        """`nvml`: read an NVIDIA GPU's clocks through NVML (`nvml_clocks`); by default only where `root` is this
+        machine's, since NVML reads this machine's GPU, which is not the board of another root (a fixture)."""
         self.root = Path(root)
         self.cpus, self.zones = cpu_clocks(self.root), thermal_zones(self.root)
         self.gpu = gpu_clock(self.root)
+        self.nvidia = nvml_clocks() if (self.root == SYSFS_ROOT if nvml is None else nvml) else (
+            f"not read (the sysfs root {self.root} is not this machine's)")
         self.vcgencmd = shutil.which("vcgencmd")  # a Raspberry Pi's: its firmware's throttle bits
 
     def snapshot(self) -> dict[str, Any]:
@@ -245,6 +254,9 @@ class Clocks:
                 snap.update(cpu_freq_min=min(fractions), cpu_freq_max=max(fractions))
         if isinstance(self.gpu, dict) and (cur := _read_int(self.root / DEVFREQ_DIR / self.gpu["device"] / "cur_freq")):
             snap["gpu_freq"] = cur / self.gpu["max_hz"]
+        if isinstance(self.nvidia, dict):
+            with contextlib.suppress(MeterUnavailable):  # a GPU lost mid-run: one reading fewer, not a failed row
+                snap.update(gpu_clocks_now())
         if isinstance(self.zones, dict):
             temps = {name: t / 1e3 for name in self.zones
                      if (t := _read_int(self.root / THERMAL_DIR / name / "temp")) is not None}
@@ -255,6 +267,15 @@ class Clocks:
                             at_passive_trip=[self.zones[n]["type"] for n, t in temps.items()
                                              if trips[n] is not None and t >= trips[n]])
         return snap
+
+
+def nvml_clocks() -> dict[str, object] | str:
+    """The visible NVIDIA GPU's name and max SM clock through NVML (`gpu_clocks`), or why not (no nvidia-ml-py: the
+    `[gpu]` extra's fix; no driver or no GPU; a driver without clock queries)."""
+    try:
+        return gpu_clocks()
+    except MeterUnavailable as exc:
+        return f"unavailable ({exc})"
 
 
 def row_clocks(start: dict[str, Any], end: dict[str, Any], on_gpu: bool) -> dict[str, Any]:
@@ -268,12 +289,14 @@ def row_clocks(start: dict[str, Any], end: dict[str, Any], on_gpu: bool) -> dict
 
 
 def throttled(end: dict[str, Any], on_gpu: bool) -> str | None:
-    """Why a row's end snapshot looks throttled (THROTTLED_BELOW, the GPU's only where the row ran on it, a zone at its
-    passive trip point, a Pi firmware's "now" flag), or None."""
+    """Why a row's end snapshot looks throttled (THROTTLED_BELOW; the GPU's clock or NVML's THROTTLING reasons only
+    where the row ran on it; a zone at its passive trip point; a Pi firmware's "now" flag), or None."""
     why = [f"fastest CPU clock at {end['cpu_freq_max']:.0%} of max"] if end.get(
         "cpu_freq_max", 1.0) < THROTTLED_BELOW else []
     gpu = end.get("gpu_freq", 1.0) if on_gpu else 1.0
     why += [f"GPU clock at {gpu:.0%} of max"] if gpu < THROTTLED_BELOW else []
+    held = [reason for reason in end.get("gpu_reasons", []) if reason in THROTTLING] if on_gpu else []
+    why += [f"NVML reports the GPU clocks held down by {', '.join(held)}"] if held else []
     why += [f"{zone} at or over its passive trip point" for zone in end.get("at_passive_trip", [])]
     why += [f"firmware reports {', '.join(now)} now (vcgencmd get_throttled {end['firmware_throttled']})"] if (
         now := end.get("firmware_now")) else []
@@ -314,8 +337,6 @@ def governor_advice(cpus: dict[str, dict[str, Any]] | str, jetson: bool,
 def system_info(clocks: Clocks, argv: list[str] | None = None, on_gpu: bool = False) -> dict:
     """The `system` block of report.json; `clocks` read as the run started, `on_gpu` whether a row ran on the GPU
     (then the GPU's governor counts in the advice)."""
-    from .meters.nvml import gpu_name
-
     board, family = board_model(clocks.root), board_family(clocks.root)  # the board whose sysfs was read
     jetson = board if family == "jetson" else None
     gpu = gpu_name()
@@ -330,6 +351,7 @@ def system_info(clocks: Clocks, argv: list[str] | None = None, on_gpu: bool = Fa
         "power_mode": nvpmodel_mode(),
         "cpufreq": clocks.cpus,
         "gpu_clock": clocks.gpu,
+        "nvml_clocks": clocks.nvidia,
         "thermal": clocks.zones,
         "clock_advice": governor_advice(clocks.cpus, family == "jetson", clocks.gpu if on_gpu else None),
         **firmware_system(firmware_throttled(clocks.vcgencmd)),  # read as the run ends: since boot covers the run

@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -17,6 +19,7 @@ from edge_msa.benchmarks.compare import clock_warning
 from edge_msa.benchmarks.sysinfo import (CPU_DIR, DEVFREQ_DIR, DEVICE_TREE, THERMAL_DIR, THROTTLED_BELOW, Clocks,
                                          board_family, governor_advice, row_clocks, system_info)
 from edge_msa.cli import main
+from edge_msa.errors import GPU_FIX
 from test_bench_sweep import FAST, _bundles, make_loader
 
 SYSFS = Path(__file__).parent / "fixtures" / "sysfs"
@@ -321,3 +324,94 @@ def test_bench_and_compare_on_a_pi_whose_firmware_throttles(tmp_path, tiny_split
     assert main(["bench", "--compare", str(out / "report.json"), str(out / "report.json")]) == 0
     assert ("1 of 1 successful rows flagged throttled?; governor ondemand (clocks not pinned); firmware reported "
             "under-voltage, throttled since boot; the ratios include their effect.") in capsys.readouterr().out
+
+
+REASON_BITS = {"GpuIdle": 0x1, "ApplicationsClocksSetting": 0x2, "SwPowerCap": 0x4, "HwSlowdown": 0x8,
+               "SwThermalSlowdown": 0x20, "HwThermalSlowdown": 0x40}
+
+
+def _fake_pynvml(reasons: list[int], sm_mhz: int = 1980, renamed: bool = True):
+    """A stand-in for nvidia-ml-py on a desktop GPU: `reasons` are the clock event reason bits, one per read, spelled
+    as in pynvml 12.535+ (`...ClocksEventReason...`) or, `renamed=False`, as before (`...ClocksThrottleReason...`)."""
+    calls = {"clock": 0, "init": 0, "shutdown": 0}
+
+    def clock(handle, kind):
+        assert kind == module.NVML_CLOCK_SM
+        calls["clock"] += 1
+        return sm_mhz
+
+    spelling = "Event" if renamed else "Throttle"
+    module = SimpleNamespace(
+        NVML_CLOCK_SM=1, nvmlInit=lambda: calls.__setitem__("init", calls["init"] + 1),
+        nvmlDeviceGetHandleByIndex=lambda i: f"index {i}",
+        nvmlDeviceGetName=lambda h: b"NVIDIA H100 80GB HBM3", nvmlDeviceGetMaxClockInfo=lambda h, kind: 1980,
+        nvmlDeviceGetClockInfo=clock, nvmlShutdown=lambda: calls.__setitem__("shutdown", calls["shutdown"] + 1),
+        **{f"nvmlDeviceGetCurrentClocks{spelling}Reasons": lambda h: reasons.pop(0)},
+        **{f"nvmlClocks{spelling}Reason{name}": bit for name, bit in REASON_BITS.items()})
+    return module, calls
+
+
+@pytest.mark.parametrize("renamed", [True, False])
+def test_nvml_clock_event_reasons_flag_a_gpu_row_for_power_heat_and_slowdown_only(monkeypatch, renamed):
+    """A desktop GPU's clocks and why NVML holds them down; a power cap flags a GPU row, idle (a GPU between calls,
+    where the snapshots are taken) and application clocks (a setting) do not, nor anything a CPU-only row."""
+    module, calls = _fake_pynvml([0, 0x1 | 0x2, 0x1 | 0x4, 0x40], sm_mhz=990, renamed=renamed)
+    monkeypatch.setitem(sys.modules, "pynvml", module)
+    monkeypatch.setenv("PATH", "")  # no vcgencmd
+    clocks = Clocks(VM, nvml=True)
+    idle = clocks.snapshot()
+    assert idle == {"gpu_sm_clock": 0.5, "gpu_reasons": ["idle", "application clocks setting"]}
+    assert row_clocks(idle, idle, True)["throttled"] is False
+    capped = clocks.snapshot()
+    assert capped["gpu_reasons"] == ["idle", "power cap"] and row_clocks(idle, capped, False)["throttled"] is False
+    assert row_clocks(idle, capped, True)["throttled_why"] == "NVML reports the GPU clocks held down by power cap"
+    assert row_clocks(idle, clocks.snapshot(), True)["throttled_why"].endswith("by HW thermal slowdown")
+    assert system_info(clocks, [])["nvml_clocks"] == {"device": "NVIDIA H100 80GB HBM3", "max_sm_mhz": 1980}
+    assert calls["init"] == calls["shutdown"]  # nothing held open between snapshots
+
+
+def test_no_nvml_is_one_unavailable_line_and_no_reading(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    monkeypatch.setenv("PATH", "")
+    clocks = Clocks(VM, nvml=True)
+    assert clocks.nvidia.startswith("unavailable (pynvml is required for NVIDIA GPU clocks")
+    assert clocks.nvidia.endswith(f"fix: {GPU_FIX})")
+    assert clocks.snapshot() == {} and system_info(clocks, [])["nvml_clocks"] == clocks.nvidia
+    assert Clocks(VM).nvidia.startswith("not read (the sysfs root ")  # a fixture's board is not this machine's GPU
+    module, _ = _fake_pynvml([])  # a driver without the reasons query (an empty list fails to pop): not read at all
+    monkeypatch.setitem(sys.modules, "pynvml", module)
+    assert Clocks(VM, nvml=True).nvidia.startswith("unavailable (NVML clocks not readable on GPU 0 (")
+
+
+def test_bench_on_a_power_capped_desktop_gpu_reads_nvml_outside_the_timed_calls(tmp_path, tiny_splits, monkeypatch):
+    import edge_msa.benchmarks.sweep as sweep
+
+    module, calls = _fake_pynvml([0x4] * 3)  # one read at open, one before and one after the timed calls
+    monkeypatch.setitem(sys.modules, "pynvml", module)
+    monkeypatch.setenv("PATH", "")
+    monkeypatch.setattr(sweep, "Clocks", lambda root: Clocks(VM, nvml=True))
+    timed = sweep.measure_side_by_side
+
+    def untouched(*args, **kwargs):
+        before = calls["clock"]
+        try:
+            return timed(*args, **kwargs)
+        finally:
+            assert calls["clock"] == before
+
+    monkeypatch.setattr(sweep, "measure_side_by_side", untouched)
+    cpu_loader = make_loader(tiny_splits.spec)
+
+    def on_gpu(bundle, backend, threads):
+        pred = cpu_loader(bundle, backend, threads)
+        pred.manifest["backend"] = "tensorrt"
+        return pred
+
+    out = run_bench(_bundles(tmp_path, "student"), data=tiny_splits, out=tmp_path / "r", modalities=("all",),
+                    meter="none", loader=on_gpu, **FAST)
+    row = json.loads((out / "report.json").read_text())["rows"][0]
+    assert row["throttled"] is True and row["clocks"]["end"]["gpu_reasons"] == ["power cap"]
+    md = (out / "report.md").read_text()
+    assert "- NVIDIA GPU clocks (NVML): max SM 1980 MHz (NVIDIA H100 80GB HBM3)" in md
+    assert "| 1 | all | –, GPU SM 100% (power cap) | –, GPU SM 100% (power cap) |" in md
+    assert calls["clock"] == 3 and calls["init"] == calls["shutdown"]
