@@ -180,6 +180,7 @@ def _clocks_section(system: dict, rows: list[dict]) -> list[str]:
     zones = system["thermal"]
     out = ["", "## Clocks and temperature", "", f"- CPU clocks: {_cpus_line(system['cpufreq'])}",
            *([f"- GPU clock: {_gpu_line(system['gpu_clock'])}"] if "gpu_clock" in system else []),  # since it is read
+           *([f"- NVIDIA GPU clocks (NVML): {_nvml_line(system['nvml_clocks'])}"] if "nvml_clocks" in system else []),
            "- thermal zones: " + (zones if isinstance(zones, str) else ", ".join(
                z["type"] + (f" (passive trip {z['passive_trip_c']:g} °C)" if z["passive_trip_c"] is not None else "")
                for z in zones.values()))]
@@ -192,8 +193,9 @@ def _clocks_section(system: dict, rows: list[dict]) -> list[str]:
     if not timed:
         return out
     out += ["", f"throttled? marks a row whose timed calls ended with even the fastest CPU (or, on a GPU backend, the "
-            f"GPU) below {THROTTLED_BELOW:.0%} of its max clock, a thermal zone at or over its first passive trip "
-            "point or a Raspberry Pi's firmware throttling now. The bundles of one batch size and subset are timed "
+            f"GPU) below {THROTTLED_BELOW:.0%} of its max clock, NVML reporting a GPU backend's clocks held down by "
+            "a power cap, heat or a hardware slowdown, a thermal zone at or over its first passive trip point or a "
+            "Raspberry Pi's firmware throttling now. The bundles of one batch size and subset are timed "
             "side by side, so they share one reading just before and one just after their timed calls; clocks are the "
             "slowest / fastest CPU (and the GPU) as a share of its max.", "",
             "| batch | modalities | clocks start | clocks end | hottest start | hottest end | throttled? |",
@@ -222,9 +224,16 @@ def _gpu_line(gpu: dict | str) -> str:
     return f"{gpu['governor']}{pinned}, max {gpu['max_hz'] / 1e6:.0f} MHz ({gpu['device']})"
 
 
+def _nvml_line(nvml: dict | str) -> str:
+    """'max SM 1980 MHz (NVIDIA H100 80GB HBM3)', or why NVML was not read."""
+    return nvml if isinstance(nvml, str) else f"max SM {nvml['max_sm_mhz']} MHz ({nvml['device']})"
+
+
 def _clock_cell(snap: dict) -> str:
     cpu = f"{snap['cpu_freq_min']:.0%} / {snap['cpu_freq_max']:.0%}" if "cpu_freq_max" in snap else "–"
+    reasons = f" ({', '.join(snap['gpu_reasons'])})" if snap.get("gpu_reasons") else ""
     return cpu + (f", GPU {snap['gpu_freq']:.0%}" if "gpu_freq" in snap else "") + (
+        f", GPU SM {snap['gpu_sm_clock']:.0%}{reasons}" if "gpu_sm_clock" in snap else "") + (
         f", firmware {snap['firmware_throttled']}" if "firmware_throttled" in snap else "")
 
 

@@ -5,6 +5,7 @@ Everything here is best effort and never fails a benchmark: a field that cannot 
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import re
@@ -18,9 +19,17 @@ from typing import Any
 
 from edge_msa.host import cpu_model
 
-DEVICE_TREE_MODEL = Path("/proc/device-tree/model")
+from .meters.base import MeterUnavailable
+from .meters.nvml import THROTTLING, gpu_clocks, gpu_clocks_now, gpu_name
+
 SYSFS_ROOT = Path("/")
 CPU_DIR, THERMAL_DIR, DEVFREQ_DIR = "sys/devices/system/cpu", "sys/class/thermal", "sys/class/devfreq"
+DEVICE_TREE = "proc/device-tree"
+BOARDS = (("jetson", "nvidia,tegra", "jetson"), ("raspberry-pi", "raspberrypi,", "raspberry pi"))
+"""Board families: (name, the prefix of one of its device tree's `compatible` strings, a word of its model string).
+`compatible` first: every Jetson lists its SoC as nvidia,tegra<N> (tegra210 Nano, tegra186 TX2, tegra194 Xavier,
+tegra234 Orin) whatever its model says (a TX2 on older L4T says 'quill', a third-party carrier board its own name),
+and every Pi its model as raspberrypi,<N>-model-<x>; the model word only where `compatible` names neither."""
 # a Jetson GPU's devfreq device name holds one: 17000000.ga10b or .gpu (Orin), .gv11b (Xavier), .gp10b (TX2)
 GPU_DEVFREQ = ("gpu", "ga10b", "gv11b", "gp10b")
 THROTTLED_BELOW = 0.90
@@ -42,14 +51,30 @@ PERFORMANCE = "performance"  # the governor that holds every clock at its max (t
 PACKAGES = ("edge-msa", "numpy", "onnxruntime", "onnxruntime-gpu", "tensorrt", "nvidia-ml-py")
 
 
-def board_model(path: Path = DEVICE_TREE_MODEL) -> str | None:
+def _device_tree(root: Path, name: str) -> list[str]:
+    """A device-tree property's strings (the kernel writes them NUL-separated and NUL-terminated); none where it has
+    none (x86)."""
+    try:
+        text = (root / DEVICE_TREE / name).read_bytes().decode(errors="replace")
+    except OSError:
+        return []
+    return [part.strip() for part in text.split("\x00") if part.strip()]
+
+
+def board_model(root: Path = SYSFS_ROOT) -> str | None:
     """The board's name from the device tree ('NVIDIA Jetson Orin Nano Developer Kit', 'Raspberry Pi 4 Model B Rev
     1.4'); None where there is none (x86)."""
-    try:
-        model = path.read_bytes().rstrip(b"\x00").decode(errors="replace").strip()
-    except OSError:
-        return None
-    return model or None
+    return next(iter(_device_tree(root, "model")), None)
+
+
+def board_family(root: Path = SYSFS_ROOT) -> str | None:
+    """'jetson', 'raspberry-pi' (BOARDS) or None: what decides the advice (`jetson_clocks` or `cpupower`) and
+    whether the board's model is recorded as a Jetson's."""
+    compatible, model = _device_tree(root, "compatible"), (board_model(root) or "").lower()
+    for family, prefix, word in BOARDS:
+        if any(c.startswith(prefix) for c in compatible) or word in model:
+            return family
+    return None
 
 
 def nvpmodel_mode() -> str | None:
@@ -170,7 +195,7 @@ def gpu_clock(root: Path = SYSFS_ROOT) -> dict[str, Any] | str:
     """A Jetson GPU's devfreq device (GPU_DEVFREQ names; the EMC, NVDLA, VIC, ... beside it are left out): its name,
     governor, max clock in Hz and whether its min is raised to it (`jetson_clocks`), like `cpu_clocks`: max_freq as
     the run starts (the power mode's cap), so a thermal cap that comes later shows as a clock below it; or why there
-    is none. A desktop GPU's clocks and throttle reasons are NVML's and out of scope here: they read as unavailable."""
+    is none. A desktop GPU's clocks and throttle reasons are NVML's (`nvml_clocks`): here they read as unavailable."""
     try:
         found = sorted(p for p in (root / DEVFREQ_DIR).iterdir() if any(k in p.name for k in GPU_DEVFREQ))
     except OSError:
@@ -198,16 +223,21 @@ def thermal_zones(root: Path = SYSFS_ROOT) -> dict[str, dict[str, Any]] | str:
 
 
 class Clocks:
-    """The CPU clocks, a Jetson GPU's clock and the thermal zones under a sysfs `root`: the static part (governors, max
-    clocks, zones and their trip points) is read once, when the run starts, for the `system` block; `snapshot` reads
-    the current clocks and temperatures, between rows (a few small file reads, never inside a timed call). A board
-    that throttles under a sustained run, or a governor that clocks down between calls, moves latency more than most
-    model changes, so a row says what its clocks were."""
+    """The CPU clocks, a Jetson GPU's clock and the thermal zones under a sysfs `root`, and a desktop NVIDIA GPU's
+    clocks through NVML: the static part (governors, max clocks, zones and their trip points) is read once, when the
+    run starts, for the `system` block; `snapshot` reads the current clocks and temperatures, between rows (a few
+    small file reads and NVML queries, never inside a timed call). A board that throttles under a sustained run, or
+    a governor that clocks down between calls, moves latency more than most model changes, so a row says what its
+    clocks were."""
 
-    def __init__(self, root: str | os.PathLike = SYSFS_ROOT) -> None:
+    def __init__(self, root: str | os.PathLike = SYSFS_ROOT, nvml: bool | None = None) -> None:
+        """`nvml`: read an NVIDIA GPU's clocks through NVML (`nvml_clocks`); by default only where `root` is this
+        machine's, since NVML reads this machine's GPU, which is not the board of another root (a fixture)."""
         self.root = Path(root)
         self.cpus, self.zones = cpu_clocks(self.root), thermal_zones(self.root)
         self.gpu = gpu_clock(self.root)
+        self.nvidia = nvml_clocks() if (self.root == SYSFS_ROOT if nvml is None else nvml) else (
+            f"not read (the sysfs root {self.root} is not this machine's)")
         self.vcgencmd = shutil.which("vcgencmd")  # a Raspberry Pi's: its firmware's throttle bits
 
     def snapshot(self) -> dict[str, Any]:
@@ -224,6 +254,9 @@ class Clocks:
                 snap.update(cpu_freq_min=min(fractions), cpu_freq_max=max(fractions))
         if isinstance(self.gpu, dict) and (cur := _read_int(self.root / DEVFREQ_DIR / self.gpu["device"] / "cur_freq")):
             snap["gpu_freq"] = cur / self.gpu["max_hz"]
+        if isinstance(self.nvidia, dict):
+            with contextlib.suppress(MeterUnavailable):  # a GPU lost mid-run: one reading fewer, not a failed row
+                snap.update(gpu_clocks_now())
         if isinstance(self.zones, dict):
             temps = {name: t / 1e3 for name in self.zones
                      if (t := _read_int(self.root / THERMAL_DIR / name / "temp")) is not None}
@@ -234,6 +267,15 @@ class Clocks:
                             at_passive_trip=[self.zones[n]["type"] for n, t in temps.items()
                                              if trips[n] is not None and t >= trips[n]])
         return snap
+
+
+def nvml_clocks() -> dict[str, object] | str:
+    """The visible NVIDIA GPU's name and max SM clock through NVML (`gpu_clocks`), or why not (no nvidia-ml-py: the
+    `[gpu]` extra's fix; no driver or no GPU; a driver without clock queries)."""
+    try:
+        return gpu_clocks()
+    except MeterUnavailable as exc:
+        return f"unavailable ({exc})"
 
 
 def row_clocks(start: dict[str, Any], end: dict[str, Any], on_gpu: bool) -> dict[str, Any]:
@@ -247,12 +289,14 @@ def row_clocks(start: dict[str, Any], end: dict[str, Any], on_gpu: bool) -> dict
 
 
 def throttled(end: dict[str, Any], on_gpu: bool) -> str | None:
-    """Why a row's end snapshot looks throttled (THROTTLED_BELOW, the GPU's only where the row ran on it, a zone at its
-    passive trip point, a Pi firmware's "now" flag), or None."""
+    """Why a row's end snapshot looks throttled (THROTTLED_BELOW; the GPU's clock or NVML's THROTTLING reasons only
+    where the row ran on it; a zone at its passive trip point; a Pi firmware's "now" flag), or None."""
     why = [f"fastest CPU clock at {end['cpu_freq_max']:.0%} of max"] if end.get(
         "cpu_freq_max", 1.0) < THROTTLED_BELOW else []
     gpu = end.get("gpu_freq", 1.0) if on_gpu else 1.0
     why += [f"GPU clock at {gpu:.0%} of max"] if gpu < THROTTLED_BELOW else []
+    held = [reason for reason in end.get("gpu_reasons", []) if reason in THROTTLING] if on_gpu else []
+    why += [f"NVML reports the GPU clocks held down by {', '.join(held)}"] if held else []
     why += [f"{zone} at or over its passive trip point" for zone in end.get("at_passive_trip", [])]
     why += [f"firmware reports {', '.join(now)} now (vcgencmd get_throttled {end['firmware_throttled']})"] if (
         now := end.get("firmware_now")) else []
@@ -265,32 +309,36 @@ def varying_governors(cpus: dict[str, dict[str, Any]] | str, gpu: dict[str, Any]
     CPU-only run leaves it idle): under them a clock varies between calls, so the figures depend on the governor as
     well as the board. `jetson_clocks` pins the GPU as well as the CPUs; pinning the CPUs alone leaves its
     nvhost_podgov scaling the GPU with its load."""
-    names = sorted({cpu["governor"] for cpu in cpus.values() if not cpu["pinned"]} - {PERFORMANCE}) if isinstance(
-        cpus, dict) else []
+    names = _varying_cpu_governors(cpus)
     if isinstance(gpu, dict) and not gpu["pinned"] and gpu["governor"] != PERFORMANCE:
         names.append(f"{gpu['governor']} on the GPU")
     return names
 
 
+def _varying_cpu_governors(cpus: dict[str, dict[str, Any]] | str) -> list[str]:
+    return sorted({cpu["governor"] for cpu in cpus.values() if not cpu["pinned"]} - {PERFORMANCE}) if isinstance(
+        cpus, dict) else []
+
+
 def governor_advice(cpus: dict[str, dict[str, Any]] | str, jetson: bool,
                     gpu: dict[str, Any] | str | None = None) -> str | None:
     """One line of advice where a governor other than `performance` sets clocks that are not pinned (the GPU's where
-    it is given: `varying_governors`), or None."""
+    it is given: `varying_governors`), or None. It says what varies: idle cores clocking down is a CPU governor's
+    doing, not the GPU's."""
     others = varying_governors(cpus, gpu)
     if not others:
         return None
     pin = "`sudo jetson_clocks`" if jetson else f"`sudo cpupower frequency-set -g {PERFORMANCE}`"
-    return (f"the governor is {', '.join(others)}: clocks vary between calls (and idle cores clock down); for "
-            f"steady numbers pin them with {pin}")
+    varies = ("clocks vary between calls (and idle cores clock down); for steady numbers pin them"
+              if _varying_cpu_governors(cpus) else "the GPU clock varies between calls; for steady numbers pin it")
+    return f"the governor is {', '.join(others)}: {varies} with {pin}"
 
 
 def system_info(clocks: Clocks, argv: list[str] | None = None, on_gpu: bool = False) -> dict:
     """The `system` block of report.json; `clocks` read as the run started, `on_gpu` whether a row ran on the GPU
     (then the GPU's governor counts in the advice)."""
-    from .meters.nvml import gpu_name
-
-    board = board_model(clocks.root / DEVICE_TREE_MODEL.relative_to("/"))  # the board whose sysfs was read
-    jetson = board if board and "jetson" in board.lower() else None  # a Raspberry Pi has a device tree too
+    board, family = board_model(clocks.root), board_family(clocks.root)  # the board whose sysfs was read
+    jetson = board if family == "jetson" else None
     gpu = gpu_name()
     cpu = cpu_model()
     return {
@@ -298,12 +346,14 @@ def system_info(clocks: Clocks, argv: list[str] | None = None, on_gpu: bool = Fa
         "cpu": cpu,
         "cpu_count": os.cpu_count(),
         "gpu": gpu,
+        "board_family": family,
         "jetson_model": jetson,
         "power_mode": nvpmodel_mode(),
         "cpufreq": clocks.cpus,
         "gpu_clock": clocks.gpu,
+        "nvml_clocks": clocks.nvidia,
         "thermal": clocks.zones,
-        "clock_advice": governor_advice(clocks.cpus, jetson is not None, clocks.gpu if on_gpu else None),
+        "clock_advice": governor_advice(clocks.cpus, family == "jetson", clocks.gpu if on_gpu else None),
         **firmware_system(firmware_throttled(clocks.vcgencmd)),  # read as the run ends: since boot covers the run
         "os": platform.platform(),
         "versions": versions(),

@@ -17,6 +17,7 @@ from typing import Any, Iterable, Iterator, Mapping
 TRAIN_FIX = 'pip install "edge-msa[train]"'
 MEDIA_FIX = 'pip install "edge-msa[media]"'
 PLOT_FIX = 'pip install "edge-msa[plot]"'
+GPU_FIX = 'pip install "edge-msa[gpu]"'
 
 
 class EdgeMSAError(Exception):

@@ -8,19 +8,23 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from edge_msa.benchmarks import run_bench, sysinfo
 from edge_msa.benchmarks.compare import clock_warning
-from edge_msa.benchmarks.sysinfo import (CPU_DIR, DEVFREQ_DIR, THERMAL_DIR, THROTTLED_BELOW, Clocks, governor_advice,
-                                         row_clocks, system_info)
+from edge_msa.benchmarks.sysinfo import (CPU_DIR, DEVFREQ_DIR, DEVICE_TREE, THERMAL_DIR, THROTTLED_BELOW, Clocks,
+                                         board_family, governor_advice, row_clocks, system_info)
 from edge_msa.cli import main
+from edge_msa.errors import GPU_FIX
 from test_bench_sweep import FAST, _bundles, make_loader
 
 SYSFS = Path(__file__).parent / "fixtures" / "sysfs"
 JETSON, PI, VM = SYSFS / "orin_nano_throttled", SYSFS / "pi4_firmware_capped", SYSFS / "vm"
+TX2 = SYSFS / "tx2_quill"  # a Jetson whose device-tree model is 'quill' (older L4T)
 MAX_KHZ = 1510400
 GPU, GPU_MAX_HZ, GPU_CUR = "17000000.ga10b", 624750000, 306000000 / 624750000  # the fixture's GPU: 49 % of max
 
@@ -73,6 +77,9 @@ def test_advice_only_where_a_governor_lets_the_clocks_vary():
     pinned = {name: {**cpu, "pinned": True} for name, cpu in cpus.items()}  # jetson_clocks keeps the governor
     performance = {name: {**cpu, "governor": "performance"} for name, cpu in cpus.items()}
     assert governor_advice(pinned, jetson=True) is None and governor_advice(performance, jetson=False) is None
+    assert governor_advice(cpus, True, Clocks(JETSON).gpu) == (
+        "the governor is schedutil, nvhost_podgov on the GPU: clocks vary between calls (and idle cores clock down); "
+        "for steady numbers pin them with `sudo jetson_clocks`")
     assert governor_advice("unavailable (no cpufreq in sysfs: /sys/devices/system/cpu/cpu*/cpufreq)", False) is None
 
 
@@ -228,12 +235,31 @@ def test_an_unpinned_gpu_governor_is_advised_on_only_where_a_row_ran_on_the_gpu(
         reports[name] = json.loads((out / "report.json").read_text())
     assert reports["cpu"]["system"]["clock_advice"] is None and clock_warning(reports["cpu"]) is None
     assert reports["gpu"]["system"]["clock_advice"] == (
-        "the governor is nvhost_podgov on the GPU: clocks vary between calls (and idle cores clock down); for steady "
-        "numbers pin them with `sudo jetson_clocks`")
+        "the governor is nvhost_podgov on the GPU: the GPU clock varies between calls; for steady numbers pin it with "
+        "`sudo jetson_clocks`")  # the CPUs are pinned: no idle cores clocking down
     assert clock_warning(reports["gpu"]).endswith("governor nvhost_podgov on the GPU (clocks not pinned)")
     (root / DEVFREQ_DIR / GPU / "min_freq").write_text(f"{GPU_MAX_HZ}\n")  # jetson_clocks pins the GPU too
     clocks = Clocks(root)
     assert governor_advice(clocks.cpus, True, clocks.gpu) is None
+
+
+def test_the_board_family_comes_from_the_device_tree_compatible_strings_then_the_model(tmp_path):
+    """A TX2 on older L4T calls itself 'quill' and a third-party carrier board its own name; every Jetson's
+    `compatible` names its nvidia,tegra SoC. Without `compatible` the model string still tells."""
+    assert [board_family(root) for root in (JETSON, TX2, PI, VM)] == ["jetson", "jetson", "raspberry-pi", None]
+    for root, missing in ((JETSON, "compatible"), (PI, "model")):
+        copy = Path(shutil.copytree(root / DEVICE_TREE, tmp_path / root.name / DEVICE_TREE)).parents[1]
+        (copy / DEVICE_TREE / missing).unlink()
+        assert board_family(copy) == board_family(root)
+
+
+def test_a_jetson_with_an_odd_model_gets_the_jetson_advice(tmp_path, tiny_splits):
+    out = run_bench(_bundles(tmp_path, "student"), data=tiny_splits, out=tmp_path / "r", modalities=("all",),
+                    meter="none", loader=make_loader(tiny_splits.spec), sysfs_root=TX2, **FAST)
+    system = json.loads((out / "report.json").read_text())["system"]
+    assert (system["device"], system["board_family"], system["jetson_model"]) == ("quill", "jetson", "quill")
+    assert system["clock_advice"] == ("the governor is schedutil: clocks vary between calls (and idle cores clock "
+                                      "down); for steady numbers pin them with `sudo jetson_clocks`")
 
 
 def _vcgencmd(tmp_path: Path, monkeypatch, script: str) -> None:
@@ -284,7 +310,8 @@ def test_bench_and_compare_on_a_pi_whose_firmware_throttles(tmp_path, tiny_split
                     meter="none", loader=make_loader(tiny_splits.spec), sysfs_root=PI, **FAST)
     report = json.loads((out / "report.json").read_text())
     system = report["system"]
-    assert (system["device"], system["jetson_model"]) == ("Raspberry Pi 4 Model B Rev 1.4", None)
+    assert (system["device"], system["board_family"], system["jetson_model"]) == (
+        "Raspberry Pi 4 Model B Rev 1.4", "raspberry-pi", None)
     assert system["clock_advice"].endswith("`sudo cpupower frequency-set -g performance`")
     assert report["rows"][0]["throttled"] is True and system["firmware_throttled"]["raw"] == "0x50005"
     md = (out / "report.md").read_text()
@@ -297,3 +324,94 @@ def test_bench_and_compare_on_a_pi_whose_firmware_throttles(tmp_path, tiny_split
     assert main(["bench", "--compare", str(out / "report.json"), str(out / "report.json")]) == 0
     assert ("1 of 1 successful rows flagged throttled?; governor ondemand (clocks not pinned); firmware reported "
             "under-voltage, throttled since boot; the ratios include their effect.") in capsys.readouterr().out
+
+
+REASON_BITS = {"GpuIdle": 0x1, "ApplicationsClocksSetting": 0x2, "SwPowerCap": 0x4, "HwSlowdown": 0x8,
+               "SwThermalSlowdown": 0x20, "HwThermalSlowdown": 0x40}
+
+
+def _fake_pynvml(reasons: list[int], sm_mhz: int = 1980, renamed: bool = True):
+    """A stand-in for nvidia-ml-py on a desktop GPU: `reasons` are the clock event reason bits, one per read, spelled
+    as in pynvml 12.535+ (`...ClocksEventReason...`) or, `renamed=False`, as before (`...ClocksThrottleReason...`)."""
+    calls = {"clock": 0, "init": 0, "shutdown": 0}
+
+    def clock(handle, kind):
+        assert kind == module.NVML_CLOCK_SM
+        calls["clock"] += 1
+        return sm_mhz
+
+    spelling = "Event" if renamed else "Throttle"
+    module = SimpleNamespace(
+        NVML_CLOCK_SM=1, nvmlInit=lambda: calls.__setitem__("init", calls["init"] + 1),
+        nvmlDeviceGetHandleByIndex=lambda i: f"index {i}",
+        nvmlDeviceGetName=lambda h: b"NVIDIA H100 80GB HBM3", nvmlDeviceGetMaxClockInfo=lambda h, kind: 1980,
+        nvmlDeviceGetClockInfo=clock, nvmlShutdown=lambda: calls.__setitem__("shutdown", calls["shutdown"] + 1),
+        **{f"nvmlDeviceGetCurrentClocks{spelling}Reasons": lambda h: reasons.pop(0)},
+        **{f"nvmlClocks{spelling}Reason{name}": bit for name, bit in REASON_BITS.items()})
+    return module, calls
+
+
+@pytest.mark.parametrize("renamed", [True, False])
+def test_nvml_clock_event_reasons_flag_a_gpu_row_for_power_heat_and_slowdown_only(monkeypatch, renamed):
+    """A desktop GPU's clocks and why NVML holds them down; a power cap flags a GPU row, idle (a GPU between calls,
+    where the snapshots are taken) and application clocks (a setting) do not, nor anything a CPU-only row."""
+    module, calls = _fake_pynvml([0, 0x1 | 0x2, 0x1 | 0x4, 0x40], sm_mhz=990, renamed=renamed)
+    monkeypatch.setitem(sys.modules, "pynvml", module)
+    monkeypatch.setenv("PATH", "")  # no vcgencmd
+    clocks = Clocks(VM, nvml=True)
+    idle = clocks.snapshot()
+    assert idle == {"gpu_sm_clock": 0.5, "gpu_reasons": ["idle", "application clocks setting"]}
+    assert row_clocks(idle, idle, True)["throttled"] is False
+    capped = clocks.snapshot()
+    assert capped["gpu_reasons"] == ["idle", "power cap"] and row_clocks(idle, capped, False)["throttled"] is False
+    assert row_clocks(idle, capped, True)["throttled_why"] == "NVML reports the GPU clocks held down by power cap"
+    assert row_clocks(idle, clocks.snapshot(), True)["throttled_why"].endswith("by HW thermal slowdown")
+    assert system_info(clocks, [])["nvml_clocks"] == {"device": "NVIDIA H100 80GB HBM3", "max_sm_mhz": 1980}
+    assert calls["init"] == calls["shutdown"]  # nothing held open between snapshots
+
+
+def test_no_nvml_is_one_unavailable_line_and_no_reading(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    monkeypatch.setenv("PATH", "")
+    clocks = Clocks(VM, nvml=True)
+    assert clocks.nvidia.startswith("unavailable (pynvml is required for NVIDIA GPU clocks")
+    assert clocks.nvidia.endswith(f"fix: {GPU_FIX})")
+    assert clocks.snapshot() == {} and system_info(clocks, [])["nvml_clocks"] == clocks.nvidia
+    assert Clocks(VM).nvidia.startswith("not read (the sysfs root ")  # a fixture's board is not this machine's GPU
+    module, _ = _fake_pynvml([])  # a driver without the reasons query (an empty list fails to pop): not read at all
+    monkeypatch.setitem(sys.modules, "pynvml", module)
+    assert Clocks(VM, nvml=True).nvidia.startswith("unavailable (NVML clocks not readable on GPU 0 (")
+
+
+def test_bench_on_a_power_capped_desktop_gpu_reads_nvml_outside_the_timed_calls(tmp_path, tiny_splits, monkeypatch):
+    import edge_msa.benchmarks.sweep as sweep
+
+    module, calls = _fake_pynvml([0x4] * 3)  # one read at open, one before and one after the timed calls
+    monkeypatch.setitem(sys.modules, "pynvml", module)
+    monkeypatch.setenv("PATH", "")
+    monkeypatch.setattr(sweep, "Clocks", lambda root: Clocks(VM, nvml=True))
+    timed = sweep.measure_side_by_side
+
+    def untouched(*args, **kwargs):
+        before = calls["clock"]
+        try:
+            return timed(*args, **kwargs)
+        finally:
+            assert calls["clock"] == before
+
+    monkeypatch.setattr(sweep, "measure_side_by_side", untouched)
+    cpu_loader = make_loader(tiny_splits.spec)
+
+    def on_gpu(bundle, backend, threads):
+        pred = cpu_loader(bundle, backend, threads)
+        pred.manifest["backend"] = "tensorrt"
+        return pred
+
+    out = run_bench(_bundles(tmp_path, "student"), data=tiny_splits, out=tmp_path / "r", modalities=("all",),
+                    meter="none", loader=on_gpu, **FAST)
+    row = json.loads((out / "report.json").read_text())["rows"][0]
+    assert row["throttled"] is True and row["clocks"]["end"]["gpu_reasons"] == ["power cap"]
+    md = (out / "report.md").read_text()
+    assert "- NVIDIA GPU clocks (NVML): max SM 1980 MHz (NVIDIA H100 80GB HBM3)" in md
+    assert "| 1 | all | –, GPU SM 100% (power cap) | –, GPU SM 100% (power cap) |" in md
+    assert calls["clock"] == 3 and calls["init"] == calls["shutdown"]

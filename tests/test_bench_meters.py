@@ -13,6 +13,7 @@ from edge_msa.benchmarks.meters import (Meter, MeterUnavailable, Window, active_
                                         open_meter, settled_idle_window)
 from edge_msa.benchmarks.meters.rapl import RaplMeter
 from edge_msa.benchmarks.meters.tegrastats import TegrastatsMeter, module_power_mw, parse_rails
+from edge_msa.errors import GPU_FIX
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tegrastats"
 
@@ -303,7 +304,7 @@ def test_nvml_not_supported_falls_through_to_jetson_rails(monkeypatch, tmp_path)
 def test_nvml_missing_package_is_an_unavailable_reason(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", None)
     reason = open_meter("nvml", on_gpu=True)
-    assert reason.startswith("unavailable: nvml: pynvml is required") and "pip install nvidia-ml-py" in reason
+    assert reason.startswith("unavailable: nvml: pynvml is required") and GPU_FIX in reason
 
 
 def _fake_tegrastats(tmp_path: Path, lines: int | None, then: str = "",

@@ -12,14 +12,14 @@ import time
 from types import ModuleType
 from typing import Callable
 
-from edge_msa.errors import MissingDependencyError, require
+from edge_msa.errors import GPU_FIX, MissingDependencyError, require
 
 from .base import Meter, MeterUnavailable
 
 
-def _nvml() -> ModuleType:
+def _nvml(purpose: str = "NVML energy and GPU memory readings") -> ModuleType:
     try:
-        pynvml = require("pynvml", "NVML energy and GPU memory readings", "pip install nvidia-ml-py")
+        pynvml = require("pynvml", purpose, GPU_FIX)
     except MissingDependencyError as exc:
         raise MeterUnavailable(str(exc)) from None
     try:
@@ -117,6 +117,61 @@ class NvmlMeter(Meter):
 
     def close(self) -> None:
         self.nvml.nvmlShutdown()
+
+
+CLOCK_REASONS = (("GpuIdle", "idle"), ("ApplicationsClocksSetting", "application clocks setting"),
+                 ("SwPowerCap", "power cap"), ("HwSlowdown", "HW slowdown"), ("SyncBoost", "sync boost"),
+                 ("SwThermalSlowdown", "SW thermal slowdown"), ("HwThermalSlowdown", "HW thermal slowdown"),
+                 ("HwPowerBrakeSlowdown", "HW power brake slowdown"), ("DisplayClockSetting", "display clock setting"))
+"""NVML's clock event reasons (pynvml's nvmlClocksEventReason<X> bits, nvmlClocksThrottleReason<X> in an older one)
+and their names in the report."""
+THROTTLING = ("power cap", "HW slowdown", "SW thermal slowdown", "HW thermal slowdown", "HW power brake slowdown")
+"""The reasons that hold the clocks down against the load (the power limit, heat, the board's slowdown signal): they
+flag a GPU row throttled?. The others are recorded, not flagged: idle is a GPU between calls, where the snapshots
+are taken; application clocks, the display clock and sync boost are settings someone chose, like a power mode."""
+
+
+def gpu_clocks(gpu: str | None = None) -> dict[str, object]:
+    """The visible GPU's name and max SM clock (MHz), once its clocks have been read (`gpu_clocks_now`): a driver
+    without those queries (a Jetson's) raises MeterUnavailable here, as the run starts, not at every row."""
+    gpu_clocks_now(gpu)
+    return _read_gpu(gpu, lambda nvml, handle: {
+        "device": _text(nvml.nvmlDeviceGetName(handle)),
+        "max_sm_mhz": int(nvml.nvmlDeviceGetMaxClockInfo(handle, nvml.NVML_CLOCK_SM))})
+
+
+def gpu_clocks_now(gpu: str | None = None) -> dict[str, object]:
+    """The visible GPU's SM clock as a fraction of its max and the clock event reasons set now (CLOCK_REASONS'
+    names), for bench's clock snapshots, never inside a timed call. The reasons, not the clock, say whether it was
+    throttled: a snapshot comes as the timed calls end, and a GPU between calls clocks down for being idle."""
+    def read(nvml: ModuleType, handle: object) -> dict[str, object]:
+        reasons = getattr(nvml, "nvmlDeviceGetCurrentClocksEventReasons", None) or (
+            nvml.nvmlDeviceGetCurrentClocksThrottleReasons)
+        bits = reasons(handle)
+        sm = nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_SM) / nvml.nvmlDeviceGetMaxClockInfo(
+            handle, nvml.NVML_CLOCK_SM)
+        return {"gpu_sm_clock": sm, "gpu_reasons": [name for attr, name in CLOCK_REASONS if bits & _bit(nvml, attr)]}
+
+    return _read_gpu(gpu, read)
+
+
+def _bit(nvml: ModuleType, reason: str) -> int:
+    """A CLOCK_REASONS bit as this pynvml spells it; 0 where it has none (an older one lacks the newer reasons)."""
+    new = getattr(nvml, f"nvmlClocksEventReason{reason}", None)
+    return int(new if new is not None else getattr(nvml, f"nvmlClocksThrottleReason{reason}", 0))
+
+
+def _read_gpu(gpu: str | None, read: Callable[[ModuleType, object], dict[str, object]]) -> dict[str, object]:
+    """`read(pynvml, handle)` of the visible GPU, NVML initialised around it as `gpu_memory_mb` does (nothing held
+    open between a run's snapshots), or MeterUnavailable saying why not (no nvidia-ml-py: the `[gpu]` extra's fix)."""
+    gpu = visible_gpu() if gpu is None else gpu
+    nvml = _nvml("NVIDIA GPU clocks and throttle reasons")
+    try:
+        return read(nvml, _handle(nvml, gpu)[0])
+    except Exception as exc:  # pynvml.NVMLError subclasses; a query this driver lacks
+        raise MeterUnavailable(f"NVML clocks not readable on GPU {gpu} ({exc})") from None
+    finally:
+        nvml.nvmlShutdown()
 
 
 def gpu_name(gpu: str | None = None) -> str:
