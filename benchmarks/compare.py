@@ -11,7 +11,7 @@ from edge_msa.jsonio import loads
 
 from .report import HEADLINE, SAME_WORK
 from .sysinfo import varying_governors
-from .target import runs_on_gpu
+from .target import ok_rows_on_gpu
 
 KEY_FIELDS = ("bundle", "backend", "precision", *SAME_WORK)  # SAME_WORK alone is the fallback key
 # Settings that change the figures besides the device: where the two reports differ, the comparison says so.
@@ -89,8 +89,8 @@ def clock_warning(report: dict[str, Any]) -> str | None:
     ok = [r for r in report["rows"] if r.get("status") == "ok"]
     hot = sum(r.get("throttled") is True for r in ok)
     system = report.get("system") or {}
-    on_gpu = any(runs_on_gpu(r.get("backend", ""), r.get("providers", [])) for r in ok)  # as in its clock_advice
-    governors = varying_governors(system.get("cpufreq", ""), system.get("gpu_clock") if on_gpu else None)
+    governors = varying_governors(system.get("cpufreq", ""),  # the GPU's as in its clock_advice
+                                  system.get("gpu_clock") if ok_rows_on_gpu(ok) else None)
     since_boot = (system.get("firmware_throttled") or {}).get("since_boot")
     why = ([f"{hot} of {len(ok)} successful rows flagged throttled?"] if hot else []) + (
         [f"governor {', '.join(governors)} (clocks not pinned)"] if governors else []) + (

@@ -12,6 +12,7 @@ from edge_msa.errors import PLOT_FIX
 from edge_msa.jsonio import dumps
 
 from .sysinfo import THROTTLED_BELOW
+from .target import ok_rows_on_gpu
 from .timing import SIDE_BY_SIDE, STAGE_BUDGET_S, STAGE_CALLS
 
 HEADLINE = "acc2_non0"  # the accuracy axis of the Pareto plot and the ratio table
@@ -68,8 +69,9 @@ def render_markdown(report: dict[str, Any], png_note: str | None = None) -> str:
     system, rows, settings = report.get("system", {}), report.get("rows", []), report.get("settings", {})
     names = _names(rows)
     lines = ["# edge-msa benchmark", "",
-             f"- device: {system.get('device')} (power mode: {system.get('power_mode') or 'n/a'})",
-             f"- cpu: {system.get('cpu')} x{system.get('cpu_count')}; gpu: {system.get('gpu')}",
+             _device_line(system),
+             f"- cpu: {system.get('cpu')} x{system.get('cpu_count')}" + (
+                 f"; gpu: {system.get('gpu')}" if _gpu_named(system) or _nvml_matters(system, rows) else ""),
              f"- os: {system.get('os')}",
              "- versions: " + ", ".join(f"{k} {v}" for k, v in system.get("versions", {}).items()),
              f"- command: `{system.get('command')}`",
@@ -105,6 +107,27 @@ def render_markdown(report: dict[str, Any], png_note: str | None = None) -> str:
     lines += ["", "## Accuracy vs p90 latency", "",
               png_note if png_note else "![accuracy vs p90 latency](report.png)", ""]
     return "\n".join(lines)
+
+
+def _device_line(system: dict) -> str:
+    """'- device: NVIDIA Jetson Orin Nano Developer Kit (board family: jetson, power mode: MAXN)': the family is what
+    chose the advice (`jetson_clocks` or `cpupower`) and what NVML is not read on; a power mode only on a Jetson,
+    the one board nvpmodel sets one on (or in a report that has one)."""
+    family, mode = system.get("board_family"), system.get("power_mode")
+    notes = ([f"board family: {family}"] if family else []) + (
+        [f"power mode: {mode or 'unknown'}"] if mode or family == "jetson" else [])
+    return f"- device: {system.get('device')}" + (f" ({', '.join(notes)})" if notes else "")
+
+
+def _gpu_named(system: dict) -> bool:
+    return not str(system.get("gpu", "unavailable")).startswith("unavailable")
+
+
+def _nvml_matters(system: dict, rows: list[dict]) -> bool:
+    """Whether report.md says why NVML (the gpu name, the NVML clocks line) was not read: one rule, off a detected
+    board (a Jetson's or a Pi's GPU, if any, is not NVML-managed: `not_nvml`) and only where a row ran on the GPU or
+    NVML names one, since only there is a GPU reading missing; on a CPU-only run the `[gpu]` extra's fix is noise."""
+    return not system.get("board_family") and (ok_rows_on_gpu(rows) or _gpu_named(system))
 
 
 def _ratio_section(rows: list[dict], names: dict[str, str]) -> list[str]:
@@ -179,8 +202,7 @@ def _clocks_section(system: dict, rows: list[dict]) -> list[str]:
         return []
     zones = system["thermal"]
     out = ["", "## Clocks and temperature", "", f"- CPU clocks: {_cpus_line(system['cpufreq'])}",
-           *([f"- GPU clock: {_gpu_line(system['gpu_clock'])}"] if "gpu_clock" in system else []),  # since it is read
-           *([f"- NVIDIA GPU clocks (NVML): {_nvml_line(system['nvml_clocks'])}"] if "nvml_clocks" in system else []),
+           *_gpu_clock_lines(system, rows),
            "- thermal zones: " + (zones if isinstance(zones, str) else ", ".join(
                z["type"] + (f" (passive trip {z['passive_trip_c']:g} °C)" if z["passive_trip_c"] is not None else "")
                for z in zones.values()))]
@@ -205,6 +227,16 @@ def _clocks_section(system: dict, rows: list[dict]) -> list[str]:
         out.append(f"| {batch} | {subset} | {_clock_cell(start)} | {_clock_cell(end)} | {_heat_cell(start)} | "
                    f"{_heat_cell(end)} | {'yes: ' + r['throttled_why'] if r['throttled'] else 'no'} |")
     return out
+
+
+def _gpu_clock_lines(system: dict, rows: list[dict]) -> list[str]:
+    """A Jetson GPU's devfreq clock where it was read or the board is a Jetson, and NVML's where it was read or its
+    absence matters (`_nvml_matters`): "no Jetson GPU" on a desktop, or "install the [gpu] extra" on a Pi or a
+    CPU-only run, is a line about hardware the run never had."""
+    gpu, nvml = system.get("gpu_clock"), system.get("nvml_clocks")
+    return ([f"- GPU clock: {_gpu_line(gpu)}"] if isinstance(gpu, dict) or gpu and system.get(
+        "board_family") == "jetson" else []) + ([f"- NVIDIA GPU clocks (NVML): {_nvml_line(nvml)}"] if isinstance(
+            nvml, dict) or nvml and _nvml_matters(system, rows) else [])
 
 
 def _cpus_line(cpus: dict | str) -> str:

@@ -78,7 +78,8 @@ def board_family(root: Path = SYSFS_ROOT) -> str | None:
 
 
 def nvpmodel_mode() -> str | None:
-    """The Jetson power mode (`nvpmodel -q`, e.g. 'MAXN'), which changes latency by 2-3x."""
+    """The Jetson power mode (`nvpmodel -q`, e.g. 'MAXN'), which changes latency by 2-3x. Called only on a detected
+    Jetson (`board_family`), so one rule says what a board is: not an `nvpmodel` somewhere on PATH."""
     exe = shutil.which("nvpmodel")
     if not exe:
         return None
@@ -232,12 +233,14 @@ class Clocks:
 
     def __init__(self, root: str | os.PathLike = SYSFS_ROOT, nvml: bool | None = None) -> None:
         """`nvml`: read an NVIDIA GPU's clocks through NVML (`nvml_clocks`); by default only where `root` is this
-        machine's, since NVML reads this machine's GPU, which is not the board of another root (a fixture)."""
+        machine's, since NVML reads this machine's GPU, which is not the board of another root (a fixture); never on
+        a detected Jetson or Pi (`not_nvml`)."""
         self.root = Path(root)
+        self.family = board_family(self.root)
         self.cpus, self.zones = cpu_clocks(self.root), thermal_zones(self.root)
         self.gpu = gpu_clock(self.root)
-        self.nvidia = nvml_clocks() if (self.root == SYSFS_ROOT if nvml is None else nvml) else (
-            f"not read (the sysfs root {self.root} is not this machine's)")
+        self.nvidia = not_nvml(self.family) or (nvml_clocks() if (self.root == SYSFS_ROOT if nvml is None else nvml)
+                                                else f"not read (the sysfs root {self.root} is not this machine's)")
         self.vcgencmd = shutil.which("vcgencmd")  # a Raspberry Pi's: its firmware's throttle bits
 
     def snapshot(self) -> dict[str, Any]:
@@ -267,6 +270,13 @@ class Clocks:
                             at_passive_trip=[self.zones[n]["type"] for n, t in temps.items()
                                              if trips[n] is not None and t >= trips[n]])
         return snap
+
+
+def not_nvml(family: str | None) -> str | None:
+    """Why NVML is not read on a detected board ('not applicable (jetson: ...)'), or None off one: a Jetson's GPU is
+    the SoC's (its clocks are devfreq's, `gpu_clock`; its NVML answers few queries) and a Pi has no NVIDIA GPU, so
+    an NVML line there, most often "install the [gpu] extra", would only be noise on the boards bench is for."""
+    return f"not applicable ({family}: its GPU, if any, is not NVML-managed)" if family else None
 
 
 def nvml_clocks() -> dict[str, object] | str:
@@ -337,7 +347,7 @@ def governor_advice(cpus: dict[str, dict[str, Any]] | str, jetson: bool,
 def system_info(clocks: Clocks, argv: list[str] | None = None, on_gpu: bool = False) -> dict:
     """The `system` block of report.json; `clocks` read as the run started, `on_gpu` whether a row ran on the GPU
     (then the GPU's governor counts in the advice)."""
-    board, family = board_model(clocks.root), board_family(clocks.root)  # the board whose sysfs was read
+    board, family = board_model(clocks.root), clocks.family  # the board whose sysfs was read
     jetson = board if family == "jetson" else None
     gpu = gpu_name()
     cpu = cpu_model()
@@ -348,7 +358,7 @@ def system_info(clocks: Clocks, argv: list[str] | None = None, on_gpu: bool = Fa
         "gpu": gpu,
         "board_family": family,
         "jetson_model": jetson,
-        "power_mode": nvpmodel_mode(),
+        "power_mode": nvpmodel_mode() if family == "jetson" else None,  # the board detection decides, not PATH
         "cpufreq": clocks.cpus,
         "gpu_clock": clocks.gpu,
         "nvml_clocks": clocks.nvidia,

@@ -22,6 +22,12 @@ def runs_on_gpu(backend: str, providers: Iterable[str]) -> bool:
     return backend == "tensorrt" or any(p in GPU_PROVIDERS for p in providers)
 
 
+def ok_rows_on_gpu(rows: Iterable[Mapping[str, Any]]) -> bool:
+    """Whether a successful row of a report ran on the GPU: what decides whether the GPU's governor counts in the
+    clock advice (--compare) and whether report.md explains a missing NVML reading."""
+    return any(r.get("status") == "ok" and runs_on_gpu(r.get("backend", ""), r.get("providers", [])) for r in rows)
+
+
 class BenchPredictor(FeaturePredictor, Protocol):
     """The slice of `edge_msa.runtime.Predictor` the harness needs: evaluation's FeaturePredictor (the accuracy run
     and feature-input rows; one contract, the runtime's), the manifest, and `predict_batch` for rows timed from raw

@@ -16,6 +16,7 @@ import pytest
 
 from edge_msa.benchmarks import run_bench, sysinfo
 from edge_msa.benchmarks.compare import clock_warning
+from edge_msa.benchmarks.report import render_markdown
 from edge_msa.benchmarks.sysinfo import (CPU_DIR, DEVFREQ_DIR, DEVICE_TREE, THERMAL_DIR, THROTTLED_BELOW, Clocks,
                                          board_family, governor_advice, row_clocks, system_info)
 from edge_msa.cli import main
@@ -115,7 +116,8 @@ def test_bench_on_a_vm_says_unavailable_once_not_per_row(tmp_path, tiny_splits):
     assert not [r for r in report["rows"] if {"clocks", "throttled"} & set(r)]
     md = (out / "report.md").read_text()
     assert md.count("no cpufreq in sysfs") == 1 and md.count("no thermal zones in sysfs") == 1
-    assert md.count("- GPU clock: unavailable (no Jetson GPU in devfreq") == 1
+    assert report["system"]["gpu_clock"].startswith("unavailable (no Jetson GPU in devfreq")  # recorded, and not
+    assert "GPU clock" not in md and "gpu:" not in md  # shown off a Jetson, nor NVML's on a CPU-only run: noise
     assert "throttled?" not in md and "advice" not in md
 
 
@@ -262,13 +264,31 @@ def test_a_jetson_with_an_odd_model_gets_the_jetson_advice(tmp_path, tiny_splits
                                       "down); for steady numbers pin them with `sudo jetson_clocks`")
 
 
-def _vcgencmd(tmp_path: Path, monkeypatch, script: str) -> None:
-    """A fake Raspberry Pi `vcgencmd` first on PATH, running `script` (sh)."""
+def _vcgencmd(tmp_path: Path, monkeypatch, script: str, name: str = "vcgencmd") -> None:
+    """A fake Raspberry Pi `vcgencmd` (or another board's tool: `name`) first on PATH, running `script` (sh)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (bin_dir / "vcgencmd").write_text(f"#!/bin/sh\n{script}\n")
-    (bin_dir / "vcgencmd").chmod(0o755)
+    (bin_dir / name).write_text(f"#!/bin/sh\n{script}\n")
+    (bin_dir / name).chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_the_board_family_and_only_a_jetsons_power_mode_head_the_report(tmp_path, monkeypatch):
+    """The family beside the board's model (it chose the advice, and what NVML is not read on); nvpmodel is read
+    where the board is a Jetson, not wherever an `nvpmodel` is on PATH."""
+    _vcgencmd(tmp_path, monkeypatch, "echo 'NV Power Mode: MAXN'", name="nvpmodel")
+    heads = {}
+    for root in (JETSON, TX2, PI, VM):
+        system = system_info(Clocks(root), [])
+        heads[root.name] = system["power_mode"], render_markdown({"system": system, "rows": []}).splitlines()[2]
+    assert heads == {
+        "orin_nano_throttled": ("MAXN", "- device: NVIDIA Jetson Orin Nano Developer Kit (board family: jetson, "
+                                        "power mode: MAXN)"),
+        "tx2_quill": ("MAXN", "- device: quill (board family: jetson, power mode: MAXN)"),
+        "pi4_firmware_capped": (None, "- device: Raspberry Pi 4 Model B Rev 1.4 (board family: raspberry-pi)"),
+        "vm": (None, f"- device: {system['device']}")}
+    monkeypatch.setenv("PATH", "")  # a Jetson without nvpmodel says so
+    assert "(board family: jetson, power mode: unknown)" in render_markdown({"system": system_info(Clocks(TX2), [])})
 
 
 def test_a_pi_firmware_throttling_now_flags_the_row_and_since_boot_goes_in_the_system_block(tmp_path, monkeypatch):
@@ -415,3 +435,32 @@ def test_bench_on_a_power_capped_desktop_gpu_reads_nvml_outside_the_timed_calls(
     assert "- NVIDIA GPU clocks (NVML): max SM 1980 MHz (NVIDIA H100 80GB HBM3)" in md
     assert "| 1 | all | –, GPU SM 100% (power cap) | –, GPU SM 100% (power cap) |" in md
     assert calls["clock"] == 3 and calls["init"] == calls["shutdown"]
+
+
+GPU_ROW = {"bundle": "student", "batch": 1, "modalities": "all", "status": "ok", "backend": "tensorrt",
+           "providers": []}
+
+
+def test_nvml_is_not_read_on_a_board_and_its_absence_shown_only_where_a_gpu_reading_is_missing(monkeypatch):
+    """A Jetson's or a Pi's GPU is not NVML-managed: NVML is not read there (recorded why, never shown). Elsewhere a
+    missing NVML reading is shown only where a row ran on the GPU or NVML names one: on a CPU-only run without
+    nvidia-ml-py, "install the [gpu] extra" is noise."""
+    module, calls = _fake_pynvml([0x4] * 3)
+    monkeypatch.setitem(sys.modules, "pynvml", module)
+    monkeypatch.setenv("PATH", "")
+    for root, family in ((JETSON, "jetson"), (PI, "raspberry-pi")):
+        clocks = Clocks(root, nvml=True)
+        assert clocks.nvidia == f"not applicable ({family}: its GPU, if any, is not NVML-managed)"
+        assert "gpu_sm_clock" not in clocks.snapshot()
+    assert calls["init"] == 0
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    md = {name: render_markdown({"system": system_info(Clocks(root, nvml=True), []), "rows": rows})
+          for name, root, rows in (("jetson", JETSON, [GPU_ROW]), ("cpu", VM, []), ("gpu", VM, [GPU_ROW]))}
+    assert "NVML" not in md["jetson"] and "gpu:" not in md["jetson"] and "- GPU clock: nvhost_podgov" in md["jetson"]
+    assert "NVML" not in md["cpu"] and "gpu:" not in md["cpu"]
+    assert md["gpu"].count(GPU_FIX) == 2  # the gpu name's and the clocks' line: the reader learns why
+    assert '- NVIDIA GPU clocks (NVML): unavailable (pynvml is required for NVIDIA GPU clocks' in md["gpu"]
+    module, _ = _fake_pynvml([])  # NVML names a GPU but its driver has no clock reasons: shown on a CPU-only run
+    monkeypatch.setitem(sys.modules, "pynvml", module)
+    cpu_run = render_markdown({"system": system_info(Clocks(VM, nvml=True), []), "rows": []})
+    assert "; gpu: NVIDIA H100 80GB HBM3" in cpu_run and "(NVML): unavailable (NVML clocks not readable" in cpu_run
