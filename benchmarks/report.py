@@ -206,10 +206,7 @@ def _clocks_section(system: dict, rows: list[dict]) -> list[str]:
            "- thermal zones: " + (zones if isinstance(zones, str) else ", ".join(
                z["type"] + (f" (passive trip {z['passive_trip_c']:g} °C)" if z["passive_trip_c"] is not None else "")
                for z in zones.values()))]
-    if "firmware_throttled" in system:  # a Raspberry Pi's, where vcgencmd answered
-        firmware = system["firmware_throttled"]
-        out.append(f"- Raspberry Pi firmware (vcgencmd get_throttled as the run ended): {firmware['raw']}; since boot: "
-                   f"{', '.join(firmware['since_boot']) or 'nothing'}")
+    out += _firmware_lines(system)
     out += [f"- advice: {system[key]}" for key in ("clock_advice", "firmware_advice") if system.get(key)]
     timed = {(r["batch"], r["modalities"]): r for r in rows if "clocks" in r}
     if not timed:
@@ -227,6 +224,21 @@ def _clocks_section(system: dict, rows: list[dict]) -> list[str]:
         out.append(f"| {batch} | {subset} | {_clock_cell(start)} | {_clock_cell(end)} | {_heat_cell(start)} | "
                    f"{_heat_cell(end)} | {'yes: ' + r['throttled_why'] if r['throttled'] else 'no'} |")
     return out
+
+
+def _firmware_lines(system: dict) -> list[str]:
+    """A Raspberry Pi firmware's throttle bits where vcgencmd answered; on a detected Pi where it did not, that they
+    are missing: the firmware caps the clocks without sysfs showing it reliably, so a "no" under throttled? there
+    would read as checked when it was not."""
+    if "firmware_throttled" in system:
+        firmware = system["firmware_throttled"]
+        return [f"- Raspberry Pi firmware (vcgencmd get_throttled as the run ended): {firmware['raw']}; since boot: "
+                f"{', '.join(firmware['since_boot']) or 'nothing'}"]
+    if system.get("board_family") == "raspberry-pi":
+        return ["- Raspberry Pi firmware: not read (`vcgencmd get_throttled` did not answer: not on PATH, or the user "
+                "is not in the `video` group), so throttled? cannot show the firmware capping the clocks "
+                "(under-voltage, its soft temperature limit)"]
+    return []
 
 
 def _gpu_clock_lines(system: dict, rows: list[dict]) -> list[str]:

@@ -315,6 +315,9 @@ def test_no_or_a_failing_vcgencmd_adds_no_field(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # no vcgencmd: not a Pi
     clocks = Clocks(VM)
     assert clocks.snapshot() == {} and not {"firmware_throttled", "firmware_advice"} & set(system_info(clocks, []))
+    assert "firmware" not in render_markdown({"system": system_info(clocks, [])})
+    pi = render_markdown({"system": system_info(Clocks(PI), [])})  # a Pi's "throttled? no" would read as checked
+    assert "- Raspberry Pi firmware: not read (`vcgencmd get_throttled` did not answer: not on PATH" in pi
     _vcgencmd(tmp_path, monkeypatch, "echo 'VCHI initialization failed' >&2; exit 255")  # not in the video group
     assert Clocks(VM).snapshot() == {}
     monkeypatch.setattr(sysinfo, "VCGENCMD_TIMEOUT_S", 0.2)
