@@ -211,12 +211,9 @@ def _clocks_section(system: dict, rows: list[dict]) -> list[str]:
     timed = {(r["batch"], r["modalities"]): r for r in rows if "clocks" in r}
     if not timed:
         return out
-    out += ["", f"throttled? marks a row whose timed calls ended with even the fastest CPU (or, on a GPU backend, the "
-            f"GPU) below {THROTTLED_BELOW:.0%} of its max clock, NVML reporting a GPU backend's clocks held down by "
-            "a power cap, heat or a hardware slowdown, a thermal zone at or over its first passive trip point or a "
-            "Raspberry Pi's firmware throttling now. The bundles of one batch size and subset are timed "
-            "side by side, so they share one reading just before and one just after their timed calls; clocks are the "
-            "slowest / fastest CPU (and the GPU) as a share of its max.", "",
+    out += ["", f"throttled? marks a row whose timed calls ended with {_throttled_rule(system)}. The bundles of one "
+            "batch size and subset are timed side by side, so they share one reading just before and one just after "
+            f"their timed calls; clocks are the slowest / fastest CPU{_gpu_too(system)} as a share of its max.", "",
             "| batch | modalities | clocks start | clocks end | hottest start | hottest end | throttled? |",
             "|---|---|---|---|---|---|---|"]
     for (batch, subset), r in timed.items():
@@ -224,6 +221,23 @@ def _clocks_section(system: dict, rows: list[dict]) -> list[str]:
         out.append(f"| {batch} | {subset} | {_clock_cell(start)} | {_clock_cell(end)} | {_heat_cell(start)} | "
                    f"{_heat_cell(end)} | {'yes: ' + r['throttled_why'] if r['throttled'] else 'no'} |")
     return out
+
+
+def _throttled_rule(system: dict) -> str:
+    """What flags a row (`sysinfo.throttled`), naming only what this run read: a Jetson GPU's clock, NVML's reasons
+    and a Pi firmware's bits each where the `system` block has them, so a Pi's report does not explain NVML."""
+    gpu = " (or, on a GPU backend, the GPU)" if isinstance(system.get("gpu_clock"), dict) else ""
+    why = [f"even the fastest CPU{gpu} below {THROTTLED_BELOW:.0%} of its max clock"] + (
+        ["NVML reporting a GPU backend's clocks held down by a power cap, heat or a hardware slowdown"]
+        if isinstance(system.get("nvml_clocks"), dict) else []) + [
+        "a thermal zone at or over its first passive trip point"] + (
+        ["a Raspberry Pi's firmware throttling now"] if "firmware_throttled" in system else [])
+    return ", ".join(why[:-1]) + " or " + why[-1]
+
+
+def _gpu_too(system: dict) -> str:
+    read = any(isinstance(system.get(key), dict) for key in ("gpu_clock", "nvml_clocks"))
+    return " (and the GPU)" if read else ""
 
 
 def _firmware_lines(system: dict) -> list[str]:

@@ -341,6 +341,9 @@ def test_bench_and_compare_on_a_pi_whose_firmware_throttles(tmp_path, tiny_split
     assert ("- Raspberry Pi firmware (vcgencmd get_throttled as the run ended): 0x50005; since boot: under-voltage, "
             "throttled") in md
     assert "- advice: the firmware reported under-voltage, throttled since boot: check the power supply" in md
+    assert ("throttled? marks a row whose timed calls ended with even the fastest CPU below 90% of its max clock, a "
+            "thermal zone at or over its first passive trip point or a Raspberry Pi's firmware throttling now.") in md
+    assert "NVML" not in md and "GPU" not in md  # the rule names what this board has, the table's cells too
     assert ("| 1 | all | 100% / 100%, firmware 0x50005 | 100% / 100%, firmware 0x50005 | 81.5 °C (cpu-thermal) | "
             "81.5 °C (cpu-thermal) | yes: firmware reports under-voltage, throttled now (vcgencmd get_throttled "
             "0x50005) |") in md
@@ -436,6 +439,8 @@ def test_bench_on_a_power_capped_desktop_gpu_reads_nvml_outside_the_timed_calls(
     assert row["throttled"] is True and row["clocks"]["end"]["gpu_reasons"] == ["power cap"]
     md = (out / "report.md").read_text()
     assert "- NVIDIA GPU clocks (NVML): max SM 1980 MHz (NVIDIA H100 80GB HBM3)" in md
+    assert ("below 90% of its max clock, NVML reporting a GPU backend's clocks held down by a power cap, heat or a "
+            "hardware slowdown or a thermal zone") in md and "fastest CPU (and the GPU) as a share" in md
     assert "| 1 | all | –, GPU SM 100% (power cap) | –, GPU SM 100% (power cap) |" in md
     assert calls["clock"] == 3 and calls["init"] == calls["shutdown"]
 
