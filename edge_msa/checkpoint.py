@@ -35,6 +35,7 @@ def save_checkpoint(path: str | os.PathLike, model: MSAModel, meta: dict[str, An
     import torch
 
     from .models import model_config
+    from .models.with_text import tokenizer_of
 
     payload = {
         "format_version": FORMAT_VERSION,
@@ -43,9 +44,9 @@ def save_checkpoint(path: str | os.PathLike, model: MSAModel, meta: dict[str, An
         "state_dict": cpu_state_dict(model.state_dict()),
         "meta": meta or {},
     }
-    tokenizer = getattr(model, "tokenizer_path", None)  # set on a model with its own text encoder
-    if tokenizer:
-        payload["tokenizer_json"] = Path(tokenizer).read_bytes().decode("utf-8")
+    tokenizer = tokenizer_of(model)
+    if tokenizer is not None:
+        payload["tokenizer_json"] = tokenizer.read_bytes().decode("utf-8")
     with atomic_path(path, suffix=".pt") as tmp:
         torch.save(payload, tmp)
     return Path(path)

@@ -23,10 +23,15 @@ from .models.registry import TEXT_ENCODERS
 
 if TYPE_CHECKING:  # torch-side types, imported lazily below (the module loads without torch)
     from .data.base import DatasetSplits, FeatureSet
+    from .features.text import TokenIds
     from .models.base import MSAModel
     from .models.text_bert import BertEncoder
     from .models.with_text import WithTextEncoder
+    from .spec import FeatureSpec
     from .training import TrainConfig, TrainResult
+
+    # A pretrained text encoder to fine-tune and the front end over its own tokenizer (_pretrained_text)
+    Pretrained = tuple[BertEncoder, TokenIds]
 
 # Per-model training defaults: the papers' optimiser settings, shortened so one seed trains in a few
 # minutes on 2 CPU cores (fit() uses AdamW; weight_decay 0 gives plain Adam for gtf as in its paper).
@@ -113,9 +118,15 @@ def train_teacher(model: str = "fd_cmdie", data: str | os.PathLike | None = None
 
 def _check_request(model: str, seeds: Sequence[int], model_params: dict[str, Any]) -> dict[str, Any]:
     """`model_params` over the model's MODEL_DEFAULTS, once the model builds with them (registry.check_build: its
-    counts, widths and keywords, as the factory merges them) and the seeds are checked: before any data is read."""
+    counts, widths and keywords, as the factory merges them) and the seeds are checked: before any data is read.
+    create_model's text_bert (the config of a text encoder inside the model) is train_teacher's own to set, from
+    `text_model`: given here it failed after the data load with create_model's TypeError (two text_bert) or, with a
+    frozen encoder, wrapped a random encoder around the text features and failed in its forward (a RuntimeError)."""
     from .models.registry import check_build
 
+    if "text_bert" in model_params:
+        raise InputError("model parameter text_bert is set by train_teacher from text_model (the encoder it "
+                         f"fine-tunes); expected {option_name('text_model')} = a Hugging Face folder, and no text_bert")
     params = {**MODEL_DEFAULTS.get(model.removesuffix("_tiny"), {}), **model_params}
     check_build(model, params)
     checked_seeds(seeds)
@@ -175,7 +186,7 @@ def _checkpoint_meta(text_encoder: str, splits, settings: dict, runs: list[dict]
             "train_settings": settings["fusion"], "data": lineage(splits), "created": time.time()}
 
 
-def _check_splits(splits, pretrained, text_encoder: str) -> None:
+def _check_splits(splits, pretrained: Pretrained | None, text_encoder: str) -> None:
     """Given splits must carry what the model reads: token ids of the encoder's own tokenizer, or text features."""
     if pretrained and splits.spec.front_end("text") != pretrained[1].name:
         raise InputError(f"the given splits were tokenized by {splits.spec.front_end('text')} but the text encoder's "
@@ -207,18 +218,19 @@ def _settings(model: str, epochs: int | None, batch_size: int | None, lr: float 
     return phases
 
 
-def _train_seed(model: str, seed: int, splits, model_params: dict[str, Any], pretrained, settings: dict,
-                progress: bool) -> dict[str, Any]:
+def _train_seed(model: str, seed: int, splits, model_params: dict[str, Any], pretrained: Pretrained | None,
+                settings: dict, progress: bool) -> dict[str, Any]:
     """One seed: build, train (three phases with a pretrained encoder), calibrate, score the test split."""
     import torch
 
     from .models.encoders import fit_input_norms
+    from .models.with_text import WithTextEncoder
     from .training import TrainConfig, fit, predict
 
     torch.manual_seed(seed)
     net = _build(model, splits.spec, model_params, pretrained)
     configs = {name: TrainConfig(seed=seed, **values) for name, values in settings.items()}
-    if pretrained:
+    if isinstance(net, WithTextEncoder):  # built around the pretrained encoder
         result = fit_with_encoder(net, splits, configs, progress, f"{model} seed {seed}")
     else:
         fit_input_norms(net, splits.train.features, splits.train.lengths)
@@ -337,7 +349,7 @@ def encoder_states(bert: BertEncoder, fs: FeatureSet, progress: bool = False,
     return FeatureSet({**fs.features, "text": states}, fs.lengths, fs.labels, fs.ids, fs.texts)
 
 
-def _pretrained_text(text_model: str | os.PathLike | None):
+def _pretrained_text(text_model: str | os.PathLike | None) -> Pretrained:
     """(BertEncoder with pretrained weights, TokenIds over its tokenizer JSON) from a Hugging Face folder
     (text_bert.LAYOUT: a vocab.txt becomes tokenizer.json text, kept in the cache); the tokenizer must cover exactly
     the encoder's vocabulary."""
@@ -353,14 +365,16 @@ def _pretrained_text(text_model: str | os.PathLike | None):
     return encoder, front
 
 
-def _build(model: str, spec, model_params: dict[str, Any], pretrained):
+def _build(model: str, spec: FeatureSpec, model_params: dict[str, Any], pretrained: Pretrained | None) -> MSAModel:
     """The model; with a pretrained text encoder, wrapped around it (weights copied in, tokenizer attached)."""
     from .models import create_model
+    from .models.with_text import WithTextEncoder
 
     if pretrained is None:
         return create_model(model, spec, **model_params)
     encoder, front = pretrained
     net = create_model(model, spec, text_bert=dict(encoder.config), **model_params)
-    net.get_submodule("bert").load_state_dict(encoder.state_dict())
+    assert isinstance(net, WithTextEncoder)  # create_model wraps a model built with text_bert
+    net.bert.load_state_dict(encoder.state_dict())
     net.tokenizer_path = front.tokenizer_path
     return net

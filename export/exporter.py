@@ -198,6 +198,8 @@ def _check_converted(ctx: ExportContext, manifest: Manifest, checks: _Checks, ma
 
 def _add_device_files(ctx: ExportContext, manifest: Manifest) -> None:
     """What travels beside the graphs: trtexec command lines, the TensorRT op check, the text front end."""
+    from edge_msa.models.with_text import tokenizer_of
+
     from .trt_support import check_ops, trtexec_lines
 
     bundle, opts = ctx.out, ctx.options
@@ -208,8 +210,8 @@ def _add_device_files(ctx: ExportContext, manifest: Manifest) -> None:
                                                      manifest.tensorrt_check))
     if ctx.spec.front_end("text") == MINILM:
         manifest.text_encoder = _copy_text_encoder(bundle)
-    elif getattr(ctx.model, "tokenizer_path", None):  # the model encodes token ids itself: only the tokenizer travels
-        shutil.copyfile(ctx.model.tokenizer_path, bundle / "tokenizer.json")
+    elif (tokenizer := tokenizer_of(ctx.model)) is not None:  # it encodes token ids itself: only its tokenizer travels
+        shutil.copyfile(tokenizer, bundle / "tokenizer.json")
         manifest.text_encoder = {"tokenizer": "tokenizer.json"}
 
 

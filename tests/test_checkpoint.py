@@ -99,6 +99,22 @@ def test_a_tokenizer_beside_a_model_without_a_text_encoder_is_refused_in_one_lin
     assert not (tmp_path / "bundle").exists()
 
 
+def test_a_tokenizer_path_set_on_a_model_without_a_text_encoder_is_not_read(tiny_bert_dir, tiny_spec, tmp_path):
+    """tokenizer_path is WithTextEncoder's (models.with_text.tokenizer_of reads it). save_checkpoint, export and
+    text_front_end read it with getattr from any model, so one set on a model built for text features wrote a
+    checkpoint that load_checkpoint refuses (a tokenizer beside a model with no text encoder)."""
+    from edge_msa.checkpoint import load_checkpoint, save_checkpoint
+    from edge_msa.models import create_model
+    from edge_msa.models.with_text import text_front_end
+
+    model = create_model("student_tiny", tiny_spec)
+    model.tokenizer_path = tiny_bert_dir / "tokenizer.json"
+    assert text_front_end(model) is None
+    path = save_checkpoint(tmp_path / "s.pt", model, {})
+    assert "tokenizer_json" not in torch.load(path, weights_only=True)
+    assert text_front_end(load_checkpoint(path)[0]) is None
+
+
 def test_the_untouched_checkpoint_loads(token_checkpoint, tmp_path):
     """... and so does one with a token-row map inside the embedding (the edit the tampered case builds on)."""
     from edge_msa.checkpoint import load_checkpoint

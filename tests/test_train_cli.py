@@ -436,3 +436,16 @@ def test_splits_with_loading_arguments_are_refused(tmp_path, tiny_splits, extra)
     assert message == (f"train_teacher got splits and also {next(iter(extra))}, which only say how to load splits; "
                        "expected splits alone, or data (with fmt / cv_fold) to load them from")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("text_encoder", ["finetune", "frozen"])
+def test_a_text_bert_model_param_is_refused_before_any_data_is_read(text_encoder, tmp_path):
+    """text_bert (the config of a text encoder inside the model) is train_teacher's own, built from text_model: as a
+    model_param it failed after the data load with create_model's TypeError (text_bert given twice), or with a frozen
+    encoder wrapped a random encoder around the text features and failed in its forward (torch's RuntimeError)."""
+    text_bert = {"vocab_size": 40, "hidden": 32, "layers": 2, "heads": 4, "head_dim": 8, "ffn": 64, "max_positions": 12}
+    message = one_line_error(lambda: train_teacher("gtf_tiny", data="never-read.npz", out=tmp_path / "t.pt",
+                                                   text_encoder=text_encoder, text_bert=text_bert))
+    assert message == ("model parameter text_bert is set by train_teacher from text_model (the encoder it fine-tunes); "
+                       "expected text_model = a Hugging Face folder, and no text_bert")
+    assert list(tmp_path.iterdir()) == []

@@ -116,12 +116,20 @@ class _TextPart(nn.Module):
         return self.model.fusion.encode("text", self.model.bert(ids, mask), mask)
 
 
+def tokenizer_of(model: nn.Module) -> Path | None:
+    """The tokenizer.json `model` reads its token ids with: a model with its own text encoder carries it (None until
+    whoever builds it with trained weights sets it); any other model reads text features, so None. Why one reader:
+    save_checkpoint, export and text_front_end each took `getattr(model, "tokenizer_path", None)`, untyped, which
+    also honoured the attribute set ad hoc on a model that reads no token ids."""
+    return model.tokenizer_path if isinstance(model, WithTextEncoder) else None
+
+
 def text_front_end(model: MSAModel) -> TokenIds | None:
     """How `model` reads text from a dataset: TokenIds with its own tokenizer, or None (the default front end)."""
     from ..features.text import TokenIds
 
-    path = getattr(model, "tokenizer_path", None)
-    return TokenIds(path, max_len=model.spec.max_len("text")) if path else None
+    path = tokenizer_of(model)
+    return TokenIds(path, max_len=model.spec.max_len("text")) if path is not None else None
 
 
 def fusion_of(model: nn.Module) -> nn.Module:
