@@ -204,14 +204,26 @@ def test_gate_skip_means_the_media_front_end_never_runs(tmp_path_factory, tmp_pa
         assert calls == {"audio": 1, "video": 2} and r.ran == list(MODALITIES) and not r.skipped
 
 
-def test_backend_must_match_the_bundle(bundle, tmp_path):
-    with pytest.raises(InputError, match=r"holds onnxruntime graphs .* cannot run on backend 'tensorrt'"):
+def test_backend_must_match_the_bundle(bundle, tmp_path, capfd):
+    """The fix is named as the caller gave the backend: `predict --backend tensorrt` was told "use
+    backend='onnxruntime'", a Python keyword on the command line."""
+    with pytest.raises(InputError, match=r"holds onnxruntime graphs .* cannot run on backend = 'tensorrt'; "
+                       r"expected backend = 'onnxruntime' \(the default for this bundle\)"):
         load(bundle, backend="tensorrt")
+    r = _cli(capfd, "predict", bundle, "--backend", "tensorrt", "--text", "a good film")
+    assert r.returncode == 2 and r.stderr.startswith("error: bundle") and r.stderr.count("\n") == 1, r.stderr
+    assert "cannot run on --backend tensorrt; expected --backend onnxruntime (the default" in r.stderr
+    with pytest.raises(InputError, match=r"^backend = 'torch' wraps a model in memory .*; expected backend = "
+                       "'onnxruntime'"):
+        load(bundle, backend="torch")
     engines = shutil.copytree(bundle, tmp_path / "engines")
     m = json.loads((engines / "manifest.json").read_text())
     (engines / "manifest.json").write_text(json.dumps({**m, "backend": "tensorrt"}))
-    with pytest.raises(InputError, match=r"holds tensorrt graphs .*use backend='tensorrt'"):
+    with pytest.raises(InputError, match=r"holds tensorrt graphs .*expected backend = 'tensorrt'"):
         load(engines, backend="onnxruntime")
+    r = _cli(capfd, "predict", engines, "--providers", "CPUExecutionProvider", "--text", "a good film")
+    assert "error: --providers CPUExecutionProvider are onnxruntime's" in r.stderr
+    assert "expected no --providers for it" in r.stderr
     with pytest.raises(InputError, match="did you mean 'onnxruntime'"):
         load(bundle, backend="onnxruntim")
     with pytest.raises(InputError, match="unknown backend 5; expected one of onnxruntime, tensorrt, torch"):

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import ArtifactError, EdgeMSAError, InputError, checked_threads, one_line, warn
+from ..errors import ArtifactError, EdgeMSAError, InputError, checked_threads, given, one_line, option_name, warn
 from ..features import MAX_MEDIA_SECONDS, check_max_media_seconds, media_file, refuse_long_media
 from ..features.audio import NAME as LOGMEL, VIDEO_EXTS, has_audio_track
 from ..features.text import TOKENS_PREFIX, MiniLMFrontEnd, TextError, TokenIds, WordPiece, check_tokenizer_tag
@@ -674,16 +674,20 @@ def open_bundle(bundle: Path, manifest: Manifest, backend: str | None = None, pr
     providers = provider_names(providers)  # [] where none were asked for
     check_max_media_seconds(max_media_seconds)
     name = backend or manifest.backend
+    # the backend named as its caller gave it (`given`): `--backend tensorrt` from a command, `backend = 'tensorrt'`
+    # in Python; both were told "use backend='onnxruntime'", a keyword on the command line
     if name == "torch":
-        raise InputError("the torch backend wraps a model in memory (export's parity check), not a bundle; "
-                         "use backend='onnxruntime' or 'tensorrt'")
+        raise InputError(f"{given('backend', name)} wraps a model in memory (export's parity check), not a bundle; "
+                         f"expected {given('backend', manifest.backend)}, the backend the bundle was exported for")
     cls = backend_class(name)  # unknown names fail here, with a suggestion
     if name != manifest.backend:
         raise InputError(f"bundle '{bundle}' holds {manifest.backend} graphs ({manifest.precision}); it cannot run "
-                         f"on backend '{name}'; use backend='{manifest.backend}' or export for '{name}'")
+                         f"on {given('backend', name)}; expected {given('backend', manifest.backend)} (the default "
+                         f"for this bundle) or a bundle exported for {name}")
     if providers and name != "onnxruntime":  # else ignored without a word: TensorRT takes no providers
-        raise InputError(f"providers {', '.join(providers)} are onnxruntime's, but bundle '{bundle}' runs on {name}, "
-                         "which takes none; expected no providers for it (or an ONNX bundle)")
+        flag = option_name("providers")
+        raise InputError(f"{flag} {', '.join(providers)} are onnxruntime's, but bundle '{bundle}' runs on {name}, "
+                         f"which takes none; expected no {flag} for it (or an ONNX bundle)")
     for filename in manifest.graphs.values():
         check_readable(bundle / filename)
     for filename in (manifest.text_encoder or {}).values():  # built at the first text, but broken already now
