@@ -544,6 +544,16 @@ def test_provider_fallback_warns(bundle):
         OnnxRuntimeBackend(bundle / "fuse.onnx")
 
 
+@pytest.mark.parametrize("asked", [["NoSuchExecutionProvider"], ["NoSuchExecutionProvider", "CPUExecutionProvider"]])
+def test_provider_fallback_says_what_runs(bundle, asked):
+    """`--providers CUDAExecutionProvider` on a CPU-only onnxruntime said "using the rest" with none left: it runs
+    on the CPU, and says so."""
+    with pytest.warns(UserWarning) as said:
+        backend = OnnxRuntimeBackend(bundle / "fuse.onnx", providers=asked)
+    assert [str(w.message).rsplit("; ", 1)[1] for w in said] == ["running on CPUExecutionProvider"]
+    assert backend.providers == ["CPUExecutionProvider"]
+
+
 def test_warnings_name_the_callers_line_not_edge_msas(minilm_bundle, bundle, tmp_path):
     """Each warning counted a fixed stacklevel, so one reached through other frames named a line inside edge-msa
     (predict(text=<long text>): predictor.py; load's provider warning: predictor.py too), and warnings filters
