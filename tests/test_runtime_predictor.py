@@ -975,6 +975,21 @@ def test_token_ids_may_be_integers_and_are_checked_in_predict_features_too(token
             one_line_error(lambda: p.predict_features({"text": np.full((1, max_len + 1, 1), 2)}))
 
 
+def test_a_wrong_token_id_array_is_told_every_shape_taken(token_bundle, tmp_path, capfd):
+    """`--text feats.npy` of shape (6, 384) on a token-id bundle was told "expected (L, 1) or (B, L, 1)": not the
+    flat (L,) ids that the README and `predict --help` allow, and a batch shape that one input does not take."""
+    from conftest import one_line_error
+
+    said = "text features have shape (6, 384); expected (L,) or (L, 1)"
+    np.save(tmp_path / "feats.npy", np.zeros((6, 384), np.float32))
+    r = _cli(capfd, "predict", token_bundle, "--text", tmp_path / "feats.npy")
+    assert (r.returncode, r.stderr) == (2, f"error: {said}\n")
+    with load(token_bundle) as p:
+        assert one_line_error(lambda: p.predict(text=np.zeros((6, 384)))) == said
+        assert one_line_error(lambda: p.predict(text=np.zeros((1, 2, 3), np.float32))) == (
+            "text features have shape (1, 2, 3); expected (L,) or (L, 1)")
+
+
 @pytest.mark.parametrize("value, message", [
     ([[0.0] * 5, [1.0]], r"audio is not a rectangular array of numbers; expected \(L, 5\)"),
     (b"RIFF....", r"audio is bytes; expected a media file path or an \(L, 5\) array"),

@@ -413,8 +413,10 @@ class Predictor:
     def _array(self, m: str, value: Any) -> np.ndarray:
         """A caller's (L, d) value (an array, nested lists, a tensor, a (1, L, d) array; a token-id bundle's text
         ids also as a flat list) as an ndarray, or one line saying what it is instead (a ragged list, bytes, a
-        dict, a number, several texts or paths)."""
-        want = f"(L, {self.spec.dim(m)})"
+        dict, a number, several texts or paths). Its messages list every shape taken: a token-id bundle's (6, 384)
+        text was told "expected (L, 1) or (B, L, 1)" (spec.check's batch shapes), without its flat (L,) ids."""
+        flat = m == "text" and self.tokens  # token ids as the tokenizer lists them: (L,) is (L, 1)
+        want = "(L,) or (L, 1)" if flat else f"(L, {self.spec.dim(m)})"
         array = as_array(m, value, want)
         kinds = "a string or" if m == "text" else "a media file path or"
         if array.ndim == 0 or isinstance(value, (bytes, bytearray)):
@@ -422,12 +424,13 @@ class Predictor:
         if array.dtype.kind in "US":  # a list of texts or paths: predict takes one input, predict_batch several
             raise InputError(f"{m} is a {type(value).__name__} of {len(array)} strings; expected {kinds} an {want} "
                              "array (predict_batch takes several inputs)")
+        shape = array.shape
         if array.ndim == 3 and array.shape[0] == 1:
             array = array[0]
-        if array.ndim == 1 and m == "text" and self.tokens:  # token ids as the tokenizer lists them: (L,) is (L, 1)
+        if array.ndim == 1 and flat:
             array = array[:, None]
-        if array.ndim != 2:
-            raise InputError(f"{m} features have shape {array.shape}; expected {want}")
+        if array.ndim != 2 or array.shape[1] != self.spec.dim(m):
+            raise InputError(f"{m} features have shape {shape}; expected {want}")
         return array
 
     def _checked(self, m: str, array: np.ndarray, notes: list[str] | None = None) -> np.ndarray:
