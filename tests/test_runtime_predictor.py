@@ -204,14 +204,26 @@ def test_gate_skip_means_the_media_front_end_never_runs(tmp_path_factory, tmp_pa
         assert calls == {"audio": 1, "video": 2} and r.ran == list(MODALITIES) and not r.skipped
 
 
-def test_backend_must_match_the_bundle(bundle, tmp_path):
-    with pytest.raises(InputError, match=r"holds onnxruntime graphs .* cannot run on backend 'tensorrt'"):
+def test_backend_must_match_the_bundle(bundle, tmp_path, capfd):
+    """The fix is named as the caller gave the backend: `predict --backend tensorrt` was told "use
+    backend='onnxruntime'", a Python keyword on the command line."""
+    with pytest.raises(InputError, match=r"holds onnxruntime graphs .* cannot run on backend = 'tensorrt'; "
+                       r"expected backend = 'onnxruntime' \(the default for this bundle\)"):
         load(bundle, backend="tensorrt")
+    r = _cli(capfd, "predict", bundle, "--backend", "tensorrt", "--text", "a good film")
+    assert r.returncode == 2 and r.stderr.startswith("error: bundle") and r.stderr.count("\n") == 1, r.stderr
+    assert "cannot run on --backend tensorrt; expected --backend onnxruntime (the default" in r.stderr
+    with pytest.raises(InputError, match=r"^backend = 'torch' wraps a model in memory .*; expected backend = "
+                       "'onnxruntime'"):
+        load(bundle, backend="torch")
     engines = shutil.copytree(bundle, tmp_path / "engines")
     m = json.loads((engines / "manifest.json").read_text())
     (engines / "manifest.json").write_text(json.dumps({**m, "backend": "tensorrt"}))
-    with pytest.raises(InputError, match=r"holds tensorrt graphs .*use backend='tensorrt'"):
+    with pytest.raises(InputError, match=r"holds tensorrt graphs .*expected backend = 'tensorrt'"):
         load(engines, backend="onnxruntime")
+    r = _cli(capfd, "predict", engines, "--providers", "CPUExecutionProvider", "--text", "a good film")
+    assert "error: --providers CPUExecutionProvider are onnxruntime's" in r.stderr
+    assert "expected no --providers for it" in r.stderr
     with pytest.raises(InputError, match="did you mean 'onnxruntime'"):
         load(bundle, backend="onnxruntim")
     with pytest.raises(InputError, match="unknown backend 5; expected one of onnxruntime, tensorrt, torch"):
@@ -530,6 +542,16 @@ def test_provider_fallback_warns(bundle):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the default choice warns about nothing
         OnnxRuntimeBackend(bundle / "fuse.onnx")
+
+
+@pytest.mark.parametrize("asked", [["NoSuchExecutionProvider"], ["NoSuchExecutionProvider", "CPUExecutionProvider"]])
+def test_provider_fallback_says_what_runs(bundle, asked):
+    """`--providers CUDAExecutionProvider` on a CPU-only onnxruntime said "using the rest" with none left: it runs
+    on the CPU, and says so."""
+    with pytest.warns(UserWarning) as said:
+        backend = OnnxRuntimeBackend(bundle / "fuse.onnx", providers=asked)
+    assert [str(w.message).rsplit("; ", 1)[1] for w in said] == ["running on CPUExecutionProvider"]
+    assert backend.providers == ["CPUExecutionProvider"]
 
 
 def test_warnings_name_the_callers_line_not_edge_msas(minilm_bundle, bundle, tmp_path):
@@ -951,6 +973,21 @@ def test_token_ids_may_be_integers_and_are_checked_in_predict_features_too(token
                                                                                                          abs=1e-6)
         assert f"text token ids run to {max_len + 1} steps; expected at most the encoder's {max_len} positions" in \
             one_line_error(lambda: p.predict_features({"text": np.full((1, max_len + 1, 1), 2)}))
+
+
+def test_a_wrong_token_id_array_is_told_every_shape_taken(token_bundle, tmp_path, capfd):
+    """`--text feats.npy` of shape (6, 384) on a token-id bundle was told "expected (L, 1) or (B, L, 1)": not the
+    flat (L,) ids that the README and `predict --help` allow, and a batch shape that one input does not take."""
+    from conftest import one_line_error
+
+    said = "text features have shape (6, 384); expected (L,) or (L, 1)"
+    np.save(tmp_path / "feats.npy", np.zeros((6, 384), np.float32))
+    r = _cli(capfd, "predict", token_bundle, "--text", tmp_path / "feats.npy")
+    assert (r.returncode, r.stderr) == (2, f"error: {said}\n")
+    with load(token_bundle) as p:
+        assert one_line_error(lambda: p.predict(text=np.zeros((6, 384)))) == said
+        assert one_line_error(lambda: p.predict(text=np.zeros((1, 2, 3), np.float32))) == (
+            "text features have shape (1, 2, 3); expected (L,) or (L, 1)")
 
 
 @pytest.mark.parametrize("value, message", [

@@ -146,6 +146,22 @@ def test_a_file_cached_whole_is_keyed_once_when_some_rows_are_asked_for(tmp_path
     assert keyed == [texts] and np.array_equal(warm, cold) and np.array_equal(warm_len, cold_len)
 
 
+def test_a_file_cached_whole_warns_of_the_truncated_texts_of_the_rows_asked_for(tmp_path, monkeypatch):
+    """`eval --split test` of MOSI-U, cached whole by training, said "22 of 2195 texts are longer than 50 tokens and
+    were truncated": the entry's count, of every split. Now the rows read are counted (a miss embeds only those)."""
+    from edge_msa.data.assemble import encode_texts
+
+    monkeypatch.setenv("EDGE_MSA_CACHE", str(tmp_path))
+    enc, ids = TokenIds(max_len=6), ["a", "b", "c"]
+    texts = ["one two three four five six seven", "two words", "one two three four"]  # 9, 4 and 6 tokens
+    with pytest.warns(UserWarning, match="1 of 3 texts"):
+        encode_cached(enc, texts, progress=False)
+    with pytest.warns(UserWarning) as said:
+        encode_texts(texts, ids, enc, progress=False, rows=np.array([0, 1]))
+        encode_texts(texts, ids, enc, progress=False, rows=np.array([1, 2]))  # none of them cut: no warning
+    assert [str(w.message) for w in said] == ["1 of 2 texts are longer than 6 tokens and were truncated"]
+
+
 def test_runs_without_torch():  # the device has no torch; the data readers need none either
     code = ("import sys; sys.modules['torch'] = None\n"
             "import edge_msa.data\n"

@@ -15,12 +15,15 @@ import signal
 import sys
 import threading
 import warnings
-from typing import Any, Iterable, Iterator, TextIO
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, TextIO
 
 from ..errors import TRAIN_FIX, EdgeMSAError, require_installed
 from ..paths import DATA_ENV, MOSI_FILE
 from ..spec import suggest
 from ..version import __version__
+
+if TYPE_CHECKING:
+    from ..runtime import Predictor
 
 # One module per subcommand in edge_msa/cli/; each defines register(subparsers).
 SUBCOMMANDS: tuple[str, ...] = ("pipeline", "train", "featurize", "bench", "compress", "export", "predict",
@@ -81,6 +84,17 @@ def add_backend_flag(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--backend", default=None, **one_of(dict.fromkeys(f.backend for f in FORMATS.values())),
                         help="runtime backend (default: the one the bundle was exported for)")
+
+
+def load_bundle(bundle: str, **options: Any) -> Predictor:
+    """`runtime.load(bundle, **options)` for the commands that run a bundle (predict, eval), whose messages name
+    the options by the flags that set them: `--backend tensorrt` was told "use backend='onnxruntime'"."""
+    from ..errors import named_as_flags
+    from ..features import MEDIA_FLAG
+    from ..runtime import load
+
+    with named_as_flags(options, spelled=MEDIA_FLAG):
+        return load(bundle, **options)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     from edge_msa.benchmarks import run_bench
     from edge_msa.errors import named_as_flags
 
-    knobs = ["threads", "min_time", "min_runs", "warmup", "energy_window", "idle_settle"]
+    knobs = ["backend", "threads", "min_time", "min_runs", "warmup", "energy_window", "idle_settle"]
     with named_as_flags(knobs, spelled={"batches": "--batch"}):  # `--warmup -1` as typed, `warmup = -1` in Python
         out = run_bench(args.bundles, data=args.data, out=args.out or "report", batches=args.batch,
                         modalities=args.modalities, backend=args.backend, split=args.split, min_time=args.min_time,

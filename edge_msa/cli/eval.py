@@ -44,16 +44,16 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import InputError, check_range, checked_threads, named_as_flags, plural
     from ..jsonio import dumps
     from ..metrics import MIN_SCORES
-    from ..runtime import load
     from ..runtime.evaluate import evaluate
     from ..splits import SPLITS
+    from . import load_bundle
 
     with named_as_flags(["batch_size", "threads"]):
         check_range({"batch_size": args.batch_size}, 1, strict=False)
         threads = checked_threads(args.threads)
     if args.out:
         check_file_out(args.out)  # before the split is scored, not at the final write
-    with load(args.bundle, backend=args.backend, threads=threads) as predictor:
+    with load_bundle(args.bundle, backend=args.backend, threads=threads) as predictor:
         splits = rebuild_splits(predictor.manifest.data, args.data, text_encoder=predictor.dataset_text_front_end,
                                 featurize=(args.split,)).for_model(predictor.spec)
         fs = splits.split(args.split)

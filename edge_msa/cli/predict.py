@@ -57,8 +57,8 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import InputError, checked_threads, named_as_flags
     from ..features import MEDIA_FLAG, check_max_media_seconds
     from ..jsonio import dumps
-    from ..runtime import load
     from ..runtime.predictor import ItemError
+    from . import load_bundle
 
     with named_as_flags(["threads"], spelled=MEDIA_FLAG):  # flags before inputs: a bad one read as "no input given"
         threads = checked_threads(args.threads)
@@ -69,8 +69,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("empty --text; expected at least one word")
     items = _csv_items(Path(args.batch)) if args.batch else _flag_items(args)
     providers = args.providers.split(",") if args.providers else None
-    with load(args.bundle, backend=args.backend, providers=providers, threads=threads,
-              max_media_seconds=args.max_media_seconds) as predictor:
+    with load_bundle(args.bundle, backend=args.backend, providers=providers, threads=threads,
+                     max_media_seconds=args.max_media_seconds) as predictor:
         try:
             predictions = predictor.predict_batch(items)
         except ItemError as exc:  # "input index 3" -> the row as the user finds it in the file

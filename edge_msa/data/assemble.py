@@ -21,7 +21,8 @@ def encode_texts(texts: Column, ids: Column, encoder: TextFrontEnd | None, progr
     """MiniLM features (N, L, 384) + lengths for every text (disk-cached); a text the tokenizer cannot use (empty,
     or no word it keeps) names its sample. `rows` (indices, `featured_rows`): embed only those, the others get no text
     (zeros, length 0): scoring one split of MOSEI's label.csv embedded all 22,788 transcripts for its 4,653 test rows
-    (minutes on a CPU). Every text is still checked for words, and a cache holding every row is still used."""
+    (minutes on a CPU). Every text is still checked for words, and a cache holding every row is still used (its
+    truncation warning counting `rows` alone)."""
     texts = [str(t) for t in texts]
     for text, sample in zip(texts, ids):
         if not text.strip():
@@ -29,7 +30,7 @@ def encode_texts(texts: Column, ids: Column, encoder: TextFrontEnd | None, progr
     encoder = encoder or MiniLMFrontEnd()
     if rows is not None and len(rows) == len(texts):
         rows = None
-    whole = None if rows is None else cached(encoder, texts)
+    whole = None if rows is None else cached(encoder, texts, rows=rows)
     if whole is not None:
         return (*whole, encoder)
     picked = np.arange(len(texts)) if rows is None else np.asarray(rows)

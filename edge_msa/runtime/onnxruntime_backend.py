@@ -50,10 +50,10 @@ class OnnxRuntimeBackend(Backend):
         available = ort.get_available_providers()
         asked = providers or default_providers(available)
         unknown = [p for p in asked if p not in available]
-        if unknown and providers:
-            warn(f"onnxruntime has no {', '.join(unknown)} in this build (available: "
-                 f"{', '.join(available)}); using the rest")
         usable = [p for p in asked if p in available] or ["CPUExecutionProvider"]
+        if unknown and providers:  # names what runs: "using the rest" was said with none left, running on the CPU
+            warn(f"onnxruntime has no {', '.join(unknown)} in this build (available: "
+                 f"{', '.join(available)}); running on {', '.join(usable)}")
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = int(threads)

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import ArtifactError, EdgeMSAError, InputError, checked_threads, one_line, warn
+from ..errors import ArtifactError, EdgeMSAError, InputError, checked_threads, given, one_line, option_name, warn
 from ..features import MAX_MEDIA_SECONDS, check_max_media_seconds, media_file, refuse_long_media
 from ..features.audio import NAME as LOGMEL, VIDEO_EXTS, has_audio_track
 from ..features.text import TOKENS_PREFIX, MiniLMFrontEnd, TextError, TokenIds, WordPiece, check_tokenizer_tag
@@ -413,8 +413,10 @@ class Predictor:
     def _array(self, m: str, value: Any) -> np.ndarray:
         """A caller's (L, d) value (an array, nested lists, a tensor, a (1, L, d) array; a token-id bundle's text
         ids also as a flat list) as an ndarray, or one line saying what it is instead (a ragged list, bytes, a
-        dict, a number, several texts or paths)."""
-        want = f"(L, {self.spec.dim(m)})"
+        dict, a number, several texts or paths). Its messages list every shape taken: a token-id bundle's (6, 384)
+        text was told "expected (L, 1) or (B, L, 1)" (spec.check's batch shapes), without its flat (L,) ids."""
+        flat = m == "text" and self.tokens  # token ids as the tokenizer lists them: (L,) is (L, 1)
+        want = "(L,) or (L, 1)" if flat else f"(L, {self.spec.dim(m)})"
         array = as_array(m, value, want)
         kinds = "a string or" if m == "text" else "a media file path or"
         if array.ndim == 0 or isinstance(value, (bytes, bytearray)):
@@ -422,12 +424,13 @@ class Predictor:
         if array.dtype.kind in "US":  # a list of texts or paths: predict takes one input, predict_batch several
             raise InputError(f"{m} is a {type(value).__name__} of {len(array)} strings; expected {kinds} an {want} "
                              "array (predict_batch takes several inputs)")
+        shape = array.shape
         if array.ndim == 3 and array.shape[0] == 1:
             array = array[0]
-        if array.ndim == 1 and m == "text" and self.tokens:  # token ids as the tokenizer lists them: (L,) is (L, 1)
+        if array.ndim == 1 and flat:
             array = array[:, None]
-        if array.ndim != 2:
-            raise InputError(f"{m} features have shape {array.shape}; expected {want}")
+        if array.ndim != 2 or array.shape[1] != self.spec.dim(m):
+            raise InputError(f"{m} features have shape {shape}; expected {want}")
         return array
 
     def _checked(self, m: str, array: np.ndarray, notes: list[str] | None = None) -> np.ndarray:
@@ -674,16 +677,20 @@ def open_bundle(bundle: Path, manifest: Manifest, backend: str | None = None, pr
     providers = provider_names(providers)  # [] where none were asked for
     check_max_media_seconds(max_media_seconds)
     name = backend or manifest.backend
+    # the backend named as its caller gave it (`given`): `--backend tensorrt` from a command, `backend = 'tensorrt'`
+    # in Python; both were told "use backend='onnxruntime'", a keyword on the command line
     if name == "torch":
-        raise InputError("the torch backend wraps a model in memory (export's parity check), not a bundle; "
-                         "use backend='onnxruntime' or 'tensorrt'")
+        raise InputError(f"{given('backend', name)} wraps a model in memory (export's parity check), not a bundle; "
+                         f"expected {given('backend', manifest.backend)}, the backend the bundle was exported for")
     cls = backend_class(name)  # unknown names fail here, with a suggestion
     if name != manifest.backend:
         raise InputError(f"bundle '{bundle}' holds {manifest.backend} graphs ({manifest.precision}); it cannot run "
-                         f"on backend '{name}'; use backend='{manifest.backend}' or export for '{name}'")
+                         f"on {given('backend', name)}; expected {given('backend', manifest.backend)} (the default "
+                         f"for this bundle) or a bundle exported for {name}")
     if providers and name != "onnxruntime":  # else ignored without a word: TensorRT takes no providers
-        raise InputError(f"providers {', '.join(providers)} are onnxruntime's, but bundle '{bundle}' runs on {name}, "
-                         "which takes none; expected no providers for it (or an ONNX bundle)")
+        flag = option_name("providers")
+        raise InputError(f"{flag} {', '.join(providers)} are onnxruntime's, but bundle '{bundle}' runs on {name}, "
+                         f"which takes none; expected no {flag} for it (or an ONNX bundle)")
     for filename in manifest.graphs.values():
         check_readable(bundle / filename)
     for filename in (manifest.text_encoder or {}).values():  # built at the first text, but broken already now
