@@ -269,6 +269,14 @@ def test_counts_from_python_are_whole_numbers(kwargs, says):
     ({"blocks": 5}, "student blocks = 5; expected a map of fuse, text (the blocks of share='depth') to maps of "
                     "heads, head_dim, ffn"),
     ({"dim": 16.0}, "dim = 16.0 is a float; expected a whole number >= 1 (write 16)"),
+    # the pipeline passes share= and **student_params: a raw TypeError (share twice, or None not a mapping)
+    ({"share": "depth"}, "student_params = {'share': 'depth'} sets share; expected the share mode as its own option "
+                         "(share = 'depth'), not in student_params"),
+    (None, "student_params = None; expected a map of the student's options to override (e.g. {'dim': 64}), or {} "
+           "for none"),
+    # keys of two types: sorted() raised a TypeError, reported as the registry's generic "bad options" line
+    ({"blocks": {1: {}, "text": {}}}, "student blocks ['text', 1] do not match share='depth'; expected ['fuse', "
+                                      "'text']"),
 ])
 def test_student_params_are_checked_before_the_teacher_and_the_data_are_read(student_params, says, tmp_path,
                                                                               monkeypatch):
