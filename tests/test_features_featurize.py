@@ -300,7 +300,7 @@ def test_media_longer_than_max_media_s_is_left_out_and_counted(tmp_path, capsys)
     assert load(tmp_path / "b.npz")["audio_len"].tolist() == [50] * 4 and "left out" not in capsys.readouterr().out
     assert main([*args, str(tmp_path / "c.npz"), "--max-media-s", "0"]) == 2
     out, err = capsys.readouterr()
-    assert err == "error: --max-media-s 0.0; expected > 0 (inf: no limit)\n"  # the flag typed, one wording
+    assert err == "error: --max-media-s 0; expected > 0 (inf: no limit)\n"  # the flag and value typed (not 0.0)
     assert not (tmp_path / "c.npz").exists()
     assert main([*args, str(tmp_path / "d.npz"), "--max-media-s", "30.0000001"]) == 0  # read as given, not as 30
     out, err = capsys.readouterr()
