@@ -480,7 +480,7 @@ def test_cli_featurize_writes_npz_and_reports_errors(tmp_path, capsys):
 
 @pytest.mark.parametrize("flags, says", [(["--valid-frac", "nan"], "--valid-frac nan and --test-frac 0.15; expected "
                                                                     "each in (0, 1) with a sum < 1"),
-                                         (["--seed", "-1"], "--seed -1 out of range; expected integers in 0 .. ")])
+                                         (["--seed", "-1"], "--seed -1; expected 0 <= seed <= 4294967295")])
 def test_cli_featurize_names_its_flags_and_python_its_keywords(flags, says, tmp_path, capsys):
     """`--valid-frac nan` was refused as `valid_frac=nan` (the keyword) and featurize(seed=-1) as `--seed -1` (the
     flag): each side is told the names it used (errors.named_as_flags, cli.featurize.FEATURIZE_KNOBS)."""

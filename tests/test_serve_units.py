@@ -938,9 +938,10 @@ def test_serve_cli_bad_options_are_one_line_errors(media_bundle, tmp_path, capsy
     not_a_log.write_text("my notes")
     cases = [(["--max-body", "0"], "error: --max-body 0; expected > 0\n"),  # was named max_body_bytes, the keyword
              (["--max-media-s", "-inf"], "error: --max-media-s -inf; expected > 0 (inf: no limit)\n"),
-             (["--threads", "-1"], "error: --threads -1; expected a thread count >= 1"),
+             (["--threads", "-1"], "error: --threads -1; expected >= 0 (0: the library's default)\n"),
              (["--max-batch", "0"], "error: --max-batch 0; expected >= 1\n"),  # named max_batch, the keyword
-             (["--max-queue", "8", "--max-items", "8"], "error: --max-queue 8; expected >= --max-batch (16)\n"),
+             (["--max-queue", "8", "--max-items", "8"],
+              "error: --max-queue 8; expected >= 16 (--max-batch 16: a full batch must fit in the queue)\n"),
              (["--max-items", "300"],
               "error: --max-items 300; expected <= --max-queue (256): a batch request must fit in the queue\n"),
              (["--feedback", str(not_a_log)], "not a SQLite database"),
@@ -968,7 +969,8 @@ def test_batcher_settings_are_named_as_given():
     for bad, says in (({"max_batch": 0}, "max_batch = 0; expected >= 1"),
                       ({"max_wait_ms": math.nan}, "max_wait_ms = nan; expected a finite number >= 0"),
                       ({"max_wait_ms": -1}, "max_wait_ms = -1; expected >= 0"),
-                      ({"max_queue": 2}, "max_queue = 2; expected >= max_batch (4)")):
+                      ({"max_queue": 2}, "max_queue = 2; expected >= 4 (max_batch = 4: a full batch must fit in the "
+                                         "queue)")):
         with pytest.raises(InputError, match=f"^{re.escape(says)}$"):
             MicroBatcher(lambda items: items, **{"max_batch": 4, "max_wait_ms": 0, "max_queue": 8, **bad})
 
@@ -981,8 +983,10 @@ def test_batcher_and_config_counts_from_python_are_whole_numbers():
 
     for bad, says in (({"max_batch": 2.5}, "max_batch = 2.5; expected a whole number >= 1"),
                       ({"max_batch": "2"}, "max_batch = '2'; expected a whole number >= 1"),
-                      ({"max_queue": 8.5}, "max_queue = 8.5; expected a whole number >= max_batch (4)"),
-                      ({"max_queue": "8"}, "max_queue = '8'; expected a whole number >= max_batch (4)")):
+                      ({"max_queue": 8.5}, "max_queue = 8.5; expected a whole number >= 4 (max_batch = 4: a full "
+                                           "batch must fit in the queue)"),
+                      ({"max_queue": "8"}, "max_queue = '8'; expected a whole number >= 4 (max_batch = 4: a full "
+                                           "batch must fit in the queue)")):
         with pytest.raises(InputError, match=f"^{re.escape(says)}$"):
             MicroBatcher(lambda items: items, **{"max_batch": 4, "max_wait_ms": 0, "max_queue": 8, **bad})
     for bad, says in ((2.5, "remember = 2.5; expected a whole number >= 1"), (0, "remember = 0; expected >= 1"),
