@@ -148,7 +148,7 @@ def test_a_record_keyed_by_the_out_typed_then_still_resumes(tmp_path, monkeypatc
     assert set(json.loads(state_file.read_text())["stages"]) == set(state["stages"])  # rewritten relative
 
 
-@pytest.mark.parametrize("flags, says", [(["--min-time", "-1"], "--min-time -1.0; expected >= 0\n"),  # check_range's
+@pytest.mark.parametrize("flags, says", [(["--min-time", "-1"], "--min-time -1; expected >= 0\n"),  # check_range's
                                          (["--min-time", "nan"], "--min-time nan; expected a finite number >= 0\n"),
                                          (["--epochs", "0"], "--epochs 0; expected >= 1\n"),  # train's words
                                          (["--seeds", "0", "-2"], "--seeds -2; expected 0 <= seeds <= ")])

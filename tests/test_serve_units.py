@@ -949,7 +949,7 @@ def test_serve_cli_bad_options_are_one_line_errors(media_bundle, tmp_path, capsy
              (["--remember", "0"], "error: --remember 0; expected >= 1\n"),  # it named --port and --remember at once
              (["--max-wait-ms", "inf"], "error: --max-wait-ms inf; expected a finite number >= 0\n"),
              (["--max-wait-ms", "nan"], "error: --max-wait-ms nan; expected a finite number >= 0\n"),
-             (["--drain-s", "-1"], "--drain-s -1.0; expected >= 0\n"),
+             (["--drain-s", "-1"], "--drain-s -1; expected >= 0\n"),  # as typed, not -1.0
              (["--body-timeout-s", "inf"], "error: --body-timeout-s inf; expected a finite number > 0\n"),
              (["--body-deadline-s", "nan"], "error: --body-deadline-s nan; expected a finite number > 0\n"),
              (["--header-timeout-s", "nan"], "error: --header-timeout-s nan; expected a finite number > 0\n"),

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import argparse
 
-from . import Typed
-
 EPILOG = """examples:
   edge-msa feedback export feedback.sqlite --out label.csv
   edge-msa feedback export feedback.sqlite --out label.csv --valid 0.2 --test 0.2
@@ -18,6 +16,8 @@ without text are left out (the log keeps no audio or video).
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from . import Typed
+
     p = subparsers.add_parser("feedback", help="export the feedback log of `edge-msa serve`",
                               description="Work with the SQLite feedback log that `edge-msa serve --feedback` writes.",
                               epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
