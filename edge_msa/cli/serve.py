@@ -93,7 +93,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import EdgeMSAError, InputError, check_range, checked_threads, given, named_as_flags, require
+    from ..errors import EdgeMSAError, check_range, checked_threads, named_as_flags, require
     from ..serve import SERVE_FIX
 
     for module in ("fastapi", "uvicorn", "prometheus_client", "python_multipart"):
@@ -103,8 +103,8 @@ def run(args: argparse.Namespace) -> int:
 
     knobs = ["port", "remember", "drain_s", "threads", "max_batch", "max_wait_ms", "max_queue"]
     with named_as_flags(knobs, spelled={name: flag for name, (flag, _) in LIMIT_FLAGS.items()}):
-        if not 0 <= args.port <= 65535:  # two-sided, so not check_range; 0: any free port (address() says which)
-            raise InputError(f"{given('port', args.port)}; expected 0 <= port <= 65535 (0: any free port)")
+        # 0: any free port (address() says which)
+        check_range({"port": args.port}, 0, strict=False, whole=True, top=65535, why="0: any free port")
         check_range({"drain_s": args.drain_s}, 0, strict=False)
         limits = Limits(**{name: getattr(args, name) for name in LIMIT_FLAGS})
         threads = checked_threads(args.threads)
