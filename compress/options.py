@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, fields, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 from edge_msa.errors import InputError, check_range, checked_seeds, given, option_name, warn
 from edge_msa.models.registry import check_build
@@ -143,9 +143,22 @@ class CompressOptions:
         check_max_minutes(self.max_minutes)
         self._refuse_conflicts()
         object.__setattr__(self, "seeds", checked_seeds(self.seeds))
+        self._check_student_params()
         # the student's widths, heads and keywords, before the teacher and the data are read (they were found when the
         # student was first built, after both loads and the teacher's pass)
         check_build(self.student, {"share": self.share, **self.student_params})
+
+    def _check_student_params(self) -> None:
+        """student_params as a map without 'share': the pipeline builds the student with share=self.share **and** the
+        map, so a 'share' key in it was a raw TypeError (share given twice) and None one from the ** (not a mapping),
+        both after the teacher and the data were loaded."""
+        params = self.student_params
+        if not isinstance(params, Mapping):
+            raise InputError(f"{given('student_params', params)}; expected a map of the student's options to "
+                             "override (e.g. {'dim': 64}), or {} for none")
+        if "share" in params:
+            raise InputError(f"{given('student_params', dict(params))} sets share; expected the share mode as its own "
+                             f"option ({given('share', params['share'])}), not in student_params")
 
     def _read_keywords(self) -> None:
         """Each KEYWORDS knob's word in lower case, whatever case it was given in; one line for a word not listed

@@ -102,10 +102,10 @@ def checked_threads(threads: int | None) -> int | None:
     """A thread count as the libraries take it: None (also for 0) means the library's own default, as
     ONNX Runtime's intra_op_num_threads=0 does, so every --threads flag reads 0 alike (serve's default of 1 needs a
     way to ask for the library's choice); a negative count, which onnxruntime refused deep in session creation and
-    torch.set_num_threads with a RuntimeError, is one line here, named as given (`load(bundle, threads=-1)` was told
-    `--threads -1`; the commands with a --threads flag name it with named_as_flags)."""
-    if threads is not None and not (is_whole(threads) and threads >= 0):  # 1.5 ran on int(1.5); "2": TypeError
-        raise InputError(f"{given('threads', threads)}; expected a thread count >= 1, or 0 for the library's default")
+    torch.set_num_threads with a RuntimeError, is one line here (check_range), named as given (`load(bundle,
+    threads=-1)` was told `--threads -1`; the commands with a --threads flag name it with named_as_flags)."""
+    if threads is not None:  # 1.5 ran on int(1.5); "2": TypeError
+        check_range({"threads": threads}, 0, strict=False, whole=True, why="0: the library's default")
     return threads or None
 
 
@@ -120,20 +120,15 @@ def is_whole(value: object) -> bool:
 def checked_seeds(seeds: Iterable[int], name: str = "seeds") -> tuple[int, ...]:
     """The seeds as ints, or one line saying why not: at least one, each an integer (int() made seed 0.5 seed 0
     without a word) in 0 .. 2**32 - 1, the range numpy's seeding (training.seed_everything) accepts, so a bad seed
-    fails before any data is read, not inside numpy. `name` is the knob, named as given (option_name)."""
+    fails before any data is read, not inside numpy; each by check_range, the one rule (its own wording said
+    "seeds 0.0 not an integer"). `name` is the knob, named as given (option_name)."""
     flag = option_name(name)
     seeds = tuple(seeds)
     if not seeds:
         raise InputError(f"no seeds given; expected at least one seed, e.g. {flag} 0")
-    top = 2 ** 32 - 1
-    odd = [s for s in seeds if not is_whole(s)]
-    if odd:
-        raise InputError(f"{flag} {' '.join(map(repr, odd))} not {'an integer' if len(odd) == 1 else 'integers'}; "
-                         f"expected integers in 0 .. {top}")
+    for seed in seeds:
+        check_range({name: seed}, 0, strict=False, whole=True, top=2 ** 32 - 1)
     seeds = tuple(int(s) for s in seeds)  # numpy's ints as Python's
-    bad = [s for s in seeds if not 0 <= s <= top]
-    if bad:
-        raise InputError(f"{flag} {' '.join(map(str, bad))} out of range; expected integers in 0 .. {top}")
     if len(set(seeds)) < len(seeds):  # a repeated seed trains the same model twice and shrinks the reported std
         raise InputError(f"{flag} {' '.join(map(str, seeds))} repeats a seed; expected distinct seeds")
     return seeds
@@ -172,7 +167,7 @@ def given(name: str, value: Any) -> str:
 
 
 def check_range(values: Mapping[str, float], bound: float, strict: bool, no_limit: bool = False,
-                whole: bool = False) -> None:
+                whole: bool = False, top: float | None = None, why: str = "") -> None:
     """One line for the first of `values` (name -> value) that is not a finite number > `bound` (`strict`) or
     >= `bound`: the comparison is negated so that NaN fails it too, before any training (it failed mid-run inside
     torch, or trained on NaN). The one rule for the training and compress knobs, each named as its user gave it
@@ -181,19 +176,33 @@ def check_range(values: Mapping[str, float], bound: float, strict: bool, no_limi
     (is_whole), which a CLI parses with type=int but Python took as given: batch 1.5 ran as batch 1, and a string
     failed the comparison with a bare TypeError (as a string or a bool in place of any number does). A count that is
     NaN or inf is told it must be finite, as any other knob is (serve's `max_steps = inf` was told so before its
-    limits were counts)."""
-    op, lift = (">" if strict else ">="), (" (inf: no limit)" if no_limit else "")
+    limits were counts). `top`: an upper bound as well, inclusive (opset 14 <= opset <= 20, a seed's range), so a
+    two-sided range follows the same rule and wording. `why`: what the range serves, said after it in parentheses."""
+    op = ">" if strict else ">="
     for name, value in values.items():
         number = isinstance(value, Real) and not isinstance(value, bool)
+        span = f"{op} {bound}" if top is None else f"{bound} <= {name} <= {top}"
         if not number or (whole and math.isfinite(value) and not is_whole(value)):
             # 16.0 (is_whole): told which int to write, where that int is in range
-            said = number and value == int(value) and (value > bound if strict else value >= bound)
-            kind, fix = (f" is a {type(value).__name__}", f" (write {int(value)})") if said else ("", "")
-            raise InputError(f"{given(name, value)}{kind}; expected a {'whole ' * whole}number {op} {bound}{lift}{fix}")
+            said = number and value == int(value) and _inside(value, bound, strict, top)
+            kind, fix = (f" is a {type(value).__name__}", f"write {int(value)}") if said else ("", "")
+            raise InputError(f"{given(name, value)}{kind}; expected a {'whole ' * whole}number {span}"
+                             f"{_notes(no_limit, why, fix)}")
         finite = math.isfinite(value) or (no_limit and value == math.inf)
-        if not (value > bound if strict else value >= bound) or not finite:
+        if not _inside(value, bound, strict, top) or not finite:
             what = "" if finite or no_limit else "a finite number "
-            raise InputError(f"{given(name, value)}; expected {what}{op} {bound}{lift}")
+            raise InputError(f"{given(name, value)}; expected {what}{span}{_notes(no_limit, why)}")
+
+
+def _inside(value: float, bound: float, strict: bool, top: float | None) -> bool:
+    """check_range's comparison, False for NaN."""
+    return (value > bound if strict else value >= bound) and (top is None or value <= top)
+
+
+def _notes(no_limit: bool, *notes: str) -> str:
+    """check_range's parenthesis after the range: that inf lifts it, why the range, which int to write."""
+    said = [note for note in ("inf: no limit" if no_limit else "", *notes) if note]
+    return f" ({'; '.join(said)})" if said else ""
 
 
 def require(module: str, purpose: str, fix: str | None = None) -> ModuleType:

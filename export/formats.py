@@ -5,7 +5,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from edge_msa.errors import InputError, check_range, given, is_whole
+from edge_msa.errors import InputError, check_range
 from edge_msa.spec import suggest
 
 from edge_msa.runtime.tensorrt_backend import TRT_FIX
@@ -78,18 +78,15 @@ def resolve_options(fmt: Format, options: dict[str, Any]) -> dict[str, Any]:
             raise InputError(f"unknown export option '{key}'{suggest(key, every)}")
     resolved = {k: DEFAULTS[k] for k in sorted(fmt.options)}  # sorted: manifests reproducible byte for byte
     resolved.update(options)
-    opset = resolved["opset"]  # two-sided, so not check_range; named as given and whole all the same ("abc", 17.5)
-    if not (is_whole(opset) and MIN_OPSET <= opset <= 20):
-        raise InputError(f"{given('opset', opset)}; expected {'' if is_whole(opset) else 'a whole number '}{MIN_OPSET} "
-                         f"<= opset <= 20 (every model's attention needs {MIN_OPSET}; 17 suits TensorRT 8.6+, 16 "
-                         "TensorRT 8.5)")
+    check_range({"opset": resolved["opset"]}, MIN_OPSET, strict=False, whole=True, top=20,
+                why=f"every model's attention needs {MIN_OPSET}; 17 suits TensorRT 8.6+, 16 TensorRT 8.5")
     check_range({"atol": resolved["atol"]}, 0, strict=True)
     check_range({"max_batch": resolved["max_batch"]}, 1, strict=False, whole=True)
     # a negative or NaN limit would fail every judged export; inf: no limit (README: `--max-drop inf`)
     check_range({"max_drop": resolved.get("max_drop", 0)}, 0, strict=False, no_limit=True)
-    if not is_whole(resolved.get("workspace_mb", 1)) or resolved.get("workspace_mb", 1) < 1:  # True was 1 MiB
-        raise InputError(f"{given('workspace_mb', resolved['workspace_mb'])}; expected a whole number of MiB >= 1 "
-                         "(TensorRT's builder would refuse it only after every ONNX graph was exported)")
+    if "workspace_mb" in resolved:  # True was 1 MiB
+        check_range({"workspace_mb": resolved["workspace_mb"]}, 1, strict=False, whole=True,
+                    why="MiB; TensorRT's builder would refuse it only after every ONNX graph was exported")
     if resolved.get("trt_precision", "fp16") not in TRT_PRECISIONS:
         raise InputError(f"trt_precision '{resolved['trt_precision']}' is not an engine precision"
                          f"{suggest(str(resolved['trt_precision']), TRT_PRECISIONS)}")

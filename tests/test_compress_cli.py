@@ -75,7 +75,7 @@ def test_pickled_or_missing_teacher_one_line(tmp_path, capsys):
     assert "not a torch checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "s.pt").exists()
     assert main(["compress", str(tmp_path / "nope.pt"), "--seeds", "-1", "--out", str(tmp_path / "s.pt")]) == 2
-    assert capsys.readouterr().err == "error: --seeds -1 out of range; expected integers in 0 .. 4294967295\n"
+    assert capsys.readouterr().err == "error: --seeds -1; expected 0 <= seeds <= 4294967295\n"
 
 
 def test_out_that_is_the_teacher_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
@@ -269,6 +269,14 @@ def test_counts_from_python_are_whole_numbers(kwargs, says):
     ({"blocks": 5}, "student blocks = 5; expected a map of fuse, text (the blocks of share='depth') to maps of "
                     "heads, head_dim, ffn"),
     ({"dim": 16.0}, "dim = 16.0 is a float; expected a whole number >= 1 (write 16)"),
+    # the pipeline passes share= and **student_params: a raw TypeError (share twice, or None not a mapping)
+    ({"share": "depth"}, "student_params = {'share': 'depth'} sets share; expected the share mode as its own option "
+                         "(share = 'depth'), not in student_params"),
+    (None, "student_params = None; expected a map of the student's options to override (e.g. {'dim': 64}), or {} "
+           "for none"),
+    # keys of two types: sorted() raised a TypeError, reported as the registry's generic "bad options" line
+    ({"blocks": {1: {}, "text": {}}}, "student blocks ['text', 1] do not match share='depth'; expected ['fuse', "
+                                      "'text']"),
 ])
 def test_student_params_are_checked_before_the_teacher_and_the_data_are_read(student_params, says, tmp_path,
                                                                               monkeypatch):
@@ -409,11 +417,12 @@ def test_a_seed_that_is_not_an_integer_is_refused_not_rounded():
     from edge_msa.errors import checked_seeds, named_as_flags
 
     with named_as_flags(["seeds", "seed"]):
-        with pytest.raises(InputError, match=r"^--seeds 0\.5 not an integer; expected integers in 0 \.\. 4294967295$"):
+        with pytest.raises(InputError, match=r"^--seeds 0\.5; expected a whole number 0 <= seeds <= 4294967295$"):
             checked_seeds([0, 0.5])
-        with pytest.raises(InputError, match=r"^--seed 1\.0 '3' True not integers; expected integers in 0 \.\. "):
+        with pytest.raises(InputError, match=r"^--seed 1\.0 is a float; expected a whole number 0 <= seed <= "
+                                             r"4294967295 \(write 1\)$"):
             checked_seeds([1.0, "3", True], "seed")
-    with pytest.raises(InputError, match=r"^seeds 0\.5 not an integer; expected integers in 0 \.\. 4294967295$"):
+    with pytest.raises(InputError, match=r"^seeds = 0\.5; expected a whole number 0 <= seeds <= 4294967295$"):
         checked_seeds([0, 0.5])
     seeds = checked_seeds([np.int64(3), 1])
     assert seeds == (3, 1) and all(type(s) is int for s in seeds)

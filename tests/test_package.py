@@ -166,14 +166,14 @@ def test_the_media_limit_flag_is_defined_once_for_predict_featurize_and_serve():
     """--max-media-s had three argparse definitions (predict, featurize, serve's limit table), each with its own help
     (serve's said nothing of decoding, predict's "as in serve") and dest (max_media_s beside serve's
     max_media_seconds); one now (cli.add_media_limit_flag), each command saying what it does with a longer file."""
-    from edge_msa.cli import build_parser
+    from edge_msa.cli import Typed, build_parser
     from edge_msa.features import MAX_MEDIA_SECONDS
 
     found = {p.prog.split()[-1]: a for p in _parsers(build_parser()) for a in p._actions
              if "--max-media-s" in a.option_strings}
     assert sorted(found) == ["featurize", "predict", "serve"]
     assert {(a.dest, a.default, a.type, a.metavar) for a in found.values()} == {
-        ("max_media_seconds", MAX_MEDIA_SECONDS, float, "MAX_MEDIA_S")}
+        ("max_media_seconds", MAX_MEDIA_SECONDS, Typed, "MAX_MEDIA_S")}
     for action in found.values():
         assert action.help.startswith("longest audio / video file in seconds, refused before decoding")
         assert action.help.endswith("(default 30, shared by predict, featurize and serve; inf: no limit)")

@@ -857,6 +857,13 @@ def test_export_refuses_what_is_not_a_feedback_log(tmp_path, capsys):
     assert main(["feedback", "export", str(tmp_path / "fb.sqlite"), "--out", str(tmp_path / "x.csv"), "--valid",
                  "0.6", "--test", "0.5"]) == 2
     assert capsys.readouterr().err == "error: --valid 0.6 and --test 0.5; expected each >= 0 with a sum below 1\n"
+    # the values as typed (type=float made `--valid 2` read 2.0), and a Python caller is told its keywords, not flags
+    assert main(["feedback", "export", str(tmp_path / "fb.sqlite"), "--out", str(tmp_path / "x.csv"), "--valid",
+                 "2"]) == 2
+    assert capsys.readouterr().err == "error: --valid 2 and --test 0.1; expected each >= 0 with a sum below 1\n"
+    with pytest.raises(InputError, match=r"^valid = 0\.6 and test = 0\.5; expected each >= 0 with a sum below 1$"):
+        export_label_csv(tmp_path / "fb.sqlite", tmp_path / "x.csv", valid=0.6, test=0.5)
+    assert not (tmp_path / "x.csv").exists()
 
 
 def test_export_keeps_each_label_and_text_exactly(tmp_path, capsys):
@@ -931,9 +938,10 @@ def test_serve_cli_bad_options_are_one_line_errors(media_bundle, tmp_path, capsy
     not_a_log.write_text("my notes")
     cases = [(["--max-body", "0"], "error: --max-body 0; expected > 0\n"),  # was named max_body_bytes, the keyword
              (["--max-media-s", "-inf"], "error: --max-media-s -inf; expected > 0 (inf: no limit)\n"),
-             (["--threads", "-1"], "error: --threads -1; expected a thread count >= 1"),
+             (["--threads", "-1"], "error: --threads -1; expected >= 0 (0: the library's default)\n"),
              (["--max-batch", "0"], "error: --max-batch 0; expected >= 1\n"),  # named max_batch, the keyword
-             (["--max-queue", "8", "--max-items", "8"], "error: --max-queue 8; expected >= --max-batch (16)\n"),
+             (["--max-queue", "8", "--max-items", "8"],
+              "error: --max-queue 8; expected >= 16 (--max-batch 16: a full batch must fit in the queue)\n"),
              (["--max-items", "300"],
               "error: --max-items 300; expected <= --max-queue (256): a batch request must fit in the queue\n"),
              (["--feedback", str(not_a_log)], "not a SQLite database"),
@@ -941,7 +949,7 @@ def test_serve_cli_bad_options_are_one_line_errors(media_bundle, tmp_path, capsy
              (["--remember", "0"], "error: --remember 0; expected >= 1\n"),  # it named --port and --remember at once
              (["--max-wait-ms", "inf"], "error: --max-wait-ms inf; expected a finite number >= 0\n"),
              (["--max-wait-ms", "nan"], "error: --max-wait-ms nan; expected a finite number >= 0\n"),
-             (["--drain-s", "-1"], "--drain-s -1.0; expected >= 0\n"),
+             (["--drain-s", "-1"], "--drain-s -1; expected >= 0\n"),  # as typed, not -1.0
              (["--body-timeout-s", "inf"], "error: --body-timeout-s inf; expected a finite number > 0\n"),
              (["--body-deadline-s", "nan"], "error: --body-deadline-s nan; expected a finite number > 0\n"),
              (["--header-timeout-s", "nan"], "error: --header-timeout-s nan; expected a finite number > 0\n"),
@@ -961,7 +969,8 @@ def test_batcher_settings_are_named_as_given():
     for bad, says in (({"max_batch": 0}, "max_batch = 0; expected >= 1"),
                       ({"max_wait_ms": math.nan}, "max_wait_ms = nan; expected a finite number >= 0"),
                       ({"max_wait_ms": -1}, "max_wait_ms = -1; expected >= 0"),
-                      ({"max_queue": 2}, "max_queue = 2; expected >= max_batch (4)")):
+                      ({"max_queue": 2}, "max_queue = 2; expected >= 4 (max_batch = 4: a full batch must fit in the "
+                                         "queue)")):
         with pytest.raises(InputError, match=f"^{re.escape(says)}$"):
             MicroBatcher(lambda items: items, **{"max_batch": 4, "max_wait_ms": 0, "max_queue": 8, **bad})
 
@@ -974,8 +983,10 @@ def test_batcher_and_config_counts_from_python_are_whole_numbers():
 
     for bad, says in (({"max_batch": 2.5}, "max_batch = 2.5; expected a whole number >= 1"),
                       ({"max_batch": "2"}, "max_batch = '2'; expected a whole number >= 1"),
-                      ({"max_queue": 8.5}, "max_queue = 8.5; expected a whole number >= max_batch (4)"),
-                      ({"max_queue": "8"}, "max_queue = '8'; expected a whole number >= max_batch (4)")):
+                      ({"max_queue": 8.5}, "max_queue = 8.5; expected a whole number >= 4 (max_batch = 4: a full "
+                                           "batch must fit in the queue)"),
+                      ({"max_queue": "8"}, "max_queue = '8'; expected a whole number >= 4 (max_batch = 4: a full "
+                                           "batch must fit in the queue)")):
         with pytest.raises(InputError, match=f"^{re.escape(says)}$"):
             MicroBatcher(lambda items: items, **{"max_batch": 4, "max_wait_ms": 0, "max_queue": 8, **bad})
     for bad, says in ((2.5, "remember = 2.5; expected a whole number >= 1"), (0, "remember = 0; expected >= 1"),

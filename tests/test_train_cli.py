@@ -98,7 +98,7 @@ def test_training_pins_torch_threads_and_restores_them(tiny_splits, tmp_path):
         m = train_teacher("gtf_tiny", out=tmp_path / "t.pt", splits=tiny_splits, epochs=1, progress=False)
         assert m["host"]["torch_threads"] == 1  # the default: a seed's model does not depend on the core count
         assert torch.get_num_threads() == 2
-        with pytest.raises(InputError, match="^threads = -1; expected a thread count >= 1, or 0 for the library's"):
+        with pytest.raises(InputError, match=r"^threads = -1; expected >= 0 \(0: the library's default\)$"):
             train_teacher("gtf_tiny", out=tmp_path / "u.pt", splits=tiny_splits, threads=-1, progress=False)
         assert not (tmp_path / "u.pt").exists()
         m = train_teacher("gtf_tiny", out=tmp_path / "z.pt", splits=tiny_splits, epochs=1, threads=0, progress=False)
@@ -203,7 +203,7 @@ def test_cli_default_data_names_where_edge_msa_data_points(tmp_path, monkeypatch
 @pytest.mark.parametrize("args, says", [
     (["--out", "teacher.txt"], "--out 'teacher.txt' does not end in .pt; expected the teacher checkpoint to write, "
                                "e.g. teacher.pt"),
-    (["--seeds", "0", "-1"], "--seeds -1 out of range; expected integers in 0 .. 4294967295"),
+    (["--seeds", "0", "-1"], "--seeds -1; expected 0 <= seeds <= 4294967295"),
     (["--seeds", "0", "1", "0"], "--seeds 0 1 0 repeats a seed; expected distinct seeds"),
     (["--text-model", "no/such/folder"], "text encoder folder no/such/folder does not exist"),
     (["--lr", "nan"], "--lr nan; expected a finite number > 0\n"),  # not a torch error
@@ -211,7 +211,7 @@ def test_cli_default_data_names_where_edge_msa_data_points(tmp_path, monkeypatch
     (["--batch-size", "0"], "--batch-size 0; expected >= 1\n"),
     (["--text-encoder", "FROZEN", "--text-model", "x"], "--text-model x is an encoder to fine-tune, but the text "
      "encoder is frozen (frozen MiniLM features); expected one of --text-model and --text-encoder frozen\n"),
-    (["--threads", "-1"], "--threads -1; expected a thread count >= 1, or 0 for the library's default\n"),
+    (["--threads", "-1"], "--threads -1; expected >= 0 (0: the library's default)\n"),
     (["--cv-fold", "4/4"], "--cv-fold '4/4'; expected 0 <= FOLD < FOLDS and FOLDS >= 2"),
     (["--cv-fold", "1-4"], "--cv-fold '1-4'; expected FOLD/FOLDS such as 0/4"),
 ])
@@ -251,8 +251,8 @@ def test_a_training_setting_is_named_as_the_flag_on_the_command_line_and_the_key
                                                         "--text-encoder", "--text-model"}
     assert set(TRAINING_KNOBS) <= set(inspect.signature(train_teacher).parameters)
     for kwargs, says in (({"epochs": 0}, "epochs = 0; expected >= 1"), ({"lr": -1.0}, "lr = -1.0; expected > 0"),
-                         ({"seeds": (0.5,)}, "seeds 0.5 not an integer; expected integers in 0 .. 4294967295"),
-                         ({"threads": -1}, "threads = -1; expected a thread count >= 1, or 0 for the library's default"),
+                         ({"seeds": (0.5,)}, "seeds = 0.5; expected a whole number 0 <= seeds <= 4294967295"),
+                         ({"threads": -1}, "threads = -1; expected >= 0 (0: the library's default)"),
                          ({"text_encoder": "frozen", "text_model": "x"}, "text_model = 'x' is an encoder to "
                           "fine-tune, but the text encoder is frozen (frozen MiniLM features); expected one of "
                           "text_model and text_encoder = 'frozen'"),
@@ -355,8 +355,8 @@ def test_a_kind_of_fd_cmdies_text_encoder_is_refused_naming_the_clash(tiny_split
     ({"encoder_lr": 0.0}, "encoder_lr = 0.0; expected > 0"),
     ({"encoder_lr": float("nan")}, "encoder_lr = nan; expected a finite number > 0"),
     # a TypeError / ValueError from numpy's seeding when fit began
-    ({"seed": 0.5}, "seed 0.5 not an integer; expected integers in 0 .. 4294967295"),
-    ({"seed": -1}, "seed -1 out of range; expected integers in 0 .. 4294967295"),
+    ({"seed": 0.5}, "seed = 0.5; expected a whole number 0 <= seed <= 4294967295"),
+    ({"seed": -1}, "seed = -1; expected 0 <= seed <= 4294967295"),
     ({"warmup": "0.1"}, "warmup = '0.1'; expected a number >= 0"),  # a bare TypeError from the comparison
 ])
 def test_training_knobs_without_a_flag_are_checked_when_the_config_is_made(kwargs, says):

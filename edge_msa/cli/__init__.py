@@ -49,6 +49,27 @@ def add_threads_flag(parser: argparse.ArgumentParser) -> None:
                         help="ONNX Runtime intra-op threads (left out or 0: ONNX Runtime's default)")
 
 
+class Typed(float):
+    """A float flag's value that prints as it was typed (the `type=` of such a flag): type=float made `--max-media-s
+    0` 0.0, and messages name a setting as its user gave it (errors.given), so the user read `--max-media-s 0.0`. It
+    computes as the float it is: arithmetic returns plain floats, and json writes float's own repr."""
+
+    text: str
+
+    def __new__(cls, text: str) -> "Typed":
+        try:
+            value = super().__new__(cls, text)
+        except ValueError:  # argparse's own wording for type=float, which names the flag before it
+            raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+        value.text = str(text)
+        return value
+
+    def __repr__(self) -> str:
+        return self.text
+
+    __str__ = __repr__
+
+
 def add_media_limit_flag(parser: argparse.ArgumentParser, refused: str) -> None:
     """--max-media-s of predict, featurize and serve, defined once: its name (features.MEDIA_FLAG, which messages
     name it by), default (MAX_MEDIA_SECONDS, shared by the three) and help; each command had its own definition and
@@ -56,7 +77,7 @@ def add_media_limit_flag(parser: argparse.ArgumentParser, refused: str) -> None:
     from ..features import MAX_MEDIA_SECONDS, MEDIA_FLAG
 
     (knob, flag), = MEDIA_FLAG.items()
-    parser.add_argument(flag, dest=knob, metavar=flag[2:].upper().replace("-", "_"), type=float,
+    parser.add_argument(flag, dest=knob, metavar=flag[2:].upper().replace("-", "_"), type=Typed,
                         default=MAX_MEDIA_SECONDS, help=f"longest audio / video file in seconds, {refused} (default "
                         f"{MAX_MEDIA_SECONDS:g}, shared by predict, featurize and serve; inf: no limit)")
 

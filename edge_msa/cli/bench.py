@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from edge_msa.benchmarks.meters import ENERGY_WINDOW_S, IDLE_SETTLE_S, METERS
 
     from ..splits import SPLITS
-    from . import DEFAULT_DATA, add_backend_flag, add_threads_flag, one_of
+    from . import DEFAULT_DATA, Typed, add_backend_flag, add_threads_flag, one_of
 
     p = subparsers.add_parser("bench", help="benchmark bundles: latency, energy, accuracy -> report",
                               description="Time bundles on this device (warm-up, p50/p90/p99, throughput, "
@@ -47,13 +47,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=int, nargs="+", default=[1], help="batch sizes (default: 1)")
     p.add_argument("--modalities", nargs="+", default=["all", "text"],
                    help="modality subsets: all, text, text+audio, ... (default: all text)")
-    p.add_argument("--min-time", type=float, default=2.0, help="minimum timed seconds per row (default: 2)")
+    p.add_argument("--min-time", type=Typed, default=2.0, help="minimum timed seconds per row (default: 2)")
     p.add_argument("--min-runs", type=int, default=20, help="minimum timed calls per row (default: 20)")
     p.add_argument("--warmup", type=int, default=10, help="untimed warm-up calls per row (default: 10)")
     add_threads_flag(p)
-    p.add_argument("--energy-window", type=float, default=ENERGY_WINDOW_S,
+    p.add_argument("--energy-window", type=Typed, default=ENERGY_WINDOW_S,
                    help=f"seconds of the idle and of each active energy window (default: {ENERGY_WINDOW_S:g})")
-    p.add_argument("--idle-settle", type=float, default=IDLE_SETTLE_S,
+    p.add_argument("--idle-settle", type=Typed, default=IDLE_SETTLE_S,
                    help="seconds of sleep before the idle window, so the clocks drop from the timing's levels first "
                    f"(default: {IDLE_SETTLE_S:g})")
     p.add_argument("--meter", default="auto", **one_of(METERS),

@@ -34,7 +34,7 @@ def _format_table() -> str:
 def register(subparsers: argparse._SubParsersAction) -> None:
     from edge_msa.export.formats import FORMATS, TRT_PRECISIONS
 
-    from . import one_of
+    from . import Typed, one_of
 
     p = subparsers.add_parser("export", help="export a checkpoint to an ONNX / TensorRT bundle",
                               description="Export a student or teacher checkpoint to a bundle directory: graphs, "
@@ -49,8 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--single-graph", action="store_true", help="one graph even for the student (no modality skipping)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset, 14..20 (default: 17, legacy "
                    "exporter; TensorRT 8.5 / JetPack 5 engines need 16: its parser lacks LayerNormalization)")
-    p.add_argument("--atol", type=float, default=None, help="fp32 parity tolerance (default: 1e-4)")
-    p.add_argument("--max-drop", type=float, default=None,
+    p.add_argument("--atol", type=Typed, default=None, help="fp32 parity tolerance (default: 1e-4)")
+    p.add_argument("--max-drop", type=Typed, default=None,
                    help="largest Acc-2 (non-0) drop in points for fp16/int8/engine (default: 0.5)")
     p.add_argument("--per-channel", action=argparse.BooleanOptionalAction, default=None,
                    help="onnx-int8: one weight scale per output channel (default, chosen on validation) or, with "

@@ -49,7 +49,7 @@ FEATURIZE_KNOBS = ("valid_frac", "test_frac", "seed")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from . import add_media_limit_flag
+    from . import Typed, add_media_limit_flag
 
     p = subparsers.add_parser(
         "featurize", help="extract audio/video features from raw clips into a dataset .npz",
@@ -62,8 +62,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--label-map", default=None,
                    help="categorical labels -> scores: a preset (cremad) or 'CAT=SCORE,...'")
     p.add_argument("--text", default=None, help="one transcript for every clip (overrides CSV transcripts)")
-    p.add_argument("--valid-frac", type=float, default=0.15, help="validation fraction (default 0.15)")
-    p.add_argument("--test-frac", type=float, default=0.15, help="test fraction (default 0.15)")
+    p.add_argument("--valid-frac", type=Typed, default=0.15, help="validation fraction (default 0.15)")
+    p.add_argument("--test-frac", type=Typed, default=0.15, help="test fraction (default 0.15)")
     p.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
     add_media_limit_flag(p, "refused before decoding and left out with a warning")
     p.add_argument("--quiet", action="store_true", help="no progress bar, timing line or warnings")

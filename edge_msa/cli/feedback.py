@@ -16,6 +16,8 @@ without text are left out (the log keeps no audio or video).
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from . import Typed
+
     p = subparsers.add_parser("feedback", help="export the feedback log of `edge-msa serve`",
                               description="Work with the SQLite feedback log that `edge-msa serve --feedback` writes.",
                               epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -25,17 +27,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     e.add_argument("log", help="feedback log (.sqlite) written by `edge-msa serve --feedback`")
     e.add_argument("--out", required=True, help="label.csv to write")
-    e.add_argument("--valid", type=float, default=0.1, help="share of inputs in mode=valid (default 0.1)")
-    e.add_argument("--test", type=float, default=0.1, help="share of inputs in mode=test (default 0.1)")
+    e.add_argument("--valid", type=Typed, default=0.1, help="share of inputs in mode=valid (default 0.1)")
+    e.add_argument("--test", type=Typed, default=0.1, help="share of inputs in mode=test (default 0.1)")
     e.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import plural, warn
+    from ..errors import named_as_flags, plural, warn
     from ..metrics import untrainable_splits
     from ..serve.feedback import export_label_csv
 
-    counts = export_label_csv(args.log, args.out, args.valid, args.test)
+    with named_as_flags(["valid", "test"]):  # `--valid 2` as typed, `valid = 2` from export_label_csv in Python
+        counts = export_label_csv(args.log, args.out, args.valid, args.test)
     sizes = ", ".join(f"{name} {len(labels)}" for name, labels in counts["splits"].items())
     print(f"wrote {plural(counts['rows'], 'row')} to {args.out} ({sizes}; "
           f"{plural(counts['without_text'], 'feedback record')} without text left out)")

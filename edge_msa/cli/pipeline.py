@@ -36,7 +36,7 @@ BUNDLES = (("teacher", "onnx"), ("student", "onnx"), ("student-int8", "onnx-int8
 
 def register(sub: argparse._SubParsersAction) -> None:
     from ..models.registry import TEACHERS, TEXT_ENCODERS
-    from . import DEFAULT_DATA, one_of
+    from . import DEFAULT_DATA, Typed, one_of
 
     p = sub.add_parser("pipeline", help="train -> compress -> export -> bench in one command (the main job)",
                        description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -49,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(compress --epochs; its text KD, --finetune-epochs and --gate-epochs keep their defaults)")
     p.add_argument("--text-encoder", **one_of(TEXT_ENCODERS), default="finetune",
                    help="fine-tune the teacher's text encoder (default) or use frozen MiniLM features (ablation)")
-    p.add_argument("--min-time", type=float, default=2.0, help="seconds of timing per benchmark row (default: 2)")
+    p.add_argument("--min-time", type=Typed, default=2.0, help="seconds of timing per benchmark row (default: 2)")
     p.add_argument("--resume", action="store_true",
                    help=f"skip each stage that --out/{STATE_FILE} records as finished with the same inputs and "
                         "whose outputs are unchanged (a stage whose settings or input files changed reruns)")

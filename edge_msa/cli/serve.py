@@ -55,7 +55,7 @@ LIMIT_FLAGS = {"max_body_bytes": ("--max-body", "bytes per request"),
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from ..serve.config import ServeConfig
-    from . import add_media_limit_flag, one_of
+    from . import Typed, add_media_limit_flag, one_of
 
     c = ServeConfig(bundle="")
     d = c.limits
@@ -68,7 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
     p.add_argument("--max-batch", type=int, default=c.max_batch,
                    help=f"inputs per runtime call (1 = batching off; default {c.max_batch})")
-    p.add_argument("--max-wait-ms", type=float, default=c.max_wait_ms, help="after a first input, wait this long for "
+    p.add_argument("--max-wait-ms", type=Typed, default=c.max_wait_ms, help="after a first input, wait this long for "
                    f"more (default {c.max_wait_ms:g}: run what queued while the previous call ran)")
     p.add_argument("--max-queue", type=int, default=c.max_queue,
                    help=f"waiting inputs before 429 (default {c.max_queue})")
@@ -86,14 +86,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=c.threads, help="ONNX Runtime intra-op threads per session "
                    "(default 1: the service overlaps requests itself; ORT's own pool spins and cost 2-3x the server "
                    "CPU per request in the README's load test); 0 = ONNX Runtime's default")
-    p.add_argument("--drain-s", type=float, default=7.0, help=f"once {STOPS} stops the server, wait this long for "
+    p.add_argument("--drain-s", type=Typed, default=7.0, help=f"once {STOPS} stops the server, wait this long for "
                    "in-flight requests (default 7; with the worker's final 2 s the exit comes within 10 s)")
     p.add_argument("--log-level", default="info", **one_of(LOG_LEVELS), help="uvicorn's log level (default: info)")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import EdgeMSAError, InputError, check_range, checked_threads, given, named_as_flags, require
+    from ..errors import EdgeMSAError, check_range, checked_threads, named_as_flags, require
     from ..serve import SERVE_FIX
 
     for module in ("fastapi", "uvicorn", "prometheus_client", "python_multipart"):
@@ -103,8 +103,8 @@ def run(args: argparse.Namespace) -> int:
 
     knobs = ["port", "remember", "drain_s", "threads", "max_batch", "max_wait_ms", "max_queue"]
     with named_as_flags(knobs, spelled={name: flag for name, (flag, _) in LIMIT_FLAGS.items()}):
-        if not 0 <= args.port <= 65535:  # two-sided, so not check_range; 0: any free port (address() says which)
-            raise InputError(f"{given('port', args.port)}; expected 0 <= port <= 65535 (0: any free port)")
+        # 0: any free port (address() says which)
+        check_range({"port": args.port}, 0, strict=False, whole=True, top=65535, why="0: any free port")
         check_range({"drain_s": args.drain_s}, 0, strict=False)
         limits = Limits(**{name: getattr(args, name) for name in LIMIT_FLAGS})
         threads = checked_threads(args.threads)

@@ -226,8 +226,8 @@ def _blocks(cfg: dict[str, Any], share: str) -> Mapping[str, Any]:
     if not isinstance(blocks, Mapping):
         raise InputError(f"student blocks = {blocks!r}; expected a map of {', '.join(names)} (the blocks of "
                          f"share='{share}') to maps of {', '.join(Student.NESTED_WIDTHS['blocks'])}")
-    if sorted(blocks) != names:
-        raise InputError(f"student blocks {sorted(blocks)} do not match share='{share}'; expected {names}")
+    if set(blocks) != set(names):  # sorted(key=repr): a map keyed 1 and 'text' cannot be sorted as given
+        raise InputError(f"student blocks {sorted(blocks, key=repr)} do not match share='{share}'; expected {names}")
     return blocks
 
 

@@ -14,7 +14,7 @@ from collections import deque
 from concurrent.futures import Future
 from typing import Any, Callable, Sequence
 
-from ..errors import InputError, check_range, given, is_whole, option_name
+from ..errors import InputError, check_range, given
 from ..runtime.predictor import BrokenModel, ItemError
 
 BatchFn = Callable[[Sequence[Any]], list]
@@ -49,10 +49,8 @@ class MicroBatcher:
                  on_batch: Callable[[int, float], None] | None = None) -> None:
         check_range({"max_batch": max_batch}, 1, strict=False, whole=True)  # as given: serve's flag, or the keyword
         check_range({"max_wait_ms": max_wait_ms}, 0, strict=False)  # NaN/inf: wait forever
-        if not (is_whole(max_queue) and max_queue >= max_batch):  # "8" was a TypeError from the comparison
-            whole = "" if is_whole(max_queue) else "a whole number "
-            raise InputError(f"{given('max_queue', max_queue)}; expected {whole}>= {option_name('max_batch')} "
-                             f"({max_batch})")
+        check_range({"max_queue": max_queue}, max_batch, strict=False, whole=True,
+                    why=f"{given('max_batch', max_batch)}: a full batch must fit in the queue")
         self.run_batch, self.on_batch = run_batch, on_batch
         self.max_batch, self.max_wait, self.max_queue = max_batch, max_wait_ms / 1e3, max_queue
         self._jobs: deque[tuple[Any, Future]] = deque()
