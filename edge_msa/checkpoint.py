@@ -31,7 +31,11 @@ def save_checkpoint(path: str | os.PathLike, model: MSAModel, meta: dict[str, An
     """Write model (config, spec, weights) + plain-type meta atomically to `path`.
 
     A model with its own text encoder also stores its tokenizer (`model.tokenizer_path`, tokenizer.json text),
-    so the checkpoint alone tokenizes the way the model was trained."""
+    so the checkpoint alone tokenizes the way the model was trained.
+
+    A model built the same way, with the same meta, gives the same bytes wherever it is saved: torch.save names the
+    zip's folder after a file it is given by path (here a random temp name), `archive/` in one given open. Why: a
+    rerun stage that made the same model looked changed to all that compares sha256s (pipeline.json for --resume)."""
     import torch
 
     from .models import model_config
@@ -47,8 +51,8 @@ def save_checkpoint(path: str | os.PathLike, model: MSAModel, meta: dict[str, An
     tokenizer = tokenizer_of(model)
     if tokenizer is not None:
         payload["tokenizer_json"] = tokenizer.read_bytes().decode("utf-8")
-    with atomic_path(path, suffix=".pt") as tmp:
-        torch.save(payload, tmp)
+    with atomic_path(path, suffix=".pt") as tmp, tmp.open("wb") as file:
+        torch.save(payload, file)
     return Path(path)
 
 
