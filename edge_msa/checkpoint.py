@@ -31,7 +31,8 @@ def save_checkpoint(path: str | os.PathLike, model: MSAModel, meta: dict[str, An
     """Write model (config, spec, weights) + plain-type meta atomically to `path`.
 
     A model with its own text encoder also stores its tokenizer (`model.tokenizer_path`, tokenizer.json text),
-    so the checkpoint alone tokenizes the way the model was trained.
+    so the checkpoint alone tokenizes the way the model was trained; one without a tokenizer is refused, writing
+    nothing, as load_checkpoint would refuse the file.
 
     A model built the same way, with the same meta, gives the same bytes wherever it is saved: torch.save names the
     zip's folder after a file it is given by path (here a random temp name), `archive/` in one given open. Why: a
@@ -39,8 +40,12 @@ def save_checkpoint(path: str | os.PathLike, model: MSAModel, meta: dict[str, An
     import torch
 
     from .models import model_config
-    from .models.with_text import tokenizer_of
+    from .models.with_text import WithTextEncoder, tokenizer_of
 
+    if isinstance(model, WithTextEncoder) and model.tokenizer_path is None:
+        raise InputError(f"cannot save '{path}': the '{model.model_name}' model carries its own text encoder but no "
+                         "tokenizer (its tokenizer_path is None); expected model.tokenizer_path to name the "
+                         "tokenizer.json its token ids come from")
     payload = {
         "format_version": FORMAT_VERSION,
         "config": model_config(model).to_dict(),

@@ -154,6 +154,22 @@ def test_the_same_model_saves_to_the_same_bytes_and_older_files_still_load(tiny_
     assert old.state_dict().keys() == load_checkpoint(token_checkpoint)[0].state_dict().keys()
 
 
+def test_a_model_with_a_text_encoder_but_no_tokenizer_is_refused_before_anything_is_written(tiny_bert_dir, tmp_path):
+    """save_checkpoint wrote such a model without its tokenizer_json, and load_checkpoint then refused the file
+    ("carries its own text encoder but no tokenizer"): a run's result was only found unreadable when next used."""
+    from edge_msa.checkpoint import save_checkpoint
+    from edge_msa.errors import InputError
+
+    from conftest import token_student
+
+    model = token_student(tiny_bert_dir, 12)
+    model.tokenizer_path = None
+    with pytest.raises(InputError, match=r"^cannot save '.*s\.pt': the 'student_tiny' model carries its own text "
+                                         r"encoder but no tokenizer .*; expected model.tokenizer_path to name"):
+        save_checkpoint(tmp_path / "new" / "s.pt", model, {})
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_token_checkpoint_exports_where_the_cache_takes_no_files(token_checkpoint, tmp_path, monkeypatch, capsys):
     """The checkpoint's tokenizer must be a file while the model is used; it was written only into the cache, so an
     unwritable $EDGE_MSA_CACHE (a read-only device, /proc) refused the export, whose bundle carries the tokenizer."""
