@@ -29,10 +29,12 @@ from edge_msa.data.lineage import file_sha256, lineage, rebuild_splits
 from edge_msa.errors import ArtifactError, InputError
 from edge_msa.metrics import msa_metrics
 from edge_msa.models import create_model
+from edge_msa.models.base import MSAModel
 from edge_msa.models.encoders import fit_input_norms
 from edge_msa.models.student import run_with_skipping
 from edge_msa.models.text_bert import BertEncoder
-from edge_msa.models.with_text import StudentModel, WithTextEncoder, fusion_of, student_of, text_front_end
+from edge_msa.models.with_text import (StudentModel, WithTextEncoder, fusion_of, student_of, text_front_end,
+                                     tokenizer_of)
 from edge_msa.spec import SKIPPABLE
 from edge_msa.teacher import leak_robust
 from edge_msa.training import TrainConfig, fit, predict, to_batch, torch_threads, valid_mae
@@ -115,21 +117,22 @@ def fusion_batch(model: torch.nn.Module, batch: dict) -> dict:
         return {**batch, "text": model.states(batch["text"], batch["text_mask"])}
 
 
-def _text_stage(teacher, splits: DatasetSplits, options: CompressOptions,
+def _text_stage(teacher: WithTextEncoder, splits: DatasetSplits, options: CompressOptions,
                 progress: bool) -> tuple[BertEncoder, dict[str, Any]]:
     """The student's text encoder from the teacher's (compress/text.py), once for all seeds."""
     check_shape(teacher.bert, options.text_shape)
-    texts = transfer_texts(splits, options.transfer_path(), teacher.tokenizer_path, splits.spec.max_len("text"),
-                           progress)
+    tokenizer = teacher.tokenizer_path
+    assert tokenizer is not None  # load_checkpoint gives a model with its own text encoder its checkpoint's tokenizer
+    texts = transfer_texts(splits, options.transfer_path(), tokenizer, splits.spec.max_len("text"), progress)
     if options.text_augment:
-        texts = with_augmented(texts, splits.name, options.text_augment, teacher.tokenizer_path,
+        texts = with_augmented(texts, splits.name, options.text_augment, tokenizer,
                                teacher.bert.word.weight, options.seeds[0])
     encoder, info = student_text_encoder(teacher, texts, options.text_shape, splits.spec.max_len("text"),
                                          options.text_kd, progress)
     return encoder, {**info, "transfer_sources": texts["sources"]}
 
 
-def _new_student(options: CompressOptions, splits: DatasetSplits, teacher,
+def _new_student(options: CompressOptions, splits: DatasetSplits, teacher: MSAModel,
                  text_encoder: BertEncoder | None) -> StudentModel:
     """The student (fusion part from the registry); with the distilled text encoder inside when there is one."""
     extra = {"text_bert": dict(text_encoder.config)} if text_encoder is not None else {}
@@ -138,7 +141,7 @@ def _new_student(options: CompressOptions, splits: DatasetSplits, teacher,
         return student_of(student)  # the Student itself, typed as one
     assert isinstance(student, WithTextEncoder)  # create_model wraps a model built with text_bert
     student.bert.load_state_dict(text_encoder.state_dict())
-    student.tokenizer_path = teacher.tokenizer_path
+    student.tokenizer_path = tokenizer_of(teacher)  # the teacher's: the student reads the same token ids
     return student
 
 

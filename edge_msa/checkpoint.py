@@ -31,12 +31,21 @@ def save_checkpoint(path: str | os.PathLike, model: MSAModel, meta: dict[str, An
     """Write model (config, spec, weights) + plain-type meta atomically to `path`.
 
     A model with its own text encoder also stores its tokenizer (`model.tokenizer_path`, tokenizer.json text),
-    so the checkpoint alone tokenizes the way the model was trained."""
+    so the checkpoint alone tokenizes the way the model was trained; one without a tokenizer is refused, writing
+    nothing, as load_checkpoint would refuse the file.
+
+    A model built the same way, with the same meta, gives the same bytes wherever it is saved: torch.save names the
+    zip's folder after a file it is given by path (here a random temp name), `archive/` in one given open. Why: a
+    rerun stage that made the same model looked changed to all that compares sha256s (pipeline.json for --resume)."""
     import torch
 
     from .models import model_config
-    from .models.with_text import tokenizer_of
+    from .models.with_text import WithTextEncoder, tokenizer_of
 
+    if isinstance(model, WithTextEncoder) and model.tokenizer_path is None:
+        raise InputError(f"cannot save '{path}': the '{model.model_name}' model carries its own text encoder but no "
+                         "tokenizer (its tokenizer_path is None); expected model.tokenizer_path to name the "
+                         "tokenizer.json its token ids come from")
     payload = {
         "format_version": FORMAT_VERSION,
         "config": model_config(model).to_dict(),
@@ -47,8 +56,8 @@ def save_checkpoint(path: str | os.PathLike, model: MSAModel, meta: dict[str, An
     tokenizer = tokenizer_of(model)
     if tokenizer is not None:
         payload["tokenizer_json"] = tokenizer.read_bytes().decode("utf-8")
-    with atomic_path(path, suffix=".pt") as tmp:
-        torch.save(payload, tmp)
+    with atomic_path(path, suffix=".pt") as tmp, tmp.open("wb") as file:
+        torch.save(payload, file)
     return Path(path)
 
 

@@ -128,6 +128,48 @@ def test_the_untouched_checkpoint_loads(token_checkpoint, tmp_path):
 
 
 
+def test_the_same_model_saves_to_the_same_bytes_and_older_files_still_load(tiny_bert_dir, token_checkpoint, tmp_path):
+    """torch.save named the zip's folder after the random temp file the atomic save writes, so no two saves of one
+    model were alike (a checksum of the artifact, e.g. pipeline.json's, told nothing). The same model built twice
+    the same way, saved under other names, now gives the very bytes, and loads back; a file with the folder names
+    of before still loads."""
+    import zipfile
+
+    from edge_msa.checkpoint import load_checkpoint, save_checkpoint
+
+    from conftest import token_student
+
+    torch.manual_seed(0)
+    first = save_checkpoint(tmp_path / "first.pt", token_student(tiny_bert_dir, 16), {"seed": 0})
+    torch.manual_seed(0)
+    model = token_student(tiny_bert_dir, 16)
+    again = save_checkpoint(tmp_path / "elsewhere" / "again.pt", model, {"seed": 0})
+    assert again.read_bytes() == first.read_bytes()
+    loaded, meta = load_checkpoint(again)
+    assert meta == {"seed": 0} and all(torch.equal(loaded.state_dict()[k], v) for k, v in model.state_dict().items())
+    torch.save(torch.load(token_checkpoint, weights_only=True), tmp_path / ".old.pt.x1y2z3ab.pt")  # as saved before
+    (tmp_path / ".old.pt.x1y2z3ab.pt").rename(tmp_path / "old.pt")
+    assert zipfile.ZipFile(tmp_path / "old.pt").namelist()[0] == ".old.pt.x1y2z3ab/data.pkl"
+    old, _ = load_checkpoint(tmp_path / "old.pt")
+    assert old.state_dict().keys() == load_checkpoint(token_checkpoint)[0].state_dict().keys()
+
+
+def test_a_model_with_a_text_encoder_but_no_tokenizer_is_refused_before_anything_is_written(tiny_bert_dir, tmp_path):
+    """save_checkpoint wrote such a model without its tokenizer_json, and load_checkpoint then refused the file
+    ("carries its own text encoder but no tokenizer"): a run's result was only found unreadable when next used."""
+    from edge_msa.checkpoint import save_checkpoint
+    from edge_msa.errors import InputError
+
+    from conftest import token_student
+
+    model = token_student(tiny_bert_dir, 12)
+    model.tokenizer_path = None
+    with pytest.raises(InputError, match=r"^cannot save '.*s\.pt': the 'student_tiny' model carries its own text "
+                                         r"encoder but no tokenizer .*; expected model.tokenizer_path to name"):
+        save_checkpoint(tmp_path / "new" / "s.pt", model, {})
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_token_checkpoint_exports_where_the_cache_takes_no_files(token_checkpoint, tmp_path, monkeypatch, capsys):
     """The checkpoint's tokenizer must be a file while the model is used; it was written only into the cache, so an
     unwritable $EDGE_MSA_CACHE (a read-only device, /proc) refused the export, whose bundle carries the tokenizer."""
