@@ -12,10 +12,12 @@ import pytest
 from edge_msa.benchmarks.meters import (Meter, MeterUnavailable, Window, active_window, energy_per_item, idle_window,
                                         open_meter, settled_idle_window)
 from edge_msa.benchmarks.meters.rapl import RaplMeter
-from edge_msa.benchmarks.meters.tegrastats import TegrastatsMeter, module_power_mw, parse_rails
+from edge_msa.benchmarks.meters.tegrastats import TegrastatsMeter, module_power_mw, not_found, parse_rails
+from edge_msa.benchmarks.sysinfo import board_family
 from edge_msa.errors import GPU_FIX
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tegrastats"
+SYSFS = Path(__file__).parent / "fixtures" / "sysfs"
 
 
 class StepMeter(Meter):
@@ -181,6 +183,33 @@ def test_open_meter_reports_every_reason_and_none():
         result.close()
         pytest.skip("this machine has a readable energy meter")
     assert result.startswith("unavailable: tegrastats: ") and "; rapl: " in result
+
+
+@pytest.mark.skipif(Path("/usr/bin/tegrastats").exists(), reason="this machine has tegrastats in /usr/bin")
+def test_a_jetson_without_tegrastats_on_path_is_told_so_not_that_it_is_no_jetson(monkeypatch, tmp_path):
+    """A Jetson in a container or a minimal image: the reason said "not a Jetson" beside the report's own "board
+    family: jetson". The board family (from its device tree) words it, and picks the meters: NVML is not tried on a
+    Jetson (its SoC GPU answers no energy query; here it would add an "install the [gpu] extra" reason)."""
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    family = board_family(SYSFS / "orin_nano_throttled")
+    for on_gpu in (False, True):
+        assert open_meter("auto", on_gpu, family) == f"unavailable: tegrastats: {not_found('jetson')}"
+    assert not_found("jetson") == ("tegrastats is not on PATH or in /usr/bin on this Jetson (it ships with L4T in "
+                                   "/usr/bin): in a container, mount it from the host, or run bench on the host")
+    assert open_meter("tegrastats") == ("unavailable: tegrastats: tegrastats is not on PATH or in /usr/bin, and the "
+                                        "device tree names no Jetson")
+
+
+def test_a_raspberry_pi_is_told_it_has_no_on_board_power_meter():
+    """Auto on a Pi listed tegrastats and RAPL as unavailable, without saying that no meter exists on the board to
+    find: the way is an external USB power meter, and --meter none hides the line."""
+    family = board_family(SYSFS / "pi4_firmware_capped")
+    for on_gpu in (False, True):
+        assert open_meter("auto", on_gpu, family) == (
+            "unavailable: a Raspberry Pi has no on-board meter of its input power (no INA rails as on a Jetson, no "
+            "RAPL as on x86; a Pi 5's PMIC reads some rails, not the 5 V input's current): measure it with an "
+            "external USB power meter, or hide this line with --meter none")
 
 
 class FakeNVMLError(Exception):

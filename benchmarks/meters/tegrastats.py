@@ -51,11 +51,14 @@ class TegrastatsMeter(Meter):
     name = "tegrastats"
 
     def __init__(self, interval_ms: int = 20, command: list[str] | None = None,
-                 clock: Callable[[], float] = time.perf_counter, first_line_timeout_s: float = 5.0) -> None:
+                 clock: Callable[[], float] = time.perf_counter, first_line_timeout_s: float = 5.0,
+                 family: str | None = None) -> None:
+        """`family`: the board's (`sysinfo.board_family`), which words the reason where tegrastats is missing
+        (`not_found`)."""
         if command is None:
             exe = shutil.which("tegrastats") or "/usr/bin/tegrastats"
             if not shutil.which(exe):
-                raise MeterUnavailable("tegrastats not found (not a Jetson, or not on PATH)")
+                raise MeterUnavailable(not_found(family))
             # tegrastats writes through stdio: force line buffering so arrival time = sample time.
             stdbuf = shutil.which("stdbuf")
             command = ([stdbuf, "-oL"] if stdbuf else []) + [exe, "--interval", str(interval_ms)]
@@ -131,6 +134,16 @@ class TegrastatsMeter(Meter):
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def not_found(family: str | None) -> str:
+    """Why there is no tegrastats, by what the device tree says the board is: on a detected Jetson it ships with L4T
+    in /usr/bin, so it is missing from this image or container, not from the board ("not a Jetson" there contradicted
+    the report's own board line); elsewhere the device tree names no Jetson, or a container hides it."""
+    if family == "jetson":
+        return ("tegrastats is not on PATH or in /usr/bin on this Jetson (it ships with L4T in /usr/bin): in a "
+                "container, mount it from the host, or run bench on the host")
+    return "tegrastats is not on PATH or in /usr/bin, and the device tree names no Jetson"
 
 
 def _first_line(stream) -> str:
