@@ -52,8 +52,8 @@ def run_bench(bundles: Sequence[str | os.PathLike], data: str | os.PathLike | Da
     `data`: a dataset path (any format `load_dataset` reads) or DatasetSplits for accuracy on `split`;
     None uses the MOSI-U default where the bundle's FeatureSpec is MOSI-U's, else accuracy is
     "unavailable: no --data". `backend`: None = the runtime each bundle was exported for.
-    `meter`: "auto" | "nvml" | "tegrastats" | "rapl" | "none" or a Meter instance; `idle_settle`: seconds of sleep
-    before the idle window, so the clocks drop from the timing's levels first.
+    `meter`: one of METERS ("auto", "nvml", "tegrastats", "ina3221", "rapl", "none") or a Meter instance;
+    `idle_settle`: seconds of sleep before the idle window, so the clocks drop from the timing's levels first.
     `loader(bundle, backend, threads) -> predictor` replaces `edge_msa.runtime.load`; `sysfs_root`, the / of /sys.
     Timing starts from the raw transcript (tokenizer and text encoder included; rows say "input": "raw-text")
     wherever the data has transcripts; `precomputed_text` times from text features instead ("precomputed-text").
