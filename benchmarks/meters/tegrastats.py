@@ -50,7 +50,7 @@ class RailsMeter(Meter):
     Power is held only while readings keep coming: once they stop for `STALE_LINES` intervals (at least a second),
     reading the energy fails instead of extrapolating the last reading's power."""
 
-    source = "rails"  # what the scope names as read: tegrastats, or the INA3221 hwmon files
+    source: str  # what the scope names as read: tegrastats, or the INA3221 hwmon files
     sample = "reading"  # one reading's word in the messages
     silent = "gave no reading"
 
