@@ -52,8 +52,8 @@ def run_bench(bundles: Sequence[str | os.PathLike], data: str | os.PathLike | Da
     `data`: a dataset path (any format `load_dataset` reads) or DatasetSplits for accuracy on `split`;
     None uses the MOSI-U default where the bundle's FeatureSpec is MOSI-U's, else accuracy is
     "unavailable: no --data". `backend`: None = the runtime each bundle was exported for.
-    `meter`: "auto" | "nvml" | "tegrastats" | "rapl" | "none" or a Meter instance; `idle_settle`: seconds of sleep
-    before the idle window, so the clocks drop from the timing's levels first.
+    `meter`: one of METERS ("auto", "nvml", "tegrastats", "ina3221", "rapl", "none") or a Meter instance;
+    `idle_settle`: seconds of sleep before the idle window, so the clocks drop from the timing's levels first.
     `loader(bundle, backend, threads) -> predictor` replaces `edge_msa.runtime.load`; `sysfs_root`, the / of /sys.
     Timing starts from the raw transcript (tokenizer and text encoder included; rows say "input": "raw-text")
     wherever the data has transcripts; `precomputed_text` times from text features instead ("precomputed-text").
@@ -74,7 +74,7 @@ def run_bench(bundles: Sequence[str | os.PathLike], data: str | os.PathLike | Da
                 "meter": meter if isinstance(meter, str) else meter.name,
                 "input": "precomputed-text" if precomputed_text else "raw-text"}
     datasets = _Datasets(data, split, progress)
-    energy, clocks = _Energy(meter, energy_window, idle_settle), Clocks(sysfs_root)  # clocks: as the run starts
+    energy = _Energy(meter, energy_window, idle_settle, (clocks := Clocks(sysfs_root)).family)  # clocks: at start
     bar = _Progress(len(bundles) * len(subsets) * len(batches), progress)
     rows: list[list[dict[str, Any]]] = []  # per bundle, in the order given
     loaded: dict[int, _Loaded] = {}  # position in `bundles` -> the bundles that loaded, kept loaded to the end
@@ -356,16 +356,17 @@ class _Energy:
     after the first but not the first's, so the first bundle (usually the teacher) was timed on a quieter machine.
     Idle power is measured once per device kind in this run (with the meter running, as in every active window),
     after `settle_s` of sleep (see settled_idle_window), with its drift kept for the rows' warnings. Before any
-    timing, each device kind's meter is opened once more, to check the window against it (check_window)."""
+    timing, each device kind's meter is opened once more, to check the window against it (check_window). `family`:
+    the board's (`Clocks.family`), which picks auto's meters (`open_meter`)."""
 
-    def __init__(self, choice: str | Meter, window_s: float, settle_s: float) -> None:
-        self.choice, self.window_s, self.settle_s = choice, window_s, settle_s
+    def __init__(self, choice: str | Meter, window_s: float, settle_s: float, family: str | None) -> None:
+        self.choice, self.window_s, self.settle_s, self.family = choice, window_s, settle_s, family
         self.unavailable: dict[bool, str] = {}  # a meter that would not open is not retried on every row
         self.idle: dict[bool, tuple[Window, float]] = {}
 
     def _open(self, on_gpu: bool) -> Meter | str:
         meter = self.choice if isinstance(self.choice, Meter) else self.unavailable.get(on_gpu) or open_meter(
-            self.choice, on_gpu)
+            self.choice, on_gpu, self.family)
         if isinstance(meter, str):
             self.unavailable[on_gpu] = meter
         return meter

@@ -352,6 +352,16 @@ def test_bench_and_compare_on_a_pi_whose_firmware_throttles(tmp_path, tiny_split
             "under-voltage, throttled since boot; the ratios include their effect.") in capsys.readouterr().out
 
 
+def test_bench_picks_the_energy_meter_by_the_board_family_it_read(tmp_path, tiny_splits):
+    """The meter choice takes the board from the sysfs root the run read (`board_family`), as the report's board line
+    does: on a Pi, that it has no meter on board, not tegrastats and RAPL each unavailable."""
+    out = run_bench(_bundles(tmp_path, "student"), data=tiny_splits, out=tmp_path / "r", modalities=("all",),
+                    loader=make_loader(tiny_splits.spec), sysfs_root=PI, **FAST)
+    row = json.loads((out / "report.json").read_text())["rows"][0]
+    assert row["energy"].startswith("unavailable: a Raspberry Pi has no on-board meter of its input power")
+    assert "- energy unavailable: a Raspberry Pi has no on-board meter" in (out / "report.md").read_text()
+
+
 REASON_BITS = {"GpuIdle": 0x1, "ApplicationsClocksSetting": 0x2, "SwPowerCap": 0x4, "HwSlowdown": 0x8,
                "SwThermalSlowdown": 0x20, "HwThermalSlowdown": 0x40}
 

@@ -11,11 +11,15 @@ import pytest
 
 from edge_msa.benchmarks.meters import (Meter, MeterUnavailable, Window, active_window, energy_per_item, idle_window,
                                         open_meter, settled_idle_window)
+from edge_msa.benchmarks.meters import ina3221
+from edge_msa.benchmarks.meters.ina3221 import Ina3221Meter
 from edge_msa.benchmarks.meters.rapl import RaplMeter
-from edge_msa.benchmarks.meters.tegrastats import TegrastatsMeter, module_power_mw, parse_rails
+from edge_msa.benchmarks.meters.tegrastats import TegrastatsMeter, module_power_mw, not_found, parse_rails
+from edge_msa.benchmarks.sysinfo import board_family
 from edge_msa.errors import GPU_FIX
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tegrastats"
+SYSFS = Path(__file__).parent / "fixtures" / "sysfs"
 
 
 class StepMeter(Meter):
@@ -181,6 +185,93 @@ def test_open_meter_reports_every_reason_and_none():
         result.close()
         pytest.skip("this machine has a readable energy meter")
     assert result.startswith("unavailable: tegrastats: ") and "; rapl: " in result
+
+
+@pytest.mark.skipif(Path("/usr/bin/tegrastats").exists(), reason="this machine has tegrastats in /usr/bin")
+def test_a_jetson_without_tegrastats_on_path_is_told_so_not_that_it_is_no_jetson(monkeypatch, tmp_path):
+    """A Jetson in a container or a minimal image: the reason said "not a Jetson" beside the report's own "board
+    family: jetson". The board family (from its device tree) words it, and picks the meters: NVML is not tried on a
+    Jetson (its SoC GPU answers no energy query; here it would add an "install the [gpu] extra" reason)."""
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    monkeypatch.setattr(ina3221, "HWMON_ROOT", tmp_path)  # and no INA3221 in sysfs either
+    family = board_family(SYSFS / "orin_nano_throttled")
+    for on_gpu in (False, True):
+        assert open_meter("auto", on_gpu, family) == (f"unavailable: tegrastats: {not_found('jetson')}; ina3221: no "
+                                                      f"labelled INA3221 channels under {tmp_path} (hwmon name "
+                                                      "'ina3221')")
+    assert not_found("jetson") == ("tegrastats is not on PATH or in /usr/bin on this Jetson (it ships with L4T in "
+                                   "/usr/bin): in a container, mount it from the host, or run bench on the host")
+    assert open_meter("tegrastats") == ("unavailable: tegrastats: tegrastats is not on PATH or in /usr/bin, and the "
+                                        "device tree names no Jetson")
+
+
+ORIN_HWMON = SYSFS / "orin_nano_throttled" / "sys" / "class" / "hwmon"
+
+
+@pytest.mark.skipif(Path("/usr/bin/tegrastats").exists(), reason="this machine has tegrastats in /usr/bin")
+def test_a_jetson_without_tegrastats_is_metered_from_its_ina3221_hwmon_input_rail(monkeypatch, tmp_path):
+    """The rails tegrastats prints, read from sysfs where it is missing: VDD_IN 5000 mV x 965 mA, the whole module
+    (the CPU/GPU and SoC rails beside it are inside it, so not added), as tegrastats' 4.8 W on this board."""
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(ina3221, "HWMON_ROOT", ORIN_HWMON)
+    with open_meter("auto", True, "jetson") as meter:
+        assert isinstance(meter, Ina3221Meter) and meter.scope == "Jetson INA3221 hwmon input rail VDD_IN"
+        assert meter.refresh_s == 0.02 and _watts(meter) == pytest.approx(4.825, rel=0.05)
+    assert not meter.thread.is_alive()  # the poller stops with the meter
+
+
+def _watts(meter: Meter, seconds: float = 0.5) -> float:
+    """Mean power over `seconds`, read from the counter directly: shorter than a window bench would take."""
+    e0, t0 = meter.energy_j(), time.perf_counter()
+    time.sleep(seconds)
+    return (meter.energy_j() - e0) / (time.perf_counter() - t0)
+
+
+def _ina3221(hwmon: Path, channels: dict[int, tuple[str, int, int, int]], interval_ms: int | None = None) -> None:
+    """An INA3221 hwmon folder: {channel: (label, mV, mA, enabled)}."""
+    hwmon.mkdir(parents=True)
+    (hwmon / "name").write_text("ina3221\n")
+    for n, (label, mv, ma, enabled) in channels.items():
+        for name, value in (("label", label), ("input", mv), ("enable", enabled)):
+            (hwmon / f"in{n}_{name}").write_text(f"{value}\n")
+        (hwmon / f"curr{n}_input").write_text(f"{ma}\n")
+    if interval_ms is not None:
+        (hwmon / "update_interval").write_text(f"{interval_ms}\n")
+
+
+def test_ina3221_without_an_input_rail_sums_its_connected_enabled_rails_across_monitors(tmp_path):
+    """An AGX Orin-like board: two monitors, no input rail, channels labelled NC (not connected) and one disabled;
+    the readings change every 100 ms (update_interval), which sets the shortest window, not the 20 ms polls."""
+    _ina3221(tmp_path / "hwmon2", {1: ("VDD_GPU_SOC", 5000, 600, 1), 2: ("VDD_CPU_CV", 5000, 200, 1),
+                                   3: ("VIN_SYS_5V0", 5000, 400, 1)}, interval_ms=100)
+    _ina3221(tmp_path / "hwmon3", {1: ("NC", 5000, 999, 1), 2: ("VDDQ_VDD2_1V8AO", 5000, 100, 1),
+                                   3: ("VDD_SPARE", 5000, 999, 0)})
+    with Ina3221Meter(tmp_path) as meter:
+        assert meter.scope == "Jetson INA3221 hwmon sum of rails VDD_GPU_SOC+VDD_CPU_CV+VIN_SYS_5V0+VDDQ_VDD2_1V8AO"
+        assert meter.refresh_s == 0.1 and _watts(meter) == pytest.approx(6.5, rel=0.05)
+
+
+def test_ina3221_unreadable_or_absent_is_unavailable(tmp_path):
+    with pytest.raises(MeterUnavailable, match="no labelled INA3221 channels under "):
+        Ina3221Meter(tmp_path)
+    _ina3221(tmp_path / "hwmon0", {1: ("VDD_IN", 5000, 965, 1)})
+    with Ina3221Meter(tmp_path) as meter:
+        (tmp_path / "hwmon0" / "curr1_input").unlink()  # the driver unbound mid-run
+        time.sleep(0.2)
+        with pytest.raises(MeterUnavailable, match="INA3221 rail no longer readable"):
+            meter.energy_j()
+
+
+def test_a_raspberry_pi_is_told_it_has_no_on_board_power_meter():
+    """Auto on a Pi listed tegrastats and RAPL as unavailable, without saying that no meter exists on the board to
+    find: the way is an external USB power meter, and --meter none hides the line."""
+    family = board_family(SYSFS / "pi4_firmware_capped")
+    for on_gpu in (False, True):
+        assert open_meter("auto", on_gpu, family) == (
+            "unavailable: a Raspberry Pi has no on-board meter of its input power (no INA rails as on a Jetson, no "
+            "RAPL as on x86; a Pi 5's PMIC reads some rails, not the 5 V input's current): measure it with an "
+            "external USB power meter, or hide this line with --meter none")
 
 
 class FakeNVMLError(Exception):

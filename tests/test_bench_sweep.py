@@ -483,7 +483,7 @@ def test_a_meter_is_open_only_while_it_measures_so_no_row_is_timed_beside_it(tmp
         def close(self):
             self.live = False
 
-    def fake_open(name, on_gpu=False):
+    def fake_open(name, on_gpu=False, family=None):
         opened.append(Tracked())
         opened[-1].live = True
         return opened[-1]
@@ -692,7 +692,7 @@ def test_an_energy_window_longer_than_the_meters_counter_wrap_is_refused_before_
                        r"counter takes to wrap .*; expected --energy-window of at most 0.05 s with the rapl meter"):
         run_bench(_bundles(tmp_path, "student"), data=tiny_splits, out=tmp_path / "r", meter=WrappingMeter(),
                   loader=make_loader(tiny_splits.spec), **FAST)
-    monkeypatch.setattr("edge_msa.benchmarks.sweep.open_meter", lambda name, on_gpu=False: WrappingMeter())
+    monkeypatch.setattr("edge_msa.benchmarks.sweep.open_meter", lambda name, on_gpu=False, family=None: WrappingMeter())
     monkeypatch.setattr("edge_msa.benchmarks.target.runtime_loader", make_loader(tiny_splits.spec))
     assert main(["bench", str(tmp_path / "student"), "--meter", "rapl", "--energy-window", "0.1",
                  "--out", str(tmp_path / "r"), "--quiet"]) == 2

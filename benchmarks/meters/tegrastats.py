@@ -42,24 +42,20 @@ def module_power_mw(rails: dict[str, tuple[int, int]]) -> tuple[float, str]:
     return float(sum(cur for cur, _ in rails.values())), "sum of rails " + "+".join(rails)
 
 
-class TegrastatsMeter(Meter):
-    """Runs `tegrastats --interval N` and integrates instant module power (held until the next line).
+class RailsMeter(Meter):
+    """Integrates instant module power from Jetson power rails (`module_power_mw`), each reading's power held until
+    the next: the part tegrastats and the INA3221 hwmon files (ina3221.py) share, so both measure one scope by one
+    rule. A subclass feeds `_add` from a thread and sets `ready` at its first reading (or error).
 
-    Power is held only while lines keep coming: once tegrastats exits or falls silent for `STALE_LINES`
-    intervals (at least a second), reading the energy fails instead of extrapolating the last line's power."""
+    Power is held only while readings keep coming: once they stop for `STALE_LINES` intervals (at least a second),
+    reading the energy fails instead of extrapolating the last reading's power."""
 
-    name = "tegrastats"
+    source: str  # what the scope names as read: tegrastats, or the INA3221 hwmon files
+    sample = "reading"  # one reading's word in the messages
+    silent = "gave no reading"
 
-    def __init__(self, interval_ms: int = 20, command: list[str] | None = None,
-                 clock: Callable[[], float] = time.perf_counter, first_line_timeout_s: float = 5.0) -> None:
-        if command is None:
-            exe = shutil.which("tegrastats") or "/usr/bin/tegrastats"
-            if not shutil.which(exe):
-                raise MeterUnavailable("tegrastats not found (not a Jetson, or not on PATH)")
-            # tegrastats writes through stdio: force line buffering so arrival time = sample time.
-            stdbuf = shutil.which("stdbuf")
-            command = ([stdbuf, "-oL"] if stdbuf else []) + [exe, "--interval", str(interval_ms)]
-        self.refresh_s = interval_ms / 1e3  # a line every interval
+    def __init__(self, interval_ms: int, clock: Callable[[], float]) -> None:
+        self.refresh_s = interval_ms / 1e3  # a reading every interval
         self.clock = clock
         self.lock = threading.Lock()
         self.joules, self.last_w, self.samples = 0.0, 0.0, 0
@@ -67,6 +63,64 @@ class TegrastatsMeter(Meter):
         self.error: str | None = None
         self.scope = ""
         self.ready = threading.Event()
+
+    def _add(self, now: float, rails: dict[str, tuple[int, int]]) -> None:
+        """Integrate the held power up to this reading's, then hold this one. A reading that measures another scope
+        than the first (its input rail gone, so the sum of the others) fails the meter: one energy over two scopes is
+        neither. So does a reading with no rails after readings with them, saying so: the start-up reason (no rails
+        on this board) sent the reader looking for a board problem the first readings had disproved."""
+        with self.lock:
+            if self.samples and not rails:
+                raise MeterUnavailable(f"{self.name} {self.sample}s lost their power rails mid-run, after "
+                                       f"{self.sample} {self.samples} on the {self.scope}; the energy since is unknown")
+            mw, scope = module_power_mw(rails)
+            scope = f"Jetson {self.source} {scope}"
+            if self.samples and self.scope != scope:
+                raise MeterUnavailable(f"{self.name} {self.sample}s switched from the {self.scope} to the {scope} "
+                                       "mid-run; energy over both would mix two scopes")
+            if self.last_t is not None:
+                self.joules += self.last_w * (now - self.last_t)
+            self.last_t, self.last_w, self.scope = now, mw / 1e3, scope
+            self.samples += 1
+
+    def _wait_first(self, timeout_s: float) -> None:
+        """Fail the open where no reading came in `timeout_s`, or the first failed."""
+        if not self.ready.wait(timeout_s) or self.error:
+            self.close()
+            raise MeterUnavailable(self.error or f"{self.name} {self.silent} within {timeout_s} s")
+
+    def energy_j(self) -> float:
+        with self.lock:
+            if self.error:
+                raise MeterUnavailable(self.error)
+            if self.last_t is None:
+                return self.joules
+            silent = self.clock() - self.last_t
+            if silent > max(1.0, STALE_LINES * self.refresh_s):
+                raise MeterUnavailable(f"{self.name} {self.silent} for {silent:.1f} s (interval "
+                                       f"{self.refresh_s * 1e3:g} ms); the energy since would be a guess")
+            return self.joules + self.last_w * silent
+
+
+class TegrastatsMeter(RailsMeter):
+    """Runs `tegrastats --interval N` and integrates instant module power (held until the next line)."""
+
+    name = source = "tegrastats"
+    sample, silent = "line", "printed no line"
+
+    def __init__(self, interval_ms: int = 20, command: list[str] | None = None,
+                 clock: Callable[[], float] = time.perf_counter, first_line_timeout_s: float = 5.0,
+                 family: str | None = None) -> None:
+        """`family`: the board's (`sysinfo.board_family`), which words the reason where tegrastats is missing
+        (`not_found`)."""
+        if command is None:
+            exe = shutil.which("tegrastats") or "/usr/bin/tegrastats"
+            if not shutil.which(exe):
+                raise MeterUnavailable(not_found(family))
+            # tegrastats writes through stdio: force line buffering so arrival time = sample time.
+            stdbuf = shutil.which("stdbuf")
+            command = ([stdbuf, "-oL"] if stdbuf else []) + [exe, "--interval", str(interval_ms)]
+        super().__init__(interval_ms, clock)
         try:
             self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                          bufsize=1)
@@ -74,9 +128,7 @@ class TegrastatsMeter(Meter):
             raise MeterUnavailable(f"cannot start {command[0]}: {exc}") from None
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
-        if not self.ready.wait(first_line_timeout_s) or self.error:
-            self.close()
-            raise MeterUnavailable(self.error or f"tegrastats printed no power line within {first_line_timeout_s} s")
+        self._wait_first(first_line_timeout_s)
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -92,37 +144,6 @@ class TegrastatsMeter(Meter):
         self.error = self.error or f"tegrastats exited (code {self.proc.wait()}){_first_line(self.proc.stderr)}"
         self.ready.set()  # an exit before the first power line fails the start at once, not after the timeout
 
-    def _add(self, now: float, rails: dict[str, tuple[int, int]]) -> None:
-        """Integrate the held power up to this line's, then hold this one. A line that measures another scope than
-        the first (its input rail gone, so the sum of the others) fails the meter: one energy over two scopes is
-        neither. So does a line with no rails after lines with them, saying so: the start-up reason (no rails on
-        this board) sent the reader looking for a board problem the first lines had disproved."""
-        with self.lock:
-            if self.samples and not rails:
-                raise MeterUnavailable(f"tegrastats lines lost their power rails mid-run, after line {self.samples} "
-                                       f"on the {self.scope}; the energy since is unknown")
-            mw, scope = module_power_mw(rails)
-            scope = f"Jetson tegrastats {scope}"
-            if self.samples and self.scope != scope:
-                raise MeterUnavailable(f"tegrastats lines switched from the {self.scope} to the {scope} mid-run; "
-                                       "energy over both would mix two scopes")
-            if self.last_t is not None:
-                self.joules += self.last_w * (now - self.last_t)
-            self.last_t, self.last_w, self.scope = now, mw / 1e3, scope
-            self.samples += 1
-
-    def energy_j(self) -> float:
-        with self.lock:
-            if self.error:
-                raise MeterUnavailable(self.error)
-            if self.last_t is None:
-                return self.joules
-            silent = self.clock() - self.last_t
-            if silent > max(1.0, STALE_LINES * self.refresh_s):
-                raise MeterUnavailable(f"tegrastats printed no line for {silent:.1f} s (interval "
-                                       f"{self.refresh_s * 1e3:g} ms); the energy since would be a guess")
-            return self.joules + self.last_w * silent
-
     def close(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -131,6 +152,16 @@ class TegrastatsMeter(Meter):
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def not_found(family: str | None) -> str:
+    """Why there is no tegrastats, by what the device tree says the board is: on a detected Jetson it ships with L4T
+    in /usr/bin, so it is missing from this image or container, not from the board ("not a Jetson" there contradicted
+    the report's own board line); elsewhere the device tree names no Jetson, or a container hides it."""
+    if family == "jetson":
+        return ("tegrastats is not on PATH or in /usr/bin on this Jetson (it ships with L4T in /usr/bin): in a "
+                "container, mount it from the host, or run bench on the host")
+    return "tegrastats is not on PATH or in /usr/bin, and the device tree names no Jetson"
 
 
 def _first_line(stream) -> str:
