@@ -156,8 +156,9 @@ def _check_rebuild(path: Path, model: StudentModel, batch: dict) -> None:
                             "the pruned widths were not written back into the config")
 
 
-def _one_seed(seed: int, teacher, splits: DatasetSplits, targets: TeacherTargets, options: CompressOptions,
-              out: Path, stage_seed: int | None, bar: _Progress, progress: bool, text_encoder=None) -> SeedRun:
+def _one_seed(seed: int, teacher: MSAModel, splits: DatasetSplits, targets: TeacherTargets, options: CompressOptions,
+              out: Path, stage_seed: int | None, bar: _Progress, progress: bool,
+              text_encoder: BertEncoder | None = None) -> SeedRun:
     """Stages init..gate for one seed; returns the student and what each stage did. Every stage and the seed are
     selected as the teacher's are (teacher.SELECTION): on validation with all modalities and with text alone."""
     torch.manual_seed(seed)
@@ -367,7 +368,7 @@ def _test_seed(run: SeedRun, test: FeatureSet) -> SeedTest:
                     msa_metrics(pred_skip, test.labels), skip_stats(ran, test, run.macs_per_step))
 
 
-def _measure(teacher, student: StudentModel, chosen: SeedTest, splits: DatasetSplits,
+def _measure(teacher: MSAModel, student: StudentModel, chosen: SeedTest, splits: DatasetSplits,
              options: CompressOptions) -> Measurements:
     """Teacher vs kept student on the test split: accuracy, params and MACs per input (mean over test),
     side-by-side latency, and paired bootstraps (teacher - student, student - student with skipping)."""
@@ -386,9 +387,10 @@ def _measure(teacher, student: StudentModel, chosen: SeedTest, splits: DatasetSp
                         _end_to_end(teacher, student, count_t, count_s, lat))
 
 
-def _timed(teacher, student, test) -> dict[str, Any]:
+def _timed(teacher: MSAModel, student: StudentModel, test: FeatureSet) -> dict[str, Callable[[dict], Any]]:
     """What the latency table times: from the raw transcript when the models carry their own text encoder."""
-    models = {"teacher": teacher, "student": student, "student_skip": lambda b: run_with_skipping(student, b)}
+    models: dict[str, Callable[[dict], Any]] = {"teacher": teacher, "student": student,
+                                               "student_skip": lambda b: run_with_skipping(student, b)}
     if not isinstance(teacher, WithTextEncoder):
         return models
     front = text_front_end(teacher)
@@ -396,7 +398,7 @@ def _timed(teacher, student, test) -> dict[str, Any]:
     return {name: measure.raw_text(fn, test, front) for name, fn in models.items()}
 
 
-def _end_to_end(teacher, student, count_t: dict, count_s: dict, lat: dict) -> dict[str, Any]:
+def _end_to_end(teacher: MSAModel, student: StudentModel, count_t: dict, count_s: dict, lat: dict) -> dict[str, Any]:
     """Token ids -> score (embeddings included) params and raw-string latency; fusion-only numbers beside them."""
     if not isinstance(teacher, WithTextEncoder):
         return {}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -73,6 +74,45 @@ def _parent_folders(final: Path) -> Iterator[None]:
         raise
 
 
+# what fsync of a folder raises where the OS or filesystem cannot sync one (vfat, some FUSE and network mounts)
+_NO_FOLDER_SYNC = {errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF, errno.EACCES}
+
+
+def _fsync_file(path: Path) -> None:
+    """Flush `path`'s data to the device (fsync reaches the file's pages whichever handle wrote them). Why: a rename
+    is journaled before the data it names, so after a power cut (routine on Jetsons and kiosks) ext4/f2fs can show the
+    final name with empty or partial content."""
+    fd = os.open(path, os.O_RDONLY if os.name == "posix" else os.O_RDWR)  # Windows' fsync (_commit) needs write
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Flush `folder`'s entries (the rename into it) to the device, so the new name survives a power cut; skipped
+    where folders cannot be synced: Windows cannot open one, and some filesystems refuse (_NO_FOLDER_SYNC)."""
+    if os.name != "posix":
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        if exc.errno not in _NO_FOLDER_SYNC:
+            raise
+
+
+def _fsync_tree(root: Path) -> None:
+    """Each file and folder of a folder written as a whole (a bundle) synced once, `root` itself last."""
+    for folder, _, files in os.walk(root, topdown=False):
+        for name in files:
+            _fsync_file(Path(folder, name))
+        _fsync_folder(Path(folder))
+
+
 @contextlib.contextmanager
 def atomic_path(final: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temp path beside `final`; rename it onto `final` only if the block succeeds."""
@@ -86,7 +126,10 @@ def atomic_path(final: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         try:
             yield tmp_path
             os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; results are ordinary files
-            os.replace(tmp_path, final)
+            with _refused_write(final):  # a full disk or an I/O error may only show here: one line, no file
+                _fsync_file(tmp_path)
+                os.replace(tmp_path, final)
+                _fsync_folder(final.parent)
         finally:
             if tmp_path.exists():
                 tmp_path.unlink()
@@ -114,15 +157,24 @@ def atomic_dir(final: str | os.PathLike, marker: str, what: str) -> Iterator[Pat
         try:
             yield tmp
             os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
-            if final.exists():  # a unique name, so another writer's rename-aside is never ours to delete
-                old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex}")
-                os.replace(final, old)
-                os.replace(tmp, final)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, final)
+            with _refused_write(final):  # as in atomic_path: synced before the rename, its folder after
+                _fsync_tree(tmp)
+                _replace_dir(tmp, final)
+                _fsync_folder(final.parent)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _replace_dir(tmp: Path, final: Path) -> None:
+    """Rename folder `tmp` onto `final`, an existing `final` set aside under a unique name (so another writer's
+    set-aside copy is never ours to delete) and removed once the new one is in place."""
+    if not final.exists():
+        os.replace(tmp, final)
+        return
+    old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex}")
+    os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -31,8 +31,8 @@ def save_checkpoint(path: str | os.PathLike, model: MSAModel, meta: dict[str, An
     """Write model (config, spec, weights) + plain-type meta atomically to `path`.
 
     A model with its own text encoder also stores its tokenizer (`model.tokenizer_path`, tokenizer.json text),
-    so the checkpoint alone tokenizes the way the model was trained; one without a tokenizer is refused, writing
-    nothing, as load_checkpoint would refuse the file.
+    so the checkpoint alone tokenizes the way the model was trained; one without a readable tokenizer, or with one
+    other than its spec names, is refused, writing nothing, as load_checkpoint would refuse the file.
 
     A model built the same way, with the same meta, gives the same bytes wherever it is saved: torch.save names the
     zip's folder after a file it is given by path (here a random temp name), `archive/` in one given open. Why: a
@@ -40,12 +40,8 @@ def save_checkpoint(path: str | os.PathLike, model: MSAModel, meta: dict[str, An
     import torch
 
     from .models import model_config
-    from .models.with_text import WithTextEncoder, tokenizer_of
 
-    if isinstance(model, WithTextEncoder) and model.tokenizer_path is None:
-        raise InputError(f"cannot save '{path}': the '{model.model_name}' model carries its own text encoder but no "
-                         "tokenizer (its tokenizer_path is None); expected model.tokenizer_path to name the "
-                         "tokenizer.json its token ids come from")
+    tokenizer_json = _tokenizer_json(model, path)
     payload = {
         "format_version": FORMAT_VERSION,
         "config": model_config(model).to_dict(),
@@ -53,12 +49,35 @@ def save_checkpoint(path: str | os.PathLike, model: MSAModel, meta: dict[str, An
         "state_dict": cpu_state_dict(model.state_dict()),
         "meta": meta or {},
     }
-    tokenizer = tokenizer_of(model)
-    if tokenizer is not None:
-        payload["tokenizer_json"] = tokenizer.read_bytes().decode("utf-8")
+    if tokenizer_json is not None:
+        payload["tokenizer_json"] = tokenizer_json
     with atomic_path(path, suffix=".pt") as tmp, tmp.open("wb") as file:
         torch.save(payload, file)
     return Path(path)
+
+
+def _tokenizer_json(model: MSAModel, path: str | os.PathLike) -> str | None:
+    """The tokenizer.json text save_checkpoint stores beside `model` (None for a model that reads text features),
+    checked before anything is written as load_checkpoint will check it: a model with its own text encoder needs a
+    readable tokenizer, the one its spec's `wordpiece:<sha12>` names. Why: a missing file raised FileNotFoundError,
+    and another tokenizer was saved into a file load_checkpoint then refused."""
+    from .features.text import check_tokenizer_tag
+    from .models.with_text import WithTextEncoder, tokenizer_of
+
+    expected = "expected model.tokenizer_path to name the tokenizer.json its token ids come from"
+    if isinstance(model, WithTextEncoder) and model.tokenizer_path is None:
+        raise InputError(f"cannot save '{path}': the '{model.model_name}' model carries its own text encoder but no "
+                         f"tokenizer (its tokenizer_path is None); {expected}")
+    tokenizer = tokenizer_of(model)
+    if tokenizer is None:
+        return None
+    try:
+        data = tokenizer.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot save '{path}': the model's tokenizer '{tokenizer}' cannot be read "
+                         f"({exc.strerror or one_line(exc, 80)}); {expected}") from None
+    check_tokenizer_tag(tokenizer, model.spec.front_end("text"), f"cannot save '{path}'")
+    return data.decode("utf-8")  # the spec's tokenizer: one a WordPiece front end read, so UTF-8 JSON
 
 
 def cpu_state_dict(state: dict[str, Any]) -> dict[str, Any]:

@@ -170,6 +170,28 @@ def test_a_model_with_a_text_encoder_but_no_tokenizer_is_refused_before_anything
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("tokenizer, says", [
+    ("gone.json", r"^cannot save '.*s\.pt': the model's tokenizer '.*gone\.json' cannot be read \(No such file or "
+                  r"directory\); expected model\.tokenizer_path to name the tokenizer\.json its token ids come from$"),
+    ("other.json", r"^cannot save '.*s\.pt': its tokenizer is wordpiece:\w{12} but the model was trained on "
+                   r"wordpiece:\w{12}; expected the tokenizer saved with the model$")])
+def test_a_tokenizer_that_is_missing_or_not_the_specs_is_refused_before_anything_is_written(tiny_bert_dir, tmp_path,
+                                                                                           tokenizer, says):
+    """save_checkpoint raised FileNotFoundError for a tokenizer_path naming no file, and stored a tokenizer other than
+    the one its spec's `wordpiece:<sha12>` names (a file load_checkpoint then refused)."""
+    from edge_msa.checkpoint import save_checkpoint
+    from edge_msa.errors import EdgeMSAError
+
+    from conftest import token_student
+
+    model = token_student(tiny_bert_dir, 12)
+    model.tokenizer_path = tmp_path / tokenizer
+    (tmp_path / "other.json").write_text((tiny_bert_dir / "tokenizer.json").read_text() + "\n")
+    with pytest.raises(EdgeMSAError, match=says):
+        save_checkpoint(tmp_path / "new" / "s.pt", model, {})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.json"]
+
+
 def test_a_token_checkpoint_exports_where_the_cache_takes_no_files(token_checkpoint, tmp_path, monkeypatch, capsys):
     """The checkpoint's tokenizer must be a file while the model is used; it was written only into the cache, so an
     unwritable $EDGE_MSA_CACHE (a read-only device, /proc) refused the export, whose bundle carries the tokenizer."""
