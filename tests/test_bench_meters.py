@@ -194,12 +194,14 @@ def test_a_jetson_without_tegrastats_on_path_is_told_so_not_that_it_is_no_jetson
     Jetson (its SoC GPU answers no energy query; here it would add an "install the [gpu] extra" reason)."""
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setitem(sys.modules, "pynvml", None)
-    monkeypatch.setattr(ina3221, "HWMON_ROOT", tmp_path)  # and no INA3221 in sysfs either
+    monkeypatch.setattr(ina3221, "HWMON_ROOT", tmp_path)  # and no INA3221 in sysfs either, by either driver
+    monkeypatch.setattr(ina3221, "IIO_ROOT", tmp_path / "ina3221x")
     family = board_family(SYSFS / "orin_nano_throttled")
     for on_gpu in (False, True):
         assert open_meter("auto", on_gpu, family) == (f"unavailable: tegrastats: {not_found('jetson')}; ina3221: no "
                                                       f"labelled INA3221 channels under {tmp_path} (hwmon name "
-                                                      "'ina3221')")
+                                                      f"'ina3221') or {tmp_path / 'ina3221x'} (JetPack 4's ina3221x "
+                                                      "IIO rail_name_K)")
     assert not_found("jetson") == ("tegrastats is not on PATH or in /usr/bin on this Jetson (it ships with L4T in "
                                    "/usr/bin): in a container, mount it from the host, or run bench on the host")
     assert open_meter("tegrastats") == ("unavailable: tegrastats: tegrastats is not on PATH or in /usr/bin, and the "
@@ -252,9 +254,43 @@ def test_ina3221_without_an_input_rail_sums_its_connected_enabled_rails_across_m
         assert meter.refresh_s == 0.1 and _watts(meter) == pytest.approx(6.5, rel=0.05)
 
 
+JP4_NANO = SYSFS / "nano_jp4_ina3221x"
+
+
+@pytest.mark.skipif(Path("/usr/bin/tegrastats").exists(), reason="this machine has tegrastats in /usr/bin")
+def test_a_jetpack4_nano_without_tegrastats_is_metered_from_its_ina3221x_iio_input_rail(monkeypatch, tmp_path):
+    """JetPack 4 boards (Nano, TX2, Xavier) expose their INA3221 through NVIDIA's `ina3221x` IIO driver, not hwmon:
+    in a container they got no energy figure. POM_5V_IN 5000 mV x 203 mA is the whole module (1.015 W, as the Nano
+    tegrastats fixture's line), the GPU and CPU rails beside it inside it, so not added."""
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(ina3221, "HWMON_ROOT", tmp_path)  # no INA3221 hwmon on L4T 32
+    monkeypatch.setattr(ina3221, "IIO_ROOT", JP4_NANO / "sys" / "bus" / "i2c" / "drivers" / "ina3221x")
+    assert board_family(JP4_NANO) == "jetson"  # auto tries only the board meters, NVML not
+    with open_meter("auto", True, board_family(JP4_NANO)) as meter:
+        assert isinstance(meter, Ina3221Meter) and meter.scope == "Jetson INA3221 IIO input rail POM_5V_IN"
+        assert sorted(meter.rails) == ["POM_5V_CPU", "POM_5V_GPU", "POM_5V_IN"]
+        assert meter.refresh_s == 0.02 and _watts(meter) == pytest.approx(1.015, rel=0.05)
+
+
+def test_ina3221x_iio_without_an_input_rail_sums_the_rails_of_both_monitors():
+    """A JetPack 4 AGX Xavier-like board: two IIO monitors (1-0040, 1-0041), no input rail; its six rails summed, as
+    tegrastats sums GPU CPU SOC CV VDDRQ SYS5V there."""
+    drivers = SYSFS / "agx_xavier_jp4_ina3221x" / "sys" / "bus" / "i2c" / "drivers" / "ina3221x"
+    with Ina3221Meter(SYSFS / "agx_xavier_jp4_ina3221x" / "sys" / "class" / "hwmon", iio_root=drivers) as meter:
+        assert meter.scope == "Jetson INA3221 IIO sum of rails GPU+CPU+SOC+CV+VDDRQ+SYS5V"
+        assert _watts(meter) == pytest.approx(7.635, rel=0.05)
+
+
+def test_ina3221_reads_hwmon_where_it_has_rails_and_never_mixes_in_iio(tmp_path):
+    """Both drivers' folders present: hwmon (JetPack 5+) wins, and no IIO rail joins its sum."""
+    _ina3221(tmp_path / "hwmon0", {1: ("VDD_IN", 5000, 965, 1)})
+    with Ina3221Meter(tmp_path, iio_root=JP4_NANO / "sys" / "bus" / "i2c" / "drivers" / "ina3221x") as meter:
+        assert meter.scope == "Jetson INA3221 hwmon input rail VDD_IN" and list(meter.rails) == ["VDD_IN"]
+
+
 def test_ina3221_unreadable_or_absent_is_unavailable(tmp_path):
-    with pytest.raises(MeterUnavailable, match="no labelled INA3221 channels under "):
-        Ina3221Meter(tmp_path)
+    with pytest.raises(MeterUnavailable, match="no labelled INA3221 channels under .* or .*ina3221x IIO rail_name_K"):
+        Ina3221Meter(tmp_path, iio_root=tmp_path)
     _ina3221(tmp_path / "hwmon0", {1: ("VDD_IN", 5000, 965, 1)})
     with Ina3221Meter(tmp_path) as meter:
         (tmp_path / "hwmon0" / "curr1_input").unlink()  # the driver unbound mid-run

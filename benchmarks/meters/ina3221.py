@@ -1,12 +1,16 @@
-"""Jetson power from the INA3221 monitors' hwmon files in sysfs, without tegrastats (a container, a minimal image).
+"""Jetson power from the INA3221 monitors' files in sysfs, without tegrastats (a container, a minimal image).
 
-The upstream `ina3221` hwmon driver (JetPack 5 and 6: Orin, Xavier) exposes, per channel N of 1-3, the rail's name
-(`inN_label`, from the device tree), its bus voltage in mV (`inN_input`) and current in mA (`currN_input`): the rails
-tegrastats prints, whose power is their product. They are summed by tegrastats' rule (`module_power_mw`): the input
-rail (VDD_IN on Orin Nano / NX) is the whole module; boards without one (AGX Orin) are measured as the sum of their
-rails across both monitors. Channels without a label, labelled NC (not connected) or disabled (`inN_enable` 0) are
-left out. Not covered: JetPack 4 (Nano, TX2), whose downstream `ina3221x` driver is IIO, not hwmon; Thor, which has
-no INA3221.
+Two drivers, one per JetPack generation, expose the same rails tegrastats prints, each channel as its bus voltage in
+mV and current in mA, whose product is its power:
+- hwmon: the upstream `ina3221` driver (JetPack 5 and 6: Orin, Xavier), per channel N of 1-3 in
+  /sys/class/hwmon/hwmonX (name `ina3221`): `inN_label` (from the device tree), `inN_input`, `currN_input`; channels
+  disabled (`inN_enable` 0) are left out.
+- IIO: NVIDIA's downstream `ina3221x` driver (JetPack 4, L4T 32: Nano, TX2, Xavier NX/AGX), per channel K of 0-2 in
+  /sys/bus/i2c/drivers/ina3221x/<bus-addr>/iio:deviceN: `rail_name_K`, `in_voltageK_input`, `in_currentK_input`.
+hwmon is read where it has rails, else IIO: never both, so the rails come from one driver. They are summed by
+tegrastats' rule (`module_power_mw`): the input rail (VDD_IN on Orin Nano / NX and Xavier NX / TX2, POM_5V_IN on Nano)
+is the whole module; boards without one (AGX Orin, AGX Xavier) are measured as the sum of their rails across
+monitors. Channels without a name or named NC (not connected) are left out. Not covered: Thor, which has no INA3221.
 """
 from __future__ import annotations
 
@@ -20,20 +24,38 @@ from .rapl import _read
 from .tegrastats import RailsMeter
 
 HWMON_ROOT = Path("/sys/class/hwmon")
-CHANNELS = (1, 2, 3)
+IIO_ROOT = Path("/sys/bus/i2c/drivers/ina3221x")
+CHANNELS = (1, 2, 3)  # hwmon numbers an INA3221's channels from 1, IIO (ina3221x) from 0
+
+
+def _connected(label: str) -> bool:
+    """Whether a channel's name (hwmon `inN_label`, IIO `rail_name_K`) is a rail: unnamed or NC channels are not."""
+    return bool(label) and label != "NC"
 
 
 def rail_files(root: Path) -> dict[str, tuple[Path, Path]]:
     """{rail label: (its bus voltage file, its current file)} for every connected, enabled channel of every INA3221
-    under `root`."""
+    hwmon under `root`."""
     rails = {}
     for hwmon in sorted(root.glob("hwmon*")):
         if _read(hwmon / "name", "") != "ina3221":
             continue
         for n in CHANNELS:
             label = _read(hwmon / f"in{n}_label", "")
-            if label and label != "NC" and _read(hwmon / f"in{n}_enable", "1") != "0":
+            if _connected(label) and _read(hwmon / f"in{n}_enable", "1") != "0":
                 rails[label] = (hwmon / f"in{n}_input", hwmon / f"curr{n}_input")
+    return rails
+
+
+def iio_rail_files(root: Path) -> dict[str, tuple[Path, Path]]:
+    """`rail_files` for JetPack 4's `ina3221x` IIO devices under `root` (its driver folder, one `<bus-addr>` folder
+    per monitor): the same bus mV and mA per rail, so one reader and one rule serve both drivers."""
+    rails = {}
+    for iio in sorted(root.glob("*/iio:device*")):
+        for k in (n - 1 for n in CHANNELS):
+            label = _read(iio / f"rail_name_{k}", "")
+            if _connected(label):
+                rails[label] = (iio / f"in_voltage{k}_input", iio / f"in_current{k}_input")
     return rails
 
 
@@ -49,16 +71,21 @@ class Ina3221Meter(RailsMeter):
     """Polls the INA3221 rails every `interval_ms` in a thread and integrates module power (held until the next
     reading); a failed read fails the meter, as a tegrastats that exits does."""
 
-    name, source = "ina3221", "INA3221 hwmon"
+    name = "ina3221"
 
     def __init__(self, root: Path | None = None, interval_ms: int = 20,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
-        """`root`: the hwmon class folder, HWMON_ROOT (read when the meter opens) by default."""
+                 clock: Callable[[], float] = time.perf_counter, iio_root: Path | None = None) -> None:
+        """`root`: the hwmon class folder, HWMON_ROOT by default; `iio_root`: the `ina3221x` driver folder, read
+        where `root` has no INA3221 rails, IIO_ROOT by default (both read when the meter opens)."""
         root = HWMON_ROOT if root is None else Path(root)
-        self.rails = rail_files(root)
+        iio_root = IIO_ROOT if iio_root is None else Path(iio_root)
+        self.rails, self.source, period_ms = rail_files(root), "INA3221 hwmon", update_interval_ms(root)
+        if not self.rails:  # no update_interval is read from ina3221x: its rails are polled every interval_ms
+            self.rails, self.source, period_ms = iio_rail_files(iio_root), "INA3221 IIO", 0
         if not self.rails:
-            raise MeterUnavailable(f"no labelled INA3221 channels under {root} (hwmon name 'ina3221')")
-        super().__init__(max(interval_ms, update_interval_ms(root)), clock)
+            raise MeterUnavailable(f"no labelled INA3221 channels under {root} (hwmon name 'ina3221') or {iio_root} "
+                                   "(JetPack 4's ina3221x IIO rail_name_K)")
+        super().__init__(max(interval_ms, period_ms), clock)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._poll, daemon=True)
         self.thread.start()

@@ -10,8 +10,8 @@ METERS = ("auto", "nvml", "tegrastats", "ina3221", "rapl", "none")
 BOARD_METERS = {"jetson": ("tegrastats", "ina3221"), "raspberry-pi": ()}
 """auto's meters on a board `sysinfo.board_family` detected, for CPU and GPU work alike: a Jetson's INA rails,
 which cover the whole module, GPU included (its SoC GPU answers no NVML energy query, and RAPL is x86's), through
-tegrastats, else from the INA3221 hwmon files where tegrastats is missing (a container, a minimal image); a Raspberry
-Pi has none (NO_BOARD_METER says so)."""
+tegrastats, else from the INA3221 sysfs files (hwmon, or JetPack 4's ina3221x IIO) where tegrastats is missing (a
+container, a minimal image); a Raspberry Pi has none (NO_BOARD_METER says so)."""
 NO_BOARD_METER = {"raspberry-pi": "a Raspberry Pi has no on-board meter of its input power (no INA rails as on a "
                   "Jetson, no RAPL as on x86; a Pi 5's PMIC reads some rails, not the 5 V input's current): measure "
                   "it with an external USB power meter, or hide this line with --meter none"}

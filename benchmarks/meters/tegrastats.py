@@ -44,13 +44,13 @@ def module_power_mw(rails: dict[str, tuple[int, int]]) -> tuple[float, str]:
 
 class RailsMeter(Meter):
     """Integrates instant module power from Jetson power rails (`module_power_mw`), each reading's power held until
-    the next: the part tegrastats and the INA3221 hwmon files (ina3221.py) share, so both measure one scope by one
-    rule. A subclass feeds `_add` from a thread and sets `ready` at its first reading (or error).
+    the next: the part tegrastats and the INA3221 sysfs files (ina3221.py: hwmon or IIO) share, so both measure one
+    scope by one rule. A subclass feeds `_add` from a thread and sets `ready` at its first reading (or error).
 
     Power is held only while readings keep coming: once they stop for `STALE_LINES` intervals (at least a second),
     reading the energy fails instead of extrapolating the last reading's power."""
 
-    source: str  # what the scope names as read: tegrastats, or the INA3221 hwmon files
+    source: str  # what the scope names as read: tegrastats, or the INA3221 hwmon or IIO files
     sample = "reading"  # one reading's word in the messages
     silent = "gave no reading"
 

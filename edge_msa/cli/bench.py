@@ -57,7 +57,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="seconds of sleep before the idle window, so the clocks drop from the timing's levels first "
                    f"(default: {IDLE_SETTLE_S:g})")
     p.add_argument("--meter", default="auto", **one_of(METERS),
-                   help="energy meter (default: auto = a Jetson's INA rails: tegrastats, else the INA3221 hwmon; "
+                   help="energy meter (default: auto = a Jetson's INA rails: tegrastats, else the INA3221 sysfs files "
+                   "(hwmon, or JetPack 4's ina3221x IIO); "
                    "elsewhere NVML for GPU work, RAPL for CPU work; none on a Raspberry Pi)")
     p.add_argument("--precomputed-text", action="store_true",
                    help="time from precomputed text features instead of the raw transcript (default: raw text)")
