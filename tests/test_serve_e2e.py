@@ -607,7 +607,9 @@ def test_an_app_mounted_in_a_parent_app_answers_without_its_lifespan_and_serves_
     app)`) answered a 404 with a 500 (its handler read the limits from the lifespan's state) and a prediction
     waited for ever on a batch worker never started. The 404 is a 404 now, and a prediction and /healthz are one
     503 line saying the lifespan was not run; with the parent's lifespan entering the app's (the pattern
-    create_app's docstring gives), the mounted app serves."""
+    create_app's docstring gives), the mounted app serves. Everything it names is under the mount's prefix: the 404's
+    routes, the demo page's calls, /docs' schema and the schema's `servers`; the 503 drains a `Connection: close`
+    body first, as the 404 does."""
     import contextlib
 
     import uvicorn
@@ -643,8 +645,11 @@ def test_an_app_mounted_in_a_parent_app_answers_without_its_lifespan_and_serves_
         parent.mount("/msa", app)
     with serving(without) as url:
         status, _, answer = call(f"{url}/nope")
-        assert status == 404 and answer["error"].startswith("no route /msa/nope; expected one of /, /healthz")
-        for answer in (post(f"{url}/v1/predict", {"text": "good"}), call(f"{url}/healthz")[::2]):
+        assert status == 404 and answer["error"].startswith("no route /msa/nope; expected one of /msa/, /msa/healthz, "
+                                                            "/msa/metrics")
+        # urllib's `Connection: close`: answered before the body was read, its 4 MB upload was reset (as BAD's 10x)
+        big = call(f"{url}/v1/predict", json.dumps({"text": "good " * 800_000}).encode())[::2]
+        for answer in (post(f"{url}/v1/predict", {"text": "good"}), call(f"{url}/healthz")[::2], big):
             assert answer == (503, {"error": "not serving: the app's lifespan was not run, so its batch worker "
                                              "never started; expected the app run by `edge-msa serve`, or its "
                                              "lifespan entered by the parent app's (see create_app)"})
@@ -652,5 +657,12 @@ def test_an_app_mounted_in_a_parent_app_answers_without_its_lifespan_and_serves_
         status, answer = post(f"{url}/v1/predict", {"text": "good"})
         assert status == 200 and -3 <= answer["score"] <= 3
         assert call(f"{url}/healthz")[0] == 200 and call(f"{url}/nope")[0] == 404
+        # the schema's paths are the app's, its `servers` the prefix a client puts before them; the demo page and
+        # /docs call the app under the prefix (the page called /v1/predict, the parent's path: a 404)
+        schema = call(f"{url}/openapi.json")[2]
+        assert schema["servers"] == [{"url": "/msa"}] and "/v1/predict" in schema["paths"]
+        page = call(f"{url}/")[2]
+        assert '"/msa/v1/predict"' in page and '"/msa/v1/feedback"' in page and '"/v1/' not in page
+        assert '"/msa/openapi.json"' in call(f"{url}/docs")[2]
         counts = request_counts(url, "/v1/predict")  # by the app's routes, not all "other" under the mount's prefix
-        assert counts == {"503": 1, "200": 1} and request_counts(url, "/healthz") == {"503": 1, "200": 1}
+        assert counts == {"503": 2, "200": 1} and request_counts(url, "/healthz") == {"503": 1, "200": 1}

@@ -42,7 +42,8 @@ from .config import ServeConfig
 from .feedback import FeedbackLog, RecentPredictions
 from .inputs import Limits, Parsed, RequestError, not_utf8, parse_items, scratch_writes, without_scratch
 from .metrics import ServiceMetrics
-from .openapi import DESCRIPTION, Batch, Documented, Health, Info, Saved, Served, Settings, answer, docs, operations
+from .openapi import (DESCRIPTION, Batch, Documented, Health, Info, Saved, Served, Settings, answer, docs, operations,
+                      public_path)
 
 ROUTES = ("/", "/healthz", "/metrics", "/v1/info", "/v1/predict", "/v1/predict/batch", "/v1/feedback", "/openapi.json",
           "/docs")
@@ -523,7 +524,7 @@ async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         return await refused(request, refusal)
     message, path = str(exc.detail), request.url.path
     if exc.status_code == 404:
-        message = f"no route {path[:100]}; expected one of {', '.join(ROUTES)}"
+        message = f"no route {path[:100]}; expected one of {', '.join(public_path(request, r) for r in ROUTES)}"
     elif exc.status_code == 405:
         message = f"{request.method} is not allowed on {path}; expected {(exc.headers or {}).get('Allow', 'another')}"
     return error(exc.status_code, message, exc.headers)
@@ -569,7 +570,11 @@ def create_app(service: Service) -> FastAPI:
     app.add_middleware(MetricsMiddleware, metrics=service.metrics)
 
     async def predict(request: Request, many: bool) -> list[dict[str, Any]]:
-        service.check_started()  # before the body: nothing would run it
+        try:
+            service.check_started()  # before the body is parsed: nothing would run it
+        except RequestError:  # so drained first (see drain), as http_error's 404: a 4 MB prediction with urllib's
+            await drain(request, service.config.limits)  # `Connection: close` was reset before it read the 503
+            raise
         scratch = Scratch()
         try:
             return await service.predict(await parse_request(request, service, scratch, many))
@@ -596,7 +601,7 @@ def create_app(service: Service) -> FastAPI:
 def add_reads(app: FastAPI, service: Service) -> None:
     """create_app's GET routes, after its POST ones (the order of /openapi.json's paths): what a probe, a monitor or
     a person reads."""
-    from .demo import PAGE
+    from .demo import page
 
     @app.get("/healthz", responses=answer(Health))
     async def healthz():
@@ -619,7 +624,7 @@ def add_reads(app: FastAPI, service: Service) -> None:
         return Response(body, media_type=kind)
 
     @app.get("/", response_class=HTMLResponse)
-    async def demo():
-        return PAGE
+    async def demo(request: Request):
+        return page(public_path(request, ""))
 
     app.add_route("/docs", docs, include_in_schema=False)  # GET and HEAD, as FastAPI's own

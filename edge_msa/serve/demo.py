@@ -3,6 +3,7 @@
 Type a sentence, optionally attach a clip (an audio file goes as `audio`, a video file as `video`), and see
 the score, which modalities ran or were skipped (and why), the per-stage ms, and send a label as feedback.
 """
+import json
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>edge-msa demo</title>
@@ -79,3 +80,12 @@ $("feedback").addEventListener("click", async () => {
 </script>
 </body></html>
 """
+
+
+def page(root: str) -> str:
+    """PAGE with its calls to the API under `root`, the prefix the app is served at (see openapi.public_path): mounted
+    at /msa, the page at /msa/ called /v1/predict, the parent app's path (a 404). Served alone, root is "" and the
+    page is PAGE. The root goes in a JS string inside HTML: JSON-quoted, with `<` escaped so no `</script>` in it
+    ends the script."""
+    quoted = json.dumps(root).replace("<", "\\u003c")[1:-1]
+    return PAGE.replace('"/v1/', f'"{quoted}/v1/')

@@ -121,11 +121,18 @@ def answer(model: type) -> dict[int | str, dict[str, Any]]:
     return {200: {"model": model}}
 
 
+def public_path(request: Request, path: str) -> str:
+    """`path`, one of the app's routes, as a client calls it: under the prefix the app is mounted at (its root_path,
+    as a parent app's mount or uvicorn's --root-path sets it; "" when served alone). FastAPI's own /openapi.json and
+    /docs take root_path so; a page or message naming the bare route sent a mounted app's client to the parent's."""
+    return request.scope.get("root_path", "").rstrip("/") + path
+
+
 async def docs(request: Request) -> HTMLResponse:
     """/docs: FastAPI's Swagger UI page (as its docs_url serves it) plus a line shown when its script, drawn from a
     CDN, did not load. On a device without internet (a kiosk, a robot) the page was blank, while the schema it draws
     is served here. No installed package ships Swagger UI's files, so the page cannot draw it from the device."""
-    url = request.scope.get("root_path", "").rstrip("/") + request.app.openapi_url
+    url = public_path(request, request.app.openapi_url)
     page = bytes(get_swagger_ui_html(openapi_url=url, title=f"{request.app.title} - Swagger UI").body).decode()
     link = html.escape(url)
     offline = (f'<p id="offline" hidden>Swagger UI did not load: this page draws it from a CDN, which your browser '
