@@ -12,11 +12,21 @@ import math
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 
 class MeterUnavailable(Exception):
     """This meter cannot measure on this machine; the message says why (it lands in the report)."""
+
+
+def read_or(path: Path, default: str) -> str:
+    """A sysfs file's stripped text, or `default` where it cannot be read: the probe of every meter that reads sysfs
+    (RAPL's powercap, the INA3221 files)."""
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return default
 
 
 class Meter(ABC):

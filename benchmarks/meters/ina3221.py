@@ -19,8 +19,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from .base import MeterUnavailable
-from .rapl import _read
+from .base import MeterUnavailable, read_or
 from .tegrastats import RailsMeter
 
 HWMON_ROOT = Path("/sys/class/hwmon")
@@ -33,16 +32,19 @@ def _connected(label: str) -> bool:
     return bool(label) and label != "NC"
 
 
+def _hwmons(root: Path) -> list[Path]:
+    """The INA3221 hwmon folders under `root` (the hwmon class folder), in order."""
+    return [hwmon for hwmon in sorted(root.glob("hwmon*")) if read_or(hwmon / "name", "") == "ina3221"]
+
+
 def rail_files(root: Path) -> dict[str, tuple[Path, Path]]:
     """{rail label: (its bus voltage file, its current file)} for every connected, enabled channel of every INA3221
     hwmon under `root`."""
     rails = {}
-    for hwmon in sorted(root.glob("hwmon*")):
-        if _read(hwmon / "name", "") != "ina3221":
-            continue
+    for hwmon in _hwmons(root):
         for n in CHANNELS:
-            label = _read(hwmon / f"in{n}_label", "")
-            if _connected(label) and _read(hwmon / f"in{n}_enable", "1") != "0":
+            label = read_or(hwmon / f"in{n}_label", "")
+            if _connected(label) and read_or(hwmon / f"in{n}_enable", "1") != "0":
                 rails[label] = (hwmon / f"in{n}_input", hwmon / f"curr{n}_input")
     return rails
 
@@ -53,7 +55,7 @@ def iio_rail_files(root: Path) -> dict[str, tuple[Path, Path]]:
     rails = {}
     for iio in sorted(root.glob("*/iio:device*")):
         for k in (n - 1 for n in CHANNELS):
-            label = _read(iio / f"rail_name_{k}", "")
+            label = read_or(iio / f"rail_name_{k}", "")
             if _connected(label):
                 rails[label] = (iio / f"in_voltage{k}_input", iio / f"in_current{k}_input")
     return rails
@@ -62,8 +64,7 @@ def iio_rail_files(root: Path) -> dict[str, tuple[Path, Path]]:
 def update_interval_ms(root: Path) -> int:
     """The slowest INA3221's conversion period (`update_interval`, ms; 0 where unreadable): how often its readings
     change, which sets the shortest window (base.MIN_REFRESHES of it), however fast they are polled."""
-    found = [int(v) for h in sorted(root.glob("hwmon*")) if _read(h / "name", "") == "ina3221"
-             and (v := _read(h / "update_interval", "")).isdigit()]
+    found = [int(v) for h in _hwmons(root) if (v := read_or(h / "update_interval", "")).isdigit()]
     return max(found, default=0)
 
 

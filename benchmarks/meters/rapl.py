@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from .base import Meter, MeterUnavailable
+from .base import Meter, MeterUnavailable, read_or
 
 RAPL_ROOT = Path("/sys/class/powercap")
 PACKAGE_W_CEILING = 1000.0  # twice the largest x86 package ratings (500 W): the bound where powercap gives none
@@ -29,14 +29,14 @@ class RaplMeter(Meter):
 
     def __init__(self, root: Path = RAPL_ROOT) -> None:
         tops = [d for d in sorted(Path(root).glob("intel-rapl:*")) if d.name.count(":") == 1]
-        self.domains = [d for d in tops if _read(d / "name", "").startswith("package")]
+        self.domains = [d for d in tops if read_or(d / "name", "").startswith("package")]
         if not self.domains:
             raise MeterUnavailable(f"no RAPL package domains under {root} (not x86 Linux, or powercap not loaded)")
-        self.max_range = [int(_read(d / "max_energy_range_uj", "0")) for d in self.domains]
+        self.max_range = [int(read_or(d / "max_energy_range_uj", "0")) for d in self.domains]
         self.max_window_s = min(_wrap_s(d, r) for d, r in zip(self.domains, self.max_range))
         self.last = [self._raw(d) for d in self.domains]
         self.total_uj = [0] * len(self.domains)
-        self.scope = "CPU " + "+".join(_read(d / "name", d.name) for d in self.domains)
+        self.scope = "CPU " + "+".join(read_or(d / "name", d.name) for d in self.domains)
 
     @staticmethod
     def _raw(domain: Path) -> int:
@@ -67,13 +67,6 @@ def _wrap_s(domain: Path, max_range_uj: int) -> float:
     """Seconds the counter takes to wrap at the package's highest power: its range over the largest of its powercap
     limits, or over PACKAGE_W_CEILING where none is readable (AMD's RAPL has energy counters only) or a limit is
     above it (boards ship "unlimited" 4095 W limits, not a power a package draws). inf where the range is unknown."""
-    watts = [int(v) / 1e6 for f in sorted(domain.glob("constraint_*_uw")) if (v := _read(f, "")).isdigit()]
+    watts = [int(v) / 1e6 for f in sorted(domain.glob("constraint_*_uw")) if (v := read_or(f, "")).isdigit()]
     bound_w = min(PACKAGE_W_CEILING, max(watts, default=0.0) or PACKAGE_W_CEILING)
     return max_range_uj / 1e6 / bound_w if max_range_uj > 0 else math.inf
-
-
-def _read(path: Path, default: str) -> str:
-    try:
-        return path.read_text().strip()
-    except OSError:
-        return default
