@@ -200,7 +200,7 @@ def test_a_jetson_without_tegrastats_on_path_is_told_so_not_that_it_is_no_jetson
     for on_gpu in (False, True):
         assert open_meter("auto", on_gpu, family) == (f"unavailable: tegrastats: {not_found('jetson')}; ina3221: no "
                                                       f"labelled INA3221 channels under {tmp_path} (hwmon name "
-                                                      f"'ina3221') or {tmp_path / 'ina3221x'} (JetPack 4's ina3221x "
+                                                      f"'ina3221') or {tmp_path / 'ina3221x'} (JetPack 3/4's ina3221x "
                                                       "IIO rail_name_K)")
     assert not_found("jetson") == ("tegrastats is not on PATH or in /usr/bin on this Jetson (it ships with L4T in "
                                    "/usr/bin): in a container, mount it from the host, or run bench on the host")
@@ -270,6 +270,23 @@ def test_a_jetpack4_nano_without_tegrastats_is_metered_from_its_ina3221x_iio_inp
         assert isinstance(meter, Ina3221Meter) and meter.scope == "Jetson INA3221 IIO input rail POM_5V_IN"
         assert sorted(meter.rails) == ["POM_5V_CPU", "POM_5V_GPU", "POM_5V_IN"]
         assert meter.refresh_s == 0.02 and _watts(meter) == pytest.approx(1.015, rel=0.05)
+
+
+TX2_L4T28 = SYSFS / "tx2_quill"
+
+
+@pytest.mark.skipif(Path("/usr/bin/tegrastats").exists(), reason="this machine has tegrastats in /usr/bin")
+def test_an_l4t28_tx2_without_tegrastats_is_metered_from_its_iio_device_folders(monkeypatch, tmp_path):
+    """L4T 28 (JetPack 3: TX1, TX2) names a monitor's IIO folder `iio_device`, not `iio:deviceN`: the meter found
+    no rails there. VDD_IN (0-0041's channel 0) is the whole module, as tegrastats' VDD_IN 3140 on this board."""
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(ina3221, "HWMON_ROOT", tmp_path)
+    monkeypatch.setattr(ina3221, "IIO_ROOT", TX2_L4T28 / "sys" / "bus" / "i2c" / "drivers" / "ina3221x")
+    with open_meter("auto", False, board_family(TX2_L4T28)) as meter:
+        assert isinstance(meter, Ina3221Meter) and meter.scope == "Jetson INA3221 IIO input rail VDD_IN"
+        assert sorted(meter.rails) == ["VDD_4V0_WIFI", "VDD_IN", "VDD_SYS_CPU", "VDD_SYS_DDR", "VDD_SYS_GPU",
+                                       "VDD_SYS_SOC"]
+        assert _watts(meter) == pytest.approx(3.14, rel=0.05)
 
 
 def test_ina3221x_iio_without_an_input_rail_sums_the_rails_of_both_monitors():

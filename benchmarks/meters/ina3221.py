@@ -5,8 +5,9 @@ mV and current in mA, whose product is its power:
 - hwmon: the upstream `ina3221` driver (JetPack 5 and 6: Orin, Xavier), per channel N of 1-3 in
   /sys/class/hwmon/hwmonX (name `ina3221`): `inN_label` (from the device tree), `inN_input`, `currN_input`; channels
   disabled (`inN_enable` 0) are left out.
-- IIO: NVIDIA's downstream `ina3221x` driver (JetPack 4, L4T 32: Nano, TX2, Xavier NX/AGX), per channel K of 0-2 in
-  /sys/bus/i2c/drivers/ina3221x/<bus-addr>/iio:deviceN: `rail_name_K`, `in_voltageK_input`, `in_currentK_input`.
+- IIO: NVIDIA's downstream `ina3221x` driver (JetPack 4, L4T 32: Nano, TX2, Xavier NX/AGX; JetPack 3, L4T 28: TX1,
+  TX2), per channel K of 0-2 in /sys/bus/i2c/drivers/ina3221x/<bus-addr>/iio:deviceN (`iio_device` on L4T 28):
+  `rail_name_K`, `in_voltageK_input`, `in_currentK_input`.
 hwmon is read where it has rails, else IIO: never both, so the rails come from one driver. They are summed by
 tegrastats' rule (`module_power_mw`): the input rail (VDD_IN on Orin Nano / NX and Xavier NX / TX2, POM_5V_IN on Nano)
 is the whole module; boards without one (AGX Orin, AGX Xavier) are measured as the sum of their rails across
@@ -25,6 +26,7 @@ from .tegrastats import RailsMeter
 HWMON_ROOT = Path("/sys/class/hwmon")
 IIO_ROOT = Path("/sys/bus/i2c/drivers/ina3221x")
 CHANNELS = (1, 2, 3)  # hwmon numbers an INA3221's channels from 1, IIO (ina3221x) from 0
+IIO_DEVICES = "*/iio[:_]device*"  # a monitor's IIO folder in its <bus-addr>: iio:deviceN (L4T 32), iio_device (L4T 28)
 
 
 def _connected(label: str) -> bool:
@@ -50,10 +52,10 @@ def rail_files(root: Path) -> dict[str, tuple[Path, Path]]:
 
 
 def iio_rail_files(root: Path) -> dict[str, tuple[Path, Path]]:
-    """`rail_files` for JetPack 4's `ina3221x` IIO devices under `root` (its driver folder, one `<bus-addr>` folder
-    per monitor): the same bus mV and mA per rail, so one reader and one rule serve both drivers."""
+    """`rail_files` for JetPack 3/4's `ina3221x` IIO devices under `root` (its driver folder, one `<bus-addr>` folder
+    per monitor, IIO_DEVICES): the same bus mV and mA per rail, so one reader and one rule serve both drivers."""
     rails = {}
-    for iio in sorted(root.glob("*/iio:device*")):
+    for iio in sorted(root.glob(IIO_DEVICES)):
         for k in (n - 1 for n in CHANNELS):
             label = read_or(iio / f"rail_name_{k}", "")
             if _connected(label):
@@ -85,7 +87,7 @@ class Ina3221Meter(RailsMeter):
             self.rails, self.source, period_ms = iio_rail_files(iio_root), "INA3221 IIO", 0
         if not self.rails:
             raise MeterUnavailable(f"no labelled INA3221 channels under {root} (hwmon name 'ina3221') or {iio_root} "
-                                   "(JetPack 4's ina3221x IIO rail_name_K)")
+                                   "(JetPack 3/4's ina3221x IIO rail_name_K)")
         super().__init__(max(interval_ms, period_ms), clock)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._poll, daemon=True)
