@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -287,6 +288,23 @@ def test_an_l4t28_tx2_without_tegrastats_is_metered_from_its_iio_device_folders(
         assert sorted(meter.rails) == ["VDD_4V0_WIFI", "VDD_IN", "VDD_SYS_CPU", "VDD_SYS_DDR", "VDD_SYS_GPU",
                                        "VDD_SYS_SOC"]
         assert _watts(meter) == pytest.approx(3.14, rel=0.05)
+
+
+def test_ina3221x_power_is_read_from_in_power_where_the_driver_has_it(tmp_path):
+    """ina3221x computes `in_powerK_input` from one conversion's bus voltage and current; its `in_voltageK_input` and
+    `in_currentK_input` are a conversion each, so their product paired two instants (TX2's VDD_IN 3204 mW, in_power
+    3140), at two conversions a rail per poll. Without the power file the product is the reading, as on hwmon."""
+    drivers = tmp_path / "ina3221x"
+    shutil.copytree(TX2_L4T28 / "sys" / "bus" / "i2c" / "drivers" / "ina3221x", drivers)
+    expected = {"VDD_SYS_GPU": 153, "VDD_SYS_SOC": 536, "VDD_4V0_WIFI": 633, "VDD_IN": 3140, "VDD_SYS_CPU": 536,
+                "VDD_SYS_DDR": 557}
+    with Ina3221Meter(tmp_path, iio_root=drivers) as meter:
+        assert meter._read_mw() == expected
+    for power in drivers.glob("*/iio_device/in_power*_input"):
+        power.unlink()
+    with Ina3221Meter(tmp_path, iio_root=drivers) as meter:
+        assert meter._read_mw() == {"VDD_SYS_GPU": 152, "VDD_SYS_SOC": 534, "VDD_4V0_WIFI": 632, "VDD_IN": 3204,
+                                    "VDD_SYS_CPU": 534, "VDD_SYS_DDR": 553}
 
 
 def test_ina3221x_iio_without_an_input_rail_sums_the_rails_of_both_monitors():

@@ -7,7 +7,11 @@ mV and current in mA, whose product is its power:
   disabled (`inN_enable` 0) are left out.
 - IIO: NVIDIA's downstream `ina3221x` driver (JetPack 4, L4T 32: Nano, TX2, Xavier NX/AGX; JetPack 3, L4T 28: TX1,
   TX2), per channel K of 0-2 in /sys/bus/i2c/drivers/ina3221x/<bus-addr>/iio:deviceN (`iio_device` on L4T 28):
-  `rail_name_K`, `in_voltageK_input`, `in_currentK_input`.
+  `rail_name_K`, `in_voltageK_input`, `in_currentK_input`, and `in_powerK_input` (mW), which is read where present.
+  Why: the INA3221 has no power register; this driver multiplies one conversion's bus voltage and current (the same
+  mV x mA / 1000), while the voltage and current files are a conversion each (in its triggered mode, each read powers
+  the chip up and down), so their product pairs two instants, at two conversions a rail per poll. Voltage x current
+  stays the fallback (RailFiles), as on hwmon, whose driver has no power file.
 hwmon is read where it has rails, else IIO: never both, so the rails come from one driver. They are summed by
 tegrastats' rule (`module_power_mw`): the input rail (VDD_IN on Orin Nano / NX and Xavier NX / TX2, POM_5V_IN on Nano)
 is the whole module; boards without one (AGX Orin, AGX Xavier) are measured as the sum of their rails across
@@ -26,6 +30,7 @@ from .tegrastats import RailsMeter
 HWMON_ROOT = Path("/sys/class/hwmon")
 IIO_ROOT = Path("/sys/bus/i2c/drivers/ina3221x")
 CHANNELS = (1, 2, 3)  # hwmon numbers an INA3221's channels from 1, IIO (ina3221x) from 0
+RailFiles = tuple[Path, ...]  # a rail's power file (mW), or its bus voltage (mV) and current (mA) files
 IIO_DEVICES = "*/iio[:_]device*"  # a monitor's IIO folder in its <bus-addr>: iio:deviceN (L4T 32), iio_device (L4T 28)
 
 
@@ -39,10 +44,10 @@ def _hwmons(root: Path) -> list[Path]:
     return [hwmon for hwmon in sorted(root.glob("hwmon*")) if read_or(hwmon / "name", "") == "ina3221"]
 
 
-def rail_files(root: Path) -> dict[str, tuple[Path, Path]]:
+def rail_files(root: Path) -> dict[str, RailFiles]:
     """{rail label: (its bus voltage file, its current file)} for every connected, enabled channel of every INA3221
     hwmon under `root`."""
-    rails = {}
+    rails: dict[str, RailFiles] = {}
     for hwmon in _hwmons(root):
         for n in CHANNELS:
             label = read_or(hwmon / f"in{n}_label", "")
@@ -51,16 +56,24 @@ def rail_files(root: Path) -> dict[str, tuple[Path, Path]]:
     return rails
 
 
-def iio_rail_files(root: Path) -> dict[str, tuple[Path, Path]]:
+def iio_rail_files(root: Path) -> dict[str, RailFiles]:
     """`rail_files` for JetPack 3/4's `ina3221x` IIO devices under `root` (its driver folder, one `<bus-addr>` folder
-    per monitor, IIO_DEVICES): the same bus mV and mA per rail, so one reader and one rule serve both drivers."""
-    rails = {}
+    per monitor, IIO_DEVICES): each rail's power file where it has one, else the same bus mV and mA, so one reader
+    (`rail_mw`) and one rule serve both drivers."""
+    rails: dict[str, RailFiles] = {}
     for iio in sorted(root.glob(IIO_DEVICES)):
         for k in (n - 1 for n in CHANNELS):
             label = read_or(iio / f"rail_name_{k}", "")
             if _connected(label):
-                rails[label] = (iio / f"in_voltage{k}_input", iio / f"in_current{k}_input")
+                power, volts, amps = (iio / f"in_{kind}{k}_input" for kind in ("power", "voltage", "current"))
+                rails[label] = (power,) if power.exists() else (volts, amps)
     return rails
+
+
+def rail_mw(files: RailFiles) -> int:
+    """A rail's instant power in mW from its RailFiles: the power file as read, else bus mV x mA / 1000."""
+    values = [int(f.read_text()) for f in files]
+    return values[0] if len(values) == 1 else values[0] * values[1] // 1000
 
 
 def update_interval_ms(root: Path) -> int:
@@ -106,9 +119,9 @@ class Ina3221Meter(RailsMeter):
             self.stop.wait(self.refresh_s)
 
     def _read_mw(self) -> dict[str, int]:
-        """Each rail's instant power in mW: bus mV x mA / 1000."""
+        """Each rail's instant power in mW (`rail_mw`)."""
         try:
-            return {label: int(v.read_text()) * int(i.read_text()) // 1000 for label, (v, i) in self.rails.items()}
+            return {label: rail_mw(files) for label, files in self.rails.items()}
         except (OSError, ValueError) as exc:
             raise MeterUnavailable(f"INA3221 rail no longer readable ({exc})") from None
 
