@@ -15,12 +15,13 @@ import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Mapping
 
 from edge_msa.host import cpu_model
 
 from .meters.base import MeterUnavailable
 from .meters.nvml import THROTTLING, gpu_clocks, gpu_clocks_now, gpu_name
+from .target import ok_rows_on_gpu
 
 SYSFS_ROOT = Path("/")
 CPU_DIR, THERMAL_DIR, DEVFREQ_DIR = "sys/devices/system/cpu", "sys/class/thermal", "sys/class/devfreq"
@@ -344,9 +345,10 @@ def governor_advice(cpus: dict[str, dict[str, Any]] | str, jetson: bool,
     return f"the governor is {', '.join(others)}: {varies} with {pin}"
 
 
-def system_info(clocks: Clocks, argv: list[str] | None = None, on_gpu: bool = False) -> dict:
-    """The `system` block of report.json; `clocks` read as the run started, `on_gpu` whether a row ran on the GPU
-    (then the GPU's governor counts in the advice)."""
+def system_info(clocks: Clocks, argv: list[str] | None = None, rows: Iterable[Mapping[str, Any]] = ()) -> dict:
+    """The `system` block of report.json; `clocks` read as the run started, `rows` the report's: where a successful
+    one ran on the GPU (`ok_rows_on_gpu`, the rule report.md and --compare read the rows by), the GPU's governor
+    counts in the advice."""
     board, family = board_model(clocks.root), clocks.family  # the board whose sysfs was read
     jetson = board if family == "jetson" else None
     gpu = gpu_name()
@@ -363,7 +365,7 @@ def system_info(clocks: Clocks, argv: list[str] | None = None, on_gpu: bool = Fa
         "gpu_clock": clocks.gpu,
         "nvml_clocks": clocks.nvidia,
         "thermal": clocks.zones,
-        "clock_advice": governor_advice(clocks.cpus, family == "jetson", clocks.gpu if on_gpu else None),
+        "clock_advice": governor_advice(clocks.cpus, family == "jetson", clocks.gpu if ok_rows_on_gpu(rows) else None),
         **firmware_system(firmware_throttled(clocks.vcgencmd)),  # read as the run ends: since boot covers the run
         "os": platform.platform(),
         "versions": versions(),
