@@ -427,6 +427,25 @@ def test_nvml_clock_event_reasons_flag_a_gpu_row_for_power_heat_and_slowdown_onl
     assert calls["init"] == calls["shutdown"]  # nothing held open between snapshots
 
 
+def test_the_system_blocks_gpu_facts_take_one_nvml_session_and_one_name_read(monkeypatch):
+    """The GPU's name, max SM clock and the check that its clocks are readable come from one nvmlInit as the run
+    starts (they took three: the current clocks, the max clock, then the name again for the `system` block); a
+    driver without the clock queries still names its GPU from that session."""
+    module, calls = _fake_pynvml([0x4])
+    named = module.nvmlDeviceGetName
+    module.nvmlDeviceGetName = lambda h: calls.__setitem__("name", calls.get("name", 0) + 1) or named(h)
+    monkeypatch.setitem(sys.modules, "pynvml", module)
+    monkeypatch.setenv("PATH", "")
+    system = system_info(Clocks(VM, nvml=True), [])
+    assert system["gpu"] == "NVIDIA H100 80GB HBM3" and system["nvml_clocks"]["device"] == system["gpu"]
+    assert calls["init"] == calls["shutdown"] == 1 and calls["name"] == 1
+    module, calls = _fake_pynvml([])  # no clock reasons query
+    monkeypatch.setitem(sys.modules, "pynvml", module)
+    system = system_info(Clocks(VM, nvml=True), [])
+    assert system["gpu"] == "NVIDIA H100 80GB HBM3" and system["nvml_clocks"].startswith("unavailable (NVML clocks")
+    assert calls["init"] == calls["shutdown"] == 1
+
+
 def test_no_nvml_is_one_unavailable_line_and_no_reading(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", None)
     monkeypatch.setenv("PATH", "")
