@@ -97,8 +97,8 @@ def run_bench(bundles: Sequence[str | os.PathLike], data: str | os.PathLike | Da
         for one in loaded.values():
             _close(one.target)
         bar.close()
-    report = {"schema": 1, "system": system_info(clocks, argv, any(one.target.on_gpu for one in loaded.values())),
-              "settings": settings, "rows": [row for bundle_rows in rows for row in bundle_rows]}
+    flat = list(itertools.chain.from_iterable(rows))
+    report = {"schema": 1, "system": system_info(clocks, argv, flat), "settings": settings, "rows": flat}
     return write_report(report, out)
 
 

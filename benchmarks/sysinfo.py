@@ -15,12 +15,13 @@ import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Mapping
 
 from edge_msa.host import cpu_model
 
 from .meters.base import MeterUnavailable
-from .meters.nvml import THROTTLING, gpu_clocks, gpu_clocks_now, gpu_name
+from .meters.nvml import THROTTLING, gpu_clocks_now, gpu_facts, gpu_name
+from .target import ok_rows_on_gpu
 
 SYSFS_ROOT = Path("/")
 CPU_DIR, THERMAL_DIR, DEVFREQ_DIR = "sys/devices/system/cpu", "sys/class/thermal", "sys/class/devfreq"
@@ -196,7 +197,7 @@ def gpu_clock(root: Path = SYSFS_ROOT) -> dict[str, Any] | str:
     """A Jetson GPU's devfreq device (GPU_DEVFREQ names; the EMC, NVDLA, VIC, ... beside it are left out): its name,
     governor, max clock in Hz and whether its min is raised to it (`jetson_clocks`), like `cpu_clocks`: max_freq as
     the run starts (the power mode's cap), so a thermal cap that comes later shows as a clock below it; or why there
-    is none. A desktop GPU's clocks and throttle reasons are NVML's (`nvml_clocks`): here they read as unavailable."""
+    is none. A desktop GPU's clocks and throttle reasons are NVML's (`gpu_facts`): here they read as unavailable."""
     try:
         found = sorted(p for p in (root / DEVFREQ_DIR).iterdir() if any(k in p.name for k in GPU_DEVFREQ))
     except OSError:
@@ -232,15 +233,19 @@ class Clocks:
     clocks were."""
 
     def __init__(self, root: str | os.PathLike = SYSFS_ROOT, nvml: bool | None = None) -> None:
-        """`nvml`: read an NVIDIA GPU's clocks through NVML (`nvml_clocks`); by default only where `root` is this
-        machine's, since NVML reads this machine's GPU, which is not the board of another root (a fixture); never on
-        a detected Jetson or Pi (`not_nvml`)."""
+        """`nvml`: read an NVIDIA GPU's name and clocks through NVML (`gpu_facts`, one session); by default only
+        where `root` is this machine's, since NVML reads this machine's GPU, which is not the board of another root
+        (a fixture); never on a detected Jetson or Pi (`not_nvml`)."""
         self.root = Path(root)
         self.family = board_family(self.root)
         self.cpus, self.zones = cpu_clocks(self.root), thermal_zones(self.root)
         self.gpu = gpu_clock(self.root)
-        self.nvidia = not_nvml(self.family) or (nvml_clocks() if (self.root == SYSFS_ROOT if nvml is None else nvml)
-                                                else f"not read (the sysfs root {self.root} is not this machine's)")
+        skip = not_nvml(self.family) or (None if (self.root == SYSFS_ROOT if nvml is None else nvml)
+                                         else f"not read (the sysfs root {self.root} is not this machine's)")
+        # the GPU's name from the clocks' NVML session (`gpu_facts`): None where NVML's clocks are not read here
+        self.gpu_name: str | None
+        self.nvidia: dict[str, object] | str
+        self.gpu_name, self.nvidia = (None, skip) if skip else gpu_facts()
         self.vcgencmd = shutil.which("vcgencmd")  # a Raspberry Pi's: its firmware's throttle bits
 
     def snapshot(self) -> dict[str, Any]:
@@ -277,15 +282,6 @@ def not_nvml(family: str | None) -> str | None:
     the SoC's (its clocks are devfreq's, `gpu_clock`; its NVML answers few queries) and a Pi has no NVIDIA GPU, so
     an NVML line there, most often "install the [gpu] extra", would only be noise on the boards bench is for."""
     return f"not applicable ({family}: its GPU, if any, is not NVML-managed)" if family else None
-
-
-def nvml_clocks() -> dict[str, object] | str:
-    """The visible NVIDIA GPU's name and max SM clock through NVML (`gpu_clocks`), or why not (no nvidia-ml-py: the
-    `[gpu]` extra's fix; no driver or no GPU; a driver without clock queries)."""
-    try:
-        return gpu_clocks()
-    except MeterUnavailable as exc:
-        return f"unavailable ({exc})"
 
 
 def row_clocks(start: dict[str, Any], end: dict[str, Any], on_gpu: bool) -> dict[str, Any]:
@@ -344,12 +340,13 @@ def governor_advice(cpus: dict[str, dict[str, Any]] | str, jetson: bool,
     return f"the governor is {', '.join(others)}: {varies} with {pin}"
 
 
-def system_info(clocks: Clocks, argv: list[str] | None = None, on_gpu: bool = False) -> dict:
-    """The `system` block of report.json; `clocks` read as the run started, `on_gpu` whether a row ran on the GPU
-    (then the GPU's governor counts in the advice)."""
+def system_info(clocks: Clocks, argv: list[str] | None = None, rows: Iterable[Mapping[str, Any]] = ()) -> dict:
+    """The `system` block of report.json; `clocks` read as the run started, `rows` the report's: where a successful
+    one ran on the GPU (`ok_rows_on_gpu`, the rule report.md and --compare read the rows by), the GPU's governor
+    counts in the advice."""
     board, family = board_model(clocks.root), clocks.family  # the board whose sysfs was read
     jetson = board if family == "jetson" else None
-    gpu = gpu_name()
+    gpu = clocks.gpu_name or gpu_name()  # read once: with the NVML clocks where they were read
     cpu = cpu_model()
     return {
         "device": board or (cpu if gpu.startswith("unavailable") else f"{cpu} + {gpu}"),
@@ -363,7 +360,7 @@ def system_info(clocks: Clocks, argv: list[str] | None = None, on_gpu: bool = Fa
         "gpu_clock": clocks.gpu,
         "nvml_clocks": clocks.nvidia,
         "thermal": clocks.zones,
-        "clock_advice": governor_advice(clocks.cpus, family == "jetson", clocks.gpu if on_gpu else None),
+        "clock_advice": governor_advice(clocks.cpus, family == "jetson", clocks.gpu if ok_rows_on_gpu(rows) else None),
         **firmware_system(firmware_throttled(clocks.vcgencmd)),  # read as the run ends: since boot covers the run
         "os": platform.platform(),
         "versions": versions(),

@@ -23,8 +23,11 @@ def runs_on_gpu(backend: str, providers: Iterable[str]) -> bool:
 
 
 def ok_rows_on_gpu(rows: Iterable[Mapping[str, Any]]) -> bool:
-    """Whether a successful row of a report ran on the GPU: what decides whether the GPU's governor counts in the
-    clock advice (--compare) and whether report.md explains a missing NVML reading."""
+    """Whether a successful row of a report ran on the GPU: the one rule for "this run used the GPU", which decides
+    whether the GPU's governor counts in the `system` block's clock advice (bench) and in --compare's clock warning,
+    and whether report.md explains a missing NVML reading. The rows, not the loaded targets: a bundle that loaded on
+    the GPU but whose every row failed measured nothing there, and report.json (which --compare and a re-render
+    read) holds the rows alone, so a rule on the targets made the advice and the report's GPU lines disagree."""
     return any(r.get("status") == "ok" and runs_on_gpu(r.get("backend", ""), r.get("providers", [])) for r in rows)
 
 

@@ -245,6 +245,27 @@ def test_an_unpinned_gpu_governor_is_advised_on_only_where_a_row_ran_on_the_gpu(
     assert governor_advice(clocks.cpus, True, clocks.gpu) is None
 
 
+def test_a_gpu_bundle_whose_rows_all_failed_counts_as_no_gpu_run_in_the_advice_and_in_compare(tmp_path, tiny_splits):
+    """One rule (`ok_rows_on_gpu`) for "the run used the GPU" in the system block, report.md and --compare: a
+    TensorRT bundle that loaded but failed every row measured nothing on the GPU. Its loaded target once put the
+    GPU's governor in the clock advice while --compare, reading the rows, left it out."""
+    root = Path(shutil.copytree(JETSON, tmp_path / "sysfs"))
+    for cpu in range(6):  # CPUs pinned: only the GPU's governor could make advice
+        (root / CPU_DIR / f"cpu{cpu}" / "cpufreq" / "scaling_min_freq").write_text(f"{MAX_KHZ}\n")
+    cpu_loader = make_loader(tiny_splits.spec)
+
+    def on_gpu(bundle, backend, threads):
+        pred = cpu_loader(bundle, backend, threads)
+        pred.manifest["backend"] = "tensorrt"
+        return pred
+
+    out = run_bench(_bundles(tmp_path, "crashy"), data=tiny_splits, out=tmp_path / "r", batches=(4,),
+                    modalities=("all",), meter="none", loader=on_gpu, sysfs_root=root, **FAST)
+    report = json.loads((out / "report.json").read_text())
+    assert [r["status"].startswith("failed") for r in report["rows"]] == [True]
+    assert report["system"]["clock_advice"] is None and clock_warning(report) is None
+
+
 def test_the_board_family_comes_from_the_device_tree_compatible_strings_then_the_model(tmp_path):
     """A TX2 on older L4T calls itself 'quill' and a third-party carrier board its own name; every Jetson's
     `compatible` names its nvidia,tegra SoC. Without `compatible` the model string still tells."""
@@ -404,6 +425,25 @@ def test_nvml_clock_event_reasons_flag_a_gpu_row_for_power_heat_and_slowdown_onl
     assert row_clocks(idle, clocks.snapshot(), True)["throttled_why"].endswith("by HW thermal slowdown")
     assert system_info(clocks, [])["nvml_clocks"] == {"device": "NVIDIA H100 80GB HBM3", "max_sm_mhz": 1980}
     assert calls["init"] == calls["shutdown"]  # nothing held open between snapshots
+
+
+def test_the_system_blocks_gpu_facts_take_one_nvml_session_and_one_name_read(monkeypatch):
+    """The GPU's name, max SM clock and the check that its clocks are readable come from one nvmlInit as the run
+    starts (they took three: the current clocks, the max clock, then the name again for the `system` block); a
+    driver without the clock queries still names its GPU from that session."""
+    module, calls = _fake_pynvml([0x4])
+    named = module.nvmlDeviceGetName
+    module.nvmlDeviceGetName = lambda h: calls.__setitem__("name", calls.get("name", 0) + 1) or named(h)
+    monkeypatch.setitem(sys.modules, "pynvml", module)
+    monkeypatch.setenv("PATH", "")
+    system = system_info(Clocks(VM, nvml=True), [])
+    assert system["gpu"] == "NVIDIA H100 80GB HBM3" and system["nvml_clocks"]["device"] == system["gpu"]
+    assert calls["init"] == calls["shutdown"] == 1 and calls["name"] == 1
+    module, calls = _fake_pynvml([])  # no clock reasons query
+    monkeypatch.setitem(sys.modules, "pynvml", module)
+    system = system_info(Clocks(VM, nvml=True), [])
+    assert system["gpu"] == "NVIDIA H100 80GB HBM3" and system["nvml_clocks"].startswith("unavailable (NVML clocks")
+    assert calls["init"] == calls["shutdown"] == 1
 
 
 def test_no_nvml_is_one_unavailable_line_and_no_reading(monkeypatch):

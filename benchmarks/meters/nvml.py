@@ -131,28 +131,50 @@ flag a GPU row throttled?. The others are recorded, not flagged: idle is a GPU b
 are taken; application clocks, the display clock and sync boost are settings someone chose, like a power mode."""
 
 
-def gpu_clocks(gpu: str | None = None) -> dict[str, object]:
-    """The visible GPU's name and max SM clock (MHz), once its clocks have been read (`gpu_clocks_now`): a driver
-    without those queries (a Jetson's) raises MeterUnavailable here, as the run starts, not at every row."""
-    gpu_clocks_now(gpu)
-    return _read_gpu(gpu, lambda nvml, handle: {
-        "device": _text(nvml.nvmlDeviceGetName(handle)),
-        "max_sm_mhz": int(nvml.nvmlDeviceGetMaxClockInfo(handle, nvml.NVML_CLOCK_SM))})
+CLOCKS_PURPOSE = "NVIDIA GPU clocks and throttle reasons"
+
+
+def gpu_facts(gpu: str | None = None) -> tuple[str, dict[str, object] | str]:
+    """The visible GPU's name (`gpu_name`'s form) and its name and max SM clock in MHz, or `unavailable (<why>)`,
+    read as a run starts in one NVML session: the `system` block's GPU facts once, not an nvmlInit and a name read
+    per fact. The clocks only once its current clocks have been read (`gpu_clocks_now`'s queries): a driver without
+    them (a Jetson's) says so here, as the run starts, not at every row, and still names its GPU."""
+    gpu = visible_gpu() if gpu is None else gpu
+    try:
+        nvml = _nvml(CLOCKS_PURPOSE)
+    except MeterUnavailable as exc:
+        return f"unavailable: {exc}", f"unavailable ({exc})"
+    try:
+        try:
+            handle = _handle(nvml, gpu)[0]
+            name = _text(nvml.nvmlDeviceGetName(handle))
+        except Exception as exc:  # pynvml.NVMLError subclasses
+            return f"unavailable: NVML has no GPU {gpu} ({exc})", f"unavailable (NVML has no GPU {gpu} ({exc}))"
+        try:
+            _clocks_now(nvml, handle)
+            top = int(nvml.nvmlDeviceGetMaxClockInfo(handle, nvml.NVML_CLOCK_SM))
+            return name, {"device": name, "max_sm_mhz": top}
+        except Exception as exc:  # a query this driver lacks
+            return name, f"unavailable (NVML clocks not readable on GPU {gpu} ({exc}))"
+    finally:
+        nvml.nvmlShutdown()
+
+
+def _clocks_now(nvml: ModuleType, handle: object) -> dict[str, object]:
+    """`gpu_clocks_now`'s reading in an open NVML session."""
+    reasons = getattr(nvml, "nvmlDeviceGetCurrentClocksEventReasons", None) or (
+        nvml.nvmlDeviceGetCurrentClocksThrottleReasons)
+    bits = reasons(handle)
+    sm = nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_SM) / nvml.nvmlDeviceGetMaxClockInfo(
+        handle, nvml.NVML_CLOCK_SM)
+    return {"gpu_sm_clock": sm, "gpu_reasons": [name for attr, name in CLOCK_REASONS if bits & _bit(nvml, attr)]}
 
 
 def gpu_clocks_now(gpu: str | None = None) -> dict[str, object]:
     """The visible GPU's SM clock as a fraction of its max and the clock event reasons set now (CLOCK_REASONS'
     names), for bench's clock snapshots, never inside a timed call. The reasons, not the clock, say whether it was
     throttled: a snapshot comes as the timed calls end, and a GPU between calls clocks down for being idle."""
-    def read(nvml: ModuleType, handle: object) -> dict[str, object]:
-        reasons = getattr(nvml, "nvmlDeviceGetCurrentClocksEventReasons", None) or (
-            nvml.nvmlDeviceGetCurrentClocksThrottleReasons)
-        bits = reasons(handle)
-        sm = nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_SM) / nvml.nvmlDeviceGetMaxClockInfo(
-            handle, nvml.NVML_CLOCK_SM)
-        return {"gpu_sm_clock": sm, "gpu_reasons": [name for attr, name in CLOCK_REASONS if bits & _bit(nvml, attr)]}
-
-    return _read_gpu(gpu, read)
+    return _read_gpu(gpu, _clocks_now)
 
 
 def _bit(nvml: ModuleType, reason: str) -> int:
@@ -165,7 +187,7 @@ def _read_gpu(gpu: str | None, read: Callable[[ModuleType, object], dict[str, ob
     """`read(pynvml, handle)` of the visible GPU, NVML initialised around it as `gpu_memory_mb` does (nothing held
     open between a run's snapshots), or MeterUnavailable saying why not (no nvidia-ml-py: the `[gpu]` extra's fix)."""
     gpu = visible_gpu() if gpu is None else gpu
-    nvml = _nvml("NVIDIA GPU clocks and throttle reasons")
+    nvml = _nvml(CLOCKS_PURPOSE)
     try:
         return read(nvml, _handle(nvml, gpu)[0])
     except Exception as exc:  # pynvml.NVMLError subclasses; a query this driver lacks
