@@ -620,6 +620,33 @@ def test_the_routes_declare_no_parameters_so_fastapi_validates_nothing(media_bun
                     or d.dependencies or route.response_field), route.path
 
 
+def test_the_demo_page_calls_the_post_routes_of_the_app_it_is_served_by(media_bundle):
+    """The page kept its own "/v1/predict" and "/v1/feedback" beside the app's routes: a route renamed in one place
+    would have left the page calling a 404. Its calls are the routes the app registers, under the prefix it is given."""
+    pytest.importorskip("fastapi", reason='the serve extra is not installed (pip install "edge-msa[serve]")')
+    import json
+
+    from fastapi.routing import APIRoute
+
+    from edge_msa.serve.app import Service, create_app
+    from edge_msa.serve.config import ServeConfig
+    from edge_msa.serve.demo import page
+
+    service = Service(ServeConfig(bundle=str(media_bundle)))
+    routes = [route for route in create_app(service).routes if isinstance(route, APIRoute)]
+    posts = {route.path for route in routes if "POST" in route.methods}
+    service.close()
+
+    def calls(root: str) -> dict[str, str]:
+        html = page(root)
+        # its only paths are those it is given, called once each
+        assert html.count("call(API.predict, {") == html.count("call(API.feedback, {") == 1 == html.count("/v1/") - 1
+        return json.loads(re.search(r"const API = (\{.*?\});", html).group(1))
+
+    assert calls("") == {"predict": "/v1/predict", "feedback": "/v1/feedback"} and set(calls("").values()) <= posts
+    assert calls("/msa") == {"predict": "/msa/v1/predict", "feedback": "/msa/v1/feedback"}
+
+
 @pytest.mark.filterwarnings("ignore:audio")  # the runtime's word on a video without an audio track (server log)
 def test_a_skipped_reason_names_the_upload_not_the_server_scratch_file(media_bundle, tmp_path):
     """A video upload without an audio track answered skipped {"audio": "video0.mp4 has no audio track"}: a file

@@ -27,6 +27,7 @@ from ..labels import SCORE_LIMIT
 from ..runtime.predictor import Prediction
 from ..spec import MODALITIES, FeatureSpec
 from .config import Limits
+from .routes import FEEDBACK, PREDICT, PREDICT_BATCH
 
 DESCRIPTION = ("A multimodal sentiment model (text, audio, video -> a score in [-3, 3]) served by `edge-msa serve`. "
                "Every refusal is `{\"error\": \"<what was wrong>; expected <what>\"}` with a 4xx status. This page "
@@ -175,12 +176,12 @@ def operations(spec: FeatureSpec, limits: Limits) -> dict[str, dict[str, Any]]:
     feedback = {"type": "object", "required": ["request_id", "label"], "additionalProperties": False,
                 "properties": {"request_id": {"type": "string", "minLength": 1},
                                "label": {"type": "number", "minimum": -SCORE_LIMIT, "maximum": SCORE_LIMIT}}}
-    bodies = {"/v1/predict": {"application/json": one,
-                              **({"multipart/form-data": {"type": "object", "properties": form}} if form else {})},
-              "/v1/predict/batch": {"application/json": batch}, "/v1/feedback": {"application/json": feedback}}
-    summaries = {"/v1/predict": "Score one input (JSON or a multipart form)",
-                 "/v1/predict/batch": f"Score 1 to {limits.max_items} inputs in one request",
-                 "/v1/feedback": "Log the user's label for a served prediction (--feedback)"}
+    bodies = {PREDICT: {"application/json": one,
+                        **({"multipart/form-data": {"type": "object", "properties": form}} if form else {})},
+              PREDICT_BATCH: {"application/json": batch}, FEEDBACK: {"application/json": feedback}}
+    summaries = {PREDICT: "Score one input (JSON or a multipart form)",
+                 PREDICT_BATCH: f"Score 1 to {limits.max_items} inputs in one request",
+                 FEEDBACK: "Log the user's label for a served prediction (--feedback)"}
     return {path: {"summary": summaries[path], "responses": ERRORS,
                    "requestBody": {"required": True, "content": {kind: {"schema": schema}
                                                                  for kind, schema in body.items()}}}
