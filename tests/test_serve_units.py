@@ -647,6 +647,32 @@ def test_the_demo_page_calls_the_post_routes_of_the_app_it_is_served_by(media_bu
     assert calls("/msa") == {"predict": "/msa/v1/predict", "feedback": "/msa/v1/feedback"}
 
 
+def test_metrics_count_a_request_by_the_route_that_answered_it_whatever_the_root_path(media_bundle):
+    """/metrics stripped root_path from the path as a string, the router by path segments (starlette's rule): where
+    the server leaves the prefix out of the path (starlette's TestClient, FastAPI's root_path), root_path /m made a
+    200 of /metrics count as "etrics", i.e. "other". The count reads the route as the router does now
+    (openapi.route_path), beside the helper that puts the prefix before the page's calls (openapi.public_path)."""
+    pytest.importorskip("fastapi", reason='the serve extra is not installed (pip install "edge-msa[serve]")')
+    import asyncio
+
+    from prometheus_client.parser import text_string_to_metric_families
+    from test_jsonio import get
+
+    from edge_msa.serve.app import Service, create_app
+    from edge_msa.serve.config import ServeConfig
+
+    service = Service(ServeConfig(bundle=str(media_bundle)))
+    app = create_app(service)
+    try:
+        answers = [asyncio.run(get(app, path, root_path="/m")) for path in ("/metrics", "/", "/nope", "/metrics")]
+    finally:
+        service.close()
+    assert [status for status, _ in answers] == [200, 200, 404, 200] and '"/m/v1/predict"' in answers[1][1]
+    counted = {(s.labels["path"], s.labels["code"]): s.value for f in text_string_to_metric_families(answers[3][1])
+               if f.name == "edge_msa_http_requests" for s in f.samples if s.name.endswith("_total")}
+    assert counted == {("/metrics", "200"): 1, ("/", "200"): 1, ("other", "404"): 1}
+
+
 @pytest.mark.filterwarnings("ignore:audio")  # the runtime's word on a video without an audio track (server log)
 def test_a_skipped_reason_names_the_upload_not_the_server_scratch_file(media_bundle, tmp_path):
     """A video upload without an audio track answered skipped {"audio": "video0.mp4 has no audio track"}: a file

@@ -43,7 +43,7 @@ from .feedback import FeedbackLog, RecentPredictions
 from .inputs import Limits, Parsed, RequestError, not_utf8, parse_items, scratch_writes, without_scratch
 from .metrics import ServiceMetrics
 from .openapi import (DESCRIPTION, Batch, Documented, Health, Info, Saved, Served, Settings, answer, docs, operations,
-                      public_path)
+                      public_path, route_path)
 from .routes import FEEDBACK, PREDICT, PREDICT_BATCH, ROUTES
 
 OFFLOAD_BYTES = 32 * 1024  # bodies above this are parsed in a worker thread, one at a time (see parse_request)
@@ -477,7 +477,7 @@ class MetricsMiddleware:
         finally:
             # the route's path: a mounted app's requests carry the mount's prefix, its root_path (as behind uvicorn's
             # --root-path), and were all counted "other"
-            path = scope["path"].removeprefix(scope.get("root_path", ""))
+            path = route_path(scope)
             path = path if path in ROUTES else "other"
             self.metrics.observe_request(path, status[0], time.perf_counter() - start)
 

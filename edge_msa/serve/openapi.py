@@ -19,7 +19,9 @@ from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from pydantic import ConfigDict, GetPydanticSchema, with_config
+from starlette._utils import get_route_path
 from starlette.requests import Request
+from starlette.types import Scope
 from typing_extensions import TypedDict  # pydantic reads typing's TypedDict only from Python 3.12
 
 from ..features import seconds_text
@@ -127,6 +129,15 @@ def public_path(request: Request, path: str) -> str:
     as a parent app's mount or uvicorn's --root-path sets it; "" when served alone). FastAPI's own /openapi.json and
     /docs take root_path so; a page or message naming the bare route sent a mounted app's client to the parent's."""
     return request.scope.get("root_path", "").rstrip("/") + path
+
+
+def route_path(scope: Scope) -> str:
+    """public_path's inverse: the route a request's path names, read by the router's own rule (so /metrics counts a
+    request by the route that answered it). Stripping root_path as a string counted a request the router served as
+    "other" where the server had not put the prefix before the path (starlette's TestClient, FastAPI's root_path):
+    root_path /m made /metrics "etrics". The rule is starlette's _utils.get_route_path (private, its router's since
+    0.35; fastapi>=0.110 needs >= 0.36.3): its rule changed between versions, and the count follows the router's."""
+    return get_route_path(scope)
 
 
 async def docs(request: Request) -> HTMLResponse:
