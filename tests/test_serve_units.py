@@ -1006,6 +1006,11 @@ def test_serve_cli_bad_options_are_one_line_errors(media_bundle, tmp_path, capsy
              (["--body-timeout-s", "inf"], "error: --body-timeout-s inf; expected a finite number > 0\n"),
              (["--body-deadline-s", "nan"], "error: --body-deadline-s nan; expected a finite number > 0\n"),
              (["--header-timeout-s", "nan"], "error: --header-timeout-s nan; expected a finite number > 0\n"),
+             (["--root-path", "msa"], "error: --root-path 'msa'; expected a path prefix such as /msa: a / before each "
+                                      "segment, none at the end, no %-escape, no space or non-ASCII letter\n"),
+             (["--root-path", "/msa/"], "error: --root-path '/msa/'; expected a path prefix such as /msa"),
+             (["--root-path", "/"], "error: --root-path '/'; expected"),
+             (["--root-path", "/müsli"], "error: --root-path '/müsli'; expected"),  # uvicorn: every connection closed
              (["--feedback", str(tmp_path)], "cannot open the feedback log"),
              (["--feedback", str(not_a_log / "x.sqlite")], "cannot open the feedback log")]
     for flags, words in cases:
