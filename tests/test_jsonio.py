@@ -122,8 +122,9 @@ def test_rest_info_of_a_service_with_an_inf_limit_is_strict_json(collapsed):
     assert status == 200 and strict(body)["service"]["limits"]["max_media_seconds"] == "Infinity"
 
 
-async def get(app, path: str) -> tuple[int, str]:
-    """(status, body) of a GET through the ASGI app itself (no HTTP client needed)."""
+async def get(app, path: str, root_path: str = "") -> tuple[int, str]:
+    """(status, body) of a GET through the ASGI app itself (no HTTP client needed); `root_path` as a server that does
+    not put it before the path sets it (starlette's TestClient, FastAPI's own root_path)."""
     sent = []
 
     async def receive():
@@ -133,7 +134,7 @@ async def get(app, path: str) -> tuple[int, str]:
         sent.append(message)
 
     scope = {"type": "http", "http_version": "1.1", "method": "GET", "path": path, "raw_path": path.encode(),
-             "query_string": b"", "root_path": "", "headers": [], "scheme": "http", "server": ("test", 80),
+             "query_string": b"", "root_path": root_path, "headers": [], "scheme": "http", "server": ("test", 80),
              "client": ("test", 1)}
     await app(scope, receive, send)
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")

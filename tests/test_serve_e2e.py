@@ -666,3 +666,23 @@ def test_an_app_mounted_in_a_parent_app_answers_without_its_lifespan_and_serves_
         assert '"/msa/openapi.json"' in call(f"{url}/docs")[2]
         counts = request_counts(url, "/v1/predict")  # by the app's routes, not all "other" under the mount's prefix
         assert counts == {"503": 2, "200": 1} and request_counts(url, "/healthz") == {"503": 1, "200": 1}
+
+
+def test_serve_behind_a_proxy_that_strips_a_prefix_names_the_prefix_in_what_it_links(media_bundle):
+    """nginx's `location /msa/ { proxy_pass http://127.0.0.1:8000/; }` sends /v1/predict for the client's
+    /msa/v1/predict: without --root-path the demo page called /v1/predict (the proxy's own path, a 404), the schema
+    had no `servers` and a 404 listed routes the client cannot reach. With --root-path /msa the requests come as the
+    proxy sends them, without the prefix, and everything the service links or lists is under it."""
+    from edge_msa.serve.routes import ROUTES
+
+    with serve_process(media_bundle, "--root-path", "/msa") as (_, url):  # url: where the proxy sends its requests
+        status, answer = post(f"{url}/v1/predict", {"text": "good"})
+        assert status == 200 and -3 <= answer["score"] <= 3
+        page = call(f"{url}/")[2]
+        assert '"predict": "/msa/v1/predict"' in page and '"feedback": "/msa/v1/feedback"' in page
+        schema = call(f"{url}/openapi.json")[2]
+        assert schema["servers"] == [{"url": "/msa"}] and "/v1/predict" in schema["paths"]
+        assert '"/msa/openapi.json"' in call(f"{url}/docs")[2]
+        assert call(f"{url}/nope")[::2] == (404, {"error": f"no route /msa/nope; expected one of "
+                                                           f"{', '.join('/msa' + route for route in ROUTES)}"})
+        assert request_counts(url, "/v1/predict") == {"200": 1} and request_counts(url, "/") == {"200": 1}

@@ -620,6 +620,59 @@ def test_the_routes_declare_no_parameters_so_fastapi_validates_nothing(media_bun
                     or d.dependencies or route.response_field), route.path
 
 
+def test_the_demo_page_calls_the_post_routes_of_the_app_it_is_served_by(media_bundle):
+    """The page kept its own "/v1/predict" and "/v1/feedback" beside the app's routes: a route renamed in one place
+    would have left the page calling a 404. Its calls are the routes the app registers, under the prefix it is given."""
+    pytest.importorskip("fastapi", reason='the serve extra is not installed (pip install "edge-msa[serve]")')
+    import json
+
+    from fastapi.routing import APIRoute
+
+    from edge_msa.serve.app import Service, create_app
+    from edge_msa.serve.config import ServeConfig
+    from edge_msa.serve.demo import page
+
+    service = Service(ServeConfig(bundle=str(media_bundle)))
+    routes = [route for route in create_app(service).routes if isinstance(route, APIRoute)]
+    posts = {route.path for route in routes if "POST" in route.methods}
+    service.close()
+
+    def calls(root: str) -> dict[str, str]:
+        html = page(root)
+        # its only paths are those it is given, called once each
+        assert html.count("call(API.predict, {") == html.count("call(API.feedback, {") == 1 == html.count("/v1/") - 1
+        return json.loads(re.search(r"const API = (\{.*?\});", html).group(1))
+
+    assert calls("") == {"predict": "/v1/predict", "feedback": "/v1/feedback"} and set(calls("").values()) <= posts
+    assert calls("/msa") == {"predict": "/msa/v1/predict", "feedback": "/msa/v1/feedback"}
+
+
+def test_metrics_count_a_request_by_the_route_that_answered_it_whatever_the_root_path(media_bundle):
+    """/metrics stripped root_path from the path as a string, the router by path segments (starlette's rule): where
+    the server leaves the prefix out of the path (starlette's TestClient, FastAPI's root_path), root_path /m made a
+    200 of /metrics count as "etrics", i.e. "other". The count reads the route as the router does now
+    (openapi.route_path), beside the helper that puts the prefix before the page's calls (openapi.public_path)."""
+    pytest.importorskip("fastapi", reason='the serve extra is not installed (pip install "edge-msa[serve]")')
+    import asyncio
+
+    from prometheus_client.parser import text_string_to_metric_families
+    from test_jsonio import get
+
+    from edge_msa.serve.app import Service, create_app
+    from edge_msa.serve.config import ServeConfig
+
+    service = Service(ServeConfig(bundle=str(media_bundle)))
+    app = create_app(service)
+    try:
+        answers = [asyncio.run(get(app, path, root_path="/m")) for path in ("/metrics", "/", "/nope", "/metrics")]
+    finally:
+        service.close()
+    assert [status for status, _ in answers] == [200, 200, 404, 200] and '"/m/v1/predict"' in answers[1][1]
+    counted = {(s.labels["path"], s.labels["code"]): s.value for f in text_string_to_metric_families(answers[3][1])
+               if f.name == "edge_msa_http_requests" for s in f.samples if s.name.endswith("_total")}
+    assert counted == {("/metrics", "200"): 1, ("/", "200"): 1, ("other", "404"): 1}
+
+
 @pytest.mark.filterwarnings("ignore:audio")  # the runtime's word on a video without an audio track (server log)
 def test_a_skipped_reason_names_the_upload_not_the_server_scratch_file(media_bundle, tmp_path):
     """A video upload without an audio track answered skipped {"audio": "video0.mp4 has no audio track"}: a file
@@ -953,6 +1006,11 @@ def test_serve_cli_bad_options_are_one_line_errors(media_bundle, tmp_path, capsy
              (["--body-timeout-s", "inf"], "error: --body-timeout-s inf; expected a finite number > 0\n"),
              (["--body-deadline-s", "nan"], "error: --body-deadline-s nan; expected a finite number > 0\n"),
              (["--header-timeout-s", "nan"], "error: --header-timeout-s nan; expected a finite number > 0\n"),
+             (["--root-path", "msa"], "error: --root-path 'msa'; expected a path prefix such as /msa: a / before each "
+                                      "segment, none at the end, no %-escape, no space or non-ASCII letter\n"),
+             (["--root-path", "/msa/"], "error: --root-path '/msa/'; expected a path prefix such as /msa"),
+             (["--root-path", "/"], "error: --root-path '/'; expected"),
+             (["--root-path", "/müsli"], "error: --root-path '/müsli'; expected"),  # uvicorn: every connection closed
              (["--feedback", str(tmp_path)], "cannot open the feedback log"),
              (["--feedback", str(not_a_log / "x.sqlite")], "cannot open the feedback log")]
     for flags, words in cases:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import socket
 import sys
 from typing import TYPE_CHECKING
@@ -17,6 +18,7 @@ EPILOG = """examples:
   edge-msa serve runs/mosi/bundles/student-int8                      # http://127.0.0.1:8000/ (demo page)
   edge-msa serve bundle/ --port 9000 --feedback feedback.sqlite      # keep users' labels
   edge-msa serve bundle/ --max-batch 1                               # batching off
+  edge-msa serve bundle/ --root-path /msa     # behind nginx's location /msa/ { proxy_pass http://127.0.0.1:8000/; }
   curl -s localhost:8000/v1/predict -H 'content-type: application/json' -d '{"text": "what a wonderful film"}'
   curl -s localhost:8000/v1/predict -F text="not my thing"                      # multipart form
   curl -s localhost:8000/v1/predict -F text="not my thing" -F video=@clip.mp4   # a bundle on our own front ends
@@ -36,6 +38,10 @@ There is no authentication: it binds 127.0.0.1 unless you pass --host.
 
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")  # uvicorn's
+# --root-path: "/" before each path segment of RFC 3986's unescaped characters. uvicorn puts the prefix before each
+# request's raw path as ASCII (a non-ASCII one closed every connection with a traceback), a trailing "/" doubled into
+# every path (/msa//v1/predict), and a %-escape would reach the page's links escaped but the routes decoded
+ROOT_PATH = re.compile(r"(/[\w.~!$&'()*+,;=:@-]+)+", re.ASCII)
 # Limits' fields, the flags that set them (shorter than the keywords) and what they count; messages name the flag.
 # The media limit is predict's and featurize's flag too, defined once (cli.add_media_limit_flag): what it does here
 LIMIT_FLAGS = {"max_body_bytes": ("--max-body", "bytes per request"),
@@ -89,6 +95,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--drain-s", type=Typed, default=7.0, help=f"once {STOPS} stops the server, wait this long for "
                    "in-flight requests (default 7; with the worker's final 2 s the exit comes within 10 s)")
     p.add_argument("--log-level", default="info", **one_of(LOG_LEVELS), help="uvicorn's log level (default: info)")
+    p.add_argument("--root-path", default="", metavar="PREFIX", help="the path a reverse proxy serves the service "
+                   "under and strips from each request (nginx: location /msa/ { proxy_pass http://127.0.0.1:8000/; }): "
+                   "the demo page, /docs, /openapi.json's servers and 404 answers name their routes under it, while "
+                   "requests still come without it (default: none, served at /)")
     p.set_defaults(handler=run)
 
 
@@ -101,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
     from ..serve.app import Service
     from ..serve.config import Limits, ServeConfig
 
+    check_root_path(args.root_path)
     knobs = ["port", "remember", "drain_s", "threads", "max_batch", "max_wait_ms", "max_queue"]
     with named_as_flags(knobs, spelled={name: flag for name, (flag, _) in LIMIT_FLAGS.items()}):
         # 0: any free port (address() says which)
@@ -151,7 +162,7 @@ def serve_until_stopped(service: Service, sock: socket.socket, args: argparse.Na
     config = uvicorn.Config(create_app(service), host=args.host, port=args.port, log_level=args.log_level,
                             access_log=False, timeout_graceful_shutdown=args.drain_s, server_header=False,
                             http=HeaderDeadline.with_timeout(service.config.limits.header_timeout_s, service.metrics),
-                            ws="none")
+                            ws="none", root_path=args.root_path)
     server = uvicorn.Server(config)
     service.batcher.on_death = lambda: setattr(server, "should_exit", True)
     # uvicorn drains on SIGTERM and on Ctrl-C (SIGINT), then re-raises the signal to the handler that was there
@@ -168,6 +179,16 @@ def serve_until_stopped(service: Service, sock: socket.socket, args: argparse.Na
                          "supervisor (exit code 1)\n")
         return 1
     return 0
+
+
+def check_root_path(prefix: str) -> None:
+    """--root-path as ROOT_PATH says, refused before the bundle loads: a prefix uvicorn cannot put before a path
+    would close every connection, and "msa" or "/msa/" would have the page call paths the proxy does not serve."""
+    from ..errors import InputError
+
+    if prefix and not ROOT_PATH.fullmatch(prefix):
+        raise InputError(f"--root-path '{prefix[:100]}'; expected a path prefix such as /msa: a / before each segment, "
+                         "none at the end, no %-escape, no space or non-ASCII letter")
 
 
 def address(host: str, sock: socket.socket) -> str:

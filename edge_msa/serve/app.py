@@ -43,10 +43,9 @@ from .feedback import FeedbackLog, RecentPredictions
 from .inputs import Limits, Parsed, RequestError, not_utf8, parse_items, scratch_writes, without_scratch
 from .metrics import ServiceMetrics
 from .openapi import (DESCRIPTION, Batch, Documented, Health, Info, Saved, Served, Settings, answer, docs, operations,
-                      public_path)
+                      public_path, route_path)
+from .routes import FEEDBACK, PREDICT, PREDICT_BATCH, ROUTES
 
-ROUTES = ("/", "/healthz", "/metrics", "/v1/info", "/v1/predict", "/v1/predict/batch", "/v1/feedback", "/openapi.json",
-          "/docs")
 OFFLOAD_BYTES = 32 * 1024  # bodies above this are parsed in a worker thread, one at a time (see parse_request)
 DRAIN_FACTOR = 16  # an oversized body is read and dropped up to this many times the limit (see read_body)
 # manifest fields holding a path on the exporting machine, which /v1/info leaves out (see public_manifest)
@@ -478,7 +477,7 @@ class MetricsMiddleware:
         finally:
             # the route's path: a mounted app's requests carry the mount's prefix, its root_path (as behind uvicorn's
             # --root-path), and were all counted "other"
-            path = scope["path"].removeprefix(scope.get("root_path", ""))
+            path = route_path(scope)
             path = path if path in ROUTES else "other"
             self.metrics.observe_request(path, status[0], time.perf_counter() - start)
 
@@ -581,15 +580,15 @@ def create_app(service: Service) -> FastAPI:
         finally:
             scratch.cleanup()
 
-    @app.post("/v1/predict", openapi_extra=body["/v1/predict"], responses=answer(Served))
+    @app.post(PREDICT, openapi_extra=body[PREDICT], responses=answer(Served))
     async def predict_one(request: Request):
         return (await predict(request, many=False))[0]
 
-    @app.post("/v1/predict/batch", openapi_extra=body["/v1/predict/batch"], responses=answer(Batch))
+    @app.post(PREDICT_BATCH, openapi_extra=body[PREDICT_BATCH], responses=answer(Batch))
     async def predict_many(request: Request):
         return Batch(results=await predict(request, many=True))
 
-    @app.post("/v1/feedback", openapi_extra=body["/v1/feedback"], responses=answer(Saved))
+    @app.post(FEEDBACK, openapi_extra=body[FEEDBACK], responses=answer(Saved))
     async def feedback(request: Request):
         request_id, label = check_feedback(await json_body(request, service.config.limits))
         return Saved(ok=True, id=await service.add_feedback(request_id, label))

@@ -5,6 +5,8 @@ the score, which modalities ran or were skipped (and why), the per-stage ms, and
 """
 import json
 
+from .routes import FEEDBACK, PREDICT
+
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>edge-msa demo</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -34,6 +36,7 @@ PAGE = """<!doctype html>
   <button id="feedback" type="button">Send feedback</button> <span id="feedback-status"></span></p>
 </section>
 <script>
+const API = __API__;  // the routes it calls, under the app's prefix: filled in by page()
 const $ = (id) => document.getElementById(id);
 let lastId = null;
 function rows(table, entries) {
@@ -58,7 +61,7 @@ $("predict").addEventListener("click", async () => {
   const clip = $("clip").files[0];
   if (clip) form.append(clip.type.startsWith("video") ? "video" : "audio", clip);
   try {
-    const p = await call("/v1/predict", { method: "POST", body: form });
+    const p = await call(API.predict, { method: "POST", body: form });
     lastId = p.request_id;
     $("score").textContent = p.score.toFixed(3);
     $("score").className = $("polarity").className = p.polarity;
@@ -72,7 +75,7 @@ $("predict").addEventListener("click", async () => {
 });
 $("feedback").addEventListener("click", async () => {
   try {
-    await call("/v1/feedback", { method: "POST", headers: { "Content-Type": "application/json" },
+    await call(API.feedback, { method: "POST", headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ request_id: lastId, label: Number($("label").value) }) });
     $("feedback-status").textContent = "thanks, saved";
   } catch (e) { $("feedback-status").textContent = "error: " + e.message; }
@@ -82,10 +85,12 @@ $("feedback").addEventListener("click", async () => {
 """
 
 
+API = {"predict": PREDICT, "feedback": FEEDBACK}  # what the page calls: the route table's paths (serve.routes)
+
+
 def page(root: str) -> str:
-    """PAGE with its calls to the API under `root`, the prefix the app is served at (see openapi.public_path): mounted
-    at /msa, the page at /msa/ called /v1/predict, the parent app's path (a 404). Served alone, root is "" and the
-    page is PAGE. The root goes in a JS string inside HTML: JSON-quoted, with `<` escaped so no `</script>` in it
-    ends the script."""
-    quoted = json.dumps(root).replace("<", "\\u003c")[1:-1]
-    return PAGE.replace('"/v1/', f'"{quoted}/v1/')
+    """PAGE with its calls to the API (API) under `root`, the prefix the app is served at (see openapi.public_path):
+    mounted at /msa, the page at /msa/ called /v1/predict, the parent app's path (a 404). The paths go in a JS object
+    inside HTML: JSON, with `<` escaped so no `</script>` in a root ends the script."""
+    api = json.dumps({name: root + path for name, path in API.items()}).replace("<", "\\u003c")
+    return PAGE.replace("__API__", api, 1)

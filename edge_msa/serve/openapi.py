@@ -19,7 +19,9 @@ from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from pydantic import ConfigDict, GetPydanticSchema, with_config
+from starlette._utils import get_route_path
 from starlette.requests import Request
+from starlette.types import Scope
 from typing_extensions import TypedDict  # pydantic reads typing's TypedDict only from Python 3.12
 
 from ..features import seconds_text
@@ -27,6 +29,7 @@ from ..labels import SCORE_LIMIT
 from ..runtime.predictor import Prediction
 from ..spec import MODALITIES, FeatureSpec
 from .config import Limits
+from .routes import FEEDBACK, PREDICT, PREDICT_BATCH
 
 DESCRIPTION = ("A multimodal sentiment model (text, audio, video -> a score in [-3, 3]) served by `edge-msa serve`. "
                "Every refusal is `{\"error\": \"<what was wrong>; expected <what>\"}` with a 4xx status. This page "
@@ -128,6 +131,15 @@ def public_path(request: Request, path: str) -> str:
     return request.scope.get("root_path", "").rstrip("/") + path
 
 
+def route_path(scope: Scope) -> str:
+    """public_path's inverse: the route a request's path names, read by the router's own rule (so /metrics counts a
+    request by the route that answered it). Stripping root_path as a string counted a request the router served as
+    "other" where the server had not put the prefix before the path (starlette's TestClient, FastAPI's root_path):
+    root_path /m made /metrics "etrics". The rule is starlette's _utils.get_route_path (private, its router's since
+    0.35; fastapi>=0.110 needs >= 0.36.3): its rule changed between versions, and the count follows the router's."""
+    return get_route_path(scope)
+
+
 async def docs(request: Request) -> HTMLResponse:
     """/docs: FastAPI's Swagger UI page (as its docs_url serves it) plus a line shown when its script, drawn from a
     CDN, did not load. On a device without internet (a kiosk, a robot) the page was blank, while the schema it draws
@@ -175,12 +187,12 @@ def operations(spec: FeatureSpec, limits: Limits) -> dict[str, dict[str, Any]]:
     feedback = {"type": "object", "required": ["request_id", "label"], "additionalProperties": False,
                 "properties": {"request_id": {"type": "string", "minLength": 1},
                                "label": {"type": "number", "minimum": -SCORE_LIMIT, "maximum": SCORE_LIMIT}}}
-    bodies = {"/v1/predict": {"application/json": one,
-                              **({"multipart/form-data": {"type": "object", "properties": form}} if form else {})},
-              "/v1/predict/batch": {"application/json": batch}, "/v1/feedback": {"application/json": feedback}}
-    summaries = {"/v1/predict": "Score one input (JSON or a multipart form)",
-                 "/v1/predict/batch": f"Score 1 to {limits.max_items} inputs in one request",
-                 "/v1/feedback": "Log the user's label for a served prediction (--feedback)"}
+    bodies = {PREDICT: {"application/json": one,
+                        **({"multipart/form-data": {"type": "object", "properties": form}} if form else {})},
+              PREDICT_BATCH: {"application/json": batch}, FEEDBACK: {"application/json": feedback}}
+    summaries = {PREDICT: "Score one input (JSON or a multipart form)",
+                 PREDICT_BATCH: f"Score 1 to {limits.max_items} inputs in one request",
+                 FEEDBACK: "Log the user's label for a served prediction (--feedback)"}
     return {path: {"summary": summaries[path], "responses": ERRORS,
                    "requestBody": {"required": True, "content": {kind: {"schema": schema}
                                                                  for kind, schema in body.items()}}}
