@@ -24,6 +24,7 @@ import numpy as np
 from edge_msa.atomic import write_text
 from edge_msa.errors import InputError
 from edge_msa.jsonio import dumps
+from edge_msa.serve.routes import PREDICT
 
 from .timing import summarize
 
@@ -84,7 +85,7 @@ def run_load(url: str, concurrency: int, requests: int, duration: float, bodies:
                     break
                 n = issued[0]
                 issued[0] += 1
-            code, ms = post(conn, parts.path or "/v1/predict", bodies[n % len(bodies)])
+            code, ms = post(conn, parts.path or PREDICT, bodies[n % len(bodies)])
             if code == 0:  # connection trouble: count it, reconnect
                 conn.close()
                 conn = http.client.HTTPConnection(host, parts.port or 80, timeout=60)
@@ -145,7 +146,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m edge_msa.benchmarks.load", description=__doc__.split("\n\n")[0],
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--url", default="http://127.0.0.1:8000/v1/predict", help="endpoint to POST to")
+    p.add_argument("--url", default=f"http://127.0.0.1:8000{PREDICT}", help="endpoint to POST to")
     p.add_argument("--concurrency", type=int, nargs="+", default=[16], help="client threads; several = a sweep")
     p.add_argument("--requests", type=int, default=1000, help="requests per concurrency level (default 1000)")
     p.add_argument("--duration", type=float, default=60.0, help="at most this many seconds per level (default 60)")

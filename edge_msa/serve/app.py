@@ -44,7 +44,7 @@ from .inputs import Limits, Parsed, RequestError, not_utf8, parse_items, scratch
 from .metrics import ServiceMetrics
 from .openapi import (DESCRIPTION, Batch, Documented, Health, Info, Saved, Served, Settings, answer, docs, operations,
                       public_path, route_path)
-from .routes import FEEDBACK, PREDICT, PREDICT_BATCH, ROUTES
+from .routes import FEEDBACK, INFO, PREDICT, PREDICT_BATCH, ROUTES
 
 OFFLOAD_BYTES = 32 * 1024  # bodies above this are parsed in a worker thread, one at a time (see parse_request)
 DRAIN_FACTOR = 16  # an oversized body is read and dropped up to this many times the limit (see read_body)
@@ -613,7 +613,7 @@ def add_reads(app: FastAPI, service: Service) -> None:
     # uptime monitors and `curl -I` probe with HEAD; a route of its own, as two methods would share an operationId
     app.add_api_route("/healthz", healthz, methods=["HEAD"], include_in_schema=False)
 
-    @app.get("/v1/info", responses=answer(Info))
+    @app.get(INFO, responses=answer(Info))
     async def info():
         return service.info()
 

@@ -6,4 +6,5 @@ Light on purpose (no fastapi): the demo page reads it, and so may a client of th
 PREDICT = "/v1/predict"
 PREDICT_BATCH = "/v1/predict/batch"
 FEEDBACK = "/v1/feedback"
-ROUTES = ("/", "/healthz", "/metrics", "/v1/info", PREDICT, PREDICT_BATCH, FEEDBACK, "/openapi.json", "/docs")
+INFO = "/v1/info"
+ROUTES = ("/", "/healthz", "/metrics", INFO, PREDICT, PREDICT_BATCH, FEEDBACK, "/openapi.json", "/docs")
