@@ -1217,3 +1217,21 @@ def test_the_header_deadline_runs_only_while_a_header_is_awaited():
         assert closes() == [1, 1]
 
     asyncio.run(drive())
+
+
+def test_the_start_up_line_behind_a_proxy_sends_the_user_through_it(media_bundle, tmp_path, monkeypatch, capsys):
+    """With --root-path the page at the listening address calls its routes under the prefix, which only the proxy
+    answers: the start-up line said "demo page" at that address, a page whose every call is a 404 there."""
+    pytest.importorskip("fastapi", reason='the serve extra is not installed (pip install "edge-msa[serve]")')
+    from edge_msa.cli import serve as serve_cli
+
+    def stop_at_once(service, sock, args) -> int:
+        sock.close()
+        service.close()
+        return 0
+
+    monkeypatch.setattr(serve_cli, "serve_until_stopped", stop_at_once)
+    for flags, where in (([], "(demo page;"), (["--root-path", "/msa"], "(demo page through the proxy, under /msa/;")):
+        assert main(["serve", str(media_bundle), "--port", "0", "--log-level", "info",
+                     "--feedback", str(tmp_path / "log.sqlite"), *flags]) == 0
+        assert where in capsys.readouterr().err

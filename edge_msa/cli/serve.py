@@ -131,7 +131,8 @@ def run(args: argparse.Namespace) -> int:
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         sys.stderr.write(f"warning: --host {args.host} serves to the network; edge-msa serve has no authentication\n")
     if args.log_level in ("info", "debug"):
-        sys.stderr.write(f"serving {args.bundle} on {address(args.host, sock)} (demo page; Ctrl-C or SIGTERM stops)\n")
+        sys.stderr.write(f"serving {args.bundle} on {address(args.host, sock)} ({where_page(args.root_path)}; "
+                         "Ctrl-C or SIGTERM stops)\n")
     return serve_until_stopped(service, sock, args)
 
 
@@ -195,6 +196,12 @@ def address(host: str, sock: socket.socket) -> str:
     """The URL a client opens: uvicorn logs none when it is handed a bound socket, so without this line the user
     of `--port 0` (or anyone reading the log) could not tell where the service is."""
     return f"http://{f'[{host}]' if ':' in host else host}:{sock.getsockname()[1]}/"
+
+
+def where_page(root_path: str) -> str:
+    """Where the demo page is, for the start-up line: behind a proxy (--root-path) the page opened at this address
+    calls its routes under the prefix, which only the proxy answers, so the line sends the user to the proxy."""
+    return f"demo page through the proxy, under {root_path}/" if root_path else "demo page"
 
 
 def listen(host: str, port: int) -> socket.socket:
