@@ -124,8 +124,19 @@ class FeatureSpec:
             raise InputError(f"{modality} features have shape {shape}; expected (L, {d}) or (B, L, {d})")
         if not np.issubdtype(x.dtype, np.floating):
             raise InputError(f"{modality} features have dtype {x.dtype}; expected a float array")
-        if not np.isfinite(x).all():
-            raise InputError(f"{modality} features contain NaN or Inf; expected finite values")
+        _check_finite(f"{modality} features", x)
+
+
+def _check_finite(what: str, x: np.ndarray) -> None:
+    """Raise InputError if `x` holds NaN or inf, saying how many and where the first is: a broken extractor or a
+    half-written .npy leaves a few bad frames among good ones, which the count and the place let its user find.
+    The place is (step, feature) of an (L, d) array, (input, step, feature) of a (B, L, d) one."""
+    finite = np.isfinite(x)
+    if not finite.all():
+        first = np.argwhere(~finite)[0]
+        where = ", ".join(f"{axis} {i}" for axis, i in zip(("input", "step", "feature")[-x.ndim:], first))
+        raise InputError(f"{what} hold {x.size - int(finite.sum())} of {x.size} values that are not finite (NaN or "
+                         f"inf), the first at {where}; expected finite numbers")
 
 
 def _count(value: Any) -> bool:

@@ -409,7 +409,7 @@ def test_bad_arrays_raise_one_line_input_errors(bundle):
     with load(bundle) as p:
         with pytest.raises(InputError, match=r"audio features have shape \(3, 6\); expected \(L, 5\)"):
             p.predict(audio=np.zeros((3, 6), np.float32))
-        with pytest.raises(InputError, match="audio features contain NaN or Inf"):
+        with pytest.raises(InputError, match="audio features hold 1 of 15 values that are not finite"):
             p.predict(audio=bad_nan)
         with pytest.raises(InputError, match="has no text encoder"):
             p.predict(text="a lovely film")
@@ -420,6 +420,28 @@ def test_bad_arrays_raise_one_line_input_errors(bundle):
         with pytest.raises(InputError, match="input 'x' contains NaN"):  # the Backend check itself
             p.backends["encode_text"].run({"x": np.full((1, 2, 12), np.inf, np.float32),
                                            "mask": np.ones((1, 2), bool)})
+
+
+def test_non_finite_features_are_refused_naming_how_many_and_the_first(bundle, tmp_path, capfd):
+    """A NaN or inf (a broken extractor, a half-written .npy) was refused as "audio features contain NaN or Inf;
+    expected finite values": one bad frame read as an all-NaN file does, and nothing said where to look. spec.check
+    counts them and places the first, for predict, predict_batch, predict_features and `edge-msa predict` alike."""
+    from conftest import one_line_error
+
+    audio = _arrays()["audio"]  # (3, 5)
+    audio[1, 2], audio[2, 0] = np.nan, -np.inf
+    said = ("audio features hold 2 of 15 values that are not finite (NaN or inf), the first at step 1, feature 2; "
+            "expected finite numbers")
+    with load(bundle) as p:
+        for given in (audio, audio[None], audio.astype(np.float16), audio.tolist()):  # a batch of one: by its steps
+            assert one_line_error(lambda: p.predict(audio=given)) == said
+        assert one_line_error(lambda: p.predict_batch([{"audio": _arrays()["audio"]}, {"audio": audio}])) == (
+            f"input index 1: {said}")
+        assert one_line_error(lambda: p.predict_features({"audio": audio[None]})) == (
+            said.replace("at step", "at input 0, step"))
+    np.save(tmp_path / "audio.npy", audio)
+    r = _cli(capfd, "predict", bundle, "--audio", tmp_path / "audio.npy")
+    assert (r.returncode, r.stdout, r.stderr) == (2, "", f"error: {said}\n")
 
 
 def _broken_copy(bundle, tmp_path, how):
@@ -506,7 +528,8 @@ def test_cli_bad_inputs_exit_2_with_one_line(bundle, tmp_path, capfd):
         (_broken_copy(bundle, tmp_path, "future"), [], "format_version 999"),
         (_broken_copy(bundle, tmp_path, "missing"), [], "fuse.onnx' is missing"),
         (bundle, ["--features", tmp_path / "wrong.npz"], "audio features have shape (3, 6); expected"),
-        (bundle, ["--features", tmp_path / "nan.npz"], "video features contain NaN or Inf"),
+        (bundle, ["--features", tmp_path / "nan.npz"], "video features hold 1 of 28 values that are not finite (NaN or "
+                                                       "inf), the first at step 1, feature 1; expected finite numbers"),
     ]
     for target, extra, message in cases:
         r = _cli(capfd, "predict", target, *(extra or ["--features", tmp_path / "nan.npz"]))

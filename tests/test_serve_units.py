@@ -192,6 +192,19 @@ def test_parse_item_checks_and_digests(tmp_path):
     assert parse_item({"video": [[0] * 105]}, SERVE_SPEC, limits, workdir).item["video"].dtype == np.float32  # ints
 
 
+def test_non_finite_features_are_told_as_the_runtime_tells_them(tmp_path):
+    """JSON NaN / Infinity (Python's json reads them) were refused as "audio features contain NaN, Inf or values
+    beyond float32; expected finite values": the service's own second wording of the runtime's check, saying neither
+    how many nor where. It answers the runtime's line now, a 400 as for every other refused value."""
+    audio = feats("audio", 3).tolist()
+    audio[1][2], audio[2][0] = float("nan"), float("inf")
+    with pytest.raises(RequestError) as info:
+        parse_item({"audio": audio}, SERVE_SPEC, Limits(), lambda: tmp_path)
+    assert (info.value.status, info.value.message) == (400, "audio features hold 2 of 168 values that are not finite "
+                                                            "(NaN or inf), the first at step 1, feature 2; expected "
+                                                            "finite numbers")
+
+
 def test_a_bad_input_of_a_batch_request_is_named(tmp_path):
     """/v1/predict/batch answered "text is empty" or "audio features have shape (1, 1) ..." without saying which of
     its (up to 64) inputs was meant, while the runtime's refusals of a batch say "input #1: ..."."""
