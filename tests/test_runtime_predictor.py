@@ -1001,26 +1001,40 @@ def test_token_ids_may_be_integers_and_are_checked_in_predict_features_too(token
 
 def test_a_wrong_token_id_array_is_told_every_shape_taken(token_bundle, tmp_path, capfd):
     """`--text feats.npy` of shape (6, 384) on a token-id bundle was told "expected (L, 1) or (B, L, 1)": not the
-    flat (L,) ids that the README and `predict --help` allow, and a batch shape that one input does not take."""
+    flat (L,) ids that the README and `predict --help` allow, and a batch shape that one input does not take. Then
+    "expected (L,) or (L, 1)", without the batch of one, (1, L, 1), that predict takes too."""
     from conftest import one_line_error
 
-    said = "text features have shape (6, 384); expected (L,) or (L, 1)"
+    said = "text features have shape (6, 384); expected (L,), (L, 1) or (1, L, 1)"
     np.save(tmp_path / "feats.npy", np.zeros((6, 384), np.float32))
     r = _cli(capfd, "predict", token_bundle, "--text", tmp_path / "feats.npy")
     assert (r.returncode, r.stderr) == (2, f"error: {said}\n")
     with load(token_bundle) as p:
         assert one_line_error(lambda: p.predict(text=np.zeros((6, 384)))) == said
         assert one_line_error(lambda: p.predict(text=np.zeros((1, 2, 3), np.float32))) == (
-            "text features have shape (1, 2, 3); expected (L,) or (L, 1)")
+            "text features have shape (1, 2, 3); expected (L,), (L, 1) or (1, L, 1)")
+        ids = np.array(p.text_encoder.tokenize(["a good film"])[0])  # (L,) int64, as the tokenizer lists them
+        assert p.predict(text=ids[None, :, None]).score == p.predict(text=ids).score  # (1, L, 1): a batch of one
+
+
+def test_docs_and_help_list_the_shapes_predict_takes():
+    """predict's docstring and `edge-msa predict --help` named (L, d) only, while predict takes a batch of one,
+    (1, L, d), too: both now say what spec.input_shapes (the errors' words) says."""
+    from edge_msa.cli.predict import EPILOG
+    from edge_msa.runtime import Predictor
+    from edge_msa.spec import input_shapes
+
+    for words in (input_shapes(), input_shapes(token_ids=True)):
+        assert words in " ".join(Predictor.predict.__doc__.split()) and words in " ".join(EPILOG.split())
 
 
 @pytest.mark.parametrize("value, message", [
-    ([[0.0] * 5, [1.0]], r"audio is not a rectangular array of numbers; expected \(L, 5\)"),
-    (b"RIFF....", r"audio is bytes; expected a media file path or an \(L, 5\) array"),
-    ({"x": 1}, r"audio is dict; expected a media file path or an \(L, 5\) array"),
-    (bytearray(b"RIFF"), r"audio is bytearray; expected a media file path or an \(L, 5\) array"),
-    (["a.wav", "b.wav"], (r"audio is a list of 2 strings; expected a media file path or an \(L, 5\) array "
-                          r"\(predict_batch takes several inputs\)")),
+    ([[0.0] * 5, [1.0]], r"audio is not a rectangular array of numbers; expected \(L, 5\) or \(1, L, 5\)$"),
+    (b"RIFF....", r"audio is bytes; expected a media file path or an \(L, 5\) or \(1, L, 5\) array"),
+    ({"x": 1}, r"audio is dict; expected a media file path or an \(L, 5\) or \(1, L, 5\) array"),
+    (bytearray(b"RIFF"), r"audio is bytearray; expected a media file path or an \(L, 5\) or \(1, L, 5\) array"),
+    (["a.wav", "b.wav"], (r"audio is a list of 2 strings; expected a media file path or an \(L, 5\) or "
+                          r"\(1, L, 5\) array \(predict_batch takes several inputs\)")),
     (np.full((2, 5), 1e300), "audio features hold values beyond float32's range"),
 ])
 def test_odd_python_values_are_one_line_input_errors(bundle, value, message):
