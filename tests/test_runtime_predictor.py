@@ -999,6 +999,19 @@ def test_token_ids_may_be_integers_and_are_checked_in_predict_features_too(token
             one_line_error(lambda: p.predict_features({"text": np.full((1, max_len + 1, 1), 2)}))
 
 
+def test_token_ids_outside_the_vocabulary_in_a_file_exit_2_in_one_line(token_bundle, tmp_path, capfd):
+    """`--text ids.npy` holding ids the bundle's vocabulary lacks (negative, or >= its size) is the runtime's one line
+    and exit 2, not onnxruntime's Gather error: the file route of the check tested from Python above."""
+    with load(token_bundle) as p:
+        vocab = p.text_encoder.vocab_size
+    for bad in (-1, vocab):
+        np.save(tmp_path / "ids.npy", np.array([2, bad, 3]))
+        r = _cli(capfd, "predict", token_bundle, "--text", tmp_path / "ids.npy")
+        assert (r.returncode, r.stdout, r.stderr) == (2, "", f"error: text token ids must be whole numbers in [0, "
+                                                             f"{vocab}) for this bundle's tokenizer; got values in "
+                                                             f"[{min(2, bad)}, {max(3, bad)}]\n")
+
+
 def test_a_wrong_token_id_array_is_told_every_shape_taken(token_bundle, tmp_path, capfd):
     """`--text feats.npy` of shape (6, 384) on a token-id bundle was told "expected (L, 1) or (B, L, 1)": not the
     flat (L,) ids that the README and `predict --help` allow, and a batch shape that one input does not take. Then
