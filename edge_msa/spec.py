@@ -46,6 +46,15 @@ def modality_runs(present: Any, keep: Any, threshold: float) -> Any:
     return present & (keep >= float(threshold))
 
 
+def input_shapes(d: int | str = "d", token_ids: bool = False) -> str:
+    """The shapes one input's array of a modality may take, in words ("(L, 5) or (1, L, 5)"), for predict's errors,
+    its docstring and `edge-msa predict --help` alike: its steps, or a batch of one; token ids (a token-id bundle's
+    text) also flat, as a tokenizer lists them. `d`: the modality's dim. The errors named (L, d) only, so a caller
+    with a batch of one did not learn that it was taken."""
+    shapes = ("(L,)", "(L, 1)", "(1, L, 1)") if token_ids else (f"(L, {d})", f"(1, L, {d})")
+    return f"{', '.join(shapes[:-1])} or {shapes[-1]}"
+
+
 def suggest(name: str, choices: list[str] | tuple[str, ...]) -> str:
     """" (did you mean 'X'?); expected one of A, B": the closest choice where one is close, and always the choices,
     the one wording for a word not listed (the CLI's word flags, compress's keywords, formats, models). With a close
@@ -124,8 +133,19 @@ class FeatureSpec:
             raise InputError(f"{modality} features have shape {shape}; expected (L, {d}) or (B, L, {d})")
         if not np.issubdtype(x.dtype, np.floating):
             raise InputError(f"{modality} features have dtype {x.dtype}; expected a float array")
-        if not np.isfinite(x).all():
-            raise InputError(f"{modality} features contain NaN or Inf; expected finite values")
+        _check_finite(f"{modality} features", x)
+
+
+def _check_finite(what: str, x: np.ndarray) -> None:
+    """Raise InputError if `x` holds NaN or inf, saying how many and where the first is: a broken extractor or a
+    half-written .npy leaves a few bad frames among good ones, which the count and the place let its user find.
+    The place is (step, feature) of an (L, d) array, (input, step, feature) of a (B, L, d) one."""
+    finite = np.isfinite(x)
+    if not finite.all():
+        first = np.argwhere(~finite)[0]
+        where = ", ".join(f"{axis} {i}" for axis, i in zip(("input", "step", "feature")[-x.ndim:], first))
+        raise InputError(f"{what} hold {x.size - int(finite.sum())} of {x.size} values that are not finite (NaN or "
+                         f"inf), the first at {where}; expected finite numbers")
 
 
 def _count(value: Any) -> bool:

@@ -95,8 +95,9 @@ def test_predict_help_says_a_bundle_with_its_own_text_encoder_takes_a_sentence_o
     from edge_msa.cli import build_parser, main
 
     predict = next(p for p in _parsers(build_parser()) if p.prog.endswith(" predict"))
-    text_entry = predict.epilog.split('--text "..."', 1)[1].split("--audio", 1)[0]
-    assert "any bundle" in text_entry and "token ids (L,) for a bundle with its own text encoder" in text_entry
+    text_entry = " ".join(predict.epilog.split('--text "..."', 1)[1].split("--audio", 1)[0].split())
+    assert "any bundle" in text_entry and "token ids (L,), (L, 1) or (1, L, 1) for a bundle with its own text " \
+        "encoder" in text_entry
     sentence = "good great"
     np.save(tmp_path / "ids.npy", np.array(Tokenizer.from_file(str(token_bundle / "tokenizer.json"))
                                            .encode(sentence).ids))

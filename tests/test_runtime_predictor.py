@@ -409,7 +409,7 @@ def test_bad_arrays_raise_one_line_input_errors(bundle):
     with load(bundle) as p:
         with pytest.raises(InputError, match=r"audio features have shape \(3, 6\); expected \(L, 5\)"):
             p.predict(audio=np.zeros((3, 6), np.float32))
-        with pytest.raises(InputError, match="audio features contain NaN or Inf"):
+        with pytest.raises(InputError, match="audio features hold 1 of 15 values that are not finite"):
             p.predict(audio=bad_nan)
         with pytest.raises(InputError, match="has no text encoder"):
             p.predict(text="a lovely film")
@@ -420,6 +420,28 @@ def test_bad_arrays_raise_one_line_input_errors(bundle):
         with pytest.raises(InputError, match="input 'x' contains NaN"):  # the Backend check itself
             p.backends["encode_text"].run({"x": np.full((1, 2, 12), np.inf, np.float32),
                                            "mask": np.ones((1, 2), bool)})
+
+
+def test_non_finite_features_are_refused_naming_how_many_and_the_first(bundle, tmp_path, capfd):
+    """A NaN or inf (a broken extractor, a half-written .npy) was refused as "audio features contain NaN or Inf;
+    expected finite values": one bad frame read as an all-NaN file does, and nothing said where to look. spec.check
+    counts them and places the first, for predict, predict_batch, predict_features and `edge-msa predict` alike."""
+    from conftest import one_line_error
+
+    audio = _arrays()["audio"]  # (3, 5)
+    audio[1, 2], audio[2, 0] = np.nan, -np.inf
+    said = ("audio features hold 2 of 15 values that are not finite (NaN or inf), the first at step 1, feature 2; "
+            "expected finite numbers")
+    with load(bundle) as p:
+        for given in (audio, audio[None], audio.astype(np.float16), audio.tolist()):  # a batch of one: by its steps
+            assert one_line_error(lambda: p.predict(audio=given)) == said
+        assert one_line_error(lambda: p.predict_batch([{"audio": _arrays()["audio"]}, {"audio": audio}])) == (
+            f"input index 1: {said}")
+        assert one_line_error(lambda: p.predict_features({"audio": audio[None]})) == (
+            said.replace("at step", "at input 0, step"))
+    np.save(tmp_path / "audio.npy", audio)
+    r = _cli(capfd, "predict", bundle, "--audio", tmp_path / "audio.npy")
+    assert (r.returncode, r.stdout, r.stderr) == (2, "", f"error: {said}\n")
 
 
 def _broken_copy(bundle, tmp_path, how):
@@ -506,7 +528,8 @@ def test_cli_bad_inputs_exit_2_with_one_line(bundle, tmp_path, capfd):
         (_broken_copy(bundle, tmp_path, "future"), [], "format_version 999"),
         (_broken_copy(bundle, tmp_path, "missing"), [], "fuse.onnx' is missing"),
         (bundle, ["--features", tmp_path / "wrong.npz"], "audio features have shape (3, 6); expected"),
-        (bundle, ["--features", tmp_path / "nan.npz"], "video features contain NaN or Inf"),
+        (bundle, ["--features", tmp_path / "nan.npz"], "video features hold 1 of 28 values that are not finite (NaN or "
+                                                       "inf), the first at step 1, feature 1; expected finite numbers"),
     ]
     for target, extra, message in cases:
         r = _cli(capfd, "predict", target, *(extra or ["--features", tmp_path / "nan.npz"]))
@@ -976,28 +999,55 @@ def test_token_ids_may_be_integers_and_are_checked_in_predict_features_too(token
             one_line_error(lambda: p.predict_features({"text": np.full((1, max_len + 1, 1), 2)}))
 
 
+def test_token_ids_outside_the_vocabulary_in_a_file_exit_2_in_one_line(token_bundle, tmp_path, capfd):
+    """`--text ids.npy` holding ids the bundle's vocabulary lacks (negative, or >= its size) is the runtime's one line
+    and exit 2, not onnxruntime's Gather error: the file route of the check tested from Python above."""
+    with load(token_bundle) as p:
+        vocab = p.text_encoder.vocab_size
+    for bad in (-1, vocab):
+        np.save(tmp_path / "ids.npy", np.array([2, bad, 3]))
+        r = _cli(capfd, "predict", token_bundle, "--text", tmp_path / "ids.npy")
+        assert (r.returncode, r.stdout, r.stderr) == (2, "", f"error: text token ids must be whole numbers in [0, "
+                                                             f"{vocab}) for this bundle's tokenizer; got values in "
+                                                             f"[{min(2, bad)}, {max(3, bad)}]\n")
+
+
 def test_a_wrong_token_id_array_is_told_every_shape_taken(token_bundle, tmp_path, capfd):
     """`--text feats.npy` of shape (6, 384) on a token-id bundle was told "expected (L, 1) or (B, L, 1)": not the
-    flat (L,) ids that the README and `predict --help` allow, and a batch shape that one input does not take."""
+    flat (L,) ids that the README and `predict --help` allow, and a batch shape that one input does not take. Then
+    "expected (L,) or (L, 1)", without the batch of one, (1, L, 1), that predict takes too."""
     from conftest import one_line_error
 
-    said = "text features have shape (6, 384); expected (L,) or (L, 1)"
+    said = "text features have shape (6, 384); expected (L,), (L, 1) or (1, L, 1)"
     np.save(tmp_path / "feats.npy", np.zeros((6, 384), np.float32))
     r = _cli(capfd, "predict", token_bundle, "--text", tmp_path / "feats.npy")
     assert (r.returncode, r.stderr) == (2, f"error: {said}\n")
     with load(token_bundle) as p:
         assert one_line_error(lambda: p.predict(text=np.zeros((6, 384)))) == said
         assert one_line_error(lambda: p.predict(text=np.zeros((1, 2, 3), np.float32))) == (
-            "text features have shape (1, 2, 3); expected (L,) or (L, 1)")
+            "text features have shape (1, 2, 3); expected (L,), (L, 1) or (1, L, 1)")
+        ids = np.array(p.text_encoder.tokenize(["a good film"])[0])  # (L,) int64, as the tokenizer lists them
+        assert p.predict(text=ids[None, :, None]).score == p.predict(text=ids).score  # (1, L, 1): a batch of one
+
+
+def test_docs_and_help_list_the_shapes_predict_takes():
+    """predict's docstring and `edge-msa predict --help` named (L, d) only, while predict takes a batch of one,
+    (1, L, d), too: both now say what spec.input_shapes (the errors' words) says."""
+    from edge_msa.cli.predict import EPILOG
+    from edge_msa.runtime import Predictor
+    from edge_msa.spec import input_shapes
+
+    for words in (input_shapes(), input_shapes(token_ids=True)):
+        assert words in " ".join(Predictor.predict.__doc__.split()) and words in " ".join(EPILOG.split())
 
 
 @pytest.mark.parametrize("value, message", [
-    ([[0.0] * 5, [1.0]], r"audio is not a rectangular array of numbers; expected \(L, 5\)"),
-    (b"RIFF....", r"audio is bytes; expected a media file path or an \(L, 5\) array"),
-    ({"x": 1}, r"audio is dict; expected a media file path or an \(L, 5\) array"),
-    (bytearray(b"RIFF"), r"audio is bytearray; expected a media file path or an \(L, 5\) array"),
-    (["a.wav", "b.wav"], (r"audio is a list of 2 strings; expected a media file path or an \(L, 5\) array "
-                          r"\(predict_batch takes several inputs\)")),
+    ([[0.0] * 5, [1.0]], r"audio is not a rectangular array of numbers; expected \(L, 5\) or \(1, L, 5\)$"),
+    (b"RIFF....", r"audio is bytes; expected a media file path or an \(L, 5\) or \(1, L, 5\) array"),
+    ({"x": 1}, r"audio is dict; expected a media file path or an \(L, 5\) or \(1, L, 5\) array"),
+    (bytearray(b"RIFF"), r"audio is bytearray; expected a media file path or an \(L, 5\) or \(1, L, 5\) array"),
+    (["a.wav", "b.wav"], (r"audio is a list of 2 strings; expected a media file path or an \(L, 5\) or "
+                          r"\(1, L, 5\) array \(predict_batch takes several inputs\)")),
     (np.full((2, 5), 1e300), "audio features hold values beyond float32's range"),
 ])
 def test_odd_python_values_are_one_line_input_errors(bundle, value, message):

@@ -192,6 +192,43 @@ def test_parse_item_checks_and_digests(tmp_path):
     assert parse_item({"video": [[0] * 105]}, SERVE_SPEC, limits, workdir).item["video"].dtype == np.float32  # ints
 
 
+def test_non_finite_features_are_told_as_the_runtime_tells_them(tmp_path):
+    """JSON NaN / Infinity (Python's json reads them) were refused as "audio features contain NaN, Inf or values
+    beyond float32; expected finite values": the service's own second wording of the runtime's check, saying neither
+    how many nor where. It answers the runtime's line now, a 400 as for every other refused value."""
+    audio = feats("audio", 3).tolist()
+    audio[1][2], audio[2][0] = float("nan"), float("inf")
+    with pytest.raises(RequestError) as info:
+        parse_item({"audio": audio}, SERVE_SPEC, Limits(), lambda: tmp_path)
+    assert (info.value.status, info.value.message) == (400, "audio features hold 2 of 168 values that are not finite "
+                                                            "(NaN or inf), the first at step 1, feature 2; expected "
+                                                            "finite numbers")
+
+
+def test_token_ids_outside_the_vocabulary_answer_400_in_one_line(token_bundle, tmp_path):
+    """A token-id bundle's JSON ids that its vocabulary lacks pass parse_item ((L, 1) numbers) and are refused by the
+    runtime inside the batch: a 400 with its line, not onnxruntime's Gather error as a 500."""
+    pytest.importorskip("fastapi", reason='the serve extra is not installed (pip install "edge-msa[serve]")')
+    import asyncio
+
+    from edge_msa.serve.app import Service
+    from edge_msa.serve.config import ServeConfig
+
+    service = Service(ServeConfig(bundle=str(token_bundle)))
+    service.batcher.start()
+    try:
+        vocab = service.predictor.text_encoder.vocab_size
+        for bad in (-1, vocab):
+            parsed = [parse_item({"text": [[2], [bad], [3]]}, service.spec, Limits(), lambda: tmp_path)]
+            with pytest.raises(RequestError) as info:
+                asyncio.run(service.predict(parsed))
+            assert (info.value.status, info.value.message) == (
+                400, f"text token ids must be whole numbers in [0, {vocab}) for this bundle's tokenizer; got values "
+                     f"in [{min(2, bad)}, {max(3, bad)}]")
+    finally:
+        service.close()
+
+
 def test_a_bad_input_of_a_batch_request_is_named(tmp_path):
     """/v1/predict/batch answered "text is empty" or "audio features have shape (1, 1) ..." without saying which of
     its (up to 64) inputs was meant, while the runtime's refusals of a batch say "input #1: ..."."""

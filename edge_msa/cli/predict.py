@@ -6,13 +6,16 @@ import csv
 from pathlib import Path
 from typing import Any
 
-EPILOG = """inputs (any modality may be left out):
+from ..spec import input_shapes
+
+EPILOG = f"""inputs (any modality may be left out):
   --text "..."          a transcript (any bundle: its own tokenizer, or a frozen-encoder bundle's MiniLM) or a
-                        .npy array: token ids (L,) for a bundle with its own text encoder, (L, d) features for a
-                        frozen-encoder one (a path: an existing file, or one word ending in .npy; a sentence stays text)
-  --audio / --video     a media file (bundles trained on logmel-v1 / face-v1) or a .npy (L, d) feature array;
-                        a video file without --audio gives logmel-v1 bundles its audio track (needs PyAV:
-                        pip install "edge-msa[media]"), decoded only if the gate keeps audio
+                        .npy array: token ids {input_shapes(token_ids=True)} for a bundle with its own text
+                        encoder, {input_shapes()} features for a frozen-encoder one (a path: an existing file,
+                        or one word ending in .npy; a sentence stays text)
+  --audio / --video     a media file (bundles trained on logmel-v1 / face-v1) or a .npy {input_shapes()}
+                        feature array; a video file without --audio gives logmel-v1 bundles its audio track
+                        (needs PyAV: pip install "edge-msa[media]"), decoded only if the gate keeps audio
   --features f.npz      arrays `text`, `audio`, `video` of shape (L, d) for one input or (N, L, d) for N inputs,
                         optional `text_len` / `audio_len` / `video_len` (N,) (0 = missing for that input)
   --batch list.csv      many inputs: a CSV with a header and any of the columns text, audio, video
@@ -26,7 +29,7 @@ examples:
   edge-msa predict bundles/student --batch inputs.csv --threads 1
 
 Each output line has score (sentiment in [-3, 3]), polarity, ran (modalities whose encoder ran),
-skipped ({modality: reason}), ms (per stage; with --batch each line gets its share of
+skipped ({{modality: reason}}), ms (per stage; with --batch each line gets its share of
 the batch: stage time / batch size; total = the sum of the stages), load_ms (one-off costs such as
 building the text encoder session, not in total) and warnings (lines about an input that was cut to the
 encoder's max length; [] when none).
@@ -41,9 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bundle", help="bundle directory from `edge-msa export`")
     p.add_argument("--text", default=None, help="transcript text")
-    p.add_argument("--audio", default=None, help="audio file or .npy feature array (L, d) "
+    p.add_argument("--audio", default=None, help=f"audio file or .npy feature array {input_shapes()} "
                    "(default for logmel-v1 bundles: the --video file's audio track)")
-    p.add_argument("--video", default=None, help="video file or .npy feature array (L, d)")
+    p.add_argument("--video", default=None, help=f"video file or .npy feature array {input_shapes()}")
     p.add_argument("--features", default=None, help=".npz with text/audio/video arrays (see below)")
     p.add_argument("--batch", default=None, help="CSV of inputs (columns text, audio, video)")
     add_backend_flag(p)

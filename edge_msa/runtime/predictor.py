@@ -23,7 +23,7 @@ from ..features import MAX_MEDIA_SECONDS, check_max_media_seconds, media_file, r
 from ..features.audio import NAME as LOGMEL, VIDEO_EXTS, has_audio_track
 from ..features.text import TOKENS_PREFIX, MiniLMFrontEnd, TextError, TokenIds, WordPiece, check_tokenizer_tag
 from ..paths import utf8_path
-from ..spec import ABSENT, GRAPH_IO, MODALITIES, SINGLE, SKIPPABLE, FeatureSpec, modality_runs
+from ..spec import ABSENT, GRAPH_IO, MODALITIES, SINGLE, SKIPPABLE, FeatureSpec, input_shapes, modality_runs
 from .backend import Backend, backend_class
 from .manifest import Manifest, check_readable, read_manifest, verify_files
 from .onnxruntime_backend import provider_names
@@ -130,14 +130,15 @@ class Predictor:
 
     # --- public API -----------------------------------------------------------------------------
     def predict(self, text: Any = None, audio: Any = None, video: Any = None) -> Prediction:
-        """One input: text is a str (run through the bundled text encoder) or an (L, d) array (a token-id bundle's
-        ids: (L,) or (L, 1), ints or floats); audio/video are (L, d) arrays or media file paths (str or Path; if
-        the bundle's front end for them is a built-in one). An array may be any float array, nested lists or a CPU
-        torch tensor. With a video file and no audio, a logmel-v1 bundle takes the audio from the video's audio
-        track (PyAV). An input without a modality leaves it out (None); an array of it with no steps, (0, d), is
-        refused, as an empty text or an audio file without samples is: the modality given, with nothing in it.
-        predict_features, whose rows say "missing" by a length of 0, reads a (B, 0, d) array as missing (see
-        there)."""
+        """One input: text is a str (run through the bundled text encoder) or an (L, d) or (1, L, d) array (a
+        token-id bundle's ids: (L,), (L, 1) or (1, L, 1), ints or floats); audio/video are (L, d) or (1, L, d) arrays
+        or media file paths (str or Path; if the bundle's front end for them is a built-in one); `spec.input_shapes`
+        words these shapes for the errors. An array may be any float array, nested lists or a CPU torch tensor;
+        one holding NaN or inf is refused, naming how many and the first's place. With a video file and no audio,
+        a logmel-v1 bundle takes the audio from the video's audio track (PyAV). An input without a modality leaves
+        it out (None); an array of it with no steps, (0, d), is refused, as an empty text or an audio file without
+        samples is: the modality given, with nothing in it. predict_features, whose rows say "missing" by a length of
+        0, reads a (B, 0, d) array as missing (see there)."""
         return self.predict_batch([{"text": text, "audio": audio, "video": video}])[0]
 
     def predict_batch(self, inputs: Iterable[Mapping[str, Any]]) -> list[Prediction]:
@@ -416,7 +417,7 @@ class Predictor:
         dict, a number, several texts or paths). Its messages list every shape taken: a token-id bundle's (6, 384)
         text was told "expected (L, 1) or (B, L, 1)" (spec.check's batch shapes), without its flat (L,) ids."""
         flat = m == "text" and self.tokens  # token ids as the tokenizer lists them: (L,) is (L, 1)
-        want = "(L,) or (L, 1)" if flat else f"(L, {self.spec.dim(m)})"
+        want = input_shapes(self.spec.dim(m), token_ids=flat)
         array = as_array(m, value, want)
         kinds = "a string or" if m == "text" else "a media file path or"
         if array.ndim == 0 or isinstance(value, (bytes, bytearray)):
@@ -516,7 +517,7 @@ class Predictor:
             files = self.manifest.text_encoder
             if not files or self.bundle is None:
                 raise InputError(f"this bundle has no text encoder (its text front end is '{name}'); pass text as "
-                                 f"an (L, {self.spec.dim('text')}) feature array")
+                                 f"an {input_shapes(self.spec.dim('text'))} feature array")
             max_len = self.spec.max_len("text")
             encoder = (TokenIds(self.bundle / files["tokenizer"], max_len=max_len) if self.tokens else
                        MiniLMFrontEnd(tokenizer_path=self.bundle / files["tokenizer"],

@@ -23,7 +23,7 @@ import numpy as np
 from ..features import media_seconds, too_long
 from ..features.audio import SAMPLE_RATE, VIDEO_EXTS, no_audio_track, open_container, packets_end, too_short
 from ..errors import EdgeMSAError, InputError, MissingDependencyError, warn
-from ..runtime.predictor import check_unicode, takes_audio_from
+from ..runtime.predictor import as_float32, check_unicode, takes_audio_from
 from ..spec import MODALITIES, FeatureSpec
 from .config import Limits
 
@@ -147,9 +147,9 @@ def check_text(text: str, spec: FeatureSpec, limits: Limits) -> str:
 
 
 def check_array(m: str, value: list, spec: FeatureSpec, limits: Limits) -> np.ndarray:
-    """A JSON list -> a finite float32 (L, d) array with d the bundle's dim and 1 <= L <= max_steps. JSON
-    true/false and strings are refused, not cast: numpy reads true as 1.0 and "1" as 1.0, so a client's wrong
-    types would be scored as features."""
+    """A JSON list -> a finite float32 (L, d) array with d the bundle's dim and 1 <= L <= max_steps (NaN, inf and
+    values past float32 refused by the runtime's as_float32, in its words). JSON true/false and strings are refused,
+    not cast: numpy reads true as 1.0 and "1" as 1.0, so a client's wrong types would be scored as features."""
     try:
         array = np.asarray(value)
         if array.dtype.kind in "iuO":  # JSON integers; those past int64 arrive as Python ints (object)
@@ -165,9 +165,10 @@ def check_array(m: str, value: list, spec: FeatureSpec, limits: Limits) -> np.nd
     if array.ndim != 2 or array.shape[1] != spec.dim(m) or not 1 <= array.shape[0] <= limits.max_steps:
         raise RequestError(400, f"{m} features have shape {array.shape}; expected (L, {spec.dim(m)}) with "
                                 f"1 <= L <= {limits.max_steps}")
-    if not np.isfinite(array).all() or np.abs(array).max() > np.finfo(np.float32).max:
-        raise RequestError(400, f"{m} features contain NaN, Inf or values beyond float32; expected finite values")
-    return array.astype(np.float32)
+    try:  # the runtime's check, so a NaN is told as `predict` tells it: how many, and where the first is
+        return as_float32(m, array, spec)
+    except InputError as exc:
+        raise RequestError(400, str(exc)) from None
 
 
 def decode_base64(m: str, value: str) -> bytes:
