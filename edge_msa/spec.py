@@ -49,9 +49,10 @@ def modality_runs(present: Any, keep: Any, threshold: float) -> Any:
 def input_shapes(d: int | str = "d", token_ids: bool = False) -> str:
     """The shapes one input's array of a modality may take, in words ("(L, 5) or (1, L, 5)"), for predict's errors,
     its docstring and `edge-msa predict --help` alike: its steps, or a batch of one; token ids (a token-id bundle's
-    text) also flat, as a tokenizer lists them. `d`: the modality's dim. The errors named (L, d) only, so a caller
-    with a batch of one did not learn that it was taken."""
-    shapes = ("(L,)", "(L, 1)", "(1, L, 1)") if token_ids else (f"(L, {d})", f"(1, L, {d})")
+    text) also flat, as a tokenizer lists them, or as a batch of one, (1, L), the shape a tokenizer's
+    `return_tensors="np"` gives. `d`: the modality's dim. The errors named (L, d) only, so a caller with a batch of
+    one did not learn that it was taken."""
+    shapes = ("(L,)", "(1, L)", "(L, 1)", "(1, L, 1)") if token_ids else (f"(L, {d})", f"(1, L, {d})")
     return f"{', '.join(shapes[:-1])} or {shapes[-1]}"
 
 

@@ -1018,16 +1018,18 @@ def test_a_wrong_token_id_array_is_told_every_shape_taken(token_bundle, tmp_path
     "expected (L,) or (L, 1)", without the batch of one, (1, L, 1), that predict takes too."""
     from conftest import one_line_error
 
-    said = "text features have shape (6, 384); expected (L,), (L, 1) or (1, L, 1)"
+    said = "text features have shape (6, 384); expected (L,), (1, L), (L, 1) or (1, L, 1)"
     np.save(tmp_path / "feats.npy", np.zeros((6, 384), np.float32))
     r = _cli(capfd, "predict", token_bundle, "--text", tmp_path / "feats.npy")
     assert (r.returncode, r.stderr) == (2, f"error: {said}\n")
     with load(token_bundle) as p:
         assert one_line_error(lambda: p.predict(text=np.zeros((6, 384)))) == said
         assert one_line_error(lambda: p.predict(text=np.zeros((1, 2, 3), np.float32))) == (
-            "text features have shape (1, 2, 3); expected (L,), (L, 1) or (1, L, 1)")
+            "text features have shape (1, 2, 3); expected (L,), (1, L), (L, 1) or (1, L, 1)")
         ids = np.array(p.text_encoder.tokenize(["a good film"])[0])  # (L,) int64, as the tokenizer lists them
         assert p.predict(text=ids[None, :, None]).score == p.predict(text=ids).score  # (1, L, 1): a batch of one
+        # (1, L): what a tokenizer's return_tensors="np" gives for one text; it was refused
+        assert p.predict(text=ids[None, :]).score == p.predict(text=ids).score
 
 
 def test_docs_and_help_list_the_shapes_predict_takes():
