@@ -133,6 +133,13 @@ class _Parser(argparse.ArgumentParser):
         sys.stderr.write(f"error: {message}; see '{self.prog} --help'\n")
         raise SystemExit(2)
 
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        """A command not listed in the wording of every other word not listed (spec.suggest: the closest command,
+        then the commands): argparse's own said `invalid choice: 'trian' (choose from 'pipeline', 'train', ...)`."""
+        if isinstance(action, argparse._SubParsersAction) and value not in action.choices:
+            raise argparse.ArgumentError(action, f"invalid choice '{value}'{suggest(value, tuple(action.choices))}")
+        super()._check_value(action, value)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="edge-msa", description="Compress multimodal sentiment models and run them on "
@@ -165,9 +172,9 @@ def _subparsers(parser: argparse.ArgumentParser) -> argparse._SubParsersAction:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = _parse(parser, argv)
-    if not getattr(args, "handler", None):
-        parser.print_help()
-        return 2
+    if not getattr(args, "handler", None):  # no command: it printed the help, exit 2, with no error line
+        parser.print_usage(sys.stderr)
+        parser.error(f"a command is required; expected one of {', '.join(SUBCOMMANDS)}")
     try:
         with warnings.catch_warnings(), _sigterm_as_interrupt():
             warnings.showwarning = _one_line_warning
