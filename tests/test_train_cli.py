@@ -195,9 +195,9 @@ def _exit_code(argv: list[str]) -> int:
     (["hidden=32", "hidden=16"], "argument --model-param: hidden given twice (hidden=32 and hidden=16); expected each "
                                  "key once; see"),
     # train_teacher's own keywords: Python's TypeError (got multiple values) as a traceback
-    (["text_encoder=lstm"], "argument --model-param: text_encoder is a setting of train itself (--text-encoder), not "
-                            "a model option it passes on; expected a model option; see"),
-    (["progress=false"], "argument --model-param: progress is a setting of train itself, not a model option"),
+    (["text_encoder=lstm"], "argument --model-param: text_encoder is a keyword of train_teacher itself "
+                            "(--text-encoder), not a model option it passes on; expected a model option; see"),
+    (["progress=false"], "argument --model-param: progress is a keyword of train_teacher itself, not a model option"),
     # the library's own checks (registry.check_build), in their own words
     (["hiden=32"], "bad options for model 'fd_cmdie': FDCMDIE.__init__() got an unexpected keyword argument 'hiden'\n"),
     (["hidden=63.5"], "hidden = 63.5; expected a whole number >= 2\n"),

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-from typing import Any
 
 EPILOG = """examples:
   edge-msa train --model fd_cmdie --out runs/teachers/fd_cmdie.pt
@@ -40,7 +38,7 @@ TRAINING_KNOBS = ("epochs", "batch_size", "lr", "seeds", "threads", "text_encode
 def register(subparsers: argparse._SubParsersAction) -> None:
     from ..dataset_formats import FORMATS
     from ..models.registry import TEACHERS, TEXT_ENCODERS
-    from . import DEFAULT_DATA, one_of
+    from . import DEFAULT_DATA, add_model_param_flag, one_of
 
     p = subparsers.add_parser("train", help=f"train a teacher model ({', '.join(TEACHERS)})",
                               description="Train a multimodal sentiment teacher with the papers' losses; "
@@ -72,51 +70,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--cv-fold", default=None, metavar="F/K",
                    help="train on cross-validation fold F (from 0) of K over train + valid, holding part F out as "
                         "'test'; the real test split is not read (default: the dataset's own splits)")
-    p.add_argument("--model-param", dest="model_params", action=ModelParams, type=key_value, default={},
-                   metavar="KEY=VALUE", help="an option of the model, e.g. hidden=32 (repeatable; see below for the "
-                   "names; default: the model's own)")
+    add_model_param_flag(p, "see below for the names")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=run)
-
-
-def key_value(text: str) -> tuple[str, Any]:
-    """One --model-param as (key, value): VALUE read as a JSON scalar (a number, true / false, a quoted string), a bare
-    word as that word, so a word needs no shell-proof quotes. A list, an object or null is no option value."""
-    key, equals, raw = text.partition("=")
-    if not equals or not key.isidentifier() or not raw.strip():
-        raise argparse.ArgumentTypeError(f"'{text}' is not KEY=VALUE; expected a model option and its value, such as "
-                                         "hidden=32")
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        value = raw
-    if not isinstance(value, (int, float, str)):
-        raise argparse.ArgumentTypeError(f"'{text}': {raw} is not a number, true / false or a word; expected a "
-                                         "single value, such as hidden=32")
-    return key, value
-
-
-class ModelParams(argparse.Action):
-    """Each --model-param into one dict (train_teacher's model_params). A key given twice is refused (the last one
-    would win without a word), and so is a keyword of train_teacher itself: Python cannot pass it twice (a TypeError
-    traceback), and its flag sets it."""
-
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
-                 option_string: str | None = None) -> None:
-        import inspect
-
-        from ..teacher import train_teacher
-
-        key, value = values
-        params = getattr(namespace, self.dest)
-        if key in params:
-            raise argparse.ArgumentError(self, f"{key} given twice ({key}={params[key]!r} and {key}={value!r}); "
-                                               "expected each key once")
-        if key in inspect.signature(train_teacher).parameters:
-            flag = next((a.option_strings[0] for a in parser._actions if a.dest == key and a.option_strings), None)
-            raise argparse.ArgumentError(self, f"{key} is a setting of train itself{f' ({flag})' if flag else ''}, "
-                                               "not a model option it passes on; expected a model option")
-        setattr(namespace, self.dest, {**params, key: value})
 
 
 def run(args: argparse.Namespace) -> int:
