@@ -102,6 +102,29 @@ def test_a_command_without_its_action_is_one_line_naming_that_commands_help(caps
                                 f"see 'edge-msa {' '.join(words)} --help'\n")
 
 
+def test_a_missing_or_unknown_command_is_one_error_line_naming_the_commands(capsys):
+    """Bare `edge-msa` printed the help with exit code 2 and no error line, unlike every other bad call; an unknown
+    command had argparse's own wording (`invalid choice: 'trian' (choose from 'pipeline', ...)`), not the closest
+    command and the expected ones of every other word. --help and --version still exit 0."""
+    from edge_msa.cli import SUBCOMMANDS, main
+
+    commands = ", ".join(SUBCOMMANDS)
+    for argv, says in (([], f"a command is required; expected one of {commands}"),
+                       (["trian"], f"argument COMMAND: invalid choice 'trian' (did you mean 'train'?); expected one "
+                                   f"of {commands}"),
+                       (["nosuch"], f"argument COMMAND: invalid choice 'nosuch'; expected one of {commands}")):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        captured = capsys.readouterr()
+        assert exc.value.code == 2 and captured.out == ""
+        assert captured.err.splitlines()[-1] == f"error: {says}; see 'edge-msa --help'"
+        assert captured.err.splitlines()[:-1] == ([] if argv else ["usage: edge-msa [-h] [--version] COMMAND ..."])
+    for flag, says in (("--help", "usage: edge-msa"), ("--version", "edge-msa ")):
+        with pytest.raises(SystemExit) as exc:
+            main([flag])
+        assert exc.value.code == 0 and capsys.readouterr().out.startswith(says)
+
+
 def test_every_word_choice_is_read_in_any_case_and_a_wrong_word_is_one_line(capsys):
     """argparse's choices compared words as typed: `eval --split TEST`, `bench --meter NVML`, `serve --log-level INFO`
     and `train --text-encoder FROZEN` were refused while compress took `--share DEPTH`. Every flag with choices now

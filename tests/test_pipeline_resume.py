@@ -161,3 +161,35 @@ def test_bad_flags_are_refused_before_any_stage(flags, says, tmp_path, monkeypat
     err = capsys.readouterr().err
     assert err.startswith(f"error: {says}") and len(err.splitlines()) == 1
     assert ran == [] and not (tmp_path / "run").exists()
+
+
+def test_model_params_reach_the_teacher_and_only_a_change_retrains_it(tmp_path, monkeypatch):
+    """`pipeline --model-param` passes through to train_teacher (as `train --model-param` does) and is part of the
+    train stage's record: the same options resume, others retrain; without the flag the record is as before it."""
+    import edge_msa.cli.pipeline
+    import edge_msa.teacher
+
+    train = edge_msa.cli.pipeline._train
+    ran = _fake_stages(monkeypatch)
+    monkeypatch.setattr(edge_msa.cli.pipeline, "_train", train)  # the real stage, around a fake train_teacher
+    given: list[dict] = []
+
+    def train_teacher(model, data, out, seeds, epochs, progress, text_encoder, **model_params):
+        given.append(model_params)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text("teacher")
+        out.with_name("teacher.metrics.json").write_text("{}")
+
+    monkeypatch.setattr(edge_msa.teacher, "train_teacher", train_teacher)
+    data = tmp_path / "data.npz"
+    data.write_bytes(b"data")
+    run = ["pipeline", "--data", str(data), "--quiet", "--out", str(tmp_path / "run"), "--resume"]
+    for flags in ([], ["--model-param", "hidden=32"], ["--model-param", "hidden=32"], ["--model-param", "hidden=16"]):
+        assert main([*run, *flags]) == 0
+    assert given == [{}, {"hidden": 32}, {"hidden": 16}]  # the third run resumed the second's teacher
+    records = json.loads((tmp_path / "run" / STATE_FILE).read_text())["stages"]
+    assert records["1/4 train: fd_cmdie teacher -> teacher.pt"]["inputs"]["model_params"] == {"hidden": 16}
+    assert main(run) == 0 and len(given) == 4
+    assert "model_params" not in json.loads((tmp_path / "run" / STATE_FILE).read_text())["stages"][
+        "1/4 train: fd_cmdie teacher -> teacher.pt"]["inputs"]
+    assert "train" not in ran  # the stage ran through _train, not the fake of the others' tests

@@ -158,6 +158,87 @@ def test_cli_train_writes_checkpoint_and_metrics(tmp_path, monkeypatch, capsys, 
     assert model.spec.dims == (384, 5, 7) and meta["seeds"] == [0]
 
 
+def test_cli_model_param_sizes_the_teacher(tmp_path, monkeypatch, capsys, cli_tiny_teacher):
+    """A model's options (its width, say, for a weak board) could be set only from Python (train_teacher's
+    model_params); `--model-param KEY=VALUE` passes them from the command line, each value read as JSON."""
+    monkeypatch.setenv("EDGE_MSA_CACHE", str(tmp_path / "cache"))
+    data, out = tmp_path / "tiny_features.npz", tmp_path / "fd.pt"
+    _features_npz(data)
+    assert main(["train", "--model", "fd_cmdie_tiny", "--data", str(data), "--out", str(out), "--epochs", "1",
+                 "--text-encoder", "frozen", "--quiet", "--model-param", "hidden=8", "--model-param", "dropout=0.25",
+                 "--model-param", "score_clip=0"]) == 0
+    model, _ = load_checkpoint(out)
+    metrics = json.loads(metrics_path(out).read_text())
+    for params in (model.config_params, metrics["model_params"]):
+        assert (params["hidden"], params["dropout"], params["score_clip"]) == (8, 0.25, 0)
+        assert type(params["hidden"]) is int and params["heads"] == 2  # the rest: fd_cmdie_tiny's own
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0  # where the help says a trained teacher's options are listed
+    assert '"hidden": 8' in capsys.readouterr().out
+
+
+def _exit_code(argv: list[str]) -> int:
+    """main's exit code, whether the parser (SystemExit) or the command (its return value) refused the call."""
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return int(exc.code)
+
+
+@pytest.mark.parametrize("pairs, says", [
+    (["hidden"], "argument --model-param: 'hidden' is not KEY=VALUE; expected a model option and its value, such as "
+                 "hidden=32; see 'edge-msa train --help'"),
+    (["=32"], "argument --model-param: '=32' is not KEY=VALUE;"),
+    (["hidden="], "argument --model-param: 'hidden=' is not KEY=VALUE;"),
+    (["hidden=[32]"], "argument --model-param: 'hidden=[32]': [32] is not a number, true / false or a word; expected "
+                      "a single value, such as hidden=32; see"),
+    (["hidden=32", "hidden=16"], "argument --model-param: hidden given twice (hidden=32 and hidden=16); expected each "
+                                 "key once; see"),
+    # train_teacher's own keywords: Python's TypeError (got multiple values) as a traceback
+    (["text_encoder=lstm"], "argument --model-param: text_encoder is a keyword of train_teacher itself "
+                            "(--text-encoder), not a model option it passes on; expected a model option; see"),
+    (["progress=false"], "argument --model-param: progress is a keyword of train_teacher itself, not a model option"),
+    # the library's own checks (registry.check_build), in their own words
+    (["hiden=32"], "bad options for model 'fd_cmdie': FDCMDIE.__init__() got an unexpected keyword argument 'hiden'\n"),
+    (["hidden=63.5"], "hidden = 63.5; expected a whole number >= 2\n"),
+    (["hidden=32", "heads=3"], "heads = 3 does not divide the attention width 32; expected a head count that divides "
+                               "the model's width\n"),
+])
+def test_cli_bad_model_param_is_one_line_before_any_data_is_read(pairs, says, tmp_path, capsys, monkeypatch):
+    import edge_msa.teacher as teacher
+
+    def never(*args, **kwargs):
+        raise AssertionError("read before the model options were checked")
+
+    monkeypatch.setattr(teacher, "_load", never)
+    monkeypatch.setattr(teacher, "_pretrained_text", never)
+    flags = [arg for pair in pairs for arg in ("--model-param", pair)]
+    assert _exit_code(["train", "--out", str(tmp_path / "t.pt"), "--quiet", *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {says}") and len(err.splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_model_options_trains_help_names_are_the_models():
+    """--help tells where a model's options are found and names some: each is a keyword of that model's class, and
+    the example builds."""
+    import inspect
+    import shlex
+
+    from edge_msa.cli.train import EPILOG
+    from edge_msa.models.fd_cmdie import FDCMDIE
+    from edge_msa.models.mult import MulT
+    from edge_msa.models.registry import check_build
+
+    example = next(line for line in EPILOG.splitlines() if "--model-param" in line and "edge-msa train" in line)
+    args = build_parser().parse_args(shlex.split(example.split("#")[0])[1:])
+    assert args.model_params == {"hidden": 32, "layers": 2}
+    check_build(args.model, args.model_params)
+    assert {"hidden", "heads", "layers", "dropout"} <= set(inspect.signature(FDCMDIE).parameters)
+    assert "dim" in inspect.signature(MulT).parameters
+    assert build_parser().parse_args(["train"]).model_params == {}  # no flag: train_teacher gets no model_params
+
+
 def test_cli_unknown_model_exit_2(tmp_path, capsys):
     data = tmp_path / "tiny_features.npz"
     _features_npz(data, n=12)

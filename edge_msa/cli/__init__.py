@@ -9,6 +9,7 @@ import argparse
 import contextlib
 import difflib
 import importlib
+import json
 import os
 import re
 import signal
@@ -47,6 +48,55 @@ def add_threads_flag(parser: argparse.ArgumentParser) -> None:
     (0 = the library's default, as in serve and train) is errors.checked_threads, applied where the bundle opens."""
     parser.add_argument("--threads", type=int, default=None,
                         help="ONNX Runtime intra-op threads (left out or 0: ONNX Runtime's default)")
+
+
+def add_model_param_flag(parser: argparse.ArgumentParser, names: str) -> None:
+    """--model-param of the commands that train a teacher (train, pipeline), defined once; `names`: where its help
+    says the model's option names are listed."""
+    parser.add_argument("--model-param", dest="model_params", action=ModelParams, type=key_value, default={},
+                        metavar="KEY=VALUE", help=f"an option of the teacher model, e.g. hidden=32 (repeatable; "
+                        f"{names}; default: the model's own)")
+
+
+def key_value(text: str) -> tuple[str, Any]:
+    """One --model-param as (key, value): VALUE read as a JSON scalar (a number, true / false, a quoted string), a bare
+    word as that word, so a word needs no shell-proof quotes. A list, an object or null is no option value."""
+    key, equals, raw = text.partition("=")
+    if not equals or not key.isidentifier() or not raw.strip():
+        raise argparse.ArgumentTypeError(f"'{text}' is not KEY=VALUE; expected a model option and its value, such as "
+                                         "hidden=32")
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw
+    if not isinstance(value, (int, float, str)):
+        raise argparse.ArgumentTypeError(f"'{text}': {raw} is not a number, true / false or a word; expected a "
+                                         "single value, such as hidden=32")
+    return key, value
+
+
+class ModelParams(argparse.Action):
+    """Each --model-param into one dict (train_teacher's model_params, from train and pipeline). A key given twice is
+    refused (the last one would win without a word), and so is a keyword of train_teacher itself: Python cannot pass
+    it twice (a TypeError traceback); the line names the command's flag for it, where it has one."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        import inspect
+
+        from ..teacher import train_teacher
+
+        key, value = values
+        params = getattr(namespace, self.dest)
+        if key in params:
+            raise argparse.ArgumentError(self, f"{key} given twice ({key}={params[key]!r} and {key}={value!r}); "
+                                               "expected each key once")
+        if key in inspect.signature(train_teacher).parameters:
+            flag = next((a.option_strings[0] for a in parser._actions if a.dest == key and a.option_strings), None)
+            named = f" ({flag})" if flag else ""
+            raise argparse.ArgumentError(self, f"{key} is a keyword of train_teacher itself{named}, not a model "
+                                               "option it passes on; expected a model option")
+        setattr(namespace, self.dest, {**params, key: value})
 
 
 class Typed(float):
@@ -133,6 +183,13 @@ class _Parser(argparse.ArgumentParser):
         sys.stderr.write(f"error: {message}; see '{self.prog} --help'\n")
         raise SystemExit(2)
 
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        """A command not listed in the wording of every other word not listed (spec.suggest: the closest command,
+        then the commands): argparse's own said `invalid choice: 'trian' (choose from 'pipeline', 'train', ...)`."""
+        if isinstance(action, argparse._SubParsersAction) and value not in action.choices:
+            raise argparse.ArgumentError(action, f"invalid choice '{value}'{suggest(value, tuple(action.choices))}")
+        super()._check_value(action, value)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="edge-msa", description="Compress multimodal sentiment models and run them on "
@@ -165,9 +222,9 @@ def _subparsers(parser: argparse.ArgumentParser) -> argparse._SubParsersAction:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = _parse(parser, argv)
-    if not getattr(args, "handler", None):
-        parser.print_help()
-        return 2
+    if not getattr(args, "handler", None):  # no command: it printed the help, exit 2, with no error line
+        parser.print_usage(sys.stderr)
+        parser.error(f"a command is required; expected one of {', '.join(SUBCOMMANDS)}")
     try:
         with warnings.catch_warnings(), _sigterm_as_interrupt():
             warnings.showwarning = _one_line_warning

@@ -36,7 +36,7 @@ BUNDLES = (("teacher", "onnx"), ("student", "onnx"), ("student-int8", "onnx-int8
 
 def register(sub: argparse._SubParsersAction) -> None:
     from ..models.registry import TEACHERS, TEXT_ENCODERS
-    from . import DEFAULT_DATA, Typed, one_of
+    from . import DEFAULT_DATA, Typed, add_model_param_flag, one_of
 
     p = sub.add_parser("pipeline", help="train -> compress -> export -> bench in one command (the main job)",
                        description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -49,6 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(compress --epochs; its text KD, --finetune-epochs and --gate-epochs keep their defaults)")
     p.add_argument("--text-encoder", **one_of(TEXT_ENCODERS), default="finetune",
                    help="fine-tune the teacher's text encoder (default) or use frozen MiniLM features (ablation)")
+    add_model_param_flag(p, "the names: see 'edge-msa train --help'")
     p.add_argument("--min-time", type=Typed, default=2.0, help="seconds of timing per benchmark row (default: 2)")
     p.add_argument("--resume", action="store_true",
                    help=f"skip each stage that --out/{STATE_FILE} records as finished with the same inputs and "
@@ -100,15 +101,16 @@ def _check_flags(args: argparse.Namespace) -> None:
 
 
 def _train_inputs(args: argparse.Namespace, data: Path) -> dict[str, Any]:
+    """The train stage's record; model_params only when given, so a record written before --model-param resumes."""
     return {"model": args.model, "data": data, "seeds": args.seeds, "epochs": args.epochs,
-            "text_encoder": args.text_encoder}
+            "text_encoder": args.text_encoder, **({"model_params": args.model_params} if args.model_params else {})}
 
 
 def _train(args: argparse.Namespace, data: Path, out: Path, progress: bool) -> None:
     from ..teacher import train_teacher
 
     train_teacher(args.model, data=data, out=out, seeds=args.seeds, epochs=args.epochs, progress=progress,
-                  text_encoder=args.text_encoder)
+                  text_encoder=args.text_encoder, **args.model_params)
 
 
 class StageLog:

