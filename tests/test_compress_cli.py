@@ -274,6 +274,9 @@ def test_counts_from_python_are_whole_numbers(kwargs, says):
                          "(share = 'depth'), not in student_params"),
     (None, "student_params = None; expected a map of the student's options to override (e.g. {'dim': 64}), or {} "
            "for none"),
+    # the pipeline passes text_bert= from the distilled encoder: a TypeError (text_bert twice) after the text stage
+    ({"text_bert": {}}, "student_params sets text_bert; expected no text_bert: the student's text encoder is "
+                        "distilled from the teacher's (its shape: text_hidden, text_layers and the other text options)"),
     # keys of two types: sorted() raised a TypeError, reported as the registry's generic "bad options" line
     ({"blocks": {1: {}, "text": {}}}, "student blocks ['text', 1] do not match share='depth'; expected ['fuse', "
                                       "'text']"),
