@@ -119,8 +119,8 @@ def fusion_batch(model: torch.nn.Module, batch: dict) -> dict:
 
 def _text_stage(teacher: WithTextEncoder, splits: DatasetSplits, options: CompressOptions,
                 progress: bool) -> tuple[BertEncoder, dict[str, Any]]:
-    """The student's text encoder from the teacher's (compress/text.py), once for all seeds."""
-    check_shape(teacher.bert, options.text_shape)
+    """The student's text encoder from the teacher's (compress/text.py), once for all seeds; its shape was checked
+    against the teacher's encoder (check_shape) as the teacher loaded."""
     tokenizer = teacher.tokenizer_path
     assert tokenizer is not None  # load_checkpoint gives a model with its own text encoder its checkpoint's tokenizer
     texts = transfer_texts(splits, options.transfer_path(), tokenizer, splits.spec.max_len("text"), progress)
@@ -299,7 +299,9 @@ def _compress(teacher_path: Path, data: str | os.PathLike | None, out: Path, opt
     bar.start("load")
     teacher, meta = _load_teacher(teacher_path)
     options = options.for_teacher(own_text_encoder=isinstance(teacher, WithTextEncoder))
-    _check_prune_ratio(options, teacher.spec)  # before the data load and the teacher's pass over it
+    _check_prune_ratio(options, teacher.spec)  # before the data load and the teacher's pass over it, as is
+    if isinstance(teacher, WithTextEncoder):  # the student's text shape, cut from the teacher's encoder
+        check_shape(teacher.bert, options.text_shape)
     splits, targets = _load_data(teacher, meta, data, splits, bar, progress)
     if not any(fs.lengths[m].any() for fs in (splits.train, splits.valid, splits.test) for m in SKIPPABLE):
         options.warn_nothing_to_skip()  # text-only data (MOSEI-T), before any training
