@@ -149,9 +149,12 @@ class CompressOptions:
         check_build(self.student, {"share": self.share, **self.student_params})
 
     def _check_student_params(self) -> None:
-        """student_params as a map without 'share': the pipeline builds the student with share=self.share **and** the
-        map, so a 'share' key in it was a raw TypeError (share given twice) and None one from the ** (not a mapping),
-        both after the teacher and the data were loaded."""
+        """student_params as a map without 'share' or 'text_bert': the pipeline builds the student with
+        share=self.share **and** the map, so a 'share' key in it was a raw TypeError (share given twice) and None one
+        from the ** (not a mapping), both after the teacher and the data were loaded. text_bert (the config of a text
+        encoder inside the model) is the pipeline's own, from the encoder distilled from the teacher's: given here it
+        was a TypeError (text_bert given twice) after the text stage, or, with a teacher over text features, a random
+        encoder wrapped around those features that failed in the student's first forward."""
         params = self.student_params
         if not isinstance(params, Mapping):
             raise InputError(f"{given('student_params', params)}; expected a map of the student's options to "
@@ -159,6 +162,10 @@ class CompressOptions:
         if "share" in params:
             raise InputError(f"{given('student_params', dict(params))} sets share; expected the share mode as its own "
                              f"option ({given('share', params['share'])}), not in student_params")
+        if "text_bert" in params:
+            raise InputError(f"student_params sets text_bert; expected no text_bert: the student's text encoder is "
+                             f"distilled from the teacher's (its shape: {option_name('text_hidden')}, "
+                             f"{option_name('text_layers')} and the other text options)")
 
     def _read_keywords(self) -> None:
         """Each KEYWORDS knob's word in lower case, whatever case it was given in; one line for a word not listed

@@ -35,7 +35,7 @@ from edge_msa.models.student import run_with_skipping
 from edge_msa.models.text_bert import BertEncoder
 from edge_msa.models.with_text import (StudentModel, WithTextEncoder, fusion_of, student_of, text_front_end,
                                      tokenizer_of)
-from edge_msa.spec import SKIPPABLE
+from edge_msa.spec import SKIPPABLE, FeatureSpec
 from edge_msa.teacher import leak_robust
 from edge_msa.training import TrainConfig, fit, predict, to_batch, torch_threads, valid_mae
 
@@ -119,8 +119,8 @@ def fusion_batch(model: torch.nn.Module, batch: dict) -> dict:
 
 def _text_stage(teacher: WithTextEncoder, splits: DatasetSplits, options: CompressOptions,
                 progress: bool) -> tuple[BertEncoder, dict[str, Any]]:
-    """The student's text encoder from the teacher's (compress/text.py), once for all seeds."""
-    check_shape(teacher.bert, options.text_shape)
+    """The student's text encoder from the teacher's (compress/text.py), once for all seeds; its shape was checked
+    against the teacher's encoder (check_shape) as the teacher loaded."""
     tokenizer = teacher.tokenizer_path
     assert tokenizer is not None  # load_checkpoint gives a model with its own text encoder its checkpoint's tokenizer
     texts = transfer_texts(splits, options.transfer_path(), tokenizer, splits.spec.max_len("text"), progress)
@@ -296,11 +296,15 @@ def _compress(teacher_path: Path, data: str | os.PathLike | None, out: Path, opt
               splits: DatasetSplits | None, bar: _Progress) -> dict[str, Any]:
     """load -> text encoder -> stages per seed -> evaluate -> write; returns the report as written. `bar` has
     one step per stage: load, text, 5 per seed, evaluate."""
-    teacher, splits, targets = _load(teacher_path, data, splits, bar, progress)
+    bar.start("load")
+    teacher, meta = _load_teacher(teacher_path)
     options = options.for_teacher(own_text_encoder=isinstance(teacher, WithTextEncoder))
+    _check_prune_ratio(options, teacher.spec)  # before the data load and the teacher's pass over it, as is
+    if isinstance(teacher, WithTextEncoder):  # the student's text shape, cut from the teacher's encoder
+        check_shape(teacher.bert, options.text_shape)
+    splits, targets = _load_data(teacher, meta, data, splits, bar, progress)
     if not any(fs.lengths[m].any() for fs in (splits.train, splits.valid, splits.test) for m in SKIPPABLE):
         options.warn_nothing_to_skip()  # text-only data (MOSEI-T), before any training
-    _check_prune_ratio(options, splits)
 
     bar.start("text")
     no_text: dict[str, Any] = {"note": "the teacher has no text encoder of its own (frozen features)"}
@@ -331,14 +335,18 @@ def _compress(teacher_path: Path, data: str | os.PathLike | None, out: Path, opt
     return report
 
 
-def _load(teacher_path: Path, data: str | os.PathLike | None, splits: DatasetSplits | None, bar: _Progress,
-          progress: bool) -> tuple[Any, DatasetSplits, TeacherTargets]:
-    """The teacher, the splits in its shapes, and its outputs on the training split (the KD targets)."""
-    bar.start("load")
+def _load_teacher(teacher_path: Path) -> tuple[MSAModel, dict[str, Any]]:
+    """The teacher and its checkpoint's meta, refused where compress wrote it (a student)."""
     teacher, meta = load_checkpoint(teacher_path)
     if "teacher" in meta:  # written by compress: a student's pruned vocabulary and widths are not a teacher's
         raise InputError(f"'{teacher_path}' is a student made by `edge-msa compress` (from {meta['teacher']}); "
                          "expected a teacher checkpoint from `edge-msa train`: compress that teacher instead")
+    return teacher, meta
+
+
+def _load_data(teacher: MSAModel, meta: dict[str, Any], data: str | os.PathLike | None, splits: DatasetSplits | None,
+               bar: _Progress, progress: bool) -> tuple[DatasetSplits, TeacherTargets]:
+    """The splits in the teacher's shapes, and its outputs on the training split (the KD targets)."""
     if splits is None:  # the teacher's own splits (same file, format and validation carve), or --data's
         splits = rebuild_splits(data_record(meta), data, progress, text_encoder=text_front_end(teacher))
     splits = splits.for_model(teacher.spec)  # the one FeatureSpec check; modalities it lacks run as missing
@@ -348,14 +356,15 @@ def _load(teacher_path: Path, data: str | os.PathLike | None, splits: DatasetSpl
     targets = teacher_targets(teacher, splits.train)
     bar.done(f"teacher '{teacher.model_name}' ({sum(p.numel() for p in teacher.parameters()):,} params), data "
              f"{data_path} ({len(splits.train)}/{len(splits.valid)}/{len(splits.test)} train/valid/test)")
-    return teacher, splits, targets
+    return splits, targets
 
 
-def _check_prune_ratio(options: CompressOptions, splits: DatasetSplits) -> None:
-    """Before the text stage and any training: the ratio must leave each head and width of the student something
-    (prune.check_ratio). The widths are read off a student built aside (the seeded RNG is left as it was)."""
+def _check_prune_ratio(options: CompressOptions, spec: FeatureSpec) -> None:
+    """Before the data load, the text stage and any training: the ratio must leave each head and width of the
+    student something (prune.check_ratio). The widths are read off a student built aside over the teacher's spec
+    (the seeded RNG is left as it was); they are the student's options, not the data's."""
     with torch.random.fork_rng(devices=[]):
-        student = create_model(options.student, splits.spec, share=options.share, **options.student_params)
+        student = create_model(options.student, spec, share=options.share, **options.student_params)
     assert options.prune_ratio is not None  # options.for_teacher resolved it
     check_ratio(student_of(student), options.prune_ratio)
 

@@ -129,6 +129,23 @@ def test_a_prune_ratio_refused_by_the_students_widths_names_the_flag(tmp_path, c
     assert not out.parent.exists()
 
 
+def test_a_prune_ratio_refused_by_the_students_widths_comes_before_the_data_load(tmp_path, cache, capsys,
+                                                                                   one_epoch_teacher, monkeypatch):
+    """The ratio's check needs only the teacher's kind (which resolves the default ratio) and the student's widths,
+    yet it ran after the data load and the teacher's pass over the training split. Both fail loudly here."""
+    import edge_msa.compress.pipeline as pipeline
+
+    def never(*args, **kwargs):
+        raise AssertionError("the data was read before the prune ratio was checked")
+
+    monkeypatch.setattr(pipeline, "rebuild_splits", never)
+    monkeypatch.setattr(pipeline, "teacher_targets", never)
+    out = tmp_path / "out" / "student.pt"
+    assert main(["compress", str(one_epoch_teacher[0]), "--out", str(out), "--prune-ratio", "0.8", "--quiet"]) == 2
+    assert capsys.readouterr().err.startswith("error: --prune-ratio 0.8 would remove all 4 heads of a block")
+    assert not out.parent.exists()
+
+
 def test_cli_end_to_end(tmp_path, cache, capsys):
     data, _, _ = _tiny_teacher(tmp_path, epochs=2)
     out = tmp_path / "out" / "student.pt"
@@ -274,6 +291,9 @@ def test_counts_from_python_are_whole_numbers(kwargs, says):
                          "(share = 'depth'), not in student_params"),
     (None, "student_params = None; expected a map of the student's options to override (e.g. {'dim': 64}), or {} "
            "for none"),
+    # the pipeline passes text_bert= from the distilled encoder: a TypeError (text_bert twice) after the text stage
+    ({"text_bert": {}}, "student_params sets text_bert; expected no text_bert: the student's text encoder is "
+                        "distilled from the teacher's (its shape: text_hidden, text_layers and the other text options)"),
     # keys of two types: sorted() raised a TypeError, reported as the registry's generic "bad options" line
     ({"blocks": {1: {}, "text": {}}}, "student blocks ['text', 1] do not match share='depth'; expected ['fuse', "
                                       "'text']"),
@@ -291,7 +311,7 @@ def test_student_params_are_checked_before_the_teacher_and_the_data_are_read(stu
     def never(*args, **kwargs):
         raise AssertionError("read before the student's options were checked")
 
-    monkeypatch.setattr(pipeline, "_load", never)
+    monkeypatch.setattr(pipeline, "_load_teacher", never)
     message = one_line_error(lambda: compress("never-read.pt", out=tmp_path / "s.pt", student="student_tiny",
                                               share="depth", student_params=student_params, progress=False))
     assert message == says and list(tmp_path.iterdir()) == []

@@ -101,7 +101,8 @@ def test_skip_flags_on_text_only_data_are_named_up_front(teacher, tiny_splits, t
     def stop(*args):
         raise Stop
 
-    monkeypatch.setattr("edge_msa.compress.pipeline._check_prune_ratio", stop)
+    for step in ("_text_stage", "_one_seed"):  # the next steps, whichever text encoder the teacher has
+        monkeypatch.setattr(f"edge_msa.compress.pipeline.{step}", stop)
     run = dict(teacher_path=teacher, out=tmp_path / "s.pt", splits=tiny_splits, progress=False, **FAST)
     with warnings.catch_warnings(), pytest.raises(Stop):
         warnings.simplefilter("error")  # audio and video present: nothing to say

@@ -198,9 +198,9 @@ def test_a_file_given_as_the_text_model_folder_is_named_as_a_file(tiny_bert_dir)
 
 
 def test_a_text_shape_the_teacher_cannot_give_is_one_line_error(tiny_bert_dir):
-    """Checked before the transfer texts are read (compress's text stage starts with it). Named as the caller gave
-    them: the keywords in Python, the flags from the compress command line (named_as_flags); it said the flags to
-    both."""
+    """Checked before the data and the transfer texts are read (compress runs it as the teacher loads). Named as the
+    caller gave them: the keywords in Python, the flags from the compress command line (named_as_flags); it said the
+    flags to both."""
     from edge_msa.compress.text import TextShape, check_shape
     from edge_msa.errors import named_as_flags
     from edge_msa.models.text_bert import load_pretrained
@@ -317,6 +317,23 @@ def teacher_and_student(tmp_path_factory, tiny_bert_dir, token_splits):
                           bootstrap=10, text_hidden=16, text_heads=2, text_ffn=32, text_rank=8, transfer=None,
                           text_kd_epochs=1, text_score_epochs=2, text_augment=2)
     return teacher, folder / "student.pt", metrics, report
+
+
+def test_a_text_shape_the_teacher_cannot_give_is_refused_before_the_data_load(teacher_and_student, token_splits,
+                                                                                tmp_path, monkeypatch):
+    """check_shape needs only the teacher's encoder, yet compress ran it at the text stage, after the data load and
+    the teacher's pass over the training split. Both fail loudly here, so the message proves it came first."""
+    import edge_msa.compress.pipeline as pipeline
+    from edge_msa.compress import compress
+
+    def never(*args, **kwargs):
+        raise AssertionError("the data was read before the text shape was checked")
+
+    monkeypatch.setattr(pipeline, "rebuild_splits", never)
+    monkeypatch.setattr(pipeline, "teacher_targets", never)
+    message = one_line_error(lambda: compress(teacher_and_student[0], out=tmp_path / "s.pt", splits=token_splits,
+                                              progress=False, student="student_tiny", text_layers=3))
+    assert message == "text_layers = 3; expected 1..2 (the teacher's layers)" and list(tmp_path.iterdir()) == []
 
 
 def test_teacher_fine_tunes_its_encoder_and_keeps_its_tokenizer(teacher_and_student, tiny_bert_dir):

@@ -386,6 +386,9 @@ def test_model_counts_are_checked_before_any_data_is_read(model_params, says, tm
                                "the model's width"),  # 16: the width gtf_tiny merges in
     ("fd_cmdie", {"text_encoder_kind": 1}, "bad options for model 'fd_cmdie': FDCMDIE.__init__() got an unexpected "
                                            "keyword argument 'text_encoder_kind'"),
+    # torch's nn.Dropout refuses it with a ValueError, which the registry let through as a traceback
+    ("gtf_tiny", {"dropout": 1.5}, "bad options for model 'gtf_tiny': dropout probability has to be between 0 and 1, "
+                                   "but got 1.5"),
 ])
 def test_options_the_model_cannot_be_built_with_are_refused_before_any_data_is_read(model, model_params, says,
                                                                                     tmp_path, monkeypatch):
