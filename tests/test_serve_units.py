@@ -203,6 +203,11 @@ def test_non_finite_features_are_told_as_the_runtime_tells_them(tmp_path):
     assert (info.value.status, info.value.message) == (400, "audio features hold 2 of 168 values that are not finite "
                                                             "(NaN or inf), the first at step 1, feature 2; expected "
                                                             "finite numbers")
+    for past in (1e39, 10 ** 400):  # past float32, and past float64 too (a JSON integer): it had a wording of its own
+        with pytest.raises(RequestError) as info:
+            parse_item({"audio": [[past] * 56]}, SERVE_SPEC, Limits(), lambda: tmp_path)
+        assert (info.value.status, info.value.message) == (400, "audio features hold values beyond float32's range "
+                                                                "(|x| > 3.403e+38); expected finite float32 values")
 
 
 def test_token_ids_outside_the_vocabulary_answer_400_in_one_line(token_bundle, tmp_path):
