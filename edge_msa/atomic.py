@@ -72,6 +72,9 @@ def _parent_folders(final: Path) -> Iterator[None]:
             with contextlib.suppress(OSError):
                 folder.rmdir()
         raise
+    with _refused_write(final):  # each folder made is an entry of the one above: synced, as the rename's folder is,
+        for folder in made:  # or a power cut could lose `final` with the folder that holds it
+            _fsync_folder(folder.parent)
 
 
 # what fsync of a folder raises where the OS or filesystem cannot sync one (vfat, some FUSE and network mounts)

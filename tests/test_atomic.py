@@ -124,10 +124,12 @@ def synced(monkeypatch):
 
 def test_a_file_is_synced_before_its_rename_and_its_folder_after(tmp_path, synced):
     """A rename is journaled before the data it names: after a power cut (routine on Jetsons and kiosks) ext4 could
-    show m.json empty or partial. Nothing was synced."""
+    show m.json empty or partial. Nothing was synced. A folder made for it (new/) is an entry of the folder above,
+    synced last: it was not, so a power cut could lose new/ and m.json with it."""
     final = tmp_path / "new" / "m.json"
     write_text(final, "{}")
-    assert synced == [("fsync", final.stat().st_ino), ("replace", final), ("fsync", final.parent.stat().st_ino)]
+    assert synced == [("fsync", final.stat().st_ino), ("replace", final), ("fsync", final.parent.stat().st_ino),
+                      ("fsync", tmp_path.stat().st_ino)]
 
 
 def test_a_bundle_syncs_each_file_and_folder_once_before_its_rename_and_its_folder_after(tmp_path, synced):
