@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 from typing import Iterator
 
-from .errors import InputError
+from .errors import InputError, one_line
 
 
 def _umask() -> int:
@@ -72,6 +72,9 @@ def _parent_folders(final: Path) -> Iterator[None]:
             with contextlib.suppress(OSError):
                 folder.rmdir()
         raise
+    with _refused_write(final):  # each folder made is an entry of the one above: synced, as the rename's folder is,
+        for folder in made:  # or a power cut could lose `final` with the folder that holds it
+            _fsync_folder(folder.parent)
 
 
 # what fsync of a folder raises where the OS or filesystem cannot sync one (vfat, some FUSE and network mounts)
@@ -106,10 +109,13 @@ def _fsync_folder(folder: Path) -> None:
 
 
 def _fsync_tree(root: Path) -> None:
-    """Each file and folder of a folder written as a whole (a bundle) synced once, `root` itself last."""
+    """Each file and folder of a folder written as a whole (a bundle) synced once, `root` itself last. A symbolic
+    link is not opened: its entry is its folder's (synced there), and what it points to is not ours to sync (it may be
+    gone, or a FIFO that blocks the open)."""
     for folder, _, files in os.walk(root, topdown=False):
         for name in files:
-            _fsync_file(Path(folder, name))
+            if not os.path.islink(os.path.join(folder, name)):
+                _fsync_file(Path(folder, name))
         _fsync_folder(Path(folder))
 
 
@@ -167,13 +173,23 @@ def atomic_dir(final: str | os.PathLike, marker: str, what: str) -> Iterator[Pat
 
 def _replace_dir(tmp: Path, final: Path) -> None:
     """Rename folder `tmp` onto `final`, an existing `final` set aside under a unique name (so another writer's
-    set-aside copy is never ours to delete) and removed once the new one is in place."""
+    set-aside copy is never ours to delete) and removed once the new one is in place. If the new one cannot be put
+    in place, the old one goes back to `final` (a failed write keeps the earlier output), or, where even that fails,
+    the one line says where it is: a hidden name the user would never find."""
     if not final.exists():
         os.replace(tmp, final)
         return
     old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex}")
     os.replace(final, old)
-    os.replace(tmp, final)
+    try:
+        os.replace(tmp, final)
+    except BaseException as exc:
+        try:
+            os.replace(old, final)
+        except OSError:
+            raise InputError(f"cannot write '{final}': {getattr(exc, 'strerror', None) or one_line(exc)}; the "
+                             f"earlier one is at '{old}'; expected a path inside a writable folder") from None
+        raise
     shutil.rmtree(old, ignore_errors=True)
 
 

@@ -124,10 +124,12 @@ def synced(monkeypatch):
 
 def test_a_file_is_synced_before_its_rename_and_its_folder_after(tmp_path, synced):
     """A rename is journaled before the data it names: after a power cut (routine on Jetsons and kiosks) ext4 could
-    show m.json empty or partial. Nothing was synced."""
+    show m.json empty or partial. Nothing was synced. A folder made for it (new/) is an entry of the folder above,
+    synced last: it was not, so a power cut could lose new/ and m.json with it."""
     final = tmp_path / "new" / "m.json"
     write_text(final, "{}")
-    assert synced == [("fsync", final.stat().st_ino), ("replace", final), ("fsync", final.parent.stat().st_ino)]
+    assert synced == [("fsync", final.stat().st_ino), ("replace", final), ("fsync", final.parent.stat().st_ino),
+                      ("fsync", tmp_path.stat().st_ino)]
 
 
 def test_a_bundle_syncs_each_file_and_folder_once_before_its_rename_and_its_folder_after(tmp_path, synced):
@@ -166,3 +168,48 @@ def test_a_folder_that_cannot_be_synced_is_skipped_and_a_failed_sync_is_one_line
     with pytest.raises(InputError, match=r"^cannot write '.*other': Input/output error; expected"):
         _write(tmp_path / "other", "lost")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "m.json"]
+
+
+def _failing_replace(monkeypatch, fails):
+    """os.replace raising EIO for the renames `fails(src, dst)` picks (the others go through)."""
+    import errno
+    import os
+
+    replace = os.replace
+
+    def refused(src, dst):
+        if fails(Path(src), Path(dst)):
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", refused)
+
+
+def test_a_failed_second_rename_puts_the_earlier_bundle_back(tmp_path, monkeypatch):
+    """The new bundle's rename onto --out failed after the old one was set aside: --out was gone and the old bundle
+    lay under a hidden `.bundle.old-<uuid>`. Where even putting it back fails, the line says where it is."""
+    out = tmp_path / "bundle"
+    _write(out, "first")
+    _failing_replace(monkeypatch, lambda src, dst: dst == out and ".old-" not in src.name)
+    with pytest.raises(InputError, match=r"^cannot write '.*bundle': Input/output error; expected a path inside"):
+        _write(out, "second")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
+    assert (out / "manifest.json").read_text() == "first"
+    _failing_replace(monkeypatch, lambda src, dst: dst == out)
+    with pytest.raises(InputError, match=r"Input/output error; the earlier one is at '.*/\.bundle\.old-\w+'; expect"):
+        _write(out, "third")
+    [old] = tmp_path.iterdir()
+    assert old.name.startswith(".bundle.old-") and (old / "manifest.json").read_text() == "first"
+
+
+def test_a_bundle_sync_does_not_open_what_a_link_points_to(tmp_path, synced):
+    """_fsync_tree opened each link's target: a dangling link failed the write ('No such file or directory'), and a
+    link to a file outside the bundle synced that file (a link to a FIFO would block for ever)."""
+    outside = tmp_path / "outside.bin"
+    outside.write_bytes(b"not ours")
+    with atomic_dir(tmp_path / "bundle", "manifest.json", "bundle") as tmp:
+        (tmp / "manifest.json").write_text("x")
+        (tmp / "shared.bin").symlink_to(outside)
+        (tmp / "dangling").symlink_to(tmp_path / "gone")
+    assert (tmp_path / "bundle" / "dangling").is_symlink()
+    assert ("fsync", outside.stat().st_ino) not in synced

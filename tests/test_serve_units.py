@@ -203,6 +203,11 @@ def test_non_finite_features_are_told_as_the_runtime_tells_them(tmp_path):
     assert (info.value.status, info.value.message) == (400, "audio features hold 2 of 168 values that are not finite "
                                                             "(NaN or inf), the first at step 1, feature 2; expected "
                                                             "finite numbers")
+    for past in (1e39, 10 ** 400):  # past float32, and past float64 too (a JSON integer): it had a wording of its own
+        with pytest.raises(RequestError) as info:
+            parse_item({"audio": [[past] * 56]}, SERVE_SPEC, Limits(), lambda: tmp_path)
+        assert (info.value.status, info.value.message) == (400, "audio features hold values beyond float32's range "
+                                                                "(|x| > 3.403e+38); expected finite float32 values")
 
 
 def test_token_ids_outside_the_vocabulary_answer_400_in_one_line(token_bundle, tmp_path):
@@ -1044,7 +1049,8 @@ def test_serve_cli_bad_options_are_one_line_errors(media_bundle, tmp_path, capsy
              (["--body-deadline-s", "nan"], "error: --body-deadline-s nan; expected a finite number > 0\n"),
              (["--header-timeout-s", "nan"], "error: --header-timeout-s nan; expected a finite number > 0\n"),
              (["--root-path", "msa"], "error: --root-path 'msa'; expected a path prefix such as /msa: a / before each "
-                                      "segment, none at the end, no %-escape, no space or non-ASCII letter\n"),
+                                      "segment, none at the end, no . or .. segment, no %-escape, no space or "
+                                      "non-ASCII letter\n"),
              (["--root-path", "/msa/"], "error: --root-path '/msa/'; expected a path prefix such as /msa"),
              (["--root-path", "/"], "error: --root-path '/'; expected"),
              (["--root-path", "/müsli"], "error: --root-path '/müsli'; expected"),  # uvicorn: every connection closed
@@ -1056,6 +1062,18 @@ def test_serve_cli_bad_options_are_one_line_errors(media_bundle, tmp_path, capsy
         assert err.startswith("error: ") and words in err and err.count("\n") == 1, err
     assert not_a_log.read_text() == "my notes"
     assert main(["serve", str(tmp_path / "nope")]) == 2 and "not a directory" in capsys.readouterr().err
+
+
+def test_a_root_path_with_a_dot_segment_is_refused():
+    """--root-path /msa/.. was taken: the browser resolves the page's /msa/../v1/predict to /v1/predict, outside the
+    proxy's prefix (a 404), as it would any "." or ".." segment. Called directly: a prefix taken would start serving."""
+    from edge_msa.cli.serve import check_root_path
+
+    for prefix in ("/msa/..", "/./msa", "/.", "/a/../b"):
+        with pytest.raises(InputError, match=rf"^--root-path '{re.escape(prefix)}'; expected .*no \. or \.\. segment"):
+            check_root_path(prefix)
+    for prefix in ("/msa", "/.well-known/msa", "/v1.2", "/..."):  # dots inside a segment are plain characters
+        check_root_path(prefix)
 
 
 def test_batcher_settings_are_named_as_given():

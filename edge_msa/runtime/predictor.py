@@ -636,9 +636,15 @@ def as_float32(m: str, x: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     with np.errstate(over="ignore"):
         out = x.astype(np.float32, copy=False)
     if not np.isfinite(out).all():
-        raise InputError(f"{m} features hold values beyond float32's range (|x| > {np.finfo(np.float32).max:.4g}); "
-                         "expected finite float32 values")
+        raise InputError(beyond_float32(m))
     return out
+
+
+def beyond_float32(m: str) -> str:
+    """as_float32's refusal, in one wording also where a value is past even float64 (the service's JSON integers,
+    which have no digit limit): the service said "contain values beyond float32; expected finite values" for those."""
+    return (f"{m} features hold values beyond float32's range (|x| > {np.finfo(np.float32).max:.4g}); expected "
+            "finite float32 values")
 
 
 def check_lengths(what: str, lengths: Any, batch: int, steps: int) -> np.ndarray:

@@ -23,7 +23,7 @@ import numpy as np
 from ..features import media_seconds, too_long
 from ..features.audio import SAMPLE_RATE, VIDEO_EXTS, no_audio_track, open_container, packets_end, too_short
 from ..errors import EdgeMSAError, InputError, MissingDependencyError, warn
-from ..runtime.predictor import as_float32, check_unicode, takes_audio_from
+from ..runtime.predictor import as_float32, beyond_float32, check_unicode, takes_audio_from
 from ..spec import MODALITIES, FeatureSpec
 from .config import Limits
 
@@ -155,7 +155,7 @@ def check_array(m: str, value: list, spec: FeatureSpec, limits: Limits) -> np.nd
         if array.dtype.kind in "iuO":  # JSON integers; those past int64 arrive as Python ints (object)
             array = array.astype(np.float64)
     except OverflowError:  # an integer past float64 (JSON numbers have no digit limit)
-        raise RequestError(400, f"{m} features contain values beyond float32; expected finite values") from None
+        raise RequestError(400, beyond_float32(m)) from None
     except (ValueError, TypeError):
         raise RequestError(400, f"{m} is not a rectangular array of numbers; expected (L, {spec.dim(m)})") from None
     if array.dtype.kind != "f":
