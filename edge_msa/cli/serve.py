@@ -38,11 +38,13 @@ There is no authentication: it binds 127.0.0.1 unless you pass --host.
 
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")  # uvicorn's
-# --root-path: "/" before each path segment of RFC 3986's unescaped characters. uvicorn puts the prefix before each
-# request's raw path as ASCII (a non-ASCII one closed every connection with a traceback), a trailing "/" doubled into
-# every path (/msa//v1/predict), a %-escape would reach the page's links escaped but the routes decoded, and a
-# "." or ".." segment is resolved away by the browser (the page at /msa/.. called /v1/predict, outside the proxy)
-ROOT_PATH = re.compile(r"(/(?!\.\.?(/|$))[\w.~!$&'()*+,;=:@-]+)+", re.ASCII)
+# --root-path: "/" before each path segment of ASCII letters, digits and . _ ~ - (RFC 3986's unreserved characters).
+# uvicorn puts the prefix before each request's raw path as ASCII (a non-ASCII one closed every connection with a
+# traceback), a trailing "/" doubled into every path (/msa//v1/predict), a %-escape would reach the page's links
+# escaped but the routes decoded, a "." or ".." segment is resolved away by the browser (the page at /msa/.. called
+# /v1/predict, outside the proxy), and starlette 0.35-0.37 (what fastapi>=0.110 allows) builds a regex from the root
+# path (starlette #2599), so ( ) * + $ in a prefix would break its routing and /metrics' route names
+ROOT_PATH = re.compile(r"(/(?!\.\.?(/|$))[\w.~-]+)+", re.ASCII)
 # Limits' fields, the flags that set them (shorter than the keywords) and what they count; messages name the flag.
 # The media limit is predict's and featurize's flag too, defined once (cli.add_media_limit_flag): what it does here
 LIMIT_FLAGS = {"max_body_bytes": ("--max-body", "bytes per request"),
@@ -190,7 +192,7 @@ def check_root_path(prefix: str) -> None:
 
     if prefix and not ROOT_PATH.fullmatch(prefix):
         raise InputError(f"--root-path '{prefix[:100]}'; expected a path prefix such as /msa: a / before each segment, "
-                         "none at the end, no . or .. segment, no %-escape, no space or non-ASCII letter")
+                         "none at the end, no . or .. segment, each of ASCII letters, digits and . _ ~ - only")
 
 
 def address(host: str, sock: socket.socket) -> str:

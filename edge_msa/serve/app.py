@@ -44,7 +44,7 @@ from .inputs import Limits, Parsed, RequestError, not_utf8, parse_items, scratch
 from .metrics import ServiceMetrics
 from .openapi import (DESCRIPTION, Batch, Documented, Health, Info, Saved, Served, Settings, answer, docs, operations,
                       public_path, route_path)
-from .routes import FEEDBACK, INFO, PREDICT, PREDICT_BATCH, ROUTES
+from .routes import DOCS, FEEDBACK, HEALTHZ, INFO, METRICS, OPENAPI, PAGE, PREDICT, PREDICT_BATCH, ROUTES
 
 OFFLOAD_BYTES = 32 * 1024  # bodies above this are parsed in a worker thread, one at a time (see parse_request)
 DRAIN_FACTOR = 16  # an oversized body is read and dropped up to this many times the limit (see read_body)
@@ -563,7 +563,8 @@ def create_app(service: Service) -> FastAPI:
         service.close()  # uvicorn has already let in-flight requests finish (SIGTERM drain)
 
     app = Documented(title="edge-msa", version=__version__, lifespan=lifespan, description=DESCRIPTION, docs_url=None,
-                     redoc_url=None, exception_handlers=dict(ERROR_HANDLERS), default_response_class=StrictJSONResponse)
+                     redoc_url=None, openapi_url=OPENAPI, exception_handlers=dict(ERROR_HANDLERS),
+                     default_response_class=StrictJSONResponse)
     app.state.limits = service.config.limits
     body = operations(service.spec, service.config.limits)  # the routes read raw requests: FastAPI infers none
     app.add_middleware(MetricsMiddleware, metrics=service.metrics)
@@ -602,7 +603,7 @@ def add_reads(app: FastAPI, service: Service) -> None:
     a person reads."""
     from .demo import page
 
-    @app.get("/healthz", responses=answer(Health))
+    @app.get(HEALTHZ, responses=answer(Health))
     async def healthz():
         # the answer a prediction gets now (a worker never started, stopped or dead), so a probe and a client agree
         service.check_started()
@@ -611,19 +612,19 @@ def add_reads(app: FastAPI, service: Service) -> None:
         return Health(status="ok", bundle=service.bundle_name, queue=service.batcher.depth)
 
     # uptime monitors and `curl -I` probe with HEAD; a route of its own, as two methods would share an operationId
-    app.add_api_route("/healthz", healthz, methods=["HEAD"], include_in_schema=False)
+    app.add_api_route(HEALTHZ, healthz, methods=["HEAD"], include_in_schema=False)
 
     @app.get(INFO, responses=answer(Info))
     async def info():
         return service.info()
 
-    @app.get("/metrics", response_class=PlainTextResponse)  # Prometheus' text format, as the schema says
+    @app.get(METRICS, response_class=PlainTextResponse)  # Prometheus' text format, as the schema says
     async def metrics():
         body, kind = service.metrics.render()
         return Response(body, media_type=kind)
 
-    @app.get("/", response_class=HTMLResponse)
+    @app.get(PAGE, response_class=HTMLResponse)
     async def demo(request: Request):
         return page(public_path(request, ""))
 
-    app.add_route("/docs", docs, include_in_schema=False)  # GET and HEAD, as FastAPI's own
+    app.add_route(DOCS, docs, include_in_schema=False)  # GET and HEAD, as FastAPI's own
