@@ -95,7 +95,8 @@ def train_teacher(model: str = "fd_cmdie", data: str | os.PathLike | None = None
     from .checkpoint import require_writable_pt, save_checkpoint
     from .training import torch_threads
 
-    model_params = _check_request(model, seeds, model_params)  # before the (slow) data load
+    model_params = check_model_params(model, model_params)  # before the (slow) data load
+    checked_seeds(seeds)
     threads = checked_threads(threads)
     _check_source(splits, data=data, fmt=fmt, cv_fold=cv_fold)
     require_writable_pt(out, "teacher")
@@ -116,20 +117,21 @@ def train_teacher(model: str = "fd_cmdie", data: str | os.PathLike | None = None
     return metrics
 
 
-def _check_request(model: str, seeds: Sequence[int], model_params: dict[str, Any]) -> dict[str, Any]:
+def check_model_params(model: str, model_params: dict[str, Any]) -> dict[str, Any]:
     """`model_params` over the model's MODEL_DEFAULTS, once the model builds with them (registry.check_build: its
-    counts, widths and keywords, as the factory merges them) and the seeds are checked: before any data is read.
+    options, counts and widths, as the factory merges them): train_teacher checks them before any data is read, and
+    `edge-msa pipeline` with its other flags, before any stage (they were refused only after its train stage began).
     create_model's text_bert (the config of a text encoder inside the model) is train_teacher's own to set, from
     `text_model`: given here it failed after the data load with create_model's TypeError (two text_bert) or, with a
     frozen encoder, wrapped a random encoder around the text features and failed in its forward (a RuntimeError)."""
-    from .models.registry import check_build
+    from .models.registry import check_build, check_options
 
     if "text_bert" in model_params:
         raise InputError("model parameter text_bert is set by train_teacher from text_model (the encoder it "
                          f"fine-tunes); expected {option_name('text_model')} = a Hugging Face folder, and no text_bert")
+    check_options(model, model_params, taken=inspect.signature(train_teacher).parameters)  # not offering text_encoder
     params = {**MODEL_DEFAULTS.get(model.removesuffix("_tiny"), {}), **model_params}
     check_build(model, params)
-    checked_seeds(seeds)
     return params
 
 

@@ -153,6 +153,28 @@ def test_unknown_model_suggests(tiny_spec):
         create_model("fd_cmdei", tiny_spec)
 
 
+@pytest.mark.parametrize("name", [*TINY, "fd_cmdie", "gtf", "mult"])
+def test_a_models_options_are_its_constructors_keywords(name, tiny_spec):
+    """model_options reads the option names from the class the factory returns (its keywords but spec), the one list
+    that an unknown option is told, with the closest of them: it was Python's TypeError, naming the class
+    (FDCMDIE.__init__) and no option. The student's factory works out its class's arguments: its own line stays."""
+    import inspect
+
+    from conftest import one_line_error
+
+    from edge_msa.models.registry import model_options
+
+    options = model_options(name)
+    assert options == tuple(inspect.signature(type(create_model(name, tiny_spec))).parameters)[1:]
+    assert "spec" not in options and "text_bert" not in options
+    close = {"fd_cmdie": "hidden", "gtf": "hidden", "mult": "heads"}[name.removesuffix("_tiny")]
+    assert one_line_error(lambda: create_model(name, tiny_spec, **{close[:-1]: 1})) == (
+        f"model {name} has no option '{close[:-1]}' (did you mean '{close}'?); expected one of {', '.join(options)}")
+    assert model_options("student") == ()
+    assert one_line_error(lambda: create_model("student", tiny_spec, hiden=1)).startswith(
+        "bad options for model 'student': unknown student options ['hiden']; expected [")
+
+
 @pytest.mark.parametrize("name, params, says", [
     # a width torch took as given: its TypeError from a tensor's size (wrapped as "bad options"), or int() nowhere
     ("fd_cmdie_tiny", {"hidden": 63.5}, "hidden = 63.5; expected a whole number >= 2"),

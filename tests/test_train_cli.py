@@ -198,11 +198,14 @@ def _exit_code(argv: list[str]) -> int:
     (["text_encoder=lstm"], "argument --model-param: text_encoder is a keyword of train_teacher itself "
                             "(--text-encoder), not a model option it passes on; expected a model option; see"),
     (["progress=false"], "argument --model-param: progress is a keyword of train_teacher itself, not a model option"),
-    # the library's own checks (registry.check_build), in their own words
-    (["hiden=32"], "bad options for model 'fd_cmdie': FDCMDIE.__init__() got an unexpected keyword argument 'hiden'\n"),
-    (["hidden=63.5"], "hidden = 63.5; expected a whole number >= 2\n"),
-    (["hidden=32", "heads=3"], "heads = 3 does not divide the attention width 32; expected a head count that divides "
-                               "the model's width\n"),
+    # the library's own checks (registry.check_build), in their own words: an option the model lacks as in Python
+    # (Python's TypeError named FDCMDIE.__init__ and no option), a bad value named as typed (it was `hidden = 63.5`)
+    (["hiden=32"], "model fd_cmdie has no option 'hiden' (did you mean 'hidden'?); expected one of hidden, heads, "
+                   "layers, text_layers, av_layers, dropout, "),
+    (["hidden=63.5"], "--model-param hidden=63.5; expected a whole number >= 2\n"),
+    (["hidden=32", "heads=3"], "--model-param heads=3 does not divide the attention width 32; expected a head count "
+                               "that divides the model's width\n"),
+    (["hidden=wide"], "--model-param hidden=wide; expected a whole number >= 2\n"),
 ])
 def test_cli_bad_model_param_is_one_line_before_any_data_is_read(pairs, says, tmp_path, capsys, monkeypatch):
     import edge_msa.teacher as teacher
@@ -217,6 +220,15 @@ def test_cli_bad_model_param_is_one_line_before_any_data_is_read(pairs, says, tm
     err = capsys.readouterr().err
     assert err.startswith(f"error: {says}") and len(err.splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unknown_model_option_is_the_same_line_from_python_and_the_command_line(tmp_path, capsys):
+    """The one line for an option the model lacks (registry.check_options), whoever passed it: the command line
+    names what its user typed only where a value is wrong (`--model-param hidden=63.5`)."""
+    message = one_line_error(lambda: train_teacher("gtf", data="never-read.npz", out=tmp_path / "t.pt", hiden=32))
+    assert _exit_code(["train", "--model", "gtf", "--out", str(tmp_path / "t.pt"), "--model-param", "hiden=32"]) == 2
+    assert capsys.readouterr().err == f"error: {message}\n"
+    assert message.startswith("model gtf has no option 'hiden' (did you mean 'hidden'?); expected one of hidden, ")
 
 
 def test_the_model_options_trains_help_names_are_the_models():
@@ -384,8 +396,15 @@ def test_model_counts_are_checked_before_any_data_is_read(model_params, says, tm
                             "half)"),
     ("gtf_tiny", {"heads": 3}, "heads = 3 does not divide the attention width 16; expected a head count that divides "
                                "the model's width"),  # 16: the width gtf_tiny merges in
-    ("fd_cmdie", {"text_encoder_kind": 1}, "bad options for model 'fd_cmdie': FDCMDIE.__init__() got an unexpected "
-                                           "keyword argument 'text_encoder_kind'"),
+    # the options read from the constructor, less train_teacher's own keywords (fd_cmdie's text_encoder)
+    ("fd_cmdie", {"text_encoder_kind": 1}, "model fd_cmdie has no option 'text_encoder_kind'; expected one of hidden, "
+                                           "heads, layers, text_layers, av_layers, dropout, modality_dropout, "
+                                           "av_input_dropout, k_cl, tau, margin, lambda_cl, lambda_tri, score_clip"),
+    ("mult", {"hiden": 32}, "model mult has no option 'hiden'; expected one of dim, heads, cross_layers, memory_layers, "
+                            "dropout, modality_dropout, av_input_dropout"),  # mult's width is dim
+    ("gtf_tiny", {"hiden": 32}, "model gtf_tiny has no option 'hiden' (did you mean 'hidden'?); expected one of "
+                                "hidden, heads, fusion_layers, dropout, modality_dropout, av_input_dropout, "
+                                "cmd_moments, alpha, beta, score_clip, score_scale"),
     # torch's nn.Dropout refuses it with a ValueError, which the registry let through as a traceback
     ("gtf_tiny", {"dropout": 1.5}, "bad options for model 'gtf_tiny': dropout probability has to be between 0 and 1, "
                                    "but got 1.5"),

@@ -16,7 +16,7 @@ import signal
 import sys
 import threading
 import warnings
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, TextIO
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, TextIO
 
 from ..errors import TRAIN_FIX, EdgeMSAError, require_installed
 from ..paths import DATA_ENV, MOSI_FILE
@@ -41,6 +41,8 @@ NEEDS_TRAIN: dict[str, tuple[str, ...]] = {
 # Where a --data left out reads MOSI-U (paths.default_data_root), for the flags' help: it named ../shared/data only,
 # so a user who had set $EDGE_MSA_DATA (as the README's set-up does) was told the default ignored it.
 DEFAULT_DATA = f"${DATA_ENV}/{MOSI_FILE}, else ../shared/data/{MOSI_FILE}"
+# The flag that passes a model option to train_teacher (train, pipeline), which messages name as `--model-param KEY=`
+MODEL_PARAM_FLAG = "--model-param"
 
 
 def add_threads_flag(parser: argparse.ArgumentParser) -> None:
@@ -53,9 +55,16 @@ def add_threads_flag(parser: argparse.ArgumentParser) -> None:
 def add_model_param_flag(parser: argparse.ArgumentParser, names: str) -> None:
     """--model-param of the commands that train a teacher (train, pipeline), defined once; `names`: where its help
     says the model's option names are listed."""
-    parser.add_argument("--model-param", dest="model_params", action=ModelParams, type=key_value, default={},
+    parser.add_argument(MODEL_PARAM_FLAG, dest="model_params", action=ModelParams, type=key_value, default={},
                         metavar="KEY=VALUE", help=f"an option of the teacher model, e.g. hidden=32 (repeatable; "
                         f"{names}; default: the model's own)")
+
+
+def model_param_flags(model_params: Mapping[str, Any]) -> dict[str, str]:
+    """named_as_flags's `spelled` for the options given with --model-param: the line for `--model-param hidden=63.5`
+    named the keyword the user never typed (`hidden = 63.5`). Only the keys given: an option a *_tiny factory merges
+    in (or the model's own default) was not typed, and keeps its keyword."""
+    return {key: f"{MODEL_PARAM_FLAG} {key}=" for key in model_params}
 
 
 def key_value(text: str) -> tuple[str, Any]:

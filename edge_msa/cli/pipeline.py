@@ -90,14 +90,18 @@ def run(args: argparse.Namespace) -> int:
 
 def _check_flags(args: argparse.Namespace) -> None:
     """Every flag in one line each, named as pipeline spells it, before stage 1: the stages check their own settings
-    only when they start, so a bad --min-time surfaced at stage 4, after ~20 min of training, naming bench's flags."""
+    only when they start, so a bad --min-time surfaced at stage 4, after ~20 min of training, naming bench's flags,
+    and a bad --model-param after stage 1's header."""
     from ..errors import check_range, checked_seeds, named_as_flags
+    from ..teacher import check_model_params
+    from . import model_param_flags
 
-    with named_as_flags(["seeds", "epochs", "min_time"]):
+    with named_as_flags(["seeds", "epochs", "min_time"], spelled=model_param_flags(args.model_params)):
         checked_seeds(args.seeds)
         if args.epochs is not None:  # the rule (and words) of train's and compress's --epochs, which it sets
             check_range({"epochs": args.epochs}, 1, strict=False)
         check_range({"min_time": args.min_time}, 0, strict=False)
+        check_model_params(args.model, args.model_params)  # train's check (train_teacher runs it again in stage 1)
 
 
 def _train_inputs(args: argparse.Namespace, data: Path) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 registers itself with @register; tiny variants for tests are registered the same way."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Mapping, get_type_hints
+import inspect
+from typing import TYPE_CHECKING, Any, Callable, Container, Iterable, Mapping, get_type_hints
 
 from ..errors import InputError, check_range
 from ..spec import FeatureSpec, ModelConfig, suggest
@@ -32,17 +33,36 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def model_options(name: str) -> tuple[str, ...]:
+    """The options model `name` takes, in its constructor's order: the keywords of the class its factory returns,
+    less the spec (create_model's own text_bert is no keyword of any class). The one list of them, read from the
+    constructor so that it cannot drift from it. Empty where the constructor has an argument without a default (the
+    student's), i.e. where the factory works the class's arguments out of options of its own, and checks those."""
+    keywords = [p for p in inspect.signature(_model_class(name)).parameters.values() if p.name != "spec"]
+    return () if any(p.default is p.empty for p in keywords) else tuple(p.name for p in keywords)
+
+
+def check_options(name: str, params: Iterable[str], taken: Container[str] = ()) -> None:
+    """One line for the first of `params` that model `name` has no option of (model_options), with the closest of
+    them and the rest: Python's TypeError named the class, e.g. FDCMDIE.__init__, which the user never typed, and no
+    option. `taken`: the keywords of a caller that builds the model (train_teacher's), which its options cannot
+    include, so the line does not offer them (fd_cmdie's text_encoder)."""
+    options = [option for option in model_options(name) if option not in taken]
+    unknown = [key for key in params if key not in options]
+    if options and unknown:
+        raise InputError(f"model {name} has no option '{unknown[0]}'{suggest(unknown[0], options)}")
+
+
 def checked_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
     """`params` with each count of model `name` (its class's COUNTS) as a Python int, or one line naming the first
-    count that is not a whole number at or above its least value. Why: torch took a width as given, so hidden 63.5
-    or "64" failed with torch's TypeError from a tensor's size, numpy's 64 with the LSTM's, heads 0 with a
-    ZeroDivisionError, av_layers 0 with the LSTM's ValueError, cmd_moments 2.5 only in the loss, all after the data
-    load. Needs no FeatureSpec: the counts are checked as given, before the factory runs (the class is found from its
-    factory's return annotation); train_teacher runs it before any data load through check_build."""
-    _load_all()
-    if name not in _REGISTRY:
-        raise InputError(f"unknown model '{name}'{suggest(name, sorted(_REGISTRY))}")
-    counts = getattr(get_type_hints(_REGISTRY[name]).get("return"), "COUNTS", {})
+    option the model lacks (check_options) or the first count that is not a whole number at or above its least
+    value. Why: torch took a width as given, so hidden 63.5 or "64" failed with torch's TypeError from a tensor's
+    size, numpy's 64 with the LSTM's, heads 0 with a ZeroDivisionError, av_layers 0 with the LSTM's ValueError,
+    cmd_moments 2.5 only in the loss, all after the data load. Needs no FeatureSpec: the options are checked as
+    given, before the factory runs (the class is found from its factory's return annotation); train_teacher runs it
+    before any data load through check_build."""
+    check_options(name, params)
+    counts = getattr(_model_class(name), "COUNTS", {})
     given = [k for k in counts if k in params]
     for knob in given:
         check_range({knob: params[knob]}, counts[knob], strict=False, whole=True)
@@ -51,8 +71,8 @@ def checked_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
 
 def create_model(name: str, spec: FeatureSpec, **params: Any) -> MSAModel:
     """Build a model; its constructor arguments are kept in `model.config_params` for checkpoints."""
-    params = checked_params(name, params)
     text_bert = params.pop("text_bert", None)
+    params = checked_params(name, params)
     try:
         if text_bert:  # the text encoder is part of the model (token-id input)
             from .with_text import with_text_encoder
@@ -81,6 +101,14 @@ def check_build(name: str, params: Mapping[str, Any]) -> None:
 
 def model_config(model: MSAModel) -> ModelConfig:
     return ModelConfig(name=model.model_name, params=dict(model.config_params))
+
+
+def _model_class(name: str) -> Any:
+    """The class model `name`'s factory returns (its return annotation), or one line for a name not registered."""
+    _load_all()
+    if name not in _REGISTRY:
+        raise InputError(f"unknown model '{name}'{suggest(name, sorted(_REGISTRY))}")
+    return get_type_hints(_REGISTRY[name]).get("return")
 
 
 def _load_all() -> None:
