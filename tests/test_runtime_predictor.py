@@ -871,7 +871,8 @@ def test_cli_batch_errors_name_the_row_as_found_in_the_file(bundle, tmp_path, ca
     cases = [(["--batch", tmp_path / "empty.csv"], "empty.csv row 2: input has no usable modality (nothing given)"),
              (["--batch", tmp_path / "wrong.csv"], "wrong.csv row 2: audio features have shape (3, 6); expected"),
              (["--batch", tmp_path / "gone.csv"], f"gone.csv row 3: feature file not found: {tmp_path / 'gone.npy'}; "
-              "expected an .npy array of shape (L, d)"),
+              "expected an .npy array: features (L, d) or (1, L, d), or a token-id bundle's text as token ids (L,), "
+              "(1, L), (L, 1) or (1, L, 1)"),
              (["--batch", tmp_path / "none.csv"], f"batch file not found: {tmp_path / 'none.csv'}; expected a CSV"),
              (["--batch", tmp_path / "one.csv"], "one.csv row 1: audio features have shape (3, 6); expected"),
              (["--features", npz], "f.npz index 2: input has no usable modality")]

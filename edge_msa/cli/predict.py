@@ -88,6 +88,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+# What a .npy given to predict may hold, in spec.input_shapes' words: it said "(L, d)" only, for a token-id
+# bundle's --text too, which takes token ids
+NPY_SHAPES = (f"an .npy array: features {input_shapes()}, or a token-id bundle's text as token ids "
+              f"{input_shapes(token_ids=True)}")
+
+
 def _value(text: str | None, base: Path = Path(".")) -> Any:
     """A .npy path -> its array; any other non-empty string -> a (media) path; empty -> missing."""
     import numpy as np
@@ -99,12 +105,11 @@ def _value(text: str | None, base: Path = Path(".")) -> Any:
     path = base / text
     if path.suffix.lower() == ".npy":  # any case, as dataset detection (data.detect_format) has it
         if not path.is_file():
-            raise not_found("feature file", path, "an .npy array of shape (L, d)")
+            raise not_found("feature file", path, NPY_SHAPES)
         try:
             return np.load(path, allow_pickle=False)
         except (ValueError, OSError, EOFError) as exc:  # EOFError: an empty file
-            raise InputError(f"cannot read '{path}' as a numpy array ({exc}); expected an .npy of shape (L, d)") \
-                from None
+            raise InputError(f"cannot read '{path}' as a numpy array ({exc}); expected {NPY_SHAPES}") from None
     return path
 
 
