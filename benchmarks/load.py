@@ -26,6 +26,7 @@ from edge_msa.errors import InputError
 from edge_msa.jsonio import dumps
 from edge_msa.serve.routes import PREDICT
 
+from .memory import status_bytes
 from .timing import summarize
 
 SENTENCES = ("what a wonderful film", "not my thing at all", "the acting was fine but the plot dragged",
@@ -46,11 +47,12 @@ def proc_file(pid: int, name: str) -> str:
 
 
 def rss_mib(pid: int) -> float:
-    """Resident set size of a process in MiB (Linux /proc)."""
-    for line in proc_file(pid, "status").splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise InputError(f"/proc/{pid}/status has no VmRSS; expected a live Linux process")
+    """Resident set size of a process in MiB (Linux /proc), read by the bench's reader: MiB, not the bench
+    report's MB, because the soak figures (README, test_serve_soak) are MiB under this `rss_mib` name."""
+    size = status_bytes(proc_file(pid, "status"), "VmRSS")
+    if size is None:
+        raise InputError(f"/proc/{pid}/status has no VmRSS; expected a live Linux process")
+    return size / 2**20
 
 
 def cpu_seconds(pid: int) -> float:

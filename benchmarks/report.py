@@ -81,7 +81,8 @@ def render_markdown(report: dict[str, Any], png_note: str | None = None) -> str:
              "items/s; energy in mJ per item above idle; model KB = the model's graph files, bundle MB = "
              "everything the device stores (text encoder and tokenizer included); load MB = resident memory the "
              "bundle's load added; peak RSS = the whole benchmark process (harness, evaluation data and the bundles "
-             "loaded before it included) from that bundle's load through its accuracy run. The bundles are "
+             "loaded before it included) from that bundle's load through its accuracy run; every MB is 10^6 "
+             "bytes (the RSS figures too, converted from /proc's KiB). The bundles are "
              f"{SIDE_BY_SIDE}, so load that comes and goes falls on all of them alike and the ratios hold within the "
              "run.", "",
              "## Results", "",

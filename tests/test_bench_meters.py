@@ -433,7 +433,7 @@ def test_nvml_meters_the_gpu_this_process_runs_on_when_cuda_and_nvml_count_gpus_
         assert meter.handle == "index 1"
         assert meter.scope == ("GPU board energy counter, NVIDIA A100-SXM4-40GB (GPU 1, where this process's CUDA "
                                "context is)")
-    assert gpu_name() == "NVIDIA A100-SXM4-40GB" and gpu_memory_mb() == 1.0
+    assert gpu_name() == "NVIDIA A100-SXM4-40GB" and gpu_memory_mb() == 1.048576  # MB of 10^6 bytes, not MiB
     procs.clear()  # a container hides the host's process ids: the index, named a guess on this host of mixed GPUs
     with NvmlMeter() as meter:
         assert meter.handle == "index 0" and "may be another card than CUDA's 0" in meter.scope

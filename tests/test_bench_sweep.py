@@ -199,6 +199,7 @@ def test_failed_rows_say_why_and_the_sweep_continues(report_dir):
 def test_markdown_and_png(report_dir):
     md = (report_dir / "report.md").read_text()
     assert "| bundle | model | precision | model KB | bundle MB | batch | modalities | input | status |" in md
+    assert "every MB is 10^6 bytes (the RSS figures too" in md  # load MB and peak RSS MB were MiB
     assert "## Ratios vs the first bundle (teacher)" in md
     ratio_line = next(l for l in md.splitlines() if l.startswith("| student | 1 | all |"))
     speedup = float(ratio_line.split("|")[4].strip().rstrip("x"))
@@ -717,3 +718,34 @@ def test_load_refuses_a_url_without_a_host(capsys):
     assert load_main(["--url", "localhost:8000/v1/predict", "--requests", "1", "--duration", "1"]) == 2
     assert capsys.readouterr().err == ("error: url 'localhost:8000/v1/predict' has no host; expected "
                                        "http://HOST[:PORT]/PATH\n")
+
+
+STATUS_TEXT = "Name:\tpython\nVmHWM:\t 2000000 kB\nVmRSS:\t 1000000 kB\n"  # /proc's kB are KiB
+
+
+def test_rss_figures_are_mb_of_a_million_bytes_like_bundle_mb(tmp_path, monkeypatch):
+    """VmRSS / VmHWM kB were divided by 1024, MiB under the report's "MB" (4.6 % below the bundle MB beside them)."""
+    from edge_msa.benchmarks import memory
+
+    (tmp_path / "status").write_text(STATUS_TEXT)
+    monkeypatch.setattr(memory, "STATUS", tmp_path / "status")
+    assert memory.current_rss_mb() == 1024.0 and memory.peak_rss_mb() == 2048.0  # 10^6 KiB = 1024 MB
+    monkeypatch.setattr(memory, "STATUS", tmp_path / "missing")  # no /proc: getrusage's ru_maxrss
+    import resource
+    for platform, maxrss in (("linux", 10**6), ("darwin", 1024 * 10**6)):  # KiB on Linux, bytes on macOS
+        monkeypatch.setattr(sys, "platform", platform)
+        monkeypatch.setattr(resource, "getrusage", lambda who, maxrss=maxrss: SimpleNamespace(ru_maxrss=maxrss))
+        assert memory.peak_rss_mb() == 1024.0
+
+
+def test_the_load_generator_reads_rss_with_the_bench_reader_and_keeps_mib(monkeypatch):
+    """Two VmRSS parsers, two units: the soak's `rss_mib` stays MiB (the README quotes it), from the same bytes."""
+    from edge_msa.benchmarks import load
+    from edge_msa.benchmarks.memory import status_bytes
+
+    assert status_bytes(STATUS_TEXT, "VmRSS") == 1024 * 10**6 and status_bytes(STATUS_TEXT, "VmSwap") is None
+    monkeypatch.setattr(load, "proc_file", lambda pid, name: STATUS_TEXT)
+    assert load.rss_mib(1) == 10**6 / 1024
+    monkeypatch.setattr(load, "proc_file", lambda pid, name: "Name:\tzombie\n")
+    with pytest.raises(InputError, match="has no VmRSS; expected a live Linux process"):
+        load.rss_mib(1)

@@ -14,6 +14,7 @@ from typing import Callable
 
 from edge_msa.errors import GPU_FIX, MissingDependencyError, require
 
+from ..memory import MB
 from .base import Meter, MeterUnavailable
 
 
@@ -212,7 +213,8 @@ def gpu_name(gpu: str | None = None) -> str:
 
 
 def gpu_memory_mb(gpu: str | None = None, pid: int | None = None) -> float | str:
-    """GPU memory this process holds on the visible GPU (MB), else `unavailable: <why>`."""
+    """GPU memory this process holds on the visible GPU in MB (10^6 bytes, as the report's other MB), else
+    `unavailable: <why>`."""
     gpu = visible_gpu() if gpu is None else gpu
     pid = os.getpid() if pid is None else pid
     try:
@@ -223,7 +225,7 @@ def gpu_memory_mb(gpu: str | None = None, pid: int | None = None) -> float | str
         handle = _handle(nvml, gpu)[0]
         for proc in nvml.nvmlDeviceGetComputeRunningProcesses(handle):
             if proc.pid == pid and proc.usedGpuMemory is not None:
-                return proc.usedGpuMemory / 2**20
+                return proc.usedGpuMemory / MB
         return "unavailable: this process holds no NVML-visible GPU memory"
     except Exception as exc:
         return f"unavailable: NVML process memory query failed ({exc})"
