@@ -11,6 +11,7 @@ from edge_msa.atomic import atomic_dir
 from edge_msa.errors import PLOT_FIX
 from edge_msa.jsonio import dumps
 
+from .memory import MB
 from .sysinfo import THROTTLED_BELOW
 from .target import ok_rows_on_gpu
 from .timing import SIDE_BY_SIDE, STAGE_BUDGET_S, STAGE_CALLS
@@ -94,7 +95,7 @@ def render_markdown(report: dict[str, Any], png_note: str | None = None) -> str:
         lines.append("| " + " | ".join([
             names[r["bundle"]], str(r.get("model", "–")), str(r.get("precision", "–")),
             _num(r["model_bytes"] / 1e3 if r.get("model_bytes") else None, "{:.0f}"),
-            _num(r["bundle_bytes"] / 1e6 if r.get("bundle_bytes") else None, "{:.1f}"), str(r["batch"]),
+            _num(r["bundle_bytes"] / MB if r.get("bundle_bytes") else None, "{:.1f}"), str(r["batch"]),
             r["modalities"], str(r.get("input", "–")),
             r["status"] + (", throttled?" if _ok(r) and r.get("throttled") else ""),
             *(_num(r.get("latency_ms", {}).get(k)) for k in ("p50", "p90", "p99")),
