@@ -8,7 +8,7 @@ from typing import Any, Mapping
 
 from edge_msa.spec import MODALITIES, FeatureSpec
 
-from .formats import DEFAULTS
+from .formats import DEFAULTS, LAYERNORM_OPSET
 
 TRT_OPS = frozenset("""
 Abs Acos Acosh Add And ArgMax ArgMin Asin Asinh Atan Atanh AveragePool BatchNormalization Cast Ceil Celu Clip
@@ -26,7 +26,6 @@ Transpose Trilu Unsqueeze Where Xor
 # TRT_OPS that TensorRT 8.5's parser (JetPack 5) lacks: onnx-tensorrt release/8.5-GA docs/operators.md marks
 # LayerNormalization and IsInf "N" and does not list GroupNormalization (opset 18) or Gelu (opset 20).
 TRT_85_LACKS = frozenset({"Gelu", "GroupNormalization", "IsInf", "LayerNormalization"})
-LAYERNORM_OPSET = 17  # torch writes LayerNorm as one LayerNormalization node from this opset on, as primitive ops below
 
 
 def profile_shapes(path: Path, spec: FeatureSpec, graph: str, max_batch: int) -> dict[str, tuple[tuple[int, ...], ...]]:

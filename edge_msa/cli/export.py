@@ -32,8 +32,7 @@ def _format_table() -> str:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from edge_msa.export.formats import DEFAULTS, FORMATS, MAX_OPSET, MIN_OPSET, TRT_PRECISIONS
-    from edge_msa.export.trt_support import LAYERNORM_OPSET
+    from edge_msa.export.formats import DEFAULTS, FORMATS, LAYERNORM_OPSET, MAX_OPSET, MIN_OPSET, TRT_PRECISIONS
 
     from . import Typed, one_of
 
