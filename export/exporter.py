@@ -205,9 +205,7 @@ def _add_device_files(ctx: ExportContext, manifest: Manifest) -> None:
     bundle, opts = ctx.out, ctx.options
     manifest.tensorrt_check = check_ops({n: bundle / f for n, f in manifest.graphs.items() if f.endswith(".onnx")}
                                         or ctx.onnx_graphs)
-    write_text(bundle / "trtexec.txt", trtexec_lines(ctx.onnx_graphs, ctx.spec, int(opts["max_batch"]),
-                                                     opts.get("trt_precision", "fp16"),
-                                                     manifest.tensorrt_check))
+    write_text(bundle / "trtexec.txt", trtexec_lines(ctx.onnx_graphs, ctx.spec, opts, manifest.tensorrt_check))
     if ctx.spec.front_end("text") == MINILM:
         manifest.text_encoder = _copy_text_encoder(bundle)
     elif (tokenizer := tokenizer_of(ctx.model)) is not None:  # it encodes token ids itself: only its tokenizer travels

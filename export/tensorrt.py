@@ -13,8 +13,8 @@ import numpy as np
 from edge_msa.errors import ArtifactError, InputError, MissingDependencyError, given, require
 from edge_msa.runtime.tensorrt_backend import cuda_call, cuda_runtime, to_engine_dtype
 
-from .formats import TRT_FIX
-from .trt_support import LAYERNORM_OPSET, profile_shapes
+from .formats import LAYERNORM_OPSET, TRT_FIX
+from .trt_support import profile_shapes
 
 if TYPE_CHECKING:
     from .exporter import ExportContext

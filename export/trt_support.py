@@ -4,9 +4,11 @@ the TensorRT ONNX parser supports (onnx-tensorrt operators.md: TensorRT 8.6-10, 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from edge_msa.spec import MODALITIES, FeatureSpec
+
+from .formats import DEFAULTS, LAYERNORM_OPSET
 
 TRT_OPS = frozenset("""
 Abs Acos Acosh Add And ArgMax ArgMin Asin Asinh Atan Atanh AveragePool BatchNormalization Cast Ceil Celu Clip
@@ -24,7 +26,6 @@ Transpose Trilu Unsqueeze Where Xor
 # TRT_OPS that TensorRT 8.5's parser (JetPack 5) lacks: onnx-tensorrt release/8.5-GA docs/operators.md marks
 # LayerNormalization and IsInf "N" and does not list GroupNormalization (opset 18) or Gelu (opset 20).
 TRT_85_LACKS = frozenset({"Gelu", "GroupNormalization", "IsInf", "LayerNormalization"})
-LAYERNORM_OPSET = 17  # torch writes LayerNorm as one LayerNormalization node from this opset on, as primitive ops below
 
 
 def profile_shapes(path: Path, spec: FeatureSpec, graph: str, max_batch: int) -> dict[str, tuple[tuple[int, ...], ...]]:
@@ -53,19 +54,24 @@ def profile_shapes(path: Path, spec: FeatureSpec, graph: str, max_batch: int) ->
     return shapes
 
 
-def trtexec_lines(graphs: dict[str, Path], spec: FeatureSpec, max_batch: int, precision: str,
+def trtexec_lines(graphs: dict[str, Path], spec: FeatureSpec, options: Mapping[str, Any],
                   check: dict[str, Any]) -> str:
-    """One `trtexec` command per graph, building the engine this bundle's exporter would build. A graph with ops
-    TensorRT's parser lacks (`check`, from check_ops: the onnx-int8 bundles' MatMulInteger) gets its command
-    commented out, with why and what to run instead, since trtexec would only fail on it; what TensorRT 8.5 lacks
-    besides is said once in the header."""
-    flag = {"fp16": " --fp16", "int8": " --int8 --fp16", "fp32": ""}.get(precision, " --fp16")
+    """One `trtexec` command per graph, building the engine this bundle's exporter would build: its profile
+    (options' max_batch), precision (trt_precision) and workspace pool (workspace_mb), the engine format's defaults
+    where `options` (an ONNX format's) lack them. A graph with ops TensorRT's parser lacks (`check`, from check_ops:
+    the onnx-int8 bundles' MatMulInteger) gets its command commented out, with why and what to run instead, since
+    trtexec would only fail on it; what TensorRT 8.5 lacks besides is said once in the header."""
+    opts = {**DEFAULTS, **options}
+    flag = {"fp16": " --fp16", "int8": " --int8 --fp16", "fp32": ""}[opts["trt_precision"]]
+    # as tensorrt.build's set_memory_pool_limit(WORKSPACE, workspace_mb MiB); a bare number is MiB in every trtexec
+    # of TensorRT 8.5-10 (8.x reads "workspace:sizeInMiB"; 10.x takes a B/K/M/G suffix, MiB when none is given)
+    flag += f" --memPoolSize=workspace:{int(opts['workspace_mb'])}"
     unsupported, jetpack5 = check["unsupported"], tensorrt_85_note(check)
     lines = ["# Equivalent trtexec commands (run on the target device; engines are device-specific).",
              "# INT8 via trtexec has no calibration data: prefer `edge-msa export --format engine "
              "--trt-precision int8 --data ...`.", *([f"# {jetpack5}."] if jetpack5 else [])]
     for name, path in graphs.items():
-        shapes = profile_shapes(path, spec, name, max_batch)
+        shapes = profile_shapes(path, spec, name, int(opts["max_batch"]))
         fmt = [",".join(f"{k}:{'x'.join(map(str, s[i]))}" for k, s in shapes.items()) for i in range(3)]
         line = (f"trtexec --onnx={path.name} --saveEngine={name}.engine --minShapes={fmt[0]} "
                 f"--optShapes={fmt[1]} --maxShapes={fmt[2]}{flag}")

@@ -195,6 +195,23 @@ def test_an_opset_no_model_exports_at_fails_before_any_work(tmp_path, opset):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_export_help_names_the_opset_range_that_is_checked(tmp_path, capsys, monkeypatch):
+    """The help said "14..20" and the check `top=20`, literals beside MIN_OPSET: both follow the constants now (a
+    torch whose TorchScript exporter writes opset 21 is one edit), as does the default the help names."""
+    from edge_msa.cli import main
+    from edge_msa.export import formats
+
+    monkeypatch.setattr(formats, "MAX_OPSET", 21)
+    with pytest.raises(SystemExit):
+        main(["export", "--help"])
+    said = " ".join(capsys.readouterr().out.split())
+    assert f"ONNX opset, {formats.MIN_OPSET}..21 (default: {formats.DEFAULTS['opset']}," in said
+    message = one_line_error(lambda: export(tmp_path / "absent.pt", out=tmp_path / "b", opset=22, log=None))
+    assert message.startswith(f"opset = 22; expected {formats.MIN_OPSET} <= opset <= 21 ")
+    message = one_line_error(lambda: export(tmp_path / "absent.pt", out=tmp_path / "b", opset=21, log=None))
+    assert message.startswith("checkpoint ") and "does not exist" in message  # 21 passed the range check
+
+
 def test_opset_and_workspace_are_named_as_given_on_the_cli(tmp_path, capsys):
     """`opset 21 is out of range` / `workspace_mb must be ...; got 0` named neither the flag typed nor the keyword."""
     from edge_msa.cli import main

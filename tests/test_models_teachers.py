@@ -36,6 +36,30 @@ def test_teachers_registered():
     assert {"fd_cmdie", "gtf", "mult", *TINY} <= names
 
 
+@pytest.mark.parametrize("name", ["fd_cmdie", "gtf", "mult"])
+@pytest.mark.parametrize("params, says", [
+    ({"modality_dropout": 2}, "modality_dropout = 2; expected a probability in [0, 1)"),  # hid it in every batch
+    ({"modality_dropout": -1}, "modality_dropout = -1; expected a probability in [0, 1)"),  # never hid it
+    ({"modality_dropout": float("nan")}, "modality_dropout = nan; expected a probability in [0, 1)"),
+    ({"av_input_dropout": 1}, "av_input_dropout = 1; expected a probability in [0, 1)"),  # zeroed every input
+])
+def test_a_dropout_rate_that_is_no_probability_is_refused_before_any_data_is_read(name, params, says, tmp_path,
+                                                                                  monkeypatch):
+    """`--model-param modality_dropout=2` trained a teacher that never saw audio or video, and -1 one that never
+    learned without them, silently: each constructor checks its rates (base.check_probabilities), so
+    registry.check_build refuses them before the data load, which fails loudly here."""
+    import edge_msa.teacher as teacher
+    from conftest import one_line_error
+
+    def never(*args, **kwargs):
+        raise AssertionError("read before the model options were checked")
+
+    monkeypatch.setattr(teacher, "_load", never)
+    monkeypatch.setattr(teacher, "_pretrained_text", never)
+    assert one_line_error(lambda: teacher.train_teacher(name, out=tmp_path / "t.pt", **params)) == says
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("name", TINY)
 def test_forward_backward_any_length_and_missing(name, tiny_spec):
     torch.manual_seed(0)

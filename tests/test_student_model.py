@@ -120,6 +120,10 @@ def test_bad_options(tiny_spec):
     ({"blocks": ["text", "fuse"]}, "student blocks = ['text', 'fuse']; expected a map of fuse, text (the blocks of "
                                    "share='depth') to maps of heads, head_dim, ffn"),
     ({"blocks": {}}, "student blocks [] do not match share='depth'; expected ['fuse', 'text']"),
+    # each modality's rate: 2 hid the audio in every training batch, silently; 1 zeroed every audio/video input
+    ({"modality_dropout": [0.05, 2, 0.7]}, "modality_dropout[1] = 2; expected a probability in [0, 1)"),
+    ({"modality_dropout": [-0.1, 0.7, 0.7]}, "modality_dropout[0] = -0.1; expected a probability in [0, 1)"),
+    ({"av_input_dropout": 1.0}, "av_input_dropout = 1.0; expected a probability in [0, 1)"),
 ])
 def test_a_student_width_that_int_would_round_or_that_builds_nothing_is_refused(params, says, tiny_spec):
     from conftest import one_line_error

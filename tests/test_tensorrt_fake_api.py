@@ -552,6 +552,19 @@ def test_engine_bundle_manifest_and_builds(engines, trt_api, precision):
     assert m.parity[m.precision]["max_abs_diff"]["score"] <= 1e-5  # the fake runs the fp32 graphs
 
 
+def test_trtexec_builds_with_the_exporters_workspace(student, trt_api, onnx_bundle, tmp_path):
+    """trtexec.txt names the engine the exporter builds, but left out its workspace pool (--workspace-mb, default
+    1024 MiB), so trtexec built with its own; each command carries the one value the builder was given."""
+    bundle = export(student[0], format="engine", workspace_mb=256, single_graph=True, log=None, out=tmp_path / "b")
+    (graph,) = read_manifest(bundle).export_options["onnx_graphs"].values()
+    (build,) = [b for b in trt_api.builds if b["sha"] == _sha(bundle / graph)]
+    assert build["pools"] == {MemoryPoolType.WORKSPACE: 256 << 20}
+    (line,) = [line for line in (bundle / "trtexec.txt").read_text().splitlines() if line.startswith("trtexec ")]
+    assert line.endswith(" --fp16 --memPoolSize=workspace:256")  # a bare number: MiB in trtexec 8.5-10
+    onnx_lines = [line for line in (onnx_bundle / "trtexec.txt").read_text().splitlines() if line.startswith("trtexec ")]
+    assert onnx_lines and all(line.endswith(" --memPoolSize=workspace:1024") for line in onnx_lines)  # the default
+
+
 def test_int8_calibrator_gets_the_recorded_feeds(engines, trt_api, onnx_bundle):
     bundle = engines["int8"]
     kept = read_manifest(bundle).export_options["onnx_graphs"]

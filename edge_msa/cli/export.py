@@ -32,7 +32,7 @@ def _format_table() -> str:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from edge_msa.export.formats import FORMATS, TRT_PRECISIONS
+    from edge_msa.export.formats import DEFAULTS, FORMATS, LAYERNORM_OPSET, MAX_OPSET, MIN_OPSET, TRT_PRECISIONS
 
     from . import Typed, one_of
 
@@ -47,8 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="bundle", help="bundle directory to write (default: bundle)")
     p.add_argument("--data", default=None, help="dataset for real parity inputs and the accuracy check (valid split)")
     p.add_argument("--single-graph", action="store_true", help="one graph even for the student (no modality skipping)")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset, 14..20 (default: 17, legacy "
-                   "exporter; TensorRT 8.5 / JetPack 5 engines need 16: its parser lacks LayerNormalization)")
+    p.add_argument("--opset", type=int, default=DEFAULTS["opset"], help=f"ONNX opset, {MIN_OPSET}..{MAX_OPSET} "
+                   f"(default: {DEFAULTS['opset']}, legacy exporter; TensorRT 8.5 / JetPack 5 engines need "
+                   f"{LAYERNORM_OPSET - 1}: its parser lacks LayerNormalization)")
     p.add_argument("--atol", type=Typed, default=None, help="fp32 parity tolerance (default: 1e-4)")
     p.add_argument("--max-drop", type=Typed, default=None,
                    help="largest Acc-2 (non-0) drop in points for fp16/int8/engine (default: 0.5)")

@@ -2,16 +2,31 @@
 per-part export all rely on it."""
 from __future__ import annotations
 
+from numbers import Real
 from typing import Any, ClassVar, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import InputError, given
 from ..spec import MODALITIES, FeatureSpec
 from .export_config import ExportConfig, SingleGraphConfig
 
 Batch = dict[str, torch.Tensor]  # text/audio/video (B, L, d) float, *_mask (B, L) bool, label (B,)
+
+
+def check_probabilities(values: Mapping[str, Any]) -> None:
+    """One line for the first of `values` (name -> a constructor's dropout rate) that is not a probability in
+    [0, 1), checked by every model's constructor, so registry.check_build refuses it before any data load. Why [0, 1):
+    drop_modalities keeps a sample where torch.rand (< 1) >= p, so a modality_dropout of 1 or more hid the modality
+    in every training batch (its encoder never trained) and one below 0 never hid it, both silently; an
+    av_input_dropout of 1 zeroed every audio/video input (nn.Dropout takes it; it refuses only p outside [0, 1], in
+    torch's words through the registry's "bad options" line)."""
+    for name, value in values.items():
+        number = isinstance(value, Real) and not isinstance(value, bool)
+        if not (number and 0 <= value < 1):  # negated so that NaN fails too
+            raise InputError(f"{given(name, value)}; expected a probability in [0, 1)")
 
 
 class MSAModel(nn.Module):

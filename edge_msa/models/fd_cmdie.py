@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..spec import MODALITIES, FeatureSpec
-from .base import Batch, MSAModel
+from .base import Batch, MSAModel, check_probabilities
 from .encoders import SequenceEncoder, bound_score, drop_modalities
 from .layers import Attention, FeedForward, SinusoidalPosition, masked_mean, presence
 from .losses import cosine_triplet, nt_xent, nt_xent_mined
@@ -107,6 +107,7 @@ class FDCMDIE(MSAModel):
                  modality_dropout: float = 0.7, av_input_dropout: float = 0.7, k_cl: int = 10, tau: float = 0.5,
                  margin: float = 0.5, lambda_cl: float = 0.1, lambda_tri: float = 0.1, score_clip: float = 0.0) -> None:
         super().__init__()
+        check_probabilities({"modality_dropout": modality_dropout, "av_input_dropout": av_input_dropout})
         self.config_params: dict[str, Any] = dict(
             hidden=hidden, heads=heads, layers=layers, text_encoder=text_encoder, text_layers=text_layers,
             av_layers=av_layers, dropout=dropout, modality_dropout=modality_dropout, av_input_dropout=av_input_dropout,

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..spec import MODALITIES, FeatureSpec
-from .base import Batch, MSAModel
+from .base import Batch, MSAModel, check_probabilities
 from .encoders import AttentionPool, SequenceEncoder, bound_score, drop_modalities
 from .layers import Attention, FeedForward, masked_mean, presence
 from .losses import MIBound, cmd
@@ -65,6 +65,7 @@ class GTF(MSAModel):
                  cmd_moments: int = 5, alpha: float = 0.1, beta: float = 1.0, score_clip: float = 0.0,
                  score_scale: float = 1.0) -> None:
         super().__init__()
+        check_probabilities({"modality_dropout": modality_dropout, "av_input_dropout": av_input_dropout})
         self.config_params: dict[str, Any] = dict(hidden=hidden, heads=heads, fusion_layers=fusion_layers,
                                                   dropout=dropout, modality_dropout=modality_dropout,
                                                   av_input_dropout=av_input_dropout,

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..spec import MODALITIES, FeatureSpec
-from .base import Batch, MSAModel
+from .base import Batch, MSAModel, check_probabilities
 from .encoders import InputNorm, drop_modalities, last_valid
 from .layers import SinusoidalPosition, TransformerLayer, presence
 from .registry import register
@@ -44,6 +44,7 @@ class MulT(MSAModel):
                  memory_layers: int = 1, dropout: float = 0.2, modality_dropout: float = 0.7,
                  av_input_dropout: float = 0.7) -> None:
         super().__init__()
+        check_probabilities({"modality_dropout": modality_dropout, "av_input_dropout": av_input_dropout})
         self.config_params: dict[str, Any] = dict(dim=dim, heads=heads, cross_layers=cross_layers,
                                                   memory_layers=memory_layers, dropout=dropout,
                                                   modality_dropout=modality_dropout, av_input_dropout=av_input_dropout)

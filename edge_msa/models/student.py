@@ -17,7 +17,7 @@ from torch import nn
 
 from ..errors import InputError, check_range
 from ..spec import MODALITIES, PARTS, SKIPPABLE, FeatureSpec, modality_runs
-from .base import Batch, MSAModel
+from .base import Batch, MSAModel, check_probabilities
 from .encoders import InputNorm, drop_modalities
 from .export_config import ExportConfig, PartsConfig, SingleGraphConfig
 from .layers import SinusoidalPosition, TransformerLayer, head_width, masked_mean, presence
@@ -231,6 +231,20 @@ def _blocks(cfg: dict[str, Any], share: str) -> Mapping[str, Any]:
     return blocks
 
 
+def _checked_dropouts(cfg: dict[str, Any]) -> list[float]:
+    """modality_dropout as floats, one per modality (text, audio, video), each of them and av_input_dropout as given
+    a probability by base.check_probabilities, the teachers' rule: a rate of 1 or more hid (or zeroed) that input in
+    every training batch, silently."""
+    rates = list(cfg["modality_dropout"])
+    modality_dropout = [float(p) for p in rates]
+    if len(modality_dropout) != len(MODALITIES):
+        raise InputError(f"modality_dropout needs {len(MODALITIES)} values (text, audio, video); "
+                         f"got {modality_dropout}")
+    check_probabilities({**{f"modality_dropout[{i}]": p for i, p in enumerate(rates)},
+                         "av_input_dropout": cfg["av_input_dropout"]})
+    return modality_dropout
+
+
 def _build(spec: FeatureSpec, defaults: dict[str, Any], params: dict[str, Any]) -> Student:
     unknown = set(params) - set(defaults) - {"blocks", "sharing"}
     if unknown:
@@ -245,10 +259,7 @@ def _build(spec: FeatureSpec, defaults: dict[str, Any], params: dict[str, Any]) 
     thresholds = [float(t) for t in cfg["skip_thresholds"]]
     if len(thresholds) != len(SKIPPABLE):
         raise InputError(f"skip_thresholds needs {len(SKIPPABLE)} values (audio, video); got {thresholds}")
-    modality_dropout = [float(p) for p in cfg["modality_dropout"]]
-    if len(modality_dropout) != len(MODALITIES):
-        raise InputError(f"modality_dropout needs {len(MODALITIES)} values (text, audio, video); "
-                         f"got {modality_dropout}")
+    modality_dropout = _checked_dropouts(cfg)
     blocks = {n: _checked_widths(f"blocks['{n}']", b, Student.NESTED_WIDTHS["blocks"]) for n, b in blocks.items()}
     enc_hidden = _checked_widths("enc_hidden", cfg["enc_hidden"], Student.NESTED_WIDTHS["enc_hidden"])
     model = Student(spec, int(cfg["dim"]), int(cfg["depth"]), int(cfg["fuse_depth"]), share, blocks, enc_hidden,
