@@ -17,7 +17,7 @@ from edge_msa.runtime.manifest import MANIFEST, Manifest, write_manifest
 from edge_msa.spec import MODALITIES, FeatureSpec
 from edge_msa.version import __version__
 
-from .formats import get_format, resolve_options
+from .formats import DEFAULTS, get_format, resolve_options
 from .slim import slim_file
 
 
@@ -37,7 +37,7 @@ class ExportContext:
 
 
 def export(checkpoint: str | os.PathLike, format: str = "onnx", out: str | os.PathLike = "bundle",  # noqa: A002
-           data: str | os.PathLike | None = None, single_graph: bool = False, opset: int = 17,
+           data: str | os.PathLike | None = None, single_graph: bool = False, opset: int = DEFAULTS["opset"],
            log: Callable[[str], None] | None = print, **options: Any) -> Path:
     """Export `checkpoint` to a bundle at `out` in `format` (see export.formats.FORMATS).
 
