@@ -561,6 +561,16 @@ def test_a_text_bert_model_param_is_refused_before_any_data_is_read(text_encoder
     text_bert = {"vocab_size": 40, "hidden": 32, "layers": 2, "heads": 4, "head_dim": 8, "ffn": 64, "max_positions": 12}
     message = one_line_error(lambda: train_teacher("gtf_tiny", data="never-read.npz", out=tmp_path / "t.pt",
                                                    text_encoder=text_encoder, text_bert=text_bert))
-    assert message == ("model parameter text_bert is set by train_teacher from text_model (the encoder it fine-tunes); "
-                       "expected text_model = a Hugging Face folder, and no text_bert")
+    assert message == ("text_bert is set by train_teacher from the text encoder it fine-tunes; expected no text_bert "
+                       "among the model options (text_model, a Hugging Face folder, chooses the encoder)")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_text_bert_model_param_is_told_by_trains_flags(tmp_path, capsys):
+    """From `edge-msa train` the line names the flags typed (it read `expected --text-model = a Hugging Face
+    folder`, a flag followed by ` = `); pipeline's, which has no --text-model, is in test_pipeline_resume."""
+    assert _exit_code(["train", "--out", str(tmp_path / "t.pt"), "--model-param", "text_bert=1"]) == 2
+    assert capsys.readouterr().err == (
+        "error: --model-param text_bert=1 is set by train_teacher from the text encoder it fine-tunes; expected no "
+        "text_bert among the model options (--text-model FOLDER chooses the encoder)\n")
     assert list(tmp_path.iterdir()) == []
