@@ -143,8 +143,9 @@ def named_as_flags(knobs: Iterable[str], spelled: Mapping[str, str] | None = Non
     """Within it, messages name `knobs` by the flags that set them: a CLI user typed `--epochs 0` and was told
     `epochs = 0`, a library caller passes the keyword, and some knobs (lr, max_minutes, ...) have no flag at all.
     Set by the commands whose flags are their library call's keywords (compress, train); `spelled` maps a knob to
-    its flag where the two are spelled apart (serve's --max-body sets Limits.max_body_bytes; a flag ending in '='
-    takes KEY=VALUE, as `--model-param hidden=` sets a model's hidden)."""
+    its flag where the two are spelled apart (serve's --max-body sets Limits.max_body_bytes), or to the whole flag as
+    typed where the flag takes KEY=VALUE (`--model-param hidden=1e2` sets a model's hidden: its value as parsed,
+    100.0, is not what the user typed)."""
     flags = {name: f"--{name.replace('_', '-')}" for name in knobs}
     token = _FLAG_KNOBS.set(MappingProxyType({**flags, **(spelled or {})}))
     try:
@@ -161,10 +162,11 @@ def option_name(name: str) -> str:
 
 def given(name: str, value: Any) -> str:
     """A knob and its value as the user gave them: `--share all` on the command line, `share = 'all'` in Python, and
-    `--model-param hidden=63.5` where a flag sets it as KEY=VALUE (its spelling ends in '=', named_as_flags)."""
+    `--model-param hidden="64"` where a flag sets it as KEY=VALUE (spelled whole as typed, with its '=',
+    named_as_flags)."""
     spelled = option_name(name)
     if spelled != name:
-        return f"{spelled}{'' if spelled.endswith('=') else ' '}{value}"
+        return spelled if "=" in spelled else f"{spelled} {value}"
     return f"{name} = {value!r}" if isinstance(value, str) else f"{name} = {value}"
 
 

@@ -1,24 +1,35 @@
-"""Default locations: data comes from a flag; `../shared/data` beside the checkout is the default
-where it exists (our development and CI layout), so README commands run as written on a fresh clone."""
+"""Default locations: data comes from a flag; `../shared/data` beside the checkout (or the working directory) is
+the default where it exists (our development and CI layout), so README commands run as written on a fresh clone."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Callable
 
 from .errors import InputError
 
 DATA_ENV = "EDGE_MSA_DATA"  # the folder that holds mosi/ (and mosei/)
 MOSI_FILE = "mosi/mosi_utterance_std.npz"  # MOSI-U, relative to that folder
 CACHE_ENV = "EDGE_MSA_CACHE"  # the folder for derived features (default ~/.cache/edge-msa)
+# Without $EDGE_MSA_DATA, the data folder is SHARED_DATA from the first of these folders that has one: the one rule of
+# default_data_root, which its error and the --data help (cli.DEFAULT_DATA) name from here (the help named the
+# checkout alone, and repeated ../shared/data).
+SHARED_DATA = "../shared/data"
+SHARED_DATA_FROM: dict[str, Callable[[], Path]] = {
+    "the checkout": lambda: Path(__file__).resolve().parents[1],
+    "the working directory": Path.cwd,
+}
+# Where MOSI-U is read from without --data and $EDGE_MSA_DATA, in words
+SHARED_MOSI = f"{SHARED_DATA}/{MOSI_FILE} beside {' or '.join(SHARED_DATA_FROM)}"
 
 
 def default_data_root() -> Path | None:
-    """$EDGE_MSA_DATA, else ../shared/data beside the checkout or the working directory, else None."""
+    """$EDGE_MSA_DATA, else SHARED_DATA beside the checkout or the working directory (SHARED_DATA_FROM), else None."""
     env = os.environ.get(DATA_ENV)
     if env:
         return Path(env)
-    for base in (Path(__file__).resolve().parents[1], Path.cwd()):
-        candidate = base.parent / "shared" / "data"
+    for base in SHARED_DATA_FROM.values():
+        candidate = Path(os.path.normpath(base() / SHARED_DATA))  # lexical: base's parent / shared / data
         if candidate.is_dir():
             return candidate
     return None
@@ -34,8 +45,7 @@ def default_mosi_path() -> Path:
     if os.environ.get(DATA_ENV):
         raise InputError(f"no --data given and ${DATA_ENV} holds no {path}; expected ${DATA_ENV} to be the folder "
                          f"that holds {MOSI_FILE}, or pass --data PATH")
-    raise InputError(f"no --data given and no ../shared/data/{MOSI_FILE} beside the checkout; pass --data PATH (or "
-                     f"set {DATA_ENV})")
+    raise InputError(f"no --data given and no {SHARED_MOSI}; pass --data PATH (or set {DATA_ENV})")
 
 
 def cache_dir() -> Path:

@@ -127,12 +127,27 @@ def check_model_params(model: str, model_params: dict[str, Any]) -> dict[str, An
     from .models.registry import check_build, check_options
 
     if "text_bert" in model_params:
-        raise InputError("model parameter text_bert is set by train_teacher from text_model (the encoder it "
-                         f"fine-tunes); expected {option_name('text_model')} = a Hugging Face folder, and no text_bert")
+        raise _text_bert_given()
     check_options(model, model_params, taken=inspect.signature(train_teacher).parameters)  # not offering text_encoder
     params = {**MODEL_DEFAULTS.get(model.removesuffix("_tiny"), {}), **model_params}
     check_build(model, params)
     return params
+
+
+def _text_bert_given() -> InputError:
+    """The line for a text_bert among the model params, in its caller's words: Python names the keyword text_model,
+    `edge-msa train` its --model-param and --text-model flags (it read `--text-model = a Hugging Face folder`), and
+    `edge-msa pipeline`, which fine-tunes the default encoder and has no --text-model, no way to choose one (it
+    read `text_model = ...`, a keyword its user cannot pass)."""
+    text_bert, text_model = option_name("text_bert"), option_name("text_model")
+    if text_model != "text_model":  # train: its --text-model flag
+        choose = f" ({text_model} FOLDER chooses the encoder)"
+    elif text_bert == "text_bert":  # Python
+        choose = " (text_model, a Hugging Face folder, chooses the encoder)"
+    else:  # pipeline: the default encoder
+        choose = ""
+    return InputError(f"{text_bert} is set by train_teacher from the text encoder it fine-tunes; expected no text_bert "
+                      f"among the model options{choose}")
 
 
 def _check_source(splits, **how_to_load: Any) -> None:

@@ -286,6 +286,10 @@ def test_counts_from_python_are_whole_numbers(kwargs, says):
     ({"blocks": 5}, "student blocks = 5; expected a map of fuse, text (the blocks of share='depth') to maps of "
                     "heads, head_dim, ffn"),
     ({"dim": 16.0}, "dim = 16.0 is a float; expected a whole number >= 1 (write 16)"),
+    # an option the student lacks, told as a teacher's is (registry.check_options), not as its own TypeError
+    ({"dims": 16}, "model student_tiny has no option 'dims' (did you mean 'dim'?); expected one of dim, heads, ffn, "
+                   "depth, fuse_depth, share, enc_hidden, head_hidden, gate_hidden, dropout, modality_dropout, "
+                   "av_input_dropout, skip_thresholds, blocks, sharing"),
     # the pipeline passes share= and **student_params: a raw TypeError (share twice, or None not a mapping)
     ({"share": "depth"}, "student_params = {'share': 'depth'} sets share; expected the share mode as its own option "
                          "(share = 'depth'), not in student_params"),

@@ -181,7 +181,8 @@ def test_unknown_model_suggests(tiny_spec):
 def test_a_models_options_are_its_constructors_keywords(name, tiny_spec):
     """model_options reads the option names from the class the factory returns (its keywords but spec), the one list
     that an unknown option is told, with the closest of them: it was Python's TypeError, naming the class
-    (FDCMDIE.__init__) and no option. The student's factory works out its class's arguments: its own line stays."""
+    (FDCMDIE.__init__) and no option. The student's factory works out its class's arguments from options of its
+    own, told in the same line (test_student_model)."""
     import inspect
 
     from conftest import one_line_error
@@ -196,7 +197,7 @@ def test_a_models_options_are_its_constructors_keywords(name, tiny_spec):
         f"model {name} has no option '{close[:-1]}' (did you mean '{close}'?); expected one of {', '.join(options)}")
     assert model_options("student") == ()
     assert one_line_error(lambda: create_model("student", tiny_spec, hiden=1)).startswith(
-        "bad options for model 'student': unknown student options ['hiden']; expected [")
+        "model student has no option 'hiden' (did you mean 'enc_hidden'?); expected one of dim, ")
 
 
 @pytest.mark.parametrize("name, params, says", [

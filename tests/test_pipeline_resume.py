@@ -159,7 +159,10 @@ def test_a_record_keyed_by_the_out_typed_then_still_resumes(tmp_path, monkeypatc
                                                                             "whole number >= 2\n"),
                                          (["--model", "gtf", "--model-param", "hidden=15"], "--model-param hidden=15 "
                                                                                             "is odd; expected an even "),
-                                         (["--model-param", "text_bert=1"], "model parameter text_bert is set by ")])
+                                         # no --text-model in pipeline: the line names none (nor text_model)
+                                         (["--model-param", "text_bert=1"], "--model-param text_bert=1 is set by "
+                                          "train_teacher from the text encoder it fine-tunes; expected no text_bert "
+                                          "among the model options\n")])
 def test_bad_flags_are_refused_before_any_stage(flags, says, tmp_path, monkeypatch, capsys):
     """--min-time was checked at stage 4 (after ~20 min of training), by a message naming bench's flags; a bad
     --model-param when stage 1 began (train_teacher's check), after its header."""

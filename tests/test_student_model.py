@@ -86,7 +86,7 @@ def test_checkpoint_round_trip(tiny_spec, tmp_path):
 def test_bad_options(tiny_spec):
     with pytest.raises(InputError, match="share"):
         create_model("student_tiny", tiny_spec, share="everything")
-    with pytest.raises(InputError, match="unknown student options"):
+    with pytest.raises(InputError, match=r"^model student_tiny has no option 'width'"):
         create_model("student_tiny", tiny_spec, width=3)
     with pytest.raises(InputError, match="part"):
         create_model("student_tiny", tiny_spec).part("encode_smell")
@@ -94,6 +94,19 @@ def test_bad_options(tiny_spec):
         create_model("student_tiny", tiny_spec, skip_thresholds=[0.5])
     with pytest.raises(InputError, match=r"modality_dropout needs 3 values \(text, audio, video\)"):
         create_model("student_tiny", tiny_spec, modality_dropout=[0.1, 0.7])  # would silently never drop video
+
+
+@pytest.mark.parametrize("name", ["student", "student_tiny"])
+def test_an_unknown_student_option_is_told_as_a_teachers_is(name, tiny_spec):
+    """The student's line for an option it lacks is registry.check_options's, as a teacher's (it was its own
+    TypeError, `bad options for model ...: unknown student options [...]`, which listed the defaults alone), and
+    names every option the student takes: blocks and sharing too, as a pruned student's checkpoint holds them."""
+    from conftest import one_line_error
+
+    message = one_line_error(lambda: create_model(name, tiny_spec, dims=16, hiden=3))
+    assert message == (f"model {name} has no option 'dims' (did you mean 'dim'?); expected one of dim, heads, ffn, "
+                       "depth, fuse_depth, share, enc_hidden, head_hidden, gate_hidden, dropout, modality_dropout, "
+                       "av_input_dropout, skip_thresholds, blocks, sharing")
 
 
 @pytest.mark.parametrize("params, says", [

@@ -206,6 +206,11 @@ def _exit_code(argv: list[str]) -> int:
     (["hidden=32", "heads=3"], "--model-param heads=3 does not divide the attention width 32; expected a head count "
                                "that divides the model's width\n"),
     (["hidden=wide"], "--model-param hidden=wide; expected a whole number >= 2\n"),
+    # as typed, not as parsed: `hidden="64"` read as `hidden=64` (as if 64 were refused), 1e2 as 100.0, true as True
+    (['hidden="64"'], '--model-param hidden="64"; expected a whole number >= 2\n'),
+    (["hidden=1e2"], "--model-param hidden=1e2 is a float; expected a whole number >= 2 (write 100)\n"),
+    (["hidden=true"], "--model-param hidden=true; expected a whole number >= 2\n"),
+    (["hidden=wide", "hidden=1e2"], "argument --model-param: hidden given twice (hidden=wide and hidden=1e2); "),
 ])
 def test_cli_bad_model_param_is_one_line_before_any_data_is_read(pairs, says, tmp_path, capsys, monkeypatch):
     import edge_msa.teacher as teacher
@@ -249,6 +254,13 @@ def test_the_model_options_trains_help_names_are_the_models():
     assert {"hidden", "heads", "layers", "dropout"} <= set(inspect.signature(FDCMDIE).parameters)
     assert "dim" in inspect.signature(MulT).parameters
     assert build_parser().parse_args(["train"]).model_params == {}  # no flag: train_teacher gets no model_params
+
+
+def test_a_model_param_kept_as_typed_for_messages_reaches_the_model_as_parsed():
+    """The text as typed is for messages only: train_teacher gets the JSON value, of its own type."""
+    args = build_parser().parse_args(["train", "--model-param", "dropout=1e-1", "--model-param", 'score_clip="3"'])
+    assert args.model_params == {"dropout": 0.1, "score_clip": "3"}
+    assert [type(v) for v in args.model_params.values()] == [float, str]
 
 
 def test_cli_unknown_model_exit_2(tmp_path, capsys):
@@ -549,6 +561,16 @@ def test_a_text_bert_model_param_is_refused_before_any_data_is_read(text_encoder
     text_bert = {"vocab_size": 40, "hidden": 32, "layers": 2, "heads": 4, "head_dim": 8, "ffn": 64, "max_positions": 12}
     message = one_line_error(lambda: train_teacher("gtf_tiny", data="never-read.npz", out=tmp_path / "t.pt",
                                                    text_encoder=text_encoder, text_bert=text_bert))
-    assert message == ("model parameter text_bert is set by train_teacher from text_model (the encoder it fine-tunes); "
-                       "expected text_model = a Hugging Face folder, and no text_bert")
+    assert message == ("text_bert is set by train_teacher from the text encoder it fine-tunes; expected no text_bert "
+                       "among the model options (text_model, a Hugging Face folder, chooses the encoder)")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_text_bert_model_param_is_told_by_trains_flags(tmp_path, capsys):
+    """From `edge-msa train` the line names the flags typed (it read `expected --text-model = a Hugging Face
+    folder`, a flag followed by ` = `); pipeline's, which has no --text-model, is in test_pipeline_resume."""
+    assert _exit_code(["train", "--out", str(tmp_path / "t.pt"), "--model-param", "text_bert=1"]) == 2
+    assert capsys.readouterr().err == (
+        "error: --model-param text_bert=1 is set by train_teacher from the text encoder it fine-tunes; expected no "
+        "text_bert among the model options (--text-model FOLDER chooses the encoder)\n")
     assert list(tmp_path.iterdir()) == []

@@ -16,10 +16,10 @@ import signal
 import sys
 import threading
 import warnings
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, TextIO
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, TextIO
 
 from ..errors import TRAIN_FIX, EdgeMSAError, require_installed
-from ..paths import DATA_ENV, MOSI_FILE
+from ..paths import DATA_ENV, MOSI_FILE, SHARED_MOSI
 from ..spec import suggest
 from ..version import __version__
 
@@ -39,8 +39,9 @@ NEEDS_TRAIN: dict[str, tuple[str, ...]] = {
 }
 
 # Where a --data left out reads MOSI-U (paths.default_data_root), for the flags' help: it named ../shared/data only,
-# so a user who had set $EDGE_MSA_DATA (as the README's set-up does) was told the default ignored it.
-DEFAULT_DATA = f"${DATA_ENV}/{MOSI_FILE}, else ../shared/data/{MOSI_FILE}"
+# so a user who had set $EDGE_MSA_DATA (as the README's set-up does) was told the default ignored it, and beside the
+# checkout only, where the working directory is searched too (paths.SHARED_MOSI).
+DEFAULT_DATA = f"${DATA_ENV}/{MOSI_FILE}, else {SHARED_MOSI}"
 # The flag that passes a model option to train_teacher (train, pipeline), which messages name as `--model-param KEY=`
 MODEL_PARAM_FLAG = "--model-param"
 
@@ -58,18 +59,21 @@ def add_model_param_flag(parser: argparse.ArgumentParser, names: str) -> None:
     parser.add_argument(MODEL_PARAM_FLAG, dest="model_params", action=ModelParams, type=key_value, default={},
                         metavar="KEY=VALUE", help=f"an option of the teacher model, e.g. hidden=32 (repeatable; "
                         f"{names}; default: the model's own)")
+    parser.set_defaults(model_param_texts={})  # each as typed, for model_param_flags (ModelParams)
 
 
-def model_param_flags(model_params: Mapping[str, Any]) -> dict[str, str]:
-    """named_as_flags's `spelled` for the options given with --model-param: the line for `--model-param hidden=63.5`
-    named the keyword the user never typed (`hidden = 63.5`). Only the keys given: an option a *_tiny factory merges
-    in (or the model's own default) was not typed, and keeps its keyword."""
-    return {key: f"{MODEL_PARAM_FLAG} {key}=" for key in model_params}
+def model_param_flags(args: argparse.Namespace) -> dict[str, str]:
+    """named_as_flags's `spelled` for the options given with --model-param, each the flag as its user typed it: the
+    line for `--model-param hidden=63.5` named the keyword the user never typed (`hidden = 63.5`), and the value as
+    parsed read as another (`hidden="64"` as `hidden=64`, `hidden=1e2` as `hidden=100.0`). Only the keys given: an
+    option a *_tiny factory merges in (or the model's own default) was not typed, and keeps its keyword."""
+    return {key: f"{MODEL_PARAM_FLAG} {text}" for key, text in args.model_param_texts.items()}
 
 
-def key_value(text: str) -> tuple[str, Any]:
-    """One --model-param as (key, value): VALUE read as a JSON scalar (a number, true / false, a quoted string), a bare
-    word as that word, so a word needs no shell-proof quotes. A list, an object or null is no option value."""
+def key_value(text: str) -> tuple[str, Any, str]:
+    """One --model-param as (key, value, text as typed): VALUE read as a JSON scalar (a number, true / false, a quoted
+    string), a bare word as that word, so a word needs no shell-proof quotes. A list, an object or null is no option
+    value. The text is kept for messages (model_param_flags), as Typed keeps a float flag's."""
     key, equals, raw = text.partition("=")
     if not equals or not key.isidentifier() or not raw.strip():
         raise argparse.ArgumentTypeError(f"'{text}' is not KEY=VALUE; expected a model option and its value, such as "
@@ -81,7 +85,7 @@ def key_value(text: str) -> tuple[str, Any]:
     if not isinstance(value, (int, float, str)):
         raise argparse.ArgumentTypeError(f"'{text}': {raw} is not a number, true / false or a word; expected a "
                                          "single value, such as hidden=32")
-    return key, value
+    return key, value, text
 
 
 class ModelParams(argparse.Action):
@@ -95,10 +99,10 @@ class ModelParams(argparse.Action):
 
         from ..teacher import train_teacher
 
-        key, value = values
+        key, value, text = values
         params = getattr(namespace, self.dest)
         if key in params:
-            raise argparse.ArgumentError(self, f"{key} given twice ({key}={params[key]!r} and {key}={value!r}); "
+            raise argparse.ArgumentError(self, f"{key} given twice ({namespace.model_param_texts[key]} and {text}); "
                                                "expected each key once")
         if key in inspect.signature(train_teacher).parameters:
             flag = next((a.option_strings[0] for a in parser._actions if a.dest == key and a.option_strings), None)
@@ -106,6 +110,7 @@ class ModelParams(argparse.Action):
             raise argparse.ArgumentError(self, f"{key} is a keyword of train_teacher itself{named}, not a model "
                                                "option it passes on; expected a model option")
         setattr(namespace, self.dest, {**params, key: value})
+        namespace.model_param_texts = {**namespace.model_param_texts, key: text}
 
 
 class Typed(float):

@@ -96,7 +96,7 @@ def _check_flags(args: argparse.Namespace) -> None:
     from ..teacher import check_model_params
     from . import model_param_flags
 
-    with named_as_flags(["seeds", "epochs", "min_time"], spelled=model_param_flags(args.model_params)):
+    with named_as_flags(["seeds", "epochs", "min_time"], spelled=model_param_flags(args)):
         checked_seeds(args.seeds)
         if args.epochs is not None:  # the rule (and words) of train's and compress's --epochs, which it sets
             check_range({"epochs": args.epochs}, 1, strict=False)

@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
 
     cv_fold = parse_fold(args.cv_fold) if args.cv_fold is not None else None
     # `--epochs 0` was refused as `epochs = 0`, the keyword, not the flag typed (and `--model-param hidden=63.5` so)
-    with named_as_flags(TRAINING_KNOBS, spelled=model_param_flags(args.model_params)):
+    with named_as_flags(TRAINING_KNOBS, spelled=model_param_flags(args)):
         m = train_teacher(model=args.model, data=args.data, out=args.out, fmt=args.fmt, seeds=tuple(args.seeds),
                           epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, progress=not args.quiet,
                           text_encoder=args.text_encoder, text_model=args.text_model, threads=args.threads,

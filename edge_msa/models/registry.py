@@ -42,12 +42,14 @@ def model_options(name: str) -> tuple[str, ...]:
     return () if any(p.default is p.empty for p in keywords) else tuple(p.name for p in keywords)
 
 
-def check_options(name: str, params: Iterable[str], taken: Container[str] = ()) -> None:
+def check_options(name: str, params: Iterable[str], taken: Container[str] = (),
+                  options: Iterable[str] | None = None) -> None:
     """One line for the first of `params` that model `name` has no option of (model_options), with the closest of
     them and the rest: Python's TypeError named the class, e.g. FDCMDIE.__init__, which the user never typed, and no
     option. `taken`: the keywords of a caller that builds the model (train_teacher's), which its options cannot
-    include, so the line does not offer them (fd_cmdie's text_encoder)."""
-    options = [option for option in model_options(name) if option not in taken]
+    include, so the line does not offer them (fd_cmdie's text_encoder). `options`: those of a factory that takes
+    options of its own (the student's, where model_options is empty), so that its line is this one too."""
+    options = [option for option in (model_options(name) if options is None else options) if option not in taken]
     unknown = [key for key in params if key not in options]
     if options and unknown:
         raise InputError(f"model {name} has no option '{unknown[0]}'{suggest(unknown[0], options)}")

@@ -21,7 +21,7 @@ from .base import Batch, MSAModel, check_probabilities
 from .encoders import InputNorm, drop_modalities
 from .export_config import ExportConfig, PartsConfig, SingleGraphConfig
 from .layers import SinusoidalPosition, TransformerLayer, head_width, masked_mean, presence
-from .registry import register
+from .registry import check_options, register
 
 if TYPE_CHECKING:
     from .with_text import StudentModel
@@ -245,10 +245,10 @@ def _checked_dropouts(cfg: dict[str, Any]) -> list[float]:
     return modality_dropout
 
 
-def _build(spec: FeatureSpec, defaults: dict[str, Any], params: dict[str, Any]) -> Student:
-    unknown = set(params) - set(defaults) - {"blocks", "sharing"}
-    if unknown:
-        raise TypeError(f"unknown student options {sorted(unknown)}; expected {sorted(defaults)}")
+def _build(name: str, spec: FeatureSpec, defaults: dict[str, Any], params: dict[str, Any]) -> Student:
+    # its defaults, and the blocks and sharing map a pruned student's checkpoint records: an option it lacks is told
+    # as a teacher's is (registry.check_options), where it was a TypeError listing the defaults alone
+    check_options(name, params, options=(*defaults, "blocks", "sharing"))
     cfg = {**defaults, **params}
     share = cfg["share"]
     if share not in SHARE_MODES:
@@ -285,11 +285,11 @@ _DEFAULTS: dict[str, Any] = {
 
 @register("student")
 def student(spec: FeatureSpec, **params: Any) -> Student:
-    return _build(spec, _DEFAULTS, params)
+    return _build("student", spec, _DEFAULTS, params)
 
 
 @register("student_tiny")
 def student_tiny(spec: FeatureSpec, **params: Any) -> Student:
     tiny = {**_DEFAULTS, "dim": 16, "heads": 2, "ffn": 32, "enc_hidden": {"audio": 16, "video": 16},
             "head_hidden": 16, "gate_hidden": 8}
-    return _build(spec, tiny, params)
+    return _build("student_tiny", spec, tiny, params)
