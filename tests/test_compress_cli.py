@@ -286,6 +286,9 @@ def test_counts_from_python_are_whole_numbers(kwargs, says):
     ({"blocks": 5}, "student blocks = 5; expected a map of fuse, text (the blocks of share='depth') to maps of "
                     "heads, head_dim, ffn"),
     ({"dim": 16.0}, "dim = 16.0 is a float; expected a whole number >= 1 (write 16)"),
+    # base.check_probabilities: nn.Dropout took 1.0 (every activation zeroed), -0.1 was torch's "bad options" line
+    ({"dropout": 1.0}, "dropout = 1.0; expected a probability in [0, 1)"),
+    ({"dropout": -0.1}, "dropout = -0.1; expected a probability in [0, 1)"),
     # the pipeline passes share= and **student_params: a raw TypeError (share twice, or None not a mapping)
     ({"share": "depth"}, "student_params = {'share': 'depth'} sets share; expected the share mode as its own option "
                          "(share = 'depth'), not in student_params"),
