@@ -36,18 +36,37 @@ def test_teachers_registered():
     assert {"fd_cmdie", "gtf", "mult", *TINY} <= names
 
 
-@pytest.mark.parametrize("name", ["fd_cmdie", "gtf", "mult"])
-@pytest.mark.parametrize("params, says", [
+RATES = [  # every teacher's
     ({"modality_dropout": 2}, "modality_dropout = 2; expected a probability in [0, 1)"),  # hid it in every batch
     ({"modality_dropout": -1}, "modality_dropout = -1; expected a probability in [0, 1)"),  # never hid it
     ({"modality_dropout": float("nan")}, "modality_dropout = nan; expected a probability in [0, 1)"),
     ({"av_input_dropout": 1}, "av_input_dropout = 1; expected a probability in [0, 1)"),  # zeroed every input
-])
-def test_a_dropout_rate_that_is_no_probability_is_refused_before_any_data_is_read(name, params, says, tmp_path,
-                                                                                  monkeypatch):
+    # nn.Dropout (and the attention) took 1.0, zeroing every activation; -0.1 was torch's "bad options" line
+    ({"dropout": 1.0}, "dropout = 1.0; expected a probability in [0, 1)"),
+    ({"dropout": -0.1}, "dropout = -0.1; expected a probability in [0, 1)"),
+]
+# each trained without a word: a temperature of 0 made the contrastive loss NaN (similarities / 0), a negative
+# weight or margin rewarded the term it should lower
+LOSS_OPTIONS = [
+    ("fd_cmdie", {"tau": 0}, "tau = 0; expected > 0 (the contrastive temperature)"),
+    ("fd_cmdie", {"margin": -0.5}, "margin = -0.5; expected >= 0"),
+    ("fd_cmdie", {"lambda_cl": -0.1}, "lambda_cl = -0.1; expected >= 0"),
+    ("fd_cmdie", {"lambda_tri": float("nan")}, "lambda_tri = nan; expected a finite number >= 0"),
+    ("fd_cmdie", {"score_clip": -3}, "score_clip = -3; expected >= 0"),  # taken as 0, the linear head
+    ("gtf", {"alpha": -0.1}, "alpha = -0.1; expected >= 0"),
+    ("gtf", {"beta": -1}, "beta = -1; expected >= 0"),
+    ("gtf", {"score_clip": -3.0}, "score_clip = -3.0; expected >= 0"),
+    ("gtf", {"score_scale": 0}, "score_scale = 0; expected > 0"),  # a score of 0 for every input
+]
+
+
+@pytest.mark.parametrize("name, params, says", [(name, params, says) for name in ("fd_cmdie", "gtf", "mult")
+                                                for params, says in RATES] + LOSS_OPTIONS)
+def test_an_option_out_of_its_range_is_refused_before_any_data_is_read(name, params, says, tmp_path, monkeypatch):
     """`--model-param modality_dropout=2` trained a teacher that never saw audio or video, and -1 one that never
-    learned without them, silently: each constructor checks its rates (base.check_probabilities), so
-    registry.check_build refuses them before the data load, which fails loudly here."""
+    learned without them, silently: each constructor checks its rates (base.check_probabilities) and its loss
+    options (errors.check_range), so registry.check_build refuses them before the data load, which fails loudly
+    here."""
     import edge_msa.teacher as teacher
     from conftest import one_line_error
 

@@ -137,6 +137,9 @@ def test_an_unknown_student_option_is_told_as_a_teachers_is(name, tiny_spec):
     ({"modality_dropout": [0.05, 2, 0.7]}, "modality_dropout[1] = 2; expected a probability in [0, 1)"),
     ({"modality_dropout": [-0.1, 0.7, 0.7]}, "modality_dropout[0] = -0.1; expected a probability in [0, 1)"),
     ({"av_input_dropout": 1.0}, "av_input_dropout = 1.0; expected a probability in [0, 1)"),
+    # nn.Dropout took 1.0, zeroing every activation; -0.1 was torch's "bad options" line
+    ({"dropout": 1.0}, "dropout = 1.0; expected a probability in [0, 1)"),
+    ({"dropout": -0.1}, "dropout = -0.1; expected a probability in [0, 1)"),
 ])
 def test_a_student_width_that_int_would_round_or_that_builds_nothing_is_refused(params, says, tiny_spec):
     from conftest import one_line_error

@@ -417,9 +417,9 @@ def test_model_counts_are_checked_before_any_data_is_read(model_params, says, tm
     ("gtf_tiny", {"hiden": 32}, "model gtf_tiny has no option 'hiden' (did you mean 'hidden'?); expected one of "
                                 "hidden, heads, fusion_layers, dropout, modality_dropout, av_input_dropout, "
                                 "cmd_moments, alpha, beta, score_clip, score_scale"),
-    # torch's nn.Dropout refuses it with a ValueError, which the registry let through as a traceback
-    ("gtf_tiny", {"dropout": 1.5}, "bad options for model 'gtf_tiny': dropout probability has to be between 0 and 1, "
-                                   "but got 1.5"),
+    # torch's nn.Dropout refused it with a ValueError, which the registry let through as a traceback; the
+    # constructor's base.check_probabilities now says it in the rule's words
+    ("gtf_tiny", {"dropout": 1.5}, "dropout = 1.5; expected a probability in [0, 1)"),
 ])
 def test_options_the_model_cannot_be_built_with_are_refused_before_any_data_is_read(model, model_params, says,
                                                                                     tmp_path, monkeypatch):

@@ -20,8 +20,9 @@ def check_probabilities(values: Mapping[str, Any]) -> None:
     """One line for the first of `values` (name -> a constructor's dropout rate) that is not a probability in
     [0, 1), checked by every model's constructor, so registry.check_build refuses it before any data load. Why [0, 1):
     drop_modalities keeps a sample where torch.rand (< 1) >= p, so a modality_dropout of 1 or more hid the modality
-    in every training batch (its encoder never trained) and one below 0 never hid it, both silently; an
-    av_input_dropout of 1 zeroed every audio/video input (nn.Dropout takes it; it refuses only p outside [0, 1], in
+    in every training batch (its encoder never trained) and one below 0 never hid it, both silently; a dropout (each
+    nn.Dropout's and the attention's rate) or av_input_dropout of 1 zeroed every activation or audio/video input, a
+    model that learns nothing (nn.Dropout and the attention take it; nn.Dropout refuses only p outside [0, 1], in
     torch's words through the registry's "bad options" line)."""
     for name, value in values.items():
         number = isinstance(value, Real) and not isinstance(value, bool)

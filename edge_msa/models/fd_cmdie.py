@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import check_range
 from ..spec import MODALITIES, FeatureSpec
 from .base import Batch, MSAModel, check_probabilities
 from .encoders import SequenceEncoder, bound_score, drop_modalities
@@ -107,7 +108,13 @@ class FDCMDIE(MSAModel):
                  modality_dropout: float = 0.7, av_input_dropout: float = 0.7, k_cl: int = 10, tau: float = 0.5,
                  margin: float = 0.5, lambda_cl: float = 0.1, lambda_tri: float = 0.1, score_clip: float = 0.0) -> None:
         super().__init__()
-        check_probabilities({"modality_dropout": modality_dropout, "av_input_dropout": av_input_dropout})
+        check_probabilities({"dropout": dropout, "modality_dropout": modality_dropout,
+                             "av_input_dropout": av_input_dropout})
+        # NT-Xent divides the similarities by tau (0: a NaN loss); a negative margin or loss weight rewards the term
+        # it should lower; score_clip 0 is the linear head (bound_score)
+        check_range({"tau": tau}, 0, strict=True, why="the contrastive temperature")
+        check_range({"margin": margin, "lambda_cl": lambda_cl, "lambda_tri": lambda_tri, "score_clip": score_clip}, 0,
+                    strict=False)
         self.config_params: dict[str, Any] = dict(
             hidden=hidden, heads=heads, layers=layers, text_encoder=text_encoder, text_layers=text_layers,
             av_layers=av_layers, dropout=dropout, modality_dropout=modality_dropout, av_input_dropout=av_input_dropout,

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import check_range
 from ..spec import MODALITIES, FeatureSpec
 from .base import Batch, MSAModel, check_probabilities
 from .encoders import AttentionPool, SequenceEncoder, bound_score, drop_modalities
@@ -65,7 +66,12 @@ class GTF(MSAModel):
                  cmd_moments: int = 5, alpha: float = 0.1, beta: float = 1.0, score_clip: float = 0.0,
                  score_scale: float = 1.0) -> None:
         super().__init__()
-        check_probabilities({"modality_dropout": modality_dropout, "av_input_dropout": av_input_dropout})
+        check_probabilities({"dropout": dropout, "modality_dropout": modality_dropout,
+                             "av_input_dropout": av_input_dropout})
+        # a negative loss weight rewards the term it should lower; score_clip 0 is the linear head (bound_score); a
+        # score_scale of 0 or below zeroes or flips every score (calibrate_scale fits one in 0.5 .. 1.5)
+        check_range({"alpha": alpha, "beta": beta, "score_clip": score_clip}, 0, strict=False)
+        check_range({"score_scale": score_scale}, 0, strict=True)
         self.config_params: dict[str, Any] = dict(hidden=hidden, heads=heads, fusion_layers=fusion_layers,
                                                   dropout=dropout, modality_dropout=modality_dropout,
                                                   av_input_dropout=av_input_dropout,

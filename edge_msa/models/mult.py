@@ -44,7 +44,8 @@ class MulT(MSAModel):
                  memory_layers: int = 1, dropout: float = 0.2, modality_dropout: float = 0.7,
                  av_input_dropout: float = 0.7) -> None:
         super().__init__()
-        check_probabilities({"modality_dropout": modality_dropout, "av_input_dropout": av_input_dropout})
+        check_probabilities({"dropout": dropout, "modality_dropout": modality_dropout,
+                             "av_input_dropout": av_input_dropout})  # dropout is the text input's rate too
         self.config_params: dict[str, Any] = dict(dim=dim, heads=heads, cross_layers=cross_layers,
                                                   memory_layers=memory_layers, dropout=dropout,
                                                   modality_dropout=modality_dropout, av_input_dropout=av_input_dropout)

@@ -232,15 +232,15 @@ def _blocks(cfg: dict[str, Any], share: str) -> Mapping[str, Any]:
 
 
 def _checked_dropouts(cfg: dict[str, Any]) -> list[float]:
-    """modality_dropout as floats, one per modality (text, audio, video), each of them and av_input_dropout as given
-    a probability by base.check_probabilities, the teachers' rule: a rate of 1 or more hid (or zeroed) that input in
-    every training batch, silently."""
+    """modality_dropout as floats, one per modality (text, audio, video), each of them, dropout and av_input_dropout
+    as given a probability by base.check_probabilities, the teachers' rule: a rate of 1 or more hid (or zeroed) that
+    input or activation in every training batch, silently."""
     rates = list(cfg["modality_dropout"])
     modality_dropout = [float(p) for p in rates]
     if len(modality_dropout) != len(MODALITIES):
         raise InputError(f"modality_dropout needs {len(MODALITIES)} values (text, audio, video); "
                          f"got {modality_dropout}")
-    check_probabilities({**{f"modality_dropout[{i}]": p for i, p in enumerate(rates)},
+    check_probabilities({"dropout": cfg["dropout"], **{f"modality_dropout[{i}]": p for i, p in enumerate(rates)},
                          "av_input_dropout": cfg["av_input_dropout"]})
     return modality_dropout
 
