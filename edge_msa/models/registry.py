@@ -81,7 +81,7 @@ def create_model(name: str, spec: FeatureSpec, **params: Any) -> MSAModel:
             model = with_text_encoder(_REGISTRY[name], spec, text_bert, params)
         else:
             model = _REGISTRY[name](spec, **params)
-    except (TypeError, ValueError) as exc:  # ValueError: torch's own range checks (nn.Dropout's p outside [0, 1])
+    except (TypeError, ValueError) as exc:  # ValueError: torch's own checks, a float() of a word
         raise InputError(f"bad options for model '{name}': {exc}") from None
     model.spec = spec
     model.model_name = name
