@@ -8,8 +8,8 @@ from __future__ import annotations
 from edge_msa.lazy import lazy_attributes
 
 _EXPORTS = {
-    "compare_reports": "compare", "comparison": "compare", "differing_settings": "compare", "load_report": "compare",
-    "render_comparison": "compare", "run_bench": "sweep",
+    "compare_reports": "compare", "comparison": "compare", "comparisons": "compare", "differing_settings": "compare",
+    "load_report": "compare", "render_comparison": "compare", "run_bench": "sweep",
 }
 
 __all__ = sorted(_EXPORTS)

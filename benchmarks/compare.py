@@ -1,4 +1,5 @@
-"""`edge-msa bench --compare a.json b.json`: ratios between two reports (two devices, two builds)."""
+"""`edge-msa bench --compare a.json b.json [c.json ...]`: ratios between reports (devices, builds), each later one
+against the first."""
 from __future__ import annotations
 
 import json
@@ -17,6 +18,8 @@ KEY_FIELDS = ("bundle", "backend", "precision", *SAME_WORK)  # SAME_WORK alone i
 # Settings that change the figures besides the device: where the two reports differ, the comparison says so.
 COMPARED_SETTINGS = ("threads", "backend", "split", "min_time_s", "warmup", "long", "energy_window_s", "idle_settle_s",
                      "meter")
+# compare.md's reading of the ratios; {} is room for "each report B against the first" when there are several.
+_RATIOS = "Ratios are B/A{}: latency < 1 and throughput > 1 mean B is faster; energy < 1 means B is cheaper."
 
 
 def load_report(path: str | os.PathLike) -> dict[str, Any]:
@@ -106,18 +109,54 @@ def comparison(a: dict[str, Any], b: dict[str, Any], a_name: str, b_name: str) -
             "rows": compare_reports(a, b)}
 
 
+def comparisons(reports: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
+    """compare.json for a baseline (the first report) and one or more later reports: each later report's
+    `comparison` with the baseline, listed under "comparisons" in the two-report layout, so code that reads one pair
+    reads each entry. Exactly two reports keep that layout at the top, as the scripts written for it read it."""
+    if len(reports) < 2:  # nothing to divide by
+        raise InputError(f"got {len(reports)} report to compare ({', '.join(names)}); expected two or more: the "
+                         "baseline A first, then the reports B to compare with it")
+    pairs = []
+    for report, name in zip(reports[1:], names[1:]):
+        try:
+            pairs.append(comparison(reports[0], report, names[0], name))
+        except InputError as exc:  # one board of several matched nothing: say which
+            if len(reports) == 2:
+                raise
+            raise InputError(f"{name} vs the first report {names[0]}: {exc}") from None
+    return pairs[0] if len(pairs) == 1 else {"a": names[0], "comparisons": pairs}
+
+
 def render_comparison(cmp: dict[str, Any]) -> str:
-    """compare.md from `comparison`'s dict."""
+    """compare.md from `comparisons`' dict. Several later reports get a section each (the baseline's clock warning
+    once, above them), not one table with a column group per report: Markdown has no header spanning columns, six
+    ratios per report make a table too wide to read, and each pair matches its own rows (a board whose row failed,
+    a teacher run matched by batch and modalities alone) under its own settings and clock warnings."""
+    if "comparisons" not in cmp:
+        return "\n".join([f"# edge-msa bench comparison: B = {cmp['b']} vs A = {cmp['a']}", "", _RATIOS.format(""),
+                          "", *_pair_lines(cmp, ("a", "b"))]) + "\n"
+    pairs = cmp["comparisons"]
+    lines = [f"# edge-msa bench comparison: each of {len(pairs)} reports B vs A = {cmp['a']}", "",
+             _RATIOS.format(", each report B against the first, A"), "", *_clock_lines(pairs[0], ("a",))]
+    for pair in pairs:
+        lines += [f"## B = {pair['b']}", "", *_pair_lines(pair, ("b",)), ""]
+    return "\n".join(lines[:-1]) + "\n"
+
+
+def _clock_lines(cmp: dict[str, Any], sides: tuple[str, ...]) -> list[str]:
+    """The clock warnings of `sides` of one pair: with several pairs the baseline's is said once, not per pair."""
+    return [line for side, why in cmp["clock_warnings"].items() if side in sides for line in (
+        f"Clocks of {side.upper()} ({cmp[side]}): {why}; the ratios include their effect.", "")]
+
+
+def _pair_lines(cmp: dict[str, Any], clock_sides: tuple[str, ...]) -> list[str]:
+    """One pair's settings and clock warnings (of `clock_sides`) and its table of ratios."""
     def cell(v: Any, fmt: str) -> str:
         return fmt.format(v) if isinstance(v, (int, float)) else "–"
 
     differing = [f"{k} A {v['a']}, B {v['b']}" for k, v in cmp["settings_differ"].items()]
-    lines = [f"# edge-msa bench comparison: B = {cmp['b']} vs A = {cmp['a']}", "",
-             "Ratios are B/A: latency < 1 and throughput > 1 mean B is faster; energy < 1 means B is cheaper.", "",
-             *([f"Settings differ (the ratios include their effect): {'; '.join(differing)}.", ""] if differing
-               else []),
-             *(line for side, why in cmp["clock_warnings"].items() for line in (
-                 f"Clocks of {side.upper()} ({cmp[side]}): {why}; the ratios include their effect.", "")),
+    lines = [*([f"Settings differ (the ratios include their effect): {'; '.join(differing)}.", ""] if differing
+               else []), *_clock_lines(cmp, clock_sides),
              "| A bundle | B bundle | batch | modalities | p50 B/A | p90 B/A | p99 B/A | throughput B/A | "
              "energy B/A | Δ Acc-2 non0 |", "|" + "---|" * 10]
     for e in cmp["rows"]:
@@ -125,4 +164,4 @@ def render_comparison(cmp: dict[str, Any]) -> str:
                      f"| {cell(e['p90_ratio'], '{:.2f}')} | {cell(e['p99_ratio'], '{:.2f}')} | "
                      f"{cell(e['throughput_ratio'], '{:.2f}')} | {cell(e['energy_ratio'], '{:.2f}')} | "
                      f"{cell(e[f'{HEADLINE}_delta'], '{:+.3f}')} |")
-    return "\n".join(lines) + "\n"
+    return lines

@@ -185,7 +185,8 @@ def test_compare_warns_once_per_report_whose_clocks_moved(tmp_path, tiny_splits,
         "pinned); the ratios include their effect.") in printed
     written = json.loads((tmp_path / "cmp" / "compare.json").read_text())
     assert list(written["clock_warnings"]) == ["b"] and written["clock_warnings"]["b"].startswith("2 of 2")
-    for a, b in (("vm", "old"), ("old", "old")):
+    reports["old copy"] = shutil.copy(reports["old"], tmp_path / "old copy.json")  # the same file twice is refused
+    for a, b in (("vm", "old"), ("old", "old copy")):
         assert main(["bench", "--compare", str(reports[a]), str(reports[b])]) == 0
         assert "Clocks of" not in capsys.readouterr().out
 
@@ -368,7 +369,7 @@ def test_bench_and_compare_on_a_pi_whose_firmware_throttles(tmp_path, tiny_split
     assert ("| 1 | all | 100% / 100%, firmware 0x50005 | 100% / 100%, firmware 0x50005 | 81.5 °C (cpu-thermal) | "
             "81.5 °C (cpu-thermal) | yes: firmware reports under-voltage, throttled now (vcgencmd get_throttled "
             "0x50005) |") in md
-    assert main(["bench", "--compare", str(out / "report.json"), str(out / "report.json")]) == 0
+    assert main(["bench", "--compare", str(out / "report.json"), str(shutil.copy(out / "report.json", tmp_path))]) == 0
     assert ("1 of 1 successful rows flagged throttled?; governor ondemand (clocks not pinned); firmware reported "
             "under-voltage, throttled since boot; the ratios include their effect.") in capsys.readouterr().out
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -365,9 +366,10 @@ def test_compare_ratios_and_cli(tmp_path, tiny_splits, capsys):
     assert main(["bench", "--compare", str(a / "report.json"), str(tmp_path / "nope.json")]) == 2
     assert "cannot read report" in capsys.readouterr().err
     (tmp_path / "file.txt").write_text("mine")
-    for extra, message in (([str(tmp_path / "teacher")], "--compare reads two reports and times nothing; got "
-                            "bundles too"), (["--out", str(tmp_path / "file.txt")], "is a file; expected a folder")):
-        assert main(["bench", "--compare", str(a / "report.json"), str(b / "report.json"), *extra]) == 2
+    for before, after, message in (([str(tmp_path / "teacher")], [], "--compare reads reports and times nothing; got "
+                                    "bundles too"), ([], ["--out", str(tmp_path / "file.txt")], "is a file; expected "
+                                    "a folder")):
+        assert main(["bench", *before, "--compare", str(a / "report.json"), str(b / "report.json"), *after]) == 2
         captured = capsys.readouterr()  # the bundle was ignored; a file as --out failed in a traceback after the table
         assert captured.out == "" and message in captured.err and captured.err.count("\n") == 1
     assert (tmp_path / "file.txt").read_text() == "mine"
@@ -543,7 +545,8 @@ def test_compare_says_which_settings_differ(tmp_path, tiny_splits, capsys):
     assert "Settings differ (the ratios include their effect): threads A 1, B 2." in capsys.readouterr().out
     written = json.loads((tmp_path / "cmp" / "compare.json").read_text())  # said in the JSON too, not only the .md
     assert written["settings_differ"] == {"threads": {"a": 1, "b": 2}} and len(written["rows"]) == 1
-    assert main(["bench", "--compare", str(reports[0]), str(reports[0])]) == 0
+    copy = str(shutil.copy(reports[0], tmp_path / "copy.json"))  # the same file twice is refused
+    assert main(["bench", "--compare", str(reports[0]), copy]) == 0
     assert "Settings differ" not in capsys.readouterr().out
 
 

@@ -11,7 +11,7 @@ EPILOG = """examples:
   edge-msa bench bundles/student --data ../shared/data/mosi/mosi_utterance_std.npz --threads 4 --out report/
   edge-msa bench bundles/student --long --energy-window 60 --out sustained/      # >= 600 s per row
   edge-msa bench bundles/student --precomputed-text --out report/     # time from text features, not raw strings
-  edge-msa bench --compare jetson/report.json laptop/report.json --out compare/
+  edge-msa bench --compare laptop/report.json jetson/report.json pi/report.json --out compare/  # each / laptop
 
 Rows are timed from the raw transcript ("input": "raw-text": tokenizer + text encoder + the rest) wherever the
 data has transcripts; --precomputed-text times from text features ("input": "precomputed-text").
@@ -24,6 +24,9 @@ says why). Energy comes from a real meter (NVML, Jetson INA rails via
 tegrastats, RAPL) or is reported as "unavailable: <why>": no meter, an --energy-window too short for the meter's
 refresh (NVML's is watched when it opens), a counter that went backwards or a meter lost mid-run, active power not
 above idle. An --energy-window longer than the meter's counter takes to wrap (RAPL) is refused before any timing.
+
+--compare reads two or more reports and writes ratios of each later report B to the first, A (B/A): a table per
+report in compare.md; compare.json holds the one comparison of two reports, else their list under "comparisons".
 """
 
 
@@ -64,7 +67,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="time from precomputed text features instead of the raw transcript (default: raw text)")
     p.add_argument("--long", action="store_true", help="sustained run: at least 600 s of timed calls per row")
     add_backend_flag(p)
-    p.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"), help="print ratios B/A of two reports")
+    p.add_argument("--compare", nargs="+", metavar="REPORT.json",
+                   help="print ratios of two or more reports, each later one B against the first A: B/A")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(handler=run)
 
@@ -75,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
     if args.compare:
         return _compare(args)
     if not args.bundles:
-        raise InputError("no bundle given; expected `edge-msa bench BUNDLE [BUNDLE ...]` or --compare A.json B.json")
+        raise InputError("no bundle given; expected `edge-msa bench BUNDLE [BUNDLE ...]` or "
+                         "--compare A.json B.json [C.json ...]")
     from edge_msa.benchmarks import run_bench
     from edge_msa.errors import named_as_flags
 
@@ -111,21 +116,33 @@ def _fail_if_nothing_measured(out: Path) -> None:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from edge_msa.benchmarks import comparison, load_report, render_comparison
+    from edge_msa.benchmarks import comparisons, load_report, render_comparison
     from edge_msa.atomic import write_text
     from edge_msa.errors import InputError
     from edge_msa.jsonio import dumps
 
-    a_path, b_path = args.compare
-    if args.bundles:  # argparse takes `bench --compare a.json b.json bundle/` quietly; nothing would time it
-        raise InputError(f"--compare reads two reports and times nothing; got bundles too ({' '.join(args.bundles)}); "
-                         "expected `edge-msa bench --compare A.json B.json` alone")
+    if args.bundles:  # argparse takes `bench bundle/ --compare a.json b.json` quietly; nothing would time it
+        raise InputError(f"--compare reads reports and times nothing; got bundles too ({' '.join(args.bundles)}); "
+                         "expected `edge-msa bench --compare A.json B.json [C.json ...]` alone")
+    _check_distinct(args.compare)
     if args.out and Path(args.out).exists() and not Path(args.out).is_dir():  # found only after the table printed
         raise InputError(f"--out '{args.out}' is a file; expected a folder for compare.md and compare.json")
-    cmp = comparison(load_report(a_path), load_report(b_path), a_path, b_path)
+    cmp = comparisons([load_report(path) for path in args.compare], args.compare)
     text = render_comparison(cmp)
     sys.stdout.write(text)
     if args.out:
         write_text(Path(args.out) / "compare.md", text)
         write_text(Path(args.out) / "compare.json", dumps(cmp, indent=2) + "\n")
     return 0
+
+
+def _check_distinct(paths: list[str]) -> None:
+    """A report against itself gives ratios of 1 that read as a measurement (a path typed twice by mistake, say
+    under two spellings)."""
+    from edge_msa.errors import InputError
+
+    resolved = [Path(path).resolve() for path in paths]
+    for i, path in enumerate(resolved):
+        if path in resolved[:i]:
+            raise InputError(f"--compare got the same report twice ({paths[resolved.index(path)]} and {paths[i]}); "
+                             "expected different reports")
