@@ -279,26 +279,30 @@ def test_a_body_its_header_refuses_is_refused_before_it_is_read_and_the_connecti
 def test_a_body_that_stalls_is_answered_408_and_closed_while_others_are_served(server):
     """uvicorn times out no body in progress: a client that sent its header and 11 of its 1000 bytes, then nothing,
     held its connection for ever (no answer in 30 s; uvicorn has no timer for it), as did one declaring 10x
-    --max-body with `Connection: close` (drained, see read_body). Both are 408 now after --body-timeout-s (3 here)
-    without a byte, the connection closed, and a prompt client is served meanwhile; so is one to an unknown path,
-    whose body is drained before its 404 (see http_error) at the same pace."""
+    --max-body with `Connection: close` (drained, see read_body). Both are answered after --body-timeout-s (3 here)
+    without a byte, the connection closed, and a prompt client is served meanwhile: 408, or 413 where the declared
+    size is over the limit (what its client must change; see the next test). So is one to an unknown path, whose
+    body is drained before its 404 (see http_error) at the same pace, and answered its 404 (drain's rule)."""
     host, port = server.removeprefix("http://").split(":")
-    stalled = []
+    stalled = {}
     for path, length, close in (("/v1/predict", 1000, ""), ("/v1/predict", 4_000_000, "Connection: close\r\n"),
                                 ("/v1/nope", 4_000_000, "Connection: close\r\n")):
         s = socket.create_connection((host, int(port)), timeout=15)
         s.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                   f"Content-Length: {length}\r\n{close}\r\n{{\"text\": \"a".encode())
-        stalled.append(s)
+        stalled[path, length] = s
     start = time.monotonic()
     assert post(f"{server}/v1/predict", {"text": "served meanwhile"})[0] == 200
-    for s in stalled:
+    expected = {("/v1/predict", 1000): (408, "request body stalled: no byte for 3 s after 11 bytes; expected the "
+                                             "rest of the body within 3 s of its last bytes"),
+                ("/v1/predict", 4_000_000): (413, "body has 4000000 bytes; expected at most 400000"),
+                ("/v1/nope", 4_000_000): (404, "no route /v1/nope; expected one of ")}
+    for sent, s in stalled.items():
         with s:
             answer = http.client.HTTPResponse(s)
             answer.begin()
-            assert answer.status == 408 and answer.getheader("connection") == "close"
-            assert json.loads(answer.read()) == {"error": "request body stalled: no byte for 3 s after 11 bytes; "
-                                                          "expected the rest of the body within 3 s of its last bytes"}
+            assert (answer.status, answer.getheader("connection")) == (expected[sent][0], "close"), sent
+            assert json.loads(answer.read())["error"].startswith(expected[sent][1]), sent
             assert s.recv(1) == b""  # closed: the rest of the body is not awaited
     assert 2.5 < time.monotonic() - start < 10
 
@@ -325,6 +329,37 @@ def test_a_body_fed_a_byte_per_pause_is_answered_408_at_the_body_deadline(server
         assert 4.5 < time.monotonic() - start < 7
         assert s.recv(1) == b""  # closed
     assert request_counts(server, "/v1/predict")["408"] == before + 1
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def test_a_body_over_the_limit_still_arriving_at_the_body_deadline_is_answered_413(server):
+    """A body already known to exceed --max-body, by its Content-Length (`Connection: close`: drained, see
+    read_body) or, chunked, by the bytes read, that was still arriving when --body-deadline-s (5 here) passed was
+    answered 408, an invitation to send it again, slower or not, that can only fail again: the size is what its
+    client must change. 413 now, the connection closed as the 408's was (the rest of the body is not awaited)."""
+    host, port = server.removeprefix("http://").split(":")
+    sent = {"body has 4000000 bytes": (b"Content-Length: 4000000\r\nConnection: close\r\n\r\n{\"text\": \"a", b"a"),
+            "body has over 400000 bytes": (b"Transfer-Encoding: chunked\r\n\r\n" + chunk(b"a" * 400_001), chunk(b"a"))}
+    clients = {}
+    for size, (head, _) in sent.items():
+        clients[size] = socket.create_connection((host, int(port)), timeout=15)
+        clients[size].sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + head)
+    start = time.monotonic()
+    for _ in range(6):  # until 4.2 s: each pause within the 3 s --body-timeout-s, the whole past the deadline
+        time.sleep(0.7)
+        for size, s in clients.items():
+            s.sendall(sent[size][1])
+    for size, s in clients.items():
+        with s:
+            answer = http.client.HTTPResponse(s)
+            answer.begin()
+            assert (answer.status, answer.getheader("connection")) == (413, "close"), size
+            assert json.loads(answer.read()) == {"error": f"{size}; expected at most 400000"}
+            assert s.recv(1) == b""  # closed
+    assert 4.5 < time.monotonic() - start < 7
 
 
 def test_a_connection_whose_header_never_comes_is_closed_after_the_header_timeout(media_bundle):

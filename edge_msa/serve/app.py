@@ -219,14 +219,17 @@ async def read_body(request: Request, limits: Limits) -> bytearray:
     sending resets its connection before it can read the 413; beyond that the 413 goes out as it stands. A client
     that hangs up mid-body (a phone leaving coverage) is answered CLIENT_CLOSED, not a 500 and a traceback in the
     log: /metrics tells it apart from a bug; one that pauses longer than limits.body_timeout_s, or whose body is not
-    whole limits.body_deadline_s after its first read, is answered 408 and its connection closed (see paced). The
+    whole limits.body_deadline_s after its first read, is answered 408 and its connection closed (see paced), or 413
+    where its size is already known to be over the limit (its Content-Length, or the bytes read): a 408 invites the
+    client to send the body again, which can only fail again, where the size is what it must change. The
     body grows in place: its chunks joined at the end held each body twice (16 MiB at the default --max-body);
     json.loads and the multipart parser take a bytearray as they take bytes."""
     limit = limits.max_body_bytes
     declared = request.headers.get("content-length", "")
+    over = declared.isdigit() and int(declared) > limit
     if unread_body_is_dropped(request):  # what the header refuses is refused before the body, as nginx does
-        if declared.isdigit() and int(declared) > limit:
-            raise RequestError(413, f"body has {declared} bytes; expected at most {limit}")
+        if over:
+            raise too_large(request, limit)
         check_encoding(request)
     body, size = bytearray(), 0
     try:
@@ -239,12 +242,21 @@ async def read_body(request: Request, limits: Limits) -> bytearray:
     except ClientDisconnect:
         raise RequestError(CLIENT_CLOSED, f"client closed the connection after {size} bytes of the body; expected "
                                           "the whole body") from None
+    except RequestError as exc:  # paced's 408: the size, where already known to be over, is the answer
+        if exc.status == 408 and (over or size > limit):
+            raise too_large(request, limit, exc.headers) from None
+        raise
     if size > limit:
-        declared = request.headers.get("content-length", "")
-        raise RequestError(413, f"body has {declared if declared.isdigit() else 'over ' + str(limit)} bytes; "
-                                f"expected at most {limit}")
+        raise too_large(request, limit)
     check_encoding(request)
     return body
+
+
+def too_large(request: Request, limit: int, headers: Mapping[str, str] | None = None) -> RequestError:
+    """read_body's 413, naming the declared size where there is one (a chunked body's is not known: "over")."""
+    declared = request.headers.get("content-length", "")
+    return RequestError(413, f"body has {declared if declared.isdigit() else 'over ' + str(limit)} bytes; expected "
+                             f"at most {limit}", headers)
 
 
 def check_encoding(request: Request) -> None:

@@ -1,7 +1,7 @@
 """The HTTP protocol `edge-msa serve` runs: uvicorn's h11 protocol with a deadline on each request's header.
 
-uvicorn (0.55 checked) times nothing before a request's header is complete: its keep-alive timer starts only after an
-answer, and the first byte of the next request stops it. So a client that connected and sent nothing, or half a
+uvicorn (0.29 to 0.55 checked) times nothing before a request's header is complete: its keep-alive timer starts only
+after an answer, and the first byte of the next request stops it. So a client that connected and sent nothing, or half a
 request line or header and stopped, held its connection (a file descriptor, a protocol object) for ever, and a few
 hundred such (a kiosk app that leaks connections, or anyone on the network) exhausted the worker's descriptors.
 nginx (client_header_timeout) and Apache (mod_reqtimeout header=) bound that time; here --header-timeout-s does.
@@ -31,9 +31,10 @@ class HeaderDeadline(H11Protocol):
 
     Extends connection_made, data_received, on_response_complete and connection_lost, and reads uvicorn's private
     `conn` (the h11.Connection), `cycle` (the request in progress), `transport`, `loop` and `server_state` (its
-    default headers: the Date every answer carries); checked with uvicorn 0.55, and tests/test_serve_units.py fails
-    if one changes. h11 rather than httptools, which uvicorn's "auto" picked where httptools was installed
-    (edge-msa[serve] does not install it): one protocol, the one the tests run.
+    default headers: the Date every answer carries); all the same, in name and meaning, in uvicorn 0.29 (setup.py's
+    minimum), 0.30, 0.32 and 0.55 (read in each release's h11_impl.py and server.py; this module's tests pass on
+    each), and tests/test_serve_units.py fails if one changes. h11 rather than httptools, which uvicorn's "auto"
+    picked where httptools was installed (edge-msa[serve] does not install it): one protocol, the one the tests run.
     """
 
     header_timeout_s: float  # set by with_timeout: uvicorn builds the protocol itself, from its class
