@@ -53,9 +53,11 @@ LIMIT_FLAGS = {"max_body_bytes": ("--max-body", "bytes per request"),
                "max_steps": ("--max-steps", "rows L of a feature array"),
                "max_items": ("--max-items", "inputs per batch request"),
                "body_timeout_s": ("--body-timeout-s", "seconds a request body may pause (no new byte) before its "
-                                  "client is answered 408 and the connection closed"),
+                                  "client is answered 408 (413 if its size is already over --max-body) and the connection "
+                                  "closed"),
                "body_deadline_s": ("--body-deadline-s", "seconds a whole request body may take, from its header, "
-                                   "before its client is answered 408 and the connection closed; the default "
+                                   "before its client is answered 408 (413 if its size is already over "
+                                   "--max-body) and the connection closed; the default "
                                    "--max-body takes 67 s at a slow 1 Mbit/s"),
                "header_timeout_s": ("--header-timeout-s", "seconds a client has to send a whole request header, "
                                     "from connecting or from its previous answer, before its connection is closed "
