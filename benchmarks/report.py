@@ -12,7 +12,7 @@ from edge_msa.errors import PLOT_FIX
 from edge_msa.jsonio import dumps
 
 from .memory import MB
-from .sysinfo import THROTTLED_BELOW
+from .sysinfo import THROTTLED_BELOW, gpu_named
 from .target import ok_rows_on_gpu
 from .timing import SIDE_BY_SIDE, STAGE_BUDGET_S, STAGE_CALLS
 
@@ -122,7 +122,7 @@ def _device_line(system: dict) -> str:
 
 
 def _gpu_named(system: dict) -> bool:
-    return not str(system.get("gpu", "unavailable")).startswith("unavailable")
+    return gpu_named(str(system.get("gpu", "unavailable")))
 
 
 def _nvml_matters(system: dict, rows: list[dict]) -> bool:

@@ -48,6 +48,7 @@ the clocks down now, which scaling_cur_freq does not show reliably; bits 16-19 (
 "has occurred since boot"."""
 FIRMWARE_SINCE_BOOT = 16
 VCGENCMD_TIMEOUT_S = 2.0  # it answers in milliseconds; a hung firmware mailbox must not hang the bench
+NOT_NVML = "not applicable"  # how `not_nvml`'s reason starts: `gpu_named` tells it from a GPU's name by it
 PERFORMANCE = "performance"  # the governor that holds every clock at its max (thermal caps aside) between calls too
 PACKAGES = ("edge-msa", "numpy", "onnxruntime", "onnxruntime-gpu", "tensorrt", "nvidia-ml-py")
 
@@ -242,10 +243,12 @@ class Clocks:
         self.gpu = gpu_clock(self.root)
         skip = not_nvml(self.family) or (None if (self.root == SYSFS_ROOT if nvml is None else nvml)
                                          else f"not read (the sysfs root {self.root} is not this machine's)")
-        # the GPU's name from the clocks' NVML session (`gpu_facts`): None where NVML's clocks are not read here
+        # the GPU's name from the clocks' NVML session (`gpu_facts`), or on a detected board why NVML is not read
+        # there (`not_nvml`, one rule for the clocks and the name); None where only a fixture root skips NVML's
+        # clocks: the `system` block's other facts (cpu, os) are this machine's, its GPU's name too (`system_info`)
         self.gpu_name: str | None
         self.nvidia: dict[str, object] | str
-        self.gpu_name, self.nvidia = (None, skip) if skip else gpu_facts()
+        self.gpu_name, self.nvidia = (not_nvml(self.family), skip) if skip else gpu_facts()
         self.vcgencmd = shutil.which("vcgencmd")  # a Raspberry Pi's: its firmware's throttle bits
 
     def snapshot(self) -> dict[str, Any]:
@@ -281,7 +284,14 @@ def not_nvml(family: str | None) -> str | None:
     """Why NVML is not read on a detected board ('not applicable (jetson: ...)'), or None off one: a Jetson's GPU is
     the SoC's (its clocks are devfreq's, `gpu_clock`; its NVML answers few queries) and a Pi has no NVIDIA GPU, so
     an NVML line there, most often "install the [gpu] extra", would only be noise on the boards bench is for."""
-    return f"not applicable ({family}: its GPU, if any, is not NVML-managed)" if family else None
+    return f"{NOT_NVML} ({family}: its GPU, if any, is not NVML-managed)" if family else None
+
+
+def gpu_named(gpu: str) -> bool:
+    """Whether the `system` block's `gpu` names a GPU, rather than saying why none was read: 'unavailable: <why>'
+    (`gpu_name`) or, on a detected board, `not_nvml`'s reason. The device line and report.md's cpu line show a
+    name only."""
+    return not gpu.startswith(("unavailable", NOT_NVML))
 
 
 def row_clocks(start: dict[str, Any], end: dict[str, Any], on_gpu: bool) -> dict[str, Any]:
@@ -346,10 +356,10 @@ def system_info(clocks: Clocks, argv: list[str] | None = None, rows: Iterable[Ma
     counts in the advice."""
     board, family = board_model(clocks.root), clocks.family  # the board whose sysfs was read
     jetson = board if family == "jetson" else None
-    gpu = clocks.gpu_name or gpu_name()  # read once: with the NVML clocks where they were read
+    gpu = clocks.gpu_name or gpu_name()  # read once: with the NVML clocks where read, on a board never (`Clocks`)
     cpu = cpu_model()
     return {
-        "device": board or (cpu if gpu.startswith("unavailable") else f"{cpu} + {gpu}"),
+        "device": board or (f"{cpu} + {gpu}" if gpu_named(gpu) else cpu),
         "cpu": cpu,
         "cpu_count": os.cpu_count(),
         "gpu": gpu,

@@ -18,7 +18,7 @@ from edge_msa.benchmarks import run_bench, sysinfo
 from edge_msa.benchmarks.compare import clock_warning
 from edge_msa.benchmarks.report import render_markdown
 from edge_msa.benchmarks.sysinfo import (CPU_DIR, DEVFREQ_DIR, DEVICE_TREE, THERMAL_DIR, THROTTLED_BELOW, Clocks,
-                                         board_family, governor_advice, row_clocks, system_info)
+                                         board_family, governor_advice, not_nvml, row_clocks, system_info)
 from edge_msa.cli import main
 from edge_msa.errors import GPU_FIX
 from test_bench_sweep import FAST, _bundles, make_loader
@@ -523,3 +523,21 @@ def test_nvml_is_not_read_on_a_board_and_its_absence_shown_only_where_a_gpu_read
     monkeypatch.setitem(sys.modules, "pynvml", module)
     cpu_run = render_markdown({"system": system_info(Clocks(VM, nvml=True), []), "rows": []})
     assert "; gpu: NVIDIA H100 80GB HBM3" in cpu_run and "(NVML): unavailable (NVML clocks not readable" in cpu_run
+
+
+def test_the_system_blocks_gpu_on_a_board_says_why_nvml_is_not_read_and_reads_none(tmp_path, monkeypatch):
+    """On a detected Jetson or Pi the `system` block's gpu follows the clocks' rule (`not_nvml`): it was read through
+    NVML all the same, so a fixture board's report named this machine's GPU, and a Jetson's read NVML against the
+    rule. A Jetson told by its `compatible` alone (no model) is its CPU, not "<cpu> + not applicable (...)"."""
+    module, calls = _fake_pynvml([0x4] * 3)
+    monkeypatch.setitem(sys.modules, "pynvml", module)
+    monkeypatch.setenv("PATH", "")
+    unnamed = Path(shutil.copytree(JETSON, tmp_path / "sysfs"))
+    (unnamed / DEVICE_TREE / "model").unlink()
+    for root in (JETSON, PI, unnamed):
+        clocks = Clocks(root)
+        system = system_info(clocks, [])
+        assert system["gpu"] == clocks.nvidia == not_nvml(clocks.family)
+        assert "gpu:" not in render_markdown({"system": system, "rows": [GPU_ROW]})
+    assert system["board_family"] == "jetson" and system["device"] == system["cpu"]
+    assert calls["init"] == 0
