@@ -76,13 +76,23 @@ def test_two_reports_keep_the_one_comparison_layout(reports, tmp_path, capsys):
     (["base", "base"], "--compare got the same report twice ({base} and {base}); expected different reports"),
     (["base", "vm", "text"], "{text} vs the first report {base}: the two reports have no successful rows with the "
                              "same batch size, modalities and input (raw-text / precomputed-text)"),
-], ids=["one report", "same file spelled twice", "same path twice", "a later report matching nothing"])
+    (["base", "vm", "bundle/"], "--compare reads reports and times nothing; '{bundle}' is a bundle; expected "
+                                "report.json files (bench the bundles first, then compare their reports)"),
+    (["base", "folder/"], "--compare reads report files; '{folder}' is a report folder; expected '{vm}'"),
+], ids=["one report", "same file spelled twice", "same path twice", "a later report matching nothing", "a bundle",
+        "a report folder"])
 def test_compare_refuses_in_one_line_and_writes_nothing(reports, tmp_path, capsys, which, message):
     """One report has nothing to divide by; a report against itself (two spellings of one path) gives ratios of 1
-    that read as a measurement; a later report matching none of the baseline's rows is named, not 'the two'."""
+    that read as a measurement; a later report matching none of the baseline's rows is named, not 'the two'. A bundle
+    or a report's folder given for a report said only "Is a directory"."""
     base = Path(reports["base"])
-    paths = dict(reports, **{"./base": str(base.parent / ".." / base.parent.name / base.name)})
+    (tmp_path / "bundle").mkdir()
+    (tmp_path / "bundle" / "manifest.json").write_text("{}")
+    paths = dict(reports, **{"./base": str(base.parent / ".." / base.parent.name / base.name),
+                             "bundle/": f"{tmp_path / 'bundle'}/", "folder/": f"{Path(reports['vm']).parent}/"})
     assert main(["bench", "--compare", *(paths[w] for w in which), "--out", str(tmp_path / "cmp")]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and not (tmp_path / "cmp").exists()
-    assert captured.err == "error: " + message.format(base=base, same=paths["./base"], text=reports["text"]) + "\n"
+    assert captured.err == "error: " + message.format(base=base, same=paths["./base"], text=reports["text"],
+                                                      bundle=paths["bundle/"], folder=paths["folder/"],
+                                                      vm=reports["vm"]) + "\n"

@@ -124,6 +124,7 @@ def _compare(args: argparse.Namespace) -> int:
     if args.bundles:  # argparse takes `bench bundle/ --compare a.json b.json` quietly; nothing would time it
         raise InputError(f"--compare reads reports and times nothing; got bundles too ({' '.join(args.bundles)}); "
                          "expected `edge-msa bench --compare A.json B.json [C.json ...]` alone")
+    _check_not_folders(args.compare)
     _check_distinct(args.compare)
     if args.out and Path(args.out).exists() and not Path(args.out).is_dir():  # found only after the table printed
         raise InputError(f"--out '{args.out}' is a file; expected a folder for compare.md and compare.json")
@@ -134,6 +135,21 @@ def _compare(args: argparse.Namespace) -> int:
         write_text(Path(args.out) / "compare.md", text)
         write_text(Path(args.out) / "compare.json", dumps(cmp, indent=2) + "\n")
     return 0
+
+
+def _check_not_folders(paths: list[str]) -> None:
+    """A bundle or a report folder where a report.json goes: `bench --compare a.json b.json bundle/` read as a
+    report said only "Is a directory", not that --compare times nothing, nor which file in a report folder it wants."""
+    from edge_msa.benchmarks.report import FILES
+    from edge_msa.errors import InputError
+    from edge_msa.runtime.manifest import MANIFEST
+
+    for path in paths:
+        if (Path(path) / MANIFEST).is_file():
+            raise InputError(f"--compare reads reports and times nothing; '{path}' is a bundle; expected {FILES[0]} "
+                             "files (bench the bundles first, then compare their reports)")
+        if (report := Path(path) / FILES[0]).is_file():
+            raise InputError(f"--compare reads report files; '{path}' is a report folder; expected '{report}'")
 
 
 def _check_distinct(paths: list[str]) -> None:
