@@ -159,14 +159,14 @@ def test_every_word_choice_is_read_in_any_case_and_a_wrong_word_is_one_line(caps
 def test_every_data_flags_default_names_edge_msa_data_first():
     """train, pipeline, eval, bench and compress said --data defaults to ../shared/data/mosi/...: a user who had set
     $EDGE_MSA_DATA, which the commands read first (paths.default_data_root), was told it was not used."""
-    from edge_msa.cli import build_parser
-    from edge_msa.paths import DATA_ENV, MOSI_FILE
+    from edge_msa.cli import DEFAULT_DATA, build_parser
+    from edge_msa.paths import DATA_ENV, SHARED_DATA
 
+    assert DEFAULT_DATA.startswith(f"${DATA_ENV}/")  # the one definition: the variable first, as the commands read
     helps = {p.prog: a.help for p in _parsers(build_parser()) for a in p._actions if "--data" in a.option_strings}
-    defaults = {prog: text for prog, text in helps.items() if "shared/data" in text}
+    defaults = {prog: text for prog, text in helps.items() if SHARED_DATA in text}
     assert len(defaults) == 5
-    assert [prog for prog, text in defaults.items()
-            if f"${DATA_ENV}/{MOSI_FILE}, else ../shared/data/{MOSI_FILE}" not in text] == []
+    assert [prog for prog, text in defaults.items() if DEFAULT_DATA not in text] == []
 
 
 def test_a_negative_value_that_float_reads_is_a_value_not_a_flag():
