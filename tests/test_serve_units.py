@@ -1286,6 +1286,50 @@ def test_the_header_deadline_runs_only_while_a_header_is_awaited():
     asyncio.run(drive())
 
 
+@pytest.mark.parametrize("lose", [None, "on_response_complete", "connection_made", "cycle", "__init__"])
+def test_a_uvicorn_without_what_the_header_deadline_needs_serves_plain_h11_with_one_warning(
+        lose, media_bundle, tmp_path, monkeypatch, capsys):
+    """setup.py bounds uvicorn from below only, and HeaderDeadline extends H11Protocol's methods and reads its private
+    attributes: a release that renamed one failed every connection with a traceback. Checked as serve starts now: a
+    method gone (or only asyncio's no-op left), an attribute a fresh protocol lacks, or a constructor it cannot build
+    one with runs plain H11Protocol, with one line saying --header-timeout-s is off."""
+    pytest.importorskip("fastapi", reason='the serve extra is not installed (pip install "edge-msa[serve]")')
+    import uvicorn
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    from edge_msa.serve import app as serve_app
+    from edge_msa.serve.connections import HeaderDeadline
+
+    init = H11Protocol.__init__
+
+    def init_without(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        delattr(self, lose)
+
+    if lose == "__init__":
+        monkeypatch.setattr(H11Protocol, "__init__", lambda self, config, server_state, app_state, app: None)
+    elif lose in vars(H11Protocol):
+        monkeypatch.delattr(H11Protocol, lose)
+    elif lose:
+        monkeypatch.setattr(H11Protocol, "__init__", init_without)
+    used, services, create_app = [], [], serve_app.create_app
+    monkeypatch.setattr(serve_app, "create_app", lambda service: services.append(service) or create_app(service))
+    monkeypatch.setattr(uvicorn.Server, "run",
+                        lambda self, sockets: used.append(self.config.http) or sockets[0].close())
+    assert main(["serve", str(media_bundle), "--port", "0", "--log-level", "warning",
+                 "--feedback", str(tmp_path / "log.sqlite")]) == 0
+    services[0].close()
+    err = capsys.readouterr().err
+    if lose is None:
+        assert err == "" and issubclass(used[0], HeaderDeadline)
+        return
+    name = "__init__(config, server_state, app_state)" if lose == "__init__" else lose
+    assert used == [H11Protocol] and err == (
+        f"warning: uvicorn {uvicorn.__version__}'s H11Protocol has no {name}, which the header deadline needs: "
+        "--header-timeout-s is off (--body-timeout-s and --body-deadline-s still apply); expected a uvicorn that has "
+        "them (0.29 to 0.55 checked)\n")
+
+
 def test_the_start_up_line_behind_a_proxy_sends_the_user_through_it(media_bundle, tmp_path, monkeypatch, capsys):
     """With --root-path the page at the listening address calls its routes under the prefix, which only the proxy
     answers: the start-up line said "demo page" at that address, a page whose every call is a 404 there."""

@@ -163,11 +163,11 @@ def serve_until_stopped(service: Service, sock: socket.socket, args: argparse.Na
     import uvicorn
 
     from ..serve.app import create_app
-    from ..serve.connections import HeaderDeadline
+    from ..serve.connections import http_protocol
 
     config = uvicorn.Config(create_app(service), host=args.host, port=args.port, log_level=args.log_level,
                             access_log=False, timeout_graceful_shutdown=args.drain_s, server_header=False,
-                            http=HeaderDeadline.with_timeout(service.config.limits.header_timeout_s, service.metrics),
+                            http=http_protocol(service.config.limits.header_timeout_s, service.metrics),
                             ws="none", root_path=args.root_path)
     server = uvicorn.Server(config)
     service.batcher.on_death = lambda: setattr(server, "should_exit", True)
