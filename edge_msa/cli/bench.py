@@ -93,13 +93,15 @@ def run(args: argparse.Namespace) -> int:
                         long=args.long, progress=not args.quiet, precomputed_text=args.precomputed_text)
     _fail_if_nothing_measured(out)
     if not args.quiet:
-        png = out / "report.png"
-        print(f"wrote {out / 'report.json'}, {out / 'report.md'}" + (f", {png}" if png.exists() else ""))
+        from edge_msa.benchmarks.report import FILES
+
+        data, md, png = (out / name for name in FILES)
+        print(f"wrote {data}, {md}" + (f", {png}" if png.exists() else ""))
         if not png.exists():
             from edge_msa.benchmarks import load_report
             from edge_msa.benchmarks.report import png_skipped
 
-            print(png_skipped(load_report(out / "report.json")) or "No report.png.")
+            print(png_skipped(load_report(data)) or "No report.png.")
     return 0
 
 
@@ -107,12 +109,13 @@ def _fail_if_nothing_measured(out: Path) -> None:
     """A sweep where every row failed (say, a mistyped bundle path) measured nothing: exit 2 like any bad input,
     though the report of the failures stays, so a script cannot mistake it for a benchmark."""
     from edge_msa.benchmarks import load_report
+    from edge_msa.benchmarks.report import FILES
     from edge_msa.errors import InputError
 
-    rows = load_report(out / "report.json")["rows"]
+    rows = load_report(out / FILES[0])["rows"]
     if rows and not any(row.get("status") == "ok" for row in rows):
         raise InputError(f"every row failed, so nothing was measured (first: {rows[0]['status']}); "
-                         f"the failures are in {out / 'report.md'}")
+                         f"the failures are in {out / FILES[1]}")
 
 
 def _compare(args: argparse.Namespace) -> int:
