@@ -154,7 +154,8 @@ class CompressOptions:
         from the ** (not a mapping), both after the teacher and the data were loaded. text_bert (the config of a text
         encoder inside the model) is the pipeline's own, from the encoder distilled from the teacher's: given here it
         was a TypeError (text_bert given twice) after the text stage, or, with a teacher over text features, a random
-        encoder wrapped around those features that failed in the student's first forward."""
+        encoder wrapped around those features that failed in the student's first forward. skip_thresholds too: the
+        gate stage calibrates them and writes them over the student's, so a given pair was dropped without a word."""
         params = self.student_params
         if not isinstance(params, Mapping):
             raise InputError(f"{given('student_params', params)}; expected a map of the student's options to "
@@ -162,10 +163,13 @@ class CompressOptions:
         if "share" in params:
             raise InputError(f"{given('student_params', dict(params))} sets share; expected the share mode as its own "
                              f"option ({given('share', params['share'])}), not in student_params")
-        if "text_bert" in params:
-            raise InputError(f"student_params sets text_bert; expected no text_bert: the student's text encoder is "
-                             f"distilled from the teacher's (its shape: {option_name('text_hidden')}, "
-                             f"{option_name('text_layers')} and the other text options)")
+        own = {"text_bert": f"the student's text encoder is distilled from the teacher's (its shape: "
+                            f"{option_name('text_hidden')}, {option_name('text_layers')} and the other text options)",
+               "skip_thresholds": f"the gate stage calibrates them ({option_name('skip_budget')} or "
+                                  f"{option_name('max_drop')} says to what)"}
+        for name, why in own.items():
+            if name in params:
+                raise InputError(f"student_params sets {name}; expected no {name}: {why}")
 
     def _read_keywords(self) -> None:
         """Each KEYWORDS knob's word in lower case, whatever case it was given in; one line for a word not listed

@@ -123,12 +123,17 @@ def check_model_params(model: str, model_params: dict[str, Any]) -> dict[str, An
     `edge-msa pipeline` with its other flags, before any stage (they were refused only after its train stage began).
     create_model's text_bert (the config of a text encoder inside the model) is train_teacher's own to set, from
     `text_model`: given here it failed after the data load with create_model's TypeError (two text_bert) or, with a
-    frozen encoder, wrapped a random encoder around the text features and failed in its forward (a RuntimeError)."""
+    frozen encoder, wrapped a random encoder around the text features and failed in its forward (a RuntimeError).
+    gtf's score_scale is train_teacher's too: calibrate_scale resets it to 1 after training and fits it on validation,
+    so a value given here was dropped without a word (checked after check_options: a model without it is told so)."""
     from .models.registry import check_build, check_options
 
     if "text_bert" in model_params:
         raise _text_bert_given()
     check_options(model, model_params, taken=inspect.signature(train_teacher).parameters)  # not offering text_encoder
+    if "score_scale" in model_params:
+        raise InputError(f"{option_name('score_scale')} is fitted on validation by train_teacher; expected no "
+                         "score_scale among the model options")
     params = {**MODEL_DEFAULTS.get(model.removesuffix("_tiny"), {}), **model_params}
     check_build(model, params)
     return params

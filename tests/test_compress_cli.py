@@ -301,6 +301,9 @@ def test_counts_from_python_are_whole_numbers(kwargs, says):
     # the pipeline passes text_bert= from the distilled encoder: a TypeError (text_bert twice) after the text stage
     ({"text_bert": {}}, "student_params sets text_bert; expected no text_bert: the student's text encoder is "
                         "distilled from the teacher's (its shape: text_hidden, text_layers and the other text options)"),
+    # the gate stage wrote its calibrated thresholds over them: dropped without a word
+    ({"skip_thresholds": [0.2, 0.3]}, "student_params sets skip_thresholds; expected no skip_thresholds: the gate "
+                                      "stage calibrates them (skip_budget or max_drop says to what)"),
     # keys of two types: sorted() raised a TypeError, reported as the registry's generic "bad options" line
     ({"blocks": {1: {}, "text": {}}}, "student blocks ['text', 1] do not match share='depth'; expected ['fuse', "
                                       "'text']"),

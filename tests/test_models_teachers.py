@@ -56,7 +56,6 @@ LOSS_OPTIONS = [
     ("gtf", {"alpha": -0.1}, "alpha = -0.1; expected >= 0"),
     ("gtf", {"beta": -1}, "beta = -1; expected >= 0"),
     ("gtf", {"score_clip": -3.0}, "score_clip = -3.0; expected >= 0"),
-    ("gtf", {"score_scale": 0}, "score_scale = 0; expected > 0"),  # a score of 0 for every input
 ]
 
 
@@ -77,6 +76,14 @@ def test_an_option_out_of_its_range_is_refused_before_any_data_is_read(name, par
     monkeypatch.setattr(teacher, "_pretrained_text", never)
     assert one_line_error(lambda: teacher.train_teacher(name, out=tmp_path / "t.pt", **params)) == says
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_score_scale_of_zero_is_refused_by_gtf(tiny_spec):
+    """A score of 0 for every input. train_teacher refuses any score_scale (calibrate_scale fits its own), so gtf's
+    constructor check is reached by a direct build or a checkpoint's config."""
+    from conftest import one_line_error
+
+    assert one_line_error(lambda: create_model("gtf_tiny", tiny_spec, score_scale=0)) == "score_scale = 0; expected > 0"
 
 
 @pytest.mark.parametrize("name", TINY)

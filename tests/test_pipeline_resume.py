@@ -162,7 +162,10 @@ def test_a_record_keyed_by_the_out_typed_then_still_resumes(tmp_path, monkeypatc
                                          # no --text-model in pipeline: the line names none (nor text_model)
                                          (["--model-param", "text_bert=1"], "--model-param text_bert=1 is set by "
                                           "train_teacher from the text encoder it fine-tunes; expected no text_bert "
-                                          "among the model options\n")])
+                                          "among the model options\n"),
+                                         (["--model", "gtf", "--model-param", "score_scale=0.9"], "--model-param "
+                                          "score_scale=0.9 is fitted on validation by train_teacher; expected no "
+                                          "score_scale among the model options\n")])
 def test_bad_flags_are_refused_before_any_stage(flags, says, tmp_path, monkeypatch, capsys):
     """--min-time was checked at stage 4 (after ~20 min of training), by a message naming bench's flags; a bad
     --model-param when stage 1 began (train_teacher's check), after its header."""

@@ -96,6 +96,45 @@ def test_bad_options(tiny_spec):
         create_model("student_tiny", tiny_spec, modality_dropout=[0.1, 0.7])  # would silently never drop video
 
 
+THRESHOLDS_WHY = " (the gate's keep is in [0, 1]: 0 never skips, above 1 always skips)"
+
+
+@pytest.mark.parametrize("thresholds, says", [
+    # keep (a sigmoid) >= a negative threshold always: it acted as 0 without a word
+    ([0.5, -0.1], "skip_thresholds[1] = -0.1; expected >= 0" + THRESHOLDS_WHY),
+    # keep >= nan never holds: always skipped; a manifest refuses inf
+    ([float("nan"), 0.5], "skip_thresholds[0] = nan; expected a finite number >= 0" + THRESHOLDS_WHY),
+    ([0.5, float("inf")], "skip_thresholds[1] = inf; expected a finite number >= 0" + THRESHOLDS_WHY),
+    ([0.5, "high"], "skip_thresholds[1] = 'high'; expected a number >= 0" + THRESHOLDS_WHY),  # float()'s "bad options"
+    (0.5, "skip_thresholds needs 2 values (audio, video); got 0.5"),  # "'float' object is not iterable"
+    ("ab", "skip_thresholds needs 2 values (audio, video); got 'ab'"),  # float('a')'s "bad options" line
+])
+def test_a_skip_threshold_that_is_no_number_or_below_zero_is_refused(thresholds, says, tiny_spec):
+    """The gate's keep is in [0, 1] and a modality runs iff keep >= its threshold: 0 never skips, above 1 always."""
+    from conftest import one_line_error
+
+    assert one_line_error(lambda: create_model("student_tiny", tiny_spec, skip_thresholds=thresholds)) == says
+
+
+def test_a_checkpoint_with_a_negative_skip_threshold_is_refused(tiny_spec, tmp_path):
+    """compress writes the calibrated thresholds into config_params, so a checkpoint carries them to the rebuild."""
+    from conftest import one_line_error
+
+    model = create_model("student_tiny", tiny_spec)
+    model.config_params["skip_thresholds"] = [-0.2, 0.5]
+    save_checkpoint(tmp_path / "s.pt", model)
+    assert one_line_error(lambda: load_checkpoint(tmp_path / "s.pt")) == ("skip_thresholds[0] = -0.2; expected >= 0"
+                                                                          + THRESHOLDS_WHY)
+
+
+def test_every_threshold_compress_calibrates_is_taken(tiny_spec):
+    """skip.calibrate picks among 0 (never skip), the gate's quantiles and 1.01 (always skip); the defaults are 0."""
+    assert create_model("student_tiny", tiny_spec).config_params["skip_thresholds"] == [0.0, 0.0]
+    model = create_model("student_tiny", tiny_spec, skip_thresholds=(np.float64(0.0833), 1.01))
+    assert model.config_params["skip_thresholds"] == [0.0833, 1.01]
+    assert all(type(t) is float for t in model.config_params["skip_thresholds"])
+
+
 @pytest.mark.parametrize("name", ["student", "student_tiny"])
 def test_an_unknown_student_option_is_told_as_a_teachers_is(name, tiny_spec):
     """The student's line for an option it lacks is registry.check_options's, as a teacher's (it was its own

@@ -574,3 +574,25 @@ def test_a_text_bert_model_param_is_told_by_trains_flags(tmp_path, capsys):
         "error: --model-param text_bert=1 is set by train_teacher from the text encoder it fine-tunes; expected no "
         "text_bert among the model options (--text-model FOLDER chooses the encoder)\n")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_score_scale_model_param_is_refused_before_any_data_is_read(tmp_path):
+    """gtf's score_scale is fitted on validation by calibrate_scale, which reset it to 1 first: a value given as a
+    model option was trained with and then dropped without a word."""
+    message = one_line_error(lambda: train_teacher("gtf_tiny", data="never-read.npz", out=tmp_path / "t.pt",
+                                                   score_scale=0.9))
+    assert message == ("score_scale is fitted on validation by train_teacher; expected no score_scale among the "
+                       "model options")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_score_scale_model_param_is_told_by_trains_flags(tmp_path, capsys):
+    """`edge-msa train --model-param score_scale=...` names the flag as typed; a model without the option (fd_cmdie)
+    is still told it has none."""
+    assert _exit_code(["train", "--model", "gtf", "--data", "never-read.npz", "--out", str(tmp_path / "t.pt"),
+                       "--model-param", "score_scale=0.9"]) == 2
+    assert capsys.readouterr().err == ("error: --model-param score_scale=0.9 is fitted on validation by train_teacher; "
+                                       "expected no score_scale among the model options\n")
+    assert _exit_code(["train", "--out", str(tmp_path / "t.pt"), "--model-param", "score_scale=0.9"]) == 2
+    assert capsys.readouterr().err.startswith("error: model fd_cmdie has no option 'score_scale'")
+    assert list(tmp_path.iterdir()) == []
