@@ -175,13 +175,20 @@ def data_record(meta: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[MSAModel, dict[str, Any]]:
-    """Rebuild the model from a checkpoint. Returns (model in eval mode, meta dict)."""
+    """Rebuild the model from a checkpoint. Returns (model in eval mode, meta dict).
+
+    A spec or config the constructors refuse (a hand-edited file, or one from a version with other rules) is told
+    with the file's name before the constructor's line. Why: `skip_thresholds[1] = -0.1; expected >= 0` told the user
+    of `edge-msa export old.pt` what was wrong but not where."""
     from .models import create_model
 
     payload = read_checkpoint(path)
     config = ModelConfig.from_dict(payload["config"])
-    spec = FeatureSpec.from_dict(payload["feature_spec"])
-    model = create_model(config.name, spec, **config.params)
+    try:
+        spec = FeatureSpec.from_dict(payload["feature_spec"])
+        model = create_model(config.name, spec, **config.params)
+    except InputError as exc:  # the spec's and the constructors' checks, which know no file
+        raise ArtifactError(f"'{path}': {exc}") from None
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as exc:  # torch: a header line, then one line per tensor; the first tensor says enough

@@ -50,6 +50,8 @@ TAMPERED = {  # how the checkpoint is edited, what its one error line says
     "max_len under [CLS] word [SEP]": (lambda p, _: p["feature_spec"]["max_lens"].__setitem__(0, 2),
                                        "text max_len 2 does not fit the text encoder"),
     "no tokenizer": (lambda p, _: p.pop("tokenizer_json"), "carries its own text encoder but no tokenizer"),
+    "skip threshold below 0": (lambda p, _: p["config"]["params"].update(skip_thresholds=[0.0, -0.1]),
+                               "': skip_thresholds[1] = -0.1; expected >= 0"),  # the constructor's line, with the file
     "token rows past the embedding": (lambda p, _: _map_token_rows(p, 5, 10 ** 6),
                                       "its tokenizer's ids map to embedding row 1000000 but the text encoder has 36 "
                                       "rows; expected a token-row map within 0 .. 35"),
@@ -77,6 +79,40 @@ def test_tampered_checkpoint_exports_to_one_error_line(token_checkpoint, tmp_pat
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"error: '{tmp_path / 't.pt'}'") and says in err
     assert not (tmp_path / "bundle").exists()
+
+
+CONFIG_EDITS = {  # how a student_tiny checkpoint's config or spec is edited, the constructor's line that follows
+    "negative skip threshold": (lambda p: p["config"]["params"].update(skip_thresholds=[0.0, -0.1]),
+                                "skip_thresholds[1] = -0.1; expected >= 0 (the gate's keep is in [0, 1]"),
+    "dropout of 1": (lambda p: p["config"]["params"].update(dropout=1.0), "dropout = 1.0; expected"),
+    "unknown option": (lambda p: p["config"]["params"].update(dropotu=0.1),
+                       "model student_tiny has no option 'dropotu' (did you mean 'dropout'?)"),
+    "unknown model": (lambda p: p["config"].update(name="studnet"), "unknown model 'studnet'"),
+    "spec dims a word": (lambda p: p["feature_spec"].update(dims="abc"), "FeatureSpec.dims must be 3 whole numbers"),
+}
+
+
+@pytest.mark.parametrize("case", CONFIG_EDITS)
+def test_a_config_the_constructors_refuse_is_told_with_the_checkpoints_name(tiny_spec, tmp_path, capsys, case):
+    """The rebuild runs the constructors' checks, whose lines know no file: `edge-msa info old.pt` said what was wrong
+    (a hand-edited file, or one from a version with other rules) but not where. The file is named once."""
+    from edge_msa.checkpoint import load_checkpoint, save_checkpoint
+    from edge_msa.cli import main
+    from edge_msa.errors import ArtifactError
+    from edge_msa.models import create_model
+
+    edit, says = CONFIG_EDITS[case]
+    path = save_checkpoint(tmp_path / "s.pt", create_model("student_tiny", tiny_spec), {})
+    payload = torch.load(path, weights_only=True)
+    edit(payload)
+    torch.save(payload, tmp_path / "bad.pt")
+    assert main(["info", str(tmp_path / "bad.pt")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: '{tmp_path / 'bad.pt'}': {says}")
+    assert err.count(str(tmp_path)) == 1
+    with pytest.raises(ArtifactError) as info:
+        load_checkpoint(tmp_path / "bad.pt")
+    assert str(info.value) == err.removeprefix("error: ").rstrip("\n")
 
 
 def test_a_tokenizer_beside_a_model_without_a_text_encoder_is_refused_in_one_line(tiny_bert_dir, tmp_path, capsys):

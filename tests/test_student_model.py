@@ -117,14 +117,16 @@ def test_a_skip_threshold_that_is_no_number_or_below_zero_is_refused(thresholds,
 
 
 def test_a_checkpoint_with_a_negative_skip_threshold_is_refused(tiny_spec, tmp_path):
-    """compress writes the calibrated thresholds into config_params, so a checkpoint carries them to the rebuild."""
-    from conftest import one_line_error
+    """compress writes the calibrated thresholds into config_params, so a checkpoint carries them to the rebuild; the
+    line names the file, which the constructor's own line did not."""
+    from edge_msa.errors import ArtifactError
 
     model = create_model("student_tiny", tiny_spec)
     model.config_params["skip_thresholds"] = [-0.2, 0.5]
-    save_checkpoint(tmp_path / "s.pt", model)
-    assert one_line_error(lambda: load_checkpoint(tmp_path / "s.pt")) == ("skip_thresholds[0] = -0.2; expected >= 0"
-                                                                          + THRESHOLDS_WHY)
+    path = save_checkpoint(tmp_path / "s.pt", model)
+    with pytest.raises(ArtifactError) as info:
+        load_checkpoint(path)
+    assert str(info.value) == f"'{path}': skip_thresholds[0] = -0.2; expected >= 0" + THRESHOLDS_WHY
 
 
 def test_every_threshold_compress_calibrates_is_taken(tiny_spec):
