@@ -12,7 +12,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from .errors import InputError, given, is_whole
+from .errors import InputError, check_range, given, is_whole
 
 MODALITIES: tuple[str, str, str] = ("text", "audio", "video")
 ABSENT = "absent"  # front end of a modality a dataset does not have (e.g. audio/video of a text-only label.csv)
@@ -44,6 +44,24 @@ def modality_runs(present: Any, keep: Any, threshold: float) -> Any:
     dtype (float32 from the gate graph) in numpy and torch alike, whatever type the threshold arrived as.
     """
     return present & (keep >= float(threshold))
+
+
+def checked_skip_thresholds(thresholds: Any) -> list[float]:
+    """skip_thresholds as floats, one per SKIPPABLE modality, each a finite number >= 0 (errors.check_range), or one
+    InputError line: the one rule for the student's constructor and a bundle's manifest, here so that the runtime
+    (no torch) checks what the student does. Why: a modality runs iff keep >= its threshold (modality_runs) and keep
+    is the gate's sigmoid, in [0, 1], so 0 never skips and any value above 1 always does (skip.calibrate's
+    candidates: 0, quantiles, 1.01). A negative one acted as 0 without a word, NaN skipped every input, inf made a
+    bundle whose manifest is refused, and a word or a lone number reached the registry's generic "bad options" line
+    through float()."""
+    many = isinstance(thresholds, Iterable) and not isinstance(thresholds, (str, bytes, Mapping))
+    values = list(thresholds) if many else []
+    if len(values) != len(SKIPPABLE):
+        raise InputError(f"skip_thresholds = {thresholds!r:.80}; expected {len(SKIPPABLE)} numbers, one per skippable "
+                         f"modality ({', '.join(SKIPPABLE)})")
+    check_range({f"skip_thresholds[{i}]": t for i, t in enumerate(values)}, 0, strict=False,
+                why="the gate's keep is in [0, 1]: 0 never skips, above 1 always skips")
+    return [float(t) for t in values]
 
 
 def input_shapes(d: int | str = "d", token_ids: bool = False) -> str:

@@ -466,6 +466,7 @@ def _broken_copy(bundle, tmp_path, how):
 MANIFEST_EDITS = {  # how -> an edit of manifest.json that load must refuse in one line
     "future": lambda m: m.update(format_version=999),
     "thresholds": lambda m: m.update(skip_thresholds=[0.1]),  # was an IndexError at the first prediction
+    "negative threshold": lambda m: m.update(skip_thresholds=[0.0, -0.1]),  # loaded, and acted as 0
     "outside": lambda m: m["graphs"].update(fuse="../../fuse.onnx"),  # was loaded from outside the bundle
     "sources": lambda m: m.update(model="fd_cmdie",  # an old fd_cmdie's graph was read from outside the bundle
                                   export_options={"onnx_graphs": {"model": "../../x.onnx"}}),
@@ -483,7 +484,9 @@ MANIFEST_EDITS = {  # how -> an edit of manifest.json that load must refuse in o
     ("truncated unrecorded", "cannot load graph .*encode_audio.onnx.*corrupt or truncated"),
     ("missing", "graph file .*fuse.onnx' is missing"),
     ("future", "format_version 999, newer than this edge-msa reads"),
-    ("thresholds", r"skip_thresholds \[0.1\] are not 2 finite numbers \(audio, video\)"),
+    ("thresholds", r"skip_thresholds = \[0.1\]; expected 2 numbers, one per skippable modality \(audio, video\)$"),
+    ("negative threshold", re.escape("skip_thresholds[1] = -0.1; expected >= 0 (the gate's keep is in [0, 1]: 0 never "
+                                     "skips, above 1 always skips)") + "$"),  # the student's own rule and line
     ("outside", r"graphs \{'fuse': '../../fuse.onnx'\} are not file names inside the bundle"),
     ("sources", r"export_options.onnx_graphs \{'model': '../../x.onnx'\} are not file names inside the bundle"),
     ("encoder", r"text_encoder lists no \['tokenizer'\] file"),
@@ -495,14 +498,16 @@ MANIFEST_EDITS = {  # how -> an edit of manifest.json that load must refuse in o
                                  "relative names such as 'fuse.onnx'") + "$"),  # the name once (it was printed twice)
 ])
 def test_broken_bundles(bundle, tmp_path, how, message, capsys):
+    """A refused manifest is named, once: the lines of its fields' checks named no bundle."""
     broken = _broken_copy(bundle, tmp_path, how)
-    with pytest.raises(ArtifactError, match=message):
+    with pytest.raises(ArtifactError, match=message) as info:
         load(broken)
     if how in MANIFEST_EDITS:
         from edge_msa.cli import main
 
+        assert str(info.value).startswith(f"{broken / 'manifest.json'}") and str(info.value).count(str(broken)) == 1
         assert main(["info", str(broken)]) == 2
-        assert re.search(message, capsys.readouterr().err)
+        assert capsys.readouterr().err == f"error: {info.value}\n"
 
 
 @pytest.mark.parametrize("name", ["tokenizer.json", "text_encoder.onnx"])
@@ -527,6 +532,8 @@ def test_cli_bad_inputs_exit_2_with_one_line(bundle, tmp_path, capfd):
          "file encode_audio.onnx differs from what export recorded (sha256); re-copy or re-export the bundle"),
         (_broken_copy(bundle, tmp_path, "future"), [], "format_version 999"),
         (_broken_copy(bundle, tmp_path, "missing"), [], "fuse.onnx' is missing"),
+        (_broken_copy(bundle, tmp_path, "negative threshold"), [],
+         f"{tmp_path / 'negative threshold' / 'manifest.json'}: manifest skip_thresholds[1] = -0.1; expected >= 0"),
         (bundle, ["--features", tmp_path / "wrong.npz"], "audio features have shape (3, 6); expected"),
         (bundle, ["--features", tmp_path / "nan.npz"], "video features hold 1 of 28 values that are not finite (NaN or "
                                                        "inf), the first at step 1, feature 1; expected finite numbers"),

@@ -90,7 +90,7 @@ def test_bad_options(tiny_spec):
         create_model("student_tiny", tiny_spec, width=3)
     with pytest.raises(InputError, match="part"):
         create_model("student_tiny", tiny_spec).part("encode_smell")
-    with pytest.raises(InputError, match=r"skip_thresholds needs 2 values"):
+    with pytest.raises(InputError, match=r"skip_thresholds = \[0.5\]; expected 2 numbers"):
         create_model("student_tiny", tiny_spec, skip_thresholds=[0.5])
     with pytest.raises(InputError, match=r"modality_dropout needs 3 values \(text, audio, video\)"):
         create_model("student_tiny", tiny_spec, modality_dropout=[0.1, 0.7])  # would silently never drop video
@@ -106,8 +106,9 @@ THRESHOLDS_WHY = " (the gate's keep is in [0, 1]: 0 never skips, above 1 always 
     ([float("nan"), 0.5], "skip_thresholds[0] = nan; expected a finite number >= 0" + THRESHOLDS_WHY),
     ([0.5, float("inf")], "skip_thresholds[1] = inf; expected a finite number >= 0" + THRESHOLDS_WHY),
     ([0.5, "high"], "skip_thresholds[1] = 'high'; expected a number >= 0" + THRESHOLDS_WHY),  # float()'s "bad options"
-    (0.5, "skip_thresholds needs 2 values (audio, video); got 0.5"),  # "'float' object is not iterable"
-    ("ab", "skip_thresholds needs 2 values (audio, video); got 'ab'"),  # float('a')'s "bad options" line
+    # "'float' object is not iterable", and float('a')'s "bad options" line
+    (0.5, "skip_thresholds = 0.5; expected 2 numbers, one per skippable modality (audio, video)"),
+    ("ab", "skip_thresholds = 'ab'; expected 2 numbers, one per skippable modality (audio, video)"),
 ])
 def test_a_skip_threshold_that_is_no_number_or_below_zero_is_refused(thresholds, says, tiny_spec):
     """The gate's keep is in [0, 1] and a modality runs iff keep >= its threshold: 0 never skips, above 1 always."""

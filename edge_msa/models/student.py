@@ -9,14 +9,14 @@ rebuilds from its checkpoint without pickle.
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError, check_range
-from ..spec import MODALITIES, PARTS, SKIPPABLE, FeatureSpec, modality_runs
+from ..spec import MODALITIES, PARTS, SKIPPABLE, FeatureSpec, checked_skip_thresholds, modality_runs
 from .base import Batch, MSAModel, check_probabilities
 from .encoders import InputNorm, drop_modalities
 from .export_config import ExportConfig, PartsConfig, SingleGraphConfig
@@ -231,21 +231,6 @@ def _blocks(cfg: dict[str, Any], share: str) -> Mapping[str, Any]:
     return blocks
 
 
-def _checked_thresholds(thresholds: Any) -> list[float]:
-    """skip_thresholds as floats, one per SKIPPABLE modality, each a finite number >= 0 (errors.check_range), or one
-    line. Why: a modality runs iff keep >= its threshold (spec.modality_runs) and keep is the gate's sigmoid, in
-    [0, 1], so 0 never skips and any value above 1 always does (skip.calibrate's candidates: 0, quantiles, 1.01). A
-    negative one acted as 0 without a word, NaN skipped every input, inf made a bundle whose manifest is refused, and
-    a word or a lone number reached the registry's generic "bad options" line through float()."""
-    many = isinstance(thresholds, Iterable) and not isinstance(thresholds, (str, bytes, Mapping))
-    values = list(thresholds) if many else []
-    if len(values) != len(SKIPPABLE):
-        raise InputError(f"skip_thresholds needs {len(SKIPPABLE)} values ({', '.join(SKIPPABLE)}); got {thresholds!r}")
-    check_range({f"skip_thresholds[{i}]": t for i, t in enumerate(values)}, 0, strict=False,
-                why="the gate's keep is in [0, 1]: 0 never skips, above 1 always skips")
-    return [float(t) for t in values]
-
-
 def _checked_dropouts(cfg: dict[str, Any]) -> list[float]:
     """modality_dropout as floats, one per modality (text, audio, video), each of them, dropout and av_input_dropout
     as given a probability by base.check_probabilities, the teachers' rule: a rate of 1 or more hid (or zeroed) that
@@ -271,7 +256,7 @@ def _build(name: str, spec: FeatureSpec, defaults: dict[str, Any], params: dict[
     blocks = _blocks(cfg, share)
     if "sharing" in params and params["sharing"] != SHARE_MODES[share]:
         raise InputError(f"student sharing map {params['sharing']} contradicts share='{share}'")
-    thresholds = _checked_thresholds(cfg["skip_thresholds"])
+    thresholds = checked_skip_thresholds(cfg["skip_thresholds"])
     modality_dropout = _checked_dropouts(cfg)
     blocks = {n: _checked_widths(f"blocks['{n}']", b, Student.NESTED_WIDTHS["blocks"]) for n, b in blocks.items()}
     enc_hidden = _checked_widths("enc_hidden", cfg["enc_hidden"], Student.NESTED_WIDTHS["enc_hidden"])

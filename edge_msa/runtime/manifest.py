@@ -4,7 +4,6 @@ Lives in the runtime (numpy-only) because the device reads it; `export` depends 
 """
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path, PurePosixPath
@@ -14,7 +13,7 @@ from ..atomic import write_text
 from ..errors import ArtifactError, InputError, read_json_object
 from ..jsonio import dumps, restored
 from ..features.text import TOKENS_PREFIX
-from ..spec import PARTS, SINGLE, SKIPPABLE, FeatureSpec
+from ..spec import PARTS, SINGLE, FeatureSpec, checked_skip_thresholds
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -60,11 +59,11 @@ class Manifest:
         if "onnx_graphs" in self.export_options:  # an engine bundle's ONNX sources, which positions_count_padding reads
             _check_files("export_options.onnx_graphs", self.export_options["onnx_graphs"], ())
         _check_records(self.files)
-        t = self.skip_thresholds
-        if t is not None and not (isinstance(t, list) and len(t) == len(SKIPPABLE) and all(
-                isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in t)):
-            raise ArtifactError(f"manifest skip_thresholds {t!r:.80} are not {len(SKIPPABLE)} finite numbers "
-                                f"({', '.join(SKIPPABLE)}); expected a list like [0.5, 0.5], or null")
+        if self.skip_thresholds is not None:  # the student's own rule: a hand-edited -0.1 acted as 0
+            try:
+                checked_skip_thresholds(self.skip_thresholds)
+            except InputError as exc:
+                raise ArtifactError(f"manifest {exc}") from None
 
     @property
     def skipping(self) -> bool:
@@ -88,7 +87,8 @@ class Manifest:
     def from_dict(cls, data: dict[str, Any], where: str = "manifest") -> "Manifest":
         """The Manifest of a parsed manifest.json, or one ArtifactError line naming `where`: a format newer than this
         edge-msa reads is refused rather than misread, and keys that are not fields (the derived `skipping`) are
-        dropped, so to_dict's output reads back."""
+        dropped, so to_dict's output reads back. Every line names `where`: a field refused by __post_init__ was told
+        without the bundle it came from."""
         version = data.get("format_version")
         if not isinstance(version, int):
             raise ArtifactError(f"{where} has no integer format_version; expected an edge-msa bundle manifest")
@@ -103,6 +103,8 @@ class Manifest:
         except (KeyError, TypeError, InputError) as exc:
             raise ArtifactError(f"{where} is malformed ({exc}); expected the fields of edge-msa bundle "
                                 f"format {FORMAT_VERSION}") from None
+        except ArtifactError as exc:  # __post_init__'s checks, which know no file
+            raise ArtifactError(f"{where}: {exc}") from None
 
 
 NOT_INSIDE = "are not file names inside the bundle; expected plain relative names such as 'fuse.onnx'"
