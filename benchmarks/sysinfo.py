@@ -241,14 +241,15 @@ class Clocks:
         self.family = board_family(self.root)
         self.cpus, self.zones = cpu_clocks(self.root), thermal_zones(self.root)
         self.gpu = gpu_clock(self.root)
-        skip = not_nvml(self.family) or (None if (self.root == SYSFS_ROOT if nvml is None else nvml)
-                                         else f"not read (the sysfs root {self.root} is not this machine's)")
+        board = not_nvml(self.family)
+        skip = board or (None if (self.root == SYSFS_ROOT if nvml is None else nvml)
+                         else f"not read (the sysfs root {self.root} is not this machine's)")
         # the GPU's name from the clocks' NVML session (`gpu_facts`), or on a detected board why NVML is not read
         # there (`not_nvml`, one rule for the clocks and the name); None where only a fixture root skips NVML's
         # clocks: the `system` block's other facts (cpu, os) are this machine's, its GPU's name too (`system_info`)
         self.gpu_name: str | None
         self.nvidia: dict[str, object] | str
-        self.gpu_name, self.nvidia = (not_nvml(self.family), skip) if skip else gpu_facts()
+        self.gpu_name, self.nvidia = (board, skip) if skip else gpu_facts()
         self.vcgencmd = shutil.which("vcgencmd")  # a Raspberry Pi's: its firmware's throttle bits
 
     def snapshot(self) -> dict[str, Any]:

@@ -53,8 +53,8 @@ LIMIT_FLAGS = {"max_body_bytes": ("--max-body", "bytes per request"),
                "max_steps": ("--max-steps", "rows L of a feature array"),
                "max_items": ("--max-items", "inputs per batch request"),
                "body_timeout_s": ("--body-timeout-s", "seconds a request body may pause (no new byte) before its "
-                                  "client is answered 408 (413 if its size is already over --max-body) and the connection "
-                                  "closed"),
+                                  "client is answered 408 (413 if its size is already over --max-body) and the "
+                                  "connection closed"),
                "body_deadline_s": ("--body-deadline-s", "seconds a whole request body may take, from its header, "
                                    "before its client is answered 408 (413 if its size is already over "
                                    "--max-body) and the connection closed; the default "

@@ -236,13 +236,12 @@ def _checked_dropouts(cfg: dict[str, Any]) -> list[float]:
     as given a probability by base.check_probabilities, the teachers' rule: a rate of 1 or more hid (or zeroed) that
     input or activation in every training batch, silently."""
     rates = list(cfg["modality_dropout"])
-    modality_dropout = [float(p) for p in rates]
-    if len(modality_dropout) != len(MODALITIES):
+    if len(rates) != len(MODALITIES):
         raise InputError(f"modality_dropout needs {len(MODALITIES)} values (text, audio, video); "
-                         f"got {modality_dropout}")
+                         f"got {[float(p) for p in rates]}")
     check_probabilities({"dropout": cfg["dropout"], **{f"modality_dropout[{i}]": p for i, p in enumerate(rates)},
                          "av_input_dropout": cfg["av_input_dropout"]})
-    return modality_dropout
+    return [float(p) for p in rates]  # checked numbers: a word is told as no probability, not by float()
 
 
 def _build(name: str, spec: FeatureSpec, defaults: dict[str, Any], params: dict[str, Any]) -> Student:

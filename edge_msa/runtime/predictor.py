@@ -132,8 +132,8 @@ class Predictor:
     def predict(self, text: Any = None, audio: Any = None, video: Any = None) -> Prediction:
         """One input: text is a str (run through the bundled text encoder) or an (L, d) or (1, L, d) array (a
         token-id bundle's ids: (L,), (1, L), (L, 1) or (1, L, 1), ints or floats); audio/video are (L, d) or
-        (1, L, d) arrays or media file paths (str or Path; if the bundle's front end for them is a built-in one); `spec.input_shapes`
-        words these shapes for the errors. An array may be any float array, nested lists or a CPU torch tensor;
+        (1, L, d) arrays or media file paths (str or Path; if the bundle's front end for them is a built-in one);
+        `spec.input_shapes` words these shapes for the errors. An array may be any float array, nested lists or a CPU torch tensor;
         one holding NaN or inf is refused, naming how many and the first's place. With a video file and no audio,
         a logmel-v1 bundle takes the audio from the video's audio track (PyAV). An input without a modality leaves
         it out (None); an array of it with no steps, (0, d), is refused, as an empty text or an audio file without
@@ -414,8 +414,9 @@ class Predictor:
     def _array(self, m: str, value: Any) -> np.ndarray:
         """A caller's (L, d) value (an array, nested lists, a tensor, a (1, L, d) array; a token-id bundle's text
         ids also as a flat list or a (1, L) batch of one) as an ndarray, or one line saying what it is instead (a
-        ragged list, bytes, a dict, a number, several texts or paths). Its messages list every shape taken: a token-id bundle's (6, 384)
-        text was told "expected (L, 1) or (B, L, 1)" (spec.check's batch shapes), without its flat (L,) ids."""
+        ragged list, bytes, a dict, a number, several texts or paths). Its messages list every shape taken: a
+        token-id bundle's (6, 384) text was told "expected (L, 1) or (B, L, 1)" (spec.check's batch shapes), without
+        its flat (L,) ids."""
         flat = m == "text" and self.tokens  # token ids as the tokenizer lists them: (L,) is (L, 1)
         want = input_shapes(self.spec.dim(m), token_ids=flat)
         array = as_array(m, value, want)
