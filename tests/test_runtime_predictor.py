@@ -490,11 +490,11 @@ MANIFEST_EDITS = {  # how -> an edit of manifest.json that load must refuse in o
     ("outside", r"graphs \{'fuse': '../../fuse.onnx'\} are not file names inside the bundle"),
     ("sources", r"export_options.onnx_graphs \{'model': '../../x.onnx'\} are not file names inside the bundle"),
     ("encoder", r"text_encoder lists no \['tokenizer'\] file"),
-    ("versions", r"manifest fields \['versions'\] are not JSON objects"),
+    ("versions", r"manifest.json: fields \['versions'\] are not JSON objects"),
     ("dims", r"FeatureSpec.dims must be 3 whole numbers >= 1 \(text, audio, video\); got 'abc'"),
     ("front_ends", r"FeatureSpec.front_ends must be 3 front end names \(text, audio, video\); got \(1, 2, 3\)"),
-    ("record", r"manifest files \{'fuse.onnx': '0+'\} are not file records; expected \{\"sha256\""),
-    ("record outside", re.escape("manifest files ['../x.onnx'] are not file names inside the bundle; expected plain "
+    ("record", r"manifest.json: files \{'fuse.onnx': '0+'\} are not file records; expected \{\"sha256\""),
+    ("record outside", re.escape("manifest.json: files ['../x.onnx'] are not file names inside the bundle; expected plain "
                                  "relative names such as 'fuse.onnx'") + "$"),  # the name once (it was printed twice)
 ])
 def test_broken_bundles(bundle, tmp_path, how, message, capsys):
@@ -533,7 +533,7 @@ def test_cli_bad_inputs_exit_2_with_one_line(bundle, tmp_path, capfd):
         (_broken_copy(bundle, tmp_path, "future"), [], "format_version 999"),
         (_broken_copy(bundle, tmp_path, "missing"), [], "fuse.onnx' is missing"),
         (_broken_copy(bundle, tmp_path, "negative threshold"), [],
-         f"{tmp_path / 'negative threshold' / 'manifest.json'}: manifest skip_thresholds[1] = -0.1; expected >= 0"),
+         f"{tmp_path / 'negative threshold' / 'manifest.json'}: skip_thresholds[1] = -0.1; expected >= 0"),
         (bundle, ["--features", tmp_path / "wrong.npz"], "audio features have shape (3, 6); expected"),
         (bundle, ["--features", tmp_path / "nan.npz"], "video features hold 1 of 28 values that are not finite (NaN or "
                                                        "inf), the first at step 1, feature 1; expected finite numbers"),
@@ -1280,3 +1280,19 @@ def test_a_score_that_is_no_number_is_one_error_naming_the_bundle(bundle, broken
     np.save(tmp_path / "a.npy", _arrays()["audio"])
     r = _cli(capfd, "predict", bundle, "--audio", tmp_path / "a.npy")
     assert (r.returncode, r.stdout, r.stderr) == (2, "", f"error: {broken}\n")
+
+
+@pytest.mark.parametrize("how", sorted(MANIFEST_EDITS))
+def test_a_refused_manifest_field_names_the_file_not_the_word_manifest_again(bundle, tmp_path, how):
+    """A field refused by the manifest's own checks read `<bundle>/manifest.json: manifest skip_thresholds[1] = ...`:
+    the file, then the word again. The file is named once, the word left to a manifest built without one."""
+    from edge_msa.runtime.manifest import Manifest
+
+    broken = _broken_copy(bundle, tmp_path, how)
+    with pytest.raises(ArtifactError) as info:
+        load(broken)
+    assert str(info.value).startswith(f"{broken / 'manifest.json'}")
+    assert "manifest" not in str(info.value).split("manifest.json", 1)[1]
+    with pytest.raises(ArtifactError) as info:
+        Manifest(FeatureSpec((4, 5, 6), (3, 3, 3)), {}, "tree", "fp32", "x")
+    assert str(info.value) == "manifest layout 'tree' is unknown; expected 'parts' or 'single'"

@@ -45,13 +45,21 @@ class Manifest:
 
     def __post_init__(self) -> None:
         """Refuse a manifest the runtime could not follow: checked here, at load, so a hand-edited or damaged
-        manifest is one line naming the field, not an IndexError or KeyError at the first prediction."""
+        manifest is one line naming the field, not an IndexError or KeyError at the first prediction. The line says
+        "manifest <field> ..."; from_dict, which knows the file, names it instead of the word (its cause's line)."""
+        try:
+            self._check_fields()
+        except ArtifactError as exc:
+            raise ArtifactError(f"manifest {exc}") from exc
+
+    def _check_fields(self) -> None:
+        """One ArtifactError line naming the first field the runtime could not follow, without naming the manifest."""
         if self.layout not in ("parts", "single"):
-            raise ArtifactError(f"manifest layout '{self.layout}' is unknown; expected 'parts' or 'single'")
+            raise ArtifactError(f"layout '{self.layout}' is unknown; expected 'parts' or 'single'")
         wrong = [f.name for f in fields(self)
                  if f.default_factory is dict and not isinstance(getattr(self, f.name), dict)]
         if wrong:
-            raise ArtifactError(f"manifest fields {wrong} are not JSON objects; expected objects")
+            raise ArtifactError(f"fields {wrong} are not JSON objects; expected objects")
         _check_files("graphs", self.graphs, PARTS if self.layout == "parts" else (SINGLE,))
         if self.text_encoder is not None:  # token-id models carry only the tokenizer; frozen encoders their graph too
             tokens = self.feature_spec.front_end("text").startswith(TOKENS_PREFIX)
@@ -63,7 +71,7 @@ class Manifest:
             try:
                 checked_skip_thresholds(self.skip_thresholds)
             except InputError as exc:
-                raise ArtifactError(f"manifest {exc}") from None
+                raise ArtifactError(str(exc)) from None
 
     @property
     def skipping(self) -> bool:
@@ -103,8 +111,8 @@ class Manifest:
         except (KeyError, TypeError, InputError) as exc:
             raise ArtifactError(f"{where} is malformed ({exc}); expected the fields of edge-msa bundle "
                                 f"format {FORMAT_VERSION}") from None
-        except ArtifactError as exc:  # __post_init__'s checks, which know no file
-            raise ArtifactError(f"{where}: {exc}") from None
+        except ArtifactError as exc:  # __post_init__'s checks, which know no file: their line without "manifest"
+            raise ArtifactError(f"{where}: {exc.__cause__}") from None
 
 
 NOT_INSIDE = "are not file names inside the bundle; expected plain relative names such as 'fuse.onnx'"
@@ -119,13 +127,13 @@ def _inside(file: Any) -> bool:
 def _check_files(name: str, files: Any, required: tuple[str, ...]) -> None:
     """`files` maps names to plain relative paths inside the bundle (`_inside`), with `required` keys."""
     if not isinstance(files, dict):
-        raise ArtifactError(f"manifest {name} is {type(files).__name__}; expected a map of names to bundle files")
+        raise ArtifactError(f"{name} is {type(files).__name__}; expected a map of names to bundle files")
     bad = {k: f for k, f in files.items() if not _inside(f)}
     if bad:
-        raise ArtifactError(f"manifest {name} {bad!r:.120} {NOT_INSIDE}")
+        raise ArtifactError(f"{name} {bad!r:.120} {NOT_INSIDE}")
     missing = [k for k in required if k not in files]
     if missing:
-        raise ArtifactError(f"manifest {name} lists no {missing} file; expected {list(required)}")
+        raise ArtifactError(f"{name} lists no {missing} file; expected {list(required)}")
 
 
 def _check_records(files: dict[str, Any]) -> None:
@@ -133,12 +141,12 @@ def _check_records(files: dict[str, Any]) -> None:
     names are the keys here, so a bad one is listed once (as a map of it to itself, it was printed twice)."""
     outside = [name for name in files if not _inside(name)]
     if outside:
-        raise ArtifactError(f"manifest files {outside!r:.120} {NOT_INSIDE}")
+        raise ArtifactError(f"files {outside!r:.120} {NOT_INSIDE}")
     bad = {k: v for k, v in files.items() if not (
         isinstance(v, dict) and isinstance(v.get("sha256"), str) and len(v["sha256"]) == 64
         and isinstance(v.get("bytes"), int) and not isinstance(v["bytes"], bool) and v["bytes"] >= 0)}
     if bad:
-        raise ArtifactError(f"manifest files {bad!r:.120} are not file records; expected "
+        raise ArtifactError(f"files {bad!r:.120} are not file records; expected "
                             '{"sha256": 64 hex digits, "bytes": a size} for each file')
 
 
