@@ -494,8 +494,9 @@ MANIFEST_EDITS = {  # how -> an edit of manifest.json that load must refuse in o
     ("dims", r"FeatureSpec.dims must be 3 whole numbers >= 1 \(text, audio, video\); got 'abc'"),
     ("front_ends", r"FeatureSpec.front_ends must be 3 front end names \(text, audio, video\); got \(1, 2, 3\)"),
     ("record", r"manifest.json: files \{'fuse.onnx': '0+'\} are not file records; expected \{\"sha256\""),
-    ("record outside", re.escape("manifest.json: files ['../x.onnx'] are not file names inside the bundle; expected "
-                                 "plain relative names such as 'fuse.onnx'") + "$"),  # the name once (it was printed twice)
+    # the name once (it was printed twice)
+    ("record outside", re.escape("manifest.json: files ['../x.onnx'] are not file names inside the bundle; "
+                                 "expected plain relative names such as 'fuse.onnx'") + "$"),
 ])
 def test_broken_bundles(bundle, tmp_path, how, message, capsys):
     """A refused manifest is named, once: the lines of its fields' checks named no bundle."""
