@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from edge_msa.errors import InputError
+from edge_msa.errors import InputError, plural
 from edge_msa.jsonio import loads
 
 from .report import HEADLINE, SAME_WORK
@@ -19,6 +19,8 @@ KEY_FIELDS = ("bundle", "backend", "precision", *SAME_WORK)  # SAME_WORK alone i
 COMPARED_SETTINGS = ("threads", "backend", "split", "min_time_s", "warmup", "long", "energy_window_s", "idle_settle_s",
                      "meter")
 # compare.md's reading of the ratios; {} is room for "each report B against the first" when there are several.
+# The rows two reports must share for a ratio, which a pair matching nothing has none of.
+MATCHED_ROWS = "successful rows with the same batch size, modalities and input (raw-text / precomputed-text)"
 _RATIOS = "Ratios are B/A{}: latency < 1 and throughput > 1 mean B is faster; energy < 1 means B is cheaper."
 
 
@@ -67,8 +69,7 @@ def compare_reports(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]
         entry[f"{HEADLINE}_delta"] = acc_b - acc_a if acc_a is not None and acc_b is not None else None
         out.append(entry)
     if not out:
-        raise InputError("the two reports have no successful rows with the same batch size, modalities and input "
-                         "(raw-text / precomputed-text)")
+        raise InputError(f"the two reports have no {MATCHED_ROWS}")
     return out
 
 
@@ -112,19 +113,25 @@ def comparison(a: dict[str, Any], b: dict[str, Any], a_name: str, b_name: str) -
 def comparisons(reports: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
     """compare.json for a baseline (the first report) and one or more later reports: each later report's
     `comparison` with the baseline, listed under "comparisons" in the two-report layout, so code that reads one pair
-    reads each entry. Exactly two reports keep that layout at the top, as the scripts written for it read it."""
+    reads each entry, and the later reports that match no row of the baseline under "unmatched" (one board's failed
+    sweep stopped the comparison of every other board). Refused only when no later report matches, as two reports
+    that match nothing are. Exactly two reports keep the one pair's layout at the top, as the scripts written for it
+    read it."""
     if len(reports) < 2:  # nothing to divide by
         raise InputError(f"got {len(reports)} report to compare ({', '.join(names)}); expected two or more: the "
                          "baseline A first, then the reports B to compare with it")
-    pairs = []
+    if len(reports) == 2:
+        return comparison(reports[0], reports[1], names[0], names[1])
+    pairs, unmatched = [], []
     for report, name in zip(reports[1:], names[1:]):
         try:
             pairs.append(comparison(reports[0], report, names[0], name))
-        except InputError as exc:  # one board of several matched nothing: say which
-            if len(reports) == 2:
-                raise
-            raise InputError(f"{name} vs the first report {names[0]}: {exc}") from None
-    return pairs[0] if len(pairs) == 1 else {"a": names[0], "comparisons": pairs}
+        except InputError:  # compare_reports' one refusal: this pair matched no row
+            unmatched.append(name)
+    if not pairs:
+        raise InputError(f"the first report {names[0]} and each later one ({', '.join(unmatched)}) have no "
+                         f"{MATCHED_ROWS}")
+    return {"a": names[0], "comparisons": pairs, "unmatched": unmatched}
 
 
 def render_comparison(cmp: dict[str, Any]) -> str:
@@ -136,8 +143,9 @@ def render_comparison(cmp: dict[str, Any]) -> str:
         return "\n".join([f"# edge-msa bench comparison: B = {cmp['b']} vs A = {cmp['a']}", "", _RATIOS.format(""),
                           "", *_pair_lines(cmp, ("a", "b"))]) + "\n"
     pairs = cmp["comparisons"]
-    lines = [f"# edge-msa bench comparison: each of {len(pairs)} reports B vs A = {cmp['a']}", "",
-             _RATIOS.format(", each report B against the first, A"), "", *_clock_lines(pairs[0], ("a",))]
+    lines = [f"# edge-msa bench comparison: each of {plural(len(pairs), 'report')} B vs A = {cmp['a']}", "",
+             _RATIOS.format(", each report B against the first, A"), "", *_clock_lines(pairs[0], ("a",)),
+             *(line for name in cmp["unmatched"] for line in (f"Left out: {name} and A have no {MATCHED_ROWS}.", ""))]
     for pair in pairs:
         lines += [f"## B = {pair['b']}", "", *_pair_lines(pair, ("b",)), ""]
     return "\n".join(lines[:-1]) + "\n"

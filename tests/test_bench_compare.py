@@ -3,6 +3,7 @@ the first, with each pair's settings and clock warnings; one report alone or the
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -50,7 +51,7 @@ def test_three_reports_compare_each_later_one_with_the_first(reports, tmp_path, 
     assert f"Clocks of B ({hot}): 2 of 2 successful rows flagged throttled?" in hot_part
     assert all(part.count("| A bundle | B bundle |") == 1 for part in (vm_part, hot_part))
     written = json.loads((tmp_path / "cmp" / "compare.json").read_text())
-    assert list(written) == ["a", "comparisons"] and written["a"] == base
+    assert list(written) == ["a", "comparisons", "unmatched"] and written["a"] == base and written["unmatched"] == []
     for entry, later in zip(written["comparisons"], (vm, hot), strict=True):  # each entry: that pair's compare.json
         assert main(["bench", "--compare", base, later, "--out", str(tmp_path / "pair")]) == 0
         assert entry == json.loads((tmp_path / "pair" / "compare.json").read_text())
@@ -74,17 +75,13 @@ def test_two_reports_keep_the_one_comparison_layout(reports, tmp_path, capsys):
                "to compare with it"),
     (["base", "vm", "./base"], "--compare got the same report twice ({base} and {same}); expected different reports"),
     (["base", "base"], "--compare got the same report twice ({base} and {base}); expected different reports"),
-    (["base", "vm", "text"], "{text} vs the first report {base}: the two reports have no successful rows with the "
-                             "same batch size, modalities and input (raw-text / precomputed-text)"),
     (["base", "vm", "bundle/"], "--compare reads reports and times nothing; '{bundle}' is a bundle; expected "
                                 "report.json files (bench the bundles first, then compare their reports)"),
     (["base", "folder/"], "--compare reads report files; '{folder}' is a report folder; expected '{vm}'"),
-], ids=["one report", "same file spelled twice", "same path twice", "a later report matching nothing", "a bundle",
-        "a report folder"])
+], ids=["one report", "same file spelled twice", "same path twice", "a bundle", "a report folder"])
 def test_compare_refuses_in_one_line_and_writes_nothing(reports, tmp_path, capsys, which, message):
     """One report has nothing to divide by; a report against itself (two spellings of one path) gives ratios of 1
-    that read as a measurement; a later report matching none of the baseline's rows is named, not 'the two'. A bundle
-    or a report's folder given for a report said only "Is a directory"."""
+    that read as a measurement. A bundle or a report's folder given for a report said only "Is a directory"."""
     base = Path(reports["base"])
     (tmp_path / "bundle").mkdir()
     (tmp_path / "bundle" / "manifest.json").write_text("{}")
@@ -96,3 +93,26 @@ def test_compare_refuses_in_one_line_and_writes_nothing(reports, tmp_path, capsy
     assert captured.err == "error: " + message.format(base=base, same=paths["./base"], text=reports["text"],
                                                       bundle=paths["bundle/"], folder=paths["folder/"],
                                                       vm=reports["vm"]) + "\n"
+
+
+def test_each_later_report_matching_nothing_is_left_out_and_named(reports, tmp_path, capsys):
+    """`--compare A B C` stopped at the first later report that matched no row of A (a board whose sweep failed, a
+    run of other modalities) and compared none of the others. Each later report that matches is compared, each that
+    does not is named on a line of its own (compare.md) and under "unmatched" (compare.json); only a run in which
+    none matches is refused, as two reports that match nothing are."""
+    base, vm, text = reports["base"], reports["vm"], reports["text"]
+    rows = "have no successful rows with the same batch size, modalities and input (raw-text / precomputed-text)"
+    assert main(["bench", "--compare", base, text, vm, "--out", str(tmp_path / "cmp")]) == 0
+    printed = capsys.readouterr().out
+    head, vm_part = printed.split("\n## B = ")
+    assert head.startswith(f"# edge-msa bench comparison: each of 1 report B vs A = {base}\n")
+    assert head.count("Left out: ") == 1 and f"\nLeft out: {text} and A {rows}.\n" in head
+    assert vm_part.startswith(f"{vm}\n") and "Settings differ (the ratios include their effect): threads A 1, B 2" in (
+        vm_part)
+    written = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert written["unmatched"] == [text] and [pair["b"] for pair in written["comparisons"]] == [vm]
+    other = shutil.copy(text, tmp_path / "other.json")  # a second report of other modalities: nothing matches
+    assert main(["bench", "--compare", base, text, str(other), "--out", str(tmp_path / "none")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and not (tmp_path / "none").exists()
+    assert captured.err == f"error: the first report {base} and each later one ({text}, {other}) {rows}\n"

@@ -26,7 +26,8 @@ refresh (NVML's is watched when it opens), a counter that went backwards or a me
 above idle. An --energy-window longer than the meter's counter takes to wrap (RAPL) is refused before any timing.
 
 --compare reads two or more reports and writes ratios of each later report B to the first, A (B/A): a table per
-report in compare.md; compare.json holds the one comparison of two reports, else their list under "comparisons".
+report in compare.md; compare.json holds the one comparison of two reports, else their list under "comparisons"
+and the reports that match no row of A under "unmatched" (named in compare.md; exit 2 where no report matches).
 """
 
 
