@@ -53,9 +53,13 @@ def checked_skip_thresholds(thresholds: Any) -> list[float]:
     is the gate's sigmoid, in [0, 1], so 0 never skips and any value above 1 always does (skip.calibrate's
     candidates: 0, quantiles, 1.01). A negative one acted as 0 without a word, NaN skipped every input, inf made a
     bundle whose manifest is refused, and a word or a lone number reached the registry's generic "bad options" line
-    through float()."""
-    many = isinstance(thresholds, Iterable) and not isinstance(thresholds, (str, bytes, Mapping))
-    values = list(thresholds) if many else []
+    through float(). A torch tensor's elements (a quantile computed in torch, as skip.calibrate's gate outputs are)
+    are 0-d tensors, no Real, and 0.1 was refused as "skip_thresholds[0] = 0.1; expected a number": every 0-d
+    element is read as its Python number (`.item()`, numpy's and torch's alike, on any device), without torch here;
+    a 0-d array or tensor is one number, which iterating raised a TypeError on."""
+    many = (isinstance(thresholds, Iterable) and not isinstance(thresholds, (str, bytes, Mapping))
+            and getattr(thresholds, "ndim", None) != 0)
+    values = [t.item() if getattr(t, "ndim", None) == 0 else t for t in thresholds] if many else []
     if len(values) != len(SKIPPABLE):
         raise InputError(f"skip_thresholds = {thresholds!r:.80}; expected {len(SKIPPABLE)} numbers, one per skippable "
                          f"modality ({', '.join(SKIPPABLE)})")

@@ -227,3 +227,21 @@ def test_gate_sees_only_text_and_presence(tiny_spec, hidden):
         assert model.gate.net.weight.shape == (2, model.config_params["dim"] + 3)
     else:
         assert model.gate.net[0].weight.shape == (hidden, model.config_params["dim"] + 3)
+
+
+def test_skip_thresholds_may_be_a_torch_tensor(tiny_spec):
+    """A tensor of thresholds (a quantile computed in torch, as the gate's keep is) was refused as
+    "skip_thresholds[0] = 0.25; expected a number >= 0": its elements are 0-d tensors, no Python number. Read as the
+    numbers they hold, and refused by the same rule as a list's; a 0-d tensor is one number, not two."""
+    from conftest import one_line_error
+
+    for given in (torch.tensor([0.25, 0.5]), torch.tensor([0.25, 0.5], dtype=torch.float64, requires_grad=True)):
+        model = create_model("student_tiny", tiny_spec, skip_thresholds=given)
+        assert model.config_params["skip_thresholds"] == [0.25, 0.5]
+        assert all(type(t) is float for t in model.config_params["skip_thresholds"])  # a checkpoint's JSON takes them
+    def refused(thresholds: torch.Tensor) -> str:
+        return one_line_error(lambda: create_model("student_tiny", tiny_spec, skip_thresholds=thresholds))
+
+    assert refused(torch.tensor([0.5, -1.0])) == "skip_thresholds[1] = -1.0; expected >= 0" + THRESHOLDS_WHY
+    assert refused(torch.tensor(0.5)) == ("skip_thresholds = tensor(0.5000); expected 2 numbers, one per skippable "
+                                          "modality (audio, video)")
