@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -156,19 +156,22 @@ class FeatureSpec:
             raise InputError(f"{modality} features have shape {shape}; expected (L, {d}) or (B, L, {d})")
         if not np.issubdtype(x.dtype, np.floating):
             raise InputError(f"{modality} features have dtype {x.dtype}; expected a float array")
-        _check_finite(f"{modality} features", x)
+        check_finite(f"{modality} features", x, ("input", "step", "feature")[-x.ndim:])  # (L, d) or (B, L, d)
 
 
-def _check_finite(what: str, x: np.ndarray) -> None:
+def check_finite(what: str, x: np.ndarray, axes: Sequence[str] | None, expected: str = "finite numbers") -> None:
     """Raise InputError if `x` holds NaN or inf, saying how many and where the first is: a broken extractor or a
-    half-written .npy leaves a few bad frames among good ones, which the count and the place let its user find.
-    The place is (step, feature) of an (L, d) array, (input, step, feature) of a (B, L, d) one."""
+    half-written .npy leaves a few bad frames among good ones, which the count and the place let its user find. The
+    one rule and wording for the features predict takes and for what is checked below it (a graph's raw inputs,
+    decoded audio samples, training data), each of which said "contains NaN or Inf" in words of its own, none with a
+    place. `what` is plural ("audio features hold ..."); `axes` names x's axes, one each ("step", "feature"), for the
+    place of the first, None to give its index; `expected`: what belongs there."""
     finite = np.isfinite(x)
     if not finite.all():
-        first = np.argwhere(~finite)[0]
-        where = ", ".join(f"{axis} {i}" for axis, i in zip(("input", "step", "feature")[-x.ndim:], first))
+        first = np.argwhere(~finite)[0].tolist()
+        where = ", ".join(f"{axis} {i}" for axis, i in zip(axes, first)) if axes else f"index {tuple(first)}"
         raise InputError(f"{what} hold {x.size - int(finite.sum())} of {x.size} values that are not finite (NaN or "
-                         f"inf), the first at {where}; expected finite numbers")
+                         f"inf), the first at {where}; expected {expected}")
 
 
 def _count(value: Any) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import shutil
 import warnings
 
@@ -335,7 +336,9 @@ def test_features_npz_errors(tmp_path):
     audio = np.ones((5, 5, 6), np.float32)
     audio[[0, 3], 1, 2] = np.nan
     path, _ = features_npz(tmp_path / "nan.npz", audio_feat=audio)
-    with pytest.raises(InputError, match="audio_feat contains NaN/Inf in 2 of 5 samples"):
+    with pytest.raises(InputError, match=re.escape(
+            "nan.npz: audio_feat rows hold 2 of 150 values that are not finite (NaN or inf), the first at sample 0, "
+            "step 1, feature 2; expected finite numbers") + "$"):
         load_dataset(path, progress=False)
     path, _ = features_npz(tmp_path / "dims.npz", video_feat=np.zeros((5, 3, 9), np.float32))
     with pytest.raises(InputError, match=r"video_feat \(5, 3, 9\).*expected \(5, L, 4\)"):
@@ -397,3 +400,23 @@ def test_misa_file_claimed_as_mosi_u_is_an_error(tmp_path):
     copy = shutil.copy(MISA_DEV, tmp_path / "dev.pkl")
     with pytest.raises(ArtifactError, match="not a readable MOSI-U"):
         load_dataset(copy, fmt="mosi-u", progress=False)
+
+
+def test_training_data_that_is_not_finite_is_counted_and_placed_as_predict_input_is():
+    """A FeatureSet (what every reader hands the trainer) holding NaN or inf said "audio features contain NaN/Inf in
+    1 samples" and its labels "contain NaN/Inf", in words of their own, neither placing the first: the one wording of
+    predict's features (spec.check_finite), placed by sample, step and feature."""
+    from dataclasses import replace
+
+    from conftest import make_featureset
+    from edge_msa.spec import FeatureSpec
+
+    data = make_featureset(FeatureSpec(dims=(4, 3, 2), max_lens=(2, 2, 2)), 5)
+    audio, labels = data.features["audio"].copy(), data.labels.copy()
+    audio[3, 1, 2], labels[4] = np.nan, np.inf
+    assert one_line_error(lambda: replace(data, features={**data.features, "audio": audio})) == (
+        "audio features hold 1 of 30 values that are not finite (NaN or inf), the first at sample 3, step 1, "
+        "feature 2; expected finite numbers (clean or drop those rows before training)")
+    assert one_line_error(lambda: replace(data, labels=labels)) == (
+        "labels hold 1 of 5 values that are not finite (NaN or inf), the first at sample 4; expected finite "
+        "sentiment scores in [-3, 3]")

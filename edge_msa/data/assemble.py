@@ -81,13 +81,6 @@ def replace_nonfinite(x: np.ndarray) -> tuple[np.ndarray, int]:
     return x.astype(np.float32, copy=False), n
 
 
-def check_finite(name: str, x: np.ndarray) -> None:
-    """InputError naming how many samples hold NaN/Inf (for formats where we do not clean silently)."""
-    bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
-    if bad.any():
-        raise InputError(f"{name} contains NaN/Inf in {int(bad.sum())} of {len(x)} samples; expected finite features")
-
-
 def feature_set(features: dict[str, np.ndarray], lengths: dict[str, np.ndarray], labels: np.ndarray,
                 ids: Column, texts: Column | None, index: np.ndarray, groups: Column | None = None) -> FeatureSet:
     """The rows `index` of full-dataset arrays as a FeatureSet (`groups`: each row's video, see FeatureSet)."""

@@ -8,8 +8,12 @@ import numpy as np
 
 from ..errors import InputError
 from ..metrics import SPLIT_RULE, short_splits
-from ..spec import MODALITIES, FeatureSpec, check_compatible
+from ..spec import MODALITIES, FeatureSpec, check_compatible, check_finite
 from ..splits import SPLITS
+
+# The axes of a dataset's (N, L, d) features, by which a NaN or inf is placed (spec.check_finite); labels are (N,).
+SAMPLE_AXES = ("sample", "step", "feature")
+FINITE_LABELS = "finite sentiment scores in [-3, 3]"  # what a label that is NaN or inf should have been
 
 # ids, transcripts and videos as the readers hold them: lists (CSV, pickles) or numpy string arrays (.npz files)
 Column = Union[Sequence[str], np.ndarray]
@@ -41,12 +45,8 @@ class FeatureSet:
             if x.ndim != 3 or x.shape[0] != n or ln.shape != (n,):
                 raise InputError(f"{m}: features {x.shape} / lengths {ln.shape} do not match {n} labels; "
                                  "expected (N, L, d) and (N,)")
-            if not np.isfinite(x).all():
-                bad = int((~np.isfinite(x)).any(axis=(1, 2)).sum())
-                raise InputError(f"{m} features contain NaN/Inf in {bad} samples; expected finite values "
-                                 "(clean or drop those rows before training)")
-        if not np.isfinite(self.labels).all():
-            raise InputError("labels contain NaN/Inf; expected finite sentiment scores in [-3, 3]")
+            check_finite(f"{m} features", x, SAMPLE_AXES, "finite numbers (clean or drop those rows before training)")
+        check_finite("labels", self.labels, SAMPLE_AXES[:1], FINITE_LABELS)
 
     def __len__(self) -> int:
         return len(self.labels)

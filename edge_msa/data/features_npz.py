@@ -20,10 +20,10 @@ from ..errors import InputError
 from ..features.text import NAME as MINILM, MiniLMFrontEnd
 from ..featurized_format import FORMAT_TAG, KEYS
 from ..labels import check_label_range
-from ..spec import FeatureSpec
+from ..spec import FeatureSpec, check_finite
 from ..splits import SPLITS
-from .assemble import TextFrontEnd, build_splits, check_finite, encode_texts, featured_rows, zero_padding
-from .base import DatasetSplits, missing_modality
+from .assemble import TextFrontEnd, build_splits, encode_texts, featured_rows, zero_padding
+from .base import FINITE_LABELS, SAMPLE_AXES, DatasetSplits, missing_modality
 from .npz import load_npz
 
 
@@ -49,7 +49,7 @@ def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
                              f"and ({n},) as the feature_spec says")
         if (ln < 0).any() or (ln > x.shape[1]).any():
             raise InputError(f"{path}: {m}_len outside [0, {x.shape[1]}]")
-        check_finite(f"{path}: {m}_feat", x)
+        check_finite(f"{path}: {m}_feat rows", x, SAMPLE_AXES)
         features[m], lengths[m] = zero_padding(x.astype(np.float32), ln), ln
     for key in ("label", "split", "transcript"):
         if z[key].shape != (n,):
@@ -58,7 +58,7 @@ def read(path: str | os.PathLike, seed: int = 0, progress: bool = True,
     unknown = sorted(set(split.tolist()) - {"train", "valid", "test"})
     if unknown:
         raise InputError(f"{path}: split values {unknown}; expected train, valid or test")
-    check_finite(f"{path}: label", z["label"])
+    check_finite(f"{path}: labels", z["label"], SAMPLE_AXES[:1], FINITE_LABELS)
     ids, texts = z["id"].astype(str), z["transcript"].astype(str)
     check_label_range(z["label"], ids, str(path))
     has_text = np.flatnonzero(np.char.str_len(np.char.strip(texts)) > 0)

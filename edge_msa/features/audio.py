@@ -22,6 +22,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from ..errors import MEDIA_FIX, InputError, require
+from ..spec import check_finite
 from . import media_file
 
 NAME = "logmel-v1"
@@ -148,12 +149,11 @@ class AudioFrontEnd:
     def extract(self, samples: np.ndarray, rate: int, source: str = "audio") -> np.ndarray:
         """Features of an in-memory signal: (T,) mono or (T, channels) samples at `rate` Hz."""
         x = np.asarray(samples, dtype=np.float32)
+        if x.ndim not in (1, 2):
+            raise InputError(f"{source}: samples have shape {x.shape}; expected (T,) or (T, channels)")
+        check_finite(f"{source}: audio samples", x, ("sample", "channel")[:x.ndim])  # counted before the mix-down
         if x.ndim == 2:
             x = x.mean(axis=1)  # (T,) mono
-        if x.ndim != 1:
-            raise InputError(f"{source}: samples have shape {x.shape}; expected (T,) or (T, channels)")
-        if not np.isfinite(x).all():
-            raise InputError(f"{source}: audio contains NaN or Inf samples; expected finite samples")
         if rate < 1:
             raise InputError(f"{source}: sample rate {rate}; expected a positive rate in Hz")
         t0 = time.perf_counter()

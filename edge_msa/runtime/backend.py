@@ -12,7 +12,7 @@ from typing import Any, Protocol, Sequence
 import numpy as np
 
 from ..errors import ArtifactError, InputError
-from ..spec import suggest
+from ..spec import check_finite, suggest
 
 # name -> "module:Class"; modules import their runtime lazily (torch and tensorrt are optional).
 BACKENDS = {
@@ -107,8 +107,8 @@ class Backend(ABC):
             if x.ndim != len(info.shape) or not fixed_ok:
                 want = "(" + ", ".join("?" if d is None else str(d) for d in info.shape) + ")"
                 raise InputError(f"{self.label}: input '{info.name}' has shape {x.shape}; expected {want}")
-            if x.dtype.kind == "f" and not np.isfinite(x).all():
-                raise InputError(f"{self.label}: input '{info.name}' contains NaN or Inf; expected finite values")
+            if x.dtype.kind == "f":  # a graph's inputs have no common layout: the first bad value by its index
+                check_finite(f"{self.label}: the numbers fed to input '{info.name}'", x, None)
 
 
 def backend_class(name: str) -> BackendClass:
