@@ -237,3 +237,16 @@ def _features_npz(path, spec: FeatureSpec, n=12, seed=0):
              audio_feat=rng.normal(size=(n, 1, 5)).astype(np.float32), audio_len=np.ones(n, np.int64),
              video_feat=rng.normal(size=(n, 1, 7)).astype(np.float32), video_len=np.ones(n, np.int64))
     return path
+
+
+def test_the_models_file_moved_is_read_in_its_recorded_format(tmp_path):
+    """--data naming the model's own file at another path (moved, copied, another checkout: the same sha256) reads it
+    as it was trained: its format was detected from the new name instead, so a file trained with `train --data-format`
+    was refused by eval, bench, export and compress ("cannot tell the dataset format"), which have no such flag."""
+    data = _label_csv(tmp_path / "labels.txt")  # a name detection cannot place: trained with --data-format
+    record = lineage(load_dataset(data, fmt="mmsa-label-csv", seed=3, progress=False))
+    moved = data.rename(tmp_path / "moved.txt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same bytes: neither a sha256 nor a rows warning
+        again = rebuild_splits(record, moved)
+    assert again.info["format"] == "mmsa-label-csv" and lineage(again)["splits"] == record["splits"]

@@ -76,7 +76,8 @@ def rebuild_splits(record: dict[str, Any] | None, data: str | os.PathLike | None
     recorded = record.get("path")
     path = _data_path(record, data)
     same_file = recorded is not None and Path(recorded).resolve() == path.resolve()
-    splits = load_dataset(path, fmt=record.get("format") if same_file else None, seed=int(record.get("seed", 0)),
+    fmt = record.get("format") if same_file or _same_bytes(record, path) else None
+    splits = load_dataset(path, fmt=fmt, seed=int(record.get("seed", 0)),
                           progress=progress, text_encoder=text_encoder, cv_fold=recorded_fold(record),
                           featurize=featurize)
     if not record:
@@ -98,6 +99,13 @@ def rebuild_splits(record: dict[str, Any] | None, data: str | os.PathLike | None
             warn(f"{path}: the {', '.join(changed)} split(s) hold other rows than the model's record "
                  "(a reader or seed changed); scores are not comparable")
     return splits
+
+
+def _same_bytes(record: dict[str, Any], path: Path) -> bool:
+    """Whether `path` holds the recorded file's bytes (moved, copied, another checkout): it is then read in the
+    recorded format. Detected from its new name instead, it had another reader or none: a file trained with
+    `train --data-format` was refused by eval, bench, export and compress, which have no such flag."""
+    return bool(record.get("sha256")) and path.exists() and file_sha256(path) == record["sha256"]
 
 
 def _data_path(record: dict[str, Any], data: str | os.PathLike | None) -> Path:
