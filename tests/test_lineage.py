@@ -250,3 +250,21 @@ def test_the_models_file_moved_is_read_in_its_recorded_format(tmp_path):
         warnings.simplefilter("error")  # the same bytes: neither a sha256 nor a rows warning
         again = rebuild_splits(record, moved)
     assert again.info["format"] == "mmsa-label-csv" and lineage(again)["splits"] == record["splits"]
+
+
+def test_a_record_from_before_lineage_is_read_under_a_warning(tmp_path, monkeypatch):
+    """A checkpoint from before lineage records a path and seed at most (checkpoint.data_record): with nothing to check
+    the file or its rows against, its file was read without a word, and MOSI-U in its place once the file was gone."""
+    from edge_msa import paths
+    from edge_msa.checkpoint import data_record
+
+    data = _label_csv(tmp_path / "label.csv")
+    record = data_record({"data": str(data), "data_seed": 2})
+    no_check = r"^no data lineage recorded with the model; reading .* with seed 2, which may not be the file"
+    with pytest.warns(UserWarning, match=no_check):
+        rebuild_splits(record)
+    monkeypatch.setattr(paths, "default_mosi_path", lambda: _label_csv(tmp_path / "stand_in_for_mosi_u.csv", seed=1))
+    data.unlink()
+    with pytest.warns(UserWarning, match=no_check) as seen:
+        rebuild_splits(record)
+    assert "stand_in_for_mosi_u.csv" in str(seen[0].message)

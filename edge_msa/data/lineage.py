@@ -68,8 +68,9 @@ def rebuild_splits(record: dict[str, Any] | None, data: str | os.PathLike | None
     """The splits of `record` (a `lineage` dict; None = unknown: seed 0), read from `data` or else the
     recorded path or else MOSI-U (`_data_path`: an InputError when the recorded file is gone and MOSI-U is not it;
     `text_encoder`, `featurize` as in load_dataset). Warns when the file's sha256 or a split's rows differ from the
-    record (every split's rows, featurized or not); a sha256 warning says whether the recorded file was edited since or
-    another file was given, as the fixes differ."""
+    record (every split's rows, featurized or not), or when the record holds neither (a model from before lineage: a
+    path and seed at most, which read MOSI-U without a word once the path was gone); a sha256 warning says whether the
+    recorded file was edited since or another file was given, as the fixes differ."""
     from .loader import load_dataset
 
     record = record or {}
@@ -80,9 +81,9 @@ def rebuild_splits(record: dict[str, Any] | None, data: str | os.PathLike | None
     splits = load_dataset(path, fmt=fmt, seed=int(record.get("seed", 0)),
                           progress=progress, text_encoder=text_encoder, cv_fold=recorded_fold(record),
                           featurize=featurize)
-    if not record:
-        warn(f"no data lineage recorded with the model; reading {path} with seed 0, which may not be "
-             "the carve the model was trained on")
+    if not (record.get("sha256") or record.get("splits")):  # none, or a path and seed alone: nothing to check against
+        warn(f"no data lineage recorded with the model; reading {path} with seed {int(record.get('seed', 0))}, which "
+             "may not be the file or the carve the model was trained on")
     elif record.get("sha256") and splits.info.get("sha256") != record["sha256"]:
         now, then = str(splits.info.get("sha256"))[:12], record["sha256"][:12]
         if same_file:
