@@ -268,3 +268,18 @@ def test_a_record_from_before_lineage_is_read_under_a_warning(tmp_path, monkeypa
     with pytest.warns(UserWarning, match=no_check) as seen:
         rebuild_splits(record)
     assert "stand_in_for_mosi_u.csv" in str(seen[0].message)
+
+
+def test_export_finds_the_models_mosi_u_file_from_another_checkout_as_eval_does(tmp_path, monkeypatch):
+    """A run folder moved to another checkout: its recorded path is gone, but MOSI-U there holds the recorded bytes.
+    eval, compress and bench read that file; export fell back to random inputs (no accuracy check) without --data."""
+    from edge_msa import paths
+
+    data = _label_csv(tmp_path / "label.csv")  # stands in for MOSI-U, whose embedding a test cannot afford
+    splits = load_dataset(data, progress=False)
+    ckpt = save_checkpoint(tmp_path / "s.pt", create_model("student_tiny", splits.spec), {"data": lineage(splits)})
+    elsewhere = data.rename(tmp_path / "other_checkout.csv")
+    monkeypatch.setattr(paths, "default_mosi_path", lambda: elsewhere)
+    bundle = export(ckpt, out=tmp_path / "bundle", log=None)
+    manifest = read_manifest(bundle)
+    assert manifest.export_options["data"] == str(elsewhere) and "valid" in manifest.metrics

@@ -57,9 +57,22 @@ def recorded_fold(record: dict[str, Any] | None) -> tuple[int, int] | None:
 
 
 def recorded_file(record: dict[str, Any] | None) -> Path | None:
-    """The data file a `lineage` record names, if it is still there (None otherwise)."""
-    recorded = (record or {}).get("path")
-    return Path(recorded) if recorded and Path(recorded).exists() else None
+    """The data file a `lineage` record names, if it is still there, else MOSI-U where it holds the recorded bytes (the
+    model's own file reached from another checkout), else None. One rule for eval, compress and bench (`_data_path`)
+    and export, which checked a model moved with its MOSI-U run folder on random inputs while eval found the file."""
+    from ..paths import default_mosi_path
+
+    record = record or {}
+    recorded = record.get("path")
+    if recorded and Path(recorded).exists():
+        return Path(recorded)
+    if not (recorded and record.get("sha256")):
+        return None
+    try:
+        default = default_mosi_path()
+    except InputError:
+        return None
+    return default if _same_bytes(record, default) else None
 
 
 def rebuild_splits(record: dict[str, Any] | None, data: str | os.PathLike | None = None,
@@ -122,12 +135,6 @@ def _data_path(record: dict[str, Any], data: str | os.PathLike | None) -> Path:
         return found
     if not (record.get("path") and record.get("sha256")):  # no record to hold MOSI-U against
         return default_mosi_path()
-    try:
-        default = default_mosi_path()
-    except InputError:
-        default = None
-    if default is not None and file_sha256(default) == record["sha256"]:
-        return default  # the model's own MOSI-U file, reached from another checkout
     raise InputError(f"the model's data {record['path']} is not there (moved or deleted); expected that file back "
                      "at its path, or --data naming where it is now")
 
