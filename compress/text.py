@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edge_msa.data.assemble import pad_sequences
-from edge_msa.errors import InputError, given, option_name, require
+from edge_msa.data.assemble import feature_set, pad_sequences
+from edge_msa.errors import InputError, given, option_name, require, warn
 from edge_msa.models.base import MSAModel
 from edge_msa.models.text_bert import BertEncoder, BertLayer, key_padding_bias
 from edge_msa.models.with_text import token_ids
@@ -418,8 +418,8 @@ def transfer_texts(splits: DatasetSplits, transfer: str | None, tokenizer_path: 
                    progress: bool) -> dict[str, Any]:
     """Transcripts the student's text encoder learns from: the training split's own texts (with their labels) plus,
     if `transfer` names an MMSA label.csv (e.g. MOSEI), that file's TRAINING fold (never its valid/test folds; its
-    labels unused: NaN, the teacher labels them). The training dataset's validation texts come along for early
-    stopping."""
+    labels unused: NaN, the teacher labels them), less the videos of the data's valid and test splits
+    (`outside_held_out`). The training dataset's validation texts come along for early stopping."""
     from edge_msa.data import load_dataset
     from edge_msa.features.text import TokenIds
 
@@ -427,14 +427,29 @@ def transfer_texts(splits: DatasetSplits, transfer: str | None, tokenizer_path: 
     texts, labels = _transcripts(splits.train), [np.asarray(splits.train.labels, dtype=np.float32)]
     sources = {splits.name: len(texts)}
     if transfer:
-        extra = load_dataset(transfer, fmt="mmsa-label-csv", progress=progress, text_encoder=front,
-                             featurize=("train",)).split("train")
+        extra = outside_held_out(load_dataset(transfer, fmt="mmsa-label-csv", progress=progress, text_encoder=front,
+                                              featurize=("train",)).split("train"), splits, transfer)
         texts += _transcripts(extra)
         labels.append(np.full(len(extra), np.nan, dtype=np.float32))
         sources[f"{transfer} (train fold)"] = len(extra)
     return {"ids": front.tokenize(texts), "labels": np.concatenate(labels), "sources": sources,
             "specials": front.special_ids,
             "valid": (front.tokenize(_transcripts(splits.valid)), np.asarray(splits.valid.labels))}
+
+
+def outside_held_out(extra: FeatureSet, splits: DatasetSplits, transfer: str) -> FeatureSet:
+    """The transfer rows whose video is in neither the valid nor the test split of `splits`, with a warning naming
+    how many were left out. Why: a teacher trained on a cross-validation fold of that same label.csv (`train --cv-fold`)
+    holds out rows of its training fold; as transfer texts they shaped the student's vocabulary and text encoder, and
+    the fold's scores (`selection-gap`) were no longer on rows no choice had seen."""
+    held_out = set(splits.valid.videos().tolist()) | set(splits.test.videos().tolist())
+    keep = np.array([video not in held_out for video in extra.videos().tolist()], dtype=bool)
+    if keep.all():
+        return extra
+    warn(f"{given('transfer', transfer)}: {int((~keep).sum())} training-fold row(s) left out, their videos being in "
+         f"the valid or test split of {splits.info.get('path') or splits.name} (the same file?)")
+    return feature_set(extra.features, extra.lengths, extra.labels, extra.ids, extra.texts, np.flatnonzero(keep),
+                       extra.groups)
 
 
 def score_targets(teacher_scores: np.ndarray, labels: np.ndarray) -> np.ndarray:

@@ -237,3 +237,49 @@ def _features_npz(path, spec: FeatureSpec, n=12, seed=0):
              audio_feat=rng.normal(size=(n, 1, 5)).astype(np.float32), audio_len=np.ones(n, np.int64),
              video_feat=rng.normal(size=(n, 1, 7)).astype(np.float32), video_len=np.ones(n, np.int64))
     return path
+
+
+def test_the_models_file_moved_is_read_in_its_recorded_format(tmp_path):
+    """--data naming the model's own file at another path (moved, copied, another checkout: the same sha256) reads it
+    as it was trained: its format was detected from the new name instead, so a file trained with `train --data-format`
+    was refused by eval, bench, export and compress ("cannot tell the dataset format"), which have no such flag."""
+    data = _label_csv(tmp_path / "labels.txt")  # a name detection cannot place: trained with --data-format
+    record = lineage(load_dataset(data, fmt="mmsa-label-csv", seed=3, progress=False))
+    moved = data.rename(tmp_path / "moved.txt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same bytes: neither a sha256 nor a rows warning
+        again = rebuild_splits(record, moved)
+    assert again.info["format"] == "mmsa-label-csv" and lineage(again)["splits"] == record["splits"]
+
+
+def test_a_record_from_before_lineage_is_read_under_a_warning(tmp_path, monkeypatch):
+    """A checkpoint from before lineage records a path and seed at most (checkpoint.data_record): with nothing to check
+    the file or its rows against, its file was read without a word, and MOSI-U in its place once the file was gone."""
+    from edge_msa import paths
+    from edge_msa.checkpoint import data_record
+
+    data = _label_csv(tmp_path / "label.csv")
+    record = data_record({"data": str(data), "data_seed": 2})
+    no_check = r"^no data lineage recorded with the model; reading .* with seed 2, which may not be the file"
+    with pytest.warns(UserWarning, match=no_check):
+        rebuild_splits(record)
+    monkeypatch.setattr(paths, "default_mosi_path", lambda: _label_csv(tmp_path / "stand_in_for_mosi_u.csv", seed=1))
+    data.unlink()
+    with pytest.warns(UserWarning, match=no_check) as seen:
+        rebuild_splits(record)
+    assert "stand_in_for_mosi_u.csv" in str(seen[0].message)
+
+
+def test_export_finds_the_models_mosi_u_file_from_another_checkout_as_eval_does(tmp_path, monkeypatch):
+    """A run folder moved to another checkout: its recorded path is gone, but MOSI-U there holds the recorded bytes.
+    eval, compress and bench read that file; export fell back to random inputs (no accuracy check) without --data."""
+    from edge_msa import paths
+
+    data = _label_csv(tmp_path / "label.csv")  # stands in for MOSI-U, whose embedding a test cannot afford
+    splits = load_dataset(data, progress=False)
+    ckpt = save_checkpoint(tmp_path / "s.pt", create_model("student_tiny", splits.spec), {"data": lineage(splits)})
+    elsewhere = data.rename(tmp_path / "other_checkout.csv")
+    monkeypatch.setattr(paths, "default_mosi_path", lambda: elsewhere)
+    bundle = export(ckpt, out=tmp_path / "bundle", log=None)
+    manifest = read_manifest(bundle)
+    assert manifest.export_options["data"] == str(elsewhere) and "valid" in manifest.metrics

@@ -770,3 +770,27 @@ def test_a_refused_text_carries_its_place_so_callers_name_their_input_without_to
         with pytest.raises(InputError, match="input index 1: empty text"):
             predictor.predict_batch([{"text": "good film"}, {"text": " "}])
     assert calls == [["good film", " "]]  # one tokenization, the refused text named from it
+
+
+def test_transfer_texts_leave_out_the_videos_of_the_datas_valid_and_test_splits(token_splits, tiny_bert_dir, tmp_path,
+                                                                                 monkeypatch):
+    """A teacher trained on a cross-validation fold of a label.csv holds out rows of that file's training fold; with
+    the same file as --transfer (MOSEI's, the default) they were transfer texts: they shaped the student's vocabulary
+    and text encoder, and the fold's held-out scores were no longer on rows no choice had seen."""
+    import csv
+
+    from edge_msa.compress import text
+    from edge_msa.features.text import TokenIds
+
+    held_out = {str(token_splits.valid.videos()[0]), str(token_splits.test.videos()[-1])}
+    rows = [(video, "bad film") for video in sorted(held_out)] + [("fresh", "good film")]
+    transfer = tmp_path / "label.csv"
+    with open(transfer, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([("video_id", "clip_id", "text", "label", "mode"),
+                                 *[(video, 0, t, 1.0, "train") for video, t in rows], ("v", 0, "bad", 1.0, "test")])
+    monkeypatch.setenv("EDGE_MSA_CACHE", str(tmp_path / "cache"))
+    tok, n = tiny_bert_dir / "tokenizer.json", len(token_splits.train)
+    with pytest.warns(UserWarning, match="2 training-fold row.s. left out, their videos being in the valid or test"):
+        texts = text.transfer_texts(token_splits, str(transfer), tok, 12, False)
+    assert texts["sources"][f"{transfer} (train fold)"] == 1
+    assert texts["ids"][n:] == TokenIds(tok, max_len=12).tokenize(["good film"])

@@ -57,9 +57,22 @@ def recorded_fold(record: dict[str, Any] | None) -> tuple[int, int] | None:
 
 
 def recorded_file(record: dict[str, Any] | None) -> Path | None:
-    """The data file a `lineage` record names, if it is still there (None otherwise)."""
-    recorded = (record or {}).get("path")
-    return Path(recorded) if recorded and Path(recorded).exists() else None
+    """The data file a `lineage` record names, if it is still there, else MOSI-U where it holds the recorded bytes (the
+    model's own file reached from another checkout), else None. One rule for eval, compress and bench (`_data_path`)
+    and export, which checked a model moved with its MOSI-U run folder on random inputs while eval found the file."""
+    from ..paths import default_mosi_path
+
+    record = record or {}
+    recorded = record.get("path")
+    if recorded and Path(recorded).exists():
+        return Path(recorded)
+    if not (recorded and record.get("sha256")):
+        return None
+    try:
+        default = default_mosi_path()
+    except InputError:
+        return None
+    return default if _same_bytes(record, default) else None
 
 
 def rebuild_splits(record: dict[str, Any] | None, data: str | os.PathLike | None = None,
@@ -68,20 +81,22 @@ def rebuild_splits(record: dict[str, Any] | None, data: str | os.PathLike | None
     """The splits of `record` (a `lineage` dict; None = unknown: seed 0), read from `data` or else the
     recorded path or else MOSI-U (`_data_path`: an InputError when the recorded file is gone and MOSI-U is not it;
     `text_encoder`, `featurize` as in load_dataset). Warns when the file's sha256 or a split's rows differ from the
-    record (every split's rows, featurized or not); a sha256 warning says whether the recorded file was edited since or
-    another file was given, as the fixes differ."""
+    record (every split's rows, featurized or not), or when the record holds neither (a model from before lineage: a
+    path and seed at most, which read MOSI-U without a word once the path was gone); a sha256 warning says whether the
+    recorded file was edited since or another file was given, as the fixes differ."""
     from .loader import load_dataset
 
     record = record or {}
     recorded = record.get("path")
     path = _data_path(record, data)
     same_file = recorded is not None and Path(recorded).resolve() == path.resolve()
-    splits = load_dataset(path, fmt=record.get("format") if same_file else None, seed=int(record.get("seed", 0)),
+    fmt = record.get("format") if same_file or _same_bytes(record, path) else None
+    splits = load_dataset(path, fmt=fmt, seed=int(record.get("seed", 0)),
                           progress=progress, text_encoder=text_encoder, cv_fold=recorded_fold(record),
                           featurize=featurize)
-    if not record:
-        warn(f"no data lineage recorded with the model; reading {path} with seed 0, which may not be "
-             "the carve the model was trained on")
+    if not (record.get("sha256") or record.get("splits")):  # none, or a path and seed alone: nothing to check against
+        warn(f"no data lineage recorded with the model; reading {path} with seed {int(record.get('seed', 0))}, which "
+             "may not be the file or the carve the model was trained on")
     elif record.get("sha256") and splits.info.get("sha256") != record["sha256"]:
         now, then = str(splits.info.get("sha256"))[:12], record["sha256"][:12]
         if same_file:
@@ -100,6 +115,13 @@ def rebuild_splits(record: dict[str, Any] | None, data: str | os.PathLike | None
     return splits
 
 
+def _same_bytes(record: dict[str, Any], path: Path) -> bool:
+    """Whether `path` holds the recorded file's bytes (moved, copied, another checkout): it is then read in the
+    recorded format. Detected from its new name instead, it had another reader or none: a file trained with
+    `train --data-format` was refused by eval, bench, export and compress, which have no such flag."""
+    return bool(record.get("sha256")) and path.exists() and file_sha256(path) == record["sha256"]
+
+
 def _data_path(record: dict[str, Any], data: str | os.PathLike | None) -> Path:
     """`data`, else the recorded file, else MOSI-U, but MOSI-U only for a model without a record or whose recorded
     file it is (moved: same sha256). A model trained on a label.csv that was since moved or deleted had eval,
@@ -113,12 +135,6 @@ def _data_path(record: dict[str, Any], data: str | os.PathLike | None) -> Path:
         return found
     if not (record.get("path") and record.get("sha256")):  # no record to hold MOSI-U against
         return default_mosi_path()
-    try:
-        default = default_mosi_path()
-    except InputError:
-        default = None
-    if default is not None and file_sha256(default) == record["sha256"]:
-        return default  # the model's own MOSI-U file, reached from another checkout
     raise InputError(f"the model's data {record['path']} is not there (moved or deleted); expected that file back "
                      "at its path, or --data naming where it is now")
 
