@@ -205,14 +205,23 @@ class _Parser(argparse.ArgumentParser):
         super()._check_value(action, value)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The `edge-msa` parser. `command`: register that subcommand alone where it is one (main passes the word its
+    command line names): registering all eleven imported every command's modules (bench's meters, export's formats,
+    serve's config), about 30 ms of each `edge-msa predict` on a device. Without one (`--help`, a mistyped command,
+    None), all are registered, so the help lists them and a typo is told the closest."""
     parser = _Parser(prog="edge-msa", description="Compress multimodal sentiment models and run them on "
                      "small devices: train -> compress -> export -> predict / eval / bench.")
     parser.add_argument("--version", action="version", version=f"edge-msa {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name in SUBCOMMANDS:
+    for name in (command,) if command in SUBCOMMANDS else SUBCOMMANDS:
         importlib.import_module(f"{__name__}.{name}").register(sub)
     return parser
+
+
+def _command_word(argv: list[str]) -> str | None:
+    """The subcommand a command line names: its first word that is not a flag (the top-level flags take no value)."""
+    return next((word for word in argv if not word.startswith("-")), None)
 
 
 def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
@@ -234,7 +243,8 @@ def _subparsers(parser: argparse.ArgumentParser) -> argparse._SubParsersAction:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_command_word(argv))
     args = _parse(parser, argv)
     if not getattr(args, "handler", None):  # no command: it printed the help, exit 2, with no error line
         parser.print_usage(sys.stderr)

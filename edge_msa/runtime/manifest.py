@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 from ..atomic import write_text
 from ..errors import ArtifactError, InputError, read_json_object
 from ..jsonio import dumps, restored
-from ..features.text import TOKENS_PREFIX
+from ..features.text import TOKENS_PREFIX, file_digest
 from ..spec import PARTS, SINGLE, FeatureSpec, checked_skip_thresholds
 
 FORMAT_VERSION = 1
@@ -153,9 +153,14 @@ def _check_records(files: dict[str, Any]) -> None:
 def record_files(bundle: Path) -> dict[str, dict[str, Any]]:
     """The sha256 and size of every file in `bundle` but the manifest, by relative name. Why: a bundle travels
     (scp, SD cards, OTA) and a flipped byte in a graph's weights loads and answers other scores without a word."""
-    from ..data.lineage import file_sha256
+    return {name: _record(p) for name, p in _on_disk(bundle).items()}
 
-    return {name: {"sha256": file_sha256(p), "bytes": p.stat().st_size} for name, p in _on_disk(bundle).items()}
+
+def _record(path: Path) -> dict[str, Any]:
+    """One file's {"sha256", "bytes"}, hashed by the text front end's file_digest, which the runtime imports anyway:
+    data.lineage's file_sha256 brought the dataset readers (edge_msa.data) into every load, ~10 ms of a cold start."""
+    sha256, size = file_digest(path).split(":")
+    return {"sha256": sha256, "bytes": int(size)}
 
 
 def _on_disk(bundle: Path) -> dict[str, Path]:
@@ -177,14 +182,12 @@ def check_files(bundle: Path, manifest: Manifest, list_extra: bool = True) -> Fi
     sha256. Nothing recorded (a bundle exported before the record), nothing compared. `list_extra`: list every file
     on disk to name those not recorded, which only `edge-msa info` reports (load needs the recorded files alone, so
     its `extra` is [])."""
-    from ..data.lineage import file_sha256
-
     differ, missing = [], []
     for name, record in manifest.files.items():
         path = check_readable(bundle / name)
         if not path.is_file():
             missing.append(name)
-        elif path.stat().st_size != record["bytes"] or file_sha256(path) != record["sha256"]:
+        elif path.stat().st_size != record["bytes"] or _record(path)["sha256"] != record["sha256"]:
             differ.append(name)
     extra = [name for name in _on_disk(bundle) if name not in manifest.files] if list_extra and manifest.files else []
     return FileCheck(differ, missing, extra)
