@@ -168,8 +168,11 @@ class WordPiece:
     def truncation_warning(self, encoding: Encoding) -> str | None:
         """The warning for one text's Encoding if `encodings` cut it to max_len tokens, else None: `encodings` warns
         once per batch, so a caller serving many clients (the REST service) tells the client concerned this way."""
-        if not encoding.overflowing:
-            return None
+        return self.truncation_note if encoding.overflowing else None
+
+    @property
+    def truncation_note(self) -> str:
+        """The words of `truncation_warning`, by which a caller counts the texts cut among its answers."""
         return f"text is longer than {self.max_len} tokens and was truncated; only its first {self.max_len} were scored"
 
     def fingerprint(self) -> str:
