@@ -60,3 +60,15 @@ def test_the_same_word_in_any_unicode_form_or_with_invisible_characters_scores_t
             p.predict(text="\u200b\u0301")
         with pytest.raises(InputError, match="input index 1: .*unpaired UTF-16 surrogate"):
             p.predict_batch([{"text": "good"}, {"text": "good \ud800"}])
+
+
+def test_predict_names_a_text_argument_that_is_not_utf8_as_such(int8_token_bundle, capsys):
+    """A Latin-1 terminal's `--text $'caf\\xe9'` reaches Python as a lone surrogate, which the predictor called "an
+    unpaired UTF-16 surrogate"; the CLI says what was typed wrong."""
+    from edge_msa.cli import main
+
+    latin1 = b"good caf\xe9 film".decode("utf-8", "surrogateescape")  # what sys.argv holds for those bytes
+    assert main(["predict", str(int8_token_bundle), "--text", latin1]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == ("error: --text is not valid UTF-8 (invalid continuation byte at byte 8); expected UTF-8 "
+                           "text (convert it, e.g. with iconv, or set the terminal to UTF-8)")
