@@ -97,7 +97,7 @@ def _check_utf8_argument(flag: str, value: str | None) -> None:
 
     try:
         os.fsencode(value or "").decode("utf-8")
-    except UnicodeError as exc:
+    except (UnicodeDecodeError, UnicodeEncodeError) as exc:  # the latter: a surrogate no byte gave (main() in code)
         raise InputError(f"{flag} is not valid UTF-8 ({exc.reason} at byte {exc.start}); expected UTF-8 text (convert "
                          "it, e.g. with iconv, or set the terminal to UTF-8)") from None
 
