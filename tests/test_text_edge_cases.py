@@ -72,3 +72,55 @@ def test_predict_names_a_text_argument_that_is_not_utf8_as_such(int8_token_bundl
     err = capsys.readouterr().err
     assert err.strip() == ("error: --text is not valid UTF-8 (invalid continuation byte at byte 8); expected UTF-8 "
                            "text (convert it, e.g. with iconv, or set the terminal to UTF-8)")
+
+
+class _Recording:
+    """A tokenizer that notes the length of every text it is given."""
+
+    def __init__(self, tokenizer) -> None:
+        self.tokenizer, self.lengths = tokenizer, []
+
+    def encode_batch(self, texts):
+        self.lengths += [len(t) for t in texts]
+        return self.tokenizer.encode_batch(texts)
+
+    def encode(self, text):
+        self.lengths.append(len(text))
+        return self.tokenizer.encode(text)
+
+
+def test_a_huge_text_is_tokenized_only_as_far_as_max_len_needs_with_the_whole_texts_ids(tiny_bert_dir):
+    """The tokenizer splits a whole text before it truncates it (10 M characters: 13 s and 1.5 GB for 50 tokens);
+    a long text is read from its head, and gives the ids, and the truncation warning, of the whole text."""
+    from edge_msa.features.text import CHARS_PER_TOKEN, TokenIds
+
+    front = TokenIds(tiny_bert_dir / "tokenizer.json", max_len=12)
+    plain = front.tokenizer
+    huge = "good movie, not boring! " * 50_000
+    spaced = " " * 5_000 + "good film " * 20  # its head has no word: tokenized whole, as before
+    front._tokenizer = recording = _Recording(plain)
+    with pytest.warns(TruncationWarning, match="2 of 3 texts are longer than 12 tokens"):
+        got = front.encodings([huge, "good film", spaced])
+    assert [e.ids for e in got] == [e.ids for e in plain.encode_batch([huge, "good film", spaced])]
+    assert recording.lengths[0] <= 12 * CHARS_PER_TOKEN and max(recording.lengths) == len(spaced)
+
+
+@pytest.mark.parametrize("chars_per_token", [1, 3, 8])
+def test_a_text_read_from_its_head_has_the_whole_texts_ids_whatever_it_holds(tiny_bert_dir, monkeypatch,
+                                                                            chars_per_token):
+    """Cut after a whitespace, a head tokenizes as the whole text's start: accents in NFC or NFD, a Greek final
+    sigma before punctuation, CJK, emoji, zero-width and control characters, special tokens, whitespace runs."""
+    import random
+
+    import edge_msa.features.text as text_module
+
+    pieces = ["good", "film", "ΟΔΟΣ", ".", "'", "Α", "café", "cafe\u0301", "\u0301", "我喜欢", "😀",
+              "\u200b", "\x00", "[SEP]", "İ", "Straße", "don't", "x" * 120, "##s", "\ufeff",
+              " ", "  ", "\n", "\t", "\r\n", "\u00a0"]
+    rng = random.Random(chars_per_token)
+    texts = ["".join(rng.choice(pieces) + rng.choice(["", " "]) for _ in range(rng.randint(1, 200)))
+             for _ in range(200)]
+    monkeypatch.setattr(text_module, "CHARS_PER_TOKEN", chars_per_token)
+    front = text_module.TokenIds(tiny_bert_dir / "tokenizer.json", max_len=5)
+    mine, whole = front.encode_batch(texts), front.tokenizer.encode_batch(texts)
+    assert [(e.ids, bool(e.overflowing)) for e in mine] == [(e.ids, bool(e.overflowing)) for e in whole]
