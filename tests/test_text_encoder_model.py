@@ -766,7 +766,8 @@ def test_a_refused_text_carries_its_place_so_callers_name_their_input_without_to
     with edge_msa.load(token_bundle) as predictor:
         calls = []
         encodings = predictor.text_encoder.encodings
-        monkeypatch.setattr(predictor.text_encoder, "encodings", lambda texts: calls.append(texts) or encodings(texts))
+        monkeypatch.setattr(predictor.text_encoder, "encodings",
+                            lambda texts, **kw: calls.append(texts) or encodings(texts, **kw))
         with pytest.raises(InputError, match="input index 1: empty text"):
             predictor.predict_batch([{"text": "good film"}, {"text": " "}])
     assert calls == [["good film", " "]]  # one tokenization, the refused text named from it

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_utf8_argument(flag: str, value: str | None) -> None:
+    """Refuse a command-line value whose bytes are not UTF-8 (a terminal or script in Latin-1: Python keeps such
+    bytes as lone surrogates). Why here: the predictor then called `--text $'caf\\xe9'` "an unpaired UTF-16
+    surrogate", words that do not say what the user typed wrong."""
+    from ..errors import InputError
+
+    try:
+        os.fsencode(value or "").decode("utf-8")
+    except (UnicodeDecodeError, UnicodeEncodeError) as exc:  # the latter: a surrogate no byte gave (main() in code)
+        raise InputError(f"{flag} is not valid UTF-8 ({exc.reason} at byte {exc.start}); expected UTF-8 text (convert "
+                         "it, e.g. with iconv, or set the terminal to UTF-8)") from None
+
+
 # What a .npy given to predict may hold, in spec.input_shapes' words: it said "(L, d)" only, for a token-id
 # bundle's --text too, which takes token ids
 NPY_SHAPES = (f"an .npy array: features {input_shapes()}, or a token-id bundle's text as token ids "
@@ -127,6 +141,8 @@ def _flag_items(args: argparse.Namespace) -> list[dict]:
     from ..errors import InputError
 
     base = {"text": _text(args.text), "audio": _value(args.audio), "video": _value(args.video)}
+    if isinstance(base["text"], str):  # a transcript (a path is checked as one where it is opened)
+        _check_utf8_argument("--text", base["text"])
     if not args.features:
         if all(v is None for v in base.values()):
             raise InputError("no input given; pass --text, --audio, --video, --features or --batch")

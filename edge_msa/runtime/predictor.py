@@ -147,9 +147,14 @@ class Predictor:
         self._check_open()
         inputs = _checked_items(inputs)
         if self.row_by_row and len(inputs) > 1:
-            return [self._alone(i, item) for i, item in enumerate(inputs)]
+            return self._one_by_one(inputs)
+        return self._score_batch(inputs)
+
+    def _score_batch(self, inputs: list[Mapping[str, Any]], warn_truncated: bool = True) -> list[Prediction]:
+        """predict_batch's inputs in one pass per graph; `warn_truncated`: the tokenizer's warning of texts cut to
+        max_len (off for a row of `_one_by_one`, which says it once for the whole batch)."""
         ms: dict[str, float] = {}
-        rows, media, skipped, notes = self._prepare(inputs, ms)
+        rows, media, skipped, notes = self._prepare(inputs, ms, warn_truncated)
         for i, (row, pending, reasons) in enumerate(zip(rows, media, skipped)):
             if not row and not pending:
                 why = "; ".join(f"{m}: {r}" for m, r in reasons.items()) or "nothing given"
@@ -218,10 +223,19 @@ class Predictor:
         if not finite.all():
             raise BrokenModel(str(self.bundle or "in memory"), BROKEN.format(float(scores[~finite][0])))
 
-    def _alone(self, index: int, item: Mapping[str, Any]) -> Prediction:
-        """predict_batch's item `index` run by itself; an error names the item."""
-        with _blame(index, True):
-            return self.predict_batch([item])[0]
+    def _one_by_one(self, inputs: list[Mapping[str, Any]]) -> list[Prediction]:
+        """predict_batch's inputs each run by itself (`row_by_row`), an error naming its item, with one warning for
+        the texts cut to max_len counted over the batch. Why: each row's own warning said "1 of 1 texts" (shown once
+        by Python, however many rows were cut), where a batched bundle says "2 of 3"."""
+        out = []
+        for i, item in enumerate(inputs):
+            with _blame(i, True):
+                out.extend(self._score_batch([item], warn_truncated=False))
+        texts = sum(isinstance(item.get("text"), str) for item in inputs)
+        if texts:
+            cut = sum(self.text_encoder.truncation_note in p.warnings for p in out)
+            self.text_encoder.warn_truncated(cut, texts)
+        return out
 
     def close(self) -> None:
         """Release every graph's runtime session (device memory on a GPU); `with load(...) as p:` calls it."""
@@ -337,10 +351,11 @@ class Predictor:
                              f"positions (tokenize with max_len={max_len})")
         return ids[:, :max_len]
 
-    def _prepare(self, inputs: Sequence[Mapping[str, Any]], ms: dict[str, float]):
+    def _prepare(self, inputs: Sequence[Mapping[str, Any]], ms: dict[str, float], warn_truncated: bool = True):
         """Per row: {m: (L, d) float32 array} for text and feature arrays, {m: Path} for media files whose
         front end runs later (only if the gate keeps m), {m: reason} for inputs that cannot be used, and the
-        row's warnings (its text truncated: told from the one tokenization, not a second one per text)."""
+        row's warnings (its text truncated: told from the one tokenization, not a second one per text);
+        `warn_truncated` as in `_score_batch`."""
         rows: list[dict[str, np.ndarray]] = [{} for _ in inputs]
         media: list[dict[str, Path]] = [{} for _ in inputs]
         skipped: list[dict[str, str]] = [{} for _ in inputs]
@@ -356,7 +371,7 @@ class Predictor:
                 self.text_encoder.load()
                 ms["text_encoder_load"] = (time.perf_counter() - start) * 1e3
             start = time.perf_counter()
-            encodings = self._encodings(texts, len(inputs) > 1)
+            encodings = self._encodings(texts, len(inputs) > 1, warn_truncated)
             encoded, lens = self.text_encoder.embed([e.ids for e in encodings])
             ms[self.text_encoder.stage] = (time.perf_counter() - start) * 1e3
             for (i, _), x, n, e in zip(texts, encoded, lens, encodings):
@@ -369,13 +384,13 @@ class Predictor:
                 self._prepare_item(item, rows[i], media[i], skipped[i], notes[i])
         return rows, media, skipped, notes
 
-    def _encodings(self, texts: list[tuple[int, str]], many: bool) -> list:
+    def _encodings(self, texts: list[tuple[int, str]], many: bool, warn_truncated: bool) -> list:
         """The tokenizer's encodings of (input index, text) pairs. A text it refuses (one of several inputs) is an
         ItemError naming its input. Why: the tokenizer names a text by its place among the texts, which is not the
         input's (a CSV row, a REST request) where some inputs have no text, so `predict --batch` named the wrong
         row and the REST batcher could not tell which request to fail."""
         try:
-            return self.text_encoder.encodings([t for _, t in texts])
+            return self.text_encoder.encodings([t for _, t in texts], warn=warn_truncated)
         except TextError as exc:
             if not many:
                 raise
