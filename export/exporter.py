@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edge_msa.atomic import atomic_dir, check_replaceable, write_text
-from edge_msa.errors import require, warn
+from edge_msa.errors import InputError, given, require, warn
 from edge_msa.features.text import NAME as MINILM, default_onnx_path, default_tokenizer_path
 from edge_msa.paths import utf8_path
 from edge_msa.runtime.manifest import MANIFEST, Manifest, write_manifest
@@ -132,6 +132,10 @@ def _calibration(checks: _Checks, splits, max_batch: int) -> tuple[list, dict[st
     if splits is None:
         return checks.batches, {"split": None, "inputs": f"{checks.inputs}, {subsets}", "samples": RANDOM_INPUTS}
     train = splits.split("train")
+    if not len(train):  # else TensorRT fails the build, after every graph was exported
+        raise InputError(f"INT8 calibration needs training rows, but the training split of "
+                         f"{splits.info.get('path') or splits.name} has none; expected a dataset with training rows, "
+                         f"or {given('trt_precision', 'fp16')}")
     sample = calibration_sample(train)
     drawn = "all" if len(sample) == len(train) else f"{len(sample)} ({CALIBRATION_DRAW}) of"
     return (parity_batches(checks.model.spec, sample, max_batch=max_batch),

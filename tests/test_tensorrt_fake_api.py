@@ -840,3 +840,28 @@ def test_int8_engine_calibrates_on_training_rows_and_is_judged_on_validation_row
     assert calibrated == _padded_rows(train.features["text"][drawn], train.lengths["text"][drawn], steps)
     assert not calibrated & _padded_rows(valid.features["text"], valid.lengths["text"], steps)
     assert len(batches) == 7 * 16  # every subset of the sample: with text present (4) and without it (3)
+
+
+def test_int8_engine_without_data_records_its_random_calibration(engines):
+    """Without --data the warning says random inputs calibrated (see `engines`), and so does the manifest."""
+    assert read_manifest(engines["int8"]).export_options["int8_calibration"] == {
+        "split": None, "inputs": "8 random inputs of the spec's shapes, each in 7 modality subsets", "samples": 8}
+    assert "int8_calibration" not in read_manifest(engines["fp16"]).export_options
+
+
+def test_int8_engine_on_data_without_training_rows_is_refused_in_one_line(student, tmp_path, monkeypatch):
+    """A file whose training split is empty (a feedback export of validation rows) gave the calibrator no batch:
+    TensorRT fails the build after every graph was exported; now one line before anything is written."""
+    import edge_msa.data
+    from conftest import make_featureset
+    from edge_msa.data.base import DatasetSplits
+
+    splits = DatasetSplits(SPEC, *(make_featureset(SPEC, n, seed) for n, seed in ((0, 1), (24, 2), (6, 3))),
+                           name="d.csv")
+    monkeypatch.setattr(edge_msa.data, "rebuild_splits", lambda record, data, text_encoder=None, featurize=(): splits)
+    with fake_tensorrt() as api:
+        message = one_line_error(lambda: export(student[0], format="engine", trt_precision="int8", data="d.csv",
+                                                out=tmp_path / "b", log=None))
+    assert message == ("INT8 calibration needs training rows, but the training split of d.csv has none; expected "
+                       "a dataset with training rows, or trt_precision = 'fp16'")  # the keyword typed (CLI: the flag)
+    assert api.builds == [] and list(tmp_path.iterdir()) == []
