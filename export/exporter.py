@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edge_msa.atomic import atomic_dir, check_replaceable, write_text
-from edge_msa.errors import require, warn
+from edge_msa.errors import InputError, given, require, warn
 from edge_msa.features.text import NAME as MINILM, default_onnx_path, default_tokenizer_path
 from edge_msa.paths import utf8_path
 from edge_msa.runtime.manifest import MANIFEST, Manifest, write_manifest
@@ -31,7 +31,7 @@ class ExportContext:
     out: Path
     onnx_graphs: dict[str, Path]
     options: dict[str, Any]
-    feeds: dict[str, list] = field(default_factory=dict)  # recorded real inputs per graph (calibration)
+    feeds: dict[str, list] = field(default_factory=dict)  # TensorRT INT8: each graph's calibration inputs
     versions: dict[str, str] = field(default_factory=dict)
     export_notes: dict[str, Any] = field(default_factory=dict)
 
@@ -44,7 +44,7 @@ def export(checkpoint: str | os.PathLike, format: str = "onnx", out: str | os.Pa
     The student exports as parts (gate, encoders, fuse) for run-time modality skipping; any other
     MSAModel (or the student with single_graph=True) as one graph without skipping. `data` (a dataset
     path for edge_msa.data.load_dataset; default: the file the checkpoint's lineage names, where it exists) supplies
-    real validation inputs for the parity and accuracy checks.
+    real validation inputs for the parity and accuracy checks, and training inputs for TensorRT's INT8 calibration.
     Steps: fp32 graphs -> their parity -> the format's graphs -> their accuracy -> device files -> the
     manifest, written once, last; all inside one atomic directory.
     """
@@ -65,10 +65,11 @@ def export(checkpoint: str | os.PathLike, format: str = "onnx", out: str | os.Pa
     data = data or _recorded_file(meta)  # else random inputs, with a note that --data would judge the Acc-2 drop
     config = model.export_config(single_graph=bool(opts["single_graph"]))  # the model says how it exports
     layout = config.layout
-    checks = _checks(model, meta, layout, data, int(opts["max_batch"]))
-    if checks.valid is None and opts.get("trt_precision") == "int8":
+    calibrates = opts.get("trt_precision") == "int8"  # a TensorRT INT8 engine: scales fitted on calibration inputs
+    checks = _checks(model, meta, layout, data, int(opts["max_batch"]), calibrates)
+    if checks.valid is None and calibrates:
         warn(f"the INT8 engine's scales are calibrated on {checks.inputs}, not on data; pass --data "
-             "(the training dataset) to calibrate on real validation inputs")
+             "(the training dataset) to calibrate on real training inputs")
     with atomic_dir(out, MANIFEST, "bundle") as tmp:
         ctx, manifest = _export_fp32(config, meta, tmp, fmt, opts, str(checkpoint), data)
         _check_fp32(ctx, manifest, checks, fmt, say)
@@ -90,6 +91,8 @@ class _Checks:
     batches: list  # parity.ParityBatch, in engine-sized chunks
     valid: Any  # the validation FeatureSet, or None without --data
     inputs: str  # what the batches are, in words
+    calibration: list = field(default_factory=list)  # ParityBatch chunks TensorRT INT8 calibrates on; [] for none
+    calibrated_on: dict[str, Any] = field(default_factory=dict)  # what they are, as the manifest records it
 
 
 def _recorded_file(meta: dict[str, Any]) -> Path | None:
@@ -99,16 +102,44 @@ def _recorded_file(meta: dict[str, Any]) -> Path | None:
     return recorded_file(data_record(meta))
 
 
-def _checks(model, meta: dict[str, Any], layout: str, data: str | os.PathLike | None, max_batch: int) -> _Checks:
-    """The validation split of `data` (read before anything is written, so bad data fails first), or random inputs."""
+def _checks(model, meta: dict[str, Any], layout: str, data: str | os.PathLike | None, max_batch: int,
+            calibrates: bool) -> _Checks:
+    """The validation split of `data` (read before anything is written, so bad data fails first), or random inputs;
+    where an INT8 engine `calibrates`, its calibration inputs too (see _calibration), from the same one read."""
     from edge_msa.checkpoint import data_record
 
     from .parity import RANDOM_INPUTS, parity_batches
 
-    valid = _validation_split(data, model, data_record(meta)) if data else None
+    featurize = ("train", "valid") if calibrates else ("valid",)
+    splits = _splits(data, model, data_record(meta), featurize) if data else None
+    valid = splits.split("valid") if splits is not None else None
     inputs = (f"all {len(valid)} validation samples of {data}" if valid is not None
               else f"{RANDOM_INPUTS} random inputs of the spec's shapes")
-    return _Checks(model, layout, parity_batches(model.spec, valid, max_batch=max_batch), valid, inputs)
+    checks = _Checks(model, layout, parity_batches(model.spec, valid, max_batch=max_batch), valid, inputs)
+    if calibrates:
+        checks.calibration, checks.calibrated_on = _calibration(checks, splits, max_batch)
+    return checks
+
+
+def _calibration(checks: _Checks, splits, max_batch: int) -> tuple[list, dict[str, Any]]:
+    """What TensorRT's INT8 calibrator is fed, and its record: a sample of the training split (tensorrt's
+    calibration_sample), never the validation rows the accuracy check judges the engine on (scales fitted to those
+    passed an optimistic check); without data, the random parity inputs."""
+    from .parity import RANDOM_INPUTS, SUBSETS, parity_batches
+    from .tensorrt import CALIBRATION_DRAW, calibration_sample
+
+    subsets = f"each in {len(SUBSETS)} modality subsets"
+    if splits is None:
+        return checks.batches, {"split": None, "inputs": f"{checks.inputs}, {subsets}", "samples": RANDOM_INPUTS}
+    train = splits.split("train")
+    if not len(train):  # else TensorRT fails the build, after every graph was exported
+        raise InputError(f"INT8 calibration needs training rows, but the training split of "
+                         f"{splits.info.get('path') or splits.name} has none; expected a dataset with training rows, "
+                         f"or {given('trt_precision', 'fp16')}")
+    sample = calibration_sample(train)
+    drawn = "all" if len(sample) == len(train) else f"{len(sample)} ({CALIBRATION_DRAW}) of"
+    return (parity_batches(checks.model.spec, sample, max_batch=max_batch),
+            {"split": "train", "inputs": f"{drawn} {len(train)} training samples, {subsets}", "samples": len(sample)})
 
 
 def _export_fp32(config, meta: dict[str, Any], bundle: Path, fmt, opts: dict[str, Any], checkpoint: str,
@@ -149,17 +180,23 @@ def _versions(opset: int) -> dict[str, str]:
 
 
 def _check_fp32(ctx: ExportContext, manifest: Manifest, checks: _Checks, fmt, say: Callable[[str], None]) -> None:
-    """Parity of the fp32 graphs with torch (raises ParityError past atol); records the graphs' real feeds in
-    `ctx.feeds` (TensorRT INT8 calibration) and, when these graphs are the bundle's, their validation metrics."""
-    from .parity import check_graphs, check_metrics
+    """Parity of the fp32 graphs with torch (raises ParityError past atol); for a TensorRT INT8 engine, the graphs'
+    feeds on its calibration inputs in `ctx.feeds`, and what they are in the manifest; when these graphs are the
+    bundle's, their validation metrics."""
+    from .parity import check_graphs, check_metrics, record_feeds
 
     with _predictor(ctx.out, manifest, providers=["CPUExecutionProvider"]) as predictor:
-        fp32, ctx.feeds = check_graphs(checks.model, checks.layout, predictor, checks.batches,
-                                       float(ctx.options["atol"]), checks.inputs)
+        fp32 = check_graphs(checks.model, checks.layout, predictor, checks.batches, float(ctx.options["atol"]),
+                            checks.inputs)
+        if checks.calibration:
+            ctx.feeds = record_feeds(predictor, checks.calibration)
+            manifest.export_options["int8_calibration"] = checks.calibrated_on
         if fmt.precision == "fp32" and checks.valid is not None:
             manifest.metrics["valid"] = check_metrics(checks.model, checks.layout, predictor, checks.valid, None)
     say(_parity_line(fp32))
     manifest.parity = fp32.to_dict()  # {max_abs_diff per graph + "score", atol, ok, ...}
+    if checks.calibration and checks.valid is not None:
+        say(f"INT8 calibration: {checks.calibrated_on['inputs']}; accuracy judged on {checks.inputs}")
 
 
 def _convert(ctx: ExportContext, manifest: Manifest, fmt) -> None:
@@ -185,7 +222,7 @@ def _check_converted(ctx: ExportContext, manifest: Manifest, checks: _Checks, ma
     from .parity import check_graphs, check_metrics
 
     with _predictor(ctx.out, manifest) as predictor:
-        measured, _ = check_graphs(checks.model, checks.layout, predictor, checks.batches, None, checks.inputs)
+        measured = check_graphs(checks.model, checks.layout, predictor, checks.batches, None, checks.inputs)
         manifest.parity[manifest.precision] = measured.to_dict()
         if checks.valid is not None:
             manifest.metrics["valid"] = check_metrics(checks.model, checks.layout, predictor, checks.valid, max_drop)
@@ -223,17 +260,17 @@ def _predictor(bundle: Path, manifest: Manifest, providers: list[str] | None = N
                        providers=providers)
 
 
-def _validation_split(data, model, record):
-    """The validation split the model was selected on: `data` read as its lineage `record` says (same format
+def _splits(data, model, record, featurize: tuple[str, ...]):
+    """The splits the model was trained and selected on: `data` read once as its lineage `record` says (same format
     and carve; a warning when the file differs), its text tokenized by the model's own tokenizer when it has
-    one, in the model's shapes (see DatasetSplits.for_model). Only its text is featurized: the checks (and TensorRT's
-    INT8 calibration, from their feeds) read no other split, and a frozen-MiniLM teacher embedded every transcript of
-    the file for them on a cold cache; a row's features do not depend on the rows embedded beside it."""
+    one, in the model's shapes (see DatasetSplits.for_model). Only the text of the splits in `featurize` is embedded
+    (valid for the checks; train too for TensorRT's INT8 calibration): a frozen-MiniLM teacher embedded every
+    transcript of the file on a cold cache; a row's features do not depend on the rows embedded beside it."""
     from edge_msa.data import rebuild_splits
     from edge_msa.models.with_text import text_front_end
 
-    splits = rebuild_splits(record, data, text_encoder=text_front_end(model), featurize=("valid",))
-    return splits.for_model(model.spec).split("valid")
+    splits = rebuild_splits(record, data, text_encoder=text_front_end(model), featurize=featurize)
+    return splits.for_model(model.spec)
 
 
 def _copy_text_encoder(bundle: Path) -> dict[str, str]:

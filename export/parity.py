@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import itertools
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -166,35 +167,59 @@ def _check_finite(torch_scores: np.ndarray, bundle_scores: np.ndarray) -> None:
                               "weights); expected finite scores: export a checkpoint that trained soundly")
 
 
-def check_graphs(model: Any, layout: str, predictor: Predictor, batches: list[ParityBatch], atol: float | None,
-                 inputs: str) -> tuple[ParityResult, dict[str, list[dict[str, np.ndarray]]]]:
-    """Run every batch through `predictor` (recording each graph's feeds), replay the feeds on the torch
-    module of that graph, and compare end-to-end scores with torch under the same skip decisions
-    (`reference_under`; decisions that differ off the tie band are mismatches). Raises ParityError when a
-    graph (or the end-to-end score) exceeds `atol`; atol None only measures. Returns the result and the
-    recorded feeds per graph (real-shaped calibration data for TensorRT INT8)."""
+@contextmanager
+def _recording(predictor: Predictor) -> Iterator[dict[str, Recorder]]:
+    """`predictor`'s graphs wrapped in Recorders (graph name -> Recorder) for the duration, unwrapped after."""
     recorders = {p: Recorder(b) for p, b in predictor.backends.items()}
     predictor.backends = dict(recorders)
-    diffs = {p: 0.0 for p in recorders}
-    diffs["score"] = 0.0
-    mismatches = ties = 0
-    for b in batches:
-        scores, ran = predictor.predict_features(b.features, b.lengths)
-        if layout == "parts":
-            ref_scores, ref_ran, tie = reference_under(model, b.features, b.lengths, ran)
-        else:
-            (ref_scores, ref_ran), tie = reference(model, layout, b.features, b.lengths), np.zeros_like(ran)
-        _check_finite(ref_scores, scores)
-        diffs["score"] = _worst(diffs["score"], scores, ref_scores)
-        differ = ran != ref_ran  # (B, 3)
-        mismatches += int((differ & ~tie).any(axis=1).sum())
-        ties += int((differ & tie).any(axis=1).sum())
-    full = batches[-1]  # every modality present (the last chunk)
+    try:
+        yield recorders
+    finally:
+        predictor.backends = {p: r.inner for p, r in recorders.items()}
+
+
+def _run_skipped_encoders(recorders: dict[str, Recorder], full: ParityBatch) -> None:
+    """Run each encoder the gate skipped on every row directly on `full` (every modality present), so every graph
+    has recorded feeds: ones to replay on torch, and ones to calibrate TensorRT INT8 on."""
     for part, rec in recorders.items():
-        if not rec.records and part.startswith("encode_"):  # the gate skipped it everywhere: run it directly
+        if not rec.records and part.startswith("encode_"):
             m = part.split("_", 1)[1]
             x = full.features[m]  # (B, L, d)
             rec.run(dict(zip(GRAPH_IO[part][0], (x, np.arange(x.shape[1])[None, :] < full.lengths[m][:, None]))))
+
+
+def record_feeds(predictor: Predictor, batches: list[ParityBatch]) -> dict[str, list[dict[str, np.ndarray]]]:
+    """Each graph's feeds when `predictor` answers `batches` (the last one with every modality present), per graph
+    name: what the TensorRT INT8 calibrator is fed, real-shaped and in every modality subset of `batches`."""
+    with _recording(predictor) as recorders:
+        for b in batches:
+            predictor.predict_features(b.features, b.lengths)
+        _run_skipped_encoders(recorders, batches[-1])
+    return {p: [feed for feed, _ in r.records] for p, r in recorders.items()}
+
+
+def check_graphs(model: Any, layout: str, predictor: Predictor, batches: list[ParityBatch], atol: float | None,
+                 inputs: str) -> ParityResult:
+    """Run every batch through `predictor` (recording each graph's feeds), replay the feeds on the torch
+    module of that graph, and compare end-to-end scores with torch under the same skip decisions
+    (`reference_under`; decisions that differ off the tie band are mismatches). Raises ParityError when a
+    graph (or the end-to-end score) exceeds `atol`; atol None only measures."""
+    diffs = {p: 0.0 for p in predictor.backends}
+    diffs["score"] = 0.0
+    mismatches = ties = 0
+    with _recording(predictor) as recorders:
+        for b in batches:
+            scores, ran = predictor.predict_features(b.features, b.lengths)
+            if layout == "parts":
+                ref_scores, ref_ran, tie = reference_under(model, b.features, b.lengths, ran)
+            else:
+                (ref_scores, ref_ran), tie = reference(model, layout, b.features, b.lengths), np.zeros_like(ran)
+            _check_finite(ref_scores, scores)
+            diffs["score"] = _worst(diffs["score"], scores, ref_scores)
+            differ = ran != ref_ran  # (B, 3)
+            mismatches += int((differ & ~tie).any(axis=1).sum())
+            ties += int((differ & tie).any(axis=1).sum())
+        _run_skipped_encoders(recorders, batches[-1])  # every modality present (the last chunk)
     config = model.export_config(single_graph=layout == "single")
     for part, rec in recorders.items():
         torch_graph = TorchBackend(config.module(part), rec.inputs, rec.outputs, part)
@@ -202,7 +227,6 @@ def check_graphs(model: Any, layout: str, predictor: Predictor, batches: list[Pa
             ref = torch_graph.run(feed)
             for name in rec.outputs:
                 diffs[part] = _worst(diffs[part], out[name].astype(np.float32), ref[name])
-    predictor.backends = {p: r.inner for p, r in recorders.items()}
     ok = atol is None or (all(d <= atol for d in diffs.values()) and mismatches == 0)
     result = ParityResult({k: float(f"{v:.3g}") for k, v in diffs.items()}, atol, ok, mismatches, inputs, ties)
     if atol is not None and not ok:  # only a bound (atol) fails
@@ -210,8 +234,7 @@ def check_graphs(model: Any, layout: str, predictor: Predictor, batches: list[Pa
         if mismatches:
             bad.append(f"skip decisions differ on {mismatches} samples")
         raise ParityError(f"ONNX parity failed: max|Δ| > {atol:.0e} for {', '.join(bad)}")
-    feeds = {p: [feed for feed, _ in r.records] for p, r in recorders.items()}
-    return result, feeds
+    return result
 
 
 @dataclass

@@ -133,7 +133,7 @@ def test_parity_counts_a_decision_at_the_threshold_as_a_tie(student, bundle):
     torch_side.config_params["skip_thresholds"] = [k + TIE_BAND / 2, t_video]  # torch skips row 0's audio
     with load(bundle) as predictor:
         predictor.thresholds = [k - TIE_BAND / 2, t_video]  # the bundle runs it
-        result, _ = check_graphs(torch_side, "parts", predictor, batches, 1e-4, "test inputs")
+        result = check_graphs(torch_side, "parts", predictor, batches, 1e-4, "test inputs")
     assert result.ok and result.ran_mismatches == 0 and result.ran_ties >= 1
     assert result.max_abs_diff["score"] <= 1e-4  # same decisions on both sides, so the scores agree
 

@@ -80,7 +80,10 @@ def valid_split(monkeypatch):
     from conftest import make_featureset
     from test_export_bundle import SPEC
 
-    monkeypatch.setattr(exporter, "_validation_split", lambda data, model, record: make_featureset(SPEC, 48, 3))
+    from edge_msa.data.base import DatasetSplits
+
+    splits = DatasetSplits(SPEC, *(make_featureset(SPEC, 48, seed) for seed in (4, 3, 5)))
+    monkeypatch.setattr(exporter, "_splits", lambda data, model, record, featurize: splits)
     return "valid.npz"
 
 

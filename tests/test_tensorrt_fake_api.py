@@ -790,3 +790,78 @@ def test_tensorrt_8_5_needs_opset_16_and_builds_with_it(student, onnx_bundle, tm
     too_old = r"^--format engine builds with TensorRT 8\.5-10\.x; this is TensorRT 8\.4\.3$"
     with fake_tensorrt("8.4.3"), pytest.raises(MissingDependencyError, match=too_old):
         export(student[0], format="engine", opset=16, out=tmp_path / "b84", log=None)
+
+
+def _padded_rows(x: np.ndarray, lengths: np.ndarray, steps: int) -> set[bytes]:
+    """The rows of `x` (N, L, d) with a valid step, cut or zero-padded to `steps` as calibration batches hold them."""
+    out = np.zeros((len(x), steps, x.shape[2]), np.float32)
+    out[:, :min(steps, x.shape[1])] = x[:, :steps]
+    return {row.tobytes() for row, n in zip(out, lengths) if n > 0}
+
+
+def test_int8_engine_calibrates_on_training_rows_and_is_judged_on_validation_rows(student, tmp_path, monkeypatch):
+    """`--format engine --int8 --data` calibrated TensorRT's entropy calibrator on the parity feeds: the validation rows
+    its max_drop accuracy check then judged it on, so the check passed scales fitted to the rows it judged. Now a
+    bounded, seeded sample of the training split calibrates (read in the one load of the data that gives the
+    validation split), the validation split alone judges, and the log and the manifest say which split calibrated."""
+    import edge_msa.data
+    from conftest import make_featureset
+    from edge_msa.data.base import DatasetSplits
+    from edge_msa.export import tensorrt
+
+    train, valid, test = (make_featureset(SPEC, n, seed) for n, seed in ((40, 1), (24, 2), (6, 3)))
+    loads = []
+
+    def rebuild_splits(record, data, text_encoder=None, featurize=("train", "valid", "test")):
+        loads.append(tuple(featurize))
+        return DatasetSplits(SPEC, train, valid, test, info={"featurized": list(featurize)})
+
+    monkeypatch.setattr(edge_msa.data, "rebuild_splits", rebuild_splits)
+    monkeypatch.setattr(tensorrt, "CALIBRATION_SAMPLES", 16)
+    lines = []
+    with fake_tensorrt() as api:
+        bundle = export(student[0], format="engine", trt_precision="int8", data="d.npz", out=tmp_path / "int8",
+                        log=lines.append)
+        fp16 = export(student[0], format="engine", data="d.npz", out=tmp_path / "fp16", log=None)
+    assert loads == [("train", "valid"), ("valid",)]  # one load each; only INT8 embeds the training split's text
+    m = read_manifest(bundle)
+    drawn = np.sort(np.random.default_rng(0).choice(40, 16, replace=False))
+    words = "16 (numpy default_rng(0), without replacement, in split order) of 40 training samples"
+    assert m.export_options["int8_calibration"] == {
+        "split": "train", "inputs": f"{words}, each in 7 modality subsets", "samples": 16}
+    assert f"INT8 calibration: {words}, each in 7 modality subsets; accuracy judged on all 24 validation samples " \
+           "of d.npz" in lines
+    assert m.metrics["valid"]["n"] == 24 and m.metrics["valid"]["ok"]
+    assert "int8_calibration" not in read_manifest(fp16).export_options
+    text_graph = bundle / m.export_options["onnx_graphs"]["encode_text"]
+    batches = api.calibration[_sha(text_graph)]
+    steps = batches[0]["x"].shape[1]
+    calibrated = {b["x"][0].tobytes() for b in batches if b["mask"].any()}
+    assert calibrated == _padded_rows(train.features["text"][drawn], train.lengths["text"][drawn], steps)
+    assert not calibrated & _padded_rows(valid.features["text"], valid.lengths["text"], steps)
+    assert len(batches) == 7 * 16  # every subset of the sample: with text present (4) and without it (3)
+
+
+def test_int8_engine_without_data_records_its_random_calibration(engines):
+    """Without --data the warning says random inputs calibrated (see `engines`), and so does the manifest."""
+    assert read_manifest(engines["int8"]).export_options["int8_calibration"] == {
+        "split": None, "inputs": "8 random inputs of the spec's shapes, each in 7 modality subsets", "samples": 8}
+    assert "int8_calibration" not in read_manifest(engines["fp16"]).export_options
+
+
+def test_int8_engine_on_data_without_training_rows_is_refused_in_one_line(student, tmp_path, monkeypatch):
+    """A file whose training split is empty (a feedback export of validation rows) gave the calibrator no batch:
+    TensorRT fails the build after every graph was exported; now one line before anything is written."""
+    import edge_msa.data
+    from conftest import make_featureset
+    from edge_msa.data.base import DatasetSplits
+
+    splits = DatasetSplits(SPEC, *(make_featureset(SPEC, n, seed) for n, seed in ((0, 1), (24, 2), (6, 3))),
+                           name="d.csv")
+    monkeypatch.setattr(edge_msa.data, "rebuild_splits", lambda record, data, text_encoder=None, featurize=(): splits)
+    with fake_tensorrt() as api:
+        message = one_line_error(lambda: export(student[0], format="engine", trt_precision="int8", data="d.csv",
+                                                out=tmp_path / "b", log=None))
+    assert message == ("INT8 calibration needs training rows, but the training split of d.csv has none; expected "
+                       "a dataset with training rows, or trt_precision = 'fp16'")  # the keyword typed (CLI: the flag)
+    assert api.builds == [] and list(tmp_path.iterdir()) == []
