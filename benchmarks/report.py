@@ -83,10 +83,12 @@ def render_markdown(report: dict[str, Any], png_note: str | None = None) -> str:
              "everything the device stores (text encoder and tokenizer included); load ms / load MB = the bundle's "
              "cold start, its time and the resident memory it added: `edge_msa.load` and the text front end it builds "
              "at the first text (tokenizer; a frozen encoder's MiniLM session), with the runtime's modules imported "
-             "beforehand (a one-off of the process, charged to no bundle; ONNX Runtime's set-up at the process's "
-             "first session still falls on the first bundle); peak RSS = the whole benchmark process (harness, "
-             "evaluation data and the bundles loaded before it included) from that bundle's load through its "
-             "accuracy run; every MB is 10^6 bytes (the RSS figures too, converted from /proc's KiB). The bundles are "
+             "beforehand (a one-off of the process, charged to no bundle); still, the first bundle loaded pays the "
+             "runtime's first session (ONNX Runtime's code paged in, its thread pools) and later ones reuse memory "
+             "that earlier loads freed, so compare a bundle's load figures across runs more than across rows; peak "
+             "RSS = the whole benchmark process (harness, evaluation data and the bundles loaded before it included) "
+             "from that bundle's load through its accuracy run; every MB is 10^6 bytes (the RSS figures too, "
+             "converted from /proc's KiB). The bundles are "
              f"{SIDE_BY_SIDE}, so load that comes and goes falls on all of them alike and the ratios hold within the "
              "run.", "",
              "## Results", "",
