@@ -44,7 +44,8 @@ def _key(row: dict, fields: tuple[str, ...]) -> tuple:
 def compare_reports(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
     """One entry per row present and ok in both, matched by bundle name, backend, precision, batch, modalities and
     input; when the two reports share no bundle (teacher run vs student run) by batch, modalities and input.
-    Ratios are b/a: latency < 1 and throughput > 1 mean b is faster."""
+    Ratios are b/a: latency < 1 and throughput > 1 mean b is faster; `same_scored_rows` says whether the Δ accuracy
+    compares scores on the same rows of the same file (None: unknown, e.g. a report from before rows recorded it)."""
     ok_a = [r for r in a["rows"] if r.get("status") == "ok"]
     ok_b = [r for r in b["rows"] if r.get("status") == "ok"]
     fields: tuple[str, ...] = KEY_FIELDS
