@@ -44,7 +44,8 @@ def _key(row: dict, fields: tuple[str, ...]) -> tuple:
 def compare_reports(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
     """One entry per row present and ok in both, matched by bundle name, backend, precision, batch, modalities and
     input; when the two reports share no bundle (teacher run vs student run) by batch, modalities and input.
-    Ratios are b/a: latency < 1 and throughput > 1 mean b is faster."""
+    Ratios are b/a: latency < 1 and throughput > 1 mean b is faster; `same_scored_rows` says whether the Δ accuracy
+    compares scores on the same rows of the same file (None: unknown, e.g. a report from before rows recorded it)."""
     ok_a = [r for r in a["rows"] if r.get("status") == "ok"]
     ok_b = [r for r in b["rows"] if r.get("status") == "ok"]
     fields: tuple[str, ...] = KEY_FIELDS
@@ -67,10 +68,27 @@ def compare_reports(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]
         acc_a, acc_b = (r.get("metrics", {}).get(HEADLINE) if isinstance(r.get("metrics"), dict) else None
                         for r in (ra, rb))
         entry[f"{HEADLINE}_delta"] = acc_b - acc_a if acc_a is not None and acc_b is not None else None
+        entry["same_scored_rows"] = _same_scored_rows(ra, rb) if entry[f"{HEADLINE}_delta"] is not None else None
         out.append(entry)
     if not out:
         raise InputError(f"the two reports have no {MATCHED_ROWS}")
     return out
+
+
+def _scored_rows(row: dict) -> tuple | None:
+    """The data file (sha256) and split rows (ids_sha256) a row was scored on, or None where its report has no record
+    of them (synthetic inputs, or a report written before bench recorded them)."""
+    data, split = row.get("data"), row.get("split")
+    if not (isinstance(data, dict) and isinstance(split, dict) and split.get("ids_sha256")):
+        return None
+    return data.get("sha256"), split["ids_sha256"]
+
+
+def _same_scored_rows(a: dict, b: dict) -> bool | None:
+    """Whether two rows' accuracy was scored on the same rows of the same file (None: unknown): a Δ accuracy
+    between other data, another split or another carve measures the data as well as the models."""
+    rows_a, rows_b = _scored_rows(a), _scored_rows(b)
+    return None if rows_a is None or rows_b is None else rows_a == rows_b
 
 
 def _ratio(b: Any, a: Any) -> float | None:
@@ -163,8 +181,11 @@ def _pair_lines(cmp: dict[str, Any], clock_sides: tuple[str, ...]) -> list[str]:
         return fmt.format(v) if isinstance(v, (int, float)) else "–"
 
     differing = [f"{k} A {v['a']}, B {v['b']}" for k, v in cmp["settings_differ"].items()]
+    other_rows = list(dict.fromkeys(f"{e['a']} / {e['b']}" for e in cmp["rows"] if e.get("same_scored_rows") is False))
     lines = [*([f"Settings differ (the ratios include their effect): {'; '.join(differing)}.", ""] if differing
                else []), *_clock_lines(cmp, clock_sides),
+             *([f"Accuracy scored on other rows (data file or split) in A and B: {', '.join(other_rows)}; their "
+                "Δ Acc-2 compares the data as well as the models.", ""] if other_rows else []),
              "| A bundle | B bundle | batch | modalities | p50 B/A | p90 B/A | p99 B/A | throughput B/A | "
              "energy B/A | Δ Acc-2 non0 |", "|" + "---|" * 10]
     for e in cmp["rows"]:

@@ -77,13 +77,18 @@ def render_markdown(report: dict[str, Any], png_note: str | None = None) -> str:
              "- versions: " + ", ".join(f"{k} {v}" for k, v in system.get("versions", {}).items()),
              f"- command: `{system.get('command')}`",
              "- settings: " + ", ".join(f"{k}={'bundle default' if v is None and k == 'backend' else v}"
-                                        for k, v in settings.items()), "",
+                                        for k, v in settings.items()), *_data_lines(rows, names), "",
              "Latency is per call (a batch), p90 is the headline (MLPerf SingleStream style); throughput in "
              "items/s; energy in mJ per item above idle; model KB = the model's graph files, bundle MB = "
-             "everything the device stores (text encoder and tokenizer included); load MB = resident memory the "
-             "bundle's load added; peak RSS = the whole benchmark process (harness, evaluation data and the bundles "
-             "loaded before it included) from that bundle's load through its accuracy run; every MB is 10^6 "
-             "bytes (the RSS figures too, converted from /proc's KiB). The bundles are "
+             "everything the device stores (text encoder and tokenizer included); load ms / load MB = the bundle's "
+             "cold start, its time and the resident memory it added: `edge_msa.load` and the text front end it builds "
+             "at the first text (tokenizer; a frozen encoder's MiniLM session), with the runtime's modules imported "
+             "beforehand (a one-off of the process, charged to no bundle); still, the first bundle loaded pays the "
+             "runtime's first session (ONNX Runtime's code paged in, its thread pools) and later ones reuse memory "
+             "that earlier loads freed, so compare a bundle's load figures across runs more than across rows; peak "
+             "RSS = the whole benchmark process (harness, evaluation data and the bundles loaded before it included) "
+             "from that bundle's load through its accuracy run; every MB is 10^6 bytes (the RSS figures too, "
+             "converted from /proc's KiB). The bundles are "
              f"{SIDE_BY_SIDE}, so load that comes and goes falls on all of them alike and the ratios hold within the "
              "run.", "",
              "## Results", "",
@@ -109,6 +114,19 @@ def render_markdown(report: dict[str, Any], png_note: str | None = None) -> str:
     lines += ["", "## Accuracy vs p90 latency", "",
               png_note if png_note else "![accuracy vs p90 latency](report.png)", ""]
     return "\n".join(lines)
+
+
+def _data_lines(rows: list[dict], names: dict[str, str]) -> list[str]:
+    """One line per data record the rows scored and were timed on (their "data" and "split"), naming its bundles."""
+    bundles: dict[str, dict[str, None]] = {}  # line -> its bundles' names, in order
+    for r in rows:
+        data, split = r.get("data"), r.get("split")
+        if isinstance(data, dict) and isinstance(split, dict):
+            sha = f"sha256 {data['sha256'][:12]}…" if data.get("sha256") else "in memory"
+            line = (f"{data.get('path') or 'data'} ({sha}), {split.get('name')} split: {split.get('n')} rows "
+                    f"(ids_sha256 {str(split.get('ids_sha256'))[:12]}…)")
+            bundles.setdefault(line, {})[names[r["bundle"]]] = None
+    return [f"- data ({', '.join(b)}): {line}" for line, b in bundles.items()]
 
 
 def _device_line(system: dict) -> str:

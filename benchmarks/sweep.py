@@ -33,7 +33,7 @@ from .meters import (ENERGY_WINDOW_S, IDLE_DRIFT_WARN, IDLE_SETTLE_S, Meter, Met
 from .meters.nvml import gpu_memory_mb
 from .report import REPLACES, write_report
 from .sysinfo import SYSFS_ROOT, Clocks, row_clocks, system_info
-from .target import Loader, Target, load_target
+from .target import Loader, Target, close, load_target
 from .timing import CV_WARN, STAGE_BUDGET_S, STAGE_CALLS, LatencyStats, measure_side_by_side
 
 LONG_MIN_TIME_S = 600.0  # --long: a sustained figure (thermal throttling shows up after minutes)
@@ -95,7 +95,7 @@ def run_bench(bundles: Sequence[str | os.PathLike], data: str | os.PathLike | Da
                     bar.update(1)
     finally:
         for one in loaded.values():
-            _close(one.target)
+            close(one.target.predictor)
         bar.close()
     flat = list(itertools.chain.from_iterable(rows))
     report = {"schema": 1, "system": system_info(clocks, argv, flat), "settings": settings, "rows": flat}
@@ -139,12 +139,6 @@ class _Loaded:
     accuracy: dict[str, tuple[dict | str, dict | None]]
 
 
-def _close(target: Target) -> None:
-    close = getattr(target.predictor, "close", None)
-    if callable(close):
-        close()
-
-
 def _load_bundle(bundle: Path, subsets: dict[str, tuple[str, ...]], batch_sizes: list[int], settings: dict,
                  datasets: "_Datasets", bar: "_Progress", loader: Loader | None) -> "_Loaded | list[dict]":
     """Load a bundle, time its cold start and measure its accuracy per subset; or its failed rows, saying why."""
@@ -165,14 +159,15 @@ def _load_bundle(bundle: Path, subsets: dict[str, tuple[str, ...]], batch_sizes:
                 # cannot count portably (os.cpu_count() is logical CPUs: twice as many with SMT), so no number
                 threads=settings["threads"] or "runtime default (ONNX Runtime: one per physical core)",
                 providers=target.providers)
-    eval_set, accuracy_note = datasets.for_target(target)
+    eval_set, accuracy_note, scored = datasets.for_target(target)
     try:  # a token-id bundle's synthetic text is ids below its tokenizer's vocabulary size
         timing_set = eval_set if eval_set is not None else synthetic_set(target.spec, SYNTHETIC_N,
                                                                          vocab=target.text_vocab)
     except EdgeMSAError as exc:  # e.g. a token-id bundle without its tokenizer: nothing valid to time
-        _close(target)
+        close(target.predictor)
         return _failed_rows(base, subsets, batch_sizes, f"synthetic inputs: {_one_line(exc)}", bar)
     base["inputs"] = f"{settings['split']} split" if eval_set is not None else "synthetic (random, full length)"
+    base.update(scored)
     accuracy = {name: _accuracy(target, eval_set, keep) if eval_set is not None else (accuracy_note, None)
                 for name, keep in subsets.items()}
     base["peak_rss_mb"] = peak_rss_mb()  # through its load and accuracy run, before the next bundle loads
@@ -336,18 +331,35 @@ class _Datasets:
             self.cache[key] = rebuild_splits(record, path, self.progress, text_encoder=front, featurize=(self.split,))
         return self.cache[key]
 
-    def for_target(self, target: Target) -> tuple[FeatureSet | None, str]:
+    def for_target(self, target: Target) -> tuple[FeatureSet | None, str, dict[str, Any]]:
+        """The split that scores `target` (None, and why not), and the rows' record of it (`scored_on`)."""
         record = target.manifest.get("data")
         if self.given is None and not record:
             from edge_msa.data.mosi_u import AV_FRONT_ENDS
             if tuple(target.spec.front_ends[1:]) != AV_FRONT_ENDS:
-                return None, "unavailable: no --data (the bundle's features are not MOSI-U's)"
-        try:  # the front end loads the bundle's tokenizer: a bundle without it loses accuracy, not the whole sweep
+                why = "unavailable: no --data (the bundle's features are not MOSI-U's)"
+                return None, why, scored_on(None, self.split)
+        try:  # the front end, loaded with the bundle (load_target): the data's transcripts go through it
             front = getattr(target.predictor, "dataset_text_front_end", None)  # None: the data's own text features
             splits = self.given if isinstance(self.given, DatasetSplits) else self._load(self.given, record, front)
-            return splits.for_model(target.spec).split(self.split), ""
+            splits = splits.for_model(target.spec)
+            return splits.split(self.split), "", scored_on(splits, self.split)
         except EdgeMSAError as exc:
-            return None, f"unavailable: {exc}"
+            return None, f"unavailable: {exc}", scored_on(None, self.split)
+
+
+def scored_on(splits: DatasetSplits | None, split: str) -> dict[str, Any]:
+    """A row's record of the rows it scored and was timed on, in `edge-msa eval`'s words: "data" {path, sha256,
+    missing} and "split" {name, n, ids_sha256} (both None for synthetic inputs). Rows said only "test split", so a
+    report read later could not tell which file and rows its accuracy came from, nor `--compare` whether two
+    reports' accuracy columns scored the same rows. Per row, not in the settings: each bundle's split is rebuilt
+    from its own data lineage, so the bundles of one run can score different files."""
+    if splits is None:
+        return {"data": None, "split": None}
+    from edge_msa.data.lineage import split_record
+
+    return {"data": {k: splits.info.get(k) for k in ("path", "sha256", "missing")},
+            "split": {"name": split, **split_record(splits.split(split))}}
 
 
 class _Energy:
