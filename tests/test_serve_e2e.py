@@ -204,7 +204,7 @@ def test_every_bad_request_gets_a_4xx_json_error_and_the_server_stays_healthy(se
     status, _, answer = call(f"{server}/v1/predict", form, "multipart/form-data; boundary=b")
     assert status == 400 and answer["error"] == "form field 'audio' is a text field; expected a file"
     status, _, answer = call(f"{server}/v1/predict/batch", b'{"inputs": [{"text": "ok"}, {"text": " "}]}')
-    assert status == 400 and answer["error"] == "input #1: text is empty; expected at least one word"  # which input
+    assert status == 400 and answer["error"] == "input #1: empty text; expected at least one word"  # which input
     status, _, answer = call(f"{server}/v1/feedback", b'{"request_id": "r", "label": 1}')  # started without --feedback
     assert status == 404 and answer["error"] == ("feedback is off on this service; expected one started with "
                                                  "--feedback log.sqlite")

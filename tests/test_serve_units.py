@@ -238,7 +238,7 @@ def test_a_bad_input_of_a_batch_request_is_named(tmp_path):
     """/v1/predict/batch answered "text is empty" or "audio features have shape (1, 1) ..." without saying which of
     its (up to 64) inputs was meant, while the runtime's refusals of a batch say "input #1: ..."."""
     limits, workdir = Limits(max_text_chars=10), lambda: tmp_path
-    for bad, words in [({"text": " "}, "text is empty"), ({"audio": [[1.0]]}, "audio features have shape (1, 1)"),
+    for bad, words in [({"text": " "}, "empty text"), ({"audio": [[1.0]]}, "audio features have shape (1, 1)"),
                        (3, "input is int"), ({"txt": "a"}, "input has unknown fields ['txt']")]:
         with pytest.raises(RequestError) as info:
             parse_items([{"text": "fine"}, bad], SERVE_SPEC, limits, workdir, many=True)

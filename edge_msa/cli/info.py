@@ -18,9 +18,10 @@ EPILOG = """examples:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("info", help="summarise a bundle or a checkpoint",
                               description="Print a bundle's manifest summary (graphs, sizes, parameters and MACs, "
-                              "precision, parity, metrics, data lineage, and whether its files are the ones export "
-                              "recorded: exit code 2 where one differs or is missing) or a checkpoint's config (model, "
-                              "parameters and MACs, FeatureSpec, data lineage).",
+                              "precision, parity, an INT8 engine's calibration inputs, metrics, data lineage, and "
+                              "whether its files are the ones export recorded: exit code 2 where one differs or is "
+                              "missing) or a checkpoint's config (model, parameters and MACs, FeatureSpec, data "
+                              "lineage).",
                               epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("path", help="a bundle directory or a .pt checkpoint")
     p.add_argument("--json", action="store_true", help="print the full manifest / config as JSON")
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"'{path}' does not exist; expected a bundle directory or a .pt checkpoint")
     from ..runtime.manifest import MANIFEST
 
-    if (path.parent / MANIFEST).is_file():  # manifest.json or a graph: read as a checkpoint, it asked a device for torch
+    if (path.parent / MANIFEST).is_file():  # manifest.json or a graph: read as a checkpoint, it asked devices for torch
         raise InputError(f"'{path}' is a file of the bundle '{path.parent}'; expected the bundle's folder "
                          f"(edge-msa info {path.parent})")
     require("torch", "reading a .pt checkpoint (host only; bundles need no torch)", TRAIN_FIX)
@@ -116,6 +117,7 @@ def _bundle_lines(path: Path, m: Manifest, check: FileCheck) -> list[str]:
              _parity_line("fp32", m.parity),
              *([_parity_line(m.precision, m.parity[m.precision])] if isinstance(m.parity.get(m.precision), dict)
                else []),
+             *_calibration_line(m),
              _tensorrt_line(m.tensorrt_check),
              f"data       {summary(m.data)}"]
     return lines + _accuracy_line(m.metrics.get("valid")) + _padded_positions_line(path, m)
@@ -155,6 +157,20 @@ def _accuracy_line(valid: Any) -> list[str]:
 def _parity_line(precision: str, check: dict) -> str:
     return (f"parity     {precision} max|Δ| {check.get('max_abs_diff')} atol {check.get('atol')} ok "
             f"{check.get('ok')}")
+
+
+def _calibration_line(m: Manifest) -> list[str]:
+    """Which inputs TensorRT's INT8 calibrator fitted an engine's scales on (export_options.int8_calibration): a
+    sample of the training split, or random inputs where export had no data (scales fitted to no real input), which
+    the owner of an INT8 engine wants to know before trusting it. An INT8 engine exported before export recorded it
+    says unknown, never a guess; other bundles calibrate nothing."""
+    calibration = m.export_options.get("int8_calibration")
+    if isinstance(calibration, dict):
+        unseen = " (export had no --data)" if calibration.get("split") is None else ""
+        return [f"calibrate  INT8 scales on {calibration.get('inputs')}{unseen}"]
+    if m.precision == "engine-int8":
+        return ["calibrate  unknown: not in this manifest (exported by an older edge-msa; re-export to record it)"]
+    return []
 
 
 def _file_size(path: Path) -> int | None:

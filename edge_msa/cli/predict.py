@@ -60,6 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..errors import InputError, checked_threads, named_as_flags
     from ..features import MEDIA_FLAG, check_max_media_seconds
+    from ..features.text import EMPTY_TEXT, is_empty_text
     from ..jsonio import dumps
     from ..runtime.predictor import ItemError
     from . import load_bundle
@@ -69,8 +70,8 @@ def run(args: argparse.Namespace) -> int:
         check_max_media_seconds(args.max_media_seconds)  # `--max-media-s -1`, as typed
     if args.batch and (args.text or args.audio or args.video or args.features):
         raise InputError("--batch takes all inputs from the CSV; drop --text/--audio/--video/--features")
-    if args.text is not None and not args.text.strip():
-        raise InputError("empty --text; expected at least one word")
+    if args.text is not None and is_empty_text(args.text):  # before the bundle loads and --audio/--video decode
+        raise InputError(f"--text: {EMPTY_TEXT}")
     items = _csv_items(Path(args.batch)) if args.batch else _flag_items(args)
     providers = args.providers.split(",") if args.providers else None
     with load_bundle(args.bundle, backend=args.backend, providers=providers, threads=threads,

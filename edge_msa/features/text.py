@@ -76,6 +76,16 @@ class TruncationWarning(UserWarning):
     reported (compress timing the model from the raw string) can silence this warning alone."""
 
 
+EMPTY_TEXT = "empty text; expected at least one word"  # WordPiece's refusal, and the REST service's and predict's
+
+
+def is_empty_text(text: object) -> bool:
+    """Whether `text` has nothing to tokenize (no string, or whitespace only): the one rule WordPiece.encodings
+    refuses with EMPTY_TEXT. The REST service and `predict --text` apply it too, before the work a text waits on (a
+    request queued for the batch worker, a bundle loaded), and say where the text was."""
+    return not isinstance(text, str) or not text.strip()
+
+
 class TextError(InputError):
     """A text the tokenizer cannot use. `index` is its place among the texts of the call (from 0) and `reason` the
     error without that place. Why: the caller knows what those texts are (predict_batch's inputs, some of which
@@ -143,8 +153,8 @@ class WordPiece:
         cut); a text it cannot use (empty, or no word it keeps) -> TextError. `warn`: say how many were cut
         (`encode_cached` says it itself, with the count it stores, so that it counts once)."""
         for i, text in enumerate(texts):
-            if not isinstance(text, str) or not text.strip():
-                raise TextError(i, "empty text; expected at least one word", len(texts))
+            if is_empty_text(text):
+                raise TextError(i, EMPTY_TEXT, len(texts))
         encodings = self.encode_batch(texts)
         # special tokens only ([CLS] [SEP]): e.g. a text of control, zero-width or combining characters, which
         # normalisation drops; scored, it got an empty text's score while an empty string is refused

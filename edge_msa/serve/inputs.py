@@ -22,6 +22,7 @@ import numpy as np
 
 from ..features import media_seconds, too_long
 from ..features.audio import SAMPLE_RATE, VIDEO_EXTS, no_audio_track, open_container, packets_end, too_short
+from ..features.text import EMPTY_TEXT, is_empty_text
 from ..errors import EdgeMSAError, InputError, MissingDependencyError, warn
 from ..runtime.predictor import as_float32, beyond_float32, check_unicode, takes_audio_from
 from ..spec import MODALITIES, FeatureSpec
@@ -118,7 +119,7 @@ def parse_item(obj: Any, spec: FeatureSpec, limits: Limits, workdir: Workdir, wh
 
 
 def parse_items(objs: list, spec: FeatureSpec, limits: Limits, workdir: Workdir, many: bool) -> list[Parsed]:
-    """parse_item for each input of a request; in a batch a refusal names its input ("input #1: text is empty"), as
+    """parse_item for each input of a request; in a batch a refusal names its input ("input #1: empty text; ..."), as
     the runtime's do, so a client can tell which of its inputs was wrong."""
     if not many:
         return [parse_item(obj, spec, limits, workdir) for obj in objs]
@@ -135,8 +136,8 @@ def check_text(text: str, spec: FeatureSpec, limits: Limits) -> str:
     if not spec.computes("text"):
         raise RequestError(400, f"this bundle takes text as {spec.front_end('text')} features; expected an "
                                 f"(L, {spec.dim('text')}) array, not a string")
-    if not text.strip():
-        raise RequestError(400, "text is empty; expected at least one word")
+    if is_empty_text(text):
+        raise RequestError(400, EMPTY_TEXT)
     try:
         check_unicode(text)  # a lone surrogate ("\ud800" in JSON): no tokenizer or database takes it
     except InputError as exc:
