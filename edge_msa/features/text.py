@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from ..atomic import atomic_path
+from ..digest import file_sha256
 from ..errors import TRAIN_FIX, ArtifactError, InputError, MissingDependencyError, not_found, one_line, require, warn
 from ..paths import cache_dir
 
@@ -61,12 +62,8 @@ def default_onnx_path() -> Path:
 
 
 def file_digest(path: Path) -> str:
-    """sha256 of a file's bytes, plus its size, as 'sha256:size'."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return f"{h.hexdigest()}:{path.stat().st_size}"
+    """sha256 of a file's bytes, plus its size, as 'sha256:size': the file's part of an encoder's fingerprint."""
+    return f"{file_sha256(path)}:{path.stat().st_size}"
 
 
 class TruncationWarning(UserWarning):
