@@ -110,7 +110,7 @@ class WordPiece:
             try:
                 tok = tokenizers.Tokenizer.from_file(str(self.tokenizer_path))
             except Exception as exc:  # the Rust side raises a bare Exception on malformed JSON
-                raise ArtifactError(f"cannot read tokenizer {self.tokenizer_path}: {exc}") from None
+                raise ArtifactError(f"cannot read tokenizer {self.tokenizer_path}: {one_line(exc)}") from None
             check_unknown_token(tok, self.tokenizer_path)
             tok.no_padding()  # the file pads to 128; we pad per batch instead
             tok.enable_truncation(max_length=self.max_len)
@@ -311,7 +311,7 @@ class MiniLMFrontEnd(WordPiece):
             try:
                 self._session = ort.InferenceSession(str(self.onnx_path), options, providers=self.providers)
             except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
-                raise ArtifactError(f"cannot load text encoder {self.onnx_path}: {exc}") from None
+                raise ArtifactError(f"cannot load text encoder {self.onnx_path}: {one_line(exc)}") from None
             names = {i.name for i in self._session.get_inputs()}
             expected = {"input_ids", "attention_mask", "token_type_ids"}
             if names != expected:

@@ -1,0 +1,59 @@
+"""One helper per job across the tree: where two functions did the same job in their own words, one did it worse."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import one_line_error
+
+
+class _Refusing:
+    """An onnxruntime session stand-in whose run raises `exc`."""
+
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
+    def run(self, outputs, feed):
+        raise self.exc
+
+
+@pytest.fixture
+def relu_backend(tmp_path):
+    """An OnnxRuntimeBackend over a one-node graph y = relu(x), x (1, 3) float32."""
+    from onnx import TensorProto, helper, save
+
+    from edge_msa.runtime.onnxruntime_backend import OnnxRuntimeBackend
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    save(model, tmp_path / "relu.onnx")
+    return OnnxRuntimeBackend(tmp_path / "relu.onnx", threads=1)
+
+
+def test_onnxruntime_refusal_keeps_its_detail_and_survives_an_empty_message(relu_backend):
+    """The backend kept the first line of onnxruntime's message (errors.one_line, the package's rule, keeps them all):
+    'Got invalid dimensions for input: x for the following indices' lost the line saying which index and sizes, and
+    an exception with an empty message raised IndexError from the error handler itself."""
+    feed = {"x": np.zeros((1, 3), np.float32)}
+    relu_backend.session = _Refusing(RuntimeError("[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : Got invalid dimensions "
+                                                  "for input: x for the following indices\n index: 1 Got: 5 Expected: 3"))
+    assert one_line_error(lambda: relu_backend.run(feed)).endswith("indices index: 1 Got: 5 Expected: 3)")
+    relu_backend.session = _Refusing(RuntimeError())
+    assert one_line_error(lambda: relu_backend.run(feed)).endswith("onnxruntime rejected the inputs (RuntimeError)")
+
+
+def test_unreadable_audio_without_pyav_names_the_error_when_it_has_no_message(monkeypatch):
+    """soundfile's refusal was spelt out by hand (its words joined), which left 'cannot read audio x.wav: ;' for an
+    error without words; errors.one_line names its type instead."""
+    from edge_msa.features import audio
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "av" else real(name, *a))
+    message = one_line_error(lambda: audio.unreadable_without_av(Path("x.wav"), RuntimeError()))
+    assert message == "cannot read audio x.wav: RuntimeError; expected a WAV/FLAC/OGG/MP3 file"
