@@ -41,8 +41,9 @@ def test_onnxruntime_refusal_keeps_its_detail_and_survives_an_empty_message(relu
     'Got invalid dimensions for input: x for the following indices' lost the line saying which index and sizes, and
     an exception with an empty message raised IndexError from the error handler itself."""
     feed = {"x": np.zeros((1, 3), np.float32)}
-    relu_backend.session = _Refusing(RuntimeError("[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : Got invalid dimensions "
-                                                  "for input: x for the following indices\n index: 1 Got: 5 Expected: 3"))
+    refusal = ("[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : Got invalid dimensions for input: x for the following "
+               "indices\n index: 1 Got: 5 Expected: 3")
+    relu_backend.session = _Refusing(RuntimeError(refusal))
     assert one_line_error(lambda: relu_backend.run(feed)).endswith("indices index: 1 Got: 5 Expected: 3)")
     relu_backend.session = _Refusing(RuntimeError())
     assert one_line_error(lambda: relu_backend.run(feed)).endswith("onnxruntime rejected the inputs (RuntimeError)")
@@ -57,3 +58,14 @@ def test_unreadable_audio_without_pyav_names_the_error_when_it_has_no_message(mo
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "av" else real(name, *a))
     message = one_line_error(lambda: audio.unreadable_without_av(Path("x.wav"), RuntimeError()))
     assert message == "cannot read audio x.wav: RuntimeError; expected a WAV/FLAC/OGG/MP3 file"
+
+
+@pytest.mark.parametrize("knob, value", [("prune_ratio", "0.5"), ("skip_budget", "0.5"), ("max_drop", [0.01]),
+                                         ("max_drop", True), ("skip_budget", True)])
+def test_compress_fractions_follow_the_one_range_rule(knob, value):
+    """prune_ratio, skip_budget and max_drop were compared by hand rather than by check_range, the rule of every
+    other knob: a string from a Python caller was a bare TypeError from the comparison, and True passed as 1."""
+    from compress.options import CompressOptions
+
+    message = one_line_error(lambda: CompressOptions.build(**{knob: value}))
+    assert message.startswith(f"{knob} = {value!r}; expected a number ")
