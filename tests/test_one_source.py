@@ -69,3 +69,15 @@ def test_compress_fractions_follow_the_one_range_rule(knob, value):
 
     message = one_line_error(lambda: CompressOptions.build(**{knob: value}))
     assert message.startswith(f"{knob} = {value!r}; expected a number ")
+
+
+@pytest.mark.parametrize("tool", ["selection_gap", "fold_drop"])
+def test_resamples_follow_the_one_range_rule(tool):
+    """Both bootstrap tools compared resamples by hand: '20' from a Python caller was a bare TypeError, 2.5 ran, and
+    a Python caller was told of a --resamples flag it never typed. The flag still names itself (test_compress_cli)."""
+    import importlib
+
+    run = getattr(importlib.import_module(f"compress.{tool}"), tool)
+    assert one_line_error(lambda: run([], resamples="20")) == "resamples = '20'; expected a whole number >= 1"
+    assert one_line_error(lambda: run([], resamples=0)) == "resamples = 0; expected >= 1"
+    assert one_line_error(lambda: run([], resamples=2.5)).startswith("resamples = 2.5; expected a whole number")
