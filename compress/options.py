@@ -260,13 +260,13 @@ class CompressOptions:
         """The transfer label.csv: None, the MOSEI file of the data folder ("mosei"; skipped with a warning if absent,
         since the README measured the student 1.8 pt worse without it), or a path."""
         if self.transfer == "mosei":
-            from edge_msa.paths import default_data_root
+            from edge_msa.paths import MOSEI_FILE, default_data_root, searched
 
             root = default_data_root()
-            path = root / "mosei" / "label.csv" if root else None
+            path = root / MOSEI_FILE if root else None
             if path is not None and path.is_file():
                 return str(path)
-            where = path or "no data folder (../shared/data or $EDGE_MSA_DATA)"
+            where = path or searched(MOSEI_FILE)
             warn(f"{given('transfer', 'mosei')} skipped: {where} not found, so the student's text encoder "
                  "learns from the training transcripts alone (the README measured that 1.8 pt Acc-2 non-0 "
                  "worse on MOSI-U test); expected MOSEI's label.csv "

@@ -81,3 +81,21 @@ def test_resamples_follow_the_one_range_rule(tool):
     assert one_line_error(lambda: run([], resamples="20")) == "resamples = '20'; expected a whole number >= 1"
     assert one_line_error(lambda: run([], resamples=0)) == "resamples = 0; expected >= 1"
     assert one_line_error(lambda: run([], resamples=2.5)).startswith("resamples = 2.5; expected a whole number")
+
+
+def test_the_mosei_transfer_file_is_looked_for_where_the_data_folder_rule_says(tmp_path, monkeypatch, capsys):
+    """--transfer mosei's help and its warning named '../shared/data' alone, their own copy of where the data folder
+    is: a user who had set $EDGE_MSA_DATA (which the file is read from first) was told it was ignored. Both are now
+    worded by paths.searched, as the --data help is."""
+    from edge_msa import paths
+    from edge_msa.cli import main
+    from edge_msa.compress import CompressOptions
+
+    with pytest.raises(SystemExit):
+        main(["compress", "--help"])
+    assert "'mosei' (train fold of $EDGE_MSA_DATA/mosei/label.csv, else ../shared/data/mosei/label.csv beside the " \
+           "checkout or the working directory)" in " ".join(capsys.readouterr().out.split())
+    monkeypatch.delenv(paths.DATA_ENV, raising=False)
+    monkeypatch.setattr(paths, "SHARED_DATA_FROM", {"the checkout": lambda: tmp_path / "a" / "b"})
+    with pytest.warns(UserWarning, match=r"^transfer = 'mosei' skipped: \$EDGE_MSA_DATA/mosei/label.csv, else "):
+        assert CompressOptions().transfer_path() is None
