@@ -99,3 +99,15 @@ def test_the_mosei_transfer_file_is_looked_for_where_the_data_folder_rule_says(t
     monkeypatch.setattr(paths, "SHARED_DATA_FROM", {"the checkout": lambda: tmp_path / "a" / "b"})
     with pytest.warns(UserWarning, match=r"^transfer = 'mosei' skipped: \$EDGE_MSA_DATA/mosei/label.csv, else "):
         assert CompressOptions().transfer_path() is None
+
+
+def test_split_messages_count_in_english():
+    """The carving messages wrote 'video(s)' and 'fold(s)', beside errors.plural, the package's one way to count
+    ('1 video', '3 videos')."""
+    from edge_msa.splits import carve_by_group, folds_by_group
+
+    index, one_video = np.arange(4), np.zeros(4, dtype=int)
+    assert one_line_error(lambda: carve_by_group(index, one_video, 0.5, 0)) == \
+        "cannot carve a 50% split from 1 video; expected at least 2"
+    assert one_line_error(lambda: folds_by_group(index, one_video, 1, 0)) == \
+        "cannot make 1 cross-validation fold; expected at least 2"
