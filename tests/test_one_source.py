@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import math
 from pathlib import Path
 
 import numpy as np
@@ -111,3 +112,17 @@ def test_split_messages_count_in_english():
         "cannot carve a 50% split from 1 video; expected at least 2"
     assert one_line_error(lambda: folds_by_group(index, one_video, 1, 0)) == \
         "cannot make 1 cross-validation fold; expected at least 2"
+
+
+def test_one_json_reader_reads_a_json_object_file(tmp_path):
+    """errors.read_json_object parsed files with json alone, beside jsonio's reader of what edge-msa writes (+-inf
+    as "Infinity" / "-Infinity"), so the manifest restored the infinities by hand after reading it: one reader now."""
+    from edge_msa.errors import ArtifactError
+    from edge_msa.jsonio import dumps, read_json_object
+
+    path = tmp_path / "limits.json"
+    path.write_text(dumps({"max_drop": math.inf, "corr": math.nan}))
+    assert read_json_object(path, "limits") == {"max_drop": math.inf, "corr": None}
+    path.write_text("[1, 2]")
+    with pytest.raises(ArtifactError, match=r"limits.json holds a list; expected limits \(an object\)$"):
+        read_json_object(path, "limits")

@@ -11,8 +11,8 @@ from typing import Any, NamedTuple
 
 from ..atomic import write_text
 from ..digest import file_sha256
-from ..errors import ArtifactError, InputError, read_json_object
-from ..jsonio import dumps, restored
+from ..errors import ArtifactError, InputError
+from ..jsonio import dumps, read_json_object
 from ..features.text import TOKENS_PREFIX
 from ..spec import PARTS, SINGLE, FeatureSpec, checked_skip_thresholds
 
@@ -220,7 +220,7 @@ def read_manifest(bundle: str | os.PathLike) -> Manifest:
     if not path.is_file():
         raise ArtifactError(f"'{bundle}' has no {MANIFEST}; expected a bundle written by `edge-msa export`")
     data = read_json_object(path, "the manifest `edge-msa export` writes (re-export the bundle)")
-    manifest = Manifest.from_dict(restored(data), where=str(path))  # an inf limit (--max-drop inf) reads back as inf
+    manifest = Manifest.from_dict(data, where=str(path))
     _check_inside(bundle, manifest)
     return manifest
 
