@@ -126,3 +126,14 @@ def test_one_json_reader_reads_a_json_object_file(tmp_path):
     path.write_text("[1, 2]")
     with pytest.raises(ArtifactError, match=r"limits.json holds a list; expected limits \(an object\)$"):
         read_json_object(path, "limits")
+
+
+@pytest.mark.parametrize("shares, message", [({"valid": "0.2"}, "valid = '0.2'; expected a number >= 0"),
+                                             ({"test": [0.1]}, "test = [0.1]; expected a number >= 0")])
+def test_feedback_export_shares_follow_the_one_range_rule(tmp_path, shares, message):
+    """export_label_csv compared valid and test by hand: '0.2' from a Python caller was a bare TypeError."""
+    from edge_msa.serve.feedback import FeedbackLog, export_label_csv
+
+    FeedbackLog(tmp_path / "fb.sqlite").close()
+    assert one_line_error(lambda: export_label_csv(tmp_path / "fb.sqlite", tmp_path / "x.csv", **shares)) == message
+    assert not (tmp_path / "x.csv").exists()

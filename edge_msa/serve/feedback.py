@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_path
-from ..errors import ArtifactError, InputError, given, one_line
+from ..errors import ArtifactError, InputError, check_range, given, one_line
 from ..jsonio import dumps
 
 APPLICATION_ID = 0x45445346  # "EDSF": edge-msa feedback log
@@ -111,7 +111,8 @@ def export_label_csv(log: str | os.PathLike, out: str | os.PathLike, valid: floa
     if not path.is_file():
         raise InputError(f"feedback log '{path}' does not exist; expected the SQLite file that "
                          "`edge-msa serve --feedback FILE` writes")
-    if not (0 <= valid and 0 <= test and valid + test < 1):
+    check_range({"valid": valid, "test": test}, 0, strict=False)  # each a number (a string was a bare TypeError)
+    if valid + test >= 1:
         raise InputError(f"{given('valid', valid)} and {given('test', test)}; expected each >= 0 with a sum below 1")
     rows = _latest_rows(path)
     kept = [r for r in rows if r[2] and r[2].strip()]
