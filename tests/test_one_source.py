@@ -137,3 +137,22 @@ def test_feedback_export_shares_follow_the_one_range_rule(tmp_path, shares, mess
     FeedbackLog(tmp_path / "fb.sqlite").close()
     assert one_line_error(lambda: export_label_csv(tmp_path / "fb.sqlite", tmp_path / "x.csv", **shares)) == message
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_feedback_annotations_are_the_predictions_polarity_words(tmp_path):
+    """The feedback export's MMSA annotation column had its own sign rule beside the runtime's polarity; one rule
+    (labels.polarity), capitalised as MMSA writes it. A refactor: this holds before and after."""
+    import csv
+
+    from edge_msa.labels import polarity
+    from edge_msa.serve.feedback import FeedbackLog, export_label_csv
+
+    log = FeedbackLog(tmp_path / "fb.sqlite")
+    for i, label in enumerate((1.5, -0.2, 0.0)):
+        log.add(f"r{i}", f"d{i}", "some text", "{}", label)
+    log.close()
+    export_label_csv(tmp_path / "fb.sqlite", tmp_path / "x.csv")
+    with open(tmp_path / "x.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["annotation"] for r in rows] == ["Positive", "Negative", "Neutral"]
+    assert [polarity(s) for s in (1.5, -0.2, 0.0)] == ["positive", "negative", "neutral"]
