@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from edge_msa.checkpoint import data_record, load_checkpoint
-from edge_msa.errors import InputError
+from edge_msa.errors import InputError, check_range, named_as_flags
 from edge_msa.metrics import msa_metrics
 
 from .measure import paired_bootstrap
@@ -50,8 +50,7 @@ def fold_predictions(student: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray,
 
 def fold_drop(students: Sequence[str | os.PathLike], resamples: int = 1000) -> dict[str, Any]:
     """Teacher and student metrics pooled over the folds' held-out parts, and teacher − student with its CI."""
-    if resamples < 1:
-        raise InputError(f"--resamples {resamples}; expected >= 1")
+    check_range({"resamples": resamples}, 1, strict=False, whole=True)
     folds = [fold_predictions(Path(s)) for s in students]
     where = scored_on([record for *_, record in folds])
     teacher, student, labels = (np.concatenate([f[i] for f in folds]) for i in range(3))
@@ -68,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("students", nargs="+", help="student.pt of one compress run per cross-validation fold")
     parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default: 1000)")
     args = parser.parse_args(argv)
-    return print_json(lambda: fold_drop(args.students, args.resamples))
+    with named_as_flags(["resamples"]):
+        return print_json(lambda: fold_drop(args.students, args.resamples))
 
 
 if __name__ == "__main__":

@@ -123,17 +123,7 @@ class CompressOptions:
 
     def __post_init__(self) -> None:
         self._read_keywords()
-        if self.prune_ratio is not None and not 0.0 <= self.prune_ratio < 1.0:
-            raise InputError(f"{given('prune_ratio', self.prune_ratio)} is out of range; expected 0 <= ratio < 1")
-        if self.skip_budget is not None and self.max_drop is not None:
-            raise InputError(f"{option_name('skip_budget')} and {option_name('max_drop')} both given; "
-                             "expected at most one way to pick skip thresholds")
-        if self.skip_budget is not None and not 0.0 <= self.skip_budget <= 1.0:
-            raise InputError(f"{given('skip_budget', self.skip_budget)} is out of range; expected a fraction in "
-                             "[0, 1]")
-        if self.max_drop is not None and not 0.0 <= self.max_drop <= 1.0:
-            raise InputError(f"{given('max_drop', self.max_drop)} is out of range; expected a fraction of Acc-2 in "
-                             "[0, 1] (e.g. 0.005 = half a point)")
+        self._check_fractions()
         for names, bound, strict, whole in _LIMITS:
             check_range({name: getattr(self, name) for name in names}, bound, strict, whole=whole)
         path = self._transfer_file()
@@ -147,6 +137,25 @@ class CompressOptions:
         # the student's widths, heads and keywords, before the teacher and the data are read (they were found when the
         # student was first built, after both loads and the teacher's pass)
         check_build(self.student, {"share": self.share, **self.student_params})
+
+    def _check_fractions(self) -> None:
+        """prune_ratio in [0, 1), skip_budget or max_drop in [0, 1], each by check_range, the one rule: compared here
+        by hand, a string from a Python caller ('0.5') was a bare TypeError. prune_ratio's open top (1 removes every
+        channel) is told after it, as TrainConfig tells warmup's."""
+        if self.prune_ratio is not None:
+            check_range({"prune_ratio": self.prune_ratio}, 0, strict=False)
+            if self.prune_ratio >= 1:
+                raise InputError(f"{given('prune_ratio', self.prune_ratio)}; expected 0 <= prune_ratio < 1 (1 removes "
+                                 "every channel)")
+        if self.skip_budget is not None and self.max_drop is not None:
+            raise InputError(f"{option_name('skip_budget')} and {option_name('max_drop')} both given; "
+                             "expected at most one way to pick skip thresholds")
+        if self.skip_budget is not None:
+            check_range({"skip_budget": self.skip_budget}, 0, strict=False, top=1,
+                        why="a fraction of the audio and video encoders' compute")
+        if self.max_drop is not None:
+            check_range({"max_drop": self.max_drop}, 0, strict=False, top=1,
+                        why="a fraction of Acc-2, e.g. 0.005 = half a point")
 
     def _check_student_params(self) -> None:
         """student_params as a map without 'share' or 'text_bert': the pipeline builds the student with
@@ -251,13 +260,13 @@ class CompressOptions:
         """The transfer label.csv: None, the MOSEI file of the data folder ("mosei"; skipped with a warning if absent,
         since the README measured the student 1.8 pt worse without it), or a path."""
         if self.transfer == "mosei":
-            from edge_msa.paths import default_data_root
+            from edge_msa.paths import MOSEI_FILE, default_data_root, searched
 
             root = default_data_root()
-            path = root / "mosei" / "label.csv" if root else None
+            path = root / MOSEI_FILE if root else None
             if path is not None and path.is_file():
                 return str(path)
-            where = path or "no data folder (../shared/data or $EDGE_MSA_DATA)"
+            where = path or searched(MOSEI_FILE)
             warn(f"{given('transfer', 'mosei')} skipped: {where} not found, so the student's text encoder "
                  "learns from the training transcripts alone (the README measured that 1.8 pt Acc-2 non-0 "
                  "worse on MOSI-U test); expected MOSEI's label.csv "

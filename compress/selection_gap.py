@@ -38,7 +38,7 @@ import numpy as np
 
 from edge_msa.checkpoint import data_record, load_checkpoint, read_checkpoint
 from edge_msa.data.base import FeatureSet
-from edge_msa.errors import EdgeMSAError, InputError
+from edge_msa.errors import EdgeMSAError, InputError, check_range, named_as_flags
 from edge_msa.jsonio import dumps
 from edge_msa.metrics import polarity_non0
 from edge_msa.teacher import leak_robust
@@ -181,8 +181,7 @@ def selection_gap(pairs: Sequence[tuple[Any, Any]], resamples: int = 2000, seed:
     """Mean criterion of sides A and B and B - A with its paired-bootstrap 95 % CI over the compared utterances,
     pooled over `pairs` (one (A, B) pair; or one per cross-validation fold); Acc-2 non-0's B - A beside it, from
     the same resamples (it decides nothing: the criterion does). A side is one student.pt or several (side_of)."""
-    if resamples < 1:
-        raise InputError(f"--resamples {resamples}; expected >= 1")
+    check_range({"resamples": resamples}, 1, strict=False, whole=True)
     if not pairs:
         raise InputError("no runs to compare; expected pairs of student.pt: A B [A B ...]")
     sides = [(side_of(a), side_of(b)) for a, b in pairs]
@@ -231,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
                                  "a.pt,b.pt (several runs of one side)")
         return selection_gap(list(zip(sides[::2], sides[1::2])), args.resamples)
 
-    return print_json(compare)
+    with named_as_flags(["resamples"]):
+        return print_json(compare)
 
 
 def print_json(make: Callable[[], dict[str, Any]]) -> int:

@@ -52,21 +52,6 @@ def plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'s' * (count != 1)}"
 
 
-def read_json_object(path: os.PathLike[str] | str, what: str) -> dict:
-    """The JSON object in `path`, or one ArtifactError line naming the file and `what` it should hold: json's own
-    errors name no file, and a list or a number where an object belongs failed later with a KeyError."""
-    import json
-    from pathlib import Path
-
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"{path} is not valid JSON ({one_line(exc)}); expected {what}") from None
-    if not isinstance(data, dict):
-        raise ArtifactError(f"{path} holds a {type(data).__name__}; expected {what} (an object)")
-    return data
-
-
 def warn(message: str, category: type[Warning] = UserWarning) -> None:
     """`warnings.warn` attributed to the first caller outside edge-msa: a fixed stacklevel named a line inside the
     package whenever a public call reached the warning through more frames than counted (`load(...).predict(text=...)`

@@ -17,9 +17,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .errors import ArtifactError, one_line
 
 INFINITY = {math.inf: "Infinity", -math.inf: "-Infinity"}  # how dumps writes the infinities (see the docstring)
 _FROM_TEXT = {text: value for value, text in INFINITY.items()}
@@ -67,3 +71,16 @@ def restored(value: Any) -> Any:
 def loads(text: str | bytes) -> Any:
     """The value of JSON `text` from `dumps` or from an earlier edge-msa (bare NaN / Infinity still read)."""
     return restored(json.loads(text))
+
+
+def read_json_object(path: os.PathLike[str] | str, what: str) -> dict:
+    """The JSON object in `path`, read by `loads` (an inf limit, `--max-drop inf`, reads back as inf), or one
+    ArtifactError line naming the file and `what` it should hold: json's own errors name no file, and a list or a
+    number where an object belongs failed later with a KeyError."""
+    try:
+        data = loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{path} is not valid JSON ({one_line(exc)}); expected {what}") from None
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{path} holds a {type(data).__name__}; expected {what} (an object)")
+    return data

@@ -15,6 +15,12 @@ from .errors import InputError
 SCORE_LIMIT = 3.0  # |label| the teachers' scores are bound to (score_clip) and metrics clip to
 
 
+def polarity(score: float) -> str:
+    """'positive' / 'negative' / 'neutral' by the score's sign: the words a Prediction carries beside the number, and
+    (capitalised, as MMSA writes them) the annotation column of the feedback export."""
+    return "positive" if score > 0 else "negative" if score < 0 else "neutral"
+
+
 def check_label_range(labels: Sequence[float] | np.ndarray, ids: Sequence[str] | np.ndarray, where: str,
                       fix: str = "") -> None:
     """CMU-MOSI/MOSEI sentiment is scored in [-3, 3] and the teachers bound their scores to that range (score_clip),

@@ -10,6 +10,7 @@ from .errors import InputError
 
 DATA_ENV = "EDGE_MSA_DATA"  # the folder that holds mosi/ (and mosei/)
 MOSI_FILE = "mosi/mosi_utterance_std.npz"  # MOSI-U, relative to that folder
+MOSEI_FILE = "mosei/label.csv"  # MOSEI's MMSA label.csv there: the texts of compress's --transfer mosei
 CACHE_ENV = "EDGE_MSA_CACHE"  # the folder for derived features (default ~/.cache/edge-msa)
 # Without $EDGE_MSA_DATA, the data folder is SHARED_DATA from the first of these folders that has one: the one rule of
 # default_data_root, which its error and the --data help (cli.DEFAULT_DATA) name from here (the help named the
@@ -21,6 +22,13 @@ SHARED_DATA_FROM: dict[str, Callable[[], Path]] = {
 }
 # Where MOSI-U is read from without --data and $EDGE_MSA_DATA, in words
 SHARED_MOSI = f"{SHARED_DATA}/{MOSI_FILE} beside {' or '.join(SHARED_DATA_FROM)}"
+
+
+def searched(relative: str) -> str:
+    """Where `relative`, a file of the data folder, is looked for (default_data_root's rule), in words: the help and
+    messages of what defaults to such a file. Why: compress's --transfer mosei named ../shared/data alone, so a user
+    who had set $EDGE_MSA_DATA was told the default ignored it, as the --data help told before it was worded here."""
+    return f"${DATA_ENV}/{relative}, else {SHARED_DATA}/{relative} beside {' or '.join(SHARED_DATA_FROM)}"
 
 
 def default_data_root() -> Path | None:

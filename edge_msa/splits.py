@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, plural
 
 SPLITS = ("train", "valid", "test")  # every dataset's three splits, by these names (eval / bench --split too)
 
@@ -20,7 +20,7 @@ def carve_by_group(index: np.ndarray, groups: np.ndarray, fraction: float, seed:
         raise InputError(f"split fraction must be in (0, 1); got {fraction}")
     names = np.unique(groups[index])
     if len(names) < 2:
-        raise InputError(f"cannot carve a {fraction:.0%} split from {len(names)} video(s); expected at least 2")
+        raise InputError(f"cannot carve a {fraction:.0%} split from {plural(len(names), 'video')}; expected at least 2")
     order = np.random.default_rng(seed).permutation(names)
     counts = {g: int(c) for g, c in zip(*np.unique(groups[index], return_counts=True))}
     chosen, total, target = [], 0, fraction * len(index)
@@ -52,14 +52,14 @@ def split_three_by_group(groups: np.ndarray, seed: int, valid: float = 0.15,
 def folds_by_group(index: np.ndarray, groups: np.ndarray, folds: int, seed: int) -> list[np.ndarray]:
     """`index` cut into `folds` parts of whole groups, each about 1/folds of the rows (seeded carves, sorted)."""
     if folds < 2:
-        raise InputError(f"cannot make {folds} cross-validation fold(s); expected at least 2")
+        raise InputError(f"cannot make {plural(folds, 'cross-validation fold')}; expected at least 2")
     videos = len(np.unique(groups[index]))
     parts, rest = [], index
     for k in range(folds - 1):
         if len(np.unique(groups[rest])) < 2:  # fewer videos than folds, or large videos used them up early
-            raise InputError(f"cannot cut {videos} video(s) into {folds} cross-validation folds of whole videos (they "
-                             f"ran out after {k}): K = {folds} is too large for the number of videos; expected "
-                             f"fewer folds{f' (at most {videos})' if folds > videos else ''}")
+            raise InputError(f"cannot cut {plural(videos, 'video')} into {folds} cross-validation folds of whole "
+                             f"videos (they ran out after {k}): K = {folds} is too large for the number of videos; "
+                             f"expected fewer folds{f' (at most {videos})' if folds > videos else ''}")
         rest, carved = carve_by_group(rest, groups, 1.0 / (folds - k), seed + k)
         parts.append(carved)
     return [*parts, rest]

@@ -179,7 +179,7 @@ def test_pickled_teacher_is_refused(tiny_splits, tmp_path):
 
 
 @pytest.mark.parametrize("bad, match", [({"prune_ratio": 1.0}, "prune_ratio"), ({"prune_ratio": -0.1}, "prune_ratio"),
-                                        ({"skip_budget": -0.2}, "skip_budget = -0.2 is out of range"),
+                                        ({"skip_budget": -0.2}, "skip_budget = -0.2; expected 0 <= skip_budget <= 1"),
                                         ({"skip_budget": 0.5, "max_drop": 0.01}, "both"),
                                         ({"share": "everywhere"}, "share"), ({"prune": 0.5}, "did you mean"),
                                         ({"text_score_epochs": -1}, "text_score_epochs = -1; expected >= 0"),

@@ -161,5 +161,5 @@ def test_too_many_folds_for_the_videos_names_k(folds, seed, says):
 
     groups = np.array(["a", "b", "c", "d"] + ["e"] * 40)  # e: one large video
     message = one_line_error(lambda: folds_by_group(np.arange(len(groups)), groups, folds, seed=seed))
-    assert message.startswith(f"cannot cut 5 video(s) into {folds} cross-validation folds of whole videos")
+    assert message.startswith(f"cannot cut 5 videos into {folds} cross-validation folds of whole videos")
     assert message.endswith(says)

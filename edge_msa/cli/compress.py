@@ -78,6 +78,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _add_text_encoder_flags(p: argparse.ArgumentParser) -> None:
     """The student text encoder's knobs (used when the teacher fine-tuned its own)."""
+    from ..paths import MOSEI_FILE, searched
+
     text = p.add_argument_group("student text encoder (teachers that fine-tuned their own)")
     text.add_argument("--text-layers", type=int, default=None, help="teacher layers kept (default: 2)")
     text.add_argument("--text-hidden", type=int, default=None, help="hidden width after pruning (default: 256)")
@@ -92,13 +94,13 @@ def _add_text_encoder_flags(p: argparse.ArgumentParser) -> None:
                       "chosen on validation)")
     text.add_argument("--text-relation-kd", type=float, default=None, metavar="WEIGHT",
                       help="add MiniLMv2's self-attention relation KD (q-q, k-k, v-v of the last layer) to the "
-                           "layer-wise KD loss with this weight, 0 = off (default: 0: 1 tied with 0 by cross-validation and is "
-                           "~40 %% slower, see the README ablation)")
+                           "layer-wise KD loss with this weight, 0 = off (default: 0: 1 tied with 0 by "
+                           "cross-validation and is ~40 %% slower, see the README ablation)")
     text.add_argument("--text-score-epochs", type=int, default=None, help="epochs of KD of the teacher's text-only "
                       "score after the layer-wise KD, 0 = none; the epoch kept is chosen on validation (default: 0: "
                       "it did not pay on validation)")
     text.add_argument("--transfer", default=None, help="extra transfer texts: 'mosei' (train fold of "
-                      "../shared/data/mosei/label.csv), a label.csv path, or 'none' (default: mosei)")
+                      f"{searched(MOSEI_FILE)}), a label.csv path, or 'none' (default: mosei)")
     text.add_argument("--text-augment", type=int, default=None, metavar="N",
                       help="add N TinyBERT-style variants of each training transcript (words swapped for their "
                            "nearest words in the teacher's embedding) to the transfer texts (default: 0; 4 tied on "

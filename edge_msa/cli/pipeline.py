@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..atomic import write_text
+from ..digest import file_sha256
 from ..errors import InputError
 
 EPILOG = """\
@@ -186,7 +187,6 @@ def _relative_keys(stages: dict[str, Any]) -> dict[str, Any]:
 
 def _fingerprint(inputs: dict[str, Any]) -> dict[str, Any]:
     """JSON-ready inputs: each path replaced by the sha256 of its bytes (a file or a bundle folder)."""
-    from ..data.lineage import file_sha256
     from ..version import __version__
 
     def plain(value: Any) -> Any:
@@ -198,6 +198,4 @@ def _fingerprint(inputs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _hashes(paths: list[Path], missing_ok: bool = False) -> dict[str, str | None]:
-    from ..data.lineage import file_sha256
-
     return {p.name: file_sha256(p) if p.exists() or not missing_ok else None for p in paths}

@@ -11,23 +11,10 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..digest import file_sha256
 from ..errors import InputError, warn
 from ..splits import SPLITS
 from .base import Column, DatasetSplits, FeatureSet
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """sha256 of a file, or of a directory's files (name + bytes, sorted by name) for directory formats."""
-    path = Path(path)
-    digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
-        if path.is_dir():
-            digest.update(str(file.relative_to(path)).encode("utf-8") + b"\0")
-        with open(file, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
 
 
 def ids_sha256(ids: Column) -> str:

@@ -10,13 +10,13 @@ from typing import Sequence
 import numpy as np
 
 from ..dataset_formats import FORMATS
+from ..digest import file_sha256
 from ..errors import InputError, not_found
 from ..spec import read_word
 from ..splits import SPLITS
 from .assemble import TextFrontEnd
 from .base import DatasetSplits
 from .cv import cross_validation_fold
-from .lineage import file_sha256
 
 
 def sniff_npz(path: Path) -> str | None:

@@ -21,7 +21,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from ..errors import MEDIA_FIX, InputError, require
+from ..errors import MEDIA_FIX, InputError, one_line, require
 from ..spec import check_finite
 from . import media_file
 
@@ -227,8 +227,7 @@ def unreadable_without_av(path: Path, exc: Exception) -> None:
     (measuring it asked for PyAV and stopped the run). With PyAV it returns, and the caller tries PyAV. A file
     soundfile reads but PyAV is needed for (audio in a video, a FLAC of unknown length) still names the fix."""
     if importlib.util.find_spec("av") is None:
-        detail = " ".join(str(exc).split())
-        raise InputError(f"cannot read audio {path}: {detail}; expected a WAV/FLAC/OGG/MP3 file") from None
+        raise InputError(f"cannot read audio {path}: {one_line(exc)}; expected a WAV/FLAC/OGG/MP3 file") from None
 
 
 @contextmanager
@@ -243,8 +242,8 @@ def open_container(path: str | os.PathLike, what: str = "audio", expected: str =
     except (av.error.FFmpegError, OSError, ValueError) as exc:  # raised by open, demux or decode
         # FFmpegError's str() is "[Errno 1094995529] Invalid data found when processing input: '<path>'":
         # keep the reason
-        detail = " ".join(str(getattr(exc, "strerror", None) or exc).split())
-        raise InputError(f"cannot read {what} {path}: {detail}; expected {expected}") from None
+        raise InputError(f"cannot read {what} {path}: {one_line(getattr(exc, 'strerror', None) or exc)}; expected "
+                         f"{expected}") from None
 
 
 def decode_audio_track(path: Path) -> tuple[np.ndarray, int]:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from ..atomic import atomic_path
+from ..digest import file_sha256
 from ..errors import TRAIN_FIX, ArtifactError, InputError, MissingDependencyError, not_found, one_line, require, warn
 from ..paths import cache_dir
 
@@ -63,12 +64,8 @@ def default_onnx_path() -> Path:
 
 
 def file_digest(path: Path) -> str:
-    """sha256 of a file's bytes, plus its size, as 'sha256:size'."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return f"{h.hexdigest()}:{path.stat().st_size}"
+    """sha256 of a file's bytes, plus its size, as 'sha256:size': the file's part of an encoder's fingerprint."""
+    return f"{file_sha256(path)}:{path.stat().st_size}"
 
 
 class TruncationWarning(UserWarning):
@@ -125,7 +122,7 @@ class WordPiece:
             try:
                 tok = tokenizers.Tokenizer.from_file(str(self.tokenizer_path))
             except Exception as exc:  # the Rust side raises a bare Exception on malformed JSON
-                raise ArtifactError(f"cannot read tokenizer {self.tokenizer_path}: {exc}") from None
+                raise ArtifactError(f"cannot read tokenizer {self.tokenizer_path}: {one_line(exc)}") from None
             check_unknown_token(tok, self.tokenizer_path)
             tok.no_padding()  # the file pads to 128; we pad per batch instead
             tok.enable_truncation(max_length=self.max_len)
@@ -350,7 +347,7 @@ class MiniLMFrontEnd(WordPiece):
             try:
                 self._session = ort.InferenceSession(str(self.onnx_path), options, providers=self.providers)
             except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
-                raise ArtifactError(f"cannot load text encoder {self.onnx_path}: {exc}") from None
+                raise ArtifactError(f"cannot load text encoder {self.onnx_path}: {one_line(exc)}") from None
             names = {i.name for i in self._session.get_inputs()}
             expected = {"input_ids", "attention_mask", "token_type_ids"}
             if names != expected:

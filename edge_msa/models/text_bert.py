@@ -25,8 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ArtifactError, EdgeMSAError, InputError, one_line, read_json_object, require
+from ..errors import ArtifactError, EdgeMSAError, InputError, one_line, require
 from ..features.text import MIN_MAX_LEN, check_unknown_token, package_file
+from ..jsonio import read_json_object
 
 CONFIG_KEYS = ("vocab_size", "hidden", "layers", "heads", "head_dim", "ffn", "max_positions", "embed_rows",
                "embed_rank", "eps", "repeats")

@@ -10,9 +10,10 @@ from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 
 from ..atomic import write_text
-from ..errors import ArtifactError, InputError, read_json_object
-from ..jsonio import dumps, restored
-from ..features.text import TOKENS_PREFIX, file_digest
+from ..digest import file_sha256
+from ..errors import ArtifactError, InputError
+from ..jsonio import dumps, read_json_object
+from ..features.text import TOKENS_PREFIX
 from ..spec import PARTS, SINGLE, FeatureSpec, checked_skip_thresholds
 
 FORMAT_VERSION = 1
@@ -157,10 +158,8 @@ def record_files(bundle: Path) -> dict[str, dict[str, Any]]:
 
 
 def _record(path: Path) -> dict[str, Any]:
-    """One file's {"sha256", "bytes"}, hashed by the text front end's file_digest, which the runtime imports anyway:
-    data.lineage's file_sha256 brought the dataset readers (edge_msa.data) into every load, ~10 ms of a cold start."""
-    sha256, size = file_digest(path).split(":")
-    return {"sha256": sha256, "bytes": int(size)}
+    """One file's {"sha256", "bytes"}."""
+    return {"sha256": file_sha256(path), "bytes": path.stat().st_size}
 
 
 def _on_disk(bundle: Path) -> dict[str, Path]:
@@ -221,7 +220,7 @@ def read_manifest(bundle: str | os.PathLike) -> Manifest:
     if not path.is_file():
         raise ArtifactError(f"'{bundle}' has no {MANIFEST}; expected a bundle written by `edge-msa export`")
     data = read_json_object(path, "the manifest `edge-msa export` writes (re-export the bundle)")
-    manifest = Manifest.from_dict(restored(data), where=str(path))  # an inf limit (--max-drop inf) reads back as inf
+    manifest = Manifest.from_dict(data, where=str(path))
     _check_inside(bundle, manifest)
     return manifest
 

@@ -6,7 +6,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import ArtifactError, InputError, require, warn
+from ..errors import ArtifactError, InputError, one_line, require, warn
 from .backend import Backend, TensorInfo
 
 PREFERRED = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
@@ -62,8 +62,7 @@ class OnnxRuntimeBackend(Backend):
         try:
             self.session = ort.InferenceSession(str(path), options, providers=usable)
         except Exception as exc:  # ORT raises InvalidProtobuf/Fail/InvalidGraph from its own module
-            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-            raise ArtifactError(f"cannot load graph '{path}' ({first}); the file is corrupt or truncated, "
+            raise ArtifactError(f"cannot load graph '{path}' ({one_line(exc)}); the file is corrupt or truncated, "
                                 "re-export the bundle") from None
         self.providers = self.session.get_providers()
         dropped = [p for p in usable if p not in self.providers]
@@ -83,8 +82,7 @@ class OnnxRuntimeBackend(Backend):
         try:
             values = self.session.run(list(self.outputs), feed)
         except Exception as exc:  # shape mismatches inside the graph surface here
-            first = str(exc).strip().splitlines()[0][:200]
-            raise InputError(f"{self.label}: onnxruntime rejected the inputs ({first})") from None
+            raise InputError(f"{self.label}: onnxruntime rejected the inputs ({one_line(exc)})") from None
         return dict(zip(self.outputs, values))
 
     def close(self) -> None:

@@ -22,6 +22,7 @@ from ..errors import ArtifactError, EdgeMSAError, InputError, checked_threads, g
 from ..features import MAX_MEDIA_SECONDS, check_max_media_seconds, media_file, refuse_long_media
 from ..features.audio import NAME as LOGMEL, VIDEO_EXTS, has_audio_track
 from ..features.text import TOKENS_PREFIX, MiniLMFrontEnd, TextError, TokenIds, WordPiece, check_tokenizer_tag
+from ..labels import polarity
 from ..paths import utf8_path
 from ..spec import ABSENT, GRAPH_IO, MODALITIES, SINGLE, SKIPPABLE, FeatureSpec, input_shapes, modality_runs
 from .backend import Backend, backend_class
@@ -99,11 +100,6 @@ def _blame(index: int, many: bool) -> Iterator[None]:
         if not many:
             raise
         raise ItemError(index, str(exc)) from None
-
-
-def polarity(score: float) -> str:
-    """'positive' / 'negative' / 'neutral' by the score's sign: the words Prediction carries beside the number."""
-    return "positive" if score > 0 else "negative" if score < 0 else "neutral"
 
 
 class Predictor:

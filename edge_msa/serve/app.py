@@ -30,7 +30,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..errors import EdgeMSAError, InputError, given, option_name
+from ..errors import EdgeMSAError, InputError, given, one_line, option_name
 from ..jsonio import dumps
 from ..labels import SCORE_LIMIT
 from ..runtime.manifest import Manifest
@@ -333,8 +333,7 @@ def parse_json(body: bytes | bytearray) -> Any:
     except UnicodeDecodeError as exc:
         raise not_utf8("JSON body", exc) from None
     except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
-        raise RequestError(400, f"malformed JSON ({' '.join(str(exc).split())[:200]}); expected a JSON object") \
-            from None
+        raise RequestError(400, f"malformed JSON ({one_line(exc)}); expected a JSON object") from None
 
 
 async def refuse_type(request: Request, limits: Limits, expected: str) -> NoReturn:

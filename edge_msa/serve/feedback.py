@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_path
-from ..errors import ArtifactError, InputError, given, one_line
+from ..errors import ArtifactError, InputError, check_range, given, one_line
 from ..jsonio import dumps
+from ..labels import polarity
 
 APPLICATION_ID = 0x45445346  # "EDSF": edge-msa feedback log
 SCHEMA = """CREATE TABLE IF NOT EXISTS feedback (
@@ -111,7 +112,8 @@ def export_label_csv(log: str | os.PathLike, out: str | os.PathLike, valid: floa
     if not path.is_file():
         raise InputError(f"feedback log '{path}' does not exist; expected the SQLite file that "
                          "`edge-msa serve --feedback FILE` writes")
-    if not (0 <= valid and 0 <= test and valid + test < 1):
+    check_range({"valid": valid, "test": test}, 0, strict=False)  # each a number (a string was a bare TypeError)
+    if valid + test >= 1:
         raise InputError(f"{given('valid', valid)} and {given('test', test)}; expected each >= 0 with a sum below 1")
     rows = _latest_rows(path)
     kept = [r for r in rows if r[2] and r[2].strip()]
@@ -122,7 +124,7 @@ def export_label_csv(log: str | os.PathLike, out: str | os.PathLike, valid: floa
         for request_id, digest, text, label in kept:
             mode = split_of(digest, valid, test)
             splits[mode].append(label)
-            writer.writerow(["feedback", request_id, text, repr(label), "", "", "", annotation(label), mode])
+            writer.writerow(["feedback", request_id, text, repr(label), "", "", "", polarity(label).capitalize(), mode])
     return {"rows": len(kept), "without_text": len(rows) - len(kept), "splits": splits}
 
 
@@ -141,10 +143,6 @@ def _latest_rows(path: Path) -> list[tuple[str, str, str | None, float]]:
     except sqlite3.Error as exc:
         raise ArtifactError(f"cannot read the feedback rows of {path} ({one_line(exc)}); expected a log written by "
                             "`edge-msa serve --feedback` that no other process holds locked") from None
-
-
-def annotation(label: float) -> str:
-    return "Positive" if label > 0 else "Negative" if label < 0 else "Neutral"
 
 
 def split_of(digest: str, valid: float, test: float) -> str:
