@@ -71,7 +71,8 @@ def measure_cold_start(bundle: Path, backend: str | None, threads: int | None, r
     """The median of each of FIGURES over `runs` fresh processes, one after another, and how many ran
     (cold_start_runs). Raises ColdStartFailed with one line where a process fails or runs past `timeout_s`."""
     results = [_run_child(bundle, backend, threads, timeout_s) for _ in range(runs)]
-    return {**{k: statistics.median(r[k] for r in results) for k in FIGURES}, "cold_start_runs": runs}
+    medians = {k: None if None in (got := [r[k] for r in results]) else statistics.median(got) for k in FIGURES}
+    return {**medians, "cold_start_runs": runs}  # None: a figure this system cannot give (no getrusage: Windows)
 
 
 def _run_child(bundle: Path, backend: str | None, threads: int | None, timeout_s: float) -> dict[str, Any]:

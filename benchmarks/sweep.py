@@ -1,7 +1,8 @@
 """The sweep: bundles x modality subsets x batch sizes -> one row each -> report.json/.md/.png.
 
-Every bundle is loaded (and its accuracy measured) first and stays loaded; then, per subset and batch size, the
-bundles are timed in alternating blocks (`measure_side_by_side`), so their ratios are measured side by side.
+Every bundle's cold start is measured first, in fresh processes of its own (`coldstart`); then every bundle is
+loaded here (and its accuracy measured) and stays loaded; then, per subset and batch size, the bundles are timed
+in alternating blocks (`measure_side_by_side`), so their ratios are measured side by side.
 
 Every row carries a status; a row that fails (bad bundle, runtime error, meter error) says
 `failed: <reason>` and the sweep goes on, so one broken bundle never costs the other measurements.

@@ -72,6 +72,16 @@ def test_a_fresh_process_past_its_time_is_one_line(tmp_path, monkeypatch):
     assert time.perf_counter() - start < 30
 
 
+def test_a_figure_a_fresh_process_cannot_give_is_none_not_a_failure(tmp_path, monkeypatch):
+    """Without getrusage (Windows) a process has no peak RSS to report: the median of None was a TypeError."""
+    import edge_msa.benchmarks.coldstart as coldstart
+
+    figures = '{"cold_start_ms": 3, "load_ms": 2, "cold_start_rss_mb": null}'
+    monkeypatch.setattr(coldstart, "CHILD", f"print('{figures}')")
+    assert coldstart.measure_cold_start(tmp_path, None, None, runs=2) == {
+        "cold_start_ms": 3, "load_ms": 2, "cold_start_rss_mb": None, "cold_start_runs": 2}
+
+
 class SlowFrontEnd:
     """A text front end whose load takes SLOW_S (a frozen encoder's MiniLM session), or fails."""
 
