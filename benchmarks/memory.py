@@ -1,5 +1,5 @@
-"""Resident memory: the process peak per bundle (Linux VmHWM, reset through /proc/self/clear_refs) and
-what loading a bundle added (VmRSS after minus before), which excludes the harness and evaluation data.
+"""Resident memory: the benchmark process's peak per bundle (Linux VmHWM, reset through /proc/self/clear_refs), and
+a fresh cold-start process's whole peak (getrusage: `rusage_peak_bytes`).
 
 Every figure is in MB of 10^6 bytes, the unit of the report's "bundle MB", so one table never mixes MB and MiB:
 /proc's "kB" are KiB (1024 bytes), and dividing them by 1024 gave MiB, numbers 4.6 % below the MB they were called."""
@@ -39,19 +39,21 @@ def _status_mb(field: str) -> float | None:
     return None if size is None else size / MB
 
 
-def current_rss_mb() -> float | None:
-    """Resident memory now in MB (VmRSS); None where /proc is missing."""
-    return _status_mb("VmRSS")
-
-
 def peak_rss_mb() -> float | None:
     """Peak RSS in MB since the last reset (VmHWM), else the process peak from getrusage; None if unknown."""
     peak = _status_mb("VmHWM")
     if peak is not None:
         return peak
+    peak_bytes = rusage_peak_bytes()
+    return None if peak_bytes is None else peak_bytes / MB
+
+
+def rusage_peak_bytes() -> int | None:
+    """The process's peak resident memory in bytes from getrusage (ru_maxrss: KiB on Linux, bytes on macOS); None
+    where there is none (Windows). Never reset: the peak of the whole process, as a fresh cold-start process wants."""
     try:
         import resource
     except ImportError:  # Windows
         return None
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # bytes on macOS, KiB on Linux
-    return (peak if sys.platform == "darwin" else peak * 1024) / MB
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024

@@ -80,22 +80,22 @@ def render_markdown(report: dict[str, Any], png_note: str | None = None) -> str:
                                         for k, v in settings.items()), *_data_lines(rows, names), "",
              "Latency is per call (a batch), p90 is the headline (MLPerf SingleStream style); throughput in "
              "items/s; energy in mJ per item above idle; model KB = the model's graph files, bundle MB = "
-             "everything the device stores (text encoder and tokenizer included); load ms / load MB = the bundle's "
-             "cold start, its time and the resident memory it added: `edge_msa.load` and the text front end it builds "
-             "at the first text (tokenizer; a frozen encoder's MiniLM session), with the runtime's modules imported "
-             "beforehand (a one-off of the process, charged to no bundle); still, the first bundle loaded pays the "
-             "runtime's first session (ONNX Runtime's code paged in, its thread pools) and later ones reuse memory "
-             "that earlier loads freed, so compare a bundle's load figures across runs more than across rows; peak "
-             "RSS = the whole benchmark process (harness, evaluation data and the bundles loaded before it included) "
-             "from that bundle's load through its accuracy run; every MB is 10^6 bytes (the RSS figures too, "
-             "converted from /proc's KiB). The bundles are "
+             "everything the device stores (text encoder and tokenizer included); the cold start a device pays "
+             "before its first text prediction is measured in a fresh process per bundle, before any timing (the "
+             "median of `cold_start_runs` processes): cold start ms = from the process's first line to ready (the "
+             "runtime's imports, `edge_msa.load` and the text front end it builds at the first text: tokenizer; a "
+             "frozen encoder's MiniLM session), load ms = the same without the imports, cold start MB = that "
+             "process's peak RSS, the memory a device serving that bundle alone needs; peak RSS MB = the benchmark "
+             "process (harness, evaluation data and the bundles loaded before it included) from that bundle's load "
+             "through its accuracy run; every MB is 10^6 bytes (the RSS figures too, converted from /proc's KiB). "
+             "The bundles are "
              f"{SIDE_BY_SIDE}, so load that comes and goes falls on all of them alike and the ratios hold within the "
              "run.", "",
              "## Results", "",
              "| bundle | model | precision | model KB | bundle MB | batch | modalities | input | status | p50 ms | "
-             "p90 ms | p99 ms | items/s | mJ/item | Acc-2 non0 | F1 non0 | MAE | skip rate | load ms | load MB | "
-             "peak RSS MB | CV |",
-             "|" + "---|" * 22]
+             "p90 ms | p99 ms | items/s | mJ/item | Acc-2 non0 | F1 non0 | MAE | skip rate | cold start ms | load ms | "
+             "cold start MB | peak RSS MB | CV |",
+             "|" + "---|" * 23]
     for r in rows:
         lines.append("| " + " | ".join([
             names[r["bundle"]], str(r.get("model", "–")), str(r.get("precision", "–")),
@@ -106,8 +106,8 @@ def render_markdown(report: dict[str, Any], png_note: str | None = None) -> str:
             *(_num(r.get("latency_ms", {}).get(k)) for k in ("p50", "p90", "p99")),
             _num(r.get("throughput"), "{:.1f}"), _energy_cell(r), _num(_metric(r, "acc2_non0"), "{:.3f}"),
             _num(_metric(r, "f1_non0"), "{:.3f}"), _num(_metric(r, "mae"), "{:.3f}"),
-            _num(r.get("skip_rate"), "{:.0%}"), _num(r.get("load_ms"), "{:.0f}"), _num(r.get("load_rss_mb"), "{:.0f}"),
-            _num(r.get("peak_rss_mb"), "{:.0f}"),
+            _num(r.get("skip_rate"), "{:.0%}"),
+            *(_num(r.get(k), "{:.0f}") for k in ("cold_start_ms", "load_ms", "cold_start_rss_mb", "peak_rss_mb")),
             _num(r.get("cv"), "{:.0%}")]) + " |")
     lines += (_ratio_section(rows, names) + _stage_section(rows, names) + _clocks_section(system, rows)
               + _notes_section(rows, names))

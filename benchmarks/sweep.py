@@ -1,7 +1,8 @@
 """The sweep: bundles x modality subsets x batch sizes -> one row each -> report.json/.md/.png.
 
-Every bundle is loaded (and its accuracy measured) first and stays loaded; then, per subset and batch size, the
-bundles are timed in alternating blocks (`measure_side_by_side`), so their ratios are measured side by side.
+Every bundle's cold start is measured first, in fresh processes of its own (`coldstart`); then every bundle is
+loaded here (and its accuracy measured) and stays loaded; then, per subset and batch size, the bundles are timed
+in alternating blocks (`measure_side_by_side`), so their ratios are measured side by side.
 
 Every row carries a status; a row that fails (bad bundle, runtime error, meter error) says
 `failed: <reason>` and the sweep goes on, so one broken bundle never costs the other measurements.
@@ -25,15 +26,16 @@ from edge_msa.errors import EdgeMSAError, InputError, check_range, checked_threa
 from edge_msa.metrics import METRIC_KEYS
 from edge_msa.spec import SKIPPABLE
 
+from .coldstart import ColdStart, close, failure_text, measure_cold_start
 from .inputs import batches as make_batches
 from .inputs import parse_subset, subset_name, synthetic_set
-from .memory import current_rss_mb, peak_rss_mb, reset_peak
+from .memory import peak_rss_mb, reset_peak
 from .meters import (ENERGY_WINDOW_S, IDLE_DRIFT_WARN, IDLE_SETTLE_S, Meter, MeterUnavailable, Window, active_window,
                      energy_per_item, open_meter, settled_idle_window, window_too_long)
 from .meters.nvml import gpu_memory_mb
 from .report import REPLACES, write_report
 from .sysinfo import SYSFS_ROOT, Clocks, row_clocks, system_info
-from .target import Loader, Target, close, load_target
+from .target import Loader, Target, load_target
 from .timing import CV_WARN, STAGE_BUDGET_S, STAGE_CALLS, LatencyStats, measure_side_by_side
 
 LONG_MIN_TIME_S = 600.0  # --long: a sustained figure (thermal throttling shows up after minutes)
@@ -46,7 +48,8 @@ def run_bench(bundles: Sequence[str | os.PathLike], data: str | os.PathLike | Da
               min_time: float = 2.0, min_runs: int = 20, warmup: int = 10, threads: int | None = None,
               energy_window: float = ENERGY_WINDOW_S, idle_settle: float = IDLE_SETTLE_S, meter: str | Meter = "auto",
               long: bool = False, progress: bool = True, loader: Loader | None = None, argv: list[str] | None = None,
-              precomputed_text: bool = False, sysfs_root: str | os.PathLike = SYSFS_ROOT) -> Path:
+              precomputed_text: bool = False, sysfs_root: str | os.PathLike = SYSFS_ROOT,
+              cold_start: ColdStart | None = None) -> Path:
     """Benchmark every bundle and write `out/report.{json,md,png}`; returns the report directory.
 
     `data`: a dataset path (any format `load_dataset` reads) or DatasetSplits for accuracy on `split`;
@@ -55,6 +58,8 @@ def run_bench(bundles: Sequence[str | os.PathLike], data: str | os.PathLike | Da
     `meter`: one of METERS ("auto", "nvml", "tegrastats", "ina3221", "rapl", "none") or a Meter instance;
     `idle_settle`: seconds of sleep before the idle window, so the clocks drop from the timing's levels first.
     `loader(bundle, backend, threads) -> predictor` replaces `edge_msa.runtime.load`; `sysfs_root`, the / of /sys.
+    Each bundle's cold start is measured first, before this process loads any bundle, in fresh processes of its own
+    (`measure_cold_start`); `cold_start(bundle, backend, threads) -> figures` replaces that measurement.
     Timing starts from the raw transcript (tokenizer and text encoder included; rows say "input": "raw-text")
     wherever the data has transcripts; `precomputed_text` times from text features instead ("precomputed-text").
     """
@@ -78,21 +83,14 @@ def run_bench(bundles: Sequence[str | os.PathLike], data: str | os.PathLike | Da
     bar = _Progress(len(bundles) * len(subsets) * len(batches), progress)
     rows: list[list[dict[str, Any]]] = []  # per bundle, in the order given
     loaded: dict[int, _Loaded] = {}  # position in `bundles` -> the bundles that loaded, kept loaded to the end
+    colds = [_cold_start(Path(bundle), settings, cold_start or measure_cold_start, bar) for bundle in bundles]
     try:
-        for bundle in bundles:
-            got = _load_bundle(Path(bundle), subsets, [int(b) for b in batches], settings, datasets, bar, loader)
+        for bundle, cold in zip(bundles, colds):
+            got = _load_bundle(Path(bundle), cold, subsets, settings, datasets, bar, loader)
             if isinstance(got, _Loaded):
                 loaded[len(rows)] = got
             rows.append([] if isinstance(got, _Loaded) else got)
-        for on_gpu in sorted({one.target.on_gpu for one in loaded.values()}):
-            energy.check_window(on_gpu)
-        for name, keep in subsets.items():
-            for b in batches:
-                bar.describe(f"{name} batch {b}")
-                timed = _rows_side_by_side(list(loaded.values()), name, keep, int(b), settings, energy, clocks)
-                for k, row in zip(loaded, timed):
-                    rows[k].append(row)
-                    bar.update(1)
+        _time_loaded(loaded, rows, subsets, settings, energy, clocks, bar)
     finally:
         for one in loaded.values():
             close(one.target.predictor)
@@ -100,6 +98,21 @@ def run_bench(bundles: Sequence[str | os.PathLike], data: str | os.PathLike | Da
     flat = list(itertools.chain.from_iterable(rows))
     report = {"schema": 1, "system": system_info(clocks, argv, flat), "settings": settings, "rows": flat}
     return write_report(report, out)
+
+
+def _time_loaded(loaded: dict[int, "_Loaded"], rows: list[list[dict[str, Any]]], subsets: dict[str, tuple[str, ...]],
+                 settings: dict, energy: "_Energy", clocks: Clocks, bar: "_Progress") -> None:
+    """Time the loaded bundles side by side per subset and batch size, each row appended to its bundle's `rows`
+    (`loaded` maps a bundle's position to it), once the energy window is checked against each device kind's meter."""
+    for on_gpu in sorted({one.target.on_gpu for one in loaded.values()}):
+        energy.check_window(on_gpu)
+    for name, keep in subsets.items():
+        for b in settings["batches"]:
+            bar.describe(f"{name} batch {b}")
+            timed = _rows_side_by_side(list(loaded.values()), name, keep, b, settings, energy, clocks)
+            for k, row in zip(loaded, timed):
+                rows[k].append(row)
+                bar.update(1)
 
 
 def _check_settings(batches: Sequence[int], energy_window: float, idle_settle: float, min_time: float, min_runs: int,
@@ -139,22 +152,32 @@ class _Loaded:
     accuracy: dict[str, tuple[dict | str, dict | None]]
 
 
-def _load_bundle(bundle: Path, subsets: dict[str, tuple[str, ...]], batch_sizes: list[int], settings: dict,
+def _cold_start(bundle: Path, settings: dict, measure: ColdStart, bar: "_Progress") -> dict[str, Any] | str:
+    """A bundle's cold-start figures (`measure_cold_start`), or why they could not be measured."""
+    bar.describe(f"{bundle.name} cold start")
+    try:
+        return measure(bundle, settings["backend"], settings["threads"])
+    except Exception as exc:  # a load that fails there fails here too: the bundle's failed rows, saying why
+        return f"load: {failure_text(exc)}"
+
+
+def _load_bundle(bundle: Path, cold: dict[str, Any] | str, subsets: dict[str, tuple[str, ...]], settings: dict,
                  datasets: "_Datasets", bar: "_Progress", loader: Loader | None) -> "_Loaded | list[dict]":
-    """Load a bundle, time its cold start and measure its accuracy per subset; or its failed rows, saying why."""
+    """Load a bundle and measure its accuracy per subset, its rows carrying its `cold` start figures; or its failed
+    rows, saying why (`cold` is a text where its cold start failed)."""
     base: dict[str, Any] = {"bundle": str(bundle), "backend": settings["backend"] or "bundle default"}
+    batch_sizes = settings["batches"]
+    if isinstance(cold, str):
+        return _failed_rows(base, subsets, batch_sizes, cold, bar)
     bar.describe(bundle.name)
     reset_peak()
-    rss_before = current_rss_mb()
     try:
         target = load_target(bundle, settings["backend"], settings["threads"], loader)
     except Exception as exc:  # any load failure becomes failed rows; the sweep continues
-        return _failed_rows(base, subsets, batch_sizes, f"load: {_one_line(exc)}", bar)
-    rss_after = current_rss_mb()
+        return _failed_rows(base, subsets, batch_sizes, f"load: {failure_text(exc)}", bar)
     manifest = target.manifest
     base.update(backend=target.backend_name, model=manifest.get("model"), precision=target.precision,
-                **bundle_bytes(bundle, manifest), load_ms=target.load_ms,
-                load_rss_mb=rss_after - rss_before if rss_before is not None and rss_after is not None else None,
+                **bundle_bytes(bundle, manifest), **cold,
                 # ONNX Runtime's intra-op default is one thread per physical core, which the standard library
                 # cannot count portably (os.cpu_count() is logical CPUs: twice as many with SMT), so no number
                 threads=settings["threads"] or "runtime default (ONNX Runtime: one per physical core)",
@@ -165,7 +188,7 @@ def _load_bundle(bundle: Path, subsets: dict[str, tuple[str, ...]], batch_sizes:
                                                                          vocab=target.text_vocab)
     except EdgeMSAError as exc:  # e.g. a token-id bundle without its tokenizer: nothing valid to time
         close(target.predictor)
-        return _failed_rows(base, subsets, batch_sizes, f"synthetic inputs: {_one_line(exc)}", bar)
+        return _failed_rows(base, subsets, batch_sizes, f"synthetic inputs: {failure_text(exc)}", bar)
     base["inputs"] = f"{settings['split']} split" if eval_set is not None else "synthetic (random, full length)"
     base.update(scored)
     accuracy = {name: _accuracy(target, eval_set, keep) if eval_set is not None else (accuracy_note, None)
@@ -201,7 +224,7 @@ def _rows_side_by_side(loaded: list[_Loaded], name: str, keep: tuple[str, ...], 
             row.update(_finish(one.target, feeds[k], works[k], result, settings, energy))
             row["status"] = "ok"
         except Exception as exc:  # a runtime or meter error fails this row only
-            row["status"] = f"failed: {_one_line(exc)}"
+            row["status"] = f"failed: {failure_text(exc)}"
         metrics, skip = one.accuracy[name]
         rows.append({**row, "metrics": metrics, "skip_rate": skip["audio_video"] if skip else None,
                      "skip_rates": skip})
@@ -295,7 +318,7 @@ def _accuracy(target: Target, fs: FeatureSet, keep: tuple[str, ...]) -> tuple[di
     try:
         result = evaluate(target.predictor, restricted)
     except Exception as exc:  # reported beside the row; the timing may still work
-        return f"unavailable: accuracy run failed ({_one_line(exc)})", None
+        return f"unavailable: accuracy run failed ({failure_text(exc)})", None
     metrics = {k: result[k] for k in METRIC_KEYS}
     present = {m: int((restricted.lengths[m] > 0).sum()) for m in SKIPPABLE}
     skipped = sum(result[f"skip_rate_{m}"] * present[m] for m in SKIPPABLE if present[m])
@@ -349,17 +372,14 @@ class _Datasets:
 
 
 def scored_on(splits: DatasetSplits | None, split: str) -> dict[str, Any]:
-    """A row's record of the rows it scored and was timed on, in `edge-msa eval`'s words: "data" {path, sha256,
-    missing} and "split" {name, n, ids_sha256} (both None for synthetic inputs). Rows said only "test split", so a
-    report read later could not tell which file and rows its accuracy came from, nor `--compare` whether two
-    reports' accuracy columns scored the same rows. Per row, not in the settings: each bundle's split is rebuilt
-    from its own data lineage, so the bundles of one run can score different files."""
+    """A row's record of the rows it scored and was timed on, as `edge-msa eval` writes it (`scored_record`; both
+    None for synthetic inputs). Per row, not in the settings: each bundle's split is rebuilt from its own data
+    lineage, so the bundles of one run can score different files."""
     if splits is None:
-        return {"data": None, "split": None}
-    from edge_msa.data.lineage import split_record
+        return {"split": None, "data": None}
+    from edge_msa.data.lineage import scored_record
 
-    return {"data": {k: splits.info.get(k) for k in ("path", "sha256", "missing")},
-            "split": {"name": split, **split_record(splits.split(split))}}
+    return scored_record(splits, split)
 
 
 class _Energy:
@@ -445,8 +465,3 @@ class _Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}"[:300] if not isinstance(exc, EdgeMSAError) else text[:300]

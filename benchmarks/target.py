@@ -2,7 +2,6 @@
 the real runtime (`edge_msa.runtime.load`) and against fakes with known latencies in tests."""
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Protocol
@@ -11,6 +10,7 @@ from edge_msa.features.text import TOKENS_PREFIX
 from edge_msa.runtime.evaluate import FeaturePredictor
 from edge_msa.spec import FeatureSpec
 
+from .coldstart import open_bundle
 from .inputs import Batch
 
 GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
@@ -44,21 +44,13 @@ class BenchPredictor(FeaturePredictor, Protocol):
 Loader = Callable[[Path, "str | None", "int | None"], BenchPredictor]
 
 
-def runtime_loader(bundle: Path, backend: str | None, threads: int | None) -> BenchPredictor:
-    """The device runtime (numpy + onnxruntime); backend None = the one the bundle was exported for."""
-    from edge_msa.runtime import load
-
-    return load(bundle, backend=backend, threads=threads)
-
-
 @dataclass
 class Target:
-    """A loaded bundle: cold-start time, manifest facts, and one timed call per batch."""
+    """A loaded bundle: manifest facts, and one timed call per batch."""
 
     bundle: Path
     backend: str | None
     predictor: BenchPredictor
-    load_ms: float
     threads: int | None
 
     @property
@@ -130,55 +122,7 @@ def _items(batch: Batch) -> list[dict[str, Any]]:
 
 
 def load_target(bundle: Path, backend: str | None, threads: int | None, loader: Loader | None = None) -> Target:
-    """Load a bundle and time it: the cold start a device pays before its first text prediction, i.e. the load and
-    the text front end (the tokenizer; a frozen encoder's MiniLM session), which the runtime builds at the first
-    text, where it hid in the warm-up. The runtime's modules are imported before the clock starts: a one-off of
-    the process, which charged the first bundle of a sweep alone (the same bundle twice: 73 vs 39 ms, 34 vs 0 MB)."""
-    import_runtime(bundle, backend)
-    start = time.perf_counter()
-    predictor = (loader or runtime_loader)(bundle, backend, threads)
-    try:
-        front_end = getattr(predictor, "dataset_text_front_end", None)  # None: the bundle takes text features
-        if front_end is not None:
-            front_end.load()
-    except BaseException:
-        close(predictor)
-        raise
-    return Target(bundle, backend, predictor, (time.perf_counter() - start) * 1e3, threads)
-
-
-def close(predictor: BenchPredictor) -> None:
-    """Release a predictor's sessions, where it has any to release (fakes in tests may not)."""
-    release = getattr(predictor, "close", None)
-    if callable(release):
-        release()
-
-
-def runtime_modules(backend: str | None) -> tuple[str, ...]:
-    """What loading a bundle on `backend` (None: unknown) imports once per process: the runtime, its backend's
-    module and library, and the text front end's libraries (tokenizers; onnxruntime for a frozen encoder, whatever
-    the backend)."""
-    from edge_msa.runtime.backend import BACKENDS
-
-    libraries = {"tensorrt": ("tensorrt", "cuda.bindings.runtime")}.get(backend or "", ())
-    module = (BACKENDS[backend].split(":")[0],) if backend in BACKENDS else ()
-    return ("edge_msa.runtime.predictor", "tokenizers", "onnxruntime", *module, *libraries)
-
-
-def import_runtime(bundle: Path, backend: str | None) -> None:
-    """Import `runtime_modules` for the backend `bundle` loads on (`backend`, else the one it was exported for). One
-    that will not import is left to the load, which says what is missing in its own words, in the bundle's rows."""
-    import importlib
-
-    if backend is None:
-        from edge_msa.errors import EdgeMSAError
-        from edge_msa.runtime.manifest import read_manifest
-        try:
-            backend = read_manifest(bundle).backend
-        except EdgeMSAError:  # no bundle there, or a broken one: its load fails, inside its rows
-            pass
-    for name in runtime_modules(backend):
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            pass
+    """Load a bundle with its text front end (`open_bundle`) for the accuracy run and the timing. Its cold start is
+    measured apart, in fresh processes (`coldstart.measure_cold_start`): here it would depend on the bundles
+    loaded before it."""
+    return Target(bundle, backend, open_bundle(bundle, backend, threads, loader), threads)

@@ -27,7 +27,8 @@ from edge_msa.metrics import METRIC_KEYS
 from edge_msa.spec import MODALITIES, FeatureSpec
 
 ROW_KEYS = {"bundle", "backend", "precision", "batch", "modalities", "status", "latency_ms", "throughput",
-            "peak_rss_mb", "metrics", "skip_rate", "load_ms", "cv", "stages_ms", "stages_ran"}
+            "peak_rss_mb", "metrics", "skip_rate", "load_ms", "cold_start_ms", "cold_start_rss_mb", "cold_start_runs",
+            "cv", "stages_ms", "stages_ran"}
 
 
 class FakePredictor:
@@ -134,7 +135,14 @@ def _bundles(tmp_path, *names):
     return [tmp_path / n for n in names]
 
 
-FAST = dict(min_time=0.05, min_runs=5, warmup=2, energy_window=0.1, idle_settle=0, progress=False)
+def fixed_cold_start(bundle, backend, threads):
+    """Cold-start figures without fresh processes: those run the real runtime, and the fakes' bundles are empty
+    folders (tests/test_bench_load_and_data.py runs them on real bundles)."""
+    return {"cold_start_ms": 30.0, "load_ms": 10.0, "cold_start_rss_mb": 80.0, "cold_start_runs": 1}
+
+
+FAST = dict(min_time=0.05, min_runs=5, warmup=2, energy_window=0.1, idle_settle=0, progress=False,
+            cold_start=fixed_cold_start)
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +178,7 @@ def test_report_json_schema_and_rows(report_dir):
         assert r["throughput"] == pytest.approx(r["batch"] * 1e3 / r["latency_ms"]["mean"], rel=1e-6)
         assert r["skip_rate"] == pytest.approx(0.5 if r["modalities"] == "all" else 0.0)
         assert set(r["stages_ms"]) == {"encode_text", "fuse", "total"}
-        assert r["peak_rss_mb"] > 10 and isinstance(r["load_rss_mb"], float)
+        assert r["peak_rss_mb"] > 10 and isinstance(r["cold_start_rss_mb"], float)
 
 
 def test_latency_follows_the_fake_sleeps_and_energy_subtracts_idle(report_dir):
@@ -407,7 +415,7 @@ class P:
         return np.zeros(len(l["text"])), np.ones((len(l["text"]), 3), bool)
 tmp = Path(sys.argv[1]); (tmp / "b").mkdir()
 run_bench([tmp / "b"], out=tmp / "r", meter="none", min_time=0, min_runs=2, warmup=0, progress=False,
-          loader=lambda b, backend, threads: P())
+          loader=lambda b, backend, threads: P(), cold_start=lambda b, backend, threads: {})
 assert (tmp / "r" / "report.json").is_file()
 assert "torch" not in sys.modules, "torch was imported"
 print("ok")
@@ -504,7 +512,7 @@ def test_a_meter_is_open_only_while_it_measures_so_no_row_is_timed_beside_it(tmp
 
     out = run_bench(_bundles(tmp_path, "teacher", "student"), data=tiny_splits, out=tmp_path / "r",
                     modalities=("text",), meter="auto", min_time=0, min_runs=3, warmup=0, energy_window=0.02,
-                    idle_settle=0, progress=False, loader=loader)
+                    idle_settle=0, progress=False, loader=loader, cold_start=fixed_cold_start)
     rows = json.loads((out / "report.json").read_text())["rows"]
     assert live_at_load == [False, False]
     # one open to check --energy-window before any timing, then one per row, each closed after its windows
@@ -529,7 +537,8 @@ def test_bundles_are_timed_side_by_side(tmp_path, tiny_splits):
         return pred
 
     run_bench(_bundles(tmp_path, "teacher", "student"), data=tiny_splits, out=tmp_path / "r", modalities=("text",),
-              meter="none", min_time=4 * BLOCK_S, min_runs=20, warmup=0, progress=False, loader=loader)
+              meter="none", min_time=4 * BLOCK_S, min_runs=20, warmup=0, progress=False, loader=loader,
+              cold_start=fixed_cold_start)
     switches = sum(a != b for a, b in zip(calls, calls[1:]))
     assert switches >= 6  # one after the other: 1 switch; in blocks of BLOCK_S timed seconds: 7
 
@@ -615,7 +624,7 @@ def test_stages_of_a_row_by_row_batch_add_up_encoders_only_some_items_ran(tiny_s
 
     fs = make_featureset(tiny_spec, 2)
     batch = Batch({m: fs.features[m] for m in MODALITIES}, {m: fs.lengths[m] for m in MODALITIES})
-    target = Target(Path("int8"), None, RowByRow(tiny_spec, 0.0), 1.0, 1)
+    target = Target(Path("int8"), None, RowByRow(tiny_spec, 0.0), 1)
     assert target.stages_ms(batch) == {"encode_text": 2.0, "fuse": 1.0, "encode_audio": 0.25}
 
 
@@ -699,7 +708,8 @@ def test_an_energy_window_longer_than_the_meters_counter_wrap_is_refused_before_
         run_bench(_bundles(tmp_path, "student"), data=tiny_splits, out=tmp_path / "r", meter=WrappingMeter(),
                   loader=make_loader(tiny_splits.spec), **FAST)
     monkeypatch.setattr("edge_msa.benchmarks.sweep.open_meter", lambda name, on_gpu=False, family=None: WrappingMeter())
-    monkeypatch.setattr("edge_msa.benchmarks.target.runtime_loader", make_loader(tiny_splits.spec))
+    monkeypatch.setattr("edge_msa.benchmarks.coldstart.runtime_loader", make_loader(tiny_splits.spec))
+    monkeypatch.setattr("edge_msa.benchmarks.sweep.measure_cold_start", fixed_cold_start)
     assert main(["bench", str(tmp_path / "student"), "--meter", "rapl", "--energy-window", "0.1",
                  "--out", str(tmp_path / "r"), "--quiet"]) == 2
     assert capsys.readouterr().err.startswith("error: --energy-window 0.1: a 0.1 s window is longer than")
@@ -734,7 +744,7 @@ def test_rss_figures_are_mb_of_a_million_bytes_like_bundle_mb(tmp_path, monkeypa
 
     (tmp_path / "status").write_text(STATUS_TEXT)
     monkeypatch.setattr(memory, "STATUS", tmp_path / "status")
-    assert memory.current_rss_mb() == 1024.0 and memory.peak_rss_mb() == 2048.0  # 10^6 KiB = 1024 MB
+    assert memory.peak_rss_mb() == 2048.0  # 2 x 10^6 KiB = 2048 MB
     monkeypatch.setattr(memory, "STATUS", tmp_path / "missing")  # no /proc: getrusage's ru_maxrss
     import resource
     for platform, maxrss in (("linux", 10**6), ("darwin", 1024 * 10**6)):  # KiB on Linux, bytes on macOS

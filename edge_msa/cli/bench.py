@@ -15,9 +15,11 @@ EPILOG = """examples:
 
 Rows are timed from the raw transcript ("input": "raw-text": tokenizer + text encoder + the rest) wherever the
 data has transcripts; --precomputed-text times from text features ("input": "precomputed-text").
-Each row's load ms / load MB is the bundle's cold start: edge_msa.load plus the text front end it builds at the
-first text (tokenizer; a frozen encoder's MiniLM session), the runtime's modules imported beforehand (charged to no
-bundle; the runtime's first session still falls on the first bundle: see report.md). Each row records the data
+Each bundle's cold start is measured in fresh processes of its own (their median; cold_start_runs says how many),
+before any timing:
+cold_start_ms from the process's first line to ready (the runtime's imports, edge_msa.load and the text front end
+it builds at the first text: tokenizer; a frozen encoder's MiniLM session), load_ms the same without the imports,
+cold_start_rss_mb its peak RSS (what a process serving that bundle alone needs). Each row records the data
 it scored and was timed on ("data": path, sha256; "split": name, n, ids_sha256), and --compare says where two
 reports' accuracy came from other rows.
 A row that fails (a bundle that will not load, a runtime error) says why in the report and the sweep goes on;

@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..atomic import check_file_out, write_text
     from ..data import rebuild_splits
-    from ..data.lineage import split_record
+    from ..data.lineage import scored_record
     from ..errors import InputError, check_range, checked_threads, named_as_flags, plural
     from ..jsonio import dumps
     from ..metrics import MIN_SCORES
@@ -62,8 +62,7 @@ def run(args: argparse.Namespace) -> int:
             sizes = ", ".join(f"{name} {len(getattr(splits, name))}" for name in SPLITS)
             raise InputError(f"the {args.split} split of {splits.info.get('path') or 'the data'} holds "
                              f"{plural(len(fs), 'sample')} ({sizes}); expected a --split with at least {MIN_SCORES}")
-        metrics = {"bundle": str(args.bundle), "split": {"name": args.split, **split_record(fs)},
-                   "data": {k: splits.info.get(k) for k in ("path", "sha256", "missing")},
+        metrics = {"bundle": str(args.bundle), **scored_record(splits, args.split),
                    **evaluate(predictor, fs, args.batch_size)}
     text = dumps(metrics, indent=2)
     if args.out:

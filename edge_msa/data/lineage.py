@@ -26,6 +26,13 @@ def split_record(fs: FeatureSet) -> dict[str, Any]:
     return {"n": len(fs), "ids_sha256": ids_sha256(fs.ids)}
 
 
+def scored_record(splits: DatasetSplits, split: str) -> dict[str, Any]:
+    """What a score was computed on: "split" {name, n, ids_sha256} and "data" {path, sha256, missing}. One shape for
+    `edge-msa eval --out` and bench's rows, which `bench --compare` reads to tell whether two scores share rows."""
+    return {"split": {"name": split, **split_record(splits.split(split))},
+            "data": {k: splits.info.get(k) for k in ("path", "sha256", "missing")}}
+
+
 def lineage(splits: DatasetSplits) -> dict[str, Any]:
     """{"path", "format", "sha256", "seed", "splits": {train|valid|test: {"n", "ids_sha256"}}} of `splits`
     (path/format/sha256 None for splits built in memory), plus "cv": {"fold", "folds"} for a cross-validation

@@ -1,0 +1,151 @@
+"""A bundle's cold start as a device pays it: in a fresh process of its own, which imports the runtime, loads the
+bundle and builds its text front end (`open_bundle`), then reports its figures as one JSON line (`child`).
+
+Measured inside the benchmark process, the figures depended on the order of the bundles: the first paid ONNX
+Runtime's first session (its code paged in, its thread pools) and later ones reused memory that earlier loads had
+freed (three copies of one bundle: the first 400-440 ms / 195 MB, the others ~280 ms / 96-122 MB). A device starts
+a fresh process; so does this measurement. Only the standard library at the top: the child's imports are timed."""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import edge_msa
+from edge_msa.errors import EdgeMSAError
+
+from .memory import MB, rusage_peak_bytes
+
+RUNS = 3  # fresh processes per bundle, their median reported: about a second each for a small bundle
+TIMEOUT_S = 300.0  # per process: a frozen encoder's MiniLM session on a slow board takes seconds, not minutes
+FIGURES = ("cold_start_ms", "load_ms", "cold_start_rss_mb")
+# The child's first line starts its clock; everything after it is charged: imports, load, text front end.
+CHILD = ("import time; started = time.perf_counter()\n"
+         "from edge_msa.benchmarks.coldstart import child; child(started)\n")
+
+
+
+class ColdStartFailed(EdgeMSAError):
+    """A fresh process that could not open its bundle, or ran past its time: its one line goes into the rows."""
+
+
+ColdStart = Callable[[Path, "str | None", "int | None"], dict[str, Any]]
+
+
+def runtime_loader(bundle: Path, backend: str | None, threads: int | None) -> Any:
+    """The device runtime (numpy + onnxruntime); backend None = the one the bundle was exported for."""
+    from edge_msa.runtime import load
+
+    return load(bundle, backend=backend, threads=threads)
+
+
+def open_bundle(bundle: Path, backend: str | None, threads: int | None, loader: Callable | None = None) -> Any:
+    """Load a bundle and build its text front end (the tokenizer; a frozen encoder's MiniLM session), which the
+    runtime builds at the first text: what a device pays before its first text prediction. One that fails is
+    closed. The benchmark process opens its bundles with it, and `child` times it."""
+    predictor = (loader or runtime_loader)(bundle, backend, threads)
+    try:
+        front_end = getattr(predictor, "dataset_text_front_end", None)  # None: the bundle takes text features
+        if front_end is not None:
+            front_end.load()
+    except BaseException:
+        close(predictor)
+        raise
+    return predictor
+
+
+def close(predictor: Any) -> None:
+    """Release a predictor's sessions, where it has any to release (fakes in tests may not)."""
+    release = getattr(predictor, "close", None)
+    if callable(release):
+        release()
+
+
+def measure_cold_start(bundle: Path, backend: str | None, threads: int | None, runs: int = RUNS,
+                       timeout_s: float = TIMEOUT_S) -> dict[str, Any]:
+    """The median of each of FIGURES over `runs` fresh processes, one after another, and how many ran
+    (cold_start_runs). Raises ColdStartFailed with one line where a process fails or runs past `timeout_s`."""
+    results = [_run_child(bundle, backend, threads, timeout_s) for _ in range(runs)]
+    medians = {k: None if None in (got := [r[k] for r in results]) else statistics.median(got) for k in FIGURES}
+    return {**medians, "cold_start_runs": runs}  # None: a figure this system cannot give (no getrusage: Windows)
+
+
+def _run_child(bundle: Path, backend: str | None, threads: int | None, timeout_s: float) -> dict[str, Any]:
+    """One fresh process (this interpreter, this environment, the same edge_msa first on its path) on `bundle`."""
+    env = dict(os.environ)
+    source = str(Path(edge_msa.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (source, env.get("PYTHONPATH")) if p)
+    argv = [sys.executable, "-c", CHILD, str(bundle), backend or "", str(threads or "")]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, env=env)
+    except subprocess.TimeoutExpired:
+        raise ColdStartFailed(f"a fresh process loading it gave no answer within {timeout_s:g} s") from None
+    lines = done.stdout.strip().splitlines()
+    try:
+        result = json.loads(lines[-1]) if lines else {}
+    except ValueError:
+        result = {}
+    if done.returncode == 0 and all(k in result for k in FIGURES):
+        return result
+    said = result.get("error") or next(iter(done.stderr.strip().splitlines()[-1:]), "")
+    raise ColdStartFailed(said or f"the process exited with status {done.returncode} and said nothing")
+
+
+def child(started: float) -> None:
+    """The fresh process (`CHILD`; argv: bundle, backend or "", threads or ""): imports the runtime, then opens the
+    bundle, and prints FIGURES as one JSON line, or {"error": one line}. cold_start_ms counts from `started` (its
+    first line: the imports included), load_ms from after the imports (`import_runtime`), and cold_start_rss_mb is
+    its peak resident memory: what a process serving that bundle alone needs."""
+    bundle, backend, threads = Path(sys.argv[1]), sys.argv[2] or None, int(sys.argv[3]) if sys.argv[3] else None
+    try:
+        import_runtime(bundle, backend)
+        imported = time.perf_counter()
+        open_bundle(bundle, backend, threads)
+        ready = time.perf_counter()
+    except Exception as exc:
+        print(json.dumps({"error": failure_text(exc)}))
+        return
+    peak = rusage_peak_bytes()
+    print(json.dumps({"cold_start_ms": (ready - started) * 1e3, "load_ms": (ready - imported) * 1e3,
+                      "cold_start_rss_mb": None if peak is None else peak / MB}))
+
+
+def runtime_modules(backend: str | None) -> tuple[str, ...]:
+    """What loading a bundle on `backend` (None: unknown) imports once per process: the runtime, its backend's
+    module and library, and the text front end's libraries (tokenizers; onnxruntime for a frozen encoder, whatever
+    the backend)."""
+    from edge_msa.runtime.backend import BACKENDS
+
+    libraries = {"tensorrt": ("tensorrt", "cuda.bindings.runtime")}.get(backend or "", ())
+    module = (BACKENDS[backend].split(":")[0],) if backend in BACKENDS else ()
+    return ("edge_msa.runtime.predictor", "tokenizers", "onnxruntime", *module, *libraries)
+
+
+def import_runtime(bundle: Path, backend: str | None) -> None:
+    """Import `runtime_modules` for the backend `bundle` loads on (`backend`, else the one it was exported for), so
+    that load_ms leaves them out. One that will not import is left to the load, which says what is missing in its
+    own words."""
+    import importlib
+
+    if backend is None:
+        from edge_msa.runtime.manifest import read_manifest
+        try:
+            backend = read_manifest(bundle).backend
+        except EdgeMSAError:  # no bundle there, or a broken one: its load fails, in its own words
+            pass
+    for name in runtime_modules(backend):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+
+
+def failure_text(exc: BaseException) -> str:
+    """A failure as one line of a row's status: our errors' own words, others' prefixed with their type."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}"[:300] if not isinstance(exc, EdgeMSAError) else text[:300]
