@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import edge_msa
-from edge_msa.errors import EdgeMSAError
+from edge_msa.errors import EdgeMSAError, one_line
 
 from .memory import MB, rusage_peak_bytes
 
@@ -146,6 +146,6 @@ def import_runtime(bundle: Path, backend: str | None) -> None:
 
 
 def failure_text(exc: BaseException) -> str:
-    """A failure as one line of a row's status: our errors' own words, others' prefixed with their type."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}"[:300] if not isinstance(exc, EdgeMSAError) else text[:300]
+    """A failure as one line of a row's status (errors.one_line: every line of it, not the first alone, which for
+    onnxruntime is its generic half): our errors' own words, others' prefixed with their type."""
+    return one_line(exc if isinstance(exc, EdgeMSAError) else f"{type(exc).__name__}: {exc}", 300)

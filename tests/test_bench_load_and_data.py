@@ -179,3 +179,14 @@ def test_compare_says_when_accuracy_was_scored_on_other_rows(tmp_path, tiny_spec
         assert (warning in printed) is bool(differs), b
         rows = json.loads((tmp_path / "cmp" / "compare.json").read_text())["rows"]
         assert {e["same_scored_rows"] for e in rows} == {None if differs is None else not differs}
+
+
+def test_a_failed_rows_status_keeps_every_line_of_its_error():
+    """onnxruntime puts its detail on a second line ("... Got: 5 Expected: 3"): a row's status keeps it, on one line."""
+    from edge_msa.benchmarks.coldstart import failure_text
+    from edge_msa.errors import InputError
+
+    assert failure_text(RuntimeError("invalid dimensions\nindex: 1 Got: 5 Expected: 3")) == \
+        "RuntimeError: invalid dimensions index: 1 Got: 5 Expected: 3"
+    assert failure_text(InputError("bad\nbundle")) == "bad bundle"
+    assert failure_text(ValueError()) == "ValueError:"
