@@ -5,14 +5,12 @@ Engines are device-specific and stamped with the TensorRT version in the manifes
 tests: tests/test_tensorrt_fake_api.py exercises this control flow against a fake tensorrt + cuda-python API."""
 from __future__ import annotations
 
-from dataclasses import replace
 from types import ModuleType
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edge_msa.data.base import FeatureSet
-
+from edge_msa.data.assemble import feature_set
 from edge_msa.errors import ArtifactError, InputError, MissingDependencyError, given, require
 from edge_msa.runtime.tensorrt_backend import cuda_call, cuda_runtime, to_engine_dtype
 
@@ -20,6 +18,8 @@ from .formats import LAYERNORM_OPSET, TRT_FIX
 from .trt_support import profile_shapes
 
 if TYPE_CHECKING:
+    from edge_msa.data.base import FeatureSet
+
     from .exporter import ExportContext
 
 # Training samples the INT8 entropy calibrator sees (each in every modality subset): NVIDIA's INT8 guide finds about
@@ -35,13 +35,7 @@ def calibration_sample(train: FeatureSet) -> FeatureSet:
     if len(train) <= CALIBRATION_SAMPLES:
         return train
     rows = np.sort(np.random.default_rng(0).choice(len(train), CALIBRATION_SAMPLES, replace=False))
-
-    def take(column):
-        return None if column is None else np.asarray(column)[rows]
-
-    return replace(train, features={m: x[rows] for m, x in train.features.items()},
-                   lengths={m: n[rows] for m, n in train.lengths.items()}, labels=train.labels[rows],
-                   ids=take(train.ids), texts=take(train.texts), groups=take(train.groups))
+    return feature_set(train.features, train.lengths, train.labels, train.ids, train.texts, rows, train.groups)
 
 
 def _calibration_rows(feeds: list[dict[str, np.ndarray]], opt: dict[str, tuple[int, ...]],

@@ -50,3 +50,27 @@ def test_help_and_a_mistyped_command_still_see_every_command(capsys):
         main(["predcit", "bundle"])
     assert exited.value.code == 2
     assert "invalid choice 'predcit' (did you mean 'predict'?" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["--help", "predict"], ["-h", "train"], ["--he", "predict"]])
+def test_top_level_help_before_a_command_lists_every_command(capsys, argv):
+    """`edge-msa --help predict` prints the top-level help (argparse acts on --help before it reads the command): with
+    the parser built for the first word that is no flag, it listed predict alone, as if that were the only command."""
+    from edge_msa.cli import SUBCOMMANDS, main
+
+    with pytest.raises(SystemExit):
+        main(argv)
+    listed = capsys.readouterr().out
+    assert all(name in listed for name in SUBCOMMANDS)
+
+
+@pytest.mark.parametrize("word", ["--", "-1"])
+def test_a_word_argparse_reads_as_the_command_is_told_every_command(capsys, word):
+    """argparse takes `--` and a negative number as the command word (`edge-msa -- predict`): refused, the line said
+    "expected one of predict", the command after it, where every command is one."""
+    from edge_msa.cli import SUBCOMMANDS, main
+
+    with pytest.raises(SystemExit) as exited:
+        main([word, "predict", "bundle"])
+    assert exited.value.code == 2
+    assert f"expected one of {', '.join(SUBCOMMANDS)};" in capsys.readouterr().err

@@ -124,3 +124,16 @@ def test_a_text_read_from_its_head_has_the_whole_texts_ids_whatever_it_holds(tin
     front = text_module.TokenIds(tiny_bert_dir / "tokenizer.json", max_len=5)
     mine, whole = front.encode_batch(texts), front.tokenizer.encode_batch(texts)
     assert [(e.ids, bool(e.overflowing)) for e in mine] == [(e.ids, bool(e.overflowing)) for e in whole]
+
+
+def test_predict_takes_a_text_argument_a_latin1_locale_decoded(int8_token_bundle, capsys, monkeypatch):
+    """In a Latin-1 locale Python decodes every byte of argv, so `--text café` arrives whole; its bytes in the
+    locale's encoding (os.fsencode) are no UTF-8, and the UTF-8 check refused it as "not valid UTF-8": only a lone
+    surrogate says that the locale's encoding could not decode a byte."""
+    import os
+
+    from edge_msa.cli import main
+
+    monkeypatch.setattr(os, "fsencode", lambda text: text.encode("latin-1", "surrogateescape"))
+    assert main(["predict", str(int8_token_bundle), "--text", "good café film"]) == 0
+    assert '"score"' in capsys.readouterr().out

@@ -220,8 +220,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def _command_word(argv: list[str]) -> str | None:
-    """The subcommand a command line names: its first word that is not a flag (the top-level flags take no value)."""
-    return next((word for word in argv if not word.startswith("-")), None)
+    """The subcommand a command line names: its first word, where that is one. Why not the first word that is no
+    flag: a top-level flag before it is --help (argparse prints the top-level help before it reads the command, which
+    listed that command alone: `edge-msa --help predict`), --version or one refused, and argparse reads `--` and a
+    negative number as the command (`edge-msa -- predict` was told "expected one of predict")."""
+    return argv[0] if argv and argv[0] in SUBCOMMANDS else None
 
 
 def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:

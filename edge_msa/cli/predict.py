@@ -93,9 +93,15 @@ def run(args: argparse.Namespace) -> int:
 def _check_utf8_argument(flag: str, value: str | None) -> None:
     """Refuse a command-line value whose bytes are not UTF-8 (a terminal or script in Latin-1: Python keeps such
     bytes as lone surrogates). Why here: the predictor then called `--text $'caf\\xe9'` "an unpaired UTF-16
-    surrogate", words that do not say what the user typed wrong."""
+    surrogate", words that do not say what the user typed wrong. A value without a lone surrogate was decoded whole
+    in the locale's encoding (a Latin-1 locale's `--text café`, whose bytes are no UTF-8) and is taken as it is."""
     from ..errors import InputError
 
+    try:
+        (value or "").encode("utf-8")
+        return
+    except UnicodeEncodeError:  # a lone surrogate: a byte the locale's encoding could not decode, placed below
+        pass
     try:
         os.fsencode(value or "").decode("utf-8")
     except (UnicodeDecodeError, UnicodeEncodeError) as exc:  # the latter: a surrogate no byte gave (main() in code)
