@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import socket
 import subprocess
 import sys
@@ -69,6 +70,16 @@ def few_timings(monkeypatch):
     build = CompressOptions.build
     monkeypatch.setattr(CompressOptions, "build",
                         classmethod(lambda cls, **knobs: build(**{"latency_calls": 20, "bootstrap": 50, **knobs})))
+
+
+@pytest.fixture
+def few_bench_calls(monkeypatch):
+    """bench runs whose test reads no latency (the pipeline's stage 4): 2 warm-up and at least 5 timed calls a row,
+    as test_bench_sweep's FAST, instead of run_bench's 10 and 20 (most of a pipeline test's bench stage), set on
+    benchmarks.run_bench, which the pipeline calls, so the stage still goes its own way to its report."""
+    from edge_msa import benchmarks
+
+    monkeypatch.setattr(benchmarks, "run_bench", functools.partial(benchmarks.run_bench, warmup=2, min_runs=5))
 
 
 @contextlib.contextmanager
