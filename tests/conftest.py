@@ -145,14 +145,15 @@ def write_tiny_bert(folder: Path, hidden: int = 32, layers: int = 2, heads: int 
     return folder
 
 
-def token_featureset(tokenizer: Path, n: int, seed: int):
-    """Random sentences over WORDS as token ids (TokenIds), audio/video random; label = word sentiment."""
+def token_featureset(tokenizer: Path, n: int, seed: int, two_lengths: bool = False):
+    """Random sentences over WORDS as token ids (TokenIds), audio/video random; label = word sentiment.
+    `two_lengths`: sentences of 2 or 8 words (two length tuples), as make_featureset's."""
     from edge_msa.data.assemble import feature_set
     from edge_msa.features.text import TokenIds
 
     rng = np.random.default_rng(seed)
     score = {w: s for w, s in zip(WORDS[:12], [1, 1.5, 1, 2, 1, 1.5, -1, -2, -1, -2, -1.5, -1])}
-    texts = [" ".join(rng.choice(WORDS, size=rng.integers(2, 9))) for _ in range(n)]
+    texts = [" ".join(rng.choice(WORDS, size=2 + 6 * (i % 2) if two_lengths else rng.integers(2, 9))) for i in range(n)]
     labels = np.clip([sum(score.get(w, 0) for w in t.split()) for t in texts], -3, 3).astype(np.float32)
     ids, lengths = TokenIds(tokenizer, max_len=12).encode(texts)
     feats = {"text": ids, "audio": rng.normal(size=(n, 1, 5)).astype(np.float32),
@@ -170,7 +171,8 @@ def token_spec(tokenizer: Path) -> FeatureSpec:
     """The spec of a model that encodes token ids itself (12 tokens), with tiny external audio/video features."""
     from edge_msa.features.text import tokenizer_tag
 
-    return FeatureSpec(dims=(1, 5, 7), max_lens=(12, 1, 1), front_ends=(tokenizer_tag(tokenizer), "external", "external"))
+    return FeatureSpec(dims=(1, 5, 7), max_lens=(12, 1, 1),
+                       front_ends=(tokenizer_tag(tokenizer), "external", "external"))
 
 
 def token_student(bert_dir: Path, max_positions: int):
@@ -187,11 +189,13 @@ def token_student(bert_dir: Path, max_positions: int):
 
 @pytest.fixture(scope="module")
 def token_splits(tiny_bert_dir) -> DatasetSplits:
-    """Module-scoped, so a module-scoped model trained on it sees the tests' splits; no test changes it."""
+    """Module-scoped, so a module-scoped model trained on it sees the tests' splits; no test changes it. The test
+    split has two length tuples: a compress report counts MACs once per distinct tuple of it (torch-pruning copies
+    the whole model, tiny BERT inside, for each count), most of a compress run's time on 7 tuples."""
     tok = tiny_bert_dir / "tokenizer.json"
     spec = token_spec(tok)
-    return DatasetSplits(spec, token_featureset(tok, 64, 0), token_featureset(tok, 32, 1), token_featureset(tok, 32, 2),
-                         name="tiny-tokens")
+    return DatasetSplits(spec, token_featureset(tok, 64, 0), token_featureset(tok, 32, 1),
+                         token_featureset(tok, 32, 2, two_lengths=True), name="tiny-tokens")
 
 
 @pytest.fixture(scope="session")
