@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import socket
 import subprocess
 import sys
@@ -27,13 +28,14 @@ def tiny_spec() -> FeatureSpec:
     return FeatureSpec(dims=(12, 5, 7), max_lens=(9, 3, 4))
 
 
-def make_featureset(spec: FeatureSpec, n: int, seed: int = 0) -> FeatureSet:
-    """Random features whose label depends on text and audio, so a model can learn it."""
+def make_featureset(spec: FeatureSpec, n: int, seed: int = 0, two_lengths: bool = False) -> FeatureSet:
+    """Random features whose label depends on text and audio, so a model can learn it. `two_lengths`: every input at
+    full length or at one step (two length tuples instead of dozens), for work done once per distinct tuple."""
     rng = np.random.default_rng(seed)
     feats, lens = {}, {}
     for m in MODALITIES:
         L, d = spec.max_len(m), spec.dim(m)
-        lens[m] = rng.integers(1, L + 1, size=n)
+        lens[m] = np.where(np.arange(n) % 2 == 0, L, 1) if two_lengths else rng.integers(1, L + 1, size=n)
         x = rng.normal(size=(n, L, d)).astype(np.float32)
         x[np.arange(L)[None, :] >= lens[m][:, None]] = 0.0
         feats[m] = x
@@ -68,6 +70,16 @@ def few_timings(monkeypatch):
     build = CompressOptions.build
     monkeypatch.setattr(CompressOptions, "build",
                         classmethod(lambda cls, **knobs: build(**{"latency_calls": 20, "bootstrap": 50, **knobs})))
+
+
+@pytest.fixture
+def few_bench_calls(monkeypatch):
+    """bench runs whose test reads no latency (the pipeline's stage 4): 2 warm-up and at least 5 timed calls a row,
+    as test_bench_sweep's FAST, instead of run_bench's 10 and 20 (most of a pipeline test's bench stage), set on
+    benchmarks.run_bench, which the pipeline calls, so the stage still goes its own way to its report."""
+    from edge_msa import benchmarks
+
+    monkeypatch.setattr(benchmarks, "run_bench", functools.partial(benchmarks.run_bench, warmup=2, min_runs=5))
 
 
 @contextlib.contextmanager
@@ -133,14 +145,15 @@ def write_tiny_bert(folder: Path, hidden: int = 32, layers: int = 2, heads: int 
     return folder
 
 
-def token_featureset(tokenizer: Path, n: int, seed: int):
-    """Random sentences over WORDS as token ids (TokenIds), audio/video random; label = word sentiment."""
+def token_featureset(tokenizer: Path, n: int, seed: int, two_lengths: bool = False):
+    """Random sentences over WORDS as token ids (TokenIds), audio/video random; label = word sentiment.
+    `two_lengths`: sentences of 2 or 8 words (two length tuples), as make_featureset's."""
     from edge_msa.data.assemble import feature_set
     from edge_msa.features.text import TokenIds
 
     rng = np.random.default_rng(seed)
     score = {w: s for w, s in zip(WORDS[:12], [1, 1.5, 1, 2, 1, 1.5, -1, -2, -1, -2, -1.5, -1])}
-    texts = [" ".join(rng.choice(WORDS, size=rng.integers(2, 9))) for _ in range(n)]
+    texts = [" ".join(rng.choice(WORDS, size=2 + 6 * (i % 2) if two_lengths else rng.integers(2, 9))) for i in range(n)]
     labels = np.clip([sum(score.get(w, 0) for w in t.split()) for t in texts], -3, 3).astype(np.float32)
     ids, lengths = TokenIds(tokenizer, max_len=12).encode(texts)
     feats = {"text": ids, "audio": rng.normal(size=(n, 1, 5)).astype(np.float32),
@@ -158,7 +171,8 @@ def token_spec(tokenizer: Path) -> FeatureSpec:
     """The spec of a model that encodes token ids itself (12 tokens), with tiny external audio/video features."""
     from edge_msa.features.text import tokenizer_tag
 
-    return FeatureSpec(dims=(1, 5, 7), max_lens=(12, 1, 1), front_ends=(tokenizer_tag(tokenizer), "external", "external"))
+    return FeatureSpec(dims=(1, 5, 7), max_lens=(12, 1, 1),
+                       front_ends=(tokenizer_tag(tokenizer), "external", "external"))
 
 
 def token_student(bert_dir: Path, max_positions: int):
@@ -175,11 +189,13 @@ def token_student(bert_dir: Path, max_positions: int):
 
 @pytest.fixture(scope="module")
 def token_splits(tiny_bert_dir) -> DatasetSplits:
-    """Module-scoped, so a module-scoped model trained on it sees the tests' splits; no test changes it."""
+    """Module-scoped, so a module-scoped model trained on it sees the tests' splits; no test changes it. The test
+    split has two length tuples: a compress report counts MACs once per distinct tuple of it (torch-pruning copies
+    the whole model, tiny BERT inside, for each count), most of a compress run's time on 7 tuples."""
     tok = tiny_bert_dir / "tokenizer.json"
     spec = token_spec(tok)
-    return DatasetSplits(spec, token_featureset(tok, 64, 0), token_featureset(tok, 32, 1), token_featureset(tok, 32, 2),
-                         name="tiny-tokens")
+    return DatasetSplits(spec, token_featureset(tok, 64, 0), token_featureset(tok, 32, 1),
+                         token_featureset(tok, 32, 2, two_lengths=True), name="tiny-tokens")
 
 
 @pytest.fixture(scope="session")

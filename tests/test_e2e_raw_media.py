@@ -60,7 +60,7 @@ def test_featurize_train_compress_export_predict_on_real_clips(tmp_path, monkeyp
 
 
 def test_pipeline_runs_every_stage_and_writes_the_bench_report(tmp_path, monkeypatch, capsys, cli_tiny_teacher, ds,
-                                                               few_timings):
+                                                               few_timings, few_bench_calls):
     monkeypatch.setenv("EDGE_MSA_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "run"
     assert main(["pipeline", "--model", "fd_cmdie_tiny", "--data", str(ds), "--out", str(out), "--epochs", "1",
