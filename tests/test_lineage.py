@@ -13,7 +13,8 @@ from conftest import DATA_ROOT, one_line_error
 from edge_msa.checkpoint import save_checkpoint
 from edge_msa.cli import main
 from edge_msa.data import lineage, load_dataset, rebuild_splits
-from edge_msa.data.lineage import file_sha256, split_record
+from edge_msa.data.lineage import split_record
+from edge_msa.digest import file_sha256
 from edge_msa.errors import InputError
 from edge_msa.export import export
 from edge_msa.models import create_model
