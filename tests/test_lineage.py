@@ -284,3 +284,15 @@ def test_export_finds_the_models_mosi_u_file_from_another_checkout_as_eval_does(
     bundle = export(ckpt, out=tmp_path / "bundle", log=None)
     manifest = read_manifest(bundle)
     assert manifest.export_options["data"] == str(elsewhere) and "valid" in manifest.metrics
+
+
+def test_splits_with_other_rows_are_counted_in_english(tmp_path):
+    """The warning said "the valid split(s) hold other rows": a count reads as English (errors.plural)."""
+    data = _label_csv(tmp_path / "label.csv")
+    record = lineage(load_dataset(data, progress=False))
+    for changed, says in ((["valid"], "1 split (valid) with"), (["valid", "test"], "2 splits (valid, test) with")):
+        tampered = {**record, "splits": {n: {**s, "ids_sha256": "0" * 64} if n in changed else s
+                                         for n, s in record["splits"].items()}}
+        with pytest.warns(UserWarning, match=rf"^{re.escape(str(data))}: {re.escape(says)} other rows than the "
+                          r"model's record \(a reader or seed changed\); scores are not comparable$"):
+            rebuild_splits(tampered, data)

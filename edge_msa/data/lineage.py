@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..digest import file_sha256
-from ..errors import InputError, warn
+from ..errors import InputError, plural, warn
 from ..splits import SPLITS
 from .base import Column, DatasetSplits, FeatureSet
 
@@ -104,8 +104,8 @@ def rebuild_splits(record: dict[str, Any] | None, data: str | os.PathLike | None
         changed = [n for n in SPLITS if n in record.get("splits", {})
                    and split_record(getattr(splits, n))["ids_sha256"] != record["splits"][n]["ids_sha256"]]
         if changed:
-            warn(f"{path}: the {', '.join(changed)} split(s) hold other rows than the model's record "
-                 "(a reader or seed changed); scores are not comparable")
+            warn(f"{path}: {plural(len(changed), 'split')} ({', '.join(changed)}) with other rows than the model's "
+                 "record (a reader or seed changed); scores are not comparable")
     return splits
 
 
