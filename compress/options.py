@@ -139,14 +139,11 @@ class CompressOptions:
         check_build(self.student, {"share": self.share, **self.student_params})
 
     def _check_fractions(self) -> None:
-        """prune_ratio in [0, 1), skip_budget or max_drop in [0, 1], each by check_range, the one rule: compared here
-        by hand, a string from a Python caller ('0.5') was a bare TypeError. prune_ratio's open top (1 removes every
-        channel) is told after it, as TrainConfig tells warmup's."""
+        """prune_ratio in [0, 1) (1 removes every channel), skip_budget or max_drop in [0, 1], each by check_range, the
+        one rule: compared here by hand, a string from a Python caller ('0.5') was a bare TypeError."""
         if self.prune_ratio is not None:
-            check_range({"prune_ratio": self.prune_ratio}, 0, strict=False)
-            if self.prune_ratio >= 1:
-                raise InputError(f"{given('prune_ratio', self.prune_ratio)}; expected 0 <= prune_ratio < 1 (1 removes "
-                                 "every channel)")
+            check_range({"prune_ratio": self.prune_ratio}, 0, strict=False, top=1, exclusive_top=True,
+                        why="1 removes every channel")
         if self.skip_budget is not None and self.max_drop is not None:
             raise InputError(f"{option_name('skip_budget')} and {option_name('max_drop')} both given; "
                              "expected at most one way to pick skip thresholds")

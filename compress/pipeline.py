@@ -25,7 +25,8 @@ from edge_msa.atomic import write_text
 from edge_msa.benchmarks.timing import SIDE_BY_SIDE
 from edge_msa.checkpoint import data_record, load_checkpoint, require_writable_pt, save_checkpoint
 from edge_msa.data.base import DatasetSplits, FeatureSet
-from edge_msa.data.lineage import file_sha256, lineage, rebuild_splits
+from edge_msa.data.lineage import lineage, rebuild_splits
+from edge_msa.digest import file_sha256
 from edge_msa.errors import ArtifactError, InputError
 from edge_msa.metrics import msa_metrics
 from edge_msa.models import create_model

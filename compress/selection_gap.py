@@ -38,6 +38,7 @@ import numpy as np
 
 from edge_msa.checkpoint import data_record, load_checkpoint, read_checkpoint
 from edge_msa.data.base import FeatureSet
+from edge_msa.digest import file_sha256
 from edge_msa.errors import EdgeMSAError, InputError, check_range, named_as_flags
 from edge_msa.jsonio import dumps
 from edge_msa.metrics import polarity_non0
@@ -91,8 +92,6 @@ def check_seed_student(student: Path, seed: int, path: Path, recorded: dict[str,
     in its meta): a later compress into the same --out that was interrupted (or trained other seeds) leaves its own
     stage files beside the old student.pt, and scoring those silently compared the wrong recipe. Students from before
     the sha256 was recorded (`recorded` None) are not checked."""
-    from edge_msa.data.lineage import file_sha256
-
     if not path.is_file():
         raise InputError(f"'{path}' is missing; expected the per-seed students `edge-msa compress` keeps")
     if recorded is not None and recorded.get(str(seed)) != file_sha256(path):

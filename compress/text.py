@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edge_msa.data.assemble import feature_set, pad_sequences
-from edge_msa.errors import InputError, given, option_name, require, warn
+from edge_msa.errors import InputError, given, option_name, plural, require, warn
 from edge_msa.models.base import MSAModel
 from edge_msa.models.text_bert import BertEncoder, BertLayer, key_padding_bias
 from edge_msa.models.with_text import token_ids
@@ -446,8 +446,8 @@ def outside_held_out(extra: FeatureSet, splits: DatasetSplits, transfer: str) ->
     keep = np.array([video not in held_out for video in extra.videos().tolist()], dtype=bool)
     if keep.all():
         return extra
-    warn(f"{given('transfer', transfer)}: {int((~keep).sum())} training-fold row(s) left out, their videos being in "
-         f"the valid or test split of {splits.info.get('path') or splits.name} (the same file?)")
+    warn(f"{given('transfer', transfer)}: {plural(int((~keep).sum()), 'training-fold row')} left out, their videos "
+         f"being in the valid or test split of {splits.info.get('path') or splits.name} (the same file?)")
     return feature_set(extra.features, extra.lengths, extra.labels, extra.ids, extra.texts, np.flatnonzero(keep),
                        extra.groups)
 

@@ -156,7 +156,7 @@ def given(name: str, value: Any) -> str:
 
 
 def check_range(values: Mapping[str, float], bound: float, strict: bool, no_limit: bool = False,
-                whole: bool = False, top: float | None = None, why: str = "") -> None:
+                whole: bool = False, top: float | None = None, exclusive_top: bool = False, why: str = "") -> None:
     """One line for the first of `values` (name -> value) that is not a finite number > `bound` (`strict`) or
     >= `bound`: the comparison is negated so that NaN fails it too, before any training (it failed mid-run inside
     torch, or trained on NaN). The one rule for the training and compress knobs, each named as its user gave it
@@ -166,26 +166,29 @@ def check_range(values: Mapping[str, float], bound: float, strict: bool, no_limi
     failed the comparison with a bare TypeError (as a string or a bool in place of any number does). A count that is
     NaN or inf is told it must be finite, as any other knob is (serve's `max_steps = inf` was told so before its
     limits were counts). `top`: an upper bound as well, inclusive (opset 14 <= opset <= 20, a seed's range), so a
-    two-sided range follows the same rule and wording. `why`: what the range serves, said after it in parentheses."""
-    op = ">" if strict else ">="
+    two-sided range follows the same rule and wording; `exclusive_top` makes it a bound the value stays below (a
+    probability or prune_ratio in [0, 1)), which was told by hand or by a rule of its own that said only ">= 0" or
+    only "[0, 1)". `why`: what the range serves, said after it in parentheses."""
+    op, top_op = (">" if strict else ">="), ("<" if exclusive_top else "<=")
     for name, value in values.items():
         number = isinstance(value, Real) and not isinstance(value, bool)
-        span = f"{op} {bound}" if top is None else f"{bound} <= {name} <= {top}"
+        span = f"{op} {bound}" if top is None else f"{bound} {op.replace('>', '<')} {name} {top_op} {top}"
         if not number or (whole and math.isfinite(value) and not is_whole(value)):
             # 16.0 (is_whole): told which int to write, where that int is in range
-            said = number and value == int(value) and _inside(value, bound, strict, top)
+            said = number and value == int(value) and _inside(value, bound, strict, top, exclusive_top)
             kind, fix = (f" is a {type(value).__name__}", f"write {int(value)}") if said else ("", "")
             raise InputError(f"{given(name, value)}{kind}; expected a {'whole ' * whole}number {span}"
                              f"{_notes(no_limit, why, fix)}")
         finite = math.isfinite(value) or (no_limit and value == math.inf)
-        if not _inside(value, bound, strict, top) or not finite:
+        if not _inside(value, bound, strict, top, exclusive_top) or not finite:
             what = "" if finite or no_limit else "a finite number "
             raise InputError(f"{given(name, value)}; expected {what}{span}{_notes(no_limit, why)}")
 
 
-def _inside(value: float, bound: float, strict: bool, top: float | None) -> bool:
+def _inside(value: float, bound: float, strict: bool, top: float | None, exclusive_top: bool) -> bool:
     """check_range's comparison, False for NaN."""
-    return (value > bound if strict else value >= bound) and (top is None or value <= top)
+    below_top = top is None or (value < top if exclusive_top else value <= top)
+    return (value > bound if strict else value >= bound) and below_top
 
 
 def _notes(no_limit: bool, *notes: str) -> str:

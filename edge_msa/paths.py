@@ -20,15 +20,19 @@ SHARED_DATA_FROM: dict[str, Callable[[], Path]] = {
     "the checkout": lambda: Path(__file__).resolve().parents[1],
     "the working directory": Path.cwd,
 }
-# Where MOSI-U is read from without --data and $EDGE_MSA_DATA, in words
-SHARED_MOSI = f"{SHARED_DATA}/{MOSI_FILE} beside {' or '.join(SHARED_DATA_FROM)}"
 
 
 def searched(relative: str) -> str:
     """Where `relative`, a file of the data folder, is looked for (default_data_root's rule), in words: the help and
     messages of what defaults to such a file. Why: compress's --transfer mosei named ../shared/data alone, so a user
     who had set $EDGE_MSA_DATA was told the default ignored it, as the --data help told before it was worded here."""
-    return f"${DATA_ENV}/{relative}, else {SHARED_DATA}/{relative} beside {' or '.join(SHARED_DATA_FROM)}"
+    return f"${DATA_ENV}/{relative}, else {_shared(relative)}"
+
+
+def _shared(relative: str) -> str:
+    """Where `relative` is looked for without $EDGE_MSA_DATA, in words: searched's second half, and the whole of
+    default_mosi_path's error (which is raised only where $EDGE_MSA_DATA is unset)."""
+    return f"{SHARED_DATA}/{relative} beside {' or '.join(SHARED_DATA_FROM)}"
 
 
 def default_data_root() -> Path | None:
@@ -53,7 +57,7 @@ def default_mosi_path() -> Path:
     if os.environ.get(DATA_ENV):
         raise InputError(f"no --data given and ${DATA_ENV} holds no {path}; expected ${DATA_ENV} to be the folder "
                          f"that holds {MOSI_FILE}, or pass --data PATH")
-    raise InputError(f"no --data given and no {SHARED_MOSI}; pass --data PATH (or set {DATA_ENV})")
+    raise InputError(f"no --data given and no {_shared(MOSI_FILE)}; pass --data PATH (or set {DATA_ENV})")
 
 
 def cache_dir() -> Path:

@@ -294,8 +294,8 @@ def test_counts_from_python_are_whole_numbers(kwargs, says):
                    "depth, fuse_depth, share, enc_hidden, head_hidden, gate_hidden, dropout, modality_dropout, "
                    "av_input_dropout, skip_thresholds, blocks, sharing"),
     # base.check_probabilities: nn.Dropout took 1.0 (every activation zeroed), -0.1 was torch's "bad options" line
-    ({"dropout": 1.0}, "dropout = 1.0; expected a probability in [0, 1)"),
-    ({"dropout": -0.1}, "dropout = -0.1; expected a probability in [0, 1)"),
+    ({"dropout": 1.0}, "dropout = 1.0; expected 0 <= dropout < 1 (a probability)"),
+    ({"dropout": -0.1}, "dropout = -0.1; expected 0 <= dropout < 1 (a probability)"),
     # the pipeline passes share= and **student_params: a raw TypeError (share twice, or None not a mapping)
     ({"share": "depth"}, "student_params = {'share': 'depth'} sets share; expected the share mode as its own option "
                          "(share = 'depth'), not in student_params"),

@@ -254,7 +254,7 @@ def test_stage_files_are_told_apart_from_an_earlier_or_unfinished_run(teacher, t
     import edge_msa.compress.pipeline as pipeline
     from edge_msa.compress.pipeline import SEED_STUDENTS, stage_files
     from edge_msa.compress.selection_gap import seed_predictions
-    from edge_msa.data.lineage import file_sha256
+    from edge_msa.digest import file_sha256
 
     out = tmp_path / "s.pt"
     compress(teacher, out=out, splits=tiny_splits, progress=False, seeds=(0, 1), **FAST)

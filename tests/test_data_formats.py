@@ -274,7 +274,7 @@ def test_label_csv_repeated_ids_are_named(tmp_path):
     with pytest.warns(UserWarning) as said:
         data = load_dataset(path, progress=False)
     assert [str(w.message) for w in said] == [
-        f"{path}: 2 id(s) on more than one row (first: 'vidA_1'), 1 of them in more than one split; expected one row "
+        f"{path}: 2 ids on more than one row (first: 'vidA_1'), 1 of them in more than one split; expected one row "
         "per clip (a repeat is trained on twice, and one in two splits scores the model on rows it trained on)"]
     assert data.info["sizes"] == {"train": 2, "valid": 2, "test": 1}
 

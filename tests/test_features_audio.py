@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -234,3 +235,13 @@ def test_samples_that_are_not_finite_are_counted_and_placed_per_channel():
     assert one_line_error(lambda: AudioFrontEnd().extract(stereo, SAMPLE_RATE, source="clip.wav")) == (
         "clip.wav: audio samples hold 2 of 6400 values that are not finite (NaN or inf), the first at sample 7, "
         "channel 1; expected finite numbers")
+
+
+def test_samples_without_a_channel_are_refused_in_one_line():
+    """Samples of shape (T, 0) passed the NaN check (no values to count) and averaged to T NaN samples in the
+    mix-down, under a numpy RuntimeWarning: one line now, as other unreadable audio."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "Mean of empty slice" came first
+        says = one_line_error(lambda: AudioFrontEnd().extract(np.zeros((3200, 0), np.float32), SAMPLE_RATE,
+                                                              source="clip.wav"))
+    assert says == "clip.wav: samples have shape (3200, 0); expected (T,) or (T, channels), channels >= 1"

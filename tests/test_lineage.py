@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import csv
+import importlib
 import json
 import re
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +15,8 @@ from conftest import DATA_ROOT, one_line_error
 from edge_msa.checkpoint import save_checkpoint
 from edge_msa.cli import main
 from edge_msa.data import lineage, load_dataset, rebuild_splits
-from edge_msa.data.lineage import file_sha256, split_record
+from edge_msa.data.lineage import split_record
+from edge_msa.digest import file_sha256
 from edge_msa.errors import InputError
 from edge_msa.export import export
 from edge_msa.models import create_model
@@ -283,3 +286,37 @@ def test_export_finds_the_models_mosi_u_file_from_another_checkout_as_eval_does(
     bundle = export(ckpt, out=tmp_path / "bundle", log=None)
     manifest = read_manifest(bundle)
     assert manifest.export_options["data"] == str(elsewhere) and "valid" in manifest.metrics
+
+
+def test_splits_with_other_rows_are_counted_in_english(tmp_path):
+    """The warning said "the valid split(s) hold other rows": a count reads as English (errors.plural)."""
+    data = _label_csv(tmp_path / "label.csv")
+    record = lineage(load_dataset(data, progress=False))
+    for changed, says in ((["valid"], "1 split (valid) with"), (["valid", "test"], "2 splits (valid, test) with")):
+        tampered = {**record, "splits": {n: {**s, "ids_sha256": "0" * 64} if n in changed else s
+                                         for n, s in record["splits"].items()}}
+        with pytest.warns(UserWarning, match=rf"^{re.escape(str(data))}: {re.escape(says)} other rows than the "
+                          r"model's record \(a reader or seed changed\); scores are not comparable$"):
+            rebuild_splits(tampered, data)
+
+
+def test_a_data_file_at_another_path_is_hashed_once(tmp_path, monkeypatch):
+    """rebuild_splits hashed a --data file to compare it with the record, then load_dataset hashed it again: two
+    reads of a file that can be GBs (MOSEI's features). Once now, for a moved file and for another file alike."""
+    data = _label_csv(tmp_path / "labels.txt")
+    record = lineage(load_dataset(data, fmt="mmsa-label-csv", progress=False))
+    moved, other = data.rename(tmp_path / "moved.txt"), _label_csv(tmp_path / "other.csv", seed=1)
+    hashed = []
+
+    def counted(path):
+        hashed.append(Path(path).name)
+        return file_sha256(path)
+
+    for module in ("edge_msa.data.lineage", "edge_msa.data.loader"):  # edge_msa.data.lineage is also a function
+        monkeypatch.setattr(importlib.import_module(module), "file_sha256", counted)
+    again = rebuild_splits(record, moved)
+    assert hashed == ["moved.txt"] and again.info["sha256"] == record["sha256"]
+    assert again.info["format"] == "mmsa-label-csv"  # the same bytes: read in the recorded format
+    with pytest.warns(UserWarning, match="is not the file the model was trained on"):
+        rebuild_splits(record, other)
+    assert hashed == ["moved.txt", "other.csv"]

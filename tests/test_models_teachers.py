@@ -37,13 +37,16 @@ def test_teachers_registered():
 
 
 RATES = [  # every teacher's
-    ({"modality_dropout": 2}, "modality_dropout = 2; expected a probability in [0, 1)"),  # hid it in every batch
-    ({"modality_dropout": -1}, "modality_dropout = -1; expected a probability in [0, 1)"),  # never hid it
-    ({"modality_dropout": float("nan")}, "modality_dropout = nan; expected a probability in [0, 1)"),
-    ({"av_input_dropout": 1}, "av_input_dropout = 1; expected a probability in [0, 1)"),  # zeroed every input
+    # hid it in every batch; never hid it
+    ({"modality_dropout": 2}, "modality_dropout = 2; expected 0 <= modality_dropout < 1 (a probability)"),
+    ({"modality_dropout": -1}, "modality_dropout = -1; expected 0 <= modality_dropout < 1 (a probability)"),
+    ({"modality_dropout": float("nan")},
+     "modality_dropout = nan; expected a finite number 0 <= modality_dropout < 1 (a probability)"),
+    # zeroed every input
+    ({"av_input_dropout": 1}, "av_input_dropout = 1; expected 0 <= av_input_dropout < 1 (a probability)"),
     # nn.Dropout (and the attention) took 1.0, zeroing every activation; -0.1 was torch's "bad options" line
-    ({"dropout": 1.0}, "dropout = 1.0; expected a probability in [0, 1)"),
-    ({"dropout": -0.1}, "dropout = -0.1; expected a probability in [0, 1)"),
+    ({"dropout": 1.0}, "dropout = 1.0; expected 0 <= dropout < 1 (a probability)"),
+    ({"dropout": -0.1}, "dropout = -0.1; expected 0 <= dropout < 1 (a probability)"),
 ]
 # each trained without a word: a temperature of 0 made the contrastive loss NaN (similarities / 0), a negative
 # weight or margin rewarded the term it should lower

@@ -128,8 +128,10 @@ def test_one_json_reader_reads_a_json_object_file(tmp_path):
         read_json_object(path, "limits")
 
 
-@pytest.mark.parametrize("shares, message", [({"valid": "0.2"}, "valid = '0.2'; expected a number >= 0"),
-                                             ({"test": [0.1]}, "test = [0.1]; expected a number >= 0")])
+@pytest.mark.parametrize("shares, message", [
+    ({"valid": "0.2"}, "valid = '0.2'; expected a number 0 <= valid < 1 (a fraction of the rows, with valid + test "
+                       "< 1)"),
+    ({"test": [0.1]}, "test = [0.1]; expected a number 0 <= test < 1 (a fraction of the rows, with valid + test < 1)")])
 def test_feedback_export_shares_follow_the_one_range_rule(tmp_path, shares, message):
     """export_label_csv compared valid and test by hand: '0.2' from a Python caller was a bare TypeError."""
     from edge_msa.serve.feedback import FeedbackLog, export_label_csv

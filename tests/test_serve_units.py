@@ -955,7 +955,8 @@ def test_export_refuses_what_is_not_a_feedback_log(tmp_path, capsys):
     # the values as typed (type=float made `--valid 2` read 2.0), and a Python caller is told its keywords, not flags
     assert main(["feedback", "export", str(tmp_path / "fb.sqlite"), "--out", str(tmp_path / "x.csv"), "--valid",
                  "2"]) == 2
-    assert capsys.readouterr().err == "error: --valid 2 and --test 0.1; expected each >= 0 with a sum below 1\n"
+    assert capsys.readouterr().err == ("error: --valid 2; expected 0 <= valid < 1 (a fraction of the rows, with valid + "
+                                       "test < 1)\n")
     with pytest.raises(InputError, match=r"^valid = 0\.6 and test = 0\.5; expected each >= 0 with a sum below 1$"):
         export_label_csv(tmp_path / "fb.sqlite", tmp_path / "x.csv", valid=0.6, test=0.5)
     assert not (tmp_path / "x.csv").exists()

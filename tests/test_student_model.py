@@ -176,12 +176,14 @@ def test_an_unknown_student_option_is_told_as_a_teachers_is(name, tiny_spec):
                                    "share='depth') to maps of heads, head_dim, ffn"),
     ({"blocks": {}}, "student blocks [] do not match share='depth'; expected ['fuse', 'text']"),
     # each modality's rate: 2 hid the audio in every training batch, silently; 1 zeroed every audio/video input
-    ({"modality_dropout": [0.05, 2, 0.7]}, "modality_dropout[1] = 2; expected a probability in [0, 1)"),
-    ({"modality_dropout": [-0.1, 0.7, 0.7]}, "modality_dropout[0] = -0.1; expected a probability in [0, 1)"),
-    ({"av_input_dropout": 1.0}, "av_input_dropout = 1.0; expected a probability in [0, 1)"),
+    ({"modality_dropout": [0.05, 2, 0.7]},
+     "modality_dropout[1] = 2; expected 0 <= modality_dropout[1] < 1 (a probability)"),
+    ({"modality_dropout": [-0.1, 0.7, 0.7]},
+     "modality_dropout[0] = -0.1; expected 0 <= modality_dropout[0] < 1 (a probability)"),
+    ({"av_input_dropout": 1.0}, "av_input_dropout = 1.0; expected 0 <= av_input_dropout < 1 (a probability)"),
     # nn.Dropout took 1.0, zeroing every activation; -0.1 was torch's "bad options" line
-    ({"dropout": 1.0}, "dropout = 1.0; expected a probability in [0, 1)"),
-    ({"dropout": -0.1}, "dropout = -0.1; expected a probability in [0, 1)"),
+    ({"dropout": 1.0}, "dropout = 1.0; expected 0 <= dropout < 1 (a probability)"),
+    ({"dropout": -0.1}, "dropout = -0.1; expected 0 <= dropout < 1 (a probability)"),
 ])
 def test_a_student_width_that_int_would_round_or_that_builds_nothing_is_refused(params, says, tiny_spec):
     from conftest import one_line_error

@@ -791,7 +791,7 @@ def test_transfer_texts_leave_out_the_videos_of_the_datas_valid_and_test_splits(
                                  *[(video, 0, t, 1.0, "train") for video, t in rows], ("v", 0, "bad", 1.0, "test")])
     monkeypatch.setenv("EDGE_MSA_CACHE", str(tmp_path / "cache"))
     tok, n = tiny_bert_dir / "tokenizer.json", len(token_splits.train)
-    with pytest.warns(UserWarning, match="2 training-fold row.s. left out, their videos being in the valid or test"):
+    with pytest.warns(UserWarning, match="2 training-fold rows left out, their videos being in the valid or test"):
         texts = text.transfer_texts(token_splits, str(transfer), tok, 12, False)
     assert texts["sources"][f"{transfer} (train fold)"] == 1
     assert texts["ids"][n:] == TokenIds(tok, max_len=12).tokenize(["good film"])

@@ -419,7 +419,7 @@ def test_model_counts_are_checked_before_any_data_is_read(model_params, says, tm
                                 "cmd_moments, alpha, beta, score_clip, score_scale"),
     # torch's nn.Dropout refused it with a ValueError, which the registry let through as a traceback; the
     # constructor's base.check_probabilities now says it in the rule's words
-    ("gtf_tiny", {"dropout": 1.5}, "dropout = 1.5; expected a probability in [0, 1)"),
+    ("gtf_tiny", {"dropout": 1.5}, "dropout = 1.5; expected 0 <= dropout < 1 (a probability)"),
 ])
 def test_options_the_model_cannot_be_built_with_are_refused_before_any_data_is_read(model, model_params, says,
                                                                                     tmp_path, monkeypatch):

@@ -40,7 +40,7 @@ NEEDS_TRAIN: dict[str, tuple[str, ...]] = {
 
 # Where a --data left out reads MOSI-U (paths.default_data_root), for the flags' help: it named ../shared/data only,
 # so a user who had set $EDGE_MSA_DATA (as the README's set-up does) was told the default ignored it, and beside the
-# checkout only, where the working directory is searched too (paths.SHARED_MOSI).
+# checkout only, where the working directory is searched too (paths.searched, the one wording of that rule).
 DEFAULT_DATA = searched(MOSI_FILE)
 # The flag that passes a model option to train_teacher (train, pipeline), which messages name as `--model-param KEY=`
 MODEL_PARAM_FLAG = "--model-param"

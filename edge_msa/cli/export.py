@@ -45,7 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     # --format is read by export.get_format (any case; other tools' names such as tensorrt suggest ours)
     p.add_argument("--format", dest="fmt", default="onnx", help=f"{' | '.join(FORMATS)} (default: onnx)")
     p.add_argument("--out", default="bundle", help="bundle directory to write (default: bundle)")
-    p.add_argument("--data", default=None, help="dataset for real parity inputs and the accuracy check (valid split)")
+    p.add_argument("--data", default=None, help="dataset: its valid split gives real parity inputs and the accuracy "
+                   "check, and an INT8 engine (--trt-precision int8) calibrates on a sample of its training split "
+                   "(default: the file the checkpoint's lineage names, where it exists)")
     p.add_argument("--single-graph", action="store_true", help="one graph even for the student (no modality skipping)")
     p.add_argument("--opset", type=int, default=DEFAULTS["opset"], help=f"ONNX opset, {MIN_OPSET}..{MAX_OPSET} "
                    f"(default: {DEFAULTS['opset']}, legacy exporter; TensorRT 8.5 / JetPack 5 engines need "

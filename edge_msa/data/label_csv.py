@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import InputError, not_found, warn
+from ..errors import InputError, not_found, plural, warn
 from ..labels import check_label_range
 from ..spec import ABSENT, FeatureSpec
 from ..splits import SPLITS
@@ -101,7 +101,7 @@ def _warn_repeated_ids(ids: list[str], modes: list[str], path: Path) -> None:
     repeated = [sample for sample, n in rows_of.items() if n > 1]
     if repeated:
         across = sum(len(splits_of[sample]) > 1 for sample in repeated)
-        warn(f"{path}: {len(repeated)} id(s) on more than one row (first: '{repeated[0]}'), {across} of them "
+        warn(f"{path}: {plural(len(repeated), 'id')} on more than one row (first: '{repeated[0]}'), {across} of them "
              "in more than one split; expected one row per clip (a repeat is trained on twice, and one in two "
              "splits scores the model on rows it trained on)")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..digest import file_sha256
-from ..errors import InputError, warn
+from ..errors import InputError, plural, warn
 from ..splits import SPLITS
 from .base import Column, DatasetSplits, FeatureSet
 
@@ -66,7 +66,7 @@ def recorded_file(record: dict[str, Any] | None) -> Path | None:
         default = default_mosi_path()
     except InputError:
         return None
-    return default if _same_bytes(record, default) else None
+    return default if _compared_sha256(record, default) == record["sha256"] else None
 
 
 def rebuild_splits(record: dict[str, Any] | None, data: str | os.PathLike | None = None,
@@ -84,10 +84,11 @@ def rebuild_splits(record: dict[str, Any] | None, data: str | os.PathLike | None
     recorded = record.get("path")
     path = _data_path(record, data)
     same_file = recorded is not None and Path(recorded).resolve() == path.resolve()
-    fmt = record.get("format") if same_file or _same_bytes(record, path) else None
+    sha256 = None if same_file else _compared_sha256(record, path)  # passed on, so load_dataset need not hash it
+    fmt = record.get("format") if same_file or (sha256 and sha256 == record["sha256"]) else None
     splits = load_dataset(path, fmt=fmt, seed=int(record.get("seed", 0)),
                           progress=progress, text_encoder=text_encoder, cv_fold=recorded_fold(record),
-                          featurize=featurize)
+                          featurize=featurize, sha256=sha256)
     if not (record.get("sha256") or record.get("splits")):  # none, or a path and seed alone: nothing to check against
         warn(f"no data lineage recorded with the model; reading {path} with seed {int(record.get('seed', 0))}, which "
              "may not be the file or the carve the model was trained on")
@@ -104,16 +105,18 @@ def rebuild_splits(record: dict[str, Any] | None, data: str | os.PathLike | None
         changed = [n for n in SPLITS if n in record.get("splits", {})
                    and split_record(getattr(splits, n))["ids_sha256"] != record["splits"][n]["ids_sha256"]]
         if changed:
-            warn(f"{path}: the {', '.join(changed)} split(s) hold other rows than the model's record "
-                 "(a reader or seed changed); scores are not comparable")
+            warn(f"{path}: {plural(len(changed), 'split')} ({', '.join(changed)}) with other rows than the model's "
+                 "record (a reader or seed changed); scores are not comparable")
     return splits
 
 
-def _same_bytes(record: dict[str, Any], path: Path) -> bool:
-    """Whether `path` holds the recorded file's bytes (moved, copied, another checkout): it is then read in the
-    recorded format. Detected from its new name instead, it had another reader or none: a file trained with
-    `train --data-format` was refused by eval, bench, export and compress, which have no such flag."""
-    return bool(record.get("sha256")) and path.exists() and file_sha256(path) == record["sha256"]
+def _compared_sha256(record: dict[str, Any], path: Path) -> str | None:
+    """`path`'s sha256 where `record` holds one to compare it with (else None, the file unread). A file at another
+    path with the recorded bytes (moved, copied, another checkout) is read in the recorded format: detected from its
+    new name instead, it had another reader or none (a file trained with `train --data-format` was refused by eval,
+    bench, export and compress, which have no such flag). The digest is returned, not only compared, for
+    rebuild_splits to pass on to load_dataset, which read the file once more to hash it: a file of GBs (MOSEI's)."""
+    return file_sha256(path) if record.get("sha256") and path.exists() else None
 
 
 def _data_path(record: dict[str, Any], data: str | os.PathLike | None) -> Path:

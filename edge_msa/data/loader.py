@@ -89,7 +89,7 @@ def existing_dataset(path: str | os.PathLike) -> Path:
 
 def load_dataset(path: str | os.PathLike, fmt: str | None = None, seed: int = 0, progress: bool = True,
                  text_encoder: TextFrontEnd | None = None, cv_fold: tuple[int, int] | None = None,
-                 featurize: Sequence[str] = SPLITS) -> DatasetSplits:
+                 featurize: Sequence[str] = SPLITS, sha256: str | None = None) -> DatasetSplits:
     """Read a public MSA dataset into train/valid/test FeatureSets with the FeatureSpec describing them.
 
     `fmt` is one of FORMATS (None = detect from the name/content). Text goes through the one text
@@ -99,7 +99,8 @@ def load_dataset(path: str | os.PathLike, fmt: str | None = None, seed: int = 0,
     test rows are dropped). `featurize`: the splits whose text is embedded (eval scores one; every row is still read,
     for the splits' ids and the file's sha256); the others hold no text, and `DatasetSplits.split` refuses them. A fold
     embeds every split, as it re-splits train + valid. `info` records path, format, seed, the fold, the file's sha256
-    (see `lineage`) and "featurized".
+    (see `lineage`) and "featurized". `sha256`: the file's, where the caller has hashed it already (rebuild_splits
+    compares it with a model's record first), so that a large file is not read once more for it.
     """
     path = existing_dataset(path)
     # in any case, as train's --data-format reads it (fmt="MISA" was an unknown dataset format)
@@ -111,5 +112,5 @@ def load_dataset(path: str | os.PathLike, fmt: str | None = None, seed: int = 0,
     if cv_fold is not None:
         splits = cross_validation_fold(splits, *cv_fold, seed=seed)
     splits.info = {**splits.info, "path": str(path.resolve()), "format": fmt, "seed": int(seed),
-                   "sha256": file_sha256(path), "featurized": list(featurize)}
+                   "sha256": sha256 or file_sha256(path), "featurized": list(featurize)}
     return splits

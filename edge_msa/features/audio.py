@@ -149,8 +149,8 @@ class AudioFrontEnd:
     def extract(self, samples: np.ndarray, rate: int, source: str = "audio") -> np.ndarray:
         """Features of an in-memory signal: (T,) mono or (T, channels) samples at `rate` Hz."""
         x = np.asarray(samples, dtype=np.float32)
-        if x.ndim not in (1, 2):
-            raise InputError(f"{source}: samples have shape {x.shape}; expected (T,) or (T, channels)")
+        if x.ndim not in (1, 2) or (x.ndim == 2 and x.shape[1] == 0):  # (T, 0): no channel, a mix-down of NaN
+            raise InputError(f"{source}: samples have shape {x.shape}; expected (T,) or (T, channels), channels >= 1")
         check_finite(f"{source}: audio samples", x, ("sample", "channel")[:x.ndim])  # counted before the mix-down
         if x.ndim == 2:
             x = x.mean(axis=1)  # (T,) mono

@@ -2,14 +2,13 @@
 per-part export all rely on it."""
 from __future__ import annotations
 
-from numbers import Real
 from typing import Any, ClassVar, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import InputError, given
+from ..errors import check_range
 from ..spec import MODALITIES, FeatureSpec
 from .export_config import ExportConfig, SingleGraphConfig
 
@@ -23,11 +22,10 @@ def check_probabilities(values: Mapping[str, Any]) -> None:
     in every training batch (its encoder never trained) and one below 0 never hid it, both silently; a dropout (each
     nn.Dropout's and the attention's rate) or av_input_dropout of 1 zeroed every activation or audio/video input, a
     model that learns nothing (nn.Dropout and the attention take it; nn.Dropout refuses only p outside [0, 1], in
-    torch's words through the registry's "bad options" line)."""
-    for name, value in values.items():
-        number = isinstance(value, Real) and not isinstance(value, bool)
-        if not (number and 0 <= value < 1):  # negated so that NaN fails too
-            raise InputError(f"{given(name, value)}; expected a probability in [0, 1)")
+    torch's words through the registry's "bad options" line). check_range's rule and wording, as every other knob's
+    (its own said "a probability in [0, 1)", a range check_range could not say before exclusive_top); kept as the one
+    place for the arguments and this why, which four constructors share."""
+    check_range(values, 0, strict=False, top=1, exclusive_top=True, why="a probability")
 
 
 class MSAModel(nn.Module):

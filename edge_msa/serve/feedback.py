@@ -112,7 +112,9 @@ def export_label_csv(log: str | os.PathLike, out: str | os.PathLike, valid: floa
     if not path.is_file():
         raise InputError(f"feedback log '{path}' does not exist; expected the SQLite file that "
                          "`edge-msa serve --feedback FILE` writes")
-    check_range({"valid": valid, "test": test}, 0, strict=False)  # each a number (a string was a bare TypeError)
+    # each a number (a string was a bare TypeError) in [0, 1), told with its top (it said only ">= 0")
+    check_range({"valid": valid, "test": test}, 0, strict=False, top=1, exclusive_top=True,
+                why="a fraction of the rows, with valid + test < 1")
     if valid + test >= 1:
         raise InputError(f"{given('valid', valid)} and {given('test', test)}; expected each >= 0 with a sum below 1")
     rows = _latest_rows(path)
