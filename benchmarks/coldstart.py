@@ -8,7 +8,6 @@ a fresh process; so does this measurement. Only the standard library at the top:
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -25,7 +24,9 @@ RUNS = 3  # fresh processes per bundle, their median reported: about a second ea
 TIMEOUT_S = 300.0  # per process: a frozen encoder's MiniLM session on a slow board takes seconds, not minutes
 FIGURES = ("cold_start_ms", "load_ms", "cold_start_rss_mb")
 # The child's first line starts its clock; everything after it is charged: imports, load, text front end.
-CHILD = ("import time; started = time.perf_counter()\n"
+# The parent's edge_msa goes first on the child's path (its folder, the first argument): `python -c` puts the working
+# directory first, so a checkout's edge_msa/ source folder (no benchmarks/ in it) shadowed an installed package.
+CHILD = ("import sys, time; started = time.perf_counter(); sys.path.insert(0, sys.argv.pop(1))\n"
          "from edge_msa.benchmarks.coldstart import child; child(started)\n")
 
 
@@ -77,12 +78,10 @@ def measure_cold_start(bundle: Path, backend: str | None, threads: int | None, r
 
 def _run_child(bundle: Path, backend: str | None, threads: int | None, timeout_s: float) -> dict[str, Any]:
     """One fresh process (this interpreter, this environment, the same edge_msa first on its path) on `bundle`."""
-    env = dict(os.environ)
     source = str(Path(edge_msa.__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (source, env.get("PYTHONPATH")) if p)
-    argv = [sys.executable, "-c", CHILD, str(bundle), backend or "", str(threads or "")]
+    argv = [sys.executable, "-c", CHILD, source, str(bundle), backend or "", str(threads or "")]
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, env=env)
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired:
         raise ColdStartFailed(f"a fresh process loading it gave no answer within {timeout_s:g} s") from None
     lines = done.stdout.strip().splitlines()

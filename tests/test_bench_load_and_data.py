@@ -44,7 +44,8 @@ def test_a_fresh_process_that_fails_fails_its_bundles_rows_in_one_line(tmp_path,
     the other bundles are measured."""
     import edge_msa.benchmarks.coldstart as coldstart
 
-    monkeypatch.setattr(coldstart, "CHILD", "import sys\nif sys.argv[1].endswith('teacher'):\n"
+    # argv[1] is the benchmark's edge_msa folder, argv[2] the bundle
+    monkeypatch.setattr(coldstart, "CHILD", "import sys\nif sys.argv[2].endswith('teacher'):\n"
                         "    sys.exit('cannot map the model: out of memory')\n"
                         "print('{\"cold_start_ms\": 3, \"load_ms\": 2, \"cold_start_rss_mb\": 90}')\n")
     loaded = []
@@ -190,3 +191,17 @@ def test_a_failed_rows_status_keeps_every_line_of_its_error():
         "RuntimeError: invalid dimensions index: 1 Got: 5 Expected: 3"
     assert failure_text(InputError("bad\nbundle")) == "bad bundle"
     assert failure_text(ValueError()) == "ValueError:"
+
+
+def test_a_fresh_process_imports_the_benchmarks_edge_msa_not_one_in_the_working_directory(media_bundle, tmp_path,
+                                                                                          monkeypatch):
+    """`python -c` puts the working directory first on its path: run from a checkout beside a non-editable install
+    (CI's device venv), the checkout's edge_msa/ (no benchmarks/ in it) was imported and every row failed."""
+    import edge_msa.benchmarks.coldstart as coldstart
+
+    decoy = tmp_path / "edge_msa"
+    decoy.mkdir()
+    (decoy / "__init__.py").write_text("raise ImportError('the working directory edge_msa was imported')\n")
+    monkeypatch.chdir(tmp_path)
+    figures = coldstart.measure_cold_start(media_bundle, None, 1, runs=1)
+    assert figures["cold_start_ms"] > figures["load_ms"] > 0
