@@ -18,7 +18,7 @@ from typing import Any, Callable
 import edge_msa
 from edge_msa.errors import EdgeMSAError, one_line
 
-from .memory import MB, rusage_peak_bytes
+from .memory import own_peak_rss_mb
 
 RUNS = 3  # fresh processes per bundle, their median reported: about a second each for a small bundle
 TIMEOUT_S = 300.0  # per process: a frozen encoder's MiniLM session on a slow board takes seconds, not minutes
@@ -73,7 +73,7 @@ def measure_cold_start(bundle: Path, backend: str | None, threads: int | None, r
     (cold_start_runs). Raises ColdStartFailed with one line where a process fails or runs past `timeout_s`."""
     results = [_run_child(bundle, backend, threads, timeout_s) for _ in range(runs)]
     medians = {k: None if None in (got := [r[k] for r in results]) else statistics.median(got) for k in FIGURES}
-    return {**medians, "cold_start_runs": runs}  # None: a figure this system cannot give (no getrusage: Windows)
+    return {**medians, "cold_start_runs": runs}  # None: a figure this system cannot give (no /proc)
 
 
 def _run_child(bundle: Path, backend: str | None, threads: int | None, timeout_s: float) -> dict[str, Any]:
@@ -109,9 +109,8 @@ def child(started: float) -> None:
     except Exception as exc:
         print(json.dumps({"error": failure_text(exc)}))
         return
-    peak = rusage_peak_bytes()
     print(json.dumps({"cold_start_ms": (ready - started) * 1e3, "load_ms": (ready - imported) * 1e3,
-                      "cold_start_rss_mb": None if peak is None else peak / MB}))
+                      "cold_start_rss_mb": own_peak_rss_mb()}))
 
 
 def runtime_modules(backend: str | None) -> tuple[str, ...]:

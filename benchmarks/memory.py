@@ -1,5 +1,5 @@
 """Resident memory: the benchmark process's peak per bundle (Linux VmHWM, reset through /proc/self/clear_refs), and
-a fresh cold-start process's whole peak (getrusage: `rusage_peak_bytes`).
+a fresh cold-start process's whole peak (`own_peak_rss_mb`).
 
 Every figure is in MB of 10^6 bytes, the unit of the report's "bundle MB", so one table never mixes MB and MiB:
 /proc's "kB" are KiB (1024 bytes), and dividing them by 1024 gave MiB, numbers 4.6 % below the MB they were called."""
@@ -41,19 +41,19 @@ def _status_mb(field: str) -> float | None:
 
 def peak_rss_mb() -> float | None:
     """Peak RSS in MB since the last reset (VmHWM), else the process peak from getrusage; None if unknown."""
-    peak = _status_mb("VmHWM")
+    peak = own_peak_rss_mb()
     if peak is not None:
         return peak
-    peak_bytes = rusage_peak_bytes()
-    return None if peak_bytes is None else peak_bytes / MB
-
-
-def rusage_peak_bytes() -> int | None:
-    """The process's peak resident memory in bytes from getrusage (ru_maxrss: KiB on Linux, bytes on macOS); None
-    where there is none (Windows). Never reset: the peak of the whole process, as a fresh cold-start process wants."""
     try:
         import resource
     except ImportError:  # Windows
         return None
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # bytes on macOS, KiB on Linux
+    return (peak if sys.platform == "darwin" else peak * 1024) / MB
+
+
+def own_peak_rss_mb() -> float | None:
+    """This process's peak RSS in MB from /proc (VmHWM, its own memory's high-water mark), None without /proc. The
+    figure of a fresh cold-start process: getrusage's ru_maxrss carries the parent's peak across fork and exec on
+    Linux, so every cold-start process of the main job, launched from the pipeline that had trained, read 3.7 GB."""
+    return _status_mb("VmHWM")

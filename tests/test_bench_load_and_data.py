@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import make_featureset
@@ -74,7 +75,8 @@ def test_a_fresh_process_past_its_time_is_one_line(tmp_path, monkeypatch):
 
 
 def test_a_figure_a_fresh_process_cannot_give_is_none_not_a_failure(tmp_path, monkeypatch):
-    """Without getrusage (Windows) a process has no peak RSS to report: the median of None was a TypeError."""
+    """Without /proc (macOS, Windows) a process has no peak RSS of its own to report: the median of None was a
+    TypeError."""
     import edge_msa.benchmarks.coldstart as coldstart
 
     figures = '{"cold_start_ms": 3, "load_ms": 2, "cold_start_rss_mb": null}'
@@ -205,3 +207,17 @@ def test_a_fresh_process_imports_the_benchmarks_edge_msa_not_one_in_the_working_
     monkeypatch.chdir(tmp_path)
     figures = coldstart.measure_cold_start(media_bundle, None, 1, runs=1)
     assert figures["cold_start_ms"] > figures["load_ms"] > 0
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="a process's own peak RSS is read from /proc")
+def test_a_fresh_processs_peak_rss_is_its_own_not_the_benchmarks(media_bundle):
+    """getrusage's ru_maxrss carries the parent's peak across fork and exec on Linux: every cold-start process of the
+    main job, launched from the pipeline that had trained, read 3.7 GB. The child's figure is its own (VmHWM)."""
+    import edge_msa.benchmarks.coldstart as coldstart
+    from edge_msa.benchmarks.memory import peak_rss_mb
+
+    ballast = np.ones(80_000_000 // 8)  # 80 MB touched: this process's peak well above a small bundle's process
+    parent = peak_rss_mb()
+    figures = coldstart.measure_cold_start(media_bundle, None, 1, runs=1)
+    assert figures["cold_start_rss_mb"] < parent - 40, (figures, parent)
+    del ballast
