@@ -221,3 +221,16 @@ def test_a_fresh_processs_peak_rss_is_its_own_not_the_benchmarks(media_bundle):
     figures = coldstart.measure_cold_start(media_bundle, None, 1, runs=1)
     assert figures["cold_start_rss_mb"] < parent - 40, (figures, parent)
     del ballast
+
+
+def test_a_fresh_processs_clock_charges_no_module_a_device_process_would_not_import(media_bundle):
+    """The cold-start process imports edge_msa.benchmarks.coldstart after its clock starts: at the module's top,
+    subprocess and statistics (with decimal, fractions, threading, selectors) were charged to every cold_start_ms,
+    26-50 ms of a ~360 ms cold start on this machine, modules a process serving the bundle never imports."""
+    script = (f"import sys, edge_msa\np = edge_msa.load({str(media_bundle)!r})\n"
+              "getattr(p, 'dataset_text_front_end', None) and p.dataset_text_front_end.load()\n"
+              "device = set(sys.modules)\nimport edge_msa.benchmarks.coldstart\n"
+              "print(' '.join(sorted(set(sys.modules) - device)))")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert {m for m in proc.stdout.split() if not m.startswith("edge_msa.benchmarks")} == set()
