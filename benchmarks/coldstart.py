@@ -24,9 +24,12 @@ RUNS = 3  # fresh processes per bundle, their median reported: about a second ea
 TIMEOUT_S = 300.0  # per process: a frozen encoder's MiniLM session on a slow board takes seconds, not minutes
 FIGURES = ("cold_start_ms", "load_ms", "cold_start_rss_mb")
 # The child's first line starts its clock; everything after it is charged: imports, load, text front end.
-# The parent's edge_msa goes first on the child's path (its folder, the first argument): `python -c` puts the working
-# directory first, so a checkout's edge_msa/ source folder (no benchmarks/ in it) shadowed an installed package.
-CHILD = ("import sys, time; started = time.perf_counter(); sys.path.insert(0, sys.argv.pop(1))\n"
+# `python -c` puts the working directory first on the path (''), which `edge-msa bench` has not: a checkout's
+# edge_msa/ source folder (no benchmarks/ in it) shadowed an installed package, a json.py there the standard
+# library's. The child drops it and puts the parent's edge_msa first (its folder, the first argument).
+CHILD = ("import sys, time; started = time.perf_counter()\n"
+         "if sys.path[:1] == ['']: del sys.path[0]\n"
+         "sys.path.insert(0, sys.argv.pop(1))\n"
          "from edge_msa.benchmarks.coldstart import child; child(started)\n")
 
 

@@ -234,3 +234,15 @@ def test_a_fresh_processs_clock_charges_no_module_a_device_process_would_not_imp
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert {m for m in proc.stdout.split() if not m.startswith("edge_msa.benchmarks")} == set()
+
+
+def test_a_fresh_process_imports_no_module_from_the_working_directory(media_bundle, tmp_path, monkeypatch):
+    """`python -c` puts the working directory first on its path, where `edge-msa bench` (a console script) has none:
+    a json.py there (or random.py, copy.py: a user's scripts beside their bundles) shadowed the standard library's
+    in the cold-start process alone, and every row failed while the benchmark itself ran."""
+    import edge_msa.benchmarks.coldstart as coldstart
+
+    (tmp_path / "json.py").write_text("raise ImportError('the working directory json.py was imported')\n")
+    monkeypatch.chdir(tmp_path)
+    figures = coldstart.measure_cold_start(media_bundle, None, 1, runs=1)
+    assert figures["cold_start_ms"] > figures["load_ms"] > 0
