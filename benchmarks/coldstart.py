@@ -98,8 +98,21 @@ def _run_child(bundle: Path, backend: str | None, threads: int | None, timeout_s
         result = {}
     if done.returncode == 0 and all(k in result for k in FIGURES):
         return result
+    if done.returncode < 0:  # killed before it could say why: its stderr's last line is no answer
+        raise ColdStartFailed(f"a fresh process loading it was killed by {_signal_name(-done.returncode)}")
     said = result.get("error") or next(iter(done.stderr.strip().splitlines()[-1:]), "")
     raise ColdStartFailed(said or f"the process exited with status {done.returncode} and said nothing")
+
+
+def _signal_name(number: int) -> str:
+    """A signal as a row names it: SIGKILL is most often the out-of-memory killer, a bundle too big for the board."""
+    import signal
+
+    try:
+        name = signal.Signals(number).name
+    except ValueError:  # a number this platform has no name for
+        return f"signal {number}"
+    return f"{name} (what the kernel's out-of-memory killer sends)" if name == "SIGKILL" else name
 
 
 def child(started: float) -> None:

@@ -246,3 +246,17 @@ def test_a_fresh_process_imports_no_module_from_the_working_directory(media_bund
     monkeypatch.chdir(tmp_path)
     figures = coldstart.measure_cold_start(media_bundle, None, 1, runs=1)
     assert figures["cold_start_ms"] > figures["load_ms"] > 0
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a process killed by a POSIX signal")
+def test_a_fresh_process_killed_by_a_signal_says_which(tmp_path, monkeypatch):
+    """A teacher bundle on a small board: the kernel's out-of-memory killer ends the cold-start process with SIGKILL,
+    before it can say anything; every row read "exited with status -9 and said nothing", or the last warning
+    onnxruntime had printed, as if that were why."""
+    import edge_msa.benchmarks.coldstart as coldstart
+
+    monkeypatch.setattr(coldstart, "CHILD", "import os, signal, sys\nprint('a warning', file=sys.stderr, flush=True)\n"
+                        "os.kill(os.getpid(), signal.SIGKILL)")
+    with pytest.raises(coldstart.ColdStartFailed, match=r"^a fresh process loading it was killed by SIGKILL \(what "
+                       r"the kernel's out-of-memory killer sends\)$"):
+        coldstart.measure_cold_start(tmp_path, None, None, runs=1)
