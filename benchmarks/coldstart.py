@@ -136,10 +136,10 @@ def child(started: float) -> None:
 def runtime_modules(backend: str | None) -> tuple[str, ...]:
     """What loading a bundle on `backend` (None: unknown) imports once per process: the runtime, its backend's
     module and library, and the text front end's libraries (tokenizers; onnxruntime for a frozen encoder, whatever
-    the backend)."""
+    the backend). TensorRT's cuda-python, whose module name depends on its version, is `import_runtime`'s."""
     from edge_msa.runtime.backend import BACKENDS
 
-    libraries = {"tensorrt": ("tensorrt", "cuda.bindings.runtime")}.get(backend or "", ())
+    libraries = {"tensorrt": ("tensorrt",)}.get(backend or "", ())
     module = (BACKENDS[backend].split(":")[0],) if backend in BACKENDS else ()
     return ("edge_msa.runtime.predictor", "tokenizers", "onnxruntime", *module, *libraries)
 
@@ -160,6 +160,12 @@ def import_runtime(bundle: Path, backend: str | None) -> None:
         try:
             importlib.import_module(name)
         except ImportError:
+            pass
+    if backend == "tensorrt":  # cuda.bindings.runtime, or cuda.cudart before cuda-python 12.6 (JetPack's): its choice
+        from edge_msa.runtime.tensorrt_backend import cuda_runtime
+        try:
+            cuda_runtime()
+        except EdgeMSAError:
             pass
 
 

@@ -260,3 +260,21 @@ def test_a_fresh_process_killed_by_a_signal_says_which(tmp_path, monkeypatch):
     with pytest.raises(coldstart.ColdStartFailed, match=r"^a fresh process loading it was killed by SIGKILL \(what "
                        r"the kernel's out-of-memory killer sends\)$"):
         coldstart.measure_cold_start(tmp_path, None, None, runs=1)
+
+
+def test_the_runtimes_imports_include_cuda_python_under_its_older_name(tmp_path):
+    """cuda-python before 12.6 (JetPack's) has its runtime API as cuda.cudart, not cuda.bindings.runtime: the fresh
+    process imported only the newer name, which failed quietly, so a Jetson's TensorRT bundle paid cuda-python's
+    import in its load_ms. The runtime's own choice (tensorrt_backend.cuda_runtime) is imported before the clock."""
+    fakes = tmp_path / "fakes"
+    for module in ("tensorrt/__init__.py", "cuda/__init__.py", "cuda/cudart.py"):  # cuda-python 12.2: no bindings
+        (fakes / module).parent.mkdir(parents=True, exist_ok=True)
+        (fakes / module).write_text("")
+    script = ("import json, sys\nfrom pathlib import Path\nsys.path.insert(0, sys.argv[1])\n"
+              "from edge_msa.benchmarks.coldstart import import_runtime\n"
+              "from edge_msa.runtime.tensorrt_backend import cuda_runtime\n"
+              "import_runtime(Path(sys.argv[1], 'bundle'), 'tensorrt')\nbefore = set(sys.modules)\n"
+              "cuda_runtime()\nprint(json.dumps(sorted(set(sys.modules) - before)))\n")
+    done = subprocess.run([sys.executable, "-c", script, str(fakes)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1]) == []
