@@ -33,7 +33,6 @@ CHILD = ("import sys, time; started = time.perf_counter()\n"
          "from edge_msa.benchmarks.coldstart import child; child(started)\n")
 
 
-
 class ColdStartFailed(EdgeMSAError):
     """A fresh process that could not open its bundle, or ran past its time: its one line goes into the rows."""
 
