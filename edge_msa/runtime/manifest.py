@@ -154,12 +154,7 @@ def _check_records(files: dict[str, Any]) -> None:
 def record_files(bundle: Path) -> dict[str, dict[str, Any]]:
     """The sha256 and size of every file in `bundle` but the manifest, by relative name. Why: a bundle travels
     (scp, SD cards, OTA) and a flipped byte in a graph's weights loads and answers other scores without a word."""
-    return {name: _record(p) for name, p in _on_disk(bundle).items()}
-
-
-def _record(path: Path) -> dict[str, Any]:
-    """One file's {"sha256", "bytes"}."""
-    return {"sha256": file_sha256(path), "bytes": path.stat().st_size}
+    return {name: {"sha256": file_sha256(p), "bytes": p.stat().st_size} for name, p in _on_disk(bundle).items()}
 
 
 def _on_disk(bundle: Path) -> dict[str, Path]:
@@ -186,7 +181,7 @@ def check_files(bundle: Path, manifest: Manifest, list_extra: bool = True) -> Fi
         path = check_readable(bundle / name)
         if not path.is_file():
             missing.append(name)
-        elif path.stat().st_size != record["bytes"] or _record(path)["sha256"] != record["sha256"]:
+        elif path.stat().st_size != record["bytes"] or file_sha256(path) != record["sha256"]:
             differ.append(name)
     extra = [name for name in _on_disk(bundle) if name not in manifest.files] if list_extra and manifest.files else []
     return FileCheck(differ, missing, extra)
